@@ -1,0 +1,177 @@
+"""The study's tables and FROC plot: formatting and file assembly only (no training or metric logic).
+
+Table I: one row per head (global, local, fusion), columns accuracy, AUC, TPR, TNR.
+Table II: one row per training saliency method, one column per test-time method, cells ``TPR@FPPI`` such as
+``0.69@1.55``. A test run writes its own row with :func:`write_table2_row` to ``RUN_DIR/table2_row.csv``;
+``wsod report RUN_DIR...`` (:func:`main`) merges the rows of several runs into the full matrix.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+from jsonargparse import ArgumentParser
+from torch import Tensor
+
+METHOD_ORDER: tuple[str, ...] = ("cam", "gradcam", "gradcampp", "xgradcam", "layercam")
+TABLE1_COLUMNS: tuple[tuple[str, str], ...] = (("accuracy", "accuracy"), ("auc", "AUC"), ("tpr", "TPR"), ("tnr", "TNR"))
+TABLE2_ROW_FILE = "table2_row.csv"
+MISSING = "n/a"
+
+
+def format_cell(tpr: float, fppi: float) -> str:
+    """The study's ``TPR@FPPI`` cell, two decimals each (``0.69@1.55``); ``n/a`` when the TPR is undefined."""
+    if tpr is None or math.isnan(tpr) or fppi is None or math.isnan(fppi):
+        return MISSING
+    return f"{tpr:.2f}@{fppi:.2f}"
+
+
+def _markdown(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _csv(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def table1(rows: dict[str, dict[str, float]]) -> tuple[str, str]:
+    """Table I ``(markdown, csv)`` from ``{head: {"accuracy", "auc", "tpr", "tnr": value in [0, 1]}}``.
+
+    Markdown shows three decimals (``n/a`` for NaN or a missing value); the CSV keeps full float precision
+    (``repr``) so it parses back to the same numbers, with ``nan`` for undefined values.
+    """
+    header = ["head"] + [title for _, title in TABLE1_COLUMNS]
+    md_rows, csv_rows = [], []
+    for head, values in rows.items():
+        numbers = [float(values.get(key, math.nan)) for key, _ in TABLE1_COLUMNS]
+        md_rows.append([head] + [MISSING if math.isnan(v) else f"{v:.3f}" for v in numbers])
+        csv_rows.append([head] + [repr(v) for v in numbers])
+    return _markdown(header, md_rows), _csv(["head"] + [key for key, _ in TABLE1_COLUMNS], csv_rows)
+
+
+def _ordered_methods(columns: Sequence[str]) -> list[str]:
+    """Canonical method order first (cam, gradcam, gradcampp, xgradcam, layercam), then others as first seen."""
+    seen = list(dict.fromkeys(columns))
+    return [m for m in METHOD_ORDER if m in seen] + [m for m in seen if m not in METHOD_ORDER]
+
+
+def table2(rows: dict[str, dict[str, str]]) -> tuple[str, str]:
+    """Table II ``(markdown, csv)`` from ``{train_method: {test_method: "0.69@1.55"}}``.
+
+    Rows and columns follow the canonical method order; a missing cell is ``n/a`` in Markdown and empty in CSV.
+    The CSV header is ``train_method,<test methods...>``, the format of ``table2_row.csv``.
+    """
+    methods = _ordered_methods([m for cells in rows.values() for m in cells])
+    train_methods = _ordered_methods(list(rows))
+    md_rows = [[t] + [rows[t].get(m) or MISSING for m in methods] for t in train_methods]
+    csv_rows = [[t] + [rows[t].get(m, "") for m in methods] for t in train_methods]
+    return _markdown(["train \\ test", *methods], md_rows), _csv(["train_method", *methods], csv_rows)
+
+
+def write_table2_row(path: Path, train_method: str, cells: dict[str, str]) -> None:
+    """Write one run's Table II row to ``path`` (normally ``RUN_DIR/table2_row.csv``).
+
+    Format: a header ``train_method,<test methods in canonical order>`` and one row ``<train method>,<cells>``.
+    """
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(table2({train_method: cells})[1])
+
+
+def _read_rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as handle:
+        reader = csv.DictReader(handle)
+        if reader.fieldnames is None or "train_method" not in reader.fieldnames:
+            raise ValueError(f"{path}: expected a header starting with 'train_method', found {reader.fieldnames}")
+        return list(reader)
+
+
+def collect_table2(run_dirs: Sequence[str | Path]) -> tuple[str, str]:
+    """Merge the ``table2_row.csv`` of several test runs into one Table II ``(markdown, csv)``.
+
+    Runs with the same training method merge their columns; two different values for one cell are an error,
+    as is a run directory without ``table2_row.csv``.
+    """
+    if not run_dirs:
+        raise ValueError("collect_table2: expected at least one run directory, found none")
+    matrix: dict[str, dict[str, str]] = {}
+    origin: dict[tuple[str, str], Path] = {}
+    for run_dir in map(Path, run_dirs):
+        path = run_dir / TABLE2_ROW_FILE
+        if not path.is_file():
+            raise ValueError(f"{run_dir}: expected {TABLE2_ROW_FILE} (written by `wsod test`), found none")
+        for line, row in enumerate(_read_rows(path), start=2):
+            train = row.pop("train_method") or ""
+            if not train:
+                raise ValueError(f"{path}, row {line}: expected a training method name, found an empty cell")
+            for method, cell in row.items():
+                if not cell:
+                    continue
+                previous = matrix.setdefault(train, {}).get(method)
+                if previous is not None and previous != cell:
+                    raise ValueError(
+                        f"{path}, row {line}: cell ({train}, {method}) is {cell}, "
+                        f"but {origin[(train, method)]} already gave {previous}"
+                    )
+                matrix[train][method] = cell
+                origin[(train, method)] = path
+    return table2(matrix)
+
+
+def plot_froc(
+    curves: dict[str, tuple[Tensor, Tensor]], path: str | Path, title: str = "", max_fppi: float = 4.0
+) -> None:
+    """Draw every method's FROC curve ``{name: (fppi (T,), tpr (T,))}`` as steps in one PNG at ``path``.
+
+    Uses the Agg canvas directly (no display, no global backend switch). Curves with an undefined TPR (NaN)
+    are listed in the legend as ``n/a``.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(6, 4.5), dpi=120)
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    for name, (fppi, tpr) in curves.items():
+        x, y = fppi.detach().float().cpu().tolist(), tpr.detach().float().cpu().tolist()
+        if not y or any(math.isnan(v) for v in y):
+            axes.plot([], [], label=f"{name} (n/a: no ground truth)")
+            continue
+        x, y = x + [max(max_fppi, x[-1])], y + [y[-1]]  # extend the last step to the right edge
+        axes.step(x, y, where="post", label=name)
+    axes.set_xlim(0, max_fppi)
+    axes.set_ylim(0, 1.0)
+    axes.set_xlabel("false positives per image")
+    axes.set_ylabel("true positive rate")
+    axes.grid(alpha=0.3)
+    if title:
+        axes.set_title(title)
+    if curves:
+        axes.legend(loc="lower right")
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(str(path))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``wsod report RUN_DIR... [--output DIR]``: print the merged Table II; with ``--output`` write
+    ``table2.md`` and ``table2.csv`` there."""
+    parser = ArgumentParser(prog="wsod report", description="Merge the Table II rows of several test runs.")
+    parser.add_argument("run_dirs", nargs="+", type=str, help="test run directories holding table2_row.csv")
+    parser.add_argument("--output", type=str | None, default=None, help="directory for table2.md and table2.csv")
+    args = parser.parse_args(argv)
+    markdown, csv_text = collect_table2(args.run_dirs)
+    print(markdown, end="")
+    if args.output is not None:
+        output = Path(args.output)
+        output.mkdir(parents=True, exist_ok=True)
+        (output / "table2.md").write_text(markdown)
+        (output / "table2.csv").write_text(csv_text)
