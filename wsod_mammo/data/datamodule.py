@@ -1,0 +1,328 @@
+"""VinDrMammoDataModule: the VinDr-Mammo index, the cache or the DICOMs, augmentation, and batching.
+
+Every dataset yields the sample dict of DESIGN.md: ``image (1, H, W)`` float32 standardized per image,
+``label (C,)`` float32 multi-hot, ``boxes (M, 4)`` float32 xyxy in the input frame, ``box_labels (M,)``
+int64, ``image_id`` str and ``meta`` (``study_id``, ``laterality``, ``view``, ``path``, ``split``,
+``geometry``: the plain dict that ``geometry.boxes_to_original`` inverts, and ``error`` for predict
+samples that could not be read). ``collate_samples`` keeps boxes per image.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, get_worker_info
+
+from wsod_mammo.data.dicom import DicomError
+from wsod_mammo.data.geometry import Geometry, boxes_to_input, clip_boxes
+from wsod_mammo.data.prepare import load_input_image, load_manifest, read_cached
+from wsod_mammo.data.transforms import AugmentationConfig, BoxTransform
+from wsod_mammo.data.vindr import FINDING_CSV, ImageRecord, Selection, load_records, select_records, split_train_val
+
+log = logging.getLogger(__name__)
+DICOM_SUFFIXES = (".dcm", ".dicom")
+Missing = Literal["error", "skip"]
+
+
+def collate_samples(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """Stack images ``(N, 1, H, W)`` and labels ``(N, C)``; keep boxes, box labels, ids and meta as lists."""
+    return {
+        "image": torch.stack([s["image"] for s in samples]),
+        "label": torch.stack([s["label"] for s in samples]),
+        "boxes": [s["boxes"] for s in samples],
+        "box_labels": [s["box_labels"] for s in samples],
+        "image_id": [s["image_id"] for s in samples],
+        "meta": [s["meta"] for s in samples],
+    }
+
+
+class VinDrDataset(Dataset):
+    """Selected VinDr records -> samples, from the prepared cache where it has the image, else the DICOM."""
+
+    def __init__(
+        self,
+        records: Sequence[ImageRecord],
+        classes: Sequence[str],
+        transform: BoxTransform,
+        crop_breast: bool = True,
+        cache: tuple[Path, dict[str, Any]] | None = None,
+        missing: Missing = "error",
+    ):
+        self.records, self.classes, self.transform = list(records), list(classes), transform
+        self.crop_breast, self.cache, self.missing = crop_breast, cache, missing
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def _load(self, record: ImageRecord) -> tuple[np.ndarray, Geometry]:
+        if self.cache is not None and record.image_id in self.cache[1]["images"]:
+            entry = self.cache[1]["images"][record.image_id]
+            return read_cached(self.cache[0] / entry["file"]), Geometry.from_dict(entry["geometry"])
+        image, geometry, _ = load_input_image(
+            record.path, record.laterality, self.transform.input_size, self.crop_breast
+        )
+        return image, geometry
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        for attempt in range(len(self.records)):
+            record = self.records[(index + attempt) % len(self.records)]
+            try:
+                image, geometry = self._load(record)
+                break
+            except (DicomError, OSError, ValueError) as err:
+                if self.missing == "error":
+                    raise
+                log.warning("missing=skip: skipping unreadable image %s (%s)", record.image_id, err)
+        else:
+            raise RuntimeError("missing=skip: no readable image left in the dataset")
+        boxes, box_labels = record.boxes(self.classes)
+        boxes = np.asarray(boxes_to_input(boxes, geometry), np.float32)  # (M, 4) input frame
+        boxes, keep = clip_boxes(boxes, geometry.out_height, geometry.out_width)
+        tensor, boxes_t, labels_t = self.transform(image, boxes, box_labels[keep])
+        meta = {
+            "study_id": record.study_id,
+            "series_id": record.series_id,
+            "laterality": record.laterality,
+            "view": record.view,
+            "split": record.split,
+            "path": str(record.path),
+            "geometry": geometry.to_dict(),
+        }
+        label = torch.from_numpy(record.label(self.classes))
+        return {"image": tensor, "label": label, "boxes": boxes_t, "box_labels": labels_t,
+                "image_id": record.image_id, "meta": meta}  # fmt: skip
+
+
+def expand_predict_paths(paths: Sequence[str]) -> list[Path]:
+    """DICOM files and folders (searched recursively for ``*.dcm``/``*.dicom``) -> sorted file list.
+
+    A path that does not exist is kept, so that its sample reports the problem instead of vanishing.
+    """
+    files: list[Path] = []
+    for entry in paths:
+        path = Path(entry)
+        if path.is_dir():
+            files += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in DICOM_SUFFIXES)
+        else:
+            files.append(path)
+    return files
+
+
+class PredictDataset(Dataset):
+    """DICOM files -> samples with zero labels and no boxes; an unreadable file gives an error sample.
+
+    Laterality comes from the ImageLaterality/Laterality tag, else from the image (``meta["laterality_source"]``).
+    """
+
+    def __init__(
+        self, paths: Sequence[str | Path], num_classes: int, transform: BoxTransform, crop_breast: bool = True
+    ):
+        self.paths, self.num_classes, self.transform, self.crop_breast = (
+            list(paths),
+            num_classes,
+            transform,
+            crop_breast,
+        )
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        path = Path(self.paths[index])
+        height, width = self.transform.input_size
+        meta: dict[str, Any] = {"study_id": path.parent.name, "view": "", "split": "predict", "path": str(path)}
+        try:
+            image, geometry, side = load_input_image(path, None, (height, width), self.crop_breast)
+            meta.update(laterality=side, error=None)
+        except Exception as err:  # any unreadable file must leave the other images' results intact
+            reason = str(err)
+            meta["error"] = reason if reason.startswith(str(path)) else f"{path}: {reason}"
+            image, geometry = (
+                np.zeros((height, width), np.float32),
+                Geometry(height, width, False, (0, 0, width, height), height, width),
+            )
+            meta["laterality"] = "L"
+        meta["geometry"] = geometry.to_dict()
+        tensor, boxes, labels = self.transform(image, np.zeros((0, 4), np.float32), np.zeros(0, np.int64))
+        return {"image": tensor, "label": torch.zeros(self.num_classes), "boxes": boxes, "box_labels": labels,
+                "image_id": path.stem, "meta": meta}  # fmt: skip
+
+
+def seed_worker(worker_id: int) -> None:
+    """Give each dataloader worker its own augmentation stream, derived from torch's seeded worker seed."""
+    info = get_worker_info()
+    transform = getattr(info.dataset, "transform", None) if info is not None else None
+    if isinstance(transform, BoxTransform):
+        transform.set_seed(int(info.seed % 2**32))
+
+
+class VinDrMammoDataModule(L.LightningDataModule):
+    """VinDr-Mammo (or a synthetic dataset in its layout) for GMIC training, evaluation and prediction.
+
+    Args:
+        data_root: VinDr-Mammo folder (``finding_annotations.csv``, ``images/<study>/<image>.dicom``).
+        cache_dir: a ``wsod prepare`` cache; used when its manifest exists (images it lacks are decoded).
+        classes: finding classes, one output each (default ``["Mass"]``).
+        selection: ``balanced`` (as many No Finding images as positives), ``all`` or ``paper``.
+        input_size: ``(H, W)`` of the model input.
+        crop_breast: crop to the breast before resizing.
+        val_fraction: fraction of training studies held out for validation (grouped by study).
+        seed: seed of negative sampling, the validation split, shuffling and augmentation.
+        augmentation: training augmentation (``enabled: false`` switches it off); default ``AugmentationConfig()``.
+        missing: ``error`` stops on a missing or unreadable image; ``skip`` logs and leaves it out.
+        predict_paths: DICOM files/folders for ``predict``; default: the test split.
+        synthesize_if_missing: write a synthetic dataset to ``data_root`` in ``prepare_data`` when it has no CSV.
+        synthetic_studies, synthetic_size: its number of studies and image ``(H, W)``.
+    """
+
+    def __init__(
+        self,
+        data_root: str,
+        cache_dir: str | None = None,
+        classes: list[str] | None = None,
+        selection: Selection = "balanced",
+        input_size: tuple[int, int] = (2944, 1920),
+        crop_breast: bool = True,
+        val_fraction: float = 0.1,
+        seed: int = 42,
+        batch_size: int = 6,
+        eval_batch_size: int | None = None,
+        num_workers: int = 4,
+        persistent_workers: bool = True,
+        pin_memory: bool = True,
+        augmentation: AugmentationConfig | None = None,
+        missing: Missing = "error",
+        predict_paths: list[str] | None = None,
+        synthesize_if_missing: bool = False,
+        synthetic_studies: int = 24,
+        synthetic_size: tuple[int, int] = (512, 320),
+    ):
+        super().__init__()
+        if missing not in ("error", "skip"):
+            raise ValueError(f"missing: expected 'error' or 'skip', got {missing!r}")
+        self.data_root, self.cache_dir = data_root, cache_dir
+        self.class_names = list(classes or ["Mass"])
+        self.selection, self.input_size, self.crop_breast = (
+            selection,
+            (int(input_size[0]), int(input_size[1])),
+            crop_breast,
+        )
+        self.val_fraction, self.seed, self.missing = val_fraction, seed, missing
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
+        self.num_workers, self.persistent_workers, self.pin_memory = num_workers, persistent_workers, pin_memory
+        self.augmentation = augmentation or AugmentationConfig()
+        self.predict_paths = predict_paths
+        self.synthesize_if_missing, self.synthetic_studies = synthesize_if_missing, synthetic_studies
+        self.synthetic_size = synthetic_size
+        self.datasets: dict[str, Dataset] = {}
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def prepare_data(self) -> None:
+        """Write the synthetic dataset when asked to and ``data_root`` has no VinDr CSV (rank 0 only)."""
+        if self.synthesize_if_missing and not (Path(self.data_root) / FINDING_CSV).is_file():
+            from wsod_mammo.data.synthetic import make_synthetic_dataset
+
+            log.info("data_root %s has no %s: writing a synthetic dataset there", self.data_root, FINDING_CSV)
+            height, width = self.synthetic_size
+            make_synthetic_dataset(self.data_root, self.synthetic_studies, height, width, seed=self.seed)
+
+    def _records(self) -> dict[str, list[ImageRecord]]:
+        root = Path(self.data_root)
+        if not (root / FINDING_CSV).is_file():
+            what = "does not exist" if not root.exists() else f"has no {FINDING_CSV}"
+            raise FileNotFoundError(
+                f"data_root: {root} {what}; expected a VinDr-Mammo folder ({FINDING_CSV}, images/<study>/<image>.dicom)"
+                " or set synthesize_if_missing: true to write a synthetic dataset there"
+            )
+        selected = select_records(load_records(root), self.class_names, self.selection, self.seed)
+        selected = self._drop_missing(selected)
+        train, val = split_train_val(selected, self.val_fraction, self.seed)
+        return {"train": train, "val": val, "test": [r for r in selected if r.split == "test"]}
+
+    def _cache(self) -> tuple[Path, dict[str, Any]] | None:
+        if self.cache_dir is None or (manifest := load_manifest(self.cache_dir)) is None:
+            return None
+        for option, wanted, found in (("input_size", list(self.input_size), manifest["input_size"]),
+                                      ("crop_breast", self.crop_breast, manifest["crop_breast"])):  # fmt: skip
+            if wanted != found:
+                raise ValueError(
+                    f"cache_dir: {self.cache_dir} was prepared with {option}={found}, the data has {wanted}"
+                )
+        return Path(self.cache_dir), manifest
+
+    def _drop_missing(self, records: list[ImageRecord]) -> list[ImageRecord]:
+        """Apply ``missing`` to images absent from disk or that ``wsod prepare`` could not read."""
+        cache = self._cache()
+        failed = cache[1]["errors"] if cache else {}
+        cached = cache[1]["images"] if cache else {}
+        bad = {}
+        for r in records:
+            if r.image_id in failed:
+                bad[r.image_id] = failed[r.image_id]
+            elif r.image_id not in cached and not r.path.is_file():
+                bad[r.image_id] = f"{r.path}: file not found"
+        if not bad:
+            return records
+        listing = "; ".join(sorted(bad.values())[:10]) + (" ..." if len(bad) > 10 else "")
+        if self.missing == "error":
+            raise FileNotFoundError(
+                f"{len(bad)} listed image(s) cannot be read (set missing: skip to leave them out): {listing}"
+            )
+        log.warning("missing=skip: leaving out %d unreadable image(s): %s", len(bad), listing)
+        return [r for r in records if r.image_id not in bad]
+
+    def setup(self, stage: str | None = None) -> None:
+        """Build the datasets of ``stage`` (``fit``, ``validate``, ``test``, ``predict`` or all)."""
+        cache = self._cache()
+        train_tf = BoxTransform(self.input_size, self.augmentation, train=True)
+        if self.augmentation.seed is None:
+            train_tf.set_seed(self.seed)
+        eval_tf = BoxTransform(self.input_size, self.augmentation, train=False)
+        if stage == "predict" and self.predict_paths:
+            files = expand_predict_paths(self.predict_paths)
+            self.datasets["predict"] = PredictDataset(files, self.num_classes, eval_tf, self.crop_breast)
+            return
+        splits = self._records()
+        args = {"classes": self.class_names, "crop_breast": self.crop_breast, "cache": cache, "missing": self.missing}
+        self.datasets["train"] = VinDrDataset(splits["train"], transform=train_tf, **args)
+        for name in ("val", "test"):
+            self.datasets[name] = VinDrDataset(splits[name], transform=eval_tf, **args)
+        self.datasets["predict"] = self.datasets["test"]
+
+    def _loader(self, name: str, shuffle: bool = False) -> DataLoader:
+        if name not in self.datasets:
+            raise RuntimeError(f"{name} dataloader requested before setup() built the {name} dataset")
+        workers = self.num_workers
+        return DataLoader(
+            self.datasets[name],
+            batch_size=self.batch_size if name == "train" else self.eval_batch_size,
+            shuffle=shuffle,
+            drop_last=False,
+            num_workers=workers,
+            persistent_workers=self.persistent_workers and workers > 0,
+            pin_memory=self.pin_memory and torch.cuda.is_available(),
+            collate_fn=collate_samples,
+            worker_init_fn=seed_worker,
+            generator=torch.Generator().manual_seed(self.seed),
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test")
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("predict")

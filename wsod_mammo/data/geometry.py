@@ -1,0 +1,163 @@
+"""The coordinate chain from DICOM pixels to the model's input frame, and its exact inverse.
+
+Forward, in this order: (1) flip right (``R``) images horizontally so every chest wall is on the left;
+(2) crop the breast region ``crop = (x0, y0, x1, y1)`` given in the flipped frame; (3) resize the crop to
+``(out_height, out_width)``. Boxes are ``(xmin, ymin, xmax, ymax)`` in continuous pixel-edge coordinates
+(pixel ``i`` spans ``[i, i + 1)``), which is what makes the box mapping exact for OpenCV's resize.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+Boxes = np.ndarray | torch.Tensor
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Everything needed to map between the original DICOM frame and the input frame of one image."""
+
+    orig_height: int
+    orig_width: int
+    flip: bool
+    crop: tuple[int, int, int, int]  # (x0, y0, x1, y1) in the flipped original frame, pixel edges
+    out_height: int
+    out_width: int
+
+    @property
+    def scale_x(self) -> float:
+        return self.out_width / (self.crop[2] - self.crop[0])
+
+    @property
+    def scale_y(self) -> float:
+        return self.out_height / (self.crop[3] - self.crop[1])
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain, JSON-able dict (with the scales, for readers) that ``from_dict`` turns back."""
+        out = asdict(self)
+        out["crop"] = list(self.crop)
+        out["scale_x"], out["scale_y"] = self.scale_x, self.scale_y
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Geometry:
+        return cls(
+            orig_height=int(data["orig_height"]),
+            orig_width=int(data["orig_width"]),
+            flip=bool(data["flip"]),
+            crop=tuple(int(v) for v in data["crop"]),  # type: ignore[arg-type]
+            out_height=int(data["out_height"]),
+            out_width=int(data["out_width"]),
+        )
+
+
+def breast_bbox(image: np.ndarray, margin: float = 0.02, threshold: float | None = None) -> tuple[int, int, int, int]:
+    """Bounding box ``(x0, y0, x1, y1)`` of the largest bright connected component, plus a margin.
+
+    ``image`` is ``(H, W)`` in [0, 1]. The component search runs on a copy about 256 pixels tall, so it
+    costs little at full resolution; a label or skin marker in a corner is smaller than the breast and
+    is ignored. ``threshold`` defaults to Otsu's on that copy (bounded below by 0.05); ``margin`` is a
+    fraction of the image size. An image with no bright pixel gives the whole image.
+    """
+    height, width = image.shape
+    step = max(1, height // 256)
+    small = np.ascontiguousarray(image[::step, ::step])
+    small8 = (np.clip(small, 0.0, 1.0) * 255).astype(np.uint8)
+    if threshold is None:
+        otsu, _ = cv2.threshold(small8, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+        level = max(otsu, 0.05 * 255)
+    else:
+        level = threshold * 255
+    mask = (small8 > level).astype(np.uint8)
+    count, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    if count <= 1:
+        return (0, 0, width, height)
+    largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    x, y, w, h = (int(v) for v in stats[largest, :4])
+    mx, my = int(round(margin * width)), int(round(margin * height))
+    x0, y0 = max(0, x * step - mx), max(0, y * step - my)
+    x1, y1 = min(width, (x + w) * step + mx), min(height, (y + h) * step + my)
+    return (x0, y0, x1, y1)
+
+
+def make_geometry(
+    image: np.ndarray, laterality: str, input_size: tuple[int, int], crop_breast: bool = True, margin: float = 0.02
+) -> Geometry:
+    """Geometry of one original ``(H, W)`` image: flip for ``R``, breast crop (optional), resize."""
+    height, width = image.shape
+    flip = laterality == "R"
+    crop = (0, 0, width, height)
+    if crop_breast:
+        x0, y0, x1, y1 = breast_bbox(image, margin)
+        crop = (width - x1, y0, width - x0, y1) if flip else (x0, y0, x1, y1)
+    return Geometry(height, width, flip, crop, int(input_size[0]), int(input_size[1]))
+
+
+def apply_to_image(image: np.ndarray, geometry: Geometry | dict[str, Any]) -> np.ndarray:
+    """Original ``(H, W)`` image -> ``(out_height, out_width)`` input-frame image, same dtype.
+
+    Downscaling uses area averaging (no aliasing of the fine calcification texture), upscaling bilinear.
+    """
+    geo = geometry if isinstance(geometry, Geometry) else Geometry.from_dict(geometry)
+    if image.shape != (geo.orig_height, geo.orig_width):
+        raise ValueError(
+            f"image: expected shape {(geo.orig_height, geo.orig_width)} from its geometry, got {image.shape}"
+        )
+    x0, y0, x1, y1 = geo.crop
+    view = image[:, ::-1] if geo.flip else image
+    view = view[y0:y1, x0:x1]
+    shrink = geo.out_width < view.shape[1] and geo.out_height < view.shape[0]
+    interpolation = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+    return cv2.resize(np.ascontiguousarray(view), (geo.out_width, geo.out_height), interpolation=interpolation)
+
+
+def _as_array(boxes: Boxes) -> tuple[np.ndarray, bool, Any]:
+    if isinstance(boxes, torch.Tensor):
+        return boxes.detach().cpu().double().numpy().reshape(-1, 4), True, boxes
+    return np.asarray(boxes, np.float64).reshape(-1, 4), False, boxes
+
+
+def _back(result: np.ndarray, is_torch: bool, original: Any) -> Boxes:
+    if is_torch:
+        return torch.as_tensor(result, dtype=original.dtype, device=original.device)
+    dtype = original.dtype if isinstance(original, np.ndarray) and original.dtype.kind == "f" else np.float32
+    return result.astype(dtype)
+
+
+def boxes_to_input(boxes: Boxes, geometry: Geometry | dict[str, Any]) -> Boxes:
+    """Boxes ``(M, 4)`` xyxy in original DICOM pixels -> the input frame (numpy or torch, same type out)."""
+    geo = geometry if isinstance(geometry, Geometry) else Geometry.from_dict(geometry)
+    array, is_torch, original = _as_array(boxes)
+    out = array.copy()
+    if geo.flip:
+        out[:, 0], out[:, 2] = geo.orig_width - array[:, 2], geo.orig_width - array[:, 0]
+    out[:, [0, 2]] = (out[:, [0, 2]] - geo.crop[0]) * geo.scale_x
+    out[:, [1, 3]] = (out[:, [1, 3]] - geo.crop[1]) * geo.scale_y
+    return _back(out, is_torch, original)
+
+
+def boxes_to_original(boxes: Boxes, geometry: Geometry | dict[str, Any]) -> Boxes:
+    """Boxes ``(M, 4)`` xyxy in the input frame -> original DICOM pixels; exact inverse of ``boxes_to_input``."""
+    geo = geometry if isinstance(geometry, Geometry) else Geometry.from_dict(geometry)
+    array, is_torch, original = _as_array(boxes)
+    out = array.copy()
+    out[:, [0, 2]] = out[:, [0, 2]] / geo.scale_x + geo.crop[0]
+    out[:, [1, 3]] = out[:, [1, 3]] / geo.scale_y + geo.crop[1]
+    if geo.flip:
+        x0, x1 = out[:, 0].copy(), out[:, 2].copy()
+        out[:, 0], out[:, 2] = geo.orig_width - x1, geo.orig_width - x0
+    return _back(out, is_torch, original)
+
+
+def clip_boxes(boxes: np.ndarray, height: int, width: int, min_size: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Clip ``(M, 4)`` boxes to an image; returns the clipped boxes and the mask of those kept."""
+    out = boxes.copy()
+    out[:, [0, 2]] = np.clip(out[:, [0, 2]], 0, width)
+    out[:, [1, 3]] = np.clip(out[:, [1, 3]], 0, height)
+    keep = ((out[:, 2] - out[:, 0]) >= min_size) & ((out[:, 3] - out[:, 1]) >= min_size)
+    return out[keep], keep

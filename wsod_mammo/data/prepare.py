@@ -1,0 +1,181 @@
+"""`wsod prepare`: decode the selected DICOMs once into a cache of 16-bit images plus a manifest.
+
+Each image is flipped, breast-cropped and resized to ``input_size`` exactly as the DataModule would do on
+the fly, quantized to 16 bits (lossless for the 12-bit sources, to within 1/65535 of [0, 1]) and written as
+PNG (``cache_format: png``, compact) or as raw ``.npy`` (``npy``, read by memory mapping, the fastest).
+
+Layout: ``<cache_dir>/images/<image_id>.{png,npy}``, a ``<image_id>.json`` sidecar per image (geometry and
+source path) and ``<cache_dir>/manifest.json``. Resumable: every file goes to a temporary name and is
+renamed into place, the sidecar last, so an image counts as done only when all of it is there; a rerun
+skips done images. A bad file does not stop the others; it is listed at the end with its path and reason.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any, Literal
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from wsod_mammo.data.dicom import DicomError, read_dicom
+from wsod_mammo.data.geometry import Geometry, apply_to_image, make_geometry
+from wsod_mammo.data.vindr import Selection, load_records, select_records
+
+MANIFEST = "manifest.json"
+MANIFEST_VERSION = 1
+CacheFormat = Literal["png", "npy"]
+
+
+def load_input_image(
+    path: str | Path, laterality: str | None, input_size: tuple[int, int], crop_breast: bool = True
+) -> tuple[np.ndarray, Geometry, str]:
+    """Decode a DICOM and bring it to the input frame: ``(H, W)`` float32 in [0, 1], its geometry, laterality.
+
+    ``laterality`` ``None`` takes it from the DICOM tags, else from the image (the breast lies against
+    the brighter half).
+    """
+    image, info = read_dicom(path)
+    side = laterality or info.laterality
+    if side is None:
+        half = image.shape[1] // 2
+        side = "L" if image[:, :half].mean() >= image[:, half:].mean() else "R"
+    geometry = make_geometry(image, side, input_size, crop_breast)
+    return apply_to_image(image, geometry), geometry, side
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary name in the same folder and an atomic rename."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def encode_image(image: np.ndarray, cache_format: CacheFormat) -> bytes:
+    """``(H, W)`` float image in [0, 1] -> bytes of a 16-bit PNG or ``.npy`` file."""
+    quantized = np.rint(np.clip(image, 0.0, 1.0) * 65535.0).astype(np.uint16)
+    if cache_format == "png":
+        ok, buffer = cv2.imencode(".png", quantized, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+        if not ok:
+            raise RuntimeError("cv2.imencode failed to write a 16-bit PNG")
+        return buffer.tobytes()
+    header = np.lib.format.header_data_from_array_1_0(quantized)
+    stream = io.BytesIO()
+    np.lib.format.write_array_header_1_0(stream, header)
+    return stream.getvalue() + quantized.tobytes()
+
+
+def read_cached(path: str | Path) -> np.ndarray:
+    """A cached image -> ``(H, W)`` float32 in [0, 1]; ``.npy`` files are memory-mapped, not read whole."""
+    path = Path(path)
+    if path.suffix == ".npy":
+        raw = np.load(path, mmap_mode="r")
+    else:
+        raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if raw is None or raw.dtype != np.uint16 or raw.ndim != 2:
+        raise ValueError(f"{path}: expected a 2-D 16-bit cached image, found {None if raw is None else raw.dtype}")
+    image = raw.astype(np.float32)
+    image *= np.float32(1.0 / 65535.0)
+    return image
+
+
+def _convert(job: tuple[str, str, str, tuple[int, int], bool, str, str]) -> tuple[str, dict[str, Any] | None, str]:
+    """Convert one image (in a worker); returns ``(image_id, entry or None, error)``."""
+    image_id, source, laterality, input_size, crop_breast, cache_dir, cache_format = job
+    folder = Path(cache_dir) / "images"
+    sidecar = folder / f"{image_id}.json"
+    if sidecar.is_file():
+        return image_id, json.loads(sidecar.read_text()), ""
+    try:
+        image, geometry, _ = load_input_image(source, laterality, input_size, crop_breast)
+    except (DicomError, OSError, ValueError) as err:
+        return image_id, None, str(err) if str(err).startswith(str(source)) else f"{source}: {err}"
+    name = f"{image_id}.{cache_format}"
+    write_atomic(folder / name, encode_image(image, cache_format))
+    entry = {"file": f"images/{name}", "source": source, "geometry": geometry.to_dict()}
+    write_atomic(sidecar, json.dumps(entry, sort_keys=True).encode())
+    return image_id, entry, ""
+
+
+def prepare(
+    data_root: str,
+    cache_dir: str,
+    classes: list[str] | None = None,
+    selection: Selection = "all",
+    input_size: tuple[int, int] = (2944, 1920),
+    crop_breast: bool = True,
+    cache_format: CacheFormat = "png",
+    workers: int = 4,
+    seed: int = 42,
+) -> dict[str, Any]:
+    """Convert the selected images of ``data_root`` into ``cache_dir``; returns the manifest.
+
+    Args:
+        data_root: VinDr-Mammo folder (the CSVs and ``images/``).
+        cache_dir: output folder; an earlier, interrupted run there is resumed.
+        classes: finding classes that make an image positive (default ``["Mass"]``).
+        selection: which images to convert; ``all`` (default) covers every selection the DataModule offers.
+        input_size: ``(H, W)`` of the cached images, the model's input size.
+        crop_breast: crop to the breast (largest bright component) before resizing.
+        cache_format: ``png`` (16-bit, lossless, compact) or ``npy`` (raw uint16, memory-mapped reads).
+        workers: worker processes (0: convert in this process).
+        seed: seed of the negative sampling of the ``balanced``/``paper`` selections.
+    """
+    if cache_format not in ("png", "npy"):
+        raise ValueError(f"cache_format: expected 'png' or 'npy', got {cache_format!r}")
+    records = select_records(load_records(data_root), classes or ["Mass"], selection, seed)
+    unique = {r.image_id: r for r in records}
+    (Path(cache_dir) / "images").mkdir(parents=True, exist_ok=True)
+    size = (int(input_size[0]), int(input_size[1]))
+    jobs = [(i, str(r.path), r.laterality, size, crop_breast, str(cache_dir), cache_format) for i, r in unique.items()]
+    images, errors = {}, {}
+    if workers > 0:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            results = tqdm(pool.map(_convert, jobs, chunksize=1), total=len(jobs), desc="prepare", unit="img")
+            for image_id, entry, error in results:
+                images[image_id], errors[image_id] = entry, error
+    else:
+        for image_id, entry, error in tqdm(map(_convert, jobs), total=len(jobs), desc="prepare", unit="img"):
+            images[image_id], errors[image_id] = entry, error
+    manifest = {
+        "version": MANIFEST_VERSION,
+        "input_size": list(size),
+        "crop_breast": crop_breast,
+        "cache_format": cache_format,
+        "images": {k: v for k, v in sorted(images.items()) if v is not None},
+        "errors": {k: v for k, v in sorted(errors.items()) if v},
+    }
+    write_atomic(Path(cache_dir) / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True).encode())
+    _report(manifest, cache_dir)
+    return manifest
+
+
+def _report(manifest: dict[str, Any], cache_dir: str) -> None:
+    done, failed = len(manifest["images"]), manifest["errors"]
+    print(f"prepare: {done} images cached in {cache_dir}, {len(failed)} failed", file=sys.stderr)
+    for reason in failed.values():
+        print(f"  failed: {reason}", file=sys.stderr)
+
+
+def load_manifest(cache_dir: str | Path) -> dict[str, Any] | None:
+    """The manifest of a prepared cache, or ``None`` when there is none."""
+    path = Path(cache_dir) / MANIFEST
+    if not path.is_file():
+        return None
+    manifest = json.loads(path.read_text())
+    if manifest.get("version") != MANIFEST_VERSION:
+        raise ValueError(f"{path}: expected manifest version {MANIFEST_VERSION}, found {manifest.get('version')}")
+    return manifest
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``wsod prepare --data_root DIR --cache_dir DIR [--input_size [H,W] --workers N --cache_format png|npy]``."""
+    from jsonargparse import CLI
+
+    CLI(prepare, args=argv, as_positional=False)

@@ -1,0 +1,308 @@
+"""`wsod synth`: a small dataset in exactly the VinDr-Mammo layout, with learnable masses.
+
+Each study has four images (L/R x CC/MLO) written as real uncompressed 16-bit DICOM files with 12-bit
+values: breast-shaped tissue with multi-scale texture, a pectoral muscle on MLO views, a bright label in
+a corner (so the breast crop must pick the breast), calcification-like specks on every image as
+distractors, and on about ``mass_fraction`` of the images one or two masses: soft-edged bright blobs of
+varied size, contrast, elongation and lobulation whose boxes go to ``finding_annotations.csv``.
+
+The CSVs carry every quirk of the real data the loader must handle: 32-character hex ids, box rows
+first, empty fields for ``No Finding``, quoted multi-category rows, boxes slightly outside the image,
+a study with two LCC images and no LMLO, a study with several series, both MONOCHROME1 and MONOCHROME2,
+multi-valued window tags and rescale tags.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pydicom
+from pydicom.dataset import FileDataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+from wsod_mammo.data.vindr import BREAST_COLUMNS, BREAST_CSV, FINDING_COLUMNS, FINDING_CSV
+
+MAMMO_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.1.2"  # Digital Mammography X-Ray Image Storage - For Presentation
+MAX_VALUE = 4095  # 12-bit
+
+
+@dataclass(frozen=True)
+class _Blob:
+    x: float
+    y: float
+    radius: float
+    aspect: float
+    angle: float
+    lobes: int
+    lobe_amp: float
+    phase: float
+    contrast: float
+
+    def extent(self) -> tuple[float, float]:
+        """Half-width and half-height of the blob's support (where its profile is above zero)."""
+        a, b = self.radius * (1 + self.lobe_amp), self.radius * self.aspect * (1 + self.lobe_amp)
+        cos, sin = np.cos(self.angle), np.sin(self.angle)
+        return float(np.hypot(a * cos, b * sin)), float(np.hypot(a * sin, b * cos))
+
+
+def _noise(rng: np.random.Generator, height: int, width: int, cells: tuple[int, int]) -> np.ndarray:
+    grid = rng.standard_normal(cells).astype(np.float32)
+    return cv2.resize(grid, (width, height), interpolation=cv2.INTER_CUBIC)
+
+
+def _breast(rng: np.random.Generator, height: int, width: int, view: str) -> tuple[np.ndarray, np.ndarray]:
+    """Tissue image (H, W) in [0, 1] of a left breast (chest wall at x = 0) and its inside-distance map."""
+    v, u = np.mgrid[0:height, 0:width].astype(np.float32)
+    u /= width
+    v /= height
+    semi_x, semi_y = rng.uniform(0.6, 0.85), rng.uniform(0.40, 0.46)
+    center_y = rng.uniform(0.48, 0.52) if view == "CC" else rng.uniform(0.52, 0.56)
+    radial = (u / semi_x) ** 2 + ((v - center_y) / semi_y) ** 2  # < 1 inside the breast
+    inside = np.clip(1.0 - radial, 0.0, 1.0)
+    thickness = np.sqrt(np.clip(inside * 8.0, 0.0, 1.0))  # falls off at the skin line
+    texture = sum(w * _noise(rng, height, width, c) for w, c in ((0.6, (6, 4)), (0.3, (24, 16)), (0.15, (96, 60))))
+    density = rng.uniform(0.05, 0.12) * np.clip(texture, -2.5, 2.5) + 0.1 * np.clip(inside * 2, 0, 1)
+    tissue = thickness * (rng.uniform(0.35, 0.45) + density)
+    if view == "MLO":  # pectoral muscle: a bright triangle in the upper chest-wall corner
+        muscle = (u / rng.uniform(0.25, 0.35) + v / rng.uniform(0.35, 0.45)) < 1.0
+        tissue = np.where(muscle, np.maximum(tissue, 0.62 + 0.05 * texture), tissue)
+    return np.clip(tissue, 0.0, 1.0).astype(np.float32), inside
+
+
+def _stamp(image: np.ndarray, blob: _Blob) -> None:
+    """Add a soft-edged, lobulated elliptical blob to ``image`` in place (only its window is touched)."""
+    height, width = image.shape
+    half_w, half_h = blob.extent()
+    x0, x1 = max(0, int(blob.x - half_w) - 1), min(width, int(np.ceil(blob.x + half_w)) + 1)
+    y0, y1 = max(0, int(blob.y - half_h) - 1), min(height, int(np.ceil(blob.y + half_h)) + 1)
+    yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+    dx, dy = xx + 0.5 - blob.x, yy + 0.5 - blob.y
+    cos, sin = np.cos(blob.angle), np.sin(blob.angle)
+    along, across = dx * cos + dy * sin, (-dx * sin + dy * cos) / blob.aspect
+    theta = np.arctan2(across, along)
+    rho = np.hypot(along, across) / (blob.radius * (1 + blob.lobe_amp * np.sin(blob.lobes * theta + blob.phase)))
+    profile = np.clip(1.0 - rho**2, 0.0, 1.0) ** 1.5
+    image[y0:y1, x0:x1] += blob.contrast * profile
+
+
+def _random_blob(rng: np.random.Generator, inside: np.ndarray, radius: float, contrast: float, **kw) -> _Blob:
+    height, width = inside.shape
+    ys, xs = np.nonzero(inside > kw.pop("depth", 0.35))
+    pick = rng.integers(len(xs))
+    return _Blob(
+        x=float(xs[pick] + rng.uniform()),
+        y=float(ys[pick] + rng.uniform()),
+        radius=radius,
+        aspect=kw.get("aspect", 1.0),
+        angle=float(rng.uniform(0, np.pi)),
+        lobes=int(rng.integers(3, 7)),
+        lobe_amp=kw.get("lobe_amp", 0.0),
+        phase=float(rng.uniform(0, 2 * np.pi)),
+        contrast=contrast,
+    )
+
+
+def render_image(
+    rng: np.random.Generator, height: int, width: int, view: str, n_masses: int, n_calcs: int = 0
+) -> tuple[np.ndarray, list[tuple[float, float, float, float]], list[tuple[float, float, float, float]]]:
+    """One left-oriented image ``(H, W)`` float32 in [0, 1] with its mass boxes and calcification boxes.
+
+    Boxes are xyxy pixel-edge coordinates of each blob's support, unclipped (a mass at the chest wall
+    may reach slightly past the edge, as some VinDr boxes do).
+    """
+    image, inside = _breast(rng, height, width, view)
+    masses = []
+    for _ in range(n_masses):
+        radius = width * rng.uniform(0.035, 0.075)
+        blob = _random_blob(
+            rng, inside, radius, float(rng.uniform(0.22, 0.4)), aspect=float(rng.uniform(0.6, 1.0)),
+            lobe_amp=float(rng.uniform(0.0, 0.15)),
+        )  # fmt: skip
+        _stamp(image, blob)
+        half_w, half_h = blob.extent()
+        masses.append((blob.x - half_w, blob.y - half_h, blob.x + half_w, blob.y + half_h))
+    calcs = []
+    for index in range(int(rng.integers(3, 9)) + 4 * n_calcs):
+        speck = _random_blob(rng, inside, max(0.8, width * rng.uniform(0.003, 0.008)), float(rng.uniform(0.3, 0.5)))
+        _stamp(image, speck)
+        if index < n_calcs:
+            pad = 3 * speck.radius
+            calcs.append((speck.x - pad, speck.y - pad, speck.x + pad, speck.y + pad))
+    image += rng.normal(0.0, 0.01, image.shape).astype(np.float32)  # quantum noise
+    mx0, my0 = int(0.82 * width), int(0.03 * height)  # the label / skin marker, away from the breast
+    image[my0 : my0 + max(2, height // 30), mx0 : mx0 + max(3, width // 10)] = 0.95
+    return np.clip(image, 0.0, 1.0, out=image), masses, calcs
+
+
+def write_dicom(path: Path, image: np.ndarray, ids: dict[str, str], laterality: str, view: str, style: int) -> None:
+    """Write ``image`` in [0, 1] as a 12-bit DICOM whose decoding gives it back (to 1/4095).
+
+    ``style`` varies the encoding: odd -> MONOCHROME1 (inverted stored values); ``style % 3 == 1`` ->
+    a rescale intercept of -100; ``style % 2 == 0`` -> multi-valued window tags (the first one applies).
+    """
+    monochrome1, offset = style % 2 == 1, 100 if style % 3 == 1 else 0
+    top = MAX_VALUE - offset  # modality values span [0, top]; the window maps them to [0, 1]
+    shown = 1.0 - image if monochrome1 else image
+    stored = (np.rint(shown * top) + offset).astype(np.uint16)
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = MAMMO_SOP_CLASS
+    meta.MediaStorageSOPInstanceUID = ids["image_id"]
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.ImplementationClassUID = generate_uid(entropy_srcs=["wsod-mammo"])
+    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID, ds.SOPInstanceUID = MAMMO_SOP_CLASS, ids["image_id"]
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = ids["study_id"], ids["series_id"]
+    ds.Modality, ds.ImageLaterality, ds.ViewPosition = "MG", laterality, view
+    ds.Rows, ds.Columns = image.shape
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME1" if monochrome1 else "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    ds.RescaleSlope, ds.RescaleIntercept, ds.RescaleType = 1, -offset, "US"
+    center, width = top / 2 + 0.5, top + 1
+    ds.WindowCenter = [center, center * 0.9] if style % 2 == 0 else center
+    ds.WindowWidth = [width, width * 0.8] if style % 2 == 0 else width
+    ds.PixelData = stored.tobytes()
+    ds.save_as(path, enforce_file_format=True)
+
+
+def _hex(rng: np.random.Generator) -> str:
+    return "".join(f"{b:02x}" for b in rng.integers(0, 256, 16, dtype=np.uint8))
+
+
+def _plan(rng: np.random.Generator, n_studies: int, test_fraction: float) -> list[dict[str, str]]:
+    """One dict per image: ids, laterality, view, split (study-level)."""
+    n_test = min(n_studies - 1, max(1, int(round(test_fraction * n_studies)))) if n_studies > 1 else 0
+    test_studies = set(rng.permutation(n_studies)[:n_test].tolist())
+    images = []
+    for index in range(n_studies):
+        study, series = _hex(rng), _hex(rng)
+        views = [("L", "CC"), ("L", "CC"), ("R", "CC"), ("R", "MLO")] if index == 1 else None
+        views = views or [("L", "CC"), ("L", "MLO"), ("R", "CC"), ("R", "MLO")]
+        extra_series = _hex(rng) if index == 2 else series  # a study with two series
+        for lat, view in views:
+            images.append(
+                {"study_id": study, "series_id": extra_series if view == "MLO" else series, "image_id": _hex(rng),
+                 "laterality": lat, "view_position": view, "split": "test" if index in test_studies else "training"}
+            )  # fmt: skip
+    return images
+
+
+def _finding_rows(image: dict, masses: list, calcs: list, rng: np.random.Generator) -> list[dict[str, str]]:
+    rows = []
+    for box in masses:
+        both = rng.uniform() < 0.2
+        rows.append({"finding_categories": str(["Suspicious Calcification", "Mass"] if both else ["Mass"]),
+                     "finding_birads": f"BI-RADS {rng.integers(3, 6)}", "box": box})  # fmt: skip
+    for box in calcs:
+        rows.append(
+            {"finding_categories": str(["Suspicious Calcification"]), "finding_birads": "BI-RADS 4", "box": box}
+        )
+    if not rows:
+        rows.append({"finding_categories": str(["No Finding"]), "finding_birads": "", "box": None})
+    out = []
+    for row in rows:
+        box = row.pop("box")
+        cells = dict(zip(("xmin", "ymin", "xmax", "ymax"), (f"{v:.2f}" for v in box) if box else [""] * 4, strict=True))
+        out.append({**image, **row, **cells})
+    return out
+
+
+def make_synthetic_dataset(
+    root: str | Path,
+    n_studies: int = 24,
+    height: int = 256,
+    width: int = 160,
+    seed: int = 0,
+    mass_fraction: float = 0.5,
+    calc_fraction: float = 0.1,
+    test_fraction: float = 0.25,
+) -> Path:
+    """Write a VinDr-Mammo-layout dataset of ``4 * n_studies`` images under ``root``; returns ``root``.
+
+    Args:
+        root: output folder (``images/<study_id>/<image_id>.dicom`` and the two CSVs go here).
+        n_studies: number of studies (4 images each).
+        height, width: image size in pixels (real VinDr images are about 3518 x 2800).
+        seed: seed of everything random (same seed, same files).
+        mass_fraction: fraction of images with one or two masses (at least one per split).
+        calc_fraction: fraction of the other images with only a calcification finding (neither positive
+            nor negative for the default ``[Mass]`` selection).
+        test_fraction: fraction of studies in the ``test`` split (at least one when ``n_studies > 1``).
+    """
+    if n_studies < 1 or height < 32 or width < 32:
+        raise ValueError(f"n_studies >= 1 and height, width >= 32 expected, got {n_studies}, {height}, {width}")
+    root = Path(root)
+    rng = np.random.default_rng(seed)
+    images = _plan(rng, n_studies, test_fraction)
+    n_masses, n_calcs = np.zeros(len(images), int), np.zeros(len(images), int)
+    for split in ("training", "test"):
+        idx = [i for i, im in enumerate(images) if im["split"] == split]
+        order = rng.permutation(idx).tolist()
+        k = max(1, int(round(mass_fraction * len(idx)))) if idx and mass_fraction > 0 else 0
+        for i in order[:k]:
+            n_masses[i] = 2 if rng.uniform() < 0.25 else 1
+        for i in order[k : k + int(round(calc_fraction * (len(idx) - k)))]:
+            n_calcs[i] = 1
+    chest_wall_mass = (
+        int(np.argmax(n_masses > 0)) if n_masses.any() else -1
+    )  # this one touches the chest wall: its box leaves the image
+    box_rows, normal_rows, breast_rows = [], [], []
+    settings = pydicom.config.settings
+    old_modes = settings.reading_validation_mode, settings.writing_validation_mode
+    settings.reading_validation_mode = settings.writing_validation_mode = pydicom.config.IGNORE  # hex ids: no UIDs
+    try:
+        for index, image in enumerate(images):
+            pixels, masses, calcs = render_image(
+                rng, height, width, image["view_position"], n_masses[index], n_calcs[index]
+            )
+            if index == chest_wall_mass:
+                pixels, masses, calcs = _chest_wall_variant(rng, height, width, image["view_position"])
+            if image["laterality"] == "R":  # right breasts lie against the right edge
+                pixels = np.ascontiguousarray(pixels[:, ::-1])
+                masses = [(width - b[2], b[1], width - b[0], b[3]) for b in masses]
+                calcs = [(width - b[2], b[1], width - b[0], b[3]) for b in calcs]
+            path = root / "images" / image["study_id"] / f"{image['image_id']}.dicom"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_dicom(path, pixels, image, image["laterality"], image["view_position"], style=index)
+            base = {
+                **image,
+                "height": str(height),
+                "width": str(width),
+                "breast_density": f"DENSITY {'ABCD'[index % 4]}",
+            }
+            base["breast_birads"] = "BI-RADS 4" if masses or calcs else "BI-RADS 1"
+            rows = _finding_rows({k: base[k] for k in FINDING_COLUMNS if k in base}, masses, calcs, rng)
+            (box_rows if rows[0]["xmin"] else normal_rows).extend(rows)
+            breast_rows.append(base)
+    finally:
+        settings.reading_validation_mode, settings.writing_validation_mode = old_modes
+    _write_csv(root / FINDING_CSV, FINDING_COLUMNS, box_rows + normal_rows)
+    _write_csv(root / BREAST_CSV, BREAST_COLUMNS, breast_rows)
+    return root
+
+
+def _chest_wall_variant(rng: np.random.Generator, height: int, width: int, view: str):
+    """Render until a mass sits against the chest wall (its box then starts slightly left of x = 0)."""
+    for _ in range(50):
+        pixels, masses, calcs = render_image(rng, height, width, view, 1)
+        if masses[0][0] < 0:
+            return pixels, masses, calcs
+    return pixels, masses, calcs
+
+
+def _write_csv(path: Path, columns: list[str], rows: list[dict[str, str]]) -> None:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``wsod synth --root DIR [--n_studies N --height H --width W --seed S ...]``."""
+    from jsonargparse import CLI
+
+    root = CLI(make_synthetic_dataset, args=argv, as_positional=False)
+    print(f"synthetic VinDr-Mammo dataset written to {root}")

@@ -1,0 +1,93 @@
+"""Box-aware augmentation (albumentations, ``pascal_voc`` boxes) and per-image standardization.
+
+Train: horizontal flip, then a random box-safe crop resized back to the input size and a random
+shift/scale (affine), as the study used; then per-image standardization. Eval: standardization only.
+Every option is a plain field of ``AugmentationConfig`` so LightningCLI YAML can set it; ``enabled: false``
+switches augmentation off (train then equals eval).
+
+Note on orientation: the loader flips right breasts so that every chest wall is on the left; the
+horizontal-flip augmentation (``hflip_p``) deliberately breaks that for a fraction of training images,
+as the study did. Set ``hflip_p: 0`` to keep the orientation fixed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import albumentations as A
+import cv2
+import numpy as np
+import torch
+
+
+@dataclass
+class AugmentationConfig:
+    """Training augmentation. Fractions are of the image size; probabilities in [0, 1]."""
+
+    enabled: bool = True
+    hflip_p: float = 0.5
+    crop_p: float = 0.5  # random crop that keeps every box, resized back to the input size
+    crop_erosion: float = 0.0  # albumentations' erosion_rate of the box-safe crop
+    affine_p: float = 0.5
+    shift: float = 0.1  # translation up to this fraction of the size, each axis
+    scale_min: float = 0.9
+    scale_max: float = 1.1
+    rotate: float = 0.0  # degrees either way
+    seed: int | None = None  # None: seeded per worker from torch's worker seed
+
+
+def standardize(image: np.ndarray, eps: float = 1e-6) -> torch.Tensor:
+    """``(H, W)`` image -> ``(1, H, W)`` float32 tensor with zero mean and unit std (a constant image -> 0)."""
+    tensor = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))
+    mean, std = tensor.mean(), tensor.std()
+    return ((tensor - mean) / (std + eps)).unsqueeze(0)  # (1, H, W)
+
+
+class BoxTransform:
+    """Callable ``(image (H, W) float32, boxes (M, 4), box_labels (M,)) -> (image (1, H, W) tensor, boxes, labels)``.
+
+    Boxes are xyxy pixels of the (already input-sized) image; they are clipped to it, and a box pushed
+    entirely off the image is dropped with its label.
+    """
+
+    def __init__(self, input_size: tuple[int, int], config: AugmentationConfig | None = None, train: bool = False):
+        self.config = config or AugmentationConfig()
+        self.train = train and self.config.enabled
+        self.input_size = (int(input_size[0]), int(input_size[1]))
+        self.pipeline = _build(self.input_size, self.config) if self.train else None
+
+    def set_seed(self, seed: int) -> None:
+        """Reseed the augmentation (called per dataloader worker so workers draw different crops)."""
+        if self.pipeline is not None:
+            self.pipeline.set_random_seed(seed)
+
+    def __call__(
+        self, image: np.ndarray, boxes: np.ndarray, box_labels: np.ndarray
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+        box_labels = np.asarray(box_labels, np.int64).reshape(-1)
+        if self.pipeline is not None:
+            out = self.pipeline(image=image, bboxes=boxes, box_labels=box_labels)
+            image = out["image"]
+            boxes = np.asarray(out["bboxes"], np.float32).reshape(-1, 4)
+            box_labels = np.asarray(out["box_labels"], np.int64).reshape(-1)
+        return standardize(image), torch.from_numpy(boxes), torch.from_numpy(box_labels)
+
+
+def _build(input_size: tuple[int, int], cfg: AugmentationConfig) -> A.Compose:
+    height, width = input_size
+    steps = [
+        A.HorizontalFlip(p=cfg.hflip_p),
+        A.RandomSizedBBoxSafeCrop(height=height, width=width, erosion_rate=cfg.crop_erosion, p=cfg.crop_p),
+        A.Affine(
+            translate_percent={"x": (-cfg.shift, cfg.shift), "y": (-cfg.shift, cfg.shift)},
+            scale=(cfg.scale_min, cfg.scale_max),
+            rotate=(-cfg.rotate, cfg.rotate),
+            border_mode=cv2.BORDER_CONSTANT,
+            fill=0,
+            p=cfg.affine_p,
+        ),
+    ]
+    boxes = A.BboxParams(format="pascal_voc", label_fields=["box_labels"], clip=True, min_visibility=0.0)
+    compose = A.Compose(steps, bbox_params=boxes, seed=cfg.seed)
+    return compose

@@ -1,0 +1,235 @@
+"""VinDr-Mammo index: the finding CSV -> typed per-image records, class selection and splits.
+
+The dataset is laid out as ``images/<study_id>/<image_id>.dicom`` beside ``finding_annotations.csv``
+(one row per finding box, or one ``['No Finding']`` row per normal image) and
+``breast-level_annotations.csv``. Boxes are float ``(xmin, ymin, xmax, ymax)`` in original DICOM pixels,
+clipped here to the image because a few lie slightly outside it.
+"""
+
+from __future__ import annotations
+
+import ast
+import csv
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+FINDING_CSV = "finding_annotations.csv"
+BREAST_CSV = "breast-level_annotations.csv"
+BREAST_COLUMNS = (
+    "study_id,series_id,image_id,laterality,view_position,height,width,breast_birads,breast_density,split"
+).split(",")
+FINDING_COLUMNS = BREAST_COLUMNS[:-1] + "finding_categories,finding_birads,xmin,ymin,xmax,ymax,split".split(",")
+NO_FINDING = "No Finding"
+SPLITS = ("training", "test")
+Selection = Literal["balanced", "all", "paper"]
+
+
+class VinDrFormatError(ValueError):
+    """A CSV that does not follow the VinDr-Mammo format; the message names the file, row and problem."""
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One finding row: its categories and its box (``None`` for ``No Finding``), in DICOM pixels."""
+
+    categories: tuple[str, ...]
+    box: tuple[float, float, float, float] | None
+    birads: str = ""
+
+
+@dataclass
+class ImageRecord:
+    """One image of the dataset with every finding row that belongs to it."""
+
+    study_id: str
+    series_id: str
+    image_id: str
+    laterality: str
+    view: str
+    split: str
+    height: int
+    width: int
+    path: Path
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def is_normal(self) -> bool:
+        """True when the image's only findings are ``No Finding``."""
+        return all(c == NO_FINDING for f in self.findings for c in f.categories)
+
+    def has_class(self, classes: Sequence[str]) -> bool:
+        return any(c in classes for f in self.findings for c in f.categories)
+
+    def boxes(self, classes: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Boxes ``(M, 4)`` float32 and class indices ``(M,)`` int64 of the findings of ``classes``.
+
+        A finding with two listed classes gives one box per class.
+        """
+        boxes, labels = [], []
+        for finding in self.findings:
+            for index, name in enumerate(classes):
+                if finding.box is not None and name in finding.categories:
+                    boxes.append(finding.box)
+                    labels.append(index)
+        return np.asarray(boxes, np.float32).reshape(-1, 4), np.asarray(labels, np.int64)
+
+    def label(self, classes: Sequence[str]) -> np.ndarray:
+        """Multi-hot ``(C,)`` float32 image label."""
+        found = {c for f in self.findings for c in f.categories}
+        return np.asarray([name in found for name in classes], np.float32)
+
+
+def parse_categories(text: str, where: str = "") -> tuple[str, ...]:
+    """Parse a ``finding_categories`` cell such as ``['Mass']`` safely (a literal, never evaluated code)."""
+    try:
+        value = ast.literal_eval(text.strip())
+    except (ValueError, SyntaxError) as err:
+        raise VinDrFormatError(
+            f"{where}: finding_categories must be a list literal like ['Mass'], got {text!r}"
+        ) from err
+    if not isinstance(value, list | tuple) or not value or not all(isinstance(v, str) for v in value):
+        raise VinDrFormatError(f"{where}: finding_categories must be a non-empty list of strings, got {text!r}")
+    return tuple(v.strip() for v in value)
+
+
+def _read_rows(path: Path, columns: Sequence[str]) -> Iterable[tuple[int, dict[str, str]]]:
+    """Yield ``(line number, row)``; check the header and the field count of every row."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: VinDr-Mammo CSV not found")
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.reader(handle)
+        header = next(reader, None)
+        if header is None:
+            raise VinDrFormatError(f"{path}: empty file, expected the header {','.join(columns)}")
+        header = [h.strip() for h in header]
+        missing = [c for c in columns if c not in header]
+        if missing:
+            raise VinDrFormatError(f"{path}: missing column(s) {missing}; found columns {header}")
+        for fields in reader:
+            if not fields:
+                continue
+            if len(fields) != len(header):
+                raise VinDrFormatError(
+                    f"{path}, line {reader.line_num}: expected {len(header)} fields, found {len(fields)}: {fields}"
+                )
+            yield reader.line_num, dict(zip(header, fields, strict=True))
+
+
+def _parse_box(row: dict[str, str], height: int, width: int, where: str) -> tuple[float, float, float, float] | None:
+    cells = [row[k].strip() for k in ("xmin", "ymin", "xmax", "ymax")]
+    if not any(cells):
+        return None
+    try:
+        x0, y0, x1, y1 = (float(c) for c in cells)
+    except ValueError as err:
+        raise VinDrFormatError(f"{where}: box fields must be numbers, got {cells}") from err
+    x0, x1 = min(max(x0, 0.0), width), min(max(x1, 0.0), width)
+    y0, y1 = min(max(y0, 0.0), height), min(max(y1, 0.0), height)
+    if x1 <= x0 or y1 <= y0:
+        raise VinDrFormatError(f"{where}: empty box after clipping to the {width}x{height} image: {cells}")
+    return (x0, y0, x1, y1)
+
+
+def _new_record(row: dict[str, str], root: Path, where: str) -> ImageRecord:
+    try:
+        height, width = int(float(row["height"])), int(float(row["width"]))
+    except ValueError as err:
+        raise VinDrFormatError(
+            f"{where}: height/width must be integers, got {row['height']!r}, {row['width']!r}"
+        ) from err
+    if row["laterality"] not in ("L", "R"):
+        raise VinDrFormatError(f"{where}: laterality must be L or R, got {row['laterality']!r}")
+    if row["split"] not in SPLITS:
+        raise VinDrFormatError(f"{where}: split must be one of {SPLITS}, got {row['split']!r}")
+    return ImageRecord(
+        study_id=row["study_id"],
+        series_id=row["series_id"],
+        image_id=row["image_id"],
+        laterality=row["laterality"],
+        view=row["view_position"],
+        split=row["split"],
+        height=height,
+        width=width,
+        path=root / "images" / row["study_id"] / f"{row['image_id']}.dicom",
+    )
+
+
+def load_records(root: str | Path) -> list[ImageRecord]:
+    """Read ``<root>/finding_annotations.csv`` into one record per image, in file order.
+
+    The breast-level CSV's header is checked when the file is present (it holds no boxes).
+    """
+    root = Path(root)
+    if (root / BREAST_CSV).is_file():
+        next(iter(_read_rows(root / BREAST_CSV, BREAST_COLUMNS)), None)
+    records: dict[str, ImageRecord] = {}
+    path = root / FINDING_CSV
+    for line, row in _read_rows(path, FINDING_COLUMNS):
+        where = f"{path}, line {line}"
+        record = records.get(row["image_id"])
+        if record is None:
+            record = records[row["image_id"]] = _new_record(row, root, where)
+        categories = parse_categories(row["finding_categories"], where)
+        box = _parse_box(row, record.height, record.width, where)
+        if box is None and categories != (NO_FINDING,):
+            raise VinDrFormatError(f"{where}: finding {list(categories)} has no box")
+        record.findings.append(Finding(categories, box, row["finding_birads"].strip()))
+    return list(records.values())
+
+
+def select_records(
+    records: Sequence[ImageRecord], classes: Sequence[str], selection: Selection = "balanced", seed: int = 42
+) -> list[ImageRecord]:
+    """Pick the positives (a finding of ``classes``) and negatives (``No Finding``) per split.
+
+    ``all``: every positive and every negative. ``balanced``: every positive and as many negatives, drawn
+    with a seeded generator. ``paper``: one entry per finding row of the classes (an image with two mass
+    rows appears twice), matched by as many negatives (1,978 training and 474 test on VinDr-Mammo).
+    Images with only other findings are left out. Order: positives then negatives, per split.
+    """
+    if selection not in ("balanced", "all", "paper"):
+        raise ValueError(f"selection: expected 'balanced', 'all' or 'paper', got {selection!r}")
+    rng = np.random.default_rng(seed)
+    chosen: list[ImageRecord] = []
+    for split in SPLITS:
+        in_split = [r for r in records if r.split == split]
+        positives = [r for r in in_split if r.has_class(classes)]
+        negatives = [r for r in in_split if r.is_normal]
+        if selection == "paper":
+            positives = [r for r in positives for f in r.findings if any(c in classes for c in f.categories)]
+        if selection != "all" and len(negatives) > len(positives):
+            keep = np.sort(rng.choice(len(negatives), size=len(positives), replace=False))
+            negatives = [negatives[i] for i in keep]
+        chosen += positives + negatives
+    return chosen
+
+
+def split_train_val(
+    records: Sequence[ImageRecord], val_fraction: float = 0.1, seed: int = 42
+) -> tuple[list[ImageRecord], list[ImageRecord]]:
+    """Hold out about ``val_fraction`` of the training split's studies (never a study on both sides)."""
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction: expected a value in [0, 1), got {val_fraction}")
+    training = [r for r in records if r.split == "training"]
+    studies = sorted({r.study_id for r in training})
+    n_val = int(round(val_fraction * len(studies)))
+    if val_fraction > 0 and n_val == 0 and len(studies) > 1:
+        n_val = 1
+    order = np.random.default_rng(seed).permutation(len(studies))
+    val_studies = {studies[i] for i in order[:n_val]}
+    train = [r for r in training if r.study_id not in val_studies]
+    val = [r for r in training if r.study_id in val_studies]
+    return train, val
+
+
+def records_by_split(records: Sequence[ImageRecord]) -> dict[str, list[ImageRecord]]:
+    """Group records by their ``split`` column."""
+    grouped: dict[str, list[ImageRecord]] = defaultdict(list)
+    for record in records:
+        grouped[record.split].append(record)
+    return dict(grouped)
