@@ -32,12 +32,14 @@ def match_image(pred_boxes: Tensor, pred_scores: Tensor, gt_boxes: Tensor, iou_t
     if num_pred == 0 or gt_boxes.shape[0] == 0:
         return is_tp
     order = torch.argsort(pred_scores, descending=True, stable=True).tolist()
-    iou = box_iou(pred_boxes, gt_boxes.to(pred_boxes.device)).cpu().tolist()  # (P, G) as lists: P is small
+    iou = box_iou(pred_boxes.float(), gt_boxes.to(pred_boxes.device).float())  # (P, G) float32
+    # Compare in float32 (the IoU's precision): float32(30 / 100) must equal the threshold 0.3, not exceed it.
+    eligible = torch.where(iou > iou_threshold, iou, torch.full_like(iou, -1.0)).cpu().tolist()  # P is small
     taken = [False] * gt_boxes.shape[0]
     flags = [False] * num_pred
     for p in order:
-        best_iou, best_gt = iou_threshold, -1
-        for g, value in enumerate(iou[p]):
+        best_iou, best_gt = -1.0, -1
+        for g, value in enumerate(eligible[p]):
             if not taken[g] and value > best_iou:
                 best_iou, best_gt = value, g
         if best_gt >= 0:
