@@ -1,0 +1,110 @@
+"""GMIC: shapes, ranges, bad input, determinism, batch independence, autocast, channels_last, training."""
+
+import pytest
+import torch
+
+from wsod_mammo.models import GMIC, GMICOutput, roi
+
+SIZE = (256, 192)  # -> 4 x 3 saliency map
+CROP = (64, 64)  # -> 1 x 1 window
+
+
+def tiny_gmic(num_classes: int = 1, **kwargs: object) -> GMIC:
+    torch.manual_seed(0)
+    return GMIC(num_classes=num_classes, crop_shape=CROP, num_patches=3, **kwargs)
+
+
+def images(n: int, seed: int = 0) -> torch.Tensor:
+    return torch.randn(n, 1, *SIZE, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("num_classes", [1, 2])
+def test_output_shapes_and_ranges(num_classes: int) -> None:
+    model = tiny_gmic(num_classes).eval()
+    with torch.no_grad():
+        out = model(images(2))
+    assert isinstance(out, GMICOutput)
+    for y in (out.y_global, out.y_local, out.y_fusion):
+        assert y.shape == (2, num_classes) and y.dtype == torch.float32
+        assert ((y > 0) & (y < 1)).all()
+    assert out.saliency.shape == (2, num_classes, 4, 3)
+    assert out.patch_boxes.shape == (2, 3, 4) and out.patch_attention.shape == (2, 3)
+    assert torch.allclose(out.patch_attention.sum(1), torch.ones(2))
+    boxes = out.patch_boxes
+    assert (boxes[..., 0] >= 0).all() and (boxes[..., 2] <= SIZE[1]).all() and (boxes[..., 3] <= SIZE[0]).all()
+    assert torch.equal(boxes[..., 2] - boxes[..., 0], torch.full((2, 3), 64.0))
+
+
+def test_y_global_is_mean_of_top_t_and_patches_follow_the_cam() -> None:
+    model = GMIC(percent_t=0.25, crop_shape=CROP, num_patches=2).eval()
+    with torch.no_grad():
+        out = model(images(2))
+    top = out.saliency.flatten(2).topk(3, dim=2).values.mean(2)  # round(0.25 * 12) = 3
+    assert torch.allclose(out.y_global, top)
+    corners = roi.select_windows(out.saliency, (1, 1), 2)
+    expected = roi.corners_to_boxes(roi.corners_to_pixels(corners, (4, 3), SIZE, CROP), CROP)
+    assert torch.equal(out.patch_boxes, expected)
+
+
+@pytest.mark.parametrize(
+    ("shape", "match"),
+    [((1, 256, 192), "shape"), ((1, 3, 256, 192), "shape"), ((1, 1, 250, 192), "multiples of 64")],
+)
+def test_bad_input_is_rejected(shape: tuple[int, ...], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        tiny_gmic()(torch.zeros(shape))
+
+
+def test_crop_larger_than_input_is_rejected() -> None:
+    with pytest.raises(ValueError, match="does not fit"):
+        GMIC(crop_shape=(256, 256))(torch.zeros(1, 1, 128, 128))
+
+
+def test_bad_constructor_arguments_are_rejected() -> None:
+    with pytest.raises(ValueError, match="percent_t"):
+        GMIC(percent_t=0.0)
+
+
+def test_eval_mode_is_deterministic_and_batch_independent() -> None:
+    model = tiny_gmic(2).eval()
+    x = images(3)
+    with torch.no_grad():
+        a, b = model(x), model(x)
+        alone = model(x[:1])
+    for field_a, field_b, field_alone in zip(a, b, alone, strict=True):
+        assert torch.equal(field_a, field_b)
+        assert torch.allclose(field_a[:1], field_alone, atol=1e-5)
+
+
+def test_constant_image_gives_finite_outputs() -> None:
+    model = tiny_gmic().eval()
+    with torch.no_grad():
+        out = model(torch.zeros(2, 1, *SIZE))
+    assert all(torch.isfinite(t).all() for t in out)
+
+
+def test_bf16_autocast_and_channels_last() -> None:
+    model = tiny_gmic().eval()
+    x = images(2)
+    with torch.no_grad():
+        ref = model(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = model(x)
+        last = model.to(memory_format=torch.channels_last)(x.contiguous(memory_format=torch.channels_last))
+    assert low.y_global.dtype == torch.float32
+    assert torch.allclose(low.y_global, ref.y_global, atol=0.05)
+    assert torch.allclose(last.y_fusion, ref.y_fusion, atol=1e-5)
+    assert torch.equal(last.patch_boxes, ref.patch_boxes)
+
+
+def test_training_step_reaches_every_parameter() -> None:
+    model = tiny_gmic(2).train()
+    out = model(images(2))
+    loss = sum(torch.nn.functional.binary_cross_entropy(y, torch.ones_like(y)) for y in out[:3])
+    (loss + out.saliency.mean()).backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None]
+    assert missing == []
+
+
+def test_compile_networks_keeps_state_dict_keys() -> None:
+    assert list(GMIC(compile_networks=True).state_dict()) == list(GMIC().state_dict())

@@ -1,0 +1,56 @@
+"""ResNet-22 (GMIC's global network): size chain, activation names, NYU-compatible keys, local ResNet-18."""
+
+import pytest
+import torch
+
+from wsod_mammo.models.resnet import ACTIVATION_NAMES, ResNet22, global_map_size, local_resnet18
+
+
+@pytest.mark.parametrize(("height", "width"), [(128, 192), (256, 64), (320, 128)])
+def test_size_chain_is_one_64th(height: int, width: int) -> None:
+    net = ResNet22().eval()
+    with torch.no_grad():
+        acts = net(torch.randn(1, 1, height, width))
+    assert list(acts) == list(ACTIVATION_NAMES)
+    assert acts["final"].shape == (1, 256, height // 64, width // 64)
+    assert acts["stage3"].shape == (1, 64, height // 16, width // 16)
+    assert global_map_size(height, width) == (height // 64, width // 64)
+    assert (acts["final"] >= 0).all()  # post BN + ReLU
+
+
+def test_paper_input_size_maps_to_46_by_30() -> None:
+    assert global_map_size(2944, 1920) == (46, 30)
+
+
+@pytest.mark.parametrize(("height", "width"), [(100, 128), (128, 0), (32, 64), (2944, 1900)])
+def test_sizes_that_do_not_downsample_evenly_are_rejected(height: int, width: int) -> None:
+    with pytest.raises(ValueError, match="multiples of 64"):
+        global_map_size(height, width)
+
+
+def test_keys_follow_nyu_ds_net_layout() -> None:
+    keys = ResNet22().state_dict()
+    assert keys["first_conv.weight"].shape == (16, 1, 7, 7)
+    assert keys["layer_list.0.0.downsample.0.weight"].shape == (16, 16, 1, 1)  # stage 0 has a projection too
+    assert keys["layer_list.4.0.downsample.0.weight"].shape == (256, 128, 1, 1)
+    assert "layer_list.0.1.downsample.0.weight" not in keys
+    assert keys["final_bn.weight"].shape == (256,)
+    assert len([k for k in keys if k.startswith("layer_list.")]) == 5 * 2 * 12 + 5
+
+
+def test_preactivation_block_shortcut_uses_preactivated_input() -> None:
+    net = ResNet22().eval()
+    block = net.layer_list[1][0]
+    x = torch.randn(1, 16, 8, 8)
+    with torch.no_grad():
+        pre = torch.relu(block.bn1(x))
+        expected = block.conv2(torch.relu(block.bn2(block.conv1(pre)))) + block.downsample(pre)
+        assert torch.allclose(block(x), expected)
+
+
+def test_local_resnet18_pools_to_512() -> None:
+    net = local_resnet18().eval()
+    with torch.no_grad():
+        out = net(torch.randn(3, 3, 32, 32))
+    assert out.shape == (3, 512)
+    assert "fc.weight" not in net.state_dict() and "layer4.1.conv2.weight" in net.state_dict()

@@ -1,0 +1,225 @@
+"""GMIC (Shen et al., "An interpretable classifier for high-resolution breast cancer screening images utilizing
+weakly supervised localization", MedIA 2021): global ResNet-22 + saliency head, top-t% aggregation, greedy
+patch selection, local ResNet-18 on the patches, gated-attention MIL and a fusion layer.
+
+The saliency method that selects the patches is pluggable (`forward(x, patch_saliency=...)`); with a gradient
+method, its gradients are taken inside the forward with `torch.autograd.grad` and the map is detached, while
+`y_global` and `saliency` always come from the CAM map A.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal, NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from wsod_mammo.models import roi
+from wsod_mammo.models.resnet import ACTIVATION_NAMES, ResNet22, global_map_size, local_resnet18
+from wsod_mammo.saliency.base import SaliencyMethod, get_saliency_method
+from wsod_mammo.saliency.compute import check_layers, compute_saliency
+
+log = logging.getLogger(__name__)
+
+LOCAL_DIM = 512  # ResNet-18's pooled feature size
+ATTENTION_DIM = 128
+
+
+class GMICOutput(NamedTuple):
+    """GMIC's outputs. Probabilities in [0, 1] as float32; boxes xyxy in input pixels."""
+
+    y_global: Tensor  # (N, C)
+    y_local: Tensor  # (N, C)
+    y_fusion: Tensor  # (N, C)
+    saliency: Tensor  # (N, C, h, w) the CAM map A = sigmoid(head logits)
+    patch_boxes: Tensor  # (N, K, 4)
+    patch_attention: Tensor  # (N, K), sums to 1 over K
+
+
+class _GlobalPass(NamedTuple):
+    activations: dict[str, Tensor]  # ACTIVATION_NAMES -> tensors, `final` = h_g (N, 256, h, w)
+    cam: Tensor  # (N, C, h, w)
+    y_global: Tensor  # (N, C)
+
+
+class GMIC(nn.Module):
+    """GMIC for `num_classes` image-level labels on (N, 1, H, W) standardized images (H, W multiples of 64).
+
+    Args:
+        num_classes: C, the number of labels (1 for `[Mass]`; NYU's checkpoints have 2: benign, malignant).
+        percent_t: t, the share of saliency-map positions averaged into `y_global` (NYU: 0.02 to 0.1).
+        num_patches: K, the patches selected per image.
+        crop_shape: patch size (height, width) in input pixels; must fit in the input.
+        post_processing_dim: channels of h_g (the global network's last stage; 256 in GMIC, multiple of 16).
+        compile_networks: wrap the global and local networks with `torch.compile` (state-dict keys unchanged).
+    """
+
+    def __init__(
+        self,
+        num_classes: int = 1,
+        percent_t: float = 0.02,
+        num_patches: int = 6,
+        crop_shape: tuple[int, int] = (256, 256),
+        post_processing_dim: int = 256,
+        compile_networks: bool = False,
+    ) -> None:
+        super().__init__()
+        if num_classes < 1 or num_patches < 1 or not 0 < percent_t <= 1:
+            raise ValueError(
+                "GMIC: expected num_classes >= 1, num_patches >= 1 and 0 < percent_t <= 1, found "
+                f"num_classes={num_classes}, num_patches={num_patches}, percent_t={percent_t}"
+            )
+        if post_processing_dim % 16:
+            raise ValueError(f"GMIC: expected post_processing_dim to be a multiple of 16, found {post_processing_dim}")
+        self.num_classes = num_classes
+        self.percent_t = percent_t
+        self.num_patches = num_patches
+        self.crop_shape = (int(crop_shape[0]), int(crop_shape[1]))
+        self.global_network = ResNet22(in_channels=1, width=post_processing_dim // 16)
+        self.saliency_head = nn.Conv2d(post_processing_dim, num_classes, kernel_size=1, bias=False)
+        self.local_network = local_resnet18()
+        self.attention_v = nn.Linear(LOCAL_DIM, ATTENTION_DIM, bias=False)
+        self.attention_u = nn.Linear(LOCAL_DIM, ATTENTION_DIM, bias=False)
+        self.attention_w = nn.Linear(ATTENTION_DIM, 1, bias=False)
+        self.classifier = nn.Linear(LOCAL_DIM, num_classes, bias=False)
+        self.fusion = nn.Linear(post_processing_dim + LOCAL_DIM, num_classes)
+        if compile_networks:
+            self.global_network.compile()
+            self.local_network.compile()
+
+    @property
+    def activation_names(self) -> tuple[str, ...]:
+        """Layer names that saliency methods may read (see `models.resnet.ACTIVATION_NAMES`)."""
+        return ACTIVATION_NAMES
+
+    # ------------------------------------------------------------------ pieces
+    def _check_input(self, x: Tensor) -> tuple[int, int]:
+        if x.ndim != 4 or x.shape[1] != 1:
+            raise ValueError(f"GMIC input: expected a tensor of shape (N, 1, H, W), found {tuple(x.shape)}")
+        height, width = x.shape[-2:]
+        map_size = global_map_size(height, width)
+        if height < self.crop_shape[0] or width < self.crop_shape[1]:
+            raise ValueError(f"GMIC input: crop_shape {self.crop_shape} does not fit in the {height} x {width} input")
+        return map_size
+
+    def _global_pass(self, x: Tensor) -> _GlobalPass:
+        activations = self.global_network(x)
+        cam = torch.sigmoid(self.saliency_head(activations["final"]))  # (N, C, h, w)
+        top = max(1, round(self.percent_t * cam.shape[-2] * cam.shape[-1]))
+        y_global = cam.flatten(2).topk(top, dim=2).values.mean(dim=2)  # (N, C)
+        return _GlobalPass(activations, cam, y_global)
+
+    def _local_pass(self, x: Tensor, selection_map: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Select and crop patches -> (z (N, 512), attention (N, K), boxes (N, K, 4))."""
+        image_size, map_size = tuple(x.shape[-2:]), tuple(selection_map.shape[-2:])
+        window = roi.window_size(self.crop_shape, map_size, image_size)
+        corners = roi.select_windows(selection_map, window, self.num_patches)  # (N, K, 2) map resolution
+        corners = roi.corners_to_pixels(corners, map_size, image_size, self.crop_shape)
+        crops = roi.crop_patches(x, corners, self.crop_shape)  # (N, K, 1, ch, cw)
+        n, k = crops.shape[:2]
+        features = self.local_network(crops.flatten(0, 1).expand(-1, 3, -1, -1))  # (N*K, 512)
+        features = features.view(n, k, -1)
+        scores = self.attention_w(torch.tanh(self.attention_v(features)) * torch.sigmoid(self.attention_u(features)))
+        attention = torch.softmax(scores.squeeze(-1).float(), dim=1)  # (N, K)
+        z = (attention.unsqueeze(-1) * features.float()).sum(dim=1)  # (N, 512)
+        return z, attention, roi.corners_to_boxes(corners, self.crop_shape)
+
+    def _fusion(self, h_g: Tensor, z: Tensor) -> Tensor:
+        pooled = h_g.amax(dim=(2, 3))  # (N, 256)
+        return torch.sigmoid(self.fusion(torch.cat([pooled.to(z.dtype), z], dim=1)).float())
+
+    def _resolve(self, methods: Sequence[str | SaliencyMethod]) -> list[SaliencyMethod]:
+        resolved = [get_saliency_method(m) for m in methods]
+        check_layers(resolved, self.activation_names)
+        return resolved
+
+    # ------------------------------------------------------------------ public
+    def forward(self, x: Tensor, patch_saliency: SaliencyMethod | str | None = None) -> GMICOutput:
+        """x (N, 1, H, W) -> `GMICOutput`. `patch_saliency` selects the patches (None / "cam": the CAM map A).
+
+        A gradient method differentiates `y_global` with respect to its activations inside this call
+        (`retain_graph=True`, so a loss can be backpropagated afterwards); grad mode is enabled for it even
+        under `torch.no_grad()`. Under `torch.inference_mode()` wrap the call in `torch.inference_mode(False)`.
+        """
+        self._check_input(x)
+        method = self._resolve([patch_saliency if patch_saliency is not None else "cam"])[0]
+        if not method.needs_gradients:
+            g = self._global_pass(x)
+            selection = g.cam.detach()
+        else:
+            if torch.is_inference_mode_enabled():
+                raise RuntimeError(
+                    f"GMIC.forward(patch_saliency={method.name!r}) needs gradients: call it inside "
+                    "`torch.inference_mode(False)` and `torch.enable_grad()` with a cloned input"
+                )
+            grad_was_enabled = torch.is_grad_enabled()
+            with torch.enable_grad():
+                g = self._global_pass(_grad_input(x))
+                selection = compute_saliency([method], g.cam, g.activations, g.y_global, retain_graph=grad_was_enabled)
+                selection = selection[method.name]
+            if not grad_was_enabled:
+                g = _GlobalPass({k: v.detach() for k, v in g.activations.items()}, g.cam.detach(), g.y_global.detach())
+        z, attention, boxes = self._local_pass(x, selection)
+        y_local = torch.sigmoid(self.classifier(z).float())
+        y_fusion = self._fusion(g.activations["final"], z)
+        return GMICOutput(g.y_global.float(), y_local, y_fusion, g.cam.float(), boxes, attention)
+
+    def saliency_maps(
+        self,
+        x: Tensor,
+        methods: Sequence[str | SaliencyMethod],
+        target: Literal["y_global", "y_fusion"] = "y_global",
+    ) -> dict[str, Tensor]:
+        """{method name: map (N, C, h, w)} (non-negative, un-normalized, detached) for all `methods`, from ONE
+        forward of the global network and ONE `torch.autograd.grad` call (never `.backward()`, parameters'
+        `.grad` untouched). Also returns the probabilities it computed under the reserved keys "y_global" (N, C)
+        and, when `target="y_fusion"` (the local network then runs on the CAM-selected patches), "y_fusion".
+        Works under `torch.no_grad()`; under `torch.inference_mode()` wrap it in `torch.inference_mode(False)`.
+        """
+        if target not in ("y_global", "y_fusion"):
+            raise ValueError(f"GMIC.saliency_maps: target must be 'y_global' or 'y_fusion', found {target!r}")
+        self._check_input(x)
+        resolved = self._resolve(methods)
+        needs_grad = any(m.needs_gradients for m in resolved)
+        if needs_grad and torch.is_inference_mode_enabled():
+            raise RuntimeError("GMIC.saliency_maps needs gradients: call it inside `torch.inference_mode(False)`")
+        with torch.enable_grad() if needs_grad else torch.no_grad():
+            g = self._global_pass(_grad_input(x) if needs_grad else x)
+            out = {"y_global": g.y_global.detach().float()}
+            score = g.y_global
+            if target == "y_fusion":
+                z, _, _ = self._local_pass(x, g.cam.detach())
+                score = self._fusion(g.activations["final"], z)
+                out["y_fusion"] = score.detach()
+            maps = compute_saliency(resolved, g.cam, g.activations, score if needs_grad else None)
+        return {**maps, **out}
+
+    # ------------------------------------------------------------------ NYU checkpoints
+    @classmethod
+    def from_nyu_checkpoint(cls, path: str | Path, **overrides: object) -> GMIC:
+        """Build a GMIC and load nyukat/GMIC's `sample_model_{1..5}.p` (see `models.nyu.gmic_from_nyu_checkpoint`)."""
+        from wsod_mammo.models.nyu import gmic_from_nyu_checkpoint
+
+        return gmic_from_nyu_checkpoint(cls, path, **overrides)
+
+    def to_nyu_state_dict(self) -> dict[str, Tensor]:
+        """This model's state dict in NYU's key layout (loadable by nyukat/GMIC's code when num_classes == 2)."""
+        from wsod_mammo.models.nyu import to_nyu_keys
+
+        return to_nyu_keys(self.state_dict())
+
+
+def _grad_input(x: Tensor) -> Tensor:
+    """An input from which the global network records a graph even with frozen parameters.
+
+    Inference tensors (made under `torch.inference_mode()`) are cloned so autograd may save them.
+    """
+    if x.requires_grad:
+        return x
+    return (x.clone() if x.is_inference() else x.detach()).requires_grad_(True)
+
+
+__all__ = ["GMIC", "GMICOutput"]

@@ -1,0 +1,107 @@
+"""GMIC's global backbone (a pre-activation ResNet-22) and the local ResNet-18 from timm.
+
+The global network is written here because its layout (pre-activation blocks, a 1x1 shortcut without BN on
+the pre-activated input in every stage's first block, no BN/ReLU between the first conv and the max-pool)
+must match NYU's checkpoints key for key; the local network is timm's ResNet-18, whose state-dict keys
+already equal those of NYU's `dn_resnet`.
+"""
+
+from __future__ import annotations
+
+import timm
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+#: Activation names `ResNet22.forward` returns: the five stage outputs (the residual stream, before the next
+#: block's BN + ReLU) and `final` (stage 5 after the final BN + ReLU: `h_g`, what the saliency head reads).
+ACTIVATION_NAMES: tuple[str, ...] = ("stage1", "stage2", "stage3", "stage4", "stage5", "final")
+
+#: Total downsampling of the global network: an input of H x W maps to H/64 x W/64.
+GLOBAL_STRIDE = 64
+
+
+def _conv3x3(in_channels: int, out_channels: int, stride: int) -> nn.Conv2d:
+    return nn.Conv2d(in_channels, out_channels, kernel_size=3, stride=stride, padding=1, bias=False)
+
+
+class PreActBlock(nn.Module):
+    """Pre-activation basic block (He et al. 2016, "Identity mappings"): BN-ReLU-conv3x3 twice plus a shortcut.
+
+    With `projection`, the shortcut is a 1x1 conv (no BN) applied to the pre-activated input, as in GMIC.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int, projection: bool) -> None:
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(in_channels)
+        self.conv1 = _conv3x3(in_channels, out_channels, stride)
+        self.bn2 = nn.BatchNorm2d(out_channels)
+        self.conv2 = _conv3x3(out_channels, out_channels, 1)
+        self.downsample = (
+            nn.Sequential(nn.Conv2d(in_channels, out_channels, kernel_size=1, stride=stride, bias=False))
+            if projection
+            else None
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = F.relu(self.bn1(x))
+        shortcut = self.downsample(out) if self.downsample is not None else x
+        out = self.conv1(out)
+        out = self.conv2(F.relu(self.bn2(out)))
+        return out + shortcut
+
+
+class ResNet22(nn.Module):
+    """GMIC's global network: (N, in_channels, H, W) -> activations, `final` = h_g (N, width * 16, H/64, W/64).
+
+    First conv 7x7/2 (pad 3) -> max-pool 3/2 (no pad) -> 5 stages x 2 pre-activation blocks (strides 1,2,2,2,2,
+    widths `width * 2**s`) -> final BN + ReLU. H and W must be multiples of 64 (see `GLOBAL_STRIDE`).
+    """
+
+    def __init__(self, in_channels: int = 1, width: int = 16, blocks_per_stage: int = 2) -> None:
+        super().__init__()
+        self.first_conv = nn.Conv2d(in_channels, width, kernel_size=7, stride=2, padding=3, bias=False)
+        self.first_pool = nn.MaxPool2d(kernel_size=3, stride=2, padding=0)
+        stages, channels = [], width
+        for s, stride in enumerate((1, 2, 2, 2, 2)):
+            out_channels = width * 2**s
+            blocks = [PreActBlock(channels, out_channels, stride, projection=True)]
+            blocks += [
+                PreActBlock(out_channels, out_channels, 1, projection=False) for _ in range(blocks_per_stage - 1)
+            ]
+            stages.append(nn.Sequential(*blocks))
+            channels = out_channels
+        self.layer_list = nn.ModuleList(stages)
+        self.final_bn = nn.BatchNorm2d(channels)
+        self.final_relu = nn.ReLU()  # a module, so hook-based tools (pytorch-grad-cam) can target `final`
+        self.out_channels = channels
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        """Return `{name: activation}` for every name in `ACTIVATION_NAMES` (references, no copies)."""
+        h = self.first_pool(self.first_conv(x))
+        activations: dict[str, Tensor] = {}
+        for s, stage in enumerate(self.layer_list):
+            h = stage(h)
+            activations[f"stage{s + 1}"] = h
+        activations["final"] = self.final_relu(self.final_bn(h))  # (N, 256, H/64, W/64)
+        return activations
+
+
+def local_resnet18() -> nn.Module:
+    """timm ResNet-18 (3 channels, no classifier, global average pool): (M, 3, h, w) -> (M, 512).
+
+    Never downloads weights; its state-dict keys equal NYU's `dn_resnet.*`.
+    """
+    return timm.create_model("resnet18", pretrained=False, num_classes=0)
+
+
+def global_map_size(height: int, width: int) -> tuple[int, int]:
+    """The size of `h_g` for an input of `height x width` pixels, after checking the network accepts it."""
+    if height < GLOBAL_STRIDE or width < GLOBAL_STRIDE or height % GLOBAL_STRIDE or width % GLOBAL_STRIDE:
+        raise ValueError(
+            f"GMIC input: expected height and width to be positive multiples of {GLOBAL_STRIDE} "
+            f"(e.g. 2944 x 1920), found {height} x {width}"
+        )
+    return height // GLOBAL_STRIDE, width // GLOBAL_STRIDE
+
+
+__all__ = ["ACTIVATION_NAMES", "GLOBAL_STRIDE", "PreActBlock", "ResNet22", "global_map_size", "local_resnet18"]

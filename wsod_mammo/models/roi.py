@@ -1,0 +1,80 @@
+"""GMIC's greedy patch selection on a saliency map and the batched crop of the full-resolution image.
+
+Everything here runs without gradient: window positions are integers. The K-step greedy loop is sequential
+by definition (each pick zeroes its window before the next), batched over images; the crop gathers all
+images' and patches' pixels with one advanced-indexing call.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from wsod_mammo.saliency.base import normalize_saliency
+
+
+def window_size(crop_shape: tuple[int, int], map_size: tuple[int, int], image_size: tuple[int, int]) -> tuple[int, int]:
+    """The crop's size at map resolution: round(crop * h / H) x round(crop * w / W), at least 1 x 1."""
+    return tuple(max(1, round(c * m / i)) for c, m, i in zip(crop_shape, map_size, image_size, strict=True))  # type: ignore[return-value]
+
+
+@torch.no_grad()
+def select_windows(saliency: Tensor, window: tuple[int, int], num_patches: int) -> Tensor:
+    """Greedy window picks on the class-summed, per-class min-max normalized map.
+
+    saliency (N, C, h, w) -> corners (N, K, 2) long `(row, col)` top-left at map resolution. Each step takes
+    the window with the largest mean (first maximum in row-major order on ties) and zeroes it.
+    """
+    n, _, h, w = saliency.shape
+    wh, ww = window
+    scores = normalize_saliency(saliency.float()).sum(dim=1, keepdim=True)  # (N, 1, h, w)
+    rows = torch.arange(h, device=saliency.device).view(1, h, 1)
+    cols = torch.arange(w, device=saliency.device).view(1, 1, w)
+    out_w = w - ww + 1
+    corners = []
+    for _ in range(num_patches):
+        means = F.avg_pool2d(scores, (wh, ww), stride=1)  # (N, 1, h-wh+1, w-ww+1)
+        best = means.flatten(1).argmax(dim=1)  # (N,) first maximum
+        r, c = best // out_w, best % out_w
+        corners.append(torch.stack([r, c], dim=1))
+        inside = (rows >= r.view(n, 1, 1)) & (rows < (r + wh).view(n, 1, 1))
+        inside = inside & (cols >= c.view(n, 1, 1)) & (cols < (c + ww).view(n, 1, 1))  # (N, h, w)
+        scores = scores.masked_fill(inside.unsqueeze(1), 0.0)
+    return torch.stack(corners, dim=1)  # (N, K, 2)
+
+
+@torch.no_grad()
+def corners_to_pixels(
+    corners: Tensor, map_size: tuple[int, int], image_size: tuple[int, int], crop_shape: tuple[int, int]
+) -> Tensor:
+    """Map-resolution corners (N, K, 2) -> input-pixel top-left corners (N, K, 2) long.
+
+    Scaled by H/h, W/w and rounded (half to even), then clamped so the whole crop lies inside the image.
+    """
+    scale = torch.tensor([image_size[0] / map_size[0], image_size[1] / map_size[1]], dtype=torch.float64)
+    pixels = torch.round(corners.double() * scale.to(corners.device)).long()
+    top = pixels[..., 0].clamp(0, image_size[0] - crop_shape[0])
+    left = pixels[..., 1].clamp(0, image_size[1] - crop_shape[1])
+    return torch.stack([top, left], dim=-1)
+
+
+def crop_patches(images: Tensor, corners: Tensor, crop_shape: tuple[int, int]) -> Tensor:
+    """Gather crops: images (N, Ch, H, W), pixel corners (N, K, 2) -> (N, K, Ch, ch, cw), one indexing call.
+
+    Differentiable with respect to `images` (the positions are fixed integers).
+    """
+    n, k, _ = corners.shape
+    ch, cw = crop_shape
+    device = images.device
+    rows = corners[..., 0, None] + torch.arange(ch, device=device)  # (N, K, ch)
+    cols = corners[..., 1, None] + torch.arange(cw, device=device)  # (N, K, cw)
+    batch = torch.arange(n, device=device).view(n, 1, 1, 1)
+    crops = images.permute(0, 2, 3, 1)[batch, rows[:, :, :, None], cols[:, :, None, :]]  # (N, K, ch, cw, Ch)
+    return crops.permute(0, 1, 4, 2, 3)  # (N, K, Ch, ch, cw)
+
+
+def corners_to_boxes(corners: Tensor, crop_shape: tuple[int, int]) -> Tensor:
+    """Pixel corners (N, K, 2) `(top, left)` -> boxes (N, K, 4) float xyxy in input pixels."""
+    top, left = corners[..., 0].float(), corners[..., 1].float()
+    return torch.stack([left, top, left + crop_shape[1], top + crop_shape[0]], dim=-1)

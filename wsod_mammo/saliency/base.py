@@ -1,0 +1,113 @@
+"""The `SaliencyMethod` base class, the name -> class registry, and the normalize / upsample helpers.
+
+A method turns the global network's activations (and, for gradient methods, the gradients of a per-class
+target score with respect to them) into a non-negative, un-normalized map per class, `(N, C, h, w)` at the
+saliency-map resolution. Methods never run the network themselves: `GMIC` runs one forward and one
+`torch.autograd.grad` call for all requested methods (see `saliency/compute.py`) and hands each method a
+`SaliencyInputs`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import ClassVar, TypeVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+@dataclass
+class SaliencyInputs:
+    """What a method may read. Shapes: `cam (N, C, h, w)` (GMIC's sigmoid map A);
+    `activations[name] (N, K, h', w')`; `gradients[name] (N, C, K, h', w')`, the gradient of class c's target
+    score with respect to that activation (empty for methods that need none)."""
+
+    cam: Tensor
+    activations: dict[str, Tensor] = field(default_factory=dict)
+    gradients: dict[str, Tensor] = field(default_factory=dict)
+
+
+class SaliencyMethod:
+    """Base class: subclasses set `needs_gradients`, say which activations they read (`layers`) and `compute`.
+
+    Instances are plain, typed objects, so LightningCLI / jsonargparse can build them from a name or a
+    `class_path` in YAML.
+    """
+
+    name: ClassVar[str] = ""
+    needs_gradients: ClassVar[bool] = False
+
+    def layers(self) -> tuple[str, ...]:
+        """Names of the global-network activations this method reads (see `models.resnet.ACTIVATION_NAMES`)."""
+        return ()
+
+    def compute(self, inputs: SaliencyInputs) -> Tensor:
+        """Return the map `(N, C, h, w)`, non-negative, un-normalized, at `inputs.cam`'s resolution."""
+        raise NotImplementedError
+
+    def __call__(self, inputs: SaliencyInputs) -> Tensor:
+        return self.compute(inputs)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(layers={list(self.layers())})"
+
+
+_REGISTRY: dict[str, type[SaliencyMethod]] = {}
+M = TypeVar("M", bound=type[SaliencyMethod])
+
+
+def register_saliency_method(name: str) -> Callable[[M], M]:
+    """Class decorator: register a `SaliencyMethod` subclass under `name` (which becomes its `name`)."""
+
+    def decorator(cls: M) -> M:
+        if name in _REGISTRY and _REGISTRY[name] is not cls:
+            raise ValueError(f"saliency method name {name!r} is already registered to {_REGISTRY[name].__name__}")
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return decorator
+
+
+def available_saliency_methods() -> list[str]:
+    """Registered method names, sorted."""
+    return sorted(_REGISTRY)
+
+
+def get_saliency_method(name_or_instance: str | SaliencyMethod) -> SaliencyMethod:
+    """An instance from a registered name (default arguments), or the instance itself."""
+    if isinstance(name_or_instance, SaliencyMethod):
+        return name_or_instance
+    if isinstance(name_or_instance, str) and name_or_instance.lower() in _REGISTRY:
+        return _REGISTRY[name_or_instance.lower()]()
+    raise ValueError(
+        f"unknown saliency method {name_or_instance!r}: expected one of {available_saliency_methods()} "
+        "or a SaliencyMethod instance"
+    )
+
+
+def normalize_saliency(maps: Tensor) -> Tensor:
+    """Min-max normalize each image's and class's map into [0, 1]: (N, C, h, w) -> (N, C, h, w).
+
+    A constant map becomes zeros (never NaN). Computed in float32 (or float64 if given).
+    """
+    if maps.ndim != 4:
+        raise ValueError(f"normalize_saliency: expected maps of shape (N, C, h, w), found {tuple(maps.shape)}")
+    maps = maps if maps.dtype in (torch.float32, torch.float64) else maps.float()
+    flat = maps.flatten(2)  # (N, C, h*w)
+    low = flat.amin(dim=2, keepdim=True)
+    span = flat.amax(dim=2, keepdim=True) - low
+    safe = torch.where(span > 0, span, torch.ones_like(span))
+    out = torch.where(span > 0, (flat - low) / safe, torch.zeros_like(flat))
+    return out.view_as(maps)
+
+
+def upsample_saliency(maps: Tensor, size: tuple[int, int]) -> Tensor:
+    """Bilinear resize (align_corners=False) of (N, C, h, w) maps to (N, C, H, W) with `size = (H, W)`."""
+    if maps.ndim != 4:
+        raise ValueError(f"upsample_saliency: expected maps of shape (N, C, h, w), found {tuple(maps.shape)}")
+    if tuple(maps.shape[-2:]) == tuple(size):
+        return maps
+    return F.interpolate(maps, size=tuple(size), mode="bilinear", align_corners=False)

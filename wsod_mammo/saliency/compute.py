@@ -1,0 +1,75 @@
+"""Several saliency methods from one set of activations and ONE `torch.autograd.grad` call.
+
+The target score `(N, C)` is differentiated with respect to every activation any requested method reads, in
+a single call: for C = 1 the sum over the batch (images are independent in eval mode), for C > 1 one-hot
+`grad_outputs` batched over classes with `is_grads_batched=True`. Never `.backward()`, so parameters'
+`.grad` are never touched. Callers make sure grad mode is on (see `GMIC`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from wsod_mammo.saliency.base import SaliencyInputs, SaliencyMethod
+
+
+def required_layers(methods: Sequence[SaliencyMethod]) -> list[str]:
+    """The union of the activations gradient methods read, in first-seen order."""
+    names: list[str] = []
+    for method in methods:
+        if method.needs_gradients:
+            names += [n for n in method.layers() if n not in names]
+    return names
+
+
+def check_layers(methods: Sequence[SaliencyMethod], valid: Sequence[str]) -> None:
+    """Raise ValueError naming the method and the valid names if a method reads an unknown activation."""
+    for method in methods:
+        unknown = [n for n in method.layers() if n not in valid]
+        if unknown:
+            raise ValueError(
+                f"saliency method {method.name!r}: unknown layer(s) {unknown}; valid layer names are {list(valid)}"
+            )
+
+
+def target_gradients(target: Tensor, activations: dict[str, Tensor], retain_graph: bool) -> dict[str, Tensor]:
+    """d target[:, c] / d activation for every class c: {name: (N, C, K, h, w)}, one autograd call."""
+    names = list(activations)
+    tensors = [activations[n] for n in names]
+    n, c = target.shape
+    if c == 1:
+        grads = torch.autograd.grad(target.sum(), tensors, retain_graph=retain_graph)
+        return {name: g.unsqueeze(1) for name, g in zip(names, grads, strict=True)}
+    one_hot = torch.eye(c, dtype=target.dtype, device=target.device)[:, None, :].expand(c, n, c).contiguous()
+    grads = torch.autograd.grad(target, tensors, grad_outputs=one_hot, retain_graph=retain_graph, is_grads_batched=True)
+    return {name: g.transpose(0, 1) for name, g in zip(names, grads, strict=True)}  # (C, N, ...) -> (N, C, ...)
+
+
+def compute_saliency(
+    methods: Sequence[SaliencyMethod],
+    cam: Tensor,
+    activations: dict[str, Tensor],
+    target: Tensor | None,
+    retain_graph: bool = False,
+) -> dict[str, Tensor]:
+    """{method.name: detached map (N, C, h, w)} for all `methods`.
+
+    cam (N, C, h, w) is GMIC's sigmoid map; `activations` must hold every layer the methods read and be
+    part of the graph that produced `target (N, C)` (needed only when a gradient method is requested).
+    """
+    layers = required_layers(methods)
+    gradients: dict[str, Tensor] = {}
+    if layers:
+        if target is None:
+            raise ValueError("compute_saliency: gradient methods need a target score, found target=None")
+        gradients = target_gradients(target, {n: activations[n] for n in layers}, retain_graph)
+    with torch.no_grad():
+        inputs = SaliencyInputs(
+            cam=cam.detach(),
+            activations={n: activations[n].detach() for n in layers},
+            gradients=gradients,
+        )
+        return {method.name: method(inputs) for method in methods}
