@@ -1,0 +1,118 @@
+"""The ``wsod`` command: LightningCLI for fit/validate/test/predict, plain CLIs for prepare/synth/report."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
+
+from wsod_mammo.data.datamodule import VinDrMammoDataModule
+from wsod_mammo.training.module import GMICLitModule
+from wsod_mammo.training.run_dir import run_directory
+
+CHECKPOINT_ALIASES = {"best": "best.ckpt", "last": "last.ckpt"}
+
+
+class RunConfigSaver(SaveConfigCallback):
+    """Writes the resolved config into the run's own directory and into the logger's run (W&B config)."""
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if self.already_saved:
+            return
+        directory = run_directory(trainer)
+        if trainer.is_global_zero:
+            self.parser.save(self.config, directory / self.config_filename, skip_none=False, overwrite=True)
+            for logger in trainer.loggers:
+                logger.log_hyperparams({"config": self.parser.dump(self.config, skip_none=False, format="yaml")})
+        self.already_saved = True
+
+
+class WsodCLI(LightningCLI):
+    """LightningCLI with checkpoint aliases resolved and foreign checkpoints refused before anything runs."""
+
+    def _parse_ckpt_path(self) -> None:
+        subcommand = self.config.get("subcommand")
+        if subcommand:
+            section = self.config[subcommand]
+            ckpt_path = section.get("ckpt_path")
+            if ckpt_path:
+                section["ckpt_path"] = str(resolve_checkpoint(ckpt_path, section))
+                check_checkpoint(Path(section["ckpt_path"]))
+                if section.get("weights_only") is None:
+                    section["weights_only"] = True
+        super()._parse_ckpt_path()
+
+
+def _checkpoint_dirs(section: Any) -> list[Path]:
+    """The ``dirpath`` of every ModelCheckpoint callback in the parsed trainer config."""
+    callbacks = section.get("trainer", {}).get("callbacks") or []
+    dirs = []
+    for callback in callbacks:
+        class_path = callback.get("class_path", "") if hasattr(callback, "get") else ""
+        init_args = callback.get("init_args", {}) if hasattr(callback, "get") else {}
+        if class_path.endswith("ModelCheckpoint") and init_args.get("dirpath"):
+            dirs.append(Path(init_args["dirpath"]))
+    return dirs
+
+
+def resolve_checkpoint(ckpt_path: str, section: Any) -> Path:
+    """``best``/``last`` -> the file in the configured ModelCheckpoint ``dirpath``; a path is checked to exist."""
+    if ckpt_path in CHECKPOINT_ALIASES:
+        dirs = _checkpoint_dirs(section)
+        if not dirs:
+            raise ValueError(f"--ckpt_path {ckpt_path}: no ModelCheckpoint with a dirpath in trainer.callbacks")
+        candidate = dirs[0] / CHECKPOINT_ALIASES[ckpt_path]
+        if not candidate.is_file():
+            raise FileNotFoundError(f"--ckpt_path {ckpt_path}: {candidate} does not exist (run `wsod fit` first)")
+        return candidate
+    path = Path(ckpt_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"--ckpt_path: {path} does not exist")
+    return path
+
+
+def check_checkpoint(path: Path) -> None:
+    """Refuse files that are not safe-loadable GMICLitModule checkpoints, before any model is built."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - any failure means the file cannot be read safely
+        raise ValueError(f"--ckpt_path {path}: not a checkpoint loadable with weights_only=True ({error})") from None
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise ValueError(f"--ckpt_path {path}: not a Lightning checkpoint (no 'state_dict')")
+    class_path = checkpoint.get("hyper_parameters", {}).get("_class_path")
+    expected = f"{GMICLitModule.__module__}.{GMICLitModule.__name__}"
+    keys = checkpoint["state_dict"].keys()
+    if (class_path and class_path != expected) or not any(k.startswith("model.global_network.") for k in keys):
+        found = class_path or f"a model with keys like {sorted(keys)[:3]}"
+        raise ValueError(f"--ckpt_path {path}: a checkpoint of {found}, not of {expected}")
+
+
+PLAIN_COMMANDS = {
+    "prepare": "wsod_mammo.data.prepare",
+    "synth": "wsod_mammo.data.synthetic",
+    "report": "wsod_mammo.detection.report",
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of ``wsod`` and ``python -m wsod_mammo``."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    if args and args[0] in PLAIN_COMMANDS:
+        import importlib
+
+        importlib.import_module(PLAIN_COMMANDS[args[0]]).main(args[1:])
+        return
+    WsodCLI(
+        GMICLitModule,
+        VinDrMammoDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        save_config_callback=RunConfigSaver,
+        save_config_kwargs={"overwrite": True},
+        parser_kwargs={"prog": "wsod"},
+        args=None if argv is None else args,
+    )

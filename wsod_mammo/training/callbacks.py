@@ -1,0 +1,258 @@
+"""Detection metrics per test-time saliency method (validation and test) and saliency overlays."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.loggers import WandbLogger
+from torch import Tensor
+
+from wsod_mammo.detection.boxes import saliency_to_boxes
+from wsod_mammo.detection.metrics import DetectionMetric, DetectionResult
+from wsod_mammo.detection.overlay import method_panels, render_overlay, write_png
+from wsod_mammo.detection.report import format_cell, plot_froc, table1, table2, write_table2_row
+from wsod_mammo.saliency import normalize_saliency
+from wsod_mammo.training.classification import HEADS
+from wsod_mammo.training.run_dir import run_directory
+
+log = logging.getLogger(__name__)
+
+DEFAULT_THRESHOLD_GRID = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+SUBSETS = {"mass": True, "all": False}  # subset name -> positives_only
+
+
+def class_targets(batch: dict[str, Any], class_index: int) -> tuple[list[Tensor], Tensor]:
+    """Ground-truth boxes of one class per image, and that class's image labels ``(N,)``."""
+    boxes = [b[labels == class_index] for b, labels in zip(batch["boxes"], batch["box_labels"], strict=True)]
+    return boxes, batch["label"][:, class_index]
+
+
+class DetectionMetrics(Callback):
+    """TPR@FPPI and FROC for every test-time saliency method, from one saliency pass per batch.
+
+    Validation: each method's binarization threshold is chosen on a grid (maximum TPR at ``fppi_budget``) and
+    stored in the module, hence in every checkpoint. Test: each method is measured at its stored threshold, on
+    mass images (the study) and on all images; Table I, the Table II row, FROC plots and a JSON summary are
+    written to the run directory and logged to W&B.
+
+    Args:
+        methods: test-time methods (default: the module's ``test_saliency``).
+        thresholds: the validation grid of binarization thresholds on min-max normalized maps.
+        fppi_budget: FPPI at which validation maximizes TPR.
+        default_threshold: used in test for a method with no validated threshold (with a warning).
+        class_index: the class whose maps and boxes are evaluated (0: the first of ``classes``).
+    """
+
+    def __init__(
+        self,
+        methods: list[str] | None = None,
+        thresholds: list[float] | None = None,
+        fppi_budget: float = 1.0,
+        default_threshold: float = 0.5,
+        iou_threshold: float = 0.3,
+        class_index: int = 0,
+    ) -> None:
+        self.methods = methods
+        self.thresholds = tuple(thresholds) if thresholds else DEFAULT_THRESHOLD_GRID
+        self.fppi_budget = fppi_budget
+        self.default_threshold = default_threshold
+        self.iou_threshold = iou_threshold
+        self.class_index = class_index
+        self._metrics: dict[tuple[str, str], DetectionMetric] = {}
+        self._results: dict[tuple[str, str], DetectionResult] = {}
+
+    def _methods(self, pl_module: LightningModule) -> list[str]:
+        return list(self.methods) if self.methods else list(pl_module.test_saliency)
+
+    def _build(self, pl_module: LightningModule, subsets: dict[str, bool], thresholds: dict[str, Sequence[float]]):
+        self._metrics = {
+            (method, subset): DetectionMetric(
+                thresholds=thresholds[method], iou_threshold=self.iou_threshold, positives_only=positives_only
+            ).to(pl_module.device)
+            for method in self._methods(pl_module)
+            for subset, positives_only in subsets.items()
+        }
+
+    def _update(self, pl_module: LightningModule, outputs: dict[str, Tensor], batch: dict[str, Any]) -> None:
+        methods = sorted({method for method, _ in self._metrics})
+        maps = pl_module.saliency_maps(batch["image"], methods)
+        gt_boxes, labels = class_targets(batch, self.class_index)
+        probabilities = outputs["y_fusion"][:, self.class_index].float()
+        size = tuple(batch["image"].shape[-2:])
+        for (method, _), metric in self._metrics.items():
+            metric.update(maps[method][:, self.class_index], probabilities, gt_boxes, labels, size)
+
+    # ------------------------------------------------------------------------------------------ validation
+    def on_validation_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        grid = {m: self.thresholds for m in self._methods(pl_module)}
+        self._build(pl_module, {"mass": True}, grid)
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        if not trainer.sanity_checking:
+            self._update(pl_module, outputs, batch)
+
+    def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        for (method, _), metric in self._metrics.items():
+            result = metric.compute()
+            if not result.tpr_defined:
+                log.warning("validation has no mass boxes: TPR is undefined, %s keeps its threshold", method)
+                continue
+            threshold = result.best_threshold(self.fppi_budget)
+            pl_module.detection_thresholds[method] = threshold
+            chosen = result.per_threshold[self.thresholds.index(threshold)]
+            for point, value in zip(result.fppi_points, chosen.tpr_at_fppi.tolist(), strict=True):
+                pl_module.log(f"val/detection/{method}/tpr@fppi{point:g}", value, sync_dist=False)
+            pl_module.log(f"val/detection/{method}/threshold", threshold)
+        self._metrics = {}
+
+    # ------------------------------------------------------------------------------------------------ test
+    def on_test_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        chosen = {}
+        for method in self._methods(pl_module):
+            if method not in pl_module.detection_thresholds:
+                log.warning("%s: no threshold validated for this checkpoint, using %g", method, self.default_threshold)
+            chosen[method] = (pl_module.detection_thresholds.get(method, self.default_threshold),)
+        self._build(pl_module, SUBSETS, chosen)
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        self._update(pl_module, outputs, batch)
+
+    def on_test_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._results = {key: metric.compute() for key, metric in self._metrics.items()}
+        for (method, subset), result in self._results.items():
+            if not result.tpr_defined:
+                continue
+            figures = result.per_threshold[0]
+            for point, value in zip(result.fppi_points, figures.tpr_at_fppi.tolist(), strict=True):
+                pl_module.log(f"test/detection/{subset}/{method}/tpr@fppi{point:g}", value, sync_dist=False)
+            pl_module.log(f"test/detection/{subset}/{method}/tpr", figures.tpr, sync_dist=False)
+            pl_module.log(f"test/detection/{subset}/{method}/fppi", figures.fppi, sync_dist=False)
+        self._run_dir = run_directory(trainer)
+        self._metrics = {}
+
+    def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if trainer.is_global_zero and self._results:
+            write_test_report(self._run_dir, trainer, pl_module, self._results)
+
+
+def _table1_rows(metrics: dict[str, Any]) -> dict[str, dict[str, float]]:
+    names = {"accuracy": "accuracy", "auc": "auroc", "tpr": "tpr", "tnr": "tnr"}
+    return {
+        head: {key: float(metrics.get(f"test/{head}/{name}", math.nan)) for key, name in names.items()}
+        for head in HEADS
+    }
+
+
+def write_test_report(
+    directory: Path, trainer: Trainer, pl_module: LightningModule, results: dict[tuple[str, str], DetectionResult]
+) -> None:
+    """Table I, the Table II row (mass images and all images), FROC plots and ``detection.json``."""
+    train_method = pl_module.train_saliency.name
+    table1_md, table1_csv = table1(_table1_rows(trainer.callback_metrics))
+    (directory / "table1.md").write_text(table1_md)
+    (directory / "table1.csv").write_text(table1_csv)
+    summary: dict[str, Any] = {"train_saliency": train_method, "table1": _table1_rows(trainer.callback_metrics)}
+    for subset in SUBSETS:
+        subset_results = {m: r for (m, s), r in results.items() if s == subset}
+        any_result = next(iter(subset_results.values()))
+        if any_result.num_images == 0:
+            log.error("the test set has no %s images: no detection figures for them", subset)
+            continue
+        if not any_result.tpr_defined:
+            log.error("the test set has no mass boxes (%s images): TPR is undefined, cells read n/a", subset)
+        cells = {m: format_cell(r.per_threshold[0].tpr, r.per_threshold[0].fppi) for m, r in subset_results.items()}
+        suffix = "" if subset == "mass" else "_all_images"
+        write_table2_row(directory / f"table2_row{suffix}.csv", train_method, cells)
+        row_md, _ = table2({train_method: cells})
+        (directory / f"table2_row{suffix}.md").write_text(row_md)
+        curves = {m: (r.per_threshold[0].fppi_curve, r.per_threshold[0].tpr_curve) for m, r in subset_results.items()}
+        plot_froc(
+            curves, directory / f"froc_{subset}.png", title=f"FROC, {subset} images (trained with {train_method})"
+        )
+        summary[subset] = {
+            m: {
+                "threshold": r.per_threshold[0].threshold,
+                "cell": cells[m],
+                "tpr": r.per_threshold[0].tpr,
+                "fppi": r.per_threshold[0].fppi,
+                "tpr_at_fppi": dict(zip(map(str, r.fppi_points), r.per_threshold[0].tpr_at_fppi.tolist(), strict=True)),
+                "num_gt": r.num_gt,
+                "num_images": r.num_images,
+            }
+            for m, r in subset_results.items()
+        }
+    (directory / "detection.json").write_text(json.dumps(summary, indent=2, allow_nan=True))
+    _log_to_wandb(trainer, directory, summary)
+    log.info("test report written to %s", directory)
+
+
+def _log_to_wandb(trainer: Trainer, directory: Path, summary: dict[str, Any]) -> None:
+    for logger in trainer.loggers:
+        if not isinstance(logger, WandbLogger):
+            continue
+        rows = [[head] + list(values.values()) for head, values in summary["table1"].items()]
+        logger.log_table("test/table1", columns=["head", "accuracy", "auc", "tpr", "tnr"], data=rows)
+        for subset in SUBSETS:
+            if subset in summary:
+                cells = summary[subset]
+                data = [[summary["train_saliency"]] + [c["cell"] for c in cells.values()]]
+                logger.log_table(f"test/table2_{subset}", columns=["train"] + list(cells), data=data)
+                logger.log_image(f"test/froc_{subset}", [str(directory / f"froc_{subset}.png")])
+
+
+class SaliencyOverlays(Callback):
+    """Saves, for the first ``num_images`` test images, the image with ground truth and each method's heatmap and
+    predicted boxes (at the validated thresholds) side by side, to ``RUN_DIR/overlays`` and W&B."""
+
+    def __init__(self, num_images: int = 8, methods: list[str] | None = None, class_index: int = 0) -> None:
+        self.num_images = num_images
+        self.methods = methods
+        self.class_index = class_index
+        self._written: list[Path] = []
+
+    def on_test_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._written = []
+        self._directory = run_directory(trainer) / "overlays"
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        remaining = self.num_images - len(self._written)
+        if remaining <= 0 or not trainer.is_global_zero:
+            return
+        methods = list(self.methods) if self.methods else list(pl_module.test_saliency)
+        images = batch["image"][:remaining]
+        maps = pl_module.saliency_maps(images, methods)
+        probabilities = outputs["y_fusion"][: len(images), self.class_index].float()
+        size = tuple(images.shape[-2:])
+        subset = {k: batch[k][: len(images)] for k in ("boxes", "box_labels", "label")}
+        gt_boxes, _ = class_targets(subset, self.class_index)
+        for i in range(len(images)):
+            normalized = {m: normalize_saliency(maps[m][i : i + 1])[0, self.class_index] for m in methods}
+            boxes = {
+                m: tuple(
+                    saliency_to_boxes(
+                        maps[m][i : i + 1, self.class_index],
+                        size,
+                        pl_module.detection_thresholds.get(m, 0.5),
+                        probabilities[i : i + 1],
+                    )[0]
+                )
+                for m in methods
+            }
+            title = f"{batch['image_id'][i][:8]} p={float(probabilities[i]):.2f}"
+            picture = render_overlay(images[i, 0], gt_boxes[i], method_panels(normalized, size), boxes, title)
+            path = self._directory / f"{len(self._written):03d}_{batch['image_id'][i]}.png"
+            write_png(path, picture)
+            self._written.append(path)
+
+    def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger) and self._written:
+                logger.log_image("test/overlays", [str(p) for p in self._written])

@@ -1,0 +1,56 @@
+"""The GMIC training objective (Shen et al. 2021, eq. 9), computed in float32 outside autocast."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from wsod_mammo.models import GMICOutput
+
+# Probabilities are clamped away from 0 and 1 so a saturated sigmoid cannot give an infinite BCE.
+_EPS = 1e-6
+
+
+@dataclass(frozen=True)
+class GMICLoss:
+    """The total loss and its terms, each a scalar tensor (the terms are for logging)."""
+
+    total: Tensor
+    global_bce: Tensor
+    local_bce: Tensor
+    fusion_bce: Tensor
+    saliency_reg: Tensor
+
+    def terms(self) -> dict[str, Tensor]:
+        return {
+            "loss": self.total,
+            "loss_global": self.global_bce,
+            "loss_local": self.local_bce,
+            "loss_fusion": self.fusion_bce,
+            "loss_reg": self.saliency_reg,
+        }
+
+
+def _bce(probabilities: Tensor, target: Tensor) -> Tensor:
+    return F.binary_cross_entropy(probabilities.float().clamp(_EPS, 1.0 - _EPS), target)
+
+
+def gmic_loss(output: GMICOutput, target: Tensor, beta: float) -> GMICLoss:
+    """BCE on the global, local and fusion heads plus ``beta * L_reg``.
+
+    ``L_reg`` is the mean of ``|A|`` over positions, classes and images (the paper sums over positions; the
+    mean makes ``beta`` independent of the input resolution, so the paper's beta = 3.26 is used on this
+    normalized form). ``target`` is the multi-hot ``(N, C)`` label. Everything runs in float32 with autocast
+    disabled, since ``binary_cross_entropy`` is unsafe in half precision.
+    """
+    with torch.autocast(device_type=target.device.type, enabled=False):
+        target = target.float()
+        global_bce = _bce(output.y_global, target)
+        local_bce = _bce(output.y_local, target)
+        fusion_bce = _bce(output.y_fusion, target)
+        saliency_reg = output.saliency.float().abs().mean()
+        total = global_bce + local_bce + fusion_bce + beta * saliency_reg
+    return GMICLoss(total, global_bce, local_bce, fusion_bce, saliency_reg)

@@ -1,0 +1,195 @@
+"""GMICLitModule: trains GMIC from image-level labels with a chosen patch-selection saliency method."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from lightning.pytorch import LightningModule
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
+from torch import Tensor
+
+from wsod_mammo.models import GMIC, GMICOutput
+from wsod_mammo.models.nyu import load_nyu_state_dict
+from wsod_mammo.saliency import SaliencyMethod, available_saliency_methods, get_saliency_method
+from wsod_mammo.training.classification import HEADS, stage_head_metrics
+from wsod_mammo.training.loss import gmic_loss
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TEST_SALIENCY = ("cam", "gradcam", "gradcampp", "xgradcam", "layercam")
+_PLAIN = (str, int, float, bool, type(None))
+
+
+def _is_plain(value: Any) -> bool:
+    """True for data a checkpoint can hold and ``torch.load(weights_only=True)`` can read back."""
+    if isinstance(value, (list, tuple)):
+        return all(_is_plain(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _is_plain(v) for k, v in value.items())
+    return isinstance(value, _PLAIN)
+
+
+def _resolve_method(value: str | SaliencyMethod, option: str) -> SaliencyMethod:
+    try:
+        return get_saliency_method(value)
+    except ValueError as error:
+        raise ValueError(f"{option}: {error}") from None
+
+
+class GMICLitModule(LightningModule):
+    """GMIC with the paper's loss, per-head classification metrics and injected optimizer/scheduler.
+
+    Args:
+        model: the GMIC network (chosen in YAML by ``class_path``).
+        train_saliency: the method whose map selects GMIC's patches, in training and when classifying
+            (name or instance; ``cam`` is the original GMIC).
+        test_saliency: the methods evaluated for detection in validation/test (default: all five).
+        saliency_target: the score the gradient methods differentiate (``y_global`` or ``y_fusion``).
+        predict_saliency: the method whose map gives the boxes of ``wsod predict``.
+        beta: weight of the saliency regularizer (on the mean-normalized ``L_reg``, see ``gmic_loss``).
+        init_from_nyu: path of an NYU GMIC checkpoint (``sample_model_*.p``) to start a fresh fit from.
+        optimizer: optimizer factory (Adam by default); scheduler: optional LR scheduler factory.
+        scheduler_monitor: metric a ``ReduceLROnPlateau`` scheduler watches.
+    """
+
+    def __init__(
+        self,
+        model: GMIC,
+        train_saliency: str | SaliencyMethod = "cam",
+        test_saliency: list[str] | None = None,
+        saliency_target: Literal["y_global", "y_fusion"] = "y_global",
+        predict_saliency: str = "gradcampp",
+        beta: float = 3.26,
+        init_from_nyu: str | None = None,
+        optimizer: OptimizerCallable = torch.optim.Adam,
+        scheduler: LRSchedulerCallable | None = None,
+        scheduler_monitor: str = "val/fusion/auroc",
+    ) -> None:
+        super().__init__()
+        self._save_plain_hyperparameters(locals())
+        self.model = model
+        self.train_saliency = _resolve_method(train_saliency, "model.train_saliency")
+        names = list(test_saliency) if test_saliency is not None else list(DEFAULT_TEST_SALIENCY)
+        self.test_saliency = [_resolve_method(name, "model.test_saliency").name for name in names]
+        if not self.test_saliency:
+            raise ValueError(f"model.test_saliency: give at least one of {available_saliency_methods()}")
+        self.saliency_target = saliency_target
+        self.predict_saliency = _resolve_method(predict_saliency, "model.predict_saliency").name
+        self.beta = beta
+        self.init_from_nyu = init_from_nyu
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.scheduler_monitor = scheduler_monitor
+        self.metrics = stage_head_metrics(model.num_classes)
+        # Binarization threshold per test-time method, chosen on validation data (DetectionMetrics) and stored
+        # in every checkpoint so that test and predict never tune on their own data.
+        self.detection_thresholds: dict[str, float] = {}
+
+    def _save_plain_hyperparameters(self, init_locals: dict[str, Any]) -> None:
+        """Save hparams so that checkpoints stay loadable with ``weights_only=True``.
+
+        Under LightningCLI the parsed config (plain dicts with ``class_path``) is saved, which lets
+        ``wsod test --ckpt_path`` rebuild the model; in plain Python, arguments that are objects are skipped.
+        """
+        if _given_hyperparameters.get() is not None:
+            self.save_hyperparameters()
+            return
+        skipped = [k for k, v in init_locals.items() if k not in ("self", "__class__") and not _is_plain(v)]
+        self.save_hyperparameters(ignore=skipped)
+
+    # ----------------------------------------------------------------------------------------------- set-up
+    def setup(self, stage: str) -> None:
+        if stage == "fit" and self.init_from_nyu and self.trainer.ckpt_path is None:
+            path = Path(self.init_from_nyu)
+            if not path.is_file():
+                raise FileNotFoundError(f"model.init_from_nyu: no NYU GMIC checkpoint at {path}")
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            fresh = load_nyu_state_dict(self.model, state)
+            log.info("Initialized GMIC from %s; freshly initialized: %s", path, fresh or "none")
+
+    def configure_optimizers(self) -> Any:
+        optimizer = self.optimizer_factory(self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "monitor": self.scheduler_monitor, "interval": "epoch"},
+        }
+
+    # ------------------------------------------------------------------------------------------------ steps
+    def forward(self, images: Tensor) -> GMICOutput:
+        return self.model(images, patch_saliency=self.train_saliency)
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
+        output = self(batch["image"])
+        loss = gmic_loss(output, batch["label"], self.beta)
+        batch_size = batch["image"].shape[0]
+        self.log_dict({f"train/{k}": v for k, v in loss.terms().items()}, batch_size=batch_size, sync_dist=False)
+        self.log("train/lr", self.optimizers().param_groups[0]["lr"], batch_size=batch_size)
+        self._update_metrics("train", output, batch["label"])
+        return loss.total
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Tensor]:
+        return self._evaluation_step("val", batch)
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Tensor]:
+        return self._evaluation_step("test", batch)
+
+    def _evaluation_step(self, stage: str, batch: dict[str, Any]) -> dict[str, Tensor]:
+        output = self.classify(batch["image"])
+        loss = gmic_loss(output, batch["label"], self.beta)
+        self.log(f"{stage}/loss", loss.total, batch_size=batch["image"].shape[0], sync_dist=True)
+        self._update_metrics(stage, output, batch["label"])
+        return {"y_global": output.y_global.detach(), "y_fusion": output.y_fusion.detach()}
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
+        output = self.classify(batch["image"])
+        maps = self.saliency_maps(batch["image"], [self.predict_saliency])
+        return {
+            "method": self.predict_saliency,
+            "threshold": self.detection_thresholds.get(self.predict_saliency, 0.5),
+            "probabilities": output.y_fusion.detach().float(),
+            "maps": maps[self.predict_saliency],
+        }
+
+    def _update_metrics(self, stage: str, output: GMICOutput, label: Tensor) -> None:
+        target = label.long()
+        squeeze = self.model.num_classes == 1
+        for head in HEADS:
+            probabilities = getattr(output, f"y_{head}").detach().float()
+            metrics = self.metrics[f"{stage}_{head}"]
+            metrics.update(probabilities[:, 0] if squeeze else probabilities, target[:, 0] if squeeze else target)
+            self.log_dict(metrics, on_step=False, on_epoch=True, batch_size=label.shape[0])
+
+    # ---------------------------------------------------- gradient saliency in eval, test and predict steps
+    def classify(self, images: Tensor) -> GMICOutput:
+        """GMIC forward in evaluation, with gradients enabled when the patch method needs them.
+
+        Lightning runs test and predict under ``torch.inference_mode()``, where no autograd graph can be built;
+        the images are cloned out of inference mode so a gradient patch method can differentiate.
+        """
+        if not self.train_saliency.needs_gradients:
+            return self(images)
+        with torch.inference_mode(False), torch.enable_grad():
+            return self(images.clone())
+
+    def saliency_maps(self, images: Tensor, methods: Sequence[str]) -> dict[str, Tensor]:
+        """All requested maps ``{name: (N, C, h, w)}`` from one global forward and one gradient call."""
+        context = self.trainer.precision_plugin.forward_context() if self._trainer is not None else nullcontext()
+        with torch.inference_mode(False), torch.enable_grad(), context:
+            maps = self.model.saliency_maps(images.clone(), list(methods), target=self.saliency_target)
+        return {name: value.detach().float() for name, value in maps.items()}
+
+    # ------------------------------------------------------------------------------------------ checkpoints
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["detection_thresholds"] = dict(self.detection_thresholds)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.detection_thresholds = dict(checkpoint.get("detection_thresholds", {}))

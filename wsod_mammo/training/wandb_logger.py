@@ -1,0 +1,33 @@
+"""Lightning's W&B logger with this project's defaults: offline unless the user opts in."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from lightning.pytorch.loggers import WandbLogger
+
+
+class OfflineWandbLogger(WandbLogger):
+    """``WandbLogger`` that runs offline by default and honours ``WANDB_MODE=disabled``.
+
+    Lightning's logger sets ``WANDB_MODE=dryrun`` whenever ``offline=True``, which would override a user's
+    ``WANDB_MODE=disabled``; here the environment wins. Checkpoints are never uploaded offline
+    (``log_model`` must stay false there). Set ``offline: false`` in YAML to sync runs live.
+    """
+
+    def __init__(
+        self,
+        project: str = "wsod-mammo",
+        save_dir: str = "runs",
+        name: str | None = None,
+        offline: bool = True,
+        log_model: bool | str = False,
+        **kwargs: Any,
+    ) -> None:
+        if os.environ.get("WANDB_MODE", "").lower() == "disabled":
+            offline = False
+            kwargs["mode"] = "disabled"
+        if offline and log_model:
+            raise ValueError("trainer.logger: log_model uploads checkpoints and needs offline: false")
+        super().__init__(project=project, save_dir=save_dir, name=name, offline=offline, log_model=log_model, **kwargs)
