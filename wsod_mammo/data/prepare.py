@@ -131,7 +131,10 @@ def prepare(
         raise ValueError(f"cache_format: expected 'png' or 'npy', got {cache_format!r}")
     records = select_records(load_records(data_root), classes or ["Mass"], selection, seed)
     unique = {r.image_id: r for r in records}
-    (Path(cache_dir) / "images").mkdir(parents=True, exist_ok=True)
+    folder = Path(cache_dir) / "images"
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob(".*.tmp"):  # left by an interrupted run; never read
+        stale.unlink()
     size = (int(input_size[0]), int(input_size[1]))
     jobs = [(i, str(r.path), r.laterality, size, crop_breast, str(cache_dir), cache_format) for i, r in unique.items()]
     images, errors = {}, {}

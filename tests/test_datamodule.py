@@ -1,0 +1,141 @@
+"""VinDrMammoDataModule: batches match the sample contract in every stage, cache and DICOM agree, bad input."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from wsod_mammo.data.datamodule import VinDrMammoDataModule, collate_samples
+from wsod_mammo.data.geometry import boxes_to_original
+from wsod_mammo.data.prepare import prepare
+from wsod_mammo.data.transforms import AugmentationConfig
+from wsod_mammo.data.vindr import load_records
+
+SIZE = (128, 80)
+
+
+def _dm(root: Path, **kw) -> VinDrMammoDataModule:
+    args = {"input_size": SIZE, "batch_size": 3, "num_workers": 0, "val_fraction": 0.25} | kw
+    return VinDrMammoDataModule(str(root), **args)
+
+
+def _check_batch(batch: dict, n: int) -> None:
+    assert batch["image"].shape == (n, 1, *SIZE) and batch["image"].dtype == torch.float32
+    assert batch["label"].shape == (n, 1) and batch["label"].dtype == torch.float32
+    assert len(batch["boxes"]) == len(batch["box_labels"]) == len(batch["image_id"]) == len(batch["meta"]) == n
+    for image, label, boxes, labels, meta in zip(batch["image"], batch["label"], batch["boxes"], batch["box_labels"],
+                                                 batch["meta"], strict=True):  # fmt: skip
+        if not meta.get("error"):  # an unreadable predict file gives a zero image
+            assert abs(float(image.mean())) < 1e-4 and abs(float(image.std()) - 1) < 1e-3
+        assert boxes.dtype == torch.float32 and boxes.shape[1] == 4 and labels.dtype == torch.int64
+        assert len(boxes) == len(labels) and (len(boxes) > 0) == bool(label[0])
+        assert (boxes >= 0).all() and (boxes[:, [0, 2]] <= SIZE[1]).all() and (boxes[:, [1, 3]] <= SIZE[0]).all()
+        assert meta["laterality"] in ("L", "R") and {"study_id", "view", "path", "geometry"} <= set(meta)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_one_batch_per_stage(synthetic_root: Path, workers: int) -> None:
+    dm = _dm(synthetic_root, num_workers=workers, eval_batch_size=2)
+    assert dm.num_classes == 1 and dm.class_names == ["Mass"]
+    dm.setup("fit")
+    train, val, test = (dm.datasets[k] for k in ("train", "val", "test"))
+    assert len(train) and len(val) and len(test)
+    assert not {r.study_id for r in train.records} & {r.study_id for r in val.records}
+    _check_batch(next(iter(dm.train_dataloader())), 3)
+    _check_batch(next(iter(dm.val_dataloader())), 2)
+    if workers == 0:
+        dm.setup("test")
+        _check_batch(next(iter(dm.test_dataloader())), 2)
+        _check_batch(next(iter(dm.predict_dataloader())), 2)
+
+
+def test_eval_boxes_map_back_to_csv_and_cache_agrees(synthetic_root: Path, tmp_path: Path) -> None:
+    prepare(str(synthetic_root), str(tmp_path), input_size=SIZE, workers=0)
+    direct, cached = _dm(synthetic_root), _dm(synthetic_root, cache_dir=str(tmp_path))
+    direct.setup("test")
+    cached.setup("test")
+    records = {r.image_id: r for r in load_records(synthetic_root)}
+    for index in range(len(direct.datasets["test"])):
+        a, b = direct.datasets["test"][index], cached.datasets["test"][index]
+        assert a["image_id"] == b["image_id"] and a["meta"]["geometry"] == b["meta"]["geometry"]
+        torch.testing.assert_close(a["image"], b["image"], atol=1e-3, rtol=0)
+        expected, _ = records[a["image_id"]].boxes(["Mass"])
+        np.testing.assert_allclose(boxes_to_original(a["boxes"].numpy(), a["meta"]["geometry"]), expected, atol=1e-3)
+
+
+def test_train_shuffle_is_seeded(synthetic_root: Path) -> None:
+    ids = []
+    for _ in range(2):
+        dm = _dm(synthetic_root, augmentation=AugmentationConfig(enabled=False))
+        dm.setup("fit")
+        ids.append([i for b in dm.train_dataloader() for i in b["image_id"]])
+    assert ids[0] == ids[1] and len(ids[0]) == len(set(ids[0]))
+
+
+def test_missing_data_root_names_option(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match=r"data_root: .*nowhere does not exist"):
+        _dm(tmp_path / "nowhere").setup("fit")
+
+
+def test_synthesize_if_missing(tmp_path: Path) -> None:
+    dm = _dm(tmp_path / "demo", synthesize_if_missing=True, synthetic_studies=2, synthetic_size=(64, 48))
+    dm.prepare_data()
+    dm.setup("fit")
+    assert len(load_records(tmp_path / "demo")) == 8 and len(dm.datasets["train"]) > 0
+
+
+def test_missing_error_and_skip(synthetic_root: Path, tmp_path: Path) -> None:
+    root = Path(shutil.copytree(synthetic_root, tmp_path / "data"))
+    dm = _dm(root, selection="all")
+    dm.setup("fit")
+    total = sum(len(dm.datasets[k]) for k in ("train", "val", "test"))
+    victim = next(r for r in load_records(root) if r.is_normal)
+    victim.path.unlink()
+    with pytest.raises(FileNotFoundError, match=f"{victim.path}: file not found"):
+        _dm(root, selection="all").setup("fit")
+    skip = _dm(root, selection="all", missing="skip")
+    skip.setup("fit")
+    assert sum(len(skip.datasets[k]) for k in ("train", "val", "test")) == total - 1
+
+
+def test_corrupt_dicom_at_load(synthetic_root: Path, tmp_path: Path) -> None:
+    root = Path(shutil.copytree(synthetic_root, tmp_path / "data"))
+    dm = _dm(root)
+    dm.setup("test")
+    record = dm.datasets["test"].records[0]
+    record.path.write_bytes(b"not a dicom")
+    with pytest.raises(ValueError, match=f"{record.path}: not a DICOM file"):
+        dm.datasets["test"][0]
+    dm.datasets["test"].missing = "skip"
+    assert dm.datasets["test"][0]["image_id"] == dm.datasets["test"].records[1].image_id
+
+
+def test_predict_paths_survive_bad_files(synthetic_root: Path, tmp_path: Path) -> None:
+    records = load_records(synthetic_root)
+    right = next(r for r in records if r.laterality == "R")
+    (tmp_path / "junk.dcm").write_text("not a dicom")
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    shutil.copy(records[0].path, folder / "a.dicom")
+    dm = _dm(synthetic_root, predict_paths=[str(right.path), str(tmp_path / "junk.dcm"), str(folder)])
+    dm.setup("predict")
+    batch = next(iter(dm.predict_dataloader()))
+    _check_batch(batch, 3)
+    ok, bad, extra = batch["meta"]
+    assert ok["laterality"] == "R" and ok["error"] is None and ok["geometry"]["flip"]
+    assert bad["error"].startswith(f"{tmp_path / 'junk.dcm'}: ") and float(batch["image"][1].abs().max()) == 0
+    assert batch["image_id"] == [right.image_id, "junk", "a"] and extra["error"] is None
+
+
+def test_collate_keeps_boxes_per_image() -> None:
+    samples = [
+        {"image": torch.zeros(1, 4, 2), "label": torch.tensor([float(i)]), "boxes": torch.zeros(i, 4),
+         "box_labels": torch.zeros(i, dtype=torch.int64), "image_id": str(i), "meta": {}}
+        for i in range(3)
+    ]  # fmt: skip
+    batch = collate_samples(samples)
+    assert batch["image"].shape == (3, 1, 4, 2) and [len(b) for b in batch["boxes"]] == [0, 1, 2]

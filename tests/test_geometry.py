@@ -1,0 +1,78 @@
+"""The coordinate chain: forward then inverse is exact, images and boxes move together, breast crop."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from wsod_mammo.data.geometry import (
+    Geometry,
+    apply_to_image,
+    boxes_to_input,
+    boxes_to_original,
+    breast_bbox,
+    clip_boxes,
+    make_geometry,
+)
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_forward_then_inverse_within_1e3_px(flip: bool) -> None:
+    rng = np.random.default_rng(0)
+    geo = Geometry(3518, 2800, flip, (37, 120, 2213, 3400), 2944, 1920)
+    xy = rng.uniform(0, 2800, (50, 2))
+    boxes = np.concatenate([xy, xy + rng.uniform(1, 400, (50, 2))], 1).astype(np.float32)
+    back = boxes_to_original(boxes_to_input(boxes, geo), geo.to_dict())
+    assert isinstance(back, np.ndarray) and back.dtype == np.float32
+    assert np.abs(back - boxes).max() < 1e-3
+    tensor = torch.from_numpy(boxes).double()
+    back_t = boxes_to_original(boxes_to_input(tensor, geo), geo)
+    assert isinstance(back_t, torch.Tensor) and back_t.dtype == torch.float64
+    assert (back_t - tensor).abs().max() < 1e-9
+    assert Geometry.from_dict(geo.to_dict()) == geo
+
+
+def test_forward_numbers() -> None:
+    geo = Geometry(100, 80, True, (10, 20, 50, 100), 40, 20)  # scale 0.5 both ways
+    out = boxes_to_input(np.array([[60.0, 30.0, 70.0, 50.0]]), geo)
+    # flipped: x in [10, 20]; minus crop (10, 20): [0, 10] x [10, 30]; times 0.5
+    np.testing.assert_allclose(out, [[0.0, 5.0, 5.0, 15.0]])
+
+
+@pytest.mark.parametrize("laterality", ["L", "R"])
+def test_image_and_boxes_move_together(laterality: str) -> None:
+    image = np.zeros((300, 200), np.float32)
+    image[40:260, :140] = 0.4  # the breast against the left edge
+    if laterality == "R":
+        image = np.ascontiguousarray(image[:, ::-1])
+    box = np.array([[60.0, 100.0, 90.0, 140.0]], np.float32)
+    if laterality == "R":
+        box = np.array([[110.0, 100.0, 140.0, 140.0]], np.float32)
+    x0, y0, x1, y1 = box[0].astype(int)
+    image[y0:y1, x0:x1] = 1.0  # a mass filling its box exactly
+    geo = make_geometry(image, laterality, (150, 100), crop_breast=True)
+    out = apply_to_image(image, geo)
+    assert out.shape == (150, 100) and out.dtype == np.float32
+    assert geo.flip == (laterality == "R")
+    bx0, by0, bx1, by1 = boxes_to_input(box, geo)[0]
+    ys, xs = np.nonzero(out > 0.99)
+    assert xs.min() >= bx0 - 1 and xs.max() + 1 <= bx1 + 1 and ys.min() >= by0 - 1 and ys.max() + 1 <= by1 + 1
+    assert out[int(by0) + 2 : int(by1) - 2, int(bx0) + 2 : int(bx1) - 2].min() > 0.99
+    assert out[:, -2:].max() == 0 and out[75, :3].min() > 0.3  # chest wall on the left, margin on the right
+
+
+def test_breast_bbox_ignores_label_and_adds_margin() -> None:
+    image = np.zeros((512, 400), np.float32)
+    image[50:450, 0:250] = 0.5  # breast
+    image[10:30, 330:390] = 1.0  # bright label in the far corner
+    x0, y0, x1, y1 = breast_bbox(image, margin=0.02)
+    assert (x0, y0) == (0, 40) and 250 <= x1 <= 262 and 450 <= y1 <= 462
+    assert breast_bbox(np.zeros((64, 32), np.float32)) == (0, 0, 32, 64)
+
+
+def test_clip_boxes_drops_empty() -> None:
+    boxes = np.array([[-5, 2, 10, 8], [30, 30, 40, 40]], np.float32)
+    clipped, keep = clip_boxes(boxes, 20, 20)
+    np.testing.assert_array_equal(clipped, [[0, 2, 10, 8]])
+    assert keep.tolist() == [True, False]

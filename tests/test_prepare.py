@@ -1,0 +1,89 @@
+"""`wsod prepare`: cache equals on-the-fly decoding, resumes after an interruption, reports bad files."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import wsod_mammo.data.prepare as prep
+from wsod_mammo.data.vindr import load_records
+
+SIZE = (128, 80)
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_cache_matches_dicom_decoding(synthetic_root: Path, tmp_path: Path) -> None:
+    manifest = prep.prepare(str(synthetic_root), str(tmp_path), input_size=SIZE, workers=0)
+    assert manifest == prep.load_manifest(tmp_path) and not manifest["errors"]
+    records = {r.image_id: r for r in load_records(synthetic_root)}
+    assert set(manifest["images"]) <= set(records) and len(manifest["images"]) >= 12
+    for image_id, entry in list(manifest["images"].items())[:4]:
+        cached = prep.read_cached(tmp_path / entry["file"])
+        decoded, geometry, _ = prep.load_input_image(records[image_id].path, records[image_id].laterality, SIZE)
+        assert cached.dtype == np.float32 and cached.shape == SIZE
+        assert np.abs(cached - decoded).max() <= 0.5 / 65535 + 1e-7
+        assert entry["geometry"] == geometry.to_dict()
+
+
+def test_npy_format_is_memory_mapped_and_equal(synthetic_root: Path, tmp_path: Path) -> None:
+    png = prep.prepare(str(synthetic_root), str(tmp_path / "png"), input_size=SIZE, workers=0)
+    npy = prep.prepare(str(synthetic_root), str(tmp_path / "npy"), input_size=SIZE, workers=0, cache_format="npy")
+    image_id = next(iter(npy["images"]))
+    raw = np.load(tmp_path / "npy" / npy["images"][image_id]["file"], mmap_mode="r")
+    assert isinstance(raw, np.memmap) and raw.dtype == np.uint16
+    a = prep.read_cached(tmp_path / "png" / png["images"][image_id]["file"])
+    b = prep.read_cached(tmp_path / "npy" / npy["images"][image_id]["file"])
+    np.testing.assert_array_equal(a, b)
+
+
+def test_interrupted_then_resumed_equals_uninterrupted(
+    synthetic_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prep.prepare(str(synthetic_root), str(tmp_path / "full"), input_size=SIZE, workers=0)
+    convert, calls = prep._convert, []
+
+    def interrupted(job):  # dies after 5 images, leaving a half-written temporary file behind
+        calls.append(job)
+        if len(calls) > 5:
+            (tmp_path / "part" / "images" / f".{job[0]}.png.999.tmp").write_bytes(b"\x89PNG half")
+            raise KeyboardInterrupt
+        return convert(job)
+
+    monkeypatch.setattr(prep, "_convert", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        prep.prepare(str(synthetic_root), str(tmp_path / "part"), input_size=SIZE, workers=0)
+    assert not (tmp_path / "part" / "manifest.json").exists()
+    assert len(list((tmp_path / "part" / "images").glob("*.json"))) == 5
+    monkeypatch.setattr(prep, "_convert", convert)
+    prep.prepare(str(synthetic_root), str(tmp_path / "part"), input_size=SIZE, workers=2)
+    assert _files(tmp_path / "part") == _files(tmp_path / "full")
+
+
+def test_bad_files_reported_and_others_cached(synthetic_root: Path, tmp_path: Path, capsys) -> None:
+    root = Path(shutil.copytree(synthetic_root, tmp_path / "data"))
+    records = load_records(root)
+    normals = [r for r in records if r.is_normal]
+    normals[0].path.write_bytes(normals[0].path.read_bytes()[:1000])  # truncated
+    normals[1].path.unlink()  # listed but absent
+    manifest = prep.prepare(str(root), str(tmp_path / "cache"), input_size=SIZE, workers=0)
+    errors = manifest["errors"]
+    assert set(errors) == {normals[0].image_id, normals[1].image_id}
+    assert errors[normals[1].image_id] == f"{normals[1].path}: file not found"
+    assert errors[normals[0].image_id].startswith(f"{normals[0].path}: ")
+    assert len(manifest["images"]) == len({r.image_id for r in records if r.is_normal or r.has_class(["Mass"])}) - 2
+    assert str(normals[1].path) in capsys.readouterr().err
+    assert json.loads((tmp_path / "cache" / "manifest.json").read_text())["errors"] == errors
+
+
+def test_cli(synthetic_root: Path, tmp_path: Path) -> None:
+    prep.main(["--data_root", str(synthetic_root), "--cache_dir", str(tmp_path), "--input_size", "[64, 40]",
+               "--workers", "0", "--cache_format", "npy"])  # fmt: skip
+    manifest = prep.load_manifest(tmp_path)
+    assert manifest["input_size"] == [64, 40] and manifest["cache_format"] == "npy"

@@ -1,0 +1,137 @@
+"""VinDr CSV parsing, selection modes and the study-grouped validation split."""
+
+from __future__ import annotations
+
+import csv
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from wsod_mammo.data.vindr import (
+    FINDING_COLUMNS,
+    FINDING_CSV,
+    Finding,
+    ImageRecord,
+    VinDrFormatError,
+    load_records,
+    parse_categories,
+    select_records,
+    split_train_val,
+)
+
+
+def test_synthetic_csv_quirks_parse(synthetic_root: Path) -> None:
+    records = load_records(synthetic_root)
+    assert len(records) == 24 and len({r.image_id for r in records}) == 24
+    assert all(re.fullmatch(r"[0-9a-f]{32}", i) for r in records for i in (r.image_id, r.study_id, r.series_id))
+    assert {r.split for r in records} == {"training", "test"}
+    assert all(r.path.is_file() and r.path.suffix == ".dicom" for r in records)
+    # several box rows per image, and multi-category rows parsed into tuples
+    assert any(sum(f.box is not None for f in r.findings) >= 2 for r in records)
+    assert any(set(f.categories) == {"Mass", "Suspicious Calcification"} for r in records for f in r.findings)
+    normals = [r for r in records if r.is_normal]
+    assert normals and all(r.findings == [Finding(("No Finding",), None, "")] for r in normals)
+    # boxes outside the image are clipped (the synthetic chest-wall mass starts left of / right of the edge)
+    boxes = np.array([f.box for r in records for f in r.findings if f.box])
+    assert boxes.min() >= 0 and (boxes[:, [0, 2]].max() <= 160) and (boxes[:, [1, 3]].max() <= 256)
+    assert np.isclose(boxes[:, 0], 0).any() or np.isclose(boxes[:, 2], 160).any()
+    # one study has two LCC images and no LMLO; one has two series
+    views = {}
+    for r in records:
+        views.setdefault(r.study_id, []).append(r.laterality + r.view)
+    assert any(sorted(v) == ["LCC", "LCC", "RCC", "RMLO"] for v in views.values())
+    series = {}
+    for r in records:
+        series.setdefault(r.study_id, set()).add(r.series_id)
+    assert any(len(s) == 2 for s in series.values())
+
+
+def test_parse_categories_is_safe() -> None:
+    assert parse_categories("['Mass']") == ("Mass",)
+    assert parse_categories("['Suspicious Calcification', 'Mass']") == ("Suspicious Calcification", "Mass")
+    with pytest.raises(VinDrFormatError, match="f.csv, line 3"):
+        parse_categories("__import__('os').getcwd()", "f.csv, line 3")
+    with pytest.raises(VinDrFormatError):
+        parse_categories("[]")
+
+
+def _record(study: str, image: str, split: str, cats: list[tuple[str, ...]]) -> ImageRecord:
+    findings = [Finding(c, None if c == ("No Finding",) else (1.0, 1.0, 5.0, 5.0)) for c in cats]
+    return ImageRecord(study, "s", image, "L", "CC", split, 10, 10, Path(image), findings)
+
+
+def _toy_records() -> list[ImageRecord]:
+    mass, normal, calc = ("Mass",), ("No Finding",), ("Suspicious Calcification",)
+    recs = [_record("a", "p1", "training", [mass, mass]), _record("b", "p2", "training", [mass])]
+    recs += [_record("c", "p3", "training", [calc, ("Suspicious Calcification", "Mass")])]
+    recs += [_record("d", f"n{i}", "training", [normal]) for i in range(5)]
+    recs += [_record("e", "c1", "training", [calc])]
+    recs += [_record("f", "p4", "test", [mass])] + [_record("g", f"t{i}", "test", [normal]) for i in range(3)]
+    return recs
+
+
+@pytest.mark.parametrize(("mode", "train", "test"), [("all", (3, 5), (1, 3)), ("balanced", (3, 3), (1, 1)),
+                                                     ("paper", (4, 4), (1, 1))])  # fmt: skip
+def test_selection_counts(mode: str, train: tuple[int, int], test: tuple[int, int]) -> None:
+    chosen = select_records(_toy_records(), ["Mass"], mode, seed=0)
+    for split, (n_pos, n_neg) in (("training", train), ("test", test)):
+        in_split = [r for r in chosen if r.split == split]
+        assert sum(r.has_class(["Mass"]) for r in in_split) == n_pos
+        assert sum(r.is_normal for r in in_split) == n_neg
+    assert all(r.image_id != "c1" for r in chosen)  # calcification-only images are neither
+    assert [r.image_id for r in chosen] == [r.image_id for r in select_records(_toy_records(), ["Mass"], mode, 0)]
+
+
+def test_labels_and_boxes_per_class() -> None:
+    record = _toy_records()[2]
+    boxes, labels = record.boxes(["Mass", "Suspicious Calcification"])
+    assert boxes.shape == (3, 4) and labels.tolist() == [1, 0, 1]
+    assert record.label(["Mass", "Architectural Distortion"]).tolist() == [1.0, 0.0]
+
+
+def test_split_train_val_groups_studies() -> None:
+    records = [_record(f"s{i // 4}", f"i{i}", "training", [("No Finding",)]) for i in range(40)]
+    train, val = split_train_val(records, 0.2, seed=1)
+    assert len(val) == 8 and len(train) == 32
+    assert not {r.study_id for r in train} & {r.study_id for r in val}
+    assert split_train_val(records, 0.2, seed=1)[1] == val
+
+
+def _write(tmp: Path, header: list[str], rows: list[list[str]]) -> Path:
+    with (tmp / FINDING_CSV).open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return tmp
+
+
+ROW = ["a" * 32, "b" * 32, "c" * 32, "L", "CC", "100", "80", "BI-RADS 4", "DENSITY C", "['Mass']", "BI-RADS 4",
+       "1.5", "2", "90", "30", "training"]  # fmt: skip
+
+
+def test_bad_csv_errors_name_file_and_row(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match=FINDING_CSV):
+        load_records(tmp_path)
+    _write(tmp_path, [c for c in FINDING_COLUMNS if c != "xmax"], [])
+    with pytest.raises(VinDrFormatError, match=r"finding_annotations.csv: missing column\(s\) \['xmax'\]"):
+        load_records(tmp_path)
+    _write(tmp_path, FINDING_COLUMNS, [ROW, ROW[:-2]])
+    with pytest.raises(VinDrFormatError, match="line 3: expected 16 fields, found 14"):
+        load_records(tmp_path)
+    _write(tmp_path, FINDING_COLUMNS, [ROW[:11] + ["x", "2", "90", "30", "training"]])
+    with pytest.raises(VinDrFormatError, match="line 2: box fields must be numbers"):
+        load_records(tmp_path)
+    _write(tmp_path, FINDING_COLUMNS, [ROW[:9] + ["Mass"] + ROW[10:]])
+    with pytest.raises(VinDrFormatError, match="line 2: finding_categories"):
+        load_records(tmp_path)
+    _write(tmp_path, FINDING_COLUMNS, [ROW[:-1] + ["train"]])
+    with pytest.raises(VinDrFormatError, match="line 2: split must be one of"):
+        load_records(tmp_path)
+
+
+def test_box_clipped_to_image(tmp_path: Path) -> None:
+    _write(tmp_path, FINDING_COLUMNS, [ROW[:11] + ["-3.2", "2", "85.5", "130", "training"]])
+    (record,) = load_records(tmp_path)
+    assert record.findings[0].box == (0.0, 2.0, 80.0, 100.0)
