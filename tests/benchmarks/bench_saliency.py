@@ -1,0 +1,117 @@
+"""Cost of all five saliency maps from `GMIC.saliency_maps` (one forward + one autograd call), as a ratio to a
+plain GMIC forward, side by side with pytorch-grad-cam computing the four gradient maps with its own calls.
+
+    python tests/benchmarks/bench_saliency.py                 # 2944 x 1920, batch 2, CPU, 2 threads
+    python tests/benchmarks/bench_saliency.py --height 512 --width 384 --batch 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+
+import torch
+
+from wsod_mammo.models import GMIC
+
+METHODS = ["cam", "gradcam", "gradcampp", "xgradcam", "layercam"]
+
+
+def timed(fn: Callable[[], object], device: str, iters: int) -> float:
+    """Median seconds of `iters` calls after one warm-up."""
+    fn()
+    times = []
+    for _ in range(iters):
+        if device == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]
+
+
+class YGlobal(torch.nn.Module):
+    """Global network + head + top-t aggregation -> y_global (N, C), the target pytorch-grad-cam differentiates."""
+
+    def __init__(self, model: GMIC) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model._global_pass(x).y_global
+
+
+def grad_cam_runner(model: GMIC, x: torch.Tensor, feature_size: bool) -> Callable[[], None] | None:
+    """pytorch-grad-cam's GradCAM, GradCAM++, XGradCAM (on `final`) and LayerCAM (stages 3-5), one call each."""
+    try:
+        import pytorch_grad_cam as pgc
+        from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+    except ImportError:
+        return None
+    net, wrapper = model.global_network, YGlobal(model)
+    cams = [
+        cls(model=wrapper, target_layers=[net.final_relu]) for cls in (pgc.GradCAM, pgc.GradCAMPlusPlus, pgc.XGradCAM)
+    ]
+    cams.append(pgc.LayerCAM(model=wrapper, target_layers=list(net.layer_list[2:])))
+    if feature_size:
+        h, w = x.shape[-2] // 64, x.shape[-1] // 64
+        for cam in cams:
+            cam.get_target_width_height = lambda _x, size=(w, h): size
+    targets = [ClassifierOutputTarget(0)] * x.shape[0]
+
+    def run() -> None:
+        for cam in cams:
+            cam(input_tensor=x, targets=targets)
+
+    return run
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--height", type=int, default=2944)
+    parser.add_argument("--width", type=int, default=1920)
+    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--iters", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    model = GMIC().to(args.device).eval()
+    x = torch.randn(args.batch, 1, args.height, args.width, device=args.device)
+
+    def plain_forward() -> None:
+        with torch.no_grad():
+            model(x)
+
+    def global_forward() -> None:
+        with torch.no_grad():
+            model._global_pass(x)
+
+    t_fwd = timed(plain_forward, args.device, args.iters)
+    t_global = timed(global_forward, args.device, args.iters)
+    t_ours = timed(lambda: model.saliency_maps(x, METHODS), args.device, args.iters)
+    print(
+        f"{args.height}x{args.width}, batch {args.batch}, {args.device}, {args.threads} threads, median of {args.iters}"
+    )
+    print(f"plain GMIC forward (global + local):   {t_fwd:7.2f} s")
+    print(f"global network forward only:           {t_global:7.2f} s")
+    print(f"ours, all 5 maps (1 fwd + 1 grad):     {t_ours:7.2f} s = {t_ours / t_fwd:4.2f} GMIC forwards")
+    for feature_size in (True, False):
+        run = grad_cam_runner(model, x, feature_size)
+        if run is None:
+            print("pytorch-grad-cam not installed: comparison skipped")
+            break
+        t_pgc = timed(run, args.device, args.iters)
+        where = "at feature resolution" if feature_size else "resized to the input (its default)"
+        print(
+            f"pytorch-grad-cam, 4 gradient maps {where}: {t_pgc:7.2f} s = {t_pgc / t_fwd:4.2f} GMIC forwards; "
+            f"ours is {t_pgc / t_ours:4.1f}x faster"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,311 @@
+"""Saliency methods: registry, formulas against independent computations, the one-call contract, training,
+`Trainer.test` under inference mode, and a comparison with pytorch-grad-cam where it is installed."""
+
+import lightning
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, TensorDataset
+
+from wsod_mammo.models import GMIC
+from wsod_mammo.saliency import (
+    CAM,
+    GradCAM,
+    GradCAMPlusPlus,
+    LayerCAM,
+    SaliencyInputs,
+    SaliencyMethod,
+    XGradCAM,
+    available_saliency_methods,
+    get_saliency_method,
+    normalize_saliency,
+    register_saliency_method,
+    upsample_saliency,
+)
+
+ALL = ["cam", "gradcam", "gradcampp", "xgradcam", "layercam"]
+GRADIENT = ALL[1:]
+SIZE = (256, 192)
+
+
+def tiny_gmic(num_classes: int = 1) -> GMIC:
+    torch.manual_seed(0)
+    return GMIC(num_classes=num_classes, crop_shape=(64, 64), num_patches=2)
+
+
+def images(n: int, seed: int = 0) -> torch.Tensor:
+    return torch.randn(n, 1, *SIZE, generator=torch.Generator().manual_seed(seed))
+
+
+# ------------------------------------------------------------------ registry and helpers
+def test_registry_names_classes_and_errors() -> None:
+    assert available_saliency_methods() == sorted(ALL)
+    classes = [CAM, GradCAM, GradCAMPlusPlus, XGradCAM, LayerCAM]
+    assert [type(get_saliency_method(n)) for n in ALL] == classes
+    instance = LayerCAM(layers=["final"])
+    assert get_saliency_method(instance) is instance
+    with pytest.raises(ValueError, match="'gradcam', 'gradcampp'"):
+        get_saliency_method("scorecam")
+    with pytest.raises(ValueError, match="already registered"):
+        register_saliency_method("cam")(type("Other", (SaliencyMethod,), {}))
+    with pytest.raises(ValueError, match="at least one layer"):
+        LayerCAM(layers=[])
+
+
+def test_unknown_layer_lists_valid_names() -> None:
+    with pytest.raises(ValueError, match=r"unknown layer\(s\) \['stage9'\].*'stage1'.*'final'"):
+        tiny_gmic().saliency_maps(images(1), [LayerCAM(layers=["stage9"])])
+    with pytest.raises(ValueError, match="valid layer names"):
+        tiny_gmic()(images(1), GradCAM(layer="nope"))
+
+
+def test_normalize_and_upsample() -> None:
+    maps = torch.stack([torch.arange(12.0).view(1, 3, 4), torch.full((1, 3, 4), 5.0)])  # (2, 1, 3, 4)
+    out = normalize_saliency(maps)
+    assert out[0].min() == 0 and out[0].max() == 1 and torch.equal(out[1], torch.zeros(1, 3, 4))
+    assert torch.allclose(out[0, 0, 1, 1], torch.tensor(5 / 11))
+    assert upsample_saliency(maps, (6, 8)).shape == (2, 1, 6, 8)
+    assert torch.allclose(upsample_saliency(torch.ones(1, 2, 3, 4), (5, 7)), torch.ones(1, 2, 5, 7))
+
+
+# ------------------------------------------------------------------ formulas
+def random_inputs(seed: int, zero_some: bool = True) -> SaliencyInputs:
+    gen = torch.Generator().manual_seed(seed)
+    acts = torch.relu(torch.randn(2, 4, 3, 5, generator=gen))  # (N, K, h, w)
+    grads = torch.randn(2, 3, 4, 3, 5, generator=gen)  # (N, C, K, h, w)
+    if zero_some:
+        grads[0, 1] = 0.0  # all-zero gradient for one image and class
+        grads[1, :, :, 0] = 0.0
+    cam = torch.rand(2, 3, 3, 5, generator=gen)
+    return SaliencyInputs(cam=cam, activations={"final": acts}, gradients={"final": grads})
+
+
+def loop_map(acts: torch.Tensor, grads: torch.Tensor, weight_fn) -> torch.Tensor:
+    """Independent per-image, per-class, per-channel computation in float64."""
+    n, c = grads.shape[:2]
+    out = torch.zeros(n, c, *acts.shape[-2:], dtype=torch.float64)
+    for i in range(n):
+        for j in range(c):
+            for k in range(acts.shape[1]):
+                a, g = acts[i, k].double(), grads[i, j, k].double()
+                out[i, j] += weight_fn(a, g) * a
+    return out.clamp(min=0)
+
+
+def gradcampp_weight(a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    total = 0.0
+    for gv in g.flatten().tolist():
+        if gv != 0:
+            alpha = gv**2 / (2 * gv**2 + a.sum().item() * gv**3 + 1e-6)
+            total += max(gv, 0.0) * alpha
+    return torch.tensor(total, dtype=torch.float64)
+
+
+@pytest.mark.parametrize(
+    ("method", "weight_fn"),
+    [
+        (GradCAM(), lambda a, g: g.mean()),
+        (GradCAMPlusPlus(), gradcampp_weight),
+        (XGradCAM(), lambda a, g: (g * a).sum() / (a.sum() + 1e-7)),
+    ],
+)
+@pytest.mark.parametrize("seed", [0, 1])
+def test_channel_weight_formulas(method: SaliencyMethod, weight_fn, seed: int) -> None:
+    inputs = random_inputs(seed)
+    expected = loop_map(inputs.activations["final"], inputs.gradients["final"], weight_fn)
+    got = method(inputs)
+    assert got.shape == (2, 3, 3, 5) and (got >= 0).all()
+    assert torch.allclose(got.double(), expected, atol=1e-5)
+    assert torch.equal(got[0, 1], torch.zeros(3, 5))  # zero gradient -> zero map, no NaN (GradCAM++'s alpha)
+
+
+def test_layercam_single_and_fused_layers() -> None:
+    inputs = random_inputs(2)
+    acts, grads = inputs.activations["final"], inputs.gradients["final"]
+    expected = torch.zeros(2, 3, 3, 5)
+    for i in range(2):
+        for j in range(3):
+            expected[i, j] = (grads[i, j].clamp(min=0) * acts[i]).sum(0).clamp(min=0)
+    assert torch.allclose(LayerCAM(layers=["final"])(inputs), expected, atol=1e-6)
+    gen = torch.Generator().manual_seed(4)
+    inputs.activations["big"] = torch.randn(2, 4, 6, 10, generator=gen)
+    inputs.gradients["big"] = torch.randn(2, 3, 4, 6, 10, generator=gen)
+    big = (inputs.gradients["big"].clamp(min=0) * inputs.activations["big"][:, None]).sum(2).clamp(min=0)
+    big = F.interpolate(normalize_saliency(big), size=(3, 5), mode="bilinear", align_corners=False)
+    fused = LayerCAM(layers=["final", "big"])(inputs)
+    assert torch.allclose(fused, (normalize_saliency(expected) + big) / 2, atol=1e-6)
+
+
+def test_cam_is_the_sigmoid_map_and_constant_maps_stay_finite() -> None:
+    inputs = random_inputs(0)
+    assert torch.equal(CAM()(inputs), inputs.cam)
+    inputs.activations["final"] = torch.full_like(inputs.activations["final"], 0.5)
+    for method in (GradCAM(), GradCAMPlusPlus(), XGradCAM(), LayerCAM(layers=["final"])):
+        out = normalize_saliency(method(inputs))
+        assert torch.isfinite(out).all() and out.min() >= 0 and out.max() <= 1
+
+
+# ------------------------------------------------------------------ the GMIC contract
+def test_gradcam_identity_with_y_global() -> None:
+    model = tiny_gmic(2).eval()
+    x = images(2)
+    maps = model.saliency_maps(x, ["gradcam"])
+    with torch.no_grad():
+        logits = model.saliency_head(model.global_network(x)["final"])
+    assert torch.allclose(normalize_saliency(maps["gradcam"]), normalize_saliency(F.relu(logits)), atol=1e-5)
+
+
+def test_one_forward_and_one_grad_call_for_all_methods(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = tiny_gmic(2).eval()
+    calls = {"grad": 0, "global": 0, "local": 0}
+    real_grad = torch.autograd.grad
+
+    def counting_grad(*args, **kwargs):
+        calls["grad"] += 1
+        return real_grad(*args, **kwargs)
+
+    monkeypatch.setattr(torch.autograd, "grad", counting_grad)
+    model.global_network.register_forward_hook(lambda *_: calls.__setitem__("global", calls["global"] + 1))
+    model.local_network.register_forward_hook(lambda *_: calls.__setitem__("local", calls["local"] + 1))
+    out = model.saliency_maps(images(2), ALL)
+    assert calls == {"grad": 1, "global": 1, "local": 0}
+    assert set(out) == set(ALL) | {"y_global"}
+    for name in ALL:
+        assert out[name].shape == (2, 2, 4, 3) and (out[name] >= 0).all() and not out[name].requires_grad
+
+
+def test_parameter_grads_untouched_and_works_under_no_grad() -> None:
+    model = tiny_gmic().eval()
+    model.classifier.weight.grad = torch.full_like(model.classifier.weight, 3.0)
+    with torch.no_grad():
+        out = model.saliency_maps(images(1), ALL)
+        fwd = model(images(1), "gradcampp")
+    assert all(p.grad is None for n, p in model.named_parameters() if n != "classifier.weight")
+    assert torch.equal(model.classifier.weight.grad, torch.full_like(model.classifier.weight, 3.0))
+    assert out["gradcampp"].abs().sum() > 0 and not fwd.y_global.requires_grad
+
+
+def test_batched_classes_equal_separate_gradients() -> None:
+    model = tiny_gmic(2).eval()
+    x = images(2)
+    both = model.saliency_maps(x, ["xgradcam"])["xgradcam"]
+    acts = model.global_network(x)
+    cam = torch.sigmoid(model.saliency_head(acts["final"]))
+    y = cam.flatten(2).topk(1, dim=2).values.mean(2)  # round(0.02 * 12) = 0 -> top 1
+    for c in range(2):
+        g = torch.autograd.grad(y[:, c].sum(), acts["final"], retain_graph=True)[0]
+        inputs = SaliencyInputs(cam[:, c : c + 1], {"final": acts["final"]}, {"final": g[:, None]})
+        assert torch.allclose(XGradCAM()(inputs), both[:, c : c + 1], atol=1e-6)
+
+
+def test_batch_independence_in_eval_mode() -> None:
+    model = tiny_gmic(2).eval()
+    x = images(3)
+    other = x.clone()
+    other[1:] = images(2, seed=9)
+    a, b = model.saliency_maps(x, ALL), model.saliency_maps(other, ALL)
+    for name in ALL:
+        assert torch.allclose(a[name][0], b[name][0], atol=1e-6), name
+
+
+def test_y_fusion_target() -> None:
+    model = tiny_gmic(2).eval()
+    out = model.saliency_maps(images(2), ["gradcam", "cam"], target="y_fusion")
+    with torch.no_grad():
+        ref = model(images(2))
+    assert torch.allclose(out["y_fusion"], ref.y_fusion, atol=1e-6)
+    assert out["gradcam"].shape == (2, 2, 4, 3) and torch.isfinite(out["gradcam"]).all()
+    with pytest.raises(ValueError, match="target"):
+        model.saliency_maps(images(1), ["cam"], target="y_local")
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_training_step_with_each_train_saliency(name: str) -> None:
+    model = tiny_gmic().train()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(images(2), name)
+    loss = sum(F.binary_cross_entropy(y, torch.ones_like(y)) for y in out[:3]) + out.saliency.mean()
+    loss.backward()
+    assert [n for n, p in model.named_parameters() if p.grad is None] == []
+    assert torch.isfinite(loss)
+
+
+def test_gradient_method_changes_the_patches_not_y_global() -> None:
+    model = tiny_gmic(2).eval()
+    x = images(2)
+    with torch.no_grad():
+        cam = model(x)
+    grad = model(x, "xgradcam")
+    assert torch.allclose(grad.y_global, cam.y_global) and torch.allclose(grad.saliency, cam.saliency)
+    maps = model.saliency_maps(x, ["xgradcam"])["xgradcam"]
+    from wsod_mammo.models import roi
+
+    corners = roi.corners_to_pixels(roi.select_windows(maps, (1, 1), 2), (4, 3), SIZE, (64, 64))
+    assert torch.equal(grad.patch_boxes, roi.corners_to_boxes(corners, (64, 64)))
+
+
+# ------------------------------------------------------------------ Lightning test under inference mode
+class SaliencyProbe(lightning.LightningModule):
+    """Minimal module using the pattern the training module uses in test/predict steps."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.model = tiny_gmic()
+        self.maps: list[dict[str, torch.Tensor]] = []
+
+    def test_step(self, batch: list[torch.Tensor], batch_idx: int) -> None:
+        with torch.inference_mode(False), torch.enable_grad():
+            x = batch[0].clone()
+            out = self.model(x, "gradcampp")
+            maps = self.model.saliency_maps(x, ALL)
+        self.maps.append({**maps, "boxes": out.patch_boxes})
+
+
+def test_maps_from_trainer_test() -> None:
+    probe = SaliencyProbe()
+    loader = DataLoader(TensorDataset(images(2)), batch_size=2)
+    trainer = lightning.Trainer(
+        accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, enable_model_summary=False
+    )
+    trainer.test(probe, loader, verbose=False)
+    assert len(probe.maps) == 1
+    for name in ALL:
+        assert probe.maps[0][name].shape == (2, 1, 4, 3) and probe.maps[0][name].sum() > 0
+    with torch.inference_mode(), pytest.raises(RuntimeError, match="inference_mode"):
+        probe.model(images(1), "gradcam")
+
+
+# ------------------------------------------------------------------ pytorch-grad-cam
+class YGlobal(torch.nn.Module):
+    """GMIC's global network + head + top-t aggregation, so pytorch-grad-cam's targets are y_global."""
+
+    def __init__(self, model: GMIC) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model._global_pass(x).y_global
+
+
+@pytest.mark.parametrize("num_classes", [1, 2])
+def test_matches_pytorch_grad_cam(num_classes: int) -> None:
+    pgc = pytest.importorskip("pytorch_grad_cam")
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    model = tiny_gmic(num_classes).eval()
+    x = images(2)
+    ours = model.saliency_maps(x, ALL[1:])
+    net = model.global_network
+    pairs = {
+        "gradcam": (pgc.GradCAM, [net.final_relu]),
+        "gradcampp": (pgc.GradCAMPlusPlus, [net.final_relu]),
+        "xgradcam": (pgc.XGradCAM, [net.final_relu]),
+        "layercam": (pgc.LayerCAM, [net.layer_list[2], net.layer_list[3], net.layer_list[4]]),
+    }
+    for name, (cls, layers) in pairs.items():
+        with cls(model=YGlobal(model), target_layers=layers) as cam:
+            cam.get_target_width_height = lambda _x: (3, 4)  # compare at feature resolution (w, h)
+            for c in range(num_classes):
+                theirs = cam(input_tensor=x, targets=[ClassifierOutputTarget(c)] * 2)  # (N, h, w) normalized
+                mine = normalize_saliency(ours[name][:, c : c + 1])[:, 0]
+                assert torch.allclose(mine, torch.from_numpy(theirs), atol=1e-4), (name, c)
