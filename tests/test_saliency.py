@@ -309,3 +309,20 @@ def test_matches_pytorch_grad_cam(num_classes: int) -> None:
                 theirs = cam(input_tensor=x, targets=[ClassifierOutputTarget(c)] * 2)  # (N, h, w) normalized
                 mine = normalize_saliency(ours[name][:, c : c + 1])[:, 0]
                 assert torch.allclose(mine, torch.from_numpy(theirs), atol=1e-4), (name, c)
+
+
+def test_gradient_train_saliency_under_ddp(tmp_path) -> None:
+    """Single-process gloo DDP without find_unused_parameters: two steps must not raise (no unused params)."""
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        model = DistributedDataParallel(tiny_gmic().train(), find_unused_parameters=False)
+        for step in range(2):
+            out = model(images(2, seed=step), "layercam")
+            loss = sum(F.binary_cross_entropy(y, torch.ones_like(y)) for y in out[:3]) + out.saliency.mean()
+            loss.backward()
+        assert all(p.grad is not None for p in model.parameters())
+    finally:
+        dist.destroy_process_group()
