@@ -8,7 +8,7 @@ import numpy as np
 import pydicom
 import pytest
 from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless, generate_uid
 
 from wsod_mammo.data.dicom import DicomError, read_dicom
 
@@ -84,3 +84,13 @@ def test_bad_files_name_path_and_reason(tmp_path: Path) -> None:
     ds.save_as(tmp_path / "nopix.dcm")
     with pytest.raises(DicomError, match=r"nopix.dcm: no pixel data"):
         read_dicom(tmp_path / "nopix.dcm")
+
+
+def test_jpeg2000_lossless_decodes_like_uncompressed(tmp_path: Path) -> None:
+    pixels = (np.arange(64 * 48, dtype=np.uint16).reshape(64, 48) * 7) % 4096
+    plain = write(tmp_path / "plain.dcm", pixels, WindowCenter=2048, WindowWidth=4096)
+    ds = pydicom.dcmread(plain)
+    ds.compress(JPEG2000Lossless)
+    ds.save_as(tmp_path / "j2k.dcm")
+    assert pydicom.dcmread(tmp_path / "j2k.dcm").file_meta.TransferSyntaxUID == JPEG2000Lossless
+    np.testing.assert_array_equal(read_dicom(tmp_path / "j2k.dcm")[0], read_dicom(plain)[0])

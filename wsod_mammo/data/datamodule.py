@@ -93,6 +93,7 @@ class VinDrDataset(Dataset):
             "split": record.split,
             "path": str(record.path),
             "geometry": geometry.to_dict(),
+            "error": None,
         }
         label = torch.from_numpy(record.label(self.classes))
         return {"image": tensor, "label": label, "boxes": boxes_t, "box_labels": labels_t,

@@ -80,9 +80,7 @@ def read_cached(path: str | Path) -> np.ndarray:
         raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if raw is None or raw.dtype != np.uint16 or raw.ndim != 2:
         raise ValueError(f"{path}: expected a 2-D 16-bit cached image, found {None if raw is None else raw.dtype}")
-    image = raw.astype(np.float32)
-    image *= np.float32(1.0 / 65535.0)
-    return image
+    return np.multiply(raw, np.float32(1.0 / 65535.0), dtype=np.float32)  # one pass, no float64
 
 
 def _convert(job: tuple[str, str, str, tuple[int, int], bool, str, str]) -> tuple[str, dict[str, Any] | None, str]:

@@ -37,10 +37,15 @@ class AugmentationConfig:
 
 
 def standardize(image: np.ndarray, eps: float = 1e-6) -> torch.Tensor:
-    """``(H, W)`` image -> ``(1, H, W)`` float32 tensor with zero mean and unit std (a constant image -> 0)."""
+    """``(H, W)`` image -> ``(1, H, W)`` float32 tensor with zero mean and unit std (a constant image -> 0).
+
+    One new buffer and three passes over the pixels: this runs once per full-size mammogram per step.
+    """
     tensor = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))
-    mean, std = tensor.mean(), tensor.std()
-    return ((tensor - mean) / (std + eps)).unsqueeze(0)  # (1, H, W)
+    std, mean = torch.std_mean(tensor)
+    out = tensor - mean
+    out.mul_(1.0 / (float(std) + eps))
+    return out.unsqueeze(0)  # (1, H, W)
 
 
 class BoxTransform:
