@@ -44,7 +44,13 @@ def test_froc_curve_hand_computed_with_ties():
     scores = torch.tensor([0.9, 0.8, 0.8, 0.3, 0.1])
     is_tp = torch.tensor([True, False, True, False, True])
     fppi, tpr, thresholds = froc_curve(scores, is_tp, num_gt=4, num_images=2)
-    assert thresholds.tolist() == [math.inf, pytest.approx(0.9), pytest.approx(0.8), pytest.approx(0.3), pytest.approx(0.1)]
+    assert thresholds.tolist() == [
+        math.inf,
+        pytest.approx(0.9),
+        pytest.approx(0.8),
+        pytest.approx(0.3),
+        pytest.approx(0.1),
+    ]
     assert fppi.tolist() == [0.0, 0.0, 0.5, 1.0, 1.0]
     assert tpr.tolist() == [0.0, 0.25, 0.5, 0.5, 0.75]
     assert tpr_at_fppi(fppi, tpr, (0.25, 0.5, 1.0, 2.0)).tolist() == [0.25, 0.5, 0.75, 0.75]

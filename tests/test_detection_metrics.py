@@ -1,0 +1,141 @@
+"""DetectionMetric: hand-computed figures, positives-only, threshold choice, and DDP sync (merged and real)."""
+
+import math
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from wsod_mammo.detection.metrics import DetectionMetric, DetectionResult
+
+SIZE = (20, 20)  # maps at the input size: boxes are the blobs themselves
+
+
+def _hand_batch() -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor], torch.Tensor]:
+    """Image 0 (mass): a faint blob on the mass and a bright one off it; image 1 (normal): one bright blob."""
+    maps = torch.zeros(2, *SIZE)
+    maps[0, 2:8, 2:8] = 0.6  # box [2, 2, 8, 8] == the ground truth
+    maps[0, 12:15, 12:15] = 1.0  # box [12, 12, 15, 15]: a false positive
+    maps[1, 5:10, 5:10] = 1.0
+    probs = torch.tensor([0.8, 0.1])
+    gt = [torch.tensor([[2.0, 2.0, 8.0, 8.0]]), torch.zeros(0, 4)]
+    return maps, probs, gt, torch.tensor([1, 0])
+
+
+def test_hand_computed_figures_on_all_images():
+    metric = DetectionMetric(thresholds=(0.7, 0.5), fppi_points=(0.5, 1.0))
+    metric.update(*_hand_batch(), image_size=SIZE)
+    result = metric.compute()
+    assert isinstance(result, DetectionResult) and (result.num_gt, result.num_images) == (1, 2)
+    high, low = result.per_threshold
+    # At 0.7 the faint mass blob is gone: two false positives, no hit.
+    assert (high.threshold, high.tpr, high.fppi) == (0.7, 0.0, 1.0)
+    # At 0.5: FP (score 0.8), TP (0.6 * 0.8 = 0.48), the normal image's FP (0.1) -> curve through (0.5, 1).
+    assert (low.tpr, low.fppi) == (1.0, 1.0)
+    assert low.fppi_curve.tolist() == [0.0, 0.5, 0.5, 1.0]
+    assert low.tpr_curve.tolist() == [0.0, 0.0, 1.0, 1.0]
+    assert low.score_thresholds[1:].tolist() == pytest.approx([0.8, 0.48, 0.1])
+    assert low.tpr_at_fppi.tolist() == [1.0, 1.0]
+    assert result.best_threshold(1.0) == 0.5 and metric.best_threshold(0.25) == 0.7  # tie at TPR 0: first
+
+
+def test_positives_only_ignores_normal_images():
+    metric = DetectionMetric(thresholds=(0.5,), positives_only=True, score_threshold=0.3)
+    metric.update(*_hand_batch(), image_size=SIZE)
+    result = metric.compute()
+    assert (result.num_gt, result.num_images) == (1, 1)
+    (point,) = result.per_threshold
+    assert (point.tpr, point.fppi) == (1.0, 1.0)
+    assert len(point.fppi_curve) == 3  # origin + two boxes of the mass image
+
+
+def test_normal_images_only_give_nan_tpr_and_fppi():
+    maps, probs, gt, labels = _hand_batch()
+    metric = DetectionMetric()
+    metric.update(maps[1:], probs[1:], gt[1:], labels[1:], SIZE)
+    result = metric.compute()
+    assert not result.tpr_defined and math.isnan(result.per_threshold[0].tpr)
+    assert result.per_threshold[0].fppi == 1.0
+    assert torch.isnan(result.per_threshold[0].tpr_at_fppi).all()
+    assert result.best_threshold() == 0.5
+
+
+def test_one_point_curve_keeps_its_shape():
+    metric = DetectionMetric(fppi_points=(1.0,))
+    metric.update(torch.zeros(1, 4, 4), torch.ones(1), [torch.zeros(0, 4)], torch.zeros(1), (4, 4))
+    (point,) = metric.compute().per_threshold
+    assert point.fppi_curve.shape == (1,) and point.tpr_at_fppi.shape == (1,)
+
+
+def _random_data(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor], torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    maps = torch.rand(n, 8, 6, generator=gen) * 0.2
+    labels = (torch.arange(n) % 2 == 0).long()
+    gts = []
+    for i in range(n):
+        r, c = int(torch.randint(0, 5, (1,), generator=gen)), int(torch.randint(0, 3, (1,), generator=gen))
+        maps[i, r : r + 3, c : c + 3] += torch.rand(1, generator=gen) + 0.5
+        shift = float(torch.rand(1, generator=gen)) * 8  # some hit, some miss
+        box = torch.tensor([[c * 4 + shift, r * 4.0, c * 4 + 12 + shift, r * 4 + 12.0]])
+        gts.append(box if labels[i] else torch.zeros(0, 4))
+    return maps, torch.rand(n, generator=gen), gts, labels
+
+
+def _feed(metric: DetectionMetric, data, start: int, stop: int) -> DetectionMetric:
+    maps, probs, gts, labels = data
+    metric.update(maps[start:stop], probs[start:stop], gts[start:stop], labels[start:stop], (32, 24))
+    return metric
+
+
+def _assert_same(a: DetectionResult, b: DetectionResult) -> None:
+    assert (a.num_gt, a.num_images) == (b.num_gt, b.num_images)
+    for x, y in zip(a.per_threshold, b.per_threshold, strict=True):
+        assert torch.equal(x.fppi_curve, y.fppi_curve) and torch.equal(x.tpr_curve, y.tpr_curve)
+        assert torch.equal(x.tpr_at_fppi, y.tpr_at_fppi) and (x.tpr, x.fppi) == (y.tpr, y.fppi)
+
+
+def test_merged_halves_equal_one_metric():
+    data = _random_data(12)
+    full = _feed(DetectionMetric(thresholds=(0.4, 0.6)), data, 0, 12).compute()
+    assert 0 < full.per_threshold[0].tpr < 1 and full.num_gt == 6  # hits and misses: a non-trivial comparison
+    first = _feed(DetectionMetric(thresholds=(0.4, 0.6)), data, 0, 5)
+    second = _feed(_feed(DetectionMetric(thresholds=(0.4, 0.6)), data, 5, 9), data, 9, 12)
+    first.merge_state(second)
+    _assert_same(first.compute(), full)
+
+
+def _ddp_worker(rank: int, init_file: str, out_file: str) -> None:
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    try:
+        data = _random_data(12)
+        metric = DetectionMetric(thresholds=(0.4, 0.6))
+        if rank == 0:
+            _feed(_feed(metric, data, 0, 4), data, 4, 7)
+        else:
+            _feed(metric, data, 7, 12)
+        result = metric.compute()
+        if rank == 0:
+            curves = [(r.fppi_curve, r.tpr_curve, torch.tensor([r.tpr, r.fppi])) for r in result.per_threshold]
+            torch.save({"curves": curves, "n": result.num_images, "gt": result.num_gt}, out_file)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_real_two_process_gloo_sync_equals_single_process(tmp_path):
+    out_file = str(tmp_path / "rank0.pt")
+    # spawn (not fork: a forked child can deadlock on the parent's thread pools); ~15 s on 2 busy cores.
+    mp.spawn(_ddp_worker, args=(str(tmp_path / "init"), out_file), nprocs=2, join=True)
+    synced = torch.load(out_file, weights_only=True)
+    full = _feed(DetectionMetric(thresholds=(0.4, 0.6)), _random_data(12), 0, 12).compute()
+    assert (synced["n"], synced["gt"]) == (12, 6)
+    for (fppi, tpr, point), reference in zip(synced["curves"], full.per_threshold, strict=True):
+        assert torch.equal(fppi, reference.fppi_curve) and torch.equal(tpr, reference.tpr_curve)
+        assert point.tolist() == pytest.approx([reference.tpr, reference.fppi])
+
+
+def test_bad_input_is_named():
+    with pytest.raises(ValueError, match="gt_boxes"):
+        DetectionMetric().update(torch.zeros(2, 4, 4), torch.ones(2), [torch.zeros(0, 4)], torch.zeros(2), (4, 4))
+    with pytest.raises(ValueError, match="thresholds"):
+        DetectionMetric(thresholds=())
