@@ -1,0 +1,84 @@
+"""Report formatting: cells, Table I and II (Markdown + CSV round trip), merging runs, the FROC plot, the CLI."""
+
+import csv
+import io
+import math
+
+import pytest
+import torch
+
+from wsod_mammo.detection.report import collect_table2, format_cell, main, plot_froc, table1, table2, write_table2_row
+
+
+def _parse(text: str) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+def test_format_cell():
+    assert format_cell(0.6912, 1.5549) == "0.69@1.55"
+    assert format_cell(1.0, 0.0) == "1.00@0.00"
+    assert format_cell(float("nan"), 0.5) == "n/a"
+
+
+def test_table1_round_trips_through_csv():
+    rows = {
+        "global": {"accuracy": 0.8125, "auc": 0.9, "tpr": 0.7, "tnr": 1 / 3},
+        "local": {"accuracy": 0.5, "auc": float("nan"), "tpr": 0.25, "tnr": 0.75},
+    }
+    markdown, text = table1(rows)
+    assert markdown.splitlines()[0] == "| head | accuracy | AUC | TPR | TNR |"
+    assert "| global | 0.812 | 0.900 | 0.700 | 0.333 |" in markdown  # 0.8125 rounds half to even
+    assert "| local | 0.500 | n/a | 0.250 | 0.750 |" in markdown
+    parsed = _parse(text)
+    assert [row["head"] for row in parsed] == ["global", "local"]
+    assert float(parsed[0]["tnr"]) == 1 / 3 and math.isnan(float(parsed[1]["auc"]))
+
+
+def test_table2_orders_methods_and_round_trips():
+    rows = {"gradcam": {"layercam": "0.70@1.00", "cam": "0.60@1.55"}, "cam": {"gradcam": "0.50@1.00"}}
+    markdown, text = table2(rows)
+    lines = markdown.splitlines()
+    assert lines[0] == "| train \\ test | cam | gradcam | layercam |"
+    assert lines[2] == "| cam | n/a | 0.50@1.00 | n/a |"
+    assert lines[3] == "| gradcam | 0.60@1.55 | n/a | 0.70@1.00 |"
+    parsed = {row.pop("train_method"): {k: v for k, v in row.items() if v} for row in _parse(text)}
+    assert parsed == rows
+
+
+def test_collect_table2_merges_two_runs(tmp_path):
+    write_table2_row(tmp_path / "a" / "table2_row.csv", "cam", {"gradcam": "0.50@1.00", "cam": "0.69@1.55"})
+    write_table2_row(tmp_path / "b" / "table2_row.csv", "xgradcam", {"layercam": "0.70@0.90"})
+    markdown, text = collect_table2([tmp_path / "a", str(tmp_path / "b")])
+    assert _parse(text) == [
+        {"train_method": "cam", "cam": "0.69@1.55", "gradcam": "0.50@1.00", "layercam": ""},
+        {"train_method": "xgradcam", "cam": "", "gradcam": "", "layercam": "0.70@0.90"},
+    ]
+    assert "| xgradcam | n/a | n/a | 0.70@0.90 |" in markdown
+
+
+def test_collect_table2_errors_name_the_run(tmp_path):
+    write_table2_row(tmp_path / "a" / "table2_row.csv", "cam", {"cam": "0.69@1.55"})
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="empty: expected table2_row.csv"):
+        collect_table2([tmp_path / "a", tmp_path / "empty"])
+    write_table2_row(tmp_path / "c" / "table2_row.csv", "cam", {"cam": "0.10@1.00"})
+    with pytest.raises(ValueError, match=r"cell \(cam, cam\) is 0.10@1.00"):
+        collect_table2([tmp_path / "a", tmp_path / "c"])
+
+
+def test_main_writes_markdown_and_csv(tmp_path, capsys):
+    write_table2_row(tmp_path / "run" / "table2_row.csv", "cam", {"cam": "0.69@1.55"})
+    main([str(tmp_path / "run"), "--output", str(tmp_path / "out")])
+    assert "| cam | 0.69@1.55 |" in capsys.readouterr().out
+    assert (tmp_path / "out" / "table2.md").read_text().startswith("| train \\ test | cam |")
+    assert _parse((tmp_path / "out" / "table2.csv").read_text()) == [{"train_method": "cam", "cam": "0.69@1.55"}]
+
+
+def test_plot_froc_writes_a_png(tmp_path):
+    curves = {
+        "cam": (torch.tensor([0.0, 0.5, 1.5]), torch.tensor([0.0, 0.6, 0.8])),
+        "gradcam": (torch.tensor([0.0, 2.0]), torch.tensor([float("nan"), float("nan")])),
+    }
+    path = tmp_path / "plots" / "froc.png"
+    plot_froc(curves, path, title="test")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
