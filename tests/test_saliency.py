@@ -326,3 +326,12 @@ def test_gradient_train_saliency_under_ddp(tmp_path) -> None:
         assert all(p.grad is not None for p in model.parameters())
     finally:
         dist.destroy_process_group()
+
+
+def test_maps_are_float32_under_bf16_autocast() -> None:
+    model = tiny_gmic(2).eval()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model.saliency_maps(images(2), ALL, target="y_fusion")
+    assert {k: v.dtype for k, v in out.items()} == dict.fromkeys([*ALL, "y_global", "y_fusion"], torch.float32)
+    ref = model.saliency_maps(images(2), ["cam"])
+    assert torch.allclose(normalize_saliency(out["cam"]), normalize_saliency(ref["cam"]), atol=0.1)

@@ -107,7 +107,7 @@ class GMIC(nn.Module):
 
     def _global_pass(self, x: Tensor) -> _GlobalPass:
         activations = self.global_network(x)
-        cam = torch.sigmoid(self.saliency_head(activations["final"]))  # (N, C, h, w)
+        cam = torch.sigmoid(self.saliency_head(activations["final"]).float())  # (N, C, h, w) float32 even in bf16
         top = max(1, round(self.percent_t * cam.shape[-2] * cam.shape[-1]))
         y_global = cam.flatten(2).topk(top, dim=2).values.mean(dim=2)  # (N, C)
         return _GlobalPass(activations, cam, y_global)

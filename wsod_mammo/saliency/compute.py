@@ -55,7 +55,7 @@ def compute_saliency(
     target: Tensor | None,
     retain_graph: bool = False,
 ) -> dict[str, Tensor]:
-    """{method.name: detached map (N, C, h, w)} for all `methods`.
+    """{method.name: detached float32 map (N, C, h, w)} for all `methods` (autocast is off while maps are made).
 
     cam (N, C, h, w) is GMIC's sigmoid map; `activations` must hold every layer the methods read and be
     part of the graph that produced `target (N, C)` (needed only when a gradient method is requested).
@@ -66,7 +66,7 @@ def compute_saliency(
         if target is None:
             raise ValueError("compute_saliency: gradient methods need a target score, found target=None")
         gradients = target_gradients(target, {n: activations[n] for n in layers}, retain_graph)
-    with torch.no_grad():
+    with torch.no_grad(), torch.autocast(cam.device.type, enabled=False):  # maps in float32
         inputs = SaliencyInputs(
             cam=cam.detach(),
             activations={n: activations[n].detach() for n in layers},
