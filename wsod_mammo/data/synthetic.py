@@ -65,7 +65,7 @@ def _breast(rng: np.random.Generator, height: int, width: int, view: str) -> tup
     inside = np.clip(1.0 - radial, 0.0, 1.0)
     thickness = np.sqrt(np.clip(inside * 8.0, 0.0, 1.0))  # falls off at the skin line
     texture = sum(w * _noise(rng, height, width, c) for w, c in ((0.6, (6, 4)), (0.3, (24, 16)), (0.15, (96, 60))))
-    density = rng.uniform(0.05, 0.12) * np.clip(texture, -2.5, 2.5) + 0.1 * np.clip(inside * 2, 0, 1)
+    density = rng.uniform(0.04, 0.08) * np.clip(texture, -2.5, 2.5) + 0.1 * np.clip(inside * 2, 0, 1)
     tissue = thickness * (rng.uniform(0.35, 0.45) + density)
     if view == "MLO":  # pectoral muscle: a bright triangle in the upper chest-wall corner
         muscle = (u / rng.uniform(0.25, 0.35) + v / rng.uniform(0.35, 0.45)) < 1.0
@@ -117,9 +117,9 @@ def render_image(
     image, inside = _breast(rng, height, width, view)
     masses = []
     for _ in range(n_masses):
-        radius = width * rng.uniform(0.035, 0.075)
+        radius = width * rng.uniform(0.04, 0.08)
         blob = _random_blob(
-            rng, inside, radius, float(rng.uniform(0.22, 0.4)), aspect=float(rng.uniform(0.6, 1.0)),
+            rng, inside, radius, float(rng.uniform(0.3, 0.5)), aspect=float(rng.uniform(0.6, 1.0)),
             lobe_amp=float(rng.uniform(0.0, 0.15)),
         )  # fmt: skip
         _stamp(image, blob)
@@ -127,7 +127,7 @@ def render_image(
         masses.append((blob.x - half_w, blob.y - half_h, blob.x + half_w, blob.y + half_h))
     calcs = []
     for index in range(int(rng.integers(3, 9)) + 4 * n_calcs):
-        speck = _random_blob(rng, inside, max(0.8, width * rng.uniform(0.003, 0.008)), float(rng.uniform(0.3, 0.5)))
+        speck = _random_blob(rng, inside, max(0.8, width * rng.uniform(0.003, 0.008)), float(rng.uniform(0.2, 0.35)))
         _stamp(image, speck)
         if index < n_calcs:
             pad = 3 * speck.radius
