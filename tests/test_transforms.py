@@ -57,3 +57,12 @@ def test_empty_boxes_and_constant_image() -> None:
         np.full((32, 16), 0.3, np.float32), np.zeros((0, 4)), np.zeros(0)
     )
     assert boxes.shape == (0, 4) and labels.dtype == torch.int64 and torch.isfinite(out).all()
+
+
+def test_standardize_uint16_equals_float() -> None:
+    raw = np.random.default_rng(0).integers(0, 65536, (40, 30)).astype(np.uint16)
+    out = standardize(raw)
+    torch.testing.assert_close(out, standardize(raw / np.float32(65535)), atol=1e-5, rtol=0)
+    reference = (raw - raw.mean()) / raw.std(ddof=1)
+    np.testing.assert_allclose(out[0].numpy(), reference, atol=1e-5)
+    assert torch.equal(standardize(np.full((4, 4), 7, np.uint16)), torch.zeros(1, 4, 4))

@@ -84,7 +84,7 @@ def _compress_copy(root: Path, target: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--studies", type=int, default=2, help="synthetic studies of 4 images each")
-    parser.add_argument("--rounds", type=int, default=3, help="passes over the images per source")
+    parser.add_argument("--rounds", type=int, default=2, help="passes over the images per source")
     args = parser.parse_args()
     from wsod_mammo.data.prepare import prepare
     from wsod_mammo.data.synthetic import make_synthetic_dataset

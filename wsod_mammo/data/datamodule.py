@@ -63,7 +63,8 @@ class VinDrDataset(Dataset):
     def _load(self, record: ImageRecord) -> tuple[np.ndarray, Geometry]:
         if self.cache is not None and record.image_id in self.cache[1]["images"]:
             entry = self.cache[1]["images"][record.image_id]
-            return read_cached(self.cache[0] / entry["file"]), Geometry.from_dict(entry["geometry"])
+            raw = self.transform.pipeline is None  # standardization alone accepts the uint16 values as they are
+            return read_cached(self.cache[0] / entry["file"], raw=raw), Geometry.from_dict(entry["geometry"])
         image, geometry, _ = load_input_image(
             record.path, record.laterality, self.transform.input_size, self.crop_breast
         )

@@ -71,16 +71,21 @@ def encode_image(image: np.ndarray, cache_format: CacheFormat) -> bytes:
     return stream.getvalue() + quantized.tobytes()
 
 
-def read_cached(path: str | Path) -> np.ndarray:
-    """A cached image -> ``(H, W)`` float32 in [0, 1]; ``.npy`` files are memory-mapped, not read whole."""
+def read_cached(path: str | Path, raw: bool = False) -> np.ndarray:
+    """A cached image -> ``(H, W)`` float32 in [0, 1], or with ``raw`` its uint16 values (0..65535).
+
+    ``.npy`` files are memory-mapped, so ``raw`` reads cost no copy until the pixels are used.
+    """
     path = Path(path)
     if path.suffix == ".npy":
-        raw = np.load(path, mmap_mode="r")
+        image = np.load(path, mmap_mode="r")
     else:
-        raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if raw is None or raw.dtype != np.uint16 or raw.ndim != 2:
-        raise ValueError(f"{path}: expected a 2-D 16-bit cached image, found {None if raw is None else raw.dtype}")
-    return np.multiply(raw, np.float32(1.0 / 65535.0), dtype=np.float32)  # one pass, no float64
+        image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if image is None or image.dtype != np.uint16 or image.ndim != 2:
+        raise ValueError(f"{path}: expected a 2-D 16-bit cached image, found {None if image is None else image.dtype}")
+    if raw:
+        return image
+    return np.multiply(image, np.float32(1.0 / 65535.0), dtype=np.float32)  # one pass, no float64
 
 
 def _convert(job: tuple[str, str, str, tuple[int, int], bool, str, str]) -> tuple[str, dict[str, Any] | None, str]:

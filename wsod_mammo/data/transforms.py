@@ -37,15 +37,18 @@ class AugmentationConfig:
 
 
 def standardize(image: np.ndarray, eps: float = 1e-6) -> torch.Tensor:
-    """``(H, W)`` image -> ``(1, H, W)`` float32 tensor with zero mean and unit std (a constant image -> 0).
+    """``(H, W)`` image (any real dtype) -> ``(1, H, W)`` float32 tensor with zero mean and unit std.
 
-    One new buffer and three passes over the pixels: this runs once per full-size mammogram per step.
+    A constant image gives zeros. One new float32 buffer and three passes (mean, centre, BLAS dot for the
+    variance), several times faster than ``torch.std_mean`` on one worker thread; a uint16 cache image is
+    standardized as is (the result does not depend on its scale), skipping a conversion pass.
     """
-    tensor = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))
-    std, mean = torch.std_mean(tensor)
-    out = tensor - mean
-    out.mul_(1.0 / (float(std) + eps))
-    return out.unsqueeze(0)  # (1, H, W)
+    image = np.asarray(image)
+    centred = np.subtract(image, image.mean(dtype=np.float64), dtype=np.float32)
+    flat = centred.reshape(-1)
+    std = float(np.sqrt(max(float(np.dot(flat, flat)), 0.0) / max(flat.size - 1, 1)))
+    centred *= np.float32(1.0 / (std + eps))
+    return torch.from_numpy(centred).unsqueeze(0)  # (1, H, W)
 
 
 class BoxTransform:
