@@ -1,0 +1,95 @@
+"""GMICLitModule pieces: the loss, the per-head metrics, hyperparameters, thresholds and the W&B logger."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from wsod_mammo.models import GMIC, GMICOutput
+from wsod_mammo.training.classification import classification_metrics
+from wsod_mammo.training.loss import gmic_loss
+from wsod_mammo.training.module import GMICLitModule
+from wsod_mammo.training.wandb_logger import OfflineWandbLogger
+
+
+def _output(y_global, y_local, y_fusion, saliency) -> GMICOutput:
+    n = y_global.shape[0]
+    return GMICOutput(y_global, y_local, y_fusion, saliency, torch.zeros(n, 1, 4), torch.ones(n, 1))
+
+
+def test_loss_is_three_bce_terms_plus_beta_times_mean_abs_saliency() -> None:
+    target = torch.tensor([[1.0], [0.0]])
+    y_global, y_local, y_fusion = (
+        torch.tensor([[0.7], [0.2]]),
+        torch.tensor([[0.6], [0.4]]),
+        torch.tensor([[0.9], [0.1]]),
+    )
+    saliency = torch.rand(2, 1, 4, 3)
+    loss = gmic_loss(_output(y_global, y_local, y_fusion, saliency), target, beta=3.26)
+    expected = sum(F.binary_cross_entropy(p, target) for p in (y_global, y_local, y_fusion))
+    expected = expected + 3.26 * saliency.abs().mean()
+    torch.testing.assert_close(loss.total, expected)
+    torch.testing.assert_close(loss.saliency_reg, saliency.mean())
+
+
+def test_loss_is_float32_and_finite_under_autocast_with_saturated_probabilities() -> None:
+    target = torch.tensor([[1.0], [0.0]])
+    saturated = torch.tensor([[0.0], [1.0]], dtype=torch.bfloat16)  # the worst possible predictions
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = gmic_loss(_output(saturated, saturated, saturated, torch.rand(2, 1, 2, 2).bfloat16()), target, 1.0)
+    assert loss.total.dtype == torch.float32
+    assert math.isfinite(loss.total.item()) and loss.total.item() > 30  # clamped, not infinite
+
+
+def test_classification_metrics_match_hand_computed_values() -> None:
+    metrics = classification_metrics(num_classes=1)
+    probabilities = torch.tensor([0.9, 0.8, 0.3, 0.6, 0.1, 0.2])
+    target = torch.tensor([1, 1, 1, 0, 0, 0])
+    values = metrics(probabilities, target)
+    assert values["accuracy"].item() == pytest.approx(4 / 6)
+    assert values["tpr"].item() == pytest.approx(2 / 3)  # 0.3 is a missed mass
+    assert values["tnr"].item() == pytest.approx(2 / 3)  # 0.6 is a false alarm
+    assert values["auroc"].item() == pytest.approx(8 / 9)  # 8 of 9 positive/negative pairs ordered right
+
+
+def test_module_hyperparameters_are_plain_data_and_thresholds_travel_in_checkpoints() -> None:
+    module = GMICLitModule(GMIC(num_classes=1, num_patches=2, crop_shape=(64, 64)), train_saliency="xgradcam")
+    assert "model" not in module.hparams and "optimizer" not in module.hparams
+    assert module.hparams["train_saliency"] == "xgradcam"
+    module.detection_thresholds = {"gradcampp": 0.4}
+    checkpoint: dict = {}
+    module.on_save_checkpoint(checkpoint)
+    restored = GMICLitModule(GMIC(num_classes=1, num_patches=2, crop_shape=(64, 64)))
+    restored.on_load_checkpoint(checkpoint)
+    assert restored.detection_thresholds == {"gradcampp": 0.4}
+
+
+def test_unknown_test_saliency_names_the_option() -> None:
+    with pytest.raises(ValueError, match="model.test_saliency.*'nope'"):
+        GMICLitModule(GMIC(num_classes=1), test_saliency=["cam", "nope"])
+
+
+def test_eval_classification_with_a_gradient_patch_method_works_under_inference_mode() -> None:
+    module = GMICLitModule(GMIC(num_classes=1, num_patches=2, crop_shape=(64, 64)), train_saliency="gradcampp").eval()
+    images = torch.randn(2, 1, 128, 128)
+    with torch.no_grad():
+        expected = module.classify(images)
+    with torch.inference_mode():
+        output = module.classify(images)
+        maps = module.saliency_maps(images, ["cam", "layercam"])
+    torch.testing.assert_close(output.y_fusion, expected.y_fusion)
+    assert maps["layercam"].shape == (2, 1, 2, 2) and (maps["layercam"] >= 0).all()
+
+
+def test_wandb_logger_is_offline_by_default_and_honours_disabled(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    assert OfflineWandbLogger(save_dir=str(tmp_path))._offline is True
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    logger = OfflineWandbLogger(save_dir=str(tmp_path))
+    assert logger._offline is False and logger._wandb_init["mode"] == "disabled"
+    with pytest.raises(ValueError, match="log_model"):
+        monkeypatch.delenv("WANDB_MODE")
+        OfflineWandbLogger(save_dir=str(tmp_path), log_model=True)
