@@ -5,14 +5,12 @@ built from pixel columns ``c0..c1`` (inclusive) has ``x1 = c0, x2 = c1 + 1``.
 
 Cost of :func:`saliency_to_boxes`: the map is min-max normalized at its own resolution (46 x 30 for the paper
 setting), then only the part of the input frame that can reach the lowest threshold is upsampled and labelled.
-Bilinear upsampling is a convex combination of at most four map cells, so a full-resolution pixel reaches a
-threshold only if one of the cells it is built from does; the upsample is therefore evaluated (as two small
-matrix products equal to ``F.interpolate(..., mode="bilinear", align_corners=False)``) on the rows and columns
-that draw on the bounding box of the cells at or above the threshold. The float crop is moved to the CPU once
-per image; per threshold, OpenCV's border following finds the 8-connected components (a full labelling pass
-runs only when component boxes overlap). See ``tests/benchmarks/bench_metrics.py`` for measured figures: at
-2944 x 1920 a map costs a few ms when it holds one compact blob, up to ~20 ms when half the frame is above the
-threshold (a normalized map of a normal image), on one busy CPU core.
+Bilinear upsampling is a convex combination of at most four map cells, so a full-resolution pixel
+reaches a threshold only if one of the cells it is built from does; the upsample (two small matrix products with
+the weights of ``F.interpolate(..., mode="bilinear", align_corners=False)``) is evaluated only on the rows and
+columns that draw on the bounding box of the cells at or above the threshold. The float crop is moved to the CPU
+once per image; per threshold, OpenCV's border following finds the 8-connected components. Figures:
+``tests/benchmarks/bench_metrics.py`` (see its docstring).
 """
 
 from __future__ import annotations
@@ -97,44 +95,40 @@ def _normalized(maps: Tensor, normalize: bool) -> tuple[Tensor, Tensor]:
     return (maps - low[:, None, None]) / safe_span[:, None, None], usable
 
 
-def _components(mask: np.ndarray) -> tuple[list[tuple[int, int, int, int]], list[tuple[int, int]]]:
-    """Bounding boxes ``(x, y, w, h)`` and one pixel ``(x, y)`` of each 8-connected component of ``mask``.
-
-    OpenCV's border following (``findContours``) treats foreground as 8-connected; the outer boundaries (no parent
-    in the two-level ``RETR_CCOMP`` hierarchy, islands inside holes included) are the components. It costs a
-    fraction of a full labelling pass (about 2 ms against 50 ms for half of a 2944 x 1920 frame).
-    """
-    contours, hierarchy = cv2.findContours(mask, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
-    if hierarchy is None:
-        return [], []
-    outer = [c for c, link in zip(contours, hierarchy[0], strict=True) if link[3] < 0]
-    rects = [tuple(int(v) for v in cv2.boundingRect(c)) for c in outer]
-    return rects, [(int(c[0, 0, 0]), int(c[0, 0, 1])) for c in outer]  # type: ignore[misc]
-
-
-def _overlaps(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
-    return a[0] < b[0] + b[2] and b[0] < a[0] + a[2] and a[1] < b[1] + b[3] and b[1] < a[1] + a[3]
+def _children(links: np.ndarray, parent: int) -> list[int]:
+    """Indices of the direct children of contour ``parent`` in an OpenCV ``RETR_TREE`` hierarchy ``(K, 4)``."""
+    found, child = [], int(links[parent, 2])
+    while child >= 0:
+        found.append(child)
+        child = int(links[child, 0])
+    return found
 
 
 def _label(crop: np.ndarray, threshold: float, offset: tuple[int, int], probability: float) -> Detections:
     """8-connected components of ``crop >= threshold`` -> boxes shifted by ``offset (x, y)`` and peak scores.
 
-    A component whose bounding box meets no other one owns every foreground pixel in it, so its peak is a masked
-    max over the box; only components with overlapping boxes need a full labelling (``connectedComponents``).
+    OpenCV's border following (``findContours``, foreground 8-connected) gives a tree: outer boundaries of
+    components, their holes, islands inside the holes, and so on. A component is an outer boundary (even depth);
+    its pixels are its filled boundary minus the filled islands of its holes, within the mask. This costs a
+    fraction of a full labelling pass (a few ms against ~50 ms for half of a 2944 x 1920 frame).
     """
     mask = (crop >= threshold).astype(np.uint8)
-    rects, seeds = _components(mask)
-    labels = None
+    contours, hierarchy = cv2.findContours(mask, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)
+    if hierarchy is None:
+        return _empty()
+    links = hierarchy[0]  # (K, 4): next, previous, first child, parent
+    outer = [k for k in range(len(contours)) if links[k, 3] < 0]
     boxes, scores = [], []
-    for k, (x, y, w, h) in enumerate(rects):
-        window = (slice(y, y + h), slice(x, x + w))
-        if any(_overlaps(rects[k], other) for j, other in enumerate(rects) if j != k):
-            if labels is None:
-                labels = cv2.connectedComponents(mask, connectivity=8, ltype=cv2.CV_32S)[1]
-            inside = labels[window] == labels[seeds[k][1], seeds[k][0]]
-        else:
-            inside = mask[window] > 0
-        scores.append(float(crop[window][inside].max()) * probability)
+    while outer:
+        k = outer.pop()
+        x, y, w, h = (int(v) for v in cv2.boundingRect(contours[k]))
+        region = np.zeros((h, w), np.uint8)
+        cv2.drawContours(region, contours, k, 1, thickness=cv2.FILLED, offset=(-x, -y))
+        for island in (i for hole in _children(links, k) for i in _children(links, hole)):
+            cv2.drawContours(region, contours, island, 0, thickness=cv2.FILLED, offset=(-x, -y))
+            outer.append(island)
+        inside = (region > 0) & (mask[y : y + h, x : x + w] > 0)
+        scores.append(float(crop[y : y + h, x : x + w].max(where=inside, initial=-np.inf)) * probability)
         boxes.append((x + offset[0], y + offset[1], x + w + offset[0], y + h + offset[1]))
     return Detections(
         torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4), torch.tensor(scores, dtype=torch.float32)
