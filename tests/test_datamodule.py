@@ -47,10 +47,10 @@ def test_one_batch_per_stage(synthetic_root: Path, workers: int) -> None:
     assert not {r.study_id for r in train.records} & {r.study_id for r in val.records}
     _check_batch(next(iter(dm.train_dataloader())), 3)
     _check_batch(next(iter(dm.val_dataloader())), 2)
-    if workers == 0:
-        dm.setup("test")
-        _check_batch(next(iter(dm.test_dataloader())), 2)
-        _check_batch(next(iter(dm.predict_dataloader())), 2)
+    dm.setup("test")
+    _check_batch(next(iter(dm.test_dataloader())), 2)
+    dm.setup("predict")
+    _check_batch(next(iter(dm.predict_dataloader())), 2)
 
 
 def test_eval_boxes_map_back_to_csv_and_cache_agrees(synthetic_root: Path, tmp_path: Path) -> None:
@@ -129,6 +129,10 @@ def test_predict_paths_survive_bad_files(synthetic_root: Path, tmp_path: Path) -
     assert ok["laterality"] == "R" and ok["error"] is None and ok["geometry"]["flip"]
     assert bad["error"].startswith(f"{tmp_path / 'junk.dcm'}: ") and float(batch["image"][1].abs().max()) == 0
     assert batch["image_id"] == [right.image_id, "junk", "a"] and extra["error"] is None
+    empty = _dm(synthetic_root, predict_paths=[str(tmp_path / "nothing_here")])
+    (tmp_path / "nothing_here").mkdir()
+    with pytest.raises(FileNotFoundError, match="predict_paths: no DICOM file"):
+        empty.setup("predict")
 
 
 def test_collate_keeps_boxes_per_image() -> None:

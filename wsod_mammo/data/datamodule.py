@@ -291,6 +291,8 @@ class VinDrMammoDataModule(L.LightningDataModule):
         eval_tf = BoxTransform(self.input_size, self.augmentation, train=False)
         if stage == "predict" and self.predict_paths:
             files = expand_predict_paths(self.predict_paths)
+            if not files:
+                raise FileNotFoundError(f"predict_paths: no DICOM file (*.dcm, *.dicom) in {self.predict_paths}")
             self.datasets["predict"] = PredictDataset(files, self.num_classes, eval_tf, self.crop_breast)
             return
         splits = self._records()
