@@ -237,6 +237,48 @@ def make_synthetic_dataset(
     root = Path(root)
     rng = np.random.default_rng(seed)
     images = _plan(rng, n_studies, test_fraction)
+    n_masses, n_calcs = _assign_findings(rng, images, mass_fraction, calc_fraction)
+    chest_wall_mass = int(np.argmax(n_masses > 0)) if n_masses.any() else -1  # its box will leave the image
+    box_rows, normal_rows, breast_rows = [], [], []
+    settings = pydicom.config.settings
+    old_modes = settings.reading_validation_mode, settings.writing_validation_mode
+    settings.reading_validation_mode = settings.writing_validation_mode = pydicom.config.IGNORE  # hex ids: no UIDs
+    try:
+        for index, image in enumerate(images):
+            if index == chest_wall_mass:
+                pixels, masses, calcs = _chest_wall_variant(rng, height, width, image["view_position"])
+            else:
+                pixels, masses, calcs = render_image(rng, height, width, image["view_position"], n_masses[index],
+                                                     n_calcs[index])  # fmt: skip
+            if image["laterality"] == "R":  # right breasts lie against the right edge
+                pixels = np.ascontiguousarray(pixels[:, ::-1])
+                masses = [(width - b[2], b[1], width - b[0], b[3]) for b in masses]
+                calcs = [(width - b[2], b[1], width - b[0], b[3]) for b in calcs]
+            path = root / "images" / image["study_id"] / f"{image['image_id']}.dicom"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_dicom(path, pixels, image, image["laterality"], image["view_position"], style=index)
+            density, birads = f"DENSITY {'ABCD'[index % 4]}", "BI-RADS 4" if masses or calcs else "BI-RADS 1"
+            base = {
+                **image,
+                "height": str(height),
+                "width": str(width),
+                "breast_density": density,
+                "breast_birads": birads,
+            }
+            rows = _finding_rows({k: base[k] for k in FINDING_COLUMNS if k in base}, masses, calcs, rng)
+            (box_rows if rows[0]["xmin"] else normal_rows).extend(rows)
+            breast_rows.append(base)
+    finally:
+        settings.reading_validation_mode, settings.writing_validation_mode = old_modes
+    _write_csv(root / FINDING_CSV, FINDING_COLUMNS, box_rows + normal_rows)
+    _write_csv(root / BREAST_CSV, BREAST_COLUMNS, breast_rows)
+    return root
+
+
+def _assign_findings(
+    rng: np.random.Generator, images: list[dict[str, str]], mass_fraction: float, calc_fraction: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Masses (0, 1 or 2) and calcification findings (0 or 1) per image; at least one mass image per split."""
     n_masses, n_calcs = np.zeros(len(images), int), np.zeros(len(images), int)
     for split in ("training", "test"):
         idx = [i for i, im in enumerate(images) if im["split"] == split]
@@ -246,42 +288,7 @@ def make_synthetic_dataset(
             n_masses[i] = 2 if rng.uniform() < 0.25 else 1
         for i in order[k : k + int(round(calc_fraction * (len(idx) - k)))]:
             n_calcs[i] = 1
-    chest_wall_mass = (
-        int(np.argmax(n_masses > 0)) if n_masses.any() else -1
-    )  # this one touches the chest wall: its box leaves the image
-    box_rows, normal_rows, breast_rows = [], [], []
-    settings = pydicom.config.settings
-    old_modes = settings.reading_validation_mode, settings.writing_validation_mode
-    settings.reading_validation_mode = settings.writing_validation_mode = pydicom.config.IGNORE  # hex ids: no UIDs
-    try:
-        for index, image in enumerate(images):
-            pixels, masses, calcs = render_image(
-                rng, height, width, image["view_position"], n_masses[index], n_calcs[index]
-            )
-            if index == chest_wall_mass:
-                pixels, masses, calcs = _chest_wall_variant(rng, height, width, image["view_position"])
-            if image["laterality"] == "R":  # right breasts lie against the right edge
-                pixels = np.ascontiguousarray(pixels[:, ::-1])
-                masses = [(width - b[2], b[1], width - b[0], b[3]) for b in masses]
-                calcs = [(width - b[2], b[1], width - b[0], b[3]) for b in calcs]
-            path = root / "images" / image["study_id"] / f"{image['image_id']}.dicom"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            write_dicom(path, pixels, image, image["laterality"], image["view_position"], style=index)
-            base = {
-                **image,
-                "height": str(height),
-                "width": str(width),
-                "breast_density": f"DENSITY {'ABCD'[index % 4]}",
-            }
-            base["breast_birads"] = "BI-RADS 4" if masses or calcs else "BI-RADS 1"
-            rows = _finding_rows({k: base[k] for k in FINDING_COLUMNS if k in base}, masses, calcs, rng)
-            (box_rows if rows[0]["xmin"] else normal_rows).extend(rows)
-            breast_rows.append(base)
-    finally:
-        settings.reading_validation_mode, settings.writing_validation_mode = old_modes
-    _write_csv(root / FINDING_CSV, FINDING_COLUMNS, box_rows + normal_rows)
-    _write_csv(root / BREAST_CSV, BREAST_COLUMNS, breast_rows)
-    return root
+    return n_masses, n_calcs
 
 
 def _chest_wall_variant(rng: np.random.Generator, height: int, width: int, view: str):
