@@ -284,7 +284,7 @@ class YGlobal(torch.nn.Module):
         self.model = model
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model._global_pass(x).y_global
+        return self.model.global_pass(x).y_global
 
 
 @pytest.mark.parametrize("num_classes", [1, 2])
@@ -335,3 +335,11 @@ def test_maps_are_float32_under_bf16_autocast() -> None:
     assert {k: v.dtype for k, v in out.items()} == dict.fromkeys([*ALL, "y_global", "y_fusion"], torch.float32)
     ref = model.saliency_maps(images(2), ["cam"])
     assert torch.allclose(normalize_saliency(out["cam"]), normalize_saliency(ref["cam"]), atol=0.1)
+
+
+def test_frozen_network_still_gives_gradient_maps() -> None:
+    model = tiny_gmic().eval().requires_grad_(False)
+    x = images(1)
+    out = model.saliency_maps(x, ["gradcam", "layercam"])
+    assert out["gradcam"].abs().sum() > 0 and out["layercam"].abs().sum() > 0
+    assert not x.requires_grad and x.grad is None

@@ -41,7 +41,7 @@ class YGlobal(torch.nn.Module):
         self.model = model
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model._global_pass(x).y_global
+        return self.model.global_pass(x).y_global
 
 
 def grad_cam_runner(model: GMIC, x: torch.Tensor, feature_size: bool) -> Callable[[], None] | None:
@@ -89,7 +89,7 @@ def main() -> None:
 
     def global_forward() -> None:
         with torch.no_grad():
-            model._global_pass(x)
+            model.global_pass(x)
 
     t_fwd = timed(plain_forward, args.device, args.iters)
     t_global = timed(global_forward, args.device, args.iters)

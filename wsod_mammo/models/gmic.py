@@ -10,7 +10,7 @@ method, its gradients are taken inside the forward with `torch.autograd.grad` an
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Literal, NamedTuple
 
@@ -39,7 +39,9 @@ class GMICOutput(NamedTuple):
     patch_attention: Tensor  # (N, K), sums to 1 over K
 
 
-class _GlobalPass(NamedTuple):
+class GlobalPass(NamedTuple):
+    """The global network's part of GMIC (what saliency methods and pytorch-grad-cam wrappers need)."""
+
     activations: dict[str, Tensor]  # ACTIVATION_NAMES -> tensors, `final` = h_g (N, 256, h, w)
     cam: Tensor  # (N, C, h, w)
     y_global: Tensor  # (N, C)
@@ -105,12 +107,14 @@ class GMIC(nn.Module):
             raise ValueError(f"GMIC input: crop_shape {self.crop_shape} does not fit in the {height} x {width} input")
         return map_size
 
-    def _global_pass(self, x: Tensor) -> _GlobalPass:
+    def global_pass(self, x: Tensor) -> GlobalPass:
+        """x (N, 1, H, W) -> activations, CAM map A (N, C, h, w) and y_global (N, C) (mean of A's top t%)."""
+        self._check_input(x)
         activations = self.global_network(x)
         cam = torch.sigmoid(self.saliency_head(activations["final"]).float())  # (N, C, h, w) float32 even in bf16
         top = max(1, round(self.percent_t * cam.shape[-2] * cam.shape[-1]))
         y_global = cam.flatten(2).topk(top, dim=2).values.mean(dim=2)  # (N, C)
-        return _GlobalPass(activations, cam, y_global)
+        return GlobalPass(activations, cam, y_global)
 
     def _local_pass(self, x: Tensor, selection_map: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Select and crop patches -> (z (N, 512), attention (N, K), boxes (N, K, 4))."""
@@ -147,7 +151,7 @@ class GMIC(nn.Module):
         self._check_input(x)
         method = self._resolve([patch_saliency if patch_saliency is not None else "cam"])[0]
         if not method.needs_gradients:
-            g = self._global_pass(x)
+            g = self.global_pass(x)
             selection = g.cam.detach()
         else:
             if torch.is_inference_mode_enabled():
@@ -157,11 +161,11 @@ class GMIC(nn.Module):
                 )
             grad_was_enabled = torch.is_grad_enabled()
             with torch.enable_grad():
-                g = self._global_pass(_grad_input(x))
+                g = self.global_pass(_grad_input(x, self.global_network.parameters()))
                 selection = compute_saliency([method], g.cam, g.activations, g.y_global, retain_graph=grad_was_enabled)
                 selection = selection[method.name]
             if not grad_was_enabled:
-                g = _GlobalPass({k: v.detach() for k, v in g.activations.items()}, g.cam.detach(), g.y_global.detach())
+                g = GlobalPass({k: v.detach() for k, v in g.activations.items()}, g.cam.detach(), g.y_global.detach())
         z, attention, boxes = self._local_pass(x, selection)
         y_local = torch.sigmoid(self.classifier(z).float())
         y_fusion = self._fusion(g.activations["final"], z)
@@ -178,6 +182,7 @@ class GMIC(nn.Module):
         `.grad` untouched). Also returns the probabilities it computed under the reserved keys "y_global" (N, C)
         and, when `target="y_fusion"` (the local network then runs on the CAM-selected patches), "y_fusion".
         Works under `torch.no_grad()`; under `torch.inference_mode()` wrap it in `torch.inference_mode(False)`.
+        Call it in eval mode: in train mode BatchNorm uses batch statistics and updates its running stats.
         """
         if target not in ("y_global", "y_fusion"):
             raise ValueError(f"GMIC.saliency_maps: target must be 'y_global' or 'y_fusion', found {target!r}")
@@ -187,7 +192,7 @@ class GMIC(nn.Module):
         if needs_grad and torch.is_inference_mode_enabled():
             raise RuntimeError("GMIC.saliency_maps needs gradients: call it inside `torch.inference_mode(False)`")
         with torch.enable_grad() if needs_grad else torch.no_grad():
-            g = self._global_pass(_grad_input(x) if needs_grad else x)
+            g = self.global_pass(_grad_input(x, self.global_network.parameters()) if needs_grad else x)
             out = {"y_global": g.y_global.detach().float()}
             score = g.y_global
             if target == "y_fusion":
@@ -212,14 +217,16 @@ class GMIC(nn.Module):
         return to_nyu_keys(self.state_dict())
 
 
-def _grad_input(x: Tensor) -> Tensor:
-    """An input from which the global network records a graph even with frozen parameters.
+def _grad_input(x: Tensor, params: Iterable[nn.Parameter]) -> Tensor:
+    """An input from which the global network records a graph in grad mode.
 
-    Inference tensors (made under `torch.inference_mode()`) are cloned so autograd may save them.
+    Inference tensors (made under `torch.inference_mode()`) are cloned so autograd may save them; the input is
+    made to require grad only when no parameter does (frozen network), so training never computes d loss / d x.
     """
-    if x.requires_grad:
+    x = x.clone() if x.is_inference() else x
+    if x.requires_grad or any(p.requires_grad for p in params):
         return x
-    return (x.clone() if x.is_inference() else x.detach()).requires_grad_(True)
+    return x.detach().requires_grad_(True)
 
 
-__all__ = ["GMIC", "GMICOutput"]
+__all__ = ["GMIC", "GMICOutput", "GlobalPass"]
