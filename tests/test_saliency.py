@@ -343,3 +343,23 @@ def test_frozen_network_still_gives_gradient_maps() -> None:
     out = model.saliency_maps(x, ["gradcam", "layercam"])
     assert out["gradcam"].abs().sum() > 0 and out["layercam"].abs().sum() > 0
     assert not x.requires_grad and x.grad is None
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("xgradcam", XGradCAM),
+        ('{"class_path": "wsod_mammo.saliency.LayerCAM", "init_args": {"layers": ["stage4", "final"]}}', LayerCAM),
+        ('{"class_path": "wsod_mammo.saliency.GradCAMPlusPlus"}', GradCAMPlusPlus),
+    ],
+)
+def test_selectable_from_yaml_by_name_or_class_path(value: str, expected: type) -> None:
+    from jsonargparse import ArgumentParser
+
+    parser = ArgumentParser()
+    parser.add_argument("--train_saliency", type=SaliencyMethod | str, default="cam")
+    cfg = parser.instantiate_classes(parser.parse_args(["--train_saliency", value]))
+    method = get_saliency_method(cfg.train_saliency)
+    assert isinstance(method, expected)
+    if expected is LayerCAM:
+        assert method.layers() == ("stage4", "final")
