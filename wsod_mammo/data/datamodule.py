@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, Dataset, get_worker_info
 from wsod_mammo.data.dicom import DicomError
 from wsod_mammo.data.geometry import Geometry, boxes_to_input, clip_boxes
 from wsod_mammo.data.prepare import load_input_image, load_manifest, read_cached
+from wsod_mammo.data.sampling import EpochShuffleSampler, SampleKey
 from wsod_mammo.data.transforms import AugmentationConfig, BoxTransform
 from wsod_mammo.data.vindr import FINDING_CSV, ImageRecord, Selection, load_records, select_records, split_train_val
 
@@ -70,7 +71,12 @@ class VinDrDataset(Dataset):
         )
         return image, geometry
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def __getitem__(self, key: int | SampleKey) -> dict[str, Any]:
+        """``key`` is an index, or ``(index, augmentation_seed)`` from :class:`EpochShuffleSampler`."""
+        index = key
+        if isinstance(key, tuple):
+            index, augmentation_seed = key
+            self.transform.set_seed(augmentation_seed)
         for attempt in range(len(self.records)):
             record = self.records[(index + attempt) % len(self.records)]
             try:
@@ -306,10 +312,12 @@ class VinDrMammoDataModule(L.LightningDataModule):
         if name not in self.datasets:
             raise RuntimeError(f"{name} dataloader requested before setup() built the {name} dataset")
         workers = self.num_workers
+        # Training order and augmentation follow (seed, epoch) alone, so `--ckpt_path last` resumes exactly.
+        sampler = EpochShuffleSampler(len(self.datasets[name]), self.seed) if shuffle else None
         return DataLoader(
             self.datasets[name],
             batch_size=self.batch_size if name == "train" else self.eval_batch_size,
-            shuffle=shuffle,
+            sampler=sampler,
             drop_last=False,
             num_workers=workers,
             persistent_workers=self.persistent_workers and workers > 0,

@@ -1,0 +1,39 @@
+"""Epoch-keyed shuffling: the order and every augmentation draw depend only on (seed, epoch, position).
+
+That makes a run resumed from ``last.ckpt`` see exactly the data an uninterrupted run would, with any number of
+workers (persistent or not) and under DDP, where Lightning wraps this sampler and forwards ``set_epoch`` to it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from torch.utils.data import Sampler
+
+SampleKey = tuple[int, int]  # (dataset index, augmentation seed)
+
+
+class EpochShuffleSampler(Sampler[SampleKey]):
+    """Yields ``(index, augmentation_seed)`` in a permutation drawn from ``seed`` and the current epoch.
+
+    The dataset receives the pair as its key and seeds its augmentation with the second element, so no random
+    state lives in worker processes. Lightning calls ``set_epoch`` at the start of every epoch.
+    """
+
+    def __init__(self, size: int, seed: int) -> None:
+        self.size = size
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iter__(self) -> Iterator[SampleKey]:
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        order = torch.randperm(self.size, generator=generator).tolist()
+        seeds = torch.randint(0, 2**31 - 1, (self.size,), generator=generator).tolist()
+        return iter(zip(order, seeds, strict=True))
