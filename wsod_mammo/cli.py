@@ -38,6 +38,7 @@ class WsodCLI(LightningCLI):
         subcommand = self.config.get("subcommand")
         if subcommand:
             section = self.config[subcommand]
+            check_precision(section)
             ckpt_path = section.get("ckpt_path")
             if ckpt_path:
                 section["ckpt_path"] = str(resolve_checkpoint(ckpt_path, section))
@@ -45,6 +46,24 @@ class WsodCLI(LightningCLI):
                 if section.get("weights_only") is None:
                     section["weights_only"] = True
         super()._parse_ckpt_path()
+
+
+FP16_PRECISIONS = {"16", "16-mixed", "16-true"}
+
+
+def check_precision(section: Any) -> None:
+    """fp16 needs CUDA; Lightning would silently switch it to bf16 on a CPU, so refuse it here instead."""
+    trainer = section.get("trainer", {})
+    precision, accelerator = str(trainer.get("precision")), str(trainer.get("accelerator", "auto"))
+    if precision in FP16_PRECISIONS and (accelerator == "cpu" or (accelerator == "auto" and not _cuda())):
+        raise ValueError(
+            f"trainer.precision: {precision} needs a CUDA GPU, but the accelerator is {accelerator} "
+            "(no GPU); use bf16-mixed or 32 on a CPU"
+        )
+
+
+def _cuda() -> bool:
+    return torch.cuda.is_available()
 
 
 def _checkpoint_dirs(section: Any) -> list[Path]:

@@ -6,6 +6,7 @@ import os
 from typing import Any
 
 from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.utilities import rank_zero_only
 
 
 class OfflineWandbLogger(WandbLogger):
@@ -13,7 +14,9 @@ class OfflineWandbLogger(WandbLogger):
 
     Lightning's logger sets ``WANDB_MODE=dryrun`` whenever ``offline=True``, which would override a user's
     ``WANDB_MODE=disabled``; here the environment wins. Checkpoints are never uploaded offline
-    (``log_model`` must stay false there). Set ``offline: false`` in YAML to sync runs live.
+    (``log_model`` must stay false there). Set ``offline: false`` in YAML to sync runs live. The run is finished
+    when the Trainer finalizes the logger, so the next command in the same process (a notebook, the tests) gets
+    a run and a directory of its own instead of silently appending to this one.
     """
 
     def __init__(
@@ -31,3 +34,10 @@ class OfflineWandbLogger(WandbLogger):
         if offline and log_model:
             raise ValueError("trainer.logger: log_model uploads checkpoints and needs offline: false")
         super().__init__(project=project, save_dir=save_dir, name=name, offline=offline, log_model=log_model, **kwargs)
+
+    @rank_zero_only
+    def finalize(self, status: str) -> None:
+        super().finalize(status)
+        if self._experiment is not None:
+            self._experiment.finish(exit_code=0 if status == "success" else 1)
+            self._experiment = None

@@ -1,0 +1,79 @@
+"""A tiny but complete ``wsod`` config for end-to-end CLI tests (CPU, 192 x 128 inputs, one epoch)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+INPUT_SIZE = (192, 128)
+
+
+def tiny_config(directory: Path, data_root: Path, train_saliency: str = "cam", **data: Any) -> dict[str, Any]:
+    """The whole config as a dict; ``directory`` receives runs, checkpoints and predictions."""
+    return {
+        "seed_everything": 42,
+        "trainer": {
+            "accelerator": "cpu",
+            "devices": 1,
+            "max_epochs": 1,
+            "precision": "32",
+            "log_every_n_steps": 1,
+            "num_sanity_val_steps": 0,
+            "enable_progress_bar": False,
+            "enable_model_summary": False,
+            "logger": {
+                "class_path": "wsod_mammo.training.wandb_logger.OfflineWandbLogger",
+                "init_args": {"project": "wsod-test", "save_dir": str(directory / "runs")},
+            },
+            "callbacks": [
+                {
+                    "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+                    "init_args": {
+                        "dirpath": str(directory / "checkpoints"),
+                        "filename": "best",
+                        "monitor": "val/fusion/auroc",
+                        "mode": "max",
+                        "save_top_k": 1,
+                        "save_last": True,
+                        "enable_version_counter": False,
+                    },
+                },
+                {"class_path": "wsod_mammo.training.callbacks.DetectionMetrics"},
+                {"class_path": "wsod_mammo.training.callbacks.SaliencyOverlays", "init_args": {"num_images": 2}},
+                {
+                    "class_path": "wsod_mammo.training.predict.PredictionWriter",
+                    "init_args": {"output_dir": str(directory / "predictions")},
+                },
+            ],
+        },
+        "model": {
+            "class_path": "wsod_mammo.training.module.GMICLitModule",
+            "init_args": {
+                "model": {
+                    "class_path": "wsod_mammo.models.GMIC",
+                    "init_args": {"num_classes": 1, "num_patches": 2, "crop_shape": [64, 64], "percent_t": 0.1},
+                },
+                "train_saliency": train_saliency,
+                "optimizer": {"class_path": "torch.optim.Adam", "init_args": {"lr": 1.0e-3}},
+            },
+        },
+        "data": {
+            "class_path": "wsod_mammo.data.datamodule.VinDrMammoDataModule",
+            "init_args": {
+                "data_root": str(data_root),
+                "selection": "all",
+                "input_size": list(INPUT_SIZE),
+                "batch_size": 4,
+                "num_workers": 0,
+                "val_fraction": 0.3,
+                **data,
+            },
+        },
+    }
+
+
+def write_config(path: Path, config: dict[str, Any]) -> Path:
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path

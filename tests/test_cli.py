@@ -1,0 +1,264 @@
+"""End-to-end `wsod` runs on tiny synthetic data: fit, test, predict, resume, bf16, DDP, W&B, bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from cli_configs import tiny_config, write_config
+
+from wsod_mammo.cli import main
+from wsod_mammo.data.synthetic import make_synthetic_dataset
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _no_wandb(monkeypatch: pytest.MonkeyPatch) -> None:
+    """W&B off unless a test turns it on (and Lightning's offline mode must not leak between tests)."""
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Mass and normal images only (no calcification-only images), so every split has 4 images per study."""
+    return make_synthetic_dataset(tmp_path_factory.mktemp("cli_data"), 8, 256, 160, seed=3, calc_fraction=0.0)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> Path:
+    """One short fit shared by the test/predict/DDP tests; returns its working directory."""
+    directory = tmp_path_factory.mktemp("trained")
+    config = write_config(directory / "config.yaml", tiny_config(directory, data_root))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("WANDB_MODE", "disabled")
+        main(["fit", "--config", str(config)])
+    return directory
+
+
+def _run_dirs(directory: Path) -> list[Path]:
+    return sorted(p.parent for p in (directory / "runs").glob("*/*/config.yaml"))
+
+
+def test_fit_writes_best_last_and_the_resolved_config(trained: Path) -> None:
+    assert (trained / "checkpoints" / "best.ckpt").is_file()
+    assert (trained / "checkpoints" / "last.ckpt").is_file()
+    checkpoint = torch.load(trained / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert checkpoint["hyper_parameters"]["_class_path"] == "wsod_mammo.training.module.GMICLitModule"
+    assert set(checkpoint["detection_thresholds"]) == {"cam", "gradcam", "gradcampp", "xgradcam", "layercam"}
+    saved = yaml.safe_load(_run_dirs(trained)[0].joinpath("config.yaml").read_text())
+    assert saved["model"]["init_args"]["model"]["init_args"]["crop_shape"] == [64, 64]
+
+
+def test_test_writes_both_tables_the_froc_plot_and_overlays(trained: Path) -> None:
+    before = set(_run_dirs(trained))
+    main(["test", "--config", str(trained / "config.yaml"), "--ckpt_path", "best"])
+    (run,) = set(_run_dirs(trained)) - before  # a new run directory: no clash with the fit run
+    for name in ("table1.md", "table1.csv", "table2_row.md", "table2_row.csv", "froc_mass.png", "froc_all.png"):
+        assert (run / name).stat().st_size > 0, name
+    assert len(list((run / "overlays").glob("*.png"))) == 2
+    with open(run / "table2_row.csv") as handle:
+        (row,) = list(csv.DictReader(handle))
+    assert row["train_method"] == "cam"
+    assert all("@" in row[m] for m in ("cam", "gradcam", "gradcampp", "xgradcam", "layercam"))
+    summary = json.loads((run / "detection.json").read_text())
+    assert summary["mass"]["gradcampp"]["num_images"] < summary["all"]["gradcampp"]["num_images"]
+    table1 = list(csv.DictReader(open(run / "table1.csv")))
+    assert [r["head"] for r in table1] == ["global", "local", "fusion"]
+    assert all(0.0 <= float(r["auc"]) <= 1.0 for r in table1)
+
+
+def test_predict_reports_unreadable_files_and_still_predicts_the_rest(trained: Path, data_root: Path) -> None:
+    dicoms = sorted((data_root / "images").glob("*/*.dicom"))[:3]
+    not_dicom = trained / "notes.dicom"
+    not_dicom.write_text("not a DICOM file")
+    paths = "[" + ", ".join(str(p) for p in [*dicoms, not_dicom]) + "]"
+    main(["predict", "--config", str(trained / "config.yaml"), "--ckpt_path", "best"] + ["--data.predict_paths", paths])
+    records = json.loads((trained / "predictions" / "predictions.json").read_text())
+    assert len(records) == 4
+    failed = [r for r in records if r.get("error")]
+    assert len(failed) == 1 and "notes.dicom" in failed[0]["error"]
+    for record in records:
+        if record.get("error"):
+            continue
+        assert 0.0 <= record["probability"] <= 1.0
+        assert Path(record["overlay"]).is_file()
+        for box in record["boxes"]:  # DICOM frame: the synthetic images are 256 x 160
+            assert 0 <= box["xmin"] < box["xmax"] <= 160 and 0 <= box["ymin"] < box["ymax"] <= 256
+
+
+def test_print_config_for_every_yaml_under_configs(capsys: pytest.CaptureFixture[str]) -> None:
+    base = REPO / "configs" / "gmic_vindr.yaml"
+    for path in sorted((REPO / "configs").rglob("*.yaml")):
+        configs = [path] if path.name in ("gmic_vindr.yaml", "demo.yaml") else [base, path]
+        args = ["fit"] + [a for c in configs for a in ("--config", str(c))] + ["--print_config"]
+        with pytest.raises(SystemExit) as exit_info:
+            main(args)
+        assert exit_info.value.code in (0, None), path
+        printed = yaml.safe_load(capsys.readouterr().out)
+        assert printed["model"]["class_path"] == "wsod_mammo.training.module.GMICLitModule", path
+        assert printed["data"]["class_path"] == "wsod_mammo.data.datamodule.VinDrMammoDataModule", path
+
+
+def _state(path: Path) -> dict[str, torch.Tensor]:
+    return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+
+
+def test_resume_from_last_ends_with_the_same_weights(tmp_path: Path, data_root: Path) -> None:
+    def config(name: str, epochs: int) -> Path:
+        settings = tiny_config(tmp_path / name, data_root)
+        settings["trainer"]["max_epochs"] = epochs
+        return write_config(tmp_path / f"{name}.yaml", settings)
+
+    main(["fit", "--config", str(config("straight", 2))])
+    main(["fit", "--config", str(config("resumed", 1))])
+    main(["fit", "--config", str(config("resumed", 2)), "--ckpt_path", "last"])
+    straight = _state(tmp_path / "straight" / "checkpoints" / "last.ckpt")
+    resumed = _state(tmp_path / "resumed" / "checkpoints" / "last.ckpt")
+    assert straight.keys() == resumed.keys()
+    for key in straight:
+        torch.testing.assert_close(resumed[key], straight[key], rtol=0, atol=0, msg=key)
+
+
+def test_bf16_mixed_fit_on_cpu_with_a_gradient_patch_method(tmp_path: Path, data_root: Path) -> None:
+    settings = tiny_config(tmp_path, data_root, train_saliency="gradcampp")
+    settings["trainer"]["precision"] = "bf16-mixed"
+    main(["fit", "--config", str(write_config(tmp_path / "c.yaml", settings))])
+    state = _state(tmp_path / "checkpoints" / "last.ckpt")
+    assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
+
+
+def read_wandb_log(path: Path) -> list:
+    """The protobuf records of an offline run's ``run-*.wandb`` transaction log (a LevelDB-style record log:
+    32 KiB blocks of chunks with a 7-byte header; the format ``wandb sync`` uploads)."""
+    from wandb.proto import wandb_internal_pb2
+
+    data, block, position, records, pending = path.read_bytes(), 32768, 7, [], b""
+    assert data[:4] == b":W&B", path
+    while position + 7 <= len(data):
+        if block - position % block < 7:  # block trailer too short for a header: padding
+            position += block - position % block
+            continue
+        _, length, kind = struct.unpack("<IHB", data[position : position + 7])
+        chunk, position = data[position + 7 : position + 7 + length], position + 7 + length
+        if kind == 0:
+            continue
+        pending = chunk if kind in (1, 2) else pending + chunk
+        if kind in (1, 4):  # a full record, or the last chunk of one
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(pending)
+            records.append(record)
+    return records
+
+
+def _key(item) -> str:
+    return item.key or "/".join(item.nested_key)
+
+
+def test_wandb_offline_run_holds_the_config_and_the_metrics(
+    tmp_path: Path, data_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    main(["fit", "--config", str(write_config(tmp_path / "c.yaml", tiny_config(tmp_path, data_root)))])
+    (log,) = list((tmp_path / "runs" / "wandb").glob("offline-run-*/run-*.wandb"))
+    records = read_wandb_log(log)
+    config = {_key(i): json.loads(i.value_json) for r in records if r.HasField("config") for i in r.config.update}
+    resolved = yaml.safe_load(config["config"])
+    assert resolved["model"]["init_args"]["train_saliency"] == "cam"
+    assert resolved["data"]["init_args"]["data_root"] == str(data_root)
+    history = {_key(i): json.loads(i.value_json) for r in records if r.HasField("history") for i in r.history.item}
+    assert 0.0 <= history["val/fusion/auroc"] <= 1.0
+    assert history["train/loss"] > 0 and "val/detection/gradcampp/tpr@fppi1" in history
+
+
+# ------------------------------------------------------------------------------------------------ bad input
+def test_missing_data_root_fails_before_training_and_names_the_option(tmp_path: Path, data_root: Path) -> None:
+    config = write_config(tmp_path / "c.yaml", tiny_config(tmp_path, tmp_path / "nowhere"))
+    with pytest.raises(FileNotFoundError, match="data_root.*nowhere"):
+        main(["fit", "--config", str(config)])
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def test_unknown_saliency_method_lists_the_registered_ones(tmp_path: Path, data_root: Path) -> None:
+    config = write_config(tmp_path / "c.yaml", tiny_config(tmp_path, data_root, train_saliency="scorecam"))
+    with pytest.raises(ValueError, match="model.train_saliency.*scorecam.*gradcampp"):
+        main(["fit", "--config", str(config)])
+
+
+def test_checkpoint_of_another_model_is_refused(tmp_path: Path, data_root: Path) -> None:
+    foreign = tmp_path / "foreign.ckpt"
+    torch.save({"state_dict": {"layer.weight": torch.zeros(2)}, "hyper_parameters": {}}, foreign)
+    config = write_config(tmp_path / "c.yaml", tiny_config(tmp_path, data_root))
+    with pytest.raises(ValueError, match="foreign.ckpt.*not of wsod_mammo.training.module.GMICLitModule"):
+        main(["test", "--config", str(config), "--ckpt_path", str(foreign)])
+
+
+def test_fp16_on_cpu_is_refused_before_training(tmp_path: Path, data_root: Path) -> None:
+    settings = tiny_config(tmp_path, data_root)
+    settings["trainer"]["precision"] = "16-mixed"
+    with pytest.raises(Exception, match="16-mixed|bf16"):
+        main(["fit", "--config", str(write_config(tmp_path / "c.yaml", settings))])
+    assert not (tmp_path / "checkpoints").exists()
+
+
+# -------------------------------------------------------------------------------------------------- DDP
+def _wsod(*args: str, cwd: Path) -> None:
+    script = Path(sys.executable).with_name("wsod")
+    env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([str(script), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
+def _validate_metrics(directory: Path) -> dict[str, float]:
+    (path,) = list(directory.glob("**/metrics.csv"))
+    rows = list(csv.DictReader(open(path)))
+    return {k: float(v) for row in rows for k, v in row.items() if v not in ("", None) and k.startswith("val/")}
+
+
+def test_ddp_on_two_cpu_processes_matches_one_process(tmp_path: Path, trained: Path, data_root: Path) -> None:
+    """A 2-process gloo fit with a gradient patch method runs, and validation metrics synced over 2 processes
+    equal those of 1 process on the same (evenly divisible) images."""
+    settings = tiny_config(tmp_path / "ddp", data_root, train_saliency="xgradcam")
+    settings["trainer"] |= {"devices": 2, "strategy": "ddp", "limit_train_batches": 2}
+    config = write_config(tmp_path / "ddp.yaml", settings)
+    _wsod("fit", "--config", str(config), cwd=tmp_path)
+    assert (tmp_path / "ddp" / "checkpoints" / "last.ckpt").is_file()
+
+    checkpoint = str(trained / "checkpoints" / "best.ckpt")
+    figures = {}
+    for devices in (1, 2):
+        out = tmp_path / f"validate{devices}"
+        logger = ["--trainer.logger", "lightning.pytorch.loggers.CSVLogger", "--trainer.logger.save_dir", str(out)]
+        strategy = ["--trainer.strategy", "ddp"] if devices > 1 else []
+        args = ["validate", "--config", str(trained / "config.yaml"), "--ckpt_path", checkpoint]
+        _wsod(*args, "--trainer.devices", str(devices), *strategy, *logger, cwd=tmp_path)
+        figures[devices] = _validate_metrics(out)
+    assert "val/fusion/auroc" in figures[1] and "val/detection/cam/threshold" in figures[1]
+    assert figures[1].keys() == figures[2].keys()
+    for key, value in figures[1].items():
+        assert figures[2][key] == pytest.approx(value, abs=1e-5), key
+
+
+def test_python_dash_m_runs_the_same_cli() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "wsod_mammo", "fit", "--help"], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0 and "--ckpt_path" in result.stdout
+
+
+def test_plain_commands_do_not_build_a_trainer(tmp_path: Path) -> None:
+    root = tmp_path / "synth"
+    main(["synth", "--root", str(root), "--n_studies", "2", "--height", "128", "--width", "96"])
+    assert (root / "finding_annotations.csv").is_file()
+    assert not (tmp_path / "lightning_logs").exists() and not list(tmp_path.glob("**/wandb"))
+    shutil.rmtree(root)
