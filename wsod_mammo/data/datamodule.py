@@ -186,7 +186,8 @@ class VinDrMammoDataModule(L.LightningDataModule):
         missing: ``error`` stops on a missing or unreadable image; ``skip`` logs and leaves it out.
         predict_paths: DICOM files/folders for ``predict``; default: the test split.
         synthesize_if_missing: write a synthetic dataset to ``data_root`` in ``prepare_data`` when it has no CSV.
-        synthetic_studies, synthetic_size: its number of studies and image ``(H, W)``.
+        synthetic_studies, synthetic_size, synthetic_mass_radius: its number of studies, image ``(H, W)`` and
+            mass radius range (fractions of the width; see ``make_synthetic_dataset``).
     """
 
     def __init__(
@@ -210,6 +211,7 @@ class VinDrMammoDataModule(L.LightningDataModule):
         synthesize_if_missing: bool = False,
         synthetic_studies: int = 24,
         synthetic_size: tuple[int, int] = (512, 320),
+        synthetic_mass_radius: tuple[float, float] = (0.04, 0.08),
     ):
         super().__init__()
         if missing not in ("error", "skip"):
@@ -228,6 +230,7 @@ class VinDrMammoDataModule(L.LightningDataModule):
         self.predict_paths = predict_paths
         self.synthesize_if_missing, self.synthetic_studies = synthesize_if_missing, synthetic_studies
         self.synthetic_size = synthetic_size
+        self.synthetic_mass_radius = (float(synthetic_mass_radius[0]), float(synthetic_mass_radius[1]))
         self.datasets: dict[str, Dataset] = {}
 
     @property
@@ -241,7 +244,10 @@ class VinDrMammoDataModule(L.LightningDataModule):
 
             log.info("data_root %s has no %s: writing a synthetic dataset there", self.data_root, FINDING_CSV)
             height, width = self.synthetic_size
-            make_synthetic_dataset(self.data_root, self.synthetic_studies, height, width, seed=self.seed)
+            make_synthetic_dataset(
+                self.data_root, self.synthetic_studies, height, width, seed=self.seed,
+                mass_radius=self.synthetic_mass_radius,
+            )  # fmt: skip
 
     def _records(self) -> dict[str, list[ImageRecord]]:
         root = Path(self.data_root)

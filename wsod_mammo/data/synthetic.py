@@ -49,6 +49,9 @@ class _Blob:
         return float(np.hypot(a * cos, b * sin)), float(np.hypot(a * sin, b * cos))
 
 
+MASS_RADIUS = (0.04, 0.08)  # mass radius range, as fractions of the image width
+
+
 def _noise(rng: np.random.Generator, height: int, width: int, cells: tuple[int, int]) -> np.ndarray:
     grid = rng.standard_normal(cells).astype(np.float32)
     return cv2.resize(grid, (width, height), interpolation=cv2.INTER_CUBIC)
@@ -107,7 +110,13 @@ def _random_blob(rng: np.random.Generator, inside: np.ndarray, radius: float, co
 
 
 def render_image(
-    rng: np.random.Generator, height: int, width: int, view: str, n_masses: int, n_calcs: int = 0
+    rng: np.random.Generator,
+    height: int,
+    width: int,
+    view: str,
+    n_masses: int,
+    n_calcs: int = 0,
+    mass_radius: tuple[float, float] = MASS_RADIUS,
 ) -> tuple[np.ndarray, list[tuple[float, float, float, float]], list[tuple[float, float, float, float]]]:
     """One left-oriented image ``(H, W)`` float32 in [0, 1] with its mass boxes and calcification boxes.
 
@@ -117,7 +126,7 @@ def render_image(
     image, inside = _breast(rng, height, width, view)
     masses = []
     for _ in range(n_masses):
-        radius = width * rng.uniform(0.04, 0.08)
+        radius = width * rng.uniform(*mass_radius)
         blob = _random_blob(
             rng, inside, radius, float(rng.uniform(0.3, 0.5)), aspect=float(rng.uniform(0.6, 1.0)),
             lobe_amp=float(rng.uniform(0.0, 0.15)),
@@ -219,6 +228,7 @@ def make_synthetic_dataset(
     mass_fraction: float = 0.5,
     calc_fraction: float = 0.1,
     test_fraction: float = 0.25,
+    mass_radius: tuple[float, float] = MASS_RADIUS,
 ) -> Path:
     """Write a VinDr-Mammo-layout dataset of ``4 * n_studies`` images under ``root``; returns ``root``.
 
@@ -231,7 +241,11 @@ def make_synthetic_dataset(
         calc_fraction: fraction of the other images with only a calcification finding (neither positive
             nor negative for the default ``[Mass]`` selection).
         test_fraction: fraction of studies in the ``test`` split (at least one when ``n_studies > 1``).
+        mass_radius: range of mass radii as fractions of the width. Real masses span 2 to 6 cells of GMIC's
+            64-pixel saliency grid at 2944 x 1920; small inputs need larger fractions for the same ratio.
     """
+    if not 0 < mass_radius[0] <= mass_radius[1] < 0.5:
+        raise ValueError(f"mass_radius: expected 0 < low <= high < 0.5 (fractions of the width), got {mass_radius}")
     if n_studies < 1 or height < 32 or width < 32:
         raise ValueError(f"n_studies >= 1 and height, width >= 32 expected, got {n_studies}, {height}, {width}")
     root = Path(root)
@@ -246,10 +260,10 @@ def make_synthetic_dataset(
     try:
         for index, image in enumerate(images):
             if index == chest_wall_mass:
-                pixels, masses, calcs = _chest_wall_variant(rng, height, width, image["view_position"])
+                pixels, masses, calcs = _chest_wall_variant(rng, height, width, image["view_position"], mass_radius)
             else:
                 pixels, masses, calcs = render_image(rng, height, width, image["view_position"], n_masses[index],
-                                                     n_calcs[index])  # fmt: skip
+                                                     n_calcs[index], mass_radius)  # fmt: skip
             if image["laterality"] == "R":  # right breasts lie against the right edge
                 pixels = np.ascontiguousarray(pixels[:, ::-1])
                 masses = [(width - b[2], b[1], width - b[0], b[3]) for b in masses]
@@ -291,10 +305,10 @@ def _assign_findings(
     return n_masses, n_calcs
 
 
-def _chest_wall_variant(rng: np.random.Generator, height: int, width: int, view: str):
+def _chest_wall_variant(rng: np.random.Generator, height: int, width: int, view: str, mass_radius: tuple[float, float]):
     """Render until a mass sits against the chest wall (its box then starts slightly left of x = 0)."""
     for _ in range(50):
-        pixels, masses, calcs = render_image(rng, height, width, view, 1)
+        pixels, masses, calcs = render_image(rng, height, width, view, 1, mass_radius=mass_radius)
         if masses[0][0] < 0:
             return pixels, masses, calcs
     return pixels, masses, calcs

@@ -1,0 +1,61 @@
+"""PredictionWriter: boxes found in the model's input frame come back in the original DICOM pixel frame."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from wsod_mammo.data.datamodule import VinDrMammoDataModule, collate_samples
+from wsod_mammo.data.vindr import load_records
+from wsod_mammo.detection.boxes import box_iou
+from wsod_mammo.training.predict import PredictionWriter
+
+
+def _oracle_maps(batch: dict) -> torch.Tensor:
+    """A map at input resolution that is 1 inside each ground-truth mass box and 0 elsewhere: (N, 1, H, W)."""
+    n, _, height, width = batch["image"].shape
+    maps = torch.zeros(n, 1, height, width)
+    for i, boxes in enumerate(batch["boxes"]):
+        for x0, y0, x1, y1 in boxes.round().int().tolist():
+            maps[i, 0, y0:y1, x0:x1] = 1.0
+    return maps
+
+
+def test_predicted_boxes_land_on_the_synthetic_masses_in_dicom_pixels(synthetic_root: Path, tmp_path: Path) -> None:
+    data = VinDrMammoDataModule(str(synthetic_root), selection="all", input_size=(256, 192), num_workers=0)
+    data.setup("test")
+    dataset = data.datasets["test"]
+    samples = [s for s in (dataset[i] for i in range(len(dataset))) if len(s["boxes"]) == 1]
+    assert {s["meta"]["laterality"] for s in samples} == {"L", "R"}, "need masses in both orientations"
+    batch = collate_samples(samples)
+    writer = PredictionWriter(output_dir=str(tmp_path))
+    writer.on_predict_start(None, None)
+    prediction = {
+        "method": "oracle",
+        "threshold": 0.5,
+        "probabilities": torch.full((len(samples), 1), 0.9),
+        "maps": _oracle_maps(batch),
+    }
+    writer.write_on_batch_end(None, None, prediction, None, batch, 0, 0)
+    writer.on_predict_end(SimpleNamespace(world_size=1, global_rank=0), None)
+
+    truth = {r.image_id: r for r in load_records(synthetic_root)}
+    records = json.loads((tmp_path / "predictions.json").read_text())
+    assert len(records) == len(samples)
+    for record in records:
+        (box,) = record["boxes"]
+        predicted = torch.tensor([[box["xmin"], box["ymin"], box["xmax"], box["ymax"]]])
+        expected, _ = truth[record["image_id"]].boxes(["Mass"])
+        height, width = truth[record["image_id"]].height, truth[record["image_id"]].width
+        expected = np.clip(expected, 0, [width, height, width, height])  # the CSV may reach past the image edge
+        iou = box_iou(predicted, torch.as_tensor(expected, dtype=torch.float32)).max().item()
+        assert iou > 0.8, (record["image_id"], record["laterality"], box, expected)
+        assert box["score"] == pytest.approx(0.9, abs=1e-6)
+        assert Path(record["overlay"]).is_file()
+    rows = (tmp_path / "predictions.csv").read_text().splitlines()
+    assert rows[0].startswith("image_id,path,probability,box,xmin") and len(rows) == len(samples) + 1
