@@ -29,14 +29,22 @@ def tiny_config(directory: Path, data_root: Path, train_saliency: str = "cam", *
             },
             "callbacks": [
                 {
-                    "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+                    "class_path": "wsod_mammo.training.checkpoints.BestCheckpoint",
                     "init_args": {
                         "dirpath": str(directory / "checkpoints"),
                         "filename": "best",
                         "monitor": "val/fusion/auroc",
                         "mode": "max",
                         "save_top_k": 1,
-                        "save_last": True,
+                        "enable_version_counter": False,
+                    },
+                },
+                {
+                    "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+                    "init_args": {
+                        "dirpath": str(directory / "checkpoints"),
+                        "filename": "last",
+                        "save_top_k": 1,
                         "enable_version_counter": False,
                     },
                 },

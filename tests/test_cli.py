@@ -122,9 +122,12 @@ def test_resume_from_last_ends_with_the_same_weights(tmp_path: Path, data_root: 
 
     main(["fit", "--config", str(config("straight", 2))])
     main(["fit", "--config", str(config("resumed", 1))])
+    after_one_epoch = _state(tmp_path / "resumed" / "checkpoints" / "last.ckpt")
     main(["fit", "--config", str(config("resumed", 2)), "--ckpt_path", "last"])
-    straight = _state(tmp_path / "straight" / "checkpoints" / "last.ckpt")
-    resumed = _state(tmp_path / "resumed" / "checkpoints" / "last.ckpt")
+    ends = [torch.load(tmp_path / n / "checkpoints" / "last.ckpt", weights_only=True) for n in ("straight", "resumed")]
+    assert [c["epoch"] for c in ends] == [1, 1] and ends[0]["global_step"] == ends[1]["global_step"] > 0
+    straight, resumed = (c["state_dict"] for c in ends)
+    assert not torch.equal(resumed["model.fusion.weight"], after_one_epoch["model.fusion.weight"])  # it trained on
     assert straight.keys() == resumed.keys()
     for key in straight:
         torch.testing.assert_close(resumed[key], straight[key], rtol=0, atol=0, msg=key)

@@ -67,13 +67,13 @@ def _cuda() -> bool:
 
 
 def _checkpoint_dirs(section: Any) -> list[Path]:
-    """The ``dirpath`` of every ModelCheckpoint callback in the parsed trainer config."""
+    """The ``dirpath`` of every checkpoint callback in the parsed trainer config."""
     callbacks = section.get("trainer", {}).get("callbacks") or []
     dirs = []
     for callback in callbacks:
         class_path = callback.get("class_path", "") if hasattr(callback, "get") else ""
         init_args = callback.get("init_args", {}) if hasattr(callback, "get") else {}
-        if class_path.endswith("ModelCheckpoint") and init_args.get("dirpath"):
+        if class_path.endswith("Checkpoint") and init_args.get("dirpath"):
             dirs.append(Path(init_args["dirpath"]))
     return dirs
 
