@@ -108,3 +108,16 @@ def test_training_step_reaches_every_parameter() -> None:
 
 def test_compile_networks_keeps_state_dict_keys() -> None:
     assert list(GMIC(compile_networks=True).state_dict()) == list(GMIC().state_dict())
+
+
+def test_compiled_networks_give_the_same_outputs() -> None:
+    """torch.compile (inductor) of the global and local networks computes what eager mode computes."""
+    torch.manual_seed(0)
+    eager = GMIC(num_classes=1, num_patches=2, crop_shape=(64, 64)).eval()
+    compiled = GMIC(num_classes=1, num_patches=2, crop_shape=(64, 64), compile_networks=True).eval()
+    compiled.load_state_dict(eager.state_dict())
+    x = torch.randn(2, 1, 128, 128)
+    with torch.no_grad():
+        expected, found = eager(x), compiled(x)
+    for name in expected._fields:
+        torch.testing.assert_close(getattr(found, name), getattr(expected, name), rtol=1e-4, atol=1e-5, msg=name)

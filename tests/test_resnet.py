@@ -54,3 +54,24 @@ def test_local_resnet18_pools_to_512() -> None:
         out = net(torch.randn(3, 3, 32, 32))
     assert out.shape == (3, 512)
     assert "fc.weight" not in net.state_dict() and "layer4.1.conv2.weight" in net.state_dict()
+
+
+def test_map_cell_receptive_field_is_centred_where_map_cell0_center_says() -> None:
+    """The gradient of one map cell with respect to the input is symmetric about pixel 64 r + MAP_CELL0_CENTER."""
+    from wsod_mammo.models.resnet import MAP_CELL0_CENTER, ResNet22
+
+    torch.manual_seed(0)
+    network = ResNet22(in_channels=1).eval()
+    for module in network.modules():  # uniform kernels: symmetric, so only the strides and paddings place the field
+        if isinstance(module, torch.nn.Conv2d):
+            module.weight.data.fill_(1.0 / module.weight[0].numel())
+    x = torch.rand(1, 1, 512, 512, requires_grad=True)  # max-pool ties would bias a constant input
+    (gradient,) = torch.autograd.grad(network(x)["final"][0, :, 3, 4].sum(), x)
+    weights = gradient[0, 0].abs()
+    rows, cols = weights.sum(1), weights.sum(0)  # (H,), (W,) profiles
+    index = torch.arange(512, dtype=torch.float64)
+    centre_y = float((rows.double() * index).sum() / rows.sum())
+    centre_x = float((cols.double() * index).sum() / cols.sum())
+    assert abs(centre_y - (3 * 64 + MAP_CELL0_CENTER)) < 4 and abs(centre_x - (4 * 64 + MAP_CELL0_CENTER)) < 4
+    resize_y, resize_x = 3 * 64 + 31.5, 4 * 64 + 31.5  # where plain resizing of the map would put the cell
+    assert abs(centre_y - resize_y) > 20 and abs(centre_x - resize_x) > 20

@@ -65,10 +65,16 @@ class _Interp(NamedTuple):
 
 
 @functools.lru_cache(maxsize=16)
-def _interp(in_size: int, out_size: int, device: str) -> _Interp:
-    """Bilinear (align_corners=False) weights, the same rule as ``F.interpolate``, and their reach per input."""
-    scale = in_size / out_size
-    src = ((torch.arange(out_size, dtype=torch.float64) + 0.5) * scale - 0.5).clamp(min=0)  # (out,)
+def _interp(in_size: int, out_size: int, device: str, cell0_center: float | None = None) -> _Interp:
+    """Bilinear weights and their reach per input cell.
+
+    ``cell0_center`` is the output pixel (index) on which input cell 0 is centred; cell ``k`` then sits at
+    ``cell0_center + k * out_size / in_size``. ``None`` is the resize rule of ``F.interpolate(align_corners=False)``
+    and ``cv2.resize`` (cell 0 at ``(step - 1) / 2``), which pytorch-grad-cam and the study used.
+    """
+    step = out_size / in_size
+    center = (step - 1) / 2 if cell0_center is None else cell0_center
+    src = ((torch.arange(out_size, dtype=torch.float64) - center) / step).clamp(min=0)  # (out,)
     lo = src.floor().long().clamp(max=in_size - 1)
     hi = (lo + 1).clamp(max=in_size - 1)
     w_hi = (src - lo).clamp(0, 1)
@@ -140,7 +146,11 @@ def _empty() -> Detections:
 
 
 def _image_boxes(
-    normalized: Tensor, image_size: tuple[int, int], thresholds: list[float], probability: float
+    normalized: Tensor,
+    image_size: tuple[int, int],
+    thresholds: list[float],
+    probability: float,
+    cell0_center: float | None = None,
 ) -> list[Detections]:
     """Boxes of one normalized map ``(h, w)`` at every threshold (one upsample of the reachable crop)."""
     h, w = normalized.shape
@@ -148,7 +158,8 @@ def _image_boxes(
     if candidates.numel() == 0:
         return [_empty() for _ in thresholds]
     device = str(normalized.device)
-    rows, cols = _interp(h, image_size[0], device), _interp(w, image_size[1], device)  # (H, h), (W, w) weights
+    rows = _interp(h, image_size[0], device, cell0_center)  # (H, h) weights
+    cols = _interp(w, image_size[1], device, cell0_center)  # (W, w) weights
     y_start, y_stop, x_start, x_stop = _crop_of(candidates, rows, cols)
     crop = rows.matrix[y_start:y_stop] @ normalized.float() @ cols.matrix[x_start:x_stop].T  # (Hc, Wc)
     crop_np = crop.cpu().numpy()
@@ -179,6 +190,7 @@ def saliency_to_boxes(
     threshold: float,
     probabilities: Tensor | None = None,
     normalize: bool = True,
+    cell0_center: float | None = None,
 ) -> list[Detections]: ...
 
 
@@ -189,6 +201,7 @@ def saliency_to_boxes(
     threshold: Sequence[float],
     probabilities: Tensor | None = None,
     normalize: bool = True,
+    cell0_center: float | None = None,
 ) -> list[list[Detections]]: ...
 
 
@@ -198,12 +211,15 @@ def saliency_to_boxes(
     threshold: float | Sequence[float],
     probabilities: Tensor | None = None,
     normalize: bool = True,
+    cell0_center: float | None = None,
 ) -> list[Detections] | list[list[Detections]]:
     """Candidate boxes from saliency maps ``(N, h, w)`` (one class), in the input frame ``image_size = (H, W)``.
 
     Per image: min-max normalize the map (``normalize``; a constant map gives no boxes), upsample bilinearly to
     ``(H, W)``, keep pixels ``>= threshold``, and make one box per 8-connected component, scored by the peak
-    normalized value inside it times the image's ``probabilities[i]`` (1 when None).
+    normalized value inside it times the image's ``probabilities[i]`` (1 when None). ``cell0_center`` places the
+    map on the image: the pixel on which map cell 0 is centred (GMIC's receptive fields: ``GMIC.map_cell0_center``);
+    ``None`` is plain resizing (cell 0 at ``(step - 1) / 2``), as pytorch-grad-cam and the study did.
 
     Returns ``list[Detections]`` (one per image) for a single float threshold, and ``list[list[Detections]]``
     indexed ``[image][threshold index]`` for a sequence of thresholds. Boxes and scores are float32 on the CPU.
@@ -226,7 +242,17 @@ def saliency_to_boxes(
     usable_list = usable.cpu().tolist()
     size = (int(image_size[0]), int(image_size[1]))
     per_image = [
-        _image_boxes(normalized[i], size, thresholds, probs[i]) if usable_list[i] else [_empty() for _ in thresholds]
+        _image_boxes(normalized[i], size, thresholds, probs[i], cell0_center)
+        if usable_list[i]
+        else [_empty() for _ in thresholds]
         for i in range(n)
     ]
     return [dets[0] for dets in per_image] if single else per_image
+
+
+def upsample_map(saliency: Tensor, image_size: tuple[int, int], cell0_center: float | None = None) -> Tensor:
+    """One map ``(h, w)`` -> ``(H, W)`` with the same bilinear placement as :func:`saliency_to_boxes` (for display)."""
+    device = str(saliency.device)
+    rows = _interp(saliency.shape[0], int(image_size[0]), device, cell0_center).matrix  # (H, h)
+    cols = _interp(saliency.shape[1], int(image_size[1]), device, cell0_center).matrix  # (W, w)
+    return rows @ saliency.float() @ cols.T

@@ -82,6 +82,7 @@ class DetectionMetric(Metric):
 
     ``positives_only=True`` ignores images with label 0 (the study's figures are on mass images).
     ``score_threshold`` is where the ``TPR@FPPI`` operating point cuts the box scores (0: every box counts).
+    ``cell0_center`` places the maps on the image (see :func:`saliency_to_boxes`).
     """
 
     is_differentiable = False
@@ -95,6 +96,7 @@ class DetectionMetric(Metric):
         fppi_points: Sequence[float] = FPPI_POINTS,
         positives_only: bool = False,
         score_threshold: float = 0.0,
+        cell0_center: float | None = None,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
@@ -105,6 +107,7 @@ class DetectionMetric(Metric):
         self.fppi_points = tuple(float(p) for p in fppi_points)
         self.positives_only = positives_only
         self.score_threshold = float(score_threshold)
+        self.cell0_center = cell0_center
         self.add_state("box_scores", default=[], dist_reduce_fx="cat")
         self.add_state("box_tp", default=[], dist_reduce_fx="cat")
         self.add_state("box_threshold", default=[], dist_reduce_fx="cat")
@@ -134,7 +137,11 @@ class DetectionMetric(Metric):
         if keep:
             keep_t = torch.tensor(keep, device=maps.device)
             per_image = saliency_to_boxes(
-                maps[keep_t], image_size, self.thresholds, probabilities.reshape(-1)[keep_t.to(probabilities.device)]
+                maps[keep_t],
+                image_size,
+                self.thresholds,
+                probabilities.reshape(-1)[keep_t.to(probabilities.device)],
+                cell0_center=self.cell0_center,
             )
             for image, dets in zip(keep, per_image, strict=True):
                 gt = gt_boxes[image].reshape(-1, 4).float().cpu()

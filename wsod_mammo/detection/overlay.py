@@ -79,12 +79,11 @@ def write_png(path: str | Path, picture: np.ndarray) -> None:
     partial.replace(path)
 
 
-def method_panels(normalized: Mapping[str, Tensor], size: Sequence[int]) -> dict[str, Tensor]:
-    """Upsample normalized ``(h, w)`` maps to the ``(H, W)`` input frame for drawing."""
-    out = {}
-    for name, saliency in normalized.items():
-        upsampled = torch.nn.functional.interpolate(
-            saliency[None, None].float(), size=tuple(size), mode="bilinear", align_corners=False
-        )
-        out[name] = upsampled[0, 0]
-    return out
+def method_panels(normalized: Mapping[str, Tensor], size: Sequence[int], cell0_center: float | None = None):
+    """Upsample normalized ``(h, w)`` maps to the ``(H, W)`` input frame, placed as the boxes are."""
+    from wsod_mammo.detection.boxes import upsample_map
+
+    return {
+        name: upsample_map(saliency, (int(size[0]), int(size[1])), cell0_center)
+        for name, saliency in normalized.items()
+    }

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from wsod_mammo.models import roi
-from wsod_mammo.models.resnet import ACTIVATION_NAMES, ResNet22, global_map_size, local_resnet18
+from wsod_mammo.models.resnet import ACTIVATION_NAMES, MAP_CELL0_CENTER, ResNet22, global_map_size, local_resnet18
 from wsod_mammo.saliency.base import SaliencyMethod, get_saliency_method
 from wsod_mammo.saliency.compute import check_layers, compute_saliency
 
@@ -91,6 +91,11 @@ class GMIC(nn.Module):
         if compile_networks:
             self.global_network.compile()
             self.local_network.compile()
+
+    @property
+    def map_cell0_center(self) -> float:
+        """Input pixel on which saliency-map cell 0's receptive field is centred (cell r: ``r * 64 + this``)."""
+        return MAP_CELL0_CENTER
 
     @property
     def activation_names(self) -> tuple[str, ...]:

@@ -94,6 +94,13 @@ def local_resnet18() -> nn.Module:
     return timm.create_model("resnet18", pretrained=False, num_classes=0)
 
 
+# Input pixel (index, both axes) on which the receptive field of saliency-map cell 0 is centred: the 7x7/2 conv
+# (pad 3) centres output k on pixel 2k, the 3x3/2 max-pool (no pad) output m on conv output 2m + 1 (pixel 4m + 2),
+# and each 3x3/2 conv (pad 1) output n on its input 2n: cell r of the 1/64 map sits on pixel 64 r + 2, near its
+# cell's top-left corner rather than the middle (64 r + 31.5) that plain resizing of the map assumes.
+MAP_CELL0_CENTER = 2.0
+
+
 def global_map_size(height: int, width: int) -> tuple[int, int]:
     """The size of `h_g` for an input of `height x width` pixels, after checking the network accepts it."""
     if height < GLOBAL_STRIDE or width < GLOBAL_STRIDE or height % GLOBAL_STRIDE or width % GLOBAL_STRIDE:

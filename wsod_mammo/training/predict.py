@@ -16,6 +16,7 @@ from wsod_mammo.data.geometry import boxes_to_original
 from wsod_mammo.detection.boxes import saliency_to_boxes
 from wsod_mammo.detection.overlay import method_panels, render_overlay, write_png
 from wsod_mammo.saliency import normalize_saliency
+from wsod_mammo.training.callbacks import Alignment, map_placement
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +31,15 @@ class PredictionWriter(BasePredictionWriter):
     with its error; the other images still get results. Under DDP each process writes its own ``.rankN`` files.
     """
 
-    def __init__(self, output_dir: str = "predictions", class_index: int = 0, overlays: bool = True) -> None:
+    def __init__(
+        self,
+        output_dir: str = "predictions",
+        class_index: int = 0,
+        overlays: bool = True,
+        alignment: Alignment = "resize",
+    ) -> None:
         super().__init__(write_interval="batch")
+        self.alignment = alignment
         self.output_dir = Path(output_dir)
         self.class_index = class_index
         self.overlays = overlays
@@ -53,7 +61,9 @@ class PredictionWriter(BasePredictionWriter):
                 continue
             probability = prediction["probabilities"][i : i + 1, self.class_index]
             saliency = prediction["maps"][i : i + 1, self.class_index]  # (1, h, w)
-            boxes, scores = saliency_to_boxes(saliency, size, prediction["threshold"], probability)[0]
+            cell0 = map_placement(pl_module, self.alignment) if pl_module is not None else None
+            threshold = prediction["threshold"]
+            boxes, scores = saliency_to_boxes(saliency, size, threshold, probability, cell0_center=cell0)[0]
             original = boxes_to_original(boxes.double(), meta["geometry"]).float()
             record |= {
                 "laterality": meta.get("laterality"),
@@ -67,20 +77,30 @@ class PredictionWriter(BasePredictionWriter):
                 ],
             }
             if self.overlays:
-                overlay = self._write_overlay(
-                    batch, i, saliency, (boxes, scores), prediction["method"], record["probability"]
-                )
+                method, probability_value = prediction["method"], record["probability"]
+                overlay = self._write_overlay(batch, i, saliency, (boxes, scores), method, probability_value, cell0)
                 record["overlay"] = str(overlay)
             self._records.append(record)
 
     def _write_overlay(
-        self, batch: dict[str, Any], i: int, saliency: torch.Tensor, boxes, method: str, probability: float
+        self,
+        batch: dict[str, Any],
+        i: int,
+        saliency: torch.Tensor,
+        boxes,
+        method: str,
+        probability: float,
+        cell0_center: float | None,
     ) -> Path:
         size = tuple(batch["image"].shape[-2:])
         normalized = normalize_saliency(saliency[:, None])[0, 0]
         title = f"{batch['image_id'][i][:8]} p(mass)={probability:.2f}"
         picture = render_overlay(
-            batch["image"][i, 0], torch.zeros(0, 4), method_panels({method: normalized}, size), {method: boxes}, title
+            batch["image"][i, 0],
+            torch.zeros(0, 4),
+            method_panels({method: normalized}, size, cell0_center),
+            {method: boxes},
+            title,
         )
         path = self.output_dir / "overlays" / f"{batch['image_id'][i]}.png"
         write_png(path, picture)
