@@ -31,6 +31,9 @@ class OfflineWandbLogger(WandbLogger):
         if os.environ.get("WANDB_MODE", "").lower() == "disabled":
             offline = False
             kwargs["mode"] = "disabled"
+        elif offline:
+            # Explicit (LightningCLI passes mode: null): wandb's process-wide settings may hold an older mode.
+            kwargs["mode"] = kwargs.get("mode") or "offline"
         if offline and log_model:
             raise ValueError("trainer.logger: log_model uploads checkpoints and needs offline: false")
         super().__init__(project=project, save_dir=save_dir, name=name, offline=offline, log_model=log_model, **kwargs)
