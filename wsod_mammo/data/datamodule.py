@@ -183,6 +183,7 @@ class VinDrMammoDataModule(L.LightningDataModule):
         val_fraction: fraction of training studies held out for validation (grouped by study).
         seed: seed of negative sampling, the validation split, shuffling and augmentation.
         augmentation: training augmentation (``enabled: false`` switches it off); default ``AugmentationConfig()``.
+        prefetch_factor: batches each worker loads ahead (PyTorch's default, 2, when None).
         missing: ``error`` stops on a missing or unreadable image; ``skip`` logs and leaves it out.
         predict_paths: DICOM files/folders for ``predict``; default: the test split.
         synthesize_if_missing: write a synthetic dataset to ``data_root`` in ``prepare_data`` when it has no CSV.
@@ -205,6 +206,7 @@ class VinDrMammoDataModule(L.LightningDataModule):
         num_workers: int = 4,
         persistent_workers: bool = True,
         pin_memory: bool = True,
+        prefetch_factor: int | None = None,
         augmentation: AugmentationConfig | None = None,
         missing: Missing = "error",
         predict_paths: list[str] | None = None,
@@ -226,6 +228,7 @@ class VinDrMammoDataModule(L.LightningDataModule):
         self.val_fraction, self.seed, self.missing = val_fraction, seed, missing
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
         self.num_workers, self.persistent_workers, self.pin_memory = num_workers, persistent_workers, pin_memory
+        self.prefetch_factor = prefetch_factor
         self.augmentation = augmentation or AugmentationConfig()
         self.predict_paths = predict_paths
         self.synthesize_if_missing, self.synthetic_studies = synthesize_if_missing, synthetic_studies
@@ -328,6 +331,7 @@ class VinDrMammoDataModule(L.LightningDataModule):
             num_workers=workers,
             persistent_workers=self.persistent_workers and workers > 0,
             pin_memory=self.pin_memory and torch.cuda.is_available(),
+            prefetch_factor=self.prefetch_factor if workers > 0 else None,
             collate_fn=collate_samples,
             worker_init_fn=seed_worker,
             generator=torch.Generator().manual_seed(self.seed),
