@@ -8,27 +8,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import time
-from collections.abc import Callable
 
 import torch
+from timing import timed
 
 from wsod_mammo.models import GMIC, roi
-
-
-def timed(fn: Callable[[], object], device: str, iters: int) -> float:
-    """Median seconds of `iters` calls after one warm-up."""
-    fn()
-    times = []
-    for _ in range(iters):
-        if device == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if device == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2]
 
 
 def roi_time(model: GMIC, x: torch.Tensor, saliency: torch.Tensor, device: str, iters: int) -> float:

@@ -8,29 +8,14 @@ plain GMIC forward, side by side with pytorch-grad-cam computing the four gradie
 from __future__ import annotations
 
 import argparse
-import time
 from collections.abc import Callable
 
 import torch
+from timing import timed
 
 from wsod_mammo.models import GMIC
 
 METHODS = ["cam", "gradcam", "gradcampp", "xgradcam", "layercam"]
-
-
-def timed(fn: Callable[[], object], device: str, iters: int) -> float:
-    """Median seconds of `iters` calls after one warm-up."""
-    fn()
-    times = []
-    for _ in range(iters):
-        if device == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if device == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2]
 
 
 class YGlobal(torch.nn.Module):
