@@ -143,3 +143,17 @@ def test_collate_keeps_boxes_per_image() -> None:
     ]  # fmt: skip
     batch = collate_samples(samples)
     assert batch["image"].shape == (3, 1, 4, 2) and [len(b) for b in batch["boxes"]] == [0, 1, 2]
+
+
+def test_an_empty_split_is_refused_with_its_name(synthetic_root, tmp_path) -> None:
+    import shutil
+
+    root = tmp_path / "no_test"
+    shutil.copytree(synthetic_root, root)
+    for name in ("finding_annotations.csv", "breast-level_annotations.csv"):
+        path = root / name
+        path.write_text(path.read_text().replace(",test\n", ",training\n"))
+    data = VinDrMammoDataModule(str(root), selection="all", input_size=(256, 192), num_workers=0)
+    data.setup("test")
+    with pytest.raises(ValueError, match="the test split is empty: data_root .*no_test"):
+        data.test_dataloader()

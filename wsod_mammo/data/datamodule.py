@@ -320,6 +320,11 @@ class VinDrMammoDataModule(L.LightningDataModule):
     def _loader(self, name: str, shuffle: bool = False) -> DataLoader:
         if name not in self.datasets:
             raise RuntimeError(f"{name} dataloader requested before setup() built the {name} dataset")
+        if len(self.datasets[name]) == 0:
+            raise ValueError(
+                f"the {name} split is empty: data_root {self.data_root} has no {'/'.join(self.class_names)} or "
+                f"No Finding images for it with selection={self.selection!r} (val_fraction={self.val_fraction})"
+            )
         workers = self.num_workers
         # Training order and augmentation follow (seed, epoch) alone, so `--ckpt_path last` resumes exactly.
         sampler = EpochShuffleSampler(len(self.datasets[name]), self.seed) if shuffle else None
