@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from wsod_mammo.models import GMIC
+from wsod_mammo.models import GMIC, GlobalScore
 from wsod_mammo.saliency import (
     CAM,
     GradCAM,
@@ -276,17 +276,6 @@ def test_maps_from_trainer_test() -> None:
 
 
 # ------------------------------------------------------------------ pytorch-grad-cam
-class YGlobal(torch.nn.Module):
-    """GMIC's global network + head + top-t aggregation, so pytorch-grad-cam's targets are y_global."""
-
-    def __init__(self, model: GMIC) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model.global_pass(x).y_global
-
-
 @pytest.mark.parametrize("num_classes", [1, 2])
 def test_matches_pytorch_grad_cam(num_classes: int) -> None:
     pgc = pytest.importorskip("pytorch_grad_cam")
@@ -303,7 +292,7 @@ def test_matches_pytorch_grad_cam(num_classes: int) -> None:
         "layercam": (pgc.LayerCAM, [net.layer_list[2], net.layer_list[3], net.layer_list[4]]),
     }
     for name, (cls, layers) in pairs.items():
-        with cls(model=YGlobal(model), target_layers=layers) as cam:
+        with cls(model=GlobalScore(model), target_layers=layers) as cam:
             cam.get_target_width_height = lambda _x: (3, 4)  # compare at feature resolution (w, h)
             for c in range(num_classes):
                 theirs = cam(input_tensor=x, targets=[ClassifierOutputTarget(c)] * 2)  # (N, h, w) normalized

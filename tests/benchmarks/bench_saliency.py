@@ -13,20 +13,9 @@ from collections.abc import Callable
 import torch
 from timing import timed
 
-from wsod_mammo.models import GMIC
+from wsod_mammo.models import GMIC, GlobalScore
 
 METHODS = ["cam", "gradcam", "gradcampp", "xgradcam", "layercam"]
-
-
-class YGlobal(torch.nn.Module):
-    """Global network + head + top-t aggregation -> y_global (N, C), the target pytorch-grad-cam differentiates."""
-
-    def __init__(self, model: GMIC) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model.global_pass(x).y_global
 
 
 def grad_cam_runner(model: GMIC, x: torch.Tensor, feature_size: bool) -> Callable[[], None] | None:
@@ -36,7 +25,7 @@ def grad_cam_runner(model: GMIC, x: torch.Tensor, feature_size: bool) -> Callabl
         from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
     except ImportError:
         return None
-    net, wrapper = model.global_network, YGlobal(model)
+    net, wrapper = model.global_network, GlobalScore(model)
     cams = [
         cls(model=wrapper, target_layers=[net.final_relu]) for cls in (pgc.GradCAM, pgc.GradCAMPlusPlus, pgc.XGradCAM)
     ]

@@ -222,6 +222,21 @@ class GMIC(nn.Module):
         return to_nyu_keys(self.state_dict())
 
 
+class GlobalScore(nn.Module):
+    """GMIC's global branch as a plain classifier, ``x (N, 1, H, W) -> y_global (N, C)``.
+
+    What external CAM tools (pytorch-grad-cam) need to differentiate the same target score as ``saliency_maps``:
+    hook ``gmic.global_network``'s layers and call this module. It shares ``gmic``'s parameters.
+    """
+
+    def __init__(self, gmic: GMIC) -> None:
+        super().__init__()
+        self.model = gmic
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.model.global_pass(x).y_global
+
+
 def _grad_input(x: Tensor, params: Iterable[nn.Parameter]) -> Tensor:
     """An input from which the global network records a graph in grad mode.
 
@@ -234,4 +249,4 @@ def _grad_input(x: Tensor, params: Iterable[nn.Parameter]) -> Tensor:
     return x.detach().requires_grad_(True)
 
 
-__all__ = ["GMIC", "GMICOutput", "GlobalPass"]
+__all__ = ["GMIC", "GMICOutput", "GlobalPass", "GlobalScore"]
