@@ -176,10 +176,11 @@ def write_test_report(
 ) -> None:
     """Table I, the Table II row (mass images and all images), FROC plots and ``detection.json``."""
     train_method = pl_module.train_saliency.name
-    table1_md, table1_csv = table1(_table1_rows(trainer.callback_metrics))
+    table1_rows = _table1_rows(trainer.callback_metrics)
+    table1_md, table1_csv = table1(table1_rows)
     (directory / "table1.md").write_text(table1_md)
     (directory / "table1.csv").write_text(table1_csv)
-    summary: dict[str, Any] = {"train_saliency": train_method, "table1": _table1_rows(trainer.callback_metrics)}
+    summary: dict[str, Any] = {"train_saliency": train_method, "table1": table1_rows}
     for subset in SUBSETS:
         subset_results = {m: r for (m, s), r in results.items() if s == subset}
         any_result = next(iter(subset_results.values()))
