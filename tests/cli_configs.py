@@ -5,9 +5,28 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
+from lightning.pytorch import Callback
 
 INPUT_SIZE = (192, 128)
+
+
+class FirstBatchRecorder(Callback):
+    """Saves the first batch's images of each stage as the model receives them (after the device transfer)."""
+
+    def __init__(self, path: str) -> None:
+        self.path, self.images = path, {}
+
+    def _keep(self, stage: str, batch: dict[str, Any]) -> None:
+        self.images.setdefault(stage, batch["image"].detach().clone())
+        torch.save(self.images, self.path)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self._keep("train", batch)
+
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
+        self._keep("val", batch)
 
 
 def tiny_config(directory: Path, data_root: Path, train_saliency: str = "cam", **data: Any) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from cli_configs import tiny_config, write_config
+from cli_configs import INPUT_SIZE, tiny_config, write_config
 
 from wsod_mammo.cli import main
 from wsod_mammo.data.synthetic import make_synthetic_dataset
@@ -139,6 +139,30 @@ def test_bf16_mixed_fit_on_cpu_with_a_gradient_patch_method(tmp_path: Path, data
     main(["fit", "--config", str(write_config(tmp_path / "c.yaml", settings))])
     state = _state(tmp_path / "checkpoints" / "last.ckpt")
     assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
+
+
+def test_device_standardization_reaches_the_model_as_worker_standardization(tmp_path: Path, data_root: Path) -> None:
+    """Lightning calls the DataModule's on_after_batch_transfer: uint16 batches reach the model standardized."""
+    from wsod_mammo.data.prepare import prepare
+
+    cache = tmp_path / "cache"
+    prepare(str(data_root), str(cache), input_size=INPUT_SIZE, workers=0, cache_format="npy")
+    for where in ("worker", "device"):
+        settings = tiny_config(tmp_path / where, data_root, cache_dir=str(cache), standardize_on=where)
+        recorder = {
+            "class_path": "cli_configs.FirstBatchRecorder",
+            "init_args": {"path": str(tmp_path / f"{where}.pt")},
+        }
+        settings["trainer"]["callbacks"].append(recorder)
+        main(["fit", "--config", str(write_config(tmp_path / f"{where}.yaml", settings))])
+    worker, device = (torch.load(tmp_path / f"{w}.pt", weights_only=True) for w in ("worker", "device"))
+    assert worker.keys() == device.keys() == {"train", "val"}
+    for stage, images in device.items():
+        assert images.dtype == torch.float32 and images.shape[1:] == (1, *INPUT_SIZE)
+        torch.testing.assert_close(images.mean((1, 2, 3)), torch.zeros(len(images)), atol=1e-4, rtol=0)
+        torch.testing.assert_close(images.std((1, 2, 3)), torch.ones(len(images)), atol=1e-4, rtol=0)
+        torch.testing.assert_close(images, worker[stage], atol=1e-4, rtol=1e-4, msg=stage)
+    assert (tmp_path / "device" / "checkpoints" / "last.ckpt").is_file()
 
 
 def read_wandb_log(path: Path) -> list:

@@ -157,3 +157,27 @@ def test_an_empty_split_is_refused_with_its_name(synthetic_root, tmp_path) -> No
     data.setup("test")
     with pytest.raises(ValueError, match="the test split is empty: data_root .*no_test"):
         data.test_dataloader()
+
+
+def test_device_standardization_batches_match_worker_batches(synthetic_root: Path, tmp_path: Path) -> None:
+    prepare(str(synthetic_root), str(tmp_path), input_size=SIZE, workers=0, cache_format="npy")
+    augmentation = AugmentationConfig(hflip_p=0.5, crop_p=1.0, affine_p=1.0)
+    batches = {}
+    for where in ("worker", "device"):
+        dm = _dm(synthetic_root, cache_dir=str(tmp_path), augmentation=augmentation, standardize_on=where)
+        dm.setup("fit")
+        batches[where] = [dm.on_after_batch_transfer(b, 0) for b in (next(iter(dm.train_dataloader())),
+                                                                    next(iter(dm.val_dataloader())))]  # fmt: skip
+        raw = next(iter(dm.train_dataloader()))["image"]
+        assert raw.dtype == (torch.float32 if where == "worker" else torch.uint16)
+    for worker, device in zip(batches["worker"], batches["device"], strict=True):
+        _check_batch(device, len(device["image_id"]))
+        assert worker["image_id"] == device["image_id"]
+        torch.testing.assert_close(device["image"], worker["image"], atol=1e-4, rtol=1e-4)
+        for a, b in zip(worker["boxes"], device["boxes"], strict=True):
+            assert torch.equal(a, b)
+
+
+def test_unknown_standardize_on_names_the_option(synthetic_root: Path) -> None:
+    with pytest.raises(ValueError, match=r"standardize_on: expected 'worker' or 'device', got 'gpu'"):
+        _dm(synthetic_root, standardize_on="gpu")

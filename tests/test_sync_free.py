@@ -12,6 +12,7 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from wsod_mammo.data.transforms import standardize_batch
 from wsod_mammo.models import GMIC
 from wsod_mammo.saliency import available_saliency_methods
 from wsod_mammo.training.loss import gmic_loss
@@ -49,4 +50,11 @@ def test_training_step_has_no_host_reads(method: str, autocast: bool) -> None:
         output = module(images)
         gmic_loss(output, labels, module.beta).total.backward()
         module._train_outputs.append((output.y_global.detach(), output.y_local.detach(), output.y_fusion, labels))
+    assert recorder.reads == []
+
+
+def test_device_standardization_has_no_host_reads() -> None:
+    raw = torch.randint(0, 65536, (2, 1, 64, 48), dtype=torch.int32).to(torch.uint16)
+    with HostReadRecorder() as recorder:
+        standardize_batch(raw)
     assert recorder.reads == []

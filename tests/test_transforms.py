@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from wsod_mammo.data.synthetic import _Blob, _stamp
-from wsod_mammo.data.transforms import AugmentationConfig, BoxTransform, standardize
+from wsod_mammo.data.transforms import AugmentationConfig, BoxTransform, standardize, standardize_batch, to_uint16
 
 
 def _mass_image() -> tuple[np.ndarray, np.ndarray]:
@@ -66,3 +66,36 @@ def test_standardize_uint16_equals_float() -> None:
     reference = (raw - raw.mean()) / raw.std(ddof=1)
     np.testing.assert_allclose(out[0].numpy(), reference, atol=1e-5)
     assert torch.equal(standardize(np.full((4, 4), 7, np.uint16)), torch.zeros(1, 4, 4))
+
+
+def test_standardize_batch_equals_the_worker_standardization_per_image() -> None:
+    rng = np.random.default_rng(1)
+    images = np.stack([rng.integers(0, 65536, (40, 30)), rng.integers(1000, 3000, (40, 30)),
+                       np.full((40, 30), 9)]).astype(np.uint16)  # fmt: skip
+    out = standardize_batch(torch.from_numpy(images).unsqueeze(1))
+    assert out.dtype == torch.float32 and out.shape == (3, 1, 40, 30)
+    for image, result in zip(images, out, strict=True):  # each image on its own statistics, not the batch's
+        torch.testing.assert_close(result, standardize(image), atol=2e-5, rtol=0)
+    assert torch.equal(out[2], torch.zeros(1, 40, 30))  # a constant image gives zeros, not NaN
+
+
+@pytest.mark.parametrize("train", [False, True])
+def test_device_standardization_gives_the_worker_result(train: bool) -> None:
+    image, box = _mass_image()
+    config = AugmentationConfig(hflip_p=0.5, crop_p=1.0, affine_p=1.0, seed=5)
+    quantum = 1.0 / 65535 / float(image.std())  # a float image is quantized to uint16 first: one step, in stds
+    # a cache image (uint16: the same pixels either way) and a decoded DICOM (float in [0, 1])
+    for source, tolerance in ((to_uint16(image), 2e-5), (image, quantum + 2e-5)):
+        worker, boxes, _ = BoxTransform((128, 80), config, train=train)(source, box, np.array([0]))
+        raw, raw_boxes, _ = BoxTransform((128, 80), config, train=train, standardize=False)(source, box, np.array([0]))
+        assert raw.dtype == torch.uint16 and raw.shape == (1, 128, 80) and torch.equal(boxes, raw_boxes)
+        torch.testing.assert_close(standardize_batch(raw[None])[0], worker, atol=tolerance, rtol=1e-4)
+
+
+def test_uint16_output_of_a_read_only_memory_map_is_a_private_copy(tmp_path) -> None:
+    path = tmp_path / "image.npy"
+    np.save(path, np.arange(128 * 80, dtype=np.uint16).reshape(128, 80))
+    mapped = np.load(path, mmap_mode="r")
+    out, _, _ = BoxTransform((128, 80), standardize=False)(mapped, np.zeros((0, 4)), np.zeros(0))
+    out[0, 0, 0] = 7  # writable, and writing it leaves the cached file alone
+    assert int(np.load(path)[0, 0]) == 0 and torch.equal(out[0, 0, 1:], torch.from_numpy(mapped[0, 1:].copy()))

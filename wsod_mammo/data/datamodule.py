@@ -1,6 +1,7 @@
 """VinDrMammoDataModule: the VinDr-Mammo index, the cache or the DICOMs, augmentation, and batching.
 
-Every dataset yields the sample dict of DESIGN.md: ``image (1, H, W)`` float32 standardized per image,
+Every dataset yields the sample dict of DESIGN.md: ``image (1, H, W)`` float32 standardized per image
+(with ``standardize_on: device``, uint16 that ``on_after_batch_transfer`` standardizes on the device),
 ``label (C,)`` float32 multi-hot, ``boxes (M, 4)`` float32 xyxy in the input frame, ``box_labels (M,)``
 int64, ``image_id`` str and ``meta`` (``study_id``, ``laterality``, ``view``, ``path``, ``split``,
 ``geometry``: the plain dict that ``geometry.boxes_to_original`` inverts, and ``error`` for predict
@@ -23,12 +24,13 @@ from wsod_mammo.data.dicom import DicomError
 from wsod_mammo.data.geometry import Geometry, boxes_to_input, clip_boxes
 from wsod_mammo.data.prepare import load_input_image, load_manifest, read_cached
 from wsod_mammo.data.sampling import EpochShuffleSampler, SampleKey
-from wsod_mammo.data.transforms import AugmentationConfig, BoxTransform
+from wsod_mammo.data.transforms import AugmentationConfig, BoxTransform, standardize_batch
 from wsod_mammo.data.vindr import FINDING_CSV, ImageRecord, Selection, load_records, select_records, split_train_val
 
 log = logging.getLogger(__name__)
 DICOM_SUFFIXES = (".dcm", ".dicom")
 Missing = Literal["error", "skip"]
+StandardizeOn = Literal["worker", "device"]
 
 
 def collate_samples(samples: list[dict[str, Any]]) -> dict[str, Any]:
@@ -64,8 +66,8 @@ class VinDrDataset(Dataset):
     def _load(self, record: ImageRecord) -> tuple[np.ndarray, Geometry]:
         if self.cache is not None and record.image_id in self.cache[1]["images"]:
             entry = self.cache[1]["images"][record.image_id]
-            raw = self.transform.pipeline is None  # standardization alone accepts the uint16 values as they are
-            return read_cached(self.cache[0] / entry["file"], raw=raw), Geometry.from_dict(entry["geometry"])
+            # uint16 as cached: augmentation and standardization both take it as it is (no float32 pass)
+            return read_cached(self.cache[0] / entry["file"], raw=True), Geometry.from_dict(entry["geometry"])
         image, geometry, _ = load_input_image(
             record.path, record.laterality, self.transform.input_size, self.crop_breast
         )
@@ -185,6 +187,9 @@ class VinDrMammoDataModule(L.LightningDataModule):
         augmentation: training augmentation (``enabled: false`` switches it off); default ``AugmentationConfig()``.
         prefetch_factor: batches each worker loads ahead (PyTorch's default, 2, when None).
         missing: ``error`` stops on a missing or unreadable image; ``skip`` logs and leaves it out.
+        standardize_on: ``worker`` standardizes each image in the dataloader worker (float32 batches);
+            ``device`` ships uint16 batches (half the bytes to pin and copy) and standardizes them on the
+            training device in ``on_after_batch_transfer``, saving the workers three passes per image.
         predict_paths: DICOM files/folders for ``predict``; default: the test split.
         synthesize_if_missing: write a synthetic dataset to ``data_root`` in ``prepare_data`` when it has no CSV.
         synthetic_studies, synthetic_size, synthetic_mass_radius: its number of studies, image ``(H, W)`` and
@@ -209,6 +214,7 @@ class VinDrMammoDataModule(L.LightningDataModule):
         prefetch_factor: int | None = None,
         augmentation: AugmentationConfig | None = None,
         missing: Missing = "error",
+        standardize_on: StandardizeOn = "worker",
         predict_paths: list[str] | None = None,
         synthesize_if_missing: bool = False,
         synthetic_studies: int = 24,
@@ -218,6 +224,9 @@ class VinDrMammoDataModule(L.LightningDataModule):
         super().__init__()
         if missing not in ("error", "skip"):
             raise ValueError(f"missing: expected 'error' or 'skip', got {missing!r}")
+        if standardize_on not in ("worker", "device"):
+            raise ValueError(f"standardize_on: expected 'worker' or 'device', got {standardize_on!r}")
+        self.standardize_on = standardize_on
         self.data_root, self.cache_dir = data_root, cache_dir
         self.class_names = list(classes or ["Mass"])
         self.selection, self.input_size, self.crop_breast = (
@@ -300,10 +309,11 @@ class VinDrMammoDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         """Build the datasets of ``stage`` (``fit``, ``validate``, ``test``, ``predict`` or all)."""
         cache = self._cache()
-        train_tf = BoxTransform(self.input_size, self.augmentation, train=True)
+        in_worker = self.standardize_on == "worker"
+        train_tf = BoxTransform(self.input_size, self.augmentation, train=True, standardize=in_worker)
         if self.augmentation.seed is None:
             train_tf.set_seed(self.seed)
-        eval_tf = BoxTransform(self.input_size, self.augmentation, train=False)
+        eval_tf = BoxTransform(self.input_size, self.augmentation, train=False, standardize=in_worker)
         if stage == "predict" and self.predict_paths:
             files = expand_predict_paths(self.predict_paths)
             if not files:
@@ -341,6 +351,12 @@ class VinDrMammoDataModule(L.LightningDataModule):
             worker_init_fn=seed_worker,
             generator=torch.Generator().manual_seed(self.seed),
         )
+
+    def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict[str, Any]:
+        """With ``standardize_on: device``, standardize the uint16 batch where it now lives (no host sync)."""
+        if self.standardize_on == "device":
+            batch["image"] = standardize_batch(batch["image"])
+        return batch
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

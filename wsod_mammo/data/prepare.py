@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from wsod_mammo.data.dicom import DicomError, read_dicom
 from wsod_mammo.data.geometry import Geometry, apply_to_image, make_geometry
+from wsod_mammo.data.transforms import to_uint16
 from wsod_mammo.data.vindr import Selection, load_records, select_records
 
 MANIFEST = "manifest.json"
@@ -59,7 +60,7 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 def encode_image(image: np.ndarray, cache_format: CacheFormat) -> bytes:
     """``(H, W)`` float image in [0, 1] -> bytes of a 16-bit PNG or ``.npy`` file."""
-    quantized = np.rint(np.clip(image, 0.0, 1.0) * 65535.0).astype(np.uint16)
+    quantized = to_uint16(image)
     if cache_format == "png":
         # Huffman-only deflate: as small as level 1 on mammograms and about 30% faster to decode.
         params = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_HUFFMAN_ONLY]
