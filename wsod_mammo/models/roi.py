@@ -52,10 +52,11 @@ def corners_to_pixels(
 
     Scaled by H/h, W/w and rounded (half to even), then clamped so the whole crop lies inside the image.
     """
-    scale = torch.tensor([image_size[0] / map_size[0], image_size[1] / map_size[1]], dtype=torch.float64)
-    pixels = torch.round(corners.double() * scale.to(corners.device)).long()
-    top = pixels[..., 0].clamp(0, image_size[0] - crop_shape[0])
-    left = pixels[..., 1].clamp(0, image_size[1] - crop_shape[1])
+    # Python scales, not a host tensor: copying one to the GPU would synchronize every forward.
+    top = torch.round(corners[..., 0].double() * (image_size[0] / map_size[0])).long()
+    left = torch.round(corners[..., 1].double() * (image_size[1] / map_size[1])).long()
+    top = top.clamp(0, image_size[0] - crop_shape[0])
+    left = left.clamp(0, image_size[1] - crop_shape[1])
     return torch.stack([top, left], dim=-1)
 
 

@@ -141,7 +141,6 @@ class GMICLitModule(LightningModule):
         loss = gmic_loss(output, batch["label"], self.beta)
         batch_size = batch["image"].shape[0]
         self.log_dict({f"train/{k}": v for k, v in loss.terms().items()}, batch_size=batch_size, sync_dist=False)
-        self.log("train/lr", self.optimizers().param_groups[0]["lr"], batch_size=batch_size)
         heads = (output.y_global, output.y_local, output.y_fusion)
         self._train_outputs.append((*(h.detach().float() for h in heads), batch["label"].detach()))
         return loss.total
