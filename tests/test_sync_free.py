@@ -23,6 +23,18 @@ from wsod_mammo.training.module import GMICLitModule
 
 HOST_READS = {torch.ops.aten._local_scalar_dense.default, torch.ops.aten.item.default}
 HOST_DATA = {torch.ops.aten.lift_fresh.default, torch.ops.aten.lift_fresh_copy.default}
+# Ops whose output size depends on tensor values: on a GPU the size must be read back to the host.
+SIZE_READS = {torch.ops.aten.nonzero.default, torch.ops.aten.masked_select.default, torch.ops.aten._unique2.default,
+              torch.ops.aten.unique_dim.default, torch.ops.aten.unique_consecutive.default,
+              torch.ops.aten.repeat_interleave.Tensor}  # fmt: skip
+INDEXING = {torch.ops.aten.index.Tensor, torch.ops.aten.index_put.default, torch.ops.aten.index_put_.default}
+
+
+def _is_host_sync(func, args) -> bool:
+    if func in HOST_READS or func in HOST_DATA or func in SIZE_READS:
+        return True
+    indices = args[1] if func in INDEXING and len(args) > 1 else ()
+    return any(i is not None and i.dtype == torch.bool for i in indices)  # x[mask]: a nonzero inside
 
 
 class HostReadRecorder(TorchDispatchMode):
@@ -31,13 +43,15 @@ class HostReadRecorder(TorchDispatchMode):
         self.reads: list[str] = []
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if func in HOST_READS or func in HOST_DATA:
+        if _is_host_sync(func, args):
             self.reads.append(str(func))
         return func(*args, **(kwargs or {}))
 
 
-def test_the_recorder_sees_a_host_read_and_host_data() -> None:
-    for sync in (lambda: torch.ones(2).sum().item(), lambda: torch.ones(2) * torch.tensor([1.0, 2.0])):
+def test_the_recorder_sees_host_reads_host_data_and_value_sized_outputs() -> None:
+    x = torch.arange(4.0)
+    for sync in (lambda: x.sum().item(), lambda: x * torch.tensor([1.0, 2.0, 3.0, 4.0]), lambda: x[x > 1],
+                 lambda: torch.nonzero(x)):  # fmt: skip
         with HostReadRecorder() as recorder:
             sync()
         assert len(recorder.reads) == 1

@@ -1,0 +1,234 @@
+"""End-to-end training throughput at 2944 x 1920: the real Trainer, DataModule and GMICLitModule, data loading included.
+
+Writes synthetic VinDr-format DICOMs, prepares a memory-mapped NPY cache, then runs `Trainer.fit` for warm-up +
+timed steps in a fresh process per variant:
+- `pipeline`: batches from the DataModule (workers, pinned memory, prefetching, augmentation, standardization
+  where `--standardize_on` says);
+- `model only`: the same model and Trainer fed one standardized batch held in memory (no loading at all).
+Their ratio is how well the data pipeline keeps the device busy. On CUDA it also reports the GPU utilization
+(nvidia-smi sampled every 100 ms over the timed steps) and peak memory, and `--sync_debug` runs every step
+after the first with `torch.cuda.set_sync_debug_mode("error")` from the batch's start to the optimizer update
+(the training step, its logging and the backward pass): any host-device synchronization there raises.
+
+    python tests/benchmarks/bench_pipeline.py                                   # CPU, batch 1, 1 worker
+    python tests/benchmarks/bench_pipeline.py --device cuda --batch 6 --workers 12 --steps 60 --sync_debug
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+INPUT_SIZE = (2944, 1920)
+
+
+class _GpuSampler:
+    """GPU utilization (%) and memory in use (MiB), sampled by nvidia-smi every 100 ms while running."""
+
+    def __init__(self) -> None:
+        self.samples: list[tuple[float, float]] = []
+        self.process: subprocess.Popen | None = None
+        self.reader: threading.Thread | None = None
+
+    def start(self) -> None:
+        query = [
+            "nvidia-smi",
+            "--query-gpu=utilization.gpu,memory.used",
+            "--format=csv,noheader,nounits",
+            "-lms",
+            "100",
+        ]
+        try:
+            self.process = subprocess.Popen(query, stdout=subprocess.PIPE, text=True)
+        except OSError:
+            return
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            parts = line.strip().split(",")
+            if len(parts) >= 2 and parts[0].strip().isdigit():
+                self.samples.append((float(parts[0]), float(parts[1])))
+
+    def stop(self) -> dict[str, float]:
+        if self.process is None:
+            return {}
+        self.process.terminate()
+        self.process.wait()
+        if not self.samples:
+            return {}
+        utilization = [u for u, _ in self.samples]
+        return {"gpu_util_mean": sum(utilization) / len(utilization), "gpu_util_min": min(utilization),
+                "gpu_mem_used_mib_max": max(m for _, m in self.samples), "gpu_samples": len(self.samples)}  # fmt: skip
+
+
+def _variant(args: argparse.Namespace, variant: str) -> dict[str, float]:
+    """One Trainer.fit of warm-up + timed steps; returns its figures."""
+    import torch
+    from lightning.pytorch import Callback, Trainer, seed_everything
+    from torch.utils.data import DataLoader, Dataset
+
+    from wsod_mammo.data.datamodule import VinDrMammoDataModule, collate_samples
+    from wsod_mammo.models import GMIC
+    from wsod_mammo.training.module import GMICLitModule
+
+    cuda = args.device == "cuda"
+
+    def sync() -> None:
+        if cuda:
+            torch.cuda.synchronize()
+
+    class Timer(Callback):
+        def __init__(self) -> None:
+            self.start = self.end = 0.0
+            self.waits, self.last_end, self.sampler = [], None, _GpuSampler()
+
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+            step = trainer.global_step
+            if step == args.warmup:
+                sync()
+                self.start = time.perf_counter()
+                if cuda:
+                    torch.cuda.reset_peak_memory_stats()
+                    self.sampler.start()
+            elif step > args.warmup and self.last_end is not None:
+                self.waits.append(time.perf_counter() - self.last_end)  # next(), transfer, on_after_batch_transfer
+            if args.sync_debug and cuda and step >= 1:
+                torch.cuda.set_sync_debug_mode("error")
+
+        def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+            if args.sync_debug and cuda:
+                torch.cuda.set_sync_debug_mode("default")
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+            self.last_end = time.perf_counter()
+
+        def on_train_end(self, trainer, pl_module) -> None:
+            sync()
+            self.end = time.perf_counter()
+
+    class OneBatch(Dataset):
+        """The same standardized batch, as many times as needed: the model's speed with no data loading."""
+
+        def __init__(self, batch: dict) -> None:
+            self.batch = batch
+
+        def __len__(self) -> int:
+            return args.warmup + args.steps
+
+        def __getitem__(self, index: int) -> dict:
+            return self.batch
+
+    seed_everything(0)
+    torch.set_num_threads(args.threads)
+    data = VinDrMammoDataModule(
+        args.root, cache_dir=args.cache, selection="all", input_size=INPUT_SIZE, val_fraction=0.0,
+        batch_size=args.batch, num_workers=args.workers, pin_memory=cuda, persistent_workers=True,
+        prefetch_factor=args.prefetch if args.workers else None, standardize_on=args.standardize_on,
+    )  # fmt: skip
+    if variant == "model_only":
+        data.setup("fit")
+        held = collate_samples([data.datasets["train"][i % len(data.datasets["train"])] for i in range(args.batch)])
+        held = data.on_after_batch_transfer(held, 0)  # standardized, as the model sees it
+        if cuda:  # already on the device: no transfer either
+            held = {k: v.cuda() if isinstance(v, torch.Tensor) else v for k, v in held.items()}
+        loaders = {"train_dataloaders": DataLoader(OneBatch(held), batch_size=None)}
+    else:
+        loaders = {"datamodule": data}
+    model = GMICLitModule(GMIC(num_classes=1), train_saliency=args.saliency, channels_last=args.channels_last)
+    timer = Timer()
+    trainer = Trainer(
+        accelerator="gpu" if cuda else "cpu", devices=1, precision=args.precision, max_steps=args.warmup + args.steps,
+        max_epochs=-1, limit_val_batches=0, num_sanity_val_steps=0, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, benchmark=cuda, callbacks=[timer],
+    )  # fmt: skip
+    trainer.fit(model, **loaders)
+    seconds = timer.end - timer.start
+    result = {
+        "images_per_s": args.steps * args.batch / seconds,
+        "step_s": seconds / args.steps,
+        "wait_fraction": sum(timer.waits) / seconds,
+        "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+    }
+    if cuda:
+        result |= {"peak_allocated_gib": torch.cuda.max_memory_allocated() / 2**30,
+                   "peak_reserved_gib": torch.cuda.max_memory_reserved() / 2**30} | timer.sampler.stop()  # fmt: skip
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--precision", default="bf16-mixed", help="Trainer precision (32, bf16-mixed)")
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--prefetch", type=int, default=4, help="batches each worker loads ahead")
+    parser.add_argument("--standardize_on", default="worker", choices=["worker", "device"])
+    parser.add_argument("--steps", type=int, default=6, help="timed steps")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (allocator, cudnn autotuning)")
+    parser.add_argument("--studies", type=int, default=6, help="synthetic studies (4 images each) to cycle through")
+    parser.add_argument("--saliency", default="cam", help="train_saliency")
+    parser.add_argument("--channels_last", type=int, default=1, choices=[0, 1])
+    parser.add_argument("--threads", type=int, default=2, help="torch threads of the training process")
+    parser.add_argument("--sync_debug", action="store_true", help="CUDA: fail on any host-device sync in a step")
+    parser.add_argument("--variants", default="pipeline,model_only")
+    parser.add_argument("--root", help=argparse.SUPPRESS)
+    parser.add_argument("--cache", help=argparse.SUPPRESS)
+    parser.add_argument("--only", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.only:  # child process: one variant
+        print(json.dumps(_variant(args, args.only)))
+        return
+
+    from wsod_mammo.data.prepare import prepare
+    from wsod_mammo.data.synthetic import make_synthetic_dataset
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root, cache = Path(tmp) / "vindr", Path(tmp) / "cache"
+        start = time.perf_counter()
+        make_synthetic_dataset(root, args.studies, *INPUT_SIZE, seed=0, test_fraction=0.0)
+        prepare(str(root), str(cache), input_size=INPUT_SIZE, workers=min(8, os.cpu_count() or 1), cache_format="npy")
+        print(f"{4 * args.studies} synthetic images written and cached (npy) in {time.perf_counter() - start:.0f} s")
+        print(
+            f"Trainer.fit at {INPUT_SIZE[0]} x {INPUT_SIZE[1]}, {args.device}, {args.precision}, batch {args.batch}, "
+            f"channels_last={bool(args.channels_last)}, train_saliency={args.saliency}, {args.workers} workers, "
+            f"standardize_on={args.standardize_on}, {args.steps} timed steps after {args.warmup}"
+            + (", sync-debug 'error' in every step after the first" if args.sync_debug else "")
+        )
+        results = {}
+        for variant in args.variants.split(","):
+            command = [sys.executable, __file__, "--only", variant, "--root", str(root), "--cache", str(cache)]
+            done = subprocess.run(command + sys.argv[1:], capture_output=True, text=True)
+            if done.returncode != 0:
+                print(f"{variant}: failed\n{done.stderr[-4000:]}")
+                continue
+            results[variant] = r = json.loads(done.stdout.strip().splitlines()[-1])
+            wait = 100 * r["wait_fraction"]
+            line = (f"{variant:>11}: {r['images_per_s']:8.2f} img/s  {r['step_s']:7.3f} s/step  "
+                    f"waiting for data {wait:5.1f}%  peak RSS {r['peak_rss_gib']:.2f} GiB")  # fmt: skip
+            if "peak_allocated_gib" in r:
+                line += (
+                    f"  GPU peak {r['peak_allocated_gib']:.1f} GiB allocated ({r['peak_reserved_gib']:.1f} reserved)"
+                )
+            if "gpu_util_mean" in r:
+                line += f"  GPU util mean {r['gpu_util_mean']:.0f}% (min {r['gpu_util_min']:.0f}%)"
+            print(line)
+        if {"pipeline", "model_only"} <= results.keys():
+            ratio = results["pipeline"]["images_per_s"] / results["model_only"]["images_per_s"]
+            print(f"pipeline / model only: {ratio:.2f} (1.00 = data loading costs the device nothing)")
+        if args.sync_debug and args.device == "cuda" and "pipeline" in results:
+            print("sync-debug: no host-device synchronization in any checked step")
+
+
+if __name__ == "__main__":
+    main()
