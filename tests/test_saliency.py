@@ -219,6 +219,60 @@ def test_y_fusion_target() -> None:
         model.saliency_maps(images(1), ["cam"], target="y_local")
 
 
+@pytest.mark.parametrize("patch", ["cam", "gradcampp"])
+@pytest.mark.parametrize("num_classes", [1, 2])
+def test_evaluate_is_forward_and_saliency_maps_in_one_pass(
+    monkeypatch: pytest.MonkeyPatch, patch: str, num_classes: int
+) -> None:
+    model = tiny_gmic(num_classes).eval()
+    x = images(2)
+    calls = {"grad": 0, "global": 0}
+    real_grad = torch.autograd.grad
+
+    def counting_grad(*args, **kwargs):
+        calls["grad"] += 1
+        return real_grad(*args, **kwargs)
+
+    monkeypatch.setattr(torch.autograd, "grad", counting_grad)
+    model.global_network.register_forward_hook(lambda *_: calls.__setitem__("global", calls["global"] + 1))
+    output, maps = model.evaluate(x, patch, ALL)
+    assert calls == {"grad": 1, "global": 1}  # the patch map and all five maps from one forward and one grad call
+    monkeypatch.setattr(torch.autograd, "grad", real_grad)
+    with torch.no_grad():
+        reference = model(x, patch)
+    for field, value, expected in zip(reference._fields, output, reference, strict=True):
+        torch.testing.assert_close(value, expected, msg=field)
+        assert not value.requires_grad
+    separately = model.saliency_maps(x, ALL)
+    assert set(maps) == set(ALL)
+    for name in ALL:
+        torch.testing.assert_close(maps[name], separately[name], msg=name)
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_evaluate_with_the_y_fusion_target_differentiates_its_own_y_fusion() -> None:
+    model = tiny_gmic(2).eval()
+    x = images(2)
+    output, maps = model.evaluate(x, "cam", ["gradcam", "layercam"], target="y_fusion")
+    separately = model.saliency_maps(x, ["gradcam", "layercam"], target="y_fusion")  # CAM patches too
+    torch.testing.assert_close(output.y_fusion, separately["y_fusion"])
+    for name in ("gradcam", "layercam"):
+        torch.testing.assert_close(maps[name], separately[name], msg=name)
+    output, maps = model.evaluate(x, "xgradcam", ["gradcam"], target="y_fusion")  # two grad calls, one forward
+    with torch.no_grad():
+        torch.testing.assert_close(output.y_fusion, model(x, "xgradcam").y_fusion)
+    assert torch.isfinite(maps["gradcam"]).all() and maps["gradcam"].shape == (2, 2, 4, 3)
+
+
+def test_evaluate_under_inference_mode_asks_for_it_to_be_lifted() -> None:
+    model = tiny_gmic().eval()
+    with torch.inference_mode():
+        output, maps = model.evaluate(images(1), "cam", ["cam"])  # no gradients needed: fine
+        with pytest.raises(RuntimeError, match="inference_mode"):
+            model.evaluate(images(1), "cam", ["gradcam"])
+    assert maps["cam"].shape == (1, 1, 4, 3) and output.y_fusion.shape == (1, 1)
+
+
 @pytest.mark.parametrize("name", ALL)
 def test_training_step_with_each_train_saliency(name: str) -> None:
     model = tiny_gmic().train()

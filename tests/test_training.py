@@ -76,12 +76,28 @@ def test_eval_classification_with_a_gradient_patch_method_works_under_inference_
     module = GMICLitModule(GMIC(num_classes=1, num_patches=2, crop_shape=(64, 64)), train_saliency="gradcampp").eval()
     images = torch.randn(2, 1, 128, 128)
     with torch.no_grad():
-        expected = module.classify(images)
+        expected = module.model(images, "gradcampp")
     with torch.inference_mode():
-        output = module.classify(images)
-        maps = module.saliency_maps(images, ["cam", "layercam"])
+        output, maps = module.evaluate(images, ["cam", "layercam"])
+        separately = module.saliency_maps(images, ["cam", "layercam"])
     torch.testing.assert_close(output.y_fusion, expected.y_fusion)
     assert maps["layercam"].shape == (2, 1, 2, 2) and (maps["layercam"] >= 0).all()
+    torch.testing.assert_close(maps["layercam"], separately["layercam"])
+
+
+def test_validation_steps_return_the_requested_maps_from_their_own_pass() -> None:
+    module = GMICLitModule(GMIC(num_classes=1, num_patches=2, crop_shape=(64, 64)), train_saliency="xgradcam").eval()
+    module.request_saliency_maps(["gradcam", "cam"])
+    module.request_saliency_maps(["gradcam"])  # asked twice (two callbacks): made once
+    with pytest.raises(ValueError, match="unknown"):
+        module.request_saliency_maps(["gradcam++"])
+    calls = []
+    module.model.global_network.register_forward_hook(lambda *_: calls.append(1))
+    batch = {"image": torch.randn(2, 1, 128, 128), "label": torch.tensor([[1.0], [0.0]])}
+    with torch.inference_mode():
+        outputs = module._evaluation_step("val", batch)
+    assert len(calls) == 1 and list(outputs["maps"]) == ["gradcam", "cam"]
+    torch.testing.assert_close(outputs["maps"]["gradcam"], module.saliency_maps(batch["image"], ["gradcam"])["gradcam"])
 
 
 def test_wandb_logger_is_offline_by_default_and_honours_disabled(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,5 +1,6 @@
 """Cost of all five saliency maps from `GMIC.saliency_maps` (one forward + one autograd call), as a ratio to a
-plain GMIC forward, side by side with pytorch-grad-cam computing the four gradient maps with its own calls.
+plain GMIC forward, side by side with pytorch-grad-cam computing the four gradient maps with its own calls; and
+an evaluation step's cost (classification + all five maps) done as two passes vs one `GMIC.evaluate` pass.
 
     python tests/benchmarks/bench_saliency.py                 # 2944 x 1920, batch 2, CPU, 2 threads
     python tests/benchmarks/bench_saliency.py --height 512 --width 384 --batch 4
@@ -51,6 +52,7 @@ def main() -> None:
     parser.add_argument("--iters", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--patch", default="cam", help="train_saliency of the evaluation-step comparison")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -74,6 +76,17 @@ def main() -> None:
     print(f"plain GMIC forward (global + local):   {t_fwd:7.2f} s")
     print(f"global network forward only:           {t_global:7.2f} s")
     print(f"ours, all 5 maps (1 fwd + 1 grad):     {t_ours:7.2f} s = {t_ours / t_fwd:4.2f} GMIC forwards")
+
+    def two_passes() -> None:  # classification, then a separate saliency pass (the earlier evaluation step)
+        with torch.no_grad():
+            model(x, args.patch)
+        model.saliency_maps(x, METHODS)
+
+    t_two = timed(two_passes, args.device, args.iters)
+    t_one = timed(lambda: model.evaluate(x, args.patch, METHODS), args.device, args.iters)
+    print(f"evaluation step, patches by {args.patch}, classification + 5 maps:")
+    print(f"  classify, then a saliency pass:      {t_two:7.2f} s")
+    print(f"  one GMIC.evaluate pass:              {t_one:7.2f} s = {t_two / t_one:4.2f}x faster")
     for feature_size in (True, False):
         run = grad_cam_runner(model, x, feature_size)
         if run is None:

@@ -207,6 +207,49 @@ class GMIC(nn.Module):
             maps = compute_saliency(resolved, g.cam, g.activations, score if needs_grad else None)
         return {**maps, **out}
 
+    def evaluate(
+        self,
+        x: Tensor,
+        patch_saliency: SaliencyMethod | str | None = None,
+        methods: Sequence[str | SaliencyMethod] = (),
+        target: Literal["y_global", "y_fusion"] = "y_global",
+    ) -> tuple[GMICOutput, dict[str, Tensor]]:
+        """Evaluation in one pass: `forward(x, patch_saliency)`'s outputs and the maps of `methods` together.
+
+        One global forward serves the classification and every map; with `target="y_global"` one
+        `torch.autograd.grad` call gives the patch method's map and all others. With `target="y_fusion"` the
+        patches are chosen first (as `forward` does) and the maps then differentiate that very `y_fusion`.
+        Everything returned is detached (maps float32). Call it in eval mode; under `torch.inference_mode()`
+        wrap it in `torch.inference_mode(False)` when a method needs gradients.
+        """
+        if target not in ("y_global", "y_fusion"):
+            raise ValueError(f"GMIC.evaluate: target must be 'y_global' or 'y_fusion', found {target!r}")
+        self._check_input(x)
+        patch = self._resolve([patch_saliency if patch_saliency is not None else "cam"])[0]
+        resolved = self._resolve(methods)
+        needs_grad = patch.needs_gradients or any(m.needs_gradients for m in resolved)
+        if needs_grad and torch.is_inference_mode_enabled():
+            raise RuntimeError("GMIC.evaluate needs gradients: call it inside `torch.inference_mode(False)`")
+        with torch.enable_grad() if needs_grad else torch.no_grad():
+            g = self.global_pass(_grad_input(x, self.global_network.parameters()) if needs_grad else x)
+            graded = g.y_global if needs_grad else None
+            if target == "y_global":
+                together = resolved + ([patch] if patch.name not in {m.name for m in resolved} else [])
+                maps = compute_saliency(together, g.cam, g.activations, graded)
+                selection = maps[patch.name]
+                maps = {m.name: maps[m.name] for m in resolved}
+            else:
+                keep = any(m.needs_gradients for m in resolved)
+                selection = compute_saliency([patch], g.cam, g.activations, graded, retain_graph=keep)[patch.name]
+            with torch.no_grad():  # no map depends on the local network's graph (z enters y_fusion as a constant)
+                z, attention, boxes = self._local_pass(x, selection)
+                y_local = torch.sigmoid(self.classifier(z).float())
+            y_fusion = self._fusion(g.activations["final"], z)
+            if target == "y_fusion":
+                maps = compute_saliency(resolved, g.cam, g.activations, y_fusion if needs_grad else None)
+        output = GMICOutput(g.y_global.float(), y_local, y_fusion, g.cam.float(), boxes, attention)
+        return GMICOutput(*(t.detach() for t in output)), maps
+
     # ------------------------------------------------------------------ NYU checkpoints
     @classmethod
     def from_nyu_checkpoint(cls, path: str | Path, **overrides: object) -> GMIC:

@@ -44,6 +44,18 @@ def class_targets(batch: dict[str, Any], class_index: int) -> tuple[list[Tensor]
     return boxes, batch["label"][:, class_index]
 
 
+def step_maps(
+    pl_module: LightningModule, outputs: dict[str, Any], images: Tensor, methods: Sequence[str]
+) -> dict[str, Tensor]:
+    """The step's maps of ``methods`` (``outputs["maps"]``, see ``request_saliency_maps``); any it lacks are made
+    in a separate saliency pass."""
+    maps = dict(outputs.get("maps", {}))
+    missing = [m for m in methods if m not in maps]
+    if missing:
+        maps.update(pl_module.saliency_maps(images, missing))
+    return maps
+
+
 class DetectionMetrics(Callback):
     """TPR@FPPI and FROC for every test-time saliency method, from one saliency pass per batch.
 
@@ -99,9 +111,12 @@ class DetectionMetrics(Callback):
             for subset, positives_only in subsets.items()
         }
 
-    def _update(self, pl_module: LightningModule, outputs: dict[str, Tensor], batch: dict[str, Any]) -> None:
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        pl_module.request_saliency_maps(self._methods(pl_module))  # made in the steps' own pass
+
+    def _update(self, pl_module: LightningModule, outputs: dict[str, Any], batch: dict[str, Any]) -> None:
         methods = sorted({method for method, _ in self._metrics})
-        maps = pl_module.saliency_maps(batch["image"], methods)
+        maps = step_maps(pl_module, outputs, batch["image"], methods)
         gt_boxes, labels = class_targets(batch, self.class_index)
         probabilities = outputs["y_fusion"][:, self.class_index].float()
         size = tuple(batch["image"].shape[-2:])
@@ -246,6 +261,13 @@ class SaliencyOverlays(Callback):
         self.class_index = class_index
         self._written: list[Path] = []
 
+    def _methods(self, pl_module: LightningModule) -> list[str]:
+        return list(self.methods) if self.methods else list(pl_module.test_saliency)
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if stage == "test":
+            pl_module.request_saliency_maps(self._methods(pl_module))
+
     def on_test_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._written = []
         self._directory = run_directory(trainer) / "overlays"
@@ -254,9 +276,9 @@ class SaliencyOverlays(Callback):
         remaining = self.num_images - len(self._written)
         if remaining <= 0 or not trainer.is_global_zero:
             return
-        methods = list(self.methods) if self.methods else list(pl_module.test_saliency)
+        methods = self._methods(pl_module)
         images = batch["image"][:remaining]
-        maps = pl_module.saliency_maps(images, methods)
+        maps = {m: value[: len(images)] for m, value in step_maps(pl_module, outputs, images, methods).items()}
         probabilities = outputs["y_fusion"][: len(images), self.class_index].float()
         size = tuple(images.shape[-2:])
         subset = {k: batch[k][: len(images)] for k in ("boxes", "box_labels", "label")}

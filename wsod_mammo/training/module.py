@@ -98,6 +98,8 @@ class GMICLitModule(LightningModule):
         # Training predictions stay on the device until the epoch ends: torchmetrics' update checks value ranges
         # on the host, which would synchronize every training step.
         self._train_outputs: list[tuple[Tensor, Tensor, Tensor, Tensor]] = []
+        # Maps that callbacks asked for: validation and test steps return them from their classification pass.
+        self._requested_maps: list[str] = []
 
     def _save_plain_hyperparameters(self, init_locals: dict[str, Any]) -> None:
         """Save hparams so that checkpoints stay loadable with ``weights_only=True``.
@@ -158,16 +160,15 @@ class GMICLitModule(LightningModule):
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Tensor]:
         return self._evaluation_step("test", batch)
 
-    def _evaluation_step(self, stage: str, batch: dict[str, Any]) -> dict[str, Tensor]:
-        output = self.classify(batch["image"])
+    def _evaluation_step(self, stage: str, batch: dict[str, Any]) -> dict[str, Any]:
+        output, maps = self.evaluate(batch["image"], self._requested_maps)
         loss = gmic_loss(output, batch["label"], self.beta)
         self.log(f"{stage}/loss", loss.total, batch_size=batch["image"].shape[0], sync_dist=True)
         self._update_metrics(stage, output, batch["label"])
-        return {"y_global": output.y_global.detach(), "y_fusion": output.y_fusion.detach()}
+        return {"y_global": output.y_global, "y_fusion": output.y_fusion, "maps": maps}
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
-        output = self.classify(batch["image"])
-        maps = self.saliency_maps(batch["image"], [self.predict_saliency])
+        output, maps = self.evaluate(batch["image"], [self.predict_saliency])
         return {
             "method": self.predict_saliency,
             "threshold": self.detection_thresholds.get(self.predict_saliency, 0.5),
@@ -185,16 +186,27 @@ class GMICLitModule(LightningModule):
             self.log_dict(metrics, on_step=False, on_epoch=True, batch_size=label.shape[0])
 
     # ---------------------------------------------------- gradient saliency in eval, test and predict steps
-    def classify(self, images: Tensor) -> GMICOutput:
-        """GMIC forward in evaluation, with gradients enabled when the patch method needs them.
+    def request_saliency_maps(self, methods: Sequence[str]) -> None:
+        """Ask validation and test steps to return these maps under ``outputs["maps"]`` (callbacks call this in
+        ``setup``), made in the same global pass that classifies the batch instead of a second one."""
+        for name in methods:
+            name = _resolve_method(name, "saliency method").name
+            if name not in self._requested_maps:
+                self._requested_maps.append(name)
 
-        Lightning runs test and predict under ``torch.inference_mode()``, where no autograd graph can be built;
-        the images are cloned out of inference mode so a gradient patch method can differentiate.
+    def evaluate(self, images: Tensor, methods: Sequence[str] = ()) -> tuple[GMICOutput, dict[str, Tensor]]:
+        """Classification outputs and the maps of ``methods`` from one GMIC pass (``GMIC.evaluate``), detached.
+
+        Lightning runs validation, test and predict under ``torch.inference_mode()``, where no autograd graph
+        can be built; when a method needs gradients the images are cloned out of inference mode.
         """
-        if not self.train_saliency.needs_gradients:
-            return self(images)
+        images = images.contiguous(memory_format=self.memory_format)
+        needs_grad = self.train_saliency.needs_gradients or any(get_saliency_method(m).needs_gradients for m in methods)
+        args = (self.train_saliency, list(methods), self.saliency_target)
+        if not needs_grad:
+            return self.model.evaluate(images, *args)
         with torch.inference_mode(False), torch.enable_grad():
-            return self(images.clone())
+            return self.model.evaluate(images.clone(), *args)
 
     def saliency_maps(self, images: Tensor, methods: Sequence[str]) -> dict[str, Tensor]:
         """All requested maps ``{name: (N, C, h, w)}`` from one global forward and one gradient call."""
