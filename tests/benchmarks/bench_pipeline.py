@@ -11,7 +11,8 @@ after the first with `torch.cuda.set_sync_debug_mode("error")` from the batch's 
 (the training step, its logging and the backward pass): any host-device synchronization there raises.
 
     python tests/benchmarks/bench_pipeline.py                                   # CPU, batch 1, 1 worker
-    python tests/benchmarks/bench_pipeline.py --device cuda --batch 6 --workers 12 --steps 60 --sync_debug
+    python tests/benchmarks/bench_pipeline.py --device cuda --batch 6 --workers 12 --standardize_on device \
+        --studies 16 --steps 60 --sync_debug
 """
 
 from __future__ import annotations

@@ -62,7 +62,11 @@ def standardize_batch(images: Tensor, eps: float = 1e-6) -> Tensor:
 
     Runs on the images' own device with no host read of a value, so it adds no synchronization to a step.
     """
-    x = images.to(torch.float32)
+    if images.dtype == torch.uint16:  # via int16, whose conversions every backend has (uint16's are "barebones")
+        x = images.view(torch.int16).to(torch.float32)
+        x = torch.where(x < 0, x + 65536.0, x)  # exact: int16 reads v >= 32768 as v - 65536
+    else:
+        x = images.to(torch.float32)
     dims = tuple(range(1, x.dim()))
     count = max(x[0].numel() - 1, 1)
     centred = x - x.mean(dim=dims, keepdim=True)
