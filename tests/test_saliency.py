@@ -155,8 +155,8 @@ def test_gradcam_identity_with_y_global() -> None:
     assert torch.allclose(normalize_saliency(maps["gradcam"]), normalize_saliency(F.relu(logits)), atol=1e-5)
 
 
-def test_one_forward_and_one_grad_call_for_all_methods(monkeypatch: pytest.MonkeyPatch) -> None:
-    model = tiny_gmic(2).eval()
+def count_calls(monkeypatch: pytest.MonkeyPatch, model: GMIC) -> dict[str, int]:
+    """Live counts of `torch.autograd.grad` calls and of the global and local networks' forwards."""
     calls = {"grad": 0, "global": 0, "local": 0}
     real_grad = torch.autograd.grad
 
@@ -167,6 +167,12 @@ def test_one_forward_and_one_grad_call_for_all_methods(monkeypatch: pytest.Monke
     monkeypatch.setattr(torch.autograd, "grad", counting_grad)
     model.global_network.register_forward_hook(lambda *_: calls.__setitem__("global", calls["global"] + 1))
     model.local_network.register_forward_hook(lambda *_: calls.__setitem__("local", calls["local"] + 1))
+    return calls
+
+
+def test_one_forward_and_one_grad_call_for_all_methods(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = tiny_gmic(2).eval()
+    calls = count_calls(monkeypatch, model)
     out = model.saliency_maps(images(2), ALL)
     assert calls == {"grad": 1, "global": 1, "local": 0}
     assert set(out) == set(ALL) | {"y_global"}
@@ -226,18 +232,9 @@ def test_evaluate_is_forward_and_saliency_maps_in_one_pass(
 ) -> None:
     model = tiny_gmic(num_classes).eval()
     x = images(2)
-    calls = {"grad": 0, "global": 0}
-    real_grad = torch.autograd.grad
-
-    def counting_grad(*args, **kwargs):
-        calls["grad"] += 1
-        return real_grad(*args, **kwargs)
-
-    monkeypatch.setattr(torch.autograd, "grad", counting_grad)
-    model.global_network.register_forward_hook(lambda *_: calls.__setitem__("global", calls["global"] + 1))
+    calls = count_calls(monkeypatch, model)
     output, maps = model.evaluate(x, patch, ALL)
-    assert calls == {"grad": 1, "global": 1}  # the patch map and all five maps from one forward and one grad call
-    monkeypatch.setattr(torch.autograd, "grad", real_grad)
+    assert calls == {"grad": 1, "global": 1, "local": 1}  # the patch map and all five maps: one forward, one grad
     with torch.no_grad():
         reference = model(x, patch)
     for field, value, expected in zip(reference._fields, output, reference, strict=True):
