@@ -95,15 +95,11 @@ def resolve_checkpoint(ckpt_path: str, section: Any) -> Path:
     return path
 
 
-def _is_zip(path: Path) -> bool:
-    """torch.save's format since 1.6, the only one ``torch.load(mmap=True)`` reads."""
-    return zipfile.is_zipfile(path)
-
-
 def check_checkpoint(path: Path) -> None:
     """Refuse files that are not safe-loadable GMICLitModule checkpoints, before any model is built."""
-    try:  # memory-mapped: only the pickled structure is read here, the tensors stay on disk for Lightning's restore
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=_is_zip(path))
+    # Memory-mapped (torch.save's zip format only): the pickled structure is read, the tensors stay on disk.
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
     except Exception as error:  # noqa: BLE001 - any failure means the file cannot be read safely
         raise ValueError(f"--ckpt_path {path}: not a checkpoint loadable with weights_only=True ({error})") from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:

@@ -57,7 +57,7 @@ def step_maps(
 
 
 class DetectionMetrics(Callback):
-    """TPR@FPPI and FROC for every test-time saliency method, from one saliency pass per batch.
+    """TPR@FPPI and FROC for every test-time saliency method, from the maps of the pass that classifies each batch.
 
     Validation: each method's binarization threshold is chosen on a grid (maximum TPR at ``fppi_budget``) and
     stored in the module, hence in every checkpoint. Test: each method is measured at its stored threshold, on

@@ -154,10 +154,10 @@ class GMICLitModule(LightningModule):
         self._train_outputs = []
         self._update_metrics("train", GMICOutput(*heads, None, None, None), labels)
 
-    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Tensor]:
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
         return self._evaluation_step("val", batch)
 
-    def test_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Tensor]:
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
         return self._evaluation_step("test", batch)
 
     def _evaluation_step(self, stage: str, batch: dict[str, Any]) -> dict[str, Any]:
