@@ -251,6 +251,16 @@ def test_evaluate_with_the_y_fusion_target_differentiates_its_own_y_fusion() -> 
     model = tiny_gmic(2).eval()
     x = images(2)
     output, maps = model.evaluate(x, "cam", ["gradcam", "layercam"], target="y_fusion")
+    # By hand: CAM patches, y_fusion, and each class's gradient of it with respect to h_g (GradCAM's layer).
+    g = model.global_pass(x)
+    z, _, _ = model._local_pass(x, g.cam.detach())
+    y_fusion = model._fusion(g.activations["final"], z)
+    grads = [torch.autograd.grad(y_fusion[:, c].sum(), g.activations["final"], retain_graph=True)[0] for c in (0, 1)]
+    inputs = SaliencyInputs(
+        g.cam.detach(), {"final": g.activations["final"].detach()}, {"final": torch.stack(grads, 1)}
+    )
+    torch.testing.assert_close(output.y_fusion, y_fusion.detach())
+    torch.testing.assert_close(maps["gradcam"], GradCAM()(inputs))
     separately = model.saliency_maps(x, ["gradcam", "layercam"], target="y_fusion")  # CAM patches too
     torch.testing.assert_close(output.y_fusion, separately["y_fusion"])
     for name in ("gradcam", "layercam"):

@@ -191,6 +191,9 @@ class GMIC(nn.Module):
         """
         if target not in ("y_global", "y_fusion"):
             raise ValueError(f"GMIC.saliency_maps: target must be 'y_global' or 'y_fusion', found {target!r}")
+        if target == "y_fusion":  # y_fusion needs the local network too: the whole evaluation pass, CAM patches
+            output, maps = self.evaluate(x, "cam", methods, target="y_fusion")
+            return {**maps, "y_global": output.y_global, "y_fusion": output.y_fusion}
         self._check_input(x)
         resolved = self._resolve(methods)
         needs_grad = any(m.needs_gradients for m in resolved)
@@ -198,14 +201,8 @@ class GMIC(nn.Module):
             raise RuntimeError("GMIC.saliency_maps needs gradients: call it inside `torch.inference_mode(False)`")
         with torch.enable_grad() if needs_grad else torch.no_grad():
             g = self.global_pass(_grad_input(x, self.global_network.parameters()) if needs_grad else x)
-            out = {"y_global": g.y_global.detach().float()}
-            score = g.y_global
-            if target == "y_fusion":
-                z, _, _ = self._local_pass(x, g.cam.detach())
-                score = self._fusion(g.activations["final"], z)
-                out["y_fusion"] = score.detach()
-            maps = compute_saliency(resolved, g.cam, g.activations, score if needs_grad else None)
-        return {**maps, **out}
+            maps = compute_saliency(resolved, g.cam, g.activations, g.y_global if needs_grad else None)
+        return {**maps, "y_global": g.y_global.detach().float()}
 
     def evaluate(
         self,
