@@ -79,11 +79,13 @@ def write_png(path: str | Path, picture: np.ndarray) -> None:
     partial.replace(path)
 
 
-def method_panels(normalized: Mapping[str, Tensor], size: Sequence[int], cell0_center: float | None = None):
-    """Upsample normalized ``(h, w)`` maps to the ``(H, W)`` input frame, placed as the boxes are."""
+def method_panels(maps: Mapping[str, Tensor], size: Sequence[int], cell0_center: float | None = None):
+    """Raw ``(h, w)`` maps -> ``(H, W)`` panels for :func:`render_overlay`: each min-max normalized, then upsampled
+    to the input frame with the placement the boxes use."""
     from wsod_mammo.detection.boxes import upsample_map
+    from wsod_mammo.saliency import normalize_saliency
 
     return {
-        name: upsample_map(saliency, (int(size[0]), int(size[1])), cell0_center)
-        for name, saliency in normalized.items()
+        name: upsample_map(normalize_saliency(saliency[None, None])[0, 0], (int(size[0]), int(size[1])), cell0_center)
+        for name, saliency in maps.items()
     }

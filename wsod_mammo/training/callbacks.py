@@ -17,7 +17,6 @@ from wsod_mammo.detection.boxes import saliency_to_boxes
 from wsod_mammo.detection.metrics import DetectionMetric, DetectionResult
 from wsod_mammo.detection.overlay import method_panels, render_overlay, write_png
 from wsod_mammo.detection.report import format_cell, plot_froc, table1, table2, write_table2_row
-from wsod_mammo.saliency import normalize_saliency
 from wsod_mammo.training.classification import HEADS
 from wsod_mammo.training.run_dir import run_directory
 
@@ -285,7 +284,7 @@ class SaliencyOverlays(Callback):
         gt_boxes, _ = class_targets(subset, self.class_index)
         cell0 = map_placement(pl_module, self.alignment)
         for i in range(len(images)):
-            normalized = {m: normalize_saliency(maps[m][i : i + 1])[0, self.class_index] for m in methods}
+            panels = method_panels({m: maps[m][i, self.class_index] for m in methods}, size, cell0)
             boxes = {
                 m: tuple(
                     saliency_to_boxes(
@@ -299,7 +298,7 @@ class SaliencyOverlays(Callback):
                 for m in methods
             }
             title = f"{batch['image_id'][i][:8]} p={float(probabilities[i]):.2f}"
-            picture = render_overlay(images[i, 0], gt_boxes[i], method_panels(normalized, size, cell0), boxes, title)
+            picture = render_overlay(images[i, 0], gt_boxes[i], panels, boxes, title)
             path = self._directory / f"{len(self._written):03d}_{batch['image_id'][i]}.png"
             write_png(path, picture)
             self._written.append(path)

@@ -15,7 +15,6 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from wsod_mammo.data.geometry import boxes_to_original
 from wsod_mammo.detection.boxes import saliency_to_boxes
 from wsod_mammo.detection.overlay import method_panels, render_overlay, write_png
-from wsod_mammo.saliency import normalize_saliency
 from wsod_mammo.training.callbacks import Alignment, map_placement
 
 log = logging.getLogger(__name__)
@@ -93,12 +92,11 @@ class PredictionWriter(BasePredictionWriter):
         cell0_center: float | None,
     ) -> Path:
         size = tuple(batch["image"].shape[-2:])
-        normalized = normalize_saliency(saliency[:, None])[0, 0]
         title = f"{batch['image_id'][i][:8]} p(mass)={probability:.2f}"
         picture = render_overlay(
             batch["image"][i, 0],
             torch.zeros(0, 4),
-            method_panels({method: normalized}, size, cell0_center),
+            method_panels({method: saliency[0]}, size, cell0_center),
             {method: boxes},
             title,
         )
