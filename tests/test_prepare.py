@@ -43,6 +43,15 @@ def test_npy_format_is_memory_mapped_and_equal(synthetic_root: Path, tmp_path: P
     np.testing.assert_array_equal(a, b)
 
 
+def test_worker_processes_write_what_one_process_writes(synthetic_root: Path, tmp_path: Path) -> None:
+    serial = prep.prepare(str(synthetic_root), str(tmp_path / "serial"), input_size=SIZE, workers=0)
+    parallel = prep.prepare(str(synthetic_root), str(tmp_path / "parallel"), input_size=SIZE, workers=2)
+    assert parallel == serial and serial["images"]
+    for entry in serial["images"].values():
+        files = (tmp_path / folder / entry["file"] for folder in ("serial", "parallel"))
+        assert len({f.read_bytes() for f in files}) == 1, entry["file"]
+
+
 def test_interrupted_then_resumed_equals_uninterrupted(
     synthetic_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

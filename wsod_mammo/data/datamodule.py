@@ -261,7 +261,7 @@ class VinDrMammoDataModule(L.LightningDataModule):
                 mass_radius=self.synthetic_mass_radius,
             )  # fmt: skip
 
-    def _records(self) -> dict[str, list[ImageRecord]]:
+    def _records(self, cache: tuple[Path, dict[str, Any]] | None) -> dict[str, list[ImageRecord]]:
         root = Path(self.data_root)
         if not (root / FINDING_CSV).is_file():
             what = "does not exist" if not root.exists() else f"has no {FINDING_CSV}"
@@ -270,7 +270,7 @@ class VinDrMammoDataModule(L.LightningDataModule):
                 " or set synthesize_if_missing: true to write a synthetic dataset there"
             )
         selected = select_records(load_records(root), self.class_names, self.selection, self.seed)
-        selected = self._drop_missing(selected)
+        selected = self._drop_missing(selected, cache)
         train, val = split_train_val(selected, self.val_fraction, self.seed)
         return {"train": train, "val": val, "test": [r for r in selected if r.split == "test"]}
 
@@ -285,9 +285,8 @@ class VinDrMammoDataModule(L.LightningDataModule):
                 )
         return Path(self.cache_dir), manifest
 
-    def _drop_missing(self, records: list[ImageRecord]) -> list[ImageRecord]:
+    def _drop_missing(self, records: list[ImageRecord], cache: tuple[Path, dict[str, Any]] | None) -> list[ImageRecord]:
         """Apply ``missing`` to images absent from disk or that ``wsod prepare`` could not read."""
-        cache = self._cache()
         failed = cache[1]["errors"] if cache else {}
         cached = cache[1]["images"] if cache else {}
         bad = {}
@@ -320,7 +319,7 @@ class VinDrMammoDataModule(L.LightningDataModule):
                 raise FileNotFoundError(f"predict_paths: no DICOM file (*.dcm, *.dicom) in {self.predict_paths}")
             self.datasets["predict"] = PredictDataset(files, self.num_classes, eval_tf, self.crop_breast)
             return
-        splits = self._records()
+        splits = self._records(cache)
         args = {"classes": self.class_names, "crop_breast": self.crop_breast, "cache": cache, "missing": self.missing}
         self.datasets["train"] = VinDrDataset(splits["train"], transform=train_tf, **args)
         for name in ("val", "test"):

@@ -17,6 +17,7 @@ import json
 import os
 import sys
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Literal
 
@@ -144,13 +145,9 @@ def prepare(
     size = (int(input_size[0]), int(input_size[1]))
     jobs = [(i, str(r.path), r.laterality, size, crop_breast, str(cache_dir), cache_format) for i, r in unique.items()]
     images, errors = {}, {}
-    if workers > 0:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            results = tqdm(pool.map(_convert, jobs, chunksize=1), total=len(jobs), desc="prepare", unit="img")
-            for image_id, entry, error in results:
-                images[image_id], errors[image_id] = entry, error
-    else:
-        for image_id, entry, error in tqdm(map(_convert, jobs), total=len(jobs), desc="prepare", unit="img"):
+    with ProcessPoolExecutor(max_workers=workers) if workers > 0 else nullcontext() as pool:
+        results = pool.map(_convert, jobs, chunksize=1) if pool is not None else map(_convert, jobs)
+        for image_id, entry, error in tqdm(results, total=len(jobs), desc="prepare", unit="img"):
             images[image_id], errors[image_id] = entry, error
     manifest = {
         "version": MANIFEST_VERSION,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ast
 import csv
-from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -225,11 +224,3 @@ def split_train_val(
     train = [r for r in training if r.study_id not in val_studies]
     val = [r for r in training if r.study_id in val_studies]
     return train, val
-
-
-def records_by_split(records: Sequence[ImageRecord]) -> dict[str, list[ImageRecord]]:
-    """Group records by their ``split`` column."""
-    grouped: dict[str, list[ImageRecord]] = defaultdict(list)
-    for record in records:
-        grouped[record.split].append(record)
-    return dict(grouped)
