@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
-from wsod_mammo.data.dicom import DicomError
+from wsod_mammo.data.dicom import DicomError, describe_failure
 from wsod_mammo.data.geometry import Geometry, boxes_to_input, clip_boxes
 from wsod_mammo.data.prepare import load_input_image, load_manifest, read_cached
 from wsod_mammo.data.sampling import EpochShuffleSampler, SampleKey
@@ -151,8 +151,7 @@ class PredictDataset(Dataset):
             image, geometry, side = load_input_image(path, None, (height, width), self.crop_breast)
             meta.update(laterality=side, error=None)
         except Exception as err:  # any unreadable file must leave the other images' results intact
-            reason = str(err)
-            meta["error"] = reason if reason.startswith(str(path)) else f"{path}: {reason}"
+            meta["error"] = describe_failure(path, err)
             image, geometry = (
                 np.zeros((height, width), np.float32),
                 Geometry(height, width, False, (0, 0, width, height), height, width),

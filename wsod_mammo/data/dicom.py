@@ -20,6 +20,12 @@ class DicomError(ValueError):
     """A DICOM file that cannot be turned into an image; the message is ``"<path>: <reason>"``."""
 
 
+def describe_failure(path: str | Path, error: Exception) -> str:
+    """``"<path>: <reason>"`` for a file that could not be read, without repeating a path the reason already names."""
+    reason = str(error)
+    return reason if reason.startswith(str(path)) else f"{path}: {reason}"
+
+
 @dataclass(frozen=True)
 class DicomInfo:
     """The tags the pipeline needs besides the pixels."""

@@ -45,6 +45,11 @@ class Geometry:
         return out
 
     @classmethod
+    def coerce(cls, geometry: Geometry | dict[str, Any]) -> Geometry:
+        """A Geometry as it is, or one from its ``to_dict`` form (what a sample's ``meta`` carries)."""
+        return geometry if isinstance(geometry, Geometry) else cls.from_dict(geometry)
+
+    @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Geometry:
         return cls(
             orig_height=int(data["orig_height"]),
@@ -103,7 +108,7 @@ def apply_to_image(image: np.ndarray, geometry: Geometry | dict[str, Any]) -> np
 
     Downscaling uses area averaging (no aliasing of the fine calcification texture), upscaling bilinear.
     """
-    geo = geometry if isinstance(geometry, Geometry) else Geometry.from_dict(geometry)
+    geo = Geometry.coerce(geometry)
     if image.shape != (geo.orig_height, geo.orig_width):
         raise ValueError(
             f"image: expected shape {(geo.orig_height, geo.orig_width)} from its geometry, got {image.shape}"
@@ -131,7 +136,7 @@ def _back(result: np.ndarray, is_torch: bool, original: Any) -> Boxes:
 
 def boxes_to_input(boxes: Boxes, geometry: Geometry | dict[str, Any]) -> Boxes:
     """Boxes ``(M, 4)`` xyxy in original DICOM pixels -> the input frame (numpy or torch, same type out)."""
-    geo = geometry if isinstance(geometry, Geometry) else Geometry.from_dict(geometry)
+    geo = Geometry.coerce(geometry)
     array, is_torch, original = _as_array(boxes)
     out = array.copy()
     if geo.flip:
@@ -143,7 +148,7 @@ def boxes_to_input(boxes: Boxes, geometry: Geometry | dict[str, Any]) -> Boxes:
 
 def boxes_to_original(boxes: Boxes, geometry: Geometry | dict[str, Any]) -> Boxes:
     """Boxes ``(M, 4)`` xyxy in the input frame -> original DICOM pixels; exact inverse of ``boxes_to_input``."""
-    geo = geometry if isinstance(geometry, Geometry) else Geometry.from_dict(geometry)
+    geo = Geometry.coerce(geometry)
     array, is_torch, original = _as_array(boxes)
     out = array.copy()
     out[:, [0, 2]] = out[:, [0, 2]] / geo.scale_x + geo.crop[0]

@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from wsod_mammo.data.dicom import DicomError, read_dicom
+from wsod_mammo.data.dicom import DicomError, describe_failure, read_dicom
 from wsod_mammo.data.geometry import Geometry, apply_to_image, make_geometry
 from wsod_mammo.data.transforms import to_uint16
 from wsod_mammo.data.vindr import Selection, load_records, select_records
@@ -102,7 +102,7 @@ def _convert(job: tuple[str, str, str, tuple[int, int], bool, str, str]) -> tupl
     try:
         image, geometry, _ = load_input_image(source, laterality, input_size, crop_breast)
     except (DicomError, OSError, ValueError) as err:
-        return image_id, None, str(err) if str(err).startswith(str(source)) else f"{source}: {err}"
+        return image_id, None, describe_failure(source, err)
     name = f"{image_id}.{cache_format}"
     write_atomic(folder / name, encode_image(image, cache_format))
     entry = {"file": f"images/{name}", "source": source, "geometry": geometry.to_dict()}
