@@ -10,7 +10,7 @@ import argparse
 import contextlib
 
 import torch
-from timing import timed
+from timing import model_arguments, start, timed
 
 from wsod_mammo.models import GMIC, roi
 
@@ -30,16 +30,11 @@ def roi_time(model: GMIC, x: torch.Tensor, saliency: torch.Tensor, device: str, 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--height", type=int, default=2944)
-    parser.add_argument("--width", type=int, default=1920)
+    model_arguments(parser, iters=3)
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--iters", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--device", default="cpu")
     parser.add_argument("--bf16", action="store_true", help="run under bf16 autocast")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
+    start(args)
     model = GMIC().to(args.device)
     print(f"GMIC {args.height}x{args.width} on {args.device}, {args.threads} threads, bf16={args.bf16}")
     for n in args.batch_sizes:

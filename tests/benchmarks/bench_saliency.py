@@ -12,7 +12,7 @@ import argparse
 from collections.abc import Callable
 
 import torch
-from timing import timed
+from timing import model_arguments, start, timed
 
 from wsod_mammo.models import GMIC, GlobalScore
 
@@ -46,16 +46,11 @@ def grad_cam_runner(model: GMIC, x: torch.Tensor, feature_size: bool) -> Callabl
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--height", type=int, default=2944)
-    parser.add_argument("--width", type=int, default=1920)
+    model_arguments(parser, iters=2)
     parser.add_argument("--batch", type=int, default=2)
-    parser.add_argument("--iters", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--device", default="cpu")
     parser.add_argument("--patch", default="cam", help="train_saliency of the evaluation-step comparison")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
+    start(args)
     model = GMIC().to(args.device).eval()
     x = torch.randn(args.batch, 1, args.height, args.width, device=args.device)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import time
 from collections.abc import Callable
 
@@ -21,3 +22,18 @@ def timed(fn: Callable[[], object], device: str, iters: int) -> float:
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
     return sorted(times)[len(times) // 2]
+
+
+def model_arguments(parser: argparse.ArgumentParser, iters: int) -> None:
+    """The input size, repetitions, CPU threads and device options the model benchmarks share."""
+    parser.add_argument("--height", type=int, default=2944)
+    parser.add_argument("--width", type=int, default=1920)
+    parser.add_argument("--iters", type=int, default=iters)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu")
+
+
+def start(args: argparse.Namespace) -> None:
+    """Apply ``--threads`` and seed torch, so every run times the same random model and input."""
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
