@@ -15,11 +15,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+import cv2
 import lightning as L
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
+from wsod_mammo.data.device_augment import DeviceAugmentTransform, warp_batch
 from wsod_mammo.data.dicom import DicomError, describe_failure
 from wsod_mammo.data.geometry import Geometry, boxes_to_input, clip_boxes
 from wsod_mammo.data.prepare import load_input_image, load_manifest, read_cached
@@ -31,6 +33,7 @@ log = logging.getLogger(__name__)
 DICOM_SUFFIXES = (".dcm", ".dicom")
 Missing = Literal["error", "skip"]
 StandardizeOn = Literal["worker", "device"]
+AugmentOn = Literal["worker", "device"]
 
 
 def collate_samples(samples: list[dict[str, Any]]) -> dict[str, Any]:
@@ -42,7 +45,7 @@ def collate_samples(samples: list[dict[str, Any]]) -> dict[str, Any]:
         "box_labels": [s["box_labels"] for s in samples],
         "image_id": [s["image_id"] for s in samples],
         "meta": [s["meta"] for s in samples],
-    }
+    } | ({"theta": torch.stack([s["theta"] for s in samples])} if "theta" in samples[0] else {})
 
 
 class VinDrDataset(Dataset):
@@ -52,7 +55,7 @@ class VinDrDataset(Dataset):
         self,
         records: Sequence[ImageRecord],
         classes: Sequence[str],
-        transform: BoxTransform,
+        transform: BoxTransform | DeviceAugmentTransform,
         crop_breast: bool = True,
         cache: tuple[Path, dict[str, Any]] | None = None,
         missing: Missing = "error",
@@ -93,7 +96,7 @@ class VinDrDataset(Dataset):
         boxes, box_labels = record.boxes(self.classes)
         boxes = np.asarray(boxes_to_input(boxes, geometry), np.float32)  # (M, 4) input frame
         boxes, keep = clip_boxes(boxes, geometry.out_height, geometry.out_width)
-        tensor, boxes_t, labels_t = self.transform(image, boxes, box_labels[keep])
+        tensor, boxes_t, labels_t, *theta = self.transform(image, boxes, box_labels[keep])  # theta: augment_on device
         meta = {
             "study_id": record.study_id,
             "series_id": record.series_id,
@@ -106,7 +109,7 @@ class VinDrDataset(Dataset):
         }
         label = torch.from_numpy(record.label(self.classes))
         return {"image": tensor, "label": label, "boxes": boxes_t, "box_labels": labels_t,
-                "image_id": record.image_id, "meta": meta}  # fmt: skip
+                "image_id": record.image_id, "meta": meta} | ({"theta": theta[0]} if theta else {})  # fmt: skip
 
 
 def expand_predict_paths(paths: Sequence[str]) -> list[Path]:
@@ -164,10 +167,19 @@ class PredictDataset(Dataset):
 
 
 def seed_worker(worker_id: int) -> None:
-    """Give each dataloader worker its own augmentation stream, derived from torch's seeded worker seed."""
+    """Give each dataloader worker its own augmentation stream, derived from torch's seeded worker seed.
+
+    Also one OpenCV and one torch thread per worker: N workers already use N cores, and each library's own
+    thread pool per worker would make them fight over the same cores (measured: +16% with 12 workers).
+    ``_loader`` sets OpenCV's count in the parent before the workers fork: calling ``cv2.setNumThreads`` in a
+    forked child whose parent had started OpenCV's pool can deadlock (the pool's threads do not survive fork).
+    """
+    if cv2.getNumThreads() != 1:
+        cv2.setNumThreads(1)
+    torch.set_num_threads(1)
     info = get_worker_info()
     transform = getattr(info.dataset, "transform", None) if info is not None else None
-    if isinstance(transform, BoxTransform):
+    if isinstance(transform, (BoxTransform, DeviceAugmentTransform)):
         transform.set_seed(int(info.seed % 2**32))
 
 
@@ -189,6 +201,9 @@ class VinDrMammoDataModule(L.LightningDataModule):
         standardize_on: ``worker`` standardizes each image in the dataloader worker (float32 batches);
             ``device`` ships uint16 batches (half the bytes to pin and copy) and standardizes them on the
             training device in ``on_after_batch_transfer``, saving the workers three passes per image.
+        augment_on: ``worker`` augments training images in the workers (albumentations, two cv2 resamplings);
+            ``device`` (needs ``standardize_on: device``) ships the cache's pixels and one affine matrix per
+            image and warps the batch in one ``grid_sample`` on the device (``data/device_augment.py``).
         predict_paths: DICOM files/folders for ``predict``; default: the test split.
         synthesize_if_missing: write a synthetic dataset to ``data_root`` in ``prepare_data`` when it has no CSV.
         synthetic_studies, synthetic_size, synthetic_mass_radius: its number of studies, image ``(H, W)`` and
@@ -214,6 +229,7 @@ class VinDrMammoDataModule(L.LightningDataModule):
         augmentation: AugmentationConfig | None = None,
         missing: Missing = "error",
         standardize_on: StandardizeOn = "worker",
+        augment_on: AugmentOn = "worker",
         predict_paths: list[str] | None = None,
         synthesize_if_missing: bool = False,
         synthetic_studies: int = 24,
@@ -225,7 +241,10 @@ class VinDrMammoDataModule(L.LightningDataModule):
             raise ValueError(f"missing: expected 'error' or 'skip', got {missing!r}")
         if standardize_on not in ("worker", "device"):
             raise ValueError(f"standardize_on: expected 'worker' or 'device', got {standardize_on!r}")
-        self.standardize_on = standardize_on
+        if augment_on not in ("worker", "device") or (augment_on == "device" and standardize_on != "device"):
+            raise ValueError(f"augment_on: expected 'worker', or 'device' with standardize_on: device, got "
+                             f"augment_on={augment_on!r}, standardize_on={standardize_on!r}")  # fmt: skip
+        self.standardize_on, self.augment_on = standardize_on, augment_on
         self.data_root, self.cache_dir = data_root, cache_dir
         self.class_names = list(classes or ["Mass"])
         self.selection, self.input_size, self.crop_breast = (
@@ -309,6 +328,8 @@ class VinDrMammoDataModule(L.LightningDataModule):
         cache = self._cache()
         in_worker = self.standardize_on == "worker"
         train_tf = BoxTransform(self.input_size, self.augmentation, train=True, standardize=in_worker)
+        if self.augment_on == "device" and self.augmentation.enabled:
+            train_tf = DeviceAugmentTransform(self.input_size, self.augmentation)
         if self.augmentation.seed is None:
             train_tf.set_seed(self.seed)
         eval_tf = BoxTransform(self.input_size, self.augmentation, train=False, standardize=in_worker)
@@ -334,6 +355,8 @@ class VinDrMammoDataModule(L.LightningDataModule):
                 f"No Finding images for it with selection={self.selection!r} (val_fraction={self.val_fraction})"
             )
         workers = self.num_workers
+        if workers > 0:  # the workers inherit it (see seed_worker); this process does no cv2 work meanwhile
+            cv2.setNumThreads(1)
         # Training order and augmentation follow (seed, epoch) alone, so `--ckpt_path last` resumes exactly.
         sampler = EpochShuffleSampler(len(self.datasets[name]), self.seed) if shuffle else None
         return DataLoader(
@@ -351,7 +374,9 @@ class VinDrMammoDataModule(L.LightningDataModule):
         )
 
     def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict[str, Any]:
-        """With ``standardize_on: device``, standardize the uint16 batch where it now lives (no host sync)."""
+        """Warp (``augment_on: device``), then standardize (``standardize_on: device``) where the batch now lives."""
+        if "theta" in batch:  # one batched resampling, no host sync
+            batch["image"] = warp_batch(batch["image"], batch.pop("theta"))
         if self.standardize_on == "device":
             batch["image"] = standardize_batch(batch["image"])
         return batch

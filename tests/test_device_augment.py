@@ -1,0 +1,153 @@
+"""augment_on: device: one affine per sample equals the albumentations worker path; seeded; batched on transfer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import albumentations as A
+import cv2
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import Dataset
+
+from wsod_mammo.data.datamodule import VinDrMammoDataModule
+from wsod_mammo.data.device_augment import AffineParams, grid_theta, params_matrix, transform_boxes, warp_batch
+from wsod_mammo.data.transforms import AugmentationConfig
+
+SIZE = (256, 160)
+PARAMS = [
+    AffineParams(),
+    AffineParams(flip=True),
+    AffineParams(crop=(20, 30, 140, 230)),
+    AffineParams(scale=(1.08, 0.93), shift=(12, -20)),
+    AffineParams(flip=True, crop=(7, 11, 150, 201), scale=(0.91, 1.06), shift=(-15, 9)),
+    AffineParams(crop=(0, 40, 160, 256), scale=(1.1, 1.1), shift=(16, 25)),  # pushes the low box partly off
+]
+
+
+def _smooth_image(seed: int = 0) -> np.ndarray:
+    """A smooth uint16 image (interpolation differences stay small) with a bright breast-like blob."""
+    rng = np.random.default_rng(seed)
+    noise = cv2.resize(rng.random((16, 10)), SIZE[::-1], interpolation=cv2.INTER_CUBIC)
+    yy, xx = np.mgrid[: SIZE[0], : SIZE[1]]
+    blob = np.exp(-((yy - 120) ** 2 + (xx - 50) ** 2) / 4000.0)
+    return to_u16(0.6 * blob + 0.3 * noise)
+
+
+def to_u16(x: np.ndarray) -> np.ndarray:
+    return np.rint(np.clip(x, 0, 1) * 65535).astype(np.uint16)
+
+
+def _albumentations(params: AffineParams, image, boxes, labels):
+    """The worker path's transforms (flip, box-safe crop resized back, affine) with the draws fixed to ``params``."""
+    height, width = SIZE
+    steps = [A.HorizontalFlip(p=float(params.flip))]
+    if params.crop is not None:
+        x0, y0, x1, y1 = params.crop
+        steps += [A.Crop(x_min=x0, y_min=y0, x_max=x1, y_max=y1), A.Resize(height, width)]
+    sx, sy = params.scale
+    tx, ty = params.shift
+    steps.append(A.Affine(translate_px={"x": (tx, tx), "y": (ty, ty)}, scale={"x": (sx, sx), "y": (sy, sy)},
+                          rotate=(0, 0), border_mode=cv2.BORDER_CONSTANT, fill=0, p=1.0))  # fmt: skip
+    bbox = A.BboxParams(format="pascal_voc", label_fields=["box_labels"], clip=True, min_visibility=0.0)
+    out = A.Compose(steps, bbox_params=bbox)(image=image, bboxes=boxes, box_labels=labels)
+    return out["image"], np.asarray(out["bboxes"], np.float32).reshape(-1, 4), np.asarray(out["box_labels"])
+
+
+@pytest.mark.parametrize("params", PARAMS)
+def test_one_affine_equals_the_albumentations_worker_path(params: AffineParams) -> None:
+    image = _smooth_image()
+    boxes = np.array([[30, 60, 70, 110], [100, 200, 130, 240]], np.float32)
+    labels = np.array([0, 1])
+    expected_image, expected_boxes, expected_labels = _albumentations(params, image, boxes, labels)
+    matrix = params_matrix(params, SIZE)
+    found_boxes, found_labels = transform_boxes(boxes, labels, matrix, SIZE)
+    np.testing.assert_allclose(found_boxes, expected_boxes, atol=1e-3)
+    np.testing.assert_array_equal(found_labels, expected_labels)
+    theta = torch.from_numpy(grid_theta(matrix, SIZE, params))[None]
+    warped = warp_batch(torch.from_numpy(image.astype(np.int32)).to(torch.uint16)[None, None], theta)[0, 0].numpy()
+    diff = np.abs(warped - expected_image.astype(np.float64)) / 65535.0
+    inner = diff[2:-2, 2:-2]  # one resampling vs two: small differences, the largest at the zero border
+    assert inner.mean() < 2e-3 and np.quantile(inner, 0.99) < 1e-2, (inner.mean(), np.quantile(inner, 0.99))
+
+
+def test_identity_warp_is_exact_and_boxes_pushed_off_are_dropped() -> None:
+    image = torch.from_numpy(_smooth_image().astype(np.int32)).to(torch.uint16)[None, None]
+    theta = torch.from_numpy(grid_theta(np.eye(3), SIZE))[None]
+    expected = image.to(torch.int32).to(torch.float32)  # up to float32 rounding of the grid (pixels reach 65535)
+    torch.testing.assert_close(warp_batch(image, theta), expected, atol=0.05, rtol=1e-6)
+    shift_left = params_matrix(AffineParams(shift=(-100, 0)), SIZE)
+    boxes, labels = transform_boxes(np.array([[10, 10, 50, 50], [90, 10, 150, 50]]), np.array([3, 4]), shift_left, SIZE)
+    np.testing.assert_allclose(boxes, [[0, 10, 50, 50]])
+    np.testing.assert_array_equal(labels, [4])
+
+
+def _device_dm(root: Path, cache: Path, workers: int) -> VinDrMammoDataModule:
+    dm = VinDrMammoDataModule(
+        str(root), cache_dir=str(cache), input_size=SIZE, batch_size=4, num_workers=workers, val_fraction=0.25,
+        standardize_on="device", augment_on="device", augmentation=AugmentationConfig(crop_p=0.7, affine_p=0.7),
+    )  # fmt: skip
+    dm.setup("fit")
+    return dm
+
+
+def _epoch(dm: VinDrMammoDataModule, epoch: int) -> list[dict]:
+    loader = dm.train_dataloader()
+    loader.sampler.set_epoch(epoch)
+    return list(loader)
+
+
+def test_device_path_is_seeded_per_sample_and_warped_on_transfer(synthetic_root: Path, tmp_path: Path) -> None:
+    """Same (seed, epoch) -> the same draws and boxes with 0 or 2 workers; another epoch draws anew."""
+    from wsod_mammo.data.prepare import prepare
+
+    prepare(str(synthetic_root), str(tmp_path), input_size=SIZE, workers=0, cache_format="npy")
+    single, multi = (
+        _epoch(_device_dm(synthetic_root, tmp_path, 0), 1),
+        _epoch(_device_dm(synthetic_root, tmp_path, 2), 1),
+    )
+    other = _epoch(_device_dm(synthetic_root, tmp_path, 0), 2)
+    for a, b in zip(single, multi, strict=True):
+        assert a["image"].dtype == torch.uint16 and a["theta"].shape == (len(a["image"]), 2, 5)
+        torch.testing.assert_close(a["theta"], b["theta"])
+        torch.testing.assert_close(a["image"], b["image"])
+        for boxes_a, boxes_b in zip(a["boxes"], b["boxes"], strict=True):
+            torch.testing.assert_close(boxes_a, boxes_b)
+    assert not torch.equal(torch.cat([b["theta"] for b in single]), torch.cat([b["theta"] for b in other]))
+    dm = _device_dm(synthetic_root, tmp_path, 0)
+    batch = dm.on_after_batch_transfer(single[0], 0)
+    assert "theta" not in batch and batch["image"].dtype == torch.float32 and batch["image"].shape[1:] == (1, *SIZE)
+    std, mean = torch.std_mean(batch["image"], dim=(1, 2, 3))
+    torch.testing.assert_close(mean, torch.zeros_like(mean), atol=1e-4, rtol=0)
+    torch.testing.assert_close(std, torch.ones_like(std), atol=1e-3, rtol=0)
+
+
+def test_augment_on_device_needs_device_standardization(synthetic_root: Path) -> None:
+    with pytest.raises(ValueError, match="augment_on"):
+        VinDrMammoDataModule(str(synthetic_root), augment_on="device")
+
+
+class _Threads(Dataset):
+    """Samples whose image holds the worker's torch and OpenCV thread counts."""
+
+    def __len__(self) -> int:
+        return 4
+
+    def __getitem__(self, index: int) -> dict:
+        threads = torch.tensor([torch.get_num_threads(), cv2.getNumThreads()])
+        return {"image": threads, "label": torch.zeros(1), "boxes": torch.zeros(0, 4),
+                "box_labels": torch.zeros(0, dtype=torch.int64), "image_id": str(index), "meta": {}}  # fmt: skip
+
+
+def test_each_worker_runs_one_torch_and_one_opencv_thread(synthetic_root: Path) -> None:
+    """The DataModule's loaders give every worker one torch and one OpenCV thread (they would fight otherwise)."""
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(2)
+    try:
+        dm = VinDrMammoDataModule(str(synthetic_root), input_size=SIZE, batch_size=2, num_workers=2)
+        dm.datasets["val"] = _Threads()
+        counts = torch.cat([batch["image"] for batch in dm.val_dataloader()])
+    finally:
+        cv2.setNumThreads(before)
+    assert counts.tolist() == [[1, 1]] * 4
