@@ -13,6 +13,8 @@ after the first with `torch.cuda.set_sync_debug_mode("error")` from the batch's 
     python tests/benchmarks/bench_pipeline.py                                   # CPU, batch 1, 1 worker
     python tests/benchmarks/bench_pipeline.py --device cuda --batch 6 --workers 12 --standardize_on device \
         --studies 16 --steps 60 --sync_debug
+    python tests/benchmarks/bench_pipeline.py --device cuda --batch 6 --workers 12 --standardize_on device \
+        --augment_on device --compile default --data DIR --json out.json    # DIR from synthdata.py, reused
 """
 
 from __future__ import annotations
@@ -27,8 +29,6 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-
-INPUT_SIZE = (2944, 1920)
 
 
 class _GpuSampler:
@@ -83,6 +83,7 @@ def _variant(args: argparse.Namespace, variant: str) -> dict[str, float]:
     from wsod_mammo.training.module import GMICLitModule
 
     cuda = args.device == "cuda"
+    size = (args.height, args.width)
 
     def sync() -> None:
         if cuda:
@@ -132,9 +133,10 @@ def _variant(args: argparse.Namespace, variant: str) -> dict[str, float]:
     seed_everything(0)
     torch.set_num_threads(args.threads)
     data = VinDrMammoDataModule(
-        args.root, cache_dir=args.cache, selection="all", input_size=INPUT_SIZE, val_fraction=0.0,
+        args.root, cache_dir=args.cache, selection="all", input_size=size, val_fraction=0.0,
         batch_size=args.batch, num_workers=args.workers, pin_memory=cuda, persistent_workers=True,
         prefetch_factor=args.prefetch if args.workers else None, standardize_on=args.standardize_on,
+        augment_on=args.augment_on,
     )  # fmt: skip
     if variant == "model_only":
         data.setup("fit")
@@ -146,6 +148,9 @@ def _variant(args: argparse.Namespace, variant: str) -> dict[str, float]:
     else:
         loaders = {"datamodule": data}
     model = GMICLitModule(GMIC(num_classes=1), train_saliency=args.saliency, channels_last=args.channels_last)
+    if args.compile != "none":  # the two ResNets (the full-resolution BN + ReLU pairs fuse); patch selection eager
+        model.model.global_network.compile(mode=args.compile)
+        model.model.local_network.compile(mode=args.compile)
     timer = Timer()
     trainer = Trainer(
         accelerator="gpu" if cuda else "cpu", devices=1, precision=args.precision, max_steps=args.warmup + args.steps,
@@ -174,6 +179,12 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--prefetch", type=int, default=4, help="batches each worker loads ahead")
     parser.add_argument("--standardize_on", default="worker", choices=["worker", "device"])
+    parser.add_argument("--augment_on", default="worker", choices=["worker", "device"])
+    parser.add_argument("--compile", default="none", choices=["none", "default", "reduce-overhead", "max-autotune"])
+    parser.add_argument("--height", type=int, default=2944)
+    parser.add_argument("--width", type=int, default=1920)
+    parser.add_argument("--data", help="reuse DIR/vindr + DIR/cache (tests/benchmarks/synthdata.py writes them)")
+    parser.add_argument("--json", help="also write the figures to this JSON file")
     parser.add_argument("--steps", type=int, default=6, help="timed steps")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (allocator, cudnn autotuning)")
     parser.add_argument("--studies", type=int, default=6, help="synthetic studies (4 images each) to cycle through")
@@ -191,44 +202,60 @@ def main() -> None:
         print(json.dumps(_variant(args, args.only)))
         return
 
-    from wsod_mammo.data.prepare import prepare
-    from wsod_mammo.data.synthetic import make_synthetic_dataset
-
     with tempfile.TemporaryDirectory() as tmp:
-        root, cache = Path(tmp) / "vindr", Path(tmp) / "cache"
-        start = time.perf_counter()
-        make_synthetic_dataset(root, args.studies, *INPUT_SIZE, seed=0, test_fraction=0.0)
-        prepare(str(root), str(cache), input_size=INPUT_SIZE, workers=min(8, os.cpu_count() or 1), cache_format="npy")
-        print(f"{4 * args.studies} synthetic images written and cached (npy) in {time.perf_counter() - start:.0f} s")
-        print(
-            f"Trainer.fit at {INPUT_SIZE[0]} x {INPUT_SIZE[1]}, {args.device}, {args.precision}, batch {args.batch}, "
-            f"channels_last={bool(args.channels_last)}, train_saliency={args.saliency}, {args.workers} workers, "
-            f"standardize_on={args.standardize_on}, {args.steps} timed steps after {args.warmup}"
-            + (", sync-debug 'error' in every step after the first" if args.sync_debug else "")
-        )
-        results = {}
-        for variant in args.variants.split(","):
-            command = [sys.executable, __file__, "--only", variant, "--root", str(root), "--cache", str(cache)]
-            done = subprocess.run(command + sys.argv[1:], capture_output=True, text=True)
-            if done.returncode != 0:
-                print(f"{variant}: failed\n{done.stderr[-4000:]}")
-                continue
-            results[variant] = r = json.loads(done.stdout.strip().splitlines()[-1])
-            wait = 100 * r["wait_fraction"]
-            line = (f"{variant:>11}: {r['images_per_s']:8.2f} img/s  {r['step_s']:7.3f} s/step  "
-                    f"waiting for data {wait:5.1f}%  peak RSS {r['peak_rss_gib']:.2f} GiB")  # fmt: skip
-            if "peak_allocated_gib" in r:
-                line += (
-                    f"  GPU peak {r['peak_allocated_gib']:.1f} GiB allocated ({r['peak_reserved_gib']:.1f} reserved)"
-                )
-            if "gpu_util_mean" in r:
-                line += f"  GPU util mean {r['gpu_util_mean']:.0f}% (min {r['gpu_util_min']:.0f}%)"
-            print(line)
-        if {"pipeline", "model_only"} <= results.keys():
-            ratio = results["pipeline"]["images_per_s"] / results["model_only"]["images_per_s"]
-            print(f"pipeline / model only: {ratio:.2f} (1.00 = data loading costs the device nothing)")
-        if args.sync_debug and args.device == "cuda" and "pipeline" in results:
-            print("sync-debug: no host-device synchronization in any checked step")
+        if args.data:
+            root, cache = Path(args.data) / "vindr", Path(args.data) / "cache"
+        else:
+            from synthdata import make_data
+
+            start = time.perf_counter()
+            root, cache = make_data(Path(tmp), args.studies, (args.height, args.width), min(8, os.cpu_count() or 1))
+            print(
+                f"{4 * args.studies} synthetic images written and cached (npy) in {time.perf_counter() - start:.0f} s"
+            )
+        results = _run_variants(args, root, cache)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"args": vars(args), "results": results}, indent=1))
+
+
+def _run_variants(args: argparse.Namespace, root: Path, cache: Path) -> dict[str, dict]:
+    """Each variant in a fresh process; prints one line each and the pipeline / model-only ratio."""
+    print(
+        f"Trainer.fit at {args.height} x {args.width}, {args.device}, {args.precision}, batch {args.batch}, "
+        f"channels_last={bool(args.channels_last)}, compile={args.compile}, train_saliency={args.saliency}, "
+        f"{args.workers} workers, standardize_on={args.standardize_on}, augment_on={args.augment_on}, "
+        f"{args.steps} timed steps after {args.warmup}"
+        + (", sync-debug 'error' in every step after the first" if args.sync_debug else "")
+    )
+    results = {}
+    for variant in args.variants.split(","):
+        command = [sys.executable, __file__, "--only", variant, "--root", str(root), "--cache", str(cache)]
+        done = subprocess.run(command + sys.argv[1:], capture_output=True, text=True)
+        if done.returncode != 0:
+            print(f"{variant}: failed\n{done.stderr[-4000:]}")
+            results[variant] = {"failed": done.stderr[-2000:]}
+            continue
+        results[variant] = r = json.loads(done.stdout.strip().splitlines()[-1])
+        print(_line(variant, r))
+    ok = {k for k, v in results.items() if "failed" not in v}
+    if {"pipeline", "model_only"} <= ok:
+        ratio = results["pipeline"]["images_per_s"] / results["model_only"]["images_per_s"]
+        results["pipeline_over_model_only"] = {"ratio": ratio}
+        print(f"pipeline / model only: {ratio:.2f} (1.00 = data loading costs the device nothing)")
+    if args.sync_debug and args.device == "cuda" and "pipeline" in ok:
+        print("sync-debug: no host-device synchronization in any checked step")
+    return results
+
+
+def _line(variant: str, r: dict) -> str:
+    wait = 100 * r["wait_fraction"]
+    line = (f"{variant:>11}: {r['images_per_s']:8.2f} img/s  {r['step_s']:7.3f} s/step  "
+            f"waiting for data {wait:5.1f}%  peak RSS {r['peak_rss_gib']:.2f} GiB")  # fmt: skip
+    if "peak_allocated_gib" in r:
+        line += f"  GPU peak {r['peak_allocated_gib']:.1f} GiB allocated ({r['peak_reserved_gib']:.1f} reserved)"
+    if "gpu_util_mean" in r:
+        line += f"  GPU util mean {r['gpu_util_mean']:.0f}% (min {r['gpu_util_min']:.0f}%)"
+    return line
 
 
 if __name__ == "__main__":

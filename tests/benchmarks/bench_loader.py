@@ -1,0 +1,127 @@
+"""Loader-only throughput (no model): worker scaling and the per-sample cost of each augmentation path.
+
+Runs on any machine, so data-path regressions show without a GPU. From an NPY cache (synthdata.py's, or written
+here), at the study's 2944 x 1920 by default:
+- per sample, in this process (images/s of ONE worker): the worker-side augmentation (albumentations: crop
+  resized back + affine, two cv2 resamplings, uint16 out) vs the device-side worker half (draws, one matrix,
+  box transform, uint16 copy) and, separately, ``warp_batch``'s cost per image on ``--device``;
+- scaling: the training DataLoader of ``VinDrMammoDataModule`` (``standardize_on: device``) with 1, 2, 4, ...
+  workers for both ``augment_on`` paths: images/s out of the loader (collated, pinned on CUDA).
+
+    python tests/benchmarks/bench_loader.py --workers 1,2 --studies 4
+    python tests/benchmarks/bench_loader.py --data DIR --workers 1,2,4,8,12,16 --device cuda --json loader.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def _datamodule(args: argparse.Namespace, root: Path, cache: Path, augment_on: str, workers: int):
+    from wsod_mammo.data.datamodule import VinDrMammoDataModule
+
+    dm = VinDrMammoDataModule(
+        str(root), cache_dir=str(cache), selection="all", input_size=(args.height, args.width), val_fraction=0.0,
+        batch_size=args.batch, num_workers=workers, pin_memory=args.device == "cuda", persistent_workers=False,
+        prefetch_factor=4 if workers else None, standardize_on="device", augment_on=augment_on,
+    )  # fmt: skip
+    dm.setup("fit")
+    return dm
+
+
+def per_sample(args: argparse.Namespace, root: Path, cache: Path) -> dict[str, float]:
+    """Images/s of one worker for each path's worker half, and warp_batch's per-image cost on the device."""
+    results = {}
+    for path in ("worker", "device"):
+        dataset = _datamodule(args, root, cache, path, 0).datasets["train"]
+        n = min(len(dataset), args.samples)
+        dataset[(0, 0)]  # warm caches (page cache, albumentations' first call)
+        start = time.perf_counter()
+        samples = [dataset[(i % len(dataset), i)] for i in range(n)]
+        results[f"{path}_augment_img_per_s"] = n / (time.perf_counter() - start)
+    batch = torch.stack([s["image"] for s in samples[: args.batch]]).to(args.device)
+    theta = torch.stack([s["theta"] for s in samples[: args.batch]]).to(args.device)
+    from wsod_mammo.data.device_augment import warp_batch
+    from wsod_mammo.data.transforms import standardize_batch
+
+    def step() -> None:
+        standardize_batch(warp_batch(batch, theta))
+
+    step()
+    if args.device == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(args.warp_iters):
+        step()
+    if args.device == "cuda":
+        torch.cuda.synchronize()
+    results["device_warp_standardize_ms_per_img"] = 1000 * (time.perf_counter() - start) / args.warp_iters / len(batch)
+    return results
+
+
+def scaling(args: argparse.Namespace, root: Path, cache: Path) -> dict[str, dict[int, float]]:
+    """Images/s out of the training loader per worker count, both paths (first batch untimed: worker start-up)."""
+    table: dict[str, dict[int, float]] = {}
+    for path in ("worker", "device"):
+        table[path] = {}
+        for workers in [int(w) for w in args.workers.split(",")]:
+            loader = _datamodule(args, root, cache, path, workers).train_dataloader()
+            images, it = 0, iter(loader)
+            next(it)
+            start = time.perf_counter()
+            for batch_index, batch in enumerate(it):
+                images += len(batch["image"])
+                if batch_index + 2 >= args.batches:
+                    break
+            table[path][workers] = images / (time.perf_counter() - start)
+            del it
+            print(f"  augment_on={path:>6}, {workers:2d} workers: {table[path][workers]:8.1f} img/s", flush=True)
+    return table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", help="reuse DIR/vindr + DIR/cache (synthdata.py); else written to a temp dir")
+    parser.add_argument("--studies", type=int, default=8, help="synthetic studies (4 images each) when no --data")
+    parser.add_argument("--height", type=int, default=2944)
+    parser.add_argument("--width", type=int, default=1920)
+    parser.add_argument("--batch", type=int, default=6)
+    parser.add_argument("--workers", default="1,2", help="worker counts of the scaling table")
+    parser.add_argument("--batches", type=int, default=8, help="batches per scaling point (the first untimed)")
+    parser.add_argument("--samples", type=int, default=12, help="samples per path in the per-sample timing")
+    parser.add_argument("--warp_iters", type=int, default=3)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads of this process (the warp on CPU)")
+    parser.add_argument("--json", help="also write the figures to this JSON file")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    np.random.seed(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.data:
+            root, cache = Path(args.data) / "vindr", Path(args.data) / "cache"
+        else:
+            from synthdata import make_data
+
+            root, cache = make_data(Path(tmp), args.studies, (args.height, args.width), os.cpu_count() or 1)
+        print(f"loader only at {args.height} x {args.width}, batch {args.batch}, NPY cache, device {args.device}")
+        sample = per_sample(args, root, cache)
+        ratio = sample["device_augment_img_per_s"] / sample["worker_augment_img_per_s"]
+        worker, device, warp = (sample[k] for k in ("worker_augment_img_per_s", "device_augment_img_per_s",
+                                                    "device_warp_standardize_ms_per_img"))  # fmt: skip
+        print(f"per sample, one worker: worker-side augmentation {worker:.1f} img/s, device-side worker half "
+              f"{device:.1f} img/s ({ratio:.1f}x); warp + standardize on {args.device}: {warp:.2f} ms/img")  # fmt: skip
+        table = scaling(args, root, cache)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"args": vars(args), "per_sample": sample, "scaling": table}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

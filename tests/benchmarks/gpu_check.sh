@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# One GPU check for issue 13, run once on a lent machine from the repository root (one NVIDIA GPU, 16 CPUs,
+# torch + lightning + timm + torchmetrics + opencv + scipy preinstalled; pydicom, albumentations, jsonargparse,
+# wandb as wheels in ./.whl). Figures go to $OUT/gpu_figures.txt (and .json) as each step finishes, and are
+# printed. Every step runs under `timeout` within a total budget (GPU_CHECK_BUDGET seconds, default 400 for
+# the steps after the data), so one failing or slow piece does not eat the rest.
+#   bash tests/benchmarks/gpu_check.sh                      # on the GPU machine
+#   GPU_CHECK_SMALL=1 bash tests/benchmarks/gpu_check.sh    # dry run on CPU at 256 x 160 (minutes on 2 cores)
+# Measures, side by side in one run: model-only img/s at batch 6 eager vs torch.compile (vs reduce-overhead);
+# end-to-end (DataModule, 12 workers, augment_on + standardize_on device) vs model-only with the best setting,
+# GPU utilization and peak memory; the sync-debug check; the loader-only worker scaling; the top CUDA kernels.
+if [ -d .whl ]; then
+python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:$PWD
+else
+export PYTHONPATH=$PWD  # the dry run: the project's environment has every package
+fi
+set -u
+export WANDB_MODE=disabled
+OUT=${OUT:-$PWD/gpu_check_out}
+mkdir -p "$OUT/logs"
+FIG=$OUT/gpu_figures.txt
+B=tests/benchmarks
+if [ -n "${GPU_CHECK_SMALL:-}" ]; then  # CPU dry run: same steps, tiny sizes
+  DEV=cpu; H=256; W=160; STUDIES=3; BATCH=2; WORKERS=2; STEPS=3; WARMUP=1; MODES="none default"
+  SCALE=1,2; PROC=2; BUDGET=${GPU_CHECK_BUDGET:-1500}; PROFILE_ARGS="--batch 1 --evaluate_methods 0 --threads 2"
+else
+  DEV=cuda; H=2944; W=1920; STUDIES=40; BATCH=6; WORKERS=12; STEPS=40; WARMUP=6; MODES="none default reduce-overhead"
+  SCALE=1,2,4,8,12,16; PROC=16; BUDGET=${GPU_CHECK_BUDGET:-400}; PROFILE_ARGS="--batch 6 --bf16"
+fi
+DATA=${GPU_CHECK_DATA:-/tmp/gpu_check_data}
+COMMON=(--device "$DEV" --height "$H" --width "$W" --batch "$BATCH" --data "$DATA")
+PIPE=(--precision bf16-mixed --threads 4 --warmup "$WARMUP" --steps "$STEPS" --standardize_on device --augment_on device)
+{ echo "gpu_check $(date -u +%FT%TZ) small=${GPU_CHECK_SMALL:-0}"; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null
+  python3 -c "import torch, lightning; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'lightning', lightning.__version__, 'cpus', __import__('os').cpu_count())"; } | tee "$FIG"
+
+START=$(date +%s)
+step() {  # step NAME SECONDS COMMAND...: run under timeout (capped by the budget left); keep its output
+  local name=$1 limit=$2; shift 2
+  local left=$((BUDGET - ($(date +%s) - START)))
+  [ "$limit" -gt "$left" ] && limit=$left
+  if [ "$limit" -lt 15 ]; then echo "== $name: skipped (budget spent)" | tee -a "$FIG"; return 1; fi
+  echo "== $name (limit ${limit}s): $*" | tee -a "$FIG"
+  local t0=$(date +%s)
+  timeout -k 10 "$limit" "$@" > "$OUT/logs/$name.log" 2>&1
+  local rc=$?
+  grep -v -e '^prepare' -e 'Warning' -e 'warn(' "$OUT/logs/$name.log" | grep -v '^\s*$' | tail -n 40 | tee -a "$FIG"
+  echo "-- $name: rc=$rc in $(( $(date +%s) - t0 ))s" | tee -a "$FIG"
+  return $rc
+}
+
+# 0. Data: >= 150 training images + NPY cache, written by many processes (not counted in BUDGET, but timed).
+if [ ! -f "$DATA/cache/manifest.json" ]; then
+  rm -rf "$DATA"
+  BUDGET_SAVE=$BUDGET; BUDGET=100000
+  step data 240 python3 $B/synthdata.py "$DATA" --studies "$STUDIES" --height "$H" --width "$W" --processes "$PROC"
+  BUDGET=$BUDGET_SAVE
+fi
+START=$(date +%s)
+
+# 1. Model only at batch $BATCH: eager vs compiled (vs reduce-overhead = CUDA graphs).
+for mode in $MODES; do
+  step "model_only_$mode" 150 python3 $B/bench_pipeline.py "${COMMON[@]}" "${PIPE[@]}" --variants model_only \
+    --compile "$mode" --json "$OUT/model_only_$mode.json"
+done
+BEST=$(python3 - "$OUT" $MODES <<'PY'
+import json, sys, pathlib
+rates = {}
+for mode in sys.argv[2:]:
+    p = pathlib.Path(sys.argv[1]) / f"model_only_{mode}.json"
+    r = json.loads(p.read_text())["results"].get("model_only", {}) if p.is_file() else {}
+    if "images_per_s" in r:
+        rates[mode] = r["images_per_s"]
+print(max(rates, key=rates.get) if rates else "none")
+PY
+)
+echo "best model setting: compile=$BEST" | tee -a "$FIG"
+
+# 2. End to end (DataModule, workers, augment_on + standardize_on device) vs model only, best setting.
+step end_to_end 200 python3 $B/bench_pipeline.py "${COMMON[@]}" "${PIPE[@]}" --workers "$WORKERS" --prefetch 4 \
+  --compile "$BEST" --variants pipeline,model_only --json "$OUT/end_to_end.json"
+
+# 3. Sync-debug: any host-device synchronization inside a training step raises (eager, short).
+if [ "$DEV" = cuda ]; then
+  step sync_debug 90 python3 $B/bench_pipeline.py "${COMMON[@]}" "${PIPE[@]}" --workers "$WORKERS" --steps 20 \
+    --variants pipeline --sync_debug --json "$OUT/sync_debug.json"
+fi
+
+# 4. Loader only: worker scaling of both augment_on paths, per-sample cost of each.
+step loader 100 python3 $B/bench_loader.py --device "$DEV" --height "$H" --width "$W" --batch "$BATCH" --data "$DATA" \
+  --workers "$SCALE" --batches 10 --json "$OUT/loader.json"
+
+# 5. Top kernels of one training and one evaluation step.
+step profile 90 python3 $B/bench_profile.py --device "$DEV" --height "$H" --width "$W" $PROFILE_ARGS --top 20 \
+  --out "$OUT/profile.txt"
+
+python3 - "$OUT" <<'PY' | tee -a "$FIG"
+import json, pathlib, sys
+out = pathlib.Path(sys.argv[1])
+figures = {p.stem: json.loads(p.read_text()) for p in sorted(out.glob("*.json")) if p.name != "gpu_figures.json"}
+(out / "gpu_figures.json").write_text(json.dumps(figures, indent=1))
+def rate(name, variant):
+    return figures.get(name, {}).get("results", {}).get(variant, {}).get("images_per_s")
+eager = rate("model_only_none", "model_only")
+print("== summary (img/s at the batch above)")
+for name in sorted(figures):
+    for variant, r in figures[name].get("results", {}).items():
+        if isinstance(r, dict) and "images_per_s" in r:
+            extra = {k: round(v, 2) for k, v in r.items() if k != "images_per_s" and isinstance(v, float)}
+            print(f"{name}/{variant}: {r['images_per_s']:.1f} img/s"
+                  + (f" ({r['images_per_s'] / eager:.2f}x eager model-only)" if eager else "") + f" {extra}")
+e2e, mo = rate("end_to_end", "pipeline"), rate("end_to_end", "model_only")
+if e2e and mo:
+    print(f"end-to-end / model-only (best setting): {e2e / mo:.2f} (target >= 0.95)")
+if "sync_debug" in figures:
+    print("sync-debug:", "clean" if rate("sync_debug", "pipeline") else "FAILED or not run (see logs/sync_debug.log)")
+PY
+echo "figures: $FIG, $OUT/gpu_figures.json, logs in $OUT/logs"
