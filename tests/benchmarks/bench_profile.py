@@ -1,8 +1,9 @@
 """torch.profiler tables of the top kernels (ops) of one GMIC training step and one evaluation step.
 
-Training step: bf16 autocast (``--bf16``), channels-last, forward with CAM patch saliency, BCE on both heads,
-backward and an Adam update. Evaluation step: ``GMIC.evaluate`` (classification + the five saliency maps in one
-pass). Warm-up steps first (cudnn autotuning, allocator, compilation with ``--compile``), then one profiled step each; the table is sorted by device time on CUDA, by CPU time otherwise.
+Training step: bf16 autocast (``--bf16``), channels-last, forward with CAM patch saliency, BCE on the three
+heads, backward and an Adam update. Evaluation step: ``GMIC.evaluate`` (classification + the five saliency maps
+in one pass). Warm-up steps first (cudnn autotuning, allocator, compilation with ``--compile``), then one
+profiled step each; the table is sorted by device time on CUDA, by CPU time otherwise.
 
     python tests/benchmarks/bench_profile.py --height 512 --width 320 --batch 1
     python tests/benchmarks/bench_profile.py --device cuda --batch 6 --bf16 --out profile.txt
