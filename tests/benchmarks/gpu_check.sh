@@ -21,15 +21,15 @@ mkdir -p "$OUT/logs"
 FIG=$OUT/gpu_figures.txt
 B=tests/benchmarks
 if [ -n "${GPU_CHECK_SMALL:-}" ]; then  # CPU dry run: same steps, tiny sizes
-  DEV=cpu; H=384; W=256; STUDIES=3; BATCH=2; WORKERS=2; STEPS=3; WARMUP=1; MODES="none default"
+  DEV=cpu; H=384; W=256; STUDIES=3; BATCH=2; WORKERS=2; STEPS=3; WARMUP=1; MODES=${GPU_CHECK_MODES:-"none default"}; THREADS=2
   SCALE=1,2; PROC=2; BUDGET=${GPU_CHECK_BUDGET:-2400}; SLOW=4; PROFILE_ARGS="--batch 1 --evaluate_methods 0 --threads 2"
 else
-  DEV=cuda; H=2944; W=1920; STUDIES=40; BATCH=6; WORKERS=12; STEPS=40; WARMUP=6; MODES="none default reduce-overhead"
+  DEV=cuda; H=2944; W=1920; STUDIES=40; BATCH=6; WORKERS=12; STEPS=40; WARMUP=6; MODES=${GPU_CHECK_MODES:-"none default reduce-overhead"}; THREADS=4
   SCALE=1,2,4,8,12,16; PROC=16; BUDGET=${GPU_CHECK_BUDGET:-400}; SLOW=1; PROFILE_ARGS="--batch 6 --bf16"
 fi
 DATA=${GPU_CHECK_DATA:-/tmp/gpu_check_data}
 COMMON=(--device "$DEV" --height "$H" --width "$W" --batch "$BATCH" --data "$DATA")
-PIPE=(--precision bf16-mixed --threads 4 --warmup "$WARMUP" --steps "$STEPS" --standardize_on device --augment_on device)
+PIPE=(--precision bf16-mixed --threads "$THREADS" --warmup "$WARMUP" --steps "$STEPS" --standardize_on device --augment_on device)
 { echo "gpu_check $(date -u +%FT%TZ) small=${GPU_CHECK_SMALL:-0}"; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null
   python3 -c "import torch, lightning; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'lightning', lightning.__version__, 'cpus', __import__('os').cpu_count())"; } | tee "$FIG"
 
