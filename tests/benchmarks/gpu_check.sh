@@ -41,8 +41,16 @@ step() {  # step NAME SECONDS COMMAND...: run under timeout (capped by the budge
   if [ "$limit" -lt 15 ]; then echo "== $name: skipped (budget spent)" | tee -a "$FIG"; return 1; fi
   echo "== $name (limit ${limit}s): $*" | tee -a "$FIG"
   local t0=$(date +%s)
-  timeout -k 10 "$limit" "$@" > "$OUT/logs/$name.log" 2>&1
+  # own process group, killed whole on time-out: a benchmark's child processes must not outlive it (GPU held)
+  setsid "$@" > "$OUT/logs/$name.log" 2>&1 &
+  local pid=$!
+  ( sleep "$limit"; kill -TERM -- "-$pid" 2>/dev/null; sleep 10; kill -KILL -- "-$pid" 2>/dev/null ) &
+  local watcher=$!
+  wait "$pid"
   local rc=$?
+  kill "$watcher" 2>/dev/null
+  kill -KILL -- "-$pid" 2>/dev/null  # whatever of the step is still alive (stray children)
+  [ "$rc" -ge 128 ] && echo "-- $name: TIMED OUT after ${limit}s (process group killed)" | tee -a "$FIG"
   grep -v -e '^prepare' -e 'Warning' -e 'warn(' "$OUT/logs/$name.log" | grep -v '^\s*$' | tail -n 40 | tee -a "$FIG"
   echo "-- $name: rc=$rc in $(( $(date +%s) - t0 ))s" | tee -a "$FIG"
   return $rc
