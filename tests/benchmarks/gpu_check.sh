@@ -21,10 +21,11 @@ mkdir -p "$OUT/logs"
 FIG=$OUT/gpu_figures.txt
 B=tests/benchmarks
 if [ -n "${GPU_CHECK_SMALL:-}" ]; then  # CPU dry run: same steps, tiny sizes
-  DEV=cpu; H=384; W=256; STUDIES=3; BATCH=2; WORKERS=2; STEPS=3; WARMUP=1; MODES=${GPU_CHECK_MODES:-"none default"}; THREADS=2
+  DEV=cpu; H=384; W=256; STUDIES=3; BATCH=2; WORKERS=2; STEPS=3; WARMUP=1; MODES=${GPU_CHECK_MODES:-"none default"}; THREADS=2; LAST_MODES=""
   SCALE=1,2; PROC=2; BUDGET=${GPU_CHECK_BUDGET:-2400}; SLOW=4; PROFILE_ARGS="--batch 1 --evaluate_methods 0 --threads 2"
 else
-  DEV=cuda; H=2944; W=1920; STUDIES=40; BATCH=6; WORKERS=12; STEPS=40; WARMUP=6; MODES=${GPU_CHECK_MODES:-"none default reduce-overhead"}; THREADS=4
+  DEV=cuda; H=2944; W=1920; STUDIES=40; BATCH=6; WORKERS=12; STEPS=40; WARMUP=6; MODES=${GPU_CHECK_MODES:-"none default"}; THREADS=4
+  LAST_MODES=${GPU_CHECK_LAST_MODES:-reduce-overhead}  # CUDA graphs: riskiest, measured last with what budget is left
   SCALE=1,2,4,8,12,16; PROC=16; BUDGET=${GPU_CHECK_BUDGET:-400}; SLOW=1; PROFILE_ARGS="--batch 6 --bf16"
 fi
 DATA=${GPU_CHECK_DATA:-/tmp/gpu_check_data}
@@ -60,7 +61,7 @@ step() {  # step NAME SECONDS COMMAND...: run under timeout (capped by the budge
 if [ ! -f "$DATA/cache/manifest.json" ]; then
   rm -rf "$DATA"
   BUDGET_SAVE=$BUDGET; BUDGET=100000
-  step data 240 python3 $B/synthdata.py "$DATA" --studies "$STUDIES" --height "$H" --width "$W" --processes "$PROC"
+  step data 150 python3 $B/synthdata.py "$DATA" --studies "$STUDIES" --height "$H" --width "$W" --processes "$PROC"
   BUDGET=$BUDGET_SAVE
 fi
 START=$(date +%s)
@@ -100,6 +101,12 @@ step loader 100 python3 $B/bench_loader.py --device "$DEV" --height "$H" --width
 # 5. Top kernels of one training and one evaluation step.
 step profile 90 python3 $B/bench_profile.py --device "$DEV" --height "$H" --width "$W" $PROFILE_ARGS --top 20 \
   --out "$OUT/profile.txt"
+
+# 6. Whatever budget is left: the riskier compile modes, model only.
+for mode in $LAST_MODES; do
+  step "model_only_$mode" 150 python3 $B/bench_pipeline.py "${COMMON[@]}" "${PIPE[@]}" --variants model_only \
+    --compile "$mode" --json "$OUT/model_only_$mode.json"
+done
 
 python3 - "$OUT" <<'PY' | tee -a "$FIG"
 import json, pathlib, sys
