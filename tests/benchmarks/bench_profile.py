@@ -42,8 +42,9 @@ def _steps(args: argparse.Namespace):
         model.train()
         with autocast():
             out = model(images, patch_saliency="cam")
-            loss = sum(torch.nn.functional.binary_cross_entropy(v.float().clamp(1e-6, 1 - 1e-6), labels)
-                       for v in (out.y_global, out.y_local, out.y_fusion))  # fmt: skip
+        # the loss in float32 outside autocast, as the LightningModule does (BCE refuses to autocast)
+        loss = sum(torch.nn.functional.binary_cross_entropy(v.float().clamp(1e-6, 1 - 1e-6), labels)
+                   for v in (out.y_global, out.y_local, out.y_fusion))  # fmt: skip
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
