@@ -1,12 +1,14 @@
 """Box IoU and saliency map -> boxes, on hand-built maps."""
 
+import cv2
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
-from wsod_mammo.detection.boxes import Detections, box_iou, saliency_to_boxes
+from wsod_mammo.detection.boxes import Detections, box_iou, saliency_to_boxes, upsample_map
+from wsod_mammo.detection.overlay import method_panels
 
 
 def test_box_iou_hand_computed():
@@ -112,7 +114,117 @@ def test_matches_full_upsample_and_scipy_labelling(seed):
 def test_bad_input_is_named():
     with pytest.raises(ValueError, match=r"\(N, h, w\)"):
         saliency_to_boxes(torch.zeros(1, 1, 4, 4), (8, 8), 0.5)
-    with pytest.raises(ValueError, match="NaN"):
-        saliency_to_boxes(torch.full((1, 4, 4), float("nan")), (8, 8), 0.5)
     with pytest.raises(ValueError, match="probabilities"):
         saliency_to_boxes(torch.rand(2, 4, 4), (8, 8), 0.5, probabilities=torch.ones(3))
+
+
+def _hand_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """The hand-written IoU the package used before torchvision's (areas clamped at 0, empty union -> 0)."""
+    area_a = (a[:, 2] - a[:, 0]).clamp(min=0) * (a[:, 3] - a[:, 1]).clamp(min=0)
+    area_b = (b[:, 2] - b[:, 0]).clamp(min=0) * (b[:, 3] - b[:, 1]).clamp(min=0)
+    wh = (torch.minimum(a[:, None, 2:], b[None, :, 2:]) - torch.maximum(a[:, None, :2], b[None, :, :2])).clamp(min=0)
+    inter = wh[..., 0] * wh[..., 1]
+    union = area_a[:, None] + area_b[None, :] - inter
+    return torch.where(union > 0, inter / union.clamp(min=1e-38), torch.zeros_like(inter))
+
+
+def test_box_iou_matches_the_hand_written_formula_on_random_and_degenerate_boxes():
+    gen = torch.Generator().manual_seed(0)
+    corners = torch.rand(60, 2, generator=gen) * 100
+    sizes = torch.rand(60, 2, generator=gen) * 30
+    sizes[::5, 0] = 0  # zero width
+    sizes[1::7] = 0  # points
+    boxes = torch.cat([corners, corners + sizes], dim=1)
+    boxes[30:] = boxes[30:].round()  # integer boxes: shared edges, identical boxes
+    boxes[45] = boxes[44]
+    iou = box_iou(boxes[:40], boxes[20:])
+    assert not iou.isnan().any() and iou.dtype == torch.float32
+    assert torch.allclose(iou, _hand_iou(boxes[:40], boxes[20:]), atol=1e-6)
+
+
+def _reference_boxes(full: np.ndarray, threshold: float) -> tuple[list, list]:
+    """scipy's 8-connected labelling of ``full >= threshold``: sorted boxes and sorted peaks."""
+    labels, count = ndimage.label(full >= threshold, structure=np.ones((3, 3)))
+    boxes = sorted((s[1].start, s[0].start, s[1].stop, s[0].stop) for s in ndimage.find_objects(labels))
+    return boxes, sorted(ndimage.maximum(full, labels, np.arange(1, count + 1)).tolist()) if count else []
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_components_match_scipy_on_rings_holes_and_nested_islands(seed):
+    # Map size == image size (no upsampling): the components are those of the thresholded map itself.
+    gen = torch.Generator().manual_seed(seed)
+    maps = torch.rand(1, 40, 36, generator=gen)
+    rings = torch.zeros(40, 36)
+    for k, value in enumerate([0.9, 0.1, 0.8, 0.2, 0.95, 0.05, 1.0]):  # rings within holes within rings ...
+        rings[2 + 2 * k : 38 - 2 * k, 2 + 2 * k : 34 - 2 * k] = value
+    maps[0, :, :] = torch.where(torch.rand(40, 36, generator=gen) < 0.5 if seed % 2 else rings > 0, rings, maps[0])
+    (dets,) = saliency_to_boxes(maps, (40, 36), 0.5)
+    full = ((maps[0] - maps.min()) / (maps.max() - maps.min())).numpy()
+    boxes, peaks = _reference_boxes(full, 0.5)
+    assert len(boxes) > 1
+    assert sorted(tuple(int(v) for v in box) for box in dets.boxes.tolist()) == boxes
+    assert np.allclose(sorted(dets.scores.tolist()), peaks, atol=1e-6)
+
+
+def test_upsampling_matches_f_interpolate_and_cv2_resize():
+    gen = torch.Generator().manual_seed(1)
+    saliency = torch.rand(7, 5, generator=gen)
+    for size in [(70, 50), (45, 33), (7, 5), (64, 160)]:
+        ours = upsample_map(saliency, size)
+        torch_ref = F.interpolate(saliency[None, None], size, mode="bilinear", align_corners=False)[0, 0]
+        cv2_ref = torch.from_numpy(cv2.resize(saliency.numpy(), (size[1], size[0]), interpolation=cv2.INTER_LINEAR))
+        assert torch.allclose(ours, torch_ref, atol=1e-6) and torch.allclose(ours, cv2_ref, atol=1e-5)
+
+
+def _placed(saliency: torch.Tensor, size: tuple[int, int], cell0_center: float) -> torch.Tensor:
+    """Independent reference for a map placed with cell 0 on pixel ``cell0_center``: ``grid_sample``, border."""
+    h, w = saliency.shape
+    ys = (torch.arange(size[0]) - cell0_center) / (size[0] / h) / (h - 1) * 2 - 1
+    xs = (torch.arange(size[1]) - cell0_center) / (size[1] / w) / (w - 1) * 2 - 1
+    grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1)[None]  # (1, H, W, 2) as (x, y)
+    return F.grid_sample(saliency[None, None], grid, mode="bilinear", padding_mode="border", align_corners=True)[0, 0]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_receptive_field_placement_matches_grid_sample_boxes_included(seed):
+    gen = torch.Generator().manual_seed(seed)
+    maps = torch.rand(1, 7, 5, generator=gen) ** 3
+    size, cell0 = (56, 40), 11.5  # as GMIC.map_cell0_center places cells: shifted from plain resizing (3.5)
+    normalized = (maps[0] - maps.min()) / (maps.max() - maps.min())
+    full = _placed(normalized, size, cell0)
+    assert torch.allclose(upsample_map(normalized, size, cell0), full, atol=1e-5)
+    (dets,) = saliency_to_boxes(maps, size, 0.45, cell0_center=cell0)
+    boxes, peaks = _reference_boxes(full.numpy(), 0.45)
+    assert sorted(tuple(int(v) for v in box) for box in dets.boxes.tolist()) == boxes
+    assert np.allclose(sorted(dets.scores.tolist()), peaks, atol=1e-5)
+
+
+@pytest.mark.parametrize("scale", [1e-12, 2e-11, 1e-30, 1e6])
+def test_boxes_do_not_depend_on_the_map_scale(scale):
+    # GradCAM++ maps of confident positives peak near 2e-11; they once gave no boxes (a span <= 1e-8 was "constant").
+    gen = torch.Generator().manual_seed(3)
+    maps = torch.rand(2, 6, 5, generator=gen) ** 2
+    maps[1] = 0
+    maps[1, 2, 3] = 1.0  # one bright cell
+    reference = saliency_to_boxes(maps, (48, 40), [0.3, 0.6], probabilities=torch.tensor([0.9, 0.4]))
+    scaled = saliency_to_boxes(maps * scale, (48, 40), [0.3, 0.6], probabilities=torch.tensor([0.9, 0.4]))
+    assert all(len(dets.boxes) > 0 for per_image in reference for dets in per_image)
+    for ref_image, scaled_image in zip(reference, scaled, strict=True):
+        for ref, got in zip(ref_image, scaled_image, strict=True):
+            assert torch.equal(ref.boxes, got.boxes) and torch.allclose(ref.scores, got.scores, rtol=1e-5)
+    panels = method_panels({"ref": maps[0], "scaled": maps[0] * scale}, (48, 40))
+    assert torch.allclose(panels["ref"], panels["scaled"], atol=1e-5) and panels["ref"].max() > 0.9
+
+
+def test_constant_and_non_finite_maps_give_no_boxes_and_blank_panels():
+    maps = torch.rand(5, 6, 5)
+    maps[0] = 3e-12  # constant, tiny
+    maps[1, 2, 2] = float("nan")
+    maps[2, 0, 0] = float("inf")
+    maps[3, 4, 1] = -float("inf")
+    per_image = saliency_to_boxes(maps, (48, 40), [0.0, 0.5])
+    assert [len(dets.boxes) for per_threshold in per_image[:4] for dets in per_threshold] == [0] * 8
+    assert len(per_image[4][0].boxes) > 0  # the healthy map beside them is unaffected
+    assert all(len(d.boxes) == 0 for d in saliency_to_boxes(maps[:4], (48, 40), 0.5, normalize=False)[1:])
+    panels = method_panels({str(i): maps[i] for i in range(5)}, (48, 40))
+    assert all(torch.equal(panels[str(i)], torch.zeros(48, 40)) for i in range(4))

@@ -196,8 +196,9 @@ def test_batched_classes_equal_separate_gradients() -> None:
     x = images(2)
     both = model.saliency_maps(x, ["xgradcam"])["xgradcam"]
     acts = model.global_network(x)
-    cam = torch.sigmoid(model.saliency_head(acts["final"]))
-    y = cam.flatten(2).topk(1, dim=2).values.mean(2)  # round(0.02 * 12) = 0 -> top 1
+    logits = model.saliency_head(acts["final"])
+    cam = torch.sigmoid(logits)
+    y = logits.flatten(2).topk(1, dim=2).values.mean(2)  # y_global's raw score; round(0.02 * 12) = 0 -> top 1
     for c in range(2):
         g = torch.autograd.grad(y[:, c].sum(), acts["final"], retain_graph=True)[0]
         inputs = SaliencyInputs(cam[:, c : c + 1], {"final": acts["final"]}, {"final": g[:, None]})
@@ -251,11 +252,12 @@ def test_evaluate_with_the_y_fusion_target_differentiates_its_own_y_fusion() -> 
     model = tiny_gmic(2).eval()
     x = images(2)
     output, maps = model.evaluate(x, "cam", ["gradcam", "layercam"], target="y_fusion")
-    # By hand: CAM patches, y_fusion, and each class's gradient of it with respect to h_g (GradCAM's layer).
+    # By hand: CAM patches, y_fusion, and each class's gradient of its logit with respect to h_g (GradCAM's layer).
     g = model.global_pass(x)
     z, _, _ = model._local_pass(x, g.cam.detach())
-    y_fusion = model._fusion(g.activations["final"], z)
-    grads = [torch.autograd.grad(y_fusion[:, c].sum(), g.activations["final"], retain_graph=True)[0] for c in (0, 1)]
+    logit = model._fusion_logit(g.activations["final"], z)
+    y_fusion = torch.sigmoid(logit)
+    grads = [torch.autograd.grad(logit[:, c].sum(), g.activations["final"], retain_graph=True)[0] for c in (0, 1)]
     inputs = SaliencyInputs(
         g.cam.detach(), {"final": g.activations["final"].detach()}, {"final": torch.stack(grads, 1)}
     )
@@ -337,12 +339,17 @@ def test_maps_from_trainer_test() -> None:
 
 
 # ------------------------------------------------------------------ pytorch-grad-cam
-@pytest.mark.parametrize("num_classes", [1, 2])
-def test_matches_pytorch_grad_cam(num_classes: int) -> None:
+@pytest.mark.parametrize(("num_classes", "gradient_target"), [(1, "logit"), (2, "logit"), (2, "probability")])
+def test_matches_pytorch_grad_cam(num_classes: int, gradient_target: str) -> None:
+    # GlobalScore outputs the score our maps differentiate, so pytorch-grad-cam differentiates the same target.
     pgc = pytest.importorskip("pytorch_grad_cam")
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
     model = tiny_gmic(num_classes).eval()
+    model.gradient_target = gradient_target
+    expected = model.global_pass(images(2))
+    score = expected.y_global if gradient_target == "probability" else _top_logits(model, images(2))
+    torch.testing.assert_close(GlobalScore(model)(images(2)), score)
     x = images(2)
     ours = model.saliency_maps(x, ALL[1:])
     net = model.global_network
@@ -413,3 +420,31 @@ def test_selectable_from_yaml_by_name_or_class_path(value: str, expected: type) 
     assert isinstance(method, expected)
     if expected is LayerCAM:
         assert method.layers() == ("stage4", "final")
+
+
+def _top_logits(model: GMIC, x: torch.Tensor) -> torch.Tensor:
+    """The raw score of y_global by hand: the head's logits at the positions of A's top t%, averaged."""
+    g = model.global_pass(x)
+    logits = torch.logit(g.cam.double()).flatten(2)  # (N, C, h*w), the head's output recovered from A
+    top = max(1, round(model.percent_t * logits.shape[-1]))
+    positions = g.cam.flatten(2).topk(top, dim=2).indices
+    return logits.gather(2, positions).mean(2).float()
+
+
+def test_gradient_maps_of_a_saturated_positive_survive_with_the_logit_target() -> None:
+    # A confident positive: the head's logits reach ~40, float32 rounds sigmoid to 1, and d y_global / d h_g is 0.
+    model = tiny_gmic().eval()
+    with torch.no_grad():
+        model.saliency_head.weight.copy_(model.saliency_head.weight.abs() * 400)
+    x = images(2)
+    assert (model.global_pass(x).y_global == 1.0).all()
+    gradient_methods = ALL[1:]
+    logit_maps = model.saliency_maps(x, gradient_methods)
+    model.gradient_target = "probability"
+    probability_maps = model.saliency_maps(x, gradient_methods)
+    for name in gradient_methods:
+        assert probability_maps[name].abs().max() == 0, name  # what the saturated probability gives
+        flat = logit_maps[name].flatten(2)
+        assert ((flat.amax(2) - flat.amin(2)) > 0).all(), name  # a map with a peak to localize, every image
+    with pytest.raises(ValueError, match="gradient_target"):
+        GMIC(gradient_target="softmax")

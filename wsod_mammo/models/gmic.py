@@ -5,6 +5,15 @@ patch selection, local ResNet-18 on the patches, gated-attention MIL and a fusio
 The saliency method that selects the patches is pluggable (`forward(x, patch_saliency=...)`); with a gradient
 method, its gradients are taken inside the forward with `torch.autograd.grad` and the map is detached, while
 `y_global` and `saliency` always come from the CAM map A.
+
+Gradient methods differentiate the target's raw score by default (`gradient_target="logit"`): for `y_global`
+the mean of the top t% head logits (the positions of A's top t%, sigmoid being monotone), for `y_fusion` the
+fusion layer's logit. This is what Grad-CAM and Grad-CAM++ prescribe (the score before the softmax / sigmoid) and
+what pytorch-grad-cam differentiates for a classifier that outputs logits. The probability saturates: its
+gradient carries a factor s(1 - s) per position, which weights the most confident cells least, shrinks maps of
+confident positives to ~1e-11 and is exactly 0 once float32 rounds s to 1 (logit above ~17), so every gradient
+map vanishes. `gradient_target="probability"` differentiates the probabilities themselves (GMIC's outputs, as a
+pytorch-grad-cam wrapper around GMIC's forward would).
 """
 
 from __future__ import annotations
@@ -45,6 +54,7 @@ class GlobalPass(NamedTuple):
     activations: dict[str, Tensor]  # ACTIVATION_NAMES -> tensors, `final` = h_g (N, 256, h, w)
     cam: Tensor  # (N, C, h, w)
     y_global: Tensor  # (N, C)
+    score: Tensor  # (N, C) what gradient methods differentiate for y_global (its logit or y_global itself)
 
 
 class GMIC(nn.Module):
@@ -57,6 +67,8 @@ class GMIC(nn.Module):
         crop_shape: patch size (height, width) in input pixels; must fit in the input.
         post_processing_dim: channels of h_g (the global network's last stage; 256 in GMIC, multiple of 16).
         compile_networks: wrap the global and local networks with `torch.compile` (state-dict keys unchanged).
+        gradient_target: what gradient saliency methods differentiate: the target's raw score (`logit`) or its
+            probability (`probability`); see the module docstring.
     """
 
     def __init__(
@@ -67,6 +79,7 @@ class GMIC(nn.Module):
         crop_shape: tuple[int, int] = (256, 256),
         post_processing_dim: int = 256,
         compile_networks: bool = False,
+        gradient_target: Literal["logit", "probability"] = "logit",
     ) -> None:
         super().__init__()
         if num_classes < 1 or num_patches < 1 or not 0 < percent_t <= 1:
@@ -74,10 +87,13 @@ class GMIC(nn.Module):
                 "GMIC: expected num_classes >= 1, num_patches >= 1 and 0 < percent_t <= 1, found "
                 f"num_classes={num_classes}, num_patches={num_patches}, percent_t={percent_t}"
             )
+        if gradient_target not in ("logit", "probability"):
+            raise ValueError(f"GMIC: gradient_target must be 'logit' or 'probability', found {gradient_target!r}")
         if post_processing_dim % 16:
             raise ValueError(f"GMIC: expected post_processing_dim to be a multiple of 16, found {post_processing_dim}")
         self.num_classes = num_classes
         self.percent_t = percent_t
+        self.gradient_target = gradient_target
         self.num_patches = num_patches
         self.crop_shape = (int(crop_shape[0]), int(crop_shape[1]))
         self.global_network = ResNet22(in_channels=1, width=post_processing_dim // 16)
@@ -113,13 +129,17 @@ class GMIC(nn.Module):
         return map_size
 
     def global_pass(self, x: Tensor) -> GlobalPass:
-        """x (N, 1, H, W) -> activations, CAM map A (N, C, h, w) and y_global (N, C) (mean of A's top t%)."""
+        """x (N, 1, H, W) -> activations, CAM map A (N, C, h, w), y_global (N, C) (mean of A's top t%) and the
+        score gradient methods differentiate (the mean of the top t% logits, or y_global)."""
         self._check_input(x)
         activations = self.global_network(x)
-        cam = torch.sigmoid(self.saliency_head(activations["final"]).float())  # (N, C, h, w) float32 even in bf16
+        logits = self.saliency_head(activations["final"]).float()  # (N, C, h, w) float32 even in bf16
+        cam = torch.sigmoid(logits)
         top = max(1, round(self.percent_t * cam.shape[-2] * cam.shape[-1]))
         y_global = cam.flatten(2).topk(top, dim=2).values.mean(dim=2)  # (N, C)
-        return GlobalPass(activations, cam, y_global)
+        if self.gradient_target == "probability":
+            return GlobalPass(activations, cam, y_global, y_global)
+        return GlobalPass(activations, cam, y_global, logits.flatten(2).topk(top, dim=2).values.mean(dim=2))
 
     def _local_pass(self, x: Tensor, selection_map: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Select and crop patches -> (z (N, 512), attention (N, K), boxes (N, K, 4))."""
@@ -137,8 +157,11 @@ class GMIC(nn.Module):
         return z, attention, roi.corners_to_boxes(corners, self.crop_shape)
 
     def _fusion(self, h_g: Tensor, z: Tensor) -> Tensor:
+        return torch.sigmoid(self._fusion_logit(h_g, z))
+
+    def _fusion_logit(self, h_g: Tensor, z: Tensor) -> Tensor:
         pooled = h_g.amax(dim=(2, 3))  # (N, 256)
-        return torch.sigmoid(self.fusion(torch.cat([pooled.to(z.dtype), z], dim=1)).float())
+        return self.fusion(torch.cat([pooled.to(z.dtype), z], dim=1)).float()
 
     def _resolve(self, methods: Sequence[str | SaliencyMethod]) -> list[SaliencyMethod]:
         resolved = [get_saliency_method(m) for m in methods]
@@ -149,8 +172,8 @@ class GMIC(nn.Module):
     def forward(self, x: Tensor, patch_saliency: SaliencyMethod | str | None = None) -> GMICOutput:
         """x (N, 1, H, W) -> `GMICOutput`. `patch_saliency` selects the patches (None / "cam": the CAM map A).
 
-        A gradient method differentiates `y_global` with respect to its activations inside this call
-        (`retain_graph=True`, so a loss can be backpropagated afterwards); grad mode is enabled for it even
+        A gradient method differentiates `y_global` (by default its logit) with respect to its activations inside
+        this call (`retain_graph=True`, so a loss can be backpropagated afterwards); grad mode is enabled for it even
         under `torch.no_grad()`. Under `torch.inference_mode()` wrap the call in `torch.inference_mode(False)`.
         """
         self._check_input(x)
@@ -167,10 +190,10 @@ class GMIC(nn.Module):
             grad_was_enabled = torch.is_grad_enabled()
             with torch.enable_grad():
                 g = self.global_pass(_grad_input(x, self.global_network.parameters()))
-                selection = compute_saliency([method], g.cam, g.activations, g.y_global, retain_graph=grad_was_enabled)
+                selection = compute_saliency([method], g.cam, g.activations, g.score, retain_graph=grad_was_enabled)
                 selection = selection[method.name]
             if not grad_was_enabled:
-                g = GlobalPass({k: v.detach() for k, v in g.activations.items()}, g.cam.detach(), g.y_global.detach())
+                g = GlobalPass({k: v.detach() for k, v in g.activations.items()}, *(t.detach() for t in g[1:]))
         z, attention, boxes = self._local_pass(x, selection)
         y_local = torch.sigmoid(self.classifier(z).float())
         y_fusion = self._fusion(g.activations["final"], z)
@@ -201,7 +224,7 @@ class GMIC(nn.Module):
             raise RuntimeError("GMIC.saliency_maps needs gradients: call it inside `torch.inference_mode(False)`")
         with torch.enable_grad() if needs_grad else torch.no_grad():
             g = self.global_pass(_grad_input(x, self.global_network.parameters()) if needs_grad else x)
-            maps = compute_saliency(resolved, g.cam, g.activations, g.y_global if needs_grad else None)
+            maps = compute_saliency(resolved, g.cam, g.activations, g.score if needs_grad else None)
         return {**maps, "y_global": g.y_global.detach().float()}
 
     def evaluate(
@@ -229,7 +252,7 @@ class GMIC(nn.Module):
             raise RuntimeError("GMIC.evaluate needs gradients: call it inside `torch.inference_mode(False)`")
         with torch.enable_grad() if needs_grad else torch.no_grad():
             g = self.global_pass(_grad_input(x, self.global_network.parameters()) if needs_grad else x)
-            graded = g.y_global if needs_grad else None
+            graded = g.score if needs_grad else None
             if target == "y_global":
                 together = resolved + ([patch] if patch.name not in {m.name for m in resolved} else [])
                 maps = compute_saliency(together, g.cam, g.activations, graded)
@@ -241,9 +264,11 @@ class GMIC(nn.Module):
             with torch.no_grad():  # no map depends on the local network's graph (z enters y_fusion as a constant)
                 z, attention, boxes = self._local_pass(x, selection)
                 y_local = torch.sigmoid(self.classifier(z).float())
-            y_fusion = self._fusion(g.activations["final"], z)
+            fusion_logit = self._fusion_logit(g.activations["final"], z)
+            y_fusion = torch.sigmoid(fusion_logit)
             if target == "y_fusion":
-                maps = compute_saliency(resolved, g.cam, g.activations, y_fusion if needs_grad else None)
+                score = fusion_logit if self.gradient_target == "logit" else y_fusion
+                maps = compute_saliency(resolved, g.cam, g.activations, score if needs_grad else None)
         output = GMICOutput(g.y_global.float(), y_local, y_fusion, g.cam.float(), boxes, attention)
         return GMICOutput(*(t.detach() for t in output)), maps
 
@@ -263,7 +288,8 @@ class GMIC(nn.Module):
 
 
 class GlobalScore(nn.Module):
-    """GMIC's global branch as a plain classifier, ``x (N, 1, H, W) -> y_global (N, C)``.
+    """GMIC's global branch as a plain classifier, ``x (N, 1, H, W) -> score (N, C)``: the score gradient methods
+    differentiate for ``y_global`` (its logit, or ``y_global`` itself with ``gradient_target="probability"``).
 
     What external CAM tools (pytorch-grad-cam) need to differentiate the same target score as ``saliency_maps``:
     hook ``gmic.global_network``'s layers and call this module. It shares ``gmic``'s parameters.
@@ -274,7 +300,7 @@ class GlobalScore(nn.Module):
         self.model = gmic
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.model.global_pass(x).y_global
+        return self.model.global_pass(x).score
 
 
 def _grad_input(x: Tensor, params: Iterable[nn.Parameter]) -> Tensor:

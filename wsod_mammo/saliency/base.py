@@ -88,20 +88,34 @@ def get_saliency_method(name_or_instance: str | SaliencyMethod) -> SaliencyMetho
     )
 
 
+def min_max_normalize(maps: Tensor) -> tuple[Tensor, Tensor]:
+    """The one normalization rule of boxes, overlays and patch selection: ``(..., h, w) -> (..., h, w), (...)``.
+
+    Each map is min-max normalized into [0, 1] whatever its scale: GradCAM++ maps of confident positives peak
+    near 2e-11 and are as valid as maps near 1. Only a truly constant map (max == min) or one holding a NaN or
+    an infinity has no peak to localize: it becomes zeros (never NaN) and its entry in the returned boolean
+    mask ``usable`` is False, so it gives no boxes. Computed in float32 (or float64 if given).
+    """
+    maps = maps if maps.dtype in (torch.float32, torch.float64) else maps.float()
+    flat = maps.flatten(-2)  # (..., h*w)
+    finite = torch.isfinite(flat).all(dim=-1, keepdim=True)
+    flat = torch.where(finite, flat, torch.zeros_like(flat))
+    low = flat.amin(dim=-1, keepdim=True)
+    span = flat.amax(dim=-1, keepdim=True) - low
+    usable = finite & (span > 0)
+    safe = torch.where(usable, span, torch.ones_like(span))
+    out = torch.where(usable, (flat - low) / safe, torch.zeros_like(flat))
+    return out.view_as(maps), usable[..., 0]
+
+
 def normalize_saliency(maps: Tensor) -> Tensor:
     """Min-max normalize each image's and class's map into [0, 1]: (N, C, h, w) -> (N, C, h, w).
 
-    A constant map becomes zeros (never NaN). Computed in float32 (or float64 if given).
+    The rule of :func:`min_max_normalize`: scale-free; a constant or non-finite map becomes zeros (never NaN).
     """
     if maps.ndim != 4:
         raise ValueError(f"normalize_saliency: expected maps of shape (N, C, h, w), found {tuple(maps.shape)}")
-    maps = maps if maps.dtype in (torch.float32, torch.float64) else maps.float()
-    flat = maps.flatten(2)  # (N, C, h*w)
-    low = flat.amin(dim=2, keepdim=True)
-    span = flat.amax(dim=2, keepdim=True) - low
-    safe = torch.where(span > 0, span, torch.ones_like(span))
-    out = torch.where(span > 0, (flat - low) / safe, torch.zeros_like(flat))
-    return out.view_as(maps)
+    return min_max_normalize(maps)[0]
 
 
 def upsample_saliency(maps: Tensor, size: tuple[int, int]) -> Tensor:
