@@ -51,7 +51,7 @@ class KeyedClassificationMetric(Metric):
 
     def distinct(self) -> tuple[Tensor, Tensor]:
         """Predictions and targets of the first occurrence of each image."""
-        if not self.preds:
+        if isinstance(self.preds, list) and not self.preds:
             return torch.zeros(0, device=self.device), torch.zeros(0, dtype=torch.long, device=self.device)
         preds, target = dim_zero_cat(self.preds), dim_zero_cat(self.target)
         first = first_occurrence_mask(dim_zero_cat(self.key), dim_zero_cat(self.occurrence))
