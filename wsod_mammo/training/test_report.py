@@ -26,6 +26,7 @@ from wsod_mammo.detection.bootstrap import (
     resample_weights,
     resampled_froc,
 )
+from wsod_mammo.detection.compare import IMAGES_FILE
 from wsod_mammo.detection.metrics import DetectionResult
 from wsod_mammo.detection.report import format_cell, plot_froc, table1, table2, write_table2_row
 from wsod_mammo.training.classification import HEADS
@@ -37,7 +38,6 @@ OPERATING_POINT = (
     "TPR@FPPI cell: the FROC point with the highest TPR at FPPI <= {budget:g} (box-score cut), "
     "the rule validation chooses the binarization threshold by"
 )
-IMAGES_FILE = "detection_images.json"
 CI_COLUMNS = ["subset", "method", "figure", "value", "low", "high"]
 
 
