@@ -30,7 +30,7 @@ class FirstBatchRecorder(Callback):
 
 
 def tiny_config(directory: Path, data_root: Path, train_saliency: str = "cam", **data: Any) -> dict[str, Any]:
-    """The whole config as a dict; ``directory`` receives runs, checkpoints and predictions."""
+    """The whole config as a dict; ``directory`` receives runs (with their checkpoints) and predictions."""
     return {
         "seed_everything": 42,
         "trainer": {
@@ -50,7 +50,6 @@ def tiny_config(directory: Path, data_root: Path, train_saliency: str = "cam", *
                 {
                     "class_path": "wsod_mammo.training.checkpoints.BestCheckpoint",
                     "init_args": {
-                        "dirpath": str(directory / "checkpoints"),
                         "filename": "best",
                         "monitor": "val/fusion/auroc",
                         "mode": "max",
@@ -61,7 +60,6 @@ def tiny_config(directory: Path, data_root: Path, train_saliency: str = "cam", *
                 {
                     "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
                     "init_args": {
-                        "dirpath": str(directory / "checkpoints"),
                         "filename": "last",
                         "save_top_k": 1,
                         "enable_version_counter": False,
@@ -103,4 +101,10 @@ def tiny_config(directory: Path, data_root: Path, train_saliency: str = "cam", *
 
 def write_config(path: Path, config: dict[str, Any]) -> Path:
     path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def checkpoint(directory: Path, name: str = "last") -> Path:
+    """The one run's ``{name}.ckpt`` under ``directory/runs`` (checkpoints live in their run folder)."""
+    (path,) = list((directory / "runs").glob(f"**/checkpoints/{name}.ckpt"))
     return path

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from cli_configs import INPUT_SIZE, tiny_config, write_config
+from cli_configs import INPUT_SIZE, checkpoint, tiny_config, write_config
 
-from wsod_mammo.cli import main
+from wsod_mammo.cli import main, resolve_checkpoint
 from wsod_mammo.data.synthetic import make_synthetic_dataset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -51,11 +51,14 @@ def _run_dirs(directory: Path) -> list[Path]:
 
 
 def test_fit_writes_best_last_and_the_resolved_config(trained: Path) -> None:
-    assert (trained / "checkpoints" / "best.ckpt").is_file()
-    assert (trained / "checkpoints" / "last.ckpt").is_file()
-    checkpoint = torch.load(trained / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
-    assert checkpoint["hyper_parameters"]["_class_path"] == "wsod_mammo.training.module.GMICLitModule"
-    assert set(checkpoint["detection_thresholds"]) == {"cam", "gradcam", "gradcampp", "xgradcam", "layercam"}
+    assert (
+        checkpoint(trained, "best").parent
+        == checkpoint(trained, "last").parent
+        == _run_dirs(trained)[0] / "checkpoints"
+    )
+    saved = torch.load(checkpoint(trained, "last"), map_location="cpu", weights_only=True)
+    assert saved["hyper_parameters"]["_class_path"] == "wsod_mammo.training.module.GMICLitModule"
+    assert set(saved["detection_thresholds"]) == {"cam", "gradcam", "gradcampp", "xgradcam", "layercam"}
     saved = yaml.safe_load(_run_dirs(trained)[0].joinpath("config.yaml").read_text())
     assert saved["model"]["init_args"]["model"]["init_args"]["crop_shape"] == [64, 64]
 
@@ -76,6 +79,17 @@ def test_test_writes_both_tables_the_froc_plot_and_overlays(trained: Path) -> No
     table1 = list(csv.DictReader(open(run / "table1.csv")))
     assert [r["head"] for r in table1] == ["global", "local", "fusion"]
     assert all(0.0 <= float(r["auc"]) <= 1.0 for r in table1)
+    # every figure carries a 95% bootstrap interval; the cell is the capped operating point validation selects by
+    assert "FPPI <= 1" in summary["operating_point"] and "FPPI <= 1" in (run / "table2_row.md").read_text()
+    for method, figures in summary["mass"].items():
+        assert figures["fppi"] <= 1.0, method
+        for figure in [figures["intervals"]["tpr"], *figures["intervals"]["tpr_at_fppi"].values()]:
+            assert figure["low"] <= figure["value"] <= figure["high"], (method, figure)
+    ci = list(csv.DictReader(open(run / "table2_row_ci.csv")))
+    assert {r["figure"] for r in ci} >= {"tpr", "fppi", "tpr@fppi0.25", "tpr@fppi4"} and len(ci) == 2 * 5 * 7
+    t1 = {(r["head"], r["figure"]): r for r in csv.DictReader(open(run / "table1_ci.csv"))}
+    assert float(t1[("fusion", "auc")]["low"]) <= float(t1[("fusion", "auc")]["value"]) <= 1.0
+    assert summary["all_counts"] == {"images": 8, "samples": 8}
 
 
 def test_predict_reports_unreadable_files_and_still_predicts_the_rest(trained: Path, data_root: Path) -> None:
@@ -115,29 +129,54 @@ def _state(path: Path) -> dict[str, torch.Tensor]:
 
 
 def test_resume_from_last_ends_with_the_same_weights(tmp_path: Path, data_root: Path) -> None:
+    """With 2 workers (Lightning creates the iterator before ``set_epoch``), resumed == uninterrupted bit for bit,
+    and the resumed fit continues the same run: one run folder, one W&B id."""
+
     def config(name: str, epochs: int) -> Path:
-        settings = tiny_config(tmp_path / name, data_root)
+        settings = tiny_config(tmp_path / name, data_root, num_workers=2)
         settings["trainer"]["max_epochs"] = epochs
         return write_config(tmp_path / f"{name}.yaml", settings)
 
     main(["fit", "--config", str(config("straight", 2))])
     main(["fit", "--config", str(config("resumed", 1))])
-    after_one_epoch = _state(tmp_path / "resumed" / "checkpoints" / "last.ckpt")
+    after_one_epoch = _state(checkpoint(tmp_path / "resumed"))
     main(["fit", "--config", str(config("resumed", 2)), "--ckpt_path", "last"])
-    ends = [torch.load(tmp_path / n / "checkpoints" / "last.ckpt", weights_only=True) for n in ("straight", "resumed")]
+    ends = [torch.load(checkpoint(tmp_path / n), weights_only=True) for n in ("straight", "resumed")]
     assert [c["epoch"] for c in ends] == [1, 1] and ends[0]["global_step"] == ends[1]["global_step"] > 0
     straight, resumed = (c["state_dict"] for c in ends)
     assert not torch.equal(resumed["model.fusion.weight"], after_one_epoch["model.fusion.weight"])  # it trained on
     assert straight.keys() == resumed.keys()
     for key in straight:
         torch.testing.assert_close(resumed[key], straight[key], rtol=0, atol=0, msg=key)
+    assert len(_run_dirs(tmp_path / "resumed")) == 1  # checkpoint() above also found exactly one last.ckpt
+
+
+def test_a_second_fit_writes_its_own_run_folder_and_best_resolves_to_the_newest(
+    tmp_path: Path, data_root: Path
+) -> None:
+    settings = tiny_config(tmp_path, data_root)
+    settings["trainer"] |= {"limit_train_batches": 1, "limit_val_batches": 1}
+    settings["trainer"]["callbacks"] = settings["trainer"]["callbacks"][:2]
+    config = write_config(tmp_path / "c.yaml", settings)
+    main(["fit", "--config", str(config)])
+    (first,) = _run_dirs(tmp_path)
+    first_best = (first / "checkpoints" / "best.ckpt").read_bytes()
+    main(["fit", "--config", str(config)])
+    (second,) = set(_run_dirs(tmp_path)) - {first}
+    assert (first / "checkpoints" / "best.ckpt").read_bytes() == first_best  # nothing of the first run overwritten
+    section = yaml.safe_load(config.read_text())
+    assert resolve_checkpoint("best", section) == second / "checkpoints" / "best.ckpt"
+    assert resolve_checkpoint(f"{first.name}:best", section) == first / "checkpoints" / "best.ckpt"
+    assert resolve_checkpoint(f"{first}:last", section) == first / "checkpoints" / "last.ckpt"
+    with pytest.raises(FileNotFoundError, match="nosuchrun"):
+        resolve_checkpoint("nosuchrun:best", section)
 
 
 def test_bf16_mixed_fit_on_cpu_with_a_gradient_patch_method(tmp_path: Path, data_root: Path) -> None:
     settings = tiny_config(tmp_path, data_root, train_saliency="gradcampp")
     settings["trainer"]["precision"] = "bf16-mixed"
     main(["fit", "--config", str(write_config(tmp_path / "c.yaml", settings))])
-    state = _state(tmp_path / "checkpoints" / "last.ckpt")
+    state = _state(checkpoint(tmp_path))
     assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
 
 
@@ -162,7 +201,7 @@ def test_device_standardization_reaches_the_model_as_worker_standardization(tmp_
         torch.testing.assert_close(images.mean((1, 2, 3)), torch.zeros(len(images)), atol=1e-4, rtol=0)
         torch.testing.assert_close(images.std((1, 2, 3)), torch.ones(len(images)), atol=1e-4, rtol=0)
         torch.testing.assert_close(images, worker[stage], atol=1e-4, rtol=1e-4, msg=stage)
-    assert (tmp_path / "device" / "checkpoints" / "last.ckpt").is_file()
+    assert checkpoint(tmp_path / "device").is_file()
 
 
 def read_wandb_log(path: Path) -> list:
@@ -192,6 +231,24 @@ def _key(item) -> str:
     return item.key or "/".join(item.nested_key)
 
 
+def logged_metrics(records: list) -> dict:
+    """Every logged value, wherever wandb wrote it: ``history`` rows, ``partial_history`` requests (a row the
+    service had not yet committed as history when the log was closed: timing-dependent under load, which once lost
+    ``val/fusion/auroc``) and the final ``summary``; later records win."""
+    values = {}
+    for record in records:
+        if record.HasField("history"):
+            items = record.history.item
+        elif record.HasField("request") and record.request.HasField("partial_history"):
+            items = record.request.partial_history.item
+        elif record.HasField("summary"):
+            items = record.summary.update
+        else:
+            continue
+        values |= {_key(i): json.loads(i.value_json) for i in items}
+    return values
+
+
 def test_wandb_offline_run_holds_the_config_and_the_metrics(
     tmp_path: Path, data_root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -203,7 +260,7 @@ def test_wandb_offline_run_holds_the_config_and_the_metrics(
     resolved = yaml.safe_load(config["config"])
     assert resolved["model"]["init_args"]["train_saliency"] == "cam"
     assert resolved["data"]["init_args"]["data_root"] == str(data_root)
-    history = {_key(i): json.loads(i.value_json) for r in records if r.HasField("history") for i in r.history.item}
+    history = logged_metrics(records)
     assert 0.0 <= history["val/fusion/auroc"] <= 1.0
     assert history["train/loss"] > 0 and "val/detection/gradcampp/tpr@fppi1" in history
 
@@ -213,7 +270,7 @@ def test_missing_data_root_fails_before_training_and_names_the_option(tmp_path: 
     config = write_config(tmp_path / "c.yaml", tiny_config(tmp_path, tmp_path / "nowhere"))
     with pytest.raises(FileNotFoundError, match="data_root.*nowhere"):
         main(["fit", "--config", str(config)])
-    assert not (tmp_path / "checkpoints").exists()
+    assert not list(tmp_path.glob("**/*.ckpt"))
 
 
 def test_unknown_saliency_method_lists_the_registered_ones(tmp_path: Path, data_root: Path) -> None:
@@ -235,7 +292,7 @@ def test_fp16_on_cpu_is_refused_before_training(tmp_path: Path, data_root: Path)
     settings["trainer"]["precision"] = "16-mixed"
     with pytest.raises(Exception, match="16-mixed|bf16"):
         main(["fit", "--config", str(write_config(tmp_path / "c.yaml", settings))])
-    assert not (tmp_path / "checkpoints").exists()
+    assert not list(tmp_path.glob("**/*.ckpt"))
 
 
 # -------------------------------------------------------------------------------------------------- DDP
@@ -259,15 +316,15 @@ def test_ddp_on_two_cpu_processes_matches_one_process(tmp_path: Path, trained: P
     settings["trainer"] |= {"devices": 2, "strategy": "ddp", "limit_train_batches": 2}
     config = write_config(tmp_path / "ddp.yaml", settings)
     _wsod("fit", "--config", str(config), cwd=tmp_path)
-    assert (tmp_path / "ddp" / "checkpoints" / "last.ckpt").is_file()
+    assert checkpoint(tmp_path / "ddp").is_file()
 
-    checkpoint = str(trained / "checkpoints" / "best.ckpt")
+    best = str(checkpoint(trained, "best"))
     figures = {}
     for devices in (1, 2):
         out = tmp_path / f"validate{devices}"
         logger = ["--trainer.logger", "lightning.pytorch.loggers.CSVLogger", "--trainer.logger.save_dir", str(out)]
         strategy = ["--trainer.strategy", "ddp"] if devices > 1 else []
-        args = ["validate", "--config", str(trained / "config.yaml"), "--ckpt_path", checkpoint]
+        args = ["validate", "--config", str(trained / "config.yaml"), "--ckpt_path", best]
         _wsod(*args, "--trainer.devices", str(devices), *strategy, *logger, cwd=tmp_path)
         figures[devices] = _validate_metrics(out)
     assert "val/fusion/auroc" in figures[1] and "val/detection/cam/threshold" in figures[1]
@@ -289,3 +346,25 @@ def test_plain_commands_do_not_build_a_trainer(tmp_path: Path) -> None:
     assert (root / "finding_annotations.csv").is_file()
     assert not (tmp_path / "lightning_logs").exists() and not list(tmp_path.glob("**/wandb"))
     shutil.rmtree(root)
+
+
+def test_ddp_test_on_an_uneven_count_with_repeats_equals_one_process(tmp_path: Path, trained: Path) -> None:
+    """``selection: paper`` gives 9 test samples of 8 distinct images; 2 processes pad them to 10. Keyed by image_id,
+    every Table I and Table II figure (and its interval) equals one process's, and both counts are reported."""
+    reports = {}
+    for devices in (1, 2):
+        out = tmp_path / f"test{devices}"
+        logger = ["--trainer.logger", "lightning.pytorch.loggers.CSVLogger", "--trainer.logger.save_dir", str(out)]
+        strategy = ["--trainer.strategy", "ddp"] if devices > 1 else []
+        args = ["test", "--config", str(trained / "config.yaml"), "--ckpt_path", str(checkpoint(trained, "best"))]
+        _wsod(*args, "--data.selection", "paper", "--trainer.devices", str(devices), *strategy, *logger, cwd=tmp_path)
+        (path,) = list(out.glob("**/detection.json"))
+        reports[devices] = json.loads(path.read_text())
+    one, two = reports[1], reports[2]
+    assert one["all_counts"] == {"images": 8, "samples": 9} and two["all_counts"] == {"images": 8, "samples": 10}
+    assert one["table1_intervals"] == two["table1_intervals"]
+    for subset in ("mass", "all"):
+        for method, figures in one[subset].items():
+            other = two[subset][method]
+            figures.pop("num_samples"), other.pop("num_samples")
+            assert figures == other, (subset, method)

@@ -81,11 +81,23 @@ def test_missing_data_root_names_option(tmp_path: Path) -> None:
         _dm(tmp_path / "nowhere").setup("fit")
 
 
-def test_synthesize_if_missing(tmp_path: Path) -> None:
-    dm = _dm(tmp_path / "demo", synthesize_if_missing=True, synthetic_studies=2, synthetic_size=(64, 48))
+def test_synthesize_if_missing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    demo = str(tmp_path / "demo")
+    dm = _dm(tmp_path / "demo", synthesize_if_missing=demo, synthetic_studies=2, synthetic_size=(64, 48))
     dm.prepare_data()
     dm.setup("fit")
     assert len(load_records(tmp_path / "demo")) == 8 and len(dm.datasets["train"]) > 0
+    assert "SYNTHETIC" in capsys.readouterr().out
+
+
+def test_a_mistyped_data_root_is_not_synthesized(tmp_path: Path) -> None:
+    dm = _dm(tmp_path / "dmeo", synthesize_if_missing=str(tmp_path / "demo"), synthetic_studies=2)
+    dm.prepare_data()
+    with pytest.raises(FileNotFoundError, match=r"data_root: .*dmeo does not exist.*demo"):
+        dm.setup("fit")
+    assert not (tmp_path / "dmeo").exists() and not (tmp_path / "demo").exists()
+    with pytest.raises(ValueError, match="synthesize_if_missing.*mistyped"):
+        _dm(tmp_path / "demo", synthesize_if_missing=True)
 
 
 def test_missing_error_and_skip(synthetic_root: Path, tmp_path: Path) -> None:

@@ -139,3 +139,23 @@ def test_bad_input_is_named():
         DetectionMetric().update(torch.zeros(2, 4, 4), torch.ones(2), [torch.zeros(0, 4)], torch.zeros(2), (4, 4))
     with pytest.raises(ValueError, match="thresholds"):
         DetectionMetric(thresholds=())
+
+
+def test_an_image_seen_twice_counts_once_with_its_id():
+    """DDP padding and ``selection: paper`` repeat samples; keyed by image_id the figures are the distinct images'."""
+    data = _random_data(6)
+    ids = [f"img{i}" for i in range(6)]
+    once = DetectionMetric(thresholds=(0.4, 0.6))
+    once.update(*data, (32, 24), image_ids=ids)
+    twice = DetectionMetric(thresholds=(0.4, 0.6))
+    twice.update(*data, (32, 24), image_ids=ids)
+    maps, probs, gts, labels = data
+    twice.update(maps[:2], probs[:2], gts[:2], labels[:2], (32, 24), image_ids=ids[:2])  # the padding repeats
+    result, reference = twice.compute(), once.compute()
+    assert reference.num_gt == 3 and result.num_samples == 8 and reference.num_samples == 6
+    _assert_same(result, reference)
+    assert torch.equal(result.image_gt, reference.image_gt)
+    unkeyed = DetectionMetric(thresholds=(0.4, 0.6))
+    unkeyed.update(*data, (32, 24))
+    unkeyed.update(maps[:2], probs[:2], gts[:2], labels[:2], (32, 24))
+    assert unkeyed.compute().num_gt == 4  # without ids the repeat counts again (what the callback did before)

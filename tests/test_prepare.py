@@ -96,3 +96,46 @@ def test_cli(synthetic_root: Path, tmp_path: Path) -> None:
                "--workers", "0", "--cache_format", "npy"])  # fmt: skip
     manifest = prep.load_manifest(tmp_path)
     assert manifest["input_size"] == [64, 40] and manifest["cache_format"] == "npy"
+
+
+SLOW_PREPARE = """
+import os, sys, time
+import wsod_mammo.data.prepare as prep
+
+def slow(job):
+    print("worker", os.getpid(), flush=True)
+    time.sleep(300)
+
+prep._convert = slow
+prep.prepare(sys.argv[1], sys.argv[2], input_size=(64, 48), workers=2)
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return "\\tZ" not in status.split("State:")[1].splitlines()[0]  # a zombie has exited
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc")
+def test_workers_exit_when_prepare_is_killed(synthetic_root: Path, tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    args = [sys.executable, "-c", SLOW_PREPARE, str(synthetic_root), str(tmp_path / "cache")]
+    parent = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        workers = [int(parent.stdout.readline().split()[1]) for _ in range(2)]  # both busy converting
+        assert all(_alive(pid) for pid in workers)
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(30)
+        deadline = time.monotonic() + 15
+        while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(_alive(pid) for pid in workers), "prepare's workers outlived it"
+    finally:
+        parent.kill()

@@ -82,3 +82,37 @@ def test_plot_froc_writes_a_png(tmp_path):
     path = tmp_path / "plots" / "froc.png"
     plot_froc(curves, path, title="test")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
+
+
+def _images_file(run, methods):
+    """A ``detection_images.json`` as ``wsod test`` writes it: 6 mass images with one box each."""
+    run.mkdir(parents=True, exist_ok=True)
+    subsets = {"mass": {}}
+    for name, hits in methods.items():
+        subsets["mass"][name] = {
+            "image_keys": [11, 12, 13, 14, 15, 16],
+            "image_gt": [1, 1, 1, 1, 1, 1],
+            "box_image": [0, 1, 2, 3, 4, 5],
+            "box_scores": [0.9, 0.8, 0.7, 0.6, 0.5, 0.4],
+            "box_tp": hits,
+        }
+    (run / "detection_images.json").write_text(__import__("json").dumps({"fppi_budget": 1.0, "subsets": subsets}))
+    (run / "table2_row.csv").write_text("train_method,cam,gradcam\ncam,0.50@0.50,0.33@0.67\n")
+
+
+def test_compare_is_a_paired_bootstrap_over_the_same_images(tmp_path, capsys):
+    _images_file(tmp_path / "run", {"cam": [1, 1, 1, 1, 1, 0], "gradcam": [1, 1, 1, 1, 0, 0]})
+    main([str(tmp_path / "run"), "--compare", "cam", f"{tmp_path / 'run'}:gradcam"])
+    out = capsys.readouterr().out
+    assert "A run:cam: 0.833" in out and "B run:gradcam: 0.667" in out
+    from wsod_mammo.detection.compare import load_side, paired_bootstrap
+
+    a, b = (load_side(m, tmp_path / "run", "mass")[1] for m in ("cam", "gradcam"))
+    result = paired_bootstrap(a, b, 1.0)
+    # cam finds every mass gradcam finds, and one more: no resample can favour gradcam
+    assert result["difference"]["low"] >= 0 and result["p_a_not_better"] < 0.5
+    assert result["a"]["low"] < result["a"]["value"] < result["a"]["high"] or result["a"]["high"] == 1.0
+    same = paired_bootstrap(a, a, 1.0)
+    assert same["difference"] == {"value": 0.0, "low": 0.0, "high": 0.0} and same["p_a_not_better"] == 1.0
+    with pytest.raises(ValueError, match="no method 'scorecam'"):
+        main([str(tmp_path / "run"), "--compare", "cam", "scorecam"])

@@ -44,6 +44,8 @@ class WsodCLI(LightningCLI):
             if ckpt_path:
                 section["ckpt_path"] = str(resolve_checkpoint(ckpt_path, section))
                 check_checkpoint(Path(section["ckpt_path"]))
+                if subcommand == "fit":
+                    continue_run(Path(section["ckpt_path"]), section)
                 if section.get("weights_only") is None:
                     section["weights_only"] = True
         super()._parse_ckpt_path()
@@ -68,7 +70,8 @@ def _cuda() -> bool:
 
 
 def _checkpoint_dirs(section: Any) -> list[Path]:
-    """The ``dirpath`` of every checkpoint callback in the parsed trainer config."""
+    """The ``dirpath`` of every checkpoint callback in the parsed trainer config (set only to opt out of run
+    folders: by default Lightning puts checkpoints in the logger's run folder, ``RUN_DIR/checkpoints``)."""
     callbacks = section.get("trainer", {}).get("callbacks") or []
     dirs = []
     for callback in callbacks:
@@ -79,20 +82,61 @@ def _checkpoint_dirs(section: Any) -> list[Path]:
     return dirs
 
 
+def _logger_args(section: Any) -> tuple[str, Any]:
+    """``(class_path, init_args)`` of the configured logger (``("", {})`` for none or ``True``)."""
+    logger = section.get("trainer", {}).get("logger")
+    if isinstance(logger, list):
+        logger = logger[0] if logger else None
+    if not hasattr(logger, "get"):
+        return "", {}
+    return str(logger.get("class_path", "")), logger.get("init_args") or {}
+
+
+def runs_root(section: Any) -> Path:
+    """The folder holding the run folders: the logger's ``save_dir`` (``runs`` for W&B), else the root dir."""
+    class_path, init_args = _logger_args(section)
+    save_dir = init_args.get("save_dir") if hasattr(init_args, "get") else None
+    if save_dir:
+        return Path(save_dir)
+    if "Wandb" in class_path:
+        return Path("runs")
+    return Path(section.get("trainer", {}).get("default_root_dir") or ".")
+
+
 def resolve_checkpoint(ckpt_path: str, section: Any) -> Path:
-    """``best``/``last`` -> the file in the configured ModelCheckpoint ``dirpath``; a path is checked to exist."""
-    if ckpt_path in CHECKPOINT_ALIASES:
-        dirs = _checkpoint_dirs(section)
-        if not dirs:
-            raise ValueError(f"--ckpt_path {ckpt_path}: no ModelCheckpoint with a dirpath in trainer.callbacks")
-        candidate = dirs[0] / CHECKPOINT_ALIASES[ckpt_path]
-        if not candidate.is_file():
-            raise FileNotFoundError(f"--ckpt_path {ckpt_path}: {candidate} does not exist (run `wsod fit` first)")
-        return candidate
+    """``--ckpt_path`` -> a checkpoint file.
+
+    ``best``/``last``: that checkpoint of the newest run (the most recently written ``RUN_DIR/checkpoints/
+    {best,last}.ckpt`` under the logger's ``save_dir``, or in a configured ``dirpath``). ``RUN:best``/``RUN:last``:
+    that run's, where ``RUN`` is a run folder or a run id (the W&B id naming the folder). Anything else is a path.
+    """
+    run, _, alias = ckpt_path.rpartition(":") if ckpt_path.endswith((":best", ":last")) else ("", "", ckpt_path)
+    if alias in CHECKPOINT_ALIASES:
+        name = CHECKPOINT_ALIASES[alias]
+        root = runs_root(section)
+        if run:
+            folders = [Path(run)] if Path(run).is_dir() else [p for p in root.glob(f"**/{run}") if p.is_dir()]
+            candidates = [f / "checkpoints" / name for f in folders]
+        else:
+            candidates = list(root.glob(f"**/checkpoints/{name}")) + [d / name for d in _checkpoint_dirs(section)]
+        found = [c for c in candidates if c.is_file()]
+        if not found:
+            where = f"run {run!r}" if run else f"any run under {root}"
+            raise FileNotFoundError(f"--ckpt_path {ckpt_path}: no {name} in {where} (run `wsod fit` first)")
+        return max(found, key=lambda p: p.stat().st_mtime_ns)
     path = Path(ckpt_path)
     if not path.is_file():
         raise FileNotFoundError(f"--ckpt_path: {path} does not exist")
     return path
+
+
+def continue_run(checkpoint: Path, section: Any) -> None:
+    """Resuming ``fit`` from a run folder's checkpoint continues that run: the W&B logger gets the folder's run id,
+    so the run's id, folder, checkpoints and reports stay one (a new id would start a second run folder)."""
+    class_path, init_args = _logger_args(section)
+    if "Wandb" not in class_path or checkpoint.parent.name != "checkpoints" or init_args.get("id"):
+        return
+    init_args["id"] = checkpoint.parent.parent.name
 
 
 def check_checkpoint(path: Path) -> None:

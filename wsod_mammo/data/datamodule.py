@@ -205,7 +205,10 @@ class VinDrMammoDataModule(L.LightningDataModule):
             ``device`` (needs ``standardize_on: device``) ships the cache's pixels and one affine matrix per
             image and warps the batch in one ``grid_sample`` on the device (``data/device_augment.py``).
         predict_paths: DICOM files/folders for ``predict``; default: the test split.
-        synthesize_if_missing: write a synthetic dataset to ``data_root`` in ``prepare_data`` when it has no CSV.
+        synthesize_if_missing: the one location that may be synthesized (the demo's own default,
+            ``runs/demo/data``): when ``data_root`` is that folder and has no CSV, ``prepare_data`` writes a
+            synthetic dataset there and says so on the terminal. Any other ``data_root`` must hold the data, so a
+            mistyped path fails instead of silently training on synthetic images.
         synthetic_studies, synthetic_size, synthetic_mass_radius: its number of studies, image ``(H, W)`` and
             mass radius range (fractions of the width; see ``make_synthetic_dataset``).
     """
@@ -231,7 +234,7 @@ class VinDrMammoDataModule(L.LightningDataModule):
         standardize_on: StandardizeOn = "worker",
         augment_on: AugmentOn = "worker",
         predict_paths: list[str] | None = None,
-        synthesize_if_missing: bool = False,
+        synthesize_if_missing: str | bool | None = None,
         synthetic_studies: int = 24,
         synthetic_size: tuple[int, int] = (512, 320),
         synthetic_mass_radius: tuple[float, float] = (0.04, 0.08),
@@ -258,6 +261,11 @@ class VinDrMammoDataModule(L.LightningDataModule):
         self.prefetch_factor = prefetch_factor
         self.augmentation = augmentation or AugmentationConfig()
         self.predict_paths = predict_paths
+        if isinstance(synthesize_if_missing, bool):
+            raise ValueError(
+                f"data.synthesize_if_missing: expected the data_root that may be synthesized (e.g. runs/demo/data), "
+                f"found {synthesize_if_missing}: a mistyped data_root must not silently become a synthetic dataset"
+            )
         self.synthesize_if_missing, self.synthetic_studies = synthesize_if_missing, synthetic_studies
         self.synthetic_size = synthetic_size
         self.synthetic_mass_radius = (float(synthetic_mass_radius[0]), float(synthetic_mass_radius[1]))
@@ -269,10 +277,15 @@ class VinDrMammoDataModule(L.LightningDataModule):
 
     def prepare_data(self) -> None:
         """Write the synthetic dataset when asked to and ``data_root`` has no VinDr CSV (rank 0 only)."""
-        if self.synthesize_if_missing and not (Path(self.data_root) / FINDING_CSV).is_file():
+        own = (
+            self.synthesize_if_missing and Path(self.synthesize_if_missing).resolve() == Path(self.data_root).resolve()
+        )
+        if own and not (Path(self.data_root) / FINDING_CSV).is_file():
             from wsod_mammo.data.synthetic import make_synthetic_dataset
 
-            log.info("data_root %s has no %s: writing a synthetic dataset there", self.data_root, FINDING_CSV)
+            print(
+                f"data_root {self.data_root} has no {FINDING_CSV}: writing a SYNTHETIC demo dataset there", flush=True
+            )
             height, width = self.synthetic_size
             make_synthetic_dataset(
                 self.data_root, self.synthetic_studies, height, width, seed=self.seed,
@@ -285,7 +298,7 @@ class VinDrMammoDataModule(L.LightningDataModule):
             what = "does not exist" if not root.exists() else f"has no {FINDING_CSV}"
             raise FileNotFoundError(
                 f"data_root: {root} {what}; expected a VinDr-Mammo folder ({FINDING_CSV}, images/<study>/<image>.dicom)"
-                " or set synthesize_if_missing: true to write a synthetic dataset there"
+                f" (synthetic data is written only to synthesize_if_missing: {self.synthesize_if_missing})"
             )
         selected = select_records(load_records(root), self.class_names, self.selection, self.seed)
         selected = self._drop_missing(selected, cache)
@@ -382,7 +395,12 @@ class VinDrMammoDataModule(L.LightningDataModule):
         return batch
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
+        """The sampler starts at the epoch about to run: Lightning creates the iterator (and workers prefetch)
+        before it calls ``set_epoch``, so a run resumed at epoch k would otherwise replay epoch 0's order."""
+        loader = self._loader("train", shuffle=True)
+        if self.trainer is not None:
+            loader.sampler.set_epoch(self.trainer.fit_loop.epoch_progress.current.processed)
+        return loader
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val")

@@ -16,6 +16,8 @@ import io
 import json
 import os
 import sys
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import nullcontext
 from pathlib import Path
@@ -145,7 +147,8 @@ def prepare(
     size = (int(input_size[0]), int(input_size[1]))
     jobs = [(i, str(r.path), r.laterality, size, crop_breast, str(cache_dir), cache_format) for i, r in unique.items()]
     images, errors = {}, {}
-    with ProcessPoolExecutor(max_workers=workers) if workers > 0 else nullcontext() as pool:
+    pool_kwargs = {"max_workers": workers, "initializer": exit_with_parent, "initargs": (os.getpid(),)}
+    with ProcessPoolExecutor(**pool_kwargs) if workers > 0 else nullcontext() as pool:
         results = pool.map(_convert, jobs, chunksize=1) if pool is not None else map(_convert, jobs)
         for image_id, entry, error in tqdm(results, total=len(jobs), desc="prepare", unit="img"):
             images[image_id], errors[image_id] = entry, error
@@ -160,6 +163,29 @@ def prepare(
     write_atomic(Path(cache_dir) / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True).encode())
     _report(manifest, cache_dir)
     return manifest
+
+
+def exit_with_parent(parent_pid: int) -> None:
+    """Worker initializer: end this worker when ``prepare`` is killed (the pool's workers would otherwise stay
+    blocked on their call queue forever). Linux: the kernel's parent-death signal; elsewhere, and for a parent
+    that died before it was set, a daemon thread that watches the parent's pid."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+            import signal
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(1.0)
+        os._exit(1)
+
+    if os.getppid() != parent_pid:
+        os._exit(1)
+    threading.Thread(target=watch, daemon=True, name="exit-with-parent").start()
 
 
 def _report(manifest: dict[str, Any], cache_dir: str) -> None:

@@ -109,3 +109,17 @@ def operating_point(
     tpr = tp / num_gt if num_gt > 0 else float("nan")
     fppi = fp / num_images if num_images > 0 else float("nan")
     return tpr, fppi
+
+
+def capped_operating_point(fppi: Tensor, tpr: Tensor, fppi_budget: float) -> tuple[float, float]:
+    """``(tpr, fppi)`` of the FROC point with the highest TPR at ``fppi <= fppi_budget`` (ties: the lowest FPPI).
+
+    The same figure validation maximizes to choose a threshold, so the reported cell is the selected operating
+    point. ``(nan, nan)`` without ground truth or without images.
+    """
+    if tpr.numel() == 0 or bool(torch.isnan(tpr).any()) or bool(torch.isnan(fppi).any()):
+        return float("nan"), float("nan")
+    allowed = fppi.float() <= fppi_budget  # (T,) the origin is always allowed
+    best = float(torch.where(allowed, tpr.float(), torch.zeros_like(tpr, dtype=torch.float32)).max())
+    at_best = allowed & (tpr.float() == best)
+    return best, float(fppi.float()[at_best].min())

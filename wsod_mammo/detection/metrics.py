@@ -1,9 +1,10 @@
 """torchmetrics ``DetectionMetric``: TPR@FPPI and FROC of one saliency method over a split, synced under DDP.
 
 Boxes are made and matched at ``update`` time (see :mod:`wsod_mammo.detection.boxes` and
-:mod:`wsod_mammo.detection.froc`); the states are only flat per-box lists (score, TP flag, threshold index) and
-two sums (ground-truth boxes, images), so DDP sync is a concatenation plus a sum and ``compute`` is one sort per
-binarization threshold. One metric per test-time saliency method.
+:mod:`wsod_mammo.detection.froc`); the states are flat per-box lists (score, TP flag, threshold index, occurrence)
+and per-sample lists (``image_id`` key, occurrence, ground-truth count), so DDP sync is a concatenation and
+``compute`` keeps the first occurrence of each image (:mod:`wsod_mammo.detection.image_keys`: DDP padding and
+``selection: paper`` repeats count once) and sorts once per binarization threshold. One metric per method.
 """
 
 from __future__ import annotations
@@ -18,7 +19,15 @@ from torchmetrics import Metric
 from torchmetrics.utilities.data import dim_zero_cat
 
 from wsod_mammo.detection.boxes import saliency_to_boxes
-from wsod_mammo.detection.froc import FPPI_POINTS, froc_curve, match_image, operating_point, tpr_at_fppi
+from wsod_mammo.detection.froc import (
+    FPPI_POINTS,
+    capped_operating_point,
+    froc_curve,
+    match_image,
+    operating_point,
+    tpr_at_fppi,
+)
+from wsod_mammo.detection.image_keys import first_occurrence_mask, image_keys, occurrences
 
 
 @dataclass(frozen=True)
@@ -27,7 +36,10 @@ class ThresholdResult:
 
     ``fppi, tpr, score_thresholds (T,)``: the FROC curve (origin first, see ``froc_curve``);
     ``tpr_at_fppi (F,)``: TPR within each FPPI budget of ``DetectionResult.fppi_points``;
-    ``tpr, fppi``: the operating point counting every box with score >= the metric's ``score_threshold``.
+    ``tpr, fppi``: the operating point: the FROC point with the highest TPR at FPPI <= the metric's
+    ``operating_fppi`` (as validation selects thresholds), or, with ``operating_fppi=None``, every box with score
+    >= ``score_threshold``. ``box_scores, box_tp (P,)`` and ``box_image (P,)`` (index into
+    ``DetectionResult.image_keys``): the distinct images' boxes, for bootstrap intervals.
     TPR values are NaN when there is no ground truth.
     """
 
@@ -38,6 +50,9 @@ class ThresholdResult:
     tpr_at_fppi: Tensor
     tpr: float
     fppi: float
+    box_scores: Tensor
+    box_tp: Tensor
+    box_image: Tensor
 
 
 class DetectionResult:
@@ -45,15 +60,26 @@ class DetectionResult:
 
     A plain class on purpose: torchmetrics walks dataclasses returned by ``compute`` and squeezes every
     one-element tensor, which would turn a one-point curve into a scalar.
+
+    ``num_images`` counts distinct images, ``num_samples`` every evaluated sample (repeats and DDP padding
+    included); ``image_keys, image_gt (I,)``: each distinct image's key and ground-truth box count.
     """
 
     def __init__(
-        self, per_threshold: tuple[ThresholdResult, ...], fppi_points: tuple[float, ...], num_gt: int, num_images: int
+        self,
+        per_threshold: tuple[ThresholdResult, ...],
+        fppi_points: tuple[float, ...],
+        image_keys: Tensor,
+        image_gt: Tensor,
+        num_samples: int,
     ) -> None:
         self.per_threshold = per_threshold
         self.fppi_points = fppi_points
-        self.num_gt = num_gt
-        self.num_images = num_images
+        self.image_keys = image_keys
+        self.image_gt = image_gt
+        self.num_gt = int(image_gt.sum())
+        self.num_images = int(image_keys.numel())
+        self.num_samples = num_samples
 
     def __repr__(self) -> str:
         cells = ", ".join(f"{r.threshold:g}: {r.tpr:.3f}@{r.fppi:.2f}" for r in self.per_threshold)
@@ -83,6 +109,9 @@ class DetectionMetric(Metric):
     ``positives_only=True`` ignores images with label 0 (the study's figures are on mass images).
     ``score_threshold`` is where the ``TPR@FPPI`` operating point cuts the box scores (0: every box counts).
     ``cell0_center`` places the maps on the image (see :func:`saliency_to_boxes`).
+    ``operating_fppi``: the reported operating point is the FROC point with the highest TPR at FPPI <= this
+    budget (the rule validation selects thresholds by); ``None``: every box with score >= ``score_threshold``.
+    ``update`` takes each sample's ``image_id``: an image seen again (DDP padding, repeats) counts once.
     """
 
     is_differentiable = False
@@ -97,6 +126,7 @@ class DetectionMetric(Metric):
         positives_only: bool = False,
         score_threshold: float = 0.0,
         cell0_center: float | None = None,
+        operating_fppi: float | None = None,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
@@ -108,11 +138,10 @@ class DetectionMetric(Metric):
         self.positives_only = positives_only
         self.score_threshold = float(score_threshold)
         self.cell0_center = cell0_center
-        self.add_state("box_scores", default=[], dist_reduce_fx="cat")
-        self.add_state("box_tp", default=[], dist_reduce_fx="cat")
-        self.add_state("box_threshold", default=[], dist_reduce_fx="cat")
-        self.add_state("num_gt", default=torch.zeros((), dtype=torch.float32), dist_reduce_fx="sum")
-        self.add_state("num_images", default=torch.zeros((), dtype=torch.float32), dist_reduce_fx="sum")
+        self.operating_fppi = operating_fppi
+        for name in ("box_scores", "box_tp", "box_threshold", "box_occurrence", "image_key", "image_occurrence"):
+            self.add_state(name, default=[], dist_reduce_fx="cat")
+        self.add_state("image_gt", default=[], dist_reduce_fx="cat")
 
     def update(
         self,
@@ -121,9 +150,11 @@ class DetectionMetric(Metric):
         gt_boxes: Sequence[Tensor],
         labels: Tensor,
         image_size: tuple[int, int],
+        image_ids: Sequence[str] | None = None,
     ) -> None:
         """Add a batch: maps ``(N, h, w)`` of the target class, mass probabilities ``(N,)``, ground-truth boxes
-        ``gt_boxes[i] (M_i, 4)`` xyxy in the input frame ``image_size = (H, W)``, labels ``(N,)`` (1 = mass).
+        ``gt_boxes[i] (M_i, 4)`` xyxy in the input frame ``image_size = (H, W)``, labels ``(N,)`` (1 = mass),
+        ``image_ids`` (N strings; without them every sample counts as a distinct image).
         """
         labels = labels.reshape(-1)
         n = maps.shape[0]
@@ -133,7 +164,12 @@ class DetectionMetric(Metric):
                 f"found {len(gt_boxes)}, {labels.numel()} and {probabilities.numel()}"
             )
         keep = [i for i, label in enumerate(labels.tolist()) if label > 0 or not self.positives_only]
-        scores, flags, indices, num_gt = [], [], [], 0
+        occurrence = occurrences(len(keep))
+        if image_ids is None:
+            keys = -1 - occurrence  # distinct per sample; hashes of ids are as likely negative, never collide here
+        else:
+            keys = image_keys([image_ids[i] for i in keep])
+        scores, flags, indices, box_occ, gts = [], [], [], [], []
         if keep:
             keep_t = torch.tensor(keep, device=maps.device)
             per_image = saliency_to_boxes(
@@ -143,42 +179,61 @@ class DetectionMetric(Metric):
                 probabilities.reshape(-1)[keep_t.to(probabilities.device)],
                 cell0_center=self.cell0_center,
             )
-            for image, dets in zip(keep, per_image, strict=True):
+            for j, (image, dets) in enumerate(zip(keep, per_image, strict=True)):
                 gt = gt_boxes[image].reshape(-1, 4).float().cpu()
-                num_gt += gt.shape[0]
+                gts.append(gt.shape[0])
                 for k, (boxes, box_scores) in enumerate(dets):
                     scores.append(box_scores)
                     flags.append(match_image(boxes, box_scores, gt, self.iou_threshold).float())
                     indices.append(torch.full_like(box_scores, float(k)))
-        self.num_gt += num_gt
-        self.num_images += len(keep)
+                    box_occ.append(torch.full(box_scores.shape, int(occurrence[j]), dtype=torch.int64))
         self.box_scores.append(self._flat(scores))
         self.box_tp.append(self._flat(flags))
         self.box_threshold.append(self._flat(indices))
+        self.box_occurrence.append(self._flat(box_occ, torch.int64))
+        self.image_key.append(keys.to(self.device))
+        self.image_occurrence.append(occurrence.to(self.device))
+        self.image_gt.append(torch.tensor(gts, dtype=torch.int64, device=self.device))
 
-    def _flat(self, parts: list[Tensor]) -> Tensor:
-        """One float32 tensor on the metric's device (an empty one keeps every rank's list non-empty for sync)."""
+    def _flat(self, parts: list[Tensor], dtype: torch.dtype = torch.float32) -> Tensor:
+        """One tensor on the metric's device (an empty one keeps every rank's list non-empty for sync)."""
         flat = torch.cat(parts) if parts else torch.zeros(0)
-        return flat.to(device=self.device, dtype=torch.float32)
+        return flat.to(device=self.device, dtype=dtype)
 
-    def _states(self) -> tuple[Tensor, Tensor, Tensor]:
-        def cat(state: list[Tensor] | Tensor) -> Tensor:
-            if isinstance(state, list) and not state:
-                return torch.zeros(0, device=self.device)
-            return dim_zero_cat(state)
+    def _cat(self, name: str, dtype: torch.dtype) -> Tensor:
+        state = getattr(self, name)
+        if isinstance(state, list) and not state:
+            return torch.zeros(0, dtype=dtype, device=self.device)
+        return dim_zero_cat(state).to(dtype)
 
-        return cat(self.box_scores), cat(self.box_tp), cat(self.box_threshold)
+    def _distinct(self) -> tuple[Tensor, Tensor, Tensor, Tensor, int]:
+        """The first occurrence of each image: ``keys, gt (I,)``, and per kept box its image index ``(P,)`` and a
+        mask over all boxes ``(P_all,)``; plus the number of samples seen."""
+        keys, occ = self._cat("image_key", torch.int64), self._cat("image_occurrence", torch.int64)
+        first = first_occurrence_mask(keys, occ)
+        kept_occ = occ[first]  # (I,)
+        box_occ = self._cat("box_occurrence", torch.int64)
+        box_kept = torch.isin(box_occ, kept_occ)
+        sorted_occ, perm = torch.sort(kept_occ)
+        box_image = perm[torch.searchsorted(sorted_occ, box_occ[box_kept])]  # (P,) index into the kept images
+        return keys[first], self._cat("image_gt", torch.int64)[first], box_image, box_kept, int(keys.numel())
 
     def compute(self) -> DetectionResult:
         """FROC, TPR at each FPPI point and the operating point per threshold, as a :class:`DetectionResult`."""
-        scores, flags, indices = self._states()
-        num_gt, num_images = int(round(float(self.num_gt))), int(round(float(self.num_images)))
+        keys, image_gt, box_image, box_kept, num_samples = self._distinct()
+        scores = self._cat("box_scores", torch.float32)[box_kept]
+        flags = self._cat("box_tp", torch.float32)[box_kept]
+        indices = self._cat("box_threshold", torch.float32)[box_kept]
+        num_gt, num_images = int(image_gt.sum()), int(keys.numel())
         results = []
         for k, threshold in enumerate(self.thresholds):
             selected = indices == k
             s, tp = scores[selected], flags[selected] > 0.5
             fppi, tpr, score_thresholds = froc_curve(s, tp, num_gt, num_images)
-            point_tpr, point_fppi = operating_point(s, tp, num_gt, num_images, self.score_threshold)
+            if self.operating_fppi is None:
+                point_tpr, point_fppi = operating_point(s, tp, num_gt, num_images, self.score_threshold)
+            else:
+                point_tpr, point_fppi = capped_operating_point(fppi, tpr, self.operating_fppi)
             results.append(
                 ThresholdResult(
                     threshold=threshold,
@@ -188,9 +243,12 @@ class DetectionMetric(Metric):
                     tpr_at_fppi=tpr_at_fppi(fppi, tpr, self.fppi_points),
                     tpr=point_tpr,
                     fppi=point_fppi,
+                    box_scores=s,
+                    box_tp=tp,
+                    box_image=box_image[selected],
                 )
             )
-        return DetectionResult(tuple(results), self.fppi_points, num_gt, num_images)
+        return DetectionResult(tuple(results), self.fppi_points, keys, image_gt, num_samples)
 
     def best_threshold(self, fppi_budget: float = 1.0) -> float:
         """The threshold maximizing TPR at ``fppi_budget`` on the data seen so far (validation only, never test)."""

@@ -162,14 +162,29 @@ def plot_froc(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``wsod report RUN_DIR... [--output DIR]``: print the merged Table II; with ``--output`` write
-    ``table2.md`` and ``table2.csv`` there."""
+    """``wsod report RUN_DIR... [--output DIR] [--compare A B]``: print the merged Table II; with ``--output`` write
+    ``table2.md`` and ``table2.csv`` there; ``--compare`` adds a paired bootstrap of two methods (``RUN_DIR:method``
+    or ``method`` of the first run; see :mod:`wsod_mammo.detection.compare`)."""
     parser = ArgumentParser(prog="wsod report", description="Merge the Table II rows of several test runs.")
     parser.add_argument("run_dirs", nargs="+", type=str, help="test run directories holding table2_row.csv")
     parser.add_argument("--output", type=str | None, default=None, help="directory for table2.md and table2.csv")
+    parser.add_argument(
+        "--compare",
+        nargs=2,
+        type=str,
+        default=None,
+        help="two methods A B (RUN_DIR:method or method): paired bootstrap",
+    )
+    parser.add_argument("--subset", type=str, default="mass", help="images compared: mass or all")
     args = parser.parse_args(argv)
     markdown, csv_text = collect_table2(args.run_dirs)
     print(markdown, end="")
+    if args.compare is not None:
+        from wsod_mammo.detection.compare import compare
+
+        if len(args.compare) != 2:
+            raise ValueError(f"--compare: expected two methods A B, found {args.compare}")
+        print(compare(args.compare[0], args.compare[1], Path(args.run_dirs[0]), args.subset), end="")
     if args.output is not None:
         output = Path(args.output)
         output.mkdir(parents=True, exist_ok=True)

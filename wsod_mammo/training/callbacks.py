@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -16,9 +14,8 @@ from torch import Tensor
 from wsod_mammo.detection.boxes import saliency_to_boxes
 from wsod_mammo.detection.metrics import DetectionMetric, DetectionResult
 from wsod_mammo.detection.overlay import method_panels, render_overlay, write_png
-from wsod_mammo.detection.report import format_cell, plot_froc, table1, table2, write_table2_row
-from wsod_mammo.training.classification import HEADS
 from wsod_mammo.training.run_dir import run_directory
+from wsod_mammo.training.test_report import SUBSETS, table1_intervals, write_test_report
 
 log = logging.getLogger(__name__)
 
@@ -32,9 +29,6 @@ def map_placement(pl_module: LightningModule, alignment: Alignment) -> float | N
     if alignment not in ("receptive_field", "resize"):
         raise ValueError(f"alignment: expected 'receptive_field' or 'resize', found {alignment!r}")
     return pl_module.model.map_cell0_center if alignment == "receptive_field" else None
-
-
-SUBSETS = {"mass": True, "all": False}  # subset name -> positives_only
 
 
 def class_targets(batch: dict[str, Any], class_index: int) -> tuple[list[Tensor], Tensor]:
@@ -66,13 +60,15 @@ class DetectionMetrics(Callback):
     Args:
         methods: test-time methods (default: the module's ``test_saliency``).
         thresholds: the validation grid of binarization thresholds on min-max normalized maps.
-        fppi_budget: FPPI at which validation maximizes TPR.
+        fppi_budget: FPPI at which validation maximizes TPR; the reported Table II cell is the same figure (the
+            FROC point with the highest TPR at FPPI <= the budget), so the selected operating point is the reported one.
         default_threshold: used in test for a method with no validated threshold (with a warning).
         class_index: the class whose maps and boxes are evaluated (0: the first of ``classes``).
         alignment: how maps are placed on the image: ``resize`` (plain resizing, as the study's pytorch-grad-cam
             did, and the block convention GMIC's own patch crops train the map to) or ``receptive_field`` (each cell
             on the centre of its receptive field, ~30 px up-left). Measured on the demo: ``receptive_field`` wins
             early in training, ``resize`` once patch selection has shaped the map.
+        bootstrap_seed: seed of the 1,000 class-stratified resamples behind every 95% interval of the report.
     """
 
     def __init__(
@@ -84,9 +80,11 @@ class DetectionMetrics(Callback):
         iou_threshold: float = 0.3,
         class_index: int = 0,
         alignment: Alignment = "resize",
+        bootstrap_seed: int = 0,
     ) -> None:
         self.methods = methods
         self.alignment = alignment
+        self.bootstrap_seed = bootstrap_seed
         self.thresholds = tuple(thresholds) if thresholds else DEFAULT_THRESHOLD_GRID
         self.fppi_budget = fppi_budget
         self.default_threshold = default_threshold
@@ -105,6 +103,7 @@ class DetectionMetrics(Callback):
                 iou_threshold=self.iou_threshold,
                 positives_only=positives_only,
                 cell0_center=map_placement(pl_module, self.alignment),
+                operating_fppi=self.fppi_budget,
             ).to(pl_module.device)
             for method in self._methods(pl_module)
             for subset, positives_only in subsets.items()
@@ -120,7 +119,7 @@ class DetectionMetrics(Callback):
         probabilities = outputs["y_fusion"][:, self.class_index].float()
         size = tuple(batch["image"].shape[-2:])
         for (method, _), metric in self._metrics.items():
-            metric.update(maps[method][:, self.class_index], probabilities, gt_boxes, labels, size)
+            metric.update(maps[method][:, self.class_index], probabilities, gt_boxes, labels, size, batch["image_id"])
 
     # ------------------------------------------------------------------------------------------ validation
     def on_validation_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -169,78 +168,14 @@ class DetectionMetrics(Callback):
                 pl_module.log(f"test/detection/{subset}/{method}/tpr@fppi{point:g}", value, sync_dist=False)
             pl_module.log(f"test/detection/{subset}/{method}/tpr", figures.tpr, sync_dist=False)
             pl_module.log(f"test/detection/{subset}/{method}/fppi", figures.fppi, sync_dist=False)
+        self._table1, _ = table1_intervals(pl_module, self.bootstrap_seed)  # collective: every rank
         self._run_dir = run_directory(trainer)
         self._metrics = {}
 
     def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.is_global_zero and self._results:
-            write_test_report(self._run_dir, trainer, pl_module, self._results)
-
-
-def _table1_rows(metrics: dict[str, Any]) -> dict[str, dict[str, float]]:
-    names = {"accuracy": "accuracy", "auc": "auroc", "tpr": "tpr", "tnr": "tnr"}
-    return {
-        head: {key: float(metrics.get(f"test/{head}/{name}", math.nan)) for key, name in names.items()}
-        for head in HEADS
-    }
-
-
-def write_test_report(
-    directory: Path, trainer: Trainer, pl_module: LightningModule, results: dict[tuple[str, str], DetectionResult]
-) -> None:
-    """Table I, the Table II row (mass images and all images), FROC plots and ``detection.json``."""
-    train_method = pl_module.train_saliency.name
-    table1_rows = _table1_rows(trainer.callback_metrics)
-    table1_md, table1_csv = table1(table1_rows)
-    (directory / "table1.md").write_text(table1_md)
-    (directory / "table1.csv").write_text(table1_csv)
-    summary: dict[str, Any] = {"train_saliency": train_method, "table1": table1_rows}
-    for subset in SUBSETS:
-        subset_results = {m: r for (m, s), r in results.items() if s == subset}
-        any_result = next(iter(subset_results.values()))
-        if any_result.num_images == 0:
-            log.error("the test set has no %s images: no detection figures for them", subset)
-            continue
-        if not any_result.tpr_defined:
-            log.error("the test set has no mass boxes (%s images): TPR is undefined, cells read n/a", subset)
-        cells = {m: format_cell(r.per_threshold[0].tpr, r.per_threshold[0].fppi) for m, r in subset_results.items()}
-        suffix = "" if subset == "mass" else "_all_images"
-        write_table2_row(directory / f"table2_row{suffix}.csv", train_method, cells)
-        row_md, _ = table2({train_method: cells})
-        (directory / f"table2_row{suffix}.md").write_text(row_md)
-        curves = {m: (r.per_threshold[0].fppi_curve, r.per_threshold[0].tpr_curve) for m, r in subset_results.items()}
-        plot_froc(
-            curves, directory / f"froc_{subset}.png", title=f"FROC, {subset} images (trained with {train_method})"
-        )
-        summary[subset] = {
-            m: {
-                "threshold": r.per_threshold[0].threshold,
-                "cell": cells[m],
-                "tpr": r.per_threshold[0].tpr,
-                "fppi": r.per_threshold[0].fppi,
-                "tpr_at_fppi": dict(zip(map(str, r.fppi_points), r.per_threshold[0].tpr_at_fppi.tolist(), strict=True)),
-                "num_gt": r.num_gt,
-                "num_images": r.num_images,
-            }
-            for m, r in subset_results.items()
-        }
-    (directory / "detection.json").write_text(json.dumps(summary, indent=2, allow_nan=True))
-    _log_to_wandb(trainer, directory, summary)
-    log.info("test report written to %s", directory)
-
-
-def _log_to_wandb(trainer: Trainer, directory: Path, summary: dict[str, Any]) -> None:
-    for logger in trainer.loggers:
-        if not isinstance(logger, WandbLogger):
-            continue
-        rows = [[head] + list(values.values()) for head, values in summary["table1"].items()]
-        logger.log_table("test/table1", columns=["head", "accuracy", "auc", "tpr", "tnr"], data=rows)
-        for subset in SUBSETS:
-            if subset in summary:
-                cells = summary[subset]
-                data = [[summary["train_saliency"]] + [c["cell"] for c in cells.values()]]
-                logger.log_table(f"test/table2_{subset}", columns=["train"] + list(cells), data=data)
-                logger.log_image(f"test/froc_{subset}", [str(directory / f"froc_{subset}.png")])
+            args = (self._run_dir, trainer, pl_module, self._results, self._table1)
+            write_test_report(*args, fppi_budget=self.fppi_budget, seed=self.bootstrap_seed)
 
 
 class SaliencyOverlays(Callback):

@@ -2,45 +2,89 @@
 
 from __future__ import annotations
 
-from torch import nn
-from torchmetrics import MetricCollection
-from torchmetrics.classification import (
-    BinaryAccuracy,
-    BinaryAUROC,
-    BinaryRecall,
-    BinarySpecificity,
-    MultilabelAccuracy,
-    MultilabelAUROC,
-    MultilabelRecall,
-    MultilabelSpecificity,
-)
+from collections.abc import Sequence
+from functools import partial
+from typing import Any
+
+import torch
+import torchmetrics.functional.classification as F
+from torch import Tensor, nn
+from torchmetrics import Metric, MetricCollection
+from torchmetrics.utilities.data import dim_zero_cat
+
+from wsod_mammo.detection.image_keys import first_occurrence_mask, image_keys, occurrences
 
 HEADS = ("global", "local", "fusion")
 STAGES = ("train", "val", "test")
 
 
-def classification_metrics(num_classes: int, threshold: float = 0.5) -> MetricCollection:
-    """Accuracy, AUROC, TPR (sensitivity) and TNR (specificity) at ``threshold``.
+class KeyedClassificationMetric(Metric):
+    """One Table I figure (``accuracy``, ``auroc``, ``tpr`` or ``tnr``) over distinct images.
 
-    AUROC keeps every prediction (exact, no binning); its states are float32 and ``cat``-synced under DDP, so a
-    multi-process run computes the same figure as one process over the same images.
+    States are per-sample predictions ``(N,)`` or ``(N, C)``, targets, ``image_id`` keys and occurrence numbers,
+    ``cat``-synced under DDP; ``compute`` keeps each image's first occurrence (DDP padding and ``selection: paper``
+    repeats count once; see :mod:`wsod_mammo.detection.image_keys`), so 2 processes equal 1 over the same images.
+    AUROC keeps every prediction (exact, no binning).
     """
-    if num_classes == 1:
-        metrics = {
-            "accuracy": BinaryAccuracy(threshold=threshold),
-            "auroc": BinaryAUROC(),
-            "tpr": BinaryRecall(threshold=threshold),
-            "tnr": BinarySpecificity(threshold=threshold),
-        }
-    else:
-        kwargs = {"num_labels": num_classes, "threshold": threshold, "average": "macro"}
-        metrics = {
-            "accuracy": MultilabelAccuracy(**kwargs),
-            "auroc": MultilabelAUROC(num_labels=num_classes, average="macro"),
-            "tpr": MultilabelRecall(**kwargs),
-            "tnr": MultilabelSpecificity(**kwargs),
-        }
-    return MetricCollection(metrics)
+
+    is_differentiable = False
+    higher_is_better = True
+    full_state_update = False
+
+    def __init__(self, name: str, num_classes: int, threshold: float = 0.5, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if name not in FIGURES:
+            raise ValueError(f"KeyedClassificationMetric: expected one of {sorted(FIGURES)}, found {name!r}")
+        self.name, self.num_classes, self.threshold = name, num_classes, threshold
+        for state in ("preds", "target", "key", "occurrence"):
+            self.add_state(state, default=[], dist_reduce_fx="cat")
+
+    def update(self, preds: Tensor, target: Tensor, image_ids: Sequence[str] | None = None) -> None:
+        """``preds`` probabilities and ``target`` 0/1 labels, ``(N,)`` (one class) or ``(N, C)``; ``image_ids``
+        (N strings; without them each sample counts as a distinct image)."""
+        occurrence = occurrences(preds.shape[0], preds.device)
+        keys = -1 - occurrence if image_ids is None else image_keys(image_ids, preds.device)
+        self.preds.append(preds.detach().float())
+        self.target.append(target.detach().long())
+        self.key.append(keys)
+        self.occurrence.append(occurrence)
+
+    def distinct(self) -> tuple[Tensor, Tensor]:
+        """Predictions and targets of the first occurrence of each image."""
+        if isinstance(self.preds, list) and not self.preds:
+            return torch.zeros(0, device=self.device), torch.zeros(0, dtype=torch.long, device=self.device)
+        preds, target = dim_zero_cat(self.preds), dim_zero_cat(self.target)
+        first = first_occurrence_mask(dim_zero_cat(self.key), dim_zero_cat(self.occurrence))
+        return preds[first], target[first]
+
+    def compute(self) -> Tensor:
+        preds, target = self.distinct()
+        if self.num_classes == 1:
+            return FIGURES[self.name][0](preds, target, threshold=self.threshold)
+        return FIGURES[self.name][1](preds, target, num_labels=self.num_classes, threshold=self.threshold)
+
+
+def _multilabel_auroc(preds: Tensor, target: Tensor, num_labels: int, threshold: float) -> Tensor:
+    return F.multilabel_auroc(preds, target, num_labels=num_labels, average="macro")
+
+
+def _binary_auroc(preds: Tensor, target: Tensor, threshold: float) -> Tensor:
+    return F.binary_auroc(preds, target)
+
+
+# name -> (binary function, macro multilabel function)
+FIGURES = {
+    "accuracy": (F.binary_accuracy, partial(F.multilabel_accuracy, average="macro")),
+    "auroc": (_binary_auroc, _multilabel_auroc),
+    "tpr": (F.binary_recall, partial(F.multilabel_recall, average="macro")),
+    "tnr": (F.binary_specificity, partial(F.multilabel_specificity, average="macro")),
+}
+
+
+def classification_metrics(num_classes: int, threshold: float = 0.5) -> MetricCollection:
+    """Accuracy, AUROC, TPR (sensitivity) and TNR (specificity) at ``threshold``, each image counted once."""
+    names = ("accuracy", "auroc", "tpr", "tnr")
+    return MetricCollection({n: KeyedClassificationMetric(n, num_classes, threshold) for n in names})
 
 
 def stage_head_metrics(num_classes: int) -> nn.ModuleDict:

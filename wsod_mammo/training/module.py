@@ -164,7 +164,7 @@ class GMICLitModule(LightningModule):
         output, maps = self.evaluate(batch["image"], self._requested_maps)
         loss = gmic_loss(output, batch["label"], self.beta)
         self.log(f"{stage}/loss", loss.total, batch_size=batch["image"].shape[0], sync_dist=True)
-        self._update_metrics(stage, output, batch["label"])
+        self._update_metrics(stage, output, batch["label"], batch.get("image_id"))
         return {"y_global": output.y_global, "y_fusion": output.y_fusion, "maps": maps}
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
@@ -176,13 +176,17 @@ class GMICLitModule(LightningModule):
             "maps": maps[self.predict_saliency],
         }
 
-    def _update_metrics(self, stage: str, output: GMICOutput, label: Tensor) -> None:
+    def _update_metrics(
+        self, stage: str, output: GMICOutput, label: Tensor, image_ids: Sequence[str] | None = None
+    ) -> None:
+        """Per-head Table I metrics; with ``image_ids`` an image seen again (DDP padding, repeats) counts once."""
         target = label.long()
         squeeze = self.model.num_classes == 1
         for head in HEADS:
             probabilities = getattr(output, f"y_{head}").detach().float()
             metrics = self.metrics[f"{stage}_{head}"]
-            metrics.update(probabilities[:, 0] if squeeze else probabilities, target[:, 0] if squeeze else target)
+            preds, targets = (probabilities[:, 0], target[:, 0]) if squeeze else (probabilities, target)
+            metrics.update(preds, targets, image_ids=image_ids)
             self.log_dict(metrics, on_step=False, on_epoch=True, batch_size=label.shape[0])
 
     # ---------------------------------------------------- gradient saliency in eval, test and predict steps

@@ -1,0 +1,75 @@
+"""Bootstrap intervals: weights are stratified draws, and the vectorized figures equal the plain ones."""
+
+from __future__ import annotations
+
+import torch
+from torchmetrics.functional.classification import binary_auroc
+
+from wsod_mammo.detection.bootstrap import (
+    best_within,
+    classification_figures,
+    interval,
+    resample_weights,
+    resampled_froc,
+)
+from wsod_mammo.detection.froc import capped_operating_point, froc_curve, tpr_at_fppi
+
+
+def test_weights_draw_each_stratum_to_its_size_and_repeat_with_the_seed():
+    strata = torch.tensor([0, 1, 1, 0, 1, 1, 1])
+    weights = resample_weights(strata, 200, seed=3)
+    assert weights.shape == (200, 7)
+    assert torch.equal(weights[:, strata == 0].sum(1), torch.full((200,), 2.0))
+    assert torch.equal(weights[:, strata == 1].sum(1), torch.full((200,), 5.0))
+    assert torch.equal(weights, resample_weights(strata, 200, seed=3))
+    assert not torch.equal(weights, resample_weights(strata, 200, seed=4))
+    assert weights.std(0).min() > 0  # every image is sometimes drawn more, sometimes less
+
+
+def _boxes(seed: int = 0):
+    gen = torch.Generator().manual_seed(seed)
+    image_gt = torch.tensor([1, 2, 0, 1, 0, 1])
+    box_image = torch.randint(0, 6, (30,), generator=gen)
+    box_scores = torch.randint(0, 8, (30,), generator=gen).float() / 8  # ties on purpose
+    box_tp = (torch.rand(30, generator=gen) < 0.4) & (image_gt[box_image] > 0)
+    return image_gt, box_image, box_scores, box_tp
+
+
+def test_resampled_froc_with_duplicated_images_equals_the_froc_of_the_duplicated_set():
+    image_gt, box_image, box_scores, box_tp = _boxes()
+    counts = torch.tensor([[1.0, 1, 1, 1, 1, 1], [2.0, 0, 1, 3, 0, 1]])
+    fppi, tpr = resampled_froc(counts, image_gt, box_image, box_scores, box_tp)
+    for b in range(2):
+        reps = counts[b].long()
+        take = torch.cat([torch.full((int(reps[i]),), i) for i in range(6)])
+        sel = torch.cat([torch.nonzero(box_image == i).flatten() for i in take.tolist()])
+        ref_fppi, ref_tpr, _ = froc_curve(box_scores[sel], box_tp[sel], int(image_gt[take].sum()), len(take))
+        # the resample's curve has a point at every distinct score of the full set: compare where both have one
+        keep = torch.isin(
+            torch.cat([torch.tensor([float("inf")]), box_scores.unique().flip(0)]),
+            torch.cat([torch.tensor([float("inf")]), box_scores[sel].unique().flip(0)]),
+        )
+        torch.testing.assert_close(fppi[b][keep], ref_fppi)
+        torch.testing.assert_close(tpr[b][keep], ref_tpr)
+        best, at = best_within(fppi[b : b + 1], tpr[b : b + 1], (0.5, 1.0))
+        torch.testing.assert_close(best[0], tpr_at_fppi(ref_fppi, ref_tpr, (0.5, 1.0)))
+        assert at[0, 1].item() == capped_operating_point(ref_fppi, ref_tpr, 1.0)[1]
+
+
+def test_weighted_classification_figures_equal_the_unweighted_ones_on_duplicated_data():
+    gen = torch.Generator().manual_seed(1)
+    preds = torch.randint(0, 6, (12,), generator=gen).float() / 5  # ties
+    target = (torch.rand(12, generator=gen) < 0.5).long()
+    counts = torch.randint(0, 3, (1, 12), generator=gen).float()
+    counts[0, 0], counts[0, 1] = 1, 1
+    target[0], target[1] = 0, 1
+    figures = classification_figures(counts, preds, target)
+    take = torch.repeat_interleave(torch.arange(12), counts[0].long())
+    assert abs(float(figures["auc"][0]) - float(binary_auroc(preds[take], target[take]))) < 1e-6
+    predicted = preds[take] >= 0.5
+    assert abs(float(figures["accuracy"][0]) - float((predicted == target[take].bool()).float().mean())) < 1e-6
+
+
+def test_interval_brackets_the_resamples():
+    figure = interval(torch.linspace(0, 1, 1001), 0.5)
+    assert figure["value"] == 0.5 and abs(figure["low"] - 0.025) < 1e-6 and abs(figure["high"] - 0.975) < 1e-6

@@ -1,0 +1,209 @@
+"""The test run's report: Table I, the Table II row, FROC plots, 95% bootstrap intervals, counts, per-image records.
+
+Every figure in ``detection.json`` and the ``*_ci.csv`` files is ``{"value", "low", "high"}`` (see
+:mod:`wsod_mammo.detection.bootstrap`). The Table II cell is the operating point validation selects by: the FROC
+point with the highest TPR at FPPI <= ``fppi_budget`` (``OPERATING_POINT`` below, also written to the report).
+``detection_images.json`` keeps each distinct image's key, ground-truth count and boxes, for ``wsod report
+--compare`` (a paired bootstrap between two methods or runs).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.loggers import WandbLogger
+
+from wsod_mammo.detection.bootstrap import (
+    best_within,
+    classification_figures,
+    interval,
+    resample_weights,
+    resampled_froc,
+)
+from wsod_mammo.detection.compare import IMAGES_FILE
+from wsod_mammo.detection.metrics import DetectionResult
+from wsod_mammo.detection.report import format_cell, plot_froc, table1, table2, write_table2_row
+from wsod_mammo.training.classification import HEADS
+
+log = logging.getLogger(__name__)
+
+SUBSETS = {"mass": True, "all": False}  # subset name -> positives_only
+OPERATING_POINT = (
+    "TPR@FPPI cell: the FROC point with the highest TPR at FPPI <= {budget:g} (box-score cut), "
+    "the rule validation chooses the binarization threshold by"
+)
+CI_COLUMNS = ["subset", "method", "figure", "value", "low", "high"]
+
+
+def detection_intervals(result: DetectionResult, fppi_budget: float, seed: int) -> dict[str, Any]:
+    """Intervals of one method's operating point (``tpr``, ``fppi``) and of TPR at each FROC point."""
+    r = result.per_threshold[0]
+    weights = resample_weights((result.image_gt > 0).long(), seed=seed)
+    fppi, tpr = resampled_froc(weights, result.image_gt, r.box_image, r.box_scores, r.box_tp)
+    points = list(result.fppi_points)
+    best, at = best_within(fppi, tpr, points + [fppi_budget])
+    return {
+        "tpr": interval(best[:, -1], r.tpr),
+        "fppi": interval(at[:, -1], r.fppi),
+        "tpr_at_fppi": {f"{p:g}": interval(best[:, i], float(r.tpr_at_fppi[i])) for i, p in enumerate(points)},
+    }
+
+
+def table1_intervals(pl_module: LightningModule, seed: int) -> tuple[dict[str, dict[str, Any]], int]:
+    """Per head ``{accuracy, auc, tpr, tnr: {value, low, high}}`` over the distinct test images (first class), and
+    their number. Collective under DDP (the metric states are gathered): call on every rank."""
+    rows: dict[str, dict[str, Any]] = {}
+    count = 0
+    for head in HEADS:
+        metric = pl_module.metrics[f"test_{head}"]["accuracy"]
+        with metric.sync_context():
+            preds, target = metric.distinct()
+        preds, target = preds.reshape(preds.shape[0], -1)[:, 0].cpu(), target.reshape(target.shape[0], -1)[:, 0].cpu()
+        count = int(preds.numel())
+        if count == 0:
+            continue
+        full = classification_figures(torch.ones(1, count), preds, target)
+        samples = classification_figures(resample_weights(target, seed=seed), preds, target)
+        rows[head] = {k: interval(samples[k], float(full[k][0])) for k in samples}
+    return rows, count
+
+
+def _ci_rows(subset: str, method: str, figures: dict[str, Any]) -> list[list[str]]:
+    rows = [[subset, method, name, *map(repr, figures[name].values())] for name in ("tpr", "fppi")]
+    for point, value in figures["tpr_at_fppi"].items():
+        rows.append([subset, method, f"tpr@fppi{point}", *map(repr, value.values())])
+    return rows
+
+
+def _csv(header: list[str], rows: list[list[str]]) -> str:
+    return "\n".join(",".join(row) for row in [header, *rows]) + "\n"
+
+
+def _interval_text(figure: dict[str, float]) -> str:
+    if any(math.isnan(v) for v in figure.values()):
+        return "n/a"
+    return f"{figure['value']:.2f} [{figure['low']:.2f}, {figure['high']:.2f}]"
+
+
+def _method_summary(r: DetectionResult, cell: str, intervals: dict[str, Any]) -> dict[str, Any]:
+    first = r.per_threshold[0]
+    return {
+        "threshold": first.threshold,
+        "cell": cell,
+        "tpr": first.tpr,
+        "fppi": first.fppi,
+        "tpr_at_fppi": dict(zip(map(str, r.fppi_points), first.tpr_at_fppi.tolist(), strict=True)),
+        "num_gt": r.num_gt,
+        "num_images": r.num_images,
+        "num_samples": r.num_samples,
+        "intervals": intervals,
+    }
+
+
+def _image_records(r: DetectionResult) -> dict[str, Any]:
+    first = r.per_threshold[0]
+    return {
+        "image_keys": r.image_keys.tolist(),
+        "image_gt": r.image_gt.tolist(),
+        "box_image": first.box_image.tolist(),
+        "box_scores": first.box_scores.tolist(),
+        "box_tp": first.box_tp.int().tolist(),
+    }
+
+
+def write_subset(
+    directory: Path, train_method: str, subset: str, results: dict[str, DetectionResult], budget: float, seed: int
+) -> tuple[dict[str, Any], list[list[str]], dict[str, Any]]:
+    """One subset's Table II row (md/csv, with an interval table), FROC plot; returns its summary, CI rows and
+    per-image records."""
+    cells = {m: format_cell(r.per_threshold[0].tpr, r.per_threshold[0].fppi) for m, r in results.items()}
+    intervals = {m: detection_intervals(r, budget, seed) for m, r in results.items()}
+    suffix = "" if subset == "mass" else "_all_images"
+    write_table2_row(directory / f"table2_row{suffix}.csv", train_method, cells)
+    row_md, _ = table2({train_method: cells})
+    ci_md, _ = table2({f"{train_method} TPR 95% CI": {m: _interval_text(i["tpr"]) for m, i in intervals.items()}})
+    first = next(iter(results.values()))
+    counts = f"{first.num_images} distinct images ({first.num_samples} samples evaluated)"
+    note = f"\n{counts}. {OPERATING_POINT.format(budget=budget)}.\n\n"
+    (directory / f"table2_row{suffix}.md").write_text(row_md + note + ci_md)
+    curves = {m: (r.per_threshold[0].fppi_curve, r.per_threshold[0].tpr_curve) for m, r in results.items()}
+    plot_froc(curves, directory / f"froc_{subset}.png", title=f"FROC, {subset} images (trained with {train_method})")
+    summary = {m: _method_summary(r, cells[m], intervals[m]) for m, r in results.items()}
+    ci_rows = [row for m in results for row in _ci_rows(subset, m, intervals[m])]
+    return summary, ci_rows, {m: _image_records(r) for m, r in results.items()}
+
+
+def write_test_report(
+    directory: Path,
+    trainer: Trainer,
+    pl_module: LightningModule,
+    results: dict[tuple[str, str], DetectionResult],
+    table1_ci: dict[str, dict[str, Any]],
+    fppi_budget: float = 1.0,
+    seed: int = 0,
+) -> None:
+    """Table I, the Table II row (mass images and all images) with intervals, FROC plots, ``detection.json``."""
+    train_method = pl_module.train_saliency.name
+    table1_rows = {h: {k: v["value"] for k, v in row.items()} for h, row in table1_ci.items()}
+    table1_md, table1_csv = table1(table1_rows)
+    header = "| head | accuracy | AUC | TPR | TNR |\n|---|---|---|---|---|\n"
+    lines = [f"| {h} | " + " | ".join(_interval_text(v) for v in row.values()) + " |" for h, row in table1_ci.items()]
+    ci_md = "\n95% bootstrap intervals over images (stratified by class):\n\n" + header + "\n".join(lines) + "\n"
+    (directory / "table1.md").write_text(table1_md + ci_md)
+    (directory / "table1.csv").write_text(table1_csv)
+    t1_rows = [[h, k, *map(repr, v.values())] for h, row in table1_ci.items() for k, v in row.items()]
+    (directory / "table1_ci.csv").write_text(_csv(["head", "figure", "value", "low", "high"], t1_rows))
+    summary: dict[str, Any] = {
+        "train_saliency": train_method,
+        "operating_point": OPERATING_POINT.format(budget=fppi_budget),
+        "bootstrap": {"resamples": 1000, "seed": seed, "level": 0.95, "stratified_by": "class"},
+        "table1": table1_rows,
+        "table1_intervals": table1_ci,
+    }
+    ci_rows, records = [], {}
+    for subset in SUBSETS:
+        subset_results = {m: r for (m, s), r in results.items() if s == subset}
+        any_result = next(iter(subset_results.values()))
+        if any_result.num_images == 0:
+            log.error("the test set has no %s images: no detection figures for them", subset)
+            continue
+        if not any_result.tpr_defined:
+            log.error("the test set has no mass boxes (%s images): TPR is undefined, cells read n/a", subset)
+        summary[subset], rows, records[subset] = write_subset(
+            directory, train_method, subset, subset_results, fppi_budget, seed
+        )
+        summary[f"{subset}_counts"] = {"images": any_result.num_images, "samples": any_result.num_samples}
+        ci_rows += rows
+    (directory / "table2_row_ci.csv").write_text(_csv(CI_COLUMNS, ci_rows))
+    (directory / "detection.json").write_text(json.dumps(summary, indent=2, allow_nan=True))
+    (directory / IMAGES_FILE).write_text(json.dumps({"fppi_budget": fppi_budget, "subsets": records}))
+    _log_to_wandb(trainer, directory, summary, ci_rows)
+    log.info("test report written to %s", directory)
+
+
+def _log_to_wandb(trainer: Trainer, directory: Path, summary: dict[str, Any], ci_rows: list[list[str]]) -> None:
+    for logger in trainer.loggers:
+        if not isinstance(logger, WandbLogger):
+            continue
+        rows = [[head] + list(values.values()) for head, values in summary["table1"].items()]
+        logger.log_table("test/table1", columns=["head", "accuracy", "auc", "tpr", "tnr"], data=rows)
+        t1 = [
+            [h, k, v["value"], v["low"], v["high"]]
+            for h, r in summary["table1_intervals"].items()
+            for k, v in r.items()
+        ]
+        logger.log_table("test/table1_ci", columns=["head", "figure", "value", "low", "high"], data=t1)
+        data = [[s, m, f, float(v), float(lo), float(hi)] for s, m, f, v, lo, hi in ci_rows]
+        logger.log_table("test/detection_ci", columns=CI_COLUMNS, data=data)
+        for subset in SUBSETS:
+            if subset in summary:
+                cells = summary[subset]
+                data = [[summary["train_saliency"]] + [c["cell"] for c in cells.values()]]
+                logger.log_table(f"test/table2_{subset}", columns=["train"] + list(cells), data=data)
+                logger.log_image(f"test/froc_{subset}", [str(directory / f"froc_{subset}.png")])
