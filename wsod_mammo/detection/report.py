@@ -13,9 +13,10 @@ import io
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from jsonargparse import ArgumentParser
-from torch import Tensor
+if TYPE_CHECKING:
+    from torch import Tensor
 
 METHOD_ORDER: tuple[str, ...] = ("cam", "gradcam", "gradcampp", "xgradcam", "layercam")
 TABLE1_COLUMNS: tuple[tuple[str, str], ...] = (("accuracy", "accuracy"), ("auc", "AUC"), ("tpr", "TPR"), ("tnr", "TNR"))
@@ -164,6 +165,8 @@ def plot_froc(
 def main(argv: list[str] | None = None) -> None:
     """``wsod report RUN_DIR... [--output DIR]``: print the merged Table II; with ``--output`` write
     ``table2.md`` and ``table2.csv`` there."""
+    from jsonargparse import ArgumentParser
+
     parser = ArgumentParser(prog="wsod report", description="Merge the Table II rows of several test runs.")
     parser.add_argument("run_dirs", nargs="+", type=str, help="test run directories holding table2_row.csv")
     parser.add_argument("--output", type=str | None, default=None, help="directory for table2.md and table2.csv")
