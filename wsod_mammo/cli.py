@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,8 @@ from wsod_mammo.cli_help import customize_subcommand_parser, subcommand_parser_k
 from wsod_mammo.data.datamodule import VinDrMammoDataModule
 from wsod_mammo.training.module import GMICLitModule
 from wsod_mammo.training.run_dir import run_directory
+
+log = logging.getLogger(__name__)
 
 CHECKPOINT_ALIASES = {"best": "best.ckpt", "last": "last.ckpt"}
 
@@ -29,6 +32,11 @@ class RunConfigSaver(SaveConfigCallback):
             self.parser.save(self.config, directory / self.config_filename, skip_none=False, overwrite=True)
             for logger in trainer.loggers:
                 logger.log_hyperparams({"config": self.parser.dump(self.config, skip_none=False, format="yaml")})
+            stage = str(getattr(stage, "value", stage))  # Lightning passes a str enum (TrainerFn.FITTING)
+            log.info("%s: run folder %s (config.yaml, reports, W&B run)", stage, directory)
+            dirs = sorted({str(c.dirpath) for c in trainer.checkpoint_callbacks if getattr(c, "dirpath", None)})
+            if stage == "fit" and dirs:
+                log.info("fit: checkpoints (best.ckpt, last.ckpt) in %s", ", ".join(dirs))
         self.already_saved = True
 
 

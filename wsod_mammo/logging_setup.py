@@ -13,7 +13,11 @@ import sys
 
 PACKAGE_LOGGER = "wsod_mammo"
 # Loggers through which Lightning's rank_zero_info advertises other products ("💡 Tip: ... litlogger/litmodels").
-RANK_ZERO_LOGGERS = ("lightning.fabric.utilities.rank_zero", "lightning_utilities.core.rank_zero")
+RANK_ZERO_LOGGERS = (
+    "lightning.pytorch.utilities.rank_zero",
+    "lightning.fabric.utilities.rank_zero",
+    "lightning_utilities.core.rank_zero",
+)
 
 
 class DropAdvertisements(logging.Filter):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -194,7 +195,12 @@ def write_test_report(
     table1_md, table1_csv = table1(table1_rows)
     (directory / "table1.md").write_text(table1_md)
     (directory / "table1.csv").write_text(table1_csv)
-    summary: dict[str, Any] = {"train_saliency": train_method, "table1": table1_rows}
+    summary: dict[str, Any] = {
+        "train_saliency": train_method,
+        "checkpoint": checkpoint_record(trainer.ckpt_path),
+        "table1": table1_rows,
+    }
+    printed = [f"Table I (classification, test images)\n{table1_md}"]
     for subset in SUBSETS:
         subset_results = {m: r for (m, s), r in results.items() if s == subset}
         any_result = next(iter(subset_results.values()))
@@ -208,10 +214,14 @@ def write_test_report(
         write_table2_row(directory / f"table2_row{suffix}.csv", train_method, cells)
         row_md, _ = table2({train_method: cells})
         (directory / f"table2_row{suffix}.md").write_text(row_md)
+        printed.append(f"Table II row, {subset} images (TPR@FPPI at the validated thresholds, IoU > 0.3)\n{row_md}")
         curves = {m: (r.per_threshold[0].fppi_curve, r.per_threshold[0].tpr_curve) for m, r in subset_results.items()}
-        plot_froc(
-            curves, directory / f"froc_{subset}.png", title=f"FROC, {subset} images (trained with {train_method})"
+        points = {m: (r.per_threshold[0].fppi, r.per_threshold[0].tpr) for m, r in subset_results.items()}
+        title = (
+            f"FROC, {subset} images, trained with {train_method}: {any_result.num_images} images, "
+            f"{any_result.num_gt} lesions, hit = IoU > {iou_rule(trainer)}"
         )
+        plot_froc(curves, directory / f"froc_{subset}.png", title=title, points=points)
         summary[subset] = {
             m: {
                 "threshold": r.per_threshold[0].threshold,
@@ -221,18 +231,39 @@ def write_test_report(
                 "tpr_at_fppi": dict(zip(map(str, r.fppi_points), r.per_threshold[0].tpr_at_fppi.tolist(), strict=True)),
                 "num_gt": r.num_gt,
                 "num_images": r.num_images,
+                "fppi_curve": r.per_threshold[0].fppi_curve.tolist(),
+                "tpr_curve": r.per_threshold[0].tpr_curve.tolist(),
             }
             for m, r in subset_results.items()
         }
     (directory / "detection.json").write_text(json.dumps(summary, indent=2, allow_nan=True))
     _log_to_wandb(trainer, directory, summary)
-    log.info("test report written to %s", directory)
+    checkpoint = summary["checkpoint"]
+    log.info("evaluated %s (sha256 %s)\n%s", checkpoint["path"], checkpoint["sha256"], "\n".join(printed))
+    log.info("test report (tables, detection.json, FROC plots) written to %s", directory)
+
+
+def iou_rule(trainer: Trainer) -> float:
+    """The IoU rule of the DetectionMetrics callback in ``trainer`` (0.3 when there is none)."""
+    return next((c.iou_threshold for c in trainer.callbacks if isinstance(c, DetectionMetrics)), 0.3)
+
+
+def checkpoint_record(path: str | Path | None) -> dict[str, Any]:
+    """``{"path", "sha256"}`` of the checkpoint a test evaluated (both None for the weights in memory)."""
+    if not path or not Path(path).is_file():
+        return {"path": None if not path else str(path), "sha256": None}
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return {"path": str(Path(path).resolve()), "sha256": digest.hexdigest()}
 
 
 def _log_to_wandb(trainer: Trainer, directory: Path, summary: dict[str, Any]) -> None:
     for logger in trainer.loggers:
         if not isinstance(logger, WandbLogger):
             continue
+        logger.experiment.config.update({"evaluated_checkpoint": summary["checkpoint"]}, allow_val_change=True)
         rows = [[head] + list(values.values()) for head, values in summary["table1"].items()]
         logger.log_table("test/table1", columns=["head", "accuracy", "auc", "tpr", "tnr"], data=rows)
         for subset in SUBSETS:
