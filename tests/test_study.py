@@ -26,6 +26,7 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+@pytest.mark.timeout(1200)  # two runs of fit + test as subprocesses: about 2 min on 2 idle cores
 def test_study_runs_the_matrix_assembles_table2_and_resumes(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     data_root = make_synthetic_dataset(tmp_path / "data", 8, 256, 160, seed=3, calc_fraction=0.0)
     config = write_config(tmp_path / "base.yaml", tiny_config(tmp_path / "unused", data_root))

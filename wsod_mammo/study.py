@@ -25,6 +25,7 @@ from typing import Any
 
 import yaml
 
+from wsod_mammo.data.vindr import FINDING_CSV
 from wsod_mammo.detection.report import METHOD_ORDER
 from wsod_mammo.detection.study_report import write_study_outputs
 
@@ -89,6 +90,13 @@ def run_config(base: dict[str, Any], spec: RunSpec, run_dir: Path, group: str, t
     return config
 
 
+def data_to_synthesize(config: dict[str, Any]) -> bool:
+    """True when the runs' DataModule will write a synthetic dataset on first use (none at ``data_root`` yet)."""
+    data = (config.get("data") or {}).get("init_args") or {}
+    root = data.get("data_root")
+    return bool(data.get("synthesize_if_missing")) and not (root and (Path(root) / FINDING_CSV).is_file())
+
+
 def _wsod(args: list[str], log_path: Path, env: dict[str, str]) -> None:
     """One ``wsod`` process, its output to ``log_path``; a failure names the command and shows the log's end."""
     with open(log_path, "a") as handle:
@@ -117,12 +125,12 @@ def run_one(run_dir: Path, device: str | None) -> Path:
     return Path((run_dir / TEST_DONE).read_text().strip())
 
 
-def run_all(run_dirs: list[Path], slots: list[str | None]) -> list[Path]:
+def run_all(run_dirs: list[Path], slots: list[str | None], first_alone: bool = False) -> list[Path]:
     """Run every run, ``len(slots)`` at a time, each holding one slot (a GPU index, or None on the CPU).
 
-    The first run goes alone when runs share a synthetic dataset still to be written.
+    ``first_alone``: the first run goes before the others start (it writes the synthetic dataset they share).
     """
-    if len(slots) > 1 and run_dirs:
+    if first_alone and len(slots) > 1 and run_dirs:
         first = [run_one(run_dirs[0], slots[0])]
         run_dirs = run_dirs[1:]
     else:
@@ -177,48 +185,55 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _matrix(args: argparse.Namespace) -> list[RunSpec]:
+    try:
+        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    except ValueError:
+        raise SystemExit(f"--seeds: expected comma-separated integers, found {args.seeds!r}") from None
+    return [RunSpec(m, s) for m in _methods(args.train_methods, "--train_methods") for s in seeds]
+
+
+def write_run_configs(args: argparse.Namespace, runs: dict[RunSpec, Path]) -> None:
+    """Each run's ``run.yaml`` (the composed configs plus the run's settings); the W&B group is the study's name."""
+    base, test_methods = compose_configs(args.config), _methods(args.test_methods, "--test_methods")
+    group = Path(args.output).resolve().name
+    for spec, run_dir in runs.items():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        config = run_config(base, spec, run_dir.resolve(), group, test_methods)
+        (run_dir / RUN_CONFIG).write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+def aggregate(output: Path, runs: dict[RunSpec, Path]) -> str:
+    """Tables, FROC figures and summary from the finished runs; an unfinished run is an error naming it."""
+    missing = [d.name for d in runs.values() if not (d / TEST_DONE).is_file()]
+    if missing:
+        raise SystemExit(f"wsod study: runs without a finished test: {', '.join(missing)}")
+    reports = {(s.train_method, s.seed): Path((d / TEST_DONE).read_text().strip()) for s, d in runs.items()}
+    return write_study_outputs(output, reports)
+
+
 def main(argv: list[str] | None = None) -> None:
     """``wsod study --config C [--train_methods ...] [--seeds ...] [--gpus N | --parallel N] [--launcher slurm]``."""
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     output = Path(args.output)
-    try:
-        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
-    except ValueError:
-        raise SystemExit(f"--seeds: expected comma-separated integers, found {args.seeds!r}") from None
-    specs = [RunSpec(m, s) for m in _methods(args.train_methods, "--train_methods") for s in seeds]
-    test_methods = _methods(args.test_methods, "--test_methods")
-    run_dirs = [output / "runs" / spec.name for spec in specs]
+    runs = {spec: output / "runs" / spec.name for spec in _matrix(args)}
+    if args.run_index is not None:  # one SLURM array task: this run only (its config alone, no race on the rest)
+        if not 0 <= args.run_index < len(runs):
+            raise SystemExit(f"--run_index: expected 0..{len(runs) - 1}, found {args.run_index}")
+        spec = list(runs)[args.run_index]
+        write_run_configs(args, {spec: runs[spec]})
+        run_one(runs[spec], None)
+        return
     if not args.aggregate_only:
-        base = compose_configs(args.config)
-        for spec, run_dir in zip(specs, run_dirs, strict=True):
-            run_dir.mkdir(parents=True, exist_ok=True)
-            config = run_config(base, spec, run_dir.resolve(), output.resolve().name, test_methods)
-            (run_dir / RUN_CONFIG).write_text(yaml.safe_dump(config, sort_keys=False))
+        write_run_configs(args, runs)
     if args.launcher == "slurm":
         script = output / "study.sbatch"
-        script.write_text(slurm_script(argv, len(specs), output.resolve()))
-        log.info(
-            "study: %d runs; submit with `sbatch %s`, then tables: wsod study ... --aggregate_only", len(specs), script
-        )
-        return
-    if args.run_index is not None:
-        if not 0 <= args.run_index < len(run_dirs):
-            raise SystemExit(f"--run_index: expected 0..{len(run_dirs) - 1}, found {args.run_index}")
-        run_one(run_dirs[args.run_index], None)
+        script.write_text(slurm_script(argv, len(runs), output.resolve()))
+        log.info("study: %d runs; `sbatch %s`, then the same command with --aggregate_only", len(runs), script)
         return
     if not args.aggregate_only:
-        slots: list[str | None] = (
-            [str(i) for i in range(args.gpus)] if args.gpus > 0 else [None] * max(1, args.parallel)
-        )
-        run_all(run_dirs, slots)
-    missing = [d.name for d in run_dirs if not (d / TEST_DONE).is_file()]
-    if missing:
-        raise SystemExit(f"--aggregate_only: runs without a finished test: {', '.join(missing)}")
-    reports = {
-        (s.train_method, s.seed): Path((d / TEST_DONE).read_text().strip())
-        for s, d in zip(specs, run_dirs, strict=True)
-    }
-    summary = write_study_outputs(output, reports)
-    print(summary, end="")
+        slots = [str(i) for i in range(args.gpus)] or [None] * max(1, args.parallel)
+        run_all(list(runs.values()), slots, first_alone=data_to_synthesize(compose_configs(args.config)))
+    print(aggregate(output, runs), end="")
     log.info("study tables, FROC plots and summary.md written to %s", output)
