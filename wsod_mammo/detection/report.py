@@ -156,11 +156,12 @@ def plot_froc(
         if not y or any(math.isnan(v) for v in y):
             axes.plot([], [], label=f"{name} (n/a: no ground truth)")
             continue
-        x = [max(v, fppi_axis[0] / 2) for v in x]  # FPPI 0 sits just left of the axis instead of at -inf
+        x = [max(v, fppi_axis[0]) for v in x]  # FPPI below the axis (0 included) sits on its left edge
         (line,) = axes.step(x, y, where="post", label=name)
         if points and name in points and not math.isnan(points[name][1]):
             px, py = points[name]
-            axes.plot([max(px, fppi_axis[0] / 2)], [py], "o", color=line.get_color(), markersize=7, mec="black")
+            marker = {"color": line.get_color(), "markersize": 7, "mec": "black", "clip_on": False}
+            axes.plot([max(px, fppi_axis[0])], [py], "o", **marker)
     axes.set_xscale("log", base=2)
     axes.set_xlim(*fppi_axis)
     axes.set_xticks([0.125, 0.25, 0.5, 1, 2, 4, 8], ["1/8", "1/4", "1/2", "1", "2", "4", "8"])
