@@ -27,6 +27,18 @@ class DropAdvertisements(logging.Filter):
         return not str(record.getMessage()).lstrip().startswith("💡 Tip")
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a record is emitted (a redirected or captured stderr included)."""
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 def _global_rank() -> int:
     for name in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
         if os.environ.get(name, "").isdigit():
@@ -42,7 +54,7 @@ def configure_logging(level: int = logging.INFO) -> None:
     """
     package = logging.getLogger(PACKAGE_LOGGER)
     if not any(getattr(h, "_wsod", False) for h in package.handlers):
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("[wsod] %(message)s"))
         handler._wsod = True  # type: ignore[attr-defined]
         package.addHandler(handler)
