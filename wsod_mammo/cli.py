@@ -1,8 +1,8 @@
-"""The ``wsod`` command: LightningCLI for fit/validate/test/predict, plain CLIs for prepare/synth/report."""
+"""The LightningCLI of ``wsod fit|validate|test|predict`` (dispatched from :mod:`wsod_mammo.commands`)."""
 
 from __future__ import annotations
 
-import sys
+import logging
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -11,9 +11,12 @@ import torch
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
+from wsod_mammo.cli_help import customize_subcommand_parser, subcommand_parser_kwargs
 from wsod_mammo.data.datamodule import VinDrMammoDataModule
 from wsod_mammo.training.module import GMICLitModule
 from wsod_mammo.training.run_dir import run_directory
+
+log = logging.getLogger(__name__)
 
 CHECKPOINT_ALIASES = {"best": "best.ckpt", "last": "last.ckpt"}
 
@@ -29,11 +32,21 @@ class RunConfigSaver(SaveConfigCallback):
             self.parser.save(self.config, directory / self.config_filename, skip_none=False, overwrite=True)
             for logger in trainer.loggers:
                 logger.log_hyperparams({"config": self.parser.dump(self.config, skip_none=False, format="yaml")})
+            stage = str(getattr(stage, "value", stage))  # Lightning passes a str enum (TrainerFn.FITTING)
+            log.info("%s: run folder %s (config.yaml, reports, W&B run)", stage, directory)
+            dirs = sorted({str(c.dirpath) for c in trainer.checkpoint_callbacks if getattr(c, "dirpath", None)})
+            if stage == "fit" and dirs:
+                log.info("fit: checkpoints (best.ckpt, last.ckpt) in %s", ", ".join(dirs))
         self.already_saved = True
 
 
 class WsodCLI(LightningCLI):
     """LightningCLI with checkpoint aliases resolved and foreign checkpoints refused before anything runs."""
+
+    def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs: Any) -> Any:
+        parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
+        customize_subcommand_parser(parser, subcommand)
+        return parser
 
     def _parse_ckpt_path(self) -> None:
         subcommand = self.config.get("subcommand")
@@ -156,21 +169,8 @@ def check_checkpoint(path: Path) -> None:
         raise ValueError(f"--ckpt_path {path}: a checkpoint of {found}, not of {expected}")
 
 
-PLAIN_COMMANDS = {
-    "prepare": "wsod_mammo.data.prepare",
-    "synth": "wsod_mammo.data.synthetic",
-    "report": "wsod_mammo.detection.report",
-}
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Entry point of ``wsod`` and ``python -m wsod_mammo``."""
-    args = sys.argv[1:] if argv is None else list(argv)
-    if args and args[0] in PLAIN_COMMANDS:
-        import importlib
-
-        importlib.import_module(PLAIN_COMMANDS[args[0]]).main(args[1:])
-        return
+def run_lightning_cli(args: list[str] | None) -> None:
+    """``wsod fit|validate|test|predict ...``: ``args`` starts with the subcommand (None: ``sys.argv[1:]``)."""
     WsodCLI(
         GMICLitModule,
         VinDrMammoDataModule,
@@ -178,6 +178,13 @@ def main(argv: list[str] | None = None) -> None:
         subclass_mode_data=True,
         save_config_callback=RunConfigSaver,
         save_config_kwargs={"overwrite": True},
-        parser_kwargs={"prog": "wsod"},
-        args=None if argv is None else args,
+        parser_kwargs=subcommand_parser_kwargs(),
+        args=args,
     )
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Kept for callers of ``wsod_mammo.cli.main``: the same as the ``wsod`` command (every subcommand)."""
+    from wsod_mammo.commands import main as dispatch
+
+    dispatch(argv)

@@ -27,7 +27,15 @@ from wsod_mammo.data.geometry import Geometry, boxes_to_input, clip_boxes
 from wsod_mammo.data.prepare import load_input_image, load_manifest, read_cached
 from wsod_mammo.data.sampling import EpochShuffleSampler, SampleKey
 from wsod_mammo.data.transforms import AugmentationConfig, BoxTransform, standardize_batch
-from wsod_mammo.data.vindr import FINDING_CSV, ImageRecord, Selection, load_records, select_records, split_train_val
+from wsod_mammo.data.vindr import (
+    FINDING_CSV,
+    ImageRecord,
+    Selection,
+    describe_splits,
+    load_records,
+    select_records,
+    split_train_val,
+)
 
 log = logging.getLogger(__name__)
 DICOM_SUFFIXES = (".dcm", ".dicom")
@@ -353,6 +361,7 @@ class VinDrMammoDataModule(L.LightningDataModule):
             self.datasets["predict"] = PredictDataset(files, self.num_classes, eval_tf, self.crop_breast)
             return
         splits = self._records(cache)
+        log.info("data %s: %s", self.data_root, describe_splits(splits, self.class_names))
         args = {"classes": self.class_names, "crop_breast": self.crop_breast, "cache": cache, "missing": self.missing}
         self.datasets["train"] = VinDrDataset(splits["train"], transform=train_tf, **args)
         for name in ("val", "test"):

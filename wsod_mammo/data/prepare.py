@@ -210,4 +210,4 @@ def main(argv: list[str] | None = None) -> None:
     """``wsod prepare --data_root DIR --cache_dir DIR [--input_size [H,W] --workers N --cache_format png|npy]``."""
     from jsonargparse import CLI
 
-    CLI(prepare, args=argv, as_positional=False)
+    CLI(prepare, args=argv, as_positional=False, prog="wsod prepare")

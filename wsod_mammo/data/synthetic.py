@@ -325,5 +325,5 @@ def main(argv: list[str] | None = None) -> None:
     """``wsod synth --root DIR [--n_studies N --height H --width W --seed S ...]``."""
     from jsonargparse import CLI
 
-    root = CLI(make_synthetic_dataset, args=argv, as_positional=False)
+    root = CLI(make_synthetic_dataset, args=argv, as_positional=False, prog="wsod synth")
     print(f"synthetic VinDr-Mammo dataset written to {root}")

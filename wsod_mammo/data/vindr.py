@@ -224,3 +224,16 @@ def split_train_val(
     train = [r for r in training if r.study_id not in val_studies]
     val = [r for r in training if r.study_id in val_studies]
     return train, val
+
+
+def describe_splits(splits: dict[str, list[ImageRecord]], classes: Sequence[str]) -> str:
+    """``train 24 images (10 with Mass, 14 normal); val ...``: the counts a user checks first. Images the
+    selection lists more than once (the paper's repeats) are also counted once, as ``N distinct``."""
+    parts = []
+    for name, records in splits.items():
+        distinct = len({r.image_id for r in records})
+        positive = sum(r.has_class(classes) for r in records)
+        normal = sum(r.is_normal for r in records)
+        repeats = f", {distinct} distinct" if distinct != len(records) else ""
+        parts.append(f"{name} {len(records)} images ({positive} with {'/'.join(classes)}, {normal} normal{repeats})")
+    return "; ".join(parts)

@@ -10,9 +10,6 @@ import numpy as np
 import torch
 from torch import Tensor
 
-GT_COLOR = (0, 220, 0)  # BGR green
-PRED_COLOR = (0, 140, 255)  # BGR orange
-
 
 def _grayscale(image: Tensor) -> np.ndarray:
     """A standardized ``(H, W)`` image -> uint8 BGR, stretched between its 1st and 99th percentiles."""
@@ -23,23 +20,8 @@ def _grayscale(image: Tensor) -> np.ndarray:
     return cv2.cvtColor(scaled, cv2.COLOR_GRAY2BGR)
 
 
-def _draw_boxes(canvas: np.ndarray, boxes: Tensor, color: tuple[int, int, int], scores: Tensor | None = None) -> None:
-    thickness = max(1, canvas.shape[1] // 300)
-    for i, (x1, y1, x2, y2) in enumerate(boxes.detach().cpu().round().int().tolist()):
-        cv2.rectangle(canvas, (x1, y1), (max(x1, x2 - 1), max(y1, y2 - 1)), color, thickness)
-        if scores is not None:
-            cv2.putText(canvas, f"{float(scores[i]):.2f}", (x1, max(10, y1 - 3)), 0, 0.4, color, 1, cv2.LINE_AA)
-
-
-def _title(canvas: np.ndarray, text: str) -> None:
-    cv2.putText(canvas, text, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
-
-
-def _heatmap(base: np.ndarray, saliency: Tensor) -> np.ndarray:
-    """Blend a normalized ``(H, W)`` map in [0, 1] over the image with the JET colormap."""
-    heat = saliency.detach().float().cpu().clamp(0, 1).mul(255).to(torch.uint8).numpy()
-    colored = cv2.applyColorMap(heat, cv2.COLORMAP_JET)
-    return cv2.addWeighted(base, 0.55, colored, 0.45, 0.0)
+GT_RGB, PRED_RGB = "#00dc00", "#ff8c00"
+MIN_LONG_SIDE = 1024  # pixels: the size at which a reader can judge a box against a mass
 
 
 def render_overlay(
@@ -49,24 +31,57 @@ def render_overlay(
     boxes: Mapping[str, tuple[Tensor, Tensor]],
     title: str = "",
 ) -> np.ndarray:
-    """Panels side by side: the image with ground truth (green), then per method its heatmap and boxes (orange).
+    """Panels side by side: the image with ground truth, then per method its heatmap, ground truth and boxes.
 
     ``image (H, W)`` standardized; ``gt_boxes (M, 4)`` and each method's ``(boxes (B, 4), scores (B,))`` in the
-    same input frame; ``maps[name] (H, W)`` normalized to [0, 1] at that resolution. Returns a BGR uint8 array.
+    same input frame; ``maps[name] (H, W)`` normalized to [0, 1] at that resolution. Drawn with matplotlib: a
+    legend (ground truth green, predictions orange), scores on a dark label readable on any background, a colour
+    bar of the normalized map, and a long side of at least ``MIN_LONG_SIDE`` pixels. Returns a BGR uint8 array.
     """
-    base = _grayscale(image)
-    first = base.copy()
-    _draw_boxes(first, gt_boxes, GT_COLOR)
-    _title(first, title or "ground truth")
-    panels = [first]
-    for name, saliency in maps.items():
-        panel = _heatmap(base, saliency)
-        _draw_boxes(panel, gt_boxes, GT_COLOR)
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+
+    gray = _grayscale(image)[..., 0]
+    height, width = gray.shape
+    count, dpi = 1 + len(maps), 100
+    scale = MIN_LONG_SIDE / max(height, width) / dpi  # inches per image pixel: each panel's long side >= 1024 px
+    size = (count * width * scale + 1.2, height * scale + 0.7)  # + colour bar, titles and legend
+    figure = Figure(figsize=size, dpi=dpi, layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(1, count, squeeze=False)[0]
+    axes[0].imshow(gray, cmap="gray", vmin=0, vmax=255)
+    _draw_boxes(axes[0], gt_boxes, GT_RGB)
+    axes[0].set_title(title or "ground truth", fontsize=12)
+    heat = None
+    for ax, (name, saliency) in zip(axes[1:], maps.items(), strict=True):
+        ax.imshow(gray, cmap="gray", vmin=0, vmax=255)
+        heat = ax.imshow(saliency.detach().float().cpu().clamp(0, 1).numpy(), cmap="jet", alpha=0.4, vmin=0, vmax=1)
+        _draw_boxes(ax, gt_boxes, GT_RGB)
         if name in boxes:
-            _draw_boxes(panel, boxes[name][0], PRED_COLOR, boxes[name][1])
-        _title(panel, name)
-        panels.append(panel)
-    return np.concatenate(panels, axis=1)
+            _draw_boxes(ax, boxes[name][0], PRED_RGB, boxes[name][1])
+        ax.set_title(name, fontsize=12)
+    for ax in axes:
+        ax.set_axis_off()
+    legend = [Line2D([], [], color=GT_RGB, lw=2, label="ground truth"), Line2D([], [], color=PRED_RGB, lw=2)]
+    legend[1].set_label("prediction (score)")
+    figure.legend(handles=legend, loc="outside lower center", ncol=2, fontsize=11, frameon=False)
+    if heat is not None:
+        figure.colorbar(heat, ax=list(axes), fraction=0.01, pad=0.005, label="normalized saliency")
+    canvas = figure.canvas
+    canvas.draw()
+    rgba = np.asarray(canvas.buffer_rgba())
+    return np.ascontiguousarray(rgba[..., 2::-1])  # RGBA -> BGR
+
+
+def _draw_boxes(ax, boxes: Tensor, color: str, scores: Tensor | None = None) -> None:
+    from matplotlib.patches import Rectangle
+
+    for i, (x1, y1, x2, y2) in enumerate(boxes.detach().float().cpu().tolist()):
+        ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=color, linewidth=1.5))
+        if scores is not None:
+            label = dict(facecolor="black", alpha=0.7, pad=1, edgecolor="none")
+            ax.text(x1, y1, f"{float(scores[i]):.2f}", color=color, fontsize=10, va="bottom", bbox=label)
 
 
 def write_png(path: str | Path, picture: np.ndarray) -> None:

@@ -13,9 +13,10 @@ import io
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from jsonargparse import ArgumentParser
-from torch import Tensor
+if TYPE_CHECKING:
+    from torch import Tensor
 
 METHOD_ORDER: tuple[str, ...] = ("cam", "gradcam", "gradcampp", "xgradcam", "layercam")
 TABLE1_COLUMNS: tuple[tuple[str, str], ...] = (("accuracy", "accuracy"), ("auc", "AUC"), ("tpr", "TPR"), ("tnr", "TNR"))
@@ -127,44 +128,68 @@ def collect_table2(run_dirs: Sequence[str | Path]) -> tuple[str, str]:
     return table2(matrix)
 
 
-def plot_froc(
-    curves: dict[str, tuple[Tensor, Tensor]], path: str | Path, title: str = "", max_fppi: float = 4.0
-) -> None:
-    """Draw every method's FROC curve ``{name: (fppi (T,), tpr (T,))}`` as steps in one PNG at ``path``.
+FPPI_AXIS = (0.125, 8.0)  # the FROC literature's range of false positives per image, on a log scale
 
-    Uses the Agg canvas directly (no display, no global backend switch). Curves with an undefined TPR (NaN)
-    are listed in the legend as ``n/a``.
+
+def plot_froc(
+    curves: dict[str, tuple[Sequence[float] | Tensor, Sequence[float] | Tensor]],
+    path: str | Path,
+    title: str = "",
+    points: dict[str, tuple[float, float]] | None = None,
+    fppi_axis: tuple[float, float] = FPPI_AXIS,
+) -> None:
+    """Draw FROC curves ``{name: (fppi (T,), tpr (T,))}`` as steps in one PNG at ``path``.
+
+    FPPI on a log axis over ``fppi_axis``; each curve ends where its data end (no extension past the largest FPPI
+    measured); ``points`` ``{name: (fppi, tpr)}`` marks each method's operating point (its Table II cell) in the
+    curve's colour. Curves with an undefined TPR (NaN) are listed in the legend as ``n/a``. Uses the Agg canvas
+    directly (no display, no global backend switch).
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(6, 4.5), dpi=120)
+    figure = Figure(figsize=(7, 5), dpi=150)
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
     for name, (fppi, tpr) in curves.items():
-        x, y = fppi.detach().float().cpu().tolist(), tpr.detach().float().cpu().tolist()
+        x, y = _floats(fppi), _floats(tpr)
         if not y or any(math.isnan(v) for v in y):
             axes.plot([], [], label=f"{name} (n/a: no ground truth)")
             continue
-        x, y = x + [max(max_fppi, x[-1])], y + [y[-1]]  # extend the last step to the right edge
-        axes.step(x, y, where="post", label=name)
-    axes.set_xlim(0, max_fppi)
+        x = [max(v, fppi_axis[0]) for v in x]  # FPPI below the axis (0 included) sits on its left edge
+        (line,) = axes.step(x, y, where="post", label=name)
+        if points and name in points and not math.isnan(points[name][1]):
+            px, py = points[name]
+            marker = {"color": line.get_color(), "markersize": 7, "mec": "black", "clip_on": False}
+            axes.plot([max(px, fppi_axis[0])], [py], "o", **marker)
+    axes.set_xscale("log", base=2)
+    axes.set_xlim(*fppi_axis)
+    axes.set_xticks([0.125, 0.25, 0.5, 1, 2, 4, 8], ["1/8", "1/4", "1/2", "1", "2", "4", "8"])
     axes.set_ylim(0, 1.0)
-    axes.set_xlabel("false positives per image")
-    axes.set_ylabel("true positive rate")
-    axes.grid(alpha=0.3)
+    axes.set_xlabel("false positives per image (log scale)")
+    axes.set_ylabel("true positive rate (lesion sensitivity)")
+    axes.grid(alpha=0.3, which="both")
     if title:
-        axes.set_title(title)
+        axes.set_title(title, fontsize=10)
     if curves:
-        axes.legend(loc="lower right")
+        axes.legend(loc="lower right", title="dots: operating points" if points else None)
+    figure.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(str(path))
+
+
+def _floats(values: Sequence[float] | Tensor) -> list[float]:
+    if hasattr(values, "detach"):
+        return values.detach().float().cpu().tolist()
+    return [float(v) for v in values]
 
 
 def main(argv: list[str] | None = None) -> None:
     """``wsod report RUN_DIR... [--output DIR] [--compare A B]``: print the merged Table II; with ``--output`` write
     ``table2.md`` and ``table2.csv`` there; ``--compare`` adds a paired bootstrap of two methods (``RUN_DIR:method``
     or ``method`` of the first run; see :mod:`wsod_mammo.detection.compare`)."""
+    from jsonargparse import ArgumentParser
+
     parser = ArgumentParser(prog="wsod report", description="Merge the Table II rows of several test runs.")
     parser.add_argument("run_dirs", nargs="+", type=str, help="test run directories holding table2_row.csv")
     parser.add_argument("--output", type=str | None, default=None, help="directory for table2.md and table2.csv")

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.loggers import WandbLogger
 from torch import Tensor
@@ -175,12 +176,14 @@ class DetectionMetrics(Callback):
     def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.is_global_zero and self._results:
             args = (self._run_dir, trainer, pl_module, self._results, self._table1)
-            write_test_report(*args, fppi_budget=self.fppi_budget, seed=self.bootstrap_seed)
+            options = {"fppi_budget": self.fppi_budget, "seed": self.bootstrap_seed, "iou_rule": self.iou_threshold}
+            write_test_report(*args, **options)
 
 
 class SaliencyOverlays(Callback):
-    """Saves, for the first ``num_images`` test images, the image with ground truth and each method's heatmap and
-    predicted boxes (at the validated thresholds) side by side, to ``RUN_DIR/overlays`` and W&B."""
+    """Saves, for ``num_images`` test images (half with the class, half normal), the image with ground truth and each
+    method's heatmap and predicted boxes (at the validated thresholds) side by side, to ``RUN_DIR/overlays`` and
+    W&B."""
 
     def __init__(
         self,
@@ -203,20 +206,21 @@ class SaliencyOverlays(Callback):
             pl_module.request_saliency_maps(self._methods(pl_module))
 
     def on_test_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._written = []
+        self._written, self._drawn = [], {True: 0, False: 0}
         self._directory = run_directory(trainer) / "overlays"
 
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        remaining = self.num_images - len(self._written)
-        if remaining <= 0 or not trainer.is_global_zero:
+        if not trainer.is_global_zero or not (picked := self._pick(batch["label"][:, self.class_index])):
             return
         methods = self._methods(pl_module)
-        images = batch["image"][:remaining]
-        maps = {m: value[: len(images)] for m, value in step_maps(pl_module, outputs, images, methods).items()}
-        probabilities = outputs["y_fusion"][: len(images), self.class_index].float()
+        index = torch.as_tensor(picked, device=batch["image"].device)
+        images = batch["image"][index]
+        maps = {m: value[index] for m, value in step_maps(pl_module, outputs, batch["image"], methods).items()}
+        probabilities = outputs["y_fusion"][index, self.class_index].float()
         size = tuple(images.shape[-2:])
-        subset = {k: batch[k][: len(images)] for k in ("boxes", "box_labels", "label")}
-        gt_boxes, _ = class_targets(subset, self.class_index)
+        subset = {k: [batch[k][i] for i in picked] for k in ("boxes", "box_labels")}
+        gt_boxes, _ = class_targets({**subset, "label": batch["label"][index]}, self.class_index)
+        image_ids = [batch["image_id"][i] for i in picked]
         cell0 = map_placement(pl_module, self.alignment)
         for i in range(len(images)):
             panels = method_panels({m: maps[m][i, self.class_index] for m in methods}, size, cell0)
@@ -232,11 +236,23 @@ class SaliencyOverlays(Callback):
                 )
                 for m in methods
             }
-            title = f"{batch['image_id'][i][:8]} p={float(probabilities[i]):.2f}"
+            kind = "with mass" if len(gt_boxes[i]) else "normal"
+            title = f"{image_ids[i][:8]} ({kind}), p(mass) = {float(probabilities[i]):.2f}"
             picture = render_overlay(images[i, 0], gt_boxes[i], panels, boxes, title)
-            path = self._directory / f"{len(self._written):03d}_{batch['image_id'][i]}.png"
+            path = self._directory / f"{len(self._written):03d}_{image_ids[i]}.png"
             write_png(path, picture)
             self._written.append(path)
+
+    def _pick(self, labels: Tensor) -> list[int]:
+        """Batch indices to draw: up to half the overlays (rounded up) on positive images and the rest on normal
+        ones, where the false positives live, in the order of the test set."""
+        quota = {True: (self.num_images + 1) // 2, False: self.num_images // 2}
+        picked = []
+        for i, positive in enumerate((labels > 0.5).tolist()):
+            if self._drawn[positive] < quota[positive]:
+                self._drawn[positive] += 1
+                picked.append(i)
+        return picked
 
     def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         for logger in trainer.loggers:

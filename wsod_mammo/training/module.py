@@ -187,7 +187,8 @@ class GMICLitModule(LightningModule):
             metrics = self.metrics[f"{stage}_{head}"]
             preds, targets = (probabilities[:, 0], target[:, 0]) if squeeze else (probabilities, target)
             metrics.update(preds, targets, image_ids=image_ids)
-            self.log_dict(metrics, on_step=False, on_epoch=True, batch_size=label.shape[0])
+            on_bar = stage == "val" and head == "fusion"  # the figure that picks best.ckpt, on the progress bar
+            self.log_dict(metrics, on_step=False, on_epoch=True, batch_size=label.shape[0], prog_bar=on_bar)
 
     # ---------------------------------------------------- gradient saliency in eval, test and predict steps
     def request_saliency_maps(self, methods: Sequence[str]) -> None:

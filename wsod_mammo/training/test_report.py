@@ -9,6 +9,7 @@ point with the highest TPR at FPPI <= ``fppi_budget`` (``OPERATING_POINT`` below
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -103,6 +104,8 @@ def _method_summary(r: DetectionResult, cell: str, intervals: dict[str, Any]) ->
         "num_images": r.num_images,
         "num_samples": r.num_samples,
         "intervals": intervals,
+        "fppi_curve": first.fppi_curve.tolist(),
+        "tpr_curve": first.tpr_curve.tolist(),
     }
 
 
@@ -118,10 +121,16 @@ def _image_records(r: DetectionResult) -> dict[str, Any]:
 
 
 def write_subset(
-    directory: Path, train_method: str, subset: str, results: dict[str, DetectionResult], budget: float, seed: int
-) -> tuple[dict[str, Any], list[list[str]], dict[str, Any]]:
-    """One subset's Table II row (md/csv, with an interval table), FROC plot; returns its summary, CI rows and
-    per-image records."""
+    directory: Path,
+    train_method: str,
+    subset: str,
+    results: dict[str, DetectionResult],
+    budget: float,
+    seed: int,
+    iou_rule: float = 0.3,
+) -> tuple[dict[str, Any], list[list[str]], dict[str, Any], str]:
+    """One subset's Table II row (md/csv, with an interval table), FROC plot; returns its summary, CI rows,
+    per-image records and the row's markdown (with its note and intervals) for the terminal."""
     cells = {m: format_cell(r.per_threshold[0].tpr, r.per_threshold[0].fppi) for m, r in results.items()}
     intervals = {m: detection_intervals(r, budget, seed) for m, r in results.items()}
     suffix = "" if subset == "mass" else "_all_images"
@@ -133,10 +142,15 @@ def write_subset(
     note = f"\n{counts}. {OPERATING_POINT.format(budget=budget)}.\n\n"
     (directory / f"table2_row{suffix}.md").write_text(row_md + note + ci_md)
     curves = {m: (r.per_threshold[0].fppi_curve, r.per_threshold[0].tpr_curve) for m, r in results.items()}
-    plot_froc(curves, directory / f"froc_{subset}.png", title=f"FROC, {subset} images (trained with {train_method})")
+    points = {m: (r.per_threshold[0].fppi, r.per_threshold[0].tpr) for m, r in results.items()}
+    title = (
+        f"FROC, {subset} images, trained with {train_method}: {first.num_images} images, "
+        f"{first.num_gt} lesions, hit = IoU > {iou_rule:g}"
+    )
+    plot_froc(curves, directory / f"froc_{subset}.png", title=title, points=points)
     summary = {m: _method_summary(r, cells[m], intervals[m]) for m, r in results.items()}
     ci_rows = [row for m in results for row in _ci_rows(subset, m, intervals[m])]
-    return summary, ci_rows, {m: _image_records(r) for m, r in results.items()}
+    return summary, ci_rows, {m: _image_records(r) for m, r in results.items()}, row_md + note + ci_md
 
 
 def write_test_report(
@@ -147,6 +161,7 @@ def write_test_report(
     table1_ci: dict[str, dict[str, Any]],
     fppi_budget: float = 1.0,
     seed: int = 0,
+    iou_rule: float = 0.3,
 ) -> None:
     """Table I, the Table II row (mass images and all images) with intervals, FROC plots, ``detection.json``."""
     train_method = pl_module.train_saliency.name
@@ -161,12 +176,14 @@ def write_test_report(
     (directory / "table1_ci.csv").write_text(_csv(["head", "figure", "value", "low", "high"], t1_rows))
     summary: dict[str, Any] = {
         "train_saliency": train_method,
+        "checkpoint": checkpoint_record(trainer.ckpt_path),
         "operating_point": OPERATING_POINT.format(budget=fppi_budget),
         "bootstrap": {"resamples": 1000, "seed": seed, "level": 0.95, "stratified_by": "class"},
         "table1": table1_rows,
         "table1_intervals": table1_ci,
     }
     ci_rows, records = [], {}
+    printed = [f"Table I (classification, distinct test images)\n{table1_md}{ci_md}"]
     for subset in SUBSETS:
         subset_results = {m: r for (m, s), r in results.items() if s == subset}
         any_result = next(iter(subset_results.values()))
@@ -175,22 +192,37 @@ def write_test_report(
             continue
         if not any_result.tpr_defined:
             log.error("the test set has no mass boxes (%s images): TPR is undefined, cells read n/a", subset)
-        summary[subset], rows, records[subset] = write_subset(
-            directory, train_method, subset, subset_results, fppi_budget, seed
+        summary[subset], rows, records[subset], row_text = write_subset(
+            directory, train_method, subset, subset_results, fppi_budget, seed, iou_rule
         )
+        printed.append(f"Table II row, {subset} images (TPR@FPPI, hit = IoU > {iou_rule:g})\n{row_text}")
         summary[f"{subset}_counts"] = {"images": any_result.num_images, "samples": any_result.num_samples}
         ci_rows += rows
     (directory / "table2_row_ci.csv").write_text(_csv(CI_COLUMNS, ci_rows))
     (directory / "detection.json").write_text(json.dumps(summary, indent=2, allow_nan=True))
     (directory / IMAGES_FILE).write_text(json.dumps({"fppi_budget": fppi_budget, "subsets": records}))
     _log_to_wandb(trainer, directory, summary, ci_rows)
-    log.info("test report written to %s", directory)
+    checkpoint = summary["checkpoint"]
+    log.info("evaluated %s (sha256 %s)\n%s", checkpoint["path"], checkpoint["sha256"], "\n".join(printed))
+    log.info("test report (tables, intervals, detection.json, FROC plots) written to %s", directory)
+
+
+def checkpoint_record(path: str | Path | None) -> dict[str, Any]:
+    """``{"path", "sha256"}`` of the checkpoint a test evaluated (both None for the weights in memory)."""
+    if not path or not Path(path).is_file():
+        return {"path": None if not path else str(path), "sha256": None}
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return {"path": str(Path(path).resolve()), "sha256": digest.hexdigest()}
 
 
 def _log_to_wandb(trainer: Trainer, directory: Path, summary: dict[str, Any], ci_rows: list[list[str]]) -> None:
     for logger in trainer.loggers:
         if not isinstance(logger, WandbLogger):
             continue
+        logger.experiment.config.update({"evaluated_checkpoint": summary["checkpoint"]}, allow_val_change=True)
         rows = [[head] + list(values.values()) for head, values in summary["table1"].items()]
         logger.log_table("test/table1", columns=["head", "accuracy", "auc", "tpr", "tnr"], data=rows)
         t1 = [

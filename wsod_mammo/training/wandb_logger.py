@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 from lightning.pytorch.loggers import WandbLogger
@@ -16,7 +17,8 @@ class OfflineWandbLogger(WandbLogger):
     ``WANDB_MODE=disabled``; here the environment wins. Checkpoints are never uploaded offline
     (``log_model`` must stay false there). Set ``offline: false`` in YAML to sync runs live. The run is finished
     when the Trainer finalizes the logger, so the next command in the same process (a notebook, the tests) gets
-    a run and a directory of its own instead of silently appending to this one.
+    a run and a directory of its own instead of silently appending to this one. ``group`` defaults to the name
+    of ``save_dir``, so a fit and the tests of its checkpoints share a W&B group.
     """
 
     def __init__(
@@ -36,7 +38,11 @@ class OfflineWandbLogger(WandbLogger):
             kwargs["mode"] = kwargs.get("mode") or "offline"
         if offline and log_model:
             raise ValueError("trainer.logger: log_model uploads checkpoints and needs offline: false")
+        # One group per config: fit and its tests (same save_dir) land together; `wsod study` names its own.
+        kwargs["group"] = kwargs.get("group") or Path(save_dir).name or None
         super().__init__(project=project, save_dir=save_dir, name=name, offline=offline, log_model=log_model, **kwargs)
+        # Lightning always passes anonymous (None when unset), and wandb warns that the setting is deprecated.
+        self._wandb_init.pop("anonymous", None)
 
     @rank_zero_only
     def finalize(self, status: str) -> None:

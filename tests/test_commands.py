@@ -1,0 +1,77 @@
+"""The ``wsod`` dispatcher: one listing of every subcommand, and the plain subcommands start without torch."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+
+import pytest
+
+from wsod_mammo import __version__
+from wsod_mammo.commands import SUBCOMMANDS, main
+from wsod_mammo.logging_setup import DropAdvertisements, configure_logging
+
+HEAVY = ("torch", "lightning", "wandb")
+
+
+def _run_in_fresh_python(args: list[str]) -> tuple[int, str, set[str]]:
+    """Run ``wsod ARGS`` in a new interpreter; return its exit code, stdout and which heavy modules it imported."""
+    code = (
+        "import sys\nfrom wsod_mammo.commands import main\n"
+        f"try:\n    main({args!r})\nexcept SystemExit as e:\n    code = e.code or 0\nelse:\n    code = 0\n"
+        f"print('HEAVY=' + ','.join(m for m in {HEAVY!r} if m in sys.modules))\nsys.exit(code)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    heavy = result.stdout.rsplit("HEAVY=", 1)[1].strip()
+    return result.returncode, result.stdout, set(filter(None, heavy.split(",")))
+
+
+def test_help_lists_every_subcommand_with_its_purpose_and_imports_no_torch() -> None:
+    code, out, heavy = _run_in_fresh_python(["--help"])
+    assert code == 0
+    for name in ("fit", "validate", "test", "predict", "prepare", "synth", "report", "study"):
+        assert name in SUBCOMMANDS
+        first_words = " ".join(SUBCOMMANDS[name].purpose.split()[:3])
+        assert f"{name} " in out and first_words in " ".join(out.split()), name
+    assert "--model.help" in out and "--data.help" in out
+    assert heavy == set()
+
+
+@pytest.mark.parametrize("name", ["synth", "report"])
+def test_plain_subcommand_help_names_itself_without_torch(name: str) -> None:
+    code, out, heavy = _run_in_fresh_python([name, "--help"])
+    assert code == 0
+    assert out.startswith(f"usage: wsod {name} ")
+    assert heavy == set()
+
+
+def test_version_and_unknown_subcommand(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"wsod-mammo {__version__}"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["tain"])
+    assert exit_info.value.code == 2
+    assert "invalid choice: 'tain'" in capsys.readouterr().err
+
+
+def test_no_subcommand_prints_the_listing_and_fails(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main([])
+    assert exit_info.value.code == 2
+    assert "report" in capsys.readouterr().out
+
+
+def test_logging_shows_package_info_and_drops_lightning_tips(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging()
+    configure_logging()  # idempotent: one handler, one line per record
+    logging.getLogger("wsod_mammo.some_module").info("run folder: runs/x")
+    assert capsys.readouterr().err.count("[wsod] run folder: runs/x") == 1
+    tip = logging.LogRecord("lightning", logging.INFO, "", 0, "💡 Tip: For seamless cloud logging ...", None, None)
+    other = logging.LogRecord("lightning", logging.INFO, "", 0, "GPU available: False", None, None)
+    assert not DropAdvertisements().filter(tip) and DropAdvertisements().filter(other)
+    assert any(
+        isinstance(f, DropAdvertisements) for f in logging.getLogger("lightning.fabric.utilities.rank_zero").filters
+    )

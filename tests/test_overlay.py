@@ -1,0 +1,29 @@
+"""Overlay pictures: readable size, ground truth and predictions drawn, and normal images among those drawn."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from wsod_mammo.detection.overlay import MIN_LONG_SIDE, render_overlay
+from wsod_mammo.training.callbacks import SaliencyOverlays
+
+
+def test_overlay_panels_are_at_least_1024_pixels_long_with_gt_and_predictions_drawn() -> None:
+    image = torch.zeros(192, 128)  # a flat image: any green or orange pixel comes from a drawn box
+    maps = {"gradcampp": torch.zeros(192, 128)}
+    gt = torch.tensor([[20.0, 40.0, 60.0, 90.0]])
+    boxes = {"gradcampp": (torch.tensor([[70.0, 100.0, 120.0, 180.0]]), torch.tensor([0.87]))}
+    picture = render_overlay(image, gt, maps, boxes, "title")
+    assert picture.dtype == np.uint8 and picture.shape[2] == 3
+    assert picture.shape[0] >= MIN_LONG_SIDE  # the image's long side (its height) is drawn >= 1024 px
+    b, g, r = (picture[..., c].astype(int) for c in range(3))
+    assert ((g > 180) & (r < 80) & (b < 80)).sum() > 100  # ground truth, green
+    assert ((r > 200) & (g > 100) & (g < 180) & (b < 60)).sum() > 100  # prediction, orange
+
+
+def test_overlays_take_half_normal_images() -> None:
+    callback = SaliencyOverlays(num_images=3)
+    callback._drawn = {True: 0, False: 0}
+    assert callback._pick(torch.tensor([1.0, 1.0, 1.0, 0.0])) == [0, 1, 3]
+    assert callback._pick(torch.tensor([0.0, 1.0])) == []  # both quotas full

@@ -1,0 +1,87 @@
+"""``wsod study`` end to end on tiny synthetic data: 2 train methods x 1 seed, two runs at a time on the CPU."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from cli_configs import tiny_config, write_config
+
+from wsod_mammo.commands import main
+from wsod_mammo.data.synthetic import make_synthetic_dataset
+
+
+@pytest.fixture(autouse=True)
+def _no_wandb(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.timeout(1200)  # two runs of fit + test as subprocesses: about 2 min on 2 idle cores
+def test_study_runs_the_matrix_assembles_table2_and_resumes(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    data_root = make_synthetic_dataset(tmp_path / "data", 8, 256, 160, seed=3, calc_fraction=0.0)
+    config = write_config(tmp_path / "base.yaml", tiny_config(tmp_path / "unused", data_root))
+    study = tmp_path / "my_study"
+    args = ["study", "--config", str(config), "--output", str(study), "--train_methods", "cam,gradcam"]
+    main([*args, "--seeds", "7", "--parallel", "2"])
+
+    summary = (study / "summary.md").read_text()
+    assert summary == capsys.readouterr().out  # printed at the end as well
+    assert "| cam |" in summary and "| gradcam |" in summary and "Best pair: train " in summary
+    with open(study / "table2.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert {(r["train_method"], r["test_method"]) for r in rows} == {
+        (train, test)
+        for train in ("cam", "gradcam")
+        for test in ("cam", "gradcam", "gradcampp", "xgradcam", "layercam")
+    }
+    assert all(0.0 <= float(r["tpr"]) <= 1.0 for r in rows if r["tpr"] != "nan")
+    assert (study / "froc_cam.png").stat().st_size > 0 and (study / "froc_gradcam.png").stat().st_size > 0
+
+    for name, method in (("cam_seed7", "cam"), ("gradcam_seed7", "gradcam")):
+        run = study / "runs" / name
+        config = yaml.safe_load((run / "run.yaml").read_text())
+        assert config["seed_everything"] == 7 and config["model"]["init_args"]["train_saliency"] == method
+        assert config["trainer"]["logger"]["init_args"]["group"] == "my_study"  # one W&B group per study
+        report = json.loads(Path((run / "test.done").read_text().strip()).read_text())
+        assert report["train_saliency"] == method
+        best = run / "checkpoints" / "best.ckpt"
+        assert report["checkpoint"] == {"path": str(best.resolve()), "sha256": _sha256(best)}
+        fit_log, test_log = (run / "fit.log").read_text(), (run / "test.log").read_text()
+        assert "[wsod] fit: run folder" in fit_log and "💡" not in fit_log
+        assert "[wsod] data " in fit_log and " images (" in fit_log
+        assert "Table I (classification" in test_log and "Table II row, mass images" in test_log
+        assert "Test metric" not in test_log  # no Lightning metrics dump
+        assert "💡 Tip" not in fit_log + test_log and "anonymous" not in fit_log + test_log
+
+    # Resumable: a second call redoes nothing (the logs are untouched) and gives the same tables.
+    stamps = {p: p.stat().st_mtime_ns for p in study.glob("runs/*/*.log")}
+    table2 = (study / "table2.csv").read_text()
+    time.sleep(0.01)
+    main([*args, "--seeds", "7"])
+    assert {p: p.stat().st_mtime_ns for p in study.glob("runs/*/*.log")} == stamps
+    assert (study / "table2.csv").read_text() == table2
+
+
+def test_study_writes_a_slurm_job_array_instead_of_running(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "base.yaml", tiny_config(tmp_path / "unused", tmp_path / "data"))
+    study = tmp_path / "study"
+    main(["study", "--config", str(config), "--output", str(study), "--seeds", "1,2", "--launcher", "slurm"])
+    script = (study / "study.sbatch").read_text()
+    assert "#SBATCH --array=0-9" in script  # 5 train methods x 2 seeds
+    assert '--run_index "$SLURM_ARRAY_TASK_ID"' in script
+    assert len(list(study.glob("runs/*/run.yaml"))) == 10 and not list(study.glob("runs/*/fit.log"))
+
+
+def test_study_refuses_unknown_methods(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match="--train_methods: expected a comma-separated list"):
+        main(["study", "--config", "x.yaml", "--train_methods", "cam,gradcamm"])

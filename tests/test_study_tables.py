@@ -1,0 +1,48 @@
+"""The study's aggregation: intervals over seeds, the per-image fallback, Table II text and the best pair."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from wsod_mammo.detection.study_tables import best_pair, seed_interval, table2_cells, table2_text, tpr_estimate
+
+
+def test_seed_interval_is_the_student_t_interval() -> None:
+    estimate = seed_interval([0.6, 0.7, 0.8])
+    # mean 0.7, sd 0.1, t(0.975, 2) = 4.3027: half-width 4.3027 * 0.1 / sqrt(3) = 0.24842
+    assert estimate.mean == pytest.approx(0.7)
+    assert (estimate.low, estimate.high) == pytest.approx((0.7 - 0.24842, 0.7 + 0.24842), abs=1e-4)
+    assert estimate.basis == "seeds" and estimate.n == 3
+    assert estimate.text() == "0.70 [0.45, 0.95]"
+
+
+def test_one_seed_has_no_seed_interval_but_takes_the_reports_interval_over_images() -> None:
+    single = seed_interval([0.5, math.nan])
+    assert single.n == 1 and math.isnan(single.low) and single.text() == "0.50"
+    assert tpr_estimate([{"tpr": 0.5}]).basis == "none"
+    from_images = tpr_estimate([{"tpr": 0.5, "intervals": {"tpr": {"value": 0.5, "low": 0.3, "high": 0.65}}}])
+    assert (from_images.low, from_images.high, from_images.basis) == (0.3, 0.65, "images")
+
+
+def _report(cells: dict[str, tuple[float, float]]) -> dict:
+    return {"table1": {}, "mass": {m: {"tpr": t, "fppi": f} for m, (t, f) in cells.items()}}
+
+
+def test_table2_over_seeds_and_the_best_pair_with_ties_to_the_lower_fppi() -> None:
+    reports = {
+        ("cam", 1): _report({"cam": (0.5, 0.25), "gradcam": (0.75, 0.5)}),
+        ("cam", 2): _report({"cam": (0.75, 0.125), "gradcam": (0.5, 0.25)}),
+        ("gradcampp", 1): _report({"cam": (0.625, 0.25), "gradcam": (math.nan, math.nan)}),
+    }
+    cells = table2_cells(reports)
+    assert list(cells) == ["cam", "gradcampp"]
+    assert cells["cam"]["cam"][0].mean == 0.625 and cells["cam"]["cam"][1].mean == 0.1875
+    train, test, tpr, fppi = best_pair(cells)
+    assert (train, test) == ("cam", "cam")  # TPR 0.625 everywhere: the lowest FPPI (0.1875) wins
+    assert (tpr.mean, fppi.mean, tpr.basis) == (0.625, 0.1875, "seeds")
+    markdown, csv_text = table2_text(cells)
+    assert "| gradcampp | 0.62 @ 0.25 | n/a |" in markdown
+    assert csv_text.splitlines()[0] == "train_method,test_method,tpr,tpr_low,tpr_high,fppi,runs,interval_over"
+    assert len(csv_text.splitlines()) == 5

@@ -1,0 +1,74 @@
+"""The ``wsod`` entry point: one top-level parser that lists every subcommand and hands each to its own CLI.
+
+Lightning, torch and wandb are imported only by the subcommands that use them: ``wsod --help``, ``--version``,
+``synth``, ``report`` (and their ``--help``) start without them. ``fit|validate|test|predict`` go to the
+LightningCLI in :mod:`wsod_mammo.cli`; the others to the ``main(argv)`` of their module. A new subcommand is one
+entry in :data:`SUBCOMMANDS`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import NamedTuple
+
+from wsod_mammo import __version__
+from wsod_mammo.logging_setup import configure_logging
+
+
+class Subcommand(NamedTuple):
+    """Where a subcommand's ``main(argv)`` lives and the one line ``wsod --help`` shows for it."""
+
+    module: str
+    purpose: str
+
+
+LIGHTNING_MODULE = "wsod_mammo.cli"
+SUBCOMMANDS: dict[str, Subcommand] = {
+    "fit": Subcommand(LIGHTNING_MODULE, "train GMIC from image-level labels (checkpoints, validated thresholds)"),
+    "validate": Subcommand(LIGHTNING_MODULE, "classification metrics and detection thresholds on the validation split"),
+    "test": Subcommand(LIGHTNING_MODULE, "Table I, the Table II row, FROC plots and overlays of one checkpoint"),
+    "predict": Subcommand(LIGHTNING_MODULE, "boxes and scores for images, in their original DICOM frame"),
+    "prepare": Subcommand("wsod_mammo.data.prepare", "decode VinDr-Mammo DICOMs once into a 16-bit image cache"),
+    "synth": Subcommand("wsod_mammo.data.synthetic", "write a tiny synthetic VinDr-format dataset (real DICOMs)"),
+    "report": Subcommand("wsod_mammo.detection.report", "merge the Table II rows of several test runs"),
+    "study": Subcommand("wsod_mammo.study", "the whole study: fit per method x seed, test, Table I/II with intervals"),
+}
+
+EPILOG = (
+    "Run `wsod SUBCOMMAND --help` for a subcommand's options. For fit/validate/test/predict, "
+    "`--model.help CLASS` and `--data.help CLASS` list a model's or data module's own options, e.g. "
+    "`wsod fit --model.help GMICLitModule`. Start with `wsod fit --config configs/demo.yaml` (synthetic data, CPU)."
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser: ``--help``, ``--version`` and the subcommand list (each subcommand parses the rest)."""
+    parser = argparse.ArgumentParser(
+        prog="wsod",
+        description="Weakly supervised mass detection in mammograms: GMIC with pluggable saliency methods.",
+        epilog=EPILOG,
+    )
+    parser.add_argument("--version", action="version", version=f"wsod-mammo {__version__}")
+    commands = parser.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", title="subcommands")
+    for name, command in SUBCOMMANDS.items():
+        commands.add_parser(name, help=command.purpose, add_help=False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of ``wsod`` and ``python -m wsod_mammo``: dispatch ``argv[0]`` with the remaining arguments."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    if not args or args[0] not in SUBCOMMANDS:
+        parser = build_parser()
+        parser.parse_args(args)  # --help, --version and unknown subcommands exit here
+        parser.print_help()
+        raise SystemExit(2)
+    configure_logging()
+    name, rest = args[0], args[1:]
+    module = importlib.import_module(SUBCOMMANDS[name].module)
+    if SUBCOMMANDS[name].module == LIGHTNING_MODULE:
+        module.run_lightning_cli(None if argv is None else [name, *rest])  # None: LightningCLI reads sys.argv
+    else:
+        module.main(rest)

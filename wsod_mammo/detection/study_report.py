@@ -1,0 +1,67 @@
+"""The study folder's outputs: Table I and II (Markdown, CSV), one FROC figure per train method, summary.md."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from wsod_mammo.detection.report import plot_froc
+from wsod_mammo.detection.study_tables import (
+    SUBSET,
+    best_pair,
+    load_reports,
+    table1_text,
+    table2_cells,
+    table2_text,
+)
+
+
+def _froc_figures(output: Path, reports: dict[tuple[str, int], dict[str, Any]]) -> list[Path]:
+    """Per train method, every test method's FROC curve (each seed) with its operating point marked."""
+    paths = []
+    for train in sorted({m for m, _ in reports}):
+        curves, points, images, lesions = {}, {}, 0, 0
+        for (method, seed), report in sorted(reports.items()):
+            if method != train:
+                continue
+            for test, cell in report.get(SUBSET, {}).items():
+                label = f"{test} (seed {seed})"
+                curves[label] = (cell.get("fppi_curve", []), cell.get("tpr_curve", []))
+                points[label] = (float(cell.get("fppi", math.nan)), float(cell.get("tpr", math.nan)))
+                images, lesions = cell.get("num_images", 0), cell.get("num_gt", 0)
+        path = output / f"froc_{train}.png"
+        title = f"FROC, trained with {train}: {images} mass images, {lesions} lesions, hit = IoU > 0.3"
+        plot_froc(curves, path, title=title, points=points)
+        paths.append(path)
+    return paths
+
+
+def write_study_outputs(output: Path, runs: dict[tuple[str, int], Path]) -> str:
+    """Write ``table1.md``, ``table2.md``, ``table2.csv``, ``froc_<train>.png`` and ``summary.md`` to ``output``;
+    return the summary's text (the tables and the best pair)."""
+    reports = load_reports(runs)
+    cells = table2_cells(reports)
+    table2_md, table2_csv = table2_text(cells)
+    table1_md = table1_text(reports)
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "table1.md").write_text(table1_md)
+    (output / "table2.md").write_text(table2_md)
+    (output / "table2.csv").write_text(table2_csv)
+    figures = _froc_figures(output, reports)
+    seeds = sorted({s for _, s in reports})
+    best = best_pair(cells)
+    verdict = (
+        f"Best pair: train {best[0]}, test {best[1]}: TPR {best[2].text()} at {best[3].mean:.2f} FPPI"
+        if best
+        else "Best pair: none (no cell has a defined TPR)"
+    )
+    interval = "Student-t over seeds" if len(seeds) > 1 else "over images where the test report gives one"
+    text = (
+        f"# Study: {len(reports)} runs (seeds {', '.join(map(str, seeds))})\n\n"
+        f"Table I (classification, test images; mean [95% interval over seeds])\n\n{table1_md}\n"
+        f"Table II ({SUBSET} images; TPR [95% interval, {interval}] @ FPPI, means over seeds)\n\n{table2_md}\n"
+        f"{verdict}\n\nFROC figures: {', '.join(p.name for p in figures)}\n"
+    )
+    (output / "summary.md").write_text(text)
+    return text

@@ -1,0 +1,147 @@
+"""The study's tables from its test runs: Table I and the 5 x 5 Table II with 95% intervals, and the best pair.
+
+Input: one ``detection.json`` per (train method, seed) test run, as ``wsod test`` writes it (keys ``table1``,
+``mass``: ``{test method: {"tpr", "fppi", ...}}``). No torch here: plain numbers in, Markdown/CSV text out.
+
+Intervals: over seeds, a Student-t 95% interval of the per-seed figures (two seeds or more); with one seed, the
+interval over images that the test run reports, when it reports one (:func:`image_interval`, the pluggable part:
+a per-image bootstrap of the test report fills it), else none.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from wsod_mammo.detection.report import METHOD_ORDER, MISSING, TABLE1_COLUMNS, _csv, _markdown
+
+SUBSET = "mass"  # the study's Table II: mass images, as the paper
+# A test report's cell (``detection.json``) holds its bootstrap interval over images as
+# ``intervals["tpr"] = {"value", "low", "high"}`` (``training/test_report.py``).
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A mean over runs and its 95% interval (NaN bounds when there is none); ``basis`` says over what."""
+
+    mean: float
+    low: float
+    high: float
+    n: int
+    basis: str  # "seeds", "images" or "none"
+
+    def text(self, digits: int = 2) -> str:
+        if math.isnan(self.mean):
+            return MISSING
+        value = f"{self.mean:.{digits}f}"
+        return value if math.isnan(self.low) else f"{value} [{self.low:.{digits}f}, {self.high:.{digits}f}]"
+
+
+def seed_interval(values: Sequence[float], level: float = 0.95) -> Estimate:
+    """Mean and Student-t interval of per-seed figures; NaN values (undefined figures) are left out."""
+    finite = [float(v) for v in values if v is not None and not math.isnan(float(v))]
+    if not finite:
+        return Estimate(math.nan, math.nan, math.nan, 0, "none")
+    mean = sum(finite) / len(finite)
+    if len(finite) < 2:
+        return Estimate(mean, math.nan, math.nan, 1, "none")
+    from scipy.stats import t
+
+    sd = math.sqrt(sum((v - mean) ** 2 for v in finite) / (len(finite) - 1))
+    half = float(t.ppf(0.5 + level / 2, len(finite) - 1)) * sd / math.sqrt(len(finite))
+    return Estimate(mean, mean - half, mean + half, len(finite), "seeds")
+
+
+def image_interval(cell: dict[str, Any]) -> tuple[float, float] | None:
+    """A test report's 95% bootstrap interval of TPR over images, if the cell carries one."""
+    value = (cell.get("intervals") or {}).get("tpr")
+    if isinstance(value, dict) and {"low", "high"} <= set(value):
+        low, high = float(value["low"]), float(value["high"])
+        return None if math.isnan(low) or math.isnan(high) else (low, high)
+    return None
+
+
+def tpr_estimate(cells: Sequence[dict[str, Any]]) -> Estimate:
+    """TPR of one Table II cell over its seeds; one seed falls back on the report's interval over images."""
+    estimate = seed_interval([c.get("tpr", math.nan) for c in cells])
+    if estimate.n == 1 and (bounds := image_interval(cells[0])) is not None:
+        return Estimate(estimate.mean, bounds[0], bounds[1], 1, "images")
+    return estimate
+
+
+def load_reports(runs: dict[tuple[str, int], Path]) -> dict[tuple[str, int], dict[str, Any]]:
+    """``{(train method, seed): detection.json}``; a missing or unreadable file is an error naming the run."""
+    reports = {}
+    for (method, seed), path in runs.items():
+        try:
+            reports[(method, seed)] = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as error:
+            raise ValueError(f"run {method} seed {seed}: cannot read its test report {path} ({error})") from None
+    return reports
+
+
+def _by_method(reports: dict[tuple[str, int], dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for (method, _), report in sorted(reports.items()):
+        grouped.setdefault(method, []).append(report)
+    return {m: grouped[m] for m in [*METHOD_ORDER, *sorted(set(grouped) - set(METHOD_ORDER))] if m in grouped}
+
+
+def table2_cells(reports: dict[tuple[str, int], dict[str, Any]]) -> dict[str, dict[str, tuple[Estimate, Estimate]]]:
+    """``{train: {test: (TPR estimate, FPPI estimate)}}`` over seeds, at each run's validated threshold."""
+    cells: dict[str, dict[str, tuple[Estimate, Estimate]]] = {}
+    for train, runs in _by_method(reports).items():
+        tests = [m for m in METHOD_ORDER if any(m in r.get(SUBSET, {}) for r in runs)]
+        for test in tests:
+            per_seed = [r[SUBSET][test] for r in runs if test in r.get(SUBSET, {})]
+            fppi = seed_interval([c.get("fppi", math.nan) for c in per_seed])
+            cells.setdefault(train, {})[test] = (tpr_estimate(per_seed), fppi)
+    return cells
+
+
+def _cell(cell: tuple[Estimate, Estimate]) -> str:
+    tpr, fppi = cell
+    return MISSING if math.isnan(tpr.mean) else f"{tpr.text()} @ {fppi.mean:.2f}"
+
+
+def table2_text(cells: dict[str, dict[str, tuple[Estimate, Estimate]]]) -> tuple[str, str]:
+    """Table II ``(markdown, csv)``: cells ``TPR [low, high] @ FPPI`` (means over seeds)."""
+    tests = [m for m in METHOD_ORDER if any(m in row for row in cells.values())]
+    md_rows = [[train] + [_cell(row[t]) if t in row else MISSING for t in tests] for train, row in cells.items()]
+    header = ["train_method", "test_method", "tpr", "tpr_low", "tpr_high", "fppi", "runs", "interval_over"]
+    csv_rows = [
+        [train, test, *(repr(v) for v in (tpr.mean, tpr.low, tpr.high, fppi.mean)), str(tpr.n), tpr.basis]
+        for train, row in cells.items()
+        for test, (tpr, fppi) in row.items()
+    ]
+    return _markdown(["train \\ test", *tests], md_rows), _csv(header, csv_rows)
+
+
+def table1_text(reports: dict[tuple[str, int], dict[str, Any]]) -> str:
+    """Table I in Markdown: per train method and head, each figure's mean [95% interval] over seeds."""
+    rows = []
+    for train, runs in _by_method(reports).items():
+        for head in ("global", "local", "fusion"):
+            values = [
+                seed_interval([r["table1"].get(head, {}).get(k, math.nan) for r in runs]) for k, _ in TABLE1_COLUMNS
+            ]
+            rows.append([train, head] + [v.text(3) for v in values])
+    return _markdown(["train", "head", *(title for _, title in TABLE1_COLUMNS)], rows)
+
+
+def best_pair(cells: dict[str, dict[str, tuple[Estimate, Estimate]]]) -> tuple[str, str, Estimate, Estimate] | None:
+    """The (train, test) pair with the highest mean TPR; ties go to the lower FPPI. None if no cell is defined."""
+    candidates = [
+        (tpr.mean, -fppi.mean, train, test, tpr, fppi)
+        for train, row in cells.items()
+        for test, (tpr, fppi) in row.items()
+        if not math.isnan(tpr.mean)
+    ]
+    if not candidates:
+        return None
+    *_, train, test, tpr, fppi = max(candidates, key=lambda c: (c[0], c[1]))
+    return train, test, tpr, fppi

@@ -1,0 +1,65 @@
+"""Terminal logging for the ``wsod`` command: the package's INFO lines shown, other libraries' tips dropped.
+
+The package logs where its outputs go (run folder, checkpoints, reports, predictions), the dataset's counts and
+when synthetic data is written, at INFO under the ``wsod_mammo`` logger; Python's default (WARNING, no handler)
+would hide all of it. Only the process of global rank 0 prints INFO, so DDP workers do not repeat every line.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+PACKAGE_LOGGER = "wsod_mammo"
+# Loggers through which Lightning's rank_zero_info advertises other products ("💡 Tip: ... litlogger/litmodels").
+RANK_ZERO_LOGGERS = (
+    "lightning.pytorch.utilities.rank_zero",
+    "lightning.fabric.utilities.rank_zero",
+    "lightning_utilities.core.rank_zero",
+)
+
+
+class DropAdvertisements(logging.Filter):
+    """Drops Lightning's product tips (litlogger, litmodels); every other record passes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.getMessage()).lstrip().startswith("💡 Tip")
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a record is emitted (a redirected or captured stderr included)."""
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
+def _global_rank() -> int:
+    for name in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
+        if os.environ.get(name, "").isdigit():
+            return int(os.environ[name])
+    return 0
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    """Attach one stderr handler to the package logger (idempotent) and silence Lightning's product tips.
+
+    Non-zero ranks log at WARNING only. The handler is the package's own: the root logger and the user's
+    configuration of other loggers are left alone (records still propagate, so pytest's caplog sees them).
+    """
+    package = logging.getLogger(PACKAGE_LOGGER)
+    if not any(getattr(h, "_wsod", False) for h in package.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("[wsod] %(message)s"))
+        handler._wsod = True  # type: ignore[attr-defined]
+        package.addHandler(handler)
+    package.setLevel(level if _global_rank() == 0 else logging.WARNING)
+    for name in RANK_ZERO_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, DropAdvertisements) for f in logger.filters):
+            logger.addFilter(DropAdvertisements())

@@ -1,0 +1,239 @@
+"""``wsod study``: the study's matrix in one command (fit per train method x seed, test with every method, tables).
+
+Each run is two ``wsod`` processes (fit, then test of ``best.ckpt``) in its own folder
+``OUTPUT/runs/<method>_seed<seed>/``, from a config composed of the given YAML files plus the run's settings
+(seed, train method, folders, W&B group = the study's folder name). A run whose test finished is not redone, a fit
+interrupted midway resumes from its ``last.ckpt``. Runs go to the local devices: ``--gpus N`` runs N at a time, one
+per GPU (``CUDA_VISIBLE_DEVICES``), ``--parallel N`` N at a time on the CPU. On a cluster the scheduler runs them:
+``--launcher slurm`` writes a job-array script (one array task per run) instead of running anything; SLURM is the
+common denominator of university clusters and needs no service of ours (W&B sweeps would need the network).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import logging
+import os
+import queue
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from wsod_mammo.data.vindr import FINDING_CSV
+from wsod_mammo.detection.report import METHOD_ORDER
+from wsod_mammo.detection.study_report import write_study_outputs
+
+log = logging.getLogger(__name__)
+
+LOGGER_CLASS = "wsod_mammo.training.wandb_logger.OfflineWandbLogger"
+RUN_CONFIG, FIT_DONE, TEST_DONE = "run.yaml", "fit.done", "test.done"
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One cell of the study's matrix: a train-side method and a seed."""
+
+    train_method: str
+    seed: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.train_method}_seed{self.seed}"
+
+
+def compose_configs(paths: list[str]) -> dict[str, Any]:
+    """Merge YAML files as ``--config a --config b`` does: dicts merge key by key, anything else is replaced."""
+    merged: dict[str, Any] = {}
+    for path in paths:
+        try:
+            loaded = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as error:
+            raise ValueError(f"--config {path}: cannot read it as YAML ({error})") from None
+        if not isinstance(loaded, dict):
+            raise ValueError(f"--config {path}: expected a mapping at the top, found {type(loaded).__name__}")
+        merged = _merge(merged, loaded)
+    return merged
+
+
+def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in update.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def run_config(base: dict[str, Any], spec: RunSpec, run_dir: Path, group: str, test_methods: list[str]) -> dict:
+    """The run's config: ``base`` with the run's seed, methods, W&B group and every output inside ``run_dir``."""
+    config = copy.deepcopy(base)
+    config["seed_everything"] = spec.seed
+    model = config.setdefault("model", {}).setdefault("init_args", {})
+    model.update(train_saliency=spec.train_method, test_saliency=list(test_methods))
+    trainer = config.setdefault("trainer", {})
+    logger = trainer.get("logger") if isinstance(trainer.get("logger"), dict) else {}
+    init = {**logger.get("init_args", {}), "save_dir": str(run_dir), "group": group, "name": spec.name}
+    trainer["logger"] = {"class_path": logger.get("class_path", LOGGER_CLASS), "init_args": init}
+    callbacks = trainer.get("callbacks") or []
+    if not any("dirpath" in (c.get("init_args") or {}) for c in callbacks):
+        raise ValueError("trainer.callbacks: the study needs a ModelCheckpoint with a dirpath (best.ckpt)")
+    for callback in callbacks:
+        args = callback.get("init_args") or {}
+        if "dirpath" in args:
+            args["dirpath"] = str(run_dir / "checkpoints")
+        if "output_dir" in args:
+            args["output_dir"] = str(run_dir / "predictions")
+    return config
+
+
+def data_to_synthesize(config: dict[str, Any]) -> bool:
+    """True when the runs' DataModule will write a synthetic dataset on first use (none at ``data_root`` yet)."""
+    data = (config.get("data") or {}).get("init_args") or {}
+    root = data.get("data_root")
+    return bool(data.get("synthesize_if_missing")) and not (root and (Path(root) / FINDING_CSV).is_file())
+
+
+def _wsod(args: list[str], log_path: Path, env: dict[str, str]) -> None:
+    """One ``wsod`` process, its output to ``log_path``; a failure names the command and shows the log's end."""
+    with open(log_path, "a") as handle:
+        code = subprocess.run(
+            [sys.executable, "-m", "wsod_mammo", *args], stdout=handle, stderr=subprocess.STDOUT, env=env
+        )
+    if code.returncode != 0:
+        tail = "".join(log_path.read_text().splitlines(keepends=True)[-15:])
+        raise RuntimeError(f"`wsod {' '.join(args)}` failed (exit {code.returncode}); log {log_path}:\n{tail}")
+
+
+def run_one(run_dir: Path, device: str | None) -> Path:
+    """Fit (resumed from ``last.ckpt`` if interrupted) and test one run; return its ``detection.json``."""
+    config = str(run_dir / RUN_CONFIG)
+    env = dict(os.environ) if device is None else {**os.environ, "CUDA_VISIBLE_DEVICES": device}
+    if not (run_dir / FIT_DONE).is_file():
+        resume = ["--ckpt_path", "last"] if (run_dir / "checkpoints" / "last.ckpt").is_file() else []
+        log.info("study: fit %s%s", run_dir.name, " (resuming from last.ckpt)" if resume else "")
+        _wsod(["fit", "--config", config, *resume], run_dir / "fit.log", env)
+        (run_dir / FIT_DONE).write_text("ok\n")
+    if not (run_dir / TEST_DONE).is_file():
+        log.info("study: test %s (best.ckpt)", run_dir.name)
+        _wsod(["test", "--config", config, "--ckpt_path", "best"], run_dir / "test.log", env)
+        report = max(run_dir.glob("*/*/detection.json"), key=lambda p: p.stat().st_mtime)
+        (run_dir / TEST_DONE).write_text(f"{report}\n")
+    return Path((run_dir / TEST_DONE).read_text().strip())
+
+
+def run_all(run_dirs: list[Path], slots: list[str | None], first_alone: bool = False) -> list[Path]:
+    """Run every run, ``len(slots)`` at a time, each holding one slot (a GPU index, or None on the CPU).
+
+    ``first_alone``: the first run goes before the others start (it writes the synthetic dataset they share).
+    """
+    if first_alone and len(slots) > 1 and run_dirs:
+        first = [run_one(run_dirs[0], slots[0])]
+        run_dirs = run_dirs[1:]
+    else:
+        first = []
+    free: queue.Queue[str | None] = queue.Queue()
+    for slot in slots:
+        free.put(slot)
+
+    def task(run_dir: Path) -> Path:
+        slot = free.get()
+        try:
+            return run_one(run_dir, slot)
+        finally:
+            free.put(slot)
+
+    with ThreadPoolExecutor(max_workers=len(slots)) as pool:
+        return first + list(pool.map(task, run_dirs))
+
+
+def slurm_script(argv: list[str], count: int, output: Path) -> str:
+    """A job-array script: array task i runs ``wsod study ... --run_index i`` on one GPU."""
+    command = " ".join([sys.executable, "-m", "wsod_mammo", "study", *argv])
+    return (
+        "#!/bin/bash\n#SBATCH --job-name=wsod-study\n"
+        f"#SBATCH --array=0-{count - 1}\n#SBATCH --gres=gpu:1\n#SBATCH --cpus-per-task=8\n"
+        f"#SBATCH --output={output}/slurm-%A_%a.out\nset -euo pipefail\n"
+        f'{command} --launcher local --gpus 0 --run_index "$SLURM_ARRAY_TASK_ID"\n'
+    )
+
+
+def _methods(text: str, option: str) -> list[str]:
+    names = [m.strip() for m in text.split(",") if m.strip()]
+    unknown = [m for m in names if m not in METHOD_ORDER]
+    if unknown or not names:
+        raise SystemExit(f"{option}: expected a comma-separated list of {', '.join(METHOD_ORDER)}, found {text!r}")
+    return names
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="wsod study", description=__doc__.split("\n\n")[0].strip("`"))
+    add = parser.add_argument
+    add("--config", action="append", required=True, help="YAML config(s), composed in order (e.g. configs/demo.yaml)")
+    add("--output", default="runs/study", help="the study folder: runs/, tables, FROC plots, summary.md")
+    add("--train_methods", default=",".join(METHOD_ORDER), help="train-side methods, comma-separated")
+    add("--test_methods", default=",".join(METHOD_ORDER), help="test-side methods, comma-separated")
+    add("--seeds", default="42", help="seeds, comma-separated (two or more give intervals over seeds)")
+    add("--gpus", type=int, default=0, help="GPUs to use, one run per GPU at a time (0: the CPU)")
+    add("--parallel", type=int, default=1, help="runs at a time on the CPU (with --gpus 0)")
+    add("--launcher", choices=("local", "slurm"), default="local", help="slurm: write a job-array script, run nothing")
+    add("--run_index", type=int, default=None, help="run only this run of the matrix (a SLURM array task), no tables")
+    add("--aggregate_only", action="store_true", help="only assemble the tables from finished runs")
+    return parser
+
+
+def _matrix(args: argparse.Namespace) -> list[RunSpec]:
+    try:
+        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    except ValueError:
+        raise SystemExit(f"--seeds: expected comma-separated integers, found {args.seeds!r}") from None
+    return [RunSpec(m, s) for m in _methods(args.train_methods, "--train_methods") for s in seeds]
+
+
+def write_run_configs(args: argparse.Namespace, runs: dict[RunSpec, Path]) -> None:
+    """Each run's ``run.yaml`` (the composed configs plus the run's settings); the W&B group is the study's name."""
+    base, test_methods = compose_configs(args.config), _methods(args.test_methods, "--test_methods")
+    group = Path(args.output).resolve().name
+    for spec, run_dir in runs.items():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        config = run_config(base, spec, run_dir.resolve(), group, test_methods)
+        (run_dir / RUN_CONFIG).write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+def aggregate(output: Path, runs: dict[RunSpec, Path]) -> str:
+    """Tables, FROC figures and summary from the finished runs; an unfinished run is an error naming it."""
+    missing = [d.name for d in runs.values() if not (d / TEST_DONE).is_file()]
+    if missing:
+        raise SystemExit(f"wsod study: runs without a finished test: {', '.join(missing)}")
+    reports = {(s.train_method, s.seed): Path((d / TEST_DONE).read_text().strip()) for s, d in runs.items()}
+    return write_study_outputs(output, reports)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``wsod study --config C [--train_methods ...] [--seeds ...] [--gpus N | --parallel N] [--launcher slurm]``."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser().parse_args(argv)
+    output = Path(args.output)
+    runs = {spec: output / "runs" / spec.name for spec in _matrix(args)}
+    if args.run_index is not None:  # one SLURM array task: this run only (its config alone, no race on the rest)
+        if not 0 <= args.run_index < len(runs):
+            raise SystemExit(f"--run_index: expected 0..{len(runs) - 1}, found {args.run_index}")
+        spec = list(runs)[args.run_index]
+        write_run_configs(args, {spec: runs[spec]})
+        run_one(runs[spec], None)
+        return
+    if not args.aggregate_only:
+        write_run_configs(args, runs)
+    if args.launcher == "slurm":
+        script = output / "study.sbatch"
+        script.write_text(slurm_script(argv, len(runs), output.resolve()))
+        log.info("study: %d runs; `sbatch %s`, then the same command with --aggregate_only", len(runs), script)
+        return
+    if not args.aggregate_only:
+        slots = [str(i) for i in range(args.gpus)] or [None] * max(1, args.parallel)
+        run_all(list(runs.values()), slots, first_alone=data_to_synthesize(compose_configs(args.config)))
+    print(aggregate(output, runs), end="")
+    log.info("study tables, FROC plots and summary.md written to %s", output)
