@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pydicom
 import pytest
 import torch
 
@@ -181,3 +182,17 @@ def test_device_standardization_batches_match_worker_batches(synthetic_root: Pat
 def test_unknown_standardize_on_names_the_option(synthetic_root: Path) -> None:
     with pytest.raises(ValueError, match=r"standardize_on: expected 'worker' or 'device', got 'gpu'"):
         _dm(synthetic_root, standardize_on="gpu")
+
+
+def test_size_mismatch_with_csv_is_an_error(synthetic_root: Path, tmp_path: Path) -> None:
+    root = Path(shutil.copytree(synthetic_root, tmp_path / "data"))
+    dm = _dm(root)
+    dm.setup("test")
+    record = dm.datasets["test"].records[0]
+    ds = pydicom.dcmread(record.path)
+    pixels = np.ascontiguousarray(ds.pixel_array[:, :-16])
+    ds.Columns, ds.PixelData = pixels.shape[1], pixels.tobytes()
+    ds.save_as(record.path)
+    expected = f"{record.path}: the DICOM is {record.height}x{record.width - 16} .* CSV says {record.height}x"
+    with pytest.raises(ValueError, match=expected):
+        dm.datasets["test"][0]

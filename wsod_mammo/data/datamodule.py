@@ -68,8 +68,9 @@ class VinDrDataset(Dataset):
             entry = self.cache[1]["images"][record.image_id]
             # uint16 as cached: augmentation and standardization both take it as it is (no float32 pass)
             return read_cached(self.cache[0] / entry["file"], raw=True), Geometry.from_dict(entry["geometry"])
+        size = (record.height, record.width)
         image, geometry, _ = load_input_image(
-            record.path, record.laterality, self.transform.input_size, self.crop_breast
+            record.path, record.laterality, self.transform.input_size, self.crop_breast, size
         )
         return image, geometry
 
