@@ -22,13 +22,13 @@ from torch.utils.data import DataLoader, Dataset, get_worker_info
 
 from wsod_mammo.data.dicom import DicomError, describe_failure
 from wsod_mammo.data.geometry import Geometry, boxes_to_input, clip_boxes
+from wsod_mammo.data.images import load_any
 from wsod_mammo.data.prepare import load_input_image, load_manifest, read_cached
 from wsod_mammo.data.sampling import EpochShuffleSampler, SampleKey
 from wsod_mammo.data.transforms import AugmentationConfig, BoxTransform, standardize_batch
 from wsod_mammo.data.vindr import FINDING_CSV, ImageRecord, Selection, load_records, select_records, split_train_val
 
 log = logging.getLogger(__name__)
-DICOM_SUFFIXES = (".dcm", ".dicom")
 Missing = Literal["error", "skip"]
 StandardizeOn = Literal["worker", "device"]
 
@@ -111,35 +111,36 @@ class VinDrDataset(Dataset):
 
 
 def expand_predict_paths(paths: Sequence[str]) -> list[Path]:
-    """DICOM files and folders (searched recursively for ``*.dcm``/``*.dicom``) -> sorted file list.
+    """Files and folders -> sorted file list: every file found in a folder (recursively), whatever its type.
 
-    A path that does not exist is kept, so that its sample reports the problem instead of vanishing.
+    Nothing is dropped in silence: a file that is neither a DICOM (by content) nor a PNG/TIFF is kept so that its
+    sample reports why; so are a path that does not exist and a folder with no file in it.
     """
     files: list[Path] = []
     for entry in paths:
         path = Path(entry)
-        if path.is_dir():
-            files += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in DICOM_SUFFIXES)
-        else:
-            files.append(path)
+        found = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        files += found or [path]
     return files
 
 
 class PredictDataset(Dataset):
-    """DICOM files -> samples with zero labels and no boxes; an unreadable file gives an error sample.
+    """DICOMs, PNG/TIFF files -> samples with zero labels and no boxes; an unreadable file gives an error sample.
 
-    Laterality comes from the ImageLaterality/Laterality tag, else from the image (``meta["laterality_source"]``).
+    Laterality: the DICOM tags, else ``laterality`` when given, else inferred from the image; ``meta`` says which
+    (``laterality_source``).
     """
 
     def __init__(
-        self, paths: Sequence[str | Path], num_classes: int, transform: BoxTransform, crop_breast: bool = True
+        self,
+        paths: Sequence[str | Path],
+        num_classes: int,
+        transform: BoxTransform,
+        crop_breast: bool = True,
+        laterality: str | None = None,
     ):
-        self.paths, self.num_classes, self.transform, self.crop_breast = (
-            list(paths),
-            num_classes,
-            transform,
-            crop_breast,
-        )
+        self.paths, self.num_classes, self.transform = list(paths), num_classes, transform
+        self.crop_breast, self.laterality = crop_breast, laterality
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -149,19 +150,19 @@ class PredictDataset(Dataset):
         height, width = self.transform.input_size
         meta: dict[str, Any] = {"study_id": path.parent.name, "view": "", "split": "predict", "path": str(path)}
         try:
-            image, geometry, side = load_input_image(path, None, (height, width), self.crop_breast)
-            meta.update(laterality=side, error=None)
+            image, geometry, side, source = load_any(path, (height, width), self.laterality, self.crop_breast)
+            meta.update(laterality=side, laterality_source=source, error=None)
         except Exception as err:  # any unreadable file must leave the other images' results intact
             meta["error"] = describe_failure(path, err)
             image, geometry = (
                 np.zeros((height, width), np.float32),
                 Geometry(height, width, False, (0, 0, width, height), height, width),
             )
-            meta["laterality"] = "L"
+            meta["laterality"], meta["laterality_source"] = "L", None
         meta["geometry"] = geometry.to_dict()
         tensor, boxes, labels = self.transform(image, np.zeros((0, 4), np.float32), np.zeros(0, np.int64))
         return {"image": tensor, "label": torch.zeros(self.num_classes), "boxes": boxes, "box_labels": labels,
-                "image_id": path.stem, "meta": meta}  # fmt: skip
+                "image_id": path.stem or path.name, "meta": meta}  # fmt: skip
 
 
 def seed_worker(worker_id: int) -> None:
@@ -190,7 +191,8 @@ class VinDrMammoDataModule(L.LightningDataModule):
         standardize_on: ``worker`` standardizes each image in the dataloader worker (float32 batches);
             ``device`` ships uint16 batches (half the bytes to pin and copy) and standardizes them on the
             training device in ``on_after_batch_transfer``, saving the workers three passes per image.
-        predict_paths: DICOM files/folders for ``predict``; default: the test split.
+        predict_paths: files and folders for ``predict`` (DICOMs by content, PNG/TIFF); default: the test split.
+        predict_laterality: ``L`` or ``R`` for non-DICOM predict inputs; None infers it from the image.
         synthesize_if_missing: write a synthetic dataset to ``data_root`` in ``prepare_data`` when it has no CSV.
         synthetic_studies, synthetic_size, synthetic_mass_radius: its number of studies, image ``(H, W)`` and
             mass radius range (fractions of the width; see ``make_synthetic_dataset``).
@@ -216,6 +218,7 @@ class VinDrMammoDataModule(L.LightningDataModule):
         missing: Missing = "error",
         standardize_on: StandardizeOn = "worker",
         predict_paths: list[str] | None = None,
+        predict_laterality: Literal["L", "R"] | None = None,
         synthesize_if_missing: bool = False,
         synthetic_studies: int = 24,
         synthetic_size: tuple[int, int] = (512, 320),
@@ -239,7 +242,7 @@ class VinDrMammoDataModule(L.LightningDataModule):
         self.num_workers, self.persistent_workers, self.pin_memory = num_workers, persistent_workers, pin_memory
         self.prefetch_factor = prefetch_factor
         self.augmentation = augmentation or AugmentationConfig()
-        self.predict_paths = predict_paths
+        self.predict_paths, self.predict_laterality = predict_paths, predict_laterality
         self.synthesize_if_missing, self.synthetic_studies = synthesize_if_missing, synthetic_studies
         self.synthetic_size = synthetic_size
         self.synthetic_mass_radius = (float(synthetic_mass_radius[0]), float(synthetic_mass_radius[1]))
@@ -315,9 +318,9 @@ class VinDrMammoDataModule(L.LightningDataModule):
         eval_tf = BoxTransform(self.input_size, self.augmentation, train=False, standardize=in_worker)
         if stage == "predict" and self.predict_paths:
             files = expand_predict_paths(self.predict_paths)
-            if not files:
-                raise FileNotFoundError(f"predict_paths: no DICOM file (*.dcm, *.dicom) in {self.predict_paths}")
-            self.datasets["predict"] = PredictDataset(files, self.num_classes, eval_tf, self.crop_breast)
+            self.datasets["predict"] = PredictDataset(
+                files, self.num_classes, eval_tf, self.crop_breast, self.predict_laterality
+            )
             return
         splits = self._records(cache)
         args = {"classes": self.class_names, "crop_breast": self.crop_breast, "cache": cache, "missing": self.missing}
