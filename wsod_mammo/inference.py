@@ -96,6 +96,36 @@ def _load_lightning_checkpoint(path: str | Path) -> GMICLitModule:
     return module
 
 
+def nyu_to_checkpoint(
+    nyu_path: str | Path, out_path: str | Path, predict_saliency: str = "gradcampp", **model_overrides: Any
+) -> Path:
+    """Write a Lightning checkpoint (``wsod test/predict --ckpt_path``, ``Predictor.from_checkpoint``) holding NYU's
+    weights as a ``GMICLitModule``; ``model_overrides`` go to ``GMIC`` (``num_classes`` defaults to NYU's 2)."""
+    import lightning
+
+    model = from_nyu_checkpoint(nyu_path, **model_overrides)
+    init_args = {
+        "num_classes": model.num_classes, "percent_t": model.percent_t, "num_patches": model.num_patches,
+        "crop_shape": list(model.crop_shape), "post_processing_dim": model.saliency_head.in_channels,
+    }  # fmt: skip
+    module = GMICLitModule(model, predict_saliency=predict_saliency)
+    checkpoint = {
+        "state_dict": module.state_dict(),
+        "hyper_parameters": {
+            "_class_path": f"{GMICLitModule.__module__}.{GMICLitModule.__name__}",
+            "model": {"class_path": "wsod_mammo.models.GMIC", "init_args": init_args},
+            "predict_saliency": module.predict_saliency,
+        },
+        "pytorch-lightning_version": lightning.__version__,
+        "detection_thresholds": {},
+        "init_from_nyu": str(nyu_path),
+    }
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(checkpoint, out)
+    return out
+
+
 class Predictor:
     """A GMIC loaded once; ``predictor(inputs)`` -> one ``Prediction`` per input.
 
@@ -184,4 +214,4 @@ class Predictor:
         )
 
 
-__all__ = ["Prediction", "Predictor", "detections_in_original"]
+__all__ = ["Prediction", "Predictor", "detections_in_original", "nyu_to_checkpoint"]
