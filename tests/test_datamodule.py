@@ -229,3 +229,23 @@ def test_size_mismatch_with_csv_is_an_error(synthetic_root: Path, tmp_path: Path
     expected = f"{record.path}: the DICOM is {record.height}x{record.width - 16} .* CSV says {record.height}x"
     with pytest.raises(ValueError, match=expected):
         dm.datasets["test"][0]
+
+
+def test_resize_fit_pads_and_boxes_still_map_back(synthetic_root: Path, tmp_path: Path) -> None:
+    """`resize: fit` keeps the aspect (one scale), pads with background; cache and DICOM agree; CSV boxes return."""
+    prepare(str(synthetic_root), str(tmp_path / "cache"), input_size=(128, 128), workers=0, resize="fit")
+    fit = _dm(synthetic_root, input_size=(128, 128), resize="fit")
+    fit.setup("test")
+    cached = _dm(synthetic_root, input_size=(128, 128), resize="fit", cache_dir=str(tmp_path / "cache"))
+    cached.setup("test")
+    truth = {r.image_id: r for r in load_records(synthetic_root)}
+    for i in range(4):
+        sample, from_cache = fit.datasets["test"][i], cached.datasets["test"][i]
+        geometry = sample["meta"]["geometry"]
+        assert geometry["resize"] == "fit" and geometry["scale_x"] == pytest.approx(geometry["scale_y"], rel=0.02)
+        assert torch.allclose(sample["image"], from_cache["image"], atol=1e-3)
+        expected, _ = truth[sample["image_id"]].boxes(["Mass"])
+        back = boxes_to_original(sample["boxes"].double(), geometry)
+        assert np.allclose(back.numpy(), np.clip(expected, 0, [160, 256, 160, 256]), atol=1e-3)
+    with pytest.raises(ValueError, match="prepared with resize=fit, the data has stretch"):
+        _dm(synthetic_root, input_size=(128, 128), cache_dir=str(tmp_path / "cache")).setup("test")

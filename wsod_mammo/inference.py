@@ -134,13 +134,15 @@ class Predictor:
         input_size: ``(H, W)`` the images are brought to (the model's training size; 2944 x 1920 in the study).
         crop_breast: crop to the breast before resizing, as in training.
         device: where the model runs.
+        resize: ``stretch`` (the study) or ``fit`` (aspect kept, padded: how NYU's weights saw images).
     """
 
     def __init__(
         self, module: GMICLitModule, input_size: tuple[int, int] = PAPER_INPUT_SIZE, crop_breast: bool = True,
-        device: str | torch.device = "cpu",
+        device: str | torch.device = "cpu", resize: str = "stretch",
     ) -> None:  # fmt: skip
         self.module = module.eval().to(device)
+        self.resize = resize
         self.input_size, self.crop_breast, self.device = (int(input_size[0]), int(input_size[1])), crop_breast, device
 
     @classmethod
@@ -195,7 +197,7 @@ class Predictor:
 
     def _one(self, item: Input, side: str | None, methods: list[str], class_index: int, threshold: float | None,
              index: int) -> Prediction:  # fmt: skip
-        image, geometry, side_out, side_source = load_any(item, self.input_size, side, self.crop_breast)
+        image, geometry, side_out, side_source = load_any(item, self.input_size, side, self.crop_breast, self.resize)
         x = standardize_batch(torch.from_numpy(image)[None, None].to(self.device))
         output, maps = self.module.evaluate(x, methods)
         cut = threshold if threshold is not None else self.module.detection_thresholds.get(methods[0], 0.5)

@@ -20,9 +20,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
-from wsod_mammo.data.dicom import DicomError, describe_failure
-from wsod_mammo.data.geometry import Geometry, boxes_to_input, clip_boxes
-from wsod_mammo.data.images import load_any
+from wsod_mammo.data.dicom import DicomError
+from wsod_mammo.data.geometry import RESIZE_MODES, Geometry, boxes_to_input, clip_boxes
+from wsod_mammo.data.predict_data import PredictDataset, expand_predict_paths
 from wsod_mammo.data.prepare import load_input_image, load_manifest, read_cached
 from wsod_mammo.data.sampling import EpochShuffleSampler, SampleKey
 from wsod_mammo.data.transforms import AugmentationConfig, BoxTransform, standardize_batch
@@ -56,9 +56,10 @@ class VinDrDataset(Dataset):
         crop_breast: bool = True,
         cache: tuple[Path, dict[str, Any]] | None = None,
         missing: Missing = "error",
+        resize: str = "stretch",
     ):
         self.records, self.classes, self.transform = list(records), list(classes), transform
-        self.crop_breast, self.cache, self.missing = crop_breast, cache, missing
+        self.crop_breast, self.cache, self.missing, self.resize = crop_breast, cache, missing, resize
 
     def __len__(self) -> int:
         return len(self.records)
@@ -70,7 +71,7 @@ class VinDrDataset(Dataset):
             return read_cached(self.cache[0] / entry["file"], raw=True), Geometry.from_dict(entry["geometry"])
         size = (record.height, record.width)
         image, geometry, _ = load_input_image(
-            record.path, record.laterality, self.transform.input_size, self.crop_breast, size
+            record.path, record.laterality, self.transform.input_size, self.crop_breast, size, self.resize
         )
         return image, geometry
 
@@ -110,61 +111,6 @@ class VinDrDataset(Dataset):
                 "image_id": record.image_id, "meta": meta}  # fmt: skip
 
 
-def expand_predict_paths(paths: Sequence[str]) -> list[Path]:
-    """Files and folders -> sorted file list: every file found in a folder (recursively), whatever its type.
-
-    Nothing is dropped in silence: a file that is neither a DICOM (by content) nor a PNG/TIFF is kept so that its
-    sample reports why; so are a path that does not exist and a folder with no file in it.
-    """
-    files: list[Path] = []
-    for entry in paths:
-        path = Path(entry)
-        found = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-        files += found or [path]
-    return files
-
-
-class PredictDataset(Dataset):
-    """DICOMs, PNG/TIFF files -> samples with zero labels and no boxes; an unreadable file gives an error sample.
-
-    Laterality: the DICOM tags, else ``laterality`` when given, else inferred from the image; ``meta`` says which
-    (``laterality_source``).
-    """
-
-    def __init__(
-        self,
-        paths: Sequence[str | Path],
-        num_classes: int,
-        transform: BoxTransform,
-        crop_breast: bool = True,
-        laterality: str | None = None,
-    ):
-        self.paths, self.num_classes, self.transform = list(paths), num_classes, transform
-        self.crop_breast, self.laterality = crop_breast, laterality
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        path = Path(self.paths[index])
-        height, width = self.transform.input_size
-        meta: dict[str, Any] = {"study_id": path.parent.name, "view": "", "split": "predict", "path": str(path)}
-        try:
-            image, geometry, side, source = load_any(path, (height, width), self.laterality, self.crop_breast)
-            meta.update(laterality=side, laterality_source=source, error=None)
-        except Exception as err:  # any unreadable file must leave the other images' results intact
-            meta["error"] = describe_failure(path, err)
-            image, geometry = (
-                np.zeros((height, width), np.float32),
-                Geometry(height, width, False, (0, 0, width, height), height, width),
-            )
-            meta["laterality"], meta["laterality_source"] = "L", None
-        meta["geometry"] = geometry.to_dict()
-        tensor, boxes, labels = self.transform(image, np.zeros((0, 4), np.float32), np.zeros(0, np.int64))
-        return {"image": tensor, "label": torch.zeros(self.num_classes), "boxes": boxes, "box_labels": labels,
-                "image_id": path.stem or path.name, "meta": meta}  # fmt: skip
-
-
 def seed_worker(worker_id: int) -> None:
     """Give each dataloader worker its own augmentation stream, derived from torch's seeded worker seed."""
     info = get_worker_info()
@@ -193,6 +139,8 @@ class VinDrMammoDataModule(L.LightningDataModule):
             training device in ``on_after_batch_transfer``, saving the workers three passes per image.
         predict_paths: files and folders for ``predict`` (DICOMs by content, PNG/TIFF); default: the test split.
         predict_laterality: ``L`` or ``R`` for non-DICOM predict inputs; None infers it from the image.
+        resize: ``stretch`` the breast crop to ``input_size`` (the study) or ``fit`` it (aspect kept, padded with
+            background, as NYU's weights saw images); boxes map back exactly either way.
         synthesize_if_missing: write a synthetic dataset to ``data_root`` in ``prepare_data`` when it has no CSV.
         synthetic_studies, synthetic_size, synthetic_mass_radius: its number of studies, image ``(H, W)`` and
             mass radius range (fractions of the width; see ``make_synthetic_dataset``).
@@ -219,6 +167,7 @@ class VinDrMammoDataModule(L.LightningDataModule):
         standardize_on: StandardizeOn = "worker",
         predict_paths: list[str] | None = None,
         predict_laterality: Literal["L", "R"] | None = None,
+        resize: Literal["stretch", "fit"] = "stretch",
         synthesize_if_missing: bool = False,
         synthetic_studies: int = 24,
         synthetic_size: tuple[int, int] = (512, 320),
@@ -243,6 +192,9 @@ class VinDrMammoDataModule(L.LightningDataModule):
         self.prefetch_factor = prefetch_factor
         self.augmentation = augmentation or AugmentationConfig()
         self.predict_paths, self.predict_laterality = predict_paths, predict_laterality
+        if resize not in RESIZE_MODES:
+            raise ValueError(f"resize: expected one of {RESIZE_MODES}, got {resize!r}")
+        self.resize = resize
         self.synthesize_if_missing, self.synthetic_studies = synthesize_if_missing, synthetic_studies
         self.synthetic_size = synthetic_size
         self.synthetic_mass_radius = (float(synthetic_mass_radius[0]), float(synthetic_mass_radius[1]))
@@ -281,7 +233,8 @@ class VinDrMammoDataModule(L.LightningDataModule):
         if self.cache_dir is None or (manifest := load_manifest(self.cache_dir)) is None:
             return None
         for option, wanted, found in (("input_size", list(self.input_size), manifest["input_size"]),
-                                      ("crop_breast", self.crop_breast, manifest["crop_breast"])):  # fmt: skip
+                                      ("crop_breast", self.crop_breast, manifest["crop_breast"]),
+                                      ("resize", self.resize, manifest.get("resize", "stretch"))):  # fmt: skip
             if wanted != found:
                 raise ValueError(
                     f"cache_dir: {self.cache_dir} was prepared with {option}={found}, the data has {wanted}"
@@ -319,11 +272,12 @@ class VinDrMammoDataModule(L.LightningDataModule):
         if stage == "predict" and self.predict_paths:
             files = expand_predict_paths(self.predict_paths)
             self.datasets["predict"] = PredictDataset(
-                files, self.num_classes, eval_tf, self.crop_breast, self.predict_laterality
+                files, self.num_classes, eval_tf, self.crop_breast, self.predict_laterality, self.resize
             )
             return
         splits = self._records(cache)
-        args = {"classes": self.class_names, "crop_breast": self.crop_breast, "cache": cache, "missing": self.missing}
+        args = {"classes": self.class_names, "crop_breast": self.crop_breast, "cache": cache, "missing": self.missing,
+                "resize": self.resize}  # fmt: skip
         self.datasets["train"] = VinDrDataset(splits["train"], transform=train_tf, **args)
         for name in ("val", "test"):
             self.datasets[name] = VinDrDataset(splits[name], transform=eval_tf, **args)

@@ -91,13 +91,17 @@ def read_any(path: str | Path) -> tuple[np.ndarray, str | None]:
 
 
 def to_input_frame(
-    image: np.ndarray, laterality: str | None, input_size: tuple[int, int], crop_breast: bool = True
+    image: np.ndarray,
+    laterality: str | None,
+    input_size: tuple[int, int],
+    crop_breast: bool = True,
+    resize: str = "stretch",
 ) -> tuple[np.ndarray, Geometry, str, str]:
     """``(H, W)`` [0, 1] image -> input-frame image, its geometry, laterality and how that laterality was found."""
     if laterality is not None and laterality not in ("L", "R"):
         raise ValueError(f"laterality: expected 'L', 'R' or None, found {laterality!r}")
     side, source = (laterality, "given") if laterality else (infer_laterality(image), "inferred")
-    geometry = make_geometry(image, side, input_size, crop_breast)
+    geometry = make_geometry(image, side, input_size, crop_breast, resize=resize)
     return apply_to_image(image, geometry), geometry, side, source
 
 
@@ -106,6 +110,7 @@ def load_any(
     input_size: tuple[int, int],
     laterality: str | None = None,
     crop_breast: bool = True,
+    resize: str = "stretch",
 ) -> tuple[np.ndarray, Geometry, str, str]:
     """A path or array -> ``(input-frame image (H, W) float32, geometry, laterality, laterality_source)``.
 
@@ -116,9 +121,9 @@ def load_any(
     else:
         image, tagged = read_any(item)
     if tagged is not None:
-        out, geometry, side, _ = to_input_frame(image, tagged, input_size, crop_breast)
+        out, geometry, side, _ = to_input_frame(image, tagged, input_size, crop_breast, resize)
         return out, geometry, side, "dicom"
-    return to_input_frame(image, laterality, input_size, crop_breast)
+    return to_input_frame(image, laterality, input_size, crop_breast, resize)
 
 
 __all__ = ["DicomError", "IMAGE_SUFFIXES", "is_dicom", "load_any", "read_any", "read_image_file", "scale_to_unit"]
