@@ -155,7 +155,11 @@ class PredictionWriter(BasePredictionWriter):
                 writer.writerow(row)
         failed = sum(1 for r in self._records if r.get("error"))
         log.info("predictions for %d images (%d unreadable) in %s", len(self._records), failed, self.run_dir)
-        if self._records and failed == len(self._records):
+        readable = len(self._records) - failed
+        if trainer.world_size > 1:  # every rank decides alike (a rank raising alone would leave the others waiting)
+            count = torch.tensor(float(readable), device=trainer.strategy.root_device)
+            readable = int(trainer.strategy.reduce(count, reduce_op="sum"))
+        if failed and readable == 0:
             raise NoReadableInputError(
                 f"predict: none of the {failed} input(s) could be read; the reasons are in {csv_path}"
             )
