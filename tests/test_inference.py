@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from wsod_mammo.cli import check_checkpoint
 from wsod_mammo.data.dicom import read_dicom
 from wsod_mammo.data.vindr import load_records
 from wsod_mammo.inference import Predictor, nyu_to_checkpoint
@@ -67,6 +68,7 @@ def test_checkpoint_written_from_nyu_weights_predicts_the_same(
     with caplog.at_level(logging.INFO, logger="wsod_mammo.models.nyu"):
         path = nyu_to_checkpoint(nyu_file, tmp_path / "nyu.ckpt", **SMALL)
     assert "shared_rep_filter.weight (1024, 1024)" in caplog.text
+    check_checkpoint(path)  # what `wsod test/predict --ckpt_path` accepts
     loaded = Predictor.from_checkpoint(path, input_size=SIZE)
     record = load_records(synthetic_root)[0]
     a, b = predictor(record.path)[0], loaded(record.path)[0]
