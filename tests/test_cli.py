@@ -11,13 +11,19 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 import torch
+import wandb
 import yaml
 from cli_configs import INPUT_SIZE, checkpoint, tiny_config, write_config
 
 from wsod_mammo.cli import main, resolve_checkpoint
+from wsod_mammo.data.dicom import read_dicom
 from wsod_mammo.data.synthetic import make_synthetic_dataset
+from wsod_mammo.models import GMIC, to_nyu_state_dict
+from wsod_mammo.training.predict import NoReadableInputError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -98,7 +104,8 @@ def test_predict_reports_unreadable_files_and_still_predicts_the_rest(trained: P
     not_dicom.write_text("not a DICOM file")
     paths = "[" + ", ".join(str(p) for p in [*dicoms, not_dicom]) + "]"
     main(["predict", "--config", str(trained / "config.yaml"), "--ckpt_path", "best"] + ["--data.predict_paths", paths])
-    records = json.loads((trained / "predictions" / "predictions.json").read_text())
+    (run,) = sorted((trained / "predictions").glob("*/predictions.json"))  # this run's own folder
+    records = json.loads(run.read_text())
     assert len(records) == 4
     failed = [r for r in records if r.get("error")]
     assert len(failed) == 1 and "notes.dicom" in failed[0]["error"]
@@ -109,6 +116,35 @@ def test_predict_reports_unreadable_files_and_still_predicts_the_rest(trained: P
         assert Path(record["overlay"]).is_file()
         for box in record["boxes"]:  # DICOM frame: the synthetic images are 256 x 160
             assert 0 <= box["xmin"] < box["xmax"] <= 160 and 0 <= box["ymin"] < box["ymax"] <= 256
+
+
+def test_predict_from_nyu_weights_without_a_checkpoint_on_png_and_dicom(tmp_path: Path, data_root: Path) -> None:
+    """`--model.init_from_nyu` alone (no --ckpt_path): NYU's two heads predict; an all-unreadable input fails."""
+    torch.manual_seed(0)
+    nyu = tmp_path / "sample_model_1.p"
+    state = to_nyu_state_dict(GMIC(num_classes=2)) | {"shared_rep_filter.weight": torch.zeros(1024, 1024)}
+    torch.save(state, nyu, _use_new_zipfile_serialization=False)
+    config = tiny_config(tmp_path, data_root)
+    config["model"]["init_args"]["model"]["init_args"]["num_classes"] = 2
+    path = write_config(tmp_path / "config.yaml", config)
+    dicom = sorted((data_root / "images").glob("*/*.dicom"))[0]
+    png = tmp_path / "scan.png"
+    cv2.imwrite(str(png), np.round(read_dicom(dicom)[0] * 4095).astype(np.uint16))
+    args = ["predict", "--config", str(path), "--model.init_from_nyu", str(nyu)]
+    main([*args, "--data.predict_paths", f"[{dicom}, {png}]"])
+    (run,) = (tmp_path / "predictions").glob("*/predictions.json")
+    records = json.loads(run.read_text())
+    assert [r.get("error") for r in records] == [None, None]
+    assert records[0]["laterality_source"] == "dicom" and records[1]["laterality_source"] == "inferred"
+    assert abs(records[0]["probability"] - records[1]["probability"]) < 2e-3
+    (tmp_path / "notes.txt").write_text("not an image")
+    try:
+        with pytest.raises(NoReadableInputError, match="none of the 1 input"):
+            main([*args, "--data.predict_paths", f"[{tmp_path / 'notes.txt'}]"])
+        with pytest.raises(ValueError, match="model.init_from_nyu: .*notes.txt: not a weights-only"):
+            main([*args[:-1], str(tmp_path / "notes.txt"), "--data.predict_paths", f"[{png}]"])
+    finally:  # a run that failed in this process leaves its W&B run open; later tests must start their own
+        wandb.finish()
 
 
 def test_print_config_for_every_yaml_under_configs(capsys: pytest.CaptureFixture[str]) -> None:

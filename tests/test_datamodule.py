@@ -5,11 +5,14 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import cv2
 import numpy as np
+import pydicom
 import pytest
 import torch
 
 from wsod_mammo.data.datamodule import VinDrMammoDataModule, collate_samples
+from wsod_mammo.data.dicom import read_dicom
 from wsod_mammo.data.geometry import boxes_to_original
 from wsod_mammo.data.prepare import prepare
 from wsod_mammo.data.transforms import AugmentationConfig
@@ -141,10 +144,41 @@ def test_predict_paths_survive_bad_files(synthetic_root: Path, tmp_path: Path) -
     assert ok["laterality"] == "R" and ok["error"] is None and ok["geometry"]["flip"]
     assert bad["error"].startswith(f"{tmp_path / 'junk.dcm'}: ") and float(batch["image"][1].abs().max()) == 0
     assert batch["image_id"] == [right.image_id, "junk", "a"] and extra["error"] is None
-    empty = _dm(synthetic_root, predict_paths=[str(tmp_path / "nothing_here")])
-    (tmp_path / "nothing_here").mkdir()
-    with pytest.raises(FileNotFoundError, match="predict_paths: no DICOM file"):
-        empty.setup("predict")
+
+
+def test_predict_folder_mixing_dicoms_without_extension_images_text_and_empty_folders(
+    synthetic_root: Path, tmp_path: Path
+) -> None:
+    """DICOMs by content (no extension too), PNG 8/16-bit (12-bit values), TIFF; the rest get a row with a reason."""
+    records = load_records(synthetic_root)
+    left = next(r for r in records if r.laterality == "L")
+    folder = tmp_path / "scans"
+    (tmp_path / "empty").mkdir()
+    folder.mkdir()
+    shutil.copy(left.path, folder / "1.2.840.113619.2")  # scanner export: no extension
+    shutil.copy(left.path, folder / "b.dcm")
+    image, _ = read_dicom(left.path)
+    flipped = np.ascontiguousarray(image[:, ::-1])  # a right breast: lies against the right edge
+    cv2.imwrite(str(folder / "c.png"), np.round(flipped * 4095).astype(np.uint16))  # 12-bit values, 16-bit file
+    cv2.imwrite(str(folder / "d.png"), np.round(image * 255).astype(np.uint8))
+    cv2.imwrite(str(folder / "e.tiff"), np.round(image * 65535).astype(np.uint16))
+    (folder / "notes.txt").write_text("not an image")
+    dm = _dm(synthetic_root, predict_paths=[str(folder), str(tmp_path / "empty")], batch_size=10)
+    dm.setup("predict")
+    batch = next(iter(dm.predict_dataloader()))
+    meta = {Path(m["path"]).name: m for m in batch["meta"]}
+    assert sorted(meta) == ["1.2.840.113619.2", "b.dcm", "c.png", "d.png", "e.tiff", "empty", "notes.txt"]
+    assert "a folder with no files" in meta["empty"]["error"] and "neither a DICOM" in meta["notes.txt"]["error"]
+    assert meta["1.2.840.113619.2"]["laterality_source"] == "dicom" and meta["b.dcm"]["error"] is None
+    assert (meta["c.png"]["laterality"], meta["c.png"]["laterality_source"]) == ("R", "inferred")
+    assert [meta[n]["laterality"] for n in ("d.png", "e.tiff")] == ["L", "L"]
+    images = dict(zip([Path(m["path"]).name for m in batch["meta"]], batch["image"], strict=True))
+    for name in ("b.dcm", "d.png", "e.tiff", "c.png"):  # the same picture, whatever the file type
+        assert torch.allclose(images[name], images["1.2.840.113619.2"], atol=0.05), name
+    assert meta["c.png"]["geometry"] == meta["b.dcm"]["geometry"] | {"flip": True}
+    given = _dm(synthetic_root, predict_paths=[str(folder / "c.png")], predict_laterality="L")
+    given.setup("predict")
+    assert given.datasets["predict"][0]["meta"]["laterality_source"] == "given"
 
 
 def test_collate_keeps_boxes_per_image() -> None:
@@ -193,3 +227,37 @@ def test_device_standardization_batches_match_worker_batches(synthetic_root: Pat
 def test_unknown_standardize_on_names_the_option(synthetic_root: Path) -> None:
     with pytest.raises(ValueError, match=r"standardize_on: expected 'worker' or 'device', got 'gpu'"):
         _dm(synthetic_root, standardize_on="gpu")
+
+
+def test_size_mismatch_with_csv_is_an_error(synthetic_root: Path, tmp_path: Path) -> None:
+    root = Path(shutil.copytree(synthetic_root, tmp_path / "data"))
+    dm = _dm(root)
+    dm.setup("test")
+    record = dm.datasets["test"].records[0]
+    ds = pydicom.dcmread(record.path)
+    pixels = np.ascontiguousarray(ds.pixel_array[:, :-16])
+    ds.Columns, ds.PixelData = pixels.shape[1], pixels.tobytes()
+    ds.save_as(record.path)
+    expected = f"{record.path}: the DICOM is {record.height}x{record.width - 16} .* CSV says {record.height}x"
+    with pytest.raises(ValueError, match=expected):
+        dm.datasets["test"][0]
+
+
+def test_resize_fit_pads_and_boxes_still_map_back(synthetic_root: Path, tmp_path: Path) -> None:
+    """`resize: fit` keeps the aspect (one scale), pads with background; cache and DICOM agree; CSV boxes return."""
+    prepare(str(synthetic_root), str(tmp_path / "cache"), input_size=(128, 128), workers=0, resize="fit")
+    fit = _dm(synthetic_root, input_size=(128, 128), resize="fit")
+    fit.setup("test")
+    cached = _dm(synthetic_root, input_size=(128, 128), resize="fit", cache_dir=str(tmp_path / "cache"))
+    cached.setup("test")
+    truth = {r.image_id: r for r in load_records(synthetic_root)}
+    for i in range(4):
+        sample, from_cache = fit.datasets["test"][i], cached.datasets["test"][i]
+        geometry = sample["meta"]["geometry"]
+        assert geometry["resize"] == "fit" and geometry["scale_x"] == pytest.approx(geometry["scale_y"], rel=0.02)
+        assert torch.allclose(sample["image"], from_cache["image"], atol=1e-3)
+        expected, _ = truth[sample["image_id"]].boxes(["Mass"])
+        back = boxes_to_original(sample["boxes"].double(), geometry)
+        assert np.allclose(back.numpy(), np.clip(expected, 0, [160, 256, 160, 256]), atol=1e-3)
+    with pytest.raises(ValueError, match="prepared with resize=fit, the data has stretch"):
+        _dm(synthetic_root, input_size=(128, 128), cache_dir=str(tmp_path / "cache")).setup("test")

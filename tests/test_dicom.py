@@ -1,4 +1,4 @@
-"""DICOM decoding: rescale, window (first of several), VOI LUT, MONOCHROME1 inversion, and bad files."""
+"""DICOM decoding against pydicom: rescale, windows and VOI LUT functions, VOI LUT, MONOCHROME1, padding, bad files."""
 
 from __future__ import annotations
 
@@ -8,9 +8,11 @@ import numpy as np
 import pydicom
 import pytest
 from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
+from pydicom.pixels import apply_modality_lut, apply_voi_lut
 from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless, generate_uid
 
 from wsod_mammo.data.dicom import DicomError, read_dicom
+from wsod_mammo.data.geometry import breast_bbox
 
 PIXELS = np.array([[0, 1000, 2000], [3000, 4000, 4095]], np.uint16)
 
@@ -94,3 +96,64 @@ def test_jpeg2000_lossless_decodes_like_uncompressed(tmp_path: Path) -> None:
     ds.save_as(tmp_path / "j2k.dcm")
     assert pydicom.dcmread(tmp_path / "j2k.dcm").file_meta.TransferSyntaxUID == JPEG2000Lossless
     np.testing.assert_array_equal(read_dicom(tmp_path / "j2k.dcm")[0], read_dicom(plain)[0])
+
+
+def pydicom_display(path: Path, low: float, high: float) -> np.ndarray:
+    """pydicom's own chain (modality LUT, then VOI LUT or window), scaled from [low, high] to [0, 1]."""
+    ds = pydicom.dcmread(path)
+    out = apply_voi_lut(apply_modality_lut(ds.pixel_array, ds), ds)
+    return np.clip((out - low) / (high - low), 0, 1)
+
+
+RAMP = (np.arange(64 * 40, dtype=np.uint16).reshape(64, 40) * 13) % 4096
+
+
+@pytest.mark.parametrize("function", ["LINEAR", "LINEAR_EXACT", "SIGMOID"])
+def test_voi_lut_functions_match_pydicom(tmp_path: Path, function: str) -> None:
+    path = write(tmp_path / f"{function}.dcm", RAMP, WindowCenter=1800.5, WindowWidth=1500, VOILUTFunction=function)
+    image, _ = read_dicom(path)
+    assert image.dtype == np.float32
+    np.testing.assert_allclose(image, pydicom_display(path, 0, 4095), atol=2e-6)
+    assert image.min() < 0.05 and image.max() > 0.95  # the window really saturates at both ends
+
+
+def test_voi_lut_sequence_and_rescaled_window_match_pydicom(tmp_path: Path) -> None:
+    item = Dataset()
+    item.LUTDescriptor = [3000, 500, 12]  # 3000 entries starting at stored value 500, 12-bit output
+    item.LUTData = (np.sqrt(np.arange(3000) / 2999) * 4095).astype(np.uint16).tobytes()
+    path = write(tmp_path / "seq.dcm", RAMP, VOILUTSequence=[item], WindowCenter=10, WindowWidth=2)
+    np.testing.assert_allclose(read_dicom(path)[0], pydicom_display(path, 0, 4095), atol=2e-6)
+    path = write(tmp_path / "resc.dcm", RAMP, RescaleSlope=2, RescaleIntercept=-100, WindowCenter=3000,
+                 WindowWidth=5000, VOILUTFunction="SIGMOID")  # fmt: skip
+    np.testing.assert_allclose(read_dicom(path)[0], pydicom_display(path, -100, 4095 * 2 - 100), atol=2e-6)
+
+
+def mammogram_with_padding(photometric: str) -> tuple[np.ndarray, np.ndarray]:
+    """256 x 160 stored values: a breast on the left, air, and a padded band (stored 0 .. 30) on the right."""
+    rows, cols = np.mgrid[0:256, 0:160]
+    breast = ((rows - 128) / 110.0) ** 2 + (cols / 70.0) ** 2 < 1
+    dense = 3000 if photometric == "MONOCHROME2" else 600
+    air = 200 if photometric == "MONOCHROME2" else 3800
+    pixels = np.where(breast, dense, air).astype(np.uint16)
+    padding = cols >= 120
+    pixels[padding] = (rows[padding] % 31).astype(np.uint16)
+    return pixels, padding
+
+
+@pytest.mark.parametrize("photometric", ["MONOCHROME1", "MONOCHROME2"])
+def test_padding_is_background_and_left_out_of_crop(tmp_path: Path, photometric: str) -> None:
+    pixels, padding = mammogram_with_padding(photometric)
+    path = write(tmp_path / "pad.dcm", pixels, photometric, PixelPaddingValue=0, PixelPaddingRangeLimit=30)
+    image, _ = read_dicom(path)
+    assert (image[padding] == 0).all()
+    np.testing.assert_allclose(image.max(), 1.0)  # min-max over the non-padding values only
+    assert image[128, 10] == 1.0 and image[5, 110] == 0.0  # breast bright, air dark on both interpretations
+    x0, y0, x1, y1 = breast_bbox(image)
+    assert x0 == 0 and x1 <= 80 and y0 >= 10 and y1 <= 246  # the breast, not the whole image
+
+
+def test_single_padding_value_without_range_limit(tmp_path: Path) -> None:
+    pixels, _ = mammogram_with_padding("MONOCHROME1")
+    pixels[:, 120:] = 4095
+    image, _ = read_dicom(write(tmp_path / "p.dcm", pixels, "MONOCHROME1", PixelPaddingValue=4095))
+    assert (image[:, 120:] == 0).all() and image[128, 10] == 1.0 and breast_bbox(image)[2] <= 80

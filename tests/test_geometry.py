@@ -17,10 +17,11 @@ from wsod_mammo.data.geometry import (
 )
 
 
+@pytest.mark.parametrize("resize", ["stretch", "fit"])
 @pytest.mark.parametrize("flip", [False, True])
-def test_forward_then_inverse_within_1e3_px(flip: bool) -> None:
+def test_forward_then_inverse_within_1e3_px(flip: bool, resize: str) -> None:
     rng = np.random.default_rng(0)
-    geo = Geometry(3518, 2800, flip, (37, 120, 2213, 3400), 2944, 1920)
+    geo = Geometry(3518, 2800, flip, (37, 120, 2213, 3400), 2944, 1920, resize)
     xy = rng.uniform(0, 2800, (50, 2))
     boxes = np.concatenate([xy, xy + rng.uniform(1, 400, (50, 2))], 1).astype(np.float32)
     back = boxes_to_original(boxes_to_input(boxes, geo), geo.to_dict())
@@ -40,8 +41,9 @@ def test_forward_numbers() -> None:
     np.testing.assert_allclose(out, [[0.0, 5.0, 5.0, 15.0]])
 
 
+@pytest.mark.parametrize("resize", ["stretch", "fit"])
 @pytest.mark.parametrize("laterality", ["L", "R"])
-def test_image_and_boxes_move_together(laterality: str) -> None:
+def test_image_and_boxes_move_together(laterality: str, resize: str) -> None:
     image = np.zeros((300, 200), np.float32)
     image[40:260, :140] = 0.4  # the breast against the left edge
     if laterality == "R":
@@ -51,7 +53,7 @@ def test_image_and_boxes_move_together(laterality: str) -> None:
         box = np.array([[110.0, 100.0, 140.0, 140.0]], np.float32)
     x0, y0, x1, y1 = box[0].astype(int)
     image[y0:y1, x0:x1] = 1.0  # a mass filling its box exactly
-    geo = make_geometry(image, laterality, (150, 100), crop_breast=True)
+    geo = make_geometry(image, laterality, (150, 100), crop_breast=True, resize=resize)
     out = apply_to_image(image, geo)
     assert out.shape == (150, 100) and out.dtype == np.float32
     assert geo.flip == (laterality == "R")
@@ -60,6 +62,22 @@ def test_image_and_boxes_move_together(laterality: str) -> None:
     assert xs.min() >= bx0 - 1 and xs.max() + 1 <= bx1 + 1 and ys.min() >= by0 - 1 and ys.max() + 1 <= by1 + 1
     assert out[int(by0) + 2 : int(by1) - 2, int(bx0) + 2 : int(bx1) - 2].min() > 0.99
     assert out[:, -2:].max() == 0 and out[75, :3].min() > 0.3  # chest wall on the left, margin on the right
+
+
+def test_fit_keeps_the_aspect_ratio_and_pads_with_background() -> None:
+    """A 200 x 100 crop into 150 x 150: scale 0.75 both ways, 150 x 75 against the left edge, the rest 0."""
+    image = np.full((240, 160), 0.5, np.float32)
+    geo = Geometry(240, 160, False, (20, 30, 120, 230), 150, 150, "fit")
+    assert geo.inner_size == (150, 75) and geo.offset == (0, 0) and geo.scale_x == geo.scale_y == 0.75
+    out = apply_to_image(image, geo)
+    assert out.shape == (150, 150) and out[:, :75].min() == 0.5 and out[:, 75:].max() == 0
+    wide = Geometry(240, 160, False, (0, 100, 160, 180), 150, 150, "fit")  # 80 x 160 crop: 75 x 150, centred
+    assert wide.inner_size == (75, 150) and wide.offset == (0, 37)
+    np.testing.assert_allclose(boxes_to_input(np.array([[0.0, 100.0, 160.0, 180.0]]), wide), [[0, 37, 150, 112]])
+    stretched = Geometry(240, 160, False, (20, 30, 120, 230), 150, 150)
+    assert (stretched.scale_x, stretched.scale_y) == (1.5, 0.75)
+    with pytest.raises(ValueError, match="resize: expected one of"):
+        Geometry(240, 160, False, (0, 0, 160, 240), 150, 150, "crop")
 
 
 def test_breast_bbox_ignores_label_and_adds_margin() -> None:

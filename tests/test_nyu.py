@@ -1,18 +1,20 @@
-"""NYU checkpoints: the key layout of nyu_gmic_keys.tsv, the bit-exact round trip, and bad files."""
+"""NYU checkpoints: the key layout of nyu_gmic_keys.tsv, legacy files with NYU's extra key, round trip, bad files."""
 
 import logging
+import os
+import zipfile
 from pathlib import Path
 
 import pytest
 import torch
 
-from wsod_mammo.models import GMIC, load_nyu_checkpoint, load_nyu_state_dict
+from wsod_mammo.models import GMIC, from_nyu_checkpoint, load_nyu_checkpoint, load_nyu_state_dict, to_nyu_state_dict
 
 KEYS_TSV = Path(__file__).with_name("nyu_gmic_keys.tsv")
 
 
-def nyu_random_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
-    """Random tensors in the exact key layout and shapes of NYU's sample_model_*.p."""
+def nyu_random_state_dict(seed: int = 0, extra: bool = False) -> dict[str, torch.Tensor]:
+    """Random tensors in the exact key layout and shapes of NYU's sample_model_*.p (`extra`: + the unused key)."""
     gen = torch.Generator().manual_seed(seed)
     state = {}
     for line in KEYS_TSV.read_text().splitlines():
@@ -24,6 +26,8 @@ def nyu_random_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
             state[key] = torch.rand(dims, generator=gen) + 0.5
         else:
             state[key] = torch.randn(dims, generator=gen) * 0.1
+    if extra:  # NYU's real files hold this 1024 x 1024 float32 tensor that their model never uses
+        state["shared_rep_filter.weight"] = torch.randn(1024, 1024, generator=gen)
     return state
 
 
@@ -35,9 +39,9 @@ def test_key_list_loads_completely_with_two_classes(tmp_path: Path) -> None:
     state = nyu_random_state_dict()
     path = tmp_path / "sample_model_4.p"
     torch.save(state, path)
-    model = GMIC.from_nyu_checkpoint(path, crop_shape=(64, 64))
+    model = from_nyu_checkpoint(path, crop_shape=(64, 64))
     assert model.num_classes == 2 and model.percent_t == 0.05  # from the file's shape and name
-    ours = model.to_nyu_state_dict()
+    ours = to_nyu_state_dict(model)
     assert sorted(ours) == sorted(state)
     assert all(torch.equal(ours[k], state[k]) for k in state)
 
@@ -46,8 +50,8 @@ def test_round_trip_reproduces_outputs_bit_for_bit(tmp_path: Path) -> None:
     torch.manual_seed(1)
     source = GMIC(num_classes=2, crop_shape=(64, 64)).eval()
     path = tmp_path / "ours.p"
-    torch.save(source.to_nyu_state_dict(), path)
-    loaded = GMIC.from_nyu_checkpoint(path, crop_shape=(64, 64)).eval()
+    torch.save(to_nyu_state_dict(source), path)
+    loaded = from_nyu_checkpoint(path, crop_shape=(64, 64)).eval()
     with torch.no_grad():
         a, b = source(tiny_input()), loaded(tiny_input())
     for field_a, field_b in zip(a, b, strict=True):
@@ -67,35 +71,74 @@ def test_other_class_count_reports_fresh_layers(caplog: pytest.LogCaptureFixture
     assert model.classifier.weight.shape == (1, 512)
 
 
-def test_missing_unexpected_and_misshaped_keys_are_listed(tmp_path: Path) -> None:
-    state = nyu_random_state_dict()
+def test_legacy_file_with_extra_key_reproduces_outputs(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """NYU's real files: torch 1.x legacy (non-zip) format with `shared_rep_filter.weight`, read weights-only."""
+    torch.manual_seed(2)
+    source = GMIC(num_classes=2, crop_shape=(64, 64)).eval()
+    plain, legacy = tmp_path / "plain.p", tmp_path / "sample_model_1.p"
+    torch.save(to_nyu_state_dict(source), plain)
+    state = to_nyu_state_dict(source) | {"shared_rep_filter.weight": torch.ones(1024, 1024)}
+    torch.save(state, legacy, _use_new_zipfile_serialization=False)
+    assert not zipfile.is_zipfile(legacy) and zipfile.is_zipfile(plain)
+    with caplog.at_level(logging.INFO, logger="wsod_mammo.models.nyu"):
+        a = from_nyu_checkpoint(plain, crop_shape=(64, 64)).eval()
+        b = from_nyu_checkpoint(legacy, crop_shape=(64, 64)).eval()
+    dropped = [r.getMessage() for r in caplog.records if "dropped" in r.getMessage()]
+    assert len(dropped) == 1 and "shared_rep_filter.weight (1024, 1024)" in dropped[0]
+    with torch.no_grad():
+        for field_a, field_b in zip(a(tiny_input()), b(tiny_input()), strict=True):
+            assert torch.equal(field_a, field_b)
+
+
+def test_missing_and_misshaped_keys_are_listed_unused_dropped(tmp_path: Path) -> None:
+    state = nyu_random_state_dict(extra=True)
     del state["mil_attn_V.weight"]
     state["extra.weight"] = torch.zeros(1)
     state["ds_net.final_bn.weight"] = torch.zeros(128)
     path = tmp_path / "broken.p"
     torch.save(state, path)
     with pytest.raises(ValueError) as error:
-        GMIC.from_nyu_checkpoint(path)
+        from_nyu_checkpoint(path)
     message = str(error.value)
-    assert "broken.p" in message and "mil_attn_V.weight" in message and "extra.weight" in message
+    assert "init_from_nyu" in message and "broken.p" in message and "mil_attn_V.weight" in message
+    assert "extra.weight" not in message and "shared_rep_filter" not in message
     assert "ds_net.final_bn.weight: file (128,), model (256,)" in message
 
 
 def test_not_a_state_dict_is_rejected(tmp_path: Path) -> None:
     path = tmp_path / "list.p"
     torch.save([torch.zeros(1)], path)
-    with pytest.raises(ValueError, match="list.p: expected a state dict"):
+    with pytest.raises(ValueError, match="init_from_nyu: .*list.p: expected a state dict"):
         load_nyu_checkpoint(path)
 
 
 class Payload:
-    def __reduce__(self):  # noqa: ANN204 - would run code if unpickled without weights_only
-        return (print, ("executed",))
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):  # noqa: ANN204 - would run a shell command if unpickled without weights_only
+        return (os.system, (f"touch {self.marker}",))
 
 
-def test_pickled_code_is_never_executed(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    path = tmp_path / "evil.p"
-    torch.save({"x": Payload()}, path)
-    with pytest.raises(ValueError, match="evil.p: not a weights-only"):
+@pytest.mark.parametrize("legacy", [False, True])
+def test_malicious_pickle_is_never_executed(tmp_path: Path, legacy: bool) -> None:
+    path, marker = tmp_path / "evil.p", tmp_path / "pwned"
+    torch.save({"x": Payload(marker)}, path, _use_new_zipfile_serialization=not legacy)
+    with pytest.raises(ValueError, match="init_from_nyu: .*evil.p: not a weights-only"):
         load_nyu_checkpoint(path)
-    assert "executed" not in capsys.readouterr().out
+    assert not marker.exists()
+
+
+def test_foreign_and_missing_files_name_option_and_file(tmp_path: Path) -> None:
+    (tmp_path / "notes.p").write_text("these are not weights")
+    with pytest.raises(ValueError, match="init_from_nyu: .*notes.p: not a weights-only"):
+        load_nyu_checkpoint(tmp_path / "notes.p")
+    with pytest.raises(ValueError, match="model.init_from_nyu: .*absent.p: no such file"):
+        load_nyu_checkpoint(tmp_path / "absent.p", option="model.init_from_nyu")
+
+
+def test_imports_run_one_way() -> None:
+    """gmic.py never imports nyu.py (the NYU conversion depends on GMIC, not the reverse)."""
+    import wsod_mammo.models.gmic as gmic
+
+    assert "nyu" not in Path(gmic.__file__).read_text()

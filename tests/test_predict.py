@@ -13,7 +13,7 @@ import torch
 from wsod_mammo.data.datamodule import VinDrMammoDataModule, collate_samples
 from wsod_mammo.data.vindr import load_records
 from wsod_mammo.detection.boxes import box_iou
-from wsod_mammo.training.predict import PredictionWriter
+from wsod_mammo.training.predict import NoReadableInputError, PredictionWriter
 
 
 def _oracle_maps(batch: dict) -> torch.Tensor:
@@ -45,7 +45,7 @@ def test_predicted_boxes_land_on_the_synthetic_masses_in_dicom_pixels(synthetic_
     writer.on_predict_end(SimpleNamespace(world_size=1, global_rank=0), None)
 
     truth = {r.image_id: r for r in load_records(synthetic_root)}
-    records = json.loads((tmp_path / "predictions.json").read_text())
+    records = json.loads((writer.run_dir / "predictions.json").read_text())
     assert len(records) == len(samples)
     for record in records:
         (box,) = record["boxes"]
@@ -57,5 +57,45 @@ def test_predicted_boxes_land_on_the_synthetic_masses_in_dicom_pixels(synthetic_
         assert iou > 0.8, (record["image_id"], record["laterality"], box, expected)
         assert box["score"] == pytest.approx(0.9, abs=1e-6)
         assert Path(record["overlay"]).is_file()
-    rows = (tmp_path / "predictions.csv").read_text().splitlines()
+    rows = (writer.run_dir / "predictions.csv").read_text().splitlines()
     assert rows[0].startswith("image_id,path,probability,box,xmin") and len(rows) == len(samples) + 1
+
+
+def _run_writer(writer: PredictionWriter, batch: dict, score: float = 0.9) -> list[dict]:
+    writer.on_predict_start(None, None)
+    prediction = {
+        "method": "oracle",
+        "threshold": 0.5,
+        "probabilities": torch.full((len(batch["image"]), 1), score),
+        "maps": _oracle_maps(batch),
+    }
+    writer.write_on_batch_end(None, None, prediction, None, batch, 0, 0)
+    writer.on_predict_end(SimpleNamespace(world_size=1, global_rank=0), None)
+    return json.loads((writer.run_dir / "predictions.json").read_text())
+
+
+def test_each_run_has_its_own_folder_and_min_score_drops_boxes(synthetic_root: Path, tmp_path: Path) -> None:
+    data = VinDrMammoDataModule(str(synthetic_root), selection="all", input_size=(128, 96), num_workers=0)
+    data.setup("test")
+    samples = [s for s in (data.datasets["test"][i] for i in range(6)) if len(s["boxes"])][:2]
+    batch = collate_samples(samples)
+    writer = PredictionWriter(output_dir=str(tmp_path), min_score=0.5)
+    first = _run_writer(writer, batch)
+    first_dir = writer.run_dir
+    second = _run_writer(writer, batch, score=0.3)  # every box scores 0.3 < min_score
+    assert writer.run_dir != first_dir and writer.run_dir.parent == first_dir.parent == tmp_path
+    assert all(len(r["boxes"]) == 1 for r in first) and all(r["boxes"] == [] for r in second)
+    assert len(list((first_dir / "overlays").glob("*.png"))) == len(samples)
+    assert len(list((writer.run_dir / "overlays").glob("*.png"))) == len(samples)
+    with pytest.raises(ValueError, match="min_score"):
+        PredictionWriter(min_score=2.0)
+
+
+def test_all_unreadable_inputs_write_their_rows_then_fail(tmp_path: Path) -> None:
+    meta = [{"path": "a.txt", "error": "a.txt: not an image"}, {"path": "b", "error": "b: a folder with no files"}]
+    batch = {"image": torch.zeros(2, 1, 64, 32), "image_id": ["a", "b"], "boxes": [torch.zeros(0, 4)] * 2, "meta": meta}
+    writer = PredictionWriter(output_dir=str(tmp_path))
+    with pytest.raises(NoReadableInputError, match="none of the 2 input"):
+        _run_writer(writer, batch)
+    rows = (writer.run_dir / "predictions.csv").read_text().splitlines()
+    assert len(rows) == 3 and "a.txt: not an image" in rows[1]

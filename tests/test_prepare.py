@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pydicom
 import pytest
 
 import wsod_mammo.data.prepare as prep
@@ -139,3 +140,24 @@ def test_workers_exit_when_prepare_is_killed(synthetic_root: Path, tmp_path: Pat
         assert not any(_alive(pid) for pid in workers), "prepare's workers outlived it"
     finally:
         parent.kill()
+
+
+def shrink_dicom(path: Path, rows: int = 8) -> tuple[int, int]:
+    """Rewrite a DICOM without its last `rows` rows (its CSV height now disagrees); returns the new size."""
+    ds = pydicom.dcmread(path)
+    pixels = ds.pixel_array[:-rows].copy()
+    ds.Rows = pixels.shape[0]
+    ds.PixelData = pixels.tobytes()
+    ds.save_as(path)
+    return pixels.shape
+
+
+def test_size_mismatch_with_csv_names_file_and_both_sizes(synthetic_root: Path, tmp_path: Path) -> None:
+    root = Path(shutil.copytree(synthetic_root, tmp_path / "data"))
+    record = next(r for r in load_records(root) if r.has_class(["Mass"]))
+    height, width = shrink_dicom(record.path)
+    manifest = prep.prepare(str(root), str(tmp_path / "cache"), input_size=SIZE, workers=0)
+    assert record.image_id not in manifest["images"]
+    message = manifest["errors"][record.image_id]
+    assert message.startswith(f"{record.path}: the DICOM is {height}x{width}")
+    assert f"CSV says {record.height}x{record.width}" in message

@@ -135,3 +135,12 @@ def test_box_clipped_to_image(tmp_path: Path) -> None:
     _write(tmp_path, FINDING_COLUMNS, [ROW[:11] + ["-3.2", "2", "85.5", "130", "training"]])
     (record,) = load_records(tmp_path)
     assert record.findings[0].box == (0.0, 2.0, 80.0, 100.0)
+
+
+def test_utf8_bom_is_read(tmp_path: Path) -> None:
+    """Excel writes CSVs with a UTF-8 BOM; the first column's name must still be `study_id`."""
+    _write(tmp_path, FINDING_COLUMNS, [ROW])
+    path = tmp_path / FINDING_CSV
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    (record,) = load_records(tmp_path)
+    assert record.study_id == "a" * 32 and record.findings[0].box == (1.5, 2.0, 80.0, 30.0)

@@ -22,8 +22,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
 from wsod_mammo.data.device_augment import DeviceAugmentTransform, warp_batch
-from wsod_mammo.data.dicom import DicomError, describe_failure
-from wsod_mammo.data.geometry import Geometry, boxes_to_input, clip_boxes
+from wsod_mammo.data.dicom import DicomError
+from wsod_mammo.data.geometry import RESIZE_MODES, Geometry, boxes_to_input, clip_boxes
+from wsod_mammo.data.predict_data import PredictDataset, expand_predict_paths
 from wsod_mammo.data.prepare import load_input_image, load_manifest, read_cached
 from wsod_mammo.data.sampling import EpochShuffleSampler, SampleKey
 from wsod_mammo.data.transforms import AugmentationConfig, BoxTransform, standardize_batch
@@ -38,7 +39,6 @@ from wsod_mammo.data.vindr import (
 )
 
 log = logging.getLogger(__name__)
-DICOM_SUFFIXES = (".dcm", ".dicom")
 Missing = Literal["error", "skip"]
 StandardizeOn = Literal["worker", "device"]
 AugmentOn = Literal["worker", "device"]
@@ -67,9 +67,10 @@ class VinDrDataset(Dataset):
         crop_breast: bool = True,
         cache: tuple[Path, dict[str, Any]] | None = None,
         missing: Missing = "error",
+        resize: str = "stretch",
     ):
         self.records, self.classes, self.transform = list(records), list(classes), transform
-        self.crop_breast, self.cache, self.missing = crop_breast, cache, missing
+        self.crop_breast, self.cache, self.missing, self.resize = crop_breast, cache, missing, resize
 
     def __len__(self) -> int:
         return len(self.records)
@@ -79,8 +80,9 @@ class VinDrDataset(Dataset):
             entry = self.cache[1]["images"][record.image_id]
             # uint16 as cached: augmentation and standardization both take it as it is (no float32 pass)
             return read_cached(self.cache[0] / entry["file"], raw=True), Geometry.from_dict(entry["geometry"])
+        size = (record.height, record.width)
         image, geometry, _ = load_input_image(
-            record.path, record.laterality, self.transform.input_size, self.crop_breast
+            record.path, record.laterality, self.transform.input_size, self.crop_breast, size, self.resize
         )
         return image, geometry
 
@@ -118,60 +120,6 @@ class VinDrDataset(Dataset):
         label = torch.from_numpy(record.label(self.classes))
         return {"image": tensor, "label": label, "boxes": boxes_t, "box_labels": labels_t,
                 "image_id": record.image_id, "meta": meta} | ({"theta": theta[0]} if theta else {})  # fmt: skip
-
-
-def expand_predict_paths(paths: Sequence[str]) -> list[Path]:
-    """DICOM files and folders (searched recursively for ``*.dcm``/``*.dicom``) -> sorted file list.
-
-    A path that does not exist is kept, so that its sample reports the problem instead of vanishing.
-    """
-    files: list[Path] = []
-    for entry in paths:
-        path = Path(entry)
-        if path.is_dir():
-            files += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in DICOM_SUFFIXES)
-        else:
-            files.append(path)
-    return files
-
-
-class PredictDataset(Dataset):
-    """DICOM files -> samples with zero labels and no boxes; an unreadable file gives an error sample.
-
-    Laterality comes from the ImageLaterality/Laterality tag, else from the image (``meta["laterality_source"]``).
-    """
-
-    def __init__(
-        self, paths: Sequence[str | Path], num_classes: int, transform: BoxTransform, crop_breast: bool = True
-    ):
-        self.paths, self.num_classes, self.transform, self.crop_breast = (
-            list(paths),
-            num_classes,
-            transform,
-            crop_breast,
-        )
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        path = Path(self.paths[index])
-        height, width = self.transform.input_size
-        meta: dict[str, Any] = {"study_id": path.parent.name, "view": "", "split": "predict", "path": str(path)}
-        try:
-            image, geometry, side = load_input_image(path, None, (height, width), self.crop_breast)
-            meta.update(laterality=side, error=None)
-        except Exception as err:  # any unreadable file must leave the other images' results intact
-            meta["error"] = describe_failure(path, err)
-            image, geometry = (
-                np.zeros((height, width), np.float32),
-                Geometry(height, width, False, (0, 0, width, height), height, width),
-            )
-            meta["laterality"] = "L"
-        meta["geometry"] = geometry.to_dict()
-        tensor, boxes, labels = self.transform(image, np.zeros((0, 4), np.float32), np.zeros(0, np.int64))
-        return {"image": tensor, "label": torch.zeros(self.num_classes), "boxes": boxes, "box_labels": labels,
-                "image_id": path.stem, "meta": meta}  # fmt: skip
 
 
 def seed_worker(worker_id: int) -> None:
@@ -212,7 +160,10 @@ class VinDrMammoDataModule(L.LightningDataModule):
         augment_on: ``worker`` augments training images in the workers (albumentations, two cv2 resamplings);
             ``device`` (needs ``standardize_on: device``) ships the cache's pixels and one affine matrix per
             image and warps the batch in one ``grid_sample`` on the device (``data/device_augment.py``).
-        predict_paths: DICOM files/folders for ``predict``; default: the test split.
+        predict_paths: files and folders for ``predict`` (DICOMs by content, PNG/TIFF); default: the test split.
+        predict_laterality: ``L`` or ``R`` for non-DICOM predict inputs; None infers it from the image.
+        resize: ``stretch`` the breast crop to ``input_size`` (the study) or ``fit`` it (aspect kept, padded with
+            background, as NYU's weights saw images); boxes map back exactly either way.
         synthesize_if_missing: the one location that may be synthesized (the demo's own default,
             ``runs/demo/data``): when ``data_root`` is that folder and has no CSV, ``prepare_data`` writes a
             synthetic dataset there and says so on the terminal. Any other ``data_root`` must hold the data, so a
@@ -242,6 +193,8 @@ class VinDrMammoDataModule(L.LightningDataModule):
         standardize_on: StandardizeOn = "worker",
         augment_on: AugmentOn = "worker",
         predict_paths: list[str] | None = None,
+        predict_laterality: Literal["L", "R"] | None = None,
+        resize: Literal["stretch", "fit"] = "stretch",
         synthesize_if_missing: str | bool | None = None,
         synthetic_studies: int = 24,
         synthetic_size: tuple[int, int] = (512, 320),
@@ -268,7 +221,10 @@ class VinDrMammoDataModule(L.LightningDataModule):
         self.num_workers, self.persistent_workers, self.pin_memory = num_workers, persistent_workers, pin_memory
         self.prefetch_factor = prefetch_factor
         self.augmentation = augmentation or AugmentationConfig()
-        self.predict_paths = predict_paths
+        self.predict_paths, self.predict_laterality = predict_paths, predict_laterality
+        if resize not in RESIZE_MODES:
+            raise ValueError(f"resize: expected one of {RESIZE_MODES}, got {resize!r}")
+        self.resize = resize
         if isinstance(synthesize_if_missing, bool):
             raise ValueError(
                 f"data.synthesize_if_missing: expected the data_root that may be synthesized (e.g. runs/demo/data), "
@@ -317,7 +273,8 @@ class VinDrMammoDataModule(L.LightningDataModule):
         if self.cache_dir is None or (manifest := load_manifest(self.cache_dir)) is None:
             return None
         for option, wanted, found in (("input_size", list(self.input_size), manifest["input_size"]),
-                                      ("crop_breast", self.crop_breast, manifest["crop_breast"])):  # fmt: skip
+                                      ("crop_breast", self.crop_breast, manifest["crop_breast"]),
+                                      ("resize", self.resize, manifest.get("resize", "stretch"))):  # fmt: skip
             if wanted != found:
                 raise ValueError(
                     f"cache_dir: {self.cache_dir} was prepared with {option}={found}, the data has {wanted}"
@@ -356,13 +313,14 @@ class VinDrMammoDataModule(L.LightningDataModule):
         eval_tf = BoxTransform(self.input_size, self.augmentation, train=False, standardize=in_worker)
         if stage == "predict" and self.predict_paths:
             files = expand_predict_paths(self.predict_paths)
-            if not files:
-                raise FileNotFoundError(f"predict_paths: no DICOM file (*.dcm, *.dicom) in {self.predict_paths}")
-            self.datasets["predict"] = PredictDataset(files, self.num_classes, eval_tf, self.crop_breast)
+            self.datasets["predict"] = PredictDataset(
+                files, self.num_classes, eval_tf, self.crop_breast, self.predict_laterality, self.resize
+            )
             return
         splits = self._records(cache)
         log.info("data %s: %s", self.data_root, describe_splits(splits, self.class_names))
-        args = {"classes": self.class_names, "crop_breast": self.crop_breast, "cache": cache, "missing": self.missing}
+        args = {"classes": self.class_names, "crop_breast": self.crop_breast, "cache": cache, "missing": self.missing,
+                "resize": self.resize}  # fmt: skip
         self.datasets["train"] = VinDrDataset(splits["train"], transform=train_tf, **args)
         for name in ("val", "test"):
             self.datasets[name] = VinDrDataset(splits[name], transform=eval_tf, **args)

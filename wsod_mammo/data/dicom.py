@@ -1,8 +1,14 @@
 """DICOM -> float32 image in [0, 1], as a radiologist's display would show it.
 
-Order of operations (DICOM PS3.3 C.11): stored values -> rescale slope/intercept (modality LUT) -> VOI LUT
-sequence, else the first Window Center/Width, else the image's min-max -> MONOCHROME1 inverted so that
-dense tissue is bright. Everything is done in float32 in place: a full mammogram never gets a float64 copy.
+Order of operations (DICOM PS3.3 C.11), through pydicom's own functions: stored values -> `apply_modality_lut`
+(rescale slope/intercept or Modality LUT) -> `apply_voi_lut` (VOI LUT sequence, else the first Window Center/Width
+with its VOI LUT Function LINEAR, LINEAR_EXACT or SIGMOID), else the min-max of the non-padding values -> scaled
+to [0, 1] by the output range -> MONOCHROME1 inverted so that dense tissue is bright. Pixel Padding Value (and Pixel
+Padding Range Limit) mark background: those pixels are 0 whatever the photometric interpretation, so they never
+enter the breast crop or the min-max.
+
+Memory: the chain is evaluated once per possible stored value (at most 65,536 of them for <= 16-bit pixels), giving
+a float32 look-up table that the stored pixels index; a full mammogram never gets a float64 (or any second) copy.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 from pydicom.errors import InvalidDicomError
-from pydicom.multival import MultiValue
+from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
 
 class DicomError(ValueError):
@@ -37,12 +43,6 @@ class DicomInfo:
     photometric: str
 
 
-def _first(value: object) -> float:
-    if isinstance(value, MultiValue | list | tuple):
-        value = value[0]
-    return float(value)
-
-
 def _laterality(ds: pydicom.Dataset) -> str | None:
     for keyword in ("ImageLaterality", "Laterality"):
         value = str(ds.get(keyword, "") or "").strip().upper()
@@ -51,29 +51,69 @@ def _laterality(ds: pydicom.Dataset) -> str | None:
     return None
 
 
-def _apply_voi(image: np.ndarray, ds: pydicom.Dataset) -> np.ndarray:
-    """Map modality values (float32, in place where possible) to [0, 1]."""
+def _codes(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every stored value a <= 16-bit image can hold, and the unsigned view of ``pixels`` that indexes them."""
+    if pixels.dtype.kind not in "iu" or pixels.dtype.itemsize > 2:
+        raise ValueError(f"expected <= 16-bit integer pixels, found {pixels.dtype}")
+    unsigned = np.dtype(f"u{pixels.dtype.itemsize}")
+    values = np.arange(2 ** (8 * pixels.dtype.itemsize), dtype=np.int64)
+    if pixels.dtype.kind == "i":  # code c holds the signed value of its bit pattern
+        values = values.astype(unsigned).view(pixels.dtype).astype(np.int64)
+    return values, pixels.view(unsigned)
+
+
+def _present(codes: np.ndarray, size: int, rows: int = 256) -> np.ndarray:
+    """Which codes occur, counted a band of rows at a time (bincount's int64 copy stays small)."""
+    counts = np.zeros(size, np.int64)
+    for start in range(0, codes.shape[0], rows):
+        counts += np.bincount(codes[start : start + rows].ravel(), minlength=size)
+    return counts > 0
+
+
+def _padding(ds: pydicom.Dataset, values: np.ndarray) -> np.ndarray:
+    """Mask over the codes: Pixel Padding Value, or the inclusive range up to Pixel Padding Range Limit."""
+    if "PixelPaddingValue" not in ds:
+        return np.zeros(values.shape, bool)
+    pad = int(ds.PixelPaddingValue)
+    limit = int(ds.get("PixelPaddingRangeLimit", pad))
+    return (values >= min(pad, limit)) & (values <= max(pad, limit))
+
+
+def _output_range(ds: pydicom.Dataset, modality: np.ndarray, used: np.ndarray) -> tuple[float, float]:
+    """The range `apply_voi_lut` maps to (PS3.3 C.11.2), else the min-max of the values present (no VOI)."""
     voi = ds.get("VOILUTSequence")
-    if voi:
-        item = voi[0]
-        n_entries, first_value, bits = (int(v) for v in item.LUTDescriptor)
-        n_entries = n_entries or 65536
-        raw = item.LUTData
-        lut = np.frombuffer(raw, np.uint16) if isinstance(raw, bytes) else np.asarray(raw, np.uint16)
-        lut = lut[:n_entries].astype(np.float32) / float(2**bits - 1)
-        index = np.clip(image - first_value, 0, n_entries - 1, out=image).astype(np.int32)
-        return lut[index]
+    if voi and voi[0].get("LUTDescriptor") is not None and voi[0].get("LUTData") is not None:
+        return 0.0, float(2 ** int(voi[0].LUTDescriptor[2]) - 1)
     if "WindowCenter" in ds and "WindowWidth" in ds:
-        center, width = _first(ds.WindowCenter), max(_first(ds.WindowWidth), 1.0)
-        # DICOM linear window: (x - (c - 0.5)) / (w - 1) + 0.5, clipped to [0, 1].
-        image -= np.float32(center - 0.5)
-        image *= np.float32(1.0 / max(width - 1.0, 1.0))
-        image += np.float32(0.5)
-        return np.clip(image, 0.0, 1.0, out=image)
-    low, high = float(image.min()), float(image.max())
-    image -= np.float32(low)
-    image *= np.float32(1.0 / max(high - low, 1e-6))
-    return image
+        if ds.get("ModalityLUTSequence"):
+            low, high = 0.0, float(2 ** int(ds.ModalityLUTSequence[0].LUTDescriptor[2]) - 1)
+        elif int(ds.get("PixelRepresentation", 0)) == 0:
+            low, high = 0.0, float(2 ** int(ds.BitsStored) - 1)
+        else:
+            low, high = -float(2 ** (int(ds.BitsStored) - 1)), float(2 ** (int(ds.BitsStored) - 1) - 1)
+        if ds.get("RescaleSlope") is not None and ds.get("RescaleIntercept") is not None:
+            slope, intercept = float(ds.RescaleSlope), float(ds.RescaleIntercept)
+            low, high = low * slope + intercept, high * slope + intercept
+        return low, high
+    present = modality[used]
+    return (float(present.min()), float(present.max())) if present.size else (0.0, 1.0)
+
+
+def display_lut(ds: pydicom.Dataset, pixels: np.ndarray) -> np.ndarray:
+    """float32 table over the stored codes (see `_codes`): display value in [0, 1], bright = dense, padding 0."""
+    values, codes = _codes(pixels)
+    padding = _padding(ds, values)
+    used = _present(codes, values.size) & ~padding
+    modality = apply_modality_lut(values, ds)
+    if modality.dtype.kind == "f" and np.array_equal(modality, np.round(modality)):
+        modality = modality.astype(np.int64)  # apply_voi indexes its LUT with integers
+    display = np.asarray(apply_voi_lut(modality, ds), np.float64)
+    low, high = _output_range(ds, np.asarray(modality, np.float64), used)
+    lut = np.clip((display - low) / max(high - low, 1e-12), 0.0, 1.0)
+    if str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip() == "MONOCHROME1":
+        lut = 1.0 - lut
+    lut[padding] = 0.0
+    return lut.astype(np.float32)
 
 
 def read_dicom(path: str | Path) -> tuple[np.ndarray, DicomInfo]:
@@ -99,19 +139,15 @@ def read_dicom(path: str | Path) -> tuple[np.ndarray, DicomInfo]:
         raise DicomError(f"{path}: pixel data cannot be decoded ({type(err).__name__}: {err})") from err
     if pixels.ndim != 2:
         raise DicomError(f"{path}: expected one 2-D grayscale frame, found pixel array of shape {pixels.shape}")
-    image = pixels.astype(np.float32)
-    del pixels
-    slope, intercept = float(ds.get("RescaleSlope", 1.0) or 1.0), float(ds.get("RescaleIntercept", 0.0) or 0.0)
-    if slope != 1.0:
-        image *= np.float32(slope)
-    if intercept != 0.0:
-        image += np.float32(intercept)
-    image = _apply_voi(image, ds)
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip()
-    if photometric == "MONOCHROME1":
-        np.subtract(np.float32(1.0), image, out=image)
-    elif photometric != "MONOCHROME2":
+    if photometric not in ("MONOCHROME1", "MONOCHROME2"):
         raise DicomError(f"{path}: expected MONOCHROME1 or MONOCHROME2, found {photometric}")
+    try:
+        lut = display_lut(ds, pixels)
+    except (ValueError, NotImplementedError, AttributeError, IndexError) as err:
+        raise DicomError(f"{path}: display transform failed ({type(err).__name__}: {err})") from err
+    image = lut[_codes(pixels)[1]]  # (H, W) float32, the only full-size float array
+    del pixels
     info = DicomInfo(
         height=int(image.shape[0]),
         width=int(image.shape[1]),

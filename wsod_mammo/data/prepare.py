@@ -38,19 +38,31 @@ CacheFormat = Literal["png", "npy"]
 
 
 def load_input_image(
-    path: str | Path, laterality: str | None, input_size: tuple[int, int], crop_breast: bool = True
+    path: str | Path,
+    laterality: str | None,
+    input_size: tuple[int, int],
+    crop_breast: bool = True,
+    expected_size: tuple[int, int] | None = None,
+    resize: str = "stretch",
 ) -> tuple[np.ndarray, Geometry, str]:
     """Decode a DICOM and bring it to the input frame: ``(H, W)`` float32 in [0, 1], its geometry, laterality.
 
     ``laterality`` ``None`` takes it from the DICOM tags, else from the image (the breast lies against
-    the brighter half).
+    the brighter half). ``expected_size`` ``(height, width)`` (the CSV's) must equal the DICOM's rows/columns,
+    else DicomError naming the file and both sizes: the CSV's boxes would land in the wrong place.
+    ``resize``: ``stretch`` or ``fit`` (see ``geometry``).
     """
     image, info = read_dicom(path)
+    if expected_size is not None and tuple(expected_size) != (info.height, info.width):
+        raise DicomError(
+            f"{path}: the DICOM is {info.height}x{info.width} (rows x columns) but the CSV says "
+            f"{expected_size[0]}x{expected_size[1]} (height x width); its boxes would land in the wrong place"
+        )
     side = laterality or info.laterality
     if side is None:
         half = image.shape[1] // 2
         side = "L" if image[:, :half].mean() >= image[:, half:].mean() else "R"
-    geometry = make_geometry(image, side, input_size, crop_breast)
+    geometry = make_geometry(image, side, input_size, crop_breast, resize=resize)
     return apply_to_image(image, geometry), geometry, side
 
 
@@ -94,15 +106,18 @@ def read_cached(path: str | Path, raw: bool = False) -> np.ndarray:
     return np.multiply(image, np.float32(1.0 / 65535.0), dtype=np.float32)  # one pass, no float64
 
 
-def _convert(job: tuple[str, str, str, tuple[int, int], bool, str, str]) -> tuple[str, dict[str, Any] | None, str]:
+Job = tuple[str, str, str, tuple[int, int], bool, str, str, tuple[int, int], str]
+
+
+def _convert(job: Job) -> tuple[str, dict[str, Any] | None, str]:
     """Convert one image (in a worker); returns ``(image_id, entry or None, error)``."""
-    image_id, source, laterality, input_size, crop_breast, cache_dir, cache_format = job
+    image_id, source, laterality, input_size, crop_breast, cache_dir, cache_format, csv_size, resize = job
     folder = Path(cache_dir) / "images"
     sidecar = folder / f"{image_id}.json"
     if sidecar.is_file():
         return image_id, json.loads(sidecar.read_text()), ""
     try:
-        image, geometry, _ = load_input_image(source, laterality, input_size, crop_breast)
+        image, geometry, _ = load_input_image(source, laterality, input_size, crop_breast, csv_size, resize)
     except (DicomError, OSError, ValueError) as err:
         return image_id, None, describe_failure(source, err)
     name = f"{image_id}.{cache_format}"
@@ -122,6 +137,7 @@ def prepare(
     cache_format: CacheFormat = "png",
     workers: int = 4,
     seed: int = 42,
+    resize: Literal["stretch", "fit"] = "stretch",
 ) -> dict[str, Any]:
     """Convert the selected images of ``data_root`` into ``cache_dir``; returns the manifest.
 
@@ -135,6 +151,7 @@ def prepare(
         cache_format: ``png`` (16-bit, lossless, compact) or ``npy`` (raw uint16, memory-mapped reads).
         workers: worker processes (0: convert in this process).
         seed: seed of the negative sampling of the ``balanced``/``paper`` selections.
+        resize: ``stretch`` the crop to ``input_size`` (the study) or ``fit`` it, aspect kept, padded (NYU's way).
     """
     if cache_format not in ("png", "npy"):
         raise ValueError(f"cache_format: expected 'png' or 'npy', got {cache_format!r}")
@@ -145,7 +162,10 @@ def prepare(
     for stale in folder.glob(".*.tmp"):  # left by an interrupted run; never read
         stale.unlink()
     size = (int(input_size[0]), int(input_size[1]))
-    jobs = [(i, str(r.path), r.laterality, size, crop_breast, str(cache_dir), cache_format) for i, r in unique.items()]
+    jobs = [
+        (i, str(r.path), r.laterality, size, crop_breast, str(cache_dir), cache_format, (r.height, r.width), resize)
+        for i, r in unique.items()
+    ]
     images, errors = {}, {}
     pool_kwargs = {"max_workers": workers, "initializer": exit_with_parent, "initargs": (os.getpid(),)}
     with ProcessPoolExecutor(**pool_kwargs) if workers > 0 else nullcontext() as pool:
@@ -156,6 +176,7 @@ def prepare(
         "version": MANIFEST_VERSION,
         "input_size": list(size),
         "crop_breast": crop_breast,
+        "resize": resize,
         "cache_format": cache_format,
         "images": {k: v for k, v in sorted(images.items()) if v is not None},
         "errors": {k: v for k, v in sorted(errors.items()) if v},

@@ -100,7 +100,7 @@ def _read_rows(path: Path, columns: Sequence[str]) -> Iterable[tuple[int, dict[s
     """Yield ``(line number, row)``; check the header and the field count of every row."""
     if not path.is_file():
         raise FileNotFoundError(f"{path}: VinDr-Mammo CSV not found")
-    with path.open(newline="", encoding="utf-8") as handle:
+    with path.open(newline="", encoding="utf-8-sig") as handle:  # -sig: Excel's UTF-8 BOM is not part of a name
         reader = csv.reader(handle)
         header = next(reader, None)
         if header is None:

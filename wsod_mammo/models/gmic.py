@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 from typing import Literal, NamedTuple
 
 import torch
@@ -271,20 +270,6 @@ class GMIC(nn.Module):
                 maps = compute_saliency(resolved, g.cam, g.activations, score if needs_grad else None)
         output = GMICOutput(g.y_global.float(), y_local, y_fusion, g.cam.float(), boxes, attention)
         return GMICOutput(*(t.detach() for t in output)), maps
-
-    # ------------------------------------------------------------------ NYU checkpoints
-    @classmethod
-    def from_nyu_checkpoint(cls, path: str | Path, **overrides: object) -> GMIC:
-        """Build a GMIC and load nyukat/GMIC's `sample_model_{1..5}.p` (see `models.nyu.gmic_from_nyu_checkpoint`)."""
-        from wsod_mammo.models.nyu import gmic_from_nyu_checkpoint
-
-        return gmic_from_nyu_checkpoint(cls, path, **overrides)
-
-    def to_nyu_state_dict(self) -> dict[str, Tensor]:
-        """This model's state dict in NYU's key layout (loadable by nyukat/GMIC's code when num_classes == 2)."""
-        from wsod_mammo.models.nyu import to_nyu_keys
-
-        return to_nyu_keys(self.state_dict())
 
 
 class GlobalScore(nn.Module):

@@ -1,7 +1,9 @@
 """NYU's pretrained GMIC checkpoints (nyukat/GMIC `models/sample_model_{1..5}.p`): key mapping and loading.
 
-The files are torch-saved state dicts; they are read with `torch.load(..., weights_only=True)` only, so nothing
-from a file is ever executed. Key layout -> our modules:
+The files are torch-saved state dicts (NYU's own are torch 1.x's legacy non-zip format; both formats load); they are
+read with `torch.load(..., weights_only=True)` only, so nothing from a file is ever executed. Keys GMIC does not use
+(NYU's files hold `shared_rep_filter.weight`, 1024 x 1024, that NYU's code also ignores) are dropped and listed in
+one log line. Imports run one way: this module depends on `gmic`, never the reverse. Key layout -> our modules:
 
     ds_net.*                              -> global_network.*   (ResNet-22)
     left_postprocess_net.gn_conv_last.*   -> saliency_head.*    (class-specific)
@@ -14,16 +16,14 @@ from a file is ever executed. Key layout -> our modules:
 from __future__ import annotations
 
 import logging
-import pickle
 import re
+import zipfile
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
 
-if TYPE_CHECKING:
-    from wsod_mammo.models.gmic import GMIC
+from wsod_mammo.models.gmic import GMIC
 
 log = logging.getLogger(__name__)
 
@@ -63,14 +63,21 @@ def to_nyu_keys(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
     return out
 
 
-def load_nyu_checkpoint(path: str | Path) -> dict[str, Tensor]:
-    """Read a NYU checkpoint file as a state dict {key: tensor}, with `weights_only=True` on the CPU."""
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError) as error:
-        raise ValueError(f"{path}: not a weights-only torch state dict ({error})") from error
+def load_nyu_checkpoint(path: str | Path, option: str = "init_from_nyu") -> dict[str, Tensor]:
+    """Read a NYU checkpoint file (zip or legacy format) as a state dict {key: tensor}, weights only, on the CPU.
+
+    Every failure (missing, foreign, malicious or not-a-state-dict file) is a ValueError naming `option` and the path.
+    """
+    where = f"{option}: {path}"
+    if not Path(path).is_file():
+        raise ValueError(f"{where}: no such file (expected an NYU GMIC checkpoint such as sample_model_1.p)")
+    try:  # memory-mapped only where torch supports it (zip format); NYU's legacy files are read normally
+        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
+    except Exception as error:  # noqa: BLE001 - foreign bytes raise anything from KeyError to UnpicklingError
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ValueError(f"{where}: not a weights-only torch state dict ({type(error).__name__}: {reason})") from None
     if not isinstance(obj, dict) or not all(isinstance(k, str) and isinstance(v, Tensor) for k, v in obj.items()):
-        raise ValueError(f"{path}: expected a state dict {{str: Tensor}}, found {type(obj).__name__}")
+        raise ValueError(f"{where}: expected a state dict {{str: Tensor}}, found {type(obj).__name__}")
     return obj
 
 
@@ -85,6 +92,9 @@ def _check_keys(model: nn.Module, state_dict: dict[str, Tensor], source: str) ->
         else:
             mapped[ours] = value
     missing = [_swap_prefix(k, to_ours=False) for k in own if k not in mapped]
+    if unexpected:
+        listing = ", ".join(f"{k} {tuple(state_dict[k].shape)}" for k in unexpected)
+        log.info("%s: dropped %d key(s) that GMIC does not use: %s", source, len(unexpected), listing)
     fresh, misshaped = set(), []
     for key, value in mapped.items():
         if tuple(value.shape) == tuple(own[key].shape):
@@ -96,10 +106,9 @@ def _check_keys(model: nn.Module, state_dict: dict[str, Tensor], source: str) ->
             misshaped.append(
                 f"{_swap_prefix(key, to_ours=False)}: file {tuple(value.shape)}, model {tuple(own[key].shape)}"
             )
-    if missing or unexpected or misshaped:
+    if missing or misshaped:
         raise ValueError(
-            f"{source}: does not match GMIC's NYU key layout; missing keys: {missing}; unexpected keys: {unexpected}; "
-            f"mis-shaped keys: {misshaped}"
+            f"{source}: does not match GMIC's NYU key layout; missing keys: {missing}; mis-shaped keys: {misshaped}"
         )
     return mapped, fresh
 
@@ -108,8 +117,8 @@ def load_nyu_state_dict(model: GMIC, state_dict: dict[str, Tensor], source: str 
     """Load a NYU-layout state dict into `model` in place; return the layers left freshly initialized.
 
     Class-specific layers (`CLASS_SPECIFIC_LAYERS`) whose class count differs from the model's are skipped
-    (and logged at WARNING); every other key must be present with the right shape, else ValueError naming
-    `source` and listing the missing, unexpected and mis-shaped keys.
+    (and logged at WARNING); keys GMIC does not use are dropped (one INFO line: names and shapes); every GMIC key
+    must be present with the right shape, else ValueError naming `source` and listing missing and mis-shaped keys.
     """
     mapped, fresh = _check_keys(model, state_dict, source)
     kept = {k: v for k, v in mapped.items() if k.split(".")[0] not in fresh}
@@ -126,8 +135,8 @@ def load_nyu_state_dict(model: GMIC, state_dict: dict[str, Tensor], source: str 
     return layers
 
 
-def gmic_from_nyu_checkpoint(cls: type[GMIC], path: str | Path, **overrides: object) -> GMIC:
-    """Build `cls(**overrides)` and load the NYU file at `path` into it.
+def from_nyu_checkpoint(path: str | Path, **overrides: object) -> GMIC:
+    """Build `GMIC(**overrides)` and load the NYU file at `path` into it (nyukat/GMIC `sample_model_{1..5}.p`).
 
     Defaults taken from the file unless overridden: `num_classes` (2 in NYU's files) and, for a file named
     `sample_model_<i>.p`, NYU's `percent_t` for model i.
@@ -139,6 +148,11 @@ def gmic_from_nyu_checkpoint(cls: type[GMIC], path: str | Path, **overrides: obj
     match = re.fullmatch(r"sample_model_(\d)\.p", Path(path).name)
     if match and int(match.group(1)) in NYU_PERCENT_T:
         kwargs.setdefault("percent_t", NYU_PERCENT_T[int(match.group(1))])
-    model = cls(**kwargs)  # type: ignore[arg-type]
-    load_nyu_state_dict(model, state_dict, source=str(path))
+    model = GMIC(**kwargs)  # type: ignore[arg-type]
+    load_nyu_state_dict(model, state_dict, source=f"init_from_nyu: {path}")
     return model
+
+
+def to_nyu_state_dict(model: GMIC) -> dict[str, Tensor]:
+    """`model`'s state dict in NYU's key layout (loadable by nyukat/GMIC's code when num_classes == 2)."""
+    return to_nyu_keys(model.state_dict())

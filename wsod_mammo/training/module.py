@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from contextlib import nullcontext
-from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -15,7 +14,7 @@ from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
 from torch import Tensor
 
 from wsod_mammo.models import GMIC, GMICOutput
-from wsod_mammo.models.nyu import load_nyu_state_dict
+from wsod_mammo.models.nyu import load_nyu_checkpoint, load_nyu_state_dict
 from wsod_mammo.saliency import SaliencyMethod, available_saliency_methods, get_saliency_method
 from wsod_mammo.training.classification import HEADS, stage_head_metrics
 from wsod_mammo.training.loss import gmic_loss
@@ -53,7 +52,8 @@ class GMICLitModule(LightningModule):
         saliency_target: the score the gradient methods differentiate (``y_global`` or ``y_fusion``).
         predict_saliency: the method whose map gives the boxes of ``wsod predict``.
         beta: weight of the saliency regularizer (on the mean-normalized ``L_reg``, see ``gmic_loss``).
-        init_from_nyu: path of an NYU GMIC checkpoint (``sample_model_*.p``) to start a fresh fit from.
+        init_from_nyu: path of an NYU GMIC checkpoint (``sample_model_*.p``, zip or legacy format) to start a
+            fresh fit from, or to test/predict with as it is when no ``--ckpt_path`` is given.
         optimizer: optimizer factory (Adam by default); scheduler: optional LR scheduler factory.
         scheduler_monitor: metric a ``ReduceLROnPlateau`` scheduler watches.
         channels_last: run GMIC in the channels-last memory format (faster convolutions on recent GPUs and CPUs).
@@ -85,6 +85,7 @@ class GMICLitModule(LightningModule):
         self.predict_saliency = _resolve_method(predict_saliency, "model.predict_saliency").name
         self.beta = beta
         self.init_from_nyu = init_from_nyu
+        self._nyu_loaded = False
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.scheduler_monitor = scheduler_monitor
@@ -115,13 +116,14 @@ class GMICLitModule(LightningModule):
 
     # ----------------------------------------------------------------------------------------------- set-up
     def setup(self, stage: str) -> None:
-        if stage == "fit" and self.init_from_nyu and self.trainer.ckpt_path is None:
-            path = Path(self.init_from_nyu)
-            if not path.is_file():
-                raise FileNotFoundError(f"model.init_from_nyu: no NYU GMIC checkpoint at {path}")
-            state = torch.load(path, map_location="cpu", weights_only=True)
-            fresh = load_nyu_state_dict(self.model, state)
-            log.info("Initialized GMIC from %s; freshly initialized: %s", path, fresh or "none")
+        # A fresh fit starts from NYU's weights; test/predict without --ckpt_path run NYU's weights as they are.
+        # Once per module: a test after fit in the same process keeps the trained weights.
+        if self.init_from_nyu and self.trainer.ckpt_path is None and not self._nyu_loaded:
+            self._nyu_loaded = True
+            source = f"model.init_from_nyu: {self.init_from_nyu}"
+            state = load_nyu_checkpoint(self.init_from_nyu, option="model.init_from_nyu")
+            fresh = load_nyu_state_dict(self.model, state, source=source)
+            log.info("Initialized GMIC from %s; freshly initialized: %s", self.init_from_nyu, fresh or "none")
 
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory(self.parameters())

@@ -1,10 +1,16 @@
-"""``wsod predict`` output: per image the mass probability, scored boxes in DICOM pixels, and an overlay PNG."""
+"""``wsod predict`` output: per image the mass probability, scored boxes in DICOM pixels, and an overlay PNG.
+
+Each run writes into its own folder ``<output_dir>/<YYYYmmdd-HHMMSS>`` (``-2``, ``-3``... if taken), so overlays of
+an earlier run never mix with new rows. Boxes come from ``inference.detections_in_original``, the same function the
+Python API uses.
+"""
 
 from __future__ import annotations
 
 import csv
 import json
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +18,8 @@ import torch
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import BasePredictionWriter
 
-from wsod_mammo.data.geometry import boxes_to_original
-from wsod_mammo.detection.boxes import saliency_to_boxes
 from wsod_mammo.detection.overlay import method_panels, render_overlay, write_png
+from wsod_mammo.inference import detections_in_original
 from wsod_mammo.training.callbacks import Alignment, map_placement
 
 log = logging.getLogger(__name__)
@@ -22,12 +27,37 @@ log = logging.getLogger(__name__)
 CSV_COLUMNS = ["image_id", "path", "probability", "box", "xmin", "ymin", "xmax", "ymax", "score", "error"]
 
 
+class NoReadableInputError(RuntimeError):
+    """``wsod predict`` was given inputs of which none could be read (the exit status is then non-zero)."""
+
+
+def new_run_folder(output_dir: Path) -> Path:
+    """A folder of its own under ``output_dir``, named by the start time (suffixed when two runs share a second)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for n in range(1, 1000):
+        candidate = output_dir / (stamp if n == 1 else f"{stamp}-{n}")
+        try:
+            candidate.mkdir(parents=True)
+            return candidate
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"output_dir: {output_dir} has no free run folder name for {stamp}")
+
+
 class PredictionWriter(BasePredictionWriter):
     """Writes ``predictions.csv`` (one row per box, or per image when it has none) and ``predictions.json``.
 
     Boxes come from the module's ``predict_saliency`` map at its validated threshold and are mapped back to the
     original DICOM pixel frame (flip, breast crop and resize undone). An input that could not be read gets a row
-    with its error; the other images still get results. Under DDP each process writes its own ``.rankN`` files.
+    with its error; the other images still get results, and when no input could be read the run ends with
+    ``NoReadableInputError`` after writing the rows. Under DDP each process writes its own ``.rankN`` files.
+
+    Args:
+        output_dir: parent of the per-run folders (``run_dir`` after ``on_predict_start``).
+        class_index: the class whose probability and boxes are written.
+        overlays: write an overlay PNG per image.
+        alignment: how the map is placed on the image (see ``map_placement``).
+        min_score: boxes scoring below it are left out (0 keeps every box).
     """
 
     def __init__(
@@ -36,8 +66,13 @@ class PredictionWriter(BasePredictionWriter):
         class_index: int = 0,
         overlays: bool = True,
         alignment: Alignment = "resize",
+        min_score: float = 0.0,
     ) -> None:
         super().__init__(write_interval="batch")
+        if not 0.0 <= min_score <= 1.0:
+            raise ValueError(f"min_score: expected a score in [0, 1], found {min_score}")
+        self.min_score = min_score
+        self.run_dir = Path(output_dir)
         self.alignment = alignment
         self.output_dir = Path(output_dir)
         self.class_index = class_index
@@ -46,6 +81,8 @@ class PredictionWriter(BasePredictionWriter):
 
     def on_predict_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._records = []
+        folder = str(new_run_folder(self.output_dir)) if trainer is None or trainer.is_global_zero else None
+        self.run_dir = Path(trainer.strategy.broadcast(folder) if trainer is not None else folder)
 
     def write_on_batch_end(
         self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx=0
@@ -62,10 +99,11 @@ class PredictionWriter(BasePredictionWriter):
             saliency = prediction["maps"][i : i + 1, self.class_index]  # (1, h, w)
             cell0 = map_placement(pl_module, self.alignment) if pl_module is not None else None
             threshold = prediction["threshold"]
-            boxes, scores = saliency_to_boxes(saliency, size, threshold, probability, cell0_center=cell0)[0]
-            original = boxes_to_original(boxes.double(), meta["geometry"]).float()
+            detections = detections_in_original(saliency, size, threshold, probability, meta["geometry"], cell0)
+            boxes, scores, original = _above(detections, self.min_score)
             record |= {
                 "laterality": meta.get("laterality"),
+                "laterality_source": meta.get("laterality_source"),
                 "view": meta.get("view"),
                 "probability": float(probability),
                 "method": prediction["method"],
@@ -100,22 +138,38 @@ class PredictionWriter(BasePredictionWriter):
             {method: boxes},
             title,
         )
-        path = self.output_dir / "overlays" / f"{batch['image_id'][i]}.png"
+        path = self.run_dir / "overlays" / f"{batch['image_id'][i]}.png"
         write_png(path, picture)
         return path
 
     def on_predict_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         suffix = f".rank{trainer.global_rank}" if trainer.world_size > 1 else ""
-        self.output_dir.mkdir(parents=True, exist_ok=True)
-        json_path = self.output_dir / f"predictions{suffix}.json"
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        json_path = self.run_dir / f"predictions{suffix}.json"
         json_path.write_text(json.dumps(self._records, indent=2))
-        with open(self.output_dir / f"predictions{suffix}.csv", "w", newline="") as handle:
+        csv_path = self.run_dir / f"predictions{suffix}.csv"
+        with open(csv_path, "w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
             writer.writeheader()
             for row in _csv_rows(self._records):
                 writer.writerow(row)
         failed = sum(1 for r in self._records if r.get("error"))
-        log.info("predictions for %d images (%d unreadable) in %s", len(self._records), failed, self.output_dir)
+        log.info("predictions for %d images (%d unreadable) in %s", len(self._records), failed, self.run_dir)
+        readable = len(self._records) - failed
+        if trainer.world_size > 1:  # every rank decides alike (a rank raising alone would leave the others waiting)
+            count = torch.tensor(float(readable), device=trainer.strategy.root_device)
+            readable = int(trainer.strategy.reduce(count, reduce_op="sum"))
+        if failed and readable == 0:
+            raise NoReadableInputError(
+                f"predict: none of the {failed} input(s) could be read; the reasons are in {csv_path}"
+            )
+
+
+def _above(detections: tuple[torch.Tensor, torch.Tensor, torch.Tensor], min_score: float):
+    """(input-frame boxes, scores, original-frame boxes) of the boxes scoring at least ``min_score``."""
+    boxes, scores, original = detections
+    keep = scores >= min_score
+    return boxes[keep], scores[keep], original[keep]
 
 
 def _csv_rows(records: list[dict[str, Any]]):

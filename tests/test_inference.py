@@ -1,0 +1,86 @@
+"""The Python inference API: NYU weights or a checkpoint, paths or arrays -> outputs in the original pixel frame."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from wsod_mammo.cli import check_checkpoint
+from wsod_mammo.data.dicom import read_dicom
+from wsod_mammo.data.vindr import load_records
+from wsod_mammo.inference import Predictor, nyu_to_checkpoint
+from wsod_mammo.models import GMIC, to_nyu_state_dict
+
+SIZE = (256, 192)
+SMALL = {"crop_shape": (64, 64), "num_patches": 2}
+
+
+@pytest.fixture(scope="module")
+def nyu_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A legacy-format NYU-layout file with NYU's unused extra key, as nyukat/GMIC ships them."""
+    torch.manual_seed(5)
+    state = to_nyu_state_dict(GMIC(num_classes=2)) | {"shared_rep_filter.weight": torch.zeros(1024, 1024)}
+    path = tmp_path_factory.mktemp("nyu") / "sample_model_1.p"
+    torch.save(state, path, _use_new_zipfile_serialization=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def predictor(nyu_file: Path) -> Predictor:
+    return Predictor.from_nyu(nyu_file, input_size=SIZE, model_overrides=SMALL)
+
+
+def test_dicom_png_and_array_of_one_mammogram_agree(predictor: Predictor, synthetic_root: Path, tmp_path: Path) -> None:
+    record = next(r for r in load_records(synthetic_root) if r.laterality == "L")
+    image, _ = read_dicom(record.path)
+    png = tmp_path / "scan.png"
+    cv2.imwrite(str(png), np.round(image * 4095).astype(np.uint16))  # 12-bit values in a 16-bit PNG, as NYU's
+    dicom, from_png, from_array = predictor([record.path, png, image], methods=["gradcampp", "cam"])
+    assert (dicom.laterality_source, from_png.laterality_source, from_array.laterality) == ("dicom", "inferred", "L")
+    assert dicom.probabilities.shape == (2,) and set(dicom.maps) == {"gradcampp", "cam"}
+    assert dicom.maps["cam"].shape == (2, SIZE[0] // 64, SIZE[1] // 64)
+    for other in (from_png, from_array):
+        np.testing.assert_allclose(other.probabilities, dicom.probabilities, atol=2e-3)
+    height, width = image.shape
+    assert ((dicom.boxes >= 0) & (dicom.boxes <= [width, height, width, height])).all()
+
+
+def test_boxes_are_in_the_original_frame_of_a_mirrored_image(predictor: Predictor, synthetic_root: Path) -> None:
+    """The same breast as L, and mirrored as R: the model sees the same input, the boxes come back mirrored."""
+    record = next(r for r in load_records(synthetic_root) if r.laterality == "L")
+    image, _ = read_dicom(record.path)
+    left, right = predictor([image, np.ascontiguousarray(image[:, ::-1])], laterality=["L", "R"], threshold=0.3)
+    assert len(left.boxes) > 0 and right.geometry.flip and not left.geometry.flip
+    width = image.shape[1]
+    mirrored = np.stack([width - right.boxes[:, 2], right.boxes[:, 1], width - right.boxes[:, 0], right.boxes[:, 3]], 1)
+    np.testing.assert_allclose(mirrored, left.boxes, atol=1e-3)
+    np.testing.assert_allclose(left.scores, right.scores, atol=1e-6)
+
+
+def test_checkpoint_written_from_nyu_weights_predicts_the_same(
+    predictor: Predictor, nyu_file: Path, synthetic_root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="wsod_mammo.models.nyu"):
+        path = nyu_to_checkpoint(nyu_file, tmp_path / "nyu.ckpt", **SMALL)
+    assert "shared_rep_filter.weight (1024, 1024)" in caplog.text
+    check_checkpoint(path)  # what `wsod test/predict --ckpt_path` accepts
+    loaded = Predictor.from_checkpoint(path, input_size=SIZE)
+    record = load_records(synthetic_root)[0]
+    a, b = predictor(record.path)[0], loaded(record.path)[0]
+    np.testing.assert_array_equal(a.probabilities, b.probabilities)
+    np.testing.assert_array_equal(a.boxes, b.boxes)
+
+
+def test_bad_inputs_name_what_is_wrong(predictor: Predictor, tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(ValueError, match="notes.txt: neither a DICOM"):
+        predictor(tmp_path / "notes.txt")
+    with pytest.raises(ValueError, match=r"a float image must lie in \[0, 1\]"):
+        predictor(np.full((64, 32), 3.0, np.float32))
+    with pytest.raises(ValueError, match="laterality: expected 'L', 'R' or None"):
+        predictor(np.zeros((64, 32), np.uint8), laterality="left")

@@ -1,0 +1,129 @@
+"""Any mammogram -> the model's input frame: DICOMs (found by content), PNG/TIFF files, or numpy arrays.
+
+DICOMs are recognised by the ``DICM`` marker after their 128-byte preamble, whatever their name (scanner exports
+often have no extension); PNG and TIFF files by their extension. Grayscale images of 8 or 16 bits are scaled to
+[0, 1] by their bit depth: a 16-bit file whose values stay below 4096 holds 12-bit data (NYU's sample PNGs), so it
+is divided by 4095, not 65535, and its breast crop sees the contrast it has.
+
+Laterality: the DICOM tags, else the one given, else inferred from which half holds more of the breast (the
+brighter half); ``laterality_source`` says which (``dicom``, ``given`` or ``inferred``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from wsod_mammo.data.dicom import DicomError, read_dicom
+from wsod_mammo.data.geometry import Geometry, apply_to_image, make_geometry
+
+IMAGE_SUFFIXES = (".png", ".tif", ".tiff")
+DICOM_MARKER_OFFSET = 128
+
+
+def is_dicom(path: str | Path) -> bool:
+    """True for a DICOM Part 10 file: ``DICM`` at byte 128 (the preamble), whatever the file's name."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(DICOM_MARKER_OFFSET)
+            return handle.read(4) == b"DICM"
+    except OSError:
+        return False
+
+
+def scale_to_unit(array: np.ndarray, source: str = "array") -> np.ndarray:
+    """Grayscale ``(H, W)`` integer or float array -> float32 in [0, 1].
+
+    uint8 / 255; uint16 by its bit depth rounded up to an even number of bits from 8 (12-bit data / 4095); float
+    arrays must already lie in [0, 1]. ValueError naming ``source`` for anything else (colour, NaN, other dtypes).
+    """
+    if array.ndim == 3 and array.shape[2] in (3, 4) and np.array_equal(array[..., 0], array[..., 1]):
+        array = array[..., 0]  # grayscale saved as RGB(A)
+    if array.ndim != 2:
+        raise ValueError(f"{source}: expected one grayscale (H, W) image, found shape {array.shape}")
+    if array.dtype == np.uint8:
+        return np.multiply(array, np.float32(1 / 255), dtype=np.float32)
+    if array.dtype == np.uint16:
+        bits = max(8, int(array.max()).bit_length())
+        bits += bits % 2
+        return np.multiply(array, np.float32(1 / (2**bits - 1)), dtype=np.float32)
+    if array.dtype.kind == "f":
+        image = array.astype(np.float32, copy=False)
+        low, high = float(image.min()), float(image.max())
+        if not (np.isfinite(low) and np.isfinite(high) and 0.0 <= low and high <= 1.0):
+            raise ValueError(f"{source}: a float image must lie in [0, 1], found values in [{low}, {high}]")
+        return image
+    raise ValueError(f"{source}: expected uint8, uint16 or float pixels, found {array.dtype}")
+
+
+def read_image_file(path: str | Path) -> np.ndarray:
+    """A PNG or TIFF file -> ``(H, W)`` float32 in [0, 1] (see ``scale_to_unit``)."""
+    array = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if array is None:
+        raise ValueError(f"{path}: not a readable PNG/TIFF image")
+    return scale_to_unit(array, str(path))
+
+
+def infer_laterality(image: np.ndarray) -> str:
+    """``L`` when the left half is brighter (the breast lies against the left edge), else ``R``."""
+    half = image.shape[1] // 2
+    return "L" if float(image[:, :half].mean()) >= float(image[:, half:].mean()) else "R"
+
+
+def read_any(path: str | Path) -> tuple[np.ndarray, str | None]:
+    """A DICOM (by content) or PNG/TIFF (by extension) -> ``(H, W)`` float32 in [0, 1] and the DICOM laterality.
+
+    Raises ValueError (DicomError for DICOMs) naming the file and what is wrong.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path}: a folder with no files in it")
+    if not path.is_file():
+        raise ValueError(f"{path}: file not found")
+    if is_dicom(path) or path.suffix.lower() in (".dcm", ".dicom"):
+        image, info = read_dicom(path)
+        return image, info.laterality
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        return read_image_file(path), None
+    raise ValueError(f"{path}: neither a DICOM (no DICM marker at byte 128) nor a PNG/TIFF image (by extension)")
+
+
+def to_input_frame(
+    image: np.ndarray,
+    laterality: str | None,
+    input_size: tuple[int, int],
+    crop_breast: bool = True,
+    resize: str = "stretch",
+) -> tuple[np.ndarray, Geometry, str, str]:
+    """``(H, W)`` [0, 1] image -> input-frame image, its geometry, laterality and how that laterality was found."""
+    if laterality is not None and laterality not in ("L", "R"):
+        raise ValueError(f"laterality: expected 'L', 'R' or None, found {laterality!r}")
+    side, source = (laterality, "given") if laterality else (infer_laterality(image), "inferred")
+    geometry = make_geometry(image, side, input_size, crop_breast, resize=resize)
+    return apply_to_image(image, geometry), geometry, side, source
+
+
+def load_any(
+    item: str | Path | np.ndarray,
+    input_size: tuple[int, int],
+    laterality: str | None = None,
+    crop_breast: bool = True,
+    resize: str = "stretch",
+) -> tuple[np.ndarray, Geometry, str, str]:
+    """A path or array -> ``(input-frame image (H, W) float32, geometry, laterality, laterality_source)``.
+
+    A DICOM's own laterality tag wins over ``laterality``; without either, it is inferred.
+    """
+    if isinstance(item, np.ndarray):
+        image, tagged = scale_to_unit(item), None
+    else:
+        image, tagged = read_any(item)
+    if tagged is not None:
+        out, geometry, side, _ = to_input_frame(image, tagged, input_size, crop_breast, resize)
+        return out, geometry, side, "dicom"
+    return to_input_frame(image, laterality, input_size, crop_breast, resize)
+
+
+__all__ = ["DicomError", "IMAGE_SUFFIXES", "is_dicom", "load_any", "read_any", "read_image_file", "scale_to_unit"]
