@@ -79,12 +79,13 @@ def run_config(base: dict[str, Any], spec: RunSpec, run_dir: Path, group: str, t
     init = {**logger.get("init_args", {}), "save_dir": str(run_dir), "group": group, "name": spec.name}
     trainer["logger"] = {"class_path": logger.get("class_path", LOGGER_CLASS), "init_args": init}
     callbacks = trainer.get("callbacks") or []
-    if not any("dirpath" in (c.get("init_args") or {}) for c in callbacks):
-        raise ValueError("trainer.callbacks: the study needs a ModelCheckpoint with a dirpath (best.ckpt)")
+    checkpoints = [c for c in callbacks if str(c.get("class_path", "")).endswith("Checkpoint")]
+    if not checkpoints:
+        raise ValueError("trainer.callbacks: the study needs a ModelCheckpoint (best.ckpt, last.ckpt)")
+    for callback in checkpoints:  # the study's run folder is the run's own: its checkpoints go right inside it
+        callback["init_args"] = {**(callback.get("init_args") or {}), "dirpath": str(run_dir / "checkpoints")}
     for callback in callbacks:
         args = callback.get("init_args") or {}
-        if "dirpath" in args:
-            args["dirpath"] = str(run_dir / "checkpoints")
         if "output_dir" in args:
             args["output_dir"] = str(run_dir / "predictions")
     return config
