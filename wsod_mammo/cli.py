@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,7 @@ from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
 from wsod_mammo.cli_help import customize_subcommand_parser, subcommand_parser_kwargs
 from wsod_mammo.data.datamodule import VinDrMammoDataModule
+from wsod_mammo.training.checkpoints import read_lightning_checkpoint
 from wsod_mammo.training.module import GMICLitModule
 from wsod_mammo.training.run_dir import run_directory
 
@@ -154,13 +154,7 @@ def continue_run(checkpoint: Path, section: Any) -> None:
 
 def check_checkpoint(path: Path) -> None:
     """Refuse files that are not safe-loadable GMICLitModule checkpoints, before any model is built."""
-    # Memory-mapped (torch.save's zip format only): the pickled structure is read, the tensors stay on disk.
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
-    except Exception as error:  # noqa: BLE001 - any failure means the file cannot be read safely
-        raise ValueError(f"--ckpt_path {path}: not a checkpoint loadable with weights_only=True ({error})") from None
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
-        raise ValueError(f"--ckpt_path {path}: not a Lightning checkpoint (no 'state_dict')")
+    checkpoint = read_lightning_checkpoint(path, "--ckpt_path")
     class_path = checkpoint.get("hyper_parameters", {}).get("_class_path")
     expected = f"{GMICLitModule.__module__}.{GMICLitModule.__name__}"
     keys = checkpoint["state_dict"].keys()

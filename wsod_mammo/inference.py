@@ -14,7 +14,6 @@ Every output is in the original image's pixel frame (flip, breast crop and resiz
 from __future__ import annotations
 
 import importlib
-import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +29,7 @@ from wsod_mammo.data.transforms import standardize_batch
 from wsod_mammo.detection.boxes import saliency_to_boxes
 from wsod_mammo.models import GMIC
 from wsod_mammo.models.nyu import from_nyu_checkpoint
+from wsod_mammo.training.checkpoints import read_lightning_checkpoint
 from wsod_mammo.training.module import GMICLitModule
 
 PAPER_INPUT_SIZE = (2944, 1920)
@@ -75,14 +75,8 @@ def _instantiate(config: Any) -> Any:
     return getattr(importlib.import_module(module), name)(**config.get("init_args", {}))
 
 
-def _load_lightning_checkpoint(path: str | Path) -> GMICLitModule:
-    """A ``wsod fit`` checkpoint -> GMICLitModule in eval mode on the CPU (weights only; thresholds restored)."""
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
-    except Exception as error:  # noqa: BLE001 - any failure means the file cannot be read safely
-        raise ValueError(f"checkpoint: {path}: not loadable with weights_only=True ({error})") from None
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
-        raise ValueError(f"checkpoint: {path}: not a Lightning checkpoint (no 'state_dict')")
+def _module_from_checkpoint(checkpoint: dict[str, Any], path: str | Path) -> GMICLitModule:
+    """A read ``wsod fit`` checkpoint -> GMICLitModule on the CPU (weights only; thresholds restored)."""
     state, hparams = checkpoint["state_dict"], checkpoint.get("hyper_parameters", {})
     model = _instantiate(hparams.get("model"))
     if not isinstance(model, GMIC):
@@ -148,14 +142,10 @@ class Predictor:
     @classmethod
     def from_checkpoint(cls, path: str | Path, input_size: tuple[int, int] | None = None, **kwargs: Any) -> Predictor:
         """From a ``wsod fit`` checkpoint; ``input_size`` defaults to the size the checkpoint's data used."""
-        checkpoint_size = None
-        try:
-            data = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
-            checkpoint_size = (data.get("datamodule_hyper_parameters") or {}).get("input_size")
-        except Exception:  # noqa: BLE001 - reported with the file's name by _load_lightning_checkpoint below
-            pass
+        checkpoint = read_lightning_checkpoint(path, "checkpoint:")
+        checkpoint_size = (checkpoint.get("datamodule_hyper_parameters") or {}).get("input_size")
         size = input_size or checkpoint_size or PAPER_INPUT_SIZE
-        return cls(_load_lightning_checkpoint(path), tuple(size), **kwargs)
+        return cls(_module_from_checkpoint(checkpoint, path), tuple(size), **kwargs)
 
     @classmethod
     def from_nyu(

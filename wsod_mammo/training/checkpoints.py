@@ -1,11 +1,29 @@
-"""The checkpoint kept as ``best``: Lightning's ModelCheckpoint, with ties going to the newer model."""
+"""Checkpoints: the one safe way to read a ``wsod fit`` checkpoint, and the ``best`` one kept with ties to the newer."""
 
 from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+from typing import Any
 
 import torch
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from torch import Tensor
+
+
+def read_lightning_checkpoint(path: str | Path, option: str) -> dict[str, Any]:
+    """Read a Lightning checkpoint with ``weights_only=True`` (memory-mapped when zip: tensors stay on disk).
+
+    Any failure, or a file without a ``state_dict``, is a ValueError naming ``option`` and the file.
+    """
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
+    except Exception as error:  # noqa: BLE001 - any failure means the file cannot be read safely
+        raise ValueError(f"{option} {path}: not a checkpoint loadable with weights_only=True ({error})") from None
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise ValueError(f"{option} {path}: not a Lightning checkpoint (no 'state_dict')")
+    return checkpoint
 
 
 class BestCheckpoint(ModelCheckpoint):
