@@ -37,7 +37,8 @@ def _markdown(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _csv(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+def csv_text(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A CSV document (header, then rows) as text, quoted where a value needs it."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(header)
@@ -57,7 +58,7 @@ def table1(rows: dict[str, dict[str, float]]) -> tuple[str, str]:
         numbers = [float(values.get(key, math.nan)) for key, _ in TABLE1_COLUMNS]
         md_rows.append([head] + [MISSING if math.isnan(v) else f"{v:.3f}" for v in numbers])
         csv_rows.append([head] + [repr(v) for v in numbers])
-    return _markdown(header, md_rows), _csv(["head"] + [key for key, _ in TABLE1_COLUMNS], csv_rows)
+    return _markdown(header, md_rows), csv_text(["head"] + [key for key, _ in TABLE1_COLUMNS], csv_rows)
 
 
 def _ordered_methods(columns: Sequence[str]) -> list[str]:
@@ -76,7 +77,7 @@ def table2(rows: dict[str, dict[str, str]]) -> tuple[str, str]:
     train_methods = _ordered_methods(list(rows))
     md_rows = [[t] + [rows[t].get(m) or MISSING for m in methods] for t in train_methods]
     csv_rows = [[t] + [rows[t].get(m, "") for m in methods] for t in train_methods]
-    return _markdown(["train \\ test", *methods], md_rows), _csv(["train_method", *methods], csv_rows)
+    return _markdown(["train \\ test", *methods], md_rows), csv_text(["train_method", *methods], csv_rows)
 
 
 def write_table2_row(path: Path, train_method: str, cells: dict[str, str]) -> None:
@@ -202,7 +203,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--subset", type=str, default="mass", help="images compared: mass or all")
     args = parser.parse_args(argv)
-    markdown, csv_text = collect_table2(args.run_dirs)
+    markdown, table2_csv = collect_table2(args.run_dirs)
     print(markdown, end="")
     if args.compare is not None:
         from wsod_mammo.detection.compare import compare
@@ -214,4 +215,4 @@ def main(argv: list[str] | None = None) -> None:
         output = Path(args.output)
         output.mkdir(parents=True, exist_ok=True)
         (output / "table2.md").write_text(markdown)
-        (output / "table2.csv").write_text(csv_text)
+        (output / "table2.csv").write_text(table2_csv)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from wsod_mammo.detection.report import METHOD_ORDER, MISSING, TABLE1_COLUMNS, _csv, _markdown
+from wsod_mammo.detection.report import METHOD_ORDER, MISSING, TABLE1_COLUMNS, _markdown, csv_text
 
 SUBSET = "mass"  # the study's Table II: mass images, as the paper
 # A test report's cell (``detection.json``) holds its bootstrap interval over images as
@@ -118,7 +118,7 @@ def table2_text(cells: dict[str, dict[str, tuple[Estimate, Estimate]]]) -> tuple
         for train, row in cells.items()
         for test, (tpr, fppi) in row.items()
     ]
-    return _markdown(["train \\ test", *tests], md_rows), _csv(header, csv_rows)
+    return _markdown(["train \\ test", *tests], md_rows), csv_text(header, csv_rows)
 
 
 def table1_text(reports: dict[tuple[str, int], dict[str, Any]]) -> str:

@@ -29,7 +29,7 @@ from wsod_mammo.detection.bootstrap import (
 )
 from wsod_mammo.detection.compare import IMAGES_FILE
 from wsod_mammo.detection.metrics import DetectionResult
-from wsod_mammo.detection.report import format_cell, plot_froc, table1, table2, write_table2_row
+from wsod_mammo.detection.report import csv_text, format_cell, plot_froc, table1, table2, write_table2_row
 from wsod_mammo.training.classification import HEADS
 
 log = logging.getLogger(__name__)
@@ -80,10 +80,6 @@ def _ci_rows(subset: str, method: str, figures: dict[str, Any]) -> list[list[str
     for point, value in figures["tpr_at_fppi"].items():
         rows.append([subset, method, f"tpr@fppi{point}", *map(repr, value.values())])
     return rows
-
-
-def _csv(header: list[str], rows: list[list[str]]) -> str:
-    return "\n".join(",".join(row) for row in [header, *rows]) + "\n"
 
 
 def _interval_text(figure: dict[str, float]) -> str:
@@ -173,7 +169,7 @@ def write_test_report(
     (directory / "table1.md").write_text(table1_md + ci_md)
     (directory / "table1.csv").write_text(table1_csv)
     t1_rows = [[h, k, *map(repr, v.values())] for h, row in table1_ci.items() for k, v in row.items()]
-    (directory / "table1_ci.csv").write_text(_csv(["head", "figure", "value", "low", "high"], t1_rows))
+    (directory / "table1_ci.csv").write_text(csv_text(["head", "figure", "value", "low", "high"], t1_rows))
     summary: dict[str, Any] = {
         "train_saliency": train_method,
         "checkpoint": checkpoint_record(trainer.ckpt_path),
@@ -198,7 +194,7 @@ def write_test_report(
         printed.append(f"Table II row, {subset} images (TPR@FPPI, hit = IoU > {iou_rule:g})\n{row_text}")
         summary[f"{subset}_counts"] = {"images": any_result.num_images, "samples": any_result.num_samples}
         ci_rows += rows
-    (directory / "table2_row_ci.csv").write_text(_csv(CI_COLUMNS, ci_rows))
+    (directory / "table2_row_ci.csv").write_text(csv_text(CI_COLUMNS, ci_rows))
     (directory / "detection.json").write_text(json.dumps(summary, indent=2, allow_nan=True))
     (directory / IMAGES_FILE).write_text(json.dumps({"fppi_budget": fppi_budget, "subsets": records}))
     _log_to_wandb(trainer, directory, summary, ci_rows)
