@@ -106,8 +106,21 @@ def test_training_step_reaches_every_parameter() -> None:
     assert missing == []
 
 
+def test_an_unknown_compile_mode_is_refused_with_the_modes() -> None:
+    with pytest.raises(ValueError, match="compile_networks must be a bool or one of .*reduce-overhead.*'fast'"):
+        GMIC(compile_networks="fast")
+
+
 def test_compile_networks_keeps_state_dict_keys() -> None:
     assert list(GMIC(compile_networks=True).state_dict()) == list(GMIC().state_dict())
+
+
+@pytest.mark.parametrize(("option", "mode"), [(True, "default"), ("reduce-overhead", "reduce-overhead")])
+def test_the_compile_mode_reaches_both_networks(monkeypatch, option: bool | str, mode: str) -> None:
+    seen = []
+    monkeypatch.setattr(torch, "compile", lambda fn, **kwargs: seen.append(kwargs.get("mode")) or fn)
+    GMIC(num_classes=1, num_patches=2, crop_shape=(64, 64), compile_networks=option)
+    assert seen == [mode, mode]
 
 
 def test_compiled_networks_give_the_same_outputs() -> None:

@@ -6,7 +6,10 @@ here), at the study's 2944 x 1920 by default:
   resized back + affine, two cv2 resamplings, uint16 out) vs the device-side worker half (draws, one matrix,
   box transform, uint16 copy) and, separately, ``warp_batch``'s cost per image on ``--device``;
 - scaling: the training DataLoader of ``VinDrMammoDataModule`` (``standardize_on: device``) with 1, 2, 4, ...
-  workers for both ``augment_on`` paths: images/s out of the loader (collated, pinned on CUDA).
+  workers for both ``augment_on`` paths: images/s out of the loader (collated, pinned on CUDA);
+- transfer: batches of ready uint16 images (no decoding, no augmentation) out of ``--transfer_workers`` workers,
+  stacked by ``torch.stack`` vs by the package's ``collate_samples`` (into shared memory): what the hand-over
+  from the workers to this process costs.
 
     python tests/benchmarks/bench_loader.py --workers 1,2 --studies 4
     python tests/benchmarks/bench_loader.py --data DIR --workers 1,2,4,8,12,16 --device cuda --json loader.json
@@ -98,6 +101,49 @@ def scaling(args: argparse.Namespace, root: Path, cache: Path) -> dict[str, dict
     return table
 
 
+class _ReadyImages(torch.utils.data.Dataset):
+    """Samples whose image is ready (one clone of a random uint16 image): only the hand-over is left to time."""
+
+    def __init__(self, height: int, width: int) -> None:
+        self.image = torch.randint(0, 2**16, (1, height, width), dtype=torch.int32).to(torch.uint16)
+
+    def __len__(self) -> int:
+        return 1_000_000
+
+    def __getitem__(self, index: int) -> dict:
+        return {"image": self.image.clone(), "label": torch.zeros(1), "boxes": torch.zeros(0, 4),
+                "box_labels": torch.zeros(0), "image_id": str(index), "meta": {}}  # fmt: skip
+
+
+def _private_stack(samples: list[dict]) -> dict:
+    """The stacking ``collate_samples`` replaced: the batch is built in private memory, then copied to the queue."""
+    return {"image": torch.stack([s["image"] for s in samples]), "label": torch.stack([s["label"] for s in samples])}
+
+
+def transfer(args: argparse.Namespace) -> dict[str, float]:
+    """Steady-state images/s of the hand-over from the workers, ``torch.stack`` vs ``collate_samples``."""
+    from torch.utils.data import DataLoader
+
+    from wsod_mammo.data.datamodule import collate_samples
+
+    results = {}
+    for name, collate in (("torch_stack", _private_stack), ("collate_samples", collate_samples)):
+        loader = DataLoader(
+            _ReadyImages(args.height, args.width), batch_size=args.batch, num_workers=args.transfer_workers,
+            collate_fn=collate, prefetch_factor=PREFETCH, pin_memory=args.device == "cuda",
+        )  # fmt: skip
+        batches = iter(loader)
+        for _ in range(args.transfer_workers * PREFETCH + 1):
+            next(batches)
+        start = time.perf_counter()
+        for _ in range(args.batches * 4):
+            next(batches)
+        results[name] = args.batches * 4 * args.batch / (time.perf_counter() - start)
+        del batches, loader
+        print(f"  transfer, {args.transfer_workers} workers, {name:>15}: {results[name]:8.1f} img/s", flush=True)
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", help="reuse DIR/vindr + DIR/cache (synthdata.py); else written to a temp dir")
@@ -111,6 +157,7 @@ def main() -> None:
     parser.add_argument("--warp_iters", type=int, default=3)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1, help="torch threads of this process (the warp on CPU)")
+    parser.add_argument("--transfer_workers", type=int, default=2, help="workers of the transfer rows")
     parser.add_argument("--json", help="also write the figures to this JSON file")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -130,8 +177,10 @@ def main() -> None:
         print(f"per sample, one worker: worker-side augmentation {worker:.1f} img/s, device-side worker half "
               f"{device:.1f} img/s ({ratio:.1f}x); warp + standardize on {args.device}: {warp:.2f} ms/img")  # fmt: skip
         table = scaling(args, root, cache)
+    hand_over = transfer(args)
     if args.json:
-        Path(args.json).write_text(json.dumps({"args": vars(args), "per_sample": sample, "scaling": table}, indent=1))
+        figures = {"args": vars(args), "per_sample": sample, "scaling": table, "transfer": hand_over}
+        Path(args.json).write_text(json.dumps(figures, indent=1))
 
 
 if __name__ == "__main__":

@@ -10,6 +10,8 @@ The CSVs carry every quirk of the real data the loader must handle: 32-character
 first, empty fields for ``No Finding``, quoted multi-category rows, boxes slightly outside the image,
 a study with two LCC images and no LMLO, a study with several series, both MONOCHROME1 and MONOCHROME2,
 multi-valued window tags and rescale tags.
+
+OpenCV and pydicom are imported where they are used, so that ``wsod synth --help`` starts in a fraction of a second.
 """
 
 from __future__ import annotations
@@ -18,11 +20,7 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
-import pydicom
-from pydicom.dataset import FileDataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from wsod_mammo.data.vindr import BREAST_COLUMNS, BREAST_CSV, FINDING_COLUMNS, FINDING_CSV
 
@@ -53,6 +51,8 @@ MASS_RADIUS = (0.04, 0.08)  # mass radius range, as fractions of the image width
 
 
 def _noise(rng: np.random.Generator, height: int, width: int, cells: tuple[int, int]) -> np.ndarray:
+    import cv2
+
     grid = rng.standard_normal(cells).astype(np.float32)
     return cv2.resize(grid, (width, height), interpolation=cv2.INTER_CUBIC)
 
@@ -153,6 +153,9 @@ def write_dicom(path: Path, image: np.ndarray, ids: dict[str, str], laterality: 
     ``style`` varies the encoding: odd -> MONOCHROME1 (inverted stored values); ``style % 3 == 1`` ->
     a rescale intercept of -100; ``style % 2 == 0`` -> multi-valued window tags (the first one applies).
     """
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
     monochrome1, offset = style % 2 == 1, 100 if style % 3 == 1 else 0
     top = MAX_VALUE - offset  # modality values span [0, top]; the window maps them to [0, 1]
     shown = 1.0 - image if monochrome1 else image
@@ -254,6 +257,8 @@ def make_synthetic_dataset(
     n_masses, n_calcs = _assign_findings(rng, images, mass_fraction, calc_fraction)
     chest_wall_mass = int(np.argmax(n_masses > 0)) if n_masses.any() else -1  # its box will leave the image
     box_rows, normal_rows, breast_rows = [], [], []
+    import pydicom
+
     settings = pydicom.config.settings
     old_modes = settings.reading_validation_mode, settings.writing_validation_mode
     settings.reading_validation_mode = settings.writing_validation_mode = pydicom.config.IGNORE  # hex ids: no UIDs

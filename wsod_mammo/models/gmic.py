@@ -56,6 +56,10 @@ class GlobalPass(NamedTuple):
     score: Tensor  # (N, C) what gradient methods differentiate for y_global (its logit or y_global itself)
 
 
+CompileMode = Literal["default", "reduce-overhead", "max-autotune"]
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
+
+
 class GMIC(nn.Module):
     """GMIC for `num_classes` image-level labels on (N, 1, H, W) standardized images (H, W multiples of 64).
 
@@ -65,7 +69,9 @@ class GMIC(nn.Module):
         num_patches: K, the patches selected per image.
         crop_shape: patch size (height, width) in input pixels; must fit in the input.
         post_processing_dim: channels of h_g (the global network's last stage; 256 in GMIC, multiple of 16).
-        compile_networks: wrap the global and local networks with `torch.compile` (state-dict keys unchanged).
+        compile_networks: wrap the global and local networks with `torch.compile` (state-dict keys unchanged):
+            `True` or a mode, `default`, `reduce-overhead` (CUDA graphs: static shapes, the launch-bound step of a
+            fast GPU) or `max-autotune`. Patch selection stays eager (data-dependent indexing).
         gradient_target: what gradient saliency methods differentiate: the target's raw score (`logit`) or its
             probability (`probability`); see the module docstring.
     """
@@ -77,7 +83,7 @@ class GMIC(nn.Module):
         num_patches: int = 6,
         crop_shape: tuple[int, int] = (256, 256),
         post_processing_dim: int = 256,
-        compile_networks: bool = False,
+        compile_networks: bool | CompileMode = False,
         gradient_target: Literal["logit", "probability"] = "logit",
     ) -> None:
         super().__init__()
@@ -103,9 +109,14 @@ class GMIC(nn.Module):
         self.attention_w = nn.Linear(ATTENTION_DIM, 1, bias=False)
         self.classifier = nn.Linear(LOCAL_DIM, num_classes, bias=False)
         self.fusion = nn.Linear(post_processing_dim + LOCAL_DIM, num_classes)
+        if compile_networks not in (False, True, *COMPILE_MODES):
+            raise ValueError(
+                f"GMIC: compile_networks must be a bool or one of {COMPILE_MODES}, found {compile_networks!r}"
+            )
         if compile_networks:
-            self.global_network.compile()
-            self.local_network.compile()
+            mode = "default" if compile_networks is True else compile_networks
+            self.global_network.compile(mode=mode)
+            self.local_network.compile(mode=mode)
 
     @property
     def map_cell0_center(self) -> float:
