@@ -126,8 +126,11 @@ def test_an_unreadable_source_falls_back_to_the_input_frame_and_says_so(
     with caplog.at_level(logging.WARNING):
         fallback = overlay_frame(sample["meta"] | {"path": str(moved)}, image, gt, maps, boxes)
         no_path = overlay_frame(sample["meta"] | {"path": ""}, image, gt, maps, boxes)
+        changed = sample["meta"] | {"geometry": sample["meta"]["geometry"] | {"orig_height": 300}}
+        resized = overlay_frame(changed, image, gt, maps, boxes)  # the file is no longer the size recorded
     assert fallback.image is image and fallback.maps["m"] is maps["m"] and fallback.gt_boxes is gt
-    assert fallback.title("t") == f"t\n{INPUT_FRAME_NOTE}" and no_path.note == INPUT_FRAME_NOTE
+    assert fallback.title("t") == f"t\n{INPUT_FRAME_NOTE}" and no_path.note == resized.note == INPUT_FRAME_NOTE
+    assert "expected a 300 x 160 image" in caplog.text
     assert str(moved) in caplog.text and "file not found" in caplog.text and "without a path" in caplog.text
 
 

@@ -88,18 +88,19 @@ def overlay_frame(
     """One sample's overlay content in its original frame (``meta["path"]`` decoded, ``meta["geometry"]`` undone);
     the input frame (``image (H, W)`` and the rest as given) with a note and a warning when that fails."""
     path = meta.get("path") or "a sample without a path"
+    fallback = OverlayFrame(image, gt_boxes, dict(maps), dict(boxes), INPUT_FRAME_NOTE)
     try:
         if not meta.get("path") or meta.get("geometry") is None:
             raise ValueError("the sample has no source path or no geometry")
         original, _ = read_any(path)
     except Exception as err:  # any decoder's failure: a picture never ends a run
         log.warning("overlay of %s drawn in the model's input frame: %s", path, err)
-        return OverlayFrame(image, gt_boxes, dict(maps), dict(boxes), INPUT_FRAME_NOTE)
+        return fallback
     try:
         return in_original_frame(original, meta["geometry"], gt_boxes, maps, boxes)
     except ValueError as err:  # the file changed since its geometry was recorded
         log.warning("overlay of %s drawn in the model's input frame: %s", path, err)
-        return OverlayFrame(image, gt_boxes, dict(maps), dict(boxes), INPUT_FRAME_NOTE)
+        return fallback
 
 
 def _shrink(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
