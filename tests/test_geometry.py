@@ -14,6 +14,7 @@ from wsod_mammo.data.geometry import (
     breast_bbox,
     clip_boxes,
     make_geometry,
+    map_to_original,
 )
 
 
@@ -94,3 +95,46 @@ def test_clip_boxes_drops_empty() -> None:
     clipped, keep = clip_boxes(boxes, 20, 20)
     np.testing.assert_array_equal(clipped, [[0, 2, 10, 8]])
     assert keep.tolist() == [True, False]
+
+
+def _smooth_image(height: int, width: int) -> np.ndarray:
+    """Smooth, and brighter to the right (a missed flip shows as a ramp of errors)."""
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    return (0.4 + 0.2 * np.sin(x / 23) * np.cos(y / 31) + 0.3 * x / width).astype(np.float32)
+
+
+@pytest.mark.parametrize("out_size", [(120, 90), (600, 400)])  # input frame smaller, larger than the crop
+@pytest.mark.parametrize("resize", ["stretch", "fit"])
+@pytest.mark.parametrize("flip", [False, True])
+def test_map_to_original_inverts_apply_to_image(flip: bool, resize: str, out_size: tuple[int, int]) -> None:
+    geo = Geometry(300, 200, flip, (20, 30, 170, 280), *out_size, resize)
+    image = _smooth_image(300, 200)
+    back = map_to_original(apply_to_image(image, geo), geo.to_dict())
+    assert isinstance(back, np.ndarray) and back.shape == (300, 200) and back.dtype == np.float32
+    x0, x1 = (200 - 170, 200 - 20) if flip else (20, 170)  # the crop box in the unflipped original
+    inside = np.zeros_like(image, bool)
+    inside[30:280, x0:x1] = True
+    assert back[~inside].max() == 0.0  # zero outside the crop box
+    core = (slice(34, 276), slice(x0 + 4, x1 - 4))  # away from the crop's edges, where resampling clamps
+    assert np.abs(back[core] - image[core]).max() < 0.03
+
+
+@pytest.mark.parametrize("out_size", [(120, 90), (600, 400)])
+@pytest.mark.parametrize("resize", ["stretch", "fit"])
+@pytest.mark.parametrize("flip", [False, True])
+def test_a_box_shaped_map_lands_on_boxes_to_original(flip: bool, resize: str, out_size: tuple[int, int]) -> None:
+    geo = Geometry(300, 200, flip, (20, 30, 170, 280), *out_size, resize)
+    inner_h, inner_w = geo.inner_size
+    box = np.array([[0.2 * inner_w, 0.3 * inner_h, 0.6 * inner_w, 0.7 * inner_h]]).round()
+    box[:, [1, 3]] += geo.offset[1]
+    bx0, by0, bx1, by1 = box[0].astype(int)
+    map_hw = torch.zeros(out_size)
+    map_hw[by0:by1, bx0:bx1] = 1.0
+    back = map_to_original(map_hw, geo)
+    assert isinstance(back, torch.Tensor) and back.shape == (300, 200)
+    ys, xs = np.nonzero(back.numpy() >= 0.5)
+    found = np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], np.float64)
+    expected = boxes_to_original(box, geo)[0]
+    assert np.abs(found - expected).max() <= 1.0, (found, expected)
+    with pytest.raises(ValueError, match="map: expected shape"):
+        map_to_original(np.zeros((5, 5)), geo)

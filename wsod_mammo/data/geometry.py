@@ -158,6 +158,34 @@ def apply_to_image(image: np.ndarray, geometry: Geometry | dict[str, Any]) -> np
     return out
 
 
+def map_to_original(
+    map_hw: np.ndarray | torch.Tensor, geometry: Geometry | dict[str, Any]
+) -> np.ndarray | torch.Tensor:
+    """Input-frame ``(out_height, out_width)`` map -> ``(orig_height, orig_width)``: the inverse of ``apply_to_image``.
+
+    The resized crop is taken back out of the frame (``fit``'s padding is dropped), resampled to the crop box
+    (bilinear up, area averaging down, OpenCV's half-pixel centres, so a box-shaped map lands on
+    ``boxes_to_original`` of its box), placed in the crop box of a zero image and un-flipped. Exact up to
+    interpolation; numpy in, numpy out (float32 for integer maps), a tensor gives a CPU tensor.
+    """
+    geo = Geometry.coerce(geometry)
+    array = map_hw.detach().cpu().numpy() if isinstance(map_hw, torch.Tensor) else np.asarray(map_hw)
+    if array.shape != (geo.out_height, geo.out_width):
+        raise ValueError(f"map: expected shape {(geo.out_height, geo.out_width)} from its geometry, got {array.shape}")
+    if array.dtype.kind != "f" or array.dtype == np.float16:
+        array = array.astype(np.float32)
+    (inner_h, inner_w), (x, y) = geo.inner_size, geo.offset
+    x0, y0, x1, y1 = geo.crop
+    grow = (x1 - x0) >= inner_w or (y1 - y0) >= inner_h
+    interpolation = cv2.INTER_LINEAR if grow else cv2.INTER_AREA
+    inner = np.ascontiguousarray(array[y : y + inner_h, x : x + inner_w])
+    out = np.zeros((geo.orig_height, geo.orig_width), array.dtype)
+    out[y0:y1, x0:x1] = cv2.resize(inner, (x1 - x0, y1 - y0), interpolation=interpolation)
+    if geo.flip:
+        out = np.ascontiguousarray(out[:, ::-1])
+    return torch.from_numpy(out) if isinstance(map_hw, torch.Tensor) else out
+
+
 def _as_array(boxes: Boxes) -> tuple[np.ndarray, bool, Any]:
     if isinstance(boxes, torch.Tensor):
         return boxes.detach().cpu().double().numpy().reshape(-1, 4), True, boxes

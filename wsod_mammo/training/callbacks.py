@@ -15,6 +15,7 @@ from torch import Tensor
 from wsod_mammo.detection.boxes import saliency_to_boxes
 from wsod_mammo.detection.metrics import DetectionMetric, DetectionResult
 from wsod_mammo.detection.overlay import method_panels, render_overlay, write_png
+from wsod_mammo.detection.overlay_frame import overlay_frame
 from wsod_mammo.training.run_dir import run_directory
 from wsod_mammo.training.test_report import SUBSETS, table1_intervals, write_test_report
 
@@ -183,7 +184,7 @@ class DetectionMetrics(Callback):
 class SaliencyOverlays(Callback):
     """Saves, for ``num_images`` test images (half with the class, half normal), the image with ground truth and each
     method's heatmap and predicted boxes (at the validated thresholds) side by side, to ``RUN_DIR/overlays`` and
-    W&B."""
+    W&B; drawn on the original image as its source file shows it (see ``overlay_frame``)."""
 
     def __init__(
         self,
@@ -238,7 +239,8 @@ class SaliencyOverlays(Callback):
             }
             kind = "with mass" if len(gt_boxes[i]) else "normal"
             title = f"{image_ids[i][:8]} ({kind}), p(mass) = {float(probabilities[i]):.2f}"
-            picture = render_overlay(images[i, 0], gt_boxes[i], panels, boxes, title)
+            frame = overlay_frame(batch["meta"][picked[i]], images[i, 0], gt_boxes[i], panels, boxes)
+            picture = render_overlay(frame.image, frame.gt_boxes, frame.maps, frame.boxes, frame.title(title))
             path = self._directory / f"{len(self._written):03d}_{image_ids[i]}.png"
             write_png(path, picture)
             self._written.append(path)

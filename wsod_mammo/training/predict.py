@@ -129,15 +129,13 @@ class PredictionWriter(BasePredictionWriter):
         probability: float,
         cell0_center: float | None,
     ) -> Path:
+        from wsod_mammo.detection.overlay_frame import overlay_frame  # local: keeps the change inside this method
+
         size = tuple(batch["image"].shape[-2:])
         title = f"{batch['image_id'][i][:8]} p(mass)={probability:.2f}"
-        picture = render_overlay(
-            batch["image"][i, 0],
-            torch.zeros(0, 4),
-            method_panels({method: saliency[0]}, size, cell0_center),
-            {method: boxes},
-            title,
-        )
+        panels = method_panels({method: saliency[0]}, size, cell0_center)
+        frame = overlay_frame(batch["meta"][i], batch["image"][i, 0], torch.zeros(0, 4), panels, {method: boxes})
+        picture = render_overlay(frame.image, frame.gt_boxes, frame.maps, frame.boxes, frame.title(title))
         path = self.run_dir / "overlays" / f"{batch['image_id'][i]}.png"
         write_png(path, picture)
         return path
