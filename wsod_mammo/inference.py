@@ -213,10 +213,10 @@ class Predictor:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, input_size: tuple[int, int] | None = None, **kwargs: Any) -> Predictor:
-        """From a ``wsod fit`` checkpoint; ``input_size``, ``crop_breast`` and ``resize`` default to what the
-        checkpoint's data used (as ``wsod predict --ckpt_path`` with the run's config does)."""
+        """From a ``wsod fit`` checkpoint; ``input_size``, ``crop_breast`` and ``resize`` default to the input frame
+        the checkpoint was trained in (``input_frame``, as ``wsod predict --ckpt_path`` with the run's config)."""
         checkpoint = read_lightning_checkpoint(path, "checkpoint:")
-        data = checkpoint.get("datamodule_hyper_parameters") or {}
+        data = checkpoint.get("input_frame") or checkpoint.get("datamodule_hyper_parameters") or {}
         size = input_size or data.get("input_size") or PAPER_INPUT_SIZE
         defaults = {key: data[key] for key in ("crop_breast", "resize") if key in data}
         return cls(_module_from_checkpoint(checkpoint, path), tuple(size), **(defaults | kwargs))
