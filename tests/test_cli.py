@@ -22,8 +22,10 @@ from cli_configs import INPUT_SIZE, checkpoint, tiny_config, write_config
 from wsod_mammo.cli import main, resolve_checkpoint
 from wsod_mammo.data.dicom import read_dicom
 from wsod_mammo.data.synthetic import make_synthetic_dataset
+from wsod_mammo.inference import Predictor
 from wsod_mammo.models import GMIC, to_nyu_state_dict
 from wsod_mammo.training.predict import NoReadableInputError
+from wsod_mammo.training.test_report import checkpoint_record
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -118,18 +120,28 @@ def test_predict_reports_unreadable_files_and_still_predicts_the_rest(trained: P
             assert 0 <= box["xmin"] < box["xmax"] <= 160 and 0 <= box["ymin"] < box["ymax"] <= 256
 
 
+def _png_of(dicom: Path, path: Path) -> Path:
+    """The DICOM's pixels as a 16-bit PNG (12-bit values, as NYU's), so a PNG and a DICOM hold one mammogram."""
+    cv2.imwrite(str(path), np.round(read_dicom(dicom)[0] * 4095).astype(np.uint16))
+    return path
+
+
+def _nyu_legacy_file(path: Path) -> Path:
+    """An NYU-layout file as nyukat/GMIC ships them: legacy (non-zip) format with the unused extra key."""
+    torch.manual_seed(0)
+    state = to_nyu_state_dict(GMIC(num_classes=2)) | {"shared_rep_filter.weight": torch.zeros(1024, 1024)}
+    torch.save(state, path, _use_new_zipfile_serialization=False)
+    return path
+
+
 def test_predict_from_nyu_weights_without_a_checkpoint_on_png_and_dicom(tmp_path: Path, data_root: Path) -> None:
     """`--model.init_from_nyu` alone (no --ckpt_path): NYU's two heads predict; an all-unreadable input fails."""
-    torch.manual_seed(0)
-    nyu = tmp_path / "sample_model_1.p"
-    state = to_nyu_state_dict(GMIC(num_classes=2)) | {"shared_rep_filter.weight": torch.zeros(1024, 1024)}
-    torch.save(state, nyu, _use_new_zipfile_serialization=False)
+    nyu = _nyu_legacy_file(tmp_path / "sample_model_1.p")
     config = tiny_config(tmp_path, data_root)
     config["model"]["init_args"]["model"]["init_args"]["num_classes"] = 2
     path = write_config(tmp_path / "config.yaml", config)
     dicom = sorted((data_root / "images").glob("*/*.dicom"))[0]
-    png = tmp_path / "scan.png"
-    cv2.imwrite(str(png), np.round(read_dicom(dicom)[0] * 4095).astype(np.uint16))
+    png = _png_of(dicom, tmp_path / "scan.png")
     args = ["predict", "--config", str(path), "--model.init_from_nyu", str(nyu)]
     main([*args, "--data.predict_paths", f"[{dicom}, {png}]"])
     (run,) = (tmp_path / "predictions").glob("*/predictions.json")
@@ -145,6 +157,63 @@ def test_predict_from_nyu_weights_without_a_checkpoint_on_png_and_dicom(tmp_path
             main([*args[:-1], str(tmp_path / "notes.txt"), "--data.predict_paths", f"[{png}]"])
     finally:  # a run that failed in this process leaves its W&B run open; later tests must start their own
         wandb.finish()
+
+
+def test_predict_cli_and_python_api_agree_on_dicom_and_png(tmp_path: Path, trained: Path, data_root: Path) -> None:
+    """`wsod predict --ckpt_path` and `Predictor.from_checkpoint` of that checkpoint give the same probabilities and
+    boxes (one code path from outputs to Predictions; they differ only in where the image is standardized)."""
+    best = checkpoint(trained, "best")
+    dicoms = sorted((data_root / "images").glob("*/*.dicom"))
+    files = [dicoms[0], _png_of(dicoms[1], tmp_path / "scan.png"), dicoms[2]]
+    config = write_config(tmp_path / "c.yaml", tiny_config(tmp_path, data_root))
+    main(
+        [
+            "predict",
+            "--config",
+            str(config),
+            "--ckpt_path",
+            str(best),
+            "--data.predict_paths",
+            f"{[str(f) for f in files]}",
+        ]
+    )
+    (run,) = (tmp_path / "predictions").glob("*/predictions.json")
+    records = {r["path"]: r for r in json.loads(run.read_text())}
+    results = Predictor.from_checkpoint(best)(files, batch_size=2)
+    assert len(records) == len(results) == 3 and sum(len(r.boxes) for r in results) > 0
+    for result in results:
+        record = records[result.source]
+        assert (record["laterality"], record["laterality_source"]) == (result.laterality, result.laterality_source)
+        assert record["threshold"] == result.threshold and record["method"] == result.method == "gradcampp"
+        assert record["probability"] == pytest.approx(result.probability, abs=1e-5)
+        boxes = [[b["xmin"], b["ymin"], b["xmax"], b["ymax"]] for b in record["boxes"]]
+        np.testing.assert_allclose(np.array(boxes).reshape(-1, 4), result.boxes, atol=1e-3, rtol=0)
+        np.testing.assert_allclose([b["score"] for b in record["boxes"]], result.scores, atol=1e-5, rtol=0)
+
+
+def test_test_from_nyu_weights_without_a_checkpoint_reports_the_nyu_file(
+    tmp_path: Path, data_root: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`wsod test --model.init_from_nyu` alone evaluates NYU's weights as they are: Table I, the Table II row, and a
+    report that names the NYU file (path and sha256) as what was evaluated."""
+    nyu = _nyu_legacy_file(tmp_path / "sample_model_1.p")
+    config = tiny_config(tmp_path, data_root, classes=["Mass", "Suspicious Calcification"])
+    config["model"]["init_args"]["model"]["init_args"]["num_classes"] = 2
+    with caplog.at_level("INFO"):
+        main(["test", "--config", str(write_config(tmp_path / "c.yaml", config)), "--model.init_from_nyu", str(nyu)])
+    assert f"Initialized GMIC from {nyu}" in caplog.text
+    (report,) = list((tmp_path / "runs").glob("**/detection.json"))
+    run = report.parent
+    for name in ("table1.md", "table1.csv", "table2_row.md", "table2_row.csv"):
+        assert (run / name).stat().st_size > 0, name
+    with open(run / "table2_row.csv") as handle:
+        (row,) = list(csv.DictReader(handle))
+    assert all("@" in row[m] for m in ("cam", "gradcam", "gradcampp", "xgradcam", "layercam"))
+    summary = json.loads(report.read_text())
+    assert summary["weights"] == "NYU weights"
+    assert summary["checkpoint"] == checkpoint_record(nyu) and summary["checkpoint"]["path"] == str(nyu.resolve())
+    assert len(summary["checkpoint"]["sha256"]) == 64
+    assert [r["head"] for r in csv.DictReader(open(run / "table1.csv"))] == ["global", "local", "fusion"]
 
 
 def test_print_config_for_every_yaml_under_configs(capsys: pytest.CaptureFixture[str]) -> None:
@@ -332,11 +401,13 @@ def test_fp16_on_cpu_is_refused_before_training(tmp_path: Path, data_root: Path)
 
 
 # -------------------------------------------------------------------------------------------------- DDP
-def _wsod(*args: str, cwd: Path) -> None:
+def _wsod(*args: str, cwd: Path, check: bool = True, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Runs the `wsod` console script (a hang past ``timeout`` fails the test); ``check``: exit status 0."""
     script = Path(sys.executable).with_name("wsod")
     env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
-    result = subprocess.run([str(script), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    result = subprocess.run([str(script), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0 or not check, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
 
 
 def _validate_metrics(directory: Path) -> dict[str, float]:
@@ -404,3 +475,29 @@ def test_ddp_test_on_an_uneven_count_with_repeats_equals_one_process(tmp_path: P
             other = two[subset][method]
             figures.pop("num_samples"), other.pop("num_samples")
             assert figures == other, (subset, method)
+
+
+def test_ddp_predict_of_only_unreadable_files_writes_every_reason_and_exits_non_zero(
+    tmp_path: Path, trained: Path, data_root: Path
+) -> None:
+    """3 unreadable files (text, empty, truncated DICOM) on 2 processes (2 + 1): every rank decides alike, the
+    per-rank CSVs hold every file's reason, the run exits non-zero and its message names those CSVs."""
+    text, empty, truncated = tmp_path / "notes.txt", tmp_path / "empty.dcm", tmp_path / "truncated.dcm"
+    text.write_text("not an image")
+    empty.write_bytes(b"")
+    truncated.write_bytes(sorted((data_root / "images").glob("*/*.dicom"))[0].read_bytes()[:400])
+    settings = tiny_config(tmp_path, data_root)
+    settings["trainer"] |= {"devices": 2, "strategy": "ddp"}
+    config = write_config(tmp_path / "ddp.yaml", settings)
+    args = ["predict", "--config", str(config), "--ckpt_path", str(checkpoint(trained, "best"))]
+    paths = f"[{text}, {empty}, {truncated}]"
+    result = _wsod(*args, "--data.predict_paths", paths, cwd=tmp_path, check=False, timeout=240)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output[-3000:]
+    (run,) = {p.parent for p in (tmp_path / "predictions").glob("*/predictions.rank*.csv")}
+    rows = [row for rank in (0, 1) for row in csv.DictReader(open(run / f"predictions.rank{rank}.csv"))]
+    reasons = {row["path"]: row["error"] for row in rows}
+    assert sorted(reasons) == sorted(map(str, (text, empty, truncated))) and len(rows) == 3
+    assert all(reason.startswith(path) and len(reason) > len(path) + 2 for path, reason in reasons.items())
+    assert "none of the 3 input(s) could be read" in output
+    assert f"the reasons are in {run / 'predictions.rank0.csv'}, {run / 'predictions.rank1.csv'}" in output

@@ -12,8 +12,9 @@ import torch
 
 from wsod_mammo.cli import check_checkpoint
 from wsod_mammo.data.dicom import read_dicom
+from wsod_mammo.data.geometry import Geometry
 from wsod_mammo.data.vindr import load_records
-from wsod_mammo.inference import Predictor, nyu_to_checkpoint
+from wsod_mammo.inference import Loaded, Predictor, nyu_to_checkpoint, predictions_from_outputs
 from wsod_mammo.models import GMIC, to_nyu_state_dict
 
 SIZE = (256, 192)
@@ -84,3 +85,41 @@ def test_bad_inputs_name_what_is_wrong(predictor: Predictor, tmp_path: Path) -> 
         predictor(np.full((64, 32), 3.0, np.float32))
     with pytest.raises(ValueError, match="laterality: expected 'L', 'R' or None"):
         predictor(np.zeros((64, 32), np.uint8), laterality="left")
+
+
+def test_batches_equal_single_inputs_and_unreadable_inputs_can_be_reported(
+    predictor: Predictor, synthetic_root: Path, tmp_path: Path
+) -> None:
+    """``errors="report"`` (what ``wsod predict`` does): an unreadable input is a Prediction naming its error, in its
+    place; the others get what they get one at a time."""
+    paths = [r.path for r in load_records(synthetic_root)[:3]]
+    notes = tmp_path / "notes.txt"
+    notes.write_text("hello")
+    batched = predictor([paths[0], notes, paths[1], paths[2]], batch_size=3, errors="report", threshold=0.3)
+    failed = batched.pop(1)
+    assert failed.error.startswith(f"{notes}: neither a DICOM") and failed.geometry is None
+    assert np.isnan(failed.probability) and failed.boxes.shape == (0, 4) and failed.maps == {}
+    single = predictor(paths, threshold=0.3)
+    assert [p.source for p in batched] == [p.source for p in single] == [str(p) for p in paths]
+    assert sum(len(p.boxes) for p in single) > 0
+    for a, b in zip(batched, single, strict=True):
+        assert a.error is None and a.method == b.method == "gradcampp" and a.threshold == 0.3
+        np.testing.assert_allclose(a.probabilities, b.probabilities, atol=1e-5, rtol=0)
+        np.testing.assert_allclose(a.boxes, b.boxes, atol=1e-3, rtol=0)
+        np.testing.assert_allclose(a.scores, b.scores, atol=1e-5, rtol=0)
+    cut = float(np.median(np.concatenate([p.scores for p in single])))
+    kept = predictor(paths, threshold=0.3, min_score=cut)
+    for a, b in zip(kept, single, strict=True):
+        np.testing.assert_array_equal(a.scores, b.scores[b.scores >= cut])
+        np.testing.assert_array_equal(a.boxes, b.boxes[b.scores >= cut])
+
+
+def test_predictions_from_outputs_names_a_bad_method_or_class() -> None:
+    probabilities, maps = torch.full((1, 2), 0.5), {"cam": torch.rand(1, 2, 4, 3)}
+    loaded = [Loaded("x", Geometry(256, 192, False, (0, 0, 192, 256), 256, 192), "L", "given")]
+    with pytest.raises(ValueError, match="method: 'gradcam' is not among the maps computed"):
+        predictions_from_outputs(probabilities, maps, loaded, "gradcam", 0.5, SIZE)
+    with pytest.raises(ValueError, match="class_index: expected 0..1, found 2"):
+        predictions_from_outputs(probabilities, maps, loaded, "cam", 0.5, SIZE, class_index=2)
+    (result,) = predictions_from_outputs(probabilities, maps, loaded, "cam", 0.5, SIZE, class_index=1)
+    assert result.probability == 0.5 and result.maps["cam"].shape == (2, 4, 3) and result.geometry.orig_width == 192

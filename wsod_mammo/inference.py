@@ -6,9 +6,9 @@
     result.probabilities, result.boxes, result.scores                # boxes: (M, 4) xyxy in the ORIGINAL pixels
     result.maps["cam"]                                               # (C, h, w) saliency map of each method
 
-Every output is in the original image's pixel frame (flip, breast crop and resize undone by ``geometry``);
-``wsod predict`` writes its boxes with the same ``detections_in_original``. Weights are read with
-``weights_only=True`` only.
+Every output is in the original image's pixel frame (flip, breast crop and resize undone by ``geometry``).
+``wsod predict`` is a thin layer on this module: its writer turns each batch's outputs into ``Prediction``s with the
+same ``predictions_from_outputs`` and only serializes them. Weights are read with ``weights_only=True`` only.
 """
 
 from __future__ import annotations
@@ -17,12 +17,13 @@ import importlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from wsod_mammo.data.dicom import describe_failure
 from wsod_mammo.data.geometry import Geometry, boxes_to_original
 from wsod_mammo.data.images import load_any
 from wsod_mammo.data.transforms import standardize_batch
@@ -52,17 +53,88 @@ def detections_in_original(
 
 @dataclass
 class Prediction:
-    """What the model says about one image; boxes in the original image's pixel frame."""
+    """What the model says about one image; boxes in the original image's pixel frame.
+
+    An input that could not be read (``errors="report"``, and every unreadable file of ``wsod predict``) is a
+    Prediction whose ``error`` says ``"<path>: <reason>"``, with empty outputs and no geometry.
+    """
 
     source: str  # the path, or "array <i>"
     probabilities: np.ndarray  # (C,) y_fusion
-    boxes: np.ndarray  # (M, 4) xyxy, original pixels, from the `box_method` map of class `class_index`
+    boxes: np.ndarray  # (M, 4) xyxy, original pixels, from the `method` map of class `class_index`
     scores: np.ndarray  # (M,)
     maps: dict[str, np.ndarray]  # method -> (C, h, w), non-negative, un-normalized
     laterality: str
-    laterality_source: str  # "dicom", "given" or "inferred"
-    geometry: Geometry
+    laterality_source: str | None  # "dicom", "given" or "inferred" (None for an unreadable input)
+    geometry: Geometry | None
+    method: str = ""  # the map the boxes come from
+    threshold: float = 0.5  # its binarization threshold (on the min-max normalized map)
+    class_index: int = 0  # the class of the boxes
+    input_boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))  # (M, 4) the model's frame
+    error: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def probability(self) -> float:
+        """The probability of ``class_index`` (NaN for an unreadable input)."""
+        return float(self.probabilities[self.class_index]) if self.error is None else float("nan")
+
+    @classmethod
+    def failed(cls, source: str, error: str) -> Prediction:
+        """The Prediction of an input that could not be read: ``error`` says why, every output is empty."""
+        empty = np.zeros((0, 4), np.float32)
+        return cls(source, np.zeros(0, np.float32), empty, np.zeros(0, np.float32), {}, "", None, None, error=error)
+
+
+class Loaded(NamedTuple):
+    """One input as the model saw it: where it came from and how it was brought to the input frame."""
+
+    source: str
+    geometry: Geometry | dict[str, Any]
+    laterality: str
+    laterality_source: str | None
+
+
+def predictions_from_outputs(
+    probabilities: Tensor,
+    maps: dict[str, Tensor],
+    inputs: Sequence[Loaded],
+    method: str,
+    threshold: float,
+    input_size: tuple[int, int],
+    class_index: int = 0,
+    cell0_center: float | None = None,
+    min_score: float = 0.0,
+) -> list[Prediction]:
+    """A batch's model outputs -> one ``Prediction`` per input (the one path of ``Predictor`` and ``wsod predict``).
+
+    Args:
+        probabilities: ``(N, C)`` y_fusion.
+        maps: method -> ``(N, C, h, w)`` saliency maps; the boxes come from ``maps[method]`` of ``class_index``.
+        inputs: per image its source and geometry (input frame ``input_size`` -> original pixels).
+        threshold: binarization threshold of the min-max normalized map (see ``saliency_to_boxes``).
+        cell0_center: where the map's first cell sits (``map_placement``; None: plain resizing).
+        min_score: boxes scoring below it are left out.
+    """
+    if method not in maps:
+        raise ValueError(f"method: {method!r} is not among the maps computed ({sorted(maps)})")
+    if not 0 <= class_index < probabilities.shape[1]:
+        raise ValueError(f"class_index: expected 0..{probabilities.shape[1] - 1}, found {class_index}")
+    probabilities = probabilities.detach().float().cpu()
+    maps = {name: value.detach().float().cpu() for name, value in maps.items()}
+    out = []
+    for i, loaded in enumerate(inputs):
+        saliency, probability = maps[method][i : i + 1, class_index], probabilities[i : i + 1, class_index]
+        found = detections_in_original(saliency, input_size, threshold, probability, loaded.geometry, cell0_center)
+        keep = found[1] >= min_score
+        boxes, scores, original = (t[keep].numpy() for t in found)
+        out.append(Prediction(
+            source=loaded.source, probabilities=probabilities[i].numpy().copy(), boxes=original, scores=scores,
+            maps={name: value[i].numpy().copy() for name, value in maps.items()}, laterality=loaded.laterality,
+            laterality_source=loaded.laterality_source, geometry=Geometry.coerce(loaded.geometry), method=method,
+            threshold=float(threshold), class_index=class_index, input_boxes=boxes,
+        ))  # fmt: skip
+    return out
 
 
 def _instantiate(config: Any) -> Any:
@@ -141,11 +213,13 @@ class Predictor:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, input_size: tuple[int, int] | None = None, **kwargs: Any) -> Predictor:
-        """From a ``wsod fit`` checkpoint; ``input_size`` defaults to the size the checkpoint's data used."""
+        """From a ``wsod fit`` checkpoint; ``input_size``, ``crop_breast`` and ``resize`` default to the input frame
+        the checkpoint was trained in (``input_frame``, as ``wsod predict --ckpt_path`` with the run's config)."""
         checkpoint = read_lightning_checkpoint(path, "checkpoint:")
-        checkpoint_size = (checkpoint.get("datamodule_hyper_parameters") or {}).get("input_size")
-        size = input_size or checkpoint_size or PAPER_INPUT_SIZE
-        return cls(_module_from_checkpoint(checkpoint, path), tuple(size), **kwargs)
+        data = checkpoint.get("input_frame") or checkpoint.get("datamodule_hyper_parameters") or {}
+        size = input_size or data.get("input_size") or PAPER_INPUT_SIZE
+        defaults = {key: data[key] for key in ("crop_breast", "resize") if key in data}
+        return cls(_module_from_checkpoint(checkpoint, path), tuple(size), **(defaults | kwargs))
 
     @classmethod
     def from_nyu(
@@ -165,6 +239,9 @@ class Predictor:
         methods: Sequence[str] | None = None,
         class_index: int = 0,
         threshold: float | None = None,
+        min_score: float = 0.0,
+        batch_size: int = 1,
+        errors: Literal["raise", "report"] = "raise",
     ) -> list[Prediction]:
         """Classify and localize each input.
 
@@ -176,34 +253,55 @@ class Predictor:
                 come from the first.
             class_index: the class whose boxes are returned.
             threshold: binarization threshold of the normalized map (default: the checkpoint's validated one, 0.5).
+            min_score: boxes scoring below it are left out.
+            batch_size: inputs per forward pass.
+            errors: ``raise`` a ValueError naming an input that cannot be read, or ``report`` it as a Prediction
+                whose ``error`` says why (what ``wsod predict`` does), keeping the other inputs' results.
         """
         items = [inputs] if isinstance(inputs, str | Path | np.ndarray) else list(inputs)
         sides = list(laterality) if isinstance(laterality, list | tuple) else [laterality] * len(items)
         if len(sides) != len(items):
             raise ValueError(f"laterality: expected one per input ({len(items)}), found {len(sides)}")
+        if errors not in ("raise", "report") or batch_size < 1:
+            raise ValueError(f"errors: expected 'raise' or 'report', batch_size >= 1; found {errors!r}, {batch_size}")
         names = list(methods or [self.module.predict_saliency])
-        pairs = enumerate(zip(items, sides, strict=True))
-        return [self._one(item, side, names, class_index, threshold, i) for i, (item, side) in pairs]
+        cut = threshold if threshold is not None else self.module.detection_thresholds.get(names[0], 0.5)
+        loaded = [self._load(item, side, i, errors) for i, (item, side) in enumerate(zip(items, sides, strict=True))]
+        out: list[Prediction] = []
+        for start in range(0, len(loaded), batch_size):
+            chunk = loaded[start : start + batch_size]
+            readable = [(image, info) for image, info in chunk if image is not None]
+            made = iter(self._predict(readable, names, cut, class_index, min_score) if readable else [])
+            out += [next(made) if image is not None else info for image, info in chunk]
+        return out
 
-    def _one(self, item: Input, side: str | None, methods: list[str], class_index: int, threshold: float | None,
-             index: int) -> Prediction:  # fmt: skip
-        image, geometry, side_out, side_source = load_any(item, self.input_size, side, self.crop_breast, self.resize)
-        x = standardize_batch(torch.from_numpy(image)[None, None].to(self.device))
+    def _load(
+        self, item: Input, side: str | None, index: int, errors: str
+    ) -> tuple[np.ndarray, Loaded] | tuple[None, Prediction]:
+        """One input -> its input-frame image and ``Loaded``; unreadable with ``errors="report"``: its Prediction."""
+        source = str(item) if not isinstance(item, np.ndarray) else f"array {index}"
+        try:
+            image, geometry, side_out, side_source = load_any(
+                item, self.input_size, side, self.crop_breast, self.resize
+            )
+        except Exception as err:  # with errors="report" no input may cost the others their results
+            if errors == "raise":
+                raise
+            return None, Prediction.failed(source, describe_failure(source, err))
+        return image, Loaded(source, geometry, side_out, side_source)
+
+    def _predict(
+        self, readable: list[tuple[np.ndarray, Loaded]], methods: list[str], threshold: float, class_index: int,
+        min_score: float,
+    ) -> list[Prediction]:  # fmt: skip
+        images = torch.stack([torch.from_numpy(image) for image, _ in readable])[:, None]  # (N, 1, H, W)
+        x = standardize_batch(images.to(self.device))
         output, maps = self.module.evaluate(x, methods)
-        cut = threshold if threshold is not None else self.module.detection_thresholds.get(methods[0], 0.5)
-        probability = output.y_fusion[:, class_index].float().cpu()
-        saliency = maps[methods[0]][:, class_index].float().cpu()  # (1, h, w)
-        _, scores, boxes = detections_in_original(saliency, self.input_size, cut, probability, geometry)
-        return Prediction(
-            source=str(item) if not isinstance(item, np.ndarray) else f"array {index}",
-            probabilities=output.y_fusion[0].float().cpu().numpy(),
-            boxes=boxes.numpy(),
-            scores=scores.numpy(),
-            maps={name: value[0].float().cpu().numpy() for name, value in maps.items()},
-            laterality=side_out,
-            laterality_source=side_source,
-            geometry=geometry,
-        )
+        infos = [info for _, info in readable]
+        args = (methods[0], threshold, self.input_size, class_index, None, min_score)
+        return predictions_from_outputs(output.y_fusion, maps, infos, *args)
 
 
-__all__ = ["Prediction", "Predictor", "detections_in_original", "nyu_to_checkpoint"]
+__all__ = [
+    "Loaded", "Prediction", "Predictor", "detections_in_original", "nyu_to_checkpoint", "predictions_from_outputs",
+]  # fmt: skip

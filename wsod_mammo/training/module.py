@@ -86,6 +86,9 @@ class GMICLitModule(LightningModule):
         self.beta = beta
         self.init_from_nyu = init_from_nyu
         self._nyu_loaded = False
+        # The NYU file whose weights the module holds as they are (test/validate/predict with no --ckpt_path), for
+        # the test report's record of what it evaluated; None once training has changed them.
+        self.nyu_weights_as_is: str | None = None
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.scheduler_monitor = scheduler_monitor
@@ -124,6 +127,10 @@ class GMICLitModule(LightningModule):
             state = load_nyu_checkpoint(self.init_from_nyu, option="model.init_from_nyu")
             fresh = load_nyu_state_dict(self.model, state, source=source)
             log.info("Initialized GMIC from %s; freshly initialized: %s", self.init_from_nyu, fresh or "none")
+            self.nyu_weights_as_is = None if stage == "fit" else str(self.init_from_nyu)
+
+    def on_train_start(self) -> None:
+        self.nyu_weights_as_is = None  # trained from here on (a fit after a test in one process)
 
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory(self.parameters())
@@ -225,6 +232,13 @@ class GMICLitModule(LightningModule):
     # ------------------------------------------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["detection_thresholds"] = dict(self.detection_thresholds)
+        data = self.trainer.datamodule if self._trainer is not None else None
+        if data is not None and hasattr(data, "input_size"):  # the input frame the weights were trained in, for
+            checkpoint["input_frame"] = {  # Predictor.from_checkpoint to bring images to it as `wsod predict` does
+                "input_size": list(data.input_size),
+                "crop_breast": bool(getattr(data, "crop_breast", True)),
+                "resize": str(getattr(data, "resize", "stretch")),
+            }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.detection_thresholds = dict(checkpoint.get("detection_thresholds", {}))

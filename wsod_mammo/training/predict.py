@@ -1,8 +1,9 @@
 """``wsod predict`` output: per image the mass probability, scored boxes in DICOM pixels, and an overlay PNG.
 
 Each run writes into its own folder ``<output_dir>/<YYYYmmdd-HHMMSS>`` (``-2``, ``-3``... if taken), so overlays of
-an earlier run never mix with new rows. Boxes come from ``inference.detections_in_original``, the same function the
-Python API uses.
+an earlier run never mix with new rows. The writer is a thin layer on the Python API: each batch's outputs become
+``inference.Prediction``s through ``inference.predictions_from_outputs`` (the path ``Predictor`` takes), and the
+writer only serializes them (CSV, JSON, overlays).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import BasePredictionWriter
 
 from wsod_mammo.detection.overlay import method_panels, render_overlay, write_png
-from wsod_mammo.inference import detections_in_original
+from wsod_mammo.inference import Loaded, Prediction, predictions_from_outputs
 from wsod_mammo.training.callbacks import Alignment, map_placement
 
 log = logging.getLogger(__name__)
@@ -87,35 +88,16 @@ class PredictionWriter(BasePredictionWriter):
     def write_on_batch_end(
         self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx=0
     ) -> None:
-        size = tuple(batch["image"].shape[-2:])
-        for i, meta in enumerate(batch["meta"]):
-            record: dict[str, Any] = {"image_id": batch["image_id"][i], "path": meta.get("path", "")}
-            if meta.get("error"):
-                record["error"] = meta["error"]
-                log.error("predict: %s", meta["error"])
-                self._records.append(record)
-                continue
-            probability = prediction["probabilities"][i : i + 1, self.class_index]
-            saliency = prediction["maps"][i : i + 1, self.class_index]  # (1, h, w)
-            cell0 = map_placement(pl_module, self.alignment) if pl_module is not None else None
-            threshold = prediction["threshold"]
-            detections = detections_in_original(saliency, size, threshold, probability, meta["geometry"], cell0)
-            boxes, scores, original = _above(detections, self.min_score)
-            record |= {
-                "laterality": meta.get("laterality"),
-                "laterality_source": meta.get("laterality_source"),
-                "view": meta.get("view"),
-                "probability": float(probability),
-                "method": prediction["method"],
-                "threshold": float(prediction["threshold"]),
-                "boxes": [
-                    {"xmin": b[0], "ymin": b[1], "xmax": b[2], "ymax": b[3], "score": s}
-                    for b, s in zip(original.tolist(), scores.tolist(), strict=True)
-                ],
-            }
-            if self.overlays:
-                method, probability_value = prediction["method"], record["probability"]
-                overlay = self._write_overlay(batch, i, saliency, (boxes, scores), method, probability_value, cell0)
+        cell0 = map_placement(pl_module, self.alignment) if pl_module is not None else None
+        results = batch_predictions(prediction, batch, self.class_index, cell0, self.min_score)
+        for i, result in enumerate(results):
+            record = prediction_record(result, batch["image_id"][i], batch["meta"][i].get("view"))
+            if result.error:
+                log.error("predict: %s", result.error)
+            elif self.overlays:
+                saliency = torch.from_numpy(result.maps[result.method][result.class_index][None])  # (1, h, w)
+                boxes = (torch.from_numpy(result.input_boxes), torch.from_numpy(result.scores))
+                overlay = self._write_overlay(batch, i, saliency, boxes, result.method, record["probability"], cell0)
                 record["overlay"] = str(overlay)
             self._records.append(record)
 
@@ -153,21 +135,63 @@ class PredictionWriter(BasePredictionWriter):
                 writer.writerow(row)
         failed = sum(1 for r in self._records if r.get("error"))
         log.info("predictions for %d images (%d unreadable) in %s", len(self._records), failed, self.run_dir)
-        readable = len(self._records) - failed
+        readable, where = len(self._records) - failed, str(csv_path)
         if trainer.world_size > 1:  # every rank decides alike (a rank raising alone would leave the others waiting)
-            count = torch.tensor(float(readable), device=trainer.strategy.root_device)
-            readable = int(trainer.strategy.reduce(count, reduce_op="sum"))
+            counts = torch.tensor([float(readable), float(failed)], device=trainer.strategy.root_device)
+            readable, failed = (int(v) for v in trainer.strategy.reduce(counts, reduce_op="sum").tolist())
+            where = ", ".join(str(self.run_dir / f"predictions.rank{r}.csv") for r in range(trainer.world_size))
         if failed and readable == 0:
             raise NoReadableInputError(
-                f"predict: none of the {failed} input(s) could be read; the reasons are in {csv_path}"
+                f"predict: none of the {failed} input(s) could be read; the reasons are in {where}"
             )
 
 
-def _above(detections: tuple[torch.Tensor, torch.Tensor, torch.Tensor], min_score: float):
-    """(input-frame boxes, scores, original-frame boxes) of the boxes scoring at least ``min_score``."""
-    boxes, scores, original = detections
-    keep = scores >= min_score
-    return boxes[keep], scores[keep], original[keep]
+def batch_predictions(
+    prediction: dict[str, Any],
+    batch: dict[str, Any],
+    class_index: int = 0,
+    cell0_center: float | None = None,
+    min_score: float = 0.0,
+) -> list[Prediction]:
+    """``predict_step``'s outputs (``method``, ``threshold``, ``probabilities (N, C)``, ``maps (N, C, h, w)``) and
+    its batch -> one ``Prediction`` per sample, in order; a sample that could not be read is ``Prediction.failed``
+    with its ``meta["error"]``."""
+    metas = batch["meta"]
+    readable = [i for i, meta in enumerate(metas) if not meta.get("error")]
+    inputs = [
+        Loaded(
+            metas[i].get("path", ""),
+            metas[i]["geometry"],
+            metas[i].get("laterality"),
+            metas[i].get("laterality_source"),
+        )
+        for i in readable
+    ]
+    rows = torch.tensor(readable, dtype=torch.long, device=prediction["probabilities"].device)
+    maps = {prediction["method"]: prediction["maps"][rows]}
+    size = tuple(batch["image"].shape[-2:])
+    args = (prediction["method"], prediction["threshold"], size, class_index, cell0_center, min_score)
+    made = iter(predictions_from_outputs(prediction["probabilities"][rows], maps, inputs, *args))
+    return [Prediction.failed(m.get("path", ""), m["error"]) if m.get("error") else next(made) for m in metas]
+
+
+def prediction_record(result: Prediction, image_id: str, view: str | None) -> dict[str, Any]:
+    """One image's ``predictions.json`` record (an unreadable input's: ``image_id``, ``path`` and ``error``)."""
+    record: dict[str, Any] = {"image_id": image_id, "path": result.source}
+    if result.error:
+        return record | {"error": result.error}
+    return record | {
+        "laterality": result.laterality,
+        "laterality_source": result.laterality_source,
+        "view": view,
+        "probability": result.probability,
+        "method": result.method,
+        "threshold": result.threshold,
+        "boxes": [
+            {"xmin": b[0], "ymin": b[1], "xmax": b[2], "ymax": b[3], "score": s}
+            for b, s in zip(result.boxes.tolist(), result.scores.tolist(), strict=True)
+        ],
+    }
 
 
 def _csv_rows(records: list[dict[str, Any]]):

@@ -172,7 +172,7 @@ def write_test_report(
     (directory / "table1_ci.csv").write_text(csv_text(["head", "figure", "value", "low", "high"], t1_rows))
     summary: dict[str, Any] = {
         "train_saliency": train_method,
-        "checkpoint": checkpoint_record(trainer.ckpt_path),
+        **evaluated_weights(trainer, pl_module),
         "operating_point": OPERATING_POINT.format(budget=fppi_budget),
         "bootstrap": {"resamples": 1000, "seed": seed, "level": 0.95, "stratified_by": "class"},
         "table1": table1_rows,
@@ -199,8 +199,19 @@ def write_test_report(
     (directory / IMAGES_FILE).write_text(json.dumps({"fppi_budget": fppi_budget, "subsets": records}))
     _log_to_wandb(trainer, directory, summary, ci_rows)
     checkpoint = summary["checkpoint"]
-    log.info("evaluated %s (sha256 %s)\n%s", checkpoint["path"], checkpoint["sha256"], "\n".join(printed))
+    what = f"{summary['weights']} {checkpoint['path']} (sha256 {checkpoint['sha256']})"
+    log.info("evaluated %s\n%s", what if checkpoint["path"] else summary["weights"], "\n".join(printed))
     log.info("test report (tables, intervals, detection.json, FROC plots) written to %s", directory)
+
+
+def evaluated_weights(trainer: Trainer, pl_module: LightningModule) -> dict[str, Any]:
+    """What a test evaluated: ``weights`` (``checkpoint``, ``NYU weights`` as they are, or ``weights in memory``
+    after a fit in the same process) and ``checkpoint``, the file's ``{"path", "sha256"}`` (both None in memory)."""
+    nyu = None if trainer.ckpt_path else getattr(pl_module, "nyu_weights_as_is", None)
+    if nyu:
+        return {"weights": "NYU weights", "checkpoint": checkpoint_record(nyu)}
+    kind = "checkpoint" if trainer.ckpt_path else "weights in memory"
+    return {"weights": kind, "checkpoint": checkpoint_record(trainer.ckpt_path)}
 
 
 def checkpoint_record(path: str | Path | None) -> dict[str, Any]:
@@ -218,7 +229,8 @@ def _log_to_wandb(trainer: Trainer, directory: Path, summary: dict[str, Any], ci
     for logger in trainer.loggers:
         if not isinstance(logger, WandbLogger):
             continue
-        logger.experiment.config.update({"evaluated_checkpoint": summary["checkpoint"]}, allow_val_change=True)
+        evaluated = {"evaluated_checkpoint": summary["checkpoint"], "evaluated_weights": summary["weights"]}
+        logger.experiment.config.update(evaluated, allow_val_change=True)
         rows = [[head] + list(values.values()) for head, values in summary["table1"].items()]
         logger.log_table("test/table1", columns=["head", "accuracy", "auc", "tpr", "tnr"], data=rows)
         t1 = [
