@@ -27,7 +27,10 @@ def test_cache_matches_dicom_decoding(synthetic_root: Path, tmp_path: Path) -> N
     assert set(manifest["images"]) <= set(records) and len(manifest["images"]) >= 12
     for image_id, entry in list(manifest["images"].items())[:4]:
         cached = prep.read_cached(tmp_path / entry["file"])
-        decoded, geometry, _ = prep.load_input_image(records[image_id].path, records[image_id].laterality, SIZE)
+        decoded, geometry, _, padding = prep.load_input_image(
+            records[image_id].path, records[image_id].laterality, SIZE
+        )
+        assert padding is None and "padding" not in entry  # the synthetic DICOMs have no padding
         assert cached.dtype == np.float32 and cached.shape == SIZE
         assert np.abs(cached - decoded).max() <= 0.5 / 65535 + 1e-7
         assert entry["geometry"] == geometry.to_dict()

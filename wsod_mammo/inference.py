@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from wsod_mammo.data.geometry import Geometry, boxes_to_original
-from wsod_mammo.data.images import load_any
+from wsod_mammo.data.images import load_padded
 from wsod_mammo.data.transforms import standardize_batch
 from wsod_mammo.detection.boxes import saliency_to_boxes
 from wsod_mammo.models import GMIC
@@ -187,8 +187,11 @@ class Predictor:
 
     def _one(self, item: Input, side: str | None, methods: list[str], class_index: int, threshold: float | None,
              index: int) -> Prediction:  # fmt: skip
-        image, geometry, side_out, side_source = load_any(item, self.input_size, side, self.crop_breast, self.resize)
-        x = standardize_batch(torch.from_numpy(image)[None, None].to(self.device))
+        image, geometry, side_out, side_source, padding = load_padded(
+            item, self.input_size, side, self.crop_breast, self.resize
+        )
+        mask = None if padding is None else torch.from_numpy(padding)[None, None]  # (1, 1, H, W) bool
+        x = standardize_batch(torch.from_numpy(image)[None, None].to(self.device), mask)
         output, maps = self.module.evaluate(x, methods)
         cut = threshold if threshold is not None else self.module.detection_thresholds.get(methods[0], 0.5)
         probability = output.y_fusion[:, class_index].float().cpu()

@@ -158,6 +158,19 @@ def apply_to_image(image: np.ndarray, geometry: Geometry | dict[str, Any]) -> np
     return out
 
 
+def apply_to_mask(mask: np.ndarray | None, geometry: Geometry | dict[str, Any]) -> np.ndarray | None:
+    """Original ``(H, W)`` bool mask -> the input frame through ``apply_to_image`` (flip, crop, resize), thresholded.
+
+    An output pixel is True when at least half of what it resamples was True. ``resize="fit"``'s border is False.
+    None in, or no True pixel left in the input frame (the crop left it out), gives None.
+    """
+    if mask is None:
+        return None
+    resized = apply_to_image(np.multiply(mask, np.uint8(255), dtype=np.uint8), geometry)
+    out = resized >= 128
+    return out if out.any() else None
+
+
 def _as_array(boxes: Boxes) -> tuple[np.ndarray, bool, Any]:
     if isinstance(boxes, torch.Tensor):
         return boxes.detach().cpu().double().numpy().reshape(-1, 4), True, boxes
