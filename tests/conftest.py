@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -49,7 +50,9 @@ def add_padding(path: Path, use_range: bool) -> np.ndarray:
     if use_range:
         ds.add_new(0x00280121, "US", 30)  # Pixel Padding Range Limit
     ds.PixelData = pixels.tobytes()
-    ds.save_as(path, enforce_file_format=True)
+    with warnings.catch_warnings():  # pydicom re-validates the synthetic (hex) UIDs on writing
+        warnings.simplefilter("ignore", UserWarning)
+        ds.save_as(path, enforce_file_format=True)
     return padding
 
 

@@ -12,6 +12,7 @@ import torch
 
 from wsod_mammo.cli import check_checkpoint
 from wsod_mammo.data.dicom import read_dicom
+from wsod_mammo.data.images import load_padded
 from wsod_mammo.data.vindr import load_records
 from wsod_mammo.inference import Predictor, nyu_to_checkpoint
 from wsod_mammo.models import GMIC, to_nyu_state_dict
@@ -84,3 +85,25 @@ def test_bad_inputs_name_what_is_wrong(predictor: Predictor, tmp_path: Path) -> 
         predictor(np.full((64, 32), 3.0, np.float32))
     with pytest.raises(ValueError, match="laterality: expected 'L', 'R' or None"):
         predictor(np.zeros((64, 32), np.uint8), laterality="left")
+
+
+def test_predictor_leaves_dicom_padding_out_of_the_standardization(predictor: Predictor, padded_root: Path) -> None:
+    seen = []
+    evaluate = predictor.module.evaluate
+
+    def spy(x, methods):
+        seen.append(x.detach().clone())
+        return evaluate(x, methods)
+
+    predictor.module.evaluate = spy
+    try:
+        for record in load_records(padded_root):
+            _, _, _, _, padding = load_padded(record.path, SIZE)
+            if padding is not None:
+                break
+        predictor(record.path)
+    finally:
+        del predictor.module.evaluate  # back to the class's method
+    kept = seen[0][0, 0][torch.from_numpy(~padding)]
+    assert abs(float(kept.mean())) < 1e-4 and abs(float(kept.std()) - 1) < 1e-3
+    assert abs(float(seen[0].mean())) > 1e-2  # over all pixels it is not standardized: the padding is left out
