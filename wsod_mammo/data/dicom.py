@@ -75,13 +75,29 @@ def _present(codes: np.ndarray, size: int, rows: int = 256) -> np.ndarray:
     return counts > 0
 
 
-def _padding(ds: pydicom.Dataset, values: np.ndarray) -> np.ndarray:
-    """Mask over the codes: Pixel Padding Value, or the inclusive range up to Pixel Padding Range Limit."""
+def _padding_range(ds: pydicom.Dataset) -> tuple[int, int] | None:
+    """The inclusive range of stored padding values: Pixel Padding Value, up to Pixel Padding Range Limit if given."""
     if "PixelPaddingValue" not in ds:
-        return np.zeros(values.shape, bool)
+        return None
     pad = int(ds.PixelPaddingValue)
     limit = int(ds.get("PixelPaddingRangeLimit", pad))
-    return (values >= min(pad, limit)) & (values <= max(pad, limit))
+    return min(pad, limit), max(pad, limit)
+
+
+def _padding(ds: pydicom.Dataset, values: np.ndarray) -> np.ndarray:
+    """Mask over the codes: Pixel Padding Value, or the inclusive range up to Pixel Padding Range Limit."""
+    bounds = _padding_range(ds)
+    if bounds is None:
+        return np.zeros(values.shape, bool)
+    return (values >= bounds[0]) & (values <= bounds[1])
+
+
+def _padding_mask(ds: pydicom.Dataset, pixels: np.ndarray) -> np.ndarray:
+    """``(H, W)`` bool, True on padding pixels (two comparisons: several times faster than a look-up)."""
+    low, high = _padding_range(ds)
+    info = np.iinfo(pixels.dtype)
+    low, high = max(low, info.min), min(high, info.max)
+    return (pixels >= pixels.dtype.type(low)) & (pixels <= pixels.dtype.type(high))
 
 
 def _output_range(ds: pydicom.Dataset, modality: np.ndarray, used: np.ndarray) -> tuple[float, float]:
@@ -158,10 +174,9 @@ def read_dicom(path: str | Path) -> tuple[np.ndarray, DicomInfo]:
         lut, padding = _display_lut(ds, pixels)
     except (ValueError, NotImplementedError, AttributeError, IndexError) as err:
         raise DicomError(f"{path}: display transform failed ({type(err).__name__}: {err})") from err
-    codes = _codes(pixels)[1]
-    image = lut[codes]  # (H, W) float32, the only full-size float array
-    mask = padding[codes] if padding.any() else None  # (H, W) bool, only for an image with padding pixels
-    del pixels, codes
+    image = lut[_codes(pixels)[1]]  # (H, W) float32, the only full-size float array
+    mask = _padding_mask(ds, pixels) if padding.any() else None  # (H, W) bool, only for an image with padding
+    del pixels
     info = DicomInfo(
         height=int(image.shape[0]),
         width=int(image.shape[1]),
