@@ -9,7 +9,8 @@ enter the breast crop or the min-max, and ``DicomInfo.padding`` marks them (a bo
 padding pixel) so that standardization can leave them out of each image's mean and std (``transforms.standardize``).
 
 Memory: the chain is evaluated once per possible stored value (at most 65,536 of them for <= 16-bit pixels), giving
-a float32 look-up table that the stored pixels index; a full mammogram never gets a float64 (or any second) copy.
+a float32 look-up table that the stored pixels index; a full mammogram never gets a float64 (or any second float)
+copy. The padding mask is one byte per pixel, made only for an image that has padding pixels.
 """
 
 from __future__ import annotations
