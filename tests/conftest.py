@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import shutil
+import warnings
 from pathlib import Path
 
+import numpy as np
+import pydicom
 import pytest
 
+from wsod_mammo.data.dicom import read_dicom
 from wsod_mammo.data.synthetic import make_synthetic_dataset
+from wsod_mammo.data.vindr import load_records
 
 SYNTH_STUDIES, SYNTH_HEIGHT, SYNTH_WIDTH = 6, 256, 160
 
@@ -24,3 +30,38 @@ def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def synthetic_dataset(synthetic_root: Path) -> Path:
     """Alias of ``synthetic_root``."""
     return synthetic_root
+
+
+def add_padding(path: Path, use_range: bool) -> np.ndarray:
+    """Turn the air on the far side from the chest wall into DICOM padding, as scanners pad outside the field.
+
+    The padded pixels get stored values 0..30 with Pixel Padding Value 0 and Range Limit 30 (``use_range``), or
+    0 with Pixel Padding Value 0 alone; the file's other stored values stay above 30. Returns the ``(H, W)`` mask.
+    """
+    image, info = read_dicom(path)
+    ds = pydicom.dcmread(path)
+    pixels = ds.pixel_array.copy()
+    assert pixels.min() > 30, f"{path}: stored values overlap the padding range"
+    rows, cols = np.indices(pixels.shape)
+    far = cols >= pixels.shape[1] // 2 if info.laterality == "L" else cols < pixels.shape[1] // 2
+    padding = far & (image < 0.05)
+    pixels[padding] = (rows[padding] % 31).astype(np.uint16) if use_range else 0
+    ds.add_new(0x00280120, "US", 0)  # Pixel Padding Value (US: the pixels are unsigned)
+    if use_range:
+        ds.add_new(0x00280121, "US", 30)  # Pixel Padding Range Limit
+    ds.PixelData = pixels.tobytes()
+    with warnings.catch_warnings():  # pydicom re-validates the synthetic (hex) UIDs on writing
+        warnings.simplefilter("ignore", UserWarning)
+        ds.save_as(path, enforce_file_format=True)
+    return padding
+
+
+@pytest.fixture(scope="session")
+def padded_root(synthetic_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``synthetic_root`` with DICOM padding in every image whose stored values leave room for it (MONOCHROME1
+    and rescaled MONOCHROME2 images, train and test splits; Range Limit on every other one); read-only."""
+    root = Path(shutil.copytree(synthetic_root, tmp_path_factory.mktemp("vindr_padded") / "data"))
+    for index, record in enumerate(load_records(root)):
+        if pydicom.dcmread(record.path).pixel_array.min() > 30:
+            add_padding(record.path, use_range=index % 2 == 0)
+    return root

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -12,10 +13,11 @@ import pytest
 import torch
 
 from wsod_mammo.data.datamodule import VinDrMammoDataModule, collate_samples
+from wsod_mammo.data.device_augment import warp_padding
 from wsod_mammo.data.dicom import read_dicom
 from wsod_mammo.data.geometry import boxes_to_original
-from wsod_mammo.data.prepare import prepare
-from wsod_mammo.data.transforms import AugmentationConfig
+from wsod_mammo.data.prepare import load_input_image, prepare, read_cached, read_padding
+from wsod_mammo.data.transforms import AugmentationConfig, standardize
 from wsod_mammo.data.vindr import load_records
 
 SIZE = (128, 80)
@@ -261,3 +263,104 @@ def test_resize_fit_pads_and_boxes_still_map_back(synthetic_root: Path, tmp_path
         assert np.allclose(back.numpy(), np.clip(expected, 0, [160, 256, 160, 256]), atol=1e-3)
     with pytest.raises(ValueError, match="prepared with resize=fit, the data has stretch"):
         _dm(synthetic_root, input_size=(128, 128), cache_dir=str(tmp_path / "cache")).setup("test")
+
+
+def _reference(record, mask_expected: bool | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """The input-frame image and padding mask of ``record`` decoded on the fly."""
+    image, _, _, padding = load_input_image(record.path, record.laterality, SIZE)
+    if mask_expected is not None:
+        assert (padding is not None) == mask_expected
+    return image, padding
+
+
+def _check_padding_left_out(batch: dict, records: dict, atol: float = 0.0) -> int:
+    """Each image with padding: mean 0 / std 1 over its non-padding pixels and equal to ``standardize`` with its
+    mask; each image without: equal to ``standardize`` of the image (``atol`` 0: bit for bit). Returns the number
+    of images with padding."""
+    padded = 0
+    for image, image_id in zip(batch["image"], batch["image_id"], strict=True):
+        decoded, padding = _reference(records[image_id])
+        if padding is None and atol == 0:
+            assert torch.equal(image, standardize(decoded)), image_id
+        if padding is None:
+            torch.testing.assert_close(image, standardize(decoded), atol=atol, rtol=0)
+            continue
+        padded += 1
+        kept = image[0][torch.from_numpy(~padding)]
+        assert abs(float(kept.mean())) < 1e-4 and abs(float(kept.std()) - 1) < 1e-3, image_id
+        torch.testing.assert_close(image, standardize(decoded, padding), atol=max(atol, 1e-5), rtol=0)
+    return padded
+
+
+def test_padding_is_left_out_of_standardization_on_the_fly_and_from_the_cache(padded_root: Path, tmp_path: Path):
+    records = {r.image_id: r for r in load_records(padded_root)}
+    manifest = prepare(str(padded_root), str(tmp_path), input_size=SIZE, workers=0, cache_format="npy")
+    for image_id, entry in manifest["images"].items():  # a mask beside each image with padding in its crop, only
+        _, padding = _reference(records[image_id])
+        assert ("padding" in entry) == (padding is not None), image_id
+        if padding is not None:
+            np.testing.assert_array_equal(read_padding(tmp_path / entry["padding"]), padding)
+    assert sum("padding" in e for e in manifest["images"].values()) >= 8
+    for where in ("worker", "device"):
+        for cache in (None, str(tmp_path)):
+            dm = _dm(padded_root, cache_dir=cache, standardize_on=where, eval_batch_size=8, num_workers=2)
+            dm.setup("test")
+            batch = dm.on_after_batch_transfer(next(iter(dm.test_dataloader())), 0)
+            assert "padding" not in batch
+            if cache is None and where == "worker":
+                assert _check_padding_left_out(batch, records) >= 3 and len(batch["image_id"]) == 8
+            else:  # the cache's 16-bit quantization; a float32 computation on the device
+                assert _check_padding_left_out(batch, records, atol=2e-3) >= 3
+            if cache is not None and where == "worker":  # without padding, the cache path is unchanged bit for bit
+                for image, image_id in zip(batch["image"], batch["image_id"], strict=True):
+                    if "padding" not in manifest["images"][image_id]:
+                        raw = read_cached(tmp_path / manifest["images"][image_id]["file"], raw=True)
+                        assert torch.equal(image, standardize(raw)), image_id
+
+
+def test_old_cache_without_masks_still_loads(padded_root: Path, tmp_path: Path) -> None:
+    manifest = prepare(str(padded_root), str(tmp_path), input_size=SIZE, workers=0)
+    for entry in manifest["images"].values():
+        entry.pop("padding", None)
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    dm = _dm(padded_root, cache_dir=str(tmp_path), standardize_on="device", eval_batch_size=8)
+    dm.setup("test")
+    batch = next(iter(dm.test_dataloader()))
+    assert "padding" not in batch
+    for image, image_id in zip(batch["image"], batch["image_id"], strict=True):
+        cached = read_cached(tmp_path / manifest["images"][image_id]["file"], raw=True)
+        assert torch.equal(image[0], torch.from_numpy(cached.astype(np.int32)).to(torch.uint16))
+
+
+@pytest.mark.parametrize("augment_on", ["worker", "device"])
+def test_augmented_training_batches_leave_padding_out(padded_root: Path, tmp_path: Path, augment_on: str) -> None:
+    """Worker (albumentations) or device (one warp) augmentation: the mask is warped with each image and the
+    device standardization uses it; the worker standardization gives the same batches."""
+    prepare(str(padded_root), str(tmp_path), input_size=SIZE, workers=0, cache_format="npy")
+    augmentation = AugmentationConfig(hflip_p=0.5, crop_p=1.0, affine_p=1.0, scale_min=0.8, scale_max=1.2)
+    dm = _dm(padded_root, cache_dir=str(tmp_path), augmentation=augmentation, standardize_on="device",
+             augment_on=augment_on, batch_size=8)  # fmt: skip
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["padding"].dtype == torch.bool and batch["padding"].shape == batch["image"].shape
+    with_padding = batch["padding"].flatten(1).any(1)
+    assert 0 < int(with_padding.sum()) < len(with_padding)  # a batch mixing images with and without padding
+    mask = warp_padding(batch["padding"], batch["theta"]) if augment_on == "device" else batch["padding"]
+    out = dm.on_after_batch_transfer(batch, 0)["image"]
+    for image, padding in zip(out, mask, strict=True):
+        kept = image[~padding]
+        assert abs(float(kept.mean())) < 1e-4 and abs(float(kept.std()) - 1) < 1e-3
+    if augment_on == "worker":
+        dm = _dm(padded_root, cache_dir=str(tmp_path), augmentation=augmentation, batch_size=8)
+        dm.setup("fit")
+        torch.testing.assert_close(next(iter(dm.train_dataloader()))["image"], out, atol=1e-4, rtol=1e-4)
+
+
+def test_predict_paths_leave_padding_out(padded_root: Path) -> None:
+    records = {r.path.stem: r for r in load_records(padded_root)}
+    paths = [str(r.path) for r in records.values() if r.split == "test"]
+    for where in ("worker", "device"):
+        dm = _dm(padded_root, predict_paths=paths, standardize_on=where, eval_batch_size=8)
+        dm.setup("predict")
+        batch = dm.on_after_batch_transfer(next(iter(dm.predict_dataloader())), 0)
+        assert _check_padding_left_out(batch, records, atol=0.0 if where == "worker" else 2e-3) >= 3

@@ -12,7 +12,14 @@ import torch
 from torch.utils.data import Dataset
 
 from wsod_mammo.data.datamodule import VinDrMammoDataModule
-from wsod_mammo.data.device_augment import AffineParams, grid_theta, params_matrix, transform_boxes, warp_batch
+from wsod_mammo.data.device_augment import (
+    AffineParams,
+    grid_theta,
+    params_matrix,
+    transform_boxes,
+    warp_batch,
+    warp_padding,
+)
 from wsod_mammo.data.transforms import AugmentationConfig
 
 SIZE = (256, 160)
@@ -151,3 +158,16 @@ def test_each_worker_runs_one_torch_and_one_opencv_thread(synthetic_root: Path) 
     finally:
         cv2.setNumThreads(before)
     assert counts.tolist() == [[1, 1]] * 4
+
+
+@pytest.mark.parametrize("params", [AffineParams(True, (10, 20, 70, 110), (1.1, 0.9), (6, -9), 12.0),
+                                    AffineParams(False, None, (0.8, 0.8), (-10, 4), 0.0)])  # fmt: skip
+def test_padding_mask_is_warped_like_the_image(params: AffineParams) -> None:
+    """Nearest warp of the mask: True where the warped band is wholly padding, False where the warp pushed zeros in."""
+    padding = torch.zeros(1, 1, 128, 80, dtype=torch.bool)
+    padding[..., 60:] = True
+    theta = torch.from_numpy(grid_theta(params_matrix(params, (128, 80)), (128, 80), params))[None]
+    mask = warp_padding(padding, theta)
+    indicator = warp_batch(padding.to(torch.float32), theta)
+    assert mask.dtype == torch.bool and mask.shape == padding.shape and mask.any()
+    assert mask[indicator > 1 - 1e-6].all() and not mask[indicator < 1e-6].any()

@@ -157,3 +157,23 @@ def test_single_padding_value_without_range_limit(tmp_path: Path) -> None:
     pixels[:, 120:] = 4095
     image, _ = read_dicom(write(tmp_path / "p.dcm", pixels, "MONOCHROME1", PixelPaddingValue=4095))
     assert (image[:, 120:] == 0).all() and image[128, 10] == 1.0 and breast_bbox(image)[2] <= 80
+
+
+@pytest.mark.parametrize("photometric", ["MONOCHROME1", "MONOCHROME2"])
+@pytest.mark.parametrize("limit", [30, None])
+def test_padding_mask_marks_exactly_the_padding_pixels(tmp_path: Path, photometric: str, limit: int | None) -> None:
+    pixels, padding = mammogram_with_padding(photometric)
+    if limit is None:
+        pixels[padding] = 0
+    tags = {"PixelPaddingValue": 0} | ({"PixelPaddingRangeLimit": limit} if limit is not None else {})
+    image, info = read_dicom(write(tmp_path / "pad.dcm", pixels, photometric, **tags))
+    assert info.padding is not None and info.padding.dtype == bool and info.padding.shape == image.shape
+    np.testing.assert_array_equal(info.padding, padding)
+
+
+def test_no_padding_mask_without_padding_pixels(tmp_path: Path) -> None:
+    pixels, padding = mammogram_with_padding("MONOCHROME2")
+    pixels[padding] = 200  # air, not padding
+    assert read_dicom(write(tmp_path / "none.dcm", pixels))[1].padding is None
+    # the tag names a value that no pixel holds: still no mask
+    assert read_dicom(write(tmp_path / "unused.dcm", pixels, PixelPaddingValue=0))[1].padding is None

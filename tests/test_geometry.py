@@ -9,6 +9,7 @@ import torch
 from wsod_mammo.data.geometry import (
     Geometry,
     apply_to_image,
+    apply_to_mask,
     boxes_to_input,
     boxes_to_original,
     breast_bbox,
@@ -138,3 +139,16 @@ def test_a_box_shaped_map_lands_on_boxes_to_original(flip: bool, resize: str, ou
     assert np.abs(found - expected).max() <= 1.0, (found, expected)
     with pytest.raises(ValueError, match="map: expected shape"):
         map_to_original(np.zeros((5, 5)), geo)
+
+
+@pytest.mark.parametrize("resize", ["stretch", "fit"])
+def test_padding_mask_follows_the_image_into_the_input_frame(resize: str) -> None:
+    mask = np.zeros((300, 200), bool)
+    mask[:, 150:] = True  # a padded band on the right of a right breast: on the left once flipped
+    geometry = Geometry(300, 200, True, (0, 20, 120, 280), 64, 48, resize)
+    out = apply_to_mask(mask, geometry)
+    indicator = apply_to_image(mask.astype(np.float32), geometry)
+    assert out.dtype == bool and out.shape == (64, 48) and out.any()
+    assert out[indicator == 1].all() and not out[indicator == 0].any()  # incl. the fit border
+    assert apply_to_mask(mask, Geometry(300, 200, False, (0, 0, 120, 300), 64, 48, resize)) is None  # cropped off
+    assert apply_to_mask(None, geometry) is None

@@ -13,6 +13,7 @@ import torch
 from wsod_mammo.cli import check_checkpoint
 from wsod_mammo.data.dicom import read_dicom
 from wsod_mammo.data.geometry import Geometry
+from wsod_mammo.data.images import load_padded
 from wsod_mammo.data.vindr import load_records
 from wsod_mammo.inference import Loaded, Predictor, nyu_to_checkpoint, predictions_from_outputs
 from wsod_mammo.models import GMIC, to_nyu_state_dict
@@ -123,3 +124,25 @@ def test_predictions_from_outputs_names_a_bad_method_or_class() -> None:
         predictions_from_outputs(probabilities, maps, loaded, "cam", 0.5, SIZE, class_index=2)
     (result,) = predictions_from_outputs(probabilities, maps, loaded, "cam", 0.5, SIZE, class_index=1)
     assert result.probability == 0.5 and result.maps["cam"].shape == (2, 4, 3) and result.geometry.orig_width == 192
+
+
+def test_predictor_leaves_dicom_padding_out_of_the_standardization(predictor: Predictor, padded_root: Path) -> None:
+    seen = []
+    evaluate = predictor.module.evaluate
+
+    def spy(x, methods):
+        seen.append(x.detach().clone())
+        return evaluate(x, methods)
+
+    predictor.module.evaluate = spy
+    try:
+        for record in load_records(padded_root):
+            _, _, _, _, padding = load_padded(record.path, SIZE)
+            if padding is not None:
+                break
+        predictor(record.path)
+    finally:
+        del predictor.module.evaluate  # back to the class's method
+    kept = seen[0][0, 0][torch.from_numpy(~padding)]
+    assert abs(float(kept.mean())) < 1e-4 and abs(float(kept.std()) - 1) < 1e-3
+    assert abs(float(seen[0].mean())) > 1e-2  # over all pixels it is not standardized: the padding is left out

@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pydicom
 import pytest
@@ -27,7 +28,10 @@ def test_cache_matches_dicom_decoding(synthetic_root: Path, tmp_path: Path) -> N
     assert set(manifest["images"]) <= set(records) and len(manifest["images"]) >= 12
     for image_id, entry in list(manifest["images"].items())[:4]:
         cached = prep.read_cached(tmp_path / entry["file"])
-        decoded, geometry, _ = prep.load_input_image(records[image_id].path, records[image_id].laterality, SIZE)
+        decoded, geometry, _, padding = prep.load_input_image(
+            records[image_id].path, records[image_id].laterality, SIZE
+        )
+        assert padding is None and "padding" not in entry  # the synthetic DICOMs have no padding
         assert cached.dtype == np.float32 and cached.shape == SIZE
         assert np.abs(cached - decoded).max() <= 0.5 / 65535 + 1e-7
         assert entry["geometry"] == geometry.to_dict()
@@ -161,3 +165,18 @@ def test_size_mismatch_with_csv_names_file_and_both_sizes(synthetic_root: Path, 
     message = manifest["errors"][record.image_id]
     assert message.startswith(f"{record.path}: the DICOM is {height}x{width}")
     assert f"CSV says {record.height}x{record.width}" in message
+
+
+def test_padding_masks_are_cached_beside_their_images(padded_root: Path, tmp_path: Path) -> None:
+    manifest = prep.prepare(str(padded_root), str(tmp_path), input_size=SIZE, workers=2)
+    records = {r.image_id: r for r in load_records(padded_root)}
+    masked = {k: e for k, e in manifest["images"].items() if "padding" in e}
+    assert 8 <= len(masked) < len(manifest["images"])
+    for image_id, entry in masked.items():
+        assert entry["padding"] == f"images/{image_id}.mask.png"
+        assert json.loads((tmp_path / "images" / f"{image_id}.json").read_text()) == entry  # the sidecar has it
+        stored = cv2.imread(str(tmp_path / entry["padding"]), cv2.IMREAD_UNCHANGED)
+        assert stored.dtype == np.uint8 and set(np.unique(stored)) == {0, 255}
+        padding = prep.load_input_image(records[image_id].path, records[image_id].laterality, SIZE)[3]
+        np.testing.assert_array_equal(prep.read_padding(tmp_path / entry["padding"]), padding)
+    assert prep.prepare(str(padded_root), str(tmp_path), input_size=SIZE, workers=0) == manifest  # resumed: same

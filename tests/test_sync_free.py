@@ -15,6 +15,7 @@ from lightning.pytorch import Callback, Trainer
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.data import DataLoader
 
+from wsod_mammo.data.device_augment import warp_batch, warp_padding
 from wsod_mammo.data.transforms import standardize_batch
 from wsod_mammo.models import GMIC
 from wsod_mammo.saliency import available_saliency_methods
@@ -74,8 +75,12 @@ def test_training_step_has_no_host_reads(method: str, autocast: bool) -> None:
 
 def test_device_standardization_has_no_host_reads() -> None:
     raw = torch.randint(0, 65536, (2, 1, 64, 48), dtype=torch.int32).to(torch.uint16)
+    padding = torch.zeros(raw.shape, dtype=torch.bool)
+    padding[0, ..., 40:] = True
+    theta = torch.tensor([[[1.0, 0, 0.1, -1, 1], [0, 1, 0, -1, 1]]]).repeat(2, 1, 1)
     with HostReadRecorder() as recorder:
         standardize_batch(raw)
+        standardize_batch(warp_batch(raw, theta), warp_padding(padding, theta))  # DICOM padding, augment_on device
     assert recorder.reads == []
 
 

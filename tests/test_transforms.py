@@ -99,3 +99,60 @@ def test_uint16_output_of_a_read_only_memory_map_is_a_private_copy(tmp_path) -> 
     out, _, _ = BoxTransform((128, 80), standardize=False)(mapped, np.zeros((0, 4)), np.zeros(0))
     out[0, 0, 0] = 7  # writable, and writing it leaves the cached file alone
     assert int(np.load(path)[0, 0]) == 0 and torch.equal(out[0, 0, 1:], torch.from_numpy(mapped[0, 1:].copy()))
+
+
+def _padded(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A 64 x 40 uint16 'breast' and the same image with a 24-column padding band (0) appended, and its mask."""
+    breast = np.random.default_rng(seed).integers(2000, 60000, (64, 40)).astype(np.uint16)
+    padded = np.concatenate([breast, np.zeros((64, 24), np.uint16)], axis=1)
+    padding = np.zeros(padded.shape, bool)
+    padding[:, 40:] = True
+    return breast, padded, padding
+
+
+def test_standardize_leaves_padding_out_of_the_statistics() -> None:
+    breast, padded, padding = _padded()
+    out = standardize(padded, padding)[0]
+    # the breast is standardized as if the band were not there; the band is the standardized value of 0
+    torch.testing.assert_close(out[:, :40], standardize(breast)[0], atol=1e-5, rtol=0)
+    reference = standardize(breast)[0]
+    zero = -float(breast.mean()) / float(breast.std(ddof=1))
+    torch.testing.assert_close(out[:, 40:], torch.full((64, 24), zero), atol=1e-4, rtol=0)
+    assert not torch.allclose(standardize(padded)[0][:, :40], reference, atol=1e-2)  # what the band did before
+    # no mask, a mask with no padding, or nothing but padding: all pixels, bit for bit
+    for mask in (None, np.zeros_like(padding), np.ones_like(padding)):
+        assert torch.equal(standardize(padded, mask), standardize(padded))
+
+
+def test_standardize_batch_with_padding_equals_standardize_and_leaves_the_others_bit_identical() -> None:
+    images = torch.from_numpy(np.stack([_padded(seed)[1] for seed in range(3)]).astype(np.int32)).to(torch.uint16)
+    images = images.unsqueeze(1)  # (3, 1, 64, 64)
+    padding = torch.zeros(images.shape, dtype=torch.bool)
+    padding[0, :, :, 40:] = True  # image 0 has padding; image 1 none; image 2 is all padding (no statistics)
+    padding[2] = True
+    out = standardize_batch(images, padding)
+    plain = standardize_batch(images)
+    torch.testing.assert_close(out[0], standardize(images[0, 0].numpy(), padding[0, 0].numpy()), atol=2e-5, rtol=0)
+    assert torch.equal(out[1:], plain[1:])
+    assert torch.equal(standardize_batch(images, torch.zeros_like(padding)), plain)
+
+
+@pytest.mark.parametrize("seed", [1, 3, 4])
+def test_worker_augmentation_warps_the_mask_with_the_image(seed: int) -> None:
+    """The mask follows the image (nearest), the draws do not change, and standardization leaves padding out."""
+    _, padded, padding = _padded()
+    config = AugmentationConfig(seed=seed, crop_p=1, affine_p=1, scale_min=0.8, scale_max=1.2, rotate=10)
+    box, label = np.array([[5, 5, 20, 20]], np.float32), np.array([0])
+    transform = lambda **kw: BoxTransform((64, 64), config, train=True, **kw)  # noqa: E731
+    raw = transform(standardize=False).apply(padded, box, label, padding)
+    assert torch.equal(raw["image"], transform(standardize=False)(padded, box, label)[0])  # same draws
+    mask = raw["padding"]
+    assert mask.dtype == torch.bool and mask.shape == (1, 64, 64) and mask.any()
+    indicator = transform(standardize=False)(np.where(padding, 65535, 0).astype(np.uint16), box, label)[0]
+    assert mask[indicator == 65535].all() and not mask[indicator == 0].any()  # pushed-in pixels are not padding
+    out = transform().apply(padded, box, label, padding)
+    assert "padding" not in out  # consumed by the worker's standardization
+    kept = out["image"][~mask]
+    torch.testing.assert_close(kept.mean(), torch.tensor(0.0), atol=1e-5, rtol=0)
+    torch.testing.assert_close(kept.std(), torch.tensor(1.0), atol=1e-4, rtol=0)
+    torch.testing.assert_close(out["image"], standardize(raw["image"][0].numpy(), mask[0].numpy()))

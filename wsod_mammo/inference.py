@@ -25,8 +25,8 @@ from torch import Tensor
 
 from wsod_mammo.data.dicom import describe_failure
 from wsod_mammo.data.geometry import Geometry, boxes_to_original
-from wsod_mammo.data.images import load_any
-from wsod_mammo.data.transforms import standardize_batch
+from wsod_mammo.data.images import load_padded
+from wsod_mammo.data.transforms import stack_padding, standardize_batch
 from wsod_mammo.detection.boxes import saliency_to_boxes
 from wsod_mammo.models import GMIC
 from wsod_mammo.models.nyu import from_nyu_checkpoint
@@ -277,25 +277,27 @@ class Predictor:
 
     def _load(
         self, item: Input, side: str | None, index: int, errors: str
-    ) -> tuple[np.ndarray, Loaded] | tuple[None, Prediction]:
-        """One input -> its input-frame image and ``Loaded``; unreadable with ``errors="report"``: its Prediction."""
+    ) -> tuple[tuple[np.ndarray, np.ndarray | None], Loaded] | tuple[None, Prediction]:
+        """One input -> its input-frame image with its padding mask (None when it has none) and ``Loaded``;
+        unreadable with ``errors="report"``: its Prediction."""
         source = str(item) if not isinstance(item, np.ndarray) else f"array {index}"
         try:
-            image, geometry, side_out, side_source = load_any(
+            image, geometry, side_out, side_source, padding = load_padded(
                 item, self.input_size, side, self.crop_breast, self.resize
             )
         except Exception as err:  # with errors="report" no input may cost the others their results
             if errors == "raise":
                 raise
             return None, Prediction.failed(source, describe_failure(source, err))
-        return image, Loaded(source, geometry, side_out, side_source)
+        return (image, padding), Loaded(source, geometry, side_out, side_source)
 
     def _predict(
-        self, readable: list[tuple[np.ndarray, Loaded]], methods: list[str], threshold: float, class_index: int,
-        min_score: float,
+        self, readable: list[tuple[tuple[np.ndarray, np.ndarray | None], Loaded]], methods: list[str],
+        threshold: float, class_index: int, min_score: float,
     ) -> list[Prediction]:  # fmt: skip
-        images = torch.stack([torch.from_numpy(image) for image, _ in readable])[:, None]  # (N, 1, H, W)
-        x = standardize_batch(images.to(self.device))
+        images = torch.stack([torch.from_numpy(image) for (image, _), _ in readable])[:, None]  # (N, 1, H, W)
+        padding = stack_padding([mask for (_, mask), _ in readable])  # left out of the standardization statistics
+        x = standardize_batch(images.to(self.device), None if padding is None else padding.to(self.device))
         output, maps = self.module.evaluate(x, methods)
         infos = [info for _, info in readable]
         args = (methods[0], threshold, self.input_size, class_index, None, min_score)

@@ -38,7 +38,7 @@ def _measure(root: str, cache_dir: str | None, variant: str, rounds: int, queue:
 
         def _load(self, record):
             entry = self.cache[1]["images"][record.image_id]
-            return read_cached(self.cache[0] / entry["file"]), Geometry.from_dict(entry["geometry"])
+            return read_cached(self.cache[0] / entry["file"]), Geometry.from_dict(entry["geometry"]), None
 
     torch.set_num_threads(1)  # as in a DataLoader worker
     cv2.setNumThreads(1)

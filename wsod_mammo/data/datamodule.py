@@ -5,7 +5,9 @@ Every dataset yields the sample dict of DESIGN.md: ``image (1, H, W)`` float32 s
 ``label (C,)`` float32 multi-hot, ``boxes (M, 4)`` float32 xyxy in the input frame, ``box_labels (M,)``
 int64, ``image_id`` str and ``meta`` (``study_id``, ``laterality``, ``view``, ``path``, ``split``,
 ``geometry``: the plain dict that ``geometry.boxes_to_original`` inverts, and ``error`` for predict
-samples that could not be read). ``collate_samples`` keeps boxes per image.
+samples that could not be read). With ``standardize_on: device``, an image with DICOM padding also carries
+``padding (1, H, W)`` bool (True: padding), which ``on_after_batch_transfer`` warps and hands to
+``standardize_batch``; images without padding have no such key. ``collate_samples`` keeps boxes per image.
 """
 
 from __future__ import annotations
@@ -21,13 +23,13 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, default_collate, get_worker_info
 
-from wsod_mammo.data.device_augment import DeviceAugmentTransform, warp_batch
+from wsod_mammo.data.device_augment import DeviceAugmentTransform, warp_batch, warp_padding
 from wsod_mammo.data.dicom import DicomError
 from wsod_mammo.data.geometry import RESIZE_MODES, Geometry, boxes_to_input, clip_boxes
 from wsod_mammo.data.predict_data import PredictDataset, expand_predict_paths
-from wsod_mammo.data.prepare import load_input_image, load_manifest, read_cached
+from wsod_mammo.data.prepare import load_input_image, load_manifest, read_cached, read_padding
 from wsod_mammo.data.sampling import EpochShuffleSampler, SampleKey
-from wsod_mammo.data.transforms import AugmentationConfig, BoxTransform, standardize_batch
+from wsod_mammo.data.transforms import AugmentationConfig, BoxTransform, stack_padding, standardize_batch
 from wsod_mammo.data.vindr import (
     FINDING_CSV,
     ImageRecord,
@@ -50,15 +52,20 @@ def collate_samples(samples: list[dict[str, Any]]) -> dict[str, Any]:
     Tensors are stacked by ``default_collate``, which inside a worker writes the batch straight into shared memory:
     ``torch.stack`` would build it in private memory and the queue would copy it again (68 MB per batch of six
     2944 x 1920 images; 1.4x the loader's images/s with two workers, ``bench_loader.py``'s transfer rows).
+    ``padding (N, 1, H, W)`` bool when any sample has a padding mask (all False for those without), else absent.
     """
-    return {
+    batch = {
         "image": default_collate([s["image"] for s in samples]),
         "label": default_collate([s["label"] for s in samples]),
         "boxes": [s["boxes"] for s in samples],
         "box_labels": [s["box_labels"] for s in samples],
         "image_id": [s["image_id"] for s in samples],
         "meta": [s["meta"] for s in samples],
-    } | ({"theta": default_collate([s["theta"] for s in samples])} if "theta" in samples[0] else {})
+    }
+    if "theta" in samples[0]:
+        batch["theta"] = default_collate([s["theta"] for s in samples])
+    padding = stack_padding([s.get("padding") for s in samples])
+    return batch if padding is None else batch | {"padding": padding}
 
 
 class VinDrDataset(Dataset):
@@ -80,16 +87,19 @@ class VinDrDataset(Dataset):
     def __len__(self) -> int:
         return len(self.records)
 
-    def _load(self, record: ImageRecord) -> tuple[np.ndarray, Geometry]:
+    def _load(self, record: ImageRecord) -> tuple[np.ndarray, Geometry, np.ndarray | None]:
+        """The input-frame image, its geometry and its padding mask (None without padding, as in older caches)."""
         if self.cache is not None and record.image_id in self.cache[1]["images"]:
             entry = self.cache[1]["images"][record.image_id]
             # uint16 as cached: augmentation and standardization both take it as it is (no float32 pass)
-            return read_cached(self.cache[0] / entry["file"], raw=True), Geometry.from_dict(entry["geometry"])
+            image = read_cached(self.cache[0] / entry["file"], raw=True)
+            padding = read_padding(self.cache[0] / entry["padding"]) if entry.get("padding") else None
+            return image, Geometry.from_dict(entry["geometry"]), padding
         size = (record.height, record.width)
-        image, geometry, _ = load_input_image(
+        image, geometry, _, padding = load_input_image(
             record.path, record.laterality, self.transform.input_size, self.crop_breast, size, self.resize
         )
-        return image, geometry
+        return image, geometry, padding
 
     def __getitem__(self, key: int | SampleKey) -> dict[str, Any]:
         """``key`` is an index, or ``(index, augmentation_seed)`` from :class:`EpochShuffleSampler`."""
@@ -100,7 +110,7 @@ class VinDrDataset(Dataset):
         for attempt in range(len(self.records)):
             record = self.records[(index + attempt) % len(self.records)]
             try:
-                image, geometry = self._load(record)
+                image, geometry, padding = self._load(record)
                 break
             except (DicomError, OSError, ValueError) as err:
                 if self.missing == "error":
@@ -111,7 +121,7 @@ class VinDrDataset(Dataset):
         boxes, box_labels = record.boxes(self.classes)
         boxes = np.asarray(boxes_to_input(boxes, geometry), np.float32)  # (M, 4) input frame
         boxes, keep = clip_boxes(boxes, geometry.out_height, geometry.out_width)
-        tensor, boxes_t, labels_t, *theta = self.transform(image, boxes, box_labels[keep])  # theta: augment_on device
+        out = self.transform.apply(image, boxes, box_labels[keep], padding)  # + theta with augment_on: device
         meta = {
             "study_id": record.study_id,
             "series_id": record.series_id,
@@ -123,8 +133,7 @@ class VinDrDataset(Dataset):
             "error": None,
         }
         label = torch.from_numpy(record.label(self.classes))
-        return {"image": tensor, "label": label, "boxes": boxes_t, "box_labels": labels_t,
-                "image_id": record.image_id, "meta": meta} | ({"theta": theta[0]} if theta else {})  # fmt: skip
+        return out | {"label": label, "image_id": record.image_id, "meta": meta}
 
 
 def seed_worker(worker_id: int) -> None:
@@ -359,11 +368,15 @@ class VinDrMammoDataModule(L.LightningDataModule):
         )
 
     def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict[str, Any]:
-        """Warp (``augment_on: device``), then standardize (``standardize_on: device``) where the batch now lives."""
+        """Warp (``augment_on: device``), then standardize (``standardize_on: device``) where the batch now lives;
+        the padding mask, if any, is warped alike and consumed by the standardization."""
+        padding = batch.pop("padding", None)
         if "theta" in batch:  # one batched resampling, no host sync
-            batch["image"] = warp_batch(batch["image"], batch.pop("theta"))
+            theta = batch.pop("theta")
+            batch["image"] = warp_batch(batch["image"], theta)
+            padding = None if padding is None else warp_padding(padding, theta)
         if self.standardize_on == "device":
-            batch["image"] = standardize_batch(batch["image"])
+            batch["image"] = standardize_batch(batch["image"], padding)
         return batch
 
     def train_dataloader(self) -> DataLoader:

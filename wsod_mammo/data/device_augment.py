@@ -121,6 +121,11 @@ def grid_theta(matrix: np.ndarray, size: tuple[int, int], params: AffineParams |
     return np.concatenate([theta, window], axis=1).astype(np.float32)
 
 
+def warp_padding(padding: Tensor, theta: Tensor) -> Tensor:
+    """A ``(N, 1, H, W)`` bool padding mask through ``warp_batch``'s warp (nearest): bool, False where pushed in."""
+    return warp_batch(padding, theta, mode="nearest") > 0.5
+
+
 def to_float(images: Tensor) -> Tensor:
     """Any real dtype -> float32 with the same values (uint16 via int16, whose conversions every backend has)."""
     if images.dtype == torch.uint16:
@@ -129,18 +134,19 @@ def to_float(images: Tensor) -> Tensor:
     return images.to(torch.float32)
 
 
-def warp_batch(images: Tensor, theta: Tensor) -> Tensor:
+def warp_batch(images: Tensor, theta: Tensor, mode: str = "bilinear") -> Tensor:
     """Warp ``(N, C, H, W)`` images (any real dtype) by per-image ``theta (N, 2, 5)`` (``grid_theta``) in one call.
 
-    Bilinear; zeros outside the image and outside the crop window (as the worker path's constant border).
-    Returns float32 on the images' device with no host read of a value (no synchronization added to a step).
+    ``mode``: ``bilinear`` (images) or ``nearest`` (masks); zeros outside the image and outside the crop window (as
+    the worker path's constant border). Returns float32 on the images' device with no host read of a value (no
+    synchronization added to a step).
     """
     x = to_float(images)
     theta = theta.to(device=x.device, dtype=torch.float32)
     grid = F.affine_grid(theta[:, :, :3], list(x.shape), align_corners=False)  # (N, H, W, 2)
     low, high = theta[:, None, None, :, 3], theta[:, None, None, :, 4]  # (N, 1, 1, 2)
     inside = ((grid >= low) & (grid <= high)).all(dim=-1, keepdim=True)
-    warped = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    warped = F.grid_sample(x, grid, mode=mode, padding_mode="zeros", align_corners=False)
     return warped * inside.permute(0, 3, 1, 2).to(warped.dtype)
 
 
@@ -157,9 +163,21 @@ class DeviceAugmentTransform:
         self.rng = np.random.default_rng(seed)
 
     def __call__(self, image: np.ndarray, boxes: np.ndarray, box_labels: np.ndarray) -> tuple[Tensor, ...]:
+        out = self.apply(image, boxes, box_labels)
+        return out["image"], out["boxes"], out["box_labels"], out["theta"]
+
+    def apply(
+        self, image: np.ndarray, boxes: np.ndarray, box_labels: np.ndarray, padding: np.ndarray | None = None
+    ) -> dict[str, Tensor]:
+        """``__call__`` as a dict (``image``, ``boxes``, ``box_labels``, ``theta``), plus the image's padding mask
+        ``(H, W)`` bool, when given, as ``padding (1, H, W)`` bool, unwarped: the device warps it with ``theta``."""
         params = sample_params(self.config, self.input_size, boxes, self.rng)
         matrix = params_matrix(params, self.input_size)
         boxes, box_labels = transform_boxes(boxes, box_labels, matrix, self.input_size)
         pixels = np.require(to_uint16(image), np.uint16, ["C", "W", "E"])  # private copy of the read-only mmap
         theta = torch.from_numpy(grid_theta(matrix, self.input_size, params))
-        return torch.from_numpy(pixels).unsqueeze(0), torch.from_numpy(boxes), torch.from_numpy(box_labels), theta
+        sample = {"image": torch.from_numpy(pixels).unsqueeze(0), "boxes": torch.from_numpy(boxes),
+                  "box_labels": torch.from_numpy(box_labels), "theta": theta}  # fmt: skip
+        if padding is not None:
+            sample["padding"] = torch.from_numpy(np.ascontiguousarray(padding)).unsqueeze(0)  # (1, H, W) bool
+        return sample

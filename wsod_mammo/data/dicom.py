@@ -5,15 +5,17 @@ Order of operations (DICOM PS3.3 C.11), through pydicom's own functions: stored 
 with its VOI LUT Function LINEAR, LINEAR_EXACT or SIGMOID), else the min-max of the non-padding values -> scaled
 to [0, 1] by the output range -> MONOCHROME1 inverted so that dense tissue is bright. Pixel Padding Value (and Pixel
 Padding Range Limit) mark background: those pixels are 0 whatever the photometric interpretation, so they never
-enter the breast crop or the min-max.
+enter the breast crop or the min-max, and ``DicomInfo.padding`` marks them (a bool mask, None when the image has no
+padding pixel) so that standardization can leave them out of each image's mean and std (``transforms.standardize``).
 
 Memory: the chain is evaluated once per possible stored value (at most 65,536 of them for <= 16-bit pixels), giving
-a float32 look-up table that the stored pixels index; a full mammogram never gets a float64 (or any second) copy.
+a float32 look-up table that the stored pixels index; a full mammogram never gets a float64 (or any second float)
+copy. The padding mask is one byte per pixel, made only for an image that has padding pixels.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -34,13 +36,17 @@ def describe_failure(path: str | Path, error: Exception) -> str:
 
 @dataclass(frozen=True)
 class DicomInfo:
-    """The tags the pipeline needs besides the pixels."""
+    """The tags the pipeline needs besides the pixels, and where the padding is.
+
+    ``padding``: ``(H, W)`` bool, True on Pixel Padding Value pixels; None when the image has none (no mask made).
+    """
 
     height: int
     width: int
     laterality: str | None
     view: str | None
     photometric: str
+    padding: np.ndarray | None = field(default=None, compare=False, repr=False)
 
 
 def _laterality(ds: pydicom.Dataset) -> str | None:
@@ -70,13 +76,29 @@ def _present(codes: np.ndarray, size: int, rows: int = 256) -> np.ndarray:
     return counts > 0
 
 
-def _padding(ds: pydicom.Dataset, values: np.ndarray) -> np.ndarray:
-    """Mask over the codes: Pixel Padding Value, or the inclusive range up to Pixel Padding Range Limit."""
+def _padding_range(ds: pydicom.Dataset) -> tuple[int, int] | None:
+    """The inclusive range of stored padding values: Pixel Padding Value, up to Pixel Padding Range Limit if given."""
     if "PixelPaddingValue" not in ds:
-        return np.zeros(values.shape, bool)
+        return None
     pad = int(ds.PixelPaddingValue)
     limit = int(ds.get("PixelPaddingRangeLimit", pad))
-    return (values >= min(pad, limit)) & (values <= max(pad, limit))
+    return min(pad, limit), max(pad, limit)
+
+
+def _padding(ds: pydicom.Dataset, values: np.ndarray) -> np.ndarray:
+    """Mask over the codes: Pixel Padding Value, or the inclusive range up to Pixel Padding Range Limit."""
+    bounds = _padding_range(ds)
+    if bounds is None:
+        return np.zeros(values.shape, bool)
+    return (values >= bounds[0]) & (values <= bounds[1])
+
+
+def _padding_mask(ds: pydicom.Dataset, pixels: np.ndarray) -> np.ndarray:
+    """``(H, W)`` bool, True on padding pixels (two comparisons: several times faster than a look-up)."""
+    low, high = _padding_range(ds)
+    info = np.iinfo(pixels.dtype)
+    low, high = max(low, info.min), min(high, info.max)
+    return (pixels >= pixels.dtype.type(low)) & (pixels <= pixels.dtype.type(high))
 
 
 def _output_range(ds: pydicom.Dataset, modality: np.ndarray, used: np.ndarray) -> tuple[float, float]:
@@ -101,9 +123,15 @@ def _output_range(ds: pydicom.Dataset, modality: np.ndarray, used: np.ndarray) -
 
 def display_lut(ds: pydicom.Dataset, pixels: np.ndarray) -> np.ndarray:
     """float32 table over the stored codes (see `_codes`): display value in [0, 1], bright = dense, padding 0."""
+    return _display_lut(ds, pixels)[0]
+
+
+def _display_lut(ds: pydicom.Dataset, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``display_lut`` and the mask of the padding codes that occur in ``pixels``."""
     values, codes = _codes(pixels)
     padding = _padding(ds, values)
-    used = _present(codes, values.size) & ~padding
+    present = _present(codes, values.size)
+    used = present & ~padding
     modality = apply_modality_lut(values, ds)
     if modality.dtype.kind == "f" and np.array_equal(modality, np.round(modality)):
         modality = modality.astype(np.int64)  # apply_voi indexes its LUT with integers
@@ -113,11 +141,12 @@ def display_lut(ds: pydicom.Dataset, pixels: np.ndarray) -> np.ndarray:
     if str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip() == "MONOCHROME1":
         lut = 1.0 - lut
     lut[padding] = 0.0
-    return lut.astype(np.float32)
+    return lut.astype(np.float32), padding & present
 
 
 def read_dicom(path: str | Path) -> tuple[np.ndarray, DicomInfo]:
-    """Decode a mammogram to a ``(H, W)`` float32 image in [0, 1] (bright = dense) and its tags.
+    """Decode a mammogram to a ``(H, W)`` float32 image in [0, 1] (bright = dense) and its tags (``info.padding``:
+    where the padding pixels are, or None).
 
     Raises ``DicomError`` naming the path and the reason for a missing, non-DICOM, truncated or
     pixel-less file.
@@ -143,10 +172,11 @@ def read_dicom(path: str | Path) -> tuple[np.ndarray, DicomInfo]:
     if photometric not in ("MONOCHROME1", "MONOCHROME2"):
         raise DicomError(f"{path}: expected MONOCHROME1 or MONOCHROME2, found {photometric}")
     try:
-        lut = display_lut(ds, pixels)
+        lut, padding = _display_lut(ds, pixels)
     except (ValueError, NotImplementedError, AttributeError, IndexError) as err:
         raise DicomError(f"{path}: display transform failed ({type(err).__name__}: {err})") from err
     image = lut[_codes(pixels)[1]]  # (H, W) float32, the only full-size float array
+    mask = _padding_mask(ds, pixels) if padding.any() else None  # (H, W) bool, only for an image with padding
     del pixels
     info = DicomInfo(
         height=int(image.shape[0]),
@@ -154,5 +184,6 @@ def read_dicom(path: str | Path) -> tuple[np.ndarray, DicomInfo]:
         laterality=_laterality(ds),
         view=str(ds.get("ViewPosition", "") or "") or None,
         photometric=photometric,
+        padding=mask,
     )
     return image, info

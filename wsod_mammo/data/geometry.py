@@ -132,11 +132,13 @@ def make_geometry(
     return Geometry(height, width, flip, crop, int(input_size[0]), int(input_size[1]), resize)
 
 
-def apply_to_image(image: np.ndarray, geometry: Geometry | dict[str, Any]) -> np.ndarray:
+def apply_to_image(
+    image: np.ndarray, geometry: Geometry | dict[str, Any], interpolation: int | None = None
+) -> np.ndarray:
     """Original ``(H, W)`` image -> ``(out_height, out_width)`` input-frame image, same dtype.
 
-    Downscaling uses area averaging (no aliasing of the fine calcification texture), upscaling bilinear. With
-    ``resize="fit"`` the area outside the resized crop is 0 (background).
+    Downscaling uses area averaging (no aliasing of the fine calcification texture), upscaling bilinear, unless
+    ``interpolation`` (a cv2 flag) says otherwise. With ``resize="fit"`` the area outside the resized crop is 0.
     """
     geo = Geometry.coerce(geometry)
     if image.shape != (geo.orig_height, geo.orig_width):
@@ -148,7 +150,8 @@ def apply_to_image(image: np.ndarray, geometry: Geometry | dict[str, Any]) -> np
     view = view[y0:y1, x0:x1]
     inner_h, inner_w = geo.inner_size
     shrink = inner_w < view.shape[1] and inner_h < view.shape[0]
-    interpolation = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+    if interpolation is None:
+        interpolation = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
     resized = cv2.resize(np.ascontiguousarray(view), (inner_w, inner_h), interpolation=interpolation)
     if (inner_h, inner_w) == (geo.out_height, geo.out_width):
         return resized
@@ -184,6 +187,17 @@ def map_to_original(
     if geo.flip:
         out = np.ascontiguousarray(out[:, ::-1])
     return torch.from_numpy(out) if isinstance(map_hw, torch.Tensor) else out
+
+
+def apply_to_mask(mask: np.ndarray | None, geometry: Geometry | dict[str, Any]) -> np.ndarray | None:
+    """Original ``(H, W)`` bool mask -> the input frame through ``apply_to_image`` (flip, crop, resize), nearest
+    (pixel centres: cv2's ``INTER_NEAREST_EXACT``). ``resize="fit"``'s border is False. None in, or no True pixel
+    left in the input frame (the crop left it out), gives None.
+    """
+    if mask is None:
+        return None
+    out = apply_to_image(mask.view(np.uint8), geometry, cv2.INTER_NEAREST_EXACT).view(bool)
+    return out if out.any() else None
 
 
 def _as_array(boxes: Boxes) -> tuple[np.ndarray, bool, Any]:

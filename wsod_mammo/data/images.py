@@ -5,6 +5,9 @@ often have no extension); PNG and TIFF files by their extension. Grayscale image
 [0, 1] by their bit depth: a 16-bit file whose values stay below 4096 holds 12-bit data (NYU's sample PNGs), so it
 is divided by 4095, not 65535, and its breast crop sees the contrast it has.
 
+A DICOM's padding pixels (Pixel Padding Value) come with a bool mask (``load_padded``) so that standardization can
+leave them out of its statistics; PNG/TIFF files and arrays carry no padding information (None).
+
 Laterality: the DICOM tags, else the one given, else inferred from which half holds more of the breast (the
 brighter half); ``laterality_source`` says which (``dicom``, ``given`` or ``inferred``).
 """
@@ -17,7 +20,7 @@ import cv2
 import numpy as np
 
 from wsod_mammo.data.dicom import DicomError, read_dicom
-from wsod_mammo.data.geometry import Geometry, apply_to_image, make_geometry
+from wsod_mammo.data.geometry import Geometry, apply_to_image, apply_to_mask, make_geometry
 
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff")
 DICOM_MARKER_OFFSET = 128
@@ -77,6 +80,12 @@ def read_any(path: str | Path) -> tuple[np.ndarray, str | None]:
 
     Raises ValueError (DicomError for DICOMs) naming the file and what is wrong.
     """
+    image, laterality, _ = _read(path)
+    return image, laterality
+
+
+def _read(path: str | Path) -> tuple[np.ndarray, str | None, np.ndarray | None]:
+    """``read_any`` plus the DICOM's padding mask ``(H, W)`` bool (None for no padding and for PNG/TIFF)."""
     path = Path(path)
     if path.is_dir():
         raise ValueError(f"{path}: a folder with no files in it")
@@ -84,9 +93,9 @@ def read_any(path: str | Path) -> tuple[np.ndarray, str | None]:
         raise ValueError(f"{path}: file not found")
     if is_dicom(path) or path.suffix.lower() in (".dcm", ".dicom"):
         image, info = read_dicom(path)
-        return image, info.laterality
+        return image, info.laterality, info.padding
     if path.suffix.lower() in IMAGE_SUFFIXES:
-        return read_image_file(path), None
+        return read_image_file(path), None, None
     raise ValueError(f"{path}: neither a DICOM (no DICM marker at byte 128) nor a PNG/TIFF image (by extension)")
 
 
@@ -114,16 +123,39 @@ def load_any(
 ) -> tuple[np.ndarray, Geometry, str, str]:
     """A path or array -> ``(input-frame image (H, W) float32, geometry, laterality, laterality_source)``.
 
-    A DICOM's own laterality tag wins over ``laterality``; without either, it is inferred.
+    A DICOM's own laterality tag wins over ``laterality``; without either, it is inferred. ``load_padded`` also
+    gives the padding mask, which standardization needs.
     """
+    return load_padded(item, input_size, laterality, crop_breast, resize)[:4]
+
+
+def load_padded(
+    item: str | Path | np.ndarray,
+    input_size: tuple[int, int],
+    laterality: str | None = None,
+    crop_breast: bool = True,
+    resize: str = "stretch",
+) -> tuple[np.ndarray, Geometry, str, str, np.ndarray | None]:
+    """``load_any`` plus the padding mask in the input frame: ``(H, W)`` bool, True on DICOM padding pixels; None
+    when there are none in the crop (always for PNG/TIFF files and arrays)."""
     if isinstance(item, np.ndarray):
-        image, tagged = scale_to_unit(item), None
+        image, tagged, padding = scale_to_unit(item), None, None
     else:
-        image, tagged = read_any(item)
+        image, tagged, padding = _read(item)
     if tagged is not None:
         out, geometry, side, _ = to_input_frame(image, tagged, input_size, crop_breast, resize)
-        return out, geometry, side, "dicom"
-    return to_input_frame(image, laterality, input_size, crop_breast, resize)
+        return out, geometry, side, "dicom", apply_to_mask(padding, geometry)
+    out, geometry, side, source = to_input_frame(image, laterality, input_size, crop_breast, resize)
+    return out, geometry, side, source, apply_to_mask(padding, geometry)
 
 
-__all__ = ["DicomError", "IMAGE_SUFFIXES", "is_dicom", "load_any", "read_any", "read_image_file", "scale_to_unit"]
+__all__ = [
+    "DicomError",
+    "IMAGE_SUFFIXES",
+    "is_dicom",
+    "load_any",
+    "load_padded",
+    "read_any",
+    "read_image_file",
+    "scale_to_unit",
+]

@@ -16,7 +16,7 @@ from torch.utils.data import Dataset
 
 from wsod_mammo.data.dicom import describe_failure
 from wsod_mammo.data.geometry import Geometry
-from wsod_mammo.data.images import load_any
+from wsod_mammo.data.images import load_padded
 from wsod_mammo.data.transforms import BoxTransform
 
 
@@ -60,8 +60,9 @@ class PredictDataset(Dataset):
         path = Path(self.paths[index])
         height, width = self.transform.input_size
         meta: dict[str, Any] = {"study_id": path.parent.name, "view": "", "split": "predict", "path": str(path)}
+        padding = None  # (H, W) bool where the DICOM has padding pixels: left out of the standardization
         try:
-            image, geometry, side, source = load_any(
+            image, geometry, side, source, padding = load_padded(
                 path, (height, width), self.laterality, self.crop_breast, self.resize
             )
             meta.update(laterality=side, laterality_source=source, error=None)
@@ -73,6 +74,5 @@ class PredictDataset(Dataset):
             )
             meta["laterality"], meta["laterality_source"] = "L", None
         meta["geometry"] = geometry.to_dict()
-        tensor, boxes, labels = self.transform(image, np.zeros((0, 4), np.float32), np.zeros(0, np.int64))
-        return {"image": tensor, "label": torch.zeros(self.num_classes), "boxes": boxes, "box_labels": labels,
-                "image_id": path.stem or path.name, "meta": meta}  # fmt: skip
+        out = self.transform.apply(image, np.zeros((0, 4), np.float32), np.zeros(0, np.int64), padding)
+        return out | {"label": torch.zeros(self.num_classes), "image_id": path.stem or path.name, "meta": meta}

@@ -4,7 +4,9 @@ Each image is flipped, breast-cropped and resized to ``input_size`` exactly as t
 the fly, quantized to 16 bits (lossless for the 12-bit sources, to within 1/65535 of [0, 1]) and written as
 PNG (``cache_format: png``, compact) or as raw ``.npy`` (``npy``, read by memory mapping, the fastest).
 
-Layout: ``<cache_dir>/images/<image_id>.{png,npy}``, a ``<image_id>.json`` sidecar per image (geometry and
+Layout: ``<cache_dir>/images/<image_id>.{png,npy}``, for an image with DICOM padding inside its crop a
+``<image_id>.mask.png`` (8-bit, 255 on padding pixels; its entry's ``padding`` names it, absent for images without
+padding and in caches written before masks existed), a ``<image_id>.json`` sidecar per image (geometry and
 source path) and ``<cache_dir>/manifest.json``. Resumable: every file goes to a temporary name and is
 renamed into place, the sidecar last, so an image counts as done only when all of it is there; a rerun
 skips done images. A bad file does not stop the others; it is listed at the end with its path and reason.
@@ -28,7 +30,7 @@ import numpy as np
 from tqdm import tqdm
 
 from wsod_mammo.data.dicom import DicomError, describe_failure, read_dicom
-from wsod_mammo.data.geometry import Geometry, apply_to_image, make_geometry
+from wsod_mammo.data.geometry import Geometry, apply_to_image, apply_to_mask, make_geometry
 from wsod_mammo.data.transforms import to_uint16
 from wsod_mammo.data.vindr import Selection, load_records, select_records
 
@@ -44,8 +46,9 @@ def load_input_image(
     crop_breast: bool = True,
     expected_size: tuple[int, int] | None = None,
     resize: str = "stretch",
-) -> tuple[np.ndarray, Geometry, str]:
-    """Decode a DICOM and bring it to the input frame: ``(H, W)`` float32 in [0, 1], its geometry, laterality.
+) -> tuple[np.ndarray, Geometry, str, np.ndarray | None]:
+    """Decode a DICOM and bring it to the input frame: ``(H, W)`` float32 in [0, 1], its geometry, laterality and
+    its padding mask in the input frame (``(H, W)`` bool, None when no padding pixel lies in the crop).
 
     ``laterality`` ``None`` takes it from the DICOM tags, else from the image (the breast lies against
     the brighter half). ``expected_size`` ``(height, width)`` (the CSV's) must equal the DICOM's rows/columns,
@@ -63,7 +66,7 @@ def load_input_image(
         half = image.shape[1] // 2
         side = "L" if image[:, :half].mean() >= image[:, half:].mean() else "R"
     geometry = make_geometry(image, side, input_size, crop_breast, resize=resize)
-    return apply_to_image(image, geometry), geometry, side
+    return apply_to_image(image, geometry), geometry, side, apply_to_mask(info.padding, geometry)
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -87,6 +90,22 @@ def encode_image(image: np.ndarray, cache_format: CacheFormat) -> bytes:
     stream = io.BytesIO()
     np.lib.format.write_array_header_1_0(stream, header)
     return stream.getvalue() + quantized.tobytes()
+
+
+def encode_padding(padding: np.ndarray) -> bytes:
+    """``(H, W)`` bool padding mask -> bytes of an 8-bit PNG (255 on padding)."""
+    ok, buffer = cv2.imencode(".png", np.multiply(padding, np.uint8(255), dtype=np.uint8))
+    if not ok:
+        raise RuntimeError("cv2.imencode failed to write an 8-bit PNG")
+    return buffer.tobytes()
+
+
+def read_padding(path: str | Path) -> np.ndarray:
+    """A cached padding mask (``encode_padding``) -> ``(H, W)`` bool, True on padding."""
+    mask = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if mask is None or mask.dtype != np.uint8 or mask.ndim != 2:
+        raise ValueError(f"{path}: expected a 2-D 8-bit padding mask, found {None if mask is None else mask.dtype}")
+    return mask >= 128
 
 
 def read_cached(path: str | Path, raw: bool = False) -> np.ndarray:
@@ -117,12 +136,15 @@ def _convert(job: Job) -> tuple[str, dict[str, Any] | None, str]:
     if sidecar.is_file():
         return image_id, json.loads(sidecar.read_text()), ""
     try:
-        image, geometry, _ = load_input_image(source, laterality, input_size, crop_breast, csv_size, resize)
+        image, geometry, _, padding = load_input_image(source, laterality, input_size, crop_breast, csv_size, resize)
     except (DicomError, OSError, ValueError) as err:
         return image_id, None, describe_failure(source, err)
     name = f"{image_id}.{cache_format}"
     write_atomic(folder / name, encode_image(image, cache_format))
     entry = {"file": f"images/{name}", "source": source, "geometry": geometry.to_dict()}
+    if padding is not None:  # before the sidecar, like the image: the sidecar marks the image done
+        write_atomic(folder / f"{image_id}.mask.png", encode_padding(padding))
+        entry["padding"] = f"images/{image_id}.mask.png"
     write_atomic(sidecar, json.dumps(entry, sort_keys=True).encode())
     return image_id, entry, ""
 

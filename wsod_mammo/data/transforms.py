@@ -10,6 +10,13 @@ Standardization runs in the worker (``standardize``) or, with ``standardize=Fals
 batch is transferred (``standardize_batch``): the worker then skips three passes over the image and ships
 half the bytes (uint16) through pinned memory to the GPU.
 
+Padding: a DICOM's Pixel Padding Value pixels (``DicomInfo.padding``) are background, not anatomy. Where an image
+has them, a bool mask travels with it (flipped, cropped, resized and warped like the image, nearest) and the
+standardization takes each image's mean and std over the non-padding pixels only, then applies them to every pixel;
+so a padded band does not change how the breast is standardized. Pixels that a resize or warp pushes in from
+outside the image are not padding (they count, as they did before masks existed). An image without padding has no
+mask and is standardized exactly as before, bit for bit.
+
 Note on orientation: the loader flips right breasts so that every chest wall is on the left; the
 horizontal-flip augmentation (``hflip_p``) deliberately breaks that for a fraction of training images,
 as the study did. Set ``hflip_p: 0`` to keep the orientation fixed.
@@ -17,6 +24,7 @@ as the study did. Set ``hflip_p: 0`` to keep the orientation fixed.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import albumentations as A
@@ -42,14 +50,18 @@ class AugmentationConfig:
     seed: int | None = None  # None: seeded per worker from torch's worker seed
 
 
-def standardize(image: np.ndarray, eps: float = 1e-6) -> torch.Tensor:
+def standardize(image: np.ndarray, padding: np.ndarray | None = None, eps: float = 1e-6) -> torch.Tensor:
     """``(H, W)`` image (any real dtype) -> ``(1, H, W)`` float32 tensor with zero mean and unit std.
 
-    A constant image gives zeros. One new float32 buffer and three passes (mean, centre, BLAS dot for the
-    variance), several times faster than ``torch.std_mean`` on one worker thread; a uint16 cache image is
-    standardized as is (the result does not depend on its scale), skipping a conversion pass.
+    ``padding`` ``(H, W)`` bool (True: DICOM padding) leaves those pixels out of the mean and std, which are then
+    applied to every pixel (so the non-padding pixels get mean 0 and std 1). None, or a mask with no True pixel or
+    nothing but True, standardizes over all pixels. A constant image gives zeros. One new float32 buffer and three
+    passes (mean, centre, BLAS dot for the variance), several times faster than ``torch.std_mean`` on one worker
+    thread; a uint16 cache image is standardized as is (the result does not depend on its scale).
     """
     image = np.asarray(image)
+    if padding is not None and padding.any() and not padding.all():
+        return _standardize_masked(image, padding, eps)
     centred = np.subtract(image, image.mean(dtype=np.float64), dtype=np.float32)
     flat = centred.reshape(-1)
     std = float(np.sqrt(max(float(np.dot(flat, flat)), 0.0) / max(flat.size - 1, 1)))
@@ -57,10 +69,38 @@ def standardize(image: np.ndarray, eps: float = 1e-6) -> torch.Tensor:
     return torch.from_numpy(centred).unsqueeze(0)  # (1, H, W)
 
 
-def standardize_batch(images: Tensor, eps: float = 1e-6) -> Tensor:
+def _standardize_masked(image: np.ndarray, padding: np.ndarray, eps: float) -> torch.Tensor:
+    """``standardize`` with the statistics of the non-padding pixels (a float32 copy of those only)."""
+    valid = ~padding
+    mean = float(image.mean(where=valid, dtype=np.float64))
+    kept = np.subtract(image[valid], mean, dtype=np.float32)
+    std = float(np.sqrt(max(float(np.dot(kept, kept)), 0.0) / max(kept.size - 1, 1)))
+    del kept
+    centred = np.subtract(image, mean, dtype=np.float32)
+    centred *= np.float32(1.0 / (std + eps))
+    return torch.from_numpy(centred).unsqueeze(0)  # (1, H, W)
+
+
+def stack_padding(masks: Sequence[np.ndarray | Tensor | None]) -> Tensor | None:
+    """Per-image padding masks (``(H, W)`` or ``(1, H, W)`` bool, None for an image without padding) -> one
+    ``(N, 1, H, W)`` bool batch for ``standardize_batch`` (all False where an image has none), or None when no
+    image has padding, so batches without padding keep the unmasked path."""
+    if all(m is None for m in masks):
+        return None
+    tensors = [m if m is None or isinstance(m, Tensor) else torch.from_numpy(m) for m in masks]
+    shape = next(t for t in tensors if t is not None).shape[-2:]
+    return torch.stack([torch.zeros(shape, dtype=torch.bool) if t is None else t.reshape(shape) for t in tensors])[
+        :, None
+    ]
+
+
+def standardize_batch(images: Tensor, padding: Tensor | None = None, eps: float = 1e-6) -> Tensor:
     """``(N, 1, H, W)`` images of any real dtype -> float32, each standardized as ``standardize`` does.
 
-    Runs on the images' own device with no host read of a value, so it adds no synchronization to a step.
+    ``padding`` ``(N, 1, H, W)`` bool (True: DICOM padding) or None: an image with padding (and some non-padding)
+    takes its mean and std over its non-padding pixels; every other image of the batch gets exactly what it would
+    get without a mask. Runs on the images' own device with no host read of a value, so it adds no
+    synchronization to a step.
     """
     if images.dtype == torch.uint16:  # via int16, whose conversions every backend has (uint16's are "barebones")
         x = images.view(torch.int16).to(torch.float32)
@@ -69,9 +109,19 @@ def standardize_batch(images: Tensor, eps: float = 1e-6) -> Tensor:
         x = images.to(torch.float32)
     dims = tuple(range(1, x.dim()))
     count = max(x[0].numel() - 1, 1)
-    centred = x - x.mean(dim=dims, keepdim=True)
-    std = (centred.square().sum(dim=dims, keepdim=True) / count).sqrt()
-    return centred / (std + eps)
+    if padding is None:
+        centred = x - x.mean(dim=dims, keepdim=True)
+        std = (centred.square().sum(dim=dims, keepdim=True) / count).sqrt()
+        return centred / (std + eps)
+    keep = (~padding.to(device=x.device, dtype=torch.bool)).to(torch.float32)  # (N, 1, H, W), 1: counts
+    kept = keep.sum(dim=dims, keepdim=True)  # (N, 1, 1, 1)
+    masked = (kept > 0) & (kept < x[0].numel())  # the images whose statistics leave padding out
+    mean_kept = (x * keep).sum(dim=dims, keepdim=True) / kept.clamp(min=1)
+    centred = x - torch.where(masked, mean_kept, x.mean(dim=dims, keepdim=True))
+    square = centred.square()
+    variance_kept = (square * keep).sum(dim=dims, keepdim=True) / (kept - 1).clamp(min=1)
+    variance = torch.where(masked, variance_kept, square.sum(dim=dims, keepdim=True) / count)
+    return centred / (variance.sqrt() + eps)
 
 
 def to_uint16(image: np.ndarray) -> np.ndarray:
@@ -111,18 +161,34 @@ class BoxTransform:
     def __call__(
         self, image: np.ndarray, boxes: np.ndarray, box_labels: np.ndarray
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        out = self.apply(image, boxes, box_labels)
+        return out["image"], out["boxes"], out["box_labels"]
+
+    def apply(
+        self, image: np.ndarray, boxes: np.ndarray, box_labels: np.ndarray, padding: np.ndarray | None = None
+    ) -> dict[str, torch.Tensor]:
+        """``__call__`` with the image's padding mask ``(H, W)`` bool (or None): the mask is augmented with the
+        image (nearest; pixels pushed in are not padding) and either used by ``standardize`` or, with
+        ``standardize=False``, returned as ``padding (1, H, W)`` bool for ``standardize_batch``. Returns a dict
+        with ``image``, ``boxes``, ``box_labels`` and, only for a mask that still has padding, ``padding``."""
         boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
         box_labels = np.asarray(box_labels, np.int64).reshape(-1)
         if self.pipeline is not None:
-            out = self.pipeline(image=image, bboxes=boxes, box_labels=box_labels)
+            masks = {} if padding is None else {"mask": padding.view(np.uint8)}  # cv2 warps uint8, not bool
+            out = self.pipeline(image=image, bboxes=boxes, box_labels=box_labels, **masks)
             image = out["image"]
+            padding = None if padding is None else out["mask"].astype(bool)
             boxes = np.asarray(out["bboxes"], np.float32).reshape(-1, 4)
             box_labels = np.asarray(out["box_labels"], np.int64).reshape(-1)
+        padding = padding if padding is not None and padding.any() else None
         if self.standardize:
-            tensor = standardize(image)
+            tensor = standardize(image, padding)
         else:  # a private, writable, contiguous copy (a memory-mapped cache image is read-only)
             tensor = torch.from_numpy(np.require(to_uint16(image), np.uint16, ["C", "W", "E"])).unsqueeze(0)
-        return tensor, torch.from_numpy(boxes), torch.from_numpy(box_labels)
+        sample = {"image": tensor, "boxes": torch.from_numpy(boxes), "box_labels": torch.from_numpy(box_labels)}
+        if padding is not None and not self.standardize:
+            sample["padding"] = torch.from_numpy(np.ascontiguousarray(padding)).unsqueeze(0)  # (1, H, W) bool
+        return sample
 
 
 def _build(input_size: tuple[int, int], cfg: AugmentationConfig) -> A.Compose:
