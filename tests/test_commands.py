@@ -38,7 +38,7 @@ def test_help_lists_every_subcommand_with_its_purpose_and_imports_no_torch() -> 
     assert heavy == set()
 
 
-@pytest.mark.parametrize("name", ["synth", "report"])
+@pytest.mark.parametrize("name", ["synth", "report", "prepare"])
 def test_plain_subcommand_help_names_itself_without_torch(name: str) -> None:
     code, out, heavy = _run_in_fresh_python([name, "--help"])
     assert code == 0

@@ -16,7 +16,8 @@ from wsod_mammo.data.datamodule import VinDrMammoDataModule, collate_samples
 from wsod_mammo.data.device_augment import warp_padding
 from wsod_mammo.data.dicom import read_dicom
 from wsod_mammo.data.geometry import boxes_to_original
-from wsod_mammo.data.prepare import load_input_image, prepare, read_cached, read_padding
+from wsod_mammo.data.images import load_input_image
+from wsod_mammo.data.prepare import prepare, read_cached, read_padding
 from wsod_mammo.data.transforms import AugmentationConfig, standardize
 from wsod_mammo.data.vindr import load_records
 

@@ -12,6 +12,7 @@ import pydicom
 import pytest
 
 import wsod_mammo.data.prepare as prep
+from wsod_mammo.data.images import load_input_image
 from wsod_mammo.data.vindr import load_records
 
 SIZE = (128, 80)
@@ -28,9 +29,7 @@ def test_cache_matches_dicom_decoding(synthetic_root: Path, tmp_path: Path) -> N
     assert set(manifest["images"]) <= set(records) and len(manifest["images"]) >= 12
     for image_id, entry in list(manifest["images"].items())[:4]:
         cached = prep.read_cached(tmp_path / entry["file"])
-        decoded, geometry, _, padding = prep.load_input_image(
-            records[image_id].path, records[image_id].laterality, SIZE
-        )
+        decoded, geometry, _, padding = load_input_image(records[image_id].path, records[image_id].laterality, SIZE)
         assert padding is None and "padding" not in entry  # the synthetic DICOMs have no padding
         assert cached.dtype == np.float32 and cached.shape == SIZE
         assert np.abs(cached - decoded).max() <= 0.5 / 65535 + 1e-7
@@ -177,6 +176,6 @@ def test_padding_masks_are_cached_beside_their_images(padded_root: Path, tmp_pat
         assert json.loads((tmp_path / "images" / f"{image_id}.json").read_text()) == entry  # the sidecar has it
         stored = cv2.imread(str(tmp_path / entry["padding"]), cv2.IMREAD_UNCHANGED)
         assert stored.dtype == np.uint8 and set(np.unique(stored)) == {0, 255}
-        padding = prep.load_input_image(records[image_id].path, records[image_id].laterality, SIZE)[3]
+        padding = load_input_image(records[image_id].path, records[image_id].laterality, SIZE)[3]
         np.testing.assert_array_equal(prep.read_padding(tmp_path / entry["padding"]), padding)
     assert prep.prepare(str(padded_root), str(tmp_path), input_size=SIZE, workers=0) == manifest  # resumed: same

@@ -63,7 +63,7 @@ def main() -> None:
     import cv2
     import torch
 
-    from wsod_mammo.data.prepare import load_input_image
+    from wsod_mammo.data.images import load_input_image
     from wsod_mammo.data.transforms import AugmentationConfig, BoxTransform, standardize, standardize_batch
 
     torch.set_num_threads(1)

@@ -26,8 +26,9 @@ from torch.utils.data import DataLoader, Dataset, default_collate, get_worker_in
 from wsod_mammo.data.device_augment import DeviceAugmentTransform, warp_batch, warp_padding
 from wsod_mammo.data.dicom import DicomError
 from wsod_mammo.data.geometry import RESIZE_MODES, Geometry, boxes_to_input, clip_boxes
+from wsod_mammo.data.images import load_input_image
 from wsod_mammo.data.predict_data import PredictDataset, expand_predict_paths
-from wsod_mammo.data.prepare import load_input_image, load_manifest, read_cached, read_padding
+from wsod_mammo.data.prepare import load_manifest, read_cached, read_padding
 from wsod_mammo.data.sampling import EpochShuffleSampler, SampleKey
 from wsod_mammo.data.transforms import AugmentationConfig, BoxTransform, stack_padding, standardize_batch
 from wsod_mammo.data.vindr import (

@@ -149,11 +149,39 @@ def load_padded(
     return out, geometry, side, source, apply_to_mask(padding, geometry)
 
 
+def load_input_image(
+    path: str | Path,
+    laterality: str | None,
+    input_size: tuple[int, int],
+    crop_breast: bool = True,
+    expected_size: tuple[int, int] | None = None,
+    resize: str = "stretch",
+) -> tuple[np.ndarray, Geometry, str, np.ndarray | None]:
+    """Decode a dataset's DICOM and bring it to the input frame: ``(H, W)`` float32 in [0, 1], its geometry,
+    laterality and its padding mask in the input frame (``(H, W)`` bool, None when no padding pixel lies in the crop).
+
+    ``laterality`` (the CSV's) wins; ``None`` takes it from the DICOM tags, else from the image (the breast lies
+    against the brighter half). ``expected_size`` ``(height, width)`` (the CSV's) must equal the DICOM's rows/columns,
+    else DicomError naming the file and both sizes: the CSV's boxes would land in the wrong place.
+    ``resize``: ``stretch`` or ``fit`` (see ``geometry``).
+    """
+    image, info = read_dicom(path)
+    if expected_size is not None and tuple(expected_size) != (info.height, info.width):
+        raise DicomError(
+            f"{path}: the DICOM is {info.height}x{info.width} (rows x columns) but the CSV says "
+            f"{expected_size[0]}x{expected_size[1]} (height x width); its boxes would land in the wrong place"
+        )
+    side = laterality or info.laterality or infer_laterality(image)
+    geometry = make_geometry(image, side, input_size, crop_breast, resize=resize)
+    return apply_to_image(image, geometry), geometry, side, apply_to_mask(info.padding, geometry)
+
+
 __all__ = [
     "DicomError",
     "IMAGE_SUFFIXES",
     "is_dicom",
     "load_any",
+    "load_input_image",
     "load_padded",
     "read_any",
     "read_image_file",

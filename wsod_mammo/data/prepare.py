@@ -29,44 +29,11 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from wsod_mammo.data.dicom import DicomError, describe_failure, read_dicom
-from wsod_mammo.data.geometry import Geometry, apply_to_image, apply_to_mask, make_geometry
-from wsod_mammo.data.transforms import to_uint16
 from wsod_mammo.data.vindr import Selection, load_records, select_records
 
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
 CacheFormat = Literal["png", "npy"]
-
-
-def load_input_image(
-    path: str | Path,
-    laterality: str | None,
-    input_size: tuple[int, int],
-    crop_breast: bool = True,
-    expected_size: tuple[int, int] | None = None,
-    resize: str = "stretch",
-) -> tuple[np.ndarray, Geometry, str, np.ndarray | None]:
-    """Decode a DICOM and bring it to the input frame: ``(H, W)`` float32 in [0, 1], its geometry, laterality and
-    its padding mask in the input frame (``(H, W)`` bool, None when no padding pixel lies in the crop).
-
-    ``laterality`` ``None`` takes it from the DICOM tags, else from the image (the breast lies against
-    the brighter half). ``expected_size`` ``(height, width)`` (the CSV's) must equal the DICOM's rows/columns,
-    else DicomError naming the file and both sizes: the CSV's boxes would land in the wrong place.
-    ``resize``: ``stretch`` or ``fit`` (see ``geometry``).
-    """
-    image, info = read_dicom(path)
-    if expected_size is not None and tuple(expected_size) != (info.height, info.width):
-        raise DicomError(
-            f"{path}: the DICOM is {info.height}x{info.width} (rows x columns) but the CSV says "
-            f"{expected_size[0]}x{expected_size[1]} (height x width); its boxes would land in the wrong place"
-        )
-    side = laterality or info.laterality
-    if side is None:
-        half = image.shape[1] // 2
-        side = "L" if image[:, :half].mean() >= image[:, half:].mean() else "R"
-    geometry = make_geometry(image, side, input_size, crop_breast, resize=resize)
-    return apply_to_image(image, geometry), geometry, side, apply_to_mask(info.padding, geometry)
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -78,6 +45,8 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 def encode_image(image: np.ndarray, cache_format: CacheFormat) -> bytes:
     """``(H, W)`` float image in [0, 1] -> bytes of a 16-bit PNG or ``.npy`` file."""
+    from wsod_mammo.data.transforms import to_uint16  # with torch and albumentations: only when encoding
+
     quantized = to_uint16(image)
     if cache_format == "png":
         # Huffman-only deflate: as small as level 1 on mammograms and about 30% faster to decode.
@@ -135,6 +104,9 @@ def _convert(job: Job) -> tuple[str, dict[str, Any] | None, str]:
     sidecar = folder / f"{image_id}.json"
     if sidecar.is_file():
         return image_id, json.loads(sidecar.read_text()), ""
+    from wsod_mammo.data.dicom import DicomError, describe_failure  # pydicom, torch: only when converting
+    from wsod_mammo.data.images import load_input_image
+
     try:
         image, geometry, _, padding = load_input_image(source, laterality, input_size, crop_breast, csv_size, resize)
     except (DicomError, OSError, ValueError) as err:
