@@ -115,6 +115,18 @@ def test_batches_equal_single_inputs_and_unreadable_inputs_can_be_reported(
         np.testing.assert_array_equal(a.boxes, b.boxes[b.scores >= cut])
 
 
+def test_inputs_are_read_one_batch_at_a_time(predictor: Predictor, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A folder of thousands of mammograms must not be decoded into memory before the first forward pass."""
+    events: list[str] = []
+    load, predict = predictor._load, predictor._predict
+    monkeypatch.setattr(predictor, "_load", lambda *a: events.append("load") or load(*a))
+    monkeypatch.setattr(predictor, "_predict", lambda readable, *a: events.append("predict") or predict(readable, *a))
+    arrays = [np.random.default_rng(i).random((96, 64), np.float32) for i in range(5)]
+    results = predictor(arrays, laterality="L", batch_size=2)
+    assert [r.source for r in results] == [f"array {i}" for i in range(5)]
+    assert events == ["load", "load", "predict", "load", "load", "predict", "load", "predict"]
+
+
 def test_predictions_from_outputs_names_a_bad_method_or_class() -> None:
     probabilities, maps = torch.full((1, 2), 0.5), {"cam": torch.rand(1, 2, 4, 3)}
     loaded = [Loaded("x", Geometry(256, 192, False, (0, 0, 192, 256), 256, 192), "L", "given")]

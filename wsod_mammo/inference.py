@@ -266,10 +266,10 @@ class Predictor:
             raise ValueError(f"errors: expected 'raise' or 'report', batch_size >= 1; found {errors!r}, {batch_size}")
         names = list(methods or [self.module.predict_saliency])
         cut = threshold if threshold is not None else self.module.detection_thresholds.get(names[0], 0.5)
-        loaded = [self._load(item, side, i, errors) for i, (item, side) in enumerate(zip(items, sides, strict=True))]
         out: list[Prediction] = []
-        for start in range(0, len(loaded), batch_size):
-            chunk = loaded[start : start + batch_size]
+        for start in range(0, len(items), batch_size):  # one batch of images in memory at a time
+            pairs = zip(items[start : start + batch_size], sides[start : start + batch_size], strict=True)
+            chunk = [self._load(item, side, start + i, errors) for i, (item, side) in enumerate(pairs)]
             readable = [(image, info) for image, info in chunk if image is not None]
             made = iter(self._predict(readable, names, cut, class_index, min_score) if readable else [])
             out += [next(made) if image is not None else info for image, info in chunk]

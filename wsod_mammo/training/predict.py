@@ -20,6 +20,7 @@ from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import BasePredictionWriter
 
 from wsod_mammo.detection.overlay import method_panels, render_overlay, write_png
+from wsod_mammo.detection.overlay_frame import overlay_frame
 from wsod_mammo.inference import Loaded, Prediction, predictions_from_outputs
 from wsod_mammo.training.callbacks import Alignment, map_placement
 
@@ -111,8 +112,6 @@ class PredictionWriter(BasePredictionWriter):
         probability: float,
         cell0_center: float | None,
     ) -> Path:
-        from wsod_mammo.detection.overlay_frame import overlay_frame  # local: keeps the change inside this method
-
         size = tuple(batch["image"].shape[-2:])
         title = f"{batch['image_id'][i][:8]} p(mass)={probability:.2f}"
         panels = method_panels({method: saliency[0]}, size, cell0_center)
