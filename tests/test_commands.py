@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging
 import subprocess
 import sys
+import warnings
 
 import pytest
+import torch
 
 from wsod_mammo import __version__
 from wsod_mammo.commands import SUBCOMMANDS, main
@@ -75,3 +77,15 @@ def test_logging_shows_package_info_and_drops_lightning_tips(capsys: pytest.Capt
     assert any(
         isinstance(f, DropAdvertisements) for f in logging.getLogger("lightning.fabric.utilities.rank_zero").filters
     )
+
+
+def test_lightning_s_leafspec_warning_is_dropped_and_other_warnings_still_show() -> None:
+    """Every ``wsod fit`` printed torch's LeafSpec FutureWarning, raised inside Lightning's pytree helper."""
+    from lightning.pytorch.utilities._pytree import _tree_flatten
+
+    with warnings.catch_warnings(record=True) as caught:  # restores the filters afterwards
+        warnings.simplefilter("always")
+        configure_logging()
+        _tree_flatten(torch.zeros(1))  # what Lightning's loops call on every batch
+        warnings.warn("a warning of our own", FutureWarning, stacklevel=1)
+    assert [str(w.message) for w in caught] == ["a warning of our own"]

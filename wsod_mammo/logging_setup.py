@@ -1,4 +1,5 @@
-"""Terminal logging for the ``wsod`` command: the package's INFO lines shown, other libraries' tips dropped.
+"""Terminal logging for the ``wsod`` command: the package's INFO lines shown, other libraries' tips and known
+harmless warnings dropped.
 
 The package logs where its outputs go (run folder, checkpoints, reports, predictions), the dataset's counts and
 when synthetic data is written, at INFO under the ``wsod_mammo`` logger; Python's default (WARNING, no handler)
@@ -10,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import warnings
 
 PACKAGE_LOGGER = "wsod_mammo"
 # Loggers through which Lightning's rank_zero_info advertises other products ("💡 Tip: ... litlogger/litmodels").
@@ -18,6 +20,10 @@ RANK_ZERO_LOGGERS = (
     "lightning.fabric.utilities.rank_zero",
     "lightning_utilities.core.rank_zero",
 )
+
+# Warnings the user cannot act on, raised between our dependencies: Lightning 2.6's pytree helper constructs
+# torch's deprecated LeafSpec (a FutureWarning on every fit since torch 2.14; Lightning's to fix, not the user's).
+HARMLESS_WARNINGS = (r"`isinstance\(treespec, LeafSpec\)` is deprecated",)
 
 
 class DropAdvertisements(logging.Filter):
@@ -47,7 +53,8 @@ def _global_rank() -> int:
 
 
 def configure_logging(level: int = logging.INFO) -> None:
-    """Attach one stderr handler to the package logger (idempotent) and silence Lightning's product tips.
+    """Attach one stderr handler to the package logger (idempotent), silence Lightning's product tips and the
+    ``HARMLESS_WARNINGS`` (by message, so every other warning still shows).
 
     Non-zero ranks log at WARNING only. The handler is the package's own: the root logger and the user's
     configuration of other loggers are left alone (records still propagate, so pytest's caplog sees them).
@@ -63,3 +70,5 @@ def configure_logging(level: int = logging.INFO) -> None:
         logger = logging.getLogger(name)
         if not any(isinstance(f, DropAdvertisements) for f in logger.filters):
             logger.addFilter(DropAdvertisements())
+    for message in HARMLESS_WARNINGS:
+        warnings.filterwarnings("ignore", message=message, category=FutureWarning)
