@@ -440,6 +440,23 @@ def test_ddp_on_two_cpu_processes_matches_one_process(tmp_path: Path, trained: P
         assert figures[2][key] == pytest.approx(value, abs=1e-5), key
 
 
+def test_wandb_prints_no_end_of_run_dump_and_still_says_where_the_run_is(tmp_path: Path) -> None:
+    """Every command used to end with W&B's ~80 rows of history and summary; a run in its own process (in pytest's
+    process W&B prints none) shows what a terminal shows."""
+    script = (
+        "from wsod_mammo.training.wandb_logger import OfflineWandbLogger\n"
+        f"logger = OfflineWandbLogger(save_dir={str(tmp_path)!r})\n"
+        "logger.log_metrics({'val/fusion/auroc': 0.5, 'train/loss': 1.0}, step=0)\n"
+        "logger.finalize('success')\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr
+    terminal = result.stdout + result.stderr
+    assert "Run history" not in terminal and "Run summary" not in terminal
+    assert "saved locally" in terminal and list(tmp_path.glob("wandb/offline-run-*/run-*.wandb"))
+
+
 def test_python_dash_m_runs_the_same_cli() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "wsod_mammo", "fit", "--help"], capture_output=True, text=True, timeout=300

@@ -18,7 +18,8 @@ class OfflineWandbLogger(WandbLogger):
     (``log_model`` must stay false there). Set ``offline: false`` in YAML to sync runs live. The run is finished
     when the Trainer finalizes the logger, so the next command in the same process (a notebook, the tests) gets
     a run and a directory of its own instead of silently appending to this one. ``group`` defaults to the name
-    of ``save_dir``, so a fit and the tests of its checkpoints share a W&B group.
+    of ``save_dir``, so a fit and the tests of its checkpoints share a W&B group. W&B's own terminal output is
+    ``quiet`` unless ``settings`` says otherwise.
     """
 
     def __init__(
@@ -38,6 +39,9 @@ class OfflineWandbLogger(WandbLogger):
             kwargs["mode"] = kwargs.get("mode") or "offline"
         if offline and log_model:
             raise ValueError("trainer.logger: log_model uploads checkpoints and needs offline: false")
+        # The package's own log says where the run went; W&B's end-of-run dump of ~80 history and summary rows
+        # after every command is noise there (quiet keeps the offline header with the run's folder).
+        kwargs["settings"] = kwargs.get("settings") or {"quiet": True}
         # One group per config: fit and its tests (same save_dir) land together; `wsod study` names its own.
         kwargs["group"] = kwargs.get("group") or Path(save_dir).name or None
         super().__init__(project=project, save_dir=save_dir, name=name, offline=offline, log_model=log_model, **kwargs)
