@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
 import shutil
 import struct
@@ -19,6 +20,7 @@ import wandb
 import yaml
 from cli_configs import INPUT_SIZE, checkpoint, tiny_config, write_config
 
+from wsod_mammo import cli
 from wsod_mammo.cli import main, resolve_checkpoint
 from wsod_mammo.data.dicom import read_dicom
 from wsod_mammo.data.synthetic import make_synthetic_dataset
@@ -398,6 +400,19 @@ def test_fp16_on_cpu_is_refused_before_training(tmp_path: Path, data_root: Path)
     with pytest.raises(Exception, match="16-mixed|bf16"):
         main(["fit", "--config", str(write_config(tmp_path / "c.yaml", settings))])
     assert not list(tmp_path.glob("**/*.ckpt"))
+
+
+@pytest.mark.parametrize("kernels", [False, True])
+def test_bf16_on_a_cpu_without_bf16_kernels_is_warned_about(
+    kernels: bool, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(cli, "_cpu_has_bf16_kernels", lambda: kernels)
+    with caplog.at_level(logging.WARNING, logger="wsod_mammo.cli"):
+        cli.check_precision({"trainer": {"precision": "bf16-mixed", "accelerator": "cpu"}})
+        cli.check_precision({"trainer": {"precision": "32", "accelerator": "cpu"}})
+    warned = [r.getMessage() for r in caplog.records if "bf16 convolution kernels" in r.getMessage()]
+    assert len(warned) == (0 if kernels else 1)  # once: precision 32 is never warned about
+    assert all(w.startswith("trainer.precision: bf16-mixed on this CPU") for w in warned)
 
 
 # -------------------------------------------------------------------------------------------------- DDP
