@@ -127,6 +127,22 @@ def test_inputs_are_read_one_batch_at_a_time(predictor: Predictor, monkeypatch: 
     assert events == ["load", "load", "predict", "load", "load", "predict", "load", "predict"]
 
 
+def test_receptive_field_alignment_moves_boxes_up_and_left(predictor: Predictor, synthetic_root: Path) -> None:
+    """``alignment="receptive_field"`` centres each map cell on its receptive field, as ``wsod predict`` can: the same
+    maps give boxes shifted towards the image's top-left (the study's plain resizing puts them lower right)."""
+    placed = Predictor(predictor.module, SIZE, alignment="receptive_field")
+    paths = [r.path for r in load_records(synthetic_root)[:4]]
+    plain, shifted = predictor(paths, threshold=0.3), placed(paths, threshold=0.3)
+    pairs = [(a, b) for a, b in zip(plain, shifted, strict=True) if len(a.input_boxes) == len(b.input_boxes) > 0]
+    assert pairs
+    for a, b in pairs:
+        np.testing.assert_array_equal(a.probabilities, b.probabilities)
+        centre = lambda boxes: (boxes[:, :2] + boxes[:, 2:]) / 2  # noqa: E731
+        assert (centre(b.input_boxes) - centre(a.input_boxes)).mean() < 0
+    with pytest.raises(ValueError, match="alignment: expected 'resize' or 'receptive_field', found 'centre'"):
+        Predictor(predictor.module, SIZE, alignment="centre")
+
+
 def test_predictions_from_outputs_names_a_bad_method_or_class() -> None:
     probabilities, maps = torch.full((1, 2), 0.5), {"cam": torch.rand(1, 2, 4, 3)}
     loaded = [Loaded("x", Geometry(256, 192, False, (0, 0, 192, 256), 256, 192), "L", "given")]

@@ -201,14 +201,20 @@ class Predictor:
         crop_breast: crop to the breast before resizing, as in training.
         device: where the model runs.
         resize: ``stretch`` (the study) or ``fit`` (aspect kept, padded: how NYU's weights saw images).
+        alignment: where each map cell is placed on the image: ``resize`` (plain resizing, the study's and
+            ``wsod predict``'s default) or ``receptive_field`` (each cell centred on its receptive field), as the
+            ``alignment`` of the ``PredictionWriter`` callback.
     """
 
     def __init__(
         self, module: GMICLitModule, input_size: tuple[int, int] = PAPER_INPUT_SIZE, crop_breast: bool = True,
         device: str | torch.device = "cpu", resize: str = "stretch",
+        alignment: Literal["resize", "receptive_field"] = "resize",
     ) -> None:  # fmt: skip
+        if alignment not in ("resize", "receptive_field"):
+            raise ValueError(f"alignment: expected 'resize' or 'receptive_field', found {alignment!r}")
         self.module = module.eval().to(device)
-        self.resize = resize
+        self.resize, self.alignment = resize, alignment
         self.input_size, self.crop_breast, self.device = (int(input_size[0]), int(input_size[1])), crop_breast, device
 
     @classmethod
@@ -300,7 +306,8 @@ class Predictor:
         x = standardize_batch(images.to(self.device), None if padding is None else padding.to(self.device))
         output, maps = self.module.evaluate(x, methods)
         infos = [info for _, info in readable]
-        args = (methods[0], threshold, self.input_size, class_index, None, min_score)
+        cell0 = self.module.model.map_cell0_center if self.alignment == "receptive_field" else None
+        args = (methods[0], threshold, self.input_size, class_index, cell0, min_score)
         return predictions_from_outputs(output.y_fusion, maps, infos, *args)
 
 
