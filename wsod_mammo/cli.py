@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,8 @@ class WsodCLI(LightningCLI):
         if subcommand:
             section = self.config[subcommand]
             check_precision(section)
+            if subcommand != "fit":  # evaluation writes into a run folder of its own, never the checkpoint's
+                warnings.filterwarnings("ignore", message=CHECKPOINT_DIRPATH_WARNING, category=UserWarning)
             ckpt_path = section.get("ckpt_path")
             if ckpt_path:
                 section["ckpt_path"] = str(resolve_checkpoint(ckpt_path, section))
@@ -64,6 +67,9 @@ class WsodCLI(LightningCLI):
         super()._parse_ckpt_path()
 
 
+# ModelCheckpoint warns on restoring a checkpoint written in another folder; test/validate/predict always do (each
+# run has its own folder) and never use what it says it will not reload (best_model_score, best_k_models, ...).
+CHECKPOINT_DIRPATH_WARNING = "The dirpath has changed from"
 FP16_PRECISIONS = {"16", "16-mixed", "16-true"}
 BF16_PRECISIONS = {"bf16", "bf16-mixed", "bf16-true"}
 
@@ -181,17 +187,21 @@ def check_checkpoint(path: Path) -> None:
 
 
 def run_lightning_cli(args: list[str] | None) -> None:
-    """``wsod fit|validate|test|predict ...``: ``args`` starts with the subcommand (None: ``sys.argv[1:]``)."""
-    WsodCLI(
-        GMICLitModule,
-        VinDrMammoDataModule,
-        subclass_mode_model=True,
-        subclass_mode_data=True,
-        save_config_callback=RunConfigSaver,
-        save_config_kwargs={"overwrite": True},
-        parser_kwargs=subcommand_parser_kwargs(),
-        args=args,
-    )
+    """``wsod fit|validate|test|predict ...``: ``args`` starts with the subcommand (None: ``sys.argv[1:]``).
+
+    Warning filters the run sets (see ``CHECKPOINT_DIRPATH_WARNING``) end with it: a notebook's next command starts
+    from its own."""
+    with warnings.catch_warnings():
+        WsodCLI(
+            GMICLitModule,
+            VinDrMammoDataModule,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            save_config_callback=RunConfigSaver,
+            save_config_kwargs={"overwrite": True},
+            parser_kwargs=subcommand_parser_kwargs(),
+            args=args,
+        )
 
 
 def main(argv: list[str] | None = None) -> None:
