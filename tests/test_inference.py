@@ -139,7 +139,7 @@ def test_receptive_field_alignment_moves_boxes_up_and_left(predictor: Predictor,
         np.testing.assert_array_equal(a.probabilities, b.probabilities)
         centre = lambda boxes: (boxes[:, :2] + boxes[:, 2:]) / 2  # noqa: E731
         assert (centre(b.input_boxes) - centre(a.input_boxes)).mean() < 0
-    with pytest.raises(ValueError, match="alignment: expected 'resize' or 'receptive_field', found 'centre'"):
+    with pytest.raises(ValueError, match="alignment: expected 'receptive_field' or 'resize', found 'centre'"):
         Predictor(predictor.module, SIZE, alignment="centre")
 
 

@@ -30,6 +30,7 @@ from wsod_mammo.data.transforms import stack_padding, standardize_batch
 from wsod_mammo.detection.boxes import saliency_to_boxes
 from wsod_mammo.models import GMIC
 from wsod_mammo.models.nyu import from_nyu_checkpoint
+from wsod_mammo.training.callbacks import Alignment, map_placement
 from wsod_mammo.training.checkpoints import read_lightning_checkpoint
 from wsod_mammo.training.module import GMICLitModule
 
@@ -209,12 +210,11 @@ class Predictor:
     def __init__(
         self, module: GMICLitModule, input_size: tuple[int, int] = PAPER_INPUT_SIZE, crop_breast: bool = True,
         device: str | torch.device = "cpu", resize: str = "stretch",
-        alignment: Literal["resize", "receptive_field"] = "resize",
+        alignment: Alignment = "resize",
     ) -> None:  # fmt: skip
-        if alignment not in ("resize", "receptive_field"):
-            raise ValueError(f"alignment: expected 'resize' or 'receptive_field', found {alignment!r}")
         self.module = module.eval().to(device)
-        self.resize, self.alignment = resize, alignment
+        self.cell0_center = map_placement(self.module, alignment)  # checks alignment, as the callbacks do
+        self.resize = resize
         self.input_size, self.crop_breast, self.device = (int(input_size[0]), int(input_size[1])), crop_breast, device
 
     @classmethod
@@ -306,8 +306,7 @@ class Predictor:
         x = standardize_batch(images.to(self.device), None if padding is None else padding.to(self.device))
         output, maps = self.module.evaluate(x, methods)
         infos = [info for _, info in readable]
-        cell0 = self.module.model.map_cell0_center if self.alignment == "receptive_field" else None
-        args = (methods[0], threshold, self.input_size, class_index, cell0, min_score)
+        args = (methods[0], threshold, self.input_size, class_index, self.cell0_center, min_score)
         return predictions_from_outputs(output.y_fusion, maps, infos, *args)
 
 
