@@ -142,11 +142,8 @@ def load_padded(
         image, tagged, padding = scale_to_unit(item), None, None
     else:
         image, tagged, padding = _read(item)
-    if tagged is not None:
-        out, geometry, side, _ = to_input_frame(image, tagged, input_size, crop_breast, resize)
-        return out, geometry, side, "dicom", apply_to_mask(padding, geometry)
-    out, geometry, side, source = to_input_frame(image, laterality, input_size, crop_breast, resize)
-    return out, geometry, side, source, apply_to_mask(padding, geometry)
+    out, geometry, side, source = to_input_frame(image, tagged or laterality, input_size, crop_breast, resize)
+    return out, geometry, side, "dicom" if tagged else source, apply_to_mask(padding, geometry)
 
 
 def load_input_image(
@@ -171,9 +168,8 @@ def load_input_image(
             f"{path}: the DICOM is {info.height}x{info.width} (rows x columns) but the CSV says "
             f"{expected_size[0]}x{expected_size[1]} (height x width); its boxes would land in the wrong place"
         )
-    side = laterality or info.laterality or infer_laterality(image)
-    geometry = make_geometry(image, side, input_size, crop_breast, resize=resize)
-    return apply_to_image(image, geometry), geometry, side, apply_to_mask(info.padding, geometry)
+    out, geometry, side, _ = to_input_frame(image, laterality or info.laterality, input_size, crop_breast, resize)
+    return out, geometry, side, apply_to_mask(info.padding, geometry)
 
 
 __all__ = [
