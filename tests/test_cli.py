@@ -292,27 +292,33 @@ def test_bf16_mixed_fit_on_cpu_with_a_gradient_patch_method(tmp_path: Path, data
 
 
 def test_device_standardization_reaches_the_model_as_worker_standardization(tmp_path: Path, data_root: Path) -> None:
-    """Lightning calls the DataModule's on_after_batch_transfer: uint16 batches reach the model standardized."""
+    """Lightning calls the DataModule's on_after_batch_transfer: uint16 batches reach the model standardized; with
+    ``pixel_reads: main`` (2 workers, the GPU config's device augmentation) its on_before_batch_transfer reads the
+    pixels the workers did not send, and the model sees what it sees when the workers send them."""
     from wsod_mammo.data.prepare import prepare
 
     cache = tmp_path / "cache"
     prepare(str(data_root), str(cache), input_size=INPUT_SIZE, workers=0, cache_format="npy")
-    for where in ("worker", "device"):
-        settings = tiny_config(tmp_path / where, data_root, cache_dir=str(cache), standardize_on=where)
+    on_device = {"standardize_on": "device", "augment_on": "device"}
+    variants = {"worker": {"standardize_on": "worker"}, "device": {"standardize_on": "device"},
+                "device_augment": on_device, "main": on_device | {"pixel_reads": "main", "num_workers": 2}}  # fmt: skip
+    for where, options in variants.items():
+        settings = tiny_config(tmp_path / where, data_root, cache_dir=str(cache), **options)
         recorder = {
             "class_path": "cli_configs.FirstBatchRecorder",
             "init_args": {"path": str(tmp_path / f"{where}.pt")},
         }
         settings["trainer"]["callbacks"].append(recorder)
         main(["fit", "--config", str(write_config(tmp_path / f"{where}.yaml", settings))])
-    worker, device = (torch.load(tmp_path / f"{w}.pt", weights_only=True) for w in ("worker", "device"))
-    assert worker.keys() == device.keys() == {"train", "val"}
+    worker, device, device_augment, main_reads = (torch.load(tmp_path / f"{w}.pt", weights_only=True) for w in variants)
+    assert worker.keys() == device.keys() == main_reads.keys() == {"train", "val"}
     for stage, images in device.items():
         assert images.dtype == torch.float32 and images.shape[1:] == (1, *INPUT_SIZE)
         torch.testing.assert_close(images.mean((1, 2, 3)), torch.zeros(len(images)), atol=1e-4, rtol=0)
         torch.testing.assert_close(images.std((1, 2, 3)), torch.ones(len(images)), atol=1e-4, rtol=0)
         torch.testing.assert_close(images, worker[stage], atol=1e-4, rtol=1e-4, msg=stage)
-    assert checkpoint(tmp_path / "device").is_file()
+        assert torch.equal(main_reads[stage], device_augment[stage]), stage
+    assert checkpoint(tmp_path / "device").is_file() and checkpoint(tmp_path / "main").is_file()
 
 
 def read_wandb_log(path: Path) -> list:

@@ -8,6 +8,8 @@ int64, ``image_id`` str and ``meta`` (``study_id``, ``laterality``, ``view``, ``
 samples that could not be read). With ``standardize_on: device``, an image with DICOM padding also carries
 ``padding (1, H, W)`` bool (True: padding), which ``on_after_batch_transfer`` warps and hands to
 ``standardize_batch``; images without padding have no such key. ``collate_samples`` keeps boxes per image.
+With ``pixel_reads: main`` a cached image travels as a ``PixelRef`` and the batch's ``image`` as a ``PixelBatch``
+until the pin-memory thread or ``on_before_batch_transfer`` reads it (``data/pixel_reads.py``).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from wsod_mammo.data.device_augment import DeviceAugmentTransform, warp_batch, w
 from wsod_mammo.data.dicom import DicomError
 from wsod_mammo.data.geometry import RESIZE_MODES, Geometry, boxes_to_input, clip_boxes
 from wsod_mammo.data.images import load_input_image
+from wsod_mammo.data.pixel_reads import PixelBatch, PixelRef, pixel_ref, read_pixel_batch
 from wsod_mammo.data.predict_data import PredictDataset, expand_predict_paths
 from wsod_mammo.data.prepare import load_manifest, read_cached, read_padding
 from wsod_mammo.data.sampling import EpochShuffleSampler, SampleKey
@@ -45,6 +48,7 @@ log = logging.getLogger(__name__)
 Missing = Literal["error", "skip"]
 StandardizeOn = Literal["worker", "device"]
 AugmentOn = Literal["worker", "device"]
+PixelReads = Literal["worker", "main"]
 
 
 def collate_samples(samples: list[dict[str, Any]]) -> dict[str, Any]:
@@ -54,9 +58,11 @@ def collate_samples(samples: list[dict[str, Any]]) -> dict[str, Any]:
     ``torch.stack`` would build it in private memory and the queue would copy it again (68 MB per batch of six
     2944 x 1920 images; 1.4x the loader's images/s with two workers, ``bench_loader.py``'s transfer rows).
     ``padding (N, 1, H, W)`` bool when any sample has a padding mask (all False for those without), else absent.
+    Images sent as ``PixelRef`` (``pixel_reads: main``) make a ``PixelBatch``, read later in the main process.
     """
+    images = [s["image"] for s in samples]
     batch = {
-        "image": default_collate([s["image"] for s in samples]),
+        "image": PixelBatch(images) if any(isinstance(i, PixelRef) for i in images) else default_collate(images),
         "label": default_collate([s["label"] for s in samples]),
         "boxes": [s["boxes"] for s in samples],
         "box_labels": [s["box_labels"] for s in samples],
@@ -81,9 +87,12 @@ class VinDrDataset(Dataset):
         cache: tuple[Path, dict[str, Any]] | None = None,
         missing: Missing = "error",
         resize: str = "stretch",
+        pixel_reads: PixelReads = "worker",
     ):
         self.records, self.classes, self.transform = list(records), list(classes), transform
         self.crop_breast, self.cache, self.missing, self.resize = crop_breast, cache, missing, resize
+        # a cached image the transform leaves as it is travels as its file location, read by the main process
+        self.send_refs = pixel_reads == "main" and getattr(transform, "keeps_pixels", False)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -122,6 +131,8 @@ class VinDrDataset(Dataset):
         boxes, box_labels = record.boxes(self.classes)
         boxes = np.asarray(boxes_to_input(boxes, geometry), np.float32)  # (M, 4) input frame
         boxes, keep = clip_boxes(boxes, geometry.out_height, geometry.out_width)
+        if self.send_refs:
+            image = pixel_ref(image) or image
         out = self.transform.apply(image, boxes, box_labels[keep], padding)  # + theta with augment_on: device
         meta = {
             "study_id": record.study_id,
@@ -175,6 +186,12 @@ class VinDrMammoDataModule(L.LightningDataModule):
         augment_on: ``worker`` augments training images in the workers (albumentations, two cv2 resamplings);
             ``device`` (needs ``standardize_on: device``) ships the cache's pixels and one affine matrix per
             image and warps the batch in one ``grid_sample`` on the device (``data/device_augment.py``).
+        pixel_reads: ``worker`` ships each cached image's pixels from the workers through shared memory; ``main``
+            (needs ``standardize_on: device``; training images also ``augment_on: device``) ships only where the
+            pixels lie in the NPY cache, and the main process reads them with a few threads straight into the
+            pinned batch, in the DataLoader's pin-memory thread (``data/pixel_reads.py``): one host copy of each
+            image instead of three, and no longer one core's copy per batch capping the loader. For GPU runs; on a CPU
+            (nothing pinned) the main process reads each batch itself, before the step, so ``worker`` is faster.
         predict_paths: files and folders for ``predict`` (DICOMs by content, PNG/TIFF); default: the test split.
         predict_laterality: ``L`` or ``R`` for non-DICOM predict inputs; None infers it from the image.
         resize: ``stretch`` the breast crop to ``input_size`` (the study) or ``fit`` it (aspect kept, padded with
@@ -207,6 +224,7 @@ class VinDrMammoDataModule(L.LightningDataModule):
         missing: Missing = "error",
         standardize_on: StandardizeOn = "worker",
         augment_on: AugmentOn = "worker",
+        pixel_reads: PixelReads = "worker",
         predict_paths: list[str] | None = None,
         predict_laterality: Literal["L", "R"] | None = None,
         resize: Literal["stretch", "fit"] = "stretch",
@@ -223,7 +241,10 @@ class VinDrMammoDataModule(L.LightningDataModule):
         if augment_on not in ("worker", "device") or (augment_on == "device" and standardize_on != "device"):
             raise ValueError(f"augment_on: expected 'worker', or 'device' with standardize_on: device, got "
                              f"augment_on={augment_on!r}, standardize_on={standardize_on!r}")  # fmt: skip
-        self.standardize_on, self.augment_on = standardize_on, augment_on
+        if pixel_reads not in ("worker", "main") or (pixel_reads == "main" and standardize_on != "device"):
+            raise ValueError(f"pixel_reads: expected 'worker', or 'main' with standardize_on: device, got "
+                             f"pixel_reads={pixel_reads!r}, standardize_on={standardize_on!r}")  # fmt: skip
+        self.standardize_on, self.augment_on, self.pixel_reads = standardize_on, augment_on, pixel_reads
         self.data_root, self.cache_dir = data_root, cache_dir
         self.class_names = list(classes or ["Mass"])
         self.selection, self.input_size, self.crop_breast = (
@@ -335,7 +356,7 @@ class VinDrMammoDataModule(L.LightningDataModule):
         splits = self._records(cache)
         log.info("data %s: %s", self.data_root, describe_splits(splits, self.class_names))
         args = {"classes": self.class_names, "crop_breast": self.crop_breast, "cache": cache, "missing": self.missing,
-                "resize": self.resize}  # fmt: skip
+                "resize": self.resize, "pixel_reads": self.pixel_reads}  # fmt: skip
         self.datasets["train"] = VinDrDataset(splits["train"], transform=train_tf, **args)
         for name in ("val", "test"):
             self.datasets[name] = VinDrDataset(splits[name], transform=eval_tf, **args)
@@ -367,6 +388,10 @@ class VinDrMammoDataModule(L.LightningDataModule):
             worker_init_fn=seed_worker,
             generator=torch.Generator().manual_seed(self.seed),
         )
+
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Read a ``pixel_reads: main`` batch that nothing pinned (CPU runs) in this process, before the transfer."""
+        return read_pixel_batch(batch)
 
     def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict[str, Any]:
         """Warp (``augment_on: device``), then standardize (``standardize_on: device``) where the batch now lives;

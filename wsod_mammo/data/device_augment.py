@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from wsod_mammo.data.geometry import clip_boxes
+from wsod_mammo.data.pixel_reads import PixelRef
 from wsod_mammo.data.transforms import AugmentationConfig, to_uint16
 
 
@@ -162,21 +163,29 @@ class DeviceAugmentTransform:
     def set_seed(self, seed: int) -> None:
         self.rng = np.random.default_rng(seed)
 
+    keeps_pixels = True  # the pixels leave as they came: ``pixel_reads: main`` may ship a PixelRef instead
+
     def __call__(self, image: np.ndarray, boxes: np.ndarray, box_labels: np.ndarray) -> tuple[Tensor, ...]:
         out = self.apply(image, boxes, box_labels)
         return out["image"], out["boxes"], out["box_labels"], out["theta"]
 
     def apply(
-        self, image: np.ndarray, boxes: np.ndarray, box_labels: np.ndarray, padding: np.ndarray | None = None
-    ) -> dict[str, Tensor]:
+        self,
+        image: np.ndarray | PixelRef,
+        boxes: np.ndarray,
+        box_labels: np.ndarray,
+        padding: np.ndarray | None = None,
+    ) -> dict[str, Tensor | PixelRef]:
         """``__call__`` as a dict (``image``, ``boxes``, ``box_labels``, ``theta``), plus the image's padding mask
-        ``(H, W)`` bool, when given, as ``padding (1, H, W)`` bool, unwarped: the device warps it with ``theta``."""
+        ``(H, W)`` bool, when given, as ``padding (1, H, W)`` bool, unwarped: the device warps it with ``theta``.
+        A :class:`PixelRef` image is passed on unread (``pixel_reads: main``)."""
         params = sample_params(self.config, self.input_size, boxes, self.rng)
         matrix = params_matrix(params, self.input_size)
         boxes, box_labels = transform_boxes(boxes, box_labels, matrix, self.input_size)
-        pixels = np.require(to_uint16(image), np.uint16, ["C", "W", "E"])  # private copy of the read-only mmap
+        if not isinstance(image, PixelRef):  # a private copy of the read-only mmap
+            image = torch.from_numpy(np.require(to_uint16(image), np.uint16, ["C", "W", "E"])).unsqueeze(0)
         theta = torch.from_numpy(grid_theta(matrix, self.input_size, params))
-        sample = {"image": torch.from_numpy(pixels).unsqueeze(0), "boxes": torch.from_numpy(boxes),
+        sample = {"image": image, "boxes": torch.from_numpy(boxes),
                   "box_labels": torch.from_numpy(box_labels), "theta": theta}  # fmt: skip
         if padding is not None:
             sample["padding"] = torch.from_numpy(np.ascontiguousarray(padding)).unsqueeze(0)  # (1, H, W) bool

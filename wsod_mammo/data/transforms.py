@@ -33,6 +33,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from wsod_mammo.data.pixel_reads import PixelRef
+
 
 @dataclass
 class AugmentationConfig:
@@ -158,6 +160,11 @@ class BoxTransform:
         if self.pipeline is not None:
             self.pipeline.set_random_seed(seed)
 
+    @property
+    def keeps_pixels(self) -> bool:
+        """No augmentation and no standardization: the pixels leave as they came (``pixel_reads: main``)."""
+        return self.pipeline is None and not self.standardize
+
     def __call__(
         self, image: np.ndarray, boxes: np.ndarray, box_labels: np.ndarray
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -165,12 +172,20 @@ class BoxTransform:
         return out["image"], out["boxes"], out["box_labels"]
 
     def apply(
-        self, image: np.ndarray, boxes: np.ndarray, box_labels: np.ndarray, padding: np.ndarray | None = None
-    ) -> dict[str, torch.Tensor]:
+        self,
+        image: np.ndarray | PixelRef,
+        boxes: np.ndarray,
+        box_labels: np.ndarray,
+        padding: np.ndarray | None = None,
+    ) -> dict[str, torch.Tensor | PixelRef]:
         """``__call__`` with the image's padding mask ``(H, W)`` bool (or None): the mask is augmented with the
         image (nearest; pixels pushed in are not padding) and either used by ``standardize`` or, with
         ``standardize=False``, returned as ``padding (1, H, W)`` bool for ``standardize_batch``. Returns a dict
-        with ``image``, ``boxes``, ``box_labels`` and, only for a mask that still has padding, ``padding``."""
+        with ``image``, ``boxes``, ``box_labels`` and, only for a mask that still has padding, ``padding``.
+        A :class:`PixelRef` image (only where ``keeps_pixels``) is passed on unread."""
+        if isinstance(image, PixelRef) and not self.keeps_pixels:
+            raise ValueError(f"{image.path}: a PixelRef reaches a transform that changes pixels (pixel_reads: main "
+                             "needs standardize_on: device and, for training, augment_on: device)")  # fmt: skip
         boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
         box_labels = np.asarray(box_labels, np.int64).reshape(-1)
         if self.pipeline is not None:
@@ -181,7 +196,9 @@ class BoxTransform:
             boxes = np.asarray(out["bboxes"], np.float32).reshape(-1, 4)
             box_labels = np.asarray(out["box_labels"], np.int64).reshape(-1)
         padding = padding if padding is not None and padding.any() else None
-        if self.standardize:
+        if isinstance(image, PixelRef):
+            tensor = image
+        elif self.standardize:
             tensor = standardize(image, padding)
         else:  # a private, writable, contiguous copy (a memory-mapped cache image is read-only)
             tensor = torch.from_numpy(np.require(to_uint16(image), np.uint16, ["C", "W", "E"])).unsqueeze(0)
