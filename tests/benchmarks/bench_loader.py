@@ -6,10 +6,16 @@ here), at the study's 2944 x 1920 by default:
   resized back + affine, two cv2 resamplings, uint16 out) vs the device-side worker half (draws, one matrix,
   box transform, uint16 copy) and, separately, ``warp_batch``'s cost per image on ``--device``;
 - scaling: the training DataLoader of ``VinDrMammoDataModule`` (``standardize_on: device``) with 1, 2, 4, ...
-  workers for both ``augment_on`` paths: images/s out of the loader (collated, pinned on CUDA);
+  workers for both ``augment_on`` paths, and the device path with ``pixel_reads: main``: images/s of batches
+  ready in this process (pinned by the DataLoader's pin-memory thread on CUDA; on CPU, ``pixel_reads: main``
+  batches are read by ``on_before_batch_transfer``, as in a CPU run);
 - transfer: batches of ready uint16 images (no decoding, no augmentation) out of ``--transfer_workers`` workers,
   stacked by ``torch.stack`` vs by the package's ``collate_samples`` (into shared memory): what the hand-over
-  from the workers to this process costs.
+  from the workers to this process costs;
+- pin work: what the DataLoader's one pin-memory thread does per batch, into a reused destination (pinned on
+  CUDA, as CUDA's caching host allocator hands back): copy a batch out of the workers' fresh shared memory
+  (``pixel_reads: worker``) vs read the batch's cache files into it (``pixel_reads: main``). This thread serves
+  every worker, so its rate is the loader's ceiling.
 
     python tests/benchmarks/bench_loader.py --workers 1,2 --studies 4
     python tests/benchmarks/bench_loader.py --data DIR --workers 1,2,4,8,12,16 --device cuda --json loader.json
@@ -30,13 +36,16 @@ import torch
 PREFETCH = 2  # batches each worker loads ahead (drawn untimed before each scaling point)
 
 
-def _datamodule(args: argparse.Namespace, root: Path, cache: Path, augment_on: str, workers: int):
+def _datamodule(
+    args: argparse.Namespace, root: Path, cache: Path, augment_on: str, workers: int, pixel_reads: str = "worker"
+):
     from wsod_mammo.data.datamodule import VinDrMammoDataModule
 
     dm = VinDrMammoDataModule(
         str(root), cache_dir=str(cache), selection="all", input_size=(args.height, args.width), val_fraction=0.0,
         batch_size=args.batch, num_workers=workers, pin_memory=args.device == "cuda", persistent_workers=workers > 0,
         prefetch_factor=PREFETCH if workers else None, standardize_on="device", augment_on=augment_on,
+        pixel_reads=pixel_reads,
     )  # fmt: skip
     dm.setup("fit")
     return dm
@@ -72,10 +81,12 @@ def per_sample(args: argparse.Namespace, root: Path, cache: Path) -> dict[str, f
     return results
 
 
-def _batches(loader):
-    """The loader's batches over as many epochs as asked for (persistent workers: no restart between epochs)."""
+def _batches(loader, dm):
+    """The loader's batches over as many epochs as asked for (persistent workers: no restart between epochs), as
+    Lightning hands them to the transfer (``on_before_batch_transfer`` reads unpinned ``pixel_reads: main`` ones)."""
     while True:
-        yield from loader
+        for batch in loader:
+            yield dm.on_before_batch_transfer(batch, 0)
 
 
 def scaling(args: argparse.Namespace, root: Path, cache: Path) -> dict[str, dict[int, float]]:
@@ -85,11 +96,13 @@ def scaling(args: argparse.Namespace, root: Path, cache: Path) -> dict[str, dict
     first batch would count ready-made batches and report rates no loader sustains (seen: 52,078 img/s).
     """
     table: dict[str, dict[int, float]] = {}
-    for path in ("worker", "device"):
+    for path, augment_on, pixel_reads in (("worker", "worker", "worker"), ("device", "device", "worker"),
+                                          ("device_main_reads", "device", "main")):  # fmt: skip
         table[path] = {}
         for workers in [int(w) for w in args.workers.split(",")]:
-            loader = _datamodule(args, root, cache, path, workers).train_dataloader()
-            batches = _batches(loader)
+            dm = _datamodule(args, root, cache, augment_on, workers, pixel_reads)
+            loader = dm.train_dataloader()
+            batches = _batches(loader, dm)
             for _ in range(workers * PREFETCH + 1):
                 next(batches)
             start, images = time.perf_counter(), 0
@@ -97,7 +110,7 @@ def scaling(args: argparse.Namespace, root: Path, cache: Path) -> dict[str, dict
                 images += len(next(batches)["image"])
             table[path][workers] = images / (time.perf_counter() - start)
             del batches, loader
-            print(f"  augment_on={path:>6}, {workers:2d} workers: {table[path][workers]:8.1f} img/s", flush=True)
+            print(f"  {path:>17}, {workers:2d} workers: {table[path][workers]:8.1f} img/s", flush=True)
     return table
 
 
@@ -144,6 +157,58 @@ def transfer(args: argparse.Namespace) -> dict[str, float]:
     return results
 
 
+class _CachedRefs(torch.utils.data.Dataset):
+    """Training samples of ``pixel_reads: main`` from the cache's files: the worker sends where the pixels lie."""
+
+    def __init__(self, files: list[Path]) -> None:
+        self.files = files
+
+    def __len__(self) -> int:
+        return 1_000_000
+
+    def __getitem__(self, index: int) -> dict:
+        from wsod_mammo.data.pixel_reads import pixel_ref
+
+        ref = pixel_ref(np.load(self.files[index % len(self.files)], mmap_mode="r"))
+        return {"image": ref, "label": torch.zeros(1), "boxes": torch.zeros(0, 4), "box_labels": torch.zeros(0),
+                "image_id": str(index), "meta": {}}  # fmt: skip
+
+
+def pin_work(args: argparse.Namespace, cache: Path) -> dict[str, float]:
+    """Milliseconds of the pin-memory thread's work per batch, into one reused destination, for both ``pixel_reads``
+    (waiting for the workers is not counted: only what that one thread must do for each batch)."""
+    from torch.utils.data import DataLoader
+
+    from wsod_mammo.data.datamodule import collate_samples
+
+    files = sorted((cache / "images").glob("*.npy"))
+    cuda = args.device == "cuda"
+    out = torch.empty((args.batch, 1, args.height, args.width), dtype=torch.uint16, pin_memory=cuda)
+    results = {}
+    for name, dataset in (("worker", _ReadyImages(args.height, args.width)), ("main", _CachedRefs(files))):
+        loader = DataLoader(dataset, batch_size=args.batch, num_workers=args.transfer_workers,
+                            collate_fn=collate_samples, prefetch_factor=PREFETCH)  # fmt: skip
+        batches, seconds, count = iter(loader), 0.0, args.batches * 4
+        for index in range(count + 2):
+            image = next(batches)["image"]
+            start = time.perf_counter()
+            if name == "worker":
+                out.copy_(image)
+            else:
+                image.read(out=out)
+            if index >= 2:  # the first two: page cache and allocator warm-up
+                seconds += time.perf_counter() - start
+            del image
+        del batches, loader
+        results[f"{name}_ms_per_batch"] = 1000 * seconds / count
+        results[f"{name}_ceiling_img_per_s"] = count * args.batch / seconds
+        ceiling = results[f"{name}_ceiling_img_per_s"]
+        print(f"  pin work, pixel_reads={name:>6}: {1000 * seconds / count:6.1f} ms per batch of {args.batch} "
+              f"({ceiling:.0f} img/s for the one pin-memory thread)", flush=True)  # fmt: skip
+    results["main_over_worker"] = results["main_ceiling_img_per_s"] / results["worker_ceiling_img_per_s"]
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", help="reuse DIR/vindr + DIR/cache (synthdata.py); else written to a temp dir")
@@ -177,9 +242,11 @@ def main() -> None:
         print(f"per sample, one worker: worker-side augmentation {worker:.1f} img/s, device-side worker half "
               f"{device:.1f} img/s ({ratio:.1f}x); warp + standardize on {args.device}: {warp:.2f} ms/img")  # fmt: skip
         table = scaling(args, root, cache)
+        pinning = pin_work(args, cache)
     hand_over = transfer(args)
     if args.json:
-        figures = {"args": vars(args), "per_sample": sample, "scaling": table, "transfer": hand_over}
+        figures = {"args": vars(args), "per_sample": sample, "scaling": table, "transfer": hand_over,
+                   "pin_work": pinning}  # fmt: skip
         Path(args.json).write_text(json.dumps(figures, indent=1))
 
 

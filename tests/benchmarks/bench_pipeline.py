@@ -136,12 +136,12 @@ def _variant(args: argparse.Namespace, variant: str) -> dict[str, float]:
         args.root, cache_dir=args.cache, selection="all", input_size=size, val_fraction=0.0,
         batch_size=args.batch, num_workers=args.workers, pin_memory=cuda, persistent_workers=True,
         prefetch_factor=args.prefetch if args.workers else None, standardize_on=args.standardize_on,
-        augment_on=args.augment_on,
+        augment_on=args.augment_on, pixel_reads=args.pixel_reads,
     )  # fmt: skip
     if variant == "model_only":
         data.setup("fit")
         held = collate_samples([data.datasets["train"][i % len(data.datasets["train"])] for i in range(args.batch)])
-        held = data.on_after_batch_transfer(held, 0)  # standardized, as the model sees it
+        held = data.on_after_batch_transfer(data.on_before_batch_transfer(held, 0), 0)  # as the model sees it
         if cuda:  # already on the device: no transfer either
             held = {k: v.cuda() if isinstance(v, torch.Tensor) else v for k, v in held.items()}
         loaders = {"train_dataloaders": DataLoader(OneBatch(held), batch_size=None)}
@@ -180,6 +180,7 @@ def main() -> None:
     parser.add_argument("--prefetch", type=int, default=4, help="batches each worker loads ahead")
     parser.add_argument("--standardize_on", default="worker", choices=["worker", "device"])
     parser.add_argument("--augment_on", default="worker", choices=["worker", "device"])
+    parser.add_argument("--pixel_reads", default="worker", choices=["worker", "main"])
     parser.add_argument("--compile", default="none", choices=["none", "default", "reduce-overhead", "max-autotune"])
     parser.add_argument("--height", type=int, default=2944)
     parser.add_argument("--width", type=int, default=1920)
@@ -224,6 +225,7 @@ def _run_variants(args: argparse.Namespace, root: Path, cache: Path) -> dict[str
         f"Trainer.fit at {args.height} x {args.width}, {args.device}, {args.precision}, batch {args.batch}, "
         f"channels_last={bool(args.channels_last)}, compile={args.compile}, train_saliency={args.saliency}, "
         f"{args.workers} workers, standardize_on={args.standardize_on}, augment_on={args.augment_on}, "
+        f"pixel_reads={args.pixel_reads}, "
         f"{args.steps} timed steps after {args.warmup}"
         + (", sync-debug 'error' in every step after the first" if args.sync_debug else "")
     )

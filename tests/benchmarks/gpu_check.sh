@@ -7,8 +7,9 @@
 #   bash tests/benchmarks/gpu_check.sh                      # on the GPU machine
 #   GPU_CHECK_SMALL=1 bash tests/benchmarks/gpu_check.sh    # dry run on CPU at 384 x 256 (minutes on 2 cores)
 # Measures, side by side in one run: model-only img/s at batch 6 eager vs reduce-overhead (vs compile default);
-# end-to-end (DataModule, 12 workers, augment_on + standardize_on device) vs model-only with the best setting,
-# GPU utilization and peak memory; the sync-debug check; the loader-only worker scaling; the top CUDA kernels.
+# end-to-end (DataModule, 12 workers, augment_on + standardize_on device, pixel_reads main) vs model-only with the
+# best setting, GPU utilization and peak memory; the sync-debug check; the loader-only worker scaling of the three
+# data paths and the pin-memory thread's work per batch for both pixel_reads; the top CUDA kernels.
 if [ -d .whl ]; then
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:$PWD
 else
@@ -32,7 +33,8 @@ else
 fi
 DATA=${GPU_CHECK_DATA:-/tmp/gpu_check_data}
 COMMON=(--device "$DEV" --height "$H" --width "$W" --batch "$BATCH" --data "$DATA")
-PIPE=(--precision bf16-mixed --threads "$THREADS" --warmup "$WARMUP" --steps "$STEPS" --standardize_on device --augment_on device)
+PIPE=(--precision bf16-mixed --threads "$THREADS" --warmup "$WARMUP" --steps "$STEPS" --standardize_on device --augment_on device
+      --pixel_reads main)
 { echo "gpu_check $(date -u +%FT%TZ) small=${GPU_CHECK_SMALL:-0}"; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null
   python3 -c "import torch, lightning; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'lightning', lightning.__version__, 'cpus', __import__('os').cpu_count())"; } | tee "$FIG"
 
@@ -86,7 +88,7 @@ PY
 )
 echo "best model setting: compile=$BEST" | tee -a "$FIG"
 
-# 2. End to end (DataModule, workers, augment_on + standardize_on device) vs model only, best setting.
+# 2. End to end (DataModule, workers, augment_on + standardize_on device, pixel_reads main) vs model only, best setting.
 step end_to_end 200 python3 $B/bench_pipeline.py "${COMMON[@]}" "${PIPE[@]}" --workers "$WORKERS" --prefetch 4 \
   --compile "$BEST" --variants pipeline,model_only --json "$OUT/end_to_end.json"
 
@@ -96,8 +98,8 @@ if [ "$DEV" = cuda ]; then
     --variants pipeline --sync_debug --json "$OUT/sync_debug.json"
 fi
 
-# 4. Loader only: worker scaling of both augment_on paths, per-sample cost of each, the hand-over from the workers.
-step loader 100 python3 $B/bench_loader.py --device "$DEV" --height "$H" --width "$W" --batch "$BATCH" --data "$DATA" \
+# 4. Loader only: worker scaling of the data paths, per-sample cost of each, the hand-over and the pin-memory work.
+step loader 150 python3 $B/bench_loader.py --device "$DEV" --height "$H" --width "$W" --batch "$BATCH" --data "$DATA" \
   --workers "$SCALE" --batches 10 --transfer_workers "$WORKERS" --json "$OUT/loader.json"
 
 # 5. Top kernels of one training and one evaluation step.
