@@ -39,6 +39,15 @@ def test_picks_equal_loop_reference_on_random_maps(seed: int, window: tuple[int,
     assert picks.tolist() == [[list(p) for p in image] for image in reference_picks(saliency, window, 6)]
 
 
+def test_picks_under_bf16_autocast_and_channels_last_equal_the_reference() -> None:
+    """The training step's setting: the window mask's transposed convolution runs in bf16 there."""
+    gen = torch.Generator().manual_seed(3)
+    saliency = torch.rand(2, 1, 23, 15, generator=gen).contiguous(memory_format=torch.channels_last)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        picks = roi.select_windows(saliency, (5, 3), 6)
+    assert picks.tolist() == [[list(p) for p in image] for image in reference_picks(saliency, (5, 3), 6)]
+
+
 def test_ties_take_first_maximum_in_row_major_order() -> None:
     saliency = torch.zeros(1, 1, 6, 6)
     saliency[0, 0, 0, 4] = 1.0  # two windows of 2x2 reach it: the one at (0, 3) comes first

@@ -25,23 +25,27 @@ def select_windows(saliency: Tensor, window: tuple[int, int], num_patches: int) 
 
     saliency (N, C, h, w) -> corners (N, K, 2) long `(row, col)` top-left at map resolution. Each step takes
     the window with the largest mean (first maximum in row-major order on ties) and zeroes it.
+
+    Few kernels per step (this loop runs eagerly between the compiled networks, where every launch counts): the
+    picked window is zeroed through a mask made by spreading the pick's one-hot over the window (a transposed
+    convolution with a ones kernel: exactly 1 inside, 0 outside), and rows and columns are derived once at the end.
     """
     n, _, h, w = saliency.shape
     wh, ww = window
     scores = normalize_saliency(saliency.float()).sum(dim=1, keepdim=True)  # (N, 1, h, w)
-    rows = torch.arange(h, device=saliency.device).view(1, h, 1)
-    cols = torch.arange(w, device=saliency.device).view(1, 1, w)
-    out_w = w - ww + 1
-    corners = []
+    out_h, out_w = h - wh + 1, w - ww + 1
+    positions = torch.arange(out_h * out_w, device=saliency.device)
+    spread = torch.ones(1, 1, wh, ww, device=saliency.device)
+    picks = []
     for _ in range(num_patches):
-        means = F.avg_pool2d(scores, (wh, ww), stride=1)  # (N, 1, h-wh+1, w-ww+1)
-        best = means.flatten(1).argmax(dim=1)  # (N,) first maximum
-        r, c = best // out_w, best % out_w
-        corners.append(torch.stack([r, c], dim=1))
-        inside = (rows >= r.view(n, 1, 1)) & (rows < (r + wh).view(n, 1, 1))
-        inside = inside & (cols >= c.view(n, 1, 1)) & (cols < (c + ww).view(n, 1, 1))  # (N, h, w)
-        scores = scores.masked_fill(inside.unsqueeze(1), 0.0)
-    return torch.stack(corners, dim=1)  # (N, K, 2)
+        means = F.avg_pool2d(scores, (wh, ww), stride=1)  # (N, 1, out_h, out_w)
+        best = means.flatten(1).argmax(dim=1, keepdim=True)  # (N, 1) first maximum
+        picks.append(best)
+        one_hot = (positions == best).to(scores.dtype).view(n, 1, out_h, out_w)
+        inside = F.conv_transpose2d(one_hot, spread) > 0.5  # (N, 1, h, w); > 0.5: exact under any conv algorithm
+        scores = scores.masked_fill(inside, 0.0)
+    best = torch.cat(picks, dim=1)  # (N, K)
+    return torch.stack([best // out_w, best % out_w], dim=-1)  # (N, K, 2)
 
 
 @torch.no_grad()
