@@ -40,3 +40,18 @@ def test_composed_table2_config_keeps_every_base_callback() -> None:
     logger = composed["trainer"]["logger"]
     assert logger["class_path"] == base["trainer"]["logger"]["class_path"]
     assert logger["init_args"]["save_dir"] == "runs/table2_layercam"
+
+
+def test_gpu_config_adds_fused_to_the_study_adam_and_reads_pixels_in_the_main_process() -> None:
+    """gpu.yaml's partial optimizer override keeps the study's Adam settings (lr, weight decay) and adds fused."""
+    command = [sys.executable, "-m", "wsod_mammo", "fit", "--config", str(CONFIGS / "gmic_vindr.yaml")]
+    command += ["--config", str(CONFIGS / "trainer" / "gpu.yaml"), "--print_config"]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    composed = yaml.safe_load(done.stdout)
+    optimizer = composed["model"]["init_args"]["optimizer"]
+    study = _load(CONFIGS / "gmic_vindr.yaml")["model"]["init_args"]["optimizer"]
+    assert optimizer["class_path"] == study["class_path"] == "torch.optim.Adam"
+    assert optimizer["init_args"] | study["init_args"] == optimizer["init_args"] and optimizer["init_args"]["fused"]
+    data = composed["data"]["init_args"]
+    assert (data["standardize_on"], data["augment_on"], data["pixel_reads"]) == ("device", "device", "main")

@@ -20,6 +20,7 @@ after the first with `torch.cuda.set_sync_debug_mode("error")` from the batch's 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import resource
@@ -147,7 +148,10 @@ def _variant(args: argparse.Namespace, variant: str) -> dict[str, float]:
         loaders = {"train_dataloaders": DataLoader(OneBatch(held), batch_size=None)}
     else:
         loaders = {"datamodule": data}
-    model = GMICLitModule(GMIC(num_classes=1), train_saliency=args.saliency, channels_last=args.channels_last)
+    optimizer = functools.partial(torch.optim.Adam, fused=True) if args.fused_adam else torch.optim.Adam
+    model = GMICLitModule(
+        GMIC(num_classes=1), train_saliency=args.saliency, channels_last=args.channels_last, optimizer=optimizer
+    )
     if args.compile != "none":  # the two ResNets (the full-resolution BN + ReLU pairs fuse); patch selection eager
         model.model.global_network.compile(mode=args.compile)
         model.model.local_network.compile(mode=args.compile)
@@ -181,6 +185,7 @@ def main() -> None:
     parser.add_argument("--standardize_on", default="worker", choices=["worker", "device"])
     parser.add_argument("--augment_on", default="worker", choices=["worker", "device"])
     parser.add_argument("--pixel_reads", default="worker", choices=["worker", "main"])
+    parser.add_argument("--fused_adam", action="store_true", help="Adam(fused=True), as configs/trainer/gpu.yaml")
     parser.add_argument("--compile", default="none", choices=["none", "default", "reduce-overhead", "max-autotune"])
     parser.add_argument("--height", type=int, default=2944)
     parser.add_argument("--width", type=int, default=1920)
@@ -225,7 +230,7 @@ def _run_variants(args: argparse.Namespace, root: Path, cache: Path) -> dict[str
         f"Trainer.fit at {args.height} x {args.width}, {args.device}, {args.precision}, batch {args.batch}, "
         f"channels_last={bool(args.channels_last)}, compile={args.compile}, train_saliency={args.saliency}, "
         f"{args.workers} workers, standardize_on={args.standardize_on}, augment_on={args.augment_on}, "
-        f"pixel_reads={args.pixel_reads}, "
+        f"pixel_reads={args.pixel_reads}, fused Adam={args.fused_adam}, "
         f"{args.steps} timed steps after {args.warmup}"
         + (", sync-debug 'error' in every step after the first" if args.sync_debug else "")
     )
