@@ -155,6 +155,8 @@ class DeviceAugmentTransform:
     """Worker half of ``augment_on: device``: ``(image (H, W), boxes, labels) -> (uint16 (1, H, W), boxes, labels,
     theta (2, 5))``. Draws are seeded by ``set_seed`` (per sample, from ``EpochShuffleSampler``)."""
 
+    keeps_pixels = True  # the pixels leave as they came: ``pixel_reads: main`` may ship a PixelRef instead
+
     def __init__(self, input_size: tuple[int, int], config: AugmentationConfig | None = None) -> None:
         self.config = config or AugmentationConfig()
         self.input_size = (int(input_size[0]), int(input_size[1]))
@@ -162,8 +164,6 @@ class DeviceAugmentTransform:
 
     def set_seed(self, seed: int) -> None:
         self.rng = np.random.default_rng(seed)
-
-    keeps_pixels = True  # the pixels leave as they came: ``pixel_reads: main`` may ship a PixelRef instead
 
     def __call__(self, image: np.ndarray, boxes: np.ndarray, box_labels: np.ndarray) -> tuple[Tensor, ...]:
         out = self.apply(image, boxes, box_labels)
