@@ -442,13 +442,22 @@ def _validate_metrics(directory: Path) -> dict[str, float]:
 
 
 def test_ddp_on_two_cpu_processes_matches_one_process(tmp_path: Path, trained: Path, data_root: Path) -> None:
-    """A 2-process gloo fit with a gradient patch method runs, and validation metrics synced over 2 processes
-    equal those of 1 process on the same (evenly divisible) images."""
-    settings = tiny_config(tmp_path / "ddp", data_root, train_saliency="xgradcam")
+    """A 2-process gloo fit with a gradient patch method and the GPU config's data path (a worker per process,
+    augmentation and standardization after the transfer, pixels read by the main process) runs without the
+    per-figure sync_dist advice, and validation metrics synced over 2 processes equal those of 1 process on the
+    same (evenly divisible) images."""
+    from wsod_mammo.data.prepare import prepare
+
+    cache = tmp_path / "cache"
+    prepare(str(data_root), str(cache), input_size=INPUT_SIZE, workers=0, cache_format="npy")
+    data = {"cache_dir": str(cache), "standardize_on": "device", "augment_on": "device", "pixel_reads": "main",
+            "num_workers": 1}  # fmt: skip
+    settings = tiny_config(tmp_path / "ddp", data_root, train_saliency="xgradcam", **data)
     settings["trainer"] |= {"devices": 2, "strategy": "ddp", "limit_train_batches": 2}
     config = write_config(tmp_path / "ddp.yaml", settings)
-    _wsod("fit", "--config", str(config), cwd=tmp_path)
+    fit = _wsod("fit", "--config", str(config), cwd=tmp_path)
     assert checkpoint(tmp_path / "ddp").is_file()
+    assert "val/detection/" not in fit.stderr, fit.stderr[-3000:]
 
     best = str(checkpoint(trained, "best"))
     figures = {}

@@ -21,9 +21,16 @@ RANK_ZERO_LOGGERS = (
     "lightning_utilities.core.rank_zero",
 )
 
-# Warnings the user cannot act on, raised between our dependencies: Lightning 2.6's pytree helper constructs
-# torch's deprecated LeafSpec (a FutureWarning on every fit since torch 2.14; Lightning's to fix, not the user's).
-HARMLESS_WARNINGS = (r"`isinstance\(treespec, LeafSpec\)` is deprecated",)
+# Warnings the user cannot act on, as (message regex, category):
+# - Lightning 2.6's pytree helper constructs torch's deprecated LeafSpec (a FutureWarning on every fit since torch
+#   2.14; Lightning's to fix, not the user's);
+# - under DDP Lightning advises `sync_dist=True` for every detection figure the DetectionMetrics callback logs
+#   (about 30 lines per validation): those figures are computed from metric states already gathered from every
+#   process, so they are the same on all ranks and averaging them again would change nothing.
+HARMLESS_WARNINGS = (
+    (r"`isinstance\(treespec, LeafSpec\)` is deprecated", FutureWarning),
+    (r"It is recommended to use `self\.log\('(val|test)/detection/", Warning),
+)
 
 
 class DropAdvertisements(logging.Filter):
@@ -70,5 +77,5 @@ def configure_logging(level: int = logging.INFO) -> None:
         logger = logging.getLogger(name)
         if not any(isinstance(f, DropAdvertisements) for f in logger.filters):
             logger.addFilter(DropAdvertisements())
-    for message in HARMLESS_WARNINGS:
-        warnings.filterwarnings("ignore", message=message, category=FutureWarning)
+    for message, category in HARMLESS_WARNINGS:
+        warnings.filterwarnings("ignore", message=message, category=category)
