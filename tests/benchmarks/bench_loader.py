@@ -54,13 +54,16 @@ def _datamodule(
 def per_sample(args: argparse.Namespace, root: Path, cache: Path) -> dict[str, float]:
     """Images/s of one worker for each path's worker half, and warp_batch's per-image cost on the device."""
     results = {}
-    for path in ("worker", "device"):
-        dataset = _datamodule(args, root, cache, path, 0).datasets["train"]
+    for path, augment_on, pixel_reads in (("worker", "worker", "worker"), ("device", "device", "worker"),
+                                          ("device_main_reads", "device", "main")):  # fmt: skip
+        dataset = _datamodule(args, root, cache, augment_on, 0, pixel_reads).datasets["train"]
         n = min(len(dataset), args.samples)
         dataset[(0, 0)]  # warm caches (page cache, albumentations' first call)
         start = time.perf_counter()
-        samples = [dataset[(i % len(dataset), i)] for i in range(n)]
+        drawn = [dataset[(i % len(dataset), i)] for i in range(n)]
         results[f"{path}_augment_img_per_s"] = n / (time.perf_counter() - start)
+        if path == "device":
+            samples = drawn  # uint16 images and thetas for the warp below
     batch = torch.stack([s["image"] for s in samples[: args.batch]]).to(args.device)
     theta = torch.stack([s["theta"] for s in samples[: args.batch]]).to(args.device)
     from wsod_mammo.data.device_augment import warp_batch
@@ -240,7 +243,9 @@ def main() -> None:
         worker, device, warp = (sample[k] for k in ("worker_augment_img_per_s", "device_augment_img_per_s",
                                                     "device_warp_standardize_ms_per_img"))  # fmt: skip
         print(f"per sample, one worker: worker-side augmentation {worker:.1f} img/s, device-side worker half "
-              f"{device:.1f} img/s ({ratio:.1f}x); warp + standardize on {args.device}: {warp:.2f} ms/img")  # fmt: skip
+              f"{device:.1f} img/s ({ratio:.1f}x), with pixel_reads: main (no pixels touched) "
+              f"{sample['device_main_reads_augment_img_per_s']:.1f} img/s; warp + standardize on {args.device}: "
+              f"{warp:.2f} ms/img")  # fmt: skip
         table = scaling(args, root, cache)
         pinning = pin_work(args, cache)
     hand_over = transfer(args)
