@@ -190,7 +190,7 @@ class VinDrMammoDataModule(L.LightningDataModule):
             (needs ``standardize_on: device``; training images also ``augment_on: device``) ships only where the
             pixels lie in the NPY cache, and the main process reads them with a few threads straight into the
             pinned batch, in the DataLoader's pin-memory thread (``data/pixel_reads.py``): one host copy of each
-            image instead of three, and the pin-memory thread's copy per batch, which serves every worker, 2.7x
+            image instead of three, and the pin-memory thread's copy per batch, which serves every worker, 2.7-3.4x
             cheaper (``bench_loader.py``). Where nothing pins (CPU), ``on_before_batch_transfer`` reads the batch.
         predict_paths: files and folders for ``predict`` (DICOMs by content, PNG/TIFF); default: the test split.
         predict_laterality: ``L`` or ``R`` for non-DICOM predict inputs; None infers it from the image.
