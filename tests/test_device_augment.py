@@ -14,6 +14,8 @@ from torch.utils.data import Dataset
 from wsod_mammo.data.datamodule import VinDrMammoDataModule
 from wsod_mammo.data.device_augment import (
     AffineParams,
+    compile_device_transform,
+    device_transform,
     grid_theta,
     params_matrix,
     transform_boxes,
@@ -171,3 +173,36 @@ def test_padding_mask_is_warped_like_the_image(params: AffineParams) -> None:
     indicator = warp_batch(padding.to(torch.float32), theta)
     assert mask.dtype == torch.bool and mask.shape == padding.shape and mask.any()
     assert mask[indicator > 1 - 1e-6].all() and not mask[indicator < 1e-6].any()
+
+
+def test_compiled_device_transform_equals_eager() -> None:
+    """torch.compile (inductor) of the device half gives eager's batch: warped with padding, warped, unwarped."""
+    params = [AffineParams(True, (10, 20, 150, 230), (1.08, 0.93), (6, -9), 7.0), AffineParams(crop=(0, 40, 160, 256))]
+    theta = torch.from_numpy(np.stack([grid_theta(params_matrix(p, SIZE), SIZE, p) for p in params]))
+    images = torch.from_numpy(np.stack([_smooth_image(seed) for seed in (1, 2)])[:, None])  # (2, 1, H, W) uint16
+    padding = torch.zeros(2, 1, *SIZE, dtype=torch.bool)
+    padding[0, :, :, 120:] = True
+    compiled = compile_device_transform()
+    for args in ((images, theta, padding), (images, theta), (images,), (images[1:], theta[1:])):  # last: batch of 1
+        expected, found = device_transform(*args), compiled(*args)
+        assert found.dtype == torch.float32 and found.shape == args[0].shape
+        torch.testing.assert_close(found, expected, atol=1e-3, rtol=0)
+
+
+def test_compile_device_transform_runs_the_compiled_function(synthetic_root: Path, monkeypatch) -> None:
+    """The option compiles device_transform once and every batch goes through it; refused without device work."""
+    seen = []
+
+    def fake_compile(fn, **kwargs):
+        seen.append((fn, kwargs))
+        return lambda *args: fn(*args) * 0 + 7.0  # recognisable output
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    dm = VinDrMammoDataModule(str(synthetic_root), input_size=SIZE, standardize_on="device",
+                              compile_device_transform=True)  # fmt: skip
+    batch = {"image": torch.zeros(2, 1, *SIZE, dtype=torch.uint16), "theta": torch.zeros(2, 2, 5)}
+    for _ in range(2):
+        assert torch.equal(dm.on_after_batch_transfer(dict(batch), 0)["image"], torch.full((2, 1, *SIZE), 7.0))
+    assert seen == [(device_transform, {"dynamic": True})]
+    with pytest.raises(ValueError, match="compile_device_transform: .* without standardize_on: device"):
+        VinDrMammoDataModule(str(synthetic_root), compile_device_transform=True)

@@ -4,7 +4,8 @@ Runs on any machine, so data-path regressions show without a GPU. From an NPY ca
 here), at the study's 2944 x 1920 by default:
 - per sample, in this process (images/s of ONE worker): the worker-side augmentation (albumentations: crop
   resized back + affine, two cv2 resamplings, uint16 out) vs the device-side worker half (draws, one matrix,
-  box transform, uint16 copy) and, separately, ``warp_batch``'s cost per image on ``--device``;
+  box transform, uint16 copy), also with ``pixel_reads: main``, and, separately, the device half's cost per image
+  on ``--device`` (``device_transform``: warp + standardization), eager vs ``torch.compile``;
 - scaling: the training DataLoader of ``VinDrMammoDataModule`` (``standardize_on: device``) with 1, 2, 4, ...
   workers for both ``augment_on`` paths, and the device path with ``pixel_reads: main``: images/s of batches
   ready in this process (pinned by the DataLoader's pin-memory thread on CUDA; on CPU, ``pixel_reads: main``
@@ -66,21 +67,19 @@ def per_sample(args: argparse.Namespace, root: Path, cache: Path) -> dict[str, f
             samples = drawn  # uint16 images and thetas for the warp below
     batch = torch.stack([s["image"] for s in samples[: args.batch]]).to(args.device)
     theta = torch.stack([s["theta"] for s in samples[: args.batch]]).to(args.device)
-    from wsod_mammo.data.device_augment import warp_batch
-    from wsod_mammo.data.transforms import standardize_batch
+    from wsod_mammo.data.device_augment import compile_device_transform, device_transform
 
-    def step() -> None:
-        standardize_batch(warp_batch(batch, theta))
-
-    step()
-    if args.device == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(args.warp_iters):
-        step()
-    if args.device == "cuda":
-        torch.cuda.synchronize()
-    results["device_warp_standardize_ms_per_img"] = 1000 * (time.perf_counter() - start) / args.warp_iters / len(batch)
+    for name, transform in (("eager", device_transform), ("compiled", compile_device_transform())):
+        transform(batch, theta)  # warm-up (the compilation, for the compiled one)
+        if args.device == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        for _ in range(args.warp_iters):
+            transform(batch, theta)
+        if args.device == "cuda":
+            torch.cuda.synchronize()
+        seconds = (time.perf_counter() - start) / args.warp_iters / len(batch)
+        results[f"device_warp_standardize_ms_per_img{'' if name == 'eager' else '_compiled'}"] = 1000 * seconds
     return results
 
 
@@ -245,7 +244,8 @@ def main() -> None:
         print(f"per sample, one worker: worker-side augmentation {worker:.1f} img/s, device-side worker half "
               f"{device:.1f} img/s ({ratio:.1f}x), with pixel_reads: main (no pixels touched) "
               f"{sample['device_main_reads_augment_img_per_s']:.1f} img/s; warp + standardize on {args.device}: "
-              f"{warp:.2f} ms/img")  # fmt: skip
+              f"{warp:.2f} ms/img eager, {sample['device_warp_standardize_ms_per_img_compiled']:.2f} ms/img compiled "
+              f"({warp / sample['device_warp_standardize_ms_per_img_compiled']:.2f}x)")  # fmt: skip
         table = scaling(args, root, cache)
         pinning = pin_work(args, cache)
     hand_over = transfer(args)

@@ -138,13 +138,15 @@ def _variant(args: argparse.Namespace, variant: str) -> dict[str, float]:
         batch_size=args.batch, num_workers=args.workers, pin_memory=cuda, persistent_workers=True,
         prefetch_factor=args.prefetch if args.workers else None, standardize_on=args.standardize_on,
         augment_on=args.augment_on, pixel_reads=args.pixel_reads,
+        compile_device_transform=args.compile_device_transform,
     )  # fmt: skip
     if variant == "model_only":
         data.setup("fit")
         held = collate_samples([data.datasets["train"][i % len(data.datasets["train"])] for i in range(args.batch)])
-        held = data.on_after_batch_transfer(data.on_before_batch_transfer(held, 0), 0)  # as the model sees it
+        held = data.on_before_batch_transfer(held, 0)
         if cuda:  # already on the device: no transfer either
             held = {k: v.cuda() if isinstance(v, torch.Tensor) else v for k, v in held.items()}
+        held = data.on_after_batch_transfer(held, 0)  # as the model sees it, made where it will be used
         loaders = {"train_dataloaders": DataLoader(OneBatch(held), batch_size=None)}
     else:
         loaders = {"datamodule": data}
@@ -186,6 +188,7 @@ def main() -> None:
     parser.add_argument("--augment_on", default="worker", choices=["worker", "device"])
     parser.add_argument("--pixel_reads", default="worker", choices=["worker", "main"])
     parser.add_argument("--fused_adam", action="store_true", help="Adam(fused=True), as configs/trainer/gpu.yaml")
+    parser.add_argument("--compile_device_transform", action="store_true", help="as configs/trainer/gpu.yaml")
     parser.add_argument("--compile", default="none", choices=["none", "default", "reduce-overhead", "max-autotune"])
     parser.add_argument("--height", type=int, default=2944)
     parser.add_argument("--width", type=int, default=1920)
@@ -231,6 +234,7 @@ def _run_variants(args: argparse.Namespace, root: Path, cache: Path) -> dict[str
         f"channels_last={bool(args.channels_last)}, compile={args.compile}, train_saliency={args.saliency}, "
         f"{args.workers} workers, standardize_on={args.standardize_on}, augment_on={args.augment_on}, "
         f"pixel_reads={args.pixel_reads}, fused Adam={args.fused_adam}, "
+        f"compile_device_transform={args.compile_device_transform}, "
         f"{args.steps} timed steps after {args.warmup}"
         + (", sync-debug 'error' in every step after the first" if args.sync_debug else "")
     )

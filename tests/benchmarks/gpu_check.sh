@@ -34,7 +34,7 @@ fi
 DATA=${GPU_CHECK_DATA:-/tmp/gpu_check_data}
 COMMON=(--device "$DEV" --height "$H" --width "$W" --batch "$BATCH" --data "$DATA")
 PIPE=(--precision bf16-mixed --threads "$THREADS" --warmup "$WARMUP" --steps "$STEPS" --standardize_on device --augment_on device
-      --pixel_reads main --fused_adam)
+      --pixel_reads main --fused_adam --compile_device_transform)
 { echo "gpu_check $(date -u +%FT%TZ) small=${GPU_CHECK_SMALL:-0}"; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null
   python3 -c "import torch, lightning; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'lightning', lightning.__version__, 'cpus', __import__('os').cpu_count())"; } | tee "$FIG"
 

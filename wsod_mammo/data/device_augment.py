@@ -15,6 +15,7 @@ convention of cv2's resize and of albumentations' box matrices; ``grid_sample`` 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,7 +25,7 @@ from torch import Tensor
 
 from wsod_mammo.data.geometry import clip_boxes
 from wsod_mammo.data.pixel_reads import PixelRef
-from wsod_mammo.data.transforms import AugmentationConfig, to_uint16
+from wsod_mammo.data.transforms import AugmentationConfig, standardize_batch, to_uint16
 
 
 @dataclass(frozen=True)
@@ -149,6 +150,25 @@ def warp_batch(images: Tensor, theta: Tensor, mode: str = "bilinear") -> Tensor:
     inside = ((grid >= low) & (grid <= high)).all(dim=-1, keepdim=True)
     warped = F.grid_sample(x, grid, mode=mode, padding_mode="zeros", align_corners=False)
     return warped * inside.permute(0, 3, 1, 2).to(warped.dtype)
+
+
+def device_transform(images: Tensor, theta: Tensor | None = None, padding: Tensor | None = None) -> Tensor:
+    """The device half of the data path (``standardize_on: device``) as one function, so it can be compiled whole:
+    warp by ``theta (N, 2, 5)`` when given (``augment_on: device``), the padding mask alike, then standardize
+    each image (its padding left out of the statistics). Eager, this is about twenty full-resolution passes (the
+    grid, the crop window test, the sampling, the statistics); compiled, inductor fuses them
+    (``VinDrMammoDataModule(compile_device_transform=True)``)."""
+    if theta is not None:
+        images = warp_batch(images, theta)
+        padding = None if padding is None else warp_padding(padding, theta)
+    return standardize_batch(images, padding)
+
+
+def compile_device_transform() -> Callable[..., Tensor]:
+    """``device_transform`` through ``torch.compile`` with dynamic shapes: a batch of another size (an epoch's last)
+    reuses the compiled code instead of recompiling mid-epoch; one compilation per kind of call (with or without
+    ``theta``, with or without padding)."""
+    return torch.compile(device_transform, dynamic=True)
 
 
 class DeviceAugmentTransform:
