@@ -190,7 +190,7 @@ class VinDrMammoDataModule(L.LightningDataModule):
             (needs ``standardize_on: device``; training images also ``augment_on: device``) ships only where the
             pixels lie in the NPY cache, and the main process reads them with a few threads straight into the
             pinned batch, in the DataLoader's pin-memory thread (``data/pixel_reads.py``): one host copy of each
-            image instead of three, and the pin-memory thread's copy per batch, which serves every worker, 2.7-3.4x
+            image instead of three, and the pin-memory thread's copy per batch, which serves every worker, 2.7-3.6x
             cheaper (``bench_loader.py``). Where nothing pins (CPU), ``on_before_batch_transfer`` reads the batch.
         compile_device_transform: run the device half (warp with ``augment_on: device``, standardization) through
             ``torch.compile``, which fuses its full-resolution passes (1.62x on one CPU thread at 2944 x 1920,
