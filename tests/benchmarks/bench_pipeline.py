@@ -138,7 +138,7 @@ def _variant(args: argparse.Namespace, variant: str) -> dict[str, float]:
         batch_size=args.batch, num_workers=args.workers, pin_memory=cuda, persistent_workers=True,
         prefetch_factor=args.prefetch if args.workers else None, standardize_on=args.standardize_on,
         augment_on=args.augment_on, pixel_reads=args.pixel_reads,
-        compile_device_transform=args.compile_device_transform,
+        compile_device_transform=args.compile_device_transform and variant != "model_only",  # one held batch: eager
     )  # fmt: skip
     if variant == "model_only":
         data.setup("fit")
