@@ -25,7 +25,7 @@ from torch import Tensor
 
 from wsod_mammo.data.geometry import clip_boxes
 from wsod_mammo.data.pixel_reads import PixelRef
-from wsod_mammo.data.transforms import AugmentationConfig, standardize_batch, to_uint16
+from wsod_mammo.data.transforms import AugmentationConfig, standardize_batch, to_float, to_uint16
 
 
 @dataclass(frozen=True)
@@ -126,14 +126,6 @@ def grid_theta(matrix: np.ndarray, size: tuple[int, int], params: AffineParams |
 def warp_padding(padding: Tensor, theta: Tensor) -> Tensor:
     """A ``(N, 1, H, W)`` bool padding mask through ``warp_batch``'s warp (nearest): bool, False where pushed in."""
     return warp_batch(padding, theta, mode="nearest") > 0.5
-
-
-def to_float(images: Tensor) -> Tensor:
-    """Any real dtype -> float32 with the same values (uint16 via int16, whose conversions every backend has)."""
-    if images.dtype == torch.uint16:
-        x = images.view(torch.int16).to(torch.float32)
-        return torch.where(x < 0, x + 65536.0, x)  # exact: int16 reads v >= 32768 as v - 65536
-    return images.to(torch.float32)
 
 
 def warp_batch(images: Tensor, theta: Tensor, mode: str = "bilinear") -> Tensor:

@@ -96,6 +96,14 @@ def stack_padding(masks: Sequence[np.ndarray | Tensor | None]) -> Tensor | None:
     ]
 
 
+def to_float(images: Tensor) -> Tensor:
+    """Any real dtype -> float32 with the same values (uint16 via int16, whose conversions every backend has)."""
+    if images.dtype == torch.uint16:
+        x = images.view(torch.int16).to(torch.float32)
+        return torch.where(x < 0, x + 65536.0, x)  # exact: int16 reads v >= 32768 as v - 65536
+    return images.to(torch.float32)
+
+
 def standardize_batch(images: Tensor, padding: Tensor | None = None, eps: float = 1e-6) -> Tensor:
     """``(N, 1, H, W)`` images of any real dtype -> float32, each standardized as ``standardize`` does.
 
@@ -104,11 +112,7 @@ def standardize_batch(images: Tensor, padding: Tensor | None = None, eps: float 
     get without a mask. Runs on the images' own device with no host read of a value, so it adds no
     synchronization to a step.
     """
-    if images.dtype == torch.uint16:  # via int16, whose conversions every backend has (uint16's are "barebones")
-        x = images.view(torch.int16).to(torch.float32)
-        x = torch.where(x < 0, x + 65536.0, x)  # exact: int16 reads v >= 32768 as v - 65536
-    else:
-        x = images.to(torch.float32)
+    x = to_float(images)
     dims = tuple(range(1, x.dim()))
     count = max(x[0].numel() - 1, 1)
     if padding is None:
