@@ -14,7 +14,7 @@ from torch.utils.data import Dataset
 from wsod_mammo.data.datamodule import VinDrMammoDataModule
 from wsod_mammo.data.device_augment import (
     AffineParams,
-    compile_device_transform,
+    compiled_device_transform,
     device_transform,
     grid_theta,
     params_matrix,
@@ -182,7 +182,7 @@ def test_compiled_device_transform_equals_eager() -> None:
     images = torch.from_numpy(np.stack([_smooth_image(seed) for seed in (1, 2)])[:, None])  # (2, 1, H, W) uint16
     padding = torch.zeros(2, 1, *SIZE, dtype=torch.bool)
     padding[0, :, :, 120:] = True
-    compiled = compile_device_transform()
+    compiled = compiled_device_transform()
     for args in ((images, theta, padding), (images, theta), (images,), (images[1:], theta[1:])):  # last: batch of 1
         expected, found = device_transform(*args), compiled(*args)
         assert found.dtype == torch.float32 and found.shape == args[0].shape

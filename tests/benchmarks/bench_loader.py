@@ -67,9 +67,9 @@ def per_sample(args: argparse.Namespace, root: Path, cache: Path) -> dict[str, f
             samples = drawn  # uint16 images and thetas for the warp below
     batch = torch.stack([s["image"] for s in samples[: args.batch]]).to(args.device)
     theta = torch.stack([s["theta"] for s in samples[: args.batch]]).to(args.device)
-    from wsod_mammo.data.device_augment import compile_device_transform, device_transform
+    from wsod_mammo.data.device_augment import compiled_device_transform, device_transform
 
-    for name, transform in (("eager", device_transform), ("compiled", compile_device_transform())):
+    for name, transform in (("eager", device_transform), ("compiled", compiled_device_transform())):
         transform(batch, theta)  # warm-up (the compilation, for the compiled one)
         if args.device == "cuda":
             torch.cuda.synchronize()

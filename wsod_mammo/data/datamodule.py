@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, default_collate, get_worker_info
 
-from wsod_mammo.data.device_augment import DeviceAugmentTransform, compile_device_transform, device_transform
+from wsod_mammo.data.device_augment import DeviceAugmentTransform, compiled_device_transform, device_transform
 from wsod_mammo.data.dicom import DicomError
 from wsod_mammo.data.geometry import RESIZE_MODES, Geometry, boxes_to_input, clip_boxes
 from wsod_mammo.data.images import load_input_image
@@ -252,8 +252,8 @@ class VinDrMammoDataModule(L.LightningDataModule):
         if compile_device_transform and standardize_on != "device":
             raise ValueError("compile_device_transform: there is no device transform to compile without "
                              f"standardize_on: device (got standardize_on={standardize_on!r})")  # fmt: skip
-        self.compile_device_transform = compile_device_transform
-        self._device_transform: Any = None  # made on the first batch: torch.compile(device_transform) or eager
+        # torch.compile only wraps here; it compiles on the first batch of each kind
+        self._device_transform = compiled_device_transform() if compile_device_transform else device_transform
         self.data_root, self.cache_dir = data_root, cache_dir
         self.class_names = list(classes or ["Mass"])
         self.selection, self.input_size, self.crop_breast = (
@@ -407,9 +407,6 @@ class VinDrMammoDataModule(L.LightningDataModule):
         the padding mask, if any, is warped alike and consumed by the standardization. No host sync."""
         padding, theta = batch.pop("padding", None), batch.pop("theta", None)
         if self.standardize_on == "device":
-            if self._device_transform is None:
-                compiled = self.compile_device_transform
-                self._device_transform = compile_device_transform() if compiled else device_transform
             batch["image"] = self._device_transform(batch["image"], theta, padding)
         return batch
 

@@ -156,7 +156,7 @@ def device_transform(images: Tensor, theta: Tensor | None = None, padding: Tenso
     return standardize_batch(images, padding)
 
 
-def compile_device_transform() -> Callable[..., Tensor]:
+def compiled_device_transform() -> Callable[..., Tensor]:
     """``device_transform`` through ``torch.compile`` with dynamic shapes: a batch of another size (an epoch's last)
     reuses the compiled code instead of recompiling mid-epoch; one compilation per kind of call (with or without
     ``theta``, with or without padding)."""
