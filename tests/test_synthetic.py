@@ -67,3 +67,12 @@ def test_deterministic_and_cli(tmp_path: Path) -> None:
     files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*.dicom"))
     assert len(files) == 8
     assert all((tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes() for f in files)
+
+
+def test_test_fraction_zero_writes_a_training_only_set(tmp_path: Path) -> None:
+    """Benchmarks write shards with test_fraction=0 and count every image as training (it used to put one study of
+    each shard in the test split: 64 of 160 images on a 16-process GPU check)."""
+    root = make_synthetic_dataset(tmp_path / "train_only", 3, 64, 48, seed=1, test_fraction=0.0)
+    breast = list(csv.DictReader((root / BREAST_CSV).read_text().splitlines()))
+    assert len(breast) == 12 and {r["split"] for r in breast} == {"training"}
+    assert any(r.has_class(["Mass"]) for r in load_records(root))

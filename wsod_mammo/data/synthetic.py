@@ -186,7 +186,10 @@ def _hex(rng: np.random.Generator) -> str:
 
 def _plan(rng: np.random.Generator, n_studies: int, test_fraction: float) -> list[dict[str, str]]:
     """One dict per image: ids, laterality, view, split (study-level)."""
-    n_test = min(n_studies - 1, max(1, int(round(test_fraction * n_studies)))) if n_studies > 1 else 0
+    if test_fraction <= 0 or n_studies < 2:
+        n_test = 0  # 0 asked for: a training-only set (the benchmarks' shards, each its own call, rely on it)
+    else:
+        n_test = min(n_studies - 1, max(1, int(round(test_fraction * n_studies))))
     test_studies = set(rng.permutation(n_studies)[:n_test].tolist())
     images = []
     for index in range(n_studies):
@@ -243,7 +246,7 @@ def make_synthetic_dataset(
         mass_fraction: fraction of images with one or two masses (at least one per split).
         calc_fraction: fraction of the other images with only a calcification finding (neither positive
             nor negative for the default ``[Mass]`` selection).
-        test_fraction: fraction of studies in the ``test`` split (at least one when ``n_studies > 1``).
+        test_fraction: fraction of studies in the ``test`` split (at least one when ``n_studies > 1``; 0: none).
         mass_radius: range of mass radii as fractions of the width. Real masses span 2 to 6 cells of GMIC's
             64-pixel saliency grid at 2944 x 1920; small inputs need larger fractions for the same ratio.
     """
