@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import itertools
 import json
 import os
 import resource
@@ -73,6 +74,41 @@ class _GpuSampler:
                 "gpu_mem_used_mib_max": max(m for _, m in self.samples), "gpu_samples": len(self.samples)}  # fmt: skip
 
 
+def _host_pinned_stats() -> dict[str, float]:
+    """CUDA's pinned host allocator so far: blocks made (each a cudaHostAlloc), seconds spent making them, peak GiB."""
+    import torch
+
+    if not torch.cuda.is_available() or not hasattr(torch.cuda, "host_memory_stats"):
+        return {}
+    stats = torch.cuda.host_memory_stats()
+    return {"pinned_allocs": stats.get("num_host_alloc", 0),
+            "pinned_alloc_s": stats.get("host_alloc_time.total", 0) / 1e6,
+            "pinned_peak_gib": stats.get("allocated_bytes.peak", 0) / 2**30}  # fmt: skip
+
+
+def _phases(starts: list[float], sizes: list[int], epochs: list[int], waits: list[float]) -> dict:
+    """The timed steps in halves (a pool or queue still filling shows as a slower first half), the waits' spread,
+    the epoch boundaries apart (the last step of an epoch runs on into the next: the train metrics, Lightning's
+    epoch end, the loader's new iterator and refill), and every step's seconds, wait, batch size and epoch."""
+    steps = [b - a for a, b in itertools.pairwise(starts)]
+    half = len(steps) // 2
+
+    def rate(lo: int, hi: int) -> float:
+        return sum(sizes[lo:hi]) / max(sum(steps[lo:hi]), 1e-9)
+
+    ordered = sorted(waits) or [0.0]
+    boundary = [i for i in range(len(steps) - 1) if epochs[i + 1] != epochs[i]]
+    inner = [i for i in range(len(steps)) if i not in boundary]
+    typical = sorted(steps[i] for i in inner)[len(inner) // 2] if inner else 0.0
+    return {"first_half_images_per_s": rate(0, half), "second_half_images_per_s": rate(half, len(steps)),
+            "wait_ms_median": 1000 * ordered[len(ordered) // 2], "wait_ms_max": 1000 * ordered[-1],
+            "epoch_boundaries": len(boundary),
+            "within_epochs_images_per_s": sum(sizes[i] for i in inner) / max(sum(steps[i] for i in inner), 1e-9),
+            "boundary_excess_s": sum(steps[i] - typical for i in boundary) / max(len(boundary), 1),
+            "per_step": {"seconds": [round(s, 5) for s in steps], "wait_s": [round(w, 5) for w in waits],
+                         "batch": sizes, "epoch": epochs}}  # fmt: skip
+
+
 def _variant(args: argparse.Namespace, variant: str) -> dict[str, float]:
     """One Trainer.fit of warm-up + timed steps; returns its figures."""
     import torch
@@ -94,17 +130,23 @@ def _variant(args: argparse.Namespace, variant: str) -> dict[str, float]:
         def __init__(self) -> None:
             self.start = self.end = 0.0
             self.waits, self.last_end, self.sampler = [], None, _GpuSampler()
+            self.starts, self.sizes, self.epochs, self.pinned = [], [], [], {}
 
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
             step = trainer.global_step
             if step == args.warmup:
                 sync()
                 self.start = time.perf_counter()
+                self.pinned = _host_pinned_stats()
                 if cuda:
                     torch.cuda.reset_peak_memory_stats()
                     self.sampler.start()
             elif step > args.warmup and self.last_end is not None:
                 self.waits.append(time.perf_counter() - self.last_end)  # next(), transfer, on_after_batch_transfer
+            if step >= args.warmup:
+                self.starts.append(time.perf_counter())
+                self.sizes.append(len(batch["image"]))
+                self.epochs.append(trainer.current_epoch)
             if args.sync_debug and cuda and step >= 1:
                 torch.cuda.set_sync_debug_mode("error")
 
@@ -118,6 +160,9 @@ def _variant(args: argparse.Namespace, variant: str) -> dict[str, float]:
         def on_train_end(self, trainer, pl_module) -> None:
             sync()
             self.end = time.perf_counter()
+            after = _host_pinned_stats()
+            self.pinned = {key: after[key] - self.pinned.get(key, 0) for key in after}
+            self.pinned["pinned_peak_gib"] = after.get("pinned_peak_gib", 0.0)
 
     class OneBatch(Dataset):
         """The same standardized batch, as many times as needed: the model's speed with no data loading."""
@@ -131,9 +176,19 @@ def _variant(args: argparse.Namespace, variant: str) -> dict[str, float]:
         def __getitem__(self, index: int) -> dict:
             return self.batch
 
+    class LongEpochs(VinDrMammoDataModule):
+        """The training records repeated (the same files) to at least ``--epoch_images`` an epoch: VinDr's epochs
+        are thousands of images, a synthetic set of 160 would put an epoch end every 27 steps."""
+
+        def setup(self, stage: str | None = None) -> None:
+            super().setup(stage)
+            train = self.datasets.get("train")
+            if train is not None and 0 < len(train) < args.epoch_images:
+                train.records = train.records * -(-args.epoch_images // len(train))
+
     seed_everything(0)
     torch.set_num_threads(args.threads)
-    data = VinDrMammoDataModule(
+    data = LongEpochs(
         args.root, cache_dir=args.cache, selection="all", input_size=size, val_fraction=0.0,
         batch_size=args.batch, num_workers=args.workers, pin_memory=cuda, persistent_workers=True,
         prefetch_factor=args.prefetch if args.workers else None, standardize_on=args.standardize_on,
@@ -165,12 +220,16 @@ def _variant(args: argparse.Namespace, variant: str) -> dict[str, float]:
     )  # fmt: skip
     trainer.fit(model, **loaders)
     seconds = timer.end - timer.start
-    result = {
-        "images_per_s": args.steps * args.batch / seconds,
-        "step_s": seconds / args.steps,
-        "wait_fraction": sum(timer.waits) / seconds,
-        "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
-    }
+    result = (
+        {
+            "images_per_s": sum(timer.sizes) / seconds,  # an epoch's short last batch counted as it is
+            "step_s": seconds / args.steps,
+            "wait_fraction": sum(timer.waits) / seconds,
+            "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+        }
+        | _phases(timer.starts + [timer.end], timer.sizes, timer.epochs, timer.waits)
+        | timer.pinned
+    )
     if cuda:
         result |= {"peak_allocated_gib": torch.cuda.max_memory_allocated() / 2**30,
                    "peak_reserved_gib": torch.cuda.max_memory_reserved() / 2**30} | timer.sampler.stop()  # fmt: skip
@@ -195,6 +254,8 @@ def main() -> None:
     parser.add_argument("--data", help="reuse DIR/vindr + DIR/cache (tests/benchmarks/synthdata.py writes them)")
     parser.add_argument("--json", help="also write the figures to this JSON file")
     parser.add_argument("--steps", type=int, default=6, help="timed steps")
+    parser.add_argument("--epoch_images", type=int, default=0,
+                        help="repeat the training images (same files) to at least this many an epoch")  # fmt: skip
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (allocator, cudnn autotuning)")
     parser.add_argument("--studies", type=int, default=6, help="synthetic studies (4 images each) to cycle through")
     parser.add_argument("--saliency", default="cam", help="train_saliency")
@@ -264,6 +325,15 @@ def _line(variant: str, r: dict) -> str:
             f"waiting for data {wait:5.1f}%  peak RSS {r['peak_rss_gib']:.2f} GiB")  # fmt: skip
     if "peak_allocated_gib" in r:
         line += f"  GPU peak {r['peak_allocated_gib']:.1f} GiB allocated ({r['peak_reserved_gib']:.1f} reserved)"
+    if "first_half_images_per_s" in r:
+        line += (f"  halves {r['first_half_images_per_s']:.1f} / {r['second_half_images_per_s']:.1f} img/s, wait "
+                 f"median {r['wait_ms_median']:.1f} ms max {r['wait_ms_max']:.1f} ms")  # fmt: skip
+    if r.get("epoch_boundaries"):
+        line += (f"  {r['epoch_boundaries']} epoch ends in the window, {r['boundary_excess_s']:.3f} s each; within "
+                 f"epochs {r['within_epochs_images_per_s']:.1f} img/s")  # fmt: skip
+    if "pinned_allocs" in r:
+        line += (f"  pinned blocks made {r['pinned_allocs']:.0f} ({r['pinned_alloc_s']:.2f} s), peak "
+                 f"{r['pinned_peak_gib']:.2f} GiB")  # fmt: skip
     if "gpu_util_mean" in r:
         line += f"  GPU util mean {r['gpu_util_mean']:.0f}% (min {r['gpu_util_min']:.0f}%)"
     return line
