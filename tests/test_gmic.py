@@ -123,6 +123,31 @@ def test_the_compile_mode_reaches_both_networks(monkeypatch, option: bool | str,
     assert seen == [mode, mode]
 
 
+def test_compiled_networks_give_every_saliency_map_and_layercam_patches() -> None:
+    """A compiled network is one autograd node, so LayerCAM's intermediate layers got no gradient ("appears to
+    not have been used in the graph") in `wsod test` and in training with train_saliency layercam; the global pass
+    now runs eagerly for them. Maps, patches and probabilities equal eager mode's."""
+    from wsod_mammo.saliency.base import available_saliency_methods
+
+    torch.manual_seed(0)
+    eager = GMIC(num_classes=1, num_patches=2, crop_shape=(64, 64)).eval()
+    compiled = GMIC(num_classes=1, num_patches=2, crop_shape=(64, 64), compile_networks=True).eval()
+    compiled.load_state_dict(eager.state_dict())
+    x, methods = torch.randn(2, 1, 128, 128), available_saliency_methods()
+    assert "layercam" in methods
+    for target in ("y_global", "y_fusion"):
+        out_e, maps_e = eager.evaluate(x, "layercam", methods, target=target)
+        out_c, maps_c = compiled.evaluate(x, "layercam", methods, target=target)
+        for name in methods:
+            torch.testing.assert_close(maps_c[name], maps_e[name], rtol=1e-4, atol=1e-6, msg=f"{target} {name}")
+        torch.testing.assert_close(out_c.patch_boxes, out_e.patch_boxes, msg=target)
+        torch.testing.assert_close(out_c.y_fusion, out_e.y_fusion, rtol=1e-4, atol=1e-5, msg=target)
+    eager.train(), compiled.train()
+    train_e, train_c = eager(x, patch_saliency="layercam"), compiled(x, patch_saliency="layercam")
+    torch.testing.assert_close(train_c.patch_boxes, train_e.patch_boxes)
+    torch.testing.assert_close(train_c.y_fusion, train_e.y_fusion, rtol=1e-4, atol=1e-5)
+
+
 def test_compiled_networks_give_the_same_outputs() -> None:
     """torch.compile (inductor) of the global and local networks computes what eager mode computes."""
     torch.manual_seed(0)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
+from contextlib import nullcontext
 from typing import Literal, NamedTuple
 
 import torch
@@ -28,7 +29,7 @@ from torch import Tensor, nn
 from wsod_mammo.models import roi
 from wsod_mammo.models.resnet import ACTIVATION_NAMES, MAP_CELL0_CENTER, ResNet22, global_map_size, local_resnet18
 from wsod_mammo.saliency.base import SaliencyMethod, get_saliency_method
-from wsod_mammo.saliency.compute import check_layers, compute_saliency
+from wsod_mammo.saliency.compute import check_layers, compute_saliency, required_layers
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +114,7 @@ class GMIC(nn.Module):
             raise ValueError(
                 f"GMIC: compile_networks must be a bool or one of {COMPILE_MODES}, found {compile_networks!r}"
             )
+        self.networks_compiled = bool(compile_networks)
         if compile_networks:
             mode = "default" if compile_networks is True else compile_networks
             self.global_network.compile(mode=mode)
@@ -138,11 +140,13 @@ class GMIC(nn.Module):
             raise ValueError(f"GMIC input: crop_shape {self.crop_shape} does not fit in the {height} x {width} input")
         return map_size
 
-    def global_pass(self, x: Tensor) -> GlobalPass:
+    def global_pass(self, x: Tensor, eager: bool = False) -> GlobalPass:
         """x (N, 1, H, W) -> activations, CAM map A (N, C, h, w), y_global (N, C) (mean of A's top t%) and the
-        score gradient methods differentiate (the mean of the top t% logits, or y_global)."""
+        score gradient methods differentiate (the mean of the top t% logits, or y_global). ``eager``: run a
+        compiled global network eagerly (see ``_needs_eager``)."""
         self._check_input(x)
-        activations = self.global_network(x)
+        with torch.compiler.set_stance("force_eager") if eager else nullcontext():
+            activations = self.global_network(x)
         logits = self.saliency_head(activations["final"]).float()  # (N, C, h, w) float32 even in bf16
         cam = torch.sigmoid(logits)
         top = max(1, round(self.percent_t * cam.shape[-2] * cam.shape[-1]))
@@ -173,6 +177,12 @@ class GMIC(nn.Module):
         pooled = h_g.amax(dim=(2, 3))  # (N, 256)
         return self.fusion(torch.cat([pooled.to(z.dtype), z], dim=1)).float()
 
+    def _needs_eager(self, methods: Sequence[SaliencyMethod]) -> bool:
+        """Whether the global pass must run eagerly for ``methods``' gradients. A compiled network is one autograd
+        node: a gradient reaches its output ``final`` (the saliency head reads it outside), not the intermediate
+        layers it also returns, such as LayerCAM's, whose effect on the score lies inside that node."""
+        return self.networks_compiled and any(name != "final" for name in required_layers(methods))
+
     def _resolve(self, methods: Sequence[str | SaliencyMethod]) -> list[SaliencyMethod]:
         resolved = [get_saliency_method(m) for m in methods]
         check_layers(resolved, self.activation_names)
@@ -199,7 +209,7 @@ class GMIC(nn.Module):
                 )
             grad_was_enabled = torch.is_grad_enabled()
             with torch.enable_grad():
-                g = self.global_pass(_grad_input(x, self.global_network.parameters()))
+                g = self.global_pass(_grad_input(x, self.global_network.parameters()), self._needs_eager([method]))
                 selection = compute_saliency([method], g.cam, g.activations, g.score, retain_graph=grad_was_enabled)
                 selection = selection[method.name]
             if not grad_was_enabled:
@@ -233,7 +243,9 @@ class GMIC(nn.Module):
         if needs_grad and torch.is_inference_mode_enabled():
             raise RuntimeError("GMIC.saliency_maps needs gradients: call it inside `torch.inference_mode(False)`")
         with torch.enable_grad() if needs_grad else torch.no_grad():
-            g = self.global_pass(_grad_input(x, self.global_network.parameters()) if needs_grad else x)
+            g = self.global_pass(
+                _grad_input(x, self.global_network.parameters()) if needs_grad else x, self._needs_eager(resolved)
+            )
             maps = compute_saliency(resolved, g.cam, g.activations, g.score if needs_grad else None)
         return {**maps, "y_global": g.y_global.detach().float()}
 
@@ -261,7 +273,10 @@ class GMIC(nn.Module):
         if needs_grad and torch.is_inference_mode_enabled():
             raise RuntimeError("GMIC.evaluate needs gradients: call it inside `torch.inference_mode(False)`")
         with torch.enable_grad() if needs_grad else torch.no_grad():
-            g = self.global_pass(_grad_input(x, self.global_network.parameters()) if needs_grad else x)
+            g = self.global_pass(
+                _grad_input(x, self.global_network.parameters()) if needs_grad else x,
+                self._needs_eager([*resolved, patch]),
+            )
             graded = g.score if needs_grad else None
             if target == "y_global":
                 together = resolved + ([patch] if patch.name not in {m.name for m in resolved} else [])
