@@ -291,6 +291,19 @@ def test_bf16_mixed_fit_on_cpu_with_a_gradient_patch_method(tmp_path: Path, data
     assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
 
 
+def test_compiled_networks_fit_and_test_with_layercam(tmp_path: Path, data_root: Path) -> None:
+    """`model.model.compile_networks` (gpu.yaml's opt-in) with LayerCAM picking the patches in training and among
+    the test-time methods: both used to fail, a compiled network giving its intermediate layers no gradient."""
+    settings = tiny_config(tmp_path, data_root, train_saliency="layercam")
+    settings["model"]["init_args"]["model"]["init_args"]["compile_networks"] = True
+    config = str(write_config(tmp_path / "c.yaml", settings))
+    main(["fit", "--config", config])
+    main(["test", "--config", config, "--ckpt_path", str(checkpoint(tmp_path))])
+    (report,) = [json.loads(p.read_text()) for p in (tmp_path / "runs").glob("**/detection.json")]
+    assert report["train_saliency"] == "layercam" and report["weights"] == "checkpoint"
+    assert set(report["mass"]) == {"cam", "gradcam", "gradcampp", "xgradcam", "layercam"}
+
+
 def test_device_standardization_reaches_the_model_as_worker_standardization(tmp_path: Path, data_root: Path) -> None:
     """Lightning calls the DataModule's on_after_batch_transfer: uint16 batches reach the model standardized; with
     ``pixel_reads: main`` (2 workers, the GPU config's device augmentation) its on_before_batch_transfer reads the
