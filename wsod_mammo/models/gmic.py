@@ -72,7 +72,8 @@ class GMIC(nn.Module):
         post_processing_dim: channels of h_g (the global network's last stage; 256 in GMIC, multiple of 16).
         compile_networks: wrap the global and local networks with `torch.compile` (state-dict keys unchanged):
             `True` or a mode, `default`, `reduce-overhead` (CUDA graphs: static shapes, the launch-bound step of a
-            fast GPU) or `max-autotune`. Patch selection stays eager (data-dependent indexing).
+            fast GPU) or `max-autotune`. Patch selection stays eager (data-dependent indexing), and so does the
+            global network in a pass whose gradient method reads an intermediate layer (LayerCAM).
         gradient_target: what gradient saliency methods differentiate: the target's raw score (`logit`) or its
             probability (`probability`); see the module docstring.
     """
