@@ -160,9 +160,10 @@ def _variant(args: argparse.Namespace, variant: str) -> dict[str, float]:
         def on_train_end(self, trainer, pl_module) -> None:
             sync()
             self.end = time.perf_counter()
-            after = _host_pinned_stats()
-            self.pinned = {key: after[key] - self.pinned.get(key, 0) for key in after}
-            self.pinned["pinned_peak_gib"] = after.get("pinned_peak_gib", 0.0)
+            after = _host_pinned_stats()  # empty without CUDA
+            self.pinned = {key: value - self.pinned.get(key, 0) for key, value in after.items()}
+            if after:
+                self.pinned["pinned_peak_gib"] = after["pinned_peak_gib"]  # a peak, not a difference
 
     class OneBatch(Dataset):
         """The same standardized batch, as many times as needed: the model's speed with no data loading."""
