@@ -2,14 +2,17 @@
 # One GPU check for issue 13, run once on a lent machine from the repository root (one NVIDIA GPU, 16 CPUs,
 # torch + lightning + timm + torchmetrics + opencv + scipy preinstalled; pydicom, albumentations, jsonargparse,
 # wandb as wheels in ./.whl). Figures go to $OUT/gpu_figures.txt (and .json) as each step finishes, and are
-# printed. Every step runs under `timeout` within a total budget (GPU_CHECK_BUDGET seconds, default 400 for
+# printed. Every step runs under `timeout` within a total budget (GPU_CHECK_BUDGET seconds, default 420 for
 # the steps after the data), so one failing or slow piece does not eat the rest.
 #   bash tests/benchmarks/gpu_check.sh                      # on the GPU machine
 #   GPU_CHECK_SMALL=1 bash tests/benchmarks/gpu_check.sh    # dry run on CPU at 384 x 256 (minutes on 2 cores)
-# Measures, side by side in one run: model-only img/s at batch 6 eager vs reduce-overhead (vs compile default);
-# end-to-end (DataModule, 12 workers, augment_on + standardize_on device, pixel_reads main) vs model-only with the
-# best setting, GPU utilization and peak memory; the sync-debug check; the loader-only worker scaling of the three
-# data paths and the pin-memory thread's work per batch for both pixel_reads; the top CUDA kernels.
+# Measures, side by side in one run: model-only img/s at batch 6 eager vs reduce-overhead (compile default, 0.81-0.84x
+# eager in two runs, only if GPU_CHECK_LAST_MODES=default); end-to-end (DataModule as configs/trainer/gpu.yaml: 4
+# workers x 2 batches, augment_on + standardize_on device, pixel_reads main) vs model-only with the best setting, in
+# epochs of VinDr-like length (the 168 training images repeated, --epoch_images) and, pipeline only, in the synthetic
+# set's own 28-step epochs (what an epoch end costs); GPU utilization, peak and pinned memory; the sync-debug check;
+# the loader-only worker scaling of the three data paths and the pin-memory thread's work per batch for both
+# pixel_reads; the top CUDA kernels.
 if [ -d .whl ]; then
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:$PWD
 else
@@ -18,18 +21,24 @@ fi
 set -u
 export WANDB_MODE=disabled
 OUT=${OUT:-$PWD/gpu_check_out}
-mkdir -p "$OUT/logs"
+# each step's JSON and log stay in WORK; OUT gets four files (a device call brings back only a few): the figures
+# (.txt, and .json with every step's JSON), profile.txt and logs.tar.gz
+WORK=${GPU_CHECK_WORK:-/tmp/gpu_check_work}
+rm -rf "$WORK"; mkdir -p "$OUT" "$WORK/logs"
 FIG=$OUT/gpu_figures.txt
 B=tests/benchmarks
 if [ -n "${GPU_CHECK_SMALL:-}" ]; then  # CPU dry run: same steps, tiny sizes
-  DEV=cpu; H=384; W=256; STUDIES=3; BATCH=2; WORKERS=2; STEPS=3; WARMUP=1; MODES=${GPU_CHECK_MODES:-"none default"}; THREADS=2; LAST_MODES=""
+  DEV=cpu; H=384; W=256; STUDIES=3; BATCH=2; WORKERS=2; PREFETCH=2; STEPS=3; WARMUP=1; EPOCH_IMAGES=24
+  MODES=${GPU_CHECK_MODES:-"none default"}; THREADS=2; LAST_MODES=""
   SCALE=1,2; PROC=2; BUDGET=${GPU_CHECK_BUDGET:-2400}; SLOW=4; PROFILE_ARGS="--batch 1 --evaluate_methods 0 --threads 2"
 else
   # reduce-overhead (CUDA graphs) gave 1.71x eager model-only on an H200 (compile default 0.84x): it is measured
   # first and, as the best, drives the end-to-end row; compile default only with what budget is left.
-  DEV=cuda; H=2944; W=1920; STUDIES=40; BATCH=6; WORKERS=12; STEPS=40; WARMUP=6; MODES=${GPU_CHECK_MODES:-"none reduce-overhead"}; THREADS=4
-  LAST_MODES=${GPU_CHECK_LAST_MODES:-default}
-  SCALE=1,2,4,8,12,16; PROC=16; BUDGET=${GPU_CHECK_BUDGET:-400}; SLOW=1; PROFILE_ARGS="--batch 6 --bf16"
+  # 42 studies: 168 training images, 28 batches of 6 (no short last batch, whose new size would recompile the
+  # compiled networks inside the timed steps); an epoch of --epoch_images 1344 is 224 steps, more than the window.
+  DEV=cuda; H=2944; W=1920; STUDIES=42; BATCH=6; WORKERS=4; PREFETCH=2; STEPS=100; WARMUP=6; EPOCH_IMAGES=1344
+  MODES=${GPU_CHECK_MODES:-"none reduce-overhead"}; THREADS=4; LAST_MODES=${GPU_CHECK_LAST_MODES:-}
+  SCALE=1,2,4,8,12,16; PROC=16; BUDGET=${GPU_CHECK_BUDGET:-420}; SLOW=1; PROFILE_ARGS="--batch 6 --bf16"
 fi
 DATA=${GPU_CHECK_DATA:-/tmp/gpu_check_data}
 COMMON=(--device "$DEV" --height "$H" --width "$W" --batch "$BATCH" --data "$DATA")
@@ -47,7 +56,7 @@ step() {  # step NAME SECONDS COMMAND...: run under timeout (capped by the budge
   echo "== $name (limit ${limit}s): $*" | tee -a "$FIG"
   local t0=$(date +%s)
   # own process group, killed whole on time-out: a benchmark's child processes must not outlive it (GPU held)
-  setsid "$@" > "$OUT/logs/$name.log" 2>&1 &
+  setsid "$@" > "$WORK/logs/$name.log" 2>&1 &
   local pid=$!
   ( sleep "$limit"; kill -TERM -- "-$pid" 2>/dev/null; sleep 10; kill -KILL -- "-$pid" 2>/dev/null ) &
   local watcher=$!
@@ -56,7 +65,7 @@ step() {  # step NAME SECONDS COMMAND...: run under timeout (capped by the budge
   kill "$watcher" 2>/dev/null
   kill -KILL -- "-$pid" 2>/dev/null  # whatever of the step is still alive (stray children)
   [ "$rc" -ge 128 ] && echo "-- $name: TIMED OUT after ${limit}s (process group killed)" | tee -a "$FIG"
-  grep -v -e '^prepare' -e 'Warning' -e 'warn(' "$OUT/logs/$name.log" | grep -v '^\s*$' | tail -n 40 | tee -a "$FIG"
+  grep -v -e '^prepare' -e 'Warning' -e 'warn(' "$WORK/logs/$name.log" | grep -v '^\s*$' | tail -n 40 | tee -a "$FIG"
   echo "-- $name: rc=$rc in $(( $(date +%s) - t0 ))s" | tee -a "$FIG"
   return $rc
 }
@@ -73,9 +82,9 @@ START=$(date +%s)
 # 1. Model only at batch $BATCH: eager vs compiled (vs reduce-overhead = CUDA graphs).
 for mode in $MODES; do
   step "model_only_$mode" 150 python3 $B/bench_pipeline.py "${COMMON[@]}" "${PIPE[@]}" --variants model_only \
-    --compile "$mode" --json "$OUT/model_only_$mode.json"
+    --compile "$mode" --json "$WORK/model_only_$mode.json"
 done
-BEST=$(python3 - "$OUT" $MODES <<'PY'
+BEST=$(python3 - "$WORK" $MODES <<'PY'
 import json, sys, pathlib
 rates = {}
 for mode in sys.argv[2:]:
@@ -88,34 +97,39 @@ PY
 )
 echo "best model setting: compile=$BEST" | tee -a "$FIG"
 
-# 2. End to end (DataModule, workers, augment_on + standardize_on device, pixel_reads main) vs model only, best setting.
-step end_to_end 200 python3 $B/bench_pipeline.py "${COMMON[@]}" "${PIPE[@]}" --workers "$WORKERS" --prefetch 4 \
-  --compile "$BEST" --variants pipeline,model_only --json "$OUT/end_to_end.json"
+# 2. End to end (DataModule as gpu.yaml) vs model only, best setting, in long epochs.
+step end_to_end 200 python3 $B/bench_pipeline.py "${COMMON[@]}" "${PIPE[@]}" --workers "$WORKERS" --prefetch "$PREFETCH" \
+  --epoch_images "$EPOCH_IMAGES" --compile "$BEST" --variants pipeline,model_only --json "$WORK/end_to_end.json"
 
 # 3. Sync-debug: any host-device synchronization inside a training step raises (eager, short).
 if [ "$DEV" = cuda ]; then
-  step sync_debug 90 python3 $B/bench_pipeline.py "${COMMON[@]}" "${PIPE[@]}" --workers "$WORKERS" --steps 20 \
-    --variants pipeline --sync_debug --json "$OUT/sync_debug.json"
+  step sync_debug 90 python3 $B/bench_pipeline.py "${COMMON[@]}" "${PIPE[@]}" --workers "$WORKERS" --prefetch "$PREFETCH" --steps 20 \
+    --variants pipeline --sync_debug --json "$WORK/sync_debug.json"
 fi
 
 # 4. Loader only: worker scaling of the data paths, per-sample cost of each, the hand-over and the pin-memory work.
 step loader 150 python3 $B/bench_loader.py --device "$DEV" --height "$H" --width "$W" --batch "$BATCH" --data "$DATA" \
-  --workers "$SCALE" --batches 10 --transfer_workers "$WORKERS" --json "$OUT/loader.json"
+  --workers "$SCALE" --batches 10 --transfer_workers "$WORKERS" --json "$WORK/loader.json"
 
-# 5. Top kernels of one training and one evaluation step.
+# 5. End to end in the synthetic set's own short epochs, pipeline only: the epoch ends' cost (bench_pipeline's
+# per-step figures: boundary_excess_s) and the rate within epochs.
+step end_to_end_short_epochs 120 python3 $B/bench_pipeline.py "${COMMON[@]}" "${PIPE[@]}" --workers "$WORKERS" \
+  --prefetch "$PREFETCH" --compile "$BEST" --variants pipeline --json "$WORK/end_to_end_short_epochs.json"
+
+# 6. Top kernels of one training and one evaluation step.
 step profile 90 python3 $B/bench_profile.py --device "$DEV" --height "$H" --width "$W" $PROFILE_ARGS --top 20 \
   --out "$OUT/profile.txt"
 
-# 6. Whatever budget is left: the riskier compile modes, model only.
+# 7. Whatever budget is left: the riskier compile modes, model only.
 for mode in $LAST_MODES; do
   step "model_only_$mode" 150 python3 $B/bench_pipeline.py "${COMMON[@]}" "${PIPE[@]}" --variants model_only \
-    --compile "$mode" --json "$OUT/model_only_$mode.json"
+    --compile "$mode" --json "$WORK/model_only_$mode.json"
 done
 
-python3 - "$OUT" <<'PY' | tee -a "$FIG"
+python3 - "$WORK" "$OUT" <<'PY' | tee -a "$FIG"
 import json, pathlib, sys
-out = pathlib.Path(sys.argv[1])
-figures = {p.stem: json.loads(p.read_text()) for p in sorted(out.glob("*.json")) if p.name != "gpu_figures.json"}
+work, out = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+figures = {p.stem: json.loads(p.read_text()) for p in sorted(work.glob("*.json"))}
 (out / "gpu_figures.json").write_text(json.dumps(figures, indent=1))
 def rate(name, variant):
     return figures.get(name, {}).get("results", {}).get(variant, {}).get("images_per_s")
@@ -133,4 +147,5 @@ if e2e and mo:
 if "sync_debug" in figures:
     print("sync-debug:", "clean" if rate("sync_debug", "pipeline") else "FAILED or not run (see logs/sync_debug.log)")
 PY
-echo "figures: $FIG, $OUT/gpu_figures.json, logs in $OUT/logs"
+tar -czf "$OUT/logs.tar.gz" -C "$WORK" logs
+echo "figures: $FIG, $OUT/gpu_figures.json, $OUT/profile.txt, logs in $OUT/logs.tar.gz"
