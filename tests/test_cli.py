@@ -291,16 +291,18 @@ def test_bf16_mixed_fit_on_cpu_with_a_gradient_patch_method(tmp_path: Path, data
     assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
 
 
-def test_compiled_networks_fit_and_test_with_layercam(tmp_path: Path, data_root: Path) -> None:
-    """`model.model.compile_networks` (gpu.yaml's opt-in) with LayerCAM picking the patches in training and among
-    the test-time methods: both used to fail, a compiled network giving its intermediate layers no gradient."""
-    settings = tiny_config(tmp_path, data_root, train_saliency="layercam")
-    settings["model"]["init_args"]["model"]["init_args"]["compile_networks"] = True
-    config = str(write_config(tmp_path / "c.yaml", settings))
-    main(["fit", "--config", config])
-    main(["test", "--config", config, "--ckpt_path", str(checkpoint(tmp_path))])
-    (report,) = [json.loads(p.read_text()) for p in (tmp_path / "runs").glob("**/detection.json")]
-    assert report["train_saliency"] == "layercam" and report["weights"] == "checkpoint"
+def test_compiled_networks_test_with_layercam(tmp_path: Path, trained: Path) -> None:
+    """`wsod test` with `model.model.compile_networks` (gpu.yaml's opt-in): LayerCAM, one of the five test-time
+    methods, used to fail (a compiled network gives its intermediate layers no gradient). Training with
+    train_saliency layercam went the same way: `test_gmic.py` checks it against eager mode."""
+    config = str(trained / "config.yaml")
+    main(["test", "--config", config, "--model.init_args.model.init_args.compile_networks", "true",
+          "--trainer.logger.init_args.save_dir", str(tmp_path), "--ckpt_path", str(checkpoint(trained))])  # fmt: skip
+    (report,) = [json.loads(p.read_text()) for p in tmp_path.glob("**/detection.json")]
+    (resolved,) = [yaml.safe_load(p.read_text()) for p in tmp_path.glob("**/config.yaml")]
+    # the command's compile option stands although Lightning puts the checkpoint's hyperparameters over the model
+    assert resolved["model"]["init_args"]["model"]["init_args"]["compile_networks"] is True
+    assert report["weights"] == "checkpoint"
     assert set(report["mass"]) == {"cam", "gradcam", "gradcampp", "xgradcam", "layercam"}
 
 

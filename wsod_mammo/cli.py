@@ -20,6 +20,9 @@ from wsod_mammo.training.run_dir import run_directory
 log = logging.getLogger(__name__)
 
 CHECKPOINT_ALIASES = {"best": "best.ckpt", "last": "last.ckpt"}
+# Model options that say how to run, not what the checkpoint holds: the command's value stands where Lightning
+# would put the checkpoint's hyperparameters over the whole model config.
+RUNTIME_MODEL_OPTIONS = ("model.init_args.model.init_args.compile_networks",)
 
 
 class RunConfigSaver(SaveConfigCallback):
@@ -64,7 +67,11 @@ class WsodCLI(LightningCLI):
                     continue_run(Path(section["ckpt_path"]), section)
                 if section.get("weights_only") is None:
                     section["weights_only"] = True
-        super()._parse_ckpt_path()
+        runtime = {key: section.get(key) for key in RUNTIME_MODEL_OPTIONS} if subcommand else {}
+        super()._parse_ckpt_path()  # the checkpoint's hyperparameters replace the model config
+        for key, value in runtime.items():
+            if value is not None and self.config[subcommand].get(key) is not None:
+                self.config[subcommand][key] = value
 
 
 # ModelCheckpoint warns on restoring a checkpoint written in another folder; test/validate/predict always do (each
