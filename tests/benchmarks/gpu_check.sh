@@ -12,7 +12,7 @@
 # epochs of VinDr-like length (the 168 training images repeated, --epoch_images) and, pipeline only, in the synthetic
 # set's own 28-step epochs (what an epoch end costs); GPU utilization, peak and pinned memory; the sync-debug check;
 # the loader-only worker scaling of the three data paths and the pin-memory thread's work per batch for both
-# pixel_reads; the top CUDA kernels.
+# pixel_reads; the stem's convolution in other layouts; the top CUDA kernels.
 if [ -d .whl ]; then
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:$PWD
 else
@@ -110,6 +110,9 @@ fi
 # 4. Loader only: worker scaling of the data paths, per-sample cost of each, the hand-over and the pin-memory work.
 step loader 150 python3 $B/bench_loader.py --device "$DEV" --height "$H" --width "$W" --batch "$BATCH" --data "$DATA" \
   --workers "$SCALE" --batches 10 --transfer_workers "$WORKERS" --json "$WORK/loader.json"
+
+# 4b. The global network's stem (a fifth of an eager training step's GPU time in the last profile) in other layouts.
+step stem 60 python3 $B/bench_stem.py --device "$DEV" --height "$H" --width "$W" --batch "$BATCH" --json "$WORK/stem.json"
 
 # 5. End to end in the synthetic set's own short epochs, pipeline only: the epoch ends' cost (bench_pipeline's
 # per-step figures: boundary_excess_s) and the rate within epochs.

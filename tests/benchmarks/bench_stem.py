@@ -1,0 +1,91 @@
+"""The global network's stem (7x7/2 convolution of the 1-channel full-resolution image, then the 3x3/2 max-pool),
+forward + backward, in the layouts a GPU may prefer, side by side with the same weights and input.
+
+An H200 profile of one bf16 training step (batch 6, 2944 x 1920, `bench_profile.py`) put about a fifth of its GPU
+time here: the convolution in cuDNN's generic `convolve_common_engine_float_NHWC` kernel (1.7 ms), its weight
+gradient (2.4 ms), two `nchwToNhwc` conversions (1.8 ms) and the max-pool's backward (2.5 ms). A convolution with one
+input channel gives tensor cores nothing to work with; the variants:
+- `as_is`: channels-last bf16, as training runs it;
+- `nchw`: contiguous (for one channel the same memory, but cuDNN picks by the declared format);
+- `pad4` / `pad8`: the input zero-padded to 4 / 8 channels and the weight to match (the same result: the extra
+  channels are zeros), which tensor-core kernels take;
+- `compiled`: the stem under `torch.compile`.
+Each variant's output must equal `as_is`'s (bf16 tolerance); the figure is the median ms per call.
+
+    python tests/benchmarks/bench_stem.py --device cuda --batch 6
+    python tests/benchmarks/bench_stem.py --height 384 --width 256 --batch 2 --iters 3   # CPU dry run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from timing import model_arguments, start, timed
+from torch import Tensor
+
+
+def _stem(x: Tensor, weight: Tensor) -> Tensor:
+    return F.max_pool2d(F.conv2d(x, weight, stride=2, padding=3), kernel_size=3, stride=2)
+
+
+def _padded(channels: int):
+    def stem(x: Tensor, weight: Tensor) -> Tensor:
+        x = F.pad(x, (0, 0, 0, 0, 0, channels - 1)).contiguous(memory_format=torch.channels_last)
+        return _stem(x, F.pad(weight, (0, 0, 0, 0, 0, channels - 1)))
+
+    return stem
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    model_arguments(parser, iters=20)
+    parser.add_argument("--batch", type=int, default=6)
+    parser.add_argument("--json", help="also write the figures to this JSON file")
+    args = parser.parse_args()
+    start(args)
+    device = torch.device(args.device)
+    dtype = torch.bfloat16 if args.device == "cuda" else torch.float32
+    image = torch.randn(args.batch, 1, args.height, args.width, device=device, dtype=dtype)
+    weight = (0.1 * torch.randn(16, 1, 7, 7, device=device, dtype=dtype)).requires_grad_()
+    variants = {
+        "as_is": (lambda x, w: _stem(x.contiguous(memory_format=torch.channels_last), w), torch.channels_last),
+        "nchw": (_stem, torch.contiguous_format),
+        "pad4": (_padded(4), torch.channels_last),
+        "pad8": (_padded(8), torch.channels_last),
+        "compiled": (torch.compile(_stem), torch.channels_last),
+    }
+    results, reference = {}, None
+    for name, (stem, memory_format) in variants.items():
+        x = image.contiguous(memory_format=memory_format)
+
+        def step(stem=stem, x=x) -> Tensor:
+            weight.grad = None
+            out = stem(x, weight)
+            out.float().square().mean().backward()  # a gradient through the pool and into the weight
+            return out
+
+        try:
+            out = step()
+        except Exception as err:  # noqa: BLE001 (a variant a backend refuses is a finding, not a crash)
+            results[name] = {"error": f"{type(err).__name__}: {err}"[:300]}
+            print(f"{name:>9}: failed: {results[name]['error']}")
+            continue
+        grad = weight.grad.clone()
+        if reference is None:
+            reference = (out.detach().float(), grad.float())
+        same = torch.allclose(out.detach().float(), reference[0], rtol=2e-2, atol=2e-2) and torch.allclose(
+            grad.float(), reference[1], rtol=5e-2, atol=5e-2 * reference[1].abs().max().item()
+        )
+        ms = 1000 * timed(step, args.device, args.iters)
+        results[name] = {"ms": ms, "same_as_as_is": same}
+        print(f"{name:>9}: {ms:8.2f} ms forward + backward ({ms / results['as_is']['ms']:.2f}x as_is)  same: {same}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"args": vars(args), "results": results}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
