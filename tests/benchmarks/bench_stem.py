@@ -1,10 +1,11 @@
 """The global network's stem (7x7/2 convolution of the 1-channel full-resolution image, then the 3x3/2 max-pool),
 forward + backward, in the layouts a GPU may prefer, side by side with the same weights and input.
 
-An H200 profile of one bf16 training step (batch 6, 2944 x 1920, `bench_profile.py`) put about a fifth of its GPU
-time here: the convolution in cuDNN's generic `convolve_common_engine_float_NHWC` kernel (1.7 ms), its weight
-gradient (2.4 ms), two `nchwToNhwc` conversions (1.8 ms) and the max-pool's backward (2.5 ms). A convolution with one
-input channel gives tensor cores nothing to work with; the variants:
+In an H200 profile of one eager bf16 training step (batch 6, 2944 x 1920, `bench_profile.py`, 26.6 ms of GPU time)
+the largest single kernels look like the stem's: cuDNN's generic `convolve_common_engine_float_NHWC` (1.7 ms, one
+call), an implicit-GEMM kernel (2.4 ms, one call; the weight gradient?), two `nchwToNhwc` conversions (1.8 ms) and
+the max-pool's backward (2.5 ms): up to a third of the step, if they are all the stem's. This measures it alone. A
+convolution with one input channel gives tensor cores nothing to work with; the variants:
 - `as_is`: channels-last bf16, as training runs it;
 - `nchw`: contiguous (for one channel the same memory, but cuDNN picks by the declared format);
 - `pad4` / `pad8`: the input zero-padded to 4 / 8 channels and the weight to match (the same result: the extra

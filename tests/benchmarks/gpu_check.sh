@@ -111,7 +111,7 @@ fi
 step loader 150 python3 $B/bench_loader.py --device "$DEV" --height "$H" --width "$W" --batch "$BATCH" --data "$DATA" \
   --workers "$SCALE" --batches 10 --transfer_workers "$WORKERS" --json "$WORK/loader.json"
 
-# 4b. The global network's stem (a fifth of an eager training step's GPU time in the last profile) in other layouts.
+# 4b. The global network's stem (its kernels may be up to a third of an eager step's GPU time) in other layouts.
 step stem 60 python3 $B/bench_stem.py --device "$DEV" --height "$H" --width "$W" --batch "$BATCH" --json "$WORK/stem.json"
 
 # 5. End to end in the synthetic set's own short epochs, pipeline only: the epoch ends' cost (bench_pipeline's
