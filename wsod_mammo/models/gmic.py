@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from contextlib import nullcontext
 from typing import Literal, NamedTuple
 
 import torch
@@ -146,8 +145,9 @@ class GMIC(nn.Module):
         score gradient methods differentiate (the mean of the top t% logits, or y_global). ``eager``: run a
         compiled global network eagerly (see ``_needs_eager``)."""
         self._check_input(x)
-        with torch.compiler.set_stance("force_eager") if eager else nullcontext():
-            activations = self.global_network(x)
+        # forward() itself bypasses the compiled __call__ that nn.Module.compile installs (torch.compiler.set_stance
+        # would too, but needs torch >= 2.6; the package supports 2.2)
+        activations = self.global_network.forward(x) if eager else self.global_network(x)
         logits = self.saliency_head(activations["final"]).float()  # (N, C, h, w) float32 even in bf16
         cam = torch.sigmoid(logits)
         top = max(1, round(self.percent_t * cam.shape[-2] * cam.shape[-1]))
