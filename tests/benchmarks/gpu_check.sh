@@ -101,10 +101,11 @@ echo "best model setting: compile=$BEST" | tee -a "$FIG"
 step end_to_end 200 python3 $B/bench_pipeline.py "${COMMON[@]}" "${PIPE[@]}" --workers "$WORKERS" --prefetch "$PREFETCH" \
   --epoch_images "$EPOCH_IMAGES" --compile "$BEST" --variants pipeline,model_only --json "$WORK/end_to_end.json"
 
-# 3. Sync-debug: any host-device synchronization inside a training step raises (eager, short).
+# 3. Sync-debug: any host-device synchronization inside a training step raises (eager).
 if [ "$DEV" = cuda ]; then
-  step sync_debug 90 python3 $B/bench_pipeline.py "${COMMON[@]}" "${PIPE[@]}" --workers "$WORKERS" --prefetch "$PREFETCH" --steps 20 \
-    --variants pipeline --sync_debug --json "$WORK/sync_debug.json"
+  # eager, in long epochs: also gpu.yaml's default (compile opt-in) end to end, against step 1's eager model only
+  step sync_debug 90 python3 $B/bench_pipeline.py "${COMMON[@]}" "${PIPE[@]}" --workers "$WORKERS" --prefetch "$PREFETCH" \
+    --epoch_images "$EPOCH_IMAGES" --variants pipeline --sync_debug --json "$WORK/sync_debug.json"
 fi
 
 # 4. Loader only: worker scaling of the data paths, per-sample cost of each, the hand-over and the pin-memory work.
@@ -147,6 +148,9 @@ for name in sorted(figures):
 e2e, mo = rate("end_to_end", "pipeline"), rate("end_to_end", "model_only")
 if e2e and mo:
     print(f"end-to-end / model-only (best setting): {e2e / mo:.2f} (target >= 0.95)")
+sd, eager_mo = rate("sync_debug", "pipeline"), rate("model_only_none", "model_only")
+if sd and eager_mo:
+    print(f"eager end-to-end (sync-debug row) / eager model-only (step 1, same machine): {sd / eager_mo:.2f}")
 if "sync_debug" in figures:
     print("sync-debug:", "clean" if rate("sync_debug", "pipeline") else "FAILED or not run (see logs/sync_debug.log)")
 PY
