@@ -57,6 +57,16 @@ def trained(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> Path:
     return directory
 
 
+@pytest.fixture(scope="module")
+def npy_cache(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> Path:
+    """``data_root`` prepared once as the memory-mapped NPY cache the GPU config reads (tests only read it)."""
+    from wsod_mammo.data.prepare import prepare
+
+    cache = tmp_path_factory.mktemp("npy_cache")
+    prepare(str(data_root), str(cache), input_size=INPUT_SIZE, workers=0, cache_format="npy")
+    return cache
+
+
 def _run_dirs(directory: Path) -> list[Path]:
     return sorted(p.parent for p in (directory / "runs").glob("*/*/config.yaml"))
 
@@ -306,19 +316,17 @@ def test_compiled_networks_test_with_layercam(tmp_path: Path, trained: Path) -> 
     assert set(report["mass"]) == {"cam", "gradcam", "gradcampp", "xgradcam", "layercam"}
 
 
-def test_device_standardization_reaches_the_model_as_worker_standardization(tmp_path: Path, data_root: Path) -> None:
+def test_device_standardization_reaches_the_model_as_worker_standardization(
+    tmp_path: Path, data_root: Path, npy_cache: Path
+) -> None:
     """Lightning calls the DataModule's on_after_batch_transfer: uint16 batches reach the model standardized; with
     ``pixel_reads: main`` (2 workers, the GPU config's device augmentation) its on_before_batch_transfer reads the
     pixels the workers did not send, and the model sees what it sees when the workers send them."""
-    from wsod_mammo.data.prepare import prepare
-
-    cache = tmp_path / "cache"
-    prepare(str(data_root), str(cache), input_size=INPUT_SIZE, workers=0, cache_format="npy")
     on_device = {"standardize_on": "device", "augment_on": "device"}
     variants = {"worker": {"standardize_on": "worker"}, "device": {"standardize_on": "device"},
                 "device_augment": on_device, "main": on_device | {"pixel_reads": "main", "num_workers": 2}}  # fmt: skip
     for where, options in variants.items():
-        settings = tiny_config(tmp_path / where, data_root, cache_dir=str(cache), **options)
+        settings = tiny_config(tmp_path / where, data_root, cache_dir=str(npy_cache), **options)
         recorder = {
             "class_path": "cli_configs.FirstBatchRecorder",
             "init_args": {"path": str(tmp_path / f"{where}.pt")},
@@ -456,16 +464,14 @@ def _validate_metrics(directory: Path) -> dict[str, float]:
     return {k: float(v) for row in rows for k, v in row.items() if v not in ("", None) and k.startswith("val/")}
 
 
-def test_ddp_on_two_cpu_processes_matches_one_process(tmp_path: Path, trained: Path, data_root: Path) -> None:
+def test_ddp_on_two_cpu_processes_matches_one_process(
+    tmp_path: Path, trained: Path, data_root: Path, npy_cache: Path
+) -> None:
     """A 2-process gloo fit with a gradient patch method and the GPU config's data path (a worker per process,
     augmentation and standardization after the transfer, pixels read by the main process) runs without the
     per-figure sync_dist advice, and validation metrics synced over 2 processes equal those of 1 process on the
     same (evenly divisible) images."""
-    from wsod_mammo.data.prepare import prepare
-
-    cache = tmp_path / "cache"
-    prepare(str(data_root), str(cache), input_size=INPUT_SIZE, workers=0, cache_format="npy")
-    data = {"cache_dir": str(cache), "standardize_on": "device", "augment_on": "device", "pixel_reads": "main",
+    data = {"cache_dir": str(npy_cache), "standardize_on": "device", "augment_on": "device", "pixel_reads": "main",
             "num_workers": 1}  # fmt: skip
     settings = tiny_config(tmp_path / "ddp", data_root, train_saliency="xgradcam", **data)
     settings["trainer"] |= {"devices": 2, "strategy": "ddp", "limit_train_batches": 2}
