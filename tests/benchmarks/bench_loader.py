@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from synthdata import repeat_images
 
 PREFETCH = 2  # batches each worker loads ahead (drawn untimed before each scaling point)
 
@@ -105,8 +106,7 @@ def scaling(args: argparse.Namespace, root: Path, cache: Path) -> dict[str, dict
         table[path] = {}
         for workers in [int(w) for w in args.workers.split(",")]:
             dm = _datamodule(args, root, cache, augment_on, workers, pixel_reads)
-            train, needed = dm.datasets["train"], (workers * PREFETCH + 2 + args.batches) * args.batch
-            train.records = train.records * -(-needed // len(train))
+            repeat_images(dm.datasets["train"], (workers * PREFETCH + 2 + args.batches) * args.batch)
             loader = dm.train_dataloader()
             batches = _batches(loader, dm)
             for _ in range(workers * PREFETCH + 1):

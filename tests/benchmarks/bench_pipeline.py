@@ -113,6 +113,7 @@ def _variant(args: argparse.Namespace, variant: str) -> dict[str, float]:
     """One Trainer.fit of warm-up + timed steps; returns its figures."""
     import torch
     from lightning.pytorch import Callback, Trainer, seed_everything
+    from synthdata import repeat_images
     from torch.utils.data import DataLoader, Dataset
 
     from wsod_mammo.data.datamodule import VinDrMammoDataModule, collate_samples
@@ -183,9 +184,8 @@ def _variant(args: argparse.Namespace, variant: str) -> dict[str, float]:
 
         def setup(self, stage: str | None = None) -> None:
             super().setup(stage)
-            train = self.datasets.get("train")
-            if train is not None and 0 < len(train) < args.epoch_images:
-                train.records = train.records * -(-args.epoch_images // len(train))
+            if "train" in self.datasets:
+                repeat_images(self.datasets["train"], args.epoch_images)
 
     seed_everything(0)
     torch.set_num_threads(args.threads)

@@ -49,6 +49,13 @@ def make_data(out: Path, studies: int, size: tuple[int, int], processes: int) ->
     return root, cache
 
 
+def repeat_images(dataset, at_least: int) -> None:
+    """Repeat a ``VinDrDataset``'s records (the same files) until an epoch holds at least ``at_least`` images: a
+    benchmark's few synthetic images would otherwise put an epoch end (and a loader refill) every few batches."""
+    if 0 < len(dataset) < at_least:
+        dataset.records = dataset.records * -(-at_least // len(dataset))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out", type=Path)
