@@ -32,8 +32,8 @@ if [ -n "${GPU_CHECK_SMALL:-}" ]; then  # CPU dry run: same steps, tiny sizes
   MODES=${GPU_CHECK_MODES:-"none default"}; THREADS=2; LAST_MODES=""
   SCALE=1,2; PROC=2; BUDGET=${GPU_CHECK_BUDGET:-2400}; SLOW=4; PROFILE_ARGS="--batch 1 --evaluate_methods 0 --threads 2"
 else
-  # reduce-overhead (CUDA graphs) gave 1.71x eager model-only on an H200 (compile default 0.84x): it is measured
-  # first and, as the best, drives the end-to-end row; compile default only with what budget is left.
+  # reduce-overhead (CUDA graphs) gave 1.35-1.71x eager model-only on an H200 (compile default 0.81-0.84x): it is
+  # measured with eager and, the best, drives the end-to-end row; compile default only if GPU_CHECK_LAST_MODES asks.
   # 42 studies: 168 training images, 28 batches of 6 (no short last batch, whose new size would recompile the
   # compiled networks inside the timed steps); an epoch of --epoch_images 1344 is 224 steps, more than the window.
   DEV=cuda; H=2944; W=1920; STUDIES=42; BATCH=6; WORKERS=4; PREFETCH=2; STEPS=100; WARMUP=6; EPOCH_IMAGES=1344
