@@ -97,6 +97,25 @@ def test_bf16_autocast_and_channels_last() -> None:
     assert torch.equal(last.patch_boxes, ref.patch_boxes)
 
 
+def test_space_to_depth_stem_trains_like_the_plain_stem_under_bf16_channels_last() -> None:
+    """The configuration GPUs train in: the same weights give the same patches and outputs, and the stem's weight
+    gets the same gradient, with either global_stem."""
+    plain, blocks = tiny_gmic(2).train(), tiny_gmic(2, global_stem="space_to_depth").train()
+    blocks.load_state_dict(plain.state_dict())
+    x = images(2).contiguous(memory_format=torch.channels_last)
+    outputs = []
+    for model in (plain, blocks):
+        model.to(memory_format=torch.channels_last)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = model(x)
+        out.y_fusion.sum().backward()
+        outputs.append(out)
+    assert torch.equal(outputs[1].patch_boxes, outputs[0].patch_boxes)
+    torch.testing.assert_close(outputs[1].y_fusion, outputs[0].y_fusion, rtol=0.02, atol=0.02)
+    stem_grads = [m.global_network.first_conv.weight.grad for m in (plain, blocks)]
+    torch.testing.assert_close(stem_grads[1], stem_grads[0], rtol=0.05, atol=0.05 * stem_grads[0].abs().max().item())
+
+
 def test_training_step_reaches_every_parameter() -> None:
     model = tiny_gmic(2).train()
     out = model(images(2))

@@ -2,8 +2,15 @@
 
 import pytest
 import torch
+import torch.nn.functional as F
 
-from wsod_mammo.models.resnet import ACTIVATION_NAMES, ResNet22, global_map_size, local_resnet18
+from wsod_mammo.models.resnet import (
+    ACTIVATION_NAMES,
+    ResNet22,
+    global_map_size,
+    local_resnet18,
+    space_to_depth_conv7x7s2,
+)
 
 
 @pytest.mark.parametrize(("height", "width"), [(128, 192), (256, 64), (320, 128)])
@@ -75,3 +82,45 @@ def test_map_cell_receptive_field_is_centred_where_map_cell0_center_says() -> No
     assert abs(centre_y - (3 * 64 + MAP_CELL0_CENTER)) < 4 and abs(centre_x - (4 * 64 + MAP_CELL0_CENTER)) < 4
     resize_y, resize_x = 3 * 64 + 31.5, 4 * 64 + 31.5  # where plain resizing of the map would put the cell
     assert abs(centre_y - resize_y) > 20 and abs(centre_x - resize_x) > 20
+
+
+@pytest.mark.parametrize(
+    ("channels", "height", "width", "channels_last"),
+    [(1, 64, 96, False), (1, 64, 96, True), (1, 37, 50, False), (3, 20, 33, True), (2, 7, 8, False)],
+)
+def test_space_to_depth_stem_is_the_7x7_stride_2_convolution(channels, height, width, channels_last) -> None:
+    """Odd and even sizes, several input channels, both memory formats: output and both gradients equal."""
+    torch.manual_seed(0)
+    x = torch.randn(2, channels, height, width, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(5, channels, 7, 7, dtype=torch.float64, requires_grad=True)
+    if channels_last:
+        weight = weight.detach().contiguous(memory_format=torch.channels_last).requires_grad_()
+    expected = F.conv2d(x, weight, stride=2, padding=3)
+    found = space_to_depth_conv7x7s2(x, weight)
+    assert found.shape == expected.shape
+    torch.testing.assert_close(found, expected)
+    upstream = torch.randn_like(expected)
+    grads_expected = torch.autograd.grad(expected, (x, weight), upstream)
+    grads_found = torch.autograd.grad(found, (x, weight), upstream)
+    for g_found, g_expected in zip(grads_found, grads_expected, strict=True):
+        torch.testing.assert_close(g_found, g_expected)
+
+
+def test_space_to_depth_stem_gives_the_network_the_same_activations_and_keys() -> None:
+    torch.manual_seed(0)
+    conv = ResNet22().eval()
+    blocks = ResNet22(stem="space_to_depth").eval()
+    blocks.load_state_dict(conv.state_dict())  # the same keys and shapes: NYU's checkpoints load into either
+    assert list(blocks.state_dict()) == list(conv.state_dict())
+    x = torch.randn(2, 1, 192, 128)
+    for net in (conv, blocks):
+        net.to(memory_format=torch.channels_last)
+    with torch.no_grad():
+        expected, found = conv(x), blocks(x)
+    for name in ACTIVATION_NAMES:
+        torch.testing.assert_close(found[name], expected[name], rtol=1e-4, atol=1e-4)
+
+
+def test_unknown_stem_layout_is_rejected_by_name() -> None:
+    with pytest.raises(ValueError, match="stem must be one of .*'space_to_depth'.*found 'pixel_shuffle'"):
+        ResNet22(stem="pixel_shuffle")

@@ -10,7 +10,10 @@ convolution with one input channel gives tensor cores nothing to work with; the 
 - `nchw`: contiguous (for one channel the same memory, but cuDNN picks by the declared format);
 - `pad4` / `pad8`: the input zero-padded to 4 / 8 channels and the weight to match (the same result: the extra
   channels are zeros), which tensor-core kernels take;
-- `compiled`: the stem under `torch.compile`.
+- `space_to_depth`: GMIC's `global_stem: space_to_depth` (`models.resnet.space_to_depth_conv7x7s2`): the same
+  convolution as a 4x4 stride-1 convolution of the 2x2 pixel blocks (4 channels at a quarter of the positions, 16
+  taps instead of 49), channels-last as the model runs it; `space_to_depth8`: the blocks zero-padded to 8 channels;
+- `compiled` / `compiled_space_to_depth`: the stem / the space-to-depth stem under `torch.compile`.
 Each variant's output must equal `as_is`'s (bf16 tolerance); the figure is the median ms per call.
 
     python tests/benchmarks/bench_stem.py --device cuda --batch 6
@@ -28,6 +31,8 @@ import torch.nn.functional as F
 from timing import model_arguments, start, timed
 from torch import Tensor
 
+from wsod_mammo.models.resnet import space_to_depth_conv7x7s2, space_to_depth_weight
+
 
 def _stem(x: Tensor, weight: Tensor) -> Tensor:
     return F.max_pool2d(F.conv2d(x, weight, stride=2, padding=3), kernel_size=3, stride=2)
@@ -39,6 +44,21 @@ def _padded(channels: int):
         return _stem(x, F.pad(weight, (0, 0, 0, 0, 0, channels - 1)))
 
     return stem
+
+
+def _space_to_depth(x: Tensor, weight: Tensor) -> Tensor:
+    """As the channels-last model computes it (its weight is channels-last)."""
+    out = space_to_depth_conv7x7s2(x, weight.contiguous(memory_format=torch.channels_last))
+    return F.max_pool2d(out, kernel_size=3, stride=2)
+
+
+def _space_to_depth8(x: Tensor, weight: Tensor) -> Tensor:
+    """The 4-channel blocks and kernel zero-padded to 8 channels (even sizes only, as the benchmark's)."""
+    blocks = F.pad(F.pixel_unshuffle(F.pad(x, (3, 3, 3, 3)), 2), (0, 0, 0, 0, 0, 4))
+    kernel = F.pad(space_to_depth_weight(weight), (0, 0, 0, 0, 0, 4))
+    out = F.conv2d(blocks.contiguous(memory_format=torch.channels_last),
+                   kernel.contiguous(memory_format=torch.channels_last))  # fmt: skip
+    return F.max_pool2d(out, kernel_size=3, stride=2)
 
 
 def main() -> None:
@@ -57,7 +77,10 @@ def main() -> None:
         "nchw": (_stem, torch.contiguous_format),
         "pad4": (_padded(4), torch.channels_last),
         "pad8": (_padded(8), torch.channels_last),
+        "space_to_depth": (_space_to_depth, torch.channels_last),
+        "space_to_depth8": (_space_to_depth8, torch.channels_last),
         "compiled": (torch.compile(_stem), torch.channels_last),
+        "compiled_space_to_depth": (torch.compile(_space_to_depth), torch.channels_last),
     }
     results, reference = {}, None
     for name, (stem, memory_format) in variants.items():
@@ -73,7 +96,7 @@ def main() -> None:
             out = step()
         except Exception as err:  # noqa: BLE001 (a variant a backend refuses is a finding, not a crash)
             results[name] = {"error": f"{type(err).__name__}: {err}"[:300]}
-            print(f"{name:>9}: failed: {results[name]['error']}")
+            print(f"{name:>23}: failed: {results[name]['error']}")
             continue
         grad = weight.grad.clone()
         if reference is None:
@@ -83,7 +106,7 @@ def main() -> None:
         )
         ms = 1000 * timed(step, args.device, args.iters)
         results[name] = {"ms": ms, "same_as_as_is": same}
-        print(f"{name:>9}: {ms:8.2f} ms forward + backward ({ms / results['as_is']['ms']:.2f}x as_is)  same: {same}")
+        print(f"{name:>23}: {ms:8.2f} ms forward + backward ({ms / results['as_is']['ms']:.2f}x as_is)  same: {same}")
     if args.json:
         Path(args.json).write_text(json.dumps({"args": vars(args), "results": results}, indent=1))
 

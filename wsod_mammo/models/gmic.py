@@ -26,7 +26,14 @@ import torch
 from torch import Tensor, nn
 
 from wsod_mammo.models import roi
-from wsod_mammo.models.resnet import ACTIVATION_NAMES, MAP_CELL0_CENTER, ResNet22, global_map_size, local_resnet18
+from wsod_mammo.models.resnet import (
+    ACTIVATION_NAMES,
+    MAP_CELL0_CENTER,
+    ResNet22,
+    StemLayout,
+    global_map_size,
+    local_resnet18,
+)
 from wsod_mammo.saliency.base import SaliencyMethod, get_saliency_method
 from wsod_mammo.saliency.compute import check_layers, compute_saliency, required_layers
 
@@ -75,6 +82,9 @@ class GMIC(nn.Module):
             global network in a pass whose gradient method reads an intermediate layer (LayerCAM).
         gradient_target: what gradient saliency methods differentiate: the target's raw score (`logit`) or its
             probability (`probability`); see the module docstring.
+        global_stem: how the global network computes its 7x7/2 first convolution of the 1-channel image: `conv`,
+            or `space_to_depth` (a 4x4 convolution of 2x2 pixel blocks; same weights and checkpoints, same result up
+            to rounding; `models.resnet.space_to_depth_conv7x7s2`).
     """
 
     def __init__(
@@ -86,6 +96,7 @@ class GMIC(nn.Module):
         post_processing_dim: int = 256,
         compile_networks: bool | CompileMode = False,
         gradient_target: Literal["logit", "probability"] = "logit",
+        global_stem: StemLayout = "conv",
     ) -> None:
         super().__init__()
         if num_classes < 1 or num_patches < 1 or not 0 < percent_t <= 1:
@@ -102,7 +113,7 @@ class GMIC(nn.Module):
         self.gradient_target = gradient_target
         self.num_patches = num_patches
         self.crop_shape = (int(crop_shape[0]), int(crop_shape[1]))
-        self.global_network = ResNet22(in_channels=1, width=post_processing_dim // 16)
+        self.global_network = ResNet22(in_channels=1, width=post_processing_dim // 16, stem=global_stem)
         self.saliency_head = nn.Conv2d(post_processing_dim, num_classes, kernel_size=1, bias=False)
         self.local_network = local_resnet18()
         self.attention_v = nn.Linear(LOCAL_DIM, ATTENTION_DIM, bias=False)
