@@ -18,11 +18,11 @@ from wsod_mammo.data.transforms import AugmentationConfig
 SIZE = (128, 80)
 
 
-def _dm(root: Path, cache: Path, pixel_reads: str, workers: int = 2) -> VinDrMammoDataModule:
+def _dm(root: Path, cache: Path, pixel_reads: str, workers: int = 2, copy_ahead: bool = False) -> VinDrMammoDataModule:
     dm = VinDrMammoDataModule(
         str(root), cache_dir=str(cache), input_size=SIZE, batch_size=3, num_workers=workers, val_fraction=0.25,
         standardize_on="device", augment_on="device", augmentation=AugmentationConfig(crop_p=0.7, affine_p=0.7),
-        pixel_reads=pixel_reads,
+        pixel_reads=pixel_reads, copy_ahead=copy_ahead,
     )  # fmt: skip
     dm.setup("fit")
     return dm
@@ -41,11 +41,14 @@ def cache_missing_one(synthetic_root: Path, tmp_path_factory: pytest.TempPathFac
     return cache, dropped
 
 
-def test_main_reads_give_the_worker_batches_bit_for_bit(synthetic_root: Path, cache_missing_one) -> None:
+@pytest.mark.parametrize("copy_ahead", [False, True])
+def test_main_reads_give_the_worker_batches_bit_for_bit(synthetic_root: Path, cache_missing_one, copy_ahead) -> None:
     """2 workers, train (augment_on: device) and val: the same batches, whether pixels come through the workers or
-    are read by this process: in on_before_batch_transfer (CPU runs) or by the DataLoader's pin-memory function."""
+    are read by this process: in on_before_batch_transfer (CPU runs) or by the DataLoader's pin-memory function.
+    copy_ahead reaches the batches through the workers and, without CUDA, changes nothing (tests/test_cuda.py has
+    the GPU side)."""
     cache, decoded = cache_missing_one
-    worker_dm, main_dm = _dm(synthetic_root, cache, "worker"), _dm(synthetic_root, cache, "main")
+    worker_dm, main_dm = _dm(synthetic_root, cache, "worker"), _dm(synthetic_root, cache, "main", copy_ahead=copy_ahead)
     seen_decoded = False
     for stage in ("train", "val"):
         worker_batches = list(getattr(worker_dm, f"{stage}_dataloader")())
@@ -53,6 +56,7 @@ def test_main_reads_give_the_worker_batches_bit_for_bit(synthetic_root: Path, ca
         assert len(worker_batches) == len(main_batches) > 0
         for expected, sent in zip(worker_batches, main_batches, strict=True):
             assert isinstance(sent["image"], PixelBatch), "the workers shipped pixels"
+            assert sent["image"].copy_ahead is copy_ahead
             seen_decoded |= decoded in sent["image_id"]
             refs = [i for i in sent["image"].items if isinstance(i, PixelRef)]
             assert len(refs) == len(sent["image_id"]) - (decoded in sent["image_id"])
@@ -96,3 +100,8 @@ def test_a_cache_file_cut_short_after_the_worker_read_it_names_the_file(tmp_path
 def test_pixel_reads_main_needs_device_standardization(synthetic_root: Path) -> None:
     with pytest.raises(ValueError, match="pixel_reads: expected 'worker', or 'main' with standardize_on: device"):
         VinDrMammoDataModule(str(synthetic_root), pixel_reads="main")
+
+
+def test_copy_ahead_needs_main_pixel_reads(synthetic_root: Path) -> None:
+    with pytest.raises(ValueError, match="copy_ahead: .* with pixel_reads: main \\(got pixel_reads='worker'\\)"):
+        VinDrMammoDataModule(str(synthetic_root), standardize_on="device", copy_ahead=True)

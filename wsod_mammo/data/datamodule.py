@@ -14,6 +14,7 @@ until the pin-memory thread or ``on_before_batch_transfer`` reads it (``data/pix
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,7 +30,7 @@ from wsod_mammo.data.device_augment import DeviceAugmentTransform, compiled_devi
 from wsod_mammo.data.dicom import DicomError
 from wsod_mammo.data.geometry import RESIZE_MODES, Geometry, boxes_to_input, clip_boxes
 from wsod_mammo.data.images import load_input_image
-from wsod_mammo.data.pixel_reads import PixelBatch, PixelRef, pixel_ref, read_pixel_batch
+from wsod_mammo.data.pixel_reads import PixelBatch, PixelRef, pixel_ref, read_pixel_batch, staged_pixels_ready
 from wsod_mammo.data.predict_data import PredictDataset, expand_predict_paths
 from wsod_mammo.data.prepare import load_manifest, read_cached, read_padding
 from wsod_mammo.data.sampling import EpochShuffleSampler, SampleKey
@@ -51,18 +52,21 @@ AugmentOn = Literal["worker", "device"]
 PixelReads = Literal["worker", "main"]
 
 
-def collate_samples(samples: list[dict[str, Any]]) -> dict[str, Any]:
+def collate_samples(samples: list[dict[str, Any]], copy_ahead: bool = False) -> dict[str, Any]:
     """Stack images ``(N, 1, H, W)`` and labels ``(N, C)``; keep boxes, box labels, ids and meta as lists.
 
     Tensors are stacked by ``default_collate``, which inside a worker writes the batch straight into shared memory:
     ``torch.stack`` would build it in private memory and the queue would copy it again (68 MB per batch of six
     2944 x 1920 images; 1.4x the loader's images/s with two workers, ``bench_loader.py``'s transfer rows).
     ``padding (N, 1, H, W)`` bool when any sample has a padding mask (all False for those without), else absent.
-    Images sent as ``PixelRef`` (``pixel_reads: main``) make a ``PixelBatch``, read later in the main process.
+    Images sent as ``PixelRef`` (``pixel_reads: main``) make a ``PixelBatch``, read later in the main process (and
+    copied to the GPU by the pin-memory thread with ``copy_ahead``).
     """
     images = [s["image"] for s in samples]
     batch = {
-        "image": PixelBatch(images) if any(isinstance(i, PixelRef) for i in images) else default_collate(images),
+        "image": PixelBatch(images, copy_ahead)
+        if any(isinstance(i, PixelRef) for i in images)
+        else default_collate(images),
         "label": default_collate([s["label"] for s in samples]),
         "boxes": [s["boxes"] for s in samples],
         "box_labels": [s["box_labels"] for s in samples],
@@ -192,6 +196,9 @@ class VinDrMammoDataModule(L.LightningDataModule):
             pinned batch, in the DataLoader's pin-memory thread (``data/pixel_reads.py``): one host copy of each
             image instead of three, and the pin-memory thread's copy per batch, which serves every worker, 2.7-3.6x
             cheaper (``bench_loader.py``). Where nothing pins (CPU), ``on_before_batch_transfer`` reads the batch.
+        copy_ahead: with ``pixel_reads: main`` on a GPU, the pin-memory thread also copies each batch's images to
+            the GPU, on a CUDA stream of its own, while the previous step computes; copied in the step (the default)
+            they go in stream order between two steps' kernels (68 MB per batch of six). No effect without CUDA.
         compile_device_transform: run the device half (warp with ``augment_on: device``, standardization) through
             ``torch.compile``, which fuses its full-resolution passes (1.62x on one CPU thread at 2944 x 1920,
             ``bench_loader.py``). Compiles on the first batch of each kind (train, evaluation, with padding).
@@ -228,6 +235,7 @@ class VinDrMammoDataModule(L.LightningDataModule):
         standardize_on: StandardizeOn = "worker",
         augment_on: AugmentOn = "worker",
         pixel_reads: PixelReads = "worker",
+        copy_ahead: bool = False,
         compile_device_transform: bool = False,
         predict_paths: list[str] | None = None,
         predict_laterality: Literal["L", "R"] | None = None,
@@ -249,6 +257,10 @@ class VinDrMammoDataModule(L.LightningDataModule):
             raise ValueError(f"pixel_reads: expected 'worker', or 'main' with standardize_on: device, got "
                              f"pixel_reads={pixel_reads!r}, standardize_on={standardize_on!r}")  # fmt: skip
         self.standardize_on, self.augment_on, self.pixel_reads = standardize_on, augment_on, pixel_reads
+        if copy_ahead and pixel_reads != "main":
+            raise ValueError(f"copy_ahead: the pin-memory thread copies ahead only what it reads, with pixel_reads: "
+                             f"main (got pixel_reads={pixel_reads!r})")  # fmt: skip
+        self.copy_ahead = copy_ahead
         if compile_device_transform and standardize_on != "device":
             raise ValueError("compile_device_transform: there is no device transform to compile without "
                              f"standardize_on: device (got standardize_on={standardize_on!r})")  # fmt: skip
@@ -393,7 +405,7 @@ class VinDrMammoDataModule(L.LightningDataModule):
             persistent_workers=self.persistent_workers and workers > 0,
             pin_memory=self.pin_memory and torch.cuda.is_available(),
             prefetch_factor=self.prefetch_factor if workers > 0 else None,
-            collate_fn=collate_samples,
+            collate_fn=functools.partial(collate_samples, copy_ahead=self.copy_ahead),
             worker_init_fn=seed_worker,
             generator=torch.Generator().manual_seed(self.seed),
         )
@@ -405,6 +417,7 @@ class VinDrMammoDataModule(L.LightningDataModule):
     def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict[str, Any]:
         """Warp (``augment_on: device``), then standardize (``standardize_on: device``) where the batch now lives;
         the padding mask, if any, is warped alike and consumed by the standardization. No host sync."""
+        batch = staged_pixels_ready(batch)
         padding, theta = batch.pop("padding", None), batch.pop("theta", None)
         if self.standardize_on == "device":
             batch["image"] = self._device_transform(batch["image"], theta, padding)
