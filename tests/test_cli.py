@@ -24,7 +24,6 @@ from cli_configs import INPUT_SIZE, checkpoint, tiny_config, write_config
 from wsod_mammo import cli
 from wsod_mammo.cli import main, resolve_checkpoint
 from wsod_mammo.data.dicom import read_dicom
-from wsod_mammo.data.synthetic import make_synthetic_dataset
 from wsod_mammo.inference import Predictor
 from wsod_mammo.models import GMIC, to_nyu_state_dict
 from wsod_mammo.training.predict import NoReadableInputError
@@ -41,12 +40,6 @@ def _no_wandb(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(scope="module")
-def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Mass and normal images only (no calcification-only images), so every split has 4 images per study."""
-    return make_synthetic_dataset(tmp_path_factory.mktemp("cli_data"), 8, 256, 160, seed=3, calc_fraction=0.0)
-
-
-@pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> Path:
     """One short fit shared by the test/predict/DDP tests; returns its working directory."""
     directory = tmp_path_factory.mktemp("trained")
@@ -55,16 +48,6 @@ def trained(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> Path:
         patch.setenv("WANDB_MODE", "disabled")
         main(["fit", "--config", str(config)])
     return directory
-
-
-@pytest.fixture(scope="module")
-def npy_cache(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> Path:
-    """``data_root`` prepared once as the memory-mapped NPY cache the GPU config reads (tests only read it)."""
-    from wsod_mammo.data.prepare import prepare
-
-    cache = tmp_path_factory.mktemp("npy_cache")
-    prepare(str(data_root), str(cache), input_size=INPUT_SIZE, workers=0, cache_format="npy")
-    return cache
 
 
 def _run_dirs(directory: Path) -> list[Path]:
@@ -302,16 +285,18 @@ def test_bf16_mixed_fit_on_cpu_with_a_gradient_patch_method(tmp_path: Path, data
 
 
 def test_compiled_networks_test_with_layercam(tmp_path: Path, trained: Path) -> None:
-    """`wsod test` with `model.model.compile_networks` (gpu.yaml's opt-in): LayerCAM, one of the five test-time
-    methods, used to fail (a compiled network gives its intermediate layers no gradient). Training with
-    train_saliency layercam went the same way: `test_gmic.py` checks it against eager mode."""
+    """`wsod test` with `model.model.compile_networks` (gpu.yaml's opt-in) and the space-to-depth stem: LayerCAM,
+    one of the five test-time methods, used to fail (a compiled network gives its intermediate layers no gradient).
+    Training with train_saliency layercam went the same way: `test_gmic.py` checks it against eager mode."""
     config = str(trained / "config.yaml")
     main(["test", "--config", config, "--model.init_args.model.init_args.compile_networks", "true",
+          "--model.init_args.model.init_args.global_stem", "space_to_depth",
           "--trainer.logger.init_args.save_dir", str(tmp_path), "--ckpt_path", str(checkpoint(trained))])  # fmt: skip
     (report,) = [json.loads(p.read_text()) for p in tmp_path.glob("**/detection.json")]
     (resolved,) = [yaml.safe_load(p.read_text()) for p in tmp_path.glob("**/config.yaml")]
-    # the command's compile option stands although Lightning puts the checkpoint's hyperparameters over the model
+    # the command's runtime options stand although Lightning puts the checkpoint's hyperparameters over the model
     assert resolved["model"]["init_args"]["model"]["init_args"]["compile_networks"] is True
+    assert resolved["model"]["init_args"]["model"]["init_args"]["global_stem"] == "space_to_depth"
     assert report["weights"] == "checkpoint"
     assert set(report["mass"]) == {"cam", "gradcam", "gradcampp", "xgradcam", "layercam"}
 

@@ -22,7 +22,10 @@ log = logging.getLogger(__name__)
 CHECKPOINT_ALIASES = {"best": "best.ckpt", "last": "last.ckpt"}
 # Model options that say how to run, not what the checkpoint holds: the command's value stands where Lightning
 # would put the checkpoint's hyperparameters over the whole model config.
-RUNTIME_MODEL_OPTIONS = ("model.init_args.model.init_args.compile_networks",)
+RUNTIME_MODEL_OPTIONS = (
+    "model.init_args.model.init_args.compile_networks",
+    "model.init_args.model.init_args.global_stem",
+)
 
 
 class RunConfigSaver(SaveConfigCallback):
