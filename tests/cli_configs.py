@@ -29,6 +29,23 @@ class FirstBatchRecorder(Callback):
         self._keep("val", batch)
 
 
+class BatchSums(Callback):
+    """Saves, per stage, every batch's image sum (float64) as the model receives it: a cheap fingerprint of all
+    batches, to compare two runs that must see the same data."""
+
+    def __init__(self, path: str) -> None:
+        self.path, self.sums = path, {"train": [], "val": []}
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.sums["train"].append(batch["image"].double().sum().item())
+
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
+        self.sums["val"].append(batch["image"].double().sum().item())
+
+    def on_fit_end(self, trainer, pl_module) -> None:
+        torch.save(self.sums, self.path)
+
+
 def tiny_config(directory: Path, data_root: Path, train_saliency: str = "cam", **data: Any) -> dict[str, Any]:
     """The whole config as a dict; ``directory`` receives runs (with their checkpoints) and predictions."""
     return {

@@ -27,6 +27,25 @@ def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The CLI tests' dataset (tests only read it): mass and normal images only (no calcification-only images),
+    so every split has 4 images per study."""
+    return make_synthetic_dataset(tmp_path_factory.mktemp("cli_data"), 8, 256, 160, seed=3, calc_fraction=0.0)
+
+
+@pytest.fixture(scope="session")
+def npy_cache(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> Path:
+    """``data_root`` prepared once as the memory-mapped NPY cache the GPU config reads (tests only read it)."""
+    from cli_configs import INPUT_SIZE
+
+    from wsod_mammo.data.prepare import prepare
+
+    cache = tmp_path_factory.mktemp("npy_cache")
+    prepare(str(data_root), str(cache), input_size=INPUT_SIZE, workers=0, cache_format="npy")
+    return cache
+
+
+@pytest.fixture(scope="session")
 def synthetic_dataset(synthetic_root: Path) -> Path:
     """Alias of ``synthetic_root``."""
     return synthetic_root

@@ -1,0 +1,109 @@
+"""What only a CUDA GPU can show (skipped without one; ``tests/benchmarks/gpu_check.sh`` runs these first on a lent
+GPU): batches copied ahead on the pin-memory thread's stream (``copy_ahead``), evaluation with gradient saliency
+under CUDA graphs (``compile_networks: reduce-overhead``), the space-to-depth stem in bf16 on cuDNN."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from cli_configs import checkpoint, tiny_config, write_config
+
+from wsod_mammo.cli import main
+from wsod_mammo.models import GMIC
+from wsod_mammo.models.resnet import ACTIVATION_NAMES, ResNet22
+from wsod_mammo.saliency.base import available_saliency_methods
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+GPU_TRAINER = {"accelerator": "gpu", "devices": 1, "precision": "bf16-mixed"}
+GPU_DATA = {"standardize_on": "device", "augment_on": "device", "pixel_reads": "main", "num_workers": 2,
+            "pin_memory": True, "compile_device_transform": True}  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def _no_wandb(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+
+
+def _gpu_config(directory: Path, data_root: Path, npy_cache: Path, **data: object) -> dict:
+    settings = tiny_config(directory, data_root, cache_dir=str(npy_cache), **GPU_DATA, **data)
+    settings["trainer"] |= GPU_TRAINER | {"max_epochs": 2}
+    return settings
+
+
+def test_copy_ahead_feeds_the_model_the_batches_copied_in_the_step(tmp_path: Path, data_root: Path, npy_cache: Path):
+    """Two epochs of every train and val batch, as the model receives them: the same with and without copy_ahead
+    (a copy used before it finished, or memory the copy stream reused too early, would change them)."""
+    sums = {}
+    for copy_ahead in (False, True):
+        settings = _gpu_config(tmp_path / str(copy_ahead), data_root, npy_cache, copy_ahead=copy_ahead)
+        path = tmp_path / f"sums_{copy_ahead}.pt"
+        settings["trainer"]["callbacks"].append({"class_path": "cli_configs.BatchSums",
+                                                 "init_args": {"path": str(path)}})  # fmt: skip
+        main(["fit", "--config", str(write_config(tmp_path / f"{copy_ahead}.yaml", settings))])
+        sums[copy_ahead] = torch.load(path)
+    assert len(sums[True]["train"]) > 2 and len(sums[True]["val"]) > 1
+    assert sums[True] == sums[False]
+
+
+def test_cuda_graph_evaluation_gives_eager_maps_for_every_method() -> None:
+    """compile_networks reduce-overhead in evaluation: the five maps (both targets), patches and probabilities of
+    three inputs equal eager mode's, and the first input's results survive the later replays (CUDA graphs write
+    their outputs into static memory that the next replay overwrites)."""
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    torch.manual_seed(0)
+    eager = GMIC(num_classes=1, num_patches=2, crop_shape=(64, 64)).cuda().eval()
+    graphed = GMIC(num_classes=1, num_patches=2, crop_shape=(64, 64), compile_networks="reduce-overhead").cuda()
+    graphed.load_state_dict(eager.state_dict())
+    graphed.eval()
+    methods = available_saliency_methods()
+    inputs = [torch.randn(2, 1, 256, 192, device="cuda", generator=torch.Generator("cuda").manual_seed(i))
+              for i in range(3)]  # fmt: skip
+    for target in ("y_global", "y_fusion"):
+        found = [graphed.evaluate(x, "cam", methods, target=target) for x in inputs]
+        for x, (out_g, maps_g) in zip(inputs, found, strict=True):
+            out_e, maps_e = eager.evaluate(x, "cam", methods, target=target)
+            for name in methods:
+                scale = maps_e[name].abs().max().item()
+                torch.testing.assert_close(maps_g[name], maps_e[name], rtol=1e-3, atol=1e-3 * scale,
+                                           msg=f"{target} {name}")  # fmt: skip
+            assert torch.equal(out_g.patch_boxes, out_e.patch_boxes), target
+            torch.testing.assert_close(out_g.y_fusion, out_e.y_fusion, rtol=1e-3, atol=1e-4, msg=target)
+
+
+def test_wsod_test_under_cuda_graphs_reports_what_eager_reports(tmp_path: Path, data_root: Path, npy_cache: Path):
+    """The user's command: `wsod test` with compile_networks reduce-overhead gives, for each of the five methods,
+    the boxes and scores the eager run gives (same checkpoint and data; float32, so rounding cannot move a box)."""
+    settings = _gpu_config(tmp_path / "fit", data_root, npy_cache, copy_ahead=True)
+    settings["trainer"]["max_epochs"] = 1
+    config = write_config(tmp_path / "fit.yaml", settings)
+    main(["fit", "--config", str(config)])
+    reports = {}
+    for mode in ("false", "reduce-overhead"):
+        out = tmp_path / f"test_{mode}"
+        ckpt = str(checkpoint(tmp_path / "fit"))
+        main(["test", "--config", str(config), "--model.init_args.model.init_args.compile_networks", mode,
+              "--trainer.logger.init_args.save_dir", str(out), "--trainer.precision", "32",
+              "--ckpt_path", ckpt])  # fmt: skip
+        (reports[mode],) = [json.loads(p.read_text()) for p in out.glob("**/detection_images.json")]
+    eager, graphed = reports["false"]["subsets"]["mass"], reports["reduce-overhead"]["subsets"]["mass"]
+    assert set(eager) == set(graphed) == set(available_saliency_methods())
+    for name, boxes in eager.items():
+        assert graphed[name]["box_image"] == boxes["box_image"] and graphed[name]["box_tp"] == boxes["box_tp"], name
+        assert graphed[name]["box_scores"] == pytest.approx(boxes["box_scores"], rel=1e-3, abs=1e-4), name
+
+
+def test_space_to_depth_stem_on_cudnn_in_bf16_channels_last() -> None:
+    torch.manual_seed(0)
+    conv = ResNet22().cuda().to(memory_format=torch.channels_last).eval()
+    blocks = ResNet22(stem="space_to_depth").cuda().to(memory_format=torch.channels_last).eval()
+    blocks.load_state_dict(conv.state_dict())
+    x = torch.randn(2, 1, 512, 384, device="cuda").contiguous(memory_format=torch.channels_last)
+    with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
+        expected, found = conv(x), blocks(x)
+    for name in ACTIVATION_NAMES:
+        scale = expected[name].float().abs().max().item()
+        torch.testing.assert_close(found[name].float(), expected[name].float(), rtol=0.05, atol=0.02 * scale, msg=name)
