@@ -29,8 +29,11 @@ def _no_wandb(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _gpu_config(directory: Path, data_root: Path, npy_cache: Path, **data: object) -> dict:
+    """tiny_config on the GPU with gpu.yaml's data options; a CSV logger (the lent GPU machine has no wandb)."""
     settings = tiny_config(directory, data_root, cache_dir=str(npy_cache), **GPU_DATA, **data)
-    settings["trainer"] |= GPU_TRAINER | {"max_epochs": 2}
+    logger = {"class_path": "lightning.pytorch.loggers.CSVLogger",
+              "init_args": {"save_dir": str(directory / "runs"), "name": "wsod-test"}}  # fmt: skip
+    settings["trainer"] |= GPU_TRAINER | {"max_epochs": 2, "logger": logger}
     return settings
 
 
