@@ -4,6 +4,8 @@ Writes synthetic VinDr-format DICOMs, prepares a memory-mapped NPY cache, then r
 timed steps in a fresh process per variant:
 - `pipeline`: batches from the DataModule (workers, pinned memory, prefetching, augmentation, standardization
   where `--standardize_on` says);
+- `pipeline_copy_ahead`: the same with `copy_ahead` (the pin-memory thread copies each batch to the GPU on its
+  own stream while the previous step computes; needs `--pixel_reads main`);
 - `model only`: the same model and Trainer fed one standardized batch held in memory (no loading at all).
 Their ratio is how well the data pipeline keeps the device busy. On CUDA it also reports the GPU utilization
 (nvidia-smi sampled every 100 ms over the timed steps) and peak memory, and `--sync_debug` runs every step
@@ -193,7 +195,7 @@ def _variant(args: argparse.Namespace, variant: str) -> dict[str, float]:
         args.root, cache_dir=args.cache, selection="all", input_size=size, val_fraction=0.0,
         batch_size=args.batch, num_workers=args.workers, pin_memory=cuda, persistent_workers=True,
         prefetch_factor=args.prefetch if args.workers else None, standardize_on=args.standardize_on,
-        augment_on=args.augment_on, pixel_reads=args.pixel_reads,
+        augment_on=args.augment_on, pixel_reads=args.pixel_reads, copy_ahead=variant == "pipeline_copy_ahead",
         compile_device_transform=args.compile_device_transform and variant != "model_only",  # one held batch: eager
     )  # fmt: skip
     if variant == "model_only":
@@ -208,7 +210,10 @@ def _variant(args: argparse.Namespace, variant: str) -> dict[str, float]:
         loaders = {"datamodule": data}
     optimizer = functools.partial(torch.optim.Adam, fused=True) if args.fused_adam else torch.optim.Adam
     model = GMICLitModule(
-        GMIC(num_classes=1), train_saliency=args.saliency, channels_last=args.channels_last, optimizer=optimizer
+        GMIC(num_classes=1, global_stem=args.global_stem),
+        train_saliency=args.saliency,
+        channels_last=args.channels_last,
+        optimizer=optimizer,
     )
     if args.compile != "none":  # the two ResNets (the full-resolution BN + ReLU pairs fuse); patch selection eager
         model.model.global_network.compile(mode=args.compile)
@@ -250,6 +255,7 @@ def main() -> None:
     parser.add_argument("--fused_adam", action="store_true", help="Adam(fused=True), as configs/trainer/gpu.yaml")
     parser.add_argument("--compile_device_transform", action="store_true", help="as configs/trainer/gpu.yaml")
     parser.add_argument("--compile", default="none", choices=["none", "default", "reduce-overhead", "max-autotune"])
+    parser.add_argument("--global_stem", default="conv", choices=["conv", "space_to_depth"], help="GMIC's option")
     parser.add_argument("--height", type=int, default=2944)
     parser.add_argument("--width", type=int, default=1920)
     parser.add_argument("--data", help="reuse DIR/vindr + DIR/cache (tests/benchmarks/synthdata.py writes them)")
@@ -296,7 +302,7 @@ def _run_variants(args: argparse.Namespace, root: Path, cache: Path) -> dict[str
         f"channels_last={bool(args.channels_last)}, compile={args.compile}, train_saliency={args.saliency}, "
         f"{args.workers} workers, standardize_on={args.standardize_on}, augment_on={args.augment_on}, "
         f"pixel_reads={args.pixel_reads}, fused Adam={args.fused_adam}, "
-        f"compile_device_transform={args.compile_device_transform}, "
+        f"compile_device_transform={args.compile_device_transform}, global_stem={args.global_stem}, "
         f"{args.steps} timed steps after {args.warmup}"
         + (", sync-debug 'error' in every step after the first" if args.sync_debug else "")
     )
@@ -311,18 +317,19 @@ def _run_variants(args: argparse.Namespace, root: Path, cache: Path) -> dict[str
         results[variant] = r = json.loads(done.stdout.strip().splitlines()[-1])
         print(_line(variant, r))
     ok = {k for k, v in results.items() if "failed" not in v}
-    if {"pipeline", "model_only"} <= ok:
-        ratio = results["pipeline"]["images_per_s"] / results["model_only"]["images_per_s"]
-        results["pipeline_over_model_only"] = {"ratio": ratio}
-        print(f"pipeline / model only: {ratio:.2f} (1.00 = data loading costs the device nothing)")
-    if args.sync_debug and args.device == "cuda" and "pipeline" in ok:
+    for pipeline in ("pipeline", "pipeline_copy_ahead"):
+        if {pipeline, "model_only"} <= ok:
+            ratio = results[pipeline]["images_per_s"] / results["model_only"]["images_per_s"]
+            results[f"{pipeline}_over_model_only"] = {"ratio": ratio}
+            print(f"{pipeline} / model only: {ratio:.2f} (1.00 = data loading costs the device nothing)")
+    if args.sync_debug and args.device == "cuda" and ok & {"pipeline", "pipeline_copy_ahead"}:
         print("sync-debug: no host-device synchronization in any checked step")
     return results
 
 
 def _line(variant: str, r: dict) -> str:
     wait = 100 * r["wait_fraction"]
-    line = (f"{variant:>11}: {r['images_per_s']:8.2f} img/s  {r['step_s']:7.3f} s/step  "
+    line = (f"{variant:>19}: {r['images_per_s']:8.2f} img/s  {r['step_s']:7.3f} s/step  "
             f"waiting for data {wait:5.1f}%  peak RSS {r['peak_rss_gib']:.2f} GiB")  # fmt: skip
     if "peak_allocated_gib" in r:
         line += f"  GPU peak {r['peak_allocated_gib']:.1f} GiB allocated ({r['peak_reserved_gib']:.1f} reserved)"

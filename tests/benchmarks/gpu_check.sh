@@ -2,17 +2,22 @@
 # One GPU check for issue 13, run once on a lent machine from the repository root (one NVIDIA GPU, 16 CPUs,
 # torch + lightning + timm + torchmetrics + opencv + scipy preinstalled; pydicom, albumentations, jsonargparse,
 # wandb as wheels in ./.whl). Figures go to $OUT/gpu_figures.txt (and .json) as each step finishes, and are
-# printed. Every step runs under `timeout` within a total budget (GPU_CHECK_BUDGET seconds, default 420 for
+# printed. Every step runs under `timeout` within a total budget (GPU_CHECK_BUDGET seconds, default 480 for
 # the steps after the data), so one failing or slow piece does not eat the rest.
-#   bash tests/benchmarks/gpu_check.sh                      # on the GPU machine
+#   bash tests/benchmarks/gpu_check.sh                      # on the GPU machine (device run: carry .whl, timeout 590 s)
 #   GPU_CHECK_SMALL=1 bash tests/benchmarks/gpu_check.sh    # dry run on CPU at 384 x 256 (minutes on 2 cores)
-# Measures, side by side in one run: model-only img/s at batch 6 eager vs reduce-overhead (compile default, 0.81-0.84x
-# eager in two runs, only if GPU_CHECK_LAST_MODES=default); end-to-end (DataModule as configs/trainer/gpu.yaml: 4
-# workers x 2 batches, augment_on + standardize_on device, pixel_reads main) vs model-only with the best setting, in
-# epochs of VinDr-like length (the 168 training images repeated, --epoch_images) and, pipeline only, in the synthetic
-# set's own 28-step epochs (what an epoch end costs); GPU utilization, peak and pinned memory; the sync-debug check;
-# the loader-only worker scaling of the three data paths and the pin-memory thread's work per batch for both
-# pixel_reads; the stem's convolution in other layouts; the top CUDA kernels.
+# Measures, side by side in one run, in order of what issue 13 still needs (each step capped by the budget left):
+# 1. model-only img/s at batch 6: eager, reduce-overhead (CUDA graphs), and reduce-overhead with GMIC's
+#    `global_stem: space_to_depth` (the 1-channel stem as a 4x4 convolution of 2x2 pixel blocks);
+# 2. end to end (the DataModule as configs/trainer/gpu.yaml: 4 workers x 2 batches, augment_on + standardize_on
+#    device, pixel_reads main) with and without `copy_ahead` (the batch copied to the GPU on the pin-memory thread's
+#    stream while the previous step computes) beside model only, best model setting, in epochs of VinDr-like length;
+# 3. tests/test_cuda.py: copy_ahead feeds the same batches, evaluation with every saliency method under CUDA graphs
+#    equals eager (`wsod test` included), the space-to-depth stem on cuDNN (pytest comes from .whl, see below);
+# 4. sync-debug (eager, copy_ahead); 5. the stem's layouts alone; 6. the top CUDA kernels; 7. loader-only worker
+#    scaling and the pin-memory thread's work; 8. compile default only if GPU_CHECK_LAST_MODES=default.
+# .whl: `bash ../shared/device/wheels.sh`, then `python3 -m pip download -q --no-deps -d .whl pytest iniconfig pluggy pygments packaging`
+# (pure-Python wheels: the GPU machine has no pytest).
 if [ -d .whl ]; then
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:$PWD
 else
@@ -38,7 +43,7 @@ else
   # compiled networks inside the timed steps); an epoch of --epoch_images 1344 is 224 steps, more than the window.
   DEV=cuda; H=2944; W=1920; STUDIES=42; BATCH=6; WORKERS=4; PREFETCH=2; STEPS=100; WARMUP=6; EPOCH_IMAGES=1344
   MODES=${GPU_CHECK_MODES:-"none reduce-overhead"}; THREADS=4; LAST_MODES=${GPU_CHECK_LAST_MODES:-}
-  SCALE=1,2,4,8,12,16; PROC=16; BUDGET=${GPU_CHECK_BUDGET:-420}; SLOW=1; PROFILE_ARGS="--batch 6 --bf16"
+  SCALE=1,2,4,8,12,16; PROC=16; BUDGET=${GPU_CHECK_BUDGET:-480}; SLOW=1; PROFILE_ARGS="--batch 6 --bf16"
 fi
 DATA=${GPU_CHECK_DATA:-/tmp/gpu_check_data}
 COMMON=(--device "$DEV" --height "$H" --width "$W" --batch "$BATCH" --data "$DATA")
@@ -79,7 +84,8 @@ if [ ! -f "$DATA/cache/manifest.json" ]; then
 fi
 START=$(date +%s)
 
-# 1. Model only at batch $BATCH: eager vs compiled (vs reduce-overhead = CUDA graphs).
+# 1. Model only at batch $BATCH: eager vs compiled (reduce-overhead = CUDA graphs), then the best with the
+# space-to-depth stem.
 for mode in $MODES; do
   step "model_only_$mode" 150 python3 $B/bench_pipeline.py "${COMMON[@]}" "${PIPE[@]}" --variants model_only \
     --compile "$mode" --json "$WORK/model_only_$mode.json"
@@ -96,35 +102,48 @@ print(max(rates, key=rates.get) if rates else "none")
 PY
 )
 echo "best model setting: compile=$BEST" | tee -a "$FIG"
+step "model_only_${BEST}_space_to_depth" 150 python3 $B/bench_pipeline.py "${COMMON[@]}" "${PIPE[@]}" --variants model_only \
+  --compile "$BEST" --global_stem space_to_depth --json "$WORK/model_only_${BEST}_space_to_depth.json"
+STEM=$(python3 - "$WORK" "$BEST" <<'PY'
+import json, sys, pathlib
+def rate(name):
+    p = pathlib.Path(sys.argv[1]) / f"{name}.json"
+    return json.loads(p.read_text())["results"].get("model_only", {}).get("images_per_s", 0) if p.is_file() else 0
+print("space_to_depth" if rate(f"model_only_{sys.argv[2]}_space_to_depth") > rate(f"model_only_{sys.argv[2]}") else "conv")
+PY
+)
+echo "best stem: $STEM" | tee -a "$FIG"
 
-# 2. End to end (DataModule as gpu.yaml) vs model only, best setting, in long epochs.
-step end_to_end 200 python3 $B/bench_pipeline.py "${COMMON[@]}" "${PIPE[@]}" --workers "$WORKERS" --prefetch "$PREFETCH" \
-  --epoch_images "$EPOCH_IMAGES" --compile "$BEST" --variants pipeline,model_only --json "$WORK/end_to_end.json"
+# 2. End to end (DataModule as gpu.yaml) with and without copy_ahead vs model only, best settings, long epochs.
+step end_to_end 220 python3 $B/bench_pipeline.py "${COMMON[@]}" "${PIPE[@]}" --workers "$WORKERS" --prefetch "$PREFETCH" \
+  --epoch_images "$EPOCH_IMAGES" --compile "$BEST" --global_stem "$STEM" \
+  --variants pipeline_copy_ahead,pipeline,model_only --json "$WORK/end_to_end.json"
 
-# 3. Sync-debug: any host-device synchronization inside a training step raises (eager).
+# 3. What only a GPU can test (tests/test_cuda.py).
+if [ "$DEV" = cuda ]; then
+  step cuda_tests 150 python3 -m pytest -x -q -p no:cacheprovider tests/test_cuda.py
+fi
+
+# 4. Sync-debug: any host-device synchronization inside a training step raises (eager, copy_ahead).
 if [ "$DEV" = cuda ]; then
   # eager, in long epochs: also gpu.yaml's default (compile opt-in) end to end, against step 1's eager model only
   step sync_debug 90 python3 $B/bench_pipeline.py "${COMMON[@]}" "${PIPE[@]}" --workers "$WORKERS" --prefetch "$PREFETCH" \
-    --epoch_images "$EPOCH_IMAGES" --variants pipeline --sync_debug --json "$WORK/sync_debug.json"
+    --epoch_images "$EPOCH_IMAGES" --variants pipeline_copy_ahead --sync_debug --json "$WORK/sync_debug.json"
 fi
 
-# 4. Loader only: worker scaling of the data paths, per-sample cost of each, the hand-over and the pin-memory work.
-step loader 150 python3 $B/bench_loader.py --device "$DEV" --height "$H" --width "$W" --batch "$BATCH" --data "$DATA" \
-  --workers "$SCALE" --batches 10 --transfer_workers "$WORKERS" --json "$WORK/loader.json"
-
-# 4b. The global network's stem (its kernels may be up to a third of an eager step's GPU time) in other layouts.
+# 5. The global network's stem alone, in other layouts (space-to-depth with 4 or 8 channels, compiled).
 step stem 60 python3 $B/bench_stem.py --device "$DEV" --height "$H" --width "$W" --batch "$BATCH" --json "$WORK/stem.json"
-
-# 5. End to end in the synthetic set's own short epochs, pipeline only: the epoch ends' cost (bench_pipeline's
-# per-step figures: boundary_excess_s) and the rate within epochs.
-step end_to_end_short_epochs 120 python3 $B/bench_pipeline.py "${COMMON[@]}" "${PIPE[@]}" --workers "$WORKERS" \
-  --prefetch "$PREFETCH" --compile "$BEST" --variants pipeline --json "$WORK/end_to_end_short_epochs.json"
 
 # 6. Top kernels of one training and one evaluation step.
 step profile 90 python3 $B/bench_profile.py --device "$DEV" --height "$H" --width "$W" $PROFILE_ARGS --top 20 \
   --out "$OUT/profile.txt"
 
-# 7. Whatever budget is left: the riskier compile modes, model only.
+# 7. Loader only: worker scaling of the data paths, per-sample cost of each, the hand-over and the pin-memory work
+# (measured on 2026-11-27; the data path has not changed since, so it runs last).
+step loader 150 python3 $B/bench_loader.py --device "$DEV" --height "$H" --width "$W" --batch "$BATCH" --data "$DATA" \
+  --workers "$SCALE" --batches 10 --transfer_workers "$WORKERS" --json "$WORK/loader.json"
+
+# 8. Whatever budget is left: the riskier compile modes, model only.
 for mode in $LAST_MODES; do
   step "model_only_$mode" 150 python3 $B/bench_pipeline.py "${COMMON[@]}" "${PIPE[@]}" --variants model_only \
     --compile "$mode" --json "$WORK/model_only_$mode.json"
@@ -145,14 +164,22 @@ for name in sorted(figures):
             extra = {k: round(v, 2) for k, v in r.items() if k != "images_per_s" and isinstance(v, float)}
             print(f"{name}/{variant}: {r['images_per_s']:.1f} img/s"
                   + (f" ({r['images_per_s'] / eager:.2f}x eager model-only)" if eager else "") + f" {extra}")
-e2e, mo = rate("end_to_end", "pipeline"), rate("end_to_end", "model_only")
-if e2e and mo:
-    print(f"end-to-end / model-only (best setting): {e2e / mo:.2f} (target >= 0.95)")
-sd, eager_mo = rate("sync_debug", "pipeline"), rate("model_only_none", "model_only")
+mo = rate("end_to_end", "model_only")
+for pipeline in ("pipeline", "pipeline_copy_ahead"):
+    e2e = rate("end_to_end", pipeline)
+    if e2e and mo:
+        print(f"end-to-end {pipeline} / model-only (best setting): {e2e / mo:.2f} (target >= 0.95)")
+for name in sorted(figures):
+    if name.endswith("_space_to_depth"):
+        plain = rate(name.removesuffix("_space_to_depth"), "model_only")
+        stem = rate(name, "model_only")
+        if plain and stem:
+            print(f"{name} / conv stem, model-only: {stem / plain:.2f}")
+sd, eager_mo = rate("sync_debug", "pipeline_copy_ahead"), rate("model_only_none", "model_only")
 if sd and eager_mo:
     print(f"eager end-to-end (sync-debug row) / eager model-only (step 1, same machine): {sd / eager_mo:.2f}")
 if "sync_debug" in figures:
-    print("sync-debug:", "clean" if rate("sync_debug", "pipeline") else "FAILED or not run (see logs/sync_debug.log)")
+    print("sync-debug:", "clean" if sd else "FAILED or not run (see logs/sync_debug.log)")
 PY
 tar -czf "$OUT/logs.tar.gz" -C "$WORK" logs
 echo "figures: $FIG, $OUT/gpu_figures.json, $OUT/profile.txt, logs in $OUT/logs.tar.gz"
