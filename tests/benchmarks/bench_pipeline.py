@@ -209,15 +209,14 @@ def _variant(args: argparse.Namespace, variant: str) -> dict[str, float]:
     else:
         loaders = {"datamodule": data}
     optimizer = functools.partial(torch.optim.Adam, fused=True) if args.fused_adam else torch.optim.Adam
+    # the two ResNets compiled by GMIC's own option (patch selection stays eager; a LayerCAM pass runs eagerly)
+    compile_networks = False if args.compile == "none" else args.compile
     model = GMICLitModule(
-        GMIC(num_classes=1, global_stem=args.global_stem),
+        GMIC(num_classes=1, global_stem=args.global_stem, compile_networks=compile_networks),
         train_saliency=args.saliency,
         channels_last=args.channels_last,
         optimizer=optimizer,
     )
-    if args.compile != "none":  # the two ResNets (the full-resolution BN + ReLU pairs fuse); patch selection eager
-        model.model.global_network.compile(mode=args.compile)
-        model.model.local_network.compile(mode=args.compile)
     timer = Timer()
     trainer = Trainer(
         accelerator="gpu" if cuda else "cpu", devices=1, precision=args.precision, max_steps=args.warmup + args.steps,

@@ -2,7 +2,7 @@
 # One GPU check for issue 13, run once on a lent machine from the repository root (one NVIDIA GPU, 16 CPUs,
 # torch + lightning + timm + torchmetrics + opencv + scipy preinstalled; pydicom, albumentations, jsonargparse,
 # wandb as wheels in ./.whl). Figures go to $OUT/gpu_figures.txt (and .json) as each step finishes, and are
-# printed. Every step runs under `timeout` within a total budget (GPU_CHECK_BUDGET seconds, default 480 for
+# printed. Every step runs under `timeout` within a total budget (GPU_CHECK_BUDGET seconds, default 500 for
 # the steps after the data), so one failing or slow piece does not eat the rest.
 #   bash tests/benchmarks/gpu_check.sh                      # on the GPU machine (device run: carry .whl, timeout 590 s)
 #   GPU_CHECK_SMALL=1 bash tests/benchmarks/gpu_check.sh    # dry run on CPU at 384 x 256 (minutes on 2 cores)
@@ -14,8 +14,9 @@
 #    stream while the previous step computes) beside model only, best model setting, in epochs of VinDr-like length;
 # 3. tests/test_cuda.py: copy_ahead feeds the same batches, evaluation with every saliency method under CUDA graphs
 #    equals eager (`wsod test` included), the space-to-depth stem on cuDNN (pytest comes from .whl, see below);
-# 4. sync-debug (eager, copy_ahead); 5. the stem's layouts alone; 6. the top CUDA kernels; 7. loader-only worker
-#    scaling and the pin-memory thread's work; 8. compile default only if GPU_CHECK_LAST_MODES=default.
+# 4. the top CUDA kernels and CPU vs GPU time of a step with the best settings; 5. sync-debug (eager, copy_ahead);
+# 6. the stem's layouts alone; 7. loader-only worker scaling and the pin-memory thread's work; 8. compile default
+#    only if GPU_CHECK_LAST_MODES=default.
 # .whl: `bash ../shared/device/wheels.sh`, then `python3 -m pip download -q --no-deps -d .whl pytest iniconfig pluggy pygments packaging`
 # (pure-Python wheels: the GPU machine has no pytest).
 if [ -d .whl ]; then
@@ -43,7 +44,7 @@ else
   # compiled networks inside the timed steps); an epoch of --epoch_images 1344 is 224 steps, more than the window.
   DEV=cuda; H=2944; W=1920; STUDIES=42; BATCH=6; WORKERS=4; PREFETCH=2; STEPS=100; WARMUP=6; EPOCH_IMAGES=1344
   MODES=${GPU_CHECK_MODES:-"none reduce-overhead"}; THREADS=4; LAST_MODES=${GPU_CHECK_LAST_MODES:-}
-  SCALE=1,2,4,8,12,16; PROC=16; BUDGET=${GPU_CHECK_BUDGET:-480}; SLOW=1; PROFILE_ARGS="--batch 6 --bf16"
+  SCALE=1,2,4,8,12,16; PROC=16; BUDGET=${GPU_CHECK_BUDGET:-500}; SLOW=1; PROFILE_ARGS="--batch 6 --bf16"
 fi
 DATA=${GPU_CHECK_DATA:-/tmp/gpu_check_data}
 COMMON=(--device "$DEV" --height "$H" --width "$W" --batch "$BATCH" --data "$DATA")
@@ -121,22 +122,23 @@ step end_to_end 220 python3 $B/bench_pipeline.py "${COMMON[@]}" "${PIPE[@]}" --w
 
 # 3. What only a GPU can test (tests/test_cuda.py).
 if [ "$DEV" = cuda ]; then
-  step cuda_tests 150 python3 -m pytest -x -q -p no:cacheprovider tests/test_cuda.py
+  step cuda_tests 150 python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py  # all four, failing or not
 fi
 
-# 4. Sync-debug: any host-device synchronization inside a training step raises (eager, copy_ahead).
+# 4. Top kernels of one training and one evaluation step with the best settings: CPU vs GPU time per step (is the
+# graphed step still host-bound?) and what the GPU spends it on.
+step profile 120 python3 $B/bench_profile.py --device "$DEV" --height "$H" --width "$W" $PROFILE_ARGS --top 20 \
+  --compile "$BEST" --global_stem "$STEM" --warmup 3 --out "$OUT/profile.txt"
+
+# 5. Sync-debug: any host-device synchronization inside a training step raises (eager, copy_ahead).
 if [ "$DEV" = cuda ]; then
   # eager, in long epochs: also gpu.yaml's default (compile opt-in) end to end, against step 1's eager model only
   step sync_debug 90 python3 $B/bench_pipeline.py "${COMMON[@]}" "${PIPE[@]}" --workers "$WORKERS" --prefetch "$PREFETCH" \
     --epoch_images "$EPOCH_IMAGES" --variants pipeline_copy_ahead --sync_debug --json "$WORK/sync_debug.json"
 fi
 
-# 5. The global network's stem alone, in other layouts (space-to-depth with 4 or 8 channels, compiled).
+# 6. The global network's stem alone, in other layouts (space-to-depth with 4 or 8 channels, compiled).
 step stem 60 python3 $B/bench_stem.py --device "$DEV" --height "$H" --width "$W" --batch "$BATCH" --json "$WORK/stem.json"
-
-# 6. Top kernels of one training and one evaluation step.
-step profile 90 python3 $B/bench_profile.py --device "$DEV" --height "$H" --width "$W" $PROFILE_ARGS --top 20 \
-  --out "$OUT/profile.txt"
 
 # 7. Loader only: worker scaling of the data paths, per-sample cost of each, the hand-over and the pin-memory work
 # (measured on 2026-11-27; the data path has not changed since, so it runs last).
