@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One GPU check for issue 13, run once on a lent machine from the repository root (one NVIDIA GPU, 16 CPUs,
-# torch + lightning + timm + torchmetrics + opencv + scipy preinstalled; pydicom, albumentations, jsonargparse,
-# wandb as wheels in ./.whl). Figures go to $OUT/gpu_figures.txt (and .json) as each step finishes, and are
+# torch + lightning + timm + torchmetrics + opencv + scipy preinstalled; pydicom, albumentations, jsonargparse and
+# pytest as wheels in ./.whl; no wandb there, so W&B is disabled and the GPU tests log to CSV). Figures go to $OUT/gpu_figures.txt (and .json) as each step finishes, and are
 # printed. Every step runs under `timeout` within a total budget (GPU_CHECK_BUDGET seconds, default 500 for
 # the steps after the data), so one failing or slow piece does not eat the rest.
 #   bash tests/benchmarks/gpu_check.sh                      # on the GPU machine (device run: carry .whl, timeout 590 s)
