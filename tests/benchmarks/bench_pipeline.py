@@ -116,6 +116,7 @@ def _variant(args: argparse.Namespace, variant: str) -> dict[str, float]:
     import torch
     from lightning.pytorch import Callback, Trainer, seed_everything
     from synthdata import repeat_images
+    from timing import gmic_options
     from torch.utils.data import DataLoader, Dataset
 
     from wsod_mammo.data.datamodule import VinDrMammoDataModule, collate_samples
@@ -209,10 +210,8 @@ def _variant(args: argparse.Namespace, variant: str) -> dict[str, float]:
     else:
         loaders = {"datamodule": data}
     optimizer = functools.partial(torch.optim.Adam, fused=True) if args.fused_adam else torch.optim.Adam
-    # the two ResNets compiled by GMIC's own option (patch selection stays eager; a LayerCAM pass runs eagerly)
-    compile_networks = False if args.compile == "none" else args.compile
     model = GMICLitModule(
-        GMIC(num_classes=1, global_stem=args.global_stem, compile_networks=compile_networks),
+        GMIC(num_classes=1, **gmic_options(args)),  # compile: the two ResNets; patch selection stays eager
         train_saliency=args.saliency,
         channels_last=args.channels_last,
         optimizer=optimizer,
@@ -242,6 +241,8 @@ def _variant(args: argparse.Namespace, variant: str) -> dict[str, float]:
 
 
 def main() -> None:
+    from timing import gmic_arguments
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--precision", default="bf16-mixed", help="Trainer precision (32, bf16-mixed)")
@@ -253,8 +254,7 @@ def main() -> None:
     parser.add_argument("--pixel_reads", default="worker", choices=["worker", "main"])
     parser.add_argument("--fused_adam", action="store_true", help="Adam(fused=True), as configs/trainer/gpu.yaml")
     parser.add_argument("--compile_device_transform", action="store_true", help="as configs/trainer/gpu.yaml")
-    parser.add_argument("--compile", default="none", choices=["none", "default", "reduce-overhead", "max-autotune"])
-    parser.add_argument("--global_stem", default="conv", choices=["conv", "space_to_depth"], help="GMIC's option")
+    gmic_arguments(parser)
     parser.add_argument("--height", type=int, default=2944)
     parser.add_argument("--width", type=int, default=1920)
     parser.add_argument("--data", help="reuse DIR/vindr + DIR/cache (tests/benchmarks/synthdata.py writes them)")

@@ -16,6 +16,7 @@ import contextlib
 from pathlib import Path
 
 import torch
+from timing import gmic_arguments, gmic_options
 from torch.profiler import ProfilerActivity, profile
 
 METHODS = ["cam", "gradcam", "gradcampp", "xgradcam", "layercam"]
@@ -24,9 +25,7 @@ METHODS = ["cam", "gradcam", "gradcampp", "xgradcam", "layercam"]
 def _steps(args: argparse.Namespace):
     from wsod_mammo.models import GMIC
 
-    # GMIC's own option (not .compile() on the networks): GMIC then knows to run LayerCAM's pass eagerly
-    compile_networks = False if args.compile == "none" else args.compile
-    model = GMIC(num_classes=1, global_stem=args.global_stem, compile_networks=compile_networks)
+    model = GMIC(num_classes=1, **gmic_options(args))
     model = model.to(args.device).to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-5)
     images = torch.randn(args.batch, 1, args.height, args.width, device=args.device)
@@ -85,8 +84,7 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=1920)
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--bf16", action="store_true")
-    parser.add_argument("--compile", default="none", choices=["none", "default", "reduce-overhead", "max-autotune"])
-    parser.add_argument("--global_stem", default="conv", choices=["conv", "space_to_depth"], help="GMIC's option")
+    gmic_arguments(parser)
     parser.add_argument("--warmup", type=int, default=2, help="3 or more with reduce-overhead (CUDA graphs record)")
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--threads", type=int, default=2)

@@ -1,4 +1,5 @@
-"""Shared timing helper of the benchmark scripts (run them as `python tests/benchmarks/bench_*.py`)."""
+"""Shared helpers of the benchmark scripts (run them as `python tests/benchmarks/bench_*.py`): timing, and the
+options that build GMIC."""
 
 from __future__ import annotations
 
@@ -31,6 +32,21 @@ def model_arguments(parser: argparse.ArgumentParser, iters: int) -> None:
     parser.add_argument("--iters", type=int, default=iters)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
+
+
+def gmic_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--compile`` and ``--global_stem``: how GMIC computes, as its own options (``gmic_options``) take them."""
+    from wsod_mammo.models.gmic import COMPILE_MODES
+    from wsod_mammo.models.resnet import STEM_LAYOUTS
+
+    parser.add_argument("--compile", default="none", choices=["none", *COMPILE_MODES])
+    parser.add_argument("--global_stem", default="conv", choices=STEM_LAYOUTS, help="GMIC's option")
+
+
+def gmic_options(args: argparse.Namespace) -> dict[str, object]:
+    """GMIC's ``compile_networks`` and ``global_stem`` from ``gmic_arguments``. Compiling through GMIC's option (not
+    ``.compile()`` on its networks) lets GMIC run a LayerCAM pass eagerly."""
+    return {"compile_networks": False if args.compile == "none" else args.compile, "global_stem": args.global_stem}
 
 
 def start(args: argparse.Namespace) -> None:
