@@ -91,28 +91,25 @@ for mode in $MODES; do
   step "model_only_$mode" 150 python3 $B/bench_pipeline.py "${COMMON[@]}" "${PIPE[@]}" --variants model_only \
     --compile "$mode" --json "$WORK/model_only_$mode.json"
 done
-BEST=$(python3 - "$WORK" $MODES <<'PY'
+fastest() {  # fastest FALLBACK LABEL...: the LABEL whose $WORK/model_only_LABEL.json ran fastest (the first on a
+  # tie), FALLBACK when none ran
+  python3 - "$WORK" "$@" <<'PY'
 import json, sys, pathlib
 rates = {}
-for mode in sys.argv[2:]:
-    p = pathlib.Path(sys.argv[1]) / f"model_only_{mode}.json"
+for label in sys.argv[3:]:
+    p = pathlib.Path(sys.argv[1]) / f"model_only_{label}.json"
     r = json.loads(p.read_text())["results"].get("model_only", {}) if p.is_file() else {}
     if "images_per_s" in r:
-        rates[mode] = r["images_per_s"]
-print(max(rates, key=rates.get) if rates else "none")
+        rates[label] = r["images_per_s"]
+print(max(rates, key=rates.get) if rates else sys.argv[2])
 PY
-)
+}
+BEST=$(fastest none $MODES)
 echo "best model setting: compile=$BEST" | tee -a "$FIG"
 step "model_only_${BEST}_space_to_depth" 150 python3 $B/bench_pipeline.py "${COMMON[@]}" "${PIPE[@]}" --variants model_only \
   --compile "$BEST" --global_stem space_to_depth --json "$WORK/model_only_${BEST}_space_to_depth.json"
-STEM=$(python3 - "$WORK" "$BEST" <<'PY'
-import json, sys, pathlib
-def rate(name):
-    p = pathlib.Path(sys.argv[1]) / f"{name}.json"
-    return json.loads(p.read_text())["results"].get("model_only", {}).get("images_per_s", 0) if p.is_file() else 0
-print("space_to_depth" if rate(f"model_only_{sys.argv[2]}_space_to_depth") > rate(f"model_only_{sys.argv[2]}") else "conv")
-PY
-)
+STEM=conv
+[ "$(fastest "$BEST" "$BEST" "${BEST}_space_to_depth")" = "${BEST}_space_to_depth" ] && STEM=space_to_depth
 echo "best stem: $STEM" | tee -a "$FIG"
 
 # 2. End to end (DataModule as gpu.yaml) with and without copy_ahead vs model only, best settings, long epochs.
