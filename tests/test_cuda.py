@@ -23,11 +23,6 @@ GPU_DATA = {"standardize_on": "device", "augment_on": "device", "pixel_reads": "
             "pin_memory": True, "compile_device_transform": True}  # fmt: skip
 
 
-@pytest.fixture(autouse=True)
-def _no_wandb(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("WANDB_MODE", "disabled")
-
-
 def _gpu_config(directory: Path, data_root: Path, npy_cache: Path, **data: object) -> dict:
     """tiny_config on the GPU with gpu.yaml's data options; a CSV logger (the lent GPU machine has no wandb)."""
     settings = tiny_config(directory, data_root, cache_dir=str(npy_cache), **GPU_DATA, **data)
