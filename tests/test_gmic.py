@@ -178,3 +178,50 @@ def test_compiled_networks_give_the_same_outputs() -> None:
         expected, found = eager(x), compiled(x)
     for name in expected._fields:
         torch.testing.assert_close(getattr(found, name), getattr(expected, name), rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_compile_training_forward_needs_compile_networks() -> None:
+    with pytest.raises(ValueError, match="compile_training_forward .* set compile_networks"):
+        GMIC(compile_training_forward=True)
+
+
+def test_the_compiled_training_forward_trains_as_eager_mode(monkeypatch) -> None:
+    """compile_training_forward: one graph (fullgraph, so a graph break fails here) for the whole CAM-patch forward
+    gives eager's outputs and every parameter's gradient, step after step. Traced by dynamo and AOTAutograd as for
+    inductor, without inductor's code generation (over 2 minutes on 2 cores; tests/test_cuda.py runs it whole, with
+    CUDA graphs)."""
+    compile_ = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda fn, mode=None, **kwargs: compile_(fn, backend="aot_eager", **kwargs))
+    torch.manual_seed(0)
+    eager = GMIC(num_classes=1, num_patches=2, crop_shape=(64, 64)).train()
+    compiled = GMIC(num_classes=1, num_patches=2, crop_shape=(64, 64), compile_networks=True,
+                    compile_training_forward=True).train()  # fmt: skip
+    compiled.load_state_dict(eager.state_dict())
+    for seed in (0, 1):
+        x = torch.randn(2, 1, 128, 128, generator=torch.Generator().manual_seed(seed))
+        expected, found = eager(x), compiled(x)
+        for name in expected._fields:
+            torch.testing.assert_close(getattr(found, name), getattr(expected, name), rtol=1e-4, atol=1e-5, msg=name)
+        for model, out in ((eager, expected), (compiled, found)):
+            model.zero_grad()
+            (sum(y.sum() for y in out[:3]) + out.saliency.mean()).backward()
+        for (name, p), q in zip(compiled.named_parameters(), eager.parameters(), strict=True):
+            torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-5 * q.grad.abs().max().item(), msg=name)
+
+
+def test_the_compiled_training_forward_serves_only_training_with_cam_patches(monkeypatch) -> None:
+    """Train mode with gradients and a non-gradient patch method: the compiled whole forward; a gradient patch
+    method, no_grad and eval mode: the ordinary path (with the compiled networks)."""
+    monkeypatch.setattr(torch, "compile", lambda fn, **kwargs: fn)
+    model = GMIC(num_classes=1, num_patches=2, crop_shape=(64, 64), compile_networks="reduce-overhead",
+                 compile_training_forward=True).train()  # fmt: skip
+    calls, whole = [], model._compiled_cam_forward
+    model._compiled_cam_forward = lambda gmic, x: calls.append(x.shape) or whole(gmic, x)
+    x = torch.randn(2, 1, 128, 128)
+    model(x)
+    assert len(calls) == 1
+    model(x, patch_saliency="gradcam")
+    with torch.no_grad():
+        model(x)
+    model.eval()(x)
+    assert len(calls) == 1

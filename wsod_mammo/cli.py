@@ -25,6 +25,7 @@ CHECKPOINT_ALIASES = {"best": "best.ckpt", "last": "last.ckpt"}
 RUNTIME_MODEL_OPTIONS = (
     "model.init_args.model.init_args.compile_networks",
     "model.init_args.model.init_args.global_stem",
+    "model.init_args.model.init_args.compile_training_forward",
 )
 
 

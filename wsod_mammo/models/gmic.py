@@ -85,6 +85,12 @@ class GMIC(nn.Module):
         global_stem: how the global network computes its 7x7/2 first convolution of the 1-channel image: `conv`,
             or `space_to_depth` (a 4x4 convolution of 2x2 pixel blocks; same weights and checkpoints, same result up
             to rounding; `models.resnet.space_to_depth_conv7x7s2`).
+        compile_training_forward: also compile the whole training forward with CAM patches (both networks, patch
+            selection, crops, attention, fusion) as ONE graph, in `compile_networks`' mode (which it needs): under
+            `reduce-overhead` a training step is then one CUDA graph forward and one backward, without the eager
+            patch selection and its backward between the networks' graphs. Used in train mode with gradients on;
+            gradient patch methods and evaluation keep the compiled networks. Its outputs may be CUDA-graph
+            memory that the next step overwrites: clone what must outlive the step.
     """
 
     def __init__(
@@ -97,6 +103,7 @@ class GMIC(nn.Module):
         compile_networks: bool | CompileMode = False,
         gradient_target: Literal["logit", "probability"] = "logit",
         global_stem: StemLayout = "conv",
+        compile_training_forward: bool = False,
     ) -> None:
         super().__init__()
         if num_classes < 1 or num_patches < 1 or not 0 < percent_t <= 1:
@@ -125,11 +132,17 @@ class GMIC(nn.Module):
             raise ValueError(
                 f"GMIC: compile_networks must be a bool or one of {COMPILE_MODES}, found {compile_networks!r}"
             )
+        if compile_training_forward and not compile_networks:
+            raise ValueError("GMIC: compile_training_forward compiles in compile_networks' mode: set compile_networks")
         self.networks_compiled = bool(compile_networks)
+        # an unbound function (GMIC passed as its argument), so copying the module copies no compiled state
+        self._compiled_cam_forward = None
         if compile_networks:
             mode = "default" if compile_networks is True else compile_networks
             self.global_network.compile(mode=mode)
             self.local_network.compile(mode=mode)
+            if compile_training_forward:  # fullgraph: a graph break would silently split the step again
+                self._compiled_cam_forward = torch.compile(GMIC._cam_forward, mode=mode, fullgraph=True)
 
     @property
     def map_cell0_center(self) -> float:
@@ -211,21 +224,30 @@ class GMIC(nn.Module):
         self._check_input(x)
         method = self._resolve([patch_saliency if patch_saliency is not None else "cam"])[0]
         if not method.needs_gradients:
-            g = self.global_pass(x)
-            selection = g.cam.detach()
-        else:
-            if torch.is_inference_mode_enabled():
-                raise RuntimeError(
-                    f"GMIC.forward(patch_saliency={method.name!r}) needs gradients: call it inside "
-                    "`torch.inference_mode(False)` and `torch.enable_grad()` with a cloned input"
-                )
-            grad_was_enabled = torch.is_grad_enabled()
-            with torch.enable_grad():
-                g = self.global_pass(_grad_input(x, self.global_network.parameters()), self._needs_eager([method]))
-                selection = compute_saliency([method], g.cam, g.activations, g.score, retain_graph=grad_was_enabled)
-                selection = selection[method.name]
-            if not grad_was_enabled:
-                g = GlobalPass({k: v.detach() for k, v in g.activations.items()}, *(t.detach() for t in g[1:]))
+            if self._compiled_cam_forward is not None and self.training and torch.is_grad_enabled():
+                return self._compiled_cam_forward(self, x)
+            return self._cam_forward(x)
+        if torch.is_inference_mode_enabled():
+            raise RuntimeError(
+                f"GMIC.forward(patch_saliency={method.name!r}) needs gradients: call it inside "
+                "`torch.inference_mode(False)` and `torch.enable_grad()` with a cloned input"
+            )
+        grad_was_enabled = torch.is_grad_enabled()
+        with torch.enable_grad():
+            g = self.global_pass(_grad_input(x, self.global_network.parameters()), self._needs_eager([method]))
+            selection = compute_saliency([method], g.cam, g.activations, g.score, retain_graph=grad_was_enabled)
+            selection = selection[method.name]
+        if not grad_was_enabled:
+            g = GlobalPass({k: v.detach() for k, v in g.activations.items()}, *(t.detach() for t in g[1:]))
+        return self._outputs(x, g, selection)
+
+    def _cam_forward(self, x: Tensor) -> GMICOutput:
+        """The forward with the CAM map A selecting the patches (the whole step `compile_training_forward` compiles)."""
+        g = self.global_pass(x)
+        return self._outputs(x, g, g.cam.detach())
+
+    def _outputs(self, x: Tensor, g: GlobalPass, selection: Tensor) -> GMICOutput:
+        """The local branch on the patches `selection` picks, and the fusion, after the global pass `g`."""
         z, attention, boxes = self._local_pass(x, selection)
         y_local = torch.sigmoid(self.classifier(z).float())
         y_fusion = self._fusion(g.activations["final"], z)
