@@ -109,3 +109,30 @@ def test_wandb_logger_is_offline_by_default_and_honours_disabled(tmp_path, monke
     with pytest.raises(ValueError, match="log_model"):
         monkeypatch.delenv("WANDB_MODE")
         OfflineWandbLogger(save_dir=str(tmp_path), log_model=True)
+
+
+class _StaticOutputGMIC(GMIC):
+    """GMIC whose outputs live in memory every call overwrites, as CUDA graphs' do (compile_training_forward)."""
+
+    def forward(self, x: torch.Tensor, patch_saliency: str | None = None) -> GMICOutput:
+        output = super().forward(x, patch_saliency)
+        if not hasattr(self, "static"):
+            self.static = GMICOutput(*(torch.empty_like(t) for t in output))
+        for buffer, value in zip(self.static, output, strict=True):
+            buffer.copy_(value)
+        return self.static
+
+
+def test_the_epoch_keeps_each_steps_heads_when_the_next_step_reuses_the_output_memory() -> None:
+    module = GMICLitModule(_StaticOutputGMIC(num_classes=1, num_patches=2, crop_shape=(64, 64))).train()
+    module.log_dict = lambda *args, **kwargs: None  # no Trainer here
+    steps = []
+    for seed in (0, 1):
+        batch = {"image": torch.randn(2, 1, 128, 128, generator=torch.Generator().manual_seed(seed)),
+                 "label": torch.tensor([[1.0], [0.0]])}  # fmt: skip
+        module.training_step(batch, seed)
+        steps.append([h.clone() for h in module.model.static[:3]])
+    assert not torch.equal(steps[0][0], steps[1][0])
+    for kept, step in zip(module._train_outputs, steps, strict=True):
+        for head, expected in zip(kept[:3], step, strict=True):
+            assert torch.equal(head, expected)

@@ -153,7 +153,8 @@ class GMICLitModule(LightningModule):
         batch_size = batch["image"].shape[0]
         self.log_dict({f"train/{k}": v for k, v in loss.terms().items()}, batch_size=batch_size, sync_dist=False)
         heads = (output.y_global, output.y_local, output.y_fusion)
-        self._train_outputs.append((*(h.detach().float() for h in heads), batch["label"].detach()))
+        # copies: under compile_training_forward + reduce-overhead the heads are CUDA-graph memory the next step reuses
+        self._train_outputs.append((*(h.detach().to(torch.float32, copy=True) for h in heads), batch["label"].detach()))
         return loss.total
 
     def on_train_epoch_end(self) -> None:
