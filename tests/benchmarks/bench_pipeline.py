@@ -211,7 +211,7 @@ def _variant(args: argparse.Namespace, variant: str) -> dict[str, float]:
         loaders = {"datamodule": data}
     optimizer = functools.partial(torch.optim.Adam, fused=True) if args.fused_adam else torch.optim.Adam
     model = GMICLitModule(
-        GMIC(num_classes=1, **gmic_options(args)),  # compile: the two ResNets; patch selection stays eager
+        GMIC(num_classes=1, **gmic_options(args)),  # compile: the two ResNets (+ the whole training forward)
         train_saliency=args.saliency,
         channels_last=args.channels_last,
         optimizer=optimizer,
@@ -298,7 +298,8 @@ def _run_variants(args: argparse.Namespace, root: Path, cache: Path) -> dict[str
     """Each variant in a fresh process; prints one line each and the pipeline / model-only ratio."""
     print(
         f"Trainer.fit at {args.height} x {args.width}, {args.device}, {args.precision}, batch {args.batch}, "
-        f"channels_last={bool(args.channels_last)}, compile={args.compile}, train_saliency={args.saliency}, "
+        f"channels_last={bool(args.channels_last)}, compile={args.compile}, "
+        f"compile_training_forward={args.compile_training_forward}, train_saliency={args.saliency}, "
         f"{args.workers} workers, standardize_on={args.standardize_on}, augment_on={args.augment_on}, "
         f"pixel_reads={args.pixel_reads}, fused Adam={args.fused_adam}, "
         f"compile_device_transform={args.compile_device_transform}, global_stem={args.global_stem}, "

@@ -7,16 +7,19 @@
 #   bash tests/benchmarks/gpu_check.sh                      # on the GPU machine (device run: carry .whl, timeout 590 s)
 #   GPU_CHECK_SMALL=1 bash tests/benchmarks/gpu_check.sh    # dry run on CPU at 384 x 256 (minutes on 2 cores)
 # Measures, side by side in one run, in order of what issue 13 still needs (each step capped by the budget left):
-# 1. model-only img/s at batch 6: eager, reduce-overhead (CUDA graphs), and reduce-overhead with GMIC's
-#    `global_stem: space_to_depth` (the 1-channel stem as a 4x4 convolution of 2x2 pixel blocks);
+# 1. model-only img/s at batch 6: eager, reduce-overhead (CUDA graphs), and reduce-overhead with both model opt-ins:
+#    GMIC's `compile_training_forward` (the whole training forward, patch selection included, as one CUDA graph
+#    forward and one backward) and `global_stem: space_to_depth` (the 1-channel stem as a 4x4 convolution of 2x2
+#    pixel blocks); the faster of the last two drives the rest;
 # 2. end to end (the DataModule as configs/trainer/gpu.yaml: 4 workers x 2 batches, augment_on + standardize_on
 #    device, pixel_reads main) with and without `copy_ahead` (the batch copied to the GPU on the pin-memory thread's
 #    stream while the previous step computes) beside model only, best model setting, in epochs of VinDr-like length;
 # 3. tests/test_cuda.py: copy_ahead feeds the same batches, evaluation with every saliency method under CUDA graphs
-#    equals eager (`wsod test` included), the space-to-depth stem on cuDNN (pytest comes from .whl, see below);
-# 4. the top CUDA kernels and CPU vs GPU time of a step with the best settings; 5. sync-debug (eager, copy_ahead);
-# 6. the stem's layouts alone; 7. loader-only worker scaling and the pin-memory thread's work; 8. compile default
-#    only if GPU_CHECK_LAST_MODES=default.
+#    equals eager (`wsod test` included), training with the whole forward as CUDA graphs equals eager, the
+#    space-to-depth stem on cuDNN (pytest comes from .whl, see below);
+# 4. sync-debug (eager, copy_ahead); 5. the top CUDA kernels and CPU vs GPU time of a step with the best settings;
+# 6. the stem's layouts alone; 7. loader-only worker scaling and the pin-memory thread's work; 8. each model opt-in
+#    alone, model only, then compile default only if GPU_CHECK_LAST_MODES=default.
 # .whl: `bash ../shared/device/wheels.sh`, then `python3 -m pip download -q --no-deps -d .whl pytest iniconfig pluggy pygments packaging`
 # (pure-Python wheels: the GPU machine has no pytest).
 if [ -d .whl ]; then
@@ -85,11 +88,20 @@ if [ ! -f "$DATA/cache/manifest.json" ]; then
 fi
 START=$(date +%s)
 
-# 1. Model only at batch $BATCH: eager vs compiled (reduce-overhead = CUDA graphs), then the best with the
-# space-to-depth stem.
+# 1. Model only at batch $BATCH: eager vs compiled (reduce-overhead = CUDA graphs), then the best with both model
+# opt-ins.
+flags() {  # flags LABEL: bench_pipeline's GMIC options for a label MODE[_training_forward][_space_to_depth]
+  local -a f=(--compile "${1%%_*}")
+  [[ $1 == *_training_forward* ]] && f+=(--compile_training_forward)
+  [[ $1 == *_space_to_depth ]] && f+=(--global_stem space_to_depth)
+  echo "${f[@]}"
+}
+model_only() {  # model_only LABEL: one model-only row of the options LABEL names
+  step "model_only_$1" 150 python3 $B/bench_pipeline.py "${COMMON[@]}" "${PIPE[@]}" --variants model_only $(flags "$1") \
+    --json "$WORK/model_only_$1.json"
+}
 for mode in $MODES; do
-  step "model_only_$mode" 150 python3 $B/bench_pipeline.py "${COMMON[@]}" "${PIPE[@]}" --variants model_only \
-    --compile "$mode" --json "$WORK/model_only_$mode.json"
+  model_only "$mode"
 done
 fastest() {  # fastest FALLBACK LABEL...: the LABEL whose $WORK/model_only_LABEL.json ran fastest (the first on a
   # tie), FALLBACK when none ran
@@ -105,34 +117,37 @@ print(max(rates, key=rates.get) if rates else sys.argv[2])
 PY
 }
 BEST=$(fastest none $MODES)
-echo "best model setting: compile=$BEST" | tee -a "$FIG"
-step "model_only_${BEST}_space_to_depth" 150 python3 $B/bench_pipeline.py "${COMMON[@]}" "${PIPE[@]}" --variants model_only \
-  --compile "$BEST" --global_stem space_to_depth --json "$WORK/model_only_${BEST}_space_to_depth.json"
-STEM=conv
-[ "$(fastest "$BEST" "$BEST" "${BEST}_space_to_depth")" = "${BEST}_space_to_depth" ] && STEM=space_to_depth
-echo "best stem: $STEM" | tee -a "$FIG"
+echo "best compile mode: $BEST" | tee -a "$FIG"
+# Both model opt-ins together (the whole training forward as one graph needs a compile mode; the space-to-depth stem);
+# each alone in step 8, if time is left.
+ALL=${BEST}_space_to_depth
+[ "$BEST" != none ] && ALL=${BEST}_training_forward_space_to_depth
+model_only "$ALL"
+CHOICE=$(fastest "$BEST" "$BEST" "$ALL")
+MODEL=($(flags "$CHOICE"))
+echo "best model setting: $CHOICE (${MODEL[*]})" | tee -a "$FIG"
 
 # 2. End to end (DataModule as gpu.yaml) with and without copy_ahead vs model only, best settings, long epochs.
 step end_to_end 220 python3 $B/bench_pipeline.py "${COMMON[@]}" "${PIPE[@]}" --workers "$WORKERS" --prefetch "$PREFETCH" \
-  --epoch_images "$EPOCH_IMAGES" --compile "$BEST" --global_stem "$STEM" \
-  --variants pipeline_copy_ahead,pipeline,model_only --json "$WORK/end_to_end.json"
+  --epoch_images "$EPOCH_IMAGES" "${MODEL[@]}" --variants pipeline_copy_ahead,pipeline,model_only \
+  --json "$WORK/end_to_end.json"
 
 # 3. What only a GPU can test (tests/test_cuda.py).
 if [ "$DEV" = cuda ]; then
-  step cuda_tests 150 python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py  # all four, failing or not
+  step cuda_tests 200 python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py  # all five, failing or not
 fi
 
-# 4. Top kernels of one training and one evaluation step with the best settings: CPU vs GPU time per step (is the
-# graphed step still host-bound?) and what the GPU spends it on.
-step profile 120 python3 $B/bench_profile.py --device "$DEV" --height "$H" --width "$W" $PROFILE_ARGS --top 20 \
-  --compile "$BEST" --global_stem "$STEM" --warmup 3 --out "$OUT/profile.txt"
-
-# 5. Sync-debug: any host-device synchronization inside a training step raises (eager, copy_ahead).
+# 4. Sync-debug: any host-device synchronization inside a training step raises (eager, copy_ahead).
 if [ "$DEV" = cuda ]; then
   # eager, in long epochs: also gpu.yaml's default (compile opt-in) end to end, against step 1's eager model only
   step sync_debug 90 python3 $B/bench_pipeline.py "${COMMON[@]}" "${PIPE[@]}" --workers "$WORKERS" --prefetch "$PREFETCH" \
     --epoch_images "$EPOCH_IMAGES" --variants pipeline_copy_ahead --sync_debug --json "$WORK/sync_debug.json"
 fi
+
+# 5. Top kernels of one training and one evaluation step with the best settings: CPU vs GPU time per step (is the
+# graphed step still host-bound?) and what the GPU spends it on.
+step profile 120 python3 $B/bench_profile.py --device "$DEV" --height "$H" --width "$W" $PROFILE_ARGS --top 20 \
+  "${MODEL[@]}" --warmup 3 --out "$OUT/profile.txt"
 
 # 6. The global network's stem alone, in other layouts (space-to-depth with 4 or 8 channels, compiled).
 step stem 60 python3 $B/bench_stem.py --device "$DEV" --height "$H" --width "$W" --batch "$BATCH" --json "$WORK/stem.json"
@@ -142,10 +157,11 @@ step stem 60 python3 $B/bench_stem.py --device "$DEV" --height "$H" --width "$W"
 step loader 150 python3 $B/bench_loader.py --device "$DEV" --height "$H" --width "$W" --batch "$BATCH" --data "$DATA" \
   --workers "$SCALE" --batches 10 --transfer_workers "$WORKERS" --json "$WORK/loader.json"
 
-# 8. Whatever budget is left: the riskier compile modes, model only.
+# 8. Whatever budget is left: each model opt-in alone, then the riskier compile modes, model only.
+[ "$BEST" != none ] && model_only "${BEST}_training_forward"
+model_only "${BEST}_space_to_depth"
 for mode in $LAST_MODES; do
-  step "model_only_$mode" 150 python3 $B/bench_pipeline.py "${COMMON[@]}" "${PIPE[@]}" --variants model_only \
-    --compile "$mode" --json "$WORK/model_only_$mode.json"
+  model_only "$mode"
 done
 
 python3 - "$WORK" "$OUT" <<'PY' | tee -a "$FIG"
@@ -168,12 +184,12 @@ for pipeline in ("pipeline", "pipeline_copy_ahead"):
     e2e = rate("end_to_end", pipeline)
     if e2e and mo:
         print(f"end-to-end {pipeline} / model-only (best setting): {e2e / mo:.2f} (target >= 0.95)")
-for name in sorted(figures):
-    if name.endswith("_space_to_depth"):
-        plain = rate(name.removesuffix("_space_to_depth"), "model_only")
-        stem = rate(name, "model_only")
-        if plain and stem:
-            print(f"{name} / conv stem, model-only: {stem / plain:.2f}")
+for name in sorted(figures):  # each opt-in against its compile mode alone, model only
+    mode = name.removeprefix("model_only_").split("_")[0]
+    if name.startswith("model_only_") and name != f"model_only_{mode}":
+        alone, found = rate(f"model_only_{mode}", "model_only"), rate(name, "model_only")
+        if alone and found:
+            print(f"{name} / model_only_{mode}: {found / alone:.2f}")
 sd, eager_mo = rate("sync_debug", "pipeline_copy_ahead"), rate("model_only_none", "model_only")
 if sd and eager_mo:
     print(f"eager end-to-end (sync-debug row) / eager model-only (step 1, same machine): {sd / eager_mo:.2f}")
