@@ -55,3 +55,23 @@ def test_gpu_config_adds_fused_to_the_study_adam_and_reads_pixels_in_the_main_pr
     assert optimizer["init_args"] | study["init_args"] == optimizer["init_args"] and optimizer["init_args"]["fused"]
     data = composed["data"]["init_args"]
     assert (data["standardize_on"], data["augment_on"], data["pixel_reads"]) == ("device", "device", "main")
+
+
+def test_the_opt_ins_gpu_yaml_names_in_its_comments_are_options_of_the_cli() -> None:
+    """Every ``--option value`` that gpu.yaml's comments offer parses on top of it and lands in the config."""
+    import re
+
+    offered = re.findall(r"^#\s+(--[\w.]+) ([\w.-]+)", (CONFIGS / "trainer" / "gpu.yaml").read_text(), flags=re.M)
+    names = {option for option, _ in offered}
+    assert {"--data.init_args.copy_ahead", "--model.init_args.model.init_args.compile_training_forward"} <= names
+    command = [sys.executable, "-m", "wsod_mammo", "fit", "--config", str(CONFIGS / "gmic_vindr.yaml")]
+    command += ["--config", str(CONFIGS / "trainer" / "gpu.yaml"), "--print_config"]
+    command += [part for pair in offered for part in pair]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    composed = yaml.safe_load(done.stdout)
+    for option, value in offered:
+        found = composed
+        for key in option.removeprefix("--").split("."):
+            found = found[key] if key in found else found["init_args"][key]  # jsonargparse lets init_args out
+        assert str(found).lower() == value.lower(), option
