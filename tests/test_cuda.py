@@ -1,7 +1,8 @@
 """What only a CUDA GPU can show (skipped without one; ``tests/benchmarks/gpu_check.sh`` runs these first on a lent
 GPU): batches copied ahead on the pin-memory thread's stream (``copy_ahead``), evaluation with gradient saliency
 under CUDA graphs (``compile_networks: reduce-overhead``), training with the whole forward as one CUDA graph
-(``compile_training_forward``), the space-to-depth stem in bf16 on cuDNN."""
+(``compile_training_forward``), the space-to-depth stem in bf16 on cuDNN. Cheapest first: gpu_check.sh's time budget
+may stop the last ones."""
 
 from __future__ import annotations
 
@@ -25,28 +26,17 @@ GPU_DATA = {"standardize_on": "device", "augment_on": "device", "pixel_reads": "
             "pin_memory": True, "compile_device_transform": True}  # fmt: skip
 
 
-def _gpu_config(directory: Path, data_root: Path, npy_cache: Path, **data: object) -> dict:
-    """tiny_config on the GPU with gpu.yaml's data options; a CSV logger (the lent GPU machine has no wandb)."""
-    settings = tiny_config(directory, data_root, cache_dir=str(npy_cache), **GPU_DATA, **data)
-    logger = {"class_path": "lightning.pytorch.loggers.CSVLogger",
-              "init_args": {"save_dir": str(directory / "runs"), "name": "wsod-test"}}  # fmt: skip
-    settings["trainer"] |= GPU_TRAINER | {"max_epochs": 2, "logger": logger}
-    return settings
-
-
-def test_copy_ahead_feeds_the_model_the_batches_copied_in_the_step(tmp_path: Path, data_root: Path, npy_cache: Path):
-    """Two epochs of every train and val batch, as the model receives them: the same with and without copy_ahead
-    (a copy used before it finished, or memory the copy stream reused too early, would change them)."""
-    sums = {}
-    for copy_ahead in (False, True):
-        settings = _gpu_config(tmp_path / str(copy_ahead), data_root, npy_cache, copy_ahead=copy_ahead)
-        path = tmp_path / f"sums_{copy_ahead}.pt"
-        settings["trainer"]["callbacks"].append({"class_path": "cli_configs.BatchSums",
-                                                 "init_args": {"path": str(path)}})  # fmt: skip
-        main(["fit", "--config", str(write_config(tmp_path / f"{copy_ahead}.yaml", settings))])
-        sums[copy_ahead] = torch.load(path)
-    assert len(sums[True]["train"]) > 2 and len(sums[True]["val"]) > 1
-    assert sums[True] == sums[False]
+def test_space_to_depth_stem_on_cudnn_in_bf16_channels_last() -> None:
+    torch.manual_seed(0)
+    conv = ResNet22().cuda().to(memory_format=torch.channels_last).eval()
+    blocks = ResNet22(stem="space_to_depth").cuda().to(memory_format=torch.channels_last).eval()
+    blocks.load_state_dict(conv.state_dict())
+    x = torch.randn(2, 1, 512, 384, device="cuda").contiguous(memory_format=torch.channels_last)
+    with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
+        expected, found = conv(x), blocks(x)
+    for name in ACTIVATION_NAMES:
+        scale = expected[name].float().abs().max().item()
+        torch.testing.assert_close(found[name].float(), expected[name].float(), rtol=0.05, atol=0.02 * scale, msg=name)
 
 
 def test_cuda_graph_evaluation_gives_eager_maps_for_every_method() -> None:
@@ -75,28 +65,6 @@ def test_cuda_graph_evaluation_gives_eager_maps_for_every_method() -> None:
                                                msg=f"{target} {name} of {methods}")  # fmt: skip
                 assert torch.equal(out_g.patch_boxes, out_e.patch_boxes), target
                 torch.testing.assert_close(out_g.y_fusion, out_e.y_fusion, rtol=1e-3, atol=1e-4, msg=target)
-
-
-def test_wsod_test_under_cuda_graphs_reports_what_eager_reports(tmp_path: Path, data_root: Path, npy_cache: Path):
-    """The user's command: `wsod test` with compile_networks reduce-overhead gives, for each of the five methods,
-    the boxes and scores the eager run gives (same checkpoint and data; float32, so rounding cannot move a box)."""
-    settings = _gpu_config(tmp_path / "fit", data_root, npy_cache, copy_ahead=True)
-    settings["trainer"]["max_epochs"] = 1
-    config = write_config(tmp_path / "fit.yaml", settings)
-    main(["fit", "--config", str(config)])
-    reports = {}
-    for mode in ("false", "reduce-overhead"):
-        out = tmp_path / f"test_{mode}"
-        ckpt = str(checkpoint(tmp_path / "fit"))
-        main(["test", "--config", str(config), "--model.init_args.model.init_args.compile_networks", mode,
-              "--trainer.logger.init_args.save_dir", str(out), "--trainer.precision", "32",
-              "--ckpt_path", ckpt])  # fmt: skip
-        (reports[mode],) = [json.loads(p.read_text()) for p in out.glob("**/detection_images.json")]
-    eager, graphed = reports["false"]["subsets"]["mass"], reports["reduce-overhead"]["subsets"]["mass"]
-    assert set(eager) == set(graphed) == set(available_saliency_methods())
-    for name, boxes in eager.items():
-        assert graphed[name]["box_image"] == boxes["box_image"] and graphed[name]["box_tp"] == boxes["box_tp"], name
-        assert graphed[name]["box_scores"] == pytest.approx(boxes["box_scores"], rel=1e-3, abs=1e-4), name
 
 
 def _lit_module(device: str, compile_mode: str | bool) -> GMICLitModule:
@@ -150,14 +118,47 @@ def test_the_training_forward_as_one_cuda_graph_trains_as_eager() -> None:
     compare_training_steps("cuda", "reduce-overhead")
 
 
-def test_space_to_depth_stem_on_cudnn_in_bf16_channels_last() -> None:
-    torch.manual_seed(0)
-    conv = ResNet22().cuda().to(memory_format=torch.channels_last).eval()
-    blocks = ResNet22(stem="space_to_depth").cuda().to(memory_format=torch.channels_last).eval()
-    blocks.load_state_dict(conv.state_dict())
-    x = torch.randn(2, 1, 512, 384, device="cuda").contiguous(memory_format=torch.channels_last)
-    with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
-        expected, found = conv(x), blocks(x)
-    for name in ACTIVATION_NAMES:
-        scale = expected[name].float().abs().max().item()
-        torch.testing.assert_close(found[name].float(), expected[name].float(), rtol=0.05, atol=0.02 * scale, msg=name)
+def _gpu_config(directory: Path, data_root: Path, npy_cache: Path, **data: object) -> dict:
+    """tiny_config on the GPU with gpu.yaml's data options; a CSV logger (the lent GPU machine has no wandb)."""
+    settings = tiny_config(directory, data_root, cache_dir=str(npy_cache), **GPU_DATA, **data)
+    logger = {"class_path": "lightning.pytorch.loggers.CSVLogger",
+              "init_args": {"save_dir": str(directory / "runs"), "name": "wsod-test"}}  # fmt: skip
+    settings["trainer"] |= GPU_TRAINER | {"max_epochs": 2, "logger": logger}
+    return settings
+
+
+def test_copy_ahead_feeds_the_model_the_batches_copied_in_the_step(tmp_path: Path, data_root: Path, npy_cache: Path):
+    """Two epochs of every train and val batch, as the model receives them: the same with and without copy_ahead
+    (a copy used before it finished, or memory the copy stream reused too early, would change them)."""
+    sums = {}
+    for copy_ahead in (False, True):
+        settings = _gpu_config(tmp_path / str(copy_ahead), data_root, npy_cache, copy_ahead=copy_ahead)
+        path = tmp_path / f"sums_{copy_ahead}.pt"
+        settings["trainer"]["callbacks"].append({"class_path": "cli_configs.BatchSums",
+                                                 "init_args": {"path": str(path)}})  # fmt: skip
+        main(["fit", "--config", str(write_config(tmp_path / f"{copy_ahead}.yaml", settings))])
+        sums[copy_ahead] = torch.load(path)
+    assert len(sums[True]["train"]) > 2 and len(sums[True]["val"]) > 1
+    assert sums[True] == sums[False]
+
+
+def test_wsod_test_under_cuda_graphs_reports_what_eager_reports(tmp_path: Path, data_root: Path, npy_cache: Path):
+    """The user's command: `wsod test` with compile_networks reduce-overhead gives, for each of the five methods,
+    the boxes and scores the eager run gives (same checkpoint and data; float32, so rounding cannot move a box)."""
+    settings = _gpu_config(tmp_path / "fit", data_root, npy_cache, copy_ahead=True)
+    settings["trainer"]["max_epochs"] = 1
+    config = write_config(tmp_path / "fit.yaml", settings)
+    main(["fit", "--config", str(config)])
+    reports = {}
+    for mode in ("false", "reduce-overhead"):
+        out = tmp_path / f"test_{mode}"
+        ckpt = str(checkpoint(tmp_path / "fit"))
+        main(["test", "--config", str(config), "--model.init_args.model.init_args.compile_networks", mode,
+              "--trainer.logger.init_args.save_dir", str(out), "--trainer.precision", "32",
+              "--ckpt_path", ckpt])  # fmt: skip
+        (reports[mode],) = [json.loads(p.read_text()) for p in out.glob("**/detection_images.json")]
+    eager, graphed = reports["false"]["subsets"]["mass"], reports["reduce-overhead"]["subsets"]["mass"]
+    assert set(eager) == set(graphed) == set(available_saliency_methods())
+    for name, boxes in eager.items():
+        assert graphed[name]["box_image"] == boxes["box_image"] and graphed[name]["box_tp"] == boxes["box_tp"], name
+        assert graphed[name]["box_scores"] == pytest.approx(boxes["box_scores"], rel=1e-3, abs=1e-4), name
