@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from typing import Literal, NamedTuple
+from typing import Literal, NamedTuple, get_args
 
 import torch
 from torch import Tensor, nn
@@ -64,7 +64,7 @@ class GlobalPass(NamedTuple):
 
 
 CompileMode = Literal["default", "reduce-overhead", "max-autotune"]
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
+COMPILE_MODES: tuple[str, ...] = get_args(CompileMode)
 
 
 class GMIC(nn.Module):

@@ -8,7 +8,7 @@ already equal those of NYU's `dn_resnet`.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 import timm
 import torch
@@ -22,7 +22,7 @@ ACTIVATION_NAMES: tuple[str, ...] = ("stage1", "stage2", "stage3", "stage4", "st
 #: How the global network computes its first convolution (7x7, stride 2, pad 3): `conv` as written, or
 #: `space_to_depth`, the same convolution as a 4x4 stride-1 convolution of the input's 2x2 pixel blocks.
 StemLayout = Literal["conv", "space_to_depth"]
-STEM_LAYOUTS: tuple[str, ...] = ("conv", "space_to_depth")
+STEM_LAYOUTS: tuple[str, ...] = get_args(StemLayout)
 
 #: Total downsampling of the global network: an input of H x W maps to H/64 x W/64.
 GLOBAL_STRIDE = 64
