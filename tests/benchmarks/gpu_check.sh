@@ -191,9 +191,9 @@ for name in sorted(figures):  # each opt-in against its compile mode alone, mode
         alone, found = rate(f"model_only_{mode}", "model_only"), rate(name, "model_only")
         if alone and found:
             print(f"{name} / model_only_{mode}: {found / alone:.2f}")
-sd, eager_mo = rate("sync_debug", "pipeline_copy_ahead"), rate("model_only_none", "model_only")
-if sd and eager_mo:
-    print(f"eager end-to-end (sync-debug row) / eager model-only (step 1, same machine): {sd / eager_mo:.2f}")
+sd = rate("sync_debug", "pipeline_copy_ahead")
+if sd and eager:
+    print(f"eager end-to-end (sync-debug row) / eager model-only (step 1, same machine): {sd / eager:.2f}")
 if "sync_debug" in figures:
     print("sync-debug:", "clean" if sd else "FAILED or not run (see logs/sync_debug.log)")
 PY
