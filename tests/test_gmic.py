@@ -185,11 +185,12 @@ def test_compile_training_forward_needs_compile_networks() -> None:
         GMIC(compile_training_forward=True)
 
 
-def test_the_compiled_training_forward_trains_as_eager_mode(monkeypatch) -> None:
-    """compile_training_forward: one graph (fullgraph, so a graph break fails here) for the whole CAM-patch forward
-    gives eager's outputs and every parameter's gradient, step after step. Traced by dynamo and AOTAutograd as for
-    inductor, without inductor's code generation (over 2 minutes on 2 cores; tests/test_cuda.py runs it whole, with
-    CUDA graphs)."""
+@pytest.mark.parametrize("patch", ["cam", "gradcampp"])
+def test_the_compiled_training_forward_trains_as_eager_mode(monkeypatch, patch: str) -> None:
+    """compile_training_forward: one graph (fullgraph, so a graph break fails here) for the whole forward with CAM
+    patches or a GradCAM-family method's (its gradient in closed form) gives eager's outputs and every parameter's
+    gradient, step after step. Traced by dynamo and AOTAutograd as for inductor, without inductor's code generation
+    (over 2 minutes on 2 cores; tests/test_cuda.py runs it whole, with CUDA graphs)."""
     compile_ = torch.compile
     monkeypatch.setattr(torch, "compile", lambda fn, mode=None, **kwargs: compile_(fn, backend="aot_eager", **kwargs))
     torch.manual_seed(0)
@@ -199,7 +200,7 @@ def test_the_compiled_training_forward_trains_as_eager_mode(monkeypatch) -> None
     compiled.load_state_dict(eager.state_dict())
     for seed in (0, 1):
         x = torch.randn(2, 1, 128, 128, generator=torch.Generator().manual_seed(seed))
-        expected, found = eager(x), compiled(x)
+        expected, found = eager(x, patch), compiled(x, patch)
         for name in expected._fields:
             torch.testing.assert_close(getattr(found, name), getattr(expected, name), rtol=1e-4, atol=1e-5, msg=name)
         for model, out in ((eager, expected), (compiled, found)):
@@ -209,19 +210,21 @@ def test_the_compiled_training_forward_trains_as_eager_mode(monkeypatch) -> None
             torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-5 * q.grad.abs().max().item(), msg=name)
 
 
-def test_the_compiled_training_forward_serves_only_training_with_cam_patches(monkeypatch) -> None:
-    """Train mode with gradients and a non-gradient patch method: the compiled whole forward; a gradient patch
-    method, no_grad and eval mode: the ordinary path (with the compiled networks)."""
+def test_the_compiled_training_forward_serves_training_with_patch_maps_made_without_autograd(monkeypatch) -> None:
+    """Train mode with gradients and a patch method that needs no autograd call (CAM, the GradCAM family on h_g): the
+    compiled whole forward; LayerCAM's stage layers (autograd), no_grad and eval mode: the ordinary path (with the
+    compiled networks)."""
     monkeypatch.setattr(torch, "compile", lambda fn, **kwargs: fn)
     model = GMIC(num_classes=1, num_patches=2, crop_shape=(64, 64), compile_networks="reduce-overhead",
                  compile_training_forward=True).train()  # fmt: skip
-    calls, whole = [], model._compiled_cam_forward
-    model._compiled_cam_forward = lambda gmic, x: calls.append(x.shape) or whole(gmic, x)
+    calls, whole = [], model._compiled_forward_in_one_graph
+    model._compiled_forward_in_one_graph = lambda gmic, x, method: calls.append(method.name) or whole(gmic, x, method)
     x = torch.randn(2, 1, 128, 128)
     model(x)
-    assert len(calls) == 1
     model(x, patch_saliency="gradcam")
+    assert calls == ["cam", "gradcam"]
+    model(x, patch_saliency="layercam")
     with torch.no_grad():
         model(x)
     model.eval()(x)
-    assert len(calls) == 1
+    assert calls == ["cam", "gradcam"]

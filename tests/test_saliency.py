@@ -17,6 +17,7 @@ from wsod_mammo.saliency import (
     SaliencyMethod,
     XGradCAM,
     available_saliency_methods,
+    compute_saliency,
     get_saliency_method,
     normalize_saliency,
     register_saliency_method,
@@ -178,6 +179,35 @@ def test_one_forward_and_one_grad_call_for_all_methods(monkeypatch: pytest.Monke
     assert set(out) == set(ALL) | {"y_global"}
     for name in ALL:
         assert out[name].shape == (2, 2, 4, 3) and (out[name] >= 0).all() and not out[name].requires_grad
+    # the GradCAM family reads h_g only, whose gradient is closed form: no autograd call at all
+    model.saliency_maps(images(2), ["gradcam", "gradcampp", "xgradcam", LayerCAM(layers=["final"])])
+    model.evaluate(images(2), "gradcampp", ["cam", "gradcam"])
+    assert calls == {"grad": 1, "global": 3, "local": 1}
+
+
+@pytest.mark.parametrize("gradient_target", ["logit", "probability"])
+@pytest.mark.parametrize("num_classes", [1, 2])
+def test_the_closed_form_gradient_of_the_score_with_respect_to_h_g_is_autograds(
+    num_classes: int, gradient_target: str
+) -> None:
+    """``_score_gradient_of_h_g`` against ``torch.autograd.grad`` of y_global's score, each class alone, for a score
+    that averages several positions (t = 25% of 4 x 3) in train mode (batch statistics), and the maps from it."""
+    torch.manual_seed(0)
+    model = GMIC(num_classes, percent_t=0.25, crop_shape=(64, 64), num_patches=2, gradient_target=gradient_target)
+    g = model.train().global_pass(images(3))
+    assert g.score_positions.shape == (3, num_classes, 3)
+    closed = model._score_gradient_of_h_g(g)
+    for c in range(num_classes):
+        expected = torch.autograd.grad(g.score[:, c].sum(), g.activations["final"], retain_graph=True)[0]
+        torch.testing.assert_close(closed[:, c], expected, rtol=1e-6, atol=1e-9 * expected.abs().max().item())
+        assert (expected != 0).any()
+    model.eval()
+    with torch.no_grad():  # the maps, made without autograd, equal those of an explicit autograd call
+        maps = model.saliency_maps(images(2), GRADIENT[:3])
+    g = model.global_pass(images(2))
+    by_autograd = compute_saliency([get_saliency_method(m) for m in GRADIENT[:3]], g.cam, g.activations, g.score)
+    for name in GRADIENT[:3]:
+        torch.testing.assert_close(maps[name], by_autograd[name], rtol=1e-5, atol=1e-7, msg=name)
 
 
 def test_parameter_grads_untouched_and_works_under_no_grad() -> None:
@@ -276,10 +306,17 @@ def test_evaluate_with_the_y_fusion_target_differentiates_its_own_y_fusion() -> 
 def test_evaluate_under_inference_mode_asks_for_it_to_be_lifted() -> None:
     model = tiny_gmic().eval()
     with torch.inference_mode():
-        output, maps = model.evaluate(images(1), "cam", ["cam"])  # no gradients needed: fine
+        output, maps = model.evaluate(images(1), "gradcampp", ["cam", "gradcam"])  # no autograd needed: fine
+        assert not model.needs_autograd("gradcampp", ["cam", "gradcam"])
+        assert model.needs_autograd("cam", ["gradcam"], target="y_fusion") and model.needs_autograd("layercam")
         with pytest.raises(RuntimeError, match="inference_mode"):
-            model.evaluate(images(1), "cam", ["gradcam"])
-    assert maps["cam"].shape == (1, 1, 4, 3) and output.y_fusion.shape == (1, 1)
+            model.evaluate(images(1), "cam", ["layercam"])
+        with pytest.raises(RuntimeError, match="inference_mode"):
+            model.evaluate(images(1), "cam", ["gradcam"], target="y_fusion")
+    assert maps["cam"].shape == maps["gradcam"].shape == (1, 1, 4, 3) and output.y_fusion.shape == (1, 1)
+    expected_output, expected = model.evaluate(images(1), "gradcampp", ["cam", "gradcam"])
+    torch.testing.assert_close(maps, expected)
+    torch.testing.assert_close(output.patch_boxes, expected_output.patch_boxes)
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -335,7 +372,7 @@ def test_maps_from_trainer_test() -> None:
     for name in ALL:
         assert probe.maps[0][name].shape == (2, 1, 4, 3) and probe.maps[0][name].sum() > 0
     with torch.inference_mode(), pytest.raises(RuntimeError, match="inference_mode"):
-        probe.model(images(1), "gradcam")
+        probe.model(images(1), "layercam")
 
 
 # ------------------------------------------------------------------ pytorch-grad-cam

@@ -3,8 +3,10 @@ weakly supervised localization", MedIA 2021): global ResNet-22 + saliency head, 
 patch selection, local ResNet-18 on the patches, gated-attention MIL and a fusion layer.
 
 The saliency method that selects the patches is pluggable (`forward(x, patch_saliency=...)`); with a gradient
-method, its gradients are taken inside the forward with `torch.autograd.grad` and the map is detached, while
-`y_global` and `saliency` always come from the CAM map A.
+method, its gradients are taken inside the forward and the map is detached, while `y_global` and `saliency` always
+come from the CAM map A. The gradient of `y_global`'s score with respect to h_g (the layer GradCAM, GradCAM++ and
+XGradCAM read) is written in closed form (`_score_gradient_of_h_g`): no autograd call, so a training forward with
+these patch methods is one graph for `torch.compile`; other layers (LayerCAM's stages) take `torch.autograd.grad`.
 
 Gradient methods differentiate the target's raw score by default (`gradient_target="logit"`): for `y_global`
 the mean of the top t% head logits (the positions of A's top t%, sigmoid being monotone), for `y_fusion` the
@@ -61,6 +63,7 @@ class GlobalPass(NamedTuple):
     cam: Tensor  # (N, C, h, w)
     y_global: Tensor  # (N, C)
     score: Tensor  # (N, C) what gradient methods differentiate for y_global (its logit or y_global itself)
+    score_positions: Tensor  # (N, C, top) the flattened map positions `score` averages (its topk's indices)
 
 
 CompileMode = Literal["default", "reduce-overhead", "max-autotune"]
@@ -85,12 +88,13 @@ class GMIC(nn.Module):
         global_stem: how the global network computes its 7x7/2 first convolution of the 1-channel image: `conv`,
             or `space_to_depth` (a 4x4 convolution of 2x2 pixel blocks; same weights and checkpoints, same result up
             to rounding; `models.resnet.space_to_depth_conv7x7s2`).
-        compile_training_forward: also compile the whole training forward with CAM patches (both networks, patch
+        compile_training_forward: also compile the whole training forward (both networks, the patch map, patch
             selection, crops, attention, fusion) as ONE graph, in `compile_networks`' mode (which it needs): under
             `reduce-overhead` a training step is then one CUDA graph forward and one backward, without the eager
-            patch selection and its backward between the networks' graphs. Used in train mode with gradients on;
-            gradient patch methods and evaluation keep the compiled networks. Its outputs may be CUDA-graph
-            memory that the next step overwrites: clone what must outlive the step.
+            patch selection and its backward between the networks' graphs. Used in train mode with gradients on and
+            a patch method that needs no autograd call (CAM, GradCAM, GradCAM++, XGradCAM: their gradient on h_g is
+            closed form); LayerCAM's stage layers and evaluation keep the compiled networks. Its outputs may be
+            CUDA-graph memory that the next step overwrites: clone what must outlive the step.
     """
 
     def __init__(
@@ -136,13 +140,14 @@ class GMIC(nn.Module):
             raise ValueError("GMIC: compile_training_forward compiles in compile_networks' mode: set compile_networks")
         self.networks_compiled = bool(compile_networks)
         # an unbound function (GMIC passed as its argument), so copying the module copies no compiled state
-        self._compiled_cam_forward = None
+        self._compiled_forward_in_one_graph = None
         if compile_networks:
             mode = "default" if compile_networks is True else compile_networks
             self.global_network.compile(mode=mode)
             self.local_network.compile(mode=mode)
             if compile_training_forward:  # fullgraph: a graph break would silently split the step again
-                self._compiled_cam_forward = torch.compile(GMIC._cam_forward, mode=mode, fullgraph=True)
+                self._compiled_forward_in_one_graph = torch.compile(GMIC._forward_in_one_graph, mode=mode,
+                                                                    fullgraph=True)  # fmt: skip
 
     @property
     def map_cell0_center(self) -> float:
@@ -175,10 +180,35 @@ class GMIC(nn.Module):
         logits = self.saliency_head(activations["final"]).float()  # (N, C, h, w) float32 even in bf16
         cam = torch.sigmoid(logits)
         top = max(1, round(self.percent_t * cam.shape[-2] * cam.shape[-1]))
-        y_global = cam.flatten(2).topk(top, dim=2).values.mean(dim=2)  # (N, C)
+        top_cam = cam.flatten(2).topk(top, dim=2)
+        y_global = top_cam.values.mean(dim=2)  # (N, C)
         if self.gradient_target == "probability":
-            return GlobalPass(activations, cam, y_global, y_global)
-        return GlobalPass(activations, cam, y_global, logits.flatten(2).topk(top, dim=2).values.mean(dim=2))
+            return GlobalPass(activations, cam, y_global, y_global, top_cam.indices)
+        top_logits = logits.flatten(2).topk(top, dim=2)
+        return GlobalPass(activations, cam, y_global, top_logits.values.mean(dim=2), top_logits.indices)
+
+    def _score_gradient_of_h_g(self, g: GlobalPass) -> Tensor:
+        """d g.score[:, c] / d h_g in closed form, (N, C, 256, h, w) float32, detached.
+
+        The score is the mean, over the t% positions p in ``g.score_positions``, of the head's 1x1 convolution
+        ``sum_k W_ck h_g[k, p]`` (or of its sigmoid A for the probability target), so its gradient at p is
+        ``W_ck / top`` (times ``A_p (1 - A_p)``) and 0 elsewhere: what autograd's topk and convolution backward give,
+        in the same order of operations, without an autograd call (which would break a compiled graph).
+        """
+        cam = g.cam.detach().flatten(2)  # (N, C, h*w)
+        positions = g.score_positions
+        per_position = torch.full(positions.shape, 1.0, dtype=cam.dtype, device=cam.device) / positions.shape[-1]
+        if self.gradient_target == "probability":
+            probability = cam.gather(2, positions)
+            per_position = per_position * (1 - probability) * probability
+        factor = torch.zeros_like(cam).scatter(2, positions, per_position)  # (N, C, h*w)
+        weight = self.saliency_head.weight.detach().float().flatten(1)  # (C, 256)
+        gradient = weight[None, :, :, None] * factor[:, :, None, :]  # (N, C, 256, h*w)
+        return gradient.unflatten(-1, tuple(g.cam.shape[-2:]))
+
+    def _known_gradients(self, g: GlobalPass, methods: Sequence[SaliencyMethod]) -> dict[str, Tensor]:
+        """The gradients of ``g.score`` that need no autograd call: h_g's (``final``), when ``methods`` read it."""
+        return {"final": self._score_gradient_of_h_g(g)} if "final" in required_layers(methods) else {}
 
     def _local_pass(self, x: Tensor, selection_map: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Select and crop patches -> (z (N, 512), attention (N, K), boxes (N, K, 4))."""
@@ -206,7 +236,7 @@ class GMIC(nn.Module):
         """Whether the global pass must run eagerly for ``methods``' gradients. A compiled network is one autograd
         node: a gradient reaches its output ``final`` (the saliency head reads it outside), not the intermediate
         layers it also returns, such as LayerCAM's, whose effect on the score lies inside that node."""
-        return self.networks_compiled and any(name != "final" for name in required_layers(methods))
+        return self.networks_compiled and bool(_autograd_layers(methods))
 
     def _resolve(self, methods: Sequence[str | SaliencyMethod]) -> list[SaliencyMethod]:
         resolved = [get_saliency_method(m) for m in methods]
@@ -217,16 +247,17 @@ class GMIC(nn.Module):
     def forward(self, x: Tensor, patch_saliency: SaliencyMethod | str | None = None) -> GMICOutput:
         """x (N, 1, H, W) -> `GMICOutput`. `patch_saliency` selects the patches (None / "cam": the CAM map A).
 
-        A gradient method differentiates `y_global` (by default its logit) with respect to its activations inside
-        this call (`retain_graph=True`, so a loss can be backpropagated afterwards); grad mode is enabled for it even
-        under `torch.no_grad()`. Under `torch.inference_mode()` wrap the call in `torch.inference_mode(False)`.
+        A gradient method differentiates `y_global` (by default its logit) with respect to its activations: h_g in
+        closed form, other layers (LayerCAM's stages) with `torch.autograd.grad` inside this call (`retain_graph=True`,
+        so a loss can be backpropagated afterwards; grad mode is enabled for it even under `torch.no_grad()`; under
+        `torch.inference_mode()` wrap the call in `torch.inference_mode(False)`).
         """
         self._check_input(x)
         method = self._resolve([patch_saliency if patch_saliency is not None else "cam"])[0]
-        if not method.needs_gradients:
-            if self._compiled_cam_forward is not None and self.training and torch.is_grad_enabled():
-                return self._compiled_cam_forward(self, x)
-            return self._cam_forward(x)
+        if not _autograd_layers([method]):
+            if self._compiled_forward_in_one_graph is not None and self.training and torch.is_grad_enabled():
+                return self._compiled_forward_in_one_graph(self, x, method)
+            return self._forward_in_one_graph(x, method)
         if torch.is_inference_mode_enabled():
             raise RuntimeError(
                 f"GMIC.forward(patch_saliency={method.name!r}) needs gradients: call it inside "
@@ -235,16 +266,20 @@ class GMIC(nn.Module):
         grad_was_enabled = torch.is_grad_enabled()
         with torch.enable_grad():
             g = self.global_pass(_grad_input(x, self.global_network.parameters()), self._needs_eager([method]))
-            selection = compute_saliency([method], g.cam, g.activations, g.score, retain_graph=grad_was_enabled)
-            selection = selection[method.name]
+            selection = compute_saliency([method], g.cam, g.activations, g.score, grad_was_enabled,
+                                         self._known_gradients(g, [method]))[method.name]  # fmt: skip
         if not grad_was_enabled:
             g = GlobalPass({k: v.detach() for k, v in g.activations.items()}, *(t.detach() for t in g[1:]))
         return self._outputs(x, g, selection)
 
-    def _cam_forward(self, x: Tensor) -> GMICOutput:
-        """The forward with the CAM map A selecting the patches (the whole step `compile_training_forward` compiles)."""
+    def _forward_in_one_graph(self, x: Tensor, method: SaliencyMethod) -> GMICOutput:
+        """The forward whose patch map needs no autograd call: CAM's, or a gradient method's that reads only h_g
+        (closed form). What `compile_training_forward` compiles whole."""
         g = self.global_pass(x)
-        return self._outputs(x, g, g.cam.detach())
+        selection = compute_saliency(
+            [method], g.cam, g.activations, None, known_gradients=self._known_gradients(g, [method])
+        )
+        return self._outputs(x, g, selection[method.name])
 
     def _outputs(self, x: Tensor, g: GlobalPass, selection: Tensor) -> GMICOutput:
         """The local branch on the patches `selection` picks, and the fusion, after the global pass `g`."""
@@ -253,6 +288,21 @@ class GMIC(nn.Module):
         y_fusion = self._fusion(g.activations["final"], z)
         return GMICOutput(g.y_global.float(), y_local, y_fusion, g.cam.float(), boxes, attention)
 
+    def needs_autograd(
+        self,
+        patch_saliency: SaliencyMethod | str | None,
+        methods: Sequence[str | SaliencyMethod] = (),
+        target: Literal["y_global", "y_fusion"] = "y_global",
+    ) -> bool:
+        """Whether ``evaluate(x, patch_saliency, methods, target)`` builds an autograd graph (and so cannot run under
+        ``torch.inference_mode()``): when a map reads a layer other than h_g, or differentiates ``y_fusion``. The
+        GradCAM family on h_g with the ``y_global`` target needs none (closed form, ``_score_gradient_of_h_g``)."""
+        patch = self._resolve([patch_saliency if patch_saliency is not None else "cam"])[0]
+        resolved = self._resolve(methods)
+        return bool(_autograd_layers([patch, *resolved])) or (
+            target == "y_fusion" and any(m.needs_gradients for m in resolved)
+        )
+
     def saliency_maps(
         self,
         x: Tensor,
@@ -260,9 +310,10 @@ class GMIC(nn.Module):
         target: Literal["y_global", "y_fusion"] = "y_global",
     ) -> dict[str, Tensor]:
         """{method name: map (N, C, h, w)} (non-negative, un-normalized, detached) for all `methods`, from ONE
-        forward of the global network and ONE `torch.autograd.grad` call (never `.backward()`, parameters'
-        `.grad` untouched). Also returns the probabilities it computed under the reserved keys "y_global" (N, C)
-        and, when `target="y_fusion"` (the local network then runs on the CAM-selected patches), "y_fusion".
+        forward of the global network and at most ONE `torch.autograd.grad` call (none when the methods read h_g
+        only: its gradient is closed form; never `.backward()`, parameters' `.grad` untouched). Also returns the
+        probabilities it computed under the reserved keys "y_global" (N, C) and, when `target="y_fusion"` (the local
+        network then runs on the CAM-selected patches), "y_fusion".
         Works under `torch.no_grad()`; under `torch.inference_mode()` wrap it in `torch.inference_mode(False)`.
         Call it in eval mode: in train mode BatchNorm uses batch statistics and updates its running stats.
         """
@@ -273,14 +324,15 @@ class GMIC(nn.Module):
             return {**maps, "y_global": output.y_global, "y_fusion": output.y_fusion}
         self._check_input(x)
         resolved = self._resolve(methods)
-        needs_grad = any(m.needs_gradients for m in resolved)
+        needs_grad = bool(_autograd_layers(resolved))
         if needs_grad and torch.is_inference_mode_enabled():
             raise RuntimeError("GMIC.saliency_maps needs gradients: call it inside `torch.inference_mode(False)`")
         with torch.enable_grad() if needs_grad else torch.no_grad():
             g = self.global_pass(
                 _grad_input(x, self.global_network.parameters()) if needs_grad else x, self._needs_eager(resolved)
             )
-            maps = compute_saliency(resolved, g.cam, g.activations, g.score if needs_grad else None)
+            maps = compute_saliency(resolved, g.cam, g.activations, g.score if needs_grad else None,
+                                    known_gradients=self._known_gradients(g, resolved))  # fmt: skip
         return {**maps, "y_global": g.y_global.detach().float()}
 
     def evaluate(
@@ -292,9 +344,10 @@ class GMIC(nn.Module):
     ) -> tuple[GMICOutput, dict[str, Tensor]]:
         """Evaluation in one pass: `forward(x, patch_saliency)`'s outputs and the maps of `methods` together.
 
-        One global forward serves the classification and every map; with `target="y_global"` one
-        `torch.autograd.grad` call gives the patch method's map and all others. With `target="y_fusion"` the
-        patches are chosen first (as `forward` does) and the maps then differentiate that very `y_fusion`.
+        One global forward serves the classification and every map; with `target="y_global"` at most one
+        `torch.autograd.grad` call gives the patch method's map and all others (none for CAM and the GradCAM family
+        on h_g, see `needs_autograd`). With `target="y_fusion"` the patches are chosen first (as `forward` does) and
+        the maps then differentiate that very `y_fusion`.
         Everything returned is detached (maps float32). Call it in eval mode; under `torch.inference_mode()`
         wrap it in `torch.inference_mode(False)` when a method needs gradients.
         """
@@ -303,7 +356,7 @@ class GMIC(nn.Module):
         self._check_input(x)
         patch = self._resolve([patch_saliency if patch_saliency is not None else "cam"])[0]
         resolved = self._resolve(methods)
-        needs_grad = patch.needs_gradients or any(m.needs_gradients for m in resolved)
+        needs_grad = self.needs_autograd(patch, resolved, target)
         if needs_grad and torch.is_inference_mode_enabled():
             raise RuntimeError("GMIC.evaluate needs gradients: call it inside `torch.inference_mode(False)`")
         with torch.enable_grad() if needs_grad else torch.no_grad():
@@ -314,12 +367,14 @@ class GMIC(nn.Module):
             graded = g.score if needs_grad else None
             if target == "y_global":
                 together = resolved + ([patch] if patch.name not in {m.name for m in resolved} else [])
-                maps = compute_saliency(together, g.cam, g.activations, graded)
+                maps = compute_saliency(together, g.cam, g.activations, graded,
+                                        known_gradients=self._known_gradients(g, together))  # fmt: skip
                 selection = maps[patch.name]
                 maps = {m.name: maps[m.name] for m in resolved}
             else:
                 keep = any(m.needs_gradients for m in resolved)
-                selection = compute_saliency([patch], g.cam, g.activations, graded, retain_graph=keep)[patch.name]
+                selection = compute_saliency([patch], g.cam, g.activations, graded, keep,
+                                             self._known_gradients(g, [patch]))[patch.name]  # fmt: skip
             with torch.no_grad():  # no map depends on the local network's graph (z enters y_fusion as a constant)
                 z, attention, boxes = self._local_pass(x, selection)
                 y_local = torch.sigmoid(self.classifier(z).float())
@@ -346,6 +401,11 @@ class GlobalScore(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.model.global_pass(x).score
+
+
+def _autograd_layers(methods: Sequence[SaliencyMethod]) -> list[str]:
+    """The layers whose gradient of ``y_global``'s score ``methods`` need from autograd: all they read but h_g."""
+    return [name for name in required_layers(methods) if name != "final"]
 
 
 def _grad_input(x: Tensor, params: Iterable[nn.Parameter]) -> Tensor:

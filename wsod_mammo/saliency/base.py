@@ -2,9 +2,9 @@
 
 A method turns the global network's activations (and, for gradient methods, the gradients of a per-class
 target score with respect to them) into a non-negative, un-normalized map per class, `(N, C, h, w)` at the
-saliency-map resolution. Methods never run the network themselves: `GMIC` runs one forward and one
-`torch.autograd.grad` call for all requested methods (see `saliency/compute.py`) and hands each method a
-`SaliencyInputs`.
+saliency-map resolution. Methods never run the network themselves: `GMIC` runs one forward and at most one
+`torch.autograd.grad` call for all requested methods (see `saliency/compute.py`; the gradient on h_g, `final`, it
+writes in closed form) and hands each method a `SaliencyInputs`.
 """
 
 from __future__ import annotations

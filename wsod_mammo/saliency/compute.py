@@ -1,8 +1,9 @@
-"""Several saliency methods from one set of activations and ONE `torch.autograd.grad` call.
+"""Several saliency methods from one set of activations and at most ONE `torch.autograd.grad` call.
 
-The target score `(N, C)` is differentiated with respect to every activation any requested method reads, in
-a single call: for C = 1 the sum over the batch (images are independent in eval mode), for C > 1 one-hot
-`grad_outputs` batched over classes with `is_grads_batched=True`. Never `.backward()`, so parameters'
+The target score `(N, C)` is differentiated with respect to every activation any requested method reads and whose
+gradient the caller does not already know (`GMIC` knows the gradient of `y_global`'s score with respect to h_g in
+closed form), in a single call: for C = 1 the sum over the batch (images are independent in eval mode), for C > 1
+one-hot `grad_outputs` batched over classes with `is_grads_batched=True`. Never `.backward()`, so parameters'
 `.grad` are never touched. Callers make sure grad mode is on (see `GMIC`).
 """
 
@@ -54,22 +55,25 @@ def compute_saliency(
     activations: dict[str, Tensor],
     target: Tensor | None,
     retain_graph: bool = False,
+    known_gradients: dict[str, Tensor] | None = None,
 ) -> dict[str, Tensor]:
     """{method.name: detached float32 map (N, C, h, w)} for all `methods` (autocast is off while maps are made).
 
     cam (N, C, h, w) is GMIC's sigmoid map; `activations` must hold every layer the methods read and be
-    part of the graph that produced `target (N, C)` (needed only when a gradient method is requested).
+    part of the graph that produced `target (N, C)` (needed only when a gradient method reads a layer missing from
+    `known_gradients`, {layer: (N, C, K, h', w') gradient of `target` already computed}).
     """
     layers = required_layers(methods)
-    gradients: dict[str, Tensor] = {}
-    if layers:
+    gradients = {n: g for n, g in (known_gradients or {}).items() if n in layers}
+    unknown = [n for n in layers if n not in gradients]
+    if unknown:
         if target is None:
             raise ValueError("compute_saliency: gradient methods need a target score, found target=None")
-        gradients = target_gradients(target, {n: activations[n] for n in layers}, retain_graph)
+        gradients |= target_gradients(target, {n: activations[n] for n in unknown}, retain_graph)
     with torch.no_grad(), torch.autocast(cam.device.type, enabled=False):  # maps in float32
         inputs = SaliencyInputs(
             cam=cam.detach(),
             activations={n: activations[n].detach() for n in layers},
-            gradients=gradients,
+            gradients={n: g.detach() for n, g in gradients.items()},
         )
         return {method.name: method(inputs) for method in methods}

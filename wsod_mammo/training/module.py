@@ -213,12 +213,11 @@ class GMICLitModule(LightningModule):
         """Classification outputs and the maps of ``methods`` from one GMIC pass (``GMIC.evaluate``), detached.
 
         Lightning runs validation, test and predict under ``torch.inference_mode()``, where no autograd graph
-        can be built; when a method needs gradients the images are cloned out of inference mode.
+        can be built; when the maps need one (``GMIC.needs_autograd``) the images are cloned out of inference mode.
         """
         images = images.contiguous(memory_format=self.memory_format)
-        needs_grad = self.train_saliency.needs_gradients or any(get_saliency_method(m).needs_gradients for m in methods)
         args = (self.train_saliency, list(methods), self.saliency_target)
-        if not needs_grad:
+        if not self.model.needs_autograd(*args):
             return self.model.evaluate(images, *args)
         with torch.inference_mode(False), torch.enable_grad():
             return self.model.evaluate(images.clone(), *args)
