@@ -1,7 +1,8 @@
 """What only a CUDA GPU can show (skipped without one; ``tests/benchmarks/gpu_check.sh`` runs these first on a lent
 GPU): batches copied ahead on the pin-memory thread's stream (``copy_ahead``), evaluation with gradient saliency
 under CUDA graphs (``compile_networks: reduce-overhead``), training with the whole forward as one CUDA graph
-(``compile_training_forward``), the space-to-depth stem in bf16 on cuDNN. Cheapest first: gpu_check.sh's time budget
+(``compile_training_forward``, with CAM patches, and last with GradCAM++'s, whose gradient on h_g is closed form),
+the space-to-depth stem in bf16 on cuDNN. Cheapest first: gpu_check.sh's time budget
 may stop the last ones."""
 
 from __future__ import annotations
@@ -67,23 +68,23 @@ def test_cuda_graph_evaluation_gives_eager_maps_for_every_method() -> None:
                 torch.testing.assert_close(out_g.y_fusion, out_e.y_fusion, rtol=1e-3, atol=1e-4, msg=target)
 
 
-def _lit_module(device: str, compile_mode: str | bool) -> GMICLitModule:
+def _lit_module(device: str, compile_mode: str | bool, train_saliency: str = "cam") -> GMICLitModule:
     """A small GMICLitModule in train mode, channels-last, seed 0's weights; the whole training forward compiled in
     ``compile_mode`` unless it is False."""
     torch.manual_seed(0)
     gmic = GMIC(num_classes=1, num_patches=2, crop_shape=(64, 64), compile_networks=compile_mode,
                 compile_training_forward=bool(compile_mode))  # fmt: skip
-    module = GMICLitModule(gmic, channels_last=True).to(device).train()
+    module = GMICLitModule(gmic, train_saliency=train_saliency, channels_last=True).to(device).train()
     module.log_dict = lambda *args, **kwargs: None  # no Trainer here
     return module
 
 
-def compare_training_steps(device: str, compile_mode: str, steps: int = 4) -> None:
+def compare_training_steps(device: str, compile_mode: str, steps: int = 4, train_saliency: str = "cam") -> None:
     """``steps`` training steps of an eager and a compiled module on the same batches, float32: the same losses,
     gradients, BatchNorm statistics and heads kept for the epoch's metrics. After each step both take the same SGD
     update, written in place (parameters keep their addresses, as an optimizer's update does).
     """
-    eager, compiled = _lit_module(device, False), _lit_module(device, compile_mode)
+    eager, compiled = _lit_module(device, False, train_saliency), _lit_module(device, compile_mode, train_saliency)
     for step in range(steps):
         generator = torch.Generator().manual_seed(step)
         batch = {"image": torch.randn(2, 1, 256, 192, generator=generator).to(device),
@@ -162,3 +163,9 @@ def test_wsod_test_under_cuda_graphs_reports_what_eager_reports(tmp_path: Path, 
     for name, boxes in eager.items():
         assert graphed[name]["box_image"] == boxes["box_image"] and graphed[name]["box_tp"] == boxes["box_tp"], name
         assert graphed[name]["box_scores"] == pytest.approx(boxes["box_scores"], rel=1e-3, abs=1e-4), name
+
+
+def test_the_training_forward_with_gradcampp_patches_as_one_cuda_graph_trains_as_eager() -> None:
+    """The same with GradCAM++ selecting the patches: its map, from the closed-form gradient on h_g, in the graph."""
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    compare_training_steps("cuda", "reduce-overhead", train_saliency="gradcampp")

@@ -19,7 +19,7 @@
 #    space-to-depth stem on cuDNN (pytest comes from .whl, see below);
 # 4. sync-debug (eager, copy_ahead); 5. the top CUDA kernels and CPU vs GPU time of a step with the best settings;
 # 6. the stem's layouts alone; 7. loader-only worker scaling and the pin-memory thread's work; 8. each model opt-in
-#    alone, model only, then compile default only if GPU_CHECK_LAST_MODES=default.
+#    alone, model only, the best setting with GradCAM patches, then compile default only if GPU_CHECK_LAST_MODES=default.
 # .whl: `bash ../shared/device/wheels.sh`, then `python3 -m pip download -q --no-deps -d .whl pytest iniconfig pluggy pygments packaging`
 # (pure-Python wheels: the GPU machine has no pytest).
 if [ -d .whl ]; then
@@ -158,9 +158,13 @@ step stem 60 python3 $B/bench_stem.py --device "$DEV" --height "$H" --width "$W"
 step loader 150 python3 $B/bench_loader.py --device "$DEV" --height "$H" --width "$W" --batch "$BATCH" --data "$DATA" \
   --workers "$SCALE" --batches 10 --transfer_workers "$WORKERS" --json "$WORK/loader.json"
 
-# 8. Whatever budget is left: each model opt-in alone, then the riskier compile modes, model only.
+# 8. Whatever budget is left: each model opt-in alone, the best setting with GradCAM selecting the patches (its
+# closed-form gradient keeps the whole forward one graph; the study trains with all five methods), then the riskier
+# compile modes, model only.
 [ "$BEST" != none ] && model_only "${BEST}_training_forward"
 model_only "${BEST}_space_to_depth"
+step "model_only_${CHOICE}_gradcam" 150 python3 $B/bench_pipeline.py "${COMMON[@]}" "${PIPE[@]}" --variants model_only \
+  "${MODEL[@]}" --saliency gradcam --json "$WORK/model_only_${CHOICE}_gradcam.json"
 for mode in $LAST_MODES; do
   model_only "$mode"
 done
