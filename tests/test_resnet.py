@@ -124,3 +124,28 @@ def test_space_to_depth_stem_gives_the_network_the_same_activations_and_keys() -
 def test_unknown_stem_layout_is_rejected_by_name() -> None:
     with pytest.raises(ValueError, match="stem must be one of .*'space_to_depth'.*found 'pixel_shuffle'"):
         ResNet22(stem="pixel_shuffle")
+
+
+@pytest.mark.parametrize("record_from", ["stage3", "final"])
+def test_recording_from_an_activation_gives_its_gradients_without_the_graph_before_it(record_from: str) -> None:
+    """``record_from``: the same activations; those before it carry no graph, it is a leaf, and what is
+    differentiated after it reaches it (and the later layers) exactly as through the whole graph."""
+    torch.manual_seed(0)
+    net = ResNet22().eval()
+    x = torch.randn(2, 1, 256, 192)
+    whole, trimmed = net(x), net(x, record_from=record_from)
+    later = list(ACTIVATION_NAMES)[list(ACTIVATION_NAMES).index(record_from) :]
+    for name in ACTIVATION_NAMES:
+        torch.testing.assert_close(trimmed[name], whole[name], rtol=0, atol=0, msg=name)
+        assert trimmed[name].requires_grad == (name in later), name
+    assert trimmed[record_from].grad_fn is None
+    for acts in (whole, trimmed):
+        acts["score"] = (acts["final"].amax(dim=(2, 3)) * torch.arange(256)).sum()
+    for name in later:
+        expected = torch.autograd.grad(whole["score"], whole[name], retain_graph=True)[0]
+        found = torch.autograd.grad(trimmed["score"], trimmed[name], retain_graph=True)[0]
+        torch.testing.assert_close(found, expected, rtol=0, atol=0, msg=name)
+    with torch.no_grad():
+        assert not any(a.requires_grad for a in net(x, record_from=record_from).values())
+    with pytest.raises(ValueError, match="record_from must be one of .* found 'stage9'"):
+        net(x, record_from="stage9")

@@ -116,18 +116,36 @@ class ResNet22(nn.Module):
         self.final_relu = nn.ReLU()  # a module, so hook-based tools (pytorch-grad-cam) can target `final`
         self.out_channels = channels
 
-    def forward(self, x: Tensor) -> dict[str, Tensor]:
-        """Return `{name: activation}` for every name in `ACTIVATION_NAMES` (references, no copies)."""
-        if self.stem == "space_to_depth":
-            h = self.first_pool(space_to_depth_conv7x7s2(x, self.first_conv.weight))
-        else:
-            h = self.first_pool(self.first_conv(x))
+    def forward(self, x: Tensor, record_from: str | None = None) -> dict[str, Tensor]:
+        """Return `{name: activation}` for every name in `ACTIVATION_NAMES` (references, no copies).
+
+        ``record_from`` (an activation name): the layers up to it run without recording an autograd graph and it is
+        returned as a leaf that requires grad, so a gradient reaches it and the layers after it only. What saliency
+        maps need in evaluation, where nothing is trained: no saved tensors at the high resolutions before it.
+        """
+        if record_from is not None and record_from not in ACTIVATION_NAMES:
+            raise ValueError(f"ResNet22: record_from must be one of {ACTIVATION_NAMES}, found {record_from!r}")
+        grad_enabled = torch.is_grad_enabled()
+        recording = record_from is None
+        with torch.set_grad_enabled(grad_enabled and recording):
+            h = self._stem(x)
         activations: dict[str, Tensor] = {}
-        for s, stage in enumerate(self.layer_list):
-            h = stage(h)
-            activations[f"stage{s + 1}"] = h
-        activations["final"] = self.final_relu(self.final_bn(h))  # (N, 256, H/64, W/64)
-        return activations
+        layers = [*(f"stage{s + 1}" for s in range(len(self.layer_list))), "final"]
+        for name, layer in zip(layers, [*self.layer_list, self._final], strict=True):
+            with torch.set_grad_enabled(grad_enabled and recording):
+                h = layer(h)
+            if name == record_from:
+                h, recording = h.detach().requires_grad_(grad_enabled), True
+            activations[name] = h
+        return activations  # final: (N, 256, H/64, W/64)
+
+    def _stem(self, x: Tensor) -> Tensor:
+        if self.stem == "space_to_depth":
+            return self.first_pool(space_to_depth_conv7x7s2(x, self.first_conv.weight))
+        return self.first_pool(self.first_conv(x))
+
+    def _final(self, h: Tensor) -> Tensor:
+        return self.final_relu(self.final_bn(h))
 
 
 def local_resnet18() -> nn.Module:
