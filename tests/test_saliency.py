@@ -210,6 +210,27 @@ def test_the_closed_form_gradient_of_the_score_with_respect_to_h_g_is_autograds(
         torch.testing.assert_close(maps[name], by_autograd[name], rtol=1e-5, atol=1e-7, msg=name)
 
 
+def test_passes_that_train_nothing_record_the_graph_from_the_earliest_layer_their_maps_differentiate() -> None:
+    """Maps alone need no gradient before the earliest layer they differentiate into (LayerCAM's stage3; h_g for
+    the y_fusion target), so the high-resolution layers before it run without a graph; a training forward records
+    everything (its loss trains the stem)."""
+    model = tiny_gmic().eval()
+    recorded = []  # grad mode while the stem's convolution and stage 4 run
+    net = model.global_network
+    for layer in (net.first_conv, net.layer_list[3]):
+        layer.register_forward_hook(lambda *_: recorded.append(torch.is_grad_enabled()))
+    x = images(2)
+    model.evaluate(x, "cam", ALL)
+    model.saliency_maps(x, ["layercam"])
+    with torch.no_grad():
+        model(x, "layercam")
+    assert recorded == [False, True] * 3
+    recorded.clear()
+    model.evaluate(x, "cam", ["gradcam"], target="y_fusion")  # from h_g: no layer of the network recorded
+    model.train()(x, "layercam")
+    assert recorded == [False, False, True, True]
+
+
 def test_parameter_grads_untouched_and_works_under_no_grad() -> None:
     model = tiny_gmic().eval()
     model.classifier.weight.grad = torch.full_like(model.classifier.weight, 3.0)

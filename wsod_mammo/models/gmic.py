@@ -169,14 +169,17 @@ class GMIC(nn.Module):
             raise ValueError(f"GMIC input: crop_shape {self.crop_shape} does not fit in the {height} x {width} input")
         return map_size
 
-    def global_pass(self, x: Tensor, eager: bool = False) -> GlobalPass:
+    def global_pass(self, x: Tensor, eager: bool = False, record_from: str | None = None) -> GlobalPass:
         """x (N, 1, H, W) -> activations, CAM map A (N, C, h, w), y_global (N, C) (mean of A's top t%) and the
         score gradient methods differentiate (the mean of the top t% logits, or y_global). ``eager``: run a
-        compiled global network eagerly (see ``_needs_eager``)."""
+        compiled global network eagerly (see ``_needs_eager``). ``record_from``: record the autograd graph from
+        that activation on only (``ResNet22.forward``; eagerly), for maps that need no gradient before it."""
         self._check_input(x)
         # forward() itself bypasses the compiled __call__ that nn.Module.compile installs (torch.compiler.set_stance
         # would too, but needs torch >= 2.6; the package supports 2.2)
-        activations = self.global_network.forward(x) if eager else self.global_network(x)
+        eager = eager or (record_from is not None and self.networks_compiled)  # the compiled graph is whole
+        network = self.global_network.forward if eager else self.global_network
+        activations = network(x) if record_from is None else network(x, record_from)
         logits = self.saliency_head(activations["final"]).float()  # (N, C, h, w) float32 even in bf16
         cam = torch.sigmoid(logits)
         top = max(1, round(self.percent_t * cam.shape[-2] * cam.shape[-1]))
@@ -238,6 +241,15 @@ class GMIC(nn.Module):
         layers it also returns, such as LayerCAM's, whose effect on the score lies inside that node."""
         return self.networks_compiled and bool(_autograd_layers(methods))
 
+    def _graph_start(self, layers: Sequence[str]) -> str | None:
+        """Where the autograd graph of a pass that trains nothing (maps only) may start: the earliest of ``layers``,
+        those the maps differentiate into; None (from the input) when there are none, or when that is h_g of a
+        compiled network, which is one autograd node anyway (its graph costs nothing outside it)."""
+        if not layers:
+            return None
+        first = min(layers, key=ACTIVATION_NAMES.index)
+        return None if first == "final" and self.networks_compiled else first
+
     def _resolve(self, methods: Sequence[str | SaliencyMethod]) -> list[SaliencyMethod]:
         resolved = [get_saliency_method(m) for m in methods]
         check_layers(resolved, self.activation_names)
@@ -265,7 +277,8 @@ class GMIC(nn.Module):
             )
         grad_was_enabled = torch.is_grad_enabled()
         with torch.enable_grad():
-            g = self.global_pass(_grad_input(x, self.global_network.parameters()), self._needs_eager([method]))
+            start = None if grad_was_enabled else self._graph_start(_autograd_layers([method]))  # no loss: trim
+            g = self.global_pass(_grad_input(x, self.global_network.parameters()), self._needs_eager([method]), start)
             selection = compute_saliency([method], g.cam, g.activations, g.score, grad_was_enabled,
                                          self._known_gradients(g, [method]))[method.name]  # fmt: skip
         if not grad_was_enabled:
@@ -298,10 +311,16 @@ class GMIC(nn.Module):
         ``torch.inference_mode()``): when a map reads a layer other than h_g, or differentiates ``y_fusion``. The
         GradCAM family on h_g with the ``y_global`` target needs none (closed form, ``_score_gradient_of_h_g``)."""
         patch = self._resolve([patch_saliency if patch_saliency is not None else "cam"])[0]
-        resolved = self._resolve(methods)
-        return bool(_autograd_layers([patch, *resolved])) or (
-            target == "y_fusion" and any(m.needs_gradients for m in resolved)
-        )
+        return bool(self._evaluation_autograd_layers(patch, self._resolve(methods), target))
+
+    def _evaluation_autograd_layers(
+        self, patch: SaliencyMethod, methods: Sequence[SaliencyMethod], target: str
+    ) -> list[str]:
+        """The layers ``evaluate``'s maps take from autograd: beyond h_g for ``y_global``; every layer that
+        ``methods`` read for ``y_fusion`` (the patch map still differentiates ``y_global``)."""
+        if target == "y_global":
+            return _autograd_layers([patch, *methods])
+        return list(dict.fromkeys([*_autograd_layers([patch]), *required_layers(methods)]))
 
     def saliency_maps(
         self,
@@ -324,12 +343,15 @@ class GMIC(nn.Module):
             return {**maps, "y_global": output.y_global, "y_fusion": output.y_fusion}
         self._check_input(x)
         resolved = self._resolve(methods)
-        needs_grad = bool(_autograd_layers(resolved))
+        layers = _autograd_layers(resolved)
+        needs_grad = bool(layers)
         if needs_grad and torch.is_inference_mode_enabled():
             raise RuntimeError("GMIC.saliency_maps needs gradients: call it inside `torch.inference_mode(False)`")
         with torch.enable_grad() if needs_grad else torch.no_grad():
             g = self.global_pass(
-                _grad_input(x, self.global_network.parameters()) if needs_grad else x, self._needs_eager(resolved)
+                _grad_input(x, self.global_network.parameters()) if needs_grad else x,
+                self._needs_eager(resolved),
+                self._graph_start(layers),
             )
             maps = compute_saliency(resolved, g.cam, g.activations, g.score if needs_grad else None,
                                     known_gradients=self._known_gradients(g, resolved))  # fmt: skip
@@ -356,13 +378,15 @@ class GMIC(nn.Module):
         self._check_input(x)
         patch = self._resolve([patch_saliency if patch_saliency is not None else "cam"])[0]
         resolved = self._resolve(methods)
-        needs_grad = self.needs_autograd(patch, resolved, target)
+        layers = self._evaluation_autograd_layers(patch, resolved, target)
+        needs_grad = bool(layers)
         if needs_grad and torch.is_inference_mode_enabled():
             raise RuntimeError("GMIC.evaluate needs gradients: call it inside `torch.inference_mode(False)`")
         with torch.enable_grad() if needs_grad else torch.no_grad():
             g = self.global_pass(
                 _grad_input(x, self.global_network.parameters()) if needs_grad else x,
                 self._needs_eager([*resolved, patch]),
+                self._graph_start(layers),
             )
             graded = g.score if needs_grad else None
             if target == "y_global":
