@@ -19,7 +19,8 @@
 #    space-to-depth stem on cuDNN (pytest comes from .whl, see below);
 # 4. sync-debug (eager, copy_ahead); 5. the top CUDA kernels and CPU vs GPU time of a step with the best settings;
 # 6. the stem's layouts alone; 7. loader-only worker scaling and the pin-memory thread's work; 8. each model opt-in
-#    alone, model only, the best setting with GradCAM patches, then compile default only if GPU_CHECK_LAST_MODES=default.
+#    alone, model only, the best setting with GradCAM patches, the five maps' cost (bench_saliency.py), then compile
+#    default only if GPU_CHECK_LAST_MODES=default.
 # .whl: `bash ../shared/device/wheels.sh`, then `python3 -m pip download -q --no-deps -d .whl pytest iniconfig pluggy pygments packaging`
 # (pure-Python wheels: the GPU machine has no pytest).
 if [ -d .whl ]; then
@@ -165,6 +166,8 @@ step loader 150 python3 $B/bench_loader.py --device "$DEV" --height "$H" --width
 model_only "${BEST}_space_to_depth"
 step "model_only_${CHOICE}_gradcam" 150 python3 $B/bench_pipeline.py "${COMMON[@]}" "${PIPE[@]}" --variants model_only \
   "${MODEL[@]}" --saliency gradcam --json "$WORK/model_only_${CHOICE}_gradcam.json"
+# evaluation's five maps (every validation and test step): the graph from the input vs from LayerCAM's stage3, eager
+step saliency 60 python3 $B/bench_saliency.py --device "$DEV" --height "$H" --width "$W" --batch "$BATCH" --iters 5
 for mode in $LAST_MODES; do
   model_only "$mode"
 done
