@@ -15,7 +15,7 @@ import argparse
 from collections.abc import Callable
 
 import torch
-from timing import model_arguments, start, timed
+from timing import model_arguments, start, timed, timed_side_by_side
 
 from wsod_mammo.models import GMIC, GlobalScore
 from wsod_mammo.saliency import compute_saliency, get_saliency_method
@@ -112,8 +112,9 @@ def main() -> None:
     closed, autograd = model.saliency_maps(x, ON_H_G), by_autograd()
     for name in ON_H_G:
         torch.testing.assert_close(closed[name], autograd[name], rtol=1e-5, atol=1e-7, msg=name)
-    t_autograd = timed(by_autograd, args.device, args.iters)
-    t_closed = timed(lambda: model.saliency_maps(x, ON_H_G), args.device, args.iters)
+    t_autograd, t_closed = timed_side_by_side(
+        {"autograd": by_autograd, "closed": lambda: model.saliency_maps(x, ON_H_G)}, args.device, args.iters
+    ).values()
     print("GradCAM, GradCAM++, XGradCAM (the same maps, checked):")
     print(f"  global forward in grad mode + torch.autograd.grad: {t_autograd:7.2f} s")
     print(
@@ -130,8 +131,9 @@ def main() -> None:
     whole, trimmed = five_maps(None), five_maps("stage3")
     for name in METHODS:
         torch.testing.assert_close(trimmed[name], whole[name], rtol=0, atol=0, msg=name)
-    t_whole = timed(lambda: five_maps(None), args.device, args.iters)
-    t_trimmed = timed(lambda: five_maps("stage3"), args.device, args.iters)
+    t_whole, t_trimmed = timed_side_by_side(
+        {"whole": lambda: five_maps(None), "trimmed": lambda: five_maps("stage3")}, args.device, args.iters
+    ).values()
     saved = {start: saved_bytes(lambda start=start: five_maps(start), model) for start in (None, "stage3")}
     print("all five maps (the same, checked), the autograd graph recorded:")
     whole_label, trimmed_label = "from the input:", "from stage3 (LayerCAM's first):"

@@ -13,16 +13,31 @@ import torch
 def timed(fn: Callable[[], object], device: str, iters: int) -> float:
     """Median seconds of `iters` calls after one warm-up (CUDA work is synchronized around each call)."""
     fn()
-    times = []
-    for _ in range(iters):
-        if device == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if device == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
+    times = [_seconds(fn, device) for _ in range(iters)]
     return sorted(times)[len(times) // 2]
+
+
+def timed_side_by_side(fns: dict[str, Callable[[], object]], device: str, iters: int) -> dict[str, float]:
+    """Median seconds of each variant over `iters` rounds that call every variant once, in an order that rotates
+    each round (after one warm-up each): a drift of the machine's speed falls on all variants alike."""
+    names = list(fns)
+    for name in names:
+        fns[name]()
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for round_ in range(iters):
+        for name in names[round_ % len(names) :] + names[: round_ % len(names)]:
+            times[name].append(_seconds(fns[name], device))
+    return {name: sorted(t)[len(t) // 2] for name, t in times.items()}
+
+
+def _seconds(fn: Callable[[], object], device: str) -> float:
+    if device == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    fn()
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
 
 
 def model_arguments(parser: argparse.ArgumentParser, iters: int) -> None:
