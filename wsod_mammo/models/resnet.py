@@ -8,6 +8,7 @@ already equal those of NYU's `dn_resnet`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal, get_args
 
 import timm
@@ -125,17 +126,14 @@ class ResNet22(nn.Module):
         """
         if record_from is not None and record_from not in ACTIVATION_NAMES:
             raise ValueError(f"ResNet22: record_from must be one of {ACTIVATION_NAMES}, found {record_from!r}")
-        grad_enabled = torch.is_grad_enabled()
-        recording = record_from is None
-        with torch.set_grad_enabled(grad_enabled and recording):
-            h = self._stem(x)
+        recording = record_from is None  # the plain forward (the one torch.compile traces) is unchanged by this
+        h = self._stem(x) if recording else _without_graph(self._stem, x)
         activations: dict[str, Tensor] = {}
         layers = [*(f"stage{s + 1}" for s in range(len(self.layer_list))), "final"]
         for name, layer in zip(layers, [*self.layer_list, self._final], strict=True):
-            with torch.set_grad_enabled(grad_enabled and recording):
-                h = layer(h)
+            h = layer(h) if recording else _without_graph(layer, h)
             if name == record_from:
-                h, recording = h.detach().requires_grad_(grad_enabled), True
+                h, recording = h.requires_grad_(torch.is_grad_enabled()), True
             activations[name] = h
         return activations  # final: (N, 256, H/64, W/64)
 
@@ -146,6 +144,11 @@ class ResNet22(nn.Module):
 
     def _final(self, h: Tensor) -> Tensor:
         return self.final_relu(self.final_bn(h))
+
+
+def _without_graph(layer: Callable[[Tensor], Tensor], h: Tensor) -> Tensor:
+    with torch.no_grad():
+        return layer(h)
 
 
 def local_resnet18() -> nn.Module:
