@@ -104,10 +104,17 @@ def main() -> None:
     print(f"  classify, then a saliency pass:      {t_two:7.2f} s")
     print(f"  one GMIC.evaluate pass:              {t_one:7.2f} s = {t_two / t_one:4.2f}x faster")
 
-    def by_autograd() -> dict[str, torch.Tensor]:  # how the three maps were made before the closed form
+    def maps(names: list[str], record_from: str | None = None, closed_form: bool = True) -> dict[str, torch.Tensor]:
+        """The maps of ``names`` with the graph recorded from ``record_from``; h_g's gradient by autograd unless
+        ``closed_form`` (how the GradCAM family's maps were made before the closed form)."""
         with torch.enable_grad():
-            g = model.global_pass(x)
-            return compute_saliency([get_saliency_method(m) for m in ON_H_G], g.cam, g.activations, g.score)
+            g = model.global_pass(x, record_from=record_from)
+            methods = [get_saliency_method(m) for m in names]
+            known = model._known_gradients(g, methods) if closed_form else None
+            return compute_saliency(methods, g.cam, g.activations, g.score, known_gradients=known)
+
+    def by_autograd() -> dict[str, torch.Tensor]:
+        return maps(ON_H_G, closed_form=False)
 
     closed, autograd = model.saliency_maps(x, ON_H_G), by_autograd()
     for name in ON_H_G:
@@ -122,11 +129,7 @@ def main() -> None:
     )
 
     def five_maps(record_from: str | None) -> dict[str, torch.Tensor]:  # the evaluation's maps, graph from here
-        with torch.enable_grad():
-            g = model.global_pass(x, record_from=record_from)
-            methods = [get_saliency_method(m) for m in METHODS]
-            known = model._known_gradients(g, methods)
-            return compute_saliency(methods, g.cam, g.activations, g.score, known_gradients=known)
+        return maps(METHODS, record_from)
 
     whole, trimmed = five_maps(None), five_maps("stage3")
     for name in METHODS:
