@@ -2,8 +2,7 @@
 GPU): batches copied ahead on the pin-memory thread's stream (``copy_ahead``), evaluation with gradient saliency
 under CUDA graphs (``compile_networks: reduce-overhead``), training with the whole forward as one CUDA graph
 (``compile_training_forward``, with CAM patches, and last with GradCAM++'s, whose gradient on h_g is closed form),
-the space-to-depth stem in bf16 on cuDNN. Cheapest first: gpu_check.sh's time budget
-may stop the last ones."""
+the space-to-depth stem in bf16 on cuDNN. Cheapest first: gpu_check.sh's time budget may stop the last ones."""
 
 from __future__ import annotations
 
@@ -82,8 +81,9 @@ def _lit_module(device: str, compile_mode: str | bool, train_saliency: str = "ca
 def compare_training_steps(device: str, compile_mode: str, steps: int = 4, train_saliency: str = "cam") -> None:
     """``steps`` training steps of an eager and a compiled module on the same batches, float32: the same losses,
     gradients, BatchNorm statistics and heads kept for the epoch's metrics. After each step both take the same SGD
-    update, written in place (parameters keep their addresses, as an optimizer's update does).
+    update, written in place (parameters keep their addresses, as an optimizer's update does). TF32 off.
     """
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
     eager, compiled = _lit_module(device, False, train_saliency), _lit_module(device, compile_mode, train_saliency)
     for step in range(steps):
         generator = torch.Generator().manual_seed(step)
@@ -115,7 +115,6 @@ def test_the_training_forward_as_one_cuda_graph_trains_as_eager() -> None:
     """compile_training_forward under reduce-overhead (inductor; CUDA graphs record, then replay the forward and the
     backward): eager's losses, gradients, statistics and kept heads (copies: the next replay overwrites the graph's
     outputs), step after step."""
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
     compare_training_steps("cuda", "reduce-overhead")
 
 
@@ -167,5 +166,4 @@ def test_wsod_test_under_cuda_graphs_reports_what_eager_reports(tmp_path: Path, 
 
 def test_the_training_forward_with_gradcampp_patches_as_one_cuda_graph_trains_as_eager() -> None:
     """The same with GradCAM++ selecting the patches: its map, from the closed-form gradient on h_g, in the graph."""
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
     compare_training_steps("cuda", "reduce-overhead", train_saliency="gradcampp")
