@@ -228,3 +228,33 @@ def test_the_compiled_training_forward_serves_training_with_patch_maps_made_with
         model(x)
     model.eval()(x)
     assert calls == ["cam", "gradcam"]
+
+
+def test_nothing_reads_the_global_networks_outputs_after_the_local_network_runs_without_a_pending_backward() -> None:
+    """Under reduce-overhead the local network's CUDA graph overwrites the global network's outputs when no backward
+    is pending (no_grad: a new graph generation), so y_fusion must not read h_g after it (an H200 raised "accessing
+    tensor output of CUDAGraphs that has been overwritten"). Emulated on the CPU: when the local network starts, the
+    global network's outputs that carry no graph are filled with NaN in place, as a replay writes them."""
+    model = tiny_gmic().eval()
+    x = images(2)
+    family = ["cam", "gradcam", "gradcampp", "xgradcam"]
+    with torch.no_grad():
+        expected = [model(x), model(x, "gradcam")]
+    expected_evaluation = model.evaluate(x, "cam", family)
+    last: dict[str, dict[str, torch.Tensor]] = {}
+    model.global_network.register_forward_hook(lambda module, args, output: last.update(output=output))
+
+    def overwrite(module: torch.nn.Module, args: tuple) -> None:
+        for activation in last.pop("output").values():
+            if not activation.requires_grad:  # a pending backward keeps them (and in-place would break it)
+                activation.fill_(float("nan"))
+
+    model.local_network.register_forward_pre_hook(overwrite)
+    with torch.no_grad():
+        found = [model(x), model(x, "gradcam")]
+    found_evaluation = model.evaluate(x, "cam", family)
+    for out, out_expected in [*zip(found, expected, strict=True), (found_evaluation[0], expected_evaluation[0])]:
+        for name in GMICOutput._fields:
+            torch.testing.assert_close(getattr(out, name), getattr(out_expected, name), msg=name)
+    for name in family:
+        torch.testing.assert_close(found_evaluation[1][name], expected_evaluation[1][name], msg=name)

@@ -306,7 +306,7 @@ def test_evaluate_with_the_y_fusion_target_differentiates_its_own_y_fusion() -> 
     # By hand: CAM patches, y_fusion, and each class's gradient of its logit with respect to h_g (GradCAM's layer).
     g = model.global_pass(x)
     z, _, _ = model._local_pass(x, g.cam.detach())
-    logit = model._fusion_logit(g.activations["final"], z)
+    logit = model._fusion_logit(g.pooled, z)
     y_fusion = torch.sigmoid(logit)
     grads = [torch.autograd.grad(logit[:, c].sum(), g.activations["final"], retain_graph=True)[0] for c in (0, 1)]
     inputs = SaliencyInputs(

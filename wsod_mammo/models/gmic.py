@@ -64,6 +64,7 @@ class GlobalPass(NamedTuple):
     y_global: Tensor  # (N, C)
     score: Tensor  # (N, C) what gradient methods differentiate for y_global (its logit or y_global itself)
     score_positions: Tensor  # (N, C, top) the flattened map positions `score` averages (its topk's indices)
+    pooled: Tensor  # (N, 256) h_g's spatial maximum, what the fusion reads (taken before the local network runs)
 
 
 CompileMode = Literal["default", "reduce-overhead", "max-autotune"]
@@ -185,10 +186,13 @@ class GMIC(nn.Module):
         top = max(1, round(self.percent_t * cam.shape[-2] * cam.shape[-1]))
         top_cam = cam.flatten(2).topk(top, dim=2)
         y_global = top_cam.values.mean(dim=2)  # (N, C)
+        # a compiled network's outputs under reduce-overhead are CUDA-graph memory that the local network's graph
+        # overwrites when no backward is pending (no_grad): everything read from them is taken here, before it runs
+        pooled = activations["final"].amax(dim=(2, 3))
         if self.gradient_target == "probability":
-            return GlobalPass(activations, cam, y_global, y_global, top_cam.indices)
+            return GlobalPass(activations, cam, y_global, y_global, top_cam.indices, pooled)
         top_logits = logits.flatten(2).topk(top, dim=2)
-        return GlobalPass(activations, cam, y_global, top_logits.values.mean(dim=2), top_logits.indices)
+        return GlobalPass(activations, cam, y_global, top_logits.values.mean(dim=2), top_logits.indices, pooled)
 
     def _score_gradient_of_h_g(self, g: GlobalPass) -> Tensor:
         """d g.score[:, c] / d h_g in closed form, (N, C, 256, h, w) float32, detached.
@@ -228,11 +232,8 @@ class GMIC(nn.Module):
         z = (attention.unsqueeze(-1) * features.float()).sum(dim=1)  # (N, 512)
         return z, attention, roi.corners_to_boxes(corners, self.crop_shape)
 
-    def _fusion(self, h_g: Tensor, z: Tensor) -> Tensor:
-        return torch.sigmoid(self._fusion_logit(h_g, z))
-
-    def _fusion_logit(self, h_g: Tensor, z: Tensor) -> Tensor:
-        pooled = h_g.amax(dim=(2, 3))  # (N, 256)
+    def _fusion_logit(self, pooled: Tensor, z: Tensor) -> Tensor:
+        """y_fusion's logit from h_g's spatial maximum ``pooled (N, 256)`` (``GlobalPass.pooled``) and z."""
         return self.fusion(torch.cat([pooled.to(z.dtype), z], dim=1)).float()
 
     def _needs_eager(self, methods: Sequence[SaliencyMethod]) -> bool:
@@ -298,7 +299,7 @@ class GMIC(nn.Module):
         """The local branch on the patches `selection` picks, and the fusion, after the global pass `g`."""
         z, attention, boxes = self._local_pass(x, selection)
         y_local = torch.sigmoid(self.classifier(z).float())
-        y_fusion = self._fusion(g.activations["final"], z)
+        y_fusion = torch.sigmoid(self._fusion_logit(g.pooled, z))
         return GMICOutput(g.y_global.float(), y_local, y_fusion, g.cam.float(), boxes, attention)
 
     def needs_autograd(
@@ -402,7 +403,7 @@ class GMIC(nn.Module):
             with torch.no_grad():  # no map depends on the local network's graph (z enters y_fusion as a constant)
                 z, attention, boxes = self._local_pass(x, selection)
                 y_local = torch.sigmoid(self.classifier(z).float())
-            fusion_logit = self._fusion_logit(g.activations["final"], z)
+            fusion_logit = self._fusion_logit(g.pooled, z)
             y_fusion = torch.sigmoid(fusion_logit)
             if target == "y_fusion":
                 score = fusion_logit if self.gradient_target == "logit" else y_fusion
