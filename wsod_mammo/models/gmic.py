@@ -251,6 +251,14 @@ class GMIC(nn.Module):
         first = min(layers, key=ACTIVATION_NAMES.index)
         return None if first == "final" and self.networks_compiled else first
 
+    def _begin_evaluation_pass(self, x: Tensor) -> None:
+        """Tell CUDA graphs (reduce-overhead) that a pass training nothing starts a new iteration. Their own rule
+        waits for the backward of a graph run with gradients, which a map's `torch.autograd.grad` call ending at h_g
+        (the y_fusion target) never runs; the previous pass's graph outputs are not needed any more (nothing this
+        class returns is graph memory)."""
+        if self.networks_compiled and x.is_cuda:
+            torch.compiler.cudagraph_mark_step_begin()
+
     def _resolve(self, methods: Sequence[str | SaliencyMethod]) -> list[SaliencyMethod]:
         resolved = [get_saliency_method(m) for m in methods]
         check_layers(resolved, self.activation_names)
@@ -343,6 +351,7 @@ class GMIC(nn.Module):
             output, maps = self.evaluate(x, "cam", methods, target="y_fusion")
             return {**maps, "y_global": output.y_global, "y_fusion": output.y_fusion}
         self._check_input(x)
+        self._begin_evaluation_pass(x)
         resolved = self._resolve(methods)
         layers = _autograd_layers(resolved)
         needs_grad = bool(layers)
@@ -377,6 +386,7 @@ class GMIC(nn.Module):
         if target not in ("y_global", "y_fusion"):
             raise ValueError(f"GMIC.evaluate: target must be 'y_global' or 'y_fusion', found {target!r}")
         self._check_input(x)
+        self._begin_evaluation_pass(x)
         patch = self._resolve([patch_saliency if patch_saliency is not None else "cam"])[0]
         resolved = self._resolve(methods)
         layers = self._evaluation_autograd_layers(patch, resolved, target)
