@@ -219,11 +219,16 @@ class DetectionMetric(Metric):
         return keys[first], self._cat("image_gt", torch.int64)[first], box_image, box_kept, int(keys.numel())
 
     def compute(self) -> DetectionResult:
-        """FROC, TPR at each FPPI point and the operating point per threshold, as a :class:`DetectionResult`."""
+        """FROC, TPR at each FPPI point and the operating point per threshold, as a :class:`DetectionResult`.
+
+        On the CPU whatever device the states are on: its readers (the test report's bootstrap intervals, plots,
+        JSON) are CPU code, and a GPU run's ``wsod test`` once failed there indexing CPU resamples with CUDA boxes.
+        """
         keys, image_gt, box_image, box_kept, num_samples = self._distinct()
-        scores = self._cat("box_scores", torch.float32)[box_kept]
-        flags = self._cat("box_tp", torch.float32)[box_kept]
-        indices = self._cat("box_threshold", torch.float32)[box_kept]
+        keys, image_gt, box_image, box_kept = keys.cpu(), image_gt.cpu(), box_image.cpu(), box_kept.cpu()
+        scores = self._cat("box_scores", torch.float32).cpu()[box_kept]
+        flags = self._cat("box_tp", torch.float32).cpu()[box_kept]
+        indices = self._cat("box_threshold", torch.float32).cpu()[box_kept]
         num_gt, num_images = int(image_gt.sum()), int(keys.numel())
         results = []
         for k, threshold in enumerate(self.thresholds):
