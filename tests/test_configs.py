@@ -42,8 +42,9 @@ def test_composed_table2_config_keeps_every_base_callback() -> None:
     assert logger["init_args"]["save_dir"] == "runs/table2_layercam"
 
 
-def test_gpu_config_adds_fused_to_the_study_adam_and_reads_pixels_in_the_main_process() -> None:
-    """gpu.yaml's partial optimizer override keeps the study's Adam settings (lr, weight decay) and adds fused."""
+def test_gpu_config_adds_fused_to_the_study_adam_and_reads_and_copies_pixels_on_the_pin_memory_thread() -> None:
+    """gpu.yaml's partial optimizer override keeps the study's Adam settings (lr, weight decay) and adds fused; the
+    pin-memory thread reads the pixels and copies each batch to the GPU ahead of its step."""
     command = [sys.executable, "-m", "wsod_mammo", "fit", "--config", str(CONFIGS / "gmic_vindr.yaml")]
     command += ["--config", str(CONFIGS / "trainer" / "gpu.yaml"), "--print_config"]
     done = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=300)
@@ -55,6 +56,7 @@ def test_gpu_config_adds_fused_to_the_study_adam_and_reads_pixels_in_the_main_pr
     assert optimizer["init_args"] | study["init_args"] == optimizer["init_args"] and optimizer["init_args"]["fused"]
     data = composed["data"]["init_args"]
     assert (data["standardize_on"], data["augment_on"], data["pixel_reads"]) == ("device", "device", "main")
+    assert data["copy_ahead"] is True
 
 
 def test_the_opt_ins_gpu_yaml_names_in_its_comments_are_options_of_the_cli() -> None:
@@ -63,7 +65,10 @@ def test_the_opt_ins_gpu_yaml_names_in_its_comments_are_options_of_the_cli() -> 
 
     offered = re.findall(r"^#\s+(--[\w.]+) ([\w.-]+)", (CONFIGS / "trainer" / "gpu.yaml").read_text(), flags=re.M)
     names = {option for option, _ in offered}
-    assert {"--data.init_args.copy_ahead", "--model.init_args.model.init_args.compile_training_forward"} <= names
+    assert {
+        "--model.init_args.model.init_args.global_stem",
+        "--model.init_args.model.init_args.compile_training_forward",
+    } <= names
     command = [sys.executable, "-m", "wsod_mammo", "fit", "--config", str(CONFIGS / "gmic_vindr.yaml")]
     command += ["--config", str(CONFIGS / "trainer" / "gpu.yaml"), "--print_config"]
     command += [part for pair in offered for part in pair]

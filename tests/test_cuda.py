@@ -23,8 +23,9 @@ from wsod_mammo.training.module import GMICLitModule
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 GPU_TRAINER = {"accelerator": "gpu", "devices": 1, "precision": "bf16-mixed"}
+# gpu.yaml's data options
 GPU_DATA = {"standardize_on": "device", "augment_on": "device", "pixel_reads": "main", "num_workers": 2,
-            "pin_memory": True, "compile_device_transform": True}  # fmt: skip
+            "pin_memory": True, "compile_device_transform": True, "copy_ahead": True}  # fmt: skip
 
 
 def test_space_to_depth_stem_on_cudnn_in_bf16_channels_last() -> None:
@@ -162,7 +163,7 @@ def test_the_training_forward_as_one_cuda_graph_trains_as_eager() -> None:
 
 def _gpu_config(directory: Path, data_root: Path, npy_cache: Path, **data: object) -> dict:
     """tiny_config on the GPU with gpu.yaml's data options; a CSV logger (the lent GPU machine has no wandb)."""
-    settings = tiny_config(directory, data_root, cache_dir=str(npy_cache), **GPU_DATA, **data)
+    settings = tiny_config(directory, data_root, cache_dir=str(npy_cache), **(GPU_DATA | data))
     logger = {"class_path": "lightning.pytorch.loggers.CSVLogger",
               "init_args": {"save_dir": str(directory / "runs"), "name": "wsod-test"}}  # fmt: skip
     settings["trainer"] |= GPU_TRAINER | {"max_epochs": 2, "logger": logger}
@@ -187,7 +188,7 @@ def test_copy_ahead_feeds_the_model_the_batches_copied_in_the_step(tmp_path: Pat
 def test_wsod_test_under_cuda_graphs_reports_what_eager_reports(tmp_path: Path, data_root: Path, npy_cache: Path):
     """The user's command: `wsod test` with compile_networks reduce-overhead gives, for each of the five methods,
     the boxes and scores the eager run gives (same checkpoint and data; float32, so rounding cannot move a box)."""
-    settings = _gpu_config(tmp_path / "fit", data_root, npy_cache, copy_ahead=True)
+    settings = _gpu_config(tmp_path / "fit", data_root, npy_cache)
     settings["trainer"]["max_epochs"] = 1
     config = write_config(tmp_path / "fit.yaml", settings)
     main(["fit", "--config", str(config)])
