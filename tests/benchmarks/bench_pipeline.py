@@ -111,6 +111,40 @@ def _phases(starts: list[float], sizes: list[int], epochs: list[int], waits: lis
                          "batch": sizes, "epoch": epochs}}  # fmt: skip
 
 
+class _StepProfiler:
+    """torch.profiler over the steps after the timed window, in the real loop (data, hooks, step, optimizer): the
+    host's time per step against the GPU's, and what each spends it on. Started at a step's start; stopped at the
+    end of training, after a synchronization."""
+
+    def __init__(self, cuda: bool) -> None:
+        from torch.profiler import ProfilerActivity, profile
+
+        self.cuda = cuda
+        self.profiler = profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else []))
+        self.profiler.__enter__()
+        self.start = time.perf_counter()
+
+    def stop(self, steps: int, batch: int) -> str:
+        import torch
+        from torch.autograd import DeviceType
+
+        if self.cuda:
+            torch.cuda.synchronize()
+        wall = time.perf_counter() - self.start
+        self.profiler.__exit__(None, None, None)
+        averages = self.profiler.key_averages()
+        # the device's own events (kernels, copies), summed: how busy the GPU was in these steps (a CPU op's device
+        # time is its kernels' again)
+        device_us = sum(e.self_device_time_total for e in averages if e.device_type != DeviceType.CPU)
+        lines = [f"{steps} profiled steps of batch {batch}: {1000 * wall / steps:.2f} ms per step wall (profiler on)"]
+        if self.cuda:
+            lines.append(f"device time {device_us / 1000 / steps:.2f} ms per step ({100 * device_us / 1e6 / wall:.0f}% "
+                         "of the wall time; overlapping kernels counted each)")  # fmt: skip
+            lines += ["", "by device time:", averages.table(sort_by="self_device_time_total", row_limit=25)]
+        lines += ["", "by host time (self):", averages.table(sort_by="self_cpu_time_total", row_limit=25)]
+        return "\n".join(lines)
+
+
 def _variant(args: argparse.Namespace, variant: str) -> dict[str, float]:
     """One Trainer.fit of warm-up + timed steps; returns its figures."""
     import torch
@@ -135,9 +169,15 @@ def _variant(args: argparse.Namespace, variant: str) -> dict[str, float]:
             self.start = self.end = 0.0
             self.waits, self.last_end, self.sampler = [], None, _GpuSampler()
             self.starts, self.sizes, self.epochs, self.pinned = [], [], [], {}
+            self.gpu, self.profiler, self.profile = {}, None, ""
 
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
             step = trainer.global_step
+            if step >= args.warmup + args.steps:  # the profiled steps, after the timed window
+                if step == args.warmup + args.steps:
+                    self.end_window()
+                    self.profiler = _StepProfiler(cuda)
+                return
             if step == args.warmup:
                 sync()
                 self.start = time.perf_counter()
@@ -147,6 +187,8 @@ def _variant(args: argparse.Namespace, variant: str) -> dict[str, float]:
                     self.sampler.start()
             elif step > args.warmup and self.last_end is not None:
                 self.waits.append(time.perf_counter() - self.last_end)  # next(), transfer, on_after_batch_transfer
+            if step == args.warmup + args.steps // 2:
+                sync()  # halves at the GPU's pace: the host may run steps ahead of it (0.22 s on an H200)
             if step >= args.warmup:
                 self.starts.append(time.perf_counter())
                 self.sizes.append(len(batch["image"]))
@@ -162,12 +204,19 @@ def _variant(args: argparse.Namespace, variant: str) -> dict[str, float]:
             self.last_end = time.perf_counter()
 
         def on_train_end(self, trainer, pl_module) -> None:
+            if self.profiler is not None:
+                self.profile = self.profiler.stop(args.profile_steps, args.batch)
+            else:
+                self.end_window()
+
+        def end_window(self) -> None:
             sync()
             self.end = time.perf_counter()
             after = _host_pinned_stats()  # empty without CUDA
             self.pinned = {key: value - self.pinned.get(key, 0) for key, value in after.items()}
             if after:
                 self.pinned["pinned_peak_gib"] = after["pinned_peak_gib"]  # a peak, not a difference
+            self.gpu = self.sampler.stop() if cuda else {}
 
     class OneBatch(Dataset):
         """The same standardized batch, as many times as needed: the model's speed with no data loading."""
@@ -176,7 +225,7 @@ def _variant(args: argparse.Namespace, variant: str) -> dict[str, float]:
             self.batch = batch
 
         def __len__(self) -> int:
-            return args.warmup + args.steps
+            return args.warmup + args.steps + args.profile_steps
 
         def __getitem__(self, index: int) -> dict:
             return self.batch
@@ -216,9 +265,9 @@ def _variant(args: argparse.Namespace, variant: str) -> dict[str, float]:
         channels_last=args.channels_last,
         optimizer=optimizer,
     )
-    timer = Timer()
+    timer, last_step = Timer(), args.warmup + args.steps + args.profile_steps
     trainer = Trainer(
-        accelerator="gpu" if cuda else "cpu", devices=1, precision=args.precision, max_steps=args.warmup + args.steps,
+        accelerator="gpu" if cuda else "cpu", devices=1, precision=args.precision, max_steps=last_step,
         max_epochs=-1, limit_val_batches=0, num_sanity_val_steps=0, logger=False, enable_checkpointing=False,
         enable_progress_bar=False, enable_model_summary=False, benchmark=cuda, callbacks=[timer],
     )  # fmt: skip
@@ -236,7 +285,11 @@ def _variant(args: argparse.Namespace, variant: str) -> dict[str, float]:
     )
     if cuda:
         result |= {"peak_allocated_gib": torch.cuda.max_memory_allocated() / 2**30,
-                   "peak_reserved_gib": torch.cuda.max_memory_reserved() / 2**30} | timer.sampler.stop()  # fmt: skip
+                   "peak_reserved_gib": torch.cuda.max_memory_reserved() / 2**30} | timer.gpu  # fmt: skip
+    if timer.profile and args.profile_out:
+        path = Path(f"{args.profile_out}.{variant}.txt")
+        path.write_text(timer.profile)
+        result["profile"] = str(path)
     return result
 
 
@@ -268,6 +321,9 @@ def main() -> None:
     parser.add_argument("--channels_last", type=int, default=1, choices=[0, 1])
     parser.add_argument("--threads", type=int, default=2, help="torch threads of the training process")
     parser.add_argument("--sync_debug", action="store_true", help="CUDA: fail on any host-device sync in a step")
+    parser.add_argument("--profile_steps", type=int, default=0,
+                        help="profile this many steps after the timed ones (torch.profiler, host and GPU)")  # fmt: skip
+    parser.add_argument("--profile_out", help="write each variant's profile tables to PREFIX.VARIANT.txt")
     parser.add_argument("--variants", default="pipeline,model_only")
     parser.add_argument("--root", help=argparse.SUPPRESS)
     parser.add_argument("--cache", help=argparse.SUPPRESS)
