@@ -1,26 +1,27 @@
 #!/usr/bin/env bash
 # One GPU check for issue 13, run once on a lent machine from the repository root (one NVIDIA GPU, 16 CPUs,
 # torch + lightning + timm + torchmetrics + opencv + scipy preinstalled; pydicom, albumentations, jsonargparse and
-# pytest as wheels in ./.whl; no wandb there, so W&B is disabled and the GPU tests log to CSV). Figures go to $OUT/gpu_figures.txt (and .json) as each step finishes, and are
-# printed. Every step runs under `timeout` within a total budget (GPU_CHECK_BUDGET seconds, default 500 for
-# the steps after the data), so one failing or slow piece does not eat the rest.
+# pytest as wheels in ./.whl; no wandb there, so W&B is disabled and the GPU tests log to CSV). Figures go to
+# $OUT/gpu_figures.txt (and .json) as each step finishes, and are printed. Every step runs under `timeout` within a
+# total budget (GPU_CHECK_BUDGET seconds, default 500 for the steps after the data), so one failing or slow piece
+# does not eat the rest.
 #   bash tests/benchmarks/gpu_check.sh                      # on the GPU machine (device run: carry .whl, timeout 590 s)
 #   GPU_CHECK_SMALL=1 bash tests/benchmarks/gpu_check.sh    # dry run on CPU at 384 x 256 (minutes on 2 cores)
-# Measures, side by side in one run, in order of what issue 13 still needs (each step capped by the budget left):
-# 1. model-only img/s at batch 6: eager, reduce-overhead (CUDA graphs), and reduce-overhead with both model opt-ins:
-#    GMIC's `compile_training_forward` (the whole training forward, patch selection included, as one CUDA graph
-#    forward and one backward) and `global_stem: space_to_depth` (the 1-channel stem as a 4x4 convolution of 2x2
-#    pixel blocks); the faster of the last two drives the rest;
-# 2. end to end (the DataModule as configs/trainer/gpu.yaml: 4 workers x 2 batches, augment_on + standardize_on
-#    device, pixel_reads main) with and without `copy_ahead` (the batch copied to the GPU on the pin-memory thread's
-#    stream while the previous step computes), best model setting, in epochs of VinDr-like length, against step 1;
-# 3. tests/test_cuda.py: copy_ahead feeds the same batches, evaluation with every saliency method under CUDA graphs
-#    equals eager (`wsod test` included), training with the whole forward as CUDA graphs equals eager, the
-#    space-to-depth stem on cuDNN (pytest comes from .whl, see below);
-# 4. sync-debug (eager, copy_ahead); 5. the top CUDA kernels and CPU vs GPU time of a step with the best settings;
-# 6. the stem's layouts alone; 7. loader-only worker scaling and the pin-memory thread's work; 8. each model opt-in
-#    alone, model only, the best setting with GradCAM patches, the five maps' cost (bench_saliency.py), then compile
-#    default only if GPU_CHECK_LAST_MODES=default.
+# Measures, side by side in one run, in order of what issue 13 still needs (each step capped by the budget left), with
+# one model setting CHOICE (GPU_CHECK_CHOICE; default the fastest on the 2026-11-27 H200: reduce-overhead CUDA graphs
+# + GMIC's `compile_training_forward`, the whole training forward as one graph, + `global_stem: space_to_depth`):
+# 1. tests/test_cuda.py (pytest comes from .whl, see below): evaluation with every saliency method under CUDA graphs
+#    equals eager (`wsod test` included), copy_ahead feeds the same batches, training with the whole forward as CUDA
+#    graphs equals eager (CAM, then GradCAM++ patches), the space-to-depth stem on cuDNN;
+# 2. model-only img/s at batch 6, then end to end (the DataModule as configs/trainer/gpu.yaml: 4 workers x 2 batches,
+#    augment_on + standardize_on device, pixel_reads main) with and without `copy_ahead` (the batch copied to the GPU
+#    on the pin-memory thread's stream while the previous step computes) in epochs of VinDr-like length, against it,
+#    then 10 more steps profiled in the real loop (host vs GPU time per step and where each goes);
+# 3. the top CUDA kernels and CPU vs GPU time of a model-only training and evaluation step; 4. sync-debug (eager,
+#    copy_ahead);
+# 5. model only: eager and reduce-overhead alone ($MODES), each model opt-in alone, GradCAM patches;
+# 6. the five maps' cost (bench_saliency.py), the stem's layouts, loader-only worker scaling and the pin-memory
+#    thread's work, then compile default only if GPU_CHECK_LAST_MODES=default.
 # .whl: `bash ../shared/device/wheels.sh`, then `python3 -m pip download -q --no-deps -d .whl pytest iniconfig pluggy pygments packaging`
 # (pure-Python wheels: the GPU machine has no pytest).
 if [ -d .whl ]; then
@@ -39,16 +40,18 @@ FIG=$OUT/gpu_figures.txt
 B=tests/benchmarks
 if [ -n "${GPU_CHECK_SMALL:-}" ]; then  # CPU dry run: same steps, tiny sizes
   DEV=cpu; H=384; W=256; STUDIES=3; BATCH=2; WORKERS=2; PREFETCH=2; STEPS=3; WARMUP=1; EPOCH_IMAGES=24
-  MODES=${GPU_CHECK_MODES:-"none default"}; THREADS=2; LAST_MODES=""
+  MODES=${GPU_CHECK_MODES:-"none default"}; THREADS=2; LAST_MODES=""; CHOICE=${GPU_CHECK_CHOICE:-none_space_to_depth}
   SCALE=1,2; PROC=2; BUDGET=${GPU_CHECK_BUDGET:-2400}; SLOW=4; PROFILE_ARGS="--batch 1 --evaluate_methods 0 --threads 2"
+  PROFILE_STEPS=1  # a bf16 step here takes ~27 s (slow CPU convolutions)
 else
-  # reduce-overhead (CUDA graphs) gave 1.35-1.71x eager model-only on an H200 (compile default 0.81-0.84x): it is
-  # measured with eager and, the best, drives the end-to-end row; compile default only if GPU_CHECK_LAST_MODES asks.
+  # On an H200 (2026-11-27) reduce-overhead gave 1.70x eager model-only, with both model opt-ins 2.12x (compile
+  # default 0.81-0.84x, only if GPU_CHECK_LAST_MODES asks).
   # 42 studies: 168 training images, 28 batches of 6 (no short last batch, whose new size would recompile the
   # compiled networks inside the timed steps); an epoch of --epoch_images 1344 is 224 steps, more than the window.
   DEV=cuda; H=2944; W=1920; STUDIES=42; BATCH=6; WORKERS=4; PREFETCH=2; STEPS=100; WARMUP=6; EPOCH_IMAGES=1344
   MODES=${GPU_CHECK_MODES:-"none reduce-overhead"}; THREADS=4; LAST_MODES=${GPU_CHECK_LAST_MODES:-}
-  SCALE=1,2,4,8,12,16; PROC=16; BUDGET=${GPU_CHECK_BUDGET:-500}; SLOW=1; PROFILE_ARGS="--batch 6 --bf16"
+  CHOICE=${GPU_CHECK_CHOICE:-reduce-overhead_training_forward_space_to_depth}
+  SCALE=1,2,4,8,12,16; PROC=16; BUDGET=${GPU_CHECK_BUDGET:-500}; SLOW=1; PROFILE_ARGS="--batch 6 --bf16"; PROFILE_STEPS=10
 fi
 DATA=${GPU_CHECK_DATA:-/tmp/gpu_check_data}
 COMMON=(--device "$DEV" --height "$H" --width "$W" --batch "$BATCH" --data "$DATA")
@@ -89,8 +92,6 @@ if [ ! -f "$DATA/cache/manifest.json" ]; then
 fi
 START=$(date +%s)
 
-# 1. Model only at batch $BATCH: eager vs compiled (reduce-overhead = CUDA graphs), then the best with both model
-# opt-ins.
 flags() {  # flags LABEL: bench_pipeline's GMIC options for a label MODE[_training_forward][_space_to_depth]
   local -a f=(--compile "${1%%_*}")
   [[ $1 == *_training_forward* ]] && f+=(--compile_training_forward)
@@ -101,73 +102,57 @@ model_only() {  # model_only LABEL: one model-only row of the options LABEL name
   step "model_only_$1" 150 python3 $B/bench_pipeline.py "${COMMON[@]}" "${PIPE[@]}" --variants model_only $(flags "$1") \
     --json "$WORK/model_only_$1.json"
 }
-for mode in $MODES; do
-  model_only "$mode"
-done
-fastest() {  # fastest FALLBACK LABEL...: the LABEL whose $WORK/model_only_LABEL.json ran fastest (the first on a
-  # tie), FALLBACK when none ran
-  python3 - "$WORK" "$@" <<'PY'
-import json, sys, pathlib
-rates = {}
-for label in sys.argv[3:]:
-    p = pathlib.Path(sys.argv[1]) / f"model_only_{label}.json"
-    r = json.loads(p.read_text())["results"].get("model_only", {}) if p.is_file() else {}
-    if "images_per_s" in r:
-        rates[label] = r["images_per_s"]
-print(max(rates, key=rates.get) if rates else sys.argv[2])
-PY
-}
-BEST=$(fastest none $MODES)
-echo "best compile mode: $BEST" | tee -a "$FIG"
-# Both model opt-ins together (the whole training forward as one graph needs a compile mode; the space-to-depth stem);
-# each alone in step 8, if time is left.
-ALL=${BEST}_space_to_depth
-[ "$BEST" != none ] && ALL=${BEST}_training_forward_space_to_depth
-model_only "$ALL"
-CHOICE=$(fastest "$BEST" "$BEST" "$ALL")
 MODEL=($(flags "$CHOICE"))
-echo "best model setting: $CHOICE (${MODEL[*]})" | tee -a "$FIG"
+echo "model setting: $CHOICE (${MODEL[*]})" | tee -a "$FIG"
 
-# 2. End to end (DataModule as gpu.yaml) with and without copy_ahead, best settings, long epochs, against step 1's
-# model-only row of the same settings (same machine and call; a model-only epoch holds the whole timed window too).
-step end_to_end 220 python3 $B/bench_pipeline.py "${COMMON[@]}" "${PIPE[@]}" --workers "$WORKERS" --prefetch "$PREFETCH" \
-  --epoch_images "$EPOCH_IMAGES" "${MODEL[@]}" --variants pipeline_copy_ahead,pipeline --json "$WORK/end_to_end.json"
-
-# 3. What only a GPU can test (tests/test_cuda.py).
+# 1. What only a GPU can test (tests/test_cuda.py), first: the 2026-11-27 H200 run found three failures there.
 if [ "$DEV" = cuda ]; then
-  # all five, failing or not, each named as it ends (the budget may stop the last ones)
+  # all six, failing or not, each named as it ends (the budget may stop the last ones)
   step cuda_tests 200 python3 -m pytest -v --tb=short -p no:cacheprovider tests/test_cuda.py
 fi
 
+# 2. Model only at batch $BATCH with the chosen setting, then end to end (the DataModule as gpu.yaml) with and
+# without copy_ahead in epochs of VinDr-like length, against it (same machine and call).
+model_only "$CHOICE"
+# $PROFILE_STEPS steps after the timed ones profiled in the real loop (end to end ran at 0.76 of model only on
+# 2026-11-27, 19-21 ms steps against 16: host or GPU?): tables in logs.tar.gz, per-step times in the figures
+step end_to_end 240 python3 $B/bench_pipeline.py "${COMMON[@]}" "${PIPE[@]}" --workers "$WORKERS" --prefetch "$PREFETCH" \
+  --epoch_images "$EPOCH_IMAGES" "${MODEL[@]}" --variants pipeline_copy_ahead,pipeline --json "$WORK/end_to_end.json" \
+  --profile_steps "$PROFILE_STEPS" --profile_out "$WORK/logs/profile_end_to_end"
+for f in "$WORK"/logs/profile_end_to_end.*.txt; do
+  [ -f "$f" ] && { echo "${f##*/}:"; head -n 2 "$f"; } | tee -a "$FIG"
+done
+
+# 3. Top kernels of one training and one evaluation step with the chosen setting, model only.
+step profile 120 python3 $B/bench_profile.py --device "$DEV" --height "$H" --width "$W" $PROFILE_ARGS --top 20 \
+  "${MODEL[@]}" --warmup 3 --out "$OUT/profile.txt"
+
 # 4. Sync-debug: any host-device synchronization inside a training step raises (eager, copy_ahead).
 if [ "$DEV" = cuda ]; then
-  # eager, in long epochs: also gpu.yaml's default (compile opt-in) end to end, against step 1's eager model only
   step sync_debug 90 python3 $B/bench_pipeline.py "${COMMON[@]}" "${PIPE[@]}" --workers "$WORKERS" --prefetch "$PREFETCH" \
     --epoch_images "$EPOCH_IMAGES" --variants pipeline_copy_ahead --sync_debug --json "$WORK/sync_debug.json"
 fi
 
-# 5. Top kernels of one training and one evaluation step with the best settings: CPU vs GPU time per step (is the
-# graphed step still host-bound?) and what the GPU spends it on.
-step profile 120 python3 $B/bench_profile.py --device "$DEV" --height "$H" --width "$W" $PROFILE_ARGS --top 20 \
-  "${MODEL[@]}" --warmup 3 --out "$OUT/profile.txt"
-
-# 6. The global network's stem alone, in other layouts (space-to-depth with 4 or 8 channels, compiled).
-step stem 60 python3 $B/bench_stem.py --device "$DEV" --height "$H" --width "$W" --batch "$BATCH" --json "$WORK/stem.json"
-
-# 7. Loader only: worker scaling of the data paths, per-sample cost of each, the hand-over and the pin-memory work
-# (measured on 2026-11-27; the data path has not changed since, so it runs last).
-step loader 150 python3 $B/bench_loader.py --device "$DEV" --height "$H" --width "$W" --batch "$BATCH" --data "$DATA" \
-  --workers "$SCALE" --batches 10 --transfer_workers "$WORKERS" --json "$WORK/loader.json"
-
-# 8. Whatever budget is left: each model opt-in alone, the best setting with GradCAM selecting the patches (its
-# closed-form gradient keeps the whole forward one graph; the study trains with all five methods), then the riskier
-# compile modes, model only.
-[ "$BEST" != none ] && model_only "${BEST}_training_forward"
-model_only "${BEST}_space_to_depth"
+# 5. The other model-only rows, side by side with step 2's: eager and each compile mode alone ($MODES), each model
+# opt-in alone, the chosen setting with GradCAM selecting the patches (closed-form gradient: still one graph).
+for mode in $MODES; do
+  [ "$mode" != "$CHOICE" ] && model_only "$mode"
+done
+MODE=${CHOICE%%_*}
+if [ "$MODE" != none ]; then
+  for label in "${MODE}_training_forward" "${MODE}_space_to_depth"; do
+    [ "$label" != "$CHOICE" ] && model_only "$label"
+  done
+fi
 step "model_only_${CHOICE}_gradcam" 150 python3 $B/bench_pipeline.py "${COMMON[@]}" "${PIPE[@]}" --variants model_only \
   "${MODEL[@]}" --saliency gradcam --json "$WORK/model_only_${CHOICE}_gradcam.json"
-# evaluation's five maps (every validation and test step): the graph from the input vs from LayerCAM's stage3, eager
+
+# 6. Evaluation's five maps (every validation and test step), the stem's layouts alone, loader-only worker scaling
+# (the data path has not changed since its 2026-11-27 figures), then compile default if GPU_CHECK_LAST_MODES asks.
 step saliency 60 python3 $B/bench_saliency.py --device "$DEV" --height "$H" --width "$W" --batch "$BATCH" --iters 5
+step stem 60 python3 $B/bench_stem.py --device "$DEV" --height "$H" --width "$W" --batch "$BATCH" --json "$WORK/stem.json"
+step loader 150 python3 $B/bench_loader.py --device "$DEV" --height "$H" --width "$W" --batch "$BATCH" --data "$DATA" \
+  --workers "$SCALE" --batches 10 --transfer_workers "$WORKERS" --json "$WORK/loader.json"
 for mode in $LAST_MODES; do
   model_only "$mode"
 done
