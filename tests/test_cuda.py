@@ -84,11 +84,12 @@ def _lit_module(
 
 def _clear_choices_image(model: GMIC, step: int, margin: float = 1e-3) -> torch.Tensor:
     """A (2, 1, 256, 192) batch on ``model``'s device at which GMIC's discrete choices are clear in eager mode: each
-    h_g channel's spatial maximum (the fusion's amax) and y_global's top-t% boundary lead the runner-up by
-    ``margin``. At a near tie the gradient jumps (all of it moves to the other position): on the CPU one channel's
-    flipped amax moved first_conv's gradient by 1-7% of its norm with the loss unchanged, and the compiled network's
-    h_g differs from eager's by ~3.5e-5 here, enough to resolve a tie of 1e-4 the other way (an H200 run failed so,
-    on first_conv, at 4%). Train mode like the step (batch statistics), on a copy (running statistics untouched)."""
+    h_g channel's spatial maximum (the fusion's amax) leads its runner-up, and the map's top positions (y_global's
+    top t%, CAM's patches) are apart, by ``margin``. At a near tie the gradient jumps (all of it moves to the other
+    position): on the CPU one channel's flipped amax moved first_conv's gradient by 1-7% of its norm with the loss
+    unchanged, and the compiled network's h_g differs from eager's by ~3.5e-5 here, enough to resolve a tie of 1e-4
+    the other way (an H200 run failed so, on first_conv, at 4%). Train mode like the step (batch statistics), on a
+    copy (running statistics untouched)."""
     probe = copy.deepcopy(model)
     device = next(model.parameters()).device
     for attempt in range(200):
@@ -98,11 +99,10 @@ def _clear_choices_image(model: GMIC, step: int, margin: float = 1e-3) -> torch.
             logits = probe.saliency_head(h_g).flatten(2)  # (N, C, h*w)
         first, second = h_g.flatten(2).topk(2, dim=2).values.unbind(-1)  # (N, 256) each
         clear = (first - second >= margin) | (first <= 0)  # a channel that is 0 everywhere passes no gradient
-        top = max(1, round(probe.percent_t * logits.shape[-1]))
-        if top < logits.shape[-1]:
-            last_in, first_out = logits.topk(top + 1, dim=2).values[..., top - 1 :].unbind(-1)
-            clear = clear.all() & (last_in - first_out >= margin).all()
-        if bool(clear.all()):
+        # the map's ranking down to the top-t% boundary and past the patches (CAM's 1 x 1 windows here)
+        ranked = max(round(probe.percent_t * logits.shape[-1]), probe.num_patches) + 1
+        ordered = logits.topk(min(ranked, logits.shape[-1]), dim=2).values
+        if bool(clear.all()) and bool((ordered[..., :-1] - ordered[..., 1:] >= margin).all()):
             return image
     raise AssertionError(f"no batch with every choice {margin} clear in 200 tries at step {step}")
 
