@@ -129,8 +129,7 @@ class ResNet22(nn.Module):
         recording = record_from is None  # the plain forward (the one torch.compile traces) is unchanged by this
         h = self._stem(x) if recording else _without_graph(self._stem, x)
         activations: dict[str, Tensor] = {}
-        layers = [*(f"stage{s + 1}" for s in range(len(self.layer_list))), "final"]
-        for name, layer in zip(layers, [*self.layer_list, self._final], strict=True):
+        for name, layer in zip(ACTIVATION_NAMES, [*self.layer_list, self._final], strict=True):
             h = layer(h) if recording else _without_graph(layer, h)
             if name == record_from:
                 h, recording = h.requires_grad_(torch.is_grad_enabled()), True
