@@ -201,10 +201,11 @@ class DetectionMetric(Metric):
         return flat.to(device=self.device, dtype=dtype)
 
     def _cat(self, name: str, dtype: torch.dtype) -> Tensor:
+        """A (synced) state as one tensor on the CPU, where ``compute`` and every reader of its result work."""
         state = getattr(self, name)
         if isinstance(state, list) and not state:
-            return torch.zeros(0, dtype=dtype, device=self.device)
-        return dim_zero_cat(state).to(dtype)
+            return torch.zeros(0, dtype=dtype)
+        return dim_zero_cat(state).to(device="cpu", dtype=dtype)
 
     def _distinct(self) -> tuple[Tensor, Tensor, Tensor, Tensor, int]:
         """The first occurrence of each image: ``keys, gt (I,)``, and per kept box its image index ``(P,)`` and a
@@ -221,14 +222,14 @@ class DetectionMetric(Metric):
     def compute(self) -> DetectionResult:
         """FROC, TPR at each FPPI point and the operating point per threshold, as a :class:`DetectionResult`.
 
-        On the CPU whatever device the states are on: its readers (the test report's bootstrap intervals, plots,
-        JSON) are CPU code, and a GPU run's ``wsod test`` once failed there indexing CPU resamples with CUDA boxes.
+        On the CPU whatever device the states are on (``_cat``): its readers (the test report's bootstrap intervals,
+        plots, JSON) are CPU code, and a GPU run's ``wsod test`` once failed there indexing CPU resamples with CUDA
+        boxes.
         """
         keys, image_gt, box_image, box_kept, num_samples = self._distinct()
-        keys, image_gt, box_image, box_kept = keys.cpu(), image_gt.cpu(), box_image.cpu(), box_kept.cpu()
-        scores = self._cat("box_scores", torch.float32).cpu()[box_kept]
-        flags = self._cat("box_tp", torch.float32).cpu()[box_kept]
-        indices = self._cat("box_threshold", torch.float32).cpu()[box_kept]
+        scores = self._cat("box_scores", torch.float32)[box_kept]
+        flags = self._cat("box_tp", torch.float32)[box_kept]
+        indices = self._cat("box_threshold", torch.float32)[box_kept]
         num_gt, num_images = int(image_gt.sum()), int(keys.numel())
         results = []
         for k, threshold in enumerate(self.thresholds):
