@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import pickle
 import shutil
+from multiprocessing.reduction import ForkingPickler
 from pathlib import Path
 
 import cv2
@@ -192,6 +194,29 @@ def test_collate_keeps_boxes_per_image() -> None:
     ]  # fmt: skip
     batch = collate_samples(samples)
     assert batch["image"].shape == (3, 1, 4, 2) and [len(b) for b in batch["boxes"]] == [0, 1, 2]
+
+
+def test_a_workers_small_tensors_cross_the_queue_by_value() -> None:
+    """In a worker, labels, theta and boxes travel inside the pickle the DataLoader's queue sends (each tensor in
+    shared memory costs the receiving thread a round trip to the worker for its file descriptor: 4-7 ms a batch of
+    six, bench_loader.py's hand-over row) and arrive as the tensors the main process would have collated; the image
+    still goes through shared memory."""
+    samples = [
+        {"image": torch.full((1, 4, 2), i, dtype=torch.uint16), "label": torch.tensor([float(i % 2)]),
+         "boxes": torch.rand(i, 4), "box_labels": torch.arange(i), "theta": torch.rand(2, 5), "image_id": str(i),
+         "meta": {"geometry": {"flip": bool(i)}}}
+        for i in range(3)
+    ]  # fmt: skip
+    expected = collate_samples(samples)  # as in a process without workers: nothing is pickled
+    sent = collate_samples(samples, by_value=True)
+    received = pickle.loads(ForkingPickler.dumps(sent))  # the worker queue's pickler
+    assert sent["image"].is_shared(), "the image goes through shared memory"
+    for key in ("label", "theta", "boxes", "box_labels"):
+        for a, b in zip(*(v if isinstance(v, list) else [v] for v in (received[key], expected[key])), strict=True):
+            assert type(a) is torch.Tensor and a.dtype == b.dtype and torch.equal(a, b), key
+    small = [s[k] for s in samples for k in ("label", "boxes", "box_labels", "theta")]
+    assert not any(t.is_shared() for t in small), "a small tensor was moved into shared memory"
+    assert received["image_id"] == expected["image_id"] and received["meta"] == expected["meta"]
 
 
 def test_an_empty_split_is_refused_with_its_name(synthetic_root, tmp_path) -> None:

@@ -13,6 +13,10 @@ here), at the study's 2944 x 1920 by default:
 - transfer: batches of ready uint16 images (no decoding, no augmentation) out of ``--transfer_workers`` workers,
   stacked by ``torch.stack`` vs by the package's ``collate_samples`` (into shared memory): what the hand-over
   from the workers to this process costs;
+- hand-over of a ready batch: milliseconds to take one training batch the workers have finished (``augment_on:
+  device``, ``pixel_reads: main``, pixels left unread) with its small tensors (labels, ``theta``, boxes) sent
+  through shared memory, a file descriptor fetched from the worker for each, vs by value (``collate_samples`` in
+  a worker). On CUDA the pin-memory thread does this for every batch; it is timed here in this process, unpinned;
 - pin work: what the DataLoader's one pin-memory thread does per batch, into a reused destination (pinned on
   CUDA, as CUDA's caching host allocator hands back): copy a batch out of the workers' fresh shared memory
   (``pixel_reads: worker``) vs read the batch's cache files into it (``pixel_reads: main``). This thread serves
@@ -25,8 +29,10 @@ here), at the study's 2944 x 1920 by default:
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -118,6 +124,35 @@ def scaling(args: argparse.Namespace, root: Path, cache: Path) -> dict[str, dict
             del batches, loader
             print(f"  {path:>17}, {workers:2d} workers: {table[path][workers]:8.1f} img/s", flush=True)
     return table
+
+
+def hand_over(args: argparse.Namespace, root: Path, cache: Path) -> dict[str, float]:
+    """Median milliseconds of ``next()`` on a batch the workers have already finished, small tensors through shared
+    memory vs by value: the receiving thread's own work per batch (the pin-memory thread's on a GPU)."""
+    from wsod_mammo.data.datamodule import collate_samples
+
+    workers, results = args.transfer_workers, {}
+    ready = workers * PREFETCH  # the batches the workers finish while this process sleeps
+    for name, by_value in (("shared", False), ("by_value", None)):  # None: by value in a worker, as in training
+        dm = _datamodule(args, root, cache, "device", workers, "main")
+        repeat_images(dm.datasets["train"], (1 + ready * args.batches) * args.batch)
+        loader = dm.train_dataloader()
+        loader.collate_fn = functools.partial(collate_samples, by_value=by_value)
+        loader.pin_memory = False  # the receiving work in this process, where it can be timed
+        batches, costs = iter(loader), []
+        next(batches)  # the workers started
+        for _ in range(args.batches):
+            time.sleep(1.0)
+            for _ in range(ready):
+                start = time.perf_counter()
+                next(batches)
+                costs.append(time.perf_counter() - start)
+        del batches, loader
+        results[f"{name}_ms_per_batch"] = 1000 * statistics.median(costs)
+        print(f"  hand-over of a ready batch of {args.batch}, {workers} workers, small tensors {name:>8}: "
+              f"{results[f'{name}_ms_per_batch']:6.2f} ms (median of {len(costs)})", flush=True)  # fmt: skip
+    results["shared_over_by_value"] = results["shared_ms_per_batch"] / results["by_value_ms_per_batch"]
+    return results
 
 
 class _ReadyImages(torch.utils.data.Dataset):
@@ -252,10 +287,11 @@ def main() -> None:
               f"({warp / sample['device_warp_standardize_ms_per_img_compiled']:.2f}x)")  # fmt: skip
         table = scaling(args, root, cache)
         pinning = pin_work(args, cache)
-    hand_over = transfer(args)
+        handing = hand_over(args, root, cache)
+    moving = transfer(args)
     if args.json:
-        figures = {"args": vars(args), "per_sample": sample, "scaling": table, "transfer": hand_over,
-                   "pin_work": pinning}  # fmt: skip
+        figures = {"args": vars(args), "per_sample": sample, "scaling": table, "transfer": moving,
+                   "pin_work": pinning, "hand_over": handing}  # fmt: skip
         Path(args.json).write_text(json.dumps(figures, indent=1))
 
 

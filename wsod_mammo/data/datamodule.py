@@ -52,29 +52,54 @@ AugmentOn = Literal["worker", "device"]
 PixelReads = Literal["worker", "main"]
 
 
-def collate_samples(samples: list[dict[str, Any]], copy_ahead: bool = False) -> dict[str, Any]:
+class _PickledByValue:
+    """A small tensor that crosses a worker's queue inside the pickle, as bytes, and arrives as a plain tensor.
+
+    The queue's pickler moves any tensor into shared memory and sends its file descriptor, which the receiving
+    thread (the pin-memory thread on a GPU, else the main one) fetches from the worker's resource-sharer thread: a
+    round trip that waits for the worker's GIL. Worth it for an image, megabytes; for a batch's fourteen small
+    tensors it was 5.7-6.6 ms a batch of six here against 0.3-0.4 ms by value (``bench_loader.py``'s hand-over row).
+    """
+
+    __slots__ = ("tensor",)
+
+    def __init__(self, tensor: torch.Tensor) -> None:
+        self.tensor = tensor
+
+    def __reduce__(self) -> tuple[Any, tuple[np.ndarray]]:
+        return torch.from_numpy, (self.tensor.numpy(),)
+
+
+def collate_samples(
+    samples: list[dict[str, Any]], copy_ahead: bool = False, by_value: bool | None = None
+) -> dict[str, Any]:
     """Stack images ``(N, 1, H, W)`` and labels ``(N, C)``; keep boxes, box labels, ids and meta as lists.
 
-    Tensors are stacked by ``default_collate``, which inside a worker writes the batch straight into shared memory:
+    Images are stacked by ``default_collate``, which inside a worker writes the batch straight into shared memory:
     ``torch.stack`` would build it in private memory and the queue would copy it again (68 MB per batch of six
     2944 x 1920 images; 1.4x the loader's images/s with two workers, ``bench_loader.py``'s transfer rows).
+    The small tensors (labels, ``theta``, boxes, box labels) cross a worker's queue by value (``_PickledByValue``):
+    ``by_value`` None does so when this runs in a DataLoader worker; they arrive as plain tensors either way.
     ``padding (N, 1, H, W)`` bool when any sample has a padding mask (all False for those without), else absent.
     Images sent as ``PixelRef`` (``pixel_reads: main``) make a ``PixelBatch``, read later in the main process (and
     copied to the GPU by the pin-memory thread with ``copy_ahead``).
     """
+    if by_value is None:
+        by_value = get_worker_info() is not None
+    small = _PickledByValue if by_value else lambda tensor: tensor
     images = [s["image"] for s in samples]
     batch = {
         "image": PixelBatch(images, copy_ahead)
         if any(isinstance(i, PixelRef) for i in images)
         else default_collate(images),
-        "label": default_collate([s["label"] for s in samples]),
-        "boxes": [s["boxes"] for s in samples],
-        "box_labels": [s["box_labels"] for s in samples],
+        "label": small(torch.stack([torch.as_tensor(s["label"]) for s in samples])),
+        "boxes": [small(s["boxes"]) for s in samples],
+        "box_labels": [small(s["box_labels"]) for s in samples],
         "image_id": [s["image_id"] for s in samples],
         "meta": [s["meta"] for s in samples],
     }
     if "theta" in samples[0]:
-        batch["theta"] = default_collate([s["theta"] for s in samples])
+        batch["theta"] = small(torch.stack([s["theta"] for s in samples]))
     padding = stack_padding([s.get("padding") for s in samples])
     return batch if padding is None else batch | {"padding": padding}
 
