@@ -6,7 +6,11 @@ timed steps in a fresh process per variant:
   where `--standardize_on` says);
 - `pipeline_copy_ahead`: the same with `copy_ahead` (the pin-memory thread copies each batch to the GPU on its
   own stream while the previous step computes; needs `--pixel_reads main`);
-- `model only`: the same model and Trainer fed one standardized batch held in memory (no loading at all).
+- `model only`: the same model and Trainer fed one standardized batch held in memory (no loading at all);
+- `model_device_transform`: the same, but the held batch is the one the device receives (uint16, with its sampled
+  augmentation), warped and standardized every step by the DataModule's `on_after_batch_transfer`: all the device's
+  work, no loading. Between `model only` and `pipeline` it splits the gap: the device half of the data path (GPU
+  work `model only` leaves out) against loading and transfer.
 Their ratio is how well the data pipeline keeps the device busy. On CUDA it also reports the GPU utilization
 (nvidia-smi sampled every 100 ms over the timed steps) and peak memory, and `--sync_debug` runs every step
 after the first with `torch.cuda.set_sync_debug_mode("error")` from the batch's start to the optimizer update
@@ -229,16 +233,21 @@ def _variant(args: argparse.Namespace, variant: str) -> dict[str, float]:
             return args.warmup + args.steps + args.profile_steps
 
         def __getitem__(self, index: int) -> dict:
-            return self.batch
+            return dict(self.batch)  # on_after_batch_transfer pops keys of the dict it gets
 
     class LongEpochs(VinDrMammoDataModule):
         """The training records repeated (the same files) to at least ``--epoch_images`` an epoch: VinDr's epochs
         are thousands of images, a synthetic set of 160 would put an epoch end every 27 steps."""
 
+        held: DataLoader | None = None  # model_device_transform: one raw batch, through this DataModule's hooks
+
         def setup(self, stage: str | None = None) -> None:
             super().setup(stage)
             if "train" in self.datasets:
                 repeat_images(self.datasets["train"], args.epoch_images)
+
+        def train_dataloader(self) -> DataLoader:
+            return self.held if self.held is not None else super().train_dataloader()
 
     seed_everything(0)
     torch.set_num_threads(args.threads)
@@ -249,16 +258,18 @@ def _variant(args: argparse.Namespace, variant: str) -> dict[str, float]:
         augment_on=args.augment_on, pixel_reads=args.pixel_reads, copy_ahead=variant == "pipeline_copy_ahead",
         compile_device_transform=args.compile_device_transform and variant != "model_only",  # one held batch: eager
     )  # fmt: skip
-    if variant == "model_only":
+    loaders = {"datamodule": data}
+    if variant in ("model_only", "model_device_transform"):
         data.setup("fit")
         held = collate_samples([data.datasets["train"][i % len(data.datasets["train"])] for i in range(args.batch)])
         held = data.on_before_batch_transfer(held, 0)
         if cuda:  # already on the device: no transfer either
             held = {k: v.cuda() if isinstance(v, torch.Tensor) else v for k, v in held.items()}
-        held = data.on_after_batch_transfer(held, 0)  # as the model sees it, made where it will be used
-        loaders = {"train_dataloaders": DataLoader(OneBatch(held), batch_size=None)}
-    else:
-        loaders = {"datamodule": data}
+        if variant == "model_only":
+            held = data.on_after_batch_transfer(held, 0)  # as the model sees it, made where it will be used
+            loaders = {"train_dataloaders": DataLoader(OneBatch(held), batch_size=None)}
+        else:  # Lightning calls the DataModule's hooks on it every step: the device transform runs each time
+            data.held = DataLoader(OneBatch(held), batch_size=None)
     optimizer = functools.partial(torch.optim.Adam, fused=True) if args.fused_adam else torch.optim.Adam
     model = GMICLitModule(
         GMIC(num_classes=1, **gmic_options(args)),  # compile: the two ResNets (+ the whole training forward)
@@ -379,6 +390,14 @@ def _run_variants(args: argparse.Namespace, root: Path, cache: Path) -> dict[str
             ratio = results[pipeline]["images_per_s"] / results["model_only"]["images_per_s"]
             results[f"{pipeline}_over_model_only"] = {"ratio": ratio}
             print(f"{pipeline} / model only: {ratio:.2f} (1.00 = data loading costs the device nothing)")
+        if {pipeline, "model_device_transform"} <= ok:
+            ratio = results[pipeline]["images_per_s"] / results["model_device_transform"]["images_per_s"]
+            results[f"{pipeline}_over_model_device_transform"] = {"ratio": ratio}
+            print(f"{pipeline} / model_device_transform: {ratio:.2f} (loading and transfer alone)")
+    if {"model_device_transform", "model_only"} <= ok:
+        ratio = results["model_device_transform"]["images_per_s"] / results["model_only"]["images_per_s"]
+        results["model_device_transform_over_model_only"] = {"ratio": ratio}
+        print(f"model_device_transform / model only: {ratio:.2f} (the device's warp and standardization alone)")
     if args.sync_debug and args.device == "cuda" and ok & {"pipeline", "pipeline_copy_ahead"}:
         print("sync-debug: no host-device synchronization in any checked step")
     return results
@@ -386,7 +405,7 @@ def _run_variants(args: argparse.Namespace, root: Path, cache: Path) -> dict[str
 
 def _line(variant: str, r: dict) -> str:
     wait = 100 * r["wait_fraction"]
-    line = (f"{variant:>19}: {r['images_per_s']:8.2f} img/s  {r['step_s']:7.3f} s/step  "
+    line = (f"{variant:>22}: {r['images_per_s']:8.2f} img/s  {r['step_s']:7.3f} s/step  "
             f"waiting for data {wait:5.1f}%  peak RSS {r['peak_rss_gib']:.2f} GiB")  # fmt: skip
     if "peak_allocated_gib" in r:
         line += f"  GPU peak {r['peak_allocated_gib']:.1f} GiB allocated ({r['peak_reserved_gib']:.1f} reserved)"
