@@ -13,6 +13,7 @@ import numpy as np
 import pydicom
 import pytest
 import torch
+from lightning.fabric.utilities import move_data_to_device
 
 from wsod_mammo.data.datamodule import VinDrMammoDataModule, collate_samples
 from wsod_mammo.data.device_augment import warp_padding
@@ -250,6 +251,26 @@ def test_device_standardization_batches_match_worker_batches(synthetic_root: Pat
         torch.testing.assert_close(device["image"], worker["image"], atol=1e-4, rtol=1e-4)
         for a, b in zip(worker["boxes"], device["boxes"], strict=True):
             assert torch.equal(a, b)
+
+
+def test_the_transfer_moves_every_tensor_lightning_would_and_leaves_meta_alone(synthetic_root: Path) -> None:
+    """The DataModule's transfer skips the walk through meta and image_id (no tensors there); every tensor Lightning's
+    own move would move (top level, per-image boxes and box labels, padding-free or not) still reaches the device.
+    The "meta" device stands in for a GPU: a tensor left behind stays on the CPU."""
+    dm = _dm(synthetic_root, standardize_on="device", augment_on="device", eval_batch_size=2)
+    dm.setup("fit")
+    meta = torch.device("meta")
+    for batch in (next(iter(dm.train_dataloader())), next(iter(dm.val_dataloader()))):
+        moved, expected = dm.transfer_batch_to_device(batch, meta, 0), move_data_to_device(batch, meta)
+        assert moved.keys() == expected.keys() == batch.keys()
+        tensors = [leaf for key in batch for leaf in (moved[key] if isinstance(moved[key], list) else [moved[key]])
+                   if isinstance(leaf, torch.Tensor)]  # fmt: skip
+        assert len(tensors) == 2 + 2 * len(batch["image_id"]) + ("theta" in batch)
+        assert all(t.device == meta for t in tensors), "a tensor stayed on the CPU"
+        for key in ("image", "label"):
+            assert moved[key].shape == expected[key].shape and moved[key].dtype == expected[key].dtype
+        assert moved["meta"] is batch["meta"] and moved["image_id"] is batch["image_id"]
+    assert dm.transfer_batch_to_device([torch.zeros(1)], meta, 0)[0].device == meta  # not a dict: Lightning's walk
 
 
 def test_unknown_standardize_on_names_the_option(synthetic_root: Path) -> None:

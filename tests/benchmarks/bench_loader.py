@@ -17,6 +17,9 @@ here), at the study's 2944 x 1920 by default:
   device``, ``pixel_reads: main``, pixels left unread) with its small tensors (labels, ``theta``, boxes) sent
   through shared memory, a file descriptor fetched from the worker for each, vs by value (``collate_samples`` in
   a worker). On CUDA the pin-memory thread does this for every batch; it is timed here in this process, unpinned;
+- transfer walk: the main thread's time to move a training batch to ``--device`` per step, Lightning's
+  ``move_data_to_device`` (which visits every leaf of every image's ``meta``) vs ``VinDrMammoDataModule``'s
+  ``transfer_batch_to_device`` (which skips ``meta`` and ``image_id``); the image is left out, the same copy in both;
 - pin work: what the DataLoader's one pin-memory thread does per batch, into a reused destination (pinned on
   CUDA, as CUDA's caching host allocator hands back): copy a batch out of the workers' fresh shared memory
   (``pixel_reads: worker``) vs read the batch's cache files into it (``pixel_reads: main``). This thread serves
@@ -155,6 +158,35 @@ def hand_over(args: argparse.Namespace, root: Path, cache: Path) -> dict[str, fl
     return results
 
 
+def transfer_walk(args: argparse.Namespace, root: Path, cache: Path) -> dict[str, float]:
+    """Milliseconds per training batch of moving it to ``--device`` (its image left out): Lightning's walk vs the
+    DataModule's, alternated, best of five rounds each."""
+    from lightning.fabric.utilities import move_data_to_device
+
+    from wsod_mammo.data.datamodule import collate_samples
+
+    dm = _datamodule(args, root, cache, "device", 0, "main")
+    batch = collate_samples([dm.datasets["train"][i % len(dm.datasets["train"])] for i in range(args.batch)])
+    batch = dm.on_before_batch_transfer(batch, 0) | {"image": torch.zeros(1)}
+    device, repeats = torch.device(args.device), 200
+    moves = {"lightning": lambda: move_data_to_device(batch, device),
+             "datamodule": lambda: dm.transfer_batch_to_device(batch, device, 0)}  # fmt: skip
+    best = {name: float("inf") for name in moves}
+    for _ in range(5):
+        for name, move in moves.items():
+            start = time.perf_counter()
+            for _ in range(repeats):
+                move()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            best[name] = min(best[name], 1000 * (time.perf_counter() - start) / repeats)
+    results = {f"{name}_ms_per_batch": ms for name, ms in best.items()}
+    results["lightning_over_datamodule"] = best["lightning"] / best["datamodule"]
+    print(f"  transfer walk of a batch of {args.batch} (image left out) to {args.device}: Lightning's "
+          f"{best['lightning']:.3f} ms vs the DataModule's {best['datamodule']:.3f} ms", flush=True)  # fmt: skip
+    return results
+
+
 class _ReadyImages(torch.utils.data.Dataset):
     """Samples whose image is ready (one clone of a random uint16 image): only the hand-over is left to time."""
 
@@ -288,10 +320,11 @@ def main() -> None:
         table = scaling(args, root, cache)
         pinning = pin_work(args, cache)
         handing = hand_over(args, root, cache)
+        walking = transfer_walk(args, root, cache)
     moving = transfer(args)
     if args.json:
         figures = {"args": vars(args), "per_sample": sample, "scaling": table, "transfer": moving,
-                   "pin_work": pinning, "hand_over": handing}  # fmt: skip
+                   "pin_work": pinning, "hand_over": handing, "transfer_walk": walking}  # fmt: skip
         Path(args.json).write_text(json.dumps(figures, indent=1))
 
 
