@@ -199,8 +199,8 @@ def test_collate_keeps_boxes_per_image() -> None:
 
 def test_a_workers_small_tensors_cross_the_queue_by_value() -> None:
     """In a worker, labels, theta and boxes travel inside the pickle the DataLoader's queue sends (each tensor in
-    shared memory costs the receiving thread a round trip to the worker for its file descriptor: 4-7 ms a batch of
-    six, bench_loader.py's hand-over row) and arrive as the tensors the main process would have collated; the image
+    shared memory costs the receiving thread a round trip to the worker for its file descriptor: 5-10 ms a batch
+    of six, bench_loader.py's hand-over row) and arrive as the tensors the main process would have collated; the image
     still goes through shared memory."""
     samples = [
         {"image": torch.full((1, 4, 2), i, dtype=torch.uint16), "label": torch.tensor([float(i % 2)]),

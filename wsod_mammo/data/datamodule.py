@@ -59,8 +59,9 @@ class _PickledByValue:
 
     The queue's pickler moves any tensor into shared memory and sends its file descriptor, which the receiving
     thread (the pin-memory thread on a GPU, else the main one) fetches from the worker's resource-sharer thread: a
-    round trip that waits for the worker's GIL. Worth it for an image, megabytes; for a batch's fourteen small
-    tensors it was 5.7-6.6 ms a batch of six here against 0.3-0.4 ms by value (``bench_loader.py``'s hand-over row).
+    round trip that waits for the worker's GIL. Worth it for an image, megabytes; for a training batch's fourteen
+    small tensors it was 5.4-10.3 ms a batch of six on the 2-core CPU against 0.5-0.7 ms by value
+    (``bench_loader.py``'s hand-over row).
     """
 
     __slots__ = ("tensor",)
