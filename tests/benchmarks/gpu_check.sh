@@ -13,11 +13,11 @@
 # 1. tests/test_cuda.py (pytest comes from .whl, see below): evaluation with every saliency method under CUDA graphs
 #    equals eager (`wsod test` included), copy_ahead feeds the same batches, training with the whole forward as CUDA
 #    graphs equals eager (CAM, then GradCAM++ patches), the space-to-depth stem on cuDNN;
-# 2. model-only img/s at batch 6, also with the device transform of a held batch every step, then end to end (the
-#    DataModule as configs/trainer/gpu.yaml: 4 workers x 2 batches, augment_on + standardize_on device, pixel_reads
-#    main) with and without `copy_ahead` (the batch copied to the GPU on the pin-memory thread's stream while the
-#    previous step computes) in epochs of VinDr-like length, against both, then 10 more steps profiled in the real
-#    loop (host vs GPU time per step and where each goes);
+# 2. model-only img/s at batch 6, then end to end (the DataModule as configs/trainer/gpu.yaml: 4 workers x 2
+#    batches, augment_on + standardize_on device, pixel_reads main) with `copy_ahead` (the batch copied to the GPU on
+#    the pin-memory thread's stream while the previous step computes), the model with the device transform of a
+#    held batch every step (all the GPU work, no loading), and end to end without `copy_ahead`, in epochs of
+#    VinDr-like length, against it, then 10 more steps profiled in the real loop (host vs GPU time per step);
 # 3. the top CUDA kernels and CPU vs GPU time of a model-only training and evaluation step; 4. sync-debug (eager,
 #    copy_ahead);
 # 5. model only: eager and reduce-overhead alone ($MODES), each model opt-in alone, GradCAM patches;
@@ -99,9 +99,9 @@ flags() {  # flags LABEL: bench_pipeline's GMIC options for a label MODE[_traini
   [[ $1 == *_space_to_depth ]] && f+=(--global_stem space_to_depth)
   echo "${f[@]}"
 }
-model_only() {  # model_only LABEL [VARIANTS [LIMIT]]: model-only row(s) of the options LABEL names
-  step "model_only_$1" "${3:-150}" python3 $B/bench_pipeline.py "${COMMON[@]}" "${PIPE[@]}" --variants "${2:-model_only}" \
-    $(flags "$1") --json "$WORK/model_only_$1.json"
+model_only() {  # model_only LABEL: one model-only row of the options LABEL names
+  step "model_only_$1" 150 python3 $B/bench_pipeline.py "${COMMON[@]}" "${PIPE[@]}" --variants model_only $(flags "$1") \
+    --json "$WORK/model_only_$1.json"
 }
 MODEL=($(flags "$CHOICE"))
 echo "model setting: $CHOICE (${MODEL[*]})" | tee -a "$FIG"
@@ -112,14 +112,15 @@ if [ "$DEV" = cuda ]; then
   step cuda_tests 200 python3 -m pytest -v --tb=short -p no:cacheprovider tests/test_cuda.py
 fi
 
-# 2. Model only at batch $BATCH with the chosen setting, also with the device's warp and standardization of a held
-# uint16 batch every step (model_device_transform: all of end to end's GPU work, no loading), then end to end (the
-# DataModule as gpu.yaml) with and without copy_ahead in epochs of VinDr-like length, against both (same call).
-model_only "$CHOICE" model_only,model_device_transform 240
+# 2. Model only at batch $BATCH with the chosen setting, then end to end (the DataModule as gpu.yaml) with
+# copy_ahead, the device's warp and standardization of a held uint16 batch every step (model_device_transform: all
+# of end to end's GPU work, no loading), and end to end without copy_ahead, in epochs of VinDr-like length (one call).
+model_only "$CHOICE"
 # $PROFILE_STEPS steps after the timed ones profiled in the real loop (end to end ran at 0.76 of model only on
 # 2026-11-27, 19-21 ms steps against 16: host or GPU?): tables in logs.tar.gz, per-step times in the figures
-step end_to_end 240 python3 $B/bench_pipeline.py "${COMMON[@]}" "${PIPE[@]}" --workers "$WORKERS" --prefetch "$PREFETCH" \
-  --epoch_images "$EPOCH_IMAGES" "${MODEL[@]}" --variants pipeline_copy_ahead,pipeline --json "$WORK/end_to_end.json" \
+step end_to_end 300 python3 $B/bench_pipeline.py "${COMMON[@]}" "${PIPE[@]}" --workers "$WORKERS" --prefetch "$PREFETCH" \
+  --epoch_images "$EPOCH_IMAGES" "${MODEL[@]}" --variants pipeline_copy_ahead,model_device_transform,pipeline \
+  --json "$WORK/end_to_end.json" \
   --profile_steps "$PROFILE_STEPS" --profile_out "$WORK/logs/profile_end_to_end"
 for f in "$WORK"/logs/profile_end_to_end.*.txt; do
   [ -f "$f" ] && { echo "${f##*/}:"; head -n 2 "$f"; } | tee -a "$FIG"
@@ -175,7 +176,7 @@ for name in sorted(figures):
             print(f"{name}/{variant}: {r['images_per_s']:.1f} img/s"
                   + (f" ({r['images_per_s'] / eager:.2f}x eager model-only)" if eager else "") + f" {extra}")
 mo = rate(f"model_only_{choice}", "model_only")
-held = rate(f"model_only_{choice}", "model_device_transform")
+held = rate("end_to_end", "model_device_transform")
 if held and mo:
     print(f"model-only with the device transform / model-only ({choice}): {held / mo:.2f} (its GPU work alone)")
 for pipeline in ("pipeline", "pipeline_copy_ahead"):
