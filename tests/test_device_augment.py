@@ -202,7 +202,8 @@ def test_compile_device_transform_runs_the_compiled_function(synthetic_root: Pat
                               compile_device_transform=True)  # fmt: skip
     batch = {"image": torch.zeros(2, 1, *SIZE, dtype=torch.uint16), "theta": torch.zeros(2, 2, 5)}
     for _ in range(2):
-        assert torch.equal(dm.on_after_batch_transfer(dict(batch), 0)["image"], torch.full((2, 1, *SIZE), 7.0))
+        assert torch.equal(dm.on_after_batch_transfer(batch, 0)["image"], torch.full((2, 1, *SIZE), 7.0))
+    assert batch.keys() == {"image", "theta"}, "the hook changed the batch it was given"
     assert seen == [(device_transform, {"dynamic": True})]
     with pytest.raises(ValueError, match="compile_device_transform: .* without standardize_on: device"):
         VinDrMammoDataModule(str(synthetic_root), compile_device_transform=True)

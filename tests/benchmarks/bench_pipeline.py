@@ -233,7 +233,7 @@ def _variant(args: argparse.Namespace, variant: str) -> dict[str, float]:
             return args.warmup + args.steps + args.profile_steps
 
         def __getitem__(self, index: int) -> dict:
-            return dict(self.batch)  # on_after_batch_transfer pops keys of the dict it gets
+            return self.batch
 
     class LongEpochs(VinDrMammoDataModule):
         """The training records repeated (the same files) to at least ``--epoch_images`` an epoch: VinDr's epochs

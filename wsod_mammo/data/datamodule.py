@@ -453,8 +453,9 @@ class VinDrMammoDataModule(L.LightningDataModule):
 
     def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict[str, Any]:
         """Warp (``augment_on: device``), then standardize (``standardize_on: device``) where the batch now lives;
-        the padding mask, if any, is warped alike and consumed by the standardization. No host sync."""
-        batch = staged_pixels_ready(batch)
+        the padding mask, if any, is warped alike and consumed by the standardization. No host sync. Returns a new
+        dict: the one it is given stays as it was (a held batch can be transformed again)."""
+        batch = dict(staged_pixels_ready(batch))
         padding, theta = batch.pop("padding", None), batch.pop("theta", None)
         if self.standardize_on == "device":
             batch["image"] = self._device_transform(batch["image"], theta, padding)
