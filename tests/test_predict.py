@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
+import cv2
 import numpy as np
 import pytest
 import torch
 
 from wsod_mammo.data.datamodule import VinDrMammoDataModule, collate_samples
+from wsod_mammo.data.predict_data import predict_image_ids
 from wsod_mammo.data.vindr import load_records
 from wsod_mammo.detection.boxes import box_iou
 from wsod_mammo.training.predict import NoReadableInputError, PredictionWriter
@@ -99,3 +102,30 @@ def test_all_unreadable_inputs_write_their_rows_then_fail(tmp_path: Path) -> Non
         _run_writer(writer, batch)
     rows = (writer.run_dir / "predictions.csv").read_text().splitlines()
     assert len(rows) == 3 and "a.txt: not an image" in rows[1]
+
+
+def test_inputs_sharing_a_name_keep_their_own_rows_and_overlays(synthetic_root: Path, tmp_path: Path) -> None:
+    """Scanner exports reuse names across folders and name files by UID without an extension: every input keeps
+    an image_id and an overlay of its own (a shared name used to overwrite the other's overlay)."""
+    source = load_records(synthetic_root)[0].path
+    scans = tmp_path / "scans"
+    names = ["studyA/IMG0001.dcm", "studyB/IMG0001.dcm", "1.2.826.0.1.100", "1.2.826.0.1.101", "x.dcm", "y.dicom"]
+    for name in names:
+        (scans / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(source, scans / name)
+    cv2.imwrite(str(scans / "x.png"), np.full((256, 160), 30000, np.uint16))
+    data = VinDrMammoDataModule(
+        str(synthetic_root), input_size=(128, 96), num_workers=0, batch_size=16, predict_paths=[str(scans)]
+    )
+    data.setup("predict")
+    batch = next(iter(data.predict_dataloader()))
+    ids = dict(
+        zip([Path(m["path"]).relative_to(scans).as_posix() for m in batch["meta"]], batch["image_id"], strict=True)
+    )
+    assert ids == {"studyA/IMG0001.dcm": "studyA/IMG0001", "studyB/IMG0001.dcm": "studyB/IMG0001",
+                   "1.2.826.0.1.100": "1.2.826.0.1.100", "1.2.826.0.1.101": "1.2.826.0.1.101",
+                   "x.dcm": "x.dcm", "x.png": "x.png", "y.dicom": "y"}  # fmt: skip
+    records = _run_writer(PredictionWriter(output_dir=str(tmp_path / "out")), batch)
+    overlays = {r["overlay"] for r in records}
+    assert len(overlays) == len(records) == 7 and all(Path(o).is_file() for o in overlays)
+    assert predict_image_ids([scans / "x.dcm", scans / "x.dcm"]) == ["x", "x-2"]  # the same file given twice

@@ -6,6 +6,7 @@ The sample dict is the DataModule's (see ``datamodule``), with zero labels, no b
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from torch.utils.data import Dataset
 
 from wsod_mammo.data.dicom import describe_failure
 from wsod_mammo.data.geometry import Geometry
-from wsod_mammo.data.images import load_padded
+from wsod_mammo.data.images import IMAGE_SUFFIXES, load_padded
 from wsod_mammo.data.transforms import BoxTransform
 
 
@@ -34,11 +35,49 @@ def expand_predict_paths(paths: Sequence[str]) -> list[Path]:
     return files
 
 
+_NAMED_SUFFIXES = (".dcm", ".dicom", *IMAGE_SUFFIXES)  # dropped from an id; any other dot is part of the name
+
+
+def predict_image_ids(files: Sequence[Path]) -> list[str]:
+    """One distinct ``image_id`` per input file: it names the file's rows in the outputs and its overlay PNG.
+
+    The file name without its image extension (``.dcm``, ``.dicom``, ``.png``, ``.tif``, ``.tiff``); a name with other
+    dots is kept whole (scanner exports named by a UID, ``1.2.840...``, have no extension). Names two inputs share
+    (``studyA/IMG0001.dcm`` and ``studyB/IMG0001.dcm``) become the path below the inputs' common folder
+    (``studyA/IMG0001``), with the extension when that is still shared (``a.dcm`` beside ``a.png``); the same path
+    given twice gets ``-2``, ``-3``...
+    """
+    absolute = [Path(f).absolute() for f in files]
+    top = Path(os.path.commonpath([a.parent for a in absolute])) if absolute else Path()
+    relative = [a.relative_to(top) for a in absolute]
+
+    def bare(path: Path) -> str:
+        return path.stem if path.suffix.lower() in _NAMED_SUFFIXES else path.name
+
+    def clashing(ids: list[str]) -> set[str]:
+        """The ids that different files share."""
+        files_of: dict[str, set[Path]] = {}
+        for image_id, path in zip(ids, absolute, strict=True):
+            files_of.setdefault(image_id, set()).add(path)
+        return {image_id for image_id, paths in files_of.items() if len(paths) > 1}
+
+    ids = [bare(r) for r in relative]
+    for longer in ((r.parent / bare(r)).as_posix() for r in relative), (r.as_posix() for r in relative):
+        clash = clashing(ids)
+        ids = [name if image_id in clash else image_id for image_id, name in zip(ids, longer, strict=True)]
+    seen: dict[str, int] = {}
+    unique = []
+    for image_id in ids:
+        seen[image_id] = seen.get(image_id, 0) + 1
+        unique.append(image_id if seen[image_id] == 1 else f"{image_id}-{seen[image_id]}")
+    return unique
+
+
 class PredictDataset(Dataset):
     """DICOMs, PNG/TIFF files -> samples with zero labels and no boxes; an unreadable file gives an error sample.
 
     Laterality: the DICOM tags, else ``laterality`` when given, else inferred from the image; ``meta`` says which
-    (``laterality_source``).
+    (``laterality_source``). Each sample's ``image_id`` is the file's from ``predict_image_ids``: distinct per input.
     """
 
     def __init__(
@@ -51,6 +90,7 @@ class PredictDataset(Dataset):
         resize: str = "stretch",
     ):
         self.paths, self.num_classes, self.transform = list(paths), num_classes, transform
+        self.image_ids = predict_image_ids(self.paths)
         self.crop_breast, self.laterality, self.resize = crop_breast, laterality, resize
 
     def __len__(self) -> int:
@@ -75,4 +115,4 @@ class PredictDataset(Dataset):
             meta["laterality"], meta["laterality_source"] = "L", None
         meta["geometry"] = geometry.to_dict()
         out = self.transform.apply(image, np.zeros((0, 4), np.float32), np.zeros(0, np.int64), padding)
-        return out | {"label": torch.zeros(self.num_classes), "image_id": path.stem or path.name, "meta": meta}
+        return out | {"label": torch.zeros(self.num_classes), "image_id": self.image_ids[index], "meta": meta}
