@@ -43,6 +43,21 @@ def test_two_blobs_give_two_boxes_with_exact_extents():
     assert boxes.dtype == torch.float32 and scores.dtype == torch.float32
 
 
+def test_no_box_outside_the_region_that_holds_the_image():
+    """``resize="fit"`` pads the image: a blob in the padding gives no box, one across its edge ends at the edge."""
+    maps = torch.zeros(2, 12, 10)
+    maps[:, 2:5, 1:4] = 1.0  # inside the region
+    maps[:, 6:9, 5:9] = 0.8  # columns 5..8: across the region's right edge at x = 7
+    maps[:, 10, 8:] = 0.9  # wholly in the padding
+    regions = [(0, 0, 7, 12), None]
+    inside, everywhere = saliency_to_boxes(maps, (12, 10), 0.5, regions=regions)
+    assert sorted(inside.boxes.tolist()) == [[1.0, 2.0, 4.0, 5.0], [5.0, 6.0, 7.0, 9.0]]
+    assert torch.allclose(inside.scores.sort().values, torch.tensor([0.8, 1.0]))
+    assert len(everywhere.boxes) == 3  # no region: the padding's blob and the whole crossing blob
+    with pytest.raises(ValueError, match="expected 2 regions"):
+        saliency_to_boxes(maps, (12, 10), 0.5, regions=regions[:1])
+
+
 def test_diagonal_pixels_are_one_component():
     maps = torch.zeros(1, 6, 6)
     maps[0, 1, 1] = maps[0, 2, 2] = maps[0, 3, 3] = 1.0  # touching at corners only: 8-connected

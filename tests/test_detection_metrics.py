@@ -50,6 +50,18 @@ def test_positives_only_ignores_normal_images():
     assert len(point.fppi_curve) == 3  # origin + two boxes of the mass image
 
 
+def test_a_blob_outside_the_image_region_is_no_false_positive():
+    """With ``resize="fit"`` the frame's padding is not the image: the regions keep boxes off it (the mass image's
+    bright false positive at x 12..15 lies in its padding here), indexed like the maps when normals are left out."""
+    maps, probs, gt, labels = _hand_batch()
+    order = [1, 0]  # the normal image first: positives_only drops it, the region of the mass image must follow
+    metric = DetectionMetric(thresholds=(0.5,), positives_only=True)
+    regions = [None, (0, 0, 10, 20)]
+    metric.update(maps[order], probs[order], [gt[i] for i in order], labels[order], SIZE, regions=regions)
+    (point,) = metric.compute().per_threshold
+    assert (point.tpr, point.fppi) == (1.0, 0.0)
+
+
 def test_normal_images_only_give_nan_tpr_and_fppi():
     maps, probs, gt, labels = _hand_batch()
     metric = DetectionMetric()

@@ -12,7 +12,7 @@ import torch
 
 from wsod_mammo.cli import check_checkpoint
 from wsod_mammo.data.dicom import read_dicom
-from wsod_mammo.data.geometry import Geometry
+from wsod_mammo.data.geometry import Geometry, make_geometry
 from wsod_mammo.data.images import load_padded
 from wsod_mammo.data.vindr import load_records
 from wsod_mammo.inference import Loaded, Predictor, nyu_to_checkpoint, predictions_from_outputs
@@ -152,6 +152,25 @@ def test_predictions_from_outputs_names_a_bad_method_or_class() -> None:
         predictions_from_outputs(probabilities, maps, loaded, "cam", 0.5, SIZE, class_index=2)
     (result,) = predictions_from_outputs(probabilities, maps, loaded, "cam", 0.5, SIZE, class_index=1)
     assert result.probability == 0.5 and result.maps["cam"].shape == (2, 4, 3) and result.geometry.orig_width == 192
+
+
+@pytest.mark.parametrize("laterality", ["L", "R"])
+def test_fit_boxes_stay_on_the_image_not_in_its_padding(laterality: str) -> None:
+    """``resize="fit"`` (for NYU's weights) pads a narrow breast on the right of the input frame: a map peak there
+    used to give a box beyond the image's right edge (or, for a right breast, left of its left edge)."""
+    image = np.zeros((2000, 800), np.float32)
+    image[200:1800, :700] = 0.5
+    geometry = make_geometry(image if laterality == "L" else image[:, ::-1], laterality, SIZE, resize="fit")
+    x0, _, x1, _ = geometry.content_box
+    assert x1 < SIZE[1], "the test needs fit's padding on the right"
+    maps = torch.zeros(1, 1, 6, 4)
+    maps[0, 0, 3, 3] = 1.0  # in the padding only
+    maps[0, 0, 1, 1:] = 0.9  # from the breast into the padding
+    loaded = [Loaded("x", geometry, laterality, "given")]
+    (result,) = predictions_from_outputs(torch.full((1, 1), 0.9), {"cam": maps}, loaded, "cam", 0.5, SIZE)
+    assert len(result.boxes) == 1
+    assert x0 <= result.input_boxes[0, 0] and result.input_boxes[0, 2] <= x1
+    assert (result.boxes[:, [0, 2]] >= 0).all() and (result.boxes[:, [0, 2]] <= 800).all()
 
 
 def test_predictor_leaves_dicom_padding_out_of_the_standardization(predictor: Predictor, padded_root: Path) -> None:

@@ -48,7 +48,11 @@ def detections_in_original(
 ) -> tuple[Tensor, Tensor, Tensor]:
     """One image's map ``(1, h, w)`` -> boxes in the input frame ``(M, 4)``, scores ``(M,)``, boxes in the original
     image's pixels ``(M, 4)`` (float32; see ``saliency_to_boxes`` for thresholding and scores)."""
-    boxes, scores = saliency_to_boxes(saliency, size, threshold, probability, cell0_center=cell0_center)[0]
+    geometry = Geometry.coerce(geometry)
+    regions = [geometry.content_box]  # fit's padding is not the image: no box there
+    boxes, scores = saliency_to_boxes(
+        saliency, size, threshold, probability, cell0_center=cell0_center, regions=regions
+    )[0]
     return boxes, scores, boxes_to_original(boxes.double(), geometry).float()
 
 

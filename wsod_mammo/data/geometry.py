@@ -11,6 +11,7 @@ the images NYU's weights were trained on. Boxes are ``(xmin, ymin, xmax, ymax)``
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -53,6 +54,13 @@ class Geometry:
         return 0, (self.out_height - self.inner_size[0]) // 2
 
     @property
+    def content_box(self) -> tuple[int, int, int, int]:
+        """``(x0, y0, x1, y1)`` of the input frame that holds the image: all of it for ``stretch``, ``fit`` without
+        its padding. Maps are read only there: a box in the padding would lie outside the image."""
+        (height, width), (x, y) = self.inner_size, self.offset
+        return x, y, x + width, y + height
+
+    @property
     def scale_x(self) -> float:
         return self.inner_size[1] / (self.crop[2] - self.crop[0])
 
@@ -83,6 +91,12 @@ class Geometry:
             out_width=int(data["out_width"]),
             resize=str(data.get("resize", "stretch")),
         )
+
+
+def content_regions(metas: Sequence[dict[str, Any]]) -> list[tuple[int, int, int, int] | None]:
+    """Each sample's ``Geometry.content_box`` from its ``meta["geometry"]`` (None where it has none): where
+    ``saliency_to_boxes`` may put boxes."""
+    return [Geometry.coerce(m["geometry"]).content_box if m.get("geometry") else None for m in metas]
 
 
 def breast_bbox(image: np.ndarray, margin: float = 0.02, threshold: float | None = None) -> tuple[int, int, int, int]:

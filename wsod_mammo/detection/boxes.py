@@ -41,6 +41,8 @@ from torch import Tensor
 
 from wsod_mammo.saliency.base import min_max_normalize
 
+Region = tuple[int, int, int, int]  # (x0, y0, x1, y1) pixels of the input frame
+
 
 class Detections(NamedTuple):
     """Scored candidate boxes of one image at one binarization threshold.
@@ -160,8 +162,10 @@ def _image_boxes(
     thresholds: list[float],
     probability: float,
     cell0_center: float | None = None,
+    region: Region | None = None,
 ) -> list[Detections]:
-    """Boxes of one normalized map ``(h, w)`` at every threshold (one upsample of the reachable crop)."""
+    """Boxes of one normalized map ``(h, w)`` at every threshold (one upsample of the reachable crop); pixels
+    outside ``region`` are below every threshold."""
     h, w = normalized.shape
     candidates = torch.nonzero(normalized >= min(thresholds))  # (K, 2) cells (row, col)
     if candidates.numel() == 0:
@@ -172,6 +176,8 @@ def _image_boxes(
     y_start, y_stop, x_start, x_stop = _crop_of(candidates, rows, cols)
     crop = rows.matrix[y_start:y_stop] @ normalized.float() @ cols.matrix[x_start:x_stop].T  # (Hc, Wc)
     crop_np = crop.cpu().numpy()
+    if region is not None:
+        _outside_to(crop_np, region, (x_start, y_start), -np.inf)
     results = []
     for t in thresholds:  # a higher threshold labels only its own (smaller) part of the crop
         cells = candidates[normalized[candidates[:, 0], candidates[:, 1]] >= t]  # (K_t, 2)
@@ -182,6 +188,13 @@ def _image_boxes(
         sub = crop_np[y0 - y_start : y1 - y_start, x0 - x_start : x1 - x_start]
         results.append(_label(sub, t, (x0, y0), probability))
     return results
+
+
+def _outside_to(crop: np.ndarray, region: Region, origin: tuple[int, int], value: float) -> None:
+    """Set the pixels of ``crop`` (whose top-left pixel is ``origin (x, y)`` of the frame) outside ``region``."""
+    x0, y0, x1, y1 = (v - o for v, o in zip(region, origin * 2, strict=True))
+    crop[: max(y0, 0)], crop[max(y1, 0) :] = value, value
+    crop[:, : max(x0, 0)], crop[:, max(x1, 0) :] = value, value
 
 
 def _crop_of(cells: Tensor, rows: _Interp, cols: _Interp) -> tuple[int, int, int, int]:
@@ -201,6 +214,7 @@ def saliency_to_boxes(
     probabilities: Tensor | None = None,
     normalize: bool = True,
     cell0_center: float | None = None,
+    regions: Sequence[Region | None] | None = None,
 ) -> list[Detections]: ...
 
 
@@ -212,6 +226,7 @@ def saliency_to_boxes(
     probabilities: Tensor | None = None,
     normalize: bool = True,
     cell0_center: float | None = None,
+    regions: Sequence[Region | None] | None = None,
 ) -> list[list[Detections]]: ...
 
 
@@ -222,6 +237,7 @@ def saliency_to_boxes(
     probabilities: Tensor | None = None,
     normalize: bool = True,
     cell0_center: float | None = None,
+    regions: Sequence[Region | None] | None = None,
 ) -> list[Detections] | list[list[Detections]]:
     """Candidate boxes from saliency maps ``(N, h, w)`` (one class), in the input frame ``image_size = (H, W)``.
 
@@ -231,6 +247,8 @@ def saliency_to_boxes(
     normalized value inside it times the image's ``probabilities[i]`` (1 when None). ``cell0_center`` places the
     map on the image: the pixel on which map cell 0 is centred (GMIC's receptive fields: ``GMIC.map_cell0_center``);
     ``None`` is plain resizing (cell 0 at ``(step - 1) / 2``), as pytorch-grad-cam and the study did.
+    ``regions``: per image the ``(x0, y0, x1, y1)`` pixels of the input frame that hold the image (``Geometry.
+    content_box``; None: all): ``resize="fit"`` pads the image, and a box in the padding would lie outside it.
 
     Returns ``list[Detections]`` (one per image) for a single float threshold, and ``list[list[Detections]]``
     indexed ``[image][threshold index]`` for a sequence of thresholds. Boxes and scores are float32 on the CPU.
@@ -247,11 +265,14 @@ def saliency_to_boxes(
     if probabilities is not None and probabilities.numel() != n:
         raise ValueError(f"saliency_to_boxes: expected {n} probabilities (one per map), found {probabilities.numel()}")
     probs = [1.0] * n if probabilities is None else probabilities.detach().float().flatten().cpu().tolist()
+    if regions is not None and len(regions) != n:
+        raise ValueError(f"saliency_to_boxes: expected {n} regions (one per map), found {len(regions)}")
+    regions = [None] * n if regions is None else list(regions)
     normalized, usable = _normalized(maps.detach().float(), normalize)  # (N, h, w), (N,)
     usable_list = usable.cpu().tolist()
     size = (int(image_size[0]), int(image_size[1]))
     per_image = [
-        _image_boxes(normalized[i], size, thresholds, probs[i], cell0_center)
+        _image_boxes(normalized[i], size, thresholds, probs[i], cell0_center, regions[i])
         if usable_list[i]
         else [_empty() for _ in thresholds]
         for i in range(n)

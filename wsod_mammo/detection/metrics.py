@@ -18,7 +18,7 @@ from torch import Tensor
 from torchmetrics import Metric
 from torchmetrics.utilities.data import dim_zero_cat
 
-from wsod_mammo.detection.boxes import saliency_to_boxes
+from wsod_mammo.detection.boxes import Region, saliency_to_boxes
 from wsod_mammo.detection.froc import (
     FPPI_POINTS,
     capped_operating_point,
@@ -151,10 +151,12 @@ class DetectionMetric(Metric):
         labels: Tensor,
         image_size: tuple[int, int],
         image_ids: Sequence[str] | None = None,
+        regions: Sequence[Region | None] | None = None,
     ) -> None:
         """Add a batch: maps ``(N, h, w)`` of the target class, mass probabilities ``(N,)``, ground-truth boxes
         ``gt_boxes[i] (M_i, 4)`` xyxy in the input frame ``image_size = (H, W)``, labels ``(N,)`` (1 = mass),
-        ``image_ids`` (N strings; without them every sample counts as a distinct image).
+        ``image_ids`` (N strings; without them every sample counts as a distinct image), ``regions`` (per image
+        the part of the frame that holds it, ``content_regions``: no box in ``resize="fit"``'s padding).
         """
         labels = labels.reshape(-1)
         n = maps.shape[0]
@@ -178,6 +180,7 @@ class DetectionMetric(Metric):
                 self.thresholds,
                 probabilities.reshape(-1)[keep_t.to(probabilities.device)],
                 cell0_center=self.cell0_center,
+                regions=None if regions is None else [regions[i] for i in keep],
             )
             for j, (image, dets) in enumerate(zip(keep, per_image, strict=True)):
                 gt = gt_boxes[image].reshape(-1, 4).float().cpu()

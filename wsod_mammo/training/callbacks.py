@@ -12,6 +12,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.loggers import WandbLogger
 from torch import Tensor
 
+from wsod_mammo.data.geometry import content_regions
 from wsod_mammo.detection.boxes import saliency_to_boxes
 from wsod_mammo.detection.metrics import DetectionMetric, DetectionResult
 from wsod_mammo.detection.overlay import method_panels, render_overlay, write_png
@@ -120,8 +121,11 @@ class DetectionMetrics(Callback):
         gt_boxes, labels = class_targets(batch, self.class_index)
         probabilities = outputs["y_fusion"][:, self.class_index].float()
         size = tuple(batch["image"].shape[-2:])
+        regions = content_regions(batch["meta"])
         for (method, _), metric in self._metrics.items():
-            metric.update(maps[method][:, self.class_index], probabilities, gt_boxes, labels, size, batch["image_id"])
+            metric.update(
+                maps[method][:, self.class_index], probabilities, gt_boxes, labels, size, batch["image_id"], regions
+            )
 
     # ------------------------------------------------------------------------------------------ validation
     def on_validation_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -222,6 +226,7 @@ class SaliencyOverlays(Callback):
         subset = {k: [batch[k][i] for i in picked] for k in ("boxes", "box_labels")}
         gt_boxes, _ = class_targets({**subset, "label": batch["label"][index]}, self.class_index)
         image_ids = [batch["image_id"][i] for i in picked]
+        regions = content_regions([batch["meta"][i] for i in picked])
         cell0 = map_placement(pl_module, self.alignment)
         for i in range(len(images)):
             panels = method_panels({m: maps[m][i, self.class_index] for m in methods}, size, cell0)
@@ -233,6 +238,7 @@ class SaliencyOverlays(Callback):
                         pl_module.detection_thresholds.get(m, 0.5),
                         probabilities[i : i + 1],
                         cell0_center=cell0,
+                        regions=regions[i : i + 1],
                     )[0]
                 )
                 for m in methods
