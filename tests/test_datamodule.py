@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 import shutil
 from multiprocessing.reduction import ForkingPickler
 from pathlib import Path
@@ -133,6 +134,29 @@ def test_corrupt_dicom_at_load(synthetic_root: Path, tmp_path: Path) -> None:
         dm.datasets["test"][0]
     dm.datasets["test"].missing = "skip"
     assert dm.datasets["test"][0]["image_id"] == dm.datasets["test"].records[1].image_id
+
+
+def test_normal_max_birads_keeps_views_of_suspicious_breasts_out_of_the_negatives(
+    synthetic_root: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No Finding images of breasts assessed BI-RADS 3-5 (the other view of a boxed mass) are counted on the
+    terminal and, with normal_max_birads 2, are no negative of any split."""
+    with caplog.at_level("INFO", logger="wsod_mammo.data.datamodule"):
+        every = _dm(synthetic_root, selection="all")
+        every.setup("fit")
+    assert re.search(r"train \d+ images \(\d+ with Mass, \d+ normal, [1-9]\d* of them views of a BI-RADS 3-5 breast",
+                     caplog.text)  # fmt: skip
+    strict = _dm(synthetic_root, selection="all", normal_max_birads=2)
+    strict.setup("fit")
+    for name in ("train", "val", "test"):
+        kept, all_of = strict.datasets[name].records, every.datasets[name].records
+        assert all(r.breast_birads <= 2 for r in kept if r.is_normal)
+        assert [r for r in kept if not r.is_normal] == [r for r in all_of if not r.is_normal]
+    dropped = {r.image_id for n in ("train", "val", "test") for r in every.datasets[n].records} - {
+        r.image_id for n in ("train", "val", "test") for r in strict.datasets[n].records}  # fmt: skip
+    assert dropped, "the fixture needs No Finding views of suspicious breasts"
+    with pytest.raises(ValueError, match="normal_max_birads: expected an integer from 1 to 5, got 0"):
+        _dm(synthetic_root, normal_max_birads=0)
 
 
 def test_predict_paths_survive_bad_files(synthetic_root: Path, tmp_path: Path) -> None:

@@ -37,6 +37,12 @@ def test_synthetic_csv_quirks_parse(synthetic_root: Path) -> None:
     boxes = np.array([f.box for r in records for f in r.findings if f.box])
     assert boxes.min() >= 0 and (boxes[:, [0, 2]].max() <= 160) and (boxes[:, [1, 3]].max() <= 256)
     assert np.isclose(boxes[:, 0], 0).any() or np.isclose(boxes[:, 2], 160).any()
+    # BI-RADS per breast, as VinDr's: a No Finding view of a breast with a boxed finding carries its assessment
+    breasts: dict[tuple[str, str], set] = {}
+    for r in records:
+        breasts.setdefault((r.study_id, r.laterality), set()).add(r.breast_birads)
+    assert all(len(values) == 1 for values in breasts.values())
+    assert 1 in {r.breast_birads for r in normals} and max(r.breast_birads for r in normals) >= 3
     # one study has two LCC images and no LMLO; one has two series
     views = {}
     for r in records:
@@ -84,6 +90,22 @@ def test_selection_counts(mode: str, train: tuple[int, int], test: tuple[int, in
     assert [r.image_id for r in chosen] == [r.image_id for r in select_records(_toy_records(), ["Mass"], mode, 0)]
 
 
+def test_normal_max_birads_leaves_out_no_finding_views_of_assessed_breasts() -> None:
+    """VinDr boxes only non-benign findings, image by image: a No Finding image may be a benign breast (BI-RADS 2) or
+    the other view of a breast whose mass was boxed in one view only (here BI-RADS 4)."""
+    records = _toy_records()
+    normals = [r for r in records if r.is_normal and r.split == "training"]
+    for record, birads in zip(normals, [4, 2, 1, 1, None], strict=True):
+        record.breast_birads = birads
+    kept = {limit: {r.image_id for r in select_records(records, ["Mass"], "all", 0, limit) if r.is_normal and
+                    r.split == "training"} for limit in (5, 2, 1)}  # fmt: skip
+    assert kept == {5: {"n0", "n1", "n2", "n3", "n4"}, 2: {"n1", "n2", "n3"}, 1: {"n2", "n3"}}
+    assert len([r for r in select_records(records, ["Mass"], "balanced", 0, 1) if r.split == "training"]) == 3 + 2
+    for bad in (0, 6, 2.5, True):
+        with pytest.raises(ValueError, match="normal_max_birads: expected an integer from 1 to 5"):
+            select_records(records, ["Mass"], "all", 0, bad)
+
+
 def test_labels_and_boxes_per_class() -> None:
     record = _toy_records()[2]
     boxes, labels = record.boxes(["Mass", "Suspicious Calcification"])
@@ -128,6 +150,9 @@ def test_bad_csv_errors_name_file_and_row(tmp_path: Path) -> None:
         load_records(tmp_path)
     _write(tmp_path, FINDING_COLUMNS, [ROW[:-1] + ["train"]])
     with pytest.raises(VinDrFormatError, match="line 2: split must be one of"):
+        load_records(tmp_path)
+    _write(tmp_path, FINDING_COLUMNS, [ROW[:7] + ["BI-RADS four"] + ROW[8:]])
+    with pytest.raises(VinDrFormatError, match="line 2: breast_birads must be like 'BI-RADS 4', got 'BI-RADS four'"):
         load_records(tmp_path)
 
 

@@ -40,6 +40,7 @@ from wsod_mammo.data.vindr import (
     FINDING_CSV,
     ImageRecord,
     Selection,
+    check_normal_max_birads,
     describe_splits,
     load_records,
     select_records,
@@ -205,6 +206,11 @@ class VinDrMammoDataModule(L.LightningDataModule):
         cache_dir: a ``wsod prepare`` cache; used when its manifest exists (images it lacks are decoded).
         classes: finding classes, one output each (default ``["Mass"]``).
         selection: ``balanced`` (as many No Finding images as positives), ``all`` or ``paper``.
+        normal_max_birads: the negatives are No Finding images of breasts assessed at most this BI-RADS. VinDr boxes
+            only non-benign findings, image by image: No Finding also covers benign breasts (2) and views of a
+            breast whose suspicious finding was boxed in its other view only (3-5). 5 (the default, every No
+            Finding image, as far as is known the study's reading) keeps them; 2 leaves out the views of suspicious
+            breasts, 1 keeps only breasts assessed normal. The terminal's dataset line counts the 3-5 ones.
         input_size: ``(H, W)`` of the model input.
         crop_breast: crop to the breast before resizing.
         val_fraction: fraction of training studies held out for validation (grouped by study).
@@ -248,6 +254,7 @@ class VinDrMammoDataModule(L.LightningDataModule):
         cache_dir: str | None = None,
         classes: list[str] | None = None,
         selection: Selection = "balanced",
+        normal_max_birads: int = 5,
         input_size: tuple[int, int] = (2944, 1920),
         crop_breast: bool = True,
         val_fraction: float = 0.1,
@@ -295,6 +302,8 @@ class VinDrMammoDataModule(L.LightningDataModule):
         # torch.compile only wraps here; it compiles on the first batch of each kind
         self._device_transform = compiled_device_transform() if compile_device_transform else device_transform
         self.data_root, self.cache_dir = data_root, cache_dir
+        check_normal_max_birads(normal_max_birads)
+        self.normal_max_birads = normal_max_birads
         self.class_names = list(classes or ["Mass"])
         self.selection, self.input_size, self.crop_breast = (
             selection,
@@ -349,7 +358,9 @@ class VinDrMammoDataModule(L.LightningDataModule):
                 f"data_root: {root} {what}; expected a VinDr-Mammo folder ({FINDING_CSV}, images/<study>/<image>.dicom)"
                 f" (synthetic data is written only to synthesize_if_missing: {self.synthesize_if_missing})"
             )
-        selected = select_records(load_records(root), self.class_names, self.selection, self.seed)
+        selected = select_records(
+            load_records(root), self.class_names, self.selection, self.seed, self.normal_max_birads
+        )
         selected = self._drop_missing(selected, cache)
         train, val = split_train_val(selected, self.val_fraction, self.seed)
         return {"train": train, "val": val, "test": [r for r in selected if r.split == "test"]}
@@ -417,7 +428,8 @@ class VinDrMammoDataModule(L.LightningDataModule):
         if len(self.datasets[name]) == 0:
             raise ValueError(
                 f"the {name} split is empty: data_root {self.data_root} has no {'/'.join(self.class_names)} or "
-                f"No Finding images for it with selection={self.selection!r} (val_fraction={self.val_fraction})"
+                f"No Finding images for it with selection={self.selection!r}, normal_max_birads="
+                f"{self.normal_max_birads} (val_fraction={self.val_fraction})"
             )
         workers = self.num_workers
         if workers > 0:  # the workers inherit it (see seed_worker); this process does no cv2 work meanwhile

@@ -6,10 +6,11 @@ a corner (so the breast crop must pick the breast), calcification-like specks on
 distractors, and on about ``mass_fraction`` of the images one or two masses: soft-edged bright blobs of
 varied size, contrast, elongation and lobulation whose boxes go to ``finding_annotations.csv``.
 
-The CSVs carry every quirk of the real data the loader must handle: 32-character hex ids, box rows
+The CSVs carry the quirks of the real data the loader must handle: 32-character hex ids, box rows
 first, empty fields for ``No Finding``, quoted multi-category rows, boxes slightly outside the image,
-a study with two LCC images and no LMLO, a study with several series, both MONOCHROME1 and MONOCHROME2,
-multi-valued window tags and rescale tags.
+BI-RADS and density per breast (a No Finding view of a breast with a boxed mass carries its BI-RADS), a study
+with several series, both MONOCHROME1 and MONOCHROME2, multi-valued window tags and rescale tags; and, which
+VinDr's four views per study never show, a study with two LCC images and no LMLO (nothing may assume four).
 
 OpenCV and pydicom are imported where they are used, so that ``wsod synth --help`` starts in a fraction of a second.
 """
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from wsod_mammo.data.vindr import BREAST_COLUMNS, BREAST_CSV, FINDING_COLUMNS, FINDING_CSV
+from wsod_mammo.data.vindr import BREAST_COLUMNS, BREAST_CSV, FINDING_COLUMNS, FINDING_CSV, parse_birads
 
 MAMMO_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.1.2"  # Digital Mammography X-Ray Image Storage - For Presentation
 MAX_VALUE = 4095  # 12-bit
@@ -279,22 +280,33 @@ def make_synthetic_dataset(
             path = root / "images" / image["study_id"] / f"{image['image_id']}.dicom"
             path.parent.mkdir(parents=True, exist_ok=True)
             write_dicom(path, pixels, image, image["laterality"], image["view_position"], style=index)
-            density, birads = f"DENSITY {'ABCD'[index % 4]}", "BI-RADS 4" if masses or calcs else "BI-RADS 1"
-            base = {
-                **image,
-                "height": str(height),
-                "width": str(width),
-                "breast_density": density,
-                "breast_birads": birads,
-            }
+            base = {**image, "height": str(height), "width": str(width)}
             rows = _finding_rows({k: base[k] for k in FINDING_COLUMNS if k in base}, masses, calcs, rng)
             (box_rows if rows[0]["xmin"] else normal_rows).extend(rows)
             breast_rows.append(base)
     finally:
         settings.reading_validation_mode, settings.writing_validation_mode = old_modes
+    _assess_breasts(box_rows + normal_rows, breast_rows)
     _write_csv(root / FINDING_CSV, FINDING_COLUMNS, box_rows + normal_rows)
     _write_csv(root / BREAST_CSV, BREAST_COLUMNS, breast_rows)
     return root
+
+
+def _assess_breasts(finding_rows: list[dict[str, str]], breast_rows: list[dict[str, str]]) -> None:
+    """Fill ``breast_birads`` and ``breast_density`` per breast, as VinDr's radiologists assessed them: one value for
+    both views of a breast, BI-RADS the highest of its findings' (so the other view of a breast with a boxed mass,
+    a No Finding image, carries it too), else 1 or, for every third breast without a box, 2 (benign: VinDr boxes
+    none of those); density per study. Drawn from no generator: the images and boxes of a seed stay as they were."""
+    studies = list(dict.fromkeys(row["study_id"] for row in breast_rows))
+    birads: dict[tuple[str, str], int] = {}
+    for row in finding_rows:
+        breast, finding = (row["study_id"], row["laterality"]), parse_birads(row["finding_birads"]) or 0
+        birads[breast] = max(birads.get(breast, 0), finding)
+    unboxed = [breast for breast, value in birads.items() if value == 0]  # in file order
+    birads |= {breast: 2 if k % 3 == 1 else 1 for k, breast in enumerate(unboxed)}
+    for row in finding_rows + breast_rows:
+        row["breast_birads"] = f"BI-RADS {birads[row['study_id'], row['laterality']]}"
+        row["breast_density"] = f"DENSITY {'ABCD'[studies.index(row['study_id']) % 4]}"
 
 
 def _assign_findings(

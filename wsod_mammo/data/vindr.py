@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import csv
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,11 +56,20 @@ class ImageRecord:
     width: int
     path: Path
     findings: list[Finding] = field(default_factory=list)
+    breast_birads: int | None = None  # the breast's assessment, 1-5 (None: the cell is empty)
 
     @property
     def is_normal(self) -> bool:
         """True when the image's only findings are ``No Finding``."""
         return all(c == NO_FINDING for f in self.findings for c in f.categories)
+
+    def is_negative(self, normal_max_birads: int = 5) -> bool:
+        """A ``No Finding`` image of a breast assessed at most ``normal_max_birads``: VinDr boxes only non-benign
+        findings, image by image, so ``No Finding`` also covers benign (BI-RADS 2) breasts and views of a breast
+        whose suspicious finding was boxed in its other view only (BI-RADS 3-5). 5 takes every ``No Finding``."""
+        if not self.is_normal:
+            return False
+        return normal_max_birads >= 5 or (self.breast_birads is not None and self.breast_birads <= normal_max_birads)
 
     def has_class(self, classes: Sequence[str]) -> bool:
         return any(c in classes for f in self.findings for c in f.categories)
@@ -94,6 +104,17 @@ def parse_categories(text: str, where: str = "") -> tuple[str, ...]:
     if not isinstance(value, list | tuple) or not value or not all(isinstance(v, str) for v in value):
         raise VinDrFormatError(f"{where}: finding_categories must be a non-empty list of strings, got {text!r}")
     return tuple(v.strip() for v in value)
+
+
+def parse_birads(text: str, where: str = "") -> int | None:
+    """``BI-RADS 4`` (the CSVs' form; a bare ``4`` too) -> 4; an empty cell -> None."""
+    text = text.strip()
+    if not text:
+        return None
+    match = re.fullmatch(r"(?:BI-?RADS\s*)?([0-6])", text, flags=re.IGNORECASE)
+    if match is None:
+        raise VinDrFormatError(f"{where}: breast_birads must be like 'BI-RADS 4', got {text!r}")
+    return int(match.group(1))
 
 
 def _read_rows(path: Path, columns: Sequence[str]) -> Iterable[tuple[int, dict[str, str]]]:
@@ -155,6 +176,7 @@ def _new_record(row: dict[str, str], root: Path, where: str) -> ImageRecord:
         height=height,
         width=width,
         path=root / "images" / row["study_id"] / f"{row['image_id']}.dicom",
+        breast_birads=parse_birads(row["breast_birads"], where),
     )
 
 
@@ -182,9 +204,14 @@ def load_records(root: str | Path) -> list[ImageRecord]:
 
 
 def select_records(
-    records: Sequence[ImageRecord], classes: Sequence[str], selection: Selection = "balanced", seed: int = 42
+    records: Sequence[ImageRecord],
+    classes: Sequence[str],
+    selection: Selection = "balanced",
+    seed: int = 42,
+    normal_max_birads: int = 5,
 ) -> list[ImageRecord]:
-    """Pick the positives (a finding of ``classes``) and negatives (``No Finding``) per split.
+    """Pick the positives (a finding of ``classes``) and negatives (``No Finding``, of a breast assessed at most
+    ``normal_max_birads``: ``ImageRecord.is_negative``) per split.
 
     ``all``: every positive and every negative. ``balanced``: every positive and as many negatives, drawn
     with a seeded generator. ``paper``: one entry per finding row of the classes (an image with two mass
@@ -193,12 +220,13 @@ def select_records(
     """
     if selection not in ("balanced", "all", "paper"):
         raise ValueError(f"selection: expected 'balanced', 'all' or 'paper', got {selection!r}")
+    check_normal_max_birads(normal_max_birads)
     rng = np.random.default_rng(seed)
     chosen: list[ImageRecord] = []
     for split in SPLITS:
         in_split = [r for r in records if r.split == split]
         positives = [r for r in in_split if r.has_class(classes)]
-        negatives = [r for r in in_split if r.is_normal]
+        negatives = [r for r in in_split if r.is_negative(normal_max_birads)]
         if selection == "paper":
             positives = [r for r in positives for f in r.findings if any(c in classes for c in f.categories)]
         if selection != "all" and len(negatives) > len(positives):
@@ -206,6 +234,11 @@ def select_records(
             negatives = [negatives[i] for i in keep]
         chosen += positives + negatives
     return chosen
+
+
+def check_normal_max_birads(value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 5:
+        raise ValueError(f"normal_max_birads: expected an integer from 1 to 5, got {value!r}")
 
 
 def split_train_val(
@@ -228,12 +261,17 @@ def split_train_val(
 
 def describe_splits(splits: dict[str, list[ImageRecord]], classes: Sequence[str]) -> str:
     """``train 24 images (10 with Mass, 14 normal); val ...``: the counts a user checks first. Images the
-    selection lists more than once (the paper's repeats) are also counted once, as ``N distinct``."""
+    selection lists more than once (the paper's repeats) are also counted once, as ``N distinct``; normals that
+    are views of a breast assessed BI-RADS 3-5 (``normal_max_birads`` leaves them out) are counted apart."""
     parts = []
     for name, records in splits.items():
         distinct = len({r.image_id for r in records})
         positive = sum(r.has_class(classes) for r in records)
         normal = sum(r.is_normal for r in records)
+        suspicious = sum(r.is_normal and (r.breast_birads or 0) >= 3 for r in records)
         repeats = f", {distinct} distinct" if distinct != len(records) else ""
-        parts.append(f"{name} {len(records)} images ({positive} with {'/'.join(classes)}, {normal} normal{repeats})")
+        of_which = f", {suspicious} of them views of a BI-RADS 3-5 breast" if suspicious else ""
+        parts.append(
+            f"{name} {len(records)} images ({positive} with {'/'.join(classes)}, {normal} normal{of_which}{repeats})"
+        )
     return "; ".join(parts)
