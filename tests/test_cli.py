@@ -26,7 +26,6 @@ from wsod_mammo.cli import main, resolve_checkpoint
 from wsod_mammo.data.dicom import read_dicom
 from wsod_mammo.inference import Predictor
 from wsod_mammo.models import GMIC, to_nyu_state_dict
-from wsod_mammo.training.predict import NoReadableInputError
 from wsod_mammo.training.test_report import checkpoint_record
 
 REPO = Path(__file__).resolve().parents[1]
@@ -133,7 +132,9 @@ def _nyu_legacy_file(path: Path) -> Path:
     return path
 
 
-def test_predict_from_nyu_weights_without_a_checkpoint_on_png_and_dicom(tmp_path: Path, data_root: Path) -> None:
+def test_predict_from_nyu_weights_without_a_checkpoint_on_png_and_dicom(
+    tmp_path: Path, data_root: Path, capsys: pytest.CaptureFixture
+) -> None:
     """`--model.init_from_nyu` alone (no --ckpt_path): NYU's two heads predict; an all-unreadable input fails."""
     nyu = _nyu_legacy_file(tmp_path / "sample_model_1.p")
     config = tiny_config(tmp_path, data_root)
@@ -150,8 +151,9 @@ def test_predict_from_nyu_weights_without_a_checkpoint_on_png_and_dicom(tmp_path
     assert abs(records[0]["probability"] - records[1]["probability"]) < 2e-3
     (tmp_path / "notes.txt").write_text("not an image")
     try:
-        with pytest.raises(NoReadableInputError, match="none of the 1 input"):
+        with pytest.raises(SystemExit) as failed:  # the reason on one line, no traceback
             main([*args, "--data.predict_paths", f"[{tmp_path / 'notes.txt'}]"])
+        assert failed.value.code == 1 and "predict: none of the 1 input(s) could be read" in capsys.readouterr().err
         with pytest.raises(ValueError, match="model.init_from_nyu: .*notes.txt: not a weights-only"):
             main([*args[:-1], str(tmp_path / "notes.txt"), "--data.predict_paths", f"[{png}]"])
     finally:  # a run that failed in this process leaves its W&B run open; later tests must start their own

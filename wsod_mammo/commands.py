@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 from typing import NamedTuple
 
 from wsod_mammo import __version__
-from wsod_mammo.logging_setup import configure_logging
+from wsod_mammo.logging_setup import PACKAGE_LOGGER, configure_logging
 
 
 class Subcommand(NamedTuple):
@@ -69,6 +70,12 @@ def main(argv: list[str] | None = None) -> None:
     name, rest = args[0], args[1:]
     module = importlib.import_module(SUBCOMMANDS[name].module)
     if SUBCOMMANDS[name].module == LIGHTNING_MODULE:
-        module.run_lightning_cli(None if argv is None else [name, *rest])  # None: LightningCLI reads sys.argv
+        from wsod_mammo.training.predict import NoReadableInputError
+
+        try:
+            module.run_lightning_cli(None if argv is None else [name, *rest])  # None: LightningCLI reads sys.argv
+        except NoReadableInputError as err:  # every reason is written: the one line to read, not a traceback
+            logging.getLogger(PACKAGE_LOGGER).error("%s", err)
+            raise SystemExit(1) from None
     else:
         module.main(rest)
