@@ -9,7 +9,15 @@ import pydicom
 import pytest
 from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.pixels import apply_modality_lut, apply_voi_lut
-from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless, generate_uid
+from pydicom.uid import (
+    UID,
+    ExplicitVRLittleEndian,
+    JPEG2000Lossless,
+    JPEGExtended12Bit,
+    JPEGLosslessSV1,
+    JPEGLSLossless,
+    generate_uid,
+)
 
 from wsod_mammo.data.dicom import DicomError, read_dicom
 from wsod_mammo.data.geometry import breast_bbox
@@ -96,6 +104,49 @@ def test_jpeg2000_lossless_decodes_like_uncompressed(tmp_path: Path) -> None:
     ds.save_as(tmp_path / "j2k.dcm")
     assert pydicom.dcmread(tmp_path / "j2k.dcm").file_meta.TransferSyntaxUID == JPEG2000Lossless
     np.testing.assert_array_equal(read_dicom(tmp_path / "j2k.dcm")[0], read_dicom(plain)[0])
+
+
+GDCM_SYNTAX = {JPEGLosslessSV1: "JPEGLosslessProcess14_1", JPEGLSLossless: "JPEGLSLossless",
+               JPEGExtended12Bit: "JPEGExtendedProcess2_4"}  # fmt: skip
+
+
+def gdcm_transcode(plain: Path, out: Path, syntax: UID) -> Path:
+    """``plain`` re-encoded by GDCM in ``syntax`` (pydicom encodes none of these). GDCM's writer aborts the process
+    on a file without Modality, so ``plain`` must have one."""
+    import gdcm
+
+    reader = gdcm.ImageReader()
+    reader.SetFileName(str(plain))
+    assert reader.Read() and pydicom.dcmread(plain).Modality
+    change = gdcm.ImageChangeTransferSyntax()
+    change.SetTransferSyntax(gdcm.TransferSyntax(getattr(gdcm.TransferSyntax, GDCM_SYNTAX[syntax])))
+    change.SetInput(reader.GetImage())
+    assert change.Change()
+    writer = gdcm.ImageWriter()
+    writer.SetFileName(str(out))
+    writer.SetFile(reader.GetFile())
+    writer.SetImage(change.GetOutput())
+    assert writer.Write() and pydicom.dcmread(out).file_meta.TransferSyntaxUID == syntax
+    return out
+
+
+@pytest.mark.parametrize("syntax", [JPEGLosslessSV1, JPEGLSLossless])
+def test_jpeg_lossless_and_jpeg_ls_decode_like_uncompressed(tmp_path: Path, syntax: UID) -> None:
+    """JPEG Lossless SV1 is the common clinical mammography export (Hologic); both decode through GDCM."""
+    pixels = (np.arange(64 * 48, dtype=np.uint16).reshape(64, 48) * 7) % 4096
+    plain = write(tmp_path / "plain.dcm", pixels, WindowCenter=2048, WindowWidth=4096, Modality="MG")
+    packed = gdcm_transcode(plain, tmp_path / "packed.dcm", syntax)
+    np.testing.assert_array_equal(read_dicom(packed)[0], read_dicom(plain)[0])
+
+
+def test_12_bit_jpeg_extended_decodes_close_to_uncompressed(tmp_path: Path) -> None:
+    """pydicom's GDCM plugin refuses 12-bit JPEG Extended: GDCM decodes it directly (lossy: a few levels off)."""
+    pixels = np.add.outer(np.arange(64) * 30, np.arange(48) * 20).astype(np.uint16)  # smooth, 0 .. 2830
+    plain = write(tmp_path / "plain.dcm", pixels, WindowCenter=2048, WindowWidth=4096, Modality="MG")
+    packed = gdcm_transcode(plain, tmp_path / "lossy.dcm", JPEGExtended12Bit)
+    image, info = read_dicom(packed)
+    assert (info.height, info.width) == (64, 48)
+    np.testing.assert_allclose(image, read_dicom(plain)[0], atol=4 / 4095)
 
 
 def pydicom_display(path: Path, low: float, high: float) -> np.ndarray:

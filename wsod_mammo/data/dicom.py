@@ -22,6 +22,7 @@ import numpy as np
 import pydicom
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_modality_lut, apply_voi_lut
+from pydicom.uid import JPEGExtended12Bit
 
 
 class DicomError(ValueError):
@@ -144,6 +145,43 @@ def _display_lut(ds: pydicom.Dataset, pixels: np.ndarray) -> tuple[np.ndarray, n
     return lut.astype(np.float32), padding & present
 
 
+def _gdcm_pixels(path: Path) -> np.ndarray:
+    """The stored values as GDCM itself decodes them: pydicom's GDCM plugin refuses 12-bit JPEG Extended, and the
+    only other decoder of it (pylibjpeg-libjpeg) is GPL-3."""
+    import gdcm  # python-gdcm, a dependency; imported here because only this transfer syntax calls it directly
+
+    reader = gdcm.ImageReader()
+    reader.SetFileName(str(path))
+    if not reader.Read():
+        raise ValueError("GDCM cannot read the file")
+    image = reader.GetImage()
+    form = image.GetPixelFormat()
+    samples, bits = form.GetSamplesPerPixel(), form.GetBitsAllocated()
+    if samples != 1 or bits not in (8, 16):
+        raise ValueError(f"expected one sample of 8 or 16 bits per pixel, found {samples} of {bits}")
+    dtype = np.dtype(f"{'i' if form.GetPixelRepresentation() else 'u'}{bits // 8}")  # GDCM's buffer: native order
+    columns, rows = image.GetDimension(0), image.GetDimension(1)
+    frames = image.GetDimension(2) if image.GetNumberOfDimensions() == 3 else 1
+    buffer = image.GetBuffer().encode("utf-8", "surrogateescape")  # GDCM hands bytes over as a str
+    return np.frombuffer(buffer, dtype).reshape((rows, columns) if frames == 1 else (frames, rows, columns))
+
+
+def _pixels(ds: pydicom.Dataset, path: Path) -> np.ndarray:
+    """The stored values, through pydicom's decoding plugins (GDCM, pylibjpeg-openjpeg); 12-bit JPEG Extended,
+    which those refuse, through GDCM directly. DicomError naming the file when nothing decodes them."""
+    try:
+        return ds.pixel_array
+    except Exception as err:
+        failure = f"{type(err).__name__}: {err}"
+        cause = err
+    if ds.file_meta.get("TransferSyntaxUID") == JPEGExtended12Bit:
+        try:
+            return _gdcm_pixels(path)
+        except Exception as err:
+            failure += f"; GDCM itself: {type(err).__name__}: {err}"
+    raise DicomError(f"{path}: pixel data cannot be decoded ({failure})") from cause
+
+
 def read_dicom(path: str | Path) -> tuple[np.ndarray, DicomInfo]:
     """Decode a mammogram to a ``(H, W)`` float32 image in [0, 1] (bright = dense) and its tags (``info.padding``:
     where the padding pixels are, or None).
@@ -162,10 +200,7 @@ def read_dicom(path: str | Path) -> tuple[np.ndarray, DicomInfo]:
         raise DicomError(f"{path}: unreadable DICOM header ({type(err).__name__}: {err})") from err
     if "PixelData" not in ds:
         raise DicomError(f"{path}: no pixel data (PixelData tag absent)")
-    try:
-        pixels = ds.pixel_array
-    except Exception as err:
-        raise DicomError(f"{path}: pixel data cannot be decoded ({type(err).__name__}: {err})") from err
+    pixels = _pixels(ds, path)
     if pixels.ndim != 2:
         raise DicomError(f"{path}: expected one 2-D grayscale frame, found pixel array of shape {pixels.shape}")
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip()
