@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -94,6 +95,37 @@ def test_bad_files_name_path_and_reason(tmp_path: Path) -> None:
     ds.save_as(tmp_path / "nopix.dcm")
     with pytest.raises(DicomError, match=r"nopix.dcm: no pixel data"):
         read_dicom(tmp_path / "nopix.dcm")
+
+
+EMPTY = "expected one number, found an empty value"
+
+
+@pytest.mark.parametrize(
+    ("tags", "tag", "problem"),
+    [
+        ({"RescaleSlope": None, "RescaleIntercept": None}, "Rescale Slope (0028,1053)", EMPTY),
+        ({"RescaleSlope": 2, "RescaleIntercept": None}, "Rescale Intercept (0028,1052)", EMPTY),
+        ({"RescaleSlope": [1, 2], "RescaleIntercept": 0}, "Rescale Slope (0028,1053)", "expected one number, found ["),
+        ({"RescaleSlope": 0, "RescaleIntercept": 0}, "Rescale Slope (0028,1053)", "0 would give every pixel one value"),
+        ({"WindowCenter": 1500, "WindowWidth": None}, "Window Width (0028,1051)", "expected a number, found an empty"),
+        ({"WindowCenter": None, "WindowWidth": 900}, "Window Center (0028,1050)", "expected a number, found an empty"),
+        ({"PixelPaddingValue": 0, "PixelPaddingRangeLimit": None}, "Pixel Padding Range Limit (0028,0121)", EMPTY),
+    ],
+)
+def test_malformed_display_tags_are_errors_naming_file_and_tag(
+    tmp_path: Path, tags: dict, tag: str, problem: str
+) -> None:
+    """An empty Rescale Slope used to escape as a bare TypeError (no file name) and end ``wsod prepare``."""
+    path = write(tmp_path / "bad.dcm", **tags)
+    with pytest.raises(DicomError, match=re.escape(f"bad.dcm: {tag}: {problem}")):
+        read_dicom(path)
+
+
+def test_any_failure_of_the_display_transform_names_the_file(tmp_path: Path) -> None:
+    item = Dataset()
+    item.LUTDescriptor = [4096, 0, 16]  # no LUTData: pydicom's apply_modality_lut raises KeyError
+    with pytest.raises(DicomError, match=r"nolut.dcm: display transform failed \(KeyError"):
+        read_dicom(write(tmp_path / "nolut.dcm", ModalityLUTSequence=[item]))
 
 
 def test_jpeg2000_lossless_decodes_like_uncompressed(tmp_path: Path) -> None:

@@ -15,12 +15,14 @@ copy. The padding mask is one byte per pixel, made only for an image that has pa
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pydicom
 from pydicom.errors import InvalidDicomError
+from pydicom.multival import MultiValue
 from pydicom.pixels import apply_modality_lut, apply_voi_lut
 from pydicom.uid import JPEGExtended12Bit
 
@@ -48,6 +50,10 @@ class DicomInfo:
     view: str | None
     photometric: str
     padding: np.ndarray | None = field(default=None, compare=False, repr=False)
+
+
+class _BadTag(ValueError):
+    """A tag the display transform uses, present but malformed; the message names the tag (``read_dicom`` the file)."""
 
 
 def _laterality(ds: pydicom.Dataset) -> str | None:
@@ -102,11 +108,51 @@ def _padding_mask(ds: pydicom.Dataset, pixels: np.ndarray) -> np.ndarray:
     return (pixels >= pixels.dtype.type(low)) & (pixels <= pixels.dtype.type(high))
 
 
-def _output_range(ds: pydicom.Dataset, modality: np.ndarray, used: np.ndarray) -> tuple[float, float]:
-    """The range `apply_voi_lut` maps to (PS3.3 C.11.2), else the min-max of the values present (no VOI)."""
+def _number(ds: pydicom.Dataset, keyword: str, first: bool = False) -> float:
+    """The tag's value as one finite number (``first``: the first of several, the one pydicom's windowing uses);
+    ``_BadTag`` naming the tag otherwise (an empty value would reach numpy as None)."""
+    element = ds[keyword]
+    value = element.value[0] if first and isinstance(element.value, MultiValue) and element.value else element.value
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if not math.isfinite(number):
+        found = "an empty value" if value is None or value == "" else repr(value)
+        raise _BadTag(f"{element.name} {element.tag}: expected {'a' if first else 'one'} number, found {found}")
+    return number
+
+
+def _voi_lut(ds: pydicom.Dataset) -> pydicom.Dataset | None:
+    """The VOI LUT that `apply_voi_lut` applies (it takes precedence over the window), or None."""
     voi = ds.get("VOILUTSequence")
     if voi and voi[0].get("LUTDescriptor") is not None and voi[0].get("LUTData") is not None:
-        return 0.0, float(2 ** int(voi[0].LUTDescriptor[2]) - 1)
+        return voi[0]
+    return None
+
+
+def _check_display_tags(ds: pydicom.Dataset) -> None:
+    """The numbers the display transform reads, each checked where it is used: Rescale Slope and Intercept (applied
+    only as a pair, as pydicom does; a zero slope would make every pixel one value), the window (unless a VOI LUT
+    replaces it) and the padding values. ``_BadTag`` naming the first malformed one."""
+    if "RescaleSlope" in ds and "RescaleIntercept" in ds:
+        if _number(ds, "RescaleSlope") == 0:
+            raise _BadTag(f"{ds['RescaleSlope'].name} {ds['RescaleSlope'].tag}: 0 would give every pixel one value")
+        _number(ds, "RescaleIntercept")
+    if _voi_lut(ds) is None and "WindowCenter" in ds and "WindowWidth" in ds:
+        _number(ds, "WindowCenter", first=True)
+        _number(ds, "WindowWidth", first=True)
+    if "PixelPaddingValue" in ds:
+        _number(ds, "PixelPaddingValue")
+        if "PixelPaddingRangeLimit" in ds:
+            _number(ds, "PixelPaddingRangeLimit")
+
+
+def _output_range(ds: pydicom.Dataset, modality: np.ndarray, used: np.ndarray) -> tuple[float, float]:
+    """The range `apply_voi_lut` maps to (PS3.3 C.11.2), else the min-max of the values present (no VOI)."""
+    voi = _voi_lut(ds)
+    if voi is not None:
+        return 0.0, float(2 ** int(voi.LUTDescriptor[2]) - 1)
     if "WindowCenter" in ds and "WindowWidth" in ds:
         if ds.get("ModalityLUTSequence"):
             low, high = 0.0, float(2 ** int(ds.ModalityLUTSequence[0].LUTDescriptor[2]) - 1)
@@ -129,6 +175,7 @@ def display_lut(ds: pydicom.Dataset, pixels: np.ndarray) -> np.ndarray:
 
 def _display_lut(ds: pydicom.Dataset, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``display_lut`` and the mask of the padding codes that occur in ``pixels``."""
+    _check_display_tags(ds)
     values, codes = _codes(pixels)
     padding = _padding(ds, values)
     present = _present(codes, values.size)
@@ -187,7 +234,7 @@ def read_dicom(path: str | Path) -> tuple[np.ndarray, DicomInfo]:
     where the padding pixels are, or None).
 
     Raises ``DicomError`` naming the path and the reason for a missing, non-DICOM, truncated or
-    pixel-less file.
+    pixel-less file, or one whose display tags are malformed (naming the tag).
     """
     path = Path(path)
     if not path.is_file():
@@ -208,7 +255,9 @@ def read_dicom(path: str | Path) -> tuple[np.ndarray, DicomInfo]:
         raise DicomError(f"{path}: expected MONOCHROME1 or MONOCHROME2, found {photometric}")
     try:
         lut, padding = _display_lut(ds, pixels)
-    except (ValueError, NotImplementedError, AttributeError, IndexError) as err:
+    except _BadTag as err:
+        raise DicomError(f"{path}: {err}") from err
+    except (ValueError, TypeError, KeyError, NotImplementedError, AttributeError, IndexError) as err:
         raise DicomError(f"{path}: display transform failed ({type(err).__name__}: {err})") from err
     image = lut[_codes(pixels)[1]]  # (H, W) float32, the only full-size float array
     mask = _padding_mask(ds, pixels) if padding.any() else None  # (H, W) bool, only for an image with padding
