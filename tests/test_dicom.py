@@ -211,6 +211,20 @@ def test_voi_lut_sequence_and_rescaled_window_match_pydicom(tmp_path: Path) -> N
     np.testing.assert_allclose(read_dicom(path)[0], pydicom_display(path, -100, 4095 * 2 - 100), atol=2e-6)
 
 
+@pytest.mark.parametrize("function", ["LINEAR", "SIGMOID"])
+def test_negative_rescale_slope_with_window_is_displayed_not_black(tmp_path: Path, function: str) -> None:
+    """Modality value 4095 - stored: the window shows it as PS3.3 draws it (high modality value bright), which is
+    pydicom's output read from the end its lower window side maps to (4095) to its upper side's (0)."""
+    path = write(tmp_path / "neg.dcm", RAMP, RescaleSlope=-1, RescaleIntercept=4095, WindowCenter=2048,
+                 WindowWidth=4096, VOILUTFunction=function)  # fmt: skip
+    image, _ = read_dicom(path)
+    np.testing.assert_allclose(image, pydicom_display(path, 4095, 0), atol=2e-6)
+    if function == "LINEAR":
+        np.testing.assert_allclose(image, window(4095.0 - RAMP, 2048, 4096), atol=2e-6)
+    stored = RAMP.ravel()
+    assert image.ravel()[stored.argmin()] > 0.85 and image.ravel()[stored.argmax()] < 0.15  # not black, not inverted
+
+
 def mammogram_with_padding(photometric: str) -> tuple[np.ndarray, np.ndarray]:
     """256 x 160 stored values: a breast on the left, air, and a padded band (stored 0 .. 30) on the right."""
     rows, cols = np.mgrid[0:256, 0:160]

@@ -149,7 +149,13 @@ def _check_display_tags(ds: pydicom.Dataset) -> None:
 
 
 def _output_range(ds: pydicom.Dataset, modality: np.ndarray, used: np.ndarray) -> tuple[float, float]:
-    """The range `apply_voi_lut` maps to (PS3.3 C.11.2), else the min-max of the values present (no VOI)."""
+    """The range `apply_voi_lut` maps to (PS3.3 C.11.2), else the min-max of the values present (no VOI).
+
+    With a window, ``low`` is what the window's lower side maps to and ``high`` its upper side: pydicom takes them as
+    the stored range through the rescale, so a negative Rescale Slope gives ``low > high``. The display value is the
+    fraction of the way from ``low`` to ``high`` (signed span): the window's lower side dark, as PS3.3 C.11.2.1.2
+    draws it, whatever the slope's sign.
+    """
     voi = _voi_lut(ds)
     if voi is not None:
         return 0.0, float(2 ** int(voi.LUTDescriptor[2]) - 1)
@@ -185,7 +191,8 @@ def _display_lut(ds: pydicom.Dataset, pixels: np.ndarray) -> tuple[np.ndarray, n
         modality = modality.astype(np.int64)  # apply_voi indexes its LUT with integers
     display = np.asarray(apply_voi_lut(modality, ds), np.float64)
     low, high = _output_range(ds, np.asarray(modality, np.float64), used)
-    lut = np.clip((display - low) / max(high - low, 1e-12), 0.0, 1.0)
+    span = high - low  # negative for a window under a negative Rescale Slope (see _output_range)
+    lut = np.clip((display - low) / (span if span != 0 else 1.0), 0.0, 1.0)
     if str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip() == "MONOCHROME1":
         lut = 1.0 - lut
     lut[padding] = 0.0
