@@ -128,6 +128,14 @@ def test_any_failure_of_the_display_transform_names_the_file(tmp_path: Path) -> 
         read_dicom(write(tmp_path / "nolut.dcm", ModalityLUTSequence=[item]))
 
 
+def test_a_one_row_image_or_one_all_padding_is_an_error_not_an_empty_crop(tmp_path: Path) -> None:
+    with pytest.raises(DicomError, match=r"row.dcm: expected at least 2x2 pixels, found 1x3 \(rows x columns\)"):
+        read_dicom(write(tmp_path / "row.dcm", PIXELS[:1]))
+    padded = write(tmp_path / "pad.dcm", PixelPaddingValue=0, PixelPaddingRangeLimit=4095)
+    with pytest.raises(DicomError, match=r"pad.dcm: Pixel Padding Value \(0028,0120\): every pixel is padding"):
+        read_dicom(padded)
+
+
 def test_jpeg2000_lossless_decodes_like_uncompressed(tmp_path: Path) -> None:
     pixels = (np.arange(64 * 48, dtype=np.uint16).reshape(64, 48) * 7) % 4096
     plain = write(tmp_path / "plain.dcm", pixels, WindowCenter=2048, WindowWidth=4096)

@@ -84,6 +84,8 @@ def test_bad_inputs_name_what_is_wrong(predictor: Predictor, tmp_path: Path) -> 
         predictor(tmp_path / "notes.txt")
     with pytest.raises(ValueError, match=r"a float image must lie in \[0, 1\]"):
         predictor(np.full((64, 32), 3.0, np.float32))
+    with pytest.raises(ValueError, match=r"at least 2x2 pixels, found shape \(0, 5\)"):  # was a segfault in cv2
+        predictor(np.zeros((0, 5), np.uint8))
     with pytest.raises(ValueError, match="laterality: expected 'L', 'R' or None"):
         predictor(np.zeros((64, 32), np.uint8), laterality="left")
 

@@ -26,6 +26,8 @@ from pydicom.multival import MultiValue
 from pydicom.pixels import apply_modality_lut, apply_voi_lut
 from pydicom.uid import JPEGExtended12Bit
 
+MIN_SIDE = 2  # pixels: the breast crop and the laterality inference need two rows and two columns
+
 
 class DicomError(ValueError):
     """A DICOM file that cannot be turned into an image; the message is ``"<path>: <reason>"``."""
@@ -186,6 +188,8 @@ def _display_lut(ds: pydicom.Dataset, pixels: np.ndarray) -> tuple[np.ndarray, n
     padding = _padding(ds, values)
     present = _present(codes, values.size)
     used = present & ~padding
+    if present.any() and not used.any():
+        raise _BadTag("Pixel Padding Value (0028,0120): every pixel is padding, no image is left")
     modality = apply_modality_lut(values, ds)
     if modality.dtype.kind == "f" and np.array_equal(modality, np.round(modality)):
         modality = modality.astype(np.int64)  # apply_voi indexes its LUT with integers
@@ -257,6 +261,11 @@ def read_dicom(path: str | Path) -> tuple[np.ndarray, DicomInfo]:
     pixels = _pixels(ds, path)
     if pixels.ndim != 2:
         raise DicomError(f"{path}: expected one 2-D grayscale frame, found pixel array of shape {pixels.shape}")
+    if min(pixels.shape) < MIN_SIDE:
+        rows, columns = pixels.shape
+        raise DicomError(
+            f"{path}: expected at least {MIN_SIDE}x{MIN_SIDE} pixels, found {rows}x{columns} (rows x columns)"
+        )
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip()
     if photometric not in ("MONOCHROME1", "MONOCHROME2"):
         raise DicomError(f"{path}: expected MONOCHROME1 or MONOCHROME2, found {photometric}")

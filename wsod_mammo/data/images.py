@@ -19,7 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from wsod_mammo.data.dicom import DicomError, read_dicom
+from wsod_mammo.data.dicom import MIN_SIDE, DicomError, read_dicom
 from wsod_mammo.data.geometry import Geometry, apply_to_image, apply_to_mask, make_geometry
 
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff")
@@ -40,12 +40,17 @@ def scale_to_unit(array: np.ndarray, source: str = "array") -> np.ndarray:
     """Grayscale ``(H, W)`` integer or float array -> float32 in [0, 1].
 
     uint8 / 255; uint16 by its bit depth rounded up to an even number of bits from 8 (12-bit data / 4095); float
-    arrays must already lie in [0, 1]. ValueError naming ``source`` for anything else (colour, NaN, other dtypes).
+    arrays must already lie in [0, 1]. ValueError naming ``source`` for anything else (colour, NaN, other dtypes,
+    fewer than 2 rows or columns).
     """
     if array.ndim == 3 and array.shape[2] in (3, 4) and np.array_equal(array[..., 0], array[..., 1]):
         array = array[..., 0]  # grayscale saved as RGB(A)
     if array.ndim != 2:
         raise ValueError(f"{source}: expected one grayscale (H, W) image, found shape {array.shape}")
+    if min(array.shape) < MIN_SIDE:  # an empty image would crash OpenCV (breast crop) in native code
+        raise ValueError(
+            f"{source}: expected an image of at least {MIN_SIDE}x{MIN_SIDE} pixels, found shape {array.shape}"
+        )
     if array.dtype == np.uint8:
         return np.multiply(array, np.float32(1 / 255), dtype=np.float32)
     if array.dtype == np.uint16:
