@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import cv2
 import numpy as np
 import pytest
 
-from wsod_mammo.data.images import load_padded
+from wsod_mammo.data.images import load_padded, read_any
 
 SIZE = (64, 32)
 
@@ -15,3 +18,17 @@ def test_empty_or_one_pixel_thin_arrays_are_rejected_before_opencv(shape: tuple[
     """An empty array used to end the whole process with a segfault inside OpenCV (the breast crop)."""
     with pytest.raises(ValueError, match=rf"at least 2x2 pixels, found shape \({shape[0]}, {shape[1]}\)"):
         load_padded(np.zeros(shape, np.uint8), SIZE)
+
+
+def test_grayscale_saved_as_rgb_loads_but_a_red_mark_makes_it_colour(tmp_path: Path) -> None:
+    """A BGR file whose red channel alone holds a mark used to pass as gray (channels 0 and 1 agree), losing it."""
+    gray = np.tile(np.arange(0, 240, 4, dtype=np.uint8), (40, 1))  # (40, 60)
+    cv2.imwrite(str(tmp_path / "gray.png"), np.dstack([gray] * 3))
+    cv2.imwrite(str(tmp_path / "gray_alpha.png"), np.dstack([gray] * 3 + [np.full_like(gray, 255)]))
+    for name in ("gray.png", "gray_alpha.png"):
+        np.testing.assert_allclose(read_any(tmp_path / name)[0], gray / 255, atol=1e-6)
+    marked = np.dstack([gray] * 3)
+    marked[10:20, 10:20] = (0, 0, 255)  # pure red in BGR order: only channel 2 differs from the others
+    cv2.imwrite(str(tmp_path / "red.png"), marked)
+    with pytest.raises(ValueError, match=r"red.png: expected one grayscale \(H, W\) image, found shape \(40, 60, 3\)"):
+        read_any(tmp_path / "red.png")

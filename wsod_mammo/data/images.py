@@ -36,6 +36,15 @@ def is_dicom(path: str | Path) -> bool:
         return False
 
 
+def _gray(array: np.ndarray) -> np.ndarray:
+    """Grayscale saved as RGB(A) -> ``(H, W)``: only when all three colour channels agree (a red mark in one channel
+    makes it a colour image); alpha is not compared. Anything else unchanged."""
+    if array.ndim == 3 and array.shape[2] in (3, 4):
+        if np.array_equal(array[..., 0], array[..., 1]) and np.array_equal(array[..., 0], array[..., 2]):
+            return array[..., 0]
+    return array
+
+
 def scale_to_unit(array: np.ndarray, source: str = "array") -> np.ndarray:
     """Grayscale ``(H, W)`` integer or float array -> float32 in [0, 1].
 
@@ -43,8 +52,7 @@ def scale_to_unit(array: np.ndarray, source: str = "array") -> np.ndarray:
     arrays must already lie in [0, 1]. ValueError naming ``source`` for anything else (colour, NaN, other dtypes,
     fewer than 2 rows or columns).
     """
-    if array.ndim == 3 and array.shape[2] in (3, 4) and np.array_equal(array[..., 0], array[..., 1]):
-        array = array[..., 0]  # grayscale saved as RGB(A)
+    array = _gray(array)
     if array.ndim != 2:
         raise ValueError(f"{source}: expected one grayscale (H, W) image, found shape {array.shape}")
     if min(array.shape) < MIN_SIDE:  # an empty image would crash OpenCV (breast crop) in native code
