@@ -32,3 +32,14 @@ def test_grayscale_saved_as_rgb_loads_but_a_red_mark_makes_it_colour(tmp_path: P
     cv2.imwrite(str(tmp_path / "red.png"), marked)
     with pytest.raises(ValueError, match=r"red.png: expected one grayscale \(H, W\) image, found shape \(40, 60, 3\)"):
         read_any(tmp_path / "red.png")
+
+
+def test_a_folder_is_not_an_image_and_the_error_says_so(tmp_path: Path) -> None:
+    """A folder with files in it used to be called 'a folder with no files in it' by the Predictor and load_padded."""
+    (tmp_path / "scans").mkdir()
+    cv2.imwrite(str(tmp_path / "scans" / "a.png"), np.zeros((40, 30), np.uint8))
+    with pytest.raises(ValueError, match=r"scans: a folder, not an image file: pass its files"):
+        load_padded(tmp_path / "scans", SIZE)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match=r"empty: a folder with no files in it"):  # what wsod predict reports
+        load_padded(tmp_path / "empty", SIZE)

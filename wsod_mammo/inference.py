@@ -256,8 +256,8 @@ class Predictor:
         """Classify and localize each input.
 
         Args:
-            inputs: a path (DICOM by content, PNG/TIFF) or ``(H, W)`` array (uint8, uint16, float in [0, 1]), or a
-                list of them.
+            inputs: a file path (DICOM by content, PNG/TIFF) or ``(H, W)`` array (uint8, uint16, float in [0, 1]),
+                or a list of them; a folder is not expanded (one Prediction per input): list its files.
             laterality: ``L``/``R`` per input (or one for all) for non-DICOM inputs; None infers it.
             methods: saliency methods whose maps are returned (default: the model's ``predict_saliency``); boxes
                 come from the first.

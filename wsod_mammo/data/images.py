@@ -97,11 +97,19 @@ def read_any(path: str | Path) -> tuple[np.ndarray, str | None]:
     return image, laterality
 
 
+def _folder_error(path: Path) -> str:
+    """Why a folder cannot be read as one image: ``wsod predict`` expands folders first (an empty one is kept, so that
+    its row says so); the Predictor and ``load_padded`` take one image per input, so they need its files."""
+    if not any(entry.is_file() for entry in path.rglob("*")):
+        return f"{path}: a folder with no files in it"
+    return f"{path}: a folder, not an image file: pass its files (only `wsod predict` expands folders)"
+
+
 def _read(path: str | Path) -> tuple[np.ndarray, str | None, np.ndarray | None]:
     """``read_any`` plus the DICOM's padding mask ``(H, W)`` bool (None for no padding and for PNG/TIFF)."""
     path = Path(path)
     if path.is_dir():
-        raise ValueError(f"{path}: a folder with no files in it")
+        raise ValueError(_folder_error(path))
     if not path.is_file():
         raise ValueError(f"{path}: file not found")
     if is_dicom(path) or path.suffix.lower() in (".dcm", ".dicom"):
