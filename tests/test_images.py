@@ -43,3 +43,13 @@ def test_a_folder_is_not_an_image_and_the_error_says_so(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match=r"empty: a folder with no files in it"):  # what wsod predict reports
         load_padded(tmp_path / "empty", SIZE)
+
+
+def test_a_multi_page_tiff_is_an_error_naming_its_page_count(tmp_path: Path) -> None:
+    """OpenCV reads page 1 of a multi-page TIFF in silence; a multi-frame DICOM was already an error."""
+    pages = [np.full((40, 30), 60 * i, np.uint16) for i in range(3)]
+    assert cv2.imwritemulti(str(tmp_path / "stack.tif"), pages)
+    with pytest.raises(ValueError, match=r"stack.tif: expected one 2-D grayscale image, found a file of 3 pages"):
+        read_any(tmp_path / "stack.tif")
+    assert cv2.imwrite(str(tmp_path / "one.tif"), pages[1])
+    assert read_any(tmp_path / "one.tif")[0].shape == (40, 30)

@@ -75,10 +75,17 @@ def scale_to_unit(array: np.ndarray, source: str = "array") -> np.ndarray:
 
 
 def read_image_file(path: str | Path) -> np.ndarray:
-    """A PNG or TIFF file -> ``(H, W)`` float32 in [0, 1] (see ``scale_to_unit``)."""
+    """A PNG or TIFF file -> ``(H, W)`` float32 in [0, 1] (see ``scale_to_unit``).
+
+    A multi-page TIFF (a tomosynthesis stack, several views) is an error naming its page count, as a multi-frame
+    DICOM is: OpenCV would read page 1 alone and say nothing.
+    """
     array = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if array is None:
         raise ValueError(f"{path}: not a readable PNG/TIFF image")
+    pages = cv2.imcount(str(path), cv2.IMREAD_UNCHANGED)
+    if pages > 1:
+        raise ValueError(f"{path}: expected one 2-D grayscale image, found a file of {pages} pages")
     return scale_to_unit(array, str(path))
 
 
