@@ -90,6 +90,16 @@ def test_bad_inputs_name_what_is_wrong(predictor: Predictor, tmp_path: Path) -> 
         predictor(np.zeros((64, 32), np.uint8), laterality="left")
 
 
+def test_an_unreadable_array_is_named_by_its_index_once(predictor: Predictor) -> None:
+    """It used to be "array: ..." when raised (which array?) and "array 1: array: ..." when reported."""
+    arrays = [np.zeros((64, 32), np.uint8), np.full((64, 32), 3.0, np.float32)]
+    with pytest.raises(ValueError, match=r"^array 1: a float image must lie in \[0, 1\]"):
+        predictor(arrays, laterality="L")
+    reported = predictor(arrays, laterality="L", errors="report")[1]
+    assert reported.source == "array 1" and reported.error.startswith("array 1: a float image must lie in [0, 1]")
+    assert reported.error.count("array") == 1
+
+
 def test_batches_equal_single_inputs_and_unreadable_inputs_can_be_reported(
     predictor: Predictor, synthetic_root: Path, tmp_path: Path
 ) -> None:

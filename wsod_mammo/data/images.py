@@ -163,11 +163,13 @@ def load_padded(
     laterality: str | None = None,
     crop_breast: bool = True,
     resize: str = "stretch",
+    name: str = "array",
 ) -> tuple[np.ndarray, Geometry, str, str, np.ndarray | None]:
     """``load_any`` plus the padding mask in the input frame: ``(H, W)`` bool, True on DICOM padding pixels; None
-    when there are none in the crop (always for PNG/TIFF files and arrays)."""
+    when there are none in the crop (always for PNG/TIFF files and arrays). ``name``: what errors call an array
+    (the Predictor's ``array <i>``; a file is named by its path)."""
     if isinstance(item, np.ndarray):
-        image, tagged, padding = scale_to_unit(item), None, None
+        image, tagged, padding = scale_to_unit(item, name), None, None
     else:
         image, tagged, padding = _read(item)
     out, geometry, side, source = to_input_frame(image, tagged or laterality, input_size, crop_breast, resize)
