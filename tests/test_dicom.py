@@ -136,6 +136,28 @@ def test_a_one_row_image_or_one_all_padding_is_an_error_not_an_empty_crop(tmp_pa
         read_dicom(padded)
 
 
+def test_a_dicom_without_preamble_is_read_and_other_content_is_not(tmp_path: Path) -> None:
+    """Old exports lack the 128-byte preamble and DICM marker (some the file meta too); pydicom refused them with
+    advice the user cannot act on ("Use force=True")."""
+    full = write(tmp_path / "full.dcm", WindowCenter=2048, WindowWidth=4096, ImageLaterality="R")
+    expected = read_dicom(full)[0]
+    (tmp_path / "meta_only.dcm").write_bytes(full.read_bytes()[132:])  # file meta, no preamble, no DICM
+    for implicit in (True, False):
+        ds = pydicom.dcmread(full)
+        del ds.file_meta
+        ds.preamble = None
+        ds.save_as(tmp_path / f"bare_{implicit}.dcm", implicit_vr=implicit, little_endian=True)
+    for name in ("meta_only.dcm", "bare_True.dcm", "bare_False.dcm"):
+        assert not pydicom.misc.is_dicom(tmp_path / name)
+        image, info = read_dicom(tmp_path / name)
+        np.testing.assert_array_equal(image, expected)
+        assert info.laterality == "R"
+    (tmp_path / "notes.dcm").write_bytes(b"\x08\x00\x16\x00" + b"not a DICOM at all" * 20)  # starts like one
+    with pytest.raises(DicomError, match=r"notes.dcm: not a DICOM file: no DICOM Part 10 header") as raised:
+        read_dicom(tmp_path / "notes.dcm")
+    assert "force" not in str(raised.value)
+
+
 def test_jpeg2000_lossless_decodes_like_uncompressed(tmp_path: Path) -> None:
     pixels = (np.arange(64 * 48, dtype=np.uint16).reshape(64, 48) * 7) % 4096
     plain = write(tmp_path / "plain.dcm", pixels, WindowCenter=2048, WindowWidth=4096)

@@ -6,9 +6,12 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pydicom
 import pytest
 
+from wsod_mammo.data.dicom import read_dicom
 from wsod_mammo.data.images import load_padded, read_any
+from wsod_mammo.data.vindr import load_records
 
 SIZE = (64, 32)
 
@@ -53,3 +56,19 @@ def test_a_multi_page_tiff_is_an_error_naming_its_page_count(tmp_path: Path) -> 
         read_any(tmp_path / "stack.tif")
     assert cv2.imwrite(str(tmp_path / "one.tif"), pages[1])
     assert read_any(tmp_path / "one.tif")[0].shape == (40, 30)
+
+
+@pytest.mark.filterwarnings("ignore:Invalid value for VR UI")  # the synthetic data's VinDr-style hex UIDs
+def test_an_old_export_without_preamble_or_extension_is_read_as_a_dicom(synthetic_root: Path, tmp_path: Path) -> None:
+    """No 128-byte preamble, no DICM marker, no file meta, no extension: found by its first tag, then read."""
+    record = next(r for r in load_records(synthetic_root) if r.laterality == "R")
+    ds = pydicom.dcmread(record.path)
+    del ds.file_meta
+    ds.preamble = None
+    ds.save_as(tmp_path / "IMG0001", implicit_vr=True, little_endian=True)
+    image, laterality = read_any(tmp_path / "IMG0001")
+    np.testing.assert_array_equal(image, read_dicom(record.path)[0])
+    assert laterality == "R"
+    (tmp_path / "notes").write_text("hello")
+    with pytest.raises(ValueError, match="notes: neither a DICOM"):
+        read_any(tmp_path / "notes")

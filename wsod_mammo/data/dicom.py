@@ -24,9 +24,15 @@ import pydicom
 from pydicom.errors import InvalidDicomError
 from pydicom.multival import MultiValue
 from pydicom.pixels import apply_modality_lut, apply_voi_lut
-from pydicom.uid import JPEGExtended12Bit
+from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEGExtended12Bit
 
 MIN_SIDE = 2  # pixels: the breast crop and the laterality inference need two rows and two columns
+# a data set without file meta: (implicit VR, little endian) as pydicom found them -> its transfer syntax
+BARE_SYNTAX = {
+    (True, True): ImplicitVRLittleEndian,
+    (False, True): ExplicitVRLittleEndian,
+    (False, False): ExplicitVRBigEndian,
+}
 
 
 class DicomError(ValueError):
@@ -240,10 +246,30 @@ def _pixels(ds: pydicom.Dataset, path: Path) -> np.ndarray:
     raise DicomError(f"{path}: pixel data cannot be decoded ({failure})") from cause
 
 
+def _bare_dataset(path: Path) -> pydicom.Dataset:
+    """A file without the DICOM Part 10 header (128-byte preamble, ``DICM``; many old exports lack it), read when its
+    content parses as a data set with pixel data. Without file meta its transfer syntax is the encoding pydicom
+    found: such a file cannot hold compressed pixels."""
+    try:
+        ds = pydicom.dcmread(path, force=True)
+        syntax = ds.file_meta.get("TransferSyntaxUID") or BARE_SYNTAX.get(tuple(ds.original_encoding))
+        parsed = syntax is not None and all(keyword in ds for keyword in ("PixelData", "Rows", "Columns"))
+    except Exception:  # content that is no data set makes pydicom raise many types
+        parsed = False
+    if not parsed:
+        raise DicomError(
+            f"{path}: not a DICOM file: no DICOM Part 10 header ('DICM' at byte 128), and its content is not a data "
+            "set with pixel data"
+        )
+    ds.file_meta.TransferSyntaxUID = syntax
+    return ds
+
+
 def read_dicom(path: str | Path) -> tuple[np.ndarray, DicomInfo]:
     """Decode a mammogram to a ``(H, W)`` float32 image in [0, 1] (bright = dense) and its tags (``info.padding``:
     where the padding pixels are, or None).
 
+    A file without the Part 10 header (preamble and ``DICM``) is read when its content is a data set with pixels.
     Raises ``DicomError`` naming the path and the reason for a missing, non-DICOM, truncated or
     pixel-less file, or one whose display tags are malformed (naming the tag).
     """
@@ -252,8 +278,8 @@ def read_dicom(path: str | Path) -> tuple[np.ndarray, DicomInfo]:
         raise DicomError(f"{path}: file not found")
     try:
         ds = pydicom.dcmread(path)
-    except InvalidDicomError as err:
-        raise DicomError(f"{path}: not a DICOM file ({err})") from err
+    except InvalidDicomError:  # no preamble and DICM marker
+        ds = _bare_dataset(path)
     except Exception as err:  # pydicom raises many types on truncated headers
         raise DicomError(f"{path}: unreadable DICOM header ({type(err).__name__}: {err})") from err
     if "PixelData" not in ds:

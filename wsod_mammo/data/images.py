@@ -1,7 +1,8 @@
 """Any mammogram -> the model's input frame: DICOMs (found by content), PNG/TIFF files, or numpy arrays.
 
 DICOMs are recognised by the ``DICM`` marker after their 128-byte preamble, whatever their name (scanner exports
-often have no extension); PNG and TIFF files by their extension. Grayscale images of 8 or 16 bits are scaled to
+often have no extension), or, for old exports without the preamble, by a data set's first tag (group 0002 or 0008);
+PNG and TIFF files by their extension. Grayscale images of 8 or 16 bits are scaled to
 [0, 1] by their bit depth: a 16-bit file whose values stay below 4096 holds 12-bit data (NYU's sample PNGs), so it
 is divided by 4095, not 65535, and its breast crop sees the contrast it has.
 
@@ -34,6 +35,18 @@ def is_dicom(path: str | Path) -> bool:
             return handle.read(4) == b"DICM"
     except OSError:
         return False
+
+
+def _starts_like_data_set(path: Path) -> bool:
+    """True for a file that starts as a DICOM data set without the Part 10 preamble, as old exports do: a little-endian
+    tag of group 0002 (file meta) or 0008 (identification). ``read_dicom`` decides whether it is one."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(4)
+    except OSError:
+        return False
+    group, element = int.from_bytes(head[:2], "little"), int.from_bytes(head[2:], "little")
+    return len(head) == 4 and group in (0x0002, 0x0008) and element < 0x0100
 
 
 def _gray(array: np.ndarray) -> np.ndarray:
@@ -119,12 +132,16 @@ def _read(path: str | Path) -> tuple[np.ndarray, str | None, np.ndarray | None]:
         raise ValueError(_folder_error(path))
     if not path.is_file():
         raise ValueError(f"{path}: file not found")
-    if is_dicom(path) or path.suffix.lower() in (".dcm", ".dicom"):
+    suffix = path.suffix.lower()
+    if is_dicom(path) or suffix in (".dcm", ".dicom") or (suffix not in IMAGE_SUFFIXES and _starts_like_data_set(path)):
         image, info = read_dicom(path)
         return image, info.laterality, info.padding
-    if path.suffix.lower() in IMAGE_SUFFIXES:
+    if suffix in IMAGE_SUFFIXES:
         return read_image_file(path), None, None
-    raise ValueError(f"{path}: neither a DICOM (no DICM marker at byte 128) nor a PNG/TIFF image (by extension)")
+    raise ValueError(
+        f"{path}: neither a DICOM (no DICM marker at byte 128, no data set at its start) nor a PNG/TIFF image "
+        "(by extension)"
+    )
 
 
 def to_input_frame(
