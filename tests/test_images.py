@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import cv2
@@ -10,7 +11,7 @@ import pydicom
 import pytest
 
 from wsod_mammo.data.dicom import read_dicom
-from wsod_mammo.data.images import load_padded, read_any
+from wsod_mammo.data.images import load_input_image, load_padded, read_any
 from wsod_mammo.data.vindr import load_records
 
 SIZE = (64, 32)
@@ -72,3 +73,21 @@ def test_an_old_export_without_preamble_or_extension_is_read_as_a_dicom(syntheti
     (tmp_path / "notes").write_text("hello")
     with pytest.raises(ValueError, match="notes: neither a DICOM"):
         read_any(tmp_path / "notes")
+
+
+@pytest.mark.filterwarnings("ignore:Invalid value for VR UI")  # the synthetic data's VinDr-style hex UIDs
+def test_a_dicom_tagged_r_with_its_breast_on_the_left_warns_once_and_keeps_the_tag(
+    synthetic_root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    record = next(r for r in load_records(synthetic_root) if r.laterality == "L")  # breast against the left edge
+    ds = pydicom.dcmread(record.path)
+    ds.ImageLaterality = "R"
+    ds.save_as(tmp_path / "mirrored.dcm")
+    with caplog.at_level(logging.WARNING, logger="wsod_mammo.data.images"):
+        _, geometry, side, source, _ = load_padded(tmp_path / "mirrored.dcm", SIZE)
+        load_padded(record.path, SIZE)  # tag and content agree: no warning
+        load_input_image(tmp_path / "mirrored.dcm", None, SIZE)  # training and wsod prepare: no warning per image
+    assert (side, source, geometry.flip) == ("R", "dicom", True)  # the tag is kept, not silently overridden
+    assert [r.levelno for r in caplog.records] == [logging.WARNING]
+    message = caplog.records[0].getMessage()
+    assert "mirrored.dcm: the laterality tag says R but the breast lies against the left edge" in message

@@ -10,11 +10,13 @@ A DICOM's padding pixels (Pixel Padding Value) come with a bool mask (``load_pad
 leave them out of its statistics; PNG/TIFF files and arrays carry no padding information (None).
 
 Laterality: the DICOM tags, else the one given, else inferred from which half holds more of the breast (the
-brighter half); ``laterality_source`` says which (``dicom``, ``given`` or ``inferred``).
+brighter half); ``laterality_source`` says which (``dicom``, ``given`` or ``inferred``). For inference
+(``load_padded``) a DICOM whose breast lies against the other edge than its tag says gets a warning; the tag is kept.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import cv2
@@ -25,6 +27,8 @@ from wsod_mammo.data.geometry import Geometry, apply_to_image, apply_to_mask, ma
 
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff")
 DICOM_MARKER_OFFSET = 128
+
+log = logging.getLogger(__name__)
 
 
 def is_dicom(path: str | Path) -> bool:
@@ -189,8 +193,23 @@ def load_padded(
         image, tagged, padding = scale_to_unit(item, name), None, None
     else:
         image, tagged, padding = _read(item)
+        if tagged:
+            _warn_if_mirrored(item, tagged, image)
     out, geometry, side, source = to_input_frame(image, tagged or laterality, input_size, crop_breast, resize)
     return out, geometry, side, "dicom" if tagged else source, apply_to_mask(padding, geometry)
+
+
+def _warn_if_mirrored(path: str | Path, tagged: str, image: np.ndarray) -> None:
+    """Warn when the breast lies against the other edge than the DICOM's laterality tag says (a mirrored export, or
+    a wrong tag): the tag still orients the image, so the model may see this breast mirrored. Only inference calls
+    it (once per file); training takes the CSV's laterality and does not."""
+    seen = infer_laterality(image)
+    if seen != tagged:
+        log.warning(
+            "%s: the laterality tag says %s but the breast lies against the %s edge, as in %s images; the tag is "
+            "kept, so if the image is stored mirrored the model sees it mirrored",
+            path, tagged, "left" if seen == "L" else "right", seen,
+        )  # fmt: skip
 
 
 def load_input_image(
