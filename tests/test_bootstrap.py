@@ -35,6 +35,17 @@ def _boxes(seed: int = 0):
     return image_gt, box_image, box_scores, box_tp
 
 
+def test_with_keys_every_image_gets_the_same_draws_in_any_order() -> None:
+    """A DDP gather interleaves the ranks' images: one and two GPUs must give one checkpoint the same intervals."""
+    strata = torch.tensor([0, 1] * 10)
+    keys = torch.randperm(20, generator=torch.Generator().manual_seed(3)) * 7919 - 50_000  # hashes: any integers
+    order = torch.randperm(20, generator=torch.Generator().manual_seed(4))
+    straight = resample_weights(strata, num_resamples=50, seed=1, keys=keys)
+    shuffled = resample_weights(strata[order], num_resamples=50, seed=1, keys=keys[order])
+    assert torch.equal(shuffled, straight[:, order])
+    assert not torch.equal(resample_weights(strata[order], num_resamples=50, seed=1), straight[:, order])
+
+
 def test_resampled_froc_with_duplicated_images_equals_the_froc_of_the_duplicated_set():
     image_gt, box_image, box_scores, box_tp = _boxes()
     counts = torch.tensor([[1.0, 1, 1, 1, 1, 1], [2.0, 0, 1, 3, 0, 1]])

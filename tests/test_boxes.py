@@ -243,3 +243,7 @@ def test_constant_and_non_finite_maps_give_no_boxes_and_blank_panels():
     assert all(len(d.boxes) == 0 for d in saliency_to_boxes(maps[:4], (48, 40), 0.5, normalize=False)[1:])
     panels = method_panels({str(i): maps[i] for i in range(5)}, (48, 40))
     assert all(torch.equal(panels[str(i)], torch.zeros(48, 40)) for i in range(4))
+    # a non-finite probability (a diverged model) neither: a NaN score would head the FROC sweep
+    healthy = maps[4:].expand(3, -1, -1)
+    scored = saliency_to_boxes(healthy, (48, 40), 0.5, torch.tensor([float("nan"), float("inf"), 0.5]))
+    assert [len(d.boxes) for d in scored[:2]] == [0, 0] and len(scored[2].boxes) > 0

@@ -171,3 +171,25 @@ def test_an_image_seen_twice_counts_once_with_its_id():
     unkeyed.update(*data, (32, 24))
     unkeyed.update(maps[:2], probs[:2], gts[:2], labels[:2], (32, 24))
     assert unkeyed.compute().num_gt == 4  # without ids the repeat counts again (what the callback did before)
+
+
+def test_intervals_do_not_depend_on_the_order_the_images_come_in() -> None:
+    """Under DDP the gathered images are interleaved by rank: the same images in another order (one GPU vs two) must
+    give the same intervals, not only the same figures."""
+    from wsod_mammo.training.test_report import detection_intervals
+
+    generator = torch.Generator().manual_seed(0)
+    labels = (torch.arange(24) % 2 == 0).long()
+    maps = 0.1 * torch.rand(24, *SIZE, generator=generator)
+    found = torch.rand(24, generator=generator) < 0.6  # the mass is found in about 60% of the mass images
+    maps[labels.bool() & found, 2:9, 2:9] = 1.0
+    maps[torch.rand(24, generator=generator) < 0.4, 12:16, 12:16] = 0.8  # a false positive in about 40% of images
+    gt = [torch.tensor([[2.0, 2.0, 9.0, 9.0]]) if label else torch.zeros(0, 4) for label in labels]
+    probs, ids = 0.5 + 0.5 * torch.rand(24, generator=generator), [f"img{i}" for i in range(24)]
+    order = torch.randperm(24, generator=generator).tolist()
+    figures = []
+    for perm in (list(range(24)), order):
+        metric = DetectionMetric(thresholds=(0.5,))
+        metric.update(maps[perm], probs[perm], [gt[i] for i in perm], labels[perm], SIZE, [ids[i] for i in perm])
+        figures.append(detection_intervals(metric.compute(), 1.0, seed=0))
+    assert figures[0] == figures[1] and figures[0]["tpr"]["low"] < figures[0]["tpr"]["high"]

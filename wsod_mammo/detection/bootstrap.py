@@ -20,16 +20,25 @@ SEED = 12345
 LEVEL = 0.95
 
 
-def resample_weights(strata: Tensor, num_resamples: int = NUM_RESAMPLES, seed: int = SEED) -> Tensor:
+def resample_weights(
+    strata: Tensor, num_resamples: int = NUM_RESAMPLES, seed: int = SEED, keys: Tensor | None = None
+) -> Tensor:
     """``(B, N)`` float32 draw counts: each resample draws ``n_s`` images with replacement within each stratum.
 
-    ``strata (N,)`` integer class of each image. Deterministic for a given ``seed`` (own generator, on the CPU).
+    ``strata (N,)`` integer class of each image; ``keys (N,)`` an integer per image (``image_keys``) that fixes which
+    image each draw picks whatever order the images come in (a DDP gather interleaves the ranks: without keys, one
+    and two GPUs would give one checkpoint different intervals). Deterministic for a given ``seed`` (own generator,
+    on the CPU).
     """
     strata = strata.reshape(-1).cpu()
+    if keys is not None and keys.numel() != strata.numel():
+        raise ValueError(f"resample_weights: expected {strata.numel()} keys (one per image), found {keys.numel()}")
     generator = torch.Generator().manual_seed(seed)
     weights = torch.zeros(num_resamples, strata.numel())
-    for stratum in torch.unique(strata).tolist():  # sorted: the draw order does not depend on the input order
+    for stratum in torch.unique(strata).tolist():  # sorted: the strata's order does not depend on the input order
         members = torch.nonzero(strata == stratum).flatten()  # (n_s,)
+        if keys is not None:  # nor, by key, the members' order
+            members = members[torch.argsort(keys.reshape(-1).cpu()[members], stable=True)]
         draws = members[torch.randint(0, members.numel(), (num_resamples, members.numel()), generator=generator)]
         weights.scatter_add_(1, draws, torch.ones(draws.shape))
     return weights

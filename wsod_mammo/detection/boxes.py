@@ -30,6 +30,7 @@ share (:func:`wsod_mammo.saliency.base.min_max_normalize`): boxes do not depend 
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Sequence
 from typing import NamedTuple, overload
 
@@ -241,8 +242,8 @@ def saliency_to_boxes(
 ) -> list[Detections] | list[list[Detections]]:
     """Candidate boxes from saliency maps ``(N, h, w)`` (one class), in the input frame ``image_size = (H, W)``.
 
-    Per image: min-max normalize the map (``normalize``; scale-free, only a constant or a non-finite map gives
-    no boxes), upsample bilinearly to
+    Per image: min-max normalize the map (``normalize``; scale-free, only a constant or a non-finite map, or a
+    non-finite probability, gives no boxes), upsample bilinearly to
     ``(H, W)``, keep pixels ``>= threshold``, and make one box per 8-connected component, scored by the peak
     normalized value inside it times the image's ``probabilities[i]`` (1 when None). ``cell0_center`` places the
     map on the image: the pixel on which map cell 0 is centred (GMIC's receptive fields: ``GMIC.map_cell0_center``);
@@ -269,7 +270,9 @@ def saliency_to_boxes(
         raise ValueError(f"saliency_to_boxes: expected {n} regions (one per map), found {len(regions)}")
     regions = [None] * n if regions is None else list(regions)
     normalized, usable = _normalized(maps.detach().float(), normalize)  # (N, h, w), (N,)
-    usable_list = usable.cpu().tolist()
+    # a non-finite probability (a diverged model) gives no boxes, as a non-finite map does: a NaN score would sort
+    # above every other box of the FROC sweep
+    usable_list = [u and math.isfinite(p) for u, p in zip(usable.cpu().tolist(), probs, strict=True)]
     size = (int(image_size[0]), int(image_size[1]))
     per_image = [
         _image_boxes(normalized[i], size, thresholds, probs[i], cell0_center, regions[i])

@@ -49,13 +49,14 @@ class KeyedClassificationMetric(Metric):
         self.key.append(keys)
         self.occurrence.append(occurrence)
 
-    def distinct(self) -> tuple[Tensor, Tensor]:
-        """Predictions and targets of the first occurrence of each image."""
+    def distinct(self, with_keys: bool = False) -> tuple[Tensor, ...]:
+        """Predictions and targets of the first occurrence of each image (and, ``with_keys``, each image's key)."""
         if isinstance(self.preds, list) and not self.preds:
-            return torch.zeros(0, device=self.device), torch.zeros(0, dtype=torch.long, device=self.device)
-        preds, target = dim_zero_cat(self.preds), dim_zero_cat(self.target)
-        first = first_occurrence_mask(dim_zero_cat(self.key), dim_zero_cat(self.occurrence))
-        return preds[first], target[first]
+            empty = (torch.zeros(0, device=self.device), torch.zeros(0, dtype=torch.long, device=self.device))
+            return empty + ((torch.zeros(0, dtype=torch.long, device=self.device),) if with_keys else ())
+        preds, target, keys = dim_zero_cat(self.preds), dim_zero_cat(self.target), dim_zero_cat(self.key)
+        first = first_occurrence_mask(keys, dim_zero_cat(self.occurrence))
+        return (preds[first], target[first]) + ((keys[first],) if with_keys else ())
 
     def compute(self) -> Tensor:
         preds, target = self.distinct()

@@ -45,7 +45,7 @@ CI_COLUMNS = ["subset", "method", "figure", "value", "low", "high"]
 def detection_intervals(result: DetectionResult, fppi_budget: float, seed: int) -> dict[str, Any]:
     """Intervals of one method's operating point (``tpr``, ``fppi``) and of TPR at each FROC point."""
     r = result.per_threshold[0]
-    weights = resample_weights((result.image_gt > 0).long(), seed=seed)
+    weights = resample_weights((result.image_gt > 0).long(), seed=seed, keys=result.image_keys)
     fppi, tpr = resampled_froc(weights, result.image_gt, r.box_image, r.box_scores, r.box_tp)
     points = list(result.fppi_points)
     best, at = best_within(fppi, tpr, points + [fppi_budget])
@@ -64,13 +64,13 @@ def table1_intervals(pl_module: LightningModule, seed: int) -> tuple[dict[str, d
     for head in HEADS:
         metric = pl_module.metrics[f"test_{head}"]["accuracy"]
         with metric.sync_context():
-            preds, target = metric.distinct()
+            preds, target, keys = metric.distinct(with_keys=True)
         preds, target = preds.reshape(preds.shape[0], -1)[:, 0].cpu(), target.reshape(target.shape[0], -1)[:, 0].cpu()
         count = int(preds.numel())
         if count == 0:
             continue
         full = classification_figures(torch.ones(1, count), preds, target)
-        samples = classification_figures(resample_weights(target, seed=seed), preds, target)
+        samples = classification_figures(resample_weights(target, seed=seed, keys=keys), preds, target)
         rows[head] = {k: interval(samples[k], float(full[k][0])) for k in samples}
     return rows, count
 
