@@ -25,7 +25,7 @@ MISSING = "n/a"
 
 
 def format_cell(tpr: float, fppi: float) -> str:
-    """The study's ``TPR@FPPI`` cell, two decimals each (``0.69@1.55``); ``n/a`` when the TPR is undefined."""
+    """The study's ``TPR@FPPI`` cell, two decimals each (``0.69@0.55``); ``n/a`` when the TPR is undefined."""
     if tpr is None or math.isnan(tpr) or fppi is None or math.isnan(fppi):
         return MISSING
     return f"{tpr:.2f}@{fppi:.2f}"
