@@ -178,7 +178,7 @@ def _image_boxes(
     crop = rows.matrix[y_start:y_stop] @ normalized.float() @ cols.matrix[x_start:x_stop].T  # (Hc, Wc)
     crop_np = crop.cpu().numpy()
     if region is not None:
-        _outside_to(crop_np, region, (x_start, y_start), -np.inf)
+        _exclude_outside(crop_np, region, (x_start, y_start))
     results = []
     for t in thresholds:  # a higher threshold labels only its own (smaller) part of the crop
         cells = candidates[normalized[candidates[:, 0], candidates[:, 1]] >= t]  # (K_t, 2)
@@ -191,11 +191,12 @@ def _image_boxes(
     return results
 
 
-def _outside_to(crop: np.ndarray, region: Region, origin: tuple[int, int], value: float) -> None:
-    """Set the pixels of ``crop`` (whose top-left pixel is ``origin (x, y)`` of the frame) outside ``region``."""
+def _exclude_outside(crop: np.ndarray, region: Region, origin: tuple[int, int]) -> None:
+    """Put the pixels of ``crop`` (whose top-left pixel is ``origin (x, y)`` of the frame) outside ``region`` below
+    every threshold (-inf)."""
     x0, y0, x1, y1 = (v - o for v, o in zip(region, origin * 2, strict=True))
-    crop[: max(y0, 0)], crop[max(y1, 0) :] = value, value
-    crop[:, : max(x0, 0)], crop[:, max(x1, 0) :] = value, value
+    crop[: max(y0, 0)] = crop[max(y1, 0) :] = -np.inf
+    crop[:, : max(x0, 0)] = crop[:, max(x1, 0) :] = -np.inf
 
 
 def _crop_of(cells: Tensor, rows: _Interp, cols: _Interp) -> tuple[int, int, int, int]:
