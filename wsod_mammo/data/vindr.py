@@ -237,6 +237,7 @@ def select_records(
 
 
 def check_normal_max_birads(value: int) -> None:
+    """ValueError unless ``value`` is a BI-RADS assessment a negative may have at most (1-5)."""
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 5:
         raise ValueError(f"normal_max_birads: expected an integer from 1 to 5, got {value!r}")
 

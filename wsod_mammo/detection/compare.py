@@ -54,7 +54,7 @@ def paired_bootstrap(a: dict[str, Any], b: dict[str, Any], fppi_budget: float, s
     order = {k: i for i, k in enumerate(a["image_keys"])}
     gt_a, *boxes_a = _tensors(a, order)
     _, *boxes_b = _tensors(b, order)
-    keys = torch.tensor(list(order), dtype=torch.long)  # positions in `order`: the same draws as each test report's
+    keys = torch.tensor(list(order), dtype=torch.long)  # A's image keys: the draws of each side's test report
     resamples = resample_weights((gt_a > 0).long(), seed=seed, keys=keys)
     weights = torch.cat([torch.ones(1, len(order)), resamples])  # full first
     tprs = []

@@ -49,17 +49,17 @@ class KeyedClassificationMetric(Metric):
         self.key.append(keys)
         self.occurrence.append(occurrence)
 
-    def distinct(self, with_keys: bool = False) -> tuple[Tensor, ...]:
-        """Predictions and targets of the first occurrence of each image (and, ``with_keys``, each image's key)."""
+    def distinct(self) -> tuple[Tensor, Tensor, Tensor]:
+        """Predictions, targets and keys of the first occurrence of each image."""
         if isinstance(self.preds, list) and not self.preds:
-            empty = (torch.zeros(0, device=self.device), torch.zeros(0, dtype=torch.long, device=self.device))
-            return empty + ((torch.zeros(0, dtype=torch.long, device=self.device),) if with_keys else ())
+            empty = torch.zeros(0, dtype=torch.long, device=self.device)
+            return torch.zeros(0, device=self.device), empty, empty
         preds, target, keys = dim_zero_cat(self.preds), dim_zero_cat(self.target), dim_zero_cat(self.key)
         first = first_occurrence_mask(keys, dim_zero_cat(self.occurrence))
-        return (preds[first], target[first]) + ((keys[first],) if with_keys else ())
+        return preds[first], target[first], keys[first]
 
     def compute(self) -> Tensor:
-        preds, target = self.distinct()
+        preds, target, _ = self.distinct()
         if self.num_classes == 1:
             return FIGURES[self.name][0](preds, target, threshold=self.threshold)
         return FIGURES[self.name][1](preds, target, num_labels=self.num_classes, threshold=self.threshold)

@@ -64,7 +64,7 @@ def table1_intervals(pl_module: LightningModule, seed: int) -> tuple[dict[str, d
     for head in HEADS:
         metric = pl_module.metrics[f"test_{head}"]["accuracy"]
         with metric.sync_context():
-            preds, target, keys = metric.distinct(with_keys=True)
+            preds, target, keys = metric.distinct()
         preds, target = preds.reshape(preds.shape[0], -1)[:, 0].cpu(), target.reshape(target.shape[0], -1)[:, 0].cpu()
         count = int(preds.numel())
         if count == 0:
