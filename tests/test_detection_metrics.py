@@ -1,5 +1,6 @@
 """DetectionMetric: hand-computed figures, positives-only, threshold choice, and DDP sync (merged and real)."""
 
+import json
 import math
 
 import pytest
@@ -176,7 +177,8 @@ def test_an_image_seen_twice_counts_once_with_its_id():
 def test_intervals_do_not_depend_on_the_order_the_images_come_in() -> None:
     """Under DDP the gathered images are interleaved by rank: the same images in another order (one GPU vs two) must
     give the same intervals, not only the same figures."""
-    from wsod_mammo.training.test_report import detection_intervals
+    from wsod_mammo.detection.compare import paired_bootstrap
+    from wsod_mammo.training.test_report import _image_records, detection_intervals
 
     generator = torch.Generator().manual_seed(0)
     labels = (torch.arange(24) % 2 == 0).long()
@@ -189,7 +191,11 @@ def test_intervals_do_not_depend_on_the_order_the_images_come_in() -> None:
     order = torch.randperm(24, generator=generator).tolist()
     figures = []
     for perm in (list(range(24)), order):
-        metric = DetectionMetric(thresholds=(0.5,))
+        metric = DetectionMetric(thresholds=(0.5,), operating_fppi=1.0)  # as the DetectionMetrics callback makes it
         metric.update(maps[perm], probs[perm], [gt[i] for i in perm], labels[perm], SIZE, [ids[i] for i in perm])
-        figures.append(detection_intervals(metric.compute(), 1.0, seed=0))
+        figures.append(detection_intervals(result := metric.compute(), 1.0, seed=7))
     assert figures[0] == figures[1] and figures[0]["tpr"]["low"] < figures[0]["tpr"]["high"]
+    # `wsod report --compare` redraws from detection_images.json, with the seed the test report used: its interval
+    # for a method is the one the method's own report gave
+    records = json.loads(json.dumps(_image_records(result)))
+    assert paired_bootstrap(records, records, 1.0, seed=7)["a"] == pytest.approx(figures[1]["tpr"])

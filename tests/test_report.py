@@ -116,3 +116,24 @@ def test_compare_is_a_paired_bootstrap_over_the_same_images(tmp_path, capsys):
     assert same["difference"] == {"value": 0.0, "low": 0.0, "high": 0.0} and same["p_a_not_better"] == 1.0
     with pytest.raises(ValueError, match="no method 'scorecam'"):
         main([str(tmp_path / "run"), "--compare", "cam", "scorecam"])
+
+
+def test_compare_redraws_with_the_test_reports_own_seed(tmp_path, capsys):
+    """The interval --compare prints for a method is the one its test report gave: same draws, same seed."""
+    import json
+
+    from wsod_mammo.detection.compare import load_side, paired_bootstrap
+
+    n = 30  # mass images, one box each, found by cam in 3 of 4
+    records = {"image_keys": list(range(100, 100 + n)), "image_gt": [1] * n, "box_image": list(range(n)),
+               "box_scores": [1 - i / n for i in range(n)], "box_tp": [int(i % 4 != 2) for i in range(n)]}  # fmt: skip
+    (tmp_path / "run").mkdir()
+    subsets = {"mass": {"cam": records, "gradcam": records | {"box_tp": [int(i % 2 == 0) for i in range(n)]}}}
+    images = {"fppi_budget": 1.0, "bootstrap_seed": 7, "subsets": subsets}
+    (tmp_path / "run" / "detection_images.json").write_text(json.dumps(images))
+    (tmp_path / "run" / "table2_row.csv").write_text("train_method,cam,gradcam\ncam,0.67@0.33,0.50@0.50\n")
+    a = load_side("cam", tmp_path / "run", "mass")[1]
+    own, other = (paired_bootstrap(a, a, 1.0, seed)["a"] for seed in (7, 12345))
+    assert (own["low"], own["high"]) != (other["low"], other["high"]), "the case must tell the seeds apart"
+    main([str(tmp_path / "run"), "--compare", "cam", "gradcam"])
+    assert f"A run:cam: {own['value']:.3f} [{own['low']:.3f}, {own['high']:.3f}]" in capsys.readouterr().out

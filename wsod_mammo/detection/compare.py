@@ -19,8 +19,9 @@ from wsod_mammo.detection.bootstrap import SEED, best_within, interval, resample
 IMAGES_FILE = "detection_images.json"
 
 
-def load_side(spec: str, default_run: Path, subset: str) -> tuple[str, dict[str, Any], float]:
-    """``(label, records, fppi_budget)`` of ``RUN_DIR:method`` or ``method`` (in ``default_run``)."""
+def load_side(spec: str, default_run: Path, subset: str) -> tuple[str, dict[str, Any], float, int]:
+    """``(label, records, fppi_budget, bootstrap seed)`` of ``RUN_DIR:method`` or ``method`` (in ``default_run``);
+    the seed is the test report's (``SEED`` for a report written before it was recorded)."""
     run, _, method = spec.rpartition(":")
     run_dir = Path(run) if run else default_run
     path = run_dir / IMAGES_FILE
@@ -32,7 +33,8 @@ def load_side(spec: str, default_run: Path, subset: str) -> tuple[str, dict[str,
         raise ValueError(
             f"--compare {spec}: {path} has no method {method!r} on {subset} images; it has {sorted(methods)}"
         )
-    return f"{run_dir.name}:{method}", methods[method], float(data["fppi_budget"])
+    seed = int(data.get("bootstrap_seed", SEED))
+    return f"{run_dir.name}:{method}", methods[method], float(data["fppi_budget"]), seed
 
 
 def _tensors(records: dict[str, Any], order: dict[int, int]) -> tuple[torch.Tensor, ...]:
@@ -54,7 +56,7 @@ def paired_bootstrap(a: dict[str, Any], b: dict[str, Any], fppi_budget: float, s
     order = {k: i for i, k in enumerate(a["image_keys"])}
     gt_a, *boxes_a = _tensors(a, order)
     _, *boxes_b = _tensors(b, order)
-    keys = torch.tensor(list(order), dtype=torch.long)  # A's image keys: the draws of each side's test report
+    keys = torch.tensor(list(order), dtype=torch.long)  # A's image keys: with its seed, its test report's draws
     resamples = resample_weights((gt_a > 0).long(), seed=seed, keys=keys)
     weights = torch.cat([torch.ones(1, len(order)), resamples])  # full first
     tprs = []
@@ -74,9 +76,9 @@ def paired_bootstrap(a: dict[str, Any], b: dict[str, Any], fppi_budget: float, s
 
 def compare(spec_a: str, spec_b: str, default_run: Path, subset: str = "mass") -> str:
     """The comparison of two sides as one printed paragraph."""
-    label_a, a, budget = load_side(spec_a, default_run, subset)
-    label_b, b, _ = load_side(spec_b, default_run, subset)
-    r = paired_bootstrap(a, b, budget)
+    label_a, a, budget, seed = load_side(spec_a, default_run, subset)
+    label_b, b, _, _ = load_side(spec_b, default_run, subset)
+    r = paired_bootstrap(a, b, budget, seed)  # A's test report's seed: A's interval is the one its report gives
 
     def text(f: dict[str, float]) -> str:
         return f"{f['value']:.3f} [{f['low']:.3f}, {f['high']:.3f}]"

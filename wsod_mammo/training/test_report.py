@@ -196,7 +196,8 @@ def write_test_report(
         ci_rows += rows
     (directory / "table2_row_ci.csv").write_text(csv_text(CI_COLUMNS, ci_rows))
     (directory / "detection.json").write_text(json.dumps(summary, indent=2, allow_nan=True))
-    (directory / IMAGES_FILE).write_text(json.dumps({"fppi_budget": fppi_budget, "subsets": records}))
+    images = {"fppi_budget": fppi_budget, "bootstrap_seed": seed, "subsets": records}  # --compare redraws these
+    (directory / IMAGES_FILE).write_text(json.dumps(images))
     _log_to_wandb(trainer, directory, summary, ci_rows)
     checkpoint = summary["checkpoint"]
     what = f"{summary['weights']} {checkpoint['path']} (sha256 {checkpoint['sha256']})"
