@@ -14,6 +14,7 @@ from cli_configs import tiny_config, write_config
 
 from wsod_mammo.commands import main
 from wsod_mammo.data.synthetic import make_synthetic_dataset
+from wsod_mammo.study import finished_report
 
 
 @pytest.fixture(autouse=True)
@@ -27,7 +28,9 @@ def _sha256(path: Path) -> str:
 
 
 @pytest.mark.timeout(1200)  # two runs of fit + test as subprocesses: about 2 min on 2 idle cores
-def test_study_runs_the_matrix_assembles_table2_and_resumes(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_study_runs_the_matrix_assembles_table2_and_resumes(
+    tmp_path: Path, capsys: pytest.CaptureFixture, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
     data_root = make_synthetic_dataset(tmp_path / "data", 8, 256, 160, seed=3, calc_fraction=0.0)
     config = write_config(tmp_path / "base.yaml", tiny_config(tmp_path / "unused", data_root))
     study = tmp_path / "my_study"
@@ -52,7 +55,7 @@ def test_study_runs_the_matrix_assembles_table2_and_resumes(tmp_path: Path, caps
         config = yaml.safe_load((run / "run.yaml").read_text())
         assert config["seed_everything"] == 7 and config["model"]["init_args"]["train_saliency"] == method
         assert config["trainer"]["logger"]["init_args"]["group"] == "my_study"  # one W&B group per study
-        report = json.loads(Path((run / "test.done").read_text().strip()).read_text())
+        report = json.loads(finished_report(run).read_text())
         assert report["train_saliency"] == method
         best = run / "checkpoints" / "best.ckpt"
         assert report["checkpoint"] == {"path": str(best.resolve()), "sha256": _sha256(best)}
@@ -71,6 +74,26 @@ def test_study_runs_the_matrix_assembles_table2_and_resumes(tmp_path: Path, caps
     assert {p: p.stat().st_mtime_ns for p in study.glob("runs/*/*.log")} == stamps
     assert (study / "table2.csv").read_text() == table2
 
+    # Rerun with another config: the finished runs are kept, run.yaml included (the record of what was fitted)
+    kept = (study / "runs" / "cam_seed7" / "run.yaml").read_text()
+    changed = yaml.safe_load((tmp_path / "base.yaml").read_text())
+    changed["trainer"]["max_epochs"] = 5
+    other = write_config(tmp_path / "other.yaml", changed)
+    with caplog.at_level("WARNING", logger="wsod_mammo.study"):
+        main(["study", "--config", str(other), *args[3:], "--seeds", "7"])
+    assert "run cam_seed7 was fitted with another config" in caplog.text
+    assert (study / "runs" / "cam_seed7" / "run.yaml").read_text() == kept
+    assert {p: p.stat().st_mtime_ns for p in study.glob("runs/*/*.log")} == stamps
+    with pytest.raises(SystemExit, match="--seeds: expected comma-separated integers, found ''"):
+        main([*args, "--seeds", "", "--aggregate_only"])  # would have written empty tables over these
+    assert (study / "table2.csv").read_text() == table2
+
+    # Moved, and aggregated from elsewhere: its own reports, wherever it lies and whatever the working directory
+    moved = study.rename(tmp_path / "moved_study")
+    monkeypatch.chdir(tmp_path / "data")
+    main([*args[:3], "--output", str(moved), *args[5:], "--seeds", "7", "--aggregate_only"])
+    assert (moved / "table2.csv").read_text() == table2
+
 
 def test_study_writes_a_slurm_job_array_instead_of_running(tmp_path: Path) -> None:
     config = write_config(tmp_path / "base.yaml", tiny_config(tmp_path / "unused", tmp_path / "data"))
@@ -79,6 +102,7 @@ def test_study_writes_a_slurm_job_array_instead_of_running(tmp_path: Path) -> No
     script = (study / "study.sbatch").read_text()
     assert "#SBATCH --array=0-9" in script  # 5 train methods x 2 seeds
     assert '--run_index "$SLURM_ARRAY_TASK_ID"' in script
+    assert f"#SBATCH --chdir={Path.cwd()}" in script  # the command's relative paths mean what they mean here
     assert len(list(study.glob("runs/*/run.yaml"))) == 10 and not list(study.glob("runs/*/fit.log"))
 
 

@@ -122,8 +122,18 @@ def run_one(run_dir: Path, device: str | None) -> Path:
         log.info("study: test %s (best.ckpt)", run_dir.name)
         _wsod(["test", "--config", config, "--ckpt_path", "best"], run_dir / "test.log", env)
         report = max(run_dir.glob("*/*/detection.json"), key=lambda p: p.stat().st_mtime)
-        (run_dir / TEST_DONE).write_text(f"{report}\n")
-    return Path((run_dir / TEST_DONE).read_text().strip())
+        (run_dir / TEST_DONE).write_text(f"{report.relative_to(run_dir).as_posix()}\n")
+    return finished_report(run_dir)
+
+
+def finished_report(run_dir: Path) -> Path:
+    """The ``detection.json`` that ``test.done`` names, inside ``run_dir`` wherever the study folder now lies and
+    whatever the working directory (older studies wrote the path as seen from the working directory then)."""
+    recorded = Path((run_dir / TEST_DONE).read_text().strip())
+    parts = recorded.parts
+    if run_dir.name in parts:  # an older study's path: keep what lies below the run folder
+        recorded = Path(*parts[len(parts) - parts[::-1].index(run_dir.name) :])
+    return run_dir / recorded
 
 
 def run_all(run_dirs: list[Path], slots: list[str | None], first_alone: bool = False) -> list[Path]:
@@ -152,12 +162,13 @@ def run_all(run_dirs: list[Path], slots: list[str | None], first_alone: bool = F
 
 
 def slurm_script(argv: list[str], count: int, output: Path) -> str:
-    """A job-array script: array task i runs ``wsod study ... --run_index i`` on one GPU."""
+    """A job-array script: array task i runs ``wsod study ... --run_index i`` on one GPU, in this working directory
+    (the command's relative paths, its configs and the study folder, mean what they mean here)."""
     command = " ".join([sys.executable, "-m", "wsod_mammo", "study", *argv])
     return (
         "#!/bin/bash\n#SBATCH --job-name=wsod-study\n"
         f"#SBATCH --array=0-{count - 1}\n#SBATCH --gres=gpu:1\n#SBATCH --cpus-per-task=8\n"
-        f"#SBATCH --output={output}/slurm-%A_%a.out\nset -euo pipefail\n"
+        f"#SBATCH --output={output}/slurm-%A_%a.out\n#SBATCH --chdir={Path.cwd()}\nset -euo pipefail\n"
         f'{command} --launcher local --gpus 0 --run_index "$SLURM_ARRAY_TASK_ID"\n'
     )
 
@@ -190,7 +201,9 @@ def _matrix(args: argparse.Namespace) -> list[RunSpec]:
     try:
         seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     except ValueError:
-        raise SystemExit(f"--seeds: expected comma-separated integers, found {args.seeds!r}") from None
+        seeds = []
+    if not seeds:  # an empty list (an unset variable in a script) would write empty tables over a finished study
+        raise SystemExit(f"--seeds: expected comma-separated integers, found {args.seeds!r}")
     return [RunSpec(m, s) for m in _methods(args.train_methods, "--train_methods") for s in seeds]
 
 
@@ -200,8 +213,16 @@ def write_run_configs(args: argparse.Namespace, runs: dict[RunSpec, Path]) -> No
     group = Path(args.output).resolve().name
     for spec, run_dir in runs.items():
         run_dir.mkdir(parents=True, exist_ok=True)
-        config = run_config(base, spec, run_dir.resolve(), group, test_methods)
-        (run_dir / RUN_CONFIG).write_text(yaml.safe_dump(config, sort_keys=False))
+        text = yaml.safe_dump(run_config(base, spec, run_dir.resolve(), group, test_methods), sort_keys=False)
+        kept = run_dir / RUN_CONFIG
+        if (run_dir / FIT_DONE).is_file() and kept.is_file():  # its fit ran with that config: it stays the record
+            if kept.read_text() != text:
+                log.warning(
+                    "study: run %s was fitted with another config than this command composes; it is kept as it was "
+                    "(its %s) and not refitted: for the new config, give a new --output", spec.name, kept,
+                )  # fmt: skip
+            continue
+        kept.write_text(text)
 
 
 def aggregate(output: Path, runs: dict[RunSpec, Path]) -> str:
@@ -209,7 +230,7 @@ def aggregate(output: Path, runs: dict[RunSpec, Path]) -> str:
     missing = [d.name for d in runs.values() if not (d / TEST_DONE).is_file()]
     if missing:
         raise SystemExit(f"wsod study: runs without a finished test: {', '.join(missing)}")
-    reports = {(s.train_method, s.seed): Path((d / TEST_DONE).read_text().strip()) for s, d in runs.items()}
+    reports = {(s.train_method, s.seed): finished_report(d) for s, d in runs.items()}
     return write_study_outputs(output, reports)
 
 
