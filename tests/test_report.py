@@ -62,8 +62,10 @@ def test_collect_table2_errors_name_the_run(tmp_path):
     with pytest.raises(ValueError, match="empty: expected table2_row.csv"):
         collect_table2([tmp_path / "a", tmp_path / "empty"])
     write_table2_row(tmp_path / "c" / "table2_row.csv", "cam", {"cam": "0.10@1.00"})
-    with pytest.raises(ValueError, match=r"cell \(cam, cam\) is 0.10@1.00"):
+    with pytest.raises(ValueError, match=r"cell \(cam, cam\) is 0.10@1.00.*list one run per training method"):
         collect_table2([tmp_path / "a", tmp_path / "c"])
+    with pytest.raises(ValueError, match="missing: no such run directory"):
+        collect_table2([tmp_path / "a", tmp_path / "missing"])
 
 
 def test_main_writes_markdown_and_csv(tmp_path, capsys):
@@ -72,6 +74,11 @@ def test_main_writes_markdown_and_csv(tmp_path, capsys):
     assert "| cam | 0.69@1.55 |" in capsys.readouterr().out
     assert (tmp_path / "out" / "table2.md").read_text().startswith("| train \\ test | cam |")
     assert _parse((tmp_path / "out" / "table2.csv").read_text()) == [{"train_method": "cam", "cam": "0.69@1.55"}]
+    (tmp_path / "a_file").write_text("keep me")
+    with pytest.raises(ValueError, match="--output: .*a_file is a file"):
+        main([str(tmp_path / "run"), "--output", str(tmp_path / "a_file")])
+    assert (tmp_path / "a_file").read_text() == "keep me" and sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "table2.csv", "table2.md"]  # fmt: skip
 
 
 def test_plot_froc_writes_a_png(tmp_path):

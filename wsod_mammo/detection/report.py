@@ -109,6 +109,8 @@ def collect_table2(run_dirs: Sequence[str | Path]) -> tuple[str, str]:
     origin: dict[tuple[str, str], Path] = {}
     for run_dir in map(Path, run_dirs):
         path = run_dir / TABLE2_ROW_FILE
+        if not run_dir.is_dir():
+            raise ValueError(f"{run_dir}: no such run directory")
         if not path.is_file():
             raise ValueError(f"{run_dir}: expected {TABLE2_ROW_FILE} (written by `wsod test`), found none")
         for line, row in enumerate(_read_rows(path), start=2):
@@ -122,7 +124,9 @@ def collect_table2(run_dirs: Sequence[str | Path]) -> tuple[str, str]:
                 if previous is not None and previous != cell:
                     raise ValueError(
                         f"{path}, row {line}: cell ({train}, {method}) is {cell}, "
-                        f"but {origin[(train, method)]} already gave {previous}"
+                        f"but {origin[(train, method)]} already gave {previous}: list one run per training "
+                        "method (two seeds of one method: `wsod study` averages them; --compare RUN_DIR:method "
+                        "needs no listing)"
                     )
                 matrix[train][method] = cell
                 origin[(train, method)] = path
@@ -201,8 +205,11 @@ def main(argv: list[str] | None = None) -> None:
         default=None,
         help="two methods A B (RUN_DIR:method or method): paired bootstrap",
     )
-    parser.add_argument("--subset", type=str, default="mass", help="images compared: mass or all")
+    parser.add_argument("--subset", type=str, default="mass", choices=["mass", "all"], help="images compared")
     args = parser.parse_args(argv)
+    output = None if args.output is None else Path(args.output)
+    if output is not None and output.exists() and not output.is_dir():
+        raise ValueError(f"--output: {output} is a file; expected a directory for table2.md and table2.csv")
     markdown, table2_csv = collect_table2(args.run_dirs)
     print(markdown, end="")
     if args.compare is not None:
@@ -211,8 +218,9 @@ def main(argv: list[str] | None = None) -> None:
         if len(args.compare) != 2:
             raise ValueError(f"--compare: expected two methods A B, found {args.compare}")
         print(compare(args.compare[0], args.compare[1], Path(args.run_dirs[0]), args.subset), end="")
-    if args.output is not None:
-        output = Path(args.output)
+    if output is not None:
         output.mkdir(parents=True, exist_ok=True)
-        (output / "table2.md").write_text(markdown)
-        (output / "table2.csv").write_text(table2_csv)
+        for name, text in (("table2.md", markdown), ("table2.csv", table2_csv)):
+            (output / f".{name}.partial").write_text(text)  # both written before either replaces an older one
+        for name in ("table2.md", "table2.csv"):
+            (output / f".{name}.partial").replace(output / name)
