@@ -182,7 +182,7 @@ def _methods(text: str, option: str) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="wsod study", description=__doc__.split("\n\n")[0].strip("`"))
+    parser = argparse.ArgumentParser(prog="wsod study", description=__doc__.split("\n\n")[0].replace("``", ""))
     add = parser.add_argument
     add("--config", action="append", required=True, help="YAML config(s), composed in order (e.g. configs/demo.yaml)")
     add("--output", default="runs/study", help="the study folder: runs/, tables, FROC plots, summary.md")
