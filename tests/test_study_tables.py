@@ -6,7 +6,14 @@ import math
 
 import pytest
 
-from wsod_mammo.detection.study_tables import best_pair, seed_interval, table2_cells, table2_text, tpr_estimate
+from wsod_mammo.detection.study_tables import (
+    best_pair,
+    seed_interval,
+    table1_text,
+    table2_cells,
+    table2_text,
+    tpr_estimate,
+)
 
 
 def test_seed_interval_is_the_student_t_interval() -> None:
@@ -46,3 +53,14 @@ def test_table2_over_seeds_and_the_best_pair_with_ties_to_the_lower_fppi() -> No
     assert "| gradcampp | 0.62 @ 0.25 | n/a |" in markdown
     assert csv_text.splitlines()[0] == "train_method,test_method,tpr,tpr_low,tpr_high,fppi,runs,interval_over"
     assert len(csv_text.splitlines()) == 5
+
+
+def test_table1_with_one_seed_takes_the_reports_intervals_over_images() -> None:
+    """As Table II's cells: with one seed its heading's interval comes from the test report, not nowhere."""
+    figures = {"accuracy": 0.9, "auc": 0.95, "tpr": 0.8, "tnr": 1.0}
+    intervals = {k: {"value": v, "low": v - 0.1, "high": min(v + 0.05, 1.0)} for k, v in figures.items()}
+    heads = ("global", "local", "fusion")
+    one = {("cam", 1): {"table1": dict.fromkeys(heads, figures), "table1_intervals": dict.fromkeys(heads, intervals)}}
+    assert "| cam | local | 0.900 [0.800, 0.950] | 0.950 [0.850, 1.000] | 0.800 [0.700, 0.850] |" in table1_text(one)
+    two = one | {("cam", 2): {"table1": dict.fromkeys(heads, figures)}}  # over seeds now: no spread, [x, x]
+    assert "| cam | local | 0.900 [0.900, 0.900] |" in table1_text(two)

@@ -59,7 +59,8 @@ def write_study_outputs(output: Path, runs: dict[tuple[str, int], Path]) -> str:
     interval = "Student-t over seeds" if len(seeds) > 1 else "over images where the test report gives one"
     text = (
         f"# Study: {len(reports)} runs (seeds {', '.join(map(str, seeds))})\n\n"
-        f"Table I (classification, test images; mean [95% interval over seeds])\n\n{table1_md}\n"
+        f"Table I (classification, test images; mean [95% interval over seeds; with one seed, over images])\n\n"
+        f"{table1_md}\n"
         f"Table II ({SUBSET} images; TPR [95% interval, {interval}] @ FPPI, means over seeds)\n\n{table2_md}\n"
         f"{verdict}\n\nFROC figures: {', '.join(p.name for p in figures)}\n"
     )

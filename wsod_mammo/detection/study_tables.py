@@ -56,9 +56,10 @@ def seed_interval(values: Sequence[float], level: float = 0.95) -> Estimate:
     return Estimate(mean, mean - half, mean + half, len(finite), "seeds")
 
 
-def image_interval(cell: dict[str, Any]) -> tuple[float, float] | None:
-    """A test report's 95% bootstrap interval of TPR over images, if the cell carries one."""
-    value = (cell.get("intervals") or {}).get("tpr")
+def image_interval(cell: dict[str, Any], figure: str = "tpr", key: str = "intervals") -> tuple[float, float] | None:
+    """A test report's 95% bootstrap interval over images of ``figure``, if ``cell[key]`` carries one (``key``:
+    ``intervals`` in a Table II cell, ``table1_intervals[head]`` for Table I)."""
+    value = (cell.get(key) or {}).get(figure)
     if isinstance(value, dict) and {"low", "high"} <= set(value):
         low, high = float(value["low"]), float(value["high"])
         return None if math.isnan(low) or math.isnan(high) else (low, high)
@@ -67,8 +68,16 @@ def image_interval(cell: dict[str, Any]) -> tuple[float, float] | None:
 
 def tpr_estimate(cells: Sequence[dict[str, Any]]) -> Estimate:
     """TPR of one Table II cell over its seeds; one seed falls back on the report's interval over images."""
-    estimate = seed_interval([c.get("tpr", math.nan) for c in cells])
-    if estimate.n == 1 and (bounds := image_interval(cells[0])) is not None:
+    return _over_seeds_or_images([c.get("tpr", math.nan) for c in cells], cells[0], "tpr")
+
+
+def _over_seeds_or_images(
+    values: Sequence[float], first: dict[str, Any], figure: str, key: str = "intervals"
+) -> Estimate:
+    """``seed_interval`` of ``values``; with one seed, the interval over images that ``first`` (its report's
+    part) gives (``image_interval``)."""
+    estimate = seed_interval(values)
+    if estimate.n == 1 and (bounds := image_interval(first, figure, key)) is not None:
         return Estimate(estimate.mean, bounds[0], bounds[1], 1, "images")
     return estimate
 
@@ -122,13 +131,17 @@ def table2_text(cells: dict[str, dict[str, tuple[Estimate, Estimate]]]) -> tuple
 
 
 def table1_text(reports: dict[tuple[str, int], dict[str, Any]]) -> str:
-    """Table I in Markdown: per train method and head, each figure's mean [95% interval] over seeds."""
+    """Table I in Markdown: per train method and head, each figure's mean [95% interval] over seeds (with one seed,
+    over images: the test report's ``table1_intervals``, as Table II's cells)."""
     rows = []
     for train, runs in _by_method(reports).items():
         for head in ("global", "local", "fusion"):
+            intervals = {"table1_intervals": (runs[0].get("table1_intervals") or {}).get(head)}
             values = [
-                seed_interval([r["table1"].get(head, {}).get(k, math.nan) for r in runs]) for k, _ in TABLE1_COLUMNS
-            ]
+                _over_seeds_or_images([r["table1"].get(head, {}).get(k, math.nan) for r in runs], intervals, k,
+                                      "table1_intervals")
+                for k, _ in TABLE1_COLUMNS
+            ]  # fmt: skip
             rows.append([train, head] + [v.text(3) for v in values])
     return _markdown(["train", "head", *(title for _, title in TABLE1_COLUMNS)], rows)
 
