@@ -278,6 +278,20 @@ def test_a_second_fit_writes_its_own_run_folder_and_best_resolves_to_the_newest(
         resolve_checkpoint("nosuchrun:best", section)
 
 
+def test_a_run_id_whose_config_keeps_checkpoints_elsewhere_says_where(tmp_path: Path) -> None:
+    """`wsod study` runs put checkpoints in a configured dirpath, not the run folder: `<run id>:best` says so."""
+    (tmp_path / "wsod-mammo" / "abc123").mkdir(parents=True)
+    (tmp_path / "ckpts").mkdir()
+    (tmp_path / "ckpts" / "best.ckpt").write_bytes(b"")
+    callback = {"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+                "init_args": {"dirpath": str(tmp_path / "ckpts")}}  # fmt: skip
+    section = {"trainer": {"logger": {"class_path": "x.WandbLogger", "init_args": {"save_dir": str(tmp_path)}},
+                           "callbacks": [callback]}}  # fmt: skip
+    assert resolve_checkpoint("best", section) == tmp_path / "ckpts" / "best.ckpt"
+    with pytest.raises(FileNotFoundError, match=r"abc123.*writes its checkpoints to .*ckpts: --ckpt_path best"):
+        resolve_checkpoint("abc123:best", section)
+
+
 def test_bf16_mixed_fit_on_cpu_with_a_gradient_patch_method(tmp_path: Path, data_root: Path) -> None:
     settings = tiny_config(tmp_path, data_root, train_saliency="gradcampp")
     settings["trainer"]["precision"] = "bf16-mixed"

@@ -169,7 +169,11 @@ def resolve_checkpoint(ckpt_path: str, section: Any) -> Path:
         found = [c for c in candidates if c.is_file()]
         if not found:
             where = f"run {run!r}" if run else f"any run under {root}"
-            raise FileNotFoundError(f"--ckpt_path {ckpt_path}: no {name} in {where} (run `wsod fit` first)")
+            hint = "run `wsod fit` first"
+            if run and (kept := [str(d) for d in _checkpoint_dirs(section) if (d / name).is_file()]):
+                # a configured dirpath (wsod study's runs) keeps checkpoints out of the run folders
+                hint = f"this config writes its checkpoints to {', '.join(kept)}: --ckpt_path {alias}, or a path there"
+            raise FileNotFoundError(f"--ckpt_path {ckpt_path}: no {name} in {where} ({hint})")
         return max(found, key=lambda p: p.stat().st_mtime_ns)
     path = Path(ckpt_path)
     if not path.is_file():
