@@ -23,7 +23,7 @@
 # 5. model only: eager and reduce-overhead alone ($MODES), each model opt-in alone, GradCAM patches;
 # 6. the five maps' cost (bench_saliency.py), the stem's layouts, loader-only worker scaling and the pin-memory
 #    thread's work, then compile default only if GPU_CHECK_LAST_MODES=default.
-# .whl: `bash ../shared/device/wheels.sh`, then `python3 -m pip download -q --no-deps -d .whl pytest iniconfig pluggy pygments packaging`
+# .whl: `bash <the shared folder beside this checkout>/device/wheels.sh`, then `python3 -m pip download -q --no-deps -d .whl pytest iniconfig pluggy pygments packaging`
 # (pure-Python wheels: the GPU machine has no pytest).
 if [ -d .whl ]; then
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:$PWD
