@@ -109,3 +109,35 @@ def test_study_writes_a_slurm_job_array_instead_of_running(tmp_path: Path) -> No
 def test_study_refuses_unknown_methods(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="--train_methods: expected a comma-separated list"):
         main(["study", "--config", "x.yaml", "--train_methods", "cam,gradcamm"])
+
+
+def _finished_run(study: Path, name: str, tested_with: list[str]) -> None:
+    """A run folder as `wsod study` leaves it after the test: test.done naming its detection.json."""
+    report = study / "runs" / name / "wsod-mammo" / "abc123" / "detection.json"
+    report.parent.mkdir(parents=True)
+    cells = {m: {"tpr": 0.5 + 0.1 * k, "fppi": 0.25, "num_images": 4, "num_gt": 5} for k, m in enumerate(tested_with)}
+    report.write_text(json.dumps({"table1": {}, "mass": cells}))
+    (study / "runs" / name / "test.done").write_text("wsod-mammo/abc123/detection.json\n")
+
+
+def test_aggregate_only_keeps_the_test_methods_asked_for(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    study = tmp_path / "study"
+    for name in ("cam_seed1", "gradcam_seed1"):
+        _finished_run(study, name, ["cam", "gradcam", "layercam"])
+    args = ["study", "--config", "x.yaml", "--output", str(study), "--train_methods", "cam,gradcam", "--seeds", "1"]
+
+    main([*args, "--aggregate_only"])  # no --test_methods: every method the runs were tested with
+    with open(study / "table2.csv") as handle:
+        assert {r["test_method"] for r in csv.DictReader(handle)} == {"cam", "gradcam", "layercam"}
+
+    main([*args, "--aggregate_only", "--test_methods", "layercam,cam"])
+    with open(study / "table2.csv") as handle:
+        assert {r["test_method"] for r in csv.DictReader(handle)} == {"cam", "layercam"}
+    summary = capsys.readouterr().out.split("Table II")[-1]
+    assert "| train \\ test | cam | layercam |" in summary and "| gradcam | 0.50 @ 0.25 | 0.70 @ 0.25 |" in summary
+    assert "Best pair: train cam, test layercam: TPR 0.70 at 0.25 FPPI" in summary
+
+    table2 = (study / "table2.csv").read_text()
+    with pytest.raises(ValueError, match=r"run cam seed 1: its test report has no xgradcam \(it has cam, gradcam, "):
+        main([*args, "--aggregate_only", "--test_methods", "cam,xgradcam"])
+    assert (study / "table2.csv").read_text() == table2  # nothing written over

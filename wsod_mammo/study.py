@@ -181,13 +181,19 @@ def _methods(text: str, option: str) -> list[str]:
     return names
 
 
+def _test_methods(args: argparse.Namespace) -> list[str] | None:
+    return None if args.test_methods is None else _methods(args.test_methods, "--test_methods")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="wsod study", description=__doc__.split("\n\n")[0].replace("``", ""))
     add = parser.add_argument
     add("--config", action="append", required=True, help="YAML config(s), composed in order (e.g. configs/demo.yaml)")
     add("--output", default="runs/study", help="the study folder: runs/, tables, FROC plots, summary.md")
     add("--train_methods", default=",".join(METHOD_ORDER), help="train-side methods, comma-separated")
-    add("--test_methods", default=",".join(METHOD_ORDER), help="test-side methods, comma-separated")
+    add("--test_methods", default=None,
+        help="test-side methods, comma-separated (default: all five when running; with --aggregate_only, the "
+             "methods the runs were tested with)")  # fmt: skip
     add("--seeds", default="42", help="seeds, comma-separated (two or more give intervals over seeds)")
     add("--gpus", type=int, default=0, help="GPUs to use, one run per GPU at a time (0: the CPU)")
     add("--parallel", type=int, default=1, help="runs at a time on the CPU (with --gpus 0)")
@@ -209,7 +215,7 @@ def _matrix(args: argparse.Namespace) -> list[RunSpec]:
 
 def write_run_configs(args: argparse.Namespace, runs: dict[RunSpec, Path]) -> None:
     """Each run's ``run.yaml`` (the composed configs plus the run's settings); the W&B group is the study's name."""
-    base, test_methods = compose_configs(args.config), _methods(args.test_methods, "--test_methods")
+    base, test_methods = compose_configs(args.config), _test_methods(args) or list(METHOD_ORDER)
     group = Path(args.output).resolve().name
     for spec, run_dir in runs.items():
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -225,13 +231,14 @@ def write_run_configs(args: argparse.Namespace, runs: dict[RunSpec, Path]) -> No
         kept.write_text(text)
 
 
-def aggregate(output: Path, runs: dict[RunSpec, Path]) -> str:
-    """Tables, FROC figures and summary from the finished runs; an unfinished run is an error naming it."""
+def aggregate(output: Path, runs: dict[RunSpec, Path], test_methods: list[str] | None = None) -> str:
+    """Tables, FROC figures and summary from the finished runs, of ``test_methods`` (None: every method they were
+    tested with); an unfinished run, or one tested without one of ``test_methods``, is an error naming it."""
     missing = [d.name for d in runs.values() if not (d / TEST_DONE).is_file()]
     if missing:
         raise SystemExit(f"wsod study: runs without a finished test: {', '.join(missing)}")
     reports = {(s.train_method, s.seed): finished_report(d) for s, d in runs.items()}
-    return write_study_outputs(output, reports)
+    return write_study_outputs(output, reports, test_methods)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -257,5 +264,5 @@ def main(argv: list[str] | None = None) -> None:
     if not args.aggregate_only:
         slots = [str(i) for i in range(args.gpus)] or [None] * max(1, args.parallel)
         run_all(list(runs.values()), slots, first_alone=data_to_synthesize(compose_configs(args.config)))
-    print(aggregate(output, runs), end="")
+    print(aggregate(output, runs, _test_methods(args)), end="")
     log.info("study tables, FROC plots and summary.md written to %s", output)

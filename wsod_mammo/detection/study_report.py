@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ from wsod_mammo.detection.report import plot_froc
 from wsod_mammo.detection.study_tables import (
     SUBSET,
     best_pair,
+    keep_test_methods,
     load_reports,
     table1_text,
     table2_cells,
@@ -37,10 +39,15 @@ def _froc_figures(output: Path, reports: dict[tuple[str, int], dict[str, Any]]) 
     return paths
 
 
-def write_study_outputs(output: Path, runs: dict[tuple[str, int], Path]) -> str:
-    """Write ``table1.md``, ``table2.md``, ``table2.csv``, ``froc_<train>.png`` and ``summary.md`` to ``output``;
-    return the summary's text (the tables and the best pair)."""
+def write_study_outputs(
+    output: Path, runs: dict[tuple[str, int], Path], test_methods: Sequence[str] | None = None
+) -> str:
+    """Write ``table1.md``, ``table2.md``, ``table2.csv``, ``froc_<train>.png`` and ``summary.md`` to ``output``
+    (Table II's columns: ``test_methods``, default every method the reports hold); return the summary's text (the
+    tables and the best pair)."""
     reports = load_reports(runs)
+    if test_methods is not None:
+        reports = keep_test_methods(reports, test_methods)
     cells = table2_cells(reports)
     table2_md, table2_csv = table2_text(cells)
     table1_md = table1_text(reports)

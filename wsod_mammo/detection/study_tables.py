@@ -93,6 +93,23 @@ def load_reports(runs: dict[tuple[str, int], Path]) -> dict[tuple[str, int], dic
     return reports
 
 
+def keep_test_methods(
+    reports: dict[tuple[str, int], dict[str, Any]], methods: Sequence[str]
+) -> dict[tuple[str, int], dict[str, Any]]:
+    """The reports with only ``methods``' Table II cells (``wsod study --test_methods``); a run whose report lacks
+    one of them (tested with other methods) is an error naming the run and what it has."""
+    kept = {}
+    for (train, seed), report in reports.items():
+        cells = report.get(SUBSET, {})
+        if missing := [m for m in methods if m not in cells]:
+            raise ValueError(
+                f"run {train} seed {seed}: its test report has no {', '.join(missing)} (it has "
+                f"{', '.join(cells) or 'none'}); test it again with those methods, or leave them out of --test_methods"
+            )
+        kept[(train, seed)] = {**report, SUBSET: {m: cells[m] for m in methods}}
+    return kept
+
+
 def _by_method(reports: dict[tuple[str, int], dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     grouped: dict[str, list[dict[str, Any]]] = {}
     for (method, _), report in sorted(reports.items()):
