@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import csv
+import multiprocessing
 from pathlib import Path
 
 import numpy as np
 import pydicom
 import pytest
 
+from wsod_mammo.data import synthetic
 from wsod_mammo.data.dicom import read_dicom
-from wsod_mammo.data.synthetic import main, make_synthetic_dataset
+from wsod_mammo.data.synthetic import main, make_synthetic_dataset, synthesize_once
 from wsod_mammo.data.vindr import BREAST_COLUMNS, BREAST_CSV, FINDING_COLUMNS, FINDING_CSV, load_records
 
 
@@ -76,3 +78,65 @@ def test_test_fraction_zero_writes_a_training_only_set(tmp_path: Path) -> None:
     breast = list(csv.DictReader((root / BREAST_CSV).read_text().splitlines()))
     assert len(breast) == 12 and {r["split"] for r in breast} == {"training"}
     assert any(r.has_class(["Mass"]) for r in load_records(root))
+
+
+SMALL = {"n_studies": 2, "height": 64, "width": 48, "seed": 5}
+
+
+def _files(root: Path) -> dict[str, int]:
+    """Every file below ``root`` and its modification time (ns): a rewrite changes it."""
+    return {p.relative_to(root).as_posix(): p.stat().st_mtime_ns for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_a_dataset_finished_by_another_process_meanwhile_is_not_written_over(tmp_path: Path, monkeypatch) -> None:
+    """Two SLURM array tasks of a study synthesize the demo data at once; the first to finish starts training on
+    it while the other is still writing: the other must not rewrite the files being read."""
+    from wsod_mammo.data.datamodule import VinDrMammoDataModule
+
+    root = tmp_path / "demo"
+    options = {"data_root": str(root), "synthesize_if_missing": str(root), "synthetic_studies": 2,
+               "synthetic_size": (64, 48), "input_size": (64, 48)}  # fmt: skip
+    real, finished = synthetic.make_synthetic_dataset, {}
+
+    def other_task_finishes_first(*args, **kwargs):
+        monkeypatch.setattr(synthetic, "make_synthetic_dataset", real)
+        VinDrMammoDataModule(**options).prepare_data()  # the other task, from start to end
+        finished.update(_files(root))
+        return real(*args, **kwargs)  # this task goes on writing its own copy
+
+    monkeypatch.setattr(synthetic, "make_synthetic_dataset", other_task_finishes_first)
+    VinDrMammoDataModule(**options).prepare_data()
+    assert finished and _files(root) == finished  # the finished dataset untouched
+    assert len(load_records(root)) == 8 and [p.name for p in tmp_path.iterdir()] == ["demo"]  # no staging left
+
+
+def _synthesize(root: str, barrier, results) -> None:
+    barrier.wait()
+    results.put(synthesize_once(root, **SMALL))
+
+
+def test_processes_synthesizing_at_once_leave_one_complete_dataset(tmp_path: Path) -> None:
+    context = multiprocessing.get_context("spawn")
+    barrier, results = context.Barrier(2), context.Queue()
+    tasks = [context.Process(target=_synthesize, args=(str(tmp_path / "data"), barrier, results)) for _ in range(2)]
+    for task in tasks:
+        task.start()
+    wrote = [results.get(timeout=120) for _ in tasks]
+    for task in tasks:
+        task.join(timeout=60)
+    assert sorted(wrote) == [False, True]
+    expected = make_synthetic_dataset(tmp_path / "reference", **SMALL)
+    for path in expected.rglob("*"):
+        if path.is_file():
+            assert (tmp_path / "data" / path.relative_to(expected)).read_bytes() == path.read_bytes(), path
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "reference"]
+
+
+def test_an_interrupted_synthesis_is_completed(tmp_path: Path) -> None:
+    root = make_synthetic_dataset(tmp_path / "data", **SMALL)
+    (root / FINDING_CSV).unlink()
+    (root / BREAST_CSV).unlink()
+    next(root.rglob("*.dicom")).unlink()
+    assert synthesize_once(root, **SMALL) is True
+    assert len(load_records(root)) == 8 and len(list(root.rglob("*.dicom"))) == 8
+    assert synthesize_once(root, **SMALL) is False  # complete: left alone

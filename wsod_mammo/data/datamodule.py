@@ -339,14 +339,14 @@ class VinDrMammoDataModule(L.LightningDataModule):
             self.synthesize_if_missing and Path(self.synthesize_if_missing).resolve() == Path(self.data_root).resolve()
         )
         if own and not (Path(self.data_root) / FINDING_CSV).is_file():
-            from wsod_mammo.data.synthetic import make_synthetic_dataset
+            from wsod_mammo.data.synthetic import synthesize_once
 
             print(
                 f"data_root {self.data_root} has no {FINDING_CSV}: writing a SYNTHETIC demo dataset there", flush=True
             )
             height, width = self.synthetic_size
-            make_synthetic_dataset(
-                self.data_root, self.synthetic_studies, height, width, seed=self.seed,
+            synthesize_once(
+                self.data_root, n_studies=self.synthetic_studies, height=height, width=width, seed=self.seed,
                 mass_radius=self.synthetic_mass_radius,
             )  # fmt: skip
 

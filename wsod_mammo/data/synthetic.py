@@ -18,8 +18,11 @@ OpenCV and pydicom are imported where they are used, so that ``wsod synth --help
 from __future__ import annotations
 
 import csv
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -287,9 +290,39 @@ def make_synthetic_dataset(
     finally:
         settings.reading_validation_mode, settings.writing_validation_mode = old_modes
     _assess_breasts(box_rows + normal_rows, breast_rows)
-    _write_csv(root / FINDING_CSV, FINDING_COLUMNS, box_rows + normal_rows)
     _write_csv(root / BREAST_CSV, BREAST_COLUMNS, breast_rows)
+    _write_csv(root / FINDING_CSV, FINDING_COLUMNS, box_rows + normal_rows)  # last: its presence means complete
     return root
+
+
+def synthesize_once(root: str | Path, **options: Any) -> bool:
+    """``make_synthetic_dataset(root, **options)`` written whole or not at all, however many processes call it at
+    once (SLURM array tasks, the nodes of a multi-node run): each writes into its own staging folder beside
+    ``root`` and moves it into place in one rename; the first to finish wins, the others drop theirs. A folder
+    already holding a complete dataset (its finding CSV) is left alone; an incomplete one (an interrupted write of
+    an older version) is filled, its finding CSV moved in last. Returns whether this call wrote the dataset."""
+    root = Path(root)
+    if (root / FINDING_CSV).is_file():
+        return False
+    root.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.partial-", dir=root.parent))
+    try:
+        make_synthetic_dataset(staging, **options)
+        try:
+            staging.rename(root)  # atomic; refused when root exists and is not empty
+            return True
+        except OSError:
+            if (root / FINDING_CSV).is_file():  # another process finished first: its dataset stays
+                return False
+
+        def finding_csv_last(folder: str, names: list[str]) -> list[str]:
+            return [FINDING_CSV] if Path(folder) == staging else []
+
+        shutil.copytree(staging, root, dirs_exist_ok=True, ignore=finding_csv_last)
+        (staging / FINDING_CSV).replace(root / FINDING_CSV)
+        return True
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _assess_breasts(finding_rows: list[dict[str, str]], breast_rows: list[dict[str, str]]) -> None:
