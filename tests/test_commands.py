@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import sys
 import warnings
@@ -12,6 +13,7 @@ import torch
 
 from wsod_mammo import __version__
 from wsod_mammo.commands import SUBCOMMANDS, main
+from wsod_mammo.commands import TRACEBACK_VARIABLE as TRACEBACK
 from wsod_mammo.logging_setup import DropAdvertisements, configure_logging
 
 HEAVY = ("torch", "lightning", "wandb")
@@ -89,3 +91,14 @@ def test_lightning_s_leafspec_warning_is_dropped_and_other_warnings_still_show()
         _tree_flatten(torch.zeros(1))  # what Lightning's loops call on every batch
         warnings.warn("a warning of our own", FutureWarning, stacklevel=1)
     assert [str(w.message) for w in caught] == ["a warning of our own"]
+
+
+def test_bad_input_to_a_plain_subcommand_is_one_line_naming_it_and_the_traceback_on_request(tmp_path) -> None:
+    missing = tmp_path / "no_such_run"
+    command = [sys.executable, "-m", "wsod_mammo", "report", str(missing), "--output", str(tmp_path / "out")]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert f"wsod report: {missing}: no such run directory" in result.stderr
+    assert not (tmp_path / "out").exists()
+    traced = subprocess.run(command, capture_output=True, text=True, timeout=120, env={**os.environ, TRACEBACK: "1"})
+    assert traced.returncode == 1 and "Traceback" in traced.stderr and "ValueError: " in traced.stderr

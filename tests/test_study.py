@@ -120,7 +120,9 @@ def _finished_run(study: Path, name: str, tested_with: list[str]) -> None:
     (study / "runs" / name / "test.done").write_text("wsod-mammo/abc123/detection.json\n")
 
 
-def test_aggregate_only_keeps_the_test_methods_asked_for(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_aggregate_only_keeps_the_test_methods_asked_for(
+    tmp_path: Path, capsys: pytest.CaptureFixture, caplog: pytest.LogCaptureFixture
+) -> None:
     study = tmp_path / "study"
     for name in ("cam_seed1", "gradcam_seed1"):
         _finished_run(study, name, ["cam", "gradcam", "layercam"])
@@ -138,6 +140,22 @@ def test_aggregate_only_keeps_the_test_methods_asked_for(tmp_path: Path, capsys:
     assert "Best pair: train cam, test layercam: TPR 0.70 at 0.25 FPPI" in summary
 
     table2 = (study / "table2.csv").read_text()
-    with pytest.raises(ValueError, match=r"run cam seed 1: its test report has no xgradcam \(it has cam, gradcam, "):
+    with pytest.raises(SystemExit) as exit_info:
         main([*args, "--aggregate_only", "--test_methods", "cam,xgradcam"])
+    assert exit_info.value.code == 1
+    assert "run cam seed 1: its test report has no xgradcam (it has cam, gradcam, layercam)" in caplog.text
     assert (study / "table2.csv").read_text() == table2  # nothing written over
+
+
+def test_a_failing_run_stops_the_study_naming_the_command_and_its_log(tmp_path: Path) -> None:
+    config = tiny_config(tmp_path / "unused", tmp_path / "data")
+    config["model"]["init_args"]["beta"] = "three"  # the fit's own CLI refuses it
+    study = tmp_path / "study"
+    args = ["study", "--config", str(write_config(tmp_path / "bad.yaml", config)), "--output", str(study)]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*args, "--train_methods", "cam", "--seeds", "1"])
+    message = str(exit_info.value.code)
+    fit_log = study / "runs" / "cam_seed1" / "fit.log"
+    assert message.startswith(f"`wsod fit --config {study / 'runs' / 'cam_seed1' / 'run.yaml'}` failed (exit 2); log")
+    assert str(fit_log) in message and "beta" in message  # the log's end says why
+    assert not (study / "runs" / "cam_seed1" / "fit.done").exists()

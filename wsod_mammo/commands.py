@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from typing import NamedTuple
 
@@ -26,6 +27,8 @@ class Subcommand(NamedTuple):
 
 
 LIGHTNING_MODULE = "wsod_mammo.cli"
+#: Set (e.g. ``WSOD_TRACEBACK=1``) to see the traceback behind the one-line error of prepare, synth, report, study.
+TRACEBACK_VARIABLE = "WSOD_TRACEBACK"
 SUBCOMMANDS: dict[str, Subcommand] = {
     "fit": Subcommand(LIGHTNING_MODULE, "train GMIC from image-level labels (checkpoints, validated thresholds)"),
     "validate": Subcommand(LIGHTNING_MODULE, "classification metrics and detection thresholds on the validation split"),
@@ -78,4 +81,10 @@ def main(argv: list[str] | None = None) -> None:
             logging.getLogger(PACKAGE_LOGGER).error("%s", err)
             raise SystemExit(1) from None
     else:
-        module.main(rest)
+        try:
+            module.main(rest)
+        except (ValueError, OSError) as err:  # bad input to a command that trains nothing: the reason, in one line
+            if os.environ.get(TRACEBACK_VARIABLE, "") not in ("", "0"):
+                raise
+            logging.getLogger(PACKAGE_LOGGER).error("wsod %s: %s", name, err)
+            raise SystemExit(1) from None

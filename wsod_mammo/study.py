@@ -106,7 +106,7 @@ def _wsod(args: list[str], log_path: Path, env: dict[str, str]) -> None:
         )
     if code.returncode != 0:
         tail = "".join(log_path.read_text().splitlines(keepends=True)[-15:])
-        raise RuntimeError(f"`wsod {' '.join(args)}` failed (exit {code.returncode}); log {log_path}:\n{tail}")
+        raise SystemExit(f"`wsod {' '.join(args)}` failed (exit {code.returncode}); log {log_path}:\n{tail}")
 
 
 def run_one(run_dir: Path, device: str | None) -> Path:
