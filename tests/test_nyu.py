@@ -58,6 +58,33 @@ def test_round_trip_reproduces_outputs_bit_for_bit(tmp_path: Path) -> None:
         assert torch.equal(field_a, field_b)
 
 
+def test_nyu_sample_model_5_reproduces_nyus_reference_outputs(tmp_path: Path) -> None:
+    """Reference numbers from nyukat/GMIC's own forward (src/modeling/modules.py @ e8f539f, gmic.py @ febe243,
+    utilities/tools.py @ 9b70ed0; run on CPU, torch 2.14) on these weights (NYU's layout, seed 0, legacy file
+    named sample_model_5.p: percent_t 0.1, K 6, crop 256) and this 448 x 960 input: a 7 x 15 map, where
+    t * h * w = 10.5 exactly and NYU's y_global averages the top 10 positions (h * w * t rounds half to even).
+    """
+    path = tmp_path / "sample_model_5.p"
+    torch.save(nyu_random_state_dict(seed=0, extra=True), path, _use_new_zipfile_serialization=False)
+    model = from_nyu_checkpoint(path).eval()
+    x = torch.randn(1, 1, 448, 960, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        out = model(x)
+    expected = {
+        "y_global": [[0.4702903628349304, 0.4795258939266205]],
+        "y_local": [[0.47189992666244507, 0.5780194401741028]],
+        "y_fusion": [[0.5102435350418091, 0.4794890284538269]],
+        "patch_attention": [[0.1666620969772339, 0.16666623950004578, 0.1666673719882965, 0.1666688323020935,
+                             0.16666537523269653, 0.1666700690984726]],
+    }  # fmt: skip
+    for name, values in expected.items():
+        torch.testing.assert_close(getattr(out, name), torch.tensor(values), atol=1e-5, rtol=0, msg=name)
+    # NYU's patch_locations (row, col) of the top-left corners, as xyxy boxes of 256 x 256
+    corners = [(128, 704), (128, 384), (128, 128), (0, 0), (0, 512), (0, 256)]
+    boxes = torch.tensor([[[c, r, c + 256, r + 256] for r, c in corners]], dtype=torch.float32)
+    assert torch.equal(out.patch_boxes, boxes)
+
+
 def test_other_class_count_reports_fresh_layers(caplog: pytest.LogCaptureFixture) -> None:
     model = GMIC(num_classes=1, crop_shape=(64, 64))
     state = nyu_random_state_dict()

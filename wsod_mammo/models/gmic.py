@@ -183,7 +183,9 @@ class GMIC(nn.Module):
         activations = network(x) if record_from is None else network(x, record_from)
         logits = self.saliency_head(activations["final"]).float()  # (N, C, h, w) float32 even in bf16
         cam = torch.sigmoid(logits)
-        top = max(1, round(self.percent_t * cam.shape[-2] * cam.shape[-1]))
+        # h * w first, then t: the reference implementation's order, which rounds map sizes where t * h * w is a
+        # half (23 x 15 at t = 0.1, a 1472 x 960 input) as its y_global does; t * h first rounds some the other way
+        top = max(1, round(cam.shape[-2] * cam.shape[-1] * self.percent_t))
         top_cam = cam.flatten(2).topk(top, dim=2)
         y_global = top_cam.values.mean(dim=2)  # (N, C)
         # a compiled network's outputs under reduce-overhead are CUDA-graph memory that the local network's graph
