@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from lightning.pytorch import Trainer
 
 from wsod_mammo.models import GMIC, from_nyu_checkpoint, load_nyu_checkpoint, load_nyu_state_dict, to_nyu_state_dict
+from wsod_mammo.training.module import GMICLitModule
 
 KEYS_TSV = Path(__file__).with_name("nyu_gmic_keys.tsv")
 
@@ -83,6 +85,25 @@ def test_nyu_sample_model_5_reproduces_nyus_reference_outputs(tmp_path: Path) ->
     corners = [(128, 704), (128, 384), (128, 128), (0, 0), (0, 512), (0, 256)]
     boxes = torch.tensor([[[c, r, c + 256, r + 256] for r, c in corners]], dtype=torch.float32)
     assert torch.equal(out.patch_boxes, boxes)
+
+
+@pytest.mark.parametrize("stage", ["test", "fit"])
+def test_nyu_weights_as_they_are_warn_when_percent_t_is_not_the_files(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, stage: str
+) -> None:
+    """`wsod test/predict --model.init_from_nyu sample_model_5.p` keeps the config's percent_t (0.02): NYU runs model
+    5 with 0.1, so y_global would differ from NYU's in silence. A fit may train with any percent_t: no warning."""
+    path = tmp_path / "sample_model_5.p"
+    torch.save(nyu_random_state_dict(extra=True), path, _use_new_zipfile_serialization=False)
+    for percent_t, warned in ((0.02, stage == "test"), (0.1, False)):
+        module = GMICLitModule(GMIC(num_classes=2, percent_t=percent_t), init_from_nyu=str(path))
+        module.trainer = Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="wsod_mammo.training.module"):
+            module.setup(stage)
+        message = f"nyukat/GMIC runs this model with percent_t 0.1, the model has {percent_t}"
+        assert (message in caplog.text) == warned, caplog.text
+        assert torch.equal(module.model.attention_w.weight, torch.load(path)["mil_attn_w.weight"])
 
 
 def test_other_class_count_reports_fresh_layers(caplog: pytest.LogCaptureFixture) -> None:

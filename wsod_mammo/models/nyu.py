@@ -135,6 +135,12 @@ def load_nyu_state_dict(model: GMIC, state_dict: dict[str, Tensor], source: str 
     return layers
 
 
+def nyu_percent_t(path: str | Path) -> float | None:
+    """NYU's percent_t for a file named ``sample_model_<i>.p`` (nyukat/GMIC runs model i with it); else None."""
+    match = re.fullmatch(r"sample_model_(\d)\.p", Path(path).name)
+    return NYU_PERCENT_T.get(int(match.group(1))) if match else None
+
+
 def from_nyu_checkpoint(path: str | Path, **overrides: object) -> GMIC:
     """Build `GMIC(**overrides)` and load the NYU file at `path` into it (nyukat/GMIC `sample_model_{1..5}.p`).
 
@@ -145,9 +151,8 @@ def from_nyu_checkpoint(path: str | Path, **overrides: object) -> GMIC:
     kwargs = dict(overrides)
     if "classifier_linear.weight" in state_dict:
         kwargs.setdefault("num_classes", int(state_dict["classifier_linear.weight"].shape[0]))
-    match = re.fullmatch(r"sample_model_(\d)\.p", Path(path).name)
-    if match and int(match.group(1)) in NYU_PERCENT_T:
-        kwargs.setdefault("percent_t", NYU_PERCENT_T[int(match.group(1))])
+    if (percent_t := nyu_percent_t(path)) is not None:
+        kwargs.setdefault("percent_t", percent_t)
     model = GMIC(**kwargs)  # type: ignore[arg-type]
     load_nyu_state_dict(model, state_dict, source=f"init_from_nyu: {path}")
     return model

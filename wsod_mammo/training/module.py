@@ -14,7 +14,7 @@ from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
 from torch import Tensor
 
 from wsod_mammo.models import GMIC, GMICOutput
-from wsod_mammo.models.nyu import load_nyu_checkpoint, load_nyu_state_dict
+from wsod_mammo.models.nyu import load_nyu_checkpoint, load_nyu_state_dict, nyu_percent_t
 from wsod_mammo.saliency import SaliencyMethod, available_saliency_methods, get_saliency_method
 from wsod_mammo.training.classification import HEADS, stage_head_metrics
 from wsod_mammo.training.loss import gmic_loss
@@ -128,6 +128,15 @@ class GMICLitModule(LightningModule):
             fresh = load_nyu_state_dict(self.model, state, source=source)
             log.info("Initialized GMIC from %s; freshly initialized: %s", self.init_from_nyu, fresh or "none")
             self.nyu_weights_as_is = None if stage == "fit" else str(self.init_from_nyu)
+            nyu_t = nyu_percent_t(self.init_from_nyu)
+            if self.nyu_weights_as_is and nyu_t is not None and nyu_t != self.model.percent_t:
+                # the config's percent_t (0.02, sample_model_1's) is not the file's: y_global and the maps that
+                # differentiate its top t% (GradCAM++, XGradCAM, LayerCAM) then differ from NYU's for the same weights
+                log.warning(
+                    "%s: nyukat/GMIC runs this model with percent_t %s, the model has %s: y_global and the maps that "
+                    "differentiate it differ from NYU's (--model.model.init_args.percent_t %s runs it as NYU does)",
+                    source, nyu_t, self.model.percent_t, nyu_t,
+                )  # fmt: skip
 
     def on_train_start(self) -> None:
         self.nyu_weights_as_is = None  # trained from here on (a fit after a test in one process)
