@@ -149,6 +149,17 @@ def test_predict_from_nyu_weights_without_a_checkpoint_on_png_and_dicom(
     assert [r.get("error") for r in records] == [None, None]
     assert records[0]["laterality_source"] == "dicom" and records[1]["laterality_source"] == "inferred"
     assert abs(records[0]["probability"] - records[1]["probability"]) < 2e-3
+    # NYU's heads by name: the first (the PredictionWriter's default class_index 0) is benign, not a "mass" head
+    assert [(r["class"], list(r["probabilities"])) for r in records] == [("benign", ["benign", "malignant"])] * 2
+    assert records[0]["probability"] == records[0]["probabilities"]["benign"]
+    with open(run.with_suffix(".csv")) as handle:
+        assert {row["class"] for row in csv.DictReader(handle)} == {"benign"}
+    # --trainer.callbacks.init_args.* sets the last callback's options: the PredictionWriter in the configs
+    main([*args, "--data.predict_paths", f"[{dicom}]", "--trainer.callbacks.init_args.class_index", "1"])
+    (malignant,) = json.loads(max((tmp_path / "predictions").glob("*/predictions.json")).read_text())
+    assert malignant["class"] == "malignant" and malignant["probability"] == records[0]["probabilities"]["malignant"]
+    with pytest.raises(ValueError, match=r"PredictionWriter.class_index: expected 0..1 \(the model has 2 classes\)"):
+        main([*args, "--data.predict_paths", f"[{dicom}]", "--trainer.callbacks.init_args.class_index", "2"])
     (tmp_path / "notes.txt").write_text("not an image")
     try:
         with pytest.raises(SystemExit) as failed:  # the reason on one line, no traceback
@@ -186,6 +197,7 @@ def test_predict_cli_and_python_api_agree_on_dicom_and_png(tmp_path: Path, train
         record = records[result.source]
         assert (record["laterality"], record["laterality_source"]) == (result.laterality, result.laterality_source)
         assert record["threshold"] == result.threshold and record["method"] == result.method == "gradcampp"
+        assert record["class"] == "Mass" and record["probabilities"] == {"Mass": record["probability"]}
         assert record["probability"] == pytest.approx(result.probability, abs=1e-5)
         boxes = [[b["xmin"], b["ymin"], b["xmax"], b["ymax"]] for b in record["boxes"]]
         np.testing.assert_allclose(np.array(boxes).reshape(-1, 4), result.boxes, atol=1e-3, rtol=0)

@@ -103,7 +103,7 @@ def test_nyu_weights_as_they_are_warn_when_percent_t_is_not_the_files(
             module.setup(stage)
         message = f"nyukat/GMIC runs this model with percent_t 0.1, the model has {percent_t}"
         assert (message in caplog.text) == warned, caplog.text
-        assert torch.equal(module.model.attention_w.weight, torch.load(path)["mil_attn_w.weight"])
+        assert torch.equal(module.model.attention_w.weight, torch.load(path, weights_only=True)["mil_attn_w.weight"])
 
 
 def test_other_class_count_reports_fresh_layers(caplog: pytest.LogCaptureFixture) -> None:

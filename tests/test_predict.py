@@ -61,7 +61,7 @@ def test_predicted_boxes_land_on_the_synthetic_masses_in_dicom_pixels(synthetic_
         assert box["score"] == pytest.approx(0.9, abs=1e-6)
         assert Path(record["overlay"]).is_file()
     rows = (writer.run_dir / "predictions.csv").read_text().splitlines()
-    assert rows[0].startswith("image_id,path,probability,box,xmin") and len(rows) == len(samples) + 1
+    assert rows[0].startswith("image_id,path,class,probability,box,xmin") and len(rows) == len(samples) + 1
 
 
 def _run_writer(writer: PredictionWriter, batch: dict, score: float = 0.9) -> list[dict]:

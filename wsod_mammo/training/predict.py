@@ -1,4 +1,4 @@
-"""``wsod predict`` output: per image the mass probability, scored boxes in DICOM pixels, and an overlay PNG.
+"""``wsod predict`` output: per image the probability of one class, scored boxes in DICOM pixels, and an overlay PNG.
 
 Each run writes into its own folder ``<output_dir>/<YYYYmmdd-HHMMSS>`` (``-2``, ``-3``... if taken), so overlays of
 an earlier run never mix with new rows. The writer is a thin layer on the Python API: each batch's outputs become
@@ -26,7 +26,9 @@ from wsod_mammo.training.callbacks import Alignment, map_placement
 
 log = logging.getLogger(__name__)
 
-CSV_COLUMNS = ["image_id", "path", "probability", "box", "xmin", "ymin", "xmax", "ymax", "score", "error"]
+CSV_COLUMNS = ["image_id", "path", "class", "probability", "box", "xmin", "ymin", "xmax", "ymax", "score", "error"]
+#: The two heads of nyukat/GMIC's sample models, in their order.
+NYU_CLASS_NAMES = ("benign", "malignant")
 
 
 class NoReadableInputError(RuntimeError):
@@ -56,7 +58,8 @@ class PredictionWriter(BasePredictionWriter):
 
     Args:
         output_dir: parent of the per-run folders (``run_dir`` after ``on_predict_start``).
-        class_index: the class whose probability and boxes are written.
+        class_index: the class whose probability and boxes are written (its name is written with them: the data's
+            ``classes``, or NYU's ``benign``/``malignant`` for NYU's weights run as they are).
         overlays: write an overlay PNG per image.
         alignment: how the map is placed on the image (see ``map_placement``).
         min_score: boxes scoring below it are left out (0 keeps every box).
@@ -78,11 +81,13 @@ class PredictionWriter(BasePredictionWriter):
         self.alignment = alignment
         self.output_dir = Path(output_dir)
         self.class_index = class_index
+        self.class_names = [f"class {k}" for k in range(class_index + 1)]
         self.overlays = overlays
         self._records: list[dict[str, Any]] = []
 
     def on_predict_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._records = []
+        self.class_names = class_names_of(trainer, pl_module, self.class_index)
         folder = str(new_run_folder(self.output_dir)) if trainer is None or trainer.is_global_zero else None
         self.run_dir = Path(trainer.strategy.broadcast(folder) if trainer is not None else folder)
 
@@ -92,7 +97,7 @@ class PredictionWriter(BasePredictionWriter):
         cell0 = map_placement(pl_module, self.alignment) if pl_module is not None else None
         results = batch_predictions(prediction, batch, self.class_index, cell0, self.min_score)
         for i, result in enumerate(results):
-            record = prediction_record(result, batch["image_id"][i], batch["meta"][i].get("view"))
+            record = prediction_record(result, batch["image_id"][i], batch["meta"][i].get("view"), self.class_names)
             if result.error:
                 log.error("predict: %s", result.error)
             elif self.overlays:
@@ -113,7 +118,7 @@ class PredictionWriter(BasePredictionWriter):
         cell0_center: float | None,
     ) -> Path:
         size = tuple(batch["image"].shape[-2:])
-        title = f"{batch['image_id'][i][:8]} p(mass)={probability:.2f}"
+        title = f"{batch['image_id'][i][:8]} p({self.class_names[self.class_index]})={probability:.2f}"
         panels = method_panels({method: saliency[0]}, size, cell0_center)
         frame = overlay_frame(batch["meta"][i], batch["image"][i, 0], torch.zeros(0, 4), panels, {method: boxes})
         picture = render_overlay(frame.image, frame.gt_boxes, frame.maps, frame.boxes, frame.title(title))
@@ -174,16 +179,39 @@ def batch_predictions(
     return [Prediction.failed(m.get("path", ""), m["error"]) if m.get("error") else next(made) for m in metas]
 
 
-def prediction_record(result: Prediction, image_id: str, view: str | None) -> dict[str, Any]:
-    """One image's ``predictions.json`` record (an unreadable input's: ``image_id``, ``path`` and ``error``)."""
+def class_names_of(trainer: Trainer | None, pl_module: LightningModule | None, class_index: int) -> list[str]:
+    """The names of the model's output classes: NYU's heads for NYU's two-class weights run as they are
+    (``init_from_nyu`` outside a fit), else the data's ``classes`` (``class <k>`` where neither says); a
+    ``class_index`` the model does not have is an error naming the option."""
+    num_classes = getattr(getattr(pl_module, "model", None), "num_classes", None)
+    if num_classes is not None and not 0 <= class_index < num_classes:
+        raise ValueError(
+            f"PredictionWriter.class_index: expected 0..{num_classes - 1} (the model has {num_classes} classes), "
+            f"found {class_index}"
+        )
+    if getattr(pl_module, "nyu_weights_as_is", None) and num_classes == len(NYU_CLASS_NAMES):
+        return list(NYU_CLASS_NAMES)
+    names = list(getattr(getattr(trainer, "datamodule", None), "class_names", None) or [])
+    return [str(names[k]) if k < len(names) else f"class {k}" for k in range(max(num_classes or 0, class_index + 1))]
+
+
+def prediction_record(
+    result: Prediction, image_id: str, view: str | None, class_names: list[str] | None = None
+) -> dict[str, Any]:
+    """One image's ``predictions.json`` record (an unreadable input's: ``image_id``, ``path`` and ``error``):
+    ``class`` and ``probability`` of the boxes' class, ``probabilities`` of every class by name."""
     record: dict[str, Any] = {"image_id": image_id, "path": result.source}
     if result.error:
         return record | {"error": result.error}
+    given = list(class_names or [])
+    names = [given[k] if k < len(given) else f"class {k}" for k in range(len(result.probabilities))]
     return record | {
         "laterality": result.laterality,
         "laterality_source": result.laterality_source,
         "view": view,
+        "class": names[result.class_index],
         "probability": result.probability,
+        "probabilities": dict(zip(names, (float(p) for p in result.probabilities), strict=True)),
         "method": result.method,
         "threshold": result.threshold,
         "boxes": [
@@ -199,7 +227,7 @@ def _csv_rows(records: list[dict[str, Any]]):
         if record.get("error"):
             yield base
             continue
-        base["probability"] = f"{record['probability']:.6f}"
+        base["class"], base["probability"] = record.get("class", ""), f"{record['probability']:.6f}"
         if not record["boxes"]:
             yield base
         for k, box in enumerate(record["boxes"]):
