@@ -152,3 +152,106 @@ def test_padding_mask_follows_the_image_into_the_input_frame(resize: str) -> Non
     assert out[indicator == 1].all() and not out[indicator == 0].any()  # incl. the fit border
     assert apply_to_mask(mask, Geometry(300, 200, False, (0, 0, 120, 300), 64, 48, resize)) is None  # cropped off
     assert apply_to_mask(None, geometry) is None
+
+
+def _textured_breast(height: int, width: int, breast: tuple[int, int, int, int], laterality: str) -> np.ndarray:
+    """A dark image with a textured breast in ``breast`` (x0, y0, x1, y1, given for L: against the left edge),
+    mirrored for R: no two pixels alike, so a pixel copied from the wrong place shows."""
+    rng = np.random.default_rng(1)
+    image = rng.uniform(0.0, 0.02, (height, width)).astype(np.float32)
+    x0, y0, x1, y1 = breast
+    image[y0:y1, x0:x1] = rng.uniform(0.6, 1.0, (y1 - y0, x1 - x0))
+    return image if laterality == "L" else np.ascontiguousarray(image[:, ::-1])
+
+
+@pytest.mark.parametrize("laterality", ["L", "R"])
+def test_native_copies_a_smaller_crop_at_scale_1_against_the_chest_wall(laterality: str) -> None:
+    """A smaller crop: its pixels as they are (flipped for R), at the left edge, centred vertically, 0 elsewhere."""
+    image = _textured_breast(300, 200, (0, 40, 140, 260), laterality)
+    geo = make_geometry(image, laterality, (400, 250), resize="native")
+    x0, y0, x1, y1 = geo.crop
+    assert (geo.scale_x, geo.scale_y) == (1.0, 1.0) and geo.inner_size == (y1 - y0, x1 - x0)
+    assert x0 == 0 and geo.offset == (0, (400 - (y1 - y0)) // 2)
+    out = apply_to_image(image, geo)
+    flipped = image[:, ::-1] if laterality == "R" else image
+    ox, oy = geo.offset
+    assert np.array_equal(out[oy : oy + y1 - y0, : x1 - x0], flipped[y0:y1, x0:x1])
+    out[oy : oy + y1 - y0, : x1 - x0] = 0
+    assert not out.any()  # padding: background 0
+    assert geo.content_box == (0, oy, x1 - x0, oy + y1 - y0)
+    assert Geometry.from_dict(geo.to_dict()) == geo and geo.to_dict()["scale_x"] == 1.0
+
+
+@pytest.mark.parametrize("laterality", ["L", "R"])
+def test_native_cuts_a_larger_crop_to_the_chest_wall_and_the_rows_with_most_breast(laterality: str) -> None:
+    """A crop larger than the frame both ways: the frame's width from the chest wall, and the frame's height of rows
+    that hold the most breast (here rows 150..350, below a narrow top; the centred window would be 100..300)."""
+    image = _textured_breast(400, 300, (0, 150, 250, 350), laterality)
+    narrow = np.random.default_rng(2).uniform(0.6, 1.0, (100, 60)).astype(np.float32)
+    if laterality == "L":
+        image[50:150, :60] = narrow
+    else:
+        image[50:150, -60:] = narrow[:, ::-1]
+    geo = make_geometry(image, laterality, (200, 150), resize="native")
+    assert geo.crop == (0, 150, 150, 350) and geo.inner_size == (200, 150) and geo.offset == (0, 0)
+    flipped = image[:, ::-1] if laterality == "R" else image
+    assert np.array_equal(apply_to_image(image, geo), flipped[150:350, :150])
+
+
+def test_native_geometry_refuses_a_crop_larger_than_its_frame() -> None:
+    assert Geometry(300, 200, False, (0, 10, 150, 210), 200, 150, "native").scale_x == 1.0
+    with pytest.raises(ValueError, match="resize=native: the crop .* is larger than the 200 x 150 frame"):
+        Geometry(300, 200, False, (0, 10, 151, 210), 200, 150, "native")
+
+
+@pytest.mark.parametrize("frame", [(400, 250), (200, 150)])  # larger than the crop, smaller (cut)
+@pytest.mark.parametrize("laterality", ["L", "R"])
+def test_native_boxes_round_trip_exactly(laterality: str, frame: tuple[int, int]) -> None:
+    image = _textured_breast(400, 300, (0, 50, 250, 350), laterality)
+    geo = make_geometry(image, laterality, frame, resize="native")
+    boxes = np.array([[10.0, 160.0, 60.0, 210.5], [0.25, 200.0, 140.75, 260.0], [100.0, 100.0, 101.0, 399.0]])
+    if laterality == "R":
+        boxes[:, [0, 2]] = 300 - boxes[:, [2, 0]]
+    inside = boxes_to_input(boxes, geo)
+    flipped = boxes.copy()
+    if laterality == "R":
+        flipped[:, [0, 2]] = 300 - boxes[:, [2, 0]]
+    (ox, oy), (cx, cy) = geo.offset, geo.crop[:2]
+    assert np.array_equal(inside, flipped + [ox - cx, oy - cy, ox - cx, oy - cy])  # a shift, nothing else
+    assert np.array_equal(boxes_to_original(inside, geo.to_dict()), boxes)
+    tensor = torch.from_numpy(boxes)
+    assert torch.equal(boxes_to_original(boxes_to_input(tensor, geo), geo), tensor)
+
+
+@pytest.mark.parametrize("laterality", ["L", "R"])
+def test_native_boxes_beyond_the_kept_window_are_clipped_or_dropped_as_at_the_frame_edge(laterality: str) -> None:
+    """The window of a larger crop fills the frame along each cut axis, so a box beyond it leaves the frame:
+    ``clip_boxes`` (what the datasets apply) cuts it at the edge or drops it."""
+    image = _textured_breast(400, 300, (0, 50, 250, 350), laterality)
+    geo = make_geometry(image, laterality, (200, 150), resize="native")
+    x0, y0, x1, y1 = geo.crop
+    assert (x1 - x0, y1 - y0) == (150, 200) and y0 > 60
+    boxes = np.array([[20.0, y0 - 40, 60, y0 - 10], [20, y1 - 10, 60, y1 + 30], [x1 + 5, 200, x1 + 50, 240]])
+    if laterality == "R":
+        boxes[:, [0, 2]] = 300 - boxes[:, [2, 0]]
+    clipped, keep = clip_boxes(boxes_to_input(boxes, geo), 200, 150)
+    assert keep.tolist() == [False, True, False]
+    np.testing.assert_array_equal(clipped, [[20 - x0, 190, 60 - x0, 200]])
+
+
+def test_native_map_and_padding_mask_go_back_at_scale_1() -> None:
+    """``map_to_original`` puts a native frame's pixels back where they came from, unresampled; the padding mask
+    follows the image and is False in the frame's padding."""
+    image = _textured_breast(300, 200, (0, 40, 140, 260), "R")
+    geo = make_geometry(image, "R", (400, 250), resize="native")
+    back = map_to_original(apply_to_image(image, geo), geo)
+    x0, y0, x1, y1 = geo.crop
+    region = (slice(y0, y1), slice(200 - x1, 200 - x0))  # the crop in the unflipped original
+    assert np.array_equal(back[region], image[region])
+    back[region] = 0
+    assert not back.any()
+    mask = np.zeros((300, 200), bool)
+    mask[:, :100] = True  # the far side of a right breast
+    out = apply_to_mask(mask, geo)
+    assert np.array_equal(out, apply_to_image(mask.view(np.uint8), geo).view(bool)) and out.any()
+    assert not out[: geo.offset[1]].any() and not out[:, x1 - x0 :].any()

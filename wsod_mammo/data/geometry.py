@@ -1,12 +1,14 @@
 """The coordinate chain from DICOM pixels to the model's input frame, and its exact inverse.
 
 Forward, in this order: (1) flip right (``R``) images horizontally so every chest wall is on the left;
-(2) crop the breast region ``crop = (x0, y0, x1, y1)`` given in the flipped frame; (3) resize the crop to
+(2) crop the breast region ``crop = (x0, y0, x1, y1)`` given in the flipped frame; (3) bring the crop to
 ``(out_height, out_width)``: ``resize="stretch"`` fills the whole frame (the study: x1.4 vertically, x2.6
 horizontally on NYU's samples); ``resize="fit"`` keeps the aspect ratio (one scale, rounded to whole pixels per
-axis), puts the crop against the left edge (the chest wall), centred vertically, and pads with background (0), as
-the images NYU's weights were trained on. Boxes are ``(xmin, ymin, xmax, ymax)`` in continuous pixel-edge coordinates
-(pixel ``i`` spans ``[i, i + 1)``), which is what makes the box mapping exact for OpenCV's resize.
+axis), puts the crop against the left edge (the chest wall), centred vertically, and pads with background (0);
+``resize="native"`` keeps the crop's pixels at scale 1, as nyukat/GMIC feeds its weights at test time: a crop
+larger than the frame is cut to a window of the frame's size (``native_window``), a smaller one is placed and padded
+as ``fit`` places it. Boxes are ``(xmin, ymin, xmax, ymax)`` in continuous pixel-edge coordinates (pixel ``i``
+spans ``[i, i + 1)``), which is what makes the box mapping exact for OpenCV's resize.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import numpy as np
 import torch
 
 Boxes = np.ndarray | torch.Tensor
-RESIZE_MODES = ("stretch", "fit")
+RESIZE_MODES = ("stretch", "fit", "native")
 
 
 @dataclass(frozen=True)
@@ -30,21 +32,32 @@ class Geometry:
     orig_height: int
     orig_width: int
     flip: bool
-    crop: tuple[int, int, int, int]  # (x0, y0, x1, y1) in the flipped original frame, pixel edges
+    # (x0, y0, x1, y1) in the flipped original frame, pixel edges; for native, the part of the breast crop that the
+    # frame keeps (at most the frame's size)
+    crop: tuple[int, int, int, int]
     out_height: int
     out_width: int
-    resize: str = "stretch"  # "stretch" or "fit"
+    resize: str = "stretch"  # "stretch", "fit" or "native"
 
     def __post_init__(self) -> None:
         if self.resize not in RESIZE_MODES:
             raise ValueError(f"resize: expected one of {RESIZE_MODES}, found {self.resize!r}")
+        crop_h, crop_w = self.crop[3] - self.crop[1], self.crop[2] - self.crop[0]
+        if self.resize == "native" and (crop_h > self.out_height or crop_w > self.out_width):
+            raise ValueError(
+                f"resize=native: the crop {self.crop} ({crop_h} x {crop_w}) is larger than the "
+                f"{self.out_height} x {self.out_width} frame; make_geometry cuts it to a window (native_window)"
+            )
 
     @property
     def inner_size(self) -> tuple[int, int]:
-        """``(height, width)`` of the resized crop inside the output frame (the whole frame for ``stretch``)."""
+        """``(height, width)`` of the resized crop inside the output frame (the whole frame for ``stretch``, the
+        crop's own size for ``native``)."""
         if self.resize == "stretch":
             return self.out_height, self.out_width
         crop_h, crop_w = self.crop[3] - self.crop[1], self.crop[2] - self.crop[0]
+        if self.resize == "native":
+            return crop_h, crop_w
         scale = min(self.out_height / crop_h, self.out_width / crop_w)
         return min(self.out_height, max(1, round(crop_h * scale))), min(self.out_width, max(1, round(crop_w * scale)))
 
@@ -55,8 +68,9 @@ class Geometry:
 
     @property
     def content_box(self) -> tuple[int, int, int, int]:
-        """``(x0, y0, x1, y1)`` of the input frame that holds the image: all of it for ``stretch``, ``fit`` without
-        its padding. Maps are read only there: a box in the padding would lie outside the image."""
+        """``(x0, y0, x1, y1)`` of the input frame that holds the image: all of it for ``stretch``, ``fit`` and
+        ``native`` without their padding. Maps are read only there: a box in the padding would lie outside the
+        image."""
         (height, width), (x, y) = self.inner_size, self.offset
         return x, y, x + width, y + height
 
@@ -108,15 +122,8 @@ def breast_bbox(image: np.ndarray, margin: float = 0.02, threshold: float | None
     fraction of the image size. An image with no bright pixel gives the whole image.
     """
     height, width = image.shape
-    step = max(1, height // 256)
-    small = np.ascontiguousarray(image[::step, ::step])
-    small8 = (np.clip(small, 0.0, 1.0) * 255).astype(np.uint8)
-    if threshold is None:
-        otsu, _ = cv2.threshold(small8, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-        level = max(otsu, 0.05 * 255)
-    else:
-        level = threshold * 255
-    mask = (small8 > level).astype(np.uint8)
+    small8, step = _small_copy(image)
+    mask = (small8 > _breast_level(small8, threshold)).astype(np.uint8)
     count, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
     if count <= 1:
         return (0, 0, width, height)
@@ -136,14 +143,68 @@ def make_geometry(
     margin: float = 0.02,
     resize: str = "stretch",
 ) -> Geometry:
-    """Geometry of one original ``(H, W)`` image: flip for ``R``, breast crop (optional), resize (stretch or fit)."""
+    """Geometry of one original ``(H, W)`` image: flip for ``R``, breast crop (optional), resize (stretch, fit, or
+    native: the crop cut to the frame's size by ``native_window``)."""
     height, width = image.shape
     flip = laterality == "R"
     crop = (0, 0, width, height)
     if crop_breast:
         x0, y0, x1, y1 = breast_bbox(image, margin)
         crop = (width - x1, y0, width - x0, y1) if flip else (x0, y0, x1, y1)
-    return Geometry(height, width, flip, crop, int(input_size[0]), int(input_size[1]), resize)
+    size = (int(input_size[0]), int(input_size[1]))
+    if resize == "native":
+        crop = native_window(image, flip, crop, size)
+    return Geometry(height, width, flip, crop, *size, resize)
+
+
+def native_window(
+    image: np.ndarray, flip: bool, crop: tuple[int, int, int, int], size: tuple[int, int]
+) -> tuple[int, int, int, int]:
+    """The part of ``crop`` (flipped frame) that ``resize="native"`` keeps at scale 1: at most ``size`` (H, W).
+
+    Horizontally the window starts at the crop's left edge, the chest wall, against which the breast is widest:
+    columns beyond ``x0 + W`` (the nipple side) are cut. nyukat/GMIC differs here: its window ends at the breast's
+    rightmost point (the nipple) and cuts the chest-wall side. Vertically a taller crop keeps the ``H`` rows that
+    hold the most breast pixels (brighter than ``breast_bbox``'s threshold) in the kept columns, among equal
+    windows the one nearest the centred window: NYU's rule for CC views (most non-zero pixels, ties to the centre),
+    which cuts the least breast. For MLO views NYU ends its window at the breast's lowest row instead; the view is
+    not known here, so every view gets the CC rule. A crop that fits is placed as ``fit`` places it (``Geometry``:
+    left edge, centred vertically), where NYU centres CC views and puts MLO views at the top.
+    """
+    height, width = size
+    x0, y0, x1, y1 = crop
+    x1 = min(x1, x0 + width)
+    if y1 - y0 > height:
+        y0 += _densest_rows(image, flip, (x0, y0, x1, y1), height)
+        y1 = y0 + height
+    return x0, y0, x1, y1
+
+
+def _densest_rows(image: np.ndarray, flip: bool, crop: tuple[int, int, int, int], height: int) -> int:
+    """First row, counted from the crop's top, of the ``height`` consecutive rows of ``crop`` that hold the most breast
+    pixels; the one nearest the centred window among equals."""
+    x0, y0, x1, y1 = crop
+    view = image[:, ::-1] if flip else image
+    level = _breast_level(_small_copy(image)[0]) / 255
+    totals = np.concatenate(([0], np.cumsum(np.count_nonzero(view[y0:y1, x0:x1] > level, axis=1))))
+    sums = totals[height:] - totals[:-height]
+    starts = np.flatnonzero(sums == sums.max())
+    return int(starts[np.argmin(np.abs(starts - (y1 - y0 - height) // 2))])
+
+
+def _small_copy(image: np.ndarray) -> tuple[np.ndarray, int]:
+    """A uint8 copy of a [0, 1] image about 256 rows tall, and its step: where the breast is searched for."""
+    step = max(1, image.shape[0] // 256)
+    small = np.ascontiguousarray(image[::step, ::step])
+    return (np.clip(small, 0.0, 1.0) * 255).astype(np.uint8), step
+
+
+def _breast_level(small8: np.ndarray, threshold: float | None = None) -> float:
+    """The breast's threshold on the 0..255 scale: ``threshold`` given in [0, 1], else Otsu's (at least 0.05)."""
+    if threshold is not None:
+        return threshold * 255
+    otsu, _ = cv2.threshold(small8, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    return max(otsu, 0.05 * 255)
 
 
 def apply_to_image(
@@ -152,7 +213,8 @@ def apply_to_image(
     """Original ``(H, W)`` image -> ``(out_height, out_width)`` input-frame image, same dtype.
 
     Downscaling uses area averaging (no aliasing of the fine calcification texture), upscaling bilinear, unless
-    ``interpolation`` (a cv2 flag) says otherwise. With ``resize="fit"`` the area outside the resized crop is 0.
+    ``interpolation`` (a cv2 flag) says otherwise; at scale 1 (``native``) the pixels are copied as they are. With
+    ``resize="fit"`` or ``"native"`` the area outside the crop is 0.
     """
     geo = Geometry.coerce(geometry)
     if image.shape != (geo.orig_height, geo.orig_width):
@@ -166,7 +228,7 @@ def apply_to_image(
     shrink = inner_w < view.shape[1] and inner_h < view.shape[0]
     if interpolation is None:
         interpolation = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
-    resized = cv2.resize(np.ascontiguousarray(view), (inner_w, inner_h), interpolation=interpolation)
+    resized = _resample(view, (inner_h, inner_w), interpolation)
     if (inner_h, inner_w) == (geo.out_height, geo.out_width):
         return resized
     out = np.zeros((geo.out_height, geo.out_width), resized.dtype)
@@ -180,10 +242,11 @@ def map_to_original(
 ) -> np.ndarray | torch.Tensor:
     """Input-frame ``(out_height, out_width)`` map -> ``(orig_height, orig_width)``: the inverse of ``apply_to_image``.
 
-    The resized crop is taken back out of the frame (``fit``'s padding is dropped), resampled to the crop box
-    (bilinear up, area averaging down, OpenCV's half-pixel centres, so a box-shaped map lands on
-    ``boxes_to_original`` of its box), placed in the crop box of a zero image and un-flipped. Exact up to
-    interpolation; numpy in, numpy out (float32 for integer maps), a tensor gives a CPU tensor.
+    The resized crop is taken back out of the frame (the padding of ``fit`` and ``native`` is dropped), resampled to
+    the crop box (bilinear up, area averaging down, OpenCV's half-pixel centres, so a box-shaped map lands on
+    ``boxes_to_original`` of its box; copied as it is at scale 1), placed in the crop box of a zero image and
+    un-flipped. Exact up to interpolation; numpy in, numpy out (float32 for integer maps), a tensor gives a CPU
+    tensor.
     """
     geo = Geometry.coerce(geometry)
     array = map_hw.detach().cpu().numpy() if isinstance(map_hw, torch.Tensor) else np.asarray(map_hw)
@@ -197,16 +260,23 @@ def map_to_original(
     interpolation = cv2.INTER_LINEAR if grow else cv2.INTER_AREA
     inner = np.ascontiguousarray(array[y : y + inner_h, x : x + inner_w])
     out = np.zeros((geo.orig_height, geo.orig_width), array.dtype)
-    out[y0:y1, x0:x1] = cv2.resize(inner, (x1 - x0, y1 - y0), interpolation=interpolation)
+    out[y0:y1, x0:x1] = _resample(inner, (y1 - y0, x1 - x0), interpolation)
     if geo.flip:
         out = np.ascontiguousarray(out[:, ::-1])
     return torch.from_numpy(out) if isinstance(map_hw, torch.Tensor) else out
 
 
+def _resample(array: np.ndarray, size: tuple[int, int], interpolation: int) -> np.ndarray:
+    """``cv2.resize`` to ``size`` (H, W); at that size already (scale 1), a C-contiguous copy, no interpolation."""
+    if array.shape == size:
+        return np.array(array, order="C")
+    return cv2.resize(np.ascontiguousarray(array), (size[1], size[0]), interpolation=interpolation)
+
+
 def apply_to_mask(mask: np.ndarray | None, geometry: Geometry | dict[str, Any]) -> np.ndarray | None:
     """Original ``(H, W)`` bool mask -> the input frame through ``apply_to_image`` (flip, crop, resize), nearest
-    (pixel centres: cv2's ``INTER_NEAREST_EXACT``). ``resize="fit"``'s border is False. None in, or no True pixel
-    left in the input frame (the crop left it out), gives None.
+    (pixel centres: cv2's ``INTER_NEAREST_EXACT``). The border of ``fit`` and ``native`` is False. None in, or no
+    True pixel left in the input frame (the crop left it out), gives None.
     """
     if mask is None:
         return None
