@@ -8,6 +8,7 @@ import re
 import shutil
 from multiprocessing.reduction import ForkingPickler
 from pathlib import Path
+from typing import get_args, get_type_hints
 
 import cv2
 import numpy as np
@@ -19,7 +20,7 @@ from lightning.fabric.utilities import move_data_to_device
 from wsod_mammo.data.datamodule import VinDrMammoDataModule, collate_samples
 from wsod_mammo.data.device_augment import warp_padding
 from wsod_mammo.data.dicom import read_dicom
-from wsod_mammo.data.geometry import boxes_to_original
+from wsod_mammo.data.geometry import RESIZE_MODES, boxes_to_original
 from wsod_mammo.data.images import load_input_image
 from wsod_mammo.data.prepare import prepare, read_cached, read_padding
 from wsod_mammo.data.transforms import AugmentationConfig, standardize
@@ -334,6 +335,55 @@ def test_resize_fit_pads_and_boxes_still_map_back(synthetic_root: Path, tmp_path
         assert np.allclose(back.numpy(), np.clip(expected, 0, [160, 256, 160, 256]), atol=1e-3)
     with pytest.raises(ValueError, match="prepared with resize=fit, the data has stretch"):
         _dm(synthetic_root, input_size=(128, 128), cache_dir=str(tmp_path / "cache")).setup("test")
+
+
+def _frame_in_original(geometry: dict, width: int) -> tuple[float, float, float, float]:
+    """The original pixels a ``native`` frame covers (scale 1: its window plus its padding), unflipped."""
+    x0, y0, x1, y1 = geometry["crop"]
+    top = y0 - (geometry["out_height"] - (y1 - y0)) // 2
+    left, right = x0, x0 + geometry["out_width"]
+    if geometry["flip"]:
+        left, right = width - right, width - left
+    return left, top, right, top + geometry["out_height"]
+
+
+@pytest.mark.parametrize("input_size", [(288, 192), (128, 96)])  # larger than every crop; smaller (cut)
+def test_resize_native_keeps_scale_1_cache_and_dicom_agree_boxes_map_back(
+    synthetic_root: Path, tmp_path: Path, input_size: tuple[int, int]
+) -> None:
+    """`resize: native` copies the crop at scale 1 (a window of it where it is larger than the frame); the cache holds
+    the frame the DICOM gives; CSV boxes come back in DICOM pixels, cut where the frame cuts them."""
+    manifest = prepare(str(synthetic_root), str(tmp_path / "cache"), input_size=input_size, workers=0, resize="native")
+    assert manifest["resize"] == "native"
+    native = _dm(synthetic_root, input_size=input_size, resize="native")
+    native.setup("test")
+    cached = _dm(synthetic_root, input_size=input_size, resize="native", cache_dir=str(tmp_path / "cache"))
+    cached.setup("test")
+    truth = {r.image_id: r for r in load_records(synthetic_root)}
+    with_boxes = 0
+    for i in range(len(native.datasets["test"])):
+        sample, from_cache = native.datasets["test"][i], cached.datasets["test"][i]
+        geometry = sample["meta"]["geometry"]
+        assert geometry["resize"] == "native" and geometry["scale_x"] == geometry["scale_y"] == 1.0
+        assert from_cache["meta"]["geometry"] == geometry
+        assert torch.allclose(sample["image"], from_cache["image"], atol=1e-3)
+        record = truth[sample["image_id"]]
+        expected, _ = record.boxes(["Mass"])
+        left, top, right, bottom = _frame_in_original(geometry, record.width)
+        expected = np.clip(expected, [left, top, left, top], [right, bottom, right, bottom])
+        expected = expected[(expected[:, 2] - expected[:, 0] >= 1) & (expected[:, 3] - expected[:, 1] >= 1)]
+        back = boxes_to_original(sample["boxes"].double(), geometry)
+        assert back.shape == expected.shape and np.allclose(back.numpy(), expected, atol=1e-9)
+        with_boxes += len(back) > 0
+    assert with_boxes > 0
+    with pytest.raises(ValueError, match="prepared with resize=native, the data has fit"):
+        _dm(synthetic_root, input_size=input_size, resize="fit", cache_dir=str(tmp_path / "cache")).setup("test")
+
+
+def test_every_resize_mode_is_an_option_of_the_datamodule_and_of_prepare() -> None:
+    """``data.resize`` and ``wsod prepare --resize`` are checked against these types by the CLIs."""
+    for function in (VinDrMammoDataModule.__init__, prepare):
+        assert get_args(get_type_hints(function)["resize"]) == RESIZE_MODES == ("stretch", "fit", "native")
 
 
 def _reference(record, mask_expected: bool | None = None) -> tuple[np.ndarray, np.ndarray | None]:

@@ -238,8 +238,10 @@ class VinDrMammoDataModule(L.LightningDataModule):
             ``bench_loader.py``). Compiles on the first batch of each kind (train, evaluation, with padding).
         predict_paths: files and folders for ``predict`` (DICOMs by content, PNG/TIFF); default: the test split.
         predict_laterality: ``L`` or ``R`` for non-DICOM predict inputs; None infers it from the image.
-        resize: ``stretch`` the breast crop to ``input_size`` (the study) or ``fit`` it (aspect kept, padded with
-            background, as NYU's weights saw images); boxes map back exactly either way.
+        resize: ``stretch`` the breast crop to ``input_size`` (the study), ``fit`` it (aspect kept, one scale,
+            padded with background), or keep it ``native`` (scale 1, cut to a window of ``input_size`` or padded:
+            the closest to nyukat/GMIC's test-time input, see ``geometry.native_window``); boxes map back exactly
+            in every mode.
         synthesize_if_missing: the one location that may be synthesized (the demo's own default,
             ``runs/demo/data``): when ``data_root`` is that folder and has no CSV, ``prepare_data`` writes a
             synthetic dataset there and says so on the terminal. Any other ``data_root`` must hold the data, so a
@@ -274,7 +276,7 @@ class VinDrMammoDataModule(L.LightningDataModule):
         compile_device_transform: bool = False,
         predict_paths: list[str] | None = None,
         predict_laterality: Literal["L", "R"] | None = None,
-        resize: Literal["stretch", "fit"] = "stretch",
+        resize: Literal["stretch", "fit", "native"] = "stretch",
         synthesize_if_missing: str | bool | None = None,
         synthetic_studies: int = 24,
         synthetic_size: tuple[int, int] = (512, 320),

@@ -226,7 +226,7 @@ def load_input_image(
     ``laterality`` (the CSV's) wins; ``None`` takes it from the DICOM tags, else from the image (the breast lies
     against the brighter half). ``expected_size`` ``(height, width)`` (the CSV's) must equal the DICOM's rows/columns,
     else DicomError naming the file and both sizes: the CSV's boxes would land in the wrong place.
-    ``resize``: ``stretch`` or ``fit`` (see ``geometry``).
+    ``resize``: ``stretch``, ``fit`` or ``native`` (see ``geometry``).
     """
     image, info = read_dicom(path)
     if expected_size is not None and tuple(expected_size) != (info.height, info.width):

@@ -1,6 +1,6 @@
 """`wsod prepare`: decode the selected DICOMs once into a cache of 16-bit images plus a manifest.
 
-Each image is flipped, breast-cropped and resized to ``input_size`` exactly as the DataModule would do on
+Each image is flipped, breast-cropped and brought to ``input_size`` exactly as the DataModule would do on
 the fly, quantized to 16 bits (lossless for the 12-bit sources, to within 1/65535 of [0, 1]) and written as
 PNG (``cache_format: png``, compact) or as raw ``.npy`` (``npy``, read by memory mapping, the fastest).
 
@@ -131,7 +131,7 @@ def prepare(
     cache_format: CacheFormat = "png",
     workers: int = 4,
     seed: int = 42,
-    resize: Literal["stretch", "fit"] = "stretch",
+    resize: Literal["stretch", "fit", "native"] = "stretch",
 ) -> dict[str, Any]:
     """Convert the selected images of ``data_root`` into ``cache_dir``; returns the manifest.
 
@@ -145,7 +145,8 @@ def prepare(
         cache_format: ``png`` (16-bit, lossless, compact) or ``npy`` (raw uint16, memory-mapped reads).
         workers: worker processes (0: convert in this process).
         seed: seed of the negative sampling of the ``balanced``/``paper`` selections.
-        resize: ``stretch`` the crop to ``input_size`` (the study) or ``fit`` it, aspect kept, padded (NYU's way).
+        resize: ``stretch`` the crop to ``input_size`` (the study), ``fit`` it (aspect kept, padded), or keep it
+            ``native`` (scale 1, cut to a window of ``input_size`` or padded).
     """
     if cache_format not in ("png", "npy"):
         raise ValueError(f"cache_format: expected 'png' or 'npy', got {cache_format!r}")
