@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
@@ -76,6 +77,20 @@ def test_checkpoint_written_from_nyu_weights_predicts_the_same(
     a, b = predictor(record.path)[0], loaded(record.path)[0]
     np.testing.assert_array_equal(a.probabilities, b.probabilities)
     np.testing.assert_array_equal(a.boxes, b.boxes)
+
+
+def test_a_checkpoint_of_a_native_input_frame_predicts_in_it(nyu_file: Path, tmp_path: Path) -> None:
+    """``from_checkpoint`` takes the resize mode the weights were trained with (``input_frame``), ``native`` too."""
+    path = nyu_to_checkpoint(nyu_file, tmp_path / "nyu.ckpt", **SMALL)
+    checkpoint = torch.load(path, weights_only=True)
+    checkpoint["input_frame"] = {"input_size": [128, 128], "crop_breast": True, "resize": "native"}
+    torch.save(checkpoint, path)
+    loaded = Predictor.from_checkpoint(path)
+    assert (loaded.input_size, loaded.resize) == ((128, 128), "native")
+    image = np.full((300, 200), 0.01, np.float32)
+    image[40:260, :140] = 0.4
+    (result,) = loaded(image, laterality="L")
+    assert result.geometry.resize == "native" and result.geometry.crop == (0, 86, 128, 214)  # cut: 128 x 128
 
 
 def test_bad_inputs_name_what_is_wrong(predictor: Predictor, tmp_path: Path) -> None:
@@ -166,15 +181,19 @@ def test_predictions_from_outputs_names_a_bad_method_or_class() -> None:
     assert result.probability == 0.5 and result.maps["cam"].shape == (2, 4, 3) and result.geometry.orig_width == 192
 
 
+@pytest.mark.parametrize("resize, shape", [("fit", (2000, 800)), ("native", (200, 80))])
 @pytest.mark.parametrize("laterality", ["L", "R"])
-def test_fit_boxes_stay_on_the_image_not_in_its_padding(laterality: str) -> None:
-    """``resize="fit"`` (for NYU's weights) pads a narrow breast on the right of the input frame: a map peak there
+def test_fit_and_native_boxes_stay_on_the_image_not_in_its_padding(
+    laterality: str, resize: str, shape: tuple[int, int]
+) -> None:
+    """``resize="fit"`` and ``"native"`` pad a narrow breast on the right of the input frame: a map peak there
     used to give a box beyond the image's right edge (or, for a right breast, left of its left edge)."""
-    image = np.zeros((2000, 800), np.float32)
-    image[200:1800, :700] = 0.5
-    geometry = make_geometry(image if laterality == "L" else image[:, ::-1], laterality, SIZE, resize="fit")
-    x0, _, x1, _ = geometry.content_box
-    assert x1 < SIZE[1], "the test needs fit's padding on the right"
+    height, width = shape
+    image = np.zeros(shape, np.float32)
+    image[height // 10 : height - height // 10, : width * 7 // 8] = 0.5
+    geometry = make_geometry(image if laterality == "L" else image[:, ::-1], laterality, SIZE, resize=resize)
+    x0, y0, x1, y1 = geometry.content_box
+    assert x1 < SIZE[1], "the test needs padding on the right"
     maps = torch.zeros(1, 1, 6, 4)
     maps[0, 0, 3, 3] = 1.0  # in the padding only
     maps[0, 0, 1, 1:] = 0.9  # from the breast into the padding
@@ -182,7 +201,31 @@ def test_fit_boxes_stay_on_the_image_not_in_its_padding(laterality: str) -> None
     (result,) = predictions_from_outputs(torch.full((1, 1), 0.9), {"cam": maps}, loaded, "cam", 0.5, SIZE)
     assert len(result.boxes) == 1
     assert x0 <= result.input_boxes[0, 0] and result.input_boxes[0, 2] <= x1
-    assert (result.boxes[:, [0, 2]] >= 0).all() and (result.boxes[:, [0, 2]] <= 800).all()
+    assert y0 <= result.input_boxes[0, 1] and result.input_boxes[0, 3] <= y1
+    assert (result.boxes[:, [0, 2]] >= 0).all() and (result.boxes[:, [0, 2]] <= width).all()
+    assert (result.boxes[:, [1, 3]] >= 0).all() and (result.boxes[:, [1, 3]] <= height).all()
+
+
+@pytest.mark.parametrize("frame", [SIZE, (128, 96)])  # larger than the breast crop (padded); smaller (cut)
+def test_native_predictor_returns_the_boxes_of_the_original_pixels(
+    predictor: Predictor, monkeypatch: pytest.MonkeyPatch, frame: tuple[int, int]
+) -> None:
+    """With ``resize="native"`` a map that marks exactly the mass's input pixels gives exactly the mass's box in the
+    original image (mirrored back for a right breast): scale 1, no interpolation anywhere on the way."""
+    image = np.full((300, 200), 0.01, np.float32)
+    image[40:260, :140] = 0.4
+    image[100:130, 60:90] = 1.0  # the mass: original box (60, 100, 90, 130)
+
+    def oracle(x: torch.Tensor, methods):  # the brightest input pixels, for both classes
+        peak = (x >= x.amax(dim=(2, 3), keepdim=True) - 1e-4).float().expand(-1, 2, -1, -1)
+        return SimpleNamespace(y_fusion=torch.full((len(x), 2), 0.9)), {name: peak for name in methods}
+
+    native = Predictor(predictor.module, frame, resize="native")
+    monkeypatch.setattr(native.module, "evaluate", oracle)
+    left, right = native([image, np.ascontiguousarray(image[:, ::-1])], laterality=["L", "R"])
+    for result, expected in ((left, [60, 100, 90, 130]), (right, [110, 100, 140, 130])):
+        assert result.geometry.resize == "native" and result.geometry.scale_x == result.geometry.scale_y == 1.0
+        np.testing.assert_array_equal(result.boxes, [expected])
 
 
 def test_predictor_leaves_dicom_padding_out_of_the_standardization(predictor: Predictor, padded_root: Path) -> None:

@@ -29,12 +29,20 @@ def _oracle_maps(batch: dict) -> torch.Tensor:
     return maps
 
 
-def test_predicted_boxes_land_on_the_synthetic_masses_in_dicom_pixels(synthetic_root: Path, tmp_path: Path) -> None:
-    data = VinDrMammoDataModule(str(synthetic_root), selection="all", input_size=(256, 192), num_workers=0)
+@pytest.mark.parametrize("resize", ["stretch", "native"])
+def test_predicted_boxes_land_on_the_synthetic_masses_in_dicom_pixels(
+    synthetic_root: Path, tmp_path: Path, resize: str
+) -> None:
+    """Oracle maps on each mass's input-frame box come back on its CSV box, whatever the resize mode (``native``:
+    256 x 160 images whose crops lie at scale 1 in the padded 256 x 192 frame)."""
+    data = VinDrMammoDataModule(
+        str(synthetic_root), selection="all", input_size=(256, 192), num_workers=0, resize=resize
+    )
     data.setup("test")
     dataset = data.datasets["test"]
     samples = [s for s in (dataset[i] for i in range(len(dataset))) if len(s["boxes"]) == 1]
     assert {s["meta"]["laterality"] for s in samples} == {"L", "R"}, "need masses in both orientations"
+    assert {s["meta"]["geometry"]["resize"] for s in samples} == {resize}
     batch = collate_samples(samples)
     writer = PredictionWriter(output_dir=str(tmp_path))
     writer.on_predict_start(None, None)

@@ -49,7 +49,7 @@ def detections_in_original(
     """One image's map ``(1, h, w)`` -> boxes in the input frame ``(M, 4)``, scores ``(M,)``, boxes in the original
     image's pixels ``(M, 4)`` (float32; see ``saliency_to_boxes`` for thresholding and scores)."""
     geometry = Geometry.coerce(geometry)
-    regions = [geometry.content_box]  # fit's padding is not the image: no box there
+    regions = [geometry.content_box]  # the padding of fit and native is not the image: no box there
     boxes, scores = saliency_to_boxes(
         saliency, size, threshold, probability, cell0_center=cell0_center, regions=regions
     )[0]
@@ -205,7 +205,8 @@ class Predictor:
         input_size: ``(H, W)`` the images are brought to (the model's training size; 2944 x 1920 in the study).
         crop_breast: crop to the breast before resizing, as in training.
         device: where the model runs.
-        resize: ``stretch`` (the study) or ``fit`` (aspect kept, padded: how NYU's weights saw images).
+        resize: ``stretch`` (the study), ``fit`` (aspect kept, one scale, padded) or ``native`` (scale 1, cut to
+            a window of ``input_size`` or padded: the closest to the input NYU's weights get in nyukat/GMIC).
         alignment: where each map cell is placed on the image: ``resize`` (plain resizing, the study's and
             ``wsod predict``'s default) or ``receptive_field`` (each cell centred on its receptive field), as the
             ``alignment`` of the ``PredictionWriter`` callback.

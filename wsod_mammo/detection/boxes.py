@@ -250,7 +250,8 @@ def saliency_to_boxes(
     map on the image: the pixel on which map cell 0 is centred (GMIC's receptive fields: ``GMIC.map_cell0_center``);
     ``None`` is plain resizing (cell 0 at ``(step - 1) / 2``), as pytorch-grad-cam and the study did.
     ``regions``: per image the ``(x0, y0, x1, y1)`` pixels of the input frame that hold the image (``Geometry.
-    content_box``; None: all): ``resize="fit"`` pads the image, and a box in the padding would lie outside it.
+    content_box``; None: all): ``resize="fit"`` and ``"native"`` pad the image, and a box in the padding would lie
+    outside it.
 
     Returns ``list[Detections]`` (one per image) for a single float threshold, and ``list[list[Detections]]``
     indexed ``[image][threshold index]`` for a sequence of thresholds. Boxes and scores are float32 on the CPU.

@@ -156,7 +156,7 @@ class DetectionMetric(Metric):
         """Add a batch: maps ``(N, h, w)`` of the target class, mass probabilities ``(N,)``, ground-truth boxes
         ``gt_boxes[i] (M_i, 4)`` xyxy in the input frame ``image_size = (H, W)``, labels ``(N,)`` (1 = mass),
         ``image_ids`` (N strings; without them every sample counts as a distinct image), ``regions`` (per image
-        the part of the frame that holds it, ``content_regions``: no box in ``resize="fit"``'s padding).
+        the part of the frame that holds it, ``content_regions``: no box in the padding of ``fit`` and ``native``).
         """
         labels = labels.reshape(-1)
         n = maps.shape[0]
