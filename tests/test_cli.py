@@ -443,6 +443,24 @@ def test_checkpoint_of_another_model_is_refused(tmp_path: Path, data_root: Path)
         main(["test", "--config", str(config), "--ckpt_path", str(foreign)])
 
 
+@pytest.mark.parametrize("subcommand", ["test", "predict", "validate"])
+def test_evaluating_without_weights_is_refused_and_untrained_must_be_asked_for(
+    tmp_path: Path, data_root: Path, subcommand: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Without --ckpt_path (or NYU's weights) the freshly initialized network would write random tables, boxes and
+    overlays that look like results; `--ckpt_path untrained` runs it on purpose (a baseline)."""
+    config = write_config(tmp_path / "c.yaml", tiny_config(tmp_path, data_root))
+    with pytest.raises(ValueError, match=f"wsod {subcommand}: no weights to evaluate: give --ckpt_path"):
+        main([subcommand, "--config", str(config)])
+    assert not list(tmp_path.glob("runs/**/config.yaml")) and not (tmp_path / "predictions").exists()
+    if subcommand != "validate":
+        return
+    with caplog.at_level(logging.WARNING, logger="wsod_mammo.cli"):
+        main([subcommand, "--config", str(config), "--ckpt_path", "untrained"])
+    assert "--ckpt_path untrained: evaluating the freshly initialized network" in caplog.text
+    assert list(tmp_path.glob("runs/**/config.yaml"))
+
+
 def test_fp16_on_cpu_is_refused_before_training(tmp_path: Path, data_root: Path) -> None:
     settings = tiny_config(tmp_path, data_root)
     settings["trainer"]["precision"] = "16-mixed"

@@ -64,6 +64,8 @@ class WsodCLI(LightningCLI):
             if subcommand != "fit":  # evaluation writes into a run folder of its own, never the checkpoint's
                 warnings.filterwarnings("ignore", message=CHECKPOINT_DIRPATH_WARNING, category=UserWarning)
             ckpt_path = section.get("ckpt_path")
+            if subcommand != "fit" and check_weights_given(subcommand, section):
+                ckpt_path = section["ckpt_path"] = None
             if ckpt_path:
                 section["ckpt_path"] = str(resolve_checkpoint(ckpt_path, section))
                 check_checkpoint(Path(section["ckpt_path"]))
@@ -83,6 +85,26 @@ class WsodCLI(LightningCLI):
 CHECKPOINT_DIRPATH_WARNING = "The dirpath has changed from"
 FP16_PRECISIONS = {"16", "16-mixed", "16-true"}
 BF16_PRECISIONS = {"bf16", "bf16-mixed", "bf16-true"}
+
+
+UNTRAINED = "untrained"
+
+
+def check_weights_given(subcommand: str, section: Any) -> bool:
+    """validate/test/predict evaluate weights: a checkpoint (``--ckpt_path``) or NYU's (``init_from_nyu``). Without
+    either they would run the freshly initialized network and write random figures, boxes and overlays looking like
+    results, so that is an error; ``--ckpt_path untrained`` asks for it (a baseline), with a warning. Returns True
+    for ``untrained``."""
+    ckpt_path = section.get("ckpt_path")
+    if ckpt_path == UNTRAINED:
+        log.warning("%s: --ckpt_path untrained: evaluating the freshly initialized network (a baseline)", subcommand)
+        return True
+    if not ckpt_path and not (section.get("model", {}).get("init_args") or {}).get("init_from_nyu"):
+        raise ValueError(
+            f"wsod {subcommand}: no weights to evaluate: give --ckpt_path (best, last, <run id>:best or a file), or "
+            f"--model.init_from_nyu FILE for NYU's weights, or --ckpt_path {UNTRAINED} for the untrained network"
+        )
+    return False
 
 
 def check_precision(section: Any) -> None:
