@@ -461,6 +461,18 @@ def test_evaluating_without_weights_is_refused_and_untrained_must_be_asked_for(
     assert list(tmp_path.glob("runs/**/config.yaml"))
 
 
+def test_a_gpu_config_on_a_machine_without_cuda_names_the_option_and_the_cpu_config(
+    tmp_path: Path, data_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cli, "_cuda", lambda: False)
+    settings = tiny_config(tmp_path, data_root)
+    settings["trainer"]["accelerator"] = "gpu"
+    config = str(write_config(tmp_path / "c.yaml", settings))
+    with pytest.raises(ValueError, match=r"trainer.accelerator: gpu, but this machine has no CUDA GPU; .*cpu.yaml"):
+        main(["predict", "--config", config, "--ckpt_path", "untrained"])
+    assert not list(tmp_path.glob("runs/**/config.yaml"))
+
+
 def test_fp16_on_cpu_is_refused_before_training(tmp_path: Path, data_root: Path) -> None:
     settings = tiny_config(tmp_path, data_root)
     settings["trainer"]["precision"] = "16-mixed"

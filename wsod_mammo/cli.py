@@ -60,6 +60,7 @@ class WsodCLI(LightningCLI):
         subcommand = self.config.get("subcommand")
         if subcommand:
             section = self.config[subcommand]
+            check_accelerator(section)
             check_precision(section)
             if subcommand != "fit":  # evaluation writes into a run folder of its own, never the checkpoint's
                 warnings.filterwarnings("ignore", message=CHECKPOINT_DIRPATH_WARNING, category=UserWarning)
@@ -105,6 +106,17 @@ def check_weights_given(subcommand: str, section: Any) -> bool:
             f"--model.init_from_nyu FILE for NYU's weights, or --ckpt_path {UNTRAINED} for the untrained network"
         )
     return False
+
+
+def check_accelerator(section: Any) -> None:
+    """``accelerator: gpu`` (configs/gmic_vindr.yaml's) on a machine without CUDA: say which option and what to add,
+    before Lightning's MisconfigurationException traceback."""
+    accelerator = str(section.get("trainer", {}).get("accelerator", "auto"))
+    if accelerator in ("gpu", "cuda") and not _cuda():
+        raise ValueError(
+            f"trainer.accelerator: {accelerator}, but this machine has no CUDA GPU; on a CPU add "
+            "--config configs/trainer/cpu.yaml after the other configs (or --trainer.accelerator cpu)"
+        )
 
 
 def check_precision(section: Any) -> None:
