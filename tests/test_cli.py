@@ -533,8 +533,9 @@ def test_ddp_on_two_cpu_processes_matches_one_process(
         logger = ["--trainer.logger", "lightning.pytorch.loggers.CSVLogger", "--trainer.logger.save_dir", str(out)]
         strategy = ["--trainer.strategy", "ddp"] if devices > 1 else []
         args = ["validate", "--config", str(trained / "config.yaml"), "--ckpt_path", best]
-        _wsod(*args, "--trainer.devices", str(devices), *strategy, *logger, cwd=tmp_path)
+        run = _wsod(*args, "--trainer.devices", str(devices), *strategy, *logger, cwd=tmp_path)
         figures[devices] = _validate_metrics(out)
+        assert "val/fusion/auroc" in run.stdout and "val/detection/cam/threshold" in run.stdout  # printed
     assert "val/fusion/auroc" in figures[1] and "val/detection/cam/threshold" in figures[1]
     assert figures[1].keys() == figures[2].keys()
     for key, value in figures[1].items():

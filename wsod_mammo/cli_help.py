@@ -58,9 +58,10 @@ def subcommand_parser_kwargs() -> dict[str, Any]:
 
 
 def customize_subcommand_parser(parser: Any, subcommand: str) -> None:
-    """wsod's help for ``--ckpt_path``, and no Lightning metrics dump after test/validate (wsod prints tables)."""
+    """wsod's help for ``--ckpt_path``, and no Lightning metrics dump after test (wsod prints its tables); validate
+    keeps Lightning's table, its only output (AUROC per head, TPR@FPPI and the validated threshold per method)."""
     for action in getattr(parser, "_actions", []):
         if action.dest == "ckpt_path":
             action.help = CKPT_PATH_HELP
-    if subcommand in ("test", "validate"):
+    if subcommand == "test":
         parser.set_defaults(verbose=False)
