@@ -270,14 +270,17 @@ def test_resume_from_last_ends_with_the_same_weights(tmp_path: Path, data_root: 
 
 
 def test_a_second_fit_writes_its_own_run_folder_and_best_resolves_to_the_newest(
-    tmp_path: Path, data_root: Path
+    tmp_path: Path, data_root: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     settings = tiny_config(tmp_path, data_root)
     settings["trainer"] |= {"limit_train_batches": 1, "limit_val_batches": 1}
     settings["trainer"]["callbacks"] = settings["trainer"]["callbacks"][:2]
     config = write_config(tmp_path / "c.yaml", settings)
-    main(["fit", "--config", str(config)])
+    with caplog.at_level(logging.INFO, logger="wsod_mammo.cli"):
+        main(["fit", "--config", str(config)])
     (first,) = _run_dirs(tmp_path)
+    # the terminal says where the checkpoints go (they are resolved after that line used to look for them)
+    assert f"fit: checkpoints (best.ckpt, last.ckpt) in {first / 'checkpoints'}" in caplog.text
     first_best = (first / "checkpoints" / "best.ckpt").read_bytes()
     main(["fit", "--config", str(config)])
     (second,) = set(_run_dirs(tmp_path)) - {first}

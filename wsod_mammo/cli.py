@@ -29,6 +29,10 @@ RUNTIME_MODEL_OPTIONS = (
 )
 
 
+#: What a run folder receives, per command (the W&B run itself lies under the logger's save_dir, in wandb/).
+RUN_FOLDER_HOLDS = {"fit": "config.yaml, checkpoints", "test": "config.yaml, test reports"}
+
+
 class RunConfigSaver(SaveConfigCallback):
     """Writes the resolved config into the run's own directory and into the logger's run (W&B config)."""
 
@@ -41,10 +45,17 @@ class RunConfigSaver(SaveConfigCallback):
             for logger in trainer.loggers:
                 logger.log_hyperparams({"config": self.parser.dump(self.config, skip_none=False, format="yaml")})
             stage = str(getattr(stage, "value", stage))  # Lightning passes a str enum (TrainerFn.FITTING)
-            log.info("%s: run folder %s (config.yaml, reports, W&B run)", stage, directory)
-            dirs = sorted({str(c.dirpath) for c in trainer.checkpoint_callbacks if getattr(c, "dirpath", None)})
-            if stage == "fit" and dirs:
-                log.info("fit: checkpoints (best.ckpt, last.ckpt) in %s", ", ".join(dirs))
+            log.info("%s: run folder %s (%s)", stage, directory, RUN_FOLDER_HOLDS.get(stage, "config.yaml"))
+            if stage == "fit" and trainer.checkpoint_callbacks:
+                # a callback's dirpath is resolved in its own setup, which may come after this one: unset, it will
+                # be the run folder's checkpoints/ (Lightning's default with a logger, what run_directory names)
+                dirs = {
+                    str(getattr(c, "dirpath", None) or directory / "checkpoints") for c in trainer.checkpoint_callbacks
+                }
+                names = ", ".join(
+                    f"{c.filename}.ckpt" for c in trainer.checkpoint_callbacks if getattr(c, "filename", None)
+                )
+                log.info("fit: checkpoints (%s) in %s", names or "*.ckpt", ", ".join(sorted(dirs)))
         self.already_saved = True
 
 
