@@ -7,7 +7,16 @@ import math
 import pytest
 import torch
 
-from wsod_mammo.detection.report import collect_table2, format_cell, main, plot_froc, table1, table2, write_table2_row
+from wsod_mammo.detection.report import (
+    collect_table2,
+    format_cell,
+    froc_axis,
+    main,
+    plot_froc,
+    table1,
+    table2,
+    write_table2_row,
+)
 
 
 def _parse(text: str) -> list[dict[str, str]]:
@@ -89,6 +98,18 @@ def test_plot_froc_writes_a_png(tmp_path):
     path = tmp_path / "plots" / "froc.png"
     plot_froc(curves, path, title="test")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
+
+
+def test_the_froc_axis_reaches_down_to_the_smallest_fppi_measured(tmp_path):
+    """Operating points at FPPI 0.05 (one false positive in 20 images, the demo's) drawn on the 1/8 edge read as
+    1/8: the axis goes down to the power of 2 below the smallest positive FPPI, not below 1/1024."""
+    curve = {"cam": ([0.0, 0.05, 0.5], [0.5, 0.8, 0.9])}
+    assert froc_axis(curve) == (1 / 32, 8.0)
+    assert froc_axis({"cam": ([0.0, 0.5], [0.5, 0.9])}) == (1 / 8, 8.0)  # FPPI 0 alone: the literature's range
+    assert froc_axis({"cam": ([0.25], [0.5])}, {"cam": (0.01, 0.5)}) == (1 / 128, 8.0)
+    assert froc_axis({"cam": ([1e-6, 1.0], [0.5, 0.9])}) == (1 / 1024, 8.0)
+    plot_froc(curve, tmp_path / "froc.png", points={"cam": (0.05, 0.8)})
+    assert (tmp_path / "froc.png").stat().st_size > 5000
 
 
 def _images_file(run, methods):

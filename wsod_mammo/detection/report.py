@@ -134,6 +134,7 @@ def collect_table2(run_dirs: Sequence[str | Path]) -> tuple[str, str]:
 
 
 FPPI_AXIS = (0.125, 8.0)  # the FROC literature's range of false positives per image, on a log scale
+FPPI_AXIS_FLOOR = 2.0**-10  # the lowest left edge: one false positive in ~1,000 images
 
 
 def plot_froc(
@@ -141,18 +142,20 @@ def plot_froc(
     path: str | Path,
     title: str = "",
     points: dict[str, tuple[float, float]] | None = None,
-    fppi_axis: tuple[float, float] = FPPI_AXIS,
+    fppi_axis: tuple[float, float] | None = None,
 ) -> None:
     """Draw FROC curves ``{name: (fppi (T,), tpr (T,))}`` as steps in one PNG at ``path``.
 
-    FPPI on a log axis over ``fppi_axis``; each curve ends where its data end (no extension past the largest FPPI
-    measured); ``points`` ``{name: (fppi, tpr)}`` marks each method's operating point (its Table II cell) in the
-    curve's colour. Curves with an undefined TPR (NaN) are listed in the legend as ``n/a``. Uses the Agg canvas
-    directly (no display, no global backend switch).
+    FPPI on a log axis over ``fppi_axis`` (default ``froc_axis``: the literature's 1/8 to 8, reaching lower when
+    the data do); each curve ends where its data end (no extension past the largest FPPI measured); ``points``
+    ``{name: (fppi, tpr)}`` marks each method's operating point (its Table II cell) in the curve's colour. FPPI 0
+    sits on the left edge. Curves with an undefined TPR (NaN) are listed in the legend as ``n/a``. Uses the Agg
+    canvas directly (no display, no global backend switch).
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
+    fppi_axis = fppi_axis or froc_axis(curves, points)
     figure = Figure(figsize=(7, 5), dpi=150)
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
@@ -169,9 +172,10 @@ def plot_froc(
             axes.plot([max(px, fppi_axis[0])], [py], "o", **marker)
     axes.set_xscale("log", base=2)
     axes.set_xlim(*fppi_axis)
-    axes.set_xticks([0.125, 0.25, 0.5, 1, 2, 4, 8], ["1/8", "1/4", "1/2", "1", "2", "4", "8"])
+    ticks = [2.0**k for k in range(round(math.log2(fppi_axis[0])), round(math.log2(fppi_axis[1])) + 1)]
+    axes.set_xticks(ticks, [f"1/{round(1 / t)}" if t < 1 else f"{t:g}" for t in ticks])
     axes.set_ylim(0, 1.0)
-    axes.set_xlabel("false positives per image (log scale)")
+    axes.set_xlabel("false positives per image (log scale; 0 on the left edge)")
     axes.set_ylabel("true positive rate (lesion sensitivity)")
     axes.grid(alpha=0.3, which="both")
     if title:
@@ -181,6 +185,21 @@ def plot_froc(
     figure.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(str(path))
+
+
+def froc_axis(
+    curves: dict[str, tuple[Sequence[float] | Tensor, Sequence[float] | Tensor]],
+    points: dict[str, tuple[float, float]] | None = None,
+) -> tuple[float, float]:
+    """The FPPI axis: ``FPPI_AXIS`` (1/8 to 8), its left edge lowered to the power of 2 at or below the smallest
+    positive FPPI of the curves and points (operating points at FPPI 0.05 would otherwise sit on the 1/8 edge,
+    looking like 1/8), not below ``FPPI_AXIS_FLOOR``."""
+    values = [v for fppi, _ in curves.values() for v in _floats(fppi)] + [f for f, _ in (points or {}).values()]
+    positive = [v for v in values if v > 0 and math.isfinite(v)]
+    low = FPPI_AXIS[0]
+    if positive and min(positive) < low:
+        low = max(FPPI_AXIS_FLOOR, 2.0 ** math.floor(math.log2(min(positive))))
+    return low, FPPI_AXIS[1]
 
 
 def _floats(values: Sequence[float] | Tensor) -> list[float]:
