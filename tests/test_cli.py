@@ -476,6 +476,26 @@ def test_a_gpu_config_on_a_machine_without_cuda_names_the_option_and_the_cpu_con
     assert not list(tmp_path.glob("runs/**/config.yaml"))
 
 
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--data.input_size", "[100, 50]", r"data.input_size: expected \[height, width\], each a positive multiple"),
+        ("--model.model.init_args.crop_shape", "[256, 256]", r"model.model.crop_shape: \[256, 256\] does not fit"),
+        ("--data.batch_size", "0", "data.batch_size: expected at least 1 image per batch, found 0"),
+        ("--data.val_fraction", "1.5", r"data.val_fraction: expected a fraction in \[0, 1\), found 1.5"),
+        ("--data.num_workers", "-1", "data.num_workers: expected 0 .* or more, found -1"),
+        ("--model.beta", "-1", "model.beta: expected a weight >= 0 of the saliency regularizer, found -1"),
+    ],
+)
+def test_impossible_options_fail_before_any_run_folder_naming_the_option(
+    tmp_path: Path, data_root: Path, option: str, value: str, message: str
+) -> None:
+    config = write_config(tmp_path / "c.yaml", tiny_config(tmp_path, data_root))
+    with pytest.raises(ValueError, match=message):
+        main(["fit", "--config", str(config), option, value])
+    assert not (tmp_path / "runs").exists()
+
+
 def test_fp16_on_cpu_is_refused_before_training(tmp_path: Path, data_root: Path) -> None:
     settings = tiny_config(tmp_path, data_root)
     settings["trainer"]["precision"] = "16-mixed"

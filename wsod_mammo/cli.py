@@ -13,6 +13,7 @@ from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
 from wsod_mammo.cli_help import customize_subcommand_parser, subcommand_parser_kwargs
 from wsod_mammo.data.datamodule import VinDrMammoDataModule
+from wsod_mammo.models.resnet import GLOBAL_STRIDE
 from wsod_mammo.training.checkpoints import read_lightning_checkpoint
 from wsod_mammo.training.module import GMICLitModule
 from wsod_mammo.training.run_dir import run_directory
@@ -73,6 +74,7 @@ class WsodCLI(LightningCLI):
             section = self.config[subcommand]
             check_accelerator(section)
             check_precision(section)
+            check_input_size(section)
             if subcommand != "fit":  # evaluation writes into a run folder of its own, never the checkpoint's
                 warnings.filterwarnings("ignore", message=CHECKPOINT_DIRPATH_WARNING, category=UserWarning)
             ckpt_path = section.get("ckpt_path")
@@ -117,6 +119,29 @@ def check_weights_given(subcommand: str, section: Any) -> bool:
             f"--model.init_from_nyu FILE for NYU's weights, or --ckpt_path {UNTRAINED} for the untrained network"
         )
     return False
+
+
+def check_input_size(section: Any) -> None:
+    """``data.input_size`` that GMIC cannot take (a side not a multiple of its global network's stride, or smaller
+    than the patches it crops): an error naming the options before any run folder exists (the model's own error
+    came at the first batch, naming neither)."""
+    data = section.get("data", {}).get("init_args") or {}
+    size = data.get("input_size")
+    if not size:
+        return
+    height, width = (int(v) for v in size)
+    if height < GLOBAL_STRIDE or width < GLOBAL_STRIDE or height % GLOBAL_STRIDE or width % GLOBAL_STRIDE:
+        raise ValueError(
+            f"data.input_size: expected [height, width], each a positive multiple of {GLOBAL_STRIDE} (the cells of "
+            f"GMIC's saliency map), found {list(size)}"
+        )
+    model = ((section.get("model", {}).get("init_args") or {}).get("model") or {}).get("init_args") or {}
+    crop = model.get("crop_shape")
+    if crop and (int(crop[0]) > height or int(crop[1]) > width):
+        raise ValueError(
+            f"model.model.crop_shape: {list(crop)} does not fit in the data.input_size {list(size)}; use a smaller "
+            "crop_shape (the demo's [64, 64] at 384 x 256) or a larger input_size"
+        )
 
 
 def check_accelerator(section: Any) -> None:

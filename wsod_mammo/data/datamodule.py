@@ -198,6 +198,18 @@ def seed_worker(worker_id: int) -> None:
         transform.set_seed(int(info.seed % 2**32))
 
 
+def check_loader_options(val_fraction: float, batch_size: int, eval_batch_size: int | None, num_workers: int) -> None:
+    """Refuse impossible loader options when the data module is built, before any run folder or W&B run exists
+    (they used to fail at the first batch, or at the split, after both)."""
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"data.val_fraction: expected a fraction in [0, 1), found {val_fraction}")
+    for option, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
+        if value is not None and value < 1:
+            raise ValueError(f"data.{option}: expected at least 1 image per batch, found {value}")
+    if num_workers < 0:
+        raise ValueError(f"data.num_workers: expected 0 (load in the main process) or more, found {num_workers}")
+
+
 class VinDrMammoDataModule(L.LightningDataModule):
     """VinDr-Mammo (or a synthetic dataset in its layout) for GMIC training, evaluation and prediction.
 
@@ -312,6 +324,7 @@ class VinDrMammoDataModule(L.LightningDataModule):
             (int(input_size[0]), int(input_size[1])),
             crop_breast,
         )
+        check_loader_options(val_fraction, batch_size, eval_batch_size, num_workers)
         self.val_fraction, self.seed, self.missing = val_fraction, seed, missing
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
         self.num_workers, self.persistent_workers, self.pin_memory = num_workers, persistent_workers, pin_memory

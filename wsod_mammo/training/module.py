@@ -83,6 +83,8 @@ class GMICLitModule(LightningModule):
             raise ValueError(f"model.test_saliency: give at least one of {available_saliency_methods()}")
         self.saliency_target = saliency_target
         self.predict_saliency = _resolve_method(predict_saliency, "model.predict_saliency").name
+        if not beta >= 0:  # a negative weight rewards large maps: the saliency regularizer turned upside down
+            raise ValueError(f"model.beta: expected a weight >= 0 of the saliency regularizer, found {beta}")
         self.beta = beta
         self.init_from_nyu = init_from_nyu
         self._nyu_loaded = False
