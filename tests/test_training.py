@@ -136,3 +136,22 @@ def test_the_epoch_keeps_each_steps_heads_when_the_next_step_reuses_the_output_m
     for kept, step in zip(module._train_outputs, steps, strict=True):
         for head, expected in zip(kept[:3], step, strict=True):
             assert torch.equal(head, expected)
+
+
+@pytest.mark.parametrize(("t_max", "max_epochs", "warned"), [(15, 50, True), (50, 50, False), (15, -1, False)])
+def test_a_cosine_schedule_shorter_than_the_training_is_warned_about(
+    t_max: int, max_epochs: int, warned: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The demo decays over T_max 15 epochs; `--trainer.max_epochs 50` alone would bring the learning rate back up
+    to its start at epoch 30 (cosine annealing is periodic)."""
+    from lightning.pytorch import Trainer
+
+    module = GMICLitModule(
+        GMIC(num_classes=1, crop_shape=(64, 64)),
+        scheduler=lambda optimizer: torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=t_max),
+    )
+    module.trainer = Trainer(max_epochs=max_epochs, logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    with caplog.at_level("WARNING", logger="wsod_mammo.training.module"):
+        module.configure_optimizers()
+    message = f"CosineAnnealingLR with T_max {t_max} < trainer.max_epochs {max_epochs}: the learning rate climbs"
+    assert (message in caplog.text) == warned

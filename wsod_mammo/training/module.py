@@ -148,6 +148,7 @@ class GMICLitModule(LightningModule):
         if self.scheduler_factory is None:
             return optimizer
         scheduler = self.scheduler_factory(optimizer)
+        _warn_if_cosine_restarts(scheduler, self.trainer.max_epochs if self._trainer is not None else None)
         return {
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "monitor": self.scheduler_monitor, "interval": "epoch"},
@@ -253,3 +254,15 @@ class GMICLitModule(LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.detection_thresholds = dict(checkpoint.get("detection_thresholds", {}))
+
+
+def _warn_if_cosine_restarts(scheduler: Any, max_epochs: int | None) -> None:
+    """A cosine schedule shorter than the training (``--trainer.max_epochs`` raised, ``T_max`` left as the config's)
+    climbs back to the full learning rate after ``T_max`` epochs instead of staying at its end: say so."""
+    t_max = getattr(scheduler, "T_max", None)
+    if isinstance(scheduler, torch.optim.lr_scheduler.CosineAnnealingLR) and max_epochs and 0 < t_max < max_epochs:
+        log.warning(
+            "model.scheduler: CosineAnnealingLR with T_max %d < trainer.max_epochs %d: the learning rate climbs back "
+            "up after epoch %d; set --model.scheduler.init_args.T_max %d to decay over the whole training",
+            t_max, max_epochs, t_max, max_epochs,
+        )  # fmt: skip
