@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import csv
 import json
+import logging
 import shutil
+import signal
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -11,6 +14,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from lightning.pytorch import LightningModule, Trainer
 
 from wsod_mammo.data.datamodule import VinDrMammoDataModule, collate_samples
 from wsod_mammo.data.predict_data import predict_image_ids
@@ -137,3 +141,54 @@ def test_inputs_sharing_a_name_keep_their_own_rows_and_overlays(synthetic_root: 
     overlays = {r["overlay"] for r in records}
     assert len(overlays) == len(records) == 7 and all(Path(o).is_file() for o in overlays)
     assert predict_image_ids([scans / "x.dcm", scans / "x.dcm"]) == ["x", "x-2"]  # the same file given twice
+
+
+class _StoppingModule(LightningModule):
+    """Predicts oracle maps (no boxes: the predict inputs have none) and raises ``error`` at batch ``stop_at``."""
+
+    def __init__(self, stop_at: int, error: BaseException) -> None:
+        super().__init__()
+        self.layer = torch.nn.Linear(1, 1)
+        self.stop_at, self.error = stop_at, error
+
+    def predict_step(self, batch: dict, batch_idx: int) -> dict:
+        if batch_idx == self.stop_at:
+            raise self.error
+        n, _, height, width = batch["image"].shape
+        maps = torch.zeros(n, 1, height, width)
+        maps[:, :, height // 4 : height // 2, width // 4 : width // 2] = 1.0
+        return {"method": "oracle", "threshold": 0.5, "probabilities": torch.full((n, 1), 0.7), "maps": maps}
+
+
+@pytest.mark.parametrize("error", [KeyboardInterrupt(), RuntimeError("out of memory in batch 3")])
+def test_a_run_cut_short_keeps_the_rows_of_the_finished_batches(
+    synthetic_root: Path, tmp_path: Path, error: BaseException, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Ctrl-C (Lightning's graceful shutdown: ``on_exception``, then ``sys.exit(1)``) or an error in batch 3 of a
+    real ``Trainer.predict``: the rows of the 4 images of batches 1-2 are on disk beside their overlays."""
+    files = [str(r.path) for r in load_records(synthetic_root)[:8]]
+    data = VinDrMammoDataModule(
+        str(synthetic_root), input_size=(128, 96), num_workers=0, batch_size=2, predict_paths=files
+    )
+    writer = PredictionWriter(output_dir=str(tmp_path))
+    trainer = Trainer(
+        accelerator="cpu", devices=1, logger=False, callbacks=[writer], enable_progress_bar=False,
+        enable_model_summary=False,
+    )  # fmt: skip
+    sigint = signal.getsignal(signal.SIGINT)  # Lightning ignores further Ctrl-C once it has seen one
+    try:
+        with (
+            caplog.at_level(logging.WARNING),
+            pytest.raises(SystemExit if isinstance(error, KeyboardInterrupt) else RuntimeError),
+        ):
+            trainer.predict(_StoppingModule(stop_at=2, error=error), datamodule=data)
+    finally:
+        signal.signal(signal.SIGINT, sigint)
+    records = json.loads((writer.run_dir / "predictions.json").read_text())
+    assert [r["path"] for r in records] == files[:4]
+    assert all(Path(r["overlay"]).is_file() for r in records)
+    assert len(list((writer.run_dir / "overlays").glob("*.png"))) == 4
+    rows = list(csv.DictReader(open(writer.run_dir / "predictions.csv")))
+    assert [row["path"] for row in rows] == files[:4] and all(row["probability"] == "0.700000" for row in rows)
+    how = "interrupted" if isinstance(error, KeyboardInterrupt) else "stopped by RuntimeError"
+    assert f"predict {how} after 4 images" in caplog.text

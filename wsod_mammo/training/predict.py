@@ -54,7 +54,8 @@ class PredictionWriter(BasePredictionWriter):
     Boxes come from the module's ``predict_saliency`` map at its validated threshold and are mapped back to the
     original DICOM pixel frame (flip, breast crop and resize undone). An input that could not be read gets a row
     with its error; the other images still get results, and when no input could be read the run ends with
-    ``NoReadableInputError`` after writing the rows. Under DDP each process writes its own ``.rankN`` files.
+    ``NoReadableInputError`` after writing the rows. A run cut short (Ctrl-C, an error) writes the rows of the
+    images done so far. Under DDP each process writes its own ``.rankN`` files.
 
     Args:
         output_dir: parent of the per-run folders (``run_dir`` after ``on_predict_start``).
@@ -84,12 +85,14 @@ class PredictionWriter(BasePredictionWriter):
         self.class_names = [f"class {k}" for k in range(class_index + 1)]
         self.overlays = overlays
         self._records: list[dict[str, Any]] = []
+        self._open = False  # a run folder whose rows are not yet written
 
     def on_predict_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._records = []
+        self._records, self._open = [], False
         self.class_names = class_names_of(trainer, pl_module, self.class_index)
         folder = str(new_run_folder(self.output_dir)) if trainer is None or trainer.is_global_zero else None
         self.run_dir = Path(trainer.strategy.broadcast(folder) if trainer is not None else folder)
+        self._open = True  # rows not yet on disk: on_predict_end, or on_exception when the run is cut short
 
     def write_on_batch_end(
         self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx=0
@@ -127,16 +130,7 @@ class PredictionWriter(BasePredictionWriter):
         return path
 
     def on_predict_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        suffix = f".rank{trainer.global_rank}" if trainer.world_size > 1 else ""
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        json_path = self.run_dir / f"predictions{suffix}.json"
-        json_path.write_text(json.dumps(self._records, indent=2))
-        csv_path = self.run_dir / f"predictions{suffix}.csv"
-        with open(csv_path, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
-            writer.writeheader()
-            for row in _csv_rows(self._records):
-                writer.writerow(row)
+        csv_path = self._write_rows(trainer)
         failed = sum(1 for r in self._records if r.get("error"))
         log.info("predictions for %d images (%d unreadable) in %s", len(self._records), failed, self.run_dir)
         readable, where = len(self._records) - failed, str(csv_path)
@@ -148,6 +142,34 @@ class PredictionWriter(BasePredictionWriter):
             raise NoReadableInputError(
                 f"predict: none of the {failed} input(s) could be read; the reasons are in {where}"
             )
+
+    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
+        """A run cut short (Ctrl-C, which Lightning turns into this hook, or an error in a later batch) still
+        writes the rows of the images finished so far: their overlays are already on disk."""
+        if not self._open:
+            return  # no predict run started, or its rows are already written (on_predict_end's own error)
+        self._write_rows(trainer)
+        how = "interrupted" if isinstance(exception, KeyboardInterrupt) else f"stopped by {type(exception).__name__}"
+        failed = sum(1 for r in self._records if r.get("error"))
+        log.warning(
+            "predict %s after %d images: their predictions (%d unreadable) are in %s",
+            how, len(self._records), failed, self.run_dir,
+        )  # fmt: skip
+
+    def _write_rows(self, trainer: Trainer) -> Path:
+        """``predictions[.rankN].json`` and ``.csv`` of the rows so far (each rank its own under DDP) -> the CSV."""
+        suffix = f".rank{trainer.global_rank}" if trainer.world_size > 1 else ""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        json_path = self.run_dir / f"predictions{suffix}.json"
+        json_path.write_text(json.dumps(self._records, indent=2))
+        csv_path = self.run_dir / f"predictions{suffix}.csv"
+        with open(csv_path, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
+            writer.writeheader()
+            for row in _csv_rows(self._records):
+                writer.writerow(row)
+        self._open = False
+        return csv_path
 
 
 def batch_predictions(
