@@ -192,3 +192,39 @@ def test_a_run_cut_short_keeps_the_rows_of_the_finished_batches(
     assert [row["path"] for row in rows] == files[:4] and all(row["probability"] == "0.700000" for row in rows)
     how = "interrupted" if isinstance(error, KeyboardInterrupt) else "stopped by RuntimeError"
     assert f"predict {how} after 4 images" in caplog.text
+
+
+def test_overlay_titles_name_the_whole_image_id_and_fit_the_panel(
+    synthetic_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Titles used to keep 8 characters (``studyA/IMG0001`` and ``studyA/IMG0002`` both read ``studyA/I``): the
+    whole id now, a very long one (a UID) cut in the middle; a title wider than a narrow panel is shrunk to it."""
+    import wsod_mammo.training.predict as predict_module
+    from wsod_mammo.detection.overlay import render_overlay, short_id
+
+    titles = []
+
+    def recording(*args, **kwargs):
+        titles.append(args[4])
+        return render_overlay(*args, **kwargs)
+
+    monkeypatch.setattr(predict_module, "render_overlay", recording)
+    data = VinDrMammoDataModule(str(synthetic_root), selection="all", input_size=(128, 96), num_workers=0)
+    data.setup("test")
+    batch = collate_samples([data.datasets["test"][i] for i in range(2)])
+    batch["image_id"] = ["studyA/IMG0001", "studyA/IMG0002"]
+    _run_writer(PredictionWriter(output_dir=str(tmp_path)), batch)
+    assert [t.splitlines()[0] for t in titles] == ["studyA/IMG0001", "studyA/IMG0002"]
+
+    uids = [f"1.2.840.113619.2.55.3.604688119.969.1268071029.320.{k}" for k in (1, 2)]
+    short = [short_id(u) for u in uids]
+    assert short[0] != short[1] and all(s.startswith("1.2.840.") and len(s) == 40 for s in short)
+    assert short[0].endswith(".320.1") and short_id("studyA/IMG0001") == "studyA/IMG0001"
+
+    picture = render_overlay(
+        torch.randn(4096, 1024), torch.zeros(0, 4), {"cam": torch.rand(4096, 1024)}, {}, f"{short[0]}\np(Mass) = 0.73"
+    )
+    dark = picture.min(axis=2) < 128  # title text, and the panels' pixels
+    left = int(np.argmax(dark[picture.shape[0] // 2]))  # the first panel's left edge, on the middle row
+    top = int(np.argmax(dark[:, left + 5]))  # its top edge
+    assert left > 5 and top > 10 and dark[:top, : left - 1].sum() == 0, "the title runs past the panel's left edge"

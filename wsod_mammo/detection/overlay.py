@@ -22,6 +22,17 @@ def _grayscale(image: Tensor) -> np.ndarray:
 
 GT_RGB, PRED_RGB = "#00dc00", "#ff8c00"
 MIN_LONG_SIDE = 1024  # pixels: the size at which a reader can judge a box against a mass
+TITLE_FONT_SIZE, MIN_TITLE_FONT_SIZE = 12, 7
+ID_LIMIT = 40  # characters of an image_id kept in an overlay title (a DICOM UID has up to 64)
+
+
+def short_id(image_id: str, limit: int = ID_LIMIT) -> str:
+    """``image_id`` whole, or when longer than ``limit`` its two ends around an ellipsis: ids differ at the end
+    (``studyA/IMG0001``, UIDs ``1.2.840...320.1``/``...320.2``) or the start (the folder), rarely in the middle."""
+    if len(image_id) <= limit:
+        return image_id
+    head = (limit - 1) // 2
+    return f"{image_id[:head]}\u2026{image_id[len(image_id) - (limit - 1 - head) :]}"
 
 
 def render_overlay(
@@ -52,7 +63,7 @@ def render_overlay(
     axes = figure.subplots(1, count, squeeze=False)[0]
     axes[0].imshow(gray, cmap="gray", vmin=0, vmax=255)
     _draw_boxes(axes[0], gt_boxes, GT_RGB)
-    axes[0].set_title(title or "ground truth", fontsize=12)
+    axes[0].set_title(title or "ground truth", fontsize=TITLE_FONT_SIZE)
     heat = None
     for ax, (name, saliency) in zip(axes[1:], maps.items(), strict=True):
         ax.imshow(gray, cmap="gray", vmin=0, vmax=255)
@@ -70,8 +81,21 @@ def render_overlay(
         figure.colorbar(heat, ax=list(axes), fraction=0.01, pad=0.005, label="normalized saliency")
     canvas = figure.canvas
     canvas.draw()
+    if _fit_title(axes[0], canvas.get_renderer()):
+        canvas.draw()
     rgba = np.asarray(canvas.buffer_rgba())
     return np.ascontiguousarray(rgba[..., 2::-1])  # RGBA -> BGR
+
+
+def _fit_title(ax, renderer) -> bool:
+    """Shrink the panel's title to the panel's width (a centred title wider than a narrow panel runs over the next
+    panel's title and off the picture); True when it was shrunk."""
+    title = ax.title
+    width, room = title.get_window_extent(renderer).width, ax.get_window_extent(renderer).width
+    if width <= room:
+        return False
+    title.set_fontsize(max(MIN_TITLE_FONT_SIZE, TITLE_FONT_SIZE * room / width * 0.98))
+    return True
 
 
 def _draw_boxes(ax, boxes: Tensor, color: str, scores: Tensor | None = None) -> None:

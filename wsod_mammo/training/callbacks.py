@@ -15,7 +15,7 @@ from torch import Tensor
 from wsod_mammo.data.geometry import content_regions
 from wsod_mammo.detection.boxes import saliency_to_boxes
 from wsod_mammo.detection.metrics import DetectionMetric, DetectionResult
-from wsod_mammo.detection.overlay import method_panels, render_overlay, write_png
+from wsod_mammo.detection.overlay import method_panels, render_overlay, short_id, write_png
 from wsod_mammo.detection.overlay_frame import overlay_frame
 from wsod_mammo.training.run_dir import run_directory
 from wsod_mammo.training.test_report import SUBSETS, table1_intervals, write_test_report
@@ -244,7 +244,7 @@ class SaliencyOverlays(Callback):
                 for m in methods
             }
             kind = "with mass" if len(gt_boxes[i]) else "normal"
-            title = f"{image_ids[i][:8]} ({kind}), p(mass) = {float(probabilities[i]):.2f}"
+            title = f"{short_id(image_ids[i])}\n({kind}) p(mass) = {float(probabilities[i]):.2f}"
             frame = overlay_frame(batch["meta"][picked[i]], images[i, 0], gt_boxes[i], panels, boxes)
             picture = render_overlay(frame.image, frame.gt_boxes, frame.maps, frame.boxes, frame.title(title))
             path = self._directory / f"{len(self._written):03d}_{image_ids[i]}.png"

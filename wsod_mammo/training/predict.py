@@ -19,7 +19,7 @@ import torch
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import BasePredictionWriter
 
-from wsod_mammo.detection.overlay import method_panels, render_overlay, write_png
+from wsod_mammo.detection.overlay import method_panels, render_overlay, short_id, write_png
 from wsod_mammo.detection.overlay_frame import overlay_frame
 from wsod_mammo.inference import Loaded, Prediction, predictions_from_outputs
 from wsod_mammo.training.callbacks import Alignment, map_placement
@@ -121,7 +121,7 @@ class PredictionWriter(BasePredictionWriter):
         cell0_center: float | None,
     ) -> Path:
         size = tuple(batch["image"].shape[-2:])
-        title = f"{batch['image_id'][i][:8]} p({self.class_names[self.class_index]})={probability:.2f}"
+        title = f"{short_id(batch['image_id'][i])}\np({self.class_names[self.class_index]}) = {probability:.2f}"
         panels = method_panels({method: saliency[0]}, size, cell0_center)
         frame = overlay_frame(batch["meta"][i], batch["image"][i, 0], torch.zeros(0, 4), panels, {method: boxes})
         picture = render_overlay(frame.image, frame.gt_boxes, frame.maps, frame.boxes, frame.title(title))
