@@ -12,6 +12,7 @@ from types import SimpleNamespace
 
 import cv2
 import numpy as np
+import pydicom
 import pytest
 import torch
 from lightning.pytorch import LightningModule, Trainer
@@ -228,3 +229,23 @@ def test_overlay_titles_name_the_whole_image_id_and_fit_the_panel(
     left = int(np.argmax(dark[picture.shape[0] // 2]))  # the first panel's left edge, on the middle row
     top = int(np.argmax(dark[:, left + 5]))  # its top edge
     assert left > 5 and top > 10 and dark[:top, : left - 1].sum() == 0, "the title runs past the panel's left edge"
+
+
+def test_view_comes_from_the_dicom_and_is_empty_for_png(synthetic_root: Path, tmp_path: Path) -> None:
+    """``view`` in predictions.json was always empty: it is each DICOM's ViewPosition (as its laterality is the
+    DICOM's), empty for a PNG."""
+    records = load_records(synthetic_root)
+    cc = next(r for r in records if pydicom.dcmread(r.path, stop_before_pixels=True).ViewPosition == "CC")
+    mlo = next(r for r in records if pydicom.dcmread(r.path, stop_before_pixels=True).ViewPosition == "MLO")
+    png = tmp_path / "scan.png"
+    cv2.imwrite(str(png), np.full((256, 160), 30000, np.uint16))
+    paths = [str(cc.path), str(mlo.path), str(png)]
+    data = VinDrMammoDataModule(str(synthetic_root), input_size=(128, 96), num_workers=0, predict_paths=paths)
+    data.setup("predict")
+    batch = next(iter(data.predict_dataloader()))
+    written = _run_writer(PredictionWriter(output_dir=str(tmp_path / "out"), overlays=False), batch)
+    assert [(r["view"], r["laterality_source"]) for r in written] == [
+        ("CC", "dicom"),
+        ("MLO", "dicom"),
+        ("", "inferred"),
+    ]

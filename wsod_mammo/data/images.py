@@ -117,7 +117,7 @@ def read_any(path: str | Path) -> tuple[np.ndarray, str | None]:
 
     Raises ValueError (DicomError for DICOMs) naming the file and what is wrong.
     """
-    image, laterality, _ = _read(path)
+    image, laterality, _, _ = _read(path)
     return image, laterality
 
 
@@ -129,8 +129,9 @@ def _folder_error(path: Path) -> str:
     return f"{path}: a folder, not an image file: pass its files (only `wsod predict` expands folders)"
 
 
-def _read(path: str | Path) -> tuple[np.ndarray, str | None, np.ndarray | None]:
-    """``read_any`` plus the DICOM's padding mask ``(H, W)`` bool (None for no padding and for PNG/TIFF)."""
+def _read(path: str | Path) -> tuple[np.ndarray, str | None, np.ndarray | None, str]:
+    """``read_any`` plus the DICOM's padding mask ``(H, W)`` bool (None for no padding and for PNG/TIFF) and its
+    ViewPosition (``CC``, ``MLO``...; empty when untagged and for PNG/TIFF)."""
     path = Path(path)
     if path.is_dir():
         raise ValueError(_folder_error(path))
@@ -139,9 +140,9 @@ def _read(path: str | Path) -> tuple[np.ndarray, str | None, np.ndarray | None]:
     suffix = path.suffix.lower()
     if is_dicom(path) or suffix in (".dcm", ".dicom") or (suffix not in IMAGE_SUFFIXES and _starts_like_data_set(path)):
         image, info = read_dicom(path)
-        return image, info.laterality, info.padding
+        return image, info.laterality, info.padding, (info.view or "").strip().upper()
     if suffix in IMAGE_SUFFIXES:
-        return read_image_file(path), None, None
+        return read_image_file(path), None, None, ""
     raise ValueError(
         f"{path}: neither a DICOM (no DICM marker at byte 128, no data set at its start) nor a PNG/TIFF image "
         "(by extension)"
@@ -189,14 +190,27 @@ def load_padded(
     """``load_any`` plus the padding mask in the input frame: ``(H, W)`` bool, True on DICOM padding pixels; None
     when there are none in the crop (always for PNG/TIFF files and arrays). ``name``: what errors call an array
     (the Predictor's ``array <i>``; a file is named by its path)."""
+    return load_padded_with_view(item, input_size, laterality, crop_breast, resize, name)[:5]
+
+
+def load_padded_with_view(
+    item: str | Path | np.ndarray,
+    input_size: tuple[int, int],
+    laterality: str | None = None,
+    crop_breast: bool = True,
+    resize: str = "stretch",
+    name: str = "array",
+) -> tuple[np.ndarray, Geometry, str, str, np.ndarray | None, str]:
+    """``load_padded`` plus the DICOM's ViewPosition (``CC``, ``MLO``...), read with its laterality from the one
+    decoding of the file; empty for PNG/TIFF files, arrays and untagged DICOMs (``wsod predict``'s ``view``)."""
     if isinstance(item, np.ndarray):
-        image, tagged, padding = scale_to_unit(item, name), None, None
+        image, tagged, padding, view = scale_to_unit(item, name), None, None, ""
     else:
-        image, tagged, padding = _read(item)
+        image, tagged, padding, view = _read(item)
         if tagged:
             _warn_if_mirrored(item, tagged, image)
     out, geometry, side, source = to_input_frame(image, tagged or laterality, input_size, crop_breast, resize)
-    return out, geometry, side, "dicom" if tagged else source, apply_to_mask(padding, geometry)
+    return out, geometry, side, "dicom" if tagged else source, apply_to_mask(padding, geometry), view
 
 
 def _warn_if_mirrored(path: str | Path, tagged: str, image: np.ndarray) -> None:
@@ -245,6 +259,7 @@ __all__ = [
     "load_any",
     "load_input_image",
     "load_padded",
+    "load_padded_with_view",
     "read_any",
     "read_image_file",
     "scale_to_unit",

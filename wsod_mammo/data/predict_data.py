@@ -17,7 +17,7 @@ from torch.utils.data import Dataset
 
 from wsod_mammo.data.dicom import describe_failure
 from wsod_mammo.data.geometry import Geometry
-from wsod_mammo.data.images import IMAGE_SUFFIXES, load_padded
+from wsod_mammo.data.images import IMAGE_SUFFIXES, load_padded_with_view
 from wsod_mammo.data.transforms import BoxTransform
 
 
@@ -77,7 +77,8 @@ class PredictDataset(Dataset):
     """DICOMs, PNG/TIFF files -> samples with zero labels and no boxes; an unreadable file gives an error sample.
 
     Laterality: the DICOM tags, else ``laterality`` when given, else inferred from the image; ``meta`` says which
-    (``laterality_source``). Each sample's ``image_id`` is the file's from ``predict_image_ids``: distinct per input.
+    (``laterality_source``). ``meta["view"]``: the DICOM's ViewPosition (empty for PNG/TIFF and untagged files).
+    Each sample's ``image_id`` is the file's from ``predict_image_ids``: distinct per input.
     """
 
     def __init__(
@@ -102,10 +103,10 @@ class PredictDataset(Dataset):
         meta: dict[str, Any] = {"study_id": path.parent.name, "view": "", "split": "predict", "path": str(path)}
         padding = None  # (H, W) bool where the DICOM has padding pixels: left out of the standardization
         try:
-            image, geometry, side, source, padding = load_padded(
+            image, geometry, side, source, padding, view = load_padded_with_view(
                 path, (height, width), self.laterality, self.crop_breast, self.resize
             )
-            meta.update(laterality=side, laterality_source=source, error=None)
+            meta.update(laterality=side, laterality_source=source, view=view, error=None)
         except Exception as err:  # any unreadable file must leave the other images' results intact
             meta["error"] = describe_failure(path, err)
             image, geometry = (
