@@ -643,3 +643,45 @@ def test_ddp_predict_of_only_unreadable_files_writes_every_reason_and_exits_non_
     assert all(reason.startswith(path) and len(reason) > len(path) + 2 for path, reason in reasons.items())
     assert "none of the 3 input(s) could be read" in output
     assert f"the reasons are in {run / 'predictions.rank0.csv'}, {run / 'predictions.rank1.csv'}" in output
+
+
+def test_predict_adopts_the_checkpoints_input_frame_unless_the_command_line_sets_it(
+    tmp_path: Path, trained: Path, data_root: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A checkpoint made for another frame (as `nyu_to_checkpoint`'s 2944 x 1920 against demo.yaml's 384 x 256)
+    used to run at the config's frame in `wsod predict` and at its own in `Predictor.from_checkpoint`: predict now
+    takes the checkpoint's, with a warning naming both frames, and `--data.input_size` on the command line wins."""
+    ckpt = torch.load(checkpoint(trained, "best"), weights_only=True, map_location="cpu")
+    ckpt["input_frame"] = {"input_size": [256, 192], "crop_breast": True, "resize": "stretch"}
+    other = tmp_path / "other_frame.ckpt"
+    torch.save(ckpt, other)
+    files = sorted((data_root / "images").glob("*/*.dicom"))[:2]
+    config = write_config(tmp_path / "c.yaml", tiny_config(tmp_path, data_root))  # 192 x 128
+    args = [
+        "predict",
+        "--config",
+        str(config),
+        "--ckpt_path",
+        str(other),
+        "--data.predict_paths",
+        str([str(f) for f in files]),
+    ]
+
+    def probabilities() -> list[float]:
+        run = max((tmp_path / "predictions").glob("*/predictions.json"))
+        return [r["probability"] for r in json.loads(run.read_text())]
+
+    with caplog.at_level(logging.WARNING):
+        main(args)
+    adopted = probabilities()
+    expected = [r.probability for r in Predictor.from_checkpoint(other)(files)]
+    np.testing.assert_allclose(adopted, expected, atol=1e-5)
+    assert "made for input frame 256x192 (stretch, breast crop), the config says 192x128" in caplog.text
+    assert "--data.input_size '[192, 128]' keeps the config's" in caplog.text
+
+    main([*args, "--data.input_size", "[192, 128]"])
+    kept = probabilities()
+    np.testing.assert_allclose(
+        kept, [r.probability for r in Predictor.from_checkpoint(other, (192, 128))(files)], atol=1e-5
+    )
+    assert not np.allclose(kept, adopted, atol=1e-4)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,11 @@ class RunConfigSaver(SaveConfigCallback):
 class WsodCLI(LightningCLI):
     """LightningCLI with checkpoint aliases resolved and foreign checkpoints refused before anything runs."""
 
+    def parse_arguments(self, parser: Any, args: Any) -> None:
+        """Keep the command line's own words: an option given there wins over a checkpoint's input frame."""
+        self._command_line = [str(a) for a in (sys.argv[1:] if args is None else args) if isinstance(a, str)]
+        super().parse_arguments(parser, args)
+
     def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs: Any) -> Any:
         parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
         customize_subcommand_parser(parser, subcommand)
@@ -82,7 +88,10 @@ class WsodCLI(LightningCLI):
                 ckpt_path = section["ckpt_path"] = None
             if ckpt_path:
                 section["ckpt_path"] = str(resolve_checkpoint(ckpt_path, section))
-                check_checkpoint(Path(section["ckpt_path"]))
+                checkpoint = check_checkpoint(Path(section["ckpt_path"]))
+                if subcommand != "fit":
+                    given = getattr(self, "_command_line", [])
+                    reconcile_input_frame(section, checkpoint, subcommand, given, Path(section["ckpt_path"]))
                 if subcommand == "fit":
                     continue_run(Path(section["ckpt_path"]), section)
                 if section.get("weights_only") is None:
@@ -260,8 +269,9 @@ def continue_run(checkpoint: Path, section: Any) -> None:
     init_args["id"] = checkpoint.parent.parent.name
 
 
-def check_checkpoint(path: Path) -> None:
-    """Refuse files that are not safe-loadable GMICLitModule checkpoints, before any model is built."""
+def check_checkpoint(path: Path) -> dict[str, Any]:
+    """Refuse files that are not safe-loadable GMICLitModule checkpoints, before any model is built; -> the read
+    checkpoint."""
     checkpoint = read_lightning_checkpoint(path, "--ckpt_path")
     class_path = checkpoint.get("hyper_parameters", {}).get("_class_path")
     expected = f"{GMICLitModule.__module__}.{GMICLitModule.__name__}"
@@ -269,6 +279,74 @@ def check_checkpoint(path: Path) -> None:
     if (class_path and class_path != expected) or not any(k.startswith("model.global_network.") for k in keys):
         found = class_path or f"a model with keys like {sorted(keys)[:3]}"
         raise ValueError(f"--ckpt_path {path}: a checkpoint of {found}, not of {expected}")
+    return checkpoint
+
+
+FRAME_KEYS = ("input_size", "crop_breast", "resize")
+
+
+def recorded_frame(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """The input frame a checkpoint's weights were trained or made for, as ``Predictor.from_checkpoint`` reads it
+    (``input_frame``, else the datamodule's hyperparameters; NYU's weights without either: 2944 x 1920)."""
+    from wsod_mammo.inference import PAPER_INPUT_SIZE
+
+    data = checkpoint.get("input_frame") or checkpoint.get("datamodule_hyper_parameters") or {}
+    if not data and checkpoint.get("init_from_nyu"):
+        data = {"input_size": list(PAPER_INPUT_SIZE)}
+    frame = {key: data[key] for key in FRAME_KEYS if data.get(key) is not None}
+    if "input_size" in frame:
+        frame["input_size"] = [int(v) for v in frame["input_size"]]
+    return frame
+
+
+def _frame_text(frame: dict[str, Any]) -> str:
+    size = "x".join(str(v) for v in frame["input_size"]) if "input_size" in frame else "?"
+    crop = {True: ", breast crop", False: ", no breast crop"}.get(frame.get("crop_breast"), "")
+    return f"{size} ({frame.get('resize', 'stretch')}{crop})"
+
+
+def _option_words(key: str) -> tuple[str, str]:
+    return f"--data.{key}", f"--data.init_args.{key}"
+
+
+def reconcile_input_frame(
+    section: Any, checkpoint: dict[str, Any], subcommand: str, command_line: list[str], path: Path
+) -> None:
+    """The config's ``data`` input frame against the checkpoint's.
+
+    ``predict`` adopts the checkpoint's frame (the weights are only meaningful there, and ``Predictor.
+    from_checkpoint`` uses it: the reader gives the same results either way) unless the command line itself sets
+    the option; ``test``/``validate`` keep the config's (their data cache is prepared at it) and warn.
+    """
+    init_args = section.get("data", {}).get("init_args") if hasattr(section.get("data", {}), "get") else None
+    frame = recorded_frame(checkpoint)
+    if init_args is None or not frame:
+        return
+    configured = {key: init_args.get(key) for key in FRAME_KEYS}
+    configured["input_size"] = [int(v) for v in configured["input_size"] or []]
+    differing = [key for key in FRAME_KEYS if key in frame and frame[key] != configured[key]]
+    if not differing:
+        return
+    given = [k for k in differing if any(w.split("=")[0] in _option_words(k) for w in command_line)]
+    adopted = [k for k in differing if k not in given] if subcommand == "predict" else []
+    options = " ".join(f"--data.{k} {_value_text(configured[k])}" for k in differing)
+    where = f"--ckpt_path {path}: made for input frame {_frame_text(frame)}, the config says {_frame_text(configured)}"
+    if adopted:
+        for key in adopted:
+            init_args[key] = frame[key]
+        log.warning("%s: predicting at the checkpoint's frame, as Predictor.from_checkpoint does (%s keeps the "
+                    "config's)", where, options)  # fmt: skip
+    else:
+        back = " ".join(f"--data.{k} {_value_text(frame[k])}" for k in differing)
+        log.warning("%s: %s at the %s frame (%s for the checkpoint's)", where, subcommand,
+                    "command line's" if given else "config's", back)  # fmt: skip
+
+
+def _value_text(value: Any) -> str:
+    """A frame value as typed after its option (``'[2944, 1920]'``, ``false``, ``native``)."""
+    if isinstance(value, list | tuple):
+        return f"'[{', '.join(str(v) for v in value)}]'"
+    return str(value).lower()
 
 
 def run_lightning_cli(args: list[str] | None) -> None:
