@@ -685,3 +685,25 @@ def test_predict_adopts_the_checkpoints_input_frame_unless_the_command_line_sets
         kept, [r.probability for r in Predictor.from_checkpoint(other, (192, 128))(files)], atol=1e-5
     )
     assert not np.allclose(kept, adopted, atol=1e-4)
+
+
+def test_ckpt_path_help_and_errors_point_to_what_works(
+    tmp_path: Path, data_root: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """The help lists every form `--ckpt_path` resolves; NYU's .p file points to --model.init_from_nyu; a file
+    torch cannot read safely keeps torch's reason but not its advice to load it with weights_only=False."""
+    with pytest.raises(SystemExit):
+        main(["predict", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "<run id>:best" in help_text and "<run folder>:best" in help_text and ":last" in help_text
+
+    config = write_config(tmp_path / "c.yaml", tiny_config(tmp_path, data_root))
+    nyu = _nyu_legacy_file(tmp_path / "sample_model_1.p")
+    with pytest.raises(ValueError, match=f"NYU's GMIC weights.*--model.init_from_nyu {nyu}.*nyu_to_checkpoint"):
+        main(["predict", "--config", str(config), "--ckpt_path", str(nyu)])
+    garbage = tmp_path / "garbage.ckpt"
+    garbage.write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(ValueError, match="garbage.ckpt: not a checkpoint") as refused:
+        main(["predict", "--config", str(config), "--ckpt_path", str(garbage)])
+    assert "weights_only` set to `False" not in str(refused.value) and "arbitrary code" not in str(refused.value)
+    assert len(str(refused.value)) < 200

@@ -13,8 +13,10 @@ from wsod_mammo.commands import SUBCOMMANDS
 
 CKPT_PATH_HELP = (
     "checkpoint to start from (fit: resume) or to evaluate: a file, or `best` (best.ckpt, the highest validation "
-    "fusion AUROC) or `last` (last.ckpt, the end of the latest epoch), both in the dirpath of the ModelCheckpoint "
-    "callbacks of the config. Checkpoints are loaded with weights_only=True."
+    "fusion AUROC) or `last` (last.ckpt, the end of the latest epoch) of the newest run (under the logger's "
+    "save_dir, or in the dirpath of the config's ModelCheckpoint callbacks), or `<run id>:best`, `<run folder>:best` "
+    "(`:last` alike) for that run's. NYU's .p weights are not a checkpoint: --model.init_from_nyu FILE. "
+    "Checkpoints are loaded with weights_only=True."
 )
 
 OWN_OPTIONS = """{purpose}.
@@ -22,8 +24,9 @@ OWN_OPTIONS = """{purpose}.
 wsod's own options (Lightning's Trainer options follow below):
   --config FILE           a YAML config; repeat to compose (later files override), e.g.
                           --config configs/gmic_vindr.yaml --config configs/table2/gradcam.yaml
-  --ckpt_path best|last|FILE
-                          best: best.ckpt (highest validation fusion AUROC); last: last.ckpt (latest epoch)
+  --ckpt_path best|last|<run id>:best|<run folder>:best|FILE
+                          best: best.ckpt (highest validation fusion AUROC); last: last.ckpt (latest epoch), of
+                          the newest run, or of the run named (<run id>:last, <run folder>:last alike)
   --model.help GMICLitModule
                           the model's options (saliency methods, beta, optimizer, init_from_nyu, ...)
   --model.model.help GMIC the network's options (percent_t, num_patches, crop_shape, ...)

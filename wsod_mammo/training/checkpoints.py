@@ -20,10 +20,39 @@ def read_lightning_checkpoint(path: str | Path, option: str) -> dict[str, Any]:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
     except Exception as error:  # noqa: BLE001 - any failure means the file cannot be read safely
-        raise ValueError(f"{option} {path}: not a checkpoint loadable with weights_only=True ({error})") from None
+        raise ValueError(
+            f"{option} {path}: not a checkpoint that loads with weights_only=True ({_reason(error)})"
+        ) from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        if _looks_like_nyu(checkpoint):
+            raise ValueError(
+                f"{option} {path}: NYU's GMIC weights (nyukat/GMIC's sample_model_<i>.p layout), not a Lightning "
+                f"checkpoint: run them with --model.init_from_nyu {path} (Predictor.from_nyu in Python), or write a "
+                "checkpoint of them with wsod_mammo.inference.nyu_to_checkpoint"
+            )
         raise ValueError(f"{option} {path}: not a Lightning checkpoint (no 'state_dict')")
     return checkpoint
+
+
+#: torch's advice on a failed weights-only load: re-running with weights_only=False runs whatever the file holds,
+#: unsafe for a file of unknown origin, so it is not passed on.
+_TORCH_ADVICE = ("Weights only load failed", "weights_only", "Please file an issue", "Check the documentation")
+
+
+def _reason(error: Exception) -> str:
+    """Why torch could not read the file (``Unsupported operand 120``, ``unsupported GLOBAL posix.system``...),
+    without torch's advice to load it unsafely."""
+    kept = [line.strip() for line in str(error).splitlines() if line.strip()]
+    kept = [line for line in kept if not any(advice in line for advice in _TORCH_ADVICE)]
+    return "; ".join(kept) or type(error).__name__
+
+
+def _looks_like_nyu(obj: object) -> bool:
+    """A plain state dict in nyukat/GMIC's key layout (``ds_net.``, ``fusion_dnn.``...)."""
+    from wsod_mammo.models.nyu import KEY_PREFIXES
+
+    prefixes = tuple(nyu for nyu, _ in KEY_PREFIXES)
+    return isinstance(obj, dict) and any(isinstance(k, str) and k.startswith(prefixes) for k in obj)
 
 
 class BestCheckpoint(ModelCheckpoint):
