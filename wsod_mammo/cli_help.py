@@ -16,6 +16,7 @@ CKPT_PATH_HELP = (
     "fusion AUROC) or `last` (last.ckpt, the end of the latest epoch) of the newest run (under the logger's "
     "save_dir, or in the dirpath of the config's ModelCheckpoint callbacks), or `<run id>:best`, `<run folder>:best` "
     "(`:last` alike) for that run's. NYU's .p weights are not a checkpoint: --model.init_from_nyu FILE. "
+    "validate/test/predict need weights; `untrained` evaluates the freshly initialized network (a baseline). "
     "Checkpoints are loaded with weights_only=True."
 )
 
@@ -26,7 +27,8 @@ wsod's own options (Lightning's Trainer options follow below):
                           --config configs/gmic_vindr.yaml --config configs/table2/gradcam.yaml
   --ckpt_path best|last|<run id>:best|<run folder>:best|FILE
                           best: best.ckpt (highest validation fusion AUROC); last: last.ckpt (latest epoch), of
-                          the newest run, or of the run named (<run id>:last, <run folder>:last alike)
+                          the newest run, or of the run named (<run id>:last, <run folder>:last alike);
+                          untrained: the freshly initialized network (validate/test/predict, a baseline)
   --model.help GMICLitModule
                           the model's options (saliency methods, beta, optimizer, init_from_nyu, ...)
   --model.model.help GMIC the network's options (percent_t, num_patches, crop_shape, ...)
