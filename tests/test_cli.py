@@ -6,6 +6,7 @@ import csv
 import json
 import logging
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -425,6 +426,16 @@ def test_wandb_offline_run_holds_the_config_and_the_metrics(
 
 
 # ------------------------------------------------------------------------------------------------ bad input
+def _refused(args: list[str], match: str, caplog: pytest.LogCaptureFixture) -> str:
+    """`wsod ARGS` refuses before running: exit status 2 and one error line matching ``match`` (no traceback)."""
+    caplog.clear()
+    with caplog.at_level(logging.ERROR, logger="wsod_mammo"), pytest.raises(SystemExit) as exit_info:
+        main(args)
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert exit_info.value.code == 2 and len(errors) == 1 and re.search(match, errors[0]), errors
+    return errors[0]
+
+
 def test_missing_data_root_fails_before_training_and_names_the_option(tmp_path: Path, data_root: Path) -> None:
     config = write_config(tmp_path / "c.yaml", tiny_config(tmp_path, tmp_path / "nowhere"))
     with pytest.raises(FileNotFoundError, match="data_root.*nowhere"):
@@ -432,18 +443,21 @@ def test_missing_data_root_fails_before_training_and_names_the_option(tmp_path: 
     assert not list(tmp_path.glob("**/*.ckpt"))
 
 
-def test_unknown_saliency_method_lists_the_registered_ones(tmp_path: Path, data_root: Path) -> None:
+def test_unknown_saliency_method_lists_the_registered_ones(
+    tmp_path: Path, data_root: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     config = write_config(tmp_path / "c.yaml", tiny_config(tmp_path, data_root, train_saliency="scorecam"))
-    with pytest.raises(ValueError, match="model.train_saliency.*scorecam.*gradcampp"):
-        main(["fit", "--config", str(config)])
+    _refused(["fit", "--config", str(config)], "^wsod fit: model.train_saliency.*scorecam.*gradcampp", caplog)
 
 
-def test_checkpoint_of_another_model_is_refused(tmp_path: Path, data_root: Path) -> None:
+def test_checkpoint_of_another_model_is_refused(
+    tmp_path: Path, data_root: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     foreign = tmp_path / "foreign.ckpt"
     torch.save({"state_dict": {"layer.weight": torch.zeros(2)}, "hyper_parameters": {}}, foreign)
     config = write_config(tmp_path / "c.yaml", tiny_config(tmp_path, data_root))
-    with pytest.raises(ValueError, match="foreign.ckpt.*not of wsod_mammo.training.module.GMICLitModule"):
-        main(["test", "--config", str(config), "--ckpt_path", str(foreign)])
+    args = ["test", "--config", str(config), "--ckpt_path", str(foreign)]
+    _refused(args, "foreign.ckpt.*not of wsod_mammo.training.module.GMICLitModule", caplog)
 
 
 @pytest.mark.parametrize("subcommand", ["test", "predict", "validate"])
@@ -453,8 +467,7 @@ def test_evaluating_without_weights_is_refused_and_untrained_must_be_asked_for(
     """Without --ckpt_path (or NYU's weights) the freshly initialized network would write random tables, boxes and
     overlays that look like results; `--ckpt_path untrained` runs it on purpose (a baseline)."""
     config = write_config(tmp_path / "c.yaml", tiny_config(tmp_path, data_root))
-    with pytest.raises(ValueError, match=f"wsod {subcommand}: no weights to evaluate: give --ckpt_path"):
-        main([subcommand, "--config", str(config)])
+    _refused([subcommand, "--config", str(config)], f"^wsod {subcommand}: no weights to evaluate: give", caplog)
     assert not list(tmp_path.glob("runs/**/config.yaml")) and not (tmp_path / "predictions").exists()
     if subcommand != "validate":
         return
@@ -465,14 +478,14 @@ def test_evaluating_without_weights_is_refused_and_untrained_must_be_asked_for(
 
 
 def test_a_gpu_config_on_a_machine_without_cuda_names_the_option_and_the_cpu_config(
-    tmp_path: Path, data_root: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, data_root: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setattr(cli, "_cuda", lambda: False)
     settings = tiny_config(tmp_path, data_root)
     settings["trainer"]["accelerator"] = "gpu"
     config = str(write_config(tmp_path / "c.yaml", settings))
-    with pytest.raises(ValueError, match=r"trainer.accelerator: gpu, but this machine has no CUDA GPU; .*cpu.yaml"):
-        main(["predict", "--config", config, "--ckpt_path", "untrained"])
+    args = ["predict", "--config", config, "--ckpt_path", "untrained"]
+    _refused(args, r"trainer.accelerator: gpu, but this machine has no CUDA GPU; .*cpu.yaml", caplog)
     assert not list(tmp_path.glob("runs/**/config.yaml"))
 
 
@@ -488,19 +501,20 @@ def test_a_gpu_config_on_a_machine_without_cuda_names_the_option_and_the_cpu_con
     ],
 )
 def test_impossible_options_fail_before_any_run_folder_naming_the_option(
-    tmp_path: Path, data_root: Path, option: str, value: str, message: str
+    tmp_path: Path, data_root: Path, option: str, value: str, message: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     config = write_config(tmp_path / "c.yaml", tiny_config(tmp_path, data_root))
-    with pytest.raises(ValueError, match=message):
-        main(["fit", "--config", str(config), option, value])
+    _refused(["fit", "--config", str(config), option, value], message, caplog)
     assert not (tmp_path / "runs").exists()
 
 
-def test_fp16_on_cpu_is_refused_before_training(tmp_path: Path, data_root: Path) -> None:
+def test_fp16_on_cpu_is_refused_before_training(
+    tmp_path: Path, data_root: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     settings = tiny_config(tmp_path, data_root)
     settings["trainer"]["precision"] = "16-mixed"
-    with pytest.raises(Exception, match="16-mixed|bf16"):
-        main(["fit", "--config", str(write_config(tmp_path / "c.yaml", settings))])
+    args = ["fit", "--config", str(write_config(tmp_path / "c.yaml", settings))]
+    _refused(args, "trainer.precision: 16-mixed needs a CUDA GPU", caplog)
     assert not list(tmp_path.glob("**/*.ckpt"))
 
 
@@ -688,7 +702,7 @@ def test_predict_adopts_the_checkpoints_input_frame_unless_the_command_line_sets
 
 
 def test_ckpt_path_help_and_errors_point_to_what_works(
-    tmp_path: Path, data_root: Path, capsys: pytest.CaptureFixture
+    tmp_path: Path, data_root: Path, capsys: pytest.CaptureFixture, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The help lists every form `--ckpt_path` resolves; NYU's .p file points to --model.init_from_nyu; a file
     torch cannot read safely keeps torch's reason but not its advice to load it with weights_only=False."""
@@ -699,11 +713,9 @@ def test_ckpt_path_help_and_errors_point_to_what_works(
 
     config = write_config(tmp_path / "c.yaml", tiny_config(tmp_path, data_root))
     nyu = _nyu_legacy_file(tmp_path / "sample_model_1.p")
-    with pytest.raises(ValueError, match=f"NYU's GMIC weights.*--model.init_from_nyu {nyu}.*nyu_to_checkpoint"):
-        main(["predict", "--config", str(config), "--ckpt_path", str(nyu)])
+    args = ["predict", "--config", str(config), "--ckpt_path"]
+    _refused([*args, str(nyu)], f"NYU's GMIC weights.*--model.init_from_nyu {nyu}.*nyu_to_checkpoint", caplog)
     garbage = tmp_path / "garbage.ckpt"
     garbage.write_bytes(bytes(range(256)) * 4)
-    with pytest.raises(ValueError, match="garbage.ckpt: not a checkpoint") as refused:
-        main(["predict", "--config", str(config), "--ckpt_path", str(garbage)])
-    assert "weights_only` set to `False" not in str(refused.value) and "arbitrary code" not in str(refused.value)
-    assert len(str(refused.value)) < 200
+    refused = _refused([*args, str(garbage)], "garbage.ckpt: not a checkpoint", caplog)
+    assert "weights_only` set to `False" not in refused and "arbitrary code" not in refused and len(refused) < 220

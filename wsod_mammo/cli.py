@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import sys
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -77,30 +79,59 @@ class WsodCLI(LightningCLI):
     def _parse_ckpt_path(self) -> None:
         subcommand = self.config.get("subcommand")
         if subcommand:
-            section = self.config[subcommand]
-            check_accelerator(section)
-            check_precision(section)
-            check_input_size(section)
-            if subcommand != "fit":  # evaluation writes into a run folder of its own, never the checkpoint's
-                warnings.filterwarnings("ignore", message=CHECKPOINT_DIRPATH_WARNING, category=UserWarning)
-            ckpt_path = section.get("ckpt_path")
-            if subcommand != "fit" and check_weights_given(subcommand, section):
-                ckpt_path = section["ckpt_path"] = None
-            if ckpt_path:
-                section["ckpt_path"] = str(resolve_checkpoint(ckpt_path, section))
-                checkpoint = check_checkpoint(Path(section["ckpt_path"]))
-                if subcommand != "fit":
-                    given = getattr(self, "_command_line", [])
-                    reconcile_input_frame(section, checkpoint, subcommand, given, Path(section["ckpt_path"]))
-                if subcommand == "fit":
-                    continue_run(Path(section["ckpt_path"]), section)
-                if section.get("weights_only") is None:
-                    section["weights_only"] = True
-        runtime = {key: section.get(key) for key in RUNTIME_MODEL_OPTIONS} if subcommand else {}
+            with configuration_errors():
+                self._check_before_running(subcommand, self.config[subcommand])
+        runtime = {key: self.config[subcommand].get(key) for key in RUNTIME_MODEL_OPTIONS} if subcommand else {}
         super()._parse_ckpt_path()  # the checkpoint's hyperparameters replace the model config
         for key, value in runtime.items():
             if value is not None and self.config[subcommand].get(key) is not None:
                 self.config[subcommand][key] = value
+
+    def _check_before_running(self, subcommand: str, section: Any) -> None:
+        """Hardware, sizes and weights the command cannot run with; ``--ckpt_path`` resolved and checked."""
+        check_accelerator(section)
+        check_precision(section)
+        check_input_size(section)
+        if subcommand != "fit":  # evaluation writes into a run folder of its own, never the checkpoint's
+            warnings.filterwarnings("ignore", message=CHECKPOINT_DIRPATH_WARNING, category=UserWarning)
+        ckpt_path = section.get("ckpt_path")
+        if subcommand != "fit" and check_weights_given(subcommand, section):
+            ckpt_path = section["ckpt_path"] = None
+        if ckpt_path:
+            section["ckpt_path"] = str(resolve_checkpoint(ckpt_path, section))
+            checkpoint = check_checkpoint(Path(section["ckpt_path"]))
+            if subcommand != "fit":
+                given = getattr(self, "_command_line", [])
+                reconcile_input_frame(section, checkpoint, subcommand, given, Path(section["ckpt_path"]))
+            if subcommand == "fit":
+                continue_run(Path(section["ckpt_path"]), section)
+            if section.get("weights_only") is None:
+                section["weights_only"] = True
+
+    def instantiate_classes(self) -> None:
+        """Build model, data and trainer; an option they refuse (a ValueError naming it) is a configuration error."""
+        with configuration_errors():
+            super().instantiate_classes()
+
+
+class ConfigurationError(ValueError):
+    """An option, config file or checkpoint the command cannot run with, found before anything ran: ``wsod`` shows
+    the reason in one line (``WSOD_TRACEBACK=1``: the traceback) and exits with status 2."""
+
+
+@contextmanager
+def configuration_errors() -> Iterator[None]:
+    """Our ValueErrors (and missing files) raised while the command is set up, as ConfigurationError with the
+    first error's own words (jsonargparse wraps an option's error from a class's constructor in its Union report)."""
+    try:
+        yield
+    except ConfigurationError:
+        raise
+    except (ValueError, OSError) as error:
+        first = error
+        while isinstance(first.__cause__, ValueError | OSError):
+            first = first.__cause__
+        raise ConfigurationError(str(first)) from error
 
 
 # ModelCheckpoint warns on restoring a checkpoint written in another folder; test/validate/predict always do (each
@@ -124,7 +155,7 @@ def check_weights_given(subcommand: str, section: Any) -> bool:
         return True
     if not ckpt_path and not (section.get("model", {}).get("init_args") or {}).get("init_from_nyu"):
         raise ValueError(
-            f"wsod {subcommand}: no weights to evaluate: give --ckpt_path (best, last, <run id>:best or a file), or "
+            f"no weights to evaluate: give --ckpt_path (best, last, <run id>:best or a file), or "
             f"--model.init_from_nyu FILE for NYU's weights, or --ckpt_path {UNTRAINED} for the untrained network"
         )
     return False
