@@ -147,6 +147,41 @@ def test_aggregate_only_keeps_the_test_methods_asked_for(
     assert (study / "table2.csv").read_text() == table2  # nothing written over
 
 
+def test_a_narrower_rerun_names_the_finished_runs_it_leaves_out_and_drops_their_figures(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A study rerun with fewer train methods or seeds: its tables hold its matrix, but the finished runs of the
+    folder outside it are named (log and summary.md) with the options that include them, and the FROC figure of a
+    train method no longer in the tables is gone (it would sit beside them looking current)."""
+    study = tmp_path / "study"
+    for name in ("cam_seed1", "gradcam_seed1", "cam_seed2"):
+        _finished_run(study, name, ["cam", "gradcam"])
+    args = ["study", "--config", "x.yaml", "--output", str(study), "--aggregate_only"]
+    main([*args, "--train_methods", "cam,gradcam", "--seeds", "1"])
+    assert (study / "froc_gradcam.png").is_file()
+
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="wsod_mammo.study"):
+        main([*args, "--train_methods", "cam", "--seeds", "1"])
+    assert "the tables hold this command's 1 run; finished runs of" in caplog.text
+    assert (
+        ": cam_seed2, gradcam_seed1. To include them: --train_methods cam,gradcam --seeds 1,2 (it also runs "
+        "gradcam_seed2, not finished yet)"
+    ) in caplog.text
+    summary = (study / "summary.md").read_text()
+    assert "\n| cam | global |" in summary and "\n| gradcam |" not in summary
+    assert "Finished runs in this folder left out of these tables: cam_seed2, gradcam_seed1" in summary
+    assert (study / "froc_cam.png").is_file() and not (study / "froc_gradcam.png").exists()
+
+    _finished_run(study, "gradcam_seed2", ["cam", "gradcam"])
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="wsod_mammo.study"):
+        main([*args, "--train_methods", "cam", "--seeds", "1,2"])
+    assert "To include them: --train_methods cam,gradcam --seeds 1,2 --aggregate_only" in caplog.text
+    main([*args, "--train_methods", "cam,gradcam", "--seeds", "1,2"])
+    assert "left out" not in (study / "summary.md").read_text() and (study / "froc_gradcam.png").is_file()
+
+
 def test_a_failing_run_stops_the_study_naming_the_command_and_its_log(tmp_path: Path) -> None:
     config = tiny_config(tmp_path / "unused", tmp_path / "data")
     config["model"]["init_args"]["beta"] = "three"  # the fit's own CLI refuses it

@@ -16,6 +16,7 @@ import copy
 import logging
 import os
 import queue
+import re
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -238,7 +239,44 @@ def aggregate(output: Path, runs: dict[RunSpec, Path], test_methods: list[str] |
     if missing:
         raise SystemExit(f"wsod study: runs without a finished test: {', '.join(missing)}")
     reports = {(s.train_method, s.seed): finished_report(d) for s, d in runs.items()}
-    return write_study_outputs(output, reports, test_methods)
+    left_out = finished_outside(output, runs)
+    if left_out:
+        log.warning(
+            "study: the tables hold this command's %s; finished %s of %s left out of them: %s. To include them: %s",
+            _count(len(runs), "run"), "run" if len(left_out) == 1 else "runs", output / "runs", ", ".join(left_out),
+            covering_options(output, runs, left_out),
+        )  # fmt: skip
+    return write_study_outputs(output, reports, test_methods, left_out)
+
+
+def finished_outside(output: Path, runs: dict[RunSpec, Path]) -> list[str]:
+    """The finished runs in ``OUTPUT/runs/`` outside this command's matrix (an earlier, wider command's): the tables
+    leave them out, and a researcher who narrowed ``--train_methods`` or ``--seeds`` must hear of it."""
+    inside = {d.resolve() for d in runs.values()}
+    folders = (output / "runs").glob("*") if (output / "runs").is_dir() else []
+    return sorted(d.name for d in folders if (d / TEST_DONE).is_file() and d.resolve() not in inside)
+
+
+def covering_options(output: Path, runs: dict[RunSpec, Path], left_out: list[str]) -> str:
+    """The options of the smallest matrix holding ``runs`` and the run folders ``left_out`` (train methods x seeds),
+    and what giving them does: only assemble the tables when all its runs are finished, else run the others."""
+    methods, seeds = {s.train_method for s in runs}, {s.seed for s in runs}
+    for name in left_out:
+        if match := re.fullmatch(r"(.+)_seed(-?\d+)", name):
+            methods.add(match[1])
+            seeds.add(int(match[2]))
+    ordered = [m for m in METHOD_ORDER if m in methods] + sorted(methods - set(METHOD_ORDER))
+    options = f"--train_methods {','.join(ordered)} --seeds {','.join(map(str, sorted(seeds)))}"
+    cells = [RunSpec(m, s).name for m in ordered for s in sorted(seeds)]
+    unfinished = [name for name in cells if not (output / "runs" / name / TEST_DONE).is_file()]
+    if not unfinished:
+        return f"{options} --aggregate_only"
+    return f"{options} (it also runs {', '.join(unfinished)}, not finished yet)"
+
+
+def _count(n: int, noun: str) -> str:
+    """``1 run``, ``2 runs``."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from wsod_mammo.detection.report import plot_froc
+from wsod_mammo.detection.report import METHOD_ORDER, plot_froc
 from wsod_mammo.detection.study_tables import (
     SUBSET,
     best_pair,
@@ -40,11 +40,15 @@ def _froc_figures(output: Path, reports: dict[tuple[str, int], dict[str, Any]]) 
 
 
 def write_study_outputs(
-    output: Path, runs: dict[tuple[str, int], Path], test_methods: Sequence[str] | None = None
+    output: Path,
+    runs: dict[tuple[str, int], Path],
+    test_methods: Sequence[str] | None = None,
+    left_out: Sequence[str] = (),
 ) -> str:
     """Write ``table1.md``, ``table2.md``, ``table2.csv``, ``froc_<train>.png`` and ``summary.md`` to ``output``
     (Table II's columns: ``test_methods``, default every method the reports hold); return the summary's text (the
-    tables and the best pair)."""
+    tables and the best pair). ``left_out``: finished run folders not in these tables, named in the summary; the
+    FROC figure of a train method not in the tables is removed (an earlier study's, it would look current)."""
     reports = load_reports(runs)
     if test_methods is not None:
         reports = keep_test_methods(reports, test_methods)
@@ -56,6 +60,8 @@ def write_study_outputs(
     (output / "table2.md").write_text(table2_md)
     (output / "table2.csv").write_text(table2_csv)
     figures = _froc_figures(output, reports)
+    for method in set(METHOD_ORDER) - {m for m, _ in reports}:
+        (output / f"froc_{method}.png").unlink(missing_ok=True)
     seeds = sorted({s for _, s in reports})
     best = best_pair(cells)
     verdict = (
@@ -71,5 +77,7 @@ def write_study_outputs(
         f"Table II ({SUBSET} images; TPR [95% interval, {interval}] @ FPPI, means over seeds)\n\n{table2_md}\n"
         f"{verdict}\n\nFROC figures: {', '.join(p.name for p in figures)}\n"
     )
+    if left_out:
+        text += f"\nFinished runs in this folder left out of these tables: {', '.join(left_out)}\n"
     (output / "summary.md").write_text(text)
     return text
