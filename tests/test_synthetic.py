@@ -140,3 +140,31 @@ def test_an_interrupted_synthesis_is_completed(tmp_path: Path) -> None:
     assert synthesize_once(root, **SMALL) is True
     assert len(load_records(root)) == 8 and len(list(root.rglob("*.dicom"))) == 8
     assert synthesize_once(root, **SMALL) is False  # complete: left alone
+
+
+def test_synth_refuses_a_folder_with_data_and_overwrites_only_its_own_dataset(tmp_path: Path) -> None:
+    """`wsod synth --root EXISTING` replaced the CSVs of whatever lay there (real VinDr annotations included) and
+    left the older dataset's DICOMs as orphans: a folder with files is refused unless --overwrite, and --overwrite
+    replaces only a dataset wsod synth wrote (its marker file), images and CSVs together."""
+    options = ["--n_studies", "1", "--height", "64", "--width", "48"]
+    root = tmp_path / "synth"
+    main(["--root", str(root), "--n_studies", "2", "--height", "64", "--width", "48"])
+    before = _files(root)
+    with pytest.raises(ValueError, match=f"--root {root} exists and is not empty.*--overwrite"):
+        main(["--root", str(root), *options])
+    assert _files(root) == before
+    main(["--root", str(root), *options, "--overwrite"])
+    assert len(list(root.rglob("*.dicom"))) == 4 and len(load_records(root)) == 4  # no orphans of the 8 before
+    assert (root / synthetic.MARKER_FILE).is_file()
+
+    real = tmp_path / "vindr"  # a real dataset: no marker
+    (real / "images").mkdir(parents=True)
+    (real / FINDING_CSV).write_text("the real annotations\n")
+    for extra in ([], ["--overwrite"]):
+        with pytest.raises(ValueError, match=f"--root {real} (exists and is not empty|holds no WSOD_SYNTHETIC.txt)"):
+            main(["--root", str(real), *options, *extra])
+    assert (real / FINDING_CSV).read_text() == "the real annotations\n" and (real / "images").is_dir()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    main(["--root", str(empty), *options])  # an empty folder is a new one
+    assert len(load_records(empty)) == 4

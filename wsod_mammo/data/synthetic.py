@@ -30,6 +30,12 @@ from wsod_mammo.data.vindr import BREAST_COLUMNS, BREAST_CSV, FINDING_COLUMNS, F
 
 MAMMO_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.1.2"  # Digital Mammography X-Ray Image Storage - For Presentation
 MAX_VALUE = 4095  # 12-bit
+#: Written first into every synthetic dataset: the mark that lets ``--overwrite`` replace it (and nothing else).
+MARKER_FILE = "WSOD_SYNTHETIC.txt"
+MARKER_TEXT = (
+    "A synthetic VinDr-Mammo-format dataset written by `wsod synth` (wsod-mammo): no patient data.\n"
+    "`wsod synth --overwrite` may replace its images/ and CSVs; it replaces no folder without this file.\n"
+)
 
 
 @dataclass(frozen=True)
@@ -239,11 +245,13 @@ def make_synthetic_dataset(
     calc_fraction: float = 0.1,
     test_fraction: float = 0.25,
     mass_radius: tuple[float, float] = MASS_RADIUS,
+    overwrite: bool = False,
 ) -> Path:
     """Write a VinDr-Mammo-layout dataset of ``4 * n_studies`` images under ``root``; returns ``root``.
 
     Args:
-        root: output folder (``images/<study_id>/<image_id>.dicom`` and the two CSVs go here).
+        root: output folder (``images/<study_id>/<image_id>.dicom``, the two CSVs and WSOD_SYNTHETIC.txt go
+            here); a new or empty folder, unless ``overwrite``.
         n_studies: number of studies (4 images each).
         height, width: image size in pixels (real VinDr images are about 3518 x 2800).
         seed: seed of everything random (same seed, same files).
@@ -253,12 +261,18 @@ def make_synthetic_dataset(
         test_fraction: fraction of studies in the ``test`` split (at least one when ``n_studies > 1``; 0: none).
         mass_radius: range of mass radii as fractions of the width. Real masses span 2 to 6 cells of GMIC's
             64-pixel saliency grid at 2944 x 1920; small inputs need larger fractions for the same ratio.
+        overwrite: replace the synthetic dataset an earlier ``wsod synth`` wrote in ``root`` (its images/ and the
+            two CSVs are deleted first; other files stay). A folder without its WSOD_SYNTHETIC.txt (real data,
+            anything else) is never replaced.
     """
     if not 0 < mass_radius[0] <= mass_radius[1] < 0.5:
         raise ValueError(f"mass_radius: expected 0 < low <= high < 0.5 (fractions of the width), got {mass_radius}")
     if n_studies < 1 or height < 32 or width < 32:
         raise ValueError(f"n_studies >= 1 and height, width >= 32 expected, got {n_studies}, {height}, {width}")
     root = Path(root)
+    _clear_for_writing(root, overwrite)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / MARKER_FILE).write_text(MARKER_TEXT)  # first: an interrupted write can be replaced with --overwrite
     rng = np.random.default_rng(seed)
     images = _plan(rng, n_studies, test_fraction)
     n_masses, n_calcs = _assign_findings(rng, images, mass_fraction, calc_fraction)
@@ -293,6 +307,28 @@ def make_synthetic_dataset(
     _write_csv(root / BREAST_CSV, BREAST_COLUMNS, breast_rows)
     _write_csv(root / FINDING_CSV, FINDING_COLUMNS, box_rows + normal_rows)  # last: its presence means complete
     return root
+
+
+def _clear_for_writing(root: Path, overwrite: bool) -> None:
+    """Refuse a ``root`` that exists and is not empty (real VinDr annotations, an older dataset whose DICOMs would be
+    left as orphans), unless ``overwrite`` and it holds a dataset ``wsod synth`` wrote: then remove that dataset."""
+    if root.exists() and not root.is_dir():
+        raise ValueError(f"--root {root} is a file; expected a new or empty folder")
+    if not root.is_dir() or not any(root.iterdir()):
+        return
+    if not overwrite:
+        raise ValueError(
+            f"--root {root} exists and is not empty; wsod synth writes into a new or empty folder (--overwrite "
+            f"replaces a synthetic dataset written there earlier, one with its {MARKER_FILE})"
+        )
+    if not (root / MARKER_FILE).is_file():
+        raise ValueError(
+            f"--root {root} holds no {MARKER_FILE}: not a dataset written by wsod synth, so --overwrite leaves it "
+            "alone; give a new or empty folder, or empty this one yourself"
+        )
+    shutil.rmtree(root / "images", ignore_errors=True)
+    for name in (FINDING_CSV, BREAST_CSV, MARKER_FILE):  # the finding CSV first: a half-removed set reads incomplete
+        (root / name).unlink(missing_ok=True)
 
 
 def synthesize_once(root: str | Path, **options: Any) -> bool:
@@ -375,8 +411,22 @@ def _write_csv(path: Path, columns: list[str], rows: list[dict[str, str]]) -> No
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``wsod synth --root DIR [--n_studies N --height H --width W --seed S ...]``."""
-    from jsonargparse import CLI
+    """``wsod synth --root DIR [--n_studies N --height H --width W --seed S ...] [--overwrite]``."""
+    from jsonargparse import ActionConfigFile, ArgumentParser
 
-    root = CLI(make_synthetic_dataset, args=argv, as_positional=False, prog="wsod synth")
+    parser = ArgumentParser(
+        prog="wsod synth",
+        description="Write a VinDr-Mammo-layout dataset of 4 * n_studies images under --root, a new or empty "
+        f"folder; --overwrite replaces a dataset wsod synth wrote there (one with its {MARKER_FILE}).",
+    )
+    parser.add_argument("--config", action=ActionConfigFile, help="a YAML file of these options")
+    parser.add_function_arguments(make_synthetic_dataset, as_group=False, skip={"overwrite"})
+    parser.add_argument(
+        "--overwrite", action="store_true",
+        help=f"replace the synthetic dataset an earlier wsod synth wrote in --root (its images/ and two CSVs are "
+             f"deleted first, other files stay); a folder without {MARKER_FILE} (real data) is never replaced",
+    )  # fmt: skip
+    options = parser.parse_args(argv).as_dict()
+    options.pop("config", None)
+    root = make_synthetic_dataset(**options)
     print(f"synthetic VinDr-Mammo dataset written to {root}")
