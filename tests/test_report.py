@@ -77,6 +77,20 @@ def test_collect_table2_errors_name_the_run(tmp_path):
         collect_table2([tmp_path / "a", tmp_path / "missing"])
 
 
+def test_a_run_folder_with_its_test_report_nested_below_is_found(tmp_path, capsys, caplog):
+    """`wsod report runs/study/runs/cam_seed42`: the test wrote its row into <project>/<run id>/ below it."""
+    run = tmp_path / "runs" / "cam_seed42"
+    write_table2_row(run / "wsod-mammo" / "abc123" / "table2_row.csv", "cam", {"cam": "0.69@1.55"})
+    (run / "wsod-mammo" / "fit0001").mkdir()  # the fit's own run id: no row
+    with caplog.at_level("INFO", logger="wsod_mammo.detection.report"):
+        main([str(run)])
+    assert "| cam | 0.69@1.55 |" in capsys.readouterr().out
+    assert f"{run}: using the test run {run / 'wsod-mammo' / 'abc123'}" in caplog.text
+    write_table2_row(run / "wsod-mammo" / "def456" / "table2_row.csv", "cam", {"cam": "0.10@1.00"})
+    with pytest.raises(ValueError, match="cam_seed42: expected one test run with table2_row.csv, found 2: .*abc123, "):
+        main([str(run)])
+
+
 def test_main_writes_markdown_and_csv(tmp_path, capsys):
     write_table2_row(tmp_path / "run" / "table2_row.csv", "cam", {"cam": "0.69@1.55"})
     main([str(tmp_path / "run"), "--output", str(tmp_path / "out")])

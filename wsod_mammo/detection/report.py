@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,6 +23,8 @@ METHOD_ORDER: tuple[str, ...] = ("cam", "gradcam", "gradcampp", "xgradcam", "lay
 TABLE1_COLUMNS: tuple[tuple[str, str], ...] = (("accuracy", "accuracy"), ("auc", "AUC"), ("tpr", "TPR"), ("tnr", "TNR"))
 TABLE2_ROW_FILE = "table2_row.csv"
 MISSING = "n/a"
+
+log = logging.getLogger(__name__)
 
 
 def format_cell(tpr: float, fppi: float) -> str:
@@ -97,22 +100,42 @@ def _read_rows(path: Path) -> list[dict[str, str]]:
         return list(reader)
 
 
+NESTED_LEVELS = 3  # <save_dir>/<project>/<run id>/ of a test run, and a study's runs/<run>/ one level above
+
+
+def find_run_dir(run_dir: Path) -> Path:
+    """The test run folder of ``run_dir``: itself when it holds ``table2_row.csv``, else the one folder below it (up
+    to ``NESTED_LEVELS`` down) that does: a user passes the folder of a run (``runs/study/runs/cam_seed42``), the
+    test writes its report in ``<project>/<run id>/`` inside. Several found, or none, is an error naming them."""
+    if not run_dir.is_dir():
+        raise ValueError(f"{run_dir}: no such run directory")
+    if (run_dir / TABLE2_ROW_FILE).is_file():
+        return run_dir
+    patterns = ["/".join(["*"] * depth + [TABLE2_ROW_FILE]) for depth in range(1, NESTED_LEVELS + 1)]
+    found = sorted({path.parent for pattern in patterns for path in run_dir.glob(pattern) if path.is_file()})
+    if len(found) == 1:
+        log.info("report: %s: using the test run %s", run_dir, found[0])
+        return found[0]
+    if found:
+        raise ValueError(
+            f"{run_dir}: expected one test run with {TABLE2_ROW_FILE}, found {len(found)}: "
+            f"{', '.join(map(str, found))}; give the one to use"
+        )
+    raise ValueError(f"{run_dir}: expected {TABLE2_ROW_FILE} (written by `wsod test`), found none")
+
+
 def collect_table2(run_dirs: Sequence[str | Path]) -> tuple[str, str]:
     """Merge the ``table2_row.csv`` of several test runs into one Table II ``(markdown, csv)``.
 
     Runs with the same training method merge their columns; two different values for one cell are an error,
-    as is a run directory without ``table2_row.csv``.
+    as is a run directory without ``table2_row.csv`` (in it, or in the one test run below it: :func:`find_run_dir`).
     """
     if not run_dirs:
         raise ValueError("collect_table2: expected at least one run directory, found none")
     matrix: dict[str, dict[str, str]] = {}
     origin: dict[tuple[str, str], Path] = {}
     for run_dir in map(Path, run_dirs):
-        path = run_dir / TABLE2_ROW_FILE
-        if not run_dir.is_dir():
-            raise ValueError(f"{run_dir}: no such run directory")
-        if not path.is_file():
-            raise ValueError(f"{run_dir}: expected {TABLE2_ROW_FILE} (written by `wsod test`), found none")
+        path = find_run_dir(run_dir) / TABLE2_ROW_FILE
         for line, row in enumerate(_read_rows(path), start=2):
             train = row.pop("train_method") or ""
             if not train:
@@ -229,14 +252,15 @@ def main(argv: list[str] | None = None) -> None:
     output = None if args.output is None else Path(args.output)
     if output is not None and output.exists() and not output.is_dir():
         raise ValueError(f"--output: {output} is a file; expected a directory for table2.md and table2.csv")
-    markdown, table2_csv = collect_table2(args.run_dirs)
+    run_dirs = [find_run_dir(Path(run_dir)) for run_dir in args.run_dirs]
+    markdown, table2_csv = collect_table2(run_dirs)
     print(markdown, end="")
     if args.compare is not None:
         from wsod_mammo.detection.compare import compare
 
         if len(args.compare) != 2:
             raise ValueError(f"--compare: expected two methods A B, found {args.compare}")
-        print(compare(args.compare[0], args.compare[1], Path(args.run_dirs[0]), args.subset), end="")
+        print(compare(args.compare[0], args.compare[1], run_dirs[0], args.subset), end="")
     if output is not None:
         output.mkdir(parents=True, exist_ok=True)
         for name, text in (("table2.md", markdown), ("table2.csv", table2_csv)):
