@@ -179,3 +179,20 @@ def test_compare_redraws_with_the_test_reports_own_seed(tmp_path, capsys):
     assert (own["low"], own["high"]) != (other["low"], other["high"]), "the case must tell the seeds apart"
     main([str(tmp_path / "run"), "--compare", "cam", "gradcam"])
     assert f"A run:cam: {own['value']:.3f} [{own['low']:.3f}, {own['high']:.3f}]" in capsys.readouterr().out
+
+
+def test_report_help_names_the_subset_choices_and_counts_read_right(tmp_path, capsys):
+    """`wsod report --help` showed --subset's type as `<function <locals>.<lambda> at 0x...>`; --compare on all
+    images printed "on 6 all images"."""
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    help_text = capsys.readouterr().out
+    assert "--subset {mass,all}" in help_text and "<function" not in help_text and "default: mass" in help_text
+    _images_file(tmp_path / "run", {"cam": [1, 1, 1, 1, 1, 0], "gradcam": [1, 1, 1, 1, 0, 0]})
+    images = __import__("json").loads((tmp_path / "run" / "detection_images.json").read_text())
+    images["subsets"]["all"] = images["subsets"]["mass"]
+    (tmp_path / "run" / "detection_images.json").write_text(__import__("json").dumps(images))
+    main([str(tmp_path / "run"), "--compare", "cam", "gradcam", "--subset", "all"])
+    assert "TPR at FPPI <= 1 on 6 test images, paired bootstrap" in capsys.readouterr().out
+    main([str(tmp_path / "run"), "--compare", "cam", "gradcam"])
+    assert "on 6 mass images, paired bootstrap" in capsys.readouterr().out

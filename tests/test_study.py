@@ -170,6 +170,7 @@ def test_a_narrower_rerun_names_the_finished_runs_it_leaves_out_and_drops_their_
     ) in caplog.text
     summary = (study / "summary.md").read_text()
     assert "\n| cam | global |" in summary and "\n| gradcam |" not in summary
+    assert summary.startswith("# Study: 1 run (seed 1)\n")
     assert "Finished runs in this folder left out of these tables: cam_seed2, gradcam_seed1" in summary
     assert (study / "froc_cam.png").is_file() and not (study / "froc_gradcam.png").exists()
 

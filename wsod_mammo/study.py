@@ -27,7 +27,7 @@ from typing import Any
 import yaml
 
 from wsod_mammo.data.vindr import FINDING_CSV
-from wsod_mammo.detection.report import METHOD_ORDER
+from wsod_mammo.detection.report import METHOD_ORDER, count
 from wsod_mammo.detection.study_report import write_study_outputs
 
 log = logging.getLogger(__name__)
@@ -243,7 +243,7 @@ def aggregate(output: Path, runs: dict[RunSpec, Path], test_methods: list[str] |
     if left_out:
         log.warning(
             "study: the tables hold this command's %s; finished %s of %s left out of them: %s. To include them: %s",
-            _count(len(runs), "run"), "run" if len(left_out) == 1 else "runs", output / "runs", ", ".join(left_out),
+            count(len(runs), "run"), "run" if len(left_out) == 1 else "runs", output / "runs", ", ".join(left_out),
             covering_options(output, runs, left_out),
         )  # fmt: skip
     return write_study_outputs(output, reports, test_methods, left_out)
@@ -274,11 +274,6 @@ def covering_options(output: Path, runs: dict[RunSpec, Path], left_out: list[str
     return f"{options} (it also runs {', '.join(unfinished)}, not finished yet)"
 
 
-def _count(n: int, noun: str) -> str:
-    """``1 run``, ``2 runs``."""
-    return f"{n} {noun}{'' if n == 1 else 's'}"
-
-
 def main(argv: list[str] | None = None) -> None:
     """``wsod study --config C [--train_methods ...] [--seeds ...] [--gpus N | --parallel N] [--launcher slurm]``."""
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -297,7 +292,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.launcher == "slurm":
         script = output / "study.sbatch"
         script.write_text(slurm_script(argv, len(runs), output.resolve()))
-        log.info("study: %d runs; `sbatch %s`, then the same command with --aggregate_only", len(runs), script)
+        log.info("study: %s; `sbatch %s`, then the same command with --aggregate_only", count(len(runs), "run"), script)
         return
     if not args.aggregate_only:
         slots = [str(i) for i in range(args.gpus)] or [None] * max(1, args.parallel)

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from wsod_mammo.detection.bootstrap import SEED, best_within, interval, resample_weights, resampled_froc
+from wsod_mammo.detection.report import count
 
 IMAGES_FILE = "detection_images.json"
 
@@ -84,7 +85,8 @@ def compare(spec_a: str, spec_b: str, default_run: Path, subset: str = "mass") -
         return f"{f['value']:.3f} [{f['low']:.3f}, {f['high']:.3f}]"
 
     return (
-        f"TPR at FPPI <= {budget:g} on {r['num_images']} {subset} images, paired bootstrap (95%):\n"
+        f"TPR at FPPI <= {budget:g} on {count(r['num_images'], 'mass image' if subset == 'mass' else 'test image')}, "
+        "paired bootstrap (95%):\n"
         f"  A {label_a}: {text(r['a'])}\n  B {label_b}: {text(r['b'])}\n"
         f"  A - B: {text(r['difference'])}; share of resamples with A <= B: {r['p_a_not_better']:.3f}\n"
     )

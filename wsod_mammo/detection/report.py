@@ -27,6 +27,11 @@ MISSING = "n/a"
 log = logging.getLogger(__name__)
 
 
+def count(n: int, noun: str) -> str:
+    """``1 run``, ``2 runs``: the messages' counts read right whatever the number."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def format_cell(tpr: float, fppi: float) -> str:
     """The study's ``TPR@FPPI`` cell, two decimals each (``0.69@0.55``); ``n/a`` when the TPR is undefined."""
     if tpr is None or math.isnan(tpr) or fppi is None or math.isnan(fppi):
@@ -247,7 +252,10 @@ def main(argv: list[str] | None = None) -> None:
         default=None,
         help="two methods A B (RUN_DIR:method or method): paired bootstrap",
     )
-    parser.add_argument("--subset", type=str, default="mass", choices=["mass", "all"], help="images compared")
+    parser.add_argument(
+        "--subset", default="mass", choices=["mass", "all"], metavar="{mass,all}",
+        help="--compare's images: mass (the mass images, as Table II) or all (every test image)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     output = None if args.output is None else Path(args.output)
     if output is not None and output.exists() and not output.is_dir():

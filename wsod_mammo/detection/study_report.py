@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from wsod_mammo.detection.report import METHOD_ORDER, plot_froc
+from wsod_mammo.detection.report import METHOD_ORDER, count, plot_froc
 from wsod_mammo.detection.study_tables import (
     SUBSET,
     best_pair,
@@ -69,9 +69,10 @@ def write_study_outputs(
         if best
         else "Best pair: none (no cell has a defined TPR)"
     )
+    seed_list = ", ".join(map(str, seeds))
     interval = "Student-t over seeds" if len(seeds) > 1 else "over images where the test report gives one"
     text = (
-        f"# Study: {len(reports)} runs (seeds {', '.join(map(str, seeds))})\n\n"
+        f"# Study: {count(len(reports), 'run')} ({'seed' if len(seeds) == 1 else 'seeds'} {seed_list})\n\n"
         f"Table I (classification, test images; mean [95% interval over seeds; with one seed, over images])\n\n"
         f"{table1_md}\n"
         f"Table II ({SUBSET} images; TPR [95% interval, {interval}] @ FPPI, means over seeds)\n\n{table2_md}\n"
