@@ -106,6 +106,15 @@ def test_study_writes_a_slurm_job_array_instead_of_running(tmp_path: Path) -> No
     assert len(list(study.glob("runs/*/run.yaml"))) == 10 and not list(study.glob("runs/*/fit.log"))
 
 
+def test_study_help_shows_what_runs_without_each_option(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit):
+        main(["study", "--help"])
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps to the terminal's width
+    for shown in ("(default: runs/study)", "(default: cam,gradcam,gradcampp,xgradcam,layercam)", "(default: 42)",
+                  "(default: 0)", "(default: 1)", "(default: local)"):  # fmt: skip
+        assert shown in text, shown
+
+
 def test_study_refuses_unknown_methods(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="--train_methods: expected a comma-separated list"):
         main(["study", "--config", "x.yaml", "--train_methods", "cam,gradcamm"])

@@ -189,16 +189,17 @@ def _test_methods(args: argparse.Namespace) -> list[str] | None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="wsod study", description=__doc__.split("\n\n")[0].replace("``", ""))
     add = parser.add_argument
+    shown = " (default: %(default)s)"  # argparse fills it in: --help says what runs without the option
     add("--config", action="append", required=True, help="YAML config(s), composed in order (e.g. configs/demo.yaml)")
-    add("--output", default="runs/study", help="the study folder: runs/, tables, FROC plots, summary.md")
-    add("--train_methods", default=",".join(METHOD_ORDER), help="train-side methods, comma-separated")
+    add("--output", default="runs/study", help="the study folder: runs/, tables, FROC plots, summary.md" + shown)
+    add("--train_methods", default=",".join(METHOD_ORDER), help="train-side methods, comma-separated" + shown)
     add("--test_methods", default=None,
         help="test-side methods, comma-separated (default: all five when running; with --aggregate_only, the "
              "methods the runs were tested with)")  # fmt: skip
-    add("--seeds", default="42", help="seeds, comma-separated (two or more give intervals over seeds)")
-    add("--gpus", type=int, default=0, help="GPUs to use, one run per GPU at a time (0: the CPU)")
-    add("--parallel", type=int, default=1, help="runs at a time on the CPU (with --gpus 0)")
-    add("--launcher", choices=("local", "slurm"), default="local", help="slurm: write a job-array script, run nothing")
+    add("--seeds", default="42", help="seeds, comma-separated; two or more give intervals over seeds" + shown)
+    add("--gpus", type=int, default=0, help="GPUs to use, one run per GPU at a time; 0: the CPU" + shown)
+    add("--parallel", type=int, default=1, help="runs at a time on the CPU, with --gpus 0" + shown)
+    add("--launcher", choices=("local", "slurm"), default="local", help="slurm: write a job-array script only" + shown)
     add("--run_index", type=int, default=None, help="run only this run of the matrix (a SLURM array task), no tables")
     add("--aggregate_only", action="store_true", help="only assemble the tables from finished runs")
     return parser
