@@ -102,6 +102,7 @@ def test_study_writes_a_slurm_job_array_instead_of_running(tmp_path: Path) -> No
     script = (study / "study.sbatch").read_text()
     assert "#SBATCH --array=0-9" in script  # 5 train methods x 2 seeds
     assert '--run_index "$SLURM_ARRAY_TASK_ID"' in script
+    assert script.count("--launcher") == 1 and "--launcher local --gpus 0" in script  # not `--launcher slurm` too
     assert f"#SBATCH --chdir={Path.cwd()}" in script  # the command's relative paths mean what they mean here
     assert len(list(study.glob("runs/*/run.yaml"))) == 10 and not list(study.glob("runs/*/fit.log"))
 

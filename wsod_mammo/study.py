@@ -165,13 +165,27 @@ def run_all(run_dirs: list[Path], slots: list[str | None], first_alone: bool = F
 def slurm_script(argv: list[str], count: int, output: Path) -> str:
     """A job-array script: array task i runs ``wsod study ... --run_index i`` on one GPU, in this working directory
     (the command's relative paths, its configs and the study folder, mean what they mean here)."""
-    command = " ".join([sys.executable, "-m", "wsod_mammo", "study", *argv])
+    command = " ".join([sys.executable, "-m", "wsod_mammo", "study", *_without_launcher(argv)])
     return (
         "#!/bin/bash\n#SBATCH --job-name=wsod-study\n"
         f"#SBATCH --array=0-{count - 1}\n#SBATCH --gres=gpu:1\n#SBATCH --cpus-per-task=8\n"
         f"#SBATCH --output={output}/slurm-%A_%a.out\n#SBATCH --chdir={Path.cwd()}\nset -euo pipefail\n"
         f'{command} --launcher local --gpus 0 --run_index "$SLURM_ARRAY_TASK_ID"\n'
     )
+
+
+def _without_launcher(argv: list[str]) -> list[str]:
+    """``argv`` less its ``--launcher X`` / ``--launcher=X``: the array task's own ``--launcher local`` would override
+    it anyway, but a script line with both reads as a mistake (an abbreviated option stays, still overridden)."""
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--launcher":
+            skip = True
+        elif not arg.startswith("--launcher="):
+            kept.append(arg)
+    return kept
 
 
 def _methods(text: str, option: str) -> list[str]:
