@@ -102,3 +102,19 @@ def test_bad_input_to_a_plain_subcommand_is_one_line_naming_it_and_the_traceback
     assert not (tmp_path / "out").exists()
     traced = subprocess.run(command, capture_output=True, text=True, timeout=120, env={**os.environ, TRACEBACK: "1"})
     assert traced.returncode == 1 and "Traceback" in traced.stderr and "ValueError: " in traced.stderr
+
+
+def test_gitignore_covers_the_readme_s_data_paths_and_no_source() -> None:
+    """The README's and configs' relative data paths hold patient images, NYU's AGPL weights and result tables:
+    a `git add .` must not pick them up; the package's own `data` folder must stay visible."""
+    import shutil
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    if shutil.which("git") is None or not (root / ".git").exists():
+        pytest.skip("not a git checkout")
+    private = ["data/vindr-mammo/a.dicom", "data/vindr-mammo-cache/manifest.json", "pretrained/sample_model_1.p",
+               "scans/a.dcm", "tables/table2.md"]  # fmt: skip
+    paths = [*private, "wsod_mammo/data/new_module.py", "tests/data/sample.csv"]
+    result = subprocess.run(["git", "check-ignore", "--no-index", *paths], cwd=root, capture_output=True, text=True)
+    assert result.stdout.split() == private
