@@ -57,7 +57,8 @@ def render_overlay(
     height, width = gray.shape
     count, dpi = 1 + len(maps), 100
     scale = MIN_LONG_SIDE / max(height, width) / dpi  # inches per image pixel: each panel's long side >= 1024 px
-    size = (count * width * scale + 1.2, height * scale + 0.7)  # + colour bar, titles and legend
+    title_lines = (title or "").count("\n")  # each line past the first takes ~0.22 inch above the panels
+    size = (count * width * scale + 1.2, height * scale + 0.7 + 0.22 * title_lines)  # + colour bar, titles, legend
     figure = Figure(figsize=size, dpi=dpi, layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.subplots(1, count, squeeze=False)[0]
