@@ -172,6 +172,20 @@ def test_predict_from_nyu_weights_without_a_checkpoint_on_png_and_dicom(
         wandb.finish()
 
 
+def test_predict_takes_a_bare_folder_and_a_folder_with_a_comma(tmp_path: Path, data_root: Path) -> None:
+    """`--data.predict_paths scans/` (a path, not a list) as users type it; a comma in a folder's name (`Doe, John`)
+    stays in the name when the path is quoted inside the list."""
+    dicom = sorted((data_root / "images").glob("*/*.dicom"))[0]
+    folder = tmp_path / "Doe, John"
+    folder.mkdir()
+    _png_of(dicom, folder / "scan.png")
+    config = str(write_config(tmp_path / "c.yaml", tiny_config(tmp_path, data_root)))
+    for paths in (str(folder), f"['{folder}']"):
+        main(["predict", "--config", config, "--ckpt_path", "untrained", "--data.predict_paths", paths])
+    runs = sorted((tmp_path / "predictions").glob("*/predictions.json"))
+    assert [[r["path"] for r in json.loads(run.read_text())] for run in runs] == [[str(folder / "scan.png")]] * 2
+
+
 def test_predict_cli_and_python_api_agree_on_dicom_and_png(tmp_path: Path, trained: Path, data_root: Path) -> None:
     """`wsod predict --ckpt_path` and `Predictor.from_checkpoint` of that checkpoint give the same probabilities and
     boxes (one code path from outputs to Predictions; they differ only in where the image is standardized)."""

@@ -286,7 +286,7 @@ class VinDrMammoDataModule(L.LightningDataModule):
         pixel_reads: PixelReads = "worker",
         copy_ahead: bool = False,
         compile_device_transform: bool = False,
-        predict_paths: list[str] | None = None,
+        predict_paths: list[str] | str | None = None,
         predict_laterality: Literal["L", "R"] | None = None,
         resize: Literal["stretch", "fit", "native"] = "stretch",
         synthesize_if_missing: str | bool | None = None,
@@ -330,7 +330,8 @@ class VinDrMammoDataModule(L.LightningDataModule):
         self.num_workers, self.persistent_workers, self.pin_memory = num_workers, persistent_workers, pin_memory
         self.prefetch_factor = prefetch_factor
         self.augmentation = augmentation or AugmentationConfig()
-        self.predict_paths, self.predict_laterality = predict_paths, predict_laterality
+        self.predict_paths = [predict_paths] if isinstance(predict_paths, str) else predict_paths
+        self.predict_laterality = predict_laterality
         if resize not in RESIZE_MODES:
             raise ValueError(f"resize: expected one of {RESIZE_MODES}, got {resize!r}")
         self.resize = resize
