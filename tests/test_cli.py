@@ -11,7 +11,9 @@ import shutil
 import struct
 import subprocess
 import sys
+import time
 import warnings
+import zlib
 from pathlib import Path
 
 import cv2
@@ -380,24 +382,43 @@ def test_device_standardization_reaches_the_model_as_worker_standardization(
 
 def read_wandb_log(path: Path) -> list:
     """The protobuf records of an offline run's ``run-*.wandb`` transaction log (a LevelDB-style record log:
-    32 KiB blocks of chunks with a 7-byte header; the format ``wandb sync`` uploads)."""
+    32 KiB blocks of chunks with a 7-byte header, CRC-32 over the chunk's type and data; the format ``wandb sync``
+    uploads). wandb 0.31 ships no Python reader (wandb-core reads it in Go). A chunk cut off by the end of the file
+    (wandb-core still writing it) ends the list; a corrupt one fails."""
     from wandb.proto import wandb_internal_pb2
 
     data, block, position, records, pending = path.read_bytes(), 32768, 7, [], b""
     assert data[:4] == b":W&B", path
     while position + 7 <= len(data):
-        if block - position % block < 7:  # block trailer too short for a header: padding
+        if block - position % block < 7:  # block trailer too short for a header: zero padding
             position += block - position % block
             continue
-        _, length, kind = struct.unpack("<IHB", data[position : position + 7])
-        chunk, position = data[position + 7 : position + 7 + length], position + 7 + length
-        if kind == 0:
-            continue
+        crc, length, kind = struct.unpack("<IHB", data[position : position + 7])
+        end = position + 7 + length
+        if end > len(data):
+            break
+        assert kind in (1, 2, 3, 4) and zlib.crc32(data[position + 6 : end]) == crc, f"{path}: bad chunk at {position}"
+        chunk, position = data[position + 7 : end], end
         pending = chunk if kind in (1, 2) else pending + chunk
         if kind in (1, 4):  # a full record, or the last chunk of one
             record = wandb_internal_pb2.Record()
             record.ParseFromString(pending)
             records.append(record)
+    return records
+
+
+def read_finished_wandb_log(path: Path, timeout: float = 60.0) -> list:
+    """The records of a finished run, up to its ``exit`` record. ``run.finish()`` returns before they are on disk:
+    it waits for wandb-core to process the exit record, then only tells the service that the run is over
+    (``ServiceConnection.inform_finish`` publishes without waiting), and wandb-core's log writer holds the records
+    in its 32 KiB block buffer until that closes the run's stream (``leveldb.Writer.Close``). Until then a run this
+    small is the file's 7-byte header alone (read at once, the log held no config record), or half written. Waits
+    for the exit record, then returns what is there."""
+    deadline = time.monotonic() + timeout
+    records = read_wandb_log(path)
+    while not any(r.HasField("exit") for r in records) and time.monotonic() < deadline:
+        time.sleep(0.05)
+        records = read_wandb_log(path)
     return records
 
 
@@ -429,8 +450,10 @@ def test_wandb_offline_run_holds_the_config_and_the_metrics(
     monkeypatch.setenv("WANDB_MODE", "offline")
     main(["fit", "--config", str(write_config(tmp_path / "c.yaml", tiny_config(tmp_path, data_root)))])
     (log,) = list((tmp_path / "runs" / "wandb").glob("offline-run-*/run-*.wandb"))
-    records = read_wandb_log(log)
+    records = read_finished_wandb_log(log)
+    assert any(r.HasField("exit") for r in records), f"{log}: no exit record 60 s after the fit"
     config = {_key(i): json.loads(i.value_json) for r in records if r.HasField("config") for i in r.config.update}
+    assert "config" in config, f"{log}: no config record holds the resolved config ({sorted(config)})"
     resolved = yaml.safe_load(config["config"])
     assert resolved["model"]["init_args"]["train_saliency"] == "cam"
     assert resolved["data"]["init_args"]["data_root"] == str(data_root)
