@@ -17,9 +17,11 @@ class OfflineWandbLogger(WandbLogger):
     ``WANDB_MODE=disabled``; here the environment wins. Checkpoints are never uploaded offline
     (``log_model`` must stay false there). Set ``offline: false`` in YAML to sync runs live. The run is finished
     when the Trainer finalizes the logger, so the next command in the same process (a notebook, the tests) gets
-    a run and a directory of its own instead of silently appending to this one. ``group`` defaults to the name
-    of ``save_dir``, so a fit and the tests of its checkpoints share a W&B group. W&B's own terminal output is
-    ``quiet`` unless ``settings`` says otherwise.
+    a run and a directory of its own instead of silently appending to this one (W&B's service process writes an
+    offline run's ``run-*.wandb`` file just after ``finish`` returns, and at the latest when the process exits:
+    read in the same process, wait for its ``exit`` record). ``group`` defaults to the name of ``save_dir``, so a
+    fit and the tests of its checkpoints share a W&B group. W&B's own terminal output is ``quiet`` unless
+    ``settings`` says otherwise.
     """
 
     def __init__(
