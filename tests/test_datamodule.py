@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import re
 import shutil
@@ -62,6 +63,31 @@ def test_one_batch_per_stage(synthetic_root: Path, workers: int) -> None:
     _check_batch(next(iter(dm.test_dataloader())), 2)
     dm.setup("predict")
     _check_batch(next(iter(dm.predict_dataloader())), 2)
+
+
+def _parent_pid(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="reads parent pids from /proc")
+@pytest.mark.parametrize("start", ["forkserver", "fork"])
+def test_workers_start_outside_the_training_process_unless_told_to_fork(synthetic_root: Path, start: str) -> None:
+    """A worker forked from the training process inherits every lock its other threads (W&B's, Lightning's DDP
+    observer) held at that instant, and can hang before its first sample, as a DDP rank's worker once did in CI.
+    By default the workers come from a fork server instead; ``worker_start: fork`` still forks, when asked."""
+    dm = _dm(synthetic_root, num_workers=2, worker_start=start) if start != "forkserver" else _dm(
+        synthetic_root, num_workers=2)  # fmt: skip
+    dm.setup("fit")
+    batches = iter(dm.train_dataloader())
+    _check_batch(next(batches), 3)
+    parents = {_parent_pid(worker.pid) for worker in batches._workers}
+    assert (parents == {os.getpid()}) == (start == "fork"), parents
+    _check_batch(next(iter(dm.val_dataloader())), 3)
+
+
+def test_an_unknown_worker_start_names_the_option(synthetic_root: Path) -> None:
+    with pytest.raises(ValueError, match=r"data.worker_start: expected one of .*forkserver.*found 'threads'"):
+        _dm(synthetic_root, worker_start="threads")
 
 
 def test_eval_boxes_map_back_to_csv_and_cache_agrees(synthetic_root: Path, tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ _EXPORTS = {
     "VinDrMammoDataModule": "wsod_mammo.data.datamodule",
     "boxes_to_input": "wsod_mammo.data.geometry",
     "boxes_to_original": "wsod_mammo.data.geometry",
-    "collate_samples": "wsod_mammo.data.datamodule",
+    "collate_samples": "wsod_mammo.data.dataset",
     "make_synthetic_dataset": "wsod_mammo.data.synthetic",
 }
 

@@ -16,26 +16,31 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import cv2
 import lightning as L
-import numpy as np
 import torch
 from lightning.fabric.utilities import move_data_to_device
-from torch.utils.data import DataLoader, Dataset, default_collate, get_worker_info
+from torch.utils.data import DataLoader, Dataset
 
+from wsod_mammo.data.dataset import (
+    Missing,
+    PixelReads,
+    VinDrDataset,
+    WorkerStart,
+    collate_samples,
+    seed_worker,
+    worker_context,
+)
 from wsod_mammo.data.device_augment import DeviceAugmentTransform, compiled_device_transform, device_transform
-from wsod_mammo.data.dicom import DicomError
-from wsod_mammo.data.geometry import RESIZE_MODES, Geometry, boxes_to_input, clip_boxes
-from wsod_mammo.data.images import load_input_image
-from wsod_mammo.data.pixel_reads import PixelBatch, PixelRef, pixel_ref, read_pixel_batch, staged_pixels_ready
+from wsod_mammo.data.geometry import RESIZE_MODES
+from wsod_mammo.data.pixel_reads import read_pixel_batch, staged_pixels_ready
 from wsod_mammo.data.predict_data import PredictDataset, expand_predict_paths
-from wsod_mammo.data.prepare import load_manifest, read_cached, read_padding
-from wsod_mammo.data.sampling import EpochShuffleSampler, SampleKey
-from wsod_mammo.data.transforms import AugmentationConfig, BoxTransform, stack_padding
+from wsod_mammo.data.prepare import load_manifest
+from wsod_mammo.data.sampling import EpochShuffleSampler
+from wsod_mammo.data.transforms import AugmentationConfig, BoxTransform
 from wsod_mammo.data.vindr import (
     FINDING_CSV,
     ImageRecord,
@@ -48,154 +53,9 @@ from wsod_mammo.data.vindr import (
 )
 
 log = logging.getLogger(__name__)
-Missing = Literal["error", "skip"]
 StandardizeOn = Literal["worker", "device"]
 AugmentOn = Literal["worker", "device"]
-PixelReads = Literal["worker", "main"]
 _NO_TENSORS = frozenset({"image_id", "meta"})  # batch keys that never hold a tensor: nothing to move to the device
-
-
-class _PickledByValue:
-    """A small tensor that crosses a worker's queue inside the pickle, as bytes, and arrives as a plain tensor.
-
-    The queue's pickler moves any tensor into shared memory and sends its file descriptor, which the receiving
-    thread (the pin-memory thread on a GPU, else the main one) fetches from the worker's resource-sharer thread: a
-    round trip that waits for the worker's GIL. Worth it for an image, megabytes; for a training batch's fourteen
-    small tensors it was 5.4-10.3 ms a batch of six on the 2-core CPU against 0.5-0.7 ms by value
-    (``bench_loader.py``'s hand-over row).
-    """
-
-    __slots__ = ("tensor",)
-
-    def __init__(self, tensor: torch.Tensor) -> None:
-        self.tensor = tensor
-
-    def __reduce__(self) -> tuple[Any, tuple[np.ndarray]]:
-        return torch.from_numpy, (self.tensor.numpy(),)
-
-
-def collate_samples(
-    samples: list[dict[str, Any]], copy_ahead: bool = False, by_value: bool | None = None
-) -> dict[str, Any]:
-    """Stack images ``(N, 1, H, W)`` and labels ``(N, C)``; keep boxes, box labels, ids and meta as lists.
-
-    Images are stacked by ``default_collate``, which inside a worker writes the batch straight into shared memory:
-    ``torch.stack`` would build it in private memory and the queue would copy it again (68 MB per batch of six
-    2944 x 1920 images; 1.4x the loader's images/s with two workers, ``bench_loader.py``'s transfer rows).
-    The small tensors (labels, ``theta``, boxes, box labels) cross a worker's queue by value (``_PickledByValue``):
-    ``by_value`` None does so when this runs in a DataLoader worker; they arrive as plain tensors either way.
-    ``padding (N, 1, H, W)`` bool when any sample has a padding mask (all False for those without), else absent.
-    Images sent as ``PixelRef`` (``pixel_reads: main``) make a ``PixelBatch``, read later in the main process (and
-    copied to the GPU by the pin-memory thread with ``copy_ahead``).
-    """
-    if by_value is None:
-        by_value = get_worker_info() is not None
-    small = _PickledByValue if by_value else lambda tensor: tensor
-    images = [s["image"] for s in samples]
-    batch = {
-        "image": PixelBatch(images, copy_ahead)
-        if any(isinstance(i, PixelRef) for i in images)
-        else default_collate(images),
-        "label": small(torch.stack([torch.as_tensor(s["label"]) for s in samples])),
-        "boxes": [small(s["boxes"]) for s in samples],
-        "box_labels": [small(s["box_labels"]) for s in samples],
-        "image_id": [s["image_id"] for s in samples],
-        "meta": [s["meta"] for s in samples],
-    }
-    if "theta" in samples[0]:
-        batch["theta"] = small(torch.stack([s["theta"] for s in samples]))
-    padding = stack_padding([s.get("padding") for s in samples])
-    return batch if padding is None else batch | {"padding": padding}
-
-
-class VinDrDataset(Dataset):
-    """Selected VinDr records -> samples, from the prepared cache where it has the image, else the DICOM."""
-
-    def __init__(
-        self,
-        records: Sequence[ImageRecord],
-        classes: Sequence[str],
-        transform: BoxTransform | DeviceAugmentTransform,
-        crop_breast: bool = True,
-        cache: tuple[Path, dict[str, Any]] | None = None,
-        missing: Missing = "error",
-        resize: str = "stretch",
-        pixel_reads: PixelReads = "worker",
-    ):
-        self.records, self.classes, self.transform = list(records), list(classes), transform
-        self.crop_breast, self.cache, self.missing, self.resize = crop_breast, cache, missing, resize
-        # a cached image the transform leaves as it is travels as its file location, read by the main process
-        self.send_refs = pixel_reads == "main" and getattr(transform, "keeps_pixels", False)
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def _load(self, record: ImageRecord) -> tuple[np.ndarray, Geometry, np.ndarray | None]:
-        """The input-frame image, its geometry and its padding mask (None without padding, as in older caches)."""
-        if self.cache is not None and record.image_id in self.cache[1]["images"]:
-            entry = self.cache[1]["images"][record.image_id]
-            # uint16 as cached: augmentation and standardization both take it as it is (no float32 pass)
-            image = read_cached(self.cache[0] / entry["file"], raw=True)
-            padding = read_padding(self.cache[0] / entry["padding"]) if entry.get("padding") else None
-            return image, Geometry.from_dict(entry["geometry"]), padding
-        size = (record.height, record.width)
-        image, geometry, _, padding = load_input_image(
-            record.path, record.laterality, self.transform.input_size, self.crop_breast, size, self.resize
-        )
-        return image, geometry, padding
-
-    def __getitem__(self, key: int | SampleKey) -> dict[str, Any]:
-        """``key`` is an index, or ``(index, augmentation_seed)`` from :class:`EpochShuffleSampler`."""
-        index = key
-        if isinstance(key, tuple):
-            index, augmentation_seed = key
-            self.transform.set_seed(augmentation_seed)
-        for attempt in range(len(self.records)):
-            record = self.records[(index + attempt) % len(self.records)]
-            try:
-                image, geometry, padding = self._load(record)
-                break
-            except (DicomError, OSError, ValueError) as err:
-                if self.missing == "error":
-                    raise
-                log.warning("missing=skip: skipping unreadable image %s (%s)", record.image_id, err)
-        else:
-            raise RuntimeError("missing=skip: no readable image left in the dataset")
-        boxes, box_labels = record.boxes(self.classes)
-        boxes = np.asarray(boxes_to_input(boxes, geometry), np.float32)  # (M, 4) input frame
-        boxes, keep = clip_boxes(boxes, geometry.out_height, geometry.out_width)
-        if self.send_refs:
-            image = pixel_ref(image) or image
-        out = self.transform.apply(image, boxes, box_labels[keep], padding)  # + theta with augment_on: device
-        meta = {
-            "study_id": record.study_id,
-            "series_id": record.series_id,
-            "laterality": record.laterality,
-            "view": record.view,
-            "split": record.split,
-            "path": str(record.path),
-            "geometry": geometry.to_dict(),
-            "error": None,
-        }
-        label = torch.from_numpy(record.label(self.classes))
-        return out | {"label": label, "image_id": record.image_id, "meta": meta}
-
-
-def seed_worker(worker_id: int) -> None:
-    """Give each dataloader worker its own augmentation stream, derived from torch's seeded worker seed.
-
-    Also one OpenCV and one torch thread per worker: N workers already use N cores, and each library's own
-    thread pool per worker would make them fight over the same cores (measured: +16% with 12 workers).
-    ``_loader`` sets OpenCV's count in the parent before the workers fork: calling ``cv2.setNumThreads`` in a
-    forked child whose parent had started OpenCV's pool can deadlock (the pool's threads do not survive fork).
-    """
-    if cv2.getNumThreads() != 1:
-        cv2.setNumThreads(1)
-    torch.set_num_threads(1)
-    info = get_worker_info()
-    transform = getattr(info.dataset, "transform", None) if info is not None else None
-    if isinstance(transform, (BoxTransform, DeviceAugmentTransform)):
-        transform.set_seed(int(info.seed % 2**32))
 
 
 def check_loader_options(val_fraction: float, batch_size: int, eval_batch_size: int | None, num_workers: int) -> None:
@@ -229,6 +89,11 @@ class VinDrMammoDataModule(L.LightningDataModule):
         seed: seed of negative sampling, the validation split, shuffling and augmentation.
         augmentation: training augmentation (``enabled: false`` switches it off); default ``AugmentationConfig()``.
         prefetch_factor: batches each worker loads ahead (PyTorch's default, 2, when None).
+        worker_start: how the ``num_workers`` processes start. ``forkserver`` (the default) forks them from a
+            single-threaded server that has imported the dataset code once (a one-off 3-7 s per training process,
+            ``bench_loader.py --worker_start``); ``fork`` copies the training process itself, instant, but with its
+            threads' locks as they are (W&B's, Lightning's, the pin-memory thread's), which can hang a worker at
+            start; ``spawn`` starts each worker as a fresh interpreter (``data/dataset.py``, ``worker_context``).
         missing: ``error`` stops on a missing or unreadable image; ``skip`` logs and leaves it out.
         standardize_on: ``worker`` standardizes each image in the dataloader worker (float32 batches);
             ``device`` ships uint16 batches (half the bytes to pin and copy) and standardizes them on the
@@ -277,6 +142,7 @@ class VinDrMammoDataModule(L.LightningDataModule):
         eval_batch_size: int | None = None,
         num_workers: int = 4,
         persistent_workers: bool = True,
+        worker_start: WorkerStart = "forkserver",
         pin_memory: bool = True,
         prefetch_factor: int | None = None,
         augmentation: AugmentationConfig | None = None,
@@ -328,6 +194,8 @@ class VinDrMammoDataModule(L.LightningDataModule):
         self.val_fraction, self.seed, self.missing = val_fraction, seed, missing
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
         self.num_workers, self.persistent_workers, self.pin_memory = num_workers, persistent_workers, pin_memory
+        self.worker_start = worker_start
+        worker_context(worker_start)  # an unknown or unavailable method is refused here, before any run starts
         self.prefetch_factor = prefetch_factor
         self.augmentation = augmentation or AugmentationConfig()
         self.predict_paths = [predict_paths] if isinstance(predict_paths, str) else predict_paths
@@ -448,7 +316,7 @@ class VinDrMammoDataModule(L.LightningDataModule):
                 f"{self.normal_max_birads} (val_fraction={self.val_fraction})"
             )
         workers = self.num_workers
-        if workers > 0:  # the workers inherit it (see seed_worker); this process does no cv2 work meanwhile
+        if workers > 0 and self.worker_start == "fork":  # forked workers inherit it (see seed_worker)
             cv2.setNumThreads(1)
         # Training order and augmentation follow (seed, epoch) alone, so `--ckpt_path last` resumes exactly.
         sampler = EpochShuffleSampler(len(self.datasets[name]), self.seed) if shuffle else None
@@ -461,6 +329,7 @@ class VinDrMammoDataModule(L.LightningDataModule):
             persistent_workers=self.persistent_workers and workers > 0,
             pin_memory=self.pin_memory and torch.cuda.is_available(),
             prefetch_factor=self.prefetch_factor if workers > 0 else None,
+            multiprocessing_context=worker_context(self.worker_start) if workers > 0 else None,
             collate_fn=functools.partial(collate_samples, copy_ahead=self.copy_ahead),
             worker_init_fn=seed_worker,
             generator=torch.Generator().manual_seed(self.seed),

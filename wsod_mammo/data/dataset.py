@@ -1,0 +1,204 @@
+"""What runs in the DataLoader workers: the dataset, the collate function and the worker's setup.
+
+Kept free of Lightning (6.7 s to import on a 2-core CPU against 3.4 s for torch, OpenCV, albumentations and
+pydicom together), because workers are started from a fork server that imports this module once, not from the
+training process itself (``worker_context``).
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+from collections.abc import Sequence
+from multiprocessing.context import BaseContext
+from pathlib import Path
+from typing import Any, Literal
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset, default_collate, get_worker_info
+
+from wsod_mammo.data.device_augment import DeviceAugmentTransform
+from wsod_mammo.data.dicom import DicomError
+from wsod_mammo.data.geometry import Geometry, boxes_to_input, clip_boxes
+from wsod_mammo.data.images import load_input_image
+from wsod_mammo.data.pixel_reads import PixelBatch, PixelRef, pixel_ref
+from wsod_mammo.data.prepare import read_cached, read_padding
+from wsod_mammo.data.sampling import SampleKey
+from wsod_mammo.data.transforms import BoxTransform, stack_padding
+from wsod_mammo.data.vindr import ImageRecord
+
+log = logging.getLogger(__name__)
+Missing = Literal["error", "skip"]
+PixelReads = Literal["worker", "main"]
+WorkerStart = Literal["forkserver", "fork", "spawn"]
+WORKER_START_METHODS = ("forkserver", "fork", "spawn")
+
+
+def worker_context(start: WorkerStart) -> BaseContext:
+    """The multiprocessing context the DataLoader starts its workers with.
+
+    ``fork`` copies the training process, threads' locks included, while its other threads run: W&B's, Lightning's
+    DDP observer, the pin-memory thread. A lock one of them holds at that instant stays held forever in the copy,
+    and the worker hangs before its first sample (seen once in CI: a DDP rank's worker stuck in ``os.fork()``
+    beside W&B's threads; Python 3.12 warns about forking a multi-threaded process, 3.14 stopped defaulting to it).
+    ``forkserver`` forks the workers from a single-threaded server process started once per training process, which
+    imports this module (and ``__main__``, as Python's default does) before its first fork, so each worker starts
+    with torch and OpenCV loaded. ``spawn`` starts each worker as a fresh interpreter.
+    """
+    if start not in WORKER_START_METHODS:
+        raise ValueError(f"data.worker_start: expected one of {WORKER_START_METHODS}, found {start!r}")
+    if start not in multiprocessing.get_all_start_methods():
+        raise ValueError(
+            f"data.worker_start: {start!r} is not available on this platform "
+            f"(available: {multiprocessing.get_all_start_methods()})"
+        )
+    context = multiprocessing.get_context(start)
+    if start == "forkserver":
+        context.set_forkserver_preload(["__main__", __name__])  # no effect once this process's server runs
+    return context
+
+
+class _PickledByValue:
+    """A small tensor that crosses a worker's queue inside the pickle, as bytes, and arrives as a plain tensor.
+
+    The queue's pickler moves any tensor into shared memory and sends its file descriptor, which the receiving
+    thread (the pin-memory thread on a GPU, else the main one) fetches from the worker's resource-sharer thread: a
+    round trip that waits for the worker's GIL. Worth it for an image, megabytes; for a training batch's fourteen
+    small tensors it was 5.4-10.3 ms a batch of six on the 2-core CPU against 0.5-0.7 ms by value
+    (``bench_loader.py``'s hand-over row).
+    """
+
+    __slots__ = ("tensor",)
+
+    def __init__(self, tensor: torch.Tensor) -> None:
+        self.tensor = tensor
+
+    def __reduce__(self) -> tuple[Any, tuple[np.ndarray]]:
+        return torch.from_numpy, (self.tensor.numpy(),)
+
+
+def collate_samples(
+    samples: list[dict[str, Any]], copy_ahead: bool = False, by_value: bool | None = None
+) -> dict[str, Any]:
+    """Stack images ``(N, 1, H, W)`` and labels ``(N, C)``; keep boxes, box labels, ids and meta as lists.
+
+    Images are stacked by ``default_collate``, which inside a worker writes the batch straight into shared memory:
+    ``torch.stack`` would build it in private memory and the queue would copy it again (68 MB per batch of six
+    2944 x 1920 images; 1.4x the loader's images/s with two workers, ``bench_loader.py``'s transfer rows).
+    The small tensors (labels, ``theta``, boxes, box labels) cross a worker's queue by value (``_PickledByValue``):
+    ``by_value`` None does so when this runs in a DataLoader worker; they arrive as plain tensors either way.
+    ``padding (N, 1, H, W)`` bool when any sample has a padding mask (all False for those without), else absent.
+    Images sent as ``PixelRef`` (``pixel_reads: main``) make a ``PixelBatch``, read later in the main process (and
+    copied to the GPU by the pin-memory thread with ``copy_ahead``).
+    """
+    if by_value is None:
+        by_value = get_worker_info() is not None
+    small = _PickledByValue if by_value else lambda tensor: tensor
+    images = [s["image"] for s in samples]
+    batch = {
+        "image": PixelBatch(images, copy_ahead)
+        if any(isinstance(i, PixelRef) for i in images)
+        else default_collate(images),
+        "label": small(torch.stack([torch.as_tensor(s["label"]) for s in samples])),
+        "boxes": [small(s["boxes"]) for s in samples],
+        "box_labels": [small(s["box_labels"]) for s in samples],
+        "image_id": [s["image_id"] for s in samples],
+        "meta": [s["meta"] for s in samples],
+    }
+    if "theta" in samples[0]:
+        batch["theta"] = small(torch.stack([s["theta"] for s in samples]))
+    padding = stack_padding([s.get("padding") for s in samples])
+    return batch if padding is None else batch | {"padding": padding}
+
+
+class VinDrDataset(Dataset):
+    """Selected VinDr records -> samples, from the prepared cache where it has the image, else the DICOM."""
+
+    def __init__(
+        self,
+        records: Sequence[ImageRecord],
+        classes: Sequence[str],
+        transform: BoxTransform | DeviceAugmentTransform,
+        crop_breast: bool = True,
+        cache: tuple[Path, dict[str, Any]] | None = None,
+        missing: Missing = "error",
+        resize: str = "stretch",
+        pixel_reads: PixelReads = "worker",
+    ):
+        self.records, self.classes, self.transform = list(records), list(classes), transform
+        self.crop_breast, self.cache, self.missing, self.resize = crop_breast, cache, missing, resize
+        # a cached image the transform leaves as it is travels as its file location, read by the main process
+        self.send_refs = pixel_reads == "main" and getattr(transform, "keeps_pixels", False)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def _load(self, record: ImageRecord) -> tuple[np.ndarray, Geometry, np.ndarray | None]:
+        """The input-frame image, its geometry and its padding mask (None without padding, as in older caches)."""
+        if self.cache is not None and record.image_id in self.cache[1]["images"]:
+            entry = self.cache[1]["images"][record.image_id]
+            # uint16 as cached: augmentation and standardization both take it as it is (no float32 pass)
+            image = read_cached(self.cache[0] / entry["file"], raw=True)
+            padding = read_padding(self.cache[0] / entry["padding"]) if entry.get("padding") else None
+            return image, Geometry.from_dict(entry["geometry"]), padding
+        size = (record.height, record.width)
+        image, geometry, _, padding = load_input_image(
+            record.path, record.laterality, self.transform.input_size, self.crop_breast, size, self.resize
+        )
+        return image, geometry, padding
+
+    def __getitem__(self, key: int | SampleKey) -> dict[str, Any]:
+        """``key`` is an index, or ``(index, augmentation_seed)`` from :class:`EpochShuffleSampler`."""
+        index = key
+        if isinstance(key, tuple):
+            index, augmentation_seed = key
+            self.transform.set_seed(augmentation_seed)
+        for attempt in range(len(self.records)):
+            record = self.records[(index + attempt) % len(self.records)]
+            try:
+                image, geometry, padding = self._load(record)
+                break
+            except (DicomError, OSError, ValueError) as err:
+                if self.missing == "error":
+                    raise
+                log.warning("missing=skip: skipping unreadable image %s (%s)", record.image_id, err)
+        else:
+            raise RuntimeError("missing=skip: no readable image left in the dataset")
+        boxes, box_labels = record.boxes(self.classes)
+        boxes = np.asarray(boxes_to_input(boxes, geometry), np.float32)  # (M, 4) input frame
+        boxes, keep = clip_boxes(boxes, geometry.out_height, geometry.out_width)
+        if self.send_refs:
+            image = pixel_ref(image) or image
+        out = self.transform.apply(image, boxes, box_labels[keep], padding)  # + theta with augment_on: device
+        meta = {
+            "study_id": record.study_id,
+            "series_id": record.series_id,
+            "laterality": record.laterality,
+            "view": record.view,
+            "split": record.split,
+            "path": str(record.path),
+            "geometry": geometry.to_dict(),
+            "error": None,
+        }
+        label = torch.from_numpy(record.label(self.classes))
+        return out | {"label": label, "image_id": record.image_id, "meta": meta}
+
+
+def seed_worker(worker_id: int) -> None:
+    """Give each dataloader worker its own augmentation stream, derived from torch's seeded worker seed.
+
+    Also one OpenCV and one torch thread per worker: N workers already use N cores, and each library's own
+    thread pool per worker would make them fight over the same cores (measured: +16% with 12 workers).
+    Workers from the fork server set it here (the server never ran OpenCV's pool); with ``worker_start: fork``,
+    ``_loader`` sets it in the parent before the fork instead: calling ``cv2.setNumThreads`` in a forked child whose
+    parent had started OpenCV's pool can deadlock (the pool's threads do not survive fork).
+    """
+    if cv2.getNumThreads() != 1:
+        cv2.setNumThreads(1)
+    torch.set_num_threads(1)
+    info = get_worker_info()
+    transform = getattr(info.dataset, "transform", None) if info is not None else None
+    if isinstance(transform, (BoxTransform, DeviceAugmentTransform)):
+        transform.set_seed(int(info.seed % 2**32))
