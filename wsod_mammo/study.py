@@ -162,13 +162,13 @@ def run_all(run_dirs: list[Path], slots: list[str | None], first_alone: bool = F
         return first + list(pool.map(task, run_dirs))
 
 
-def slurm_script(argv: list[str], count: int, output: Path) -> str:
+def slurm_script(argv: list[str], n_runs: int, output: Path) -> str:
     """A job-array script: array task i runs ``wsod study ... --run_index i`` on one GPU, in this working directory
     (the command's relative paths, its configs and the study folder, mean what they mean here)."""
     command = " ".join([sys.executable, "-m", "wsod_mammo", "study", *_without_launcher(argv)])
     return (
         "#!/bin/bash\n#SBATCH --job-name=wsod-study\n"
-        f"#SBATCH --array=0-{count - 1}\n#SBATCH --gres=gpu:1\n#SBATCH --cpus-per-task=8\n"
+        f"#SBATCH --array=0-{n_runs - 1}\n#SBATCH --gres=gpu:1\n#SBATCH --cpus-per-task=8\n"
         f"#SBATCH --output={output}/slurm-%A_%a.out\n#SBATCH --chdir={Path.cwd()}\nset -euo pipefail\n"
         f'{command} --launcher local --gpus 0 --run_index "$SLURM_ARRAY_TASK_ID"\n'
     )
