@@ -222,13 +222,16 @@ def test_overlay_titles_name_the_whole_image_id_and_fit_the_panel(
     assert short[0] != short[1] and all(s.startswith("1.2.840.") and len(s) == 40 for s in short)
     assert short[0].endswith(".320.1") and short_id("studyA/IMG0001") == "studyA/IMG0001"
 
-    picture = render_overlay(
-        torch.randn(4096, 1024), torch.zeros(0, 4), {"cam": torch.rand(4096, 1024)}, {}, f"{short[0]}\np(Mass) = 0.73"
-    )
+    # uniform panels, all dark, so that their edges are found exactly (random pixels made them flaky)
+    flat = torch.zeros(4096, 1024)
+    picture = render_overlay(flat, torch.zeros(0, 4), {"cam": flat}, {}, f"{short[0]}\np(Mass) = 0.73")
     dark = picture.min(axis=2) < 128  # title text, and the panels' pixels
-    left = int(np.argmax(dark[picture.shape[0] // 2]))  # the first panel's left edge, on the middle row
-    top = int(np.argmax(dark[:, left + 5]))  # its top edge
-    assert left > 5 and top > 10 and dark[:top, : left - 1].sum() == 0, "the title runs past the panel's left edge"
+    middle = picture.shape[0] // 2
+    left = int(np.argmax(dark[middle]))  # the first panel's left edge, on the middle row
+    column = dark[: middle + 1, left + 5][::-1]
+    top = middle + 1 - int(np.argmin(column))  # its top edge: the first light pixel going up from the middle
+    assert left > 5 and top > 10 and dark[:top, left + 5 :].any(), (left, top)  # a title above the panel
+    assert dark[:top, :left].sum() == 0, "the title runs past the panel's left edge"
 
 
 def test_view_comes_from_the_dicom_and_is_empty_for_png(synthetic_root: Path, tmp_path: Path) -> None:
