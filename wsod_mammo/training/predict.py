@@ -130,8 +130,7 @@ class PredictionWriter(BasePredictionWriter):
         return path
 
     def on_predict_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        csv_path = self._write_rows(trainer)
-        failed = sum(1 for r in self._records if r.get("error"))
+        csv_path, failed = self._write_rows(trainer)
         log.info("predictions for %d images (%d unreadable) in %s", len(self._records), failed, self.run_dir)
         readable, where = len(self._records) - failed, str(csv_path)
         if trainer.world_size > 1:  # every rank decides alike (a rank raising alone would leave the others waiting)
@@ -148,16 +147,16 @@ class PredictionWriter(BasePredictionWriter):
         writes the rows of the images finished so far: their overlays are already on disk."""
         if not self._open:
             return  # no predict run started, or its rows are already written (on_predict_end's own error)
-        self._write_rows(trainer)
+        _, failed = self._write_rows(trainer)
         how = "interrupted" if isinstance(exception, KeyboardInterrupt) else f"stopped by {type(exception).__name__}"
-        failed = sum(1 for r in self._records if r.get("error"))
         log.warning(
             "predict %s after %d images: their predictions (%d unreadable) are in %s",
             how, len(self._records), failed, self.run_dir,
         )  # fmt: skip
 
-    def _write_rows(self, trainer: Trainer) -> Path:
-        """``predictions[.rankN].json`` and ``.csv`` of the rows so far (each rank its own under DDP) -> the CSV."""
+    def _write_rows(self, trainer: Trainer) -> tuple[Path, int]:
+        """``predictions[.rankN].json`` and ``.csv`` of the rows so far (each rank its own under DDP) -> the CSV and
+        how many of the rows are unreadable inputs."""
         suffix = f".rank{trainer.global_rank}" if trainer.world_size > 1 else ""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         json_path = self.run_dir / f"predictions{suffix}.json"
@@ -169,7 +168,7 @@ class PredictionWriter(BasePredictionWriter):
             for row in _csv_rows(self._records):
                 writer.writerow(row)
         self._open = False
-        return csv_path
+        return csv_path, sum(1 for r in self._records if r.get("error"))
 
 
 def batch_predictions(
