@@ -90,8 +90,8 @@ class VinDrMammoDataModule(L.LightningDataModule):
         augmentation: training augmentation (``enabled: false`` switches it off); default ``AugmentationConfig()``.
         prefetch_factor: batches each worker loads ahead (PyTorch's default, 2, when None).
         worker_start: how the ``num_workers`` processes start. ``forkserver`` (the default) forks them from a
-            single-threaded server that has imported the dataset code once (a one-off 3-7 s per training process,
-            ``bench_loader.py --worker_start``); ``fork`` copies the training process itself, instant, but with its
+            single-threaded server that has imported the dataset code once (a one-off 2.8 s per training process on
+            a 2-core CPU, ``bench_worker_start.py``); ``fork`` copies the training process itself, instant, but with its
             threads' locks as they are (W&B's, Lightning's, the pin-memory thread's), which can hang a worker at
             start; ``spawn`` starts each worker as a fresh interpreter (``data/dataset.py``, ``worker_context``).
         missing: ``error`` stops on a missing or unreadable image; ``skip`` logs and leaves it out.
