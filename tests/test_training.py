@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -100,12 +101,17 @@ def test_validation_steps_return_the_requested_maps_from_their_own_pass() -> Non
     torch.testing.assert_close(outputs["maps"]["gradcam"], module.saliency_maps(batch["image"], ["gradcam"])["gradcam"])
 
 
-def test_wandb_logger_is_offline_by_default_and_honours_disabled(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_wandb_logger_is_offline_by_default_and_honours_disabled_and_online(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("WANDB_MODE", raising=False)
     assert OfflineWandbLogger(save_dir=str(tmp_path))._offline is True
     monkeypatch.setenv("WANDB_MODE", "disabled")
     logger = OfflineWandbLogger(save_dir=str(tmp_path))
     assert logger._offline is False and logger._wandb_init["mode"] == "disabled"
+    monkeypatch.setenv("WANDB_MODE", "online")  # the opt-in W&B's own offline banner suggests
+    logger = OfflineWandbLogger(save_dir=str(tmp_path))
+    assert logger._offline is False and logger._wandb_init.get("mode") in (None, "online")
     with pytest.raises(ValueError, match="log_model"):
         monkeypatch.delenv("WANDB_MODE")
         OfflineWandbLogger(save_dir=str(tmp_path), log_model=True)

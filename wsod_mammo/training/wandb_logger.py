@@ -14,7 +14,8 @@ class OfflineWandbLogger(WandbLogger):
     """``WandbLogger`` that runs offline by default and honours ``WANDB_MODE=disabled``.
 
     Lightning's logger sets ``WANDB_MODE=dryrun`` whenever ``offline=True``, which would override a user's
-    ``WANDB_MODE=disabled``; here the environment wins. Checkpoints are never uploaded offline
+    ``WANDB_MODE=disabled``; here the environment wins: ``disabled`` turns W&B off, ``online`` syncs live (what
+    W&B's offline banner tells users to set, which used to change nothing). Checkpoints are never uploaded offline
     (``log_model`` must stay false there). Set ``offline: false`` in YAML to sync runs live. The run is finished
     when the Trainer finalizes the logger, so the next command in the same process (a notebook, the tests) gets
     a run and a directory of its own instead of silently appending to this one (W&B's service process writes an
@@ -33,9 +34,12 @@ class OfflineWandbLogger(WandbLogger):
         log_model: bool | str = False,
         **kwargs: Any,
     ) -> None:
-        if os.environ.get("WANDB_MODE", "").lower() == "disabled":
+        environment = os.environ.get("WANDB_MODE", "").lower()
+        if environment == "disabled":
             offline = False
             kwargs["mode"] = "disabled"
+        elif environment in ("online", "run"):  # an explicit opt-in, the one W&B's own offline banner suggests
+            offline = False
         elif offline:
             # Explicit (LightningCLI passes mode: null): wandb's process-wide settings may hold an older mode.
             kwargs["mode"] = kwargs.get("mode") or "offline"
