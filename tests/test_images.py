@@ -84,7 +84,8 @@ def test_a_dicom_tagged_r_with_its_breast_on_the_left_warns_once_and_keeps_the_t
     ds.ImageLaterality = "R"
     ds.save_as(tmp_path / "mirrored.dcm")
     with caplog.at_level(logging.WARNING, logger="wsod_mammo.data.images"):
-        _, geometry, side, source, _ = load_padded(tmp_path / "mirrored.dcm", SIZE)
+        loaded = load_padded(tmp_path / "mirrored.dcm", SIZE)
+        geometry, side, source = loaded.geometry, loaded.laterality, loaded.laterality_source
         load_padded(record.path, SIZE)  # tag and content agree: no warning
         load_input_image(tmp_path / "mirrored.dcm", None, SIZE)  # training and wsod prepare: no warning per image
     assert (side, source, geometry.flip) == ("R", "dicom", True)  # the tag is kept, not silently overridden

@@ -239,7 +239,7 @@ def test_predictor_leaves_dicom_padding_out_of_the_standardization(predictor: Pr
     predictor.module.evaluate = spy
     try:
         for record in load_records(padded_root):
-            _, _, _, _, padding = load_padded(record.path, SIZE)
+            padding = load_padded(record.path, SIZE).padding
             if padding is not None:
                 break
         predictor(record.path)

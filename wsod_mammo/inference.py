@@ -293,7 +293,7 @@ class Predictor:
         unreadable with ``errors="report"``: its Prediction."""
         source = str(item) if not isinstance(item, np.ndarray) else f"array {index}"
         try:
-            image, geometry, side_out, side_source, padding = load_padded(
+            image, geometry, side_out, side_source, padding, _ = load_padded(
                 item, self.input_size, side, self.crop_breast, self.resize, name=source
             )
         except Exception as err:  # with errors="report" no input may cost the others their results

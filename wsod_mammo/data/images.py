@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -176,7 +177,18 @@ def load_any(
     A DICOM's own laterality tag wins over ``laterality``; without either, it is inferred. ``load_padded`` also
     gives the padding mask, which standardization needs.
     """
-    return load_padded(item, input_size, laterality, crop_breast, resize)[:4]
+    return load_padded(item, input_size, laterality, crop_breast, resize)[:4]  # the first four fields
+
+
+class InputImage(NamedTuple):
+    """One input brought to the model's input frame (``load_padded``)."""
+
+    image: np.ndarray  # (H, W) float32 in [0, 1]
+    geometry: Geometry  # maps boxes and maps back to the original image
+    laterality: str  # L or R, as the image is oriented now
+    laterality_source: str  # "dicom" (its tag), "given" or "inferred"
+    padding: np.ndarray | None  # (H, W) bool, True on DICOM padding pixels; None when the crop has none
+    view: str  # the DICOM's ViewPosition (CC, MLO...); empty for PNG/TIFF files, arrays and untagged DICOMs
 
 
 def load_padded(
@@ -186,23 +198,10 @@ def load_padded(
     crop_breast: bool = True,
     resize: str = "stretch",
     name: str = "array",
-) -> tuple[np.ndarray, Geometry, str, str, np.ndarray | None]:
-    """``load_any`` plus the padding mask in the input frame: ``(H, W)`` bool, True on DICOM padding pixels; None
-    when there are none in the crop (always for PNG/TIFF files and arrays). ``name``: what errors call an array
-    (the Predictor's ``array <i>``; a file is named by its path)."""
-    return load_padded_with_view(item, input_size, laterality, crop_breast, resize, name)[:5]
-
-
-def load_padded_with_view(
-    item: str | Path | np.ndarray,
-    input_size: tuple[int, int],
-    laterality: str | None = None,
-    crop_breast: bool = True,
-    resize: str = "stretch",
-    name: str = "array",
-) -> tuple[np.ndarray, Geometry, str, str, np.ndarray | None, str]:
-    """``load_padded`` plus the DICOM's ViewPosition (``CC``, ``MLO``...), read with its laterality from the one
-    decoding of the file; empty for PNG/TIFF files, arrays and untagged DICOMs (``wsod predict``'s ``view``)."""
+) -> InputImage:
+    """``load_any`` plus the padding mask in the input frame (PNG/TIFF files and arrays have none) and the DICOM's
+    ViewPosition, both read in the one decoding of the file. ``name``: what errors call an array (the Predictor's
+    ``array <i>``; a file is named by its path)."""
     if isinstance(item, np.ndarray):
         image, tagged, padding, view = scale_to_unit(item, name), None, None, ""
     else:
@@ -210,7 +209,7 @@ def load_padded_with_view(
         if tagged:
             _warn_if_mirrored(item, tagged, image)
     out, geometry, side, source = to_input_frame(image, tagged or laterality, input_size, crop_breast, resize)
-    return out, geometry, side, "dicom" if tagged else source, apply_to_mask(padding, geometry), view
+    return InputImage(out, geometry, side, "dicom" if tagged else source, apply_to_mask(padding, geometry), view)
 
 
 def _warn_if_mirrored(path: str | Path, tagged: str, image: np.ndarray) -> None:
@@ -255,11 +254,11 @@ def load_input_image(
 __all__ = [
     "DicomError",
     "IMAGE_SUFFIXES",
+    "InputImage",
     "is_dicom",
     "load_any",
     "load_input_image",
     "load_padded",
-    "load_padded_with_view",
     "read_any",
     "read_image_file",
     "scale_to_unit",

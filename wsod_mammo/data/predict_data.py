@@ -17,7 +17,7 @@ from torch.utils.data import Dataset
 
 from wsod_mammo.data.dicom import describe_failure
 from wsod_mammo.data.geometry import Geometry
-from wsod_mammo.data.images import IMAGE_SUFFIXES, load_padded_with_view
+from wsod_mammo.data.images import IMAGE_SUFFIXES, load_padded
 from wsod_mammo.data.transforms import BoxTransform
 
 
@@ -103,7 +103,7 @@ class PredictDataset(Dataset):
         meta: dict[str, Any] = {"study_id": path.parent.name, "view": "", "split": "predict", "path": str(path)}
         padding = None  # (H, W) bool where the DICOM has padding pixels: left out of the standardization
         try:
-            image, geometry, side, source, padding, view = load_padded_with_view(
+            image, geometry, side, source, padding, view = load_padded(
                 path, (height, width), self.laterality, self.crop_breast, self.resize
             )
             meta.update(laterality=side, laterality_source=source, view=view, error=None)
