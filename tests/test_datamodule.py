@@ -7,6 +7,8 @@ import os
 import pickle
 import re
 import shutil
+import subprocess
+import sys
 from multiprocessing.reduction import ForkingPickler
 from pathlib import Path
 from typing import get_args, get_type_hints
@@ -161,6 +163,28 @@ def test_corrupt_dicom_at_load(synthetic_root: Path, tmp_path: Path) -> None:
         dm.datasets["test"][0]
     dm.datasets["test"].missing = "skip"
     assert dm.datasets["test"][0]["image_id"] == dm.datasets["test"].records[1].image_id
+
+
+def test_a_workers_warning_reads_like_the_training_process(synthetic_root: Path, tmp_path: Path) -> None:
+    """Workers from the fork server do not inherit the ``[wsod]`` terminal handler that ``wsod`` sets up, so a
+    skipped image's warning came out bare (Python's last-resort handler); they now set it up themselves. Run in a
+    fresh process, as ``wsod``: its workers write to the stderr the fork server was started with."""
+    root = Path(shutil.copytree(synthetic_root, tmp_path / "data"))
+    dm = _dm(root)
+    dm.setup("test")
+    record = dm.datasets["test"].records[0]
+    record.path.write_bytes(b"not a dicom")
+    script = (
+        "from wsod_mammo.logging_setup import configure_logging\n"
+        "from wsod_mammo.data.datamodule import VinDrMammoDataModule\n"
+        "configure_logging()\n"
+        f"dm = VinDrMammoDataModule({str(root)!r}, input_size={SIZE}, batch_size=2, num_workers=1, missing='skip')\n"
+        "dm.setup('test')\n"
+        "next(iter(dm.test_dataloader()))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert f"[wsod] missing=skip: skipping unreadable image {record.image_id}" in run.stderr, run.stderr
 
 
 def test_normal_max_birads_keeps_views_of_suspicious_breasts_out_of_the_negatives(

@@ -79,3 +79,10 @@ def configure_logging(level: int = logging.INFO) -> None:
             logger.addFilter(DropAdvertisements())
     for message, category in HARMLESS_WARNINGS:
         warnings.filterwarnings("ignore", message=message, category=category)
+
+
+def package_log_level() -> int | None:
+    """The level ``configure_logging`` gave the package logger in this process; None when it was not called (a
+    library user's own logging is theirs to set up)."""
+    package = logging.getLogger(PACKAGE_LOGGER)
+    return package.level if any(getattr(h, "_wsod", False) for h in package.handlers) else None

@@ -51,6 +51,7 @@ from wsod_mammo.data.vindr import (
     select_records,
     split_train_val,
 )
+from wsod_mammo.logging_setup import package_log_level
 
 log = logging.getLogger(__name__)
 StandardizeOn = Literal["worker", "device"]
@@ -331,7 +332,7 @@ class VinDrMammoDataModule(L.LightningDataModule):
             prefetch_factor=self.prefetch_factor if workers > 0 else None,
             multiprocessing_context=worker_context(self.worker_start) if workers > 0 else None,
             collate_fn=functools.partial(collate_samples, copy_ahead=self.copy_ahead),
-            worker_init_fn=seed_worker,
+            worker_init_fn=functools.partial(seed_worker, log_level=package_log_level()),
             generator=torch.Generator().manual_seed(self.seed),
         )
 

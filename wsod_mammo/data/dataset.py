@@ -28,6 +28,7 @@ from wsod_mammo.data.prepare import read_cached, read_padding
 from wsod_mammo.data.sampling import SampleKey
 from wsod_mammo.data.transforms import BoxTransform, stack_padding
 from wsod_mammo.data.vindr import ImageRecord
+from wsod_mammo.logging_setup import PACKAGE_LOGGER, configure_logging
 
 log = logging.getLogger(__name__)
 Missing = Literal["error", "skip"]
@@ -186,7 +187,7 @@ class VinDrDataset(Dataset):
         return out | {"label": label, "image_id": record.image_id, "meta": meta}
 
 
-def seed_worker(worker_id: int) -> None:
+def seed_worker(worker_id: int, log_level: int | None = None) -> None:
     """Give each dataloader worker its own augmentation stream, derived from torch's seeded worker seed.
 
     Also one OpenCV and one torch thread per worker: N workers already use N cores, and each library's own
@@ -194,7 +195,11 @@ def seed_worker(worker_id: int) -> None:
     Workers from the fork server set it here (the server never ran OpenCV's pool); with ``worker_start: fork``,
     ``_loader`` sets it in the parent before the fork instead: calling ``cv2.setNumThreads`` in a forked child whose
     parent had started OpenCV's pool can deadlock (the pool's threads do not survive fork).
+    ``log_level``: the level of the training process's ``[wsod]`` terminal handler (``package_log_level``), set up
+    again in a worker that did not inherit it, so its warnings (an image skipped, a mirrored DICOM) read alike.
     """
+    if log_level is not None and not logging.getLogger(PACKAGE_LOGGER).handlers:
+        configure_logging(log_level)
     if cv2.getNumThreads() != 1:
         cv2.setNumThreads(1)
     torch.set_num_threads(1)
