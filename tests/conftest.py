@@ -1,7 +1,8 @@
-"""Shared fixtures: one small synthetic VinDr-Mammo dataset per test session."""
+"""Shared fixtures: one small synthetic VinDr-Mammo dataset per test session, and a fixed random state per test."""
 
 from __future__ import annotations
 
+import random
 import shutil
 import warnings
 from pathlib import Path
@@ -9,12 +10,23 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+import torch
 
 from wsod_mammo.data.dicom import read_dicom
 from wsod_mammo.data.synthetic import make_synthetic_dataset
 from wsod_mammo.data.vindr import load_records
 
 SYNTH_STUDIES, SYNTH_HEIGHT, SYNTH_WIDTH = 6, 256, 160
+
+
+@pytest.fixture(autouse=True)
+def _same_random_state_in_every_order() -> None:
+    """Each test starts from the same global random state, whatever ran before it, so a test that draws from
+    torch's, numpy's or Python's global generator sees the same numbers alone and in the suite (an overlay test
+    measured on unseeded random pixels failed 2 runs of 4 by the draw it got)."""
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
 
 
 @pytest.fixture(scope="session")
