@@ -95,6 +95,8 @@ class VinDrMammoDataModule(L.LightningDataModule):
             a 2-core CPU, ``bench_worker_start.py``); ``fork`` copies the training process itself, instant, but with its
             threads' locks as they are (W&B's, Lightning's, the pin-memory thread's), which can hang a worker at
             start; ``spawn`` starts each worker as a fresh interpreter (``data/dataset.py``, ``worker_context``).
+            With ``forkserver`` and ``spawn`` each worker imports the ``__main__`` script: a script of your own needs
+            the ``if __name__ == "__main__":`` guard.
         missing: ``error`` stops on a missing or unreadable image; ``skip`` logs and leaves it out.
         standardize_on: ``worker`` standardizes each image in the dataloader worker (float32 batches);
             ``device`` ships uint16 batches (half the bytes to pin and copy) and standardizes them on the
