@@ -77,8 +77,8 @@ def test_workers_start_outside_the_training_process_unless_told_to_fork(syntheti
     """A worker forked from the training process inherits every lock its other threads (W&B's, Lightning's DDP
     observer) held at that instant, and can hang before its first sample, as a DDP rank's worker once did in CI.
     By default the workers come from a fork server instead; ``worker_start: fork`` still forks, when asked."""
-    dm = _dm(synthetic_root, num_workers=2, worker_start=start) if start != "forkserver" else _dm(
-        synthetic_root, num_workers=2)  # fmt: skip
+    options = {} if start == "forkserver" else {"worker_start": start}  # forkserver: the default
+    dm = _dm(synthetic_root, num_workers=2, **options)
     dm.setup("fit")
     batches = iter(dm.train_dataloader())
     _check_batch(next(batches), 3)

@@ -11,7 +11,7 @@ from lightning.pytorch.utilities import rank_zero_only
 
 
 class OfflineWandbLogger(WandbLogger):
-    """``WandbLogger`` that runs offline by default and honours ``WANDB_MODE=disabled``.
+    """``WandbLogger`` that runs offline by default and honours ``WANDB_MODE`` (``disabled``, ``online``).
 
     Lightning's logger sets ``WANDB_MODE=dryrun`` whenever ``offline=True``, which would override a user's
     ``WANDB_MODE=disabled``; here the environment wins: ``disabled`` turns W&B off, ``online`` syncs live (what
