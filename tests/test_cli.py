@@ -110,6 +110,10 @@ def test_predict_reports_unreadable_files_and_still_predicts_the_rest(trained: P
     (run,) = sorted((trained / "predictions").glob("*/predictions.json"))  # this run's own folder
     records = json.loads(run.read_text())
     assert len(records) == 4
+    saved = yaml.safe_load((run.parent / "config.yaml").read_text())  # which weights and options made them
+    weights = Path(saved["ckpt_path"])  # `best`, resolved to the fit's own file
+    assert weights.is_file() and weights.name == "best.ckpt" and weights.is_relative_to(trained / "runs")
+    assert saved["data"]["init_args"]["predict_paths"] == [str(p) for p in [*dicoms, not_dicom]]
     failed = [r for r in records if r.get("error")]
     assert len(failed) == 1 and "notes.dicom" in failed[0]["error"]
     for record in records:

@@ -19,6 +19,7 @@ from wsod_mammo.data.datamodule import VinDrMammoDataModule
 from wsod_mammo.models.resnet import GLOBAL_STRIDE
 from wsod_mammo.training.checkpoints import read_lightning_checkpoint
 from wsod_mammo.training.module import GMICLitModule
+from wsod_mammo.training.predict import PredictionWriter
 from wsod_mammo.training.run_dir import run_directory
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,17 @@ class RunConfigSaver(SaveConfigCallback):
                 )
                 log.info("fit: checkpoints (%s) in %s", names or "*.ckpt", ", ".join(sorted(dirs)))
         self.already_saved = True
+
+    def on_predict_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Each predictions folder also gets the config, its resolved ``ckpt_path`` included, so that it says which
+        weights and options made it. The writers make their folders in their own ``on_predict_start``, which runs
+        before this one: LightningCLI appends this callback after the configured ones."""
+        if not trainer.is_global_zero:
+            return
+        for callback in trainer.callbacks:
+            if isinstance(callback, PredictionWriter):
+                path = callback.run_dir / self.config_filename
+                self.parser.save(self.config, path, skip_none=False, overwrite=True)
 
 
 class WsodCLI(LightningCLI):
