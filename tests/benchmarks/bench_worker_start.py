@@ -1,5 +1,6 @@
 """What each ``data.worker_start`` costs: seconds from asking a fresh training process's DataModule for its
-training loader to its first batch, then to the first validation batch (a second loader, as in a fit).
+training loader to its first batch, then to the first validation batch (a second loader, as in a fit), and the
+memory of the process with its fork server and training workers (PSS, Linux).
 
 Each measurement runs in a fresh Python process (a fork server lives as long as the process that started it, so a
 second measurement in one process would find it warm), the methods taking turns, ``--repeats`` rounds.
@@ -23,8 +24,20 @@ from pathlib import Path
 METHODS = ("fork", "forkserver", "spawn")
 
 
+def _pss_mib(pid: int) -> float:
+    """Proportional set size (shared pages split between the processes mapping them), Linux only; NaN elsewhere."""
+    try:
+        text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except OSError:
+        return float("nan")
+    return next(int(line.split()[1]) for line in text.splitlines() if line.startswith("Pss:")) / 1024
+
+
 def probe(root: str, cache: str, method: str, workers: int, size: tuple[int, int]) -> None:
-    """In this fresh process: time the first training batch and then the first validation batch; print JSON."""
+    """In this fresh process: time the first training batch and then the first validation batch, then the memory
+    of this process, the fork server (if any) and the training loader's workers together; print JSON."""
+    import multiprocessing.forkserver
+
     from wsod_mammo.data.datamodule import VinDrMammoDataModule
 
     dm = VinDrMammoDataModule(
@@ -33,10 +46,15 @@ def probe(root: str, cache: str, method: str, workers: int, size: tuple[int, int
     )  # fmt: skip
     dm.setup("fit")
     start = time.perf_counter()
-    next(iter(dm.train_dataloader()))
+    batches = iter(dm.train_dataloader())
+    next(batches)
     train = time.perf_counter() - start
     next(iter(dm.val_dataloader()))
-    print(json.dumps({"train_first_batch_s": train, "val_first_batch_s": time.perf_counter() - start - train}))
+    val = time.perf_counter() - start - train
+    server = getattr(multiprocessing.forkserver._forkserver, "_forkserver_pid", None)
+    pids = [os.getpid(), *([server] if server else []), *(w.pid for w in batches._workers)]
+    print(json.dumps({"train_first_batch_s": train, "val_first_batch_s": val,
+                      "pss_mib": sum(_pss_mib(pid) for pid in pids)}))  # fmt: skip
 
 
 def main() -> None:
@@ -72,7 +90,8 @@ def main() -> None:
                 row = {key: statistics.median(r[key] for r in runs[method]) for key in runs[method][0]}
                 figures.setdefault(str(workers), {})[method] = row
                 print(f"  {workers:2d} workers, {method:>10}: first training batch {row['train_first_batch_s']:5.2f} s,"
-                      f" then first validation batch {row['val_first_batch_s']:5.2f} s", flush=True)  # fmt: skip
+                      f" then first validation batch {row['val_first_batch_s']:5.2f} s; memory (PSS) of the process,"
+                      f" its fork server and training workers {row['pss_mib']:6.0f} MiB", flush=True)  # fmt: skip
     if args.json:
         Path(args.json).write_text(json.dumps({"args": vars(args), "figures": figures}, indent=1))
 

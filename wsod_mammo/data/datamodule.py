@@ -91,12 +91,12 @@ class VinDrMammoDataModule(L.LightningDataModule):
         augmentation: training augmentation (``enabled: false`` switches it off); default ``AugmentationConfig()``.
         prefetch_factor: batches each worker loads ahead (PyTorch's default, 2, when None).
         worker_start: how the ``num_workers`` processes start. ``forkserver`` (the default) forks them from a
-            single-threaded server that has imported the dataset code once (a one-off 2.8 s per training process on
-            a 2-core CPU, ``bench_worker_start.py``); ``fork`` copies the training process itself, instant, but with its
-            threads' locks as they are (W&B's, Lightning's, the pin-memory thread's), which can hang a worker at
-            start; ``spawn`` starts each worker as a fresh interpreter (``data/dataset.py``, ``worker_context``).
-            With ``forkserver`` and ``spawn`` each worker imports the ``__main__`` script: a script of your own needs
-            the ``if __name__ == "__main__":`` guard.
+            single-threaded server that has imported the dataset code once (a one-off 2.7-2.9 s per training process and
+            the server's ~335 MiB on a 2-core CPU, ``bench_worker_start.py``); ``fork`` copies the training process
+            itself, instant, but with its threads' locks as they are (W&B's, Lightning's, the pin-memory thread's),
+            which can hang a worker at start; ``spawn`` starts each worker as a fresh interpreter (``data/dataset.py``,
+            ``worker_context``). With ``forkserver`` and ``spawn`` each worker imports the ``__main__`` script: a script
+            of your own needs the ``if __name__ == "__main__":`` guard.
         missing: ``error`` stops on a missing or unreadable image; ``skip`` logs and leaves it out.
         standardize_on: ``worker`` standardizes each image in the dataloader worker (float32 batches);
             ``device`` ships uint16 batches (half the bytes to pin and copy) and standardizes them on the
