@@ -183,7 +183,7 @@ def load_any(
 class InputImage(NamedTuple):
     """One input brought to the model's input frame (``load_padded``)."""
 
-    image: np.ndarray  # (H, W) float32 in [0, 1]
+    image: np.ndarray  # (H, W) float32, the input frame
     geometry: Geometry  # maps boxes and maps back to the original image
     laterality: str  # L or R, as the image is oriented now
     laterality_source: str  # "dicom" (its tag), "given" or "inferred"
