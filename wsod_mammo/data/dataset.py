@@ -12,7 +12,7 @@ import multiprocessing
 from collections.abc import Sequence
 from multiprocessing.context import BaseContext
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import cv2
 import numpy as np
@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 Missing = Literal["error", "skip"]
 PixelReads = Literal["worker", "main"]
 WorkerStart = Literal["forkserver", "fork", "spawn"]
-WORKER_START_METHODS = ("forkserver", "fork", "spawn")
+WORKER_START_METHODS: tuple[str, ...] = get_args(WorkerStart)
 
 
 def worker_context(start: WorkerStart) -> BaseContext:
