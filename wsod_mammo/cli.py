@@ -46,7 +46,7 @@ class RunConfigSaver(SaveConfigCallback):
             return
         directory = run_directory(trainer)
         if trainer.is_global_zero:
-            self.parser.save(self.config, directory / self.config_filename, skip_none=False, overwrite=True)
+            self._save_into(directory)
             for logger in trainer.loggers:
                 logger.log_hyperparams({"config": self.parser.dump(self.config, skip_none=False, format="yaml")})
             stage = str(getattr(stage, "value", stage))  # Lightning passes a str enum (TrainerFn.FITTING)
@@ -71,8 +71,11 @@ class RunConfigSaver(SaveConfigCallback):
             return
         for callback in trainer.callbacks:
             if isinstance(callback, PredictionWriter):
-                path = callback.run_dir / self.config_filename
-                self.parser.save(self.config, path, skip_none=False, overwrite=True)
+                self._save_into(callback.run_dir)
+
+    def _save_into(self, directory: Path) -> None:
+        """``config.yaml`` in ``directory``, every option written (None ones too), replacing any earlier one."""
+        self.parser.save(self.config, directory / self.config_filename, skip_none=False, overwrite=True)
 
 
 class WsodCLI(LightningCLI):
