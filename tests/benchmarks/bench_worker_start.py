@@ -21,8 +21,6 @@ import tempfile
 import time
 from pathlib import Path
 
-METHODS = ("fork", "forkserver", "spawn")
-
 
 def _pss_mib(pid: int) -> float:
     """Proportional set size (shared pages split between the processes mapping them), Linux only; NaN elsewhere."""
@@ -73,6 +71,8 @@ def main() -> None:
         probe(root, cache, method, int(workers), (height, width))
         return
     from synthdata import make_data
+
+    from wsod_mammo.data.dataset import WORKER_START_METHODS as METHODS
 
     figures: dict[str, dict[str, dict[str, float]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
