@@ -106,8 +106,10 @@ def test_predict_reports_unreadable_files_and_still_predicts_the_rest(trained: P
     not_dicom = trained / "notes.dicom"
     not_dicom.write_text("not a DICOM file")
     paths = "[" + ", ".join(str(p) for p in [*dicoms, not_dicom]) + "]"
+    runs_before = sorted((trained / "runs").glob("*/*/"))
     main(["predict", "--config", str(trained / "config.yaml"), "--ckpt_path", "best"] + ["--data.predict_paths", paths])
     (run,) = sorted((trained / "predictions").glob("*/predictions.json"))  # this run's own folder
+    assert sorted((trained / "runs").glob("*/*/")) == runs_before  # `best` found through the logger's save_dir
     records = json.loads(run.read_text())
     assert len(records) == 4
     saved = yaml.safe_load((run.parent / "config.yaml").read_text())  # which weights and options made them
@@ -190,6 +192,20 @@ def test_predict_takes_a_bare_folder_and_a_folder_with_a_comma(tmp_path: Path, d
         main(["predict", "--config", config, "--ckpt_path", "untrained", "--data.predict_paths", paths])
     runs = sorted((tmp_path / "predictions").glob("*/predictions.json"))
     assert [[r["path"] for r in json.loads(run.read_text())] for run in runs] == [[str(folder / "scan.png")]] * 2
+
+
+def test_predict_reads_only_its_inputs_and_writes_only_its_predictions_folder(tmp_path: Path, data_root: Path) -> None:
+    """A reader's run: no demo dataset synthesized into `data_root` (predict reads none), no W&B run and no run
+    folder holding a copy of the config; the predictions folder holds the config, which says so."""
+    dicom = sorted((data_root / "images").glob("*/*.dicom"))[0]
+    demo_root = tmp_path / "demo_data"  # as configs/demo.yaml: synthesized on first use, by fit
+    config = tiny_config(tmp_path, demo_root, synthesize_if_missing=str(demo_root))
+    path = str(write_config(tmp_path / "c.yaml", config))
+    main(["predict", "--config", path, "--ckpt_path", "untrained", "--data.predict_paths", f"[{dicom}]"])
+    (run,) = (tmp_path / "predictions").glob("*/predictions.json")
+    assert [r["path"] for r in json.loads(run.read_text())] == [str(dicom)]
+    assert not demo_root.exists() and not (tmp_path / "runs").exists()
+    assert yaml.safe_load((run.parent / "config.yaml").read_text())["trainer"]["logger"] is False
 
 
 def test_predict_cli_and_python_api_agree_on_dicom_and_png(tmp_path: Path, trained: Path, data_root: Path) -> None:

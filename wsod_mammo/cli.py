@@ -44,6 +44,9 @@ class RunConfigSaver(SaveConfigCallback):
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if self.already_saved:
             return
+        if str(getattr(stage, "value", stage)) == "predict":  # its config goes into its predictions folders
+            self.already_saved = True
+            return
         directory = run_directory(trainer)
         if trainer.is_global_zero:
             self._save_into(directory)
@@ -122,6 +125,8 @@ class WsodCLI(LightningCLI):
                 continue_run(Path(section["ckpt_path"]), section)
             if section.get("weights_only") is None:
                 section["weights_only"] = True
+        if subcommand == "predict":  # after resolving --ckpt_path, which looks for runs in the logger's save_dir
+            without_logger(section)
 
     def instantiate_classes(self) -> None:
         """Build model, data and trainer; an option they refuse (a ValueError naming it) is a configuration error."""
@@ -157,6 +162,12 @@ BF16_PRECISIONS = {"bf16", "bf16-mixed", "bf16-true"}
 
 
 UNTRAINED = "untrained"
+
+
+def without_logger(section: Any) -> None:
+    """``predict`` writes files, not metrics: its record is its predictions folder (with the command's
+    ``config.yaml``), so it starts no W&B run and makes no run folder, which would only hold a copy of that config."""
+    section["trainer"]["logger"] = False
 
 
 def check_weights_given(subcommand: str, section: Any) -> bool:

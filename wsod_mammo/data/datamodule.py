@@ -221,7 +221,10 @@ class VinDrMammoDataModule(L.LightningDataModule):
         return len(self.class_names)
 
     def prepare_data(self) -> None:
-        """Write the synthetic dataset when asked to and ``data_root`` has no VinDr CSV (rank 0 only)."""
+        """Write the synthetic dataset when asked to and ``data_root`` has no VinDr CSV (rank 0 only); not to predict
+        on ``predict_paths``, which reads no dataset."""
+        if self.predict_paths and self.trainer is not None and self.trainer.predicting:
+            return
         own = (
             self.synthesize_if_missing and Path(self.synthesize_if_missing).resolve() == Path(self.data_root).resolve()
         )
