@@ -20,6 +20,7 @@ from pydicom.uid import (
     generate_uid,
 )
 
+from wsod_mammo.data import dicom
 from wsod_mammo.data.dicom import DicomError, read_dicom
 from wsod_mammo.data.geometry import breast_bbox
 
@@ -95,6 +96,39 @@ def test_bad_files_name_path_and_reason(tmp_path: Path) -> None:
     ds.save_as(tmp_path / "nopix.dcm")
     with pytest.raises(DicomError, match=r"nopix.dcm: no pixel data"):
         read_dicom(tmp_path / "nopix.dcm")
+
+
+def test_a_volume_or_a_colour_image_is_refused_from_its_tags_before_decoding(tmp_path: Path, monkeypatch) -> None:
+    """A tomosynthesis file is hundreds of MB to decompress only to be refused: its frame count, like a colour
+    image's samples, is read from the tags first, and the error says what the file holds."""
+    decoded = []
+    monkeypatch.setattr(dicom, "_pixels", lambda ds, path: decoded.append(path) or ds.pixel_array)
+    volume = write(tmp_path / "dbt.dcm", NumberOfFrames=3)
+    ds = pydicom.dcmread(volume)
+    ds.PixelData = np.stack([PIXELS] * 3).tobytes()
+    ds.save_as(volume)
+    with pytest.raises(DicomError, match=r"dbt.dcm: 3 frames \(tomosynthesis"):
+        read_dicom(volume)
+    rgb = write(tmp_path / "shot.dcm", photometric="RGB")
+    ds = pydicom.dcmread(rgb)
+    ds.SamplesPerPixel, ds.PlanarConfiguration = 3, 0
+    ds.PixelData = np.repeat(PIXELS[..., None], 3, axis=2).tobytes()
+    ds.save_as(rgb)
+    with pytest.raises(DicomError, match=r"shot.dcm: 3 samples per pixel \(a colour image\)"):
+        read_dicom(rgb)
+    assert decoded == []
+    read_dicom(write(tmp_path / "one.dcm", NumberOfFrames=1))  # a single-frame file may say so
+    assert len(decoded) == 1
+
+
+def test_another_modality_or_raw_detector_data_is_read_with_warnings(tmp_path: Path) -> None:
+    """Readable, so the reader still answers, but its output must say why it may not be trusted as usual."""
+    _, info = read_dicom(write(tmp_path / "mg.dcm", Modality="MG", PresentationIntentType="FOR PRESENTATION"))
+    assert info.warnings == ()
+    _, info = read_dicom(write(tmp_path / "raw.dcm", Modality="MG", PresentationIntentType="FOR PROCESSING"))
+    assert len(info.warnings) == 1 and info.warnings[0].startswith("a FOR PROCESSING image")
+    _, info = read_dicom(write(tmp_path / "us.dcm", Modality="US"))
+    assert info.warnings == ("Modality US, not MG (mammography): the model was trained on mammograms",)
 
 
 EMPTY = "expected one number, found an empty value"

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import cv2
 import numpy as np
+import pydicom
 import pytest
 import torch
 
@@ -51,6 +52,12 @@ def test_dicom_png_and_array_of_one_mammogram_agree(predictor: Predictor, synthe
         np.testing.assert_allclose(other.probabilities, dicom.probabilities, atol=2e-3)
     height, width = image.shape
     assert ((dicom.boxes >= 0) & (dicom.boxes <= [width, height, width, height])).all()
+    assert dicom.warnings == from_png.warnings == from_array.warnings == []
+    ds = pydicom.dcmread(record.path)
+    ds.PresentationIntentType = "FOR PROCESSING"
+    ds.save_as(tmp_path / "raw.dcm")
+    (raw,) = predictor(tmp_path / "raw.dcm")
+    assert len(raw.warnings) == 1 and raw.warnings[0].startswith("a FOR PROCESSING image")
 
 
 def test_boxes_are_in_the_original_frame_of_a_mirrored_image(predictor: Predictor, synthetic_root: Path) -> None:

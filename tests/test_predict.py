@@ -252,3 +252,29 @@ def test_view_comes_from_the_dicom_and_is_empty_for_png(synthetic_root: Path, tm
         ("MLO", "dicom"),
         ("", "inferred"),
     ]
+
+
+@pytest.mark.filterwarnings("ignore:Invalid value for VR UI")  # the synthetic data's VinDr-style hex UIDs
+def test_a_warning_about_an_input_reaches_its_rows_and_the_log(
+    synthetic_root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A raw (FOR PROCESSING) DICOM of another modality is predicted, and every row of it says why it may not be
+    trusted; an ordinary input's rows have no warning."""
+    record = load_records(synthetic_root)[0]
+    ds = pydicom.dcmread(record.path)
+    ds.Modality, ds.PresentationIntentType = "CR", "FOR PROCESSING"
+    raw = tmp_path / "raw.dcm"
+    ds.save_as(raw)
+    paths = [str(raw), str(record.path)]
+    data = VinDrMammoDataModule(str(synthetic_root), input_size=(128, 96), num_workers=0, predict_paths=paths)
+    data.setup("predict")
+    with caplog.at_level(logging.WARNING, logger="wsod_mammo.data.images"):
+        batch = next(iter(data.predict_dataloader()))
+    writer = PredictionWriter(output_dir=str(tmp_path / "out"), overlays=False)
+    written = _run_writer(writer, batch)
+    (raw_warnings, ordinary_warnings) = [r["warnings"] for r in written]
+    assert raw_warnings[0].startswith("Modality CR, not MG") and raw_warnings[1].startswith("a FOR PROCESSING image")
+    assert len(raw_warnings) == 2 and ordinary_warnings == []
+    rows = list(csv.DictReader(open(writer.run_dir / "predictions.csv")))
+    assert {r["path"]: r["warning"].count(";") + 1 if r["warning"] else 0 for r in rows} == {str(raw): 2, paths[1]: 0}
+    assert [m.getMessage().split(": ")[0] for m in caplog.records] == [str(raw)] * 2

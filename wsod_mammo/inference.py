@@ -77,6 +77,8 @@ class Prediction:
     class_index: int = 0  # the class of the boxes
     input_boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))  # (M, 4) the model's frame
     error: str | None = None
+    # why this output may not be trusted as usual: another modality, raw (FOR PROCESSING) data, a mirrored tag
+    warnings: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -98,6 +100,7 @@ class Loaded(NamedTuple):
     geometry: Geometry | dict[str, Any]
     laterality: str
     laterality_source: str | None
+    warnings: tuple[str, ...] = ()  # ``InputImage.warnings``
 
 
 def predictions_from_outputs(
@@ -137,7 +140,7 @@ def predictions_from_outputs(
             source=loaded.source, probabilities=probabilities[i].numpy().copy(), boxes=original, scores=scores,
             maps={name: value[i].numpy().copy() for name, value in maps.items()}, laterality=loaded.laterality,
             laterality_source=loaded.laterality_source, geometry=Geometry.coerce(loaded.geometry), method=method,
-            threshold=float(threshold), class_index=class_index, input_boxes=boxes,
+            threshold=float(threshold), class_index=class_index, input_boxes=boxes, warnings=list(loaded.warnings),
         ))  # fmt: skip
     return out
 
@@ -293,14 +296,13 @@ class Predictor:
         unreadable with ``errors="report"``: its Prediction."""
         source = str(item) if not isinstance(item, np.ndarray) else f"array {index}"
         try:
-            image, geometry, side_out, side_source, padding, _ = load_padded(
-                item, self.input_size, side, self.crop_breast, self.resize, name=source
-            )
+            loaded = load_padded(item, self.input_size, side, self.crop_breast, self.resize, name=source)
         except Exception as err:  # with errors="report" no input may cost the others their results
             if errors == "raise":
                 raise
             return None, Prediction.failed(source, describe_failure(source, err))
-        return (image, padding), Loaded(source, geometry, side_out, side_source)
+        info = Loaded(source, loaded.geometry, loaded.laterality, loaded.laterality_source, loaded.warnings)
+        return (loaded.image, loaded.padding), info
 
     def _predict(
         self, readable: list[tuple[tuple[np.ndarray, np.ndarray | None], Loaded]], methods: list[str],

@@ -58,6 +58,8 @@ class DicomInfo:
     view: str | None
     photometric: str
     padding: np.ndarray | None = field(default=None, compare=False, repr=False)
+    # what makes this readable file unlike the mammograms GMIC learns from (``reader_warnings``); empty for most
+    warnings: tuple[str, ...] = ()
 
 
 class _BadTag(ValueError):
@@ -70,6 +72,42 @@ def _laterality(ds: pydicom.Dataset) -> str | None:
         if value in ("L", "R"):
             return value
     return None
+
+
+def reader_warnings(ds: pydicom.Dataset) -> tuple[str, ...]:
+    """Why a readable DICOM may not be a mammogram as GMIC learns them (FOR PRESENTATION full-field images): another
+    modality, or the detector's raw data. The model still runs on it; the reader's output says so, per file."""
+    notes = []
+    modality = str(ds.get("Modality", "") or "").strip().upper()
+    if modality and modality != "MG":
+        notes.append(f"Modality {modality}, not MG (mammography): the model was trained on mammograms")
+    if str(ds.get("PresentationIntentType", "") or "").strip().upper() == "FOR PROCESSING":
+        notes.append(
+            "a FOR PROCESSING image (the detector's raw data, before the vendor's image processing): the model was "
+            "trained on FOR PRESENTATION images"
+        )
+    return tuple(notes)
+
+
+def _check_pixel_layout(ds: pydicom.Dataset, path: Path) -> None:
+    """What no decoding can turn into one grayscale mammogram, refused from the tags before the pixels are decoded
+    (a tomosynthesis volume is hundreds of MB to decompress): several frames, colour samples, a colour photometric
+    interpretation. DicomError naming the file and what it holds."""
+    frames = ds.get("NumberOfFrames")
+    try:
+        frames = int(frames) if frames not in (None, "") else 1
+    except (TypeError, ValueError):
+        frames = 1  # a malformed count: the decoded array's shape decides
+    if frames > 1:
+        raise DicomError(
+            f"{path}: {frames} frames (tomosynthesis, or a series stored in one file); expected one 2-D mammogram"
+        )
+    samples = ds.get("SamplesPerPixel")
+    if samples not in (None, "") and str(samples).strip() != "1":
+        raise DicomError(f"{path}: {samples} samples per pixel (a colour image); expected one grayscale sample")
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip()
+    if photometric not in ("MONOCHROME1", "MONOCHROME2"):
+        raise DicomError(f"{path}: expected MONOCHROME1 or MONOCHROME2, found {photometric}")
 
 
 def _codes(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -284,6 +322,7 @@ def read_dicom(path: str | Path) -> tuple[np.ndarray, DicomInfo]:
         raise DicomError(f"{path}: unreadable DICOM header ({type(err).__name__}: {err})") from err
     if "PixelData" not in ds:
         raise DicomError(f"{path}: no pixel data (PixelData tag absent)")
+    _check_pixel_layout(ds, path)
     pixels = _pixels(ds, path)
     if pixels.ndim != 2:
         raise DicomError(f"{path}: expected one 2-D grayscale frame, found pixel array of shape {pixels.shape}")
@@ -292,9 +331,6 @@ def read_dicom(path: str | Path) -> tuple[np.ndarray, DicomInfo]:
         raise DicomError(
             f"{path}: expected at least {MIN_SIDE}x{MIN_SIDE} pixels, found {rows}x{columns} (rows x columns)"
         )
-    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip()
-    if photometric not in ("MONOCHROME1", "MONOCHROME2"):
-        raise DicomError(f"{path}: expected MONOCHROME1 or MONOCHROME2, found {photometric}")
     try:
         lut, padding = _display_lut(ds, pixels)
     except _BadTag as err:
@@ -309,7 +345,8 @@ def read_dicom(path: str | Path) -> tuple[np.ndarray, DicomInfo]:
         width=int(image.shape[1]),
         laterality=_laterality(ds),
         view=str(ds.get("ViewPosition", "") or "") or None,
-        photometric=photometric,
+        photometric=str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip(),
         padding=mask,
+        warnings=reader_warnings(ds),
     )
     return image, info

@@ -11,7 +11,9 @@ leave them out of its statistics; PNG/TIFF files and arrays carry no padding inf
 
 Laterality: the DICOM tags, else the one given, else inferred from which half holds more of the breast (the
 brighter half); ``laterality_source`` says which (``dicom``, ``given`` or ``inferred``). For inference
-(``load_padded``) a DICOM whose breast lies against the other edge than its tag says gets a warning; the tag is kept.
+(``load_padded``) a DICOM whose breast lies against the other edge than its tag says gets a warning (the tag is
+kept), as does one of another modality than MG or a FOR PROCESSING image (``dicom.reader_warnings``): each is logged
+naming the file and returned in ``InputImage.warnings``, which the reader's outputs carry.
 """
 
 from __future__ import annotations
@@ -118,8 +120,8 @@ def read_any(path: str | Path) -> tuple[np.ndarray, str | None]:
 
     Raises ValueError (DicomError for DICOMs) naming the file and what is wrong.
     """
-    image, laterality, _, _ = _read(path)
-    return image, laterality
+    decoded = _read(path)
+    return decoded.image, decoded.laterality
 
 
 def _folder_error(path: Path) -> str:
@@ -130,9 +132,18 @@ def _folder_error(path: Path) -> str:
     return f"{path}: a folder, not an image file: pass its files (only `wsod predict` expands folders)"
 
 
-def _read(path: str | Path) -> tuple[np.ndarray, str | None, np.ndarray | None, str]:
-    """``read_any`` plus the DICOM's padding mask ``(H, W)`` bool (None for no padding and for PNG/TIFF) and its
-    ViewPosition (``CC``, ``MLO``...; empty when untagged and for PNG/TIFF)."""
+class _Decoded(NamedTuple):
+    """One file as ``_read`` decodes it (before the input frame)."""
+
+    image: np.ndarray  # (H, W) float32 in [0, 1]
+    laterality: str | None  # the DICOM's tag; None for PNG/TIFF and untagged DICOMs
+    padding: np.ndarray | None  # (H, W) bool, the DICOM's padding pixels; None for none and for PNG/TIFF
+    view: str  # ViewPosition (CC, MLO...); empty when untagged and for PNG/TIFF
+    warnings: tuple[str, ...] = ()  # the DICOM's ``DicomInfo.warnings``
+
+
+def _read(path: str | Path) -> _Decoded:
+    """``read_any`` plus the DICOM's padding mask, ViewPosition and reader warnings."""
     path = Path(path)
     if path.is_dir():
         raise ValueError(_folder_error(path))
@@ -141,9 +152,9 @@ def _read(path: str | Path) -> tuple[np.ndarray, str | None, np.ndarray | None, 
     suffix = path.suffix.lower()
     if is_dicom(path) or suffix in (".dcm", ".dicom") or (suffix not in IMAGE_SUFFIXES and _starts_like_data_set(path)):
         image, info = read_dicom(path)
-        return image, info.laterality, info.padding, (info.view or "").strip().upper()
+        return _Decoded(image, info.laterality, info.padding, (info.view or "").strip().upper(), info.warnings)
     if suffix in IMAGE_SUFFIXES:
-        return read_image_file(path), None, None, ""
+        return _Decoded(read_image_file(path), None, None, "")
     raise ValueError(
         f"{path}: neither a DICOM (no DICM marker at byte 128, no data set at its start) nor a PNG/TIFF image "
         "(by extension)"
@@ -189,6 +200,9 @@ class InputImage(NamedTuple):
     laterality_source: str  # "dicom" (its tag), "given" or "inferred"
     padding: np.ndarray | None  # (H, W) bool, True on DICOM padding pixels; None when the crop has none
     view: str  # the DICOM's ViewPosition (CC, MLO...); empty for PNG/TIFF files, arrays and untagged DICOMs
+    # why the output may not be trusted as usual (another modality, raw data, a mirrored laterality tag), each
+    # logged as a warning naming the file; empty for most inputs
+    warnings: tuple[str, ...] = ()
 
 
 def load_padded(
@@ -200,29 +214,33 @@ def load_padded(
     name: str = "array",
 ) -> InputImage:
     """``load_any`` plus the padding mask in the input frame (PNG/TIFF files and arrays have none) and the DICOM's
-    ViewPosition, both read in the one decoding of the file. ``name``: what errors call an array (the Predictor's
-    ``array <i>``; a file is named by its path)."""
+    ViewPosition, both read in the one decoding of the file, and its warnings (each also logged, naming the file).
+    ``name``: what errors call an array (the Predictor's ``array <i>``; a file is named by its path)."""
     if isinstance(item, np.ndarray):
-        image, tagged, padding, view = scale_to_unit(item, name), None, None, ""
+        decoded = _Decoded(scale_to_unit(item, name), None, None, "")
     else:
-        image, tagged, padding, view = _read(item)
-        if tagged:
-            _warn_if_mirrored(item, tagged, image)
+        decoded = _read(item)
+    image, tagged = decoded.image, decoded.laterality
+    mirrored = mirrored_tag(tagged, image) if tagged else None
+    warnings = decoded.warnings + ((mirrored,) if mirrored else ())
+    for warning in warnings:
+        log.warning("%s: %s", name if isinstance(item, np.ndarray) else item, warning)
     out, geometry, side, source = to_input_frame(image, tagged or laterality, input_size, crop_breast, resize)
-    return InputImage(out, geometry, side, "dicom" if tagged else source, apply_to_mask(padding, geometry), view)
+    padding = apply_to_mask(decoded.padding, geometry)
+    return InputImage(out, geometry, side, "dicom" if tagged else source, padding, decoded.view, warnings)
 
 
-def _warn_if_mirrored(path: str | Path, tagged: str, image: np.ndarray) -> None:
-    """Warn when the breast lies against the other edge than the DICOM's laterality tag says (a mirrored export, or
-    a wrong tag): the tag still orients the image, so the model may see this breast mirrored. Only inference calls
-    it (once per file); training takes the CSV's laterality and does not."""
+def mirrored_tag(tagged: str, image: np.ndarray) -> str | None:
+    """Why the breast seems to lie against the other edge than the DICOM's laterality tag says (a mirrored export,
+    or a wrong tag), else None: the tag still orients the image, so the model may see this breast mirrored. Only
+    inference asks (once per file); training takes the CSV's laterality."""
     seen = infer_laterality(image)
-    if seen != tagged:
-        log.warning(
-            "%s: the laterality tag says %s but the breast lies against the %s edge, as in %s images; the tag is "
-            "kept, so if the image is stored mirrored the model sees it mirrored",
-            path, tagged, "left" if seen == "L" else "right", seen,
-        )  # fmt: skip
+    if seen == tagged:
+        return None
+    return (
+        f"the laterality tag says {tagged} but the breast lies against the {'left' if seen == 'L' else 'right'} "
+        f"edge, as in {seen} images; the tag is kept, so if the image is stored mirrored the model sees it mirrored"
+    )
 
 
 def load_input_image(

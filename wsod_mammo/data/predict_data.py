@@ -77,7 +77,8 @@ class PredictDataset(Dataset):
     """DICOMs, PNG/TIFF files -> samples with zero labels and no boxes; an unreadable file gives an error sample.
 
     Laterality: the DICOM tags, else ``laterality`` when given, else inferred from the image; ``meta`` says which
-    (``laterality_source``). ``meta["view"]``: the DICOM's ViewPosition (empty for PNG/TIFF and untagged files).
+    (``laterality_source``). ``meta["view"]``: the DICOM's ViewPosition (empty for PNG/TIFF and untagged files);
+    ``meta["warnings"]``: ``InputImage.warnings``.
     Each sample's ``image_id`` is the file's from ``predict_image_ids``: distinct per input.
     """
 
@@ -103,10 +104,10 @@ class PredictDataset(Dataset):
         meta: dict[str, Any] = {"study_id": path.parent.name, "view": "", "split": "predict", "path": str(path)}
         padding = None  # (H, W) bool where the DICOM has padding pixels: left out of the standardization
         try:
-            image, geometry, side, source, padding, view = load_padded(
-                path, (height, width), self.laterality, self.crop_breast, self.resize
-            )
-            meta.update(laterality=side, laterality_source=source, view=view, error=None)
+            loaded = load_padded(path, (height, width), self.laterality, self.crop_breast, self.resize)
+            image, geometry, padding = loaded.image, loaded.geometry, loaded.padding
+            meta.update(laterality=loaded.laterality, laterality_source=loaded.laterality_source, view=loaded.view)
+            meta.update(warnings=list(loaded.warnings), error=None)
         except Exception as err:  # any unreadable file must leave the other images' results intact
             meta["error"] = describe_failure(path, err)
             image, geometry = (

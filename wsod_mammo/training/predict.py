@@ -26,7 +26,9 @@ from wsod_mammo.training.callbacks import Alignment, map_placement
 
 log = logging.getLogger(__name__)
 
-CSV_COLUMNS = ["image_id", "path", "class", "probability", "box", "xmin", "ymin", "xmax", "ymax", "score", "error"]
+CSV_COLUMNS = [
+    "image_id", "path", "class", "probability", "box", "xmin", "ymin", "xmax", "ymax", "score", "warning", "error",
+]  # fmt: skip
 #: The two heads of nyukat/GMIC's sample models, in their order.
 NYU_CLASS_NAMES = ("benign", "malignant")
 
@@ -189,6 +191,7 @@ def batch_predictions(
             metas[i]["geometry"],
             metas[i].get("laterality"),
             metas[i].get("laterality_source"),
+            tuple(metas[i].get("warnings", ())),
         )
         for i in readable
     ]
@@ -233,6 +236,7 @@ def prediction_record(
         "class": names[result.class_index],
         "probability": result.probability,
         "probabilities": dict(zip(names, (float(p) for p in result.probabilities), strict=True)),
+        "warnings": list(result.warnings),
         "method": result.method,
         "threshold": result.threshold,
         "boxes": [
@@ -249,6 +253,7 @@ def _csv_rows(records: list[dict[str, Any]]):
             yield base
             continue
         base["class"], base["probability"] = record.get("class", ""), f"{record['probability']:.6f}"
+        base["warning"] = "; ".join(record.get("warnings", []))
         if not record["boxes"]:
             yield base
         for k, box in enumerate(record["boxes"]):
