@@ -12,6 +12,7 @@ from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.pixels import apply_modality_lut, apply_voi_lut
 from pydicom.uid import (
     UID,
+    ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     JPEG2000Lossless,
     JPEGExtended12Bit,
@@ -96,6 +97,24 @@ def test_bad_files_name_path_and_reason(tmp_path: Path) -> None:
     ds.save_as(tmp_path / "nopix.dcm")
     with pytest.raises(DicomError, match=r"nopix.dcm: no pixel data"):
         read_dicom(tmp_path / "nopix.dcm")
+
+
+@pytest.mark.parametrize("signed", [False, True])
+@pytest.mark.parametrize("window", [{}, {"WindowCenter": 1500, "WindowWidth": 2000}])
+def test_big_endian_pixels_read_as_little_endian_ones(tmp_path: Path, signed: bool, window: dict) -> None:
+    """Explicit VR Big Endian (retired, still in old archives): pydicom gives a '>u2' array, which used to index the
+    display table byte-swapped (0.82 off without a window, saturated with one) when unsigned."""
+    pixels = PIXELS.astype(np.int16) - (2048 if signed else 0)
+    tags = {"PixelRepresentation": int(signed), **window}
+    little = write(tmp_path / "little.dcm", pixels.astype(np.uint16), **tags)
+    ds = pydicom.dcmread(little)
+    ds.file_meta.TransferSyntaxUID = ExplicitVRBigEndian
+    ds.PixelData = pixels.astype(">i2" if signed else ">u2").tobytes()
+    pydicom.dcmwrite(tmp_path / "big.dcm", ds, implicit_vr=False, little_endian=False)
+    assert pydicom.dcmread(tmp_path / "big.dcm").pixel_array.dtype.byteorder == ">"
+    image, _ = read_dicom(tmp_path / "big.dcm")
+    np.testing.assert_array_equal(image, read_dicom(little)[0])
+    assert len(np.unique(image)) >= 4  # not saturated
 
 
 def test_a_volume_or_a_colour_image_is_refused_from_its_tags_before_decoding(tmp_path: Path, monkeypatch) -> None:

@@ -114,6 +114,8 @@ def _codes(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Every stored value a <= 16-bit image can hold, and the unsigned view of ``pixels`` that indexes them."""
     if pixels.dtype.kind not in "iu" or pixels.dtype.itemsize > 2:
         raise ValueError(f"expected <= 16-bit integer pixels, found {pixels.dtype}")
+    if not pixels.dtype.isnative:  # Explicit VR Big Endian: pydicom's array is '>u2'; its codes are the values
+        pixels = pixels.astype(pixels.dtype.newbyteorder("="))
     unsigned = np.dtype(f"u{pixels.dtype.itemsize}")
     values = np.arange(2 ** (8 * pixels.dtype.itemsize), dtype=np.int64)
     if pixels.dtype.kind == "i":  # code c holds the signed value of its bit pattern
