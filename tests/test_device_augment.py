@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from albumentations.core.bbox_utils import union_of_bboxes
 from torch.utils.data import Dataset
 
 from wsod_mammo.data.datamodule import VinDrMammoDataModule
@@ -18,6 +19,7 @@ from wsod_mammo.data.device_augment import (
     device_transform,
     grid_theta,
     params_matrix,
+    sample_params,
     transform_boxes,
     warp_batch,
     warp_padding,
@@ -32,6 +34,10 @@ PARAMS = [
     AffineParams(scale=(1.08, 0.93), shift=(12, -20)),
     AffineParams(flip=True, crop=(7, 11, 150, 201), scale=(0.91, 1.06), shift=(-15, 9)),
     AffineParams(crop=(0, 40, 160, 256), scale=(1.1, 1.1), shift=(16, 25)),  # pushes the low box partly off
+    # crops that cut a box, as crop_erosion > 0 draws them: the box is cut with the image, or dropped with it
+    AffineParams(crop=(40, 70, 150, 256)),
+    AffineParams(flip=True, crop=(0, 0, 100, 150), scale=(0.95, 1.05)),
+    AffineParams(crop=(80, 150, 160, 256), scale=(0.9, 1.1), shift=(5, -5)),
 ]
 
 
@@ -71,7 +77,7 @@ def test_one_affine_equals_the_albumentations_worker_path(params: AffineParams) 
     labels = np.array([0, 1])
     expected_image, expected_boxes, expected_labels = _albumentations(params, image, boxes, labels)
     matrix = params_matrix(params, SIZE)
-    found_boxes, found_labels = transform_boxes(boxes, labels, matrix, SIZE)
+    found_boxes, found_labels = transform_boxes(boxes, labels, matrix, SIZE, params)
     np.testing.assert_allclose(found_boxes, expected_boxes, atol=1e-3)
     np.testing.assert_array_equal(found_labels, expected_labels)
     theta = torch.from_numpy(grid_theta(matrix, SIZE, params))[None]
@@ -79,6 +85,27 @@ def test_one_affine_equals_the_albumentations_worker_path(params: AffineParams) 
     diff = np.abs(warped - expected_image.astype(np.float64)) / 65535.0
     inner = diff[2:-2, 2:-2]  # one resampling vs two: small differences, the largest at the zero border
     assert inner.mean() < 2e-3 and np.quantile(inner, 0.99) < 1e-2, (inner.mean(), np.quantile(inner, 0.99))
+
+
+def test_box_safe_crop_draws_contain_the_eroded_union_as_albumentations_does() -> None:
+    """albumentations 2 erodes the union of several boxes, never a single box, and draws as without boxes at
+    erosion 1; the device path used to erode every box, so its crops cut a lone mass (217 of 300 at erosion 0.5)."""
+    rng = np.random.default_rng(0)
+    one = np.array([[30, 60, 70, 110]], np.float32)
+    two = np.array([[30, 60, 70, 110], [100, 200, 130, 240]], np.float32)
+    config = AugmentationConfig(hflip_p=0.0, crop_p=1.0, crop_erosion=0.5, affine_p=0.0)
+    crops = [sample_params(config, SIZE, one, rng).crop for _ in range(200)]
+    assert all(x0 <= 30 and y0 <= 60 and x1 >= 70 and y1 >= 110 for x0, y0, x1, y1 in crops)
+    union = union_of_bboxes(two / np.array([160, 256, 160, 256]), 0.5) * np.array([160, 256, 160, 256])
+    crops = [sample_params(config, SIZE, two, rng).crop for _ in range(200)]
+    assert all(
+        x0 <= union[0] and y0 <= union[1] and x1 >= int(union[2]) and y1 >= int(union[3]) for x0, y0, x1, y1 in crops
+    )
+    assert any(x0 > 30 or y0 > 60 or y1 < 240 for x0, y0, x1, y1 in crops)  # the erosion does cut
+    config = AugmentationConfig(hflip_p=0.0, crop_p=1.0, crop_erosion=1.0, affine_p=0.0)
+    crops = [sample_params(config, SIZE, one, rng).crop for _ in range(100)]  # no union: the image's aspect ratio
+    assert all(x1 > x0 and y1 > y0 for x0, y0, x1, y1 in crops)  # never empty, even when 0 rows are drawn
+    assert all(abs((x1 - x0) / (y1 - y0) - 160 / 256) < 0.05 for x0, y0, x1, y1 in crops if y1 - y0 >= 64)
 
 
 def test_identity_warp_is_exact_and_boxes_pushed_off_are_dropped() -> None:

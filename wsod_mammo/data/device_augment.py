@@ -39,22 +39,33 @@ class AffineParams:
     rotate: float = 0.0  # degrees
 
 
+def _eroded_union(norm: np.ndarray, erosion: float) -> np.ndarray | None:
+    """albumentations 2's ``union_of_bboxes`` on normalized boxes: one box as it is, several as their union shrunk by
+    ``erosion / 2`` of its width and height on each side; None (draw as without boxes) at erosion 1 or when the
+    shrunk union is empty."""
+    if erosion >= 1.0:
+        return None
+    if len(norm) == 1:
+        return norm[0]
+    (x0, y0), (x1, y1) = norm[:, :2].min(axis=0), norm[:, 2:].max(axis=0)
+    dx, dy = (x1 - x0) * erosion / 2, (y1 - y0) * erosion / 2
+    union = np.array([x0 + dx, y0 + dy, x1 - dx, y1 - dy])
+    return None if union[2] - union[0] < 1e-6 or union[3] - union[1] < 1e-6 else union
+
+
 def _union_crop(boxes: np.ndarray, size: tuple[int, int], erosion: float, rng: np.random.Generator) -> tuple:
-    """A random crop containing every box (albumentations' ``RandomSizedBBoxSafeCrop`` draw)."""
+    """A random crop containing the (eroded) union of the boxes (albumentations' ``RandomSizedBBoxSafeCrop`` draw)."""
     height, width = size
-    if len(boxes) == 0:  # as albumentations: a crop of the image's aspect ratio, at least (1 - erosion) high
+    union = _eroded_union(boxes / np.array([width, height, width, height], np.float64), erosion) if len(boxes) else None
+    if union is None:  # as albumentations: a crop of the image's aspect ratio, at least (1 - erosion) high
         low = int(height * (1.0 - erosion))
-        crop_h = height if low >= height else int(rng.integers(low, height + 1))
-        crop_w = int(crop_h * width / height)
+        crop_h = height if low >= height else max(1, int(rng.integers(low, height + 1)))  # never empty
+        crop_w = max(1, int(crop_h * width / height))
         y0 = int((height - crop_h + 1) * rng.random())
         x0 = int((width - crop_w + 1) * rng.random())
         return x0, y0, x0 + crop_w, y0 + crop_h
-    norm = boxes / np.array([width, height, width, height], np.float64)
-    bw, bh = norm[:, 2] - norm[:, 0], norm[:, 3] - norm[:, 1]
-    x_min = np.clip((norm[:, 0] + erosion * bw / 2).min(), 0, 1)
-    y_min = np.clip((norm[:, 1] + erosion * bh / 2).min(), 0, 1)
-    x_max = np.clip((norm[:, 2] - erosion * bw / 2).max(), x_min, 1)
-    y_max = np.clip((norm[:, 3] - erosion * bh / 2).max(), y_min, 1)
+    x_min, y_min = np.clip(union[0], 0, 1), np.clip(union[1], 0, 1)
+    x_max, y_max = np.clip(union[2], x_min, 1), np.clip(union[3], y_min, 1)
     x0, y0 = int(x_min * rng.random() * width), int(y_min * rng.random() * height)
     x1 = int((x_max + (1 - x_max) * rng.random()) * width)
     y1 = int((y_max + (1 - y_max) * rng.random()) * height)
@@ -97,16 +108,38 @@ def params_matrix(params: AffineParams, size: tuple[int, int]) -> np.ndarray:
     return centre @ shift @ rotate_scale @ np.linalg.inv(centre) @ matrix
 
 
+def crop_window(params: AffineParams | None, size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """``(x0, y0, x1, y1)`` of the input image that the output may show: the crop (drawn on the flipped image,
+    mapped back here), else the whole image. The worker path's second warp sees zeros outside it."""
+    height, width = size
+    x0, y0, x1, y1 = params.crop if params is not None and params.crop is not None else (0, 0, width, height)
+    if params is not None and params.flip:
+        x0, x1 = width - x1, width - x0
+    return x0, y0, x1, y1
+
+
 def transform_boxes(
-    boxes: np.ndarray, labels: np.ndarray, matrix: np.ndarray, size: tuple[int, int]
+    boxes: np.ndarray,
+    labels: np.ndarray,
+    matrix: np.ndarray,
+    size: tuple[int, int],
+    params: AffineParams | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Boxes ``(M, 4)`` through ``matrix`` (bounding box of the moved corners), clipped; boxes pushed off dropped."""
+    """Boxes ``(M, 4)`` cut to ``params``' crop window (as albumentations' crop cuts them; with ``crop_erosion`` a
+    crop may cut a box), through ``matrix`` (bounding box of the moved corners), clipped; boxes left with no area
+    by the crop or pushed off the image dropped."""
     boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    labels = np.asarray(labels, np.int64).reshape(-1)
+    if params is not None and params.crop is not None:
+        x0, y0, x1, y1 = crop_window(params, size)
+        boxes = np.clip(boxes, [x0, y0, x0, y0], [x1, y1, x1, y1])
+        inside = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+        boxes, labels = boxes[inside], labels[inside]
     corners = np.stack([boxes[:, [0, 1]], boxes[:, [2, 1]], boxes[:, [0, 3]], boxes[:, [2, 3]]], axis=1)  # (M, 4, 2)
     moved = corners @ matrix[:2, :2].T + matrix[:2, 2]
     out = np.concatenate([moved.min(axis=1), moved.max(axis=1)], axis=1).astype(np.float32)
     out, keep = clip_boxes(out, size[0], size[1], min_size=1e-3)
-    return out, np.asarray(labels, np.int64).reshape(-1)[keep]
+    return out, labels[keep]
 
 
 def grid_theta(matrix: np.ndarray, size: tuple[int, int], params: AffineParams | None = None) -> np.ndarray:
@@ -116,9 +149,7 @@ def grid_theta(matrix: np.ndarray, size: tuple[int, int], params: AffineParams |
     height, width = size
     to_norm = np.array([[2.0 / width, 0, -1], [0, 2.0 / height, -1], [0, 0, 1]])
     theta = (to_norm @ np.linalg.inv(matrix) @ np.linalg.inv(to_norm))[:2]
-    x0, y0, x1, y1 = params.crop if params is not None and params.crop is not None else (0, 0, width, height)
-    if params is not None and params.flip:  # the crop was drawn on the flipped image
-        x0, x1 = width - x1, width - x0
+    x0, y0, x1, y1 = crop_window(params, size)
     window = np.array([[2 * x0 / width - 1, 2 * x1 / width - 1], [2 * y0 / height - 1, 2 * y1 / height - 1]])
     return np.concatenate([theta, window], axis=1).astype(np.float32)
 
@@ -193,7 +224,7 @@ class DeviceAugmentTransform:
         A :class:`PixelRef` image is passed on unread (``pixel_reads: main``)."""
         params = sample_params(self.config, self.input_size, boxes, self.rng)
         matrix = params_matrix(params, self.input_size)
-        boxes, box_labels = transform_boxes(boxes, box_labels, matrix, self.input_size)
+        boxes, box_labels = transform_boxes(boxes, box_labels, matrix, self.input_size, params)
         if not isinstance(image, PixelRef):  # a private copy of the read-only mmap
             image = torch.from_numpy(np.require(to_uint16(image), np.uint16, ["C", "W", "E"])).unsqueeze(0)
         theta = torch.from_numpy(grid_theta(matrix, self.input_size, params))
