@@ -555,6 +555,12 @@ def test_a_gpu_config_on_a_machine_without_cuda_names_the_option_and_the_cpu_con
         ("--data.val_fraction", "1.5", r"data.val_fraction: expected a fraction in \[0, 1\), found 1.5"),
         ("--data.num_workers", "-1", "data.num_workers: expected 0 .* or more, found -1"),
         ("--model.beta", "-1", "model.beta: expected a weight >= 0 of the saliency regularizer, found -1"),
+        (
+            "--data.augmentation.crop_p",
+            "1.5",
+            r"data.augmentation.crop_p: expected a probability in \[0, 1\], found 1.5",
+        ),
+        ("--data.augmentation.scale_min", "1.2", "data.augmentation.scale_min, scale_max: expected 0 < scale_min <="),
     ],
 )
 def test_impossible_options_fail_before_any_run_folder_naming_the_option(

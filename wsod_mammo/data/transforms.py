@@ -51,6 +51,24 @@ class AugmentationConfig:
     rotate: float = 0.0  # degrees either way
     seed: int | None = None  # None: seeded per worker from torch's worker seed
 
+    def __post_init__(self) -> None:
+        """A value albumentations or the device path would take without complaint and misuse (a probability of 2,
+        a scale range upside down) is refused here, naming the option."""
+        bounds = {"hflip_p": "a probability in [0, 1]", "crop_p": "a probability in [0, 1]",
+                  "affine_p": "a probability in [0, 1]", "crop_erosion": "a fraction in [0, 1]"}  # fmt: skip
+        for name, expected in bounds.items():
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"data.augmentation.{name}: expected {expected}, found {getattr(self, name)}")
+        if not 0.0 <= self.shift < 1.0:
+            raise ValueError(f"data.augmentation.shift: expected a fraction of the size in [0, 1), found {self.shift}")
+        if not 0.0 < self.scale_min <= self.scale_max:
+            raise ValueError(
+                "data.augmentation.scale_min, scale_max: expected 0 < scale_min <= scale_max, found "
+                f"{self.scale_min}, {self.scale_max}"
+            )
+        if not 0.0 <= self.rotate <= 180.0:
+            raise ValueError(f"data.augmentation.rotate: expected degrees in [0, 180], found {self.rotate}")
+
 
 def standardize(image: np.ndarray, padding: np.ndarray | None = None, eps: float = 1e-6) -> torch.Tensor:
     """``(H, W)`` image (any real dtype) -> ``(1, H, W)`` float32 tensor with zero mean and unit std.
