@@ -212,8 +212,9 @@ def apply_to_image(
 ) -> np.ndarray:
     """Original ``(H, W)`` image -> ``(out_height, out_width)`` input-frame image, same dtype.
 
-    Downscaling uses area averaging (no aliasing of the fine calcification texture), upscaling bilinear, unless
-    ``interpolation`` (a cv2 flag) says otherwise; at scale 1 (``native``) the pixels are copied as they are. With
+    Downscaling on both axes uses area averaging (no aliasing of the fine calcification texture), any other
+    resize bilinear (also when one axis shrinks and the other grows, as a tall VinDr crop stretched to 2944 x 1920
+    may: OpenCV's area mode upsamples poorly), unless ``interpolation`` (a cv2 flag) says otherwise; at scale 1 (``native``) the pixels are copied as they are. With
     ``resize="fit"`` or ``"native"`` the area outside the crop is 0.
     """
     geo = Geometry.coerce(geometry)
