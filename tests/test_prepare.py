@@ -72,11 +72,57 @@ def test_interrupted_then_resumed_equals_uninterrupted(
     monkeypatch.setattr(prep, "_convert", interrupted)
     with pytest.raises(KeyboardInterrupt):
         prep.prepare(str(synthetic_root), str(tmp_path / "part"), input_size=SIZE, workers=0)
-    assert not (tmp_path / "part" / "manifest.json").exists()
+    started = prep.load_manifest(tmp_path / "part")  # the options, written before any image: no image listed yet
+    assert started["input_size"] == list(SIZE) and started["images"] == {} and started["cache_format"] == "png"
     assert len(list((tmp_path / "part" / "images").glob("*.json"))) == 5
     monkeypatch.setattr(prep, "_convert", convert)
     prep.prepare(str(synthetic_root), str(tmp_path / "part"), input_size=SIZE, workers=2)
     assert _files(tmp_path / "part") == _files(tmp_path / "full")
+
+
+@pytest.mark.parametrize("manifest", [True, False])
+def test_a_rerun_with_other_options_is_refused_and_loses_nothing(
+    synthetic_root: Path, tmp_path: Path, manifest: bool
+) -> None:
+    """A rerun used to skip the done images (of the earlier size, resize or format) and write a manifest naming the
+    new options, so the DataModule fed the model images of the old size without a word. Also for a cache
+    interrupted before its manifest (sidecars only, as an older version left it)."""
+    prep.prepare(str(synthetic_root), str(tmp_path), input_size=SIZE, workers=0)
+    if not manifest:
+        (tmp_path / "manifest.json").unlink()
+    before = _files(tmp_path)
+    for options, named in [
+        ({"input_size": (64, 40)}, r"input_size=\[128, 80\], this run asks for input_size=\[64, 40\]"),
+        ({"input_size": SIZE, "resize": "fit"}, "resize=stretch, this run asks for resize=fit"),
+        ({"input_size": SIZE, "cache_format": "npy"}, "cache_format=png, this run asks for cache_format=npy"),
+    ]:
+        with pytest.raises(ValueError, match=f"cache_dir: {tmp_path} holds images prepared with {named}; give another"):
+            prep.prepare(str(synthetic_root), str(tmp_path), workers=0, **options)
+    assert _files(tmp_path) == before
+    again = prep.prepare(str(synthetic_root), str(tmp_path), input_size=SIZE, workers=0)  # the same options resume
+    assert again["images"] and not again["errors"]
+
+
+def test_a_damaged_sidecar_is_converted_again(synthetic_root: Path, tmp_path: Path) -> None:
+    """An empty sidecar (renames are not fsynced: a power cut) stopped the whole rerun with a bare JSONDecodeError."""
+    first = prep.prepare(str(synthetic_root), str(tmp_path), input_size=SIZE, workers=0)
+    image_id = sorted(first["images"])[0]
+    (tmp_path / "images" / f"{image_id}.json").write_text("")
+    assert prep.prepare(str(synthetic_root), str(tmp_path), input_size=SIZE, workers=0) == first
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"input_size": (0, 40)}, r"input_size: expected \[height, width\], two positive integers, got \[0, 40\]"),
+        ({"input_size": (64.5, 40)}, "input_size: expected"),
+        ({"resize": "strech"}, "resize: expected one of .*'stretch'.*, got 'strech'"),
+    ],
+)
+def test_impossible_options_are_refused_before_any_file(tmp_path: Path, options: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        prep.prepare(str(tmp_path / "nowhere"), str(tmp_path / "cache"), workers=0, **options)
+    assert not (tmp_path / "cache").exists()
 
 
 def test_bad_files_reported_and_others_cached(synthetic_root: Path, tmp_path: Path, capsys) -> None:

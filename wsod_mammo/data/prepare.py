@@ -9,7 +9,10 @@ Layout: ``<cache_dir>/images/<image_id>.{png,npy}``, for an image with DICOM pad
 padding and in caches written before masks existed), a ``<image_id>.json`` sidecar per image (geometry and
 source path) and ``<cache_dir>/manifest.json``. Resumable: every file goes to a temporary name and is
 renamed into place, the sidecar last, so an image counts as done only when all of it is there; a rerun
-skips done images. A bad file does not stop the others; it is listed at the end with its path and reason.
+skips done images (and converts again one whose sidecar is damaged). The manifest is written first with the
+options (``input_size``, ``crop_breast``, ``resize``, ``cache_format``) and no image, then whole at the end; a
+rerun with other options is refused, since it would keep the earlier images. A bad file does not stop the
+others; it is listed at the end with its path and reason.
 """
 
 from __future__ import annotations
@@ -103,7 +106,10 @@ def _convert(job: Job) -> tuple[str, dict[str, Any] | None, str]:
     folder = Path(cache_dir) / "images"
     sidecar = folder / f"{image_id}.json"
     if sidecar.is_file():
-        return image_id, json.loads(sidecar.read_text()), ""
+        try:
+            return image_id, json.loads(sidecar.read_text()), ""
+        except (ValueError, OSError):  # damaged (e.g. empty after a power cut: renames are not fsynced): redo it
+            pass
     from wsod_mammo.data.dicom import DicomError, describe_failure  # pydicom, torch: only when converting
     from wsod_mammo.data.images import load_input_image
 
@@ -150,13 +156,24 @@ def prepare(
     """
     if cache_format not in ("png", "npy"):
         raise ValueError(f"cache_format: expected 'png' or 'npy', got {cache_format!r}")
+    from wsod_mammo.data.geometry import RESIZE_MODES  # torch: not at import (`wsod prepare --help` stays light)
+
+    if resize not in RESIZE_MODES:
+        raise ValueError(f"resize: expected one of {RESIZE_MODES}, got {resize!r}")
+    if len(input_size) != 2 or min(input_size) < 1 or any(int(v) != v for v in input_size):
+        raise ValueError(f"input_size: expected [height, width], two positive integers, got {list(input_size)}")
+    size = (int(input_size[0]), int(input_size[1]))
+    options = {"input_size": list(size), "crop_breast": crop_breast, "resize": resize, "cache_format": cache_format}
+    check_cache_options(cache_dir, options)
     records = select_records(load_records(data_root), classes or ["Mass"], selection, seed)
     unique = {r.image_id: r for r in records}
     folder = Path(cache_dir) / "images"
     folder.mkdir(parents=True, exist_ok=True)
     for stale in folder.glob(".*.tmp"):  # left by an interrupted run; never read
         stale.unlink()
-    size = (int(input_size[0]), int(input_size[1]))
+    if load_manifest(cache_dir) is None:  # the options, before any image: a rerun after an interruption checks them
+        started = {"version": MANIFEST_VERSION, **options, "images": {}, "errors": {}}
+        write_atomic(Path(cache_dir) / MANIFEST, json.dumps(started, indent=1, sort_keys=True).encode())
     jobs = [
         (i, str(r.path), r.laterality, size, crop_breast, str(cache_dir), cache_format, (r.height, r.width), resize)
         for i, r in unique.items()
@@ -169,16 +186,43 @@ def prepare(
             images[image_id], errors[image_id] = entry, error
     manifest = {
         "version": MANIFEST_VERSION,
-        "input_size": list(size),
-        "crop_breast": crop_breast,
-        "resize": resize,
-        "cache_format": cache_format,
+        **options,
         "images": {k: v for k, v in sorted(images.items()) if v is not None},
         "errors": {k: v for k, v in sorted(errors.items()) if v},
     }
     write_atomic(Path(cache_dir) / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True).encode())
     _report(manifest, cache_dir)
     return manifest
+
+
+def check_cache_options(cache_dir: str | Path, options: dict[str, Any]) -> None:
+    """A cache folder holds images of one setting: a rerun with another ``input_size``, ``crop_breast``, ``resize``
+    or ``cache_format`` would keep the earlier images (done images are skipped) under a manifest naming the new
+    setting, and the DataModule would be fed images of the old one. ValueError naming the cache, the options that
+    differ and both values. The earlier setting is the manifest's (written when a run starts), else, for a cache
+    interrupted before manifests were written first, its first image's sidecar (size, resize, format)."""
+    manifest = load_manifest(cache_dir)
+    if manifest is not None:
+        earlier = {key: manifest.get(key, "stretch" if key == "resize" else None) for key in options}
+    else:
+        sidecar = next(iter(sorted((Path(cache_dir) / "images").glob("*.json"))), None)
+        try:
+            entry = json.loads(sidecar.read_text()) if sidecar is not None else None
+        except (ValueError, OSError):
+            entry = None
+        if entry is None:
+            return
+        geometry = entry["geometry"]
+        earlier = {"input_size": [geometry["out_height"], geometry["out_width"]],
+                   "resize": geometry.get("resize", "stretch"), "cache_format": Path(entry["file"]).suffix[1:]}  # fmt: skip
+    differing = [key for key in earlier if earlier[key] is not None and earlier[key] != options[key]]
+    if differing:
+        was = ", ".join(f"{key}={earlier[key]}" for key in differing)
+        now = ", ".join(f"{key}={options[key]}" for key in differing)
+        raise ValueError(
+            f"cache_dir: {cache_dir} holds images prepared with {was}, this run asks for {now}; give another "
+            "--cache_dir (or delete that one to rebuild it)"
+        )
 
 
 def exit_with_parent(parent_pid: int) -> None:
