@@ -535,3 +535,15 @@ def test_predict_paths_leave_padding_out(padded_root: Path) -> None:
         dm.setup("predict")
         batch = dm.on_after_batch_transfer(next(iter(dm.predict_dataloader())), 0)
         assert _check_padding_left_out(batch, records, atol=0.0 if where == "worker" else 2e-3) >= 3
+
+
+def test_a_cached_image_of_another_size_is_an_error_naming_its_file(synthetic_root: Path, tmp_path: Path) -> None:
+    """A cache whose manifest names the data's size but whose image files are of another (an older `wsod prepare`
+    mixed them on a rerun) fed the model images of the wrong size without a word."""
+    manifest = prepare(str(synthetic_root), str(tmp_path), input_size=(64, 40), workers=0, cache_format="npy")
+    manifest["input_size"] = list(SIZE)
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    dm = _dm(synthetic_root, cache_dir=str(tmp_path))
+    dm.setup("test")
+    with pytest.raises(ValueError, match=r"\.npy: a cached image of 64x40, the data's input_size is 128x80; prepare"):
+        dm.datasets["test"][0]

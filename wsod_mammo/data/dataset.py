@@ -142,6 +142,12 @@ class VinDrDataset(Dataset):
             entry = self.cache[1]["images"][record.image_id]
             # uint16 as cached: augmentation and standardization both take it as it is (no float32 pass)
             image = read_cached(self.cache[0] / entry["file"], raw=True)
+            if image.shape != tuple(self.transform.input_size):  # the header's shape: costs no pixel read
+                raise ValueError(
+                    f"{self.cache[0] / entry['file']}: a cached image of {image.shape[0]}x{image.shape[1]}, the "
+                    f"data's input_size is {self.transform.input_size[0]}x{self.transform.input_size[1]}; prepare "
+                    "the cache again into a new cache_dir"
+                )
             padding = read_padding(self.cache[0] / entry["padding"]) if entry.get("padding") else None
             return image, Geometry.from_dict(entry["geometry"]), padding
         size = (record.height, record.width)

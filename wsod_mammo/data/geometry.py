@@ -214,8 +214,9 @@ def apply_to_image(
 
     Downscaling on both axes uses area averaging (no aliasing of the fine calcification texture), any other
     resize bilinear (also when one axis shrinks and the other grows, as a tall VinDr crop stretched to 2944 x 1920
-    may: OpenCV's area mode upsamples poorly), unless ``interpolation`` (a cv2 flag) says otherwise; at scale 1 (``native``) the pixels are copied as they are. With
-    ``resize="fit"`` or ``"native"`` the area outside the crop is 0.
+    may: OpenCV's area mode upsamples poorly), unless ``interpolation`` (a cv2 flag) says otherwise; at scale 1
+    (``native``) the pixels are copied as they are. With ``resize="fit"`` or ``"native"`` the area outside the
+    crop is 0.
     """
     geo = Geometry.coerce(geometry)
     if image.shape != (geo.orig_height, geo.orig_width):

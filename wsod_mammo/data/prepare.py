@@ -213,8 +213,11 @@ def check_cache_options(cache_dir: str | Path, options: dict[str, Any]) -> None:
         if entry is None:
             return
         geometry = entry["geometry"]
-        earlier = {"input_size": [geometry["out_height"], geometry["out_width"]],
-                   "resize": geometry.get("resize", "stretch"), "cache_format": Path(entry["file"]).suffix[1:]}  # fmt: skip
+        earlier = {
+            "input_size": [geometry["out_height"], geometry["out_width"]],
+            "resize": geometry.get("resize", "stretch"),
+            "cache_format": Path(entry["file"]).suffix[1:],
+        }
     differing = [key for key in earlier if earlier[key] is not None and earlier[key] != options[key]]
     if differing:
         was = ", ".join(f"{key}={earlier[key]}" for key in differing)
