@@ -483,20 +483,32 @@ def test_wandb_offline_run_holds_the_config_and_the_metrics(
 
 
 # ------------------------------------------------------------------------------------------------ bad input
-def _refused(args: list[str], match: str, caplog: pytest.LogCaptureFixture) -> str:
-    """`wsod ARGS` refuses before running: exit status 2 and one error line matching ``match`` (no traceback)."""
+def _refused(args: list[str], match: str, caplog: pytest.LogCaptureFixture, status: int = 2) -> str:
+    """`wsod ARGS` refuses: exit ``status`` (2: before running; 1: data it cannot use) and one error line matching
+    ``match`` (no traceback)."""
     caplog.clear()
     with caplog.at_level(logging.ERROR, logger="wsod_mammo"), pytest.raises(SystemExit) as exit_info:
         main(args)
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
-    assert exit_info.value.code == 2 and len(errors) == 1 and re.search(match, errors[0]), errors
+    assert exit_info.value.code == status and len(errors) == 1 and re.search(match, errors[0]), errors
     return errors[0]
 
 
-def test_missing_data_root_fails_before_training_and_names_the_option(tmp_path: Path, data_root: Path) -> None:
-    config = write_config(tmp_path / "c.yaml", tiny_config(tmp_path, tmp_path / "nowhere"))
-    with pytest.raises(FileNotFoundError, match="data_root.*nowhere"):
-        main(["fit", "--config", str(config)])
+@pytest.mark.parametrize(
+    ("root", "option", "match"),
+    [("nowhere", [], r"^wsod fit: data_root: .*nowhere does not exist"),
+     ("data", ["--data.classes", "[mass]"], r"^wsod fit: classes: \['mass'\] match no finding category of the data")],
+)  # fmt: skip
+def test_data_a_run_cannot_use_is_one_line_naming_it(
+    tmp_path: Path, data_root: Path, caplog: pytest.LogCaptureFixture, root: str, option: list[str], match: str
+) -> None:
+    """A missing data_root or a class the data does not have (a misspelt `mass` trained on negatives only) used to
+    end in a traceback."""
+    config = write_config(tmp_path / "c.yaml", tiny_config(tmp_path, data_root if root == "data" else tmp_path / root))
+    try:
+        _refused(["fit", "--config", str(config), *option], match, caplog, status=1)
+    finally:  # the run stopped in this process leaves its W&B run open; later tests must start their own
+        wandb.finish()
     assert not list(tmp_path.glob("**/*.ckpt"))
 
 
@@ -552,7 +564,8 @@ def test_a_gpu_config_on_a_machine_without_cuda_names_the_option_and_the_cpu_con
         ("--data.input_size", "[100, 50]", r"data.input_size: expected \[height, width\], each a positive multiple"),
         ("--model.model.init_args.crop_shape", "[256, 256]", r"model.model.crop_shape: \[256, 256\] does not fit"),
         ("--data.batch_size", "0", "data.batch_size: expected at least 1 image per batch, found 0"),
-        ("--data.val_fraction", "1.5", r"data.val_fraction: expected a fraction in \[0, 1\), found 1.5"),
+        ("--data.val_fraction", "1.5", r"data.val_fraction: expected a fraction in \(0, 1\) of the training studies"),
+        ("--data.val_fraction", "0", r"data.val_fraction: expected a fraction in \(0, 1\) of the training studies"),
         ("--data.num_workers", "-1", "data.num_workers: expected 0 .* or more, found -1"),
         ("--model.beta", "-1", "model.beta: expected a weight >= 0 of the saliency regularizer, found -1"),
         (

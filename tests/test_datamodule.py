@@ -20,7 +20,7 @@ import pytest
 import torch
 from lightning.fabric.utilities import move_data_to_device
 
-from wsod_mammo.data.datamodule import VinDrMammoDataModule, collate_samples
+from wsod_mammo.data.datamodule import DataError, VinDrMammoDataModule, collate_samples
 from wsod_mammo.data.device_augment import warp_padding
 from wsod_mammo.data.dicom import read_dicom
 from wsod_mammo.data.geometry import RESIZE_MODES, boxes_to_original
@@ -116,7 +116,7 @@ def test_train_shuffle_is_seeded(synthetic_root: Path) -> None:
 
 
 def test_missing_data_root_names_option(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match=r"data_root: .*nowhere does not exist"):
+    with pytest.raises(DataError, match=r"data_root: .*nowhere does not exist"):
         _dm(tmp_path / "nowhere").setup("fit")
 
 
@@ -132,7 +132,7 @@ def test_synthesize_if_missing(tmp_path: Path, capsys: pytest.CaptureFixture[str
 def test_a_mistyped_data_root_is_not_synthesized(tmp_path: Path) -> None:
     dm = _dm(tmp_path / "dmeo", synthesize_if_missing=str(tmp_path / "demo"), synthetic_studies=2)
     dm.prepare_data()
-    with pytest.raises(FileNotFoundError, match=r"data_root: .*dmeo does not exist.*demo"):
+    with pytest.raises(DataError, match=r"data_root: .*dmeo does not exist.*demo"):
         dm.setup("fit")
     assert not (tmp_path / "dmeo").exists() and not (tmp_path / "demo").exists()
     with pytest.raises(ValueError, match="synthesize_if_missing.*mistyped"):
@@ -146,7 +146,7 @@ def test_missing_error_and_skip(synthetic_root: Path, tmp_path: Path) -> None:
     total = sum(len(dm.datasets[k]) for k in ("train", "val", "test"))
     victim = next(r for r in load_records(root) if r.is_normal)
     victim.path.unlink()
-    with pytest.raises(FileNotFoundError, match=f"{victim.path}: file not found"):
+    with pytest.raises(DataError, match=f"{victim.path}: file not found"):
         _dm(root, selection="all").setup("fit")
     skip = _dm(root, selection="all", missing="skip")
     skip.setup("fit")

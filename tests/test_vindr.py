@@ -156,6 +156,34 @@ def test_bad_csv_errors_name_file_and_row(tmp_path: Path) -> None:
         load_records(tmp_path)
 
 
+@pytest.mark.parametrize("height", ["inf", "1e400", "100.7", "0", "-100", ""])
+def test_an_impossible_image_size_names_the_row(tmp_path: Path, height: str) -> None:
+    """`inf` raised a bare OverflowError; `100.7` was cut to 100; 0 and negative sizes went through."""
+    _write(tmp_path, FINDING_COLUMNS, [ROW[:5] + [height] + ROW[6:]])
+    with pytest.raises(VinDrFormatError, match=f"line 2: height/width must be positive integers, got '{height}', '80'"):
+        load_records(tmp_path)
+
+
+@pytest.mark.parametrize(("column", "value"), [("study_id", "z" * 32), ("split", "test"), ("height", "4000"),
+                                               ("laterality", "R")])  # fmt: skip
+def test_rows_of_one_image_that_disagree_name_both_lines(tmp_path: Path, column: str, value: str) -> None:
+    """The first row used to win in silence: the second row's box was clipped to the first row's size, or the image
+    stayed in the first row's split."""
+    other = dict(zip(FINDING_COLUMNS, ROW, strict=True)) | {column: value}
+    _write(tmp_path, FINDING_COLUMNS, [ROW, ROW, [other[c] for c in FINDING_COLUMNS]])
+    match = f"line 4: image {'c' * 32} has {column} '{value}' here but '.*' on line 2"
+    with pytest.raises(VinDrFormatError, match=match):
+        load_records(tmp_path)
+
+
+def test_a_class_no_finding_has_is_refused_listing_the_categories() -> None:
+    """`classes: [mass]` (VinDr writes Mass) made every image a negative with `selection: all`, and with `balanced`
+    an empty split blamed on the data."""
+    with pytest.raises(ValueError, match=r"classes: \['mass'\] match no finding category .*'Mass', 'Suspicious Calc"):
+        select_records(_toy_records(), ["mass"], "all")
+    assert select_records(_toy_records(), ["Suspicious Calcification"], "all")
+
+
 def test_box_clipped_to_image(tmp_path: Path) -> None:
     _write(tmp_path, FINDING_COLUMNS, [ROW[:11] + ["-3.2", "2", "85.5", "130", "training"]])
     (record,) = load_records(tmp_path)

@@ -28,7 +28,8 @@ class Subcommand(NamedTuple):
 
 LIGHTNING_MODULE = "wsod_mammo.cli"
 #: Set (e.g. ``WSOD_TRACEBACK=1``) to see the traceback behind a one-line error: bad input to prepare, synth, report
-#: or study, or an option, config or checkpoint that fit, validate, test or predict refuse before running.
+#: or study, an option, config or checkpoint that fit, validate, test or predict refuse before running, or data
+#: they cannot use (``DataError``).
 TRACEBACK_VARIABLE = "WSOD_TRACEBACK"
 SUBCOMMANDS: dict[str, Subcommand] = {
     "fit": Subcommand(LIGHTNING_MODULE, "train GMIC from image-level labels (checkpoints, validated thresholds)"),
@@ -74,6 +75,7 @@ def main(argv: list[str] | None = None) -> None:
     name, rest = args[0], args[1:]
     module = importlib.import_module(SUBCOMMANDS[name].module)
     if SUBCOMMANDS[name].module == LIGHTNING_MODULE:
+        from wsod_mammo.data.datamodule import DataError
         from wsod_mammo.training.predict import NoReadableInputError
 
         try:
@@ -81,11 +83,11 @@ def main(argv: list[str] | None = None) -> None:
         except NoReadableInputError as err:  # every reason is written: the one line to read, not a traceback
             logging.getLogger(PACKAGE_LOGGER).error("%s", err)
             raise SystemExit(1) from None
-        except module.ConfigurationError as err:  # refused before anything ran: the option and why, in one line
+        except (module.ConfigurationError, DataError) as err:  # the option or data and why, in one line
             if os.environ.get(TRACEBACK_VARIABLE, "") not in ("", "0"):
                 raise
             logging.getLogger(PACKAGE_LOGGER).error("wsod %s: %s", name, err)
-            raise SystemExit(2) from None
+            raise SystemExit(1 if isinstance(err, DataError) else 2) from None
     else:
         try:
             module.main(rest)

@@ -59,11 +59,20 @@ AugmentOn = Literal["worker", "device"]
 _NO_TENSORS = frozenset({"image_id", "meta"})  # batch keys that never hold a tensor: nothing to move to the device
 
 
+class DataError(ValueError):
+    """The data a run was pointed at cannot be used (a CSV row, a class name, a cache, a missing file, an empty
+    split), found while the DataModule reads it: ``wsod`` shows the reason, which names the file, row or option, in
+    one line (``WSOD_TRACEBACK=1``: the traceback) and exits with status 1."""
+
+
 def check_loader_options(val_fraction: float, batch_size: int, eval_batch_size: int | None, num_workers: int) -> None:
     """Refuse impossible loader options when the data module is built, before any run folder or W&B run exists
     (they used to fail at the first batch, or at the split, after both)."""
-    if not 0.0 <= val_fraction < 1.0:
-        raise ValueError(f"data.val_fraction: expected a fraction in [0, 1), found {val_fraction}")
+    if not 0.0 < val_fraction < 1.0:  # validation picks the best checkpoint and the detection thresholds
+        raise ValueError(
+            f"data.val_fraction: expected a fraction in (0, 1) of the training studies held out for validation, "
+            f"found {val_fraction}"
+        )
     for option, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
         if value is not None and value < 1:
             raise ValueError(f"data.{option}: expected at least 1 image per batch, found {value}")
@@ -288,7 +297,14 @@ class VinDrMammoDataModule(L.LightningDataModule):
         return [r for r in records if r.image_id not in bad]
 
     def setup(self, stage: str | None = None) -> None:
-        """Build the datasets of ``stage`` (``fit``, ``validate``, ``test``, ``predict`` or all)."""
+        """Build the datasets of ``stage`` (``fit``, ``validate``, ``test``, ``predict`` or all); what is wrong with
+        the data raises DataError."""
+        try:
+            self._setup(stage)
+        except (ValueError, OSError) as err:  # the messages name the file, row or option
+            raise DataError(str(err)) from err
+
+    def _setup(self, stage: str | None) -> None:
         cache = self._cache()
         in_worker = self.standardize_on == "worker"
         train_tf = BoxTransform(self.input_size, self.augmentation, train=True, standardize=in_worker)
@@ -316,7 +332,7 @@ class VinDrMammoDataModule(L.LightningDataModule):
         if name not in self.datasets:
             raise RuntimeError(f"{name} dataloader requested before setup() built the {name} dataset")
         if len(self.datasets[name]) == 0:
-            raise ValueError(
+            raise DataError(
                 f"the {name} split is empty: data_root {self.data_root} has no {'/'.join(self.class_names)} or "
                 f"No Finding images for it with selection={self.selection!r}, normal_max_birads="
                 f"{self.normal_max_birads} (val_fraction={self.val_fraction})"

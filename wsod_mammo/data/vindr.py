@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import csv
+import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -155,13 +156,36 @@ def _parse_box(row: dict[str, str], height: int, width: int, where: str) -> tupl
     return (x0, y0, x1, y1)
 
 
-def _new_record(row: dict[str, str], root: Path, where: str) -> ImageRecord:
+def _image_size(row: dict[str, str], where: str) -> tuple[int, int]:
+    """``(height, width)``: positive whole numbers (``2800`` or ``2800.0``), else VinDrFormatError naming the row."""
     try:
-        height, width = int(float(row["height"])), int(float(row["width"]))
-    except ValueError as err:
+        values = [float(row["height"]), float(row["width"])]
+    except ValueError:
+        values = []
+    if len(values) != 2 or not all(math.isfinite(v) and v >= 1 and v == int(v) for v in values):
         raise VinDrFormatError(
-            f"{where}: height/width must be integers, got {row['height']!r}, {row['width']!r}"
-        ) from err
+            f"{where}: height/width must be positive integers, got {row['height']!r}, {row['width']!r}"
+        )
+    return int(values[0]), int(values[1])
+
+
+#: The columns every row of one image must agree on (the first row's values make the record).
+IMAGE_COLUMNS = ("study_id", "series_id", "laterality", "view_position", "height", "width", "split")
+
+
+def _check_same_image(row: dict[str, str], first: dict[str, str], first_line: int, where: str) -> None:
+    """A later row of an image that disagrees with its first row (another study, split, size...) is an error
+    naming both lines: merging them would put boxes on the wrong image or the image in the wrong split."""
+    for column in IMAGE_COLUMNS:
+        if row[column].strip() != first[column].strip():
+            raise VinDrFormatError(
+                f"{where}: image {row['image_id']} has {column} {row[column]!r} here but {first[column]!r} on line "
+                f"{first_line}; every row of one image must agree on {', '.join(IMAGE_COLUMNS)}"
+            )
+
+
+def _new_record(row: dict[str, str], root: Path, where: str) -> ImageRecord:
+    height, width = _image_size(row, where)
     if row["laterality"] not in ("L", "R"):
         raise VinDrFormatError(f"{where}: laterality must be L or R, got {row['laterality']!r}")
     if row["split"] not in SPLITS:
@@ -189,12 +213,17 @@ def load_records(root: str | Path) -> list[ImageRecord]:
     if (root / BREAST_CSV).is_file():
         next(iter(_read_rows(root / BREAST_CSV, BREAST_COLUMNS)), None)
     records: dict[str, ImageRecord] = {}
+    first_rows: dict[str, tuple[int, dict[str, str]]] = {}
     path = root / FINDING_CSV
     for line, row in _read_rows(path, FINDING_COLUMNS):
         where = f"{path}, line {line}"
         record = records.get(row["image_id"])
         if record is None:
             record = records[row["image_id"]] = _new_record(row, root, where)
+            first_rows[row["image_id"]] = line, row
+        else:
+            first_line, first = first_rows[row["image_id"]]
+            _check_same_image(row, first, first_line, where)
         categories = parse_categories(row["finding_categories"], where)
         box = _parse_box(row, record.height, record.width, where)
         if box is None and categories != (NO_FINDING,):
@@ -221,6 +250,7 @@ def select_records(
     if selection not in ("balanced", "all", "paper"):
         raise ValueError(f"selection: expected 'balanced', 'all' or 'paper', got {selection!r}")
     check_normal_max_birads(normal_max_birads)
+    check_classes(records, classes)
     rng = np.random.default_rng(seed)
     chosen: list[ImageRecord] = []
     for split in SPLITS:
@@ -234,6 +264,16 @@ def select_records(
             negatives = [negatives[i] for i in keep]
         chosen += positives + negatives
     return chosen
+
+
+def check_classes(records: Sequence[ImageRecord], classes: Sequence[str]) -> None:
+    """ValueError naming a class no finding of the data has, with the categories found: a misspelt class
+    (``mass``) made every image a negative (``selection: all``) or an empty split blamed on the data."""
+    found = sorted({c for r in records for f in r.findings for c in f.categories} - {NO_FINDING})
+    unknown = [c for c in classes if c not in found]
+    if unknown and records:
+        raise ValueError(f"classes: {unknown} match no finding category of the data (names are case-sensitive); "
+                         f"its categories: {found}")  # fmt: skip
 
 
 def check_normal_max_birads(value: int) -> None:
