@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 
+from wsod_mammo.detection.study_report import write_study_outputs
 from wsod_mammo.detection.study_tables import (
     best_pair,
+    keep_test_methods,
     seed_interval,
     table1_text,
     table2_cells,
@@ -64,3 +67,44 @@ def test_table1_with_one_seed_takes_the_reports_intervals_over_images() -> None:
     assert "| cam | local | 0.900 [0.800, 0.950] | 0.950 [0.850, 1.000] | 0.800 [0.700, 0.850] |" in table1_text(one)
     two = one | {("cam", 2): {"table1": dict.fromkeys(heads, figures)}}  # over seeds now: no spread, [x, x]
     assert "| cam | local | 0.900 [0.900, 0.900] |" in table1_text(two)
+
+
+def test_fppi_is_averaged_over_the_seeds_whose_tpr_is() -> None:
+    """A seed with an undefined TPR was left out of the TPR mean but not of the FPPI mean (0.70 @ 1.80, not 0.20)."""
+    reports = {
+        ("cam", s): _report({"cam": (t, f)}) for s, (t, f) in enumerate([(math.nan, 5.0), (0.8, 0.1), (0.6, 0.3)])
+    }
+    tpr, fppi = table2_cells(reports)["cam"]["cam"]
+    assert (tpr.mean, tpr.n) == (pytest.approx(0.7), 2) and (fppi.mean, fppi.n) == (pytest.approx(0.2), 2)
+
+
+def test_a_run_without_a_method_the_others_have_is_an_error_naming_it(tmp_path: Path) -> None:
+    """It used to drop out of that cell's mean (or a train method without mass results out of Table II) in silence,
+    leaving a cell "over seeds" of one seed, or one seed's interval over images."""
+    full = _report({"cam": (0.5, 0.25), "gradcam": (0.75, 0.5)})
+    reports = {("cam", 1): full, ("cam", 2): _report({"cam": (0.75, 0.125)})}
+    with pytest.raises(ValueError, match=r"run cam seed 2: its test report has no gradcam \(it has cam\); .*"
+                                         r"\(--test_methods cam keeps the methods every run has\)"):  # fmt: skip
+        keep_test_methods(reports)
+    with pytest.raises(ValueError, match="run gradcam seed 1: its test report has no cam, gradcam .*no mass-image"):
+        keep_test_methods({("cam", 1): full, ("gradcam", 1): {"table1": {}}})
+    assert list(keep_test_methods({("cam", 1): full})[("cam", 1)]["mass"]) == ["cam", "gradcam"]
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [("[]", "expected a JSON object, found list"), ('{"mass": {}}', "no 'table1' object"),
+     ('{"table1": {}, "mass": {"cam": {"tpr": null, "fppi": 0.5}}}', r"'mass.cam.tpr' is None, not a number"),
+     ('{"table1": {}, "mass": {"cam": 3}}', "'mass' is not an object of one object per test method")],
+)  # fmt: skip
+def test_a_malformed_test_report_is_an_error_naming_it_before_any_output(
+    tmp_path: Path, content: str, problem: str
+) -> None:
+    """A list, a report without table1 or a null figure raised AttributeError, KeyError or TypeError, the last
+    after table1.md and table2.md were rewritten beside the old summary.md."""
+    (tmp_path / "detection.json").write_text(content)
+    output = tmp_path / "study"
+    with pytest.raises(ValueError, match=f"run cam seed 1: {tmp_path / 'detection.json'} is not a `wsod test` report"
+                                         f" as expected: {problem}"):  # fmt: skip
+        write_study_outputs(output, {("cam", 1): tmp_path / "detection.json"})
+    assert not output.exists()

@@ -49,9 +49,7 @@ def write_study_outputs(
     (Table II's columns: ``test_methods``, default every method the reports hold); return the summary's text (the
     tables and the best pair). ``left_out``: finished run folders not in these tables, named in the summary; the
     FROC figure of a train method not in the tables is removed (an earlier study's, it would look current)."""
-    reports = load_reports(runs)
-    if test_methods is not None:
-        reports = keep_test_methods(reports, test_methods)
+    reports = keep_test_methods(load_reports(runs), test_methods)  # every run has every column's method
     cells = table2_cells(reports)
     table2_md, table2_csv = table2_text(cells)
     table1_md = table1_text(reports)

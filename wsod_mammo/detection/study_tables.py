@@ -83,30 +83,57 @@ def _over_seeds_or_images(
 
 
 def load_reports(runs: dict[tuple[str, int], Path]) -> dict[tuple[str, int], dict[str, Any]]:
-    """``{(train method, seed): detection.json}``; a missing or unreadable file is an error naming the run."""
+    """``{(train method, seed): detection.json}``; a missing, unreadable or malformed file is an error naming the
+    run and the file (before any output is written)."""
     reports = {}
     for (method, seed), path in runs.items():
         try:
             reports[(method, seed)] = json.loads(Path(path).read_text())
         except (OSError, ValueError) as error:
             raise ValueError(f"run {method} seed {seed}: cannot read its test report {path} ({error})") from None
+        if problem := _report_problem(reports[(method, seed)]):
+            raise ValueError(f"run {method} seed {seed}: {path} is not a `wsod test` report as expected: {problem}")
     return reports
 
 
+def _report_problem(report: Any) -> str | None:
+    """What keeps ``report`` from being read as a ``detection.json`` (None: nothing): the parts the tables read."""
+    if not isinstance(report, dict):
+        return f"expected a JSON object, found {type(report).__name__}"
+    if not isinstance(report.get("table1"), dict):
+        return "no 'table1' object (the classification figures)"
+    cells = report.get(SUBSET, {})
+    if not isinstance(cells, dict) or not all(isinstance(c, dict) for c in cells.values()):
+        return f"'{SUBSET}' is not an object of one object per test method"
+    for method, cell in cells.items():
+        for figure in ("tpr", "fppi"):
+            if not isinstance(cell.get(figure, math.nan), int | float) or isinstance(cell.get(figure), bool):
+                return f"'{SUBSET}.{method}.{figure}' is {cell.get(figure)!r}, not a number"
+    return None
+
+
 def keep_test_methods(
-    reports: dict[tuple[str, int], dict[str, Any]], methods: Sequence[str]
+    reports: dict[tuple[str, int], dict[str, Any]], methods: Sequence[str] | None = None
 ) -> dict[tuple[str, int], dict[str, Any]]:
-    """The reports with only ``methods``' Table II cells (``wsod study --test_methods``); a run whose report lacks
-    one of them (tested with other methods) is an error naming the run and what it has."""
+    """The reports with only ``methods``' Table II cells (``wsod study --test_methods``; None: every method any run
+    was tested with). A run whose report lacks one of them (tested with other methods, or without mass images) is
+    an error naming the run and what it has: averaged over the other seeds only, its cells would say "over seeds"
+    of fewer seeds, or one seed's interval over images, without a word."""
+    tested = {m for r in reports.values() for m in r.get(SUBSET, {})}
+    ordered = [*(m for m in METHOD_ORDER if m in tested), *sorted(tested - set(METHOD_ORDER))]
+    wanted = list(methods) if methods is not None else ordered
     kept = {}
     for (train, seed), report in reports.items():
         cells = report.get(SUBSET, {})
-        if missing := [m for m in methods if m not in cells]:
+        if missing := [m for m in wanted if m not in cells]:
+            has = ", ".join(cells) or f"none: no {SUBSET}-image results"
+            common = [m for m in wanted if all(m in r.get(SUBSET, {}) for r in reports.values())]
+            advice = f" (--test_methods {','.join(common)} keeps the methods every run has)" if common else ""
             raise ValueError(
-                f"run {train} seed {seed}: its test report has no {', '.join(missing)} (it has "
-                f"{', '.join(cells) or 'none'}); test it again with those methods, or leave them out of --test_methods"
+                f"run {train} seed {seed}: its test report has no {', '.join(missing)} (it has {has}); test it "
+                f"again with those methods, or leave them out of --test_methods{advice}"
             )
-        kept[(train, seed)] = {**report, SUBSET: {m: cells[m] for m in methods}}
+        kept[(train, seed)] = {**report, SUBSET: {m: cells[m] for m in wanted}}
     return kept
 
 
@@ -124,7 +151,8 @@ def table2_cells(reports: dict[tuple[str, int], dict[str, Any]]) -> dict[str, di
         tests = [m for m in METHOD_ORDER if any(m in r.get(SUBSET, {}) for r in runs)]
         for test in tests:
             per_seed = [r[SUBSET][test] for r in runs if test in r.get(SUBSET, {})]
-            fppi = seed_interval([c.get("fppi", math.nan) for c in per_seed])
+            defined = [c for c in per_seed if not math.isnan(float(c.get("tpr", math.nan)))]  # TPR's seeds
+            fppi = seed_interval([c.get("fppi", math.nan) for c in defined])
             cells.setdefault(train, {})[test] = (tpr_estimate(per_seed), fppi)
     return cells
 
