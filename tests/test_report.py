@@ -160,6 +160,35 @@ def test_compare_is_a_paired_bootstrap_over_the_same_images(tmp_path, capsys):
         main([str(tmp_path / "run"), "--compare", "cam", "scorecam"])
 
 
+def test_compare_finds_the_test_run_inside_a_study_run_folder_and_names_a_bad_record(tmp_path, capsys):
+    """`--compare RUN_DIR:method` looked for the record in RUN_DIR itself, while the listed RUN_DIR finds the test
+    run below it (a study's runs/cam_seed42/<project>/<run id>/); a malformed record raised KeyError or named no
+    file."""
+    study_run = tmp_path / "runs" / "cam_seed42"
+    _images_file(study_run / "wsod-mammo" / "id42", {"cam": [1, 1, 1, 1, 1, 0], "gradcam": [1, 1, 1, 1, 0, 0]})
+    main([str(study_run), "--compare", f"{study_run}:cam", f"{study_run}:gradcam"])
+    assert "A cam_seed42:cam: 0.833" in capsys.readouterr().out
+    record = study_run / "wsod-mammo" / "id42" / "detection_images.json"
+    for content, reason in [('{"fppi_budget": 1.0}', "no 'subsets' key"), ("{nope", "JSONDecodeError")]:
+        record.write_text(content)
+        with pytest.raises(ValueError, match=f"--compare cam: {record} is not a `wsod test` image record .*{reason}"):
+            main([str(study_run), "--compare", "cam", "gradcam"])
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [(b"train_method,cam,gradcam\ncam,0.5@0.5,0.3@0.6,0.1@0.1\n", "row 2: 4 fields, the header has 3"),
+     (b"train_method,cam,cam\ncam,0.69@1.55,0.10@1.00\n", "the header names cam more than once"),
+     (b"train_method,cam\ncam,0.5\xff@0.5\n", "not UTF-8 text")],
+)  # fmt: skip
+def test_a_malformed_table2_row_is_an_error_naming_the_file(tmp_path, content, problem):
+    """A row with an extra field crashed in the Markdown writer, a repeated column kept its last value in silence,
+    a non-UTF-8 file named no file."""
+    (tmp_path / "table2_row.csv").write_bytes(content)
+    with pytest.raises(ValueError, match=f"{tmp_path / 'table2_row.csv'}.*{problem}"):
+        collect_table2([tmp_path])
+
+
 def test_compare_redraws_with_the_test_reports_own_seed(tmp_path, capsys):
     """The interval --compare prints for a method is the one its test report gave: same draws, same seed."""
     import json

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from wsod_mammo.detection.bootstrap import SEED, best_within, interval, resample_weights, resampled_froc
-from wsod_mammo.detection.report import count
+from wsod_mammo.detection.report import count, find_run_dir
 
 IMAGES_FILE = "detection_images.json"
 
@@ -24,18 +24,22 @@ def load_side(spec: str, default_run: Path, subset: str) -> tuple[str, dict[str,
     """``(label, records, fppi_budget, bootstrap seed)`` of ``RUN_DIR:method`` or ``method`` (in ``default_run``);
     the seed is the test report's (``SEED`` for a report written before it was recorded)."""
     run, _, method = spec.rpartition(":")
-    run_dir = Path(run) if run else default_run
+    run_dir = find_run_dir(Path(run)) if run else default_run  # a study's run folder, as the listed runs
     path = run_dir / IMAGES_FILE
     if not path.is_file():
         raise ValueError(f"--compare {spec}: {path} does not exist (written by `wsod test`)")
-    data = json.loads(path.read_text())
-    methods = data["subsets"].get(subset, {})
+    try:
+        data = json.loads(path.read_text())
+        methods = data["subsets"].get(subset, {})
+        budget, seed = float(data["fppi_budget"]), int(data.get("bootstrap_seed", SEED))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+        reason = f"no {error} key" if isinstance(error, KeyError) else f"{type(error).__name__}: {error}"
+        raise ValueError(f"--compare {spec}: {path} is not a `wsod test` image record as expected ({reason})") from None
     if method not in methods:
         raise ValueError(
             f"--compare {spec}: {path} has no method {method!r} on {subset} images; it has {sorted(methods)}"
         )
-    seed = int(data.get("bootstrap_seed", SEED))
-    return f"{run_dir.name}:{method}", methods[method], float(data["fppi_budget"]), seed
+    return f"{Path(run).name if run else run_dir.name}:{method}", methods[method], budget, seed
 
 
 def _tensors(records: dict[str, Any], order: dict[int, int]) -> tuple[torch.Tensor, ...]:

@@ -98,11 +98,23 @@ def write_table2_row(path: Path, train_method: str, cells: dict[str, str]) -> No
 
 
 def _read_rows(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="") as handle:
-        reader = csv.DictReader(handle)
-        if reader.fieldnames is None or "train_method" not in reader.fieldnames:
-            raise ValueError(f"{path}: expected a header starting with 'train_method', found {reader.fieldnames}")
-        return list(reader)
+    """A ``table2_row.csv``'s rows; a header without ``train_method`` or with a column twice, a row with more
+    fields than the header, or a file that is not UTF-8 text is an error naming the file (and row)."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            header = reader.fieldnames
+            if header is None or "train_method" not in header:
+                raise ValueError(f"{path}: expected a header starting with 'train_method', found {header}")
+            if twice := sorted({c for c in header if header.count(c) > 1}):
+                raise ValueError(f"{path}: the header names {', '.join(twice)} more than once: {header}")
+            rows = list(reader)
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path}: not UTF-8 text ({error})") from None
+    for line, row in enumerate(rows, start=2):
+        if None in row:
+            raise ValueError(f"{path}, row {line}: {len(header) + len(row[None])} fields, the header has {len(header)}")
+    return rows
 
 
 NESTED_LEVELS = 3  # <save_dir>/<project>/<run id>/ of a test run, and a study's runs/<run>/ one level above
