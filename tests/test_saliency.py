@@ -299,6 +299,22 @@ def test_evaluate_is_forward_and_saliency_maps_in_one_pass(
     assert all(p.grad is None for p in model.parameters())
 
 
+@pytest.mark.parametrize("patch", [GradCAM(layer="stage4"), LayerCAM(layers=["stage5"])])
+def test_evaluate_selects_with_the_patch_methods_own_layers_beside_a_same_named_method(patch) -> None:
+    """A train-side GradCAM(layer="stage4") beside the requested `gradcam` (default layer) used to select the
+    patches with the requested method's map: validation classified with other patches than training."""
+    model = tiny_gmic(2).eval()
+    x = images(2)
+    output, maps = model.evaluate(x, patch, ALL)
+    with torch.no_grad():
+        reference = model(x, patch)
+    for field, value, expected in zip(reference._fields, output, reference, strict=True):
+        torch.testing.assert_close(value, expected, msg=field)
+    separately = model.saliency_maps(x, ALL)  # the requested names keep their default layers
+    for name in ALL:
+        torch.testing.assert_close(maps[name], separately[name], msg=name)
+
+
 def test_evaluate_with_the_y_fusion_target_differentiates_its_own_y_fusion() -> None:
     model = tiny_gmic(2).eval()
     x = images(2)

@@ -37,7 +37,7 @@ from wsod_mammo.models.resnet import (
     local_resnet18,
 )
 from wsod_mammo.saliency.base import SaliencyMethod, get_saliency_method
-from wsod_mammo.saliency.compute import check_layers, compute_saliency, required_layers
+from wsod_mammo.saliency.compute import check_layers, compute_saliency, compute_saliency_list, required_layers
 
 log = logging.getLogger(__name__)
 
@@ -402,12 +402,12 @@ class GMIC(nn.Module):
                 self._graph_start(layers),
             )
             graded = g.score if needs_grad else None
-            if target == "y_global":
-                together = resolved + ([patch] if patch.name not in {m.name for m in resolved} else [])
-                maps = compute_saliency(together, g.cam, g.activations, graded,
-                                        known_gradients=self._known_gradients(g, together))  # fmt: skip
-                selection = maps[patch.name]
-                maps = {m.name: maps[m.name] for m in resolved}
+            if target == "y_global":  # the patch method's own map, even beside a same-named one of other layers
+                together = [*resolved, patch]
+                computed = compute_saliency_list(together, g.cam, g.activations, graded,
+                                                 known_gradients=self._known_gradients(g, together))  # fmt: skip
+                selection = computed[-1]
+                maps = {m.name: value for m, value in zip(resolved, computed[:-1], strict=True)}
             else:
                 keep = any(m.needs_gradients for m in resolved)
                 selection = compute_saliency([patch], g.cam, g.activations, graded, keep,

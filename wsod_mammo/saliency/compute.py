@@ -61,8 +61,23 @@ def compute_saliency(
 
     cam (N, C, h, w) is GMIC's sigmoid map; `activations` must hold every layer the methods read and be
     part of the graph that produced `target (N, C)` (needed only when a gradient method reads a layer missing from
-    `known_gradients`, {layer: (N, C, K, h', w') gradient of `target` already computed}).
+    `known_gradients`, {layer: (N, C, K, h', w') gradient of `target` already computed}). Two methods of one name
+    keep the last one's map: `compute_saliency_list` keeps both.
     """
+    maps = compute_saliency_list(methods, cam, activations, target, retain_graph, known_gradients)
+    return {method.name: value for method, value in zip(methods, maps, strict=True)}
+
+
+def compute_saliency_list(
+    methods: Sequence[SaliencyMethod],
+    cam: Tensor,
+    activations: dict[str, Tensor],
+    target: Tensor | None,
+    retain_graph: bool = False,
+    known_gradients: dict[str, Tensor] | None = None,
+) -> list[Tensor]:
+    """`compute_saliency`'s maps in the order of `methods`, one per method even where names repeat (a patch
+    method `GradCAM(layer="stage4")` beside the requested `gradcam`)."""
     layers = required_layers(methods)
     gradients = {n: g for n, g in (known_gradients or {}).items() if n in layers}
     unknown = [n for n in layers if n not in gradients]
@@ -76,4 +91,4 @@ def compute_saliency(
             activations={n: activations[n].detach() for n in layers},
             gradients={n: g.detach() for n, g in gradients.items()},
         )
-        return {method.name: method(inputs) for method in methods}
+        return [method(inputs) for method in methods]
