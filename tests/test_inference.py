@@ -86,6 +86,24 @@ def test_checkpoint_written_from_nyu_weights_predicts_the_same(
     np.testing.assert_array_equal(a.boxes, b.boxes)
 
 
+def test_a_checkpoint_naming_another_callable_is_refused_without_calling_it(nyu_file: Path, tmp_path: Path) -> None:
+    """A checkpoint is data: its model's class_path used to be called if it merely started with `wsod_mammo.`
+    (here it would write a dataset into `pwned`); one that records no model was rebuilt as a default GMIC."""
+    path = nyu_to_checkpoint(nyu_file, tmp_path / "nyu.ckpt", **SMALL)
+    checkpoint = torch.load(path, weights_only=True)
+    target = tmp_path / "pwned"
+    model = {"class_path": "wsod_mammo.data.synthetic.make_synthetic_dataset", "init_args": {"root": str(target)}}
+    hyper_parameters = checkpoint["hyper_parameters"] | {"model": model}
+    torch.save(checkpoint | {"hyper_parameters": hyper_parameters}, tmp_path / "a.ckpt")
+    with pytest.raises(ValueError, match=r"a.ckpt: refusing to build wsod_mammo.data.synthetic.make_synthetic_data"):
+        Predictor.from_checkpoint(tmp_path / "a.ckpt", input_size=SIZE)
+    assert not target.exists()
+    bare = checkpoint | {"hyper_parameters": {"predict_saliency": "cam"}}
+    torch.save(bare, tmp_path / "b.ckpt")
+    with pytest.raises(ValueError, match=r"b.ckpt: its hyper_parameters record no model .*--config CONFIG"):
+        Predictor.from_checkpoint(tmp_path / "b.ckpt", input_size=SIZE)
+
+
 def test_a_checkpoint_of_a_native_input_frame_predicts_in_it(nyu_file: Path, tmp_path: Path) -> None:
     """``from_checkpoint`` takes the resize mode the weights were trained with (``input_frame``), ``native`` too."""
     path = nyu_to_checkpoint(nyu_file, tmp_path / "nyu.ckpt", **SMALL)

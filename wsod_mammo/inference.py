@@ -145,27 +145,36 @@ def predictions_from_outputs(
     return out
 
 
-def _instantiate(config: Any) -> Any:
-    """``{"class_path": ..., "init_args": {...}}`` (as LightningCLI saves it) -> the object; other values unchanged."""
-    if not (isinstance(config, dict) and "class_path" in config):
-        return config
+def _build_gmic(config: Any, path: str | Path) -> GMIC:
+    """The GMIC a checkpoint's ``hyper_parameters.model`` (``{"class_path", "init_args"}``, as LightningCLI saves
+    it) describes. The class is looked up and checked to be GMIC (or a subclass) BEFORE anything is called: a
+    checkpoint is data, and naming any other callable (``wsod_mammo.commands.main``...) must not run it."""
+    if not (isinstance(config, dict) and isinstance(config.get("class_path"), str)):
+        raise ValueError(
+            f"checkpoint: {path}: its hyper_parameters record no model (a checkpoint saved outside `wsod fit`, "
+            "without LightningCLI): its crop shape and patch count are unknown; run it with the config that "
+            "trained it, `wsod predict --config CONFIG --ckpt_path ...`"
+        )
     module, _, name = config["class_path"].rpartition(".")
-    if not module.startswith("wsod_mammo."):
-        raise ValueError(f"checkpoint: refusing to build {config['class_path']} (only wsod_mammo classes)")
-    return getattr(importlib.import_module(module), name)(**config.get("init_args", {}))
+    found = getattr(importlib.import_module(module), name, None) if module.startswith("wsod_mammo.") else None
+    if not (isinstance(found, type) and issubclass(found, GMIC)):
+        raise ValueError(f"checkpoint: {path}: refusing to build {config['class_path']} (the model must be a GMIC)")
+    try:
+        return found(**(config.get("init_args") or {}))
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"checkpoint: {path}: its model {config['class_path']} cannot be built ({error})") from None
 
 
 def _module_from_checkpoint(checkpoint: dict[str, Any], path: str | Path) -> GMICLitModule:
     """A read ``wsod fit`` checkpoint -> GMICLitModule on the CPU (weights only; thresholds restored)."""
-    state, hparams = checkpoint["state_dict"], checkpoint.get("hyper_parameters", {})
-    model = _instantiate(hparams.get("model"))
-    if not isinstance(model, GMIC):
-        if "model.classifier.weight" not in state:
-            raise ValueError(f"checkpoint: {path}: no GMIC weights (model.classifier.weight) in its state_dict")
-        model = GMIC(num_classes=int(state["model.classifier.weight"].shape[0]))
+    state, hparams = checkpoint["state_dict"], checkpoint.get("hyper_parameters") or {}
+    model = _build_gmic(hparams.get("model"), path)
     kwargs = {k: hparams[k] for k in ("train_saliency", "saliency_target", "predict_saliency") if k in hparams}
     module = GMICLitModule(model, **kwargs)
-    module.load_state_dict(state)
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as error:  # keys or shapes the recorded model does not have
+        raise ValueError(f"checkpoint: {path}: its weights do not fit its recorded model ({error})") from None
     module.on_load_checkpoint(checkpoint)
     return module
 
