@@ -163,6 +163,12 @@ def test_predict_from_nyu_weights_without_a_checkpoint_on_png_and_dicom(
     assert records[0]["probability"] == records[0]["probabilities"]["benign"]
     with open(run.with_suffix(".csv")) as handle:
         assert {row["class"] for row in csv.DictReader(handle)} == {"benign"}
+    # --ckpt_path untrained beside the config's NYU weights: the baseline, not NYU's weights under its name
+    main([*args, "--ckpt_path", "untrained", "--data.predict_paths", f"[{png}]"])
+    baseline = max((tmp_path / "predictions").glob("*/predictions.json"))
+    assert yaml.safe_load((baseline.parent / "config.yaml").read_text())["model"]["init_args"]["init_from_nyu"] is None
+    (untrained,) = json.loads(baseline.read_text())
+    assert untrained["class"] != "benign" and abs(untrained["probability"] - records[1]["probability"]) > 1e-4
     # --trainer.callbacks.init_args.* sets the last callback's options: the PredictionWriter in the configs
     main([*args, "--data.predict_paths", f"[{dicom}]", "--trainer.callbacks.init_args.class_index", "1"])
     (malignant,) = json.loads(max((tmp_path / "predictions").glob("*/predictions.json")).read_text())

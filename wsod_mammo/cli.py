@@ -178,6 +178,11 @@ def check_weights_given(subcommand: str, section: Any) -> bool:
     ckpt_path = section.get("ckpt_path")
     if ckpt_path == UNTRAINED:
         log.warning("%s: --ckpt_path untrained: evaluating the freshly initialized network (a baseline)", subcommand)
+        init_args = section.get("model", {}).get("init_args") or {}
+        if init_args.get("init_from_nyu"):  # the config's NYU weights would be loaded instead of the baseline
+            log.warning("%s: --ckpt_path untrained: model.init_from_nyu (%s) is not used", subcommand,
+                        init_args["init_from_nyu"])  # fmt: skip
+            section["model"]["init_args"]["init_from_nyu"] = None
         return True
     if not ckpt_path and not (section.get("model", {}).get("init_args") or {}).get("init_from_nyu"):
         raise ValueError(
