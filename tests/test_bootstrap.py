@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import torch
-from torchmetrics.functional.classification import binary_auroc
+from torchmetrics.functional.classification import binary_auroc, binary_recall, binary_specificity
 
 from wsod_mammo.detection.bootstrap import (
     best_within,
@@ -77,8 +77,17 @@ def test_weighted_classification_figures_equal_the_unweighted_ones_on_duplicated
     figures = classification_figures(counts, preds, target)
     take = torch.repeat_interleave(torch.arange(12), counts[0].long())
     assert abs(float(figures["auc"][0]) - float(binary_auroc(preds[take], target[take]))) < 1e-6
-    predicted = preds[take] >= 0.5
+    predicted = preds[take] > 0.5
     assert abs(float(figures["accuracy"][0]) - float((predicted == target[take].bool()).float().mean())) < 1e-6
+
+
+def test_table1_cuts_at_the_threshold_as_the_logged_metrics_do():
+    """Table I counted p == 0.5 as positive (>=), torchmetrics' logged test metrics as negative (>): under bf16 every
+    probability within ~0.002 of 0.5 is exactly 0.5."""
+    preds, target = torch.tensor([0.5, 0.9, 0.2, 0.5]), torch.tensor([1, 1, 0, 0])
+    figures = classification_figures(torch.ones(1, 4), preds, target)
+    assert float(figures["tpr"][0]) == float(binary_recall(preds, target)) == 0.5
+    assert float(figures["tnr"][0]) == float(binary_specificity(preds, target)) == 1.0
 
 
 def test_interval_brackets_the_resamples():

@@ -112,8 +112,9 @@ def _weighted_auroc(weights: Tensor, scores: Tensor, target: Tensor) -> Tensor:
 
 
 def classification_figures(weights: Tensor, probabilities: Tensor, target: Tensor, threshold: float = 0.5) -> dict:
-    """Table I figures ``{accuracy, auc, tpr, tnr: (B,)}`` of one head, binary ``probabilities, target (N,)``."""
-    predicted, positive = probabilities.float() >= threshold, target.bool()
+    """Table I figures ``{accuracy, auc, tpr, tnr: (B,)}`` of one head, binary ``probabilities, target (N,)``;
+    positive above ``threshold`` (strictly, as torchmetrics cuts the logged metrics)."""
+    predicted, positive = probabilities.float() > threshold, target.bool()
     correct = (predicted == positive).float()
     return {
         "accuracy": (weights * correct).sum(1) / weights.sum(1),
