@@ -84,6 +84,11 @@ def test_checkpoint_written_from_nyu_weights_predicts_the_same(
     a, b = predictor(record.path)[0], loaded(record.path)[0]
     np.testing.assert_array_equal(a.probabilities, b.probabilities)
     np.testing.assert_array_equal(a.boxes, b.boxes)
+    # every model option given goes into the checkpoint (gradient_target was dropped: other maps, other boxes)
+    options = SMALL | {"gradient_target": "probability"}
+    written = torch.load(nyu_to_checkpoint(nyu_file, tmp_path / "p.ckpt", **options), weights_only=True)
+    assert written["hyper_parameters"]["model"]["init_args"]["gradient_target"] == "probability"
+    assert Predictor.from_checkpoint(tmp_path / "p.ckpt", input_size=SIZE).module.model.gradient_target == "probability"
 
 
 def test_a_checkpoint_naming_another_callable_is_refused_without_calling_it(nyu_file: Path, tmp_path: Path) -> None:
