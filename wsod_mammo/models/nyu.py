@@ -74,7 +74,9 @@ def load_nyu_checkpoint(path: str | Path, option: str = "init_from_nyu") -> dict
     try:  # memory-mapped only where torch supports it (zip format); NYU's legacy files are read normally
         obj = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
     except Exception as error:  # noqa: BLE001 - foreign bytes raise anything from KeyError to UnpicklingError
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        from wsod_mammo.training.checkpoints import _reason  # the real cause, without torch's "load it unsafely"
+
+        reason = _reason(error)
         raise ValueError(f"{where}: not a weights-only torch state dict ({type(error).__name__}: {reason})") from None
     if not isinstance(obj, dict) or not all(isinstance(k, str) and isinstance(v, Tensor) for k, v in obj.items()):
         raise ValueError(f"{where}: expected a state dict {{str: Tensor}}, found {type(obj).__name__}")

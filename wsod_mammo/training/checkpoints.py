@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,8 @@ _TORCH_ADVICE = ("Weights only load failed", "weights_only", "Please file an iss
 def _reason(error: Exception) -> str:
     """Why torch could not read the file (``Unsupported operand 120``, ``unsupported GLOBAL posix.system``...),
     without torch's advice to load it unsafely."""
-    kept = [line.strip() for line in str(error).splitlines() if line.strip()]
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(error))  # torch bolds parts of its message for terminals
+    kept = [line.strip() for line in text.splitlines() if line.strip()]
     kept = [line for line in kept if not any(advice in line for advice in _TORCH_ADVICE)]
     return "; ".join(kept) or type(error).__name__
 
