@@ -334,6 +334,12 @@ def test_a_second_fit_writes_its_own_run_folder_and_best_resolves_to_the_newest(
     assert resolve_checkpoint(f"{first}:last", section) == first / "checkpoints" / "last.ckpt"
     with pytest.raises(FileNotFoundError, match="nosuchrun"):
         resolve_checkpoint("nosuchrun:best", section)
+    with pytest.raises(FileNotFoundError, match=f"{first} is a folder; .*--ckpt_path {first}:best"):
+        resolve_checkpoint(str(first), section)
+    twin = first.parent.parent / "other-project" / first.name  # the same id under another project
+    shutil.copytree(first, twin)
+    with pytest.raises(FileNotFoundError, match=f"the run id '{first.name}' names several runs"):
+        resolve_checkpoint(f"{first.name}:best", section)  # was the newest of the two, in silence
 
 
 def test_a_run_id_whose_config_keeps_checkpoints_elsewhere_says_where(tmp_path: Path) -> None:

@@ -308,6 +308,10 @@ def resolve_checkpoint(ckpt_path: str, section: Any) -> Path:
         else:
             candidates = list(root.glob(f"**/checkpoints/{name}")) + [d / name for d in _checkpoint_dirs(section)]
         found = [c for c in candidates if c.is_file()]
+        if run and len({c.parent.parent.resolve() for c in found}) > 1:  # one id, several runs: never guess
+            runs = ", ".join(sorted(str(c.parent.parent) for c in found))
+            raise FileNotFoundError(f"--ckpt_path {ckpt_path}: the run id {run!r} names several runs ({runs}); "
+                                    f"give the run folder: --ckpt_path <run folder>:{alias}")  # fmt: skip
         if not found:
             where = f"run {run!r}" if run else f"any run under {root}"
             hint = "run `wsod fit` first"
@@ -317,6 +321,9 @@ def resolve_checkpoint(ckpt_path: str, section: Any) -> Path:
             raise FileNotFoundError(f"--ckpt_path {ckpt_path}: no {name} in {where} ({hint})")
         return max(found, key=lambda p: p.stat().st_mtime_ns)
     path = Path(ckpt_path)
+    if path.is_dir():
+        raise FileNotFoundError(f"--ckpt_path: {path} is a folder; a run folder's checkpoint is --ckpt_path "
+                                f"{path}:best (or :last)")  # fmt: skip
     if not path.is_file():
         raise FileNotFoundError(f"--ckpt_path: {path} does not exist")
     return path
