@@ -164,14 +164,15 @@ def prepare(
         raise ValueError(f"input_size: expected [height, width], two positive integers, got {list(input_size)}")
     size = (int(input_size[0]), int(input_size[1]))
     options = {"input_size": list(size), "crop_breast": crop_breast, "resize": resize, "cache_format": cache_format}
-    check_cache_options(cache_dir, options)
+    earlier = load_manifest(cache_dir)
+    check_cache_options(cache_dir, options, earlier)
     records = select_records(load_records(data_root), classes or ["Mass"], selection, seed)
     unique = {r.image_id: r for r in records}
     folder = Path(cache_dir) / "images"
     folder.mkdir(parents=True, exist_ok=True)
     for stale in folder.glob(".*.tmp"):  # left by an interrupted run; never read
         stale.unlink()
-    if load_manifest(cache_dir) is None:  # the options, before any image: a rerun after an interruption checks them
+    if earlier is None:  # the options, before any image: a rerun after an interruption checks them
         started = {"version": MANIFEST_VERSION, **options, "images": {}, "errors": {}}
         write_atomic(Path(cache_dir) / MANIFEST, json.dumps(started, indent=1, sort_keys=True).encode())
     jobs = [
@@ -195,13 +196,13 @@ def prepare(
     return manifest
 
 
-def check_cache_options(cache_dir: str | Path, options: dict[str, Any]) -> None:
+def check_cache_options(cache_dir: str | Path, options: dict[str, Any], manifest: dict[str, Any] | None) -> None:
     """A cache folder holds images of one setting: a rerun with another ``input_size``, ``crop_breast``, ``resize``
     or ``cache_format`` would keep the earlier images (done images are skipped) under a manifest naming the new
     setting, and the DataModule would be fed images of the old one. ValueError naming the cache, the options that
     differ and both values. The earlier setting is the manifest's (written when a run starts), else, for a cache
-    interrupted before manifests were written first, its first image's sidecar (size, resize, format)."""
-    manifest = load_manifest(cache_dir)
+    interrupted before manifests were written first, its first image's sidecar (size, resize, format).
+    ``manifest``: the cache's (``load_manifest``), None when it has none."""
     if manifest is not None:
         earlier = {key: manifest.get(key, "stretch" if key == "resize" else None) for key in options}
     else:
