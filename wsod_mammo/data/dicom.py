@@ -89,10 +89,10 @@ def reader_warnings(ds: pydicom.Dataset) -> tuple[str, ...]:
     return tuple(notes)
 
 
-def _check_pixel_layout(ds: pydicom.Dataset, path: Path) -> None:
+def _check_pixel_layout(ds: pydicom.Dataset, path: Path) -> str:
     """What no decoding can turn into one grayscale mammogram, refused from the tags before the pixels are decoded
     (a tomosynthesis volume is hundreds of MB to decompress): several frames, colour samples, a colour photometric
-    interpretation. DicomError naming the file and what it holds."""
+    interpretation. DicomError naming the file and what it holds; else the photometric interpretation."""
     frames = ds.get("NumberOfFrames")
     try:
         frames = int(frames) if frames not in (None, "") else 1
@@ -108,6 +108,7 @@ def _check_pixel_layout(ds: pydicom.Dataset, path: Path) -> None:
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip()
     if photometric not in ("MONOCHROME1", "MONOCHROME2"):
         raise DicomError(f"{path}: expected MONOCHROME1 or MONOCHROME2, found {photometric}")
+    return photometric
 
 
 def _codes(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -324,7 +325,7 @@ def read_dicom(path: str | Path) -> tuple[np.ndarray, DicomInfo]:
         raise DicomError(f"{path}: unreadable DICOM header ({type(err).__name__}: {err})") from err
     if "PixelData" not in ds:
         raise DicomError(f"{path}: no pixel data (PixelData tag absent)")
-    _check_pixel_layout(ds, path)
+    photometric = _check_pixel_layout(ds, path)
     pixels = _pixels(ds, path)
     if pixels.ndim != 2:
         raise DicomError(f"{path}: expected one 2-D grayscale frame, found pixel array of shape {pixels.shape}")
@@ -347,7 +348,7 @@ def read_dicom(path: str | Path) -> tuple[np.ndarray, DicomInfo]:
         width=int(image.shape[1]),
         laterality=_laterality(ds),
         view=str(ds.get("ViewPosition", "") or "") or None,
-        photometric=str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip(),
+        photometric=photometric,
         padding=mask,
         warnings=reader_warnings(ds),
     )
