@@ -44,7 +44,8 @@ class RunConfigSaver(SaveConfigCallback):
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if self.already_saved:
             return
-        if str(getattr(stage, "value", stage)) == "predict":  # its config goes into its predictions folders
+        stage = str(getattr(stage, "value", stage))  # Lightning passes a str enum (TrainerFn.FITTING)
+        if stage == "predict":  # its config goes into its predictions folders
             self.already_saved = True
             return
         directory = run_directory(trainer)
@@ -52,7 +53,6 @@ class RunConfigSaver(SaveConfigCallback):
             self._save_into(directory)
             for logger in trainer.loggers:
                 logger.log_hyperparams({"config": self.parser.dump(self.config, skip_none=False, format="yaml")})
-            stage = str(getattr(stage, "value", stage))  # Lightning passes a str enum (TrainerFn.FITTING)
             log.info("%s: run folder %s (%s)", stage, directory, RUN_FOLDER_HOLDS.get(stage, "config.yaml"))
             if stage == "fit" and trainer.checkpoint_callbacks:
                 # a callback's dirpath is resolved in its own setup, which may come after this one: unset, it will
@@ -176,15 +176,15 @@ def check_weights_given(subcommand: str, section: Any) -> bool:
     results, so that is an error; ``--ckpt_path untrained`` asks for it (a baseline), with a warning. Returns True
     for ``untrained``."""
     ckpt_path = section.get("ckpt_path")
+    init_args = section.get("model", {}).get("init_args") or {}
     if ckpt_path == UNTRAINED:
         log.warning("%s: --ckpt_path untrained: evaluating the freshly initialized network (a baseline)", subcommand)
-        init_args = section.get("model", {}).get("init_args") or {}
         if init_args.get("init_from_nyu"):  # the config's NYU weights would be loaded instead of the baseline
             log.warning("%s: --ckpt_path untrained: model.init_from_nyu (%s) is not used", subcommand,
                         init_args["init_from_nyu"])  # fmt: skip
             section["model"]["init_args"]["init_from_nyu"] = None
         return True
-    if not ckpt_path and not (section.get("model", {}).get("init_args") or {}).get("init_from_nyu"):
+    if not ckpt_path and not init_args.get("init_from_nyu"):
         raise ValueError(
             f"no weights to evaluate: give --ckpt_path (best, last, <run id>:best or a file), or "
             f"--model.init_from_nyu FILE for NYU's weights, or --ckpt_path {UNTRAINED} for the untrained network"
