@@ -212,24 +212,21 @@ def load_records(root: str | Path) -> list[ImageRecord]:
     root = Path(root)
     if (root / BREAST_CSV).is_file():
         next(iter(_read_rows(root / BREAST_CSV, BREAST_COLUMNS)), None)
-    records: dict[str, ImageRecord] = {}
-    first_rows: dict[str, tuple[int, dict[str, str]]] = {}
+    images: dict[str, tuple[ImageRecord, int, dict[str, str]]] = {}  # image_id -> its record, first line and row
     path = root / FINDING_CSV
     for line, row in _read_rows(path, FINDING_COLUMNS):
         where = f"{path}, line {line}"
-        record = records.get(row["image_id"])
-        if record is None:
-            record = records[row["image_id"]] = _new_record(row, root, where)
-            first_rows[row["image_id"]] = line, row
-        else:
-            first_line, first = first_rows[row["image_id"]]
+        if row["image_id"] not in images:
+            images[row["image_id"]] = _new_record(row, root, where), line, row
+        record, first_line, first = images[row["image_id"]]
+        if first_line != line:
             _check_same_image(row, first, first_line, where)
         categories = parse_categories(row["finding_categories"], where)
         box = _parse_box(row, record.height, record.width, where)
         if box is None and categories != (NO_FINDING,):
             raise VinDrFormatError(f"{where}: finding {list(categories)} has no box")
         record.findings.append(Finding(categories, box, row["finding_birads"].strip()))
-    return list(records.values())
+    return [record for record, _, _ in images.values()]
 
 
 def select_records(
