@@ -153,7 +153,7 @@ import os, sys, time
 import wsod_mammo.data.prepare as prep
 
 def slow(job):
-    print("worker", os.getpid(), flush=True)
+    os.write(1, f"worker {os.getpid()}\\n".encode())  # one write: the two workers' lines never interleave
     time.sleep(300)
 
 prep._convert = slow
