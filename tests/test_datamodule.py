@@ -547,3 +547,23 @@ def test_a_cached_image_of_another_size_is_an_error_naming_its_file(synthetic_ro
     dm.setup("test")
     with pytest.raises(ValueError, match=r"\.npy: a cached image of 64x40, the data's input_size is 128x80; prepare"):
         dm.datasets["test"][0]
+
+
+def test_a_study_lost_with_missing_skip_moves_no_other_study_between_train_and_val(
+    synthetic_root: Path, tmp_path: Path
+) -> None:
+    """The validation studies are drawn from the listed studies, not from those found on disk: a study whose files
+    are all gone (``missing: skip``) must not reshuffle which of the others validate (the checkpoint and the
+    detection thresholds are picked there)."""
+    root = Path(shutil.copytree(synthetic_root, tmp_path / "data"))
+    full = _dm(root, selection="all", val_fraction=0.4)
+    full.setup("fit")
+    studies = {name: {r.study_id for r in full.datasets[name].records} for name in ("train", "val")}
+    lost = sorted(studies["train"])[0]
+    for record in load_records(root):
+        if record.study_id == lost:
+            record.path.unlink(missing_ok=True)
+    skip = _dm(root, selection="all", val_fraction=0.4, missing="skip")
+    skip.setup("fit")
+    assert {r.study_id for r in skip.datasets["val"].records} == studies["val"]
+    assert {r.study_id for r in skip.datasets["train"].records} == studies["train"] - {lost}

@@ -260,9 +260,10 @@ class VinDrMammoDataModule(L.LightningDataModule):
         selected = select_records(
             load_records(root), self.class_names, self.selection, self.seed, self.normal_max_birads
         )
-        selected = self._drop_missing(selected, cache)
-        train, val = split_train_val(selected, self.val_fraction, self.seed)
-        return {"train": train, "val": val, "test": [r for r in selected if r.split == "test"]}
+        train, val = split_train_val(selected, self.val_fraction, self.seed)  # before: a lost file moves no study
+        kept = {r.image_id for r in self._drop_missing(selected, cache)}
+        splits = {"train": train, "val": val, "test": [r for r in selected if r.split == "test"]}
+        return {name: [r for r in records if r.image_id in kept] for name, records in splits.items()}
 
     def _cache(self) -> tuple[Path, dict[str, Any]] | None:
         if self.cache_dir is None or (manifest := load_manifest(self.cache_dir)) is None:
