@@ -382,6 +382,7 @@ def test_compiled_networks_test_with_layercam(tmp_path: Path, trained: Path) -> 
     assert resolved["model"]["init_args"]["model"]["init_args"]["compile_training_forward"] is True
     assert report["weights"] == "checkpoint"
     assert set(report["mass"]) == {"cam", "gradcam", "gradcampp", "xgradcam", "layercam"}
+    assert {cell["threshold_from"] for cell in report["mass"].values()} == {"validation"}
 
 
 def test_device_standardization_reaches_the_model_as_worker_standardization(
@@ -550,12 +551,20 @@ def test_evaluating_without_weights_is_refused_and_untrained_must_be_asked_for(
     config = write_config(tmp_path / "c.yaml", tiny_config(tmp_path, data_root))
     _refused([subcommand, "--config", str(config)], f"^wsod {subcommand}: no weights to evaluate: give", caplog)
     assert not list(tmp_path.glob("runs/**/config.yaml")) and not (tmp_path / "predictions").exists()
-    if subcommand != "validate":
+    if subcommand == "predict":
         return
     with caplog.at_level(logging.WARNING, logger="wsod_mammo.cli"):
         main([subcommand, "--config", str(config), "--ckpt_path", "untrained"])
     assert "--ckpt_path untrained: evaluating the freshly initialized network" in caplog.text
     assert list(tmp_path.glob("runs/**/config.yaml"))
+    if subcommand == "test":  # the report says what it evaluated, and that no threshold was validated
+        (report,) = tmp_path.glob("runs/**/detection.json")
+        summary = json.loads(report.read_text())
+        assert summary["weights"] == "untrained network" and summary["checkpoint"]["path"] is None
+        for cell in summary["mass"].values():
+            assert cell["threshold_from"].startswith("default") and cell["threshold"] == 0.5
+            assert list(cell["tpr_at_fppi"]) == list(cell["intervals"]["tpr_at_fppi"])  # one spelling: "1", not "1.0"
+        assert "NOT VALIDATED" in (report.parent / "table2_row.md").read_text()
 
 
 def test_a_gpu_config_on_a_machine_without_cuda_names_the_option_and_the_cpu_config(

@@ -27,3 +27,16 @@ def test_overlays_take_half_normal_images() -> None:
     callback._drawn = {True: 0, False: 0}
     assert callback._pick(torch.tensor([1.0, 1.0, 1.0, 0.0])) == [0, 1, 3]
     assert callback._pick(torch.tensor([0.0, 1.0])) == []  # both quotas full
+
+
+def test_overlays_of_an_unvalidated_method_cut_where_the_test_report_did() -> None:
+    """A method validation chose no threshold for is binarized at DetectionMetrics' ``default_threshold`` in the
+    test report; the overlays must draw the boxes it counted, not boxes at another cut."""
+    from lightning.pytorch import Trainer
+
+    from wsod_mammo.training.callbacks import DetectionMetrics, unvalidated_threshold
+
+    options = {"logger": False, "enable_checkpointing": False, "enable_progress_bar": False}
+    reported = Trainer(callbacks=[DetectionMetrics(default_threshold=0.3), SaliencyOverlays()], **options)
+    assert unvalidated_threshold(reported) == 0.3
+    assert unvalidated_threshold(Trainer(callbacks=[SaliencyOverlays()], **options)) == 0.5

@@ -185,6 +185,13 @@ class DetectionMetrics(Callback):
             write_test_report(*args, **options)
 
 
+def unvalidated_threshold(trainer: Trainer) -> float:
+    """The threshold of a method validation chose none for: DetectionMetrics' ``default_threshold`` (the overlays
+    then draw the boxes the test report counted), 0.5 without that callback."""
+    metrics = next((c for c in trainer.callbacks if isinstance(c, DetectionMetrics)), None)
+    return metrics.default_threshold if metrics is not None else 0.5
+
+
 class SaliencyOverlays(Callback):
     """Saves, for ``num_images`` test images (half with the class, half normal), the image with ground truth and each
     method's heatmap and predicted boxes (at the validated thresholds) side by side, to ``RUN_DIR/overlays`` and
@@ -228,6 +235,7 @@ class SaliencyOverlays(Callback):
         image_ids = [batch["image_id"][i] for i in picked]
         regions = content_regions([batch["meta"][i] for i in picked])
         cell0 = map_placement(pl_module, self.alignment)
+        fallback = unvalidated_threshold(trainer)
         for i in range(len(images)):
             panels = method_panels({m: maps[m][i, self.class_index] for m in methods}, size, cell0)
             boxes = {
@@ -235,7 +243,7 @@ class SaliencyOverlays(Callback):
                     saliency_to_boxes(
                         maps[m][i : i + 1, self.class_index],
                         size,
-                        pl_module.detection_thresholds.get(m, 0.5),
+                        pl_module.detection_thresholds.get(m, fallback),
                         probabilities[i : i + 1],
                         cell0_center=cell0,
                         regions=regions[i : i + 1],

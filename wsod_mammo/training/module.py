@@ -91,6 +91,7 @@ class GMICLitModule(LightningModule):
         # The NYU file whose weights the module holds as they are (test/validate/predict with no --ckpt_path), for
         # the test report's record of what it evaluated; None once training has changed them.
         self.nyu_weights_as_is: str | None = None
+        self.trained_in_process = False  # a test with no checkpoint and no NYU weights: untrained unless a fit ran
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.scheduler_monitor = scheduler_monitor
@@ -142,6 +143,7 @@ class GMICLitModule(LightningModule):
 
     def on_train_start(self) -> None:
         self.nyu_weights_as_is = None  # trained from here on (a fit after a test in one process)
+        self.trained_in_process = True
 
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory(self.parameters())

@@ -88,14 +88,15 @@ def _interval_text(figure: dict[str, float]) -> str:
     return f"{figure['value']:.2f} [{figure['low']:.2f}, {figure['high']:.2f}]"
 
 
-def _method_summary(r: DetectionResult, cell: str, intervals: dict[str, Any]) -> dict[str, Any]:
+def _method_summary(r: DetectionResult, cell: str, intervals: dict[str, Any], validated: bool) -> dict[str, Any]:
     first = r.per_threshold[0]
     return {
         "threshold": first.threshold,
+        "threshold_from": "validation" if validated else "default (no threshold validated for this checkpoint)",
         "cell": cell,
         "tpr": first.tpr,
         "fppi": first.fppi,
-        "tpr_at_fppi": dict(zip(map(str, r.fppi_points), first.tpr_at_fppi.tolist(), strict=True)),
+        "tpr_at_fppi": {f"{p:g}": v for p, v in zip(r.fppi_points, first.tpr_at_fppi.tolist(), strict=True)},
         "num_gt": r.num_gt,
         "num_images": r.num_images,
         "num_samples": r.num_samples,
@@ -124,9 +125,12 @@ def write_subset(
     budget: float,
     seed: int,
     iou_rule: float = 0.3,
+    validated: frozenset[str] | None = None,
 ) -> tuple[dict[str, Any], list[list[str]], dict[str, Any], str]:
     """One subset's Table II row (md/csv, with an interval table), FROC plot; returns its summary, CI rows,
-    per-image records and the row's markdown (with its note and intervals) for the terminal."""
+    per-image records and the row's markdown (with its note and intervals) for the terminal. ``validated``: the
+    methods whose binarization threshold validation chose (None: all); the others' cells are marked."""
+    validated = frozenset(results) if validated is None else validated
     cells = {m: format_cell(r.per_threshold[0].tpr, r.per_threshold[0].fppi) for m, r in results.items()}
     intervals = {m: detection_intervals(r, budget, seed) for m, r in results.items()}
     suffix = "" if subset == "mass" else "_all_images"
@@ -136,6 +140,12 @@ def write_subset(
     first = next(iter(results.values()))
     counts = f"{first.num_images} distinct images ({first.num_samples} samples evaluated)"
     note = f"\n{counts}. {OPERATING_POINT.format(budget=budget)}.\n\n"
+    if defaulted := [m for m in results if m not in validated]:
+        cut = results[defaulted[0]].per_threshold[0].threshold
+        note += (
+            f"NOT VALIDATED: {', '.join(defaulted)} binarized its maps at the default threshold {cut:g}; no "
+            "validation chose one for these weights, so these cells are not the study's protocol.\n\n"
+        )
     (directory / f"table2_row{suffix}.md").write_text(row_md + note + ci_md)
     curves = {m: (r.per_threshold[0].fppi_curve, r.per_threshold[0].tpr_curve) for m, r in results.items()}
     points = {m: (r.per_threshold[0].fppi, r.per_threshold[0].tpr) for m, r in results.items()}
@@ -144,7 +154,7 @@ def write_subset(
         f"{first.num_gt} lesions, hit = IoU > {iou_rule:g}"
     )
     plot_froc(curves, directory / f"froc_{subset}.png", title=title, points=points)
-    summary = {m: _method_summary(r, cells[m], intervals[m]) for m, r in results.items()}
+    summary = {m: _method_summary(r, cells[m], intervals[m], m in validated) for m, r in results.items()}
     ci_rows = [row for m in results for row in _ci_rows(subset, m, intervals[m])]
     return summary, ci_rows, {m: _image_records(r) for m, r in results.items()}, row_md + note + ci_md
 
@@ -161,6 +171,7 @@ def write_test_report(
 ) -> None:
     """Table I, the Table II row (mass images and all images) with intervals, FROC plots, ``detection.json``."""
     train_method = pl_module.train_saliency.name
+    validated = frozenset(pl_module.detection_thresholds)
     table1_rows = {h: {k: v["value"] for k, v in row.items()} for h, row in table1_ci.items()}
     table1_md, table1_csv = table1(table1_rows)
     header = "| head | accuracy | AUC | TPR | TNR |\n|---|---|---|---|---|\n"
@@ -189,7 +200,7 @@ def write_test_report(
         if not any_result.tpr_defined:
             log.error("the test set has no mass boxes (%s images): TPR is undefined, cells read n/a", subset)
         summary[subset], rows, records[subset], row_text = write_subset(
-            directory, train_method, subset, subset_results, fppi_budget, seed, iou_rule
+            directory, train_method, subset, subset_results, fppi_budget, seed, iou_rule, validated
         )
         printed.append(f"Table II row, {subset} images (TPR@FPPI, hit = IoU > {iou_rule:g})\n{row_text}")
         summary[f"{subset}_counts"] = {"images": any_result.num_images, "samples": any_result.num_samples}
@@ -206,12 +217,16 @@ def write_test_report(
 
 
 def evaluated_weights(trainer: Trainer, pl_module: LightningModule) -> dict[str, Any]:
-    """What a test evaluated: ``weights`` (``checkpoint``, ``NYU weights`` as they are, or ``weights in memory``
-    after a fit in the same process) and ``checkpoint``, the file's ``{"path", "sha256"}`` (both None in memory)."""
+    """What a test evaluated: ``weights`` (``checkpoint``, ``NYU weights`` as they are, ``weights in memory`` after
+    a fit in the same process, or the ``untrained network``: ``--ckpt_path untrained``, a baseline) and
+    ``checkpoint``, the file's ``{"path", "sha256"}`` (both None in memory)."""
     nyu = None if trainer.ckpt_path else getattr(pl_module, "nyu_weights_as_is", None)
     if nyu:
         return {"weights": "NYU weights", "checkpoint": checkpoint_record(nyu)}
-    kind = "checkpoint" if trainer.ckpt_path else "weights in memory"
+    if trainer.ckpt_path:
+        kind = "checkpoint"
+    else:
+        kind = "weights in memory" if getattr(pl_module, "trained_in_process", True) else "untrained network"
     return {"weights": kind, "checkpoint": checkpoint_record(trainer.ckpt_path)}
 
 
