@@ -99,6 +99,9 @@ def test_test_writes_both_tables_the_froc_plot_and_overlays(trained: Path) -> No
     t1 = {(r["head"], r["figure"]): r for r in csv.DictReader(open(run / "table1_ci.csv"))}
     assert float(t1[("fusion", "auc")]["low"]) <= float(t1[("fusion", "auc")]["value"]) <= 1.0
     assert summary["all_counts"] == {"images": 8, "samples": 8}
+    counts = summary["table1_counts"]
+    assert counts["images"] == 8 and 0 < counts["positive"] < 8
+    assert f"8 distinct test images: {counts['positive']} positive" in (run / "table1.md").read_text()
 
 
 def test_predict_reports_unreadable_files_and_still_predicts_the_rest(trained: Path, data_root: Path) -> None:
@@ -723,6 +726,7 @@ def test_ddp_test_on_an_uneven_count_with_repeats_equals_one_process(tmp_path: P
     one, two = reports[1], reports[2]
     assert one["all_counts"] == {"images": 8, "samples": 9} and two["all_counts"] == {"images": 8, "samples": 10}
     assert one["table1_intervals"] == two["table1_intervals"]
+    assert one["table1_counts"] == two["table1_counts"] and one["table1_counts"]["images"] == 8
     for subset in ("mass", "all"):
         for method, figures in one[subset].items():
             other = two[subset][method]

@@ -174,14 +174,15 @@ class DetectionMetrics(Callback):
                 pl_module.log(f"test/detection/{subset}/{method}/tpr@fppi{point:g}", value, sync_dist=False)
             pl_module.log(f"test/detection/{subset}/{method}/tpr", figures.tpr, sync_dist=False)
             pl_module.log(f"test/detection/{subset}/{method}/fppi", figures.fppi, sync_dist=False)
-        self._table1, _ = table1_intervals(pl_module, self.bootstrap_seed)  # collective: every rank
+        self._table1, self._table1_counts = table1_intervals(pl_module, self.bootstrap_seed)  # collective: all ranks
         self._run_dir = run_directory(trainer)
         self._metrics = {}
 
     def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.is_global_zero and self._results:
             args = (self._run_dir, trainer, pl_module, self._results, self._table1)
-            options = {"fppi_budget": self.fppi_budget, "seed": self.bootstrap_seed, "iou_rule": self.iou_threshold}
+            options = {"fppi_budget": self.fppi_budget, "seed": self.bootstrap_seed, "iou_rule": self.iou_threshold,
+                       "table1_counts": self._table1_counts}  # fmt: skip
             write_test_report(*args, **options)
 
 

@@ -56,23 +56,25 @@ def detection_intervals(result: DetectionResult, fppi_budget: float, seed: int) 
     }
 
 
-def table1_intervals(pl_module: LightningModule, seed: int) -> tuple[dict[str, dict[str, Any]], int]:
+def table1_intervals(pl_module: LightningModule, seed: int) -> tuple[dict[str, dict[str, Any]], dict[str, int]]:
     """Per head ``{accuracy, auc, tpr, tnr: {value, low, high}}`` over the distinct test images (first class), and
-    their number. Collective under DDP (the metric states are gathered): call on every rank."""
+    their counts ``{"images", "positive"}``. Collective under DDP (the metric states are gathered): call on every
+    rank."""
     rows: dict[str, dict[str, Any]] = {}
-    count = 0
+    counts = {"images": 0, "positive": 0}
     for head in HEADS:
         metric = pl_module.metrics[f"test_{head}"]["accuracy"]
         with metric.sync_context():
             preds, target, keys = metric.distinct()
         preds, target = preds.reshape(preds.shape[0], -1)[:, 0].cpu(), target.reshape(target.shape[0], -1)[:, 0].cpu()
         count = int(preds.numel())
+        counts = {"images": count, "positive": int((target > 0.5).sum())}
         if count == 0:
             continue
         full = classification_figures(torch.ones(1, count), preds, target)
         samples = classification_figures(resample_weights(target, seed=seed, keys=keys), preds, target)
         rows[head] = {k: interval(samples[k], float(full[k][0])) for k in samples}
-    return rows, count
+    return rows, counts
 
 
 def _ci_rows(subset: str, method: str, figures: dict[str, Any]) -> list[list[str]]:
@@ -168,8 +170,10 @@ def write_test_report(
     fppi_budget: float = 1.0,
     seed: int = 0,
     iou_rule: float = 0.3,
+    table1_counts: dict[str, int] | None = None,
 ) -> None:
-    """Table I, the Table II row (mass images and all images) with intervals, FROC plots, ``detection.json``."""
+    """Table I, the Table II row (mass images and all images) with intervals, FROC plots, ``detection.json``.
+    ``table1_counts``: ``{"images", "positive"}`` of Table I (``table1_intervals``), written beside it."""
     train_method = pl_module.train_saliency.name
     validated = frozenset(pl_module.detection_thresholds)
     table1_rows = {h: {k: v["value"] for k, v in row.items()} for h, row in table1_ci.items()}
@@ -177,6 +181,9 @@ def write_test_report(
     header = "| head | accuracy | AUC | TPR | TNR |\n|---|---|---|---|---|\n"
     lines = [f"| {h} | " + " | ".join(_interval_text(v) for v in row.values()) + " |" for h, row in table1_ci.items()]
     ci_md = "\n95% bootstrap intervals over images (stratified by class):\n\n" + header + "\n".join(lines) + "\n"
+    if table1_counts:
+        images, positive = table1_counts["images"], table1_counts["positive"]
+        ci_md = f"\n{images} distinct test images: {positive} positive, {images - positive} negative.\n" + ci_md
     (directory / "table1.md").write_text(table1_md + ci_md)
     (directory / "table1.csv").write_text(table1_csv)
     t1_rows = [[h, k, *map(repr, v.values())] for h, row in table1_ci.items() for k, v in row.items()]
@@ -188,6 +195,7 @@ def write_test_report(
         "bootstrap": {"resamples": 1000, "seed": seed, "level": 0.95, "stratified_by": "class"},
         "table1": table1_rows,
         "table1_intervals": table1_ci,
+        "table1_counts": table1_counts,
     }
     ci_rows, records = [], {}
     printed = [f"Table I (classification, distinct test images)\n{table1_md}{ci_md}"]
