@@ -27,7 +27,7 @@ from cli_configs import INPUT_SIZE, checkpoint, tiny_config, write_config
 from wsod_mammo import cli
 from wsod_mammo.cli import main, resolve_checkpoint
 from wsod_mammo.data.dicom import read_dicom
-from wsod_mammo.inference import Predictor
+from wsod_mammo.inference import Predictor, nyu_to_checkpoint
 from wsod_mammo.models import GMIC, to_nyu_state_dict
 from wsod_mammo.training.test_report import checkpoint_record
 
@@ -65,6 +65,7 @@ def test_fit_writes_best_last_and_the_resolved_config(trained: Path) -> None:
     saved = torch.load(checkpoint(trained, "last"), map_location="cpu", weights_only=True)
     assert saved["hyper_parameters"]["_class_path"] == "wsod_mammo.training.module.GMICLitModule"
     assert set(saved["detection_thresholds"]) == {"cam", "gradcam", "gradcampp", "xgradcam", "layercam"}
+    assert saved["class_names"] == ["Mass"]  # what predict names the output, whatever data a later config has
     saved = yaml.safe_load(_run_dirs(trained)[0].joinpath("config.yaml").read_text())
     assert saved["model"]["init_args"]["model"]["init_args"]["crop_shape"] == [64, 64]
 
@@ -166,6 +167,16 @@ def test_predict_from_nyu_weights_without_a_checkpoint_on_png_and_dicom(
     assert records[0]["probability"] == records[0]["probabilities"]["benign"]
     with open(run.with_suffix(".csv")) as handle:
         assert {row["class"] for row in csv.DictReader(handle)} == {"benign"}
+    # the same weights as a checkpoint (nyu_to_checkpoint) keep NYU's names, whatever the config's data.classes
+    model = config["model"]["init_args"]["model"]["init_args"]
+    options = {key: model[key] for key in ("num_patches", "crop_shape", "percent_t")}
+    ckpt = nyu_to_checkpoint(nyu, tmp_path / "nyu.ckpt", **options)
+    size = str(config["data"]["init_args"]["input_size"])
+    main(["predict", "--config", str(path), "--ckpt_path", str(ckpt), "--data.input_size", size,
+          "--data.predict_paths", f"[{dicom}]"])  # fmt: skip
+    (converted,) = json.loads(max((tmp_path / "predictions").glob("*/predictions.json")).read_text())
+    assert converted["class"] == "benign" and list(converted["probabilities"]) == ["benign", "malignant"]
+    assert abs(converted["probability"] - records[0]["probability"]) < 1e-5
     # --ckpt_path untrained beside the config's NYU weights: the baseline, not NYU's weights under its name
     main([*args, "--ckpt_path", "untrained", "--data.predict_paths", f"[{png}]"])
     baseline = max((tmp_path / "predictions").glob("*/predictions.json"))

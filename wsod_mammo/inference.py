@@ -29,7 +29,7 @@ from wsod_mammo.data.images import load_padded
 from wsod_mammo.data.transforms import stack_padding, standardize_batch
 from wsod_mammo.detection.boxes import saliency_to_boxes
 from wsod_mammo.models import GMIC
-from wsod_mammo.models.nyu import from_nyu_checkpoint
+from wsod_mammo.models.nyu import NYU_CLASS_NAMES, from_nyu_checkpoint
 from wsod_mammo.training.callbacks import Alignment, map_placement
 from wsod_mammo.training.checkpoints import read_lightning_checkpoint
 from wsod_mammo.training.module import GMICLitModule
@@ -203,6 +203,7 @@ def nyu_to_checkpoint(
         "pytorch-lightning_version": lightning.__version__,
         "detection_thresholds": {},
         "init_from_nyu": str(nyu_path),
+        "class_names": list(NYU_CLASS_NAMES) if model.num_classes == len(NYU_CLASS_NAMES) else None,
     }
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -102,6 +102,9 @@ class GMICLitModule(LightningModule):
         # Binarization threshold per test-time method, chosen on validation data (DetectionMetrics) and stored
         # in every checkpoint so that test and predict never tune on their own data.
         self.detection_thresholds: dict[str, float] = {}
+        # The names of the outputs, as the checkpoint this module was loaded from recorded them (its data's
+        # classes; NYU's heads for nyu_to_checkpoint's), for predict; None: take the data's.
+        self.class_names: list[str] | None = None
         # Training predictions stay on the device until the epoch ends: torchmetrics' update checks value ranges
         # on the host, which would synchronize every training step.
         self._train_outputs: list[tuple[Tensor, Tensor, Tensor, Tensor]] = []
@@ -247,6 +250,9 @@ class GMICLitModule(LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["detection_thresholds"] = dict(self.detection_thresholds)
         data = self.trainer.datamodule if self._trainer is not None else None
+        names = getattr(data, "class_names", None) or self.class_names
+        if names:
+            checkpoint["class_names"] = [str(name) for name in names]
         if data is not None and hasattr(data, "input_size"):  # the input frame the weights were trained in, for
             checkpoint["input_frame"] = {  # Predictor.from_checkpoint to bring images to it as `wsod predict` does
                 "input_size": list(data.input_size),
@@ -256,6 +262,8 @@ class GMICLitModule(LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.detection_thresholds = dict(checkpoint.get("detection_thresholds", {}))
+        names = checkpoint.get("class_names")
+        self.class_names = [str(name) for name in names] if isinstance(names, list) and names else None
 
 
 def _warn_if_cosine_restarts(scheduler: Any, max_epochs: int | None) -> None:

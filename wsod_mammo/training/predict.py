@@ -22,6 +22,7 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from wsod_mammo.detection.overlay import method_panels, render_overlay, short_id, write_png
 from wsod_mammo.detection.overlay_frame import overlay_frame
 from wsod_mammo.inference import Loaded, Prediction, predictions_from_outputs
+from wsod_mammo.models.nyu import NYU_CLASS_NAMES
 from wsod_mammo.training.callbacks import Alignment, map_placement
 
 log = logging.getLogger(__name__)
@@ -29,8 +30,6 @@ log = logging.getLogger(__name__)
 CSV_COLUMNS = [
     "image_id", "path", "class", "probability", "box", "xmin", "ymin", "xmax", "ymax", "score", "warning", "error",
 ]  # fmt: skip
-#: The two heads of nyukat/GMIC's sample models, in their order.
-NYU_CLASS_NAMES = ("benign", "malignant")
 
 
 class NoReadableInputError(RuntimeError):
@@ -205,7 +204,8 @@ def batch_predictions(
 
 def class_names_of(trainer: Trainer | None, pl_module: LightningModule | None, class_index: int) -> list[str]:
     """The names of the model's output classes: NYU's heads for NYU's two-class weights run as they are
-    (``init_from_nyu`` outside a fit), else the data's ``classes`` (``class <k>`` where neither says); a
+    (``init_from_nyu`` outside a fit), else those the checkpoint recorded (the classes it was trained on;
+    ``nyu_to_checkpoint``'s: NYU's heads), else the data's ``classes`` (``class <k>`` where none says); a
     ``class_index`` the model does not have is an error naming the option."""
     num_classes = getattr(getattr(pl_module, "model", None), "num_classes", None)
     if num_classes is not None and not 0 <= class_index < num_classes:
@@ -215,6 +215,9 @@ def class_names_of(trainer: Trainer | None, pl_module: LightningModule | None, c
         )
     if getattr(pl_module, "nyu_weights_as_is", None) and num_classes == len(NYU_CLASS_NAMES):
         return list(NYU_CLASS_NAMES)
+    recorded = getattr(pl_module, "class_names", None)
+    if recorded and len(recorded) == num_classes:
+        return list(recorded)
     names = list(getattr(getattr(trainer, "datamodule", None), "class_names", None) or [])
     return [str(names[k]) if k < len(names) else f"class {k}" for k in range(max(num_classes or 0, class_index + 1))]
 
