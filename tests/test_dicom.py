@@ -357,3 +357,27 @@ def test_no_padding_mask_without_padding_pixels(tmp_path: Path) -> None:
     assert read_dicom(write(tmp_path / "none.dcm", pixels))[1].padding is None
     # the tag names a value that no pixel holds: still no mask
     assert read_dicom(write(tmp_path / "unused.dcm", pixels, PixelPaddingValue=0))[1].padding is None
+
+
+@pytest.mark.parametrize(
+    ("bits", "signed", "stored", "written"),
+    [(16, True, -32768, ("US", 32768)), (12, True, -2048, ("US", 2048)), (16, False, 65535, ("SS", -1))],
+)
+def test_a_padding_value_of_the_other_sign_is_read_as_its_bit_pattern(
+    tmp_path: Path, bits: int, signed: bool, stored: int, written: tuple[str, int]
+) -> None:
+    """Writers put Pixel Padding Value as US beside signed pixels (32768 for -32768; a 12-bit 0x800 for -2048), or SS
+    beside unsigned ones: the padding was not found, and its extreme value entered the min-max, which squeezed
+    the breast into a sliver of grey."""
+    pixels, padding = mammogram_with_padding("MONOCHROME2")
+    values = pixels.astype(np.int32) - (2048 if signed else 0)
+    values[padding] = stored
+    dtype = np.int16 if signed else np.uint16
+    tags = {"BitsStored": bits, "HighBit": bits - 1, "PixelRepresentation": int(signed)}
+    path = write(tmp_path / "pad.dcm", values.astype(dtype), **tags)
+    ds = pydicom.dcmread(path)
+    ds.add_new(0x00280120, *written)  # the VR as the writer chose it, not as pydicom would resolve it
+    ds.save_as(path)
+    image, info = read_dicom(path)
+    np.testing.assert_array_equal(info.padding, padding)
+    assert image[128, 10] == 1.0 and image[5, 110] == 0.0  # breast white, air black: the full range again

@@ -136,9 +136,22 @@ def _padding_range(ds: pydicom.Dataset) -> tuple[int, int] | None:
     """The inclusive range of stored padding values: Pixel Padding Value, up to Pixel Padding Range Limit if given."""
     if "PixelPaddingValue" not in ds:
         return None
-    pad = int(ds.PixelPaddingValue)
-    limit = int(ds.get("PixelPaddingRangeLimit", pad))
+    pad = _as_stored(ds, int(ds.PixelPaddingValue))
+    limit = _as_stored(ds, int(ds.get("PixelPaddingRangeLimit", pad)))
     return min(pad, limit), max(pad, limit)
+
+
+def _as_stored(ds: pydicom.Dataset, value: int) -> int:
+    """A padding tag's value as the pixels hold it. The tag is US or SS after Pixel Representation, and writers
+    put US beside signed pixels (0x8000, 32768, for -32768): a value is then its bit pattern in Bits Stored, as
+    the pixels' own values are (a 12-bit 0x800 is -2048). A value of the pixels' own sign stays as it is."""
+    bits = int(ds.get("BitsStored") or ds.get("BitsAllocated") or 16)
+    signed = int(ds.get("PixelRepresentation") or 0) == 1
+    if signed and 2 ** (bits - 1) <= value < 2**bits:
+        return value - 2**bits
+    if not signed and -(2 ** (bits - 1)) <= value < 0:
+        return value + 2**bits
+    return value
 
 
 def _padding(ds: pydicom.Dataset, values: np.ndarray) -> np.ndarray:
@@ -154,6 +167,8 @@ def _padding_mask(ds: pydicom.Dataset, pixels: np.ndarray) -> np.ndarray:
     low, high = _padding_range(ds)
     info = np.iinfo(pixels.dtype)
     low, high = max(low, info.min), min(high, info.max)
+    if low > high:  # a range the pixels cannot hold
+        return np.zeros(pixels.shape, bool)
     return (pixels >= pixels.dtype.type(low)) & (pixels <= pixels.dtype.type(high))
 
 
