@@ -28,6 +28,15 @@ def test_seed_interval_is_the_student_t_interval() -> None:
     assert estimate.text() == "0.70 [0.45, 0.95]"
 
 
+def test_a_seed_interval_stays_within_the_values_a_fraction_can_take() -> None:
+    """TPR 0.0, 0.05, 0.1 over three seeds: mean 0.05, half-width 0.124; a TPR below 0 is no result."""
+    low = seed_interval([0.0, 0.05, 0.1])
+    assert low.low == 0.0 and low.high == pytest.approx(0.05 + 0.12421, abs=1e-4)
+    high = seed_interval([1.0, 0.95, 0.9])
+    assert high.high == 1.0 and high.low == pytest.approx(0.95 - 0.12421, abs=1e-4)
+    assert seed_interval([0.5, 1.5, 2.5], bounds=(0.0, math.inf)).high > 2.5  # FPPI has no upper bound
+
+
 def test_one_seed_has_no_seed_interval_but_takes_the_reports_interval_over_images() -> None:
     single = seed_interval([0.5, math.nan])
     assert single.n == 1 and math.isnan(single.low) and single.text() == "0.50"
