@@ -10,6 +10,7 @@ import pytest
 from wsod_mammo.detection.study_report import write_study_outputs
 from wsod_mammo.detection.study_tables import (
     best_pair,
+    best_pairs,
     keep_test_methods,
     seed_interval,
     table1_text,
@@ -65,6 +66,8 @@ def test_table2_over_seeds_and_the_best_pair_with_ties_to_the_lower_fppi() -> No
     assert "| gradcampp | 0.62 @ 0.25 | n/a |" in markdown
     assert csv_text.splitlines()[0] == "train_method,test_method,tpr,tpr_low,tpr_high,fppi,runs,interval_over"
     assert len(csv_text.splitlines()) == 5
+    tied = cells | {"gradcampp": {"cam": cells["cam"]["cam"], "gradcam": cells["gradcampp"]["gradcam"]}}
+    assert [(train, test) for train, test, *_ in best_pairs(tied)] == [("cam", "cam"), ("gradcampp", "cam")]
 
 
 def test_table1_with_one_seed_takes_the_reports_intervals_over_images() -> None:

@@ -10,7 +10,7 @@ from typing import Any
 from wsod_mammo.detection.report import METHOD_ORDER, count, plot_froc
 from wsod_mammo.detection.study_tables import (
     SUBSET,
-    best_pair,
+    best_pairs,
     keep_test_methods,
     load_reports,
     table1_text,
@@ -61,12 +61,15 @@ def write_study_outputs(
     for method in set(METHOD_ORDER) - {m for m, _ in reports}:
         (output / f"froc_{method}.png").unlink(missing_ok=True)
     seeds = sorted({s for _, s in reports})
-    best = best_pair(cells)
-    verdict = (
-        f"Best pair: train {best[0]}, test {best[1]}: TPR {best[2].text()} at {best[3].mean:.2f} FPPI"
-        if best
-        else "Best pair: none (no cell has a defined TPR)"
-    )
+    best = best_pairs(cells)
+    if not best:
+        verdict = "Best pair: none (no cell has a defined TPR)"
+    elif len(best) == 1:
+        train, test, tpr, fppi = best[0]
+        verdict = f"Best pair: train {train}, test {test}: TPR {tpr.text()} at {fppi.mean:.2f} FPPI"
+    else:
+        tied = "; ".join(f"train {train}, test {test}" for train, test, *_ in best)
+        verdict = f"Best pairs, tied at TPR {best[0][2].mean:.2f} and {best[0][3].mean:.2f} FPPI: {tied}"
     seed_list = ", ".join(map(str, seeds))
     interval = "Student-t over seeds" if len(seeds) > 1 else "over images where the test report gives one"
     text = (

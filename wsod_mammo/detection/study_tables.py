@@ -195,13 +195,20 @@ def table1_text(reports: dict[tuple[str, int], dict[str, Any]]) -> str:
 
 def best_pair(cells: dict[str, dict[str, tuple[Estimate, Estimate]]]) -> tuple[str, str, Estimate, Estimate] | None:
     """The (train, test) pair with the highest mean TPR; ties go to the lower FPPI. None if no cell is defined."""
+    best = best_pairs(cells)
+    return best[0] if best else None
+
+
+def best_pairs(cells: dict[str, dict[str, tuple[Estimate, Estimate]]]) -> list[tuple[str, str, Estimate, Estimate]]:
+    """Every (train, test) pair at the highest mean TPR and, among those, the lowest mean FPPI, in table order: a
+    small test set often ties several, and naming one would be an arbitrary pick. Empty if no cell is defined."""
     candidates = [
-        (tpr.mean, -fppi.mean, train, test, tpr, fppi)
+        ((tpr.mean, -fppi.mean), (train, test, tpr, fppi))
         for train, row in cells.items()
         for test, (tpr, fppi) in row.items()
         if not math.isnan(tpr.mean)
     ]
     if not candidates:
-        return None
-    *_, train, test, tpr, fppi = max(candidates, key=lambda c: (c[0], c[1]))
-    return train, test, tpr, fppi
+        return []
+    top = max(key for key, _ in candidates)
+    return [pair for key, pair in candidates if key == top]
