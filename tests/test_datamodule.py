@@ -383,7 +383,7 @@ def test_resize_fit_pads_and_boxes_still_map_back(synthetic_root: Path, tmp_path
         expected, _ = truth[sample["image_id"]].boxes(["Mass"])
         back = boxes_to_original(sample["boxes"].double(), geometry)
         assert np.allclose(back.numpy(), np.clip(expected, 0, [160, 256, 160, 256]), atol=1e-3)
-    with pytest.raises(ValueError, match="prepared with resize=fit, the data has stretch"):
+    with pytest.raises(ValueError, match="prepared with resize=fit, the data asks for resize=stretch"):
         _dm(synthetic_root, input_size=(128, 128), cache_dir=str(tmp_path / "cache")).setup("test")
 
 
@@ -426,7 +426,7 @@ def test_resize_native_keeps_scale_1_cache_and_dicom_agree_boxes_map_back(
         assert back.shape == expected.shape and np.allclose(back.numpy(), expected, atol=1e-9)
         with_boxes += len(back) > 0
     assert with_boxes > 0
-    with pytest.raises(ValueError, match="prepared with resize=native, the data has fit"):
+    with pytest.raises(ValueError, match="prepared with resize=native, the data asks for resize=fit"):
         _dm(synthetic_root, input_size=input_size, resize="fit", cache_dir=str(tmp_path / "cache")).setup("test")
 
 

@@ -38,7 +38,7 @@ from wsod_mammo.data.device_augment import DeviceAugmentTransform, compiled_devi
 from wsod_mammo.data.geometry import RESIZE_MODES
 from wsod_mammo.data.pixel_reads import read_pixel_batch, staged_pixels_ready
 from wsod_mammo.data.predict_data import PredictDataset, expand_predict_paths
-from wsod_mammo.data.prepare import load_manifest
+from wsod_mammo.data.prepare import cache_option_differences, load_manifest
 from wsod_mammo.data.sampling import EpochShuffleSampler
 from wsod_mammo.data.transforms import AugmentationConfig, BoxTransform
 from wsod_mammo.data.vindr import (
@@ -268,13 +268,13 @@ class VinDrMammoDataModule(L.LightningDataModule):
     def _cache(self) -> tuple[Path, dict[str, Any]] | None:
         if self.cache_dir is None or (manifest := load_manifest(self.cache_dir)) is None:
             return None
-        for option, wanted, found in (("input_size", list(self.input_size), manifest["input_size"]),
-                                      ("crop_breast", self.crop_breast, manifest["crop_breast"]),
-                                      ("resize", self.resize, manifest.get("resize", "stretch"))):  # fmt: skip
-            if wanted != found:
-                raise ValueError(
-                    f"cache_dir: {self.cache_dir} was prepared with {option}={found}, the data has {wanted}"
-                )
+        options = {"input_size": list(self.input_size), "crop_breast": self.crop_breast, "resize": self.resize}
+        if differing := cache_option_differences(self.cache_dir, options, manifest):
+            was, now = differing
+            raise ValueError(
+                f"cache_dir: {self.cache_dir} holds images prepared with {was}, the data asks for {now}; run "
+                "`wsod prepare` with the data's options into another cache_dir, or set the data's to the cache's"
+            )
         return Path(self.cache_dir), manifest
 
     def _drop_missing(self, records: list[ImageRecord], cache: tuple[Path, dict[str, Any]] | None) -> list[ImageRecord]:

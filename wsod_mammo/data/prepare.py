@@ -200,9 +200,22 @@ def check_cache_options(cache_dir: str | Path, options: dict[str, Any], manifest
     """A cache folder holds images of one setting: a rerun with another ``input_size``, ``crop_breast``, ``resize``
     or ``cache_format`` would keep the earlier images (done images are skipped) under a manifest naming the new
     setting, and the DataModule would be fed images of the old one. ValueError naming the cache, the options that
-    differ and both values. The earlier setting is the manifest's (written when a run starts), else, for a cache
-    interrupted before manifests were written first, its first image's sidecar (size, resize, format).
-    ``manifest``: the cache's (``load_manifest``), None when it has none."""
+    differ and both values. ``manifest``: the cache's (``load_manifest``), None when it has none."""
+    if differing := cache_option_differences(cache_dir, options, manifest):
+        was, now = differing
+        raise ValueError(
+            f"cache_dir: {cache_dir} holds images prepared with {was}, this run asks for {now}; give another "
+            "--cache_dir (or delete that one to rebuild it)"
+        )
+
+
+def cache_option_differences(
+    cache_dir: str | Path, options: dict[str, Any], manifest: dict[str, Any] | None
+) -> tuple[str, str] | None:
+    """``("input_size=[..], ...", "input_size=[..], ...")``: the cache's setting and ``options`` where they differ
+    (None where they agree, or the cache has no setting yet). The cache's is its manifest's (written when a run
+    starts), else, for a cache interrupted before manifests were written first, its first image's sidecar (size,
+    resize, format). Shared by ``wsod prepare`` (rerun into a cache) and the DataModule (reading one)."""
     if manifest is not None:
         earlier = {key: manifest.get(key, "stretch" if key == "resize" else None) for key in options}
     else:
@@ -212,21 +225,18 @@ def check_cache_options(cache_dir: str | Path, options: dict[str, Any], manifest
         except (ValueError, OSError):
             entry = None
         if entry is None:
-            return
+            return None
         geometry = entry["geometry"]
         earlier = {
             "input_size": [geometry["out_height"], geometry["out_width"]],
             "resize": geometry.get("resize", "stretch"),
             "cache_format": Path(entry["file"]).suffix[1:],
         }
-    differing = [key for key in earlier if earlier[key] is not None and earlier[key] != options[key]]
-    if differing:
-        was = ", ".join(f"{key}={earlier[key]}" for key in differing)
-        now = ", ".join(f"{key}={options[key]}" for key in differing)
-        raise ValueError(
-            f"cache_dir: {cache_dir} holds images prepared with {was}, this run asks for {now}; give another "
-            "--cache_dir (or delete that one to rebuild it)"
-        )
+    differing = [key for key in options if earlier.get(key) is not None and earlier[key] != options[key]]
+    if not differing:
+        return None
+    settings = [", ".join(f"{key}={setting[key]}" for key in differing) for setting in (earlier, options)]
+    return settings[0], settings[1]
 
 
 def exit_with_parent(parent_pid: int) -> None:
