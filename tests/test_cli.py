@@ -690,6 +690,26 @@ def test_ddp_on_two_cpu_processes_matches_one_process(
         assert figures[2][key] == pytest.approx(value, abs=1e-5), key
 
 
+def test_a_resumed_ddp_fit_ends_with_the_weights_of_the_uninterrupted_one(tmp_path: Path, data_root: Path) -> None:
+    """Under DDP Lightning wrapped the training sampler to shard it, and that wrapper was made at epoch 0 when a
+    resumed run built the first epoch's iterator: each process trained on other images from there on."""
+
+    def fit(name: str, epochs: int, *extra: str) -> None:
+        settings = tiny_config(tmp_path / name, data_root, num_workers=1)
+        settings["trainer"] |= {"devices": 2, "strategy": "ddp", "max_epochs": epochs, "limit_train_batches": 2,
+                                "limit_val_batches": 1, "logger": False}  # fmt: skip
+        settings["trainer"]["callbacks"] = settings["trainer"]["callbacks"][:2]
+        settings["trainer"]["default_root_dir"] = str(tmp_path / name / "runs")
+        _wsod("fit", "--config", str(write_config(tmp_path / f"{name}.yaml", settings)), *extra, cwd=tmp_path)
+
+    fit("straight", 2)
+    fit("resumed", 1)
+    fit("resumed", 2, "--ckpt_path", str(checkpoint(tmp_path / "resumed")))
+    straight, resumed = (_state(checkpoint(tmp_path / name)) for name in ("straight", "resumed"))
+    for key in straight:
+        torch.testing.assert_close(resumed[key], straight[key], rtol=0, atol=0, msg=key)
+
+
 def test_wandb_prints_no_end_of_run_dump_and_still_says_where_the_run_is(tmp_path: Path) -> None:
     """Every command used to end with W&B's ~80 rows of history and summary; a run in its own process (in pytest's
     process W&B prints none) shows what a terminal shows."""

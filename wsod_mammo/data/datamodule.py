@@ -23,6 +23,7 @@ import cv2
 import lightning as L
 import torch
 from lightning.fabric.utilities import move_data_to_device
+from lightning.fabric.utilities.distributed import DistributedSamplerWrapper
 from torch.utils.data import DataLoader, Dataset
 
 from wsod_mammo.data.dataset import (
@@ -329,7 +330,8 @@ class VinDrMammoDataModule(L.LightningDataModule):
             self.datasets[name] = VinDrDataset(splits[name], transform=eval_tf, **args)
         self.datasets["predict"] = self.datasets["test"]
 
-    def _loader(self, name: str, shuffle: bool = False) -> DataLoader:
+    def _loader(self, name: str, shuffle: bool = False, shards: dict[str, int] | None = None) -> DataLoader:
+        """``shards``: ``num_replicas`` and ``rank`` of a DDP run, for a shuffled loader's sharding wrapper."""
         if name not in self.datasets:
             raise RuntimeError(f"{name} dataloader requested before setup() built the {name} dataset")
         if len(self.datasets[name]) == 0:
@@ -343,6 +345,8 @@ class VinDrMammoDataModule(L.LightningDataModule):
             cv2.setNumThreads(1)
         # Training order and augmentation follow (seed, epoch) alone, so `--ckpt_path last` resumes exactly.
         sampler = EpochShuffleSampler(len(self.datasets[name]), self.seed) if shuffle else None
+        if sampler is not None and shards:  # the shuffle is the inner sampler's: the wrapper only shards
+            sampler = DistributedSamplerWrapper(sampler, shuffle=False, **shards)
         return DataLoader(
             self.datasets[name],
             batch_size=self.batch_size if name == "train" else self.eval_batch_size,
@@ -383,10 +387,16 @@ class VinDrMammoDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         """The sampler starts at the epoch about to run: Lightning creates the iterator (and workers prefetch)
-        before it calls ``set_epoch``, so a run resumed at epoch k would otherwise replay epoch 0's order."""
-        loader = self._loader("train", shuffle=True)
-        if self.trainer is not None:
-            loader.sampler.set_epoch(self.trainer.fit_loop.epoch_progress.current.processed)
+        before it calls ``set_epoch``, so a run resumed at epoch k would otherwise replay epoch 0's order. Under
+        DDP the sharding wrapper is made here, at that epoch too: Lightning's own would be made at epoch 0 and
+        reshuffle the first resumed epoch otherwise than the uninterrupted run did."""
+        if self.trainer is None:
+            return self._loader("train", shuffle=True)
+        shards = self.trainer.distributed_sampler_kwargs
+        replace = getattr(self.trainer._accelerator_connector, "use_distributed_sampler", True)  # Trainer option
+        sharded = bool(shards) and shards.get("num_replicas", 1) > 1 and replace
+        loader = self._loader("train", shuffle=True, shards=shards if sharded else None)
+        loader.sampler.set_epoch(self.trainer.fit_loop.epoch_progress.current.processed)
         return loader
 
     def val_dataloader(self) -> DataLoader:
