@@ -328,7 +328,10 @@ class VinDrMammoDataModule(L.LightningDataModule):
         self.datasets["train"] = VinDrDataset(splits["train"], transform=train_tf, **args)
         for name in ("val", "test"):
             self.datasets[name] = VinDrDataset(splits[name], transform=eval_tf, **args)
-        self.datasets["predict"] = self.datasets["test"]
+        # predict writes one row per image: the test split once each (selection: paper lists some twice)
+        distinct = list({r.image_id: r for r in splits["test"]}.values())
+        same = len(distinct) == len(splits["test"])
+        self.datasets["predict"] = self.datasets["test"] if same else VinDrDataset(distinct, transform=eval_tf, **args)
 
     def _loader(self, name: str, shuffle: bool = False, shards: dict[str, int] | None = None) -> DataLoader:
         """``shards``: ``num_replicas`` and ``rank`` of a DDP run, for a shuffled loader's sharding wrapper."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -113,7 +114,7 @@ def write_png(path: str | Path, picture: np.ndarray) -> None:
     """Write a BGR picture; a temporary name then a rename, so a reader never sees half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial.png")
+    partial = path.with_name(f"{path.name}.{os.getpid()}.partial.png")  # two DDP processes may draw one image
     if not cv2.imwrite(str(partial), picture):
         raise OSError(f"{path}: could not write the PNG")
     partial.replace(path)
