@@ -710,6 +710,31 @@ def test_a_resumed_ddp_fit_ends_with_the_weights_of_the_uninterrupted_one(tmp_pa
         torch.testing.assert_close(resumed[key], straight[key], rtol=0, atol=0, msg=key)
 
 
+def test_a_fit_stopped_by_sigterm_exits_non_zero_and_says_how_to_resume(tmp_path: Path, data_root: Path) -> None:
+    """Lightning stops a fit on SIGTERM (a scheduler's pre-emption, `kill`) with a SystemExit of no code: `wsod fit`
+    exited 0 as if it had finished, and `wsod fit && wsod test` or `wsod study` took the cut-short run as done."""
+    import signal
+
+    settings = tiny_config(tmp_path, data_root)
+    settings["trainer"] |= {"max_epochs": 100, "logger": False, "default_root_dir": str(tmp_path / "runs")}
+    settings["trainer"]["callbacks"] = settings["trainer"]["callbacks"][:2]
+    config = write_config(tmp_path / "c.yaml", settings)
+    script = Path(sys.executable).with_name("wsod")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    fit = subprocess.Popen([str(script), "fit", "--config", str(config)], cwd=tmp_path, env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 300
+        while not list((tmp_path / "runs").glob("**/last.ckpt")) and time.monotonic() < deadline:
+            time.sleep(0.5)  # training has begun: an epoch is done
+        fit.send_signal(signal.SIGTERM)
+        output, _ = fit.communicate(timeout=120)
+    finally:
+        fit.kill()
+    assert fit.returncode == 128 + signal.SIGTERM, output[-3000:]
+    assert "wsod fit: stopped by SIGTERM before it finished" in output and "--ckpt_path last" in output
+
+
 def test_wandb_prints_no_end_of_run_dump_and_still_says_where_the_run_is(tmp_path: Path) -> None:
     """Every command used to end with W&B's ~80 rows of history and summary; a run in its own process (in pytest's
     process W&B prints none) shows what a terminal shows."""

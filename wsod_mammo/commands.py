@@ -12,6 +12,7 @@ import argparse
 import importlib
 import logging
 import os
+import signal
 import sys
 from typing import NamedTuple
 
@@ -75,11 +76,19 @@ def main(argv: list[str] | None = None) -> None:
     name, rest = args[0], args[1:]
     module = importlib.import_module(SUBCOMMANDS[name].module)
     if SUBCOMMANDS[name].module == LIGHTNING_MODULE:
+        from lightning.pytorch.utilities.exceptions import SIGTERMException
+
         from wsod_mammo.data.datamodule import DataError
         from wsod_mammo.training.predict import NoReadableInputError
 
         try:
             module.run_lightning_cli(None if argv is None else [name, *rest])  # None: LightningCLI reads sys.argv
+        except SIGTERMException:  # Lightning's is a SystemExit without a code: status 0, as if the run had finished
+            logging.getLogger(PACKAGE_LOGGER).error(
+                "wsod %s: stopped by SIGTERM before it finished (a fit resumes from its last.ckpt: --ckpt_path last)",
+                name,
+            )
+            raise SystemExit(128 + signal.SIGTERM) from None
         except NoReadableInputError as err:  # every reason is written: the one line to read, not a traceback
             logging.getLogger(PACKAGE_LOGGER).error("%s", err)
             raise SystemExit(1) from None
