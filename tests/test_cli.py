@@ -884,6 +884,13 @@ def test_ckpt_path_help_and_errors_point_to_what_works(
     nyu = _nyu_legacy_file(tmp_path / "sample_model_1.p")
     args = ["predict", "--config", str(config), "--ckpt_path"]
     _refused([*args, str(nyu)], f"NYU's GMIC weights.*--model.init_from_nyu {nyu}.*nyu_to_checkpoint", caplog)
+    # NYU's two heads against the config's one class: refused naming both counts, not a traceback at the first batch
+    heads = "has 2 output class\\(es\\), data.classes has 1 \\(Mass\\): give one class per output"
+    nyu_args = ["test", "--config", str(config), "--model.init_from_nyu", str(nyu)]
+    _refused([*nyu_args, "--model.model.init_args.num_classes", "2"], f"num_classes {heads}", caplog)
+    converted = nyu_to_checkpoint(nyu, tmp_path / "nyu.ckpt", num_patches=2, crop_shape=(64, 64))
+    validate = ["validate", "--config", str(config), "--ckpt_path", str(converted)]
+    _refused(validate, f"--ckpt_path's model {heads}", caplog)
     garbage = tmp_path / "garbage.ckpt"
     garbage.write_bytes(bytes(range(256)) * 4)
     refused = _refused([*args, str(garbage)], "garbage.ckpt: not a checkpoint", caplog)

@@ -115,6 +115,7 @@ class WsodCLI(LightningCLI):
         ckpt_path = section.get("ckpt_path")
         if subcommand != "fit" and check_weights_given(subcommand, section):
             ckpt_path = section["ckpt_path"] = None
+        checkpoint = None
         if ckpt_path:
             section["ckpt_path"] = str(resolve_checkpoint(ckpt_path, section))
             checkpoint = check_checkpoint(Path(section["ckpt_path"]))
@@ -127,6 +128,8 @@ class WsodCLI(LightningCLI):
                 section["weights_only"] = True
         if subcommand == "predict":  # after resolving --ckpt_path, which looks for runs in the logger's save_dir
             without_logger(section)
+        else:  # predict reads no labels: any data.classes will do
+            check_heads_match_classes(section, checkpoint)
 
     def instantiate_classes(self) -> None:
         """Build model, data and trainer; an option they refuse (a ValueError naming it) is a configuration error."""
@@ -336,6 +339,28 @@ def continue_run(checkpoint: Path, section: Any) -> None:
     if "Wandb" not in class_path or checkpoint.parent.name != "checkpoints" or init_args.get("id"):
         return
     init_args["id"] = checkpoint.parent.parent.name
+
+
+def check_heads_match_classes(section: Any, checkpoint: dict[str, Any] | None) -> None:
+    """fit/validate/test compare each of the model's heads with a label of ``data.classes``: a count that differs
+    (NYU's two heads against the default ``[Mass]``) failed at the first batch with a traceback about tensor sizes.
+    The model's count is the checkpoint's when one is given (its hyperparameters replace the config's)."""
+    data = section.get("data", {}).get("init_args") if hasattr(section.get("data", {}), "get") else None
+    if data is None or "classes" not in data:
+        return
+    classes = list(data.get("classes") or ["Mass"])
+    model = (section.get("model", {}).get("init_args") or {}).get("model") or {}
+    heads = (model.get("init_args") or {}).get("num_classes", 1)
+    source = "model.model.init_args.num_classes"
+    if checkpoint is not None:
+        recorded = ((checkpoint.get("hyper_parameters") or {}).get("model") or {}).get("init_args") or {}
+        if "num_classes" in recorded:
+            heads, source = recorded["num_classes"], "--ckpt_path's model"
+    if heads is not None and int(heads) != len(classes):
+        raise ValueError(
+            f"{source} has {heads} output class(es), data.classes has {len(classes)} ({', '.join(classes)}): give "
+            f"one class per output (NYU's two: --data.classes '[Mass, Suspicious Calcification]')"
+        )
 
 
 def check_checkpoint(path: Path) -> dict[str, Any]:
