@@ -255,13 +255,14 @@ def aggregate(output: Path, runs: dict[RunSpec, Path], test_methods: list[str] |
         raise SystemExit(f"wsod study: runs without a finished test: {', '.join(missing)}")
     reports = {(s.train_method, s.seed): finished_report(d) for s, d in runs.items()}
     left_out = finished_outside(output, runs)
+    include_them = covering_options(output, runs, left_out) if left_out else ""
     if left_out:
         log.warning(
             "study: the tables hold this command's %s; finished %s of %s left out of them: %s. To include them: %s",
             count(len(runs), "run"), "run" if len(left_out) == 1 else "runs", output / "runs", ", ".join(left_out),
-            covering_options(output, runs, left_out),
+            include_them,
         )  # fmt: skip
-    return write_study_outputs(output, reports, test_methods, left_out)
+    return write_study_outputs(output, reports, test_methods, left_out, include_them)
 
 
 def finished_outside(output: Path, runs: dict[RunSpec, Path]) -> list[str]:

@@ -44,10 +44,12 @@ def write_study_outputs(
     runs: dict[tuple[str, int], Path],
     test_methods: Sequence[str] | None = None,
     left_out: Sequence[str] = (),
+    include_them: str = "",
 ) -> str:
     """Write ``table1.md``, ``table2.md``, ``table2.csv``, ``froc_<train>.png`` and ``summary.md`` to ``output``
     (Table II's columns: ``test_methods``, default every method the reports hold); return the summary's text (the
-    tables and the best pair). ``left_out``: finished run folders not in these tables, named in the summary; the
+    tables and the best pair). ``left_out``: finished run folders not in these tables, named in the summary with
+    ``include_them``, the options that would include them; the
     FROC figure of a train method not in the tables is removed (an earlier study's, it would look current)."""
     reports = keep_test_methods(load_reports(runs), test_methods)  # every run has every column's method
     cells = table2_cells(reports)
@@ -80,6 +82,7 @@ def write_study_outputs(
         f"{verdict}\n\nFROC figures: {', '.join(p.name for p in figures)}\n"
     )
     if left_out:
-        text += f"\nFinished runs in this folder left out of these tables: {', '.join(left_out)}\n"
+        text += f"\nFinished runs in this folder left out of these tables: {', '.join(left_out)}"
+        text += f". To include them: {include_them}\n" if include_them else "\n"
     (output / "summary.md").write_text(text)
     return text
