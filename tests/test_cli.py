@@ -303,9 +303,13 @@ def _state(path: Path) -> dict[str, torch.Tensor]:
     return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
 
 
-def test_resume_from_last_ends_with_the_same_weights(tmp_path: Path, data_root: Path) -> None:
+def test_resume_from_last_ends_with_the_same_weights(
+    tmp_path: Path, data_root: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """With 2 workers (Lightning creates the iterator before ``set_epoch``), resumed == uninterrupted bit for bit,
-    and the resumed fit continues the same run: one run folder, one W&B id."""
+    and the resumed fit continues the same run: one run folder, one W&B id (offline: a second W&B folder of that
+    id, which the terminal names with how to upload both)."""
+    monkeypatch.setenv("WANDB_MODE", "offline")
 
     def config(name: str, epochs: int) -> Path:
         settings = tiny_config(tmp_path / name, data_root, num_workers=2)
@@ -315,7 +319,11 @@ def test_resume_from_last_ends_with_the_same_weights(tmp_path: Path, data_root: 
     main(["fit", "--config", str(config("straight", 2))])
     main(["fit", "--config", str(config("resumed", 1))])
     after_one_epoch = _state(checkpoint(tmp_path / "resumed"))
-    main(["fit", "--config", str(config("resumed", 2)), "--ckpt_path", "last"])
+    with caplog.at_level(logging.WARNING, logger="wsod_mammo.cli"):
+        main(["fit", "--config", str(config("resumed", 2)), "--ckpt_path", "last"])
+    (run,) = _run_dirs(tmp_path / "resumed")
+    assert f"resuming W&B run {run.name} offline writes a second offline-run-*-{run.name} folder" in caplog.text
+    assert len(list((tmp_path / "resumed" / "runs" / "wandb").glob(f"offline-run-*-{run.name}"))) == 2
     ends = [torch.load(checkpoint(tmp_path / n), weights_only=True) for n in ("straight", "resumed")]
     assert [c["epoch"] for c in ends] == [1, 1] and ends[0]["global_step"] == ends[1]["global_step"] > 0
     straight, resumed = (c["state_dict"] for c in ends)

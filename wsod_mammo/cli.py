@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import warnings
 from collections.abc import Iterator
@@ -339,6 +340,14 @@ def continue_run(checkpoint: Path, section: Any) -> None:
     if "Wandb" not in class_path or checkpoint.parent.name != "checkpoints" or init_args.get("id"):
         return
     init_args["id"] = checkpoint.parent.parent.name
+    mode = os.environ.get("WANDB_MODE", "").lower()
+    if mode not in ("disabled", "online", "run") and init_args.get("offline", True) is not False:
+        log.warning(
+            "fit: resuming W&B run %s offline writes a second offline-run-*-%s folder under %s/wandb; upload both "
+            "in one `wandb sync` (W&B syncs a resumed run's folders in order of start time; its _step counts again "
+            "from 0 in the second: plot against trainer/global_step)",
+            init_args["id"], init_args["id"], init_args.get("save_dir", "."),
+        )  # fmt: skip
 
 
 def check_heads_match_classes(section: Any, checkpoint: dict[str, Any] | None) -> None:
