@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -361,7 +362,7 @@ class VinDrMammoDataModule(L.LightningDataModule):
             prefetch_factor=self.prefetch_factor if workers > 0 else None,
             multiprocessing_context=worker_context(self.worker_start) if workers > 0 else None,
             collate_fn=functools.partial(collate_samples, copy_ahead=self.copy_ahead),
-            worker_init_fn=functools.partial(seed_worker, log_level=package_log_level()),
+            worker_init_fn=functools.partial(seed_worker, log_level=package_log_level(), owner_pid=os.getpid()),
             generator=torch.Generator().manual_seed(self.seed),
         )
 

@@ -23,6 +23,7 @@ from wsod_mammo.data.device_augment import DeviceAugmentTransform
 from wsod_mammo.data.dicom import DicomError
 from wsod_mammo.data.geometry import Geometry, boxes_to_input, clip_boxes
 from wsod_mammo.data.images import load_input_image
+from wsod_mammo.data.lifetime import exit_with
 from wsod_mammo.data.pixel_reads import PixelBatch, PixelRef, pixel_ref
 from wsod_mammo.data.prepare import read_cached, read_padding
 from wsod_mammo.data.sampling import SampleKey
@@ -193,7 +194,7 @@ class VinDrDataset(Dataset):
         return out | {"label": label, "image_id": record.image_id, "meta": meta}
 
 
-def seed_worker(worker_id: int, log_level: int | None = None) -> None:
+def seed_worker(worker_id: int, log_level: int | None = None, owner_pid: int | None = None) -> None:
     """Give each dataloader worker its own augmentation stream, derived from torch's seeded worker seed.
 
     Also one OpenCV and one torch thread per worker: N workers already use N cores, and each library's own
@@ -203,7 +204,11 @@ def seed_worker(worker_id: int, log_level: int | None = None) -> None:
     parent had started OpenCV's pool can deadlock (the pool's threads do not survive fork).
     ``log_level``: the level of the training process's ``[wsod]`` terminal handler (``package_log_level``), set up
     again in a worker that did not inherit it, so its warnings (an image skipped, a mirrored DICOM) read alike.
+    ``owner_pid``: the training process; the worker ends when it does (see ``lifetime``: a killed trainer's
+    fork-server workers otherwise stayed forever).
     """
+    if owner_pid is not None:
+        exit_with(owner_pid)
     if log_level is not None and not logging.getLogger(PACKAGE_LOGGER).handlers:
         configure_logging(log_level)
     if cv2.getNumThreads() != 1:

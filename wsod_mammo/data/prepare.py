@@ -21,8 +21,6 @@ import io
 import json
 import os
 import sys
-import threading
-import time
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import nullcontext
 from pathlib import Path
@@ -32,6 +30,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from wsod_mammo.data.lifetime import exit_with
 from wsod_mammo.data.vindr import Selection, load_records, select_records
 
 MANIFEST = "manifest.json"
@@ -180,7 +179,7 @@ def prepare(
         for i, r in unique.items()
     ]
     images, errors = {}, {}
-    pool_kwargs = {"max_workers": workers, "initializer": exit_with_parent, "initargs": (os.getpid(),)}
+    pool_kwargs = {"max_workers": workers, "initializer": exit_with, "initargs": (os.getpid(),)}
     with ProcessPoolExecutor(**pool_kwargs) if workers > 0 else nullcontext() as pool:
         results = pool.map(_convert, jobs, chunksize=1) if pool is not None else map(_convert, jobs)
         for image_id, entry, error in tqdm(results, total=len(jobs), desc="prepare", unit="img"):
@@ -237,29 +236,6 @@ def cache_option_differences(
         return None
     settings = [", ".join(f"{key}={setting[key]}" for key in differing) for setting in (earlier, options)]
     return settings[0], settings[1]
-
-
-def exit_with_parent(parent_pid: int) -> None:
-    """Worker initializer: end this worker when ``prepare`` is killed (the pool's workers would otherwise stay
-    blocked on their call queue forever). Linux: the kernel's parent-death signal; elsewhere, and for a parent
-    that died before it was set, a daemon thread that watches the parent's pid."""
-    if sys.platform.startswith("linux"):
-        try:
-            import ctypes
-            import signal
-
-            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-        except (OSError, AttributeError):
-            pass
-
-    def watch() -> None:
-        while os.getppid() == parent_pid:
-            time.sleep(1.0)
-        os._exit(1)
-
-    if os.getppid() != parent_pid:
-        os._exit(1)
-    threading.Thread(target=watch, daemon=True, name="exit-with-parent").start()
 
 
 def _report(manifest: dict[str, Any], cache_dir: str) -> None:
