@@ -323,6 +323,10 @@ def test_resume_from_last_ends_with_the_same_weights(
         main(["fit", "--config", str(config("resumed", 2)), "--ckpt_path", "last"])
     (run,) = _run_dirs(tmp_path / "resumed")
     assert f"resuming W&B run {run.name} offline writes a second offline-run-*-{run.name} folder" in caplog.text
+    # the config the run started with stays beside the resumed one's, and the changed option is named
+    assert yaml.safe_load((run / "config.1.yaml").read_text())["trainer"]["max_epochs"] == 1
+    assert yaml.safe_load((run / "config.yaml").read_text())["trainer"]["max_epochs"] == 2
+    assert "this command changes trainer.max_epochs; the run's earlier config is kept as config.1.yaml" in caplog.text
     assert len(list((tmp_path / "resumed" / "runs" / "wandb").glob(f"offline-run-*-{run.name}"))) == 2
     ends = [torch.load(checkpoint(tmp_path / n), weights_only=True) for n in ("straight", "resumed")]
     assert [c["epoch"] for c in ends] == [1, 1] and ends[0]["global_step"] == ends[1]["global_step"] > 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
@@ -34,6 +36,9 @@ RUNTIME_MODEL_OPTIONS = (
     "model.init_args.model.init_args.compile_training_forward",
 )
 
+
+#: What `wsod fit --ckpt_path` itself sets on resuming a run (not the user's changes to its config).
+RESUME_OPTIONS = ("ckpt_path", "weights_only", "trainer.logger.init_args.id")
 
 #: What a run folder receives, per command (the W&B run itself lies under the logger's save_dir, in wandb/).
 RUN_FOLDER_HOLDS = {"fit": "config.yaml, checkpoints", "test": "config.yaml, test reports"}
@@ -78,8 +83,35 @@ class RunConfigSaver(SaveConfigCallback):
                 self._save_into(callback.run_dir)
 
     def _save_into(self, directory: Path) -> None:
-        """``config.yaml`` in ``directory``, every option written (None ones too), replacing any earlier one."""
-        self.parser.save(self.config, directory / self.config_filename, skip_none=False, overwrite=True)
+        """``config.yaml`` in ``directory``, every option written (None ones too). A resumed fit's folder already
+        holds the config its run started with: that one is kept as ``config.<k>.yaml``, with a warning naming the
+        options this command changed (none but those a resume sets, ``RESUME_OPTIONS``: said at info level)."""
+        target = directory / self.config_filename
+        if target.is_file():
+            earlier = target.read_text()
+            now = self.parser.dump(self.config, skip_none=False)
+            if earlier != now:
+                kept = next(directory / f"{target.stem}.{k}{target.suffix}" for k in itertools.count(1)
+                            if not (directory / f"{target.stem}.{k}{target.suffix}").exists())  # fmt: skip
+                target.rename(kept)
+                changed = [k for k in changed_options(yaml.safe_load(earlier), yaml.safe_load(now))
+                           if k not in RESUME_OPTIONS]  # fmt: skip
+                if changed:
+                    log.warning("%s: this command changes %s; the run's earlier config is kept as %s", directory,
+                                ", ".join(changed), kept.name)  # fmt: skip
+                else:
+                    log.info("%s: the run's earlier config.yaml is kept as %s", directory, kept.name)
+        self.parser.save(self.config, target, skip_none=False, overwrite=True)
+
+
+def changed_options(earlier: Any, now: Any, prefix: str = "") -> list[str]:
+    """The dotted names of the options whose values differ between two parsed configs."""
+    if isinstance(earlier, dict) and isinstance(now, dict):
+        names = []
+        for key in [*earlier, *(k for k in now if k not in earlier)]:
+            names += changed_options(earlier.get(key), now.get(key), f"{prefix}{key}.")
+        return names
+    return [] if earlier == now else [prefix.rstrip(".")]
 
 
 class WsodCLI(LightningCLI):
