@@ -9,7 +9,6 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from multiprocessing.reduction import ForkingPickler
 from pathlib import Path
 from typing import get_args, get_type_hints
@@ -20,12 +19,14 @@ import pydicom
 import pytest
 import torch
 from lightning.fabric.utilities import move_data_to_device
+from processes import all_end_within
 
 from wsod_mammo.data.datamodule import DataError, VinDrMammoDataModule, collate_samples
 from wsod_mammo.data.device_augment import warp_padding
 from wsod_mammo.data.dicom import read_dicom
 from wsod_mammo.data.geometry import RESIZE_MODES, boxes_to_original
 from wsod_mammo.data.images import load_input_image
+from wsod_mammo.data.lifetime import is_running
 from wsod_mammo.data.prepare import prepare, read_cached, read_padding
 from wsod_mammo.data.transforms import AugmentationConfig, standardize
 from wsod_mammo.data.vindr import load_records
@@ -573,8 +574,6 @@ def test_a_study_lost_with_missing_skip_moves_no_other_study_between_train_and_v
 def test_fork_server_workers_end_when_the_training_process_is_killed(synthetic_root: Path) -> None:
     """A fork-server worker's parent is the server, which its workers keep alive: after a ``kill -9`` of the
     training process (or the OOM killer) its workers and the server stayed, ~380 MB each, for good."""
-    from wsod_mammo.data.lifetime import is_running
-
     script = (
         "from wsod_mammo.data.datamodule import VinDrMammoDataModule\n"
         f"dm = VinDrMammoDataModule({str(synthetic_root)!r}, input_size={SIZE}, batch_size=2, num_workers=2,\n"
@@ -591,9 +590,6 @@ def test_fork_server_workers_end_when_the_training_process_is_killed(synthetic_r
         assert len(workers) == 2 and all(is_running(pid) for pid in workers)
         trainer.kill()
         trainer.wait(30)
-        deadline = time.monotonic() + 20
-        while any(is_running(pid) for pid in workers) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert not any(is_running(pid) for pid in workers), "the workers outlived the training process"
+        assert all_end_within(workers, 20), "the workers outlived the training process"
     finally:
         trainer.kill()

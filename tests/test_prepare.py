@@ -10,9 +10,11 @@ import cv2
 import numpy as np
 import pydicom
 import pytest
+from processes import all_end_within
 
 import wsod_mammo.data.prepare as prep
 from wsod_mammo.data.images import load_input_image
+from wsod_mammo.data.lifetime import is_running
 from wsod_mammo.data.vindr import load_records
 
 SIZE = (128, 80)
@@ -161,32 +163,20 @@ prep.prepare(sys.argv[1], sys.argv[2], input_size=(64, 48), workers=2)
 """
 
 
-def _alive(pid: int) -> bool:
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return "\\tZ" not in status.split("State:")[1].splitlines()[0]  # a zombie has exited
-
-
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc")
 def test_workers_exit_when_prepare_is_killed(synthetic_root: Path, tmp_path: Path) -> None:
     import signal
     import subprocess
     import sys
-    import time
 
     args = [sys.executable, "-c", SLOW_PREPARE, str(synthetic_root), str(tmp_path / "cache")]
     parent = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         workers = [int(parent.stdout.readline().split()[1]) for _ in range(2)]  # both busy converting
-        assert all(_alive(pid) for pid in workers)
+        assert all(is_running(pid) for pid in workers)
         parent.send_signal(signal.SIGKILL)
         parent.wait(30)
-        deadline = time.monotonic() + 15
-        while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert not any(_alive(pid) for pid in workers), "prepare's workers outlived it"
+        assert all_end_within(workers, 15), "prepare's workers outlived it"
     finally:
         parent.kill()
 
