@@ -9,7 +9,6 @@ import pytest
 
 from wsod_mammo.detection.study_report import write_study_outputs
 from wsod_mammo.detection.study_tables import (
-    best_pair,
     best_pairs,
     keep_test_methods,
     seed_interval,
@@ -59,7 +58,7 @@ def test_table2_over_seeds_and_the_best_pair_with_ties_to_the_lower_fppi() -> No
     cells = table2_cells(reports)
     assert list(cells) == ["cam", "gradcampp"]
     assert cells["cam"]["cam"][0].mean == 0.625 and cells["cam"]["cam"][1].mean == 0.1875
-    train, test, tpr, fppi = best_pair(cells)
+    ((train, test, tpr, fppi),) = best_pairs(cells)
     assert (train, test) == ("cam", "cam")  # TPR 0.625 everywhere: the lowest FPPI (0.1875) wins
     assert (tpr.mean, fppi.mean, tpr.basis) == (0.625, 0.1875, "seeds")
     markdown, csv_text = table2_text(cells)

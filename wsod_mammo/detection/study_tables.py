@@ -43,8 +43,8 @@ class Estimate:
 
 def seed_interval(values: Sequence[float], level: float = 0.95, bounds: tuple[float, float] = (0.0, 1.0)) -> Estimate:
     """Mean and Student-t interval of per-seed figures; NaN values (undefined figures) are left out. The interval
-    is cut to ``bounds``, the values the figure can take (a fraction's [0, 1] by default: TPR 0.05 +- 0.09 over
-    three seeds reads [0.00, 0.14], not [-0.04, 0.14])."""
+    is cut to ``bounds``, the values the figure can take (a fraction's [0, 1] by default: TPR 0.0, 0.05 and 0.1
+    over three seeds reads [0.00, 0.17], not [-0.07, 0.17])."""
     finite = [float(v) for v in values if v is not None and not math.isnan(float(v))]
     if not finite:
         return Estimate(math.nan, math.nan, math.nan, 0, "none")
@@ -191,12 +191,6 @@ def table1_text(reports: dict[tuple[str, int], dict[str, Any]]) -> str:
             ]  # fmt: skip
             rows.append([train, head] + [v.text(3) for v in values])
     return _markdown(["train", "head", *(title for _, title in TABLE1_COLUMNS)], rows)
-
-
-def best_pair(cells: dict[str, dict[str, tuple[Estimate, Estimate]]]) -> tuple[str, str, Estimate, Estimate] | None:
-    """The (train, test) pair with the highest mean TPR; ties go to the lower FPPI. None if no cell is defined."""
-    best = best_pairs(cells)
-    return best[0] if best else None
 
 
 def best_pairs(cells: dict[str, dict[str, tuple[Estimate, Estimate]]]) -> list[tuple[str, str, Estimate, Estimate]]:
