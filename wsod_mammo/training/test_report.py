@@ -145,8 +145,8 @@ def write_subset(
     if defaulted := [m for m in results if m not in validated]:
         cut = results[defaulted[0]].per_threshold[0].threshold
         note += (
-            f"NOT VALIDATED: {', '.join(defaulted)} binarized its maps at the default threshold {cut:g}; no "
-            "validation chose one for these weights, so these cells are not the study's protocol.\n\n"
+            f"NOT VALIDATED: the maps of {', '.join(defaulted)} were binarized at the default threshold {cut:g}; "
+            "no validation chose one for these weights, so these cells are not the study's protocol.\n\n"
         )
     (directory / f"table2_row{suffix}.md").write_text(row_md + note + ci_md)
     curves = {m: (r.per_threshold[0].fppi_curve, r.per_threshold[0].tpr_curve) for m, r in results.items()}
