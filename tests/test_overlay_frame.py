@@ -105,7 +105,7 @@ def test_test_overlay_draws_the_ground_truth_on_the_csv_box_of_a_right_breast(
     outputs = {"maps": {"gradcampp": torch.zeros(1, 1, 32, 24)}, "y_fusion": torch.tensor([[0.8]])}  # no boxes
     callback = SaliencyOverlays(num_images=2)
     callback._written, callback._drawn, callback._directory = [], {True: 0, False: 0}, tmp_path
-    callback.on_test_batch_end(SimpleNamespace(is_global_zero=True), module, outputs, batch, 0)
+    callback.on_test_batch_end(SimpleNamespace(is_global_zero=True, callbacks=[]), module, outputs, batch, 0)
     picture = cv2.imread(str(callback._written[0]))
     x, y, w, h = _method_panel(picture)
     assert _bright_side(picture[y : y + h, x : x + w]) == "right"
