@@ -212,7 +212,7 @@ def check_weights_given(subcommand: str, section: Any) -> bool:
     results, so that is an error; ``--ckpt_path untrained`` asks for it (a baseline), with a warning. Returns True
     for ``untrained``."""
     ckpt_path = section.get("ckpt_path")
-    init_args = section.get("model", {}).get("init_args") or {}
+    init_args = _init_args(section, "model") or {}
     if ckpt_path == UNTRAINED:
         log.warning("%s: --ckpt_path untrained: evaluating the freshly initialized network (a baseline)", subcommand)
         if init_args.get("init_from_nyu"):  # the config's NYU weights would be loaded instead of the baseline
@@ -232,7 +232,7 @@ def check_input_size(section: Any) -> None:
     """``data.input_size`` that GMIC cannot take (a side not a multiple of its global network's stride, or smaller
     than the patches it crops): an error naming the options before any run folder exists (the model's own error
     came at the first batch, naming neither)."""
-    data = section.get("data", {}).get("init_args") or {}
+    data = _init_args(section, "data") or {}
     size = data.get("input_size")
     if not size:
         return
@@ -242,8 +242,7 @@ def check_input_size(section: Any) -> None:
             f"data.input_size: expected [height, width], each a positive multiple of {GLOBAL_STRIDE} (the cells of "
             f"GMIC's saliency map), found {list(size)}"
         )
-    model = ((section.get("model", {}).get("init_args") or {}).get("model") or {}).get("init_args") or {}
-    crop = model.get("crop_shape")
+    crop = _gmic_args(section).get("crop_shape")
     if crop and (int(crop[0]) > height or int(crop[1]) > width):
         raise ValueError(
             f"model.model.crop_shape: {list(crop)} does not fit in the data.input_size {list(size)}; use a smaller "
@@ -304,6 +303,18 @@ def _checkpoint_dirs(section: Any) -> list[Path]:
         if class_path.endswith("Checkpoint") and init_args.get("dirpath"):
             dirs.append(Path(init_args["dirpath"]))
     return dirs
+
+
+def _init_args(section: Any, key: str) -> Any:
+    """The ``init_args`` of the config's ``key`` class (``model``, ``data``); None where it gives none."""
+    part = section.get(key, {})
+    return part.get("init_args") if hasattr(part, "get") else None
+
+
+def _gmic_args(section: Any) -> Any:
+    """The ``init_args`` of the GMIC inside the model (``model.model.init_args``); empty where the config gives
+    none."""
+    return ((_init_args(section, "model") or {}).get("model") or {}).get("init_args") or {}
 
 
 def _logger_args(section: Any) -> tuple[str, Any]:
@@ -386,12 +397,11 @@ def check_heads_match_classes(section: Any, checkpoint: dict[str, Any] | None) -
     """fit/validate/test compare each of the model's heads with a label of ``data.classes``: a count that differs
     (NYU's two heads against the default ``[Mass]``) failed at the first batch with a traceback about tensor sizes.
     The model's count is the checkpoint's when one is given (its hyperparameters replace the config's)."""
-    data = section.get("data", {}).get("init_args") if hasattr(section.get("data", {}), "get") else None
+    data = _init_args(section, "data")
     if data is None or "classes" not in data:
         return
     classes = list(data.get("classes") or ["Mass"])
-    model = (section.get("model", {}).get("init_args") or {}).get("model") or {}
-    heads = (model.get("init_args") or {}).get("num_classes", 1)
+    heads = _gmic_args(section).get("num_classes", 1)
     source = "model.model.init_args.num_classes"
     if checkpoint is not None:
         recorded = ((checkpoint.get("hyper_parameters") or {}).get("model") or {}).get("init_args") or {}
@@ -453,7 +463,7 @@ def reconcile_input_frame(
     from_checkpoint`` uses it: the reader gives the same results either way) unless the command line itself sets
     the option; ``test``/``validate`` keep the config's (their data cache is prepared at it) and warn.
     """
-    init_args = section.get("data", {}).get("init_args") if hasattr(section.get("data", {}), "get") else None
+    init_args = _init_args(section, "data")
     frame = recorded_frame(checkpoint)
     if init_args is None or not frame:
         return
