@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import logging
 import re
-import zipfile
 from pathlib import Path
 
-import torch
 from torch import Tensor, nn
 
 from wsod_mammo.models.gmic import GMIC
+from wsod_mammo.weights_only import WeightsOnlyLoadError, load_weights_only
 
 log = logging.getLogger(__name__)
 
@@ -73,13 +72,10 @@ def load_nyu_checkpoint(path: str | Path, option: str = "init_from_nyu") -> dict
     where = f"{option}: {path}"
     if not Path(path).is_file():
         raise ValueError(f"{where}: no such file (expected an NYU GMIC checkpoint such as sample_model_1.p)")
-    try:  # memory-mapped only where torch supports it (zip format); NYU's legacy files are read normally
-        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
-    except Exception as error:  # noqa: BLE001 - foreign bytes raise anything from KeyError to UnpicklingError
-        from wsod_mammo.training.checkpoints import _reason  # the real cause, without torch's "load it unsafely"
-
-        reason = _reason(error)
-        raise ValueError(f"{where}: not a weights-only torch state dict ({type(error).__name__}: {reason})") from None
+    try:
+        obj = load_weights_only(path)
+    except WeightsOnlyLoadError as error:
+        raise ValueError(f"{where}: not a weights-only torch state dict ({error})") from None
     if not isinstance(obj, dict) or not all(isinstance(k, str) and isinstance(v, Tensor) for k, v in obj.items()):
         raise ValueError(f"{where}: expected a state dict {{str: Tensor}}, found {type(obj).__name__}")
     return obj

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +10,8 @@ from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from torch import Tensor
 
+from wsod_mammo.weights_only import WeightsOnlyLoadError, load_weights_only
+
 
 def read_lightning_checkpoint(path: str | Path, option: str) -> dict[str, Any]:
     """Read a Lightning checkpoint with ``weights_only=True`` (memory-mapped when zip: tensors stay on disk).
@@ -19,11 +19,9 @@ def read_lightning_checkpoint(path: str | Path, option: str) -> dict[str, Any]:
     Any failure, or a file without a ``state_dict``, is a ValueError naming ``option`` and the file.
     """
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
-    except Exception as error:  # noqa: BLE001 - any failure means the file cannot be read safely
-        raise ValueError(
-            f"{option} {path}: not a checkpoint that loads with weights_only=True ({_reason(error)})"
-        ) from None
+        checkpoint = load_weights_only(path)
+    except WeightsOnlyLoadError as error:
+        raise ValueError(f"{option} {path}: not a checkpoint that loads with weights_only=True ({error})") from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         if _looks_like_nyu(checkpoint):
             raise ValueError(
@@ -33,20 +31,6 @@ def read_lightning_checkpoint(path: str | Path, option: str) -> dict[str, Any]:
             )
         raise ValueError(f"{option} {path}: not a Lightning checkpoint (no 'state_dict')")
     return checkpoint
-
-
-#: torch's advice on a failed weights-only load: re-running with weights_only=False runs whatever the file holds,
-#: unsafe for a file of unknown origin, so it is not passed on.
-_TORCH_ADVICE = ("Weights only load failed", "weights_only", "Please file an issue", "Check the documentation")
-
-
-def _reason(error: Exception) -> str:
-    """Why torch could not read the file (``Unsupported operand 120``, ``unsupported GLOBAL posix.system``...),
-    without torch's advice to load it unsafely."""
-    text = re.sub(r"\x1b\[[0-9;]*m", "", str(error))  # torch bolds parts of its message for terminals
-    kept = [line.strip() for line in text.splitlines() if line.strip()]
-    kept = [line for line in kept if not any(advice in line for advice in _TORCH_ADVICE)]
-    return "; ".join(kept) or type(error).__name__
 
 
 def _looks_like_nyu(obj: object) -> bool:
