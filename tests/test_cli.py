@@ -254,7 +254,9 @@ def test_predict_cli_and_python_api_agree_on_dicom_and_png(tmp_path: Path, train
         record = records[result.source]
         assert (record["laterality"], record["laterality_source"]) == (result.laterality, result.laterality_source)
         assert record["threshold"] == result.threshold and record["method"] == result.method == "gradcampp"
-        assert record["class"] == "Mass" and record["probabilities"] == {"Mass": record["probability"]}
+        assert record["class"] == result.class_name == "Mass" and record["probabilities"] == {
+            "Mass": record["probability"]
+        }
         assert record["probability"] == pytest.approx(result.probability, abs=1e-5)
         boxes = [[b["xmin"], b["ymin"], b["xmax"], b["ymax"]] for b in record["boxes"]]
         np.testing.assert_allclose(np.array(boxes).reshape(-1, 4), result.boxes, atol=1e-3, rtol=0)

@@ -84,6 +84,9 @@ def test_checkpoint_written_from_nyu_weights_predicts_the_same(
     a, b = predictor(record.path)[0], loaded(record.path)[0]
     np.testing.assert_array_equal(a.probabilities, b.probabilities)
     np.testing.assert_array_equal(a.boxes, b.boxes)
+    # NYU's two heads are named, run as they are or from the checkpoint written of them
+    assert predictor.class_names == loaded.class_names == ["benign", "malignant"]
+    assert (a.class_name, loaded(record.path, class_index=1)[0].class_name) == ("benign", "malignant")
     # every model option given goes into the checkpoint (gradient_target was dropped: other maps, other boxes)
     options = SMALL | {"gradient_target": "probability"}
     written = torch.load(nyu_to_checkpoint(nyu_file, tmp_path / "p.ckpt", **options), weights_only=True)

@@ -4,6 +4,7 @@
     predictor = Predictor.from_nyu("sample_model_1.p")            # or Predictor.from_checkpoint("best.ckpt")
     result = predictor("scan.dcm", methods=["gradcampp", "cam"])[0]  # also PNG/TIFF paths, numpy arrays
     result.probabilities, result.boxes, result.scores                # boxes: (M, 4) xyxy in the ORIGINAL pixels
+    result.class_name, predictor.class_names   # "benign" (class_index=0), ["benign", "malignant"] for NYU's
     result.maps["cam"]                                               # (C, h, w) saliency map of each method
 
 Every output is in the original image's pixel frame (flip, breast crop and resize undone by ``geometry``).
@@ -75,6 +76,7 @@ class Prediction:
     method: str = ""  # the map the boxes come from
     threshold: float = 0.5  # its binarization threshold (on the min-max normalized map)
     class_index: int = 0  # the class of the boxes
+    class_names: list[str] = field(default_factory=list)  # the model's output classes, in `probabilities` order
     input_boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))  # (M, 4) the model's frame
     error: str | None = None
     # why this output may not be trusted as usual: another modality, raw (FOR PROCESSING) data, a mirrored tag
@@ -85,6 +87,12 @@ class Prediction:
     def probability(self) -> float:
         """The probability of ``class_index`` (NaN for an unreadable input)."""
         return float(self.probabilities[self.class_index]) if self.error is None else float("nan")
+
+    @property
+    def class_name(self) -> str:
+        """The name of ``class_index`` (``class <k>`` where the model records none)."""
+        k = self.class_index
+        return self.class_names[k] if k < len(self.class_names) else f"class {k}"
 
     @classmethod
     def failed(cls, source: str, error: str) -> Prediction:
@@ -113,6 +121,7 @@ def predictions_from_outputs(
     class_index: int = 0,
     cell0_center: float | None = None,
     min_score: float = 0.0,
+    class_names: Sequence[str] = (),
 ) -> list[Prediction]:
     """A batch's model outputs -> one ``Prediction`` per input (the one path of ``Predictor`` and ``wsod predict``).
 
@@ -123,6 +132,7 @@ def predictions_from_outputs(
         threshold: binarization threshold of the min-max normalized map (see ``saliency_to_boxes``).
         cell0_center: where the map's first cell sits (``map_placement``; None: plain resizing).
         min_score: boxes scoring below it are left out.
+        class_names: the model's output classes (``Prediction.class_name``).
     """
     if method not in maps:
         raise ValueError(f"method: {method!r} is not among the maps computed ({sorted(maps)})")
@@ -140,7 +150,8 @@ def predictions_from_outputs(
             source=loaded.source, probabilities=probabilities[i].numpy().copy(), boxes=original, scores=scores,
             maps={name: value[i].numpy().copy() for name, value in maps.items()}, laterality=loaded.laterality,
             laterality_source=loaded.laterality_source, geometry=Geometry.coerce(loaded.geometry), method=method,
-            threshold=float(threshold), class_index=class_index, input_boxes=boxes, warnings=list(loaded.warnings),
+            threshold=float(threshold), class_index=class_index, class_names=list(class_names), input_boxes=boxes,
+            warnings=list(loaded.warnings),
         ))  # fmt: skip
     return out
 
@@ -235,6 +246,11 @@ class Predictor:
         self.cell0_center = map_placement(self.module, alignment)  # checks alignment, as the callbacks do
         self.resize = resize
         self.input_size, self.crop_breast, self.device = (int(input_size[0]), int(input_size[1])), crop_breast, device
+        count, recorded = self.module.model.num_classes, self.module.class_names
+        #: the model's output classes: those its checkpoint recorded, else ``class <k>``
+        self.class_names = (
+            list(recorded) if recorded and len(recorded) == count else [f"class {k}" for k in range(count)]
+        )
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, input_size: tuple[int, int] | None = None, **kwargs: Any) -> Predictor:
@@ -255,7 +271,9 @@ class Predictor:
 
         ``model_overrides`` go to ``GMIC`` (e.g. ``crop_shape`` for small inputs)."""
         model = from_nyu_checkpoint(path, **(model_overrides or {}))
-        return cls(GMICLitModule(model, predict_saliency=predict_saliency), input_size, **kwargs)
+        module = GMICLitModule(model, predict_saliency=predict_saliency)
+        module.class_names = list(NYU_CLASS_NAMES) if model.num_classes == len(NYU_CLASS_NAMES) else None
+        return cls(module, input_size, **kwargs)
 
     def __call__(
         self,
@@ -324,7 +342,7 @@ class Predictor:
         x = standardize_batch(images.to(self.device), None if padding is None else padding.to(self.device))
         output, maps = self.module.evaluate(x, methods)
         infos = [info for _, info in readable]
-        args = (methods[0], threshold, self.input_size, class_index, self.cell0_center, min_score)
+        args = (methods[0], threshold, self.input_size, class_index, self.cell0_center, min_score, self.class_names)
         return predictions_from_outputs(output.y_fusion, maps, infos, *args)
 
 
