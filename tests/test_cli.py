@@ -783,8 +783,9 @@ def test_plain_commands_do_not_build_a_trainer(tmp_path: Path) -> None:
 
 def test_ddp_test_on_an_uneven_count_with_repeats_equals_one_process(tmp_path: Path, trained: Path) -> None:
     """``selection: paper`` gives 9 test samples of 8 distinct images; 2 processes pad them to 10. Keyed by image_id,
-    every Table I and Table II figure (and its interval) equals one process's, and both counts are reported."""
-    reports = {}
+    every Table I and Table II figure (and its interval) and the test loss equal one process's, and both counts are
+    reported."""
+    reports, losses = {}, {}
     for devices in (1, 2):
         out = tmp_path / f"test{devices}"
         logger = ["--trainer.logger", "lightning.pytorch.loggers.CSVLogger", "--trainer.logger.save_dir", str(out)]
@@ -793,6 +794,9 @@ def test_ddp_test_on_an_uneven_count_with_repeats_equals_one_process(tmp_path: P
         _wsod(*args, "--data.selection", "paper", "--trainer.devices", str(devices), *strategy, *logger, cwd=tmp_path)
         (path,) = list(out.glob("**/detection.json"))
         reports[devices] = json.loads(path.read_text())
+        (logged,) = list(out.glob("**/metrics.csv"))
+        losses[devices] = [float(row["test/loss"]) for row in csv.DictReader(open(logged)) if row.get("test/loss")]
+    assert len(losses[1]) == 1 and losses[2] == pytest.approx(losses[1], abs=1e-6)  # was the mean of 9 vs of 10
     one, two = reports[1], reports[2]
     assert one["all_counts"] == {"images": 8, "samples": 9} and two["all_counts"] == {"images": 8, "samples": 10}
     assert one["table1_intervals"] == two["table1_intervals"]

@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from wsod_mammo.models import GMIC, GMICOutput
-from wsod_mammo.training.classification import classification_metrics
-from wsod_mammo.training.loss import gmic_loss
+from wsod_mammo.training.classification import KeyedMean, classification_metrics
+from wsod_mammo.training.loss import gmic_loss, gmic_sample_losses
 from wsod_mammo.training.module import GMICLitModule
 from wsod_mammo.training.wandb_logger import OfflineWandbLogger
 
@@ -34,6 +34,19 @@ def test_loss_is_three_bce_terms_plus_beta_times_mean_abs_saliency() -> None:
     expected = expected + 3.26 * saliency.abs().mean()
     torch.testing.assert_close(loss.total, expected)
     torch.testing.assert_close(loss.saliency_reg, saliency.mean())
+
+
+def test_evaluation_loss_counts_each_image_once() -> None:
+    """The per-image losses average to the batch loss, and the logged evaluation loss is their mean over distinct
+    images: DDP's padding and ``selection: paper``'s repeats (here image b seen twice) do not weigh in."""
+    target = torch.tensor([[1.0, 0.0], [0.0, 0.0], [1.0, 1.0]])
+    output = _output(*(torch.rand(3, 2) for _ in range(3)), torch.rand(3, 2, 4, 3))
+    losses = gmic_sample_losses(output, target, beta=3.26)
+    torch.testing.assert_close(losses.mean(), gmic_loss(output, target, beta=3.26).total)
+    mean = KeyedMean()
+    mean.update(losses, ["a", "b", "c"])
+    mean.update(losses[1:2] + 100.0, ["b"])  # a repeat: its first occurrence counts
+    torch.testing.assert_close(mean.compute(), losses.mean())
 
 
 def test_loss_is_float32_and_finite_under_autocast_with_saturated_probabilities() -> None:

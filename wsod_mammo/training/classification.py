@@ -18,6 +18,32 @@ HEADS = ("global", "local", "fusion")
 STAGES = ("train", "val", "test")
 
 
+class KeyedMean(Metric):
+    """The mean of a per-sample value (the evaluation loss) over distinct images: each image's first occurrence
+    counts, as in ``KeyedClassificationMetric``, so DDP padding and ``selection: paper`` repeats do not weigh in."""
+
+    is_differentiable = False
+    full_state_update = False
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        for state in ("value", "key", "occurrence"):
+            self.add_state(state, default=[], dist_reduce_fx="cat")
+
+    def update(self, value: Tensor, image_ids: Sequence[str] | None = None) -> None:
+        """``value`` ``(N,)`` per sample; ``image_ids`` N strings (without them each sample is a distinct image)."""
+        occurrence = occurrences(value.shape[0], value.device)
+        self.value.append(value.detach().float())
+        self.key.append(-1 - occurrence if image_ids is None else image_keys(image_ids, value.device))
+        self.occurrence.append(occurrence)
+
+    def compute(self) -> Tensor:
+        if isinstance(self.value, list) and not self.value:
+            return torch.tensor(float("nan"), device=self.device)
+        first = first_occurrence_mask(dim_zero_cat(self.key), dim_zero_cat(self.occurrence))
+        return dim_zero_cat(self.value)[first].mean()
+
+
 class KeyedClassificationMetric(Metric):
     """One Table I figure (``accuracy``, ``auroc``, ``tpr`` or ``tnr``) over distinct images.
 

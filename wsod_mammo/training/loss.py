@@ -38,6 +38,18 @@ def _bce(probabilities: Tensor, target: Tensor) -> Tensor:
     return F.binary_cross_entropy(probabilities.float().clamp(_EPS, 1.0 - _EPS), target)
 
 
+def gmic_sample_losses(output: GMICOutput, target: Tensor, beta: float) -> Tensor:
+    """``(N,)`` each image's share of ``gmic_loss``: their mean is its ``total`` (BCE and ``L_reg`` as means over
+    classes and positions per image), for figures that count each distinct image once."""
+    with torch.autocast(device_type=target.device.type, enabled=False):
+        target = target.float()
+        bce = sum(
+            F.binary_cross_entropy(p.float().clamp(_EPS, 1.0 - _EPS), target, reduction="none").mean(dim=1)
+            for p in (output.y_global, output.y_local, output.y_fusion)
+        )
+        return bce + beta * output.saliency.float().abs().flatten(1).mean(dim=1)
+
+
 def gmic_loss(output: GMICOutput, target: Tensor, beta: float) -> GMICLoss:
     """BCE on the global, local and fusion heads plus ``beta * L_reg``.
 

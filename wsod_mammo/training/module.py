@@ -11,13 +11,13 @@ import torch
 from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
-from torch import Tensor
+from torch import Tensor, nn
 
 from wsod_mammo.models import GMIC, GMICOutput
 from wsod_mammo.models.nyu import load_nyu_checkpoint, load_nyu_state_dict, nyu_percent_t
 from wsod_mammo.saliency import SaliencyMethod, available_saliency_methods, get_saliency_method
-from wsod_mammo.training.classification import HEADS, stage_head_metrics
-from wsod_mammo.training.loss import gmic_loss
+from wsod_mammo.training.classification import HEADS, KeyedMean, stage_head_metrics
+from wsod_mammo.training.loss import gmic_loss, gmic_sample_losses
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +99,7 @@ class GMICLitModule(LightningModule):
         if channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.metrics = stage_head_metrics(model.num_classes)
+        self.evaluation_loss = nn.ModuleDict({stage: KeyedMean() for stage in ("val", "test")})  # each image once
         # Binarization threshold per test-time method, chosen on validation data (DetectionMetrics) and stored
         # in every checkpoint so that test and predict never tune on their own data.
         self.detection_thresholds: dict[str, float] = {}
@@ -189,9 +190,10 @@ class GMICLitModule(LightningModule):
 
     def _evaluation_step(self, stage: str, batch: dict[str, Any]) -> dict[str, Any]:
         output, maps = self.evaluate(batch["image"], self._requested_maps)
-        loss = gmic_loss(output, batch["label"], self.beta)
-        self.log(f"{stage}/loss", loss.total, batch_size=batch["image"].shape[0], sync_dist=True)
-        self._update_metrics(stage, output, batch["label"], batch.get("image_id"))
+        image_ids = batch.get("image_id")
+        self.evaluation_loss[stage].update(gmic_sample_losses(output, batch["label"], self.beta), image_ids)
+        self.log(f"{stage}/loss", self.evaluation_loss[stage], on_step=False, on_epoch=True)
+        self._update_metrics(stage, output, batch["label"], image_ids)
         return {"y_global": output.y_global, "y_fusion": output.y_fusion, "maps": maps}
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
