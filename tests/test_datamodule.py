@@ -117,6 +117,23 @@ def test_train_shuffle_is_seeded(synthetic_root: Path) -> None:
     assert ids[0] == ids[1] and len(ids[0]) == len(set(ids[0]))
 
 
+def test_augmentation_seed_changes_the_draws_not_the_order(synthetic_root: Path) -> None:
+    """``augmentation.seed`` was overridden by the sampler's per-sample seeds (from ``data.seed``): seeds 1, 2 and
+    None gave the same epochs. It now draws the augmentation; the order stays ``data.seed``'s."""
+    epochs = {}
+    for seed in (None, 1, 1, 2):
+        dm = _dm(synthetic_root, num_workers=2, augmentation=AugmentationConfig(seed=seed))
+        dm.setup("fit")
+        batches = list(dm.train_dataloader())
+        epochs.setdefault(seed, []).append(
+            ([i for b in batches for i in b["image_id"]], torch.cat([b["image"] for b in batches]))
+        )
+    order = epochs[None][0][0]
+    assert all(run[0] == order for runs in epochs.values() for run in runs)
+    assert torch.equal(epochs[1][0][1], epochs[1][1][1])  # reproducible
+    assert not torch.equal(epochs[1][0][1], epochs[2][0][1]) and not torch.equal(epochs[1][0][1], epochs[None][0][1])
+
+
 def test_missing_data_root_names_option(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"data_root: .*nowhere does not exist"):
         _dm(tmp_path / "nowhere").setup("fit")

@@ -99,7 +99,8 @@ class VinDrMammoDataModule(L.LightningDataModule):
         crop_breast: crop to the breast before resizing.
         val_fraction: fraction of training studies held out for validation (grouped by study).
         seed: seed of negative sampling, the validation split, shuffling and augmentation.
-        augmentation: training augmentation (``enabled: false`` switches it off); default ``AugmentationConfig()``.
+        augmentation: training augmentation (``enabled: false`` switches it off); default ``AugmentationConfig()``;
+            its ``seed``, when given, draws the augmentation apart from ``seed`` (same order, other crops).
         prefetch_factor: batches each worker loads ahead (PyTorch's default, 2, when None).
         worker_start: how the ``num_workers`` processes start. ``forkserver`` (the default) forks them from a
             single-threaded server that has imported the dataset code once (a one-off 2.7-2.9 s per training process and
@@ -313,8 +314,7 @@ class VinDrMammoDataModule(L.LightningDataModule):
         train_tf = BoxTransform(self.input_size, self.augmentation, train=True, standardize=in_worker)
         if self.augment_on == "device" and self.augmentation.enabled:
             train_tf = DeviceAugmentTransform(self.input_size, self.augmentation)
-        if self.augmentation.seed is None:
-            train_tf.set_seed(self.seed)
+        train_tf.set_seed(self.seed if self.augmentation.seed is None else self.augmentation.seed)
         eval_tf = BoxTransform(self.input_size, self.augmentation, train=False, standardize=in_worker)
         if stage == "predict" and self.predict_paths:
             files = expand_predict_paths(self.predict_paths)
@@ -348,7 +348,7 @@ class VinDrMammoDataModule(L.LightningDataModule):
         if workers > 0 and self.worker_start == "fork":  # forked workers inherit it (see seed_worker)
             cv2.setNumThreads(1)
         # Training order and augmentation follow (seed, epoch) alone, so `--ckpt_path last` resumes exactly.
-        sampler = EpochShuffleSampler(len(self.datasets[name]), self.seed) if shuffle else None
+        sampler = EpochShuffleSampler(len(self.datasets[name]), self.seed, self.augmentation.seed) if shuffle else None
         if sampler is not None and shards:  # the shuffle is the inner sampler's: the wrapper only shards
             sampler = DistributedSamplerWrapper(sampler, shuffle=False, **shards)
         return DataLoader(

@@ -21,9 +21,10 @@ class EpochShuffleSampler(Sampler[SampleKey]):
     state lives in worker processes. Lightning calls ``set_epoch`` at the start of every epoch.
     """
 
-    def __init__(self, size: int, seed: int) -> None:
+    def __init__(self, size: int, seed: int, augmentation_seed: int | None = None) -> None:
         self.size = size
         self.seed = seed
+        self.augmentation_seed = augmentation_seed  # None: the augmentation seeds come from ``seed`` with the order
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -35,5 +36,7 @@ class EpochShuffleSampler(Sampler[SampleKey]):
     def __iter__(self) -> Iterator[SampleKey]:
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
         order = torch.randperm(self.size, generator=generator).tolist()
+        if self.augmentation_seed is not None:  # the draws change, the order stays
+            generator = torch.Generator().manual_seed(self.augmentation_seed * 1_000_003 + self.epoch)
         seeds = torch.randint(0, 2**31 - 1, (self.size,), generator=generator).tolist()
         return iter(zip(order, seeds, strict=True))
