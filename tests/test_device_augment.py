@@ -24,7 +24,7 @@ from wsod_mammo.data.device_augment import (
     warp_batch,
     warp_padding,
 )
-from wsod_mammo.data.transforms import AugmentationConfig
+from wsod_mammo.data.transforms import AugmentationConfig, BoxTransform, box_params
 
 SIZE = (256, 160)
 PARAMS = [
@@ -38,6 +38,7 @@ PARAMS = [
     AffineParams(crop=(40, 70, 150, 256)),
     AffineParams(flip=True, crop=(0, 0, 100, 150), scale=(0.95, 1.05)),
     AffineParams(crop=(80, 150, 160, 256), scale=(0.9, 1.1), shift=(5, -5)),
+    AffineParams(crop=(0, 0, 160, 180), rotate=10.0),  # the low box cut away, then a rotation
 ]
 
 
@@ -63,10 +64,10 @@ def _albumentations(params: AffineParams, image, boxes, labels):
         steps += [A.Crop(x_min=x0, y_min=y0, x_max=x1, y_max=y1), A.Resize(height, width)]
     sx, sy = params.scale
     tx, ty = params.shift
+    r = params.rotate
     steps.append(A.Affine(translate_px={"x": (tx, tx), "y": (ty, ty)}, scale={"x": (sx, sx), "y": (sy, sy)},
-                          rotate=(0, 0), border_mode=cv2.BORDER_CONSTANT, fill=0, p=1.0))  # fmt: skip
-    bbox = A.BboxParams(format="pascal_voc", label_fields=["box_labels"], clip=True, min_visibility=0.0)
-    out = A.Compose(steps, bbox_params=bbox)(image=image, bboxes=boxes, box_labels=labels)
+                          rotate=(r, r), border_mode=cv2.BORDER_CONSTANT, fill=0, p=1.0))  # fmt: skip
+    out = A.Compose(steps, bbox_params=box_params())(image=image, bboxes=boxes, box_labels=labels)
     return out["image"], np.asarray(out["bboxes"], np.float32).reshape(-1, 4), np.asarray(out["box_labels"])
 
 
@@ -200,6 +201,27 @@ def test_padding_mask_is_warped_like_the_image(params: AffineParams) -> None:
     indicator = warp_batch(padding.to(torch.float32), theta)
     assert mask.dtype == torch.bool and mask.shape == padding.shape and mask.any()
     assert mask[indicator > 1 - 1e-6].all() and not mask[indicator < 1e-6].any()
+
+
+def test_the_same_crops_give_the_same_padding_mask_on_both_paths() -> None:
+    """The worker path's box-safe crop resized the mask with INTER_NEAREST, which floors: upscaled, the mask's edge
+    sat a column off its image's (12 of 50 crops here); pixel centres now, as the device path's warp."""
+    size = (128, 80)
+    image, padding = np.full(size, 1000, np.uint16), np.zeros(size, bool)
+    padding[:, 60:], image[:, 60:] = True, 0
+    worker = BoxTransform(
+        size, AugmentationConfig(hflip_p=0.0, crop_p=1.0, affine_p=0.0), train=True, standardize=False
+    )
+    worker.pipeline.save_applied_params = True
+    box, label = np.array([[50, 60, 55, 66]], np.float32), np.zeros(1, np.int64)
+    for seed in range(50):
+        worker.set_seed(seed)
+        out = worker.pipeline(image=image, mask=padding.view(np.uint8), bboxes=box, box_labels=label)
+        ((_, drawn),) = out["applied_transforms"]
+        params = AffineParams(crop=tuple(int(v) for v in drawn["crop_coords"]))
+        theta = torch.from_numpy(grid_theta(params_matrix(params, size), size, params))[None]
+        device = warp_padding(torch.from_numpy(padding)[None, None], theta)[0, 0].numpy()
+        np.testing.assert_array_equal(out["mask"].astype(bool), device, err_msg=f"crop {params.crop}")
 
 
 def test_compiled_device_transform_equals_eager() -> None:

@@ -49,7 +49,7 @@ class AugmentationConfig:
     scale_min: float = 0.9
     scale_max: float = 1.1
     rotate: float = 0.0  # degrees either way
-    seed: int | None = None  # None: seeded per worker from torch's worker seed
+    seed: int | None = None  # the draws' seed (each epoch's, each sample's from it); None: data.seed's
 
     def __post_init__(self) -> None:
         """A value albumentations or the device path would take without complaint and misuse (a probability of 2,
@@ -178,9 +178,9 @@ class BoxTransform:
         self.pipeline = _build(self.input_size, self.config) if self.train else None
 
     def set_seed(self, seed: int) -> None:
-        """Reseed the augmentation (called per dataloader worker so workers draw different crops)."""
+        """Reseed the augmentation (per sample, from ``EpochShuffleSampler``'s seeds); see ``seed_pipeline``."""
         if self.pipeline is not None:
-            self.pipeline.set_random_seed(seed)
+            seed_pipeline(self.pipeline, seed)
 
     @property
     def keeps_pixels(self) -> bool:
@@ -234,7 +234,13 @@ def _build(input_size: tuple[int, int], cfg: AugmentationConfig) -> A.Compose:
     height, width = input_size
     steps = [
         A.HorizontalFlip(p=cfg.hflip_p),
-        A.RandomSizedBBoxSafeCrop(height=height, width=width, erosion_rate=cfg.crop_erosion, p=cfg.crop_p),
+        A.RandomSizedBBoxSafeCrop(
+            height=height,
+            width=width,
+            erosion_rate=cfg.crop_erosion,
+            p=cfg.crop_p,
+            mask_interpolation=cv2.INTER_NEAREST_EXACT,  # pixel centres, as the device path (INTER_NEAREST floors)
+        ),  # fmt: skip
         A.Affine(
             translate_percent={"x": (-cfg.shift, cfg.shift), "y": (-cfg.shift, cfg.shift)},
             scale=(cfg.scale_min, cfg.scale_max),
@@ -244,6 +250,29 @@ def _build(input_size: tuple[int, int], cfg: AugmentationConfig) -> A.Compose:
             p=cfg.affine_p,
         ),
     ]
-    boxes = A.BboxParams(format="pascal_voc", label_fields=["box_labels"], clip=True, min_visibility=0.0)
-    compose = A.Compose(steps, bbox_params=boxes, seed=cfg.seed)
+    compose = A.Compose(steps, bbox_params=box_params())
+    seed_pipeline(compose, cfg.seed)
     return compose
+
+
+def box_params() -> A.BboxParams:
+    """How the worker path's steps carry boxes: xyxy pixels, clipped to the image, and a box left without area
+    dropped after each step with the device path's minimum size (``transform_boxes``): a box the crop cuts away is
+    clipped to zero height, and a rotation used to give it area again (a box on no tissue, with its label)."""
+    return A.BboxParams(format="pascal_voc", label_fields=["box_labels"], clip=True, min_visibility=0.0,
+                        min_width=1e-3, min_height=1e-3)  # fmt: skip
+
+
+def seed_pipeline(compose: A.Compose, seed: int | None) -> None:
+    """Seed an albumentations pipeline with one independent stream per step.
+
+    ``Compose.set_random_seed`` gives every step the same seed, so each step drew the same numbers: with a reseed
+    per sample, the flip, the crop and the affine all fired or none did (half the images unaugmented), and the
+    crop's corner moved with the affine's shift. Each step now gets its own child of ``SeedSequence(seed)``.
+    """
+    compose.set_random_seed(seed)  # the Compose's own streams
+    if seed is None:
+        return
+    streams = np.random.SeedSequence(seed).spawn(len(compose.transforms))
+    for step, stream in zip(compose.transforms, streams, strict=True):
+        step.set_random_seed(int(stream.generate_state(1)[0]))
