@@ -91,6 +91,18 @@ def test_breast_bbox_ignores_label_and_adds_margin() -> None:
     assert breast_bbox(np.zeros((64, 32), np.float32)) == (0, 0, 32, 64)
 
 
+def test_breast_bbox_finds_a_12_bit_breast_beside_a_label_at_the_16_bit_maximum() -> None:
+    """A burned-in label at 65535 in a 12-bit image (``scale_to_unit`` then divides by 65535): the tissue, at most
+    4095 / 65535, fell under the threshold's floor and the crop was the label's corner alone."""
+    image = np.zeros((512, 400), np.float32)
+    yy, xx = np.mgrid[:512, :400]
+    breast = ((yy - 256) / 220.0) ** 2 + (xx / 260.0) ** 2 < 1  # a half ellipse against the chest wall (left)
+    image[breast] = (1500 + 2500 * np.exp(-xx[breast] / 200.0)) / 65535  # 12-bit tissue, brighter near the wall
+    image[12:40, 340:380] = 1.0  # the label
+    x0, y0, x1, y1 = breast_bbox(image, margin=0.02)
+    assert x0 == 0 and 255 <= x1 <= 270 and y0 <= 45 and y1 >= 466
+
+
 def test_clip_boxes_drops_empty() -> None:
     boxes = np.array([[-5, 2, 10, 8], [30, 30, 40, 40]], np.float32)
     clipped, keep = clip_boxes(boxes, 20, 20)

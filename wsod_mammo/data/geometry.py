@@ -118,12 +118,13 @@ def breast_bbox(image: np.ndarray, margin: float = 0.02, threshold: float | None
 
     ``image`` is ``(H, W)`` in [0, 1]. The component search runs on a copy about 256 pixels tall, so it
     costs little at full resolution; a label or skin marker in a corner is smaller than the breast and
-    is ignored. ``threshold`` defaults to Otsu's on that copy (bounded below by 0.05); ``margin`` is a
-    fraction of the image size. An image with no bright pixel gives the whole image.
+    is ignored, however bright (the copy is scaled by the tissue's brightness, ``_small_copy``).
+    ``threshold`` defaults to Otsu's on that copy (bounded below by 0.05 of the tissue's brightness); ``margin``
+    is a fraction of the image size. An image with no bright pixel gives the whole image.
     """
     height, width = image.shape
-    small8, step = _small_copy(image)
-    mask = (small8 > _breast_level(small8, threshold)).astype(np.uint8)
+    small8, step, top = _small_copy(image)
+    mask = (small8 > _breast_level(small8, None if threshold is None else threshold / top)).astype(np.uint8)
     count, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
     if count <= 1:
         return (0, 0, width, height)
@@ -185,18 +186,27 @@ def _densest_rows(image: np.ndarray, flip: bool, crop: tuple[int, int, int, int]
     pixels; the one nearest the centred window among equals."""
     x0, y0, x1, y1 = crop
     view = image[:, ::-1] if flip else image
-    level = _breast_level(_small_copy(image)[0]) / 255
+    small8, _, top = _small_copy(image)
+    level = _breast_level(small8) / 255 * top
     totals = np.concatenate(([0], np.cumsum(np.count_nonzero(view[y0:y1, x0:x1] > level, axis=1))))
     sums = totals[height:] - totals[:-height]
     starts = np.flatnonzero(sums == sums.max())
     return int(starts[np.argmin(np.abs(starts - (y1 - y0 - height) // 2))])
 
 
-def _small_copy(image: np.ndarray) -> tuple[np.ndarray, int]:
-    """A uint8 copy of a [0, 1] image about 256 rows tall, and its step: where the breast is searched for."""
+def _small_copy(image: np.ndarray) -> tuple[np.ndarray, int, float]:
+    """A uint8 copy of a [0, 1] image about 256 rows tall, its step, and the value its 255 stands for: where the
+    breast is searched for.
+
+    The copy is scaled by the 95th percentile of its non-zero pixels (bright tissue), not by 1: a burned-in
+    label or marker at the file's full range (65535 in a 12-bit image) made ``scale_to_unit`` divide by 65535,
+    the tissue fell under the 0.05 floor of the threshold, and the crop went to the label alone."""
     step = max(1, image.shape[0] // 256)
-    small = np.ascontiguousarray(image[::step, ::step])
-    return (np.clip(small, 0.0, 1.0) * 255).astype(np.uint8), step
+    small = np.clip(np.ascontiguousarray(image[::step, ::step], dtype=np.float32), 0.0, 1.0)
+    lit = small[small > 0]
+    top = float(np.percentile(lit, 95)) if lit.size else 1.0
+    top = top if top > 0 else 1.0
+    return (np.clip(small / top, 0.0, 1.0) * 255).astype(np.uint8), step, top
 
 
 def _breast_level(small8: np.ndarray, threshold: float | None = None) -> float:
