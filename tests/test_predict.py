@@ -142,6 +142,11 @@ def test_inputs_sharing_a_name_keep_their_own_rows_and_overlays(synthetic_root: 
     overlays = {r["overlay"] for r in records}
     assert len(overlays) == len(records) == 7 and all(Path(o).is_file() for o in overlays)
     assert predict_image_ids([scans / "x.dcm", scans / "x.dcm"]) == ["x", "x-2"]  # the same file given twice
+    # one file spelled two ways is the same file; a path with `..` gave an id with `..`, whose overlay went outside
+    # the run folder (`../../x` as far up as the path climbed)
+    other = scans / "studyA" / ".." / "studyB" / "IMG0001.dcm"
+    assert predict_image_ids([scans / "studyB/IMG0001.dcm", other]) == ["IMG0001", "IMG0001-2"]
+    assert predict_image_ids([scans / "studyA/IMG0001.dcm", other]) == ["studyA/IMG0001", "studyB/IMG0001"]
 
 
 class _StoppingModule(LightningModule):

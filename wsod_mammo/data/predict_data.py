@@ -47,7 +47,7 @@ def predict_image_ids(files: Sequence[Path]) -> list[str]:
     (``studyA/IMG0001``), with the extension when that is still shared (``a.dcm`` beside ``a.png``); the same path
     given twice gets ``-2``, ``-3``...
     """
-    absolute = [Path(f).absolute() for f in files]
+    absolute = [Path(os.path.normpath(Path(f).absolute())) for f in files]  # no `..`: ids stay below the run folder
     top = Path(os.path.commonpath([a.parent for a in absolute])) if absolute else Path()
     relative = [a.relative_to(top) for a in absolute]
 
