@@ -44,6 +44,10 @@ import numpy as np
 import torch
 from synthdata import repeat_images
 
+#: the least the DataModule takes (it refuses 0: validation picks the checkpoint): one study held out, so
+#: --studies N trains on N - 1 studies' images
+VAL_FRACTION = 1e-6
+
 PREFETCH = 2  # batches each worker loads ahead (drawn untimed before each scaling point)
 
 
@@ -53,8 +57,9 @@ def _datamodule(
     from wsod_mammo.data.datamodule import VinDrMammoDataModule
 
     dm = VinDrMammoDataModule(
-        str(root), cache_dir=str(cache), selection="all", input_size=(args.height, args.width), val_fraction=0.0,
-        batch_size=args.batch, num_workers=workers, pin_memory=args.device == "cuda", persistent_workers=workers > 0,
+        str(root), cache_dir=str(cache), selection="all", input_size=(args.height, args.width),
+        val_fraction=VAL_FRACTION, batch_size=args.batch, num_workers=workers, pin_memory=args.device == "cuda",
+        persistent_workers=workers > 0,
         prefetch_factor=PREFETCH if workers else None, standardize_on="device", augment_on=augment_on,
         pixel_reads=pixel_reads,
     )  # fmt: skip

@@ -38,6 +38,10 @@ import threading
 import time
 from pathlib import Path
 
+#: the least the DataModule takes (it refuses 0: validation picks the checkpoint): one study held out, so
+#: --studies N trains on N - 1 studies' images
+VAL_FRACTION = 1e-6
+
 
 class _GpuSampler:
     """GPU utilization (%) and memory in use (MiB), sampled by nvidia-smi every 100 ms while running."""
@@ -252,7 +256,7 @@ def _variant(args: argparse.Namespace, variant: str) -> dict[str, float]:
     seed_everything(0)
     torch.set_num_threads(args.threads)
     data = LongEpochs(
-        args.root, cache_dir=args.cache, selection="all", input_size=size, val_fraction=0.0,
+        args.root, cache_dir=args.cache, selection="all", input_size=size, val_fraction=VAL_FRACTION,
         batch_size=args.batch, num_workers=args.workers, pin_memory=cuda, persistent_workers=True,
         prefetch_factor=args.prefetch if args.workers else None, standardize_on=args.standardize_on,
         augment_on=args.augment_on, pixel_reads=args.pixel_reads, copy_ahead=variant == "pipeline_copy_ahead",

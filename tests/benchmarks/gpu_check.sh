@@ -47,9 +47,10 @@ if [ -n "${GPU_CHECK_SMALL:-}" ]; then  # CPU dry run: same steps, tiny sizes
 else
   # On an H200 (2026-11-27) reduce-overhead gave 1.70x eager model-only, with both model opt-ins 2.12x (compile
   # default 0.81-0.84x, only if GPU_CHECK_LAST_MODES asks).
-  # 42 studies: 168 training images, 28 batches of 6 (no short last batch, whose new size would recompile the
-  # compiled networks inside the timed steps); an epoch of --epoch_images 1344 is 224 steps, more than the window.
-  DEV=cuda; H=2944; W=1920; STUDIES=42; BATCH=6; WORKERS=4; PREFETCH=2; STEPS=100; WARMUP=6; EPOCH_IMAGES=1344
+  # 43 studies, one held out for validation: 168 training images, 28 batches of 6 (no short last batch, whose new
+  # size would recompile the compiled networks inside the timed steps); an epoch of --epoch_images 1344 is 224
+  # steps, more than the window.
+  DEV=cuda; H=2944; W=1920; STUDIES=43; BATCH=6; WORKERS=4; PREFETCH=2; STEPS=100; WARMUP=6; EPOCH_IMAGES=1344
   MODES=${GPU_CHECK_MODES:-"none reduce-overhead"}; THREADS=4; LAST_MODES=${GPU_CHECK_LAST_MODES:-}
   CHOICE=${GPU_CHECK_CHOICE:-reduce-overhead_training_forward_space_to_depth}
   SCALE=1,2,4,8,12,16; PROC=16; BUDGET=${GPU_CHECK_BUDGET:-500}; SLOW=1; PROFILE_ARGS="--batch 6 --bf16"; PROFILE_STEPS=10
