@@ -200,6 +200,12 @@ def test_a_dicom_without_preamble_is_read_and_other_content_is_not(tmp_path: Pat
         del ds.file_meta
         ds.preamble = None
         ds.save_as(tmp_path / f"bare_{implicit}.dcm", implicit_vr=implicit, little_endian=True)
+    for implicit in (True, False):  # the DICM marker, but file meta without (0002,0010) (some anonymizers)
+        ds = pydicom.dcmread(full)
+        del ds.file_meta.TransferSyntaxUID
+        ds.save_as(tmp_path / f"no_syntax_{implicit}.dcm", implicit_vr=implicit, little_endian=True)
+        assert pydicom.misc.is_dicom(tmp_path / f"no_syntax_{implicit}.dcm")
+        np.testing.assert_array_equal(read_dicom(tmp_path / f"no_syntax_{implicit}.dcm")[0], expected)
     for name in ("meta_only.dcm", "bare_True.dcm", "bare_False.dcm"):
         assert not pydicom.misc.is_dicom(tmp_path / name)
         image, info = read_dicom(tmp_path / name)

@@ -338,6 +338,9 @@ def read_dicom(path: str | Path) -> tuple[np.ndarray, DicomInfo]:
         ds = _bare_dataset(path)
     except Exception as err:  # pydicom raises many types on truncated headers
         raise DicomError(f"{path}: unreadable DICOM header ({type(err).__name__}: {err})") from err
+    if "TransferSyntaxUID" not in ds.file_meta and tuple(ds.original_encoding) in BARE_SYNTAX:
+        # a Part 10 file whose file meta lacks (0002,0010) (some anonymizers drop it): the encoding pydicom parsed
+        ds.file_meta.TransferSyntaxUID = BARE_SYNTAX[tuple(ds.original_encoding)]
     if "PixelData" not in ds:
         raise DicomError(f"{path}: no pixel data (PixelData tag absent)")
     photometric = _check_pixel_layout(ds, path)
