@@ -633,13 +633,19 @@ def test_impossible_options_fail_before_any_run_folder_naming_the_option(
     assert not (tmp_path / "runs").exists()
 
 
-def test_fp16_on_cpu_is_refused_before_training(
-    tmp_path: Path, data_root: Path, caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize(
+    ("precision", "message"),
+    [("16-mixed", "16-mixed needs a CUDA GPU"),
+     # the whole batch cast to bf16: boxes (2200.5 -> 2208) and the device augmentation's matrices
+     ("bf16-true", "bf16-true casts every floating tensor of each batch .* use bf16-mixed")],
+)  # fmt: skip
+def test_precisions_that_cannot_run_are_refused_before_training(
+    precision: str, message: str, tmp_path: Path, data_root: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     settings = tiny_config(tmp_path, data_root)
-    settings["trainer"]["precision"] = "16-mixed"
+    settings["trainer"]["precision"] = precision
     args = ["fit", "--config", str(write_config(tmp_path / "c.yaml", settings))]
-    _refused(args, "trainer.precision: 16-mixed needs a CUDA GPU", caplog)
+    _refused(args, f"trainer.precision: {message}", caplog)
     assert not list(tmp_path.glob("**/*.ckpt"))
 
 

@@ -195,6 +195,7 @@ def configuration_errors() -> Iterator[None]:
 CHECKPOINT_DIRPATH_WARNING = "The dirpath has changed from"
 FP16_PRECISIONS = {"16", "16-mixed", "16-true"}
 BF16_PRECISIONS = {"bf16", "bf16-mixed", "bf16-true"}
+HALF_TRUE_PRECISIONS = {"16-true", "bf16-true"}  # the whole batch cast: boxes and augmentation matrices lose pixels
 
 
 UNTRAINED = "untrained"
@@ -262,7 +263,8 @@ def check_accelerator(section: Any) -> None:
 
 
 def check_precision(section: Any) -> None:
-    """fp16 needs CUDA; Lightning would silently switch it to bf16 on a CPU, so refuse it here instead.
+    """fp16 needs CUDA; Lightning would silently switch it to bf16 on a CPU, so refuse it here instead. The
+    ``-true`` half precisions are refused everywhere: they cast the batch's boxes and augmentation matrices.
 
     bf16 on a CPU without oneDNN's bf16 kernels (AVX-512 BF16 or AMX) runs every convolution through torch's
     reference path: it works (the tests use it to prove the mixed-precision paths) but a GMIC step is ~16x slower
@@ -270,6 +272,12 @@ def check_precision(section: Any) -> None:
     """
     trainer = section.get("trainer", {})
     precision, accelerator = str(trainer.get("precision")), str(trainer.get("accelerator", "auto"))
+    if precision in HALF_TRUE_PRECISIONS:
+        raise ValueError(
+            f"trainer.precision: {precision} casts every floating tensor of each batch to half precision, the boxes "
+            "too (a coordinate of 2200.5 becomes 2208 in bf16) and the device augmentation's matrices; use "
+            f"{precision.replace('-true', '-mixed')} (the study's bf16-mixed on a GPU)"
+        )
     on_cpu = accelerator == "cpu" or (accelerator == "auto" and not _cuda())
     if precision in FP16_PRECISIONS and on_cpu:
         raise ValueError(
