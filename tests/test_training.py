@@ -21,7 +21,8 @@ def _output(y_global, y_local, y_fusion, saliency) -> GMICOutput:
     return GMICOutput(y_global, y_local, y_fusion, saliency, torch.zeros(n, 1, 4), torch.ones(n, 1))
 
 
-def test_loss_is_three_bce_terms_plus_beta_times_mean_abs_saliency() -> None:
+def test_loss_is_three_bce_terms_plus_beta_times_the_papers_sum_of_abs_saliency() -> None:
+    """L_reg is the paper's sum over positions (NYU's beta of model 1, 3.259e-6, is on it), averaged over images."""
     target = torch.tensor([[1.0], [0.0]])
     y_global, y_local, y_fusion = (
         torch.tensor([[0.7], [0.2]]),
@@ -29,11 +30,12 @@ def test_loss_is_three_bce_terms_plus_beta_times_mean_abs_saliency() -> None:
         torch.tensor([[0.9], [0.1]]),
     )
     saliency = torch.rand(2, 1, 4, 3)
-    loss = gmic_loss(_output(y_global, y_local, y_fusion, saliency), target, beta=3.26)
+    loss = gmic_loss(_output(y_global, y_local, y_fusion, saliency), target, beta=3.259e-6)
     expected = sum(F.binary_cross_entropy(p, target) for p in (y_global, y_local, y_fusion))
-    expected = expected + 3.26 * saliency.abs().mean()
+    expected = expected + 3.259e-6 * saliency.abs().sum() / 2
     torch.testing.assert_close(loss.total, expected)
-    torch.testing.assert_close(loss.saliency_reg, saliency.mean())
+    torch.testing.assert_close(loss.saliency_reg, saliency.sum() / 2)
+    assert GMICLitModule(GMIC(num_classes=1, num_patches=2, crop_shape=(64, 64))).beta == 3.259e-6
 
 
 def test_evaluation_loss_counts_each_image_once() -> None:

@@ -39,30 +39,32 @@ def _bce(probabilities: Tensor, target: Tensor) -> Tensor:
 
 
 def gmic_sample_losses(output: GMICOutput, target: Tensor, beta: float) -> Tensor:
-    """``(N,)`` each image's share of ``gmic_loss``: their mean is its ``total`` (BCE and ``L_reg`` as means over
-    classes and positions per image), for figures that count each distinct image once."""
+    """``(N,)`` each image's share of ``gmic_loss``: their mean is its ``total`` (BCE as a mean over classes, ``L_reg``
+    the image's own sum), for figures that count each distinct image once."""
     with torch.autocast(device_type=target.device.type, enabled=False):
         target = target.float()
         bce = sum(
             F.binary_cross_entropy(p.float().clamp(_EPS, 1.0 - _EPS), target, reduction="none").mean(dim=1)
             for p in (output.y_global, output.y_local, output.y_fusion)
         )
-        return bce + beta * output.saliency.float().abs().flatten(1).mean(dim=1)
+        return bce + beta * output.saliency.float().abs().flatten(1).sum(dim=1)
 
 
 def gmic_loss(output: GMICOutput, target: Tensor, beta: float) -> GMICLoss:
     """BCE on the global, local and fusion heads plus ``beta * L_reg``.
 
-    ``L_reg`` is the mean of ``|A|`` over positions, classes and images (the paper sums over positions; the
-    mean makes ``beta`` independent of the input resolution, so the paper's beta = 3.26 is used on this
-    normalized form). ``target`` is the multi-hot ``(N, C)`` label. Everything runs in float32 with autocast
-    disabled, since ``binary_cross_entropy`` is unsafe in half precision.
+    ``L_reg`` is the paper's: the sum of ``|A|`` over the saliency map's positions and classes, averaged over the
+    images of the batch. NYU's model 1 was trained with beta = 3.259e-6 on it (nyukat/GMIC issue #4; models 2-5:
+    9.4e-6 to 2.3e-4). An earlier version took the mean over positions with beta = 3.26, the same figure without
+    its 1e-6: about 725 times NYU's weight at 2944 x 1920 (46 x 30 positions). ``target`` is the multi-hot
+    ``(N, C)`` label. Everything runs in float32 with autocast disabled, since ``binary_cross_entropy`` is unsafe in
+    half precision.
     """
     with torch.autocast(device_type=target.device.type, enabled=False):
         target = target.float()
         global_bce = _bce(output.y_global, target)
         local_bce = _bce(output.y_local, target)
         fusion_bce = _bce(output.y_fusion, target)
-        saliency_reg = output.saliency.float().abs().mean()
+        saliency_reg = output.saliency.float().abs().flatten(1).sum(dim=1).mean()
         total = global_bce + local_bce + fusion_bce + beta * saliency_reg
     return GMICLoss(total, global_bce, local_bce, fusion_bce, saliency_reg)

@@ -51,7 +51,8 @@ class GMICLitModule(LightningModule):
         test_saliency: the methods evaluated for detection in validation/test (default: all five).
         saliency_target: the score the gradient methods differentiate (``y_global`` or ``y_fusion``).
         predict_saliency: the method whose map gives the boxes of ``wsod predict``.
-        beta: weight of the saliency regularizer (on the mean-normalized ``L_reg``, see ``gmic_loss``).
+        beta: weight of the saliency regularizer, the paper's ``L_reg`` (a sum over positions, see ``gmic_loss``);
+            the default is NYU's model 1's.
         init_from_nyu: path of an NYU GMIC checkpoint (``sample_model_*.p``, zip or legacy format) to start a
             fresh fit from, or to test/predict with as it is when no ``--ckpt_path`` is given.
         optimizer: optimizer factory (Adam by default); scheduler: optional LR scheduler factory.
@@ -66,7 +67,7 @@ class GMICLitModule(LightningModule):
         test_saliency: list[str] | None = None,
         saliency_target: Literal["y_global", "y_fusion"] = "y_global",
         predict_saliency: str = "gradcampp",
-        beta: float = 3.26,
+        beta: float = 3.259e-6,
         init_from_nyu: str | None = None,
         optimizer: OptimizerCallable = torch.optim.Adam,
         scheduler: LRSchedulerCallable | None = None,
