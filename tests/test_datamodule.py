@@ -132,6 +132,9 @@ def test_augmentation_seed_changes_the_draws_not_the_order(synthetic_root: Path)
     assert all(run[0] == order for runs in epochs.values() for run in runs)
     assert torch.equal(epochs[1][0][1], epochs[1][1][1])  # reproducible
     assert not torch.equal(epochs[1][0][1], epochs[2][0][1]) and not torch.equal(epochs[1][0][1], epochs[None][0][1])
+    dm = _dm(synthetic_root, num_workers=0, augmentation=AugmentationConfig(seed=dm.seed))  # data.seed's own draws
+    dm.setup("fit")
+    assert torch.equal(torch.cat([b["image"] for b in dm.train_dataloader()]), epochs[None][0][1])
 
 
 def test_missing_data_root_names_option(tmp_path: Path) -> None:

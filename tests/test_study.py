@@ -57,6 +57,7 @@ def test_study_runs_the_matrix_assembles_table2_and_resumes(
         run = study / "runs" / name
         config = yaml.safe_load((run / "run.yaml").read_text())
         assert config["seed_everything"] == 7 and config["model"]["init_args"]["train_saliency"] == method
+        assert config["data"]["init_args"]["augmentation"]["seed"] == 7  # a seed redraws the augmentation too
         assert config["trainer"]["logger"]["init_args"]["group"] == "my_study"  # one W&B group per study
         report = json.loads(finished_report(run).read_text())
         assert report["train_saliency"] == method

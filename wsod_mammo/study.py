@@ -72,7 +72,10 @@ def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
 def run_config(base: dict[str, Any], spec: RunSpec, run_dir: Path, group: str, test_methods: list[str]) -> dict:
     """The run's config: ``base`` with the run's seed, methods, W&B group and every output inside ``run_dir``."""
     config = copy.deepcopy(base)
-    config["seed_everything"] = spec.seed
+    config["seed_everything"] = spec.seed  # the new heads' initialization
+    # and the augmentation draws; the split, the negatives and the order stay the config's data.seed
+    data = config.setdefault("data", {}).setdefault("init_args", {})
+    data["augmentation"] = {**(data.get("augmentation") or {}), "seed": spec.seed}
     model = config.setdefault("model", {}).setdefault("init_args", {})
     model.update(train_saliency=spec.train_method, test_saliency=list(test_methods))
     trainer = config.setdefault("trainer", {})

@@ -24,7 +24,7 @@ class EpochShuffleSampler(Sampler[SampleKey]):
     def __init__(self, size: int, seed: int, augmentation_seed: int | None = None) -> None:
         self.size = size
         self.seed = seed
-        self.augmentation_seed = augmentation_seed  # None: the augmentation seeds come from ``seed`` with the order
+        self.augmentation_seed = augmentation_seed  # the per-sample draws' stream; None: ``seed``'s
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -36,7 +36,8 @@ class EpochShuffleSampler(Sampler[SampleKey]):
     def __iter__(self) -> Iterator[SampleKey]:
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
         order = torch.randperm(self.size, generator=generator).tolist()
-        if self.augmentation_seed is not None:  # the draws change, the order stays
-            generator = torch.Generator().manual_seed(self.augmentation_seed * 1_000_003 + self.epoch)
+        # a stream of its own: another augmentation seed changes the draws, not the order
+        draws = self.seed if self.augmentation_seed is None else self.augmentation_seed
+        generator = torch.Generator().manual_seed(draws * 1_000_003 + self.epoch + 500_009)
         seeds = torch.randint(0, 2**31 - 1, (self.size,), generator=generator).tolist()
         return iter(zip(order, seeds, strict=True))
