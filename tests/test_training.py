@@ -176,3 +176,20 @@ def test_a_cosine_schedule_shorter_than_the_training_is_warned_about(
         module.configure_optimizers()
     message = f"CosineAnnealingLR with T_max {t_max} < trainer.max_epochs {max_epochs}: the learning rate climbs"
     assert (message in caplog.text) == warned
+
+
+@pytest.mark.parametrize(("mode", "monitor", "refused"),
+                         [("min", "val/fusion/auroc", True), ("max", "val/fusion/auroc", False),
+                          ("min", "val/loss", False)])  # fmt: skip
+def test_a_plateau_schedule_watching_a_figure_that_rises_must_say_max(mode: str, monitor: str, refused: bool) -> None:
+    """ReduceLROnPlateau's default mode is 'min': on the default monitor, AUROC, it cut the learning rate while the
+    model improved."""
+    module = GMICLitModule(
+        GMIC(num_classes=1, crop_shape=(64, 64)), scheduler_monitor=monitor,
+        scheduler=lambda optimizer: torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode=mode),
+    )  # fmt: skip
+    if refused:
+        with pytest.raises(ValueError, match="mode 'min' on scheduler_monitor val/fusion/auroc.*mode max"):
+            module.configure_optimizers()
+    else:
+        module.configure_optimizers()

@@ -156,6 +156,7 @@ class GMICLitModule(LightningModule):
             return optimizer
         scheduler = self.scheduler_factory(optimizer)
         _warn_if_cosine_restarts(scheduler, self.trainer.max_epochs if self._trainer is not None else None)
+        _check_plateau_mode(scheduler, self.scheduler_monitor)
         return {
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "monitor": self.scheduler_monitor, "interval": "epoch"},
@@ -267,6 +268,19 @@ class GMICLitModule(LightningModule):
         self.detection_thresholds = dict(checkpoint.get("detection_thresholds", {}))
         names = checkpoint.get("class_names")
         self.class_names = [str(name) for name in names] if isinstance(names, list) and names else None
+
+
+def _check_plateau_mode(scheduler: Any, monitor: str) -> None:
+    """``ReduceLROnPlateau`` defaults to ``mode: min``: on the default monitor, an AUROC, it would cut the learning
+    rate whenever the model stopped getting worse, that is while it improved."""
+    if not isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+        return
+    higher_is_better = monitor.rsplit("/", 1)[-1] in ("auroc", "accuracy", "tpr", "tnr") or "tpr_at" in monitor
+    if higher_is_better and scheduler.mode == "min":
+        raise ValueError(
+            f"model.scheduler: ReduceLROnPlateau with mode 'min' on scheduler_monitor {monitor}, a figure that rises "
+            "as the model improves: give --model.scheduler.mode max (or a loss as --model.scheduler_monitor)"
+        )
 
 
 def _warn_if_cosine_restarts(scheduler: Any, max_epochs: int | None) -> None:
