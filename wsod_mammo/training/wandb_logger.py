@@ -50,11 +50,18 @@ class OfflineWandbLogger(WandbLogger):
         kwargs["settings"] = kwargs.get("settings") or {"quiet": True}
         # One group per config: fit and its tests (same save_dir) land together; `wsod study` names its own.
         kwargs["group"] = kwargs.get("group") or Path(save_dir).name or None
-        # W&B looks for a git root in its dir at init and warns "git root ... does not exist" for a new save_dir
-        Path(save_dir).mkdir(parents=True, exist_ok=True)
         super().__init__(project=project, save_dir=save_dir, name=name, offline=offline, log_model=log_model, **kwargs)
         # Lightning always passes anonymous (None when unset), and wandb warns that the setting is deprecated.
         self._wandb_init.pop("anonymous", None)
+
+    @property
+    def experiment(self) -> Any:
+        """The W&B run, started on first use. Its folder is made first, not when the logger is built (a command
+        refused for a bad option writes nothing): W&B looks for a git root there at init and warned "git root ...
+        does not exist" for a new save_dir."""
+        if self._experiment is None and self.save_dir:
+            Path(self.save_dir).mkdir(parents=True, exist_ok=True)
+        return super().experiment
 
     @rank_zero_only
     def finalize(self, status: str) -> None:
