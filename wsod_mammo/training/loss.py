@@ -34,8 +34,13 @@ class GMICLoss:
         }
 
 
-def _bce(probabilities: Tensor, target: Tensor) -> Tensor:
-    return F.binary_cross_entropy(probabilities.float().clamp(_EPS, 1.0 - _EPS), target)
+def _bce(probabilities: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
+    return F.binary_cross_entropy(probabilities.float().clamp(_EPS, 1.0 - _EPS), target, reduction=reduction)
+
+
+def _saliency_reg(saliency: Tensor) -> Tensor:
+    """``(N,)`` the paper's ``L_reg`` of each image: the sum of ``|A|`` over classes and positions."""
+    return saliency.float().abs().flatten(1).sum(dim=1)
 
 
 def gmic_sample_losses(output: GMICOutput, target: Tensor, beta: float) -> Tensor:
@@ -43,11 +48,9 @@ def gmic_sample_losses(output: GMICOutput, target: Tensor, beta: float) -> Tenso
     the image's own sum), for figures that count each distinct image once."""
     with torch.autocast(device_type=target.device.type, enabled=False):
         target = target.float()
-        bce = sum(
-            F.binary_cross_entropy(p.float().clamp(_EPS, 1.0 - _EPS), target, reduction="none").mean(dim=1)
-            for p in (output.y_global, output.y_local, output.y_fusion)
-        )
-        return bce + beta * output.saliency.float().abs().flatten(1).sum(dim=1)
+        heads = (output.y_global, output.y_local, output.y_fusion)
+        bce = sum(_bce(p, target, reduction="none").mean(dim=1) for p in heads)
+        return bce + beta * _saliency_reg(output.saliency)
 
 
 def gmic_loss(output: GMICOutput, target: Tensor, beta: float) -> GMICLoss:
@@ -65,6 +68,6 @@ def gmic_loss(output: GMICOutput, target: Tensor, beta: float) -> GMICLoss:
         global_bce = _bce(output.y_global, target)
         local_bce = _bce(output.y_local, target)
         fusion_bce = _bce(output.y_fusion, target)
-        saliency_reg = output.saliency.float().abs().flatten(1).sum(dim=1).mean()
+        saliency_reg = _saliency_reg(output.saliency).mean()
         total = global_bce + local_bce + fusion_bce + beta * saliency_reg
     return GMICLoss(total, global_bce, local_bce, fusion_bce, saliency_reg)
