@@ -46,6 +46,16 @@ def occurrences(count: int, device: torch.device | str = "cpu") -> Tensor:
     return torch.arange(base, base + count, dtype=torch.int64, device=device)
 
 
+def sample_keys(
+    count: int, image_ids: Sequence[str] | None, device: torch.device | str = "cpu"
+) -> tuple[Tensor, Tensor]:
+    """``(keys, occurrence)`` of ``count`` samples about to enter a metric's states: each sample's ``image_id`` key,
+    or without ids a distinct negative key per sample (``-1 - occurrence``; hashes are as likely negative, but the
+    ids and the occurrence-derived keys of one metric never mix), and its occurrence number."""
+    occurrence = occurrences(count, device)
+    return (-1 - occurrence if image_ids is None else image_keys(image_ids, device)), occurrence
+
+
 def first_occurrence_mask(keys: Tensor, occurrence: Tensor) -> Tensor:
     """``(N,)`` bool: True for the entry with the smallest occurrence number of each distinct key.
 

@@ -27,7 +27,7 @@ from wsod_mammo.detection.froc import (
     operating_point,
     tpr_at_fppi,
 )
-from wsod_mammo.detection.image_keys import first_occurrence_mask, image_keys, occurrences
+from wsod_mammo.detection.image_keys import first_occurrence_mask, sample_keys
 
 
 @dataclass(frozen=True)
@@ -166,11 +166,7 @@ class DetectionMetric(Metric):
                 f"found {len(gt_boxes)}, {labels.numel()} and {probabilities.numel()}"
             )
         keep = [i for i, label in enumerate(labels.tolist()) if label > 0 or not self.positives_only]
-        occurrence = occurrences(len(keep))
-        if image_ids is None:
-            keys = -1 - occurrence  # distinct per sample; hashes of ids are as likely negative, never collide here
-        else:
-            keys = image_keys([image_ids[i] for i in keep])
+        keys, occurrence = sample_keys(len(keep), None if image_ids is None else [image_ids[i] for i in keep])
         scores, flags, indices, box_occ, gts = [], [], [], [], []
         if keep:
             keep_t = torch.tensor(keep, device=maps.device)

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from torchmetrics import Metric, MetricCollection
 from torchmetrics.utilities.data import dim_zero_cat
 
-from wsod_mammo.detection.image_keys import first_occurrence_mask, image_keys, occurrences
+from wsod_mammo.detection.image_keys import first_occurrence_mask, sample_keys
 
 HEADS = ("global", "local", "fusion")
 STAGES = ("train", "val", "test")
@@ -32,9 +32,9 @@ class KeyedMean(Metric):
 
     def update(self, value: Tensor, image_ids: Sequence[str] | None = None) -> None:
         """``value`` ``(N,)`` per sample; ``image_ids`` N strings (without them each sample is a distinct image)."""
-        occurrence = occurrences(value.shape[0], value.device)
+        keys, occurrence = sample_keys(value.shape[0], image_ids, value.device)
         self.value.append(value.detach().float())
-        self.key.append(-1 - occurrence if image_ids is None else image_keys(image_ids, value.device))
+        self.key.append(keys)
         self.occurrence.append(occurrence)
 
     def compute(self) -> Tensor:
@@ -68,8 +68,7 @@ class KeyedClassificationMetric(Metric):
     def update(self, preds: Tensor, target: Tensor, image_ids: Sequence[str] | None = None) -> None:
         """``preds`` probabilities and ``target`` 0/1 labels, ``(N,)`` (one class) or ``(N, C)``; ``image_ids``
         (N strings; without them each sample counts as a distinct image)."""
-        occurrence = occurrences(preds.shape[0], preds.device)
-        keys = -1 - occurrence if image_ids is None else image_keys(image_ids, preds.device)
+        keys, occurrence = sample_keys(preds.shape[0], image_ids, preds.device)
         self.preds.append(preds.detach().float())
         self.target.append(target.detach().long())
         self.key.append(keys)
