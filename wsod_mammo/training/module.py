@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from wsod_mammo.models import GMIC, GMICOutput
 from wsod_mammo.models.nyu import load_nyu_checkpoint, load_nyu_state_dict, nyu_percent_t
 from wsod_mammo.saliency import SaliencyMethod, available_saliency_methods, get_saliency_method
-from wsod_mammo.training.classification import HEADS, KeyedMean, stage_head_metrics
+from wsod_mammo.training.classification import FIGURES, HEADS, KeyedMean, stage_head_metrics
 from wsod_mammo.training.loss import gmic_loss, gmic_sample_losses
 
 log = logging.getLogger(__name__)
@@ -275,7 +275,7 @@ def _check_plateau_mode(scheduler: Any, monitor: str) -> None:
     rate whenever the model stopped getting worse, that is while it improved."""
     if not isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
         return
-    higher_is_better = monitor.rsplit("/", 1)[-1] in ("auroc", "accuracy", "tpr", "tnr") or "tpr_at" in monitor
+    higher_is_better = monitor.rsplit("/", 1)[-1] in FIGURES or "tpr_at" in monitor  # Table I's, Table II's
     if higher_is_better and scheduler.mode == "min":
         raise ValueError(
             f"model.scheduler: ReduceLROnPlateau with mode 'min' on scheduler_monitor {monitor}, a figure that rises "
