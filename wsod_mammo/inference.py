@@ -246,11 +246,10 @@ class Predictor:
         self.cell0_center = map_placement(self.module, alignment)  # checks alignment, as the callbacks do
         self.resize = resize
         self.input_size, self.crop_breast, self.device = (int(input_size[0]), int(input_size[1])), crop_breast, device
-        count, recorded = self.module.model.num_classes, self.module.class_names
         #: the model's output classes: those its checkpoint recorded, else ``class <k>``
-        self.class_names = (
-            list(recorded) if recorded and len(recorded) == count else [f"class {k}" for k in range(count)]
-        )
+        self.class_names = self.module.recorded_class_names() or [
+            f"class {k}" for k in range(self.module.model.num_classes)
+        ]
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, input_size: tuple[int, int] | None = None, **kwargs: Any) -> Predictor:

@@ -269,6 +269,11 @@ class GMICLitModule(LightningModule):
         names = checkpoint.get("class_names")
         self.class_names = [str(name) for name in names] if isinstance(names, list) and names else None
 
+    def recorded_class_names(self) -> list[str] | None:
+        """The names the checkpoint recorded for the outputs, when they name every one (else None)."""
+        names = self.class_names
+        return list(names) if names and len(names) == self.model.num_classes else None
+
 
 def _check_plateau_mode(scheduler: Any, monitor: str) -> None:
     """``ReduceLROnPlateau`` defaults to ``mode: min``: on the default monitor, an AUROC, it would cut the learning

@@ -215,9 +215,8 @@ def class_names_of(trainer: Trainer | None, pl_module: LightningModule | None, c
         )
     if getattr(pl_module, "nyu_weights_as_is", None) and num_classes == len(NYU_CLASS_NAMES):
         return list(NYU_CLASS_NAMES)
-    recorded = getattr(pl_module, "class_names", None)
-    if recorded and len(recorded) == num_classes:
-        return list(recorded)
+    if recorded := getattr(pl_module, "recorded_class_names", lambda: None)():
+        return recorded
     names = list(getattr(getattr(trainer, "datamodule", None), "class_names", None) or [])
     return [str(names[k]) if k < len(names) else f"class {k}" for k in range(max(num_classes or 0, class_index + 1))]
 
