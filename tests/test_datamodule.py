@@ -252,7 +252,8 @@ def test_predict_paths_survive_bad_files(synthetic_root: Path, tmp_path: Path) -
 def test_predict_folder_mixing_dicoms_without_extension_images_text_and_empty_folders(
     synthetic_root: Path, tmp_path: Path
 ) -> None:
-    """DICOMs by content (no extension too), PNG 8/16-bit (12-bit values), TIFF; the rest get a row with a reason."""
+    """DICOMs by content (no extension too), PNG 8/16-bit (12-bit values), TIFF, PNG and TIFF without an extension (by
+    signature); the rest get a row with a reason."""
     records = load_records(synthetic_root)
     left = next(r for r in records if r.laterality == "L")
     folder = tmp_path / "scans"
@@ -265,18 +266,21 @@ def test_predict_folder_mixing_dicoms_without_extension_images_text_and_empty_fo
     cv2.imwrite(str(folder / "c.png"), np.round(flipped * 4095).astype(np.uint16))  # 12-bit values, 16-bit file
     cv2.imwrite(str(folder / "d.png"), np.round(image * 255).astype(np.uint8))
     cv2.imwrite(str(folder / "e.tiff"), np.round(image * 65535).astype(np.uint16))
+    shutil.copy(folder / "d.png", folder / "f")  # an export that dropped the extension
+    shutil.copy(folder / "e.tiff", folder / "g")
     (folder / "notes.txt").write_text("not an image")
     dm = _dm(synthetic_root, predict_paths=[str(folder), str(tmp_path / "empty")], batch_size=10)
     dm.setup("predict")
     batch = next(iter(dm.predict_dataloader()))
     meta = {Path(m["path"]).name: m for m in batch["meta"]}
-    assert sorted(meta) == ["1.2.840.113619.2", "b.dcm", "c.png", "d.png", "e.tiff", "empty", "notes.txt"]
+    assert sorted(meta) == ["1.2.840.113619.2", "b.dcm", "c.png", "d.png", "e.tiff", "empty", "f", "g", "notes.txt"]
     assert "a folder with no files" in meta["empty"]["error"] and "neither a DICOM" in meta["notes.txt"]["error"]
     assert meta["1.2.840.113619.2"]["laterality_source"] == "dicom" and meta["b.dcm"]["error"] is None
     assert (meta["c.png"]["laterality"], meta["c.png"]["laterality_source"]) == ("R", "inferred")
     assert [meta[n]["laterality"] for n in ("d.png", "e.tiff")] == ["L", "L"]
     images = dict(zip([Path(m["path"]).name for m in batch["meta"]], batch["image"], strict=True))
-    for name in ("b.dcm", "d.png", "e.tiff", "c.png"):  # the same picture, whatever the file type
+    assert [meta[n]["error"] for n in ("f", "g")] == [None, None]
+    for name in ("b.dcm", "d.png", "e.tiff", "c.png", "f", "g"):  # the same picture, whatever the file type
         assert torch.allclose(images[name], images["1.2.840.113619.2"], atol=0.05), name
     assert meta["c.png"]["geometry"] == meta["b.dcm"]["geometry"] | {"flip": True}
     given = _dm(synthetic_root, predict_paths=[str(folder / "c.png")], predict_laterality="L")

@@ -2,9 +2,9 @@
 
 DICOMs are recognised by the ``DICM`` marker after their 128-byte preamble, whatever their name (scanner exports
 often have no extension), or, for old exports without the preamble, by a data set's first tag (group 0002 or 0008);
-PNG and TIFF files by their extension. Grayscale images of 8 or 16 bits are scaled to
-[0, 1] by their bit depth: a 16-bit file whose values stay below 4096 holds 12-bit data (NYU's sample PNGs), so it
-is divided by 4095, not 65535, and its breast crop sees the contrast it has.
+PNG and TIFF files by their extension or, without one, by their signature (a PNG or TIFF header). Grayscale images
+of 8 or 16 bits are scaled to [0, 1] by their bit depth: a 16-bit file whose values stay below 4096 holds 12-bit data
+(NYU's sample PNGs), so it is divided by 4095, not 65535, and its breast crop sees the contrast it has.
 
 A DICOM's padding pixels (Pixel Padding Value) come with a bool mask (``load_padded``) so that standardization can
 leave them out of its statistics; PNG/TIFF files and arrays carry no padding information (None).
@@ -30,6 +30,8 @@ from wsod_mammo.data.geometry import Geometry, apply_to_image, apply_to_mask, ma
 
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff")
 DICOM_MARKER_OFFSET = 128
+# The first bytes of a PNG and of a (Big)TIFF in either byte order: how an image saved without an extension is known.
+IMAGE_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +56,16 @@ def _starts_like_data_set(path: Path) -> bool:
         return False
     group, element = int.from_bytes(head[:2], "little"), int.from_bytes(head[2:], "little")
     return len(head) == 4 and group in (0x0002, 0x0008) and element < 0x0100
+
+
+def has_image_signature(path: str | Path) -> bool:
+    """True for a file that starts with a PNG or TIFF signature, whatever its name (exports without an extension)."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(8)
+    except OSError:
+        return False
+    return any(head.startswith(signature) for signature in IMAGE_SIGNATURES)
 
 
 def _gray(array: np.ndarray) -> np.ndarray:
@@ -116,7 +128,7 @@ def infer_laterality(image: np.ndarray) -> str:
 
 
 def read_any(path: str | Path) -> tuple[np.ndarray, str | None]:
-    """A DICOM (by content) or PNG/TIFF (by extension) -> ``(H, W)`` float32 in [0, 1] and the DICOM laterality.
+    """A DICOM (by content) or PNG/TIFF (by extension or signature) -> ``(H, W)`` float32 in [0, 1], DICOM laterality.
 
     Raises ValueError (DicomError for DICOMs) naming the file and what is wrong.
     """
@@ -153,11 +165,11 @@ def _read(path: str | Path) -> _Decoded:
     if is_dicom(path) or suffix in (".dcm", ".dicom") or (suffix not in IMAGE_SUFFIXES and _starts_like_data_set(path)):
         image, info = read_dicom(path)
         return _Decoded(image, info.laterality, info.padding, (info.view or "").strip().upper(), info.warnings)
-    if suffix in IMAGE_SUFFIXES:
+    if suffix in IMAGE_SUFFIXES or has_image_signature(path):
         return _Decoded(read_image_file(path), None, None, "")
     raise ValueError(
         f"{path}: neither a DICOM (no DICM marker at byte 128, no data set at its start) nor a PNG/TIFF image "
-        "(by extension)"
+        "(no such extension, no PNG or TIFF signature at its start)"
     )
 
 
@@ -273,6 +285,7 @@ __all__ = [
     "DicomError",
     "IMAGE_SUFFIXES",
     "InputImage",
+    "has_image_signature",
     "is_dicom",
     "load_any",
     "load_input_image",
