@@ -232,6 +232,11 @@ class VinDrMammoDataModule(L.LightningDataModule):
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    @property
+    def augmentation_seed(self) -> int:
+        """The augmentation draws' seed: ``augmentation.seed``, or ``seed`` when that is None."""
+        return self.seed if self.augmentation.seed is None else self.augmentation.seed
+
     def prepare_data(self) -> None:
         """Write the synthetic dataset when asked to and ``data_root`` has no VinDr CSV (rank 0 only); not to predict
         on ``predict_paths``, which reads no dataset."""
@@ -314,7 +319,7 @@ class VinDrMammoDataModule(L.LightningDataModule):
         train_tf = BoxTransform(self.input_size, self.augmentation, train=True, standardize=in_worker)
         if self.augment_on == "device" and self.augmentation.enabled:
             train_tf = DeviceAugmentTransform(self.input_size, self.augmentation)
-        train_tf.set_seed(self.seed if self.augmentation.seed is None else self.augmentation.seed)
+        train_tf.set_seed(self.augmentation_seed)
         eval_tf = BoxTransform(self.input_size, self.augmentation, train=False, standardize=in_worker)
         if stage == "predict" and self.predict_paths:
             files = expand_predict_paths(self.predict_paths)
@@ -348,7 +353,7 @@ class VinDrMammoDataModule(L.LightningDataModule):
         if workers > 0 and self.worker_start == "fork":  # forked workers inherit it (see seed_worker)
             cv2.setNumThreads(1)
         # Training order and augmentation follow (seed, epoch) alone, so `--ckpt_path last` resumes exactly.
-        sampler = EpochShuffleSampler(len(self.datasets[name]), self.seed, self.augmentation.seed) if shuffle else None
+        sampler = EpochShuffleSampler(len(self.datasets[name]), self.seed, self.augmentation_seed) if shuffle else None
         if sampler is not None and shards:  # the shuffle is the inner sampler's: the wrapper only shards
             sampler = DistributedSamplerWrapper(sampler, shuffle=False, **shards)
         return DataLoader(

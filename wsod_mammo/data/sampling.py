@@ -21,10 +21,10 @@ class EpochShuffleSampler(Sampler[SampleKey]):
     state lives in worker processes. Lightning calls ``set_epoch`` at the start of every epoch.
     """
 
-    def __init__(self, size: int, seed: int, augmentation_seed: int | None = None) -> None:
+    def __init__(self, size: int, seed: int, augmentation_seed: int) -> None:
         self.size = size
-        self.seed = seed
-        self.augmentation_seed = augmentation_seed  # the per-sample draws' stream; None: ``seed``'s
+        self.seed = seed  # the order's stream
+        self.augmentation_seed = augmentation_seed  # the per-sample draws' stream
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -37,7 +37,6 @@ class EpochShuffleSampler(Sampler[SampleKey]):
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
         order = torch.randperm(self.size, generator=generator).tolist()
         # a stream of its own: another augmentation seed changes the draws, not the order
-        draws = self.seed if self.augmentation_seed is None else self.augmentation_seed
-        generator = torch.Generator().manual_seed(draws * 1_000_003 + self.epoch + 500_009)
+        generator = torch.Generator().manual_seed(self.augmentation_seed * 1_000_003 + self.epoch + 500_009)
         seeds = torch.randint(0, 2**31 - 1, (self.size,), generator=generator).tolist()
         return iter(zip(order, seeds, strict=True))
