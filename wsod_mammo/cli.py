@@ -56,9 +56,9 @@ class RunConfigSaver(SaveConfigCallback):
             return
         directory = run_directory(trainer)
         if trainer.is_global_zero:
-            self._save_into(directory)
+            text = self._save_into(directory)
             for logger in trainer.loggers:
-                logger.log_hyperparams({"config": self.parser.dump(self.config, skip_none=False, format="yaml")})
+                logger.log_hyperparams({"config": text})
             log.info("%s: run folder %s (%s)", stage, directory, RUN_FOLDER_HOLDS.get(stage, "config.yaml"))
             if stage == "fit" and trainer.checkpoint_callbacks:
                 # a callback's dirpath is resolved in its own setup, which may come after this one: unset, it will
@@ -82,14 +82,14 @@ class RunConfigSaver(SaveConfigCallback):
             if isinstance(callback, PredictionWriter):
                 self._save_into(callback.run_dir)
 
-    def _save_into(self, directory: Path) -> None:
-        """``config.yaml`` in ``directory``, every option written (None ones too). A resumed fit's folder already
-        holds the config its run started with: that one is kept as ``config.<k>.yaml``, with a warning naming the
-        options this command changed (none but those a resume sets, ``RESUME_OPTIONS``: said at info level)."""
+    def _save_into(self, directory: Path) -> str:
+        """``config.yaml`` in ``directory``, every option written (None ones too), and its text. A resumed fit's folder
+        already holds the config its run started with: that one is kept as ``config.<k>.yaml``, with a warning naming
+        the options this command changed (none but those a resume sets, ``RESUME_OPTIONS``: said at info level)."""
         target = directory / self.config_filename
+        now = self.parser.dump(self.config, skip_none=False, format="yaml")
         if target.is_file():
             earlier = target.read_text()
-            now = self.parser.dump(self.config, skip_none=False)
             if earlier != now:
                 kept = next(directory / f"{target.stem}.{k}{target.suffix}" for k in itertools.count(1)
                             if not (directory / f"{target.stem}.{k}{target.suffix}").exists())  # fmt: skip
@@ -101,7 +101,9 @@ class RunConfigSaver(SaveConfigCallback):
                                 ", ".join(changed), kept.name)  # fmt: skip
                 else:
                     log.info("%s: the run's earlier config.yaml is kept as %s", directory, kept.name)
-        self.parser.save(self.config, target, skip_none=False, overwrite=True)
+        directory.mkdir(parents=True, exist_ok=True)
+        target.write_text(now)
+        return now
 
 
 def changed_options(earlier: Any, now: Any, prefix: str = "") -> list[str]:
