@@ -19,6 +19,7 @@ from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
 from wsod_mammo.cli_help import customize_subcommand_parser, subcommand_parser_kwargs
 from wsod_mammo.data.datamodule import VinDrMammoDataModule
+from wsod_mammo.inference import FRAME_KEYS, recorded_frame
 from wsod_mammo.models.resnet import GLOBAL_STRIDE
 from wsod_mammo.training.checkpoints import read_lightning_checkpoint
 from wsod_mammo.training.module import GMICLitModule
@@ -435,23 +436,6 @@ def check_checkpoint(path: Path) -> dict[str, Any]:
         found = class_path or f"a model with keys like {sorted(keys)[:3]}"
         raise ValueError(f"--ckpt_path {path}: a checkpoint of {found}, not of {expected}")
     return checkpoint
-
-
-FRAME_KEYS = ("input_size", "crop_breast", "resize")
-
-
-def recorded_frame(checkpoint: dict[str, Any]) -> dict[str, Any]:
-    """The input frame a checkpoint's weights were trained or made for, as ``Predictor.from_checkpoint`` reads it
-    (``input_frame``, else the datamodule's hyperparameters; NYU's weights without either: 2944 x 1920)."""
-    from wsod_mammo.inference import PAPER_INPUT_SIZE
-
-    data = checkpoint.get("input_frame") or checkpoint.get("datamodule_hyper_parameters") or {}
-    if not data and checkpoint.get("init_from_nyu"):
-        data = {"input_size": list(PAPER_INPUT_SIZE)}
-    frame = {key: data[key] for key in FRAME_KEYS if data.get(key) is not None}
-    if "input_size" in frame:
-        frame["input_size"] = [int(v) for v in frame["input_size"]]
-    return frame
 
 
 def _frame_text(frame: dict[str, Any]) -> str:

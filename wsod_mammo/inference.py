@@ -36,6 +36,7 @@ from wsod_mammo.training.checkpoints import read_lightning_checkpoint
 from wsod_mammo.training.module import GMICLitModule
 
 PAPER_INPUT_SIZE = (2944, 1920)
+FRAME_KEYS = ("input_size", "crop_breast", "resize")  # what a checkpoint records of the input frame it was made for
 Input = str | Path | np.ndarray
 
 
@@ -222,6 +223,19 @@ def nyu_to_checkpoint(
     return out
 
 
+def recorded_frame(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """The input frame (``FRAME_KEYS``) a checkpoint's weights were trained or made for: its ``input_frame``, else
+    its datamodule's hyperparameters; NYU's weights without either: 2944 x 1920. Keys it does not record are left
+    out, so that the caller's defaults apply."""
+    data = checkpoint.get("input_frame") or checkpoint.get("datamodule_hyper_parameters") or {}
+    if not data and checkpoint.get("init_from_nyu"):
+        data = {"input_size": list(PAPER_INPUT_SIZE)}
+    frame = {key: data[key] for key in FRAME_KEYS if data.get(key) is not None}
+    if "input_size" in frame:
+        frame["input_size"] = [int(v) for v in frame["input_size"]]
+    return frame
+
+
 class Predictor:
     """A GMIC loaded once; ``predictor(inputs)`` -> one ``Prediction`` per input.
 
@@ -256,10 +270,9 @@ class Predictor:
         """From a ``wsod fit`` checkpoint; ``input_size``, ``crop_breast`` and ``resize`` default to the input frame
         the checkpoint was trained in (``input_frame``, as ``wsod predict --ckpt_path`` with the run's config)."""
         checkpoint = read_lightning_checkpoint(path, "checkpoint:")
-        data = checkpoint.get("input_frame") or checkpoint.get("datamodule_hyper_parameters") or {}
-        size = input_size or data.get("input_size") or PAPER_INPUT_SIZE
-        defaults = {key: data[key] for key in ("crop_breast", "resize") if key in data}
-        return cls(_module_from_checkpoint(checkpoint, path), tuple(size), **(defaults | kwargs))
+        frame = recorded_frame(checkpoint)
+        recorded_size = frame.pop("input_size", PAPER_INPUT_SIZE)
+        return cls(_module_from_checkpoint(checkpoint, path), tuple(input_size or recorded_size), **(frame | kwargs))
 
     @classmethod
     def from_nyu(
