@@ -92,3 +92,22 @@ def test_a_dicom_tagged_r_with_its_breast_on_the_left_warns_once_and_keeps_the_t
     assert [r.levelno for r in caplog.records] == [logging.WARNING]
     message = caplog.records[0].getMessage()
     assert "mirrored.dcm: the laterality tag says R but the breast lies against the left edge" in message
+
+
+@pytest.mark.filterwarnings("ignore:Invalid value for VR UI")  # the synthetic data's VinDr-style hex UIDs
+def test_a_png_given_the_other_laterality_than_its_breast_shows_warns_and_keeps_the_given_one(
+    synthetic_root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One ``predict_laterality`` for a folder holding both sides: the images it does not fit are named."""
+    record = next(r for r in load_records(synthetic_root) if r.laterality == "L")  # breast against the left edge
+    image, _ = read_dicom(record.path)
+    cv2.imwrite(str(tmp_path / "left.png"), np.round(image * 65535).astype(np.uint16))
+    with caplog.at_level(logging.WARNING, logger="wsod_mammo.data.images"):
+        given_r = load_padded(tmp_path / "left.png", SIZE, laterality="R")
+        load_padded(tmp_path / "left.png", SIZE, laterality="L")  # given and content agree: no warning
+        inferred = load_padded(tmp_path / "left.png", SIZE)  # nothing given: inferred, nothing to contradict
+    assert (given_r.laterality, given_r.laterality_source, given_r.geometry.flip) == ("R", "given", True)
+    assert inferred.laterality == "L" and inferred.warnings == ()
+    assert [r.levelno for r in caplog.records] == [logging.WARNING]
+    assert "left.png: the laterality given is R but the breast lies against the left edge" in caplog.text
+    assert given_r.warnings and "give L for this file" in given_r.warnings[0]

@@ -12,8 +12,9 @@ leave them out of its statistics; PNG/TIFF files and arrays carry no padding inf
 Laterality: the DICOM tags, else the one given, else inferred from which half holds more of the breast (the
 brighter half); ``laterality_source`` says which (``dicom``, ``given`` or ``inferred``). For inference
 (``load_padded``) a DICOM whose breast lies against the other edge than its tag says gets a warning (the tag is
-kept), as does one of another modality than MG or a FOR PROCESSING image (``dicom.reader_warnings``): each is logged
-naming the file and returned in ``InputImage.warnings``, which the reader's outputs carry.
+kept), as does an untagged input against the laterality given, a DICOM of another modality than MG or a FOR
+PROCESSING image (``dicom.reader_warnings``): each is logged naming the file and returned in
+``InputImage.warnings``, which the reader's outputs carry.
 """
 
 from __future__ import annotations
@@ -233,25 +234,33 @@ def load_padded(
     else:
         decoded = _read(item)
     image, tagged = decoded.image, decoded.laterality
-    mirrored = mirrored_tag(tagged, image) if tagged else None
+    out, geometry, side, source = to_input_frame(image, tagged or laterality, input_size, crop_breast, resize)
+    mirrored = mirrored_laterality(side, image, tagged=bool(tagged)) if source != "inferred" else None
     warnings = decoded.warnings + ((mirrored,) if mirrored else ())
     for warning in warnings:
         log.warning("%s: %s", name if isinstance(item, np.ndarray) else item, warning)
-    out, geometry, side, source = to_input_frame(image, tagged or laterality, input_size, crop_breast, resize)
     padding = apply_to_mask(decoded.padding, geometry)
     return InputImage(out, geometry, side, "dicom" if tagged else source, padding, decoded.view, warnings)
 
 
-def mirrored_tag(tagged: str, image: np.ndarray) -> str | None:
-    """Why the breast seems to lie against the other edge than the DICOM's laterality tag says (a mirrored export,
-    or a wrong tag), else None: the tag still orients the image, so the model may see this breast mirrored. Only
-    inference asks (once per file); training takes the CSV's laterality."""
+def mirrored_laterality(laterality: str, image: np.ndarray, tagged: bool) -> str | None:
+    """Why the breast seems to lie against the other edge than its laterality says, else None. ``tagged``: the
+    DICOM's tag (a mirrored export, or a wrong tag); else the one given for an untagged input (one
+    ``predict_laterality`` for a folder of both sides, say). Either still orients the image, so the model may see
+    this breast mirrored. Only inference asks (once per file); training takes the CSV's laterality."""
     seen = infer_laterality(image)
-    if seen == tagged:
+    if seen == laterality:
         return None
+    edge = "left" if seen == "L" else "right"
+    if tagged:
+        return (
+            f"the laterality tag says {laterality} but the breast lies against the {edge} edge, as in {seen} images; "
+            "the tag is kept, so if the image is stored mirrored the model sees it mirrored"
+        )
     return (
-        f"the laterality tag says {tagged} but the breast lies against the {'left' if seen == 'L' else 'right'} "
-        f"edge, as in {seen} images; the tag is kept, so if the image is stored mirrored the model sees it mirrored"
+        f"the laterality given is {laterality} but the breast lies against the {edge} edge, as in {seen} images; "
+        f"the given one is kept, so the model may see this breast mirrored (give {seen} for this file, or none to "
+        "infer it from the image)"
     )
 
 
