@@ -3,8 +3,10 @@
 DICOMs are recognised by the ``DICM`` marker after their 128-byte preamble, whatever their name (scanner exports
 often have no extension), or, for old exports without the preamble, by a data set's first tag (group 0002 or 0008);
 PNG and TIFF files by their extension or, without one, by their signature (a PNG or TIFF header). Grayscale images
-of 8 or 16 bits are scaled to [0, 1] by their bit depth: a 16-bit file whose values stay below 4096 holds 12-bit data
-(NYU's sample PNGs), so it is divided by 4095, not 65535, and its breast crop sees the contrast it has.
+of 8 or 16 bits are scaled to [0, 1] by their bit depth; a 16-bit file by the depth its largest value needs, rounded
+up to an even number of bits (``scale_to_unit``): one whose values stay below 4096 holds 12-bit data (NYU's sample
+PNGs), so it is divided by 4095, not 65535, and its breast crop sees the contrast it has. (The model's input is
+standardized per image, so this scale changes the breast crop's view, not what the model sees.)
 
 A DICOM's padding pixels (Pixel Padding Value) come with a bool mask (``load_padded``) so that standardization can
 leave them out of its statistics; PNG/TIFF files and arrays carry no padding information (None).

@@ -34,7 +34,7 @@ from wsod_mammo.detection.image_keys import first_occurrence_mask, sample_keys
 class ThresholdResult:
     """Figures at one binarization threshold of the normalized map.
 
-    ``fppi, tpr, score_thresholds (T,)``: the FROC curve (origin first, see ``froc_curve``);
+    ``fppi_curve, tpr_curve, score_thresholds (T,)``: the FROC curve (origin first, see ``froc_curve``);
     ``tpr_at_fppi (F,)``: TPR within each FPPI budget of ``DetectionResult.fppi_points``;
     ``tpr, fppi``: the operating point: the FROC point with the highest TPR at FPPI <= the metric's
     ``operating_fppi`` (as validation selects thresholds), or, with ``operating_fppi=None``, every box with score

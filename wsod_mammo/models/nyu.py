@@ -82,7 +82,8 @@ def load_nyu_checkpoint(path: str | Path, option: str = "init_from_nyu") -> dict
 
 
 def _check_keys(model: nn.Module, state_dict: dict[str, Tensor], source: str) -> tuple[dict[str, Tensor], set[str]]:
-    """Map NYU keys onto ours; raise listing missing, unexpected and mis-shaped keys. Returns (mapped, fresh)."""
+    """Map NYU keys onto ours; raise listing missing and mis-shaped keys (keys GMIC does not use, such as
+    ``shared_rep_filter.weight``, are logged and dropped). Returns (mapped, fresh)."""
     own = model.state_dict()
     mapped, unexpected = {}, []
     for key, value in state_dict.items():

@@ -1,6 +1,7 @@
 """GMIC's greedy patch selection on a saliency map and the batched crop of the full-resolution image.
 
-Everything here runs without gradient: window positions are integers. The K-step greedy loop is sequential
+Window selection runs without gradient (positions are integers); the crop is differentiable with respect to the
+image. The K-step greedy loop is sequential
 by definition (each pick zeroes its window before the next), batched over images; the crop gathers all
 images' and patches' pixels with one advanced-indexing call.
 """

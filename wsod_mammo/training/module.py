@@ -244,7 +244,9 @@ class GMICLitModule(LightningModule):
             return self.model.evaluate(images.clone(), *args)
 
     def saliency_maps(self, images: Tensor, methods: Sequence[str]) -> dict[str, Tensor]:
-        """All requested maps ``{name: (N, C, h, w)}`` from one global forward and one gradient call."""
+        """All requested maps ``{name: (N, C, h, w)}`` from one global forward and one gradient call, and the
+        probabilities computed on the way under the reserved keys ``y_global`` (N, C) (and ``y_fusion`` with that
+        ``saliency_target``), as ``GMIC.saliency_maps`` returns them."""
         context = self.trainer.precision_plugin.forward_context() if self._trainer is not None else nullcontext()
         with torch.inference_mode(False), torch.enable_grad(), context:
             maps = self.model.saliency_maps(images.clone(), list(methods), target=self.saliency_target)

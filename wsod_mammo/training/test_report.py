@@ -1,8 +1,10 @@
 """The test run's report: Table I, the Table II row, FROC plots, 95% bootstrap intervals, counts, per-image records.
 
-Every figure in ``detection.json`` and the ``*_ci.csv`` files is ``{"value", "low", "high"}`` (see
-:mod:`wsod_mammo.detection.bootstrap`). The Table II cell is the operating point validation selects by: the FROC
-point with the highest TPR at FPPI <= ``fppi_budget`` (``OPERATING_POINT`` below, also written to the report).
+``detection.json`` holds each figure as a plain value (``table1``, each method's ``tpr``, ``fppi``, ``tpr_at_fppi``)
+and its 95% interval beside it as ``{"value", "low", "high"}`` (``table1_intervals``, each method's ``intervals``),
+as do the ``*_ci.csv`` files (see :mod:`wsod_mammo.detection.bootstrap`). The Table II cell is the operating point
+validation selects by: the FROC point with the highest TPR at FPPI <= ``fppi_budget`` (``OPERATING_POINT`` below,
+also written to the report).
 ``detection_images.json`` keeps each distinct image's key, ground-truth count and boxes, for ``wsod report
 --compare`` (a paired bootstrap between two methods or runs).
 """
