@@ -109,7 +109,10 @@ class VinDrMammoDataModule(L.LightningDataModule):
             which can hang a worker at start; ``spawn`` starts each worker as a fresh interpreter (``data/dataset.py``,
             ``worker_context``). With ``forkserver`` and ``spawn`` each worker imports the ``__main__`` script: a script
             of your own needs the ``if __name__ == "__main__":`` guard.
-        missing: ``error`` stops on a missing or unreadable image; ``skip`` logs and leaves it out.
+        missing: ``error`` stops on a missing or unreadable image; ``skip`` leaves out, with one warning listing
+            them, the images missing from disk or that ``wsod prepare`` could not read; an image that fails to
+            decode only when its batch is made is replaced there by the next readable one (a warning names it), so
+            that epoch sees that neighbour twice and evaluation (which counts each image once) leaves it out.
         standardize_on: ``worker`` standardizes each image in the dataloader worker (float32 batches);
             ``device`` ships uint16 batches (half the bytes to pin and copy) and standardizes them on the
             training device in ``on_after_batch_transfer``, saving the workers three passes per image.
