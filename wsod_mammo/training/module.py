@@ -13,6 +13,7 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
 from torch import Tensor, nn
 
+from wsod_mammo.detection.report import METHOD_ORDER
 from wsod_mammo.models import GMIC, GMICOutput
 from wsod_mammo.models.nyu import load_nyu_checkpoint, load_nyu_state_dict, nyu_percent_t
 from wsod_mammo.saliency import SaliencyMethod, available_saliency_methods, get_saliency_method
@@ -21,7 +22,6 @@ from wsod_mammo.training.loss import gmic_loss, gmic_sample_losses
 
 log = logging.getLogger(__name__)
 
-DEFAULT_TEST_SALIENCY = ("cam", "gradcam", "gradcampp", "xgradcam", "layercam")
 _PLAIN = (str, int, float, bool, type(None))
 
 
@@ -78,7 +78,7 @@ class GMICLitModule(LightningModule):
         self._save_plain_hyperparameters(locals())
         self.model = model
         self.train_saliency = _resolve_method(train_saliency, "model.train_saliency")
-        names = list(test_saliency) if test_saliency is not None else list(DEFAULT_TEST_SALIENCY)
+        names = list(test_saliency) if test_saliency is not None else list(METHOD_ORDER)
         self.test_saliency = [_resolve_method(name, "model.test_saliency").name for name in names]
         if not self.test_saliency:
             raise ValueError(f"model.test_saliency: give at least one of {available_saliency_methods()}")
