@@ -82,7 +82,6 @@ class Prediction:
     error: str | None = None
     # why this output may not be trusted as usual: another modality, raw (FOR PROCESSING) data, a mirrored tag
     warnings: list[str] = field(default_factory=list)
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def probability(self) -> float:

@@ -238,13 +238,9 @@ def _output_range(ds: pydicom.Dataset, modality: np.ndarray, used: np.ndarray) -
     return (float(present.min()), float(present.max())) if present.size else (0.0, 1.0)
 
 
-def display_lut(ds: pydicom.Dataset, pixels: np.ndarray) -> np.ndarray:
-    """float32 table over the stored codes (see `_codes`): display value in [0, 1], bright = dense, padding 0."""
-    return _display_lut(ds, pixels)[0]
-
-
 def _display_lut(ds: pydicom.Dataset, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``display_lut`` and the mask of the padding codes that occur in ``pixels``."""
+    """A float32 table over the stored codes (see `_codes`): display value in [0, 1], bright = dense, padding 0; and
+    the mask of the padding codes that occur in ``pixels``."""
     _check_display_tags(ds)
     values, codes = _codes(pixels)
     padding = _padding(ds, values)

@@ -191,21 +191,6 @@ def to_input_frame(
     return apply_to_image(image, geometry), geometry, side, source
 
 
-def load_any(
-    item: str | Path | np.ndarray,
-    input_size: tuple[int, int],
-    laterality: str | None = None,
-    crop_breast: bool = True,
-    resize: str = "stretch",
-) -> tuple[np.ndarray, Geometry, str, str]:
-    """A path or array -> ``(input-frame image (H, W) float32, geometry, laterality, laterality_source)``.
-
-    A DICOM's own laterality tag wins over ``laterality``; without either, it is inferred. ``load_padded`` also
-    gives the padding mask, which standardization needs.
-    """
-    return load_padded(item, input_size, laterality, crop_breast, resize)[:4]  # the first four fields
-
-
 class InputImage(NamedTuple):
     """One input brought to the model's input frame (``load_padded``)."""
 
@@ -228,8 +213,10 @@ def load_padded(
     resize: str = "stretch",
     name: str = "array",
 ) -> InputImage:
-    """``load_any`` plus the padding mask in the input frame (PNG/TIFF files and arrays have none) and the DICOM's
-    ViewPosition, both read in the one decoding of the file, and its warnings (each also logged, naming the file).
+    """A path or array -> the input-frame image, its geometry, laterality (a DICOM's own tag wins over
+    ``laterality``; without either, it is inferred) and how that was found, the padding mask in the input frame
+    (PNG/TIFF files and arrays have none) and the DICOM's ViewPosition, all from the one decoding of the file, and its
+    warnings (each also logged, naming the file).
     ``name``: what errors call an array (the Predictor's ``array <i>``; a file is named by its path)."""
     if isinstance(item, np.ndarray):
         decoded = _Decoded(scale_to_unit(item, name), None, None, "")
@@ -298,7 +285,6 @@ __all__ = [
     "InputImage",
     "has_image_signature",
     "is_dicom",
-    "load_any",
     "load_input_image",
     "load_padded",
     "read_any",

@@ -40,7 +40,6 @@ KEY_PREFIXES: tuple[tuple[str, str], ...] = (
 CLASS_SPECIFIC_LAYERS: tuple[str, ...] = ("saliency_head", "classifier", "fusion")
 #: percent_t of NYU's five sample models (nyukat/GMIC README), used when a file is named sample_model_<i>.p.
 NYU_PERCENT_T: dict[int, float] = {1: 0.02, 2: 0.03, 3: 0.03, 4: 0.05, 5: 0.1}
-NYU_NUM_CLASSES = 2
 #: The two heads of nyukat/GMIC's sample models, in their order.
 NYU_CLASS_NAMES = ("benign", "malignant")
 
