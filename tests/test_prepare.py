@@ -215,3 +215,11 @@ def test_padding_masks_are_cached_beside_their_images(padded_root: Path, tmp_pat
         padding = load_input_image(records[image_id].path, records[image_id].laterality, SIZE)[3]
         np.testing.assert_array_equal(prep.read_padding(tmp_path / entry["padding"]), padding)
     assert prep.prepare(str(padded_root), str(tmp_path), input_size=SIZE, workers=0) == manifest  # resumed: same
+
+
+def test_a_damaged_manifest_is_an_error_naming_it(tmp_path: Path) -> None:
+    """It is written atomically, but a disk or a hand can still damage it: a bare JSONDecodeError named no file."""
+    for content, found in [("{nope", "not a readable cache manifest"), ("[1, 2]", "found list")]:
+        (tmp_path / prep.MANIFEST).write_text(content)
+        with pytest.raises(ValueError, match=f"{tmp_path / prep.MANIFEST}: .*{found}"):
+            prep.load_manifest(tmp_path)

@@ -158,6 +158,11 @@ def test_compare_is_a_paired_bootstrap_over_the_same_images(tmp_path, capsys):
     assert same["difference"] == {"value": 0.0, "low": 0.0, "high": 0.0} and same["p_a_not_better"] == 1.0
     with pytest.raises(ValueError, match="no method 'scorecam'"):
         main([str(tmp_path / "run"), "--compare", "cam", "scorecam"])
+    _images_file(tmp_path / "other", {"cam": [1, 1, 1, 1, 1, 0]})  # another test set: one image differs
+    record = tmp_path / "other" / "detection_images.json"
+    record.write_text(record.read_text().replace("16]", "17]"))
+    with pytest.raises(ValueError, match="run:cam and other:cam were tested on different images: 6 and 6 images, 1 "):
+        main([str(tmp_path / "run"), "--compare", "cam", f"{tmp_path / 'other'}:cam"])
 
 
 def test_compare_finds_the_test_run_inside_a_study_run_folder_and_names_a_bad_record(tmp_path, capsys):

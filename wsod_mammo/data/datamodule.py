@@ -180,22 +180,22 @@ class VinDrMammoDataModule(L.LightningDataModule):
     ):
         super().__init__()
         if missing not in ("error", "skip"):
-            raise ValueError(f"missing: expected 'error' or 'skip', got {missing!r}")
+            raise ValueError(f"data.missing: expected 'error' or 'skip', got {missing!r}")
         if standardize_on not in ("worker", "device"):
-            raise ValueError(f"standardize_on: expected 'worker' or 'device', got {standardize_on!r}")
+            raise ValueError(f"data.standardize_on: expected 'worker' or 'device', got {standardize_on!r}")
         if augment_on not in ("worker", "device") or (augment_on == "device" and standardize_on != "device"):
-            raise ValueError(f"augment_on: expected 'worker', or 'device' with standardize_on: device, got "
+            raise ValueError(f"data.augment_on: expected 'worker', or 'device' with standardize_on: device, got "
                              f"augment_on={augment_on!r}, standardize_on={standardize_on!r}")  # fmt: skip
         if pixel_reads not in ("worker", "main") or (pixel_reads == "main" and standardize_on != "device"):
-            raise ValueError(f"pixel_reads: expected 'worker', or 'main' with standardize_on: device, got "
+            raise ValueError(f"data.pixel_reads: expected 'worker', or 'main' with standardize_on: device, got "
                              f"pixel_reads={pixel_reads!r}, standardize_on={standardize_on!r}")  # fmt: skip
         self.standardize_on, self.augment_on, self.pixel_reads = standardize_on, augment_on, pixel_reads
         if copy_ahead and pixel_reads != "main":
-            raise ValueError(f"copy_ahead: the pin-memory thread copies ahead only what it reads, with pixel_reads: "
-                             f"main (got pixel_reads={pixel_reads!r})")  # fmt: skip
+            raise ValueError(f"data.copy_ahead: the pin-memory thread copies ahead only what it reads, with "
+                             f"pixel_reads: main (got pixel_reads={pixel_reads!r})")  # fmt: skip
         self.copy_ahead = copy_ahead
         if compile_device_transform and standardize_on != "device":
-            raise ValueError("compile_device_transform: there is no device transform to compile without "
+            raise ValueError("data.compile_device_transform: there is no device transform to compile without "
                              f"standardize_on: device (got standardize_on={standardize_on!r})")  # fmt: skip
         # torch.compile only wraps here; it compiles on the first batch of each kind
         self._device_transform = compiled_device_transform() if compile_device_transform else device_transform
@@ -219,7 +219,7 @@ class VinDrMammoDataModule(L.LightningDataModule):
         self.predict_paths = [predict_paths] if isinstance(predict_paths, str) else predict_paths
         self.predict_laterality = predict_laterality
         if resize not in RESIZE_MODES:
-            raise ValueError(f"resize: expected one of {RESIZE_MODES}, got {resize!r}")
+            raise ValueError(f"data.resize: expected one of {RESIZE_MODES}, got {resize!r}")
         self.resize = resize
         if isinstance(synthesize_if_missing, bool):
             raise ValueError(

@@ -250,7 +250,12 @@ def load_manifest(cache_dir: str | Path) -> dict[str, Any] | None:
     path = Path(cache_dir) / MANIFEST
     if not path.is_file():
         return None
-    manifest = json.loads(path.read_text())
+    try:
+        manifest = json.loads(path.read_text())
+    except ValueError as error:  # a cache cut short while writing it, or edited by hand
+        raise ValueError(f"{path}: not a readable cache manifest ({error}); prepare the cache again") from None
+    if not isinstance(manifest, dict):
+        raise ValueError(f"{path}: expected a JSON object (a cache manifest), found {type(manifest).__name__}")
     if manifest.get("version") != MANIFEST_VERSION:
         raise ValueError(f"{path}: expected manifest version {MANIFEST_VERSION}, found {manifest.get('version')}")
     return manifest

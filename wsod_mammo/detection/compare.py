@@ -52,12 +52,18 @@ def _tensors(records: dict[str, Any], order: dict[int, int]) -> tuple[torch.Tens
     return gt, box_image, scores, torch.tensor(records["box_tp"], dtype=torch.bool)
 
 
-def paired_bootstrap(a: dict[str, Any], b: dict[str, Any], fppi_budget: float, seed: int = SEED) -> dict[str, Any]:
+def paired_bootstrap(
+    a: dict[str, Any], b: dict[str, Any], fppi_budget: float, seed: int = SEED, labels: tuple[str, str] = ("A", "B")
+) -> dict[str, Any]:
     """TPR at ``fppi <= fppi_budget`` of A and B, and of A - B, each ``{value, low, high}``, over the same resamples;
-    ``p_a_not_better``: the share of resamples where A's TPR is not above B's. The image sets must be equal."""
-    if set(a["image_keys"]) != set(b["image_keys"]):
-        missing = len(set(a["image_keys"]) ^ set(b["image_keys"]))
-        raise ValueError(f"--compare: the two sides were tested on different images ({missing} not in both)")
+    ``p_a_not_better``: the share of resamples where A's TPR is not above B's. The image sets must be equal
+    (``labels`` name the two sides in that error)."""
+    keys_a, keys_b = set(a["image_keys"]), set(b["image_keys"])
+    if keys_a != keys_b:
+        raise ValueError(
+            f"--compare: {labels[0]} and {labels[1]} were tested on different images: {len(keys_a)} and {len(keys_b)} "
+            f"images, {len(keys_a - keys_b)} only in the first, {len(keys_b - keys_a)} only in the second"
+        )
     order = {k: i for i, k in enumerate(a["image_keys"])}
     gt_a, *boxes_a = _tensors(a, order)
     _, *boxes_b = _tensors(b, order)
@@ -83,7 +89,8 @@ def compare(spec_a: str, spec_b: str, default_run: Path, subset: str = "mass") -
     """The comparison of two sides as one printed paragraph."""
     label_a, a, budget, seed = load_side(spec_a, default_run, subset)
     label_b, b, _, _ = load_side(spec_b, default_run, subset)
-    r = paired_bootstrap(a, b, budget, seed)  # A's test report's seed: A's interval is the one its report gives
+    # A's test report's seed: A's interval is the one its report gives
+    r = paired_bootstrap(a, b, budget, seed, (label_a, label_b))
 
     def text(f: dict[str, float]) -> str:
         return f"{f['value']:.3f} [{f['low']:.3f}, {f['high']:.3f}]"
