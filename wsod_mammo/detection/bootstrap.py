@@ -16,7 +16,9 @@ import torch
 from torch import Tensor
 
 NUM_RESAMPLES = 1000
-SEED = 12345
+# the test report's default seed (the callback's bootstrap_seed), and the one --compare assumes for a report written
+# before the seed was recorded in it (those were drawn with the same default)
+SEED = 0
 LEVEL = 0.95
 
 

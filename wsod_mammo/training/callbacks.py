@@ -13,6 +13,7 @@ from lightning.pytorch.loggers import WandbLogger
 from torch import Tensor
 
 from wsod_mammo.data.geometry import content_regions
+from wsod_mammo.detection.bootstrap import SEED
 from wsod_mammo.detection.boxes import saliency_to_boxes
 from wsod_mammo.detection.metrics import DetectionMetric, DetectionResult
 from wsod_mammo.detection.overlay import method_panels, render_overlay, short_id, write_png
@@ -83,7 +84,7 @@ class DetectionMetrics(Callback):
         iou_threshold: float = 0.3,
         class_index: int = 0,
         alignment: Alignment = "resize",
-        bootstrap_seed: int = 0,
+        bootstrap_seed: int = SEED,
     ) -> None:
         self.methods = methods
         self.alignment = alignment

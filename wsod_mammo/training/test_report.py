@@ -23,6 +23,9 @@ from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.loggers import WandbLogger
 
 from wsod_mammo.detection.bootstrap import (
+    LEVEL,
+    NUM_RESAMPLES,
+    SEED,
     best_within,
     classification_figures,
     interval,
@@ -170,7 +173,7 @@ def write_test_report(
     results: dict[tuple[str, str], DetectionResult],
     table1_ci: dict[str, dict[str, Any]],
     fppi_budget: float = 1.0,
-    seed: int = 0,
+    seed: int = SEED,
     iou_rule: float = 0.3,
     table1_counts: dict[str, int] | None = None,
 ) -> None:
@@ -194,7 +197,7 @@ def write_test_report(
         "train_saliency": train_method,
         **evaluated_weights(trainer, pl_module),
         "operating_point": OPERATING_POINT.format(budget=fppi_budget),
-        "bootstrap": {"resamples": 1000, "seed": seed, "level": 0.95, "stratified_by": "class"},
+        "bootstrap": {"resamples": NUM_RESAMPLES, "seed": seed, "level": LEVEL, "stratified_by": "class"},
         "table1": table1_rows,
         "table1_intervals": table1_ci,
         "table1_counts": table1_counts,
