@@ -107,8 +107,9 @@ class GMICLitModule(LightningModule):
         # The names of the outputs, as the checkpoint this module was loaded from recorded them (its data's
         # classes; NYU's heads for nyu_to_checkpoint's), for predict; None: take the data's.
         self.class_names: list[str] | None = None
-        # Training predictions stay on the device until the epoch ends: torchmetrics' update checks value ranges
-        # on the host, which would synchronize every training step.
+        # Training predictions stay on the device until the epoch ends and enter the metrics in one update: per step,
+        # the heads' metric updates and logging calls would add their small kernels and Python work to a step that
+        # is launch-bound on a GPU (the step's freedom from host syncs: tests/test_sync_free.py).
         self._train_outputs: list[tuple[Tensor, Tensor, Tensor, Tensor]] = []
         # Maps that callbacks asked for: validation and test steps return them from their classification pass.
         self._requested_maps: list[str] = []
