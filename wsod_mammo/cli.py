@@ -20,7 +20,7 @@ from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from wsod_mammo.cli_help import customize_subcommand_parser, subcommand_parser_kwargs
 from wsod_mammo.data.datamodule import VinDrMammoDataModule
 from wsod_mammo.inference import FRAME_KEYS, recorded_frame
-from wsod_mammo.models.resnet import GLOBAL_STRIDE
+from wsod_mammo.models.resnet import GLOBAL_STRIDE, global_map_size
 from wsod_mammo.training.checkpoints import read_lightning_checkpoint
 from wsod_mammo.training.module import GMICLitModule
 from wsod_mammo.training.predict import PredictionWriter
@@ -241,11 +241,13 @@ def check_input_size(section: Any) -> None:
     if not size:
         return
     height, width = (int(v) for v in size)
-    if height < GLOBAL_STRIDE or width < GLOBAL_STRIDE or height % GLOBAL_STRIDE or width % GLOBAL_STRIDE:
+    try:
+        global_map_size(height, width)  # the model's own rule
+    except ValueError:
         raise ValueError(
             f"data.input_size: expected [height, width], each a positive multiple of {GLOBAL_STRIDE} (the cells of "
             f"GMIC's saliency map), found {list(size)}"
-        )
+        ) from None
     crop = _gmic_args(section).get("crop_shape")
     if crop and (int(crop[0]) > height or int(crop[1]) > width):
         raise ValueError(
