@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
     if SUBCOMMANDS[name].module == LIGHTNING_MODULE:
         from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-        from wsod_mammo.data.datamodule import DataError
+        from wsod_mammo.data.errors import DataError
         from wsod_mammo.training.predict import NoReadableInputError
 
         try:
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> None:
         except (module.ConfigurationError, DataError) as err:  # the option or data and why, in one line
             if os.environ.get(TRACEBACK_VARIABLE, "") not in ("", "0"):
                 raise
-            logging.getLogger(PACKAGE_LOGGER).error("wsod %s: %s", name, err)
+            logging.getLogger(PACKAGE_LOGGER).error("wsod %s: %s", name, getattr(err, "reason", err))
             raise SystemExit(1 if isinstance(err, DataError) else 2) from None
     else:
         try:

@@ -37,6 +37,7 @@ from wsod_mammo.data.dataset import (
     worker_context,
 )
 from wsod_mammo.data.device_augment import DeviceAugmentTransform, compiled_device_transform, device_transform
+from wsod_mammo.data.errors import DataError
 from wsod_mammo.data.geometry import RESIZE_MODES
 from wsod_mammo.data.pixel_reads import read_pixel_batch, staged_pixels_ready
 from wsod_mammo.data.predict_data import PredictDataset, expand_predict_paths
@@ -59,12 +60,6 @@ log = logging.getLogger(__name__)
 StandardizeOn = Literal["worker", "device"]
 AugmentOn = Literal["worker", "device"]
 _NO_TENSORS = frozenset({"image_id", "meta"})  # batch keys that never hold a tensor: nothing to move to the device
-
-
-class DataError(ValueError):
-    """The data a run was pointed at cannot be used (a CSV row, a class name, a cache, a missing file, an empty
-    split), found while the DataModule reads it: ``wsod`` shows the reason, which names the file, row or option, in
-    one line (``WSOD_TRACEBACK=1``: the traceback) and exits with status 1."""
 
 
 def check_loader_options(val_fraction: float, batch_size: int, eval_batch_size: int | None, num_workers: int) -> None:

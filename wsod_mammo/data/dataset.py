@@ -21,6 +21,7 @@ from torch.utils.data import Dataset, default_collate, get_worker_info
 
 from wsod_mammo.data.device_augment import DeviceAugmentTransform
 from wsod_mammo.data.dicom import DicomError
+from wsod_mammo.data.errors import DataError
 from wsod_mammo.data.geometry import Geometry, boxes_to_input, clip_boxes
 from wsod_mammo.data.images import load_input_image
 from wsod_mammo.data.lifetime import exit_with
@@ -169,8 +170,8 @@ class VinDrDataset(Dataset):
                 image, geometry, padding = self._load(record)
                 break
             except (DicomError, OSError, ValueError) as err:
-                if self.missing == "error":
-                    raise
+                if self.missing == "error":  # one line naming the file, as for an image missing at setup
+                    raise DataError(f"{err} (set data.missing: skip to leave unreadable images out)") from err
                 log.warning("missing=skip: skipping unreadable image %s (%s)", record.image_id, err)
         else:
             raise RuntimeError("missing=skip: no readable image left in the dataset")

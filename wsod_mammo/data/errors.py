@@ -1,0 +1,19 @@
+"""``DataError``: data a run cannot use, shown by ``wsod`` as one line, also when a DataLoader worker raised it."""
+
+from __future__ import annotations
+
+
+class DataError(ValueError):
+    """The data a run was pointed at cannot be used (a CSV row, a class name, a cache, a missing or unreadable file,
+    an empty split), found while the DataModule or its dataset reads it: ``wsod`` shows the reason, which names the
+    file, row or option, in one line (``WSOD_TRACEBACK=1``: the traceback) and exits with status 1."""
+
+    @property
+    def reason(self) -> str:
+        """The message. One raised in a DataLoader worker reaches the main process rebuilt from the worker's whole
+        traceback ("Caught DataError in DataLoader worker process 0. Original Traceback ..."): its last line's."""
+        text = str(self)
+        marker = f"{type(self).__name__}: "
+        if text.startswith("Caught ") and marker in text:
+            return text.rsplit(marker, 1)[1].strip()
+        return text
