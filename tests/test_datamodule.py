@@ -575,6 +575,20 @@ def test_a_cached_image_of_another_size_is_an_error_naming_its_file(synthetic_ro
         dm.datasets["test"][0]
 
 
+def test_a_cached_file_gone_is_named_at_setup_and_skip_leaves_it_out(synthetic_root: Path, tmp_path: Path) -> None:
+    """The manifest lists an image whose cached file was deleted: it failed at its batch as 'expected a 2-D 16-bit
+    cached image, found None', not as the missing file it is, and missing: skip did not leave it out at setup."""
+    manifest = prepare(str(synthetic_root), str(tmp_path), input_size=SIZE, workers=0, cache_format="png")
+    image_id, entry = next(iter(manifest["images"].items()))
+    (tmp_path / entry["file"]).unlink()
+    with pytest.raises(DataError, match=f"{tmp_path / entry['file']}: file not found \\(the cache's manifest lists"):
+        _dm(synthetic_root, cache_dir=str(tmp_path), selection="all").setup("fit")
+    skip = _dm(synthetic_root, cache_dir=str(tmp_path), selection="all", missing="skip")
+    skip.setup("fit")
+    kept = {r.image_id for name in ("train", "val", "test") for r in skip.datasets[name].records}
+    assert image_id not in kept and len(kept) == len(manifest["images"]) - 1
+
+
 def test_a_study_lost_with_missing_skip_moves_no_other_study_between_train_and_val(
     synthetic_root: Path, tmp_path: Path
 ) -> None:

@@ -284,13 +284,16 @@ class VinDrMammoDataModule(L.LightningDataModule):
         return Path(self.cache_dir), manifest
 
     def _drop_missing(self, records: list[ImageRecord], cache: tuple[Path, dict[str, Any]] | None) -> list[ImageRecord]:
-        """Apply ``missing`` to images absent from disk or that ``wsod prepare`` could not read."""
+        """Apply ``missing`` to images absent from disk (the cache's file, or else the DICOM) or that ``wsod prepare``
+        could not read."""
         failed = cache[1]["errors"] if cache else {}
         cached = cache[1]["images"] if cache else {}
         bad = {}
         for r in records:
             if r.image_id in failed:
                 bad[r.image_id] = failed[r.image_id]
+            elif r.image_id in cached and not (file := cache[0] / cached[r.image_id]["file"]).is_file():
+                bad[r.image_id] = f"{file}: file not found (the cache's manifest lists it)"
             elif r.image_id not in cached and not r.path.is_file():
                 bad[r.image_id] = f"{r.path}: file not found"
         if not bad:

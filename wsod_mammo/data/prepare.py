@@ -85,6 +85,8 @@ def read_cached(path: str | Path, raw: bool = False) -> np.ndarray:
     ``.npy`` files are memory-mapped, so ``raw`` reads cost no copy until the pixels are used.
     """
     path = Path(path)
+    if not path.is_file():  # cv2 would say None
+        raise ValueError(f"{path}: file not found (the cache's manifest lists it)")
     if path.suffix == ".npy":
         image = np.load(path, mmap_mode="r")
     else:
