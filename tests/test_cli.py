@@ -571,6 +571,22 @@ def test_an_image_unreadable_in_a_worker_is_one_line_naming_it(
     assert "Traceback" not in error and "\n" not in error
 
 
+def test_a_config_file_that_is_not_a_yaml_mapping_is_one_line_naming_it(
+    tmp_path: Path, data_root: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """jsonargparse's message for a YAML syntax error names no file ("in <unicode string>"), and the README's commands
+    stack up to four configs; a list at the top gave "Unexpected config: - a"."""
+    config = write_config(tmp_path / "c.yaml", tiny_config(tmp_path, data_root))
+    broken, listed = tmp_path / "gpu.yaml", tmp_path / "list.yaml"
+    broken.write_text("trainer:\n  max_epochs: [1\n")
+    listed.write_text("- a\n")
+    syntax = rf"^wsod fit: --config {re.escape(str(broken))}: cannot read it as YAML \(while parsing a flow sequence"
+    _refused(["fit", "--config", str(config), "--config", str(broken)], syntax, caplog)
+    mapping = rf"^wsod test: --config {re.escape(str(listed))}: expected a mapping at the top, found list$"
+    _refused(["test", "-c", str(config), f"--config={listed}", "--ckpt_path", "untrained"], mapping, caplog)
+    assert not list(tmp_path.glob("runs/**/config.yaml"))
+
+
 def test_unknown_saliency_method_lists_the_registered_ones(
     tmp_path: Path, data_root: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

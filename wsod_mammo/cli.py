@@ -18,6 +18,7 @@ from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
 from wsod_mammo.cli_help import customize_subcommand_parser, subcommand_parser_kwargs
+from wsod_mammo.config_files import read_config_file
 from wsod_mammo.data.datamodule import VinDrMammoDataModule
 from wsod_mammo.inference import FRAME_KEYS, recorded_frame
 from wsod_mammo.models.resnet import GLOBAL_STRIDE, global_map_size
@@ -123,6 +124,9 @@ class WsodCLI(LightningCLI):
     def parse_arguments(self, parser: Any, args: Any) -> None:
         """Keep the command line's own words: an option given there wins over a checkpoint's input frame."""
         self._command_line = [str(a) for a in (sys.argv[1:] if args is None else args) if isinstance(a, str)]
+        with configuration_errors():
+            for path in config_paths(self._command_line):
+                read_config_file(path)
         super().parse_arguments(parser, args)
 
     def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs: Any) -> Any:
@@ -171,6 +175,19 @@ class WsodCLI(LightningCLI):
         """Build model, data and trainer; an option they refuse (a ValueError naming it) is a configuration error."""
         with configuration_errors():
             super().instantiate_classes()
+
+
+def config_paths(words: list[str]) -> list[str]:
+    """The existing files a command line gives to ``--config``/``-c`` (a value that is no file is left to
+    jsonargparse: it also takes YAML text there)."""
+    paths = []
+    for i, word in enumerate(words):
+        value = word.split("=", 1)[1] if word.startswith("--config=") else None
+        if word in ("--config", "-c") and i + 1 < len(words):
+            value = words[i + 1]
+        if value is not None and Path(value).is_file():
+            paths.append(value)
+    return paths
 
 
 class ConfigurationError(ValueError):

@@ -26,6 +26,7 @@ from typing import Any
 
 import yaml
 
+from wsod_mammo.config_files import read_config_file
 from wsod_mammo.data.vindr import FINDING_CSV
 from wsod_mammo.detection.report import METHOD_ORDER, count
 from wsod_mammo.detection.study_report import write_study_outputs
@@ -52,13 +53,7 @@ def compose_configs(paths: list[str]) -> dict[str, Any]:
     """Merge YAML files as ``--config a --config b`` does: dicts merge key by key, anything else is replaced."""
     merged: dict[str, Any] = {}
     for path in paths:
-        try:
-            loaded = yaml.safe_load(Path(path).read_text()) or {}
-        except (OSError, yaml.YAMLError) as error:
-            raise ValueError(f"--config {path}: cannot read it as YAML ({error})") from None
-        if not isinstance(loaded, dict):
-            raise ValueError(f"--config {path}: expected a mapping at the top, found {type(loaded).__name__}")
-        merged = _merge(merged, loaded)
+        merged = _merge(merged, read_config_file(path))
     return merged
 
 
