@@ -587,6 +587,25 @@ def test_a_config_file_that_is_not_a_yaml_mapping_is_one_line_naming_it(
     assert not list(tmp_path.glob("runs/**/config.yaml"))
 
 
+def test_an_output_folder_that_cannot_be_made_is_refused_before_running(
+    tmp_path: Path, data_root: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A save_dir or predictions folder under a file (or on a read-only mount) failed after the model and data were
+    loaded, in a NotADirectoryError traceback naming no option."""
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    config = tiny_config(tmp_path, data_root)
+    config["trainer"]["logger"]["init_args"]["save_dir"] = str(blocker / "runs")
+    config["trainer"]["callbacks"][-1]["init_args"]["output_dir"] = str(blocker / "predictions")
+    path = write_config(tmp_path / "c.yaml", config)
+    written = f"{re.escape(str(blocker))}/(runs|predictions) cannot be written: {re.escape(str(blocker))} is a file"
+    _refused(["fit", "--config", str(path)], rf"^wsod fit: trainer.logger.init_args.save_dir: {written}", caplog)
+    image = next(data_root.glob("images/*/*.dicom"))
+    predict = ["predict", "--config", str(path), "--ckpt_path", "untrained", "--data.predict_paths", f"[{image}]"]
+    _refused(predict, rf"^wsod predict: trainer.callbacks PredictionWriter output_dir: {written}", caplog)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "c.yaml"]  # nothing written
+
+
 def test_unknown_saliency_method_lists_the_registered_ones(
     tmp_path: Path, data_root: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -166,6 +166,7 @@ class WsodCLI(LightningCLI):
                 continue_run(Path(section["ckpt_path"]), section)
             if section.get("weights_only") is None:
                 section["weights_only"] = True
+        check_output_folders(subcommand, section)
         if subcommand == "predict":  # after resolving --ckpt_path, which looks for runs in the logger's save_dir
             without_logger(section)
         else:  # predict reads no labels: any data.classes will do
@@ -322,17 +323,47 @@ def _cpu_has_bf16_kernels() -> bool:
     return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
+def check_output_folders(subcommand: str, section: Any) -> None:
+    """The folders the command will write into must be creatable: a path under a file, or on a read-only mount, failed
+    after the model and data were loaded, in a traceback naming no option. predict writes its predictions folders
+    only; the others their run folders (the logger's ``save_dir``) and any checkpoint ``dirpath``."""
+    if subcommand == "predict":
+        writers = [args for class_path, args in _callback_args(section) if class_path.endswith("PredictionWriter")]
+        option = "trainer.callbacks PredictionWriter output_dir"
+        folders = [(option, Path(args.get("output_dir") or "predictions")) for args in writers]
+    else:
+        _, init_args = _logger_args(section)
+        option = "trainer.logger.init_args.save_dir" if init_args.get("save_dir") else "trainer.default_root_dir"
+        folders = [(option, runs_root(section))]
+        folders += [("trainer.callbacks ModelCheckpoint dirpath", path) for path in _checkpoint_dirs(section)]
+    for option, folder in folders:
+        if problem := _why_not_creatable(folder):
+            raise ValueError(f"{option}: {folder} cannot be written: {problem}")
+
+
+def _why_not_creatable(folder: Path) -> str | None:
+    """Why ``folder`` could not be made and written into, else None: its nearest existing ancestor decides."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is a file, not a folder"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"no permission to write in {existing}"
+    return None
+
+
+def _callback_args(section: Any) -> list[tuple[str, Any]]:
+    """``(class_path, init_args)`` of each callback in the parsed trainer config."""
+    callbacks = section.get("trainer", {}).get("callbacks") or []
+    return [(str(c.get("class_path", "")), c.get("init_args") or {}) for c in callbacks if hasattr(c, "get")]
+
+
 def _checkpoint_dirs(section: Any) -> list[Path]:
     """The ``dirpath`` of every checkpoint callback in the parsed trainer config (set only to opt out of run
     folders: by default Lightning puts checkpoints in the logger's run folder, ``RUN_DIR/checkpoints``)."""
-    callbacks = section.get("trainer", {}).get("callbacks") or []
-    dirs = []
-    for callback in callbacks:
-        class_path = callback.get("class_path", "") if hasattr(callback, "get") else ""
-        init_args = callback.get("init_args", {}) if hasattr(callback, "get") else {}
-        if class_path.endswith("Checkpoint") and init_args.get("dirpath"):
-            dirs.append(Path(init_args["dirpath"]))
-    return dirs
+    return [Path(args["dirpath"]) for class_path, args in _callback_args(section)
+            if class_path.endswith("Checkpoint") and args.get("dirpath")]  # fmt: skip
 
 
 def _init_args(section: Any, key: str) -> Any:
