@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import logging
 import re
 from pathlib import Path
 
@@ -145,6 +146,9 @@ def test_bad_csv_errors_name_file_and_row(tmp_path: Path) -> None:
     _write(tmp_path, FINDING_COLUMNS, [ROW[:11] + ["x", "2", "90", "30", "training"]])
     with pytest.raises(VinDrFormatError, match="line 2: box fields must be numbers"):
         load_records(tmp_path)
+    _write(tmp_path, FINDING_COLUMNS, [ROW[:11] + ["nan", "2", "90", "30", "training"]])
+    with pytest.raises(VinDrFormatError, match=r"line 2: box fields must be finite numbers, got \['nan', "):
+        load_records(tmp_path)  # NaN passed the empty-box check: a Mass image trained without its box
     _write(tmp_path, FINDING_COLUMNS, [ROW[:9] + ["Mass"] + ROW[10:]])
     with pytest.raises(VinDrFormatError, match="line 2: finding_categories"):
         load_records(tmp_path)
@@ -182,6 +186,20 @@ def test_a_class_no_finding_has_is_refused_listing_the_categories() -> None:
     with pytest.raises(ValueError, match=r"classes: \['mass'\] match no finding category .*'Mass', 'Suspicious Calc"):
         select_records(_toy_records(), ["mass"], "all")
     assert select_records(_toy_records(), ["Suspicious Calcification"], "all")
+
+
+def test_a_row_repeated_field_for_field_is_left_out_with_a_warning_naming_both_lines(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Concatenated CSVs repeat rows: the image had the same mass twice, and no box can match both, so its TPR was
+    capped at one half (and selection: paper listed it once more)."""
+    second = ROW[:11] + ["40", "40", "60", "60", "training"]  # another mass of the same image: kept
+    _write(tmp_path, FINDING_COLUMNS, [ROW, second, ROW])
+    with caplog.at_level(logging.WARNING, logger="wsod_mammo.data.vindr"):
+        (record,) = load_records(tmp_path)
+    assert [f.box for f in record.findings] == [(1.5, 2.0, 80.0, 30.0), (40.0, 40.0, 60.0, 60.0)]
+    assert "1 row(s) repeat an earlier row field for field and are left out: line 4 repeats line 2" in caplog.text
+    assert len(select_records([record], ["Mass"], "paper")) == 2
 
 
 def test_box_clipped_to_image(tmp_path: Path) -> None:

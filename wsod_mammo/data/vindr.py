@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import csv
+import logging
 import math
 import re
 from collections.abc import Iterable, Sequence
@@ -28,6 +29,8 @@ FINDING_COLUMNS = BREAST_COLUMNS[:-1] + "finding_categories,finding_birads,xmin,
 NO_FINDING = "No Finding"
 SPLITS = ("training", "test")
 Selection = Literal["balanced", "all", "paper"]
+
+log = logging.getLogger(__name__)
 
 
 class VinDrFormatError(ValueError):
@@ -149,6 +152,8 @@ def _parse_box(row: dict[str, str], height: int, width: int, where: str) -> tupl
         x0, y0, x1, y1 = (float(c) for c in cells)
     except ValueError as err:
         raise VinDrFormatError(f"{where}: box fields must be numbers, got {cells}") from err
+    if not all(math.isfinite(v) for v in (x0, y0, x1, y1)):  # NaN passed every comparison below: a box lost
+        raise VinDrFormatError(f"{where}: box fields must be finite numbers, got {cells}")
     x0, x1 = min(max(x0, 0.0), width), min(max(x1, 0.0), width)
     y0, y1 = min(max(y0, 0.0), height), min(max(y1, 0.0), height)
     if x1 <= x0 or y1 <= y0:
@@ -214,7 +219,14 @@ def load_records(root: str | Path) -> list[ImageRecord]:
         next(iter(_read_rows(root / BREAST_CSV, BREAST_COLUMNS)), None)
     images: dict[str, tuple[ImageRecord, int, dict[str, str]]] = {}  # image_id -> its record, first line and row
     path = root / FINDING_CSV
+    seen: dict[tuple[str, ...], int] = {}  # each row's fields -> its first line
+    repeats: list[str] = []
     for line, row in _read_rows(path, FINDING_COLUMNS):
+        fields = tuple(value.strip() for value in row.values())
+        if fields in seen:  # concatenated CSVs: the same finding twice would be two masses no box can both match
+            repeats.append(f"line {line} repeats line {seen[fields]}")
+            continue
+        seen[fields] = line
         where = f"{path}, line {line}"
         if row["image_id"] not in images:
             images[row["image_id"]] = _new_record(row, root, where), line, row
@@ -226,6 +238,10 @@ def load_records(root: str | Path) -> list[ImageRecord]:
         if box is None and categories != (NO_FINDING,):
             raise VinDrFormatError(f"{where}: finding {list(categories)} has no box")
         record.findings.append(Finding(categories, box, row["finding_birads"].strip()))
+    if repeats:
+        listing = "; ".join(repeats[:10]) + (" ..." if len(repeats) > 10 else "")
+        log.warning("%s: %d row(s) repeat an earlier row field for field and are left out: %s", path, len(repeats),
+                    listing)  # fmt: skip
     return [record for record, _, _ in images.values()]
 
 
