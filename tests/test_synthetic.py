@@ -12,6 +12,7 @@ import pytest
 
 from wsod_mammo.data import synthetic
 from wsod_mammo.data.dicom import read_dicom
+from wsod_mammo.data.errors import DataError
 from wsod_mammo.data.synthetic import main, make_synthetic_dataset, synthesize_once
 from wsod_mammo.data.vindr import BREAST_COLUMNS, BREAST_CSV, FINDING_COLUMNS, FINDING_CSV, load_records
 
@@ -140,6 +141,20 @@ def test_an_interrupted_synthesis_is_completed(tmp_path: Path) -> None:
     assert synthesize_once(root, **SMALL) is True
     assert len(load_records(root)) == 8 and len(list(root.rglob("*.dicom"))) == 8
     assert synthesize_once(root, **SMALL) is False  # complete: left alone
+
+
+def test_a_folder_of_other_files_is_never_synthesized_into(tmp_path: Path) -> None:
+    """data_root = synthesize_if_missing on a folder without the finding CSV (real data whose CSV has another name)
+    had its breast-level CSV replaced and synthetic studies mixed into its images/."""
+    root = tmp_path / "realish"
+    (root / "images" / "s1").mkdir(parents=True)
+    (root / BREAST_CSV).write_text("MINE\n")
+    (root / "images" / "s1" / "x.dicom").write_bytes(b"REAL")
+    with pytest.raises(DataError, match=f"synthesize_if_missing: {root} holds files but neither {FINDING_CSV} nor"):
+        synthesize_once(root, **SMALL)
+    assert (root / BREAST_CSV).read_text() == "MINE\n" and (root / "images" / "s1" / "x.dicom").read_bytes() == b"REAL"
+    assert sorted(p.name for p in root.rglob("*")) == sorted(["images", BREAST_CSV, "s1", "x.dicom"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["realish"]  # no staging folder left behind
 
 
 def test_synth_refuses_a_folder_with_data_and_overwrites_only_its_own_dataset(tmp_path: Path) -> None:

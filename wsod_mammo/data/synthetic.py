@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from wsod_mammo.data.errors import DataError
 from wsod_mammo.data.vindr import BREAST_COLUMNS, BREAST_CSV, FINDING_COLUMNS, FINDING_CSV, parse_birads
 
 MAMMO_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.1.2"  # Digital Mammography X-Ray Image Storage - For Presentation
@@ -335,8 +336,10 @@ def synthesize_once(root: str | Path, **options: Any) -> bool:
     """``make_synthetic_dataset(root, **options)`` written whole or not at all, however many processes call it at
     once (SLURM array tasks, the nodes of a multi-node run): each writes into its own staging folder beside
     ``root`` and moves it into place in one rename; the first to finish wins, the others drop theirs. A folder
-    already holding a complete dataset (its finding CSV) is left alone; an incomplete one (an interrupted write of
-    an older version) is filled, its finding CSV moved in last. Returns whether this call wrote the dataset."""
+    already holding a complete dataset (its finding CSV) is left alone; an incomplete one (an interrupted write, its
+    marker file written first) is filled, its finding CSV moved in last. Any other folder with files in it (real
+    data whose CSV has another name) is refused with a DataError naming it: its files would be overwritten. Returns
+    whether this call wrote the dataset."""
     root = Path(root)
     if (root / FINDING_CSV).is_file():
         return False
@@ -350,6 +353,12 @@ def synthesize_once(root: str | Path, **options: Any) -> bool:
         except OSError:
             if (root / FINDING_CSV).is_file():  # another process finished first: its dataset stays
                 return False
+            if not (root / MARKER_FILE).is_file():
+                raise DataError(
+                    f"data.synthesize_if_missing: {root} holds files but neither {FINDING_CSV} nor {MARKER_FILE}: not "
+                    "a synthetic dataset, so none is written over it (its files are left as they are); give data_root "
+                    "a new or empty folder for the synthetic demo data, or a VinDr-Mammo folder"
+                ) from None
 
         def finding_csv_last(folder: str, names: list[str]) -> list[str]:
             return [FINDING_CSV] if Path(folder) == staging else []
