@@ -151,6 +151,18 @@ def test_missing_and_misshaped_keys_are_listed_unused_dropped(tmp_path: Path) ->
     assert "init_from_nyu" in message and "broken.p" in message and "mil_attn_V.weight" in message
     assert "extra.weight" not in message and "shared_rep_filter" not in message
     assert "ds_net.final_bn.weight: file (128,), model (256,)" in message
+    assert "1 missing key(s): mil_attn_V.weight; 1 mis-shaped key(s): " in message
+
+
+def test_another_networks_weights_are_named_as_such_in_one_short_line(tmp_path: Path) -> None:
+    """A torchvision ResNet's weights listed all of GMIC's keys as missing: one line of 10,000 characters."""
+    state = {f"layer{i}.{j}.conv1.weight": torch.zeros(1) for i in range(1, 5) for j in range(2)}
+    torch.save(state, tmp_path / "resnet18.p")
+    with pytest.raises(ValueError) as error:
+        from_nyu_checkpoint(tmp_path / "resnet18.p")
+    message = str(error.value)
+    assert "resnet18.p: none of GMIC's NYU keys (ds_net., " in message and len(message) < 500
+    assert "its 8 keys look like layer1.0.conv1.weight, layer1.1.conv1.weight, " in message and "3 more" in message
 
 
 def test_not_a_state_dict_is_rejected(tmp_path: Path) -> None:

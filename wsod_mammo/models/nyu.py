@@ -106,11 +106,23 @@ def _check_keys(model: nn.Module, state_dict: dict[str, Tensor], source: str) ->
             misshaped.append(
                 f"{_swap_prefix(key, to_ours=False)}: file {tuple(value.shape)}, model {tuple(own[key].shape)}"
             )
-    if missing or misshaped:
+    if not mapped:  # another network's weights: listing GMIC's ~300 keys as missing says less than this
+        prefixes = ", ".join(nyu for nyu, _ in KEY_PREFIXES)
         raise ValueError(
-            f"{source}: does not match GMIC's NYU key layout; missing keys: {missing}; mis-shaped keys: {misshaped}"
+            f"{source}: none of GMIC's NYU keys ({prefixes}) found: not nyukat/GMIC weights; its {len(state_dict)} "
+            f"keys look like {_some(list(state_dict))}"
         )
+    if missing or misshaped:
+        problems = [f"{len(found)} {what}: {_some(found)}" for what, found in
+                    (("missing key(s)", missing), ("mis-shaped key(s)", misshaped)) if found]  # fmt: skip
+        raise ValueError(f"{source}: does not match GMIC's NYU key layout; {'; '.join(problems)}")
     return mapped, fresh
+
+
+def _some(names: list[str], shown: int = 5) -> str:
+    """The first ``shown`` names, and how many more: an error line stays readable."""
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
 
 
 def load_nyu_state_dict(model: GMIC, state_dict: dict[str, Tensor], source: str = "state dict") -> list[str]:
