@@ -665,6 +665,9 @@ def test_a_gpu_config_on_a_machine_without_cuda_names_the_option_and_the_cpu_con
     [
         ("--data.input_size", "[100, 50]", r"data.input_size: expected \[height, width\], each a positive multiple"),
         ("--model.model.init_args.crop_shape", "[256, 256]", r"model.model.crop_shape: \[256, 256\] does not fit"),
+        ("--model.model.init_args.crop_shape", "[0, 64]", r"crop_shape \[height, width\] of at least 1 pixel each"),
+        ("--model.model.init_args.post_processing_dim", "0", "post_processing_dim to be a positive multiple of 16"),
+        ("--data.classes", "[]", r"data.classes: expected at least one finding class \(Mass, the default\)"),
         ("--data.batch_size", "0", "data.batch_size: expected at least 1 image per batch, found 0"),
         ("--data.val_fraction", "1.5", r"data.val_fraction: expected a fraction in \(0, 1\) of the training studies"),
         ("--data.val_fraction", "0", r"data.val_fraction: expected a fraction in \(0, 1\) of the training studies"),

@@ -197,6 +197,8 @@ class VinDrMammoDataModule(L.LightningDataModule):
         self.data_root, self.cache_dir = data_root, cache_dir
         check_normal_max_birads(normal_max_birads)
         self.normal_max_birads = normal_max_birads
+        if classes is not None and not classes:
+            raise ValueError("data.classes: expected at least one finding class (Mass, the default), found []")
         self.class_names = list(classes or ["Mass"])
         self.selection, self.input_size, self.crop_breast = (
             selection,

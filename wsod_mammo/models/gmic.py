@@ -118,8 +118,12 @@ class GMIC(nn.Module):
             )
         if gradient_target not in ("logit", "probability"):
             raise ValueError(f"GMIC: gradient_target must be 'logit' or 'probability', found {gradient_target!r}")
-        if post_processing_dim % 16:
-            raise ValueError(f"GMIC: expected post_processing_dim to be a multiple of 16, found {post_processing_dim}")
+        if post_processing_dim < 16 or post_processing_dim % 16:
+            raise ValueError(
+                f"GMIC: expected post_processing_dim to be a positive multiple of 16, found {post_processing_dim}"
+            )
+        if len(crop_shape) != 2 or min(int(side) for side in crop_shape) < 1:
+            raise ValueError(f"GMIC: expected crop_shape [height, width] of at least 1 pixel each, found {crop_shape}")
         self.num_classes = num_classes
         self.percent_t = percent_t
         self.gradient_target = gradient_target
