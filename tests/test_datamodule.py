@@ -185,6 +185,11 @@ def test_corrupt_dicom_at_load(synthetic_root: Path, tmp_path: Path) -> None:
         dm.datasets["test"][0]
     dm.datasets["test"].missing = "skip"
     assert dm.datasets["test"][0]["image_id"] == dm.datasets["test"].records[1].image_id
+    for other in dm.datasets["test"].records:
+        other.path.write_bytes(b"not a dicom")
+    count = len(dm.datasets["test"])
+    with pytest.raises(DataError, match=f"none of the {count} images of this split could be read \\(the first: "):
+        dm.datasets["test"][0]
 
 
 def test_a_workers_warning_reads_like_the_training_process(synthetic_root: Path, tmp_path: Path) -> None:

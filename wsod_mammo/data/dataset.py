@@ -174,7 +174,10 @@ class VinDrDataset(Dataset):
                     raise DataError(f"{err} (set data.missing: skip to leave unreadable images out)") from err
                 log.warning("missing=skip: skipping unreadable image %s (%s)", record.image_id, err)
         else:
-            raise RuntimeError("missing=skip: no readable image left in the dataset")
+            raise DataError(
+                f"missing=skip: none of the {len(self.records)} images of this split could be read (the first: "
+                f"{self.records[0].path}); check data_root and the cache"
+            )
         boxes, box_labels = record.boxes(self.classes)
         boxes = np.asarray(boxes_to_input(boxes, geometry), np.float32)  # (M, 4) input frame
         boxes, keep = clip_boxes(boxes, geometry.out_height, geometry.out_width)
