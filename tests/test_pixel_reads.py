@@ -93,7 +93,7 @@ def test_a_cache_file_cut_short_after_the_worker_read_it_names_the_file(tmp_path
     path.write_bytes(path.read_bytes()[:-100])
     with pytest.raises(ValueError, match=rf"{path}: the cached image ends after 3996 of its 4096 bytes"):
         PixelBatch([ref]).read()
-    with pytest.raises(ValueError, match="images of one batch differ in size"):
+    with pytest.raises(ValueError, match=rf"differ in size: {path} 64x32; a decoded image 32x32"):
         PixelBatch([ref, torch.zeros(1, 32, 32, dtype=torch.uint16)])
 
 

@@ -120,9 +120,12 @@ class PixelBatch:
     ``copy_ahead``, ``pin_memory`` also starts its copy to the GPU (:class:`StagedPixels`)."""
 
     def __init__(self, items: list[PixelRef | Tensor], copy_ahead: bool = False) -> None:
-        shapes = {tuple(item.shape) if isinstance(item, PixelRef) else tuple(item.shape[-2:]) for item in items}
+        sizes = [tuple(item.shape) if isinstance(item, PixelRef) else tuple(item.shape[-2:]) for item in items]
+        shapes = set(sizes)
         if len(shapes) != 1:
-            raise ValueError(f"pixel_reads: images of one batch differ in size: {sorted(shapes)}")
+            listed = [f"{item.path if isinstance(item, PixelRef) else 'a decoded image'} {size[0]}x{size[1]}"
+                      for item, size in zip(items, sizes, strict=True)]  # fmt: skip
+            raise ValueError(f"pixel_reads: images of one batch differ in size: {'; '.join(listed)}")
         self.items, (self.height, self.width) = list(items), shapes.pop()
         self.copy_ahead = copy_ahead
 
