@@ -28,7 +28,7 @@ from wsod_mammo.data.dicom import describe_failure
 from wsod_mammo.data.geometry import Geometry, boxes_to_original
 from wsod_mammo.data.images import load_padded
 from wsod_mammo.data.transforms import stack_padding, standardize_batch
-from wsod_mammo.detection.boxes import saliency_to_boxes
+from wsod_mammo.detection.boxes import DEFAULT_THRESHOLD, saliency_to_boxes
 from wsod_mammo.models import GMIC
 from wsod_mammo.models.nyu import NYU_CLASS_NAMES, from_nyu_checkpoint
 from wsod_mammo.training.callbacks import Alignment, map_placement
@@ -58,6 +58,13 @@ def detections_in_original(
     return boxes, scores, boxes_to_original(boxes.double(), geometry).float()
 
 
+def padded_class_names(names: Sequence[str] | None, count: int) -> list[str]:
+    """``count`` output names: ``names`` in order, ``class <k>`` for the outputs it does not name (a checkpoint or
+    data that records none)."""
+    given = list(names or [])
+    return [str(given[k]) if k < len(given) else f"class {k}" for k in range(count)]
+
+
 @dataclass
 class Prediction:
     """What the model says about one image; boxes in the original image's pixel frame.
@@ -75,7 +82,7 @@ class Prediction:
     laterality_source: str | None  # "dicom", "given" or "inferred" (None for an unreadable input)
     geometry: Geometry | None
     method: str = ""  # the map the boxes come from
-    threshold: float = 0.5  # its binarization threshold (on the min-max normalized map)
+    threshold: float = DEFAULT_THRESHOLD  # its binarization threshold (on the min-max normalized map)
     class_index: int = 0  # the class of the boxes
     class_names: list[str] = field(default_factory=list)  # the model's output classes, in `probabilities` order
     input_boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))  # (M, 4) the model's frame
@@ -91,8 +98,7 @@ class Prediction:
     @property
     def class_name(self) -> str:
         """The name of ``class_index`` (``class <k>`` where the model records none)."""
-        k = self.class_index
-        return self.class_names[k] if k < len(self.class_names) else f"class {k}"
+        return padded_class_names(self.class_names, self.class_index + 1)[self.class_index]
 
     @classmethod
     def failed(cls, source: str, error: str) -> Prediction:
@@ -260,9 +266,7 @@ class Predictor:
         self.resize = resize
         self.input_size, self.crop_breast, self.device = (int(input_size[0]), int(input_size[1])), crop_breast, device
         #: the model's output classes: those its checkpoint recorded, else ``class <k>``
-        self.class_names = self.module.recorded_class_names() or [
-            f"class {k}" for k in range(self.module.model.num_classes)
-        ]
+        self.class_names = padded_class_names(self.module.recorded_class_names(), self.module.model.num_classes)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, input_size: tuple[int, int] | None = None, **kwargs: Any) -> Predictor:
@@ -319,7 +323,7 @@ class Predictor:
         if errors not in ("raise", "report") or batch_size < 1:
             raise ValueError(f"errors: expected 'raise' or 'report', batch_size >= 1; found {errors!r}, {batch_size}")
         names = list(methods or [self.module.predict_saliency])
-        cut = threshold if threshold is not None else self.module.detection_thresholds.get(names[0], 0.5)
+        cut = threshold if threshold is not None else self.module.detection_thresholds.get(names[0], DEFAULT_THRESHOLD)
         out: list[Prediction] = []
         for start in range(0, len(items), batch_size):  # one batch of images in memory at a time
             pairs = zip(items[start : start + batch_size], sides[start : start + batch_size], strict=True)

@@ -43,6 +43,8 @@ from torch import Tensor
 from wsod_mammo.saliency.base import min_max_normalize
 
 Region = tuple[int, int, int, int]  # (x0, y0, x1, y1) pixels of the input frame
+#: The binarization threshold of the normalized map for a method validation chose none for.
+DEFAULT_THRESHOLD = 0.5
 
 
 class Detections(NamedTuple):

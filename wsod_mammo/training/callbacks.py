@@ -14,7 +14,7 @@ from torch import Tensor
 
 from wsod_mammo.data.geometry import content_regions
 from wsod_mammo.detection.bootstrap import SEED
-from wsod_mammo.detection.boxes import saliency_to_boxes
+from wsod_mammo.detection.boxes import DEFAULT_THRESHOLD, saliency_to_boxes
 from wsod_mammo.detection.metrics import DetectionMetric, DetectionResult
 from wsod_mammo.detection.overlay import method_panels, render_overlay, short_id, write_png
 from wsod_mammo.detection.overlay_frame import overlay_frame
@@ -80,7 +80,7 @@ class DetectionMetrics(Callback):
         methods: list[str] | None = None,
         thresholds: list[float] | None = None,
         fppi_budget: float = 1.0,
-        default_threshold: float = 0.5,
+        default_threshold: float = DEFAULT_THRESHOLD,
         iou_threshold: float = 0.3,
         class_index: int = 0,
         alignment: Alignment = "resize",
@@ -189,9 +189,9 @@ class DetectionMetrics(Callback):
 
 def unvalidated_threshold(trainer: Trainer) -> float:
     """The threshold of a method validation chose none for: DetectionMetrics' ``default_threshold`` (the overlays
-    then draw the boxes the test report counted), 0.5 without that callback."""
+    then draw the boxes the test report counted), ``DEFAULT_THRESHOLD`` without that callback."""
     metrics = next((c for c in trainer.callbacks if isinstance(c, DetectionMetrics)), None)
-    return metrics.default_threshold if metrics is not None else 0.5
+    return metrics.default_threshold if metrics is not None else DEFAULT_THRESHOLD
 
 
 class SaliencyOverlays(Callback):

@@ -13,6 +13,7 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
 from torch import Tensor, nn
 
+from wsod_mammo.detection.boxes import DEFAULT_THRESHOLD
 from wsod_mammo.detection.report import METHOD_ORDER
 from wsod_mammo.models import GMIC, GMICOutput
 from wsod_mammo.models.nyu import load_nyu_checkpoint, load_nyu_state_dict, nyu_percent_t
@@ -203,7 +204,7 @@ class GMICLitModule(LightningModule):
         output, maps = self.evaluate(batch["image"], [self.predict_saliency])
         return {
             "method": self.predict_saliency,
-            "threshold": self.detection_thresholds.get(self.predict_saliency, 0.5),
+            "threshold": self.detection_thresholds.get(self.predict_saliency, DEFAULT_THRESHOLD),
             "probabilities": output.y_fusion.detach().float(),
             "maps": maps[self.predict_saliency],
         }

@@ -21,7 +21,7 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 
 from wsod_mammo.detection.overlay import method_panels, render_overlay, short_id, write_png
 from wsod_mammo.detection.overlay_frame import overlay_frame
-from wsod_mammo.inference import Loaded, Prediction, predictions_from_outputs
+from wsod_mammo.inference import Loaded, Prediction, padded_class_names, predictions_from_outputs
 from wsod_mammo.models.nyu import NYU_CLASS_NAMES
 from wsod_mammo.training.callbacks import Alignment, map_placement
 
@@ -83,7 +83,7 @@ class PredictionWriter(BasePredictionWriter):
         self.alignment = alignment
         self.output_dir = Path(output_dir)
         self.class_index = class_index
-        self.class_names = [f"class {k}" for k in range(class_index + 1)]
+        self.class_names = padded_class_names(None, class_index + 1)
         self.overlays = overlays
         self._records: list[dict[str, Any]] = []
         self._open = False  # a run folder whose rows are not yet written
@@ -218,7 +218,7 @@ def class_names_of(trainer: Trainer | None, pl_module: LightningModule | None, c
     if recorded := getattr(pl_module, "recorded_class_names", lambda: None)():
         return recorded
     names = list(getattr(getattr(trainer, "datamodule", None), "class_names", None) or [])
-    return [str(names[k]) if k < len(names) else f"class {k}" for k in range(max(num_classes or 0, class_index + 1))]
+    return padded_class_names(names, max(num_classes or 0, class_index + 1))
 
 
 def prediction_record(
@@ -229,8 +229,7 @@ def prediction_record(
     record: dict[str, Any] = {"image_id": image_id, "path": result.source}
     if result.error:
         return record | {"error": result.error}
-    given = list(class_names or [])
-    names = [given[k] if k < len(given) else f"class {k}" for k in range(len(result.probabilities))]
+    names = padded_class_names(class_names, len(result.probabilities))
     return record | {
         "laterality": result.laterality,
         "laterality_source": result.laterality_source,
