@@ -24,8 +24,9 @@ import wandb
 import yaml
 from cli_configs import INPUT_SIZE, checkpoint, tiny_config, write_config
 
-from wsod_mammo import cli
-from wsod_mammo.cli import main, resolve_checkpoint
+from wsod_mammo import cli_checks
+from wsod_mammo.cli import main
+from wsod_mammo.cli_checkpoints import resolve_checkpoint
 from wsod_mammo.data.dicom import read_dicom
 from wsod_mammo.inference import Predictor, nyu_to_checkpoint
 from wsod_mammo.models import GMIC, to_nyu_state_dict
@@ -321,7 +322,7 @@ def test_resume_from_last_ends_with_the_same_weights(
     main(["fit", "--config", str(config("straight", 2))])
     main(["fit", "--config", str(config("resumed", 1))])
     after_one_epoch = _state(checkpoint(tmp_path / "resumed"))
-    with caplog.at_level(logging.WARNING, logger="wsod_mammo.cli"):
+    with caplog.at_level(logging.WARNING, logger="wsod_mammo"):
         main(["fit", "--config", str(config("resumed", 2)), "--ckpt_path", "last"])
     (run,) = _run_dirs(tmp_path / "resumed")
     assert f"resuming W&B run {run.name} offline writes a second offline-run-*-{run.name} folder" in caplog.text
@@ -634,7 +635,7 @@ def test_evaluating_without_weights_is_refused_and_untrained_must_be_asked_for(
     assert not list(tmp_path.glob("runs/**/config.yaml")) and not (tmp_path / "predictions").exists()
     if subcommand == "predict":
         return
-    with caplog.at_level(logging.WARNING, logger="wsod_mammo.cli"):
+    with caplog.at_level(logging.WARNING, logger="wsod_mammo.cli_checks"):
         main([subcommand, "--config", str(config), "--ckpt_path", "untrained"])
     assert "--ckpt_path untrained: evaluating the freshly initialized network" in caplog.text
     assert list(tmp_path.glob("runs/**/config.yaml"))
@@ -651,7 +652,7 @@ def test_evaluating_without_weights_is_refused_and_untrained_must_be_asked_for(
 def test_a_gpu_config_on_a_machine_without_cuda_names_the_option_and_the_cpu_config(
     tmp_path: Path, data_root: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(cli, "_cuda", lambda: False)
+    monkeypatch.setattr(cli_checks, "_cuda", lambda: False)
     settings = tiny_config(tmp_path, data_root)
     settings["trainer"]["accelerator"] = "gpu"
     config = str(write_config(tmp_path / "c.yaml", settings))
@@ -709,10 +710,10 @@ def test_precisions_that_cannot_run_are_refused_before_training(
 def test_bf16_on_a_cpu_without_bf16_kernels_is_warned_about(
     kernels: bool, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(cli, "_cpu_has_bf16_kernels", lambda: kernels)
-    with caplog.at_level(logging.WARNING, logger="wsod_mammo.cli"):
-        cli.check_precision({"trainer": {"precision": "bf16-mixed", "accelerator": "cpu"}})
-        cli.check_precision({"trainer": {"precision": "32", "accelerator": "cpu"}})
+    monkeypatch.setattr(cli_checks, "_cpu_has_bf16_kernels", lambda: kernels)
+    with caplog.at_level(logging.WARNING, logger="wsod_mammo.cli_checks"):
+        cli_checks.check_precision({"trainer": {"precision": "bf16-mixed", "accelerator": "cpu"}})
+        cli_checks.check_precision({"trainer": {"precision": "32", "accelerator": "cpu"}})
     warned = [r.getMessage() for r in caplog.records if "bf16 convolution kernels" in r.getMessage()]
     assert len(warned) == (0 if kernels else 1)  # once: precision 32 is never warned about
     assert all(w.startswith("trainer.precision: bf16-mixed on this CPU") for w in warned)

@@ -12,7 +12,7 @@ import pydicom
 import pytest
 import torch
 
-from wsod_mammo.cli import check_checkpoint
+from wsod_mammo.cli_checkpoints import check_checkpoint
 from wsod_mammo.data.dicom import read_dicom
 from wsod_mammo.data.geometry import Geometry, make_geometry
 from wsod_mammo.data.images import load_padded

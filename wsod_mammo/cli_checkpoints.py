@@ -1,0 +1,137 @@
+"""``--ckpt_path`` for ``wsod`` commands: aliases (``best``, ``last``, ``<run id>:best``) resolved to a file, the file
+checked to be a GMIC checkpoint before any model is built, a resumed fit's W&B run continued, and the checkpoint's
+input frame reconciled with the config's."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from wsod_mammo.cli_checks import checkpoint_dirs, init_args_of, logger_args_of, runs_root
+from wsod_mammo.inference import FRAME_KEYS, recorded_frame
+from wsod_mammo.training.checkpoints import read_lightning_checkpoint
+from wsod_mammo.training.module import GMICLitModule
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_ALIASES = {"best": "best.ckpt", "last": "last.ckpt"}
+
+
+def resolve_checkpoint(ckpt_path: str, section: Any) -> Path:
+    """``--ckpt_path`` -> a checkpoint file.
+
+    ``best``/``last``: that checkpoint of the newest run (the most recently written ``RUN_DIR/checkpoints/
+    {best,last}.ckpt`` under the logger's ``save_dir``, or in a configured ``dirpath``). ``RUN:best``/``RUN:last``:
+    that run's, where ``RUN`` is a run folder or a run id (the W&B id naming the folder). Anything else is a path.
+    """
+    run, _, alias = ckpt_path.rpartition(":") if ckpt_path.endswith((":best", ":last")) else ("", "", ckpt_path)
+    if alias in CHECKPOINT_ALIASES:
+        name = CHECKPOINT_ALIASES[alias]
+        root = runs_root(section)
+        if run:
+            folders = [Path(run)] if Path(run).is_dir() else [p for p in root.glob(f"**/{run}") if p.is_dir()]
+            candidates = [f / "checkpoints" / name for f in folders]
+        else:
+            candidates = list(root.glob(f"**/checkpoints/{name}")) + [d / name for d in checkpoint_dirs(section)]
+        found = [c for c in candidates if c.is_file()]
+        if run and len({c.parent.parent.resolve() for c in found}) > 1:  # one id, several runs: never guess
+            runs = ", ".join(sorted(str(c.parent.parent) for c in found))
+            raise FileNotFoundError(f"--ckpt_path {ckpt_path}: the run id {run!r} names several runs ({runs}); "
+                                    f"give the run folder: --ckpt_path <run folder>:{alias}")  # fmt: skip
+        if not found:
+            where = f"run {run!r}" if run else f"any run under {root}"
+            hint = "run `wsod fit` first"
+            if run and (kept := [str(d) for d in checkpoint_dirs(section) if (d / name).is_file()]):
+                # a configured dirpath (wsod study's runs) keeps checkpoints out of the run folders
+                hint = f"this config writes its checkpoints to {', '.join(kept)}: --ckpt_path {alias}, or a path there"
+            raise FileNotFoundError(f"--ckpt_path {ckpt_path}: no {name} in {where} ({hint})")
+        return max(found, key=lambda p: p.stat().st_mtime_ns)
+    path = Path(ckpt_path)
+    if path.is_dir():
+        raise FileNotFoundError(f"--ckpt_path: {path} is a folder; a run folder's checkpoint is --ckpt_path "
+                                f"{path}:best (or :last)")  # fmt: skip
+    if not path.is_file():
+        raise FileNotFoundError(f"--ckpt_path: {path} does not exist")
+    return path
+
+
+def continue_run(checkpoint: Path, section: Any) -> None:
+    """Resuming ``fit`` from a run folder's checkpoint continues that run: the W&B logger gets the folder's run id,
+    so the run's id, folder, checkpoints and reports stay one (a new id would start a second run folder)."""
+    class_path, init_args = logger_args_of(section)
+    if "Wandb" not in class_path or checkpoint.parent.name != "checkpoints" or init_args.get("id"):
+        return
+    init_args["id"] = checkpoint.parent.parent.name
+    mode = os.environ.get("WANDB_MODE", "").lower()
+    if mode not in ("disabled", "online", "run") and init_args.get("offline", True) is not False:
+        log.warning(
+            "fit: resuming W&B run %s offline writes a second offline-run-*-%s folder under %s/wandb; upload both "
+            "in one `wandb sync` (W&B syncs a resumed run's folders in order of start time; its _step counts again "
+            "from 0 in the second: plot against trainer/global_step)",
+            init_args["id"], init_args["id"], init_args.get("save_dir", "."),
+        )  # fmt: skip
+
+
+def check_checkpoint(path: Path) -> dict[str, Any]:
+    """Refuse files that are not safe-loadable GMICLitModule checkpoints, before any model is built; -> the read
+    checkpoint."""
+    checkpoint = read_lightning_checkpoint(path, "--ckpt_path")
+    class_path = checkpoint.get("hyper_parameters", {}).get("_class_path")
+    expected = f"{GMICLitModule.__module__}.{GMICLitModule.__name__}"
+    keys = checkpoint["state_dict"].keys()
+    if (class_path and class_path != expected) or not any(k.startswith("model.global_network.") for k in keys):
+        found = class_path or f"a model with keys like {sorted(keys)[:3]}"
+        raise ValueError(f"--ckpt_path {path}: a checkpoint of {found}, not of {expected}")
+    return checkpoint
+
+
+def _frame_text(frame: dict[str, Any]) -> str:
+    size = "x".join(str(v) for v in frame["input_size"]) if "input_size" in frame else "?"
+    crop = {True: ", breast crop", False: ", no breast crop"}.get(frame.get("crop_breast"), "")
+    return f"{size} ({frame.get('resize', 'stretch')}{crop})"
+
+
+def _option_words(key: str) -> tuple[str, str]:
+    return f"--data.{key}", f"--data.init_args.{key}"
+
+
+def reconcile_input_frame(
+    section: Any, checkpoint: dict[str, Any], subcommand: str, command_line: list[str], path: Path
+) -> None:
+    """The config's ``data`` input frame against the checkpoint's.
+
+    ``predict`` adopts the checkpoint's frame (the weights are only meaningful there, and ``Predictor.
+    from_checkpoint`` uses it: the reader gives the same results either way) unless the command line itself sets
+    the option; ``test``/``validate`` keep the config's (their data cache is prepared at it) and warn.
+    """
+    init_args = init_args_of(section, "data")
+    frame = recorded_frame(checkpoint)
+    if init_args is None or not frame:
+        return
+    configured = {key: init_args.get(key) for key in FRAME_KEYS}
+    configured["input_size"] = [int(v) for v in configured["input_size"] or []]
+    differing = [key for key in FRAME_KEYS if key in frame and frame[key] != configured[key]]
+    if not differing:
+        return
+    given = [k for k in differing if any(w.split("=")[0] in _option_words(k) for w in command_line)]
+    adopted = [k for k in differing if k not in given] if subcommand == "predict" else []
+    options = " ".join(f"--data.{k} {_value_text(configured[k])}" for k in differing)
+    where = f"--ckpt_path {path}: made for input frame {_frame_text(frame)}, the config says {_frame_text(configured)}"
+    if adopted:
+        for key in adopted:
+            init_args[key] = frame[key]
+        log.warning("%s: predicting at the checkpoint's frame, as Predictor.from_checkpoint does (%s keeps the "
+                    "config's)", where, options)  # fmt: skip
+    else:
+        back = " ".join(f"--data.{k} {_value_text(frame[k])}" for k in differing)
+        log.warning("%s: %s at the %s frame (%s for the checkpoint's)", where, subcommand,
+                    "command line's" if given else "config's", back)  # fmt: skip
+
+
+def _value_text(value: Any) -> str:
+    """A frame value as typed after its option (``'[2944, 1920]'``, ``false``, ``native``)."""
+    if isinstance(value, list | tuple):
+        return f"'[{', '.join(str(v) for v in value)}]'"
+    return str(value).lower()

@@ -1,0 +1,218 @@
+"""Checks of a parsed ``wsod`` command config before anything runs: hardware, precision, sizes, weights, output
+folders and class counts, each an error naming the option (raised as ValueError; the CLI shows it in one line)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from wsod_mammo.models.resnet import GLOBAL_STRIDE, global_map_size
+
+log = logging.getLogger(__name__)
+
+FP16_PRECISIONS = {"16", "16-mixed", "16-true"}
+BF16_PRECISIONS = {"bf16", "bf16-mixed", "bf16-true"}
+HALF_TRUE_PRECISIONS = {"16-true", "bf16-true"}  # the whole batch cast: boxes and augmentation matrices lose pixels
+UNTRAINED = "untrained"
+
+
+def without_logger(section: Any) -> None:
+    """``predict`` writes files, not metrics: its record is its predictions folder (with the command's
+    ``config.yaml``), so it starts no W&B run and makes no run folder, which would only hold a copy of that config."""
+    section["trainer"]["logger"] = False
+
+
+def check_weights_given(subcommand: str, section: Any) -> bool:
+    """validate/test/predict evaluate weights: a checkpoint (``--ckpt_path``) or NYU's (``init_from_nyu``). Without
+    either they would run the freshly initialized network and write random figures, boxes and overlays looking like
+    results, so that is an error; ``--ckpt_path untrained`` asks for it (a baseline), with a warning. Returns True
+    for ``untrained``."""
+    ckpt_path = section.get("ckpt_path")
+    init_args = init_args_of(section, "model") or {}
+    if ckpt_path == UNTRAINED:
+        log.warning("%s: --ckpt_path untrained: evaluating the freshly initialized network (a baseline)", subcommand)
+        if init_args.get("init_from_nyu"):  # the config's NYU weights would be loaded instead of the baseline
+            log.warning("%s: --ckpt_path untrained: model.init_from_nyu (%s) is not used", subcommand,
+                        init_args["init_from_nyu"])  # fmt: skip
+            section["model"]["init_args"]["init_from_nyu"] = None
+        return True
+    if not ckpt_path and not init_args.get("init_from_nyu"):
+        raise ValueError(
+            f"no weights to evaluate: give --ckpt_path (best, last, <run id>:best or a file), or "
+            f"--model.init_from_nyu FILE for NYU's weights, or --ckpt_path {UNTRAINED} for the untrained network"
+        )
+    return False
+
+
+def check_input_size(section: Any) -> None:
+    """``data.input_size`` that GMIC cannot take (a side not a multiple of its global network's stride, or smaller
+    than the patches it crops): an error naming the options before any run folder exists (the model's own error
+    came at the first batch, naming neither)."""
+    data = init_args_of(section, "data") or {}
+    size = data.get("input_size")
+    if not size:
+        return
+    height, width = (int(v) for v in size)
+    try:
+        global_map_size(height, width)  # the model's own rule
+    except ValueError:
+        raise ValueError(
+            f"data.input_size: expected [height, width], each a positive multiple of {GLOBAL_STRIDE} (the cells of "
+            f"GMIC's saliency map), found {list(size)}"
+        ) from None
+    crop = gmic_args_of(section).get("crop_shape")
+    if crop and (int(crop[0]) > height or int(crop[1]) > width):
+        raise ValueError(
+            f"model.model.crop_shape: {list(crop)} does not fit in the data.input_size {list(size)}; use a smaller "
+            "crop_shape (the demo's [64, 64] at 384 x 256) or a larger input_size"
+        )
+
+
+def check_accelerator(section: Any) -> None:
+    """``accelerator: gpu`` (configs/gmic_vindr.yaml's) on a machine without CUDA: say which option and what to add,
+    before Lightning's MisconfigurationException traceback."""
+    accelerator = str(section.get("trainer", {}).get("accelerator", "auto"))
+    if accelerator in ("gpu", "cuda") and not _cuda():
+        raise ValueError(
+            f"trainer.accelerator: {accelerator}, but this machine has no CUDA GPU; on a CPU add "
+            "--config configs/trainer/cpu.yaml after the other configs (or --trainer.accelerator cpu)"
+        )
+
+
+def check_precision(section: Any) -> None:
+    """fp16 needs CUDA; Lightning would silently switch it to bf16 on a CPU, so refuse it here instead. The
+    ``-true`` half precisions are refused everywhere: they cast the batch's boxes and augmentation matrices.
+
+    bf16 on a CPU without oneDNN's bf16 kernels (AVX-512 BF16 or AMX) runs every convolution through torch's
+    reference path: it works (the tests use it to prove the mixed-precision paths) but a GMIC step is ~16x slower
+    than in float32 (384 x 256 on an AVX2 EPYC, torch 2.14.1), so it is worth a warning.
+    """
+    trainer = section.get("trainer", {})
+    precision, accelerator = str(trainer.get("precision")), str(trainer.get("accelerator", "auto"))
+    if precision in HALF_TRUE_PRECISIONS:
+        raise ValueError(
+            f"trainer.precision: {precision} casts every floating tensor of each batch to half precision, the boxes "
+            "too (a coordinate of 2200.5 becomes 2208 in bf16) and the device augmentation's matrices; use "
+            f"{precision.replace('-true', '-mixed')} (the study's bf16-mixed on a GPU)"
+        )
+    on_cpu = accelerator == "cpu" or (accelerator == "auto" and not _cuda())
+    if precision in FP16_PRECISIONS and on_cpu:
+        raise ValueError(
+            f"trainer.precision: {precision} needs a CUDA GPU, but the accelerator is {accelerator} "
+            "(no GPU); use bf16-mixed or 32 on a CPU"
+        )
+    if precision in BF16_PRECISIONS and on_cpu and not _cpu_has_bf16_kernels():
+        log.warning(
+            "trainer.precision: %s on this CPU, which has no bf16 convolution kernels (oneDNN needs AVX-512 BF16 "
+            "or AMX): torch falls back to its reference convolutions (a GMIC step ~16x slower than with precision 32)",
+            precision,
+        )
+
+
+def _cuda() -> bool:
+    return torch.cuda.is_available()
+
+
+def _cpu_has_bf16_kernels() -> bool:
+    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def check_output_folders(subcommand: str, section: Any) -> None:
+    """The folders the command will write into must be creatable: a path under a file, or on a read-only mount, failed
+    after the model and data were loaded, in a traceback naming no option. predict writes its predictions folders
+    only; the others their run folders (the logger's ``save_dir``) and any checkpoint ``dirpath``."""
+    if subcommand == "predict":
+        writers = [args for class_path, args in _callback_args(section) if class_path.endswith("PredictionWriter")]
+        option = "trainer.callbacks PredictionWriter output_dir"
+        folders = [(option, Path(args.get("output_dir") or "predictions")) for args in writers]
+    else:
+        _, init_args = logger_args_of(section)
+        option = "trainer.logger.init_args.save_dir" if init_args.get("save_dir") else "trainer.default_root_dir"
+        folders = [(option, runs_root(section))]
+        folders += [("trainer.callbacks ModelCheckpoint dirpath", path) for path in checkpoint_dirs(section)]
+    for option, folder in folders:
+        if problem := _why_not_creatable(folder):
+            raise ValueError(f"{option}: {folder} cannot be written: {problem}")
+
+
+def _why_not_creatable(folder: Path) -> str | None:
+    """Why ``folder`` could not be made and written into, else None: its nearest existing ancestor decides."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is a file, not a folder"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"no permission to write in {existing}"
+    return None
+
+
+def _callback_args(section: Any) -> list[tuple[str, Any]]:
+    """``(class_path, init_args)`` of each callback in the parsed trainer config."""
+    callbacks = section.get("trainer", {}).get("callbacks") or []
+    return [(str(c.get("class_path", "")), c.get("init_args") or {}) for c in callbacks if hasattr(c, "get")]
+
+
+def checkpoint_dirs(section: Any) -> list[Path]:
+    """The ``dirpath`` of every checkpoint callback in the parsed trainer config (set only to opt out of run
+    folders: by default Lightning puts checkpoints in the logger's run folder, ``RUN_DIR/checkpoints``)."""
+    return [Path(args["dirpath"]) for class_path, args in _callback_args(section)
+            if class_path.endswith("Checkpoint") and args.get("dirpath")]  # fmt: skip
+
+
+def init_args_of(section: Any, key: str) -> Any:
+    """The ``init_args`` of the config's ``key`` class (``model``, ``data``); None where it gives none."""
+    part = section.get(key, {})
+    return part.get("init_args") if hasattr(part, "get") else None
+
+
+def gmic_args_of(section: Any) -> Any:
+    """The ``init_args`` of the GMIC inside the model (``model.model.init_args``); empty where the config gives
+    none."""
+    return ((init_args_of(section, "model") or {}).get("model") or {}).get("init_args") or {}
+
+
+def logger_args_of(section: Any) -> tuple[str, Any]:
+    """``(class_path, init_args)`` of the configured logger (``("", {})`` for none or ``True``)."""
+    logger = section.get("trainer", {}).get("logger")
+    if isinstance(logger, list):
+        logger = logger[0] if logger else None
+    if not hasattr(logger, "get"):
+        return "", {}
+    return str(logger.get("class_path", "")), logger.get("init_args") or {}
+
+
+def runs_root(section: Any) -> Path:
+    """The folder holding the run folders: the logger's ``save_dir`` (``runs`` for W&B), else the root dir."""
+    class_path, init_args = logger_args_of(section)
+    save_dir = init_args.get("save_dir") if hasattr(init_args, "get") else None
+    if save_dir:
+        return Path(save_dir)
+    if "Wandb" in class_path:
+        return Path("runs")
+    return Path(section.get("trainer", {}).get("default_root_dir") or ".")
+
+
+def check_heads_match_classes(section: Any, checkpoint: dict[str, Any] | None) -> None:
+    """fit/validate/test compare each of the model's heads with a label of ``data.classes``: a count that differs
+    (NYU's two heads against the default ``[Mass]``) failed at the first batch with a traceback about tensor sizes.
+    The model's count is the checkpoint's when one is given (its hyperparameters replace the config's)."""
+    data = init_args_of(section, "data")
+    if data is None or "classes" not in data:
+        return
+    classes = list(data.get("classes") or ["Mass"])
+    heads = gmic_args_of(section).get("num_classes", 1)
+    source = "model.model.init_args.num_classes"
+    if checkpoint is not None:
+        recorded = ((checkpoint.get("hyper_parameters") or {}).get("model") or {}).get("init_args") or {}
+        if "num_classes" in recorded:
+            heads, source = recorded["num_classes"], "--ckpt_path's model"
+    if heads is not None and int(heads) != len(classes):
+        raise ValueError(
+            f"{source} has {heads} output class(es), data.classes has {len(classes)} ({', '.join(classes)}): give "
+            f"one class per output (NYU's two: --data.classes '[Mass, Suspicious Calcification]')"
+        )
