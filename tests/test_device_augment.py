@@ -109,6 +109,30 @@ def test_box_safe_crop_draws_contain_the_eroded_union_as_albumentations_does() -
     assert all(abs((x1 - x0) / (y1 - y0) - 160 / 256) < 0.05 for x0, y0, x1, y1 in crops if y1 - y0 >= 64)
 
 
+def test_a_flipped_images_box_safe_crop_keeps_its_mass_whole() -> None:
+    """The crop is drawn on the flipped image, so it must protect the flipped box: drawn around the unflipped one,
+    it cut or dropped the mass of most flipped-and-cropped samples while the label still said mass."""
+    rng = np.random.default_rng(0)
+    box = np.array([[10, 60, 40, 110]], np.float32)  # near the left edge: its mirror lies near the right one
+    config = AugmentationConfig(hflip_p=1.0, crop_p=1.0, crop_erosion=0.0, affine_p=0.0)
+    for _ in range(100):
+        params = sample_params(config, SIZE, box, rng)
+        (x0, y0, x1, y1) = params.crop
+        out, _ = transform_boxes(box, np.array([1]), params_matrix(params, SIZE), SIZE)
+        assert len(out) == 1, params
+        width = 30 * 160 / (x1 - x0)  # the whole box, scaled as the crop is stretched back to the image
+        np.testing.assert_allclose(out[0, 2] - out[0, 0], width, rtol=1e-6, err_msg=str(params))
+
+
+def test_shifts_are_fractions_of_their_own_axis() -> None:
+    """albumentations' translate_percent: x by a fraction of the width, y of the height (on 2944 x 1920 a swap would
+    shift across by up to 10% of the height)."""
+    rng = np.random.default_rng(1)
+    config = AugmentationConfig(hflip_p=0.0, crop_p=0.0, affine_p=1.0, shift=0.1, scale_min=1.0, scale_max=1.0)
+    shifts = np.array([sample_params(config, SIZE, np.zeros((0, 4)), rng).shift for _ in range(500)])
+    assert np.abs(shifts[:, 0]).max() <= 16 and 16 < np.abs(shifts[:, 1]).max() <= 25  # x of 160, y of 256
+
+
 def test_identity_warp_is_exact_and_boxes_pushed_off_are_dropped() -> None:
     image = torch.from_numpy(_smooth_image().astype(np.int32)).to(torch.uint16)[None, None]
     theta = torch.from_numpy(grid_theta(np.eye(3), SIZE))[None]
