@@ -115,6 +115,12 @@ def test_train_shuffle_is_seeded(synthetic_root: Path) -> None:
         dm.setup("fit")
         ids.append([i for b in dm.train_dataloader() for i in b["image_id"]])
     assert ids[0] == ids[1] and len(ids[0]) == len(set(ids[0]))
+    sampler = dm.train_dataloader().sampler
+    first = list(sampler)
+    sampler.set_epoch(1)  # Lightning's call at each epoch: another order and other draws, the same again if redone
+    second = list(sampler)
+    assert sorted(i for i, _ in second) == sorted(i for i, _ in first) and second != first
+    assert [i for i, _ in second] != [i for i, _ in first] and list(sampler) == second
 
 
 def test_augmentation_seed_changes_the_draws_not_the_order(synthetic_root: Path) -> None:

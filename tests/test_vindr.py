@@ -91,6 +91,15 @@ def test_selection_counts(mode: str, train: tuple[int, int], test: tuple[int, in
     assert [r.image_id for r in chosen] == [r.image_id for r in select_records(_toy_records(), ["Mass"], mode, 0)]
 
 
+def test_balanced_negatives_are_distinct_images() -> None:
+    """Drawn without replacement: 19 of 20 normal images, none twice (with replacement the counts still matched)."""
+    recs = [_record(f"m{i}", f"mass{i}", "training", [("Mass",)]) for i in range(19)]
+    recs += [_record(f"n{i}", f"normal{i}", "training", [("No Finding",)]) for i in range(20)]
+    for seed in range(3):
+        negatives = [r.image_id for r in select_records(recs, ["Mass"], "balanced", seed=seed) if r.is_normal]
+        assert len(negatives) == len(set(negatives)) == 19
+
+
 def test_normal_max_birads_leaves_out_no_finding_views_of_assessed_breasts() -> None:
     """VinDr boxes only non-benign findings, image by image: a No Finding image may be a benign breast (BI-RADS 2) or
     the other view of a breast whose mass was boxed in one view only (here BI-RADS 4)."""
