@@ -178,6 +178,25 @@ def test_a_cosine_schedule_shorter_than_the_training_is_warned_about(
     assert (message in caplog.text) == warned
 
 
+def test_the_learning_rate_schedule_steps_once_an_epoch() -> None:
+    """Schedules are written in epochs (the demo's cosine T_max 15): stepped every batch, one would reach its end
+    within a few epochs and climb back."""
+    from lightning.pytorch import Trainer
+
+    module = GMICLitModule(
+        GMIC(num_classes=1, num_patches=1, crop_shape=(32, 32)),
+        optimizer=lambda params: torch.optim.SGD(params, lr=1.0),
+        scheduler=lambda optimizer: torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=10),
+    )
+    batches = [{"image": torch.rand(2, 1, 64, 64), "label": torch.tensor([[1.0], [0.0]])} for _ in range(3)]
+    trainer = Trainer(max_epochs=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                      enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0)  # fmt: skip
+    trainer.fit(module, train_dataloaders=torch.utils.data.DataLoader(batches, batch_size=None))
+    assert trainer.global_step == 6  # two epochs of three steps
+    lr = trainer.optimizers[0].param_groups[0]["lr"]
+    assert lr == pytest.approx((1 + math.cos(math.pi * 2 / 10)) / 2)  # epoch 2 of 10, not step 6 (0.345)
+
+
 @pytest.mark.parametrize(("mode", "monitor", "refused"),
                          [("min", "val/fusion/auroc", True), ("max", "val/fusion/auroc", False),
                           ("min", "val/loss", False)])  # fmt: skip
