@@ -69,6 +69,14 @@ def test_classification_metrics_match_hand_computed_values() -> None:
     assert values["tpr"].item() == pytest.approx(2 / 3)  # 0.3 is a missed mass
     assert values["tnr"].item() == pytest.approx(2 / 3)  # 0.6 is a false alarm
     assert values["auroc"].item() == pytest.approx(8 / 9)  # 8 of 9 positive/negative pairs ordered right
+    # two classes (NYU's heads): each figure per class, then their mean (macro); pooled (micro) AUROC would be 13/16
+    two = classification_metrics(num_classes=2)
+    probabilities = torch.tensor([[0.9, 0.6], [0.8, 0.4], [0.2, 0.7], [0.1, 0.3]])
+    target = torch.tensor([[1, 1], [1, 0], [0, 0], [0, 1]])
+    values = two(probabilities, target)
+    assert values["auroc"].item() == pytest.approx((1.0 + 1 / 4) / 2)  # class 1: 1 of 4 pairs ordered right
+    for name in ("accuracy", "tpr", "tnr"):
+        assert values[name].item() == pytest.approx((1.0 + 0.5) / 2), name
 
 
 def test_module_hyperparameters_are_plain_data_and_thresholds_travel_in_checkpoints() -> None:
