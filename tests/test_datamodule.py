@@ -422,6 +422,11 @@ def test_resize_fit_pads_and_boxes_still_map_back(synthetic_root: Path, tmp_path
         assert np.allclose(back.numpy(), np.clip(expected, 0, [160, 256, 160, 256]), atol=1e-3)
     with pytest.raises(ValueError, match="prepared with resize=fit, the data asks for resize=stretch"):
         _dm(synthetic_root, input_size=(128, 128), cache_dir=str(tmp_path / "cache")).setup("test")
+    uncropped = _dm(
+        synthetic_root, input_size=(128, 128), resize="fit", crop_breast=False, cache_dir=str(tmp_path / "cache")
+    )
+    with pytest.raises(ValueError, match="prepared with crop_breast=True, the data asks for crop_breast=False"):
+        uncropped.setup("test")
 
 
 def _frame_in_original(geometry: dict, width: int) -> tuple[float, float, float, float]:

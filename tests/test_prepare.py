@@ -88,7 +88,7 @@ def test_a_rerun_with_other_options_is_refused_and_loses_nothing(
 ) -> None:
     """A rerun used to skip the done images (of the earlier size, resize or format) and write a manifest naming the
     new options, so the DataModule fed the model images of the old size without a word. Also for a cache
-    interrupted before its manifest (sidecars only, as an older version left it)."""
+    interrupted before its manifest (sidecars only, as an older version left it; they do not say crop_breast)."""
     prep.prepare(str(synthetic_root), str(tmp_path), input_size=SIZE, workers=0)
     if not manifest:
         (tmp_path / "manifest.json").unlink()
@@ -97,7 +97,9 @@ def test_a_rerun_with_other_options_is_refused_and_loses_nothing(
         ({"input_size": (64, 40)}, r"input_size=\[128, 80\], this run asks for input_size=\[64, 40\]"),
         ({"input_size": SIZE, "resize": "fit"}, "resize=stretch, this run asks for resize=fit"),
         ({"input_size": SIZE, "cache_format": "npy"}, "cache_format=png, this run asks for cache_format=npy"),
-    ]:
+    ] + [
+        ({"input_size": SIZE, "crop_breast": False}, "crop_breast=True, this run asks for crop_breast=False")
+    ] * manifest:
         with pytest.raises(ValueError, match=f"cache_dir: {tmp_path} holds images prepared with {named}; give another"):
             prep.prepare(str(synthetic_root), str(tmp_path), workers=0, **options)
     assert _files(tmp_path) == before
