@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -88,7 +89,17 @@ def test_breast_bbox_ignores_label_and_adds_margin() -> None:
     image[10:30, 330:390] = 1.0  # bright label in the far corner
     x0, y0, x1, y1 = breast_bbox(image, margin=0.02)
     assert (x0, y0) == (0, 40) and 250 <= x1 <= 262 and 450 <= y1 <= 462
+    assert breast_bbox(image, margin=0) == (0, 50, 250, 450)  # the component's far edges, not one search cell short
     assert breast_bbox(np.zeros((64, 32), np.float32)) == (0, 0, 32, 64)
+
+
+def test_a_crop_shrunk_one_way_and_grown_the_other_is_resampled_bilinearly() -> None:
+    """A tall crop stretched to 2944 x 1920 shrinks its height and grows its width: area interpolation is for
+    shrinking both ways only."""
+    image = np.random.default_rng(0).random((400, 100), dtype=np.float32)
+    geometry = make_geometry(image, "L", (200, 300), crop_breast=False)
+    expected = cv2.resize(image, (300, 200), interpolation=cv2.INTER_LINEAR)
+    np.testing.assert_array_equal(apply_to_image(image, geometry), expected)
 
 
 def test_breast_bbox_finds_a_12_bit_breast_beside_a_label_at_the_16_bit_maximum() -> None:
