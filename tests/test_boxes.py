@@ -43,6 +43,15 @@ def test_two_blobs_give_two_boxes_with_exact_extents():
     assert boxes.dtype == torch.float32 and scores.dtype == torch.float32
 
 
+def test_a_plateau_exactly_at_the_threshold_is_kept():
+    """Pixels >= threshold belong to the mask: a map of dyadic values (a constant blob at 0.5) must not lose it."""
+    maps = torch.zeros(1, 12, 10)
+    maps[0, 1:3, 1:3] = 1.0
+    maps[0, 6:9, 4:7] = 0.5  # exactly the threshold after min-max normalization (0 .. 1)
+    (dets,) = saliency_to_boxes(maps, (12, 10), 0.5, probabilities=torch.tensor([1.0]))
+    assert sorted(dets.boxes.tolist()) == [[1.0, 1.0, 3.0, 3.0], [4.0, 6.0, 7.0, 9.0]]
+
+
 def test_no_box_outside_the_region_that_holds_the_image():
     """``resize="fit"`` pads the image: a blob in the padding gives no box, one across its edge ends at the edge."""
     maps = torch.zeros(2, 12, 10)
