@@ -199,3 +199,44 @@ def test_intervals_do_not_depend_on_the_order_the_images_come_in() -> None:
     # for a method is the one the method's own report gave
     records = json.loads(json.dumps(_image_records(result)))
     assert paired_bootstrap(records, records, 1.0, seed=7)["a"] == pytest.approx(figures[1]["tpr"])
+
+
+def _callback_batch() -> tuple[dict, dict]:
+    """A mass image (its mass at 0.5 of its map's peak, a distractor at the peak) and a normal image with three bright
+    blobs, 12 x 10 maps on 12 x 10 images (no resampling); y_fusion 1, y_global 0.25."""
+    maps = torch.zeros(2, 1, 12, 10)
+    maps[0, 0, 6:9, 4:7] = 0.5  # the mass: found at threshold 0.3, not at 0.7
+    maps[0, 0, 0:2, 0:2] = 1.0  # a false positive above it
+    for row, value in ((0, 1.0), (4, 0.9), (8, 0.8)):
+        maps[1, 0, row : row + 2, 7:9] = value
+    no_box = torch.zeros(0, dtype=torch.long)
+    batch = {"image": torch.zeros(2, 1, 12, 10), "label": torch.tensor([[1.0], [0.0]]), "image_id": ["mass", "normal"],
+             "boxes": [torch.tensor([[4.0, 6.0, 7.0, 9.0]]), torch.zeros(0, 4)],
+             "box_labels": [torch.zeros(1, dtype=torch.long), no_box], "meta": [{}, {}]}  # fmt: skip
+    outputs = {"maps": {"cam": maps}, "y_fusion": torch.ones(2, 1), "y_global": torch.full((2, 1), 0.25)}
+    return outputs, batch
+
+
+def test_the_callback_validates_on_mass_images_and_tests_at_the_validated_threshold() -> None:
+    """Validation picks the threshold on the population Table II reports (mass images): counting the normal image's
+    three false positives would make both thresholds miss at FPPI 1 and keep the first (0.7), which finds no mass.
+    Boxes are scored by the fusion head's probability, as predict scores them."""
+    from types import SimpleNamespace
+
+    from wsod_mammo.training.callbacks import DetectionMetrics
+
+    logged = {}
+    module = SimpleNamespace(detection_thresholds={}, device=torch.device("cpu"), test_saliency=["cam"],
+                             log=lambda name, value, **_: logged.__setitem__(name, value))  # fmt: skip
+    trainer = SimpleNamespace(sanity_checking=False)
+    callback = DetectionMetrics(methods=["cam"], thresholds=[0.7, 0.3], fppi_budget=1.0)
+    outputs, batch = _callback_batch()
+    callback.on_validation_epoch_start(trainer, module)
+    callback.on_validation_batch_end(trainer, module, outputs, batch, 0)
+    callback.on_validation_epoch_end(trainer, module)
+    assert module.detection_thresholds == {"cam": 0.3} and logged["val/detection/cam/tpr@fppi1"] == 1.0
+    callback.on_test_epoch_start(trainer, module)
+    callback.on_test_batch_end(trainer, module, outputs, batch, 0)
+    result = callback._metrics["cam", "mass"].compute().per_threshold[0]
+    assert result.threshold == 0.3 and result.tpr == 1.0
+    assert sorted(result.box_scores.tolist()) == [0.5, 1.0]  # peak x y_fusion (x y_global would give 0.125, 0.25)
