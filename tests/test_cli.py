@@ -104,6 +104,11 @@ def test_test_writes_both_tables_the_froc_plot_and_overlays(trained: Path) -> No
     counts = summary["table1_counts"]
     assert counts["images"] == 8 and 0 < counts["positive"] < 8
     assert f"8 distinct test images: {counts['positive']} positive" in (run / "table1.md").read_text()
+    # each method is measured at the threshold its validation chose, which the checkpoint carries
+    validated = torch.load(resolve_checkpoint("best", yaml.safe_load((trained / "config.yaml").read_text())),
+                           weights_only=True)["detection_thresholds"]  # fmt: skip
+    assert {m: f["threshold"] for m, f in summary["mass"].items()} == validated and len(validated) == 5
+    assert {f["threshold_from"] for f in summary["mass"].values()} == {"validation"}
 
 
 def test_predict_reports_unreadable_files_and_still_predicts_the_rest(trained: Path, data_root: Path) -> None:
