@@ -93,3 +93,21 @@ def test_table1_cuts_at_the_threshold_as_the_logged_metrics_do():
 def test_interval_brackets_the_resamples():
     figure = interval(torch.linspace(0, 1, 1001), 0.5)
     assert figure["value"] == 0.5 and abs(figure["low"] - 0.025) < 1e-6 and abs(figure["high"] - 0.975) < 1e-6
+
+
+def test_table1_intervals_resample_within_each_class() -> None:
+    """Stratified by label: each resample keeps the test set's 10 positives and 10 negatives. Here every positive is
+    right and every negative wrong, so accuracy is 0.5 in every stratified resample; drawn across classes it varied."""
+    from types import SimpleNamespace
+
+    from wsod_mammo.training.classification import stage_head_metrics
+    from wsod_mammo.training.test_report import table1_intervals
+
+    module = SimpleNamespace(metrics=stage_head_metrics(1))
+    preds, target = torch.full((20,), 0.9), torch.tensor([1] * 10 + [0] * 10)
+    for head in ("global", "local", "fusion"):
+        module.metrics[f"test_{head}"].update(preds, target, image_ids=[f"image{i}" for i in range(20)])
+    rows, counts = table1_intervals(module, seed=0)
+    assert counts == {"images": 20, "positive": 10}
+    assert rows["fusion"]["accuracy"] == {"value": 0.5, "low": 0.5, "high": 0.5}
+    assert rows["fusion"]["tpr"]["low"] == 1.0 and rows["fusion"]["tnr"]["high"] == 0.0
