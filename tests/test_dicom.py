@@ -289,6 +289,15 @@ def test_voi_lut_functions_match_pydicom(tmp_path: Path, function: str) -> None:
     assert image.min() < 0.05 and image.max() > 0.95  # the window really saturates at both ends
 
 
+@pytest.mark.parametrize("function", ["LINEAR", "SIGMOID"])
+def test_a_signed_windowed_image_matches_pydicom(tmp_path: Path, function: str) -> None:
+    """Signed 12-bit pixels: the window maps onto -2048 .. 2047 (PS3.3 C.11.2.1.2), not 2048 at the top."""
+    pixels = (RAMP.astype(np.int16) - 2048).astype(np.int16)
+    path = write(tmp_path / f"s{function}.dcm", pixels, PixelRepresentation=1, WindowCenter=100, WindowWidth=3000,
+                 VOILUTFunction=function)  # fmt: skip
+    np.testing.assert_allclose(read_dicom(path)[0], pydicom_display(path, -2048, 2047), atol=2e-6)
+
+
 def test_voi_lut_sequence_and_rescaled_window_match_pydicom(tmp_path: Path) -> None:
     item = Dataset()
     item.LUTDescriptor = [3000, 500, 12]  # 3000 entries starting at stored value 500, 12-bit output
