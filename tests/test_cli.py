@@ -593,6 +593,43 @@ def test_a_config_file_that_is_not_a_yaml_mapping_is_one_line_naming_it(
     assert not list(tmp_path.glob("runs/**/config.yaml"))
 
 
+def test_config_files_are_found_however_given_and_yaml_text_is_left_to_jsonargparse(tmp_path: Path) -> None:
+    """`--config "$(cat f.yaml)"` (text longer than a file name may be) raised "File name too long"; a file that is
+    not UTF-8 named no file."""
+    from wsod_mammo.cli import config_paths
+    from wsod_mammo.config_files import read_config_file
+
+    path = tmp_path / "c.yaml"
+    path.write_text("seed_everything: 1\n")
+    text = "seed_everything: 7\n# " + "0" * 300
+    words = ["fit", "--config", text, "--config", str(path), f"--config={path}", f"-c={path}", f"-c{path}", "-c", "x"]
+    assert config_paths(words) == [str(path)] * 4
+    (tmp_path / "latin1.yaml").write_bytes(b"seed_everything: 1 # Gr\xf6\xdfe\n")
+    with pytest.raises(ValueError, match=r"--config .*latin1.yaml: cannot read it as YAML \('utf-8' codec"):
+        read_config_file(tmp_path / "latin1.yaml")
+
+
+def test_output_folder_checks_read_one_callback_and_leave_evaluation_checkpoint_folders_alone(tmp_path: Path) -> None:
+    """A single callback (not a list) is a Namespace, which the check iterated as a list (NSKeyError in every
+    command); test and validate save no checkpoint, so a training config's dirpath under a file is no reason to stop
+    them (fit still checks it)."""
+    from jsonargparse import Namespace
+
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    writer = Namespace(class_path="wsod_mammo.training.predict.PredictionWriter",
+                       init_args=Namespace(output_dir=str(blocker / "predictions")))  # fmt: skip
+    with pytest.raises(ValueError, match="PredictionWriter output_dir: .*afile/predictions cannot be written"):
+        cli_checks.check_output_folders("predict", {"trainer": {"callbacks": writer}})
+    checkpoint = Namespace(class_path="lightning.pytorch.callbacks.ModelCheckpoint",
+                           init_args=Namespace(dirpath=str(blocker / "checkpoints")))  # fmt: skip
+    section = {"trainer": {"logger": False, "default_root_dir": str(tmp_path), "callbacks": [checkpoint]}}
+    for subcommand in ("test", "validate"):
+        cli_checks.check_output_folders(subcommand, section)
+    with pytest.raises(ValueError, match="ModelCheckpoint dirpath: .*afile/checkpoints cannot be written"):
+        cli_checks.check_output_folders("fit", section)
+
+
 def test_an_output_folder_that_cannot_be_made_is_refused_before_running(
     tmp_path: Path, data_root: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import sys
 import warnings
 from collections.abc import Iterator
@@ -183,14 +184,19 @@ class WsodCLI(LightningCLI):
 
 
 def config_paths(words: list[str]) -> list[str]:
-    """The existing files a command line gives to ``--config``/``-c`` (a value that is no file is left to
-    jsonargparse: it also takes YAML text there)."""
+    """The existing files a command line gives to ``--config``/``-c`` (``--config=F``, ``-c=F`` and ``-cF`` too); a
+    value that is no file is left to jsonargparse, which also takes YAML text there (``--config "$(cat f.yaml)"``:
+    ``os.path.isfile`` is False for text too long to be a file name, where ``Path.is_file`` raises)."""
     paths = []
     for i, word in enumerate(words):
-        value = word.split("=", 1)[1] if word.startswith("--config=") else None
+        value = None
         if word in ("--config", "-c") and i + 1 < len(words):
             value = words[i + 1]
-        if value is not None and Path(value).is_file():
+        elif word.startswith(("--config=", "-c=")):
+            value = word.split("=", 1)[1]
+        elif word.startswith("-c") and not word.startswith("--"):
+            value = word[2:]
+        if value and os.path.isfile(value):
             paths.append(value)
     return paths
 

@@ -124,7 +124,8 @@ def _cpu_has_bf16_kernels() -> bool:
 def check_output_folders(subcommand: str, section: Any) -> None:
     """The folders the command will write into must be creatable: a path under a file, or on a read-only mount, failed
     after the model and data were loaded, in a traceback naming no option. predict writes its predictions folders
-    only; the others their run folders (the logger's ``save_dir``) and any checkpoint ``dirpath``."""
+    only; the others their run folders (the logger's ``save_dir``), and fit any checkpoint ``dirpath`` (evaluation
+    saves no checkpoint: a training config's dirpath absent on the machine that tests is no reason to refuse)."""
     if subcommand == "predict":
         writers = [args for class_path, args in _callback_args(section) if class_path.endswith("PredictionWriter")]
         option = "trainer.callbacks PredictionWriter output_dir"
@@ -133,7 +134,8 @@ def check_output_folders(subcommand: str, section: Any) -> None:
         _, init_args = logger_args_of(section)
         option = "trainer.logger.init_args.save_dir" if init_args.get("save_dir") else "trainer.default_root_dir"
         folders = [(option, runs_root(section))]
-        folders += [("trainer.callbacks ModelCheckpoint dirpath", path) for path in checkpoint_dirs(section)]
+        if subcommand == "fit":
+            folders += [("trainer.callbacks ModelCheckpoint dirpath", path) for path in checkpoint_dirs(section)]
     for option, folder in folders:
         if problem := _why_not_creatable(folder):
             raise ValueError(f"{option}: {folder} cannot be written: {problem}")
@@ -152,8 +154,10 @@ def _why_not_creatable(folder: Path) -> str | None:
 
 
 def _callback_args(section: Any) -> list[tuple[str, Any]]:
-    """``(class_path, init_args)`` of each callback in the parsed trainer config."""
+    """``(class_path, init_args)`` of each callback in the parsed trainer config (a list, or one callback)."""
     callbacks = section.get("trainer", {}).get("callbacks") or []
+    if hasattr(callbacks, "get"):  # Lightning also takes a single callback
+        callbacks = [callbacks]
     return [(str(c.get("class_path", "")), c.get("init_args") or {}) for c in callbacks if hasattr(c, "get")]
 
 

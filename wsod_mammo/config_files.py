@@ -14,7 +14,7 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     jsonargparse's own message for a syntax error names no file, which matters when a command stacks four."""
     try:
         loaded = yaml.safe_load(Path(path).read_text()) or {}
-    except (OSError, yaml.YAMLError) as error:
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
         raise ValueError(f"--config {path}: cannot read it as YAML ({' '.join(str(error).split())})") from None
     if not isinstance(loaded, dict):
         raise ValueError(f"--config {path}: expected a mapping at the top, found {type(loaded).__name__}")
