@@ -647,3 +647,24 @@ def test_fork_server_workers_end_when_the_training_process_is_killed(synthetic_r
         assert all_end_within(workers, 20), "the workers outlived the training process"
     finally:
         trainer.kill()
+
+
+class _Unreadable(torch.utils.data.Dataset):
+    """One sample whose reading fails as an unreadable image does, with a message quoting another DataError."""
+
+    def __len__(self) -> int:
+        return 1
+
+    def __getitem__(self, index: int) -> dict:
+        raise DataError("a.dicom: cannot be decoded (DataError: inner)\nsecond line")
+
+
+def test_a_data_error_from_a_worker_keeps_its_own_whole_message() -> None:
+    """The DataLoader rebuilds a worker's exception from its whole traceback; the one line wsod prints is the
+    original message, even one that quotes "DataError: " itself."""
+    loader = torch.utils.data.DataLoader(_Unreadable(), batch_size=None, num_workers=1)
+    with pytest.raises(DataError) as raised:
+        next(iter(loader))
+    assert str(raised.value).startswith("Caught DataError in DataLoader worker process 0")
+    assert raised.value.reason == "a.dicom: cannot be decoded (DataError: inner)\nsecond line"
+    assert DataError("plain").reason == "plain"

@@ -13,7 +13,7 @@ class DataError(ValueError):
         """The message. One raised in a DataLoader worker reaches the main process rebuilt from the worker's whole
         traceback ("Caught DataError in DataLoader worker process 0. Original Traceback ..."): its last line's."""
         text = str(self)
-        marker = f"{type(self).__name__}: "
+        marker = f"{type(self).__module__}.{type(self).__qualname__}: "  # how the traceback's last line names it
         if text.startswith("Caught ") and marker in text:
-            return text.rsplit(marker, 1)[1].strip()
+            return text.rsplit(f"\n{marker}", 1)[-1].strip()
         return text
