@@ -225,3 +225,10 @@ def test_a_damaged_manifest_is_an_error_naming_it(tmp_path: Path) -> None:
         (tmp_path / prep.MANIFEST).write_text(content)
         with pytest.raises(ValueError, match=f"{tmp_path / prep.MANIFEST}: .*{found}"):
             prep.load_manifest(tmp_path)
+
+
+def test_an_empty_cached_npy_is_an_error_naming_it(tmp_path: Path) -> None:
+    """np.load's EOFError named no file and was not one of the errors `missing: skip` skips."""
+    (tmp_path / "cut.npy").write_bytes(b"")
+    with pytest.raises(ValueError, match=f"{tmp_path / 'cut.npy'}: not a readable cached image \\(EOFError"):
+        prep.read_cached(tmp_path / "cut.npy", raw=True)

@@ -88,7 +88,10 @@ def read_cached(path: str | Path, raw: bool = False) -> np.ndarray:
     if not path.is_file():  # cv2 would say None
         raise ValueError(f"{path}: file not found (the cache's manifest lists it)")
     if path.suffix == ".npy":
-        image = np.load(path, mmap_mode="r")
+        try:
+            image = np.load(path, mmap_mode="r")
+        except (EOFError, ValueError) as error:  # an empty or cut header (np.load says EOFError, naming no file)
+            raise ValueError(f"{path}: not a readable cached image ({type(error).__name__}: {error})") from None
     else:
         image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if image is None or image.dtype != np.uint16 or image.ndim != 2:
