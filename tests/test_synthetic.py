@@ -155,6 +155,10 @@ def test_a_folder_of_other_files_is_never_synthesized_into(tmp_path: Path) -> No
     assert (root / BREAST_CSV).read_text() == "MINE\n" and (root / "images" / "s1" / "x.dicom").read_bytes() == b"REAL"
     assert sorted(p.name for p in root.rglob("*")) == sorted(["images", BREAST_CSV, "s1", "x.dicom"])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["realish"]  # no staging folder left behind
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    (kept / ".gitkeep").write_text("")  # hidden files only: filled, as an empty folder is
+    assert synthesize_once(kept, **SMALL) is True and len(load_records(kept)) == 8 and (kept / ".gitkeep").is_file()
 
 
 def test_synth_refuses_a_folder_with_data_and_overwrites_only_its_own_dataset(tmp_path: Path) -> None:

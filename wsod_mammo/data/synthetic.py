@@ -337,9 +337,9 @@ def synthesize_once(root: str | Path, **options: Any) -> bool:
     once (SLURM array tasks, the nodes of a multi-node run): each writes into its own staging folder beside
     ``root`` and moves it into place in one rename; the first to finish wins, the others drop theirs. A folder
     already holding a complete dataset (its finding CSV) is left alone; an incomplete one (an interrupted write, its
-    marker file written first) is filled, its finding CSV moved in last. Any other folder with files in it (real
-    data whose CSV has another name) is refused with a DataError naming it: its files would be overwritten. Returns
-    whether this call wrote the dataset."""
+    marker file written first) is filled, its finding CSV moved in last, as is a folder of hidden files only (a
+    ``.gitkeep``) or an empty mount point. Any other folder with files in it (real data whose CSV has another name)
+    is refused with a DataError naming it: its files would be overwritten. Returns whether this call wrote it."""
     root = Path(root)
     if (root / FINDING_CSV).is_file():
         return False
@@ -353,7 +353,8 @@ def synthesize_once(root: str | Path, **options: Any) -> bool:
         except OSError:
             if (root / FINDING_CSV).is_file():  # another process finished first: its dataset stays
                 return False
-            if not (root / MARKER_FILE).is_file():
+            others = [p.name for p in root.iterdir() if not p.name.startswith(".")] if root.is_dir() else ["?"]
+            if others and not (root / MARKER_FILE).is_file():  # hidden files only (.gitkeep), a mount point: filled
                 raise DataError(
                     f"data.synthesize_if_missing: {root} holds files but neither {FINDING_CSV} nor {MARKER_FILE}: not "
                     "a synthetic dataset, so none is written over it (its files are left as they are); give data_root "
