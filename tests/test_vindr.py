@@ -119,7 +119,8 @@ def test_normal_max_birads_leaves_out_no_finding_views_of_assessed_breasts() -> 
 def test_labels_and_boxes_per_class() -> None:
     record = _toy_records()[2]
     boxes, labels = record.boxes(["Mass", "Suspicious Calcification"])
-    assert boxes.shape == (3, 4) and labels.tolist() == [1, 0, 1]
+    # two findings share the toy box: one calcification box (one object), and the second finding's mass box
+    assert boxes.shape == (2, 4) and labels.tolist() == [1, 0]
     assert record.label(["Mass", "Architectural Distortion"]).tolist() == [1.0, 0.0]
 
 
@@ -197,18 +198,20 @@ def test_a_class_no_finding_has_is_refused_listing_the_categories() -> None:
     assert select_records(_toy_records(), ["Suspicious Calcification"], "all")
 
 
-def test_a_row_repeated_field_for_field_is_left_out_with_a_warning_naming_both_lines(
+def test_a_row_repeated_field_for_field_is_one_ground_truth_box_with_a_warning_naming_both_lines(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Concatenated CSVs repeat rows: the image had the same mass twice, and no box can match both, so its TPR was
-    capped at one half (and selection: paper listed it once more)."""
+    capped at one half. selection: paper still counts rows, as the study's counts do."""
     second = ROW[:11] + ["40", "40", "60", "60", "training"]  # another mass of the same image: kept
     _write(tmp_path, FINDING_COLUMNS, [ROW, second, ROW])
     with caplog.at_level(logging.WARNING, logger="wsod_mammo.data.vindr"):
         (record,) = load_records(tmp_path)
-    assert [f.box for f in record.findings] == [(1.5, 2.0, 80.0, 30.0), (40.0, 40.0, 60.0, 60.0)]
-    assert "1 row(s) repeat an earlier row field for field and are left out: line 4 repeats line 2" in caplog.text
-    assert len(select_records([record], ["Mass"], "paper")) == 2
+    boxes, labels = record.boxes(["Mass"])
+    assert boxes.tolist() == [[1.5, 2.0, 80.0, 30.0], [40.0, 40.0, 60.0, 60.0]] and labels.tolist() == [0, 0]
+    assert "1 row(s) repeat an earlier row field for field; each repeated box counts once" in caplog.text
+    assert "line 4 repeats line 2" in caplog.text
+    assert len(select_records([record], ["Mass"], "paper")) == 3
 
 
 def test_box_clipped_to_image(tmp_path: Path) -> None:

@@ -81,12 +81,14 @@ class ImageRecord:
     def boxes(self, classes: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Boxes ``(M, 4)`` float32 and class indices ``(M,)`` int64 of the findings of ``classes``.
 
-        A finding with two listed classes gives one box per class.
+        A finding with two listed classes gives one box per class. The same box of the same class twice (a CSV row
+        repeated, as concatenated CSVs do) is one object: no detection can match both, so it would cap the image's TPR.
         """
-        boxes, labels = [], []
+        boxes, labels, seen = [], [], set()
         for finding in self.findings:
             for index, name in enumerate(classes):
-                if finding.box is not None and name in finding.categories:
+                if finding.box is not None and name in finding.categories and (finding.box, index) not in seen:
+                    seen.add((finding.box, index))
                     boxes.append(finding.box)
                     labels.append(index)
         return np.asarray(boxes, np.float32).reshape(-1, 4), np.asarray(labels, np.int64)
@@ -223,10 +225,9 @@ def load_records(root: str | Path) -> list[ImageRecord]:
     repeats: list[str] = []
     for line, row in _read_rows(path, FINDING_COLUMNS):
         fields = tuple(value.strip() for value in row.values())
-        if fields in seen:  # concatenated CSVs: the same finding twice would be two masses no box can both match
+        if fields in seen:  # concatenated CSVs: kept as a row (selection: paper counts rows), one box (``boxes``)
             repeats.append(f"line {line} repeats line {seen[fields]}")
-            continue
-        seen[fields] = line
+        seen.setdefault(fields, line)
         where = f"{path}, line {line}"
         if row["image_id"] not in images:
             images[row["image_id"]] = _new_record(row, root, where), line, row
@@ -240,8 +241,8 @@ def load_records(root: str | Path) -> list[ImageRecord]:
         record.findings.append(Finding(categories, box, row["finding_birads"].strip()))
     if repeats:
         listing = "; ".join(repeats[:10]) + (" ..." if len(repeats) > 10 else "")
-        log.warning("%s: %d row(s) repeat an earlier row field for field and are left out: %s", path, len(repeats),
-                    listing)  # fmt: skip
+        log.warning("%s: %d row(s) repeat an earlier row field for field; each repeated box counts once as ground "
+                    "truth: %s", path, len(repeats), listing)  # fmt: skip
     return [record for record, _, _ in images.values()]
 
 
