@@ -668,3 +668,24 @@ def test_a_data_error_from_a_worker_keeps_its_own_whole_message() -> None:
     assert str(raised.value).startswith("Caught DataError in DataLoader worker process 0")
     assert raised.value.reason == "a.dicom: cannot be decoded (DataError: inner)\nsecond line"
     assert DataError("plain").reason == "plain"
+
+
+def test_a_box_left_outside_the_crop_takes_its_label_with_it_and_samples_carry_their_view(
+    synthetic_root: Path,
+) -> None:
+    """A finding outside the breast crop is dropped with its class label (a second class's box then read the first
+    one's label); a sample's meta carries its view (CC/MLO) for predict's rows."""
+    from wsod_mammo.data.dataset import VinDrDataset
+    from wsod_mammo.data.transforms import BoxTransform
+    from wsod_mammo.data.vindr import Finding
+
+    classes = ["Suspicious Calcification", "Mass"]
+    record = next(r for r in load_records(synthetic_root) if r.laterality == "L" and r.has_class(["Mass"]))
+    _, labels = record.boxes(classes)
+    corner = (record.width - 3.0, 0.0, record.width - 1.0, 2.0)  # far from the breast, which lies on the left
+    record.findings.insert(0, Finding(("Suspicious Calcification",), corner))  # first: the others' labels shift
+    transform = BoxTransform(SIZE, AugmentationConfig(), train=False, standardize=True)
+    sample = VinDrDataset([record], classes, transform)[0]
+    assert len(sample["boxes"]) == len(sample["box_labels"]) == len(labels)
+    assert sample["box_labels"].tolist() == labels.tolist()  # the findings inside keep their own labels
+    assert sample["meta"]["view"] == record.view and record.view in ("CC", "MLO")

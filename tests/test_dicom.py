@@ -396,3 +396,29 @@ def test_a_padding_value_of_the_other_sign_is_read_as_its_bit_pattern(
     image, info = read_dicom(path)
     np.testing.assert_array_equal(info.padding, padding)
     assert image[128, 10] == 1.0 and image[5, 110] == 0.0  # breast white, air black: the full range again
+
+
+def test_a_modality_lut_sequence_with_a_window_uses_the_luts_output_range(tmp_path: Path) -> None:
+    """Windowed after a 16-bit Modality LUT (stored x 16): a window over the whole LUT range shows the LUT's values
+    as fractions of 65535; the stored 12-bit range instead made almost everything white."""
+    item = Dataset()
+    item.LUTDescriptor = [4096, 0, 16]
+    item.LUTData = (np.arange(4096) * 16).astype(np.uint16).tobytes()
+    pixels = np.array([[0, 1024, 2048], [3072, 4000, 4095]], np.uint16)
+    path = write(tmp_path / "m.dcm", pixels, ModalityLUTSequence=[item], WindowCenter=32768, WindowWidth=65536)
+    image, _ = read_dicom(path)
+    np.testing.assert_allclose(image[0], [0.0, 0.25, 0.5], atol=1e-3)
+
+
+def test_a_voi_lut_sequence_with_an_identity_rescale_reads_without_warnings(tmp_path: Path) -> None:
+    """Rescale 1/0 makes float modality values; pydicom warns on a VOI LUT over floats unless they become integers."""
+    import warnings
+
+    item = Dataset()
+    item.LUTDescriptor = [4096, 0, 12]
+    item.LUTData = (4095 - np.arange(4096)).astype(np.uint16).tobytes()
+    pixels = np.array([[0, 2048], [4095, 1]], np.uint16)
+    path = write(tmp_path / "v.dcm", pixels, VOILUTSequence=[item], RescaleSlope=1, RescaleIntercept=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        read_dicom(path)

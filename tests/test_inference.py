@@ -281,3 +281,39 @@ def test_predictor_leaves_dicom_padding_out_of_the_standardization(predictor: Pr
     kept = seen[0][0, 0][torch.from_numpy(~padding)]
     assert abs(float(kept.mean())) < 1e-4 and abs(float(kept.std()) - 1) < 1e-3
     assert abs(float(seen[0].mean())) > 1e-2  # over all pixels it is not standardized: the padding is left out
+
+
+def test_boxes_come_from_the_map_of_the_class_asked_for() -> None:
+    """class_index 1 (NYU's malignant head) must box class 1's map, not class 0's."""
+    maps = torch.zeros(1, 2, 4, 4)
+    maps[0, 0, 0, 0] = 1.0  # class 0: top left
+    maps[0, 1, 3, 3] = 1.0  # class 1: bottom right
+    loaded = [Loaded("x", Geometry(64, 64, False, (0, 0, 64, 64), 64, 64), "L", "given")]
+    (result,) = predictions_from_outputs(
+        torch.full((1, 2), 0.5), {"cam": maps}, loaded, "cam", 0.5, (64, 64), class_index=1
+    )
+    assert result.boxes[0, 0] > 32 and result.boxes[0, 1] > 32, result.boxes
+
+
+def test_thresholds_given_or_validated_per_method_are_the_ones_used(predictor: Predictor) -> None:
+    """An explicit threshold 0.0 was replaced (a falsy test); without one, each method takes its own validated
+    threshold, not the model's predict_saliency method's."""
+    image = np.random.default_rng(0).random((96, 64), np.float32)
+    assert predictor(image, laterality="L", threshold=0.0)[0].threshold == 0.0
+    saved = dict(predictor.module.detection_thresholds)
+    predictor.module.detection_thresholds.clear()
+    predictor.module.detection_thresholds.update({"cam": 0.3, "gradcampp": 0.7})
+    try:
+        assert predictor(image, laterality="L", methods=["cam"])[0].threshold == 0.3
+    finally:
+        predictor.module.detection_thresholds.clear()
+        predictor.module.detection_thresholds.update(saved)
+
+
+def test_options_given_to_from_checkpoint_beat_the_checkpoints_frame(nyu_file: Path, tmp_path: Path) -> None:
+    path = nyu_to_checkpoint(nyu_file, tmp_path / "n.ckpt", **SMALL)
+    checkpoint = torch.load(path, weights_only=True)
+    checkpoint["input_frame"] = {"input_size": [128, 128], "crop_breast": True, "resize": "native"}
+    torch.save(checkpoint, path)
+    assert Predictor.from_checkpoint(path).resize == "native"
+    assert Predictor.from_checkpoint(path, resize="stretch").resize == "stretch"

@@ -40,3 +40,27 @@ def test_overlays_of_an_unvalidated_method_cut_where_the_test_report_did() -> No
     reported = Trainer(callbacks=[DetectionMetrics(default_threshold=0.3), SaliencyOverlays()], **options)
     assert unvalidated_threshold(reported) == 0.3
     assert unvalidated_threshold(Trainer(callbacks=[SaliencyOverlays()], **options)) == 0.5
+
+
+def test_each_box_is_labelled_with_its_own_score(monkeypatch) -> None:
+    from matplotlib.axes import Axes
+
+    texts, text = [], Axes.text
+    monkeypatch.setattr(Axes, "text", lambda self, x, y, s, *a, **k: texts.append(s) or text(self, x, y, s, *a, **k))
+    boxes = torch.tensor([[2.0, 2, 10, 10], [20.0, 20, 30, 30]])
+    maps = {"m": torch.rand(40, 32)}
+    render_overlay(torch.rand(40, 32), torch.zeros(0, 4), maps, {"m": (boxes, torch.tensor([0.9, 0.2]))})
+    assert texts == ["0.90", "0.20"]
+
+
+def test_the_heatmap_panel_is_placed_as_the_boxes_are() -> None:
+    """Under alignment receptive_field the panel's heat must lie where the boxes of that map lie."""
+    from wsod_mammo.detection.boxes import saliency_to_boxes
+    from wsod_mammo.detection.overlay import method_panels
+
+    saliency = torch.zeros(6, 5)
+    saliency[2, 2] = 1.0
+    panel = method_panels({"m": saliency}, (48, 40), 0.25)["m"]
+    ys, xs = torch.nonzero(panel >= 0.5, as_tuple=True)
+    ((boxes, _),) = saliency_to_boxes(saliency[None], (48, 40), 0.5, torch.tensor([0.9]), cell0_center=0.25)
+    np.testing.assert_allclose([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], boxes[0].tolist(), atol=1.0)

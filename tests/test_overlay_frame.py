@@ -153,3 +153,12 @@ def test_large_originals_are_drawn_downscaled_to_the_minimum_long_side() -> None
     np.testing.assert_allclose([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], box[0] * scale, atol=1.5)
     with pytest.raises(ValueError, match="expected a 2100 x 1400 image"):
         in_original_frame(original[:, :1000], geo, input_box, {}, {})
+
+
+def test_scores_stay_with_their_boxes_in_the_original_frame() -> None:
+    geometry = Geometry(64, 64, False, (0, 0, 64, 64), 64, 64)
+    boxes = torch.tensor([[0.0, 0, 10, 10], [20.0, 20, 40, 40]])
+    frame = in_original_frame(
+        np.zeros((64, 64), np.float32), geometry, torch.zeros(0, 4), {}, {"m": (boxes, torch.tensor([0.9, 0.2]))}
+    )
+    assert frame.boxes["m"][1].tolist() == pytest.approx([0.9, 0.2])

@@ -284,3 +284,19 @@ def test_a_warning_about_an_input_reaches_its_rows_and_the_log(
     assert {r["path"]: r["warning"].count(";") + 1 if r["warning"] else 0 for r in rows} == {str(raw): 2, paths[1]: 0}
     warned = [m.getMessage().split(": ")[0] for m in caplog.records if m.levelno >= logging.WARNING]
     assert warned == [str(raw)] * 2
+
+
+def test_csv_rows_carry_each_boxs_own_coordinates_and_score() -> None:
+    """predictions.csv is what most users open; its coordinates were never read back by a test."""
+    from wsod_mammo.training.predict import _csv_rows
+
+    record = {"image_id": "a", "path": "p", "class": "Mass", "probability": 0.9, "warnings": [],
+              "boxes": [{"xmin": 10.0, "ymin": 20.0, "xmax": 30.0, "ymax": 60.0, "score": 0.5}]}  # fmt: skip
+    (row,) = list(_csv_rows([record]))
+    assert [row[k] for k in ("xmin", "ymin", "xmax", "ymax", "score")] == [
+        "10.00",
+        "20.00",
+        "30.00",
+        "60.00",
+        "0.500000",
+    ]

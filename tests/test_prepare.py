@@ -232,3 +232,17 @@ def test_an_empty_cached_npy_is_an_error_naming_it(tmp_path: Path) -> None:
     (tmp_path / "cut.npy").write_bytes(b"")
     with pytest.raises(ValueError, match=f"{tmp_path / 'cut.npy'}: not a readable cached image \\(EOFError"):
         prep.read_cached(tmp_path / "cut.npy", raw=True)
+
+
+def test_a_rerun_decodes_nothing_already_cached(synthetic_root: Path, tmp_path: Path, monkeypatch) -> None:
+    """wsod prepare resumes: a second run over a finished cache decodes no DICOM (hours on VinDr)."""
+    import wsod_mammo.data.images as images
+
+    first = prep.prepare(str(synthetic_root), str(tmp_path), input_size=SIZE, workers=0)
+
+    def decoded_again(*args, **kwargs):
+        raise AssertionError("an image was decoded again")
+
+    monkeypatch.setattr(images, "load_input_image", decoded_again)
+    monkeypatch.setattr(prep, "load_input_image", decoded_again, raising=False)
+    assert prep.prepare(str(synthetic_root), str(tmp_path), input_size=SIZE, workers=0) == first

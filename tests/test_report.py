@@ -230,3 +230,16 @@ def test_report_help_names_the_subset_choices_and_counts_read_right(tmp_path, ca
     assert "TPR at FPPI <= 1 on 6 test images, paired bootstrap" in capsys.readouterr().out
     main([str(tmp_path / "run"), "--compare", "cam", "gradcam"])
     assert "on 6 mass images, paired bootstrap" in capsys.readouterr().out
+
+
+def test_a_row_three_folders_down_is_found_and_an_empty_cell_is_no_conflict(tmp_path) -> None:
+    """A study's test run lies three levels below its run folder; one run's empty cell said it conflicted with
+    another run's value for that cell."""
+    from wsod_mammo.detection.report import find_run_dir
+
+    write_table2_row(tmp_path / "deep" / "b" / "c" / "table2_row.csv", "cam", {"cam": "0.69@1.55"})
+    assert find_run_dir(tmp_path / "deep") == tmp_path / "deep" / "b" / "c"
+    write_table2_row(tmp_path / "a" / "table2_row.csv", "cam", {"layercam": "0.70@0.90"})
+    write_table2_row(tmp_path / "b" / "table2_row.csv", "cam", {"cam": "0.69@1.55", "layercam": ""})
+    markdown, _ = collect_table2([tmp_path / "a", tmp_path / "b"])
+    assert "| cam | 0.69@1.55 | 0.70@0.90 |" in markdown

@@ -214,3 +214,32 @@ def test_a_failing_run_stops_the_study_naming_the_command_and_its_log(tmp_path: 
     assert message.startswith(f"`wsod fit --config {study / 'runs' / 'cam_seed1' / 'run.yaml'}` failed (exit 2); log")
     assert str(fit_log) in message and "beta" in message  # the log's end says why
     assert not (study / "runs" / "cam_seed1" / "fit.done").exists()
+
+
+def test_an_interrupted_fit_resumes_from_its_last_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run with last.ckpt and no fit.done resumes with --ckpt_path last: hours of training are not redone."""
+    import wsod_mammo.study as study
+
+    calls = []
+    monkeypatch.setattr(study, "_wsod", lambda args, log, env: calls.append(args))
+    run = tmp_path / "cam_seed1"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"x")
+    (run / "test.done").write_text("p/q/detection.json\n")
+    study.run_one(run, None)
+    assert calls == [["fit", "--config", str(run / "run.yaml"), "--ckpt_path", "last"]]
+
+
+def test_configs_merge_key_by_key_and_each_run_keeps_the_augmentation_options(tmp_path: Path) -> None:
+    """As `--config a --config b` merges for wsod fit; a run's seed joins the user's augmentation options rather
+    than replacing them."""
+    from wsod_mammo.study import RunSpec, compose_configs, run_config
+
+    (tmp_path / "a.yaml").write_text("data:\n  init_args:\n    data_root: x\n    batch_size: 2\n")
+    (tmp_path / "b.yaml").write_text("data:\n  init_args:\n    batch_size: 4\n")
+    merged = compose_configs([str(tmp_path / "a.yaml"), str(tmp_path / "b.yaml")])
+    assert merged["data"]["init_args"] == {"data_root": "x", "batch_size": 4}
+    base = {"data": {"init_args": {"augmentation": {"hflip_p": 0.0}}},
+            "trainer": {"callbacks": [{"class_path": "x.BestCheckpoint"}]}}  # fmt: skip
+    config = run_config(base, RunSpec("cam", 7), tmp_path, "g", ["cam"])
+    assert config["data"]["init_args"]["augmentation"] == {"hflip_p": 0.0, "seed": 7}

@@ -119,3 +119,35 @@ def test_a_malformed_test_report_is_an_error_naming_it_before_any_output(
                                          f" as expected: {problem}"):  # fmt: skip
         write_study_outputs(output, {("cam", 1): tmp_path / "detection.json"})
     assert not output.exists()
+
+
+def test_table2_csv_gives_the_seed_interval_low_then_high_and_rows_in_method_order() -> None:
+    """The interval columns were never read back; rows of train methods the tests lack both (layercam, xgradcam)
+    came out alphabetically while the columns kept the study's order."""
+    import csv
+    import io
+
+    reports = {
+        ("cam", s): {"table1": {}, "mass": {"cam": {"tpr": t, "fppi": 0.5}}} for s, t in [(1, 0.6), (2, 0.7), (3, 0.8)]
+    }
+    (row,) = list(csv.DictReader(io.StringIO(table2_text(table2_cells(reports))[1])))
+    assert float(row["tpr_low"]) == pytest.approx(0.45158, abs=1e-4)  # 0.7 -/+ t(0.975, 2) x 0.1 / sqrt(3)
+    assert float(row["tpr_high"]) == pytest.approx(0.94842, abs=1e-4)
+    one = {"table1": {}, "mass": {"cam": {"tpr": 0.5, "fppi": 0.5}}}
+    assert list(table2_cells({("layercam", 1): one, ("xgradcam", 1): one})) == ["xgradcam", "layercam"]
+
+
+def test_a_train_methods_froc_figure_holds_its_own_runs_only(tmp_path: Path, monkeypatch) -> None:
+    """froc_cam.png drew gradcam-trained runs' curves too, under the same "cam (seed 1)" label."""
+    import wsod_mammo.detection.study_report as study_report
+
+    seen = {}
+    monkeypatch.setattr(study_report, "plot_froc", lambda curves, path, **_: seen.__setitem__(Path(path).name, curves))
+
+    def cell(tpr: float) -> dict:
+        return {"tpr": tpr, "fppi": 0.5, "tpr_curve": [tpr], "fppi_curve": [0.5]}
+
+    reports = {("cam", 1): {"table1": {}, "mass": {"cam": cell(0.1)}},
+               ("gradcam", 1): {"table1": {}, "mass": {"cam": cell(0.9)}}}  # fmt: skip
+    study_report._froc_figures(tmp_path, reports)
+    assert dict(seen["froc_cam.png"]) == {"cam (seed 1)": ([0.5], [0.1])}

@@ -220,3 +220,22 @@ def test_a_plateau_schedule_watching_a_figure_that_rises_must_say_max(mode: str,
             module.configure_optimizers()
     else:
         module.configure_optimizers()
+
+
+def test_a_tie_with_the_best_score_keeps_the_newer_checkpoint() -> None:
+    """Validation AUROC saturates at 1.0 early: best.ckpt must follow the training, not stay at its first 1.0."""
+    from types import SimpleNamespace
+
+    from wsod_mammo.training.checkpoints import BestCheckpoint
+
+    callback = BestCheckpoint(monitor="val/fusion/auroc", mode="max", save_top_k=1)
+    callback.best_k_models, callback.kth_best_model_path = {"old.ckpt": torch.tensor(1.0)}, "old.ckpt"
+    trainer = SimpleNamespace(strategy=SimpleNamespace(reduce_boolean_decision=lambda decision: decision))
+    assert callback.check_monitor_top_k(trainer, torch.tensor(1.0)) is True
+    assert callback.check_monitor_top_k(trainer, torch.tensor(0.9)) is False
+
+
+def test_the_wandb_group_defaults_to_the_save_dirs_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fits and tests of one config share a W&B group: the name of the folder they save into."""
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    assert OfflineWandbLogger(save_dir=str(tmp_path / "myrun"))._wandb_init["group"] == "myrun"
