@@ -353,8 +353,9 @@ def synthesize_once(root: str | Path, **options: Any) -> bool:
         except OSError:
             if (root / FINDING_CSV).is_file():  # another process finished first: its dataset stays
                 return False
-            others = [p.name for p in root.iterdir() if not p.name.startswith(".")] if root.is_dir() else ["?"]
-            if others and not (root / MARKER_FILE).is_file():  # hidden files only (.gitkeep), a mount point: filled
+            # hidden files only (.gitkeep) or an empty mount point: filled like an empty folder
+            holds_files = not root.is_dir() or any(not p.name.startswith(".") for p in root.iterdir())
+            if holds_files and not (root / MARKER_FILE).is_file():
                 raise DataError(
                     f"data.synthesize_if_missing: {root} holds files but neither {FINDING_CSV} nor {MARKER_FILE}: not "
                     "a synthetic dataset, so none is written over it (its files are left as they are); give data_root "
