@@ -419,6 +419,32 @@ def test_compiled_networks_test_with_layercam(tmp_path: Path, trained: Path) -> 
     assert {cell["threshold_from"] for cell in report["mass"].values()} == {"validation"}
 
 
+def test_evaluation_options_given_with_a_checkpoint_are_the_ones_used(
+    tmp_path: Path, trained: Path, data_root: Path
+) -> None:
+    """Lightning puts a checkpoint's hyperparameters over the whole model config: `wsod test --ckpt_path ...
+    --model.test_saliency [gradcam]` evaluated all five methods, and `predict --model.predict_saliency cam` drew
+    its boxes from gradcampp, each recording the fit's value in its config.yaml. How to evaluate is the command's."""
+    config, ckpt = str(trained / "config.yaml"), str(checkpoint(trained))
+    main(["test", "--config", config, "--ckpt_path", ckpt, "--model.init_args.test_saliency", "[gradcam]",
+          "--trainer.logger.init_args.save_dir", str(tmp_path / "runs")])  # fmt: skip
+    (report,) = [json.loads(p.read_text()) for p in tmp_path.glob("runs/**/detection.json")]
+    (resolved,) = [yaml.safe_load(p.read_text()) for p in tmp_path.glob("runs/**/config.yaml")]
+    assert set(report["mass"]) == {"gradcam"}
+    assert resolved["model"]["init_args"]["test_saliency"] == ["gradcam"]
+    dicom = sorted((data_root / "images").glob("*/*.dicom"))[0]
+    output = tmp_path / "predictions"  # --trainer.callbacks.init_args.*: the last callback, the PredictionWriter
+    main(["predict", "--config", config, "--ckpt_path", ckpt, "--model.predict_saliency", "cam",
+          "--data.predict_paths", f"[{dicom}]", "--trainer.callbacks.init_args.output_dir", str(output)])  # fmt: skip
+    (records,) = [json.loads(p.read_text()) for p in output.glob("*/predictions.json")]
+    assert [r["method"] for r in records] == ["cam"]
+    # a config that leaves them at their defaults still gets the fit's (here: the defaults too), and test_saliency
+    # unset still means the fit's methods, all five in this fit
+    main(["test", "--config", config, "--ckpt_path", ckpt, "--trainer.logger.init_args.save_dir", str(tmp_path / "b")])
+    (report,) = [json.loads(p.read_text()) for p in tmp_path.glob("b/**/detection.json")]
+    assert set(report["mass"]) == {"cam", "gradcam", "gradcampp", "xgradcam", "layercam"}
+
+
 def test_device_standardization_reaches_the_model_as_worker_standardization(
     tmp_path: Path, data_root: Path, npy_cache: Path
 ) -> None:

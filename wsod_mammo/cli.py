@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import logging
 import os
@@ -42,6 +43,10 @@ RUNTIME_MODEL_OPTIONS = (
     "model.init_args.model.init_args.global_stem",
     "model.init_args.model.init_args.compile_training_forward",
 )
+
+#: Model options that say how to evaluate, not what the weights are: test, validate and predict use the command's
+#: value where the user set one (on the command line, or in a config as other than the default), not the fit's.
+EVALUATION_MODEL_OPTIONS = ("test_saliency", "predict_saliency", "saliency_target")
 
 
 #: What `wsod fit --ckpt_path` itself sets on resuming a run (not the user's changes to its config).
@@ -145,10 +150,28 @@ class WsodCLI(LightningCLI):
             with configuration_errors():
                 self._check_before_running(subcommand, self.config[subcommand])
         runtime = {key: self.config[subcommand].get(key) for key in RUNTIME_MODEL_OPTIONS} if subcommand else {}
+        evaluation = self._evaluation_options_set(subcommand) if subcommand and subcommand != "fit" else {}
         super()._parse_ckpt_path()  # the checkpoint's hyperparameters replace the model config
         for key, value in runtime.items():
             if value is not None and self.config[subcommand].get(key) is not None:
                 self.config[subcommand][key] = value
+        for key, value in evaluation.items():
+            fitted = self.config[subcommand].get(key)
+            if fitted != value:
+                log.info("%s: --%s %s, where the checkpoint's fit had %s", subcommand, key, value, fitted)
+                self.config[subcommand][key] = value
+
+    def _evaluation_options_set(self, subcommand: str) -> dict[str, Any]:
+        """The ``EVALUATION_MODEL_OPTIONS`` the user set for this command, by their dotted config keys."""
+        defaults = inspect.signature(GMICLitModule.__init__).parameters
+        words = {w.split("=")[0] for w in getattr(self, "_command_line", [])}
+        chosen = {}
+        for name in EVALUATION_MODEL_OPTIONS:
+            key = f"model.init_args.{name}"
+            value = self.config[subcommand].get(key)
+            if value != defaults[name].default or {f"--{key}", f"--model.{name}"} & words:
+                chosen[key] = value
+        return chosen
 
     def _check_before_running(self, subcommand: str, section: Any) -> None:
         """Hardware, sizes and weights the command cannot run with; ``--ckpt_path`` resolved and checked."""
