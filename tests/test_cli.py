@@ -30,6 +30,7 @@ from wsod_mammo.cli_checkpoints import resolve_checkpoint
 from wsod_mammo.data.dicom import read_dicom
 from wsod_mammo.inference import Predictor, nyu_to_checkpoint
 from wsod_mammo.models import GMIC, to_nyu_state_dict
+from wsod_mammo.training.callbacks import DetectionMetrics
 from wsod_mammo.training.test_report import checkpoint_record
 
 REPO = Path(__file__).resolve().parents[1]
@@ -583,6 +584,29 @@ def test_data_a_run_cannot_use_is_one_line_naming_it(
     finally:  # the run stopped in this process leaves its W&B run open; later tests must start their own
         wandb.finish()
     assert not list(tmp_path.glob("**/*.ckpt"))
+
+
+@pytest.mark.parametrize("callback", [2, 3])  # DetectionMetrics, SaliencyOverlays
+def test_a_misspelt_test_method_of_a_callback_is_refused_before_running(
+    tmp_path: Path, data_root: Path, trained: Path, caplog: pytest.LogCaptureFixture, callback: int
+) -> None:
+    """`methods: [cam, gradcamm]` in a callback used to fail after model and data had loaded (40 s with two
+    processes), in a traceback printed three times that did not name the option. Names are kept as the registry
+    spells them, the keys of the validated thresholds (`GradCAM` is `gradcam`, as it is for the model's options)."""
+    settings = tiny_config(tmp_path, data_root)
+    entry = settings["trainer"]["callbacks"][callback]
+    name = entry["class_path"].rsplit(".", 1)[1]
+    entry.setdefault("init_args", {})["methods"] = ["cam", "gradcamm"]
+    args = [
+        "test",
+        "--config",
+        str(write_config(tmp_path / "c.yaml", settings)),
+        "--ckpt_path",
+        str(checkpoint(trained)),
+    ]
+    _refused(args, rf"^wsod test: {name}.methods: unknown saliency method 'gradcamm'", caplog)
+    assert not (tmp_path / "runs").exists()
+    assert DetectionMetrics(methods=["GradCAM", "cam"]).methods == ["gradcam", "cam"]
 
 
 def test_an_image_unreadable_in_a_worker_is_one_line_naming_it(

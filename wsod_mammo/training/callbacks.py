@@ -18,6 +18,7 @@ from wsod_mammo.detection.boxes import DEFAULT_THRESHOLD, saliency_to_boxes
 from wsod_mammo.detection.metrics import DetectionMetric, DetectionResult
 from wsod_mammo.detection.overlay import method_panels, render_overlay, short_id, write_png
 from wsod_mammo.detection.overlay_frame import overlay_frame
+from wsod_mammo.saliency import get_saliency_method
 from wsod_mammo.training.run_dir import run_directory
 from wsod_mammo.training.test_report import SUBSETS, table1_intervals, write_test_report
 
@@ -53,6 +54,17 @@ def step_maps(
     return maps
 
 
+def method_names(methods: Sequence[str] | None, option: str) -> list[str] | None:
+    """A callback's ``methods`` as registered names, checked when the config is read (a misspelt name used to fail
+    after the model and data had loaded, in a traceback not naming the option); None keeps the module's."""
+    if methods is None:
+        return None
+    try:
+        return [get_saliency_method(name).name for name in methods]
+    except ValueError as error:
+        raise ValueError(f"{option}: {error}") from None
+
+
 class DetectionMetrics(Callback):
     """TPR@FPPI and FROC for every test-time saliency method, from the maps of the pass that classifies each batch.
 
@@ -86,7 +98,7 @@ class DetectionMetrics(Callback):
         alignment: Alignment = "resize",
         bootstrap_seed: int = SEED,
     ) -> None:
-        self.methods = methods
+        self.methods = method_names(methods, "DetectionMetrics.methods")
         self.alignment = alignment
         self.bootstrap_seed = bootstrap_seed
         self.thresholds = tuple(thresholds) if thresholds else DEFAULT_THRESHOLD_GRID
@@ -208,7 +220,7 @@ class SaliencyOverlays(Callback):
     ) -> None:
         self.num_images = num_images
         self.alignment = alignment
-        self.methods = methods
+        self.methods = method_names(methods, "SaliencyOverlays.methods")
         self.class_index = class_index
         self._written: list[Path] = []
 
