@@ -75,7 +75,7 @@ def tiny_config(directory: Path, data_root: Path, train_saliency: str = "cam", *
                     },
                 },
                 {
-                    "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+                    "class_path": "wsod_mammo.training.checkpoints.WholeCheckpoint",
                     "init_args": {
                         "filename": "last",
                         "save_top_k": 1,

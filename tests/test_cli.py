@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 import os
@@ -15,6 +16,7 @@ import time
 import warnings
 import zlib
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -877,6 +879,36 @@ def test_a_resumed_ddp_fit_ends_with_the_weights_of_the_uninterrupted_one(tmp_pa
     straight, resumed = (_state(checkpoint(tmp_path / name)) for name in ("straight", "resumed"))
     for key in straight:
         torch.testing.assert_close(resumed[key], straight[key], rtol=0, atol=0, msg=key)
+
+
+def test_a_save_cut_short_keeps_the_previous_last_checkpoint(
+    tmp_path: Path, data_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lightning moves a checkpoint from $TMPDIR to its name, a copy into the file itself when the run folder is on
+    another file system: a Ctrl-C, kill or full disk then left a cut `last.ckpt` and the earlier epoch's was gone
+    (`--ckpt_path last`: EOFError). Here the second epoch's write stops half-way, as that copy does."""
+    from lightning.pytorch.plugins.io.torch_plugin import TorchCheckpointIO
+
+    original, calls = TorchCheckpointIO.save_checkpoint, []
+
+    def cut_short(self: TorchCheckpointIO, checkpoint: dict, path: Any, storage_options: Any = None) -> None:
+        calls.append(Path(path).name)
+        if calls.count(calls[-1]) < 2 or not calls[-1].startswith("last"):
+            return original(self, checkpoint, path, storage_options)
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
+        Path(path).write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+        raise OSError(28, "No space left on device", str(path))
+
+    monkeypatch.setattr(TorchCheckpointIO, "save_checkpoint", cut_short)
+    settings = tiny_config(tmp_path, data_root)
+    settings["trainer"] |= {"max_epochs": 2, "limit_train_batches": 1, "limit_val_batches": 1, "logger": False,
+                            "default_root_dir": str(tmp_path / "runs")}  # fmt: skip
+    settings["trainer"]["callbacks"] = settings["trainer"]["callbacks"][:2]
+    with pytest.raises(OSError, match="No space left"):
+        main(["fit", "--config", str(write_config(tmp_path / "c.yaml", settings))])
+    (last,) = list((tmp_path / "runs").glob("**/last.ckpt"))
+    assert torch.load(last, map_location="cpu", weights_only=True)["epoch"] == 0  # the first epoch's, whole
 
 
 def test_a_fit_stopped_by_sigterm_exits_non_zero_and_says_how_to_resume(tmp_path: Path, data_root: Path) -> None:

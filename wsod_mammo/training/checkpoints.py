@@ -1,11 +1,15 @@
-"""Checkpoints: the one safe way to read a ``wsod fit`` checkpoint, and the ``best`` one kept with ties to the newer."""
+"""Checkpoints: the one safe way to read a ``wsod fit`` checkpoint, each one written whole or not at all, and the
+``best`` one kept with ties to the newer."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
+from weakref import proxy
 
 import torch
+from fsspec.implementations.local import LocalFileSystem
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from torch import Tensor
@@ -41,7 +45,31 @@ def _looks_like_nyu(obj: object) -> bool:
     return isinstance(obj, dict) and any(isinstance(k, str) and k.startswith(prefixes) for k in obj)
 
 
-class BestCheckpoint(ModelCheckpoint):
+class WholeCheckpoint(ModelCheckpoint):
+    """``ModelCheckpoint`` whose file is replaced whole: a save goes to ``<name>.partial`` beside it and is renamed.
+
+    Lightning writes into a temporary file in ``$TMPDIR`` and moves it to the checkpoint's name; when the checkpoint
+    folder is on another file system (a data disk, NFS, tmpfs) that move is a copy straight into ``last.ckpt``, and a
+    Ctrl-C, a kill or a full disk during it left an empty or cut ``last.ckpt``: the previous epoch's was gone too.
+    A rename within one folder is atomic, so an interrupted save now costs only the ``.partial`` file.
+    """
+
+    def _save_checkpoint(self, trainer: Trainer, filepath: str) -> None:
+        if not isinstance(self._fs, LocalFileSystem):  # object stores upload whole objects already
+            return super()._save_checkpoint(trainer, filepath)
+        partial = f"{filepath}.partial"
+        trainer.save_checkpoint(partial, self.save_weights_only)  # every rank takes part; global rank 0 writes
+        if trainer.is_global_zero:
+            os.replace(partial, filepath)
+        trainer.strategy.barrier("WholeCheckpoint.replace")
+        self._last_global_step_saved = trainer.global_step
+        self._last_checkpoint_saved = filepath
+        if trainer.is_global_zero:
+            for logger in trainer.loggers:
+                logger.after_save_checkpoint(proxy(self))
+
+
+class BestCheckpoint(WholeCheckpoint):
     """``ModelCheckpoint`` whose ties replace the kept checkpoint instead of keeping the oldest.
 
     Validation AUROC saturates (1.0 on a small or easy validation split, often within a few epochs); Lightning's
