@@ -1012,27 +1012,56 @@ def test_predict_of_the_paper_test_split_writes_each_image_once(tmp_path: Path, 
 def test_ddp_predict_of_only_unreadable_files_writes_every_reason_and_exits_non_zero(
     tmp_path: Path, trained: Path, data_root: Path
 ) -> None:
-    """3 unreadable files (text, empty, truncated DICOM) on 2 processes (2 + 1): every rank decides alike, the
-    per-rank CSVs hold every file's reason, the run exits non-zero and its message names those CSVs."""
+    """3 unreadable files (text, empty, truncated DICOM) on 2 processes (2 + 1): every rank decides alike, the one
+    predictions.csv holds every file's reason in input order, and the run exits non-zero naming it."""
     text, empty, truncated = tmp_path / "notes.txt", tmp_path / "empty.dcm", tmp_path / "truncated.dcm"
     text.write_text("not an image")
     empty.write_bytes(b"")
     truncated.write_bytes(sorted((data_root / "images").glob("*/*.dicom"))[0].read_bytes()[:400])
+    args = [*_ddp_predict_args(tmp_path, trained, data_root), "--data.predict_paths", f"[{text}, {empty}, {truncated}]"]
+    result = _wsod(*args, cwd=tmp_path, check=False, timeout=240)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output[-3000:]
+    (run,) = {p.parent for p in (tmp_path / "predictions").glob("*/predictions.csv")}
+    rows = list(csv.DictReader(open(run / "predictions.csv")))
+    assert [row["path"] for row in rows] == [str(text), str(empty), str(truncated)]
+    assert all(row["error"].startswith(row["path"]) and len(row["error"]) > len(row["path"]) + 2 for row in rows)
+    assert (
+        "none of the 3 input(s) could be read" in output and f"the reasons are in {run / 'predictions.csv'}" in output
+    )
+    assert not list(run.glob("predictions.rank*"))
+
+
+def test_ddp_predict_writes_every_process_rows_once_in_input_order(
+    tmp_path: Path, trained: Path, data_root: Path
+) -> None:
+    """5 inputs on 2 processes (3 + 2) used to give predictions.rank0/1 files in rank order and a log line counting
+    rank 0's images only; fewer inputs than processes failed on a bare assertion in Lightning's sampler."""
+    dicoms = sorted((data_root / "images").glob("*/*.dicom"))[:4]
+    text = tmp_path / "notes.txt"
+    text.write_text("not an image")
+    inputs = [dicoms[0], text, *dicoms[1:]]
+    args = _ddp_predict_args(tmp_path, trained, data_root)
+    result = _wsod(*args, "--data.predict_paths", f"[{', '.join(map(str, inputs))}]", cwd=tmp_path, timeout=240)
+    output = result.stdout + result.stderr
+    (run,) = [p.parent for p in (tmp_path / "predictions").glob("*/predictions.json")]
+    records = json.loads((run / "predictions.json").read_text())
+    assert [r["path"] for r in records] == list(map(str, inputs)), output[-3000:]
+    assert [bool(r.get("error")) for r in records] == [False, True, False, False, False]
+    assert {row["path"] for row in csv.DictReader(open(run / "predictions.csv"))} == set(map(str, inputs))
+    assert f"predictions for 5 images (1 unreadable) in {run}" in output and not list(run.glob("predictions.rank*"))
+    result = _wsod(*args, "--data.predict_paths", f"[{dicoms[0]}]", cwd=tmp_path, check=False, timeout=240)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output[-3000:]
+    assert "predict: 1 input(s) for 2 processes" in output and "--trainer.devices 1" in output
+    assert "AssertionError" not in output
+
+
+def _ddp_predict_args(tmp_path: Path, trained: Path, data_root: Path) -> list[str]:
     settings = tiny_config(tmp_path, data_root)
     settings["trainer"] |= {"devices": 2, "strategy": "ddp"}
     config = write_config(tmp_path / "ddp.yaml", settings)
-    args = ["predict", "--config", str(config), "--ckpt_path", str(checkpoint(trained, "best"))]
-    paths = f"[{text}, {empty}, {truncated}]"
-    result = _wsod(*args, "--data.predict_paths", paths, cwd=tmp_path, check=False, timeout=240)
-    output = result.stdout + result.stderr
-    assert result.returncode != 0, output[-3000:]
-    (run,) = {p.parent for p in (tmp_path / "predictions").glob("*/predictions.rank*.csv")}
-    rows = [row for rank in (0, 1) for row in csv.DictReader(open(run / f"predictions.rank{rank}.csv"))]
-    reasons = {row["path"]: row["error"] for row in rows}
-    assert sorted(reasons) == sorted(map(str, (text, empty, truncated))) and len(rows) == 3
-    assert all(reason.startswith(path) and len(reason) > len(path) + 2 for path, reason in reasons.items())
-    assert "none of the 3 input(s) could be read" in output
-    assert f"the reasons are in {run / 'predictions.rank0.csv'}, {run / 'predictions.rank1.csv'}" in output
+    return ["predict", "--config", str(config), "--ckpt_path", str(checkpoint(trained, "best"))]
 
 
 def test_predict_adopts_the_checkpoints_input_frame_unless_the_command_line_sets_it(

@@ -418,4 +418,13 @@ class VinDrMammoDataModule(L.LightningDataModule):
         return self._loader("test")
 
     def predict_dataloader(self) -> DataLoader:
+        """Each process predicts a share of the inputs, repeating none (Lightning's unrepeated sampler), so each
+        needs one: with fewer inputs Lightning failed on a bare assertion in every process."""
+        processes = self.trainer.world_size if self.trainer is not None else 1
+        inputs = len(self.datasets.get("predict", ()))
+        if 0 < inputs < processes:
+            raise DataError(
+                f"predict: {inputs} input(s) for {processes} processes (trainer.devices x trainer.num_nodes): each "
+                f"process needs one; run it with --trainer.devices {inputs}"
+            )
         return self._loader("predict")

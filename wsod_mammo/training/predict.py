@@ -55,8 +55,9 @@ class PredictionWriter(BasePredictionWriter):
     Boxes come from the module's ``predict_saliency`` map at its validated threshold and are mapped back to the
     original DICOM pixel frame (flip, breast crop and resize undone). An input that could not be read gets a row
     with its error; the other images still get results, and when no input could be read the run ends with
-    ``NoReadableInputError`` after writing the rows. A run cut short (Ctrl-C, an error) writes the rows of the
-    images done so far. Under DDP each process writes its own ``.rankN`` files.
+    ``NoReadableInputError`` after writing the rows. Under DDP the processes' rows are gathered into the one pair
+    of files, in input order. A run cut short (Ctrl-C, an error) writes the rows of the images done so far (under
+    DDP each process its own ``.rankN`` files: the others may be gone).
 
     Args:
         output_dir: parent of the per-run folders (``run_dir`` after ``on_predict_start``).
@@ -86,10 +87,11 @@ class PredictionWriter(BasePredictionWriter):
         self.class_names = padded_class_names(None, class_index + 1)
         self.overlays = overlays
         self._records: list[dict[str, Any]] = []
+        self._indices: list[int] = []  # each record's position in the inputs, to gather the processes' rows in order
         self._open = False  # a run folder whose rows are not yet written
 
     def on_predict_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._records, self._open = [], False
+        self._records, self._indices, self._open = [], [], False
         self.class_names = class_names_of(trainer, pl_module, self.class_index)
         folder = str(new_run_folder(self.output_dir)) if trainer is None or trainer.is_global_zero else None
         self.run_dir = Path(trainer.strategy.broadcast(folder) if trainer is not None else folder)
@@ -110,6 +112,7 @@ class PredictionWriter(BasePredictionWriter):
                 overlay = self._write_overlay(batch, i, saliency, boxes, result.method, record["probability"], cell0)
                 record["overlay"] = str(overlay)
             self._records.append(record)
+            self._indices.append(batch_indices[i] if batch_indices else len(self._indices))
 
     def _write_overlay(
         self,
@@ -131,45 +134,50 @@ class PredictionWriter(BasePredictionWriter):
         return path
 
     def on_predict_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        csv_path, failed = self._write_rows(trainer)
-        log.info("predictions for %d images (%d unreadable) in %s", len(self._records), failed, self.run_dir)
-        readable, where = len(self._records) - failed, str(csv_path)
-        if trainer.world_size > 1:  # every rank decides alike (a rank raising alone would leave the others waiting)
-            counts = torch.tensor([float(readable), float(failed)], device=trainer.strategy.root_device)
-            readable, failed = (int(v) for v in trainer.strategy.reduce(counts, reduce_op="sum").tolist())
-            where = ", ".join(str(self.run_dir / f"predictions.rank{r}.csv") for r in range(trainer.world_size))
-        if failed and readable == 0:
+        records = self._gathered_records(trainer)
+        failed = sum(1 for r in records if r.get("error"))
+        csv_path = self.run_dir / "predictions.csv"
+        if trainer.is_global_zero:
+            self._write_rows(records, "")
+            log.info("predictions for %d images (%d unreadable) in %s", len(records), failed, self.run_dir)
+        self._open = False
+        if failed and failed == len(records):  # every rank holds every row: all decide alike, none waits alone
             raise NoReadableInputError(
-                f"predict: none of the {failed} input(s) could be read; the reasons are in {where}"
+                f"predict: none of the {failed} input(s) could be read; the reasons are in {csv_path}"
             )
+
+    def _gathered_records(self, trainer: Trainer) -> list[dict[str, Any]]:
+        """Every process's rows, in input order (the sampler deals the inputs out round-robin; it repeats none)."""
+        if trainer.world_size == 1:
+            return list(self._records)
+        parts: list[Any] = [None] * trainer.world_size
+        torch.distributed.all_gather_object(parts, list(zip(self._indices, self._records, strict=True)))
+        return [record for _, record in sorted((pair for part in parts for pair in part), key=lambda p: p[0])]
 
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
         """A run cut short (Ctrl-C, which Lightning turns into this hook, or an error in a later batch) still
         writes the rows of the images finished so far: their overlays are already on disk."""
         if not self._open:
             return  # no predict run started, or its rows are already written (on_predict_end's own error)
-        _, failed = self._write_rows(trainer)
+        suffix = f".rank{trainer.global_rank}" if trainer.world_size > 1 else ""
+        failed = self._write_rows(self._records, suffix)
+        self._open = False
         how = "interrupted" if isinstance(exception, KeyboardInterrupt) else f"stopped by {type(exception).__name__}"
         log.warning(
             "predict %s after %d images: their predictions (%d unreadable) are in %s",
             how, len(self._records), failed, self.run_dir,
         )  # fmt: skip
 
-    def _write_rows(self, trainer: Trainer) -> tuple[Path, int]:
-        """``predictions[.rankN].json`` and ``.csv`` of the rows so far (each rank its own under DDP) -> the CSV and
-        how many of the rows are unreadable inputs."""
-        suffix = f".rank{trainer.global_rank}" if trainer.world_size > 1 else ""
+    def _write_rows(self, records: list[dict[str, Any]], suffix: str) -> int:
+        """``predictions<suffix>.json`` and ``.csv`` of ``records`` -> how many of them are unreadable inputs."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        json_path = self.run_dir / f"predictions{suffix}.json"
-        json_path.write_text(json.dumps(self._records, indent=2))
-        csv_path = self.run_dir / f"predictions{suffix}.csv"
-        with open(csv_path, "w", newline="") as handle:
+        (self.run_dir / f"predictions{suffix}.json").write_text(json.dumps(records, indent=2))
+        with open(self.run_dir / f"predictions{suffix}.csv", "w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
             writer.writeheader()
-            for row in _csv_rows(self._records):
+            for row in _csv_rows(records):
                 writer.writerow(row)
-        self._open = False
-        return csv_path, sum(1 for r in self._records if r.get("error"))
+        return sum(1 for r in records if r.get("error"))
 
 
 def batch_predictions(
