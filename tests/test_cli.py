@@ -1057,6 +1057,25 @@ def test_ddp_predict_writes_every_process_rows_once_in_input_order(
     assert "AssertionError" not in output
 
 
+def test_an_image_unreadable_on_one_ddp_process_is_its_one_line_not_the_others_traceback(
+    tmp_path: Path, trained: Path, data_root: Path
+) -> None:
+    """One truncated test image, read by one of 2 processes: that process said why in one line, and the other's
+    collective then failed ("Connection closed by peer") in a traceback printed twice, 100-200 lines after it."""
+    root = Path(shutil.copytree(data_root, tmp_path / "data"))
+    rows = list(csv.DictReader(open(root / "breast-level_annotations.csv")))
+    (broken,) = list(root.glob(f"images/*/{next(r['image_id'] for r in rows if r['split'] == 'test')}.dicom"))
+    broken.write_bytes(broken.read_bytes()[: broken.stat().st_size // 2])
+    settings = tiny_config(tmp_path, root)
+    settings["trainer"] |= {"devices": 2, "strategy": "ddp"}
+    args = ["test", "--config", str(write_config(tmp_path / "ddp.yaml", settings))]
+    result = _wsod(*args, "--ckpt_path", str(checkpoint(trained, "best")), cwd=tmp_path, check=False, timeout=240)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output[-3000:]
+    assert len(re.findall(rf"wsod test: {broken}: .*data.missing: skip", output)) == 1, output[-3000:]
+    assert "Traceback" not in output and "closed by peer" not in output, output[-3000:]
+
+
 def _ddp_predict_args(tmp_path: Path, trained: Path, data_root: Path) -> list[str]:
     settings = tiny_config(tmp_path, data_root)
     settings["trainer"] |= {"devices": 2, "strategy": "ddp"}

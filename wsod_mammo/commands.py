@@ -64,6 +64,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: How a DDP collective fails in the processes left when another process of the run has exited (gloo's words; the
+#: exception is a plain RuntimeError, and Lightning's teardown has unset WORLD_SIZE by the time it reaches ``main``).
+PEER_STOPPED = ("Connection closed by peer", "Connection reset by peer")
+
+
+def peer_stopped(error: BaseException) -> bool:
+    """Whether ``error`` is a multi-process run's collective failing because another of its processes exited: that
+    process printed the reason, and the traceback of each process left (twice, with torch's ``[rankN]:`` copy)
+    buried it."""
+    text = str(error)
+    return "gloo" in text and any(words in text for words in PEER_STOPPED)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of ``wsod`` and ``python -m wsod_mammo``: dispatch ``argv[0]`` with the remaining arguments."""
     args = sys.argv[1:] if argv is None else list(argv)
@@ -97,6 +110,14 @@ def main(argv: list[str] | None = None) -> None:
                 raise
             logging.getLogger(PACKAGE_LOGGER).error("wsod %s: %s", name, getattr(err, "reason", err))
             raise SystemExit(1 if isinstance(err, DataError) else 2) from None
+        except RuntimeError as err:
+            if not peer_stopped(err) or os.environ.get(TRACEBACK_VARIABLE, "") not in ("", "0"):
+                raise
+            logging.getLogger(PACKAGE_LOGGER).error(
+                "wsod %s: another process of this run stopped (its reason is printed above); this one stopped with it",
+                name,
+            )
+            raise SystemExit(1) from None
     else:
         try:
             module.main(rest)
