@@ -58,7 +58,11 @@ class WholeCheckpoint(ModelCheckpoint):
         if not isinstance(self._fs, LocalFileSystem):  # object stores upload whole objects already
             return super()._save_checkpoint(trainer, filepath)
         partial = f"{filepath}.partial"
-        trainer.save_checkpoint(partial, self.save_weights_only)  # every rank takes part; global rank 0 writes
+        try:
+            trainer.save_checkpoint(partial, self.save_weights_only)  # every rank takes part; global rank 0 writes
+        except OSError as error:  # a full disk or quota: Lightning's message names no file
+            kept = "the previous one is kept" if os.path.exists(filepath) else "no earlier one exists"
+            raise OSError(error.errno, f"{filepath}: checkpoint not written ({error.strerror}); {kept}") from error
         if trainer.is_global_zero:
             os.replace(partial, filepath)
         trainer.strategy.barrier("WholeCheckpoint.replace")
