@@ -258,3 +258,57 @@ def test_nothing_reads_the_global_networks_outputs_after_the_local_network_runs_
             torch.testing.assert_close(getattr(out, name), getattr(out_expected, name), msg=name)
     for name in family:
         torch.testing.assert_close(found_evaluation[1][name], expected_evaluation[1][name], msg=name)
+
+
+def _x(n: int = 2) -> torch.Tensor:
+    return torch.randn(n, 1, *SIZE, generator=torch.Generator().manual_seed(0))
+
+
+def test_top_t_count_rounds_to_nearest_as_nyu_does() -> None:
+    """nyukat/GMIC: top_t = int(round(h * w * percent_t)). 12 * 0.3 = 3.6 -> 4 positions (floor would give 3)."""
+    torch.manual_seed(0)
+    model = GMIC(percent_t=0.3, crop_shape=(64, 64), num_patches=2).eval()
+    with torch.no_grad():
+        out = model(_x())
+    flat = out.saliency.flatten(2).sort(dim=2, descending=True).values
+    torch.testing.assert_close(out.y_global, flat[..., :4].mean(2))
+
+
+def test_no_grad_forward_with_an_autograd_patch_method_returns_detached_outputs() -> None:
+    """Under torch.no_grad() nothing returned may carry an autograd graph (memory, .numpy())."""
+    torch.manual_seed(0)
+    model = GMIC(crop_shape=(64, 64), num_patches=2).eval()
+    with torch.no_grad():
+        out = model(_x(), "layercam")
+    assert [name for name, t in zip(out._fields, out, strict=True) if t.requires_grad] == []
+
+
+def test_gated_attention_and_fusion_follow_the_paper() -> None:
+    """Shen et al. 2021, eqs. 5-8: from the K patches' features h_k (ResNet-18 on the crops at patch_boxes),
+    a_k = softmax_k(w^T (tanh(V h_k) * sigm(U h_k))), z = sum_k a_k h_k, y_local = sigm(w_c^T z),
+    y_fusion = sigm(w_f^T [GMP(h_g); z] + b)."""
+    torch.manual_seed(0)
+    model = GMIC(num_classes=2, crop_shape=(64, 64), num_patches=3).eval()
+    with torch.no_grad():
+        # make the attention far from uniform so a wrong gate is visible
+        for layer in (model.attention_v, model.attention_u, model.attention_w):
+            layer.weight.mul_(20)
+        x = _x()
+        out = model(x)
+        crops = []
+        for n in range(x.shape[0]):
+            for left, top, right, bottom in out.patch_boxes[n].long().tolist():
+                crops.append(x[n, :, top:bottom, left:right])
+        h = model.local_network(torch.stack(crops).expand(-1, 3, -1, -1)).view(2, 3, -1).double()
+        V, U, w = (m.weight.double() for m in (model.attention_v, model.attention_u, model.attention_w))
+        scores = (torch.tanh(h @ V.T) * torch.sigmoid(h @ U.T)) @ w.T  # (N, K, 1)
+        a = torch.softmax(scores[..., 0], dim=1)
+        z = (a[..., None] * h).sum(1)
+        y_local = torch.sigmoid(z @ model.classifier.weight.double().T)
+        pooled = model.global_network(x)["final"].double().amax(dim=(2, 3))
+        fw, fb = model.fusion.weight.double(), model.fusion.bias.double()
+        y_fusion = torch.sigmoid(torch.cat([pooled, z], 1) @ fw.T + fb)
+    assert a.std() > 0.05  # attention is not uniform here
+    torch.testing.assert_close(out.patch_attention.double(), a, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(out.y_local.double(), y_local, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(out.y_fusion.double(), y_fusion, atol=1e-5, rtol=1e-4)

@@ -97,3 +97,10 @@ def test_crop_is_differentiable_wrt_image() -> None:
     images = torch.randn(1, 1, 8, 8, requires_grad=True)
     roi.crop_patches(images, torch.tensor([[[2, 3]]]), (2, 2)).sum().backward()
     assert images.grad.sum().item() == 4.0
+
+
+def test_window_size_of_a_non_square_crop_keeps_height_and_width_apart() -> None:
+    # a 128 (high) x 64 (wide) crop on a 256 x 192 image whose map is 4 x 3: 128*4/256 = 2 rows, 64*3/192 = 1 col
+    assert roi.window_size((128, 64), (4, 3), (256, 192)) == (2, 1)
+    # and on the paper's 2944 x 1920 input (46 x 30 map): a 512 x 128 crop covers 8 x 2 cells
+    assert roi.window_size((512, 128), (46, 30), (2944, 1920)) == (8, 2)

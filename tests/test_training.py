@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from torchmetrics.functional.classification import multilabel_auroc, multilabel_recall
 
 from wsod_mammo.models import GMIC, GMICOutput
 from wsod_mammo.training.classification import KeyedMean, classification_metrics
@@ -239,3 +240,108 @@ def test_the_wandb_group_defaults_to_the_save_dirs_name(tmp_path: Path, monkeypa
     """Fits and tests of one config share a W&B group: the name of the folder they save into."""
     monkeypatch.delenv("WANDB_MODE", raising=False)
     assert OfflineWandbLogger(save_dir=str(tmp_path / "myrun"))._wandb_init["group"] == "myrun"
+
+
+def test_worst_predictions_cost_minus_log_eps_per_head() -> None:
+    target = torch.tensor([[1.0], [0.0]])
+    worst = torch.tensor([[0.0], [1.0]])
+    out = GMICOutput(worst, worst, worst, torch.zeros(2, 1, 2, 2), torch.zeros(2, 1, 4), torch.ones(2, 1))
+    loss = gmic_loss(out, target, beta=0.0)
+    # torch's own BCE gives 100 per term (it clamps log at -100); the 1e-6 clamp bounds it by about 13.8
+    # (float32 rounds 1 - 1e-6, hence the tolerance)
+    for term in (loss.global_bce, loss.local_bce, loss.fusion_bce):
+        assert abs(term.item() - (-math.log(1e-6))) < 0.05
+
+
+def test_tpr_is_sensitivity_and_tnr_specificity() -> None:
+    # 4 positives, 2 caught (TPR 1/2); 2 negatives, both rejected (TNR 1)
+    probabilities = torch.tensor([0.9, 0.8, 0.3, 0.2, 0.1, 0.4])
+    target = torch.tensor([1, 1, 1, 1, 0, 0])
+    values = classification_metrics(num_classes=1)(probabilities, target)
+    assert values["tpr"].item() == pytest.approx(0.5) and values["tnr"].item() == pytest.approx(1.0)
+    two = classification_metrics(num_classes=2)
+    values = two(torch.stack([probabilities, probabilities], 1), torch.stack([target, target], 1))
+    assert values["tpr"].item() == pytest.approx(0.5) and values["tnr"].item() == pytest.approx(1.0)
+
+
+def test_an_image_seen_twice_counts_once_in_the_table1_figures() -> None:
+    """DDP padding / `selection: paper` repeats: only an image's first occurrence may count."""
+    metrics = classification_metrics(num_classes=1)
+    metrics.update(torch.tensor([0.9, 0.2]), torch.tensor([1, 0]), image_ids=["a", "b"])
+    metrics.update(torch.tensor([0.1, 0.1, 0.1]), torch.tensor([1, 1, 1]), image_ids=["a", "a", "a"])  # repeats
+    values = metrics.compute()
+    assert values["accuracy"].item() == pytest.approx(1.0) and values["tpr"].item() == pytest.approx(1.0)
+
+
+def _module(num_classes: int = 1, **kwargs) -> GMICLitModule:
+    torch.manual_seed(0)
+    module = GMICLitModule(GMIC(num_classes=num_classes, num_patches=2, crop_shape=(64, 64)), **kwargs)
+    module.log = module.log_dict = lambda *args, **kw: None  # no Trainer here
+    return module
+
+
+def _batch(num_classes: int = 1) -> dict:
+    gen = torch.Generator().manual_seed(1)
+    label = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])[:, :num_classes]
+    return {"image": torch.randn(3, 1, 128, 128, generator=gen), "label": label, "image_id": ["a", "b", "c"]}
+
+
+def _paper_loss(out, label, beta) -> torch.Tensor:
+    """Shen et al. 2021 eq. 9: BCE of the three heads + beta * sum |A| (per image, averaged over the batch)."""
+    bce = sum(F.binary_cross_entropy(y.double(), label.double()) for y in (out.y_global, out.y_local, out.y_fusion))
+    return bce + beta * out.saliency.double().abs().flatten(1).sum(1).mean()
+
+
+def test_training_step_returns_the_papers_loss_with_the_modules_beta() -> None:
+    module = _module(beta=0.5).train()
+    batch = _batch()
+    torch.manual_seed(2)
+    loss = module.training_step(batch, 0)
+    torch.manual_seed(2)
+    with torch.no_grad():
+        out = module.model(batch["image"], module.train_saliency)
+    torch.testing.assert_close(loss.double(), _paper_loss(out, batch["label"], 0.5), rtol=1e-5, atol=1e-6)
+
+
+def test_evaluation_loss_uses_the_modules_beta() -> None:
+    module = _module(beta=0.5).eval()
+    batch = _batch()
+    with torch.inference_mode():
+        module._evaluation_step("val", batch)
+    with torch.no_grad():
+        out = module.model(batch["image"])
+    expected = _paper_loss(out, batch["label"], 0.5)
+    torch.testing.assert_close(module.evaluation_loss["val"].compute().double(), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_beta_zero_is_a_valid_weight() -> None:
+    assert _module(beta=0.0).beta == 0.0
+
+
+def test_predict_step_reports_the_fusion_probabilities() -> None:
+    module = _module(train_saliency="cam", predict_saliency="gradcam").eval()
+    batch = _batch()
+    with torch.inference_mode():
+        result = module.predict_step(batch, 0)
+    with torch.no_grad():
+        out = module.model(batch["image"])
+    torch.testing.assert_close(result["probabilities"], out.y_fusion)
+
+
+def test_two_class_metrics_pair_each_head_with_its_own_label_column() -> None:
+    module = _module(num_classes=2).eval()
+    with torch.no_grad():  # class 1's fusion score is minus class 0's: the two heads rank the images oppositely
+        module.model.fusion.weight[1] = -module.model.fusion.weight[0]
+        module.model.fusion.bias[1] = -module.model.fusion.bias[0]
+    batch = _batch(2)
+    batch["label"] = torch.tensor([[1.0, 1.0], [0.0, 1.0], [1.0, 0.0]])
+    with torch.inference_mode():
+        module._evaluation_step("val", batch)
+    with torch.no_grad():
+        out = module.model(batch["image"])
+    metrics = module.metrics["val_fusion"].compute()
+    target = batch["label"].long()
+    expected = multilabel_auroc(out.y_fusion, target, 2, average="macro")
+    assert expected != multilabel_auroc(out.y_fusion, target.flip(1), 2, average="macro")  # the columns matter here
+    torch.testing.assert_close(metrics["val/fusion/auroc"], expected)
+    torch.testing.assert_close(metrics["val/fusion/tpr"], multilabel_recall(out.y_fusion, target, 2, average="macro"))
