@@ -345,3 +345,17 @@ def test_two_class_metrics_pair_each_head_with_its_own_label_column() -> None:
     assert expected != multilabel_auroc(out.y_fusion, target.flip(1), 2, average="macro")  # the columns matter here
     torch.testing.assert_close(metrics["val/fusion/auroc"], expected)
     torch.testing.assert_close(metrics["val/fusion/tpr"], multilabel_recall(out.y_fusion, target, 2, average="macro"))
+
+
+def test_a_head_saturated_on_the_wrong_side_still_gets_a_gradient() -> None:
+    """The 1e-6 clamp bounds the loss but used to stop the gradient: a positive image whose head sits at logit -14
+    (probability 8e-7) got none, and could never be pulled back; unclamped heads get exactly BCE's gradient."""
+    logits = torch.tensor([[-14.0], [-2.0]], requires_grad=True)
+    probabilities = torch.sigmoid(logits)
+    output = GMICOutput(probabilities, probabilities, probabilities, torch.zeros(2, 1, 2, 2), torch.zeros(2, 1, 4),
+                        torch.ones(2, 1))  # fmt: skip
+    gmic_loss(output, torch.ones(2, 1), beta=0.0).total.backward()
+    reference = torch.tensor([[-14.0], [-2.0]], requires_grad=True)
+    F.binary_cross_entropy(torch.sigmoid(reference)[1], torch.ones(1)).backward()
+    assert logits.grad[0, 0] < -1.0  # about 3 heads x -0.42: the BCE gradient at the clamped probability
+    torch.testing.assert_close(logits.grad[1], 3 * reference.grad[1] / 2)

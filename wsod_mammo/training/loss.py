@@ -35,7 +35,12 @@ class GMICLoss:
 
 
 def _bce(probabilities: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
-    return F.binary_cross_entropy(probabilities.float().clamp(_EPS, 1.0 - _EPS), target, reduction=reduction)
+    """BCE of the probabilities clamped to [1e-6, 1 - 1e-6] in value only: the gradient passes the clamp as if it
+    were not there. A plain clamp gave a head that had saturated on the wrong side (a positive image's y_global
+    below 1e-6, where the saliency regularizer pushes the map) zero gradient, so its BCE could never pull it back."""
+    probabilities = probabilities.float()
+    clamped = probabilities + (probabilities.clamp(_EPS, 1.0 - _EPS) - probabilities).detach()
+    return F.binary_cross_entropy(clamped, target, reduction=reduction)
 
 
 def _saliency_reg(saliency: Tensor) -> Tensor:
