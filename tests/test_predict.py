@@ -58,7 +58,7 @@ def test_predicted_boxes_land_on_the_synthetic_masses_in_dicom_pixels(
         "maps": _oracle_maps(batch),
     }
     writer.write_on_batch_end(None, None, prediction, None, batch, 0, 0)
-    writer.on_predict_end(SimpleNamespace(world_size=1, global_rank=0), None)
+    writer.on_predict_end(SimpleNamespace(world_size=1, global_rank=0, is_global_zero=True), None)
 
     truth = {r.image_id: r for r in load_records(synthetic_root)}
     records = json.loads((writer.run_dir / "predictions.json").read_text())
@@ -86,7 +86,7 @@ def _run_writer(writer: PredictionWriter, batch: dict, score: float = 0.9) -> li
         "maps": _oracle_maps(batch),
     }
     writer.write_on_batch_end(None, None, prediction, None, batch, 0, 0)
-    writer.on_predict_end(SimpleNamespace(world_size=1, global_rank=0), None)
+    writer.on_predict_end(SimpleNamespace(world_size=1, global_rank=0, is_global_zero=True), None)
     return json.loads((writer.run_dir / "predictions.json").read_text())
 
 
