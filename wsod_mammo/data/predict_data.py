@@ -65,11 +65,15 @@ def predict_image_ids(files: Sequence[Path]) -> list[str]:
     for longer in ((r.parent / bare(r)).as_posix() for r in relative), (r.as_posix() for r in relative):
         clash = clashing(ids)
         ids = [name if image_id in clash else image_id for image_id, name in zip(ids, longer, strict=True)]
-    seen: dict[str, int] = {}
-    unique = []
+    taken, counts, unique = set(ids), dict.fromkeys(ids, 0), []
     for image_id in ids:
-        seen[image_id] = seen.get(image_id, 0) + 1
-        unique.append(image_id if seen[image_id] == 1 else f"{image_id}-{seen[image_id]}")
+        counts[image_id] += 1
+        if counts[image_id] > 1:  # a suffix no other input's id already is (`x-2` beside a repeated `x`)
+            while f"{image_id}-{counts[image_id]}" in taken:
+                counts[image_id] += 1
+            image_id = f"{image_id}-{counts[image_id]}"
+            taken.add(image_id)
+        unique.append(image_id)
     return unique
 
 
