@@ -1,0 +1,38 @@
+"""`pixel_reads: main` with `augment_on: worker` still augments the training images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from wsod_mammo.data.datamodule import VinDrMammoDataModule
+from wsod_mammo.data.prepare import prepare
+from wsod_mammo.data.transforms import AugmentationConfig
+
+SIZE = (128, 80)
+
+
+def _dm(root: Path, cache: Path, pixel_reads: str) -> VinDrMammoDataModule:
+    dm = VinDrMammoDataModule(
+        str(root),
+        cache_dir=str(cache),
+        input_size=SIZE,
+        batch_size=3,
+        num_workers=2,
+        val_fraction=0.25,
+        standardize_on="device",
+        augment_on="worker",
+        pixel_reads=pixel_reads,
+        augmentation=AugmentationConfig(crop_p=1.0, affine_p=1.0),
+    )
+    dm.setup("fit")
+    return dm
+
+
+def test_main_pixel_reads_with_worker_augmentation_gives_the_worker_batches(synthetic_root: Path, tmp_path: Path):
+    prepare(str(synthetic_root), str(tmp_path), input_size=SIZE, workers=0, cache_format="npy")
+    worker, main = _dm(synthetic_root, tmp_path, "worker"), _dm(synthetic_root, tmp_path, "main")
+    for expected, sent in zip(worker.train_dataloader(), main.train_dataloader(), strict=True):
+        read = main.on_after_batch_transfer(main.on_before_batch_transfer(sent, 0), 0)
+        torch.testing.assert_close(read["image"], worker.on_after_batch_transfer(expected, 0)["image"])
