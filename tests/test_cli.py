@@ -33,6 +33,7 @@ from wsod_mammo.data.dicom import read_dicom
 from wsod_mammo.inference import Predictor, nyu_to_checkpoint
 from wsod_mammo.models import GMIC, to_nyu_state_dict
 from wsod_mammo.training.callbacks import DetectionMetrics
+from wsod_mammo.training.module import GMICLitModule
 from wsod_mammo.training.test_report import checkpoint_record
 
 REPO = Path(__file__).resolve().parents[1]
@@ -909,6 +910,28 @@ def test_a_save_cut_short_keeps_the_previous_last_checkpoint(
         main(["fit", "--config", str(write_config(tmp_path / "c.yaml", settings))])
     (last,) = list((tmp_path / "runs").glob("**/last.ckpt"))
     assert torch.load(last, map_location="cpu", weights_only=True)["epoch"] == 0  # the first epoch's, whole
+
+
+def test_a_fit_stopped_by_ctrl_c_exits_130_and_says_how_to_resume(
+    tmp_path: Path, data_root: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Lightning ends a Ctrl-C'd run with status 1 and no word on resuming, as it ends a run that failed."""
+    import signal
+
+    def interrupted(self: GMICLitModule, batch: dict, batch_idx: int) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(GMICLitModule, "training_step", interrupted)
+    settings = tiny_config(tmp_path, data_root)
+    settings["trainer"] |= {"logger": False, "default_root_dir": str(tmp_path / "runs")}
+    settings["trainer"]["callbacks"] = settings["trainer"]["callbacks"][:2]
+    handler = signal.getsignal(signal.SIGINT)
+    try:  # Lightning ignores SIGINT from then on, for its shutdown
+        error = _refused(["fit", "--config", str(write_config(tmp_path / "c.yaml", settings))], "interrupted",
+                         caplog, status=128 + signal.SIGINT)  # fmt: skip
+    finally:
+        signal.signal(signal.SIGINT, handler)
+    assert error.endswith("interrupted (Ctrl-C) before it finished (it resumes from its last.ckpt: --ckpt_path last)")
 
 
 def test_a_fit_stopped_by_sigterm_exits_non_zero_and_says_how_to_resume(tmp_path: Path, data_root: Path) -> None:

@@ -102,6 +102,14 @@ def main(argv: list[str] | None = None) -> None:
                 name,
             )
             raise SystemExit(128 + signal.SIGTERM) from None
+        except SystemExit as err:  # Lightning ends a Ctrl-C'd run with exit(1) inside its KeyboardInterrupt handler
+            if not isinstance(err.__context__, KeyboardInterrupt):
+                raise
+            logging.getLogger(PACKAGE_LOGGER).error(
+                "wsod %s: interrupted (Ctrl-C) before it finished%s", name,
+                " (it resumes from its last.ckpt: --ckpt_path last)" if name == "fit" else "",
+            )  # fmt: skip
+            raise SystemExit(128 + signal.SIGINT) from None
         except NoReadableInputError as err:  # every reason is written: the one line to read, not a traceback
             logging.getLogger(PACKAGE_LOGGER).error("%s", err)
             raise SystemExit(1) from None
