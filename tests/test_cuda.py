@@ -10,11 +10,13 @@ import copy
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from cli_configs import checkpoint, tiny_config, write_config
 
 from wsod_mammo.cli import main
+from wsod_mammo.data.pixel_reads import PixelBatch, pixel_ref
 from wsod_mammo.models import GMIC
 from wsod_mammo.models.resnet import ACTIVATION_NAMES, ResNet22
 from wsod_mammo.saliency.base import available_saliency_methods
@@ -210,3 +212,12 @@ def test_wsod_test_under_cuda_graphs_reports_what_eager_reports(tmp_path: Path, 
 def test_the_training_forward_with_gradcampp_patches_as_one_cuda_graph_trains_as_eager() -> None:
     """The same with GradCAM++ selecting the patches: its map, from the closed-form gradient on h_g, in the graph."""
     compare_training_steps("cuda", "reduce-overhead", train_saliency="gradcampp")
+
+
+def test_the_pin_memory_thread_reads_pixel_reads_main_into_pinned_memory(tmp_path: Path) -> None:
+    """`pixel_reads: main` reads a batch straight into pinned memory when the loader pins (dropping that read passed
+    every CPU test: only a CUDA build pins)."""
+    np.save(tmp_path / "a.npy", np.arange(12, dtype=np.uint16).reshape(3, 4))
+    ref = pixel_ref(np.load(tmp_path / "a.npy", mmap_mode="r"))
+    pinned = PixelBatch([ref, ref]).pin_memory()
+    assert pinned.is_pinned() and pinned.shape == (2, 1, 3, 4)
