@@ -8,9 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.callbacks import ModelCheckpoint
 from torchmetrics.functional.classification import multilabel_auroc, multilabel_recall
 
 from wsod_mammo.models import GMIC, GMICOutput
+from wsod_mammo.training.checkpoints import BestCheckpoint, WholeCheckpoint
 from wsod_mammo.training.classification import KeyedMean, classification_metrics
 from wsod_mammo.training.loss import gmic_loss, gmic_sample_losses
 from wsod_mammo.training.module import GMICLitModule
@@ -359,3 +361,30 @@ def test_a_head_saturated_on_the_wrong_side_still_gets_a_gradient() -> None:
     F.binary_cross_entropy(torch.sigmoid(reference)[1], torch.ones(1)).backward()
     assert logits.grad[0, 0] < -1.0  # about 3 heads x -0.42: the BCE gradient at the clamped probability
     torch.testing.assert_close(logits.grad[1], 3 * reference.grad[1] / 2)
+
+
+def test_the_last_checkpoint_callback_keeps_the_state_key_of_the_model_checkpoint_it_replaces() -> None:
+    """Runs begun with Lightning's ModelCheckpoint for last.ckpt resume with WholeCheckpoint's state (and without
+    Lightning's warning that a callback of the checkpoint is missing); BestCheckpoint's key stays its own."""
+    options = {"filename": "last", "save_top_k": 1, "enable_version_counter": False}
+    assert WholeCheckpoint(**options).state_key == ModelCheckpoint(**options).state_key
+    assert BestCheckpoint(monitor="val/fusion/auroc", mode="max").state_key.startswith("BestCheckpoint{")
+
+
+@pytest.mark.parametrize("setup", ["file_url_root", "async_checkpoint_io"])
+def test_whole_checkpoints_with_a_file_url_root_and_a_checkpoint_io_plugin(tmp_path: Path, setup: str) -> None:
+    """A `file://` root directory (a local path fsspec writes after stripping `file:`) and AsyncCheckpointIO (which
+    returns before the file exists) both failed in the rename; Lightning's own ModelCheckpoint saved in both."""
+    from lightning.pytorch import Trainer
+    from lightning.pytorch.demos.boring_classes import BoringModel
+    from lightning.pytorch.plugins.io import AsyncCheckpointIO
+
+    root = f"file://{tmp_path}" if setup == "file_url_root" else str(tmp_path)
+    trainer = Trainer(default_root_dir=root, logger=False, max_epochs=2, limit_train_batches=2, limit_val_batches=1,
+                      enable_progress_bar=False, enable_model_summary=False,
+                      plugins=[AsyncCheckpointIO()] if setup == "async_checkpoint_io" else None,
+                      callbacks=[WholeCheckpoint(filename="last", enable_version_counter=False)])  # fmt: skip
+    trainer.fit(BoringModel())
+    (last,) = list(tmp_path.glob("**/last.ckpt"))
+    assert torch.load(last, map_location="cpu", weights_only=True)["epoch"] == 1
+    assert not list(tmp_path.glob("**/*.partial"))

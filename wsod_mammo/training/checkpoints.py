@@ -12,6 +12,7 @@ import torch
 from fsspec.implementations.local import LocalFileSystem
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch import Tensor
 
 from wsod_mammo.weights_only import WeightsOnlyLoadError, load_weights_only
@@ -54,17 +55,32 @@ class WholeCheckpoint(ModelCheckpoint):
     A rename within one folder is atomic, so an interrupted save now costs only the ``.partial`` file.
     """
 
+    @property
+    def state_key(self) -> str:
+        """The key of the ``ModelCheckpoint`` it replaces in the configs, so that a run begun with that one resumes
+        with this one's state (and without Lightning's warning of a callback missing)."""
+        key = super().state_key
+        return (
+            key.replace(type(self).__qualname__, ModelCheckpoint.__qualname__, 1)
+            if type(self) is WholeCheckpoint
+            else key
+        )
+
     def _save_checkpoint(self, trainer: Trainer, filepath: str) -> None:
-        if not isinstance(self._fs, LocalFileSystem):  # object stores upload whole objects already
+        # object stores upload whole objects already; a plugin's own writer (AsyncCheckpointIO) may not have written
+        # the file when save_checkpoint returns
+        if not isinstance(self._fs, LocalFileSystem) or type(trainer.strategy.checkpoint_io) is not TorchCheckpointIO:
             return super()._save_checkpoint(trainer, filepath)
         partial = f"{filepath}.partial"
         try:
             trainer.save_checkpoint(partial, self.save_weights_only)  # every rank takes part; global rank 0 writes
         except OSError as error:  # a full disk or quota: Lightning's message names no file
-            kept = "the previous one is kept" if os.path.exists(filepath) else "no earlier one exists"
-            raise OSError(error.errno, f"{filepath}: checkpoint not written ({error.strerror}); {kept}") from error
-        if trainer.is_global_zero:
-            os.replace(partial, filepath)
+            kept = "the previous one is kept" if self._fs.exists(filepath) else "no earlier one exists"
+            raise OSError(
+                error.errno, f"{filepath}: checkpoint not written ({error.strerror or error}); {kept}"
+            ) from error
+        if trainer.is_global_zero:  # paths as fsspec wrote them (a `file:` root directory is a local path too)
+            os.replace(self._fs._strip_protocol(partial), self._fs._strip_protocol(filepath))
         trainer.strategy.barrier("WholeCheckpoint.replace")
         self._last_global_step_saved = trainer.global_step
         self._last_checkpoint_saved = filepath
