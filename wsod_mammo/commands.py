@@ -122,9 +122,10 @@ def main(argv: list[str] | None = None) -> None:
             if not peer_stopped(err) or os.environ.get(TRACEBACK_VARIABLE, "") not in ("", "0"):
                 raise
             logging.getLogger(PACKAGE_LOGGER).error(
-                "wsod %s: another process of this run stopped (its reason is printed above); this one stopped with it",
-                name,
-            )
+                "wsod %s: another process of this run stopped, and this one with it; its reason is above (none if "
+                "it was killed outright, e.g. for memory). %s=1 shows this process's traceback",
+                name, TRACEBACK_VARIABLE,
+            )  # fmt: skip
             raise SystemExit(1) from None
     else:
         try:
