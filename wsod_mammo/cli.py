@@ -46,7 +46,8 @@ RUNTIME_MODEL_OPTIONS = (
 
 #: Model options that say how to evaluate, not what the weights are: test, validate and predict use the command's
 #: value where the user set one (on the command line, or in a config as other than the default), not the fit's.
-EVALUATION_MODEL_OPTIONS = ("test_saliency", "predict_saliency", "saliency_target")
+#: Not ``saliency_target``: the thresholds a checkpoint holds were validated on its fit's target's maps.
+EVALUATION_MODEL_OPTIONS = ("test_saliency", "predict_saliency")
 
 
 #: What `wsod fit --ckpt_path` itself sets on resuming a run (not the user's changes to its config).
