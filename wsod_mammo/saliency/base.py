@@ -76,15 +76,16 @@ def available_saliency_methods() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def get_saliency_method(name_or_instance: str | SaliencyMethod) -> SaliencyMethod:
-    """An instance from a registered name (default arguments), or the instance itself."""
+def get_saliency_method(name_or_instance: str | SaliencyMethod, option: str | None = None) -> SaliencyMethod:
+    """An instance from a registered name (default arguments), or the instance itself; an unknown name's error
+    starts with ``option``, the config option that gave it, where there is one."""
     if isinstance(name_or_instance, SaliencyMethod):
         return name_or_instance
     if isinstance(name_or_instance, str) and name_or_instance.lower() in _REGISTRY:
         return _REGISTRY[name_or_instance.lower()]()
     raise ValueError(
-        f"unknown saliency method {name_or_instance!r}: expected one of {available_saliency_methods()} "
-        "or a SaliencyMethod instance"
+        f"{option + ': ' if option else ''}unknown saliency method {name_or_instance!r}: expected one of "
+        f"{available_saliency_methods()} or a SaliencyMethod instance"
     )
 
 

@@ -57,12 +57,7 @@ def step_maps(
 def method_names(methods: Sequence[str] | None, option: str) -> list[str] | None:
     """A callback's ``methods`` as registered names, checked when the config is read (a misspelt name used to fail
     after the model and data had loaded, in a traceback not naming the option); None keeps the module's."""
-    if methods is None:
-        return None
-    try:
-        return [get_saliency_method(name).name for name in methods]
-    except ValueError as error:
-        raise ValueError(f"{option}: {error}") from None
+    return None if methods is None else [get_saliency_method(name, option).name for name in methods]
 
 
 class DetectionMetrics(Callback):

@@ -35,13 +35,6 @@ def _is_plain(value: Any) -> bool:
     return isinstance(value, _PLAIN)
 
 
-def _resolve_method(value: str | SaliencyMethod, option: str) -> SaliencyMethod:
-    try:
-        return get_saliency_method(value)
-    except ValueError as error:
-        raise ValueError(f"{option}: {error}") from None
-
-
 class GMICLitModule(LightningModule):
     """GMIC with the paper's loss, per-head classification metrics and injected optimizer/scheduler.
 
@@ -78,13 +71,13 @@ class GMICLitModule(LightningModule):
         super().__init__()
         self._save_plain_hyperparameters(locals())
         self.model = model
-        self.train_saliency = _resolve_method(train_saliency, "model.train_saliency")
+        self.train_saliency = get_saliency_method(train_saliency, "model.train_saliency")
         names = list(test_saliency) if test_saliency is not None else list(METHOD_ORDER)
-        self.test_saliency = [_resolve_method(name, "model.test_saliency").name for name in names]
+        self.test_saliency = [get_saliency_method(name, "model.test_saliency").name for name in names]
         if not self.test_saliency:
             raise ValueError(f"model.test_saliency: give at least one of {available_saliency_methods()}")
         self.saliency_target = saliency_target
-        self.predict_saliency = _resolve_method(predict_saliency, "model.predict_saliency").name
+        self.predict_saliency = get_saliency_method(predict_saliency, "model.predict_saliency").name
         if not beta >= 0:  # a negative weight rewards large maps: the saliency regularizer turned upside down
             raise ValueError(f"model.beta: expected a weight >= 0 of the saliency regularizer, found {beta}")
         self.beta = beta
@@ -228,7 +221,7 @@ class GMICLitModule(LightningModule):
         """Ask validation and test steps to return these maps under ``outputs["maps"]`` (callbacks call this in
         ``setup``), made in the same global pass that classifies the batch instead of a second one."""
         for name in methods:
-            name = _resolve_method(name, "saliency method").name
+            name = get_saliency_method(name, "saliency method").name
             if name not in self._requested_maps:
                 self._requested_maps.append(name)
 
