@@ -79,24 +79,27 @@ def read_padding(path: str | Path) -> np.ndarray:
     return mask >= 128
 
 
+def _listed_but_missing(path: Path) -> ValueError:
+    return ValueError(f"{path}: file not found (the cache's manifest lists it)")
+
+
 def read_cached(path: str | Path, raw: bool = False) -> np.ndarray:
     """A cached image -> ``(H, W)`` float32 in [0, 1], or with ``raw`` its uint16 values (0..65535).
 
     ``.npy`` files are memory-mapped, so ``raw`` reads cost no copy until the pixels are used.
     """
     path = Path(path)
-    missing = f"{path}: file not found (the cache's manifest lists it)"  # asked on failure only: no stat per read
     if path.suffix == ".npy":
         try:
             image = np.load(path, mmap_mode="r")
-        except FileNotFoundError:
-            raise ValueError(missing) from None
+        except FileNotFoundError:  # asked on failure only: no stat per read
+            raise _listed_but_missing(path) from None
         except (EOFError, ValueError) as error:  # an empty or cut header (np.load says EOFError, naming no file)
             raise ValueError(f"{path}: not a readable cached image ({type(error).__name__}: {error})") from None
     else:
         image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
         if image is None and not path.is_file():  # cv2 says None for a missing file too
-            raise ValueError(missing)
+            raise _listed_but_missing(path)
     if image is None or image.dtype != np.uint16 or image.ndim != 2:
         raise ValueError(f"{path}: expected a 2-D 16-bit cached image, found {None if image is None else image.dtype}")
     if raw:
