@@ -364,6 +364,9 @@ def main() -> None:
         results = _run_variants(args, root, cache)
     if args.json:
         Path(args.json).write_text(json.dumps({"args": vars(args), "results": results}, indent=1))
+    failed = [name for name, result in results.items() if "failed" in result]
+    if failed:  # the figures of the others are printed and written; the exit status says the run is not whole
+        sys.exit(f"bench_pipeline: variant(s) failed: {', '.join(failed)} (their errors are above)")
 
 
 def _run_variants(args: argparse.Namespace, root: Path, cache: Path) -> dict[str, dict]:
