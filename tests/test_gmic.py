@@ -92,7 +92,10 @@ def test_bf16_autocast_and_channels_last() -> None:
             low = model(x)
         last = model.to(memory_format=torch.channels_last)(x.contiguous(memory_format=torch.channels_last))
     assert low.y_global.dtype == torch.float32
-    assert torch.allclose(low.y_global, ref.y_global, atol=0.05)
+    # the tiny untrained model's y_global is 0.5 +- 1e-3 for any input (zeros too): compare logits and the map,
+    # where bf16 is off by <= 1e-4 here and an autocast path that ignored the image by >= 2.5e-3
+    torch.testing.assert_close(torch.logit(low.y_global), torch.logit(ref.y_global), atol=1e-3, rtol=0)
+    torch.testing.assert_close(low.saliency.float(), ref.saliency, atol=1e-3, rtol=0)
     assert torch.allclose(last.y_fusion, ref.y_fusion, atol=1e-5)
     assert torch.equal(last.patch_boxes, ref.patch_boxes)
 
