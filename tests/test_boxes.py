@@ -99,7 +99,9 @@ def test_upsampled_blob_maps_to_the_input_frame():
 
 def test_empty_and_constant_maps_give_no_boxes():
     maps = torch.stack([torch.zeros(5, 4), torch.full((5, 4), 0.7)])
-    for dets in saliency_to_boxes(maps, (50, 40), 0.0):
+    found = saliency_to_boxes(maps, (50, 40), 0.0)
+    assert len(found) == 2  # one empty Detections per image: an empty list would make the loop check nothing
+    for dets in found:
         assert dets.boxes.shape == (0, 4) and dets.scores.shape == (0,)
     assert saliency_to_boxes(torch.zeros(0, 5, 4), (50, 40), 0.5) == []
 

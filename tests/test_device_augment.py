@@ -24,7 +24,7 @@ from wsod_mammo.data.device_augment import (
     warp_batch,
     warp_padding,
 )
-from wsod_mammo.data.transforms import AugmentationConfig, BoxTransform, box_params
+from wsod_mammo.data.transforms import AugmentationConfig, BoxTransform, box_params, standardize_batch
 
 SIZE = (256, 160)
 PARAMS = [
@@ -182,6 +182,12 @@ def test_device_path_is_seeded_per_sample_and_warped_on_transfer(synthetic_root:
     std, mean = torch.std_mean(batch["image"], dim=(1, 2, 3))
     torch.testing.assert_close(mean, torch.zeros_like(mean), atol=1e-4, rtol=0)
     torch.testing.assert_close(std, torch.ones_like(std), atol=1e-3, rtol=0)
+    # standardization alone also gives mean 0, std 1: the image must be the standardized warp, not the unwarped one
+    sent = single[0]
+    padding = sent.get("padding")
+    warped_padding = None if padding is None else warp_padding(padding, sent["theta"])
+    expected = standardize_batch(warp_batch(sent["image"], sent["theta"]), warped_padding)
+    torch.testing.assert_close(batch["image"], expected, atol=1e-4, rtol=0)
 
 
 def test_augment_on_device_needs_device_standardization(synthetic_root: Path) -> None:

@@ -80,7 +80,9 @@ def test_nyu_sample_model_5_reproduces_nyus_reference_outputs(tmp_path: Path) ->
                              0.16666537523269653, 0.1666700690984726]],
     }  # fmt: skip
     for name, values in expected.items():
-        torch.testing.assert_close(getattr(out, name), torch.tensor(values), atol=1e-5, rtol=0, msg=name)
+        # the attention is within 5e-6 of uniform (1/6) here: off by 1.5e-8, it must be held to far less than 1e-5
+        atol = 3e-7 if name == "patch_attention" else 1e-5
+        torch.testing.assert_close(getattr(out, name), torch.tensor(values), atol=atol, rtol=0, msg=name)
     # NYU's patch_locations (row, col) of the top-left corners, as xyxy boxes of 256 x 256
     corners = [(128, 704), (128, 384), (128, 128), (0, 0), (0, 512), (0, 256)]
     boxes = torch.tensor([[[c, r, c + 256, r + 256] for r, c in corners]], dtype=torch.float32)
