@@ -125,13 +125,35 @@ def test_study_refuses_unknown_methods(tmp_path: Path) -> None:
         main(["study", "--config", "x.yaml", "--train_methods", "cam,gradcamm"])
 
 
-def _finished_run(study: Path, name: str, tested_with: list[str]) -> None:
-    """A run folder as `wsod study` leaves it after the test: test.done naming its detection.json."""
+def _finished_run(study: Path, name: str, tested_with: list[str], tpr_shift: float = 0.0) -> None:
+    """A run folder as `wsod study` leaves it after the test: test.done naming its detection.json (TPRs 0.5, 0.6, ...
+    in ``tested_with``'s order, plus ``tpr_shift``)."""
     report = study / "runs" / name / "wsod-mammo" / "abc123" / "detection.json"
     report.parent.mkdir(parents=True)
-    cells = {m: {"tpr": 0.5 + 0.1 * k, "fppi": 0.25, "num_images": 4, "num_gt": 5} for k, m in enumerate(tested_with)}
+    cells = {
+        m: {"tpr": 0.5 + 0.1 * k + tpr_shift, "fppi": 0.25, "num_images": 4, "num_gt": 5}
+        for k, m in enumerate(tested_with)
+    }
     report.write_text(json.dumps({"table1": {}, "mass": cells}))
     (study / "runs" / name / "test.done").write_text("wsod-mammo/abc123/detection.json\n")
+
+
+def test_each_table2_row_averages_its_own_train_methods_runs_over_seeds(tmp_path: Path) -> None:
+    """The fits of the demo-sized study test learn nothing (every cell 0), so the runs' reports are told apart here:
+    each row of table2.csv must hold the mean of its own train method's seeds."""
+    study = tmp_path / "study"
+    shifts = {"cam_seed1": 0.0, "cam_seed2": 0.1, "gradcam_seed1": -0.4, "gradcam_seed2": -0.2}
+    for name, shift in shifts.items():
+        _finished_run(study, name, ["cam", "layercam"], tpr_shift=shift)
+    main(["study", "--config", "x.yaml", "--output", str(study), "--train_methods", "cam,gradcam", "--seeds", "1,2",
+          "--aggregate_only"])  # fmt: skip
+    with open(study / "table2.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert all(r["runs"] == "2" for r in rows)
+    tprs = {(r["train_method"], r["test_method"]): float(r["tpr"]) for r in rows}
+    assert tprs == pytest.approx(
+        {("cam", "cam"): 0.55, ("cam", "layercam"): 0.65, ("gradcam", "cam"): 0.2, ("gradcam", "layercam"): 0.3}
+    )
 
 
 def test_aggregate_only_keeps_the_test_methods_asked_for(
