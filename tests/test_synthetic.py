@@ -89,6 +89,15 @@ def _files(root: Path) -> dict[str, int]:
     return {p.relative_to(root).as_posix(): p.stat().st_mtime_ns for p in sorted(root.rglob("*")) if p.is_file()}
 
 
+@pytest.mark.parametrize("option", ["--mass_fraction=-1", "--mass_fraction=1.5", "--calc_fraction=3",
+                                    "--test_fraction=2"])  # fmt: skip
+def test_a_fraction_out_of_range_is_refused_before_anything_is_written(tmp_path: Path, option: str) -> None:
+    """``--mass_fraction -1`` wrote a set with no mass image, 1.5 one with no negative, and exited 0."""
+    with pytest.raises(ValueError, match=rf"{option[2:].split('=')[0]}: expected a fraction in \[0, 1\], got"):
+        main(["--root", str(tmp_path / "data"), "--n_studies", "4", option])
+    assert not (tmp_path / "data").exists()
+
+
 def test_a_dataset_finished_by_another_process_meanwhile_is_not_written_over(tmp_path: Path, monkeypatch) -> None:
     """Two SLURM array tasks of a study synthesize the demo data at once; the first to finish starts training on
     it while the other is still writing: the other must not rewrite the files being read."""

@@ -270,6 +270,10 @@ def make_synthetic_dataset(
         raise ValueError(f"mass_radius: expected 0 < low <= high < 0.5 (fractions of the width), got {mass_radius}")
     if n_studies < 1 or height < 32 or width < 32:
         raise ValueError(f"n_studies >= 1 and height, width >= 32 expected, got {n_studies}, {height}, {width}")
+    fractions = {"mass_fraction": mass_fraction, "calc_fraction": calc_fraction, "test_fraction": test_fraction}
+    for name, value in fractions.items():  # out of range, they wrote a set without masses or without negatives
+        if not 0 <= value <= 1:
+            raise ValueError(f"{name}: expected a fraction in [0, 1], got {value}")
     root = Path(root)
     _clear_for_writing(root, overwrite)
     root.mkdir(parents=True, exist_ok=True)
