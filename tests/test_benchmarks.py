@@ -39,3 +39,13 @@ def test_pipeline_benchmark_runs_the_datamodule_and_the_held_batch(tmp_path: Pat
     for variant in ("pipeline", "model_only"):  # a variant that fails is kept as {"failed": its stderr}
         assert results[variant]["images_per_s"] > 0, results[variant]
     assert results["pipeline_over_model_only"]["ratio"] > 0
+
+
+def test_the_gpu_check_answers_help_without_running(tmp_path: Path) -> None:
+    """``gpu_check.sh --help`` read no argument and started the whole check (minutes, 3.6 GB of data in /tmp)."""
+    env = {"PATH": "/usr/bin:/bin", "OUT": str(tmp_path / "out"), "GPU_CHECK_WORK": str(tmp_path / "work")}
+    for word, code in (("--help", 0), ("--hepl", 1)):
+        run = subprocess.run(["bash", str(BENCHMARKS / "gpu_check.sh"), word], capture_output=True, text=True,
+                             env=env, timeout=30)  # fmt: skip
+        assert run.returncode == code and "One GPU check for issue 13" in run.stdout, run.stdout + run.stderr
+    assert not (tmp_path / "out").exists() and not (tmp_path / "work").exists()

@@ -3,7 +3,7 @@
 Per method: the operating point and TPR at the 5 FROC points (``detection_intervals``), about 6 boxes per image;
 plus Table I (3 heads x 4 figures). Compared side by side with one plain ``froc_curve`` over the full sample.
 
-    .venv/bin/python tests/benchmarks/bench_bootstrap.py [--images 500] [--methods 5] [--resamples 1000]
+    python tests/benchmarks/bench_bootstrap.py [--images 500] [--methods 5] [--boxes 6] [--threads 2]
 """
 
 from __future__ import annotations

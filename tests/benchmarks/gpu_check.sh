@@ -25,6 +25,10 @@
 #    thread's work, then compile default only if GPU_CHECK_LAST_MODES=default.
 # .whl: `bash <the shared folder beside this checkout>/device/wheels.sh`, then `python3 -m pip download -q --no-deps -d .whl pytest iniconfig pluggy pygments packaging`
 # (pure-Python wheels: the GPU machine has no pytest).
+case "${1:-}" in  # it takes no arguments: anything given (--help, -h, a typo) prints the header above and stops
+  "") ;;
+  *) sed -n '2,/^# (pure-Python/s/^# \{0,1\}//p' "$0"; [ "$1" = --help ] || [ "$1" = -h ]; exit $? ;;
+esac
 if [ -d .whl ]; then
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:$PWD
 else
