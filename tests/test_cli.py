@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import logging
@@ -76,6 +77,8 @@ def test_fit_writes_best_last_and_the_resolved_config(trained: Path) -> None:
     assert saved["class_names"] == ["Mass"]  # what predict names the output, whatever data a later config has
     saved = yaml.safe_load(_run_dirs(trained)[0].joinpath("config.yaml").read_text())
     assert saved["model"]["init_args"]["model"]["init_args"]["crop_shape"] == [64, 64]
+    # every option, None ones too (a default left out would read back as whatever a later version defaults to)
+    assert "ckpt_path" in saved and saved["model"]["init_args"].get("init_from_nyu", "left out") is None
 
 
 def test_test_writes_both_tables_the_froc_plot_and_overlays(trained: Path) -> None:
@@ -85,7 +88,8 @@ def test_test_writes_both_tables_the_froc_plot_and_overlays(trained: Path) -> No
         main(["test", "--config", str(trained / "config.yaml"), "--ckpt_path", "best"])
     assert not [w for w in caught if "dirpath has changed" in str(w.message)]  # noise: test has its own folder
     (run,) = set(_run_dirs(trained)) - before  # a new run directory: no clash with the fit run
-    for name in ("table1.md", "table1.csv", "table2_row.md", "table2_row.csv", "froc_mass.png", "froc_all.png"):
+    for name in ("table1.md", "table1.csv", "table2_row.md", "table2_row.csv", "table2_row_all_images.md",
+                 "table2_row_all_images.csv", "froc_mass.png", "froc_all.png"):  # fmt: skip
         assert (run / name).stat().st_size > 0, name
     assert len(list((run / "overlays").glob("*.png"))) == 2
     with open(run / "table2_row.csv") as handle:
@@ -93,6 +97,9 @@ def test_test_writes_both_tables_the_froc_plot_and_overlays(trained: Path) -> No
     assert row["train_method"] == "cam"
     assert all("@" in row[m] for m in ("cam", "gradcam", "gradcampp", "xgradcam", "layercam"))
     summary = json.loads((run / "detection.json").read_text())
+    # each subset's row in its own files: table2_row.* is the mass images' (the study's), not all images'
+    for name, subset in (("table2_row.md", "mass"), ("table2_row_all_images.md", "all")):
+        assert f"\n{summary[f'{subset}_counts']['images']} distinct images (" in (run / name).read_text(), name
     assert summary["mass"]["gradcampp"]["num_images"] < summary["all"]["gradcampp"]["num_images"]
     table1 = list(csv.DictReader(open(run / "table1.csv")))
     assert [r["head"] for r in table1] == ["global", "local", "fusion"]
@@ -107,6 +114,10 @@ def test_test_writes_both_tables_the_froc_plot_and_overlays(trained: Path) -> No
     assert {r["figure"] for r in ci} >= {"tpr", "fppi", "tpr@fppi0.25", "tpr@fppi4"} and len(ci) == 2 * 5 * 7
     t1 = {(r["head"], r["figure"]): r for r in csv.DictReader(open(run / "table1_ci.csv"))}
     assert float(t1[("fusion", "auc")]["low"]) <= float(t1[("fusion", "auc")]["value"]) <= 1.0
+    # Table I holds each figure itself: the value its interval is drawn around, not a bound of it
+    assert {(r["head"], k): r[k] for r in table1 for k in ("accuracy", "auc", "tpr", "tnr")} == {
+        key: figure["value"] for key, figure in t1.items()
+    }
     assert summary["all_counts"] == {"images": 8, "samples": 8}
     counts = summary["table1_counts"]
     assert counts["images"] == 8 and 0 < counts["positive"] < 8
@@ -116,6 +127,10 @@ def test_test_writes_both_tables_the_froc_plot_and_overlays(trained: Path) -> No
                            weights_only=True)["detection_thresholds"]  # fmt: skip
     assert {m: f["threshold"] for m, f in summary["mass"].items()} == validated and len(validated) == 5
     assert {f["threshold_from"] for f in summary["mass"].values()} == {"validation"}
+    # the report names what it evaluated: `best`, resolved to the fit's file, and that file's own digest
+    best = checkpoint(trained, "best")
+    evaluated = {"path": str(best.resolve()), "sha256": hashlib.sha256(best.read_bytes()).hexdigest()}
+    assert summary["weights"] == "checkpoint" and summary["checkpoint"] == evaluated
 
 
 def test_predict_reports_unreadable_files_and_still_predicts_the_rest(trained: Path, data_root: Path) -> None:
@@ -555,6 +570,7 @@ def test_wandb_offline_run_holds_the_config_and_the_metrics(
     (log,) = list((tmp_path / "runs" / "wandb").glob("offline-run-*/run-*.wandb"))
     records = read_finished_wandb_log(log)
     assert any(r.HasField("exit") for r in records), f"{log}: no exit record 60 s after the fit"
+    assert [r.exit.exit_code for r in records if r.HasField("exit")] == [0]  # a fit that finished, not a failed run
     config = {_key(i): json.loads(i.value_json) for r in records if r.HasField("config") for i in r.config.update}
     assert "config" in config, f"{log}: no config record holds the resolved config ({sorted(config)})"
     resolved = yaml.safe_load(config["config"])
@@ -1004,7 +1020,7 @@ def test_ddp_test_on_an_uneven_count_with_repeats_equals_one_process(tmp_path: P
     """``selection: paper`` gives 9 test samples of 8 distinct images; 2 processes pad them to 10. Keyed by image_id,
     every Table I and Table II figure (and its interval) and the test loss equal one process's, and both counts are
     reported."""
-    reports, losses = {}, {}
+    reports, losses, logged_figures = {}, {}, {}
     for devices in (1, 2):
         out = tmp_path / f"test{devices}"
         logger = ["--trainer.logger", "lightning.pytorch.loggers.CSVLogger", "--trainer.logger.save_dir", str(out)]
@@ -1014,8 +1030,14 @@ def test_ddp_test_on_an_uneven_count_with_repeats_equals_one_process(tmp_path: P
         (path,) = list(out.glob("**/detection.json"))
         reports[devices] = json.loads(path.read_text())
         (logged,) = list(out.glob("**/metrics.csv"))
-        losses[devices] = [float(row["test/loss"]) for row in csv.DictReader(open(logged)) if row.get("test/loss")]
+        rows = list(csv.DictReader(open(logged)))
+        losses[devices] = [float(row["test/loss"]) for row in rows if row.get("test/loss")]
+        logged_figures[devices] = {k: float(v) for row in rows for k, v in row.items() if k.startswith("test/") and v}
     assert len(losses[1]) == 1 and losses[2] == pytest.approx(losses[1], abs=1e-6)  # was the mean of 9 vs of 10
+    # every figure Lightning logs (the terminal's table, W&B) counts each distinct image once too
+    assert logged_figures[1].keys() == logged_figures[2].keys() and "test/fusion/auroc" in logged_figures[1]
+    for key, value in logged_figures[1].items():
+        assert logged_figures[2][key] == pytest.approx(value, abs=1e-6, nan_ok=True), key
     one, two = reports[1], reports[2]
     assert one["all_counts"] == {"images": 8, "samples": 9} and two["all_counts"] == {"images": 8, "samples": 10}
     assert one["table1_intervals"] == two["table1_intervals"]
@@ -1078,6 +1100,9 @@ def test_ddp_predict_writes_every_process_rows_once_in_input_order(
     records = json.loads((run / "predictions.json").read_text())
     assert [r["path"] for r in records] == list(map(str, inputs)), output[-3000:]
     assert [bool(r.get("error")) for r in records] == [False, True, False, False, False]
+    # each process draws the overlays of its own images (the second process: every second input)
+    assert all(Path(r.get("overlay", "")).is_file() for r in records if not r.get("error")), records
+    assert len(list((run / "overlays").glob("*.png"))) == 4
     assert {row["path"] for row in csv.DictReader(open(run / "predictions.csv"))} == set(map(str, inputs))
     assert f"predictions for 5 images (1 unreadable) in {run}" in output and not list(run.glob("predictions.rank*"))
     data = VinDrMammoDataModule(str(data_root), input_size=(128, 80), predict_paths=[str(dicoms[0])])
@@ -1153,6 +1178,8 @@ def test_predict_adopts_the_checkpoints_input_frame_unless_the_command_line_sets
         kept, [r.probability for r in Predictor.from_checkpoint(other, (192, 128))(files)], atol=1e-5
     )
     assert not np.allclose(kept, adopted, atol=1e-4)
+    main([*args, "--data.input_size=[192, 128]"])  # the option in one word sets it as well
+    np.testing.assert_allclose(probabilities(), kept, atol=1e-6)
 
 
 def test_ckpt_path_help_and_errors_point_to_what_works(
