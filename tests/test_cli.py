@@ -1112,6 +1112,20 @@ def test_ddp_predict_writes_every_process_rows_once_in_input_order(
         data.predict_dataloader()
 
 
+@pytest.mark.parametrize("devices", ["2", "[0, 1]", "0,1"])
+def test_ddp_predict_of_fewer_inputs_than_processes_is_refused_before_any_starts(
+    tmp_path: Path, trained: Path, data_root: Path, devices: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One input on 2 processes: each process said so once it had started (the line twice, exit status 1)."""
+    (dicom,) = sorted((data_root / "images").glob("*/*.dicom"))[:1]
+    args = [*_ddp_predict_args(tmp_path, trained, data_root), "--trainer.devices", devices]
+    message = r"trainer.devices: 1 predict input\(s\) for 2 processes .* run it with --trainer.devices 1"
+    _refused([*args, "--data.predict_paths", f"[{dicom}]"], message, caplog)
+    assert not (tmp_path / "predictions").exists()
+    folder = {"trainer": {"devices": 2}, "data": {"init_args": {"predict_paths": str(dicom.parent)}}}
+    cli_checks.check_predict_inputs(folder)  # a folder counts its files (a study's 4): no error
+
+
 def test_an_image_unreadable_on_one_ddp_process_is_its_one_line_not_the_others_traceback(
     tmp_path: Path, trained: Path, data_root: Path
 ) -> None:

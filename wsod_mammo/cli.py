@@ -24,6 +24,7 @@ from wsod_mammo.cli_checks import (
     check_input_size,
     check_output_folders,
     check_precision,
+    check_predict_inputs,
     check_weights_given,
     without_logger,
 )
@@ -198,6 +199,7 @@ class WsodCLI(LightningCLI):
         check_output_folders(subcommand, section)
         if subcommand == "predict":  # after resolving --ckpt_path, which looks for runs in the logger's save_dir
             without_logger(section)
+            check_predict_inputs(section)
         else:  # predict reads no labels: any data.classes will do
             check_heads_match_classes(section, checkpoint)
 

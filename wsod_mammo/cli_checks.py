@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from wsod_mammo.data.predict_data import expand_predict_paths
 from wsod_mammo.models.resnet import GLOBAL_STRIDE, global_map_size
 
 log = logging.getLogger(__name__)
@@ -111,6 +112,35 @@ def check_precision(section: Any) -> None:
             "or AMX): torch falls back to its reference convolutions (a GMIC step ~16x slower than with precision 32)",
             precision,
         )
+
+
+def check_predict_inputs(section: Any) -> None:
+    """``predict`` on more processes than inputs: each process needs one. The DataModule says so too, but from
+    every process once they have started; here it is one line, before any starts (``devices: auto`` is left to it)."""
+    paths = (init_args_of(section, "data") or {}).get("predict_paths")
+    processes = _process_count(section.get("trainer", {}))
+    if not paths or processes is None or processes < 2:
+        return
+    inputs = len(expand_predict_paths([paths] if isinstance(paths, str) else paths))
+    if inputs < processes:
+        raise ValueError(
+            f"trainer.devices: {inputs} predict input(s) for {processes} processes (trainer.devices x "
+            f"trainer.num_nodes): each process needs one; run it with --trainer.devices {inputs}"
+        )
+
+
+def _process_count(trainer: Any) -> int | None:
+    """How many processes ``devices`` x ``num_nodes`` start: None where Lightning decides (``auto``, ``-1``)."""
+    devices = trainer.get("devices", "auto")
+    if isinstance(devices, (list, tuple)):
+        count = len(devices)
+    elif isinstance(devices, str) and "," in devices:
+        count = len([d for d in devices.split(",") if d.strip()])
+    elif str(devices).strip().isdigit():
+        count = int(devices)
+    else:
+        return None
+    return count * int(trainer.get("num_nodes") or 1)
 
 
 def _cuda() -> bool:
