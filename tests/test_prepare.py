@@ -121,11 +121,12 @@ def test_a_damaged_sidecar_is_converted_again(synthetic_root: Path, tmp_path: Pa
         ({"input_size": (0, 40)}, r"input_size: expected \[height, width\], two positive integers, got \[0, 40\]"),
         ({"input_size": (64.5, 40)}, "input_size: expected"),
         ({"resize": "strech"}, "resize: expected one of .*'stretch'.*, got 'strech'"),
+        ({"workers": -3}, r"workers: expected 0 \(convert in this process\) or more worker processes, got -3"),
     ],
 )
 def test_impossible_options_are_refused_before_any_file(tmp_path: Path, options: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        prep.prepare(str(tmp_path / "nowhere"), str(tmp_path / "cache"), workers=0, **options)
+        prep.prepare(str(tmp_path / "nowhere"), str(tmp_path / "cache"), **({"workers": 0} | options))
     assert not (tmp_path / "cache").exists()
 
 

@@ -172,6 +172,8 @@ def prepare(
         raise ValueError(f"resize: expected one of {RESIZE_MODES}, got {resize!r}")
     if len(input_size) != 2 or min(input_size) < 1 or any(int(v) != v for v in input_size):
         raise ValueError(f"input_size: expected [height, width], two positive integers, got {list(input_size)}")
+    if workers < 0:  # it converted every image in this process, as 0 does, saying nothing
+        raise ValueError(f"workers: expected 0 (convert in this process) or more worker processes, got {workers}")
     size = (int(input_size[0]), int(input_size[1]))
     options = {"input_size": list(size), "crop_breast": crop_breast, "resize": resize, "cache_format": cache_format}
     earlier = load_manifest(cache_dir)
