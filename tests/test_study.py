@@ -111,6 +111,15 @@ def test_study_writes_a_slurm_job_array_instead_of_running(tmp_path: Path) -> No
     assert len(list(study.glob("runs/*/run.yaml"))) == 10 and not list(study.glob("runs/*/fit.log"))
 
 
+def test_gpus_with_a_config_that_trains_on_the_cpu_is_refused_before_any_run(tmp_path: Path) -> None:
+    """``--gpus 2`` with demo.yaml (``accelerator: cpu``) fitted every run on the CPU, two at a time, silently."""
+    config = write_config(tmp_path / "base.yaml", tiny_config(tmp_path / "unused", tmp_path / "data"))  # cpu
+    message = r"--gpus 2: the config trains on the CPU .* configs/trainer/gpu.yaml .* --parallel 2 for 2 CPU runs"
+    with pytest.raises(SystemExit, match=message):
+        main(["study", "--config", str(config), "--output", str(tmp_path / "study"), "--gpus", "2"])
+    assert not (tmp_path / "study").exists()
+
+
 def test_study_help_shows_what_runs_without_each_option(capsys: pytest.CaptureFixture) -> None:
     with pytest.raises(SystemExit):
         main(["study", "--help"])

@@ -90,6 +90,17 @@ def run_config(base: dict[str, Any], spec: RunSpec, run_dir: Path, group: str, t
     return config
 
 
+def check_gpus_wanted(gpus: int, config: dict[str, Any]) -> None:
+    """``--gpus N`` only hands each run one GPU: a config that trains on the CPU (demo.yaml) ran every run there, N
+    at a time, without a word."""
+    accelerator = (config.get("trainer") or {}).get("accelerator", "auto")
+    if gpus > 0 and accelerator == "cpu":
+        raise SystemExit(
+            f"--gpus {gpus}: the config trains on the CPU (trainer.accelerator: cpu); add --config "
+            f"configs/trainer/gpu.yaml after the others, or give --parallel {gpus} for {gpus} CPU runs at a time"
+        )
+
+
 def data_to_synthesize(config: dict[str, Any]) -> bool:
     """True when the runs' DataModule will write a synthetic dataset on first use (none at ``data_root`` yet)."""
     data = (config.get("data") or {}).get("init_args") or {}
@@ -302,6 +313,7 @@ def main(argv: list[str] | None = None) -> None:
         run_one(runs[spec], None)
         return
     if not args.aggregate_only:
+        check_gpus_wanted(args.gpus, compose_configs(args.config))
         write_run_configs(args, runs)
     if args.launcher == "slurm":
         script = output / "study.sbatch"
