@@ -170,6 +170,23 @@ def test_bad_csv_errors_name_file_and_row(tmp_path: Path) -> None:
         load_records(tmp_path)
 
 
+def test_csvs_as_excel_saves_them_read_or_fail_naming_the_file_and_the_line(tmp_path: Path) -> None:
+    """Excel's trailing rows of empty fields stopped the run ("height/width must be positive integers, got ''"); a
+    cp1252 file gave the codec's words alone; an open quote was blamed on the line where the file ended, with every
+    row after it in one message."""
+    path = _write(tmp_path, FINDING_COLUMNS, [ROW, [""] * 16, [""] * 16]) / FINDING_CSV
+    assert len(load_records(tmp_path)) == 1
+    path.write_bytes(path.read_bytes().replace(b"DENSITY C", "DENSITY \u00c4".encode("cp1252"), 1))
+    with pytest.raises(VinDrFormatError, match=rf"{FINDING_CSV}: not UTF-8 text \(byte 0xc4 at offset \d+\); save"):
+        load_records(tmp_path)
+    rows = [ROW[:8] + ['"' + ROW[8]] + ROW[9:]] + [[f"{'d' * 32}{i}"] + ROW[1:] for i in range(50)]
+    with path.open("w") as handle:  # the quote opened on line 2 swallows the rows after it
+        handle.write(",".join(FINDING_COLUMNS) + "\n" + "\n".join(",".join(r) for r in rows) + "\n")
+    with pytest.raises(VinDrFormatError, match=r"lines 2-\d+ \(a quote left open on line 2\?\): expected 16") as error:
+        load_records(tmp_path)
+    assert len(str(error.value)) < 600
+
+
 @pytest.mark.parametrize("height", ["inf", "1e400", "100.7", "0", "-100", ""])
 def test_an_impossible_image_size_names_the_row(tmp_path: Path, height: str) -> None:
     """`inf` raised a bare OverflowError; `100.7` was cut to 100; 0 and negative sizes went through."""

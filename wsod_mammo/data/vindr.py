@@ -16,7 +16,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -124,26 +124,39 @@ def parse_birads(text: str, where: str = "") -> int | None:
 
 
 def _read_rows(path: Path, columns: Sequence[str]) -> Iterable[tuple[int, dict[str, str]]]:
-    """Yield ``(line number, row)``; check the header and the field count of every row."""
+    """Yield ``(line number, row)``; check the header and the field count of every row. A row whose fields are all
+    empty (Excel's trailing ``,,,,`` rows) is skipped, as a blank line is."""
     if not path.is_file():
         raise FileNotFoundError(f"{path}: VinDr-Mammo CSV not found")
-    with path.open(newline="", encoding="utf-8-sig") as handle:  # -sig: Excel's UTF-8 BOM is not part of a name
-        reader = csv.reader(handle)
-        header = next(reader, None)
-        if header is None:
-            raise VinDrFormatError(f"{path}: empty file, expected the header {','.join(columns)}")
-        header = [h.strip() for h in header]
-        missing = [c for c in columns if c not in header]
-        if missing:
-            raise VinDrFormatError(f"{path}: missing column(s) {missing}; found columns {header}")
-        for fields in reader:
-            if not fields:
-                continue
-            if len(fields) != len(header):
-                raise VinDrFormatError(
-                    f"{path}, line {reader.line_num}: expected {len(header)} fields, found {len(fields)}: {fields}"
-                )
-            yield reader.line_num, dict(zip(header, fields, strict=True))
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:  # -sig: Excel's UTF-8 BOM is not part of a name
+            yield from _checked_rows(path, csv.reader(handle), columns)
+    except UnicodeDecodeError as error:
+        raise VinDrFormatError(
+            f"{path}: not UTF-8 text (byte {error.object[error.start]:#04x} at offset {error.start}); save it as "
+            "CSV UTF-8 (Excel's 'CSV UTF-8 (Comma delimited)')"
+        ) from None
+
+
+def _checked_rows(path: Path, reader: Any, columns: Sequence[str]) -> Iterable[tuple[int, dict[str, str]]]:
+    header = next(reader, None)
+    if header is None:
+        raise VinDrFormatError(f"{path}: empty file, expected the header {','.join(columns)}")
+    header = [h.strip() for h in header]
+    missing = [c for c in columns if c not in header]
+    if missing:
+        raise VinDrFormatError(f"{path}: missing column(s) {missing}; found columns {header}")
+    ended = reader.line_num
+    for fields in reader:
+        first, ended = ended + 1, reader.line_num  # a quoted field may span lines: the record starts at `first`
+        if not any(f.strip() for f in fields):
+            continue
+        if len(fields) != len(header):
+            lines = f"line {first}" if first == ended else f"lines {first}-{ended} (a quote left open on line {first}?)"
+            shown = repr(fields)
+            shown = shown if len(shown) <= 300 else shown[:300] + " ..."
+            raise VinDrFormatError(f"{path}, {lines}: expected {len(header)} fields, found {len(fields)}: {shown}")
+        yield first, dict(zip(header, fields, strict=True))
 
 
 def _parse_box(row: dict[str, str], height: int, width: int, where: str) -> tuple[float, float, float, float] | None:
