@@ -741,6 +741,20 @@ def test_checkpoint_of_another_model_is_refused(
     _refused(args, "foreign.ckpt.*not of wsod_mammo.training.module.GMICLitModule", caplog)
 
 
+def test_gmic_weights_saved_without_lightnings_record_are_refused_before_any_run_folder(
+    tmp_path: Path, trained: Path, data_root: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``torch.save({"state_dict": ...})``, a common export, failed inside Lightning's loading with a KeyError
+    traceback, after the test's run folder was made."""
+    exported = tmp_path / "exported.ckpt"
+    state = torch.load(checkpoint(trained, "best"), map_location="cpu", weights_only=True)["state_dict"]
+    torch.save({"state_dict": state}, exported)
+    config = write_config(tmp_path / "c.yaml", tiny_config(tmp_path, data_root))
+    message = r"exported.ckpt: GMIC weights without Lightning's checkpoint record \(no 'pytorch-lightning_version'"
+    _refused(["test", "--config", str(config), "--ckpt_path", str(exported)], message, caplog)
+    assert not list(tmp_path.glob("runs/**/config.yaml"))
+
+
 @pytest.mark.parametrize("subcommand", ["test", "predict", "validate"])
 def test_evaluating_without_weights_is_refused_and_untrained_must_be_asked_for(
     tmp_path: Path, data_root: Path, subcommand: str, caplog: pytest.LogCaptureFixture

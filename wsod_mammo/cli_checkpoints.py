@@ -84,6 +84,11 @@ def check_checkpoint(path: Path) -> dict[str, Any]:
     if (class_path and class_path != expected) or not any(k.startswith("model.global_network.") for k in keys):
         found = class_path or f"a model with keys like {sorted(keys)[:3]}"
         raise ValueError(f"--ckpt_path {path}: a checkpoint of {found}, not of {expected}")
+    if "pytorch-lightning_version" not in checkpoint:  # Lightning's loading fails on it with a KeyError traceback
+        raise ValueError(
+            f"--ckpt_path {path}: GMIC weights without Lightning's checkpoint record (no 'pytorch-lightning_version', "
+            "as a state dict saved alone); give a checkpoint that wsod fit or Trainer.save_checkpoint wrote"
+        )
     return checkpoint
 
 
