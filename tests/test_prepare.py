@@ -15,7 +15,7 @@ from processes import all_end_within
 import wsod_mammo.data.prepare as prep
 from wsod_mammo.data.images import load_input_image
 from wsod_mammo.data.lifetime import is_running
-from wsod_mammo.data.vindr import load_records
+from wsod_mammo.data.vindr import FINDING_CSV, load_records
 
 SIZE = (128, 80)
 
@@ -151,6 +151,25 @@ def test_cli(synthetic_root: Path, tmp_path: Path) -> None:
                "--workers", "0", "--cache_format", "npy"])  # fmt: skip
     manifest = prep.load_manifest(tmp_path)
     assert manifest["input_size"] == [64, 40] and manifest["cache_format"] == "npy"
+
+
+def test_a_cache_of_nothing_fails_and_renamed_images_are_named(synthetic_root: Path, tmp_path: Path, capsys) -> None:
+    """Images renamed .dicom -> .dcm gave one "file not found" per image, no clue, and exit status 0 with nothing
+    cached; so did CSVs that select no image."""
+    root = Path(shutil.copytree(synthetic_root, tmp_path / "data"))
+    for dicom in root.glob("images/*/*.dicom"):
+        dicom.rename(dicom.with_suffix(".dcm"))
+    args = ["--data_root", str(root), "--input_size", "[64, 40]", "--workers", "0"]
+    with pytest.raises(ValueError, match=r"prepare: no image cached \(\d+ failed, their reasons above\)"):
+        prep.main([*args, "--cache_dir", str(tmp_path / "cache")])
+    renamed = next(root.glob("images/*/*.dcm"))
+    assert f"{renamed.with_suffix('.dicom')}: file not found ({renamed.name} is there: another extension)" in (
+        capsys.readouterr().err
+    )
+    csv_file = root / FINDING_CSV
+    csv_file.write_text(csv_file.read_text().splitlines()[0] + "\n")  # the header alone
+    with pytest.raises(ValueError, match="prepare: no image cached: the CSVs select none"):
+        prep.main([*args, "--cache_dir", str(tmp_path / "none")])
 
 
 SLOW_PREPARE = """

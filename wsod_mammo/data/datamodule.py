@@ -37,7 +37,7 @@ from wsod_mammo.data.dataset import (
     worker_context,
 )
 from wsod_mammo.data.device_augment import DeviceAugmentTransform, compiled_device_transform, device_transform
-from wsod_mammo.data.errors import DataError
+from wsod_mammo.data.errors import DataError, file_not_found
 from wsod_mammo.data.geometry import RESIZE_MODES
 from wsod_mammo.data.pixel_reads import read_pixel_batch, staged_pixels_ready
 from wsod_mammo.data.predict_data import PredictDataset, expand_predict_paths
@@ -297,7 +297,7 @@ class VinDrMammoDataModule(L.LightningDataModule):
             elif r.image_id in cached and not (file := cache[0] / cached[r.image_id]["file"]).is_file():
                 bad[r.image_id] = f"{file}: file not found (the cache's manifest lists it)"
             elif r.image_id not in cached and not r.path.is_file():
-                bad[r.image_id] = f"{r.path}: file not found"
+                bad[r.image_id] = file_not_found(r.path)
         if not bad:
             return records
         listing = "; ".join(sorted(bad.values())[:10]) + (" ..." if len(bad) > 10 else "")

@@ -26,6 +26,8 @@ from pydicom.multival import MultiValue
 from pydicom.pixels import apply_modality_lut, apply_voi_lut
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEGExtended12Bit
 
+from wsod_mammo.data.errors import file_not_found
+
 MIN_SIDE = 2  # pixels: the breast crop and the laterality inference need two rows and two columns
 # a data set without file meta: (implicit VR, little endian) as pydicom found them -> its transfer syntax
 BARE_SYNTAX = {
@@ -327,7 +329,7 @@ def read_dicom(path: str | Path) -> tuple[np.ndarray, DicomInfo]:
     """
     path = Path(path)
     if not path.is_file():
-        raise DicomError(f"{path}: file not found")
+        raise DicomError(file_not_found(path))
     try:
         ds = pydicom.dcmread(path)
     except InvalidDicomError:  # no preamble and DICM marker

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import glob
+from pathlib import Path
+
 
 class DataError(ValueError):
     """The data a run was pointed at cannot be used (a CSV row, a class name, a cache, a missing or unreadable file,
@@ -17,3 +20,13 @@ class DataError(ValueError):
         if text.startswith("Caught ") and marker in text:
             return text.rsplit(f"\n{marker}", 1)[-1].strip()
         return text
+
+
+def file_not_found(path: str | Path) -> str:
+    """``<path>: file not found``, naming files beside it of the same name and another extension: a dataset whose
+    images were renamed (``.dcm`` where VinDr's layout has ``.dicom``) otherwise gave thousands of these lines and
+    no clue."""
+    path = Path(path)
+    others = sorted(p.name for p in path.parent.glob(f"{glob.escape(path.stem)}.*") if p.name != path.name)
+    found = f" ({', '.join(others[:3])} is there: another extension)" if others else ""
+    return f"{path}: file not found{found}"

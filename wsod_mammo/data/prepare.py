@@ -278,4 +278,10 @@ def main(argv: list[str] | None = None) -> None:
     """``wsod prepare --data_root DIR --cache_dir DIR [--input_size [H,W] --workers N --cache_format png|npy]``."""
     from jsonargparse import CLI
 
-    CLI(prepare, args=argv, as_positional=False, prog="wsod prepare")
+    manifest = CLI(prepare, args=argv, as_positional=False, prog="wsod prepare")
+    if isinstance(manifest, dict) and not manifest["images"]:  # a cache of nothing is a failure, as predict's is
+        failed = len(manifest["errors"])
+        raise ValueError(
+            f"prepare: no image cached ({failed} failed, their reasons above)" if failed else
+            "prepare: no image cached: the CSVs select none (check --data_root, --classes and --selection)"
+        )  # fmt: skip
