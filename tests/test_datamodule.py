@@ -27,6 +27,7 @@ from wsod_mammo.data.dicom import read_dicom
 from wsod_mammo.data.geometry import RESIZE_MODES, boxes_to_original
 from wsod_mammo.data.images import load_input_image
 from wsod_mammo.data.lifetime import is_running
+from wsod_mammo.data.predict_data import expand_predict_paths
 from wsod_mammo.data.prepare import prepare, read_cached, read_padding
 from wsod_mammo.data.transforms import AugmentationConfig, standardize
 from wsod_mammo.data.vindr import load_records
@@ -258,6 +259,28 @@ def test_predict_paths_survive_bad_files(synthetic_root: Path, tmp_path: Path) -
     assert ok["laterality"] == "R" and ok["error"] is None and ok["geometry"]["flip"]
     assert bad["error"].startswith(f"{tmp_path / 'junk.dcm'}: ") and float(batch["image"][1].abs().max()) == 0
     assert batch["image_id"] == [right.image_id, "junk", "a"] and extra["error"] is None
+
+
+def test_predict_folders_follow_links_to_folders_once_and_keep_broken_links(
+    synthetic_root: Path, tmp_path: Path
+) -> None:
+    """A folder holding a link to another folder (data trees on clusters) lost that folder's images, and a broken
+    link was dropped, both without a word; a link back up must not loop."""
+    source = load_records(synthetic_root)[0].path
+    elsewhere, scans = tmp_path / "elsewhere", tmp_path / "scans"
+    elsewhere.mkdir()
+    (scans / "sub").mkdir(parents=True)
+    shutil.copy(source, elsewhere / "linked.dicom")
+    shutil.copy(source, scans / "sub" / "own.dicom")
+    (scans / "sub" / "other_disk").symlink_to(elsewhere, target_is_directory=True)
+    (scans / "sub" / "up").symlink_to(scans, target_is_directory=True)  # a loop
+    (scans / "gone.dcm").symlink_to(tmp_path / "deleted.dcm")
+    names = [p.relative_to(scans).as_posix() for p in expand_predict_paths([str(scans)])]
+    assert names == ["gone.dcm", "sub/other_disk/linked.dicom", "sub/own.dicom"]
+    dm = _dm(synthetic_root, predict_paths=[str(scans)], batch_size=3)
+    dm.setup("predict")
+    errors = {Path(m["path"]).name: m["error"] for m in next(iter(dm.predict_dataloader()))["meta"]}
+    assert errors["linked.dicom"] is None and "gone.dcm: file not found" in errors["gone.dcm"]
 
 
 def test_predict_folder_mixing_dicoms_without_extension_images_text_and_empty_folders(

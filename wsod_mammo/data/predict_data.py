@@ -25,14 +25,27 @@ def expand_predict_paths(paths: Sequence[str]) -> list[Path]:
     """Files and folders -> sorted file list: every file found in a folder (recursively), whatever its type.
 
     Nothing is dropped in silence: a file that is neither a DICOM (by content) nor a PNG/TIFF is kept so that its
-    sample reports why; so are a path that does not exist and a folder with no file in it.
+    sample reports why; so are a path that does not exist, a folder with no file in it and a broken link. Links to
+    folders are followed (each folder read once: a link back up does not loop), as ``find -L`` does.
     """
     files: list[Path] = []
     for entry in paths:
         path = Path(entry)
-        found = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        found = _files_below(path) if path.is_dir() else [path]
         files += found or [path]
     return files
+
+
+def _files_below(folder: Path) -> list[Path]:
+    files, seen = [], set()
+    for top, folders, names in os.walk(folder, followlinks=True):
+        real = os.path.realpath(top)
+        if real in seen:  # reached again through a link
+            folders[:] = []
+            continue
+        seen.add(real)
+        files += [Path(top, name) for name in names]  # broken links too: their samples say why
+    return sorted(files)
 
 
 _NAMED_SUFFIXES = (".dcm", ".dicom", *IMAGE_SUFFIXES)  # dropped from an id; any other dot is part of the name
