@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import pickle
 import re
@@ -29,6 +30,7 @@ from wsod_mammo.data.images import load_input_image
 from wsod_mammo.data.lifetime import is_running
 from wsod_mammo.data.predict_data import expand_predict_paths
 from wsod_mammo.data.prepare import prepare, read_cached, read_padding
+from wsod_mammo.data.synthetic import make_synthetic_dataset
 from wsod_mammo.data.transforms import AugmentationConfig, standardize
 from wsod_mammo.data.vindr import load_records
 
@@ -107,6 +109,22 @@ def test_eval_boxes_map_back_to_csv_and_cache_agrees(synthetic_root: Path, tmp_p
         torch.testing.assert_close(a["image"], b["image"], atol=1e-3, rtol=0)
         expected, _ = records[a["image_id"]].boxes(["Mass"])
         np.testing.assert_allclose(boxes_to_original(a["boxes"].numpy(), a["meta"]["geometry"]), expected, atol=1e-3)
+
+
+def test_a_cache_of_another_copy_of_the_data_is_refused_and_a_missing_one_is_said(
+    synthetic_root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The same image ids at twice the size (another copy of the data) read the cache's pixels with this copy's
+    boxes, silently (a mass box was dropped); a cache_dir that holds no cache (misspelt) decoded every DICOM,
+    saying nothing."""
+    prepare(str(synthetic_root), str(tmp_path / "cache"), input_size=SIZE, workers=0)
+    larger = make_synthetic_dataset(tmp_path / "larger", 6, 512, 320)  # the session's set: 6, 256, 160, seed 0
+    message = rf"cache_dir: {tmp_path / 'cache'} was prepared from other images than {larger}'s: \w+ is 256x160 there"
+    with pytest.raises(DataError, match=rf"{message}, 512x320 in the CSV \(\d+ image\(s\) differ\)"):
+        _dm(larger, cache_dir=str(tmp_path / "cache")).setup("test")
+    with caplog.at_level(logging.WARNING, logger="wsod_mammo"):
+        _dm(synthetic_root, cache_dir=str(tmp_path / "cahce")).setup("test")
+    assert f"cache_dir {tmp_path / 'cahce'} holds no `wsod prepare` cache (no manifest.json)" in caplog.text
 
 
 def test_train_shuffle_is_seeded(synthetic_root: Path) -> None:

@@ -41,7 +41,7 @@ from wsod_mammo.data.errors import DataError, file_not_found
 from wsod_mammo.data.geometry import RESIZE_MODES
 from wsod_mammo.data.pixel_reads import read_pixel_batch, staged_pixels_ready
 from wsod_mammo.data.predict_data import PredictDataset, expand_predict_paths
-from wsod_mammo.data.prepare import cache_option_differences, load_manifest
+from wsod_mammo.data.prepare import MANIFEST, cache_option_differences, load_manifest
 from wsod_mammo.data.sampling import EpochShuffleSampler
 from wsod_mammo.data.transforms import AugmentationConfig, BoxTransform
 from wsod_mammo.data.vindr import (
@@ -75,6 +75,23 @@ def check_loader_options(val_fraction: float, batch_size: int, eval_batch_size: 
             raise ValueError(f"data.{option}: expected at least 1 image per batch, found {value}")
     if num_workers < 0:
         raise ValueError(f"data.num_workers: expected 0 (load in the main process) or more, found {num_workers}")
+
+
+def check_cache_sizes(records: list[ImageRecord], manifest: dict[str, Any], cache_dir: Any, root: Any) -> None:
+    """A cache prepared from another copy of the data (other sizes, boxes, pixels under the same image ids) was used
+    as it was: its pixels, mapped with the boxes of this one. Each cached image's original size must be the CSV's."""
+    cached = manifest["images"]
+    wrong = [
+        (r, g) for r in records if r.image_id in cached
+        and ((g := cached[r.image_id]["geometry"])["orig_height"], g["orig_width"]) != (r.height, r.width)
+    ]  # fmt: skip
+    if wrong:
+        r, g = wrong[0]
+        raise ValueError(
+            f"cache_dir: {cache_dir} was prepared from other images than {root}'s: {r.image_id} is "
+            f"{g['orig_height']}x{g['orig_width']} there, {r.height}x{r.width} in the CSV ({len(wrong)} image(s) "
+            "differ); prepare this data into another cache_dir"
+        )
 
 
 class VinDrMammoDataModule(L.LightningDataModule):
@@ -269,6 +286,8 @@ class VinDrMammoDataModule(L.LightningDataModule):
             load_records(root), self.class_names, self.selection, self.seed, self.normal_max_birads
         )
         train, val = split_train_val(selected, self.val_fraction, self.seed)  # before: a lost file moves no study
+        if cache is not None:
+            check_cache_sizes(selected, cache[1], self.cache_dir, root)
         kept = {r.image_id for r in self._drop_missing(selected, cache)}
         splits = {"train": train, "val": val, "test": [r for r in selected if r.split == "test"]}
         return {name: [r for r in records if r.image_id in kept] for name, records in splits.items()}
@@ -332,6 +351,12 @@ class VinDrMammoDataModule(L.LightningDataModule):
             return
         splits = self._records(cache)
         log.info("data %s: %s", self.data_root, describe_splits(splits, self.class_names))
+        if self.cache_dir is not None and cache is None:  # a misspelt path read every DICOM, many times slower, unsaid
+            log.warning(
+                "cache_dir %s holds no `wsod prepare` cache (no %s): every image is decoded from its DICOM; "
+                "`wsod prepare --data_root %s --cache_dir %s` makes it", self.cache_dir, MANIFEST, self.data_root,
+                self.cache_dir,
+            )  # fmt: skip
         args = {"classes": self.class_names, "crop_breast": self.crop_breast, "cache": cache, "missing": self.missing,
                 "resize": self.resize, "pixel_reads": self.pixel_reads}  # fmt: skip
         self.datasets["train"] = VinDrDataset(splits["train"], transform=train_tf, **args)
