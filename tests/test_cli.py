@@ -442,7 +442,7 @@ def test_compiled_networks_test_with_layercam(tmp_path: Path, trained: Path) -> 
 
 
 def test_evaluation_options_given_with_a_checkpoint_are_the_ones_used(
-    tmp_path: Path, trained: Path, data_root: Path
+    tmp_path: Path, trained: Path, data_root: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Lightning puts a checkpoint's hyperparameters over the whole model config: `wsod test --ckpt_path ...
     --model.test_saliency [gradcam]` evaluated all five methods, and `predict --model.predict_saliency cam` drew
@@ -456,10 +456,18 @@ def test_evaluation_options_given_with_a_checkpoint_are_the_ones_used(
     assert resolved["model"]["init_args"]["test_saliency"] == ["gradcam"]
     dicom = sorted((data_root / "images").glob("*/*.dicom"))[0]
     output = tmp_path / "predictions"  # --trainer.callbacks.init_args.*: the last callback, the PredictionWriter
-    main(["predict", "--config", config, "--ckpt_path", ckpt, "--model.predict_saliency", "cam",
-          "--data.predict_paths", f"[{dicom}]", "--trainer.callbacks.init_args.output_dir", str(output)])  # fmt: skip
+    with caplog.at_level(logging.WARNING, logger="wsod_mammo"):
+        main(["predict", "--config", config, "--ckpt_path", ckpt, "--model.predict_saliency", "cam",
+              "--data.predict_paths", f"[{dicom}]", "--trainer.callbacks.init_args.output_dir", str(output),
+              "--model.model.crop_shape=[32, 32]"])  # fmt: skip
     (records,) = [json.loads(p.read_text()) for p in output.glob("*/predictions.json")]
     assert [r["method"] for r in records] == ["cam"]
+    # what the weights are is the checkpoint's: an option saying otherwise is named, not silently replaced
+    warned = [r.getMessage() for r in caplog.records if "is not used" in r.getMessage()]
+    assert warned == [
+        "predict: --model.init_args.model.init_args.crop_shape (32, 32) is not used: the checkpoint's (64, 64) is (its "
+        "weights were made with it)"
+    ]  # predict_saliency, the command's own and used, is not among them
     # a command that leaves them at their defaults gets the fit's: here a fit that tested two methods only
     fitted = torch.load(ckpt, map_location="cpu", weights_only=True)
     fitted["hyper_parameters"]["test_saliency"] = ["layercam", "cam"]

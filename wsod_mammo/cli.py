@@ -153,7 +153,13 @@ class WsodCLI(LightningCLI):
                 self._check_before_running(subcommand, self.config[subcommand])
         runtime = {key: self.config[subcommand].get(key) for key in RUNTIME_MODEL_OPTIONS} if subcommand else {}
         evaluation = self._evaluation_options_set(subcommand) if subcommand and subcommand != "fit" else {}
+        given = self._model_options_given(subcommand) if subcommand else {}
         super()._parse_ckpt_path()  # the checkpoint's hyperparameters replace the model config
+        for key, value in given.items():
+            kept = self.config[subcommand].get(key)
+            if key not in runtime and key not in evaluation and kept != value:
+                log.warning("%s: --%s %s is not used: the checkpoint's %s is (its weights were made with it)",
+                            subcommand, key, value, kept)  # fmt: skip
         for key, value in runtime.items():
             if value is not None and self.config[subcommand].get(key) is not None:
                 self.config[subcommand][key] = value
@@ -162,6 +168,14 @@ class WsodCLI(LightningCLI):
             if fitted != value:
                 log.info("%s: --%s %s, where the checkpoint's fit had %s", subcommand, key, value, fitted)
                 self.config[subcommand][key] = value
+
+    def _model_options_given(self, subcommand: str) -> dict[str, Any]:
+        """The model options the command line itself sets (``--model.x`` or ``--model.init_args.x``), by dotted key,
+        with their values: those a checkpoint's hyperparameters replace get a warning, not silence."""
+        words = {w.split("=")[0] for w in getattr(self, "_command_line", []) if w.startswith("--model.")}
+        section = self.config[subcommand]
+        options = [key for key, _ in section.items() if key.startswith("model.") and not key.endswith(".class_path")]
+        return {k: section.get(k) for k in options if {f"--{k}", f"--{k.replace('.init_args', '')}"} & words}
 
     def _evaluation_options_set(self, subcommand: str) -> dict[str, Any]:
         """The ``EVALUATION_MODEL_OPTIONS`` the user set for this command, by their dotted config keys."""
