@@ -159,6 +159,9 @@ def test_bad_csv_errors_name_file_and_row(tmp_path: Path) -> None:
     _write(tmp_path, FINDING_COLUMNS, [ROW[:11] + ["nan", "2", "90", "30", "training"]])
     with pytest.raises(VinDrFormatError, match=r"line 2: box fields must be finite numbers, got \['nan', "):
         load_records(tmp_path)  # NaN passed the empty-box check: a Mass image trained without its box
+    _write(tmp_path, FINDING_COLUMNS, [ROW[:11] + ["60", "2", "40", "30", "training"]])
+    with pytest.raises(VinDrFormatError, match=r"line 2: box has xmax < xmin or ymax < ymin \(corners swapped\?\)"):
+        load_records(tmp_path)  # was "empty box after clipping to the 80x100 image"
     _write(tmp_path, FINDING_COLUMNS, [ROW[:9] + ["Mass"] + ROW[10:]])
     with pytest.raises(VinDrFormatError, match="line 2: finding_categories"):
         load_records(tmp_path)

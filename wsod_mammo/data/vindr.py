@@ -169,6 +169,8 @@ def _parse_box(row: dict[str, str], height: int, width: int, where: str) -> tupl
         raise VinDrFormatError(f"{where}: box fields must be numbers, got {cells}") from err
     if not all(math.isfinite(v) for v in (x0, y0, x1, y1)):  # NaN passed every comparison below: a box lost
         raise VinDrFormatError(f"{where}: box fields must be finite numbers, got {cells}")
+    if x1 < x0 or y1 < y0:  # swapped corners: not a clipping matter
+        raise VinDrFormatError(f"{where}: box has xmax < xmin or ymax < ymin (corners swapped?): {cells}")
     x0, x1 = min(max(x0, 0.0), width), min(max(x1, 0.0), width)
     y0, y1 = min(max(y0, 0.0), height), min(max(y1, 0.0), height)
     if x1 <= x0 or y1 <= y0:
