@@ -134,6 +134,25 @@ def test_study_refuses_unknown_methods(tmp_path: Path) -> None:
         main(["study", "--config", "x.yaml", "--train_methods", "cam,gradcamm"])
 
 
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [(["--parallel", "0"], r"--gpus/--parallel: expected --gpus >= 0 and --parallel >= 1, found 0, 0"),
+     (["--output", "{file}"], r"--output .*notes.txt: a file, not a study folder"),
+     (["--output", "{missing}", "--aggregate_only"], r"--output .*nowhere: no study runs there \(no runs/ folder\)")],
+)  # fmt: skip
+def test_study_options_it_cannot_run_with_are_named_before_anything_is_written(
+    tmp_path: Path, extra: list[str], message: str
+) -> None:
+    """--parallel 0 ran one run at a time; a file as --output failed with the OS's words at the first run folder;
+    --aggregate_only of a folder that does not exist listed every run as unfinished."""
+    (tmp_path / "notes.txt").write_text("a file")
+    extra = [e.format(file=tmp_path / "notes.txt", missing=tmp_path / "nowhere") for e in extra]
+    config = write_config(tmp_path / "base.yaml", tiny_config(tmp_path / "unused", tmp_path / "data"))
+    with pytest.raises(SystemExit, match=message):
+        main(["study", "--config", str(config), "--output", str(tmp_path / "study"), *extra])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["base.yaml", "notes.txt"]
+
+
 def _finished_run(study: Path, name: str, tested_with: list[str], tpr_shift: float = 0.0) -> None:
     """A run folder as `wsod study` leaves it after the test: test.done naming its detection.json (TPRs 0.5, 0.6, ...
     in ``tested_with``'s order, plus ``tpr_shift``)."""

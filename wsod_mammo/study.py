@@ -90,6 +90,19 @@ def run_config(base: dict[str, Any], spec: RunSpec, run_dir: Path, group: str, t
     return config
 
 
+def check_study_options(args: argparse.Namespace, output: Path) -> None:
+    """Options the study cannot run with, named before anything is written (``--parallel 0`` ran one at a time,
+    an ``--output`` that is a file failed at the first run folder with the OS's words)."""
+    if args.gpus < 0 or args.parallel < 1:
+        raise SystemExit(
+            f"--gpus/--parallel: expected --gpus >= 0 and --parallel >= 1, found {args.gpus}, {args.parallel}"
+        )
+    if output.exists() and not output.is_dir():
+        raise SystemExit(f"--output {output}: a file, not a study folder")
+    if args.aggregate_only and not (output / "runs").is_dir():
+        raise SystemExit(f"--output {output}: no study runs there (no runs/ folder) to aggregate")
+
+
 def check_gpus_wanted(gpus: int, config: dict[str, Any]) -> None:
     """``--gpus N`` only hands each run one GPU: a config that trains on the CPU (demo.yaml) ran every run there, N
     at a time, without a word."""
@@ -304,6 +317,7 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     output = Path(args.output)
+    check_study_options(args, output)
     runs = {spec: output / "runs" / spec.name for spec in _matrix(args)}
     if args.run_index is not None:  # one SLURM array task: this run only (its config alone, no race on the rest)
         if not 0 <= args.run_index < len(runs):
