@@ -730,3 +730,13 @@ def test_a_box_left_outside_the_crop_takes_its_label_with_it_and_samples_carry_t
     assert len(sample["boxes"]) == len(sample["box_labels"]) == len(labels)
     assert sample["box_labels"].tolist() == labels.tolist()  # the findings inside keep their own labels
     assert sample["meta"]["view"] == record.view and record.view in ("CC", "MLO")
+
+
+def test_predict_paths_with_crop_breast_false_keep_the_whole_image(synthetic_root: Path) -> None:
+    """``crop_breast: false`` holds for ``wsod predict``'s files too: the whole image, background included."""
+    record = load_records(synthetic_root)[0]
+    for crop_breast in (True, False):
+        dm = _dm(synthetic_root, predict_paths=[str(record.path)], crop_breast=crop_breast)
+        dm.setup("predict")
+        crop = tuple(dm.datasets["predict"][0]["meta"]["geometry"]["crop"])
+        assert (crop == (0, 0, record.width, record.height)) is not crop_breast, (crop_breast, crop)

@@ -321,3 +321,41 @@ def test_options_given_to_from_checkpoint_beat_the_checkpoints_frame(nyu_file: P
     torch.save(checkpoint, path)
     assert Predictor.from_checkpoint(path).resize == "native"
     assert Predictor.from_checkpoint(path, resize="stretch").resize == "stretch"
+
+
+def test_crop_breast_false_keeps_the_whole_image(predictor: Predictor) -> None:
+    """``crop_breast=False`` brings the whole image to the input frame, dark background included."""
+    image = np.full((300, 200), 0.01, np.float32)
+    image[40:260, :140] = 0.4
+    (cropped,) = predictor(image, laterality="L")
+    (whole,) = Predictor(predictor.module, SIZE, crop_breast=False)(image, laterality="L")
+    assert cropped.geometry.crop != (0, 0, 200, 300) and whole.geometry.crop == (0, 0, 200, 300)
+
+
+def test_a_checkpoints_predict_saliency_is_the_predictors_default_method(nyu_file: Path, tmp_path: Path) -> None:
+    """The map the boxes come from is the one the checkpoint records (``predict_saliency``), as ``wsod predict``."""
+    path = nyu_to_checkpoint(nyu_file, tmp_path / "cam.ckpt", predict_saliency="cam", **SMALL)
+    loaded = Predictor.from_checkpoint(path, input_size=SIZE)
+    (result,) = loaded(np.random.default_rng(0).random((96, 64), np.float32), laterality="L")
+    assert loaded.module.predict_saliency == result.method == "cam" and set(result.maps) == {"cam"}
+
+
+def test_a_laterality_list_must_give_one_per_input(predictor: Predictor) -> None:
+    """A list of lateralities of another length than the inputs is refused: one too many would be dropped in
+    silence (read input by input), one too few fail inside ``zip``."""
+    arrays = [np.zeros((64, 32), np.uint8)] * 2
+    for sides in (["L"], ["L", "R", "L"]):
+        with pytest.raises(ValueError, match=rf"laterality: expected one per input \(2\), found {len(sides)}"):
+            predictor(arrays, laterality=sides)
+
+
+def test_an_older_checkpoints_frame_is_its_datamodules() -> None:
+    """A checkpoint without ``input_frame`` (written before it existed) records its frame in its datamodule's
+    hyperparameters; NYU's weights with neither are 2944 x 1920."""
+    from wsod_mammo.inference import recorded_frame
+
+    data = {"input_size": [128, 96], "crop_breast": False, "resize": "fit", "batch_size": 2}
+    assert recorded_frame({"datamodule_hyper_parameters": data}) == {
+        "input_size": [128, 96], "crop_breast": False, "resize": "fit",
+    }  # fmt: skip
+    assert recorded_frame({"init_from_nyu": "sample_model_1.p"}) == {"input_size": [2944, 1920]}

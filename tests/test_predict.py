@@ -300,3 +300,30 @@ def test_csv_rows_carry_each_boxs_own_coordinates_and_score() -> None:
         "60.00",
         "0.500000",
     ]
+
+
+def test_a_ddp_run_cut_short_writes_each_process_rows_to_its_own_files(tmp_path: Path) -> None:
+    """Under DDP a run cut short writes ``predictions.rankN`` files: the processes must not write over one
+    another's rows (the others may be gone, so nothing is gathered)."""
+    meta = [{"path": "a.txt", "error": "a.txt: not an image"}]
+    batch = {"image": torch.zeros(1, 1, 64, 32), "image_id": ["a"], "boxes": [torch.zeros(0, 4)], "meta": meta}
+    writer = PredictionWriter(output_dir=str(tmp_path), overlays=False)
+    writer.on_predict_start(None, None)
+    prediction = {"method": "oracle", "threshold": 0.5, "probabilities": torch.full((1, 1), 0.9),
+                  "maps": _oracle_maps(batch)}  # fmt: skip
+    writer.write_on_batch_end(None, None, prediction, None, batch, 0, 0)
+    writer.on_exception(SimpleNamespace(world_size=2, global_rank=1), None, KeyboardInterrupt())
+    assert sorted(p.name for p in writer.run_dir.iterdir()) == ["predictions.rank1.csv", "predictions.rank1.json"]
+    assert [r["path"] for r in json.loads((writer.run_dir / "predictions.rank1.json").read_text())] == ["a.txt"]
+
+
+def test_one_unreadable_input_among_readable_ones_does_not_fail_the_run(synthetic_root: Path, tmp_path: Path) -> None:
+    """Only a run none of whose inputs could be read ends with NoReadableInputError; one bad file among good ones
+    gets its error row beside the others' results."""
+    paths = [str(load_records(synthetic_root)[0].path), str(tmp_path / "junk.dcm")]
+    (tmp_path / "junk.dcm").write_text("hello")
+    data = VinDrMammoDataModule(str(synthetic_root), input_size=(128, 96), num_workers=0, predict_paths=paths)
+    data.setup("predict")
+    written = _run_writer(PredictionWriter(output_dir=str(tmp_path / "out"), overlays=False), next(iter(
+        data.predict_dataloader())))  # fmt: skip
+    assert [bool(r.get("error")) for r in written] == [False, True]

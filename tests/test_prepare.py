@@ -266,3 +266,35 @@ def test_a_rerun_decodes_nothing_already_cached(synthetic_root: Path, tmp_path: 
     monkeypatch.setattr(images, "load_input_image", decoded_again)
     monkeypatch.setattr(prep, "load_input_image", decoded_again, raising=False)
     assert prep.prepare(str(synthetic_root), str(tmp_path), input_size=SIZE, workers=0) == first
+
+
+def test_a_manifest_written_before_resize_existed_counts_as_stretch(synthetic_root: Path, tmp_path: Path) -> None:
+    """Caches prepared before the ``resize`` option hold stretched images: their manifest has no ``resize`` key,
+    and a rerun asking for ``fit`` is refused as for any other setting."""
+    prep.prepare(str(synthetic_root), str(tmp_path), input_size=SIZE, workers=0)
+    manifest = json.loads((tmp_path / prep.MANIFEST).read_text())
+    del manifest["resize"]
+    (tmp_path / prep.MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="holds images prepared with resize=stretch, this run asks for resize=fit"):
+        prep.prepare(str(synthetic_root), str(tmp_path), input_size=SIZE, workers=0, resize="fit")
+
+
+def test_an_image_cut_short_while_written_has_no_sidecar(
+    synthetic_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sidecar is written last: it marks an image done, so an interruption while its pixels are written leaves
+    no sidecar, and a rerun converts that image again rather than list a missing file."""
+    write_atomic = prep.write_atomic
+
+    def interrupted(path: Path, data: bytes) -> None:
+        if path.suffix == ".png":  # the first image's pixels
+            raise KeyboardInterrupt
+        write_atomic(path, data)
+
+    monkeypatch.setattr(prep, "write_atomic", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        prep.prepare(str(synthetic_root), str(tmp_path), input_size=SIZE, workers=0)
+    assert not list((tmp_path / "images").glob("*.json"))
+    monkeypatch.setattr(prep, "write_atomic", write_atomic)
+    manifest = prep.prepare(str(synthetic_root), str(tmp_path), input_size=SIZE, workers=0)
+    assert manifest["images"] and all((tmp_path / e["file"]).is_file() for e in manifest["images"].values())

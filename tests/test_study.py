@@ -114,9 +114,13 @@ def test_study_writes_a_slurm_job_array_instead_of_running(tmp_path: Path) -> No
 def test_gpus_with_a_config_that_trains_on_the_cpu_is_refused_before_any_run(tmp_path: Path) -> None:
     """``--gpus 2`` with demo.yaml (``accelerator: cpu``) fitted every run on the CPU, two at a time, silently."""
     config = write_config(tmp_path / "base.yaml", tiny_config(tmp_path / "unused", tmp_path / "data"))  # cpu
-    message = r"--gpus 2: the config trains on the CPU .* configs/trainer/gpu.yaml .* --parallel 2 for 2 CPU runs"
-    with pytest.raises(SystemExit, match=message):
-        main(["study", "--config", str(config), "--output", str(tmp_path / "study"), "--gpus", "2"])
+    for gpus in (2, 1):
+        message = (
+            rf"--gpus {gpus}: the config trains on the CPU .* configs/trainer/gpu.yaml .* --parallel {gpus} for "
+            rf"{gpus} CPU runs"
+        )
+        with pytest.raises(SystemExit, match=message):
+            main(["study", "--config", str(config), "--output", str(tmp_path / "study"), "--gpus", str(gpus)])
     assert not (tmp_path / "study").exists()
 
 
@@ -289,7 +293,78 @@ def test_configs_merge_key_by_key_and_each_run_keeps_the_augmentation_options(tm
     (tmp_path / "b.yaml").write_text("data:\n  init_args:\n    batch_size: 4\n")
     merged = compose_configs([str(tmp_path / "a.yaml"), str(tmp_path / "b.yaml")])
     assert merged["data"]["init_args"] == {"data_root": "x", "batch_size": 4}
+    writer = {"class_path": "x.PredictionWriter", "init_args": {"output_dir": "shared"}}
+    logger = {"class_path": "my.Logger", "init_args": {"project": "p", "save_dir": "shared"}}
     base = {"data": {"init_args": {"augmentation": {"hflip_p": 0.0}}},
-            "trainer": {"callbacks": [{"class_path": "x.BestCheckpoint"}]}}  # fmt: skip
+            "trainer": {"callbacks": [{"class_path": "x.BestCheckpoint"}, writer], "logger": logger}}  # fmt: skip
     config = run_config(base, RunSpec("cam", 7), tmp_path, "g", ["cam"])
     assert config["data"]["init_args"]["augmentation"] == {"hflip_p": 0.0, "seed": 7}
+    # every output inside the run's folder: a callback's output_dir shared by the runs would mix their files
+    checkpoint, writer = config["trainer"]["callbacks"]
+    assert checkpoint["init_args"]["dirpath"] == str(tmp_path / "checkpoints")
+    assert writer["init_args"]["output_dir"] == str(tmp_path / "predictions")
+    # the user's logger and its options stay; the run's folder, group and name are added
+    assert config["trainer"]["logger"] == {
+        "class_path": "my.Logger",
+        "init_args": {"project": "p", "save_dir": str(tmp_path), "group": "g", "name": "cam_seed7"},
+    }
+
+
+def test_a_slurm_script_drops_the_launcher_option_in_either_spelling(tmp_path: Path) -> None:
+    """``--launcher=slurm`` (one argument) must leave the script line as ``--launcher slurm`` does: the array task's
+    own ``--launcher local`` only."""
+    config = write_config(tmp_path / "base.yaml", tiny_config(tmp_path / "unused", tmp_path / "data"))
+    study = tmp_path / "study"
+    main(["study", "--config", str(config), "--output", str(study), "--seeds", "1", "--launcher=slurm"])
+    script = (study / "study.sbatch").read_text()
+    assert script.count("--launcher") == 1 and "--launcher local --gpus 0" in script
+
+
+def test_a_run_index_past_the_matrix_is_refused_naming_the_range(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "base.yaml", tiny_config(tmp_path / "unused", tmp_path / "data"))
+    args = ["study", "--config", str(config), "--output", str(tmp_path / "study"), "--seeds", "1,2"]
+    for index in ("10", "-1"):  # 5 train methods x 2 seeds: 0..9
+        with pytest.raises(SystemExit, match=f"--run_index: expected 0..9, found {index}"):
+            main([*args, "--run_index", index])
+    assert not (tmp_path / "study").exists()
+
+
+def test_an_unfinished_run_outside_the_matrix_is_not_named_as_left_out(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Only finished runs (test.done) are left out of the tables: an interrupted run of a wider command has no
+    results to include."""
+    study = tmp_path / "study"
+    _finished_run(study, "cam_seed1", ["cam"])
+    (study / "runs" / "gradcam_seed1").mkdir()
+    (study / "runs" / "gradcam_seed1" / "fit.log").write_text("interrupted\n")
+    with caplog.at_level("WARNING", logger="wsod_mammo.study"):
+        main(["study", "--config", "x.yaml", "--output", str(study), "--train_methods", "cam", "--seeds", "1",
+              "--aggregate_only"])  # fmt: skip
+    assert "left out" not in caplog.text and "left out" not in (study / "summary.md").read_text()
+
+
+def test_a_test_done_of_an_older_study_names_the_report_inside_the_run_folder(tmp_path: Path) -> None:
+    """Older studies wrote the path as seen from the working directory then (absolute or relative): what lies below
+    the run folder is kept, wherever the study folder now lies."""
+    run = tmp_path / "moved" / "runs" / "cam_seed1"
+    run.mkdir(parents=True)
+    for recorded in ("/old/place/study/runs/cam_seed1/wsod-mammo/abc/detection.json",
+                     "runs/study/runs/cam_seed1/wsod-mammo/abc/detection.json"):  # fmt: skip
+        (run / "test.done").write_text(f"{recorded}\n")
+        assert finished_report(run) == run / "wsod-mammo" / "abc" / "detection.json"
+
+
+def test_aggregating_with_an_unfinished_run_or_no_methods_is_refused_before_any_table(tmp_path: Path) -> None:
+    """An empty --train_methods (an unset variable in a script) would write empty tables over a finished study; an
+    unfinished run of the matrix is named."""
+    study = tmp_path / "study"
+    _finished_run(study, "cam_seed1", ["cam"])
+    args = ["study", "--config", "x.yaml", "--output", str(study), "--seeds", "1", "--aggregate_only"]
+    with pytest.raises(SystemExit, match="--train_methods: expected a comma-separated list .* found ''"):
+        main([*args, "--train_methods", ""])
+    with pytest.raises(SystemExit, match="--test_methods: expected a comma-separated list .* found ','"):
+        main([*args, "--train_methods", "cam", "--test_methods", ","])
+    with pytest.raises(SystemExit, match="^wsod study: runs without a finished test: gradcam_seed1$"):
+        main([*args, "--train_methods", "cam,gradcam"])
+    assert not (study / "table2.csv").exists() and not (study / "summary.md").exists()

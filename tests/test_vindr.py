@@ -88,6 +88,9 @@ def test_selection_counts(mode: str, train: tuple[int, int], test: tuple[int, in
         assert sum(r.has_class(["Mass"]) for r in in_split) == n_pos
         assert sum(r.is_normal for r in in_split) == n_neg
     assert all(r.image_id != "c1" for r in chosen)  # calcification-only images are neither
+    for split in ("training", "test"):  # positives then negatives, per split
+        kinds = [r.has_class(["Mass"]) for r in chosen if r.split == split]
+        assert kinds == sorted(kinds, reverse=True), (split, kinds)
     assert [r.image_id for r in chosen] == [r.image_id for r in select_records(_toy_records(), ["Mass"], mode, 0)]
 
 
@@ -130,6 +133,9 @@ def test_split_train_val_groups_studies() -> None:
     assert len(val) == 8 and len(train) == 32
     assert not {r.study_id for r in train} & {r.study_id for r in val}
     assert split_train_val(records, 0.2, seed=1)[1] == val
+    # 10% of 4 studies rounds to none: one study is still held out (validation picks the checkpoint)
+    held_out = {r.study_id for r in split_train_val(records[:16], 0.1, seed=1)[1]}
+    assert len(held_out) == 1
 
 
 def _write(tmp: Path, header: list[str], rows: list[list[str]]) -> Path:
@@ -247,3 +253,30 @@ def test_utf8_bom_is_read(tmp_path: Path) -> None:
     path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
     (record,) = load_records(tmp_path)
     assert record.study_id == "a" * 32 and record.findings[0].box == (1.5, 2.0, 80.0, 30.0)
+
+
+def test_a_box_wholly_outside_the_image_is_an_error_naming_the_row(tmp_path: Path) -> None:
+    """Clipped to the image, a box right of it has no width left: no object, an error rather than a 0-wide box."""
+    _write(tmp_path, FINDING_COLUMNS, [ROW[:11] + ["85", "2", "95", "30", "training"]])
+    with pytest.raises(VinDrFormatError, match=r"line 2: empty box after clipping to the 80x100 image"):
+        load_records(tmp_path)
+
+
+def test_the_breast_level_csv_header_is_checked_when_the_file_is_there(tmp_path: Path) -> None:
+    from wsod_mammo.data.vindr import BREAST_CSV
+
+    _write(tmp_path, FINDING_COLUMNS, [ROW])
+    assert len(load_records(tmp_path)) == 1  # it holds no boxes: a dataset without it is read
+    (tmp_path / BREAST_CSV).write_text("study_id,image_id\n")
+    with pytest.raises(VinDrFormatError, match=r"breast-level_annotations.csv: missing column\(s\) \['series_id'"):
+        load_records(tmp_path)
+
+
+def test_split_counts_name_the_normals_of_a_bi_rads_3_breast() -> None:
+    from wsod_mammo.data.vindr import describe_splits
+
+    records = _toy_records()
+    for record, birads in zip([r for r in records if r.is_normal], [3, 2, 1], strict=False):
+        record.breast_birads = birads
+    text = describe_splits({"train": [r for r in records if r.split == "training"]}, ["Mass"])
+    assert text == "train 9 images (3 with Mass, 5 normal, 1 of them views of a BI-RADS 3-5 breast)"
