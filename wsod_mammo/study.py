@@ -326,8 +326,9 @@ def main(argv: list[str] | None = None) -> None:
         write_run_configs(args, {spec: runs[spec]})
         run_one(runs[spec], None)
         return
+    base = compose_configs(args.config) if not args.aggregate_only else {}
     if not args.aggregate_only:
-        check_gpus_wanted(args.gpus, compose_configs(args.config))
+        check_gpus_wanted(args.gpus, base)
         write_run_configs(args, runs)
     if args.launcher == "slurm":
         script = output / "study.sbatch"
@@ -335,7 +336,7 @@ def main(argv: list[str] | None = None) -> None:
         log.info("study: %s; `sbatch %s`, then the same command with --aggregate_only", count(len(runs), "run"), script)
         return
     if not args.aggregate_only:
-        slots = [str(i) for i in range(args.gpus)] or [None] * max(1, args.parallel)
-        run_all(list(runs.values()), slots, first_alone=data_to_synthesize(compose_configs(args.config)))
+        slots = [str(i) for i in range(args.gpus)] or [None] * args.parallel  # >= 1: check_study_options
+        run_all(list(runs.values()), slots, first_alone=data_to_synthesize(base))
     print(aggregate(output, runs, _test_methods(args)), end="")
     log.info("study tables, FROC plots and summary.md written to %s", output)
