@@ -330,6 +330,20 @@ def test_print_config_for_every_yaml_under_configs(capsys: pytest.CaptureFixture
         assert printed["data"]["class_path"] == "wsod_mammo.data.datamodule.VinDrMammoDataModule", path
 
 
+@pytest.mark.parametrize(("given", "parsed"), [("1", 1), ("1.0", 1.0), ("0.25", 0.25), ("3", 3)])
+def test_limit_batches_on_the_command_line_is_a_count_when_an_int(
+    capsys: pytest.CaptureFixture[str], given: str, parsed: float
+) -> None:
+    """`--trainer.limit_test_batches 1` is one batch: read as 1.0, it evaluated the whole test set."""
+    args = ["test", "--config", str(REPO / "configs" / "demo.yaml"), "--trainer.limit_test_batches", given]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*args, "--trainer.limit_val_batches", given, "--print_config"])
+    assert exit_info.value.code in (0, None)
+    trainer = yaml.safe_load(capsys.readouterr().out)["trainer"]
+    for key in ("limit_test_batches", "limit_val_batches"):
+        assert trainer[key] == parsed and type(trainer[key]) is type(parsed), (key, trainer[key])
+
+
 def _state(path: Path) -> dict[str, torch.Tensor]:
     return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
 
@@ -382,6 +396,8 @@ def test_a_second_fit_writes_its_own_run_folder_and_best_resolves_to_the_newest(
     # the terminal says where the checkpoints go (they are resolved after that line used to look for them)
     assert f"fit: checkpoints (best.ckpt, last.ckpt) in {first / 'checkpoints'}" in caplog.text
     first_best = (first / "checkpoints" / "best.ckpt").read_bytes()
+    # `limit_train_batches: 1` is one batch (Lightning's int), not 1.0 (every batch) as jsonargparse read it
+    assert torch.load(first / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 1
     main(["fit", "--config", str(config)])
     (second,) = set(_run_dirs(tmp_path)) - {first}
     assert (first / "checkpoints" / "best.ckpt").read_bytes() == first_best  # nothing of the first run overwritten

@@ -51,6 +51,19 @@ RUNTIME_MODEL_OPTIONS = (
 EVALUATION_MODEL_OPTIONS = ("test_saliency", "predict_saliency")
 
 
+#: Trainer options where an int counts batches and a float is a fraction of them. Lightning annotates them
+#: ``Union[float, int, None]``, so jsonargparse tried float first and read ``--trainer.limit_test_batches 1`` (or
+#: ``1`` in a YAML) as 1.0: every batch of the set, not one. Parsed int first, ``1`` is one batch, ``1.0`` all.
+BATCH_COUNT_OR_FRACTION = tuple(f"trainer.limit_{stage}_batches" for stage in ("train", "val", "test", "predict"))
+
+
+def count_before_fraction(parser: Any) -> None:
+    """Parse the ``BATCH_COUNT_OR_FRACTION`` options as an int where the value is one, as Lightning's docs mean."""
+    for action in getattr(parser, "_actions", []):
+        if action.dest in BATCH_COUNT_OR_FRACTION and hasattr(action, "_typehint"):
+            action._typehint = int | float | None
+
+
 #: What `wsod fit --ckpt_path` itself sets on resuming a run (not the user's changes to its config).
 RESUME_OPTIONS = ("ckpt_path", "weights_only", "trainer.logger.init_args.id")
 
@@ -144,6 +157,7 @@ class WsodCLI(LightningCLI):
     def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs: Any) -> Any:
         parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
         customize_subcommand_parser(parser, subcommand)
+        count_before_fraction(parser)
         return parser
 
     def _parse_ckpt_path(self) -> None:
