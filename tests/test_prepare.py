@@ -298,3 +298,41 @@ def test_an_image_cut_short_while_written_has_no_sidecar(
     monkeypatch.setattr(prep, "write_atomic", write_atomic)
     manifest = prep.prepare(str(synthetic_root), str(tmp_path), input_size=SIZE, workers=0)
     assert manifest["images"] and all((tmp_path / e["file"]).is_file() for e in manifest["images"].values())
+
+
+def test_images_the_csv_may_mislabel_are_cached_with_warnings_the_manifest_keeps(
+    synthetic_root: Path, tmp_path: Path, capsys
+) -> None:
+    """Training orients each image by the CSV's laterality: a mirrored export, a tag that disagrees with the CSV or
+    raw detector data was cached in silence; now the manifest and the report name each such image and why."""
+    root = Path(shutil.copytree(synthetic_root, tmp_path / "data"))
+    mirrored, retagged, raw = [r for r in load_records(root) if r.is_normal][:3]
+    ds = pydicom.dcmread(mirrored.path)
+    ds.PixelData = np.ascontiguousarray(ds.pixel_array[:, ::-1]).tobytes()  # the breast against the other edge
+    ds.save_as(mirrored.path)
+    other = {"L": "R", "R": "L"}
+    ds = pydicom.dcmread(retagged.path)
+    ds.ImageLaterality = other[retagged.laterality]
+    ds.save_as(retagged.path)
+    ds = pydicom.dcmread(raw.path)
+    ds.PresentationIntentType = "FOR PROCESSING"
+    ds.save_as(raw.path)
+    manifest = prep.prepare(str(root), str(tmp_path / "cache"), input_size=SIZE, workers=2)
+    warned = {k: e["warnings"] for k, e in manifest["images"].items() if "warnings" in e}
+    assert set(warned) == {mirrored.image_id, retagged.image_id, raw.image_id} and not manifest["errors"]
+    edge = {"L": "right", "R": "left"}[mirrored.laterality]
+    assert warned[mirrored.image_id] == [
+        f"the CSV's laterality is {mirrored.laterality} but the breast lies against the {edge} edge, as in "
+        f"{other[mirrored.laterality]} images; the model learns it mirrored"
+    ]
+    assert warned[retagged.image_id] == [
+        f"the CSV's laterality is {retagged.laterality} but the DICOM's laterality tag says "
+        f"{other[retagged.laterality]}; the CSV's is used"
+    ]
+    assert len(warned[raw.image_id]) == 1 and "FOR PROCESSING" in warned[raw.image_id][0]
+    report = capsys.readouterr().err
+    assert f'3 cached images have warnings ("warnings" in {tmp_path / "cache" / "manifest.json"})' in report
+    for record in (mirrored, retagged, raw):
+        assert f"  {record.image_id} ({record.path}): " in report
+    # each is cached all the same (oriented by the CSV), and a rerun keeps the warnings its sidecars hold
+    assert prep.prepare(str(root), str(tmp_path / "cache"), input_size=SIZE, workers=0) == manifest

@@ -253,6 +253,22 @@ def mirrored_laterality(laterality: str, image: np.ndarray, tagged: bool) -> str
     )
 
 
+def csv_laterality_doubts(laterality: str, tagged: str | None, image: np.ndarray) -> tuple[str, ...]:
+    """Why the CSV's laterality may be wrong for this image: the DICOM's tag says the other side, or the breast lies
+    against the other edge. Training orients each image by the CSV's side, so such an image is learnt mirrored (its
+    boxes follow it, so detection figures stay right)."""
+    doubts = []
+    if tagged and tagged != laterality:
+        doubts.append(f"the CSV's laterality is {laterality} but the DICOM's laterality tag says {tagged}; "
+                      "the CSV's is used")  # fmt: skip
+    seen = infer_laterality(image)
+    if seen != laterality:
+        edge = "left" if seen == "L" else "right"
+        doubts.append(f"the CSV's laterality is {laterality} but the breast lies against the {edge} edge, as in "
+                      f"{seen} images; the model learns it mirrored")  # fmt: skip
+    return tuple(doubts)
+
+
 def load_input_image(
     path: str | Path,
     laterality: str | None,
@@ -260,6 +276,7 @@ def load_input_image(
     crop_breast: bool = True,
     expected_size: tuple[int, int] | None = None,
     resize: str = "stretch",
+    warnings: list[str] | None = None,
 ) -> tuple[np.ndarray, Geometry, str, np.ndarray | None]:
     """Decode a dataset's DICOM and bring it to the input frame: ``(H, W)`` float32 in [0, 1], its geometry,
     laterality and its padding mask in the input frame (``(H, W)`` bool, None when no padding pixel lies in the crop).
@@ -268,6 +285,8 @@ def load_input_image(
     against the brighter half). ``expected_size`` ``(height, width)`` (the CSV's) must equal the DICOM's rows/columns,
     else DicomError naming the file and both sizes: the CSV's boxes would land in the wrong place.
     ``resize``: ``stretch``, ``fit`` or ``native`` (see ``geometry``).
+    ``warnings``: a list that receives why this image may not be what training expects (the DICOM's own warnings,
+    ``csv_laterality_doubts``); ``wsod prepare`` asks, once per image, where every epoch would repeat them.
     """
     image, info = read_dicom(path)
     if expected_size is not None and tuple(expected_size) != (info.height, info.width):
@@ -275,6 +294,10 @@ def load_input_image(
             f"{path}: the DICOM is {info.height}x{info.width} (rows x columns) but the CSV says "
             f"{expected_size[0]}x{expected_size[1]} (height x width); its boxes would land in the wrong place"
         )
+    if warnings is not None:
+        warnings.extend(info.warnings)
+        if laterality:
+            warnings.extend(csv_laterality_doubts(laterality, info.laterality, image))
     out, geometry, side, _ = to_input_frame(image, laterality or info.laterality, input_size, crop_breast, resize)
     return out, geometry, side, apply_to_mask(info.padding, geometry)
 
@@ -285,6 +308,7 @@ __all__ = [
     "InputImage",
     "has_image_signature",
     "is_dicom",
+    "csv_laterality_doubts",
     "load_input_image",
     "load_padded",
     "read_any",

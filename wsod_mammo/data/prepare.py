@@ -12,7 +12,9 @@ renamed into place, the sidecar last, so an image counts as done only when all o
 skips done images (and converts again one whose sidecar is damaged). The manifest is written first with the
 options (``input_size``, ``crop_breast``, ``resize``, ``cache_format``) and no image, then whole at the end; a
 rerun with other options is refused, since it would keep the earlier images. A bad file does not stop the
-others; it is listed at the end with its path and reason.
+others; it is listed at the end with its path and reason. An image cached with doubts (its DICOM's tag or the
+breast's edge disagrees with the CSV's laterality, raw or non-mammography data) has them under its entry's
+``warnings``, and the end of the run names it.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from wsod_mammo.data.vindr import Selection, load_records, select_records
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
 CacheFormat = Literal["png", "npy"]
+REPORTED_WARNINGS = 20  # images whose warnings the end of a run prints; the manifest holds them all
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -123,13 +126,18 @@ def _convert(job: Job) -> tuple[str, dict[str, Any] | None, str]:
     from wsod_mammo.data.dicom import DicomError, describe_failure  # pydicom, torch: only when converting
     from wsod_mammo.data.images import load_input_image
 
+    warnings: list[str] = []
     try:
-        image, geometry, _, padding = load_input_image(source, laterality, input_size, crop_breast, csv_size, resize)
+        image, geometry, _, padding = load_input_image(
+            source, laterality, input_size, crop_breast, csv_size, resize, warnings=warnings
+        )
     except (DicomError, OSError, ValueError) as err:
         return image_id, None, describe_failure(source, err)
     name = f"{image_id}.{cache_format}"
     write_atomic(folder / name, encode_image(image, cache_format))
     entry = {"file": f"images/{name}", "source": source, "geometry": geometry.to_dict()}
+    if warnings:  # cached all the same: the report and the manifest name them
+        entry["warnings"] = warnings
     if padding is not None:  # before the sidecar, like the image: the sidecar marks the image done
         write_atomic(folder / f"{image_id}.mask.png", encode_padding(padding))
         entry["padding"] = f"images/{image_id}.mask.png"
@@ -253,7 +261,16 @@ def cache_option_differences(
 
 def _report(manifest: dict[str, Any], cache_dir: str) -> None:
     done, failed = len(manifest["images"]), manifest["errors"]
+    doubtful = {k: v for k, v in manifest["images"].items() if v.get("warnings")}
     print(f"prepare: {done} images cached in {cache_dir}, {len(failed)} failed", file=sys.stderr)
+    if doubtful:
+        print(f"prepare: {len(doubtful)} cached images have warnings (\"warnings\" in {Path(cache_dir) / MANIFEST}):",
+              file=sys.stderr)  # fmt: skip
+        for image_id, entry in list(doubtful.items())[:REPORTED_WARNINGS]:
+            for warning in entry["warnings"]:
+                print(f"  {image_id} ({entry['source']}): {warning}", file=sys.stderr)
+        if len(doubtful) > REPORTED_WARNINGS:
+            print(f"  ... and {len(doubtful) - REPORTED_WARNINGS} more images", file=sys.stderr)
     for reason in failed.values():
         print(f"  failed: {reason}", file=sys.stderr)
 
