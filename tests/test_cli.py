@@ -30,7 +30,7 @@ from cli_configs import INPUT_SIZE, checkpoint, tiny_config, write_config
 
 from wsod_mammo import cli_checks
 from wsod_mammo.cli import main
-from wsod_mammo.cli_checkpoints import resolve_checkpoint
+from wsod_mammo.cli_checkpoints import check_checkpoint, continue_run, reconcile_input_frame, resolve_checkpoint
 from wsod_mammo.data.datamodule import VinDrMammoDataModule
 from wsod_mammo.data.dicom import read_dicom
 from wsod_mammo.data.errors import DataError
@@ -427,6 +427,59 @@ def test_a_run_id_whose_config_keeps_checkpoints_elsewhere_says_where(tmp_path: 
     assert resolve_checkpoint("best", section) == tmp_path / "ckpts" / "best.ckpt"
     with pytest.raises(FileNotFoundError, match=r"abc123.*writes its checkpoints to .*ckpts: --ckpt_path best"):
         resolve_checkpoint("abc123:best", section)
+
+
+def test_a_resumed_fit_continues_the_run_folders_id_only(tmp_path: Path) -> None:
+    """`--ckpt_path last` of a run folder continues that W&B run; an id the config gives, or a checkpoint outside a
+    run's checkpoints folder, is left alone."""
+    wandb_logger = "wsod_mammo.training.wandb_logger.OfflineWandbLogger"
+
+    def logger_id(path: Path, init_args: dict[str, Any], logger: str = wandb_logger) -> Any:
+        section = {"trainer": {"logger": {"class_path": logger, "init_args": init_args}}}
+        continue_run(path, section)
+        return section["trainer"]["logger"]["init_args"].get("id")
+
+    in_run = tmp_path / "runs" / "wsod-mammo" / "abc123" / "checkpoints" / "last.ckpt"
+    assert logger_id(in_run, {"save_dir": str(tmp_path / "runs")}) == "abc123"
+    assert logger_id(in_run, {"save_dir": str(tmp_path / "runs"), "id": "mine"}) == "mine"
+    assert logger_id(tmp_path / "exported" / "model.ckpt", {"save_dir": str(tmp_path / "runs")}) is None
+    csv_logger = "lightning.pytorch.loggers.CSVLogger"  # no run id to continue (CSVLogger takes no `id`)
+    assert logger_id(in_run, {"save_dir": str(tmp_path / "runs")}, csv_logger) is None
+
+
+def test_a_checkpoint_recording_another_lightning_module_is_refused_despite_gmic_keys(tmp_path: Path) -> None:
+    path = tmp_path / "other.ckpt"
+    torch.save({"state_dict": {"model.global_network.conv.weight": torch.zeros(1)},
+                "hyper_parameters": {"_class_path": "other.models.Detector"},
+                "pytorch-lightning_version": "2.5.0"}, path)  # fmt: skip
+    with pytest.raises(ValueError, match=r"a checkpoint of other.models.Detector, not of wsod_mammo.training.module"):
+        check_checkpoint(path)
+
+
+def test_test_keeps_the_configs_input_frame_and_init_args_spelling_counts_as_given(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """test/validate keep the config's frame (their cache is prepared at it); predict keeps an option the command line
+    sets in either spelling (`--data.input_size` or `--data.init_args.input_size`)."""
+    checkpoint = {"input_frame": {"input_size": [256, 192], "crop_breast": True, "resize": "stretch"}}
+
+    def section() -> dict[str, Any]:
+        return {"data": {"init_args": {"input_size": [192, 128], "crop_breast": True, "resize": "stretch"}}}
+
+    for subcommand in ("test", "validate"):
+        kept = section()
+        with caplog.at_level(logging.WARNING):
+            reconcile_input_frame(kept, checkpoint, subcommand, [], tmp_path / "x.ckpt")
+        assert kept["data"]["init_args"]["input_size"] == [192, 128]
+        back = "--data.input_size '[256, 192]' for the checkpoint's"
+        assert f"{subcommand} at the config's frame ({back})" in caplog.text
+    given = section()
+    words = ["--data.init_args.input_size", "[192, 128]"]
+    reconcile_input_frame(given, checkpoint, "predict", words, tmp_path / "x.ckpt")
+    assert given["data"]["init_args"]["input_size"] == [192, 128]
+    adopted = section()
+    reconcile_input_frame(adopted, checkpoint, "predict", [], tmp_path / "x.ckpt")
+    assert adopted["data"]["init_args"]["input_size"] == [256, 192]
 
 
 def test_bf16_mixed_fit_on_cpu_with_a_gradient_patch_method(tmp_path: Path, data_root: Path) -> None:
@@ -873,6 +926,92 @@ def test_bf16_on_a_cpu_without_bf16_kernels_is_warned_about(
     warned = [r.getMessage() for r in caplog.records if "bf16 convolution kernels" in r.getMessage()]
     assert len(warned) == (0 if kernels else 1)  # once: precision 32 is never warned about
     assert all(w.startswith("trainer.precision: bf16-mixed on this CPU") for w in warned)
+
+
+@pytest.mark.parametrize(
+    ("trainer", "message"),
+    [({"accelerator": "cuda"}, r"^trainer.accelerator: cuda, but this machine has no CUDA GPU; .*cpu.yaml"),
+     # `auto` falls back to the CPU here, where Lightning would switch fp16 to bf16 in silence
+     ({"accelerator": "auto", "precision": "16-mixed"}, r"^trainer.precision: 16-mixed needs a CUDA GPU, .* is auto"),
+     ({"accelerator": "cpu", "precision": "16-true"}, r"^trainer.precision: 16-true casts every .* use 16-mixed")],
+)  # fmt: skip
+def test_accelerators_and_precisions_a_machine_without_cuda_cannot_run_are_named(
+    trainer: dict[str, str], message: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cli_checks, "_cuda", lambda: False)
+    with pytest.raises(ValueError, match=message):
+        cli_checks.check_accelerator({"trainer": trainer})
+        cli_checks.check_precision({"trainer": trainer})
+
+
+def test_fp16_on_a_cuda_machine_is_not_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cli_checks, "_cuda", lambda: True)
+    for accelerator in ("gpu", "cuda", "auto"):
+        section = {"trainer": {"accelerator": accelerator, "precision": "16-mixed"}}
+        cli_checks.check_accelerator(section)
+        cli_checks.check_precision(section)
+
+
+def test_a_crop_wider_than_the_input_is_refused_naming_both() -> None:
+    """The crop must fit in both sides: a crop as high as the input but wider failed at the first batch."""
+    section = {"data": {"init_args": {"input_size": [192, 128]}},
+               "model": {"init_args": {"model": {"init_args": {"crop_shape": [64, 160]}}}}}  # fmt: skip
+    with pytest.raises(ValueError, match=r"^model.model.crop_shape: \[64, 160\] does not fit in the data.input_size "
+                                         r"\[192, 128\]"):  # fmt: skip
+        cli_checks.check_input_size(section)
+
+
+def test_predict_inputs_are_counted_against_devices_times_nodes(data_root: Path) -> None:
+    (dicom,) = sorted((data_root / "images").glob("*/*.dicom"))[:1]
+    section = {"trainer": {"devices": 1, "num_nodes": 2}, "data": {"init_args": {"predict_paths": [str(dicom)]}}}
+    with pytest.raises(ValueError, match=r"^trainer.devices: 1 predict input\(s\) for 2 processes"):
+        cli_checks.check_predict_inputs(section)
+    section = {"trainer": {"devices": 2}, "data": {"init_args": {"predict_paths": str(dicom)}}}  # one path, unlisted
+    with pytest.raises(ValueError, match=r"^trainer.devices: 1 predict input\(s\) for 2 processes"):
+        cli_checks.check_predict_inputs(section)
+
+
+def test_output_folder_errors_name_the_root_dir_option_and_a_folder_without_write_permission(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    section = {"trainer": {"logger": False, "default_root_dir": str(blocker / "root")}}
+    with pytest.raises(ValueError, match=rf"^trainer.default_root_dir: {re.escape(str(blocker))}/root cannot be "):
+        cli_checks.check_output_folders("test", section)
+    monkeypatch.setattr(os, "access", lambda path, mode: False)  # a read-only mount (root writes anywhere)
+    section = {"trainer": {"logger": False, "default_root_dir": str(tmp_path / "root")}}
+    denied = f"root cannot be written: no permission to write in {re.escape(str(tmp_path))}$"
+    with pytest.raises(ValueError, match=denied):
+        cli_checks.check_output_folders("validate", section)
+
+
+def test_runs_are_looked_for_under_the_loggers_save_dir_runs_for_wandb_else_the_root_dir() -> None:
+    assert cli_checks.runs_root({"trainer": {"logger": {"class_path": "x.WandbLogger"}}}) == Path("runs")
+    assert cli_checks.runs_root({"trainer": {"logger": False, "default_root_dir": "out"}}) == Path("out")
+    listed = [{"class_path": "x.WandbLogger", "init_args": {"save_dir": "w"}}, {"class_path": "x.CSVLogger"}]
+    assert cli_checks.runs_root({"trainer": {"logger": listed}}) == Path("w")  # the first of a list of loggers
+
+
+def test_a_model_without_num_classes_has_one_head_against_data_classes() -> None:
+    """GMIC's default is one head: two classes with no num_classes in the config failed at the first batch."""
+    section = {"data": {"init_args": {"classes": ["Mass", "Suspicious Calcification"]}},
+               "model": {"init_args": {"model": {"init_args": {}}}}}  # fmt: skip
+    with pytest.raises(ValueError, match=r"^model.model.init_args.num_classes has 1 output class\(es\), data.classes "
+                                         r"has 2"):  # fmt: skip
+        cli_checks.check_heads_match_classes(section, None)
+
+
+def test_a_refusal_raises_its_configuration_error_when_the_traceback_is_asked_for(
+    tmp_path: Path, data_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = tiny_config(tmp_path, data_root)
+    settings["trainer"]["precision"] = "16-mixed"
+    args = ["fit", "--config", str(write_config(tmp_path / "c.yaml", settings))]
+    monkeypatch.setenv("WSOD_TRACEBACK", "1")
+    with pytest.raises(ValueError, match="trainer.precision: 16-mixed needs a CUDA GPU"):
+        main(args)
+    assert not list(tmp_path.glob("**/*.ckpt"))
 
 
 # -------------------------------------------------------------------------------------------------- DDP

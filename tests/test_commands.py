@@ -102,6 +102,18 @@ def test_bad_input_to_a_plain_subcommand_is_one_line_naming_it_and_the_traceback
     assert not (tmp_path / "out").exists()
     traced = subprocess.run(command, capture_output=True, text=True, timeout=120, env={**os.environ, TRACEBACK: "1"})
     assert traced.returncode == 1 and "Traceback" in traced.stderr and "ValueError: " in traced.stderr
+    unset = subprocess.run(command, capture_output=True, text=True, timeout=120, env={**os.environ, TRACEBACK: "0"})
+    assert unset.returncode == 1 and "Traceback" not in unset.stderr  # 0 asks for no traceback
+
+
+def test_only_gloos_peer_closed_errors_count_as_another_process_stopping() -> None:
+    """The one line that points to another process's reason is for a DDP collective that lost its peer (gloo's
+    words); any other "Connection reset by peer" (a download, a socket of the user's) keeps its traceback."""
+    from wsod_mammo.commands import peer_stopped
+
+    assert peer_stopped(RuntimeError("[../third_party/gloo/gloo/transport/tcp/pair.cc:534] Connection closed by peer"))
+    assert not peer_stopped(RuntimeError("[Errno 104] Connection reset by peer"))
+    assert not peer_stopped(RuntimeError("gloo: a timeout"))
 
 
 def test_gitignore_covers_the_readme_s_data_paths_and_no_source() -> None:

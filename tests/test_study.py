@@ -141,6 +141,7 @@ def test_study_refuses_unknown_methods(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("extra", "message"),
     [(["--parallel", "0"], r"--gpus/--parallel: expected --gpus >= 0 and --parallel >= 1, found 0, 0"),
+     (["--gpus", "-1", "--launcher", "slurm"], r"--gpus/--parallel: expected --gpus >= 0 .* found -1, 1"),
      (["--output", "{file}"], r"--output .*notes.txt: a file, not a study folder"),
      (["--output", "{missing}", "--aggregate_only"], r"--output .*nowhere: no study runs there \(no runs/ folder\)")],
 )  # fmt: skip
