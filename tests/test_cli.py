@@ -174,7 +174,7 @@ def _nyu_legacy_file(path: Path) -> Path:
 
 
 def test_predict_from_nyu_weights_without_a_checkpoint_on_png_and_dicom(
-    tmp_path: Path, data_root: Path, capsys: pytest.CaptureFixture
+    tmp_path: Path, data_root: Path, capsys: pytest.CaptureFixture, caplog: pytest.LogCaptureFixture
 ) -> None:
     """`--model.init_from_nyu` alone (no --ckpt_path): NYU's two heads predict; an all-unreadable input fails."""
     nyu = _nyu_legacy_file(tmp_path / "sample_model_1.p")
@@ -216,8 +216,10 @@ def test_predict_from_nyu_weights_without_a_checkpoint_on_png_and_dicom(
     main([*args, "--data.predict_paths", f"[{dicom}, {png}]", "--trainer.callbacks.init_args.class_index", "1"])
     malignant, _ = json.loads(max((tmp_path / "predictions").glob("*/predictions.json")).read_text())
     assert malignant["class"] == "malignant" and malignant["probability"] == records[0]["probabilities"]["malignant"]
-    with pytest.raises(ValueError, match=r"PredictionWriter.class_index: expected 0..1 \(the model has 2 classes\)"):
-        main([*args, "--data.predict_paths", f"[{dicom}]", "--trainer.callbacks.init_args.class_index", "2"])
+    for index in ("2", "-1"):  # refused before the model and inputs load: one line, exit 2, no traceback
+        _refused([*args, "--data.predict_paths", f"[{dicom}]", "--trainer.callbacks.init_args.class_index", index],
+                 rf"^wsod predict: trainer.callbacks PredictionWriter class_index: {index}, but model.model.init_args."
+                 r"num_classes has 2 output class\(es\): expected 0..1$", caplog)  # fmt: skip
     (tmp_path / "notes.txt").write_text("not an image")
     try:
         with pytest.raises(SystemExit) as failed:  # the reason on one line, no traceback
@@ -991,6 +993,18 @@ def test_runs_are_looked_for_under_the_loggers_save_dir_runs_for_wandb_else_the_
     assert cli_checks.runs_root({"trainer": {"logger": False, "default_root_dir": "out"}}) == Path("out")
     listed = [{"class_path": "x.WandbLogger", "init_args": {"save_dir": "w"}}, {"class_path": "x.CSVLogger"}]
     assert cli_checks.runs_root({"trainer": {"logger": listed}}) == Path("w")  # the first of a list of loggers
+
+
+def test_a_class_index_the_checkpoint_has_no_output_for_is_refused_naming_the_checkpoint() -> None:
+    """The checkpoint's count of outputs wins over the config's, as it does for the weights loaded."""
+    writer = {"class_path": "wsod_mammo.training.predict.PredictionWriter", "init_args": {"class_index": 1}}
+    section = {"trainer": {"callbacks": [{"class_path": "x.Other"}, writer]},
+               "model": {"init_args": {"model": {"init_args": {"num_classes": 2}}}}}  # fmt: skip
+    cli_checks.check_class_index(section, None)  # the config's two heads
+    recorded = {"hyper_parameters": {"model": {"init_args": {"num_classes": 1}}}}
+    with pytest.raises(ValueError, match=r"^trainer.callbacks PredictionWriter class_index: 1, but --ckpt_path's "
+                                         r"model has 1 output class\(es\): expected 0..0$"):  # fmt: skip
+        cli_checks.check_class_index(section, recorded)
 
 
 def test_a_model_without_num_classes_has_one_head_against_data_classes() -> None:

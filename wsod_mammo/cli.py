@@ -20,6 +20,7 @@ from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from wsod_mammo.cli_checkpoints import check_checkpoint, continue_run, reconcile_input_frame, resolve_checkpoint
 from wsod_mammo.cli_checks import (
     check_accelerator,
+    check_class_index,
     check_heads_match_classes,
     check_input_size,
     check_output_folders,
@@ -228,6 +229,7 @@ class WsodCLI(LightningCLI):
         if subcommand == "predict":  # after resolving --ckpt_path, which looks for runs in the logger's save_dir
             without_logger(section)
             check_predict_inputs(section)
+            check_class_index(section, checkpoint)
         else:  # predict reads no labels: any data.classes will do
             check_heads_match_classes(section, checkpoint)
 

@@ -239,14 +239,33 @@ def check_heads_match_classes(section: Any, checkpoint: dict[str, Any] | None) -
     if data is None or "classes" not in data:
         return
     classes = list(data.get("classes") or ["Mass"])
-    heads = gmic_args_of(section).get("num_classes", 1)
-    source = "model.model.init_args.num_classes"
-    if checkpoint is not None:
-        recorded = ((checkpoint.get("hyper_parameters") or {}).get("model") or {}).get("init_args") or {}
-        if "num_classes" in recorded:
-            heads, source = recorded["num_classes"], "--ckpt_path's model"
+    heads, source = _model_heads(section, checkpoint)
     if heads is not None and int(heads) != len(classes):
         raise ValueError(
             f"{source} has {heads} output class(es), data.classes has {len(classes)} ({', '.join(classes)}): give "
             f"one class per output (NYU's two: --data.classes '[Mass, Suspicious Calcification]')"
         )
+
+
+def _model_heads(section: Any, checkpoint: dict[str, Any] | None) -> tuple[Any, str]:
+    """The model's count of output classes and the option that sets it: the checkpoint's when one is given (its
+    hyperparameters replace the config's), else the config's (GMIC's default: one)."""
+    heads, source = gmic_args_of(section).get("num_classes", 1), "model.model.init_args.num_classes"
+    if checkpoint is not None:
+        recorded = ((checkpoint.get("hyper_parameters") or {}).get("model") or {}).get("init_args") or {}
+        if "num_classes" in recorded:
+            heads, source = recorded["num_classes"], "--ckpt_path's model"
+    return heads, source
+
+
+def check_class_index(section: Any, checkpoint: dict[str, Any] | None) -> None:
+    """predict writes one class's probability and boxes (the PredictionWriter's ``class_index``): an index the model
+    has no output for failed after the model and every input were loaded, in a Lightning traceback."""
+    heads, source = _model_heads(section, checkpoint)
+    for class_path, args in _callback_args(section):
+        index = args.get("class_index", 0) if class_path.endswith("PredictionWriter") else 0
+        if heads is not None and not 0 <= int(index) < int(heads):
+            raise ValueError(
+                f"trainer.callbacks PredictionWriter class_index: {index}, but {source} has {heads} output "
+                f"class(es): expected 0..{int(heads) - 1}"
+            )
