@@ -6,6 +6,7 @@ import csv
 import hashlib
 import json
 import re
+import shlex
 import time
 from pathlib import Path
 
@@ -319,6 +320,25 @@ def test_a_slurm_script_drops_the_launcher_option_in_either_spelling(tmp_path: P
     main(["study", "--config", str(config), "--output", str(study), "--seeds", "1", "--launcher=slurm"])
     script = (study / "study.sbatch").read_text()
     assert script.count("--launcher") == 1 and "--launcher local --gpus 0" in script
+
+
+def test_a_slurm_script_quotes_paths_with_spaces_and_asks_a_gpu_only_for_a_gpu_config(tmp_path: Path) -> None:
+    """The script's command line was the arguments joined by spaces: `--config my data/c.yaml` came back as two
+    words (`unrecognized arguments: data/c.yaml`), and every task asked for a GPU, demo.yaml's CPU runs too."""
+    folder = tmp_path / "my data"
+    folder.mkdir()
+    config = write_config(folder / "c.yaml", tiny_config(tmp_path / "unused", tmp_path / "data"))
+    study = tmp_path / "slurm study"
+    args = ["--config", str(config), "--output", str(study), "--train_methods", "cam", "--seeds", "1"]
+    main(["study", *args, "--launcher", "slurm"])
+    lines = (study / "study.sbatch").read_text().splitlines()
+    assert shlex.split(lines[-1])[3:] == ["study", *args, "--launcher", "local", "--gpus", "0", "--run_index",
+                                          "$SLURM_ARRAY_TASK_ID"]  # fmt: skip
+    assert f'#SBATCH --output="{study}/slurm-%A_%a.out"' in lines
+    assert not [line for line in lines if "--gres" in line]  # tiny_config trains on the CPU
+    gpu = write_config(folder / "gpu.yaml", {"trainer": {"accelerator": "gpu"}})
+    main(["study", *args, "--config", str(gpu), "--launcher", "slurm"])
+    assert "#SBATCH --gres=gpu:1" in (study / "study.sbatch").read_text().splitlines()
 
 
 def test_a_run_index_past_the_matrix_is_refused_naming_the_range(tmp_path: Path) -> None:

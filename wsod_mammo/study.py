@@ -17,6 +17,7 @@ import logging
 import os
 import queue
 import re
+import shlex
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -184,16 +185,30 @@ def run_all(run_dirs: list[Path], slots: list[str | None], first_alone: bool = F
         return first + list(pool.map(task, run_dirs))
 
 
-def slurm_script(argv: list[str], n_runs: int, output: Path) -> str:
-    """A job-array script: array task i runs ``wsod study ... --run_index i`` on one GPU, in this working directory
-    (the command's relative paths, its configs and the study folder, mean what they mean here)."""
-    command = " ".join([sys.executable, "-m", "wsod_mammo", "study", *_without_launcher(argv)])
+def slurm_script(argv: list[str], n_runs: int, output: Path, gpu: bool = True) -> str:
+    """A job-array script: array task i runs ``wsod study ... --run_index i`` (on one GPU when ``gpu``: a config
+    that trains on the CPU asks for none), in this working directory (the command's relative paths, its configs and
+    the study folder, mean what they mean here). Paths with spaces are quoted: bash's for the command, sbatch's
+    double quotes for its directives."""
+    command = shlex.join([sys.executable, "-m", "wsod_mammo", "study", *_without_launcher(argv)])
+    gres = "#SBATCH --gres=gpu:1\n" if gpu else ""
     return (
         "#!/bin/bash\n#SBATCH --job-name=wsod-study\n"
-        f"#SBATCH --array=0-{n_runs - 1}\n#SBATCH --gres=gpu:1\n#SBATCH --cpus-per-task=8\n"
-        f"#SBATCH --output={output}/slurm-%A_%a.out\n#SBATCH --chdir={Path.cwd()}\nset -euo pipefail\n"
+        f"#SBATCH --array=0-{n_runs - 1}\n{gres}#SBATCH --cpus-per-task=8\n"
+        f"#SBATCH --output={_directive_path(output / 'slurm-%A_%a.out')}\n"
+        f"#SBATCH --chdir={_directive_path(Path.cwd())}\nset -euo pipefail\n"
         f'{command} --launcher local --gpus 0 --run_index "$SLURM_ARRAY_TASK_ID"\n'
     )
+
+
+def _directive_path(path: Path) -> str:
+    """A path as an ``#SBATCH`` value: in double quotes when it holds whitespace (sbatch splits the line there)."""
+    text = str(path)
+    if any(c in text for c in '"\\\n'):  # sbatch reads a backslash as an escape
+        raise SystemExit(
+            f"--launcher slurm: {text!r}: a path with a double quote, backslash or newline cannot be an #SBATCH value"
+        )
+    return f'"{text}"' if any(c.isspace() for c in text) else text
 
 
 def _without_launcher(argv: list[str]) -> list[str]:
@@ -332,8 +347,10 @@ def main(argv: list[str] | None = None) -> None:
         write_run_configs(args, runs)
     if args.launcher == "slurm":
         script = output / "study.sbatch"
-        script.write_text(slurm_script(argv, len(runs), output.resolve()))
-        log.info("study: %s; `sbatch %s`, then the same command with --aggregate_only", count(len(runs), "run"), script)
+        trains_on_cpu = (base.get("trainer") or {}).get("accelerator") == "cpu"  # {} with --aggregate_only
+        script.write_text(slurm_script(argv, len(runs), output.resolve(), gpu=not trains_on_cpu))
+        log.info("study: %s; `sbatch %s`, then the same command with --aggregate_only", count(len(runs), "run"),
+                 shlex.quote(str(script)))  # fmt: skip
         return
     if not args.aggregate_only:
         slots = [str(i) for i in range(args.gpus)] or [None] * args.parallel  # >= 1: check_study_options
