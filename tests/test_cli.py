@@ -407,6 +407,10 @@ def test_a_second_fit_writes_its_own_run_folder_and_best_resolves_to_the_newest(
     assert resolve_checkpoint("best", section) == second / "checkpoints" / "best.ckpt"
     assert resolve_checkpoint(f"{first.name}:best", section) == first / "checkpoints" / "best.ckpt"
     assert resolve_checkpoint(f"{first}:last", section) == first / "checkpoints" / "last.ckpt"
+    # the folder `wsod fit` prints, as the hint for a folder given as a path says: `<it>:best`
+    with pytest.raises(FileNotFoundError, match=f"is a folder; .*--ckpt_path {first / 'checkpoints'}:best"):
+        resolve_checkpoint(str(first / "checkpoints"), section)
+    assert resolve_checkpoint(f"{first / 'checkpoints'}:best", section) == first / "checkpoints" / "best.ckpt"
     with pytest.raises(FileNotFoundError, match="nosuchrun"):
         resolve_checkpoint("nosuchrun:best", section)
     with pytest.raises(FileNotFoundError, match=f"{first} is a folder; .*--ckpt_path {first}:best"):

@@ -24,13 +24,16 @@ def resolve_checkpoint(ckpt_path: str, section: Any) -> Path:
 
     ``best``/``last``: that checkpoint of the newest run (the most recently written ``RUN_DIR/checkpoints/
     {best,last}.ckpt`` under the logger's ``save_dir``, or in a configured ``dirpath``). ``RUN:best``/``RUN:last``:
-    that run's, where ``RUN`` is a run folder or a run id (the W&B id naming the folder). Anything else is a path.
+    that run's, where ``RUN`` is a run folder, its ``checkpoints`` folder or a run id (the W&B id naming the
+    folder). Anything else is a path.
     """
     run, _, alias = ckpt_path.rpartition(":") if ckpt_path.endswith((":best", ":last")) else ("", "", ckpt_path)
     if alias in CHECKPOINT_ALIASES:
         name = CHECKPOINT_ALIASES[alias]
         root = runs_root(section)
-        if run:
+        if run and Path(run).is_dir() and not (Path(run) / "checkpoints").is_dir():
+            candidates = [Path(run) / name]  # the folder holding the checkpoints (the one `wsod fit` prints)
+        elif run:
             folders = [Path(run)] if Path(run).is_dir() else [p for p in root.glob(f"**/{run}") if p.is_dir()]
             candidates = [f / "checkpoints" / name for f in folders]
         else:
