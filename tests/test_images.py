@@ -111,3 +111,27 @@ def test_a_png_given_the_other_laterality_than_its_breast_shows_warns_and_keeps_
     assert [r.levelno for r in caplog.records] == [logging.WARNING]
     assert "left.png: the laterality given is R but the breast lies against the left edge" in caplog.text
     assert given_r.warnings and "give L for this file" in given_r.warnings[0]
+
+
+@pytest.mark.filterwarnings("ignore:Invalid value for VR UI")  # the synthetic data's VinDr-style hex UIDs
+def test_a_blank_input_is_predicted_with_a_warning_that_there_is_no_breast(
+    synthetic_root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An empty export (one grey value, or a DICOM of zeros) got a probability and a whole-frame box with no word."""
+    cv2.imwrite(str(tmp_path / "grey.png"), np.full((64, 48), 128, np.uint8))
+    cv2.imwrite(str(tmp_path / "black.png"), np.zeros((64, 48), np.uint16))
+    record = next(r for r in load_records(synthetic_root) if r.laterality == "R")
+    ds = pydicom.dcmread(record.path)
+    ds.PixelData = np.zeros_like(ds.pixel_array).tobytes()
+    ds.save_as(tmp_path / "zero.dcm")  # tagged R: a blank image gives no "mirrored" warning as well
+    with caplog.at_level(logging.WARNING, logger="wsod_mammo.data.images"):
+        for name in ("grey.png", "black.png", "zero.dcm"):
+            loaded = load_padded(tmp_path / name, SIZE)
+            assert len(loaded.warnings) == 1 and "every pixel has the same value" in loaded.warnings[0], name
+            assert loaded.warnings[0].endswith("no breast to read")
+        assert load_padded(record.path, SIZE).warnings == ()
+    named = [str(tmp_path / n) for n in ("grey.png", "black.png", "zero.dcm")]
+    assert [r.getMessage().split(": ")[0] for r in caplog.records] == named
+    warnings: list[str] = []  # wsod prepare's path: the CSV's laterality is not doubted for a blank image
+    load_input_image(tmp_path / "zero.dcm", "L", SIZE, warnings=warnings)
+    assert len(warnings) == 1 and "every pixel has the same value" in warnings[0]

@@ -225,11 +225,19 @@ def load_padded(
     image, tagged = decoded.image, decoded.laterality
     out, geometry, side, source = to_input_frame(image, tagged or laterality, input_size, crop_breast, resize)
     mirrored = mirrored_laterality(side, image, tagged=bool(tagged)) if source != "inferred" else None
-    warnings = decoded.warnings + ((mirrored,) if mirrored else ())
+    blank = blank_image(image)
+    warnings = decoded.warnings + tuple(w for w in (blank, None if blank else mirrored) if w)
     for warning in warnings:
         log.warning("%s: %s", name if isinstance(item, np.ndarray) else item, warning)
     padding = apply_to_mask(decoded.padding, geometry)
     return InputImage(out, geometry, side, "dicom" if tagged else source, padding, decoded.view, warnings)
+
+
+def blank_image(image: np.ndarray) -> str | None:
+    """Why an image of one value throughout (an empty export, a DICOM of zeros) is no mammogram, else None: the model
+    still gives it a probability and boxes (over the whole frame), which mean nothing."""
+    low, high = float(image.min()), float(image.max())
+    return None if high > low else f"every pixel has the same value ({low:.3g} of 1): no breast to read"
 
 
 def mirrored_laterality(laterality: str, image: np.ndarray, tagged: bool) -> str | None:
@@ -296,7 +304,9 @@ def load_input_image(
         )
     if warnings is not None:
         warnings.extend(info.warnings)
-        if laterality:
+        if blank := blank_image(image):
+            warnings.append(blank)
+        elif laterality:
             warnings.extend(csv_laterality_doubts(laterality, info.laterality, image))
     out, geometry, side, _ = to_input_frame(image, laterality or info.laterality, input_size, crop_breast, resize)
     return out, geometry, side, apply_to_mask(info.padding, geometry)
@@ -306,6 +316,7 @@ __all__ = [
     "DicomError",
     "IMAGE_SUFFIXES",
     "InputImage",
+    "blank_image",
     "has_image_signature",
     "is_dicom",
     "csv_laterality_doubts",
