@@ -862,6 +862,20 @@ def test_evaluating_without_weights_is_refused_and_untrained_must_be_asked_for(
             assert cell["threshold_from"].startswith("default") and cell["threshold"] == 0.5
             assert list(cell["tpr_at_fppi"]) == list(cell["intervals"]["tpr_at_fppi"])  # one spelling: "1", not "1.0"
         assert "NOT VALIDATED" in (report.parent / "table2_row.md").read_text()
+        # the row file says so too, and `wsod report` keeps the mark: a baseline is never read as a trained result
+        (row,) = csv.DictReader(io.StringIO((report.parent / "table2_row.csv").read_text()))
+        assert (row["weights"], row["thresholds"]) == ("untrained", "default"), row
+        assert "UNTRAINED: the freshly initialized network" in (report.parent / "table2_row.md").read_text()
+        from wsod_mammo.detection.report import main as report_main
+
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="wsod_mammo.detection.report"):
+            report_main([str(report.parent), "--output", str(tmp_path / "rep")])
+        label = f"{summary['train_saliency']} (untrained, NOT VALIDATED)"
+        assert f"| {label} | " in (tmp_path / "rep" / "table2.md").read_text()
+        (merged,) = csv.DictReader(io.StringIO((tmp_path / "rep" / "table2.csv").read_text()))
+        assert merged["train_method"] == label
+        assert f"report: {report.parent}: its {summary['train_saliency']} row (weights untrained" in caplog.text
 
 
 def test_a_gpu_config_on_a_machine_without_cuda_names_the_option_and_the_cpu_config(

@@ -2,6 +2,7 @@
 
 import csv
 import io
+import logging
 import math
 
 import pytest
@@ -243,3 +244,44 @@ def test_a_row_three_folders_down_is_found_and_an_empty_cell_is_no_conflict(tmp_
     write_table2_row(tmp_path / "b" / "table2_row.csv", "cam", {"cam": "0.69@1.55", "layercam": ""})
     markdown, _ = collect_table2([tmp_path / "a", tmp_path / "b"])
     assert "| cam | 0.69@1.55 | 0.70@0.90 |" in markdown
+
+
+def test_a_row_of_untrained_weights_or_unvalidated_thresholds_is_marked_and_kept_apart(tmp_path, capsys, caplog):
+    """`wsod test --ckpt_path untrained` wrote `layercam,0.00@0.00,...` like a trained run's row and `wsod report`
+    showed it as the layercam row: a baseline read as a result. The row file records the weights and thresholds; the
+    merged table labels the row, apart from the same method's trained row, and a warning names the run."""
+    cells = {"cam": "0.50@0.50", "layercam": "0.70@0.90"}
+    write_table2_row(tmp_path / "trained" / "table2_row.csv", "layercam", cells, "checkpoint", "validated")
+    baseline = {"cam": "0.00@0.00", "layercam": "0.00@0.00"}
+    write_table2_row(tmp_path / "untrained" / "table2_row.csv", "layercam", baseline, "untrained", "default")
+    partly = {"cam": "0.60@1.00", "gradcam": "0.40@0.50"}
+    write_table2_row(tmp_path / "partly" / "table2_row.csv", "cam", partly, "checkpoint", "default: gradcam")
+    (tmp_path / "old").mkdir()  # a row written before the weights and thresholds columns: read as before
+    (tmp_path / "old" / "table2_row.csv").write_text("train_method,xgradcam\nxgradcam,0.30@0.20\n")
+    header = (tmp_path / "untrained" / "table2_row.csv").read_text().splitlines()[0]
+    assert header == "train_method,cam,layercam,weights,thresholds"  # new columns last: older readers still parse
+    runs = [str(tmp_path / name) for name in ("trained", "untrained", "partly", "old")]
+    with caplog.at_level("WARNING", logger="wsod_mammo.detection.report"):
+        main([*runs, "--output", str(tmp_path / "out")])
+    assert (tmp_path / "out" / "table2.md").read_text().splitlines()[2:] == [
+        "| cam (NOT VALIDATED: gradcam) | 0.60@1.00 | 0.40@0.50 | n/a | n/a |",
+        "| xgradcam | n/a | n/a | 0.30@0.20 | n/a |",
+        "| layercam | 0.50@0.50 | n/a | n/a | 0.70@0.90 |",
+        "| layercam (untrained, NOT VALIDATED) | 0.00@0.00 | n/a | n/a | 0.00@0.00 |",
+    ]
+    assert "| layercam (untrained, NOT VALIDATED) |" in capsys.readouterr().out
+    parsed = _parse((tmp_path / "out" / "table2.csv").read_text())
+    assert [row["train_method"] for row in parsed] == [
+        "cam (NOT VALIDATED: gradcam)", "xgradcam", "layercam", "layercam (untrained, NOT VALIDATED)"]  # fmt: skip
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warned) == 2 and f"{tmp_path / 'untrained'}: its layercam row (weights untrained" in warned[0]
+    assert f"{tmp_path / 'partly'}: its cam row (weights checkpoint, thresholds default: gradcam)" in warned[1]
+    # two baselines of one method that disagree are still two runs for one row: refused, as two trained runs are
+    other = {"layercam": "0.10@0.00"}
+    write_table2_row(tmp_path / "untrained2" / "table2_row.csv", "layercam", other, "untrained", "default")
+    with pytest.raises(ValueError, match=r"cell \(layercam \(untrained, NOT VALIDATED\), layercam\) is 0.10@0.00"):
+        collect_table2([tmp_path / "untrained", tmp_path / "untrained2"])
+    from wsod_mammo.detection.report import thresholds_record
+
+    assert thresholds_record(["cam", "layercam", "gradcam"], {"cam"}) == "default: gradcam layercam"
+    assert (thresholds_record(["cam"], {"cam"}), thresholds_record(["cam"], set())) == ("validated", "default")

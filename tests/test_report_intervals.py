@@ -1,7 +1,8 @@
-"""The test report's FPPI interval and --compare's seed."""
+"""The test report's FPPI interval, --compare's seed, and what its Table II row says the weights were."""
 
 from __future__ import annotations
 
+import csv
 import json
 from types import SimpleNamespace
 
@@ -49,3 +50,36 @@ def test_compare_redraws_a_reports_interval_with_the_reports_own_seed(tmp_path) 
     _, records, budget, seed = load_side("cam", tmp_path, "mass")
     assert seed == 7
     assert paired_bootstrap(records, records, budget, seed)["a"] == pytest.approx(reported, nan_ok=True)
+
+
+@pytest.mark.parametrize(
+    ("weights", "thresholds", "expected", "label"),
+    [("in_memory", {"cam": 0.5}, {"weights": "in_memory", "thresholds": "validated"}, "cam"),
+     ("untrained", {}, {"weights": "untrained", "thresholds": "default"}, "cam (untrained, NOT VALIDATED)"),
+     ("nyu", {}, {"weights": "nyu", "thresholds": "default"}, "cam (NYU weights, NOT VALIDATED)"),
+     ("checkpoint", {"cam": 0.5}, {"weights": "checkpoint", "thresholds": "validated"}, "cam")],
+)  # fmt: skip
+def test_the_row_files_record_the_weights_and_whether_the_thresholds_were_validated(
+    tmp_path, weights, thresholds, expected, label
+) -> None:
+    """`--ckpt_path untrained` wrote `cam,<cells>` as a trained run does: the row files end with the weights
+    evaluated and whether validation chose the thresholds, and the row's Markdown label says what the row is."""
+    results = {("cam", "mass"): _result(True), ("cam", "all"): _result(False)}
+    (tmp_path / "weights.bin").write_bytes(b"weights")
+    trainer = SimpleNamespace(ckpt_path=str(tmp_path / "weights.bin") if weights == "checkpoint" else None, loggers=[])
+    module = SimpleNamespace(
+        train_saliency=SimpleNamespace(name="cam"),
+        detection_thresholds=thresholds,
+        nyu_weights_as_is=str(tmp_path / "weights.bin") if weights == "nyu" else None,
+        trained_in_process=weights == "in_memory",
+    )
+    (tmp_path / "run").mkdir()
+    write_test_report(tmp_path / "run", trainer, module, results, {}, fppi_budget=1.0, seed=7)
+    for name in ("table2_row", "table2_row_all_images"):
+        text = (tmp_path / "run" / f"{name}.csv").read_text()
+        assert text.splitlines()[0] == "train_method,cam,weights,thresholds", name
+        (row,) = csv.DictReader(text.splitlines())
+        assert {k: row[k] for k in expected} == expected and row["train_method"] == "cam", name
+        markdown = (tmp_path / "run" / f"{name}.md").read_text()
+        assert f"\n| {label} | " in markdown, name
+        assert ("UNTRAINED: the freshly initialized network" in markdown) == (weights == "untrained"), name

@@ -4,6 +4,13 @@ Table I: one row per head (global, local, fusion), columns accuracy, AUC, TPR, T
 Table II: one row per training saliency method, one column per test-time method, cells ``TPR@FPPI`` such as
 ``0.69@1.55``. A test run writes its own row with :func:`write_table2_row` to ``RUN_DIR/table2_row.csv``;
 ``wsod report RUN_DIR...`` (:func:`main`) merges the rows of several runs into the full matrix.
+
+A row file ends with two columns saying what the row is worth: ``weights`` (``checkpoint``, ``in_memory``: trained in
+the same process, ``nyu``: NYU's weights as they are, ``untrained``: the freshly initialized network, a baseline) and
+``thresholds`` (``validated``, or ``default`` / ``default: <methods>`` for the methods whose maps were binarized at
+the default threshold: NOT VALIDATED). The merged table names a row that is not a trained, validated result in its
+training-method cell (:func:`row_label`: ``layercam (untrained, NOT VALIDATED)``), a row of its own; a row file
+written before these columns existed reads as before (no mark).
 """
 
 from __future__ import annotations
@@ -23,6 +30,9 @@ METHOD_ORDER: tuple[str, ...] = ("cam", "gradcam", "gradcampp", "xgradcam", "lay
 TABLE1_COLUMNS: tuple[tuple[str, str], ...] = (("accuracy", "accuracy"), ("auc", "AUC"), ("tpr", "TPR"), ("tnr", "TNR"))
 TABLE2_ROW_FILE = "table2_row.csv"
 MISSING = "n/a"
+WEIGHTS_COLUMN, THRESHOLDS_COLUMN = "weights", "thresholds"  # the last two columns of a row file
+VALIDATED = "validated"
+WEIGHTS_MARKS = {"checkpoint": "", "in_memory": "", "nyu": "NYU weights", "untrained": "untrained"}
 
 log = logging.getLogger(__name__)
 
@@ -75,26 +85,63 @@ def _ordered_methods(columns: Sequence[str]) -> list[str]:
     return [m for m in METHOD_ORDER if m in seen] + [m for m in seen if m not in METHOD_ORDER]
 
 
+def _ordered_rows(labels: Sequence[str]) -> list[str]:
+    """Row labels in the canonical order of their training method, a marked row (``cam (untrained)``) after the
+    plain one of its method."""
+    bases = _ordered_methods([label.split(" (", 1)[0] for label in labels])
+    return sorted(dict.fromkeys(labels), key=lambda label: (bases.index(label.split(" (", 1)[0]), " (" in label))
+
+
+def row_label(train_method: str, weights: str = "", thresholds: str = "") -> str:
+    """A Table II row's training-method cell: the method, followed by what makes the row something other than a
+    trained, validated result (``layercam (untrained, NOT VALIDATED)``, ``cam (NOT VALIDATED: gradcam)``). Empty
+    ``weights`` and ``thresholds`` (a row file written before these columns existed): the method alone."""
+    marks = [WEIGHTS_MARKS.get(weights, weights)] if weights else []
+    if thresholds and thresholds != VALIDATED:
+        which = thresholds.partition(":")[2].strip()
+        marks.append(f"NOT VALIDATED: {which}" if which else "NOT VALIDATED")
+    marks = [mark for mark in marks if mark]
+    return f"{train_method} ({', '.join(marks)})" if marks else train_method
+
+
+def thresholds_record(methods: Sequence[str], validated: Sequence[str] | frozenset[str]) -> str:
+    """A row file's ``thresholds``: ``validated`` when validation chose every method's binarization threshold,
+    ``default`` when it chose none, else ``default: <the methods at the default>``."""
+    defaulted = [m for m in methods if m not in validated]
+    if not defaulted:
+        return VALIDATED
+    return "default" if len(defaulted) == len(methods) else "default: " + " ".join(_ordered_methods(defaulted))
+
+
 def table2(rows: dict[str, dict[str, str]]) -> tuple[str, str]:
     """Table II ``(markdown, csv)`` from ``{train_method: {test_method: "0.69@1.55"}}``.
 
     Rows and columns follow the canonical method order; a missing cell is ``n/a`` in Markdown and empty in CSV.
-    The CSV header is ``train_method,<test methods...>``, the format of ``table2_row.csv``.
+    The CSV header is ``train_method,<test methods...>``, the format of ``table2_row.csv`` (less its ``weights``
+    and ``thresholds``: a row label carries their mark, :func:`row_label`).
     """
     methods = _ordered_methods([m for cells in rows.values() for m in cells])
-    train_methods = _ordered_methods(list(rows))
+    train_methods = _ordered_rows(list(rows))
     md_rows = [[t] + [rows[t].get(m) or MISSING for m in methods] for t in train_methods]
     csv_rows = [[t] + [rows[t].get(m, "") for m in methods] for t in train_methods]
     return _markdown(["train \\ test", *methods], md_rows), csv_text(["train_method", *methods], csv_rows)
 
 
-def write_table2_row(path: Path, train_method: str, cells: dict[str, str]) -> None:
+def write_table2_row(
+    path: Path, train_method: str, cells: dict[str, str], weights: str | None = None, thresholds: str | None = None
+) -> None:
     """Write one run's Table II row to ``path`` (normally ``RUN_DIR/table2_row.csv``).
 
-    Format: a header ``train_method,<test methods in canonical order>`` and one row ``<train method>,<cells>``.
+    Format: a header ``train_method,<test methods in canonical order>,weights,thresholds`` and one row
+    ``<train method>,<cells>,<weights>,<thresholds>`` (see the module's docstring); without ``weights`` and
+    ``thresholds``, the format before them (no last two columns).
     """
+    methods = _ordered_methods(list(cells))
+    header, row = ["train_method", *methods], [train_method, *(cells[m] for m in methods)]
+    if weights is not None or thresholds is not None:
+        header, row = [*header, WEIGHTS_COLUMN, THRESHOLDS_COLUMN], [*row, weights or "", thresholds or ""]
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(table2({train_method: cells})[1])
+    Path(path).write_text(csv_text(header, [row]))
 
 
 def _read_rows(path: Path) -> list[dict[str, str]]:
@@ -146,6 +193,8 @@ def collect_table2(run_dirs: Sequence[str | Path]) -> tuple[str, str]:
 
     Runs with the same training method merge their columns; two different values for one cell are an error,
     as is a run directory without ``table2_row.csv`` (in it, or in the one test run below it: :func:`find_run_dir`).
+    A row of untrained or NYU weights, or of thresholds not validated, is a row of its own labelled so
+    (:func:`row_label`), never merged into the same method's trained, validated row, and a warning names its run.
     """
     if not run_dirs:
         raise ValueError("collect_table2: expected at least one run directory, found none")
@@ -157,6 +206,19 @@ def collect_table2(run_dirs: Sequence[str | Path]) -> tuple[str, str]:
             train = row.pop("train_method") or ""
             if not train:
                 raise ValueError(f"{path}, row {line}: expected a training method name, found an empty cell")
+            weights, thresholds = row.pop(WEIGHTS_COLUMN, None) or "", row.pop(THRESHOLDS_COLUMN, None) or ""
+            label = row_label(train, weights, thresholds)
+            if label != train:
+                log.warning(
+                    "report: %s: its %s row (weights %s, thresholds %s) is not a trained, validated result: "
+                    "marked '%s' in Table II",
+                    path.parent,
+                    train,
+                    weights or "not recorded",
+                    thresholds or "not recorded",
+                    label,
+                )
+            train = label
             for method, cell in row.items():
                 if not cell:
                     continue

@@ -34,7 +34,16 @@ from wsod_mammo.detection.bootstrap import (
 )
 from wsod_mammo.detection.compare import IMAGES_FILE
 from wsod_mammo.detection.metrics import DetectionResult
-from wsod_mammo.detection.report import csv_text, format_cell, plot_froc, table1, table2, write_table2_row
+from wsod_mammo.detection.report import (
+    csv_text,
+    format_cell,
+    plot_froc,
+    row_label,
+    table1,
+    table2,
+    thresholds_record,
+    write_table2_row,
+)
 from wsod_mammo.training.classification import HEADS
 
 log = logging.getLogger(__name__)
@@ -45,6 +54,13 @@ OPERATING_POINT = (
     "the rule validation chooses the binarization threshold by"
 )
 CI_COLUMNS = ["subset", "method", "figure", "value", "low", "high"]
+# detection.json's "weights" -> the row file's ``weights`` column (see wsod_mammo.detection.report)
+ROW_WEIGHTS = {
+    "checkpoint": "checkpoint",
+    "NYU weights": "nyu",
+    "weights in memory": "in_memory",
+    "untrained network": "untrained",
+}
 
 
 def detection_intervals(result: DetectionResult, fppi_budget: float, seed: int) -> dict[str, Any]:
@@ -133,16 +149,19 @@ def write_subset(
     seed: int,
     iou_rule: float = 0.3,
     validated: frozenset[str] | None = None,
+    weights: str = "checkpoint",
 ) -> tuple[dict[str, Any], list[list[str]], dict[str, Any], str]:
     """One subset's Table II row (md/csv, with an interval table), FROC plot; returns its summary, CI rows,
     per-image records and the row's markdown (with its note and intervals) for the terminal. ``validated``: the
-    methods whose binarization threshold validation chose (None: all); the others' cells are marked."""
+    methods whose binarization threshold validation chose (None: all); the others' cells are marked. ``weights``:
+    the row file's ``weights`` (``checkpoint``, ``in_memory``, ``nyu``, ``untrained``), in the row's label too."""
     validated = frozenset(results) if validated is None else validated
     cells = {m: format_cell(r.per_threshold[0].tpr, r.per_threshold[0].fppi) for m, r in results.items()}
     intervals = {m: detection_intervals(r, budget, seed) for m, r in results.items()}
     suffix = "" if subset == "mass" else "_all_images"
-    write_table2_row(directory / f"table2_row{suffix}.csv", train_method, cells)
-    row_md, _ = table2({train_method: cells})
+    thresholds = thresholds_record(list(results), validated)
+    write_table2_row(directory / f"table2_row{suffix}.csv", train_method, cells, weights, thresholds)
+    row_md, _ = table2({row_label(train_method, weights, thresholds): cells})
     ci_md, _ = table2({f"{train_method} TPR 95% CI": {m: _interval_text(i["tpr"]) for m, i in intervals.items()}})
     first = next(iter(results.values()))
     counts = f"{first.num_images} distinct images ({first.num_samples} samples evaluated)"
@@ -153,6 +172,8 @@ def write_subset(
             f"NOT VALIDATED: the maps of {', '.join(defaulted)} were binarized at the default threshold {cut:g}; "
             "no validation chose one for these weights, so these cells are not the study's protocol.\n\n"
         )
+    if weights == "untrained":
+        note += "UNTRAINED: the freshly initialized network (`--ckpt_path untrained`), a baseline, not a result.\n\n"
     (directory / f"table2_row{suffix}.md").write_text(row_md + note + ci_md)
     curves = {m: (r.per_threshold[0].fppi_curve, r.per_threshold[0].tpr_curve) for m, r in results.items()}
     points = {m: (r.per_threshold[0].fppi, r.per_threshold[0].tpr) for m, r in results.items()}
@@ -193,9 +214,10 @@ def write_test_report(
     (directory / "table1.csv").write_text(table1_csv)
     t1_rows = [[h, k, *map(repr, v.values())] for h, row in table1_ci.items() for k, v in row.items()]
     (directory / "table1_ci.csv").write_text(csv_text(["head", "figure", "value", "low", "high"], t1_rows))
+    weights = evaluated_weights(trainer, pl_module)
     summary: dict[str, Any] = {
         "train_saliency": train_method,
-        **evaluated_weights(trainer, pl_module),
+        **weights,
         "operating_point": OPERATING_POINT.format(budget=fppi_budget),
         "bootstrap": {"resamples": NUM_RESAMPLES, "seed": seed, "level": LEVEL, "stratified_by": "class"},
         "table1": table1_rows,
@@ -203,6 +225,7 @@ def write_test_report(
         "table1_counts": table1_counts,
     }
     ci_rows, records = [], {}
+    row_weights = ROW_WEIGHTS.get(weights["weights"], weights["weights"])
     printed = [f"Table I (classification, distinct test images)\n{table1_md}{ci_md}"]
     for subset in SUBSETS:
         subset_results = {m: r for (m, s), r in results.items() if s == subset}
@@ -213,7 +236,7 @@ def write_test_report(
         if not any_result.tpr_defined:
             log.error("the test set has no mass boxes (%s images): TPR is undefined, cells read n/a", subset)
         summary[subset], rows, records[subset], row_text = write_subset(
-            directory, train_method, subset, subset_results, fppi_budget, seed, iou_rule, validated
+            directory, train_method, subset, subset_results, fppi_budget, seed, iou_rule, validated, row_weights
         )
         printed.append(f"Table II row, {subset} images (TPR@FPPI, hit = IoU > {iou_rule:g})\n{row_text}")
         summary[f"{subset}_counts"] = {"images": any_result.num_images, "samples": any_result.num_samples}
