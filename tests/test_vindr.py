@@ -280,3 +280,18 @@ def test_split_counts_name_the_normals_of_a_bi_rads_3_breast() -> None:
         record.breast_birads = birads
     text = describe_splits({"train": [r for r in records if r.split == "training"]}, ["Mass"])
     assert text == "train 9 images (3 with Mass, 5 normal, 1 of them views of a BI-RADS 3-5 breast)"
+
+
+def test_a_validation_split_of_one_kind_of_image_is_named() -> None:
+    """Its AUROC is undefined: the DataModule says so when it prints the split counts, before any epoch runs."""
+    from wsod_mammo.data.vindr import one_class_warning
+
+    records = [r for r in _toy_records() if r.split == "training"]
+    normals = [r for r in records if r.is_normal]
+    assert one_class_warning(records, ["Mass"]) is None
+    assert "has no image with Mass" in one_class_warning(normals, ["Mass"])
+    text = one_class_warning([r for r in records if r.has_class(["Mass"])], ["Mass", "Suspicious Calcification"])
+    assert "has no image without Mass" in text and "Suspicious Calcification" not in text
+    assert "no image with Suspicious Calcification" in one_class_warning(
+        normals + records[:1], ["Mass", "Suspicious Calcification"]
+    )

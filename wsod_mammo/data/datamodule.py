@@ -51,6 +51,7 @@ from wsod_mammo.data.vindr import (
     check_normal_max_birads,
     describe_splits,
     load_records,
+    one_class_warning,
     select_records,
     split_train_val,
 )
@@ -351,6 +352,9 @@ class VinDrMammoDataModule(L.LightningDataModule):
             return
         splits = self._records(cache)
         log.info("data %s: %s", self.data_root, describe_splits(splits, self.class_names))
+        one_class = one_class_warning(splits["val"], self.class_names) if stage in ("fit", "validate", None) else None
+        if one_class and (self.trainer is None or self.trainer.is_global_zero):
+            log.warning("data %s: %s", self.data_root, one_class)
         if self.cache_dir is not None and cache is None:  # a misspelt path read every DICOM, many times slower, unsaid
             log.warning(
                 "cache_dir %s holds no `wsod prepare` cache (no %s): every image is decoded from its DICOM; "

@@ -345,3 +345,22 @@ def describe_splits(splits: dict[str, list[ImageRecord]], classes: Sequence[str]
             f"{name} {len(records)} images ({positive} with {'/'.join(classes)}, {normal} normal{of_which}{repeats})"
         )
     return "; ".join(parts)
+
+
+def one_class_warning(records: Sequence[ImageRecord], classes: Sequence[str], split: str = "val") -> str | None:
+    """What is wrong when ``split`` has images of one kind only for a class (all with it, or none with it): its
+    AUROC is undefined there; None when every class has both."""
+    if not records:
+        return None
+    lacking = []
+    for name in classes:
+        positive = sum(r.has_class([name]) for r in records)
+        if positive in (0, len(records)):
+            lacking.append(f"no image {'with' if positive == 0 else 'without'} {name}")
+    if not lacking:
+        return None
+    return (
+        f"{split} split ({len(records)} images) has {'; '.join(lacking)}: AUROC is undefined there (NaN, or left out "
+        "of the mean of several classes) and cannot select best.ckpt; another --data.seed or --data.val_fraction may "
+        "give a split with both kinds"
+    )

@@ -96,11 +96,16 @@ class BestCheckpoint(WholeCheckpoint):
     strict comparison would then keep the first epoch that reached it, while later epochs with the same AUROC
     have kept improving everything else (localization, calibration). ``--ckpt_path last`` needs a separate
     every-epoch checkpoint: Lightning refreshes ``save_last`` only when a top-k checkpoint is saved.
+
+    A NaN score (validation AUROC with images of one class only) counts as the worst, as Lightning stores it
+    (-inf for ``mode: max``): it never displaces a real score, and with NaN every epoch the tie rule keeps the newest.
     """
 
     def check_monitor_top_k(self, trainer: Trainer, current: Tensor | None = None) -> bool:
         if current is None or self.save_top_k == -1 or len(self.best_k_models) < self.save_top_k:
             return super().check_monitor_top_k(trainer, current)
+        if torch.isnan(current):  # Lightning's _update_best_and_save keeps it as this; torch.ge(nan, -inf) is False
+            current = torch.tensor(float("-inf" if self.mode == "max" else "inf"), device=current.device)
         monitor_op = {"min": torch.le, "max": torch.ge}[self.mode]
         improved = bool(monitor_op(current, self.best_k_models[self.kth_best_model_path]))
         return trainer.strategy.reduce_boolean_decision(improved)

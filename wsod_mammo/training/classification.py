@@ -50,7 +50,9 @@ class KeyedClassificationMetric(Metric):
     States are per-sample predictions ``(N,)`` or ``(N, C)``, targets, ``image_id`` keys and occurrence numbers,
     ``cat``-synced under DDP; ``compute`` keeps each image's first occurrence (DDP padding and ``selection: paper``
     repeats count once; see :mod:`wsod_mammo.detection.image_keys`), so 2 processes equal 1 over the same images.
-    AUROC keeps every prediction (exact, no binning).
+    AUROC keeps every prediction (exact, no binning). A class whose images (gathered over all processes) are all
+    positive or all negative has no AUROC: NaN, not torchmetrics' 0.0, and such a class is left out of the macro
+    mean of several; ``undefined`` then lists it (see :func:`undefined_auroc`).
     """
 
     is_differentiable = False
@@ -64,6 +66,8 @@ class KeyedClassificationMetric(Metric):
         self.name, self.num_classes, self.threshold = name, num_classes, threshold
         for state in ("preds", "target", "key", "occurrence"):
             self.add_state(state, default=[], dist_reduce_fx="cat")
+        # AUROC: the classes (column, missing kind) the last compute found undefined, over the synced images
+        self.undefined: list[tuple[int, str]] = []
 
     def update(self, preds: Tensor, target: Tensor, image_ids: Sequence[str] | None = None) -> None:
         """``preds`` probabilities and ``target`` 0/1 labels, ``(N,)`` (one class) or ``(N, C)``; ``image_ids``
@@ -84,17 +88,45 @@ class KeyedClassificationMetric(Metric):
         return preds[first], target[first], keys[first]
 
     def compute(self) -> Tensor:
-        preds, target, _ = self.distinct()
+        preds, target, _ = self.distinct()  # compute runs on the states synced over all processes
+        if self.name == "auroc":
+            self.undefined = undefined_auroc(target.reshape(-1, self.num_classes))
         if self.num_classes == 1:
             return FIGURES[self.name][0](preds, target, threshold=self.threshold)
         return FIGURES[self.name][1](preds, target, num_labels=self.num_classes, threshold=self.threshold)
 
 
+def undefined_auroc(target: Tensor) -> list[tuple[int, str]]:
+    """The classes of 0/1 ``target`` ``(N,)`` or ``(N, C)`` without an AUROC, as (column, the kind of image it lacks:
+    ``"positive"``, ``"negative"``, or ``"any"`` with no images at all)."""
+    columns = target.reshape(-1, 1) if target.ndim < 2 else target
+    if columns.shape[0] == 0:
+        return [(c, "any") for c in range(columns.shape[1])]
+    positives = (columns > 0).sum(0).tolist()
+    n = columns.shape[0]
+    return [(c, "positive" if k == 0 else "negative") for c, k in enumerate(positives) if k in (0, n)]
+
+
+def _nan(device: torch.device) -> Tensor:
+    return torch.tensor(float("nan"), device=device)
+
+
 def _multilabel_auroc(preds: Tensor, target: Tensor, num_labels: int, threshold: float) -> Tensor:
-    return F.multilabel_auroc(preds, target, num_labels=num_labels, average="macro")
+    """The macro mean over the classes whose AUROC is defined (torchmetrics would average in 0.0 for the others);
+    NaN when none is."""
+    undefined = {c for c, _ in undefined_auroc(target)}
+    kept = [c for c in range(num_labels) if c not in undefined]
+    if not kept or target.ndim < 2:  # no images: no columns either
+        return _nan(preds.device)
+    if len(kept) == num_labels:
+        return F.multilabel_auroc(preds, target, num_labels=num_labels, average="macro")
+    return torch.stack([F.binary_auroc(preds[:, c], target[:, c]) for c in kept]).mean()
 
 
 def _binary_auroc(preds: Tensor, target: Tensor, threshold: float) -> Tensor:
+    """NaN when ``target`` holds one class only (torchmetrics returns a meaningless 0.0 with a warning)."""
+    if undefined_auroc(target):
+        return _nan(preds.device)
     return F.binary_auroc(preds, target)
 
 

@@ -18,6 +18,7 @@ from wsod_mammo.detection.report import METHOD_ORDER
 from wsod_mammo.models import GMIC, GMICOutput
 from wsod_mammo.models.nyu import load_nyu_checkpoint, load_nyu_state_dict, nyu_percent_t
 from wsod_mammo.saliency import SaliencyMethod, available_saliency_methods, get_saliency_method
+from wsod_mammo.training.checkpoints import BestCheckpoint
 from wsod_mammo.training.classification import FIGURES, HEADS, KeyedMean, stage_head_metrics
 from wsod_mammo.training.loss import gmic_loss, gmic_sample_losses
 
@@ -107,6 +108,7 @@ class GMICLitModule(LightningModule):
         self._train_outputs: list[tuple[Tensor, Tensor, Tensor, Tensor]] = []
         # Maps that callbacks asked for: validation and test steps return them from their classification pass.
         self._requested_maps: list[str] = []
+        self._warned_undefined_auroc = False  # once per fit/validate run (reset in setup)
 
     def _save_plain_hyperparameters(self, init_locals: dict[str, Any]) -> None:
         """Save hparams so that checkpoints stay loadable with ``weights_only=True``.
@@ -122,6 +124,7 @@ class GMICLitModule(LightningModule):
 
     # ----------------------------------------------------------------------------------------------- set-up
     def setup(self, stage: str) -> None:
+        self._warned_undefined_auroc = False
         # A fresh fit starts from NYU's weights; test/predict without --ckpt_path run NYU's weights as they are.
         # Once per module: a test after fit in the same process keeps the trained weights.
         if self.init_from_nyu and self.trainer.ckpt_path is None and not self._nyu_loaded:
@@ -144,6 +147,23 @@ class GMICLitModule(LightningModule):
     def on_train_start(self) -> None:
         self.nyu_weights_as_is = None  # trained from here on (a fit after a test in one process)
         self.trained_in_process = True
+
+    def on_validation_end(self) -> None:
+        # after Lightning computed (and so synced over all processes) the epoch's metrics
+        if self.trainer.sanity_checking or self._warned_undefined_auroc:
+            return
+        undefined = self.metrics["val_fusion"]["auroc"].undefined
+        if not undefined:
+            return
+        self._warned_undefined_auroc = True
+        if self.trainer.is_global_zero:
+            log.warning(_undefined_auroc_message(undefined, self._output_names(), self.trainer))
+
+    def _output_names(self) -> list[str]:
+        data = self.trainer.datamodule if self._trainer is not None else None
+        names = getattr(data, "class_names", None) or self.class_names or []
+        names = [str(name) for name in names]
+        return names if len(names) == self.model.num_classes else [f"class {i}" for i in range(self.model.num_classes)]
 
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory(self.parameters())
@@ -270,6 +290,30 @@ class GMICLitModule(LightningModule):
         """The names the checkpoint recorded for the outputs, when they name every one (else None)."""
         names = self.class_names
         return list(names) if names and len(names) == self.model.num_classes else None
+
+
+def _undefined_auroc_message(undefined: Sequence[tuple[int, str]], names: Sequence[str], trainer: Any) -> str:
+    """The warning for classes whose validation AUROC is undefined (``KeyedClassificationMetric.undefined``), with
+    what it does to the checkpoints that monitor a validation AUROC."""
+    lacking = {"positive": "no image with {}", "negative": "no image without {}", "any": "no image to rate {} on"}
+    missing = "; ".join(lacking[kind].format(names[c]) for c, kind in undefined)
+    every = len(undefined) == len(names)
+    if every:
+        text = f"validation has {missing}: AUROC is undefined there, so val/<head>/auroc is NaN (not 0.0)"
+    else:
+        its = "its" if len(undefined) == 1 else "their"
+        text = f"validation has {missing}: {its} AUROC is undefined, so val/<head>/auroc averages the other classes'"
+    monitors = sorted(
+        {
+            str(c.monitor)
+            for c in getattr(trainer, "checkpoint_callbacks", [])
+            if isinstance(c, BestCheckpoint) and c.monitor and str(c.monitor).startswith("val/")
+            and str(c.monitor).endswith("/auroc")
+        }
+    )  # fmt: skip
+    if every and monitors and getattr(trainer.state.fn, "value", None) == "fit":
+        text += f"; best.ckpt (kept by {', '.join(monitors)}) then follows the newest epoch, as last.ckpt does"
+    return text + ". Another --data.seed or --data.val_fraction may give a validation split with images of both kinds."
 
 
 def _check_plateau_mode(scheduler: Any, monitor: str) -> None:

@@ -1,0 +1,109 @@
+"""A validation split with images of one class only: AUROC is undefined there, logged as NaN (not torchmetrics'
+0.0), said once, and best.ckpt then follows the newest epoch."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from lightning.pytorch import Trainer
+from torchmetrics.functional.classification import binary_auroc
+
+from wsod_mammo.models import GMIC
+from wsod_mammo.training.checkpoints import BestCheckpoint
+from wsod_mammo.training.classification import classification_metrics
+from wsod_mammo.training.module import GMICLitModule
+
+
+@pytest.mark.parametrize("label", [0, 1])
+def test_the_auroc_of_images_of_one_class_is_nan_and_the_other_figures_stay(label: int) -> None:
+    metrics = classification_metrics(num_classes=1)
+    metrics.update(torch.tensor([0.9, 0.2, 0.6]), torch.full((3,), label))
+    values = metrics.compute()
+    assert math.isnan(values["auroc"].item())  # torchmetrics: 0.0 ("should be meaningless")
+    assert metrics["auroc"].undefined == [(0, "positive" if label == 0 else "negative")]
+    assert values["accuracy"].item() == pytest.approx(2 / 3 if label == 1 else 1 / 3)
+
+
+def test_a_class_without_positives_is_left_out_of_the_macro_auroc() -> None:
+    """Two classes, the second with no positive image: the macro mean is the first class's AUROC, not half of it."""
+    metrics = classification_metrics(num_classes=2)
+    preds = torch.tensor([[0.9, 0.1], [0.3, 0.7], [0.4, 0.2], [0.8, 0.6]])
+    target = torch.tensor([[1, 0], [0, 0], [1, 0], [0, 0]])
+    values = metrics(preds, target)
+    assert values["auroc"].item() == pytest.approx(binary_auroc(preds[:, 0], target[:, 0]).item())
+    assert metrics["auroc"].undefined == [(1, "positive")]
+    assert math.isnan(classification_metrics(num_classes=2)(preds, torch.zeros_like(target))["auroc"].item())
+
+
+def test_a_nan_score_never_beats_a_real_one_and_nan_ties_keep_the_newer_checkpoint() -> None:
+    """Lightning stores a NaN score as -inf (mode max); the tie rule must then keep the newest, as it does for 1.0."""
+    callback = BestCheckpoint(monitor="val/fusion/auroc", mode="max", save_top_k=1)
+    trainer = SimpleNamespace(strategy=SimpleNamespace(reduce_boolean_decision=lambda decision: decision))
+    callback.best_k_models, callback.kth_best_model_path = {"old.ckpt": torch.tensor(0.7)}, "old.ckpt"
+    assert callback.check_monitor_top_k(trainer, torch.tensor(float("nan"))) is False
+    callback.best_k_models = {"old.ckpt": torch.tensor(float("-inf"))}  # an epoch that logged NaN
+    assert callback.check_monitor_top_k(trainer, torch.tensor(float("nan"))) is True
+    assert callback.check_monitor_top_k(trainer, torch.tensor(0.5)) is True
+
+
+def test_a_fit_on_a_validation_split_of_normals_logs_nan_warns_once_and_keeps_the_newest(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    torch.manual_seed(0)
+    module = GMICLitModule(GMIC(num_classes=1, num_patches=1, crop_shape=(32, 32)))
+    train = [{"image": torch.rand(2, 1, 64, 64), "label": torch.tensor([[1.0], [0.0]])} for _ in range(2)]
+    val = [{"image": torch.rand(2, 1, 64, 64), "label": torch.zeros(2, 1), "image_id": [f"v{i}a", f"v{i}b"]}
+           for i in range(2)]  # fmt: skip
+    loader = lambda batches: torch.utils.data.DataLoader(batches, batch_size=None)  # noqa: E731
+    best = BestCheckpoint(dirpath=tmp_path, filename="{epoch}", monitor="val/fusion/auroc", mode="max", save_top_k=1)
+    trainer = Trainer(max_epochs=3, logger=False, enable_progress_bar=False, enable_model_summary=False,
+                      callbacks=[best], default_root_dir=tmp_path)  # fmt: skip
+    with caplog.at_level("WARNING", logger="wsod_mammo.training.module"):
+        trainer.fit(module, loader(train), loader(val))
+    for head in ("global", "local", "fusion"):
+        assert math.isnan(trainer.callback_metrics[f"val/{head}/auroc"].item()), head
+    assert math.isfinite(trainer.callback_metrics["val/fusion/accuracy"].item())
+    assert Path(best.best_model_path).name == "epoch=2.ckpt" and best.best_model_score.item() == float("-inf")
+    warnings = [r.getMessage() for r in caplog.records if "validation has no image with class 0" in r.getMessage()]
+    assert len(warnings) == 1 and "best.ckpt (kept by val/fusion/auroc) then follows the newest epoch" in warnings[0]
+    (validated,) = trainer.validate(module, loader(val), verbose=False)  # `wsod validate`: NaN, and said again
+    assert math.isnan(validated["val/fusion/auroc"])
+    assert sum("validation has no image with class 0" in r.getMessage() for r in caplog.records) == 2
+
+
+CASES = {"positive_on_rank_1": [[0, 0, 0], [1, 0]], "normals_only": [[0, 0, 0], [0, 0]]}  # uneven shards
+
+
+def _ddp_auroc(rank: int, init: str, out: str) -> None:
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=2)
+    try:
+        results = {}
+        for case, labels in CASES.items():
+            metric = classification_metrics(num_classes=1)["auroc"]
+            target = torch.tensor(labels[rank])
+            metric.update(torch.linspace(0.1, 0.9, len(target)), target, [f"{rank}-{i}" for i in range(len(target))])
+            results[case] = (metric.compute().item(), metric.undefined)
+        torch.save(results, f"{out}.{rank}")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_under_ddp_with_uneven_shards_the_auroc_is_undefined_only_when_all_processes_lack_the_class(
+    tmp_path: Path,
+) -> None:
+    """The labels gathered over all processes decide: rank 0 holding only normals is no reason for NaN when rank 1
+    has a positive, and both ranks log (and warn from) the same figure."""
+    mp.spawn(_ddp_auroc, args=(f"file://{tmp_path / 'init'}", str(tmp_path / "out")), nprocs=2)
+    ranks = [torch.load(tmp_path / f"out.{rank}", weights_only=False) for rank in range(2)]
+    for results in ranks:
+        auroc, undefined = results["positive_on_rank_1"]
+        assert math.isfinite(auroc) and undefined == []
+        auroc, undefined = results["normals_only"]
+        assert math.isnan(auroc) and undefined == [(0, "positive")]
+    assert ranks[0]["positive_on_rank_1"] == ranks[1]["positive_on_rank_1"]
