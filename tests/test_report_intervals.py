@@ -83,3 +83,28 @@ def test_the_row_files_record_the_weights_and_whether_the_thresholds_were_valida
         markdown = (tmp_path / "run" / f"{name}.md").read_text()
         assert f"\n| {label} | " in markdown, name
         assert ("UNTRAINED: the freshly initialized network" in markdown) == (weights == "untrained"), name
+
+
+@pytest.mark.parametrize(("recorded", "named"), [(["Mass", "Suspicious Calcification"], "Mass"), (None, "class 0")])
+def test_table1_of_a_two_class_model_names_the_class_it_rates(tmp_path, recorded, named) -> None:
+    """Table I rates the first output; with two classes it said so nowhere, while the test/<head>/* scalars Lightning
+    logs (W&B) average both classes: two different AUCs for one head, unexplained."""
+    results = {("cam", "mass"): _result(True), ("cam", "all"): _result(False)}
+    trainer = SimpleNamespace(ckpt_path=None, loggers=[], datamodule=None)
+    module = SimpleNamespace(
+        train_saliency=SimpleNamespace(name="cam"), detection_thresholds={"cam": 0.5}, nyu_weights_as_is=None,
+        trained_in_process=True, model=SimpleNamespace(num_classes=2), recorded_class_names=lambda: recorded,
+    )  # fmt: skip
+    figures = {"value": 0.5, "low": 0.25, "high": 0.75}
+    table1_ci = {"fusion": {k: figures for k in ("accuracy", "auc", "tpr", "tnr")}}
+    (tmp_path / "run").mkdir()
+    counts = {"images": 8, "positive": 4}
+    write_test_report(tmp_path / "run", trainer, module, results, table1_ci, 1.0, 7, table1_counts=counts)
+    text = (tmp_path / "run" / "table1.md").read_text()
+    assert f"Table I rates the {named} output, the first of the model's 2 classes" in text
+    assert "are the macro mean over the 2 classes" in text
+    assert json.loads((tmp_path / "run" / "detection.json").read_text())["table1_class"] == named
+    module.model.num_classes = 1  # one class: nothing to say
+    module.recorded_class_names = lambda: ["Mass"]
+    write_test_report(tmp_path / "run", trainer, module, results, table1_ci, 1.0, 7, table1_counts=counts)
+    assert "Table I rates" not in (tmp_path / "run" / "table1.md").read_text()

@@ -78,7 +78,8 @@ def detection_intervals(result: DetectionResult, fppi_budget: float, seed: int) 
 
 
 def table1_intervals(pl_module: LightningModule, seed: int) -> tuple[dict[str, dict[str, Any]], dict[str, int]]:
-    """Per head ``{accuracy, auc, tpr, tnr: {value, low, high}}`` over the distinct test images (first class), and
+    """Per head ``{accuracy, auc, tpr, tnr: {value, low, high}}`` over the distinct test images, of the first class
+    (named in ``table1.md`` and ``detection.json``'s ``table1_class`` when the model has several), and
     their counts ``{"images", "positive"}``. Collective under DDP (the metric states are gathered): call on every
     rank."""
     rows: dict[str, dict[str, Any]] = {}
@@ -96,6 +97,14 @@ def table1_intervals(pl_module: LightningModule, seed: int) -> tuple[dict[str, d
         samples = classification_figures(resample_weights(target, seed=seed, keys=keys), preds, target)
         rows[head] = {k: interval(samples[k], float(full[k][0])) for k in samples}
     return rows, counts
+
+
+def _class_names(trainer: Trainer | None, pl_module: LightningModule) -> list[str]:
+    """The model's output classes by name (the checkpoint's, else the data's; ``class <k>`` where none says)."""
+    count = int(getattr(getattr(pl_module, "model", None), "num_classes", 1) or 1)
+    names = getattr(pl_module, "recorded_class_names", lambda: None)() or []
+    names = names or list(getattr(getattr(trainer, "datamodule", None), "class_names", None) or [])
+    return [str(n) for n in names] if len(names) == count else [f"class {k}" for k in range(count)]
 
 
 def _ci_rows(subset: str, method: str, figures: dict[str, Any]) -> list[list[str]]:
@@ -207,9 +216,16 @@ def write_test_report(
     header = "| head | accuracy | AUC | TPR | TNR |\n|---|---|---|---|---|\n"
     lines = [f"| {h} | " + " | ".join(_interval_text(v) for v in row.values()) + " |" for h, row in table1_ci.items()]
     ci_md = "\n95% bootstrap intervals over images (stratified by class):\n\n" + header + "\n".join(lines) + "\n"
+    names = _class_names(trainer, pl_module)
     if table1_counts:
         images, positive = table1_counts["images"], table1_counts["positive"]
         ci_md = f"\n{images} distinct test images: {positive} positive, {images - positive} negative.\n" + ci_md
+    if len(names) > 1:  # Table I rates the first output; Lightning's test/<head>/* scalars average every class
+        ci_md = (
+            f"\nTable I rates the {names[0]} output, the first of the model's {len(names)} classes "
+            f"({', '.join(names)}): positive means with {names[0]}. The test/<head>/* figures Lightning logs (the "
+            f"terminal's table, W&B) are the macro mean over the {len(names)} classes.\n" + ci_md
+        )
     (directory / "table1.md").write_text(table1_md + ci_md)
     (directory / "table1.csv").write_text(table1_csv)
     t1_rows = [[h, k, *map(repr, v.values())] for h, row in table1_ci.items() for k, v in row.items()]
@@ -220,6 +236,7 @@ def write_test_report(
         **weights,
         "operating_point": OPERATING_POINT.format(budget=fppi_budget),
         "bootstrap": {"resamples": NUM_RESAMPLES, "seed": seed, "level": LEVEL, "stratified_by": "class"},
+        "table1_class": names[0],
         "table1": table1_rows,
         "table1_intervals": table1_ci,
         "table1_counts": table1_counts,
