@@ -28,6 +28,9 @@ def test_the_auroc_of_images_of_one_class_is_nan_and_the_other_figures_stay(labe
     assert math.isnan(values["auroc"].item())  # torchmetrics: 0.0 ("should be meaningless")
     assert metrics["auroc"].undefined == [(0, "positive" if label == 0 else "negative")]
     assert values["accuracy"].item() == pytest.approx(2 / 3 if label == 1 else 1 / 3)
+    # the rate of the kind of image that is there is defined; the other is NaN, not torchmetrics' 0.0
+    rated, unrated = ("tpr", "tnr") if label == 1 else ("tnr", "tpr")
+    assert values[rated].item() == pytest.approx(2 / 3 if label == 1 else 1 / 3) and math.isnan(values[unrated])
 
 
 def test_a_class_without_positives_is_left_out_of_the_macro_auroc() -> None:
@@ -38,6 +41,8 @@ def test_a_class_without_positives_is_left_out_of_the_macro_auroc() -> None:
     values = metrics(preds, target)
     assert values["auroc"].item() == pytest.approx(binary_auroc(preds[:, 0], target[:, 0]).item())
     assert metrics["auroc"].undefined == [(1, "positive")]
+    assert values["tpr"].item() == pytest.approx(0.5)  # class 0's 1 of 2; class 1 has no positive to find
+    assert values["tnr"].item() == pytest.approx((0.5 + 0.5) / 2)  # both classes have negatives: 1 of 2, 2 of 4
     assert math.isnan(classification_metrics(num_classes=2)(preds, torch.zeros_like(target))["auroc"].item())
 
 

@@ -130,12 +130,31 @@ def _binary_auroc(preds: Tensor, target: Tensor, threshold: float) -> Tensor:
     return F.binary_auroc(preds, target)
 
 
+def _rate(binary: Any, needs: int) -> tuple[Any, Any]:
+    """TPR (``needs`` 1: positive images) or TNR (0: negative images) as (binary, macro multilabel) functions: NaN
+    for a class without images of the kind it rates (torchmetrics' 0.0 reads as a model that finds nothing), and
+    such a class left out of the macro mean."""
+
+    def one(preds: Tensor, target: Tensor, threshold: float) -> Tensor:
+        if not bool((target == needs).any()):
+            return _nan(preds.device)
+        return binary(preds, target, threshold=threshold)
+
+    def macro(preds: Tensor, target: Tensor, num_labels: int, threshold: float) -> Tensor:
+        rated = [c for c in range(num_labels) if bool((target[:, c] == needs).any())] if target.ndim == 2 else []
+        if not rated:
+            return _nan(preds.device)
+        return torch.stack([binary(preds[:, c], target[:, c], threshold=threshold) for c in rated]).mean()
+
+    return one, macro
+
+
 # name -> (binary function, macro multilabel function)
 FIGURES = {
     "accuracy": (F.binary_accuracy, partial(F.multilabel_accuracy, average="macro")),
     "auroc": (_binary_auroc, _multilabel_auroc),
-    "tpr": (F.binary_recall, partial(F.multilabel_recall, average="macro")),
-    "tnr": (F.binary_specificity, partial(F.multilabel_specificity, average="macro")),
+    "tpr": _rate(F.binary_recall, needs=1),
+    "tnr": _rate(F.binary_specificity, needs=0),
 }
 
 
