@@ -121,6 +121,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="passes over the images per source")
     parser.add_argument("--device", default="cpu", help="where the device-side standardization is timed")
     args = parser.parse_args()
+    from timing import require_device
+
+    require_device(args)
     from wsod_mammo.data.prepare import prepare
     from wsod_mammo.data.synthetic import make_synthetic_dataset
 

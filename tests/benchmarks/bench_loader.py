@@ -303,6 +303,9 @@ def main() -> None:
     parser.add_argument("--transfer_workers", type=int, default=2, help="workers of the transfer rows")
     parser.add_argument("--json", help="also write the figures to this JSON file")
     args = parser.parse_args()
+    from timing import require_device
+
+    require_device(args)
     torch.set_num_threads(args.threads)
     np.random.seed(0)
     with tempfile.TemporaryDirectory() as tmp:

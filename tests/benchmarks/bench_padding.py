@@ -60,6 +60,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
+    from timing import require_device
+
+    require_device(args)
     import cv2
     import torch
 

@@ -345,6 +345,9 @@ def main() -> None:
     parser.add_argument("--cache", help=argparse.SUPPRESS)
     parser.add_argument("--only", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    from timing import require_device
+
+    require_device(args)
 
     if args.only:  # child process: one variant
         print(json.dumps(_variant(args, args.only)))

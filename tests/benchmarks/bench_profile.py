@@ -16,7 +16,7 @@ import contextlib
 from pathlib import Path
 
 import torch
-from timing import gmic_arguments, gmic_options
+from timing import gmic_arguments, gmic_options, require_device
 from torch.profiler import ProfilerActivity, profile
 
 METHODS = ["cam", "gradcam", "gradcampp", "xgradcam", "layercam"]
@@ -93,6 +93,7 @@ def main() -> None:
                         help="1: evaluation step = GMIC.evaluate with the five maps; 0: a plain forward")  # fmt: skip
     parser.add_argument("--out", help="also write the tables to this file")
     args = parser.parse_args()
+    require_device(args)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     if args.device.startswith("cuda"):

@@ -79,6 +79,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (torch.set_num_threads)")
     parser.add_argument("--only", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    from timing import require_device
+
+    require_device(args)
 
     if args.only:  # child process: one configuration
         import torch
@@ -94,8 +97,11 @@ def main() -> None:
     results = {}
     for name in CONFIGS:
         command = [sys.executable, __file__, "--only", name] + sys.argv[1:]
-        output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-        results[name] = json.loads(output.strip().splitlines()[-1])
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode != 0:  # its own error, not a CalledProcessError that hides it
+            sys.stderr.write(done.stderr)
+            raise SystemExit(f"bench_train.py: the {name} configuration failed (exit status {done.returncode})")
+        results[name] = json.loads(done.stdout.strip().splitlines()[-1])
         r = results[name]
         print(f"{name:>20}: {r['step_s']:7.3f} s/step  {r['images_per_s']:7.3f} img/s  peak {r['peak_gib']:6.2f} GiB")
     base = results["fp32"]["step_s"]

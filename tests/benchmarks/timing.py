@@ -4,8 +4,10 @@ options that build GMIC."""
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
@@ -74,7 +76,17 @@ def gmic_options(args: argparse.Namespace) -> dict[str, object]:
     }
 
 
+def require_device(args: argparse.Namespace) -> None:
+    """A CUDA ``--device`` on a machine without CUDA: one line naming the option, before any work (the scripts
+    crashed at the first tensor moved there, some after minutes of CPU rows)."""
+    device = str(getattr(args, "device", "cpu"))
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit(f"{Path(sys.argv[0]).name}: --device {device} needs a CUDA GPU; torch {torch.__version__} "
+                         "finds none here (give --device cpu, or run it on a GPU machine)")  # fmt: skip
+
+
 def start(args: argparse.Namespace) -> None:
-    """Apply ``--threads`` and seed torch, so every run times the same random model and input."""
+    """Check ``--device``, apply ``--threads`` and seed torch, so every run times the same random model and input."""
+    require_device(args)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
