@@ -909,6 +909,12 @@ def test_a_gpu_config_on_a_machine_without_cuda_names_the_option_and_the_cpu_con
             r"data.augmentation.crop_p: expected a probability in \[0, 1\], found 1.5",
         ),
         ("--data.augmentation.scale_min", "1.2", "data.augmentation.scale_min, scale_max: expected 0 < scale_min <="),
+        # README's recipe before the weights are downloaded: a run folder, then a 40-line traceback with exit 1
+        (
+            "--model.init_from_nyu",
+            "pretrained/sample_model_1.p",
+            "model.init_from_nyu: pretrained/sample_model_1.p: no such file .*nothing is downloaded",
+        ),
     ],
 )
 def test_impossible_options_fail_before_any_run_folder_naming_the_option(

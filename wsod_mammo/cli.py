@@ -23,6 +23,7 @@ from wsod_mammo.cli_checks import (
     check_class_index,
     check_heads_match_classes,
     check_input_size,
+    check_nyu_weights_file,
     check_output_folders,
     check_precision,
     check_predict_inputs,
@@ -225,6 +226,7 @@ class WsodCLI(LightningCLI):
                 continue_run(Path(section["ckpt_path"]), section)
             if section.get("weights_only") is None:
                 section["weights_only"] = True
+        check_nyu_weights_file(section)
         check_output_folders(subcommand, section)
         if subcommand == "predict":  # after resolving --ckpt_path, which looks for runs in the logger's save_dir
             without_logger(section)

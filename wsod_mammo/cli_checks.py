@@ -49,6 +49,17 @@ def check_weights_given(subcommand: str, section: Any) -> bool:
     return False
 
 
+def check_nyu_weights_file(section: Any) -> None:
+    """NYU's weights are read when no checkpoint is (a fresh fit starts from them; evaluation runs them as they are):
+    a missing file failed after the data was indexed and a run folder made, in a 40-line traceback."""
+    path = (init_args_of(section, "model") or {}).get("init_from_nyu")
+    if path and not section.get("ckpt_path") and not Path(path).is_file():
+        raise ValueError(
+            f"model.init_from_nyu: {path}: no such file (NYU's GMIC weights, e.g. models/sample_model_1.p of "
+            "nyukat/GMIC; nothing is downloaded: put the file there, or give its path)"
+        )
+
+
 def check_input_size(section: Any) -> None:
     """``data.input_size`` that GMIC cannot take (a side not a multiple of its global network's stride, or smaller
     than the patches it crops): an error naming the options before any run folder exists (the model's own error
