@@ -389,3 +389,36 @@ def test_aggregating_with_an_unfinished_run_or_no_methods_is_refused_before_any_
     with pytest.raises(SystemExit, match="^wsod study: runs without a finished test: gradcam_seed1$"):
         main([*args, "--train_methods", "cam,gradcam"])
     assert not (study / "table2.csv").exists() and not (study / "summary.md").exists()
+
+
+@pytest.mark.timeout(300)
+def test_ctrl_c_of_a_study_is_one_line_saying_how_to_resume(tmp_path: Path) -> None:
+    """Ctrl-C (SIGINT to the terminal's process group) printed two tracebacks of the runs' threads, exit 130."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    data_root = make_synthetic_dataset(tmp_path / "data", 8, 256, 160, seed=3, calc_fraction=0.0)
+    settings = tiny_config(tmp_path / "unused", data_root)
+    settings["trainer"]["max_epochs"] = 200  # still training when the signal comes
+    config = write_config(tmp_path / "base.yaml", settings)
+    study = tmp_path / "study"
+    command = [sys.executable, "-m", "wsod_mammo", "study", "--config", str(config), "--output", str(study),
+               "--train_methods", "cam,gradcam", "--parallel", "2"]  # fmt: skip
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                               start_new_session=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 180
+        while not list(study.glob("runs/*/checkpoints/last.ckpt")) and time.monotonic() < deadline:  # fitting
+            assert process.poll() is None, process.communicate()
+            time.sleep(0.5)
+        os.killpg(process.pid, signal.SIGINT)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 128 + signal.SIGINT and "Traceback" not in stderr, stderr[-3000:]
+    assert "wsod study: interrupted (Ctrl-C) before it finished; the same command again skips finished runs and " \
+        "resumes the others" in stderr  # fmt: skip

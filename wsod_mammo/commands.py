@@ -130,6 +130,10 @@ def main(argv: list[str] | None = None) -> None:
     else:
         try:
             module.main(rest)
+        except KeyboardInterrupt:  # Ctrl-C (study: its runs stop with it): one line, not a traceback per thread
+            again = "; the same command again skips finished runs and resumes the others" if name == "study" else ""
+            logging.getLogger(PACKAGE_LOGGER).error("wsod %s: interrupted (Ctrl-C) before it finished%s", name, again)
+            raise SystemExit(128 + signal.SIGINT) from None
         except (ValueError, OSError) as err:  # bad input to a command that trains nothing: the reason, in one line
             if os.environ.get(TRACEBACK_VARIABLE, "") not in ("", "0"):
                 raise
