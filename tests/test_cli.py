@@ -1437,3 +1437,20 @@ def test_ckpt_path_help_and_errors_point_to_what_works(
     garbage.write_bytes(bytes(range(256)) * 4)
     refused = _refused([*args, str(garbage)], "garbage.ckpt: not a checkpoint", caplog)
     assert "weights_only` set to `False" not in refused and "arbitrary code" not in refused and len(refused) < 220
+
+
+def test_a_fit_resumed_from_checkpoints_kept_outside_its_run_folder_continues_its_w_and_b_run(
+    tmp_path: Path, data_root: Path
+) -> None:
+    """`wsod study` keeps a run's checkpoints in runs/<method>_seed<seed>/checkpoints: resuming took that folder's
+    name as the W&B id, so the resumed fit started a second W&B run and run folder. The checkpoint records its id."""
+    settings = tiny_config(tmp_path, data_root)
+    for callback in settings["trainer"]["callbacks"][:2]:
+        callback["init_args"]["dirpath"] = str(tmp_path / "cam_seed7" / "checkpoints")
+    main(["fit", "--config", str(write_config(tmp_path / "c.yaml", settings))])
+    (first,) = _run_dirs(tmp_path)
+    last = tmp_path / "cam_seed7" / "checkpoints" / "last.ckpt"
+    assert torch.load(last, weights_only=True)["wandb_run_id"] == first.name
+    main(["fit", "--config", str(tmp_path / "c.yaml"), "--trainer.max_epochs", "2", "--ckpt_path", str(last)])
+    # one run id: one run folder (named by it), the first config kept as config.1.yaml beside the resumed one's
+    assert _run_dirs(tmp_path) == [first] and (first / "config.1.yaml").is_file()

@@ -223,7 +223,7 @@ class WsodCLI(LightningCLI):
                 given = getattr(self, "_command_line", [])
                 reconcile_input_frame(section, checkpoint, subcommand, given, Path(section["ckpt_path"]))
             if subcommand == "fit":
-                continue_run(Path(section["ckpt_path"]), section)
+                continue_run(Path(section["ckpt_path"]), section, checkpoint.get("wandb_run_id"))
             if section.get("weights_only") is None:
                 section["weights_only"] = True
         check_nyu_weights_file(section)

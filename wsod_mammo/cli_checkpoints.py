@@ -60,13 +60,18 @@ def resolve_checkpoint(ckpt_path: str, section: Any) -> Path:
     return path
 
 
-def continue_run(checkpoint: Path, section: Any) -> None:
-    """Resuming ``fit`` from a run folder's checkpoint continues that run: the W&B logger gets the folder's run id,
-    so the run's id, folder, checkpoints and reports stay one (a new id would start a second run folder)."""
+def continue_run(checkpoint: Path, section: Any, recorded_id: str | None = None) -> None:
+    """Resuming ``fit`` from a run's checkpoint continues that run: the W&B logger gets the run's id, so the run's
+    id, folder, checkpoints and reports stay one (a new id would start a second run folder). ``recorded_id``: the
+    id the checkpoint recorded (``wandb_run_id``), which holds where the checkpoints lie outside the run folder
+    (``wsod study``'s ``runs/<method>_seed<seed>/checkpoints``); else the run folder's name."""
     class_path, init_args = logger_args_of(section)
-    if "Wandb" not in class_path or checkpoint.parent.name != "checkpoints" or init_args.get("id"):
+    if "Wandb" not in class_path or init_args.get("id"):
         return
-    init_args["id"] = checkpoint.parent.parent.name
+    run_id = recorded_id or (checkpoint.parent.parent.name if checkpoint.parent.name == "checkpoints" else None)
+    if not run_id:
+        return
+    init_args["id"] = run_id
     mode = os.environ.get("WANDB_MODE", "").lower()
     if mode not in ("disabled", "online", "run") and init_args.get("offline", True) is not False:
         log.warning(

@@ -11,6 +11,7 @@ import torch
 from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
+from lightning.pytorch.loggers import WandbLogger
 from torch import Tensor, nn
 
 from wsod_mammo.detection.boxes import DEFAULT_THRESHOLD
@@ -270,6 +271,8 @@ class GMICLitModule(LightningModule):
     # ------------------------------------------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["detection_thresholds"] = dict(self.detection_thresholds)
+        if isinstance(self.logger, WandbLogger) and self.logger.version:  # `--ckpt_path` continues this W&B run,
+            checkpoint["wandb_run_id"] = str(self.logger.version)  # wherever the checkpoints were written
         data = self.trainer.datamodule if self._trainer is not None else None
         names = getattr(data, "class_names", None) or self.class_names
         if names:
