@@ -422,3 +422,27 @@ def test_ctrl_c_of_a_study_is_one_line_saying_how_to_resume(tmp_path: Path) -> N
     assert process.returncode == 128 + signal.SIGINT and "Traceback" not in stderr, stderr[-3000:]
     assert "wsod study: interrupted (Ctrl-C) before it finished; the same command again skips finished runs and " \
         "resumes the others" in stderr  # fmt: skip
+
+
+def test_an_interrupted_runs_config_stays_the_one_it_started_with(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A rerun with an edited config rewrote an interrupted run's run.yaml: the resumed fit kept the checkpoint's
+    settings (its hyperparameters), so run.yaml said lr 0.002 of a run trained at 0.001, and no warning said so."""
+    from wsod_mammo.study import RunSpec, build_parser, write_run_configs
+
+    settings = tiny_config(tmp_path / "unused", tmp_path / "data")
+    config = write_config(tmp_path / "base.yaml", settings)
+    args = build_parser().parse_args(["--config", str(config), "--output", str(tmp_path / "s"),
+                                      "--train_methods", "cam", "--seeds", "1"])  # fmt: skip
+    runs = {RunSpec("cam", 1): tmp_path / "s" / "runs" / "cam_seed1"}
+    write_run_configs(args, runs)
+    started = (runs[RunSpec("cam", 1)] / "run.yaml").read_text()
+    (runs[RunSpec("cam", 1)] / "checkpoints").mkdir()
+    (runs[RunSpec("cam", 1)] / "checkpoints" / "last.ckpt").write_bytes(b"")  # interrupted after an epoch
+    settings["model"]["init_args"]["optimizer"]["init_args"]["lr"] = 2.0e-3
+    write_config(config, settings)
+    with caplog.at_level("WARNING", logger="wsod_mammo.study"):
+        write_run_configs(args, runs)
+    assert (runs[RunSpec("cam", 1)] / "run.yaml").read_text() == started
+    assert "run cam_seed1 was started with another config" in caplog.text and "resumes with it" in caplog.text

@@ -274,11 +274,13 @@ def write_run_configs(args: argparse.Namespace, runs: dict[RunSpec, Path]) -> No
         run_dir.mkdir(parents=True, exist_ok=True)
         text = yaml.safe_dump(run_config(base, spec, run_dir.resolve(), group, test_methods), sort_keys=False)
         kept = run_dir / RUN_CONFIG
-        if (run_dir / FIT_DONE).is_file() and kept.is_file():  # its fit ran with that config: it stays the record
+        finished, started = (run_dir / FIT_DONE).is_file(), (run_dir / "checkpoints" / "last.ckpt").is_file()
+        if (finished or started) and kept.is_file():  # its fit ran (or resumes) with that config: it stays the record
             if kept.read_text() != text:
                 log.warning(
-                    "study: run %s was fitted with another config than this command composes; it is kept as it was "
-                    "(its %s) and not refitted: for the new config, give a new --output", spec.name, kept,
+                    "study: run %s was %s with another config than this command composes; it is kept as it was "
+                    "(its %s) and %s: for the new config, give a new --output", spec.name,
+                    "fitted" if finished else "started", kept, "not refitted" if finished else "resumes with it",
                 )  # fmt: skip
             continue
         kept.write_text(text)
