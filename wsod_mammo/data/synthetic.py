@@ -256,7 +256,7 @@ def make_synthetic_dataset(
         n_studies: number of studies (4 images each).
         height, width: image size in pixels (real VinDr images are about 3518 x 2800).
         seed: seed of everything random (same seed, same files).
-        mass_fraction: fraction of images with one or two masses (at least one per split).
+        mass_fraction: fraction of images with one or two masses (at least one per split when above 0; 0: none).
         calc_fraction: fraction of the other images with only a calcification finding (neither positive
             nor negative for the default ``[Mass]`` selection).
         test_fraction: fraction of studies in the ``test`` split (at least one when ``n_studies > 1``; 0: none).
