@@ -1454,3 +1454,17 @@ def test_a_fit_resumed_from_checkpoints_kept_outside_its_run_folder_continues_it
     main(["fit", "--config", str(tmp_path / "c.yaml"), "--trainer.max_epochs", "2", "--ckpt_path", str(last)])
     # one run id: one run folder (named by it), the first config kept as config.1.yaml beside the resumed one's
     assert _run_dirs(tmp_path) == [first] and (first / "config.1.yaml").is_file()
+
+
+def test_an_online_w_and_b_run_that_cannot_start_is_one_line_with_exit_1(tmp_path: Path, data_root: Path) -> None:
+    """WANDB_MODE=online without an API key (or a reachable server) ended a fit in wandb's 18-frame traceback."""
+    settings = tiny_config(tmp_path, data_root)
+    config = write_config(tmp_path / "c.yaml", settings)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    env |= {"WANDB_MODE": "online", "HOME": str(tmp_path / "home"), "WANDB_CONFIG_DIR": str(tmp_path / "wb")}
+    run = subprocess.run([sys.executable, "-m", "wsod_mammo", "fit", "--config", str(config)], capture_output=True,
+                         text=True, timeout=300, env=env, stdin=subprocess.DEVNULL)  # fmt: skip
+    assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr[-3000:]
+    assert "wsod fit: Weights & Biases could not start the run (" in run.stderr
+    assert "it runs offline, and `wandb sync` uploads it later" in run.stderr
+    assert not list(tmp_path.glob("runs/**/*.ckpt"))

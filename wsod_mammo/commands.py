@@ -93,6 +93,7 @@ def main(argv: list[str] | None = None) -> None:
 
         from wsod_mammo.data.errors import DataError
         from wsod_mammo.training.predict import NoReadableInputError
+        from wsod_mammo.training.wandb_logger import WandbStartError
 
         try:
             module.run_lightning_cli(None if argv is None else [name, *rest])  # None: LightningCLI reads sys.argv
@@ -110,6 +111,11 @@ def main(argv: list[str] | None = None) -> None:
                 " (it resumes from its last.ckpt: --ckpt_path last)" if name == "fit" else "",
             )  # fmt: skip
             raise SystemExit(128 + signal.SIGINT) from None
+        except WandbStartError as err:  # an opt-in to live W&B syncing that cannot reach it: why, in one line
+            if os.environ.get(TRACEBACK_VARIABLE, "") not in ("", "0"):
+                raise
+            logging.getLogger(PACKAGE_LOGGER).error("wsod %s: %s", name, err)
+            raise SystemExit(1) from None
         except NoReadableInputError as err:  # every reason is written: the one line to read, not a traceback
             logging.getLogger(PACKAGE_LOGGER).error("%s", err)
             raise SystemExit(1) from None

@@ -10,6 +10,11 @@ from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 
 
+class WandbStartError(RuntimeError):
+    """W&B could not start the run (online without an API key, or without a reachable server): the reason in one
+    line, not wandb's traceback."""
+
+
 class OfflineWandbLogger(WandbLogger):
     """``WandbLogger`` that runs offline by default and honours ``WANDB_MODE`` (``disabled``, ``online``).
 
@@ -61,7 +66,17 @@ class OfflineWandbLogger(WandbLogger):
         does not exist" for a new save_dir."""
         if self._experiment is None and self.save_dir:
             Path(self.save_dir).mkdir(parents=True, exist_ok=True)
-        return super().experiment
+        try:
+            return super().experiment
+        except Exception as err:
+            if not type(err).__module__.startswith("wandb"):
+                raise
+            reason = (str(err).strip().splitlines() or [""])[0][:300]
+            raise WandbStartError(
+                f"Weights & Biases could not start the run ({type(err).__name__}: {reason}); runs are offline unless "
+                "you opt in: without --trainer.logger.init_args.offline false and WANDB_MODE=online it runs offline, "
+                "and `wandb sync` uploads it later"
+            ) from err
 
     @rank_zero_only
     def finalize(self, status: str) -> None:
