@@ -168,9 +168,8 @@ def check_output_folders(subcommand: str, section: Any) -> None:
     only; the others their run folders (the logger's ``save_dir``), and fit any checkpoint ``dirpath`` (evaluation
     saves no checkpoint: a training config's dirpath absent on the machine that tests is no reason to refuse)."""
     if subcommand == "predict":
-        writers = [args for class_path, args in _callback_args(section) if class_path.endswith("PredictionWriter")]
         option = "trainer.callbacks PredictionWriter output_dir"
-        folders = [(option, Path(args.get("output_dir") or "predictions")) for args in writers]
+        folders = [(option, Path(args.get("output_dir") or "predictions")) for args in _writer_args(section)]
     else:
         _, init_args = logger_args_of(section)
         option = "trainer.logger.init_args.save_dir" if init_args.get("save_dir") else "trainer.default_root_dir"
@@ -200,6 +199,11 @@ def _callback_args(section: Any) -> list[tuple[str, Any]]:
     if hasattr(callbacks, "get"):  # Lightning also takes a single callback
         callbacks = [callbacks]
     return [(str(c.get("class_path", "")), c.get("init_args") or {}) for c in callbacks if hasattr(c, "get")]
+
+
+def _writer_args(section: Any) -> list[Any]:
+    """The ``init_args`` of the config's PredictionWriter callbacks."""
+    return [args for class_path, args in _callback_args(section) if class_path.endswith("PredictionWriter")]
 
 
 def checkpoint_dirs(section: Any) -> list[Path]:
@@ -273,8 +277,8 @@ def check_class_index(section: Any, checkpoint: dict[str, Any] | None) -> None:
     """predict writes one class's probability and boxes (the PredictionWriter's ``class_index``): an index the model
     has no output for failed after the model and every input were loaded, in a Lightning traceback."""
     heads, source = _model_heads(section, checkpoint)
-    for class_path, args in _callback_args(section):
-        index = args.get("class_index", 0) if class_path.endswith("PredictionWriter") else 0
+    for args in _writer_args(section):
+        index = args.get("class_index", 0)
         if heads is not None and not 0 <= int(index) < int(heads):
             raise ValueError(
                 f"trainer.callbacks PredictionWriter class_index: {index}, but {source} has {heads} output "
