@@ -111,16 +111,21 @@ def _nan(device: torch.device) -> Tensor:
     return torch.tensor(float("nan"), device=device)
 
 
+def _mean_over(classes: Sequence[int], figure: Any, device: torch.device) -> Tensor:
+    """The macro mean of ``figure(c)`` over the ``classes`` that have it; NaN when none has."""
+    if not classes:
+        return _nan(device)
+    return torch.stack([figure(c) for c in classes]).mean()
+
+
 def _multilabel_auroc(preds: Tensor, target: Tensor, num_labels: int, threshold: float) -> Tensor:
     """The macro mean over the classes whose AUROC is defined (torchmetrics would average in 0.0 for the others);
     NaN when none is."""
     undefined = {c for c, _ in undefined_auroc(target)}
-    kept = [c for c in range(num_labels) if c not in undefined]
-    if not kept or target.ndim < 2:  # no images: no columns either
-        return _nan(preds.device)
-    if len(kept) == num_labels:
+    kept = [c for c in range(num_labels) if c not in undefined] if target.ndim == 2 else []  # no images: no columns
+    if kept and len(kept) == num_labels:
         return F.multilabel_auroc(preds, target, num_labels=num_labels, average="macro")
-    return torch.stack([F.binary_auroc(preds[:, c], target[:, c]) for c in kept]).mean()
+    return _mean_over(kept, lambda c: F.binary_auroc(preds[:, c], target[:, c]), preds.device)
 
 
 def _binary_auroc(preds: Tensor, target: Tensor, threshold: float) -> Tensor:
@@ -142,9 +147,7 @@ def _rate(binary: Any, needs: int) -> tuple[Any, Any]:
 
     def macro(preds: Tensor, target: Tensor, num_labels: int, threshold: float) -> Tensor:
         rated = [c for c in range(num_labels) if bool((target[:, c] == needs).any())] if target.ndim == 2 else []
-        if not rated:
-            return _nan(preds.device)
-        return torch.stack([binary(preds[:, c], target[:, c], threshold=threshold) for c in rated]).mean()
+        return _mean_over(rated, lambda c: binary(preds[:, c], target[:, c], threshold=threshold), preds.device)
 
     return one, macro
 
