@@ -240,24 +240,32 @@ def blank_image(image: np.ndarray) -> str | None:
     return None if high > low else f"every pixel has the same value ({low:.3g} of 1): no breast to read"
 
 
+def _breast_on_other_edge(laterality: str, image: np.ndarray) -> tuple[str, str] | None:
+    """``(the side the image shows, "the breast lies against the <edge> edge, as in <side> images")`` when that side
+    is not ``laterality``, else None."""
+    seen = infer_laterality(image)
+    if seen == laterality:
+        return None
+    return seen, f"the breast lies against the {'left' if seen == 'L' else 'right'} edge, as in {seen} images"
+
+
 def mirrored_laterality(laterality: str, image: np.ndarray, tagged: bool) -> str | None:
     """Why the breast seems to lie against the other edge than its laterality says, else None. ``tagged``: the
     DICOM's tag (a mirrored export, or a wrong tag); else the one given for an untagged input (one
     ``predict_laterality`` for a folder of both sides, say). Either still orients the image, so the model may see
     this breast mirrored. Only inference asks (once per file); training takes the CSV's laterality."""
-    seen = infer_laterality(image)
-    if seen == laterality:
+    other = _breast_on_other_edge(laterality, image)
+    if other is None:
         return None
-    edge = "left" if seen == "L" else "right"
+    seen, lies = other
     if tagged:
         return (
-            f"the laterality tag says {laterality} but the breast lies against the {edge} edge, as in {seen} images; "
-            "the tag is kept, so if the image is stored mirrored the model sees it mirrored"
+            f"the laterality tag says {laterality} but {lies}; the tag is kept, so if the image is stored mirrored "
+            "the model sees it mirrored"
         )
     return (
-        f"the laterality given is {laterality} but the breast lies against the {edge} edge, as in {seen} images; "
-        f"the given one is kept, so the model may see this breast mirrored (give {seen} for this file, or none to "
-        "infer it from the image)"
+        f"the laterality given is {laterality} but {lies}; the given one is kept, so the model may see this breast "
+        f"mirrored (give {seen} for this file, or none to infer it from the image)"
     )
 
 
@@ -269,11 +277,8 @@ def csv_laterality_doubts(laterality: str, tagged: str | None, image: np.ndarray
     if tagged and tagged != laterality:
         doubts.append(f"the CSV's laterality is {laterality} but the DICOM's laterality tag says {tagged}; "
                       "the CSV's is used")  # fmt: skip
-    seen = infer_laterality(image)
-    if seen != laterality:
-        edge = "left" if seen == "L" else "right"
-        doubts.append(f"the CSV's laterality is {laterality} but the breast lies against the {edge} edge, as in "
-                      f"{seen} images; the model learns it mirrored")  # fmt: skip
+    if other := _breast_on_other_edge(laterality, image):
+        doubts.append(f"the CSV's laterality is {laterality} but {other[1]}; the model learns it mirrored")
     return tuple(doubts)
 
 
