@@ -107,12 +107,16 @@ def check_study_options(args: argparse.Namespace, output: Path) -> None:
 def check_gpus_wanted(gpus: int, config: dict[str, Any]) -> None:
     """``--gpus N`` only hands each run one GPU: a config that trains on the CPU (demo.yaml) ran every run there, N
     at a time, without a word."""
-    accelerator = (config.get("trainer") or {}).get("accelerator", "auto")
-    if gpus > 0 and accelerator == "cpu":
+    if gpus > 0 and trains_on_cpu(config):
         raise SystemExit(
             f"--gpus {gpus}: the config trains on the CPU (trainer.accelerator: cpu); add --config "
             f"configs/trainer/gpu.yaml after the others, or give --parallel {gpus} for {gpus} CPU runs at a time"
         )
+
+
+def trains_on_cpu(config: dict[str, Any]) -> bool:
+    """The composed config's ``trainer.accelerator`` is ``cpu`` (demo.yaml's)."""
+    return (config.get("trainer") or {}).get("accelerator", "auto") == "cpu"
 
 
 def data_to_synthesize(config: dict[str, Any]) -> bool:
@@ -349,8 +353,7 @@ def main(argv: list[str] | None = None) -> None:
         write_run_configs(args, runs)
     if args.launcher == "slurm":
         script = output / "study.sbatch"
-        trains_on_cpu = (base.get("trainer") or {}).get("accelerator") == "cpu"  # {} with --aggregate_only
-        script.write_text(slurm_script(argv, len(runs), output.resolve(), gpu=not trains_on_cpu))
+        script.write_text(slurm_script(argv, len(runs), output.resolve(), gpu=not trains_on_cpu(base)))
         log.info("study: %s; `sbatch %s`, then the same command with --aggregate_only", count(len(runs), "run"),
                  shlex.quote(str(script)))  # fmt: skip
         return
