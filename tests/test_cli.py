@@ -10,6 +10,7 @@ import logging
 import os
 import re
 import shutil
+import socket
 import struct
 import subprocess
 import sys
@@ -1456,12 +1457,21 @@ def test_a_fit_resumed_from_checkpoints_kept_outside_its_run_folder_continues_it
     assert _run_dirs(tmp_path) == [first] and (first / "config.1.yaml").is_file()
 
 
-def test_an_online_w_and_b_run_that_cannot_start_is_one_line_with_exit_1(tmp_path: Path, data_root: Path) -> None:
-    """WANDB_MODE=online without an API key (or a reachable server) ended a fit in wandb's 18-frame traceback."""
+@pytest.mark.parametrize("cause", ["no API key", "no server"])
+def test_an_online_w_and_b_run_that_cannot_start_is_one_line_with_exit_1(
+    tmp_path: Path, data_root: Path, cause: str
+) -> None:
+    """WANDB_MODE=online without an API key (or a reachable server) ended a fit in wandb's 18-frame traceback.
+    With a key and no server, wandb retries until its init timeout (90 s by default; 10 s here)."""
     settings = tiny_config(tmp_path, data_root)
     config = write_config(tmp_path / "c.yaml", settings)
     env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
     env |= {"WANDB_MODE": "online", "HOME": str(tmp_path / "home"), "WANDB_CONFIG_DIR": str(tmp_path / "wb")}
+    if cause == "no server":
+        with socket.socket() as probe:  # a port nothing listens on once closed
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        env |= {"WANDB_API_KEY": "a" * 40, "WANDB_BASE_URL": f"http://127.0.0.1:{port}", "WANDB_INIT_TIMEOUT": "10"}
     run = subprocess.run([sys.executable, "-m", "wsod_mammo", "fit", "--config", str(config)], capture_output=True,
                          text=True, timeout=300, env=env, stdin=subprocess.DEVNULL)  # fmt: skip
     assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr[-3000:]

@@ -143,6 +143,14 @@ def test_wandb_logger_is_offline_by_default_and_honours_disabled_and_online(
         OfflineWandbLogger(save_dir=str(tmp_path), log_model=True)
 
 
+def test_wandb_settings_a_user_gives_keep_the_quiet_default_unless_they_set_it(tmp_path: Path) -> None:
+    """`settings: {init_timeout: 30}` in a config replaced the quiet default: W&B's 80-row dump came back."""
+    given = OfflineWandbLogger(save_dir=str(tmp_path), settings={"init_timeout": 30})._wandb_init["settings"]
+    assert given == {"quiet": True, "init_timeout": 30}
+    loud = OfflineWandbLogger(save_dir=str(tmp_path), settings={"quiet": False})._wandb_init["settings"]
+    assert loud == {"quiet": False}
+
+
 class _StaticOutputGMIC(GMIC):
     """GMIC whose outputs live in memory every call overwrites, as CUDA graphs' do (compile_training_forward)."""
 

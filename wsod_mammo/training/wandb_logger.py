@@ -52,7 +52,9 @@ class OfflineWandbLogger(WandbLogger):
             raise ValueError("trainer.logger: log_model uploads checkpoints and needs offline: false")
         # The package's own log says where the run went; W&B's end-of-run dump of ~80 history and summary rows
         # after every command is noise there (quiet keeps the offline header with the run's folder).
-        kwargs["settings"] = kwargs.get("settings") or {"quiet": True}
+        # A user's settings (an init_timeout, say) add to that rather than bring the dump back.
+        settings = kwargs.get("settings")
+        kwargs["settings"] = {"quiet": True} | settings if isinstance(settings, dict) else settings or {"quiet": True}
         # One group per config: fit and its tests (same save_dir) land together; `wsod study` names its own.
         kwargs["group"] = kwargs.get("group") or Path(save_dir).name or None
         super().__init__(project=project, save_dir=save_dir, name=name, offline=offline, log_model=log_model, **kwargs)
