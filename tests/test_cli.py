@@ -826,6 +826,30 @@ def test_checkpoint_of_another_model_is_refused(
     _refused(args, "foreign.ckpt.*not of wsod_mammo.training.module.GMICLitModule", caplog)
 
 
+def test_a_checkpoint_trained_on_other_classes_is_refused_before_it_is_rated_against_these_labels(
+    tmp_path: Path, trained: Path, data_root: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A Mass model tested with `--data.classes '[Suspicious Calcification]'` was rated against calcification boxes
+    and labels, and Table I named its output Mass: figures of nothing, without a word."""
+    config = write_config(tmp_path / "c.yaml", tiny_config(tmp_path, data_root))
+    args = ["test", "--config", str(config), "--ckpt_path", str(checkpoint(trained, "best"))]
+    message = (r"^wsod test: --ckpt_path's model was trained on data.classes \[Mass\], this run's data.classes is "
+               r"\[Suspicious Calcification\]: .* give --data.classes '\[Mass\]'$")  # fmt: skip
+    _refused([*args, "--data.classes", "[Suspicious Calcification]"], message, caplog)
+    assert not list(tmp_path.glob("runs/**/config.yaml"))
+
+
+def test_classes_in_another_order_than_the_checkpoints_are_refused_but_nyus_heads_are_not() -> None:
+    section = {"data": {"init_args": {"classes": ["Suspicious Calcification", "Mass"]}},
+               "model": {"init_args": {"model": {"init_args": {"num_classes": 2}}}}}  # fmt: skip
+    trained = {"class_names": ["Mass", "Suspicious Calcification"]}
+    with pytest.raises(ValueError, match=r"trained on data.classes \[Mass, Suspicious Calcification\]"):
+        cli_checks.check_heads_match_classes(section, trained)
+    cli_checks.check_heads_match_classes(section, {"class_names": ["benign", "malignant"]})  # NYU's, on purpose
+    cli_checks.check_heads_match_classes(section, {"class_names": ["Suspicious Calcification", "Mass"]})
+    cli_checks.check_heads_match_classes(section, {})  # a checkpoint that records no names
+
+
 def test_gmic_weights_saved_without_lightnings_record_are_refused_before_any_run_folder(
     tmp_path: Path, trained: Path, data_root: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

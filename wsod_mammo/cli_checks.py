@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from wsod_mammo.data.predict_data import expand_predict_paths
+from wsod_mammo.models.nyu import NYU_CLASS_NAMES
 from wsod_mammo.models.resnet import GLOBAL_STRIDE, global_map_size
 
 log = logging.getLogger(__name__)
@@ -249,7 +250,9 @@ def runs_root(section: Any) -> Path:
 def check_heads_match_classes(section: Any, checkpoint: dict[str, Any] | None) -> None:
     """fit/validate/test compare each of the model's heads with a label of ``data.classes``: a count that differs
     (NYU's two heads against the default ``[Mass]``) failed at the first batch with a traceback about tensor sizes.
-    The model's count is the checkpoint's when one is given (its hyperparameters replace the config's)."""
+    The model's count is the checkpoint's when one is given (its hyperparameters replace the config's). A checkpoint
+    trained on other classes (the ``class_names`` it records; NYU's heads, benign and malignant, are rated against
+    VinDr's classes on purpose) was evaluated against this run's labels without a word."""
     data = init_args_of(section, "data")
     if data is None or "classes" not in data:
         return
@@ -259,6 +262,13 @@ def check_heads_match_classes(section: Any, checkpoint: dict[str, Any] | None) -
         raise ValueError(
             f"{source} has {heads} output class(es), data.classes has {len(classes)} ({', '.join(classes)}): give "
             f"one class per output (NYU's two: --data.classes '[Mass, Suspicious Calcification]')"
+        )
+    trained_on = [str(name) for name in (checkpoint or {}).get("class_names") or []]
+    if trained_on and tuple(trained_on) != NYU_CLASS_NAMES and trained_on != [str(name) for name in classes]:
+        raise ValueError(
+            f"--ckpt_path's model was trained on data.classes [{', '.join(trained_on)}], this run's data.classes is "
+            f"[{', '.join(map(str, classes))}]: each output would be rated against another class's labels; give "
+            f"--data.classes '[{', '.join(trained_on)}]'"
         )
 
 
