@@ -160,6 +160,33 @@ def test_predict_reports_unreadable_files_and_still_predicts_the_rest(trained: P
             assert 0 <= box["xmin"] < box["xmax"] <= 160 and 0 <= box["ymin"] < box["ymax"] <= 256
 
 
+def test_predict_reads_files_whose_names_are_not_utf8_and_writes_every_row(
+    tmp_path: Path, trained: Path, data_root: Path
+) -> None:
+    """Names from a Latin-1 archive (`m\\xfcller.png`): OpenCV crashed the process on the PNG (SIGSEGV: no row
+    written), the overlay's title refused the DICOM's id, and the CSV stopped at the first such row."""
+    dicom = sorted((data_root / "images").glob("*/*.dicom"))[0]
+    folder = tmp_path / "inputs"
+    folder.mkdir()
+    _png_of(dicom, folder / "a_first.png")
+    latin = [os.fsdecode(folder.as_posix().encode() + b"/m\xfcller.png"),
+             os.fsdecode(folder.as_posix().encode() + b"/d\xe9cembre.dcm")]  # fmt: skip
+    shutil.copy(folder / "a_first.png", latin[0])
+    shutil.copy(dicom, latin[1])
+    command = [sys.executable, "-m", "wsod_mammo", "predict", "--config", str(trained / "config.yaml"),
+               "--ckpt_path", "best", "--data.predict_paths", str(folder), "--data.num_workers", "2",
+               "--trainer.callbacks.init_args.output_dir", str(tmp_path / "out")]  # fmt: skip
+    run = subprocess.run(command, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+    assert run.returncode == 0, run.stderr[-3000:]
+    (folder_out,) = (tmp_path / "out").glob("*/")
+    records = json.loads((folder_out / "predictions.json").read_text())
+    assert sorted(r["image_id"] for r in records) == ["a_first", "d\\xe9cembre", "m\\xfcller"]
+    assert not any(r.get("error") for r in records) and sorted(r["path"] for r in records)[1:] == sorted(latin)
+    assert all(Path(r["overlay"]).is_file() for r in records)
+    rows = list(csv.DictReader(open(folder_out / "predictions.csv", encoding="utf-8")))
+    assert sorted(r["image_id"] for r in rows) == sorted(r["image_id"] for r in records)
+
+
 def _png_of(dicom: Path, path: Path) -> Path:
     """The DICOM's pixels as a 16-bit PNG (12-bit values, as NYU's), so a PNG and a DICOM hold one mammogram."""
     cv2.imwrite(str(path), np.round(read_dicom(dicom)[0] * 4095).astype(np.uint16))

@@ -115,13 +115,26 @@ def read_image_file(path: str | Path) -> np.ndarray:
     A multi-page TIFF (a tomosynthesis stack, several views) is an error naming its page count, as a multi-frame
     DICOM is: OpenCV would read page 1 alone and say nothing.
     """
-    array = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if _utf8_name(str(path)):
+        array = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        pages = cv2.imcount(str(path), cv2.IMREAD_UNCHANGED) if array is not None else 0
+    else:  # OpenCV crashes the process (SIGSEGV) on a name that is not UTF-8 (Latin-1 from an old archive)
+        encoded = np.fromfile(path, dtype=np.uint8)
+        array = cv2.imdecode(encoded, cv2.IMREAD_UNCHANGED) if encoded.size else None
+        pages = len(cv2.imdecodemulti(encoded, cv2.IMREAD_UNCHANGED)[1]) if array is not None else 0
     if array is None:
         raise ValueError(f"{path}: not a readable PNG/TIFF image")
-    pages = cv2.imcount(str(path), cv2.IMREAD_UNCHANGED)
     if pages > 1:
         raise ValueError(f"{path}: expected one 2-D grayscale image, found a file of {pages} pages")
     return scale_to_unit(array, str(path))
+
+
+def _utf8_name(path: str) -> bool:
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:  # the file system's bytes, kept as surrogates
+        return False
+    return True
 
 
 def infer_laterality(image: np.ndarray) -> str:

@@ -87,7 +87,9 @@ def predict_image_ids(files: Sequence[Path]) -> list[str]:
             image_id = f"{image_id}-{counts[image_id]}"
             taken.add(image_id)
         unique.append(image_id)
-    return unique
+    # A name that is not UTF-8 (`m\xfcller.png` from a Latin-1 archive) holds surrogates no CSV, PNG title or
+    # overlay file name can take: its bytes are spelt out instead (`m\\xfcller`).
+    return [i.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace") for i in unique]
 
 
 class PredictDataset(Dataset):

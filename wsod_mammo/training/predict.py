@@ -172,7 +172,8 @@ class PredictionWriter(BasePredictionWriter):
         """``predictions<suffix>.json`` and ``.csv`` of ``records`` -> how many of them are unreadable inputs."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / f"predictions{suffix}.json").write_text(json.dumps(records, indent=2))
-        with open(self.run_dir / f"predictions{suffix}.csv", "w", newline="") as handle:
+        # errors: a path that is not UTF-8 is spelt out (predictions.json keeps it exactly, as \udcXX escapes)
+        with open(self.run_dir / f"predictions{suffix}.csv", "w", newline="", errors="backslashreplace") as handle:
             writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
             writer.writeheader()
             for row in _csv_rows(records):
