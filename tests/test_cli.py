@@ -160,11 +160,12 @@ def test_predict_reports_unreadable_files_and_still_predicts_the_rest(trained: P
             assert 0 <= box["xmin"] < box["xmax"] <= 160 and 0 <= box["ymin"] < box["ymax"] <= 256
 
 
-def test_predict_reads_files_whose_names_are_not_utf8_and_writes_every_row(
+def test_predict_reads_files_whose_names_are_not_utf8_or_too_long_and_writes_every_row(
     tmp_path: Path, trained: Path, data_root: Path
 ) -> None:
     """Names from a Latin-1 archive (`m\\xfcller.png`): OpenCV crashed the process on the PNG (SIGSEGV: no row
-    written), the overlay's title refused the DICOM's id, and the CSV stopped at the first such row."""
+    written), the overlay's title refused the DICOM's id, and the CSV stopped at the first such row. An overlay that
+    could not be written (a name too long, a full disk) stopped the run there."""
     dicom = sorted((data_root / "images").glob("*/*.dicom"))[0]
     folder = tmp_path / "inputs"
     folder.mkdir()
@@ -173,6 +174,7 @@ def test_predict_reads_files_whose_names_are_not_utf8_and_writes_every_row(
              os.fsdecode(folder.as_posix().encode() + b"/d\xe9cembre.dcm")]  # fmt: skip
     shutil.copy(folder / "a_first.png", latin[0])
     shutil.copy(dicom, latin[1])
+    shutil.copy(folder / "a_first.png", folder / ("b" + "x" * 251))  # its overlay's name: 256 characters, too long
     command = [sys.executable, "-m", "wsod_mammo", "predict", "--config", str(trained / "config.yaml"),
                "--ckpt_path", "best", "--data.predict_paths", str(folder), "--data.num_workers", "2",
                "--trainer.callbacks.init_args.output_dir", str(tmp_path / "out")]  # fmt: skip
@@ -180,9 +182,11 @@ def test_predict_reads_files_whose_names_are_not_utf8_and_writes_every_row(
     assert run.returncode == 0, run.stderr[-3000:]
     (folder_out,) = (tmp_path / "out").glob("*/")
     records = json.loads((folder_out / "predictions.json").read_text())
-    assert sorted(r["image_id"] for r in records) == ["a_first", "d\\xe9cembre", "m\\xfcller"]
-    assert not any(r.get("error") for r in records) and sorted(r["path"] for r in records)[1:] == sorted(latin)
-    assert all(Path(r["overlay"]).is_file() for r in records)
+    assert sorted(r["image_id"] for r in records) == ["a_first", "b" + "x" * 251, "d\\xe9cembre", "m\\xfcller"]
+    assert not any(r.get("error") for r in records) and sorted(r["path"] for r in records)[2:] == sorted(latin)
+    too_long = [r for r in records if r["image_id"].startswith("bxx")]
+    assert "overlay" not in too_long[0] and "could not write the PNG" in too_long[0]["overlay_error"]
+    assert all(Path(r["overlay"]).is_file() for r in records if r not in too_long)
     rows = list(csv.DictReader(open(folder_out / "predictions.csv", encoding="utf-8")))
     assert sorted(r["image_id"] for r in rows) == sorted(r["image_id"] for r in records)
 

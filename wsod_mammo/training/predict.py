@@ -109,8 +109,12 @@ class PredictionWriter(BasePredictionWriter):
             elif self.overlays:
                 saliency = torch.from_numpy(result.maps[result.method][result.class_index][None])  # (1, h, w)
                 boxes = (torch.from_numpy(result.input_boxes), torch.from_numpy(result.scores))
-                overlay = self._write_overlay(batch, i, saliency, boxes, result.method, record["probability"], cell0)
-                record["overlay"] = str(overlay)
+                try:
+                    args = (saliency, boxes, result.method, record["probability"], cell0)
+                    record["overlay"] = str(self._write_overlay(batch, i, *args))
+                except OSError as err:  # a picture, not a prediction: the row stays, the run goes on
+                    record["overlay_error"] = str(err)
+                    log.warning("predict: %s: no overlay (%s)", record["image_id"], err)
             self._records.append(record)
             self._indices.append(batch_indices[i] if batch_indices else len(self._indices))
 
