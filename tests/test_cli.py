@@ -453,6 +453,25 @@ def test_a_second_fit_writes_its_own_run_folder_and_best_resolves_to_the_newest(
         resolve_checkpoint(f"{first.name}:best", section)  # was the newest of the two, in silence
 
 
+def test_best_is_the_newest_runs_and_a_newest_run_without_one_is_named_not_skipped(tmp_path: Path) -> None:
+    """A fit with `--trainer.limit_val_batches 0` writes last.ckpt alone: `--ckpt_path best` then evaluated an
+    older run's best.ckpt without a word."""
+    section = {"trainer": {"logger": {"class_path": "x.WandbLogger", "init_args": {"save_dir": str(tmp_path)}}}}
+    for age, (run, names) in enumerate([("older", ["best", "last"]), ("newer", ["last"])]):
+        (tmp_path / "wsod-mammo" / run / "checkpoints").mkdir(parents=True)
+        for name in names:
+            (tmp_path / "wsod-mammo" / run / "checkpoints" / f"{name}.ckpt").write_bytes(b"")
+            os.utime(tmp_path / "wsod-mammo" / run / "checkpoints" / f"{name}.ckpt", (1e9 + age, 1e9 + age))
+    newer, older = (tmp_path / "wsod-mammo" / run / "checkpoints" for run in ("newer", "older"))
+    assert resolve_checkpoint("last", section) == newer / "last.ckpt"
+    refusal = rf"newest run's checkpoints \({newer}\) hold no best.ckpt .*--ckpt_path {newer}:last; {older}:best names"
+    with pytest.raises(FileNotFoundError, match=refusal):
+        resolve_checkpoint("best", section)
+    assert resolve_checkpoint("older:best", section) == older / "best.ckpt"
+    (newer / "best.ckpt").write_bytes(b"")
+    assert resolve_checkpoint("best", section) == newer / "best.ckpt"
+
+
 def test_a_run_id_whose_config_keeps_checkpoints_elsewhere_says_where(tmp_path: Path) -> None:
     """`wsod study` runs put checkpoints in a configured dirpath, not the run folder: `<run id>:best` says so."""
     (tmp_path / "wsod-mammo" / "abc123").mkdir(parents=True)

@@ -43,6 +43,8 @@ def resolve_checkpoint(ckpt_path: str, section: Any) -> Path:
             runs = ", ".join(sorted(str(c.parent.parent) for c in found))
             raise FileNotFoundError(f"--ckpt_path {ckpt_path}: the run id {run!r} names several runs ({runs}); "
                                     f"give the run folder: --ckpt_path <run folder>:{alias}")  # fmt: skip
+        if not run:
+            _check_the_newest_run_has(name, alias, found, root, checkpoint_dirs(section))
         if not found:
             where = f"run {run!r}" if run else f"any run under {root}"
             hint = "run `wsod fit` first"
@@ -58,6 +60,24 @@ def resolve_checkpoint(ckpt_path: str, section: Any) -> Path:
     if not path.is_file():
         raise FileNotFoundError(f"--ckpt_path: {path} does not exist")
     return path
+
+
+def _check_the_newest_run_has(name: str, alias: str, found: list[Path], root: Path, configured: list[Path]) -> None:
+    """``best`` is the newest run's: a fit that validated nothing (``limit_val_batches 0``) writes ``last.ckpt``
+    alone, and ``best`` then silently named an older run's best."""
+    folders = {f.parent for f in root.glob("**/checkpoints/*.ckpt")} | {d for d in configured if d.is_dir()}
+    written = [(max(c.stat().st_mtime_ns for c in d.glob("*.ckpt")), d) for d in folders if any(d.glob("*.ckpt"))]
+    if not written:
+        return
+    newest = max(written)[1]
+    if not (newest / name).is_file():
+        older = (
+            f"; {max(found, key=lambda p: p.stat().st_mtime_ns).parent}:{alias} names an older run's" if found else ""
+        )
+        raise FileNotFoundError(
+            f"--ckpt_path {alias}: the newest run's checkpoints ({newest}) hold no {name} (a fit that validated "
+            f"nothing writes last.ckpt alone): --ckpt_path {newest}:last{older}"
+        )
 
 
 def continue_run(checkpoint: Path, section: Any, recorded_id: str | None = None) -> None:
