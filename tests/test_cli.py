@@ -453,6 +453,20 @@ def test_a_second_fit_writes_its_own_run_folder_and_best_resolves_to_the_newest(
         resolve_checkpoint(f"{first.name}:best", section)  # was the newest of the two, in silence
 
 
+def test_last_is_saved_every_epoch_when_validation_runs_every_second_epoch(tmp_path: Path, data_root: Path) -> None:
+    """With `check_val_every_n_epoch: 2` Lightning saved last.ckpt after validations only: a 3-epoch fit ended with
+    epoch 2's, and `--ckpt_path last` tested (or resumed) a model an epoch old."""
+    settings = tiny_config(tmp_path, data_root)
+    settings["trainer"] |= {"limit_train_batches": 1, "limit_val_batches": 1, "max_epochs": 3,
+                            "check_val_every_n_epoch": 2}  # fmt: skip
+    settings["trainer"]["callbacks"] = settings["trainer"]["callbacks"][:2]
+    main(["fit", "--config", str(write_config(tmp_path / "c.yaml", settings))])
+    (run,) = _run_dirs(tmp_path)
+    last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert (last["epoch"], last["global_step"]) == (2, 3)
+    assert torch.load(run / "checkpoints" / "best.ckpt", weights_only=True)["epoch"] == 1  # the one validated
+
+
 def test_best_is_the_newest_runs_and_a_newest_run_without_one_is_named_not_skipped(tmp_path: Path) -> None:
     """A fit with `--trainer.limit_val_batches 0` writes last.ckpt alone: `--ckpt_path best` then evaluated an
     older run's best.ckpt without a word."""

@@ -66,6 +66,21 @@ class WholeCheckpoint(ModelCheckpoint):
             else key
         )
 
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: Any) -> None:
+        """A checkpoint without a monitor (``last.ckpt``) is saved every epoch: with ``check_val_every_n_epoch: 2``
+        Lightning saved it only after validations, so ``last`` was an epoch behind and a kill lost that epoch."""
+        super().on_train_epoch_end(trainer, pl_module)
+        every = trainer.check_val_every_n_epoch
+        if (
+            self.monitor is None
+            and isinstance(every, int)
+            and every > 1
+            and (trainer.current_epoch + 1) % every != 0  # no validation after this epoch to save it
+            and not self._should_save_on_train_epoch_end(trainer)
+            and not self._should_skip_saving_checkpoint(trainer)
+        ):
+            self._save_topk_checkpoint(trainer, self._monitor_candidates(trainer))
+
     def _save_checkpoint(self, trainer: Trainer, filepath: str) -> None:
         # object stores upload whole objects already; a plugin's own writer (AsyncCheckpointIO) may not have written
         # the file when save_checkpoint returns
