@@ -455,8 +455,11 @@ def test_a_second_fit_writes_its_own_run_folder_and_best_resolves_to_the_newest(
 
 def test_last_is_saved_every_epoch_when_validation_runs_every_second_epoch(tmp_path: Path, data_root: Path) -> None:
     """With `check_val_every_n_epoch: 2` Lightning saved last.ckpt after validations only: a 3-epoch fit ended with
-    epoch 2's, and `--ckpt_path last` tested (or resumed) a model an epoch old."""
+    epoch 2's, and `--ckpt_path last` tested (or resumed) a model an epoch old. A ReduceLROnPlateau on the
+    validation AUROC stopped the fit after the first epoch (no figure to step on)."""
     settings = tiny_config(tmp_path, data_root)
+    settings["model"]["init_args"]["scheduler"] = {"class_path": "torch.optim.lr_scheduler.ReduceLROnPlateau",
+                                                   "init_args": {"mode": "max", "patience": 0}}  # fmt: skip
     settings["trainer"] |= {"limit_train_batches": 1, "limit_val_batches": 1, "max_epochs": 3,
                             "check_val_every_n_epoch": 2}  # fmt: skip
     settings["trainer"]["callbacks"] = settings["trainer"]["callbacks"][:2]
@@ -465,6 +468,8 @@ def test_last_is_saved_every_epoch_when_validation_runs_every_second_epoch(tmp_p
     last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     assert (last["epoch"], last["global_step"]) == (2, 3)
     assert torch.load(run / "checkpoints" / "best.ckpt", weights_only=True)["epoch"] == 1  # the one validated
+    (schedule,) = last["lr_schedulers"]
+    assert schedule["last_epoch"] == 1  # stepped once: after epoch 1's validation, not after epochs 0 and 2
 
 
 def test_best_is_the_newest_runs_and_a_newest_run_without_one_is_named_not_skipped(tmp_path: Path) -> None:

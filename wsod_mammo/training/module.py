@@ -173,10 +173,13 @@ class GMICLitModule(LightningModule):
         scheduler = self.scheduler_factory(optimizer)
         _warn_if_cosine_restarts(scheduler, self.trainer.max_epochs if self._trainer is not None else None)
         _check_plateau_mode(scheduler, self.scheduler_monitor)
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "monitor": self.scheduler_monitor, "interval": "epoch"},
-        }
+        schedule = {"scheduler": scheduler, "monitor": self.scheduler_monitor, "interval": "epoch"}
+        every = self.trainer.check_val_every_n_epoch if self._trainer is not None else 1
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau) and isinstance(every, int) and every > 1:
+            # it steps on a validation figure: after each validation, not after the epochs without one (Lightning
+            # stopped the fit there, "ReduceLROnPlateau conditioned on metric ... which is not available")
+            schedule["frequency"] = every
+        return {"optimizer": optimizer, "lr_scheduler": schedule}
 
     # ------------------------------------------------------------------------------------------------ steps
     def forward(self, images: Tensor) -> GMICOutput:
