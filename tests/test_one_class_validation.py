@@ -57,6 +57,19 @@ def test_a_nan_score_never_beats_a_real_one_and_nan_ties_keep_the_newer_checkpoi
     assert callback.check_monitor_top_k(trainer, torch.tensor(0.5)) is True
 
 
+def test_equal_scores_that_float32_rounds_apart_tie_and_keep_the_newer_checkpoint() -> None:
+    """An AUROC of 2/3 on both epochs was logged as 0.6666666865 and then 0.6666666269: the first epoch stayed best."""
+    trainer = SimpleNamespace(strategy=SimpleNamespace(reduce_boolean_decision=lambda decision: decision))
+    for mode, kept, newer, worse in (
+        ("max", 0.6666666865348816, 0.6666666269302368, 0.66666),
+        ("min", 2.0, 2.000001, 2.01),
+    ):
+        callback = BestCheckpoint(monitor="val/fusion/auroc", mode=mode, save_top_k=1)
+        callback.best_k_models, callback.kth_best_model_path = {"old.ckpt": torch.tensor(kept)}, "old.ckpt"
+        assert callback.check_monitor_top_k(trainer, torch.tensor(newer)) is True, mode
+        assert callback.check_monitor_top_k(trainer, torch.tensor(worse)) is False, mode
+
+
 def test_a_fit_on_a_validation_split_of_normals_logs_nan_warns_once_and_keeps_the_newest(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

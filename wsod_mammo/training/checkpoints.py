@@ -112,8 +112,9 @@ class BestCheckpoint(WholeCheckpoint):
     have kept improving everything else (localization, calibration). ``--ckpt_path last`` needs a separate
     every-epoch checkpoint: Lightning refreshes ``save_last`` only when a top-k checkpoint is saved.
 
-    A NaN score (validation AUROC with images of one class only) counts as the worst, as Lightning stores it
-    (-inf for ``mode: max``): it never displaces a real score, and with NaN every epoch the tie rule keeps the newest.
+    Scores within float32 rounding of each other (1e-6) tie. A NaN score (validation AUROC with images of one class
+    only) counts as the worst, as Lightning stores it (-inf for ``mode: max``): it never displaces a real score, and
+    with NaN every epoch the tie rule keeps the newest.
     """
 
     def check_monitor_top_k(self, trainer: Trainer, current: Tensor | None = None) -> bool:
@@ -121,6 +122,8 @@ class BestCheckpoint(WholeCheckpoint):
             return super().check_monitor_top_k(trainer, current)
         if torch.isnan(current):  # Lightning's _update_best_and_save keeps it as this; torch.ge(nan, -inf) is False
             current = torch.tensor(float("-inf" if self.mode == "max" else "inf"), device=current.device)
-        monitor_op = {"min": torch.le, "max": torch.ge}[self.mode]
-        improved = bool(monitor_op(current, self.best_k_models[self.kth_best_model_path]))
+        kept = self.best_k_models[self.kth_best_model_path]
+        # one figure computed twice in float32 rounds apart (2/3 logged as 0.66666669 and 0.66666663): a tie
+        slack = 1e-6 * max(1.0, float(kept.abs())) if torch.isfinite(kept) else 0.0
+        improved = bool(current >= kept - slack) if self.mode == "max" else bool(current <= kept + slack)
         return trainer.strategy.reduce_boolean_decision(improved)
