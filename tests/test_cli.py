@@ -1291,6 +1291,42 @@ def test_a_fit_stopped_by_sigterm_exits_non_zero_and_says_how_to_resume(tmp_path
     assert "wsod fit: stopped by SIGTERM before it finished" in output and "--ckpt_path last" in output
 
 
+def test_a_predict_pre_empted_by_sigterm_to_its_process_group_stops_keeps_its_rows_and_exits_143(
+    tmp_path: Path, trained: Path, data_root: Path
+) -> None:
+    """Lightning's predict loop never looks at SIGTERM: a `kill` of the process ran on to the end, exit 0; a SIGTERM
+    to the process group (a scheduler's pre-emption) killed the DataLoader workers and ended in an 80-line traceback,
+    exit 1. Now: the rows finished so far, one line, exit 143."""
+    import signal
+
+    dicoms = sorted((data_root / "images").glob("*/*.dicom"))
+    (tmp_path / "inputs").mkdir()
+    for copy in range(60):
+        for k, dicom in enumerate(dicoms):
+            os.link(dicom, tmp_path / "inputs" / f"{copy:02d}_{k}.dcm")
+    out = tmp_path / "out"
+    command = [str(Path(sys.executable).with_name("wsod")), "predict", "--config", str(trained / "config.yaml"),
+               "--ckpt_path", "best", "--data.predict_paths", str(tmp_path / "inputs"), "--data.num_workers", "2",
+               "--data.batch_size", "2", "--trainer.callbacks.init_args.output_dir", str(out)]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    run = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                           start_new_session=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 300
+        while len(list(out.glob("*/overlays/*.png"))) < 4 and time.monotonic() < deadline and run.poll() is None:
+            time.sleep(0.2)
+        os.killpg(run.pid, signal.SIGTERM)
+        output, _ = run.communicate(timeout=120)
+    finally:
+        run.kill()
+    assert run.returncode == 128 + signal.SIGTERM, output[-3000:]
+    assert "wsod predict: stopped by SIGTERM before it finished" in output and "Traceback" not in output
+    (folder,) = out.glob("*/")
+    records = json.loads((folder / "predictions.json").read_text())
+    assert 4 <= len(records) < len(dicoms) * 60 and not any(r.get("error") for r in records)
+    assert len(list(csv.DictReader(open(folder / "predictions.csv")))) == len(records)
+
+
 def test_wandb_prints_no_end_of_run_dump_and_still_says_where_the_run_is(tmp_path: Path) -> None:
     """Every command used to end with W&B's ~80 rows of history and summary; a run in its own process (in pytest's
     process W&B prints none) shows what a terminal shows. A save_dir that does not exist yet (each table2 config's)

@@ -99,9 +99,9 @@ def main(argv: list[str] | None = None) -> None:
             module.run_lightning_cli(None if argv is None else [name, *rest])  # None: LightningCLI reads sys.argv
         except SIGTERMException:  # Lightning's is a SystemExit without a code: status 0, as if the run had finished
             logging.getLogger(PACKAGE_LOGGER).error(
-                "wsod %s: stopped by SIGTERM before it finished (a fit resumes from its last.ckpt: --ckpt_path last)",
-                name,
-            )
+                "wsod %s: stopped by SIGTERM before it finished%s", name,
+                " (a fit resumes from its last.ckpt: --ckpt_path last)" if name == "fit" else "",
+            )  # fmt: skip
             raise SystemExit(128 + signal.SIGTERM) from None
         except SystemExit as err:  # Lightning ends a Ctrl-C'd run with exit(1) inside its KeyboardInterrupt handler
             if not isinstance(err.__context__, KeyboardInterrupt):

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import BasePredictionWriter
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from wsod_mammo.detection.overlay import method_panels, render_overlay, short_id, write_png
 from wsod_mammo.detection.overlay_frame import overlay_frame
@@ -117,6 +118,8 @@ class PredictionWriter(BasePredictionWriter):
                     log.warning("predict: %s: no overlay (%s)", record["image_id"], err)
             self._records.append(record)
             self._indices.append(batch_indices[i] if batch_indices else len(self._indices))
+        if trainer is not None and getattr(trainer, "received_sigterm", False):  # Lightning's predict loop never
+            raise SIGTERMException  # looks: a pre-empted predict ran on to its end (fit and test stop at a batch)
 
     def _write_overlay(
         self,
