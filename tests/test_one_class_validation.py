@@ -95,6 +95,19 @@ def test_a_fit_on_a_validation_split_of_normals_logs_nan_warns_once_and_keeps_th
     assert sum("validation has no image with class 0" in r.getMessage() for r in caplog.records) == 2
 
 
+@pytest.mark.parametrize(("limit", "blames"), [(1.0, "split"), (1, "batches"), (0.25, "batches")])
+def test_the_one_class_warning_blames_the_batch_limit_when_one_is_set(limit: float, blames: str) -> None:
+    """`--trainer.limit_val_batches 1` on a split of both kinds was told to try another --data.seed."""
+    from wsod_mammo.training.module import _undefined_auroc_message
+
+    trainer = SimpleNamespace(limit_val_batches=limit, fast_dev_run=False, checkpoint_callbacks=[],
+                              state=SimpleNamespace(fn=None))  # fmt: skip
+    text = _undefined_auroc_message([(0, "negative")], ["Mass"], trainer)
+    assert text.startswith("validation has no image without Mass")
+    assert ("--data.seed" in text) == (blames == "split")
+    assert (f"in the batches it ran (--trainer.limit_val_batches {limit}" in text) == (blames == "batches")
+
+
 CASES = {"positive_on_rank_1": [[0, 0, 0], [1, 0]], "normals_only": [[0, 0, 0], [0, 0]]}  # uneven shards
 
 

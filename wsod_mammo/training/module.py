@@ -319,6 +319,10 @@ def _undefined_auroc_message(undefined: Sequence[tuple[int, str]], names: Sequen
     )  # fmt: skip
     if every and monitors and getattr(trainer.state.fn, "value", None) == "fit":
         text += f"; best.ckpt (kept by {', '.join(monitors)}) then follows the newest epoch, as last.ckpt does"
+    limit = getattr(trainer, "limit_val_batches", 1.0)
+    if getattr(trainer, "fast_dev_run", False) or not (isinstance(limit, float) and limit == 1.0):
+        # the batches validated, not the split (the DataModule names a split of one kind at setup)
+        return text + f" in the batches it ran (--trainer.limit_val_batches {limit}, or fast_dev_run)."
     return text + ". Another --data.seed or --data.val_fraction may give a validation split with images of both kinds."
 
 
