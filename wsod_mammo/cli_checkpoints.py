@@ -65,11 +65,10 @@ def resolve_checkpoint(ckpt_path: str, section: Any) -> Path:
 def _check_the_newest_run_has(name: str, alias: str, found: list[Path], root: Path, configured: list[Path]) -> None:
     """``best`` is the newest run's: a fit that validated nothing (``limit_val_batches 0``) writes ``last.ckpt``
     alone, and ``best`` then silently named an older run's best."""
-    folders = {f.parent for f in root.glob("**/checkpoints/*.ckpt")} | {d for d in configured if d.is_dir()}
-    written = [(max(c.stat().st_mtime_ns for c in d.glob("*.ckpt")), d) for d in folders if any(d.glob("*.ckpt"))]
+    written = [*root.glob("**/checkpoints/*.ckpt"), *(c for d in configured for c in d.glob("*.ckpt"))]
     if not written:
         return
-    newest = max(written)[1]
+    newest = max(written, key=lambda c: c.stat().st_mtime_ns).parent  # the run that wrote the newest checkpoint
     if not (newest / name).is_file():
         older = (
             f"; {max(found, key=lambda p: p.stat().st_mtime_ns).parent}:{alias} names an older run's" if found else ""
