@@ -327,3 +327,33 @@ def test_one_unreadable_input_among_readable_ones_does_not_fail_the_run(syntheti
     written = _run_writer(PredictionWriter(output_dir=str(tmp_path / "out"), overlays=False), next(iter(
         data.predict_dataloader())))  # fmt: skip
     assert [bool(r.get("error")) for r in written] == [False, True]
+
+
+def test_a_batch_limit_that_leaves_inputs_out_says_how_many(
+    synthetic_root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``--trainer.limit_predict_batches 2`` on 7 inputs (2 workers, batches of 2) predicts 4 of them: the rows of
+    those 4 are written and the log says that 3 inputs were left out, and by which option (it said nothing)."""
+    files = [str(r.path) for r in load_records(synthetic_root)[:7]]
+    data = VinDrMammoDataModule(
+        str(synthetic_root), input_size=(128, 96), num_workers=2, batch_size=2, predict_paths=files
+    )
+    writer = PredictionWriter(output_dir=str(tmp_path), overlays=False)
+    trainer = Trainer(
+        accelerator="cpu", devices=1, logger=False, callbacks=[writer], enable_progress_bar=False,
+        enable_model_summary=False, limit_predict_batches=2,
+    )  # fmt: skip
+    with caplog.at_level(logging.WARNING):
+        trainer.predict(_StoppingModule(stop_at=-1, error=RuntimeError()), datamodule=data, return_predictions=False)
+    records = json.loads((writer.run_dir / "predictions.json").read_text())
+    assert [r["path"] for r in records] == files[:4]
+    assert "3 of the 7 inputs were not predicted: --trainer.limit_predict_batches 2" in caplog.text
+    caplog.clear()
+    whole = Trainer(
+        accelerator="cpu", devices=1, logger=False, callbacks=[writer], enable_progress_bar=False,
+        enable_model_summary=False,
+    )  # fmt: skip
+    with caplog.at_level(logging.WARNING):  # every input predicted: no word of it
+        whole.predict(_StoppingModule(stop_at=-1, error=RuntimeError()), datamodule=data, return_predictions=False)
+    assert len(json.loads((writer.run_dir / "predictions.json").read_text())) == 7
+    assert "not predicted" not in caplog.text

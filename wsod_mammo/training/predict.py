@@ -147,6 +147,11 @@ class PredictionWriter(BasePredictionWriter):
         if trainer.is_global_zero:
             self._write_rows(records, "")
             log.info("predictions for %d images (%d unreadable) in %s", len(records), failed, self.run_dir)
+            if (given := _input_count(trainer)) is not None and len(records) < given:
+                log.warning(
+                    "predict: %d of the %d inputs were not predicted: --trainer.limit_predict_batches %s stops "
+                    "after the first batches", given - len(records), given, trainer.limit_predict_batches,
+                )  # fmt: skip
         self._open = False
         if failed and failed == len(records):  # every rank holds every row: all decide alike, none waits alone
             raise NoReadableInputError(
@@ -186,6 +191,16 @@ class PredictionWriter(BasePredictionWriter):
             for row in _csv_rows(records):
                 writer.writerow(row)
         return sum(1 for r in records if r.get("error"))
+
+
+def _input_count(trainer: Trainer) -> int | None:
+    """How many inputs the predict run was given (None where a dataloader cannot say)."""
+    loaders = getattr(trainer, "predict_dataloaders", None)
+    datasets = [getattr(loader, "dataset", None) for loader in (loaders if isinstance(loaders, list) else [loaders])]
+    try:
+        return sum(len(dataset) for dataset in datasets)
+    except TypeError:  # an iterable dataset, or no loader
+        return None
 
 
 def batch_predictions(
