@@ -64,3 +64,28 @@ def test_the_heatmap_panel_is_placed_as_the_boxes_are() -> None:
     ys, xs = torch.nonzero(panel >= 0.5, as_tuple=True)
     ((boxes, _),) = saliency_to_boxes(saliency[None], (48, 40), 0.5, torch.tensor([0.9]), cell0_center=0.25)
     np.testing.assert_allclose([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], boxes[0].tolist(), atol=1.0)
+
+
+def _orange(picture: np.ndarray) -> np.ndarray:
+    b, g, r = (picture[..., c].astype(int) for c in range(3))
+    return (r > 200) & (g > 100) & (g < 180) & (b < 60)
+
+
+def test_a_box_on_the_image_border_is_drawn_whole() -> None:
+    """A prediction reaching the right and bottom borders (x2 = W, y2 = H: pixel-corner coordinates) had those
+    edges drawn half a pixel outside the panel and cut away; now it shows as much orange as the same box inside."""
+    image, maps = torch.zeros(192, 128), {"cam": torch.zeros(192, 128)}
+    inside = (torch.tensor([[28.0, 52.0, 88.0, 152.0]]), torch.tensor([0.5]))
+    on_border = (torch.tensor([[68.0, 92.0, 128.0, 192.0]]), torch.tensor([0.5]))
+    drawn = [_orange(render_overlay(image, torch.zeros(0, 4), maps, {"cam": b})).sum() for b in (inside, on_border)]
+    assert drawn[1] > 0.97 * drawn[0]  # without the change about half (1784 of 3510 pixels)
+
+
+def test_a_two_line_title_over_portrait_panels_is_not_cut_at_the_top() -> None:
+    """The constrained layout of portrait panels put the titles' top few pixels above the figure: the first line
+    of ``wsod predict``'s title (the image id) lost its top. The top rows of the picture are background."""
+    image = torch.zeros(400, 260)
+    picture = render_overlay(
+        image, torch.zeros(0, 4), {"gradcam": torch.zeros(400, 260)}, {}, "Hdlk_id\np(mass) = 0.93"
+    )
+    assert (picture[:3] == 255).all()

@@ -83,10 +83,29 @@ def render_overlay(
         figure.colorbar(heat, ax=list(axes), fraction=0.01, pad=0.005, label="normalized saliency")
     canvas = figure.canvas
     canvas.draw()
-    if _fit_title(axes[0], canvas.get_renderer()):
+    shrunk = _fit_title(axes[0], canvas.get_renderer())
+    if _make_room_above(figure, axes, canvas.get_renderer()) or shrunk:
         canvas.draw()
     rgba = np.asarray(canvas.buffer_rgba())
     return np.ascontiguousarray(rgba[..., 2::-1])  # RGBA -> BGR
+
+
+def _make_room_above(figure, axes, renderer, margin: float = 4.0) -> bool:
+    """Raise the top of the figure over titles that run past it (the constrained layout of portrait panels put
+    their top few pixels above the picture, where they were cut off): the layout is kept as it is, in inches, and
+    the figure grows by the overflow; True when it grew."""
+    top = max(ax.title.get_window_extent(renderer).y1 for ax in axes)
+    over = top + margin - figure.bbox.height
+    if over <= 0:
+        return False
+    width, height = figure.get_size_inches()
+    grown = height + over / figure.dpi
+    figure.set_layout_engine("none")
+    for ax in figure.axes:  # the panels and the colour bar, where the layout put them
+        x0, y0, w, h = ax.get_position().bounds
+        ax.set_position((x0, y0 * height / grown, w, h * height / grown))
+    figure.set_size_inches(width, grown)
+    return True
 
 
 def _fit_title(ax, renderer) -> bool:
@@ -101,10 +120,17 @@ def _fit_title(ax, renderer) -> bool:
 
 
 def _draw_boxes(ax, boxes: Tensor, color: str, scores: Tensor | None = None) -> None:
+    """Boxes in pixel-corner coordinates (``x2`` = the column after the box), drawn on ``imshow``'s pixel centres:
+    shifted by half a pixel and held to the image, unclipped, so an edge on the image's border shows (a box reaching
+    the right or bottom border had that edge drawn half a pixel outside the panel, where it was cut away)."""
     from matplotlib.patches import Rectangle
 
+    (left, right), (bottom, top) = ax.get_xlim(), ax.get_ylim()  # the image's extent: -0.5 .. W - 0.5, H - 0.5 .. -0.5
     for i, (x1, y1, x2, y2) in enumerate(boxes.detach().float().cpu().tolist()):
-        ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=color, linewidth=1.5))
+        x1, x2 = (min(max(x - 0.5, left), right) for x in (x1, x2))
+        y1, y2 = (min(max(y - 0.5, top), bottom) for y in (y1, y2))
+        edge = Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=color, linewidth=1.5, clip_on=False)
+        ax.add_patch(edge)
         if scores is not None:
             label = dict(facecolor="black", alpha=0.7, pad=1, edgecolor="none")
             ax.text(x1, y1, f"{float(scores[i]):.2f}", color=color, fontsize=10, va="bottom", bbox=label)
