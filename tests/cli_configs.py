@@ -9,6 +9,8 @@ import torch
 import yaml
 from lightning.pytorch import Callback
 
+from wsod_mammo.saliency import SaliencyInputs, SaliencyMethod
+
 INPUT_SIZE = (192, 128)
 
 
@@ -27,6 +29,13 @@ class FirstBatchRecorder(Callback):
 
     def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
         self._keep("val", batch)
+
+
+class SquaredCAM(SaliencyMethod):
+    """A user's own test-time method, not registered: CLI tests name it by ``class_path``."""
+
+    def compute(self, inputs: SaliencyInputs) -> torch.Tensor:
+        return inputs.cam.float() ** 2
 
 
 class BatchSums(Callback):

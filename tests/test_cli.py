@@ -624,6 +624,21 @@ def test_evaluation_options_given_with_a_checkpoint_are_the_ones_used(
     assert set(report["mass"]) == {"cam", "layercam"}
 
 
+def test_a_test_time_method_of_your_own_is_named_by_class_path(tmp_path: Path, trained: Path) -> None:
+    """``test_saliency`` took names only: a user's own method (not registered, its module imported by nothing)
+    could not be evaluated at test time, and a built-in one with settings lost them. By ``class_path`` it is
+    evaluated under its class's name, said NOT VALIDATED (the fit never chose its threshold)."""
+    custom = '[cam, {"class_path": "cli_configs.SquaredCAM"}]'
+    config, ckpt = str(trained / "config.yaml"), str(checkpoint(trained))
+    main(["test", "--config", config, "--ckpt_path", ckpt, "--model.test_saliency", custom,
+          "--trainer.logger.init_args.save_dir", str(tmp_path / "runs")])  # fmt: skip
+    (report,) = [json.loads(p.read_text()) for p in tmp_path.glob("runs/**/detection.json")]
+    assert set(report["mass"]) == {"cam", "squaredcam"}
+    (row_file,) = tmp_path.glob("runs/**/table2_row.csv")
+    (row,) = list(csv.DictReader(row_file.open()))
+    assert "@" in row["squaredcam"] and row["thresholds"] == "default: squaredcam"
+
+
 def test_device_standardization_reaches_the_model_as_worker_standardization(
     tmp_path: Path, data_root: Path, npy_cache: Path
 ) -> None:

@@ -23,6 +23,7 @@ from wsod_mammo.saliency import (
     register_saliency_method,
     upsample_saliency,
 )
+from wsod_mammo.training.module import GMICLitModule
 
 ALL = ["cam", "gradcam", "gradcampp", "xgradcam", "layercam"]
 GRADIENT = ALL[1:]
@@ -522,3 +523,42 @@ def test_gradient_maps_of_a_saturated_positive_survive_with_the_logit_target() -
         assert ((flat.amax(2) - flat.amin(2)) > 0).all(), name  # a map with a peak to localize, every image
     with pytest.raises(ValueError, match="gradient_target"):
         GMIC(gradient_target="softmax")
+
+
+class _SquaredCAM(SaliencyMethod):
+    def compute(self, inputs: SaliencyInputs) -> torch.Tensor:
+        return inputs.cam.float() ** 2
+
+
+class _DeepLayerCAM(LayerCAM):
+    def __init__(self) -> None:
+        super().__init__(layers=["stage5"])
+
+
+def test_a_method_of_your_own_is_named_after_its_class_not_its_parent() -> None:
+    """An unregistered method was named "": a Table II row without a label, and two such methods' maps under one
+    key (one lost); a subclass of LayerCAM took "layercam", the label of maps it does not make."""
+    assert (_SquaredCAM.name, _DeepLayerCAM.name, LayerCAM.name) == ("_squaredcam", "_deeplayercam", "layercam")
+    maps = tiny_gmic().eval().saliency_maps(images(1), [_SquaredCAM(), _DeepLayerCAM(), "layercam"])
+    assert set(maps) == {"_squaredcam", "_deeplayercam", "layercam", "y_global"}
+    assert not torch.equal(maps["_deeplayercam"], maps["layercam"])
+
+
+def test_test_time_methods_keep_their_settings_and_share_no_name() -> None:
+    """``test_saliency=[LayerCAM(layers=["stage5"])]`` was kept as the name ``layercam``: its maps were the default
+    LayerCAM's (stages 3-5). Now the steps, asking by name, get the method as given; two methods of one name with
+    other settings are refused, naming the option."""
+    x = images(2)
+    stage5 = LayerCAM(layers=["stage5"])
+    module = GMICLitModule(tiny_gmic(), test_saliency=["cam", stage5], predict_saliency=_SquaredCAM()).eval()
+    assert module.test_saliency == ["cam", "layercam"] and module.predict_saliency == "_squaredcam"
+    _, maps = module.evaluate(x, ["layercam", "_squaredcam"])
+    expected = module.model.saliency_maps(x, [stage5, _SquaredCAM()])
+    assert torch.allclose(maps["layercam"], expected["layercam"]) and torch.allclose(
+        maps["_squaredcam"], expected["_squaredcam"]
+    )
+    assert not torch.allclose(maps["layercam"], module.model.saliency_maps(x, ["layercam"])["layercam"])
+    with pytest.raises(ValueError, match=r"model.test_saliency: two saliency methods named 'layercam'"):
+        GMICLitModule(tiny_gmic(), test_saliency=["layercam", stage5])
+    with pytest.raises(ValueError, match=r"model.test_saliency and model.predict_saliency: two .* 'layercam'"):
+        GMICLitModule(tiny_gmic(), test_saliency=[stage5], predict_saliency="layercam")

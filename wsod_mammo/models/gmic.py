@@ -36,7 +36,7 @@ from wsod_mammo.models.resnet import (
     global_map_size,
     local_resnet18,
 )
-from wsod_mammo.saliency.base import SaliencyMethod, get_saliency_method
+from wsod_mammo.saliency.base import SaliencyMethod, distinct_methods, get_saliency_method
 from wsod_mammo.saliency.compute import check_layers, compute_saliency, compute_saliency_list, required_layers
 
 log = logging.getLogger(__name__)
@@ -266,7 +266,7 @@ class GMIC(nn.Module):
             torch.compiler.cudagraph_mark_step_begin()
 
     def _resolve(self, methods: Sequence[str | SaliencyMethod]) -> list[SaliencyMethod]:
-        resolved = [get_saliency_method(m) for m in methods]
+        resolved = distinct_methods([get_saliency_method(m) for m in methods], "GMIC: methods")
         check_layers(resolved, self.activation_names)
         return resolved
 

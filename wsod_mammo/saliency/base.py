@@ -33,11 +33,18 @@ class SaliencyMethod:
     """Base class: subclasses set `needs_gradients`, say which activations they read (`layers`) and `compute`.
 
     Instances are plain, typed objects, so LightningCLI / jsonargparse can build them from a name or a
-    `class_path` in YAML.
+    `class_path` in YAML. `name` labels the method's maps, thresholds and Table II cells: the name it is
+    registered under (`register_saliency_method`), else the one its class sets, else its class name in lower
+    case (a subclass never inherits its parent's: its maps are not the parent's).
     """
 
     name: ClassVar[str] = ""
     needs_gradients: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if "name" not in cls.__dict__:  # an unnamed method had "" (a Table II row without a label, maps under "")
+            cls.name = cls.__name__.lower()
 
     def layers(self) -> tuple[str, ...]:
         """Names of the global-network activations this method reads (see `models.resnet.ACTIVATION_NAMES`)."""
@@ -87,6 +94,21 @@ def get_saliency_method(name_or_instance: str | SaliencyMethod, option: str | No
         f"{option + ': ' if option else ''}unknown saliency method {name_or_instance!r}: expected one of "
         f"{available_saliency_methods()} or a SaliencyMethod instance"
     )
+
+
+def distinct_methods(methods: list[SaliencyMethod], option: str) -> list[SaliencyMethod]:
+    """``methods`` without repeats; two that share a name but not their settings (``LayerCAM()`` and
+    ``LayerCAM(layers=["stage5"])``) are an error naming ``option``: their maps, thresholds and Table II cells are
+    keyed by name, and one would silently take the other's place."""
+    kept: dict[str, SaliencyMethod] = {}
+    for method in methods:
+        same = kept.setdefault(method.name, method)
+        if same is not method and (type(same) is not type(method) or vars(same) != vars(method)):
+            raise ValueError(
+                f"{option}: two saliency methods named {method.name!r} ({same!r} and {method!r}): give them the "
+                "same settings, or one of them a name of its own (a subclass, or register_saliency_method)"
+            )
+    return list(kept.values())
 
 
 def min_max_normalize(maps: Tensor) -> tuple[Tensor, Tensor]:

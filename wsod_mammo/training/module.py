@@ -18,7 +18,7 @@ from wsod_mammo.detection.boxes import DEFAULT_THRESHOLD
 from wsod_mammo.detection.report import METHOD_ORDER
 from wsod_mammo.models import GMIC, GMICOutput
 from wsod_mammo.models.nyu import load_nyu_checkpoint, load_nyu_state_dict, nyu_percent_t
-from wsod_mammo.saliency import SaliencyMethod, available_saliency_methods, get_saliency_method
+from wsod_mammo.saliency import SaliencyMethod, available_saliency_methods, distinct_methods, get_saliency_method
 from wsod_mammo.training.checkpoints import BestCheckpoint
 from wsod_mammo.training.classification import FIGURES, HEADS, KeyedMean, stage_head_metrics
 from wsod_mammo.training.loss import gmic_loss, gmic_sample_losses
@@ -44,9 +44,10 @@ class GMICLitModule(LightningModule):
         model: the GMIC network (chosen in YAML by ``class_path``).
         train_saliency: the method whose map selects GMIC's patches, in training and when classifying
             (name or instance; ``cam`` is the original GMIC).
-        test_saliency: the methods evaluated for detection in validation/test (default: all five).
+        test_saliency: the methods evaluated for detection in validation/test (default: all five): names, or
+            methods given with settings or of your own (instances; ``class_path`` in YAML), each under its own name.
         saliency_target: the score the gradient methods differentiate (``y_global`` or ``y_fusion``).
-        predict_saliency: the method whose map gives the boxes of ``wsod predict``.
+        predict_saliency: the method whose map gives the boxes of ``wsod predict`` (as ``test_saliency``'s).
         beta: weight of the saliency regularizer, the paper's ``L_reg`` (a sum over positions, see ``gmic_loss``);
             the default is NYU's model 1's.
         init_from_nyu: path of an NYU GMIC checkpoint (``sample_model_*.p``, zip or legacy format) to start a
@@ -60,9 +61,9 @@ class GMICLitModule(LightningModule):
         self,
         model: GMIC,
         train_saliency: str | SaliencyMethod = "cam",
-        test_saliency: list[str] | None = None,
+        test_saliency: list[str | SaliencyMethod] | None = None,
         saliency_target: Literal["y_global", "y_fusion"] = "y_global",
-        predict_saliency: str = "gradcampp",
+        predict_saliency: str | SaliencyMethod = "gradcampp",
         beta: float = 3.259e-6,
         init_from_nyu: str | None = None,
         optimizer: OptimizerCallable = torch.optim.Adam,
@@ -74,12 +75,18 @@ class GMICLitModule(LightningModule):
         self._save_plain_hyperparameters(locals())
         self.model = model
         self.train_saliency = get_saliency_method(train_saliency, "model.train_saliency")
-        names = list(test_saliency) if test_saliency is not None else list(METHOD_ORDER)
-        self.test_saliency = [get_saliency_method(name, "model.test_saliency").name for name in names]
-        if not self.test_saliency:
+        given = list(test_saliency) if test_saliency is not None else list(METHOD_ORDER)
+        tested = distinct_methods([get_saliency_method(m, "model.test_saliency") for m in given], "model.test_saliency")
+        if not tested:
             raise ValueError(f"model.test_saliency: give at least one of {available_saliency_methods()}")
+        predicted = get_saliency_method(predict_saliency, "model.predict_saliency")
+        # The test-time methods as given, by the names the steps, callbacks and thresholds use: a method given with
+        # settings (LayerCAM(layers=["stage5"])) or not registered (a user's class_path) keeps them.
+        both = "model.test_saliency and model.predict_saliency"
+        self._named_methods = {m.name: m for m in distinct_methods([*tested, predicted], both)}
+        self.test_saliency = [method.name for method in tested]
         self.saliency_target = saliency_target
-        self.predict_saliency = get_saliency_method(predict_saliency, "model.predict_saliency").name
+        self.predict_saliency = predicted.name
         if not beta >= 0:  # a negative weight rewards large maps: the saliency regularizer turned upside down
             raise ValueError(f"model.beta: expected a weight >= 0 of the saliency regularizer, found {beta}")
         self.beta = beta
@@ -245,30 +252,39 @@ class GMICLitModule(LightningModule):
         """Ask validation and test steps to return these maps under ``outputs["maps"]`` (callbacks call this in
         ``setup``), made in the same global pass that classifies the batch instead of a second one."""
         for name in methods:
-            name = get_saliency_method(name, "saliency method").name
+            name = self._named(name).name
             if name not in self._requested_maps:
                 self._requested_maps.append(name)
 
-    def evaluate(self, images: Tensor, methods: Sequence[str] = ()) -> tuple[GMICOutput, dict[str, Tensor]]:
+    def _named(self, method: str | SaliencyMethod) -> SaliencyMethod:
+        """A method by name: the one this module was given under it, else the registered one."""
+        if isinstance(method, str) and method in self._named_methods:
+            return self._named_methods[method]
+        return get_saliency_method(method, "saliency method")
+
+    def evaluate(
+        self, images: Tensor, methods: Sequence[str | SaliencyMethod] = ()
+    ) -> tuple[GMICOutput, dict[str, Tensor]]:
         """Classification outputs and the maps of ``methods`` from one GMIC pass (``GMIC.evaluate``), detached.
 
         Lightning runs validation, test and predict under ``torch.inference_mode()``, where no autograd graph
         can be built; when the maps need one (``GMIC.needs_autograd``) the images are cloned out of inference mode.
         """
         images = images.contiguous(memory_format=self.memory_format)
-        args = (self.train_saliency, list(methods), self.saliency_target)
+        args = (self.train_saliency, [self._named(m) for m in methods], self.saliency_target)
         if not self.model.needs_autograd(*args):
             return self.model.evaluate(images, *args)
         with torch.inference_mode(False), torch.enable_grad():
             return self.model.evaluate(images.clone(), *args)
 
-    def saliency_maps(self, images: Tensor, methods: Sequence[str]) -> dict[str, Tensor]:
+    def saliency_maps(self, images: Tensor, methods: Sequence[str | SaliencyMethod]) -> dict[str, Tensor]:
         """All requested maps ``{name: (N, C, h, w)}`` from one global forward and one gradient call, and the
         probabilities computed on the way under the reserved keys ``y_global`` (N, C) (and ``y_fusion`` with that
         ``saliency_target``), as ``GMIC.saliency_maps`` returns them."""
         context = self.trainer.precision_plugin.forward_context() if self._trainer is not None else nullcontext()
         with torch.inference_mode(False), torch.enable_grad(), context:
-            maps = self.model.saliency_maps(images.clone(), list(methods), target=self.saliency_target)
+            named = [self._named(m) for m in methods]
+            maps = self.model.saliency_maps(images.clone(), named, target=self.saliency_target)
         return {name: value.detach().float() for name, value in maps.items()}
 
     # ------------------------------------------------------------------------------------------ checkpoints
