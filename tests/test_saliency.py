@@ -1,6 +1,9 @@
 """Saliency methods: registry, formulas against independent computations, the one-call contract, training,
 `Trainer.test` under inference mode, and a comparison with pytorch-grad-cam where it is installed."""
 
+import logging
+from pathlib import Path
+
 import lightning
 import pytest
 import torch
@@ -562,3 +565,23 @@ def test_test_time_methods_keep_their_settings_and_share_no_name() -> None:
         GMICLitModule(tiny_gmic(), test_saliency=["layercam", stage5])
     with pytest.raises(ValueError, match=r"model.test_saliency and model.predict_saliency: two .* 'layercam'"):
         GMICLitModule(tiny_gmic(), test_saliency=[stage5], predict_saliency="layercam")
+
+
+def test_a_checkpoint_says_which_method_selected_its_patches(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A module made in Python with ``train_saliency=GradCAM()`` cannot keep the instance in its hyperparameters:
+    ``load_from_checkpoint`` rebuilt it with CAM without a word (other patches, other local and fusion outputs).
+    The checkpoint now records the method, and a load that selects with another one says so."""
+    trained = GMICLitModule(tiny_gmic(), train_saliency=GradCAM())
+    assert "train_saliency" not in trained.hparams
+    checkpoint = {"state_dict": trained.state_dict(), "hyper_parameters": dict(trained.hparams)}
+    checkpoint["pytorch-lightning_version"] = lightning.__version__
+    trained.on_save_checkpoint(checkpoint)
+    torch.save(checkpoint, tmp_path / "python.ckpt")
+    with caplog.at_level(logging.WARNING):
+        GMICLitModule.load_from_checkpoint(tmp_path / "python.ckpt", model=tiny_gmic(), train_saliency=GradCAM())
+    assert "selecting GMIC's patches" not in caplog.text
+    with caplog.at_level(logging.WARNING):
+        GMICLitModule.load_from_checkpoint(tmp_path / "python.ckpt", model=tiny_gmic())
+    assert "trained selecting GMIC's patches with GradCAM(layers=['final']); this module selects them with " in (
+        caplog.text
+    )

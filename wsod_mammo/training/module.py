@@ -290,6 +290,8 @@ class GMICLitModule(LightningModule):
     # ------------------------------------------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["detection_thresholds"] = dict(self.detection_thresholds)
+        checkpoint["train_saliency"] = _method_record(self.train_saliency)  # what selected the patches, even where
+        # the hyperparameters cannot hold it (an instance given in Python)
         if isinstance(self.logger, WandbLogger) and self.logger.version:  # `--ckpt_path` continues this W&B run,
             checkpoint["wandb_run_id"] = str(self.logger.version)  # wherever the checkpoints were written
         data = self.trainer.datamodule if self._trainer is not None else None
@@ -305,6 +307,13 @@ class GMICLitModule(LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.detection_thresholds = dict(checkpoint.get("detection_thresholds", {}))
+        trained, selecting = checkpoint.get("train_saliency"), _method_record(self.train_saliency)
+        if isinstance(trained, dict) and trained != selecting:  # a checkpoint of a Python fit, whose hyperparameters
+            log.warning(  # could not hold the method, loaded with the default: other patches, other outputs
+                "checkpoint: its weights were trained selecting GMIC's patches with %s; this module selects them "
+                "with %s: its local and fusion outputs are not the fit's (give train_saliency=%s)",
+                trained.get("method"), selecting["method"], trained.get("method"),
+            )  # fmt: skip
         names = checkpoint.get("class_names")
         self.class_names = [str(name) for name in names] if isinstance(names, list) and names else None
 
@@ -312,6 +321,11 @@ class GMICLitModule(LightningModule):
         """The names the checkpoint recorded for the outputs, when they name every one (else None)."""
         names = self.class_names
         return list(names) if names and len(names) == self.model.num_classes else None
+
+
+def _method_record(method: SaliencyMethod) -> dict[str, str]:
+    """A saliency method as plain data: its class and settings (``repr``), for a checkpoint."""
+    return {"class_path": f"{type(method).__module__}.{type(method).__qualname__}", "method": repr(method)}
 
 
 def _undefined_auroc_message(undefined: Sequence[tuple[int, str]], names: Sequence[str], trainer: Any) -> str:
