@@ -396,3 +396,27 @@ def test_whole_checkpoints_with_a_file_url_root_and_a_checkpoint_io_plugin(tmp_p
     (last,) = list(tmp_path.glob("**/last.ckpt"))
     assert torch.load(last, map_location="cpu", weights_only=True)["epoch"] == 1
     assert not list(tmp_path.glob("**/*.partial"))
+
+
+def test_a_python_fit_whose_heads_do_not_match_the_datas_classes_is_refused_before_a_step(
+    synthetic_root: Path,
+) -> None:
+    """GMIC(num_classes=1) with two classes in the data failed in the first training step with a loss's tensor
+    sizes ("target size (torch.Size([4, 2])) ... input size (torch.Size([4, 1]))"); `wsod fit` refused it, a
+    Python fit did not. The refusal names both counts and the classes."""
+    from lightning.pytorch import Trainer
+
+    from wsod_mammo.data.datamodule import VinDrMammoDataModule
+
+    data = VinDrMammoDataModule(
+        str(synthetic_root), classes=["Mass", "Suspicious Calcification"], input_size=(128, 96), num_workers=2
+    )
+    module = GMICLitModule(GMIC(num_classes=1, crop_shape=(32, 32), num_patches=2))
+    trainer = Trainer(
+        accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False
+    )
+    with pytest.raises(
+        ValueError, match=r"GMIC has 1 output class\(es\), the data's classes are 2 \(Mass, Suspicious "
+    ):
+        trainer.fit(module, datamodule=data)
+    assert trainer.global_step == 0

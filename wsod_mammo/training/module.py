@@ -133,6 +133,7 @@ class GMICLitModule(LightningModule):
     # ----------------------------------------------------------------------------------------------- set-up
     def setup(self, stage: str) -> None:
         self._warned_undefined_auroc = False
+        self._check_heads_match_data(stage)
         # A fresh fit starts from NYU's weights; test/predict without --ckpt_path run NYU's weights as they are.
         # Once per module: a test after fit in the same process keeps the trained weights.
         if self.init_from_nyu and self.trainer.ckpt_path is None and not self._nyu_loaded:
@@ -151,6 +152,19 @@ class GMICLitModule(LightningModule):
                     "differentiate it differ from NYU's (--model.model.init_args.percent_t %s runs it as NYU does)",
                     source, nyu_t, self.model.percent_t, nyu_t,
                 )  # fmt: skip
+
+    def _check_heads_match_data(self, stage: str) -> None:
+        """Each output is rated against one of the data's classes: a count that differs failed at the first batch
+        with a loss's tensor sizes (``wsod`` refuses it before running; this says it in Python too). Not predict:
+        it reads no labels, and NYU's two heads predict on data of any classes."""
+        names = getattr(self.trainer.datamodule, "class_names", None) if self._trainer is not None else None
+        if stage == "predict" or not names or len(names) == self.model.num_classes:
+            return
+        raise ValueError(
+            f"model: GMIC has {self.model.num_classes} output class(es), the data's classes are {len(names)} "
+            f"({', '.join(map(str, names))}): give one class per output (GMIC(num_classes={len(names)}), or the data "
+            "as many classes)"
+        )
 
     def on_train_start(self) -> None:
         self.nyu_weights_as_is = None  # trained from here on (a fit after a test in one process)
