@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import cv2
 import numpy as np
@@ -19,6 +20,8 @@ from wsod_mammo.data.images import load_padded
 from wsod_mammo.data.vindr import load_records
 from wsod_mammo.inference import Loaded, Predictor, nyu_to_checkpoint, predictions_from_outputs
 from wsod_mammo.models import GMIC, to_nyu_state_dict
+from wsod_mammo.saliency import LayerCAM
+from wsod_mammo.training.module import GMICLitModule
 
 SIZE = (256, 192)
 SMALL = {"crop_shape": (64, 64), "num_patches": 2}
@@ -114,6 +117,46 @@ def test_a_checkpoint_naming_another_callable_is_refused_without_calling_it(nyu_
     torch.save(bare, tmp_path / "b.ckpt")
     with pytest.raises(ValueError, match=r"b.ckpt: its hyper_parameters record no model .*--config CONFIG"):
         Predictor.from_checkpoint(tmp_path / "b.ckpt", input_size=SIZE)
+
+
+def test_the_checkpoint_of_nyus_weights_loads_with_lightnings_own_loader(nyu_file: Path, tmp_path: Path) -> None:
+    """The README calls ``nyu_to_checkpoint``'s file a Lightning checkpoint: ``load_from_checkpoint`` failed on it
+    ("'dict' object has no attribute 'num_classes'": the model's class_path was never built)."""
+    path = nyu_to_checkpoint(nyu_file, tmp_path / "nyu.ckpt", **SMALL)
+    loaded = GMICLitModule.load_from_checkpoint(path, map_location="cpu", weights_only=True)
+    assert isinstance(loaded.model, GMIC) and loaded.model.num_classes == 2
+    assert loaded.class_names == ["benign", "malignant"]
+    expected = Predictor.from_checkpoint(path, input_size=SIZE).module.state_dict()
+    assert all(torch.equal(value, expected[key]) for key, value in loaded.state_dict().items())
+
+
+def test_methods_a_checkpoint_records_by_class_path_are_built(nyu_file: Path, tmp_path: Path) -> None:
+    """``wsod fit --model.train_saliency '{"class_path": ...}'`` records the method as a class_path: the Predictor
+    refused every such checkpoint ("unknown saliency method {...}"). wsod_mammo's methods are built with their
+    settings; a module of the user's is not imported, and the refusal says how to load it; a class_path that is no
+    saliency method is refused before it is called."""
+    checkpoint = torch.load(nyu_to_checkpoint(nyu_file, tmp_path / "nyu.ckpt", **SMALL), weights_only=True)
+
+    def saved(name: str, **recorded: Any) -> Path:
+        torch.save(checkpoint | {"hyper_parameters": checkpoint["hyper_parameters"] | recorded}, tmp_path / name)
+        return tmp_path / name
+
+    stage4 = {"class_path": "wsod_mammo.saliency.LayerCAM", "init_args": {"layers": ["stage4"]}}
+    methods = {"train_saliency": stage4, "test_saliency": ["cam", stage4], "predict_saliency": stage4}
+    module = Predictor.from_checkpoint(saved("a.ckpt", **methods), SIZE).module
+    assert module.test_saliency == ["cam", "layercam"]
+    assert isinstance(module.train_saliency, LayerCAM) and module.train_saliency.layers() == ("stage4",)
+    assert module.predict_saliency == "layercam" and module._named("layercam").layers() == ("stage4",)
+    theirs = {"class_path": "my_saliency.GradTimesActivation"}
+    with pytest.raises(ValueError, match=r"b.ckpt: its model.train_saliency is my_saliency.GradTimesActivation, not "
+                       r"one of wsod_mammo's.*GMICLitModule.load_from_checkpoint"):  # fmt: skip
+        Predictor.from_checkpoint(saved("b.ckpt", train_saliency=theirs), SIZE)
+    target = tmp_path / "pwned"
+    other = {"class_path": "wsod_mammo.data.synthetic.make_synthetic_dataset", "init_args": {"root": str(target)}}
+    with pytest.raises(ValueError, match=r"c.ckpt: refusing to build .*make_synthetic_dataset \(the "
+                       r"model.predict_saliency must be a SaliencyMethod\)"):  # fmt: skip
+        Predictor.from_checkpoint(saved("c.ckpt", predict_saliency=other), SIZE)
+    assert not target.exists()
 
 
 def test_a_checkpoint_of_a_native_input_frame_predicts_in_it(nyu_file: Path, tmp_path: Path) -> None:

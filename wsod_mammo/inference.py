@@ -31,6 +31,7 @@ from wsod_mammo.data.transforms import stack_padding, standardize_batch
 from wsod_mammo.detection.boxes import DEFAULT_THRESHOLD, saliency_to_boxes
 from wsod_mammo.models import GMIC
 from wsod_mammo.models.nyu import NYU_CLASS_NAMES, from_nyu_checkpoint
+from wsod_mammo.saliency import SaliencyMethod
 from wsod_mammo.training.callbacks import Alignment, map_placement
 from wsod_mammo.training.checkpoints import read_lightning_checkpoint
 from wsod_mammo.training.module import GMICLitModule
@@ -164,29 +165,46 @@ def predictions_from_outputs(
 
 def _build_gmic(config: Any, path: str | Path) -> GMIC:
     """The GMIC a checkpoint's ``hyper_parameters.model`` (``{"class_path", "init_args"}``, as LightningCLI saves
-    it) describes. The class is looked up and checked to be GMIC (or a subclass) BEFORE anything is called: a
-    checkpoint is data, and naming any other callable (``wsod_mammo.commands.main``...) must not run it."""
+    it) describes."""
     if not (isinstance(config, dict) and isinstance(config.get("class_path"), str)):
         raise ValueError(
             f"checkpoint: {path}: its hyper_parameters record no model (a checkpoint saved outside `wsod fit`, "
             "without LightningCLI): its crop shape and patch count are unknown; run it with the config that "
-            "trained it, `wsod predict --config CONFIG --ckpt_path ...`"
+            "trained it, `wsod predict --config CONFIG --ckpt_path ...`, or build the module in Python "
+            "(`GMICLitModule.load_from_checkpoint(path, model=GMIC(...))`) and give it to "
+            "`Predictor(module, input_size=...)`"
         )
-    module, _, name = config["class_path"].rpartition(".")
-    found = getattr(importlib.import_module(module), name, None) if module.startswith("wsod_mammo.") else None
-    if not (isinstance(found, type) and issubclass(found, GMIC)):
-        raise ValueError(f"checkpoint: {path}: refusing to build {config['class_path']} (the model must be a GMIC)")
+    return _build_recorded(config, GMIC, path, "model")
+
+
+def _build_recorded(config: dict[str, Any], base: type, path: str | Path, what: str) -> Any:
+    """An object a checkpoint records as ``{"class_path", "init_args"}``. The class is looked up and checked to be
+    one of wsod_mammo's and a ``base`` BEFORE anything is called: a checkpoint is data, and naming any other
+    callable (``wsod_mammo.commands.main``, a module of the user's...) must not import or run it."""
+    class_path = config["class_path"]
+    module, _, name = class_path.rpartition(".")
+    if not module.startswith("wsod_mammo."):
+        raise ValueError(
+            f"checkpoint: {path}: its {what} is {class_path}, not one of wsod_mammo's, and a checkpoint is data: "
+            "Predictor.from_checkpoint imports no module it names. If you trust it, load it with "
+            "`GMICLitModule.load_from_checkpoint(path)` (which imports that module) and give the module to "
+            "`Predictor(module, input_size=...)`"
+        )
+    found = getattr(importlib.import_module(module), name, None)
+    if not (isinstance(found, type) and issubclass(found, base)):
+        raise ValueError(f"checkpoint: {path}: refusing to build {class_path} (the {what} must be a {base.__name__})")
     try:
         return found(**(config.get("init_args") or {}))
     except (TypeError, ValueError) as error:
-        raise ValueError(f"checkpoint: {path}: its model {config['class_path']} cannot be built ({error})") from None
+        raise ValueError(f"checkpoint: {path}: its {what} {class_path} cannot be built ({error})") from None
 
 
 def _module_from_checkpoint(checkpoint: dict[str, Any], path: str | Path) -> GMICLitModule:
     """A read ``wsod fit`` checkpoint -> GMICLitModule on the CPU (weights only; thresholds restored)."""
     state, hparams = checkpoint["state_dict"], checkpoint.get("hyper_parameters") or {}
     model = _build_gmic(hparams.get("model"), path)
-    kwargs = {k: hparams[k] for k in ("train_saliency", "saliency_target", "predict_saliency") if k in hparams}
+    options = ("train_saliency", "test_saliency", "saliency_target", "predict_saliency")
+    kwargs = {k: _recorded_methods(hparams[k], path, f"model.{k}") for k in options if k in hparams}
     module = GMICLitModule(model, **kwargs)
     try:
         module.load_state_dict(state)
@@ -194,6 +212,15 @@ def _module_from_checkpoint(checkpoint: dict[str, Any], path: str | Path) -> GMI
         raise ValueError(f"checkpoint: {path}: its weights do not fit its recorded model ({error})") from None
     module.on_load_checkpoint(checkpoint)
     return module
+
+
+def _recorded_methods(value: Any, path: str | Path, option: str) -> Any:
+    """A recorded option with its saliency methods built where LightningCLI recorded them by ``class_path``."""
+    if isinstance(value, list):
+        return [_recorded_methods(item, path, option) for item in value]
+    if isinstance(value, dict) and isinstance(value.get("class_path"), str):
+        return _build_recorded(value, SaliencyMethod, path, option)
+    return value
 
 
 def nyu_to_checkpoint(
@@ -214,6 +241,8 @@ def nyu_to_checkpoint(
         "state_dict": module.state_dict(),
         "hyper_parameters": {
             "_class_path": f"{GMICLitModule.__module__}.{GMICLitModule.__name__}",
+            # as LightningCLI records it: GMICLitModule.load_from_checkpoint builds the model from its class_path
+            "_instantiator": "lightning.pytorch.cli.instantiate_module",
             "model": {"class_path": "wsod_mammo.models.GMIC", "init_args": init_args},
             "predict_saliency": module.predict_saliency,
         },
