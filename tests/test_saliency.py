@@ -585,3 +585,22 @@ def test_a_checkpoint_says_which_method_selected_its_patches(tmp_path: Path, cap
     assert "trained selecting GMIC's patches with GradCAM(layers=['final']); this module selects them with " in (
         caplog.text
     )
+
+
+def test_the_readmes_own_saliency_method_runs_as_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's ``my_saliency.py``, copied as a user would: it selects patches and makes test-time maps, under
+    the name the README gives it."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    source = readme.split("```python\n# my_saliency.py", 1)[1].split("\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "my_saliency.py").write_text(source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from my_saliency import GradTimesActivation
+
+    assert GradTimesActivation.name == "gradtimesactivation"
+    module = GMICLitModule(
+        tiny_gmic(), train_saliency=GradTimesActivation(), test_saliency=["cam", GradTimesActivation()]
+    )
+    module.train()(images(2))  # a training forward, patches selected by its maps
+    _, maps = module.eval().evaluate(images(2), module.test_saliency)
+    assert maps["gradtimesactivation"].shape == maps["cam"].shape and (maps["gradtimesactivation"] >= 0).all()
+    assert maps["gradtimesactivation"].amax() > 0
