@@ -261,7 +261,8 @@ def make_synthetic_dataset(
             nor negative for the default ``[Mass]`` selection).
         test_fraction: fraction of studies in the ``test`` split (at least one when ``n_studies > 1``; 0: none).
         mass_radius: range of mass radii as fractions of the width. Real masses span 2 to 6 cells of GMIC's
-            64-pixel saliency grid at 2944 x 1920; small inputs need larger fractions for the same ratio.
+            64-pixel saliency grid at 2944 x 1920; small inputs need larger fractions for the same ratio
+            (on the command line as a list: ``--mass_radius '[0.12, 0.2]'``).
         overwrite: replace the synthetic dataset an earlier ``wsod synth`` wrote in ``root`` (its images/ and the
             two CSVs are deleted first; other files stay). A folder without its WSOD_SYNTHETIC.txt (real data,
             anything else) is never replaced.
