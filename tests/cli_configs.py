@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +38,22 @@ class SquaredCAM(SaliencyMethod):
 
     def compute(self, inputs: SaliencyInputs) -> torch.Tensor:
         return inputs.cam.float() ** 2
+
+
+class GroupSigterm(Callback):
+    """Sends SIGTERM to the whole process group, as a scheduler does to a job: ``at`` ``epoch <k>`` as that epoch
+    starts (before its DataLoader workers start), ``setup`` before Lightning listens for it, ``never``."""
+
+    def __init__(self, at: str = "never") -> None:
+        self.at = at
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        if self.at == "setup":
+            os.killpg(os.getpgrp(), signal.SIGTERM)
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        if self.at == f"epoch {trainer.current_epoch}":
+            os.killpg(os.getpgrp(), signal.SIGTERM)
 
 
 class BatchSums(Callback):

@@ -1278,7 +1278,9 @@ def test_a_fit_stopped_by_ctrl_c_exits_130_and_says_how_to_resume(
                          caplog, status=128 + signal.SIGINT)  # fmt: skip
     finally:
         signal.signal(signal.SIGINT, handler)
-    assert error.endswith("interrupted (Ctrl-C) before it finished (it resumes from its last.ckpt: --ckpt_path last)")
+    # stopped in its first step, it has no checkpoint: `--ckpt_path last` would have resumed another run's
+    assert error.endswith("interrupted (Ctrl-C) before it finished (it wrote no checkpoint yet: start it again without "
+                          "--ckpt_path)")  # fmt: skip
 
 
 def test_a_fit_stopped_by_sigterm_exits_non_zero_and_says_how_to_resume(tmp_path: Path, data_root: Path) -> None:
@@ -1303,7 +1305,50 @@ def test_a_fit_stopped_by_sigterm_exits_non_zero_and_says_how_to_resume(tmp_path
     finally:
         fit.kill()
     assert fit.returncode == 128 + signal.SIGTERM, output[-3000:]
-    assert "wsod fit: stopped by SIGTERM before it finished" in output and "--ckpt_path last" in output
+    (last,) = list((tmp_path / "runs").glob("**/last.ckpt"))  # its own, named whole: `last` is the newest run's
+    assert f"wsod fit: stopped by SIGTERM before it finished (it resumes from its last.ckpt: --ckpt_path {last})" in (
+        output
+    )
+
+
+def test_a_sigterm_to_every_process_of_a_fit_with_workers_still_stops_it_in_one_line(
+    tmp_path: Path, data_root: Path
+) -> None:
+    """A scheduler signals every process of the job. Landing as an epoch's workers start (the fork server and the
+    resource tracker die of it at once) it ended the fit with a DataLoader error, exit 1; before Lightning listens
+    for SIGTERM (a callback's setup, W&B's start) the process died of it without a word (-15). Both now: 143, the
+    one line, and where the fit resumes from, which resumes it."""
+    import signal
+
+    settings = tiny_config(tmp_path, data_root, num_workers=2)
+    settings["trainer"] |= {"max_epochs": 3, "logger": False, "default_root_dir": str(tmp_path / "runs")}
+    killer = {"class_path": "cli_configs.GroupSigterm", "init_args": {"at": "epoch 1"}}
+    settings["trainer"]["callbacks"] = [*settings["trainer"]["callbacks"][:2], killer]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), str(REPO)])}
+    script = str(Path(sys.executable).with_name("wsod"))
+
+    def run(*args: str, config: dict = settings) -> subprocess.CompletedProcess:
+        command = [script, "fit", "--config", str(write_config(tmp_path / "c.yaml", config)), *args]
+        return subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+                              start_new_session=True)  # fmt: skip
+
+    stopped = run()
+    output = stopped.stdout + stopped.stderr
+    assert stopped.returncode == 128 + signal.SIGTERM, output[-3000:]
+    (last,) = list((tmp_path / "runs").glob("**/last.ckpt"))
+    assert torch.load(last, map_location="cpu", weights_only=True)["epoch"] == 0
+    assert output.rstrip().endswith(
+        f"wsod fit: stopped by SIGTERM before it finished (it resumes from its last.ckpt: --ckpt_path {last})"
+    ), output[-3000:]
+    killer["init_args"]["at"] = "never"
+    resumed = run("--ckpt_path", str(last))
+    assert resumed.returncode == 0, (resumed.stdout + resumed.stderr)[-3000:]
+    assert torch.load(last, map_location="cpu", weights_only=True)["epoch"] == 2
+    killer["init_args"]["at"] = "setup"
+    early = run()
+    output = early.stdout + early.stderr
+    assert early.returncode == 128 + signal.SIGTERM, output[-3000:]
+    assert output.rstrip().endswith("wsod fit: stopped by SIGTERM before it finished") and "Traceback" not in output
 
 
 def test_a_predict_pre_empted_by_sigterm_to_its_process_group_stops_keeps_its_rows_and_exits_143(

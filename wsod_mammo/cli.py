@@ -69,6 +69,9 @@ def count_before_fraction(parser: Any) -> None:
 #: What `wsod fit --ckpt_path` itself sets on resuming a run (not the user's changes to its config).
 RESUME_OPTIONS = ("ckpt_path", "weights_only", "trainer.logger.init_args.id")
 
+#: The checkpoint folders of the fit this process runs (``commands`` names its ``last.ckpt`` when it is stopped).
+FIT_CHECKPOINT_DIRS: list[str] = []
+
 #: What a run folder receives, per command (the W&B run itself lies under the logger's save_dir, in wandb/).
 RUN_FOLDER_HOLDS = {"fit": "config.yaml, checkpoints", "test": "config.yaml, test reports"}
 
@@ -99,6 +102,7 @@ class RunConfigSaver(SaveConfigCallback):
                     f"{c.filename}.ckpt" for c in trainer.checkpoint_callbacks if getattr(c, "filename", None)
                 )
                 log.info("fit: checkpoints (%s) in %s", names or "*.ckpt", ", ".join(sorted(dirs)))
+                FIT_CHECKPOINT_DIRS[:] = sorted(dirs)  # where a stopped fit says it resumes from
         self.already_saved = True
 
     def on_predict_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -289,6 +293,7 @@ def run_lightning_cli(args: list[str] | None) -> None:
 
     Warning filters the run sets (see ``CHECKPOINT_DIRPATH_WARNING``) end with it: a notebook's next command starts
     from its own."""
+    FIT_CHECKPOINT_DIRS.clear()  # a notebook's or a test's earlier fit is not this one
     with warnings.catch_warnings():
         WsodCLI(
             GMICLitModule,

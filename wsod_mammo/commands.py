@@ -14,10 +14,13 @@ import logging
 import os
 import signal
 import sys
+from pathlib import Path
+from types import ModuleType
 from typing import NamedTuple
 
 from wsod_mammo import __version__
 from wsod_mammo.logging_setup import PACKAGE_LOGGER, configure_logging
+from wsod_mammo.sigterm import SigtermWatch, Stopped, watch_sigterm
 
 
 class Subcommand(NamedTuple):
@@ -88,60 +91,97 @@ def main(argv: list[str] | None = None) -> None:
     configure_logging()
     name, rest = args[0], args[1:]
     module = importlib.import_module(SUBCOMMANDS[name].module)
-    if SUBCOMMANDS[name].module == LIGHTNING_MODULE:
-        from lightning.pytorch.utilities.exceptions import SIGTERMException
-
-        from wsod_mammo.data.errors import DataError
-        from wsod_mammo.training.predict import NoReadableInputError
-        from wsod_mammo.training.wandb_logger import WandbStartError
-
+    with watch_sigterm() as watch:
         try:
-            module.run_lightning_cli(None if argv is None else [name, *rest])  # None: LightningCLI reads sys.argv
-        except SIGTERMException:  # Lightning's is a SystemExit without a code: status 0, as if the run had finished
+            if SUBCOMMANDS[name].module == LIGHTNING_MODULE:
+                _run_lightning(module, name, None if argv is None else [name, *rest])
+            else:
+                _run_command(module, name, rest, watch)
+        except BaseException as err:  # after a SIGTERM, however the command ended: one line, 143
+            if not watch.received or (isinstance(err, SystemExit) and err.code in (0, 128 + signal.SIGTERM)):
+                raise
             logging.getLogger(PACKAGE_LOGGER).error(
-                "wsod %s: stopped by SIGTERM before it finished%s", name,
-                " (a fit resumes from its last.ckpt: --ckpt_path last)" if name == "fit" else "",
-            )  # fmt: skip
+                "wsod %s: stopped by SIGTERM before it finished%s", name, _how_to_go_on(name, module)
+            )
+            if os.environ.get(TRACEBACK_VARIABLE, "") not in ("", "0") and not isinstance(err, Stopped):
+                raise
             raise SystemExit(128 + signal.SIGTERM) from None
-        except SystemExit as err:  # Lightning ends a Ctrl-C'd run with exit(1) inside its KeyboardInterrupt handler
-            if not isinstance(err.__context__, KeyboardInterrupt):
-                raise
-            logging.getLogger(PACKAGE_LOGGER).error(
-                "wsod %s: interrupted (Ctrl-C) before it finished%s", name,
-                " (it resumes from its last.ckpt: --ckpt_path last)" if name == "fit" else "",
-            )  # fmt: skip
-            raise SystemExit(128 + signal.SIGINT) from None
-        except WandbStartError as err:  # an opt-in to live W&B syncing that cannot reach it: why, in one line
-            if os.environ.get(TRACEBACK_VARIABLE, "") not in ("", "0"):
-                raise
-            logging.getLogger(PACKAGE_LOGGER).error("wsod %s: %s", name, err)
-            raise SystemExit(1) from None
-        except NoReadableInputError as err:  # every reason is written: the one line to read, not a traceback
-            logging.getLogger(PACKAGE_LOGGER).error("%s", err)
-            raise SystemExit(1) from None
-        except (module.ConfigurationError, DataError) as err:  # the option or data and why, in one line
-            if os.environ.get(TRACEBACK_VARIABLE, "") not in ("", "0"):
-                raise
-            logging.getLogger(PACKAGE_LOGGER).error("wsod %s: %s", name, getattr(err, "reason", err))
-            raise SystemExit(1 if isinstance(err, DataError) else 2) from None
-        except RuntimeError as err:
-            if not peer_stopped(err) or os.environ.get(TRACEBACK_VARIABLE, "") not in ("", "0"):
-                raise
-            logging.getLogger(PACKAGE_LOGGER).error(
-                "wsod %s: another process of this run stopped, and this one with it; its reason is above (none if "
-                "it was killed outright, e.g. for memory). %s=1 shows this process's traceback",
-                name, TRACEBACK_VARIABLE,
-            )  # fmt: skip
-            raise SystemExit(1) from None
-    else:
-        try:
-            module.main(rest)
-        except KeyboardInterrupt:  # Ctrl-C (study: its runs stop with it): one line, not a traceback per thread
-            again = "; the same command again skips finished runs and resumes the others" if name == "study" else ""
-            logging.getLogger(PACKAGE_LOGGER).error("wsod %s: interrupted (Ctrl-C) before it finished%s", name, again)
-            raise SystemExit(128 + signal.SIGINT) from None
-        except (ValueError, OSError) as err:  # bad input to a command that trains nothing: the reason, in one line
-            if os.environ.get(TRACEBACK_VARIABLE, "") not in ("", "0"):
-                raise
-            logging.getLogger(PACKAGE_LOGGER).error("wsod %s: %s", name, err)
-            raise SystemExit(1) from None
+
+
+def _how_to_go_on(name: str, module: ModuleType) -> str:
+    """What the line of an interrupted command adds: where a fit resumes from (its own ``last.ckpt``; ``--ckpt_path
+    last`` names the newest run that wrote one, another run when this one wrote none yet), how a study goes on."""
+    if name == "study":
+        return "; the same command again skips finished runs and resumes the others"
+    if name != "fit":
+        return ""
+    folders = [Path(folder) for folder in getattr(module, "FIT_CHECKPOINT_DIRS", [])]
+    if last := [folder / "last.ckpt" for folder in folders if (folder / "last.ckpt").is_file()]:
+        return f" (it resumes from its last.ckpt: --ckpt_path {last[0]})"
+    if folders:
+        return " (it wrote no checkpoint yet: start it again without --ckpt_path)"
+    return ""
+
+
+def _run_lightning(module: ModuleType, name: str, args: list[str] | None) -> None:
+    """``fit|validate|test|predict`` through the LightningCLI; the errors users meet, in one line."""
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    from wsod_mammo.data.errors import DataError
+    from wsod_mammo.training.predict import NoReadableInputError
+    from wsod_mammo.training.wandb_logger import WandbStartError
+
+    try:
+        module.run_lightning_cli(args)  # None: LightningCLI reads sys.argv
+    except SIGTERMException:  # Lightning's is a SystemExit without a code: status 0, as if the run had finished
+        logging.getLogger(PACKAGE_LOGGER).error(
+            "wsod %s: stopped by SIGTERM before it finished%s", name, _how_to_go_on(name, module)
+        )
+        raise SystemExit(128 + signal.SIGTERM) from None
+    except SystemExit as err:  # Lightning ends a Ctrl-C'd run with exit(1) inside its KeyboardInterrupt handler
+        if not isinstance(err.__context__, KeyboardInterrupt):
+            raise
+        logging.getLogger(PACKAGE_LOGGER).error(
+            "wsod %s: interrupted (Ctrl-C) before it finished%s", name, _how_to_go_on(name, module)
+        )
+        raise SystemExit(128 + signal.SIGINT) from None
+    except WandbStartError as err:  # an opt-in to live W&B syncing that cannot reach it: why, in one line
+        if os.environ.get(TRACEBACK_VARIABLE, "") not in ("", "0"):
+            raise
+        logging.getLogger(PACKAGE_LOGGER).error("wsod %s: %s", name, err)
+        raise SystemExit(1) from None
+    except NoReadableInputError as err:  # every reason is written: the one line to read, not a traceback
+        logging.getLogger(PACKAGE_LOGGER).error("%s", err)
+        raise SystemExit(1) from None
+    except (module.ConfigurationError, DataError) as err:  # the option or data and why, in one line
+        if os.environ.get(TRACEBACK_VARIABLE, "") not in ("", "0"):
+            raise
+        logging.getLogger(PACKAGE_LOGGER).error("wsod %s: %s", name, getattr(err, "reason", err))
+        raise SystemExit(1 if isinstance(err, DataError) else 2) from None
+    except RuntimeError as err:
+        if not peer_stopped(err) or os.environ.get(TRACEBACK_VARIABLE, "") not in ("", "0"):
+            raise
+        logging.getLogger(PACKAGE_LOGGER).error(
+            "wsod %s: another process of this run stopped, and this one with it; its reason is above (none if "
+            "it was killed outright, e.g. for memory). %s=1 shows this process's traceback",
+            name, TRACEBACK_VARIABLE,
+        )  # fmt: skip
+        raise SystemExit(1) from None
+
+
+def _run_command(module: ModuleType, name: str, rest: list[str], watch: SigtermWatch) -> None:
+    """``prepare|synth|report|study``: the module's ``main``; bad input in one line."""
+    if callable(pass_on := getattr(module, "pass_on_sigterm", None)):  # a study's runs stop with it
+        watch.on_sigterm.append(pass_on)
+    try:
+        module.main(rest)
+    except KeyboardInterrupt:  # Ctrl-C (study: its runs stop with it): one line, not a traceback per thread
+        logging.getLogger(PACKAGE_LOGGER).error(
+            "wsod %s: interrupted (Ctrl-C) before it finished%s", name, _how_to_go_on(name, module)
+        )
+        raise SystemExit(128 + signal.SIGINT) from None
+    except (ValueError, OSError) as err:  # bad input to a command that trains nothing: the reason, in one line
+        if os.environ.get(TRACEBACK_VARIABLE, "") not in ("", "0"):
+            raise
+        logging.getLogger(PACKAGE_LOGGER).error("wsod %s: %s", name, err)
+        raise SystemExit(1) from None
