@@ -392,8 +392,11 @@ def test_aggregating_with_an_unfinished_run_or_no_methods_is_refused_before_any_
 
 
 @pytest.mark.timeout(300)
-def test_ctrl_c_of_a_study_is_one_line_saying_how_to_resume(tmp_path: Path) -> None:
-    """Ctrl-C (SIGINT to the terminal's process group) printed two tracebacks of the runs' threads, exit 130."""
+@pytest.mark.parametrize("stop", ["ctrl-c", "sigterm to the study alone"])
+def test_a_stopped_study_is_one_line_saying_how_to_resume_and_leaves_no_run_behind(tmp_path: Path, stop: str) -> None:
+    """Ctrl-C (SIGINT to the terminal's process group) printed two tracebacks of the runs' threads, exit 130. A
+    SIGTERM to the study alone (``kill PID``) ended it without a word (-15) while its fits ran on to their last
+    epoch, orphaned. Now its runs stop with it, the study waits for them, and says how to go on."""
     import os
     import signal
     import subprocess
@@ -414,14 +417,24 @@ def test_ctrl_c_of_a_study_is_one_line_saying_how_to_resume(tmp_path: Path) -> N
         while not list(study.glob("runs/*/checkpoints/last.ckpt")) and time.monotonic() < deadline:  # fitting
             assert process.poll() is None, process.communicate()
             time.sleep(0.5)
-        os.killpg(process.pid, signal.SIGINT)
+        if stop == "ctrl-c":
+            os.killpg(process.pid, signal.SIGINT)
+        else:
+            process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=120)
+        with pytest.raises(ProcessLookupError):  # no process of the study's session is left running
+            os.killpg(process.pid, 0)
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
-    assert process.returncode == 128 + signal.SIGINT and "Traceback" not in stderr, stderr[-3000:]
-    assert "wsod study: interrupted (Ctrl-C) before it finished; the same command again skips finished runs and " \
-        "resumes the others" in stderr  # fmt: skip
+    code, how = (signal.SIGINT, "interrupted (Ctrl-C)") if stop == "ctrl-c" else (signal.SIGTERM, "stopped by SIGTERM")
+    assert process.returncode == 128 + code and "Traceback" not in stderr, stderr[-3000:]
+    assert f"wsod study: {how} before it finished; the same command again skips finished runs and resumes the " \
+        "others" in stderr  # fmt: skip
+    assert not list(study.glob("runs/*/fit.done"))
+    if stop != "ctrl-c":
+        for log in study.glob("runs/*/fit.log"):
+            assert "wsod fit: stopped by SIGTERM before it finished" in log.read_text()
 
 
 def test_an_interrupted_runs_config_stays_the_one_it_started_with(

@@ -18,8 +18,10 @@ import os
 import queue
 import re
 import shlex
+import signal
 import subprocess
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +33,7 @@ from wsod_mammo.config_files import read_config_file
 from wsod_mammo.data.vindr import FINDING_CSV
 from wsod_mammo.detection.report import METHOD_ORDER, count
 from wsod_mammo.detection.study_report import write_study_outputs
+from wsod_mammo.sigterm import Stopped
 
 log = logging.getLogger(__name__)
 
@@ -126,15 +129,37 @@ def data_to_synthesize(config: dict[str, Any]) -> bool:
     return bool(data.get("synthesize_if_missing")) and not (root and (Path(root) / FINDING_CSV).is_file())
 
 
+#: The ``wsod`` processes running now, and whether the study was told to stop (``pass_on_sigterm``).
+_RUNNING: set[subprocess.Popen] = set()
+_STOPPING = threading.Event()
+
+
+def pass_on_sigterm() -> None:
+    """The study got SIGTERM (``commands`` calls this from its handler): each ``wsod`` process it runs gets it too
+    and stops as a lone run would, at a batch with its checkpoints whole (a SIGTERM to the study alone left them
+    running to their end, orphaned, while a rerun could start a second fit on the same folder), and no run starts."""
+    _STOPPING.set()
+    for process in list(_RUNNING):
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+
+
 def _wsod(args: list[str], log_path: Path, env: dict[str, str]) -> None:
-    """One ``wsod`` process, its output to ``log_path``; a failure names the command and shows the log's end."""
+    """One ``wsod`` process, its output to ``log_path``; a failure names the command and shows the log's end. The
+    study waits for it to end however it is stopped (a killed study's run would go on alone)."""
+    if _STOPPING.is_set():
+        raise Stopped
+    command = [sys.executable, "-m", "wsod_mammo", *args]
     with open(log_path, "a") as handle:
-        code = subprocess.run(
-            [sys.executable, "-m", "wsod_mammo", *args], stdout=handle, stderr=subprocess.STDOUT, env=env
-        )
-    if code.returncode != 0:
+        with subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, env=env) as process:
+            _RUNNING.add(process)
+            try:
+                code = process.wait()
+            finally:
+                _RUNNING.discard(process)
+    if code != 0:
         tail = "".join(log_path.read_text().splitlines(keepends=True)[-15:])
-        raise SystemExit(f"`wsod {' '.join(args)}` failed (exit {code.returncode}); log {log_path}:\n{tail}")
+        raise SystemExit(f"`wsod {' '.join(args)}` failed (exit {code}); log {log_path}:\n{tail}")
 
 
 def run_one(run_dir: Path, device: str | None) -> Path:
