@@ -56,6 +56,17 @@ class GroupSigterm(Callback):
             os.killpg(os.getpgrp(), signal.SIGTERM)
 
 
+class SignalHandlers(Callback):
+    """Writes, as training starts, which handler SIGUSR1 has (``default`` or another's: Lightning's for SLURM)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        handler = signal.getsignal(signal.SIGUSR1)
+        Path(self.path).write_text("default" if handler == signal.SIG_DFL else type(handler).__name__)
+
+
 class BatchSums(Callback):
     """Saves, per stage, every batch's image sum (float64) as the model receives it: a cheap fingerprint of all
     batches, to compare two runs that must see the same data."""

@@ -1351,6 +1351,30 @@ def test_a_sigterm_to_every_process_of_a_fit_with_workers_still_stops_it_in_one_
     assert output.rstrip().endswith("wsod fit: stopped by SIGTERM before it finished") and "Traceback" not in output
 
 
+def test_under_slurm_no_requeue_checkpoint_is_written_nor_loaded_without_a_word(
+    tmp_path: Path, data_root: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Under SLURM Lightning's auto-requeue saved ``hpc_ckpt_<k>.ckpt`` into the working directory on SIGUSR1, and
+    Lightning loaded it into any later run there given no checkpoint: another run's state became a fresh fit's
+    start (a study's array tasks share a working directory). The auto-requeue is off; a file left is refused."""
+    slurm = {"SLURM_NTASKS": "1", "SLURM_JOB_NAME": "train", "SLURM_JOB_ID": "4242", "SLURM_PROCID": "0",
+             "SLURM_LOCALID": "0", "SLURM_NODEID": "0", "SLURM_NODELIST": "localhost"}  # fmt: skip
+    for key, value in slurm.items():
+        monkeypatch.setenv(key, value)
+    settings = tiny_config(tmp_path, data_root)
+    settings["trainer"] |= {"logger": False, "default_root_dir": str(tmp_path / "runs")}
+    handlers = {"class_path": "cli_configs.SignalHandlers", "init_args": {"path": str(tmp_path / "usr1.txt")}}
+    settings["trainer"]["callbacks"] = [*settings["trainer"]["callbacks"][:2], handlers]
+    config = str(write_config(tmp_path / "c.yaml", settings))
+    main(["fit", "--config", config])
+    assert (tmp_path / "usr1.txt").read_text() == "default"  # Lightning's requeue handler: _HandlersCompose
+    (last,) = list((tmp_path / "runs").glob("**/last.ckpt"))
+    stray = tmp_path / "runs" / "hpc_ckpt_1.ckpt"
+    shutil.copy(last, stray)
+    error = _refused(["fit", "--config", config], "hpc_ckpt_1.ckpt: under SLURM Lightning would load", caplog)
+    assert f"--ckpt_path {stray}" in error
+
+
 def test_a_predict_pre_empted_by_sigterm_to_its_process_group_stops_keeps_its_rows_and_exits_143(
     tmp_path: Path, trained: Path, data_root: Path
 ) -> None:

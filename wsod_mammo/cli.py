@@ -23,11 +23,13 @@ from wsod_mammo.cli_checks import (
     check_class_index,
     check_heads_match_classes,
     check_input_size,
+    check_no_hpc_checkpoint,
     check_nyu_weights_file,
     check_output_folders,
     check_precision,
     check_predict_inputs,
     check_weights_given,
+    disable_slurm_auto_requeue,
     without_logger,
 )
 from wsod_mammo.cli_help import customize_subcommand_parser, subcommand_parser_kwargs
@@ -230,6 +232,7 @@ class WsodCLI(LightningCLI):
                 continue_run(Path(section["ckpt_path"]), section, checkpoint.get("wandb_run_id"))
             if section.get("weights_only") is None:
                 section["weights_only"] = True
+        check_no_hpc_checkpoint(section)
         check_nyu_weights_file(section)
         check_output_folders(subcommand, section)
         if subcommand == "predict":  # after resolving --ckpt_path, which looks for runs in the logger's save_dir
@@ -243,6 +246,7 @@ class WsodCLI(LightningCLI):
         """Build model, data and trainer; an option they refuse (a ValueError naming it) is a configuration error."""
         with configuration_errors():
             super().instantiate_classes()
+        disable_slurm_auto_requeue(self.trainer)
 
 
 def config_paths(words: list[str]) -> list[str]:

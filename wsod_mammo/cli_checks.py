@@ -126,6 +126,36 @@ def check_precision(section: Any) -> None:
         )
 
 
+def check_no_hpc_checkpoint(section: Any) -> None:
+    """Under SLURM, Lightning loads the newest ``hpc_ckpt_<k>.ckpt`` of ``default_root_dir`` (the working directory
+    by default) into any run given no checkpoint, without a word: one its auto-requeue saved for another run (a
+    study's array tasks share a working directory) became this fit's start, or this test's weights. wsod turns the
+    auto-requeue off (``disable_slurm_auto_requeue``); a file left from before is refused, naming how to use it."""
+    from lightning.fabric.plugins.environments import SLURMEnvironment
+
+    if section.get("ckpt_path") or not SLURMEnvironment.detect():
+        return
+    root = Path(str((section.get("trainer") or {}).get("default_root_dir") or os.getcwd()))
+    found = sorted(root.glob("hpc_ckpt_*.ckpt"))
+    if found:
+        raise ValueError(
+            f"{found[-1]}: under SLURM Lightning would load this checkpoint of its auto-requeue into this run without "
+            f"a word (whichever run saved it); resume it on purpose with --ckpt_path {found[-1]}, or move it out of "
+            f"{root}"
+        )
+
+
+def disable_slurm_auto_requeue(trainer: Any) -> None:
+    """Lightning's SLURM auto-requeue (SIGUSR1: save ``hpc_ckpt_<k>.ckpt`` into the working directory, ``scontrol
+    requeue``) is off: that file was loaded by any later run there (``check_no_hpc_checkpoint``). A pre-empted fit
+    resumes from its own ``last.ckpt`` instead (SIGTERM: it names the file)."""
+    from lightning.fabric.plugins.environments import SLURMEnvironment
+
+    environment = getattr(getattr(trainer, "_accelerator_connector", None), "cluster_environment", None)
+    if isinstance(environment, SLURMEnvironment):
+        environment.auto_requeue = False
+
+
 def check_predict_inputs(section: Any) -> None:
     """``predict`` on more processes than inputs: each process needs one. The DataModule says so too, but from
     every process once they have started; here it is one line, before any starts (``devices: auto`` is left to it)."""
