@@ -624,6 +624,28 @@ def test_evaluation_options_given_with_a_checkpoint_are_the_ones_used(
     assert set(report["mass"]) == {"cam", "layercam"}
 
 
+def test_overlays_that_cannot_be_written_leave_the_test_reports_whole(
+    tmp_path: Path, trained: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A disk that filled up stopped `wsod test` at its first overlay (an OSError traceback) before any table was
+    written. Each overlay that cannot be written is now a warning; the tables and detection.json are written."""
+    import errno
+
+    import wsod_mammo.training.callbacks as callbacks
+
+    def full_disk(path, picture) -> None:
+        raise OSError(errno.ENOSPC, f"{path}: could not write the PNG (No space left on device)")
+
+    monkeypatch.setattr(callbacks, "write_png", full_disk)
+    config, ckpt = str(trained / "config.yaml"), str(checkpoint(trained))
+    with caplog.at_level(logging.WARNING, logger="wsod_mammo"):
+        main(["test", "--config", config, "--ckpt_path", ckpt, "--trainer.logger.init_args.save_dir", str(tmp_path)])
+    (run,) = [p.parent for p in tmp_path.glob("**/detection.json")]
+    assert (run / "table1.md").is_file() and (run / "table2_row.md").is_file() and not list(run.glob("overlays/*"))
+    warned = [r.getMessage() for r in caplog.records if r.getMessage().startswith("test: no overlay of ")]
+    assert len(warned) == 2 and all("No space left on device" in w for w in warned)
+
+
 def test_a_test_time_method_of_your_own_is_named_by_class_path(tmp_path: Path, trained: Path) -> None:
     """``test_saliency`` took names only: a user's own method (not registered, its module imported by nothing)
     could not be evaluated at test time, and a built-in one with settings lost them. By ``class_path`` it is

@@ -89,3 +89,24 @@ def test_a_two_line_title_over_portrait_panels_is_not_cut_at_the_top() -> None:
         image, torch.zeros(0, 4), {"gradcam": torch.zeros(400, 260)}, {}, "Hdlk_id\np(mass) = 0.93"
     )
     assert (picture[:3] == 255).all()
+
+
+def test_a_png_that_cannot_be_written_says_why_and_leaves_no_part_behind(tmp_path) -> None:
+    """OpenCV's imwrite only returns False: on a full disk the error read "could not write the PNG", no reason. The
+    kernel's own ENOSPC (a write to /dev/full, where the partial file would be) now reaches the message."""
+    import os
+    from pathlib import Path
+
+    import pytest
+
+    from wsod_mammo.detection.overlay import write_png
+
+    path = Path(tmp_path) / "overlays" / "a.png"
+    path.parent.mkdir()
+    partial = path.with_name(f"a.png.{os.getpid()}.partial.png")
+    partial.symlink_to("/dev/full")
+    with pytest.raises(OSError, match=r"a.png: could not write the PNG \(No space left on device\)") as error:
+        write_png(path, np.zeros((8, 8, 3), np.uint8))
+    assert error.value.errno == 28 and not path.exists() and not partial.is_symlink()
+    write_png(path, np.zeros((8, 8, 3), np.uint8))
+    assert path.stat().st_size > 0 and list(path.parent.iterdir()) == [path]

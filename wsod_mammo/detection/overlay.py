@@ -137,13 +137,20 @@ def _draw_boxes(ax, boxes: Tensor, color: str, scores: Tensor | None = None) -> 
 
 
 def write_png(path: str | Path, picture: np.ndarray) -> None:
-    """Write a BGR picture; a temporary name then a rename, so a reader never sees half a file."""
+    """Write a BGR picture; a temporary name then a rename, so a reader never sees half a file. Encoded by OpenCV,
+    written by Python: an error says why (``cv2.imwrite`` only returned False: a full disk read "could not write")."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    encoded, data = cv2.imencode(".png", picture)
+    if not encoded:
+        raise OSError(f"{path}: could not encode the PNG")
     partial = path.with_name(f"{path.name}.{os.getpid()}.partial.png")  # two DDP processes may draw one image
-    if not cv2.imwrite(str(partial), picture):
-        raise OSError(f"{path}: could not write the PNG")
-    partial.replace(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial.write_bytes(data.tobytes())
+        partial.replace(path)
+    except OSError as error:
+        partial.unlink(missing_ok=True)
+        raise OSError(error.errno, f"{path}: could not write the PNG ({error.strerror or error})") from None
 
 
 def method_panels(maps: Mapping[str, Tensor], size: Sequence[int], cell0_center: float | None = None):

@@ -218,6 +218,7 @@ class SaliencyOverlays(Callback):
         self.methods = method_names(methods, "SaliencyOverlays.methods")
         self.class_index = class_index
         self._written: list[Path] = []
+        self._failed = 0  # overlays that could not be written
 
     def _methods(self, pl_module: LightningModule) -> list[str]:
         return list(self.methods) if self.methods else list(pl_module.test_saliency)
@@ -227,7 +228,7 @@ class SaliencyOverlays(Callback):
             pl_module.request_saliency_maps(self._methods(pl_module))
 
     def on_test_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._written, self._drawn = [], {True: 0, False: 0}
+        self._written, self._drawn, self._failed = [], {True: 0, False: 0}, 0
         self._directory = run_directory(trainer) / "overlays"
 
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
@@ -264,8 +265,13 @@ class SaliencyOverlays(Callback):
             title = f"{short_id(image_ids[i])}\n({kind}) p(mass) = {float(probabilities[i]):.2f}"
             frame = overlay_frame(batch["meta"][picked[i]], images[i, 0], gt_boxes[i], panels, boxes)
             picture = render_overlay(frame.image, frame.gt_boxes, frame.maps, frame.boxes, frame.title(title))
-            path = self._directory / f"{len(self._written):03d}_{image_ids[i]}.png"
-            write_png(path, picture)
+            path = self._directory / f"{len(self._written) + self._failed:03d}_{image_ids[i]}.png"
+            try:
+                write_png(path, picture)
+            except OSError as error:  # a picture, not a figure: the tables are still written (a full disk stopped
+                self._failed += 1  # the test at its first overlay, before any table)
+                log.warning("test: no overlay of %s (%s)", image_ids[i], error)
+                continue
             self._written.append(path)
 
     def _pick(self, labels: Tensor) -> list[int]:
