@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 from weakref import proxy
@@ -90,9 +93,12 @@ class WholeCheckpoint(ModelCheckpoint):
         try:
             trainer.save_checkpoint(partial, self.save_weights_only)  # every rank takes part; global rank 0 writes
         except OSError as error:  # a full disk or quota: Lightning's message names no file
+            if self._fs.exists(partial):  # a cut file (100 MB and more) would hold on to the space that ran out
+                self._fs.rm(partial)
             kept = "the previous one is kept" if self._fs.exists(filepath) else "no earlier one exists"
             raise OSError(
-                error.errno, f"{filepath}: checkpoint not written ({error.strerror or error}); {kept}"
+                error.errno,
+                f"{filepath}: checkpoint not written ({error.strerror or error}{_free_space(filepath, error)}); {kept}",
             ) from error
         if trainer.is_global_zero:  # paths as fsspec wrote them (a `file:` root directory is a local path too)
             os.replace(self._fs._strip_protocol(partial), self._fs._strip_protocol(filepath))
@@ -102,6 +108,24 @@ class WholeCheckpoint(ModelCheckpoint):
         if trainer.is_global_zero:
             for logger in trainer.loggers:
                 logger.after_save_checkpoint(proxy(self))
+
+
+def _free_space(filepath: str, error: OSError) -> str:
+    """For a full disk, the free space of both places a checkpoint goes through: Lightning writes it whole into the
+    temporary folder first (fsspec's transaction), then moves it into the checkpoints folder; either can be full."""
+    if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+        return ""
+    places = {
+        "checkpoints folder": os.path.dirname(os.path.abspath(filepath)),
+        "temporary folder": tempfile.gettempdir(),
+    }
+    free = []
+    for name, folder in places.items():
+        try:
+            free.append(f"{shutil.disk_usage(folder).free / 2**20:.0f} MiB free in the {name} {folder}")
+        except OSError:
+            continue
+    return f": {', '.join(free)}" if free else ""
 
 
 class BestCheckpoint(WholeCheckpoint):
