@@ -357,3 +357,41 @@ def test_a_batch_limit_that_leaves_inputs_out_says_how_many(
         whole.predict(_StoppingModule(stop_at=-1, error=RuntimeError()), datamodule=data, return_predictions=False)
     assert len(json.loads((writer.run_dir / "predictions.json").read_text())) == 7
     assert "not predicted" not in caplog.text
+
+
+class _SigtermAt(_StoppingModule):
+    """Receives SIGTERM (as Lightning's handler records it) while predicting batch ``at``."""
+
+    def __init__(self, at: int) -> None:
+        super().__init__(stop_at=-1, error=RuntimeError())
+        self.at = at
+
+    def predict_step(self, batch: dict, batch_idx: int) -> dict:
+        if batch_idx == self.at:
+            self.trainer._signal_connector.received_sigterm = True
+        return super().predict_step(batch, batch_idx)
+
+
+@pytest.mark.parametrize(("at", "rows"), [(1, 4), (3, 7)])
+def test_a_sigterm_stops_predict_after_its_batch_unless_it_was_the_last(
+    synthetic_root: Path, tmp_path: Path, at: int, rows: int
+) -> None:
+    """A SIGTERM during batch 2 of 4 stops the run after that batch (Lightning's predict loop never looks); one
+    during the last batch stopped it too, and a run that had predicted every input said it was cut short (143)."""
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    files = [str(r.path) for r in load_records(synthetic_root)[:7]]
+    data = VinDrMammoDataModule(
+        str(synthetic_root), input_size=(128, 96), num_workers=2, batch_size=2, predict_paths=files
+    )
+    writer = PredictionWriter(output_dir=str(tmp_path), overlays=False)
+    trainer = Trainer(
+        accelerator="cpu", devices=1, logger=False, callbacks=[writer], enable_progress_bar=False,
+        enable_model_summary=False,
+    )  # fmt: skip
+    if at < 3:
+        with pytest.raises(SIGTERMException):
+            trainer.predict(_SigtermAt(at), datamodule=data, return_predictions=False)
+    else:
+        trainer.predict(_SigtermAt(at), datamodule=data, return_predictions=False)
+    assert len(json.loads((writer.run_dir / "predictions.json").read_text())) == rows

@@ -118,8 +118,8 @@ class PredictionWriter(BasePredictionWriter):
                     log.warning("predict: %s: no overlay (%s)", record["image_id"], err)
             self._records.append(record)
             self._indices.append(batch_indices[i] if batch_indices else len(self._indices))
-        if trainer is not None and getattr(trainer, "received_sigterm", False):  # Lightning's predict loop never
-            raise SIGTERMException  # looks: a pre-empted predict ran on to its end (fit and test stop at a batch)
+        if getattr(trainer, "received_sigterm", False) and not _last_batch(trainer, batch_idx, dataloader_idx):
+            raise SIGTERMException  # Lightning's predict loop never looks: a pre-empted predict ran on to its end
 
     def _write_overlay(
         self,
@@ -191,6 +191,12 @@ class PredictionWriter(BasePredictionWriter):
             for row in _csv_rows(records):
                 writer.writerow(row)
         return sum(1 for r in records if r.get("error"))
+
+
+def _last_batch(trainer: Trainer, batch_idx: int, dataloader_idx: int) -> bool:
+    """Whether ``batch_idx`` is the run's last batch (a SIGTERM then stops nothing: every row is written)."""
+    counts = getattr(trainer, "num_predict_batches", None) or []
+    return dataloader_idx == len(counts) - 1 and batch_idx == counts[dataloader_idx] - 1
 
 
 def _input_count(trainer: Trainer) -> int | None:
