@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -149,7 +150,8 @@ def write_png(path: str | Path, picture: np.ndarray) -> None:
         partial.write_bytes(data.tobytes())
         partial.replace(path)
     except OSError as error:
-        partial.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # none there, or a name the file system refuses (too long)
+            partial.unlink()
         raise OSError(error.errno, f"{path}: could not write the PNG ({error.strerror or error})") from None
 
 
