@@ -362,6 +362,7 @@ def main(argv: list[str] | None = None) -> None:
     """``wsod study --config C [--train_methods ...] [--seeds ...] [--gpus N | --parallel N] [--launcher slurm]``."""
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    _STOPPING.clear()  # a study stopped earlier in this process (a notebook, a test) does not stop this one
     output = Path(args.output)
     check_study_options(args, output)
     runs = {spec: output / "runs" / spec.name for spec in _matrix(args)}
