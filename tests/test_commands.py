@@ -130,3 +130,21 @@ def test_gitignore_covers_the_readme_s_data_paths_and_no_source() -> None:
     paths = [*private, "wsod_mammo/data/new_module.py", "tests/data/sample.csv"]
     result = subprocess.run(["git", "check-ignore", "--no-index", *paths], cwd=root, capture_output=True, text=True)
     assert result.stdout.split() == private
+
+
+def test_a_sigterm_while_the_command_imports_torch_and_lightning_is_one_line_and_143() -> None:
+    """The SIGTERM handler was installed after the subcommand's imports (torch and Lightning: seconds): a scheduler's
+    SIGTERM then killed the process without a word (-15; a study child's fit.log was empty)."""
+    code = (
+        "import importlib, os, signal, types\n"
+        "import wsod_mammo.commands as commands\n"
+        "def signalled(name):\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    return importlib.import_module(name)\n"
+        "commands.importlib = types.SimpleNamespace(import_module=signalled)\n"
+        "commands.main(['fit', '--help'])\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 143, (run.returncode, run.stderr[-2000:])
+    assert run.stderr.strip().endswith("wsod fit: stopped by SIGTERM before it finished")
+    assert "Traceback" not in run.stderr

@@ -90,9 +90,10 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(2)
     configure_logging()
     name, rest = args[0], args[1:]
-    module = importlib.import_module(SUBCOMMANDS[name].module)
-    with watch_sigterm() as watch:
+    module = None
+    with watch_sigterm() as watch:  # before the imports: torch and Lightning take seconds to import
         try:
+            module = importlib.import_module(SUBCOMMANDS[name].module)
             if SUBCOMMANDS[name].module == LIGHTNING_MODULE:
                 _run_lightning(module, name, None if argv is None else [name, *rest])
             else:
@@ -108,7 +109,7 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(128 + signal.SIGTERM) from None
 
 
-def _how_to_go_on(name: str, module: ModuleType) -> str:
+def _how_to_go_on(name: str, module: ModuleType | None) -> str:
     """What the line of an interrupted command adds: where a fit resumes from (its own ``last.ckpt``; ``--ckpt_path
     last`` names the newest run that wrote one, another run when this one wrote none yet), how a study goes on."""
     if name == "study":
