@@ -1396,9 +1396,10 @@ def test_under_slurm_no_requeue_checkpoint_is_written_nor_loaded_without_a_word(
     main(["fit", "--config", config])
     assert (tmp_path / "usr1.txt").read_text() == "default"  # Lightning's requeue handler: _HandlersCompose
     (last,) = list((tmp_path / "runs").glob("**/last.ckpt"))
-    stray = tmp_path / "runs" / "hpc_ckpt_1.ckpt"
-    shutil.copy(last, stray)
-    error = _refused(["fit", "--config", config], "hpc_ckpt_1.ckpt: under SLURM Lightning would load", caplog)
+    for version in (9, 10):
+        shutil.copy(last, tmp_path / "runs" / f"hpc_ckpt_{version}.ckpt")
+    stray = tmp_path / "runs" / "hpc_ckpt_10.ckpt"  # the one Lightning takes: 10, not 9 (names sort "10" < "9")
+    error = _refused(["fit", "--config", config], "hpc_ckpt_10.ckpt: under SLURM Lightning would load", caplog)
     assert f"--ckpt_path {stray}" in error
 
 

@@ -136,13 +136,19 @@ def check_no_hpc_checkpoint(section: Any) -> None:
     if section.get("ckpt_path") or not SLURMEnvironment.detect():
         return
     root = Path(str((section.get("trainer") or {}).get("default_root_dir") or os.getcwd()))
-    found = sorted(root.glob("hpc_ckpt_*.ckpt"))
+    found = sorted(root.glob("hpc_ckpt_*.ckpt"), key=_version)  # the one Lightning takes: the highest number
     if found:
         raise ValueError(
             f"{found[-1]}: under SLURM Lightning would load this checkpoint of its auto-requeue into this run without "
             f"a word (whichever run saved it); resume it on purpose with --ckpt_path {found[-1]}, or move it out of "
             f"{root}"
         )
+
+
+def _version(path: Path) -> int:
+    """``hpc_ckpt_<k>.ckpt`` -> k (-1 for another name that matched the pattern)."""
+    number = path.stem.rpartition("_")[2]
+    return int(number) if number.isdigit() else -1
 
 
 def disable_slurm_auto_requeue(trainer: Any) -> None:
