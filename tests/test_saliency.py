@@ -604,3 +604,34 @@ def test_the_readmes_own_saliency_method_runs_as_written(tmp_path: Path, monkeyp
     _, maps = module.eval().evaluate(images(2), module.test_saliency)
     assert maps["gradtimesactivation"].shape == maps["cam"].shape and (maps["gradtimesactivation"] >= 0).all()
     assert maps["gradtimesactivation"].amax() > 0
+
+
+def test_a_predict_method_with_settings_stands_in_for_its_namesake_among_the_default_test_methods() -> None:
+    """``--model.predict_saliency`` LayerCAM(layers=["stage5"]) was refused against the default test_saliency's own
+    LayerCAM, which the user never gave (and predict never uses); it takes that one's place. Given both, they clash."""
+    stage5 = LayerCAM(layers=["stage5"])
+    module = GMICLitModule(tiny_gmic(), predict_saliency=stage5)
+    assert module.test_saliency == ALL and module._named("layercam") is stage5
+    with pytest.raises(ValueError, match=r"model.test_saliency and model.predict_saliency: two .* 'layercam'"):
+        GMICLitModule(tiny_gmic(), test_saliency=["cam", "layercam"], predict_saliency=stage5)
+
+
+def test_a_threshold_validated_for_other_settings_of_a_name_is_not_used(caplog: pytest.LogCaptureFixture) -> None:
+    """A fit that validated LayerCAM(layers=["stage5"]) and a test of the default LayerCAM shared the name
+    ``layercam``: the test cut the default's maps at the other's threshold and called it validated. Checkpoints
+    record each threshold's method; a load into a module whose method of that name differs drops it, and says so."""
+    fitted = GMICLitModule(tiny_gmic(), test_saliency=["cam", LayerCAM(layers=["stage5"])])
+    fitted.detection_thresholds = {"cam": 0.3, "layercam": 0.1}
+    checkpoint: dict = {}
+    fitted.on_save_checkpoint(checkpoint)
+    same = GMICLitModule(tiny_gmic(), test_saliency=["cam", LayerCAM(layers=["stage5"])])
+    same.on_load_checkpoint(checkpoint)
+    assert same.detection_thresholds == {"cam": 0.3, "layercam": 0.1}
+    other = GMICLitModule(tiny_gmic())  # the default five: LayerCAM of stages 3-5
+    with caplog.at_level(logging.WARNING):
+        other.on_load_checkpoint(checkpoint)
+    assert other.detection_thresholds == {"cam": 0.3}
+    assert "the threshold of layercam was validated for LayerCAM(layers=['stage5']), not for this run's " in caplog.text
+    before = {k: v for k, v in checkpoint.items() if k != "detection_methods"}  # a checkpoint of before the record
+    other.on_load_checkpoint(before)
+    assert other.detection_thresholds == {"cam": 0.3, "layercam": 0.1}

@@ -76,10 +76,13 @@ class GMICLitModule(LightningModule):
         self.model = model
         self.train_saliency = get_saliency_method(train_saliency, "model.train_saliency")
         given = list(test_saliency) if test_saliency is not None else list(METHOD_ORDER)
-        tested = distinct_methods([get_saliency_method(m, "model.test_saliency") for m in given], "model.test_saliency")
+        tested = [get_saliency_method(m, "model.test_saliency") for m in given]
+        predicted = get_saliency_method(predict_saliency, "model.predict_saliency")
+        if test_saliency is None:  # the default five: a predict method given with settings stands in for its namesake
+            tested = [predicted if method.name == predicted.name else method for method in tested]
+        tested = distinct_methods(tested, "model.test_saliency")
         if not tested:
             raise ValueError(f"model.test_saliency: give at least one of {available_saliency_methods()}")
-        predicted = get_saliency_method(predict_saliency, "model.predict_saliency")
         # The test-time methods as given, by the names the steps, callbacks and thresholds use: a method given with
         # settings (LayerCAM(layers=["stage5"])) or not registered (a user's class_path) keeps them.
         both = "model.test_saliency and model.predict_saliency"
@@ -304,6 +307,9 @@ class GMICLitModule(LightningModule):
     # ------------------------------------------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["detection_thresholds"] = dict(self.detection_thresholds)
+        checkpoint["detection_methods"] = {  # the method each threshold was validated for, settings and all
+            name: _method_record(self._named(name)) for name in self.detection_thresholds
+        }
         checkpoint["train_saliency"] = _method_record(self.train_saliency)  # what selected the patches, even where
         # the hyperparameters cannot hold it (an instance given in Python)
         if isinstance(self.logger, WandbLogger) and self.logger.version:  # `--ckpt_path` continues this W&B run,
@@ -321,6 +327,7 @@ class GMICLitModule(LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.detection_thresholds = dict(checkpoint.get("detection_thresholds", {}))
+        self._drop_thresholds_of_other_methods(checkpoint.get("detection_methods") or {})
         trained, selecting = checkpoint.get("train_saliency"), _method_record(self.train_saliency)
         if isinstance(trained, dict) and trained != selecting:  # a checkpoint of a Python fit, whose hyperparameters
             log.warning(  # could not hold the method, loaded with the default: other patches, other outputs
@@ -330,6 +337,24 @@ class GMICLitModule(LightningModule):
             )  # fmt: skip
         names = checkpoint.get("class_names")
         self.class_names = [str(name) for name in names] if isinstance(names, list) and names else None
+
+    def _drop_thresholds_of_other_methods(self, validated_for: dict[str, Any]) -> None:
+        """A threshold validated for one method serves no other of its name: a fit that validated
+        ``LayerCAM(layers=["stage5"])`` and a test of the default LayerCAM shared the name ``layercam``, and the test
+        cut the default's maps at the other's threshold, marked validated. Such a threshold is dropped (the method
+        is then NOT VALIDATED, at the default threshold); a checkpoint of before this record keeps them all."""
+        for name, record in validated_for.items():
+            try:
+                here = _method_record(self._named(name))
+            except ValueError:  # a method of a module nobody imported: this run cannot make its maps anyway
+                continue
+            if name in self.detection_thresholds and record != here:
+                del self.detection_thresholds[name]
+                if name in self.test_saliency or name == self.predict_saliency:
+                    log.warning(
+                        "checkpoint: the threshold of %s was validated for %s, not for this run's %s: it is not "
+                        "used (the default, NOT VALIDATED)", name, record.get("method"), here["method"],
+                    )  # fmt: skip
 
     def recorded_class_names(self) -> list[str] | None:
         """The names the checkpoint recorded for the outputs, when they name every one (else None)."""
