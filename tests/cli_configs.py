@@ -42,7 +42,8 @@ class SquaredCAM(SaliencyMethod):
 
 class GroupSigterm(Callback):
     """Sends SIGTERM to the whole process group, as a scheduler does to a job: ``at`` ``epoch <k>`` as that epoch
-    starts (before its DataLoader workers start), ``setup`` before Lightning listens for it, ``never``."""
+    starts (before its DataLoader workers start), ``epoch <k> backward`` before each backward of that epoch (DDP: the
+    other rank in its own), ``setup`` before Lightning listens for it, ``never``."""
 
     def __init__(self, at: str = "never") -> None:
         self.at = at
@@ -52,7 +53,11 @@ class GroupSigterm(Callback):
             os.killpg(os.getpgrp(), signal.SIGTERM)
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
-        if self.at == f"epoch {trainer.current_epoch}":
+        if self.at == f"epoch {trainer.current_epoch}" and trainer.is_global_zero:  # one signal to each process
+            os.killpg(os.getpgrp(), signal.SIGTERM)
+
+    def on_before_backward(self, trainer, pl_module, loss) -> None:
+        if self.at == f"epoch {trainer.current_epoch} backward" and trainer.is_global_zero:
             os.killpg(os.getpgrp(), signal.SIGTERM)
 
 

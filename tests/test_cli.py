@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
@@ -1376,6 +1377,35 @@ def test_a_sigterm_to_every_process_of_a_fit_with_workers_still_stops_it_in_one_
     output = early.stdout + early.stderr
     assert early.returncode == 128 + signal.SIGTERM, output[-3000:]
     assert output.rstrip().endswith("wsod fit: stopped by SIGTERM before it finished") and "Traceback" not in output
+
+
+def test_a_sigterm_to_every_process_of_a_ddp_fit_stops_both_ranks_in_one_line(tmp_path: Path, data_root: Path) -> None:
+    """Under DDP Lightning 2.6's SIGTERM handler broadcast from inside the signal handler; rank 1, signalled by the
+    scheduler and again by rank 0, broadcast twice, and both ranks hung for good in the backward's all-reduce (a
+    scheduler's SIGKILL ended them). Now both stop at the next batch: 143, the line, last.ckpt whole."""
+    import signal
+
+    settings = tiny_config(tmp_path, data_root, num_workers=2)
+    settings["trainer"] |= {"max_epochs": 3, "logger": False, "default_root_dir": str(tmp_path / "runs"),
+                            "devices": 2, "strategy": "ddp", "limit_train_batches": 3}  # fmt: skip
+    killer = {"class_path": "cli_configs.GroupSigterm", "init_args": {"at": "epoch 1 backward"}}
+    settings["trainer"]["callbacks"] = [*settings["trainer"]["callbacks"][:2], killer]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), str(REPO)])}
+    config = write_config(tmp_path / "c.yaml", settings)
+    command = [str(Path(sys.executable).with_name("wsod")), "fit", "--config", str(config)]
+    run = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           text=True, start_new_session=True)  # fmt: skip
+    try:
+        output, _ = run.communicate(timeout=180)  # stopped in ~25 s; hung, it never ends
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(run.pid, signal.SIGKILL)  # a hung run: every rank
+    assert run.returncode == 128 + signal.SIGTERM, output[-3000:]
+    (last,) = list((tmp_path / "runs").glob("**/last.ckpt"))
+    assert torch.load(last, map_location="cpu", weights_only=True)["epoch"] == 0
+    assert f"wsod fit: stopped by SIGTERM before it finished (it resumes from its last.ckpt: --ckpt_path {last})" in (
+        output
+    )
 
 
 def test_under_slurm_no_requeue_checkpoint_is_written_nor_loaded_without_a_word(

@@ -35,6 +35,7 @@ from wsod_mammo.cli_checks import (
 from wsod_mammo.cli_help import customize_subcommand_parser, subcommand_parser_kwargs
 from wsod_mammo.config_files import read_config_file
 from wsod_mammo.data.datamodule import VinDrMammoDataModule
+from wsod_mammo.sigterm import sigterm_without_collectives
 from wsod_mammo.training.module import GMICLitModule
 from wsod_mammo.training.predict import PredictionWriter
 from wsod_mammo.training.run_dir import run_directory
@@ -247,6 +248,7 @@ class WsodCLI(LightningCLI):
         with configuration_errors():
             super().instantiate_classes()
         disable_slurm_auto_requeue(self.trainer)
+        sigterm_without_collectives(self.trainer)
 
 
 def config_paths(words: list[str]) -> list[str]:

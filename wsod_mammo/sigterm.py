@@ -14,11 +14,13 @@ SIGTERM into the one line and 143.
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 
 class Stopped(BaseException):
@@ -57,3 +59,25 @@ def watch_sigterm() -> Iterator[SigtermWatch]:
         yield watch
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def sigterm_without_collectives(trainer: Any) -> None:
+    """Lightning 2.6's SIGTERM handler broadcasts from inside the signal handler, and a rank signalled twice (by the
+    scheduler, then by rank 0 passing it on) broadcasts twice: under DDP the ranks' collectives stopped pairing up and
+    both hung for good in the backward's all-reduce. Its training loop already broadcasts rank 0's flag before each
+    batch and stops every rank together; the handler here only records the signal and passes it on, as Lightning's
+    does otherwise."""
+    connector = getattr(trainer, "_signal_connector", None)
+    if connector is None:
+        return
+    from lightning.pytorch.utilities.rank_zero import rank_prefixed_message
+
+    lightning_log = logging.getLogger("lightning.pytorch.trainer.connectors.signal_connector")
+
+    def notify(signum: int, frame: object) -> None:
+        lightning_log.info(rank_prefixed_message(f"Received SIGTERM: {signum}", trainer.local_rank))
+        if not connector.received_sigterm and (launcher := trainer.strategy.launcher) is not None:
+            launcher.kill(signum)
+        connector.received_sigterm = True
+
+    connector._sigterm_notifier_fn = notify
