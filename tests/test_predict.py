@@ -9,6 +9,7 @@ import shutil
 import signal
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import cv2
 import numpy as np
@@ -329,30 +330,32 @@ def test_one_unreadable_input_among_readable_ones_does_not_fail_the_run(syntheti
     assert [bool(r.get("error")) for r in written] == [False, True]
 
 
+def _seven_inputs(root: Path, out: Path, writer: PredictionWriter | None = None, **options: Any) -> tuple:
+    """7 predict inputs in batches of 2 read by 2 workers, a writer without overlays, and a Trainer with ``options``:
+    (files, data, writer, trainer)."""
+    files = [str(r.path) for r in load_records(root)[:7]]
+    data = VinDrMammoDataModule(str(root), input_size=(128, 96), num_workers=2, batch_size=2, predict_paths=files)
+    writer = writer or PredictionWriter(output_dir=str(out), overlays=False)
+    trainer = Trainer(
+        accelerator="cpu", devices=1, logger=False, callbacks=[writer], enable_progress_bar=False,
+        enable_model_summary=False, **options,
+    )  # fmt: skip
+    return files, data, writer, trainer
+
+
 def test_a_batch_limit_that_leaves_inputs_out_says_how_many(
     synthetic_root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """``--trainer.limit_predict_batches 2`` on 7 inputs (2 workers, batches of 2) predicts 4 of them: the rows of
     those 4 are written and the log says that 3 inputs were left out, and by which option (it said nothing)."""
-    files = [str(r.path) for r in load_records(synthetic_root)[:7]]
-    data = VinDrMammoDataModule(
-        str(synthetic_root), input_size=(128, 96), num_workers=2, batch_size=2, predict_paths=files
-    )
-    writer = PredictionWriter(output_dir=str(tmp_path), overlays=False)
-    trainer = Trainer(
-        accelerator="cpu", devices=1, logger=False, callbacks=[writer], enable_progress_bar=False,
-        enable_model_summary=False, limit_predict_batches=2,
-    )  # fmt: skip
+    files, data, writer, trainer = _seven_inputs(synthetic_root, tmp_path, limit_predict_batches=2)
     with caplog.at_level(logging.WARNING):
         trainer.predict(_StoppingModule(stop_at=-1, error=RuntimeError()), datamodule=data, return_predictions=False)
     records = json.loads((writer.run_dir / "predictions.json").read_text())
     assert [r["path"] for r in records] == files[:4]
     assert "3 of the 7 inputs were not predicted: --trainer.limit_predict_batches 2" in caplog.text
     caplog.clear()
-    whole = Trainer(
-        accelerator="cpu", devices=1, logger=False, callbacks=[writer], enable_progress_bar=False,
-        enable_model_summary=False,
-    )  # fmt: skip
+    *_, whole = _seven_inputs(synthetic_root, tmp_path, writer)
     with caplog.at_level(logging.WARNING):  # every input predicted: no word of it
         whole.predict(_StoppingModule(stop_at=-1, error=RuntimeError()), datamodule=data, return_predictions=False)
     assert len(json.loads((writer.run_dir / "predictions.json").read_text())) == 7
@@ -380,15 +383,7 @@ def test_a_sigterm_stops_predict_after_its_batch_unless_it_was_the_last(
     during the last batch stopped it too, and a run that had predicted every input said it was cut short (143)."""
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-    files = [str(r.path) for r in load_records(synthetic_root)[:7]]
-    data = VinDrMammoDataModule(
-        str(synthetic_root), input_size=(128, 96), num_workers=2, batch_size=2, predict_paths=files
-    )
-    writer = PredictionWriter(output_dir=str(tmp_path), overlays=False)
-    trainer = Trainer(
-        accelerator="cpu", devices=1, logger=False, callbacks=[writer], enable_progress_bar=False,
-        enable_model_summary=False,
-    )  # fmt: skip
+    _, data, writer, trainer = _seven_inputs(synthetic_root, tmp_path)
     if at < 3:
         with pytest.raises(SIGTERMException):
             trainer.predict(_SigtermAt(at), datamodule=data, return_predictions=False)
