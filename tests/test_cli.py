@@ -1749,3 +1749,21 @@ def test_an_online_w_and_b_run_that_cannot_start_is_one_line_with_exit_1(
     assert "wsod fit: Weights & Biases could not start the run (" in run.stderr
     assert "it runs offline, and `wandb sync` uploads it later" in run.stderr
     assert not list(tmp_path.glob("runs/**/*.ckpt"))
+
+
+def test_resuming_a_run_that_trained_all_its_epochs_says_nothing_is_trained(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The cluster audit's stopped fit had written no checkpoint, and `--ckpt_path last` then resumed the newest run
+    that had: a finished one. Lightning stopped at once ('max_epochs reached', exit 0) and nothing said why."""
+    from wsod_mammo.cli_checkpoints import warn_if_finished
+
+    path = tmp_path / "last.ckpt"
+    with caplog.at_level(logging.WARNING, logger="wsod_mammo"):
+        warn_if_finished({"epoch": 3}, path, {"trainer": {"max_epochs": 4}})
+    assert f"--ckpt_path {path} is of a run that trained its 4 epoch(s): nothing is trained" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="wsod_mammo"):
+        warn_if_finished({"epoch": 2}, path, {"trainer": {"max_epochs": 4}})  # one epoch left to train
+        warn_if_finished({"epoch": 3}, path, {"trainer": {"max_epochs": None}})  # Lightning's own limit
+    assert "nothing is trained" not in caplog.text

@@ -17,7 +17,13 @@ import yaml
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
-from wsod_mammo.cli_checkpoints import check_checkpoint, continue_run, reconcile_input_frame, resolve_checkpoint
+from wsod_mammo.cli_checkpoints import (
+    check_checkpoint,
+    continue_run,
+    reconcile_input_frame,
+    resolve_checkpoint,
+    warn_if_finished,
+)
 from wsod_mammo.cli_checks import (
     check_accelerator,
     check_class_index,
@@ -231,6 +237,7 @@ class WsodCLI(LightningCLI):
                 reconcile_input_frame(section, checkpoint, subcommand, given, Path(section["ckpt_path"]))
             if subcommand == "fit":
                 continue_run(Path(section["ckpt_path"]), section, checkpoint.get("wandb_run_id"))
+                warn_if_finished(checkpoint, Path(section["ckpt_path"]), section)
             if section.get("weights_only") is None:
                 section["weights_only"] = True
         check_no_hpc_checkpoint(section)

@@ -101,6 +101,20 @@ def continue_run(checkpoint: Path, section: Any, recorded_id: str | None = None)
         )  # fmt: skip
 
 
+def warn_if_finished(checkpoint: dict[str, Any], path: Path, section: Any) -> None:
+    """A fit resumed from a checkpoint of a run that already trained its ``max_epochs`` trains nothing: Lightning
+    stops at once (exit 0, 'max_epochs reached'), and the run's folder gets this command's config. A stopped fit that
+    wrote no checkpoint of its own resumed so with ``--ckpt_path last``: the newest run that wrote one, finished."""
+    max_epochs = (section.get("trainer") or {}).get("max_epochs")
+    epoch = checkpoint.get("epoch")
+    if isinstance(max_epochs, int) and max_epochs >= 0 and isinstance(epoch, int) and epoch + 1 >= max_epochs:
+        log.warning(
+            "fit: --ckpt_path %s is of a run that trained its %d epoch(s): nothing is trained (raise "
+            "--trainer.max_epochs to train it further; a fresh fit takes no --ckpt_path)",
+            path, epoch + 1,
+        )  # fmt: skip
+
+
 def check_checkpoint(path: Path) -> dict[str, Any]:
     """Refuse files that are not safe-loadable GMICLitModule checkpoints, before any model is built; -> the read
     checkpoint."""
