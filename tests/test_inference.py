@@ -171,6 +171,12 @@ def test_a_checkpoint_of_a_native_input_frame_predicts_in_it(nyu_file: Path, tmp
     image[40:260, :140] = 0.4
     (result,) = loaded(image, laterality="L")
     assert result.geometry.resize == "native" and result.geometry.crop == (0, 86, 128, 214)  # cut: 128 x 128
+    # a module loaded in Python (load_from_checkpoint) ran at 2944 x 1920, stretched, whatever it was trained at
+    module = GMICLitModule.load_from_checkpoint(path, map_location="cpu", weights_only=True)
+    built = Predictor(module)
+    assert (built.input_size, built.resize, built.crop_breast) == ((128, 128), "native", True)
+    assert Predictor(module, (256, 192), resize="fit").input_size == (256, 192)  # what is given wins
+    assert Predictor(GMICLitModule(GMIC(**SMALL))).input_size == (2944, 1920)  # none recorded: the study's frame
 
 
 def test_bad_inputs_name_what_is_wrong(predictor: Predictor, tmp_path: Path) -> None:

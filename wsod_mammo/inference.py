@@ -172,7 +172,7 @@ def _build_gmic(config: Any, path: str | Path) -> GMIC:
             "without LightningCLI): its crop shape and patch count are unknown; run it with the config that "
             "trained it, `wsod predict --config CONFIG --ckpt_path ...`, or build the module in Python "
             "(`GMICLitModule.load_from_checkpoint(path, model=GMIC(...))`) and give it to "
-            "`Predictor(module, input_size=...)`"
+            "`Predictor(module)`"
         )
     return _build_recorded(config, GMIC, path, "model")
 
@@ -188,7 +188,7 @@ def _build_recorded(config: dict[str, Any], base: type, path: str | Path, what: 
             f"checkpoint: {path}: its {what} is {class_path}, not one of wsod_mammo's, and a checkpoint is data: "
             "Predictor.from_checkpoint imports no module it names. If you trust it, load it with "
             "`GMICLitModule.load_from_checkpoint(path)` (which imports that module) and give the module to "
-            "`Predictor(module, input_size=...)`"
+            "`Predictor(module)`"
         )
     found = getattr(importlib.import_module(module), name, None)
     if not (isinstance(found, type) and issubclass(found, base)):
@@ -274,8 +274,10 @@ class Predictor:
     """A GMIC loaded once; ``predictor(inputs)`` -> one ``Prediction`` per input.
 
     Args:
-        module: the model (``from_checkpoint`` / ``from_nyu`` build it).
+        module: the model (``from_checkpoint`` / ``from_nyu`` build it, or ``GMICLitModule.load_from_checkpoint``).
         input_size: ``(H, W)`` the images are brought to (the model's training size; 2944 x 1920 in the study).
+            ``input_size``, ``crop_breast`` and ``resize`` not given are those the module's checkpoint was trained
+            with, else the study's (2944 x 1920, cropped, ``stretch``).
         crop_breast: crop to the breast before resizing, as in training.
         device: where the model runs.
         resize: ``stretch`` (the study), ``fit`` (aspect kept, one scale, padded) or ``native`` (scale 1, cut to
@@ -286,13 +288,18 @@ class Predictor:
     """
 
     def __init__(
-        self, module: GMICLitModule, input_size: tuple[int, int] = PAPER_INPUT_SIZE, crop_breast: bool = True,
-        device: str | torch.device = "cpu", resize: str = "stretch",
+        self, module: GMICLitModule, input_size: tuple[int, int] | None = None, crop_breast: bool | None = None,
+        device: str | torch.device = "cpu", resize: str | None = None,
         alignment: Alignment = "resize",
     ) -> None:  # fmt: skip
         self.module = module.eval().to(device)
         self.cell0_center = map_placement(self.module, alignment)  # checks alignment, as the callbacks do
-        self.resize = resize
+        # what is not given: the frame the module's checkpoint was trained in (a module loaded in Python with
+        # load_from_checkpoint ran at 2944 x 1920 whatever it was trained at), else the study's
+        recorded = getattr(module, "recorded_input_frame", None) or {}
+        input_size = input_size or recorded.get("input_size") or PAPER_INPUT_SIZE
+        self.resize = resize or recorded.get("resize") or "stretch"
+        crop_breast = crop_breast if crop_breast is not None else bool(recorded.get("crop_breast", True))
         self.input_size, self.crop_breast, self.device = (int(input_size[0]), int(input_size[1])), crop_breast, device
         #: the model's output classes: those its checkpoint recorded, else ``class <k>``
         self.class_names = padded_class_names(self.module.recorded_class_names(), self.module.model.num_classes)

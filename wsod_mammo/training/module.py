@@ -113,6 +113,9 @@ class GMICLitModule(LightningModule):
         # The names of the outputs, as the checkpoint this module was loaded from recorded them (its data's
         # classes; NYU's heads for nyu_to_checkpoint's), for predict; None: take the data's.
         self.class_names: list[str] | None = None
+        # The input frame (input_size, crop_breast, resize) the checkpoint loaded was trained in, for a Predictor
+        # built on this module to bring images to it; empty: none recorded.
+        self.recorded_input_frame: dict[str, Any] = {}
         # Training predictions stay on the device until the epoch ends and enter the metrics in one update: per step,
         # the heads' metric updates and logging calls would add their small kernels and Python work to a step that
         # is launch-bound on a GPU (the step's freedom from host syncs: tests/test_sync_free.py).
@@ -337,6 +340,10 @@ class GMICLitModule(LightningModule):
             )  # fmt: skip
         names = checkpoint.get("class_names")
         self.class_names = [str(name) for name in names] if isinstance(names, list) and names else None
+        frame = checkpoint.get("input_frame") or checkpoint.get("datamodule_hyper_parameters") or {}
+        self.recorded_input_frame = {
+            k: frame[k] for k in ("input_size", "crop_breast", "resize") if frame.get(k) is not None
+        }
 
     def _drop_thresholds_of_other_methods(self, validated_for: dict[str, Any]) -> None:
         """A threshold validated for one method serves no other of its name: a fit that validated
