@@ -10,8 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from wsod_mammo.cli_checks import checkpoint_dirs, init_args_of, logger_args_of, runs_root
-from wsod_mammo.inference import FRAME_KEYS, recorded_frame
-from wsod_mammo.training.checkpoints import read_lightning_checkpoint
+from wsod_mammo.training.checkpoints import FRAME_KEYS, read_lightning_checkpoint, recorded_frame
 from wsod_mammo.training.module import GMICLitModule
 
 log = logging.getLogger(__name__)

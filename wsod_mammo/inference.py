@@ -33,11 +33,10 @@ from wsod_mammo.models import GMIC
 from wsod_mammo.models.nyu import NYU_CLASS_NAMES, from_nyu_checkpoint
 from wsod_mammo.saliency import SaliencyMethod
 from wsod_mammo.training.callbacks import Alignment, map_placement
-from wsod_mammo.training.checkpoints import read_lightning_checkpoint
+from wsod_mammo.training.checkpoints import PAPER_INPUT_SIZE, read_lightning_checkpoint
+from wsod_mammo.training.checkpoints import recorded_frame as recorded_frame  # the Python API's, as before
 from wsod_mammo.training.module import GMICLitModule
 
-PAPER_INPUT_SIZE = (2944, 1920)
-FRAME_KEYS = ("input_size", "crop_breast", "resize")  # what a checkpoint records of the input frame it was made for
 Input = str | Path | np.ndarray
 
 
@@ -257,19 +256,6 @@ def nyu_to_checkpoint(
     return out
 
 
-def recorded_frame(checkpoint: dict[str, Any]) -> dict[str, Any]:
-    """The input frame (``FRAME_KEYS``) a checkpoint's weights were trained or made for: its ``input_frame``, else
-    its datamodule's hyperparameters; NYU's weights without either: 2944 x 1920. Keys it does not record are left
-    out, so that the caller's defaults apply."""
-    data = checkpoint.get("input_frame") or checkpoint.get("datamodule_hyper_parameters") or {}
-    if not data and checkpoint.get("init_from_nyu"):
-        data = {"input_size": list(PAPER_INPUT_SIZE)}
-    frame = {key: data[key] for key in FRAME_KEYS if data.get(key) is not None}
-    if "input_size" in frame:
-        frame["input_size"] = [int(v) for v in frame["input_size"]]
-    return frame
-
-
 class Predictor:
     """A GMIC loaded once; ``predictor(inputs)`` -> one ``Prediction`` per input.
 
@@ -308,10 +294,8 @@ class Predictor:
     def from_checkpoint(cls, path: str | Path, input_size: tuple[int, int] | None = None, **kwargs: Any) -> Predictor:
         """From a ``wsod fit`` checkpoint; ``input_size``, ``crop_breast`` and ``resize`` default to the input frame
         the checkpoint was trained in (``input_frame``, as ``wsod predict --ckpt_path`` with the run's config)."""
-        checkpoint = read_lightning_checkpoint(path, "checkpoint:")
-        frame = recorded_frame(checkpoint)
-        recorded_size = frame.pop("input_size", PAPER_INPUT_SIZE)
-        return cls(_module_from_checkpoint(checkpoint, path), tuple(input_size or recorded_size), **(frame | kwargs))
+        checkpoint = read_lightning_checkpoint(path, "checkpoint:")  # its frame: the module's recorded_input_frame
+        return cls(_module_from_checkpoint(checkpoint, path), input_size, **kwargs)
 
     @classmethod
     def from_nyu(

@@ -20,6 +20,22 @@ from torch import Tensor
 
 from wsod_mammo.weights_only import WeightsOnlyLoadError, load_weights_only
 
+PAPER_INPUT_SIZE = (2944, 1920)
+FRAME_KEYS = ("input_size", "crop_breast", "resize")  # what a checkpoint records of the input frame it was made for
+
+
+def recorded_frame(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """The input frame (``FRAME_KEYS``) a checkpoint's weights were trained or made for: its ``input_frame``, else
+    its datamodule's hyperparameters; NYU's weights without either: 2944 x 1920. Keys it does not record are left
+    out, so that the caller's defaults apply."""
+    data = checkpoint.get("input_frame") or checkpoint.get("datamodule_hyper_parameters") or {}
+    if not data and checkpoint.get("init_from_nyu"):
+        data = {"input_size": list(PAPER_INPUT_SIZE)}
+    frame = {key: data[key] for key in FRAME_KEYS if data.get(key) is not None}
+    if "input_size" in frame:
+        frame["input_size"] = [int(v) for v in frame["input_size"]]
+    return frame
+
 
 def read_lightning_checkpoint(path: str | Path, option: str) -> dict[str, Any]:
     """Read a Lightning checkpoint with ``weights_only=True`` (memory-mapped when zip: tensors stay on disk).

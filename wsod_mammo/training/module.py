@@ -19,7 +19,7 @@ from wsod_mammo.detection.report import METHOD_ORDER
 from wsod_mammo.models import GMIC, GMICOutput
 from wsod_mammo.models.nyu import load_nyu_checkpoint, load_nyu_state_dict, nyu_percent_t
 from wsod_mammo.saliency import SaliencyMethod, available_saliency_methods, distinct_methods, get_saliency_method
-from wsod_mammo.training.checkpoints import BestCheckpoint
+from wsod_mammo.training.checkpoints import BestCheckpoint, recorded_frame
 from wsod_mammo.training.classification import FIGURES, HEADS, KeyedMean, stage_head_metrics
 from wsod_mammo.training.loss import gmic_loss, gmic_sample_losses
 
@@ -340,10 +340,7 @@ class GMICLitModule(LightningModule):
             )  # fmt: skip
         names = checkpoint.get("class_names")
         self.class_names = [str(name) for name in names] if isinstance(names, list) and names else None
-        frame = checkpoint.get("input_frame") or checkpoint.get("datamodule_hyper_parameters") or {}
-        self.recorded_input_frame = {
-            k: frame[k] for k in ("input_size", "crop_breast", "resize") if frame.get(k) is not None
-        }
+        self.recorded_input_frame = recorded_frame(checkpoint)
 
     def _drop_thresholds_of_other_methods(self, validated_for: dict[str, Any]) -> None:
         """A threshold validated for one method serves no other of its name: a fit that validated
