@@ -101,6 +101,25 @@ def test_checkpoint_written_from_nyu_weights_predicts_the_same(
     assert Predictor.from_checkpoint(tmp_path / "p.ckpt", input_size=SIZE).module.model.gradient_target == "probability"
 
 
+def test_a_checkpoint_of_a_compiled_fit_is_read_with_eager_networks(
+    nyu_file: Path, synthetic_root: Path, tmp_path: Path
+) -> None:
+    """configs/trainer/gpu.yaml fits with CUDA graphs and records it; the reader (on a laptop's CPU, say) must not
+    compile for minutes before its first image: it builds the recorded GMIC with eager networks, same predictions."""
+    path = nyu_to_checkpoint(nyu_file, tmp_path / "compiled.ckpt", global_stem="space_to_depth", **SMALL)
+    checkpoint = torch.load(path, weights_only=True)  # recorded as LightningCLI records gpu.yaml's fit
+    checkpoint["hyper_parameters"]["model"]["init_args"] |= {"compile_networks": "reduce-overhead",
+                                                             "compile_training_forward": True}  # fmt: skip
+    torch.save(checkpoint, path)
+    loaded = Predictor.from_checkpoint(path, input_size=SIZE)
+    model = loaded.module.model
+    assert not model.networks_compiled and model._compiled_forward_in_one_graph is None
+    assert model.global_network.stem == "space_to_depth"  # not a compile option: kept as recorded
+    plain = Predictor.from_checkpoint(nyu_to_checkpoint(nyu_file, tmp_path / "plain.ckpt", **SMALL), input_size=SIZE)
+    image = load_records(synthetic_root)[0].path
+    np.testing.assert_allclose(loaded(image)[0].probabilities, plain(image)[0].probabilities, rtol=1e-4, atol=1e-5)
+
+
 def test_a_checkpoint_naming_another_callable_is_refused_without_calling_it(nyu_file: Path, tmp_path: Path) -> None:
     """A checkpoint is data: its model's class_path used to be called if it merely started with `wsod_mammo.`
     (here it would write a dataset into `pwned`); one that records no model was rebuilt as a default GMIC."""

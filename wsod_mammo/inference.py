@@ -162,9 +162,14 @@ def predictions_from_outputs(
     return out
 
 
+#: GMIC options that compile its networks: how a fit ran, not what its weights are; ``Predictor`` runs eagerly.
+COMPILE_OPTIONS = ("compile_networks", "compile_training_forward")
+
+
 def _build_gmic(config: Any, path: str | Path) -> GMIC:
     """The GMIC a checkpoint's ``hyper_parameters.model`` (``{"class_path", "init_args"}``, as LightningCLI saves
-    it) describes."""
+    it) describes, with eager networks: its compile options say how the fit ran (CUDA graphs on a training GPU, as
+    configs/trainer/gpu.yaml), and a reader would spend minutes compiling them before its first image."""
     if not (isinstance(config, dict) and isinstance(config.get("class_path"), str)):
         raise ValueError(
             f"checkpoint: {path}: its hyper_parameters record no model (a checkpoint saved outside `wsod fit`, "
@@ -173,7 +178,8 @@ def _build_gmic(config: Any, path: str | Path) -> GMIC:
             "(`GMICLitModule.load_from_checkpoint(path, model=GMIC(...))`) and give it to "
             "`Predictor(module)`"
         )
-    return _build_recorded(config, GMIC, path, "model")
+    init_args = {k: v for k, v in (config.get("init_args") or {}).items() if k not in COMPILE_OPTIONS}
+    return _build_recorded(config | {"init_args": init_args}, GMIC, path, "model")
 
 
 def _build_recorded(config: dict[str, Any], base: type, path: str | Path, what: str) -> Any:
