@@ -568,7 +568,7 @@ def test_bf16_mixed_fit_on_cpu_with_a_gradient_patch_method(tmp_path: Path, data
 
 
 def test_compiled_networks_test_with_layercam(tmp_path: Path, trained: Path) -> None:
-    """`wsod test` with `model.model.compile_networks` (gpu.yaml's opt-in), the space-to-depth stem and the compiled
+    """`wsod test` with `model.model.compile_networks` (on in gpu.yaml), the space-to-depth stem and the compiled
     training forward (which evaluation does not use): LayerCAM, one of the five test-time methods, used to fail (a
     compiled network gives its intermediate layers no gradient). Training with train_saliency layercam went the same
     way: `test_gmic.py` checks it against eager mode."""

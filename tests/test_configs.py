@@ -44,7 +44,8 @@ def test_composed_table2_config_keeps_every_base_callback() -> None:
 
 def test_gpu_config_adds_fused_to_the_study_adam_and_reads_and_copies_pixels_on_the_pin_memory_thread() -> None:
     """gpu.yaml's partial optimizer override keeps the study's Adam settings (lr, weight decay) and adds fused; the
-    pin-memory thread reads the pixels and copies each batch to the GPU ahead of its step."""
+    pin-memory thread reads the pixels and copies each batch to the GPU ahead of its step; its partial model override
+    compiles the study's GMIC, keeping its architecture."""
     command = [sys.executable, "-m", "wsod_mammo", "fit", "--config", str(CONFIGS / "gmic_vindr.yaml")]
     command += ["--config", str(CONFIGS / "trainer" / "gpu.yaml"), "--print_config"]
     done = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=300)
@@ -57,6 +58,11 @@ def test_gpu_config_adds_fused_to_the_study_adam_and_reads_and_copies_pixels_on_
     data = composed["data"]["init_args"]
     assert (data["standardize_on"], data["augment_on"], data["pixel_reads"]) == ("device", "device", "main")
     assert data["copy_ahead"] is True
+    gmic = composed["model"]["init_args"]["model"]
+    assert gmic["class_path"] == "wsod_mammo.models.GMIC" and gmic["init_args"]["crop_shape"] == [256, 256]  # study's
+    compiled = {k: gmic["init_args"][k] for k in ("compile_networks", "compile_training_forward", "global_stem")}
+    assert compiled == {"compile_networks": "reduce-overhead", "compile_training_forward": True,
+                        "global_stem": "space_to_depth"}  # fmt: skip
 
 
 def test_the_opt_ins_gpu_yaml_names_in_its_comments_are_options_of_the_cli() -> None:
@@ -65,9 +71,10 @@ def test_the_opt_ins_gpu_yaml_names_in_its_comments_are_options_of_the_cli() -> 
 
     offered = re.findall(r"^#\s+(--[\w.]+) ([\w.-]+)", (CONFIGS / "trainer" / "gpu.yaml").read_text(), flags=re.M)
     names = {option for option, _ in offered}
-    assert {
+    assert {  # the way back to eager networks
         "--model.init_args.model.init_args.global_stem",
         "--model.init_args.model.init_args.compile_training_forward",
+        "--model.init_args.model.init_args.compile_networks",
     } <= names
     command = [sys.executable, "-m", "wsod_mammo", "fit", "--config", str(CONFIGS / "gmic_vindr.yaml")]
     command += ["--config", str(CONFIGS / "trainer" / "gpu.yaml"), "--print_config"]

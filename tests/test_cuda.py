@@ -1,8 +1,9 @@
-"""What only a CUDA GPU can show (skipped without one; ``tests/benchmarks/gpu_check.sh`` runs these first on a lent
-GPU): batches copied ahead on the pin-memory thread's stream (``copy_ahead``), evaluation with gradient saliency
-under CUDA graphs (``compile_networks: reduce-overhead``), training with the whole forward as one CUDA graph
-(``compile_training_forward``, with CAM patches, and last with GradCAM++'s, whose gradient on h_g is closed form),
-the space-to-depth stem in bf16 on cuDNN. Cheapest first: gpu_check.sh's time budget may stop the last ones."""
+"""What only a CUDA GPU can show (skipped without one; ``tests/benchmarks/gpu_check.sh`` runs these third on a lent
+GPU; 7 of 7 passed on an H200, 2026-12-04): batches copied ahead on the pin-memory thread's stream
+(``copy_ahead``), evaluation with gradient saliency under CUDA graphs (``compile_networks: reduce-overhead``),
+training with the whole forward as one CUDA graph (``compile_training_forward``, with CAM patches, and last with
+GradCAM++'s, whose gradient on h_g is closed form), the space-to-depth stem in bf16 on cuDNN. Cheapest first:
+gpu_check.sh's time budget may stop the last ones."""
 
 from __future__ import annotations
 
