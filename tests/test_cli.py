@@ -1022,6 +1022,29 @@ def test_a_gpu_config_on_a_machine_without_cuda_names_the_option_and_the_cpu_con
     assert not list(tmp_path.glob("runs/**/config.yaml"))
 
 
+def test_gpu_yamls_compiled_networks_without_triton_are_refused_naming_the_way_back_to_eager(
+    tmp_path: Path, data_root: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """gpu.yaml compiles GMIC; a GPU torch without Triton failed at the first batch, deep in inductor. Refused before
+    anything is written, naming the option and the two that run eagerly; on a CPU, a warning, and the run goes on."""
+    monkeypatch.setattr(cli_checks, "_cuda", lambda: True)
+    monkeypatch.setattr(cli_checks, "_triton", lambda: False)
+    settings = tiny_config(tmp_path, data_root)
+    settings["trainer"]["accelerator"] = "gpu"
+    settings["model"]["init_args"]["model"]["init_args"]["compile_networks"] = "reduce-overhead"
+    args = ["fit", "--config", str(write_config(tmp_path / "c.yaml", settings))]
+    error = _refused(args, r"model.model.compile_networks: reduce-overhead compiles GMIC .* needs Triton", caplog)
+    assert cli_checks.EAGER_NETWORKS in error
+    assert not list(tmp_path.glob("runs/**/config.yaml")) and not list(tmp_path.glob("**/*.ckpt"))
+    monkeypatch.setattr(cli_checks, "_triton", lambda: True)
+    cli_checks.check_compile({"trainer": {"accelerator": "gpu"}, "model": settings["model"]})  # Triton: no word
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="wsod_mammo.cli_checks"):
+        cli_checks.check_compile({"trainer": {"accelerator": "cpu"}, "model": settings["model"]})
+    (warned,) = [r.getMessage() for r in caplog.records]
+    assert warned.startswith("model.model.compile_networks: reduce-overhead on the CPU") and "false" in warned
+
+
 @pytest.mark.parametrize(
     ("option", "value", "message"),
     [

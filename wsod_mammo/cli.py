@@ -27,6 +27,7 @@ from wsod_mammo.cli_checkpoints import (
 from wsod_mammo.cli_checks import (
     check_accelerator,
     check_class_index,
+    check_compile,
     check_heads_match_classes,
     check_input_size,
     check_no_hpc_checkpoint,
@@ -222,6 +223,7 @@ class WsodCLI(LightningCLI):
         """Hardware, sizes and weights the command cannot run with; ``--ckpt_path`` resolved and checked."""
         check_accelerator(section)
         check_precision(section)
+        check_compile(section)
         check_input_size(section)
         if subcommand != "fit":  # evaluation writes into a run folder of its own, never the checkpoint's
             warnings.filterwarnings("ignore", message=CHECKPOINT_DIRPATH_WARNING, category=UserWarning)

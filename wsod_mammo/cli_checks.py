@@ -3,6 +3,7 @@ folders and class counts, each an error naming the option (raised as ValueError;
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 from pathlib import Path
@@ -126,6 +127,36 @@ def check_precision(section: Any) -> None:
         )
 
 
+#: The options that give a compiled GMIC (configs/trainer/gpu.yaml's) back its eager networks.
+EAGER_NETWORKS = (
+    "--model.init_args.model.init_args.compile_training_forward false "
+    "--model.init_args.model.init_args.compile_networks false"
+)
+
+
+def check_compile(section: Any) -> None:
+    """``model.model.compile_networks`` (on in configs/trainer/gpu.yaml): on a GPU, torch.compile's code generator
+    needs Triton, so a torch without it is refused here by name instead of failing at the first batch; on a CPU
+    (gpu.yaml composed with cpu.yaml, say) CUDA graphs do not apply and compiling takes minutes: a warning."""
+    mode = gmic_args_of(section).get("compile_networks")
+    if not mode:
+        return
+    accelerator = str(section.get("trainer", {}).get("accelerator", "auto"))
+    if accelerator == "cpu" or (accelerator == "auto" and not _cuda()):
+        log.warning(
+            "model.model.compile_networks: %s on the CPU: CUDA graphs need a GPU, and torch.compile spends minutes "
+            "on the first batches for little gain here; to run eagerly add %s",
+            mode,
+            EAGER_NETWORKS,
+        )
+    elif not _triton():
+        raise ValueError(
+            f"model.model.compile_networks: {mode} compiles GMIC with torch.compile, whose GPU code needs Triton, "
+            f"which this Python cannot import; install the triton that matches torch {torch.__version__} or run "
+            f"eagerly: add {EAGER_NETWORKS}"
+        )
+
+
 def check_no_hpc_checkpoint(section: Any) -> None:
     """Under SLURM, Lightning loads the newest ``hpc_ckpt_<k>.ckpt`` of ``default_root_dir`` (the working directory
     by default) into any run given no checkpoint, without a word: one its auto-requeue saved for another run (a
@@ -193,6 +224,10 @@ def _process_count(trainer: Any) -> int | None:
 
 def _cuda() -> bool:
     return torch.cuda.is_available()
+
+
+def _triton() -> bool:
+    return importlib.util.find_spec("triton") is not None
 
 
 def _cpu_has_bf16_kernels() -> bool:
