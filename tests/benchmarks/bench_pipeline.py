@@ -178,6 +178,10 @@ def _variant(args: argparse.Namespace, variant: str) -> dict[str, float]:
             self.waits, self.last_end, self.sampler = [], None, _GpuSampler()
             self.starts, self.sizes, self.epochs, self.pinned = [], [], [], {}
             self.gpu, self.profiler, self.profile = {}, None, ""
+            # the image as the model receives it (after the DataModule's device hooks): its strides, and how many
+            # distinct addresses it had over the timed steps (a held batch: 1), which compiled graphs may key on
+            self.image: dict = {}
+            self.addresses: set[int] = set()
 
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
             step = trainer.global_step
@@ -197,6 +201,12 @@ def _variant(args: argparse.Namespace, variant: str) -> dict[str, float]:
             if step == args.warmup + args.steps // 2:
                 sync()  # halves at the GPU's pace: the host may run steps ahead of it
             if step >= args.warmup:
+                image = batch["image"]
+                self.image = {
+                    "image_stride": list(image.stride()),
+                    "image_dtype": str(image.dtype).removeprefix("torch."),
+                }
+                self.addresses.add(image.data_ptr())
                 self.starts.append(time.perf_counter())
                 self.sizes.append(len(batch["image"]))
                 self.epochs.append(trainer.current_epoch)
@@ -298,6 +308,8 @@ def _variant(args: argparse.Namespace, variant: str) -> dict[str, float]:
         }
         | _phases(timer.starts + [timer.end], timer.sizes, timer.epochs, timer.waits)
         | timer.pinned
+        | timer.image
+        | {"image_addresses": len(timer.addresses)}
     )
     if cuda:
         result |= {"peak_allocated_gib": torch.cuda.max_memory_allocated() / 2**30,
@@ -430,6 +442,9 @@ def _line(variant: str, r: dict) -> str:
                  f"{r['pinned_peak_gib']:.2f} GiB")  # fmt: skip
     if "gpu_util_mean" in r:
         line += f"  GPU util mean {r['gpu_util_mean']:.0f}% (min {r['gpu_util_min']:.0f}%)"
+    if "image_stride" in r:
+        line += (f"  model input {r['image_dtype']} strides {tuple(r['image_stride'])} at {r['image_addresses']} "
+                 "address(es)")  # fmt: skip
     return line
 
 

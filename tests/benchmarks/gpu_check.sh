@@ -3,23 +3,25 @@
 # torch + lightning + timm + torchmetrics + opencv + scipy preinstalled; pydicom, albumentations, jsonargparse and
 # pytest as wheels in ./.whl; no wandb there, so W&B is disabled and the GPU tests log to CSV). Figures go to
 # $OUT/gpu_figures.txt (and .json) as each step finishes, and are printed. Every step runs under `timeout` within a
-# total budget (GPU_CHECK_BUDGET seconds, default 500 for the steps after the data), so one failing or slow piece
+# total budget (GPU_CHECK_BUDGET seconds, default 510 for the steps after the data), so one failing or slow piece
 # does not eat the rest.
 #   bash tests/benchmarks/gpu_check.sh                      # on the GPU machine (device run: carry .whl, timeout 590 s)
 #   GPU_CHECK_SMALL=1 bash tests/benchmarks/gpu_check.sh    # dry run on CPU at 384 x 256 (minutes on 2 cores)
 # Measures, side by side in one run, in order of what issue 13 still needs (each step capped by the budget left), with
-# one model setting CHOICE (GPU_CHECK_CHOICE; default the fastest on the 2026-11-27 H200: reduce-overhead CUDA graphs
-# + GMIC's `compile_training_forward`, the whole training forward as one graph, + `global_stem: space_to_depth`):
-# 1. tests/test_cuda.py (pytest comes from .whl, see below): evaluation with every saliency method under CUDA graphs
-#    equals eager (`wsod test` included), copy_ahead feeds the same batches, training with the whole forward as CUDA
-#    graphs equals eager (CAM, then GradCAM++ patches), the space-to-depth stem on cuDNN;
-# 2. model-only img/s at batch 6, then end to end (the DataModule as configs/trainer/gpu.yaml: 4 workers x 2
-#    batches, augment_on + standardize_on device, pixel_reads main) with `copy_ahead` (the batch copied to the GPU on
-#    the pin-memory thread's stream while the previous step computes), the model with the device transform of a
-#    held batch every step (all the GPU work, no loading), and end to end without `copy_ahead`, in epochs of
-#    VinDr-like length, against it, then 10 more steps profiled in the real loop (host vs GPU time per step);
-# 3. the top CUDA kernels and CPU vs GPU time of a model-only training and evaluation step; 4. sync-debug (eager,
-#    copy_ahead);
+# one model setting CHOICE (GPU_CHECK_CHOICE; default the fastest on the H200s of 2026-11-27 and 2026-12-04:
+# reduce-overhead CUDA graphs + GMIC's `compile_training_forward`, the whole training forward as one graph, +
+# `global_stem: space_to_depth`, as configs/trainer/gpu.yaml):
+# 1. in one call, each in its own process: model only at batch 6, the model with the device transform of a held uint16
+#    batch every step (model_device_transform: all of end to end's GPU work, no loading) and end to end (the
+#    DataModule as gpu.yaml: 4 workers x 2 batches, augment_on + standardize_on device, pixel_reads main, copy_ahead)
+#    in epochs of VinDr-like length, each then profiled for 10 more steps in its real loop (on 2026-12-04 end to end
+#    ran at 0.78 of model only, GPU-bound: the compiled graphs took ~4 ms more a step behind the device transform);
+# 2. sync-debug of end to end with that setting (eager was clean on 2026-12-04);
+# 3. tests/test_cuda.py (pytest comes from .whl, see below; 7 of 7 passed on 2026-12-04): evaluation with every
+#    saliency method under CUDA graphs equals eager (`wsod test` included), copy_ahead feeds the same batches, training
+#    with the whole forward as CUDA graphs equals eager (CAM, then GradCAM++ patches), the space-to-depth stem on cuDNN;
+# 4. the held batch through an eager device transform, end to end without copy_ahead; the top CUDA kernels and CPU vs
+#    GPU time of a model-only training and evaluation step (bench_profile.py);
 # 5. model only: eager and reduce-overhead alone ($MODES), each model opt-in alone, GradCAM patches;
 # 6. the five maps' cost (bench_saliency.py), the stem's layouts, loader-only worker scaling and the pin-memory
 #    thread's work, then compile default only if GPU_CHECK_LAST_MODES=default.
@@ -49,20 +51,22 @@ if [ -n "${GPU_CHECK_SMALL:-}" ]; then  # CPU dry run: same steps, tiny sizes
   SCALE=1,2; PROC=2; BUDGET=${GPU_CHECK_BUDGET:-2400}; SLOW=4; PROFILE_ARGS="--batch 1 --evaluate_methods 0 --threads 2"
   PROFILE_STEPS=1  # a bf16 step here takes ~27 s (slow CPU convolutions)
 else
-  # On an H200 (2026-11-27) reduce-overhead gave 1.70x eager model-only, with both model opt-ins 2.12x (compile
-  # default 0.81-0.84x, only if GPU_CHECK_LAST_MODES asks).
+  # On an H200 (2026-11-27) reduce-overhead gave 1.70x eager model-only, with both model opt-ins 2.12x (2.28x on
+  # 2026-12-04; compile default 0.81-0.84x, only if GPU_CHECK_LAST_MODES asks).
   # 43 studies, one held out for validation: 168 training images, 28 batches of 6 (no short last batch, whose new
   # size would recompile the compiled networks inside the timed steps); an epoch of --epoch_images 1344 is 224
   # steps, more than the window.
   DEV=cuda; H=2944; W=1920; STUDIES=43; BATCH=6; WORKERS=4; PREFETCH=2; STEPS=100; WARMUP=6; EPOCH_IMAGES=1344
   MODES=${GPU_CHECK_MODES:-"none reduce-overhead"}; THREADS=4; LAST_MODES=${GPU_CHECK_LAST_MODES:-}
   CHOICE=${GPU_CHECK_CHOICE:-reduce-overhead_training_forward_space_to_depth}
-  SCALE=1,2,4,8,12,16; PROC=16; BUDGET=${GPU_CHECK_BUDGET:-500}; SLOW=1; PROFILE_ARGS="--batch 6 --bf16"; PROFILE_STEPS=10
+  SCALE=1,2,4,8,12,16; PROC=16; BUDGET=${GPU_CHECK_BUDGET:-510}; SLOW=1; PROFILE_ARGS="--batch 6 --bf16"; PROFILE_STEPS=10
 fi
 DATA=${GPU_CHECK_DATA:-/tmp/gpu_check_data}
 COMMON=(--device "$DEV" --height "$H" --width "$W" --batch "$BATCH" --data "$DATA")
 PIPE=(--precision bf16-mixed --threads "$THREADS" --warmup "$WARMUP" --steps "$STEPS" --standardize_on device --augment_on device
       --pixel_reads main --fused_adam --compile_device_transform)
+PIPE_EAGER_TRANSFORM=()  # the same without compile_device_transform (step 4)
+for a in "${PIPE[@]}"; do [ "$a" != --compile_device_transform ] && PIPE_EAGER_TRANSFORM+=("$a"); done
 { echo "gpu_check $(date -u +%FT%TZ) small=${GPU_CHECK_SMALL:-0}"; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null
   python3 -c "import torch, lightning; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'lightning', lightning.__version__, 'cpus', __import__('os').cpu_count())"; } | tee "$FIG"
 
@@ -111,37 +115,38 @@ model_only() {  # model_only LABEL: one model-only row of the options LABEL name
 MODEL=($(flags "$CHOICE"))
 echo "model setting: $CHOICE (${MODEL[*]})" | tee -a "$FIG"
 
-# 1. What only a GPU can test (tests/test_cuda.py), first: the 2026-11-27 H200 run found three failures there.
-if [ "$DEV" = cuda ]; then
-  # all six, failing or not, each named as it ends (the budget may stop the last ones)
-  step cuda_tests 200 python3 -m pytest -v --tb=short -p no:cacheprovider tests/test_cuda.py
-fi
-
-# 2. Model only at batch $BATCH with the chosen setting, then end to end (the DataModule as gpu.yaml) with
-# copy_ahead, the device's warp and standardization of a held uint16 batch every step (model_device_transform: all
-# of end to end's GPU work, no loading), and end to end without copy_ahead, in epochs of VinDr-like length (one call).
-model_only "$CHOICE"
-# $PROFILE_STEPS steps after the timed ones profiled in the real loop (end to end ran at 0.76 of model only on
-# 2026-11-27, 19-21 ms steps against 16: host or GPU?): tables in logs.tar.gz, per-step times in the figures
-step end_to_end 300 python3 $B/bench_pipeline.py "${COMMON[@]}" "${PIPE[@]}" --workers "$WORKERS" --prefetch "$PREFETCH" \
-  --epoch_images "$EPOCH_IMAGES" "${MODEL[@]}" --variants pipeline_copy_ahead,model_device_transform,pipeline \
+# 1. Model only, the held batch through the device transform and end to end with copy_ahead, side by side in one call
+# with the chosen setting, each profiled for $PROFILE_STEPS more steps in its own loop (host vs GPU time per step, top
+# kernels: logs.tar.gz); the figures' summary below compares them.
+step end_to_end 360 python3 $B/bench_pipeline.py "${COMMON[@]}" "${PIPE[@]}" --workers "$WORKERS" --prefetch "$PREFETCH" \
+  --epoch_images "$EPOCH_IMAGES" "${MODEL[@]}" --variants model_only,model_device_transform,pipeline_copy_ahead \
   --json "$WORK/end_to_end.json" \
   --profile_steps "$PROFILE_STEPS" --profile_out "$WORK/logs/profile_end_to_end"
 for f in "$WORK"/logs/profile_end_to_end.*.txt; do
   [ -f "$f" ] && { echo "${f##*/}:"; head -n 2 "$f"; } | tee -a "$FIG"
 done
 
-# 3. Top kernels of one training and one evaluation step with the chosen setting, model only.
+# 2. Sync-debug: any host-device synchronization inside a training step raises (the chosen setting, copy_ahead).
+if [ "$DEV" = cuda ]; then
+  step sync_debug 150 python3 $B/bench_pipeline.py "${COMMON[@]}" "${PIPE[@]}" --workers "$WORKERS" --prefetch "$PREFETCH" \
+    --epoch_images "$EPOCH_IMAGES" "${MODEL[@]}" --variants pipeline_copy_ahead --sync_debug --json "$WORK/sync_debug.json"
+fi
+
+# 3. What only a GPU can test (tests/test_cuda.py): all, failing or not, each named as it ends.
+if [ "$DEV" = cuda ]; then
+  step cuda_tests 200 python3 -m pytest -v --tb=short -p no:cacheprovider tests/test_cuda.py
+fi
+
+# 4. The held batch through an eager device transform (is the compiled transform what slows the compiled graphs
+# after it?), end to end without copy_ahead; top kernels of one training and one evaluation step with the setting.
+step held_eager_transform 150 python3 $B/bench_pipeline.py "${COMMON[@]}" "${PIPE_EAGER_TRANSFORM[@]}" "${MODEL[@]}" \
+  --variants model_device_transform --json "$WORK/held_eager_transform.json"
+step end_to_end_plain 150 python3 $B/bench_pipeline.py "${COMMON[@]}" "${PIPE[@]}" --workers "$WORKERS" \
+  --prefetch "$PREFETCH" --epoch_images "$EPOCH_IMAGES" "${MODEL[@]}" --variants pipeline --json "$WORK/end_to_end_plain.json"
 step profile 120 python3 $B/bench_profile.py --device "$DEV" --height "$H" --width "$W" $PROFILE_ARGS --top 20 \
   "${MODEL[@]}" --warmup 3 --out "$OUT/profile.txt"
 
-# 4. Sync-debug: any host-device synchronization inside a training step raises (eager, copy_ahead).
-if [ "$DEV" = cuda ]; then
-  step sync_debug 90 python3 $B/bench_pipeline.py "${COMMON[@]}" "${PIPE[@]}" --workers "$WORKERS" --prefetch "$PREFETCH" \
-    --epoch_images "$EPOCH_IMAGES" --variants pipeline_copy_ahead --sync_debug --json "$WORK/sync_debug.json"
-fi
-
-# 5. The other model-only rows, side by side with step 2's: eager and each compile mode alone ($MODES), each model
+# 5. The other model-only rows, side by side with step 1's: eager and each compile mode alone ($MODES), each model
 # opt-in alone, the chosen setting with GradCAM selecting the patches (closed-form gradient: still one graph).
 for mode in $MODES; do
   [ "$mode" != "$CHOICE" ] && model_only "$mode"
@@ -180,14 +185,19 @@ for name in sorted(figures):
             extra = {k: round(v, 2) for k, v in r.items() if k != "images_per_s" and isinstance(v, float)}
             print(f"{name}/{variant}: {r['images_per_s']:.1f} img/s"
                   + (f" ({r['images_per_s'] / eager:.2f}x eager model-only)" if eager else "") + f" {extra}")
-mo = rate(f"model_only_{choice}", "model_only")
+mo = rate("end_to_end", "model_only")
 held = rate("end_to_end", "model_device_transform")
+if mo:
+    print(f"model-only ({choice}) / 196 img/s (issue 13's start, 2026-11-26): {mo / 196:.2f} (target >= 2)")
 if held and mo:
     print(f"model-only with the device transform / model-only ({choice}): {held / mo:.2f} (its GPU work alone)")
-for pipeline in ("pipeline", "pipeline_copy_ahead"):
-    e2e = rate("end_to_end", pipeline)
+held_eager = rate("held_eager_transform", "model_device_transform")
+if held_eager and mo:
+    print(f"the same with an eager device transform / model-only: {held_eager / mo:.2f}")
+for name, pipeline in (("end_to_end", "pipeline_copy_ahead"), ("end_to_end_plain", "pipeline")):
+    e2e = rate(name, pipeline)
     if e2e and mo:
-        print(f"end-to-end {pipeline} / model-only ({choice}, step 2): {e2e / mo:.2f} (target >= 0.95)")
+        print(f"end-to-end {pipeline} / model-only ({choice}, step 1): {e2e / mo:.2f} (target >= 0.95)")
     if e2e and held:
         print(f"end-to-end {pipeline} / model-only with the device transform: {e2e / held:.2f} (loading alone)")
 for name in sorted(figures):  # each opt-in against its compile mode alone, model only
@@ -197,8 +207,8 @@ for name in sorted(figures):  # each opt-in against its compile mode alone, mode
         if alone and found:
             print(f"{name} / model_only_{mode}: {found / alone:.2f}")
 sd = rate("sync_debug", "pipeline_copy_ahead")
-if sd and eager:
-    print(f"eager end-to-end (sync-debug row) / eager model-only (step 5, same machine): {sd / eager:.2f}")
+if sd and mo:
+    print(f"end-to-end under sync-debug / model-only ({choice}, step 1): {sd / mo:.2f}")
 if "sync_debug" in figures:
     print("sync-debug:", "clean" if sd else "FAILED or not run (see logs/sync_debug.log)")
 PY
