@@ -615,6 +615,13 @@ def test_evaluation_options_given_with_a_checkpoint_are_the_ones_used(
         "predict: --model.init_args.model.init_args.crop_shape (32, 32) is not used: the checkpoint's (64, 64) is (its "
         "weights were made with it)"
     ]  # predict_saliency, the command's own and used, is not among them
+    caplog.clear()  # the README's spelling, one init_args of two, went unheard (the checkpoint's value, no word)
+    with caplog.at_level(logging.WARNING, logger="wsod_mammo"):
+        main(["predict", "--config", config, "--ckpt_path", ckpt, "--data.predict_paths", f"[{dicom}]",
+              "--trainer.callbacks.init_args.output_dir", str(tmp_path / "p2"),
+              "--model.model.init_args.percent_t", "0.5"])  # fmt: skip
+    warned = [r.getMessage() for r in caplog.records if "is not used" in r.getMessage()]
+    assert [w.split(" is not used")[0] for w in warned] == ["predict: --model.init_args.model.init_args.percent_t 0.5"]
     # a command that leaves them at their defaults gets the fit's: here a fit that tested two methods only
     fitted = torch.load(ckpt, map_location="cpu", weights_only=True)
     fitted["hyper_parameters"]["test_saliency"] = ["layercam", "cam"]

@@ -200,12 +200,13 @@ class WsodCLI(LightningCLI):
                 self.config[subcommand][key] = value
 
     def _model_options_given(self, subcommand: str) -> dict[str, Any]:
-        """The model options the command line itself sets (``--model.x`` or ``--model.init_args.x``), by dotted key,
-        with their values: those a checkpoint's hyperparameters replace get a warning, not silence."""
-        words = {w.split("=")[0] for w in getattr(self, "_command_line", []) if w.startswith("--model.")}
+        """The model options the command line itself sets, by dotted key, with their values: those a checkpoint's
+        hyperparameters replace get a warning, not silence. jsonargparse takes each ``init_args`` of the key as
+        optional (``--model.model.x``, ``--model.model.init_args.x``, ...), so they are compared without them."""
+        words = {_without_init_args(w.split("=")[0]) for w in getattr(self, "_command_line", [])}
         section = self.config[subcommand]
         options = [key for key, _ in section.items() if key.startswith("model.") and not key.endswith(".class_path")]
-        return {k: section.get(k) for k in options if {f"--{k}", f"--{k.replace('.init_args', '')}"} & words}
+        return {k: section.get(k) for k in options if f"--{_without_init_args(k)}" in words}
 
     def _evaluation_options_set(self, subcommand: str) -> dict[str, Any]:
         """The ``EVALUATION_MODEL_OPTIONS`` the user set for this command, by their dotted config keys."""
@@ -281,6 +282,11 @@ def config_paths(words: list[str]) -> list[str]:
 class ConfigurationError(ValueError):
     """An option, config file or checkpoint the command cannot run with, found before anything ran: ``wsod`` shows
     the reason in one line (``WSOD_TRACEBACK=1``: the traceback) and exits with status 2."""
+
+
+def _without_init_args(option: str) -> str:
+    """``--model.init_args.model.init_args.x`` and its shorter spellings, as one: ``--model.model.x``."""
+    return ".".join(part for part in option.split(".") if part != "init_args")
 
 
 @contextmanager
