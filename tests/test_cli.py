@@ -940,6 +940,21 @@ def test_checkpoint_of_another_model_is_refused(
     _refused(args, "foreign.ckpt.*not of wsod_mammo.training.module.GMICLitModule", caplog)
 
 
+def test_a_checkpoint_naming_a_class_this_python_cannot_import_is_refused_in_one_line_naming_it(
+    tmp_path: Path, data_root: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A checkpoint fitted with a saliency method of the user's module (README: "Your own saliency method"), used
+    where that module is not importable: jsonargparse's usage and Union report (20 lines) without the file's name."""
+    path = nyu_to_checkpoint(_nyu_legacy_file(tmp_path / "sample_model_1.p"), tmp_path / "own.ckpt", num_classes=1,
+                             num_patches=2, crop_shape=(64, 64))  # fmt: skip
+    checkpoint = torch.load(path, weights_only=True)
+    checkpoint["hyper_parameters"]["train_saliency"] = {"class_path": "my_saliency_nowhere.GradTimesActivation"}
+    torch.save(checkpoint, path)
+    config = write_config(tmp_path / "c.yaml", tiny_config(tmp_path, data_root))
+    error = _refused(["test", "--config", str(config), "--ckpt_path", str(path)], r"own\.ckpt", caplog)
+    assert "my_saliency_nowhere" in error and "usage:" not in error
+
+
 def test_a_checkpoint_trained_on_other_classes_is_refused_before_it_is_rated_against_these_labels(
     tmp_path: Path, trained: Path, data_root: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

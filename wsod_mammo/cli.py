@@ -6,6 +6,7 @@ import inspect
 import itertools
 import logging
 import os
+import re
 import sys
 import warnings
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from jsonargparse import ArgumentError
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
@@ -184,7 +186,8 @@ class WsodCLI(LightningCLI):
         runtime = {key: self.config[subcommand].get(key) for key in RUNTIME_MODEL_OPTIONS} if subcommand else {}
         evaluation = self._evaluation_options_set(subcommand) if subcommand and subcommand != "fit" else {}
         given = self._model_options_given(subcommand) if subcommand else {}
-        super()._parse_ckpt_path()  # the checkpoint's hyperparameters replace the model config
+        with recorded_model_errors(self.parser, self.config[subcommand].get("ckpt_path") if subcommand else None):
+            super()._parse_ckpt_path()  # the checkpoint's hyperparameters replace the model config
         for key, value in given.items():
             kept = self.config[subcommand].get(key)
             if key not in runtime and key not in evaluation and kept != value:
@@ -282,6 +285,31 @@ def config_paths(words: list[str]) -> list[str]:
 class ConfigurationError(ValueError):
     """An option, config file or checkpoint the command cannot run with, found before anything ran: ``wsod`` shows
     the reason in one line (``WSOD_TRACEBACK=1``: the traceback) and exits with status 2."""
+
+
+@contextmanager
+def recorded_model_errors(parser: Any, ckpt_path: str | None) -> Iterator[None]:
+    """A checkpoint's recorded model that this Python cannot build (a saliency method of a module it cannot
+    import, say) as one line naming the checkpoint, instead of jsonargparse's usage and Union report."""
+    exit_on_error, parser.exit_on_error = parser.exit_on_error, False
+    try:
+        yield
+    except ArgumentError as error:
+        raise ConfigurationError(f"--ckpt_path {ckpt_path}: {_recorded_model_problem(str(error))}") from None
+    finally:
+        parser.exit_on_error = exit_on_error
+
+
+def _recorded_model_problem(report: str) -> str:
+    """jsonargparse's nested Union report -> its deepest problem: the option, the class and why it fails."""
+    keys = [key for key in re.findall(r'Parser key "([^"]+)"', report) if key != "model"]
+    problems = re.findall(r"Problem with given class_path '([^']+)':\s*\n\s*(\S[^\n]*)", report)
+    if not problems:
+        return f"its recorded hyperparameters do not parse: {report.strip().splitlines()[0]}"
+    class_path, reason = problems[-1]
+    where = f"model.{keys[-1]}" if keys else "model"
+    hint = "; the module that defines it must be importable (on PYTHONPATH)" if "No module named" in reason else ""
+    return f"its recorded {where} {class_path} cannot be built here ({reason}){hint}"
 
 
 def _without_init_args(option: str) -> str:
