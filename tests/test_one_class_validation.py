@@ -1,5 +1,5 @@
 """A validation split with images of one class only: AUROC is undefined there, logged as NaN (not torchmetrics'
-0.0), said once, and best.ckpt then follows the newest epoch."""
+0.0), said once, and best.ckpt then follows the newest epoch (unless an earlier one had an AUROC)."""
 
 from __future__ import annotations
 

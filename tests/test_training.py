@@ -244,6 +244,10 @@ def test_a_tie_with_the_best_score_keeps_the_newer_checkpoint() -> None:
     trainer = SimpleNamespace(strategy=SimpleNamespace(reduce_boolean_decision=lambda decision: decision))
     assert callback.check_monitor_top_k(trainer, torch.tensor(1.0)) is True
     assert callback.check_monitor_top_k(trainer, torch.tensor(0.9)) is False
+    # one-class validation logs a NaN AUROC: it never replaces a real score, and follows the newest epoch after NaNs
+    assert callback.check_monitor_top_k(trainer, torch.tensor(float("nan"))) is False
+    callback.best_k_models = {"old.ckpt": torch.tensor(float("-inf"))}  # how Lightning keeps a NaN epoch's score
+    assert callback.check_monitor_top_k(trainer, torch.tensor(float("nan"))) is True
 
 
 def test_the_wandb_group_defaults_to_the_save_dirs_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -391,7 +391,10 @@ def _undefined_auroc_message(undefined: Sequence[tuple[int, str]], names: Sequen
         }
     )  # fmt: skip
     if every and monitors and getattr(trainer.state.fn, "value", None) == "fit":
-        text += f"; best.ckpt (kept by {', '.join(monitors)}) then follows the newest epoch, as last.ckpt does"
+        text += (
+            f"; best.ckpt (kept by {', '.join(monitors)}) then follows the newest epoch, as last.ckpt does, "
+            "unless an earlier epoch had an AUROC: a NaN never replaces one"
+        )
     limit = getattr(trainer, "limit_val_batches", 1.0)
     if getattr(trainer, "fast_dev_run", False) or not (isinstance(limit, float) and limit == 1.0):
         # the batches validated, not the split (the DataModule names a split of one kind at setup)
