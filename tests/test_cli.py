@@ -1729,6 +1729,29 @@ def test_predict_adopts_the_checkpoints_input_frame_unless_the_command_line_sets
     np.testing.assert_allclose(probabilities(), kept, atol=1e-6)
 
 
+def test_the_networks_options_set_as_the_fit_help_says_parse(
+    tmp_path: Path, data_root: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """`wsod fit --help` points to `--model.model.help GMIC`, whose list (jsonargparse's) names each option
+    `--model.NAME`, which the parser refuses; the help says how they are set, and set so each one parses."""
+    with pytest.raises(SystemExit):
+        main(["fit", "--help"])
+    (said,) = re.findall(r"they are set as (--model\.model\.)NAME", " ".join(capsys.readouterr().out.split()))
+    with pytest.raises(SystemExit):
+        main(["fit", "--model.model.help", "GMIC"])
+    listed = sorted(set(re.findall(r"^  --model\.(\w+) ", capsys.readouterr().out, flags=re.M)))
+    assert {"percent_t", "crop_shape", "compile_networks"} <= set(listed)
+    values = {"crop_shape": "[64, 64]", "gradient_target": "logit", "global_stem": "conv", "post_processing_dim": "256"}
+    args = [
+        part for name in listed for part in (f"{said}{name}", values.get(name, "false" if "compile" in name else "1"))
+    ]
+    config = write_config(tmp_path / "c.yaml", tiny_config(tmp_path, data_root))
+    with pytest.raises(SystemExit) as printed:
+        main(["fit", "--config", str(config), *args, "--print_config"])
+    assert printed.value.code in (0, None)
+    assert yaml.safe_load(capsys.readouterr().out)["model"]["init_args"]["model"]["init_args"]["percent_t"] == 1
+
+
 def test_ckpt_path_help_and_errors_point_to_what_works(
     tmp_path: Path, data_root: Path, capsys: pytest.CaptureFixture, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -31,7 +31,8 @@ wsod's own options (Lightning's Trainer options follow below):
                           untrained: the freshly initialized network (validate/test/predict, a baseline)
   --model.help GMICLitModule
                           the model's options (saliency methods, beta, optimizer, init_from_nyu, ...)
-  --model.model.help GMIC the network's options (percent_t, num_patches, crop_shape, ...)
+  --model.model.help GMIC the network's options (percent_t, num_patches, crop_shape, ...); it lists them as
+                          --model.NAME, but they are set as --model.model.NAME
   --data.help VinDrMammoDataModule
                           the data's options (data_root, cache_dir, selection, input_size, batch_size, ...)
   --print_config          the resolved config, to save and edit
