@@ -940,6 +940,27 @@ def test_checkpoint_of_another_model_is_refused(
     _refused(args, "foreign.ckpt.*not of wsod_mammo.training.module.GMICLitModule", caplog)
 
 
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [(["--data.batch_sizee", "3"], r"data: Option 'batch_sizee' is not accepted \(--help lists the options\)$"),
+     (["--trainer.max_epochs", "x"], r"trainer.max_epochs: Expected a <class 'int'> \(given: x\)$"),
+     (["--model.model.init_args.crop_shape", "[1]"], r"model.model.crop_shape: Expected a tuple with 2 elements"),
+     (["--model.train_saliency", '{"class_path": "nowhere_mod.X"}'],
+      r"model.train_saliency: nowhere_mod.X: No module named 'nowhere_mod'; .* importable \(on PYTHONPATH\)$"),
+     (["--nonsense", "1"], r"unrecognized arguments: --nonsense 1 \(--help lists the options\)$")],
+)  # fmt: skip
+def test_an_option_the_parser_refuses_is_one_line_naming_it_without_the_usage(
+    option: list[str], message: str, tmp_path: Path, data_root: Path, capsys: pytest.CaptureFixture,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    """jsonargparse printed `wsod fit`'s usage (about a hundred lines) and a nested report of every type it tried,
+    the reason a few lines from the bottom; now the option and the reason, on one line, nothing else."""
+    config = write_config(tmp_path / "c.yaml", tiny_config(tmp_path, data_root))
+    _refused(["fit", "--config", str(config), *option], f"^wsod fit: {message}", caplog)
+    printed = capsys.readouterr()
+    assert "usage:" not in printed.err + printed.out and not list(tmp_path.glob("runs/**/config.yaml"))
+
+
 def test_a_checkpoint_naming_a_class_this_python_cannot_import_is_refused_in_one_line_naming_it(
     tmp_path: Path, data_root: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

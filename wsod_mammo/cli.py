@@ -6,7 +6,6 @@ import inspect
 import itertools
 import logging
 import os
-import re
 import sys
 import warnings
 from collections.abc import Iterator
@@ -44,6 +43,7 @@ from wsod_mammo.cli_checks import (
 from wsod_mammo.cli_help import customize_subcommand_parser, subcommand_parser_kwargs
 from wsod_mammo.config_files import read_config_file
 from wsod_mammo.data.datamodule import VinDrMammoDataModule
+from wsod_mammo.parse_errors import one_line
 from wsod_mammo.sigterm import sigterm_without_collectives
 from wsod_mammo.training.module import GMICLitModule
 from wsod_mammo.training.predict import PredictionWriter
@@ -170,7 +170,8 @@ class WsodCLI(LightningCLI):
         with configuration_errors():
             for path in config_paths(self._command_line):
                 read_config_file(path)
-        super().parse_arguments(parser, args)
+        with parse_errors_in_one_line(parser, self._subcommand_parsers, "the command line"):
+            super().parse_arguments(parser, args)
 
     def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs: Any) -> Any:
         parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
@@ -186,7 +187,10 @@ class WsodCLI(LightningCLI):
         runtime = {key: self.config[subcommand].get(key) for key in RUNTIME_MODEL_OPTIONS} if subcommand else {}
         evaluation = self._evaluation_options_set(subcommand) if subcommand and subcommand != "fit" else {}
         given = self._model_options_given(subcommand) if subcommand else {}
-        with recorded_model_errors(self.parser, self.config[subcommand].get("ckpt_path") if subcommand else None):
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        with parse_errors_in_one_line(
+            self.parser, self._subcommand_parsers, f"--ckpt_path {ckpt_path}: its recorded hyperparameters"
+        ):
             super()._parse_ckpt_path()  # the checkpoint's hyperparameters replace the model config
         for key, value in given.items():
             kept = self.config[subcommand].get(key)
@@ -288,28 +292,23 @@ class ConfigurationError(ValueError):
 
 
 @contextmanager
-def recorded_model_errors(parser: Any, ckpt_path: str | None) -> Iterator[None]:
-    """A checkpoint's recorded model that this Python cannot build (a saliency method of a module it cannot
-    import, say) as one line naming the checkpoint, instead of jsonargparse's usage and Union report."""
-    exit_on_error, parser.exit_on_error = parser.exit_on_error, False
+def parse_errors_in_one_line(parser: Any, subcommand_parsers: dict[str, Any], source: str) -> Iterator[None]:
+    """What jsonargparse cannot parse in ``source`` (the command line, a checkpoint's recorded model) as one line,
+    the option and why (``parse_errors.one_line``), instead of the usage (a hundred lines) and a nested report."""
+    parsers = [parser, *subcommand_parsers.values()]
+    exit_on_error = [p.exit_on_error for p in parsers]
+    for each in parsers:  # a subcommand's option is refused by the subcommand's parser
+        each.exit_on_error = False
     try:
         yield
     except ArgumentError as error:
-        raise ConfigurationError(f"--ckpt_path {ckpt_path}: {_recorded_model_problem(str(error))}") from None
+        line = one_line(str(error))
+        if "not accepted" in line or "unrecognized arguments" in line:
+            line += " (--help lists the options)"
+        raise ConfigurationError(line if source == "the command line" else f"{source}: {line}") from error
     finally:
-        parser.exit_on_error = exit_on_error
-
-
-def _recorded_model_problem(report: str) -> str:
-    """jsonargparse's nested Union report -> its deepest problem: the option, the class and why it fails."""
-    keys = [key for key in re.findall(r'Parser key "([^"]+)"', report) if key != "model"]
-    problems = re.findall(r"Problem with given class_path '([^']+)':\s*\n\s*(\S[^\n]*)", report)
-    if not problems:
-        return f"its recorded hyperparameters do not parse: {report.strip().splitlines()[0]}"
-    class_path, reason = problems[-1]
-    where = f"model.{keys[-1]}" if keys else "model"
-    hint = "; the module that defines it must be importable (on PYTHONPATH)" if "No module named" in reason else ""
-    return f"its recorded {where} {class_path} cannot be built here ({reason}){hint}"
+        for each, value in zip(parsers, exit_on_error, strict=True):
+            each.exit_on_error = value
 
 
 def _without_init_args(option: str) -> str:

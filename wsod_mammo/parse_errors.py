@@ -1,0 +1,54 @@
+"""jsonargparse's reports of an option it cannot parse, as one line: the option and why.
+
+jsonargparse prints the subcommand's usage (a hundred lines for ``wsod fit``) and, for an option of a class
+(``--data.batch_size``, ``--model.model.init_args.crop_shape``), a nested report of every type it tried; the reason
+is a few lines from the bottom. ``one_line`` keeps the option's dotted name and the deepest reason.
+"""
+
+from __future__ import annotations
+
+import re
+
+#: Lines of the nested report that say where the parser looked, not what is wrong.
+_FRAMING = ("Does not validate", "Subtypes:", "Errors:", "Given value", "Problem with given class_path")
+_KEY = re.compile(r'Parser key "([^"]+)"')
+_NONE = "Expected a <class 'NoneType'>"  # the alternative every optional class has; never the reason
+
+
+def one_line(report: str) -> str:
+    """``report`` (an ``ArgumentError``'s text) -> ``"<option>: <reason>"`` where it has that shape, else its first
+    line. The option is the chain of parser keys down to the deepest reason; where several types were tried there,
+    each is named, and the value given."""
+    lines = [line for line in report.splitlines() if line.strip()]
+    if not lines or not _KEY.match(lines[0].strip()):
+        return lines[0].strip() if lines else report
+    reasons, keys = [], []  # reasons: (indent, text, option)
+    for line in lines:
+        text = line.strip().removeprefix("- ").strip()
+        indent = len(line) - len(line.lstrip())
+        for key in _KEY.findall(line):
+            keys = [*[(level, k) for level, k in keys if level < indent], (indent, key)]
+        if _KEY.fullmatch(text.rstrip(":")) or text.startswith(_FRAMING) or text == _NONE or text.endswith(":"):
+            continue
+        reasons.append((indent, text, ".".join(k for level, k in keys if level < indent)))
+    if not reasons:
+        return lines[0].strip()
+    depth = max(indent for indent, _, _ in reasons)
+    deepest = [(text, option) for indent, text, option in reasons if indent == depth]
+    reason, option = deepest[0]
+    tried = [text.removeprefix("Expected a ") for text, where in deepest if where == option]
+    if len(tried) > 1 and all(text.startswith("Expected a ") for text, where in deepest if where == option):
+        reason = "expected " + " or ".join(tried)
+    given = [line.strip().removeprefix("Given value: ") for line in lines if line.strip().startswith("Given value: ")]
+    value = given[-1].split(". Got value: ")[0] if given else ""
+    if value and "Got value" not in reason and not value.startswith(("NestedArg(", "Namespace(")):
+        reason += f" (given: {value})"
+    class_path = _deepest_class_path(report) if "No module named" in reason else None
+    if class_path:
+        reason = f"{class_path}: {reason}; the module that defines it must be importable (on PYTHONPATH)"
+    return f"{option or 'the command line'}: {reason}"
+
+
+def _deepest_class_path(report: str) -> str | None:
+    found = re.findall(r"Problem with given class_path '([^']+)'", report)
+    return found[-1] if found else None
