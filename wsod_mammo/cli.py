@@ -170,7 +170,7 @@ class WsodCLI(LightningCLI):
         with configuration_errors():
             for path in config_paths(self._command_line):
                 read_config_file(path)
-        with parse_errors_in_one_line(parser, self._subcommand_parsers, "the command line"):
+        with parse_errors_in_one_line(parser, self._subcommand_parsers):
             super().parse_arguments(parser, args)
 
     def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs: Any) -> Any:
@@ -189,7 +189,7 @@ class WsodCLI(LightningCLI):
         given = self._model_options_given(subcommand) if subcommand else {}
         ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
         with parse_errors_in_one_line(
-            self.parser, self._subcommand_parsers, f"--ckpt_path {ckpt_path}: its recorded hyperparameters"
+            self.parser, self._subcommand_parsers, f"--ckpt_path {ckpt_path}: its recorded hyperparameters: "
         ):
             super()._parse_ckpt_path()  # the checkpoint's hyperparameters replace the model config
         for key, value in given.items():
@@ -292,9 +292,9 @@ class ConfigurationError(ValueError):
 
 
 @contextmanager
-def parse_errors_in_one_line(parser: Any, subcommand_parsers: dict[str, Any], source: str) -> Iterator[None]:
-    """What jsonargparse cannot parse in ``source`` (the command line, a checkpoint's recorded model) as one line,
-    the option and why (``parse_errors.one_line``), instead of the usage (a hundred lines) and a nested report."""
+def parse_errors_in_one_line(parser: Any, subcommand_parsers: dict[str, Any], prefix: str = "") -> Iterator[None]:
+    """What jsonargparse cannot parse (the command line; a checkpoint's recorded model, ``prefix`` naming it) as one
+    line, the option and why (``parse_errors.one_line``), instead of the usage (a hundred lines) and a nested report."""
     parsers = [parser, *subcommand_parsers.values()]
     exit_on_error = [p.exit_on_error for p in parsers]
     for each in parsers:  # a subcommand's option is refused by the subcommand's parser
@@ -305,7 +305,7 @@ def parse_errors_in_one_line(parser: Any, subcommand_parsers: dict[str, Any], so
         line = one_line(str(error))
         if "not accepted" in line or "unrecognized arguments" in line:
             line += " (--help lists the options)"
-        raise ConfigurationError(line if source == "the command line" else f"{source}: {line}") from error
+        raise ConfigurationError(prefix + line) from error
     finally:
         for each, value in zip(parsers, exit_on_error, strict=True):
             each.exit_on_error = value
