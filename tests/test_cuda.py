@@ -1,13 +1,15 @@
-"""What only a CUDA GPU can show (skipped without one; ``tests/benchmarks/gpu_check.sh`` runs these third on a lent
-GPU; 7 of 7 passed on an H200, 2026-12-04): batches copied ahead on the pin-memory thread's stream
+"""What only a CUDA GPU can show (skipped without one; ``tests/benchmarks/gpu_check.sh`` runs these first on a lent
+GPU; the first 7 passed on an H200, 2026-12-04): batches copied ahead on the pin-memory thread's stream
 (``copy_ahead``), evaluation with gradient saliency under CUDA graphs (``compile_networks: reduce-overhead``),
-training with the whole forward as one CUDA graph (``compile_training_forward``, with CAM patches, and last with
-GradCAM++'s, whose gradient on h_g is closed form), the space-to-depth stem in bf16 on cuDNN. Cheapest first:
-gpu_check.sh's time budget may stop the last ones."""
+training with the whole forward as one CUDA graph (``compile_training_forward``, with CAM patches, and with
+GradCAM++'s, whose gradient on h_g is closed form), the space-to-depth stem in bf16 on cuDNN, and last a whole fit
+and test with configs/trainer/gpu.yaml, which compiles GMIC. Cheapest first: gpu_check.sh's time budget may stop the
+last ones."""
 
 from __future__ import annotations
 
 import copy
+import csv
 import json
 from pathlib import Path
 
@@ -222,3 +224,33 @@ def test_the_pin_memory_thread_reads_pixel_reads_main_into_pinned_memory(tmp_pat
     ref = pixel_ref(np.load(tmp_path / "a.npy", mmap_mode="r"))
     pinned = PixelBatch([ref, ref]).pin_memory()
     assert pinned.is_pinned() and pinned.shape == (2, 1, 3, 4)
+
+
+def whole_gpu_run(directory: Path, data_root: Path, npy_cache: Path, *extra: str) -> dict:
+    """`wsod fit` (two epochs, each validated) then `wsod test --ckpt_path best` with the tiny config composed with
+    configs/trainer/gpu.yaml as it is (its compiled GMIC, its data options), as a user runs them; ``extra`` options go
+    to both. Returns the test's detection report."""
+    settings = _gpu_config(directory, data_root, npy_cache)
+    settings["data"]["init_args"]["num_workers"] = 2  # gpu.yaml's 4 on a tiny set
+    config = str(write_config(directory / "tiny.yaml", settings))
+    gpu_yaml = str(Path(__file__).resolve().parents[1] / "configs" / "trainer" / "gpu.yaml")
+    both = ["--config", config, "--config", gpu_yaml, "--data.num_workers", "2", *extra]
+    main(["fit", *both, "--trainer.max_epochs", "2"])
+    (metrics,) = list((directory / "runs").glob("**/metrics.csv"))
+    rows = list(csv.DictReader(metrics.read_text().splitlines()))
+    validated = sorted(int(r["epoch"]) for r in rows if r.get("val/fusion/accuracy"))  # each epoch's validation
+    main(["test", *both, "--ckpt_path", str(checkpoint(directory, "best")),
+          "--trainer.logger.init_args.save_dir", str(directory / "test")])  # fmt: skip
+    (report,) = [json.loads(p.read_text()) for p in (directory / "test").glob("**/detection_images.json")]
+    return {"validated_epochs": validated, "report": report}
+
+
+def test_the_gpu_config_fits_validates_and_tests_with_its_compiled_gmic(
+    tmp_path: Path, data_root: Path, npy_cache: Path
+) -> None:
+    """gpu.yaml compiles GMIC (CUDA graphs; the training forward as one graph; the space-to-depth stem): a whole fit,
+    where training graphs and validation's alternate epoch after epoch, then a test of its best.ckpt, end with every
+    method's boxes (the compiled pieces are each checked against eager above; this is their use together)."""
+    run = whole_gpu_run(tmp_path, data_root, npy_cache)
+    assert set(run["report"]["subsets"]["mass"]) == set(available_saliency_methods())
+    assert run["validated_epochs"] == [0, 1]

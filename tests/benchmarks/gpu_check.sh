@@ -11,15 +11,16 @@
 # one model setting CHOICE (GPU_CHECK_CHOICE; default the fastest on the H200s of 2026-11-27 and 2026-12-04:
 # reduce-overhead CUDA graphs + GMIC's `compile_training_forward`, the whole training forward as one graph, +
 # `global_stem: space_to_depth`, as configs/trainer/gpu.yaml):
-# 1. in one call, each in its own process: model only at batch 6, the model with the device transform of a held uint16
+# 1. tests/test_cuda.py (pytest comes from .whl, see below; 7 of 7 passed on 2026-12-04, the 8th, a whole `wsod fit`
+#    + `wsod test` with configs/trainer/gpu.yaml's compiled GMIC, is new): evaluation with every saliency method under
+#    CUDA graphs equals eager (`wsod test` included), copy_ahead feeds the same batches, training with the whole
+#    forward as CUDA graphs equals eager (CAM, then GradCAM++ patches), the space-to-depth stem on cuDNN;
+# 2. in one call, each in its own process: model only at batch 6, the model with the device transform of a held uint16
 #    batch every step (model_device_transform: all of end to end's GPU work, no loading) and end to end (the
 #    DataModule as gpu.yaml: 4 workers x 2 batches, augment_on + standardize_on device, pixel_reads main, copy_ahead)
 #    in epochs of VinDr-like length, each then profiled for 10 more steps in its real loop (on 2026-12-04 end to end
 #    ran at 0.78 of model only, GPU-bound: the compiled graphs took ~4 ms more a step behind the device transform);
-# 2. sync-debug of end to end with that setting (eager was clean on 2026-12-04);
-# 3. tests/test_cuda.py (pytest comes from .whl, see below; 7 of 7 passed on 2026-12-04): evaluation with every
-#    saliency method under CUDA graphs equals eager (`wsod test` included), copy_ahead feeds the same batches, training
-#    with the whole forward as CUDA graphs equals eager (CAM, then GradCAM++ patches), the space-to-depth stem on cuDNN;
+# 3. sync-debug of end to end with that setting (eager was clean on 2026-12-04);
 # 4. the held batch through an eager device transform, end to end without copy_ahead; the top CUDA kernels and CPU vs
 #    GPU time of a model-only training and evaluation step (bench_profile.py);
 # 5. model only: eager and reduce-overhead alone ($MODES), each model opt-in alone, GradCAM patches;
@@ -115,9 +116,16 @@ model_only() {  # model_only LABEL: one model-only row of the options LABEL name
 MODEL=($(flags "$CHOICE"))
 echo "model setting: $CHOICE (${MODEL[*]})" | tee -a "$FIG"
 
-# 1. Model only, the held batch through the device transform and end to end with copy_ahead, side by side in one call
+# 1. What only a GPU can test (tests/test_cuda.py), first: gpu.yaml compiles GMIC since 2026-12-04, and its whole fit
+# + test (the last test) has not yet run on a GPU. All, failing or not, each named as it ends.
+if [ "$DEV" = cuda ]; then
+  step cuda_tests 300 python3 -m pytest -v --tb=short -p no:cacheprovider tests/test_cuda.py
+fi
+
+# 2. Model only, the held batch through the device transform and end to end with copy_ahead, side by side in one call
 # with the chosen setting, each profiled for $PROFILE_STEPS more steps in its own loop (host vs GPU time per step, top
-# kernels: logs.tar.gz); the figures' summary below compares them.
+# kernels: logs.tar.gz); each variant's line is printed as it ends (the budget may stop the last); the figures'
+# summary below compares them.
 step end_to_end 360 python3 $B/bench_pipeline.py "${COMMON[@]}" "${PIPE[@]}" --workers "$WORKERS" --prefetch "$PREFETCH" \
   --epoch_images "$EPOCH_IMAGES" "${MODEL[@]}" --variants model_only,model_device_transform,pipeline_copy_ahead \
   --json "$WORK/end_to_end.json" \
@@ -126,15 +134,10 @@ for f in "$WORK"/logs/profile_end_to_end.*.txt; do
   [ -f "$f" ] && { echo "${f##*/}:"; head -n 2 "$f"; } | tee -a "$FIG"
 done
 
-# 2. Sync-debug: any host-device synchronization inside a training step raises (the chosen setting, copy_ahead).
+# 3. Sync-debug: any host-device synchronization inside a training step raises (the chosen setting, copy_ahead).
 if [ "$DEV" = cuda ]; then
   step sync_debug 150 python3 $B/bench_pipeline.py "${COMMON[@]}" "${PIPE[@]}" --workers "$WORKERS" --prefetch "$PREFETCH" \
     --epoch_images "$EPOCH_IMAGES" "${MODEL[@]}" --variants pipeline_copy_ahead --sync_debug --json "$WORK/sync_debug.json"
-fi
-
-# 3. What only a GPU can test (tests/test_cuda.py): all, failing or not, each named as it ends.
-if [ "$DEV" = cuda ]; then
-  step cuda_tests 200 python3 -m pytest -v --tb=short -p no:cacheprovider tests/test_cuda.py
 fi
 
 # 4. The held batch through an eager device transform (is the compiled transform what slows the compiled graphs
@@ -146,7 +149,7 @@ step end_to_end_plain 150 python3 $B/bench_pipeline.py "${COMMON[@]}" "${PIPE[@]
 step profile 120 python3 $B/bench_profile.py --device "$DEV" --height "$H" --width "$W" $PROFILE_ARGS --top 20 \
   "${MODEL[@]}" --warmup 3 --out "$OUT/profile.txt"
 
-# 5. The other model-only rows, side by side with step 1's: eager and each compile mode alone ($MODES), each model
+# 5. The other model-only rows, side by side with step 2's: eager and each compile mode alone ($MODES), each model
 # opt-in alone, the chosen setting with GradCAM selecting the patches (closed-form gradient: still one graph).
 for mode in $MODES; do
   [ "$mode" != "$CHOICE" ] && model_only "$mode"
@@ -197,7 +200,7 @@ if held_eager and mo:
 for name, pipeline in (("end_to_end", "pipeline_copy_ahead"), ("end_to_end_plain", "pipeline")):
     e2e = rate(name, pipeline)
     if e2e and mo:
-        print(f"end-to-end {pipeline} / model-only ({choice}, step 1): {e2e / mo:.2f} (target >= 0.95)")
+        print(f"end-to-end {pipeline} / model-only ({choice}, step 2): {e2e / mo:.2f} (target >= 0.95)")
     if e2e and held:
         print(f"end-to-end {pipeline} / model-only with the device transform: {e2e / held:.2f} (loading alone)")
 for name in sorted(figures):  # each opt-in against its compile mode alone, model only
@@ -208,7 +211,7 @@ for name in sorted(figures):  # each opt-in against its compile mode alone, mode
             print(f"{name} / model_only_{mode}: {found / alone:.2f}")
 sd = rate("sync_debug", "pipeline_copy_ahead")
 if sd and mo:
-    print(f"end-to-end under sync-debug / model-only ({choice}, step 1): {sd / mo:.2f}")
+    print(f"end-to-end under sync-debug / model-only ({choice}, step 2): {sd / mo:.2f}")
 if "sync_debug" in figures:
     print("sync-debug:", "clean" if sd else "FAILED or not run (see logs/sync_debug.log)")
 PY
