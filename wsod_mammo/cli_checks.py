@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from wsod_mammo.data.predict_data import expand_predict_paths
+from wsod_mammo.models.gmic import COMPILE_OPTIONS
 from wsod_mammo.models.nyu import NYU_CLASS_NAMES
 from wsod_mammo.models.resnet import GLOBAL_STRIDE, global_map_size
 
@@ -113,7 +114,7 @@ def check_precision(section: Any) -> None:
             "too (a coordinate of 2200.5 becomes 2208 in bf16) and the device augmentation's matrices; use "
             f"{precision.replace('-true', '-mixed')} (the study's bf16-mixed on a GPU)"
         )
-    on_cpu = accelerator == "cpu" or (accelerator == "auto" and not _cuda())
+    on_cpu = _runs_on_cpu(accelerator)
     if precision in FP16_PRECISIONS and on_cpu:
         raise ValueError(
             f"trainer.precision: {precision} needs a CUDA GPU, but the accelerator is {accelerator} "
@@ -128,10 +129,7 @@ def check_precision(section: Any) -> None:
 
 
 #: The options that give a compiled GMIC (configs/trainer/gpu.yaml's) back its eager networks.
-EAGER_NETWORKS = (
-    "--model.init_args.model.init_args.compile_training_forward false "
-    "--model.init_args.model.init_args.compile_networks false"
-)
+EAGER_NETWORKS = " ".join(f"--model.init_args.model.init_args.{option} false" for option in COMPILE_OPTIONS)
 
 
 def check_compile(section: Any) -> None:
@@ -141,8 +139,7 @@ def check_compile(section: Any) -> None:
     mode = gmic_args_of(section).get("compile_networks")
     if not mode:
         return
-    accelerator = str(section.get("trainer", {}).get("accelerator", "auto"))
-    if accelerator == "cpu" or (accelerator == "auto" and not _cuda()):
+    if _runs_on_cpu(str(section.get("trainer", {}).get("accelerator", "auto"))):
         log.warning(
             "model.model.compile_networks: %s on the CPU: CUDA graphs need a GPU, and torch.compile spends minutes "
             "on the first batches for little gain here; to run eagerly add %s",
@@ -224,6 +221,11 @@ def _process_count(trainer: Any) -> int | None:
 
 def _cuda() -> bool:
     return torch.cuda.is_available()
+
+
+def _runs_on_cpu(accelerator: str) -> bool:
+    """``trainer.accelerator`` ``cpu``, or ``auto`` on a machine without CUDA."""
+    return accelerator == "cpu" or (accelerator == "auto" and not _cuda())
 
 
 def _triton() -> bool:

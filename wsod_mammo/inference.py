@@ -30,6 +30,7 @@ from wsod_mammo.data.images import load_padded
 from wsod_mammo.data.transforms import stack_padding, standardize_batch
 from wsod_mammo.detection.boxes import DEFAULT_THRESHOLD, saliency_to_boxes
 from wsod_mammo.models import GMIC
+from wsod_mammo.models.gmic import COMPILE_OPTIONS
 from wsod_mammo.models.nyu import NYU_CLASS_NAMES, from_nyu_checkpoint
 from wsod_mammo.saliency import SaliencyMethod
 from wsod_mammo.training.callbacks import Alignment, map_placement
@@ -160,10 +161,6 @@ def predictions_from_outputs(
             warnings=list(loaded.warnings),
         ))  # fmt: skip
     return out
-
-
-#: GMIC options that compile its networks: how a fit ran, not what its weights are; ``Predictor`` runs eagerly.
-COMPILE_OPTIONS = ("compile_networks", "compile_training_forward")
 
 
 def _build_gmic(config: Any, path: str | Path) -> GMIC:

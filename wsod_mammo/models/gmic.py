@@ -69,6 +69,8 @@ class GlobalPass(NamedTuple):
 
 CompileMode = Literal["default", "reduce-overhead", "max-autotune"]
 COMPILE_MODES: tuple[str, ...] = get_args(CompileMode)
+#: The options that compile GMIC's networks: how a run runs, not what its weights are (eager: both False).
+COMPILE_OPTIONS = ("compile_training_forward", "compile_networks")
 
 
 class GMIC(nn.Module):
