@@ -210,20 +210,24 @@ class WsodCLI(LightningCLI):
         """The model options the command line itself sets, by dotted key, with their values: those a checkpoint's
         hyperparameters replace get a warning, not silence. jsonargparse takes each ``init_args`` of the key as
         optional (``--model.model.x``, ``--model.model.init_args.x``, ...), so they are compared without them."""
-        words = {_without_init_args(w.split("=")[0]) for w in getattr(self, "_command_line", [])}
+        words = self._options_typed()
         section = self.config[subcommand]
         options = [key for key, _ in section.items() if key.startswith("model.") and not key.endswith(".class_path")]
         return {k: section.get(k) for k in options if f"--{_without_init_args(k)}" in words}
 
+    def _options_typed(self) -> set[str]:
+        """The options on the command line, each without its ``init_args`` (``_without_init_args``)."""
+        return {_without_init_args(word.split("=")[0]) for word in getattr(self, "_command_line", [])}
+
     def _evaluation_options_set(self, subcommand: str) -> dict[str, Any]:
         """The ``EVALUATION_MODEL_OPTIONS`` the user set for this command, by their dotted config keys."""
         defaults = inspect.signature(GMICLitModule.__init__).parameters
-        words = {w.split("=")[0] for w in getattr(self, "_command_line", [])}
+        words = self._options_typed()
         chosen = {}
         for name in EVALUATION_MODEL_OPTIONS:
             key = f"model.init_args.{name}"
             value = self.config[subcommand].get(key)
-            if value != defaults[name].default or {f"--{key}", f"--model.{name}"} & words:
+            if value != defaults[name].default or f"--model.{name}" in words:
                 chosen[key] = value
         return chosen
 
