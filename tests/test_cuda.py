@@ -230,11 +230,9 @@ def whole_gpu_run(directory: Path, data_root: Path, npy_cache: Path, *extra: str
     """`wsod fit` (two epochs, each validated) then `wsod test --ckpt_path best` with the tiny config composed with
     configs/trainer/gpu.yaml as it is (its compiled GMIC, its data options), as a user runs them; ``extra`` options go
     to both. Returns the test's detection report."""
-    settings = _gpu_config(directory, data_root, npy_cache)
-    settings["data"]["init_args"]["num_workers"] = 2  # gpu.yaml's 4 on a tiny set
-    config = str(write_config(directory / "tiny.yaml", settings))
+    config = str(write_config(directory / "tiny.yaml", _gpu_config(directory, data_root, npy_cache)))
     gpu_yaml = str(Path(__file__).resolve().parents[1] / "configs" / "trainer" / "gpu.yaml")
-    both = ["--config", config, "--config", gpu_yaml, "--data.num_workers", "2", *extra]
+    both = ["--config", config, "--config", gpu_yaml, "--data.num_workers", "2", *extra]  # not gpu.yaml's 4: tiny set
     main(["fit", *both, "--trainer.max_epochs", "2"])
     (metrics,) = list((directory / "runs").glob("**/metrics.csv"))
     rows = list(csv.DictReader(metrics.read_text().splitlines()))
