@@ -864,20 +864,25 @@ def test_a_config_file_that_is_not_a_yaml_mapping_is_one_line_naming_it(
     _refused(["fit", "--config", str(config), "--config", str(broken)], syntax, caplog)
     mapping = rf"^wsod test: --config {re.escape(str(listed))}: expected a mapping at the top, found list$"
     _refused(["test", "-c", str(config), f"--config={listed}", "--ckpt_path", "untrained"], mapping, caplog)
+    # a group's own file (`--trainer F`): jsonargparse said 'trainer: in "<unicode string>", line 3, column 1'
+    group = rf"^wsod fit: --trainer {re.escape(str(broken))}: cannot read it as YAML \(while parsing a flow sequence"
+    _refused(["fit", "--config", str(config), "--trainer", str(broken)], group, caplog)
     assert not list(tmp_path.glob("runs/**/config.yaml"))
 
 
 def test_config_files_are_found_however_given_and_yaml_text_is_left_to_jsonargparse(tmp_path: Path) -> None:
     """`--config "$(cat f.yaml)"` (text longer than a file name may be) raised "File name too long"; a file that is
     not UTF-8 named no file."""
-    from wsod_mammo.cli import config_paths
+    from wsod_mammo.cli import config_files
     from wsod_mammo.config_files import read_config_file
 
     path = tmp_path / "c.yaml"
     path.write_text("seed_everything: 1\n")
     text = "seed_everything: 7\n# " + "0" * 300
     words = ["fit", "--config", text, "--config", str(path), f"--config={path}", f"-c={path}", f"-c{path}", "-c", "x"]
-    assert config_paths(words) == [str(path)] * 4
+    assert config_files(words) == [("--config", str(path))] * 4
+    groups = ["fit", "--trainer", str(path), f"--data={path}", "--data", "VinDrMammoDataModule", "--model.lr", "1"]
+    assert config_files(groups) == [("--trainer", str(path)), ("--data", str(path))]
     (tmp_path / "latin1.yaml").write_bytes(b"seed_everything: 1 # Gr\xf6\xdfe\n")
     with pytest.raises(ValueError, match=r"--config .*latin1.yaml: cannot read it as YAML \('utf-8' codec"):
         read_config_file(tmp_path / "latin1.yaml")

@@ -168,8 +168,8 @@ class WsodCLI(LightningCLI):
         """Keep the command line's own words: an option given there wins over a checkpoint's input frame."""
         self._command_line = [str(a) for a in (sys.argv[1:] if args is None else args) if isinstance(a, str)]
         with configuration_errors():
-            for path in config_paths(self._command_line):
-                read_config_file(path)
+            for option, path in config_files(self._command_line):
+                read_config_file(path, option)
         with parse_errors_in_one_line(parser, self._subcommand_parsers):
             super().parse_arguments(parser, args)
 
@@ -272,22 +272,28 @@ class WsodCLI(LightningCLI):
         sigterm_without_collectives(self.trainer)
 
 
-def config_paths(words: list[str]) -> list[str]:
-    """The existing files a command line gives to ``--config``/``-c`` (``--config=F``, ``-c=F`` and ``-cF`` too); a
-    value that is no file is left to jsonargparse, which also takes YAML text there (``--config "$(cat f.yaml)"``:
-    ``os.path.isfile`` is False for text too long to be a file name, where ``Path.is_file`` raises)."""
-    paths = []
+#: The options that take a config file of their own besides ``--config``: LightningCLI's groups.
+GROUP_OPTIONS = ("--trainer", "--model", "--data", "--optimizer", "--lr_scheduler")
+
+
+def config_files(words: list[str]) -> list[tuple[str, str]]:
+    """``(option, path)`` for each existing file a command line gives to ``--config``/``-c`` (``--config=F``, ``-c=F``
+    and ``-cF`` too) or to a group (``--trainer F``, ``--data=F``). A value that is no file is left to jsonargparse,
+    which also takes YAML text there (``--config "$(cat f.yaml)"``: ``os.path.isfile`` is False for text too long to
+    be a file name, where ``Path.is_file`` raises), and a class name for a group (``--data MyDataModule``)."""
+    found = []
     for i, word in enumerate(words):
-        value = None
-        if word in ("--config", "-c") and i + 1 < len(words):
-            value = words[i + 1]
-        elif word.startswith(("--config=", "-c=")):
-            value = word.split("=", 1)[1]
+        option, value = None, None
+        name, _, given = word.partition("=")
+        if word in ("--config", "-c", *GROUP_OPTIONS) and i + 1 < len(words):
+            option, value = word, words[i + 1]
+        elif name in ("--config", "-c", *GROUP_OPTIONS) and given:
+            option, value = name, given
         elif word.startswith("-c") and not word.startswith("--"):
-            value = word[2:]
+            option, value = "-c", word[2:]
         if value and os.path.isfile(value):
-            paths.append(value)
-    return paths
+            found.append(("--config" if option == "-c" else option, value))
+    return found
 
 
 class ConfigurationError(ValueError):

@@ -8,14 +8,15 @@ from typing import Any
 import yaml
 
 
-def read_config_file(path: str | Path) -> dict[str, Any]:
-    """The mapping a ``--config`` file holds (empty for an empty file). ValueError naming ``--config <path>`` for a
-    file it cannot read, YAML it cannot parse (the parser's words, on one line) or a top level that is not a mapping:
-    jsonargparse's own message for a syntax error names no file, which matters when a command stacks four."""
+def read_config_file(path: str | Path, option: str = "--config") -> dict[str, Any]:
+    """The mapping a config file holds (empty for an empty file). ValueError naming ``<option> <path>`` for a file
+    it cannot read, YAML it cannot parse (the parser's words, on one line) or a top level that is not a mapping:
+    jsonargparse's own message for a syntax error names no file, which matters when a command stacks four.
+    ``option``: the command-line option the file was given to (``--config``, or a group's: ``--trainer``)."""
     try:
         loaded = yaml.safe_load(Path(path).read_text()) or {}
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
-        raise ValueError(f"--config {path}: cannot read it as YAML ({' '.join(str(error).split())})") from None
+        raise ValueError(f"{option} {path}: cannot read it as YAML ({' '.join(str(error).split())})") from None
     if not isinstance(loaded, dict):
-        raise ValueError(f"--config {path}: expected a mapping at the top, found {type(loaded).__name__}")
+        raise ValueError(f"{option} {path}: expected a mapping at the top, found {type(loaded).__name__}")
     return loaded
