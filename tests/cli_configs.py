@@ -41,24 +41,29 @@ class SquaredCAM(SaliencyMethod):
 
 
 class GroupSigterm(Callback):
-    """Sends SIGTERM to the whole process group, as a scheduler does to a job: ``at`` ``epoch <k>`` as that epoch
-    starts (before its DataLoader workers start), ``epoch <k> backward`` before each backward of that epoch (DDP: the
-    other rank in its own), ``setup`` before Lightning listens for it, ``never``."""
+    """Sends SIGTERM (or ``signal_name``: SIGUSR1, SLURM's warning before the time limit) to the whole process group,
+    as a scheduler does to a job: ``at`` ``epoch <k>`` as that epoch starts (before its DataLoader workers start),
+    ``epoch <k> backward`` before each backward of that epoch (DDP: the other rank in its own), ``epoch <k> batch <b>``
+    as that batch starts (the workers running), ``setup`` before Lightning listens for it, ``never``."""
 
-    def __init__(self, at: str = "never") -> None:
-        self.at = at
+    def __init__(self, at: str = "never", signal_name: str = "SIGTERM") -> None:
+        self.at, self.signal = at, getattr(signal, signal_name)
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         if self.at == "setup":
-            os.killpg(os.getpgrp(), signal.SIGTERM)
+            os.killpg(os.getpgrp(), self.signal)
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         if self.at == f"epoch {trainer.current_epoch}" and trainer.is_global_zero:  # one signal to each process
-            os.killpg(os.getpgrp(), signal.SIGTERM)
+            os.killpg(os.getpgrp(), self.signal)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
+        if self.at == f"epoch {trainer.current_epoch} batch {batch_idx}" and trainer.is_global_zero:
+            os.killpg(os.getpgrp(), self.signal)
 
     def on_before_backward(self, trainer, pl_module, loss) -> None:
         if self.at == f"epoch {trainer.current_epoch} backward" and trainer.is_global_zero:
-            os.killpg(os.getpgrp(), signal.SIGTERM)
+            os.killpg(os.getpgrp(), self.signal)
 
 
 class SignalHandlers(Callback):

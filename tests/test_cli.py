@@ -1450,16 +1450,21 @@ def test_a_sigterm_to_every_process_of_a_fit_with_workers_still_stops_it_in_one_
     assert output.rstrip().endswith("wsod fit: stopped by SIGTERM before it finished") and "Traceback" not in output
 
 
-def test_a_sigterm_to_every_process_of_a_ddp_fit_stops_both_ranks_in_one_line(tmp_path: Path, data_root: Path) -> None:
+@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGUSR1"])
+def test_a_sigterm_to_every_process_of_a_ddp_fit_stops_both_ranks_in_one_line(
+    tmp_path: Path, data_root: Path, signal_name: str
+) -> None:
     """Under DDP Lightning 2.6's SIGTERM handler broadcast from inside the signal handler; rank 1, signalled by the
     scheduler and again by rank 0, broadcast twice, and both ranks hung for good in the backward's all-reduce (a
-    scheduler's SIGKILL ended them). Now both stop at the next batch: 143, the line, last.ckpt whole."""
+    scheduler's SIGKILL ended them). Now both stop at the next batch: 143, the line, last.ckpt whole. SLURM's
+    time-limit warning (SIGUSR1) to every process: the same (it killed every process without a word)."""
     import signal
 
     settings = tiny_config(tmp_path, data_root, num_workers=2)
     settings["trainer"] |= {"max_epochs": 3, "logger": False, "default_root_dir": str(tmp_path / "runs"),
                             "devices": 2, "strategy": "ddp", "limit_train_batches": 3}  # fmt: skip
-    killer = {"class_path": "cli_configs.GroupSigterm", "init_args": {"at": "epoch 1 backward"}}
+    killer = {"class_path": "cli_configs.GroupSigterm", "init_args": {"at": "epoch 1 backward",
+                                                                      "signal_name": signal_name}}  # fmt: skip
     settings["trainer"]["callbacks"] = [*settings["trainer"]["callbacks"][:2], killer]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), str(REPO)])}
     config = write_config(tmp_path / "c.yaml", settings)
@@ -1477,6 +1482,37 @@ def test_a_sigterm_to_every_process_of_a_ddp_fit_stops_both_ranks_in_one_line(tm
     assert f"wsod fit: stopped by SIGTERM before it finished (it resumes from its last.ckpt: --ckpt_path {last})" in (
         output
     )
+
+
+def test_slurms_time_limit_warning_sigusr1_to_every_process_of_a_fit_stops_it_as_sigterm_does(
+    tmp_path: Path, data_root: Path
+) -> None:
+    """SLURM's `--signal=USR1@90` (Lightning's docs suggest it) signals every process of the job: SIGUSR1's default
+    action ended the fit and its DataLoader workers without a word (exit -10), its last epoch's training lost. Now the
+    fit stops as for SIGTERM (the workers ignore it): 143, the line naming the last.ckpt it resumes from."""
+    import signal
+
+    settings = tiny_config(tmp_path, data_root, num_workers=2)
+    settings["trainer"] |= {"max_epochs": 3, "logger": False, "default_root_dir": str(tmp_path / "runs")}
+    killer = {
+        "class_path": "cli_configs.GroupSigterm",
+        "init_args": {"at": "epoch 1 batch 1", "signal_name": "SIGUSR1"},
+    }
+    settings["trainer"]["callbacks"] = [*settings["trainer"]["callbacks"][:2], killer]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), str(REPO)])}
+    command = [str(Path(sys.executable).with_name("wsod")), "fit", "--config", str(write_config(tmp_path / "c.yaml",
+               settings))]  # fmt: skip
+    stopped = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+                             start_new_session=True)  # fmt: skip
+    output = stopped.stdout + stopped.stderr
+    assert stopped.returncode == 128 + signal.SIGTERM, output[-3000:]
+    assert "SIGUSR1 (a scheduler's warning that the time limit is near): stopping as for SIGTERM" in output
+    assert "Traceback" not in output and "exited unexpectedly" not in output, output[-3000:]
+    (last,) = list((tmp_path / "runs").glob("**/last.ckpt"))
+    assert torch.load(last, map_location="cpu", weights_only=True)["epoch"] == 0
+    assert output.rstrip().endswith(
+        f"wsod fit: stopped by SIGTERM before it finished (it resumes from its last.ckpt: --ckpt_path {last})"
+    ), output[-3000:]
 
 
 def test_under_slurm_no_requeue_checkpoint_is_written_nor_loaded_without_a_word(

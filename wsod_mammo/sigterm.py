@@ -6,6 +6,14 @@ multiprocessing's resource tracker die of it at once: a signal landing while wor
 ended the run with "DataLoader worker ... exited unexpectedly", exit 1. Before Lightning listens for it (W&B's
 start, the data's set-up) the default action killed the process without a word.
 
+SIGUSR1 is a scheduler's warning that the time limit is near (SLURM's ``--signal=USR1@90``, which Lightning's docs
+suggest for its auto-requeue, off here: ``cli_checks.disable_slurm_auto_requeue``). Its default action ended every
+process of the job without a word, the fit's unsaved epoch with it. ``watch_sigterm`` blocks it in the command's
+process, a mask every thread and child process inherits (DataLoader workers, the fork server, the resource
+tracker, DDP ranks, a study's runs, through exec too), and a thread of each ``wsod`` process waits for it and sends
+the process SIGTERM: the command stops in order, seconds before the time limit's SIGKILL; the other processes
+leave it pending, as their ``wsod`` process stops them.
+
 ``watch_sigterm`` installs a handler for the command's whole life. Lightning calls it after its own (it keeps the
 handler it finds), so it only records the signal then; installed alone, before Lightning's or after Lightning put
 it back, it stops the command with :class:`Stopped`. ``commands.main`` turns whatever error ends a command after a
@@ -15,12 +23,15 @@ SIGTERM into the one line and 143.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
+
+from wsod_mammo.logging_setup import PACKAGE_LOGGER
 
 
 class Stopped(BaseException):
@@ -55,10 +66,36 @@ def watch_sigterm() -> Iterator[SigtermWatch]:
             raise Stopped
 
     previous = signal.signal(signal.SIGTERM, handler)
+    sigusr1_as_sigterm()
     try:
         yield watch
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+_sigusr1_waiter: threading.Thread | None = None
+
+
+def sigusr1_as_sigterm() -> None:
+    """From now on SIGUSR1 (the time limit is near) stops this process as SIGTERM does, by whichever SIGTERM handler
+    is current (ours, or Lightning's once a run started: a fit stops at the next batch). Main thread, before other
+    threads start (one that does not block SIGUSR1 would take its default action); once per process. A handler
+    someone installed for it (faulthandler's dump...) is left as it is."""
+    global _sigusr1_waiter
+    if _sigusr1_waiter is not None or signal.getsignal(signal.SIGUSR1) != signal.SIG_DFL:
+        return
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
+
+    def wait() -> None:
+        while True:
+            signal.sigwait({signal.SIGUSR1})
+            logging.getLogger(PACKAGE_LOGGER).warning(
+                "SIGUSR1 (a scheduler's warning that the time limit is near): stopping as for SIGTERM"
+            )
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    _sigusr1_waiter = threading.Thread(target=wait, name="wsod-sigusr1", daemon=True)
+    _sigusr1_waiter.start()
 
 
 def sigterm_without_collectives(trainer: Any) -> None:
