@@ -43,6 +43,7 @@ from wsod_mammo.cli_checks import (
 from wsod_mammo.cli_help import customize_subcommand_parser, subcommand_parser_kwargs
 from wsod_mammo.config_files import read_config_file
 from wsod_mammo.data.datamodule import VinDrMammoDataModule
+from wsod_mammo.models.gmic import RUNTIME_OPTIONS
 from wsod_mammo.parse_errors import one_line
 from wsod_mammo.sigterm import sigterm_without_collectives
 from wsod_mammo.training.module import GMICLitModule
@@ -53,11 +54,7 @@ log = logging.getLogger(__name__)
 
 # Model options that say how to run, not what the checkpoint holds: the command's value stands where Lightning
 # would put the checkpoint's hyperparameters over the whole model config.
-RUNTIME_MODEL_OPTIONS = (
-    "model.init_args.model.init_args.compile_networks",
-    "model.init_args.model.init_args.global_stem",
-    "model.init_args.model.init_args.compile_training_forward",
-)
+RUNTIME_MODEL_OPTIONS = tuple(f"model.init_args.model.init_args.{option}" for option in RUNTIME_OPTIONS)
 
 #: Model options that say how to evaluate, not what the weights are: test, validate and predict use the command's
 #: value where the user set one (on the command line, or in a config as other than the default), not the fit's.

@@ -71,6 +71,9 @@ CompileMode = Literal["default", "reduce-overhead", "max-autotune"]
 COMPILE_MODES: tuple[str, ...] = get_args(CompileMode)
 #: The options that compile GMIC's networks: how a run runs, not what its weights are (eager: both False).
 COMPILE_OPTIONS = ("compile_training_forward", "compile_networks")
+#: The options that say how GMIC computes, not what its weights are (the stem's layout too): a checkpoint's recorded
+#: value gives way to the command's.
+RUNTIME_OPTIONS = (*COMPILE_OPTIONS, "global_stem")
 
 
 class GMIC(nn.Module):
