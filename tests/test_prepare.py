@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 from pathlib import Path
 
@@ -336,3 +338,24 @@ def test_images_the_csv_may_mislabel_are_cached_with_warnings_the_manifest_keeps
         assert f"  {record.image_id} ({record.path}): " in report
     # each is cached all the same (oriented by the CSV), and a rerun keeps the warnings its sidecars hold
     assert prep.prepare(str(root), str(tmp_path / "cache"), input_size=SIZE, workers=0) == manifest
+
+
+def test_a_second_prepare_into_a_cache_another_is_writing_is_refused_and_touches_nothing(
+    synthetic_root: Path, tmp_path: Path
+) -> None:
+    """Two jobs preparing one cache_dir at once: the second deleted the first's files in flight (the first then
+    failed on its rename), and with other options both 'succeeded' into one cache of two frames."""
+    from wsod_mammo.folder_locks import FolderBusyError, hold
+
+    in_flight = tmp_path / "images" / ".a1b2.npy.123.tmp"
+    in_flight.parent.mkdir(parents=True)
+    in_flight.write_bytes(b"half an image")
+    handle = hold(tmp_path, "wsod prepare")  # as the first job holds it while it runs
+    try:
+        busy = rf"^cache_dir {re.escape(str(tmp_path))} is being written by wsod prepare, pid {os.getpid()} on .*; run "
+        with pytest.raises(FolderBusyError, match=busy + "this one when it has finished"):
+            prep.prepare(str(synthetic_root), str(tmp_path), input_size=SIZE, resize="fit", workers=0)
+        assert in_flight.read_bytes() == b"half an image" and not (tmp_path / prep.MANIFEST).exists()
+    finally:
+        handle.close()
+    assert prep.prepare(str(synthetic_root), str(tmp_path), input_size=SIZE, workers=0)["images"]

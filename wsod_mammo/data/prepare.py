@@ -34,6 +34,7 @@ from tqdm import tqdm
 
 from wsod_mammo.data.lifetime import exit_with
 from wsod_mammo.data.vindr import Selection, load_records, select_records
+from wsod_mammo.folder_locks import FolderBusyError, hold
 
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
@@ -184,6 +185,28 @@ def prepare(
         raise ValueError(f"workers: expected 0 (convert in this process) or more worker processes, got {workers}")
     size = (int(input_size[0]), int(input_size[1]))
     options = {"input_size": list(size), "crop_breast": crop_breast, "resize": resize, "cache_format": cache_format}
+    try:  # held to the end: a second prepare here removed this one's files in flight and mixed two frames
+        lock = hold(cache_dir, "wsod prepare")
+    except FolderBusyError as busy:
+        raise FolderBusyError(
+            f"cache_dir {busy}; run this one when it has finished (done images are skipped)"
+        ) from None
+    with lock:
+        return _prepare_locked(data_root, cache_dir, classes, selection, seed, workers, options, size)
+
+
+def _prepare_locked(
+    data_root: str | Path,
+    cache_dir: str | Path,
+    classes: list[str] | None,
+    selection: Selection,
+    seed: int,
+    workers: int,
+    options: dict[str, Any],
+    size: tuple[int, int],
+) -> dict[str, Any]:
+    """``prepare``'s work, its options checked and the cache folder held."""
+    crop_breast, resize, cache_format = options["crop_breast"], options["resize"], options["cache_format"]
     earlier = load_manifest(cache_dir)
     check_cache_options(cache_dir, options, earlier)
     records = select_records(load_records(data_root), classes or ["Mass"], selection, seed)

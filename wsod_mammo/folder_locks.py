@@ -1,0 +1,75 @@
+"""Which folders a live ``wsod`` process is writing: a fit its checkpoints, ``wsod prepare`` its cache.
+
+Cluster users start many commands in one working directory (array jobs, a job submitted again while its first
+attempt still runs). A second ``wsod prepare`` into the same cache deleted the first's files in flight and mixed two
+frames in one cache; ``--ckpt_path last`` took another task's run that was still training, and two processes then
+trained into one folder. The writer holds an advisory ``flock`` on ``<folder>/.wsod.lock`` (released by the kernel
+when the process ends, however it ends) whose text says who it is; the others look before they write or choose.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO
+
+LOCK_NAME = ".wsod.lock"
+
+
+class FolderBusyError(ValueError):
+    """Another live process is writing the folder."""
+
+
+def holder(folder: str | Path) -> str | None:
+    """Who is writing ``folder`` (``"wsod fit, pid 123 on node7"``), or None when no live process holds its lock."""
+    path = Path(folder) / LOCK_NAME
+    try:
+        handle = path.open("r")
+    except OSError:
+        return None
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return handle.read().strip() or "another process"
+        except OSError:  # a file system without locks: nothing to go by
+            return None
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return None
+
+
+def hold(folder: str | Path, what: str) -> IO[str]:
+    """Take ``folder``'s lock for this process (``what``: the command, for the others' messages) and return the open
+    file that holds it: closing it (or the process ending) releases it. FolderBusyError naming the folder and its
+    holder when another process has it."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    handle = (folder / LOCK_NAME).open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        who = handle.read().strip() or "another process"
+        handle.close()
+        raise FolderBusyError(f"{folder} is being written by {who}") from None
+    except OSError:  # a file system without locks: go on unguarded, as before
+        return handle
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{what}, pid {os.getpid()} on {socket.gethostname()}\n")
+    handle.flush()
+    return handle
+
+
+@contextmanager
+def holding(folder: str | Path, what: str) -> Iterator[None]:
+    """``hold`` for the duration of a block."""
+    handle = hold(folder, what)
+    try:
+        yield
+    finally:
+        handle.close()
