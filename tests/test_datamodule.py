@@ -740,3 +740,30 @@ def test_predict_paths_with_crop_breast_false_keep_the_whole_image(synthetic_roo
         dm.setup("predict")
         crop = tuple(dm.datasets["predict"][0]["meta"]["geometry"]["crop"])
         assert (crop == (0, 0, record.width, record.height)) is not crop_breast, (crop_breast, crop)
+
+
+def test_a_cache_holding_part_of_the_data_says_how_much_and_who_is_writing_it(
+    synthetic_root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A cache prepared for another selection (a colleague's, in a shared folder), or one a `wsod prepare` was still
+    writing, left the rest of the images to be decoded from DICOM every epoch, many times slower, without a word."""
+    from wsod_mammo.folder_locks import hold
+
+    prepare(str(synthetic_root), str(tmp_path), selection="all", input_size=SIZE, workers=0)
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    total = len(manifest["images"])  # every image of the data: none failed
+    for image_id in sorted(manifest["images"])[:3]:  # as a prepare of another selection leaves it
+        del manifest["images"][image_id]
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    with caplog.at_level(logging.WARNING, logger="wsod_mammo"):
+        _dm(synthetic_root, cache_dir=str(tmp_path), selection="all").setup("fit")
+    said = f"holds {total - 3} of this data's {total} images; the other 3 are decoded from their DICOMs"
+    assert said in caplog.text and "`wsod prepare` with this data's classes and selection adds them" in caplog.text
+    caplog.clear()
+    handle = hold(tmp_path, "wsod prepare")
+    try:
+        with caplog.at_level(logging.WARNING, logger="wsod_mammo"):
+            _dm(synthetic_root, cache_dir=str(tmp_path), selection="all").setup("fit")
+    finally:
+        handle.close()
+    assert said in caplog.text and f"(wsod prepare, pid {os.getpid()} on " in caplog.text

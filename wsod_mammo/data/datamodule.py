@@ -55,6 +55,7 @@ from wsod_mammo.data.vindr import (
     select_records,
     split_train_val,
 )
+from wsod_mammo.folder_locks import holder
 from wsod_mammo.logging_setup import package_log_level
 
 log = logging.getLogger(__name__)
@@ -305,6 +306,21 @@ class VinDrMammoDataModule(L.LightningDataModule):
             )
         return Path(self.cache_dir), manifest
 
+    def _warn_if_partly_cached(self, splits: dict[str, list[ImageRecord]], cache: tuple[Path, dict[str, Any]]) -> None:
+        """Images of this data the cache does not hold are decoded from their DICOMs, many times slower, unsaid: a
+        cache prepared for another selection or classes, or one a ``wsod prepare`` is still writing."""
+        ids = {r.image_id for records in splits.values() for r in records}
+        uncached = ids - set(cache[1]["images"]) - set(cache[1]["errors"])
+        if not uncached:
+            return
+        writing = holder(cache[0])
+        log.warning(
+            "cache_dir %s holds %d of this data's %d images; the other %d are decoded from their DICOMs, many times "
+            "slower (%s)", cache[0], len(ids) - len(uncached), len(ids), len(uncached),
+            f"{writing} is writing the cache now" if writing else "`wsod prepare` with this data's classes and "
+            "selection adds them",
+        )  # fmt: skip
+
     def _drop_missing(self, records: list[ImageRecord], cache: tuple[Path, dict[str, Any]] | None) -> list[ImageRecord]:
         """Apply ``missing`` to images absent from disk (the cache's file, or else the DICOM) or that ``wsod prepare``
         could not read."""
@@ -361,6 +377,8 @@ class VinDrMammoDataModule(L.LightningDataModule):
                 "`wsod prepare --data_root %s --cache_dir %s` makes it", self.cache_dir, MANIFEST, self.data_root,
                 self.cache_dir,
             )  # fmt: skip
+        if cache is not None and (self.trainer is None or self.trainer.is_global_zero):
+            self._warn_if_partly_cached(splits, cache)
         args = {"classes": self.class_names, "crop_breast": self.crop_breast, "cache": cache, "missing": self.missing,
                 "resize": self.resize, "pixel_reads": self.pixel_reads}  # fmt: skip
         self.datasets["train"] = VinDrDataset(splits["train"], transform=train_tf, **args)
