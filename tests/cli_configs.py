@@ -77,6 +77,18 @@ class SignalHandlers(Callback):
         Path(self.path).write_text("default" if handler == signal.SIG_DFL else type(handler).__name__)
 
 
+class LockHolder(Callback):
+    """Writes, as training starts, who holds the lock of the fit's checkpoint folder (``folder_locks.holder``)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        from wsod_mammo.folder_locks import holder
+
+        Path(self.path).write_text(str(holder(trainer.checkpoint_callback.dirpath)))
+
+
 class BatchSums(Callback):
     """Saves, per stage, every batch's image sum (float64) as the model receives it: a cheap fingerprint of all
     batches, to compare two runs that must see the same data."""

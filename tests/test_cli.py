@@ -1484,6 +1484,64 @@ def test_a_sigterm_to_every_process_of_a_ddp_fit_stops_both_ranks_in_one_line(
     )
 
 
+def test_last_and_best_pass_over_a_run_a_live_fit_is_writing_and_resuming_it_is_refused(
+    tmp_path: Path, trained: Path, data_root: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Array jobs in one working folder: `--ckpt_path last` of a task submitted again took another task's run while
+    that one was still training, and both then trained into one run folder (its config.yaml replaced, two W&B folders
+    under one id); `wsod fit && wsod test --ckpt_path best` tested the other task's checkpoint, mid-training."""
+    from wsod_mammo.cli_checkpoints import resolve_checkpoint
+    from wsod_mammo.folder_locks import hold
+
+    work = Path(shutil.copytree(trained / "runs", tmp_path / "runs")).parent
+    settings = tiny_config(work, data_root)
+    (own,) = list((work / "runs").glob("**/checkpoints"))
+    live = Path(shutil.copytree(own, own.parent.parent / "otherjob" / "checkpoints"))  # another task's run
+    for name in ("last.ckpt", "best.ckpt"):
+        os.utime(live / name)  # written after this task's: the newest
+    handle = hold(live, "wsod fit")  # as the other task's fit holds it while it runs
+    try:
+        with caplog.at_level(logging.WARNING, logger="wsod_mammo"):
+            assert resolve_checkpoint("last", settings) == own / "last.ckpt"
+            assert resolve_checkpoint("best", settings) == own / "best.ckpt"
+        assert f"passing over {live / 'last.ckpt'}, which wsod fit, pid {os.getpid()} on " in caplog.text
+        config = str(write_config(work / "c.yaml", settings))
+        refused = rf"^wsod fit: --ckpt_path {re.escape(str(live / 'last.ckpt'))}: wsod fit, pid {os.getpid()} on .* is "
+        _refused(["fit", "--config", config, "--ckpt_path", str(live / "last.ckpt")], refused + "writing that run now",
+                 caplog)  # fmt: skip
+    finally:
+        handle.close()
+    assert resolve_checkpoint("last", settings) == live / "last.ckpt"  # that fit ended: the newest run again
+
+
+def test_a_fit_holds_its_checkpoint_folder_while_it_runs_and_a_second_fit_into_it_is_refused(
+    tmp_path: Path, data_root: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A study's run started twice (a re-submitted job) ran two fits into one checkpoint folder, its run.yaml and
+    checkpoints from different configs; nothing marked a run as in progress."""
+    from wsod_mammo.folder_locks import hold, holder
+
+    folder = tmp_path / "checkpoints"
+    settings = tiny_config(tmp_path, data_root)
+    settings["trainer"] |= {"logger": False, "default_root_dir": str(tmp_path)}
+    settings["trainer"]["callbacks"] = [
+        *settings["trainer"]["callbacks"][:2],
+        {"class_path": "cli_configs.LockHolder", "init_args": {"path": str(tmp_path / "holder.txt")}},
+    ]
+    for callback in settings["trainer"]["callbacks"][:2]:
+        callback["init_args"]["dirpath"] = str(folder)
+    config = str(write_config(tmp_path / "c.yaml", settings))
+    handle = hold(folder, "wsod fit")
+    try:
+        refused = rf"^wsod fit: checkpoints folder {re.escape(str(folder))} is being written by wsod fit, pid "
+        _refused(["fit", "--config", config], refused, caplog)
+    finally:
+        handle.close()
+    main(["fit", "--config", config])
+    assert (tmp_path / "holder.txt").read_text().startswith(f"wsod fit, pid {os.getpid()} on ")
+    assert holder(folder) is None  # released at the end: the next command may resume it
+
+
 def test_slurms_time_limit_warning_sigusr1_to_every_process_of_a_fit_stops_it_as_sigterm_does(
     tmp_path: Path, data_root: Path
 ) -> None:

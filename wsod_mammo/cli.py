@@ -11,7 +11,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import yaml
 from jsonargparse import ArgumentError
@@ -20,6 +20,7 @@ from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
 from wsod_mammo.cli_checkpoints import (
     check_checkpoint,
+    check_not_live,
     continue_run,
     reconcile_input_frame,
     resolve_checkpoint,
@@ -43,6 +44,7 @@ from wsod_mammo.cli_checks import (
 from wsod_mammo.cli_help import customize_subcommand_parser, subcommand_parser_kwargs
 from wsod_mammo.config_files import read_config_file
 from wsod_mammo.data.datamodule import VinDrMammoDataModule
+from wsod_mammo.folder_locks import FolderBusyError, hold
 from wsod_mammo.models.gmic import RUNTIME_OPTIONS
 from wsod_mammo.parse_errors import one_line
 from wsod_mammo.sigterm import sigterm_without_collectives
@@ -80,6 +82,16 @@ RESUME_OPTIONS = ("ckpt_path", "weights_only", "trainer.logger.init_args.id")
 
 #: The checkpoint folders of the fit this process runs (``commands`` names its ``last.ckpt`` when it is stopped).
 FIT_CHECKPOINT_DIRS: list[str] = []
+#: The locks of those folders this process holds (``folder_locks``), released when its fit ends.
+FIT_LOCKS: list[IO[str]] = []
+
+
+def release_fit_locks() -> None:
+    """Let the folders of this process's last fit go (a notebook's or a test's next command may resume it)."""
+    for handle in FIT_LOCKS:
+        handle.close()
+    FIT_LOCKS.clear()
+
 
 #: What a run folder receives, per command (the W&B run itself lies under the logger's save_dir, in wandb/).
 RUN_FOLDER_HOLDS = {"fit": "config.yaml, checkpoints", "test": "config.yaml, test reports"}
@@ -113,6 +125,21 @@ class RunConfigSaver(SaveConfigCallback):
                 log.info("fit: checkpoints (%s) in %s", names or "*.ckpt", ", ".join(sorted(dirs)))
                 FIT_CHECKPOINT_DIRS[:] = sorted(dirs)  # where a stopped fit says it resumes from
         self.already_saved = True
+
+    def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Hold the fit's checkpoint folders (``folder_locks``) until it ends: ``--ckpt_path last`` of a job started
+        beside it then takes its own run, not this live one, and a second fit into them (a study's run started
+        twice) is refused. After the callbacks' setup, where ModelCheckpoint warns of a folder not empty."""
+        if not trainer.is_global_zero:
+            return
+        for folder in FIT_CHECKPOINT_DIRS:
+            try:
+                FIT_LOCKS.append(hold(folder, "wsod fit"))
+            except FolderBusyError as busy:
+                raise ConfigurationError(
+                    f"checkpoints folder {busy}: two fits would write one run's checkpoints; run this one when that "
+                    "one has stopped, or give it a folder of its own"
+                ) from None
 
     def on_predict_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Each predictions folder also gets the config, its resolved ``ckpt_path`` included, so that it says which
@@ -242,6 +269,7 @@ class WsodCLI(LightningCLI):
         checkpoint = None
         if ckpt_path:
             section["ckpt_path"] = str(resolve_checkpoint(ckpt_path, section))
+            check_not_live(Path(section["ckpt_path"]), subcommand)
             checkpoint = check_checkpoint(Path(section["ckpt_path"]))
             if subcommand != "fit":
                 given = getattr(self, "_command_line", [])
@@ -349,17 +377,20 @@ def run_lightning_cli(args: list[str] | None) -> None:
     Warning filters the run sets (see ``CHECKPOINT_DIRPATH_WARNING``) end with it: a notebook's next command starts
     from its own."""
     FIT_CHECKPOINT_DIRS.clear()  # a notebook's or a test's earlier fit is not this one
-    with warnings.catch_warnings():
-        WsodCLI(
-            GMICLitModule,
-            VinDrMammoDataModule,
-            subclass_mode_model=True,
-            subclass_mode_data=True,
-            save_config_callback=RunConfigSaver,
-            save_config_kwargs={"overwrite": True},
-            parser_kwargs=subcommand_parser_kwargs(),
-            args=args,
-        )
+    try:
+        with warnings.catch_warnings():
+            WsodCLI(
+                GMICLitModule,
+                VinDrMammoDataModule,
+                subclass_mode_model=True,
+                subclass_mode_data=True,
+                save_config_callback=RunConfigSaver,
+                save_config_kwargs={"overwrite": True},
+                parser_kwargs=subcommand_parser_kwargs(),
+                args=args,
+            )
+    finally:
+        release_fit_locks()
 
 
 def main(argv: list[str] | None = None) -> None:

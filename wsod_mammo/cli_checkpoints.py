@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from wsod_mammo.cli_checks import checkpoint_dirs, init_args_of, logger_args_of, runs_root
+from wsod_mammo.folder_locks import holder
 from wsod_mammo.training.checkpoints import FRAME_KEYS, read_lightning_checkpoint, recorded_frame
 from wsod_mammo.training.module import GMICLitModule
 
@@ -43,6 +44,7 @@ def resolve_checkpoint(ckpt_path: str, section: Any) -> Path:
             raise FileNotFoundError(f"--ckpt_path {ckpt_path}: the run id {run!r} names several runs ({runs}); "
                                     f"give the run folder: --ckpt_path <run folder>:{alias}")  # fmt: skip
         if not run:
+            found = _without_live_runs(found, ckpt_path)
             _check_the_newest_run_has(name, alias, found, root, checkpoint_dirs(section))
         if not found:
             where = f"run {run!r}" if run else f"any run under {root}"
@@ -61,10 +63,33 @@ def resolve_checkpoint(ckpt_path: str, section: Any) -> Path:
     return path
 
 
+def _without_live_runs(found: list[Path], alias: str) -> list[Path]:
+    """``best``/``last`` are the newest run's among those no live fit is writing (``folder_locks``): another job
+    started in the same folder (an array task) is not this one's, and resuming it trained two processes into one."""
+    live = {c: who for c in found if (who := holder(c.parent))}
+    for checkpoint, who in live.items():
+        log.warning("--ckpt_path %s: passing over %s, which %s is writing now", alias, checkpoint, who)
+    return [c for c in found if c not in live]
+
+
+def check_not_live(checkpoint: Path, subcommand: str) -> None:
+    """A fit resumed from a run that a live fit is writing would train two processes into one run: refused. An
+    evaluation of it is said to be of a run still training."""
+    if not (who := holder(checkpoint.parent)):
+        return
+    if subcommand == "fit":
+        raise ValueError(
+            f"--ckpt_path {checkpoint}: {who} is writing that run now; resuming it would train two processes into "
+            "one run (run this when that one has stopped)"
+        )
+    log.warning("--ckpt_path %s: %s is still writing that run (a checkpoint of a run in training)", checkpoint, who)
+
+
 def _check_the_newest_run_has(name: str, alias: str, found: list[Path], root: Path, configured: list[Path]) -> None:
     """``best`` is the newest run's: a fit that validated nothing (``limit_val_batches 0``) writes ``last.ckpt``
     alone, and ``best`` then silently named an older run's best."""
     written = [*root.glob("**/checkpoints/*.ckpt"), *(c for d in configured for c in d.glob("*.ckpt"))]
+    written = [c for c in written if not holder(c.parent)]  # a live fit beside this one is not "the newest run"
     if not written:
         return
     newest = max(written, key=lambda c: c.stat().st_mtime_ns).parent  # the run that wrote the newest checkpoint
