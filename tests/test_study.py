@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import os
 import re
 import shlex
 import time
@@ -459,3 +460,40 @@ def test_an_interrupted_runs_config_stays_the_one_it_started_with(
         write_run_configs(args, runs)
     assert (runs[RunSpec("cam", 1)] / "run.yaml").read_text() == started
     assert "run cam_seed1 was started with another config" in caplog.text and "resumes with it" in caplog.text
+
+
+def test_a_run_another_study_process_is_running_keeps_its_config_and_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The same study started twice on one --output (a job submitted again while the first ran): the second rewrote
+    the run's run.yaml with its own config, then both fitted into one checkpoint folder and the second tested the
+    first's half-trained weights under its own config's name."""
+    import wsod_mammo.study as study
+    from wsod_mammo.folder_locks import hold
+
+    calls = []
+    monkeypatch.setattr(study, "_wsod", lambda args, log, env: calls.append(args))
+    settings = tiny_config(tmp_path / "unused", tmp_path / "data")
+    config = write_config(tmp_path / "base.yaml", settings)
+    args = study.build_parser().parse_args(["--config", str(config), "--output", str(tmp_path / "s"),
+                                            "--train_methods", "cam", "--seeds", "1"])  # fmt: skip
+    run = tmp_path / "s" / "runs" / "cam_seed1"
+    study.write_run_configs(args, {study.RunSpec("cam", 1): run})
+    first = (run / "run.yaml").read_text()
+    settings["model"]["init_args"]["optimizer"]["init_args"]["lr"] = 2.0e-3
+    write_config(config, settings)
+    handle = hold(run, "wsod study")  # the first study, running it
+    try:
+        with caplog.at_level("WARNING", logger="wsod_mammo.study"):
+            study.write_run_configs(args, {study.RunSpec("cam", 1): run})
+        assert (run / "run.yaml").read_text() == first
+        assert f"run cam_seed1 is being run by wsod study, pid {os.getpid()} on " in caplog.text
+        with pytest.raises(SystemExit, match=rf"^wsod study: run {re.escape(str(run))} is being written by wsod "
+                                             "study, pid .*; run this study again when it has finished"):  # fmt: skip
+            study.run_one(run, None)
+        assert calls == []
+    finally:
+        handle.close()
+    (run / "test.done").write_text("p/q/detection.json\n")  # its test, as if done: the fit alone is called
+    study.run_one(run, None)  # the first has finished: this one runs it
+    assert calls[0] == ["fit", "--config", str(run / "run.yaml")]

@@ -33,6 +33,7 @@ from wsod_mammo.config_files import read_config_file
 from wsod_mammo.data.vindr import FINDING_CSV
 from wsod_mammo.detection.report import METHOD_ORDER, count
 from wsod_mammo.detection.study_report import write_study_outputs
+from wsod_mammo.folder_locks import FolderBusyError, hold, holder
 from wsod_mammo.sigterm import Stopped
 
 log = logging.getLogger(__name__)
@@ -163,7 +164,20 @@ def _wsod(args: list[str], log_path: Path, env: dict[str, str]) -> None:
 
 
 def run_one(run_dir: Path, device: str | None) -> Path:
-    """Fit (resumed from ``last.ckpt`` if interrupted) and test one run; return its ``detection.json``."""
+    """Fit (resumed from ``last.ckpt`` if interrupted) and test one run; return its ``detection.json``. The run's
+    folder is held meanwhile (``folder_locks``): the same study started twice (a job submitted again) ran two fits
+    into one run and tested whichever checkpoint was newest; the second is refused, naming the first."""
+    try:
+        lock = hold(run_dir, "wsod study")
+    except FolderBusyError as busy:
+        raise SystemExit(
+            f"wsod study: run {busy}; run this study again when it has finished (finished runs are skipped)"
+        ) from None
+    with lock:
+        return _run_one_held(run_dir, device)
+
+
+def _run_one_held(run_dir: Path, device: str | None) -> Path:
     config = str(run_dir / RUN_CONFIG)
     env = dict(os.environ) if device is None else {**os.environ, "CUDA_VISIBLE_DEVICES": device}
     if not (run_dir / FIT_DONE).is_file():
@@ -303,6 +317,9 @@ def write_run_configs(args: argparse.Namespace, runs: dict[RunSpec, Path]) -> No
         run_dir.mkdir(parents=True, exist_ok=True)
         text = yaml.safe_dump(run_config(base, spec, run_dir.resolve(), group, test_methods), sort_keys=False)
         kept = run_dir / RUN_CONFIG
+        if kept.is_file() and (who := holder(run_dir)):  # the record of the run that process is running
+            log.warning("study: run %s is being run by %s; its %s stays as it is", spec.name, who, kept)
+            continue
         finished, started = (run_dir / FIT_DONE).is_file(), (run_dir / "checkpoints" / "last.ckpt").is_file()
         if (finished or started) and kept.is_file():  # its fit ran (or resumes) with that config: it stays the record
             if kept.read_text() != text:
