@@ -37,7 +37,9 @@ from wsod_mammo.data.vindr import Selection, load_records, select_records
 from wsod_mammo.folder_locks import FolderBusyError, hold
 
 MANIFEST = "manifest.json"
-MANIFEST_VERSION = 1
+#: 2: the breast crop found on a copy scaled by bright tissue (05956ba, 2026-12-03); a version-1 cache holds crops
+#: of the earlier search, which differ on some images (a label burned in at full scale) from what decoding gives now.
+MANIFEST_VERSION = 2
 CacheFormat = Literal["png", "npy"]
 REPORTED_WARNINGS = 20  # images whose warnings the end of a run prints; the manifest holds them all
 
@@ -309,6 +311,11 @@ def load_manifest(cache_dir: str | Path) -> dict[str, Any] | None:
         raise ValueError(f"{path}: not a readable cache manifest ({error}); prepare the cache again") from None
     if not isinstance(manifest, dict):
         raise ValueError(f"{path}: expected a JSON object (a cache manifest), found {type(manifest).__name__}")
+    if manifest.get("version") == 1:  # the same layout: read as it is, it mixed two crops without a word
+        raise ValueError(
+            f"{path}: a cache written before the breast crop's fix of 2026-12-03 (manifest version 1): some of its "
+            "crops differ from what the images give now; prepare it again into a new cache_dir (or delete this one)"
+        )
     if manifest.get("version") != MANIFEST_VERSION:
         raise ValueError(f"{path}: expected manifest version {MANIFEST_VERSION}, found {manifest.get('version')}")
     return manifest
