@@ -427,3 +427,16 @@ def test_an_older_checkpoints_frame_is_its_datamodules() -> None:
         "input_size": [128, 96], "crop_breast": False, "resize": "fit",
     }  # fmt: skip
     assert recorded_frame({"init_from_nyu": "sample_model_1.p"}) == {"input_size": [2944, 1920]}
+
+
+def test_a_checkpoint_that_records_no_input_size_asks_for_it(
+    nyu_file: Path, synthetic_root: Path, tmp_path: Path
+) -> None:
+    """`wsod fit` checkpoints from before 2026-11-26 record no input frame; the reader ran them at 2944 x 1920 without
+    a word (other probabilities than `wsod predict` with the run's config)."""
+    checkpoint = torch.load(nyu_to_checkpoint(nyu_file, tmp_path / "nyu.ckpt", **SMALL), weights_only=True)
+    del checkpoint["init_from_nyu"]  # as an old fit's: no input_frame, no datamodule hyperparameters
+    torch.save(checkpoint, tmp_path / "old.ckpt")
+    with pytest.raises(ValueError, match=r"old.ckpt: the checkpoint records no input size .*input_size=\(H, W\)"):
+        Predictor.from_checkpoint(tmp_path / "old.ckpt")
+    assert Predictor.from_checkpoint(tmp_path / "old.ckpt", input_size=SIZE).input_size == SIZE
