@@ -1542,6 +1542,23 @@ def test_a_fit_holds_its_checkpoint_folder_while_it_runs_and_a_second_fit_into_i
     assert holder(folder) is None  # released at the end: the next command may resume it
 
 
+def test_a_model_option_an_edited_config_sets_that_a_resume_does_not_use_is_said(
+    tmp_path: Path, trained: Path, data_root: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A fit resumed with an edited config (a newer version's, with beta fixed) trained on with the checkpoint's
+    model options, and only its run's config.yaml said so: options typed on the command line were warned about,
+    those in a config file not."""
+    work = Path(shutil.copytree(trained / "runs", tmp_path / "runs")).parent
+    settings = tiny_config(work, data_root)
+    settings["model"]["init_args"]["optimizer"]["init_args"]["lr"] = 2.0e-3
+    settings["trainer"] |= {"logger": False, "default_root_dir": str(work)}
+    config = str(write_config(work / "c.yaml", settings))
+    with caplog.at_level(logging.WARNING, logger="wsod_mammo"):
+        main(["fit", "--config", config, "--ckpt_path", str(checkpoint(work)), "--trainer.max_epochs", "1"])
+    assert ("fit: the config's model.init_args.optimizer.init_args.lr 0.002 (checkpoint: 0.001) not used; the "
+            "checkpoint's value is (its weights were made with it)") in caplog.text  # fmt: skip
+
+
 def test_slurms_time_limit_warning_sigusr1_to_every_process_of_a_fit_stops_it_as_sigterm_does(
     tmp_path: Path, data_root: Path
 ) -> None:

@@ -211,6 +211,7 @@ class WsodCLI(LightningCLI):
         runtime = {key: self.config[subcommand].get(key) for key in RUNTIME_MODEL_OPTIONS} if subcommand else {}
         evaluation = self._evaluation_options_set(subcommand) if subcommand and subcommand != "fit" else {}
         given = self._model_options_given(subcommand) if subcommand else {}
+        configured = self._model_options(subcommand) if subcommand else {}
         ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
         with parse_errors_in_one_line(
             self.parser, self._subcommand_parsers, f"--ckpt_path {ckpt_path}: its recorded hyperparameters: "
@@ -221,6 +222,9 @@ class WsodCLI(LightningCLI):
             if key not in runtime and key not in evaluation and kept != value:
                 log.warning("%s: --%s %s is not used: the checkpoint's %s is (its weights were made with it)",
                             subcommand, key, value, kept)  # fmt: skip
+        if ckpt_path and (replaced := self._replaced_in_config(subcommand, configured, given, runtime, evaluation)):
+            log.warning("%s: the config's %s not used; the checkpoint's value is (its weights were made with it)",
+                        subcommand, "; ".join(replaced))  # fmt: skip
         for key, value in runtime.items():
             if value is not None and self.config[subcommand].get(key) is not None:
                 self.config[subcommand][key] = value
@@ -229,6 +233,23 @@ class WsodCLI(LightningCLI):
             if fitted != value:
                 log.info("%s: --%s %s, where the checkpoint's fit had %s", subcommand, key, value, fitted)
                 self.config[subcommand][key] = value
+
+    def _model_options(self, subcommand: str) -> dict[str, Any]:
+        """Every model option of the command's config, by dotted key (class paths too)."""
+        return {key: value for key, value in self.config[subcommand].items() if key.startswith("model.")}
+
+    def _replaced_in_config(self, subcommand: str, configured: dict[str, Any], *said: dict[str, Any]) -> list[str]:
+        """``"<key> <config's value> (checkpoint: <its value>)"`` for each model option a config file set that the
+        checkpoint's hyperparameters replaced: only those typed on the command line were said (a resumed fit with an
+        edited config trained on with the checkpoint's beta, and its config.yaml said so, nothing else did). Those
+        ``said`` (typed, runtime, evaluation options set) and the evaluation options left unset are left out."""
+        now = self._model_options(subcommand)
+        evaluation = {f"model.init_args.{name}" for name in EVALUATION_MODEL_OPTIONS}  # unset: the checkpoint's
+        return [
+            f"{key} {value} (checkpoint: {now.get(key)})"
+            for key, value in configured.items()
+            if key in now and now[key] != value and key not in evaluation and not any(key in s for s in said)
+        ]
 
     def _model_options_given(self, subcommand: str) -> dict[str, Any]:
         """The model options the command line itself sets, by dotted key, with their values: those a checkpoint's
