@@ -33,7 +33,7 @@ import numpy as np
 from tqdm import tqdm
 
 from wsod_mammo.data.lifetime import exit_with
-from wsod_mammo.data.vindr import Selection, load_records, select_records
+from wsod_mammo.data.vindr import ImageRecord, Selection, load_records, select_records
 from wsod_mammo.folder_locks import FolderBusyError, hold
 
 MANIFEST = "manifest.json"
@@ -187,6 +187,7 @@ def prepare(
         raise ValueError(f"workers: expected 0 (convert in this process) or more worker processes, got {workers}")
     size = (int(input_size[0]), int(input_size[1]))
     options = {"input_size": list(size), "crop_breast": crop_breast, "resize": resize, "cache_format": cache_format}
+    records = select_records(load_records(data_root), classes or ["Mass"], selection, seed)  # before any folder
     try:  # held to the end: a second prepare here removed this one's files in flight and mixed two frames
         lock = hold(cache_dir, "wsod prepare")
     except FolderBusyError as busy:
@@ -194,24 +195,16 @@ def prepare(
             f"cache_dir {busy}; run this one when it has finished (done images are skipped)"
         ) from None
     with lock:
-        return _prepare_locked(data_root, cache_dir, classes, selection, seed, workers, options, size)
+        return _prepare_locked(records, cache_dir, workers, options, size)
 
 
 def _prepare_locked(
-    data_root: str | Path,
-    cache_dir: str | Path,
-    classes: list[str] | None,
-    selection: Selection,
-    seed: int,
-    workers: int,
-    options: dict[str, Any],
-    size: tuple[int, int],
+    records: list[ImageRecord], cache_dir: str | Path, workers: int, options: dict[str, Any], size: tuple[int, int]
 ) -> dict[str, Any]:
-    """``prepare``'s work, its options checked and the cache folder held."""
+    """``prepare``'s work on the selected ``records``, its options checked and the cache folder held."""
     crop_breast, resize, cache_format = options["crop_breast"], options["resize"], options["cache_format"]
     earlier = load_manifest(cache_dir)
     check_cache_options(cache_dir, options, earlier)
-    records = select_records(load_records(data_root), classes or ["Mass"], selection, seed)
     unique = {r.image_id: r for r in records}
     folder = Path(cache_dir) / "images"
     folder.mkdir(parents=True, exist_ok=True)
