@@ -488,8 +488,8 @@ def test_a_run_another_study_process_is_running_keeps_its_config_and_is_refused(
             study.write_run_configs(args, {study.RunSpec("cam", 1): run})
         assert (run / "run.yaml").read_text() == first
         assert f"run cam_seed1 is being run by wsod study, pid {os.getpid()} on " in caplog.text
-        with pytest.raises(SystemExit, match=rf"^wsod study: run {re.escape(str(run))} is being written by wsod "
-                                             "study, pid .*; run this study again when it has finished"):  # fmt: skip
+        with pytest.raises(ValueError, match=rf"^run {re.escape(str(run))} is being written by wsod study, pid .*; "
+                                             "run this study again when it has finished"):  # fmt: skip
             study.run_one(run, None)
         assert calls == []
     finally:

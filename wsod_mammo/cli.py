@@ -133,13 +133,11 @@ class RunConfigSaver(SaveConfigCallback):
         if not trainer.is_global_zero:
             return
         for folder in FIT_CHECKPOINT_DIRS:
+            then = "two fits would write one run's checkpoints: run this one when it has stopped, or give it its own"
             try:
-                FIT_LOCKS.append(hold(folder, "wsod fit"))
-            except FolderBusyError as busy:
-                raise ConfigurationError(
-                    f"checkpoints folder {busy}: two fits would write one run's checkpoints; run this one when that "
-                    "one has stopped, or give it a folder of its own"
-                ) from None
+                FIT_LOCKS.append(hold(folder, "wsod fit", "checkpoints folder", then))
+            except FolderBusyError as busy:  # one line, exit 2, as the other refusals
+                raise ConfigurationError(str(busy)) from None
 
     def on_predict_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Each predictions folder also gets the config, its resolved ``ckpt_path`` included, so that it says which

@@ -12,8 +12,6 @@ from __future__ import annotations
 import fcntl
 import os
 import socket
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
@@ -42,10 +40,11 @@ def holder(folder: str | Path) -> str | None:
     return None
 
 
-def hold(folder: str | Path, what: str) -> IO[str]:
+def hold(folder: str | Path, what: str, name: str = "", then: str = "") -> IO[str]:
     """Take ``folder``'s lock for this process (``what``: the command, for the others' messages) and return the open
-    file that holds it: closing it (or the process ending) releases it. FolderBusyError naming the folder and its
-    holder when another process has it."""
+    file that holds it: closing it (or the process ending) releases it. When another process has it, FolderBusyError
+    ``"<name> <folder> is being written by <holder>; <then>"`` (``name``: what the folder is to the user, e.g. the
+    option; ``then``: how to go on)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     handle = (folder / LOCK_NAME).open("a+")
@@ -55,7 +54,8 @@ def hold(folder: str | Path, what: str) -> IO[str]:
         handle.seek(0)
         who = handle.read().strip() or "another process"
         handle.close()
-        raise FolderBusyError(f"{folder} is being written by {who}") from None
+        where = f"{name} {folder}" if name else str(folder)
+        raise FolderBusyError(f"{where} is being written by {who}" + (f"; {then}" if then else "")) from None
     except OSError:  # a file system without locks: go on unguarded, as before
         return handle
     handle.seek(0)
@@ -63,13 +63,3 @@ def hold(folder: str | Path, what: str) -> IO[str]:
     handle.write(f"{what}, pid {os.getpid()} on {socket.gethostname()}\n")
     handle.flush()
     return handle
-
-
-@contextmanager
-def holding(folder: str | Path, what: str) -> Iterator[None]:
-    """``hold`` for the duration of a block."""
-    handle = hold(folder, what)
-    try:
-        yield
-    finally:
-        handle.close()

@@ -33,7 +33,7 @@ from wsod_mammo.config_files import read_config_file
 from wsod_mammo.data.vindr import FINDING_CSV
 from wsod_mammo.detection.report import METHOD_ORDER, count
 from wsod_mammo.detection.study_report import write_study_outputs
-from wsod_mammo.folder_locks import FolderBusyError, hold, holder
+from wsod_mammo.folder_locks import hold, holder
 from wsod_mammo.sigterm import Stopped
 
 log = logging.getLogger(__name__)
@@ -167,13 +167,7 @@ def run_one(run_dir: Path, device: str | None) -> Path:
     """Fit (resumed from ``last.ckpt`` if interrupted) and test one run; return its ``detection.json``. The run's
     folder is held meanwhile (``folder_locks``): the same study started twice (a job submitted again) ran two fits
     into one run and tested whichever checkpoint was newest; the second is refused, naming the first."""
-    try:
-        lock = hold(run_dir, "wsod study")
-    except FolderBusyError as busy:
-        raise SystemExit(
-            f"wsod study: run {busy}; run this study again when it has finished (finished runs are skipped)"
-        ) from None
-    with lock:
+    with hold(run_dir, "wsod study", "run", "run this study again when it has finished (finished runs are skipped)"):
         return _run_one_held(run_dir, device)
 
 

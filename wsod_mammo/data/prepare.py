@@ -34,7 +34,7 @@ from tqdm import tqdm
 
 from wsod_mammo.data.lifetime import exit_with
 from wsod_mammo.data.vindr import ImageRecord, Selection, load_records, select_records
-from wsod_mammo.folder_locks import FolderBusyError, hold
+from wsod_mammo.folder_locks import hold
 
 MANIFEST = "manifest.json"
 #: 2: the breast crop found on a copy scaled by bright tissue (05956ba, 2026-12-03); a version-1 cache holds crops
@@ -188,13 +188,8 @@ def prepare(
     size = (int(input_size[0]), int(input_size[1]))
     options = {"input_size": list(size), "crop_breast": crop_breast, "resize": resize, "cache_format": cache_format}
     records = select_records(load_records(data_root), classes or ["Mass"], selection, seed)  # before any folder
-    try:  # held to the end: a second prepare here removed this one's files in flight and mixed two frames
-        lock = hold(cache_dir, "wsod prepare")
-    except FolderBusyError as busy:
-        raise FolderBusyError(
-            f"cache_dir {busy}; run this one when it has finished (done images are skipped)"
-        ) from None
-    with lock:
+    # held to the end: a second prepare here removed this one's files in flight and mixed two frames
+    with hold(cache_dir, "wsod prepare", "cache_dir", "run this one when it has finished (done images are skipped)"):
         return _prepare_locked(records, cache_dir, workers, options, size)
 
 
