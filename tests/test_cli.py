@@ -508,7 +508,7 @@ def test_a_run_id_whose_config_keeps_checkpoints_elsewhere_says_where(tmp_path: 
 
 def test_a_resumed_fit_continues_the_run_folders_id_only(tmp_path: Path) -> None:
     """`--ckpt_path last` of a run folder continues that W&B run; an id the config gives, or a checkpoint outside a
-    run's checkpoints folder, is left alone."""
+    run folder of the config's logger, is left alone."""
     wandb_logger = "wsod_mammo.training.wandb_logger.OfflineWandbLogger"
 
     def logger_id(path: Path, init_args: dict[str, Any], logger: str = wandb_logger) -> Any:
@@ -520,6 +520,9 @@ def test_a_resumed_fit_continues_the_run_folders_id_only(tmp_path: Path) -> None
     assert logger_id(in_run, {"save_dir": str(tmp_path / "runs")}) == "abc123"
     assert logger_id(in_run, {"save_dir": str(tmp_path / "runs"), "id": "mine"}) == "mine"
     assert logger_id(tmp_path / "exported" / "model.ckpt", {"save_dir": str(tmp_path / "runs")}) is None
+    # the layout of before 2026-11-26, <save_dir>/checkpoints: "demo" was taken for the W&B run's id
+    old_layout = tmp_path / "runs" / "demo" / "checkpoints" / "last.ckpt"
+    assert logger_id(old_layout, {"save_dir": str(tmp_path / "runs" / "demo")}) is None
     csv_logger = "lightning.pytorch.loggers.CSVLogger"  # no run id to continue (CSVLogger takes no `id`)
     assert logger_id(in_run, {"save_dir": str(tmp_path / "runs")}, csv_logger) is None
 

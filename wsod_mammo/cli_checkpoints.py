@@ -107,12 +107,24 @@ def continue_run(checkpoint: Path, section: Any, recorded_id: str | None = None)
     """Resuming ``fit`` from a run's checkpoint continues that run: the W&B logger gets the run's id, so the run's
     id, folder, checkpoints and reports stay one (a new id would start a second run folder). ``recorded_id``: the
     id the checkpoint recorded (``wandb_run_id``), which holds where the checkpoints lie outside the run folder
-    (``wsod study``'s ``runs/<method>_seed<seed>/checkpoints``); else the run folder's name."""
+    (``wsod study``'s ``runs/<method>_seed<seed>/checkpoints``); else the run folder's name, where the checkpoint lies
+    in a run folder of the config's logger (``<save_dir>/<project>/<run id>/checkpoints``): in the layout of before
+    2026-11-26 (``<save_dir>/checkpoints``) the save_dir's name was taken for a run id ("resuming W&B run demo")."""
     class_path, init_args = logger_args_of(section)
     if "Wandb" not in class_path or init_args.get("id"):
         return
-    run_id = recorded_id or (checkpoint.parent.parent.name if checkpoint.parent.name == "checkpoints" else None)
+    in_run_folder = (
+        checkpoint.parent.name == "checkpoints"
+        and len(checkpoint.parents) > 3
+        and checkpoint.parents[3].resolve() == runs_root(section).resolve()
+    )
+    run_id = recorded_id or (checkpoint.parent.parent.name if in_run_folder else None)
     if not run_id:
+        if checkpoint.parent.name == "checkpoints":
+            log.warning(
+                "fit: %s lies in no run folder of this config (%s/<project>/<run id>/checkpoints): training goes on "
+                "in a new run, whose best.ckpt starts afresh", checkpoint, runs_root(section),
+            )  # fmt: skip
         return
     init_args["id"] = run_id
     mode = os.environ.get("WANDB_MODE", "").lower()
