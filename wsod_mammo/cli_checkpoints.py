@@ -31,21 +31,22 @@ def resolve_checkpoint(ckpt_path: str, section: Any) -> Path:
     if alias in CHECKPOINT_ALIASES:
         name = CHECKPOINT_ALIASES[alias]
         root = runs_root(section)
+        written: list[Path] = []  # best/last: every run's checkpoints (the newest run's decides)
         if run and Path(run).is_dir() and not (Path(run) / "checkpoints").is_dir():
             candidates = [Path(run) / name]  # the folder holding the checkpoints (the one `wsod fit` prints)
         elif run:
             folders = [Path(run)] if Path(run).is_dir() else [p for p in root.glob(f"**/{run}") if p.is_dir()]
             candidates = [f / "checkpoints" / name for f in folders]
         else:
-            candidates = list(root.glob(f"**/checkpoints/{name}")) + [d / name for d in checkpoint_dirs(section)]
+            written = _checkpoints_not_live(root, checkpoint_dirs(section), name, ckpt_path)
+            candidates = [c for c in written if c.name == name]
         found = [c for c in candidates if c.is_file()]
         if run and len({c.parent.parent.resolve() for c in found}) > 1:  # one id, several runs: never guess
             runs = ", ".join(sorted(str(c.parent.parent) for c in found))
             raise FileNotFoundError(f"--ckpt_path {ckpt_path}: the run id {run!r} names several runs ({runs}); "
                                     f"give the run folder: --ckpt_path <run folder>:{alias}")  # fmt: skip
         if not run:
-            found = _without_live_runs(found, ckpt_path)
-            _check_the_newest_run_has(name, alias, found, root, checkpoint_dirs(section))
+            _check_the_newest_run_has(name, alias, found, written)
         if not found:
             where = f"run {run!r}" if run else f"any run under {root}"
             hint = "run `wsod fit` first"
@@ -63,13 +64,17 @@ def resolve_checkpoint(ckpt_path: str, section: Any) -> Path:
     return path
 
 
-def _without_live_runs(found: list[Path], alias: str) -> list[Path]:
-    """``best``/``last`` are the newest run's among those no live fit is writing (``folder_locks``): another job
-    started in the same folder (an array task) is not this one's, and resuming it trained two processes into one."""
-    live = {c: who for c in found if (who := holder(c.parent))}
-    for checkpoint, who in live.items():
-        log.warning("--ckpt_path %s: passing over %s, which %s is writing now", alias, checkpoint, who)
-    return [c for c in found if c not in live]
+def _checkpoints_not_live(root: Path, configured: list[Path], name: str, alias: str) -> list[Path]:
+    """Every checkpoint of the runs under ``root`` and in the configured dirpaths, but those of runs a live fit is
+    writing (``folder_locks``, each folder's lock looked at once): another job started in the same folder (an array
+    task) is not this one's, and resuming it trained two processes into one. Each ``name`` passed over is said."""
+    written = [*root.glob("**/checkpoints/*.ckpt"), *(c for d in configured for c in d.glob("*.ckpt"))]
+    live = {folder: who for folder in {c.parent for c in written} if (who := holder(folder))}
+    for checkpoint in written:
+        if checkpoint.name == name and checkpoint.parent in live:
+            log.warning("--ckpt_path %s: passing over %s, which %s is writing now", alias, checkpoint,
+                        live[checkpoint.parent])  # fmt: skip
+    return [c for c in written if c.parent not in live]
 
 
 def check_not_live(checkpoint: Path, subcommand: str) -> None:
@@ -85,11 +90,10 @@ def check_not_live(checkpoint: Path, subcommand: str) -> None:
     log.warning("--ckpt_path %s: %s is still writing that run (a checkpoint of a run in training)", checkpoint, who)
 
 
-def _check_the_newest_run_has(name: str, alias: str, found: list[Path], root: Path, configured: list[Path]) -> None:
+def _check_the_newest_run_has(name: str, alias: str, found: list[Path], written: list[Path]) -> None:
     """``best`` is the newest run's: a fit that validated nothing (``limit_val_batches 0``) writes ``last.ckpt``
-    alone, and ``best`` then silently named an older run's best."""
-    written = [*root.glob("**/checkpoints/*.ckpt"), *(c for d in configured for c in d.glob("*.ckpt"))]
-    written = [c for c in written if not holder(c.parent)]  # a live fit beside this one is not "the newest run"
+    alone, and ``best`` then silently named an older run's best. ``written``: every run's checkpoints but the live
+    runs' (``_checkpoints_not_live``)."""
     if not written:
         return
     newest = max(written, key=lambda c: c.stat().st_mtime_ns).parent  # the run that wrote the newest checkpoint
