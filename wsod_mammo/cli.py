@@ -132,8 +132,8 @@ class RunConfigSaver(SaveConfigCallback):
         twice) is refused. After the callbacks' setup, where ModelCheckpoint warns of a folder not empty."""
         if not trainer.is_global_zero:
             return
+        then = "two fits would write one run's checkpoints: run this one when it has stopped, or give it its own"
         for folder in FIT_CHECKPOINT_DIRS:
-            then = "two fits would write one run's checkpoints: run this one when it has stopped, or give it its own"
             try:
                 FIT_LOCKS.append(hold(folder, "wsod fit", "checkpoints folder", then))
             except FolderBusyError as busy:  # one line, exit 2, as the other refusals
@@ -254,9 +254,8 @@ class WsodCLI(LightningCLI):
         hyperparameters replace get a warning, not silence. jsonargparse takes each ``init_args`` of the key as
         optional (``--model.model.x``, ``--model.model.init_args.x``, ...), so they are compared without them."""
         words = self._options_typed()
-        section = self.config[subcommand]
-        options = [key for key, _ in section.items() if key.startswith("model.") and not key.endswith(".class_path")]
-        return {k: section.get(k) for k in options if f"--{_without_init_args(k)}" in words}
+        return {key: value for key, value in self._model_options(subcommand).items()
+                if not key.endswith(".class_path") and f"--{_without_init_args(key)}" in words}  # fmt: skip
 
     def _options_typed(self) -> set[str]:
         """The options on the command line, each without its ``init_args`` (``_without_init_args``)."""
