@@ -440,3 +440,22 @@ def test_a_checkpoint_that_records_no_input_size_asks_for_it(
     with pytest.raises(ValueError, match=r"old.ckpt: the checkpoint records no input size .*input_size=\(H, W\)"):
         Predictor.from_checkpoint(tmp_path / "old.ckpt")
     assert Predictor.from_checkpoint(tmp_path / "old.ckpt", input_size=SIZE).input_size == SIZE
+
+
+def test_a_checkpoint_that_records_no_class_names_takes_those_given(nyu_file: Path, tmp_path: Path) -> None:
+    """`wsod fit` checkpoints from before 2026-12-03 name no outputs: `wsod predict` names them by its config's
+    classes, the reader said ``class 0``; ``class_names=`` gives them, and cannot rename a checkpoint's own."""
+    checkpoint = torch.load(nyu_to_checkpoint(nyu_file, tmp_path / "nyu.ckpt", **SMALL), weights_only=True)
+    assert checkpoint.pop("class_names") == ["benign", "malignant"]
+    torch.save(checkpoint, tmp_path / "old.ckpt")
+    assert Predictor.from_checkpoint(tmp_path / "old.ckpt", SIZE).class_names == ["class 0", "class 1"]
+    named = Predictor.from_checkpoint(tmp_path / "old.ckpt", SIZE, class_names=("Mass", "Calcification"))
+    image = np.zeros((320, 200), np.uint16)
+    image[60:260, :120] = 3000
+    (result,) = named(image, laterality="L", class_index=1)
+    assert named.class_names == ["Mass", "Calcification"] and result.class_name == "Calcification"
+    with pytest.raises(ValueError, match=r"Predictor.class_names: the model has 2 output\(s\), 1 names given"):
+        Predictor.from_checkpoint(tmp_path / "old.ckpt", SIZE, class_names=["Mass"])
+    with pytest.raises(ValueError, match=r"the checkpoint names its outputs \['benign', 'malignant'\], not"):
+        Predictor.from_checkpoint(tmp_path / "nyu.ckpt", SIZE, class_names=["Mass", "Calcification"])
+    assert Predictor.from_checkpoint(tmp_path / "nyu.ckpt", SIZE, class_names=["benign", "malignant"]).class_names

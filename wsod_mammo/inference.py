@@ -59,6 +59,17 @@ def detections_in_original(
     return boxes, scores, boxes_to_original(boxes.double(), geometry).float()
 
 
+def output_names(module: GMICLitModule, given: Sequence[str] | None) -> list[str]:
+    """The names of ``module``'s outputs: its checkpoint's, else ``given`` (one per output), else ``class <k>``."""
+    count, recorded = module.model.num_classes, module.recorded_class_names()
+    given = [str(name) for name in given] if given is not None else None
+    if given is not None and len(given) != count:
+        raise ValueError(f"Predictor.class_names: the model has {count} output(s), {len(given)} names given: {given}")
+    if recorded and given is not None and given != recorded:
+        raise ValueError(f"Predictor.class_names: the checkpoint names its outputs {recorded}, not {given}")
+    return padded_class_names(recorded or given, count)
+
+
 def padded_class_names(names: Sequence[str] | None, count: int) -> list[str]:
     """``count`` output names: ``names`` in order, ``class <k>`` for the outputs it does not name (a checkpoint or
     data that records none)."""
@@ -274,12 +285,15 @@ class Predictor:
         alignment: where each map cell is placed on the image: ``resize`` (plain resizing, the study's and
             ``wsod predict``'s default) or ``receptive_field`` (each cell centred on its receptive field), as the
             ``alignment`` of the ``PredictionWriter`` callback.
+        class_names: the names of the model's outputs, for a checkpoint that records none (``wsod fit``
+            checkpoints before 2026-12-03; ``wsod predict`` names them by its config's ``data.classes``); a
+            checkpoint that records names keeps them, and other names given are an error.
     """
 
     def __init__(
         self, module: GMICLitModule, input_size: tuple[int, int] | None = None, crop_breast: bool | None = None,
         device: str | torch.device = "cpu", resize: str | None = None,
-        alignment: Alignment = "resize",
+        alignment: Alignment = "resize", class_names: Sequence[str] | None = None,
     ) -> None:  # fmt: skip
         self.module = module.eval().to(device)
         self.cell0_center = map_placement(self.module, alignment)  # checks alignment, as the callbacks do
@@ -290,8 +304,8 @@ class Predictor:
         self.resize = resize or recorded.get("resize") or "stretch"
         crop_breast = crop_breast if crop_breast is not None else bool(recorded.get("crop_breast", True))
         self.input_size, self.crop_breast, self.device = (int(input_size[0]), int(input_size[1])), crop_breast, device
-        #: the model's output classes: those its checkpoint recorded, else ``class <k>``
-        self.class_names = padded_class_names(self.module.recorded_class_names(), self.module.model.num_classes)
+        #: the model's output classes: those its checkpoint recorded, else those given, else ``class <k>``
+        self.class_names = output_names(self.module, class_names)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, input_size: tuple[int, int] | None = None, **kwargs: Any) -> Predictor:
