@@ -247,6 +247,14 @@ class GMIC(nn.Module):
         """y_fusion's logit from h_g's spatial maximum ``pooled (N, 256)`` (``GlobalPass.pooled``) and z."""
         return self.fusion(torch.cat([pooled.to(z.dtype), z], dim=1)).float()
 
+    def _batch_coupled(self, x: Tensor) -> bool:
+        """Whether the images of the batch ``x`` move each other's scores: the global network's BatchNorm in training
+        mode normalizes them by the batch's statistics, so a map must differentiate each image's score alone
+        (``target_gradients``'s ``per_image``)."""
+        return x.shape[0] > 1 and any(
+            m.training for m in self.global_network.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+        )
+
     def _needs_eager(self, methods: Sequence[SaliencyMethod]) -> bool:
         """Whether the global pass must run eagerly for ``methods``' gradients. A compiled network is one autograd
         node: a gradient reaches its output ``final`` (the saliency head reads it outside), not the intermediate
@@ -300,7 +308,8 @@ class GMIC(nn.Module):
             start = None if grad_was_enabled else self._graph_start(_autograd_layers([method]))  # no loss: trim
             g = self.global_pass(_grad_input(x, self.global_network.parameters()), self._needs_eager([method]), start)
             selection = compute_saliency([method], g.cam, g.activations, g.score, grad_was_enabled,
-                                         self._known_gradients(g, [method]))[method.name]  # fmt: skip
+                                         self._known_gradients(g, [method]),
+                                         self._batch_coupled(x))[method.name]  # fmt: skip
         if not grad_was_enabled:
             g = GlobalPass({k: v.detach() for k, v in g.activations.items()}, *(t.detach() for t in g[1:]))
         return self._outputs(x, g, selection)
@@ -375,7 +384,8 @@ class GMIC(nn.Module):
                 self._graph_start(layers),
             )
             maps = compute_saliency(resolved, g.cam, g.activations, g.score if needs_grad else None,
-                                    known_gradients=self._known_gradients(g, resolved))  # fmt: skip
+                                    known_gradients=self._known_gradients(g, resolved),
+                                    per_image=self._batch_coupled(x))  # fmt: skip
         return {**maps, "y_global": g.y_global.detach().float()}
 
     def evaluate(
@@ -414,13 +424,15 @@ class GMIC(nn.Module):
             if target == "y_global":  # the patch method's own map, even beside a same-named one of other layers
                 together = [*resolved, patch]
                 computed = compute_saliency_list(together, g.cam, g.activations, graded,
-                                                 known_gradients=self._known_gradients(g, together))  # fmt: skip
+                                                 known_gradients=self._known_gradients(g, together),
+                                                 per_image=self._batch_coupled(x))  # fmt: skip
                 selection = computed[-1]
                 maps = {m.name: value for m, value in zip(resolved, computed[:-1], strict=True)}
             else:
                 keep = any(m.needs_gradients for m in resolved)
                 selection = compute_saliency([patch], g.cam, g.activations, graded, keep,
-                                             self._known_gradients(g, [patch]))[patch.name]  # fmt: skip
+                                             self._known_gradients(g, [patch]),
+                                             self._batch_coupled(x))[patch.name]  # fmt: skip
             with torch.no_grad():  # no map depends on the local network's graph (z enters y_fusion as a constant)
                 z, attention, boxes = self._local_pass(x, selection)
                 y_local = torch.sigmoid(self.classifier(z).float())
@@ -428,7 +440,8 @@ class GMIC(nn.Module):
             y_fusion = torch.sigmoid(fusion_logit)
             if target == "y_fusion":
                 score = fusion_logit if self.gradient_target == "logit" else y_fusion
-                maps = compute_saliency(resolved, g.cam, g.activations, score if needs_grad else None)
+                maps = compute_saliency(resolved, g.cam, g.activations, score if needs_grad else None,
+                                        per_image=self._batch_coupled(x))  # fmt: skip
         output = GMICOutput(g.y_global.float(), y_local, y_fusion, g.cam.float(), boxes, attention)
         return GMICOutput(*(t.detach() for t in output)), maps
 

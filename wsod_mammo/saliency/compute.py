@@ -2,9 +2,12 @@
 
 The target score `(N, C)` is differentiated with respect to every activation any requested method reads and whose
 gradient the caller does not already know (`GMIC` knows the gradient of `y_global`'s score with respect to h_g in
-closed form), in a single call: for C = 1 the sum over the batch (images are independent in eval mode), for C > 1
-one-hot `grad_outputs` batched over classes with `is_grads_batched=True`. Never `.backward()`, so parameters'
-`.grad` are never touched. Callers make sure grad mode is on (see `GMIC`).
+closed form), in a single call: for C = 1 the sum over the batch, for C > 1 one-hot `grad_outputs` batched over
+classes with `is_grads_batched=True`. The sum gives each image its own score's gradient only when the images are
+independent (eval mode); a network in training mode couples them through BatchNorm's batch statistics, and the
+sum's gradient at image i then holds how i's activations move the OTHER images' scores (up to a third of a
+LayerCAM map's peak on a batch of 4): `per_image=True` differentiates each image's score alone, batched over
+images. Never `.backward()`, so parameters' `.grad` are never touched. Callers make sure grad mode is on (see `GMIC`).
 """
 
 from __future__ import annotations
@@ -36,11 +39,24 @@ def check_layers(methods: Sequence[SaliencyMethod], valid: Sequence[str]) -> Non
             )
 
 
-def target_gradients(target: Tensor, activations: dict[str, Tensor], retain_graph: bool) -> dict[str, Tensor]:
-    """d target[:, c] / d activation for every class c: {name: (N, C, K, h, w)}, one autograd call."""
+def target_gradients(
+    target: Tensor, activations: dict[str, Tensor], retain_graph: bool, per_image: bool = False
+) -> dict[str, Tensor]:
+    """d target[i, c] / d activation[i] for every image i and class c: {name: (N, C, K, h, w)}, one autograd call.
+
+    ``per_image``: differentiate each image's score alone (a batch coupled by BatchNorm in training mode), at the
+    cost of N backward passes batched into the one call; otherwise the scores of all images are summed."""
     names = list(activations)
     tensors = [activations[n] for n in names]
     n, c = target.shape
+    if per_image and n > 1:  # one-hot over (image, class): (N * C, N, C) -> gradients (N * C, N, ...)
+        one_hot = torch.eye(n * c, dtype=target.dtype, device=target.device).view(n * c, n, c)
+        grads = torch.autograd.grad(
+            target, tensors, grad_outputs=one_hot, retain_graph=retain_graph, is_grads_batched=True
+        )
+        images = torch.arange(n, device=target.device)
+        # image i's own rows and its own slice: (N, C, N, ...)[i, :, i] -> (N, C, ...)
+        return {name: g.view(n, c, *g.shape[1:])[images, :, images] for name, g in zip(names, grads, strict=True)}
     if c == 1:
         grads = torch.autograd.grad(target.sum(), tensors, retain_graph=retain_graph)
         return {name: g.unsqueeze(1) for name, g in zip(names, grads, strict=True)}
@@ -56,15 +72,16 @@ def compute_saliency(
     target: Tensor | None,
     retain_graph: bool = False,
     known_gradients: dict[str, Tensor] | None = None,
+    per_image: bool = False,
 ) -> dict[str, Tensor]:
     """{method.name: detached float32 map (N, C, h, w)} for all `methods` (autocast is off while maps are made).
 
     cam (N, C, h, w) is GMIC's sigmoid map; `activations` must hold every layer the methods read and be
     part of the graph that produced `target (N, C)` (needed only when a gradient method reads a layer missing from
-    `known_gradients`, {layer: (N, C, K, h', w') gradient of `target` already computed}). Two methods of one name
-    keep the last one's map: `compute_saliency_list` keeps both.
+    `known_gradients`, {layer: (N, C, K, h', w') gradient of `target` already computed}). `per_image`: see
+    `target_gradients`. Two methods of one name keep the last one's map: `compute_saliency_list` keeps both.
     """
-    maps = compute_saliency_list(methods, cam, activations, target, retain_graph, known_gradients)
+    maps = compute_saliency_list(methods, cam, activations, target, retain_graph, known_gradients, per_image)
     return {method.name: value for method, value in zip(methods, maps, strict=True)}
 
 
@@ -75,6 +92,7 @@ def compute_saliency_list(
     target: Tensor | None,
     retain_graph: bool = False,
     known_gradients: dict[str, Tensor] | None = None,
+    per_image: bool = False,
 ) -> list[Tensor]:
     """`compute_saliency`'s maps in the order of `methods`, one per method even where names repeat (a patch
     method `GradCAM(layer="stage4")` beside the requested `gradcam`)."""
@@ -84,7 +102,7 @@ def compute_saliency_list(
     if unknown:
         if target is None:
             raise ValueError("compute_saliency: gradient methods need a target score, found target=None")
-        gradients |= target_gradients(target, {n: activations[n] for n in unknown}, retain_graph)
+        gradients |= target_gradients(target, {n: activations[n] for n in unknown}, retain_graph, per_image)
     with torch.no_grad(), torch.autocast(cam.device.type, enabled=False):  # maps in float32
         inputs = SaliencyInputs(
             cam=cam.detach(),
