@@ -661,3 +661,17 @@ def test_a_threshold_validated_for_other_settings_of_a_name_is_not_used(caplog: 
     before = {k: v for k, v in checkpoint.items() if k != "detection_methods"}  # a checkpoint of before the record
     other.on_load_checkpoint(before)
     assert other.detection_thresholds == {"cam": 0.3, "layercam": 0.1}
+
+
+def test_a_callbacks_own_saliency_pass_selects_patches_as_the_step_does() -> None:
+    """A callback's maps that the step did not make come from ``GMICLitModule.saliency_maps``; with the y_fusion
+    target its y_fusion (and the maps of the probability target) depend on the patches: those ``train_saliency``
+    selects, as in the step's own pass, not CAM's."""
+    module = GMICLitModule(tiny_gmic(), train_saliency="xgradcam", saliency_target="y_fusion").eval()
+    x = images(3)
+    output, maps = module.evaluate(x, ["gradcam"])
+    separately = module.saliency_maps(x, ["gradcam"])
+    torch.testing.assert_close(separately["y_fusion"], output.y_fusion)
+    torch.testing.assert_close(separately["gradcam"], maps["gradcam"])
+    cam_patches = module.model.saliency_maps(x, ["gradcam"], target="y_fusion")["y_fusion"]
+    assert not torch.allclose(cam_patches, output.y_fusion)  # the two selections differ on these images

@@ -356,19 +356,20 @@ class GMIC(nn.Module):
         x: Tensor,
         methods: Sequence[str | SaliencyMethod],
         target: Literal["y_global", "y_fusion"] = "y_global",
+        patch_saliency: SaliencyMethod | str | None = None,
     ) -> dict[str, Tensor]:
         """{method name: map (N, C, h, w)} (non-negative, un-normalized, detached) for all `methods`, from ONE
         forward of the global network and at most ONE `torch.autograd.grad` call (none when the methods read h_g
         only: its gradient is closed form; never `.backward()`, parameters' `.grad` untouched). Also returns the
         probabilities it computed under the reserved keys "y_global" (N, C) and, when `target="y_fusion"` (the local
-        network then runs on the CAM-selected patches), "y_fusion".
+        network then runs on the patches `patch_saliency` selects, CAM's by default), "y_fusion".
         Works under `torch.no_grad()`; under `torch.inference_mode()` wrap it in `torch.inference_mode(False)`.
         Call it in eval mode: in train mode BatchNorm uses batch statistics and updates its running stats.
         """
         if target not in ("y_global", "y_fusion"):
             raise ValueError(f"GMIC.saliency_maps: target must be 'y_global' or 'y_fusion', found {target!r}")
-        if target == "y_fusion":  # y_fusion needs the local network too: the whole evaluation pass, CAM patches
-            output, maps = self.evaluate(x, "cam", methods, target="y_fusion")
+        if target == "y_fusion":  # y_fusion needs the local network too: the whole evaluation pass
+            output, maps = self.evaluate(x, patch_saliency, methods, target="y_fusion")
             return {**maps, "y_global": output.y_global, "y_fusion": output.y_fusion}
         self._check_input(x)
         self._begin_evaluation_pass(x)

@@ -300,11 +300,12 @@ class GMICLitModule(LightningModule):
     def saliency_maps(self, images: Tensor, methods: Sequence[str | SaliencyMethod]) -> dict[str, Tensor]:
         """All requested maps ``{name: (N, C, h, w)}`` from one global forward and one gradient call, and the
         probabilities computed on the way under the reserved keys ``y_global`` (N, C) (and ``y_fusion`` with that
-        ``saliency_target``), as ``GMIC.saliency_maps`` returns them."""
+        ``saliency_target``, on the patches ``train_saliency`` selects, as the steps' own pass), as
+        ``GMIC.saliency_maps`` returns them."""
         context = self.trainer.precision_plugin.forward_context() if self._trainer is not None else nullcontext()
         with torch.inference_mode(False), torch.enable_grad(), context:
             named = [self._named(m) for m in methods]
-            maps = self.model.saliency_maps(images.clone(), named, target=self.saliency_target)
+            maps = self.model.saliency_maps(images.clone(), named, self.saliency_target, self.train_saliency)
         return {name: value.detach().float() for name, value in maps.items()}
 
     # ------------------------------------------------------------------------------------------ checkpoints
