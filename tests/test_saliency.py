@@ -124,6 +124,29 @@ def test_channel_weight_formulas(method: SaliencyMethod, weight_fn, seed: int) -
     assert torch.equal(got[0, 1], torch.zeros(3, 5))  # zero gradient -> zero map, no NaN (GradCAM++'s alpha)
 
 
+def test_gradcampp_epsilon_zero_is_the_papers_formula_where_gradients_are_small() -> None:
+    """At 2944 x 1920 GMIC's gradients at h_g are ~1e-3 to 1e-4: pytorch-grad-cam's 1e-6 (the default) then
+    dominates the denominator; ``epsilon=0`` is Chattopadhyay et al.'s alpha = G^2 / (2 G^2 + sum A G^3)."""
+    inputs = random_inputs(3)
+    small = SaliencyInputs(inputs.cam, inputs.activations, {"final": inputs.gradients["final"] * 1e-4})
+
+    def paper_weight(a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        alpha = g**2 / torch.where(g != 0, 2 * g**2 + a.sum() * g**3, torch.ones_like(g))
+        return (g.clamp(min=0) * alpha).sum()
+
+    expected = loop_map(small.activations["final"], small.gradients["final"], paper_weight)
+    paper = GradCAMPlusPlus(epsilon=0)(small)
+    torch.testing.assert_close(paper.double(), expected, rtol=1e-5, atol=1e-6 * expected.max().item())
+    default = GradCAMPlusPlus()(small)  # the same map as before the option: 1e-6 in every denominator
+    expected_default = loop_map(small.activations["final"], small.gradients["final"], gradcampp_weight)
+    torch.testing.assert_close(default.double(), expected_default, rtol=1e-5, atol=1e-6 * expected_default.max().item())
+    assert not torch.allclose(normalize_saliency(paper), normalize_saliency(default), atol=0.01)
+    assert repr(GradCAMPlusPlus()) == "GradCAMPlusPlus(layers=['final'])"  # as checkpoints recorded it
+    assert repr(GradCAMPlusPlus(epsilon=0)) == "GradCAMPlusPlus(layers=['final'], epsilon=0.0)"
+    with pytest.raises(ValueError, match="GradCAMPlusPlus.epsilon: expected a number >= 0, found -1"):
+        GradCAMPlusPlus(epsilon=-1)
+
+
 def test_layercam_single_and_fused_layers() -> None:
     inputs = random_inputs(2)
     acts, grads = inputs.activations["final"], inputs.gradients["final"]
