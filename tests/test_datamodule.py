@@ -767,3 +767,32 @@ def test_a_cache_holding_part_of_the_data_says_how_much_and_who_is_writing_it(
     finally:
         handle.close()
     assert said in caplog.text and f"(wsod prepare, pid {os.getpid()} on " in caplog.text
+
+
+def test_doubtful_training_images_are_said_once_each_without_a_cache(
+    synthetic_root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Only `wsod prepare` looked for blank images and lateralities the image contradicts: a fit straight from the
+    DICOMs learnt from them without a word. The workers find them, the main process says each image's once, however
+    many epochs and workers."""
+    root = Path(shutil.copytree(synthetic_root, tmp_path / "data"))
+    dm = _dm(root, num_workers=2, persistent_workers=True)
+    dm.setup("fit")
+    blank, mirrored = dm.datasets["train"].records[:2]
+    ds = pydicom.dcmread(blank.path)
+    ds.PixelData = np.zeros_like(ds.pixel_array).tobytes()
+    ds.save_as(blank.path)
+    ds = pydicom.dcmread(mirrored.path)
+    ds.PixelData = np.ascontiguousarray(ds.pixel_array[:, ::-1]).tobytes()  # the breast against the other edge
+    ds.save_as(mirrored.path)
+    with caplog.at_level(logging.WARNING, logger="wsod_mammo.data.data_warnings"):
+        loader = dm.train_dataloader()
+        for _ in range(2):  # two epochs
+            for batch in loader:
+                dm.on_before_batch_transfer(batch, 0)
+    said = [r.getMessage() for r in caplog.records if r.name == "wsod_mammo.data.data_warnings"]
+    assert len(said) == 2, said
+    (blank_line,) = [line for line in said if line.startswith(f"{blank.path} (image {blank.image_id}): ")]
+    assert "every pixel has the same value" in blank_line
+    (mirrored_line,) = [line for line in said if line.startswith(f"{mirrored.path} ")]
+    assert f"the CSV's laterality is {mirrored.laterality} but the breast lies against the" in mirrored_line

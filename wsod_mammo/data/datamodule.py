@@ -27,6 +27,7 @@ from lightning.fabric.utilities import move_data_to_device
 from lightning.fabric.utilities.distributed import DistributedSamplerWrapper
 from torch.utils.data import DataLoader, Dataset
 
+from wsod_mammo.data.data_warnings import ImageWarnings
 from wsod_mammo.data.dataset import (
     Missing,
     PixelReads,
@@ -219,6 +220,7 @@ class VinDrMammoDataModule(L.LightningDataModule):
         if classes is not None and not classes:
             raise ValueError("data.classes: expected at least one finding class (Mass, the default), found []")
         self.class_names = list(classes or ["Mass"])
+        self.image_warnings = ImageWarnings()
         self.selection, self.input_size, self.crop_breast = (
             selection,
             (int(input_size[0]), int(input_size[1])),
@@ -422,7 +424,11 @@ class VinDrMammoDataModule(L.LightningDataModule):
         )
 
     def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """Read a ``pixel_reads: main`` batch that nothing pinned (CPU runs) in this process, before the transfer."""
+        """Say the warnings of an image seen for the first time (``data_warnings``; predict's inputs say theirs as
+        they are read), and read a ``pixel_reads: main`` batch that nothing pinned (CPU runs) in this process, before
+        the transfer."""
+        if not (self.trainer is not None and self.trainer.predicting):
+            self.image_warnings.report(batch)
         return read_pixel_batch(batch)
 
     def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:

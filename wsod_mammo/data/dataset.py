@@ -138,8 +138,9 @@ class VinDrDataset(Dataset):
     def __len__(self) -> int:
         return len(self.records)
 
-    def _load(self, record: ImageRecord) -> tuple[np.ndarray, Geometry, np.ndarray | None]:
-        """The input-frame image, its geometry and its padding mask (None without padding, as in older caches)."""
+    def _load(self, record: ImageRecord) -> tuple[np.ndarray, Geometry, np.ndarray | None, list[str]]:
+        """The input-frame image, its geometry, its padding mask (None without padding, as in older caches) and why
+        it may not be what training expects (``load_input_image``'s warnings; the cache's, found by prepare)."""
         if self.cache is not None and record.image_id in self.cache[1]["images"]:
             entry = self.cache[1]["images"][record.image_id]
             # uint16 as cached: augmentation and standardization both take it as it is (no float32 pass)
@@ -151,12 +152,12 @@ class VinDrDataset(Dataset):
                     "the cache again into a new cache_dir"
                 )
             padding = read_padding(self.cache[0] / entry["padding"]) if entry.get("padding") else None
-            return image, Geometry.from_dict(entry["geometry"]), padding
-        size = (record.height, record.width)
+            return image, Geometry.from_dict(entry["geometry"]), padding, list(entry.get("warnings", ()))
+        size, warnings = (record.height, record.width), []
         image, geometry, _, padding = load_input_image(
-            record.path, record.laterality, self.transform.input_size, self.crop_breast, size, self.resize
+            record.path, record.laterality, self.transform.input_size, self.crop_breast, size, self.resize, warnings
         )
-        return image, geometry, padding
+        return image, geometry, padding, warnings
 
     def __getitem__(self, key: int | SampleKey) -> dict[str, Any]:
         """``key`` is an index, or ``(index, augmentation_seed)`` from :class:`EpochShuffleSampler`."""
@@ -167,7 +168,7 @@ class VinDrDataset(Dataset):
         for attempt in range(len(self.records)):
             record = self.records[(index + attempt) % len(self.records)]
             try:
-                image, geometry, padding = self._load(record)
+                image, geometry, padding, warnings = self._load(record)
                 break
             except (DicomError, OSError, ValueError) as err:
                 if self.missing == "error":  # one line naming the file, as for an image missing at setup
@@ -193,6 +194,7 @@ class VinDrDataset(Dataset):
             "path": str(record.path),
             "geometry": geometry.to_dict(),
             "error": None,
+            "warnings": warnings,  # said once per image by the DataModule (data_warnings.py), not by the worker
         }
         label = torch.from_numpy(record.label(self.classes))
         return out | {"label": label, "image_id": record.image_id, "meta": meta}

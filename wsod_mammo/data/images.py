@@ -312,7 +312,8 @@ def load_input_image(
     else DicomError naming the file and both sizes: the CSV's boxes would land in the wrong place.
     ``resize``: ``stretch``, ``fit`` or ``native`` (see ``geometry``).
     ``warnings``: a list that receives why this image may not be what training expects (the DICOM's own warnings,
-    ``csv_laterality_doubts``); ``wsod prepare`` asks, once per image, where every epoch would repeat them.
+    ``csv_laterality_doubts``): ``wsod prepare`` records them in its manifest, a dataset's sample carries them to
+    the DataModule, which says them once per image (``data_warnings``).
     """
     image, info = read_dicom(path)
     if expected_size is not None and tuple(expected_size) != (info.height, info.width):
