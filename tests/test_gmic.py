@@ -100,6 +100,29 @@ def test_bf16_autocast_and_channels_last() -> None:
     assert torch.equal(last.patch_boxes, ref.patch_boxes)
 
 
+@pytest.mark.parametrize("num_classes", [1, 2])
+def test_the_heads_give_float32_logits_of_their_features_under_bf16_autocast(num_classes: int) -> None:
+    """Under bf16-mixed the backbones run in bf16, but the heads' logits are float32 functions of their features:
+    bf16 rounded them to 8 bits (logits -2.8203 and -2.8259 both -2.8125), tying CAM cells that then picked other
+    patches, and `wsod test` of one checkpoint gave other tables under bf16-mixed than in float32."""
+    model = tiny_gmic(num_classes).eval()
+    heads = {"saliency_head": model.saliency_head, "classifier": model.classifier, "fusion": model.fusion}
+    seen: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def keep(name: str):  # a hook that returns nothing leaves the output as it is
+        return lambda module, inputs, output: seen.__setitem__(name, (inputs[0], output))
+
+    for name, head in heads.items():
+        head.register_forward_hook(keep(name))
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        model(images(3))
+    assert seen["saliency_head"][0].dtype == torch.float32  # h_g itself came from the bf16 backbone
+    with torch.no_grad():
+        for name, (features, logits) in seen.items():
+            assert logits.dtype == torch.float32, name
+            torch.testing.assert_close(logits, heads[name](features.float()), rtol=0, atol=0)
+
+
 def test_space_to_depth_stem_trains_like_the_plain_stem_under_bf16_channels_last() -> None:
     """The configuration GPUs train in: the same weights give the same patches and outputs, and the stem's weight
     gets the same gradient, with either global_stem."""
