@@ -23,6 +23,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import cv2
+import lightning
 import numpy as np
 import pytest
 import torch
@@ -30,6 +31,7 @@ import wandb
 import yaml
 from cli_configs import INPUT_SIZE, checkpoint, tiny_config, write_config
 
+import wsod_mammo
 from wsod_mammo import cli_checks
 from wsod_mammo.cli import main
 from wsod_mammo.cli_checkpoints import check_checkpoint, continue_run, reconcile_input_frame, resolve_checkpoint
@@ -103,6 +105,9 @@ def test_test_writes_both_tables_the_froc_plot_and_overlays(trained: Path) -> No
     for name, subset in (("table2_row.md", "mass"), ("table2_row_all_images.md", "all")):
         assert f"\n{summary[f'{subset}_counts']['images']} distinct images (" in (run / name).read_text(), name
     assert summary["mass"]["gradcampp"]["num_images"] < summary["all"]["gradcampp"]["num_images"]
+    # figures are deterministic for one precision and set of versions: the report says which
+    versions = {"torch": torch.__version__, "lightning": lightning.__version__, "wsod_mammo": wsod_mammo.__version__}
+    assert summary["evaluated_under"] == {"precision": "32-true", **versions}
     table1 = list(csv.DictReader(open(run / "table1.csv")))
     assert [r["head"] for r in table1] == ["global", "local", "fusion"]
     assert all(0.0 <= float(r["auc"]) <= 1.0 for r in table1)

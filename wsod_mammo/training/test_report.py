@@ -18,10 +18,12 @@ import math
 from pathlib import Path
 from typing import Any
 
+import lightning
 import torch
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.loggers import WandbLogger
 
+from wsod_mammo import __version__
 from wsod_mammo.detection.bootstrap import (
     LEVEL,
     NUM_RESAMPLES,
@@ -240,6 +242,7 @@ def write_test_report(
         "table1": table1_rows,
         "table1_intervals": table1_ci,
         "table1_counts": table1_counts,
+        "evaluated_under": evaluation_setting(trainer),
     }
     ci_rows, records = [], {}
     row_weights = ROW_WEIGHTS.get(weights["weights"], weights["weights"])
@@ -265,8 +268,18 @@ def write_test_report(
     _log_to_wandb(trainer, directory, summary, ci_rows)
     checkpoint = summary["checkpoint"]
     what = f"{summary['weights']} {checkpoint['path']} (sha256 {checkpoint['sha256']})"
-    log.info("evaluated %s\n%s", what if checkpoint["path"] else summary["weights"], "\n".join(printed))
+    under = summary["evaluated_under"]
+    log.info("evaluated %s under precision %s, torch %s\n%s", what if checkpoint["path"] else summary["weights"],
+             under["precision"], under["torch"], "\n".join(printed))  # fmt: skip
     log.info("test report (tables, intervals, detection.json, FROC plots) written to %s", directory)
+
+
+def evaluation_setting(trainer: Trainer) -> dict[str, str]:
+    """The precision and versions a test ran under: figures are deterministic for one set of them only (bf16-mixed
+    runs the backbones in bf16, and its maps and patches differ somewhat from float32's)."""
+    precision = getattr(trainer, "precision", None)
+    return {"precision": str(precision), "torch": torch.__version__, "lightning": lightning.__version__,
+            "wsod_mammo": __version__}  # fmt: skip
 
 
 def evaluated_weights(trainer: Trainer, pl_module: LightningModule) -> dict[str, Any]:
