@@ -258,3 +258,20 @@ def test_constant_and_non_finite_maps_give_no_boxes_and_blank_panels():
     healthy = maps[4:].expand(3, -1, -1)
     scored = saliency_to_boxes(healthy, (48, 40), 0.5, torch.tensor([float("nan"), float("inf"), 0.5]))
     assert [len(d.boxes) for d in scored[:2]] == [0, 0] and len(scored[2].boxes) > 0
+
+
+def test_boxes_and_upsampled_maps_are_float32_under_a_callers_autocast():
+    """The Python API called inside ``torch.autocast(bfloat16)`` (a notebook's mixed-precision region) failed in the
+    upsampling's matmul, and under float16 gave other boxes than float32."""
+    torch.manual_seed(1)
+    maps, probs = torch.rand(3, 6, 5) ** 3, torch.tensor([0.9, 0.2, 0.5])
+    plain = saliency_to_boxes(maps, (370, 290), [0.3, 0.6], probabilities=probs)
+    for dtype in (torch.bfloat16, torch.float16):
+        with torch.autocast("cpu", dtype=dtype):
+            mixed = saliency_to_boxes(maps, (370, 290), [0.3, 0.6], probabilities=probs)
+            upsampled = upsample_map(maps[0], (370, 290))
+        for image in range(3):
+            for k in range(2):
+                assert torch.equal(mixed[image][k].boxes, plain[image][k].boxes)
+                assert torch.equal(mixed[image][k].scores, plain[image][k].scores)
+        assert upsampled.dtype == torch.float32 and torch.equal(upsampled, upsample_map(maps[0], (370, 290)))

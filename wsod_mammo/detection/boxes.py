@@ -278,12 +278,13 @@ def saliency_to_boxes(
     # above every other box of the FROC sweep
     usable_list = [u and math.isfinite(p) for u, p in zip(usable.cpu().tolist(), probs, strict=True)]
     size = (int(image_size[0]), int(image_size[1]))
-    per_image = [
-        _image_boxes(normalized[i], size, thresholds, probs[i], cell0_center, regions[i])
-        if usable_list[i]
-        else [_empty() for _ in thresholds]
-        for i in range(n)
-    ]
+    with torch.autocast(maps.device.type, enabled=False):  # a caller's autocast would upsample in bf16/fp16
+        per_image = [
+            _image_boxes(normalized[i], size, thresholds, probs[i], cell0_center, regions[i])
+            if usable_list[i]
+            else [_empty() for _ in thresholds]
+            for i in range(n)
+        ]
     return [dets[0] for dets in per_image] if single else per_image
 
 
@@ -292,4 +293,5 @@ def upsample_map(saliency: Tensor, image_size: tuple[int, int], cell0_center: fl
     device = str(saliency.device)
     rows = _interp(saliency.shape[0], int(image_size[0]), device, cell0_center).matrix  # (H, h)
     cols = _interp(saliency.shape[1], int(image_size[1]), device, cell0_center).matrix  # (W, w)
-    return rows @ saliency.float() @ cols.T
+    with torch.autocast(saliency.device.type, enabled=False):  # float32 under a caller's autocast too
+        return rows @ saliency.float() @ cols.T
