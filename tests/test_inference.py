@@ -218,6 +218,10 @@ def test_an_unreadable_array_is_named_by_its_index_once(predictor: Predictor) ->
     reported = predictor(arrays, laterality="L", errors="report")[1]
     assert reported.source == "array 1" and reported.error.startswith("array 1: a float image must lie in [0, 1]")
     assert reported.error.count("array") == 1
+    holed = np.full((64, 32), 0.5, np.float32)
+    holed[:10, :10] = np.nan  # said as such, not as "values in [nan, nan]"
+    (reported,) = predictor(holed, laterality="L", errors="report")
+    assert reported.error == "array 0: a float image must lie in [0, 1], found 100 NaN or infinite pixels"
 
 
 def test_batches_equal_single_inputs_and_unreadable_inputs_can_be_reported(
