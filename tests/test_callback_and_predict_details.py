@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import pytest
 import torch
 
 from wsod_mammo.data.geometry import Geometry
@@ -37,3 +38,33 @@ def test_an_odd_number_of_overlays_rounds_the_positive_half_up() -> None:
     overlays = SaliencyOverlays(num_images=3)
     overlays._drawn = {True: 0, False: 0}
     assert overlays._pick(torch.tensor([1.0, 1.0, 1.0, 0.0, 0.0, 0.0])) == [0, 1, 3]
+
+
+@pytest.mark.parametrize(
+    ("make", "match"),
+    [
+        (lambda: DetectionMetrics(thresholds=[]), r"^DetectionMetrics.thresholds: expected at least one threshold"),
+        (lambda: DetectionMetrics(thresholds=[0.5, float("nan")]), r"^DetectionMetrics.thresholds: expected values"),
+        (lambda: DetectionMetrics(default_threshold=2.0), r"^DetectionMetrics.default_threshold: expected one in"),
+        (lambda: DetectionMetrics(iou_threshold=1.0), r"^DetectionMetrics.iou_threshold: expected a number in"),
+        (lambda: DetectionMetrics(fppi_budget=float("inf")), r"^DetectionMetrics.fppi_budget: expected a finite"),
+        (lambda: DetectionMetrics(class_index=-1), r"^DetectionMetrics.class_index: expected 0 or more"),
+        (lambda: SaliencyOverlays(class_index=-1), r"^SaliencyOverlays.class_index: expected 0 or more"),
+        (lambda: SaliencyOverlays(num_images=-2), r"^SaliencyOverlays.num_images: expected a number >= 0"),
+    ],
+)  # fmt: skip
+def test_callback_options_out_of_range_are_refused_when_made(make, match: str) -> None:
+    """``thresholds: []`` fell back to the default grid without a word; the others were taken as given."""
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
+def test_a_class_index_the_model_lacks_is_refused_at_setup_outside_the_cli() -> None:
+    """A Trainer built in Python has no config check: the callbacks refuse at setup, before a training epoch."""
+    module = SimpleNamespace(model=SimpleNamespace(num_classes=2), request_saliency_maps=lambda methods: None,
+                             test_saliency=["cam"])  # fmt: skip
+    DetectionMetrics(class_index=1).setup(None, module, "fit")
+    with pytest.raises(ValueError, match=r"^DetectionMetrics.class_index: 2, but the model has 2 output class\(es\)"):
+        DetectionMetrics(class_index=2).setup(None, module, "fit")
+    with pytest.raises(ValueError, match=r"^SaliencyOverlays.class_index: 5, but the model has 2 output"):
+        SaliencyOverlays(class_index=5).setup(None, module, "test")

@@ -1242,6 +1242,34 @@ def test_a_class_index_the_checkpoint_has_no_output_for_is_refused_naming_the_ch
         cli_checks.check_class_index(section, recorded)
 
 
+@pytest.mark.parametrize(
+    ("callback", "option", "match"),
+    [
+        ("DetectionMetrics", "class_index", r"trainer.callbacks DetectionMetrics class_index: 3, but model.model."
+                                            r"init_args.num_classes has 1 output class\(es\): expected 0..0$"),
+        ("SaliencyOverlays", "class_index", r"trainer.callbacks SaliencyOverlays class_index: 3, but model.model."),
+        ("DetectionMetrics", "iou_threshold", r"DetectionMetrics.iou_threshold: expected a number in \[0, 1\), "
+                                              r"found -0.5"),
+        ("DetectionMetrics", "thresholds", r"DetectionMetrics.thresholds: expected values in \[0, 1\], found "
+                                           r"\[1.5, -0.2\]"),
+        ("DetectionMetrics", "fppi_budget", r"DetectionMetrics.fppi_budget: expected a finite number >= 0, found -1"),
+    ],
+)  # fmt: skip
+def test_callback_options_that_cannot_work_are_refused_before_the_run(
+    tmp_path: Path, data_root: Path, caplog: pytest.LogCaptureFixture, callback: str, option: str, match: str
+) -> None:
+    """An audit's: iou_threshold -0.5 made a box at (0, 0, 10, 10) a hit on a mass at (100, 100, 120, 120) (a
+    Table II cell 0.00 became 0.80); thresholds outside [0, 1] were validated (1.5: no box ever); a class_index the
+    model lacks or fppi_budget -1 failed after a whole training epoch, in a traceback."""
+    config = tiny_config(tmp_path, data_root)
+    value = {"class_index": 3, "iou_threshold": -0.5, "thresholds": [1.5, -0.2], "fppi_budget": -1}[option]
+    for entry in config["trainer"]["callbacks"]:
+        if entry["class_path"].endswith(callback):
+            entry["init_args"] = {**entry.get("init_args", {}), option: value}
+    _refused(["fit", "--config", str(write_config(tmp_path / "c.yaml", config))], r"^wsod fit: " + match, caplog)
+    assert not list(tmp_path.glob("runs/**/checkpoints/*.ckpt"))
+
+
 def test_a_model_without_num_classes_has_one_head_against_data_classes() -> None:
     """GMIC's default is one head: two classes with no num_classes in the config failed at the first batch."""
     section = {"data": {"init_args": {"classes": ["Mass", "Suspicious Calcification"]}},

@@ -303,9 +303,9 @@ class WsodCLI(LightningCLI):
         if subcommand == "predict":  # after resolving --ckpt_path, which looks for runs in the logger's save_dir
             without_logger(section)
             check_predict_inputs(section)
-            check_class_index(section, checkpoint)
         else:  # predict reads no labels: any data.classes will do
             check_heads_match_classes(section, checkpoint)
+        check_class_index(section, checkpoint)
 
     def instantiate_classes(self) -> None:
         """Build model, data and trainer; an option they refuse (a ValueError naming it) is a configuration error."""

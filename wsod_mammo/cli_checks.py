@@ -356,14 +356,20 @@ def _model_heads(section: Any, checkpoint: dict[str, Any] | None) -> tuple[Any, 
     return heads, source
 
 
+#: the callbacks that evaluate, draw or write one class's maps and boxes (their ``class_index``)
+CLASS_INDEX_CALLBACKS = ("PredictionWriter", "DetectionMetrics", "SaliencyOverlays")
+
+
 def check_class_index(section: Any, checkpoint: dict[str, Any] | None) -> None:
-    """predict writes one class's probability and boxes (the PredictionWriter's ``class_index``): an index the model
-    has no output for failed after the model and every input were loaded, in a Lightning traceback."""
+    """The PredictionWriter, DetectionMetrics and SaliencyOverlays each read one class's maps (``class_index``): an
+    index the model has no output for failed after the model and every input were loaded (predict), after a whole
+    training epoch (validation) or at the end of a test, in a Lightning traceback."""
     heads, source = _model_heads(section, checkpoint)
-    for args in _writer_args(section):
+    for class_path, args in _callback_args(section):
+        name = class_path.rpartition(".")[2]
         index = args.get("class_index", 0)
-        if heads is not None and not 0 <= int(index) < int(heads):
+        if name in CLASS_INDEX_CALLBACKS and heads is not None and not 0 <= int(index) < int(heads):
             raise ValueError(
-                f"trainer.callbacks PredictionWriter class_index: {index}, but {source} has {heads} output "
+                f"trainer.callbacks {name} class_index: {index}, but {source} has {heads} output "
                 f"class(es): expected 0..{int(heads) - 1}"
             )

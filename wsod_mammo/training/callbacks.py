@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -54,6 +55,24 @@ def step_maps(
     return maps
 
 
+def checked_class_index(class_index: int, callback: str) -> int:
+    """A callback's ``class_index``, refused when negative (``check_class_of_model`` checks the model has it)."""
+    if not int(class_index) >= 0:
+        raise ValueError(f"{callback}.class_index: expected 0 or more (0: the first class), found {class_index}")
+    return int(class_index)
+
+
+def check_class_of_model(class_index: int, pl_module: LightningModule, callback: str) -> None:
+    """Refuse, at setup, a ``class_index`` the model has no output for: it failed at the first validation or test
+    batch, after a training epoch, in an IndexError (the CLI refuses it before running: ``check_class_index``)."""
+    heads = getattr(getattr(pl_module, "model", None), "num_classes", None)
+    if heads is not None and class_index >= heads:
+        raise ValueError(
+            f"{callback}.class_index: {class_index}, but the model has {heads} output class(es): "
+            f"expected 0..{heads - 1}"
+        )
+
+
 def method_names(methods: Sequence[str] | None, option: str) -> list[str] | None:
     """A callback's ``methods`` as registered names, checked when the config is read (a misspelt name used to fail
     after the model and data had loaded, in a traceback not naming the option); None keeps the module's."""
@@ -96,11 +115,22 @@ class DetectionMetrics(Callback):
         self.methods = method_names(methods, "DetectionMetrics.methods")
         self.alignment = alignment
         self.bootstrap_seed = bootstrap_seed
-        self.thresholds = tuple(thresholds) if thresholds else DEFAULT_THRESHOLD_GRID
+        if thresholds is not None and not thresholds:
+            raise ValueError("DetectionMetrics.thresholds: expected at least one threshold in [0, 1], found []")
+        self.thresholds = tuple(thresholds) if thresholds is not None else DEFAULT_THRESHOLD_GRID
+        # maps are min-max normalized: above 1 no box, below 0 one box of the whole image (NaN is refused too)
+        if not all(0.0 <= float(v) <= 1.0 for v in self.thresholds):
+            raise ValueError(f"DetectionMetrics.thresholds: expected values in [0, 1], found {list(self.thresholds)}")
+        if not 0.0 <= float(default_threshold) <= 1.0:
+            raise ValueError(f"DetectionMetrics.default_threshold: expected one in [0, 1], found {default_threshold}")
+        if not 0.0 <= float(fppi_budget) < math.inf:
+            raise ValueError(f"DetectionMetrics.fppi_budget: expected a finite number >= 0, found {fppi_budget}")
+        if not 0.0 <= float(iou_threshold) < 1.0:  # a hit is IoU > iou_threshold: below 0 any box hits every mass
+            raise ValueError(f"DetectionMetrics.iou_threshold: expected a number in [0, 1), found {iou_threshold}")
         self.fppi_budget = fppi_budget
         self.default_threshold = default_threshold
         self.iou_threshold = iou_threshold
-        self.class_index = class_index
+        self.class_index = checked_class_index(class_index, "DetectionMetrics")
         self._metrics: dict[tuple[str, str], DetectionMetric] = {}
         self._results: dict[tuple[str, str], DetectionResult] = {}
 
@@ -121,6 +151,7 @@ class DetectionMetrics(Callback):
         }
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        check_class_of_model(self.class_index, pl_module, "DetectionMetrics")
         pl_module.request_saliency_maps(self._methods(pl_module))  # made in the steps' own pass
 
     def _update(self, pl_module: LightningModule, outputs: dict[str, Any], batch: dict[str, Any]) -> None:
@@ -213,10 +244,12 @@ class SaliencyOverlays(Callback):
         class_index: int = 0,
         alignment: Alignment = "resize",
     ) -> None:
+        if not int(num_images) >= 0:
+            raise ValueError(f"SaliencyOverlays.num_images: expected a number >= 0, found {num_images}")
         self.num_images = num_images
         self.alignment = alignment
         self.methods = method_names(methods, "SaliencyOverlays.methods")
-        self.class_index = class_index
+        self.class_index = checked_class_index(class_index, "SaliencyOverlays")
         self._written: list[Path] = []
         self._failed = 0  # overlays that could not be written
 
@@ -225,6 +258,7 @@ class SaliencyOverlays(Callback):
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if stage == "test":
+            check_class_of_model(self.class_index, pl_module, "SaliencyOverlays")
             pl_module.request_saliency_maps(self._methods(pl_module))
 
     def on_test_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
