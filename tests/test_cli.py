@@ -1109,6 +1109,8 @@ def test_gpu_yamls_compiled_networks_without_triton_are_refused_naming_the_way_b
         ("--model.model.init_args.crop_shape", "[0, 64]", r"crop_shape \[height, width\] of at least 1 pixel each"),
         ("--model.model.init_args.post_processing_dim", "0", "post_processing_dim to be a positive multiple of 16"),
         ("--data.classes", "[]", r"data.classes: expected at least one finding class \(Mass, the default\)"),
+        # predictions.json named both outputs "Mass" and kept the second's probability under it
+        ("--data.classes", "[Mass, Mass]", r"data.classes: each class once, found \['Mass'\] more than once in"),
         ("--data.batch_size", "0", "data.batch_size: expected at least 1 image per batch, found 0"),
         ("--data.val_fraction", "1.5", r"data.val_fraction: expected a fraction in \(0, 1\) of the training studies"),
         ("--data.val_fraction", "0", r"data.val_fraction: expected a fraction in \(0, 1\) of the training studies"),

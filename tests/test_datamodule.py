@@ -162,6 +162,12 @@ def test_augmentation_seed_changes_the_draws_not_the_order(synthetic_root: Path)
     assert torch.equal(torch.cat([b["image"] for b in dm.train_dataloader()]), epochs[None][0][1])
 
 
+def test_a_class_given_twice_is_refused_in_python_too(synthetic_root: Path) -> None:
+    """``wsod predict`` and Python runs build the DataModule without the CLI's check of heads against classes."""
+    with pytest.raises(ValueError, match=r"^data.classes: each class once, found \['Mass'\] more than once in"):
+        _dm(synthetic_root, classes=["Mass", "Suspicious Calcification", "Mass"])
+
+
 def test_missing_data_root_names_option(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"data_root: .*nowhere does not exist"):
         _dm(tmp_path / "nowhere").setup("fit")

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from wsod_mammo.data.predict_data import expand_predict_paths
+from wsod_mammo.data.vindr import check_distinct_classes
 from wsod_mammo.models.gmic import COMPILE_OPTIONS
 from wsod_mammo.models.nyu import NYU_CLASS_NAMES
 from wsod_mammo.models.resnet import GLOBAL_STRIDE, global_map_size
@@ -330,6 +331,7 @@ def check_heads_match_classes(section: Any, checkpoint: dict[str, Any] | None) -
     if data is None or "classes" not in data:
         return
     classes = list(data.get("classes") or ["Mass"])
+    check_distinct_classes(classes)  # before their count: "[Mass, Mass]" is two names of one class, not two heads
     heads, source = _model_heads(section, checkpoint)
     if heads is not None and int(heads) != len(classes):
         raise ValueError(

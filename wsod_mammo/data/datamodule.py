@@ -49,6 +49,7 @@ from wsod_mammo.data.vindr import (
     FINDING_CSV,
     ImageRecord,
     Selection,
+    check_distinct_classes,
     check_normal_max_birads,
     describe_splits,
     load_records,
@@ -220,6 +221,7 @@ class VinDrMammoDataModule(L.LightningDataModule):
         if classes is not None and not classes:
             raise ValueError("data.classes: expected at least one finding class (Mass, the default), found []")
         self.class_names = list(classes or ["Mass"])
+        check_distinct_classes(self.class_names)
         self.image_warnings = ImageWarnings()
         self.selection, self.input_size, self.crop_breast = (
             selection,

@@ -305,6 +305,13 @@ def check_classes(records: Sequence[ImageRecord], classes: Sequence[str]) -> Non
                          f"its categories: {found}")  # fmt: skip
 
 
+def check_distinct_classes(classes: Sequence[str]) -> None:
+    """ValueError naming a class given twice: two outputs of one name (``predictions.json``'s ``{name: probability}``
+    kept the second's under it)."""
+    if repeated := sorted({name for name in classes if list(classes).count(name) > 1}):
+        raise ValueError(f"data.classes: each class once, found {repeated} more than once in {list(classes)}")
+
+
 def check_normal_max_birads(value: int) -> None:
     """ValueError unless ``value`` is a BI-RADS assessment a negative may have at most (1-5)."""
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 5:
