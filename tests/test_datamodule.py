@@ -802,3 +802,20 @@ def test_doubtful_training_images_are_said_once_each_without_a_cache(
     assert "every pixel has the same value" in blank_line
     (mirrored_line,) = [line for line in said if line.startswith(f"{mirrored.path} ")]
     assert f"the CSV's laterality is {mirrored.laterality} but the breast lies against the" in mirrored_line
+
+
+def test_a_positive_image_whose_masses_the_frame_cuts_away_is_said(synthetic_root: Path) -> None:
+    """``resize: native`` cuts a window of ``input_size`` at scale 1: a breast larger than it loses masses while the
+    image stays labelled positive (an audit: 2 of 4 test positives at 64 x 64). Training learnt positives with
+    nothing to find, and Table II lost their masses while Table I counted the images positive, without a word."""
+    dm = _dm(synthetic_root, input_size=(64, 64), resize="native")
+    dm.setup("test")
+    samples = [dm.datasets["test"][i] for i in range(len(dm.datasets["test"]))]
+    cut = [s for s in samples if s["label"][0] == 1 and len(s["boxes"]) == 0]
+    assert cut, "the synthetic masses all fit in a 64 x 64 window: the test shows nothing"
+    for sample in samples:
+        said = [w for w in sample["meta"]["warnings"] if "outside the input frame" in w]
+        assert bool(said) == any(sample is s for s in cut)
+        if said:
+            assert said == ["every Mass box lies outside the input frame (resize native, 64x64, crop_breast True): "
+                            "the image stays labelled Mass with none in view"]  # fmt: skip

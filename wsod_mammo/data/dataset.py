@@ -159,6 +159,17 @@ class VinDrDataset(Dataset):
         )
         return image, geometry, padding, warnings
 
+    def _out_of_frame(self, classes: list[str]) -> str:
+        """Why an image's label names findings that its input frame does not show (a ``native`` window smaller than
+        the breast, a finding outside the breast crop): training learns it positive with nothing to find, and its
+        masses leave Table II's count while Table I counts the image positive."""
+        names = ", ".join(classes)
+        return (
+            f"every {names} box lies outside the input frame (resize {self.resize}, "
+            f"{self.transform.input_size[0]}x{self.transform.input_size[1]}, crop_breast {self.crop_breast}): the "
+            f"image stays labelled {names} with none in view"
+        )
+
     def __getitem__(self, key: int | SampleKey) -> dict[str, Any]:
         """``key`` is an index, or ``(index, augmentation_seed)`` from :class:`EpochShuffleSampler`."""
         index = key
@@ -182,6 +193,8 @@ class VinDrDataset(Dataset):
         boxes, box_labels = record.boxes(self.classes)
         boxes = np.asarray(boxes_to_input(boxes, geometry), np.float32)  # (M, 4) input frame
         boxes, keep = clip_boxes(boxes, geometry.out_height, geometry.out_width)
+        if lost := sorted(set(box_labels.tolist()) - set(box_labels[keep].tolist())):
+            warnings = [*warnings, self._out_of_frame([self.classes[c] for c in lost])]
         if self.send_refs:
             image = pixel_ref(image) or image
         out = self.transform.apply(image, boxes, box_labels[keep], padding)  # + theta with augment_on: device
