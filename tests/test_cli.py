@@ -1112,6 +1112,8 @@ def test_gpu_yamls_compiled_networks_without_triton_are_refused_naming_the_way_b
         # predictions.json named both outputs "Mass" and kept the second's probability under it
         ("--data.classes", "[Mass, Mass]", r"data.classes: each class once, found \['Mass'\] more than once in"),
         ("--data.batch_size", "0", "data.batch_size: expected at least 1 image per batch, found 0"),
+        # a traceback from the synthetic writer, naming its own n_studies, height and width
+        ("--data.synthetic_size", "[32, 20]", r"data.synthetic_size: expected a height and width of at least 32"),
         ("--data.val_fraction", "1.5", r"data.val_fraction: expected a fraction in \(0, 1\) of the training studies"),
         ("--data.val_fraction", "0", r"data.val_fraction: expected a fraction in \(0, 1\) of the training studies"),
         ("--data.num_workers", "-1", "data.num_workers: expected 0 .* or more, found -1"),

@@ -44,6 +44,7 @@ from wsod_mammo.data.pixel_reads import read_pixel_batch, staged_pixels_ready
 from wsod_mammo.data.predict_data import PredictDataset, expand_predict_paths
 from wsod_mammo.data.prepare import MANIFEST, cache_option_differences, load_manifest
 from wsod_mammo.data.sampling import EpochShuffleSampler
+from wsod_mammo.data.synthetic import check_synthetic_options
 from wsod_mammo.data.transforms import AugmentationConfig, BoxTransform
 from wsod_mammo.data.vindr import (
     FINDING_CSV,
@@ -249,6 +250,10 @@ class VinDrMammoDataModule(L.LightningDataModule):
         self.synthesize_if_missing, self.synthetic_studies = synthesize_if_missing, synthetic_studies
         self.synthetic_size = synthetic_size
         self.synthetic_mass_radius = (float(synthetic_mass_radius[0]), float(synthetic_mass_radius[1]))
+        # refused now, naming the option, not in a traceback when the data is written
+        names = {"n_studies": "data.synthetic_studies", "size": "data.synthetic_size",
+                 "mass_radius": "data.synthetic_mass_radius"}  # fmt: skip
+        check_synthetic_options(synthetic_studies, *synthetic_size, self.synthetic_mass_radius, names)
         self.datasets: dict[str, Dataset] = {}
 
     @property

@@ -236,6 +236,30 @@ def _finding_rows(image: dict, masses: list, calcs: list, rng: np.random.Generat
     return out
 
 
+#: the options ``check_synthetic_options`` names: ``wsod synth``'s own, unless the caller's are others
+SYNTH_OPTION_NAMES = {"n_studies": "n_studies", "size": "height, width", "mass_radius": "mass_radius"}
+MIN_SYNTHETIC_SIDE = 32
+
+
+def check_synthetic_options(
+    n_studies: int, height: int, width: int, mass_radius: tuple[float, float], names: dict[str, str] | None = None
+) -> None:
+    """ValueError naming the option (``names``: the caller's, e.g. the DataModule's ``data.synthetic_size``) whose
+    value no synthetic dataset can be written with."""
+    names = names or SYNTH_OPTION_NAMES
+    if not 0 < mass_radius[0] <= mass_radius[1] < 0.5:
+        raise ValueError(
+            f"{names['mass_radius']}: expected 0 < low <= high < 0.5 (fractions of the width), got {mass_radius}"
+        )
+    if n_studies < 1:
+        raise ValueError(f"{names['n_studies']}: expected at least 1 study, got {n_studies}")
+    if height < MIN_SYNTHETIC_SIDE or width < MIN_SYNTHETIC_SIDE:
+        raise ValueError(
+            f"{names['size']}: expected a height and width of at least {MIN_SYNTHETIC_SIDE} pixels, "
+            f"got {height}, {width}"
+        )
+
+
 def make_synthetic_dataset(
     root: str | Path,
     n_studies: int = 24,
@@ -267,10 +291,7 @@ def make_synthetic_dataset(
             two CSVs are deleted first; other files stay). A folder without its WSOD_SYNTHETIC.txt (real data,
             anything else) is never replaced.
     """
-    if not 0 < mass_radius[0] <= mass_radius[1] < 0.5:
-        raise ValueError(f"mass_radius: expected 0 < low <= high < 0.5 (fractions of the width), got {mass_radius}")
-    if n_studies < 1 or height < 32 or width < 32:
-        raise ValueError(f"n_studies >= 1 and height, width >= 32 expected, got {n_studies}, {height}, {width}")
+    check_synthetic_options(n_studies, height, width, mass_radius)
     fractions = {"mass_fraction": mass_fraction, "calc_fraction": calc_fraction, "test_fraction": test_fraction}
     for name, value in fractions.items():  # out of range, they wrote a set without masses or without negatives
         if not 0 <= value <= 1:
