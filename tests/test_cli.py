@@ -155,6 +155,8 @@ def test_predict_reports_unreadable_files_and_still_predicts_the_rest(trained: P
     weights = Path(saved["ckpt_path"])  # `best`, resolved to the fit's own file
     assert weights.is_file() and weights.name == "best.ckpt" and weights.is_relative_to(trained / "runs")
     assert saved["data"]["init_args"]["predict_paths"] == [str(p) for p in [*dicoms, not_dicom]]
+    # the writer saves each batch as it comes; Lightning kept every batch's outputs until the end, unused
+    assert saved["return_predictions"] is False
     failed = [r for r in records if r.get("error")]
     assert len(failed) == 1 and "notes.dicom" in failed[0]["error"]
     for record in records:

@@ -302,6 +302,8 @@ class WsodCLI(LightningCLI):
         check_output_folders(subcommand, section)
         if subcommand == "predict":  # after resolving --ckpt_path, which looks for runs in the logger's save_dir
             without_logger(section)
+            if section.get("return_predictions") is None:  # the writer saves each batch as it comes: Lightning
+                section["return_predictions"] = False  # kept every batch's maps until the end (~5.5 kB an image)
             check_predict_inputs(section)
         else:  # predict reads no labels: any data.classes will do
             check_heads_match_classes(section, checkpoint)
