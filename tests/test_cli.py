@@ -1204,6 +1204,24 @@ def test_a_crop_wider_than_the_input_is_refused_naming_both() -> None:
         cli_checks.check_input_size(section)
 
 
+def test_more_patches_than_the_map_holds_without_overlap_is_warned(caplog: pytest.LogCaptureFixture) -> None:
+    """An audit's K = 8 on a 3 x 2 map: 5 distinct patches, the first window 4 times, each weighing in again."""
+
+    def section(patches: int) -> dict[str, Any]:
+        model = {"model": {"init_args": {"crop_shape": [64, 64], "num_patches": patches}}}
+        return {"data": {"init_args": {"input_size": [192, 128]}}, "model": {"init_args": model}}
+
+    with caplog.at_level(logging.WARNING, logger="wsod_mammo.cli_checks"):
+        cli_checks.check_input_size(section(6))  # six 1 x 1 windows fit in the 3 x 2 map
+        assert not caplog.records
+        cli_checks.check_input_size(section(8))
+    (warned,) = [r.getMessage() for r in caplog.records]
+    assert warned == (
+        "model.model.num_patches: 8 patches, but a 3x2 saliency map (data.input_size [192, 128]) holds at most 6 "
+        "windows of crop_shape [64, 64] without overlap: the others overlap or repeat patches"
+    )
+
+
 def test_predict_inputs_are_counted_against_devices_times_nodes(data_root: Path) -> None:
     (dicom,) = sorted((data_root / "images").glob("*/*.dicom"))[:1]
     section = {"trainer": {"devices": 1, "num_nodes": 2}, "data": {"init_args": {"predict_paths": [str(dicom)]}}}

@@ -16,6 +16,7 @@ from wsod_mammo.data.vindr import check_distinct_classes
 from wsod_mammo.models.gmic import COMPILE_OPTIONS
 from wsod_mammo.models.nyu import NYU_CLASS_NAMES
 from wsod_mammo.models.resnet import GLOBAL_STRIDE, global_map_size
+from wsod_mammo.models.roi import window_size
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +87,17 @@ def check_input_size(section: Any) -> None:
             f"model.model.crop_shape: {list(crop)} does not fit in the data.input_size {list(size)}; use a smaller "
             "crop_shape (the demo's [64, 64] at 384 x 256) or a larger input_size"
         )
+    patches = gmic_args_of(section).get("num_patches")
+    if crop and patches:
+        map_size = global_map_size(height, width)
+        window = window_size((int(crop[0]), int(crop[1])), map_size, (height, width))
+        room = (map_size[0] // window[0]) * (map_size[1] // window[1])  # identical windows, none rotated
+        if int(patches) > room:  # greedy selection then overlaps earlier patches, and once the map is used up
+            log.warning(  # repeats the first window (NYU's selection does the same): a patch counts several times
+                "model.model.num_patches: %s patches, but a %dx%d saliency map (data.input_size %s) holds at most %d "
+                "windows of crop_shape %s without overlap: the others overlap or repeat patches",
+                patches, *map_size, list(size), room, list(crop),
+            )  # fmt: skip
 
 
 def check_accelerator(section: Any) -> None:
