@@ -235,7 +235,9 @@ def unvalidated_threshold(trainer: Trainer) -> float:
 class SaliencyOverlays(Callback):
     """Saves, for ``num_images`` test images (half with the class, half normal), the image with ground truth and each
     method's heatmap and predicted boxes (at the validated thresholds) side by side, to ``RUN_DIR/overlays`` and
-    W&B; drawn on the original image as its source file shows it (see ``overlay_frame``)."""
+    W&B; drawn on the original image as its source file shows it (see ``overlay_frame``). The first such images the
+    first process tests: under DDP it sees every other image, so the set differs from one process's (the tables
+    do not)."""
 
     def __init__(
         self,
