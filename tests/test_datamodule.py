@@ -819,3 +819,19 @@ def test_a_positive_image_whose_masses_the_frame_cuts_away_is_said(synthetic_roo
         if said:
             assert said == ["every Mass box lies outside the input frame (resize native, 64x64, crop_breast True): "
                             "the image stays labelled Mass with none in view"]  # fmt: skip
+
+
+def test_image_warnings_name_the_first_images_then_say_more_without_promising_a_list(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The line after the 20th image sent users to prepare's manifest, which never holds the out-of-frame warnings."""
+    from wsod_mammo.data.data_warnings import ImageWarnings
+
+    warned = ImageWarnings(limit=2)
+    batch = {"image_id": ["a", "b", "c", "a"], "meta": [{"path": f"{i}.dicom", "warnings": ["w"]} for i in "abca"]}
+    with caplog.at_level(logging.WARNING, logger="wsod_mammo.data.data_warnings"):
+        warned.report(batch)
+        warned.report(batch)  # a second epoch: nothing again
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[:2] == ["a.dicom (image a): w", "b.dicom (image b): w"] and len(lines) == 3
+    assert lines[2].startswith("more images have warnings than the 2 named above; they are not named")

@@ -1,5 +1,6 @@
 """Why a training or evaluation image may not be what the model should learn from (a blank image, a laterality the
-DICOM's tag or the image itself contradicts), said once per image by the process that trains.
+DICOM's tag or the image itself contradicts, every box left out of the input frame), said once per image by each
+process that trains (under DDP an image read by two processes over the epochs is said by both).
 
 Workers find the reasons (``images.load_input_image``'s ``warnings``; a prepared cache holds those ``wsod prepare``
 found), but a worker that logged them would repeat them every epoch and once per worker; the samples carry them in
@@ -36,6 +37,6 @@ class ImageWarnings:
                 log.warning("%s (image %s): %s", meta.get("path"), image_id, "; ".join(warnings))
             elif len(self.warned) == self.limit + 1:
                 log.warning(
-                    "more images have warnings than the %d named above: `wsod prepare` lists every image's under "
-                    "\"warnings\" in its cache's manifest.json", self.limit,
+                    "more images have warnings than the %d named above; they are not named (`wsod prepare` records "
+                    "blank images and laterality doubts under \"warnings\" in its cache's manifest.json)", self.limit,
                 )  # fmt: skip
