@@ -102,11 +102,10 @@ def scale_to_unit(array: np.ndarray, source: str = "array") -> np.ndarray:
         return np.multiply(array, np.float32(1 / (2**bits - 1)), dtype=np.float32)
     if array.dtype.kind == "f":
         image = array.astype(np.float32, copy=False)
-        finite = np.isfinite(image)
-        if not finite.all():  # min/max would say "values in [nan, nan]"
-            raise ValueError(f"{source}: a float image must lie in [0, 1], found {int((~finite).sum())} NaN or "
-                             "infinite pixels")  # fmt: skip
         low, high = float(image.min()), float(image.max())
+        if not (np.isfinite(low) and np.isfinite(high)):  # counted only then: "values in [nan, nan]" said nothing
+            raise ValueError(f"{source}: a float image must lie in [0, 1], found {int((~np.isfinite(image)).sum())} "
+                             "NaN or infinite pixels")  # fmt: skip
         if not (0.0 <= low and high <= 1.0):
             raise ValueError(f"{source}: a float image must lie in [0, 1], found values in [{low}, {high}]")
         return image
