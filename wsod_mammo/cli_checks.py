@@ -75,21 +75,21 @@ def check_input_size(section: Any) -> None:
         return
     height, width = (int(v) for v in size)
     try:
-        global_map_size(height, width)  # the model's own rule
+        map_size = global_map_size(height, width)  # the model's own rule
     except ValueError:
         raise ValueError(
             f"data.input_size: expected [height, width], each a positive multiple of {GLOBAL_STRIDE} (the cells of "
             f"GMIC's saliency map), found {list(size)}"
         ) from None
-    crop = gmic_args_of(section).get("crop_shape")
+    gmic = gmic_args_of(section)
+    crop = gmic.get("crop_shape")
     if crop and (int(crop[0]) > height or int(crop[1]) > width):
         raise ValueError(
             f"model.model.crop_shape: {list(crop)} does not fit in the data.input_size {list(size)}; use a smaller "
             "crop_shape (the demo's [64, 64] at 384 x 256) or a larger input_size"
         )
-    patches = gmic_args_of(section).get("num_patches")
+    patches = gmic.get("num_patches")
     if crop and patches:
-        map_size = global_map_size(height, width)
         window = window_size((int(crop[0]), int(crop[1])), map_size, (height, width))
         room = (map_size[0] // window[0]) * (map_size[1] // window[1])  # identical windows, none rotated
         if int(patches) > room:  # greedy selection then overlaps earlier patches, and once the map is used up
