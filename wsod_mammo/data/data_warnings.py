@@ -14,7 +14,7 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-SHOWN_IMAGES = 20  # images named one by one; the rest are counted (a prepared cache's manifest lists them all)
+SHOWN_IMAGES = 20  # images named one by one; one line then says that more have warnings
 
 
 class ImageWarnings:
