@@ -24,7 +24,7 @@ from wsod_mammo.detection.overlay import method_panels, render_overlay, short_id
 from wsod_mammo.detection.overlay_frame import overlay_frame
 from wsod_mammo.inference import Loaded, Prediction, padded_class_names, predictions_from_outputs
 from wsod_mammo.models.nyu import NYU_CLASS_NAMES
-from wsod_mammo.training.callbacks import Alignment, map_placement
+from wsod_mammo.training.callbacks import Alignment, check_class_of_model, checked_class_index, map_placement
 
 log = logging.getLogger(__name__)
 
@@ -244,12 +244,9 @@ def class_names_of(trainer: Trainer | None, pl_module: LightningModule | None, c
     (``init_from_nyu`` outside a fit), else those the checkpoint recorded (the classes it was trained on;
     ``nyu_to_checkpoint``'s: NYU's heads), else the data's ``classes`` (``class <k>`` where none says); a
     ``class_index`` the model does not have is an error naming the option."""
+    checked_class_index(class_index, "PredictionWriter")
+    check_class_of_model(class_index, pl_module, "PredictionWriter")  # as DetectionMetrics and SaliencyOverlays
     num_classes = getattr(getattr(pl_module, "model", None), "num_classes", None)
-    if num_classes is not None and not 0 <= class_index < num_classes:
-        raise ValueError(
-            f"PredictionWriter.class_index: expected 0..{num_classes - 1} (the model has {num_classes} classes), "
-            f"found {class_index}"
-        )
     if getattr(pl_module, "nyu_weights_as_is", None) and num_classes == len(NYU_CLASS_NAMES):
         return list(NYU_CLASS_NAMES)
     if recorded := getattr(pl_module, "recorded_class_names", lambda: None)():
