@@ -240,6 +240,29 @@ def test_a_row_repeated_field_for_field_is_one_ground_truth_box_with_a_warning_n
     assert len(select_records([record], ["Mass"], "paper")) == 3
 
 
+@pytest.mark.parametrize(("column", "value"), [("image_id", "../../../../escaped"), ("image_id", "/tmp/abs"),
+                                               ("study_id", ".."), ("image_id", "a\\b"), ("image_id", " ")])  # fmt: skip
+def test_an_id_that_is_not_one_plain_file_name_is_refused_naming_the_row(
+    tmp_path: Path, column: str, value: str
+) -> None:
+    """The ids name the DICOM's folder and file and the cache's: `../../../../x` or an absolute id read a file
+    elsewhere, and `wsod prepare` wrote its PNG and sidecar outside the cache folder, saying all was well."""
+    row = dict(zip(FINDING_COLUMNS, ROW, strict=True)) | {column: value, "image_id": "d" * 32}
+    row[column] = value
+    _write(tmp_path, FINDING_COLUMNS, [ROW, [row[c] for c in FINDING_COLUMNS]])
+    with pytest.raises(VinDrFormatError, match=rf"line 3: {column} must be one plain file name .*got '"):
+        load_records(tmp_path)
+
+
+def test_a_column_named_twice_in_the_header_is_refused(tmp_path: Path) -> None:
+    """Each row kept the last `xmin` in silence (a box moved), or a bad value was blamed on the wrong field."""
+    _write(tmp_path, [*FINDING_COLUMNS, "xmin"], [ROW + ["1"]])
+    with pytest.raises(VinDrFormatError, match=r"line 1: column\(s\) \['xmin'\] appear more than once"):
+        load_records(tmp_path)
+    _write(tmp_path, [*FINDING_COLUMNS, "notes"], [ROW + ["x"]])  # an extra column of its own is fine
+    assert len(load_records(tmp_path)) == 1
+
+
 def test_box_clipped_to_image(tmp_path: Path) -> None:
     _write(tmp_path, FINDING_COLUMNS, [ROW[:11] + ["-3.2", "2", "85.5", "130", "training"]])
     (record,) = load_records(tmp_path)

@@ -146,6 +146,9 @@ def _checked_rows(path: Path, reader: Any, columns: Sequence[str]) -> Iterable[t
     missing = [c for c in columns if c not in header]
     if missing:
         raise VinDrFormatError(f"{path}: missing column(s) {missing}; found columns {header}")
+    repeated = sorted({c for c in columns if header.count(c) > 1})
+    if repeated:  # a row would keep the last one's value, silently (or blame the wrong field for a bad value)
+        raise VinDrFormatError(f"{path}, line 1: column(s) {repeated} appear more than once in the header {header}")
     ended = reader.line_num
     for fields in reader:
         first, ended = ended + 1, reader.line_num  # a quoted field may span lines: the record starts at `first`
@@ -206,7 +209,21 @@ def _check_same_image(row: dict[str, str], first: dict[str, str], first_line: in
             )
 
 
+def _file_name_part(row: dict[str, str], column: str, where: str) -> str:
+    """``study_id`` / ``image_id``, which name the DICOM's folder and file and the cache's files: one plain name
+    (VinDr's are hex hashes). A ``/``, ``..`` or absolute id read a file elsewhere and made ``wsod prepare`` write
+    outside its cache folder."""
+    value = row[column]
+    if not value.strip() or value in (".", "..") or any(c in "/\\" or ord(c) < 32 for c in value):
+        raise VinDrFormatError(
+            f"{where}: {column} must be one plain file name (no '/', '\\', '..', control characters or empty value), "
+            f"got {value!r}"
+        )
+    return value
+
+
 def _new_record(row: dict[str, str], root: Path, where: str) -> ImageRecord:
+    study_id, image_id = _file_name_part(row, "study_id", where), _file_name_part(row, "image_id", where)
     height, width = _image_size(row, where)
     if row["laterality"] not in ("L", "R"):
         raise VinDrFormatError(f"{where}: laterality must be L or R, got {row['laterality']!r}")
@@ -221,7 +238,7 @@ def _new_record(row: dict[str, str], root: Path, where: str) -> ImageRecord:
         split=row["split"],
         height=height,
         width=width,
-        path=root / "images" / row["study_id"] / f"{row['image_id']}.dicom",
+        path=root / "images" / study_id / f"{image_id}.dicom",
         breast_birads=parse_birads(row["breast_birads"], where),
     )
 
