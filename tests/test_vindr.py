@@ -240,8 +240,11 @@ def test_a_row_repeated_field_for_field_is_one_ground_truth_box_with_a_warning_n
     assert len(select_records([record], ["Mass"], "paper")) == 3
 
 
-@pytest.mark.parametrize(("column", "value"), [("image_id", "../../../../escaped"), ("image_id", "/tmp/abs"),
-                                               ("study_id", ".."), ("image_id", "a\\b"), ("image_id", " ")])  # fmt: skip
+BAD_IDS = [("image_id", "../../../../escaped"), ("image_id", "/tmp/abs"), ("study_id", ".."), ("image_id", "a\\b"),
+           ("image_id", " ")]  # fmt: skip
+
+
+@pytest.mark.parametrize(("column", "value"), BAD_IDS)
 def test_an_id_that_is_not_one_plain_file_name_is_refused_naming_the_row(
     tmp_path: Path, column: str, value: str
 ) -> None:
