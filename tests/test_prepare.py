@@ -109,11 +109,17 @@ def test_a_rerun_with_other_options_is_refused_and_loses_nothing(
     assert again["images"] and not again["errors"]
 
 
-def test_a_damaged_sidecar_is_converted_again(synthetic_root: Path, tmp_path: Path) -> None:
-    """An empty sidecar (renames are not fsynced: a power cut) stopped the whole rerun with a bare JSONDecodeError."""
+@pytest.mark.parametrize("damage", ["", '{"a": 1}', "[1]", "geometry-null", "file-elsewhere"])
+def test_a_damaged_sidecar_is_converted_again(synthetic_root: Path, tmp_path: Path, damage: str) -> None:
+    """An empty sidecar (renames are not fsynced: a power cut) stopped the whole rerun with a bare JSONDecodeError;
+    any other JSON was taken as done: `{"a": 1}` failed the DataModule later with a bare KeyError, `[1]` prepare
+    itself with an AttributeError, and a `file` of another name would have been read as this image."""
     first = prep.prepare(str(synthetic_root), str(tmp_path), input_size=SIZE, workers=0)
-    image_id = sorted(first["images"])[0]
-    (tmp_path / "images" / f"{image_id}.json").write_text("")
+    image_id, other = sorted(first["images"])[:2]
+    sidecar = tmp_path / "images" / f"{image_id}.json"
+    entry = json.loads(sidecar.read_text())
+    edited = {"geometry-null": {**entry, "geometry": None}, "file-elsewhere": {**entry, "file": f"images/{other}.png"}}
+    sidecar.write_text(json.dumps(edited[damage]) if damage in edited else damage)
     assert prep.prepare(str(synthetic_root), str(tmp_path), input_size=SIZE, workers=0) == first
 
 

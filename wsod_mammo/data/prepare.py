@@ -116,16 +116,31 @@ def read_cached(path: str | Path, raw: bool = False) -> np.ndarray:
 Job = tuple[str, str, str, tuple[int, int], bool, str, str, tuple[int, int], str]
 
 
+def _done_entry(sidecar: Path, image_id: str, cache_format: str) -> dict[str, Any] | None:
+    """A converted image's sidecar entry, or None when the sidecar is damaged (empty after a power cut: renames are
+    not fsynced; edited by hand) and the image is converted again. A sidecar that parsed as any JSON was taken, and
+    the DataModule later failed on it with a bare KeyError, or prepare itself with an AttributeError."""
+    try:
+        entry = json.loads(sidecar.read_text())
+        geometry = entry["geometry"]
+        sizes = [geometry[k] for k in ("orig_height", "orig_width", "out_height", "out_width")] + list(geometry["crop"])
+    except (ValueError, OSError, KeyError, TypeError):
+        return None
+    if len(sizes) != 8 or not all(isinstance(v, int) for v in sizes) or not isinstance(geometry.get("flip"), bool):
+        return None
+    padding = entry.get("padding", f"images/{image_id}.mask.png")
+    if entry.get("file") != f"images/{image_id}.{cache_format}" or padding != f"images/{image_id}.mask.png":
+        return None
+    return entry
+
+
 def _convert(job: Job) -> tuple[str, dict[str, Any] | None, str]:
     """Convert one image (in a worker); returns ``(image_id, entry or None, error)``."""
     image_id, source, laterality, input_size, crop_breast, cache_dir, cache_format, csv_size, resize = job
     folder = Path(cache_dir) / "images"
     sidecar = folder / f"{image_id}.json"
-    if sidecar.is_file():
-        try:
-            return image_id, json.loads(sidecar.read_text()), ""
-        except (ValueError, OSError):  # damaged (e.g. empty after a power cut: renames are not fsynced): redo it
-            pass
+    if sidecar.is_file() and (entry := _done_entry(sidecar, image_id, cache_format)) is not None:
+        return image_id, entry, ""
     from wsod_mammo.data.dicom import DicomError, describe_failure  # pydicom, torch: only when converting
     from wsod_mammo.data.images import load_input_image
 
