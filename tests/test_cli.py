@@ -265,8 +265,10 @@ def test_predict_from_nyu_weights_without_a_checkpoint_on_png_and_dicom(
         with pytest.raises(SystemExit) as failed:  # the reason on one line, no traceback
             main([*args, "--data.predict_paths", f"[{tmp_path / 'notes.txt'}]"])
         assert failed.value.code == 1 and "predict: none of the 1 input(s) could be read" in capsys.readouterr().err
-        with pytest.raises(ValueError, match="model.init_from_nyu: .*notes.txt: not a weights-only"):
+        with pytest.raises(SystemExit) as refused:  # before the inputs load: one line, exit 2
             main([*args[:-1], str(tmp_path / "notes.txt"), "--data.predict_paths", f"[{png}]"])
+        assert refused.value.code == 2
+        assert re.search("model.init_from_nyu: .*notes.txt: not a weights-only", capsys.readouterr().err)
     finally:  # a run that failed in this process leaves its W&B run open; later tests must start their own
         wandb.finish()
 
@@ -1140,6 +1142,37 @@ def test_impossible_options_fail_before_any_run_folder_naming_the_option(
     config = write_config(tmp_path / "c.yaml", tiny_config(tmp_path, data_root))
     _refused(["fit", "--config", str(config), option, value], message, caplog)
     assert not (tmp_path / "runs").exists()
+
+
+class _ShellCommand:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):  # noqa: ANN204 - would run a shell command if unpickled without weights_only
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [("pickle", r"evil.p: not a weights-only torch state dict \(UnpicklingError: .*posix.system"),
+     ("resnet", r"evil.p: none of its 2 keys is one of GMIC's NYU keys \(ds_net.first_conv.weight, .*its keys look "
+                r"like conv1.weight, fc.weight$")],
+)  # fmt: skip
+@pytest.mark.parametrize("subcommand", ["fit", "test"])
+def test_nyu_weights_that_cannot_load_are_refused_before_any_run_folder(
+    kind: str, message: str, subcommand: str, tmp_path: Path, data_root: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A legacy-format pickle or another network's weights as `model.init_from_nyu` failed in the model's setup, in
+    a 46-line traceback with exit status 1, after the run folder and its config.yaml were made."""
+    path, marker = tmp_path / "evil.p", tmp_path / "pwned"
+    if kind == "pickle":
+        torch.save({"x": _ShellCommand(marker)}, path, _use_new_zipfile_serialization=False)
+    else:
+        torch.save({"conv1.weight": torch.zeros(2), "fc.weight": torch.zeros(2)}, path)
+    config = write_config(tmp_path / "c.yaml", tiny_config(tmp_path, data_root))
+    _refused([subcommand, "--config", str(config), "--model.init_from_nyu", str(path)],
+             f"^wsod {subcommand}: model.init_from_nyu: .*{message}", caplog)  # fmt: skip
+    assert not (tmp_path / "runs").exists() and not marker.exists()
 
 
 @pytest.mark.parametrize(

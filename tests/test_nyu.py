@@ -163,8 +163,12 @@ def test_another_networks_weights_are_named_as_such_in_one_short_line(tmp_path: 
     with pytest.raises(ValueError) as error:
         from_nyu_checkpoint(tmp_path / "resnet18.p")
     message = str(error.value)
-    assert "resnet18.p: none of GMIC's NYU keys (ds_net., " in message and len(message) < 500
-    assert "its 8 keys look like layer1.0.conv1.weight, layer1.1.conv1.weight, " in message and "3 more" in message
+    assert "resnet18.p: none of its 8 keys is one of GMIC's NYU keys (ds_net.first_conv.weight, " in message
+    assert "its keys look like layer1.0.conv1.weight, layer1.1.conv1.weight, " in message and "3 more" in message
+    assert len(message) < 500
+    torch.save({"ds_net.conv1.weight": torch.zeros(1)}, tmp_path / "other.p")  # NYU's prefix, not GMIC's key
+    with pytest.raises(ValueError, match=r"other.p: none of its 1 keys is one of GMIC's NYU keys \(ds_net.first"):
+        from_nyu_checkpoint(tmp_path / "other.p")  # said "none of GMIC's NYU keys (ds_net., ...) found": ds_net.?
 
 
 def test_not_a_state_dict_is_rejected(tmp_path: Path) -> None:

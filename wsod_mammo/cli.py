@@ -34,6 +34,7 @@ from wsod_mammo.cli_checks import (
     check_input_size,
     check_no_hpc_checkpoint,
     check_nyu_weights_file,
+    check_nyu_weights_load,
     check_output_folders,
     check_precision,
     check_predict_inputs,
@@ -313,6 +314,8 @@ class WsodCLI(LightningCLI):
         """Build model, data and trainer; an option they refuse (a ValueError naming it) is a configuration error."""
         with configuration_errors():
             super().instantiate_classes()
+            if subcommand := self.config.get("subcommand"):
+                check_nyu_weights_load(self.model, self.config[subcommand])
         disable_slurm_auto_requeue(self.trainer)
         sigterm_without_collectives(self.trainer)
 

@@ -13,8 +13,8 @@ import torch
 
 from wsod_mammo.data.predict_data import expand_predict_paths
 from wsod_mammo.data.vindr import check_distinct_classes
-from wsod_mammo.models.gmic import COMPILE_OPTIONS
-from wsod_mammo.models.nyu import NYU_CLASS_NAMES
+from wsod_mammo.models.gmic import COMPILE_OPTIONS, GMIC
+from wsod_mammo.models.nyu import NYU_CLASS_NAMES, check_nyu_state_dict, load_nyu_checkpoint
 from wsod_mammo.models.resnet import GLOBAL_STRIDE, global_map_size
 from wsod_mammo.models.roi import window_size
 
@@ -63,6 +63,18 @@ def check_nyu_weights_file(section: Any) -> None:
             f"model.init_from_nyu: {path}: no such file (NYU's GMIC weights, e.g. models/sample_model_1.p of "
             "nyukat/GMIC; nothing is downloaded: put the file there, or give its path)"
         )
+
+
+def check_nyu_weights_load(module: Any, section: Any) -> None:
+    """NYU's weights as the model will load them, once it is built and before anything runs: a file that is no
+    weights-only state dict (a pickle, another network's, a torch object) or whose keys are not GMIC's failed in the
+    model's ``setup``, in a 46-line traceback after the run folder was made."""
+    path = (init_args_of(section, "model") or {}).get("init_from_nyu")
+    gmic = getattr(module, "model", None)
+    if not path or section.get("ckpt_path") or not isinstance(gmic, GMIC):
+        return
+    option = "model.init_from_nyu"
+    check_nyu_state_dict(gmic, load_nyu_checkpoint(path, option=option), source=f"{option}: {path}")
 
 
 def check_input_size(section: Any) -> None:

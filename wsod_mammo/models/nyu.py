@@ -80,9 +80,11 @@ def load_nyu_checkpoint(path: str | Path, option: str = "init_from_nyu") -> dict
     return obj
 
 
-def _check_keys(model: nn.Module, state_dict: dict[str, Tensor], source: str) -> tuple[dict[str, Tensor], set[str]]:
-    """Map NYU keys onto ours; raise listing missing and mis-shaped keys (keys GMIC does not use, such as
-    ``shared_rep_filter.weight``, are logged and dropped). Returns (mapped, fresh)."""
+def _check_keys(
+    model: nn.Module, state_dict: dict[str, Tensor], source: str
+) -> tuple[dict[str, Tensor], set[str], list[str]]:
+    """Map NYU keys onto ours; raise listing missing and mis-shaped keys. Returns (mapped, fresh layers, the keys
+    GMIC does not use, such as ``shared_rep_filter.weight``)."""
     own = model.state_dict()
     mapped, unexpected = {}, []
     for key, value in state_dict.items():
@@ -92,9 +94,6 @@ def _check_keys(model: nn.Module, state_dict: dict[str, Tensor], source: str) ->
         else:
             mapped[ours] = value
     missing = [_swap_prefix(k, to_ours=False) for k in own if k not in mapped]
-    if unexpected:
-        listing = ", ".join(f"{k} {tuple(state_dict[k].shape)}" for k in unexpected)
-        log.info("%s: dropped %d key(s) that GMIC does not use: %s", source, len(unexpected), listing)
     fresh, misshaped = set(), []
     for key, value in mapped.items():
         if tuple(value.shape) == tuple(own[key].shape):
@@ -107,16 +106,22 @@ def _check_keys(model: nn.Module, state_dict: dict[str, Tensor], source: str) ->
                 f"{_swap_prefix(key, to_ours=False)}: file {tuple(value.shape)}, model {tuple(own[key].shape)}"
             )
     if not mapped:  # another network's weights: listing GMIC's ~300 keys as missing says less than this
-        prefixes = ", ".join(nyu for nyu, _ in KEY_PREFIXES)
+        expected = [k for k in (_swap_prefix(key, to_ours=False) for key in own) if k]
         raise ValueError(
-            f"{source}: none of GMIC's NYU keys ({prefixes}) found: not nyukat/GMIC weights; its {len(state_dict)} "
-            f"keys look like {_some(list(state_dict))}"
+            f"{source}: none of its {len(state_dict)} keys is one of GMIC's NYU keys ({_some(expected, 3)}): not "
+            f"nyukat/GMIC weights; its keys look like {_some(list(state_dict))}"
         )
     if missing or misshaped:
         problems = [f"{len(found)} {what}: {_some(found)}" for what, found in
                     (("missing key(s)", missing), ("mis-shaped key(s)", misshaped)) if found]  # fmt: skip
         raise ValueError(f"{source}: does not match GMIC's NYU key layout; {'; '.join(problems)}")
-    return mapped, fresh
+    return mapped, fresh, unexpected
+
+
+def check_nyu_state_dict(model: GMIC, state_dict: dict[str, Tensor], source: str = "state dict") -> None:
+    """ValueError naming `source` where `state_dict` cannot be loaded into `model` (the check
+    `load_nyu_state_dict` makes first, loading nothing): for a command to refuse a file before it runs."""
+    _check_keys(model, state_dict, source)
 
 
 def _some(names: list[str], shown: int = 5) -> str:
@@ -132,7 +137,10 @@ def load_nyu_state_dict(model: GMIC, state_dict: dict[str, Tensor], source: str 
     (and logged at WARNING); keys GMIC does not use are dropped (one INFO line: names and shapes); every GMIC key
     must be present with the right shape, else ValueError naming `source` and listing missing and mis-shaped keys.
     """
-    mapped, fresh = _check_keys(model, state_dict, source)
+    mapped, fresh, unexpected = _check_keys(model, state_dict, source)
+    if unexpected:
+        listing = ", ".join(f"{k} {tuple(state_dict[k].shape)}" for k in unexpected)
+        log.info("%s: dropped %d key(s) that GMIC does not use: %s", source, len(unexpected), listing)
     kept = {k: v for k, v in mapped.items() if k.split(".")[0] not in fresh}
     model.load_state_dict(kept, strict=False)
     layers = sorted(fresh)
