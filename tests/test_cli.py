@@ -1144,6 +1144,20 @@ def test_impossible_options_fail_before_any_run_folder_naming_the_option(
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.parametrize("option", ["optimizer", "scheduler"])
+def test_an_optimizer_or_scheduler_that_is_no_such_class_is_refused_before_it_is_called(
+    option: str, tmp_path: Path, data_root: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """jsonargparse takes any callable for these two: `class_path: os.system` ran its `init_args` as a shell
+    command while the model was built, then the fit failed in a raw TypeError."""
+    marker = tmp_path / "pwned"
+    settings = tiny_config(tmp_path, data_root)
+    settings["model"]["init_args"][option] = {"class_path": "os.system", "init_args": {"command": f"touch {marker}"}}
+    _refused(["fit", "--config", str(write_config(tmp_path / "c.yaml", settings))],
+             rf"^wsod fit: model.{option}: class_path os.system is not a subclass of torch.optim.", caplog)  # fmt: skip
+    assert not marker.exists() and not (tmp_path / "runs").exists()
+
+
 class _ShellCommand:
     def __init__(self, marker: Path) -> None:
         self.marker = marker

@@ -30,6 +30,7 @@ from wsod_mammo.cli_checks import (
     check_accelerator,
     check_class_index,
     check_compile,
+    check_factory_classes,
     check_heads_match_classes,
     check_input_size,
     check_no_hpc_checkpoint,
@@ -279,6 +280,7 @@ class WsodCLI(LightningCLI):
         check_accelerator(section)
         check_precision(section)
         check_compile(section)
+        check_factory_classes(section)
         check_input_size(section)
         if subcommand != "fit":  # evaluation writes into a run folder of its own, never the checkpoint's
             warnings.filterwarnings("ignore", message=CHECKPOINT_DIRPATH_WARNING, category=UserWarning)

@@ -77,6 +77,34 @@ def check_nyu_weights_load(module: Any, section: Any) -> None:
     check_nyu_state_dict(gmic, load_nyu_checkpoint(path, option=option), source=f"{option}: {path}")
 
 
+#: What ``model.optimizer`` / ``model.scheduler`` build: the classes their ``class_path`` may name.
+FACTORY_BASES: dict[str, tuple[type, ...]] = {
+    "optimizer": (torch.optim.Optimizer,),
+    "scheduler": (torch.optim.lr_scheduler.LRScheduler, torch.optim.lr_scheduler.ReduceLROnPlateau),
+}
+
+
+def check_factory_classes(section: Any) -> None:
+    """``model.optimizer`` and ``model.scheduler`` are called with the model's parameters (or the optimizer) and
+    their ``init_args``: a ``class_path`` naming another callable (``os.system``) was called with the config's
+    arguments as the model was built, and the fit then failed in a raw TypeError. Only classes of the expected kind
+    pass; a config still names Python classes that are imported, so run configs you trust, as scripts."""
+    init_args = init_args_of(section, "model") or {}
+    for option, bases in FACTORY_BASES.items():
+        value = init_args.get(option)
+        class_path = value.get("class_path") if hasattr(value, "get") else None
+        if not isinstance(class_path, str):
+            continue
+        module_name, _, name = class_path.rpartition(".")
+        try:
+            target = getattr(importlib.import_module(module_name), name)
+        except (ImportError, AttributeError, ValueError):
+            continue  # the option parser has named what it could not import
+        if not (isinstance(target, type) and issubclass(target, bases)):
+            kinds = " or ".join(f"{b.__module__}.{b.__qualname__}" for b in bases)
+            raise ValueError(f"model.{option}: class_path {class_path} is not a subclass of {kinds}")
+
+
 def check_input_size(section: Any) -> None:
     """``data.input_size`` that GMIC cannot take (a side not a multiple of its global network's stride, or smaller
     than the patches it crops): an error naming the options before any run folder exists (the model's own error
