@@ -879,6 +879,10 @@ def test_a_config_file_that_is_not_a_yaml_mapping_is_one_line_naming_it(
     # a group's own file (`--trainer F`): jsonargparse said 'trainer: in "<unicode string>", line 3, column 1'
     group = rf"^wsod fit: --trainer {re.escape(str(broken))}: cannot read it as YAML \(while parsing a flow sequence"
     _refused(["fit", "--config", str(config), "--trainer", str(broken)], group, caplog)
+    empty = tmp_path / "empty.yaml"  # was "Unexpected config:", naming nothing (wsod study took it as no options)
+    empty.write_text("# nothing here yet\n")
+    nothing = rf"^wsod fit: --config {re.escape(str(empty))}: the file holds no options \(it is empty"
+    _refused(["fit", "--config", str(config), "--config", str(empty)], nothing, caplog)
     assert not list(tmp_path.glob("runs/**/config.yaml"))
 
 

@@ -296,6 +296,9 @@ def test_configs_merge_key_by_key_and_each_run_keeps_the_augmentation_options(tm
     (tmp_path / "b.yaml").write_text("data:\n  init_args:\n    batch_size: 4\n")
     merged = compose_configs([str(tmp_path / "a.yaml"), str(tmp_path / "b.yaml")])
     assert merged["data"]["init_args"] == {"data_root": "x", "batch_size": 4}
+    (tmp_path / "empty.yaml").write_text("")  # as wsod fit refuses it (it took it as no options)
+    with pytest.raises(ValueError, match=r"--config .*empty.yaml: the file holds no options \(it is empty"):
+        compose_configs([str(tmp_path / "a.yaml"), str(tmp_path / "empty.yaml")])
     writer = {"class_path": "x.PredictionWriter", "init_args": {"output_dir": "shared"}}
     logger = {"class_path": "my.Logger", "init_args": {"project": "p", "save_dir": "shared"}}
     base = {"data": {"init_args": {"augmentation": {"hflip_p": 0.0}}},
