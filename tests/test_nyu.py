@@ -1,5 +1,6 @@
 """NYU checkpoints: the key layout of nyu_gmic_keys.tsv, legacy files with NYU's extra key, round trip, bad files."""
 
+import io
 import logging
 import os
 import zipfile
@@ -203,6 +204,40 @@ def test_foreign_and_missing_files_name_option_and_file(tmp_path: Path) -> None:
         load_nyu_checkpoint(tmp_path / "notes.p")
     with pytest.raises(ValueError, match="model.init_from_nyu: .*absent.p: no such file"):
         load_nyu_checkpoint(tmp_path / "absent.p", option="model.init_from_nyu")
+
+
+class Custom:
+    pass
+
+
+def test_a_file_torch_cannot_read_says_what_it_is(tmp_path: Path) -> None:
+    """torch said `KeyError: 101` for a text file, `EOFError: EOFError` for an empty or cut one, and advised
+    allowlisting the class of a pickled object (running the file's code) "if you trust this class"."""
+    whole = io.BytesIO()
+    torch.save({"w": torch.zeros(64)}, whole)
+    legacy = io.BytesIO()
+    torch.save({"w": torch.zeros(64)}, legacy, _use_new_zipfile_serialization=False)
+    files = {"text.p": b"these are not weights", "empty.p": b"", "cut.p": whole.getvalue()[:300],
+             "cut_legacy.p": legacy.getvalue()[:15], "short_legacy.p": legacy.getvalue()[:-100]}  # fmt: skip
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    torch.save({"object": Custom()}, tmp_path / "object.p")
+    expected = {
+        "text.p": r"not a torch file: neither torch's zip format nor its legacy format \(it begins with b'these ar",
+        "empty.p": r"an empty file \(0 bytes\)",
+        "cut.p": r"a zip archive without its end \(torch's format cut short",
+        "cut_legacy.p": r"the file ends before its data does \(cut short",  # after its first pickle
+        "short_legacy.p": r"RuntimeError: unexpected EOF, expected 100 more bytes",  # torch's own words say it
+        "object.p": r"UnpicklingError: .*Unsupported global: GLOBAL .*Custom was not an allowed global by default.\)$",
+    }
+    for name, reason in expected.items():
+        with pytest.raises(
+            ValueError, match=rf"init_from_nyu: .*{name}: not a weights-only torch state dict \({reason}"
+        ):
+            load_nyu_checkpoint(tmp_path / name)
+    with pytest.raises(ValueError) as refused:
+        load_nyu_checkpoint(tmp_path / "object.p")
+    assert "add_safe_globals" not in str(refused.value) and "trust" not in str(refused.value)
 
 
 def test_imports_run_one_way() -> None:

@@ -24,7 +24,34 @@ def load_weights_only(path: str | Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
     except Exception as error:  # noqa: BLE001 - foreign bytes raise anything from KeyError to UnpicklingError
-        raise WeightsOnlyLoadError(f"{type(error).__name__}: {_reason(error)}") from None
+        raise WeightsOnlyLoadError(_why_not_loaded(path, error)) from None
+
+
+def _why_not_loaded(path: str | Path, error: Exception) -> str:
+    """What the file is, when torch cannot have written it, else torch's reason: ``EOFError: EOFError`` alone
+    said nothing of a file cut short."""
+    if (what := _not_torch(path)) is not None:
+        return what
+    if isinstance(error, EOFError):
+        return "the file ends before its data does (cut short: an interrupted download or copy?)"
+    return f"{type(error).__name__}: {_reason(error)}"
+
+
+def _not_torch(path: str | Path) -> str | None:
+    """What a file is that torch's loaders cannot have written (empty; neither a zip nor a pickle), else None:
+    torch said ``EOFError: EOFError`` for an empty file and ``KeyError: 101`` for a text file."""
+    try:
+        with open(path, "rb") as handle:
+            start = handle.read(16)
+    except OSError:
+        return None
+    if not start:
+        return "an empty file (0 bytes)"
+    if zipfile.is_zipfile(path) or start[0] == 0x80:  # torch's zip format; its legacy one (pickle protocol 2+)
+        return None
+    if start.startswith(b"PK\x03\x04"):
+        return "a zip archive without its end (torch's format cut short: an interrupted download or copy?)"
+    return f"not a torch file: neither torch's zip format nor its legacy format (it begins with {start!r})"
 
 
 def _reason(error: Exception) -> str:
@@ -32,4 +59,5 @@ def _reason(error: Exception) -> str:
     text = re.sub(r"\x1b\[[0-9;]*m", "", str(error))  # torch bolds parts of its message for terminals
     kept = [line.strip() for line in text.splitlines() if line.strip()]
     kept = [line for line in kept if not any(advice in line for advice in _TORCH_ADVICE)]
+    kept = [re.sub(r"\s*Please use `torch\.serialization\.add_safe_globals.*$", "", line) for line in kept]
     return "; ".join(kept) or type(error).__name__
