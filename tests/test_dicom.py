@@ -225,6 +225,12 @@ def test_jpeg2000_lossless_decodes_like_uncompressed(tmp_path: Path) -> None:
     ds.save_as(tmp_path / "j2k.dcm")
     assert pydicom.dcmread(tmp_path / "j2k.dcm").file_meta.TransferSyntaxUID == JPEG2000Lossless
     np.testing.assert_array_equal(read_dicom(tmp_path / "j2k.dcm")[0], read_dicom(plain)[0])
+    # cut short inside its pixel data (an interrupted download): pydicom drops the element with a warning, and the
+    # file was said to have no pixel data at all
+    data = (tmp_path / "j2k.dcm").read_bytes()
+    (tmp_path / "cut.dcm").write_bytes(data[: len(data) * 7 // 10])
+    with pytest.raises(DicomError, match=r"cut.dcm: the file ends inside its pixel data \(cut short"):
+        read_dicom(tmp_path / "cut.dcm")
 
 
 GDCM_SYNTAX = {JPEGLosslessSV1: "JPEGLosslessProcess14_1", JPEGLSLossless: "JPEGLSLossless",

@@ -319,6 +319,13 @@ def _bare_dataset(path: Path) -> pydicom.Dataset:
     return ds
 
 
+def _holds_pixel_data_tag(path: Path) -> bool:
+    """Whether the bytes of the (7FE0,0010) PixelData tag occur in the file, in either byte order: a compressed
+    file cut short within its pixel data parses without it, and was said to have none."""
+    data = path.read_bytes()
+    return b"\xe0\x7f\x10\x00" in data or b"\x7f\xe0\x00\x10" in data
+
+
 def read_dicom(path: str | Path) -> tuple[np.ndarray, DicomInfo]:
     """Decode a mammogram to a ``(H, W)`` float32 image in [0, 1] (bright = dense) and its tags (``info.padding``:
     where the padding pixels are, or None).
@@ -340,6 +347,10 @@ def read_dicom(path: str | Path) -> tuple[np.ndarray, DicomInfo]:
         # a Part 10 file whose file meta lacks (0002,0010) (some anonymizers drop it): the encoding pydicom parsed
         ds.file_meta.TransferSyntaxUID = BARE_SYNTAX[tuple(ds.original_encoding)]
     if "PixelData" not in ds:
+        if _holds_pixel_data_tag(path):  # pydicom drops an element the file ends inside (a warning, no error)
+            raise DicomError(
+                f"{path}: the file ends inside its pixel data (cut short: an interrupted download or copy?)"
+            )
         raise DicomError(f"{path}: no pixel data (PixelData tag absent)")
     photometric = _check_pixel_layout(ds, path)
     pixels = _pixels(ds, path)
