@@ -968,7 +968,10 @@ def test_checkpoint_of_another_model_is_refused(
      (["--model.model.init_args.crop_shape", "[1]"], r"model.model.crop_shape: Expected a tuple with 2 elements"),
      (["--model.train_saliency", '{"class_path": "nowhere_mod.X"}'],
       r"model.train_saliency: nowhere_mod.X: No module named 'nowhere_mod'; .* importable \(on PYTHONPATH\)$"),
-     (["--nonsense", "1"], r"unrecognized arguments: --nonsense 1 \(--help lists the options\)$")],
+     (["--nonsense", "1"], r"unrecognized arguments: --nonsense 1 \(--help lists the options\)$"),
+     # a path with ': ' is a YAML mapping: the inner value was not shown ("expected list or str", given a string)
+     (["--data.predict_paths", "scans/a: b/x"], r"data.predict_paths: expected <class 'list'> or <class 'str'> "
+      r"\(given: \{'scans/a': 'b/x'\}\); YAML reads 'a: b' as a mapping: quote such a path inside a list")],
 )  # fmt: skip
 def test_an_option_the_parser_refuses_is_one_line_naming_it_without_the_usage(
     option: list[str], message: str, tmp_path: Path, data_root: Path, capsys: pytest.CaptureFixture,

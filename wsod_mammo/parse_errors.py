@@ -40,9 +40,13 @@ def one_line(report: str) -> str:
     if len(tried) > 1 and all(text.startswith("Expected a ") for text, where in deepest if where == option):
         reason = "expected " + " or ".join(tried)
     given = [line.strip().removeprefix("Given value: ") for line in lines if line.strip().startswith("Given value: ")]
-    value = given[-1].split(". Got value: ")[0] if given else ""
-    if value and "Got value" not in reason and not value.startswith(("NestedArg(", "Namespace(")):
+    # the innermost value (listed first): the outer ones wrap it (NestedArg(...), Namespace(...))
+    given = [v for v in given if not v.startswith(("NestedArg(", "Namespace("))]
+    value = given[0].split(". Got value: ")[0] if given else ""
+    if value and "Got value" not in reason and "'class_path'" not in value:  # a class's error names its class
         reason += f" (given: {value})"
+        if value.startswith("{") and "<class 'str'>" in reason:  # `a: b/x` as a path: YAML read a mapping
+            reason += "; YAML reads 'a: b' as a mapping: quote such a path inside a list, e.g. \"['a: b/x']\""
     class_path = _deepest_class_path(report) if "No module named" in reason else None
     if class_path:
         reason = f"{class_path}: {reason}; the module that defines it must be importable (on PYTHONPATH)"
