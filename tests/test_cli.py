@@ -42,7 +42,7 @@ from wsod_mammo.inference import Predictor, nyu_to_checkpoint
 from wsod_mammo.models import GMIC, to_nyu_state_dict
 from wsod_mammo.training.callbacks import DetectionMetrics
 from wsod_mammo.training.module import GMICLitModule
-from wsod_mammo.training.test_report import checkpoint_record
+from wsod_mammo.training.provenance import checkpoint_record
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -228,6 +228,10 @@ def test_predict_from_nyu_weights_without_a_checkpoint_on_png_and_dicom(
     (run,) = (tmp_path / "predictions").glob("*/predictions.json")
     records = json.loads(run.read_text())
     assert [r.get("error") for r in records] == [None, None]
+    # which weights made them, wherever the folder goes (config.yaml keeps paths as typed, relative, no hash)
+    weights = json.loads((run.parent / "weights.json").read_text())
+    assert weights["weights"] == "NYU weights" and weights["checkpoint"] == checkpoint_record(nyu)
+    assert weights["evaluated_under"]["torch"] == torch.__version__ and weights["predict_saliency"] == "gradcampp"
     assert records[0]["laterality_source"] == "dicom" and records[1]["laterality_source"] == "inferred"
     assert abs(records[0]["probability"] - records[1]["probability"]) < 2e-3
     # NYU's heads by name: the first (the PredictionWriter's default class_index 0) is benign, not a "mass" head
@@ -242,8 +246,12 @@ def test_predict_from_nyu_weights_without_a_checkpoint_on_png_and_dicom(
     size = str(config["data"]["init_args"]["input_size"])
     main(["predict", "--config", str(path), "--ckpt_path", str(ckpt), "--data.input_size", size,
           "--data.predict_paths", f"[{dicom}]"])  # fmt: skip
-    (converted,) = json.loads(max((tmp_path / "predictions").glob("*/predictions.json")).read_text())
+    converted_run = max((tmp_path / "predictions").glob("*/predictions.json"))
+    (converted,) = json.loads(converted_run.read_text())
     assert converted["class"] == "benign" and list(converted["probabilities"]) == ["benign", "malignant"]
+    recorded = json.loads((converted_run.parent / "weights.json").read_text())
+    assert recorded["weights"] == "checkpoint" and recorded["checkpoint"]["path"] == str(ckpt.resolve())
+    assert recorded["checkpoint"]["sha256"] == hashlib.sha256(ckpt.read_bytes()).hexdigest()
     assert abs(converted["probability"] - records[0]["probability"]) < 1e-5
     # --ckpt_path untrained beside the config's NYU weights: the baseline, not NYU's weights under its name
     main([*args, "--ckpt_path", "untrained", "--data.predict_paths", f"[{png}]"])

@@ -25,6 +25,7 @@ from wsod_mammo.detection.overlay_frame import overlay_frame
 from wsod_mammo.inference import Loaded, Prediction, padded_class_names, predictions_from_outputs
 from wsod_mammo.models.nyu import NYU_CLASS_NAMES
 from wsod_mammo.training.callbacks import Alignment, check_class_of_model, checked_class_index, map_placement
+from wsod_mammo.training.provenance import evaluated_weights, evaluation_setting
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +98,17 @@ class PredictionWriter(BasePredictionWriter):
         folder = str(new_run_folder(self.output_dir)) if trainer is None or trainer.is_global_zero else None
         self.run_dir = Path(trainer.strategy.broadcast(folder) if trainer is not None else folder)
         self._open = True  # rows not yet on disk: on_predict_end, or on_exception when the run is cut short
+        if trainer is not None and trainer.is_global_zero:
+            self._write_weights_record(trainer, pl_module)
+
+    def _write_weights_record(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """``weights.json``: which weights made these predictions (a checkpoint's absolute path and sha256, NYU's
+        file...), the saliency method and the precision and versions: ``config.yaml``'s ``ckpt_path`` is as typed,
+        relative to the directory the command ran in (``runs/demo/...`` after ``--ckpt_path best``), and no hash."""
+        record = {**evaluated_weights(trainer, pl_module), "evaluated_under": evaluation_setting(trainer),
+                  "predict_saliency": getattr(pl_module, "predict_saliency", None)}  # fmt: skip
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "weights.json").write_text(json.dumps(record, indent=2))
 
     def write_on_batch_end(
         self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx=0

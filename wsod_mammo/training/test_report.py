@@ -11,19 +11,16 @@ also written to the report).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
 from pathlib import Path
 from typing import Any
 
-import lightning
 import torch
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.loggers import WandbLogger
 
-from wsod_mammo import __version__
 from wsod_mammo.detection.bootstrap import (
     LEVEL,
     NUM_RESAMPLES,
@@ -47,6 +44,7 @@ from wsod_mammo.detection.report import (
     write_table2_row,
 )
 from wsod_mammo.training.classification import HEADS
+from wsod_mammo.training.provenance import evaluated_weights, evaluation_setting
 
 log = logging.getLogger(__name__)
 
@@ -272,39 +270,6 @@ def write_test_report(
     log.info("evaluated %s under precision %s, torch %s\n%s", what if checkpoint["path"] else summary["weights"],
              under["precision"], under["torch"], "\n".join(printed))  # fmt: skip
     log.info("test report (tables, intervals, detection.json, FROC plots) written to %s", directory)
-
-
-def evaluation_setting(trainer: Trainer) -> dict[str, str]:
-    """The precision and versions a test ran under: figures are deterministic for one set of them only (bf16-mixed
-    runs the backbones in bf16, and its maps and patches differ somewhat from float32's)."""
-    precision = getattr(trainer, "precision", None)
-    return {"precision": str(precision), "torch": torch.__version__, "lightning": lightning.__version__,
-            "wsod_mammo": __version__}  # fmt: skip
-
-
-def evaluated_weights(trainer: Trainer, pl_module: LightningModule) -> dict[str, Any]:
-    """What a test evaluated: ``weights`` (``checkpoint``, ``NYU weights`` as they are, ``weights in memory`` after
-    a fit in the same process, or the ``untrained network``: ``--ckpt_path untrained``, a baseline) and
-    ``checkpoint``, the file's ``{"path", "sha256"}`` (both None in memory)."""
-    nyu = None if trainer.ckpt_path else getattr(pl_module, "nyu_weights_as_is", None)
-    if nyu:
-        return {"weights": "NYU weights", "checkpoint": checkpoint_record(nyu)}
-    if trainer.ckpt_path:
-        kind = "checkpoint"
-    else:
-        kind = "weights in memory" if getattr(pl_module, "trained_in_process", True) else "untrained network"
-    return {"weights": kind, "checkpoint": checkpoint_record(trainer.ckpt_path)}
-
-
-def checkpoint_record(path: str | Path | None) -> dict[str, Any]:
-    """``{"path", "sha256"}`` of the checkpoint a test evaluated (both None for the weights in memory)."""
-    if not path or not Path(path).is_file():
-        return {"path": None if not path else str(path), "sha256": None}
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return {"path": str(Path(path).resolve()), "sha256": digest.hexdigest()}
 
 
 def _log_to_wandb(trainer: Trainer, directory: Path, summary: dict[str, Any], ci_rows: list[list[str]]) -> None:
