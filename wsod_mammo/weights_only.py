@@ -51,7 +51,7 @@ def _not_torch(path: str | Path) -> str | None:
         return None
     if start.startswith(b"PK\x03\x04"):
         return "a zip archive without its end (torch's format cut short: an interrupted download or copy?)"
-    return f"not a torch file: neither torch's zip format nor its legacy format (it begins with {start!r})"
+    return f"not a torch file, zip or legacy (it begins with {start[:8]!r})"
 
 
 def _reason(error: Exception) -> str:
