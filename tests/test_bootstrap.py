@@ -26,6 +26,33 @@ def test_weights_draw_each_stratum_to_its_size_and_repeat_with_the_seed():
     assert weights.std(0).min() > 0  # every image is sometimes drawn more, sometimes less
 
 
+def test_with_groups_whole_studies_are_drawn_within_strata_of_studies_in_any_order() -> None:
+    """Images of one study (its CC and MLO views show the same mass) were drawn one by one: intervals too narrow."""
+    groups = torch.tensor([10, 10, 20, 20, 30, 30, 40, 40, 50])  # four two-view studies and one single image
+    strata = torch.tensor([1, 1, 1, 0, 0, 0, 0, 0, 1])  # study 20 has one mass view: a study with a mass
+    weights = resample_weights(strata, 300, seed=2, keys=torch.arange(9), groups=groups)
+    assert torch.equal(weights[:, 0::2][:, :4], weights[:, 1::2])  # the two views of each study, always together
+    per_study = weights[:, [0, 2, 4, 6, 8]]
+    assert torch.equal(per_study[:, [0, 1, 4]].sum(1), torch.full((300,), 3.0))  # 3 studies with a mass
+    assert torch.equal(per_study[:, [2, 3]].sum(1), torch.full((300,), 2.0))  # 2 without
+    order = torch.randperm(9, generator=torch.Generator().manual_seed(5))  # a DDP gather's order
+    shuffled = resample_weights(strata[order], 300, seed=2, keys=torch.arange(9)[order], groups=groups[order])
+    assert torch.equal(shuffled, weights[:, order])
+
+
+def test_views_hit_or_missed_together_widen_the_interval_drawn_by_study() -> None:
+    """60 two-view studies whose views are hit or missed together: an interval drawn image by image is narrower by
+    up to sqrt(2) than the honest one, drawn study by study."""
+    hits = (torch.rand(60, generator=torch.Generator().manual_seed(0)) < 0.65).repeat_interleave(2).float()
+    groups, strata = torch.arange(60).repeat_interleave(2), torch.ones(120, dtype=torch.long)
+    width = {}
+    for unit, given in (("images", None), ("studies", groups)):
+        weights = resample_weights(strata, 1000, seed=0, keys=torch.arange(120), groups=given)
+        tpr = (weights * hits).sum(1) / weights.sum(1)
+        width[unit] = float(tpr.quantile(0.975) - tpr.quantile(0.025))
+    assert 1.25 < width["studies"] / width["images"] < 1.6, width
+
+
 def _boxes(seed: int = 0):
     gen = torch.Generator().manual_seed(seed)
     image_gt = torch.tensor([1, 2, 0, 1, 0, 1])

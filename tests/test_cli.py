@@ -111,6 +111,10 @@ def test_test_writes_both_tables_the_froc_plot_and_overlays(trained: Path) -> No
     table1 = list(csv.DictReader(open(run / "table1.csv")))
     assert [r["head"] for r in table1] == ["global", "local", "fusion"]
     assert all(0.0 <= float(r["auc"]) <= 1.0 for r in table1)
+    # intervals draw whole studies (an exam's views are not independent), and the images' record keeps them
+    assert summary["bootstrap"]["resampled"] == "studies" and "over studies" in (run / "table1.md").read_text()
+    images = json.loads((run / "detection_images.json").read_text())["subsets"]["all"]["cam"]
+    assert len(images["study_keys"]) == len(images["image_keys"]) > len(set(images["study_keys"]))
     # every figure carries a 95% bootstrap interval; the cell is the capped operating point validation selects by
     assert "FPPI <= 1" in summary["operating_point"] and "FPPI <= 1" in (run / "table2_row.md").read_text()
     for method, figures in summary["mass"].items():

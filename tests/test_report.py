@@ -2,6 +2,7 @@
 
 import csv
 import io
+import json
 import logging
 import math
 
@@ -164,6 +165,31 @@ def test_compare_is_a_paired_bootstrap_over_the_same_images(tmp_path, capsys):
     record.write_text(record.read_text().replace("16]", "17]"))
     with pytest.raises(ValueError, match="run:cam and other:cam were tested on different images: 6 and 6 images, 1 "):
         main([str(tmp_path / "run"), "--compare", "cam", f"{tmp_path / 'other'}:cam"])
+
+
+def test_compare_draws_whole_studies_where_the_test_reports_recorded_them(tmp_path, capsys):
+    """Three two-view studies: the paired resamples draw both views of a study together, as the reports did;
+    a record written before studies were recorded is drawn image by image, and the paragraph says which."""
+    from wsod_mammo.detection.bootstrap import resample_weights
+    from wsod_mammo.detection.compare import load_side, paired_bootstrap
+
+    _images_file(tmp_path / "run", {"cam": [1, 1, 1, 1, 1, 0], "gradcam": [1, 1, 0, 0, 1, 1]})
+    main([str(tmp_path / "run"), "--compare", "cam", "gradcam"])
+    assert "paired bootstrap (95%) over images:" in capsys.readouterr().out
+    record = tmp_path / "run" / "detection_images.json"
+    data = json.loads(record.read_text())
+    for side in data["subsets"]["mass"].values():
+        side["study_keys"] = [1, 1, 2, 2, 3, 3]
+    record.write_text(json.dumps(data))
+    main([str(tmp_path / "run"), "--compare", "cam", "gradcam"])
+    assert "paired bootstrap (95%) over studies:" in capsys.readouterr().out
+    a, b = (load_side(m, tmp_path / "run", "mass")[1] for m in ("cam", "gradcam"))
+    drawn = resample_weights(torch.ones(6, dtype=torch.long), keys=torch.arange(11, 17),
+                             groups=torch.tensor([1, 1, 2, 2, 3, 3]))  # fmt: skip
+    difference = (drawn @ torch.tensor([0.0, 0, 1, 1, 0, -1])) / drawn.sum(1)  # hits of A minus hits of B
+    expected = difference.double().quantile(torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist()
+    result = paired_bootstrap(a, b, 1.0)["difference"]
+    assert [result["low"], result["high"]] == pytest.approx(expected)
 
 
 def test_compare_finds_the_test_run_inside_a_study_run_folder_and_names_a_bad_record(tmp_path, capsys):

@@ -1,10 +1,11 @@
-"""Seeded, class-stratified bootstrap over images: 95% intervals for Table I, Table II cells and FROC points.
+"""Seeded, class-stratified bootstrap over studies: 95% intervals for Table I, Table II cells and FROC points.
 
-One resample draws, within each stratum (images with / without ground truth of the class, or the classification
-label), as many images as the stratum has, with replacement; it is a weight matrix ``(B, N)`` of how often each
-image was drawn. Every figure is then a weighted sum over images, computed for all ``B`` resamples at once
-(cumulative sums over the score-sorted boxes for the FROC), so 1,000 resamples of 500 images x 5 methods take a
-fraction of a second on a CPU (``tests/benchmarks/bench_bootstrap.py``). Intervals are percentile intervals.
+One resample draws, within each stratum (studies with / without ground truth of the class, or the classification
+label), as many studies as the stratum has, with replacement, each with all its images (``groups``; without them,
+images one by one); it is a weight matrix ``(B, N)`` of how often each image was drawn. Every figure is then a
+weighted sum over images, computed for all ``B`` resamples at once (cumulative sums over the score-sorted boxes for
+the FROC), so 1,000 resamples of 500 images x 5 methods take a fraction of a second on a CPU
+(``tests/benchmarks/bench_bootstrap.py``). Intervals are percentile intervals.
 A figure is reported as ``{"value", "low", "high"}`` (``value`` is the full-sample figure).
 """
 
@@ -23,7 +24,11 @@ LEVEL = 0.95
 
 
 def resample_weights(
-    strata: Tensor, num_resamples: int = NUM_RESAMPLES, seed: int = SEED, keys: Tensor | None = None
+    strata: Tensor,
+    num_resamples: int = NUM_RESAMPLES,
+    seed: int = SEED,
+    keys: Tensor | None = None,
+    groups: Tensor | None = None,
 ) -> Tensor:
     """``(B, N)`` float32 draw counts: each resample draws ``n_s`` images with replacement within each stratum.
 
@@ -31,10 +36,24 @@ def resample_weights(
     image each draw picks whatever order the images come in (a DDP gather interleaves the ranks: without keys, one
     and two GPUs would give one checkpoint different intervals). Deterministic for a given ``seed`` (own generator,
     on the CPU).
+
+    ``groups (N,)``: an integer per image naming its cluster (the key of its ``study_id``: one exam, whose CC and MLO
+    views of a breast show the same mass). Whole clusters are then drawn, as many as each stratum of clusters has (a
+    cluster's stratum is its images' highest), and every image weighs as often as its cluster was drawn: images of
+    one exam are not independent, and drawing them one by one gave intervals too narrow (up to sqrt(2) for two views
+    that are hit or missed together).
     """
     strata = strata.reshape(-1).cpu()
-    if keys is not None and keys.numel() != strata.numel():
-        raise ValueError(f"resample_weights: expected {strata.numel()} keys (one per image), found {keys.numel()}")
+    for name, given in (("keys", keys), ("groups", groups)):
+        if given is not None and given.numel() != strata.numel():
+            raise ValueError(
+                f"resample_weights: expected {strata.numel()} {name} (one per image), found {given.numel()}"
+            )
+    if groups is not None:
+        units, unit_of_image = torch.unique(groups.reshape(-1).cpu(), return_inverse=True)  # sorted: order-free
+        unit_strata = torch.full((units.numel(),), torch.iinfo(torch.int64).min, dtype=torch.int64)
+        unit_strata = unit_strata.scatter_reduce(0, unit_of_image, strata.long(), reduce="amax")
+        return resample_weights(unit_strata, num_resamples, seed, keys=units)[:, unit_of_image]
     generator = torch.Generator().manual_seed(seed)
     weights = torch.zeros(num_resamples, strata.numel())
     for stratum in torch.unique(strata).tolist():  # sorted: the strata's order does not depend on the input order

@@ -68,7 +68,9 @@ def paired_bootstrap(
     gt_a, *boxes_a = _tensors(a, order)
     _, *boxes_b = _tensors(b, order)
     keys = torch.tensor(list(order), dtype=torch.long)  # A's image keys: with its seed, its test report's draws
-    resamples = resample_weights((gt_a > 0).long(), seed=seed, keys=keys)
+    # whole studies, as the test reports drew them (reports written before they recorded studies: images)
+    groups = torch.tensor(a["study_keys"], dtype=torch.long) if "study_keys" in a and "study_keys" in b else None
+    resamples = resample_weights((gt_a > 0).long(), seed=seed, keys=keys, groups=groups)
     weights = torch.cat([torch.ones(1, len(order)), resamples])  # full first
     tprs = []
     for boxes in (boxes_a, boxes_b):
@@ -82,6 +84,7 @@ def paired_bootstrap(
         "p_a_not_better": float((diff[1:] <= 0).float().mean()),
         "fppi_budget": fppi_budget,
         "num_images": len(order),
+        "resampled": "images" if groups is None else "studies",
     }
 
 
@@ -97,7 +100,7 @@ def compare(spec_a: str, spec_b: str, default_run: Path, subset: str = "mass") -
 
     return (
         f"TPR at FPPI <= {budget:g} on {count(r['num_images'], 'mass image' if subset == 'mass' else 'test image')}, "
-        "paired bootstrap (95%):\n"
+        f"paired bootstrap (95%) over {r['resampled']}:\n"
         f"  A {label_a}: {text(r['a'])}\n  B {label_b}: {text(r['b'])}\n"
         f"  A - B: {text(r['difference'])}; share of resamples with A <= B: {r['p_a_not_better']:.3f}\n"
     )

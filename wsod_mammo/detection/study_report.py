@@ -73,10 +73,10 @@ def write_study_outputs(
         tied = "; ".join(f"train {train}, test {test}" for train, test, *_ in best)
         verdict = f"Best pairs, tied at TPR {best[0][2].mean:.2f} and {best[0][3].mean:.2f} FPPI: {tied}"
     seed_list = ", ".join(map(str, seeds))
-    interval = "Student-t over seeds" if len(seeds) > 1 else "over images where the test report gives one"
+    interval = "Student-t over seeds" if len(seeds) > 1 else "the test report's bootstrap, where it gives one"
     text = (
         f"# Study: {count(len(reports), 'run')} ({'seed' if len(seeds) == 1 else 'seeds'} {seed_list})\n\n"
-        f"Table I (classification, test images; mean [95% interval over seeds; with one seed, over images])\n\n"
+        f"Table I (classification, test images; mean [95% interval over seeds; with one seed, the test report's])\n\n"
         f"{table1_md}\n"
         f"Table II ({SUBSET} images; TPR [95% interval, {interval}] @ FPPI, means over seeds)\n\n{table2_md}\n"
         f"{verdict}\n\nFROC figures: {', '.join(p.name for p in figures)}\n"

@@ -21,7 +21,7 @@ from wsod_mammo.detection.overlay import method_panels, render_overlay, short_id
 from wsod_mammo.detection.overlay_frame import overlay_frame
 from wsod_mammo.saliency import get_saliency_method
 from wsod_mammo.training.run_dir import run_directory
-from wsod_mammo.training.test_report import SUBSETS, table1_intervals, write_test_report
+from wsod_mammo.training.test_report import SUBSETS, study_groups, table1_intervals, write_test_report
 
 log = logging.getLogger(__name__)
 
@@ -213,7 +213,8 @@ class DetectionMetrics(Callback):
                 pl_module.log(f"test/detection/{subset}/{method}/tpr@fppi{point:g}", value, sync_dist=False)
             pl_module.log(f"test/detection/{subset}/{method}/tpr", figures.tpr, sync_dist=False)
             pl_module.log(f"test/detection/{subset}/{method}/fppi", figures.fppi, sync_dist=False)
-        self._table1, self._table1_counts = table1_intervals(pl_module, self.bootstrap_seed)  # collective: all ranks
+        groups = study_groups(trainer)  # collective (the metric states are gathered): all ranks
+        self._table1, self._table1_counts = table1_intervals(pl_module, self.bootstrap_seed, groups)
         self._run_dir = run_directory(trainer)
         self._metrics = {}
 

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.loggers import WandbLogger
+from torch import Tensor
 
 from wsod_mammo.detection.bootstrap import (
     LEVEL,
@@ -32,6 +33,7 @@ from wsod_mammo.detection.bootstrap import (
     resampled_froc,
 )
 from wsod_mammo.detection.compare import IMAGES_FILE
+from wsod_mammo.detection.image_keys import image_keys
 from wsod_mammo.detection.metrics import DetectionResult
 from wsod_mammo.detection.report import (
     csv_text,
@@ -63,10 +65,31 @@ ROW_WEIGHTS = {
 }
 
 
-def detection_intervals(result: DetectionResult, fppi_budget: float, seed: int) -> dict[str, Any]:
-    """Intervals of one method's operating point (``tpr``, ``fppi``) and of TPR at each FROC point."""
+def study_groups(trainer: Trainer | None) -> dict[int, int]:
+    """``{image key: study key}`` of the test split's images (``image_keys`` of their ``image_id`` and
+    ``study_id``), for the bootstrap to draw whole studies; empty where the data names no studies."""
+    dataset = getattr(getattr(trainer, "datamodule", None), "datasets", {}).get("test")
+    records = [r for r in getattr(dataset, "records", []) if getattr(r, "study_id", None)]
+    if not records:
+        return {}
+    images, studies = image_keys([r.image_id for r in records]), image_keys([r.study_id for r in records])
+    return dict(zip(images.tolist(), studies.tolist(), strict=True))
+
+
+def groups_of(keys: Tensor, groups: dict[int, int]) -> Tensor | None:
+    """``(N,)`` study key of each image key (an image of no known study is a study of its own); None without
+    ``groups``: images are then drawn one by one."""
+    return torch.tensor([groups.get(k, k) for k in keys.tolist()], dtype=torch.int64) if groups else None
+
+
+def detection_intervals(
+    result: DetectionResult, fppi_budget: float, seed: int, groups: dict[int, int] | None = None
+) -> dict[str, Any]:
+    """Intervals of one method's operating point (``tpr``, ``fppi``) and of TPR at each FROC point, drawing
+    whole studies (``groups``: ``study_groups``)."""
     r = result.per_threshold[0]
-    weights = resample_weights((result.image_gt > 0).long(), seed=seed, keys=result.image_keys)
+    keys = result.image_keys
+    weights = resample_weights((result.image_gt > 0).long(), seed=seed, keys=keys, groups=groups_of(keys, groups or {}))
     fppi, tpr = resampled_froc(weights, result.image_gt, r.box_image, r.box_scores, r.box_tp)
     points = list(result.fppi_points)
     best, at = best_within(fppi, tpr, points + [fppi_budget])
@@ -77,11 +100,13 @@ def detection_intervals(result: DetectionResult, fppi_budget: float, seed: int) 
     }
 
 
-def table1_intervals(pl_module: LightningModule, seed: int) -> tuple[dict[str, dict[str, Any]], dict[str, int]]:
+def table1_intervals(
+    pl_module: LightningModule, seed: int, groups: dict[int, int] | None = None
+) -> tuple[dict[str, dict[str, Any]], dict[str, int]]:
     """Per head ``{accuracy, auc, tpr, tnr: {value, low, high}}`` over the distinct test images, of the first class
     (named in ``table1.md`` and ``detection.json``'s ``table1_class`` when the model has several), and
-    their counts ``{"images", "positive"}``. Collective under DDP (the metric states are gathered): call on every
-    rank."""
+    their counts ``{"images", "positive"}``; whole studies are drawn (``groups``: ``study_groups``). Collective
+    under DDP (the metric states are gathered): call on every rank."""
     rows: dict[str, dict[str, Any]] = {}
     counts = {"images": 0, "positive": 0}
     for head in HEADS:
@@ -94,7 +119,8 @@ def table1_intervals(pl_module: LightningModule, seed: int) -> tuple[dict[str, d
         if count == 0:
             continue
         full = classification_figures(torch.ones(1, count), preds, target)
-        samples = classification_figures(resample_weights(target, seed=seed, keys=keys), preds, target)
+        resamples = resample_weights(target, seed=seed, keys=keys, groups=groups_of(keys.cpu(), groups or {}))
+        samples = classification_figures(resamples, preds, target)
         rows[head] = {k: interval(samples[k], float(full[k][0])) for k in samples}
     return rows, counts
 
@@ -138,10 +164,12 @@ def _method_summary(r: DetectionResult, cell: str, intervals: dict[str, Any], va
     }
 
 
-def _image_records(r: DetectionResult) -> dict[str, Any]:
+def _image_records(r: DetectionResult, groups: dict[int, int]) -> dict[str, Any]:
     first = r.per_threshold[0]
+    studies = groups_of(r.image_keys, groups)
     return {
         "image_keys": r.image_keys.tolist(),
+        **({"study_keys": studies.tolist()} if studies is not None else {}),
         "image_gt": r.image_gt.tolist(),
         "box_image": first.box_image.tolist(),
         "box_scores": first.box_scores.tolist(),
@@ -159,14 +187,17 @@ def write_subset(
     iou_rule: float = 0.3,
     validated: frozenset[str] | None = None,
     weights: str = "checkpoint",
+    groups: dict[int, int] | None = None,
 ) -> tuple[dict[str, Any], list[list[str]], dict[str, Any], str]:
     """One subset's Table II row (md/csv, with an interval table), FROC plot; returns its summary, CI rows,
     per-image records and the row's markdown (with its note and intervals) for the terminal. ``validated``: the
     methods whose binarization threshold validation chose (None: all); the others' cells are marked. ``weights``:
-    the row file's ``weights`` (``checkpoint``, ``in_memory``, ``nyu``, ``untrained``), in the row's label too."""
+    the row file's ``weights`` (``checkpoint``, ``in_memory``, ``nyu``, ``untrained``), in the row's label too.
+    ``groups``: ``study_groups``, the studies the bootstrap draws whole."""
     validated = frozenset(results) if validated is None else validated
+    groups = groups or {}
     cells = {m: format_cell(r.per_threshold[0].tpr, r.per_threshold[0].fppi) for m, r in results.items()}
-    intervals = {m: detection_intervals(r, budget, seed) for m, r in results.items()}
+    intervals = {m: detection_intervals(r, budget, seed, groups) for m, r in results.items()}
     suffix = "" if subset == "mass" else "_all_images"
     thresholds = thresholds_record(list(results), validated)
     write_table2_row(directory / f"table2_row{suffix}.csv", train_method, cells, weights, thresholds)
@@ -193,7 +224,7 @@ def write_subset(
     plot_froc(curves, directory / f"froc_{subset}.png", title=title, points=points)
     summary = {m: _method_summary(r, cells[m], intervals[m], m in validated) for m, r in results.items()}
     ci_rows = [row for m in results for row in _ci_rows(subset, m, intervals[m])]
-    return summary, ci_rows, {m: _image_records(r) for m, r in results.items()}, row_md + note + ci_md
+    return summary, ci_rows, {m: _image_records(r, groups) for m, r in results.items()}, row_md + note + ci_md
 
 
 def write_test_report(
@@ -209,13 +240,15 @@ def write_test_report(
 ) -> None:
     """Table I, the Table II row (mass images and all images) with intervals, FROC plots, ``detection.json``.
     ``table1_counts``: ``{"images", "positive"}`` of Table I (``table1_intervals``), written beside it."""
+    groups = study_groups(trainer)
+    unit = "studies (each with all its images)" if groups else "images"
     train_method = pl_module.train_saliency.name
     validated = frozenset(pl_module.detection_thresholds)
     table1_rows = {h: {k: v["value"] for k, v in row.items()} for h, row in table1_ci.items()}
     table1_md, table1_csv = table1(table1_rows)
     header = "| head | accuracy | AUC | TPR | TNR |\n|---|---|---|---|---|\n"
     lines = [f"| {h} | " + " | ".join(_interval_text(v) for v in row.values()) + " |" for h, row in table1_ci.items()]
-    ci_md = "\n95% bootstrap intervals over images (stratified by class):\n\n" + header + "\n".join(lines) + "\n"
+    ci_md = f"\n95% bootstrap intervals over {unit}, stratified by class:\n\n" + header + "\n".join(lines) + "\n"
     names = _class_names(trainer, pl_module)
     if table1_counts:
         images, positive = table1_counts["images"], table1_counts["positive"]
@@ -235,7 +268,13 @@ def write_test_report(
         "train_saliency": train_method,
         **weights,
         "operating_point": OPERATING_POINT.format(budget=fppi_budget),
-        "bootstrap": {"resamples": NUM_RESAMPLES, "seed": seed, "level": LEVEL, "stratified_by": "class"},
+        "bootstrap": {
+            "resamples": NUM_RESAMPLES,
+            "seed": seed,
+            "level": LEVEL,
+            "stratified_by": "class",
+            "resampled": "studies" if groups else "images",
+        },
         "table1_class": names[0],
         "table1": table1_rows,
         "table1_intervals": table1_ci,
@@ -254,7 +293,16 @@ def write_test_report(
         if not any_result.tpr_defined:
             log.error("the test set has no mass boxes (%s images): TPR is undefined, cells read n/a", subset)
         summary[subset], rows, records[subset], row_text = write_subset(
-            directory, train_method, subset, subset_results, fppi_budget, seed, iou_rule, validated, row_weights
+            directory,
+            train_method,
+            subset,
+            subset_results,
+            fppi_budget,
+            seed,
+            iou_rule,
+            validated,
+            row_weights,
+            groups,
         )
         printed.append(f"Table II row, {subset} images (TPR@FPPI, hit = IoU > {iou_rule:g})\n{row_text}")
         summary[f"{subset}_counts"] = {"images": any_result.num_images, "samples": any_result.num_samples}
