@@ -875,6 +875,23 @@ def test_an_image_unreadable_in_a_worker_is_one_line_naming_it(
     assert "Traceback" not in error and "\n" not in error
 
 
+def test_masses_a_native_window_cuts_away_count_as_missed_in_table_ii(
+    tmp_path: Path, data_root: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A mass the input frame left out wholly was dropped from Table II's count (its image stayed positive): the TPR
+    rose with every mass a `native` window or a crop cut away (methodology audit). Every CSV mass now counts."""
+    from wsod_mammo.data.vindr import load_records
+
+    config = write_config(tmp_path / "c.yaml", tiny_config(tmp_path, data_root))
+    with caplog.at_level(logging.WARNING):
+        main(["test", "--config", str(config), "--ckpt_path", "untrained", "--data.resize", "native",
+              "--data.input_size", "[128, 64]", "--trainer.callbacks.init_args.overlays", "false"])  # fmt: skip
+    assert "every Mass box lies outside the input frame" in caplog.text  # the window cut some away here
+    (report,) = [json.loads(p.read_text()) for p in tmp_path.glob("runs/**/detection.json")]
+    test_masses = sum(len(r.boxes(["Mass"])[0]) for r in load_records(data_root) if r.split == "test")
+    assert report["mass"]["cam"]["num_gt"] == report["all"]["cam"]["num_gt"] == test_masses
+
+
 def test_a_config_file_that_is_not_a_yaml_mapping_is_one_line_naming_it(
     tmp_path: Path, data_root: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

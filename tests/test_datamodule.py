@@ -816,6 +816,11 @@ def test_a_positive_image_whose_masses_the_frame_cuts_away_is_said(synthetic_roo
     for sample in samples:
         said = [w for w in sample["meta"]["warnings"] if "outside the input frame" in w]
         assert bool(said) == any(sample is s for s in cut)
+        # the masses it cut away, for Table II to count as missed (they were dropped from its count)
+        record = next(r for r in dm.datasets["test"].records if r.image_id == sample["image_id"])
+        in_csv = len(record.boxes(["Mass"])[0])
+        assert len(sample["boxes"]) + len(sample["meta"]["out_of_frame"]) == in_csv
+        assert sample["meta"]["out_of_frame"] == [0] * (in_csv - len(sample["boxes"]))
         if said:
             assert said == ["every Mass box lies outside the input frame (resize native, 64x64, crop_breast True): "
                             "the image stays labelled Mass with none in view"]  # fmt: skip

@@ -51,6 +51,17 @@ def test_positives_only_ignores_normal_images():
     assert len(point.fppi_curve) == 3  # origin + two boxes of the mass image
 
 
+def test_a_mass_the_input_frame_leaves_out_counts_as_missed():
+    """A mass that a crop or a `native` window leaves out wholly was dropped from the count: TPR 1.0 for finding
+    the one mass in view of two, rising with every mass a frame cut away."""
+    metric = DetectionMetric(thresholds=(0.5,), positives_only=True, score_threshold=0.3)
+    metric.update(*_hand_batch(), image_size=SIZE, unseen_gt=[1, 0])
+    result = metric.compute()
+    assert (result.num_gt, result.num_images) == (2, 1)
+    (point,) = result.per_threshold
+    assert (point.tpr, point.fppi) == (0.5, 1.0)
+
+
 def test_a_blob_outside_the_image_region_is_no_false_positive():
     """With ``resize="fit"`` the frame's padding is not the image: the regions keep boxes off it (the mass image's
     bright false positive at x 12..15 lies in its padding here), indexed like the maps when normals are left out."""

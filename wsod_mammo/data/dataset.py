@@ -161,8 +161,8 @@ class VinDrDataset(Dataset):
 
     def _out_of_frame(self, classes: list[str]) -> str:
         """Why an image's label names findings that its input frame does not show (a ``native`` window smaller than
-        the breast, a finding outside the breast crop): training learns it positive with nothing to find, and its
-        masses leave Table II's count while Table I counts the image positive."""
+        the breast, a finding outside the breast crop): training learns it positive with nothing to find, and Table II
+        counts its masses as missed (``meta["out_of_frame"]``)."""
         names = ", ".join(classes)
         return (
             f"every {names} box lies outside the input frame (resize {self.resize}, "
@@ -208,6 +208,8 @@ class VinDrDataset(Dataset):
             "geometry": geometry.to_dict(),
             "error": None,
             "warnings": warnings,  # said once per image by the DataModule (data_warnings.py), not by the worker
+            # the classes of the boxes the input frame leaves out wholly: masses the test counts, and misses
+            "out_of_frame": box_labels[~keep].tolist(),
         }
         label = torch.from_numpy(record.label(self.classes))
         return out | {"label": label, "image_id": record.image_id, "meta": meta}

@@ -152,11 +152,13 @@ class DetectionMetric(Metric):
         image_size: tuple[int, int],
         image_ids: Sequence[str] | None = None,
         regions: Sequence[Region | None] | None = None,
+        unseen_gt: Sequence[int] | None = None,
     ) -> None:
         """Add a batch: maps ``(N, h, w)`` of the target class, mass probabilities ``(N,)``, ground-truth boxes
         ``gt_boxes[i] (M_i, 4)`` xyxy in the input frame ``image_size = (H, W)``, labels ``(N,)`` (1 = mass),
         ``image_ids`` (N strings; without them every sample counts as a distinct image), ``regions`` (per image
-        the part of the frame that holds it, ``content_regions``: no box in the padding of ``fit`` and ``native``).
+        the part of the frame that holds it, ``content_regions``: no box in the padding of ``fit`` and ``native``),
+        ``unseen_gt`` (per image, its ground-truth boxes outside the input frame: counted, never matched).
         """
         labels = labels.reshape(-1)
         n = maps.shape[0]
@@ -180,7 +182,7 @@ class DetectionMetric(Metric):
             )
             for j, (image, dets) in enumerate(zip(keep, per_image, strict=True)):
                 gt = gt_boxes[image].reshape(-1, 4).float().cpu()
-                gts.append(gt.shape[0])
+                gts.append(gt.shape[0] + (int(unseen_gt[image]) if unseen_gt is not None else 0))
                 for k, (boxes, box_scores) in enumerate(dets):
                     scores.append(box_scores)
                     flags.append(match_image(boxes, box_scores, gt, self.iou_threshold).float())

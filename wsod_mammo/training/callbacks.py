@@ -43,6 +43,12 @@ def class_targets(batch: dict[str, Any], class_index: int) -> tuple[list[Tensor]
     return boxes, batch["label"][:, class_index]
 
 
+def unseen_targets(batch: dict[str, Any], class_index: int) -> list[int]:
+    """Per image, how many boxes of the class its input frame leaves out wholly (``meta["out_of_frame"]``): no map
+    can find them, and a TPR that left them out of its count rose with every mass a crop or window cut away."""
+    return [list(meta.get("out_of_frame", ())).count(class_index) for meta in batch["meta"]]
+
+
 def step_maps(
     pl_module: LightningModule, outputs: dict[str, Any], images: Tensor, methods: Sequence[str]
 ) -> dict[str, Tensor]:
@@ -161,10 +167,10 @@ class DetectionMetrics(Callback):
         probabilities = outputs["y_fusion"][:, self.class_index].float()
         size = tuple(batch["image"].shape[-2:])
         regions = content_regions(batch["meta"])
+        unseen = unseen_targets(batch, self.class_index)
         for (method, _), metric in self._metrics.items():
-            metric.update(
-                maps[method][:, self.class_index], probabilities, gt_boxes, labels, size, batch["image_id"], regions
-            )
+            metric.update(maps[method][:, self.class_index], probabilities, gt_boxes, labels, size, batch["image_id"],
+                          regions, unseen)  # fmt: skip
 
     # ------------------------------------------------------------------------------------------ validation
     def on_validation_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
