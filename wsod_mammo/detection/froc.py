@@ -98,7 +98,8 @@ def tpr_at_fppi(fppi: Tensor, tpr: Tensor, points: Sequence[float] = FPPI_POINTS
 def operating_point(
     scores: Tensor, is_tp: Tensor, num_gt: int, num_images: int, score_threshold: float = 0.0
 ) -> tuple[float, float]:
-    """``(tpr, fppi)`` counting every box with ``score >= score_threshold`` (the study's ``TPR@FPPI`` cell).
+    """``(tpr, fppi)`` counting every box with ``score >= score_threshold``: the uncapped point of a
+    ``DetectionMetric`` without ``operating_fppi`` (the reports' cells are ``capped_operating_point``'s).
 
     ``tpr`` is NaN when ``num_gt == 0``; ``fppi`` is NaN when ``num_images == 0``.
     """
