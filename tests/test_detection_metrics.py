@@ -189,6 +189,7 @@ def test_intervals_do_not_depend_on_the_order_the_images_come_in() -> None:
     """Under DDP the gathered images are interleaved by rank: the same images in another order (one GPU vs two) must
     give the same intervals, not only the same figures."""
     from wsod_mammo.detection.compare import paired_bootstrap
+    from wsod_mammo.detection.image_keys import image_keys
     from wsod_mammo.training.test_report import _image_records, detection_intervals
 
     generator = torch.Generator().manual_seed(0)
@@ -200,16 +201,22 @@ def test_intervals_do_not_depend_on_the_order_the_images_come_in() -> None:
     gt = [torch.tensor([[2.0, 2.0, 9.0, 9.0]]) if label else torch.zeros(0, 4) for label in labels]
     probs, ids = 0.5 + 0.5 * torch.rand(24, generator=generator), [f"img{i}" for i in range(24)]
     order = torch.randperm(24, generator=generator).tolist()
-    figures = []
+    study_keys = image_keys([f"study{i // 4}" for i in range(24)]).tolist()
+    studies = dict(zip(image_keys(ids).tolist(), study_keys, strict=True))
+    figures, by_study = [], []
     for perm in (list(range(24)), order):
         metric = DetectionMetric(thresholds=(0.5,), operating_fppi=1.0)  # as the DetectionMetrics callback makes it
         metric.update(maps[perm], probs[perm], [gt[i] for i in perm], labels[perm], SIZE, [ids[i] for i in perm])
         figures.append(detection_intervals(result := metric.compute(), 1.0, seed=7))
+        by_study.append(detection_intervals(result, 1.0, seed=7, groups=studies))
     assert figures[0] == figures[1] and figures[0]["tpr"]["low"] < figures[0]["tpr"]["high"]
+    assert by_study[0] == by_study[1] and by_study[0] != figures[0]  # whole studies drawn: other resamples
     # `wsod report --compare` redraws from detection_images.json, with the seed the test report used: its interval
-    # for a method is the one the method's own report gave
+    # for a method is the one the method's own report gave, image by image and study by study
     records = json.loads(json.dumps(_image_records(result)))
     assert paired_bootstrap(records, records, 1.0, seed=7)["a"] == pytest.approx(figures[1]["tpr"])
+    records = json.loads(json.dumps(_image_records(result, studies)))
+    assert paired_bootstrap(records, records, 1.0, seed=7)["a"] == pytest.approx(by_study[1]["tpr"])
 
 
 def _callback_batch() -> tuple[dict, dict]:
@@ -251,3 +258,27 @@ def test_the_callback_validates_on_mass_images_and_tests_at_the_validated_thresh
     result = callback._metrics["cam", "mass"].compute().per_threshold[0]
     assert result.threshold == 0.3 and result.tpr == 1.0
     assert sorted(result.box_scores.tolist()) == [0.5, 1.0]  # peak x y_fusion (x y_global would give 0.125, 0.25)
+
+
+def test_validation_with_no_mass_in_view_keeps_the_threshold_and_the_test_counts_the_mass_missed() -> None:
+    """A mass the frame leaves out is ground truth no box can match: validation had TPR 0 at every threshold and
+    marked the first one validated, with nothing to choose by; the test counts the mass, as a miss."""
+    from types import SimpleNamespace
+
+    from wsod_mammo.training.callbacks import DetectionMetrics
+
+    module = SimpleNamespace(detection_thresholds={}, device=torch.device("cpu"), test_saliency=["cam"],
+                             log=lambda *_, **__: None)  # fmt: skip
+    trainer = SimpleNamespace(sanity_checking=False)
+    callback = DetectionMetrics(methods=["cam"], thresholds=[0.7, 0.3], fppi_budget=1.0)
+    outputs, batch = _callback_batch()
+    batch |= {"boxes": [torch.zeros(0, 4)] * 2, "box_labels": [torch.zeros(0, dtype=torch.long)] * 2,
+              "meta": [{"out_of_frame": [0]}, {}]}  # fmt: skip
+    callback.on_validation_epoch_start(trainer, module)
+    callback.on_validation_batch_end(trainer, module, outputs, batch, 0)
+    callback.on_validation_epoch_end(trainer, module)
+    assert module.detection_thresholds == {}
+    callback.on_test_epoch_start(trainer, module)
+    callback.on_test_batch_end(trainer, module, outputs, batch, 0)
+    result = callback._metrics["cam", "mass"].compute()
+    assert (result.num_gt, result.num_gt_in_view, result.per_threshold[0].tpr) == (1, 0, 0.0)

@@ -208,7 +208,8 @@ class VinDrDataset(Dataset):
             "geometry": geometry.to_dict(),
             "error": None,
             "warnings": warnings,  # said once per image by the DataModule (data_warnings.py), not by the worker
-            # the classes of the boxes the input frame leaves out wholly: masses the test counts, and misses
+            # the classes of the boxes the input frame does not hold (wholly outside, or under a pixel of it inside):
+            # masses Table II counts, as misses
             "out_of_frame": box_labels[~keep].tolist(),
         }
         label = torch.from_numpy(record.label(self.classes))

@@ -62,7 +62,8 @@ class DetectionResult:
     one-element tensor, which would turn a one-point curve into a scalar.
 
     ``num_images`` counts distinct images, ``num_samples`` every evaluated sample (repeats and DDP padding
-    included); ``image_keys, image_gt (I,)``: each distinct image's key and ground-truth box count.
+    included); ``image_keys, image_gt (I,)``: each distinct image's key and ground-truth box count (the boxes its
+    input frame leaves out included: misses).
     """
 
     def __init__(
@@ -72,12 +73,15 @@ class DetectionResult:
         image_keys: Tensor,
         image_gt: Tensor,
         num_samples: int,
+        num_gt_in_view: int | None = None,
     ) -> None:
         self.per_threshold = per_threshold
         self.fppi_points = fppi_points
         self.image_keys = image_keys
         self.image_gt = image_gt
         self.num_gt = int(image_gt.sum())
+        # the ground truth inside the input frames (``num_gt`` also counts the boxes they leave out, never matched)
+        self.num_gt_in_view = self.num_gt if num_gt_in_view is None else num_gt_in_view
         self.num_images = int(image_keys.numel())
         self.num_samples = num_samples
 
@@ -142,6 +146,7 @@ class DetectionMetric(Metric):
         for name in ("box_scores", "box_tp", "box_threshold", "box_occurrence", "image_key", "image_occurrence"):
             self.add_state(name, default=[], dist_reduce_fx="cat")
         self.add_state("image_gt", default=[], dist_reduce_fx="cat")
+        self.add_state("image_unseen", default=[], dist_reduce_fx="cat")  # per image: its boxes out of frame
 
     def update(
         self,
@@ -169,7 +174,7 @@ class DetectionMetric(Metric):
             )
         keep = [i for i, label in enumerate(labels.tolist()) if label > 0 or not self.positives_only]
         keys, occurrence = sample_keys(len(keep), None if image_ids is None else [image_ids[i] for i in keep])
-        scores, flags, indices, box_occ, gts = [], [], [], [], []
+        scores, flags, indices, box_occ, gts, unseen = [], [], [], [], [], []
         if keep:
             keep_t = torch.tensor(keep, device=maps.device)
             per_image = saliency_to_boxes(
@@ -182,7 +187,8 @@ class DetectionMetric(Metric):
             )
             for j, (image, dets) in enumerate(zip(keep, per_image, strict=True)):
                 gt = gt_boxes[image].reshape(-1, 4).float().cpu()
-                gts.append(gt.shape[0] + (int(unseen_gt[image]) if unseen_gt is not None else 0))
+                gts.append(gt.shape[0])
+                unseen.append(int(unseen_gt[image]) if unseen_gt is not None else 0)
                 for k, (boxes, box_scores) in enumerate(dets):
                     scores.append(box_scores)
                     flags.append(match_image(boxes, box_scores, gt, self.iou_threshold).float())
@@ -195,6 +201,7 @@ class DetectionMetric(Metric):
         self.image_key.append(keys.to(self.device))
         self.image_occurrence.append(occurrence.to(self.device))
         self.image_gt.append(torch.tensor(gts, dtype=torch.int64, device=self.device))
+        self.image_unseen.append(torch.tensor(unseen, dtype=torch.int64, device=self.device))
 
     def _flat(self, parts: list[Tensor], dtype: torch.dtype = torch.float32) -> Tensor:
         """One tensor on the metric's device (an empty one keeps every rank's list non-empty for sync)."""
@@ -208,9 +215,10 @@ class DetectionMetric(Metric):
             return torch.zeros(0, dtype=dtype)
         return dim_zero_cat(state).to(device="cpu", dtype=dtype)
 
-    def _distinct(self) -> tuple[Tensor, Tensor, Tensor, Tensor, int]:
-        """The first occurrence of each image: ``keys, gt (I,)``, and per kept box its image index ``(P,)`` and a
-        mask over all boxes ``(P_all,)``; plus the number of samples seen."""
+    def _distinct(self) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, int]:
+        """The first occurrence of each image: ``keys, gt, unseen (I,)`` (its boxes in and out of its frame), and
+        per kept box its image index ``(P,)`` and a mask over all boxes ``(P_all,)``; plus the number of samples
+        seen."""
         keys, occ = self._cat("image_key", torch.int64), self._cat("image_occurrence", torch.int64)
         first = first_occurrence_mask(keys, occ)
         kept_occ = occ[first]  # (I,)
@@ -218,7 +226,8 @@ class DetectionMetric(Metric):
         box_kept = torch.isin(box_occ, kept_occ)
         sorted_occ, perm = torch.sort(kept_occ)
         box_image = perm[torch.searchsorted(sorted_occ, box_occ[box_kept])]  # (P,) index into the kept images
-        return keys[first], self._cat("image_gt", torch.int64)[first], box_image, box_kept, int(keys.numel())
+        gt, unseen = (self._cat(name, torch.int64)[first] for name in ("image_gt", "image_unseen"))
+        return keys[first], gt, unseen, box_image, box_kept, int(keys.numel())
 
     def compute(self) -> DetectionResult:
         """FROC, TPR at each FPPI point and the operating point per threshold, as a :class:`DetectionResult`.
@@ -227,7 +236,8 @@ class DetectionMetric(Metric):
         plots, JSON) are CPU code, and a GPU run's ``wsod test`` once failed there indexing CPU resamples with CUDA
         boxes.
         """
-        keys, image_gt, box_image, box_kept, num_samples = self._distinct()
+        keys, in_view, unseen, box_image, box_kept, num_samples = self._distinct()
+        image_gt = in_view + unseen  # a box out of frame is ground truth no box can match: a miss
         scores = self._cat("box_scores", torch.float32)[box_kept]
         flags = self._cat("box_tp", torch.float32)[box_kept]
         indices = self._cat("box_threshold", torch.float32)[box_kept]
@@ -255,7 +265,7 @@ class DetectionMetric(Metric):
                     box_image=box_image[selected],
                 )
             )
-        return DetectionResult(tuple(results), self.fppi_points, keys, image_gt, num_samples)
+        return DetectionResult(tuple(results), self.fppi_points, keys, image_gt, num_samples, int(in_view.sum()))
 
     def best_threshold(self, fppi_budget: float = 1.0) -> float:
         """The threshold maximizing TPR at ``fppi_budget`` on the data seen so far (validation only, never test)."""

@@ -139,6 +139,7 @@ class DetectionMetrics(Callback):
         self.class_index = checked_class_index(class_index, "DetectionMetrics")
         self._metrics: dict[tuple[str, str], DetectionMetric] = {}
         self._results: dict[tuple[str, str], DetectionResult] = {}
+        self._groups: dict[int, int] = {}  # image key -> study key of the test split (test_report.study_groups)
 
     def _methods(self, pl_module: LightningModule) -> list[str]:
         return list(self.methods) if self.methods else list(pl_module.test_saliency)
@@ -186,8 +187,9 @@ class DetectionMetrics(Callback):
             return
         for (method, _), metric in self._metrics.items():
             result = metric.compute()
-            if not result.tpr_defined:
-                log.warning("validation has no mass boxes: TPR is undefined, %s keeps its threshold", method)
+            if not result.tpr_defined or result.num_gt_in_view == 0:  # nothing any threshold could find
+                log.warning("validation has no mass boxes in view: TPR is undefined or 0 whatever the threshold, %s "
+                            "keeps its threshold", method)  # fmt: skip
                 continue
             threshold = result.best_threshold(self.fppi_budget)
             pl_module.detection_thresholds[method] = threshold
@@ -219,8 +221,9 @@ class DetectionMetrics(Callback):
                 pl_module.log(f"test/detection/{subset}/{method}/tpr@fppi{point:g}", value, sync_dist=False)
             pl_module.log(f"test/detection/{subset}/{method}/tpr", figures.tpr, sync_dist=False)
             pl_module.log(f"test/detection/{subset}/{method}/fppi", figures.fppi, sync_dist=False)
-        groups = study_groups(trainer)  # collective (the metric states are gathered): all ranks
-        self._table1, self._table1_counts = table1_intervals(pl_module, self.bootstrap_seed, groups)
+        self._groups = study_groups(trainer)  # the test split's studies, which the bootstrap draws whole
+        # collective (the metric states are gathered): all ranks
+        self._table1, self._table1_counts = table1_intervals(pl_module, self.bootstrap_seed, self._groups)
         self._run_dir = run_directory(trainer)
         self._metrics = {}
 
@@ -228,7 +231,7 @@ class DetectionMetrics(Callback):
         if trainer.is_global_zero and self._results:
             args = (self._run_dir, trainer, pl_module, self._results, self._table1)
             options = {"fppi_budget": self.fppi_budget, "seed": self.bootstrap_seed, "iou_rule": self.iou_threshold,
-                       "table1_counts": self._table1_counts}  # fmt: skip
+                       "table1_counts": self._table1_counts, "groups": self._groups}  # fmt: skip
             write_test_report(*args, **options)
 
 
@@ -284,7 +287,7 @@ class SaliencyOverlays(Callback):
         probabilities = outputs["y_fusion"][index, self.class_index].float()
         size = tuple(images.shape[-2:])
         subset = {k: [batch[k][i] for i in picked] for k in ("boxes", "box_labels")}
-        gt_boxes, _ = class_targets({**subset, "label": batch["label"][index]}, self.class_index)
+        gt_boxes, labels = class_targets({**subset, "label": batch["label"][index]}, self.class_index)
         image_ids = [batch["image_id"][i] for i in picked]
         regions = content_regions([batch["meta"][i] for i in picked])
         cell0 = map_placement(pl_module, self.alignment)
@@ -304,7 +307,8 @@ class SaliencyOverlays(Callback):
                 )
                 for m in methods
             }
-            kind = "with mass" if len(gt_boxes[i]) else "normal"
+            # by the label: a positive whose masses the frame leaves out has no box in view, and is no normal
+            kind = ("with mass" if len(gt_boxes[i]) else "mass out of frame") if labels[i] > 0 else "normal"
             title = f"{short_id(image_ids[i])}\n({kind}) p(mass) = {float(probabilities[i]):.2f}"
             frame = overlay_frame(batch["meta"][picked[i]], images[i, 0], gt_boxes[i], panels, boxes)
             picture = render_overlay(frame.image, frame.gt_boxes, frame.maps, frame.boxes, frame.title(title))

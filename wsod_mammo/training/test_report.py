@@ -164,9 +164,9 @@ def _method_summary(r: DetectionResult, cell: str, intervals: dict[str, Any], va
     }
 
 
-def _image_records(r: DetectionResult, groups: dict[int, int]) -> dict[str, Any]:
+def _image_records(r: DetectionResult, groups: dict[int, int] | None = None) -> dict[str, Any]:
     first = r.per_threshold[0]
-    studies = groups_of(r.image_keys, groups)
+    studies = groups_of(r.image_keys, groups or {})
     return {
         "image_keys": r.image_keys.tolist(),
         **({"study_keys": studies.tolist()} if studies is not None else {}),
@@ -237,10 +237,12 @@ def write_test_report(
     seed: int = SEED,
     iou_rule: float = 0.3,
     table1_counts: dict[str, int] | None = None,
+    groups: dict[int, int] | None = None,
 ) -> None:
     """Table I, the Table II row (mass images and all images) with intervals, FROC plots, ``detection.json``.
-    ``table1_counts``: ``{"images", "positive"}`` of Table I (``table1_intervals``), written beside it."""
-    groups = study_groups(trainer)
+    ``table1_counts``: ``{"images", "positive"}`` of Table I (``table1_intervals``), written beside it; ``groups``:
+    ``study_groups`` (None: read from the trainer's data)."""
+    groups = study_groups(trainer) if groups is None else groups
     unit = "studies (each with all its images)" if groups else "images"
     train_method = pl_module.train_saliency.name
     validated = frozenset(pl_module.detection_thresholds)
