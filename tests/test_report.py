@@ -175,7 +175,9 @@ def test_compare_draws_whole_studies_where_the_test_reports_recorded_them(tmp_pa
 
     _images_file(tmp_path / "run", {"cam": [1, 1, 1, 1, 1, 0], "gradcam": [1, 1, 0, 0, 1, 1]})
     main([str(tmp_path / "run"), "--compare", "cam", "gradcam"])
-    assert "paired bootstrap (95%) over images:" in capsys.readouterr().out
+    assert "paired bootstrap (95%) over images (run:cam and run:gradcam: a test report from before intervals" in (
+        capsys.readouterr().out
+    )
     record = tmp_path / "run" / "detection_images.json"
     data = json.loads(record.read_text())
     for side in data["subsets"]["mass"].values():
@@ -183,6 +185,25 @@ def test_compare_draws_whole_studies_where_the_test_reports_recorded_them(tmp_pa
     record.write_text(json.dumps(data))
     main([str(tmp_path / "run"), "--compare", "cam", "gradcam"])
     assert "paired bootstrap (95%) over studies:" in capsys.readouterr().out
+    del data["subsets"]["mass"]["gradcam"]["study_keys"]  # one side from before: images, naming that side
+    record.write_text(json.dumps(data))
+    main([str(tmp_path / "run"), "--compare", "cam", "gradcam"])
+    assert "over images (run:gradcam: a test report from before intervals drew studies; test again" in (
+        capsys.readouterr().out
+    )
+    record.write_text(
+        json.dumps(
+            data
+            | {
+                "subsets": {
+                    "mass": {
+                        **data["subsets"]["mass"],
+                        "gradcam": {**data["subsets"]["mass"]["gradcam"], "study_keys": [1, 1, 2, 2, 3, 3]},
+                    }
+                }
+            }
+        )
+    )
     a, b = (load_side(m, tmp_path / "run", "mass")[1] for m in ("cam", "gradcam"))
     drawn = resample_weights(torch.ones(6, dtype=torch.long), keys=torch.arange(11, 17),
                              groups=torch.tensor([1, 1, 2, 2, 3, 3]))  # fmt: skip

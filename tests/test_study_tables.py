@@ -137,6 +137,31 @@ def test_table2_csv_gives_the_seed_interval_low_then_high_and_rows_in_method_ord
     assert list(table2_cells({("layercam", 1): one, ("xgradcam", 1): one})) == ["xgradcam", "layercam"]
 
 
+def test_a_one_seed_study_says_what_its_report_intervals_were_drawn_over_and_names_runs_drawn_otherwise(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A study resumed across the version that drew studies held report intervals over images (old runs) and over
+    studies (new ones) in one table, under captions that named neither (audit of artifacts from before)."""
+    import csv
+    import io
+    import json
+
+    cell = {"tpr": 0.5, "fppi": 0.5, "intervals": {"tpr": {"value": 0.5, "low": 0.3, "high": 0.7}}}
+    runs = {}
+    for method, bootstrap in (("cam", {"seed": 0}), ("gradcam", {"seed": 0, "resampled": "studies"})):
+        path = tmp_path / f"{method}.json"
+        path.write_text(json.dumps({"table1": {}, "mass": {"cam": cell}, "bootstrap": bootstrap}))
+        runs[(method, 1)] = path
+    with caplog.at_level("WARNING"):
+        text = write_study_outputs(tmp_path / "study", runs)
+    assert "the test report's bootstrap over studies, but over images for cam_seed1 (tested before" in text
+    assert "the test reports of cam_seed1 drew their intervals over images" in caplog.text
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "study" / "table2.csv").read_text())))
+    assert [(r["train_method"], r["interval_over"]) for r in rows] == [("cam", "images"), ("gradcam", "studies")]
+    del runs[("cam", 1)]
+    assert "with one seed, the test report's over studies]" in write_study_outputs(tmp_path / "study", runs)
+
+
 def test_a_train_methods_froc_figure_holds_its_own_runs_only(tmp_path: Path, monkeypatch) -> None:
     """froc_cam.png drew gradcam-trained runs' curves too, under the same "cam (seed 1)" label."""
     import wsod_mammo.detection.study_report as study_report

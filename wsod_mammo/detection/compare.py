@@ -69,7 +69,8 @@ def paired_bootstrap(
     _, *boxes_b = _tensors(b, order)
     keys = torch.tensor(list(order), dtype=torch.long)  # A's image keys: with its seed, its test report's draws
     # whole studies, as the test reports drew them (reports written before they recorded studies: images)
-    groups = torch.tensor(a["study_keys"], dtype=torch.long) if "study_keys" in a and "study_keys" in b else None
+    without = [label for label, side in zip(labels, (a, b), strict=True) if "study_keys" not in side]
+    groups = None if without else torch.tensor(a["study_keys"], dtype=torch.long)
     resamples = resample_weights((gt_a > 0).long(), seed=seed, keys=keys, groups=groups)
     weights = torch.cat([torch.ones(1, len(order)), resamples])  # full first
     tprs = []
@@ -85,6 +86,7 @@ def paired_bootstrap(
         "fppi_budget": fppi_budget,
         "num_images": len(order),
         "resampled": "images" if groups is None else "studies",
+        "without_studies": without,  # the sides whose report records no studies (written before it did)
     }
 
 
@@ -100,7 +102,14 @@ def compare(spec_a: str, spec_b: str, default_run: Path, subset: str = "mass") -
 
     return (
         f"TPR at FPPI <= {budget:g} on {count(r['num_images'], 'mass image' if subset == 'mass' else 'test image')}, "
-        f"paired bootstrap (95%) over {r['resampled']}:\n"
+        f"paired bootstrap (95%) over {r['resampled']}{_why_images(r['without_studies'])}:\n"
         f"  A {label_a}: {text(r['a'])}\n  B {label_b}: {text(r['b'])}\n"
         f"  A - B: {text(r['difference'])}; share of resamples with A <= B: {r['p_a_not_better']:.3f}\n"
     )
+
+
+def _why_images(without: list[str]) -> str:
+    """Why a comparison drew images: the sides whose test report was written before reports recorded studies."""
+    if not without:
+        return ""
+    return f" ({' and '.join(without)}: a test report from before intervals drew studies; test again to draw them)"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,10 +14,13 @@ from wsod_mammo.detection.study_tables import (
     best_pairs,
     keep_test_methods,
     load_reports,
+    resampled,
     table1_text,
     table2_cells,
     table2_text,
 )
+
+log = logging.getLogger(__name__)
 
 
 def _froc_figures(output: Path, reports: dict[tuple[str, int], dict[str, Any]]) -> list[Path]:
@@ -37,6 +41,19 @@ def _froc_figures(output: Path, reports: dict[tuple[str, int], dict[str, Any]]) 
         plot_froc(curves, path, title=title, points=points)
         paths.append(path)
     return paths
+
+
+def _report_intervals(reports: dict[tuple[str, int], dict[str, Any]]) -> tuple[str, list[str]]:
+    """What a one-seed table's intervals are (its runs' test report intervals: over studies, or over images for a
+    report written before they drew studies), and the runs whose reports drew images: a study resumed across that
+    version held both kinds in one table, and its captions named neither."""
+    by_images = [f"{m}_seed{s}" for (m, s), r in sorted(reports.items()) if resampled(r) != "studies"]
+    if not by_images:
+        return "over studies", []
+    if len(by_images) == len(reports):
+        return "over images: reports written before intervals drew studies", by_images
+    named = ", ".join(by_images)
+    return f"over studies, but over images for {named} (tested before intervals drew studies)", by_images
 
 
 def write_study_outputs(
@@ -73,10 +90,16 @@ def write_study_outputs(
         tied = "; ".join(f"train {train}, test {test}" for train, test, *_ in best)
         verdict = f"Best pairs, tied at TPR {best[0][2].mean:.2f} and {best[0][3].mean:.2f} FPPI: {tied}"
     seed_list = ", ".join(map(str, seeds))
-    interval = "Student-t over seeds" if len(seeds) > 1 else "the test report's bootstrap, where it gives one"
+    unit, by_images = _report_intervals(reports)
+    if by_images and len(by_images) < len(reports) and len(seeds) == 1:
+        log.warning("study %s: the test reports of %s drew their intervals over images (tested before intervals drew "
+                    "studies), the others over studies; test those runs again for intervals of one kind", output,
+                    ", ".join(by_images))  # fmt: skip
+    interval = "Student-t over seeds" if len(seeds) > 1 else f"the test report's bootstrap {unit}, where it gives one"
+    one_seed = f"with one seed, the test report's {unit}"
     text = (
         f"# Study: {count(len(reports), 'run')} ({'seed' if len(seeds) == 1 else 'seeds'} {seed_list})\n\n"
-        f"Table I (classification, test images; mean [95% interval over seeds; with one seed, the test report's])\n\n"
+        f"Table I (classification, test images; mean [95% interval over seeds; {one_seed}])\n\n"
         f"{table1_md}\n"
         f"Table II ({SUBSET} images; TPR [95% interval, {interval}] @ FPPI, means over seeds)\n\n{table2_md}\n"
         f"{verdict}\n\nFROC figures: {', '.join(p.name for p in figures)}\n"

@@ -4,8 +4,9 @@ Input: one ``detection.json`` per (train method, seed) test run, as ``wsod test`
 ``mass``: ``{test method: {"tpr", "fppi", ...}}``). No torch here: plain numbers in, Markdown/CSV text out.
 
 Intervals: over seeds, a Student-t 95% interval of the per-seed figures (two seeds or more); with one seed, the
-interval over images that the test run reports, when it reports one (:func:`image_interval`, the pluggable part:
-a per-image bootstrap of the test report fills it), else none.
+bootstrap interval the test run reports, when it reports one (:func:`image_interval`: over the test studies, or
+over images for a report written before intervals drew studies; ``detection.json``'s ``bootstrap.resampled``
+says which), else none.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 from wsod_mammo.detection.report import METHOD_ORDER, MISSING, TABLE1_COLUMNS, _markdown, csv_text
 
 SUBSET = "mass"  # the study's Table II: mass images, as the paper
-# A test report's cell (``detection.json``) holds its bootstrap interval over images as
+# A test report's cell (``detection.json``) holds its bootstrap interval (over studies, or images) as
 # ``intervals["tpr"] = {"value", "low", "high"}`` (``training/test_report.py``).
 
 
@@ -32,7 +33,7 @@ class Estimate:
     low: float
     high: float
     n: int
-    basis: str  # "seeds", "images" or "none"
+    basis: str  # "seeds", "studies" or "images" (a test report's bootstrap), or "none"
 
     def text(self, digits: int = 2) -> str:
         if math.isnan(self.mean):
@@ -59,8 +60,8 @@ def seed_interval(values: Sequence[float], level: float = 0.95, bounds: tuple[fl
 
 
 def image_interval(cell: dict[str, Any], figure: str = "tpr", key: str = "intervals") -> tuple[float, float] | None:
-    """A test report's 95% bootstrap interval over images of ``figure``, if ``cell[key]`` carries one (``key``:
-    ``intervals`` in a Table II cell, ``table1_intervals[head]`` for Table I)."""
+    """A test report's 95% bootstrap interval (over studies, or images) of ``figure``, if ``cell[key]`` carries
+    one (``key``: ``intervals`` in a Table II cell, ``table1_intervals[head]`` for Table I)."""
     value = (cell.get(key) or {}).get(figure)
     if isinstance(value, dict) and {"low", "high"} <= set(value):
         low, high = float(value["low"]), float(value["high"])
@@ -68,19 +69,25 @@ def image_interval(cell: dict[str, Any], figure: str = "tpr", key: str = "interv
     return None
 
 
-def tpr_estimate(cells: Sequence[dict[str, Any]]) -> Estimate:
-    """TPR of one Table II cell over its seeds; one seed falls back on the report's interval over images."""
-    return _over_seeds_or_images([c.get("tpr", math.nan) for c in cells], cells[0], "tpr")
+def tpr_estimate(cells: Sequence[dict[str, Any]], over: str = "images") -> Estimate:
+    """TPR of one Table II cell over its seeds; one seed falls back on the report's bootstrap interval, drawn
+    ``over`` what (``resampled``)."""
+    return _over_seeds_or_images([c.get("tpr", math.nan) for c in cells], cells[0], "tpr", over=over)
+
+
+def resampled(report: dict[str, Any]) -> str:
+    """What a test report's bootstrap drew: ``studies``, or ``images`` (a report written before it said)."""
+    return str((report.get("bootstrap") or {}).get("resampled", "images"))
 
 
 def _over_seeds_or_images(
-    values: Sequence[float], first: dict[str, Any], figure: str, key: str = "intervals"
+    values: Sequence[float], first: dict[str, Any], figure: str, key: str = "intervals", over: str = "images"
 ) -> Estimate:
-    """``seed_interval`` of ``values``; with one seed, the interval over images that ``first`` (its report's
+    """``seed_interval`` of ``values``; with one seed, the bootstrap interval that ``first`` (its report's
     part) gives (``image_interval``)."""
     estimate = seed_interval(values)
     if estimate.n == 1 and (bounds := image_interval(first, figure, key)) is not None:
-        return Estimate(estimate.mean, bounds[0], bounds[1], 1, "images")
+        return Estimate(estimate.mean, bounds[0], bounds[1], 1, over)
     return estimate
 
 
@@ -120,7 +127,7 @@ def keep_test_methods(
     """The reports with only ``methods``' Table II cells (``wsod study --test_methods``; None: every method any run
     was tested with). A run whose report lacks one of them (tested with other methods, or without mass images) is
     an error naming the run and what it has: averaged over the other seeds only, its cells would say "over seeds"
-    of fewer seeds, or one seed's interval over images, without a word."""
+    of fewer seeds, or one seed's bootstrap interval, without a word."""
     tested = {m for r in reports.values() for m in r.get(SUBSET, {})}
     ordered = [*(m for m in METHOD_ORDER if m in tested), *sorted(tested - set(METHOD_ORDER))]
     wanted = list(methods) if methods is not None else ordered
@@ -155,7 +162,8 @@ def table2_cells(reports: dict[tuple[str, int], dict[str, Any]]) -> dict[str, di
             per_seed = [r[SUBSET][test] for r in runs if test in r.get(SUBSET, {})]
             defined = [c for c in per_seed if not math.isnan(float(c.get("tpr", math.nan)))]  # TPR's seeds
             fppi = seed_interval([c.get("fppi", math.nan) for c in defined], bounds=(0.0, math.inf))
-            cells.setdefault(train, {})[test] = (tpr_estimate(per_seed), fppi)
+            over = resampled(next(r for r in runs if test in r.get(SUBSET, {})))
+            cells.setdefault(train, {})[test] = (tpr_estimate(per_seed, over), fppi)
     return cells
 
 
@@ -179,14 +187,14 @@ def table2_text(cells: dict[str, dict[str, tuple[Estimate, Estimate]]]) -> tuple
 
 def table1_text(reports: dict[tuple[str, int], dict[str, Any]]) -> str:
     """Table I in Markdown: per train method and head, each figure's mean [95% interval] over seeds (with one seed,
-    over images: the test report's ``table1_intervals``, as Table II's cells)."""
+    the test report's ``table1_intervals``, as Table II's cells)."""
     rows = []
     for train, runs in _by_method(reports).items():
         for head in ("global", "local", "fusion"):
             intervals = {"table1_intervals": (runs[0].get("table1_intervals") or {}).get(head)}
             values = [
                 _over_seeds_or_images([r["table1"].get(head, {}).get(k, math.nan) for r in runs], intervals, k,
-                                      "table1_intervals")
+                                      "table1_intervals", resampled(runs[0]))
                 for k, _ in TABLE1_COLUMNS
             ]  # fmt: skip
             rows.append([train, head] + [v.text(3) for v in values])
