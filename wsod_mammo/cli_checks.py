@@ -54,11 +54,18 @@ def check_weights_given(subcommand: str, section: Any) -> bool:
     return False
 
 
-def check_nyu_weights_file(section: Any) -> None:
-    """NYU's weights are read when no checkpoint is (a fresh fit starts from them; evaluation runs them as they are):
-    a missing file failed after the data was indexed and a run folder made, in a 40-line traceback."""
+def nyu_weights_to_load(section: Any) -> str | None:
+    """``model.init_from_nyu`` when the command reads it: NYU's weights are read when no checkpoint is (a fresh fit
+    starts from them; evaluation runs them as they are)."""
     path = (init_args_of(section, "model") or {}).get("init_from_nyu")
-    if path and not section.get("ckpt_path") and not Path(path).is_file():
+    return None if not path or section.get("ckpt_path") else str(path)
+
+
+def check_nyu_weights_file(section: Any) -> None:
+    """A missing ``nyu_weights_to_load`` file failed after the data was indexed and a run folder made, in a 40-line
+    traceback."""
+    path = nyu_weights_to_load(section)
+    if path and not Path(path).is_file():
         raise ValueError(
             f"model.init_from_nyu: {path}: no such file (NYU's GMIC weights, e.g. models/sample_model_1.p of "
             "nyukat/GMIC; nothing is downloaded: put the file there, or give its path)"
@@ -69,9 +76,8 @@ def check_nyu_weights_load(module: Any, section: Any) -> None:
     """NYU's weights as the model will load them, once it is built and before anything runs: a file that is no
     weights-only state dict (a pickle, another network's, a torch object) or whose keys are not GMIC's failed in the
     model's ``setup``, in a 46-line traceback after the run folder was made."""
-    path = (init_args_of(section, "model") or {}).get("init_from_nyu")
-    gmic = getattr(module, "model", None)
-    if not path or section.get("ckpt_path") or not isinstance(gmic, GMIC):
+    path, gmic = nyu_weights_to_load(section), getattr(module, "model", None)
+    if not path or not isinstance(gmic, GMIC):
         return
     option = "model.init_from_nyu"
     check_nyu_state_dict(gmic, load_nyu_checkpoint(path, option=option), source=f"{option}: {path}")

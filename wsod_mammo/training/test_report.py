@@ -76,7 +76,7 @@ def study_groups(trainer: Trainer | None) -> dict[int, int]:
     return dict(zip(images.tolist(), studies.tolist(), strict=True))
 
 
-def groups_of(keys: Tensor, groups: dict[int, int]) -> Tensor | None:
+def groups_of(keys: Tensor, groups: dict[int, int] | None) -> Tensor | None:
     """``(N,)`` study key of each image key (an image of no known study is a study of its own); None without
     ``groups``: images are then drawn one by one."""
     return torch.tensor([groups.get(k, k) for k in keys.tolist()], dtype=torch.int64) if groups else None
@@ -89,7 +89,7 @@ def detection_intervals(
     whole studies (``groups``: ``study_groups``)."""
     r = result.per_threshold[0]
     keys = result.image_keys
-    weights = resample_weights((result.image_gt > 0).long(), seed=seed, keys=keys, groups=groups_of(keys, groups or {}))
+    weights = resample_weights((result.image_gt > 0).long(), seed=seed, keys=keys, groups=groups_of(keys, groups))
     fppi, tpr = resampled_froc(weights, result.image_gt, r.box_image, r.box_scores, r.box_tp)
     points = list(result.fppi_points)
     best, at = best_within(fppi, tpr, points + [fppi_budget])
@@ -119,7 +119,7 @@ def table1_intervals(
         if count == 0:
             continue
         full = classification_figures(torch.ones(1, count), preds, target)
-        resamples = resample_weights(target, seed=seed, keys=keys, groups=groups_of(keys.cpu(), groups or {}))
+        resamples = resample_weights(target, seed=seed, keys=keys, groups=groups_of(keys.cpu(), groups))
         samples = classification_figures(resamples, preds, target)
         rows[head] = {k: interval(samples[k], float(full[k][0])) for k in samples}
     return rows, counts
@@ -166,7 +166,7 @@ def _method_summary(r: DetectionResult, cell: str, intervals: dict[str, Any], va
 
 def _image_records(r: DetectionResult, groups: dict[int, int] | None = None) -> dict[str, Any]:
     first = r.per_threshold[0]
-    studies = groups_of(r.image_keys, groups or {})
+    studies = groups_of(r.image_keys, groups)
     return {
         "image_keys": r.image_keys.tolist(),
         **({"study_keys": studies.tolist()} if studies is not None else {}),
@@ -195,7 +195,6 @@ def write_subset(
     the row file's ``weights`` (``checkpoint``, ``in_memory``, ``nyu``, ``untrained``), in the row's label too.
     ``groups``: ``study_groups``, the studies the bootstrap draws whole."""
     validated = frozenset(results) if validated is None else validated
-    groups = groups or {}
     cells = {m: format_cell(r.per_threshold[0].tpr, r.per_threshold[0].fppi) for m, r in results.items()}
     intervals = {m: detection_intervals(r, budget, seed, groups) for m, r in results.items()}
     suffix = "" if subset == "mass" else "_all_images"
