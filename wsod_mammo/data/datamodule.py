@@ -1,6 +1,6 @@
 """VinDrMammoDataModule: the VinDr-Mammo index, the cache or the DICOMs, augmentation, and batching.
 
-Every dataset yields the sample dict of DESIGN.md: ``image (1, H, W)`` float32 standardized per image
+Every dataset yields one sample dict: ``image (1, H, W)`` float32 standardized per image
 (with ``standardize_on: device``, uint16 that ``on_after_batch_transfer`` standardizes on the device),
 ``label (C,)`` float32 multi-hot, ``boxes (M, 4)`` float32 xyxy in the input frame, ``box_labels (M,)``
 int64, ``image_id`` str and ``meta`` (``study_id``, ``laterality``, ``view``, ``path``, ``split``,

@@ -2,7 +2,7 @@
 
 Table I: one row per head (global, local, fusion), columns accuracy, AUC, TPR, TNR.
 Table II: one row per training saliency method, one column per test-time method, cells ``TPR@FPPI`` such as
-``0.69@1.55``. A test run writes its own row with :func:`write_table2_row` to ``RUN_DIR/table2_row.csv``;
+``0.69@0.55``. A test run writes its own row with :func:`write_table2_row` to ``RUN_DIR/table2_row.csv``;
 ``wsod report RUN_DIR...`` (:func:`main`) merges the rows of several runs into the full matrix.
 
 A row file ends with two columns saying what the row is worth: ``weights`` (``checkpoint``, ``in_memory``: trained in
