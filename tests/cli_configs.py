@@ -185,3 +185,28 @@ def checkpoint(directory: Path, name: str = "last") -> Path:
     """The one run's ``{name}.ckpt`` under ``directory/runs`` (checkpoints live in their run folder)."""
     (path,) = list((directory / "runs").glob(f"**/checkpoints/{name}.ckpt"))
     return path
+
+
+class LearningRateFrom(Callback):
+    """Sets every parameter group's learning rate to ``lr`` from epoch ``epoch`` on: a fit that trains well, then
+    diverges."""
+
+    def __init__(self, epoch: int, lr: float) -> None:
+        self.epoch, self.lr = epoch, lr
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        if trainer.current_epoch >= self.epoch:
+            for group in trainer.optimizers[0].param_groups:
+                group["lr"] = self.lr
+
+
+class NaNImageOn(Callback):
+    """Makes the first image of training batch ``batch`` NaN on process ``rank`` only: one process's loss goes NaN
+    while the others' stay finite (an overflow on one image of one shard)."""
+
+    def __init__(self, rank: int = 0, batch: int = 1) -> None:
+        self.rank, self.batch = rank, batch
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
+        if trainer.global_rank == self.rank and batch_idx == self.batch:
+            batch["image"][0] = float("nan")

@@ -138,3 +138,32 @@ def test_under_ddp_with_uneven_shards_the_auroc_is_undefined_only_when_all_proce
         auroc, undefined = results["normals_only"]
         assert math.isnan(auroc) and undefined == [(0, "positive")]
     assert ranks[0]["positive_on_rank_1"] == ranks[1]["positive_on_rank_1"]
+
+
+def test_the_batch_limit_qualifies_the_missing_images_not_the_checkpoint_clause() -> None:
+    """It read "...unless an earlier epoch had an AUROC: a NaN never replaces one in the batches it ran (...)"."""
+    from wsod_mammo.training.module import _undefined_auroc_message
+
+    best = BestCheckpoint(monitor="val/fusion/auroc", mode="max")
+    trainer = SimpleNamespace(limit_val_batches=1, fast_dev_run=False, checkpoint_callbacks=[best],
+                              state=SimpleNamespace(fn=SimpleNamespace(value="fit")))  # fmt: skip
+    text = _undefined_auroc_message([(0, "positive")], ["Mass"], trainer)
+    assert text.startswith("validation has no image with Mass in the batches it ran (--trainer.limit_val_batches 1")
+    assert text.endswith("unless an earlier epoch had an AUROC: a NaN never replaces one.")
+
+
+def test_a_nan_monitored_auroc_does_not_step_reduce_on_plateau(caplog: pytest.LogCaptureFixture) -> None:
+    """torch counts NaN as an epoch without improvement: with patience 0 the learning rate fell 100x in 3 epochs of
+    a validation split of normals only."""
+    torch.manual_seed(0)
+    plateau = lambda optimizer: torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", patience=0)  # noqa: E731
+    module = GMICLitModule(GMIC(num_classes=1, num_patches=1, crop_shape=(32, 32)), scheduler=plateau)
+    train = [{"image": torch.rand(2, 1, 64, 64), "label": torch.tensor([[1.0], [0.0]])}]
+    val = [{"image": torch.rand(2, 1, 64, 64), "label": torch.zeros(2, 1), "image_id": ["a", "b"]}]
+    loader = lambda batches: torch.utils.data.DataLoader(batches, batch_size=None)  # noqa: E731
+    trainer = Trainer(max_epochs=3, logger=False, enable_progress_bar=False, enable_model_summary=False,
+                      enable_checkpointing=False, num_sanity_val_steps=0)  # fmt: skip
+    with caplog.at_level("WARNING", logger="wsod_mammo.training.module"):
+        trainer.fit(module, loader(train), loader(val))
+    assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(1e-3)  # Adam's default, not cut
+    assert sum("ReduceLROnPlateau is not stepped" in r.getMessage() for r in caplog.records) == 3

@@ -129,6 +129,7 @@ def _run_lightning(module: ModuleType, name: str, args: list[str] | None) -> Non
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
     from wsod_mammo.data.errors import DataError
+    from wsod_mammo.training.divergence import TrainingDivergedError
     from wsod_mammo.training.predict import NoReadableInputError
     from wsod_mammo.training.wandb_logger import WandbStartError
 
@@ -147,6 +148,11 @@ def _run_lightning(module: ModuleType, name: str, args: list[str] | None) -> Non
         )
         raise SystemExit(128 + signal.SIGINT) from None
     except WandbStartError as err:  # an opt-in to live W&B syncing that cannot reach it: why, in one line
+        if os.environ.get(TRACEBACK_VARIABLE, "") not in ("", "0"):
+            raise
+        logging.getLogger(PACKAGE_LOGGER).error("wsod %s: %s", name, err)
+        raise SystemExit(1) from None
+    except TrainingDivergedError as err:  # where the loss or probabilities went NaN, and what to change
         if os.environ.get(TRACEBACK_VARIABLE, "") not in ("", "0"):
             raise
         logging.getLogger(PACKAGE_LOGGER).error("wsod %s: %s", name, err)

@@ -169,9 +169,17 @@ def predictions_from_outputs(
             maps={name: value[i].numpy().copy() for name, value in maps.items()}, laterality=loaded.laterality,
             laterality_source=loaded.laterality_source, geometry=Geometry.coerce(loaded.geometry), method=method,
             threshold=float(threshold), class_index=class_index, class_names=list(class_names), input_boxes=boxes,
-            warnings=list(loaded.warnings),
+            warnings=list(loaded.warnings) + _nonfinite_warning(probabilities[i]),
         ))  # fmt: skip
     return out
+
+
+#: the warning of an image whose probabilities are NaN or infinite (``wsod predict`` counts these)
+NONFINITE_OUTPUT = "the model's probability is NaN or infinite: its weights diverged; this image's figures mean nothing"
+
+
+def _nonfinite_warning(probabilities: Tensor) -> list[str]:
+    return [] if bool(torch.isfinite(probabilities).all()) else [NONFINITE_OUTPUT]
 
 
 def _build_gmic(config: Any, path: str | Path) -> GMIC:

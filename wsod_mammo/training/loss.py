@@ -37,10 +37,18 @@ class GMICLoss:
 def _bce(probabilities: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
     """BCE of the probabilities clamped to [1e-6, 1 - 1e-6] in value only: the gradient passes the clamp as if it
     were not there. A plain clamp gave a head that had saturated on the wrong side (a positive image's y_global
-    below 1e-6, where the saliency regularizer pushes the map) zero gradient, so its BCE could never pull it back."""
+    below 1e-6, where the saliency regularizer pushes the map) zero gradient, so its BCE could never pull it back.
+
+    A NaN or infinite probability (a diverged model) gives a NaN term instead of ``binary_cross_entropy``'s
+    "all elements of input should be between 0 and 1" (a device-side assertion on CUDA, which ends the process):
+    the module then says that training diverged and where. Finite probabilities give the same value and gradient
+    as before, bit for bit."""
     probabilities = probabilities.float()
+    finite = torch.isfinite(probabilities)
     clamped = probabilities + (probabilities.clamp(_EPS, 1.0 - _EPS) - probabilities).detach()
-    return F.binary_cross_entropy(clamped, target, reduction=reduction)
+    loss = F.binary_cross_entropy(torch.where(finite, clamped, 0.5), target, reduction=reduction)
+    poison = torch.where(finite, 0.0, float("nan"))  # + 0.0 changes no finite value (a BCE is >= 0) nor gradient
+    return loss + (poison if reduction == "none" else poison.sum())
 
 
 def _saliency_reg(saliency: Tensor) -> Tensor:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from contextlib import nullcontext
 from typing import Any, Literal
@@ -21,6 +22,13 @@ from wsod_mammo.models.nyu import load_nyu_checkpoint, load_nyu_state_dict, nyu_
 from wsod_mammo.saliency import SaliencyMethod, available_saliency_methods, distinct_methods, get_saliency_method
 from wsod_mammo.training.checkpoints import BestCheckpoint, recorded_frame
 from wsod_mammo.training.classification import FIGURES, HEADS, KeyedMean, stage_head_metrics
+from wsod_mammo.training.divergence import (
+    DivergenceWatch,
+    TrainingDivergedError,
+    count_nonfinite_images,
+    diverged_evaluation_message,
+    diverged_training_message,
+)
 from wsod_mammo.training.loss import gmic_loss, gmic_sample_losses
 
 log = logging.getLogger(__name__)
@@ -123,6 +131,10 @@ class GMICLitModule(LightningModule):
         # Maps that callbacks asked for: validation and test steps return them from their classification pass.
         self._requested_maps: list[str] = []
         self._warned_undefined_auroc = False  # once per fit/validate run (reset in setup)
+        # A loss or probabilities gone NaN/inf stop the run with where and why, before any checkpoint holds them;
+        # counted on the device and read where the run synchronizes anyway (log steps, epoch ends)
+        self._divergence = DivergenceWatch()
+        self._nonfinite_images: Tensor | None = None
 
     def _save_plain_hyperparameters(self, init_locals: dict[str, Any]) -> None:
         """Save hparams so that checkpoints stay loadable with ``weights_only=True``.
@@ -208,6 +220,18 @@ class GMICLitModule(LightningModule):
             schedule["frequency"] = every
         return {"optimizer": optimizer, "lr_scheduler": schedule}
 
+    def lr_scheduler_step(self, scheduler: Any, metric: Any) -> None:
+        """A NaN monitored figure (an AUROC undefined on a validation split of one kind) is not a plateau:
+        ReduceLROnPlateau would count it as an epoch without improvement and cut the learning rate every epoch."""
+        if metric is not None and not math.isfinite(float(metric)):
+            log.warning(
+                "model.scheduler: %s is %s at epoch %d: %s is not stepped (it would count it as an epoch without "
+                "improvement and lower the learning rate)",
+                self.scheduler_monitor, float(metric), self.current_epoch, type(scheduler).__name__,
+            )  # fmt: skip
+            return
+        super().lr_scheduler_step(scheduler, metric)
+
     # ------------------------------------------------------------------------------------------------ steps
     def forward(self, images: Tensor) -> GMICOutput:
         images = images.contiguous(memory_format=self.memory_format)
@@ -221,9 +245,37 @@ class GMICLitModule(LightningModule):
         heads = (output.y_global, output.y_local, output.y_fusion)
         # copies: under compile_training_forward + reduce-overhead the heads are CUDA-graph memory the next step reuses
         self._train_outputs.append((*(h.detach().to(torch.float32, copy=True) for h in heads), batch["label"].detach()))
+        self._divergence.update(loss.total, self.global_step)
         return loss.total
 
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self.global_step % max(1, self.trainer.log_every_n_steps) == 0:  # Lightning reads the logged loss here
+            self._raise_if_diverged()
+
+    def on_validation_start(self) -> None:
+        if not self.trainer.sanity_checking and self.trainer.state.fn == "fit":
+            self._raise_if_diverged()  # validation in a fit, before its checkpoints are saved
+
+    def _raise_if_diverged(self) -> None:
+        """Stop the fit, on every process alike, when a training loss so far was NaN or infinite."""
+        strategy = self.trainer.strategy
+        first = self._divergence.first_bad_step(lambda t: strategy.reduce(t, reduce_op="min"), self.device)
+        if first is None:
+            return
+        optimizers = self.trainer.optimizers
+        lr = float(optimizers[0].param_groups[0]["lr"]) if optimizers else None
+        kept = sorted(
+            {
+                path
+                for callback in self.trainer.checkpoint_callbacks
+                for path in (getattr(callback, "last_model_path", ""), getattr(callback, "best_model_path", ""))
+                if path
+            }
+        )  # fmt: skip
+        raise TrainingDivergedError(diverged_training_message(first, self.current_epoch, lr, kept))
+
     def on_train_epoch_end(self) -> None:
+        self._raise_if_diverged()  # before the epoch's checkpoints (they run after this hook)
         if not self._train_outputs:
             return
         *heads, labels = (torch.cat(parts) for parts in zip(*self._train_outputs, strict=True))
@@ -242,7 +294,26 @@ class GMICLitModule(LightningModule):
         self.evaluation_loss[stage].update(gmic_sample_losses(output, batch["label"], self.beta), image_ids)
         self.log(f"{stage}/loss", self.evaluation_loss[stage], on_step=False, on_epoch=True)
         self._update_metrics(stage, output, batch["label"], image_ids)
+        bad = count_nonfinite_images((output.y_global, output.y_local, output.y_fusion))
+        self._nonfinite_images = bad if self._nonfinite_images is None else self._nonfinite_images + bad
         return {"y_global": output.y_global, "y_fusion": output.y_fusion, "maps": maps}
+
+    def on_validation_epoch_end(self) -> None:
+        self._raise_if_nonfinite_evaluation("sanity_check" if self.trainer.sanity_checking else "validate")
+
+    def on_test_epoch_end(self) -> None:
+        self._raise_if_nonfinite_evaluation("test")
+
+    def _raise_if_nonfinite_evaluation(self, stage: str) -> None:
+        """Stop before checkpoints (validation) or reports (test) use figures of NaN probabilities; on every process
+        alike. Runs after the callbacks' epoch-end hooks, before ``on_validation_end``/``on_test_end``."""
+        count, self._nonfinite_images = self._nonfinite_images, None
+        local = count if count is not None else torch.zeros((), dtype=torch.long, device=self.device)
+        total = int(self.trainer.strategy.reduce(local.clone(), reduce_op="sum"))
+        if total:
+            fitting = self.trainer.state.fn == "fit" and stage != "sanity_check"  # not a resumed checkpoint's
+            message = diverged_evaluation_message(stage, total, self.trainer.ckpt_path, fitting)
+            raise TrainingDivergedError(message)
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
         output, maps = self.evaluate(batch["image"], [self.predict_saliency])
@@ -378,11 +449,18 @@ def _undefined_auroc_message(undefined: Sequence[tuple[int, str]], names: Sequen
     lacking = {"positive": "no image with {}", "negative": "no image without {}", "any": "no image to rate {} on"}
     missing = "; ".join(lacking[kind].format(names[c]) for c, kind in undefined)
     every = len(undefined) == len(names)
+    limit = getattr(trainer, "limit_val_batches", 1.0)
+    # the batches validated, not the split (the DataModule names a split of one kind at setup)
+    partial = getattr(trainer, "fast_dev_run", False) or not (isinstance(limit, float) and limit == 1.0)
+    where = f" in the batches it ran (--trainer.limit_val_batches {limit}, or fast_dev_run)" if partial else ""
     if every:
-        text = f"validation has {missing}: AUROC is undefined there, so val/<head>/auroc is NaN (not 0.0)"
+        text = f"validation has {missing}{where}: AUROC is undefined there, so val/<head>/auroc is NaN (not 0.0)"
     else:
         its = "its" if len(undefined) == 1 else "their"
-        text = f"validation has {missing}: {its} AUROC is undefined, so val/<head>/auroc averages the other classes'"
+        text = (
+            f"validation has {missing}{where}: {its} AUROC is undefined, so val/<head>/auroc averages the other "
+            "classes'"
+        )
     monitors = sorted(
         {
             str(c.monitor)
@@ -396,10 +474,8 @@ def _undefined_auroc_message(undefined: Sequence[tuple[int, str]], names: Sequen
             f"; best.ckpt (kept by {', '.join(monitors)}) then follows the newest epoch, as last.ckpt does, "
             "unless an earlier epoch had an AUROC: a NaN never replaces one"
         )
-    limit = getattr(trainer, "limit_val_batches", 1.0)
-    if getattr(trainer, "fast_dev_run", False) or not (isinstance(limit, float) and limit == 1.0):
-        # the batches validated, not the split (the DataModule names a split of one kind at setup)
-        return text + f" in the batches it ran (--trainer.limit_val_batches {limit}, or fast_dev_run)."
+    if partial:
+        return text + "."
     return text + ". Another --data.seed or --data.val_fraction may give a validation split with images of both kinds."
 
 

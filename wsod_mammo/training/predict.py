@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -22,9 +23,10 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from wsod_mammo.detection.overlay import method_panels, render_overlay, short_id, write_png
 from wsod_mammo.detection.overlay_frame import overlay_frame
-from wsod_mammo.inference import Loaded, Prediction, padded_class_names, predictions_from_outputs
+from wsod_mammo.inference import NONFINITE_OUTPUT, Loaded, Prediction, padded_class_names, predictions_from_outputs
 from wsod_mammo.models.nyu import NYU_CLASS_NAMES
 from wsod_mammo.training.callbacks import Alignment, check_class_of_model, checked_class_index, map_placement
+from wsod_mammo.training.divergence import TrainingDivergedError
 from wsod_mammo.training.provenance import evaluated_weights, evaluation_setting
 
 log = logging.getLogger(__name__)
@@ -123,7 +125,7 @@ class PredictionWriter(BasePredictionWriter):
                 saliency = torch.from_numpy(result.maps[result.method][result.class_index][None])  # (1, h, w)
                 boxes = (torch.from_numpy(result.input_boxes), torch.from_numpy(result.scores))
                 try:
-                    args = (saliency, boxes, result.method, record["probability"], cell0)
+                    args = (saliency, boxes, result.method, result.probability, cell0)
                     record["overlay"] = str(self._write_overlay(batch, i, *args))
                 except OSError as err:  # a picture, not a prediction: the row stays, the run goes on
                     record["overlay_error"] = str(err)
@@ -168,6 +170,20 @@ class PredictionWriter(BasePredictionWriter):
         if failed and failed == len(records):  # every rank holds every row: all decide alike, none waits alone
             raise NoReadableInputError(
                 f"predict: none of the {failed} input(s) could be read; the reasons are in {csv_path}"
+            )
+        nonfinite = sum(1 for r in records if NONFINITE_OUTPUT in r.get("warnings", ()))
+        if nonfinite and nonfinite == len(records) - failed:
+            raise TrainingDivergedError(
+                f"predict: the model gave NaN or infinite probabilities for every image read ({nonfinite}): the "
+                f"weights of {trainer.ckpt_path or 'the model'} give no usable predictions (their training "
+                f"diverged?); the rows are in {csv_path}"
+            )
+        if nonfinite and trainer.is_global_zero:
+            log.warning(
+                "predict: the model gave NaN or infinite probabilities for %d of the %d images (their rows "
+                "say so in `warning`): its weights are not usable",
+                nonfinite,
+                len(records) - failed,
             )
 
     def _gathered_records(self, trainer: Trainer) -> list[dict[str, Any]]:
@@ -281,8 +297,8 @@ def prediction_record(
         "laterality_source": result.laterality_source,
         "view": view,
         "class": names[result.class_index],
-        "probability": result.probability,
-        "probabilities": dict(zip(names, (float(p) for p in result.probabilities), strict=True)),
+        "probability": _json_number(result.probability),
+        "probabilities": dict(zip(names, (_json_number(p) for p in result.probabilities), strict=True)),
         "warnings": list(result.warnings),
         "method": result.method,
         "threshold": result.threshold,
@@ -293,13 +309,23 @@ def prediction_record(
     }
 
 
+def _json_number(value: Any) -> float | None:
+    """A probability as JSON takes it: NaN and infinity (a diverged model's) are not JSON numbers, so null."""
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _csv_number(value: float | None) -> str:
+    return "" if value is None else f"{value:.6f}"  # None: predictions.json's null for a NaN or infinity
+
+
 def _csv_rows(records: list[dict[str, Any]]):
     for record in records:
         base = {"image_id": record["image_id"], "path": record["path"], "error": record.get("error", "")}
         if record.get("error"):
             yield base
             continue
-        base["class"], base["probability"] = record.get("class", ""), f"{record['probability']:.6f}"
+        base["class"], base["probability"] = record.get("class", ""), _csv_number(record["probability"])
         base["warning"] = "; ".join(record.get("warnings", []))
         if not record["boxes"]:
             yield base

@@ -1,0 +1,174 @@
+"""A model gone NaN or infinite: the run stops saying where and what to change, keeps the checkpoints written before
+it and writes none of the diverged weights; test refuses to report NaN probabilities and predict says so per image.
+Before, the BCE refused the NaN ("all elements of input should be between 0 and 1", a device-side assertion on
+CUDA) in a 100-line traceback, a checkpoint could hold the diverged weights, and predict wrote NaN as results."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from cli_configs import checkpoint, tiny_config, write_config
+
+from wsod_mammo.training.divergence import DivergenceWatch
+from wsod_mammo.training.loss import _bce
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _wsod(*args: str, cwd: Path, check: bool = False, timeout: int = 600) -> subprocess.CompletedProcess:
+    """The `wsod` console script, with this folder importable for the callbacks of cli_configs."""
+    env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), str(REPO)])}  # fmt: skip
+    script = Path(sys.executable).with_name("wsod")
+    result = subprocess.run([str(script), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0 or not check, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+def test_the_bce_of_finite_probabilities_is_unchanged_bit_for_bit_and_a_nan_one_is_nan() -> None:
+    """The training numbers (and the README's figures) must not move: same values and gradients as before."""
+
+    def before(p: torch.Tensor, t: torch.Tensor, reduction: str) -> torch.Tensor:
+        clamped = p + (p.clamp(1e-6, 1 - 1e-6) - p).detach()
+        return F.binary_cross_entropy(clamped, t, reduction=reduction)
+
+    for n, reduction in ((6, "mean"), (37, "none")):
+        p = torch.rand(n, 2)
+        p[0, 0], p[1, 1] = 1e-9, 1 - 1e-9  # clamped in value, not in gradient
+        p.requires_grad_()
+        t = (torch.rand(n, 2) > 0.5).float()
+        old, new = before(p, t, reduction), _bce(p, t, reduction)
+        assert torch.equal(old, new)
+        assert torch.equal(*(torch.autograd.grad(v.sum(), p)[0] for v in (old, new)))
+    p = torch.tensor([[0.3], [float("nan")], [float("inf")]], requires_grad=True)
+    t = torch.tensor([[1.0], [0.0], [1.0]])
+    assert math.isnan(_bce(p, t).item())  # before: RuntimeError "all elements of input should be between 0 and 1"
+    assert torch.isnan(_bce(p, t, "none")[1:]).all() and torch.isfinite(_bce(p, t, "none")[0])
+
+
+def test_the_watch_keeps_the_first_bad_step_on_the_device() -> None:
+    watch = DivergenceWatch()
+    assert watch.first_bad_step() is None
+    for step, loss in enumerate([1.0, 0.5, float("nan"), 0.7, float("inf")]):
+        watch.update(torch.tensor(loss), step)
+    assert watch.first_bad_step() == 2
+    assert watch.first_bad_step(lambda t: torch.minimum(t, torch.tensor(1))) == 1  # another process's earlier one
+
+
+def _diverging_fit(directory: Path, data_root: Path, **trainer: object) -> dict:
+    settings = tiny_config(directory, data_root, num_workers=2, persistent_workers=True)
+    settings["trainer"] |= {"max_epochs": 3, "limit_train_batches": 2, **trainer}
+    settings["trainer"]["callbacks"].append(
+        {"class_path": "cli_configs.LearningRateFrom", "init_args": {"epoch": 1, "lr": 1.0e20}}
+    )
+    return settings
+
+
+def test_a_fit_that_diverges_stops_in_one_line_and_keeps_the_checkpoints_of_the_epoch_before(
+    tmp_path: Path, data_root: Path
+) -> None:
+    config = write_config(tmp_path / "c.yaml", _diverging_fit(tmp_path, data_root))
+    fit = _wsod("fit", "--config", str(config), cwd=tmp_path)
+    assert fit.returncode == 1 and "Traceback" not in fit.stderr, fit.stderr[-3000:]
+    # epoch 0 trained 2 steps; epoch 1's first update (step 2) made the loss of step 3 NaN
+    assert "wsod fit: training diverged: the loss was NaN or infinite at step 3 (epoch 1)" in fit.stderr
+    assert "--model.optimizer.init_args.lr, 1e+20 now" in fit.stderr
+    last, best = checkpoint(tmp_path), checkpoint(tmp_path, "best")
+    assert f"the checkpoints written before it are kept ({best}, {last})" in fit.stderr
+    for path in (last, best):
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        assert saved["epoch"] == 0 and saved["global_step"] == 2, path
+        assert all(torch.isfinite(v).all() for v in saved["state_dict"].values() if v.is_floating_point()), path
+
+
+def test_under_ddp_one_process_s_nan_loss_stops_both_processes_alike(tmp_path: Path, data_root: Path) -> None:
+    """A NaN on one process only (its shard's image): both read the first bad step over all processes and stop
+    together, where one stopping alone would leave the other waiting in the next all-reduce."""
+    settings = tiny_config(tmp_path, data_root, num_workers=1)
+    settings["trainer"] |= {"devices": 2, "strategy": "ddp", "max_epochs": 2, "limit_train_batches": 3}
+    settings["trainer"]["callbacks"].append(
+        {"class_path": "cli_configs.NaNImageOn", "init_args": {"rank": 1, "batch": 1}}
+    )
+    config = write_config(tmp_path / "c.yaml", settings)
+    fit = _wsod("fit", "--config", str(config), cwd=tmp_path, timeout=300)
+    assert fit.returncode == 1 and "Traceback" not in fit.stderr, fit.stderr[-3000:]
+    assert "training diverged: the loss was NaN or infinite at step 1 (epoch 0)" in fit.stderr
+    assert not list(tmp_path.glob("runs/**/*.ckpt"))
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> tuple[dict, Path]:
+    """A fitted tiny run's last.ckpt (loaded) and its config."""
+    directory = tmp_path_factory.mktemp("fitted")
+    settings = tiny_config(directory, data_root)
+    settings["trainer"] |= {"limit_train_batches": 1}
+    config = write_config(directory / "c.yaml", settings)
+    _wsod("fit", "--config", str(config), cwd=directory, check=True)
+    return torch.load(checkpoint(directory), map_location="cpu", weights_only=True), config
+
+
+def _edited(fitted: tuple[dict, Path], name: str, key_end: str, value: float) -> tuple[Path, Path]:
+    """The fitted checkpoint with the tensor whose key ends in ``key_end`` set to ``value``, saved as ``name``."""
+    saved, config = fitted
+    state = dict(saved["state_dict"])
+    key = next(k for k in state if k.endswith(key_end))
+    state[key] = torch.full_like(state[key], value)
+    path = config.parent / name
+    torch.save({**saved, "state_dict": state}, path)
+    return path, config
+
+
+@pytest.fixture(scope="module")
+def nan_checkpoint(fitted: tuple[dict, Path]) -> tuple[Path, Path]:
+    """The fitted checkpoint with its first convolution's weights set to NaN, and its config."""
+    return _edited(fitted, "nan.ckpt", "first_conv.weight", float("nan"))
+
+
+def test_testing_a_checkpoint_whose_model_gives_nan_reports_nothing_and_says_so(
+    tmp_path: Path, nan_checkpoint: tuple[Path, Path]
+) -> None:
+    path, config = nan_checkpoint
+    run = _wsod("test", "--config", str(config), "--ckpt_path", str(path), cwd=tmp_path)
+    assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr[-3000:]
+    assert "wsod test: the model gave NaN or infinite probabilities for" in run.stderr
+    assert f"the weights of {path} give no usable figures" in run.stderr
+    for name in ("table2_row.csv", "detection.json", "table1.csv"):
+        assert not list(config.parent.glob(f"runs/**/{name}")), name
+
+
+def test_predicting_with_a_model_that_gives_nan_writes_null_and_says_why(
+    tmp_path: Path, nan_checkpoint: tuple[Path, Path], data_root: Path
+) -> None:
+    path, config = nan_checkpoint
+    scans = sorted(p for p in data_root.rglob("*.dicom"))[:3]
+    out = tmp_path / "predictions"
+    run = _wsod("predict", "--config", str(config), "--ckpt_path", str(path), "--data.predict_paths",
+                json.dumps([str(s) for s in scans]), "--trainer.callbacks.init_args.output_dir", str(out),
+                cwd=tmp_path)  # fmt: skip
+    assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr[-3000:]
+    assert "the model gave NaN or infinite probabilities for every image read (3)" in run.stderr
+    (written,) = list(out.glob("**/predictions.json"))
+    records = json.loads(written.read_text())  # strict JSON: no NaN
+    assert len(records) == 3 and all(r["probability"] is None for r in records)
+    assert all(any("NaN or infinite" in w for w in r["warnings"]) for r in records)
+
+
+def test_resuming_from_a_checkpoint_whose_model_gives_nan_stops_before_training(
+    tmp_path: Path, nan_checkpoint: tuple[Path, Path]
+) -> None:
+    """`--ckpt_path last` after a divergence: the sanity validation finds it, before a step trains on it."""
+    path, config = nan_checkpoint
+    run = _wsod("fit", "--config", str(config), "--ckpt_path", str(path), "--trainer.max_epochs", "2",
+                "--trainer.num_sanity_val_steps", "1", cwd=tmp_path)  # fmt: skip
+    assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr[-3000:]
+    assert f"validation image(s): the weights of {path} give no usable figures" in run.stderr
+    assert "nothing was trained" in run.stderr
+
