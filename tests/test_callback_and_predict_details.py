@@ -68,3 +68,29 @@ def test_a_class_index_the_model_lacks_is_refused_at_setup_outside_the_cli() -> 
         DetectionMetrics(class_index=2).setup(None, module, "fit")
     with pytest.raises(ValueError, match=r"^SaliencyOverlays.class_index: 5, but the model has 2 output"):
         SaliencyOverlays(class_index=5).setup(None, module, "test")
+
+
+def test_a_threshold_chosen_from_a_tie_at_tpr_zero_is_said_once_a_run(caplog: pytest.LogCaptureFixture) -> None:
+    """Maps hot only off the mass: every threshold of the grid scores TPR 0, and validation kept the first of the
+    tie as if it had chosen it. The one that finds the mass at some threshold is not warned about."""
+    from wsod_mammo.detection.metrics import DetectionMetric
+
+    def metric(on_mass: bool) -> DetectionMetric:
+        made = DetectionMetric(thresholds=(0.3, 0.6))
+        maps = torch.zeros(1, 20, 20)
+        maps[0, 12:16, 12:16] = 1.0  # off the mass
+        maps[0, 2:8, 2:8] = 0.5 if on_mass else 0.0
+        made.update(maps, torch.tensor([0.9]), [torch.tensor([[2.0, 2.0, 8.0, 8.0]])], torch.tensor([1]), (20, 20))
+        return made
+
+    callback = DetectionMetrics(thresholds=[0.3, 0.6])
+    logged: dict[str, float] = {}
+    module = SimpleNamespace(detection_thresholds={}, log=lambda name, value, **_: logged.__setitem__(name, value))
+    trainer = SimpleNamespace(sanity_checking=False, is_global_zero=True, current_epoch=3)
+    for _ in range(2):
+        callback._metrics = {("blind", "mass"): metric(False), ("seeing", "mass"): metric(True)}
+        callback.on_validation_epoch_end(trainer, module)
+    tied = [r.getMessage() for r in caplog.records if "first of a tie" in r.getMessage()]
+    assert len(tied) == 1 and tied[0].startswith("validation: blind finds none of the 1 masses at FPPI <= 1 ")
+    assert module.detection_thresholds == {"blind": 0.3, "seeing": 0.3}
+    assert logged["val/detection/seeing/tpr@fppi1"] == 1.0 and logged["val/detection/blind/tpr@fppi1"] == 0.0

@@ -1,7 +1,8 @@
 """A model gone NaN or infinite: the run stops saying where and what to change, keeps the checkpoints written before
 it and writes none of the diverged weights; test refuses to report NaN probabilities and predict says so per image.
 Before, the BCE refused the NaN ("all elements of input should be between 0 and 1", a device-side assertion on
-CUDA) in a 100-line traceback, a checkpoint could hold the diverged weights, and predict wrote NaN as results."""
+CUDA) in a 100-line traceback, a checkpoint could hold the diverged weights, and predict wrote NaN as results.
+A model collapsed to one answer for every image is said too: its AUROC of 0.5 read as a weak model, not a broken one."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from cli_configs import checkpoint, tiny_config, write_config
 
+from wsod_mammo.training.collapse import COLLAPSE_SPREAD, ProbabilitySpread
 from wsod_mammo.training.divergence import DivergenceWatch
 from wsod_mammo.training.loss import _bce
 
@@ -172,3 +174,34 @@ def test_resuming_from_a_checkpoint_whose_model_gives_nan_stops_before_training(
     assert f"validation image(s): the weights of {path} give no usable figures" in run.stderr
     assert "nothing was trained" in run.stderr
 
+
+def test_the_spread_names_a_constant_output_and_nothing_else() -> None:
+    spread = ProbabilitySpread()
+    spread.update(torch.full((3, 1), 0.25))
+    spread.update(torch.tensor([[0.25], [float("nan")]]))  # a NaN is the divergence check's, not a spread
+    assert spread.collapsed(1) == [0.25]
+    assert spread.collapsed(1) is None  # read once: the next epoch starts empty
+    spread.update(torch.tensor([[0.25], [0.25 + 4 * COLLAPSE_SPREAD]]))
+    assert spread.collapsed(1) is None
+    spread.update(torch.tensor([[0.25]]))
+    assert spread.collapsed(1) is None  # one image: a constant proves nothing
+    spread.update(torch.tensor([[0.1, 0.7], [0.1, 0.9]]))
+    assert spread.collapsed(2) is None  # one class that varies is a classifier
+
+
+def test_testing_a_model_collapsed_to_one_answer_says_so_and_still_reports(
+    tmp_path: Path, fitted: tuple[dict, Path]
+) -> None:
+    """The fusion head's weights zeroed: every image gets sigmoid(bias). The figures are still written (they are
+    what that model scores) and the log says what they mean; a model that varies says nothing of the kind."""
+    path, config = _edited(fitted, "collapsed.ckpt", "fusion.weight", 0.0)
+    reports = set(config.parent.glob("runs/**/table1.csv"))
+    run = _wsod("test", "--config", str(config), "--ckpt_path", str(path), cwd=tmp_path, check=True)
+    assert "test: the model gives every image the same fusion probability (" in run.stderr, run.stderr[-3000:]
+    assert "these weights are not a trained classifier" in run.stderr
+    bias = float(fitted[0]["state_dict"][next(k for k in fitted[0]["state_dict"] if k.endswith("fusion.bias"))][0])
+    assert f"({torch.sigmoid(torch.tensor(bias)).item():.6g} for Mass)" in run.stderr
+    assert set(config.parent.glob("runs/**/table1.csv")) - reports  # reported all the same
+    plain = _wsod("test", "--config", str(config), "--ckpt_path", str(checkpoint(config.parent)), cwd=tmp_path,
+                  check=True)  # fmt: skip
+    assert "same fusion probability" not in plain.stderr

@@ -54,6 +54,10 @@ class ThresholdResult:
     box_tp: Tensor
     box_image: Tensor
 
+    def tpr_within(self, fppi_budget: float) -> float:
+        """The highest TPR of the FROC curve at FPPI <= ``fppi_budget`` (what validation selects thresholds by)."""
+        return float(tpr_at_fppi(self.fppi_curve, self.tpr_curve, (fppi_budget,))[0])
+
 
 class DetectionResult:
     """Output of ``DetectionMetric.compute``: one ``ThresholdResult`` per binarization threshold, in order.
@@ -101,7 +105,7 @@ class DetectionResult:
         """
         best, best_tpr = self.per_threshold[0].threshold, -math.inf
         for result in self.per_threshold:
-            value = float(tpr_at_fppi(result.fppi_curve, result.tpr_curve, (fppi_budget,))[0])
+            value = result.tpr_within(fppi_budget)
             if not math.isnan(value) and value > best_tpr:
                 best, best_tpr = result.threshold, value
         return best

@@ -140,6 +140,7 @@ class DetectionMetrics(Callback):
         self._metrics: dict[tuple[str, str], DetectionMetric] = {}
         self._results: dict[tuple[str, str], DetectionResult] = {}
         self._groups: dict[int, int] = {}  # image key -> study key of the test split (test_report.study_groups)
+        self._said_tie: set[str] = set()  # methods whose threshold validation chose from a tie at TPR 0 (said once)
 
     def _methods(self, pl_module: LightningModule) -> list[str]:
         return list(self.methods) if self.methods else list(pl_module.test_saliency)
@@ -159,6 +160,7 @@ class DetectionMetrics(Callback):
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         check_class_of_model(self.class_index, pl_module, "DetectionMetrics")
+        self._said_tie = set()
         pl_module.request_saliency_maps(self._methods(pl_module))  # made in the steps' own pass
 
     def _update(self, pl_module: LightningModule, outputs: dict[str, Any], batch: dict[str, Any]) -> None:
@@ -194,6 +196,14 @@ class DetectionMetrics(Callback):
             threshold = result.best_threshold(self.fppi_budget)
             pl_module.detection_thresholds[method] = threshold
             chosen = result.per_threshold[self.thresholds.index(threshold)]
+            if chosen.tpr_within(self.fppi_budget) == 0.0 and method not in self._said_tie and trainer.is_global_zero:
+                self._said_tie.add(method)
+                log.warning(
+                    "validation: %s finds none of the %d masses at FPPI <= %g at any threshold of the grid (TPR 0 at "
+                    "each, epoch %d): its threshold %g is the first of a tie, not a choice; its maps do not localize "
+                    "the masses (said once a run)", method, result.num_gt_in_view, self.fppi_budget,
+                    trainer.current_epoch, threshold,
+                )  # fmt: skip
             for point, value in zip(result.fppi_points, chosen.tpr_at_fppi.tolist(), strict=True):
                 pl_module.log(f"val/detection/{method}/tpr@fppi{point:g}", value, sync_dist=False)
             pl_module.log(f"val/detection/{method}/threshold", threshold)

@@ -22,6 +22,7 @@ from wsod_mammo.models.nyu import load_nyu_checkpoint, load_nyu_state_dict, nyu_
 from wsod_mammo.saliency import SaliencyMethod, available_saliency_methods, distinct_methods, get_saliency_method
 from wsod_mammo.training.checkpoints import BestCheckpoint, recorded_frame
 from wsod_mammo.training.classification import FIGURES, HEADS, KeyedMean, stage_head_metrics
+from wsod_mammo.training.collapse import ProbabilitySpread, collapsed_message
 from wsod_mammo.training.divergence import (
     DivergenceWatch,
     TrainingDivergedError,
@@ -135,6 +136,7 @@ class GMICLitModule(LightningModule):
         # counted on the device and read where the run synchronizes anyway (log steps, epoch ends)
         self._divergence = DivergenceWatch()
         self._nonfinite_images: Tensor | None = None
+        self._fusion_spread = ProbabilitySpread()  # a model answering every image alike is said, not reported
 
     def _save_plain_hyperparameters(self, init_locals: dict[str, Any]) -> None:
         """Save hparams so that checkpoints stay loadable with ``weights_only=True``.
@@ -296,13 +298,27 @@ class GMICLitModule(LightningModule):
         self._update_metrics(stage, output, batch["label"], image_ids)
         bad = count_nonfinite_images((output.y_global, output.y_local, output.y_fusion))
         self._nonfinite_images = bad if self._nonfinite_images is None else self._nonfinite_images + bad
+        self._fusion_spread.update(output.y_fusion)
         return {"y_global": output.y_global, "y_fusion": output.y_fusion, "maps": maps}
 
     def on_validation_epoch_end(self) -> None:
         self._raise_if_nonfinite_evaluation("sanity_check" if self.trainer.sanity_checking else "validate")
+        self._warn_if_collapsed("val")
 
     def on_test_epoch_end(self) -> None:
         self._raise_if_nonfinite_evaluation("test")
+        self._warn_if_collapsed("test")
+
+    def _warn_if_collapsed(self, stage: str) -> None:
+        """Say when the fusion head gave every evaluated image the same probability (not in the sanity check, whose
+        two batches prove nothing); on every process alike, written by the first."""
+        strategy = self.trainer.strategy
+        reduce = lambda tensor, op: strategy.reduce(tensor, reduce_op=op)  # noqa: E731
+        constants = self._fusion_spread.collapsed(self.model.num_classes, reduce, self.device)
+        if constants is None or self.trainer.sanity_checking or not self.trainer.is_global_zero:
+            return
+        fitting = self.trainer.state.fn == "fit"
+        log.warning(collapsed_message(stage, constants, self._output_names(), fitting))
 
     def _raise_if_nonfinite_evaluation(self, stage: str) -> None:
         """Stop before checkpoints (validation) or reports (test) use figures of NaN probabilities; on every process
@@ -313,6 +329,7 @@ class GMICLitModule(LightningModule):
         if total:
             fitting = self.trainer.state.fn == "fit" and stage != "sanity_check"  # not a resumed checkpoint's
             message = diverged_evaluation_message(stage, total, self.trainer.ckpt_path, fitting)
+            self._fusion_spread.reset()
             raise TrainingDivergedError(message)
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:

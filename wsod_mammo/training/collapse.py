@@ -1,0 +1,82 @@
+"""Collapse: a model that gives every image the same probability, said instead of reported as a figure.
+
+Such a model (dead features after a too-high learning rate, a head saturated at 0 or 1) has a Table I AUROC of 0.50
+by ties and accuracy equal to the share of one class, which read as a weak model rather than a broken one. The
+spread of the fusion probabilities is kept on the device per batch and read once per epoch, where the run
+synchronizes anyway.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import Tensor
+
+#: a class whose fusion probabilities span less than this over the images has collapsed to a constant
+COLLAPSE_SPREAD = 1e-6
+
+
+class ProbabilitySpread:
+    """The lowest and highest probability of each class over the images of an evaluation epoch, on the device."""
+
+    def __init__(self) -> None:
+        self._low_and_negated_high: Tensor | None = None  # (2, C): min, -max; one reduction (min) serves both
+        self._count: Tensor | None = None
+
+    def reset(self) -> None:
+        self._low_and_negated_high = self._count = None
+
+    def update(self, probabilities: Tensor) -> None:
+        """Note a batch's ``(N, C)`` probabilities; device operations only. Non-finite values are left out (the
+        divergence check names those)."""
+        values = probabilities.detach().float().reshape(probabilities.shape[0], -1)
+        finite = torch.isfinite(values)
+        low = torch.where(finite, values, torch.inf).amin(dim=0)
+        high = torch.where(finite, values, -torch.inf).amax(dim=0)
+        batch = torch.stack((low, -high))
+        count = finite.all(dim=1).sum()
+        if self._low_and_negated_high is None:
+            self._low_and_negated_high, self._count = batch, count
+        else:
+            self._low_and_negated_high = torch.minimum(self._low_and_negated_high, batch)
+            self._count = self._count + count
+
+    def collapsed(
+        self,
+        num_classes: int,
+        reduce: Callable[[Tensor, str], Tensor] | None = None,
+        device: torch.device | str = "cpu",
+    ) -> list[float] | None:
+        """Each class's constant probability when every class spans less than :data:`COLLAPSE_SPREAD` over two
+        images or more (over every process, with ``reduce(tensor, "min" | "sum")``); else None. Resets the epoch.
+        Synchronizes: every process must call it when one does."""
+        state, count = self._low_and_negated_high, self._count
+        self.reset()
+        if state is None or count is None:
+            state = torch.stack((torch.full((num_classes,), torch.inf), torch.full((num_classes,), torch.inf)))
+            state, count = state.to(device), torch.zeros((), dtype=torch.long, device=device)
+        if reduce is not None:
+            state, count = reduce(state.clone(), "min"), reduce(count.clone(), "sum")
+        low, high = state[0], -state[1]
+        if int(count) < 2 or not bool(torch.isfinite(low).all()):
+            return None
+        if bool(((high - low) < COLLAPSE_SPREAD).all()):
+            return [float(v) for v in low.tolist()]
+        return None
+
+
+def collapsed_message(stage: str, constants: Sequence[float], class_names: Sequence[str], fitting: bool) -> str:
+    """What the user reads when the fusion head gives every image the same probability."""
+    what = {"val": "validation", "test": "test"}.get(stage, stage)
+    values = ", ".join(f"{value:.6g} for {name}" for value, name in zip(constants, class_names, strict=True))
+    head = (
+        f"{what}: the model gives every image the same fusion probability ({values}): it has collapsed to a constant "
+        "output, so its AUROC is 0.5 by ties and its accuracy, TPR and TNR are those of always answering one class"
+    )
+    if fitting:
+        return (
+            head + "; the weights stopped learning (a learning rate too high for the batch, or dead features): "
+            "lower --model.optimizer.init_args.lr or fit from NYU's weights"
+        )
+    return head + "; these weights are not a trained classifier"
