@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -34,14 +35,16 @@ def test_loader_benchmark_prints_both_augmentation_paths_and_the_scaling_table(t
 
 
 def test_pipeline_benchmark_runs_the_datamodule_and_the_held_batch(tmp_path: Path) -> None:
-    args = ["--studies", "3", "--workers", "1", "--prefetch", "1", "--warmup", "0", "--steps", "1", "--threads", "1",
-            "--crop", "32,32"]  # fmt: skip
+    args = ["--studies", "3", "--workers", "1", "--prefetch", "1", "--warmup", "0", "--steps", "2", "--threads", "1",
+            "--crop", "32,32", "--variants", "pipeline,model_only,model_only_rotating", "--rotate", "2"]  # fmt: skip
     figures = _run("bench_pipeline.py", *args, tmp_path=tmp_path)
     results = figures["results"]
-    assert {"pipeline", "model_only"} <= set(results)
-    for variant in ("pipeline", "model_only"):  # a variant that fails is kept as {"failed": its stderr}
+    assert {"pipeline", "model_only", "model_only_rotating"} <= set(results)
+    for variant in ("pipeline", "model_only", "model_only_rotating"):  # a failed one is {"failed": its stderr}
         assert results[variant]["images_per_s"] > 0, results[variant]
     assert results["pipeline_over_model_only"]["ratio"] > 0
+    # one held batch is one tensor every step; rotating ones are new data at another address each step
+    assert (results["model_only"]["image_addresses"], results["model_only_rotating"]["image_addresses"]) == (1, 2)
 
 
 def test_the_gpu_check_answers_help_without_running(tmp_path: Path) -> None:
@@ -72,3 +75,49 @@ def test_a_cuda_device_without_cuda_is_one_line_before_any_work(script: str) -> 
     assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr[-3000:]
     expected = f"{script}: --device cuda needs a CUDA GPU; torch {torch.__version__} finds none here (give --device cpu"
     assert run.stderr.strip() == expected + ", or run it on a GPU machine)"
+
+
+@pytest.mark.parametrize("driver_has_reasons", [True, False])
+def test_the_gpu_sampler_reads_clocks_power_and_reasons_and_survives_a_field_the_driver_lacks(
+    tmp_path: Path, driver_has_reasons: bool
+) -> None:
+    """The 2026-12-04 H200 run found the same compiled graphs 4 ms slower a step in one variant than in the other:
+    the sampler now records whether the chip held its clocks down meanwhile. Here nvidia-smi is a stand-in that
+    answers as a driver does, or refuses the clock-event field as a driver older than 535 does."""
+    fake = tmp_path / "nvidia-smi"
+    refuse = "print('Field \"clocks_event_reasons.active\" is not a valid field to query.'); sys.exit(2)"
+    reasons = "['0x0000000000000004', '0x0000000000000000']" if driver_has_reasons else "None"
+    fake.write_text(
+        "#!/usr/bin/env python3\n"
+        "import sys, time\n"
+        "query = next(a for a in sys.argv if a.startswith('--query-gpu=')).split('=', 1)[1]\n"
+        "rows = {'utilization.gpu,memory.used': ['90, 4000', '96, 4100'],\n"
+        "        'clocks.sm,clocks.max.sm,power.draw,power.limit,temperature.gpu': ['1980, 1980, 690.5, 700.00, 61',\n"
+        "                                                                           '1500, 1980, 699.0, 700.00, 64'],\n"
+        f"        'clocks_event_reasons.active': {reasons}}}\n"
+        f"if rows[query] is None:\n    {refuse}\n"
+        "for row in rows[query]:\n"
+        "    print(row, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    fake.chmod(0o755)
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        from bench_pipeline import _GpuSampler
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    sampler = _GpuSampler(command=str(fake))
+    sampler.start()
+    queries = (sampler.load, sampler.clocks, sampler.reasons) if driver_has_reasons else (sampler.load, sampler.clocks)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(len(q.samples) < 2 for q in queries):
+        time.sleep(0.05)  # the rows arrive as soon as the stand-in starts
+    figures = sampler.stop()
+    assert figures["gpu_util_mean"] == 93 and figures["gpu_util_min"] == 90 and figures["gpu_mem_used_mib_max"] == 4100
+    clocks = (figures["sm_clock_mhz_mean"], figures["sm_clock_mhz_min"], figures["sm_clock_mhz_max_possible"])
+    assert clocks == (1740, 1500, 1980)
+    assert figures["power_w_mean"] == pytest.approx(694.75) and figures["temperature_c_max"] == 64
+    if driver_has_reasons:
+        assert (figures["power_capped_share"], figures["heat_slowdown_share"]) == (0.5, 0.0)
+    else:
+        assert "power_capped_share" not in figures  # the refused field: left out, the others unaffected

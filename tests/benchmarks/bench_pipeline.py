@@ -7,12 +7,17 @@ timed steps in a fresh process per variant:
 - `pipeline_copy_ahead`: the same with `copy_ahead` (the pin-memory thread copies each batch to the GPU on its
   own stream while the previous step computes; needs `--pixel_reads main`);
 - `model only`: the same model and Trainer fed one standardized batch held in memory (no loading at all);
+- `model_only_rotating`: the same with `--rotate` batches held (each its own images and augmentation) and fed in
+  turn: new input data at a new address every step, no device work beside the model's; set beside `model only` it
+  says whether the model's own step depends on its input changing (compiled graphs copying a new input, the chip's
+  clocks on other data), which `model_device_transform` would otherwise be blamed for;
 - `model_device_transform`: the same, but the held batch is the one the device receives (uint16, with its sampled
   augmentation), warped and standardized every step by the DataModule's `on_after_batch_transfer`: all the device's
   work, no loading. Between `model only` and `pipeline` it splits the gap: the device half of the data path (GPU
   work `model only` leaves out) against loading and transfer.
-Their ratio is how well the data pipeline keeps the device busy. On CUDA it also reports the GPU utilization
-(nvidia-smi sampled every 100 ms over the timed steps) and peak memory, and `--sync_debug` runs every step
+Their ratio is how well the data pipeline keeps the device busy. On CUDA it also reports the GPU utilization, SM
+clock, power and the clock-event reasons (nvidia-smi sampled every 100 ms over the timed steps: the same kernels run
+slower on a chip that holds its clocks down) and peak memory, and `--sync_debug` runs every step
 after the first with `torch.cuda.set_sync_debug_mode("error")` from the batch's start to the optimizer update
 (the training step, its logging and the backward pass): any host-device synchronization there raises.
 
@@ -43,45 +48,77 @@ from pathlib import Path
 VAL_FRACTION = 1e-6
 
 
-class _GpuSampler:
-    """GPU utilization (%) and memory in use (MiB), sampled by nvidia-smi every 100 ms while running."""
+class _SmiQuery:
+    """One ``nvidia-smi --query-gpu`` sampled every 100 ms while running: its rows of numbers (hex bit masks read as
+    integers). An unknown field makes nvidia-smi print an error instead of rows: that query then has no samples and
+    the others are unaffected."""
 
-    def __init__(self) -> None:
-        self.samples: list[tuple[float, float]] = []
+    def __init__(self, fields: tuple[str, ...], command: str = "nvidia-smi") -> None:
+        self.fields, self.command = fields, command
+        self.samples: list[tuple[float, ...]] = []
         self.process: subprocess.Popen | None = None
-        self.reader: threading.Thread | None = None
 
     def start(self) -> None:
-        query = [
-            "nvidia-smi",
-            "--query-gpu=utilization.gpu,memory.used",
-            "--format=csv,noheader,nounits",
-            "-lms",
-            "100",
-        ]
+        query = [self.command, f"--query-gpu={','.join(self.fields)}", "--format=csv,noheader,nounits", "-lms", "100"]
         try:
-            self.process = subprocess.Popen(query, stdout=subprocess.PIPE, text=True)
+            self.process = subprocess.Popen(query, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         except OSError:
             return
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
+        threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self) -> None:
         for line in self.process.stdout:
-            parts = line.strip().split(",")
-            if len(parts) >= 2 and parts[0].strip().isdigit():
-                self.samples.append((float(parts[0]), float(parts[1])))
+            parts = [part.strip() for part in line.split(",")]
+            try:
+                row = tuple(float(int(p, 16)) if p.startswith("0x") else float(p) for p in parts)
+            except ValueError:  # an error line, or "[N/A]"
+                continue
+            if len(row) == len(self.fields):
+                self.samples.append(row)
+
+    def stop(self) -> list[tuple[float, ...]]:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait()
+        return self.samples
+
+
+#: clock-event bits of nvidia-smi's ``clocks_event_reasons.active``: the chip held its clocks down for power (the
+#: software power cap) or for heat / a hardware slowdown. Identical kernels run slower then, whatever the code.
+POWER_CAP_BIT, HEAT_BITS = 0x4, 0x8 | 0x20 | 0x40 | 0x80
+
+
+class _GpuSampler:
+    """GPU utilization (%) and memory in use (MiB), and the SM clock, power and clock-event reasons beside them (is a
+    slower step the code's, or the chip's clocks?), sampled by nvidia-smi every 100 ms while running."""
+
+    def __init__(self, command: str = "nvidia-smi") -> None:
+        self.load = _SmiQuery(("utilization.gpu", "memory.used"), command)
+        self.clocks = _SmiQuery(("clocks.sm", "clocks.max.sm", "power.draw", "power.limit", "temperature.gpu"), command)
+        self.reasons = _SmiQuery(("clocks_event_reasons.active",), command)  # drivers >= 535
+
+    def start(self) -> None:
+        for query in (self.load, self.clocks, self.reasons):
+            query.start()
 
     def stop(self) -> dict[str, float]:
-        if self.process is None:
-            return {}
-        self.process.terminate()
-        self.process.wait()
-        if not self.samples:
-            return {}
-        utilization = [u for u, _ in self.samples]
-        return {"gpu_util_mean": sum(utilization) / len(utilization), "gpu_util_min": min(utilization),
-                "gpu_mem_used_mib_max": max(m for _, m in self.samples), "gpu_samples": len(self.samples)}  # fmt: skip
+        load, clocks, reasons = self.load.stop(), self.clocks.stop(), self.reasons.stop()
+        out: dict[str, float] = {}
+        if load:
+            utilization = [u for u, _ in load]
+            out |= {"gpu_util_mean": sum(utilization) / len(utilization), "gpu_util_min": min(utilization),
+                    "gpu_mem_used_mib_max": max(m for _, m in load), "gpu_samples": len(load)}  # fmt: skip
+        if clocks:
+            sm = [row[0] for row in clocks]
+            out |= {"sm_clock_mhz_mean": sum(sm) / len(sm), "sm_clock_mhz_min": min(sm),
+                    "sm_clock_mhz_max_possible": clocks[0][1],
+                    "power_w_mean": sum(row[2] for row in clocks) / len(clocks), "power_limit_w": clocks[0][3],
+                    "temperature_c_max": max(row[4] for row in clocks)}  # fmt: skip
+        if reasons:
+            bits = [int(row[0]) for row in reasons]
+            out |= {"power_capped_share": sum(bool(b & POWER_CAP_BIT) for b in bits) / len(bits),
+                    "heat_slowdown_share": sum(bool(b & HEAT_BITS) for b in bits) / len(bits)}  # fmt: skip
+        return out
 
 
 def _host_pinned_stats() -> dict[str, float]:
@@ -237,17 +274,18 @@ def _variant(args: argparse.Namespace, variant: str) -> dict[str, float]:
                 self.pinned["pinned_peak_gib"] = after["pinned_peak_gib"]  # a peak, not a difference
             self.gpu = self.sampler.stop() if cuda else {}
 
-    class OneBatch(Dataset):
-        """The same standardized batch, as many times as needed: the model's speed with no data loading."""
+    class HeldBatches(Dataset):
+        """Batches made once and held on the device, fed in turn as many times as needed: the model's speed with no
+        data loading (one batch: the same tensor every step; several: new data at another address every step)."""
 
-        def __init__(self, batch: dict) -> None:
-            self.batch = batch
+        def __init__(self, batches: list[dict]) -> None:
+            self.batches = batches
 
         def __len__(self) -> int:
             return args.warmup + args.steps + args.profile_steps
 
         def __getitem__(self, index: int) -> dict:
-            return self.batch
+            return self.batches[index % len(self.batches)]
 
     class LongEpochs(VinDrMammoDataModule):
         """The training records repeated (the same files) to at least ``--epoch_images`` an epoch: VinDr's epochs
@@ -270,20 +308,27 @@ def _variant(args: argparse.Namespace, variant: str) -> dict[str, float]:
         batch_size=args.batch, num_workers=args.workers, pin_memory=cuda, persistent_workers=True,
         prefetch_factor=args.prefetch if args.workers else None, standardize_on=args.standardize_on,
         augment_on=args.augment_on, pixel_reads=args.pixel_reads, copy_ahead=variant == "pipeline_copy_ahead",
-        compile_device_transform=args.compile_device_transform and variant != "model_only",  # one held batch: eager
+        # held model-only batches are transformed once, eagerly
+        compile_device_transform=args.compile_device_transform and not variant.startswith("model_only"),
     )  # fmt: skip
     loaders = {"datamodule": data}
-    if variant in ("model_only", "model_device_transform"):
+    if variant in ("model_only", "model_only_rotating", "model_device_transform"):
         data.setup("fit")
-        held = collate_samples([data.datasets["train"][i % len(data.datasets["train"])] for i in range(args.batch)])
-        held = data.on_before_batch_transfer(held, 0)
-        if cuda:  # already on the device: no transfer either
-            held = {k: v.cuda() if isinstance(v, torch.Tensor) else v for k, v in held.items()}
-        if variant == "model_only":
-            held = data.on_after_batch_transfer(held, 0)  # as the model sees it, made where it will be used
-            loaders = {"train_dataloaders": DataLoader(OneBatch(held), batch_size=None)}
-        else:  # Lightning calls the DataModule's hooks on it every step: the device transform runs each time
-            data.held = DataLoader(OneBatch(held), batch_size=None)
+        train = data.datasets["train"]
+        count = args.rotate if variant == "model_only_rotating" else 1
+        batches = []
+        for n in range(count):  # each its own images and sampled augmentation
+            held = collate_samples([train[(n * args.batch + i) % len(train)] for i in range(args.batch)])
+            held = data.on_before_batch_transfer(held, 0)
+            if cuda:  # already on the device: no transfer either
+                held = {k: v.cuda() if isinstance(v, torch.Tensor) else v for k, v in held.items()}
+            if variant != "model_device_transform":
+                held = data.on_after_batch_transfer(held, 0)  # as the model sees it, made where it will be used
+            batches.append(held)
+        if variant == "model_device_transform":  # Lightning calls the DataModule's hooks on it every step: the
+            data.held = DataLoader(HeldBatches(batches), batch_size=None)  # device transform runs each time
+        else:
+            loaders = {"train_dataloaders": DataLoader(HeldBatches(batches), batch_size=None)}
     optimizer = functools.partial(torch.optim.Adam, fused=True) if args.fused_adam else torch.optim.Adam
     model = GMICLitModule(
         GMIC(num_classes=1, **gmic_options(args)),  # compile: the two ResNets (+ the whole training forward)
@@ -352,7 +397,11 @@ def main() -> None:
     parser.add_argument("--profile_steps", type=int, default=0,
                         help="profile this many steps after the timed ones (torch.profiler, host and GPU)")  # fmt: skip
     parser.add_argument("--profile_out", help="write each variant's profile tables to PREFIX.VARIANT.txt")
-    parser.add_argument("--variants", default="pipeline,model_only")
+    parser.add_argument("--variants", default="pipeline,model_only",
+                        help="comma-separated: pipeline, pipeline_copy_ahead, model_only, model_only_rotating, "
+                        "model_device_transform")  # fmt: skip
+    parser.add_argument("--rotate", type=int, default=8,
+                        help="model_only_rotating: this many held batches, fed in turn")  # fmt: skip
     parser.add_argument("--root", help=argparse.SUPPRESS)
     parser.add_argument("--cache", help=argparse.SUPPRESS)
     parser.add_argument("--only", help=argparse.SUPPRESS)
@@ -420,6 +469,10 @@ def _run_variants(args: argparse.Namespace, root: Path, cache: Path) -> dict[str
         ratio = results["model_device_transform"]["images_per_s"] / results["model_only"]["images_per_s"]
         results["model_device_transform_over_model_only"] = {"ratio": ratio}
         print(f"model_device_transform / model only: {ratio:.2f} (the device's warp and standardization alone)")
+    if {"model_only_rotating", "model_only"} <= ok:
+        ratio = results["model_only_rotating"]["images_per_s"] / results["model_only"]["images_per_s"]
+        results["model_only_rotating_over_model_only"] = {"ratio": ratio}
+        print(f"model_only_rotating / model only: {ratio:.2f} (new input data and address every step, no transform)")
     if args.sync_debug and args.device == "cuda" and ok & {"pipeline", "pipeline_copy_ahead"}:
         print("sync-debug: no host-device synchronization in any checked step")
     return results
@@ -442,6 +495,13 @@ def _line(variant: str, r: dict) -> str:
                  f"{r['pinned_peak_gib']:.2f} GiB")  # fmt: skip
     if "gpu_util_mean" in r:
         line += f"  GPU util mean {r['gpu_util_mean']:.0f}% (min {r['gpu_util_min']:.0f}%)"
+    if "sm_clock_mhz_mean" in r:
+        line += (f"  SM clock mean {r['sm_clock_mhz_mean']:.0f} MHz (min {r['sm_clock_mhz_min']:.0f}, max possible "
+                 f"{r['sm_clock_mhz_max_possible']:.0f}), power mean {r['power_w_mean']:.0f} W of "
+                 f"{r['power_limit_w']:.0f}, up to {r['temperature_c_max']:.0f} C")  # fmt: skip
+    if "power_capped_share" in r:
+        line += (f"  clocks held down for power {100 * r['power_capped_share']:.0f}% / heat "
+                 f"{100 * r['heat_slowdown_share']:.0f}% of samples")  # fmt: skip
     if "image_stride" in r:
         line += (f"  model input {r['image_dtype']} strides {tuple(r['image_stride'])} at {r['image_addresses']} "
                  "address(es)")  # fmt: skip

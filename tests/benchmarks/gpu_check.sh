@@ -15,11 +15,14 @@
 #    + `wsod test` with configs/trainer/gpu.yaml's compiled GMIC, is new): evaluation with every saliency method under
 #    CUDA graphs equals eager (`wsod test` included), copy_ahead feeds the same batches, training with the whole
 #    forward as CUDA graphs equals eager (CAM, then GradCAM++ patches), the space-to-depth stem on cuDNN;
-# 2. in one call, each in its own process: model only at batch 6, the model with the device transform of a held uint16
+# 2. in one call, each in its own process: model only at batch 6, model only fed 8 held batches in turn (new data at a
+#    new address every step, no transform), the model with the device transform of a held uint16
 #    batch every step (model_device_transform: all of end to end's GPU work, no loading) and end to end (the
 #    DataModule as gpu.yaml: 4 workers x 2 batches, augment_on + standardize_on device, pixel_reads main, copy_ahead)
 #    in epochs of VinDr-like length, each then profiled for 10 more steps in its real loop (on 2026-12-04 end to end
-#    ran at 0.78 of model only, GPU-bound: the compiled graphs took ~4 ms more a step behind the device transform);
+#    ran at 0.78 of model only, GPU-bound: the compiled graphs took ~4 ms more a step behind the device transform; the
+#    rotating batches and every row's SM clock, power and clock-event reasons say whether that is the transform, the
+#    input changing, or the chip's clocks);
 # 3. sync-debug of end to end with that setting (eager was clean on 2026-12-04);
 # 4. the held batch through an eager device transform, end to end without copy_ahead; the top CUDA kernels and CPU vs
 #    GPU time of a model-only training and evaluation step (bench_profile.py);
@@ -126,8 +129,9 @@ fi
 # with the chosen setting, each profiled for $PROFILE_STEPS more steps in its own loop (host vs GPU time per step, top
 # kernels: logs.tar.gz); each variant's line is printed as it ends (the budget may stop the last); the figures'
 # summary below compares them.
-step end_to_end 360 python3 $B/bench_pipeline.py "${COMMON[@]}" "${PIPE[@]}" --workers "$WORKERS" --prefetch "$PREFETCH" \
-  --epoch_images "$EPOCH_IMAGES" "${MODEL[@]}" --variants model_only,model_device_transform,pipeline_copy_ahead \
+step end_to_end 420 python3 $B/bench_pipeline.py "${COMMON[@]}" "${PIPE[@]}" --workers "$WORKERS" --prefetch "$PREFETCH" \
+  --epoch_images "$EPOCH_IMAGES" "${MODEL[@]}" \
+  --variants model_only,model_only_rotating,model_device_transform,pipeline_copy_ahead \
   --json "$WORK/end_to_end.json" \
   --profile_steps "$PROFILE_STEPS" --profile_out "$WORK/logs/profile_end_to_end"
 for f in "$WORK"/logs/profile_end_to_end.*.txt; do
@@ -194,6 +198,14 @@ if mo:
     print(f"model-only ({choice}) / 196 img/s (issue 13's start, 2026-11-26): {mo / 196:.2f} (target >= 2)")
 if held and mo:
     print(f"model-only with the device transform / model-only ({choice}): {held / mo:.2f} (its GPU work alone)")
+rotating = rate("end_to_end", "model_only_rotating")
+if rotating and mo:
+    print(f"model-only fed held batches in turn / model-only ({choice}): {rotating / mo:.2f} (new input every step)")
+for variant, r in figures.get("end_to_end", {}).get("results", {}).items():
+    if isinstance(r, dict) and "sm_clock_mhz_mean" in r:
+        print(f"{variant}: SM clock mean {r['sm_clock_mhz_mean']:.0f} MHz (min {r['sm_clock_mhz_min']:.0f}), power "
+              f"{r['power_w_mean']:.0f} W of {r['power_limit_w']:.0f}, held down for power "
+              f"{100 * r.get('power_capped_share', float('nan')):.0f}% of samples")
 held_eager = rate("held_eager_transform", "model_device_transform")
 if held_eager and mo:
     print(f"the same with an eager device transform / model-only: {held_eager / mo:.2f}")
