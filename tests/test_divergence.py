@@ -189,12 +189,18 @@ def test_the_spread_names_a_constant_output_and_nothing_else() -> None:
     assert spread.collapsed(2) is None  # one class that varies is a classifier
 
 
+@pytest.fixture(scope="module")
+def collapsed_checkpoint(fitted: tuple[dict, Path]) -> tuple[Path, Path]:
+    """The fitted checkpoint with the fusion head's weights zeroed: every image gets sigmoid(bias)."""
+    return _edited(fitted, "collapsed.ckpt", "fusion.weight", 0.0)
+
+
 def test_testing_a_model_collapsed_to_one_answer_says_so_and_still_reports(
-    tmp_path: Path, fitted: tuple[dict, Path]
+    tmp_path: Path, fitted: tuple[dict, Path], collapsed_checkpoint: tuple[Path, Path]
 ) -> None:
-    """The fusion head's weights zeroed: every image gets sigmoid(bias). The figures are still written (they are
-    what that model scores) and the log says what they mean; a model that varies says nothing of the kind."""
-    path, config = _edited(fitted, "collapsed.ckpt", "fusion.weight", 0.0)
+    """The figures are still written (they are what that model scores) and the log says what they mean; a model
+    that varies says nothing of the kind."""
+    path, config = collapsed_checkpoint
     reports = set(config.parent.glob("runs/**/table1.csv"))
     run = _wsod("test", "--config", str(config), "--ckpt_path", str(path), cwd=tmp_path, check=True)
     assert "test: the model gives every image the same fusion probability (" in run.stderr, run.stderr[-3000:]
@@ -205,3 +211,17 @@ def test_testing_a_model_collapsed_to_one_answer_says_so_and_still_reports(
     plain = _wsod("test", "--config", str(config), "--ckpt_path", str(checkpoint(config.parent)), cwd=tmp_path,
                   check=True)  # fmt: skip
     assert "same fusion probability" not in plain.stderr
+
+
+def test_predicting_with_a_collapsed_model_writes_its_rows_and_says_they_rank_nothing(
+    tmp_path: Path, collapsed_checkpoint: tuple[Path, Path], data_root: Path
+) -> None:
+    path, config = collapsed_checkpoint
+    scans = [str(s) for s in sorted(data_root.rglob("*.dicom"))[:3]]
+    out = tmp_path / "predictions"
+    run = _wsod("predict", "--config", str(config), "--ckpt_path", str(path), "--data.predict_paths",
+                json.dumps(scans), "--trainer.callbacks.init_args.output_dir", str(out), cwd=tmp_path,
+                check=True)  # fmt: skip
+    assert "predict: the model gives every one of the 3 images read the same probabilities (" in run.stderr
+    (written,) = list(out.glob("**/predictions.json"))
+    assert len({r["probability"] for r in json.loads(written.read_text())}) == 1

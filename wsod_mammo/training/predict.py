@@ -26,6 +26,7 @@ from wsod_mammo.detection.overlay_frame import overlay_frame
 from wsod_mammo.inference import NONFINITE_OUTPUT, Loaded, Prediction, padded_class_names, predictions_from_outputs
 from wsod_mammo.models.nyu import NYU_CLASS_NAMES
 from wsod_mammo.training.callbacks import Alignment, check_class_of_model, checked_class_index, map_placement
+from wsod_mammo.training.collapse import COLLAPSE_SPREAD
 from wsod_mammo.training.divergence import TrainingDivergedError
 from wsod_mammo.training.provenance import evaluated_weights, evaluation_setting
 
@@ -185,6 +186,12 @@ class PredictionWriter(BasePredictionWriter):
                 nonfinite,
                 len(records) - failed,
             )
+        if (constant := _constant_probabilities(records)) is not None and trainer.is_global_zero:
+            log.warning(
+                "predict: the model gives every one of the %d images read the same probabilities (%s): its weights "
+                "have collapsed to a constant output and rank nothing (%s)",
+                len(records) - failed, constant, trainer.ckpt_path or "the model",
+            )  # fmt: skip
 
     def _gathered_records(self, trainer: Trainer) -> list[dict[str, Any]]:
         """Every process's rows, in input order (the sampler deals the inputs out round-robin; it repeats none)."""
@@ -307,6 +314,18 @@ def prediction_record(
             for b, s in zip(result.boxes.tolist(), result.scores.tolist(), strict=True)
         ],
     }
+
+
+def _constant_probabilities(records: list[dict[str, Any]]) -> str | None:
+    """``"0.73 for Mass, ..."`` when two or more images were read and every class's probability spans less than
+    ``COLLAPSE_SPREAD`` over them (a collapsed model), else None."""
+    rows = [r["probabilities"] for r in records if not r.get("error") and r.get("probabilities")]
+    if len(rows) < 2 or any(v is None for row in rows for v in row.values()):
+        return None
+    names = list(rows[0])
+    if any(max(row[n] for row in rows) - min(row[n] for row in rows) >= COLLAPSE_SPREAD for n in names):
+        return None
+    return ", ".join(f"{rows[0][n]:.6g} for {n}" for n in names)
 
 
 def _json_number(value: Any) -> float | None:
