@@ -72,7 +72,8 @@ def collapsed_message(stage: str, constants: Sequence[float], class_names: Seque
     values = ", ".join(f"{value:.6g} for {name}" for value, name in zip(constants, class_names, strict=True))
     head = (
         f"{what}: the model gives every image the same fusion probability ({values}): it has collapsed to a constant "
-        "output, so its AUROC is 0.5 by ties and its accuracy, TPR and TNR are those of always answering one class"
+        "output, so its AUROC is 0.5 by ties (where defined) and its accuracy, TPR and TNR are those of always "
+        "answering one class"
     )
     if fitting:
         return (
