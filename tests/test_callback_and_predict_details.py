@@ -92,5 +92,12 @@ def test_a_threshold_chosen_from_a_tie_at_tpr_zero_is_said_once_a_run(caplog: py
         callback.on_validation_epoch_end(trainer, module)
     tied = [r.getMessage() for r in caplog.records if "first of a tie" in r.getMessage()]
     assert len(tied) == 1 and tied[0].startswith("validation: blind finds none of the 1 masses at FPPI <= 1 ")
+    assert "(TPR 0 at each, epoch 3): its threshold 0.3 is the first of a tie" in tied[0]
     assert module.detection_thresholds == {"blind": 0.3, "seeing": 0.3}
     assert logged["val/detection/seeing/tpr@fppi1"] == 1.0 and logged["val/detection/blind/tpr@fppi1"] == 0.0
+    caplog.clear()
+    callback = DetectionMetrics(thresholds=[0.3, 0.6])  # another run: several methods tied say so in one line
+    callback._metrics = {(name, "mass"): metric(False) for name in ("cam", "gradcam")}
+    callback.on_validation_epoch_end(trainer, module)
+    (both,) = [r.getMessage() for r in caplog.records if "first of a tie" in r.getMessage()]
+    assert both.startswith("validation: cam, gradcam find none of the 1 masses") and "their threshold 0.3" in both

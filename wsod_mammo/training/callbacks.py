@@ -187,6 +187,7 @@ class DetectionMetrics(Callback):
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.sanity_checking:
             return
+        tied: list[str] = []
         for (method, _), metric in self._metrics.items():
             result = metric.compute()
             if not result.tpr_defined or result.num_gt_in_view == 0:  # nothing any threshold could find
@@ -196,18 +197,22 @@ class DetectionMetrics(Callback):
             threshold = result.best_threshold(self.fppi_budget)
             pl_module.detection_thresholds[method] = threshold
             chosen = result.per_threshold[self.thresholds.index(threshold)]
-            if chosen.tpr_within(self.fppi_budget) == 0.0 and method not in self._said_tie and trainer.is_global_zero:
+            if chosen.tpr_within(self.fppi_budget) == 0.0 and method not in self._said_tie:
                 self._said_tie.add(method)
-                log.warning(
-                    "validation: %s finds none of the %d masses at FPPI <= %g at any threshold of the grid (TPR 0 at "
-                    "each, epoch %d): its threshold %g is the first of a tie, not a choice; its maps do not localize "
-                    "the masses (said once a run)", method, result.num_gt_in_view, self.fppi_budget,
-                    trainer.current_epoch, threshold,
-                )  # fmt: skip
+                tied.append(method)
+                masses = result.num_gt_in_view
             for point, value in zip(result.fppi_points, chosen.tpr_at_fppi.tolist(), strict=True):
                 pl_module.log(f"val/detection/{method}/tpr@fppi{point:g}", value, sync_dist=False)
             pl_module.log(f"val/detection/{method}/threshold", threshold)
         self._metrics = {}
+        if tied and trainer.is_global_zero:
+            log.warning(
+                "validation: %s find%s none of the %d masses at FPPI <= %g at any threshold of the grid (TPR 0 at "
+                "each, epoch %d): %s threshold %g is the first of a tie, not a choice; %s maps do not localize the "
+                "masses yet (said once a run)", ", ".join(tied), "s" if len(tied) == 1 else "", masses,
+                self.fppi_budget, trainer.current_epoch, "its" if len(tied) == 1 else "their", self.thresholds[0],
+                "its" if len(tied) == 1 else "their",
+            )  # fmt: skip
 
     # ------------------------------------------------------------------------------------------------ test
     def on_test_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
