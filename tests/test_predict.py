@@ -283,7 +283,9 @@ def test_a_warning_about_an_input_reaches_its_rows_and_the_log(
     assert len(raw_warnings) == 2 and ordinary_warnings == []
     rows = list(csv.DictReader(open(writer.run_dir / "predictions.csv")))
     assert {r["path"]: r["warning"].count(";") + 1 if r["warning"] else 0 for r in rows} == {str(raw): 2, paths[1]: 0}
-    warned = [m.getMessage().split(": ")[0] for m in caplog.records if m.levelno >= logging.WARNING]
+    # the inputs' warnings (the stub model gives both images one probability, which predict says apart)
+    warned = [m.getMessage().split(": ")[0] for m in caplog.records
+              if m.levelno >= logging.WARNING and m.name.startswith("wsod_mammo.data")]  # fmt: skip
     assert warned == [str(raw)] * 2
 
 

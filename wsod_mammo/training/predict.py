@@ -190,7 +190,7 @@ class PredictionWriter(BasePredictionWriter):
             log.warning(
                 "predict: the model gives every one of the %d images read the same probabilities (%s): its weights "
                 "have collapsed to a constant output and rank nothing (%s)",
-                len(records) - failed, constant, trainer.ckpt_path or "the model",
+                len(records) - failed, constant, getattr(trainer, "ckpt_path", None) or "the model",
             )  # fmt: skip
 
     def _gathered_records(self, trainer: Trainer) -> list[dict[str, Any]]:
