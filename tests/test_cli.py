@@ -2085,7 +2085,7 @@ def test_an_online_w_and_b_run_that_cannot_start_is_one_line_with_exit_1(
     tmp_path: Path, data_root: Path, cause: str
 ) -> None:
     """WANDB_MODE=online without an API key (or a reachable server) ended a fit in wandb's 18-frame traceback.
-    With a key and no server, wandb retries until its init timeout (90 s by default; 10 s here)."""
+    With a key and no server, wandb retries until its init timeout (90 s by default; 3 s here)."""
     settings = tiny_config(tmp_path, data_root)
     config = write_config(tmp_path / "c.yaml", settings)
     env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
@@ -2094,7 +2094,7 @@ def test_an_online_w_and_b_run_that_cannot_start_is_one_line_with_exit_1(
         with socket.socket() as probe:  # a port nothing listens on once closed
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
-        env |= {"WANDB_API_KEY": "a" * 40, "WANDB_BASE_URL": f"http://127.0.0.1:{port}", "WANDB_INIT_TIMEOUT": "10"}
+        env |= {"WANDB_API_KEY": "a" * 40, "WANDB_BASE_URL": f"http://127.0.0.1:{port}", "WANDB_INIT_TIMEOUT": "3"}
     run = subprocess.run([sys.executable, "-m", "wsod_mammo", "fit", "--config", str(config)], capture_output=True,
                          text=True, timeout=300, env=env, stdin=subprocess.DEVNULL)  # fmt: skip
     assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr[-3000:]
