@@ -85,7 +85,8 @@ def test_a_threshold_chosen_from_a_tie_at_tpr_zero_is_said_once_a_run(caplog: py
 
     callback = DetectionMetrics(thresholds=[0.3, 0.6])
     logged: dict[str, float] = {}
-    module = SimpleNamespace(detection_thresholds={}, log=lambda name, value, **_: logged.__setitem__(name, value))
+    module = SimpleNamespace(detection_thresholds={}, tied_thresholds=set(),
+                             log=lambda name, value, **_: logged.__setitem__(name, value))  # fmt: skip
     trainer = SimpleNamespace(sanity_checking=False, is_global_zero=True, current_epoch=3)
     for _ in range(2):
         callback._metrics = {("blind", "mass"): metric(False), ("seeing", "mass"): metric(True)}
@@ -93,7 +94,7 @@ def test_a_threshold_chosen_from_a_tie_at_tpr_zero_is_said_once_a_run(caplog: py
     tied = [r.getMessage() for r in caplog.records if "first of a tie" in r.getMessage()]
     assert len(tied) == 1 and tied[0].startswith("validation: blind finds none of the 1 masses at FPPI <= 1 ")
     assert "(TPR 0 at each, epoch 3): its threshold 0.3 is the first of a tie" in tied[0]
-    assert module.detection_thresholds == {"blind": 0.3, "seeing": 0.3}
+    assert module.detection_thresholds == {"blind": 0.3, "seeing": 0.3} and module.tied_thresholds == {"blind"}
     assert logged["val/detection/seeing/tpr@fppi1"] == 1.0 and logged["val/detection/blind/tpr@fppi1"] == 0.0
     caplog.clear()
     callback = DetectionMetrics(thresholds=[0.3, 0.6])  # another run: several methods tied say so in one line

@@ -225,3 +225,25 @@ def test_predicting_with_a_collapsed_model_writes_its_rows_and_says_they_rank_no
     assert "predict: the model gives every one of the 3 images read the same probabilities (" in run.stderr
     (written,) = list(out.glob("**/predictions.json"))
     assert len({r["probability"] for r in json.loads(written.read_text())}) == 1
+
+
+def test_a_threshold_validated_from_a_tie_at_tpr_zero_is_marked_in_the_test_report(
+    tmp_path: Path, fitted: tuple[dict, Path]
+) -> None:
+    """Validation stored the grid's first threshold when none found a mass, and the report called it validated: the
+    checkpoint now records such ties, and test says so and marks the cells (here cam's alone)."""
+    saved, config = fitted
+    assert isinstance(saved["detection_thresholds_tied"], list)  # written by the fit
+    path = config.parent / "tied.ckpt"
+    thresholds = {**saved["detection_thresholds"], "cam": 0.1}
+    torch.save({**saved, "detection_thresholds": thresholds, "detection_thresholds_tied": ["cam"]}, path)
+    before = set(config.parent.glob("runs/**/detection.json"))
+    run = _wsod("test", "--config", str(config), "--ckpt_path", str(path), cwd=tmp_path, check=True)
+    assert "cam: its threshold 0.1 was validated from a tie at TPR 0" in run.stderr, run.stderr[-3000:]
+    assert "gradcam: its threshold" not in run.stderr
+    (report,) = set(config.parent.glob("runs/**/detection.json")) - before
+    summary = json.loads(report.read_text())["mass"]
+    assert summary["cam"]["threshold_from"].startswith("validation, from a tie at TPR 0")
+    assert summary["gradcam"]["threshold_from"] == "validation"
+    row = (report.parent / "table2_row.md").read_text()
+    assert "TIED: validation found no mass at FPPI <= 1 at any threshold of the grid for cam:" in row

@@ -197,7 +197,12 @@ class DetectionMetrics(Callback):
             threshold = result.best_threshold(self.fppi_budget)
             pl_module.detection_thresholds[method] = threshold
             chosen = result.per_threshold[self.thresholds.index(threshold)]
-            if chosen.tpr_within(self.fppi_budget) == 0.0 and method not in self._said_tie:
+            tied_here = chosen.tpr_within(self.fppi_budget) == 0.0
+            if tied_here:
+                pl_module.tied_thresholds.add(method)
+            else:
+                pl_module.tied_thresholds.discard(method)
+            if tied_here and method not in self._said_tie:
                 self._said_tie.add(method)
                 tied.append(method)
                 masses = result.num_gt_in_view
@@ -220,6 +225,12 @@ class DetectionMetrics(Callback):
         for method in self._methods(pl_module):
             if method not in pl_module.detection_thresholds:
                 log.warning("%s: no threshold validated for this checkpoint, using %g", method, self.default_threshold)
+            elif method in pl_module.tied_thresholds and trainer.is_global_zero:
+                log.warning(
+                    "%s: its threshold %g was validated from a tie at TPR 0 (no threshold of the grid found a mass "
+                    "in validation): not a choice; the report marks it TIED", method,
+                    pl_module.detection_thresholds[method],
+                )  # fmt: skip
             chosen[method] = (pl_module.detection_thresholds.get(method, self.default_threshold),)
         self._build(pl_module, SUBSETS, chosen)
 

@@ -119,6 +119,8 @@ class GMICLitModule(LightningModule):
         # Binarization threshold per test-time method, chosen on validation data (DetectionMetrics) and stored
         # in every checkpoint so that test and predict never tune on their own data.
         self.detection_thresholds: dict[str, float] = {}
+        # methods whose stored threshold validation took from a tie at TPR 0 (not a choice; the report says so)
+        self.tied_thresholds: set[str] = set()
         # The names of the outputs, as the checkpoint this module was loaded from recorded them (its data's
         # classes; NYU's heads for nyu_to_checkpoint's), for predict; None: take the data's.
         self.class_names: list[str] | None = None
@@ -399,6 +401,7 @@ class GMICLitModule(LightningModule):
     # ------------------------------------------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["detection_thresholds"] = dict(self.detection_thresholds)
+        checkpoint["detection_thresholds_tied"] = sorted(self.tied_thresholds & set(self.detection_thresholds))
         checkpoint["detection_methods"] = {  # the method each threshold was validated for, settings and all
             name: _method_record(self._named(name)) for name in self.detection_thresholds
         }
@@ -419,6 +422,7 @@ class GMICLitModule(LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.detection_thresholds = dict(checkpoint.get("detection_thresholds", {}))
+        self.tied_thresholds = {str(m) for m in checkpoint.get("detection_thresholds_tied", [])}
         self._drop_thresholds_of_other_methods(checkpoint.get("detection_methods") or {})
         trained, selecting = checkpoint.get("train_saliency"), _method_record(self.train_saliency)
         if isinstance(trained, dict) and trained != selecting:  # a checkpoint of a Python fit, whose hyperparameters

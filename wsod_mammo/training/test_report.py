@@ -146,11 +146,16 @@ def _interval_text(figure: dict[str, float]) -> str:
     return f"{figure['value']:.2f} [{figure['low']:.2f}, {figure['high']:.2f}]"
 
 
-def _method_summary(r: DetectionResult, cell: str, intervals: dict[str, Any], validated: bool) -> dict[str, Any]:
+def _method_summary(
+    r: DetectionResult, cell: str, intervals: dict[str, Any], validated: bool, tied: bool = False
+) -> dict[str, Any]:
     first = r.per_threshold[0]
+    source = "validation" if validated else "default (no threshold validated for this checkpoint)"
+    if validated and tied:
+        source = "validation, from a tie at TPR 0 (no threshold of the grid found a mass there): not a choice"
     return {
         "threshold": first.threshold,
-        "threshold_from": "validation" if validated else "default (no threshold validated for this checkpoint)",
+        "threshold_from": source,
         "cell": cell,
         "tpr": first.tpr,
         "fppi": first.fppi,
@@ -188,12 +193,14 @@ def write_subset(
     validated: frozenset[str] | None = None,
     weights: str = "checkpoint",
     groups: dict[int, int] | None = None,
+    tied: frozenset[str] = frozenset(),
 ) -> tuple[dict[str, Any], list[list[str]], dict[str, Any], str]:
     """One subset's Table II row (md/csv, with an interval table), FROC plot; returns its summary, CI rows,
     per-image records and the row's markdown (with its note and intervals) for the terminal. ``validated``: the
     methods whose binarization threshold validation chose (None: all); the others' cells are marked. ``weights``:
     the row file's ``weights`` (``checkpoint``, ``in_memory``, ``nyu``, ``untrained``), in the row's label too.
-    ``groups``: ``study_groups``, the studies the bootstrap draws whole."""
+    ``groups``: ``study_groups``, the studies the bootstrap draws whole. ``tied``: the validated methods whose
+    threshold was the first of a tie at TPR 0 (no threshold found a mass in validation); their cells are marked."""
     validated = frozenset(results) if validated is None else validated
     cells = {m: format_cell(r.per_threshold[0].tpr, r.per_threshold[0].fppi) for m, r in results.items()}
     intervals = {m: detection_intervals(r, budget, seed, groups) for m, r in results.items()}
@@ -211,6 +218,11 @@ def write_subset(
             f"NOT VALIDATED: the maps of {', '.join(defaulted)} were binarized at the default threshold {cut:g}; "
             "no validation chose one for these weights, so these cells are not the study's protocol.\n\n"
         )
+    if tied_here := [m for m in results if m in validated and m in tied]:
+        note += (
+            f"TIED: validation found no mass at FPPI <= {budget:g} at any threshold of the grid for "
+            f"{', '.join(tied_here)}: the threshold stored is the grid's first, not a choice.\n\n"
+        )
     if weights == "untrained":
         note += "UNTRAINED: the freshly initialized network (`--ckpt_path untrained`), a baseline, not a result.\n\n"
     (directory / f"table2_row{suffix}.md").write_text(row_md + note + ci_md)
@@ -221,7 +233,7 @@ def write_subset(
         f"{first.num_gt} lesions, hit = IoU > {iou_rule:g}"
     )
     plot_froc(curves, directory / f"froc_{subset}.png", title=title, points=points)
-    summary = {m: _method_summary(r, cells[m], intervals[m], m in validated) for m, r in results.items()}
+    summary = {m: _method_summary(r, cells[m], intervals[m], m in validated, m in tied) for m, r in results.items()}
     ci_rows = [row for m in results for row in _ci_rows(subset, m, intervals[m])]
     return summary, ci_rows, {m: _image_records(r, groups) for m, r in results.items()}, row_md + note + ci_md
 
@@ -304,6 +316,7 @@ def write_test_report(
             validated,
             row_weights,
             groups,
+            frozenset(getattr(pl_module, "tied_thresholds", ())),
         )
         printed.append(f"Table II row, {subset} images (TPR@FPPI, hit = IoU > {iou_rule:g})\n{row_text}")
         summary[f"{subset}_counts"] = {"images": any_result.num_images, "samples": any_result.num_samples}
