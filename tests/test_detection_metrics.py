@@ -244,7 +244,8 @@ def test_the_callback_validates_on_mass_images_and_tests_at_the_validated_thresh
     from wsod_mammo.training.callbacks import DetectionMetrics
 
     logged = {}
-    module = SimpleNamespace(detection_thresholds={}, device=torch.device("cpu"), test_saliency=["cam"],
+    module = SimpleNamespace(detection_thresholds={}, tied_thresholds=set(), device=torch.device("cpu"),
+                             test_saliency=["cam"],
                              log=lambda name, value, **_: logged.__setitem__(name, value))  # fmt: skip
     trainer = SimpleNamespace(sanity_checking=False)
     callback = DetectionMetrics(methods=["cam"], thresholds=[0.7, 0.3], fppi_budget=1.0)
@@ -253,6 +254,7 @@ def test_the_callback_validates_on_mass_images_and_tests_at_the_validated_thresh
     callback.on_validation_batch_end(trainer, module, outputs, batch, 0)
     callback.on_validation_epoch_end(trainer, module)
     assert module.detection_thresholds == {"cam": 0.3} and logged["val/detection/cam/tpr@fppi1"] == 1.0
+    assert module.tied_thresholds == set()  # a choice, not a tie
     callback.on_test_epoch_start(trainer, module)
     callback.on_test_batch_end(trainer, module, outputs, batch, 0)
     result = callback._metrics["cam", "mass"].compute().per_threshold[0]
