@@ -58,18 +58,36 @@ class ProbabilitySpread:
             state, count = state.to(device), torch.zeros((), dtype=torch.long, device=device)
         if reduce is not None:
             state, count = reduce(state.clone(), "min"), reduce(count.clone(), "sum")
-        low, high = state[0], -state[1]
-        if int(count) < 2 or not bool(torch.isfinite(low).all()):
-            return None
-        if bool(((high - low) < COLLAPSE_SPREAD).all()):
-            return [float(v) for v in low.tolist()]
+        return _constants(state[0], -state[1], int(count))
+
+
+def constant_probabilities(probabilities: Tensor) -> list[float] | None:
+    """Each class's constant probability when ``(N, C)`` ``probabilities`` (all finite) are one row repeated, to
+    within :data:`COLLAPSE_SPREAD`, over two images or more; else None. The rule :class:`ProbabilitySpread` applies
+    over an epoch, for rows already gathered (``wsod predict``'s)."""
+    values = probabilities.float().reshape(probabilities.shape[0], -1)
+    if values.shape[0] == 0:
         return None
+    return _constants(values.amin(dim=0), values.amax(dim=0), values.shape[0])
+
+
+def _constants(low: Tensor, high: Tensor, count: int) -> list[float] | None:
+    if count < 2 or not bool(torch.isfinite(low).all()):
+        return None
+    if bool(((high - low) < COLLAPSE_SPREAD).all()):
+        return [float(v) for v in low.tolist()]
+    return None
+
+
+def constants_text(constants: Sequence[float], class_names: Sequence[str]) -> str:
+    """``"0.731059 for Mass, ..."``: a collapsed model's answer, as the warnings print it."""
+    return ", ".join(f"{value:.6g} for {name}" for value, name in zip(constants, class_names, strict=True))
 
 
 def collapsed_message(stage: str, constants: Sequence[float], class_names: Sequence[str], fitting: bool) -> str:
     """What the user reads when the fusion head gives every image the same probability."""
     what = {"val": "validation", "test": "test"}.get(stage, stage)
-    values = ", ".join(f"{value:.6g} for {name}" for value, name in zip(constants, class_names, strict=True))
+    values = constants_text(constants, class_names)
     head = (
         f"{what}: the model gives every image the same fusion probability ({values}): it has collapsed to a constant "
         "output, so its AUROC is 0.5 by ties (where defined) and its accuracy, TPR and TNR are those of always "

@@ -26,7 +26,7 @@ from wsod_mammo.detection.overlay_frame import overlay_frame
 from wsod_mammo.inference import NONFINITE_OUTPUT, Loaded, Prediction, padded_class_names, predictions_from_outputs
 from wsod_mammo.models.nyu import NYU_CLASS_NAMES
 from wsod_mammo.training.callbacks import Alignment, check_class_of_model, checked_class_index, map_placement
-from wsod_mammo.training.collapse import COLLAPSE_SPREAD
+from wsod_mammo.training.collapse import constant_probabilities, constants_text
 from wsod_mammo.training.divergence import TrainingDivergedError
 from wsod_mammo.training.provenance import evaluated_weights, evaluation_setting
 
@@ -317,15 +317,14 @@ def prediction_record(
 
 
 def _constant_probabilities(records: list[dict[str, Any]]) -> str | None:
-    """``"0.73 for Mass, ..."`` when two or more images were read and every class's probability spans less than
-    ``COLLAPSE_SPREAD`` over them (a collapsed model), else None."""
+    """``"0.73 for Mass, ..."`` when the images read got one answer (``constant_probabilities``), else None; rows
+    with a NaN (null) are the divergence warning's, not this one's."""
     rows = [r["probabilities"] for r in records if not r.get("error") and r.get("probabilities")]
-    if len(rows) < 2 or any(v is None for row in rows for v in row.values()):
+    if not rows or any(v is None for row in rows for v in row.values()):
         return None
     names = list(rows[0])
-    if any(max(row[n] for row in rows) - min(row[n] for row in rows) >= COLLAPSE_SPREAD for n in names):
-        return None
-    return ", ".join(f"{rows[0][n]:.6g} for {n}" for n in names)
+    constants = constant_probabilities(torch.tensor([[row[n] for n in names] for row in rows], dtype=torch.float64))
+    return None if constants is None else constants_text(constants, names)
 
 
 def _json_number(value: Any) -> float | None:
