@@ -147,12 +147,8 @@ def _run_lightning(module: ModuleType, name: str, args: list[str] | None) -> Non
             "wsod %s: interrupted (Ctrl-C) before it finished%s", name, _how_to_go_on(name, module)
         )
         raise SystemExit(128 + signal.SIGINT) from None
-    except WandbStartError as err:  # an opt-in to live W&B syncing that cannot reach it: why, in one line
-        if os.environ.get(TRACEBACK_VARIABLE, "") not in ("", "0"):
-            raise
-        logging.getLogger(PACKAGE_LOGGER).error("wsod %s: %s", name, err)
-        raise SystemExit(1) from None
-    except TrainingDivergedError as err:  # where the loss or probabilities went NaN, and what to change
+    # an opt-in to live W&B syncing that cannot reach it; a loss or probabilities gone NaN: why, in one line
+    except (WandbStartError, TrainingDivergedError) as err:
         if os.environ.get(TRACEBACK_VARIABLE, "") not in ("", "0"):
             raise
         logging.getLogger(PACKAGE_LOGGER).error("wsod %s: %s", name, err)
