@@ -205,18 +205,17 @@ class DetectionMetrics(Callback):
             if tied_here and method not in self._said_tie:
                 self._said_tie.add(method)
                 tied.append(method)
-                masses = result.num_gt_in_view
             for point, value in zip(result.fppi_points, chosen.tpr_at_fppi.tolist(), strict=True):
                 pl_module.log(f"val/detection/{method}/tpr@fppi{point:g}", value, sync_dist=False)
             pl_module.log(f"val/detection/{method}/threshold", threshold)
         self._metrics = {}
-        if tied and trainer.is_global_zero:
+        if tied and trainer.is_global_zero:  # every method saw the same images: one mass count
+            its, s = ("its", "s") if len(tied) == 1 else ("their", "")
             log.warning(
                 "validation: %s find%s none of the %d masses at FPPI <= %g at any threshold of the grid (TPR 0 at "
                 "each, epoch %d): %s threshold %g is the first of a tie, not a choice; %s maps do not localize the "
-                "masses yet (said once a run)", ", ".join(tied), "s" if len(tied) == 1 else "", masses,
-                self.fppi_budget, trainer.current_epoch, "its" if len(tied) == 1 else "their", self.thresholds[0],
-                "its" if len(tied) == 1 else "their",
+                "masses yet (said once a run)", ", ".join(tied), s, result.num_gt_in_view, self.fppi_budget,
+                trainer.current_epoch, its, self.thresholds[0], its,
             )  # fmt: skip
 
     # ------------------------------------------------------------------------------------------------ test
