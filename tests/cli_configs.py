@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,18 @@ from lightning.pytorch import Callback
 from wsod_mammo.saliency import SaliencyInputs, SaliencyMethod
 
 INPUT_SIZE = (192, 128)
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_wsod(*args: str, cwd: Path, check: bool = True, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Runs the `wsod` console script as a user does (a hang past ``timeout`` fails the test), with this folder
+    importable for the callbacks below; ``check``: exit status 0."""
+    env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), str(REPO)])}  # fmt: skip
+    script = Path(sys.executable).with_name("wsod")
+    result = subprocess.run([str(script), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0 or not check, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
 
 
 class FirstBatchRecorder(Callback):

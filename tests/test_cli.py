@@ -30,6 +30,7 @@ import torch
 import wandb
 import yaml
 from cli_configs import INPUT_SIZE, checkpoint, tiny_config, write_config
+from cli_configs import run_wsod as _wsod
 
 import wsod_mammo
 from wsod_mammo import cli_checks
@@ -1404,15 +1405,6 @@ def test_a_refusal_raises_its_configuration_error_when_the_traceback_is_asked_fo
 
 
 # -------------------------------------------------------------------------------------------------- DDP
-def _wsod(*args: str, cwd: Path, check: bool = True, timeout: int = 600) -> subprocess.CompletedProcess:
-    """Runs the `wsod` console script (a hang past ``timeout`` fails the test); ``check``: exit status 0."""
-    script = Path(sys.executable).with_name("wsod")
-    env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
-    result = subprocess.run([str(script), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-    assert result.returncode == 0 or not check, result.stdout[-3000:] + result.stderr[-3000:]
-    return result
-
-
 def _validate_metrics(directory: Path) -> dict[str, float]:
     (path,) = list(directory.glob("**/metrics.csv"))
     rows = list(csv.DictReader(open(path)))
