@@ -6,7 +6,9 @@ A model collapsed to one answer for every image is said too: its AUROC of 0.5 re
 
 from __future__ import annotations
 
+import csv
 import functools
+import io
 import json
 import math
 from pathlib import Path
@@ -235,3 +237,6 @@ def test_a_threshold_validated_from_a_tie_at_tpr_zero_is_marked_in_the_test_repo
     assert summary["gradcam"]["threshold_from"] == "validation"
     row = (report.parent / "table2_row.md").read_text()
     assert "TIED: validation found no mass at FPPI <= 1 at any threshold of the grid for cam:" in row
+    assert "TIED: cam) |" in row.splitlines()[2]  # the row's label too, and its file's thresholds column
+    (record,) = csv.DictReader(io.StringIO((report.parent / "table2_row.csv").read_text()))
+    assert record["thresholds"] == "validated; tied: cam"

@@ -332,3 +332,26 @@ def test_a_row_of_untrained_weights_or_unvalidated_thresholds_is_marked_and_kept
 
     assert thresholds_record(["cam", "layercam", "gradcam"], {"cam"}) == "default: gradcam layercam"
     assert (thresholds_record(["cam"], {"cam"}), thresholds_record(["cam"], set())) == ("validated", "default")
+
+
+def test_a_row_whose_threshold_validation_took_from_a_tie_is_marked_tied_and_kept_apart(tmp_path) -> None:
+    """A threshold validation took from a tie at TPR 0 (no threshold found a mass: the grid's first) was recorded
+    `validated` in the row file, and `wsod report` merged the row into its method's validated one without a mark."""
+    from wsod_mammo.detection.report import thresholds_record
+
+    methods = ["cam", "gradcam", "layercam"]
+    tied_both = thresholds_record(methods, {"cam", "layercam"}, {"layercam", "cam"})
+    assert tied_both == "default: gradcam; tied: cam layercam"
+    assert thresholds_record(methods, set(methods), {"gradcam"}) == "validated; tied: gradcam"
+    assert thresholds_record(methods, {"cam"}, {"gradcam"}) == "default: gradcam layercam"  # a default is no tie
+    write_table2_row(tmp_path / "tied" / "table2_row.csv", "cam", {"cam": "0.00@0.00"}, "checkpoint",
+                     "validated; tied: cam")  # fmt: skip
+    write_table2_row(tmp_path / "both" / "table2_row.csv", "cam", {"gradcam": "0.10@0.50"}, "checkpoint",
+                     "default: gradcam; tied: cam")  # fmt: skip
+    write_table2_row(tmp_path / "chosen" / "table2_row.csv", "cam", {"cam": "0.50@0.50"}, "checkpoint", "validated")
+    markdown, _ = collect_table2([tmp_path / name for name in ("tied", "both", "chosen")])
+    assert markdown.splitlines()[2:] == [
+        "| cam | 0.50@0.50 | n/a |",
+        "| cam (TIED: cam) | 0.00@0.00 | n/a |",
+        "| cam (NOT VALIDATED: gradcam, TIED: cam) | n/a | 0.10@0.50 |",
+    ]

@@ -57,7 +57,8 @@ def test_compare_redraws_a_reports_interval_with_the_reports_own_seed(tmp_path) 
     [("in_memory", {"cam": 0.5}, {"weights": "in_memory", "thresholds": "validated"}, "cam"),
      ("untrained", {}, {"weights": "untrained", "thresholds": "default"}, "cam (untrained, NOT VALIDATED)"),
      ("nyu", {}, {"weights": "nyu", "thresholds": "default"}, "cam (NYU weights, NOT VALIDATED)"),
-     ("checkpoint", {"cam": 0.5}, {"weights": "checkpoint", "thresholds": "validated"}, "cam")],
+     ("checkpoint", {"cam": 0.5}, {"weights": "checkpoint", "thresholds": "validated"}, "cam"),
+     ("tied", {"cam": 0.5}, {"weights": "checkpoint", "thresholds": "validated; tied: cam"}, "cam (TIED: cam)")],
 )  # fmt: skip
 def test_the_row_files_record_the_weights_and_whether_the_thresholds_were_validated(
     tmp_path, weights, thresholds, expected, label
@@ -66,10 +67,12 @@ def test_the_row_files_record_the_weights_and_whether_the_thresholds_were_valida
     evaluated and whether validation chose the thresholds, and the row's Markdown label says what the row is."""
     results = {("cam", "mass"): _result(True), ("cam", "all"): _result(False)}
     (tmp_path / "weights.bin").write_bytes(b"weights")
-    trainer = SimpleNamespace(ckpt_path=str(tmp_path / "weights.bin") if weights == "checkpoint" else None, loggers=[])
+    from_file = weights in ("checkpoint", "tied")  # tied: a checkpoint whose cam threshold validation took from a tie
+    trainer = SimpleNamespace(ckpt_path=str(tmp_path / "weights.bin") if from_file else None, loggers=[])
     module = SimpleNamespace(
         train_saliency=SimpleNamespace(name="cam"),
         detection_thresholds=thresholds,
+        tied_thresholds=["cam"] if weights == "tied" else [],
         nyu_weights_as_is=str(tmp_path / "weights.bin") if weights == "nyu" else None,
         trained_in_process=weights == "in_memory",
     )

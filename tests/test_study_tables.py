@@ -63,10 +63,53 @@ def test_table2_over_seeds_and_the_best_pair_with_ties_to_the_lower_fppi() -> No
     assert (tpr.mean, fppi.mean, tpr.basis) == (0.625, 0.1875, "seeds")
     markdown, csv_text = table2_text(cells)
     assert "| gradcampp | 0.62 @ 0.25 | n/a |" in markdown
-    assert csv_text.splitlines()[0] == "train_method,test_method,tpr,tpr_low,tpr_high,fppi,runs,interval_over"
+    header = "train_method,test_method,tpr,tpr_low,tpr_high,fppi,runs,interval_over,tied_seeds,default_seeds"
+    assert csv_text.splitlines()[0] == header
     assert len(csv_text.splitlines()) == 5
     tied = cells | {"gradcampp": {"cam": cells["cam"]["cam"], "gradcam": cells["gradcampp"]["gradcam"]}}
     assert [(train, test) for train, test, *_ in best_pairs(tied)] == [("cam", "cam"), ("gradcampp", "cam")]
+
+
+def test_a_cell_whose_threshold_a_seed_took_from_a_tie_is_marked_in_table2_its_csv_and_the_best_pair(
+    tmp_path: Path,
+) -> None:
+    """`wsod test` marks a threshold validation took from a tie at TPR 0 (no threshold found a mass: the grid's
+    first, not a choice) in its detection.json; the study's Table II averaged such seeds in without a word."""
+    import csv
+    import io
+    import json
+
+    from wsod_mammo.detection.report import FROM_DEFAULT, FROM_TIE
+
+    def report(cam: tuple[float, float, str], gradcam: tuple[float, float, str]) -> dict:
+        cells = {m: {"tpr": t, "fppi": f, "threshold_from": source} for m, (t, f, source) in
+                 (("cam", cam), ("gradcam", gradcam))}  # fmt: skip
+        return {"table1": {}, "mass": cells}
+
+    runs = {
+        ("cam", 1): report((0.0, 0.5, FROM_TIE), (0.5, 0.5, "validation")),
+        ("cam", 2): report((0.25, 0.5, FROM_TIE), (0.5, 0.5, "validation")),
+        ("gradcam", 1): report((0.75, 0.25, "validation"), (0.25, 1.0, FROM_DEFAULT)),
+        ("gradcam", 2): report((0.75, 0.25, FROM_TIE), (0.25, 1.0, "validation")),
+    }
+    paths = {}
+    for (train, seed), content in runs.items():
+        paths[(train, seed)] = tmp_path / f"{train}_{seed}.json"
+        paths[(train, seed)].write_text(json.dumps(content))
+    summary = write_study_outputs(tmp_path / "study", paths)
+    table = (tmp_path / "study" / "table2.md").read_text()
+    assert "| cam | 0.12 [0.00, 1.00] @ 0.50 \u2020 | 0.50 [0.50, 0.50] @ 0.50 |" in table
+    assert "| gradcam | 0.75 [0.75, 0.75] @ 0.25 \u2020 | 0.25 [0.25, 0.25] @ 1.00 \u2021 |" in table
+    assert "\u2020 the threshold is the grid's first, from a tie at TPR 0" in table
+    assert "train cam, test cam (seeds 1, 2); train gradcam, test cam (seed 2)." in table
+    assert "\u2021 NOT VALIDATED" in table and "train gradcam, test gradcam (seed 1)." in table
+    assert table in summary  # the summary shows the marks and what they mean
+    assert "Best pair: train gradcam, test cam: TPR 0.75 [0.75, 0.75] at 0.25 FPPI \u2020" in summary
+    rows = {(r["train_method"], r["test_method"]): r for r in
+            csv.DictReader(io.StringIO((tmp_path / "study" / "table2.csv").read_text()))}  # fmt: skip
+    assert (rows[("cam", "cam")]["tied_seeds"], rows[("cam", "cam")]["default_seeds"]) == ("1 2", "")
+    assert (rows[("gradcam", "gradcam")]["tied_seeds"], rows[("gradcam", "gradcam")]["default_seeds"]) == ("", "1")
+    assert (rows[("cam", "gradcam")]["tied_seeds"], rows[("cam", "gradcam")]["default_seeds"]) == ("", "")
 
 
 def test_table1_with_one_seed_takes_the_reports_intervals_over_images() -> None:

@@ -8,9 +8,11 @@ Table II: one row per training saliency method, one column per test-time method,
 A row file ends with two columns saying what the row is worth: ``weights`` (``checkpoint``, ``in_memory``: trained in
 the same process, ``nyu``: NYU's weights as they are, ``untrained``: the freshly initialized network, a baseline) and
 ``thresholds`` (``validated``, or ``default`` / ``default: <methods>`` for the methods whose maps were binarized at
-the default threshold: NOT VALIDATED). The merged table names a row that is not a trained, validated result in its
-training-method cell (:func:`row_label`: ``layercam (untrained, NOT VALIDATED)``), a row of its own; a row file
-written before these columns existed reads as before (no mark).
+the default threshold: NOT VALIDATED), then ``; tied: <methods>`` for thresholds validation took from a tie at TPR
+0 (no threshold found a mass: the grid's first, not a choice). The merged table names a row that is not a trained,
+validated result in its training-method cell (:func:`row_label`: ``layercam (untrained, NOT VALIDATED)``,
+``cam (TIED: gradcam)``), a row of its own; a row file written before these columns existed reads as before (no
+mark).
 """
 
 from __future__ import annotations
@@ -31,7 +33,11 @@ TABLE1_COLUMNS: tuple[tuple[str, str], ...] = (("accuracy", "accuracy"), ("auc",
 TABLE2_ROW_FILE = "table2_row.csv"
 MISSING = "n/a"
 WEIGHTS_COLUMN, THRESHOLDS_COLUMN = "weights", "thresholds"  # the last two columns of a row file
-VALIDATED = "validated"
+VALIDATED, TIED = "validated", "tied"  # a row file's thresholds, as thresholds_record writes them
+# detection.json's ``threshold_from`` of a method's cell: where its binarization threshold came from
+FROM_VALIDATION = "validation"
+FROM_TIE = "validation, from a tie at TPR 0 (no threshold of the grid found a mass there): not a choice"
+FROM_DEFAULT = "default (no threshold validated for this checkpoint)"
 WEIGHTS_MARKS = {"checkpoint": "", "in_memory": "", "nyu": "NYU weights", "untrained": "untrained"}
 
 log = logging.getLogger(__name__)
@@ -94,23 +100,33 @@ def _ordered_rows(labels: Sequence[str]) -> list[str]:
 
 def row_label(train_method: str, weights: str = "", thresholds: str = "") -> str:
     """A Table II row's training-method cell: the method, followed by what makes the row something other than a
-    trained, validated result (``layercam (untrained, NOT VALIDATED)``, ``cam (NOT VALIDATED: gradcam)``). Empty
+    trained, validated result (``layercam (untrained, NOT VALIDATED)``, ``cam (NOT VALIDATED: gradcam)``,
+    ``cam (TIED: layercam)``: a threshold validation took from a tie at TPR 0, :func:`thresholds_record`). Empty
     ``weights`` and ``thresholds`` (a row file written before these columns existed): the method alone."""
     marks = [WEIGHTS_MARKS.get(weights, weights)] if weights else []
-    if thresholds and thresholds != VALIDATED:
-        which = thresholds.partition(":")[2].strip()
-        marks.append(f"NOT VALIDATED: {which}" if which else "NOT VALIDATED")
+    for part in thresholds.split(";") if thresholds else ():  # thresholds_record's parts
+        kind, _, which = (piece.strip() for piece in part.partition(":"))
+        if kind != VALIDATED:
+            mark = "TIED" if kind == TIED else "NOT VALIDATED"
+            marks.append(f"{mark}: {which}" if which else mark)
     marks = [mark for mark in marks if mark]
     return f"{train_method} ({', '.join(marks)})" if marks else train_method
 
 
-def thresholds_record(methods: Sequence[str], validated: Sequence[str] | frozenset[str]) -> str:
+def thresholds_record(
+    methods: Sequence[str], validated: Sequence[str] | frozenset[str], tied: Sequence[str] | frozenset[str] = ()
+) -> str:
     """A row file's ``thresholds``: ``validated`` when validation chose every method's binarization threshold,
-    ``default`` when it chose none, else ``default: <the methods at the default>``."""
+    ``default`` when it chose none, else ``default: <the methods at the default>``; then, after ``; ``,
+    ``tied: <methods>`` for the validated methods whose threshold was the first of a tie at TPR 0 (no threshold
+    found a mass in validation: the grid's first, not a choice), as ``validated; tied: cam``."""
     defaulted = [m for m in methods if m not in validated]
+    tied_here = [m for m in methods if m in validated and m in tied]
     if not defaulted:
-        return VALIDATED
-    return "default" if len(defaulted) == len(methods) else "default: " + " ".join(_ordered_methods(defaulted))
+        record = VALIDATED
+    else:
+        record = "default" if len(defaulted) == len(methods) else "default: " + " ".join(_ordered_methods(defaulted))
+    return f"{record}; {TIED}: {' '.join(_ordered_methods(tied_here))}" if tied_here else record
 
 
 def table2(rows: dict[str, dict[str, str]]) -> tuple[str, str]:

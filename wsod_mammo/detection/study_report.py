@@ -15,9 +15,11 @@ from wsod_mammo.detection.study_tables import (
     keep_test_methods,
     load_reports,
     resampled,
+    symbols,
     table1_text,
     table2_cells,
     table2_text,
+    threshold_marks,
 )
 
 log = logging.getLogger(__name__)
@@ -69,8 +71,8 @@ def write_study_outputs(
     ``include_them``, the options that would include them; the
     FROC figure of a train method not in the tables is removed (an earlier study's, it would look current)."""
     reports = keep_test_methods(load_reports(runs), test_methods)  # every run has every column's method
-    cells = table2_cells(reports)
-    table2_md, table2_csv = table2_text(cells)
+    cells, marks = table2_cells(reports), threshold_marks(reports)
+    table2_md, table2_csv = table2_text(cells, marks)
     table1_md = table1_text(reports)
     output.mkdir(parents=True, exist_ok=True)
     (output / "table1.md").write_text(table1_md)
@@ -86,8 +88,9 @@ def write_study_outputs(
     elif len(best) == 1:
         train, test, tpr, fppi = best[0]
         verdict = f"Best pair: train {train}, test {test}: TPR {tpr.text()} at {fppi.mean:.2f} FPPI"
+        verdict += symbols(marks.get((train, test)))
     else:
-        tied = "; ".join(f"train {train}, test {test}" for train, test, *_ in best)
+        tied = "; ".join(f"train {train}, test {test}{symbols(marks.get((train, test)))}" for train, test, *_ in best)
         verdict = f"Best pairs, tied at TPR {best[0][2].mean:.2f} and {best[0][3].mean:.2f} FPPI: {tied}"
     seed_list = ", ".join(map(str, seeds))
     unit, by_images = _report_intervals(reports)

@@ -18,9 +18,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from wsod_mammo.detection.report import METHOD_ORDER, MISSING, TABLE1_COLUMNS, _markdown, csv_text
+from wsod_mammo.detection.report import FROM_TIE, METHOD_ORDER, MISSING, TABLE1_COLUMNS, _markdown, csv_text
 
 SUBSET = "mass"  # the study's Table II: mass images, as the paper
+# A cell whose threshold some seed's validation did not choose, marked in Table II and explained below it
+THRESHOLD_SYMBOLS = {"tied": "\u2020", "default": "\u2021"}
+THRESHOLD_NOTES = {
+    "tied": "the threshold is the grid's first, from a tie at TPR 0: validation found no mass within the FPPI budget "
+    "at any threshold, so none was chosen",
+    "default": "NOT VALIDATED: the maps were binarized at the default threshold; no validation chose one",
+}
 # A test report's cell (``detection.json``) holds its bootstrap interval (over studies, or images) as
 # ``intervals["tpr"] = {"value", "low", "high"}`` (``training/test_report.py``).
 
@@ -167,22 +174,72 @@ def table2_cells(reports: dict[tuple[str, int], dict[str, Any]]) -> dict[str, di
     return cells
 
 
+def threshold_kind(cell: dict[str, Any]) -> str:
+    """Where a report cell's threshold came from: ``validated`` (validation chose it), ``tied`` (the grid's first,
+    from a tie at TPR 0) or ``default`` (no validation); a report written before ``threshold_from``: validated."""
+    source = str(cell.get("threshold_from", "validation"))
+    return "tied" if source == FROM_TIE else "default" if source.startswith("default") else "validated"
+
+
+Marks = dict[tuple[str, str], dict[str, list[int]]]
+
+
+def threshold_marks(reports: dict[tuple[str, int], dict[str, Any]]) -> Marks:
+    """``{(train, test): {"tied" | "default": [seeds]}}``: the cells some seed's threshold was not validation's
+    choice in; a mean over seeds says nothing of it, so Table II marks them (:data:`THRESHOLD_SYMBOLS`)."""
+    marks: Marks = {}
+    for (train, seed), report in sorted(reports.items()):
+        for test, cell in report.get(SUBSET, {}).items():
+            if (kind := threshold_kind(cell)) != "validated":
+                marks.setdefault((train, test), {}).setdefault(kind, []).append(seed)
+    return marks
+
+
+def symbols(kinds: dict[str, list[int]] | None) -> str:
+    """A cell's marks, `` \u2020`` and/or `` \u2021``, or nothing."""
+    marked = "".join(THRESHOLD_SYMBOLS[kind] for kind in THRESHOLD_SYMBOLS if kind in (kinds or {}))
+    return f" {marked}" if marked else ""
+
+
+def _notes(marks: Marks) -> str:
+    """The lines under Table II that say what each mark means and which cells and seeds carry it."""
+    lines = []
+    for kind, symbol in THRESHOLD_SYMBOLS.items():
+        where = [
+            f"train {train}, test {test} (seed{'s' if len(s) > 1 else ''} {', '.join(map(str, s))})"
+            for (train, test), kinds in marks.items()
+            if (s := kinds.get(kind))
+        ]
+        if where:
+            lines.append(f"{symbol} {THRESHOLD_NOTES[kind]}: {'; '.join(where)}.\n")
+    return "".join(lines)
+
+
 def _cell(cell: tuple[Estimate, Estimate]) -> str:
     tpr, fppi = cell
     return MISSING if math.isnan(tpr.mean) else f"{tpr.text()} @ {fppi.mean:.2f}"
 
 
-def table2_text(cells: dict[str, dict[str, tuple[Estimate, Estimate]]]) -> tuple[str, str]:
-    """Table II ``(markdown, csv)``: cells ``TPR [low, high] @ FPPI`` (means over seeds)."""
+def table2_text(cells: dict[str, dict[str, tuple[Estimate, Estimate]]], marks: Marks | None = None) -> tuple[str, str]:
+    """Table II ``(markdown, csv)``: cells ``TPR [low, high] @ FPPI`` (means over seeds); a cell some seed's
+    threshold was not validation's choice in carries its mark (``marks``, :func:`threshold_marks`), explained
+    under the table, and the CSV names those seeds (``tied_seeds``, ``default_seeds``)."""
+    marks = marks or {}
     tests = [m for m in METHOD_ORDER if any(m in row for row in cells.values())]
-    md_rows = [[train] + [_cell(row[t]) if t in row else MISSING for t in tests] for train, row in cells.items()]
+    md_rows = [
+        [train] + [_cell(row[t]) + symbols(marks.get((train, t))) if t in row else MISSING for t in tests]
+        for train, row in cells.items()
+    ]
     header = ["train_method", "test_method", "tpr", "tpr_low", "tpr_high", "fppi", "runs", "interval_over"]
+    header += [f"{kind}_seeds" for kind in THRESHOLD_SYMBOLS]
     csv_rows = [
         [train, test, *(repr(v) for v in (tpr.mean, tpr.low, tpr.high, fppi.mean)), str(tpr.n), tpr.basis]
+        + [" ".join(map(str, marks.get((train, test), {}).get(kind, []))) for kind in THRESHOLD_SYMBOLS]
         for train, row in cells.items()
         for test, (tpr, fppi) in row.items()
     ]
-    return _markdown(["train \\ test", *tests], md_rows), csv_text(header, csv_rows)
+    markdown = _markdown(["train \\ test", *tests], md_rows)
+    return markdown + (f"\n{notes}" if (notes := _notes(marks)) else ""), csv_text(header, csv_rows)
 
 
 def table1_text(reports: dict[tuple[str, int], dict[str, Any]]) -> str:

@@ -36,6 +36,9 @@ from wsod_mammo.detection.compare import IMAGES_FILE
 from wsod_mammo.detection.image_keys import image_keys
 from wsod_mammo.detection.metrics import DetectionResult
 from wsod_mammo.detection.report import (
+    FROM_DEFAULT,
+    FROM_TIE,
+    FROM_VALIDATION,
     csv_text,
     format_cell,
     plot_froc,
@@ -150,9 +153,7 @@ def _method_summary(
     r: DetectionResult, cell: str, intervals: dict[str, Any], validated: bool, tied: bool = False
 ) -> dict[str, Any]:
     first = r.per_threshold[0]
-    source = "validation" if validated else "default (no threshold validated for this checkpoint)"
-    if validated and tied:
-        source = "validation, from a tie at TPR 0 (no threshold of the grid found a mass there): not a choice"
+    source = (FROM_TIE if tied else FROM_VALIDATION) if validated else FROM_DEFAULT
     return {
         "threshold": first.threshold,
         "threshold_from": source,
@@ -205,7 +206,7 @@ def write_subset(
     cells = {m: format_cell(r.per_threshold[0].tpr, r.per_threshold[0].fppi) for m, r in results.items()}
     intervals = {m: detection_intervals(r, budget, seed, groups) for m, r in results.items()}
     suffix = "" if subset == "mass" else "_all_images"
-    thresholds = thresholds_record(list(results), validated)
+    thresholds = thresholds_record(list(results), validated, tied)
     write_table2_row(directory / f"table2_row{suffix}.csv", train_method, cells, weights, thresholds)
     row_md, _ = table2({row_label(train_method, weights, thresholds): cells})
     ci_md, _ = table2({f"{train_method} TPR 95% CI": {m: _interval_text(i["tpr"]) for m, i in intervals.items()}})
