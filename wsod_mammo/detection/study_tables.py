@@ -18,7 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from wsod_mammo.detection.report import FROM_TIE, METHOD_ORDER, MISSING, TABLE1_COLUMNS, _markdown, csv_text
+from wsod_mammo.detection.report import (
+    FROM_TIE,
+    FROM_VALIDATION,
+    METHOD_ORDER,
+    MISSING,
+    TABLE1_COLUMNS,
+    _markdown,
+    csv_text,
+)
 
 SUBSET = "mass"  # the study's Table II: mass images, as the paper
 # A cell whose threshold some seed's validation did not choose, marked in Table II and explained below it
@@ -177,7 +185,7 @@ def table2_cells(reports: dict[tuple[str, int], dict[str, Any]]) -> dict[str, di
 def threshold_kind(cell: dict[str, Any]) -> str:
     """Where a report cell's threshold came from: ``validated`` (validation chose it), ``tied`` (the grid's first,
     from a tie at TPR 0) or ``default`` (no validation); a report written before ``threshold_from``: validated."""
-    source = str(cell.get("threshold_from", "validation"))
+    source = str(cell.get("threshold_from", FROM_VALIDATION))
     return "tied" if source == FROM_TIE else "default" if source.startswith("default") else "validated"
 
 
