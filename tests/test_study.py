@@ -500,3 +500,58 @@ def test_a_run_another_study_process_is_running_keeps_its_config_and_is_refused(
     (run / "test.done").write_text("p/q/detection.json\n")  # its test, as if done: the fit alone is called
     study.run_one(run, None)  # the first has finished: this one runs it
     assert calls[0] == ["fit", "--config", str(run / "run.yaml")]
+
+
+# a run that a Ctrl-C does not stop (as a fit once went on after it): it ignores SIGINT, ends on SIGTERM
+_STUBBORN_RUN = "import signal, time; signal.signal(signal.SIGINT, signal.SIG_IGN); time.sleep(120)"
+
+
+@pytest.mark.timeout(120)
+def test_after_ctrl_c_the_study_stops_a_run_that_goes_on_and_starts_no_other(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fit once trained on after the Ctrl-C that reached the study and it (1 time in about 20 under load: the
+    SIGINT was lost), and the study waited on it for good. Now a run still going after the grace gets SIGTERM, the
+    study ends, and the runs not started yet never start."""
+    import signal
+    import sys
+    import threading
+
+    from wsod_mammo import study
+
+    running: set = set()
+    monkeypatch.setattr(study, "_RUNNING", running)
+    monkeypatch.setattr(study, "_STOPPING", threading.Event())
+    monkeypatch.setattr(study, "CTRL_C_GRACE", 2.0)
+    started: list[list[str]] = []
+
+    def stubborn(args: list[str]) -> list[str]:
+        started.append(args)
+        return [sys.executable, "-c", _STUBBORN_RUN]
+
+    monkeypatch.setattr(study, "wsod_command", stubborn)
+    runs = [tmp_path / f"run{i}" for i in range(4)]
+    for run in runs:
+        run.mkdir()
+    processes: list = []
+
+    def ctrl_c_once_both_run() -> None:
+        deadline = time.monotonic() + 60
+        while len(running) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        processes.extend(running)
+        os.kill(os.getpid(), signal.SIGINT)  # the study's Ctrl-C; its runs ignore theirs
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in `wsod study` (pytest-xdist's may not)
+    try:
+        threading.Thread(target=ctrl_c_once_both_run, daemon=True).start()
+        began = time.monotonic()
+        with pytest.raises(KeyboardInterrupt):
+            study.run_all(runs, [None, None])
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert 2.0 <= time.monotonic() - began < 60  # the grace, then SIGTERM: not forever
+    assert len(processes) == 2 and [args[0] for args in started] == ["fit", "fit"]  # runs 2 and 3 never started
+    for process in processes:
+        assert process.wait(timeout=30) == -signal.SIGTERM
+    assert study._STOPPING.is_set()
