@@ -45,6 +45,7 @@ from wsod_mammo.cli_checks import (
 )
 from wsod_mammo.cli_help import customize_subcommand_parser, subcommand_parser_kwargs
 from wsod_mammo.config_files import read_config_file
+from wsod_mammo.ctrl_c import CtrlCAgain, watch_ctrl_c
 from wsod_mammo.data.datamodule import VinDrMammoDataModule
 from wsod_mammo.folder_locks import FolderBusyError, hold
 from wsod_mammo.models.gmic import RUNTIME_OPTIONS
@@ -320,6 +321,7 @@ class WsodCLI(LightningCLI):
                 check_nyu_weights_load(self.model, self.config[subcommand])
         disable_slurm_auto_requeue(self.trainer)
         sigterm_without_collectives(self.trainer)
+        self.trainer.callbacks.insert(0, CtrlCAgain())
 
 
 #: The options that take a config file of their own besides ``--config``: LightningCLI's groups.
@@ -403,7 +405,7 @@ def run_lightning_cli(args: list[str] | None) -> None:
     from its own."""
     FIT_CHECKPOINT_DIRS.clear()  # a notebook's or a test's earlier fit is not this one
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), watch_ctrl_c():
             WsodCLI(
                 GMICLitModule,
                 VinDrMammoDataModule,
