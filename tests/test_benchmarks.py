@@ -47,6 +47,24 @@ def test_pipeline_benchmark_runs_the_datamodule_and_the_held_batch(tmp_path: Pat
     assert (results["model_only"]["image_addresses"], results["model_only_rotating"]["image_addresses"]) == (1, 2)
 
 
+def test_the_ctrl_c_benchmark_stops_the_fixed_fit_and_can_still_turn_the_fix_off() -> None:
+    """Its side without the fix turns the fix off by name in the fit's process: a renamed part must fail there, not
+    leave that side the fix."""
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        from bench_ctrl_c import WITHOUT_FIX
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    unfixed = subprocess.run([sys.executable, "-c", WITHOUT_FIX, "fit", "--help"], capture_output=True, text=True,
+                             timeout=120)  # fmt: skip
+    assert unfixed.returncode == 0 and "usage:" in unfixed.stdout, unfixed.stderr[-3000:]
+    run = subprocess.run([sys.executable, str(BENCHMARKS / "bench_ctrl_c.py"), "--model", "toy", "--trials", "1",
+                          "--delay", "0.5", "0.5", "--wait", "60"], cwd=BENCHMARKS.parent.parent,
+                         capture_output=True, text=True, timeout=240)  # fmt: skip
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "with the fix: 0 of 1 fits still ran 60 s after Ctrl-C; exit statuses [1]" in run.stdout, run.stdout
+
+
 def test_the_gpu_check_answers_help_without_running(tmp_path: Path) -> None:
     """``gpu_check.sh --help`` read no argument and started the whole check (minutes, 3.6 GB of data in /tmp)."""
     env = {"PATH": "/usr/bin:/bin", "OUT": str(tmp_path / "out"), "GPU_CHECK_WORK": str(tmp_path / "work")}

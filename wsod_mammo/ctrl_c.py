@@ -1,11 +1,12 @@
 """Ctrl-C stops a ``wsod`` run even where Python loses the KeyboardInterrupt it raises for it.
 
-Python raises KeyboardInterrupt in whatever the main thread runs when SIGINT arrives. Raised inside a ``__del__``, it
-is printed as "Exception ignored in ..." and lost, and the code goes on. A DataLoader iterator's ``__del__`` joins its
-worker processes (after the sanity check, and after every epoch a batch limit cuts short); a Ctrl-C landing there was
-lost and the fit trained on (a study's Ctrl-C test, under load: about 1 try in 20, the run still training minutes
-later). ``watch_ctrl_c`` records each Ctrl-C as it raises it, and :class:`CtrlCAgain` raises a recorded one again at
-the next batch's start, where Lightning's graceful shutdown takes it.
+Python raises KeyboardInterrupt in whatever the main thread runs when SIGINT arrives. Raised inside a ``__del__`` or an
+at-fork hook, it is printed as "Exception ignored in ..." and lost, and the code goes on: a Ctrl-C landing while a
+DataLoader forks its workers (``worker_start: fork``; logging's hook runs in the parent right after each fork) or
+joins them in its iterator's ``__del__`` (after the sanity check, after every epoch a batch limit cuts short, with
+workers that do not persist) was lost, and the fit trained on (``tests/benchmarks/bench_ctrl_c.py``).
+``watch_ctrl_c`` records each Ctrl-C as it raises it, and :class:`CtrlCAgain` raises a recorded one again at the next
+batch's start, where Lightning's graceful shutdown takes it.
 """
 
 from __future__ import annotations

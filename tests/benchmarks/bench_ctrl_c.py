@@ -1,0 +1,161 @@
+"""How often a Ctrl-C fails to stop `wsod fit`, with and without the fix of wsod_mammo/ctrl_c.py, side by side.
+
+    python tests/benchmarks/bench_ctrl_c.py --trials 20
+    python tests/benchmarks/bench_ctrl_c.py --trials 20 --model toy
+
+Each trial starts a fit of configs/demo.yaml on a tiny synthetic dataset (2 DataLoader workers, not persistent,
+and epochs of 2 batches, so workers are shut down often), waits until it trains, sends SIGINT to its whole process
+group at a random moment (as a terminal's Ctrl-C does) and counts the fit as lost when it still runs ``--wait``
+seconds later. Python loses a KeyboardInterrupt raised inside a ``__del__``, as a DataLoader iterator's joining its
+workers; the fix raises it again at the next batch. Without the fix the same command runs with ``watch_ctrl_c`` and
+``CtrlCAgain`` turned off in the fit's process; the two alternate, so both see the same machine load. ``--model toy``
+runs a plain Lightning fit of one linear layer instead, the same loaders, whose epochs are mostly the workers' start
+and stop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+WITH_FIX = "from wsod_mammo.commands import main; main()"
+WITHOUT_FIX = (  # the assert: a renamed part fails this side's fit, instead of leaving it the fix
+    "import contextlib, wsod_mammo.cli as cli, wsod_mammo.ctrl_c as ctrl_c; "
+    "assert cli.watch_ctrl_c and ctrl_c.CtrlCAgain._raise_if_lost; "
+    "cli.watch_ctrl_c = contextlib.nullcontext; ctrl_c.CtrlCAgain._raise_if_lost = staticmethod(lambda: None); "
+    + WITH_FIX
+)
+TRAINING = "fit: checkpoints"  # logged once the fit's callbacks are set up, just before its first epoch
+# --model toy: a plain Lightning fit of one linear layer, the same DataLoader settings, its epochs milliseconds long, so
+# that most of its time goes into starting and stopping workers; argv: fix|without, workers, persistent (true|false)
+TOY_FIT = """
+import contextlib, sys, torch, lightning as L
+from torch.utils.data import DataLoader, TensorDataset
+from wsod_mammo.ctrl_c import CtrlCAgain, watch_ctrl_c
+fix, workers, persistent = sys.argv[1] == "fix", int(sys.argv[2]), sys.argv[3] == "true"
+class Toy(L.LightningModule):
+    def __init__(self):
+        super().__init__()
+        self.layer = torch.nn.Linear(4, 1)
+    def training_step(self, batch, index):
+        return self.layer(batch[0]).sum()
+    def validation_step(self, batch, index):
+        self.log("v", self.layer(batch[0]).sum())
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), 0.1)
+    def on_train_start(self):
+        print("fit: checkpoints (none: a toy)", flush=True)
+def loader():
+    data = TensorDataset(torch.randn(400, 4))
+    return DataLoader(data, batch_size=4, num_workers=workers, persistent_workers=persistent and workers > 0)
+trainer = L.Trainer(max_epochs=100000, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                    enable_model_summary=False, limit_train_batches=2, limit_val_batches=1,
+                    callbacks=[CtrlCAgain()] if fix else [])
+with watch_ctrl_c() if fix else contextlib.nullcontext():
+    trainer.fit(Toy(), loader(), loader())
+"""
+
+
+def fit_args(data: Path, runs: Path, workers: int, persistent: bool, worker_start: str) -> list[str]:
+    """``wsod fit`` of the demo config, on ``data``, with epochs short enough that workers stop and start often."""
+    return ["fit", "--config", str(REPO / "configs" / "demo.yaml"), "--data.data_root", str(data),
+            "--data.synthesize_if_missing", "null", "--data.num_workers", str(workers),
+            "--data.persistent_workers", str(persistent).lower(), "--data.worker_start", worker_start,
+            "--trainer.max_epochs", "100000",
+            "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1",
+            "--trainer.logger.init_args.save_dir", str(runs),
+            "--trainer.default_root_dir", str(runs)]  # fmt: skip
+
+
+def one_trial(
+    code: str, args: list[str], log: Path, delay: float, wait: float, wandb_mode: str
+) -> tuple[bool, int | None]:
+    """(lost, exit status): SIGINT to the fit's process group ``delay`` seconds after it trains."""
+    env = {**os.environ, "WANDB_MODE": wandb_mode, "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1"}
+    with log.open("w") as out:
+        process = subprocess.Popen([sys.executable, "-c", code, *args], stdout=out, stderr=subprocess.STDOUT,
+                                   env=env, cwd=REPO, start_new_session=True)  # fmt: skip
+    deadline = time.monotonic() + 300
+    while TRAINING not in log.read_text(errors="replace"):
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise SystemExit(f"the fit did not start training (log: {log}):\n{log.read_text()[-2000:]}")
+        time.sleep(0.2)
+    time.sleep(delay)
+    os.killpg(process.pid, signal.SIGINT)
+    try:
+        return False, process.wait(timeout=wait)
+    except subprocess.TimeoutExpired:  # SIGABRT first: faulthandler writes every thread's stack into the log
+        os.kill(process.pid, signal.SIGABRT)
+        time.sleep(2)
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        return True, None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--trials", type=int, default=20, help="fits per side")
+    parser.add_argument("--delay", type=float, nargs=2, default=(1.0, 5.0), metavar=("MIN", "MAX"),
+                        help="seconds of training before the SIGINT, drawn uniformly")  # fmt: skip
+    parser.add_argument("--wait", type=float, default=30.0, help="seconds a stopped fit may take to exit")
+    models = "wsod: `wsod fit` of configs/demo.yaml; toy: a Lightning fit of one linear layer"
+    parser.add_argument("--model", choices=("wsod", "toy"), default="wsod", help=models)
+    parser.add_argument("--workers", type=int, default=2, help="data.num_workers of the fits")
+    parser.add_argument(
+        "--persistent_workers",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="data.persistent_workers (wsod's default: true; off here, so workers stop every epoch)",
+    )
+    parser.add_argument("--worker_start", choices=("forkserver", "fork", "spawn"), default="forkserver",
+                        help="data.worker_start of `wsod fit` (the toy's workers start by fork)")  # fmt: skip
+    parser.add_argument("--wandb_mode", choices=("disabled", "offline"), default="disabled",
+                        help="WANDB_MODE of the fits (offline: W&B runs its service beside each fit)")  # fmt: skip
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--lost_logs", type=Path, default=None, help="keep the log of each lost fit in this folder")
+    args = parser.parse_args()
+    # a script's `cmd &` starts this process ignoring SIGINT, and the fits would inherit that (wsod leaves it so)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    draw = random.Random(args.seed)
+    with tempfile.TemporaryDirectory(prefix="bench_ctrl_c_") as folder:
+        work = Path(folder)
+        if args.model == "wsod":
+            synth = ["synth", "--root", str(work / "data"), "--n_studies", "6"]
+            subprocess.run([sys.executable, "-m", "wsod_mammo", *synth], check=True, capture_output=True, cwd=REPO)
+        lost = {"with the fix": 0, "without": 0}
+        statuses: dict[str, list[int | None]] = {side: [] for side in lost}
+        for trial in range(args.trials):
+            delay = draw.uniform(*args.delay)
+            for side, code in (("with the fix", WITH_FIX), ("without", WITHOUT_FIX)):
+                runs = work / f"runs_{trial}_{side.split()[-1]}"
+                if args.model == "toy":
+                    code, fit = TOY_FIT, [side.split()[-1], str(args.workers), str(args.persistent_workers).lower()]
+                else:
+                    fit = fit_args(work / "data", runs, args.workers, args.persistent_workers, args.worker_start)
+                was_lost, status = one_trial(code, fit, work / "log.txt", delay, args.wait, args.wandb_mode)
+                lost[side] += was_lost
+                if was_lost and args.lost_logs is not None:
+                    args.lost_logs.mkdir(parents=True, exist_ok=True)
+                    kept = args.lost_logs / f"trial{trial + 1}_{side.split()[-1]}.txt"
+                    shutil.copy(work / "log.txt", kept)
+                    print(f"  a fit {side} was lost: its log, with its threads' stacks, is {kept}", flush=True)
+                statuses[side].append(status)
+            print(f"trial {trial + 1}/{args.trials} (SIGINT {delay:.1f} s into training): fits lost so far "
+                  + ", ".join(f"{side} {n}" for side, n in lost.items()), flush=True)  # fmt: skip
+    for side, n in lost.items():
+        exits = sorted({s for s in statuses[side] if s is not None})
+        print(f"{side}: {n} of {args.trials} fits still ran {args.wait:.0f} s after Ctrl-C; exit statuses {exits}")
+
+
+if __name__ == "__main__":
+    main()
