@@ -128,20 +128,26 @@ def _run_lightning(module: ModuleType, name: str, args: list[str] | None) -> Non
     """``fit|validate|test|predict`` through the LightningCLI; the errors users meet, in one line."""
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+    from wsod_mammo.ctrl_c import ctrl_c_received
     from wsod_mammo.data.errors import DataError
     from wsod_mammo.training.divergence import TrainingDivergedError
     from wsod_mammo.training.predict import NoReadableInputError
     from wsod_mammo.training.wandb_logger import WandbStartError
 
     try:
-        module.run_lightning_cli(args)  # None: LightningCLI reads sys.argv
+        try:
+            module.run_lightning_cli(args)  # None: LightningCLI reads sys.argv
+        except Exception:  # after a Ctrl-C, the DataLoader workers or DDP peers it stopped first ended the run
+            if ctrl_c_received():
+                raise KeyboardInterrupt from None
+            raise
     except SIGTERMException:  # Lightning's is a SystemExit without a code: status 0, as if the run had finished
         logging.getLogger(PACKAGE_LOGGER).error(
             "wsod %s: stopped by SIGTERM before it finished%s", name, _how_to_go_on(name, module)
         )
         raise SystemExit(128 + signal.SIGTERM) from None
-    except SystemExit as err:  # Lightning ends a Ctrl-C'd run with exit(1) inside its KeyboardInterrupt handler
-        if not isinstance(err.__context__, KeyboardInterrupt):
+    except (SystemExit, KeyboardInterrupt) as err:  # Lightning ends a Ctrl-C'd run with exit(1) in its handler
+        if isinstance(err, SystemExit) and not isinstance(err.__context__, KeyboardInterrupt):
             raise
         logging.getLogger(PACKAGE_LOGGER).error(
             "wsod %s: interrupted (Ctrl-C) before it finished%s", name, _how_to_go_on(name, module)

@@ -22,6 +22,12 @@ from lightning.pytorch import Callback
 _received = False
 
 
+def ctrl_c_received() -> bool:
+    """Whether the run ``watch_ctrl_c`` watches (or watched last) got a Ctrl-C, raised or lost: whatever ends it after
+    that (a DataLoader worker or a DDP peer the same Ctrl-C stopped first) is the Ctrl-C's doing."""
+    return _received
+
+
 def _record_and_raise(signum: int, frame: object) -> None:
     global _received
     _received = True
@@ -35,11 +41,11 @@ def watch_ctrl_c() -> Iterator[None]:
     non-interactive shell started with ``&``) stays ignored. The handler found is put back after, also where
     Lightning's shutdown set SIGINT to be ignored (a notebook's next cell can be interrupted again)."""
     global _received
+    _received = False  # an earlier run's (a notebook's, a test's) is not this one's
     found = signal.getsignal(signal.SIGINT)
     if threading.current_thread() is not threading.main_thread() or found is not signal.default_int_handler:
         yield
         return
-    _received = False
     signal.signal(signal.SIGINT, _record_and_raise)
     try:
         yield

@@ -122,7 +122,8 @@ def main() -> None:
     parser.add_argument("--wandb_mode", choices=("disabled", "offline"), default="disabled",
                         help="WANDB_MODE of the fits (offline: W&B runs its service beside each fit)")  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--lost_logs", type=Path, default=None, help="keep the log of each lost fit in this folder")
+    parser.add_argument("--lost_logs", type=Path, default=None,
+                        help="keep the log of each fit lost or ended with another status in this folder")  # fmt: skip
     args = parser.parse_args()
     # a script's `cmd &` starts this process ignoring SIGINT, and the fits would inherit that (wsod leaves it so)
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -144,11 +145,13 @@ def main() -> None:
                     fit = fit_args(work / "data", runs, args.workers, args.persistent_workers, args.worker_start)
                 was_lost, status = one_trial(code, fit, work / "log.txt", delay, args.wait, args.wandb_mode)
                 lost[side] += was_lost
-                if was_lost and args.lost_logs is not None:
+                odd = status not in (None, 1 if args.model == "toy" else 130)  # Lightning's exit 1, wsod's 130
+                if (was_lost or odd) and args.lost_logs is not None:
                     args.lost_logs.mkdir(parents=True, exist_ok=True)
-                    kept = args.lost_logs / f"trial{trial + 1}_{side.split()[-1]}.txt"
+                    kept = args.lost_logs / f"trial{trial + 1}_{side.split()[-1]}_exit{status}.txt"
                     shutil.copy(work / "log.txt", kept)
-                    print(f"  a fit {side} was lost: its log, with its threads' stacks, is {kept}", flush=True)
+                    what = "was lost: its log, with its threads' stacks," if was_lost else f"exited {status}: its log"
+                    print(f"  a fit {side} {what} is {kept}", flush=True)
                 statuses[side].append(status)
             print(f"trial {trial + 1}/{args.trials} (SIGINT {delay:.1f} s into training): fits lost so far "
                   + ", ".join(f"{side} {n}" for side, n in lost.items()), flush=True)  # fmt: skip
