@@ -1641,14 +1641,15 @@ def test_a_sigterm_to_every_process_of_a_fit_with_workers_still_stops_it_in_one_
     assert output.rstrip().endswith("wsod fit: stopped by SIGTERM before it finished") and "Traceback" not in output
 
 
-@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGUSR1"])
+@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGUSR1", "SIGINT"])
 def test_a_sigterm_to_every_process_of_a_ddp_fit_stops_both_ranks_in_one_line(
     tmp_path: Path, data_root: Path, signal_name: str
 ) -> None:
     """Under DDP Lightning 2.6's SIGTERM handler broadcast from inside the signal handler; rank 1, signalled by the
     scheduler and again by rank 0, broadcast twice, and both ranks hung for good in the backward's all-reduce (a
     scheduler's SIGKILL ended them). Now both stop at the next batch: 143, the line, last.ckpt whole. SLURM's
-    time-limit warning (SIGUSR1) to every process: the same (it killed every process without a word)."""
+    time-limit warning (SIGUSR1) to every process: the same (it killed every process without a word). A Ctrl-C (the
+    terminal's SIGINT to every process): 130 and its line, whichever rank's end comes first."""
     import signal
 
     settings = tiny_config(tmp_path, data_root, num_workers=2)
@@ -1667,12 +1668,14 @@ def test_a_sigterm_to_every_process_of_a_ddp_fit_stops_both_ranks_in_one_line(
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(run.pid, signal.SIGKILL)  # a hung run: every rank
-    assert run.returncode == 128 + signal.SIGTERM, output[-3000:]
+    code, how = (
+        (signal.SIGINT, "interrupted (Ctrl-C)") if signal_name == "SIGINT" else (signal.SIGTERM, "stopped by SIGTERM")
+    )
+    assert run.returncode == 128 + code, output[-3000:]
     (last,) = list((tmp_path / "runs").glob("**/last.ckpt"))
     assert torch.load(last, map_location="cpu", weights_only=True)["epoch"] == 0
-    assert f"wsod fit: stopped by SIGTERM before it finished (it resumes from its last.ckpt: --ckpt_path {last})" in (
-        output
-    )
+    assert f"wsod fit: {how} before it finished (it resumes from its last.ckpt: --ckpt_path {last})" in output
+    assert "Traceback" not in output, output[-3000:]
 
 
 def test_last_and_best_pass_over_a_run_a_live_fit_is_writing_and_resuming_it_is_refused(
