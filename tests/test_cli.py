@@ -1883,14 +1883,21 @@ def test_plain_commands_do_not_build_a_trainer(tmp_path: Path) -> None:
 def test_ddp_test_on_an_uneven_count_with_repeats_equals_one_process(tmp_path: Path, trained: Path) -> None:
     """``selection: paper`` gives 9 test samples of 8 distinct images; 2 processes pad them to 10. Keyed by image_id,
     every Table I and Table II figure (and its interval) and the test loss equal one process's, and both counts are
-    reported."""
-    reports, losses, logged_figures = {}, {}, {}
+    reported. The overlays too are the same pictures: the first process alone drew them from every other image (5
+    samples for 8 asked)."""
+    settings = yaml.safe_load((trained / "config.yaml").read_text())
+    for callback in settings["trainer"]["callbacks"]:
+        if callback["class_path"].endswith("SaliencyOverlays"):
+            callback["init_args"]["num_images"] = 8
+    config = write_config(tmp_path / "eight_overlays.yaml", settings)
+    reports, losses, logged_figures, overlays = {}, {}, {}, {}
     for devices in (1, 2):
         out = tmp_path / f"test{devices}"
         logger = ["--trainer.logger", "lightning.pytorch.loggers.CSVLogger", "--trainer.logger.save_dir", str(out)]
         strategy = ["--trainer.strategy", "ddp"] if devices > 1 else []
-        args = ["test", "--config", str(trained / "config.yaml"), "--ckpt_path", str(checkpoint(trained, "best"))]
+        args = ["test", "--config", str(config), "--ckpt_path", str(checkpoint(trained, "best"))]
         _wsod(*args, "--data.selection", "paper", "--trainer.devices", str(devices), *strategy, *logger, cwd=tmp_path)
+        overlays[devices] = {p.name: cv2.imread(str(p)) for p in out.glob("**/overlays/*")}
         (path,) = list(out.glob("**/detection.json"))
         reports[devices] = json.loads(path.read_text())
         (logged,) = list(out.glob("**/metrics.csv"))
@@ -1898,6 +1905,9 @@ def test_ddp_test_on_an_uneven_count_with_repeats_equals_one_process(tmp_path: P
         losses[devices] = [float(row["test/loss"]) for row in rows if row.get("test/loss")]
         logged_figures[devices] = {k: float(v) for row in rows for k, v in row.items() if k.startswith("test/") and v}
     assert len(losses[1]) == 1 and losses[2] == pytest.approx(losses[1], abs=1e-6)  # was the mean of 9 vs of 10
+    assert len(overlays[1]) >= 6 and sorted(overlays[2]) == sorted(overlays[1])  # every quota's images, named alike
+    for name, picture in overlays[1].items():
+        assert np.abs(overlays[2][name].astype(int) - picture).max() <= 2, name  # the same picture, drawn elsewhere
     # every figure Lightning logs (the terminal's table, W&B) counts each distinct image once too
     assert logged_figures[1].keys() == logged_figures[2].keys() and "test/fusion/auroc" in logged_figures[1]
     for key, value in logged_figures[1].items():

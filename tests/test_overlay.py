@@ -29,6 +29,45 @@ def test_overlays_take_half_normal_images() -> None:
     assert callback._pick(torch.tensor([0.0, 1.0])) == []  # both quotas full
 
 
+def test_overlays_are_chosen_from_the_whole_test_set_each_image_once() -> None:
+    """The quotas fill in the test set's order, a repeated image (``selection: paper``) counting once; a dataset that
+    lists no records leaves the choice to the batches (None)."""
+    from types import SimpleNamespace
+
+    def record(image_id: str, mass: bool) -> SimpleNamespace:
+        return SimpleNamespace(image_id=image_id, label=lambda classes: np.asarray([float(mass)], np.float32))
+
+    records = [record("n1", False), record("m1", True), record("m1", True), record("n2", False), record("m2", True),
+               record("n3", False)]  # fmt: skip
+    dataset = SimpleNamespace(records=records, classes=["Mass"])
+    trainer = SimpleNamespace(test_dataloaders=[SimpleNamespace(dataset=dataset)])
+    assert SaliencyOverlays(num_images=3)._test_set_choice(trainer) == {"n1": 0, "m1": 1, "m2": 2}
+    assert SaliencyOverlays(num_images=4)._test_set_choice(trainer) == {"n1": 0, "m1": 1, "n2": 2, "m2": 3}
+    unlisted = SimpleNamespace(test_dataloaders=SimpleNamespace(dataset=list(range(4))))
+    assert SaliencyOverlays(num_images=3)._test_set_choice(unlisted) is None
+
+
+def test_wandb_gets_every_process_overlays_in_their_order(tmp_path, monkeypatch) -> None:
+    """Under DDP each process draws its own share: the first process logs all that were written, after a barrier,
+    in the overlays' order (one failed to write is left out)."""
+    from types import SimpleNamespace
+
+    from lightning.pytorch.loggers import WandbLogger
+
+    logged, barriers = [], []
+    monkeypatch.setattr(WandbLogger, "log_image", lambda self, key, images, **kw: logged.append((key, images)))
+    callback = SaliencyOverlays(num_images=3)
+    callback._directory, callback._written = tmp_path, []  # this process drew none of them
+    callback._numbers = {"b": 0, "a": 1, "c": 2}
+    for name in ("001_a.png", "000_b.png"):  # drawn by the others; c could not be written
+        (tmp_path / name).write_bytes(b"png")
+    strategy = SimpleNamespace(barrier=lambda name=None: barriers.append(name))
+    trainer = SimpleNamespace(loggers=[WandbLogger(offline=True)], strategy=strategy, is_global_zero=True)
+    callback.on_test_end(trainer, None)
+    assert len(barriers) == 1
+    assert logged == [("test/overlays", [str(tmp_path / "000_b.png"), str(tmp_path / "001_a.png")])]
+
+
 def test_overlays_of_an_unvalidated_method_cut_where_the_test_report_did() -> None:
     """A method validation chose no threshold for is binarized at DetectionMetrics' ``default_threshold`` in the
     test report; the overlays must draw the boxes it counted, not boxes at another cut."""

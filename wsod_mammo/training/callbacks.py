@@ -270,9 +270,10 @@ def unvalidated_threshold(trainer: Trainer) -> float:
 class SaliencyOverlays(Callback):
     """Saves, for ``num_images`` test images (half with the class, half normal), the image with ground truth and each
     method's heatmap and predicted boxes (at the validated thresholds) side by side, to ``RUN_DIR/overlays`` and
-    W&B; drawn on the original image as its source file shows it (see ``overlay_frame``). The first such images the
-    first process tests: under DDP it sees every other image, so the set differs from one process's (the tables
-    do not)."""
+    W&B; drawn on the original image as its source file shows it (see ``overlay_frame``). The images are the first
+    such ones of the whole test set, in its order, whatever the number of processes: under DDP each process draws
+    those it tests (when the test dataset lists its images' labels up front, as ``VinDrDataset`` does; otherwise
+    the first process draws the first it tests)."""
 
     def __init__(
         self,
@@ -301,9 +302,45 @@ class SaliencyOverlays(Callback):
     def on_test_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._written, self._drawn, self._failed = [], {True: 0, False: 0}, 0
         self._directory = run_directory(trainer) / "overlays"
+        self._numbers = self._test_set_choice(trainer)
+        self._done: set[str] = set()
+
+    def _test_set_choice(self, trainer: Trainer) -> dict[str, int] | None:
+        """``image_id -> overlay number`` of the images to draw, chosen from the whole test set by ``_pick``'s rule
+        (each image once: ``selection: paper`` lists some twice), so 1 or 8 processes draw the same pictures (one
+        process alone saw every other image under DDP: another set, and fewer than asked on a small one). None when
+        the test dataset does not list ``records`` and ``classes``."""
+        loaders = trainer.test_dataloaders
+        loader = loaders[0] if isinstance(loaders, (list, tuple)) and loaders else loaders
+        dataset = getattr(loader, "dataset", None)
+        records, classes = getattr(dataset, "records", None), getattr(dataset, "classes", None)
+        if records is None or classes is None:
+            return None
+        quota = {True: (self.num_images + 1) // 2, False: self.num_images // 2}
+        numbers: dict[str, int] = {}
+        for record in records:
+            if record.image_id in numbers:
+                continue
+            positive = bool(record.label(classes)[self.class_index] > 0.5)
+            if quota[positive] > 0:
+                quota[positive] -= 1
+                numbers[record.image_id] = len(numbers)
+        return numbers
+
+    def _picked(self, trainer: Trainer, batch: dict[str, Any]) -> list[int]:
+        """Batch indices to draw here: the chosen images this process has not drawn yet (an image the DDP sampler
+        gives two processes, as padding or a repeat, may be drawn by both: the same file, written whole by each)."""
+        if self._numbers is None:
+            return self._pick(batch["label"][:, self.class_index]) if trainer.is_global_zero else []
+        picked = []
+        for i, image_id in enumerate(batch["image_id"]):
+            if image_id in self._numbers and image_id not in self._done:
+                self._done.add(image_id)
+                picked.append(i)
+        return picked
 
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        if not trainer.is_global_zero or not (picked := self._pick(batch["label"][:, self.class_index])):
+        if not (picked := self._picked(trainer, batch)):
             return
         methods = self._methods(pl_module)
         index = torch.as_tensor(picked, device=batch["image"].device)
@@ -337,7 +374,8 @@ class SaliencyOverlays(Callback):
             title = f"{short_id(image_ids[i])}\n({kind}) p(mass) = {float(probabilities[i]):.2f}"
             frame = overlay_frame(batch["meta"][picked[i]], images[i, 0], gt_boxes[i], panels, boxes)
             picture = render_overlay(frame.image, frame.gt_boxes, frame.maps, frame.boxes, frame.title(title))
-            path = self._directory / f"{len(self._written) + self._failed:03d}_{image_ids[i]}.png"
+            number = len(self._written) + self._failed if self._numbers is None else self._numbers[image_ids[i]]
+            path = self._directory / f"{number:03d}_{image_ids[i]}.png"
             try:
                 write_png(path, picture)
             except OSError as error:  # a picture, not a figure: the tables are still written (a full disk stopped
@@ -358,6 +396,14 @@ class SaliencyOverlays(Callback):
         return picked
 
     def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        for logger in trainer.loggers:
-            if isinstance(logger, WandbLogger) and self._written:
-                logger.log_image("test/overlays", [str(p) for p in self._written])
+        loggers = [logger for logger in trainer.loggers if isinstance(logger, WandbLogger)]
+        if not loggers:
+            return
+        written = self._written
+        if self._numbers is not None:  # every process's pictures, once all are written
+            trainer.strategy.barrier("overlays written")
+            drawn = (self._directory / f"{n:03d}_{image_id}.png" for image_id, n in self._numbers.items())
+            written = [path for path in drawn if path.is_file()]
+        for logger in loggers:
+            if written and trainer.is_global_zero:
+                logger.log_image("test/overlays", [str(p) for p in written])
