@@ -598,13 +598,14 @@ def test_bf16_mixed_fit_on_cpu_with_a_gradient_patch_method(tmp_path: Path, data
 
 
 def test_compiled_networks_test_with_layercam(tmp_path: Path, trained: Path) -> None:
-    """`wsod test` with `model.model.compile_networks` (on in gpu.yaml), the space-to-depth stem and the compiled
+    """`wsod test` with `model.model.compile_networks` (on in gpu.yaml), the space-to-depth stems and the compiled
     training forward (which evaluation does not use): LayerCAM, one of the five test-time methods, used to fail (a
     compiled network gives its intermediate layers no gradient). Training with train_saliency layercam went the same
     way: `test_gmic.py` checks it against eager mode."""
     config = str(trained / "config.yaml")
     main(["test", "--config", config, "--model.init_args.model.init_args.compile_networks", "true",
           "--model.init_args.model.init_args.global_stem", "space_to_depth",
+          "--model.init_args.model.init_args.local_stem", "space_to_depth",
           "--model.init_args.model.init_args.compile_training_forward", "true",
           "--trainer.logger.init_args.save_dir", str(tmp_path), "--ckpt_path", str(checkpoint(trained))])  # fmt: skip
     (report,) = [json.loads(p.read_text()) for p in tmp_path.glob("**/detection.json")]
@@ -612,6 +613,7 @@ def test_compiled_networks_test_with_layercam(tmp_path: Path, trained: Path) -> 
     # the command's runtime options stand although Lightning puts the checkpoint's hyperparameters over the model
     assert resolved["model"]["init_args"]["model"]["init_args"]["compile_networks"] is True
     assert resolved["model"]["init_args"]["model"]["init_args"]["global_stem"] == "space_to_depth"
+    assert resolved["model"]["init_args"]["model"]["init_args"]["local_stem"] == "space_to_depth"
     assert resolved["model"]["init_args"]["model"]["init_args"]["compile_training_forward"] is True
     assert report["weights"] == "checkpoint"
     assert set(report["mass"]) == {"cam", "gradcam", "gradcampp", "xgradcam", "layercam"}
@@ -2082,7 +2084,8 @@ def test_the_networks_options_set_as_the_fit_help_says_parse(
         main(["fit", "--model.model.help", "GMIC"])
     listed = sorted(set(re.findall(r"^  --model\.(\w+) ", capsys.readouterr().out, flags=re.M)))
     assert {"percent_t", "crop_shape", "compile_networks"} <= set(listed)
-    values = {"crop_shape": "[64, 64]", "gradient_target": "logit", "global_stem": "conv", "post_processing_dim": "256"}
+    values = {"crop_shape": "[64, 64]", "gradient_target": "logit", "global_stem": "conv", "local_stem": "conv",
+              "post_processing_dim": "256"}  # fmt: skip
     args = [
         part for name in listed for part in (f"{said}{name}", values.get(name, "false" if "compile" in name else "1"))
     ]

@@ -1,10 +1,10 @@
 """What only a CUDA GPU can show (skipped without one; ``tests/benchmarks/gpu_check.sh`` runs these first on a lent
-GPU; the first 7 passed on an H200, 2026-12-04): batches copied ahead on the pin-memory thread's stream
-(``copy_ahead``), evaluation with gradient saliency under CUDA graphs (``compile_networks: reduce-overhead``),
-training with the whole forward as one CUDA graph (``compile_training_forward``, with CAM patches, and with
-GradCAM++'s, whose gradient on h_g is closed form), the space-to-depth stem in bf16 on cuDNN, and last a whole fit
-and test with configs/trainer/gpu.yaml, which compiles GMIC. Cheapest first: gpu_check.sh's time budget may stop the
-last ones."""
+GPU; 7 of these passed on an H200, 2026-12-04, the gray local stem's and the gpu.yaml fit's are newer): batches copied
+ahead on the pin-memory thread's stream (``copy_ahead``), evaluation with gradient saliency under CUDA graphs
+(``compile_networks: reduce-overhead``), training with the whole forward as one CUDA graph
+(``compile_training_forward``, with CAM patches, and with GradCAM++'s, whose gradient on h_g is closed form), the
+space-to-depth stem and the gray local stem in bf16 on cuDNN, and last a whole fit and test with
+configs/trainer/gpu.yaml, which compiles GMIC. Cheapest first: gpu_check.sh's time budget may stop the last ones."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from cli_configs import checkpoint, tiny_config, write_config
 from wsod_mammo.cli import main
 from wsod_mammo.data.pixel_reads import PixelBatch, pixel_ref
 from wsod_mammo.models import GMIC
-from wsod_mammo.models.resnet import ACTIVATION_NAMES, ResNet22
+from wsod_mammo.models.resnet import ACTIVATION_NAMES, ResNet22, local_resnet18
 from wsod_mammo.saliency.base import available_saliency_methods
 from wsod_mammo.training.module import GMICLitModule
 
@@ -44,6 +44,29 @@ def test_space_to_depth_stem_on_cudnn_in_bf16_channels_last() -> None:
     for name in ACTIVATION_NAMES:
         scale = expected[name].float().abs().max().item()
         torch.testing.assert_close(found[name].float(), expected[name].float(), rtol=0.05, atol=0.02 * scale, msg=name)
+
+
+def test_gray_local_stem_on_cudnn_in_bf16_channels_last() -> None:
+    """GMIC's ``local_stem: space_to_depth``: the local network's features of the gray patches as of the patches
+    repeated as 3 channels, and the first kernel's gradient (float32: summed over 200k positions in another order)."""
+    torch.manual_seed(0)
+    plain = local_resnet18().cuda().to(memory_format=torch.channels_last).eval()
+    gray = local_resnet18(stem="space_to_depth").cuda().to(memory_format=torch.channels_last).eval()
+    gray.load_state_dict(plain.state_dict())
+    patches = torch.randn(12, 1, 256, 256, device="cuda").contiguous(memory_format=torch.channels_last)
+    with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
+        expected, found = plain(patches.expand(-1, 3, -1, -1)), gray(patches)
+    scale = expected.float().abs().max().item()
+    torch.testing.assert_close(found.float(), expected.float(), rtol=0.05, atol=0.02 * scale)
+    tf32, torch.backends.cudnn.allow_tf32 = torch.backends.cudnn.allow_tf32, False
+    grads = []
+    try:
+        for network, x in ((plain, patches.expand(-1, 3, -1, -1)), (gray, patches)):
+            network(x).square().mean().backward()
+            grads.append(network.conv1.weight.grad)
+    finally:
+        torch.backends.cudnn.allow_tf32 = tf32
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-2, atol=5e-3 * grads[0].abs().max().item())
 
 
 def test_cuda_graph_evaluation_gives_eager_maps_for_every_method() -> None:

@@ -142,6 +142,29 @@ def test_space_to_depth_stem_trains_like_the_plain_stem_under_bf16_channels_last
     torch.testing.assert_close(stem_grads[1], stem_grads[0], rtol=0.05, atol=0.05 * stem_grads[0].abs().max().item())
 
 
+def test_gray_local_stem_trains_like_the_repeated_patch_channels_last() -> None:
+    """local_stem: space_to_depth: the same weights give the same outputs and the same gradient of the local
+    network's first kernel as the patch repeated as 3 channels (float32; in bf16 the outputs, as the first layer's
+    bf16 gradients of a tiny untrained model differ from float32's by more than the two layouts do)."""
+    plain, gray = tiny_gmic(2).train(), tiny_gmic(2, local_stem="space_to_depth").train()
+    gray.load_state_dict(plain.state_dict())
+    x = images(2).contiguous(memory_format=torch.channels_last)
+    outputs = []
+    for model in (plain, gray):
+        model.to(memory_format=torch.channels_last)
+        out = model(x)
+        out.y_fusion.sum().backward()
+        outputs.append(out)
+    assert torch.equal(outputs[1].patch_boxes, outputs[0].patch_boxes)  # the global network is the same
+    torch.testing.assert_close(outputs[1].y_local, outputs[0].y_local)
+    grads = [m.local_network.conv1.weight.grad for m in (plain, gray)]
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-4, atol=1e-5 * grads[0].abs().max().item())
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        found, expected = gray(x), plain(x)
+    torch.testing.assert_close(found.y_local, expected.y_local, rtol=0.02, atol=0.02)
+    torch.testing.assert_close(found.y_fusion, expected.y_fusion, rtol=0.02, atol=0.02)
+
+
 def test_training_step_reaches_every_parameter() -> None:
     model = tiny_gmic(2).train()
     out = model(images(2))
@@ -211,18 +234,19 @@ def test_compile_training_forward_needs_compile_networks() -> None:
         GMIC(compile_training_forward=True)
 
 
-@pytest.mark.parametrize("patch", ["cam", "gradcampp"])
-def test_the_compiled_training_forward_trains_as_eager_mode(monkeypatch, patch: str) -> None:
+@pytest.mark.parametrize(("patch", "stems"), [("cam", "conv"), ("gradcampp", "conv"), ("cam", "space_to_depth")])
+def test_the_compiled_training_forward_trains_as_eager_mode(monkeypatch, patch: str, stems: str) -> None:
     """compile_training_forward: one graph (fullgraph, so a graph break fails here) for the whole forward with CAM
     patches or a GradCAM-family method's (its gradient in closed form) gives eager's outputs and every parameter's
-    gradient, step after step. Traced by dynamo and AOTAutograd as for inductor, without inductor's code generation
-    (over 2 minutes on 2 cores; tests/test_cuda.py runs it whole, with CUDA graphs)."""
+    gradient, step after step, with either layout of both stems (configs/trainer/gpu.yaml's space-to-depth). Traced
+    by dynamo and AOTAutograd as for inductor, without inductor's code generation (over 2 minutes on 2 cores;
+    tests/test_cuda.py runs it whole, with CUDA graphs)."""
     compile_ = torch.compile
     monkeypatch.setattr(torch, "compile", lambda fn, mode=None, **kwargs: compile_(fn, backend="aot_eager", **kwargs))
     torch.manual_seed(0)
-    eager = GMIC(num_classes=1, num_patches=2, crop_shape=(64, 64)).train()
-    compiled = GMIC(num_classes=1, num_patches=2, crop_shape=(64, 64), compile_networks=True,
-                    compile_training_forward=True).train()  # fmt: skip
+    options = {"num_classes": 1, "num_patches": 2, "crop_shape": (64, 64), "global_stem": stems, "local_stem": stems}
+    eager = GMIC(**options).train()
+    compiled = GMIC(**options, compile_networks=True, compile_training_forward=True).train()
     compiled.load_state_dict(eager.state_dict())
     for seed in (0, 1):
         x = torch.randn(2, 1, 128, 128, generator=torch.Generator().manual_seed(seed))

@@ -6,6 +6,7 @@ import torch.nn.functional as F
 
 from wsod_mammo.models.resnet import (
     ACTIVATION_NAMES,
+    GrayStemConv,
     ResNet22,
     global_map_size,
     local_resnet18,
@@ -119,6 +120,32 @@ def test_space_to_depth_stem_gives_the_network_the_same_activations_and_keys() -
         expected, found = conv(x), blocks(x)
     for name in ACTIVATION_NAMES:
         torch.testing.assert_close(found[name], expected[name], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_the_gray_local_stem_is_the_convolution_of_the_patch_repeated_as_three_channels(channels_last: bool) -> None:
+    """Output, the patch's gradient and each channel's kernel gradient equal the 3-channel network's (float64), with
+    the same keys and parameters; a 3-channel input still runs as the plain convolution."""
+    torch.manual_seed(0)
+    plain, gray = local_resnet18().double(), local_resnet18(stem="space_to_depth").double()
+    assert isinstance(gray.conv1, GrayStemConv) and not isinstance(plain.conv1, GrayStemConv)
+    gray.load_state_dict(plain.state_dict())
+    assert list(gray.state_dict()) == list(plain.state_dict())
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    for network in (plain, gray):
+        network.train().to(memory_format=memory_format)
+    x = torch.randn(3, 1, 70, 52, dtype=torch.float64, requires_grad=True)
+    expected, found = plain(x.expand(-1, 3, -1, -1)), gray(x)
+    torch.testing.assert_close(found, expected)
+    upstream = torch.randn_like(expected)
+    grads_expected = torch.autograd.grad(expected, (x, plain.conv1.weight), upstream)
+    grads_found = torch.autograd.grad(found, (x, gray.conv1.weight), upstream)
+    for g_found, g_expected in zip(grads_found, grads_expected, strict=True):
+        torch.testing.assert_close(g_found, g_expected)
+    rgb = torch.randn(2, 3, 64, 64, dtype=torch.float64)
+    torch.testing.assert_close(gray.eval()(rgb), plain.eval()(rgb))
+    with pytest.raises(ValueError, match="GrayStemConv: expected 1 or 3 input channels, found 2"):
+        gray(rgb[:, :2])
 
 
 def test_unknown_stem_layout_is_rejected_by_name() -> None:

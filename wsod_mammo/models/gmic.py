@@ -73,7 +73,7 @@ COMPILE_MODES: tuple[str, ...] = get_args(CompileMode)
 COMPILE_OPTIONS = ("compile_training_forward", "compile_networks")
 #: The options that say how GMIC computes, not what its weights are (the stem's layout too): a checkpoint's recorded
 #: value gives way to the command's.
-RUNTIME_OPTIONS = (*COMPILE_OPTIONS, "global_stem")
+RUNTIME_OPTIONS = (*COMPILE_OPTIONS, "global_stem", "local_stem")
 
 
 class GMIC(nn.Module):
@@ -94,6 +94,10 @@ class GMIC(nn.Module):
         global_stem: how the global network computes its 7x7/2 first convolution of the 1-channel image: `conv`,
             or `space_to_depth` (a 4x4 convolution of 2x2 pixel blocks; same weights and checkpoints, same result up
             to rounding; `models.resnet.space_to_depth_conv7x7s2`).
+        local_stem: how the local network reads a patch: `conv`, the gray patch repeated as 3 channels into its
+            first convolution (NYU's way), or `space_to_depth`, the patch itself into that convolution with the 3
+            channels' kernels summed, by 2x2 pixel blocks (same weights and checkpoints, same result up to rounding;
+            `models.resnet.GrayStemConv`).
         compile_training_forward: also compile the whole training forward (both networks, the patch map, patch
             selection, crops, attention, fusion) as ONE graph, in `compile_networks`' mode (which it needs): under
             `reduce-overhead` a training step is then one CUDA graph forward and one backward, without the eager
@@ -114,6 +118,7 @@ class GMIC(nn.Module):
         gradient_target: Literal["logit", "probability"] = "logit",
         global_stem: StemLayout = "conv",
         compile_training_forward: bool = False,
+        local_stem: StemLayout = "conv",
     ) -> None:
         super().__init__()
         if num_classes < 1 or num_patches < 1 or not 0 < percent_t <= 1:
@@ -136,7 +141,8 @@ class GMIC(nn.Module):
         self.crop_shape = (int(crop_shape[0]), int(crop_shape[1]))
         self.global_network = ResNet22(in_channels=1, width=post_processing_dim // 16, stem=global_stem)
         self.saliency_head = nn.Conv2d(post_processing_dim, num_classes, kernel_size=1, bias=False)
-        self.local_network = local_resnet18()
+        self.local_network = local_resnet18(stem=local_stem)
+        self.local_stem = local_stem
         self.attention_v = nn.Linear(LOCAL_DIM, ATTENTION_DIM, bias=False)
         self.attention_u = nn.Linear(LOCAL_DIM, ATTENTION_DIM, bias=False)
         self.attention_w = nn.Linear(ATTENTION_DIM, 1, bias=False)
@@ -236,7 +242,10 @@ class GMIC(nn.Module):
         corners = roi.corners_to_pixels(corners, map_size, image_size, self.crop_shape)
         crops = roi.crop_patches(x, corners, self.crop_shape)  # (N, K, 1, ch, cw)
         n, k = crops.shape[:2]
-        features = self.local_network(crops.flatten(0, 1).expand(-1, 3, -1, -1))  # (N*K, 512)
+        patches = crops.flatten(0, 1)  # (N*K, 1, ch, cw)
+        if self.local_stem == "conv":  # the gray patch as 3 channels (GrayStemConv takes it as it is)
+            patches = patches.expand(-1, 3, -1, -1)
+        features = self.local_network(patches)  # (N*K, 512)
         features = features.view(n, k, -1)
         scores = self.attention_w(torch.tanh(self.attention_v(features)) * torch.sigmoid(self.attention_u(features)))
         attention = torch.softmax(scores.squeeze(-1).float(), dim=1)  # (N, K)

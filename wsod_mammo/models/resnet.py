@@ -68,18 +68,21 @@ def space_to_depth_weight(weight: Tensor) -> Tensor:
     return padded.permute(0, 1, 3, 5, 2, 4).reshape(out_channels, in_channels * 4, 4, 4)
 
 
-def space_to_depth_conv7x7s2(x: Tensor, weight: Tensor) -> Tensor:
+def space_to_depth_conv7x7s2(x: Tensor, weight: Tensor, channels_last: bool | None = None) -> Tensor:
     """`F.conv2d(x, weight, stride=2, padding=3)` for a 7x7 `weight`, computed on 2x2 pixel blocks.
 
     The stem's convolution reads a 1-channel full-resolution image: with one input channel GPU libraries fall
     back to generic kernels (an H200 profile: 1.7 ms for one forward at batch 6, issue 13), while 4 channels at a
     quarter of the positions and 16 taps instead of 49 suit implicit GEMM. Equal up to float rounding, gradients
-    included; the weight keeps its (O, C, 7, 7) shape, so checkpoints are unchanged.
+    included; the weight keeps its (O, C, 7, 7) shape, so checkpoints are unchanged. ``channels_last``: compute in
+    that memory format (None: the weight's, the model's).
     """
     height, width = x.shape[-2:]
     blocks = F.pixel_unshuffle(F.pad(x, (3, 3 + width % 2, 3, 3 + height % 2)), 2)
     kernel = space_to_depth_weight(weight)
-    if weight.stride(1) == 1 and weight.shape[-1] > 1:  # a channels-last weight (the model's memory format)
+    if channels_last is None:
+        channels_last = weight.stride(1) == 1 and weight.shape[-1] > 1  # a channels-last weight
+    if channels_last:
         blocks = blocks.contiguous(memory_format=torch.channels_last)
         kernel = kernel.contiguous(memory_format=torch.channels_last)
     return F.conv2d(blocks, kernel)
@@ -150,12 +153,42 @@ def _without_graph(layer: Callable[[Tensor], Tensor], h: Tensor) -> Tensor:
         return layer(h)
 
 
-def local_resnet18() -> nn.Module:
+class GrayStemConv(nn.Conv2d):
+    """The local ResNet-18's first convolution (3 -> 64 channels, 7x7/2, pad 3) that also takes the gray crop itself.
+
+    GMIC feeds the local network each 1-channel patch repeated as 3 channels (NYU's design: an ImageNet-shaped
+    network). The convolution of 3 equal channels is that of one channel by the sum of the 3 kernels, and a
+    1-channel input is computed so (by 2x2 pixel blocks, ``space_to_depth_conv7x7s2``), with a third of the input to
+    read: inputs of few channels send GPU libraries to generic kernels (cuDNN's generic NHWC engine was the
+    costliest kernel of an H200 step, issue 13; the 3-channel patches may be its). Same weight (key ``conv1.weight``), same gradient for each channel's
+    kernel as the repeated input gives, equal up to float rounding; a 3-channel input runs as a plain convolution.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.shape[1] == self.in_channels:
+            return super().forward(x)
+        if x.shape[1] != 1:
+            raise ValueError(f"GrayStemConv: expected 1 or {self.in_channels} input channels, found {x.shape[1]}")
+        channels_last = self.weight.stride(1) == 1  # the model's memory format (the 3-channel weight says it)
+        return space_to_depth_conv7x7s2(x, self.weight.sum(dim=1, keepdim=True), channels_last)
+
+
+def local_resnet18(stem: StemLayout = "conv") -> nn.Module:
     """timm ResNet-18 (3 channels, no classifier, global average pool): (M, 3, h, w) -> (M, 512).
 
-    Never downloads weights; its state-dict keys equal NYU's `dn_resnet.*`.
+    ``stem="space_to_depth"``: its first convolution also takes the gray patch, (M, 1, h, w), without repeating it
+    (``GrayStemConv``; the same parameters). Never downloads weights; its state-dict keys equal NYU's `dn_resnet.*`.
     """
-    return timm.create_model("resnet18", pretrained=False, num_classes=0)
+    if stem not in STEM_LAYOUTS:
+        raise ValueError(f"local ResNet-18: stem must be one of {STEM_LAYOUTS}, found {stem!r}")
+    network = timm.create_model("resnet18", pretrained=False, num_classes=0)
+    if stem == "space_to_depth":
+        conv = network.conv1
+        gray = GrayStemConv(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+                            bias=False, device=conv.weight.device, dtype=conv.weight.dtype)  # fmt: skip
+        gray.weight = conv.weight  # timm's initialization, kept
+        network.conv1 = gray
+    return network
 
 
 # Input pixel (index, both axes) on which the receptive field of saliency-map cell 0 is centred: the 7x7/2 conv
@@ -178,6 +211,7 @@ def global_map_size(height: int, width: int) -> tuple[int, int]:
 __all__ = [
     "ACTIVATION_NAMES",
     "GLOBAL_STRIDE",
+    "GrayStemConv",
     "STEM_LAYOUTS",
     "PreActBlock",
     "ResNet22",
