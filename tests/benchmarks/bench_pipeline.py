@@ -442,6 +442,7 @@ def _run_variants(args: argparse.Namespace, root: Path, cache: Path) -> dict[str
         f"{args.workers} workers, standardize_on={args.standardize_on}, augment_on={args.augment_on}, "
         f"pixel_reads={args.pixel_reads}, fused Adam={args.fused_adam}, "
         f"compile_device_transform={args.compile_device_transform}, global_stem={args.global_stem}, "
+        f"local_stem={args.local_stem}, "
         f"{args.steps} timed steps after {args.warmup}"
         + (", sync-debug 'error' in every step after the first" if args.sync_debug else "")
     )

@@ -74,7 +74,7 @@ def _table(name: str, fn, args: argparse.Namespace) -> str:
     sort = "self_cuda_time_total" if cuda else "self_cpu_time_total"
     head = f"== {name} step: batch {args.batch}, {args.height} x {args.width}, {args.device}, bf16={args.bf16}, "
     head += f"compile={args.compile}, compile_training_forward={args.compile_training_forward}, "
-    head += f"global_stem={args.global_stem} (top {args.top} by {sort})"
+    head += f"global_stem={args.global_stem}, local_stem={args.local_stem} (top {args.top} by {sort})"
     return head + "\n" + prof.key_averages().table(sort_by=sort, row_limit=args.top, max_name_column_width=60)
 
 

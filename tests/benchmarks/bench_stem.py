@@ -15,6 +15,10 @@ convolution with one input channel gives tensor cores nothing to work with; the 
   taps instead of 49), channels-last as the model runs it; `space_to_depth8`: the blocks zero-padded to 8 channels;
 - `compiled` / `compiled_space_to_depth`: the stem / the space-to-depth stem under `torch.compile`.
 Each variant's output must equal `as_is`'s (bf16 tolerance); the figure is the median ms per call.
+Then the local network's stem (its 3-channel 7x7/2 convolution, BN + ReLU, 3x3/2 max-pool) on the step's patches
+(batch x 6, 256 x 256, channels-last), the weight's gradient only (a patch needs none), as GMIC's `local_stem`
+computes it: `local_repeated`, the gray patch repeated as 3 channels (NYU's way, the default), vs `local_gray`, the
+patch itself with the 3 kernels summed, by 2x2 pixel blocks (`models.resnet.GrayStemConv`).
 
     python tests/benchmarks/bench_stem.py --device cuda --batch 6
     python tests/benchmarks/bench_stem.py --height 384 --width 256 --batch 2 --iters 3   # CPU dry run
@@ -31,7 +35,7 @@ import torch.nn.functional as F
 from timing import model_arguments, start, timed
 from torch import Tensor
 
-from wsod_mammo.models.resnet import space_to_depth_conv7x7s2, space_to_depth_weight
+from wsod_mammo.models.resnet import local_resnet18, space_to_depth_conv7x7s2, space_to_depth_weight
 
 
 def _stem(x: Tensor, weight: Tensor) -> Tensor:
@@ -61,28 +65,9 @@ def _space_to_depth8(x: Tensor, weight: Tensor) -> Tensor:
     return F.max_pool2d(out, kernel_size=3, stride=2)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    model_arguments(parser, iters=20)
-    parser.add_argument("--batch", type=int, default=6)
-    parser.add_argument("--json", help="also write the figures to this JSON file")
-    args = parser.parse_args()
-    start(args)
-    device = torch.device(args.device)
-    dtype = torch.bfloat16 if args.device == "cuda" else torch.float32
-    image = torch.randn(args.batch, 1, args.height, args.width, device=device, dtype=dtype)
-    weight = (0.1 * torch.randn(16, 1, 7, 7, device=device, dtype=dtype)).requires_grad_()
-    variants = {
-        "as_is": (lambda x, w: _stem(x.contiguous(memory_format=torch.channels_last), w), torch.channels_last),
-        "nchw": (_stem, torch.contiguous_format),
-        "pad4": (_padded(4), torch.channels_last),
-        "pad8": (_padded(8), torch.channels_last),
-        "space_to_depth": (_space_to_depth, torch.channels_last),
-        "space_to_depth8": (_space_to_depth8, torch.channels_last),
-        "compiled": (torch.compile(_stem), torch.channels_last),
-        "compiled_space_to_depth": (torch.compile(_space_to_depth), torch.channels_last),
-    }
-    results, reference = {}, None
+def compare(variants: dict, image: Tensor, weight: Tensor, baseline: str, results: dict, args) -> None:
+    """Time each variant's forward + backward into ``weight``; check its output and gradient against the first's."""
+    reference = None
     for name, (stem, memory_format) in variants.items():
         x = image.contiguous(memory_format=memory_format)
 
@@ -105,8 +90,43 @@ def main() -> None:
             grad.float(), reference[1], rtol=5e-2, atol=5e-2 * reference[1].abs().max().item()
         )
         ms = 1000 * timed(step, args.device, args.iters)
-        results[name] = {"ms": ms, "same_as_as_is": same}
-        print(f"{name:>23}: {ms:8.2f} ms forward + backward ({ms / results['as_is']['ms']:.2f}x as_is)  same: {same}")
+        results[name] = {"ms": ms, f"same_as_{baseline}": same}
+        ratio = f"{ms / results[baseline]['ms']:.2f}x {baseline}" if "ms" in results.get(baseline, {}) else "-"
+        print(f"{name:>23}: {ms:8.2f} ms forward + backward ({ratio})  same: {same}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    model_arguments(parser, iters=20)
+    parser.add_argument("--batch", type=int, default=6)
+    parser.add_argument("--json", help="also write the figures to this JSON file")
+    args = parser.parse_args()
+    start(args)
+    device = torch.device(args.device)
+    dtype = torch.bfloat16 if args.device == "cuda" else torch.float32
+    image = torch.randn(args.batch, 1, args.height, args.width, device=device, dtype=dtype)
+    weight = (0.1 * torch.randn(16, 1, 7, 7, device=device, dtype=dtype)).requires_grad_()
+    variants = {
+        "as_is": (lambda x, w: _stem(x.contiguous(memory_format=torch.channels_last), w), torch.channels_last),
+        "nchw": (_stem, torch.contiguous_format),
+        "pad4": (_padded(4), torch.channels_last),
+        "pad8": (_padded(8), torch.channels_last),
+        "space_to_depth": (_space_to_depth, torch.channels_last),
+        "space_to_depth8": (_space_to_depth8, torch.channels_last),
+        "compiled": (torch.compile(_stem), torch.channels_last),
+        "compiled_space_to_depth": (torch.compile(_space_to_depth), torch.channels_last),
+    }
+    results: dict[str, dict] = {}
+    compare(variants, image, weight, "as_is", results, args)
+    # the local network's stem in the model's own modules: conv1 (GrayStemConv: 1 or 3 channels), bn1, act1, maxpool
+    local = local_resnet18(stem="space_to_depth").to(device, dtype).to(memory_format=torch.channels_last).train()
+    layers = torch.nn.Sequential(local.bn1, local.act1, local.maxpool)
+    patches = torch.randn(args.batch * 6, 1, 256, 256, device=device, dtype=dtype)
+    local_variants = {
+        "local_repeated": (lambda x, w: layers(local.conv1(x.expand(-1, 3, -1, -1))), torch.channels_last),
+        "local_gray": (lambda x, w: layers(local.conv1(x)), torch.channels_last),
+    }
+    compare(local_variants, patches, local.conv1.weight, "local_repeated", results, args)
     if args.json:
         Path(args.json).write_text(json.dumps({"args": vars(args), "results": results}, indent=1))
 

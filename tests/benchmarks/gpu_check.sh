@@ -10,11 +10,13 @@
 # Measures, side by side in one run, in order of what issue 13 still needs (each step capped by the budget left), with
 # one model setting CHOICE (GPU_CHECK_CHOICE; default the fastest on the H200s of 2026-11-27 and 2026-12-04:
 # reduce-overhead CUDA graphs + GMIC's `compile_training_forward`, the whole training forward as one graph, +
-# `global_stem: space_to_depth`, as configs/trainer/gpu.yaml):
-# 1. tests/test_cuda.py (pytest comes from .whl, see below; 7 of 7 passed on 2026-12-04, the 8th, a whole `wsod fit`
-#    + `wsod test` with configs/trainer/gpu.yaml's compiled GMIC, is new): evaluation with every saliency method under
-#    CUDA graphs equals eager (`wsod test` included), copy_ahead feeds the same batches, training with the whole
-#    forward as CUDA graphs equals eager (CAM, then GradCAM++ patches), the space-to-depth stem on cuDNN;
+# `global_stem: space_to_depth`, as configs/trainer/gpu.yaml, + `local_stem: space_to_depth`, new, not yet
+# measured on a GPU: the local network reads the gray patch itself, not 3 copies of it):
+# 1. tests/test_cuda.py (pytest comes from .whl, see below; 7 of 7 passed on 2026-12-04; two are new: the gray local
+#    stem on cuDNN, and a whole `wsod fit` + `wsod test` with configs/trainer/gpu.yaml's compiled GMIC): evaluation
+#    with every saliency method under CUDA graphs equals eager (`wsod test` included), copy_ahead feeds the same
+#    batches, training with the whole forward as CUDA graphs equals eager (CAM, then GradCAM++ patches), the
+#    space-to-depth stem and the gray local stem on cuDNN;
 # 2. in one call, each in its own process: model only at batch 6, model only fed 8 held batches in turn (new data at a
 #    new address every step, no transform), the model with the device transform of a held uint16
 #    batch every step (model_device_transform: all of end to end's GPU work, no loading) and end to end (the
@@ -22,7 +24,7 @@
 #    in epochs of VinDr-like length, each then profiled for 10 more steps in its real loop (on 2026-12-04 end to end
 #    ran at 0.78 of model only, GPU-bound: the compiled graphs took ~4 ms more a step behind the device transform; the
 #    rotating batches and every row's SM clock, power and clock-event reasons say whether that is the transform, the
-#    input changing, or the chip's clocks);
+#    input changing, or the chip's clocks); then model only with that setting less the gray local stem (its gain);
 # 3. sync-debug of end to end with that setting (eager was clean on 2026-12-04);
 # 4. the held batch through an eager device transform, end to end without copy_ahead; the top CUDA kernels and CPU vs
 #    GPU time of a model-only training and evaluation step (bench_profile.py);
@@ -51,7 +53,7 @@ FIG=$OUT/gpu_figures.txt
 B=tests/benchmarks
 if [ -n "${GPU_CHECK_SMALL:-}" ]; then  # CPU dry run: same steps, tiny sizes
   DEV=cpu; H=384; W=256; STUDIES=3; BATCH=2; WORKERS=2; PREFETCH=2; STEPS=3; WARMUP=1; EPOCH_IMAGES=24
-  MODES=${GPU_CHECK_MODES:-"none default"}; THREADS=2; LAST_MODES=""; CHOICE=${GPU_CHECK_CHOICE:-none_space_to_depth}
+  MODES=${GPU_CHECK_MODES:-"none default"}; THREADS=2; LAST_MODES=""; CHOICE=${GPU_CHECK_CHOICE:-none_space_to_depth_gray_local}
   SCALE=1,2; PROC=2; BUDGET=${GPU_CHECK_BUDGET:-2400}; SLOW=4; PROFILE_ARGS="--batch 1 --evaluate_methods 0 --threads 2"
   PROFILE_STEPS=1  # a bf16 step here takes ~27 s (slow CPU convolutions)
 else
@@ -62,7 +64,7 @@ else
   # steps, more than the window.
   DEV=cuda; H=2944; W=1920; STUDIES=43; BATCH=6; WORKERS=4; PREFETCH=2; STEPS=100; WARMUP=6; EPOCH_IMAGES=1344
   MODES=${GPU_CHECK_MODES:-"none reduce-overhead"}; THREADS=4; LAST_MODES=${GPU_CHECK_LAST_MODES:-}
-  CHOICE=${GPU_CHECK_CHOICE:-reduce-overhead_training_forward_space_to_depth}
+  CHOICE=${GPU_CHECK_CHOICE:-reduce-overhead_training_forward_space_to_depth_gray_local}
   SCALE=1,2,4,8,12,16; PROC=16; BUDGET=${GPU_CHECK_BUDGET:-510}; SLOW=1; PROFILE_ARGS="--batch 6 --bf16"; PROFILE_STEPS=10
 fi
 DATA=${GPU_CHECK_DATA:-/tmp/gpu_check_data}
@@ -106,10 +108,11 @@ if [ ! -f "$DATA/cache/manifest.json" ]; then
 fi
 START=$(date +%s)
 
-flags() {  # flags LABEL: bench_pipeline's GMIC options for a label MODE[_training_forward][_space_to_depth]
+flags() {  # flags LABEL: bench_pipeline's GMIC options for a label MODE[_training_forward][_space_to_depth][_gray_local]
   local -a f=(--compile "${1%%_*}")
   [[ $1 == *_training_forward* ]] && f+=(--compile_training_forward)
-  [[ $1 == *_space_to_depth ]] && f+=(--global_stem space_to_depth)
+  [[ $1 == *_space_to_depth* ]] && f+=(--global_stem space_to_depth)
+  [[ $1 == *_gray_local* ]] && f+=(--local_stem space_to_depth)
   echo "${f[@]}"
 }
 model_only() {  # model_only LABEL: one model-only row of the options LABEL names
@@ -137,6 +140,8 @@ step end_to_end 420 python3 $B/bench_pipeline.py "${COMMON[@]}" "${PIPE[@]}" --w
 for f in "$WORK"/logs/profile_end_to_end.*.txt; do
   [ -f "$f" ] && { echo "${f##*/}:"; head -n 2 "$f"; } | tee -a "$FIG"
 done
+# the gray local stem's gain: model only with the same setting less it, right after step 2's model only
+[[ $CHOICE == *_gray_local* ]] && model_only "${CHOICE/_gray_local/}"
 
 # 3. Sync-debug: any host-device synchronization inside a training step raises (the chosen setting, copy_ahead).
 if [ "$DEV" = cuda ]; then
@@ -160,7 +165,7 @@ for mode in $MODES; do
 done
 MODE=${CHOICE%%_*}
 if [ "$MODE" != none ]; then
-  for label in "${MODE}_training_forward" "${MODE}_space_to_depth"; do
+  for label in "${MODE}_training_forward" "${MODE}_space_to_depth" "${MODE}_gray_local"; do
     [ "$label" != "$CHOICE" ] && model_only "$label"
   done
 fi
@@ -196,6 +201,9 @@ mo = rate("end_to_end", "model_only")
 held = rate("end_to_end", "model_device_transform")
 if mo:
     print(f"model-only ({choice}) / 196 img/s (issue 13's start, 2026-11-26): {mo / 196:.2f} (target >= 2)")
+without_gray = rate(f"model_only_{choice.replace('_gray_local', '')}", "model_only")
+if mo and without_gray and "_gray_local" in choice:
+    print(f"model-only ({choice}) / the same without the gray local stem: {mo / without_gray:.2f}")
 if held and mo:
     print(f"model-only with the device transform / model-only ({choice}): {held / mo:.2f} (its GPU work alone)")
 rotating = rate("end_to_end", "model_only_rotating")

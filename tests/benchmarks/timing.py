@@ -52,8 +52,8 @@ def model_arguments(parser: argparse.ArgumentParser, iters: int) -> None:
 
 
 def gmic_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--compile``, ``--compile_training_forward``, ``--global_stem`` and ``--crop``: how GMIC computes, as its own
-    options (``gmic_options``) take them."""
+    """``--compile``, ``--compile_training_forward``, ``--global_stem``, ``--local_stem`` and ``--crop``: how GMIC
+    computes, as its own options (``gmic_options``) take them."""
     from wsod_mammo.models.gmic import COMPILE_MODES
     from wsod_mammo.models.resnet import STEM_LAYOUTS
 
@@ -61,17 +61,19 @@ def gmic_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--compile_training_forward", action="store_true",
                         help="GMIC's option: the whole training forward as one graph, in --compile's mode")  # fmt: skip
     parser.add_argument("--global_stem", default="conv", choices=STEM_LAYOUTS, help="GMIC's option")
+    parser.add_argument("--local_stem", default="conv", choices=STEM_LAYOUTS, help="GMIC's option")
     parser.add_argument("--crop", default="256,256", help="GMIC's crop_shape as H,W: smaller for inputs under 256")
 
 
 def gmic_options(args: argparse.Namespace) -> dict[str, object]:
-    """GMIC's ``compile_networks``, ``compile_training_forward``, ``global_stem`` and ``crop_shape`` from
-    ``gmic_arguments``.
+    """GMIC's ``compile_networks``, ``compile_training_forward``, ``global_stem``, ``local_stem`` and ``crop_shape``
+    from ``gmic_arguments``.
     Compiling through GMIC's option (not ``.compile()`` on its networks) lets GMIC run a LayerCAM pass eagerly."""
     return {
         "compile_networks": False if args.compile == "none" else args.compile,
         "compile_training_forward": args.compile_training_forward,
         "global_stem": args.global_stem,
+        "local_stem": args.local_stem,
         "crop_shape": tuple(int(side) for side in args.crop.split(",")),
     }
 
