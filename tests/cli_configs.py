@@ -19,10 +19,12 @@ INPUT_SIZE = (192, 128)
 REPO = Path(__file__).resolve().parents[1]
 
 
-def run_wsod(*args: str, cwd: Path, check: bool = True, timeout: int = 600) -> subprocess.CompletedProcess:
+def run_wsod(
+    *args: str, cwd: Path, check: bool = True, timeout: int = 600, wandb_mode: str = "disabled"
+) -> subprocess.CompletedProcess:
     """Runs the `wsod` console script as a user does (a hang past ``timeout`` fails the test), with this folder
     importable for the callbacks below; ``check``: exit status 0."""
-    env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1",
+    env = {**os.environ, "WANDB_MODE": wandb_mode, "OMP_NUM_THREADS": "1",
            "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), str(REPO)])}  # fmt: skip
     script = Path(sys.executable).with_name("wsod")
     result = subprocess.run([str(script), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)

@@ -1925,6 +1925,22 @@ def test_ddp_test_on_an_uneven_count_with_repeats_equals_one_process(tmp_path: P
             assert figures == other, (subset, method)
 
 
+def test_a_ddp_test_logs_every_process_overlays_to_wandb(tmp_path: Path, trained: Path) -> None:
+    """2 processes, W&B offline, 8 overlays asked of 8 test images: each process draws its own 4 and the first logs
+    all 8 once every process has written them (it logged only the 4 it drew itself, of its own images)."""
+    settings = yaml.safe_load((trained / "config.yaml").read_text())
+    for callback in settings["trainer"]["callbacks"]:
+        if callback["class_path"].endswith("SaliencyOverlays"):
+            callback["init_args"]["num_images"] = 8
+    config = write_config(tmp_path / "eight_overlays.yaml", settings)
+    args = ["test", "--config", str(config), "--ckpt_path", str(checkpoint(trained, "best")), "--trainer.devices",
+            "2", "--trainer.strategy", "ddp", "--trainer.logger.init_args.save_dir", str(tmp_path / "out")]  # fmt: skip
+    _wsod(*args, cwd=tmp_path, wandb_mode="offline")
+    drawn = list((tmp_path / "out").glob("wsod-test/*/overlays/*.png"))
+    logged = list((tmp_path / "out").glob("wandb/offline-run-*/files/media/images/test/overlays_*.png"))
+    assert len(drawn) == 8 and len(logged) == 8, (drawn, logged)
+
+
 def test_predict_of_the_paper_test_split_writes_each_image_once(tmp_path: Path, trained: Path) -> None:
     """``selection: paper`` lists a test image twice: predict wrote its row twice (and on 2 DDP processes both drew
     its overlay through one temporary file name, and one crashed renaming it: the name now carries the pid)."""
