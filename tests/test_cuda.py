@@ -4,7 +4,8 @@ ahead on the pin-memory thread's stream (``copy_ahead``), evaluation with gradie
 (``compile_networks: reduce-overhead``), training with the whole forward as one CUDA graph
 (``compile_training_forward``, with CAM patches, and with GradCAM++'s, whose gradient on h_g is closed form), the
 space-to-depth stem and the gray local stem in bf16 on cuDNN, and last a whole fit and test with
-configs/trainer/gpu.yaml, which compiles GMIC. Cheapest first: gpu_check.sh's time budget may stop the last ones."""
+configs/trainer/gpu.yaml, which compiles GMIC (gpu_check.sh runs that one after its figures, the others
+before them)."""
 
 from __future__ import annotations
 

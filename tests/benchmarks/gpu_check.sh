@@ -12,11 +12,10 @@
 # reduce-overhead CUDA graphs + GMIC's `compile_training_forward`, the whole training forward as one graph, +
 # `global_stem: space_to_depth`, as configs/trainer/gpu.yaml, + `local_stem: space_to_depth`, new, not yet
 # measured on a GPU: the local network reads the gray patch itself, not 3 copies of it):
-# 1. tests/test_cuda.py (pytest comes from .whl, see below; 7 of 7 passed on 2026-12-04; two are new: the gray local
-#    stem on cuDNN, and a whole `wsod fit` + `wsod test` with configs/trainer/gpu.yaml's compiled GMIC): evaluation
-#    with every saliency method under CUDA graphs equals eager (`wsod test` included), copy_ahead feeds the same
-#    batches, training with the whole forward as CUDA graphs equals eager (CAM, then GradCAM++ patches), the
-#    space-to-depth stem and the gray local stem on cuDNN;
+# 1. tests/test_cuda.py but its last test (pytest comes from .whl, see below; 7 of 7 passed on 2026-12-04; the gray
+#    local stem's is new): evaluation with every saliency method under CUDA graphs equals eager (`wsod test`
+#    included), copy_ahead feeds the same batches, training with the whole forward as CUDA graphs equals eager (CAM,
+#    then GradCAM++ patches), the space-to-depth stem and the gray local stem on cuDNN;
 # 2. in one call, each in its own process: model only at batch 6, model only fed 8 held batches in turn (new data at a
 #    new address every step, no transform), the model with the device transform of a held uint16
 #    batch every step (model_device_transform: all of end to end's GPU work, no loading) and end to end (the
@@ -25,7 +24,9 @@
 #    ran at 0.78 of model only, GPU-bound: the compiled graphs took ~4 ms more a step behind the device transform; the
 #    rotating batches and every row's SM clock, power and clock-event reasons say whether that is the transform, the
 #    input changing, or the chip's clocks); then model only with that setting less the gray local stem (its gain);
-# 3. sync-debug of end to end with that setting (eager was clean on 2026-12-04);
+# 3. test_cuda.py's last test (new, minutes of compiling: after the figures, so it cannot take their budget): a whole
+#    `wsod fit` + `wsod test` with configs/trainer/gpu.yaml's compiled GMIC; sync-debug of end to end with that
+#    setting (eager was clean on 2026-12-04);
 # 4. the held batch through an eager device transform, end to end without copy_ahead; the top CUDA kernels and CPU vs
 #    GPU time of a model-only training and evaluation step (bench_profile.py);
 # 5. model only: eager and reduce-overhead alone ($MODES), each model opt-in alone, GradCAM patches;
@@ -122,10 +123,11 @@ model_only() {  # model_only LABEL: one model-only row of the options LABEL name
 MODEL=($(flags "$CHOICE"))
 echo "model setting: $CHOICE (${MODEL[*]})" | tee -a "$FIG"
 
-# 1. What only a GPU can test (tests/test_cuda.py), first: gpu.yaml compiles GMIC since 2026-12-04, and its whole fit
-# + test (the last test) has not yet run on a GPU. All, failing or not, each named as it ends.
+# 1. What only a GPU can test (tests/test_cuda.py), first, each named as it ends, failing or not; all but the whole fit
+# + test with gpu.yaml (step 3: its compilation would take step 2's budget).
+LAST_CUDA_TEST=test_the_gpu_config_fits_validates_and_tests_with_its_compiled_gmic
 if [ "$DEV" = cuda ]; then
-  step cuda_tests 300 python3 -m pytest -v --tb=short -p no:cacheprovider tests/test_cuda.py
+  step cuda_tests 240 python3 -m pytest -v --tb=short -p no:cacheprovider tests/test_cuda.py -k "not $LAST_CUDA_TEST"
 fi
 
 # 2. Model only, the held batch through the device transform and end to end with copy_ahead, side by side in one call
@@ -143,8 +145,10 @@ done
 # the gray local stem's gain: model only with the same setting less it, right after step 2's model only
 [[ $CHOICE == *_gray_local* ]] && model_only "${CHOICE/_gray_local/}"
 
-# 3. Sync-debug: any host-device synchronization inside a training step raises (the chosen setting, copy_ahead).
+# 3. gpu.yaml's whole fit + test (never yet run on a GPU), then sync-debug: any host-device synchronization inside a
+# training step raises (the chosen setting, copy_ahead).
 if [ "$DEV" = cuda ]; then
+  step cuda_gpu_config 200 python3 -m pytest -v --tb=short -p no:cacheprovider tests/test_cuda.py -k "$LAST_CUDA_TEST"
   step sync_debug 150 python3 $B/bench_pipeline.py "${COMMON[@]}" "${PIPE[@]}" --workers "$WORKERS" --prefetch "$PREFETCH" \
     --epoch_images "$EPOCH_IMAGES" "${MODEL[@]}" --variants pipeline_copy_ahead --sync_debug --json "$WORK/sync_debug.json"
 fi
