@@ -160,8 +160,9 @@ class GrayStemConv(nn.Conv2d):
     network). The convolution of 3 equal channels is that of one channel by the sum of the 3 kernels, and a
     1-channel input is computed so (by 2x2 pixel blocks, ``space_to_depth_conv7x7s2``), with a third of the input to
     read: inputs of few channels send GPU libraries to generic kernels (cuDNN's generic NHWC engine was the
-    costliest kernel of an H200 step, issue 13; the 3-channel patches may be its). Same weight (key ``conv1.weight``), same gradient for each channel's
-    kernel as the repeated input gives, equal up to float rounding; a 3-channel input runs as a plain convolution.
+    costliest kernel of an H200 step, issue 13; the 3-channel patches may be its). Same weight (key
+    ``conv1.weight``), same gradient for each channel's kernel as the repeated input gives, equal up to float
+    rounding; a 3-channel input runs as a plain convolution.
     """
 
     def forward(self, x: Tensor) -> Tensor:
