@@ -316,16 +316,10 @@ class SaliencyOverlays(Callback):
         records, classes = getattr(dataset, "records", None), getattr(dataset, "classes", None)
         if records is None or classes is None:
             return None
-        quota = {True: (self.num_images + 1) // 2, False: self.num_images // 2}
-        numbers: dict[str, int] = {}
-        for record in records:
-            if record.image_id in numbers:
-                continue
-            positive = bool(record.label(classes)[self.class_index] > 0.5)
-            if quota[positive] > 0:
-                quota[positive] -= 1
-                numbers[record.image_id] = len(numbers)
-        return numbers
+        distinct = list({record.image_id: record for record in records}.values())  # in order of first listing
+        labels = torch.tensor([float(record.label(classes)[self.class_index]) for record in distinct])
+        chosen = self._pick(labels, {True: 0, False: 0}) if distinct else []
+        return {distinct[i].image_id: number for number, i in enumerate(chosen)}
 
     def _picked(self, trainer: Trainer, batch: dict[str, Any]) -> list[int]:
         """Batch indices to draw here: the chosen images this process has not drawn yet (an image the DDP sampler
@@ -384,14 +378,16 @@ class SaliencyOverlays(Callback):
                 continue
             self._written.append(path)
 
-    def _pick(self, labels: Tensor) -> list[int]:
-        """Batch indices to draw: up to half the overlays (rounded up) on positive images and the rest on normal
-        ones, where the false positives live, in the order of the test set."""
+    def _pick(self, labels: Tensor, drawn: dict[bool, int] | None = None) -> list[int]:
+        """Indices of ``labels (N,)`` to draw: up to half the overlays (rounded up) on positive images and the rest on
+        normal ones, where the false positives live, in the order of the test set; ``drawn`` counts those already
+        drawn of each kind (this process's count, ``self._drawn``, unless given) and is updated."""
+        drawn = self._drawn if drawn is None else drawn
         quota = {True: (self.num_images + 1) // 2, False: self.num_images // 2}
         picked = []
         for i, positive in enumerate((labels > 0.5).tolist()):
-            if self._drawn[positive] < quota[positive]:
-                self._drawn[positive] += 1
+            if drawn[positive] < quota[positive]:
+                drawn[positive] += 1
                 picked.append(i)
         return picked
 
