@@ -290,6 +290,9 @@ class SaliencyOverlays(Callback):
         self.class_index = checked_class_index(class_index, "SaliencyOverlays")
         self._written: list[Path] = []
         self._failed = 0  # overlays that could not be written
+        self._drawn = {True: 0, False: 0}  # this process's positives and normals drawn (``_pick``)
+        self._numbers: dict[str, int] | None = None  # the test set's choice (``_test_set_choice``), once known
+        self._done: set[str] = set()  # the chosen images this process has drawn
 
     def _methods(self, pl_module: LightningModule) -> list[str]:
         return list(self.methods) if self.methods else list(pl_module.test_saliency)
@@ -302,8 +305,7 @@ class SaliencyOverlays(Callback):
     def on_test_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._written, self._drawn, self._failed = [], {True: 0, False: 0}, 0
         self._directory = run_directory(trainer) / "overlays"
-        self._numbers = self._test_set_choice(trainer)
-        self._done: set[str] = set()
+        self._numbers, self._done = self._test_set_choice(trainer), set()
 
     def _test_set_choice(self, trainer: Trainer) -> dict[str, int] | None:
         """``image_id -> overlay number`` of the images to draw, chosen from the whole test set by ``_pick``'s rule
