@@ -146,6 +146,8 @@ def test_the_gray_local_stem_is_the_convolution_of_the_patch_repeated_as_three_c
     torch.testing.assert_close(gray.eval()(rgb), plain.eval()(rgb))
     with pytest.raises(ValueError, match="GrayStemConv: expected 1 or 3 input channels, found 2"):
         gray(rgb[:, :2])
+    with pytest.raises(ValueError, match=r"GrayStemConv: expected a 7x7 convolution, .* found kernel \(3, 3\)"):
+        GrayStemConv(3, 8, 3, 2, 1, bias=False)  # another convolution than space_to_depth_conv7x7s2's
 
 
 def test_unknown_stem_layout_is_rejected_by_name() -> None:

@@ -9,7 +9,7 @@ already equal those of NYU's `dn_resnet`.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 import timm
 import torch
@@ -164,6 +164,16 @@ class GrayStemConv(nn.Conv2d):
     ``conv1.weight``), same gradient for each channel's kernel as the repeated input gives, equal up to float
     rounding; a 3-channel input runs as a plain convolution.
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        shape = (self.kernel_size, self.stride, self.padding, self.dilation, self.groups, self.bias is None)
+        if shape != ((7, 7), (2, 2), (3, 3), (1, 1), 1, True):  # what space_to_depth_conv7x7s2 computes
+            raise ValueError(
+                "GrayStemConv: expected a 7x7 convolution, stride 2, padding 3, no dilation, groups or bias, found "
+                f"kernel {self.kernel_size}, stride {self.stride}, padding {self.padding}, dilation {self.dilation}, "
+                f"groups {self.groups}, bias {self.bias is not None}"
+            )
 
     def forward(self, x: Tensor) -> Tensor:
         if x.shape[1] == self.in_channels:
