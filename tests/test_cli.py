@@ -1882,16 +1882,21 @@ def test_plain_commands_do_not_build_a_trainer(tmp_path: Path) -> None:
     shutil.rmtree(root)
 
 
+def _with_overlays(trained: Path, tmp_path: Path, num_images: int) -> Path:
+    """The trained run's config with ``SaliencyOverlays`` asking ``num_images`` overlays, written into ``tmp_path``."""
+    settings = yaml.safe_load((trained / "config.yaml").read_text())
+    for callback in settings["trainer"]["callbacks"]:
+        if callback["class_path"].endswith("SaliencyOverlays"):
+            callback["init_args"]["num_images"] = num_images
+    return write_config(tmp_path / f"{num_images}_overlays.yaml", settings)
+
+
 def test_ddp_test_on_an_uneven_count_with_repeats_equals_one_process(tmp_path: Path, trained: Path) -> None:
     """``selection: paper`` gives 9 test samples of 8 distinct images; 2 processes pad them to 10. Keyed by image_id,
     every Table I and Table II figure (and its interval) and the test loss equal one process's, and both counts are
     reported. The overlays too are the same pictures: the first process alone drew them from every other image (5
     samples for 8 asked)."""
-    settings = yaml.safe_load((trained / "config.yaml").read_text())
-    for callback in settings["trainer"]["callbacks"]:
-        if callback["class_path"].endswith("SaliencyOverlays"):
-            callback["init_args"]["num_images"] = 8
-    config = write_config(tmp_path / "eight_overlays.yaml", settings)
+    config = _with_overlays(trained, tmp_path, 8)
     reports, losses, logged_figures, overlays = {}, {}, {}, {}
     for devices in (1, 2):
         out = tmp_path / f"test{devices}"
@@ -1928,11 +1933,7 @@ def test_ddp_test_on_an_uneven_count_with_repeats_equals_one_process(tmp_path: P
 def test_a_ddp_test_logs_every_process_overlays_to_wandb(tmp_path: Path, trained: Path) -> None:
     """2 processes, W&B offline, 8 overlays asked of 8 test images: each process draws its own 4 and the first logs
     all 8 once every process has written them (it logged only the 4 it drew itself, of its own images)."""
-    settings = yaml.safe_load((trained / "config.yaml").read_text())
-    for callback in settings["trainer"]["callbacks"]:
-        if callback["class_path"].endswith("SaliencyOverlays"):
-            callback["init_args"]["num_images"] = 8
-    config = write_config(tmp_path / "eight_overlays.yaml", settings)
+    config = _with_overlays(trained, tmp_path, 8)
     args = ["test", "--config", str(config), "--ckpt_path", str(checkpoint(trained, "best")), "--trainer.devices",
             "2", "--trainer.strategy", "ddp", "--trainer.logger.init_args.save_dir", str(tmp_path / "out")]  # fmt: skip
     _wsod(*args, cwd=tmp_path, wandb_mode="offline")
