@@ -402,6 +402,6 @@ class SaliencyOverlays(Callback):
             trainer.strategy.barrier("overlays written")
             drawn = (self._directory / f"{n:03d}_{image_id}.png" for image_id, n in self._numbers.items())
             written = [path for path in drawn if path.is_file()]
-        for logger in loggers:
-            if written and trainer.is_global_zero:
+        if written and trainer.is_global_zero:
+            for logger in loggers:
                 logger.log_image("test/overlays", [str(p) for p in written])
