@@ -137,18 +137,19 @@ def main() -> None:
         statuses: dict[str, list[int | None]] = {side: [] for side in lost}
         for trial in range(args.trials):
             delay = draw.uniform(*args.delay)
-            for side, code in (("with the fix", WITH_FIX), ("without", WITHOUT_FIX)):
-                runs = work / f"runs_{trial}_{side.split()[-1]}"
+            for side, name, wsod in (("with the fix", "fix", WITH_FIX), ("without", "without", WITHOUT_FIX)):
                 if args.model == "toy":
-                    code, fit = TOY_FIT, [side.split()[-1], str(args.workers), str(args.persistent_workers).lower()]
+                    code, fit = TOY_FIT, [name, str(args.workers), str(args.persistent_workers).lower()]
                 else:
+                    runs = work / f"runs_{trial}_{name}"
+                    code = wsod
                     fit = fit_args(work / "data", runs, args.workers, args.persistent_workers, args.worker_start)
                 was_lost, status = one_trial(code, fit, work / "log.txt", delay, args.wait, args.wandb_mode)
                 lost[side] += was_lost
                 odd = status not in (None, 1 if args.model == "toy" else 130)  # Lightning's exit 1, wsod's 130
                 if (was_lost or odd) and args.lost_logs is not None:
                     args.lost_logs.mkdir(parents=True, exist_ok=True)
-                    kept = args.lost_logs / f"trial{trial + 1}_{side.split()[-1]}_exit{status}.txt"
+                    kept = args.lost_logs / f"trial{trial + 1}_{name}_exit{status}.txt"
                     shutil.copy(work / "log.txt", kept)
                     what = "was lost: its log, with its threads' stacks," if was_lost else f"exited {status}: its log"
                     print(f"  a fit {side} {what} is {kept}", flush=True)
