@@ -19,6 +19,13 @@ INPUT_SIZE = (192, 128)
 REPO = Path(__file__).resolve().parents[1]
 
 
+def sigint_as_from_a_terminal() -> None:
+    """``preexec_fn`` for a command a test sends Ctrl-C to: SIGINT at its default, as a terminal starts a command. A
+    shell's ``cmd &`` starts pytest ignoring SIGINT, its commands inherit that, and ``wsod`` leaves an ignored SIGINT
+    ignored (as it should: such a job is not the terminal's), so the test's Ctrl-C would not reach it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def run_wsod(
     *args: str, cwd: Path, check: bool = True, timeout: int = 600, wandb_mode: str = "disabled"
 ) -> subprocess.CompletedProcess:

@@ -29,7 +29,7 @@ import pytest
 import torch
 import wandb
 import yaml
-from cli_configs import INPUT_SIZE, checkpoint, tiny_config, write_config
+from cli_configs import INPUT_SIZE, checkpoint, sigint_as_from_a_terminal, tiny_config, write_config
 from cli_configs import run_wsod as _wsod
 
 import wsod_mammo
@@ -1664,7 +1664,7 @@ def test_a_sigterm_to_every_process_of_a_ddp_fit_stops_both_ranks_in_one_line(
     config = write_config(tmp_path / "c.yaml", settings)
     command = [str(Path(sys.executable).with_name("wsod")), "fit", "--config", str(config)]
     run = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                           text=True, start_new_session=True)  # fmt: skip
+                           text=True, start_new_session=True, preexec_fn=sigint_as_from_a_terminal)  # fmt: skip
     try:
         output, _ = run.communicate(timeout=180)  # stopped in ~25 s; hung, it never ends
     finally:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from cli_configs import tiny_config, write_config
+from cli_configs import sigint_as_from_a_terminal, tiny_config, write_config
 
 from wsod_mammo.commands import main
 from wsod_mammo.data.synthetic import make_synthetic_dataset
@@ -415,7 +415,7 @@ def test_a_stopped_study_is_one_line_saying_how_to_resume_and_leaves_no_run_behi
                "--train_methods", "cam,gradcam", "--parallel", "2"]  # fmt: skip
     env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                               start_new_session=True)  # fmt: skip
+                               start_new_session=True, preexec_fn=sigint_as_from_a_terminal)  # fmt: skip
     try:
         deadline = time.monotonic() + 180
         while not list(study.glob("runs/*/checkpoints/last.ckpt")) and time.monotonic() < deadline:  # fitting
