@@ -94,7 +94,8 @@ def test_test_writes_both_tables_the_froc_plot_and_overlays(trained: Path) -> No
     assert not [w for w in caught if "dirpath has changed" in str(w.message)]  # noise: test has its own folder
     (run,) = set(_run_dirs(trained)) - before  # a new run directory: no clash with the fit run
     for name in ("table1.md", "table1.csv", "table2_row.md", "table2_row.csv", "table2_row_all_images.md",
-                 "table2_row_all_images.csv", "froc_mass.png", "froc_all.png"):  # fmt: skip
+                 "table2_row_all_images.csv", "froc_mass.png", "froc_all.png", "table1_breast.md",
+                 "table1_breast.csv", "table1_breast_ci.csv"):  # fmt: skip
         assert (run / name).stat().st_size > 0, name
     assert len(list((run / "overlays").glob("*.png"))) == 2
     with open(run / "table2_row.csv") as handle:
@@ -134,6 +135,13 @@ def test_test_writes_both_tables_the_froc_plot_and_overlays(trained: Path) -> No
     counts = summary["table1_counts"]
     assert counts["images"] == 8 and 0 < counts["positive"] < 8
     assert f"8 distinct test images: {counts['positive']} positive" in (run / "table1.md").read_text()
+    # Table I at breast level too: the test images' breasts (CC + MLO of one side of a study), each rated once
+    breasts = summary["table1_breast_counts"]
+    assert breasts["images"] == 8 and 2 * breasts["breasts"] - breasts["one_view"] == 8
+    assert [r["head"] for r in csv.DictReader(open(run / "table1_breast.csv"))] == ["global", "local", "fusion"]
+    assert f"{breasts['breasts']} breasts of the 8 distinct test images" in (run / "table1_breast.md").read_text()
+    for head, row in summary["table1_breast_intervals"].items():
+        assert all(f["low"] <= f["value"] <= f["high"] for f in row.values() if f["low"] == f["low"]), head
     # each method is measured at the threshold its validation chose, which the checkpoint carries
     saved = torch.load(resolve_checkpoint("best", yaml.safe_load((trained / "config.yaml").read_text())),
                        weights_only=True)  # fmt: skip
@@ -1923,6 +1931,8 @@ def test_ddp_test_on_an_uneven_count_with_repeats_equals_one_process(tmp_path: P
     assert one["all_counts"] == {"images": 8, "samples": 9} and two["all_counts"] == {"images": 8, "samples": 10}
     assert one["table1_intervals"] == two["table1_intervals"]
     assert one["table1_counts"] == two["table1_counts"] and one["table1_counts"]["images"] == 8
+    assert one["table1_breast_intervals"] == two["table1_breast_intervals"] and one["table1_breast_intervals"]
+    assert one["table1_breast_counts"] == two["table1_breast_counts"]
     for subset in ("mass", "all"):
         for method, figures in one[subset].items():
             other = two[subset][method]

@@ -21,7 +21,13 @@ from wsod_mammo.detection.overlay import method_panels, render_overlay, short_id
 from wsod_mammo.detection.overlay_frame import overlay_frame
 from wsod_mammo.saliency import get_saliency_method
 from wsod_mammo.training.run_dir import run_directory
-from wsod_mammo.training.test_report import SUBSETS, study_groups, table1_intervals, write_test_report
+from wsod_mammo.training.test_report import (
+    SUBSETS,
+    breast_groups,
+    study_groups,
+    table1_intervals,
+    write_test_report,
+)
 
 log = logging.getLogger(__name__)
 
@@ -248,15 +254,17 @@ class DetectionMetrics(Callback):
             pl_module.log(f"test/detection/{subset}/{method}/fppi", figures.fppi, sync_dist=False)
         self._groups = study_groups(trainer)  # the test split's studies, which the bootstrap draws whole
         # collective (the metric states are gathered): all ranks
-        self._table1, self._table1_counts = table1_intervals(pl_module, self.bootstrap_seed, self._groups)
+        self._table1 = table1_intervals(pl_module, self.bootstrap_seed, self._groups, breast_groups(trainer))
         self._run_dir = run_directory(trainer)
         self._metrics = {}
 
     def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.is_global_zero and self._results:
-            args = (self._run_dir, trainer, pl_module, self._results, self._table1)
+            table1 = self._table1
+            args = (self._run_dir, trainer, pl_module, self._results, table1.rows)
             options = {"fppi_budget": self.fppi_budget, "seed": self.bootstrap_seed, "iou_rule": self.iou_threshold,
-                       "table1_counts": self._table1_counts, "groups": self._groups}  # fmt: skip
+                       "table1_counts": table1.counts, "groups": self._groups,
+                       "breast_table1": (table1.breast_rows, table1.breast_counts)}  # fmt: skip
             write_test_report(*args, **options)
 
 

@@ -1,4 +1,5 @@
-"""The test run's report: Table I, the Table II row, FROC plots, 95% bootstrap intervals, counts, per-image records.
+"""The test run's report: Table I (per image and per breast), the Table II row, FROC plots, 95% bootstrap intervals,
+counts, per-image records.
 
 ``detection.json`` holds each figure as a plain value (``table1``, each method's ``tpr``, ``fppi``, ``tpr_at_fppi``)
 and its 95% interval beside it as ``{"value", "low", "high"}`` (``table1_intervals``, each method's ``intervals``),
@@ -15,7 +16,7 @@ import json
 import logging
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from lightning.pytorch import LightningModule, Trainer
@@ -32,6 +33,7 @@ from wsod_mammo.detection.bootstrap import (
     resample_weights,
     resampled_froc,
 )
+from wsod_mammo.detection.breasts import breast_key_of_images, breast_predictions
 from wsod_mammo.detection.compare import IMAGES_FILE
 from wsod_mammo.detection.image_keys import image_keys
 from wsod_mammo.detection.metrics import DetectionResult
@@ -79,6 +81,18 @@ def study_groups(trainer: Trainer | None) -> dict[int, int]:
     return dict(zip(images.tolist(), studies.tolist(), strict=True))
 
 
+def breast_groups(trainer: Trainer | None) -> dict[int, int]:
+    """``{image key: breast key}`` of the test split's images (``breasts.breast_key_of_images``), for Table I at
+    breast level; empty where the data names no studies or sides."""
+    dataset = getattr(getattr(trainer, "datamodule", None), "datasets", {}).get("test")
+    records = [r for r in getattr(dataset, "records", [])
+               if getattr(r, "study_id", None) and getattr(r, "laterality", None)]  # fmt: skip
+    if not records:
+        return {}
+    return breast_key_of_images([r.image_id for r in records], [r.study_id for r in records],
+                                [r.laterality for r in records])  # fmt: skip
+
+
 def groups_of(keys: Tensor, groups: dict[int, int] | None) -> Tensor | None:
     """``(N,)`` study key of each image key (an image of no known study is a study of its own); None without
     ``groups``: images are then drawn one by one."""
@@ -103,29 +117,57 @@ def detection_intervals(
     }
 
 
+class Table1Figures(NamedTuple):
+    """Table I over the distinct test images and over their breasts: per head ``{accuracy, auc, tpr, tnr: {value,
+    low, high}}`` of the first class, and the counts beside each."""
+
+    rows: dict[str, dict[str, Any]]
+    counts: dict[str, int]  # {"images", "positive"}
+    breast_rows: dict[str, dict[str, Any]]  # empty where the data names no breasts
+    breast_counts: dict[str, int] | None  # {"breasts", "positive", "one_view", "images"}
+
+
+def _figures_with_intervals(
+    preds: Tensor, target: Tensor, keys: Tensor, seed: int, groups: Tensor | None
+) -> dict[str, dict[str, float]]:
+    full = classification_figures(torch.ones(1, preds.numel()), preds, target)
+    samples = classification_figures(resample_weights(target, seed=seed, keys=keys, groups=groups), preds, target)
+    return {k: interval(samples[k], float(full[k][0])) for k in samples}
+
+
 def table1_intervals(
-    pl_module: LightningModule, seed: int, groups: dict[int, int] | None = None
-) -> tuple[dict[str, dict[str, Any]], dict[str, int]]:
-    """Per head ``{accuracy, auc, tpr, tnr: {value, low, high}}`` over the distinct test images, of the first class
-    (named in ``table1.md`` and ``detection.json``'s ``table1_class`` when the model has several), and
-    their counts ``{"images", "positive"}``; whole studies are drawn (``groups``: ``study_groups``). Collective
-    under DDP (the metric states are gathered): call on every rank."""
+    pl_module: LightningModule,
+    seed: int,
+    groups: dict[int, int] | None = None,
+    breasts: dict[int, int] | None = None,
+) -> Table1Figures:
+    """Table I with intervals over the distinct test images, of the first class (named in ``table1.md`` and
+    ``detection.json``'s ``table1_class`` when the model has several), and over their breasts (``breasts``:
+    ``breast_groups``; none without it); whole studies are drawn (``groups``: ``study_groups``). Collective under
+    DDP (the metric states are gathered): call on every rank."""
     rows: dict[str, dict[str, Any]] = {}
+    breast_rows: dict[str, dict[str, Any]] = {}
     counts = {"images": 0, "positive": 0}
+    breast_counts = None
     for head in HEADS:
         metric = pl_module.metrics[f"test_{head}"]["accuracy"]
         with metric.sync_context():
             preds, target, keys = metric.distinct()
         preds, target = preds.reshape(preds.shape[0], -1)[:, 0].cpu(), target.reshape(target.shape[0], -1)[:, 0].cpu()
-        count = int(preds.numel())
-        counts = {"images": count, "positive": int((target > 0.5).sum())}
-        if count == 0:
+        keys = keys.cpu()
+        counts = {"images": int(preds.numel()), "positive": int((target > 0.5).sum())}
+        if preds.numel() == 0:
             continue
-        full = classification_figures(torch.ones(1, count), preds, target)
-        resamples = resample_weights(target, seed=seed, keys=keys, groups=groups_of(keys.cpu(), groups))
-        samples = classification_figures(resamples, preds, target)
-        rows[head] = {k: interval(samples[k], float(full[k][0])) for k in samples}
-    return rows, counts
+        rows[head] = _figures_with_intervals(preds, target, keys, seed, groups_of(keys, groups))
+        rated = breast_predictions(preds, target, keys, breasts or {})
+        if rated is None:
+            continue
+        study_of_breast = {breasts[k]: groups[k] for k in keys.tolist() if k in groups} if groups else {}
+        breast_rows[head] = _figures_with_intervals(rated.probabilities, rated.target, rated.keys, seed,
+                                                    groups_of(rated.keys, study_of_breast))  # fmt: skip
+        breast_counts = {"breasts": int(rated.keys.numel()), "positive": int((rated.target > 0.5).sum()),
+                         "one_view": int((rated.views == 1).sum()), "images": int(preds.numel())}  # fmt: skip
+    return Table1Figures(rows, counts, breast_rows, breast_counts)
 
 
 def _class_names(trainer: Trainer | None, pl_module: LightningModule) -> list[str]:
@@ -239,6 +281,34 @@ def write_subset(
     return summary, ci_rows, {m: _image_records(r, groups) for m, r in results.items()}, row_md + note + ci_md
 
 
+def _table1_text(ci: dict[str, dict[str, Any]], unit: str, preface: str) -> tuple[str, str, str]:
+    """Table I's ``(markdown with its intervals, csv, intervals csv)`` from ``{head: {figure: {value, low, high}}}``;
+    ``preface``: the lines between the table and its intervals (counts, notes)."""
+    md, csv = table1({h: {k: v["value"] for k, v in row.items()} for h, row in ci.items()})
+    header = "| head | accuracy | AUC | TPR | TNR |\n|---|---|---|---|---|\n"
+    lines = [f"| {h} | " + " | ".join(_interval_text(v) for v in row.values()) + " |" for h, row in ci.items()]
+    md += f"{preface}\n95% bootstrap intervals over {unit}, stratified by class:\n\n{header}" + "\n".join(lines) + "\n"
+    ci_rows = [[h, k, *map(repr, v.values())] for h, row in ci.items() for k, v in row.items()]
+    return md, csv, csv_text(["head", "figure", "value", "low", "high"], ci_rows)
+
+
+def _write_breast_table1(
+    directory: Path, ci: dict[str, dict[str, Any]], counts: dict[str, int], unit: str, class_name: str
+) -> str:
+    """``table1_breast.{md,csv}`` and ``table1_breast_ci.csv``; returns the markdown."""
+    breasts, positive, one_view = counts["breasts"], counts["positive"], counts["one_view"]
+    preface = (
+        f"\nBreast level: {breasts} breasts of the {counts['images']} distinct test images ({one_view} with one view "
+        f"tested), {positive} positive (with {class_name} in any view), {breasts - positive} negative. A breast's "
+        "probability is the mean of its views'.\n"
+    )
+    md, csv, ci_csv = _table1_text(ci, unit, preface)
+    (directory / "table1_breast.md").write_text(md)
+    (directory / "table1_breast.csv").write_text(csv)
+    (directory / "table1_breast_ci.csv").write_text(ci_csv)
+    return md
+
+
 def write_test_report(
     directory: Path,
     trainer: Trainer,
@@ -250,33 +320,34 @@ def write_test_report(
     iou_rule: float = 0.3,
     table1_counts: dict[str, int] | None = None,
     groups: dict[int, int] | None = None,
+    breast_table1: tuple[dict[str, dict[str, Any]], dict[str, int] | None] | None = None,
 ) -> None:
     """Table I, the Table II row (mass images and all images) with intervals, FROC plots, ``detection.json``.
     ``table1_counts``: ``{"images", "positive"}`` of Table I (``table1_intervals``), written beside it; ``groups``:
-    ``study_groups`` (None: read from the trainer's data)."""
+    ``study_groups`` (None: read from the trainer's data); ``breast_table1``: ``table1_intervals``' breast rows and
+    counts (None, or no rows: no breast-level Table I)."""
     groups = study_groups(trainer) if groups is None else groups
     unit = "studies (each with all its images)" if groups else "images"
     train_method = pl_module.train_saliency.name
     validated = frozenset(pl_module.detection_thresholds)
     table1_rows = {h: {k: v["value"] for k, v in row.items()} for h, row in table1_ci.items()}
-    table1_md, table1_csv = table1(table1_rows)
-    header = "| head | accuracy | AUC | TPR | TNR |\n|---|---|---|---|---|\n"
-    lines = [f"| {h} | " + " | ".join(_interval_text(v) for v in row.values()) + " |" for h, row in table1_ci.items()]
-    ci_md = f"\n95% bootstrap intervals over {unit}, stratified by class:\n\n" + header + "\n".join(lines) + "\n"
     names = _class_names(trainer, pl_module)
+    preface = ""
     if table1_counts:
         images, positive = table1_counts["images"], table1_counts["positive"]
-        ci_md = f"\n{images} distinct test images: {positive} positive, {images - positive} negative.\n" + ci_md
+        preface = f"\n{images} distinct test images: {positive} positive, {images - positive} negative.\n"
     if len(names) > 1:  # Table I rates the first output; Lightning's test/<head>/* scalars average every class
-        ci_md = (
+        preface = (
             f"\nTable I rates the {names[0]} output, the first of the model's {len(names)} classes "
             f"({', '.join(names)}): positive means with {names[0]}. The test/<head>/* figures Lightning logs (the "
-            f"terminal's table, W&B) are the macro mean over the {len(names)} classes.\n" + ci_md
+            f"terminal's table, W&B) are the macro mean over the {len(names)} classes.\n" + preface
         )
-    (directory / "table1.md").write_text(table1_md + ci_md)
+    table1_md, table1_csv, table1_ci_csv = _table1_text(table1_ci, unit, preface)
+    (directory / "table1.md").write_text(table1_md)
     (directory / "table1.csv").write_text(table1_csv)
-    t1_rows = [[h, k, *map(repr, v.values())] for h, row in table1_ci.items() for k, v in row.items()]
-    (directory / "table1_ci.csv").write_text(csv_text(["head", "figure", "value", "low", "high"], t1_rows))
+    (directory / "table1_ci.csv").write_text(table1_ci_csv)
+    breast_ci, breast_counts = breast_table1 or ({}, None)
+    breast_md = _write_breast_table1(directory, breast_ci, breast_counts, unit, names[0]) if breast_ci else None
     weights = evaluated_weights(trainer, pl_module)
     summary: dict[str, Any] = {
         "train_saliency": train_method,
@@ -293,11 +364,16 @@ def write_test_report(
         "table1": table1_rows,
         "table1_intervals": table1_ci,
         "table1_counts": table1_counts,
+        "table1_breast": {h: {k: v["value"] for k, v in row.items()} for h, row in breast_ci.items()} or None,
+        "table1_breast_intervals": breast_ci or None,
+        "table1_breast_counts": breast_counts if breast_ci else None,
         "evaluated_under": evaluation_setting(trainer),
     }
     ci_rows, records = [], {}
     row_weights = ROW_WEIGHTS.get(weights["weights"], weights["weights"])
-    printed = [f"Table I (classification, distinct test images)\n{table1_md}{ci_md}"]
+    printed = [f"Table I (classification, distinct test images)\n{table1_md}"]
+    if breast_md is not None:
+        printed.append(f"Table I, breast level (the mean of a breast's views)\n{breast_md}")
     for subset in SUBSETS:
         subset_results = {m: r for (m, s), r in results.items() if s == subset}
         any_result = next(iter(subset_results.values()))
@@ -349,6 +425,9 @@ def _log_to_wandb(trainer: Trainer, directory: Path, summary: dict[str, Any], ci
             for k, v in r.items()
         ]
         logger.log_table("test/table1_ci", columns=["head", "figure", "value", "low", "high"], data=t1)
+        if summary["table1_breast"]:
+            rows = [[head] + list(values.values()) for head, values in summary["table1_breast"].items()]
+            logger.log_table("test/table1_breast", columns=["head", "accuracy", "auc", "tpr", "tnr"], data=rows)
         data = [[s, m, f, float(v), float(lo), float(hi)] for s, m, f, v, lo, hi in ci_rows]
         logger.log_table("test/detection_ci", columns=CI_COLUMNS, data=data)
         for subset in SUBSETS:
