@@ -123,6 +123,34 @@ def test_table1_with_one_seed_takes_the_reports_intervals_over_images() -> None:
     assert "| cam | local | 0.900 [0.900, 0.900] |" in table1_text(two)
 
 
+def test_the_study_writes_table1_at_breast_level_beside_images_and_only_from_reports_that_rate_breasts(
+    tmp_path: Path,
+) -> None:
+    """Each run's breast-level Table I goes into the study's table1_breast.md and summary.md, seeds averaged as for
+    images; a study of reports written before breasts were rated has none, and drops an earlier study's file."""
+    import json
+
+    heads = ("global", "local", "fusion")
+    images = {"accuracy": 0.9, "auc": 0.95, "tpr": 0.8, "tnr": 1.0}
+    runs = {}
+    for seed, accuracy in ((1, 0.7), (2, 0.8)):
+        breasts = images | {"accuracy": accuracy}
+        report = {"table1": dict.fromkeys(heads, images), "table1_breast": dict.fromkeys(heads, breasts),
+                  "mass": {"cam": {"tpr": 0.5, "fppi": 0.5}}}  # fmt: skip
+        (tmp_path / f"{seed}.json").write_text(json.dumps(report))
+        runs[("cam", seed)] = tmp_path / f"{seed}.json"
+    text = write_study_outputs(tmp_path / "study", runs)
+    breast_md = (tmp_path / "study" / "table1_breast.md").read_text()
+    assert "| cam | fusion | 0.750 [" in breast_md and "Table I, breast level" in text and breast_md in text
+    assert "| cam | fusion | 0.900 [0.900, 0.900] |" in (tmp_path / "study" / "table1.md").read_text()
+    for seed in (1, 2):  # tested before breasts were rated
+        report = json.loads(runs[("cam", seed)].read_text())
+        del report["table1_breast"]
+        runs[("cam", seed)].write_text(json.dumps(report))
+    text = write_study_outputs(tmp_path / "study", runs)
+    assert "breast level" not in text and not (tmp_path / "study" / "table1_breast.md").exists()
+
+
 def test_fppi_is_averaged_over_the_seeds_whose_tpr_is() -> None:
     """A seed with an undefined TPR was left out of the TPR mean but not of the FPPI mean (0.70 @ 1.80, not 0.20)."""
     reports = {

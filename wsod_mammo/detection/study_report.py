@@ -65,7 +65,8 @@ def write_study_outputs(
     left_out: Sequence[str] = (),
     include_them: str = "",
 ) -> str:
-    """Write ``table1.md``, ``table2.md``, ``table2.csv``, ``froc_<train>.png`` and ``summary.md`` to ``output``
+    """Write ``table1.md`` (and ``table1_breast.md`` where the reports rate breasts), ``table2.md``, ``table2.csv``,
+    ``froc_<train>.png`` and ``summary.md`` to ``output``
     (Table II's columns: ``test_methods``, default every method the reports hold); return the summary's text (the
     tables and the best pair). ``left_out``: finished run folders not in these tables, named in the summary with
     ``include_them``, the options that would include them; the
@@ -76,6 +77,12 @@ def write_study_outputs(
     table1_md = table1_text(reports)
     output.mkdir(parents=True, exist_ok=True)
     (output / "table1.md").write_text(table1_md)
+    breasts_rated = any(r.get("table1_breast") for r in reports.values())
+    breast_md = table1_text(reports, "table1_breast") if breasts_rated else None
+    if breast_md is not None:
+        (output / "table1_breast.md").write_text(breast_md)
+    else:
+        (output / "table1_breast.md").unlink(missing_ok=True)  # an earlier study's, it would look current
     (output / "table2.md").write_text(table2_md)
     (output / "table2.csv").write_text(table2_csv)
     figures = _froc_figures(output, reports)
@@ -100,10 +107,16 @@ def write_study_outputs(
                     ", ".join(by_images))  # fmt: skip
     interval = "Student-t over seeds" if len(seeds) > 1 else f"the test report's bootstrap {unit}, where it gives one"
     one_seed = f"with one seed, the test report's {unit}"
+    breast_text = (
+        f"Table I, breast level (a breast's probability is the mean of its views'; positive with the class in any "
+        f"view; mean [95% interval over seeds; {one_seed}])\n\n{breast_md}\n"
+        if breast_md is not None
+        else ""
+    )
     text = (
         f"# Study: {count(len(reports), 'run')} ({'seed' if len(seeds) == 1 else 'seeds'} {seed_list})\n\n"
         f"Table I (classification, test images; mean [95% interval over seeds; {one_seed}])\n\n"
-        f"{table1_md}\n"
+        f"{table1_md}\n{breast_text}"
         f"Table II ({SUBSET} images; TPR [95% interval, {interval}] @ FPPI, means over seeds)\n\n{table2_md}\n"
         f"{verdict}\n\nFROC figures: {', '.join(p.name for p in figures)}\n"
     )

@@ -250,16 +250,17 @@ def table2_text(cells: dict[str, dict[str, tuple[Estimate, Estimate]]], marks: M
     return markdown + (f"\n{notes}" if (notes := _notes(marks)) else ""), csv_text(header, csv_rows)
 
 
-def table1_text(reports: dict[tuple[str, int], dict[str, Any]]) -> str:
+def table1_text(reports: dict[tuple[str, int], dict[str, Any]], key: str = "table1") -> str:
     """Table I in Markdown: per train method and head, each figure's mean [95% interval] over seeds (with one seed,
-    the test report's ``table1_intervals``, as Table II's cells)."""
+    the test report's ``<key>_intervals``, as Table II's cells). ``key``: ``table1`` (images) or ``table1_breast``
+    (breasts; a report without it, tested before breasts were rated, gives n/a)."""
     rows = []
     for train, runs in _by_method(reports).items():
         for head in ("global", "local", "fusion"):
-            intervals = {"table1_intervals": (runs[0].get("table1_intervals") or {}).get(head)}
+            intervals = {f"{key}_intervals": (runs[0].get(f"{key}_intervals") or {}).get(head)}
             values = [
-                _over_seeds_or_images([r["table1"].get(head, {}).get(k, math.nan) for r in runs], intervals, k,
-                                      "table1_intervals", resampled(runs[0]))
+                _over_seeds_or_images([(r.get(key) or {}).get(head, {}).get(k, math.nan) for r in runs], intervals, k,
+                                      f"{key}_intervals", resampled(runs[0]))
                 for k, _ in TABLE1_COLUMNS
             ]  # fmt: skip
             rows.append([train, head] + [v.text(3) for v in values])
