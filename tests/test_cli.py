@@ -1950,6 +1950,15 @@ def test_a_ddp_test_logs_every_process_overlays_to_wandb(tmp_path: Path, trained
     drawn = list((tmp_path / "out").glob("wsod-test/*/overlays/*.png"))
     logged = list((tmp_path / "out").glob("wandb/offline-run-*/files/media/images/test/overlays_*.png"))
     assert len(drawn) == 8 and len(logged) == 8, (drawn, logged)
+    # Table I per breast goes to W&B beside Table I per image, with its intervals
+    (report,) = (tmp_path / "out").glob("wsod-test/*/detection.json")
+    breasts = json.loads(report.read_text())["table1_breast"]
+    tables = tmp_path / "out" / "wandb"
+    (table,) = tables.glob("offline-run-*/files/media/table/test/table1_breast_[0-9]*.table.json")
+    assert {row[0]: row[1:] for row in json.loads(table.read_text())["data"]} == {
+        head: list(figures.values()) for head, figures in breasts.items()
+    }
+    assert len(list(tables.glob("offline-run-*/files/media/table/test/table1_breast_ci_*.table.json"))) == 1
 
 
 def test_predict_of_the_paper_test_split_writes_each_image_once(tmp_path: Path, trained: Path) -> None:

@@ -417,17 +417,17 @@ def _log_to_wandb(trainer: Trainer, directory: Path, summary: dict[str, Any], ci
             continue
         evaluated = {"evaluated_checkpoint": summary["checkpoint"], "evaluated_weights": summary["weights"]}
         logger.experiment.config.update(evaluated, allow_val_change=True)
-        rows = [[head] + list(values.values()) for head, values in summary["table1"].items()]
-        logger.log_table("test/table1", columns=["head", "accuracy", "auc", "tpr", "tnr"], data=rows)
-        t1 = [
-            [h, k, v["value"], v["low"], v["high"]]
-            for h, r in summary["table1_intervals"].items()
-            for k, v in r.items()
-        ]
-        logger.log_table("test/table1_ci", columns=["head", "figure", "value", "low", "high"], data=t1)
-        if summary["table1_breast"]:
-            rows = [[head] + list(values.values()) for head, values in summary["table1_breast"].items()]
-            logger.log_table("test/table1_breast", columns=["head", "accuracy", "auc", "tpr", "tnr"], data=rows)
+        for table in ("table1", "table1_breast"):
+            if table == "table1_breast" and not summary[table]:  # the data names no breasts
+                continue
+            rows = [[head] + list(values.values()) for head, values in summary[table].items()]
+            logger.log_table(f"test/{table}", columns=["head", "accuracy", "auc", "tpr", "tnr"], data=rows)
+            ci = [
+                [h, k, v["value"], v["low"], v["high"]]
+                for h, r in summary[f"{table}_intervals"].items()
+                for k, v in r.items()
+            ]
+            logger.log_table(f"test/{table}_ci", columns=["head", "figure", "value", "low", "high"], data=ci)
         data = [[s, m, f, float(v), float(lo), float(hi)] for s, m, f, v, lo, hi in ci_rows]
         logger.log_table("test/detection_ci", columns=CI_COLUMNS, data=data)
         for subset in SUBSETS:
