@@ -95,7 +95,8 @@ def test_test_writes_both_tables_the_froc_plot_and_overlays(trained: Path) -> No
     (run,) = set(_run_dirs(trained)) - before  # a new run directory: no clash with the fit run
     for name in ("table1.md", "table1.csv", "table2_row.md", "table2_row.csv", "table2_row_all_images.md",
                  "table2_row_all_images.csv", "froc_mass.png", "froc_all.png", "table1_breast.md",
-                 "table1_breast.csv", "table1_breast_ci.csv"):  # fmt: skip
+                 "table1_breast.csv", "table1_breast_ci.csv", "table2_by_density.md",
+                 "table2_by_density.csv"):  # fmt: skip
         assert (run / name).stat().st_size > 0, name
     assert len(list((run / "overlays").glob("*.png"))) == 2
     with open(run / "table2_row.csv") as handle:
@@ -142,6 +143,12 @@ def test_test_writes_both_tables_the_froc_plot_and_overlays(trained: Path) -> No
     assert f"{breasts['breasts']} breasts of the 8 distinct test images" in (run / "table1_breast.md").read_text()
     for head, row in summary["table1_breast_intervals"].items():
         assert all(f["low"] <= f["value"] <= f["high"] for f in row.values() if f["low"] == f["low"]), head
+    # Table II by breast density: every image and mass of each subset in one density, the same methods' cells
+    for subset in ("mass", "all"):
+        rows = summary["by_density"][subset].values()
+        assert sum(r["images"] for r in rows) == summary[f"{subset}_counts"]["images"], subset
+        assert sum(r["masses"] for r in rows) == summary[subset]["cam"]["num_gt"], subset
+        assert all(set(r["cells"]) == set(summary[subset]) for r in rows), subset
     # each method is measured at the threshold its validation chose, which the checkpoint carries
     saved = torch.load(resolve_checkpoint("best", yaml.safe_load((trained / "config.yaml").read_text())),
                        weights_only=True)  # fmt: skip
@@ -1933,6 +1940,7 @@ def test_ddp_test_on_an_uneven_count_with_repeats_equals_one_process(tmp_path: P
     assert one["table1_counts"] == two["table1_counts"] and one["table1_counts"]["images"] == 8
     assert one["table1_breast_intervals"] == two["table1_breast_intervals"] and one["table1_breast_intervals"]
     assert one["table1_breast_counts"] == two["table1_breast_counts"]
+    assert one["by_density"] == two["by_density"] and one["by_density"]["mass"]
     for subset in ("mass", "all"):
         for method, figures in one[subset].items():
             other = two[subset][method]
@@ -1958,7 +1966,8 @@ def test_a_ddp_test_logs_every_process_overlays_to_wandb(tmp_path: Path, trained
     assert {row[0]: row[1:] for row in json.loads(table.read_text())["data"]} == {
         head: list(figures.values()) for head, figures in breasts.items()
     }
-    assert len(list(tables.glob("offline-run-*/files/media/table/test/table1_breast_ci_*.table.json"))) == 1
+    for name in ("table1_breast_ci", "table2_by_density"):
+        assert len(list(tables.glob(f"offline-run-*/files/media/table/test/{name}_*.table.json"))) == 1, name
 
 
 def test_predict_of_the_paper_test_split_writes_each_image_once(tmp_path: Path, trained: Path) -> None:

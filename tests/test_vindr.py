@@ -44,6 +44,9 @@ def test_synthetic_csv_quirks_parse(synthetic_root: Path) -> None:
         breasts.setdefault((r.study_id, r.laterality), set()).add(r.breast_birads)
     assert all(len(values) == 1 for values in breasts.values())
     assert 1 in {r.breast_birads for r in normals} and max(r.breast_birads for r in normals) >= 3
+    # the breast's density as the CSV gives it, for the test report's Table II by density
+    densities = {r.breast_density for r in records}
+    assert densities <= {f"DENSITY {c}" for c in "ABCD"} and len(densities) > 1
     # one study has two LCC images and no LMLO; one has two series
     views = {}
     for r in records:

@@ -61,6 +61,7 @@ class ImageRecord:
     path: Path
     findings: list[Finding] = field(default_factory=list)
     breast_birads: int | None = None  # the breast's assessment, 1-5 (None: the cell is empty)
+    breast_density: str = ""  # the breast's density category as the CSV gives it ("DENSITY C"; "": empty)
 
     @property
     def is_normal(self) -> bool:
@@ -240,6 +241,7 @@ def _new_record(row: dict[str, str], root: Path, where: str) -> ImageRecord:
         width=width,
         path=root / "images" / study_id / f"{image_id}.dicom",
         breast_birads=parse_birads(row["breast_birads"], where),
+        breast_density=" ".join(row["breast_density"].split()),
     )
 
 

@@ -1,5 +1,5 @@
-"""The test run's report: Table I (per image and per breast), the Table II row, FROC plots, 95% bootstrap intervals,
-counts, per-image records.
+"""The test run's report: Table I (per image and per breast), the Table II row (and its cells per breast density),
+FROC plots, 95% bootstrap intervals, counts, per-image records.
 
 ``detection.json`` holds each figure as a plain value (``table1``, each method's ``tpr``, ``fppi``, ``tpr_at_fppi``)
 and its 95% interval beside it as ``{"value", "low", "high"}`` (``table1_intervals``, each method's ``intervals``),
@@ -41,6 +41,8 @@ from wsod_mammo.detection.report import (
     FROM_DEFAULT,
     FROM_TIE,
     FROM_VALIDATION,
+    MISSING,
+    _markdown,
     csv_text,
     format_cell,
     plot_froc,
@@ -50,6 +52,7 @@ from wsod_mammo.detection.report import (
     thresholds_record,
     write_table2_row,
 )
+from wsod_mammo.detection.strata import restrict, strata_of
 from wsod_mammo.training.classification import HEADS
 from wsod_mammo.training.provenance import evaluated_weights, evaluation_setting
 
@@ -61,6 +64,7 @@ OPERATING_POINT = (
     "the rule validation chooses the binarization threshold by"
 )
 CI_COLUMNS = ["subset", "method", "figure", "value", "low", "high"]
+DENSITY_COLUMNS = ["subset", "density", "studies", "images", "masses", "method", "tpr", "fppi", "tpr_low", "tpr_high"]
 # detection.json's "weights" -> the row file's ``weights`` column (see wsod_mammo.detection.report)
 ROW_WEIGHTS = {
     "checkpoint": "checkpoint",
@@ -91,6 +95,17 @@ def breast_groups(trainer: Trainer | None) -> dict[int, int]:
         return {}
     return breast_key_of_images([r.image_id for r in records], [r.study_id for r in records],
                                 [r.laterality for r in records])  # fmt: skip
+
+
+def density_labels(trainer: Trainer | None) -> dict[int, str]:
+    """``{image key: breast density}`` of the test split's images (VinDr's ``breast_density``, ``DENSITY A`` to
+    ``D``), for Table II by density; empty where the data gives no image a density."""
+    dataset = getattr(getattr(trainer, "datamodule", None), "datasets", {}).get("test")
+    records = list(getattr(dataset, "records", []))
+    if not any(getattr(r, "breast_density", "") for r in records):
+        return {}
+    keys = image_keys([r.image_id for r in records]).tolist()
+    return dict(zip(keys, [r.breast_density for r in records], strict=True))
 
 
 def groups_of(keys: Tensor, groups: dict[int, int] | None) -> Tensor | None:
@@ -281,6 +296,66 @@ def write_subset(
     return summary, ci_rows, {m: _image_records(r, groups) for m, r in results.items()}, row_md + note + ci_md
 
 
+def by_density(
+    results: dict[tuple[str, str], DetectionResult],
+    labels: dict[int, str],
+    budget: float,
+    seed: int,
+    groups: dict[int, int] | None = None,
+) -> tuple[dict[str, Any], str, str]:
+    """Table II per breast density: each subset's (mass images, all images) method cells over the images of each
+    density (``labels``: ``density_labels``), with the TPR's interval. Returns ``detection.json``'s ``by_density``
+    (``{subset: {density: {"studies", "images", "masses", "cells": {method: {tpr, fppi, cell, tpr_interval}}}}}``;
+    ``studies`` None where the data names none), the Markdown and the CSV. A density of few studies has a narrow
+    interval for want of studies to draw, not for certainty: the table gives their number."""
+    summary: dict[str, Any] = {}
+    sections, csv_rows = [], []
+    for subset in SUBSETS:
+        subset_results = {m: r for (m, s), r in results.items() if s == subset and r.num_images}
+        if not subset_results:
+            continue
+        rows: dict[str, Any] = {}
+        for method, result in subset_results.items():
+            for label, keep in strata_of(result.image_keys, labels).items():
+                part = restrict(result, keep, budget)
+                first = part.per_threshold[0]
+                tpr_interval = detection_intervals(part, budget, seed, groups)["tpr"]
+                studies = groups_of(part.image_keys, groups)
+                counts = {"studies": None if studies is None else int(studies.unique().numel()),
+                          "images": part.num_images, "masses": part.num_gt}  # fmt: skip
+                row = rows.setdefault(label, {**counts, "cells": {}})
+                cell = format_cell(first.tpr, first.fppi)
+                row["cells"][method] = {
+                    "tpr": first.tpr,
+                    "fppi": first.fppi,
+                    "cell": cell,
+                    "tpr_interval": tpr_interval,
+                }
+                csv_rows.append([subset, label, *(str(v) for v in counts.values()), method, repr(first.tpr),
+                                 repr(first.fppi), repr(tpr_interval["low"]), repr(tpr_interval["high"])])  # fmt: skip
+        summary[subset] = rows
+        methods = list(subset_results)
+        md_rows = [
+            [label, MISSING if row["studies"] is None else str(row["studies"]), str(row["images"]), str(row["masses"])]
+            + [_cell_with_interval(row["cells"][m]) if m in row["cells"] else MISSING for m in methods]
+            for label, row in rows.items()
+        ]
+        title = f"{subset} images" if subset != "mass" else "mass images (the study's Table II)"
+        sections.append(f"{title}\n\n" + _markdown(["density", "studies", "images", "masses", *methods], md_rows))
+    note = (
+        f"Each method at its Table II threshold; a cell is the FROC point of that density's images with the highest "
+        f"TPR at FPPI <= {budget:g}, TPR [95% bootstrap interval] @ FPPI.\n\n"
+    )
+    return summary, note + "\n".join(sections), csv_text(DENSITY_COLUMNS, csv_rows)
+
+
+def _cell_with_interval(cell: dict[str, Any]) -> str:
+    if cell["cell"] == MISSING:
+        return MISSING
+    low, high = cell["tpr_interval"]["low"], cell["tpr_interval"]["high"]
+    return f"{cell['tpr']:.2f} [{low:.2f}, {high:.2f}] @ {cell['fppi']:.2f}"
+
+
 def _table1_text(ci: dict[str, dict[str, Any]], unit: str, preface: str) -> tuple[str, str, str]:
     """Table I's ``(markdown with its intervals, csv, intervals csv)`` from ``{head: {figure: {value, low, high}}}``;
     ``preface``: the lines between the table and its intervals (counts, notes)."""
@@ -321,12 +396,15 @@ def write_test_report(
     table1_counts: dict[str, int] | None = None,
     groups: dict[int, int] | None = None,
     breast_table1: tuple[dict[str, dict[str, Any]], dict[str, int] | None] | None = None,
+    densities: dict[int, str] | None = None,
 ) -> None:
     """Table I, the Table II row (mass images and all images) with intervals, FROC plots, ``detection.json``.
     ``table1_counts``: ``{"images", "positive"}`` of Table I (``table1_intervals``), written beside it; ``groups``:
     ``study_groups`` (None: read from the trainer's data); ``breast_table1``: ``table1_intervals``' breast rows and
-    counts (None, or no rows: no breast-level Table I)."""
+    counts (None, or no rows: no breast-level Table I); ``densities``: ``density_labels`` (None: read from the
+    trainer's data; empty: no Table II by density)."""
     groups = study_groups(trainer) if groups is None else groups
+    densities = density_labels(trainer) if densities is None else densities
     unit = "studies (each with all its images)" if groups else "images"
     train_method = pl_module.train_saliency.name
     validated = frozenset(pl_module.detection_thresholds)
@@ -399,6 +477,12 @@ def write_test_report(
         summary[f"{subset}_counts"] = {"images": any_result.num_images, "samples": any_result.num_samples}
         ci_rows += rows
     (directory / "table2_row_ci.csv").write_text(csv_text(CI_COLUMNS, ci_rows))
+    summary["by_density"] = None
+    if densities:
+        summary["by_density"], density_md, density_csv = by_density(results, densities, fppi_budget, seed, groups)
+        (directory / "table2_by_density.md").write_text(density_md)
+        (directory / "table2_by_density.csv").write_text(density_csv)
+        printed.append(f"Table II by breast density\n{density_md}")
     (directory / "detection.json").write_text(json.dumps(summary, indent=2, allow_nan=True))
     images = {"fppi_budget": fppi_budget, "bootstrap_seed": seed, "subsets": records}  # --compare redraws these
     (directory / IMAGES_FILE).write_text(json.dumps(images))
@@ -430,6 +514,15 @@ def _log_to_wandb(trainer: Trainer, directory: Path, summary: dict[str, Any], ci
             logger.log_table(f"test/{table}_ci", columns=["head", "figure", "value", "low", "high"], data=ci)
         data = [[s, m, f, float(v), float(lo), float(hi)] for s, m, f, v, lo, hi in ci_rows]
         logger.log_table("test/detection_ci", columns=CI_COLUMNS, data=data)
+        if summary["by_density"]:
+            data = [
+                [subset, density, row["studies"], row["images"], row["masses"], method, c["tpr"], c["fppi"],
+                 c["tpr_interval"]["low"], c["tpr_interval"]["high"]]
+                for subset, rows in summary["by_density"].items()
+                for density, row in rows.items()
+                for method, c in row["cells"].items()
+            ]  # fmt: skip
+            logger.log_table("test/table2_by_density", columns=DENSITY_COLUMNS, data=data)
         for subset in SUBSETS:
             if subset in summary:
                 cells = summary[subset]
