@@ -59,6 +59,39 @@ class ThresholdResult:
         return float(tpr_at_fppi(self.fppi_curve, self.tpr_curve, (fppi_budget,))[0])
 
 
+def threshold_result(
+    threshold: float,
+    scores: Tensor,
+    is_tp: Tensor,
+    box_image: Tensor,
+    num_gt: int,
+    num_images: int,
+    fppi_points: Sequence[float],
+    operating_fppi: float | None,
+    score_threshold: float = 0.0,
+) -> ThresholdResult:
+    """One threshold's figures from its pooled boxes ``scores, is_tp, box_image (P,)``: the FROC curve, TPR at
+    ``fppi_points`` and the operating point, the highest TPR at FPPI <= ``operating_fppi`` or, with None, every box
+    scoring at least ``score_threshold`` (``DetectionMetric``'s options)."""
+    fppi, tpr, score_thresholds = froc_curve(scores, is_tp, num_gt, num_images)
+    if operating_fppi is None:
+        point_tpr, point_fppi = operating_point(scores, is_tp, num_gt, num_images, score_threshold)
+    else:
+        point_tpr, point_fppi = capped_operating_point(fppi, tpr, operating_fppi)
+    return ThresholdResult(
+        threshold=threshold,
+        fppi_curve=fppi,
+        tpr_curve=tpr,
+        score_thresholds=score_thresholds,
+        tpr_at_fppi=tpr_at_fppi(fppi, tpr, fppi_points),
+        tpr=point_tpr,
+        fppi=point_fppi,
+        box_scores=scores,
+        box_tp=is_tp,
+        box_image=box_image,
+    )
+
+
 class DetectionResult:
     """Output of ``DetectionMetric.compute``: one ``ThresholdResult`` per binarization threshold, in order.
 
@@ -250,25 +283,8 @@ class DetectionMetric(Metric):
         for k, threshold in enumerate(self.thresholds):
             selected = indices == k
             s, tp = scores[selected], flags[selected] > 0.5
-            fppi, tpr, score_thresholds = froc_curve(s, tp, num_gt, num_images)
-            if self.operating_fppi is None:
-                point_tpr, point_fppi = operating_point(s, tp, num_gt, num_images, self.score_threshold)
-            else:
-                point_tpr, point_fppi = capped_operating_point(fppi, tpr, self.operating_fppi)
-            results.append(
-                ThresholdResult(
-                    threshold=threshold,
-                    fppi_curve=fppi,
-                    tpr_curve=tpr,
-                    score_thresholds=score_thresholds,
-                    tpr_at_fppi=tpr_at_fppi(fppi, tpr, self.fppi_points),
-                    tpr=point_tpr,
-                    fppi=point_fppi,
-                    box_scores=s,
-                    box_tp=tp,
-                    box_image=box_image[selected],
-                )
-            )
+            results.append(threshold_result(threshold, s, tp, box_image[selected], num_gt, num_images,
+                                            self.fppi_points, self.operating_fppi, self.score_threshold))  # fmt: skip
         return DetectionResult(tuple(results), self.fppi_points, keys, image_gt, num_samples, int(in_view.sum()))
 
     def best_threshold(self, fppi_budget: float = 1.0) -> float:

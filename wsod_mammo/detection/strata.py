@@ -11,8 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from wsod_mammo.detection.froc import capped_operating_point, froc_curve, tpr_at_fppi
-from wsod_mammo.detection.metrics import DetectionResult, ThresholdResult
+from wsod_mammo.detection.metrics import DetectionResult, threshold_result
 
 UNKNOWN = "unknown"  # the stratum of images whose category the data leaves empty
 
@@ -31,20 +30,8 @@ def restrict(result: DetectionResult, keep: Tensor, operating_fppi: float) -> De
     scores, tp = first.box_scores[boxes], first.box_tp[boxes]
     image_gt = result.image_gt[keep]
     num_gt, num_images = int(image_gt.sum()), int(keep.sum())
-    fppi, tpr, thresholds = froc_curve(scores, tp, num_gt, num_images)
-    point_tpr, point_fppi = capped_operating_point(fppi, tpr, operating_fppi)
-    kept = ThresholdResult(
-        threshold=first.threshold,
-        fppi_curve=fppi,
-        tpr_curve=tpr,
-        score_thresholds=thresholds,
-        tpr_at_fppi=tpr_at_fppi(fppi, tpr, result.fppi_points),
-        tpr=point_tpr,
-        fppi=point_fppi,
-        box_scores=scores,
-        box_tp=tp,
-        box_image=box_image,
-    )
+    kept = threshold_result(first.threshold, scores, tp, box_image, num_gt, num_images, result.fppi_points,
+                            operating_fppi)  # fmt: skip
     return DetectionResult((kept,), result.fppi_points, result.image_keys[keep], image_gt, num_images)
 
 
