@@ -151,6 +151,43 @@ def test_the_study_writes_table1_at_breast_level_beside_images_and_only_from_rep
     assert "breast level" not in text and not (tmp_path / "study" / "table1_breast.md").exists()
 
 
+def test_the_study_writes_table2_per_breast_density_from_every_runs_report(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each density's cells are averaged over seeds as Table II's, keep the runs' threshold marks and only the
+    methods the study tabulates; with one run's report lacking densities there is no such table, and a warning."""
+    import json
+
+    def report(seed: int, tied: bool) -> dict:
+        source = "validation, from a tie at TPR 0 (no threshold of the grid found a mass there): not a choice"
+        cells = {m: {"tpr": 0.5, "fppi": 0.5, **({"threshold_from": source} if tied and m == "cam" else {})}
+                 for m in ("cam", "gradcam")}  # fmt: skip
+        densities = {
+            density: {"studies": 3, "images": 5, "masses": 6,
+                      "cells": {m: {"tpr": tpr + seed / 10, "fppi": 0.25, "tpr_interval": {}} for m in cells}}
+            for density, tpr in (("DENSITY A", 0.2), ("DENSITY D", 0.6))
+        }  # fmt: skip
+        return {"table1": {}, "mass": cells, "by_density": {"mass": densities, "all": densities}}
+
+    runs = {}
+    for seed in (1, 2):
+        (tmp_path / f"{seed}.json").write_text(json.dumps(report(seed, tied=seed == 2)))
+        runs[("cam", seed)] = tmp_path / f"{seed}.json"
+    text = write_study_outputs(tmp_path / "study", runs, test_methods=["gradcam", "cam"])
+    table = (tmp_path / "study" / "table2_by_density.md").read_text()
+    assert "Table II per breast density: table2_by_density.md" in text
+    a, d = table.split("## DENSITY A (3 studies, 5 images, 6 masses)")[1].split("## DENSITY D")
+    assert "| cam | 0.35 [" in a and "| cam | 0.75 [" in d  # means over the two seeds
+    assert "@ 0.25 \u2020" in a and "seed 2" in a  # seed 2's tied threshold marked as in table2.md
+    only_cam = write_study_outputs(tmp_path / "study", runs, test_methods=["cam"])
+    assert "gradcam" not in (tmp_path / "study" / "table2_by_density.md").read_text() and only_cam
+    (tmp_path / "1.json").write_text(json.dumps({**report(1, False), "by_density": None}))
+    with caplog.at_level("WARNING"):
+        text = write_study_outputs(tmp_path / "study", runs)
+    assert "per breast density" not in text and not (tmp_path / "study" / "table2_by_density.md").exists()
+    assert "the test reports of cam_seed1 rate no densities" in caplog.text
+
+
 def test_fppi_is_averaged_over_the_seeds_whose_tpr_is() -> None:
     """A seed with an undefined TPR was left out of the TPR mean but not of the FPPI mean (0.70 @ 1.80, not 0.20)."""
     reports = {

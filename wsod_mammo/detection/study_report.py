@@ -12,6 +12,7 @@ from wsod_mammo.detection.report import METHOD_ORDER, count, plot_froc
 from wsod_mammo.detection.study_tables import (
     SUBSET,
     best_pairs,
+    density_reports,
     keep_test_methods,
     load_reports,
     resampled,
@@ -23,6 +24,8 @@ from wsod_mammo.detection.study_tables import (
 )
 
 log = logging.getLogger(__name__)
+
+SINGULAR = {"studies": "study", "images": "image", "masses": "mass"}  # a density's counts, read right when 1
 
 
 def _froc_figures(output: Path, reports: dict[tuple[str, int], dict[str, Any]]) -> list[Path]:
@@ -58,6 +61,30 @@ def _report_intervals(reports: dict[tuple[str, int], dict[str, Any]]) -> tuple[s
     return f"over studies, but over images for {named} (tested before intervals drew studies)", by_images
 
 
+def _write_by_density(output: Path, reports: dict[tuple[str, int], dict[str, Any]]) -> str | None:
+    """``table2_by_density.md``: Table II over each breast density's mass images, as ``table2.md`` (means over
+    seeds, intervals, marks); returns its name, or None where not every run's report rates densities (an earlier
+    study's file is then removed: it would look current)."""
+    path = output / "table2_by_density.md"
+    lacking = [f"{m}_seed{s}" for (m, s), r in sorted(reports.items()) if not (r.get("by_density") or {}).get(SUBSET)]
+    if lacking:
+        path.unlink(missing_ok=True)
+        if len(lacking) < len(reports):
+            log.warning("study %s: no Table II by breast density: the test reports of %s rate no densities (tested "
+                        "before they were rated); test those runs again", output, ", ".join(lacking))  # fmt: skip
+        return None
+    sections = []
+    for density, (counts, per_density) in density_reports(reports).items():
+        markdown, _ = table2_text(table2_cells(per_density), threshold_marks(reports))
+        what = ", ".join(f"{v} {SINGULAR[k] if v == 1 else k}" for k, v in counts.items() if v is not None)
+        sections.append(f"## {density} ({what})\n\n{markdown}")
+    path.write_text(
+        f"Table II per breast density ({SUBSET} images of that density; TPR [95% interval] @ FPPI, means over seeds, "
+        "each run at its validated thresholds)\n\n" + "\n".join(sections)
+    )
+    return path.name
+
+
 def write_study_outputs(
     output: Path,
     runs: dict[tuple[str, int], Path],
@@ -66,7 +93,7 @@ def write_study_outputs(
     include_them: str = "",
 ) -> str:
     """Write ``table1.md`` (and ``table1_breast.md`` where the reports rate breasts), ``table2.md``, ``table2.csv``,
-    ``froc_<train>.png`` and ``summary.md`` to ``output``
+    ``table2_by_density.md`` (where they rate densities), ``froc_<train>.png`` and ``summary.md`` to ``output``
     (Table II's columns: ``test_methods``, default every method the reports hold); return the summary's text (the
     tables and the best pair). ``left_out``: finished run folders not in these tables, named in the summary with
     ``include_them``, the options that would include them; the
@@ -86,6 +113,7 @@ def write_study_outputs(
     (output / "table2.md").write_text(table2_md)
     (output / "table2.csv").write_text(table2_csv)
     figures = _froc_figures(output, reports)
+    by_density = _write_by_density(output, reports)
     for method in set(METHOD_ORDER) - {m for m, _ in reports}:
         (output / f"froc_{method}.png").unlink(missing_ok=True)
     seeds = sorted({s for _, s in reports})
@@ -119,6 +147,7 @@ def write_study_outputs(
         f"{table1_md}\n{breast_text}"
         f"Table II ({SUBSET} images; TPR [95% interval, {interval}] @ FPPI, means over seeds)\n\n{table2_md}\n"
         f"{verdict}\n\nFROC figures: {', '.join(p.name for p in figures)}\n"
+        + (f"Table II per breast density: {by_density}\n" if by_density else "")
     )
     if left_out:
         text += f"\nFinished runs in this folder left out of these tables: {', '.join(left_out)}"

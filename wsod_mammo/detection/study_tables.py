@@ -1,4 +1,5 @@
-"""The study's tables from its test runs: Table I and the 5 x 5 Table II with 95% intervals, and the best pair.
+"""The study's tables from its test runs: Table I and the 5 x 5 Table II with 95% intervals (also per breast
+density), and the best pair.
 
 Input: one ``detection.json`` per (train method, seed) test run, as ``wsod test`` writes it (keys ``table1``,
 ``mass``: ``{test method: {"tpr", "fppi", ...}}``). No torch here: plain numbers in, Markdown/CSV text out.
@@ -265,6 +266,28 @@ def table1_text(reports: dict[tuple[str, int], dict[str, Any]], key: str = "tabl
             ]  # fmt: skip
             rows.append([train, head] + [v.text(3) for v in values])
     return _markdown(["train", "head", *(title for _, title in TABLE1_COLUMNS)], rows)
+
+
+def density_reports(
+    reports: dict[tuple[str, int], dict[str, Any]],
+) -> dict[str, tuple[dict[str, Any], dict[tuple[str, int], dict[str, Any]]]]:
+    """Per breast density of the test report's ``by_density`` (mass images), in the report's order: its counts (the
+    first run's: every run tests the same images) and the reports with that density's cells as their Table II
+    cells, each keeping its run's threshold source, for :func:`table2_cells` and :func:`table2_text`. Call it
+    with reports that all have ``by_density``."""
+    first = next(iter(reports.values()))["by_density"][SUBSET]
+    out = {}
+    for density, row in first.items():
+        per_run = {}
+        for key, report in reports.items():
+            cells = report["by_density"][SUBSET].get(density, {}).get("cells", {})
+            per_run[key] = {**report, SUBSET: {
+                method: {"tpr": c["tpr"], "fppi": c["fppi"], "intervals": {"tpr": c["tpr_interval"]},
+                         "threshold_from": report[SUBSET][method].get("threshold_from", FROM_VALIDATION)}
+                for method, c in cells.items() if method in report[SUBSET]
+            }}  # fmt: skip
+        out[density] = ({k: row.get(k) for k in ("studies", "images", "masses")}, per_run)
+    return out
 
 
 def best_pairs(cells: dict[str, dict[str, tuple[Estimate, Estimate]]]) -> list[tuple[str, str, Estimate, Estimate]]:
