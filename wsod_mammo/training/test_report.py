@@ -74,11 +74,16 @@ ROW_WEIGHTS = {
 }
 
 
+def _test_records(trainer: Trainer | None) -> list[Any]:
+    """The test split's image records (``VinDrDataset.records``); none for a dataset that lists none."""
+    dataset = getattr(getattr(trainer, "datamodule", None), "datasets", {}).get("test")
+    return list(getattr(dataset, "records", []))
+
+
 def study_groups(trainer: Trainer | None) -> dict[int, int]:
     """``{image key: study key}`` of the test split's images (``image_keys`` of their ``image_id`` and
     ``study_id``), for the bootstrap to draw whole studies; empty where the data names no studies."""
-    dataset = getattr(getattr(trainer, "datamodule", None), "datasets", {}).get("test")
-    records = [r for r in getattr(dataset, "records", []) if getattr(r, "study_id", None)]
+    records = [r for r in _test_records(trainer) if getattr(r, "study_id", None)]
     if not records:
         return {}
     images, studies = image_keys([r.image_id for r in records]), image_keys([r.study_id for r in records])
@@ -88,9 +93,7 @@ def study_groups(trainer: Trainer | None) -> dict[int, int]:
 def breast_groups(trainer: Trainer | None) -> dict[int, int]:
     """``{image key: breast key}`` of the test split's images (``breasts.breast_key_of_images``), for Table I at
     breast level; empty where the data names no studies or sides."""
-    dataset = getattr(getattr(trainer, "datamodule", None), "datasets", {}).get("test")
-    records = [r for r in getattr(dataset, "records", [])
-               if getattr(r, "study_id", None) and getattr(r, "laterality", None)]  # fmt: skip
+    records = [r for r in _test_records(trainer) if getattr(r, "study_id", None) and getattr(r, "laterality", None)]
     if not records:
         return {}
     return breast_key_of_images([r.image_id for r in records], [r.study_id for r in records],
@@ -100,8 +103,7 @@ def breast_groups(trainer: Trainer | None) -> dict[int, int]:
 def density_labels(trainer: Trainer | None) -> dict[int, str]:
     """``{image key: breast density}`` of the test split's images (VinDr's ``breast_density``, ``DENSITY A`` to
     ``D``), for Table II by density; empty where the data gives no image a density."""
-    dataset = getattr(getattr(trainer, "datamodule", None), "datasets", {}).get("test")
-    records = list(getattr(dataset, "records", []))
+    records = _test_records(trainer)
     if not any(getattr(r, "breast_density", "") for r in records):
         return {}
     keys = image_keys([r.image_id for r in records]).tolist()
