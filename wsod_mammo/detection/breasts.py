@@ -1,8 +1,9 @@
 """Breast-level classification figures from image-level predictions.
 
-A screening decision is per breast, not per image, and NYU's GMIC papers report breast-level AUC: a breast's
-probability is the mean of its views' (CC and MLO), and it is positive when any of its views shows the class (a
-mass seen in one view only still makes the breast positive). Images are grouped by ``(study_id, laterality)``;
+A screening decision is per breast, not per image, and NYU's screening papers report AUC per breast (Wu et al.
+2019: "in predicting the presence of cancer in the breast"). Here a breast's probability is the mean of its views'
+(CC and MLO), and it is positive when any of its views shows the class (a mass seen in one view only still makes the
+breast positive). Images are grouped by ``(study_id, laterality)``;
 the groups keep only the views the test split holds, so a breast with one view is rated on that view.
 """
 
