@@ -61,17 +61,29 @@ def _report_intervals(reports: dict[tuple[str, int], dict[str, Any]]) -> tuple[s
     return f"over studies, but over images for {named} (tested before intervals drew studies)", by_images
 
 
+def _every_report_has(
+    reports: dict[tuple[str, int], dict[str, Any]], part: Any, output: Path, path: Path, table: str, lack: str
+) -> bool:
+    """Whether every run's report holds ``part(report)``. Otherwise the ``table`` at ``path`` is not written (an
+    earlier study's is removed: it would look current) and, where some runs have it, a warning names the others:
+    averaged over the seeds that have it only, the table would claim seeds it lacks."""
+    lacking = [f"{m}_seed{s}" for (m, s), r in sorted(reports.items()) if not part(r)]
+    if not lacking:
+        return True
+    path.unlink(missing_ok=True)
+    if len(lacking) < len(reports):
+        log.warning("study %s: no %s: the test reports of %s %s (tested before); test those runs again", output,
+                    table, ", ".join(lacking), lack)  # fmt: skip
+    return False
+
+
 def _write_by_density(output: Path, reports: dict[tuple[str, int], dict[str, Any]]) -> str | None:
     """``table2_by_density.md``: Table II over each breast density's mass images, as ``table2.md`` (means over
     seeds, intervals, marks); returns its name, or None where not every run's report rates densities (an earlier
     study's file is then removed: it would look current)."""
     path = output / "table2_by_density.md"
-    lacking = [f"{m}_seed{s}" for (m, s), r in sorted(reports.items()) if not (r.get("by_density") or {}).get(SUBSET)]
-    if lacking:
-        path.unlink(missing_ok=True)
-        if len(lacking) < len(reports):
-            log.warning("study %s: no Table II by breast density: the test reports of %s rate no densities (tested "
-                        "before they were rated); test those runs again", output, ", ".join(lacking))  # fmt: skip
+    if not _every_report_has(reports, lambda r: (r.get("by_density") or {}).get(SUBSET), output, path,
+                             "Table II by breast density", "rate no densities"):  # fmt: skip
         return None
     sections = []
     for density, (counts, per_density) in density_reports(reports).items():
@@ -104,12 +116,11 @@ def write_study_outputs(
     table1_md = table1_text(reports)
     output.mkdir(parents=True, exist_ok=True)
     (output / "table1.md").write_text(table1_md)
-    breasts_rated = any(r.get("table1_breast") for r in reports.values())
-    breast_md = table1_text(reports, "table1_breast") if breasts_rated else None
-    if breast_md is not None:
+    breast_md = None
+    if _every_report_has(reports, lambda r: r.get("table1_breast"), output, output / "table1_breast.md",
+                         "breast-level Table I", "rate no breasts"):  # fmt: skip
+        breast_md = table1_text(reports, "table1_breast")
         (output / "table1_breast.md").write_text(breast_md)
-    else:
-        (output / "table1_breast.md").unlink(missing_ok=True)  # an earlier study's, it would look current
     (output / "table2.md").write_text(table2_md)
     (output / "table2.csv").write_text(table2_csv)
     figures = _froc_figures(output, reports)

@@ -254,7 +254,7 @@ def table2_text(cells: dict[str, dict[str, tuple[Estimate, Estimate]]], marks: M
 def table1_text(reports: dict[tuple[str, int], dict[str, Any]], key: str = "table1") -> str:
     """Table I in Markdown: per train method and head, each figure's mean [95% interval] over seeds (with one seed,
     the test report's ``<key>_intervals``, as Table II's cells). ``key``: ``table1`` (images) or ``table1_breast``
-    (breasts; a report without it, tested before breasts were rated, gives n/a)."""
+    (breasts)."""
     rows = []
     for train, runs in _by_method(reports).items():
         for head in ("global", "local", "fusion"):
