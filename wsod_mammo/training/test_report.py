@@ -176,10 +176,11 @@ def table1_intervals(
         if preds.numel() == 0:
             continue
         rows[head] = _figures_with_intervals(preds, target, keys, seed, groups_of(keys, groups))
-        rated = breast_predictions(preds, target, keys, breasts or {})
+        breast_of = breasts or {}
+        rated = breast_predictions(preds, target, keys, breast_of)
         if rated is None:
             continue
-        study_of_breast = {breasts[k]: groups[k] for k in keys.tolist() if k in groups} if groups else {}
+        study_of_breast = {breast_of[k]: groups[k] for k in keys.tolist() if k in groups} if groups else {}
         breast_rows[head] = _figures_with_intervals(rated.probabilities, rated.target, rated.keys, seed,
                                                     groups_of(rated.keys, study_of_breast))  # fmt: skip
         breast_counts = {"breasts": int(rated.keys.numel()), "positive": int((rated.target > 0.5).sum()),
@@ -427,7 +428,9 @@ def write_test_report(
     (directory / "table1.csv").write_text(table1_csv)
     (directory / "table1_ci.csv").write_text(table1_ci_csv)
     breast_ci, breast_counts = breast_table1 or ({}, None)
-    breast_md = _write_breast_table1(directory, breast_ci, breast_counts, unit, names[0]) if breast_ci else None
+    breast_md = None
+    if breast_ci and breast_counts:
+        breast_md = _write_breast_table1(directory, breast_ci, breast_counts, unit, names[0])
     weights = evaluated_weights(trainer, pl_module)
     summary: dict[str, Any] = {
         "train_saliency": train_method,
