@@ -72,6 +72,25 @@ def test_no_window_is_min_max_and_laterality_tag_fallback(tmp_path: Path) -> Non
     assert info.laterality == "L"
 
 
+def test_the_study_uid_is_read_as_spelt_without_a_warning_for_anonymized_ones(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """predict groups an exam's views by StudyInstanceUID; VinDr-style hex UIDs made pydicom warn on every read."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Invalid value for VR UI")  # pydicom on writing the hex one
+        files = [write(tmp_path / "hex.dcm", StudyInstanceUID="0a67a8bcd2bfd6539adb136fd48e2461"),
+                 write(tmp_path / "dotted.dcm", StudyInstanceUID="1.2.840.1234.5"),  # odd length: padded with NUL
+                 write(tmp_path / "none.dcm")]  # fmt: skip
+    caplog.clear()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        studies = [read_dicom(path)[1].study for path in files]
+    assert studies == ["0a67a8bcd2bfd6539adb136fd48e2461", "1.2.840.1234.5", ""]
+    assert not [w for w in caught if "VR UI" in str(w.message)] and "VR UI" not in caplog.text
+
+
 def test_voi_lut_sequence(tmp_path: Path) -> None:
     item = Dataset()
     item.LUTDescriptor = [4096, 0, 16]

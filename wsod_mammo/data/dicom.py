@@ -62,6 +62,7 @@ class DicomInfo:
     padding: np.ndarray | None = field(default=None, compare=False, repr=False)
     # what makes this readable file unlike the mammograms GMIC learns from (``reader_warnings``); empty for most
     warnings: tuple[str, ...] = ()
+    study: str = ""  # StudyInstanceUID (empty when untagged): which exam the image belongs to
 
 
 class _BadTag(ValueError):
@@ -378,5 +379,16 @@ def read_dicom(path: str | Path) -> tuple[np.ndarray, DicomInfo]:
         photometric=photometric,
         padding=mask,
         warnings=reader_warnings(ds),
+        study=_study_uid(ds),
     )
     return image, info
+
+
+def _study_uid(ds: pydicom.Dataset) -> str:
+    """StudyInstanceUID as the file spells it, "" when absent. Read raw, without pydicom's UID validation: exports
+    with anonymized, non-numeric UIDs (VinDr's are hex hashes) made it warn "Invalid value for VR UI" on every file."""
+    element = ds.get_item("StudyInstanceUID")
+    value = element.value if element is not None else ""
+    if isinstance(value, bytes):
+        value = value.decode("ascii", errors="replace")
+    return str(value or "").strip(" \x00")

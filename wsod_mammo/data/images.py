@@ -171,6 +171,7 @@ class _Decoded(NamedTuple):
     padding: np.ndarray | None  # (H, W) bool, the DICOM's padding pixels; None for none and for PNG/TIFF
     view: str  # ViewPosition (CC, MLO...); empty when untagged and for PNG/TIFF
     warnings: tuple[str, ...] = ()  # the DICOM's ``DicomInfo.warnings``
+    study: str = ""  # the DICOM's StudyInstanceUID; empty when untagged and for PNG/TIFF
 
 
 def _read(path: str | Path) -> _Decoded:
@@ -183,7 +184,8 @@ def _read(path: str | Path) -> _Decoded:
     suffix = path.suffix.lower()
     if is_dicom(path) or suffix in (".dcm", ".dicom") or (suffix not in IMAGE_SUFFIXES and _starts_like_data_set(path)):
         image, info = read_dicom(path)
-        return _Decoded(image, info.laterality, info.padding, (info.view or "").strip().upper(), info.warnings)
+        view = (info.view or "").strip().upper()
+        return _Decoded(image, info.laterality, info.padding, view, info.warnings, info.study)
     if suffix in IMAGE_SUFFIXES or has_image_signature(path):
         return _Decoded(read_image_file(path), None, None, "")
     raise ValueError(
@@ -219,6 +221,7 @@ class InputImage(NamedTuple):
     # why the output may not be trusted as usual (another modality, raw data, a mirrored laterality tag), each
     # logged as a warning naming the file; empty for most inputs
     warnings: tuple[str, ...] = ()
+    study: str = ""  # the DICOM's StudyInstanceUID: which exam (empty for PNG/TIFF files, arrays, untagged DICOMs)
 
 
 def load_padded(
@@ -246,7 +249,8 @@ def load_padded(
     for warning in warnings:
         log.warning("%s: %s", name if isinstance(item, np.ndarray) else item, warning)
     padding = apply_to_mask(decoded.padding, geometry)
-    return InputImage(out, geometry, side, "dicom" if tagged else source, padding, decoded.view, warnings)
+    return InputImage(out, geometry, side, "dicom" if tagged else source, padding, decoded.view, warnings,
+                      decoded.study)  # fmt: skip
 
 
 def blank_image(image: np.ndarray) -> str | None:

@@ -96,7 +96,8 @@ class PredictDataset(Dataset):
     """DICOMs, PNG/TIFF files -> samples with zero labels and no boxes; an unreadable file gives an error sample.
 
     Laterality: the DICOM tags, else ``laterality`` when given, else inferred from the image; ``meta`` says which
-    (``laterality_source``). ``meta["view"]``: the DICOM's ViewPosition (empty for PNG/TIFF and untagged files);
+    (``laterality_source``). ``meta["view"]``: the DICOM's ViewPosition, ``meta["study"]`` its StudyInstanceUID
+    (both empty for PNG/TIFF and untagged files);
     ``meta["warnings"]``: ``InputImage.warnings``.
     Each sample's ``image_id`` is the file's from ``predict_image_ids``: distinct per input.
     """
@@ -125,7 +126,8 @@ class PredictDataset(Dataset):
         try:
             loaded = load_padded(path, (height, width), self.laterality, self.crop_breast, self.resize)
             image, geometry, padding = loaded.image, loaded.geometry, loaded.padding
-            meta.update(laterality=loaded.laterality, laterality_source=loaded.laterality_source, view=loaded.view)
+            meta.update(laterality=loaded.laterality, laterality_source=loaded.laterality_source, view=loaded.view,
+                        study=loaded.study)  # fmt: skip
             meta.update(warnings=list(loaded.warnings), error=None)
         except Exception as err:  # any unreadable file must leave the other images' results intact
             meta["error"] = describe_failure(path, err)
