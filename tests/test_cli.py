@@ -2026,6 +2026,14 @@ def test_ddp_predict_writes_every_process_rows_once_in_input_order(
     assert len(list((run / "overlays").glob("*.png"))) == 4
     assert {row["path"] for row in csv.DictReader(open(run / "predictions.csv"))} == set(map(str, inputs))
     assert f"predictions for 5 images (1 unreadable) in {run}" in output and not list(run.glob("predictions.rank*"))
+    # the breasts gather both processes' views: every DICOM read is in exactly one breast, at the mean of its views
+    breasts = json.loads((run / "breasts.json").read_text())
+    assert sorted(i for b in breasts for i in b["image_ids"]) == sorted(
+        r["image_id"] for r in records[:1] + records[2:]
+    )
+    for breast in breasts:
+        probabilities = [r["probability"] for r in records if r["image_id"] in breast["image_ids"]]
+        assert breast["probability"] == pytest.approx(sum(probabilities) / len(probabilities))
     data = VinDrMammoDataModule(str(data_root), input_size=(128, 80), predict_paths=[str(dicoms[0])])
     data.setup("predict")
     data.trainer = SimpleNamespace(world_size=2)  # each process's own check, before Lightning's sampler asserts

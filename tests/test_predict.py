@@ -261,6 +261,47 @@ def test_view_comes_from_the_dicom_and_is_empty_for_png(synthetic_root: Path, tm
 
 
 @pytest.mark.filterwarnings("ignore:Invalid value for VR UI")  # the synthetic data's VinDr-style hex UIDs
+def test_an_exams_dicoms_give_one_row_per_breast_with_the_mean_of_its_views(
+    synthetic_root: Path, tmp_path: Path
+) -> None:
+    """A reader points predict at an exam and decides per breast: breasts.csv|json group the DICOMs by their
+    StudyInstanceUID and laterality, each breast at the mean of its views' probabilities; a PNG names no exam and
+    is left out (its row stays in predictions.csv)."""
+    records = load_records(synthetic_root)
+    views = {}
+    for r in records:
+        views.setdefault(r.study_id, []).append(r.laterality + r.view)
+    study = next(s for s, v in views.items() if sorted(v) == ["LCC", "LMLO", "RCC", "RMLO"])  # one whole exam
+    dicoms = [r.path for r in records if r.study_id == study]
+    png = tmp_path / "scan.png"
+    cv2.imwrite(str(png), np.full((256, 160), 30000, np.uint16))
+    paths = [*map(str, dicoms), str(png)]
+    data = VinDrMammoDataModule(str(synthetic_root), input_size=(128, 96), num_workers=0, predict_paths=paths)
+    data.setup("predict")
+    batch = next(iter(data.predict_dataloader()))
+    writer = PredictionWriter(output_dir=str(tmp_path / "out"), overlays=False)
+    writer.on_predict_start(None, None)
+    probabilities = torch.tensor([[0.1], [0.3], [0.6], [0.9], [0.5]])
+    prediction = {"method": "oracle", "threshold": 0.5, "probabilities": probabilities, "maps": _oracle_maps(batch)}
+    writer.write_on_batch_end(None, None, prediction, None, batch, 0, 0)
+    writer.on_predict_end(SimpleNamespace(world_size=1, global_rank=0, is_global_zero=True), None)
+    images = json.loads((writer.run_dir / "predictions.json").read_text())
+    breasts = json.loads((writer.run_dir / "breasts.json").read_text())
+    uid = str(pydicom.dcmread(dicoms[0], stop_before_pixels=True).StudyInstanceUID)
+    assert [r["study"] for r in images] == [uid] * 4 + [""]
+    assert [(b["study"], b["laterality"], len(b["image_ids"])) for b in breasts] == [(uid, "L", 2), (uid, "R", 2)]
+    for breast in breasts:
+        views = [r for r in images[:4] if r["laterality"] == breast["laterality"]]
+        assert breast["image_ids"] == [r["image_id"] for r in views]
+        assert sorted(breast["views"]) == ["CC", "MLO"] and breast["laterality_from"] == ["dicom"]
+        assert breast["probability"] == pytest.approx(sum(r["probability"] for r in views) / 2)
+    with open(writer.run_dir / "breasts.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["laterality"], r["images"]) for r in rows] == [("L", "2"), ("R", "2")]
+    assert float(rows[0]["probability"]) == pytest.approx(breasts[0]["probability"], abs=1e-6)
+
+
+@pytest.mark.filterwarnings("ignore:Invalid value for VR UI")  # the synthetic data's VinDr-style hex UIDs
 def test_a_warning_about_an_input_reaches_its_rows_and_the_log(
     synthetic_root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -28,6 +28,7 @@ from wsod_mammo.models.nyu import NYU_CLASS_NAMES
 from wsod_mammo.training.callbacks import Alignment, check_class_of_model, checked_class_index, map_placement
 from wsod_mammo.training.collapse import constant_probabilities, constants_text
 from wsod_mammo.training.divergence import TrainingDivergedError
+from wsod_mammo.training.predict_breasts import BREAST_CSV_COLUMNS, breast_csv_rows, breast_rows
 from wsod_mammo.training.provenance import evaluated_weights, evaluation_setting
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,8 @@ class PredictionWriter(BasePredictionWriter):
     with its error; the other images still get results, and when no input could be read the run ends with
     ``NoReadableInputError`` after writing the rows. Under DDP the processes' rows are gathered into the one pair
     of files, in input order. A run cut short (Ctrl-C, an error) writes the rows of the images done so far (under
-    DDP each process its own ``.rankN`` files: the others may be gone).
+    DDP each process its own ``.rankN`` files: the others may be gone). DICOM inputs that name their exam also get
+    ``breasts.json`` and ``breasts.csv``: one row per breast, the mean of its views (``predict_breasts``).
 
     Args:
         output_dir: parent of the per-run folders (``run_dir`` after ``on_predict_start``).
@@ -119,7 +121,9 @@ class PredictionWriter(BasePredictionWriter):
         cell0 = map_placement(pl_module, self.alignment) if pl_module is not None else None
         results = batch_predictions(prediction, batch, self.class_index, cell0, self.min_score)
         for i, result in enumerate(results):
-            record = prediction_record(result, batch["image_id"][i], batch["meta"][i].get("view"), self.class_names)
+            meta = batch["meta"][i]
+            record = prediction_record(result, batch["image_id"][i], meta.get("view"), self.class_names,
+                                       meta.get("study", ""))  # fmt: skip
             if result.error:
                 log.error("predict: %s", result.error)
             elif self.overlays:
@@ -162,6 +166,7 @@ class PredictionWriter(BasePredictionWriter):
         if trainer.is_global_zero:
             self._write_rows(records, "")
             log.info("predictions for %d images (%d unreadable) in %s", len(records), failed, self.run_dir)
+            self._write_breasts(records)
             if (given := _input_count(trainer)) is not None and len(records) < given:
                 log.warning(
                     "predict: %d of the %d inputs were not predicted: --trainer.limit_predict_batches %s stops "
@@ -214,6 +219,19 @@ class PredictionWriter(BasePredictionWriter):
             "predict %s after %d images: their predictions (%d unreadable) are in %s",
             how, len(self._records), failed, self.run_dir,
         )  # fmt: skip
+
+    def _write_breasts(self, records: list[dict[str, Any]]) -> None:
+        """``breasts.json`` and ``breasts.csv``: each breast's views together (``predict_breasts``), where any input
+        is a DICOM that names its study."""
+        rows = breast_rows(records)
+        if not rows:
+            return
+        (self.run_dir / "breasts.json").write_text(json.dumps(rows, indent=2))
+        with open(self.run_dir / "breasts.csv", "w", newline="", errors="backslashreplace") as handle:
+            writer = csv.DictWriter(handle, fieldnames=BREAST_CSV_COLUMNS)
+            writer.writeheader()
+            writer.writerows(breast_csv_rows(rows))
+        log.info("predict: %d breasts (the mean of each one's views) in %s", len(rows), self.run_dir / "breasts.csv")
 
     def _write_rows(self, records: list[dict[str, Any]], suffix: str) -> int:
         """``predictions<suffix>.json`` and ``.csv`` of ``records`` -> how many of them are unreadable inputs."""
@@ -291,10 +309,11 @@ def class_names_of(trainer: Trainer | None, pl_module: LightningModule | None, c
 
 
 def prediction_record(
-    result: Prediction, image_id: str, view: str | None, class_names: list[str] | None = None
+    result: Prediction, image_id: str, view: str | None, class_names: list[str] | None = None, study: str = ""
 ) -> dict[str, Any]:
     """One image's ``predictions.json`` record (an unreadable input's: ``image_id``, ``path`` and ``error``):
-    ``class`` and ``probability`` of the boxes' class, ``probabilities`` of every class by name."""
+    ``class`` and ``probability`` of the boxes' class, ``probabilities`` of every class by name; ``study``: the
+    DICOM's StudyInstanceUID (empty for other files)."""
     record: dict[str, Any] = {"image_id": image_id, "path": result.source}
     if result.error:
         return record | {"error": result.error}
@@ -303,6 +322,7 @@ def prediction_record(
         "laterality": result.laterality,
         "laterality_source": result.laterality_source,
         "view": view,
+        "study": study,
         "class": names[result.class_index],
         "probability": _json_number(result.probability),
         "probabilities": dict(zip(names, (_json_number(p) for p in result.probabilities), strict=True)),

@@ -1,0 +1,63 @@
+"""``wsod predict``'s answer per breast: the images of one exam side (DICOM StudyInstanceUID, laterality) together.
+
+A reader points ``wsod predict`` at an exam's DICOMs and decides per breast; the test report rates breasts the same
+way (``detection/breasts.py``): a breast's probability is the mean of its views'. Only DICOMs name their exam, so
+PNG/TIFF files and untagged DICOMs are left out (a folder of files says nothing of which exam an image is from).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+BREAST_CSV_COLUMNS = ["study", "laterality", "class", "probability", "images", "views", "image_ids", "laterality_from"]
+
+
+def breast_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (study, laterality) of the readable records that name their study, in the order of each breast's
+    first image: its images' ids and views, the mean of their probabilities (``probability`` of the records'
+    class, ``probabilities`` per class; None where a view has none, a model output that was not finite), and where
+    the laterality came from (``dicom`` tags, ``given``, ``inferred`` from the image)."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for record in records:
+        if not record.get("error") and record.get("study"):
+            groups.setdefault((record["study"], record["laterality"]), []).append(record)
+    rows = []
+    for (study, side), members in groups.items():
+        names = list(members[0]["probabilities"])
+        probabilities = {name: _mean([m["probabilities"].get(name) for m in members]) for name in names}
+        rows.append({
+            "study": study,
+            "laterality": side,
+            "class": members[0]["class"],
+            "probability": probabilities.get(members[0]["class"]),
+            "probabilities": probabilities,
+            "image_ids": [m["image_id"] for m in members],
+            "views": [m.get("view") or "" for m in members],
+            "laterality_from": sorted({str(m.get("laterality_source")) for m in members}),
+        })  # fmt: skip
+    return rows
+
+
+def breast_csv_rows(rows: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """``breasts.csv``'s rows (:data:`BREAST_CSV_COLUMNS`): lists joined by ``; `` (``breasts.json`` keeps them as
+    lists), no probability left empty."""
+    return [
+        {
+            "study": row["study"],
+            "laterality": row["laterality"],
+            "class": row["class"],
+            "probability": "" if row["probability"] is None else f"{row['probability']:.6f}",
+            "images": str(len(row["image_ids"])),
+            "views": "; ".join(row["views"]),
+            "image_ids": "; ".join(row["image_ids"]),
+            "laterality_from": "; ".join(row["laterality_from"]),
+        }
+        for row in rows
+    ]
+
+
+def _mean(values: list[float | None]) -> float | None:
+    if any(v is None or not math.isfinite(v) for v in values):
+        return None
+    return sum(values) / len(values)  # type: ignore[arg-type]
