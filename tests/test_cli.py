@@ -1932,6 +1932,7 @@ def test_ddp_test_on_an_uneven_count_with_repeats_equals_one_process(tmp_path: P
         assert np.abs(overlays[2][name].astype(int) - picture).max() <= 2, name  # the same picture, drawn elsewhere
     # every figure Lightning logs (the terminal's table, W&B) counts each distinct image once too
     assert logged_figures[1].keys() == logged_figures[2].keys() and "test/fusion/auroc" in logged_figures[1]
+    assert "test/breast/fusion/auroc" in logged_figures[1]  # the breast-level AUROC, logged alike
     for key, value in logged_figures[1].items():
         assert logged_figures[2][key] == pytest.approx(value, abs=1e-6, nan_ok=True), key
     one, two = reports[1], reports[2]

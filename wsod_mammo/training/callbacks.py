@@ -255,6 +255,8 @@ class DetectionMetrics(Callback):
         self._groups = study_groups(trainer)  # the test split's studies, which the bootstrap draws whole
         # collective (the metric states are gathered): all ranks
         self._table1 = table1_intervals(pl_module, self.bootstrap_seed, self._groups, breast_groups(trainer))
+        for head, figures in self._table1.breast_rows.items():  # beside test/<head>/auroc, for W&B's run table
+            pl_module.log(f"test/breast/{head}/auroc", figures["auc"]["value"], sync_dist=False)
         self._run_dir = run_directory(trainer)
         self._metrics = {}
 
