@@ -330,6 +330,27 @@ def test_a_warning_about_an_input_reaches_its_rows_and_the_log(
     assert warned == [str(raw)] * 2
 
 
+def test_a_breast_with_a_view_the_model_gave_no_finite_output_has_no_probability() -> None:
+    """Averaging the other view alone would pass one view's answer off as the breast's: None, and an empty CSV cell;
+    unreadable inputs and files naming no exam are left out."""
+    from wsod_mammo.training.predict_breasts import breast_csv_rows, breast_rows
+
+    def record(image_id: str, side: str, probability: float | None, study: str = "1.2.3") -> dict:
+        return {"image_id": image_id, "study": study, "laterality": side, "view": "CC", "class": "Mass",
+                "probability": probability, "probabilities": {"Mass": probability},
+                "laterality_source": "dicom"}  # fmt: skip
+
+    unreadable = {"image_id": "f", "path": "f.dcm", "error": "f.dcm: unreadable"}
+    records = [record("a", "L", 0.2), record("b", "L", None), record("c", "R", 0.4), record("d", "R", 0.8),
+               record("e", "R", 0.9, study=""), unreadable]  # fmt: skip
+    rows = breast_rows(records)
+    assert [(r["laterality"], r["image_ids"], r["probability"]) for r in rows] == [
+        ("L", ["a", "b"], None),
+        ("R", ["c", "d"], pytest.approx(0.6)),
+    ]
+    assert [r["probability"] for r in breast_csv_rows(rows)] == ["", "0.600000"]
+
+
 def test_csv_rows_carry_each_boxs_own_coordinates_and_score() -> None:
     """predictions.csv is what most users open; its coordinates were never read back by a test."""
     from wsod_mammo.training.predict import _csv_rows
