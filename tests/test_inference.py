@@ -49,6 +49,7 @@ def test_dicom_png_and_array_of_one_mammogram_agree(predictor: Predictor, synthe
     cv2.imwrite(str(png), np.round(image * 4095).astype(np.uint16))  # 12-bit values in a 16-bit PNG, as NYU's
     dicom, from_png, from_array = predictor([record.path, png, image], methods=["gradcampp", "cam"])
     assert (dicom.laterality_source, from_png.laterality_source, from_array.laterality) == ("dicom", "inferred", "L")
+    assert (dicom.study, from_png.study, from_array.study) == (record.study_id, "", "")  # the exam a DICOM names
     assert dicom.probabilities.shape == (2,) and set(dicom.maps) == {"gradcampp", "cam"}
     assert dicom.maps["cam"].shape == (2, SIZE[0] // 64, SIZE[1] // 64)
     for other in (from_png, from_array):

@@ -101,6 +101,7 @@ class Prediction:
     error: str | None = None
     # why this output may not be trusted as usual: another modality, raw (FOR PROCESSING) data, a mirrored tag
     warnings: list[str] = field(default_factory=list)
+    study: str = ""  # the DICOM's StudyInstanceUID: the exam, whose views of one side are one breast ("" for others)
 
     @property
     def probability(self) -> float:
@@ -127,6 +128,7 @@ class Loaded(NamedTuple):
     laterality: str
     laterality_source: str | None
     warnings: tuple[str, ...] = ()  # ``InputImage.warnings``
+    study: str = ""  # ``InputImage.study``
 
 
 def predictions_from_outputs(
@@ -169,7 +171,7 @@ def predictions_from_outputs(
             maps={name: value[i].numpy().copy() for name, value in maps.items()}, laterality=loaded.laterality,
             laterality_source=loaded.laterality_source, geometry=Geometry.coerce(loaded.geometry), method=method,
             threshold=float(threshold), class_index=class_index, class_names=list(class_names), input_boxes=boxes,
-            warnings=list(loaded.warnings) + _nonfinite_warning(probabilities[i]),
+            warnings=list(loaded.warnings) + _nonfinite_warning(probabilities[i]), study=loaded.study,
         ))  # fmt: skip
     return out
 
@@ -398,7 +400,8 @@ class Predictor:
             if errors == "raise":
                 raise
             return None, Prediction.failed(source, describe_failure(source, err))
-        info = Loaded(source, loaded.geometry, loaded.laterality, loaded.laterality_source, loaded.warnings)
+        info = Loaded(source, loaded.geometry, loaded.laterality, loaded.laterality_source, loaded.warnings,
+                      loaded.study)  # fmt: skip
         return (loaded.image, loaded.padding), info
 
     def _predict(

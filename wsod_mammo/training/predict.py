@@ -121,9 +121,7 @@ class PredictionWriter(BasePredictionWriter):
         cell0 = map_placement(pl_module, self.alignment) if pl_module is not None else None
         results = batch_predictions(prediction, batch, self.class_index, cell0, self.min_score)
         for i, result in enumerate(results):
-            meta = batch["meta"][i]
-            record = prediction_record(result, batch["image_id"][i], meta.get("view"), self.class_names,
-                                       meta.get("study", ""))  # fmt: skip
+            record = prediction_record(result, batch["image_id"][i], batch["meta"][i].get("view"), self.class_names)
             if result.error:
                 log.error("predict: %s", result.error)
             elif self.overlays:
@@ -281,6 +279,7 @@ def batch_predictions(
             metas[i].get("laterality"),
             metas[i].get("laterality_source"),
             tuple(metas[i].get("warnings", ())),
+            metas[i].get("study", ""),
         )
         for i in readable
     ]
@@ -309,11 +308,11 @@ def class_names_of(trainer: Trainer | None, pl_module: LightningModule | None, c
 
 
 def prediction_record(
-    result: Prediction, image_id: str, view: str | None, class_names: list[str] | None = None, study: str = ""
+    result: Prediction, image_id: str, view: str | None, class_names: list[str] | None = None
 ) -> dict[str, Any]:
     """One image's ``predictions.json`` record (an unreadable input's: ``image_id``, ``path`` and ``error``):
-    ``class`` and ``probability`` of the boxes' class, ``probabilities`` of every class by name; ``study``: the
-    DICOM's StudyInstanceUID (empty for other files)."""
+    ``class`` and ``probability`` of the boxes' class, ``probabilities`` of every class by name, ``study`` (the
+    DICOM's StudyInstanceUID; empty for other files)."""
     record: dict[str, Any] = {"image_id": image_id, "path": result.source}
     if result.error:
         return record | {"error": result.error}
@@ -322,7 +321,7 @@ def prediction_record(
         "laterality": result.laterality,
         "laterality_source": result.laterality_source,
         "view": view,
-        "study": study,
+        "study": result.study,
         "class": names[result.class_index],
         "probability": _json_number(result.probability),
         "probabilities": dict(zip(names, (_json_number(p) for p in result.probabilities), strict=True)),
