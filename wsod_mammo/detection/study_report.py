@@ -11,6 +11,7 @@ from typing import Any
 from wsod_mammo.detection.report import METHOD_ORDER, count, plot_froc
 from wsod_mammo.detection.study_tables import (
     SUBSET,
+    Marks,
     best_pairs,
     density_reports,
     keep_test_methods,
@@ -77,17 +78,17 @@ def _every_report_has(
     return False
 
 
-def _write_by_density(output: Path, reports: dict[tuple[str, int], dict[str, Any]]) -> str | None:
+def _write_by_density(output: Path, reports: dict[tuple[str, int], dict[str, Any]], marks: Marks) -> str | None:
     """``table2_by_density.md``: Table II over each breast density's mass images, as ``table2.md`` (means over
-    seeds, intervals, marks); returns its name, or None where not every run's report rates densities (an earlier
-    study's file is then removed: it would look current)."""
+    seeds, intervals, the runs' threshold ``marks``: the thresholds are Table II's); returns its name, or None where
+    not every run's report rates densities (an earlier study's file is then removed: it would look current)."""
     path = output / "table2_by_density.md"
     if not _every_report_has(reports, lambda r: (r.get("by_density") or {}).get(SUBSET), output, path,
                              "Table II by breast density", "rate no densities"):  # fmt: skip
         return None
     sections = []
     for density, (counts, per_density) in density_reports(reports).items():
-        markdown, _ = table2_text(table2_cells(per_density), threshold_marks(reports))
+        markdown, _ = table2_text(table2_cells(per_density), marks)
         what = ", ".join(f"{v} {SINGULAR[k] if v == 1 else k}" for k, v in counts.items() if v is not None)
         sections.append(f"## {density} ({what})\n\n{markdown}")
     path.write_text(
@@ -124,7 +125,7 @@ def write_study_outputs(
     (output / "table2.md").write_text(table2_md)
     (output / "table2.csv").write_text(table2_csv)
     figures = _froc_figures(output, reports)
-    by_density = _write_by_density(output, reports)
+    by_density = _write_by_density(output, reports, marks)
     for method in set(METHOD_ORDER) - {m for m, _ in reports}:
         (output / f"froc_{method}.png").unlink(missing_ok=True)
     seeds = sorted({s for _, s in reports})

@@ -273,8 +273,8 @@ def density_reports(
 ) -> dict[str, tuple[dict[str, Any], dict[tuple[str, int], dict[str, Any]]]]:
     """Per breast density of the test report's ``by_density`` (mass images), in the report's order: its counts (the
     first run's: every run tests the same images) and the reports with that density's cells as their Table II
-    cells, each keeping its run's threshold source, for :func:`table2_cells` and :func:`table2_text`. Call it
-    with reports that all have ``by_density``."""
+    cells, for :func:`table2_cells` (the cells' thresholds are Table II's: its :func:`threshold_marks` hold). Call
+    it with reports that all have ``by_density``."""
     first = next(iter(reports.values()))["by_density"][SUBSET]
     out = {}
     for density, row in first.items():
@@ -282,8 +282,7 @@ def density_reports(
         for key, report in reports.items():
             cells = report["by_density"][SUBSET].get(density, {}).get("cells", {})
             per_run[key] = {**report, SUBSET: {
-                method: {"tpr": c["tpr"], "fppi": c["fppi"], "intervals": {"tpr": c["tpr_interval"]},
-                         "threshold_from": report[SUBSET][method].get("threshold_from", FROM_VALIDATION)}
+                method: {"tpr": c["tpr"], "fppi": c["fppi"], "intervals": {"tpr": c["tpr_interval"]}}
                 for method, c in cells.items() if method in report[SUBSET]
             }}  # fmt: skip
         out[density] = ({k: row.get(k) for k in ("studies", "images", "masses")}, per_run)
