@@ -43,9 +43,10 @@ WEIGHTS_MARKS = {"checkpoint": "", "in_memory": "", "nyu": "NYU weights", "untra
 log = logging.getLogger(__name__)
 
 
-def count(n: int, noun: str) -> str:
-    """``1 run``, ``2 runs``: the messages' counts read right whatever the number."""
-    return f"{n} {noun}{'' if n == 1 else 's'}"
+def count(n: int, noun: str, plural: str | None = None) -> str:
+    """``1 run``, ``2 runs`` (``plural`` where adding an s is wrong: ``1 study``, ``2 studies``): the messages'
+    counts read right whatever the number."""
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"
 
 
 def format_cell(tpr: float, fppi: float) -> str:

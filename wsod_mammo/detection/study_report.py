@@ -26,8 +26,6 @@ from wsod_mammo.detection.study_tables import (
 
 log = logging.getLogger(__name__)
 
-SINGULAR = {"studies": "study", "images": "image", "masses": "mass"}  # a density's counts, read right when 1
-
 
 def _froc_figures(output: Path, reports: dict[tuple[str, int], dict[str, Any]]) -> list[Path]:
     """Per train method, every test method's FROC curve (each seed) with its operating point marked."""
@@ -89,7 +87,8 @@ def _write_by_density(output: Path, reports: dict[tuple[str, int], dict[str, Any
     sections = []
     for density, (counts, per_density) in density_reports(reports).items():
         markdown, _ = table2_text(table2_cells(per_density), marks)
-        what = ", ".join(f"{v} {SINGULAR[k] if v == 1 else k}" for k, v in counts.items() if v is not None)
+        singular = {"studies": "study", "images": "image", "masses": "mass"}
+        what = ", ".join(count(v, singular[k], plural=k) for k, v in counts.items() if v is not None)
         sections.append(f"## {density} ({what})\n\n{markdown}")
     path.write_text(
         f"Table II per breast density ({SUBSET} images of that density; TPR [95% interval] @ FPPI, means over seeds, "
