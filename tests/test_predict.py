@@ -78,12 +78,16 @@ def test_predicted_boxes_land_on_the_synthetic_masses_in_dicom_pixels(
     assert rows[0].startswith("image_id,path,class,probability,box,xmin") and len(rows) == len(samples) + 1
 
 
-def _run_writer(writer: PredictionWriter, batch: dict, score: float = 0.9) -> list[dict]:
+def _run_writer(
+    writer: PredictionWriter, batch: dict, score: float = 0.9, probabilities: torch.Tensor | None = None
+) -> list[dict]:
+    """One predict run of ``writer`` on ``batch`` with oracle maps: every image at ``score``, or ``probabilities``
+    ``(N, 1)``; returns predictions.json."""
     writer.on_predict_start(None, None)
     prediction = {
         "method": "oracle",
         "threshold": 0.5,
-        "probabilities": torch.full((len(batch["image"]), 1), score),
+        "probabilities": torch.full((len(batch["image"]), 1), score) if probabilities is None else probabilities,
         "maps": _oracle_maps(batch),
     }
     writer.write_on_batch_end(None, None, prediction, None, batch, 0, 0)
@@ -280,12 +284,7 @@ def test_an_exams_dicoms_give_one_row_per_breast_with_the_mean_of_its_views(
     data.setup("predict")
     batch = next(iter(data.predict_dataloader()))
     writer = PredictionWriter(output_dir=str(tmp_path / "out"), overlays=False)
-    writer.on_predict_start(None, None)
-    probabilities = torch.tensor([[0.1], [0.3], [0.6], [0.9], [0.5]])
-    prediction = {"method": "oracle", "threshold": 0.5, "probabilities": probabilities, "maps": _oracle_maps(batch)}
-    writer.write_on_batch_end(None, None, prediction, None, batch, 0, 0)
-    writer.on_predict_end(SimpleNamespace(world_size=1, global_rank=0, is_global_zero=True), None)
-    images = json.loads((writer.run_dir / "predictions.json").read_text())
+    images = _run_writer(writer, batch, probabilities=torch.tensor([[0.1], [0.3], [0.6], [0.9], [0.5]]))
     breasts = json.loads((writer.run_dir / "breasts.json").read_text())
     uid = str(pydicom.dcmread(dicoms[0], stop_before_pixels=True).StudyInstanceUID)
     assert [r["study"] for r in images] == [uid] * 4 + [""]
