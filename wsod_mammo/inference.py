@@ -372,7 +372,7 @@ class Predictor:
                 whose ``error`` says why (what ``wsod predict`` does), keeping the other inputs' results.
         """
         items = [inputs] if isinstance(inputs, str | Path | np.ndarray) else list(inputs)
-        sides = list(laterality) if isinstance(laterality, list | tuple) else [laterality] * len(items)
+        sides = [laterality] * len(items) if laterality is None or isinstance(laterality, str) else list(laterality)
         if len(sides) != len(items):
             raise ValueError(f"laterality: expected one per input ({len(items)}), found {len(sides)}")
         if errors not in ("raise", "report") or batch_size < 1:
@@ -383,15 +383,15 @@ class Predictor:
         for start in range(0, len(items), batch_size):  # one batch of images in memory at a time
             pairs = zip(items[start : start + batch_size], sides[start : start + batch_size], strict=True)
             chunk = [self._load(item, side, start + i, errors) for i, (item, side) in enumerate(pairs)]
-            readable = [(image, info) for image, info in chunk if image is not None]
+            readable = [loaded for loaded in chunk if not isinstance(loaded, Prediction)]
             made = iter(self._predict(readable, names, cut, class_index, min_score) if readable else [])
-            out += [next(made) if image is not None else info for image, info in chunk]
+            out += [read if isinstance(read, Prediction) else next(made) for read in chunk]  # failures keep their place
         return out
 
     def _load(
         self, item: Input, side: str | None, index: int, errors: str
-    ) -> tuple[tuple[np.ndarray, np.ndarray | None], Loaded] | tuple[None, Prediction]:
-        """One input -> its input-frame image with its padding mask (None when it has none) and ``Loaded``;
+    ) -> tuple[np.ndarray, np.ndarray | None, Loaded] | Prediction:
+        """One input -> its input-frame image, its padding mask (None when it has none) and ``Loaded``;
         unreadable with ``errors="report"``: its Prediction."""
         source = str(item) if not isinstance(item, np.ndarray) else f"array {index}"
         try:
@@ -399,20 +399,20 @@ class Predictor:
         except Exception as err:  # with errors="report" no input may cost the others their results
             if errors == "raise":
                 raise
-            return None, Prediction.failed(source, describe_failure(source, err))
+            return Prediction.failed(source, describe_failure(source, err))
         info = Loaded(source, loaded.geometry, loaded.laterality, loaded.laterality_source, loaded.warnings,
                       loaded.study)  # fmt: skip
-        return (loaded.image, loaded.padding), info
+        return loaded.image, loaded.padding, info
 
     def _predict(
-        self, readable: list[tuple[tuple[np.ndarray, np.ndarray | None], Loaded]], methods: list[str],
+        self, readable: list[tuple[np.ndarray, np.ndarray | None, Loaded]], methods: list[str],
         threshold: float, class_index: int, min_score: float,
     ) -> list[Prediction]:  # fmt: skip
-        images = torch.stack([torch.from_numpy(image) for (image, _), _ in readable])[:, None]  # (N, 1, H, W)
-        padding = stack_padding([mask for (_, mask), _ in readable])  # left out of the standardization statistics
+        images = torch.stack([torch.from_numpy(image) for image, _, _ in readable])[:, None]  # (N, 1, H, W)
+        padding = stack_padding([mask for _, mask, _ in readable])  # left out of the standardization statistics
         x = standardize_batch(images.to(self.device), None if padding is None else padding.to(self.device))
         output, maps = self.module.evaluate(x, methods)
-        infos = [info for _, info in readable]
+        infos = [info for _, _, info in readable]
         args = (methods[0], threshold, self.input_size, class_index, self.cell0_center, min_score, self.class_names)
         return predictions_from_outputs(output.y_fusion, maps, infos, *args)
 

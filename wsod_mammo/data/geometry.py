@@ -15,13 +15,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import cv2
 import numpy as np
 import torch
 
-Boxes = np.ndarray | torch.Tensor
+#: numpy or torch: the functions mapping boxes or maps between frames return the kind they are given.
+NumpyOrTorch = TypeVar("NumpyOrTorch", np.ndarray, torch.Tensor)
 RESIZE_MODES = ("stretch", "fit", "native")
 
 
@@ -249,9 +250,7 @@ def apply_to_image(
     return out
 
 
-def map_to_original(
-    map_hw: np.ndarray | torch.Tensor, geometry: Geometry | dict[str, Any]
-) -> np.ndarray | torch.Tensor:
+def map_to_original(map_hw: NumpyOrTorch, geometry: Geometry | dict[str, Any]) -> NumpyOrTorch:
     """Input-frame ``(out_height, out_width)`` map -> ``(orig_height, orig_width)``: the inverse of ``apply_to_image``.
 
     The resized crop is taken back out of the frame (the padding of ``fit`` and ``native`` is dropped), resampled to
@@ -296,42 +295,42 @@ def apply_to_mask(mask: np.ndarray | None, geometry: Geometry | dict[str, Any]) 
     return out if out.any() else None
 
 
-def _as_array(boxes: Boxes) -> tuple[np.ndarray, bool, Any]:
+def _as_array(boxes: NumpyOrTorch) -> np.ndarray:
     if isinstance(boxes, torch.Tensor):
-        return boxes.detach().cpu().double().numpy().reshape(-1, 4), True, boxes
-    return np.asarray(boxes, np.float64).reshape(-1, 4), False, boxes
+        return boxes.detach().cpu().double().numpy().reshape(-1, 4)
+    return np.asarray(boxes, np.float64).reshape(-1, 4)
 
 
-def _back(result: np.ndarray, is_torch: bool, original: Any) -> Boxes:
-    if is_torch:
+def _back(result: np.ndarray, original: NumpyOrTorch) -> NumpyOrTorch:
+    if isinstance(original, torch.Tensor):
         return torch.as_tensor(result, dtype=original.dtype, device=original.device)
     dtype = original.dtype if isinstance(original, np.ndarray) and original.dtype.kind == "f" else np.float32
     return result.astype(dtype)
 
 
-def boxes_to_input(boxes: Boxes, geometry: Geometry | dict[str, Any]) -> Boxes:
+def boxes_to_input(boxes: NumpyOrTorch, geometry: Geometry | dict[str, Any]) -> NumpyOrTorch:
     """Boxes ``(M, 4)`` xyxy in original DICOM pixels -> the input frame (numpy or torch, same type out)."""
     geo = Geometry.coerce(geometry)
-    array, is_torch, original = _as_array(boxes)
+    array = _as_array(boxes)
     out = array.copy()
     if geo.flip:
         out[:, 0], out[:, 2] = geo.orig_width - array[:, 2], geo.orig_width - array[:, 0]
     out[:, [0, 2]] = (out[:, [0, 2]] - geo.crop[0]) * geo.scale_x + geo.offset[0]
     out[:, [1, 3]] = (out[:, [1, 3]] - geo.crop[1]) * geo.scale_y + geo.offset[1]
-    return _back(out, is_torch, original)
+    return _back(out, boxes)
 
 
-def boxes_to_original(boxes: Boxes, geometry: Geometry | dict[str, Any]) -> Boxes:
+def boxes_to_original(boxes: NumpyOrTorch, geometry: Geometry | dict[str, Any]) -> NumpyOrTorch:
     """Boxes ``(M, 4)`` xyxy in the input frame -> original DICOM pixels; exact inverse of ``boxes_to_input``."""
     geo = Geometry.coerce(geometry)
-    array, is_torch, original = _as_array(boxes)
+    array = _as_array(boxes)
     out = array.copy()
     out[:, [0, 2]] = (out[:, [0, 2]] - geo.offset[0]) / geo.scale_x + geo.crop[0]
     out[:, [1, 3]] = (out[:, [1, 3]] - geo.offset[1]) / geo.scale_y + geo.crop[1]
     if geo.flip:
         x0, x1 = out[:, 0].copy(), out[:, 2].copy()
         out[:, 0], out[:, 2] = geo.orig_width - x1, geo.orig_width - x0
-    return _back(out, is_torch, original)
+    return _back(out, boxes)
 
 
 def clip_boxes(boxes: np.ndarray, height: int, width: int, min_size: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
