@@ -18,14 +18,14 @@ import functools
 import logging
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import cv2
 import lightning as L
 import torch
 from lightning.fabric.utilities import move_data_to_device
 from lightning.fabric.utilities.distributed import DistributedSamplerWrapper
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from wsod_mammo.data.data_warnings import ImageWarnings
 from wsod_mammo.data.dataset import (
@@ -254,7 +254,7 @@ class VinDrMammoDataModule(L.LightningDataModule):
         names = {"n_studies": "data.synthetic_studies", "size": "data.synthetic_size",
                  "mass_radius": "data.synthetic_mass_radius"}  # fmt: skip
         check_synthetic_options(synthetic_studies, *synthetic_size, self.synthetic_mass_radius, names)
-        self.datasets: dict[str, Dataset] = {}
+        self.datasets: dict[str, VinDrDataset | PredictDataset] = {}
 
     @property
     def num_classes(self) -> int:
@@ -339,7 +339,7 @@ class VinDrMammoDataModule(L.LightningDataModule):
         for r in records:
             if r.image_id in failed:
                 bad[r.image_id] = failed[r.image_id]
-            elif r.image_id in cached and not (file := cache[0] / cached[r.image_id]["file"]).is_file():
+            elif cache and r.image_id in cached and not (file := cache[0] / cached[r.image_id]["file"]).is_file():
                 bad[r.image_id] = f"{file}: file not found (the cache's manifest lists it)"
             elif r.image_id not in cached and not r.path.is_file():
                 bad[r.image_id] = file_not_found(r.path)
@@ -364,6 +364,7 @@ class VinDrMammoDataModule(L.LightningDataModule):
     def _setup(self, stage: str | None) -> None:
         cache = self._cache()
         in_worker = self.standardize_on == "worker"
+        train_tf: BoxTransform | DeviceAugmentTransform
         train_tf = BoxTransform(self.input_size, self.augmentation, train=True, standardize=in_worker)
         if self.augment_on == "device" and self.augmentation.enabled:
             train_tf = DeviceAugmentTransform(self.input_size, self.augmentation)
@@ -388,15 +389,15 @@ class VinDrMammoDataModule(L.LightningDataModule):
             )  # fmt: skip
         if cache is not None and (self.trainer is None or self.trainer.is_global_zero):
             self._warn_if_partly_cached(splits, cache)
-        args = {"classes": self.class_names, "crop_breast": self.crop_breast, "cache": cache, "missing": self.missing,
-                "resize": self.resize, "pixel_reads": self.pixel_reads}  # fmt: skip
-        self.datasets["train"] = VinDrDataset(splits["train"], transform=train_tf, **args)
+        dataset = functools.partial(VinDrDataset, classes=self.class_names, crop_breast=self.crop_breast, cache=cache,
+                                    missing=self.missing, resize=self.resize, pixel_reads=self.pixel_reads)  # fmt: skip
+        self.datasets["train"] = dataset(splits["train"], transform=train_tf)
         for name in ("val", "test"):
-            self.datasets[name] = VinDrDataset(splits[name], transform=eval_tf, **args)
+            self.datasets[name] = dataset(splits[name], transform=eval_tf)
         # predict writes one row per image: the test split once each (selection: paper lists some twice)
         distinct = list({r.image_id: r for r in splits["test"]}.values())
         same = len(distinct) == len(splits["test"])
-        self.datasets["predict"] = self.datasets["test"] if same else VinDrDataset(distinct, transform=eval_tf, **args)
+        self.datasets["predict"] = self.datasets["test"] if same else dataset(distinct, transform=eval_tf)
 
     def _loader(self, name: str, shuffle: bool = False, shards: dict[str, int] | None = None) -> DataLoader:
         """``shards``: ``num_replicas`` and ``rank`` of a DDP run, for a shuffled loader's sharding wrapper."""
@@ -412,6 +413,7 @@ class VinDrMammoDataModule(L.LightningDataModule):
         if workers > 0 and self.worker_start == "fork":  # forked workers inherit it (see seed_worker)
             cv2.setNumThreads(1)
         # Training order and augmentation follow (seed, epoch) alone, so `--ckpt_path last` resumes exactly.
+        sampler: EpochShuffleSampler | DistributedSamplerWrapper | None
         sampler = EpochShuffleSampler(len(self.datasets[name]), self.seed, self.augmentation_seed) if shuffle else None
         if sampler is not None and shards:  # the shuffle is the inner sampler's: the wrapper only shards
             sampler = DistributedSamplerWrapper(sampler, shuffle=False, **shards)
@@ -466,9 +468,11 @@ class VinDrMammoDataModule(L.LightningDataModule):
             return self._loader("train", shuffle=True)
         shards = self.trainer.distributed_sampler_kwargs
         replace = getattr(self.trainer._accelerator_connector, "use_distributed_sampler", True)  # Trainer option
-        sharded = bool(shards) and shards.get("num_replicas", 1) > 1 and replace
+        sharded = bool(shards and shards.get("num_replicas", 1) > 1 and replace)
         loader = self._loader("train", shuffle=True, shards=shards if sharded else None)
-        loader.sampler.set_epoch(self.trainer.fit_loop.epoch_progress.current.processed)
+        sampler = cast("EpochShuffleSampler | DistributedSamplerWrapper", loader.sampler)  # shuffle=True made it
+        # Lightning annotates the counter narrower than the _ProcessedTracker it is
+        sampler.set_epoch(self.trainer.fit_loop.epoch_progress.current.processed)  # type: ignore[attr-defined]
         return loader
 
     def val_dataloader(self) -> DataLoader:

@@ -153,7 +153,8 @@ class VinDrDataset(Dataset):
                 )
             padding = read_padding(self.cache[0] / entry["padding"]) if entry.get("padding") else None
             return image, Geometry.from_dict(entry["geometry"]), padding, list(entry.get("warnings", ()))
-        size, warnings = (record.height, record.width), []
+        size = (record.height, record.width)
+        warnings: list[str] = []
         image, geometry, _, padding = load_input_image(
             record.path, record.laterality, self.transform.input_size, self.crop_breast, size, self.resize, warnings
         )
@@ -172,10 +173,12 @@ class VinDrDataset(Dataset):
 
     def __getitem__(self, key: int | SampleKey) -> dict[str, Any]:
         """``key`` is an index, or ``(index, augmentation_seed)`` from :class:`EpochShuffleSampler`."""
-        index = key
         if isinstance(key, tuple):
             index, augmentation_seed = key
             self.transform.set_seed(augmentation_seed)
+        else:
+            index = key
+        image: np.ndarray | PixelRef
         for attempt in range(len(self.records)):
             record = self.records[(index + attempt) % len(self.records)]
             try:
@@ -238,5 +241,5 @@ def seed_worker(worker_id: int, log_level: int | None = None, owner_pid: int | N
     torch.set_num_threads(1)
     info = get_worker_info()
     transform = getattr(info.dataset, "transform", None) if info is not None else None
-    if isinstance(transform, (BoxTransform, DeviceAugmentTransform)):
+    if info is not None and isinstance(transform, (BoxTransform, DeviceAugmentTransform)):
         transform.set_seed(int(info.seed % 2**32))

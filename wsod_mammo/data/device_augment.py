@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import torch
@@ -85,8 +86,8 @@ def sample_params(
     if rng.random() >= config.affine_p:
         return AffineParams(flip, crop)
     shift_x, shift_y = rng.uniform(-config.shift, config.shift, 2)
-    scale = rng.uniform(config.scale_min, config.scale_max, 2)
-    shift, scale = (int(shift_x * width), int(shift_y * height)), (float(scale[0]), float(scale[1]))
+    scale_x, scale_y = rng.uniform(config.scale_min, config.scale_max, 2)
+    shift, scale = (int(shift_x * width), int(shift_y * height)), (float(scale_x), float(scale_y))
     return AffineParams(flip, crop, scale, shift, float(rng.uniform(-config.rotate, config.rotate)))
 
 
@@ -209,7 +210,7 @@ class DeviceAugmentTransform:
         self.rng = np.random.default_rng(seed)
 
     def __call__(self, image: np.ndarray, boxes: np.ndarray, box_labels: np.ndarray) -> tuple[Tensor, ...]:
-        out = self.apply(image, boxes, box_labels)
+        out = cast("dict[str, Tensor]", self.apply(image, boxes, box_labels))  # an ndarray image leaves a Tensor
         return out["image"], out["boxes"], out["box_labels"], out["theta"]
 
     def apply(
@@ -225,11 +226,14 @@ class DeviceAugmentTransform:
         params = sample_params(self.config, self.input_size, boxes, self.rng)
         matrix = params_matrix(params, self.input_size)
         boxes, box_labels = transform_boxes(boxes, box_labels, matrix, self.input_size, params)
-        if not isinstance(image, PixelRef):  # a private copy of the read-only mmap
-            image = torch.from_numpy(np.require(to_uint16(image), np.uint16, ["C", "W", "E"])).unsqueeze(0)
+        tensor: Tensor | PixelRef
+        if isinstance(image, PixelRef):
+            tensor = image
+        else:  # a private copy of the read-only mmap
+            tensor = torch.from_numpy(np.require(to_uint16(image), np.uint16, ["C", "W", "E"])).unsqueeze(0)
         theta = torch.from_numpy(grid_theta(matrix, self.input_size, params))
-        sample = {"image": image, "boxes": torch.from_numpy(boxes),
-                  "box_labels": torch.from_numpy(box_labels), "theta": theta}  # fmt: skip
+        sample: dict[str, Tensor | PixelRef] = {"image": tensor, "boxes": torch.from_numpy(boxes),
+                                                "box_labels": torch.from_numpy(box_labels), "theta": theta}  # fmt: skip
         if padding is not None:
             sample["padding"] = torch.from_numpy(np.ascontiguousarray(padding)).unsqueeze(0)  # (1, H, W) bool
         return sample

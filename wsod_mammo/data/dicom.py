@@ -24,13 +24,13 @@ import pydicom
 from pydicom.errors import InvalidDicomError
 from pydicom.multival import MultiValue
 from pydicom.pixels import apply_modality_lut, apply_voi_lut
-from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEGExtended12Bit
+from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEGExtended12Bit
 
 from wsod_mammo.data.errors import file_not_found
 
 MIN_SIDE = 2  # pixels: the breast crop and the laterality inference need two rows and two columns
 # a data set without file meta: (implicit VR, little endian) as pydicom found them -> its transfer syntax
-BARE_SYNTAX = {
+BARE_SYNTAX: dict[tuple[bool | None, ...], UID] = {
     (True, True): ImplicitVRLittleEndian,
     (False, True): ExplicitVRLittleEndian,
     (False, False): ExplicitVRBigEndian,
@@ -167,7 +167,9 @@ def _padding(ds: pydicom.Dataset, values: np.ndarray) -> np.ndarray:
 
 def _padding_mask(ds: pydicom.Dataset, pixels: np.ndarray) -> np.ndarray:
     """``(H, W)`` bool, True on padding pixels (two comparisons: several times faster than a look-up)."""
-    low, high = _padding_range(ds)
+    bounds = _padding_range(ds)
+    assert bounds is not None  # called only for an image with padding pixels, which needs the padding tag
+    low, high = bounds
     info = np.iinfo(pixels.dtype)
     low, high = max(low, info.min), min(high, info.max)
     if low > high:  # a range the pixels cannot hold
@@ -301,7 +303,7 @@ def _pixels(ds: pydicom.Dataset, path: Path) -> np.ndarray:
     raise DicomError(f"{path}: pixel data cannot be decoded ({failure})") from cause
 
 
-def _bare_dataset(path: Path) -> pydicom.Dataset:
+def _bare_dataset(path: Path) -> pydicom.FileDataset:
     """A file without the DICOM Part 10 header (128-byte preamble, ``DICM``; many old exports lack it), read when its
     content parses as a data set with pixel data. Without file meta its transfer syntax is the encoding pydicom
     found: such a file cannot hold compressed pixels."""
@@ -316,6 +318,7 @@ def _bare_dataset(path: Path) -> pydicom.Dataset:
             f"{path}: not a DICOM file: no DICOM Part 10 header ('DICM' at byte 128), and its content is not a data "
             "set with pixel data"
         )
+    assert syntax is not None  # parsed
     ds.file_meta.TransferSyntaxUID = syntax
     return ds
 

@@ -73,7 +73,7 @@ def pixel_ref(image: np.ndarray) -> PixelRef | None:
 
 def _read_into(ref: PixelRef, destination: np.ndarray) -> None:
     """Read ``ref``'s pixels into the C-contiguous uint16 ``destination`` of its shape."""
-    view = memoryview(destination).cast("B")
+    view = destination.data.cast("B")
     with open(ref.path, "rb", buffering=0) as file:
         file.seek(ref.offset)
         done = 0

@@ -51,7 +51,7 @@ def _files_below(folder: Path) -> list[Path]:
 _NAMED_SUFFIXES = (".dcm", ".dicom", *IMAGE_SUFFIXES)  # dropped from an id; any other dot is part of the name
 
 
-def predict_image_ids(files: Sequence[Path]) -> list[str]:
+def predict_image_ids(files: Sequence[str | Path]) -> list[str]:
     """One distinct ``image_id`` per input file: it names the file's rows in the outputs and its overlay PNG.
 
     The file name without its image extension (``.dcm``, ``.dicom``, ``.png``, ``.tif``, ``.tiff``); a name with other

@@ -113,7 +113,7 @@ def read_cached(path: str | Path, raw: bool = False) -> np.ndarray:
     return np.multiply(image, np.float32(1.0 / 65535.0), dtype=np.float32)  # one pass, no float64
 
 
-Job = tuple[str, str, str, tuple[int, int], bool, str, str, tuple[int, int], str]
+Job = tuple[str, str, str, tuple[int, int], bool, str, CacheFormat, tuple[int, int], str]
 
 
 def _done_entry(sidecar: Path, image_id: str, cache_format: str) -> dict[str, Any] | None:
@@ -228,8 +228,11 @@ def _prepare_locked(
         for i, r in unique.items()
     ]
     images, errors = {}, {}
-    pool_kwargs = {"max_workers": workers, "initializer": exit_with, "initargs": (os.getpid(),)}
-    with ProcessPoolExecutor(**pool_kwargs) if workers > 0 else nullcontext() as pool:
+    with (
+        ProcessPoolExecutor(max_workers=workers, initializer=exit_with, initargs=(os.getpid(),))
+        if workers > 0
+        else nullcontext()
+    ) as pool:
         results = pool.map(_convert, jobs, chunksize=1) if pool is not None else map(_convert, jobs)
         for image_id, entry, error in tqdm(results, total=len(jobs), desc="prepare", unit="img"):
             images[image_id], errors[image_id] = entry, error
@@ -287,7 +290,7 @@ def cache_option_differences(
     return settings[0], settings[1]
 
 
-def _report(manifest: dict[str, Any], cache_dir: str) -> None:
+def _report(manifest: dict[str, Any], cache_dir: str | Path) -> None:
     done, failed = len(manifest["images"]), manifest["errors"]
     doubtful = {k: v for k, v in manifest["images"].items() if v.get("warnings")}
     print(f"prepare: {done} images cached in {cache_dir}, {len(failed)} failed", file=sys.stderr)

@@ -172,8 +172,8 @@ def write_dicom(path: Path, image: np.ndarray, ids: dict[str, str], laterality: 
     shown = 1.0 - image if monochrome1 else image
     stored = (np.rint(shown * top) + offset).astype(np.uint16)
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = MAMMO_SOP_CLASS
-    meta.MediaStorageSOPInstanceUID = ids["image_id"]
+    meta.MediaStorageSOPClassUID = MAMMO_SOP_CLASS  # type: ignore[assignment]  # pydicom makes a str a UID
+    meta.MediaStorageSOPInstanceUID = ids["image_id"]  # type: ignore[assignment]  # pydicom makes a str a UID
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     meta.ImplementationClassUID = generate_uid(entropy_srcs=["wsod-mammo"])
     ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
@@ -304,7 +304,9 @@ def make_synthetic_dataset(
     images = _plan(rng, n_studies, test_fraction)
     n_masses, n_calcs = _assign_findings(rng, images, mass_fraction, calc_fraction)
     chest_wall_mass = int(np.argmax(n_masses > 0)) if n_masses.any() else -1  # its box will leave the image
-    box_rows, normal_rows, breast_rows = [], [], []
+    box_rows: list[dict[str, str]] = []
+    normal_rows: list[dict[str, str]] = []
+    breast_rows: list[dict[str, str]] = []
     import pydicom
 
     settings = pydicom.config.settings

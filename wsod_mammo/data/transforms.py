@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import albumentations as A
 import cv2
@@ -190,7 +191,7 @@ class BoxTransform:
     def __call__(
         self, image: np.ndarray, boxes: np.ndarray, box_labels: np.ndarray
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        out = self.apply(image, boxes, box_labels)
+        out = cast("dict[str, torch.Tensor]", self.apply(image, boxes, box_labels))  # an ndarray image leaves a Tensor
         return out["image"], out["boxes"], out["box_labels"]
 
     def apply(
@@ -218,13 +219,18 @@ class BoxTransform:
             boxes = np.asarray(out["bboxes"], np.float32).reshape(-1, 4)
             box_labels = np.asarray(out["box_labels"], np.int64).reshape(-1)
         padding = padding if padding is not None and padding.any() else None
+        tensor: torch.Tensor | PixelRef
         if isinstance(image, PixelRef):
             tensor = image
         elif self.standardize:
             tensor = standardize(image, padding)
         else:  # a private, writable, contiguous copy (a memory-mapped cache image is read-only)
             tensor = torch.from_numpy(np.require(to_uint16(image), np.uint16, ["C", "W", "E"])).unsqueeze(0)
-        sample = {"image": tensor, "boxes": torch.from_numpy(boxes), "box_labels": torch.from_numpy(box_labels)}
+        sample: dict[str, torch.Tensor | PixelRef] = {
+            "image": tensor,
+            "boxes": torch.from_numpy(boxes),
+            "box_labels": torch.from_numpy(box_labels),
+        }
         if padding is not None and not self.standardize:
             sample["padding"] = torch.from_numpy(np.ascontiguousarray(padding)).unsqueeze(0)  # (1, H, W) bool
         return sample
