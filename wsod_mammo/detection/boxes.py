@@ -263,7 +263,10 @@ def saliency_to_boxes(
     if len(image_size) != 2 or min(image_size) < 1:
         raise ValueError(f"saliency_to_boxes: expected image_size (H, W) of positive ints, found {image_size}")
     single = isinstance(threshold, (int, float))
-    thresholds = [float(threshold)] if single else [float(t) for t in threshold]  # type: ignore[union-attr]
+    if isinstance(threshold, (int, float)):
+        thresholds = [float(threshold)]
+    else:
+        thresholds = [float(t) for t in threshold]
     if not thresholds:
         raise ValueError("saliency_to_boxes: expected at least one threshold, found an empty sequence")
     n = maps.shape[0]

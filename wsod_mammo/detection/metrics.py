@@ -158,6 +158,14 @@ class DetectionMetric(Metric):
     is_differentiable = False
     higher_is_better = True
     full_state_update = False
+    box_scores: list[Tensor]
+    box_tp: list[Tensor]
+    box_threshold: list[Tensor]
+    box_occurrence: list[Tensor]
+    image_key: list[Tensor]
+    image_occurrence: list[Tensor]
+    image_gt: list[Tensor]
+    image_unseen: list[Tensor]
 
     def __init__(
         self,

@@ -6,6 +6,7 @@ import contextlib
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import cast
 
 import cv2
 import numpy as np
@@ -82,7 +83,7 @@ def render_overlay(
     figure.legend(handles=legend, loc="outside lower center", ncol=2, fontsize=11, frameon=False)
     if heat is not None:
         figure.colorbar(heat, ax=list(axes), fraction=0.01, pad=0.005, label="normalized saliency")
-    canvas = figure.canvas
+    canvas = cast(FigureCanvasAgg, figure.canvas)  # set by FigureCanvasAgg(figure) above
     canvas.draw()
     shrunk = _fit_title(axes[0], canvas.get_renderer())
     if _make_room_above(figure, axes, canvas.get_renderer()) or shrunk:

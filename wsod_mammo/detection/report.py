@@ -21,9 +21,9 @@ import csv
 import io
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -257,7 +257,7 @@ FPPI_AXIS_FLOOR = 2.0**-10  # the lowest left edge: one false positive in ~1,000
 
 
 def plot_froc(
-    curves: dict[str, tuple[Sequence[float] | Tensor, Sequence[float] | Tensor]],
+    curves: Mapping[str, tuple[Sequence[float] | Tensor, Sequence[float] | Tensor]],
     path: str | Path,
     title: str = "",
     points: dict[str, tuple[float, float]] | None = None,
@@ -287,7 +287,7 @@ def plot_froc(
         (line,) = axes.step(x, y, where="post", label=name)
         if points and name in points and not math.isnan(points[name][1]):
             px, py = points[name]
-            marker = {"color": line.get_color(), "markersize": 7, "mec": "black", "clip_on": False}
+            marker: dict[str, Any] = {"color": line.get_color(), "markersize": 7, "mec": "black", "clip_on": False}
             axes.plot([max(px, fppi_axis[0])], [py], "o", **marker)
     axes.set_xscale("log", base=2)
     axes.set_xlim(*fppi_axis)
@@ -307,7 +307,7 @@ def plot_froc(
 
 
 def froc_axis(
-    curves: dict[str, tuple[Sequence[float] | Tensor, Sequence[float] | Tensor]],
+    curves: Mapping[str, tuple[Sequence[float] | Tensor, Sequence[float] | Tensor]],
     points: dict[str, tuple[float, float]] | None = None,
 ) -> tuple[float, float]:
     """The FPPI axis: ``FPPI_AXIS`` (1/8 to 8), its left edge lowered to the power of 2 at or below the smallest

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
@@ -29,13 +29,16 @@ from wsod_mammo.training.test_report import (
     write_test_report,
 )
 
+if TYPE_CHECKING:
+    from wsod_mammo.training.module import GMICLitModule
+
 log = logging.getLogger(__name__)
 
 DEFAULT_THRESHOLD_GRID = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 Alignment = Literal["receptive_field", "resize"]
 
 
-def map_placement(pl_module: LightningModule, alignment: Alignment) -> float | None:
+def map_placement(pl_module: GMICLitModule, alignment: Alignment) -> float | None:
     """``cell0_center`` for :func:`saliency_to_boxes`: the model's receptive fields, or plain resizing (the study's
     pytorch-grad-cam convention, which puts each 64-pixel cell about half a cell right of and below its field)."""
     if alignment not in ("receptive_field", "resize"):
@@ -56,7 +59,7 @@ def unseen_targets(batch: dict[str, Any], class_index: int) -> list[int]:
 
 
 def step_maps(
-    pl_module: LightningModule, outputs: dict[str, Any], images: Tensor, methods: Sequence[str]
+    pl_module: GMICLitModule, outputs: dict[str, Any], images: Tensor, methods: Sequence[str]
 ) -> dict[str, Tensor]:
     """The step's maps of ``methods`` (``outputs["maps"]``, see ``request_saliency_maps``); any it lacks are made
     in a separate saliency pass."""
@@ -74,7 +77,7 @@ def checked_class_index(class_index: int, callback: str) -> int:
     return int(class_index)
 
 
-def check_class_of_model(class_index: int, pl_module: LightningModule, callback: str) -> None:
+def check_class_of_model(class_index: int, pl_module: LightningModule | None, callback: str) -> None:
     """Refuse, at setup, a ``class_index`` the model has no output for: it failed at the first validation or test
     batch, after a training epoch, in an IndexError (the CLI refuses it before running: ``check_class_index``)."""
     heads = getattr(getattr(pl_module, "model", None), "num_classes", None)
@@ -148,10 +151,10 @@ class DetectionMetrics(Callback):
         self._groups: dict[int, int] = {}  # image key -> study key of the test split (test_report.study_groups)
         self._said_tie: set[str] = set()  # methods whose threshold validation chose from a tie at TPR 0 (said once)
 
-    def _methods(self, pl_module: LightningModule) -> list[str]:
+    def _methods(self, pl_module: GMICLitModule) -> list[str]:
         return list(self.methods) if self.methods else list(pl_module.test_saliency)
 
-    def _build(self, pl_module: LightningModule, subsets: dict[str, bool], thresholds: dict[str, Sequence[float]]):
+    def _build(self, pl_module: GMICLitModule, subsets: Mapping[str, bool], thresholds: Mapping[str, Sequence[float]]):
         self._metrics = {
             (method, subset): DetectionMetric(
                 thresholds=thresholds[method],
@@ -165,11 +168,12 @@ class DetectionMetrics(Callback):
         }
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        pl_module = cast("GMICLitModule", pl_module)  # Lightning's hooks type it as any LightningModule
         check_class_of_model(self.class_index, pl_module, "DetectionMetrics")
         self._said_tie = set()
         pl_module.request_saliency_maps(self._methods(pl_module))  # made in the steps' own pass
 
-    def _update(self, pl_module: LightningModule, outputs: dict[str, Any], batch: dict[str, Any]) -> None:
+    def _update(self, pl_module: GMICLitModule, outputs: dict[str, Any], batch: dict[str, Any]) -> None:
         methods = sorted({method for method, _ in self._metrics})
         maps = step_maps(pl_module, outputs, batch["image"], methods)
         gt_boxes, labels = class_targets(batch, self.class_index)
@@ -183,6 +187,7 @@ class DetectionMetrics(Callback):
 
     # ------------------------------------------------------------------------------------------ validation
     def on_validation_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        pl_module = cast("GMICLitModule", pl_module)  # Lightning's hooks type it as any LightningModule
         grid = {m: self.thresholds for m in self._methods(pl_module)}
         self._build(pl_module, {"mass": True}, grid)
 
@@ -193,6 +198,7 @@ class DetectionMetrics(Callback):
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.sanity_checking:
             return
+        pl_module = cast("GMICLitModule", pl_module)  # Lightning's hooks type it as any LightningModule
         tied: list[str] = []
         for (method, _), metric in self._metrics.items():
             result = metric.compute()
@@ -226,6 +232,7 @@ class DetectionMetrics(Callback):
 
     # ------------------------------------------------------------------------------------------------ test
     def on_test_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        pl_module = cast("GMICLitModule", pl_module)  # Lightning's hooks type it as any LightningModule
         chosen = {}
         for method in self._methods(pl_module):
             if method not in pl_module.detection_thresholds:
@@ -243,6 +250,7 @@ class DetectionMetrics(Callback):
         self._update(pl_module, outputs, batch)
 
     def on_test_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        pl_module = cast("GMICLitModule", pl_module)  # Lightning's hooks type it as any LightningModule
         self._results = {key: metric.compute() for key, metric in self._metrics.items()}
         for (method, subset), result in self._results.items():
             if not result.tpr_defined:
@@ -255,12 +263,13 @@ class DetectionMetrics(Callback):
         self._groups = study_groups(trainer)  # the test split's studies, which the bootstrap draws whole
         # collective (the metric states are gathered): all ranks
         self._table1 = table1_intervals(pl_module, self.bootstrap_seed, self._groups, breast_groups(trainer))
-        for head, figures in self._table1.breast_rows.items():  # beside test/<head>/auroc, for W&B's run table
-            pl_module.log(f"test/breast/{head}/auroc", figures["auc"]["value"], sync_dist=False)
+        for head, breast_figures in self._table1.breast_rows.items():  # beside test/<head>/auroc, for W&B's run table
+            pl_module.log(f"test/breast/{head}/auroc", breast_figures["auc"]["value"], sync_dist=False)
         self._run_dir = run_directory(trainer)
         self._metrics = {}
 
     def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        pl_module = cast("GMICLitModule", pl_module)  # Lightning's hooks type it as any LightningModule
         if trainer.is_global_zero and self._results:
             table1 = self._table1
             write_test_report(self._run_dir, trainer, pl_module, self._results, table1.rows,
@@ -272,7 +281,8 @@ class DetectionMetrics(Callback):
 def unvalidated_threshold(trainer: Trainer) -> float:
     """The threshold of a method validation chose none for: DetectionMetrics' ``default_threshold`` (the overlays
     then draw the boxes the test report counted), ``DEFAULT_THRESHOLD`` without that callback."""
-    metrics = next((c for c in trainer.callbacks if isinstance(c, DetectionMetrics)), None)
+    callbacks = trainer.callbacks  # type: ignore[attr-defined]  # set by Lightning's callback connector
+    metrics = next((c for c in callbacks if isinstance(c, DetectionMetrics)), None)
     return metrics.default_threshold if metrics is not None else DEFAULT_THRESHOLD
 
 
@@ -303,10 +313,11 @@ class SaliencyOverlays(Callback):
         self._numbers: dict[str, int] | None = None  # the test set's choice (``_test_set_choice``), once known
         self._done: set[str] = set()  # the chosen images this process has drawn
 
-    def _methods(self, pl_module: LightningModule) -> list[str]:
+    def _methods(self, pl_module: GMICLitModule) -> list[str]:
         return list(self.methods) if self.methods else list(pl_module.test_saliency)
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        pl_module = cast("GMICLitModule", pl_module)  # Lightning's hooks type it as any LightningModule
         if stage == "test":
             check_class_of_model(self.class_index, pl_module, "SaliencyOverlays")
             pl_module.request_saliency_maps(self._methods(pl_module))

@@ -24,6 +24,9 @@ class KeyedMean(Metric):
 
     is_differentiable = False
     full_state_update = False
+    value: list[Tensor]
+    key: list[Tensor]
+    occurrence: list[Tensor]
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -62,6 +65,10 @@ class KeyedClassificationMetric(Metric):
     is_differentiable = False
     higher_is_better = True
     full_state_update = False
+    preds: list[Tensor]
+    target: list[Tensor]
+    key: list[Tensor]
+    occurrence: list[Tensor]
 
     def __init__(self, name: str, num_classes: int, threshold: float = 0.5, **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -36,7 +36,7 @@ class ProbabilitySpread:
         high = torch.where(finite, values, -torch.inf).amax(dim=0)
         batch = torch.stack((low, -high))
         count = finite.all(dim=1).sum()
-        if self._low_and_negated_high is None:
+        if self._low_and_negated_high is None or self._count is None:  # both are set together
             self._low_and_negated_high, self._count = batch, count
         else:
             self._low_and_negated_high = torch.minimum(self._low_and_negated_high, batch)

@@ -9,6 +9,7 @@ weights. Reading a loss on the host every step would synchronize the device, whi
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import torch
 from torch import Tensor
@@ -67,7 +68,7 @@ def diverged_training_message(first_step: int, epoch: int, lr: float | None, kep
     )
 
 
-def diverged_evaluation_message(stage: str, count: int, checkpoint: str | None, fitting: bool) -> str:
+def diverged_evaluation_message(stage: str, count: int, checkpoint: str | Path | None, fitting: bool) -> str:
     """What the user reads when a model gives NaN or infinite probabilities in validation or test."""
     what = {"validate": "validation", "sanity_check": "validation", "test": "test"}.get(stage, stage)
     head = f"the model gave NaN or infinite probabilities for {count} {what} image(s)"

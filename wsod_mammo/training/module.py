@@ -6,7 +6,7 @@ import logging
 import math
 from collections.abc import Sequence
 from contextlib import nullcontext
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
 from lightning.pytorch import LightningModule
@@ -14,6 +14,7 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
 from lightning.pytorch.loggers import WandbLogger
 from torch import Tensor, nn
+from torchmetrics import MetricCollection
 
 from wsod_mammo.detection.boxes import DEFAULT_THRESHOLD
 from wsod_mammo.detection.report import METHOD_ORDER
@@ -21,7 +22,7 @@ from wsod_mammo.models import GMIC, GMICOutput
 from wsod_mammo.models.nyu import load_nyu_checkpoint, load_nyu_state_dict, nyu_percent_t
 from wsod_mammo.saliency import SaliencyMethod, available_saliency_methods, distinct_methods, get_saliency_method
 from wsod_mammo.training.checkpoints import BestCheckpoint, recorded_frame
-from wsod_mammo.training.classification import FIGURES, HEADS, KeyedMean, stage_head_metrics
+from wsod_mammo.training.classification import FIGURES, HEADS, KeyedClassificationMetric, KeyedMean, stage_head_metrics
 from wsod_mammo.training.collapse import ProbabilitySpread, collapsed_message
 from wsod_mammo.training.divergence import (
     DivergenceWatch,
@@ -179,7 +180,9 @@ class GMICLitModule(LightningModule):
         """Each output is rated against one of the data's classes: a count that differs failed at the first batch
         with a loss's tensor sizes (``wsod`` refuses it before running; this says it in Python too). Not predict:
         it reads no labels, and NYU's two heads predict on data of any classes."""
-        names = getattr(self.trainer.datamodule, "class_names", None) if self._trainer is not None else None
+        # Trainer.datamodule: set by Lightning's data connector, undeclared in its type hints
+        data = self.trainer.datamodule if self._trainer is not None else None  # type: ignore[attr-defined]
+        names = getattr(data, "class_names", None)
         if stage == "predict" or not names or len(names) == self.model.num_classes:
             return
         raise ValueError(
@@ -196,7 +199,8 @@ class GMICLitModule(LightningModule):
         # after Lightning computed (and so synced over all processes) the epoch's metrics
         if self.trainer.sanity_checking or self._warned_undefined_auroc:
             return
-        undefined = self.metrics["val_fusion"]["auroc"].undefined
+        collection = cast(MetricCollection, self.metrics["val_fusion"])  # stage_head_metrics
+        undefined = cast(KeyedClassificationMetric, collection["auroc"]).undefined
         if not undefined:
             return
         self._warned_undefined_auroc = True
@@ -204,7 +208,8 @@ class GMICLitModule(LightningModule):
             log.warning(_undefined_auroc_message(undefined, self._output_names(), self.trainer))
 
     def _output_names(self) -> list[str]:
-        data = self.trainer.datamodule if self._trainer is not None else None
+        # Trainer.datamodule: set by Lightning's data connector, undeclared in its type hints
+        data = self.trainer.datamodule if self._trainer is not None else None  # type: ignore[attr-defined]
         names = getattr(data, "class_names", None) or self.class_names or []
         names = [str(name) for name in names]
         return names if len(names) == self.model.num_classes else [f"class {i}" for i in range(self.model.num_classes)]
@@ -253,7 +258,8 @@ class GMICLitModule(LightningModule):
         return loss.total
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        if self.global_step % max(1, self.trainer.log_every_n_steps) == 0:  # Lightning reads the logged loss here
+        every = self.trainer.log_every_n_steps  # type: ignore[attr-defined]  # set by Lightning's logger connector
+        if self.global_step % max(1, every) == 0:  # Lightning reads the logged loss here
             self._raise_if_diverged()
 
     def on_validation_start(self) -> None:
@@ -284,7 +290,7 @@ class GMICLitModule(LightningModule):
             return
         *heads, labels = (torch.cat(parts) for parts in zip(*self._train_outputs, strict=True))
         self._train_outputs = []
-        self._update_metrics("train", GMICOutput(*heads, None, None, None), labels)
+        self._update_metrics("train", heads, labels)
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
         return self._evaluation_step("val", batch)
@@ -295,10 +301,12 @@ class GMICLitModule(LightningModule):
     def _evaluation_step(self, stage: str, batch: dict[str, Any]) -> dict[str, Any]:
         output, maps = self.evaluate(batch["image"], self._requested_maps)
         image_ids = batch.get("image_id")
-        self.evaluation_loss[stage].update(gmic_sample_losses(output, batch["label"], self.beta), image_ids)
-        self.log(f"{stage}/loss", self.evaluation_loss[stage], on_step=False, on_epoch=True)
-        self._update_metrics(stage, output, batch["label"], image_ids)
-        bad = count_nonfinite_images((output.y_global, output.y_local, output.y_fusion))
+        evaluation_loss = cast(KeyedMean, self.evaluation_loss[stage])
+        evaluation_loss.update(gmic_sample_losses(output, batch["label"], self.beta), image_ids)
+        self.log(f"{stage}/loss", evaluation_loss, on_step=False, on_epoch=True)
+        heads = (output.y_global, output.y_local, output.y_fusion)
+        self._update_metrics(stage, heads, batch["label"], image_ids)
+        bad = count_nonfinite_images(heads)
         self._nonfinite_images = bad if self._nonfinite_images is None else self._nonfinite_images + bad
         self._fusion_spread.update(output.y_fusion)
         return {"y_global": output.y_global, "y_fusion": output.y_fusion, "maps": maps}
@@ -344,14 +352,15 @@ class GMICLitModule(LightningModule):
         }
 
     def _update_metrics(
-        self, stage: str, output: GMICOutput, label: Tensor, image_ids: Sequence[str] | None = None
+        self, stage: str, heads: Sequence[Tensor], label: Tensor, image_ids: Sequence[str] | None = None
     ) -> None:
-        """Per-head Table I metrics; with ``image_ids`` an image seen again (DDP padding, repeats) counts once."""
+        """Per-head Table I metrics of ``heads``' probabilities (in ``HEADS``' order); with ``image_ids`` an image
+        seen again (DDP padding, repeats) counts once."""
         target = label.long()
         squeeze = self.model.num_classes == 1
-        for head in HEADS:
-            probabilities = getattr(output, f"y_{head}").detach().float()
-            metrics = self.metrics[f"{stage}_{head}"]
+        for head, output in zip(HEADS, heads, strict=True):
+            probabilities = output.detach().float()
+            metrics = cast(MetricCollection, self.metrics[f"{stage}_{head}"])  # stage_head_metrics
             preds, targets = (probabilities[:, 0], target[:, 0]) if squeeze else (probabilities, target)
             metrics.update(preds, targets, image_ids=image_ids)
             on_bar = stage == "val" and head == "fusion"  # the figure that picks best.ckpt, on the progress bar
@@ -409,7 +418,8 @@ class GMICLitModule(LightningModule):
         # the hyperparameters cannot hold it (an instance given in Python)
         if isinstance(self.logger, WandbLogger) and self.logger.version:  # `--ckpt_path` continues this W&B run,
             checkpoint["wandb_run_id"] = str(self.logger.version)  # wherever the checkpoints were written
-        data = self.trainer.datamodule if self._trainer is not None else None
+        # Trainer.datamodule: set by Lightning's data connector, undeclared in its type hints
+        data = self.trainer.datamodule if self._trainer is not None else None  # type: ignore[attr-defined]
         names = getattr(data, "class_names", None) or self.class_names
         if names:
             checkpoint["class_names"] = [str(name) for name in names]
@@ -517,7 +527,12 @@ def _warn_if_cosine_restarts(scheduler: Any, max_epochs: int | None) -> None:
     """A cosine schedule shorter than the training (``--trainer.max_epochs`` raised, ``T_max`` left as the config's)
     climbs back to the full learning rate after ``T_max`` epochs instead of staying at its end: say so."""
     t_max = getattr(scheduler, "T_max", None)
-    if isinstance(scheduler, torch.optim.lr_scheduler.CosineAnnealingLR) and max_epochs and 0 < t_max < max_epochs:
+    if (
+        isinstance(scheduler, torch.optim.lr_scheduler.CosineAnnealingLR)
+        and max_epochs
+        and t_max is not None
+        and 0 < t_max < max_epochs
+    ):
         log.warning(
             "model.scheduler: CosineAnnealingLR with T_max %d < trainer.max_epochs %d: the learning rate climbs back "
             "up after epoch %d; set --model.scheduler.init_args.T_max %d to decay over the whole training",

@@ -101,7 +101,9 @@ class PredictionWriter(BasePredictionWriter):
         self._records, self._indices, self._open = [], [], False
         self.class_names = class_names_of(trainer, pl_module, self.class_index)
         folder = str(new_run_folder(self.output_dir)) if trainer is None or trainer.is_global_zero else None
-        self.run_dir = Path(trainer.strategy.broadcast(folder) if trainer is not None else folder)
+        run_dir = trainer.strategy.broadcast(folder) if trainer is not None else folder
+        assert run_dir is not None  # made on rank 0 (or without a trainer), and broadcast gives every rank rank 0's
+        self.run_dir = Path(run_dir)
         self._open = True  # rows not yet on disk: on_predict_end, or on_exception when the run is cut short
         if trainer is not None and trainer.is_global_zero:
             self._write_weights_record(trainer, pl_module)
@@ -253,7 +255,9 @@ def _last_batch(trainer: Trainer, batch_idx: int, dataloader_idx: int) -> bool:
 def _input_count(trainer: Trainer) -> int | None:
     """How many inputs the predict run was given (None where a dataloader cannot say)."""
     loaders = getattr(trainer, "predict_dataloaders", None)
-    datasets = [getattr(loader, "dataset", None) for loader in (loaders if isinstance(loaders, list) else [loaders])]
+    datasets: list[Any] = [
+        getattr(loader, "dataset", None) for loader in (loaders if isinstance(loaders, list) else [loaders])
+    ]
     try:
         return sum(len(dataset) for dataset in datasets)
     except TypeError:  # an iterable dataset, or no loader

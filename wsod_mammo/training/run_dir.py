@@ -27,6 +27,7 @@ def run_directory(trainer: Trainer) -> Path:
         else:
             path = trainer.default_root_dir
     path = trainer.strategy.broadcast(path)
+    assert path is not None  # every branch above sets it on rank 0, and every rank gets rank 0's
     directory = Path(path)
     if trainer.is_global_zero:
         directory.mkdir(parents=True, exist_ok=True)

@@ -16,12 +16,13 @@ import json
 import logging
 import math
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 import torch
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.loggers import WandbLogger
 from torch import Tensor
+from torchmetrics import MetricCollection
 
 from wsod_mammo.detection.bootstrap import (
     LEVEL,
@@ -53,8 +54,11 @@ from wsod_mammo.detection.report import (
     write_table2_row,
 )
 from wsod_mammo.detection.strata import restrict, strata_of
-from wsod_mammo.training.classification import HEADS
+from wsod_mammo.training.classification import HEADS, KeyedClassificationMetric
 from wsod_mammo.training.provenance import evaluated_weights, evaluation_setting
+
+if TYPE_CHECKING:
+    from wsod_mammo.training.module import GMICLitModule
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +157,7 @@ def _figures_with_intervals(
 
 
 def table1_intervals(
-    pl_module: LightningModule,
+    pl_module: GMICLitModule,
     seed: int,
     groups: dict[int, int] | None = None,
     breasts: dict[int, int] | None = None,
@@ -167,7 +171,8 @@ def table1_intervals(
     counts = {"images": 0, "positive": 0}
     breast_counts = None
     for head in HEADS:
-        metric = pl_module.metrics[f"test_{head}"]["accuracy"]
+        collection = cast(MetricCollection, pl_module.metrics[f"test_{head}"])  # stage_head_metrics
+        metric = cast(KeyedClassificationMetric, collection["accuracy"])
         with metric.sync_context():
             preds, target, keys = metric.distinct()
         preds, target = preds.reshape(preds.shape[0], -1)[:, 0].cpu(), target.reshape(target.shape[0], -1)[:, 0].cpu()
@@ -390,7 +395,7 @@ def _write_breast_table1(
 def write_test_report(
     directory: Path,
     trainer: Trainer,
-    pl_module: LightningModule,
+    pl_module: GMICLitModule,
     results: dict[tuple[str, str], DetectionResult],
     table1_ci: dict[str, dict[str, Any]],
     fppi_budget: float = 1.0,
@@ -489,8 +494,8 @@ def write_test_report(
         (directory / "table2_by_density.csv").write_text(density_csv)
         printed.append(f"Table II by breast density\n{density_md}")
     (directory / "detection.json").write_text(json.dumps(summary, indent=2, allow_nan=True))
-    images = {"fppi_budget": fppi_budget, "bootstrap_seed": seed, "subsets": records}  # --compare redraws these
-    (directory / IMAGES_FILE).write_text(json.dumps(images))
+    image_records = {"fppi_budget": fppi_budget, "bootstrap_seed": seed, "subsets": records}  # --compare redraws these
+    (directory / IMAGES_FILE).write_text(json.dumps(image_records))
     _log_to_wandb(trainer, directory, summary, ci_rows)
     checkpoint = summary["checkpoint"]
     what = f"{summary['weights']} {checkpoint['path']} (sha256 {checkpoint['sha256']})"

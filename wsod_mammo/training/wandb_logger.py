@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
@@ -57,7 +57,9 @@ class OfflineWandbLogger(WandbLogger):
         kwargs["settings"] = {"quiet": True} | settings if isinstance(settings, dict) else settings or {"quiet": True}
         # One group per config: fit and its tests (same save_dir) land together; `wsod study` names its own.
         kwargs["group"] = kwargs.get("group") or Path(save_dir).name or None
-        super().__init__(project=project, save_dir=save_dir, name=name, offline=offline, log_model=log_model, **kwargs)
+        # Lightning types log_model as Literal["all"] | bool; it passes a string through as it is.
+        model = cast('Literal["all"] | bool', log_model)
+        super().__init__(project=project, save_dir=save_dir, name=name, offline=offline, log_model=model, **kwargs)
         # Lightning always passes anonymous (None when unset), and wandb warns that the setting is deprecated.
         self._wandb_init.pop("anonymous", None)
 
