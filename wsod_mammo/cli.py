@@ -16,6 +16,7 @@ from typing import IO, Any
 import yaml
 from jsonargparse import ArgumentError
 from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
 from wsod_mammo.cli_checkpoints import (
@@ -123,7 +124,9 @@ class RunConfigSaver(SaveConfigCallback):
                     str(getattr(c, "dirpath", None) or directory / "checkpoints") for c in trainer.checkpoint_callbacks
                 }
                 names = ", ".join(
-                    f"{c.filename}.ckpt" for c in trainer.checkpoint_callbacks if getattr(c, "filename", None)
+                    f"{c.filename}.ckpt"
+                    for c in trainer.checkpoint_callbacks
+                    if isinstance(c, ModelCheckpoint) and c.filename
                 )
                 log.info("fit: checkpoints (%s) in %s", names or "*.ckpt", ", ".join(sorted(dirs)))
                 FIT_CHECKPOINT_DIRS[:] = sorted(dirs)  # where a stopped fit says it resumes from
@@ -148,7 +151,7 @@ class RunConfigSaver(SaveConfigCallback):
         before this one: LightningCLI appends this callback after the configured ones."""
         if not trainer.is_global_zero:
             return
-        for callback in trainer.callbacks:
+        for callback in trainer.callbacks:  # type: ignore[attr-defined]  # Lightning sets it in __init__, undeclared
             if isinstance(callback, PredictionWriter):
                 self._save_into(callback.run_dir)
 
@@ -321,7 +324,7 @@ class WsodCLI(LightningCLI):
                 check_nyu_weights_load(self.model, self.config[subcommand])
         disable_slurm_auto_requeue(self.trainer)
         sigterm_without_collectives(self.trainer)
-        self.trainer.callbacks.insert(0, CtrlCAgain())
+        self.trainer.callbacks.insert(0, CtrlCAgain())  # type: ignore[attr-defined]  # set in __init__, undeclared
 
 
 #: The options that take a config file of their own besides ``--config``: LightningCLI's groups.
@@ -343,7 +346,7 @@ def config_files(words: list[str]) -> list[tuple[str, str]]:
             option, value = name, given
         elif word.startswith("-c") and not word.startswith("--"):
             option, value = "-c", word[2:]
-        if value and os.path.isfile(value):
+        if option and value and os.path.isfile(value):
             found.append(("--config" if option == "-c" else option, value))
     return found
 

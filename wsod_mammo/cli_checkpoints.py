@@ -175,7 +175,7 @@ def check_checkpoint(path: Path) -> dict[str, Any]:
 
 def _frame_text(frame: dict[str, Any]) -> str:
     size = "x".join(str(v) for v in frame["input_size"]) if "input_size" in frame else "?"
-    crop = {True: ", breast crop", False: ", no breast crop"}.get(frame.get("crop_breast"), "")
+    crop = {True: ", breast crop", False: ", no breast crop", None: ""}.get(frame.get("crop_breast"), "")
     return f"{size} ({frame.get('resize', 'stretch')}{crop})"
 
 

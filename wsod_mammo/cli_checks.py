@@ -98,7 +98,7 @@ def check_factory_classes(section: Any) -> None:
     init_args = init_args_of(section, "model") or {}
     for option, bases in FACTORY_BASES.items():
         value = init_args.get(option)
-        class_path = value.get("class_path") if hasattr(value, "get") else None
+        class_path = value.get("class_path") if value is not None and hasattr(value, "get") else None
         if not isinstance(class_path, str):
             continue
         module_name, _, name = class_path.rpartition(".")

@@ -22,7 +22,8 @@ def one_line(report: str) -> str:
     lines = [line for line in report.splitlines() if line.strip()]
     if not lines or not _KEY.match(lines[0].strip()):
         return lines[0].strip() if lines else report
-    reasons, keys = [], []  # reasons: (indent, text, option)
+    reasons: list[tuple[int, str, str]] = []  # (indent, text, option)
+    keys: list[tuple[int, str]] = []
     for line in lines:
         text = line.strip().removeprefix("- ").strip()
         indent = len(line) - len(line.lstrip())

@@ -236,7 +236,7 @@ class GMIC(nn.Module):
 
     def _local_pass(self, x: Tensor, selection_map: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Select and crop patches -> (z (N, 512), attention (N, K), boxes (N, K, 4))."""
-        image_size, map_size = tuple(x.shape[-2:]), tuple(selection_map.shape[-2:])
+        image_size, map_size = (x.shape[-2], x.shape[-1]), (selection_map.shape[-2], selection_map.shape[-1])
         window = roi.window_size(self.crop_shape, map_size, image_size)
         corners = roi.select_windows(selection_map, window, self.num_patches)  # (N, K, 2) map resolution
         corners = roi.corners_to_pixels(corners, map_size, image_size, self.crop_shape)

@@ -93,7 +93,7 @@ def _check_keys(
             unexpected.append(key)
         else:
             mapped[ours] = value
-    missing = [_swap_prefix(k, to_ours=False) for k in own if k not in mapped]
+    missing = [_swap_prefix(k, to_ours=False) or k for k in own if k not in mapped]
     fresh, misshaped = set(), []
     for key, value in mapped.items():
         if tuple(value.shape) == tuple(own[key].shape):

@@ -195,6 +195,7 @@ def local_resnet18(stem: StemLayout = "conv") -> nn.Module:
     network = timm.create_model("resnet18", pretrained=False, num_classes=0)
     if stem == "space_to_depth":
         conv = network.conv1
+        assert isinstance(conv, nn.Conv2d), "timm's resnet18 starts with a Conv2d"
         gray = GrayStemConv(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
                             bias=False, device=conv.weight.device, dtype=conv.weight.dtype)  # fmt: skip
         gray.weight = conv.weight  # timm's initialization, kept

@@ -53,7 +53,7 @@ class _ChannelWeightMethod(SaliencyMethod):
         grads = inputs.gradients[self.layer].float()  # (N, C, K, h, w)
         weights = self.channel_weights(acts.unsqueeze(1), grads)  # (N, C, K)
         maps = F.relu(torch.einsum("nck,nkhw->nchw", weights, acts))  # (N, C, h, w)
-        return upsample_saliency(maps, tuple(inputs.cam.shape[-2:]))
+        return upsample_saliency(maps, (inputs.cam.shape[-2], inputs.cam.shape[-1]))
 
 
 @register_saliency_method("gradcam")
@@ -131,7 +131,7 @@ class LayerCAM(SaliencyMethod):
         return self._layers
 
     def compute(self, inputs: SaliencyInputs) -> Tensor:
-        size = tuple(inputs.cam.shape[-2:])
+        size = (inputs.cam.shape[-2], inputs.cam.shape[-1])
         per_layer = []
         for name in self._layers:
             acts = inputs.activations[name].float().unsqueeze(1)  # (N, 1, K, h', w')
