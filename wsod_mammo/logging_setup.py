@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 import warnings
+from typing import TextIO
 
 PACKAGE_LOGGER = "wsod_mammo"
 # Loggers through which Lightning's rank_zero_info advertises other products ("💡 Tip: ... litlogger/litmodels").
@@ -44,11 +45,11 @@ class _StderrHandler(logging.StreamHandler):
     """Writes to whatever ``sys.stderr`` is when a record is emitted (a redirected or captured stderr included)."""
 
     @property
-    def stream(self):
+    def stream(self) -> TextIO:
         return sys.stderr
 
     @stream.setter
-    def stream(self, value) -> None:
+    def stream(self, value: object) -> None:
         pass
 
 

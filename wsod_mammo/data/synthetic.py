@@ -103,7 +103,7 @@ def _stamp(image: np.ndarray, blob: _Blob) -> None:
     image[y0:y1, x0:x1] += blob.contrast * profile
 
 
-def _random_blob(rng: np.random.Generator, inside: np.ndarray, radius: float, contrast: float, **kw) -> _Blob:
+def _random_blob(rng: np.random.Generator, inside: np.ndarray, radius: float, contrast: float, **kw: float) -> _Blob:
     height, width = inside.shape
     ys, xs = np.nonzero(inside > kw.pop("depth", 0.35))
     pick = rng.integers(len(xs))
@@ -433,7 +433,9 @@ def _assign_findings(
     return n_masses, n_calcs
 
 
-def _chest_wall_variant(rng: np.random.Generator, height: int, width: int, view: str, mass_radius: tuple[float, float]):
+def _chest_wall_variant(
+    rng: np.random.Generator, height: int, width: int, view: str, mass_radius: tuple[float, float]
+) -> tuple[np.ndarray, list[tuple[float, float, float, float]], list[tuple[float, float, float, float]]]:
     """Render until a mass sits against the chest wall (its box then starts slightly left of x = 0)."""
     for _ in range(50):
         pixels, masses, calcs = render_image(rng, height, width, view, 1, mass_radius=mass_radius)

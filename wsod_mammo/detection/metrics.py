@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -176,7 +177,7 @@ class DetectionMetric(Metric):
         score_threshold: float = 0.0,
         cell0_center: float | None = None,
         operating_fppi: float | None = None,
-        **kwargs,
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         if len(thresholds) == 0:

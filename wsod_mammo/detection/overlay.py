@@ -6,12 +6,17 @@ import contextlib
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import cv2
 import numpy as np
 import torch
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.backend_bases import RendererBase
+    from matplotlib.figure import Figure
 
 
 def _grayscale(image: Tensor) -> np.ndarray:
@@ -92,7 +97,7 @@ def render_overlay(
     return np.ascontiguousarray(rgba[..., 2::-1])  # RGBA -> BGR
 
 
-def _make_room_above(figure, axes, renderer, margin: float = 4.0) -> bool:
+def _make_room_above(figure: Figure, axes: Sequence[Axes], renderer: RendererBase, margin: float = 4.0) -> bool:
     """Raise the top of the figure over titles that run past it (the constrained layout of portrait panels put
     their top few pixels above the picture, where they were cut off): the layout is kept as it is, in inches, and
     the figure grows by the overflow; True when it grew."""
@@ -110,7 +115,7 @@ def _make_room_above(figure, axes, renderer, margin: float = 4.0) -> bool:
     return True
 
 
-def _fit_title(ax, renderer) -> bool:
+def _fit_title(ax: Axes, renderer: RendererBase) -> bool:
     """Shrink the panel's title to the panel's width (a centred title wider than a narrow panel runs over the next
     panel's title and off the picture); True when it was shrunk."""
     title = ax.title
@@ -121,7 +126,7 @@ def _fit_title(ax, renderer) -> bool:
     return True
 
 
-def _draw_boxes(ax, boxes: Tensor, color: str, scores: Tensor | None = None) -> None:
+def _draw_boxes(ax: Axes, boxes: Tensor, color: str, scores: Tensor | None = None) -> None:
     """Boxes in pixel-corner coordinates (``x2`` = the column after the box), drawn on ``imshow``'s pixel centres:
     shifted by half a pixel and held to the image, unclipped, so an edge on the image's border shows (a box reaching
     the right or bottom border had that edge drawn half a pixel outside the panel, where it was cut away)."""
@@ -156,7 +161,9 @@ def write_png(path: str | Path, picture: np.ndarray) -> None:
         raise OSError(error.errno, f"{path}: could not write the PNG ({error.strerror or error})") from None
 
 
-def method_panels(maps: Mapping[str, Tensor], size: Sequence[int], cell0_center: float | None = None):
+def method_panels(
+    maps: Mapping[str, Tensor], size: Sequence[int], cell0_center: float | None = None
+) -> dict[str, Tensor]:
     """Raw ``(h, w)`` maps -> ``(H, W)`` panels for :func:`render_overlay`: each min-max normalized, then upsampled
     to the input frame with the placement the boxes use."""
     from wsod_mammo.detection.boxes import upsample_map

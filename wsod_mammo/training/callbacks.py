@@ -154,7 +154,9 @@ class DetectionMetrics(Callback):
     def _methods(self, pl_module: GMICLitModule) -> list[str]:
         return list(self.methods) if self.methods else list(pl_module.test_saliency)
 
-    def _build(self, pl_module: GMICLitModule, subsets: Mapping[str, bool], thresholds: Mapping[str, Sequence[float]]):
+    def _build(
+        self, pl_module: GMICLitModule, subsets: Mapping[str, bool], thresholds: Mapping[str, Sequence[float]]
+    ) -> None:
         self._metrics = {
             (method, subset): DetectionMetric(
                 thresholds=thresholds[method],
@@ -191,9 +193,17 @@ class DetectionMetrics(Callback):
         grid = {m: self.thresholds for m in self._methods(pl_module)}
         self._build(pl_module, {"mass": True}, grid)
 
-    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+    def on_validation_batch_end(
+        self,
+        trainer: Trainer,
+        pl_module: LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
         if not trainer.sanity_checking:
-            self._update(pl_module, outputs, batch)
+            self._update(cast("GMICLitModule", pl_module), outputs, batch)
 
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.sanity_checking:
@@ -246,8 +256,16 @@ class DetectionMetrics(Callback):
             chosen[method] = (pl_module.detection_thresholds.get(method, self.default_threshold),)
         self._build(pl_module, SUBSETS, chosen)
 
-    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        self._update(pl_module, outputs, batch)
+    def on_test_batch_end(
+        self,
+        trainer: Trainer,
+        pl_module: LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        self._update(cast("GMICLitModule", pl_module), outputs, batch)
 
     def on_test_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         pl_module = cast("GMICLitModule", pl_module)  # Lightning's hooks type it as any LightningModule
@@ -355,9 +373,18 @@ class SaliencyOverlays(Callback):
                 picked.append(i)
         return picked
 
-    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+    def on_test_batch_end(
+        self,
+        trainer: Trainer,
+        pl_module: LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
         if not (picked := self._picked(trainer, batch)):
             return
+        pl_module = cast("GMICLitModule", pl_module)  # Lightning's hooks type it as any LightningModule
         methods = self._methods(pl_module)
         index = torch.as_tensor(picked, device=batch["image"].device)
         images = batch["image"][index]
@@ -373,16 +400,14 @@ class SaliencyOverlays(Callback):
         for i in range(len(images)):
             panels = method_panels({m: maps[m][i, self.class_index] for m in methods}, size, cell0)
             boxes = {
-                m: tuple(
-                    saliency_to_boxes(
-                        maps[m][i : i + 1, self.class_index],
-                        size,
-                        pl_module.detection_thresholds.get(m, fallback),
-                        probabilities[i : i + 1],
-                        cell0_center=cell0,
-                        regions=regions[i : i + 1],
-                    )[0]
-                )
+                m: saliency_to_boxes(
+                    maps[m][i : i + 1, self.class_index],
+                    size,
+                    pl_module.detection_thresholds.get(m, fallback),
+                    probabilities[i : i + 1],
+                    cell0_center=cell0,
+                    regions=regions[i : i + 1],
+                )[0]
                 for m in methods
             }
             # by the label: a positive whose masses the frame leaves out has no box in view, and is no normal

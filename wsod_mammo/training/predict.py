@@ -13,8 +13,9 @@ import json
 import logging
 import math
 import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from lightning.pytorch import LightningModule, Trainer
@@ -30,6 +31,9 @@ from wsod_mammo.training.collapse import constant_probabilities, constants_text
 from wsod_mammo.training.divergence import TrainingDivergedError
 from wsod_mammo.training.predict_breasts import BREAST_CSV_COLUMNS, breast_csv_rows, breast_rows
 from wsod_mammo.training.provenance import evaluated_weights, evaluation_setting
+
+if TYPE_CHECKING:
+    from wsod_mammo.training.module import GMICLitModule
 
 log = logging.getLogger(__name__)
 
@@ -118,9 +122,16 @@ class PredictionWriter(BasePredictionWriter):
         (self.run_dir / "weights.json").write_text(json.dumps(record, indent=2))
 
     def write_on_batch_end(
-        self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx=0
+        self,
+        trainer: Trainer,
+        pl_module: LightningModule,
+        prediction: Any,
+        batch_indices: Sequence[int] | None,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
     ) -> None:
-        cell0 = map_placement(pl_module, self.alignment) if pl_module is not None else None
+        cell0 = map_placement(cast("GMICLitModule", pl_module), self.alignment) if pl_module is not None else None
         results = batch_predictions(prediction, batch, self.class_index, cell0, self.min_score)
         for i, result in enumerate(results):
             record = prediction_record(result, batch["image_id"][i], batch["meta"][i].get("view"), self.class_names)
@@ -145,7 +156,7 @@ class PredictionWriter(BasePredictionWriter):
         batch: dict[str, Any],
         i: int,
         saliency: torch.Tensor,
-        boxes,
+        boxes: tuple[torch.Tensor, torch.Tensor],
         method: str,
         probability: float,
         cell0_center: float | None,
@@ -360,7 +371,7 @@ def _csv_number(value: float | None) -> str:
     return "" if value is None else f"{value:.6f}"  # None: predictions.json's null for a NaN or infinity
 
 
-def _csv_rows(records: list[dict[str, Any]]):
+def _csv_rows(records: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
     for record in records:
         base = {"image_id": record["image_id"], "path": record["path"], "error": record.get("error", "")}
         if record.get("error"):
