@@ -34,7 +34,7 @@ from cli_configs import run_wsod as _wsod
 
 import wsod_mammo
 from wsod_mammo import cli_checks
-from wsod_mammo.cli import main
+from wsod_mammo.cli import PREDICT_DEFAULTS, main, with_predict_defaults
 from wsod_mammo.cli_checkpoints import check_checkpoint, continue_run, reconcile_input_frame, resolve_checkpoint
 from wsod_mammo.data.datamodule import VinDrMammoDataModule
 from wsod_mammo.data.dicom import read_dicom
@@ -303,6 +303,62 @@ def test_predict_from_nyu_weights_without_a_checkpoint_on_png_and_dicom(
         assert re.search("model.init_from_nyu: .*notes.txt: not a weights-only", capsys.readouterr().err)
     finally:  # a run that failed in this process leaves its W&B run open; later tests must start their own
         wandb.finish()
+
+
+def test_predict_without_a_config_needs_only_the_checkpoint_or_nyus_weights_and_the_inputs(
+    tmp_path: Path, trained: Path, data_root: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A wheel carries no configs/: `wsod predict --ckpt_path FILE --data.predict_paths ...` alone reads the package's
+    predict defaults, takes the model, its input frame and its class names from the checkpoint without a warning (no
+    config of the user's differs from it) and writes ./predictions/<date-time>/ as Predictor.from_checkpoint
+    predicts; NYU's weights alone too."""
+    best = checkpoint(trained, "best")
+    dicoms = sorted((data_root / "images").glob("*/*.dicom"))[:2]
+    monkeypatch.chdir(tmp_path)  # no configs/ here
+    caplog.set_level(logging.INFO, logger="wsod_mammo")
+    main(["predict", "--ckpt_path", str(best), "--data.predict_paths", f"{[str(f) for f in dicoms]}"])
+    (run,) = (tmp_path / "predictions").glob("*/predictions.json")
+    records = {r["path"]: r for r in json.loads(run.read_text())}
+    results = Predictor.from_checkpoint(best)(dicoms)
+    assert len(records) == len(results) == 2
+    for result in results:
+        record = records[result.source]
+        assert record["class"] == result.class_name == "Mass"
+        assert record["probability"] == pytest.approx(result.probability, abs=1e-5)
+        boxes = [[b["xmin"], b["ymin"], b["xmax"], b["ymax"]] for b in record["boxes"]]
+        np.testing.assert_allclose(np.array(boxes).reshape(-1, 4), result.boxes, atol=1e-3, rtol=0)
+    assert "no --config given: the package's predict defaults" in caplog.text
+    assert "input frame" not in caplog.text and "not used" not in caplog.text  # the checkpoint's, unannounced
+    saved = yaml.safe_load((run.parent / "config.yaml").read_text())
+    assert saved["data"]["init_args"]["input_size"] == list(INPUT_SIZE)  # the checkpoint's frame, on record
+    assert saved["trainer"]["logger"] is False and not (tmp_path / "wandb").exists()
+    # NYU's weights alone (its heads by name; NYU's 256 x 256 patches), at a frame the command line sets
+    nyu = _nyu_legacy_file(tmp_path / "sample_model_1.p")
+    main(["predict", "--model.init_from_nyu", str(nyu), "--model.model.init_args.num_classes", "2",
+          "--data.input_size", "[512, 320]", "--data.predict_paths", f"[{dicoms[0]}]"])  # fmt: skip
+    newest = max((tmp_path / "predictions").glob("*/predictions.json"))
+    (record,) = json.loads(newest.read_text())
+    assert record["class"] == "benign" and record.get("error") is None
+    assert json.loads((newest.parent / "weights.json").read_text())["weights"] == "NYU weights"
+
+
+@pytest.mark.parametrize(
+    ("args", "defaults"),
+    [
+        (["predict", "--ckpt_path", "a.ckpt"], True),
+        (["predict", "--config", "c.yaml"], False),
+        (["predict", "--config=c.yaml"], False),
+        (["predict", "-c", "c.yaml"], False),
+        (["predict", "-cc.yaml"], False),
+        (["predict", "--data", "d.yaml", "--ckpt_path", "a.ckpt"], True),  # a group's file overrides the defaults
+        (["test", "--ckpt_path", "a.ckpt"], False),
+    ],
+)
+def test_the_predict_defaults_come_first_only_for_predict_without_a_config_file(
+    args: list[str], defaults: bool
+) -> None:
+    expected = [args[0], "--config", str(PREDICT_DEFAULTS), *args[1:]] if defaults else args
+    assert with_predict_defaults(args) == expected
 
 
 def test_predict_takes_a_bare_folder_and_a_folder_with_a_comma(tmp_path: Path, data_root: Path) -> None:

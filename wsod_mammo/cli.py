@@ -195,6 +195,8 @@ class WsodCLI(LightningCLI):
     def parse_arguments(self, parser: Any, args: Any) -> None:
         """Keep the command line's own words: an option given there wins over a checkpoint's input frame."""
         self._command_line = [str(a) for a in (sys.argv[1:] if args is None else args) if isinstance(a, str)]
+        # the predict defaults alone (no config of the user's): their values give way to a checkpoint's unannounced
+        self._defaults_only = self._command_line[1:3] == ["--config", str(PREDICT_DEFAULTS)]
         with configuration_errors():
             for option, path in config_files(self._command_line):
                 read_config_file(path, option)
@@ -226,7 +228,8 @@ class WsodCLI(LightningCLI):
             if key not in runtime and key not in evaluation and kept != value:
                 log.warning("%s: --%s %s is not used: the checkpoint's %s is (its weights were made with it)",
                             subcommand, key, value, kept)  # fmt: skip
-        if ckpt_path and (replaced := self._replaced_in_config(subcommand, configured, given, runtime, evaluation)):
+        replaced = self._replaced_in_config(subcommand, configured, given, runtime, evaluation) if ckpt_path else []
+        if replaced and not self._defaults_only:
             log.warning("%s: the config's %s not used; the checkpoint's value is (its weights were made with it)",
                         subcommand, "; ".join(replaced))  # fmt: skip
         for key, value in runtime.items():
@@ -288,6 +291,7 @@ class WsodCLI(LightningCLI):
         check_input_size(section)
         if subcommand != "fit":  # evaluation writes into a run folder of its own, never the checkpoint's
             warnings.filterwarnings("ignore", message=CHECKPOINT_DIRPATH_WARNING, category=UserWarning)
+            warnings.filterwarnings("ignore", message=CHECKPOINT_CALLBACKS_WARNING, category=UserWarning)
         ckpt_path = section.get("ckpt_path")
         if subcommand != "fit" and check_weights_given(subcommand, section):
             ckpt_path = section["ckpt_path"] = None
@@ -298,7 +302,8 @@ class WsodCLI(LightningCLI):
             checkpoint = check_checkpoint(Path(section["ckpt_path"]))
             if subcommand != "fit":
                 given = getattr(self, "_command_line", [])
-                reconcile_input_frame(section, checkpoint, subcommand, given, Path(section["ckpt_path"]))
+                quiet = getattr(self, "_defaults_only", False)
+                reconcile_input_frame(section, checkpoint, subcommand, given, Path(section["ckpt_path"]), quiet)
             if subcommand == "fit":
                 continue_run(Path(section["ckpt_path"]), section, checkpoint.get("wandb_run_id"))
                 warn_if_finished(checkpoint, Path(section["ckpt_path"]), section)
@@ -399,6 +404,27 @@ def configuration_errors() -> Iterator[None]:
 # ModelCheckpoint warns on restoring a checkpoint written in another folder; test/validate/predict always do (each
 # run has its own folder) and never use what it says it will not reload (best_model_score, best_k_models, ...).
 CHECKPOINT_DIRPATH_WARNING = "The dirpath has changed from"
+# Lightning asks for the callbacks a checkpoint was written with (its BestCheckpoint): only a resumed fit uses their
+# state, and a config without them (the predict defaults) got the warning on every test/validate/predict.
+CHECKPOINT_CALLBACKS_WARNING = "Be aware that when using `ckpt_path`, callbacks used to create the checkpoint"
+ARGS_AND_ARGV_WARNING = "LightningCLI's args parameter is intended to run from within Python"
+#: What ``wsod predict`` reads first when given no config file (see ``with_predict_defaults``).
+PREDICT_DEFAULTS = Path(__file__).with_name("predict_defaults.yaml")
+
+
+def _names_a_config_file(word: str) -> bool:
+    return word == "--config" or word.startswith(("--config=", "-c"))  # -c, -cFILE, -c=FILE
+
+
+def with_predict_defaults(args: list[str]) -> list[str]:
+    """``predict`` given no ``--config``/``-c``: ``--config PREDICT_DEFAULTS`` first, so that a checkpoint and the
+    inputs are enough (a wheel carries no ``configs/``) and every option given still overrides it."""
+    if args[:1] != ["predict"] or any(_names_a_config_file(word) for word in args[1:]):
+        return args
+    log.info(
+        "predict: no --config given: the package's predict defaults (%s), then the options given", PREDICT_DEFAULTS
+    )
+    return [args[0], "--config", str(PREDICT_DEFAULTS), *args[1:]]
 
 
 def run_lightning_cli(args: list[str] | None) -> None:
@@ -409,6 +435,8 @@ def run_lightning_cli(args: list[str] | None) -> None:
     FIT_CHECKPOINT_DIRS.clear()  # a notebook's or a test's earlier fit is not this one
     try:
         with warnings.catch_warnings(), watch_ctrl_c():
+            # the command line is given as args (sys.argv's, with the predict defaults put in): by design, not a mix-up
+            warnings.filterwarnings("ignore", message=ARGS_AND_ARGV_WARNING, category=UserWarning)
             WsodCLI(
                 GMICLitModule,
                 VinDrMammoDataModule,
@@ -417,7 +445,7 @@ def run_lightning_cli(args: list[str] | None) -> None:
                 save_config_callback=RunConfigSaver,
                 save_config_kwargs={"overwrite": True},
                 parser_kwargs=subcommand_parser_kwargs(),
-                args=args,
+                args=with_predict_defaults(sys.argv[1:] if args is None else args),
             )
     finally:
         release_fit_locks()

@@ -184,13 +184,14 @@ def _option_words(key: str) -> tuple[str, str]:
 
 
 def reconcile_input_frame(
-    section: Any, checkpoint: dict[str, Any], subcommand: str, command_line: list[str], path: Path
+    section: Any, checkpoint: dict[str, Any], subcommand: str, command_line: list[str], path: Path, quiet: bool = False
 ) -> None:
     """The config's ``data`` input frame against the checkpoint's.
 
     ``predict`` adopts the checkpoint's frame (the weights are only meaningful there, and ``Predictor.
     from_checkpoint`` uses it: the reader gives the same results either way) unless the command line itself sets
-    the option; ``test``/``validate`` keep the config's (their data cache is prepared at it) and warn.
+    the option; ``test``/``validate`` keep the config's (their data cache is prepared at it) and warn. ``quiet``: the
+    config is no user's (the predict defaults), so adopting the checkpoint's frame is no news.
     """
     init_args = init_args_of(section, "data")
     frame = recorded_frame(checkpoint)
@@ -208,6 +209,8 @@ def reconcile_input_frame(
     if adopted:
         for key in adopted:
             init_args[key] = frame[key]
+        if quiet and adopted == differing:
+            return
         log.warning("%s: predicting at the checkpoint's frame, as Predictor.from_checkpoint does (%s keeps the "
                     "config's)", where, options)  # fmt: skip
     else:
