@@ -49,7 +49,8 @@ SUBCOMMANDS: dict[str, Subcommand] = {
 EPILOG = (
     "Run `wsod SUBCOMMAND --help` for a subcommand's options. For fit/validate/test/predict, "
     "`--model.help CLASS` and `--data.help CLASS` list a model's or data module's own options, e.g. "
-    "`wsod fit --model.help GMICLitModule`. Start with `wsod fit --config configs/demo.yaml` (synthetic data, CPU)."
+    "`wsod fit --model.help GMICLitModule`. Start with `wsod fit --config configs/demo.yaml` (synthetic data, CPU). "
+    "`wsod predict --ckpt_path FILE --data.predict_paths DIR` needs no config."
 )
 
 
