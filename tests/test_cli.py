@@ -39,7 +39,7 @@ from wsod_mammo.cli_checkpoints import check_checkpoint, continue_run, reconcile
 from wsod_mammo.data.datamodule import VinDrMammoDataModule
 from wsod_mammo.data.dicom import read_dicom
 from wsod_mammo.data.errors import DataError
-from wsod_mammo.inference import Predictor, nyu_to_checkpoint
+from wsod_mammo.inference import Predictor, breast_predictions, nyu_to_checkpoint
 from wsod_mammo.models import GMIC, to_nyu_state_dict
 from wsod_mammo.training.callbacks import DetectionMetrics
 from wsod_mammo.training.module import GMICLitModule
@@ -422,6 +422,13 @@ def test_predict_cli_and_python_api_agree_on_dicom_and_png(tmp_path: Path, train
         boxes = [[b["xmin"], b["ymin"], b["xmax"], b["ymax"]] for b in record["boxes"]]
         np.testing.assert_allclose(np.array(boxes).reshape(-1, 4), result.boxes, atol=1e-3, rtol=0)
         np.testing.assert_allclose([b["score"] for b in record["boxes"]], result.scores, atol=1e-5, rtol=0)
+    # per breast too: predict's breasts.json and breast_predictions of the API's results (ids: names vs paths)
+    written = json.loads((run.parent / "breasts.json").read_text())
+    api = breast_predictions(results)
+    assert [(b["study"], b["laterality"], b["views"]) for b in written] == [
+        (b["study"], b["laterality"], b["views"]) for b in api
+    ] and len(written) == 2  # the two DICOMs (two exams); the PNG names none
+    assert [b["probability"] for b in written] == pytest.approx([b["probability"] for b in api], abs=1e-5)
 
 
 def test_test_from_nyu_weights_without_a_checkpoint_reports_the_nyu_file(

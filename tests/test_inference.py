@@ -18,7 +18,7 @@ from wsod_mammo.data.dicom import read_dicom
 from wsod_mammo.data.geometry import Geometry, make_geometry
 from wsod_mammo.data.images import load_padded
 from wsod_mammo.data.vindr import load_records
-from wsod_mammo.inference import Loaded, Predictor, nyu_to_checkpoint, predictions_from_outputs
+from wsod_mammo.inference import Loaded, Predictor, breast_predictions, nyu_to_checkpoint, predictions_from_outputs
 from wsod_mammo.models import GMIC, to_nyu_state_dict
 from wsod_mammo.saliency import LayerCAM
 from wsod_mammo.training.module import GMICLitModule
@@ -66,6 +66,29 @@ def test_dicom_png_and_array_of_one_mammogram_agree(predictor: Predictor, synthe
     ds.save_as(tmp_path / "raw.dcm")
     (raw,) = predictor(tmp_path / "raw.dcm")
     assert len(raw.warnings) == 1 and raw.warnings[0].startswith("a FOR PROCESSING image")
+
+
+def test_breast_predictions_put_an_exams_views_of_one_side_together(
+    predictor: Predictor, synthetic_root: Path, tmp_path: Path
+) -> None:
+    """The Python API's answer per breast, as ``wsod predict``'s breasts.json: the DICOMs of one study and side in
+    one row at the mean of their probabilities, their views from the DICOM tags; a PNG names no exam."""
+    records = load_records(synthetic_root)
+    exam = [r for r in records if r.study_id == records[0].study_id]
+    png = tmp_path / "scan.png"
+    cv2.imwrite(str(png), np.round(read_dicom(exam[0].path)[0] * 4095).astype(np.uint16))
+    results = predictor([*(r.path for r in exam), png])
+    assert [p.view for p in results] == [*(r.view for r in exam), ""]
+    rows = breast_predictions(results)
+    sides = list(dict.fromkeys(r.laterality for r in exam))  # in the order of each breast's first image
+    assert [(row["study"], row["laterality"]) for row in rows] == [(exam[0].study_id, side) for side in sides]
+    assert sum(len(row["image_ids"]) for row in rows) == len(exam)  # every DICOM once, the PNG in none
+    for row in rows:
+        views = [(p, r) for p, r in zip(results, exam, strict=False) if r.laterality == row["laterality"]]
+        assert row["image_ids"] == [p.source for p, _ in views] and row["views"] == [r.view for _, r in views]
+        assert row["probability"] == pytest.approx(np.mean([p.probability for p, _ in views]), abs=1e-7)
+        assert row["class"] == "benign" and list(row["probabilities"]) == ["benign", "malignant"]
+        assert row["laterality_from"] == ["dicom"]
 
 
 def test_boxes_are_in_the_original_frame_of_a_mirrored_image(predictor: Predictor, synthetic_root: Path) -> None:

@@ -37,6 +37,7 @@ from wsod_mammo.training.callbacks import Alignment, map_placement
 from wsod_mammo.training.checkpoints import PAPER_INPUT_SIZE, read_lightning_checkpoint
 from wsod_mammo.training.checkpoints import recorded_frame as recorded_frame  # the Python API's, as before
 from wsod_mammo.training.module import GMICLitModule
+from wsod_mammo.training.predict_breasts import breast_rows
 
 Input = str | Path | np.ndarray
 
@@ -102,6 +103,7 @@ class Prediction:
     # why this output may not be trusted as usual: another modality, raw (FOR PROCESSING) data, a mirrored tag
     warnings: list[str] = field(default_factory=list)
     study: str = ""  # the DICOM's StudyInstanceUID: the exam, whose views of one side are one breast ("" for others)
+    view: str = ""  # the DICOM's ViewPosition (CC, MLO...); empty for PNG/TIFF files, arrays and untagged DICOMs
 
     @property
     def probability(self) -> float:
@@ -129,6 +131,7 @@ class Loaded(NamedTuple):
     laterality_source: str | None
     warnings: tuple[str, ...] = ()  # ``InputImage.warnings``
     study: str = ""  # ``InputImage.study``
+    view: str = ""  # ``InputImage.view``
 
 
 def predictions_from_outputs(
@@ -172,6 +175,7 @@ def predictions_from_outputs(
             laterality_source=loaded.laterality_source, geometry=Geometry.coerce(loaded.geometry), method=method,
             threshold=float(threshold), class_index=class_index, class_names=list(class_names), input_boxes=boxes,
             warnings=list(loaded.warnings) + _nonfinite_warning(probabilities[i]), study=loaded.study,
+            view=loaded.view,
         ))  # fmt: skip
     return out
 
@@ -401,7 +405,7 @@ class Predictor:
                 raise
             return Prediction.failed(source, describe_failure(source, err))
         info = Loaded(source, loaded.geometry, loaded.laterality, loaded.laterality_source, loaded.warnings,
-                      loaded.study)  # fmt: skip
+                      loaded.study, loaded.view)  # fmt: skip
         return loaded.image, loaded.padding, info
 
     def _predict(
@@ -417,6 +421,23 @@ class Predictor:
         return predictions_from_outputs(output.y_fusion, maps, infos, *args)
 
 
+def breast_predictions(predictions: Sequence[Prediction]) -> list[dict[str, Any]]:
+    """The Predictor's results per breast, as ``wsod predict``'s ``breasts.json``: one dict per (study, laterality)
+    of the readable inputs that name their exam (DICOMs), in the order of each breast's first image, with its
+    ``image_ids`` (here the inputs' sources), ``views``, ``probability`` (of the boxes' class) and ``probabilities``
+    (per class): the mean of its views' (None where a view's output is not finite). PNG/TIFF files and arrays name
+    no exam and are left out."""
+    records = [
+        {"image_id": p.source, "error": p.error, "study": p.study, "laterality": p.laterality, "view": p.view,
+         "laterality_source": p.laterality_source, "class": p.class_name,
+         "probabilities": dict(zip(padded_class_names(p.class_names, len(p.probabilities)),
+                                   (float(v) for v in p.probabilities), strict=True))}
+        for p in predictions
+    ]  # fmt: skip
+    return breast_rows(records)
+
+
 __all__ = [
-    "Loaded", "Prediction", "Predictor", "detections_in_original", "nyu_to_checkpoint", "predictions_from_outputs",
+    "Loaded", "Prediction", "Predictor", "breast_predictions", "detections_in_original", "nyu_to_checkpoint",
+    "predictions_from_outputs",
 ]  # fmt: skip

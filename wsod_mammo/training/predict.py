@@ -134,7 +134,7 @@ class PredictionWriter(BasePredictionWriter):
         cell0 = map_placement(cast("GMICLitModule", pl_module), self.alignment) if pl_module is not None else None
         results = batch_predictions(prediction, batch, self.class_index, cell0, self.min_score)
         for i, result in enumerate(results):
-            record = prediction_record(result, batch["image_id"][i], batch["meta"][i].get("view"), self.class_names)
+            record = prediction_record(result, batch["image_id"][i], self.class_names)
             if result.error:
                 log.error("predict: %s", result.error)
             elif self.overlays:
@@ -295,6 +295,7 @@ def batch_predictions(
             metas[i].get("laterality_source"),
             tuple(metas[i].get("warnings", ())),
             metas[i].get("study", ""),
+            metas[i].get("view") or "",
         )
         for i in readable
     ]
@@ -322,9 +323,7 @@ def class_names_of(trainer: Trainer | None, pl_module: LightningModule | None, c
     return padded_class_names(names, max(num_classes or 0, class_index + 1))
 
 
-def prediction_record(
-    result: Prediction, image_id: str, view: str | None, class_names: list[str] | None = None
-) -> dict[str, Any]:
+def prediction_record(result: Prediction, image_id: str, class_names: list[str] | None = None) -> dict[str, Any]:
     """One image's ``predictions.json`` record (an unreadable input's: ``image_id``, ``path`` and ``error``):
     ``class`` and ``probability`` of the boxes' class, ``probabilities`` of every class by name, ``study`` (the
     DICOM's StudyInstanceUID; empty for other files)."""
@@ -335,7 +334,7 @@ def prediction_record(
     return record | {
         "laterality": result.laterality,
         "laterality_source": result.laterality_source,
-        "view": view,
+        "view": result.view,
         "study": result.study,
         "class": names[result.class_index],
         "probability": _json_number(result.probability),
