@@ -193,15 +193,8 @@ class DetectionMetrics(Callback):
         grid = {m: self.thresholds for m in self._methods(pl_module)}
         self._build(pl_module, {"mass": True}, grid)
 
-    def on_validation_batch_end(
-        self,
-        trainer: Trainer,
-        pl_module: LightningModule,
-        outputs: Any,
-        batch: Any,
-        batch_idx: int,
-        dataloader_idx: int = 0,
-    ) -> None:
+    def on_validation_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any,
+                                batch_idx: int, dataloader_idx: int = 0) -> None:  # fmt: skip
         if not trainer.sanity_checking:
             self._update(cast("GMICLitModule", pl_module), outputs, batch)
 
@@ -256,15 +249,8 @@ class DetectionMetrics(Callback):
             chosen[method] = (pl_module.detection_thresholds.get(method, self.default_threshold),)
         self._build(pl_module, SUBSETS, chosen)
 
-    def on_test_batch_end(
-        self,
-        trainer: Trainer,
-        pl_module: LightningModule,
-        outputs: Any,
-        batch: Any,
-        batch_idx: int,
-        dataloader_idx: int = 0,
-    ) -> None:
+    def on_test_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any,
+                          batch_idx: int, dataloader_idx: int = 0) -> None:  # fmt: skip
         self._update(cast("GMICLitModule", pl_module), outputs, batch)
 
     def on_test_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -373,15 +359,8 @@ class SaliencyOverlays(Callback):
                 picked.append(i)
         return picked
 
-    def on_test_batch_end(
-        self,
-        trainer: Trainer,
-        pl_module: LightningModule,
-        outputs: Any,
-        batch: Any,
-        batch_idx: int,
-        dataloader_idx: int = 0,
-    ) -> None:
+    def on_test_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any,
+                          batch_idx: int, dataloader_idx: int = 0) -> None:  # fmt: skip
         if not (picked := self._picked(trainer, batch)):
             return
         pl_module = cast("GMICLitModule", pl_module)  # Lightning's hooks type it as any LightningModule

@@ -121,16 +121,9 @@ class PredictionWriter(BasePredictionWriter):
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "weights.json").write_text(json.dumps(record, indent=2))
 
-    def write_on_batch_end(
-        self,
-        trainer: Trainer,
-        pl_module: LightningModule,
-        prediction: Any,
-        batch_indices: Sequence[int] | None,
-        batch: Any,
-        batch_idx: int,
-        dataloader_idx: int = 0,
-    ) -> None:
+    def write_on_batch_end(self, trainer: Trainer, pl_module: LightningModule, prediction: Any,
+                           batch_indices: Sequence[int] | None, batch: Any, batch_idx: int,
+                           dataloader_idx: int = 0) -> None:  # fmt: skip
         cell0 = map_placement(cast("GMICLitModule", pl_module), self.alignment) if pl_module is not None else None
         results = batch_predictions(prediction, batch, self.class_index, cell0, self.min_score)
         for i, result in enumerate(results):
