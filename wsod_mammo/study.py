@@ -433,9 +433,8 @@ def main(argv: list[str] | None = None) -> None:
                  shlex.quote(str(script)))  # fmt: skip
         return
     if not args.aggregate_only:
-        slots: list[str | None] = [str(i) for i in range(args.gpus)] or [
-            None
-        ] * args.parallel  # >= 1: check_study_options
+        gpus: list[str | None] = [str(i) for i in range(args.gpus)]
+        slots = gpus or [None] * args.parallel  # >= 1: check_study_options
         run_all(list(runs.values()), slots, first_alone=data_to_synthesize(base))
     print(aggregate(output, runs, _test_methods(args)), end="")
     log.info("study tables, FROC plots and summary.md written to %s", output)
