@@ -19,6 +19,13 @@ import tempfile
 import time
 import tracemalloc
 from pathlib import Path
+from queue import Empty
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from wsod_mammo.data.vindr import ImageRecord
 
 INPUT_SIZE = (2944, 1920)
 
@@ -36,14 +43,17 @@ def _measure(root: str, cache_dir: str | None, variant: str, rounds: int, queue:
     class Float32Augmentation(VinDrDataset):
         """The earlier training path: cache pixels converted to float32 before augmentation."""
 
-        def _load(self, record):
+        def _load(self, record: ImageRecord) -> tuple[np.ndarray, Geometry, np.ndarray | None, list[str]]:
+            assert self.cache is not None  # the train_float32 variant reads the NPY cache
             entry = self.cache[1]["images"][record.image_id]
-            return read_cached(self.cache[0] / entry["file"]), Geometry.from_dict(entry["geometry"]), None
+            return read_cached(self.cache[0] / entry["file"]), Geometry.from_dict(entry["geometry"]), None, []
 
     torch.set_num_threads(1)  # as in a DataLoader worker
     cv2.setNumThreads(1)
     records = select_records(load_records(root), ["Mass"], "all")
-    cache = (Path(cache_dir), load_manifest(cache_dir)) if cache_dir else None
+    manifest = load_manifest(cache_dir) if cache_dir else None
+    assert not cache_dir or manifest is not None, f"{cache_dir}: no cache manifest"  # main prepared it just before
+    cache = (Path(cache_dir), manifest) if cache_dir and manifest is not None else None
     train, standardize = variant != "eval", variant != "train_device"
     transform = BoxTransform(INPUT_SIZE, train=train, standardize=standardize)
     transform.set_seed(0)
@@ -94,7 +104,14 @@ def _run(root: str, cache_dir: str | None, variant: str, rounds: int) -> tuple[f
     queue = context.Queue()
     process = context.Process(target=_measure, args=(root, cache_dir, variant, rounds, queue))
     process.start()
-    result = queue.get()
+    while True:  # a child that dies before it reports would leave a bare queue.get() waiting for ever
+        try:
+            result = queue.get(timeout=1.0)
+            break
+        except Empty:
+            if not process.is_alive():
+                what = f"bench_data: the {variant} child exited ({process.exitcode}) without a result"
+                raise RuntimeError(what) from None
     process.join()
     return result
 

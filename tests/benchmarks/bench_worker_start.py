@@ -20,6 +20,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
+
+if TYPE_CHECKING:
+    from wsod_mammo.data.dataset import WorkerStart
 
 
 def _pss_mib(pid: int) -> float:
@@ -31,7 +35,7 @@ def _pss_mib(pid: int) -> float:
     return next(int(line.split()[1]) for line in text.splitlines() if line.startswith("Pss:")) / 1024
 
 
-def probe(root: str, cache: str, method: str, workers: int, size: tuple[int, int]) -> None:
+def probe(root: str, cache: str, method: WorkerStart, workers: int, size: tuple[int, int]) -> None:
     """In this fresh process: time the first training batch and then the first validation batch, then the memory
     of this process, the fork server (if any) and the training loader's workers together; print JSON."""
     import multiprocessing.forkserver
@@ -50,7 +54,8 @@ def probe(root: str, cache: str, method: str, workers: int, size: tuple[int, int
     next(iter(dm.val_dataloader()))
     val = time.perf_counter() - start - train
     server = getattr(multiprocessing.forkserver._forkserver, "_forkserver_pid", None)
-    pids = [os.getpid(), *([server] if server else []), *(w.pid for w in batches._workers)]
+    processes = getattr(batches, "_workers", [])  # a multiprocessing iterator's (none with 0 workers)
+    pids = [os.getpid(), *([server] if server else []), *(w.pid for w in processes)]
     print(json.dumps({"train_first_batch_s": train, "val_first_batch_s": val,
                       "pss_mib": sum(_pss_mib(pid) for pid in pids)}))  # fmt: skip
 
@@ -68,7 +73,8 @@ def main() -> None:
     if args.probe:
         root, cache, method, workers, size = args.probe
         height, width = (int(v) for v in size.split("x"))
-        probe(root, cache, method, int(workers), (height, width))
+        # one of WORKER_START_METHODS, as main passes it (the DataModule checks it too)
+        probe(root, cache, cast("WorkerStart", method), int(workers), (height, width))
         return
     from synthdata import make_data
 
