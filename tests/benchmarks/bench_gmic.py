@@ -17,7 +17,7 @@ from wsod_mammo.models import GMIC, roi
 
 def roi_time(model: GMIC, x: torch.Tensor, saliency: torch.Tensor, device: str, iters: int) -> float:
     """Seconds for window selection + pixel mapping + crop gather, on the model's real shapes."""
-    image_size, map_size = tuple(x.shape[-2:]), tuple(saliency.shape[-2:])
+    image_size, map_size = (x.shape[-2], x.shape[-1]), (saliency.shape[-2], saliency.shape[-1])
     window = roi.window_size(model.crop_shape, map_size, image_size)
 
     def run() -> torch.Tensor:

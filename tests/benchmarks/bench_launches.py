@@ -16,7 +16,9 @@ from __future__ import annotations
 import argparse
 import collections
 import json
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -30,7 +32,8 @@ class _Counter(TorchDispatchMode):
         self.counts: collections.Counter[str] = collections.Counter()
         self.part, self.in_network = "", 0
 
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+    def __torch_dispatch__(self, func: Callable[..., Any], types: Sequence[type], args: tuple[Any, ...] = (),
+                           kwargs: dict[str, Any] | None = None) -> Any:  # fmt: skip
         part = "forward, networks" if self.part == "forward" and self.in_network else self.part
         self.counts[part] += 1
         return func(*args, **(kwargs or {}))

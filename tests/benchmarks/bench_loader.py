@@ -38,11 +38,19 @@ import os
 import statistics
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from synthdata import repeat_images
+
+if TYPE_CHECKING:
+    from torch.utils.data import DataLoader
+
+    from wsod_mammo.data.datamodule import AugmentOn, VinDrMammoDataModule
+    from wsod_mammo.data.dataset import PixelReads
 
 #: the least the DataModule takes (it refuses 0: validation picks the checkpoint): one study held out, so
 #: --studies N trains on N - 1 studies' images
@@ -50,10 +58,18 @@ VAL_FRACTION = 1e-6
 
 PREFETCH = 2  # batches each worker loads ahead (drawn untimed before each scaling point)
 
+#: the loader paths timed per sample and in the scaling table: name, augment_on, pixel_reads
+PATHS: tuple[tuple[str, AugmentOn, PixelReads], ...] = (
+    ("worker", "worker", "worker"),
+    ("device", "device", "worker"),
+    ("device_main_reads", "device", "main"),
+)
+
 
 def _datamodule(
-    args: argparse.Namespace, root: Path, cache: Path, augment_on: str, workers: int, pixel_reads: str = "worker"
-):
+    args: argparse.Namespace, root: Path, cache: Path, augment_on: AugmentOn, workers: int,
+    pixel_reads: PixelReads = "worker",
+) -> VinDrMammoDataModule:  # fmt: skip
     from wsod_mammo.data.datamodule import VinDrMammoDataModule
 
     dm = VinDrMammoDataModule(
@@ -69,10 +85,12 @@ def _datamodule(
 
 def per_sample(args: argparse.Namespace, root: Path, cache: Path) -> dict[str, float]:
     """Images/s of one worker for each path's worker half, and warp_batch's per-image cost on the device."""
+    from wsod_mammo.data.dataset import VinDrDataset
+
     results = {}
-    for path, augment_on, pixel_reads in (("worker", "worker", "worker"), ("device", "device", "worker"),
-                                          ("device_main_reads", "device", "main")):  # fmt: skip
+    for path, augment_on, pixel_reads in PATHS:
         dataset = _datamodule(args, root, cache, augment_on, 0, pixel_reads).datasets["train"]
+        assert isinstance(dataset, VinDrDataset)  # a training split (keys: (index, augmentation seed))
         n = min(len(dataset), args.samples)
         dataset[(0, 0)]  # warm caches (page cache, albumentations' first call)
         start = time.perf_counter()
@@ -98,7 +116,7 @@ def per_sample(args: argparse.Namespace, root: Path, cache: Path) -> dict[str, f
     return results
 
 
-def _batches(loader, dm):
+def _batches(loader: DataLoader[Any], dm: VinDrMammoDataModule) -> Iterator[Any]:
     """The loader's batches over as many epochs as asked for (persistent workers: no restart between epochs), as
     Lightning hands them to the transfer (``on_before_batch_transfer`` reads unpinned ``pixel_reads: main`` ones)."""
     while True:
@@ -115,8 +133,7 @@ def scaling(args: argparse.Namespace, root: Path, cache: Path) -> dict[str, dict
     has its workers prefetch again, which timed 16 workers at 9,942 img/s on 160 images (an H200 machine).
     """
     table: dict[str, dict[int, float]] = {}
-    for path, augment_on, pixel_reads in (("worker", "worker", "worker"), ("device", "device", "worker"),
-                                          ("device_main_reads", "device", "main")):  # fmt: skip
+    for path, augment_on, pixel_reads in PATHS:
         table[path] = {}
         for workers in [int(w) for w in args.workers.split(",")]:
             dm = _datamodule(args, root, cache, augment_on, workers, pixel_reads)

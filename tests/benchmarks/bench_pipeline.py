@@ -42,6 +42,11 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lightning.pytorch import LightningModule, Trainer
+    from torch.optim import Optimizer
 
 #: the least the DataModule takes (it refuses 0: validation picks the checkpoint): one study held out, so
 #: --studies N trains on N - 1 studies' images
@@ -67,6 +72,7 @@ class _SmiQuery:
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self) -> None:
+        assert self.process is not None and self.process.stdout is not None  # start's, with stdout=PIPE
         for line in self.process.stdout:
             parts = [part.strip() for part in line.split(",")]
             try:
@@ -190,7 +196,7 @@ class _StepProfiler:
         return "\n".join(lines)
 
 
-def _variant(args: argparse.Namespace, variant: str) -> dict[str, float]:
+def _variant(args: argparse.Namespace, variant: str) -> dict[str, Any]:
     """One Trainer.fit of warm-up + timed steps; returns its figures."""
     import torch
     from lightning.pytorch import Callback, Trainer, seed_everything
@@ -212,15 +218,23 @@ def _variant(args: argparse.Namespace, variant: str) -> dict[str, float]:
     class Timer(Callback):
         def __init__(self) -> None:
             self.start = self.end = 0.0
-            self.waits, self.last_end, self.sampler = [], None, _GpuSampler()
-            self.starts, self.sizes, self.epochs, self.pinned = [], [], [], {}
-            self.gpu, self.profiler, self.profile = {}, None, ""
+            self.waits: list[float] = []
+            self.last_end: float | None = None
+            self.sampler = _GpuSampler()
+            self.starts: list[float] = []
+            self.sizes: list[int] = []
+            self.epochs: list[int] = []
+            self.pinned: dict[str, float] = {}
+            self.gpu: dict[str, float] = {}
+            self.profiler: _StepProfiler | None = None
+            self.profile = ""
             # the image as the model receives it (after the DataModule's device hooks): its strides, and how many
             # distinct addresses it had over the timed steps (a held batch: 1), which compiled graphs may key on
             self.image: dict = {}
             self.addresses: set[int] = set()
 
-        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any,
+                                 batch_idx: int) -> None:  # fmt: skip
             step = trainer.global_step
             if step >= args.warmup + args.steps:  # the profiled steps, after the timed window
                 if step == args.warmup + args.steps:
@@ -250,16 +264,18 @@ def _variant(args: argparse.Namespace, variant: str) -> dict[str, float]:
             if args.sync_debug and cuda and step >= 1:
                 torch.cuda.set_sync_debug_mode("error")
 
-        def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        def on_before_optimizer_step(self, trainer: Trainer, pl_module: LightningModule,
+                                     optimizer: Optimizer) -> None:  # fmt: skip
             if args.sync_debug and cuda:
                 torch.cuda.set_sync_debug_mode("default")
 
-        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any,
+                               batch_idx: int) -> None:  # fmt: skip
             self.last_end = time.perf_counter()
             if trainer.global_step == args.warmup + args.steps:  # the last timed step (counted after its update)
                 self.end_window()
 
-        def on_train_end(self, trainer, pl_module) -> None:
+        def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
             if self.profiler is not None:
                 self.profile = self.profiler.stop(args.profile_steps, args.batch)
 
@@ -311,7 +327,7 @@ def _variant(args: argparse.Namespace, variant: str) -> dict[str, float]:
         # held model-only batches are transformed once, eagerly
         compile_device_transform=args.compile_device_transform and not variant.startswith("model_only"),
     )  # fmt: skip
-    loaders = {"datamodule": data}
+    held_loader: DataLoader | None = None  # model only: the held batches fed in place of the DataModule's
     if variant in ("model_only", "model_only_rotating", "model_device_transform"):
         data.setup("fit")
         train = data.datasets["train"]
@@ -328,7 +344,7 @@ def _variant(args: argparse.Namespace, variant: str) -> dict[str, float]:
         if variant == "model_device_transform":  # Lightning calls the DataModule's hooks on it every step: the
             data.held = DataLoader(HeldBatches(batches), batch_size=None)  # device transform runs each time
         else:
-            loaders = {"train_dataloaders": DataLoader(HeldBatches(batches), batch_size=None)}
+            held_loader = DataLoader(HeldBatches(batches), batch_size=None)
     optimizer = functools.partial(torch.optim.Adam, fused=True) if args.fused_adam else torch.optim.Adam
     model = GMICLitModule(
         GMIC(num_classes=1, **gmic_options(args)),  # compile: the two ResNets (+ the whole training forward)
@@ -342,7 +358,7 @@ def _variant(args: argparse.Namespace, variant: str) -> dict[str, float]:
         max_epochs=-1, limit_val_batches=0, num_sanity_val_steps=0, logger=False, enable_checkpointing=False,
         enable_progress_bar=False, enable_model_summary=False, benchmark=cuda, callbacks=[timer],
     )  # fmt: skip
-    trainer.fit(model, **loaders)
+    trainer.fit(model, train_dataloaders=held_loader, datamodule=data if held_loader is None else None)
     seconds = timer.end - timer.start
     result = (
         {
@@ -446,7 +462,7 @@ def _run_variants(args: argparse.Namespace, root: Path, cache: Path) -> dict[str
         f"{args.steps} timed steps after {args.warmup}"
         + (", sync-debug 'error' in every step after the first" if args.sync_debug else "")
     )
-    results = {}
+    results: dict[str, dict[str, Any]] = {}
     for variant in args.variants.split(","):
         command = [sys.executable, __file__, "--only", variant, "--root", str(root), "--cache", str(cache)]
         done = subprocess.run(command + sys.argv[1:], capture_output=True, text=True)

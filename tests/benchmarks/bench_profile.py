@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+from collections.abc import Callable
 from pathlib import Path
+from typing import cast
 
 import torch
 from timing import gmic_arguments, gmic_options, require_device
@@ -22,7 +24,7 @@ from torch.profiler import ProfilerActivity, profile
 METHODS = ["cam", "gradcam", "gradcampp", "xgradcam", "layercam"]
 
 
-def _steps(args: argparse.Namespace):
+def _steps(args: argparse.Namespace) -> tuple[Callable[[], None], Callable[[], None]]:
     from wsod_mammo.models import GMIC
 
     model = GMIC(num_classes=1, **gmic_options(args))
@@ -32,7 +34,7 @@ def _steps(args: argparse.Namespace):
     images = images.contiguous(memory_format=torch.channels_last)
     labels = torch.randint(0, 2, (args.batch, 1), device=args.device).float()
 
-    def autocast():
+    def autocast() -> contextlib.AbstractContextManager:
         if args.bf16:
             return torch.autocast(device_type=args.device.split(":")[0], dtype=torch.bfloat16)
         return contextlib.nullcontext()
@@ -42,8 +44,9 @@ def _steps(args: argparse.Namespace):
         with autocast():
             out = model(images, patch_saliency="cam")
         # the loss in float32 outside autocast, as the LightningModule does (BCE refuses to autocast)
-        loss = sum(torch.nn.functional.binary_cross_entropy(v.float().clamp(1e-6, 1 - 1e-6), labels)
-                   for v in (out.y_global, out.y_local, out.y_fusion))  # fmt: skip
+        losses = (torch.nn.functional.binary_cross_entropy(v.float().clamp(1e-6, 1 - 1e-6), labels)
+                  for v in (out.y_global, out.y_local, out.y_fusion))  # fmt: skip
+        loss = cast("torch.Tensor", sum(losses))  # a sum of tensors (never the empty sum's 0)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -60,7 +63,7 @@ def _steps(args: argparse.Namespace):
     return train, evaluate
 
 
-def _table(name: str, fn, args: argparse.Namespace) -> str:
+def _table(name: str, fn: Callable[[], None], args: argparse.Namespace) -> str:
     for _ in range(args.warmup):
         fn()
     cuda = args.device.startswith("cuda")

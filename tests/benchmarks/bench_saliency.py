@@ -12,6 +12,7 @@ autograd saves for the backward).
 from __future__ import annotations
 
 import argparse
+import functools
 from collections.abc import Callable
 
 import torch
@@ -137,7 +138,7 @@ def main() -> None:
     t_whole, t_trimmed = timed_side_by_side(
         {"whole": lambda: five_maps(None), "trimmed": lambda: five_maps("stage3")}, args.device, args.iters
     ).values()
-    saved = {start: saved_bytes(lambda start=start: five_maps(start), model) for start in (None, "stage3")}
+    saved = {start: saved_bytes(functools.partial(five_maps, start), model) for start in (None, "stage3")}
     print("all five maps (the same, checked), the autograd graph recorded:")
     whole_label, trimmed_label = "from the input:", "from stage3 (LayerCAM's first):"
     print(f"  {whole_label:34}{t_whole:7.2f} s, {saved[None] / 2**20:8.1f} MiB saved for backward")

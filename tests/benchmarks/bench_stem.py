@@ -28,7 +28,9 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -37,12 +39,14 @@ from torch import Tensor
 
 from wsod_mammo.models.resnet import local_resnet18, space_to_depth_conv7x7s2, space_to_depth_weight
 
+Stem = Callable[[Tensor, Tensor], Tensor]  # (input, weight) -> output
+
 
 def _stem(x: Tensor, weight: Tensor) -> Tensor:
     return F.max_pool2d(F.conv2d(x, weight, stride=2, padding=3), kernel_size=3, stride=2)
 
 
-def _padded(channels: int):
+def _padded(channels: int) -> Stem:
     def stem(x: Tensor, weight: Tensor) -> Tensor:
         x = F.pad(x, (0, 0, 0, 0, 0, channels - 1)).contiguous(memory_format=torch.channels_last)
         return _stem(x, F.pad(weight, (0, 0, 0, 0, 0, channels - 1)))
@@ -65,13 +69,14 @@ def _space_to_depth8(x: Tensor, weight: Tensor) -> Tensor:
     return F.max_pool2d(out, kernel_size=3, stride=2)
 
 
-def compare(variants: dict, image: Tensor, weight: Tensor, baseline: str, results: dict, args) -> None:
+def compare(variants: dict[str, tuple[Stem, torch.memory_format]], image: Tensor, weight: Tensor, baseline: str,
+            results: dict[str, dict[str, Any]], args: argparse.Namespace) -> None:  # fmt: skip
     """Time each variant's forward + backward into ``weight``; check its output and gradient against the first's."""
     reference = None
     for name, (stem, memory_format) in variants.items():
         x = image.contiguous(memory_format=memory_format)
 
-        def step(stem=stem, x=x) -> Tensor:
+        def step(stem: Stem = stem, x: Tensor = x) -> Tensor:
             weight.grad = None
             out = stem(x, weight)
             out.float().square().mean().backward()  # a gradient through the pool and into the weight
@@ -83,6 +88,7 @@ def compare(variants: dict, image: Tensor, weight: Tensor, baseline: str, result
             results[name] = {"error": f"{type(err).__name__}: {err}"[:300]}
             print(f"{name:>23}: failed: {results[name]['error']}")
             continue
+        assert weight.grad is not None  # step's backward set it
         grad = weight.grad.clone()
         if reference is None:
             reference = (out.detach().float(), grad.float())
@@ -116,17 +122,19 @@ def main() -> None:
         "compiled": (torch.compile(_stem), torch.channels_last),
         "compiled_space_to_depth": (torch.compile(_space_to_depth), torch.channels_last),
     }
-    results: dict[str, dict] = {}
+    results: dict[str, dict[str, Any]] = {}
     compare(variants, image, weight, "as_is", results, args)
     # the local network's stem in the model's own modules: conv1 (GrayStemConv: 1 or 3 channels), bn1, act1, maxpool
     local = local_resnet18(stem="space_to_depth").to(device, dtype).to(memory_format=torch.channels_last).train()
-    layers = torch.nn.Sequential(local.bn1, local.act1, local.maxpool)
+    # by name: the timm network's attributes read as Tensor | Module to a type checker
+    conv1 = local.get_submodule("conv1")
+    layers = torch.nn.Sequential(*(local.get_submodule(name) for name in ("bn1", "act1", "maxpool")))
     patches = torch.randn(args.batch * 6, 1, 256, 256, device=device, dtype=dtype)
     local_variants = {
-        "local_repeated": (lambda x, w: layers(local.conv1(x.expand(-1, 3, -1, -1))), torch.channels_last),
-        "local_gray": (lambda x, w: layers(local.conv1(x)), torch.channels_last),
+        "local_repeated": (lambda x, w: layers(conv1(x.expand(-1, 3, -1, -1))), torch.channels_last),
+        "local_gray": (lambda x, w: layers(conv1(x)), torch.channels_last),
     }
-    compare(local_variants, patches, local.conv1.weight, "local_repeated", results, args)
+    compare(local_variants, patches, local.get_parameter("conv1.weight"), "local_repeated", results, args)
     if args.json:
         Path(args.json).write_text(json.dumps({"args": vars(args), "results": results}, indent=1))
 

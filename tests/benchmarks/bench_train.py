@@ -16,8 +16,17 @@ import resource
 import subprocess
 import sys
 import time
+from typing import TypedDict
 
-CONFIGS = {
+
+class _Config(TypedDict):
+    """``_step_runner``'s keyword arguments."""
+
+    precision: str
+    channels_last: bool
+
+
+CONFIGS: dict[str, _Config] = {
     "fp32": {"precision": "32", "channels_last": False},
     "fp32+channels_last": {"precision": "32", "channels_last": True},
     "bf16+channels_last": {"precision": "bf16", "channels_last": True},

@@ -15,6 +15,10 @@ import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from torch.utils.data import Dataset
 
 
 def _shard(args: tuple[Path, int, int, int, int]) -> Path:
@@ -49,9 +53,12 @@ def make_data(out: Path, studies: int, size: tuple[int, int], processes: int) ->
     return root, cache
 
 
-def repeat_images(dataset, at_least: int) -> None:
+def repeat_images(dataset: Dataset[Any], at_least: int) -> None:
     """Repeat a ``VinDrDataset``'s records (the same files) until an epoch holds at least ``at_least`` images: a
     benchmark's few synthetic images would otherwise put an epoch end (and a loader refill) every few batches."""
+    from wsod_mammo.data.dataset import VinDrDataset
+
+    assert isinstance(dataset, VinDrDataset), "a DataModule's training split (a VinDrDataset)"
     if 0 < len(dataset) < at_least:
         dataset.records = dataset.records * -(-at_least // len(dataset))
 

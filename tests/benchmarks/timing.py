@@ -8,8 +8,13 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, TypedDict, cast
 
 import torch
+
+if TYPE_CHECKING:
+    from wsod_mammo.models.gmic import CompileMode
+    from wsod_mammo.models.resnet import StemLayout
 
 
 def timed(fn: Callable[[], object], device: str, iters: int) -> float:
@@ -65,7 +70,17 @@ def gmic_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--crop", default="256,256", help="GMIC's crop_shape as H,W: smaller for inputs under 256")
 
 
-def gmic_options(args: argparse.Namespace) -> dict[str, object]:
+class GMICOptions(TypedDict):
+    """``gmic_options``' keyword arguments of ``GMIC``, typed as GMIC takes them."""
+
+    compile_networks: bool | CompileMode
+    compile_training_forward: bool
+    global_stem: StemLayout
+    local_stem: StemLayout
+    crop_shape: tuple[int, int]
+
+
+def gmic_options(args: argparse.Namespace) -> GMICOptions:
     """GMIC's ``compile_networks``, ``compile_training_forward``, ``global_stem``, ``local_stem`` and ``crop_shape``
     from ``gmic_arguments``.
     Compiling through GMIC's option (not ``.compile()`` on its networks) lets GMIC run a LayerCAM pass eagerly."""
@@ -74,7 +89,8 @@ def gmic_options(args: argparse.Namespace) -> dict[str, object]:
         "compile_training_forward": args.compile_training_forward,
         "global_stem": args.global_stem,
         "local_stem": args.local_stem,
-        "crop_shape": tuple(int(side) for side in args.crop.split(",")),
+        # H,W (GMIC refuses another length)
+        "crop_shape": cast("tuple[int, int]", tuple(int(side) for side in args.crop.split(","))),
     }
 
 
