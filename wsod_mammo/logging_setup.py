@@ -44,6 +44,8 @@ class DropAdvertisements(logging.Filter):
 class _StderrHandler(logging.StreamHandler):
     """Writes to whatever ``sys.stderr`` is when a record is emitted (a redirected or captured stderr included)."""
 
+    _wsod = True  # marks the package's handler (getattr, not isinstance: a reloaded module has another class)
+
     @property
     def stream(self) -> TextIO:
         return sys.stderr
@@ -71,7 +73,6 @@ def configure_logging(level: int = logging.INFO) -> None:
     if not any(getattr(h, "_wsod", False) for h in package.handlers):
         handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("[wsod] %(message)s"))
-        handler._wsod = True  # type: ignore[attr-defined]
         package.addHandler(handler)
     package.setLevel(level if _global_rank() == 0 else logging.WARNING)
     for name in RANK_ZERO_LOGGERS:

@@ -97,11 +97,12 @@ class Geometry:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Geometry:
+        x0, y0, x1, y1 = (int(v) for v in data["crop"])
         return cls(
             orig_height=int(data["orig_height"]),
             orig_width=int(data["orig_width"]),
             flip=bool(data["flip"]),
-            crop=tuple(int(v) for v in data["crop"]),  # type: ignore[arg-type]
+            crop=(x0, y0, x1, y1),
             out_height=int(data["out_height"]),
             out_width=int(data["out_width"]),
             resize=str(data.get("resize", "stretch")),

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import re
 from pathlib import Path
+from typing import Any
 
 from torch import Tensor, nn
 
@@ -161,7 +162,7 @@ def nyu_percent_t(path: str | Path) -> float | None:
     return NYU_PERCENT_T.get(int(match.group(1))) if match else None
 
 
-def from_nyu_checkpoint(path: str | Path, **overrides: object) -> GMIC:
+def from_nyu_checkpoint(path: str | Path, **overrides: Any) -> GMIC:
     """Build `GMIC(**overrides)` and load the NYU file at `path` into it (nyukat/GMIC `sample_model_{1..5}.p`).
 
     Defaults taken from the file unless overridden: `num_classes` (2 in NYU's files) and, for a file named
@@ -173,7 +174,7 @@ def from_nyu_checkpoint(path: str | Path, **overrides: object) -> GMIC:
         kwargs.setdefault("num_classes", int(state_dict["classifier_linear.weight"].shape[0]))
     if (percent_t := nyu_percent_t(path)) is not None:
         kwargs.setdefault("percent_t", percent_t)
-    model = GMIC(**kwargs)  # type: ignore[arg-type]
+    model = GMIC(**kwargs)
     load_nyu_state_dict(model, state_dict, source=f"init_from_nyu: {path}")
     return model
 

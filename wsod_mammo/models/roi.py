@@ -17,7 +17,8 @@ from wsod_mammo.saliency.base import normalize_saliency
 
 def window_size(crop_shape: tuple[int, int], map_size: tuple[int, int], image_size: tuple[int, int]) -> tuple[int, int]:
     """The crop's size at map resolution: round(crop * h / H) x round(crop * w / W), at least 1 x 1."""
-    return tuple(max(1, round(c * m / i)) for c, m, i in zip(crop_shape, map_size, image_size, strict=True))  # type: ignore[return-value]
+    height, width = (max(1, round(c * m / i)) for c, m, i in zip(crop_shape, map_size, image_size, strict=True))
+    return height, width
 
 
 @torch.no_grad()

@@ -58,6 +58,5 @@ def breast_csv_rows(rows: list[dict[str, Any]]) -> list[dict[str, str]]:
 
 
 def _mean(values: list[float | None]) -> float | None:
-    if any(v is None or not math.isfinite(v) for v in values):
-        return None
-    return sum(values) / len(values)  # type: ignore[arg-type]
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    return sum(finite) / len(finite) if len(finite) == len(values) else None
