@@ -1,8 +1,12 @@
-"""What a wheel of the package carries: its modules and the data files its package-data names, nothing else."""
+"""What a wheel of the package carries: its modules and the data files it reads, such as the predict defaults."""
 
 from __future__ import annotations
 
-import fnmatch
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -10,19 +14,42 @@ import pytest
 import wsod_mammo
 
 PACKAGE = Path(wsod_mammo.__file__).resolve().parent
-PYPROJECT = PACKAGE.parent / "pyproject.toml"
+SOURCE = PACKAGE.parent
 
 
-def test_every_data_file_the_package_reads_is_in_its_package_data() -> None:
-    """A wheel holds a package's .py files and what ``[tool.setuptools.package-data]`` names: a data file left out
-    (``predict_defaults.yaml``, which ``wsod predict`` reads without ``--config``) works in a clone and fails in a
-    wheel install."""
-    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
-    globs = tomllib.loads(PYPROJECT.read_text())["tool"]["setuptools"]["package-data"]["wsod_mammo"]
-    data = sorted(
-        str(path.relative_to(PACKAGE))
+def _data_files() -> list[str]:
+    """The package's files that are not Python (what ``[tool.setuptools.package-data]`` must name)."""
+    return sorted(
+        str(path.relative_to(SOURCE))
         for path in PACKAGE.rglob("*")
         if path.is_file() and path.suffix not in (".py", ".pyc") and "__pycache__" not in path.parts
     )
-    assert "predict_defaults.yaml" in data
-    assert [name for name in data if not any(fnmatch.fnmatch(name, glob) for glob in globs)] == []
+
+
+@pytest.mark.timeout(300)
+def test_a_wheel_carries_every_data_file_and_predict_reads_its_defaults_from_it(tmp_path: Path) -> None:
+    """A wheel holds a package's modules and what its package-data names: a data file left out works in a clone
+    and fails after ``pip install wsod-mammo``, where ``wsod predict`` without ``--config`` reads
+    ``predict_defaults.yaml`` (the wheel has no configs/). Built offline from the sources, installed alone."""
+    pytest.importorskip("setuptools", minversion="77")  # pyproject's build requirement, here without pip's isolation
+    source = tmp_path / "source"
+    shutil.copytree(PACKAGE, source / "wsod_mammo", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md", "LICENSE", "MANIFEST.in"):
+        shutil.copy(SOURCE / name, source / name)
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input", "-q"]
+    build = [*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "dist"), str(source)]
+    subprocess.run(build, check=True, capture_output=True, timeout=240, cwd=tmp_path)
+    (wheel,) = (tmp_path / "dist").glob("wsod_mammo-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert "wsod_mammo/predict_defaults.yaml" in _data_files()
+    assert [name for name in _data_files() if name not in names] == []
+    assert not any(name.startswith("configs/") for name in names)  # as the README says: configs are the clone's
+    installed = tmp_path / "installed"
+    subprocess.run([*pip, "install", "--no-deps", "--target", str(installed), str(wheel)], check=True, timeout=240)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code = "from wsod_mammo.cli import PREDICT_DEFAULTS as p; print(p.resolve(), p.is_file())"
+    env = {**os.environ, "PYTHONPATH": str(installed)}
+    done = subprocess.run([sys.executable, "-c", code], cwd=empty, env=env, capture_output=True, text=True,
+                          timeout=240, check=True)  # fmt: skip
+    assert done.stdout.split() == [str((installed / "wsod_mammo" / "predict_defaults.yaml").resolve()), "True"]
