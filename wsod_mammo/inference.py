@@ -15,6 +15,7 @@ same ``predictions_from_outputs`` and only serializes them. Weights are read wit
 from __future__ import annotations
 
 import importlib
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -421,23 +422,48 @@ class Predictor:
         return predictions_from_outputs(output.y_fusion, maps, infos, *args)
 
 
+def prediction_record(result: Prediction, image_id: str, class_names: list[str] | None = None) -> dict[str, Any]:
+    """One image's ``predictions.json`` record (an unreadable input's: ``image_id``, ``path`` and ``error``):
+    ``class`` and ``probability`` of the boxes' class, ``probabilities`` of every class by name, ``study`` (the
+    DICOM's StudyInstanceUID; empty for other files)."""
+    record: dict[str, Any] = {"image_id": image_id, "path": result.source}
+    if result.error:
+        return record | {"error": result.error}
+    names = padded_class_names(class_names, len(result.probabilities))
+    return record | {
+        "laterality": result.laterality,
+        "laterality_source": result.laterality_source,
+        "view": result.view,
+        "study": result.study,
+        "class": names[result.class_index],
+        "probability": _json_number(result.probability),
+        "probabilities": dict(zip(names, (_json_number(p) for p in result.probabilities), strict=True)),
+        "warnings": list(result.warnings),
+        "method": result.method,
+        "threshold": result.threshold,
+        "boxes": [
+            {"xmin": b[0], "ymin": b[1], "xmax": b[2], "ymax": b[3], "score": s}
+            for b, s in zip(result.boxes.tolist(), result.scores.tolist(), strict=True)
+        ],
+    }
+
+
+def _json_number(value: Any) -> float | None:
+    """A probability as JSON takes it: NaN and infinity (a diverged model's) are not JSON numbers, so null."""
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
 def breast_predictions(predictions: Sequence[Prediction]) -> list[dict[str, Any]]:
     """The Predictor's results per breast, as ``wsod predict``'s ``breasts.json``: one dict per (study, laterality)
     of the readable inputs that name their exam (DICOMs), in the order of each breast's first image, with its
     ``image_ids`` (here the inputs' sources), ``views``, ``probability`` (of the boxes' class) and ``probabilities``
     (per class): the mean of its views' (None where a view's output is not finite). PNG/TIFF files and arrays name
     no exam and are left out."""
-    records = [
-        {"image_id": p.source, "error": p.error, "study": p.study, "laterality": p.laterality, "view": p.view,
-         "laterality_source": p.laterality_source, "class": p.class_name,
-         "probabilities": dict(zip(padded_class_names(p.class_names, len(p.probabilities)),
-                                   (float(v) for v in p.probabilities), strict=True))}
-        for p in predictions
-    ]  # fmt: skip
-    return breast_rows(records)
+    return breast_rows([prediction_record(p, p.source, p.class_names) for p in predictions])
 
 
 __all__ = [
     "Loaded", "Prediction", "Predictor", "breast_predictions", "detections_in_original", "nyu_to_checkpoint",
-    "predictions_from_outputs",
+    "prediction_record", "predictions_from_outputs",
 ]  # fmt: skip

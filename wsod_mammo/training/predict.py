@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import math
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -24,7 +23,14 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from wsod_mammo.detection.overlay import method_panels, render_overlay, short_id, write_png
 from wsod_mammo.detection.overlay_frame import overlay_frame
-from wsod_mammo.inference import NONFINITE_OUTPUT, Loaded, Prediction, padded_class_names, predictions_from_outputs
+from wsod_mammo.inference import (
+    NONFINITE_OUTPUT,
+    Loaded,
+    Prediction,
+    padded_class_names,
+    prediction_record,
+    predictions_from_outputs,
+)
 from wsod_mammo.models.nyu import NYU_CLASS_NAMES
 from wsod_mammo.training.callbacks import Alignment, check_class_of_model, checked_class_index, map_placement
 from wsod_mammo.training.collapse import constant_probabilities, constants_text
@@ -316,32 +322,6 @@ def class_names_of(trainer: Trainer | None, pl_module: LightningModule | None, c
     return padded_class_names(names, max(num_classes or 0, class_index + 1))
 
 
-def prediction_record(result: Prediction, image_id: str, class_names: list[str] | None = None) -> dict[str, Any]:
-    """One image's ``predictions.json`` record (an unreadable input's: ``image_id``, ``path`` and ``error``):
-    ``class`` and ``probability`` of the boxes' class, ``probabilities`` of every class by name, ``study`` (the
-    DICOM's StudyInstanceUID; empty for other files)."""
-    record: dict[str, Any] = {"image_id": image_id, "path": result.source}
-    if result.error:
-        return record | {"error": result.error}
-    names = padded_class_names(class_names, len(result.probabilities))
-    return record | {
-        "laterality": result.laterality,
-        "laterality_source": result.laterality_source,
-        "view": result.view,
-        "study": result.study,
-        "class": names[result.class_index],
-        "probability": _json_number(result.probability),
-        "probabilities": dict(zip(names, (_json_number(p) for p in result.probabilities), strict=True)),
-        "warnings": list(result.warnings),
-        "method": result.method,
-        "threshold": result.threshold,
-        "boxes": [
-            {"xmin": b[0], "ymin": b[1], "xmax": b[2], "ymax": b[3], "score": s}
-            for b, s in zip(result.boxes.tolist(), result.scores.tolist(), strict=True)
-        ],
-    }
-
-
 def _constant_probabilities(records: list[dict[str, Any]]) -> str | None:
     """``"0.73 for Mass, ..."`` when the images read got one answer (``constant_probabilities``), else None; rows
     with a NaN (null) are the divergence warning's, not this one's."""
@@ -351,12 +331,6 @@ def _constant_probabilities(records: list[dict[str, Any]]) -> str | None:
     names = list(rows[0])
     constants = constant_probabilities(torch.tensor([[row[n] for n in names] for row in rows], dtype=torch.float64))
     return None if constants is None else constants_text(constants, names)
-
-
-def _json_number(value: Any) -> float | None:
-    """A probability as JSON takes it: NaN and infinity (a diverged model's) are not JSON numbers, so null."""
-    value = float(value)
-    return value if math.isfinite(value) else None
 
 
 def _csv_number(value: float | None) -> str:
