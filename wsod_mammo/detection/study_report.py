@@ -76,6 +76,9 @@ def _every_report_has(
     return False
 
 
+SINGULAR = {"studies": "study", "images": "image", "masses": "mass"}  # the density headings' counts
+
+
 def _write_by_density(output: Path, reports: dict[tuple[str, int], dict[str, Any]], marks: Marks) -> str | None:
     """``table2_by_density.md``: Table II over each breast density's mass images, as ``table2.md`` (means over
     seeds, intervals, the runs' threshold ``marks``: the thresholds are Table II's); returns its name, or None where
@@ -87,8 +90,7 @@ def _write_by_density(output: Path, reports: dict[tuple[str, int], dict[str, Any
     sections = []
     for density, (counts, per_density) in density_reports(reports).items():
         markdown, _ = table2_text(table2_cells(per_density), marks)
-        singular = {"studies": "study", "images": "image", "masses": "mass"}
-        what = ", ".join(count(v, singular[k], plural=k) for k, v in counts.items() if v is not None)
+        what = ", ".join(count(v, SINGULAR[k], plural=k) for k, v in counts.items() if v is not None)
         sections.append(f"## {density} ({what})\n\n{markdown}")
     path.write_text(
         f"Table II per breast density ({SUBSET} images of that density; TPR [95% interval] @ FPPI, means over seeds, "

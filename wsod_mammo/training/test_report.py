@@ -364,10 +364,15 @@ def _cell_with_interval(cell: dict[str, Any]) -> str:
     return f"{cell['tpr']:.2f} [{low:.2f}, {high:.2f}] @ {cell['fppi']:.2f}"
 
 
+def _values(ci: dict[str, dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """``{head: {figure: value}}`` of Table I's ``{head: {figure: {value, low, high}}}``."""
+    return {h: {k: v["value"] for k, v in row.items()} for h, row in ci.items()}
+
+
 def _table1_text(ci: dict[str, dict[str, Any]], unit: str, preface: str) -> tuple[str, str, str]:
     """Table I's ``(markdown with its intervals, csv, intervals csv)`` from ``{head: {figure: {value, low, high}}}``;
     ``preface``: the lines between the table and its intervals (counts, notes)."""
-    md, csv = table1({h: {k: v["value"] for k, v in row.items()} for h, row in ci.items()})
+    md, csv = table1(_values(ci))
     header = "| head | accuracy | AUC | TPR | TNR |\n|---|---|---|---|---|\n"
     lines = [f"| {h} | " + " | ".join(_interval_text(v) for v in row.values()) + " |" for h, row in ci.items()]
     md += f"{preface}\n95% bootstrap intervals over {unit}, stratified by class:\n\n{header}" + "\n".join(lines) + "\n"
@@ -416,7 +421,7 @@ def write_test_report(
     unit = "studies (each with all its images)" if groups else "images"
     train_method = pl_module.train_saliency.name
     validated = frozenset(pl_module.detection_thresholds)
-    table1_rows = {h: {k: v["value"] for k, v in row.items()} for h, row in table1_ci.items()}
+    table1_rows = _values(table1_ci)
     names = _class_names(trainer, pl_module)
     preface = ""
     if table1_counts:
@@ -452,7 +457,7 @@ def write_test_report(
         "table1": table1_rows,
         "table1_intervals": table1_ci,
         "table1_counts": table1_counts,
-        "table1_breast": {h: {k: v["value"] for k, v in row.items()} for h, row in breast_ci.items()} or None,
+        "table1_breast": _values(breast_ci) or None,
         "table1_breast_intervals": breast_ci or None,
         "table1_breast_counts": breast_counts if breast_ci else None,
         "evaluated_under": evaluation_setting(trainer),
