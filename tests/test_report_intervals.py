@@ -11,7 +11,9 @@ import torch
 
 from wsod_mammo.detection.compare import load_side, paired_bootstrap
 from wsod_mammo.detection.metrics import DetectionMetric
-from wsod_mammo.training.test_report import detection_intervals, write_test_report
+from wsod_mammo.training.test_report import Table1Figures, detection_intervals, write_test_report
+
+NO_TABLE1 = Table1Figures({}, {}, {}, None)  # a report of detection alone
 
 SIZE = (20, 20)
 
@@ -45,7 +47,7 @@ def test_compare_redraws_a_reports_interval_with_the_reports_own_seed(tmp_path) 
         nyu_weights_as_is=None,
         trained_in_process=True,
     )
-    write_test_report(tmp_path, trainer, module, results, {}, fppi_budget=1.0, seed=7)
+    write_test_report(tmp_path, trainer, module, results, NO_TABLE1, fppi_budget=1.0, seed=7)
     reported = json.loads((tmp_path / "detection.json").read_text())["mass"]["cam"]["intervals"]["tpr"]
     _, records, budget, seed = load_side("cam", tmp_path, "mass")
     assert seed == 7
@@ -77,7 +79,7 @@ def test_the_row_files_record_the_weights_and_whether_the_thresholds_were_valida
         trained_in_process=weights == "in_memory",
     )
     (tmp_path / "run").mkdir()
-    write_test_report(tmp_path / "run", trainer, module, results, {}, fppi_budget=1.0, seed=7)
+    write_test_report(tmp_path / "run", trainer, module, results, NO_TABLE1, fppi_budget=1.0, seed=7)
     for name in ("table2_row", "table2_row_all_images"):
         text = (tmp_path / "run" / f"{name}.csv").read_text()
         assert text.splitlines()[0] == "train_method,cam,weights,thresholds", name
@@ -102,12 +104,12 @@ def test_table1_of_a_two_class_model_names_the_class_it_rates(tmp_path, recorded
     table1_ci = {"fusion": {k: figures for k in ("accuracy", "auc", "tpr", "tnr")}}
     (tmp_path / "run").mkdir()
     counts = {"images": 8, "positive": 4}
-    write_test_report(tmp_path / "run", trainer, module, results, table1_ci, 1.0, 7, table1_counts=counts)
+    write_test_report(tmp_path / "run", trainer, module, results, Table1Figures(table1_ci, counts, {}, None), 1.0, 7)
     text = (tmp_path / "run" / "table1.md").read_text()
     assert f"Table I rates the {named} output, the first of the model's 2 classes" in text
     assert "are the macro mean over the 2 classes" in text
     assert json.loads((tmp_path / "run" / "detection.json").read_text())["table1_class"] == named
     module.model.num_classes = 1  # one class: nothing to say
     module.recorded_class_names = lambda: ["Mass"]
-    write_test_report(tmp_path / "run", trainer, module, results, table1_ci, 1.0, 7, table1_counts=counts)
+    write_test_report(tmp_path / "run", trainer, module, results, Table1Figures(table1_ci, counts, {}, None), 1.0, 7)
     assert "Table I rates" not in (tmp_path / "run" / "table1.md").read_text()

@@ -275,11 +275,9 @@ class DetectionMetrics(Callback):
     def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         pl_module = cast("GMICLitModule", pl_module)  # Lightning's hooks type it as any LightningModule
         if trainer.is_global_zero and self._results:
-            table1 = self._table1
-            write_test_report(self._run_dir, trainer, pl_module, self._results, table1.rows,
+            write_test_report(self._run_dir, trainer, pl_module, self._results, self._table1,
                               fppi_budget=self.fppi_budget, seed=self.bootstrap_seed, iou_rule=self.iou_threshold,
-                              table1_counts=table1.counts, groups=self._groups,
-                              breast_table1=(table1.breast_rows, table1.breast_counts))  # fmt: skip
+                              groups=self._groups)  # fmt: skip
 
 
 def unvalidated_threshold(trainer: Trainer) -> float:

@@ -402,25 +402,23 @@ def write_test_report(
     trainer: Trainer,
     pl_module: GMICLitModule,
     results: dict[tuple[str, str], DetectionResult],
-    table1_ci: dict[str, dict[str, Any]],
+    table1: Table1Figures,
     fppi_budget: float = 1.0,
     seed: int = SEED,
     iou_rule: float = 0.3,
-    table1_counts: dict[str, int] | None = None,
     groups: dict[int, int] | None = None,
-    breast_table1: tuple[dict[str, dict[str, Any]], dict[str, int] | None] | None = None,
     densities: dict[int, str] | None = None,
 ) -> None:
-    """Table I, the Table II row (mass images and all images) with intervals, FROC plots, ``detection.json``.
-    ``table1_counts``: ``{"images", "positive"}`` of Table I (``table1_intervals``), written beside it; ``groups``:
-    ``study_groups`` (None: read from the trainer's data); ``breast_table1``: ``table1_intervals``' breast rows and
-    counts (None, or no rows: no breast-level Table I); ``densities``: ``density_labels`` (None: read from the
-    trainer's data; empty: no Table II by density)."""
+    """Table I (``table1_intervals``: its rows with their counts written beside them, and the breast-level table
+    where it has breast rows), the Table II row (mass images and all images) with intervals, FROC plots,
+    ``detection.json``. ``groups``: ``study_groups`` (None: read from the trainer's data); ``densities``:
+    ``density_labels`` (None: read from the trainer's data; empty: no Table II by density)."""
     groups = study_groups(trainer) if groups is None else groups
     densities = density_labels(trainer) if densities is None else densities
     unit = "studies (each with all its images)" if groups else "images"
     train_method = pl_module.train_saliency.name
     validated = frozenset(pl_module.detection_thresholds)
+    table1_ci, table1_counts, breast_ci, breast_counts = table1
     table1_rows = _values(table1_ci)
     names = _class_names(trainer, pl_module)
     preface = ""
@@ -437,7 +435,6 @@ def write_test_report(
     (directory / "table1.md").write_text(table1_md)
     (directory / "table1.csv").write_text(table1_csv)
     (directory / "table1_ci.csv").write_text(table1_ci_csv)
-    breast_ci, breast_counts = breast_table1 or ({}, None)
     breast_md = None
     if breast_ci and breast_counts:
         breast_md = _write_breast_table1(directory, breast_ci, breast_counts, unit, names[0])
@@ -456,7 +453,7 @@ def write_test_report(
         "table1_class": names[0],
         "table1": table1_rows,
         "table1_intervals": table1_ci,
-        "table1_counts": table1_counts,
+        "table1_counts": table1_counts or None,
         "table1_breast": _values(breast_ci) or None,
         "table1_breast_intervals": breast_ci or None,
         "table1_breast_counts": breast_counts if breast_ci else None,
