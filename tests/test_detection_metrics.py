@@ -9,6 +9,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from wsod_mammo.detection.metrics import DetectionMetric, DetectionResult
+from wsod_mammo.detection.strata import restrict_lesions
 
 SIZE = (20, 20)  # maps at the input size: boxes are the blobs themselves
 
@@ -107,9 +108,20 @@ def _random_data(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, lis
 
 
 def _feed(metric: DetectionMetric, data, start: int, stop: int) -> DetectionMetric:
+    """Images ``start:stop`` of ``data``; a mass of an image whose index is a multiple of 4 is BI-RADS 5, the
+    others BI-RADS 4."""
     maps, probs, gts, labels = data
-    metric.update(maps[start:stop], probs[start:stop], gts[start:stop], labels[start:stop], (32, 24))
+    birads = [[5 if i % 4 == 0 else 4] * len(gts[i]) for i in range(start, stop)]
+    metric.update(maps[start:stop], probs[start:stop], gts[start:stop], labels[start:stop], (32, 24),
+                  gt_categories=birads)  # fmt: skip
     return metric
+
+
+def _birads5(result: DetectionResult) -> tuple[torch.Tensor, torch.Tensor]:
+    """The FROC curve (fppi, tpr) of the BI-RADS 5 masses alone (``restrict_lesions``)."""
+    assert result.gt_category is not None
+    part = restrict_lesions(result, result.gt_category == 5, 1.0).per_threshold[0]
+    return part.fppi_curve, part.tpr_curve
 
 
 def _assert_same(a: DetectionResult, b: DetectionResult) -> None:
@@ -126,7 +138,9 @@ def test_merged_halves_equal_one_metric():
     first = _feed(DetectionMetric(thresholds=(0.4, 0.6)), data, 0, 5)
     second = _feed(_feed(DetectionMetric(thresholds=(0.4, 0.6)), data, 5, 9), data, 9, 12)
     first.merge_state(second)
-    _assert_same(first.compute(), full)
+    merged = first.compute()
+    _assert_same(merged, full)
+    assert torch.equal(torch.stack(_birads5(merged)), torch.stack(_birads5(full)))
 
 
 def _ddp_worker(rank: int, init_file: str, out_file: str) -> None:
@@ -141,7 +155,8 @@ def _ddp_worker(rank: int, init_file: str, out_file: str) -> None:
         result = metric.compute()
         if rank == 0:
             curves = [(r.fppi_curve, r.tpr_curve, torch.tensor([r.tpr, r.fppi])) for r in result.per_threshold]
-            torch.save({"curves": curves, "n": result.num_images, "gt": result.num_gt}, out_file)
+            torch.save({"curves": curves, "n": result.num_images, "gt": result.num_gt, "birads5": _birads5(result)},
+                       out_file)  # fmt: skip
     finally:
         dist.destroy_process_group()
 
@@ -153,6 +168,9 @@ def test_real_two_process_gloo_sync_equals_single_process(tmp_path):
     synced = torch.load(out_file, weights_only=True)
     full = _feed(DetectionMetric(thresholds=(0.4, 0.6)), _random_data(12), 0, 12).compute()
     assert (synced["n"], synced["gt"]) == (12, 6)
+    fppi5, tpr5 = _birads5(full)
+    assert 0 < float(tpr5.max()) < 1  # BI-RADS 5 masses (images 0, 4, 8) found and missed: which box found which lesion
+    assert torch.equal(synced["birads5"][0], fppi5) and torch.equal(synced["birads5"][1], tpr5)  # crossed ranks
     for (fppi, tpr, point), reference in zip(synced["curves"], full.per_threshold, strict=True):
         assert torch.equal(fppi, reference.fppi_curve) and torch.equal(tpr, reference.tpr_curve)
         assert point.tolist() == pytest.approx([reference.tpr, reference.fppi])

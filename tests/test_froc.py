@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from wsod_mammo.detection.boxes import box_iou
-from wsod_mammo.detection.froc import froc_curve, match_image, operating_point, tpr_at_fppi
+from wsod_mammo.detection.froc import froc_curve, match_image, matched_gt, operating_point, tpr_at_fppi
 
 GT = torch.tensor([[0.0, 0.0, 10.0, 10.0]])
 
@@ -100,3 +100,15 @@ def test_froc_matches_brute_force_threshold_sweep():
             hits = match_image(preds[kept], s[kept], gt)
             tp, fp = tp + int(hits.sum()), fp + int((~hits).sum())
         assert tpr[k].item() == pytest.approx(tp / num_gt) and fppi[k].item() == pytest.approx(fp / len(images))
+
+
+def test_matched_gt_names_the_ground_truth_each_box_found() -> None:
+    """Greedy by score: the brighter of two boxes on the same mass takes it, the other finds the second mass it
+    overlaps, a box on nothing is -1; the flags of ``match_image`` are the same matches."""
+    gts = torch.tensor([[0.0, 0.0, 10.0, 10.0], [20.0, 0.0, 30.0, 10.0]])
+    preds = torch.tensor([[1.0, 0.0, 11.0, 10.0], [0.0, 0.0, 10.0, 10.0], [40.0, 40.0, 50.0, 50.0],
+                          [19.0, 0.0, 29.0, 10.0]])  # fmt: skip
+    scores = torch.tensor([0.5, 0.9, 0.8, 0.3])
+    assert matched_gt(preds, scores, gts).tolist() == [-1, 0, -1, 1]
+    assert match_image(preds, scores, gts).tolist() == [False, True, False, True]
+    assert matched_gt(preds, scores, torch.zeros(0, 4)).tolist() == [-1, -1, -1, -1]

@@ -7,7 +7,7 @@ import torch
 
 from wsod_mammo.detection.image_keys import image_keys
 from wsod_mammo.detection.metrics import DetectionMetric
-from wsod_mammo.detection.strata import UNKNOWN, restrict, strata_of
+from wsod_mammo.detection.strata import UNKNOWN, restrict, restrict_lesions, strata_of
 
 SIZE = (24, 24)
 BUDGET = 1.0
@@ -81,3 +81,111 @@ def test_a_flag_per_image_is_required() -> None:
     whole = _result(_images(seed=1, count=6))
     with pytest.raises(ValueError, match="expected 6 flags"):
         restrict(whole, torch.ones(5, dtype=torch.bool), BUDGET)
+
+
+CELL = 10  # lesion-stratum images: a 4 x 4 grid of cells, each empty or holding one blob or one mass
+GRID = (4 * CELL, 4 * CELL)
+
+
+def _lesion_images(seed: int, count: int) -> list[dict]:
+    """Images whose every blob either covers one mass exactly or lies in a cell of its own (a false positive), plus
+    a peak pixel in cell 0 that fixes each map's normalization (erasing a blob changes no other box's score).
+    Masses carry a BI-RADS (3, 4, 5); some are found (a blob on them), some not, some out of frame (unseen)."""
+    generator = torch.Generator().manual_seed(seed)
+    images = []
+    for i in range(count):
+        heat = torch.zeros(*GRID)
+        heat[0, 0] = 1.0
+        boxes, birads, found = [], [], []
+        cells = (torch.randperm(15, generator=generator) + 1).tolist()
+        for cell in cells[: int(torch.randint(0, 4, (1,), generator=generator))]:
+            y, x = (cell // 4) * CELL + 2, (cell % 4) * CELL + 2
+            boxes.append([x, y, x + 6, y + 6])
+            birads.append(int(torch.randint(3, 6, (1,), generator=generator)))
+            found.append(bool(torch.rand(1, generator=generator) < 0.6))
+            if found[-1]:
+                heat[y : y + 6, x : x + 6] = float(torch.rand(1, generator=generator)) * 0.4 + 0.55
+        for cell in cells[8 : 8 + int(torch.randint(0, 3, (1,), generator=generator))]:  # false positives
+            y, x = (cell // 4) * CELL + 3, (cell % 4) * CELL + 3
+            heat[y : y + 4, x : x + 4] = float(torch.rand(1, generator=generator)) * 0.4 + 0.55
+        unseen = [int(torch.randint(3, 6, (1,), generator=generator)) for _ in range(int(i % 5 == 0))]
+        images.append({"id": f"image{i}", "map": heat, "p": float(torch.rand(1, generator=generator)) * 0.5 + 0.5,
+                       "boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4), "birads": birads,
+                       "found": found, "unseen": unseen})  # fmt: skip
+    return images
+
+
+def _lesion_result(images: list[dict], categories: bool = True):
+    metric = DetectionMetric(thresholds=(0.5,), operating_fppi=BUDGET)
+    metric.update(torch.stack([im["map"] for im in images]), torch.tensor([im["p"] for im in images]),
+                  [im["boxes"] for im in images], torch.ones(len(images)), GRID, [im["id"] for im in images],
+                  unseen_gt=[len(im["unseen"]) for im in images],
+                  gt_categories=[im["birads"] + im["unseen"] for im in images] if categories else None)  # fmt: skip
+    return metric.compute()
+
+
+def _only(images: list[dict], birads: int) -> list[dict]:
+    """The images with only the masses of ``birads``: the others' boxes gone and the blobs that found them erased."""
+    kept = []
+    for im in images:
+        heat = im["map"].clone()
+        for box, value, found in zip(im["boxes"].tolist(), im["birads"], im["found"], strict=True):
+            if value != birads and found:
+                x0, y0, x1, y1 = (int(v) for v in box)
+                heat[y0:y1, x0:x1] = 0
+        mine = [k for k, value in enumerate(im["birads"]) if value == birads]
+        unseen = [u for u in im["unseen"] if u == birads]
+        kept.append(im | {"map": heat, "boxes": im["boxes"][mine], "birads": [birads] * len(mine),
+                          "found": [im["found"][k] for k in mine], "unseen": unseen})  # fmt: skip
+    return kept
+
+
+def test_a_lesion_stratum_gives_the_figures_of_its_masses_alone_with_every_false_positive() -> None:
+    """Per BI-RADS: TPR over that stratum's masses (out of frame ones missed), FPPI over every image's false
+    positives, and a box that found a mass of another stratum counted neither way: the figures of the same images
+    with the other masses and the boxes on them taken away."""
+    images = _lesion_images(seed=3, count=40)
+    whole = _lesion_result(images)
+    assert whole.gt_category is not None and sorted(set(whole.gt_category.tolist())) == [3, 4, 5]
+    for birads in (3, 4, 5):
+        part = restrict_lesions(whole, whole.gt_category == birads, BUDGET)
+        alone = _lesion_result(_only(images, birads))
+        assert part.num_gt == alone.num_gt > 0 and part.num_images == alone.num_images == 40
+        assert torch.equal(part.image_gt, alone.image_gt)
+        got, expected = part.per_threshold[0], alone.per_threshold[0]
+        assert 0 < got.tpr < 1  # hits and misses in every stratum: a comparison that can fail
+        for name in ("fppi_curve", "tpr_curve", "score_thresholds", "tpr_at_fppi"):
+            assert torch.equal(getattr(got, name), getattr(expected, name)), (birads, name)
+        assert (got.tpr, got.fppi) == (expected.tpr, expected.fppi)
+    found = [(im["id"], v) for im in images for v, f in zip(im["birads"], im["found"], strict=True) if f]
+    hits = whole.per_threshold[0].box_tp.sum()
+    assert int(hits) == len(found)  # every blob on a mass found it: the strata's hits add up to the whole's
+
+
+def test_lesion_strata_survive_restricting_the_images_and_need_the_matches() -> None:
+    images = _lesion_images(seed=4, count=30)
+    whole = _lesion_result(images)
+    half = torch.arange(30) % 2 == 0
+    subset = restrict(whole, half, BUDGET)
+    alone = _lesion_result([im for k, im in enumerate(images) if k % 2 == 0])
+    for birads in (3, 5):
+        got = restrict_lesions(subset, subset.gt_category == birads, BUDGET).per_threshold[0]
+        expected = restrict_lesions(alone, alone.gt_category == birads, BUDGET).per_threshold[0]
+        assert torch.equal(got.tpr_curve, expected.tpr_curve) and torch.equal(got.fppi_curve, expected.fppi_curve)
+    with pytest.raises(ValueError, match="one per ground-truth box"):
+        restrict_lesions(whole, torch.ones(3, dtype=torch.bool), BUDGET)
+    unknown = _lesion_result(images, categories=False)
+    assert unknown.gt_category is not None and set(unknown.gt_category.tolist()) == {0}
+
+
+def test_a_category_per_ground_truth_box_is_required() -> None:
+    images = _lesion_images(seed=5, count=4)
+    wrong = [im["birads"] for im in images]  # the unseen masses left out
+    metric = DetectionMetric(thresholds=(0.5,))
+    first = images[0]
+    total, given = len(first["birads"]) + len(first["unseen"]), len(first["birads"])
+    assert total > given  # image0 has a mass out of frame
+    with pytest.raises(ValueError, match=f"image0 has {total} ground-truth boxes .* but {given} gt_categories"):
+        metric.update(torch.stack([im["map"] for im in images]), torch.ones(4), [im["boxes"] for im in images],
+                      torch.ones(4), GRID, [im["id"] for im in images],
+                      unseen_gt=[len(im["unseen"]) for im in images], gt_categories=wrong)  # fmt: skip

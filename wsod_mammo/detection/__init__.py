@@ -17,6 +17,7 @@ _EXPORTS = {
     "box_iou": "wsod_mammo.detection.boxes",
     "froc_curve": "wsod_mammo.detection.froc",
     "match_image": "wsod_mammo.detection.froc",
+    "matched_gt": "wsod_mammo.detection.froc",
     "operating_point": "wsod_mammo.detection.froc",
     "saliency_to_boxes": "wsod_mammo.detection.boxes",
     "tpr_at_fppi": "wsod_mammo.detection.froc",

@@ -21,22 +21,28 @@ FPPI_POINTS: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0)
 
 
 def match_image(pred_boxes: Tensor, pred_scores: Tensor, gt_boxes: Tensor, iou_threshold: float = 0.3) -> Tensor:
-    """True-positive flags ``(P,)`` bool for one image's predictions ``(P, 4)``, ``(P,)`` against ``gt (G, 4)``.
+    """True-positive flags ``(P,)`` bool for one image's predictions ``(P, 4)``, ``(P,)`` against ``gt (G, 4)``
+    (``matched_gt >= 0``)."""
+    return matched_gt(pred_boxes, pred_scores, gt_boxes, iou_threshold) >= 0
+
+
+def matched_gt(pred_boxes: Tensor, pred_scores: Tensor, gt_boxes: Tensor, iou_threshold: float = 0.3) -> Tensor:
+    """The ground-truth box each prediction matched, ``(P,)`` int64 index into ``gt (G, 4)``, -1 for a false positive.
 
     Boxes in descending score (ties: input order) each take the unmatched ground truth with the highest IoU if
     that IoU is strictly above ``iou_threshold`` (exactly 0.3 is a miss); each ground truth is matched once, so
-    duplicates are false positives. Flags are returned in the input order of the predictions.
+    duplicates are false positives. Returned in the input order of the predictions; which box was found is what
+    figures per kind of lesion (its BI-RADS) are counted from.
     """
     num_pred = pred_boxes.shape[0]
-    is_tp = torch.zeros(num_pred, dtype=torch.bool, device=pred_boxes.device)
     if num_pred == 0 or gt_boxes.shape[0] == 0:
-        return is_tp
+        return torch.full((num_pred,), -1, dtype=torch.int64, device=pred_boxes.device)
     order = torch.argsort(pred_scores, descending=True, stable=True).tolist()
     iou = box_iou(pred_boxes.float(), gt_boxes.to(pred_boxes.device).float())  # (P, G) float32
     # Compare in float32 (the IoU's precision): float32(30 / 100) must equal the threshold 0.3, not exceed it.
     eligible = torch.where(iou > iou_threshold, iou, torch.full_like(iou, -1.0)).cpu().tolist()  # P is small
     taken = [False] * gt_boxes.shape[0]
-    flags = [False] * num_pred
+    matched = [-1] * num_pred
     for p in order:
         best_iou, best_gt = -1.0, -1
         for g, value in enumerate(eligible[p]):
@@ -44,8 +50,8 @@ def match_image(pred_boxes: Tensor, pred_scores: Tensor, gt_boxes: Tensor, iou_t
                 best_iou, best_gt = value, g
         if best_gt >= 0:
             taken[best_gt] = True
-            flags[p] = True
-    return torch.tensor(flags, dtype=torch.bool, device=pred_boxes.device)
+            matched[p] = best_gt
+    return torch.tensor(matched, dtype=torch.int64, device=pred_boxes.device)
 
 
 def _rate(count: Tensor, total: int) -> Tensor:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -24,7 +24,7 @@ from wsod_mammo.detection.froc import (
     FPPI_POINTS,
     capped_operating_point,
     froc_curve,
-    match_image,
+    matched_gt,
     operating_point,
     tpr_at_fppi,
 )
@@ -40,8 +40,9 @@ class ThresholdResult:
     ``tpr, fppi``: the operating point: the FROC point with the highest TPR at FPPI <= the metric's
     ``operating_fppi`` (as validation selects thresholds), or, with ``operating_fppi=None``, every box with score
     >= ``score_threshold``. ``box_scores, box_tp (P,)`` and ``box_image (P,)`` (index into
-    ``DetectionResult.image_keys``): the distinct images' boxes, for bootstrap intervals.
-    TPR values are NaN when there is no ground truth.
+    ``DetectionResult.image_keys``): the distinct images' boxes, for bootstrap intervals; ``box_gt (P,)`` (index
+    into ``DetectionResult.gt_image``, -1 for a false positive; None where unknown): the ground truth each box
+    found, for figures per kind of lesion. TPR values are NaN when there is no ground truth.
     """
 
     threshold: float
@@ -54,6 +55,7 @@ class ThresholdResult:
     box_scores: Tensor
     box_tp: Tensor
     box_image: Tensor
+    box_gt: Tensor | None = None
 
     def tpr_within(self, fppi_budget: float) -> float:
         """The highest TPR of the FROC curve at FPPI <= ``fppi_budget`` (what validation selects thresholds by)."""
@@ -70,10 +72,12 @@ def threshold_result(
     fppi_points: Sequence[float],
     operating_fppi: float | None,
     score_threshold: float = 0.0,
+    box_gt: Tensor | None = None,
 ) -> ThresholdResult:
-    """One threshold's figures from its pooled boxes ``scores, is_tp, box_image (P,)``: the FROC curve, TPR at
-    ``fppi_points`` and the operating point, the highest TPR at FPPI <= ``operating_fppi`` or, with None, every box
-    scoring at least ``score_threshold`` (``DetectionMetric``'s options)."""
+    """One threshold's figures from its pooled boxes ``scores, is_tp, box_image (P,)`` (and ``box_gt``, the ground
+    truth each found): the FROC curve, TPR at ``fppi_points`` and the operating point, the highest TPR at FPPI <=
+    ``operating_fppi`` or, with None, every box scoring at least ``score_threshold`` (``DetectionMetric``'s
+    options)."""
     fppi, tpr, score_thresholds = froc_curve(scores, is_tp, num_gt, num_images)
     if operating_fppi is None:
         point_tpr, point_fppi = operating_point(scores, is_tp, num_gt, num_images, score_threshold)
@@ -90,6 +94,7 @@ def threshold_result(
         box_scores=scores,
         box_tp=is_tp,
         box_image=box_image,
+        box_gt=box_gt,
     )
 
 
@@ -101,7 +106,9 @@ class DetectionResult:
 
     ``num_images`` counts distinct images, ``num_samples`` every evaluated sample (repeats and DDP padding
     included); ``image_keys, image_gt (I,)``: each distinct image's key and ground-truth box count (the boxes its
-    input frame leaves out included: misses).
+    input frame leaves out included: misses). ``gt_image, gt_category (G,)`` (None where unknown): each of those
+    ground-truth boxes' image (index into ``image_keys``) and category (the finding's BI-RADS, 0 unknown), an
+    image's in-view boxes first; ``ThresholdResult.box_gt`` indexes them.
     """
 
     def __init__(
@@ -112,6 +119,8 @@ class DetectionResult:
         image_gt: Tensor,
         num_samples: int,
         num_gt_in_view: int | None = None,
+        gt_image: Tensor | None = None,
+        gt_category: Tensor | None = None,
     ) -> None:
         self.per_threshold = per_threshold
         self.fppi_points = fppi_points
@@ -122,6 +131,8 @@ class DetectionResult:
         self.num_gt_in_view = self.num_gt if num_gt_in_view is None else num_gt_in_view
         self.num_images = int(image_keys.numel())
         self.num_samples = num_samples
+        self.gt_image = gt_image
+        self.gt_category = gt_category
 
     def __repr__(self) -> str:
         cells = ", ".join(f"{r.threshold:g}: {r.tpr:.3f}@{r.fppi:.2f}" for r in self.per_threshold)
@@ -145,6 +156,34 @@ class DetectionResult:
         return best
 
 
+class _Distinct(NamedTuple):
+    """``DetectionMetric``'s states at the first occurrence of each image (``keys, in_view, unseen (I,)``), the
+    boxes and ground-truth rows of those occurrences (``box_kept``, ``gt_kept``: masks over every row) and the
+    image index of each kept one (``box_image (P,)``, ``gt_image (G,)``); ``num_samples``: every sample seen."""
+
+    keys: Tensor
+    in_view: Tensor
+    unseen: Tensor
+    box_image: Tensor
+    box_kept: Tensor
+    gt_image: Tensor
+    gt_kept: Tensor
+    num_samples: int
+
+
+def global_gt_index(gt_image: Tensor, box_image: Tensor, box_local: Tensor) -> Tensor:
+    """Each box's matched ground truth as an index into the ground-truth rows ``gt_image (G,)`` (an image's rows
+    contiguous, in its order), from its image ``box_image (P,)`` and its index within that image ``box_local (P,)``
+    (-1, a false positive, stays -1)."""
+    start = torch.zeros(max(int(box_image.max()) + 1 if box_image.numel() else 0, 1), dtype=torch.int64)
+    if gt_image.numel():
+        rows = torch.arange(gt_image.numel(), dtype=torch.int64)
+        size = max(start.numel(), int(gt_image.max()) + 1)
+        start = torch.full((size,), gt_image.numel(), dtype=torch.int64).scatter_reduce(0, gt_image, rows, "amin")
+    found = box_local >= 0
+    return torch.where(found, start[box_image] + box_local, torch.full_like(box_local, -1))
+
+
 class DetectionMetric(Metric):
     """TPR@FPPI and FROC of candidate boxes from one saliency method, at one or several binarization thresholds.
 
@@ -153,7 +192,8 @@ class DetectionMetric(Metric):
     ``cell0_center`` places the maps on the image (see :func:`saliency_to_boxes`).
     ``operating_fppi``: the reported operating point is the FROC point with the highest TPR at FPPI <= this
     budget (the rule validation selects thresholds by); ``None``: every box with score >= ``score_threshold``.
-    ``update`` takes each sample's ``image_id``: an image seen again (DDP padding, repeats) counts once.
+    ``update`` takes each sample's ``image_id``: an image seen again (DDP padding, repeats) counts once, and
+    optionally a category per ground-truth box (the finding's BI-RADS), kept with which box found which lesion.
     """
 
     is_differentiable = False
@@ -167,6 +207,9 @@ class DetectionMetric(Metric):
     image_occurrence: list[Tensor]
     image_gt: list[Tensor]
     image_unseen: list[Tensor]
+    box_gt: list[Tensor]
+    gt_occurrence: list[Tensor]
+    gt_category: list[Tensor]
 
     def __init__(
         self,
@@ -193,6 +236,10 @@ class DetectionMetric(Metric):
             self.add_state(name, default=[], dist_reduce_fx="cat")
         self.add_state("image_gt", default=[], dist_reduce_fx="cat")
         self.add_state("image_unseen", default=[], dist_reduce_fx="cat")  # per image: its boxes out of frame
+        # per box: the index of the ground truth it matched within its image (-1: false positive); per ground-truth
+        # box (an image's in-view boxes, then its unseen ones): its sample's occurrence and its category
+        for name in ("box_gt", "gt_occurrence", "gt_category"):
+            self.add_state(name, default=[], dist_reduce_fx="cat")
 
     def update(
         self,
@@ -204,12 +251,15 @@ class DetectionMetric(Metric):
         image_ids: Sequence[str] | None = None,
         regions: Sequence[Region | None] | None = None,
         unseen_gt: Sequence[int] | None = None,
+        gt_categories: Sequence[Sequence[int]] | None = None,
     ) -> None:
         """Add a batch: maps ``(N, h, w)`` of the target class, mass probabilities ``(N,)``, ground-truth boxes
         ``gt_boxes[i] (M_i, 4)`` xyxy in the input frame ``image_size = (H, W)``, labels ``(N,)`` (1 = mass),
         ``image_ids`` (N strings; without them every sample counts as a distinct image), ``regions`` (per image
         the part of the frame that holds it, ``content_regions``: no box in the padding of ``fit`` and ``native``),
-        ``unseen_gt`` (per image, its ground-truth boxes outside the input frame: counted, never matched).
+        ``unseen_gt`` (per image, its ground-truth boxes outside the input frame: counted, never matched),
+        ``gt_categories`` (per image, an integer per ground-truth box, its ``gt_boxes`` first, then its unseen ones;
+        0 unknown, the default).
         """
         labels = labels.reshape(-1)
         n = maps.shape[0]
@@ -221,6 +271,9 @@ class DetectionMetric(Metric):
         keep = [i for i, label in enumerate(labels.tolist()) if label > 0 or not self.positives_only]
         keys, occurrence = sample_keys(len(keep), None if image_ids is None else [image_ids[i] for i in keep])
         scores, flags, indices, box_occ, gts, unseen = [], [], [], [], [], []
+        found: list[Tensor] = []  # per box: the index of the ground truth it matched in its image, -1
+        gt_occ: list[Tensor] = []  # per ground-truth box: its sample's occurrence
+        categories: list[Tensor] = []
         if keep:
             keep_t = torch.tensor(keep, device=maps.device)
             per_image = saliency_to_boxes(
@@ -235,9 +288,12 @@ class DetectionMetric(Metric):
                 gt = gt_boxes[image].reshape(-1, 4).float().cpu()
                 gts.append(gt.shape[0])
                 unseen.append(int(unseen_gt[image]) if unseen_gt is not None else 0)
+                categories.append(self._categories(gt_categories, image, gts[-1] + unseen[-1], image_ids))
+                gt_occ.append(torch.full((gts[-1] + unseen[-1],), int(occurrence[j]), dtype=torch.int64))
                 for k, (boxes, box_scores) in enumerate(dets):
                     scores.append(box_scores)
-                    flags.append(match_image(boxes, box_scores, gt, self.iou_threshold).float())
+                    found.append(matched_gt(boxes, box_scores, gt, self.iou_threshold).cpu())
+                    flags.append((found[-1] >= 0).float())
                     indices.append(torch.full_like(box_scores, float(k)))
                     box_occ.append(torch.full(box_scores.shape, int(occurrence[j]), dtype=torch.int64))
         self.box_scores.append(self._flat(scores))
@@ -248,6 +304,24 @@ class DetectionMetric(Metric):
         self.image_occurrence.append(occurrence.to(self.device))
         self.image_gt.append(torch.tensor(gts, dtype=torch.int64, device=self.device))
         self.image_unseen.append(torch.tensor(unseen, dtype=torch.int64, device=self.device))
+        self.box_gt.append(self._flat(found, torch.int64))
+        self.gt_occurrence.append(self._flat(gt_occ, torch.int64))
+        self.gt_category.append(self._flat(categories, torch.int64))
+
+    @staticmethod
+    def _categories(
+        given: Sequence[Sequence[int]] | None, image: int, count: int, image_ids: Sequence[str] | None
+    ) -> Tensor:
+        """Image ``image``'s ``count`` ground-truth categories (zeros where none are given), refused when their
+        number is not its boxes' (in view and unseen)."""
+        if given is None:
+            return torch.zeros(count, dtype=torch.int64)
+        values = torch.as_tensor(list(given[image]), dtype=torch.int64).reshape(-1)
+        if values.numel() != count:
+            name = image_ids[image] if image_ids is not None else f"sample {image}"
+            raise ValueError(f"DetectionMetric.update: {name} has {count} ground-truth boxes (in view and out of "
+                             f"frame) but {values.numel()} gt_categories")  # fmt: skip
+        return values
 
     def _flat(self, parts: list[Tensor], dtype: torch.dtype = torch.float32) -> Tensor:
         """One tensor on the metric's device (an empty one keeps every rank's list non-empty for sync)."""
@@ -261,19 +335,22 @@ class DetectionMetric(Metric):
             return torch.zeros(0, dtype=dtype)
         return dim_zero_cat(state).to(device="cpu", dtype=dtype)
 
-    def _distinct(self) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, int]:
-        """The first occurrence of each image: ``keys, gt, unseen (I,)`` (its boxes in and out of its frame), and
-        per kept box its image index ``(P,)`` and a mask over all boxes ``(P_all,)``; plus the number of samples
-        seen."""
+    def _distinct(self) -> _Distinct:
+        """The first occurrence of each image: its key, its boxes in and out of its frame; which boxes and which
+        ground-truth rows belong to those occurrences, and their image."""
         keys, occ = self._cat("image_key", torch.int64), self._cat("image_occurrence", torch.int64)
         first = first_occurrence_mask(keys, occ)
         kept_occ = occ[first]  # (I,)
-        box_occ = self._cat("box_occurrence", torch.int64)
-        box_kept = torch.isin(box_occ, kept_occ)
         sorted_occ, perm = torch.sort(kept_occ)
-        box_image = perm[torch.searchsorted(sorted_occ, box_occ[box_kept])]  # (P,) index into the kept images
+
+        def image_of(occurrence: Tensor) -> tuple[Tensor, Tensor]:
+            kept = torch.isin(occurrence, kept_occ)
+            return kept, perm[torch.searchsorted(sorted_occ, occurrence[kept])]  # index into the kept images
+
+        box_kept, box_image = image_of(self._cat("box_occurrence", torch.int64))
+        gt_kept, gt_image = image_of(self._cat("gt_occurrence", torch.int64))
         gt, unseen = (self._cat(name, torch.int64)[first] for name in ("image_gt", "image_unseen"))
-        return keys[first], gt, unseen, box_image, box_kept, int(keys.numel())
+        return _Distinct(keys[first], gt, unseen, box_image, box_kept, gt_image, gt_kept, int(keys.numel()))
 
     def compute(self) -> DetectionResult:
         """FROC, TPR at each FPPI point and the operating point per threshold, as a :class:`DetectionResult`.
@@ -282,19 +359,23 @@ class DetectionMetric(Metric):
         plots, JSON) are CPU code, and a GPU run's ``wsod test`` once failed there indexing CPU resamples with CUDA
         boxes.
         """
-        keys, in_view, unseen, box_image, box_kept, num_samples = self._distinct()
-        image_gt = in_view + unseen  # a box out of frame is ground truth no box can match: a miss
-        scores = self._cat("box_scores", torch.float32)[box_kept]
-        flags = self._cat("box_tp", torch.float32)[box_kept]
-        indices = self._cat("box_threshold", torch.float32)[box_kept]
-        num_gt, num_images = int(image_gt.sum()), int(keys.numel())
+        d = self._distinct()
+        image_gt = d.in_view + d.unseen  # a box out of frame is ground truth no box can match: a miss
+        scores = self._cat("box_scores", torch.float32)[d.box_kept]
+        flags = self._cat("box_tp", torch.float32)[d.box_kept]
+        indices = self._cat("box_threshold", torch.float32)[d.box_kept]
+        box_gt = global_gt_index(d.gt_image, d.box_image, self._cat("box_gt", torch.int64)[d.box_kept])
+        num_gt, num_images = int(image_gt.sum()), int(d.keys.numel())
         results = []
         for k, threshold in enumerate(self.thresholds):
             selected = indices == k
             s, tp = scores[selected], flags[selected] > 0.5
-            results.append(threshold_result(threshold, s, tp, box_image[selected], num_gt, num_images,
-                                            self.fppi_points, self.operating_fppi, self.score_threshold))  # fmt: skip
-        return DetectionResult(tuple(results), self.fppi_points, keys, image_gt, num_samples, int(in_view.sum()))
+            results.append(threshold_result(threshold, s, tp, d.box_image[selected], num_gt, num_images,
+                                            self.fppi_points, self.operating_fppi, self.score_threshold,
+                                            box_gt[selected]))  # fmt: skip
+        gt_category = self._cat("gt_category", torch.int64)[d.gt_kept]
+        return DetectionResult(tuple(results), self.fppi_points, d.keys, image_gt, d.num_samples,
+                               int(d.in_view.sum()), d.gt_image, gt_category)  # fmt: skip
 
     def best_threshold(self, fppi_budget: float = 1.0) -> float:
         """The threshold maximizing TPR at ``fppi_budget`` on the data seen so far (validation only, never test)."""

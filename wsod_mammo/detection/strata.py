@@ -26,13 +26,56 @@ def restrict(result: DetectionResult, keep: Tensor, operating_fppi: float) -> De
     first = result.per_threshold[0]
     new_index = torch.cumsum(keep.long(), 0) - 1  # (I,) an image's index among the kept ones
     boxes = keep[first.box_image.long()]  # (P,)
+    gt_rows = None if result.gt_image is None else keep[result.gt_image]  # (G,) the kept images' ground truth
+    return _rebuilt(result, boxes, keep, new_index, gt_rows, result.image_gt[keep], operating_fppi)
+
+
+def restrict_lesions(result: DetectionResult, keep: Tensor, operating_fppi: float) -> DetectionResult:
+    """``result`` counting only the ground truth ``keep (G,)`` (bool, in ``result.gt_image`` order; one kind of
+    lesion, say BI-RADS 5) at its first threshold: every image stays (FPPI's denominator), every false positive
+    stays (no lesion owns it), and a box that found other ground truth is dropped (neither hit nor false alarm)."""
+    if result.gt_image is None or result.gt_category is None or result.per_threshold[0].box_gt is None:
+        raise ValueError("restrict_lesions: the result does not say which ground truth each box found")
+    keep = keep.reshape(-1).bool().cpu()
+    if keep.numel() != result.gt_image.numel():
+        raise ValueError(f"restrict_lesions: expected {result.gt_image.numel()} flags (one per ground-truth box), "
+                         f"got {keep.numel()}")  # fmt: skip
+    first = result.per_threshold[0]
+    box_gt = first.box_gt
+    assert box_gt is not None  # checked above
+    boxes = (box_gt < 0) | keep[box_gt.clamp(min=0)]
+    images = torch.ones(result.image_keys.numel(), dtype=torch.bool)
+    image_gt = torch.bincount(result.gt_image[keep], minlength=images.numel())
+    return _rebuilt(result, boxes, images, torch.arange(images.numel()), keep, image_gt, operating_fppi)
+
+
+def _rebuilt(
+    result: DetectionResult,
+    boxes: Tensor,
+    images: Tensor,
+    new_index: Tensor,
+    gt_rows: Tensor | None,
+    image_gt: Tensor,
+    operating_fppi: float,
+) -> DetectionResult:
+    """The first threshold's figures again over the boxes ``boxes (P,)``, the images ``images (I,)`` (``new_index``:
+    each one's index among them) and the ground-truth rows ``gt_rows (G,)``, ``image_gt`` ground truth per kept
+    image."""
+    first = result.per_threshold[0]
     box_image = new_index[first.box_image.long()[boxes]]
     scores, tp = first.box_scores[boxes], first.box_tp[boxes]
-    image_gt = result.image_gt[keep]
-    num_gt, num_images = int(image_gt.sum()), int(keep.sum())
+    gt_image = gt_category = box_gt = None
+    if gt_rows is not None and result.gt_image is not None and result.gt_category is not None:
+        gt_image, gt_category = new_index[result.gt_image[gt_rows]], result.gt_category[gt_rows]
+        if first.box_gt is not None:
+            new_row = torch.cumsum(gt_rows.long(), 0) - 1  # (G,) a kept row's index among the kept ones
+            kept_gt = first.box_gt[boxes]
+            box_gt = torch.where(kept_gt >= 0, new_row[kept_gt.clamp(min=0)], kept_gt)
+    num_gt, num_images = int(image_gt.sum()), int(images.sum())
     kept = threshold_result(first.threshold, scores, tp, box_image, num_gt, num_images, result.fppi_points,
-                            operating_fppi)  # fmt: skip
-    return DetectionResult((kept,), result.fppi_points, result.image_keys[keep], image_gt, num_images)
+                            operating_fppi, box_gt=box_gt)  # fmt: skip
+    return DetectionResult((kept,), result.fppi_points, result.image_keys[images], image_gt, num_images,
+                           gt_image=gt_image, gt_category=gt_category)  # fmt: skip
 
 
 def strata_of(keys: Tensor, labels: dict[int, str]) -> dict[str, Tensor]:
