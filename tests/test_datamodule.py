@@ -821,6 +821,10 @@ def test_a_positive_image_whose_masses_the_frame_cuts_away_is_said(synthetic_roo
         in_csv = len(record.boxes(["Mass"])[0])
         assert len(sample["boxes"]) + len(sample["meta"]["out_of_frame"]) == in_csv
         assert sample["meta"]["out_of_frame"] == [0] * (in_csv - len(sample["boxes"]))
+        # each mass's finding BI-RADS beside it, in view and cut away, for Table II per BI-RADS
+        birads = record.box_findings(["Mass"])[2].tolist()
+        assert len(sample["meta"]["box_birads"]) == len(sample["boxes"]) and set(birads) <= {3, 4, 5}
+        assert sorted(sample["meta"]["box_birads"] + sample["meta"]["out_of_frame_birads"]) == sorted(birads)
         if said:
             assert said == ["every Mass box lies outside the input frame (resize native, 64x64, crop_breast True): "
                             "the image stays labelled Mass with none in view"]  # fmt: skip

@@ -180,6 +180,9 @@ def test_bad_csv_errors_name_file_and_row(tmp_path: Path) -> None:
     _write(tmp_path, FINDING_COLUMNS, [ROW[:7] + ["BI-RADS four"] + ROW[8:]])
     with pytest.raises(VinDrFormatError, match="line 2: breast_birads must be like 'BI-RADS 4', got 'BI-RADS four'"):
         load_records(tmp_path)
+    _write(tmp_path, FINDING_COLUMNS, [ROW[:10] + ["BI-RADS 7"] + ROW[11:]])
+    with pytest.raises(VinDrFormatError, match="line 2: finding_birads must be like 'BI-RADS 4', got 'BI-RADS 7'"):
+        load_records(tmp_path)  # said at setup, not by the first test batch that reads the mass's BI-RADS
 
 
 def test_csvs_as_excel_saves_them_read_or_fail_naming_the_file_and_the_line(tmp_path: Path) -> None:
@@ -324,3 +327,20 @@ def test_a_validation_split_of_one_kind_of_image_is_named() -> None:
     assert "no image with Suspicious Calcification" in one_class_warning(
         normals + records[:1], ["Mass", "Suspicious Calcification"]
     )
+
+
+def test_each_box_carries_its_finding_birads_in_the_boxes_order() -> None:
+    """Table II per BI-RADS reads each mass's finding BI-RADS beside its box: same order, a repeated box once, an
+    empty cell 0 (unknown), the 5th edition's 4B as 4."""
+    record = ImageRecord("s", "e", "i", "L", "CC", "test", 100, 80, Path("i.dicom"), findings=[
+        Finding(("Mass",), (1.0, 2.0, 9.0, 9.0), "BI-RADS 5"),
+        Finding(("Suspicious Calcification",), (20.0, 2.0, 29.0, 9.0), "BI-RADS 4"),
+        Finding(("Mass", "Suspicious Calcification"), (40.0, 2.0, 49.0, 9.0), "BI-RADS 4B"),
+        Finding(("Mass",), (1.0, 2.0, 9.0, 9.0), "BI-RADS 5"),  # a repeated row
+        Finding(("Mass",), (60.0, 2.0, 69.0, 9.0), ""),
+    ])  # fmt: skip
+    boxes, labels, birads = record.box_findings(["Mass", "Suspicious Calcification"])
+    assert boxes[:, 0].tolist() == [1.0, 20.0, 40.0, 40.0, 60.0] and labels.tolist() == [0, 1, 0, 1, 0]
+    assert birads.tolist() == [5, 4, 4, 4, 0]
+    plain, plain_labels = record.boxes(["Mass", "Suspicious Calcification"])
+    assert np.array_equal(plain, boxes) and np.array_equal(plain_labels, labels)

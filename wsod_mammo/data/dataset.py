@@ -193,7 +193,7 @@ class VinDrDataset(Dataset):
                 f"missing=skip: none of the {len(self.records)} images of this split could be read (the first: "
                 f"{self.records[0].path}); check data_root and the cache"
             )
-        boxes, box_labels = record.boxes(self.classes)
+        boxes, box_labels, box_birads = record.box_findings(self.classes)
         boxes = np.asarray(boxes_to_input(boxes, geometry), np.float32)  # (M, 4) input frame
         boxes, keep = clip_boxes(boxes, geometry.out_height, geometry.out_width)
         if lost := sorted(set(box_labels.tolist()) - set(box_labels[keep].tolist())):
@@ -214,6 +214,10 @@ class VinDrDataset(Dataset):
             # the classes of the boxes the input frame does not hold (wholly outside, or under a pixel of it inside):
             # masses Table II counts, as misses
             "out_of_frame": box_labels[~keep].tolist(),
+            # each box's finding BI-RADS (0: none given), the in-frame boxes' in their order (evaluation transforms
+            # keep every box in order), then the out-of-frame ones': Table II per BI-RADS
+            "box_birads": box_birads[keep].tolist(),
+            "out_of_frame_birads": box_birads[~keep].tolist(),
         }
         label = torch.from_numpy(record.label(self.classes))
         return out | {"label": label, "image_id": record.image_id, "meta": meta}

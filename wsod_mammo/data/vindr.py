@@ -85,14 +85,22 @@ class ImageRecord:
         A finding with two listed classes gives one box per class. The same box of the same class twice (a CSV row
         repeated, as concatenated CSVs do) is one object: no detection can match both, so it would cap the image's TPR.
         """
-        boxes, labels, seen = [], [], set()
+        boxes, labels, _ = self.box_findings(classes)
+        return boxes, labels
+
+    def box_findings(self, classes: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`boxes` and, in their order, each box's finding BI-RADS ``(M,)`` int64 (0: the cell is empty), for
+        detection figures per kind of lesion."""
+        boxes, labels, birads, seen = [], [], [], set()
         for finding in self.findings:
             for index, name in enumerate(classes):
                 if finding.box is not None and name in finding.categories and (finding.box, index) not in seen:
                     seen.add((finding.box, index))
                     boxes.append(finding.box)
                     labels.append(index)
-        return np.asarray(boxes, np.float32).reshape(-1, 4), np.asarray(labels, np.int64)
+                    birads.append(parse_birads(finding.birads) or 0)
+        return (np.asarray(boxes, np.float32).reshape(-1, 4), np.asarray(labels, np.int64),
+                np.asarray(birads, np.int64))  # fmt: skip
 
     def label(self, classes: Sequence[str]) -> np.ndarray:
         """Multi-hot ``(C,)`` float32 image label."""
@@ -113,14 +121,15 @@ def parse_categories(text: str, where: str = "") -> tuple[str, ...]:
     return tuple(v.strip() for v in value)
 
 
-def parse_birads(text: str, where: str = "") -> int | None:
-    """``BI-RADS 4`` (the CSVs' form; a bare ``4`` too) -> 4; an empty cell -> None."""
+def parse_birads(text: str, where: str = "", column: str = "breast_birads") -> int | None:
+    """``BI-RADS 4`` (the CSVs' form; a bare ``4``, and the 5th edition's ``4A``-``4C``, too) -> 4; an empty cell
+    -> None. ``column`` names the cell in the error."""
     text = text.strip()
     if not text:
         return None
-    match = re.fullmatch(r"(?:BI-?RADS\s*)?([0-6])", text, flags=re.IGNORECASE)
+    match = re.fullmatch(r"(?:BI-?RADS\s*)?([0-6])[ABC]?", text, flags=re.IGNORECASE)
     if match is None:
-        raise VinDrFormatError(f"{where}: breast_birads must be like 'BI-RADS 4', got {text!r}")
+        raise VinDrFormatError(f"{where}: {column} must be like 'BI-RADS 4', got {text!r}")
     return int(match.group(1))
 
 
@@ -272,6 +281,7 @@ def load_records(root: str | Path) -> list[ImageRecord]:
         box = _parse_box(row, record.height, record.width, where)
         if box is None and categories != (NO_FINDING,):
             raise VinDrFormatError(f"{where}: finding {list(categories)} has no box")
+        parse_birads(row["finding_birads"], where, "finding_birads")  # a bad cell named here, not in a worker
         record.findings.append(Finding(categories, box, row["finding_birads"].strip()))
     if repeats:
         listing = "; ".join(repeats[:10]) + (" ..." if len(repeats) > 10 else "")

@@ -58,6 +58,25 @@ def unseen_targets(batch: dict[str, Any], class_index: int) -> list[int]:
     return [list(meta.get("out_of_frame", ())).count(class_index) for meta in batch["meta"]]
 
 
+def target_birads(batch: dict[str, Any], class_index: int) -> list[list[int]] | None:
+    """Per image, the finding BI-RADS of each box of the class (0: none given), its in-frame boxes in
+    ``class_targets``' order, then its ``unseen_targets``: ``DetectionMetric``'s ``gt_categories``. None where the
+    data gives none (``meta["box_birads"]``, VinDrDataset's)."""
+    metas = batch["meta"]
+    if not all("box_birads" in meta for meta in metas):
+        return None
+    categories = []
+    for meta, labels, image_id in zip(metas, batch["box_labels"], batch["image_id"], strict=True):
+        labels = labels.reshape(-1).tolist()
+        if len(meta["box_birads"]) != len(labels):
+            raise ValueError(f"{image_id}: {len(labels)} boxes reach the metric but meta['box_birads'] has "
+                             f"{len(meta['box_birads'])}: an evaluation transform dropped or added boxes")  # fmt: skip
+        seen = [b for b, label in zip(meta["box_birads"], labels, strict=True) if label == class_index]
+        out = zip(meta.get("out_of_frame_birads", ()), meta.get("out_of_frame", ()), strict=True)
+        categories.append(seen + [b for b, label in out if label == class_index])
+    return categories
+
+
 def step_maps(
     pl_module: GMICLitModule, outputs: dict[str, Any], images: Tensor, methods: Sequence[str]
 ) -> dict[str, Tensor]:
@@ -183,9 +202,10 @@ class DetectionMetrics(Callback):
         size = tuple(batch["image"].shape[-2:])
         regions = content_regions(batch["meta"])
         unseen = unseen_targets(batch, self.class_index)
+        birads = target_birads(batch, self.class_index)
         for (method, _), metric in self._metrics.items():
             metric.update(maps[method][:, self.class_index], probabilities, gt_boxes, labels, size, batch["image_id"],
-                          regions, unseen)  # fmt: skip
+                          regions, unseen, birads)  # fmt: skip
 
     # ------------------------------------------------------------------------------------------ validation
     def on_validation_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
