@@ -189,3 +189,26 @@ def test_a_category_per_ground_truth_box_is_required() -> None:
         metric.update(torch.stack([im["map"] for im in images]), torch.ones(4), [im["boxes"] for im in images],
                       torch.ones(4), GRID, [im["id"] for im in images],
                       unseen_gt=[len(im["unseen"]) for im in images], gt_categories=wrong)  # fmt: skip
+
+
+def test_table2_by_finding_birads_rows_each_kind_unknown_last_and_only_where_the_data_names_one() -> None:
+    from wsod_mammo.training.test_report import by_finding_birads, has_finding_birads
+
+    images = _lesion_images(seed=6, count=30)
+    images[1]["birads"] = [0] * len(images[1]["birads"])  # masses whose finding_birads cell is empty
+    whole = _lesion_result(images)
+    assert 0 in whole.gt_category.tolist()
+    summary, markdown, csv = by_finding_birads({("cam", "mass"): whole, ("cam", "all"): whole}, BUDGET, seed=0)
+    rows = summary["mass"]
+    assert list(rows) == ["BI-RADS 3", "BI-RADS 4", "BI-RADS 5", UNKNOWN]
+    assert sum(r["masses"] for r in rows.values()) == whole.num_gt
+    for label, row in rows.items():
+        category = int(label.split()[-1]) if label != UNKNOWN else 0
+        part = restrict_lesions(whole, whole.gt_category == category, BUDGET).per_threshold[0]
+        assert (row["cells"]["cam"]["tpr"], row["cells"]["cam"]["fppi"]) == (part.tpr, part.fppi)
+        with_mass = {im["id"] for im in images if category in im["birads"] + im["unseen"]}
+        assert row["images"] == len(with_mass)
+    assert csv.splitlines()[0].startswith("subset,finding_birads,studies,images,masses,method")
+    assert "| finding BI-RADS | studies | images | masses | cam |" in markdown
+    assert has_finding_birads({("cam", "mass"): whole})
+    assert not has_finding_birads({("cam", "mass"): _lesion_result(images, categories=False)})

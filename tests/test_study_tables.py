@@ -153,41 +153,52 @@ def test_the_study_writes_table1_at_breast_level_beside_images_and_only_from_rep
     assert "no breast-level Table I: the test reports of cam_seed1 rate no breasts" in caplog.text
 
 
-def test_the_study_writes_table2_per_breast_density_from_every_runs_report(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    """Each density's cells are averaged over seeds as Table II's, keep the runs' threshold marks and only the
-    methods the study tabulates; with one run's report lacking densities there is no such table, and a warning."""
+@pytest.mark.parametrize(
+    ("key", "file", "names", "title", "lack"),
+    [
+        ("by_density", "table2_by_density.md", ("DENSITY A", "DENSITY D"), "Table II per breast density",
+         "rate no densities"),
+        ("by_finding_birads", "table2_by_birads.md", ("BI-RADS 4", "BI-RADS 5"), "Table II per finding BI-RADS",
+         "rate no finding BI-RADS"),
+    ],
+)  # fmt: skip
+def test_the_study_writes_table2_per_stratum_from_every_runs_report(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, key: str, file: str, names: tuple[str, str], title: str,
+    lack: str,
+) -> None:  # fmt: skip
+    """Each stratum's (breast density's, finding BI-RADS') cells are averaged over seeds as Table II's, keep the
+    runs' threshold marks and only the methods the study tabulates; with one run's report lacking the strata there
+    is no such table, and a warning."""
     import json
 
     def report(seed: int, tied: bool) -> dict:
         source = "validation, from a tie at TPR 0 (no threshold of the grid found a mass there): not a choice"
         cells = {m: {"tpr": 0.5, "fppi": 0.5, **({"threshold_from": source} if tied and m == "cam" else {})}
                  for m in ("cam", "gradcam")}  # fmt: skip
-        densities = {
-            density: {"studies": 3, "images": 5, "masses": 6,
-                      "cells": {m: {"tpr": tpr + seed / 10, "fppi": 0.25, "tpr_interval": {}} for m in cells}}
-            for density, tpr in (("DENSITY A", 0.2), ("DENSITY D", 0.6))
+        strata = {
+            name: {"studies": 3, "images": 5, "masses": 6,
+                   "cells": {m: {"tpr": tpr + seed / 10, "fppi": 0.25, "tpr_interval": {}} for m in cells}}
+            for name, tpr in zip(names, (0.2, 0.6), strict=True)
         }  # fmt: skip
-        return {"table1": {}, "mass": cells, "by_density": {"mass": densities, "all": densities}}
+        return {"table1": {}, "mass": cells, key: {"mass": strata, "all": strata}}
 
     runs = {}
     for seed in (1, 2):
         (tmp_path / f"{seed}.json").write_text(json.dumps(report(seed, tied=seed == 2)))
         runs[("cam", seed)] = tmp_path / f"{seed}.json"
     text = write_study_outputs(tmp_path / "study", runs, test_methods=["gradcam", "cam"])
-    table = (tmp_path / "study" / "table2_by_density.md").read_text()
-    assert "Table II per breast density: table2_by_density.md" in text
-    a, d = table.split("## DENSITY A (3 studies, 5 images, 6 masses)")[1].split("## DENSITY D")
+    table = (tmp_path / "study" / file).read_text()
+    assert f"{title}: {file}" in text and table.startswith(f"{title} (mass images")
+    a, d = table.split(f"## {names[0]} (3 studies, 5 images, 6 masses)")[1].split(f"## {names[1]}")
     assert "| cam | 0.35 [" in a and "| cam | 0.75 [" in d  # means over the two seeds
     assert "@ 0.25 \u2020" in a and "seed 2" in a  # seed 2's tied threshold marked as in table2.md
     only_cam = write_study_outputs(tmp_path / "study", runs, test_methods=["cam"])
-    assert "gradcam" not in (tmp_path / "study" / "table2_by_density.md").read_text() and only_cam
-    (tmp_path / "1.json").write_text(json.dumps({**report(1, False), "by_density": None}))
+    assert "gradcam" not in (tmp_path / "study" / file).read_text() and only_cam
+    (tmp_path / "1.json").write_text(json.dumps({**report(1, False), key: None}))
     with caplog.at_level("WARNING"):
         text = write_study_outputs(tmp_path / "study", runs)
-    assert "per breast density" not in text and not (tmp_path / "study" / "table2_by_density.md").exists()
-    assert "the test reports of cam_seed1 rate no densities" in caplog.text
+    assert title not in text and not (tmp_path / "study" / file).exists()
+    assert f"the test reports of cam_seed1 {lack}" in caplog.text
 
 
 def test_fppi_is_averaged_over_the_seeds_whose_tpr_is() -> None:

@@ -6,17 +6,17 @@ import logging
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from wsod_mammo.detection.report import METHOD_ORDER, count, plot_froc
 from wsod_mammo.detection.study_tables import (
     SUBSET,
     Marks,
     best_pairs,
-    density_reports,
     keep_test_methods,
     load_reports,
     resampled,
+    stratum_reports,
     symbols,
     table1_text,
     table2_cells,
@@ -76,26 +76,49 @@ def _every_report_has(
     return False
 
 
-SINGULAR = {"studies": "study", "images": "image", "masses": "mass"}  # the density headings' counts
+SINGULAR = {"studies": "study", "images": "image", "masses": "mass"}  # the stratum headings' counts
 
 
-def _write_by_density(output: Path, reports: dict[tuple[str, int], dict[str, Any]], marks: Marks) -> str | None:
-    """``table2_by_density.md``: Table II over each breast density's mass images, as ``table2.md`` (means over
+class Strata(NamedTuple):
+    """One per-stratum Table II of the study: the test report's key, the file, its title and what a run lacking it
+    rates not."""
+
+    key: str
+    file: str
+    title: str
+    lack: str
+
+
+STRATA = (
+    Strata("by_density", "table2_by_density.md", f"Table II per breast density ({SUBSET} images of that density; TPR "
+           "[95% interval] @ FPPI, means over seeds, each run at its validated thresholds)", "rate no densities"),
+    Strata("by_finding_birads", "table2_by_birads.md", f"Table II per finding BI-RADS ({SUBSET} images; TPR over the "
+           "masses of that BI-RADS [95% interval] @ FPPI over every image, means over seeds, each run at its validated "
+           "thresholds; a heading's studies and images hold such a mass)", "rate no finding BI-RADS"),
+)  # fmt: skip
+
+
+def _name(strata: Strata) -> str:
+    """The table's name, its title without the parenthesis: "Table II per breast density"."""
+    return strata.title.split(" (")[0]
+
+
+def _write_by_stratum(
+    output: Path, reports: dict[tuple[str, int], dict[str, Any]], marks: Marks, strata: Strata
+) -> str | None:
+    """``strata.file``: Table II over each stratum (breast density, finding BI-RADS), as ``table2.md`` (means over
     seeds, intervals, the runs' threshold ``marks``: the thresholds are Table II's); returns its name, or None where
-    not every run's report rates densities (an earlier study's file is then removed: it would look current)."""
-    path = output / "table2_by_density.md"
-    if not _every_report_has(reports, lambda r: (r.get("by_density") or {}).get(SUBSET), output, path,
-                             "Table II by breast density", "rate no densities"):  # fmt: skip
+    not every run's report rates the strata (an earlier study's file is then removed: it would look current)."""
+    path = output / strata.file
+    if not _every_report_has(reports, lambda r: (r.get(strata.key) or {}).get(SUBSET), output, path,
+                             _name(strata), strata.lack):  # fmt: skip
         return None
     sections = []
-    for density, (counts, per_density) in density_reports(reports).items():
-        markdown, _ = table2_text(table2_cells(per_density), marks)
+    for stratum, (counts, per_stratum) in stratum_reports(reports, strata.key).items():
+        markdown, _ = table2_text(table2_cells(per_stratum), marks)
         what = ", ".join(count(v, SINGULAR[k], plural=k) for k, v in counts.items() if v is not None)
-        sections.append(f"## {density} ({what})\n\n{markdown}")
-    path.write_text(
-        f"Table II per breast density ({SUBSET} images of that density; TPR [95% interval] @ FPPI, means over seeds, "
-        "each run at its validated thresholds)\n\n" + "\n".join(sections)
-    )
+        sections.append(f"## {stratum} ({what})\n\n{markdown}")
+    path.write_text(f"{strata.title}\n\n" + "\n".join(sections))
     return path.name
 
 
@@ -107,11 +130,11 @@ def write_study_outputs(
     include_them: str = "",
 ) -> str:
     """Write ``table1.md`` (and ``table1_breast.md`` where the reports rate breasts), ``table2.md``, ``table2.csv``,
-    ``table2_by_density.md`` (where they rate densities), ``froc_<train>.png`` and ``summary.md`` to ``output``
-    (Table II's columns: ``test_methods``, default every method the reports hold); return the summary's text (the
-    tables and the best pair). ``left_out``: finished run folders not in these tables, named in the summary with
-    ``include_them``, the options that would include them; the
-    FROC figure of a train method not in the tables is removed (an earlier study's, it would look current)."""
+    ``table2_by_density.md`` and ``table2_by_birads.md`` (where they rate densities, finding BI-RADS),
+    ``froc_<train>.png`` and ``summary.md`` to ``output`` (Table II's columns: ``test_methods``, default every method
+    the reports hold); return the summary's text (the tables and the best pair). ``left_out``: finished run folders
+    not in these tables, named in the summary with ``include_them``, the options that would include them; the FROC
+    figure of a train method not in the tables is removed (an earlier study's, it would look current)."""
     reports = keep_test_methods(load_reports(runs), test_methods)  # every run has every column's method
     cells, marks = table2_cells(reports), threshold_marks(reports)
     table2_md, table2_csv = table2_text(cells, marks)
@@ -126,7 +149,7 @@ def write_study_outputs(
     (output / "table2.md").write_text(table2_md)
     (output / "table2.csv").write_text(table2_csv)
     figures = _froc_figures(output, reports)
-    by_density = _write_by_density(output, reports, marks)
+    by_stratum = {strata.key: _write_by_stratum(output, reports, marks, strata) for strata in STRATA}
     for method in set(METHOD_ORDER) - {m for m, _ in reports}:
         (output / f"froc_{method}.png").unlink(missing_ok=True)
     seeds = sorted({s for _, s in reports})
@@ -160,7 +183,7 @@ def write_study_outputs(
         f"{table1_md}\n{breast_text}"
         f"Table II ({SUBSET} images; TPR [95% interval, {interval}] @ FPPI, means over seeds)\n\n{table2_md}\n"
         f"{verdict}\n\nFROC figures: {', '.join(p.name for p in figures)}\n"
-        + (f"Table II per breast density: {by_density}\n" if by_density else "")
+        + "".join(f"{_name(strata)}: {by_stratum[strata.key]}\n" for strata in STRATA if by_stratum[strata.key])
     )
     if left_out:
         text += f"\nFinished runs in this folder left out of these tables: {', '.join(left_out)}"

@@ -268,24 +268,24 @@ def table1_text(reports: dict[tuple[str, int], dict[str, Any]], key: str = "tabl
     return _markdown(["train", "head", *(title for _, title in TABLE1_COLUMNS)], rows)
 
 
-def density_reports(
-    reports: dict[tuple[str, int], dict[str, Any]],
+def stratum_reports(
+    reports: dict[tuple[str, int], dict[str, Any]], strata: str = "by_density"
 ) -> dict[str, tuple[dict[str, Any], dict[tuple[str, int], dict[str, Any]]]]:
-    """Per breast density of the test report's ``by_density`` (mass images), in the report's order: its counts (the
-    first run's: every run tests the same images) and the reports with that density's cells as their Table II
-    cells, for :func:`table2_cells` (the cells' thresholds are Table II's: its :func:`threshold_marks` hold). Call
-    it with reports that all have ``by_density``."""
-    first = next(iter(reports.values()))["by_density"][SUBSET]
+    """Per stratum of the test report's ``strata`` (``by_density``: breast densities, ``by_finding_birads``: kinds
+    of mass; mass images), in the report's order: its counts (the first run's: every run tests the same images) and
+    the reports with that stratum's cells as their Table II cells, for :func:`table2_cells` (the cells' thresholds
+    are Table II's: its :func:`threshold_marks` hold). Call it with reports that all have ``strata``."""
+    first = next(iter(reports.values()))[strata][SUBSET]
     out = {}
-    for density, row in first.items():
+    for stratum, row in first.items():
         per_run = {}
         for key, report in reports.items():
-            cells = report["by_density"][SUBSET].get(density, {}).get("cells", {})
+            cells = report[strata][SUBSET].get(stratum, {}).get("cells", {})
             per_run[key] = {**report, SUBSET: {
                 method: {"tpr": c["tpr"], "fppi": c["fppi"], "intervals": {"tpr": c["tpr_interval"]}}
                 for method, c in cells.items() if method in report[SUBSET]
             }}  # fmt: skip
-        out[density] = ({k: row.get(k) for k in ("studies", "images", "masses")}, per_run)
+        out[stratum] = ({k: row.get(k) for k in ("studies", "images", "masses")}, per_run)
     return out
 
 

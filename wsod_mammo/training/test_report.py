@@ -1,5 +1,5 @@
-"""The test run's report: Table I (per image and per breast), the Table II row (and its cells per breast density),
-FROC plots, 95% bootstrap intervals, counts, per-image records.
+"""The test run's report: Table I (per image and per breast), the Table II row (and its cells per breast density and
+per finding BI-RADS), FROC plots, 95% bootstrap intervals, counts, per-image records.
 
 ``detection.json`` holds each figure as a plain value (``table1``, each method's ``tpr``, ``fppi``, ``tpr_at_fppi``)
 and its 95% interval beside it as ``{"value", "low", "high"}`` (``table1_intervals``, each method's ``intervals``),
@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
@@ -53,7 +54,7 @@ from wsod_mammo.detection.report import (
     thresholds_record,
     write_table2_row,
 )
-from wsod_mammo.detection.strata import restrict, strata_of
+from wsod_mammo.detection.strata import UNKNOWN, restrict, restrict_lesions, strata_of
 from wsod_mammo.training.classification import HEADS, KeyedClassificationMetric
 from wsod_mammo.training.provenance import evaluated_weights, evaluation_setting
 
@@ -68,7 +69,9 @@ OPERATING_POINT = (
     "the rule validation chooses the binarization threshold by"
 )
 CI_COLUMNS = ["subset", "method", "figure", "value", "low", "high"]
-DENSITY_COLUMNS = ["subset", "density", "studies", "images", "masses", "method", "tpr", "fppi", "tpr_low", "tpr_high"]
+STRATUM_COLUMNS = ["studies", "images", "masses", "method", "tpr", "fppi", "tpr_low", "tpr_high"]
+DENSITY_COLUMNS = ["subset", "density", *STRATUM_COLUMNS]
+BIRADS_COLUMNS = ["subset", "finding_birads", *STRATUM_COLUMNS]
 # detection.json's "weights" -> the row file's ``weights`` column (see wsod_mammo.detection.report)
 ROW_WEIGHTS = {
     "checkpoint": "checkpoint",
@@ -316,6 +319,65 @@ def by_density(
     (``{subset: {density: {"studies", "images", "masses", "cells": {method: {tpr, fppi, cell, tpr_interval}}}}}``;
     ``studies`` None where the data names none), the Markdown and the CSV. A density of few studies has a narrow
     interval for want of studies to draw, not for certainty: the table gives their number."""
+
+    def parts(result: DetectionResult) -> dict[str, tuple[DetectionResult, Tensor]]:
+        out = {}
+        for label, keep in strata_of(result.image_keys, labels).items():
+            part = restrict(result, keep, budget)
+            out[label] = (part, torch.ones(part.num_images, dtype=torch.bool))
+        return out
+
+    note = (
+        f"Each method at its Table II threshold; a cell is the FROC point of that density's images with the highest "
+        f"TPR at FPPI <= {budget:g}, TPR [95% bootstrap interval] @ FPPI.\n\n"
+    )
+    return _strata_table(results, parts, ("density", DENSITY_COLUMNS), note, budget, seed, groups)
+
+
+def has_finding_birads(results: dict[tuple[str, str], DetectionResult]) -> bool:
+    """True where the data gave some mass a finding BI-RADS (``DetectionResult.gt_category``): Table II per BI-RADS
+    is written then."""
+    return any(r.gt_category is not None and bool((r.gt_category > 0).any()) for r in results.values())
+
+
+def by_finding_birads(
+    results: dict[tuple[str, str], DetectionResult], budget: float, seed: int, groups: dict[int, int] | None = None
+) -> tuple[dict[str, Any], str, str]:
+    """Table II per kind of mass: each subset's method cells counting only the masses of one finding BI-RADS
+    (VinDr's ``finding_birads``: 3 probably benign, 4 suspicious, 5 highly suggestive of malignancy), with every
+    false positive (``restrict_lesions``) and the TPR's interval. ``detection.json``'s ``by_finding_birads``, laid
+    out as ``by_density`` (``studies``, ``images``: those holding such a mass), the Markdown and the CSV."""
+
+    def parts(result: DetectionResult) -> dict[str, tuple[DetectionResult, Tensor]]:
+        assert result.gt_category is not None  # has_finding_birads
+        named = {int(c): f"BI-RADS {int(c)}" if c > 0 else UNKNOWN for c in result.gt_category.unique()}
+        out = {}
+        for category, label in sorted(named.items(), key=lambda item: (item[1] == UNKNOWN, item[1])):
+            part = restrict_lesions(result, result.gt_category == category, budget)
+            out[label] = (part, part.image_gt > 0)
+        return out
+
+    note = (
+        f"Each method at its Table II threshold; a cell counts the masses of one finding BI-RADS: TPR over them "
+        f"(those out of the input frame missed), FPPI over every image of the subset (no mass owns a false "
+        f"positive; a box on a mass of another BI-RADS counts neither way), the FROC point with the highest TPR at "
+        f"FPPI <= {budget:g}, TPR [95% bootstrap interval] @ FPPI. studies and images: those holding such a mass.\n\n"
+    )
+    return _strata_table(results, parts, ("finding BI-RADS", BIRADS_COLUMNS), note, budget, seed, groups)
+
+
+def _strata_table(
+    results: dict[tuple[str, str], DetectionResult],
+    parts: Callable[[DetectionResult], dict[str, tuple[DetectionResult, Tensor]]],
+    columns: tuple[str, list[str]],
+    note: str,
+    budget: float,
+    seed: int,
+    groups: dict[int, int] | None,
+) -> tuple[dict[str, Any], str, str]:
+    """Table II per stratum: ``parts(result)`` gives each stratum's restricted result and which of its images the
+    row counts ``(I,)`` bool. Returns ``{subset: {stratum: {"studies", "images", "masses", "cells"}}}``,
+    the Markdown (``note`` first) and the CSV (``columns``: the Markdown's stratum column and the CSV's columns)."""
     summary: dict[str, Any] = {}
     sections, csv_rows = [], []
     for subset in SUBSETS:
@@ -324,13 +386,12 @@ def by_density(
             continue
         rows: dict[str, Any] = {}
         for method, result in subset_results.items():
-            for label, keep in strata_of(result.image_keys, labels).items():
-                part = restrict(result, keep, budget)
+            for label, (part, counted) in parts(result).items():
                 first = part.per_threshold[0]
                 tpr_interval = detection_intervals(part, budget, seed, groups)["tpr"]
-                studies = groups_of(part.image_keys, groups)
+                studies = groups_of(part.image_keys[counted], groups)
                 counts = {"studies": None if studies is None else int(studies.unique().numel()),
-                          "images": part.num_images, "masses": part.num_gt}  # fmt: skip
+                          "images": int(part.image_keys[counted].numel()), "masses": part.num_gt}  # fmt: skip
                 row = rows.setdefault(label, {**counts, "cells": {}})
                 cell = format_cell(first.tpr, first.fppi)
                 row["cells"][method] = {
@@ -349,12 +410,8 @@ def by_density(
             for label, row in rows.items()
         ]
         title = f"{subset} images" if subset != "mass" else "mass images (the study's Table II)"
-        sections.append(f"{title}\n\n" + _markdown(["density", "studies", "images", "masses", *methods], md_rows))
-    note = (
-        f"Each method at its Table II threshold; a cell is the FROC point of that density's images with the highest "
-        f"TPR at FPPI <= {budget:g}, TPR [95% bootstrap interval] @ FPPI.\n\n"
-    )
-    return summary, note + "\n".join(sections), csv_text(DENSITY_COLUMNS, csv_rows)
+        sections.append(f"{title}\n\n" + _markdown([columns[0], "studies", "images", "masses", *methods], md_rows))
+    return summary, note + "\n".join(sections), csv_text(columns[1], csv_rows)
 
 
 def _cell_with_interval(cell: dict[str, Any]) -> str:
@@ -495,6 +552,12 @@ def write_test_report(
         (directory / "table2_by_density.md").write_text(density_md)
         (directory / "table2_by_density.csv").write_text(density_csv)
         printed.append(f"Table II by breast density\n{density_md}")
+    summary["by_finding_birads"] = None
+    if has_finding_birads(results):
+        summary["by_finding_birads"], birads_md, birads_csv = by_finding_birads(results, fppi_budget, seed, groups)
+        (directory / "table2_by_birads.md").write_text(birads_md)
+        (directory / "table2_by_birads.csv").write_text(birads_csv)
+        printed.append(f"Table II by finding BI-RADS\n{birads_md}")
     (directory / "detection.json").write_text(json.dumps(summary, indent=2, allow_nan=True))
     image_records = {"fppi_budget": fppi_budget, "bootstrap_seed": seed, "subsets": records}  # --compare redraws these
     (directory / IMAGES_FILE).write_text(json.dumps(image_records))
@@ -526,15 +589,17 @@ def _log_to_wandb(trainer: Trainer, directory: Path, summary: dict[str, Any], ci
             logger.log_table(f"test/{table}_ci", columns=["head", "figure", "value", "low", "high"], data=ci)
         data = [[s, m, f, float(v), float(lo), float(hi)] for s, m, f, v, lo, hi in ci_rows]
         logger.log_table("test/detection_ci", columns=CI_COLUMNS, data=data)
-        if summary["by_density"]:
-            data = [
-                [subset, density, row["studies"], row["images"], row["masses"], method, c["tpr"], c["fppi"],
-                 c["tpr_interval"]["low"], c["tpr_interval"]["high"]]
-                for subset, rows in summary["by_density"].items()
-                for density, row in rows.items()
-                for method, c in row["cells"].items()
-            ]  # fmt: skip
-            logger.log_table("test/table2_by_density", columns=DENSITY_COLUMNS, data=data)
+        for key, table, columns in (("by_density", "table2_by_density", DENSITY_COLUMNS),
+                                    ("by_finding_birads", "table2_by_birads", BIRADS_COLUMNS)):  # fmt: skip
+            if summary[key]:
+                data = [
+                    [subset, stratum, row["studies"], row["images"], row["masses"], method, c["tpr"], c["fppi"],
+                     c["tpr_interval"]["low"], c["tpr_interval"]["high"]]
+                    for subset, rows in summary[key].items()
+                    for stratum, row in rows.items()
+                    for method, c in row["cells"].items()
+                ]  # fmt: skip
+                logger.log_table(f"test/{table}", columns=columns, data=data)
         for subset in SUBSETS:
             if subset in summary:
                 cells = summary[subset]
