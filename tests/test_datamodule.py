@@ -23,6 +23,7 @@ from lightning.fabric.utilities import move_data_to_device
 from processes import all_end_within
 
 from wsod_mammo.data.datamodule import DataError, VinDrMammoDataModule, collate_samples
+from wsod_mammo.data.dataset import box_sizes_mm
 from wsod_mammo.data.device_augment import warp_padding
 from wsod_mammo.data.dicom import read_dicom
 from wsod_mammo.data.geometry import RESIZE_MODES, boxes_to_original
@@ -106,6 +107,8 @@ def test_eval_boxes_map_back_to_csv_and_cache_agrees(synthetic_root: Path, tmp_p
     for index in range(len(direct.datasets["test"])):
         a, b = direct.datasets["test"][index], cached.datasets["test"][index]
         assert a["image_id"] == b["image_id"] and a["meta"]["geometry"] == b["meta"]["geometry"]
+        # the cache keeps the DICOM's pixel spacing: masses measure the same in mm from either
+        assert a["meta"]["geometry"]["spacing_mm"] and a["meta"]["box_size_mm"] == b["meta"]["box_size_mm"]
         torch.testing.assert_close(a["image"], b["image"], atol=1e-3, rtol=0)
         expected, _ = records[a["image_id"]].boxes(["Mass"])
         np.testing.assert_allclose(boxes_to_original(a["boxes"].numpy(), a["meta"]["geometry"]), expected, atol=1e-3)
@@ -825,6 +828,11 @@ def test_a_positive_image_whose_masses_the_frame_cuts_away_is_said(synthetic_roo
         birads = record.box_findings(["Mass"])[2].tolist()
         assert len(sample["meta"]["box_birads"]) == len(sample["boxes"]) and set(birads) <= {3, 4, 5}
         assert sorted(sample["meta"]["box_birads"] + sample["meta"]["out_of_frame_birads"]) == sorted(birads)
+        # and its size in mm, by the DICOM's pixel spacing (the synthetic DICOMs carry one)
+        spacing = read_dicom(record.path)[1].spacing_mm
+        expected = box_sizes_mm(record.boxes(["Mass"])[0], spacing).tolist()
+        got = sample["meta"]["box_size_mm"] + sample["meta"]["out_of_frame_size_mm"]
+        assert spacing is not None and sorted(got) == pytest.approx(sorted(expected)) and len(got) == in_csv
         if said:
             assert said == ["every Mass box lies outside the input frame (resize native, 64x64, crop_breast True): "
                             "the image stays labelled Mass with none in view"]  # fmt: skip

@@ -447,3 +447,17 @@ def test_a_voi_lut_sequence_with_an_identity_rescale_reads_without_warnings(tmp_
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         read_dicom(path)
+
+
+def test_pixel_spacing_is_the_calibrated_one_else_the_detectors_and_never_an_error(tmp_path: Path) -> None:
+    """Lesion sizes in mm read PixelSpacing where the file calibrates it, else ImagerPixelSpacing (Type 1 in a
+    digital mammogram); a spacing that is absent, empty or not two positive numbers is no spacing, not a failure to
+    read the image (only Table II per mass size uses it)."""
+    both = write(tmp_path / "both.dcm", PixelSpacing=[0.07, 0.065], ImagerPixelSpacing=[0.085, 0.085])
+    assert read_dicom(both)[1].spacing_mm == (0.07, 0.065)
+    detector = write(tmp_path / "detector.dcm", ImagerPixelSpacing=[0.1, 0.1])
+    assert read_dicom(detector)[1].spacing_mm == (0.1, 0.1)
+    assert read_dicom(write(tmp_path / "none.dcm"))[1].spacing_mm is None
+    for name, value in (("zero", [0.0, 0.1]), ("one", [0.1]), ("empty", "")):
+        path = write(tmp_path / f"{name}.dcm", PixelSpacing=value, ImagerPixelSpacing=[0.2, 0.2])
+        assert read_dicom(path)[1].spacing_mm == (0.2, 0.2), name  # the bad one skipped, the detector's read

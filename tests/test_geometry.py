@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import cv2
 import numpy as np
 import pytest
@@ -278,3 +280,12 @@ def test_native_map_and_padding_mask_go_back_at_scale_1() -> None:
     out = apply_to_mask(mask, geo)
     assert np.array_equal(out, apply_to_image(mask.view(np.uint8), geo).view(bool)) and out.any()
     assert not out[: geo.offset[1]].any() and not out[:, x1 - x0 :].any()
+
+
+def test_the_pixel_spacing_travels_with_the_geometry_and_old_dicts_have_none() -> None:
+    """A cache sidecar carries the DICOM's spacing (lesion sizes in mm); one written before it reads as unknown."""
+    geo = Geometry(100, 80, True, (2, 3, 70, 90), 64, 48, spacing_mm=(0.085, 0.07))
+    data = json.loads(json.dumps(geo.to_dict()))
+    assert data["spacing_mm"] == [0.085, 0.07] and Geometry.from_dict(data) == geo
+    del data["spacing_mm"]
+    assert Geometry.from_dict(data).spacing_mm is None

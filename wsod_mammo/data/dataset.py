@@ -194,6 +194,7 @@ class VinDrDataset(Dataset):
                 f"{self.records[0].path}); check data_root and the cache"
             )
         boxes, box_labels, box_birads = record.box_findings(self.classes)
+        sizes = box_sizes_mm(boxes, geometry.spacing_mm)  # (M,) from the CSV's boxes, in the DICOM's pixels
         boxes = np.asarray(boxes_to_input(boxes, geometry), np.float32)  # (M, 4) input frame
         boxes, keep = clip_boxes(boxes, geometry.out_height, geometry.out_width)
         if lost := sorted(set(box_labels.tolist()) - set(box_labels[keep].tolist())):
@@ -218,9 +219,27 @@ class VinDrDataset(Dataset):
             # keep every box in order), then the out-of-frame ones': Table II per BI-RADS
             "box_birads": box_birads[keep].tolist(),
             "out_of_frame_birads": box_birads[~keep].tolist(),
+            # each box's size in mm (its longer side; None without a pixel spacing), ordered as box_birads
+            "box_size_mm": _sizes(sizes[keep]),
+            "out_of_frame_size_mm": _sizes(sizes[~keep]),
         }
         label = torch.from_numpy(record.label(self.classes))
         return out | {"label": label, "image_id": record.image_id, "meta": meta}
+
+
+def box_sizes_mm(boxes: np.ndarray, spacing_mm: tuple[float, float] | None) -> np.ndarray:
+    """The longer side in mm of each box ``(M, 4)`` xyxy in the original image's pixels, ``(M,)`` float64 (NaN
+    without a spacing): a mass's size as a radiologist reads it off the image, for Table II per mass size."""
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    if spacing_mm is None:
+        return np.full(boxes.shape[0], np.nan)
+    rows, columns = spacing_mm
+    return np.maximum((boxes[:, 2] - boxes[:, 0]) * columns, (boxes[:, 3] - boxes[:, 1]) * rows)
+
+
+def _sizes(values: np.ndarray) -> list[float | None]:
+    """Sizes as the meta carries them: plain floats, None for unknown (NaN is no JSON)."""
+    return [None if np.isnan(v) else float(v) for v in values]
 
 
 def seed_worker(worker_id: int, log_level: int | None = None, owner_pid: int | None = None) -> None:

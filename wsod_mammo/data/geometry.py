@@ -39,6 +39,9 @@ class Geometry:
     out_height: int
     out_width: int
     resize: str = "stretch"  # "stretch", "fit" or "native"
+    # millimetres per original pixel (rows, columns), the DICOM's PixelSpacing or ImagerPixelSpacing: what a lesion's
+    # size in mm is read from; None for PNG/TIFF inputs, untagged DICOMs and caches written before it was kept
+    spacing_mm: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         if self.resize not in RESIZE_MODES:
@@ -87,6 +90,7 @@ class Geometry:
         """A plain, JSON-able dict (with the scales, for readers) that ``from_dict`` turns back."""
         out = asdict(self)
         out["crop"] = list(self.crop)
+        out["spacing_mm"] = None if self.spacing_mm is None else list(self.spacing_mm)
         out["scale_x"], out["scale_y"] = self.scale_x, self.scale_y
         return out
 
@@ -106,6 +110,7 @@ class Geometry:
             out_height=int(data["out_height"]),
             out_width=int(data["out_width"]),
             resize=str(data.get("resize", "stretch")),
+            spacing_mm=None if data.get("spacing_mm") is None else _spacing_pair(data["spacing_mm"]),
         )
 
 
@@ -136,6 +141,11 @@ def breast_bbox(image: np.ndarray, margin: float = 0.02, threshold: float | None
     x0, y0 = max(0, x * step - mx), max(0, y * step - my)
     x1, y1 = min(width, (x + w) * step + mx), min(height, (y + h) * step + my)
     return (x0, y0, x1, y1)
+
+
+def _spacing_pair(values: Sequence[float]) -> tuple[float, float]:
+    rows, columns = (float(v) for v in values)
+    return rows, columns
 
 
 def make_geometry(

@@ -21,6 +21,7 @@ PROCESSING image (``dicom.reader_warnings``): each is logged naming the file and
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 from typing import NamedTuple
@@ -172,6 +173,7 @@ class _Decoded(NamedTuple):
     view: str  # ViewPosition (CC, MLO...); empty when untagged and for PNG/TIFF
     warnings: tuple[str, ...] = ()  # the DICOM's ``DicomInfo.warnings``
     study: str = ""  # the DICOM's StudyInstanceUID; empty when untagged and for PNG/TIFF
+    spacing_mm: tuple[float, float] | None = None  # the DICOM's pixel spacing (``DicomInfo.spacing_mm``)
 
 
 def _read(path: str | Path) -> _Decoded:
@@ -185,7 +187,7 @@ def _read(path: str | Path) -> _Decoded:
     if is_dicom(path) or suffix in (".dcm", ".dicom") or (suffix not in IMAGE_SUFFIXES and _starts_like_data_set(path)):
         image, info = read_dicom(path)
         view = (info.view or "").strip().upper()
-        return _Decoded(image, info.laterality, info.padding, view, info.warnings, info.study)
+        return _Decoded(image, info.laterality, info.padding, view, info.warnings, info.study, info.spacing_mm)
     if suffix in IMAGE_SUFFIXES or has_image_signature(path):
         return _Decoded(read_image_file(path), None, None, "")
     raise ValueError(
@@ -243,6 +245,7 @@ def load_padded(
         decoded = _read(item)
     image, tagged = decoded.image, decoded.laterality
     out, geometry, side, source = to_input_frame(image, tagged or laterality, input_size, crop_breast, resize)
+    geometry = dataclasses.replace(geometry, spacing_mm=decoded.spacing_mm)
     mirrored = mirrored_laterality(side, image, tagged=bool(tagged)) if source != "inferred" else None
     blank = blank_image(image)
     warnings = decoded.warnings + tuple(w for w in (blank, None if blank else mirrored) if w)
@@ -335,6 +338,7 @@ def load_input_image(
         elif laterality:
             warnings.extend(csv_laterality_doubts(laterality, info.laterality, image))
     out, geometry, side, _ = to_input_frame(image, laterality or info.laterality, input_size, crop_breast, resize)
+    geometry = dataclasses.replace(geometry, spacing_mm=info.spacing_mm)  # for lesion sizes in mm (cached with it)
     return out, geometry, side, apply_to_mask(info.padding, geometry)
 
 
