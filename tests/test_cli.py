@@ -96,7 +96,8 @@ def test_test_writes_both_tables_the_froc_plot_and_overlays(trained: Path) -> No
     for name in ("table1.md", "table1.csv", "table2_row.md", "table2_row.csv", "table2_row_all_images.md",
                  "table2_row_all_images.csv", "froc_mass.png", "froc_all.png", "table1_breast.md",
                  "table1_breast.csv", "table1_breast_ci.csv", "table2_by_density.md",
-                 "table2_by_density.csv", "table2_by_birads.md", "table2_by_birads.csv"):  # fmt: skip
+                 "table2_by_density.csv", "table2_by_birads.md", "table2_by_birads.csv", "table2_by_size.md",
+                 "table2_by_size.csv"):  # fmt: skip
         assert (run / name).stat().st_size > 0, name
     assert len(list((run / "overlays").glob("*.png"))) == 2
     with open(run / "table2_row.csv") as handle:
@@ -158,6 +159,12 @@ def test_test_writes_both_tables_the_froc_plot_and_overlays(trained: Path) -> No
     birads_csv = list(csv.DictReader(open(run / "table2_by_birads.csv")))
     assert {r["finding_birads"] for r in birads_csv} == set(summary["by_finding_birads"]["mass"])
     assert "no mass owns a false positive" in (run / "table2_by_birads.md").read_text()
+    # and per mass size (the synthetic DICOMs' pixel spacing): rows in size order, each mass in one
+    for subset in ("mass", "all"):
+        rows = summary["by_mass_size"][subset]
+        assert list(rows) == [s for s in ("< 10 mm", "10-20 mm", ">= 20 mm") if s in rows] and rows, subset
+        assert sum(r["masses"] for r in rows.values()) == summary[subset]["cam"]["num_gt"], subset
+    assert "Size: the box's longer side" in (run / "table2_by_size.md").read_text()
     # each method is measured at the threshold its validation chose, which the checkpoint carries
     saved = torch.load(resolve_checkpoint("best", yaml.safe_load((trained / "config.yaml").read_text())),
                        weights_only=True)  # fmt: skip

@@ -304,20 +304,26 @@ def test_validation_with_no_mass_in_view_keeps_the_threshold_and_the_test_counts
     assert (result.num_gt, result.num_gt_in_view, result.per_threshold[0].tpr) == (1, 0, 0.0)
 
 
-def test_the_callback_gives_each_mass_its_finding_birads_in_view_then_out_of_frame() -> None:
-    """``target_birads`` keeps the class's boxes' BI-RADS in ``class_targets``' order, then the out-of-frame ones;
-    a batch whose boxes no longer match its meta (a transform dropped one) is refused naming the image."""
-    from wsod_mammo.training.callbacks import target_birads
+def test_the_callback_gives_each_mass_its_finding_birads_and_size_in_view_then_out_of_frame() -> None:
+    """``target_findings`` keeps the class's boxes' BI-RADS (and sizes) in ``class_targets``' order, then the
+    out-of-frame ones; a batch whose boxes no longer match its meta (a transform dropped one) is refused naming the
+    image."""
+    from wsod_mammo.training.callbacks import target_findings, target_sizes
 
     batch = {
         "box_labels": [torch.tensor([0, 1, 0]), torch.zeros(0, dtype=torch.long)],
         "image_id": ["a", "b"],
-        "meta": [{"box_birads": [5, 4, 3], "out_of_frame": [1, 0], "out_of_frame_birads": [4, 0]},
-                 {"box_birads": [], "out_of_frame": [], "out_of_frame_birads": []}],
+        "meta": [{"box_birads": [5, 4, 3], "out_of_frame": [1, 0], "out_of_frame_birads": [4, 0],
+                  "box_size_mm": [12.5, 30.0, None], "out_of_frame_size_mm": [8.0, 9.0]},
+                 {"box_birads": [], "out_of_frame": [], "out_of_frame_birads": [], "box_size_mm": [],
+                  "out_of_frame_size_mm": []}],
     }  # fmt: skip
-    assert target_birads(batch, 0) == [[5, 3, 0], []]
-    assert target_birads(batch, 1) == [[4, 4], []]
-    assert target_birads(batch | {"meta": [{}, {}]}, 0) is None  # data without BI-RADS: every mass unknown
+    assert target_findings(batch, 0, "birads") == [[5, 3, 0], []]
+    assert target_findings(batch, 1, "birads") == [[4, 4], []]
+    sizes = target_sizes(batch, 0)
+    assert sizes is not None and sizes[0][0] == 12.5 and math.isnan(sizes[0][1]) and sizes[0][2:] == [9.0]
+    assert target_findings(batch | {"meta": [{}, {}]}, 0, "birads") is None  # data without BI-RADS: all unknown
+    assert target_sizes(batch | {"meta": [{}, {}]}, 0) is None
     batch["box_labels"][0] = torch.tensor([0, 1])
     with pytest.raises(ValueError, match=r"a: 2 boxes reach the metric but meta\['box_birads'\] has 3"):
-        target_birads(batch, 0)
+        target_findings(batch, 0, "birads")

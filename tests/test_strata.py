@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -212,3 +214,29 @@ def test_table2_by_finding_birads_rows_each_kind_unknown_last_and_only_where_the
     assert "| finding BI-RADS | studies | images | masses | cam |" in markdown
     assert has_finding_birads({("cam", "mass"): whole})
     assert not has_finding_birads({("cam", "mass"): _lesion_result(images, categories=False)})
+
+
+def test_table2_by_mass_size_rows_the_masses_by_their_longer_side_in_order_unknown_last() -> None:
+    from wsod_mammo.training.test_report import SIZE_LABELS, by_mass_size, has_mass_sizes, size_label
+
+    assert [size_label(v) for v in (9.99, 10.0, 19.9, 20.0, math.nan)] == [*SIZE_LABELS[:2], *SIZE_LABELS[1:], UNKNOWN]
+    images = _lesion_images(seed=7, count=30)
+    sizes = {}
+    for k, im in enumerate(images):  # each mass a size of its own; image 2's from a DICOM without a spacing
+        count = len(im["birads"]) + len(im["unseen"])
+        sizes[im["id"]] = [math.nan] * count if k == 2 else [5.0 + 7.0 * ((k + j) % 4) for j in range(count)]
+    metric = DetectionMetric(thresholds=(0.5,), operating_fppi=BUDGET)
+    metric.update(torch.stack([im["map"] for im in images]), torch.tensor([im["p"] for im in images]),
+                  [im["boxes"] for im in images], torch.ones(30), GRID, [im["id"] for im in images],
+                  unseen_gt=[len(im["unseen"]) for im in images],
+                  gt_sizes=[sizes[im["id"]] for im in images])  # fmt: skip
+    whole = metric.compute()
+    assert has_mass_sizes({("cam", "mass"): whole}) and not has_mass_sizes({("cam", "mass"): _lesion_result(images)})
+    summary, markdown, csv = by_mass_size({("cam", "mass"): whole}, BUDGET, seed=0)
+    rows = summary["mass"]
+    assert list(rows) == [*SIZE_LABELS, UNKNOWN]  # in size order, not the labels' alphabetical one
+    every = [v for values in sizes.values() for v in values]
+    for label, row in rows.items():
+        assert row["masses"] == sum(size_label(v) == label for v in every), label
+        assert row["images"] == sum(any(size_label(v) == label for v in values) for values in sizes.values())
+    assert "Size: the box's longer side" in markdown and csv.startswith("subset,mass_size,studies,images,masses")

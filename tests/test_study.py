@@ -54,13 +54,15 @@ def test_study_runs_the_matrix_assembles_table2_and_resumes(
     }
     assert all(0.0 <= float(r["tpr"]) <= 1.0 for r in rows if r["tpr"] != "nan")
     assert (study / "froc_cam.png").stat().st_size > 0 and (study / "froc_gradcam.png").stat().st_size > 0
-    # the extensions: Table I per breast beside Table I, and Table II per breast density and per finding BI-RADS
+    # the extensions: Table I per breast beside Table I, and Table II per breast density, finding BI-RADS, mass size
     assert "Table I, breast level" in summary and (study / "table1_breast.md").stat().st_size > 0
     by_density = (study / "table2_by_density.md").read_text()
     assert "## DENSITY " in by_density and by_density.count("\n| gradcam |") == by_density.count("## DENSITY ")
     by_birads = (study / "table2_by_birads.md").read_text()  # and per finding BI-RADS (synthetic masses: 3 to 5)
     assert "Table II per finding BI-RADS: table2_by_birads.md" in summary
     assert "## BI-RADS " in by_birads and by_birads.count("\n| gradcam |") == by_birads.count("## BI-RADS ")
+    by_size = (study / "table2_by_size.md").read_text()  # and per mass size (the DICOMs' pixel spacing)
+    assert "Table II per mass size: table2_by_size.md" in summary and " mm (" in by_size
 
     for name, method in (("cam_seed7", "cam"), ("gradcam_seed7", "gradcam")):
         run = study / "runs" / name

@@ -160,6 +160,7 @@ def test_the_study_writes_table1_at_breast_level_beside_images_and_only_from_rep
          "rate no densities"),
         ("by_finding_birads", "table2_by_birads.md", ("BI-RADS 4", "BI-RADS 5"), "Table II per finding BI-RADS",
          "rate no finding BI-RADS"),
+        ("by_mass_size", "table2_by_size.md", ("< 10 mm", ">= 20 mm"), "Table II per mass size", "rate no mass sizes"),
     ],
 )  # fmt: skip
 def test_the_study_writes_table2_per_stratum_from_every_runs_report(

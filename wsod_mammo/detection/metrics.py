@@ -106,9 +106,9 @@ class DetectionResult:
 
     ``num_images`` counts distinct images, ``num_samples`` every evaluated sample (repeats and DDP padding
     included); ``image_keys, image_gt (I,)``: each distinct image's key and ground-truth box count (the boxes its
-    input frame leaves out included: misses). ``gt_image, gt_category (G,)`` (None where unknown): each of those
-    ground-truth boxes' image (index into ``image_keys``) and category (the finding's BI-RADS, 0 unknown), an
-    image's in-view boxes first; ``ThresholdResult.box_gt`` indexes them.
+    input frame leaves out included: misses). ``gt_image, gt_category, gt_size (G,)`` (None where unknown): each of
+    those ground-truth boxes' image (index into ``image_keys``), category (the finding's BI-RADS, 0 unknown) and
+    size in mm (NaN unknown), an image's in-view boxes first; ``ThresholdResult.box_gt`` indexes them.
     """
 
     def __init__(
@@ -121,6 +121,7 @@ class DetectionResult:
         num_gt_in_view: int | None = None,
         gt_image: Tensor | None = None,
         gt_category: Tensor | None = None,
+        gt_size: Tensor | None = None,
     ) -> None:
         self.per_threshold = per_threshold
         self.fppi_points = fppi_points
@@ -133,6 +134,7 @@ class DetectionResult:
         self.num_samples = num_samples
         self.gt_image = gt_image
         self.gt_category = gt_category
+        self.gt_size = gt_size
 
     def __repr__(self) -> str:
         cells = ", ".join(f"{r.threshold:g}: {r.tpr:.3f}@{r.fppi:.2f}" for r in self.per_threshold)
@@ -193,7 +195,8 @@ class DetectionMetric(Metric):
     ``operating_fppi``: the reported operating point is the FROC point with the highest TPR at FPPI <= this
     budget (the rule validation selects thresholds by); ``None``: every box with score >= ``score_threshold``.
     ``update`` takes each sample's ``image_id``: an image seen again (DDP padding, repeats) counts once, and
-    optionally a category per ground-truth box (the finding's BI-RADS), kept with which box found which lesion.
+    optionally a category and a size per ground-truth box (the finding's BI-RADS, its mm), kept with which box
+    found which lesion.
     """
 
     is_differentiable = False
@@ -210,6 +213,7 @@ class DetectionMetric(Metric):
     box_gt: list[Tensor]
     gt_occurrence: list[Tensor]
     gt_category: list[Tensor]
+    gt_size: list[Tensor]
 
     def __init__(
         self,
@@ -237,8 +241,8 @@ class DetectionMetric(Metric):
         self.add_state("image_gt", default=[], dist_reduce_fx="cat")
         self.add_state("image_unseen", default=[], dist_reduce_fx="cat")  # per image: its boxes out of frame
         # per box: the index of the ground truth it matched within its image (-1: false positive); per ground-truth
-        # box (an image's in-view boxes, then its unseen ones): its sample's occurrence and its category
-        for name in ("box_gt", "gt_occurrence", "gt_category"):
+        # box (an image's in-view boxes, then its unseen ones): its sample's occurrence, its category and size
+        for name in ("box_gt", "gt_occurrence", "gt_category", "gt_size"):
             self.add_state(name, default=[], dist_reduce_fx="cat")
 
     def update(
@@ -252,6 +256,7 @@ class DetectionMetric(Metric):
         regions: Sequence[Region | None] | None = None,
         unseen_gt: Sequence[int] | None = None,
         gt_categories: Sequence[Sequence[int]] | None = None,
+        gt_sizes: Sequence[Sequence[float]] | None = None,
     ) -> None:
         """Add a batch: maps ``(N, h, w)`` of the target class, mass probabilities ``(N,)``, ground-truth boxes
         ``gt_boxes[i] (M_i, 4)`` xyxy in the input frame ``image_size = (H, W)``, labels ``(N,)`` (1 = mass),
@@ -259,7 +264,7 @@ class DetectionMetric(Metric):
         the part of the frame that holds it, ``content_regions``: no box in the padding of ``fit`` and ``native``),
         ``unseen_gt`` (per image, its ground-truth boxes outside the input frame: counted, never matched),
         ``gt_categories`` (per image, an integer per ground-truth box, its ``gt_boxes`` first, then its unseen ones;
-        0 unknown, the default).
+        0 unknown, the default), ``gt_sizes`` (the same per box in mm; NaN unknown, the default).
         """
         labels = labels.reshape(-1)
         n = maps.shape[0]
@@ -274,6 +279,7 @@ class DetectionMetric(Metric):
         found: list[Tensor] = []  # per box: the index of the ground truth it matched in its image, -1
         gt_occ: list[Tensor] = []  # per ground-truth box: its sample's occurrence
         categories: list[Tensor] = []
+        sizes: list[Tensor] = []
         if keep:
             keep_t = torch.tensor(keep, device=maps.device)
             per_image = saliency_to_boxes(
@@ -288,8 +294,10 @@ class DetectionMetric(Metric):
                 gt = gt_boxes[image].reshape(-1, 4).float().cpu()
                 gts.append(gt.shape[0])
                 unseen.append(int(unseen_gt[image]) if unseen_gt is not None else 0)
-                categories.append(self._categories(gt_categories, image, gts[-1] + unseen[-1], image_ids))
-                gt_occ.append(torch.full((gts[-1] + unseen[-1],), int(occurrence[j]), dtype=torch.int64))
+                count = gts[-1] + unseen[-1]
+                categories.append(self._per_box(gt_categories, "gt_categories", image, count, image_ids, 0))
+                sizes.append(self._per_box(gt_sizes, "gt_sizes", image, count, image_ids, math.nan))
+                gt_occ.append(torch.full((count,), int(occurrence[j]), dtype=torch.int64))
                 for k, (boxes, box_scores) in enumerate(dets):
                     scores.append(box_scores)
                     found.append(matched_gt(boxes, box_scores, gt, self.iou_threshold).cpu())
@@ -307,20 +315,26 @@ class DetectionMetric(Metric):
         self.box_gt.append(self._flat(found, torch.int64))
         self.gt_occurrence.append(self._flat(gt_occ, torch.int64))
         self.gt_category.append(self._flat(categories, torch.int64))
+        self.gt_size.append(self._flat(sizes, torch.float32))
 
     @staticmethod
-    def _categories(
-        given: Sequence[Sequence[int]] | None, image: int, count: int, image_ids: Sequence[str] | None
+    def _per_box(
+        given: Sequence[Sequence[float]] | None,
+        option: str,
+        image: int,
+        count: int,
+        image_ids: Sequence[str] | None,
+        default: float,
     ) -> Tensor:
-        """Image ``image``'s ``count`` ground-truth categories (zeros where none are given), refused when their
-        number is not its boxes' (in view and unseen)."""
+        """Image ``image``'s ``count`` ground-truth values of ``option`` (``default`` where none are given),
+        refused when their number is not its boxes' (in view and unseen)."""
         if given is None:
-            return torch.zeros(count, dtype=torch.int64)
-        values = torch.as_tensor(list(given[image]), dtype=torch.int64).reshape(-1)
+            return torch.full((count,), default, dtype=torch.float64)
+        values = torch.as_tensor(list(given[image]), dtype=torch.float64).reshape(-1)
         if values.numel() != count:
             name = image_ids[image] if image_ids is not None else f"sample {image}"
             raise ValueError(f"DetectionMetric.update: {name} has {count} ground-truth boxes (in view and out of "
-                             f"frame) but {values.numel()} gt_categories")  # fmt: skip
+                             f"frame) but {values.numel()} {option}")  # fmt: skip
         return values
 
     def _flat(self, parts: list[Tensor], dtype: torch.dtype = torch.float32) -> Tensor:
@@ -374,8 +388,9 @@ class DetectionMetric(Metric):
                                             self.fppi_points, self.operating_fppi, self.score_threshold,
                                             box_gt[selected]))  # fmt: skip
         gt_category = self._cat("gt_category", torch.int64)[d.gt_kept]
+        gt_size = self._cat("gt_size", torch.float32)[d.gt_kept]
         return DetectionResult(tuple(results), self.fppi_points, d.keys, image_gt, d.num_samples,
-                               int(d.in_view.sum()), d.gt_image, gt_category)  # fmt: skip
+                               int(d.in_view.sum()), d.gt_image, gt_category, gt_size)  # fmt: skip
 
     def best_threshold(self, fppi_budget: float = 1.0) -> float:
         """The threshold maximizing TPR at ``fppi_budget`` on the data seen so far (validation only, never test)."""

@@ -35,9 +35,10 @@ def restrict(result: DetectionResult, keep: Tensor, operating_fppi: float) -> De
 
 def restrict_lesions(result: DetectionResult, keep: Tensor, operating_fppi: float) -> DetectionResult:
     """``result`` counting only the ground truth ``keep (G,)`` (bool, in ``result.gt_image`` order; one kind of
-    lesion, say BI-RADS 5) at its first threshold: every image stays (FPPI's denominator), every false positive
-    stays (no lesion owns it), and a box that found other ground truth is dropped (neither hit nor false alarm)."""
-    if result.gt_image is None or result.gt_category is None or result.per_threshold[0].box_gt is None:
+    lesion, say BI-RADS 5 or masses under 10 mm) at its first threshold: every image stays (FPPI's denominator),
+    every false positive stays (no lesion owns it), and a box that found other ground truth is dropped (neither hit
+    nor false alarm)."""
+    if result.gt_image is None or result.per_threshold[0].box_gt is None:
         raise ValueError("restrict_lesions: the result does not say which ground truth each box found")
     keep = keep.reshape(-1).bool().cpu()
     if keep.numel() != result.gt_image.numel():
@@ -67,9 +68,10 @@ def _rebuilt(
     first = result.per_threshold[0]
     box_image = new_index[first.box_image.long()[boxes]]
     scores, tp = first.box_scores[boxes], first.box_tp[boxes]
-    gt_image = gt_category = box_gt = None
+    gt_image = gt_category = gt_size = box_gt = None
     if gt_rows is not None and result.gt_image is not None and result.gt_category is not None:
         gt_image, gt_category = new_index[result.gt_image[gt_rows]], result.gt_category[gt_rows]
+        gt_size = None if result.gt_size is None else result.gt_size[gt_rows]
         if first.box_gt is not None:
             new_row = torch.cumsum(gt_rows.long(), 0) - 1  # (G,) a kept row's index among the kept ones
             kept_gt = first.box_gt[boxes]
@@ -78,7 +80,7 @@ def _rebuilt(
     kept = threshold_result(first.threshold, scores, tp, box_image, num_gt, num_images, result.fppi_points,
                             operating_fppi, box_gt=box_gt)  # fmt: skip
     return DetectionResult((kept,), result.fppi_points, result.image_keys[images], image_gt, num_images,
-                           gt_image=gt_image, gt_category=gt_category)  # fmt: skip
+                           gt_image=gt_image, gt_category=gt_category, gt_size=gt_size)  # fmt: skip
 
 
 def strata_of(keys: Tensor, labels: dict[int, str]) -> dict[str, Tensor]:

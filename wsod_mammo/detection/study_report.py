@@ -95,6 +95,9 @@ STRATA = (
     Strata("by_finding_birads", "table2_by_birads.md", f"Table II per finding BI-RADS ({SUBSET} images; TPR over the "
            "masses of that BI-RADS [95% interval] @ FPPI over every image, means over seeds, each run at its validated "
            "thresholds; a heading's studies and images hold such a mass)", "rate no finding BI-RADS"),
+    Strata("by_mass_size", "table2_by_size.md", f"Table II per mass size ({SUBSET} images; TPR over the masses of "
+           "that size, the box's longer side [95% interval] @ FPPI over every image, means over seeds, each run at its "
+           "validated thresholds; a heading's studies and images hold such a mass)", "rate no mass sizes"),
 )  # fmt: skip
 
 
@@ -130,7 +133,8 @@ def write_study_outputs(
     include_them: str = "",
 ) -> str:
     """Write ``table1.md`` (and ``table1_breast.md`` where the reports rate breasts), ``table2.md``, ``table2.csv``,
-    ``table2_by_density.md`` and ``table2_by_birads.md`` (where they rate densities, finding BI-RADS),
+    ``table2_by_density.md``, ``table2_by_birads.md`` and ``table2_by_size.md`` (where they rate densities, finding
+    BI-RADS, mass sizes),
     ``froc_<train>.png`` and ``summary.md`` to ``output`` (Table II's columns: ``test_methods``, default every method
     the reports hold); return the summary's text (the tables and the best pair). ``left_out``: finished run folders
     not in these tables, named in the summary with ``include_them``, the options that would include them; the FROC

@@ -58,23 +58,30 @@ def unseen_targets(batch: dict[str, Any], class_index: int) -> list[int]:
     return [list(meta.get("out_of_frame", ())).count(class_index) for meta in batch["meta"]]
 
 
-def target_birads(batch: dict[str, Any], class_index: int) -> list[list[int]] | None:
-    """Per image, the finding BI-RADS of each box of the class (0: none given), its in-frame boxes in
-    ``class_targets``' order, then its ``unseen_targets``: ``DetectionMetric``'s ``gt_categories``. None where the
-    data gives none (``meta["box_birads"]``, VinDrDataset's)."""
+def target_findings(batch: dict[str, Any], class_index: int, what: str) -> list[list[Any]] | None:
+    """Per image, ``what`` of each box of the class (``birads``: the finding's BI-RADS, 0 none given; ``size_mm``:
+    its size, None unknown), its in-frame boxes in ``class_targets``' order, then its ``unseen_targets``:
+    ``DetectionMetric``'s ``gt_categories`` and ``gt_sizes``. None where the data gives none
+    (``meta["box_<what>"]``, VinDrDataset's)."""
     metas = batch["meta"]
-    if not all("box_birads" in meta for meta in metas):
+    if not all(f"box_{what}" in meta for meta in metas):
         return None
-    categories = []
+    values = []
     for meta, labels, image_id in zip(metas, batch["box_labels"], batch["image_id"], strict=True):
         labels = labels.reshape(-1).tolist()
-        if len(meta["box_birads"]) != len(labels):
-            raise ValueError(f"{image_id}: {len(labels)} boxes reach the metric but meta['box_birads'] has "
-                             f"{len(meta['box_birads'])}: an evaluation transform dropped or added boxes")  # fmt: skip
-        seen = [b for b, label in zip(meta["box_birads"], labels, strict=True) if label == class_index]
-        out = zip(meta.get("out_of_frame_birads", ()), meta.get("out_of_frame", ()), strict=True)
-        categories.append(seen + [b for b, label in out if label == class_index])
-    return categories
+        if len(meta[f"box_{what}"]) != len(labels):
+            raise ValueError(f"{image_id}: {len(labels)} boxes reach the metric but meta['box_{what}'] has "
+                             f"{len(meta[f'box_{what}'])}: an evaluation transform dropped or added boxes")  # fmt: skip
+        seen = [v for v, label in zip(meta[f"box_{what}"], labels, strict=True) if label == class_index]
+        out = zip(meta.get(f"out_of_frame_{what}", ()), meta.get("out_of_frame", ()), strict=True)
+        values.append(seen + [v for v, label in out if label == class_index])
+    return values
+
+
+def target_sizes(batch: dict[str, Any], class_index: int) -> list[list[float]] | None:
+    """``target_findings``' sizes in mm, NaN for unknown: ``DetectionMetric``'s ``gt_sizes``."""
+    sizes = target_findings(batch, class_index, "size_mm")
+    return None if sizes is None else [[math.nan if v is None else float(v) for v in image] for image in sizes]
 
 
 def step_maps(
@@ -202,10 +209,11 @@ class DetectionMetrics(Callback):
         size = tuple(batch["image"].shape[-2:])
         regions = content_regions(batch["meta"])
         unseen = unseen_targets(batch, self.class_index)
-        birads = target_birads(batch, self.class_index)
+        birads = target_findings(batch, self.class_index, "birads")
+        sizes = target_sizes(batch, self.class_index)
         for (method, _), metric in self._metrics.items():
             metric.update(maps[method][:, self.class_index], probabilities, gt_boxes, labels, size, batch["image_id"],
-                          regions, unseen, birads)  # fmt: skip
+                          regions, unseen, birads, sizes)  # fmt: skip
 
     # ------------------------------------------------------------------------------------------ validation
     def on_validation_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:

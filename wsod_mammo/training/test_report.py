@@ -1,5 +1,5 @@
-"""The test run's report: Table I (per image and per breast), the Table II row (and its cells per breast density and
-per finding BI-RADS), FROC plots, 95% bootstrap intervals, counts, per-image records.
+"""The test run's report: Table I (per image and per breast), the Table II row (and its cells per breast density,
+per finding BI-RADS and per mass size), FROC plots, 95% bootstrap intervals, counts, per-image records.
 
 ``detection.json`` holds each figure as a plain value (``table1``, each method's ``tpr``, ``fppi``, ``tpr_at_fppi``)
 and its 95% interval beside it as ``{"value", "low", "high"}`` (``table1_intervals``, each method's ``intervals``),
@@ -72,6 +72,10 @@ CI_COLUMNS = ["subset", "method", "figure", "value", "low", "high"]
 STRATUM_COLUMNS = ["studies", "images", "masses", "method", "tpr", "fppi", "tpr_low", "tpr_high"]
 DENSITY_COLUMNS = ["subset", "density", *STRATUM_COLUMNS]
 BIRADS_COLUMNS = ["subset", "finding_birads", *STRATUM_COLUMNS]
+SIZE_COLUMNS = ["subset", "mass_size", *STRATUM_COLUMNS]
+#: Table II per mass size: the edges (mm) between its rows, and the rows (a mass of exactly 10 mm is 10-20 mm)
+SIZE_EDGES_MM = (10.0, 20.0)
+SIZE_LABELS = ("< 10 mm", "10-20 mm", ">= 20 mm")
 # detection.json's "weights" -> the row file's ``weights`` column (see wsod_mammo.detection.report)
 ROW_WEIGHTS = {
     "checkpoint": "checkpoint",
@@ -340,6 +344,46 @@ def has_finding_birads(results: dict[tuple[str, str], DetectionResult]) -> bool:
     return any(r.gt_category is not None and bool((r.gt_category > 0).any()) for r in results.values())
 
 
+def has_mass_sizes(results: dict[tuple[str, str], DetectionResult]) -> bool:
+    """True where some mass has a size in mm (``DetectionResult.gt_size``: its DICOM gave a pixel spacing): Table II
+    per mass size is written then."""
+    return any(r.gt_size is not None and bool(torch.isfinite(r.gt_size).any()) for r in results.values())
+
+
+def birads_label(category: int) -> str:
+    """A mass's row in Table II per finding BI-RADS: ``BI-RADS 4``, or :data:`UNKNOWN` for 0 (an empty cell)."""
+    return f"BI-RADS {category}" if category > 0 else UNKNOWN
+
+
+def size_label(size_mm: float) -> str:
+    """A mass's row in Table II per mass size, by its longer side: one of :data:`SIZE_LABELS`, or :data:`UNKNOWN`
+    without a pixel spacing."""
+    if math.isnan(size_mm):
+        return UNKNOWN
+    return SIZE_LABELS[sum(size_mm >= edge for edge in SIZE_EDGES_MM)]
+
+
+def _lesion_parts(
+    result: DetectionResult, labels: list[str], order: list[str], budget: float
+) -> dict[str, tuple[DetectionResult, Tensor]]:
+    """``result`` restricted to the masses of each label (``labels``: one per ground-truth row), in ``order``, each
+    row counting the images that hold such a mass."""
+    out = {}
+    for label in [label for label in order if label in labels]:
+        part = restrict_lesions(result, torch.tensor([name == label for name in labels], dtype=torch.bool), budget)
+        out[label] = (part, part.image_gt > 0)
+    return out
+
+
+def _lesion_note(kind: str, budget: float, more: str = "") -> str:
+    return (
+        f"Each method at its Table II threshold; a cell counts the masses of one {kind}: TPR over them (those out of "
+        f"the input frame missed), FPPI over every image of the subset (no mass owns a false positive; a box on a "
+        f"mass of another {kind} counts neither way), the FROC point with the highest TPR at FPPI <= {budget:g}, TPR "
+        f"[95% bootstrap interval] @ FPPI. studies and images: those holding such a mass.{more}\n\n"
+    )
+
+
 def by_finding_birads(
     results: dict[tuple[str, str], DetectionResult], budget: float, seed: int, groups: dict[int, int] | None = None
 ) -> tuple[dict[str, Any], str, str]:
@@ -350,20 +394,28 @@ def by_finding_birads(
 
     def parts(result: DetectionResult) -> dict[str, tuple[DetectionResult, Tensor]]:
         assert result.gt_category is not None  # has_finding_birads
-        named = {int(c): f"BI-RADS {int(c)}" if c > 0 else UNKNOWN for c in result.gt_category.unique()}
-        out = {}
-        for category, label in sorted(named.items(), key=lambda item: (item[1] == UNKNOWN, item[1])):
-            part = restrict_lesions(result, result.gt_category == category, budget)
-            out[label] = (part, part.image_gt > 0)
-        return out
+        labels = [birads_label(int(c)) for c in result.gt_category.tolist()]
+        order = sorted(set(labels), key=lambda label: (label == UNKNOWN, label))
+        return _lesion_parts(result, labels, order, budget)
 
-    note = (
-        f"Each method at its Table II threshold; a cell counts the masses of one finding BI-RADS: TPR over them "
-        f"(those out of the input frame missed), FPPI over every image of the subset (no mass owns a false "
-        f"positive; a box on a mass of another BI-RADS counts neither way), the FROC point with the highest TPR at "
-        f"FPPI <= {budget:g}, TPR [95% bootstrap interval] @ FPPI. studies and images: those holding such a mass.\n\n"
-    )
+    note = _lesion_note("finding BI-RADS", budget)
     return _strata_table(results, parts, ("finding BI-RADS", BIRADS_COLUMNS), note, budget, seed, groups)
+
+
+def by_mass_size(
+    results: dict[tuple[str, str], DetectionResult], budget: float, seed: int, groups: dict[int, int] | None = None
+) -> tuple[dict[str, Any], str, str]:
+    """Table II per mass size (the box's longer side in mm: :data:`SIZE_LABELS`; small masses are the ones
+    screening most wants found and a 64-pixel saliency grid most easily misses), laid out as
+    :func:`by_finding_birads`: ``detection.json``'s ``by_mass_size``, the Markdown and the CSV."""
+
+    def parts(result: DetectionResult) -> dict[str, tuple[DetectionResult, Tensor]]:
+        assert result.gt_size is not None  # has_mass_sizes
+        labels = [size_label(float(v)) for v in result.gt_size.tolist()]
+        return _lesion_parts(result, labels, [*SIZE_LABELS, UNKNOWN], budget)
+
+    note = _lesion_note("size", budget, " Size: the box's longer side, by the DICOM's pixel spacing.")
+    return _strata_table(results, parts, ("mass size", SIZE_COLUMNS), note, budget, seed, groups)
 
 
 def _strata_table(
@@ -558,6 +610,12 @@ def write_test_report(
         (directory / "table2_by_birads.md").write_text(birads_md)
         (directory / "table2_by_birads.csv").write_text(birads_csv)
         printed.append(f"Table II by finding BI-RADS\n{birads_md}")
+    summary["by_mass_size"] = None
+    if has_mass_sizes(results):
+        summary["by_mass_size"], size_md, size_csv = by_mass_size(results, fppi_budget, seed, groups)
+        (directory / "table2_by_size.md").write_text(size_md)
+        (directory / "table2_by_size.csv").write_text(size_csv)
+        printed.append(f"Table II by mass size\n{size_md}")
     (directory / "detection.json").write_text(json.dumps(summary, indent=2, allow_nan=True))
     image_records = {"fppi_budget": fppi_budget, "bootstrap_seed": seed, "subsets": records}  # --compare redraws these
     (directory / IMAGES_FILE).write_text(json.dumps(image_records))
@@ -590,7 +648,8 @@ def _log_to_wandb(trainer: Trainer, directory: Path, summary: dict[str, Any], ci
         data = [[s, m, f, float(v), float(lo), float(hi)] for s, m, f, v, lo, hi in ci_rows]
         logger.log_table("test/detection_ci", columns=CI_COLUMNS, data=data)
         for key, table, columns in (("by_density", "table2_by_density", DENSITY_COLUMNS),
-                                    ("by_finding_birads", "table2_by_birads", BIRADS_COLUMNS)):  # fmt: skip
+                                    ("by_finding_birads", "table2_by_birads", BIRADS_COLUMNS),
+                                    ("by_mass_size", "table2_by_size", SIZE_COLUMNS)):  # fmt: skip
             if summary[key]:
                 data = [
                     [subset, stratum, row["studies"], row["images"], row["masses"], method, c["tpr"], c["fppi"],
