@@ -343,7 +343,9 @@ def test_predict_folder_mixing_dicoms_without_extension_images_text_and_empty_fo
     assert [meta[n]["error"] for n in ("f", "g")] == [None, None]
     for name in ("b.dcm", "d.png", "e.tiff", "c.png", "f", "g"):  # the same picture, whatever the file type
         assert torch.allclose(images[name], images["1.2.840.113619.2"], atol=0.05), name
-    assert meta["c.png"]["geometry"] == meta["b.dcm"]["geometry"] | {"flip": True}
+    # the same frame; a PNG has no pixel spacing, a DICOM's predictions carry its own (mm sizes of their boxes)
+    assert meta["c.png"]["geometry"] == meta["b.dcm"]["geometry"] | {"flip": True, "spacing_mm": None}
+    assert meta["b.dcm"]["geometry"]["spacing_mm"] is not None
     given = _dm(synthetic_root, predict_paths=[str(folder / "c.png")], predict_laterality="L")
     given.setup("predict")
     assert given.datasets["predict"][0]["meta"]["laterality_source"] == "given"
