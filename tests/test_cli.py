@@ -438,6 +438,8 @@ def test_predict_cli_and_python_api_agree_on_dicom_and_png(tmp_path: Path, train
         boxes = [[b["xmin"], b["ymin"], b["xmax"], b["ymax"]] for b in record["boxes"]]
         np.testing.assert_allclose(np.array(boxes).reshape(-1, 4), result.boxes, atol=1e-3, rtol=0)
         np.testing.assert_allclose([b["score"] for b in record["boxes"]], result.scores, atol=1e-5, rtol=0)
+        sizes = [np.nan if b["size_mm"] is None else b["size_mm"] for b in record["boxes"]]  # null: the PNG's
+        np.testing.assert_allclose(sizes, result.box_sizes_mm, atol=1e-3, rtol=0)
     # per breast too: predict's breasts.json and breast_predictions of the API's results (ids: names vs paths)
     written = json.loads((run.parent / "breasts.json").read_text())
     api = breast_predictions(results)

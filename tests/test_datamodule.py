@@ -23,10 +23,9 @@ from lightning.fabric.utilities import move_data_to_device
 from processes import all_end_within
 
 from wsod_mammo.data.datamodule import DataError, VinDrMammoDataModule, collate_samples
-from wsod_mammo.data.dataset import box_sizes_mm
 from wsod_mammo.data.device_augment import warp_padding
 from wsod_mammo.data.dicom import read_dicom
-from wsod_mammo.data.geometry import RESIZE_MODES, boxes_to_original
+from wsod_mammo.data.geometry import RESIZE_MODES, box_sizes_mm, boxes_to_original
 from wsod_mammo.data.images import load_input_image
 from wsod_mammo.data.lifetime import is_running
 from wsod_mammo.data.predict_data import expand_predict_paths

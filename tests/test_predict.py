@@ -19,6 +19,7 @@ import torch
 from lightning.pytorch import LightningModule, Trainer
 
 from wsod_mammo.data.datamodule import VinDrMammoDataModule, collate_samples
+from wsod_mammo.data.dicom import read_dicom
 from wsod_mammo.data.predict_data import predict_image_ids
 from wsod_mammo.data.vindr import load_records
 from wsod_mammo.detection.boxes import box_iou
@@ -73,6 +74,11 @@ def test_predicted_boxes_land_on_the_synthetic_masses_in_dicom_pixels(
         iou = box_iou(predicted, torch.as_tensor(expected, dtype=torch.float32)).max().item()
         assert iou > 0.8, (record["image_id"], record["laterality"], box, expected)
         assert box["score"] == pytest.approx(0.9, abs=1e-6)
+        # its size in mm by the synthetic DICOM's pixel spacing: the longer side of the box it wrote
+        spacing = read_dicom(truth[record["image_id"]].path)[1].spacing_mm
+        assert spacing is not None and box["size_mm"] == pytest.approx(
+            max((box["xmax"] - box["xmin"]) * spacing[1], (box["ymax"] - box["ymin"]) * spacing[0])
+        )
         assert Path(record["overlay"]).is_file()
     rows = (writer.run_dir / "predictions.csv").read_text().splitlines()
     assert rows[0].startswith("image_id,path,class,probability,box,xmin") and len(rows) == len(samples) + 1
@@ -354,16 +360,19 @@ def test_csv_rows_carry_each_boxs_own_coordinates_and_score() -> None:
     """predictions.csv is what most users open; its coordinates were never read back by a test."""
     from wsod_mammo.training.predict import _csv_rows
 
-    record = {"image_id": "a", "path": "p", "class": "Mass", "probability": 0.9, "warnings": [],
-              "boxes": [{"xmin": 10.0, "ymin": 20.0, "xmax": 30.0, "ymax": 60.0, "score": 0.5}]}  # fmt: skip
-    (row,) = list(_csv_rows([record]))
-    assert [row[k] for k in ("xmin", "ymin", "xmax", "ymax", "score")] == [
+    boxes = [{"xmin": 10.0, "ymin": 20.0, "xmax": 30.0, "ymax": 60.0, "score": 0.5, "size_mm": 3.4},
+             {"xmin": 1.0, "ymin": 2.0, "xmax": 3.0, "ymax": 6.0, "score": 0.25, "size_mm": None}]  # fmt: skip
+    record = {"image_id": "a", "path": "p", "class": "Mass", "probability": 0.9, "warnings": [], "boxes": boxes}
+    first, second = list(_csv_rows([record]))
+    assert [first[k] for k in ("xmin", "ymin", "xmax", "ymax", "score", "size_mm")] == [
         "10.00",
         "20.00",
         "30.00",
         "60.00",
         "0.500000",
+        "3.4",
     ]
+    assert second["size_mm"] == ""  # a PNG's box: no pixel spacing, no size
 
 
 def test_a_ddp_run_cut_short_writes_each_process_rows_to_its_own_files(tmp_path: Path) -> None:

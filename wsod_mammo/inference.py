@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from wsod_mammo.data.dicom import describe_failure
-from wsod_mammo.data.geometry import Geometry, boxes_to_original
+from wsod_mammo.data.geometry import Geometry, box_sizes_mm, boxes_to_original
 from wsod_mammo.data.images import load_padded
 from wsod_mammo.data.transforms import stack_padding, standardize_batch
 from wsod_mammo.detection.boxes import DEFAULT_THRESHOLD, saliency_to_boxes
@@ -110,6 +110,13 @@ class Prediction:
     def probability(self) -> float:
         """The probability of ``class_index`` (NaN for an unreadable input)."""
         return float(self.probabilities[self.class_index]) if self.error is None else float("nan")
+
+    @property
+    def box_sizes_mm(self) -> list[float]:
+        """Each box's longer side in mm, by the DICOM's pixel spacing (NaN for PNG/TIFF files, arrays and DICOMs
+        without one): what a reader measures a finding by."""
+        spacing = None if self.geometry is None else self.geometry.spacing_mm
+        return box_sizes_mm(self.boxes, spacing).tolist()
 
     @property
     def class_name(self) -> str:
@@ -425,7 +432,8 @@ class Predictor:
 def prediction_record(result: Prediction, image_id: str, class_names: list[str] | None = None) -> dict[str, Any]:
     """One image's ``predictions.json`` record (an unreadable input's: ``image_id``, ``path`` and ``error``):
     ``class`` and ``probability`` of the boxes' class, ``probabilities`` of every class by name, ``study`` (the
-    DICOM's StudyInstanceUID; empty for other files)."""
+    DICOM's StudyInstanceUID; empty for other files), its boxes with their ``size_mm`` (null without a pixel
+    spacing)."""
     record: dict[str, Any] = {"image_id": image_id, "path": result.source}
     if result.error:
         return record | {"error": result.error}
@@ -442,8 +450,8 @@ def prediction_record(result: Prediction, image_id: str, class_names: list[str] 
         "method": result.method,
         "threshold": result.threshold,
         "boxes": [
-            {"xmin": b[0], "ymin": b[1], "xmax": b[2], "ymax": b[3], "score": s}
-            for b, s in zip(result.boxes.tolist(), result.scores.tolist(), strict=True)
+            {"xmin": b[0], "ymin": b[1], "xmax": b[2], "ymax": b[3], "score": s, "size_mm": _json_number(size)}
+            for b, s, size in zip(result.boxes.tolist(), result.scores.tolist(), result.box_sizes_mm, strict=True)
         ],
     }
 

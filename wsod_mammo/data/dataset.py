@@ -22,7 +22,7 @@ from torch.utils.data import Dataset, default_collate, get_worker_info
 from wsod_mammo.data.device_augment import DeviceAugmentTransform
 from wsod_mammo.data.dicom import DicomError
 from wsod_mammo.data.errors import DataError
-from wsod_mammo.data.geometry import Geometry, boxes_to_input, clip_boxes
+from wsod_mammo.data.geometry import Geometry, box_sizes_mm, boxes_to_input, clip_boxes
 from wsod_mammo.data.images import load_input_image
 from wsod_mammo.data.lifetime import exit_with
 from wsod_mammo.data.pixel_reads import PixelBatch, PixelRef, pixel_ref
@@ -225,16 +225,6 @@ class VinDrDataset(Dataset):
         }
         label = torch.from_numpy(record.label(self.classes))
         return out | {"label": label, "image_id": record.image_id, "meta": meta}
-
-
-def box_sizes_mm(boxes: np.ndarray, spacing_mm: tuple[float, float] | None) -> np.ndarray:
-    """The longer side in mm of each box ``(M, 4)`` xyxy in the original image's pixels, ``(M,)`` float64 (NaN
-    without a spacing): a mass's size as a radiologist reads it off the image, for Table II per mass size."""
-    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
-    if spacing_mm is None:
-        return np.full(boxes.shape[0], np.nan)
-    rows, columns = spacing_mm
-    return np.maximum((boxes[:, 2] - boxes[:, 0]) * columns, (boxes[:, 3] - boxes[:, 1]) * rows)
 
 
 def _sizes(values: np.ndarray) -> list[float | None]:

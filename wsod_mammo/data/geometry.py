@@ -148,6 +148,16 @@ def _spacing_pair(values: Sequence[float]) -> tuple[float, float]:
     return rows, columns
 
 
+def box_sizes_mm(boxes: np.ndarray, spacing_mm: tuple[float, float] | None) -> np.ndarray:
+    """The longer side in mm of each box ``(M, 4)`` xyxy in the original image's pixels, ``(M,)`` float64 (NaN
+    without a spacing): a mass's size as a radiologist reads it off the image, for Table II per mass size."""
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    if spacing_mm is None:
+        return np.full(boxes.shape[0], np.nan)
+    rows, columns = spacing_mm
+    return np.maximum((boxes[:, 2] - boxes[:, 0]) * columns, (boxes[:, 3] - boxes[:, 1]) * rows)
+
+
 def make_geometry(
     image: np.ndarray,
     laterality: str,

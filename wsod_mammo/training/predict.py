@@ -44,7 +44,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CSV_COLUMNS = [
-    "image_id", "path", "class", "probability", "box", "xmin", "ymin", "xmax", "ymax", "score", "warning", "error",
+    "image_id", "path", "class", "probability", "box", "xmin", "ymin", "xmax", "ymax", "score", "size_mm", "warning",
+    "error",
 ]  # fmt: skip
 
 
@@ -353,4 +354,5 @@ def _csv_rows(records: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
                 | {"box": k}
                 | {key: f"{box[key]:.2f}" for key in ("xmin", "ymin", "xmax", "ymax")}
                 | {"score": f"{box['score']:.6f}"}
+                | {"size_mm": "" if box.get("size_mm") is None else f"{box['size_mm']:.1f}"}  # none: no spacing
             )
