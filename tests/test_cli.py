@@ -2023,6 +2023,10 @@ def test_ddp_test_on_an_uneven_count_with_repeats_equals_one_process(tmp_path: P
     assert one["table1_breast_intervals"] == two["table1_breast_intervals"] and one["table1_breast_intervals"]
     assert one["table1_breast_counts"] == two["table1_breast_counts"]
     assert one["by_density"] == two["by_density"] and one["by_density"]["mass"]
+    # per kind of mass too: which box found which mass survives the gather (a mass of an image padded onto the
+    # other rank counted once)
+    for key in ("by_finding_birads", "by_mass_size"):
+        assert one[key] == two[key] and one[key]["mass"], key
     for subset in ("mass", "all"):
         for method, figures in one[subset].items():
             other = two[subset][method]
@@ -2048,7 +2052,7 @@ def test_a_ddp_test_logs_every_process_overlays_to_wandb(tmp_path: Path, trained
     assert {row[0]: row[1:] for row in json.loads(table.read_text())["data"]} == {
         head: list(figures.values()) for head, figures in breasts.items()
     }
-    for name in ("table1_breast_ci", "table2_by_density"):
+    for name in ("table1_breast_ci", "table2_by_density", "table2_by_birads", "table2_by_size"):
         assert len(list(tables.glob(f"offline-run-*/files/media/table/test/{name}_*.table.json"))) == 1, name
 
 
