@@ -217,7 +217,7 @@ def test_table2_by_finding_birads_rows_each_kind_unknown_last_and_only_where_the
 
 
 def test_table2_by_mass_size_rows_the_masses_by_their_longer_side_in_order_unknown_last() -> None:
-    from wsod_mammo.training.test_report import SIZE_LABELS, by_mass_size, has_mass_sizes, size_label
+    from wsod_mammo.training.test_report import SIZE_LABELS, by_mass_size, has_mass_sizes, size_label, why_no_sizes
 
     assert [size_label(v) for v in (9.99, 10.0, 19.9, 20.0, math.nan)] == [*SIZE_LABELS[:2], *SIZE_LABELS[1:], UNKNOWN]
     images = _lesion_images(seed=7, count=30)
@@ -240,3 +240,6 @@ def test_table2_by_mass_size_rows_the_masses_by_their_longer_side_in_order_unkno
         assert row["masses"] == sum(size_label(v) == label for v in every), label
         assert row["images"] == sum(any(size_label(v) == label for v in values) for values in sizes.values())
     assert "Size: the box's longer side" in markdown and csv.startswith("subset,mass_size,studies,images,masses")
+    unsized = _lesion_result(images)  # no spacing anywhere: the table is left out, and the report says why
+    assert why_no_sizes({("cam", "mass"): whole}) is None
+    assert "prepare it again into a new cache_dir" in why_no_sizes({("cam", "mass"): unsized})

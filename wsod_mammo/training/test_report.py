@@ -350,6 +350,18 @@ def has_mass_sizes(results: dict[tuple[str, str], DetectionResult]) -> bool:
     return any(r.gt_size is not None and bool(torch.isfinite(r.gt_size).any()) for r in results.values())
 
 
+def why_no_sizes(results: dict[tuple[str, str], DetectionResult]) -> str | None:
+    """Why the report has no Table II per mass size although the test set has masses (None otherwise): a cache
+    prepared before sizes were kept looks like data without them, and only a word tells the two apart."""
+    if has_mass_sizes(results) or not any(r.num_gt for r in results.values()):
+        return None
+    return (
+        "no Table II per mass size: no test mass has a size in mm, since no image gave a pixel spacing (PNG or TIFF "
+        "files, DICOMs without PixelSpacing or ImagerPixelSpacing, or a cache prepared before sizes were kept: "
+        "prepare it again into a new cache_dir)"
+    )
+
+
 def birads_label(category: int) -> str:
     """A mass's row in Table II per finding BI-RADS: ``BI-RADS 4``, or :data:`UNKNOWN` for 0 (an empty cell)."""
     return f"BI-RADS {category}" if category > 0 else UNKNOWN
@@ -616,6 +628,8 @@ def write_test_report(
         (directory / "table2_by_size.md").write_text(size_md)
         (directory / "table2_by_size.csv").write_text(size_csv)
         printed.append(f"Table II by mass size\n{size_md}")
+    elif why := why_no_sizes(results):
+        log.info("%s", why)
     (directory / "detection.json").write_text(json.dumps(summary, indent=2, allow_nan=True))
     image_records = {"fppi_budget": fppi_budget, "bootstrap_seed": seed, "subsets": records}  # --compare redraws these
     (directory / IMAGES_FILE).write_text(json.dumps(image_records))
