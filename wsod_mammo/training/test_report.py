@@ -76,6 +76,23 @@ SIZE_COLUMNS = ["subset", "mass_size", *STRATUM_COLUMNS]
 #: Table II per mass size: the edges (mm) between its rows, and the rows (a mass of exactly 10 mm is 10-20 mm)
 SIZE_EDGES_MM = (10.0, 20.0)
 SIZE_LABELS = ("< 10 mm", "10-20 mm", ">= 20 mm")
+
+
+class StratumTable(NamedTuple):
+    """One Table II per stratum of the report: ``detection.json``'s key, the files' stem (``.md``, ``.csv``; W&B's
+    ``test/<stem>``), the title printed above it and its CSV columns."""
+
+    key: str
+    stem: str
+    title: str
+    columns: list[str]
+
+
+STRATUM_TABLES = (
+    StratumTable("by_density", "table2_by_density", "Table II by breast density", DENSITY_COLUMNS),
+    StratumTable("by_finding_birads", "table2_by_birads", "Table II by finding BI-RADS", BIRADS_COLUMNS),
+    StratumTable("by_mass_size", "table2_by_size", "Table II by mass size", SIZE_COLUMNS),
+)
 # detection.json's "weights" -> the row file's ``weights`` column (see wsod_mammo.detection.report)
 ROW_WEIGHTS = {
     "checkpoint": "checkpoint",
@@ -610,25 +627,21 @@ def write_test_report(
         summary[f"{subset}_counts"] = {"images": any_result.num_images, "samples": any_result.num_samples}
         ci_rows += rows
     (directory / "table2_row_ci.csv").write_text(csv_text(CI_COLUMNS, ci_rows))
-    summary["by_density"] = None
-    if densities:
-        summary["by_density"], density_md, density_csv = by_density(results, densities, fppi_budget, seed, groups)
-        (directory / "table2_by_density.md").write_text(density_md)
-        (directory / "table2_by_density.csv").write_text(density_csv)
-        printed.append(f"Table II by breast density\n{density_md}")
-    summary["by_finding_birads"] = None
-    if has_finding_birads(results):
-        summary["by_finding_birads"], birads_md, birads_csv = by_finding_birads(results, fppi_budget, seed, groups)
-        (directory / "table2_by_birads.md").write_text(birads_md)
-        (directory / "table2_by_birads.csv").write_text(birads_csv)
-        printed.append(f"Table II by finding BI-RADS\n{birads_md}")
-    summary["by_mass_size"] = None
-    if has_mass_sizes(results):
-        summary["by_mass_size"], size_md, size_csv = by_mass_size(results, fppi_budget, seed, groups)
-        (directory / "table2_by_size.md").write_text(size_md)
-        (directory / "table2_by_size.csv").write_text(size_csv)
-        printed.append(f"Table II by mass size\n{size_md}")
-    elif why := why_no_sizes(results):
+    makers: dict[str, Callable[[], tuple[dict[str, Any], str, str]] | None] = {
+        "by_density": (lambda: by_density(results, densities, fppi_budget, seed, groups)) if densities else None,
+        "by_finding_birads": (lambda: by_finding_birads(results, fppi_budget, seed, groups))
+        if has_finding_birads(results)
+        else None,
+        "by_mass_size": (lambda: by_mass_size(results, fppi_budget, seed, groups)) if has_mass_sizes(results) else None,
+    }
+    for table in STRATUM_TABLES:  # each where the data names its strata
+        summary[table.key] = None
+        if (make := makers[table.key]) is not None:
+            summary[table.key], markdown, csv = make()
+            (directory / f"{table.stem}.md").write_text(markdown)
+            (directory / f"{table.stem}.csv").write_text(csv)
+            printed.append(f"{table.title}\n{markdown}")
+    if why := why_no_sizes(results):
         log.info("%s", why)
     (directory / "detection.json").write_text(json.dumps(summary, indent=2, allow_nan=True))
     image_records = {"fppi_budget": fppi_budget, "bootstrap_seed": seed, "subsets": records}  # --compare redraws these
@@ -661,18 +674,16 @@ def _log_to_wandb(trainer: Trainer, directory: Path, summary: dict[str, Any], ci
             logger.log_table(f"test/{table}_ci", columns=["head", "figure", "value", "low", "high"], data=ci)
         data = [[s, m, f, float(v), float(lo), float(hi)] for s, m, f, v, lo, hi in ci_rows]
         logger.log_table("test/detection_ci", columns=CI_COLUMNS, data=data)
-        for key, table, columns in (("by_density", "table2_by_density", DENSITY_COLUMNS),
-                                    ("by_finding_birads", "table2_by_birads", BIRADS_COLUMNS),
-                                    ("by_mass_size", "table2_by_size", SIZE_COLUMNS)):  # fmt: skip
-            if summary[key]:
+        for strata in STRATUM_TABLES:
+            if summary[strata.key]:
                 data = [
                     [subset, stratum, row["studies"], row["images"], row["masses"], method, c["tpr"], c["fppi"],
                      c["tpr_interval"]["low"], c["tpr_interval"]["high"]]
-                    for subset, rows in summary[key].items()
+                    for subset, rows in summary[strata.key].items()
                     for stratum, row in rows.items()
                     for method, c in row["cells"].items()
                 ]  # fmt: skip
-                logger.log_table(f"test/{table}", columns=columns, data=data)
+                logger.log_table(f"test/{strata.stem}", columns=strata.columns, data=data)
         for subset in SUBSETS:
             if subset in summary:
                 cells = summary[subset]
