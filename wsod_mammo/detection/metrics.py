@@ -177,13 +177,10 @@ def global_gt_index(gt_image: Tensor, box_image: Tensor, box_local: Tensor) -> T
     """Each box's matched ground truth as an index into the ground-truth rows ``gt_image (G,)`` (an image's rows
     contiguous, in its order), from its image ``box_image (P,)`` and its index within that image ``box_local (P,)``
     (-1, a false positive, stays -1)."""
-    start = torch.zeros(max(int(box_image.max()) + 1 if box_image.numel() else 0, 1), dtype=torch.int64)
-    if gt_image.numel():
-        rows = torch.arange(gt_image.numel(), dtype=torch.int64)
-        size = max(start.numel(), int(gt_image.max()) + 1)
-        start = torch.full((size,), gt_image.numel(), dtype=torch.int64).scatter_reduce(0, gt_image, rows, "amin")
-    found = box_local >= 0
-    return torch.where(found, start[box_image] + box_local, torch.full_like(box_local, -1))
+    images = 1 + max([-1] + [int(t.max()) for t in (gt_image, box_image) if t.numel()])
+    rows = torch.arange(gt_image.numel(), dtype=torch.int64)
+    start = torch.zeros(images, dtype=torch.int64).scatter_reduce(0, gt_image, rows, "amin", include_self=False)
+    return torch.where(box_local >= 0, start[box_image] + box_local, -1)  # an image without rows has no hit
 
 
 class DetectionMetric(Metric):
