@@ -1,12 +1,12 @@
 """Detection figures of a subset of the test images (one breast density, say) or of the masses (one finding
-BI-RADS), from the whole set's result.
+BI-RADS, one size), from the whole set's result.
 
 A test report's ``DetectionResult`` keeps every distinct image's key, ground-truth count and boxes with their scores
 and hits, and which mass each hit found, so the FROC curve and the operating point of any subset of the images, or
 of the masses, are its boxes' alone: nothing is evaluated again. Readers of mammography results ask how detection
 holds up in dense breasts, where masses hide in fibroglandular tissue, and on the masses that matter most (BI-RADS
-4-5, suspicious for malignancy, against the probably benign 3); the report answers per density category (VinDr's
-``breast_density``) and per finding BI-RADS (``finding_birads``).
+4-5, suspicious for malignancy, against the probably benign 3) or are smallest; the report answers per density
+category (VinDr's ``breast_density``), per finding BI-RADS (``finding_birads``) and per size in mm.
 """
 
 from __future__ import annotations
