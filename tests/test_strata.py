@@ -217,7 +217,8 @@ def test_table2_by_finding_birads_rows_each_kind_unknown_last_and_only_where_the
 
 
 def test_table2_by_mass_size_rows_the_masses_by_their_longer_side_in_order_unknown_last() -> None:
-    from wsod_mammo.training.test_report import SIZE_LABELS, by_mass_size, has_mass_sizes, size_label, why_no_sizes
+    from wsod_mammo.detection.mass_kinds import SIZE_LABELS, size_label
+    from wsod_mammo.training.test_report import by_mass_size, has_mass_sizes, why_no_sizes
 
     assert [size_label(v) for v in (9.99, 10.0, 19.9, 20.0, math.nan)] == [*SIZE_LABELS[:2], *SIZE_LABELS[1:], UNKNOWN]
     images = _lesion_images(seed=7, count=30)
@@ -243,3 +244,53 @@ def test_table2_by_mass_size_rows_the_masses_by_their_longer_side_in_order_unkno
     unsized = _lesion_result(images)  # no spacing anywhere: the table is left out, and the report says why
     assert why_no_sizes({("cam", "mass"): whole}) is None
     assert "prepare it again into a new cache_dir" in why_no_sizes({("cam", "mass"): unsized})
+
+
+def _sized_result(images: list[dict]):
+    """``_lesion_result`` with a size per mass: 6, 14 or 25 mm by its index (out-of-frame ones 8 mm)."""
+    metric = DetectionMetric(thresholds=(0.5,), operating_fppi=BUDGET)
+    sizes = [[(6.0, 14.0, 25.0)[j % 3] for j in range(len(im["birads"]))] + [8.0] * len(im["unseen"]) for im in images]
+    metric.update(torch.stack([im["map"] for im in images]), torch.tensor([im["p"] for im in images]),
+                  [im["boxes"] for im in images], torch.ones(len(images)), GRID, [im["id"] for im in images],
+                  unseen_gt=[len(im["unseen"]) for im in images],
+                  gt_categories=[im["birads"] + im["unseen"] for im in images], gt_sizes=sizes)  # fmt: skip
+    return metric.compute()
+
+
+def test_compare_counting_one_kind_of_mass_gives_that_rows_figures_and_names_what_it_cannot(tmp_path, capsys) -> None:
+    """``wsod report --compare A B --masses 'BI-RADS 5'`` restricts both sides' recorded boxes as the report's table
+    per BI-RADS does: A's and B's TPR are restrict_lesions' (computed apart, on tensors), over the same draws."""
+    import json
+
+    from wsod_mammo.detection.report import main
+    from wsod_mammo.training.test_report import _image_records
+
+    images = _lesion_images(seed=3, count=40)
+    weaker = [im | {"map": im["map"].clone()} for im in images]
+    for k, im in enumerate(weaker):  # B misses every other mass A finds
+        for box, found in zip(im["boxes"].tolist(), im["found"], strict=True):
+            if found and k % 2:
+                x0, y0, x1, y1 = (int(v) for v in box)
+                im["map"][y0:y1, x0:x1] = 0
+    results = {"cam": _sized_result(images), "gradcam": _sized_result(weaker)}
+    run = tmp_path / "run"
+    run.mkdir()
+    records = {"mass": {m: _image_records(r) for m, r in results.items()}}
+    (run / "detection_images.json").write_text(json.dumps({"fppi_budget": BUDGET, "subsets": records}))
+    (run / "table2_row.csv").write_text("train_method,cam,gradcam\ncam,0.50@0.50,0.33@0.67\n")
+    for masses, rows in (("BI-RADS 5", lambda r: r.gt_category == 5), ("< 10 mm", lambda r: r.gt_size < 10)):
+        main([str(run), "--compare", "cam", "gradcam", "--masses", masses])
+        out = capsys.readouterr().out
+        for side, method in (("A", "cam"), ("B", "gradcam")):
+            part = restrict_lesions(results[method], rows(results[method]), BUDGET)
+            assert f"{side} run:{method}: {part.per_threshold[0].tpr_within(BUDGET):.3f} [" in out, (masses, out)
+        assert f"counting the {int(rows(results['cam']).sum())} masses of {masses}" in out
+    with pytest.raises(ValueError, match=r"--masses: expected a row of Table II .* found 'BI-RADS five'"):
+        main([str(run), "--compare", "cam", "gradcam", "--masses", "BI-RADS five"])
+    with pytest.raises(ValueError, match="give --compare A B too"):
+        main([str(run), "--masses", "BI-RADS 5"])
+    for record in records["mass"].values():  # a report written before masses were recorded
+        del record["box_gt"]
+    (run / "detection_images.json").write_text(json.dumps({"fppi_budget": BUDGET, "subsets": records}))
+    with pytest.raises(ValueError, match="run:cam's test report records no masses per box"):
+        main([str(run), "--compare", "cam", "gradcam", "--masses", "BI-RADS 5"])

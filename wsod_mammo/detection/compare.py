@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from wsod_mammo.detection.bootstrap import SEED, best_within, interval, resample_weights, resampled_froc
+from wsod_mammo.detection.mass_kinds import birads_label, mass_kind, size_label
 from wsod_mammo.detection.report import count, find_run_dir
 
 IMAGES_FILE = "detection_images.json"
@@ -40,6 +41,30 @@ def load_side(spec: str, default_run: Path, subset: str) -> tuple[str, dict[str,
             f"--compare {spec}: {path} has no method {method!r} on {subset} images; it has {sorted(methods)}"
         )
     return f"{Path(run).name if run else run_dir.name}:{method}", methods[method], budget, seed
+
+
+def masses_only(records: dict[str, Any], masses: str, label: str) -> dict[str, Any]:
+    """``records`` counting only the masses of one row of Table II per finding BI-RADS or per mass size (``masses``:
+    ``BI-RADS 5``, ``< 10 mm``), by the test report's rule: every image and false positive stays, a box that found
+    another mass is dropped. ``label`` names the side in errors (a report written before masses were recorded)."""
+    kind = mass_kind(masses)
+    if "box_gt" not in records:
+        raise ValueError(f"--masses: {label}'s test report records no masses per box (written before they were); "
+                         "test that run again")  # fmt: skip
+    if kind == "birads":
+        names = [birads_label(int(c)) for c in records["gt_birads"]]
+    else:
+        names = [size_label(None if v is None else float(v)) for v in records["gt_size_mm"]]
+    keep = [name == masses for name in names]
+    image_gt = [0] * len(records["image_keys"])
+    for image, kept in zip(records["gt_image"], keep, strict=True):
+        image_gt[image] += kept
+    boxes = [gt < 0 or keep[gt] for gt in records["box_gt"]]
+    return records | {
+        "image_gt": image_gt,
+        **{name: [v for v, b in zip(records[name], boxes, strict=True) if b]
+           for name in ("box_image", "box_scores", "box_tp", "box_gt")},
+    }  # fmt: skip
 
 
 def _tensors(records: dict[str, Any], order: dict[int, int]) -> tuple[torch.Tensor, ...]:
@@ -90,10 +115,18 @@ def paired_bootstrap(
     }
 
 
-def compare(spec_a: str, spec_b: str, default_run: Path, subset: str = "mass") -> str:
-    """The comparison of two sides as one printed paragraph."""
+def compare(spec_a: str, spec_b: str, default_run: Path, subset: str = "mass", masses: str | None = None) -> str:
+    """The comparison of two sides as one printed paragraph; ``masses``: counting only the masses of one row of
+    Table II per finding BI-RADS or per mass size (:func:`masses_only`)."""
     label_a, a, budget, seed = load_side(spec_a, default_run, subset)
     label_b, b, _, _ = load_side(spec_b, default_run, subset)
+    counted = ""
+    if masses is not None:
+        a, b = masses_only(a, masses, label_a), masses_only(b, masses, label_b)
+        found = sum(a["image_gt"])
+        if not found:
+            raise ValueError(f"--masses: {label_a} has no mass of {masses!r} on its {subset} images")
+        counted = f", counting the {count(found, 'mass', 'masses')} of {masses}"
     # A's test report's seed: A's interval is the one its report gives
     r = paired_bootstrap(a, b, budget, seed, (label_a, label_b))
 
@@ -101,8 +134,8 @@ def compare(spec_a: str, spec_b: str, default_run: Path, subset: str = "mass") -
         return f"{f['value']:.3f} [{f['low']:.3f}, {f['high']:.3f}]"
 
     return (
-        f"TPR at FPPI <= {budget:g} on {count(r['num_images'], 'mass image' if subset == 'mass' else 'test image')}, "
-        f"paired bootstrap (95%) over {r['resampled']}{_why_images(r['without_studies'])}:\n"
+        f"TPR at FPPI <= {budget:g} on {count(r['num_images'], 'mass image' if subset == 'mass' else 'test image')}"
+        f"{counted}, paired bootstrap (95%) over {r['resampled']}{_why_images(r['without_studies'])}:\n"
         f"  A {label_a}: {text(r['a'])}\n  B {label_b}: {text(r['b'])}\n"
         f"  A - B: {text(r['difference'])}; share of resamples with A <= B: {r['p_a_not_better']:.3f}\n"
     )

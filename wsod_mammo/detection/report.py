@@ -25,6 +25,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from wsod_mammo.detection.mass_kinds import mass_kind
+
 if TYPE_CHECKING:
     from torch import Tensor
 
@@ -347,7 +349,16 @@ def main(argv: list[str] | None = None) -> None:
         "--subset", default="mass", choices=["mass", "all"], metavar="{mass,all}",
         help="--compare's images: mass (the mass images, as Table II) or all (every test image)",
     )  # fmt: skip
+    parser.add_argument(
+        "--masses", type=str | None, default=None,
+        help="--compare counting only the masses of one row of Table II per finding BI-RADS or per mass size: "
+             "'BI-RADS 5', '< 10 mm', '10-20 mm', '>= 20 mm' (false positives all count)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    if args.masses is not None:  # said before any table is read
+        if args.compare is None:
+            raise ValueError("--masses: it selects the masses --compare counts; give --compare A B too")
+        mass_kind(args.masses)
     output = None if args.output is None else Path(args.output)
     if output is not None and output.exists() and not output.is_dir():
         raise ValueError(f"--output: {output} is a file; expected a directory for table2.md and table2.csv")
@@ -359,7 +370,7 @@ def main(argv: list[str] | None = None) -> None:
 
         if len(args.compare) != 2:
             raise ValueError(f"--compare: expected two methods A B, found {args.compare}")
-        print(compare(args.compare[0], args.compare[1], run_dirs[0], args.subset), end="")
+        print(compare(args.compare[0], args.compare[1], run_dirs[0], args.subset, args.masses), end="")
     if output is not None:
         output.mkdir(parents=True, exist_ok=True)
         for name, text in (("table2.md", markdown), ("table2.csv", table2_csv)):

@@ -14,9 +14,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from wsod_mammo.detection.mass_kinds import UNKNOWN
 from wsod_mammo.detection.metrics import DetectionResult, threshold_result
 
-UNKNOWN = "unknown"  # the stratum of images whose category the data leaves empty
+__all__ = ["UNKNOWN", "restrict", "restrict_lesions", "strata_of"]
 
 
 def restrict(result: DetectionResult, keep: Tensor, operating_fppi: float) -> DetectionResult:

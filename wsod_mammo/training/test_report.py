@@ -38,6 +38,7 @@ from wsod_mammo.detection.bootstrap import (
 from wsod_mammo.detection.breasts import breast_key_of_images, breast_predictions
 from wsod_mammo.detection.compare import IMAGES_FILE
 from wsod_mammo.detection.image_keys import image_keys
+from wsod_mammo.detection.mass_kinds import SIZE_LABELS, UNKNOWN, birads_label, size_label
 from wsod_mammo.detection.metrics import DetectionResult
 from wsod_mammo.detection.report import (
     FROM_DEFAULT,
@@ -54,7 +55,7 @@ from wsod_mammo.detection.report import (
     thresholds_record,
     write_table2_row,
 )
-from wsod_mammo.detection.strata import UNKNOWN, restrict, restrict_lesions, strata_of
+from wsod_mammo.detection.strata import restrict, restrict_lesions, strata_of
 from wsod_mammo.training.classification import HEADS, KeyedClassificationMetric
 from wsod_mammo.training.provenance import evaluated_weights, evaluation_setting
 
@@ -73,9 +74,6 @@ STRATUM_COLUMNS = ["studies", "images", "masses", "method", "tpr", "fppi", "tpr_
 DENSITY_COLUMNS = ["subset", "density", *STRATUM_COLUMNS]
 BIRADS_COLUMNS = ["subset", "finding_birads", *STRATUM_COLUMNS]
 SIZE_COLUMNS = ["subset", "mass_size", *STRATUM_COLUMNS]
-#: Table II per mass size: the edges (mm) between its rows, and the rows (a mass of exactly 10 mm is 10-20 mm)
-SIZE_EDGES_MM = (10.0, 20.0)
-SIZE_LABELS = ("< 10 mm", "10-20 mm", ">= 20 mm")
 
 
 class StratumTable(NamedTuple):
@@ -260,8 +258,16 @@ def _method_summary(
 
 
 def _image_records(r: DetectionResult, groups: dict[int, int] | None = None) -> dict[str, Any]:
+    """``detection_images.json``'s record of one method: per image its key (and study) and ground-truth count, per
+    box its image, score and hit; and, for ``--compare --masses``, per mass its image, BI-RADS and size in mm (null
+    unknown) and per box the mass it found (-1 none)."""
     first = r.per_threshold[0]
     studies = groups_of(r.image_keys, groups)
+    masses: dict[str, Any] = {}
+    if r.gt_image is not None and r.gt_category is not None and first.box_gt is not None:
+        sizes = [] if r.gt_size is None else [None if math.isnan(v) else v for v in r.gt_size.tolist()]
+        masses = {"gt_image": r.gt_image.tolist(), "gt_birads": r.gt_category.tolist(),
+                  "gt_size_mm": sizes or [None] * r.gt_image.numel(), "box_gt": first.box_gt.tolist()}  # fmt: skip
     return {
         "image_keys": r.image_keys.tolist(),
         **({"study_keys": studies.tolist()} if studies is not None else {}),
@@ -269,6 +275,7 @@ def _image_records(r: DetectionResult, groups: dict[int, int] | None = None) -> 
         "box_image": first.box_image.tolist(),
         "box_scores": first.box_scores.tolist(),
         "box_tp": first.box_tp.int().tolist(),
+        **masses,
     }
 
 
@@ -377,19 +384,6 @@ def why_no_sizes(results: dict[tuple[str, str], DetectionResult]) -> str | None:
         "files, DICOMs without PixelSpacing or ImagerPixelSpacing, or a cache prepared before sizes were kept: "
         "prepare it again into a new cache_dir)"
     )
-
-
-def birads_label(category: int) -> str:
-    """A mass's row in Table II per finding BI-RADS: ``BI-RADS 4``, or :data:`UNKNOWN` for 0 (an empty cell)."""
-    return f"BI-RADS {category}" if category > 0 else UNKNOWN
-
-
-def size_label(size_mm: float) -> str:
-    """A mass's row in Table II per mass size, by its longer side: one of :data:`SIZE_LABELS`, or :data:`UNKNOWN`
-    without a pixel spacing."""
-    if math.isnan(size_mm):
-        return UNKNOWN
-    return SIZE_LABELS[sum(size_mm >= edge for edge in SIZE_EDGES_MM)]
 
 
 def _lesion_parts(

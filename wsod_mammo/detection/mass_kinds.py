@@ -1,0 +1,37 @@
+"""The rows of Table II per kind of mass: a mass's finding BI-RADS and its size class, named alike by the test
+report's tables and by ``wsod report --compare --masses`` (plain Python: ``wsod report`` stays light)."""
+
+from __future__ import annotations
+
+import math
+import re
+
+UNKNOWN = "unknown"  # the row of masses (or images) whose category the data leaves empty
+#: Table II per mass size: the edges (mm) between its rows, and the rows (a mass of exactly 10 mm is 10-20 mm)
+SIZE_EDGES_MM = (10.0, 20.0)
+SIZE_LABELS = ("< 10 mm", "10-20 mm", ">= 20 mm")
+
+
+def birads_label(category: int) -> str:
+    """A mass's row in Table II per finding BI-RADS: ``BI-RADS 4``, or :data:`UNKNOWN` for 0 (an empty cell)."""
+    return f"BI-RADS {category}" if category > 0 else UNKNOWN
+
+
+def size_label(size_mm: float | None) -> str:
+    """A mass's row in Table II per mass size, by its longer side: one of :data:`SIZE_LABELS`, or :data:`UNKNOWN`
+    without a pixel spacing (None or NaN)."""
+    if size_mm is None or math.isnan(size_mm):
+        return UNKNOWN
+    return SIZE_LABELS[sum(size_mm >= edge for edge in SIZE_EDGES_MM)]
+
+
+def mass_kind(label: str) -> str:
+    """Which table a row name belongs to: ``birads`` (``BI-RADS 4``) or ``size`` (``< 10 mm``); ValueError naming
+    the choices otherwise."""
+    if label in SIZE_LABELS:
+        return "size"
+    if re.fullmatch(r"BI-RADS [0-6]", label):
+        return "birads"
+    choices = ", ".join(f"'{name}'" for name in ("BI-RADS 3", "BI-RADS 4", "BI-RADS 5", *SIZE_LABELS))
+    raise ValueError(f"--masses: expected a row of Table II per finding BI-RADS or per mass size ({choices}), "
+                     f"found {label!r}")  # fmt: skip
