@@ -97,7 +97,7 @@ def test_test_writes_both_tables_the_froc_plot_and_overlays(trained: Path) -> No
                  "table2_row_all_images.csv", "froc_mass.png", "froc_all.png", "table1_breast.md",
                  "table1_breast.csv", "table1_breast_ci.csv", "table2_by_density.md",
                  "table2_by_density.csv", "table2_by_birads.md", "table2_by_birads.csv", "table2_by_size.md",
-                 "table2_by_size.csv"):  # fmt: skip
+                 "table2_by_size.csv", "table1_by_density.md", "table1_by_density.csv"):  # fmt: skip
         assert (run / name).stat().st_size > 0, name
     assert len(list((run / "overlays").glob("*.png"))) == 2
     with open(run / "table2_row.csv") as handle:
@@ -150,6 +150,13 @@ def test_test_writes_both_tables_the_froc_plot_and_overlays(trained: Path) -> No
         assert sum(r["images"] for r in rows) == summary[f"{subset}_counts"]["images"], subset
         assert sum(r["masses"] for r in rows) == summary[subset]["cam"]["num_gt"], subset
         assert all(set(r["cells"]) == set(summary[subset]) for r in rows), subset
+    # Table I by breast density: every test image in one density, each with the three heads' figures
+    rows = summary["table1_by_density"].values()
+    assert sum(r["images"] for r in rows) == 8 and sum(r["positive"] for r in rows) == counts["positive"]
+    assert all(list(r["heads"]) == ["global", "local", "fusion"] for r in rows)
+    by_density_csv = list(csv.DictReader(open(run / "table1_by_density.csv")))
+    assert len(by_density_csv) == 3 * 4 * len(rows)  # a row per head and figure of each density
+    assert {r["figure"] for r in by_density_csv} == {"accuracy", "auc", "tpr", "tnr"}
     # Table II by finding BI-RADS: each mass in one row (the synthetic masses are BI-RADS 3 to 5), every method
     for subset in ("mass", "all"):
         rows = summary["by_finding_birads"][subset]
@@ -2023,6 +2030,7 @@ def test_ddp_test_on_an_uneven_count_with_repeats_equals_one_process(tmp_path: P
     assert one["table1_breast_intervals"] == two["table1_breast_intervals"] and one["table1_breast_intervals"]
     assert one["table1_breast_counts"] == two["table1_breast_counts"]
     assert one["by_density"] == two["by_density"] and one["by_density"]["mass"]
+    assert one["table1_by_density"] == two["table1_by_density"] and one["table1_by_density"]
     # per kind of mass too: which box found which mass survives the gather (a mass of an image padded onto the
     # other rank counted once)
     for key in ("by_finding_birads", "by_mass_size"):
@@ -2052,7 +2060,7 @@ def test_a_ddp_test_logs_every_process_overlays_to_wandb(tmp_path: Path, trained
     assert {row[0]: row[1:] for row in json.loads(table.read_text())["data"]} == {
         head: list(figures.values()) for head, figures in breasts.items()
     }
-    for name in ("table1_breast_ci", "table2_by_density", "table2_by_birads", "table2_by_size"):
+    for name in ("table1_breast_ci", "table1_by_density", "table2_by_density", "table2_by_birads", "table2_by_size"):
         assert len(list(tables.glob(f"offline-run-*/files/media/table/test/{name}_*.table.json"))) == 1, name
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 from types import SimpleNamespace
 
@@ -113,3 +114,24 @@ def test_table1_of_a_two_class_model_names_the_class_it_rates(tmp_path, recorded
     module.recorded_class_names = lambda: ["Mass"]
     write_test_report(tmp_path / "run", trainer, module, results, Table1Figures(table1_ci, counts, {}, None), 1.0, 7)
     assert "Table I rates" not in (tmp_path / "run" / "table1.md").read_text()
+
+
+def test_table1_by_density_gives_each_densitys_counts_and_heads_and_n_a_where_a_density_has_no_negatives() -> None:
+    from wsod_mammo.training.test_report import _figures_with_intervals, table1_by_density_text
+
+    preds, target = torch.tensor([0.9, 0.2, 0.7, 0.6, 0.8]), torch.tensor([1.0, 0.0, 1.0, 1.0, 1.0])
+    keys = torch.arange(5)
+    rows = {
+        "DENSITY A": {"studies": 2, "images": 2, "positive": 1,
+                      "heads": {"fusion": _figures_with_intervals(preds[:2], target[:2], keys[:2], 0, None)}},
+        "DENSITY D": {"studies": None, "images": 3, "positive": 3,
+                      "heads": {"fusion": _figures_with_intervals(preds[2:], target[2:], keys[2:], 0, None)}},
+    }  # fmt: skip
+    markdown, csv_text = table1_by_density_text(rows, "images", "Mass")
+    lines = {line.split(" | ")[0].strip("| "): line for line in markdown.splitlines() if line.startswith("| DENSITY")}
+    assert lines["DENSITY A"].startswith("| DENSITY A | 2 | 2 | 1 | fusion | 1.00 [")  # both ranked right: AUC 1
+    only_positives = lines["DENSITY D"]  # no studies named, no AUC or TNR without a negative
+    assert only_positives.startswith("| DENSITY D | n/a | 3 | 3 | fusion |") and only_positives.count("n/a") == 3
+    parsed = list(csv.DictReader(io.StringIO(csv_text)))
+    assert len(parsed) == 8 and {r["figure"] for r in parsed} == {"accuracy", "auc", "tpr", "tnr"}
+    assert [r["value"] for r in parsed if r["density"] == "DENSITY D" and r["figure"] == "auc"] == ["nan"]

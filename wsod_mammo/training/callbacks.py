@@ -24,6 +24,7 @@ from wsod_mammo.training.run_dir import run_directory
 from wsod_mammo.training.test_report import (
     SUBSETS,
     breast_groups,
+    density_labels,
     study_groups,
     table1_intervals,
     write_test_report,
@@ -294,7 +295,8 @@ class DetectionMetrics(Callback):
             pl_module.log(f"test/detection/{subset}/{method}/fppi", figures.fppi, sync_dist=False)
         self._groups = study_groups(trainer)  # the test split's studies, which the bootstrap draws whole
         # collective (the metric states are gathered): all ranks
-        self._table1 = table1_intervals(pl_module, self.bootstrap_seed, self._groups, breast_groups(trainer))
+        self._table1 = table1_intervals(pl_module, self.bootstrap_seed, self._groups, breast_groups(trainer),
+                                        density_labels(trainer))  # fmt: skip
         for head, breast_figures in self._table1.breast_rows.items():  # beside test/<head>/auroc, for W&B's run table
             pl_module.log(f"test/breast/{head}/auroc", breast_figures["auc"]["value"], sync_dist=False)
         self._run_dir = run_directory(trainer)

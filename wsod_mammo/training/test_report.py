@@ -45,6 +45,7 @@ from wsod_mammo.detection.report import (
     FROM_TIE,
     FROM_VALIDATION,
     MISSING,
+    TABLE1_COLUMNS,
     _markdown,
     csv_text,
     format_cell,
@@ -162,12 +163,14 @@ def detection_intervals(
 
 class Table1Figures(NamedTuple):
     """Table I over the distinct test images and over their breasts: per head ``{accuracy, auc, tpr, tnr: {value,
-    low, high}}`` of the first class, and the counts beside each."""
+    low, high}}`` of the first class, and the counts beside each; and over each breast density's images."""
 
     rows: dict[str, dict[str, Any]]
     counts: dict[str, int]  # {"images", "positive"}
     breast_rows: dict[str, dict[str, Any]]  # empty where the data names no breasts
     breast_counts: dict[str, int] | None  # {"breasts", "positive", "one_view", "images"}
+    # {density: {"studies", "images", "positive", "heads": {head: figures}}}; empty where the data names no density
+    density_rows: dict[str, dict[str, Any]] = {}
 
 
 def _figures_with_intervals(
@@ -183,13 +186,16 @@ def table1_intervals(
     seed: int,
     groups: dict[int, int] | None = None,
     breasts: dict[int, int] | None = None,
+    densities: dict[int, str] | None = None,
 ) -> Table1Figures:
     """Table I with intervals over the distinct test images, of the first class (named in ``table1.md`` and
-    ``detection.json``'s ``table1_class`` when the model has several), and over their breasts (``breasts``:
-    ``breast_groups``; none without it); whole studies are drawn (``groups``: ``study_groups``). Collective under
-    DDP (the metric states are gathered): call on every rank."""
+    ``detection.json``'s ``table1_class`` when the model has several), over their breasts (``breasts``:
+    ``breast_groups``; none without it) and over each breast density's images (``densities``: ``density_labels``;
+    none without it); whole studies are drawn (``groups``: ``study_groups``). Collective under DDP (the metric
+    states are gathered): call on every rank."""
     rows: dict[str, dict[str, Any]] = {}
     breast_rows: dict[str, dict[str, Any]] = {}
+    density_rows: dict[str, dict[str, Any]] = {}
     counts = {"images": 0, "positive": 0}
     breast_counts = None
     for head in HEADS:
@@ -203,6 +209,13 @@ def table1_intervals(
         if preds.numel() == 0:
             continue
         rows[head] = _figures_with_intervals(preds, target, keys, seed, groups_of(keys, groups))
+        for label, keep in strata_of(keys, densities).items() if densities else ():
+            studies = groups_of(keys[keep], groups)
+            row = density_rows.setdefault(label, {
+                "studies": None if studies is None else int(studies.unique().numel()),
+                "images": int(keep.sum()), "positive": int((target[keep] > 0.5).sum()), "heads": {},
+            })  # fmt: skip
+            row["heads"][head] = _figures_with_intervals(preds[keep], target[keep], keys[keep], seed, studies)
         breast_of = breasts or {}
         rated = breast_predictions(preds, target, keys, breast_of)
         if rated is None:
@@ -212,7 +225,7 @@ def table1_intervals(
                                                     groups_of(rated.keys, study_of_breast))  # fmt: skip
         breast_counts = {"breasts": int(rated.keys.numel()), "positive": int((rated.target > 0.5).sum()),
                          "one_view": int((rated.views == 1).sum()), "images": int(preds.numel())}  # fmt: skip
-    return Table1Figures(rows, counts, breast_rows, breast_counts)
+    return Table1Figures(rows, counts, breast_rows, breast_counts, density_rows)
 
 
 def _class_names(trainer: Trainer | None, pl_module: LightningModule) -> list[str]:
@@ -512,6 +525,26 @@ def _table1_text(ci: dict[str, dict[str, Any]], unit: str, preface: str) -> tupl
     return md, csv, csv_text(["head", "figure", "value", "low", "high"], ci_rows)
 
 
+def table1_by_density_text(rows: dict[str, dict[str, Any]], unit: str, class_name: str) -> tuple[str, str]:
+    """Table I per breast density ``(markdown, csv)`` from ``Table1Figures.density_rows``: each density's counts and,
+    per head, every figure with its interval (a density without negatives has no AUC or TNR: n/a)."""
+    figures = [key for key, _ in TABLE1_COLUMNS]
+    md_rows, csv_rows = [], []
+    for density, row in rows.items():
+        counts = [MISSING if row["studies"] is None else str(row["studies"]), str(row["images"]), str(row["positive"])]
+        for head, values in row["heads"].items():
+            md_rows.append([density, *counts, head, *(_interval_text(values[k]) for k in figures)])
+            csv_rows += [[density, *counts, head, k, *map(repr, values[k].values())] for k in figures]
+    header = ["density", "studies", "images", "positive", "head", *(title for _, title in TABLE1_COLUMNS)]
+    note = (
+        f"Table I over each breast density's test images (VinDr's breast_density), positive meaning with {class_name}; "
+        f"95% bootstrap intervals over {unit}, stratified by class. A density of few studies has a narrow interval for "
+        "want of studies to draw, not for certainty.\n\n"
+    )
+    columns = ["density", "studies", "images", "positive", "head", "figure", "value", "low", "high"]
+    return note + _markdown(header, md_rows), csv_text(columns, csv_rows)
+
+
 def _write_breast_table1(
     directory: Path, ci: dict[str, dict[str, Any]], counts: dict[str, int], unit: str, class_name: str
 ) -> str:
@@ -550,7 +583,7 @@ def write_test_report(
     unit = "studies (each with all its images)" if groups else "images"
     train_method = pl_module.train_saliency.name
     validated = frozenset(pl_module.detection_thresholds)
-    table1_ci, table1_counts, breast_ci, breast_counts = table1
+    table1_ci, table1_counts, breast_ci, breast_counts, density_table1 = table1
     table1_rows = _values(table1_ci)
     names = _class_names(trainer, pl_module)
     preface = ""
@@ -570,6 +603,11 @@ def write_test_report(
     breast_md = None
     if breast_ci and breast_counts:
         breast_md = _write_breast_table1(directory, breast_ci, breast_counts, unit, names[0])
+    density_table1_md = None
+    if density_table1:
+        density_table1_md, density_table1_csv = table1_by_density_text(density_table1, unit, names[0])
+        (directory / "table1_by_density.md").write_text(density_table1_md)
+        (directory / "table1_by_density.csv").write_text(density_table1_csv)
     weights = evaluated_weights(trainer, pl_module)
     summary: dict[str, Any] = {
         "train_saliency": train_method,
@@ -589,6 +627,7 @@ def write_test_report(
         "table1_breast": _values(breast_ci) or None,
         "table1_breast_intervals": breast_ci or None,
         "table1_breast_counts": breast_counts if breast_ci else None,
+        "table1_by_density": density_table1 or None,
         "evaluated_under": evaluation_setting(trainer),
     }
     ci_rows, records = [], {}
@@ -596,6 +635,8 @@ def write_test_report(
     printed = [f"Table I (classification, distinct test images)\n{table1_md}"]
     if breast_md is not None:
         printed.append(f"Table I, breast level (the mean of a breast's views)\n{breast_md}")
+    if density_table1_md is not None:
+        printed.append(f"Table I by breast density\n{density_table1_md}")
     for subset in SUBSETS:
         subset_results = {m: r for (m, s), r in results.items() if s == subset}
         any_result = next(iter(subset_results.values()))
@@ -666,6 +707,14 @@ def _log_to_wandb(trainer: Trainer, directory: Path, summary: dict[str, Any], ci
                 for k, v in r.items()
             ]
             logger.log_table(f"test/{table}_ci", columns=["head", "figure", "value", "low", "high"], data=ci)
+        if summary["table1_by_density"]:
+            data = [
+                [density, row["studies"], row["images"], row["positive"], head, *_values({head: values})[head].values()]
+                for density, row in summary["table1_by_density"].items()
+                for head, values in row["heads"].items()
+            ]
+            columns = ["density", "studies", "images", "positive", "head", *(k for k, _ in TABLE1_COLUMNS)]
+            logger.log_table("test/table1_by_density", columns=columns, data=data)
         data = [[s, m, f, float(v), float(lo), float(hi)] for s, m, f, v, lo, hi in ci_rows]
         logger.log_table("test/detection_ci", columns=CI_COLUMNS, data=data)
         for strata in STRATUM_TABLES:
