@@ -56,6 +56,9 @@ def test_study_runs_the_matrix_assembles_table2_and_resumes(
     assert (study / "froc_cam.png").stat().st_size > 0 and (study / "froc_gradcam.png").stat().st_size > 0
     # the extensions: Table I per breast beside Table I, and Table II per breast density, finding BI-RADS, mass size
     assert "Table I, breast level" in summary and (study / "table1_breast.md").stat().st_size > 0
+    by_density_table1 = (study / "table1_by_density.md").read_text()  # and Table I per breast density
+    assert "Table I per breast density: table1_by_density.md" in summary
+    assert by_density_table1.count("\n| gradcam | fusion |") == by_density_table1.count("## DENSITY ") > 0
     by_density = (study / "table2_by_density.md").read_text()
     assert "## DENSITY " in by_density and by_density.count("\n| gradcam |") == by_density.count("## DENSITY ")
     by_birads = (study / "table2_by_birads.md").read_text()  # and per finding BI-RADS (synthetic masses: 3 to 5)

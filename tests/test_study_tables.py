@@ -298,3 +298,41 @@ def test_a_train_methods_froc_figure_holds_its_own_runs_only(tmp_path: Path, mon
                ("gradcam", 1): {"table1": {}, "mass": {"cam": cell(0.9)}}}  # fmt: skip
     study_report._froc_figures(tmp_path, reports)
     assert dict(seen["froc_cam.png"]) == {"cam (seed 1)": ([0.5], [0.1])}
+
+
+def test_the_study_writes_table1_per_breast_density_over_seeds_and_with_one_seed_the_reports_interval(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each density's Table I is averaged over seeds as table1.md's; with one seed its interval is the report's;
+    a report written before densities were rated leaves the table out, naming the run."""
+    import json
+
+    heads = ("global", "local", "fusion")
+    figures = {"accuracy": 0.9, "auc": 0.95, "tpr": 0.8, "tnr": 1.0}
+
+    def density(accuracy: float) -> dict:
+        values = figures | {"accuracy": accuracy}
+        with_intervals = {k: {"value": v, "low": v - 0.1, "high": min(v + 0.05, 1.0)} for k, v in values.items()}
+        return {"studies": 2, "images": 5, "positive": 3, "heads": dict.fromkeys(heads, with_intervals)}
+
+    runs = {}
+    for seed, accuracy in ((1, 0.6), (2, 0.8)):
+        by_density = {"DENSITY B": density(accuracy), "DENSITY C": density(accuracy / 2)}
+        report = {"table1": dict.fromkeys(heads, figures), "mass": {"cam": {"tpr": 0.5, "fppi": 0.5}},
+                  "table1_by_density": by_density}  # fmt: skip
+        (tmp_path / f"{seed}.json").write_text(json.dumps(report))
+        runs[("cam", seed)] = tmp_path / f"{seed}.json"
+    text = write_study_outputs(tmp_path / "study", runs)
+    table = (tmp_path / "study" / "table1_by_density.md").read_text()
+    assert "Table I per breast density: table1_by_density.md" in text
+    b, c = table.split("## DENSITY B (2 studies, 5 images, 3 positive)")[1].split("## DENSITY C")
+    assert "| cam | fusion | 0.700 [" in b and "| cam | fusion | 0.350 [" in c  # means over the two seeds
+    one = write_study_outputs(tmp_path / "one", {("cam", 1): runs[("cam", 1)]})
+    assert one and "| cam | fusion | 0.600 [0.500, 0.650] |" in (tmp_path / "one" / "table1_by_density.md").read_text()
+    report = json.loads(runs[("cam", 1)].read_text())
+    del report["table1_by_density"]  # tested before densities were rated
+    runs[("cam", 1)].write_text(json.dumps(report))
+    with caplog.at_level("WARNING"):
+        text = write_study_outputs(tmp_path / "study", runs)
+    assert "Table I per breast density" not in text and not (tmp_path / "study" / "table1_by_density.md").exists()
+    assert "no Table I per breast density: the test reports of cam_seed1 rate no densities" in caplog.text

@@ -18,6 +18,7 @@ from wsod_mammo.detection.study_tables import (
     resampled,
     stratum_reports,
     symbols,
+    table1_density_reports,
     table1_text,
     table2_cells,
     table2_text,
@@ -125,6 +126,26 @@ def _write_by_stratum(
     return path.name
 
 
+def _write_table1_by_density(output: Path, reports: dict[tuple[str, int], dict[str, Any]]) -> str | None:
+    """``table1_by_density.md``: Table I over each breast density's test images, as ``table1.md`` (means over seeds,
+    intervals); returns its name, or None where not every run's report rates densities (an earlier study's file is
+    then removed)."""
+    path = output / "table1_by_density.md"
+    if not _every_report_has(reports, lambda r: r.get("table1_by_density"), output, path, "Table I per breast density",
+                             "rate no densities"):  # fmt: skip
+        return None
+    sections = []
+    for density, (counts, per_density) in table1_density_reports(reports).items():
+        studies = [] if counts["studies"] is None else [count(counts["studies"], "study", "studies")]
+        what = ", ".join([*studies, count(counts["images"], "image"), f"{counts['positive']} positive"])
+        sections.append(f"## {density} ({what})\n\n{table1_text(per_density, 'table1_density')}")
+    path.write_text(
+        "Table I per breast density (the test images of that density; mean [95% interval over seeds; with one seed, "
+        "the test report's bootstrap interval])\n\n" + "\n".join(sections)
+    )
+    return path.name
+
+
 def write_study_outputs(
     output: Path,
     runs: dict[tuple[str, int], Path],
@@ -133,8 +154,8 @@ def write_study_outputs(
     include_them: str = "",
 ) -> str:
     """Write ``table1.md`` (and ``table1_breast.md`` where the reports rate breasts), ``table2.md``, ``table2.csv``,
-    ``table2_by_density.md``, ``table2_by_birads.md`` and ``table2_by_size.md`` (where they rate densities, finding
-    BI-RADS, mass sizes),
+    ``table1_by_density.md``, ``table2_by_density.md``, ``table2_by_birads.md`` and ``table2_by_size.md`` (where they
+    rate densities, finding BI-RADS, mass sizes),
     ``froc_<train>.png`` and ``summary.md`` to ``output`` (Table II's columns: ``test_methods``, default every method
     the reports hold); return the summary's text (the tables and the best pair). ``left_out``: finished run folders
     not in these tables, named in the summary with ``include_them``, the options that would include them; the FROC
@@ -154,6 +175,7 @@ def write_study_outputs(
     (output / "table2.csv").write_text(table2_csv)
     figures = _froc_figures(output, reports)
     by_stratum = {strata.key: _write_by_stratum(output, reports, marks, strata) for strata in STRATA}
+    table1_density = _write_table1_by_density(output, reports)
     for method in set(METHOD_ORDER) - {m for m, _ in reports}:
         (output / f"froc_{method}.png").unlink(missing_ok=True)
     seeds = sorted({s for _, s in reports})
@@ -187,6 +209,7 @@ def write_study_outputs(
         f"{table1_md}\n{breast_text}"
         f"Table II ({SUBSET} images; TPR [95% interval, {interval}] @ FPPI, means over seeds)\n\n{table2_md}\n"
         f"{verdict}\n\nFROC figures: {', '.join(p.name for p in figures)}\n"
+        + (f"Table I per breast density: {table1_density}\n" if table1_density else "")
         + "".join(f"{_name(strata)}: {by_stratum[strata.key]}\n" for strata in STRATA if by_stratum[strata.key])
     )
     if left_out:

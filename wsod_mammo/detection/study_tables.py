@@ -268,6 +268,24 @@ def table1_text(reports: dict[tuple[str, int], dict[str, Any]], key: str = "tabl
     return _markdown(["train", "head", *(title for _, title in TABLE1_COLUMNS)], rows)
 
 
+def table1_density_reports(
+    reports: dict[tuple[str, int], dict[str, Any]],
+) -> dict[str, tuple[dict[str, Any], dict[tuple[str, int], dict[str, Any]]]]:
+    """Per breast density of the test report's ``table1_by_density``, in the report's order: its counts (the first
+    run's) and the reports with that density's figures as ``table1_density`` (and ``_intervals``), for
+    ``table1_text(..., "table1_density")``. Call it with reports that all have ``table1_by_density``."""
+    first = next(iter(reports.values()))["table1_by_density"]
+    out = {}
+    for density, row in first.items():
+        per_run = {}
+        for key, report in reports.items():
+            heads = (report["table1_by_density"].get(density) or {}).get("heads", {})
+            values = {head: {k: f["value"] for k, f in figures.items()} for head, figures in heads.items()}
+            per_run[key] = {**report, "table1_density": values, "table1_density_intervals": heads}
+        out[density] = ({k: row.get(k) for k in ("studies", "images", "positive")}, per_run)
+    return out
+
+
 def stratum_reports(
     reports: dict[tuple[str, int], dict[str, Any]], strata: str = "by_density"
 ) -> dict[str, tuple[dict[str, Any], dict[tuple[str, int], dict[str, Any]]]]:
