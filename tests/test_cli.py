@@ -119,6 +119,15 @@ def test_test_writes_both_tables_the_froc_plot_and_overlays(trained: Path) -> No
     assert summary["bootstrap"]["resampled"] == "studies" and "over studies" in (run / "table1.md").read_text()
     images = json.loads((run / "detection_images.json").read_text())["subsets"]["all"]["cam"]
     assert len(images["study_keys"]) == len(images["image_keys"]) > len(set(images["study_keys"]))
+    # and each head's probability per distinct image, from which `wsod report --compare A:fusion B:fusion` redraws
+    # exactly Table I's AUC interval
+    from wsod_mammo.detection.compare_auc import load_head, paired_auc
+
+    classified = json.loads((run / "detection_images.json").read_text())["classification"]
+    assert classified["class"] == summary["table1_class"] and len(classified["image_keys"]) == 8
+    for head in ("global", "local", "fusion"):
+        _, side, seed = load_head(f"{run}:{head}", run)
+        assert paired_auc(side, side, seed)["a"] == summary["table1_intervals"][head]["auc"], head
     # every figure carries a 95% bootstrap interval; the cell is the capped operating point validation selects by
     assert "FPPI <= 1" in summary["operating_point"] and "FPPI <= 1" in (run / "table2_row.md").read_text()
     for method, figures in summary["mass"].items():
@@ -2031,6 +2040,17 @@ def test_ddp_test_on_an_uneven_count_with_repeats_equals_one_process(tmp_path: P
     assert one["table1_breast_counts"] == two["table1_breast_counts"]
     assert one["by_density"] == two["by_density"] and one["by_density"]["mass"]
     assert one["table1_by_density"] == two["table1_by_density"] and one["table1_by_density"]
+    # the probabilities --compare of two heads redraws: the same per image (each listed once) whatever the ranks
+    classified = {}
+    for devices in (1, 2):
+        (path,) = list((tmp_path / f"test{devices}").glob("**/detection_images.json"))
+        record = json.loads(path.read_text())["classification"]
+        classified[devices] = {k: (record["target"][i], record["heads"]["fusion"][i], record["study_keys"][i])
+                               for i, k in enumerate(record["image_keys"])}  # fmt: skip
+        assert len(classified[devices]) == len(record["image_keys"]) == 8
+    assert classified[1].keys() == classified[2].keys()
+    for key, (target, probability, study) in classified[1].items():
+        assert classified[2][key] == (target, pytest.approx(probability, abs=1e-6), study), key
     # per kind of mass too: which box found which mass survives the gather (a mass of an image padded onto the
     # other rank counted once)
     for key in ("by_finding_birads", "by_mass_size"):

@@ -21,16 +21,30 @@ from wsod_mammo.detection.report import count, find_run_dir
 IMAGES_FILE = "detection_images.json"
 
 
-def load_side(spec: str, default_run: Path, subset: str) -> tuple[str, dict[str, Any], float, int]:
-    """``(label, records, fppi_budget, bootstrap seed)`` of ``RUN_DIR:method`` or ``method`` (in ``default_run``);
-    the seed is the test report's (``SEED`` for a report written before it was recorded)."""
-    run, _, method = spec.rpartition(":")
+def read_images_file(spec: str, default_run: Path) -> tuple[str, str, Path, dict[str, Any]]:
+    """``(label, method or head, path, content)`` of the image record ``RUN_DIR:name`` or ``name`` (in
+    ``default_run``) reads; the label names the run as the comparison prints it."""
+    run, _, name = spec.rpartition(":")
     run_dir = find_run_dir(Path(run)) if run else default_run  # a study's run folder, as the listed runs
     path = run_dir / IMAGES_FILE
     if not path.is_file():
         raise ValueError(f"--compare {spec}: {path} does not exist (written by `wsod test`)")
     try:
         data = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise ValueError(
+            f"--compare {spec}: {path} is not a `wsod test` image record as expected ({type(error).__name__}: {error})"
+        ) from None
+    if not isinstance(data, dict):
+        raise ValueError(f"--compare {spec}: {path} is not a `wsod test` image record as expected (not an object)")
+    return f"{Path(run).name if run else run_dir.name}:{name}", name, path, data
+
+
+def load_side(spec: str, default_run: Path, subset: str) -> tuple[str, dict[str, Any], float, int]:
+    """``(label, records, fppi_budget, bootstrap seed)`` of ``RUN_DIR:method`` or ``method`` (in ``default_run``);
+    the seed is the test report's (``SEED`` for a report written before it was recorded)."""
+    label, method, path, data = read_images_file(spec, default_run)
+    try:
         methods = data["subsets"].get(subset, {})
         budget, seed = float(data["fppi_budget"]), int(data.get("bootstrap_seed", SEED))
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
@@ -40,7 +54,7 @@ def load_side(spec: str, default_run: Path, subset: str) -> tuple[str, dict[str,
         raise ValueError(
             f"--compare {spec}: {path} has no method {method!r} on {subset} images; it has {sorted(methods)}"
         )
-    return f"{Path(run).name if run else run_dir.name}:{method}", methods[method], budget, seed
+    return label, methods[method], budget, seed
 
 
 def masses_only(records: dict[str, Any], masses: str, label: str) -> dict[str, Any]:
@@ -135,13 +149,13 @@ def compare(spec_a: str, spec_b: str, default_run: Path, subset: str = "mass", m
 
     return (
         f"TPR at FPPI <= {budget:g} on {count(r['num_images'], 'mass image' if subset == 'mass' else 'test image')}"
-        f"{counted}, paired bootstrap (95%) over {r['resampled']}{_why_images(r['without_studies'])}:\n"
+        f"{counted}, paired bootstrap (95%) over {r['resampled']}{why_images(r['without_studies'])}:\n"
         f"  A {label_a}: {text(r['a'])}\n  B {label_b}: {text(r['b'])}\n"
         f"  A - B: {text(r['difference'])}; share of resamples with A <= B: {r['p_a_not_better']:.3f}\n"
     )
 
 
-def _why_images(without: list[str]) -> str:
+def why_images(without: list[str]) -> str:
     """Why a comparison drew images: the sides whose test report was written before reports recorded studies."""
     if not without:
         return ""

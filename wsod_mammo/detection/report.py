@@ -331,9 +331,13 @@ def _floats(values: Sequence[float] | Tensor) -> list[float]:
 
 def main(argv: list[str] | None = None) -> None:
     """``wsod report RUN_DIR... [--output DIR] [--compare A B]``: print the merged Table II; with ``--output`` write
-    ``table2.md`` and ``table2.csv`` there; ``--compare`` adds a paired bootstrap of two methods (``RUN_DIR:method``
-    or ``method`` of the first run; see :mod:`wsod_mammo.detection.compare`)."""
+    ``table2.md`` and ``table2.csv`` there; ``--compare`` adds a paired bootstrap of two methods' TPR
+    (``RUN_DIR:method`` or ``method`` of the first run; see :mod:`wsod_mammo.detection.compare`) or of two heads' AUC
+    (``RUN_DIR:fusion``; :mod:`wsod_mammo.detection.compare_auc`)."""
     from jsonargparse import ArgumentParser
+
+    from wsod_mammo.detection.compare import compare
+    from wsod_mammo.detection.compare_auc import HEAD_NAMES, compare_auc, is_head
 
     parser = ArgumentParser(prog="wsod report", description="Merge the Table II rows of several test runs.")
     parser.add_argument("run_dirs", nargs="+", type=str, help="test run directories holding table2_row.csv")
@@ -343,7 +347,8 @@ def main(argv: list[str] | None = None) -> None:
         nargs=2,
         type=str,
         default=None,
-        help="two methods A B (RUN_DIR:method or method): paired bootstrap",
+        help="two methods A B (RUN_DIR:method or method): paired bootstrap of their TPR; or two heads "
+        "(RUN_DIR:fusion, RUN_DIR:global, RUN_DIR:local): of their AUC (Table I), over all distinct test images",
     )
     parser.add_argument(
         "--subset", default="mass", choices=["mass", "all"], metavar="{mass,all}",
@@ -355,9 +360,17 @@ def main(argv: list[str] | None = None) -> None:
              "'BI-RADS 5', '< 10 mm', '10-20 mm', '>= 20 mm' (false positives all count)",
     )  # fmt: skip
     args = parser.parse_args(argv)
+    heads = [is_head(side) for side in args.compare or ()]
+    if any(heads) and not all(heads):
+        raise ValueError(
+            f"--compare {' '.join(args.compare)}: one side is a head ({', '.join(HEAD_NAMES)}: AUC), the other a "
+            "saliency method (TPR); compare two heads or two methods"
+        )
     if args.masses is not None:  # said before any table is read
         if args.compare is None:
             raise ValueError("--masses: it selects the masses --compare counts; give --compare A B too")
+        if any(heads):
+            raise ValueError("--masses: it selects the masses a TPR counts; --compare of two heads compares AUC")
         mass_kind(args.masses)
     output = None if args.output is None else Path(args.output)
     if output is not None and output.exists() and not output.is_dir():
@@ -366,11 +379,12 @@ def main(argv: list[str] | None = None) -> None:
     markdown, table2_csv = collect_table2(run_dirs)
     print(markdown, end="")
     if args.compare is not None:
-        from wsod_mammo.detection.compare import compare
-
         if len(args.compare) != 2:
             raise ValueError(f"--compare: expected two methods A B, found {args.compare}")
-        print(compare(args.compare[0], args.compare[1], run_dirs[0], args.subset, args.masses), end="")
+        if all(heads):  # Table I's images: every distinct test image, whatever --subset says
+            print(compare_auc(args.compare[0], args.compare[1], run_dirs[0]), end="")
+        else:
+            print(compare(args.compare[0], args.compare[1], run_dirs[0], args.subset, args.masses), end="")
     if output is not None:
         output.mkdir(parents=True, exist_ok=True)
         for name, text in (("table2.md", markdown), ("table2.csv", table2_csv)):

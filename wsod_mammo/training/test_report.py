@@ -37,6 +37,7 @@ from wsod_mammo.detection.bootstrap import (
 )
 from wsod_mammo.detection.breasts import breast_key_of_images, breast_predictions
 from wsod_mammo.detection.compare import IMAGES_FILE
+from wsod_mammo.detection.compare_auc import CLASSIFICATION
 from wsod_mammo.detection.image_keys import image_keys
 from wsod_mammo.detection.mass_kinds import SIZE_LABELS, UNKNOWN, birads_label, size_label
 from wsod_mammo.detection.metrics import DetectionResult
@@ -171,6 +172,8 @@ class Table1Figures(NamedTuple):
     breast_counts: dict[str, int] | None  # {"breasts", "positive", "one_view", "images"}
     # {density: {"studies", "images", "positive", "heads": {head: figures}}}; empty where the data names no density
     density_rows: dict[str, dict[str, Any]] = {}
+    # {"image_keys", "target", "heads": {head: probabilities}} in one order, for `--compare A:fusion B:fusion`
+    images: dict[str, Any] = {}
 
 
 def _figures_with_intervals(
@@ -196,6 +199,7 @@ def table1_intervals(
     rows: dict[str, dict[str, Any]] = {}
     breast_rows: dict[str, dict[str, Any]] = {}
     density_rows: dict[str, dict[str, Any]] = {}
+    per_head: dict[str, tuple[Tensor, Tensor, Tensor]] = {}
     counts = {"images": 0, "positive": 0}
     breast_counts = None
     for head in HEADS:
@@ -209,6 +213,7 @@ def table1_intervals(
         if preds.numel() == 0:
             continue
         rows[head] = _figures_with_intervals(preds, target, keys, seed, groups_of(keys, groups))
+        per_head[head] = keys, preds, target
         for label, keep in strata_of(keys, densities).items() if densities else ():
             studies = groups_of(keys[keep], groups)
             row = density_rows.setdefault(label, {
@@ -225,7 +230,20 @@ def table1_intervals(
                                                     groups_of(rated.keys, study_of_breast))  # fmt: skip
         breast_counts = {"breasts": int(rated.keys.numel()), "positive": int((rated.target > 0.5).sum()),
                          "one_view": int((rated.views == 1).sum()), "images": int(preds.numel())}  # fmt: skip
-    return Table1Figures(rows, counts, breast_rows, breast_counts, density_rows)
+    return Table1Figures(rows, counts, breast_rows, breast_counts, density_rows, _images_record(per_head))
+
+
+def _images_record(per_head: dict[str, tuple[Tensor, Tensor, Tensor]]) -> dict[str, Any]:
+    """Each head's probability per distinct image, in the first head's order of ``(keys, probabilities, target)``
+    (the order its Table I interval drew in, so ``--compare`` redraws that interval exactly)."""
+    if not per_head:
+        return {}
+    keys, _, target = next(iter(per_head.values()))
+    heads = {}
+    for head, (head_keys, probabilities, _) in per_head.items():
+        position = {k: i for i, k in enumerate(head_keys.tolist())}
+        heads[head] = [probabilities[position[k]].item() for k in keys.tolist()]
+    return {"image_keys": keys.tolist(), "target": target.tolist(), "heads": heads}
 
 
 def _class_names(trainer: Trainer | None, pl_module: LightningModule) -> list[str]:
@@ -583,7 +601,7 @@ def write_test_report(
     unit = "studies (each with all its images)" if groups else "images"
     train_method = pl_module.train_saliency.name
     validated = frozenset(pl_module.detection_thresholds)
-    table1_ci, table1_counts, breast_ci, breast_counts, density_table1 = table1
+    table1_ci, table1_counts, breast_ci, breast_counts, density_table1, _ = table1
     table1_rows = _values(table1_ci)
     names = _class_names(trainer, pl_module)
     preface = ""
@@ -680,6 +698,10 @@ def write_test_report(
         log.info("%s", why)
     (directory / "detection.json").write_text(json.dumps(summary, indent=2, allow_nan=True))
     image_records = {"fppi_budget": fppi_budget, "bootstrap_seed": seed, "subsets": records}  # --compare redraws these
+    if table1.images:  # and --compare A:fusion B:fusion these: Table I's class, images and probabilities
+        studies = groups_of(torch.tensor(table1.images["image_keys"], dtype=torch.int64), groups)
+        image_records[CLASSIFICATION] = {"class": names[0], **table1.images,
+                                         **({} if studies is None else {"study_keys": studies.tolist()})}  # fmt: skip
     (directory / IMAGES_FILE).write_text(json.dumps(image_records))
     _log_to_wandb(trainer, directory, summary, ci_rows)
     checkpoint = summary["checkpoint"]

@@ -1,0 +1,109 @@
+"""``wsod report --compare A:fusion B:fusion``: a paired bootstrap of two classifiers' AUC over the same images."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from wsod_mammo.detection.bootstrap import SEED
+from wsod_mammo.detection.compare_auc import HEAD_NAMES, load_head, paired_auc
+from wsod_mammo.detection.report import main
+from wsod_mammo.training.classification import HEADS
+from wsod_mammo.training.test_report import _figures_with_intervals, _images_record, groups_of
+
+N = 40  # images, two per study, the first 16 positive
+
+
+def _cases() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[int, int]]:
+    generator = torch.Generator().manual_seed(3)
+    keys = torch.arange(1000, 1000 + N)
+    target = (torch.arange(N) < 16).float()
+    noise = torch.rand(N, generator=generator)
+    good = (0.6 * target + 0.4 * noise).clamp(0, 1)  # separates well, not perfectly
+    groups = {int(k): int(k) // 2 for k in keys}
+    return keys, target, torch.stack([good, noise]), groups
+
+
+def _write_run(run: Path, heads: dict[str, torch.Tensor], keys, target, groups, seed: int = 7, order=None) -> None:
+    """A test run's image record as ``wsod test`` writes it (``order``: the images listed in another order)."""
+    order = torch.arange(keys.numel()) if order is None else order
+    record = _images_record({h: (keys[order], p[order], target[order]) for h, p in heads.items()})
+    studies = groups_of(torch.tensor(record["image_keys"]), groups)
+    record |= {"class": "Mass", **({} if studies is None else {"study_keys": studies.tolist()})}
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "detection_images.json").write_text(
+        json.dumps({"fppi_budget": 1.0, "bootstrap_seed": seed, "subsets": {}, "classification": record})
+    )
+    (run / "table2_row.csv").write_text("train_method,cam\ncam,0.50@0.50\n")
+
+
+def test_the_heads_compare_names_are_gmics() -> None:
+    assert HEAD_NAMES == HEADS
+
+
+def test_each_sides_interval_is_its_table1_interval_and_the_difference_is_paired(tmp_path: Path, capsys) -> None:
+    """A side's AUC and interval are exactly the ones its Table I gave (same draws of whole studies, same seed); the
+    better classifier's lead has an interval above 0; a side against itself differs by exactly 0."""
+    keys, target, (good, noise), groups = _cases()
+    _write_run(tmp_path / "a", {"fusion": good, "global": noise}, keys, target, groups)
+    _write_run(tmp_path / "b", {"fusion": noise}, keys, target, groups, order=torch.randperm(N))  # other order
+    _, a, seed = load_head(f"{tmp_path / 'a'}:fusion", tmp_path)
+    _, b, _ = load_head(f"{tmp_path / 'b'}:fusion", tmp_path)
+    result = paired_auc(a, b, seed)
+    studies = groups_of(keys, groups)
+    assert result["a"] == _figures_with_intervals(good, target, keys, 7, studies)["auc"]
+    assert result["b"] == _figures_with_intervals(noise, target, keys, 7, studies)["auc"]  # B's order is A's
+    assert result["resampled"] == "studies" and result["num_images"] == N and result["positive"] == 16
+    assert result["difference"]["low"] > 0 and result["p_a_not_better"] < 0.025
+    same = paired_auc(a, a, seed)
+    assert same["difference"] == {"value": 0.0, "low": 0.0, "high": 0.0} and same["p_a_not_better"] == 1.0
+    # the CLI: two runs' fusion heads, and two heads of one run (the first listed run's, without RUN_DIR)
+    main([str(tmp_path / "a"), "--compare", "fusion", f"{tmp_path / 'b'}:fusion"])
+    out = capsys.readouterr().out
+    a_text = f"{result['a']['value']:.3f} [{result['a']['low']:.3f}, {result['a']['high']:.3f}]"
+    assert f"AUC of Mass on {N} distinct test images (16 positive), paired bootstrap (95%) over studies" in out
+    assert f"A a:fusion: {a_text}" in out and "B b:fusion: " in out
+    main([str(tmp_path / "a"), "--compare", "fusion", "global"])
+    assert "B a:global: " in capsys.readouterr().out
+
+
+def test_a_comparison_that_cannot_pair_says_why_naming_the_sides(tmp_path: Path) -> None:
+    keys, target, (good, noise), groups = _cases()
+    _write_run(tmp_path / "a", {"fusion": good}, keys, target, groups)
+    _write_run(tmp_path / "fewer", {"fusion": noise[1:]}, keys[1:], target[1:], groups)
+    _write_run(tmp_path / "relabelled", {"fusion": noise}, keys, 1 - target, groups)
+    run = str(tmp_path / "a")
+    cases = {
+        f"{tmp_path / 'fewer'}:fusion": "a:fusion and fewer:fusion were tested on different images: 40 and 39 images",
+        f"{tmp_path / 'relabelled'}:fusion": "a:fusion and relabelled:fusion label 40 of the same images differently",
+        "local": r"--compare local: .*detection_images.json's 'classification' record is unusable \(no head 'local'",
+        "cam": "one side is a head .* the other a saliency method",
+    }
+    for other, message in cases.items():
+        with pytest.raises(ValueError, match=message):
+            main([run, "--compare", "fusion", other])
+    with pytest.raises(ValueError, match="--masses: it selects the masses a TPR counts; --compare of two heads"):
+        main([run, "--compare", "fusion", "global", "--masses", "BI-RADS 5"])
+    record = json.loads((tmp_path / "a" / "detection_images.json").read_text())
+    record["classification"]["class"] = "Calcification"
+    _write_run(tmp_path / "other_class", {"fusion": good}, keys, target, groups)  # then its class changed
+    (tmp_path / "other_class" / "detection_images.json").write_text(json.dumps(record))
+    with pytest.raises(ValueError, match="a:fusion rates Mass and other_class:fusion Calcification"):
+        main([run, "--compare", "fusion", f"{tmp_path / 'other_class'}:fusion"])
+    del record["classification"]  # a test report written before the probabilities were recorded
+    (tmp_path / "a" / "detection_images.json").write_text(json.dumps(record))
+    with pytest.raises(ValueError, match="records no probabilities per image .*test that run again"):
+        main([run, "--compare", "fusion", "global"])
+
+
+def test_without_recorded_studies_images_are_drawn_and_the_output_says_why(tmp_path: Path, capsys) -> None:
+    keys, target, (good, noise), _ = _cases()
+    _write_run(tmp_path / "a", {"fusion": good, "global": noise}, keys, target, None)
+    main([str(tmp_path / "a"), "--compare", "fusion", "global"])
+    out = capsys.readouterr().out
+    assert "over images (a:fusion and a:global: a test report from before intervals drew studies" in out
+    _, a, _ = load_head("fusion", tmp_path / "a")
+    assert paired_auc(a, a)["a"] == _figures_with_intervals(good, target, keys, SEED, None)["auc"]

@@ -1,0 +1,126 @@
+"""Paired bootstrap of two classifiers' AUC on the same test images: ``wsod report --compare A:fusion B:fusion``.
+
+Table I gives each run's AUC with an interval of its own; whether GMIC trained with one saliency method classifies
+better than trained with another is a question about the difference, which two separate intervals overstate: the
+runs were tested on the same images. Both sides are drawn with the same resamples (whole studies where the reports
+recorded them, stratified by class), with the first side's seed, so each side's interval is its Table I's.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from wsod_mammo.detection.bootstrap import SEED, classification_figures, interval, resample_weights
+from wsod_mammo.detection.compare import read_images_file, why_images
+from wsod_mammo.detection.report import count
+
+# GMIC's heads, as training.classification.HEADS names them (the detection package imports nothing of training)
+HEAD_NAMES = ("global", "local", "fusion")
+CLASSIFICATION = "classification"  # the image record's key for Table I's probabilities per image
+
+
+def is_head(spec: str) -> bool:
+    """Whether ``RUN_DIR:name`` (or ``name``) names a classifier head rather than a saliency method."""
+    return spec.rpartition(":")[2] in HEAD_NAMES
+
+
+def load_head(spec: str, default_run: Path) -> tuple[str, dict[str, Any], int]:
+    """``(label, side, bootstrap seed)`` of ``RUN_DIR:head`` or ``head`` (in ``default_run``): the side's ``class``,
+    ``image_keys``, ``target``, ``probabilities`` and, where recorded, ``study_keys``."""
+    label, head, path, data = read_images_file(spec, default_run)
+    record = data.get(CLASSIFICATION)
+    if record is None:
+        raise ValueError(
+            f"--compare {spec}: {path} records no probabilities per image (a test report written before they were "
+            "recorded); test that run again"
+        )
+    try:
+        if head not in record["heads"]:
+            raise ValueError(f"no head {head!r}; it has {sorted(record['heads'])}")
+        side: dict[str, Any] = {
+            "class": str(record["class"]),
+            "image_keys": [int(k) for k in record["image_keys"]],
+            "target": [float(v) for v in record["target"]],
+            "probabilities": [float(p) for p in record["heads"][head]],
+        }
+        if "study_keys" in record:
+            side["study_keys"] = [int(k) for k in record["study_keys"]]
+        seed = int(data.get("bootstrap_seed", SEED))
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        reason = f"no {error} key" if isinstance(error, KeyError) else str(error)
+        raise ValueError(f"--compare {spec}: {path}'s {CLASSIFICATION!r} record is unusable ({reason})") from None
+    lengths = {name: len(side[name]) for name in ("target", "probabilities", "study_keys") if name in side}
+    if any(n != len(side["image_keys"]) for n in lengths.values()):
+        raise ValueError(
+            f"--compare {spec}: {path}'s {CLASSIFICATION!r} record lists {len(side['image_keys'])} image keys but "
+            + ", ".join(f"{n} {name}" for name, n in lengths.items())
+        )
+    return label, side, seed
+
+
+def paired_auc(
+    a: dict[str, Any], b: dict[str, Any], seed: int = SEED, labels: tuple[str, str] = ("A", "B")
+) -> dict[str, Any]:
+    """AUC of A and B, and of A - B, each ``{value, low, high}``, over the same resamples; ``p_a_not_better``: the
+    share of resamples where A's AUC is not above B's. Both sides must rate one class on the same images with the
+    same labels (``labels`` name the two sides in those errors)."""
+    if a["class"] != b["class"]:
+        raise ValueError(
+            f"--compare: {labels[0]} rates {a['class']} and {labels[1]} {b['class']}: their AUCs do not compare"
+        )
+    keys_a, keys_b = set(a["image_keys"]), set(b["image_keys"])
+    if keys_a != keys_b:
+        raise ValueError(
+            f"--compare: {labels[0]} and {labels[1]} were tested on different images: {len(keys_a)} and {len(keys_b)} "
+            f"images, {len(keys_a - keys_b)} only in the first, {len(keys_b - keys_a)} only in the second"
+        )
+    position_b = {k: i for i, k in enumerate(b["image_keys"])}
+    in_a_order = [position_b[k] for k in a["image_keys"]]
+    target = torch.tensor(a["target"])
+    relabelled = sum(a_t != b["target"][i] for a_t, i in zip(a["target"], in_a_order, strict=True))
+    if relabelled:
+        raise ValueError(f"--compare: {labels[0]} and {labels[1]} label {relabelled} of the same images differently")
+    probabilities = (torch.tensor(a["probabilities"]), torch.tensor([b["probabilities"][i] for i in in_a_order]))
+    keys = torch.tensor(a["image_keys"], dtype=torch.int64)  # A's order and seed: its Table I's draws
+    without = [label for label, side in zip(labels, (a, b), strict=True) if "study_keys" not in side]
+    groups = None if without else torch.tensor(a["study_keys"], dtype=torch.int64)
+    resamples = resample_weights(target, seed=seed, keys=keys, groups=groups)
+    aucs = [
+        (classification_figures(torch.ones(1, keys.numel()), p, target)["auc"][0],
+         classification_figures(resamples, p, target)["auc"])
+        for p in probabilities
+    ]  # fmt: skip
+    (full_a, samples_a), (full_b, samples_b) = aucs
+    difference = samples_a - samples_b
+    drawn = difference[~torch.isnan(difference)]  # a resample without both classes has no AUC
+    return {
+        "a": interval(samples_a, float(full_a)),
+        "b": interval(samples_b, float(full_b)),
+        "difference": interval(difference, float(full_a - full_b)),
+        "p_a_not_better": float((drawn <= 0).float().mean()) if drawn.numel() else float("nan"),
+        "class": a["class"],
+        "num_images": keys.numel(),
+        "positive": int((target > 0.5).sum()),
+        "resampled": "images" if groups is None else "studies",
+        "without_studies": without,
+    }
+
+
+def compare_auc(spec_a: str, spec_b: str, default_run: Path) -> str:
+    """The comparison of two heads (of two runs, or two heads of one run) as one printed paragraph."""
+    label_a, a, seed = load_head(spec_a, default_run)
+    label_b, b, _ = load_head(spec_b, default_run)
+    r = paired_auc(a, b, seed, (label_a, label_b))
+
+    def text(f: dict[str, float]) -> str:
+        return "n/a" if f["value"] != f["value"] else f"{f['value']:.3f} [{f['low']:.3f}, {f['high']:.3f}]"
+
+    return (
+        f"AUC of {r['class']} on {count(r['num_images'], 'distinct test image')} ({r['positive']} positive), paired "
+        f"bootstrap (95%) over {r['resampled']}{why_images(r['without_studies'])}:\n"
+        f"  A {label_a}: {text(r['a'])}\n  B {label_b}: {text(r['b'])}\n"
+        f"  A - B: {text(r['difference'])}; share of resamples with A <= B: {r['p_a_not_better']:.3f}\n"
+    )
