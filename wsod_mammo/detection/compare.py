@@ -91,18 +91,24 @@ def _tensors(records: dict[str, Any], order: dict[int, int]) -> tuple[torch.Tens
     return gt, box_image, scores, torch.tensor(records["box_tp"], dtype=torch.bool)
 
 
-def paired_bootstrap(
-    a: dict[str, Any], b: dict[str, Any], fppi_budget: float, seed: int = SEED, labels: tuple[str, str] = ("A", "B")
-) -> dict[str, Any]:
-    """TPR at ``fppi <= fppi_budget`` of A and B, and of A - B, each ``{value, low, high}``, over the same resamples;
-    ``p_a_not_better``: the share of resamples where A's TPR is not above B's. The image sets must be equal
-    (``labels`` name the two sides in that error)."""
+def same_images(a: dict[str, Any], b: dict[str, Any], labels: tuple[str, str]) -> None:
+    """Raise, naming both sides, where two sides' ``image_keys`` are not the same images: a paired comparison
+    needs every image on both sides."""
     keys_a, keys_b = set(a["image_keys"]), set(b["image_keys"])
     if keys_a != keys_b:
         raise ValueError(
             f"--compare: {labels[0]} and {labels[1]} were tested on different images: {len(keys_a)} and {len(keys_b)} "
             f"images, {len(keys_a - keys_b)} only in the first, {len(keys_b - keys_a)} only in the second"
         )
+
+
+def paired_bootstrap(
+    a: dict[str, Any], b: dict[str, Any], fppi_budget: float, seed: int = SEED, labels: tuple[str, str] = ("A", "B")
+) -> dict[str, Any]:
+    """TPR at ``fppi <= fppi_budget`` of A and B, and of A - B, each ``{value, low, high}``, over the same resamples;
+    ``p_a_not_better``: the share of resamples where A's TPR is not above B's. The image sets must be equal
+    (``labels`` name the two sides in that error)."""
+    same_images(a, b, labels)
     order = {k: i for i, k in enumerate(a["image_keys"])}
     gt_a, *boxes_a = _tensors(a, order)
     _, *boxes_b = _tensors(b, order)

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from wsod_mammo.detection.bootstrap import SEED, classification_figures, interval, resample_weights
-from wsod_mammo.detection.compare import read_images_file, why_images
+from wsod_mammo.detection.compare import read_images_file, same_images, why_images
 from wsod_mammo.detection.report import count
 
 # GMIC's heads, as training.classification.HEADS names them (the detection package imports nothing of training)
@@ -71,12 +71,7 @@ def paired_auc(
         raise ValueError(
             f"--compare: {labels[0]} rates {a['class']} and {labels[1]} {b['class']}: their AUCs do not compare"
         )
-    keys_a, keys_b = set(a["image_keys"]), set(b["image_keys"])
-    if keys_a != keys_b:
-        raise ValueError(
-            f"--compare: {labels[0]} and {labels[1]} were tested on different images: {len(keys_a)} and {len(keys_b)} "
-            f"images, {len(keys_a - keys_b)} only in the first, {len(keys_b - keys_a)} only in the second"
-        )
+    same_images(a, b, labels)
     position_b = {k: i for i, k in enumerate(b["image_keys"])}
     in_a_order = [position_b[k] for k in a["image_keys"]]
     target = torch.tensor(a["target"])
