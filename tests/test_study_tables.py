@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -77,7 +78,6 @@ def test_a_cell_whose_threshold_a_seed_took_from_a_tie_is_marked_in_table2_its_c
     first, not a choice) in its detection.json; the study's Table II averaged such seeds in without a word."""
     import csv
     import io
-    import json
 
     from wsod_mammo.detection.report import FROM_DEFAULT, FROM_TIE
 
@@ -129,7 +129,6 @@ def test_the_study_writes_table1_at_breast_level_beside_images_and_only_from_rep
     """Each run's breast-level Table I goes into the study's table1_breast.md and summary.md, seeds averaged as for
     images; with a report written before breasts were rated there is none (averaged over the other seeds it would
     claim seeds it lacks), a warning names the run, and an earlier study's file is dropped."""
-    import json
 
     heads = ("global", "local", "fusion")
     images = {"accuracy": 0.9, "auc": 0.95, "tpr": 0.8, "tnr": 1.0}
@@ -144,13 +143,9 @@ def test_the_study_writes_table1_at_breast_level_beside_images_and_only_from_rep
     breast_md = (tmp_path / "study" / "table1_breast.md").read_text()
     assert "| cam | fusion | 0.750 [" in breast_md and "Table I, breast level" in text and breast_md in text
     assert "| cam | fusion | 0.900 [0.900, 0.900] |" in (tmp_path / "study" / "table1.md").read_text()
-    report = json.loads(runs[("cam", 1)].read_text())
-    del report["table1_breast"]  # tested before breasts were rated
-    runs[("cam", 1)].write_text(json.dumps(report))
-    with caplog.at_level("WARNING"):
-        text = write_study_outputs(tmp_path / "study", runs)
-    assert "breast level" not in text and not (tmp_path / "study" / "table1_breast.md").exists()
-    assert "no breast-level Table I: the test reports of cam_seed1 rate no breasts" in caplog.text
+    # tested before breasts were rated
+    _older_report_leaves_out(tmp_path, runs, caplog, "table1_breast", "table1_breast.md", "breast level",
+                             "no breast-level Table I: the test reports of cam_seed1 rate no breasts")  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -170,7 +165,6 @@ def test_the_study_writes_table2_per_stratum_from_every_runs_report(
     """Each stratum's (breast density's, finding BI-RADS') cells are averaged over seeds as Table II's, keep the
     runs' threshold marks and only the methods the study tabulates; with one run's report lacking the strata there
     is no such table, and a warning."""
-    import json
 
     def report(seed: int, tied: bool) -> dict:
         source = "validation, from a tie at TPR 0 (no threshold of the grid found a mass there): not a choice"
@@ -266,7 +260,6 @@ def test_a_one_seed_study_says_what_its_report_intervals_were_drawn_over_and_nam
     studies (new ones) in one table, under captions that named neither (audit of artifacts from before)."""
     import csv
     import io
-    import json
 
     cell = {"tpr": 0.5, "fppi": 0.5, "intervals": {"tpr": {"value": 0.5, "low": 0.3, "high": 0.7}}}
     runs = {}
@@ -305,7 +298,6 @@ def test_the_study_writes_table1_per_breast_density_over_seeds_and_with_one_seed
 ) -> None:
     """Each density's Table I is averaged over seeds as table1.md's; with one seed its interval is the report's;
     a report written before densities were rated leaves the table out, naming the run."""
-    import json
 
     heads = ("global", "local", "fusion")
     figures = {"accuracy": 0.9, "auc": 0.95, "tpr": 0.8, "tnr": 1.0}
@@ -329,10 +321,21 @@ def test_the_study_writes_table1_per_breast_density_over_seeds_and_with_one_seed
     assert "| cam | fusion | 0.700 [" in b and "| cam | fusion | 0.350 [" in c  # means over the two seeds
     one = write_study_outputs(tmp_path / "one", {("cam", 1): runs[("cam", 1)]})
     assert one and "| cam | fusion | 0.600 [0.500, 0.650] |" in (tmp_path / "one" / "table1_by_density.md").read_text()
+    # tested before densities were rated
+    warning = "no Table I per breast density: the test reports of cam_seed1 rate no densities"
+    _older_report_leaves_out(tmp_path, runs, caplog, "table1_by_density", "table1_by_density.md",
+                             "Table I per breast density", warning)  # fmt: skip
+
+
+def _older_report_leaves_out(
+    tmp_path: Path, runs: dict, caplog: pytest.LogCaptureFixture, key: str, file: str, title: str, warning: str
+) -> None:
+    """cam_seed1's report without ``key`` (written before it was): the study leaves ``file`` out (removing the one the
+    last call wrote), says nothing of ``title``, and the warning names the run."""
     report = json.loads(runs[("cam", 1)].read_text())
-    del report["table1_by_density"]  # tested before densities were rated
+    del report[key]
     runs[("cam", 1)].write_text(json.dumps(report))
     with caplog.at_level("WARNING"):
         text = write_study_outputs(tmp_path / "study", runs)
-    assert "Table I per breast density" not in text and not (tmp_path / "study" / "table1_by_density.md").exists()
-    assert "no Table I per breast density: the test reports of cam_seed1 rate no densities" in caplog.text
+    assert title not in text and not (tmp_path / "study" / file).exists()
+    assert warning in caplog.text
