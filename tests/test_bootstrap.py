@@ -134,8 +134,11 @@ def test_table1_intervals_resample_within_each_class() -> None:
     preds, target = torch.full((20,), 0.9), torch.tensor([1] * 10 + [0] * 10)
     for head in ("global", "local", "fusion"):
         module.metrics[f"test_{head}"].update(preds, target, image_ids=[f"image{i}" for i in range(20)])
-    rows, counts, breast_rows, breast_counts = table1_intervals(module, seed=0)
+    figures = table1_intervals(module, seed=0)
+    rows, counts = figures.rows, figures.counts
     assert counts == {"images": 20, "positive": 10}
-    assert breast_rows == {} and breast_counts is None  # no breasts named
+    assert figures.breast_rows == {} and figures.breast_counts is None  # no breasts named
+    assert figures.density_rows == {}  # nor densities
+    assert list(figures.images["heads"]) == ["global", "local", "fusion"] and len(figures.images["image_keys"]) == 20
     assert rows["fusion"]["accuracy"] == {"value": 0.5, "low": 0.5, "high": 0.5}
     assert rows["fusion"]["tpr"]["low"] == 1.0 and rows["fusion"]["tnr"]["high"] == 0.0
