@@ -336,9 +336,6 @@ def main(argv: list[str] | None = None) -> None:
     (``RUN_DIR:fusion``; :mod:`wsod_mammo.detection.compare_auc`)."""
     from jsonargparse import ArgumentParser
 
-    from wsod_mammo.detection.compare import compare
-    from wsod_mammo.detection.compare_auc import HEAD_NAMES, compare_auc, is_head
-
     parser = ArgumentParser(prog="wsod report", description="Merge the Table II rows of several test runs.")
     parser.add_argument("run_dirs", nargs="+", type=str, help="test run directories holding table2_row.csv")
     parser.add_argument("--output", type=str | None, default=None, help="directory for table2.md and table2.csv")
@@ -360,6 +357,9 @@ def main(argv: list[str] | None = None) -> None:
              "'BI-RADS 5', '< 10 mm', '10-20 mm', '>= 20 mm' (false positives all count)",
     )  # fmt: skip
     args = parser.parse_args(argv)
+    if args.compare is not None:  # torch's import (seconds) for --compare only: the tables and --help stay light
+        from wsod_mammo.detection.compare import compare
+        from wsod_mammo.detection.compare_auc import HEAD_NAMES, compare_auc, is_head
     heads = [is_head(side) for side in args.compare or ()]
     if any(heads) and not all(heads):
         raise ValueError(
