@@ -107,3 +107,51 @@ def test_without_recorded_studies_images_are_drawn_and_the_output_says_why(tmp_p
     assert "over images (a:fusion and a:global: a test report from before intervals drew studies" in out
     _, a, _ = load_head("fusion", tmp_path / "a")
     assert paired_auc(a, a)["a"] == _figures_with_intervals(good, target, keys, SEED, None)["auc"]
+
+
+def test_the_study_pairs_each_train_methods_auc_with_the_first_per_seed_and_over_seeds(tmp_path: Path, caplog) -> None:
+    """table1_paired.md: with one seed, the difference and share are `--compare gradcam:fusion cam:fusion`'s; over two
+    seeds, the Student-t interval of the per-seed differences; a run whose report records no probabilities per image
+    (or images that differ) leaves the table out, naming the runs; one train method writes none."""
+    from wsod_mammo.detection.study_report import write_study_outputs
+    from wsod_mammo.detection.study_tables import seed_interval
+
+    keys, target, (good, noise), groups = _cases()
+    runs, sides = {}, {}
+    for method, seed, probabilities in (("cam", 1, noise), ("gradcam", 1, good), ("cam", 2, good * 0.5 + noise * 0.5),
+                                        ("gradcam", 2, good)):  # fmt: skip
+        run = tmp_path / f"{method}_{seed}"
+        _write_run(run, dict.fromkeys(HEADS, probabilities), keys, target, groups)
+        report = {"table1": dict.fromkeys(HEADS, {"accuracy": 0.9, "auc": 0.9, "tpr": 0.9, "tnr": 0.9}),
+                  "mass": {"cam": {"tpr": 0.5, "fppi": 0.5}}}  # fmt: skip
+        (run / "detection.json").write_text(json.dumps(report))
+        runs[(method, seed)] = run / "detection.json"
+        sides[(method, seed)] = load_head(f"{run}:fusion", tmp_path)[1]
+    per_seed = [paired_auc(sides[("gradcam", s)], sides[("cam", s)], 7) for s in (1, 2)]
+    assert per_seed[0]["difference"]["value"] > per_seed[1]["difference"]["value"] > 0  # the case tells seeds apart
+
+    one_seed = {k: v for k, v in runs.items() if k[1] == 1}
+    text = write_study_outputs(tmp_path / "one", one_seed)
+    assert "Table I paired (each train method's AUC minus the first's): table1_paired.md" in text
+    d = per_seed[0]["difference"]
+    row = f"| gradcam | fusion | {d['value']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}] | studies (1 seed) | "
+    assert row + f"{per_seed[0]['p_a_not_better']:.3f} |" in (tmp_path / "one" / "table1_paired.md").read_text()
+
+    write_study_outputs(tmp_path / "two", runs)
+    over = seed_interval([r["difference"]["value"] for r in per_seed], bounds=(-1.0, 1.0))
+    row = f"| gradcam | fusion | {over.mean:+.3f} [{over.low:+.3f}, {over.high:+.3f}] | 2 seeds | n/a |"
+    assert row in (tmp_path / "two" / "table1_paired.md").read_text()
+
+    assert "table1_paired" not in write_study_outputs(tmp_path / "cam", {("cam", 1): runs[("cam", 1)]})
+    assert not (tmp_path / "cam" / "table1_paired.md").exists()
+    images = runs[("cam", 2)].parent / "detection_images.json"
+    record = json.loads(images.read_text())
+    images.write_text(json.dumps({**record, "classification": None}))  # tested before probabilities were recorded
+    with caplog.at_level("WARNING"):
+        text = write_study_outputs(tmp_path / "two", runs)
+    assert "table1_paired" not in text and not (tmp_path / "two" / "table1_paired.md").exists()
+    assert "no paired Table I: the test reports of cam_seed2 record no probabilities per image" in caplog.text
+    _write_run(runs[("cam", 2)].parent, {h: noise[1:] for h in HEADS}, keys[1:], target[1:], groups)  # an image less
+    with caplog.at_level("WARNING"):
+        write_study_outputs(tmp_path / "two", runs)
+    assert "no paired Table I: --compare: gradcam_seed2 and cam_seed2 were tested on different images" in caplog.text

@@ -18,6 +18,7 @@ from cli_configs import sigint_as_from_a_terminal, tiny_config, write_config
 from wsod_mammo.commands import main
 from wsod_mammo.data.synthetic import make_synthetic_dataset
 from wsod_mammo.study import finished_report
+from wsod_mammo.training.classification import HEADS
 
 
 @pytest.fixture(autouse=True)
@@ -56,6 +57,9 @@ def test_study_runs_the_matrix_assembles_table2_and_resumes(
     assert (study / "froc_cam.png").stat().st_size > 0 and (study / "froc_gradcam.png").stat().st_size > 0
     # the extensions: Table I per breast beside Table I, and Table II per breast density, finding BI-RADS, mass size
     assert "Table I, breast level" in summary and (study / "table1_breast.md").stat().st_size > 0
+    paired = (study / "table1_paired.md").read_text()  # and the AUC differences against cam, paired on the images
+    assert "Table I paired (each train method's AUC minus the first's): table1_paired.md" in summary
+    assert [line.split(" | ")[1] for line in paired.splitlines() if line.startswith("| gradcam |")] == list(HEADS)
     by_density_table1 = (study / "table1_by_density.md").read_text()  # and Table I per breast density
     assert "Table I per breast density: table1_by_density.md" in summary
     assert by_density_table1.count("\n| gradcam | fusion |") == by_density_table1.count("## DENSITY ") > 0

@@ -28,8 +28,7 @@ def is_head(spec: str) -> bool:
 
 
 def load_head(spec: str, default_run: Path) -> tuple[str, dict[str, Any], int]:
-    """``(label, side, bootstrap seed)`` of ``RUN_DIR:head`` or ``head`` (in ``default_run``): the side's ``class``,
-    ``image_keys``, ``target``, ``probabilities`` and, where recorded, ``study_keys``."""
+    """``(label, side, bootstrap seed)`` of ``RUN_DIR:head`` or ``head`` (in ``default_run``): :func:`head_side`."""
     label, head, path, data = read_images_file(spec, default_run)
     record = data.get(CLASSIFICATION)
     if record is None:
@@ -37,6 +36,15 @@ def load_head(spec: str, default_run: Path) -> tuple[str, dict[str, Any], int]:
             f"--compare {spec}: {path} records no probabilities per image (a test report written before they were "
             "recorded); test that run again"
         )
+    try:
+        return label, head_side(record, head), int(data.get("bootstrap_seed", SEED))
+    except ValueError as error:
+        raise ValueError(f"--compare {spec}: {path}'s {CLASSIFICATION!r} record is unusable ({error})") from None
+
+
+def head_side(record: Any, head: str) -> dict[str, Any]:
+    """One head's side of a comparison from an image record's ``classification``: its ``class``, ``image_keys``,
+    ``target``, ``probabilities`` and, where recorded, ``study_keys``; ValueError saying what is wrong."""
     try:
         if head not in record["heads"]:
             raise ValueError(f"no head {head!r}; it has {sorted(record['heads'])}")
@@ -48,17 +56,13 @@ def load_head(spec: str, default_run: Path) -> tuple[str, dict[str, Any], int]:
         }
         if "study_keys" in record:
             side["study_keys"] = [int(k) for k in record["study_keys"]]
-        seed = int(data.get("bootstrap_seed", SEED))
     except (KeyError, TypeError, ValueError, AttributeError) as error:
-        reason = f"no {error} key" if isinstance(error, KeyError) else str(error)
-        raise ValueError(f"--compare {spec}: {path}'s {CLASSIFICATION!r} record is unusable ({reason})") from None
+        raise ValueError(f"no {error} key" if isinstance(error, KeyError) else str(error)) from None
     lengths = {name: len(side[name]) for name in ("target", "probabilities", "study_keys") if name in side}
     if any(n != len(side["image_keys"]) for n in lengths.values()):
-        raise ValueError(
-            f"--compare {spec}: {path}'s {CLASSIFICATION!r} record lists {len(side['image_keys'])} image keys but "
-            + ", ".join(f"{n} {name}" for name, n in lengths.items())
-        )
-    return label, side, seed
+        listed = ", ".join(f"{n} {name}" for name, n in lengths.items())
+        raise ValueError(f"{len(side['image_keys'])} image keys but {listed}")
+    return side
 
 
 def paired_auc(

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from wsod_mammo.detection.report import METHOD_ORDER, count, plot_froc
+from wsod_mammo.detection.study_paired import load_image_records, paired_differences, table1_paired_text
 from wsod_mammo.detection.study_tables import (
     SUBSET,
     Marks,
@@ -146,6 +147,28 @@ def _write_table1_by_density(output: Path, reports: dict[tuple[str, int], dict[s
     return path.name
 
 
+def _write_table1_paired(output: Path, runs: dict[tuple[str, int], Path]) -> str | None:
+    """``table1_paired.md``: each train method's AUC minus the first train method's, paired on the same test images
+    (:mod:`study_paired`); returns its name, or None with one train method, or where some run's test report records
+    no probabilities per image or a pair cannot be compared (a warning says which; an earlier study's file is
+    removed)."""
+    path = output / "table1_paired.md"
+    methods = sorted({m for m, _ in runs}, key=METHOD_ORDER.index)
+    records = load_image_records(runs)
+    if len(methods) < 2 or not _every_report_has(records, lambda r: r, output, path, "paired Table I",
+                                                 "record no probabilities per image"):  # fmt: skip
+        path.unlink(missing_ok=True)
+        return None
+    try:
+        differences = paired_differences(records, methods[0])
+    except ValueError as error:
+        path.unlink(missing_ok=True)
+        log.warning("study %s: no paired Table I: %s", output, error)
+        return None
+    path.write_text(table1_paired_text(differences, methods[0]))
+    return path.name
+
+
 def write_study_outputs(
     output: Path,
     runs: dict[tuple[str, int], Path],
@@ -154,8 +177,8 @@ def write_study_outputs(
     include_them: str = "",
 ) -> str:
     """Write ``table1.md`` (and ``table1_breast.md`` where the reports rate breasts), ``table2.md``, ``table2.csv``,
-    ``table1_by_density.md``, ``table2_by_density.md``, ``table2_by_birads.md`` and ``table2_by_size.md`` (where they
-    rate densities, finding BI-RADS, mass sizes),
+    ``table1_paired.md`` (with two train methods or more), ``table1_by_density.md``, ``table2_by_density.md``,
+    ``table2_by_birads.md`` and ``table2_by_size.md`` (where they rate densities, finding BI-RADS, mass sizes),
     ``froc_<train>.png`` and ``summary.md`` to ``output`` (Table II's columns: ``test_methods``, default every method
     the reports hold); return the summary's text (the tables and the best pair). ``left_out``: finished run folders
     not in these tables, named in the summary with ``include_them``, the options that would include them; the FROC
@@ -176,6 +199,7 @@ def write_study_outputs(
     figures = _froc_figures(output, reports)
     by_stratum = {strata.key: _write_by_stratum(output, reports, marks, strata) for strata in STRATA}
     table1_density = _write_table1_by_density(output, reports)
+    table1_paired = _write_table1_paired(output, {key: runs[key] for key in reports})
     for method in set(METHOD_ORDER) - {m for m, _ in reports}:
         (output / f"froc_{method}.png").unlink(missing_ok=True)
     seeds = sorted({s for _, s in reports})
@@ -210,6 +234,7 @@ def write_study_outputs(
         f"Table II ({SUBSET} images; TPR [95% interval, {interval}] @ FPPI, means over seeds)\n\n{table2_md}\n"
         f"{verdict}\n\nFROC figures: {', '.join(p.name for p in figures)}\n"
         + (f"Table I per breast density: {table1_density}\n" if table1_density else "")
+        + (f"Table I paired (each train method's AUC minus the first's): {table1_paired}\n" if table1_paired else "")
         + "".join(f"{_name(strata)}: {by_stratum[strata.key]}\n" for strata in STRATA if by_stratum[strata.key])
     )
     if left_out:

@@ -1,0 +1,93 @@
+"""The study's ``table1_paired.md``: each train method's AUC minus the reference train method's, paired on the
+same test images.
+
+Table I's per-method intervals overlap wherever the classifiers are good, yet whether training GMIC with one
+saliency method classifies better than with another is a question about the difference on the same images. For
+each seed both methods ran, their heads are compared as ``wsod report --compare A:fusion B:fusion`` does (the
+paired bootstrap over the same studies, :func:`paired_auc`); over two seeds or more, the per-seed differences get a
+Student-t interval (the seeds' spread is what a rerun would vary), with one seed the paired bootstrap's interval and
+the share of resamples where the method is not better.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from wsod_mammo.detection.bootstrap import SEED
+from wsod_mammo.detection.compare import IMAGES_FILE
+from wsod_mammo.detection.compare_auc import CLASSIFICATION, HEAD_NAMES, head_side, paired_auc
+from wsod_mammo.detection.report import METHOD_ORDER, MISSING, _markdown
+from wsod_mammo.detection.study_tables import Estimate, seed_interval
+
+
+def load_image_records(runs: dict[tuple[str, int], Path]) -> dict[tuple[str, int], dict[str, Any]]:
+    """Each run's ``classification`` image record (beside its ``detection.json``); ``{}`` where the file is missing,
+    unreadable or written before it recorded one (the table then names the run)."""
+    records = {}
+    for key, report in runs.items():
+        try:
+            data = json.loads((Path(report).parent / IMAGES_FILE).read_text())
+        except (OSError, ValueError):
+            data = {}
+        records[key] = {CLASSIFICATION: data[CLASSIFICATION], "seed": data.get("bootstrap_seed")} if (
+            isinstance(data, dict) and isinstance(data.get(CLASSIFICATION), dict)
+        ) else {}  # fmt: skip
+    return records
+
+
+def paired_differences(
+    records: dict[tuple[str, int], dict[str, Any]], reference: str
+) -> dict[tuple[str, str], tuple[Estimate, float]]:
+    """``{(train method, head): (AUC difference against reference, share of resamples not better)}`` over the seeds
+    both ran (the share: with one seed only, else NaN). Raises ValueError naming the runs a pair cannot compare."""
+    out = {}
+    for method in sorted({m for m, _ in records} - {reference}, key=METHOD_ORDER.index):
+        seeds = sorted({s for m, s in records if m == method} & {s for m, s in records if m == reference})
+        for head in HEAD_NAMES:
+            results = []
+            for seed in seeds:
+                runs = (f"{method}_seed{seed}", f"{reference}_seed{seed}")
+                try:
+                    side, reference_side = (head_side(records[(m, seed)][CLASSIFICATION], head)
+                                            for m in (method, reference))  # fmt: skip
+                except ValueError as error:
+                    raise ValueError(f"table1_paired.md: {' or '.join(runs)}: {error}") from None
+                drawn_with = records[(method, seed)].get("seed")  # its test report's bootstrap seed
+                seed_used = SEED if drawn_with is None else int(drawn_with)
+                results.append(paired_auc(side, reference_side, seed_used, labels=runs))
+            if len(results) == 1:
+                r = results[0]
+                over = r["resampled"]
+                estimate = Estimate(r["difference"]["value"], r["difference"]["low"], r["difference"]["high"], 1, over)
+                out[(method, head)] = estimate, r["p_a_not_better"]
+            else:
+                over_seeds = seed_interval([r["difference"]["value"] for r in results], bounds=(-1.0, 1.0))
+                out[(method, head)] = over_seeds, math.nan
+    return out
+
+
+def table1_paired_text(differences: dict[tuple[str, str], tuple[Estimate, float]], reference: str) -> str:
+    """The table: per train method and head, the AUC difference with its interval, over what, and (one seed) the
+    share of the paired resamples where the method is not better."""
+    rows = []
+    for (method, head), (estimate, share) in differences.items():
+        basis = {"seeds": f"{estimate.n} seeds", "none": "one value"}.get(estimate.basis, f"{estimate.basis} (1 seed)")
+        shown = MISSING if math.isnan(share) else f"{share:.3f}"
+        rows.append([method, head, _signed(estimate), basis, shown])
+    header = ["train", "head", f"AUC - {reference}'s", "interval over", f"share of resamples <= {reference}"]
+    return (
+        f"Table I paired: each train method's AUC minus {reference}'s (the reference: the first train method of the "
+        "study), on the same test images; 95% interval over the seeds both ran (Student-t), or with one seed the "
+        "paired bootstrap over the test report's draws and the share of those resamples where the method's AUC is "
+        f"not above {reference}'s\n\n" + _markdown(header, rows)
+    )
+
+
+def _signed(estimate: Estimate) -> str:
+    if math.isnan(estimate.mean):
+        return MISSING
+    value = f"{estimate.mean:+.3f}"
+    return value if math.isnan(estimate.low) else f"{value} [{estimate.low:+.3f}, {estimate.high:+.3f}]"
