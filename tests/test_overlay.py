@@ -92,6 +92,25 @@ def test_each_box_is_labelled_with_its_own_score(monkeypatch) -> None:
     assert texts == ["0.90", "0.20"]
 
 
+def test_ground_truth_notes_go_under_their_boxes_in_the_first_panel_only(monkeypatch) -> None:
+    from matplotlib.axes import Axes
+
+    from wsod_mammo.detection.mass_kinds import mass_note
+
+    assert [mass_note(4, 13.4), mass_note(0, 9.6), mass_note(5, None), mass_note(0, float("nan"))] == [
+        "BI-RADS 4, 13 mm", "10 mm", "BI-RADS 5", ""]  # fmt: skip
+    calls, text = [], Axes.text
+
+    def recorded(self, x, y, s, *args, **kwargs):
+        calls.append((y, s))
+        return text(self, x, y, s, *args, **kwargs)
+
+    monkeypatch.setattr(Axes, "text", recorded)
+    gt = torch.tensor([[2.0, 2, 10, 10], [20.0, 20, 30, 30]])
+    render_overlay(torch.rand(40, 32), gt, {"m": torch.rand(40, 32)}, {}, gt_notes=["BI-RADS 4, 13 mm", ""])
+    assert calls == [(9.5, "BI-RADS 4, 13 mm")]  # under the first box (its bottom edge), once; none for a blank note
+
+
 def test_the_heatmap_panel_is_placed_as_the_boxes_are() -> None:
     """Under alignment receptive_field the panel's heat must lie where the boxes of that map lie."""
     from wsod_mammo.detection.boxes import saliency_to_boxes

@@ -112,6 +112,28 @@ def test_test_overlay_draws_the_ground_truth_on_the_csv_box_of_a_right_breast(
     np.testing.assert_allclose(_in_source_pixels(picture, "gt", width, height), mass, atol=1.5)
 
 
+def test_the_test_overlay_names_each_masss_birads_and_size_under_its_box(
+    synthetic_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A missed mass was a green box and nothing more; the overlay now says what kind it was (its finding BI-RADS and
+    its size from the DICOM's pixel spacing), as Table II per kind of mass counts it."""
+    from matplotlib.axes import Axes
+
+    texts, text = [], Axes.text
+    monkeypatch.setattr(Axes, "text", lambda self, x, y, s, *a, **k: texts.append(s) or text(self, x, y, s, *a, **k))
+    sample, _ = _right_breast_with_one_mass(synthetic_root)
+    (mass,) = [j for j, label in enumerate(sample["box_labels"].tolist()) if label == 0]
+    birads, size = sample["meta"]["box_birads"][mass], sample["meta"]["box_size_mm"][mass]
+    assert birads in (3, 4, 5) and size > 0  # the synthetic DICOMs carry a finding BI-RADS and a pixel spacing
+    module = SimpleNamespace(test_saliency=["gradcampp"], detection_thresholds={"gradcampp": 0.5})
+    outputs = {"maps": {"gradcampp": torch.zeros(1, 1, 32, 24)}, "y_fusion": torch.tensor([[0.8]])}  # no boxes
+    callback = SaliencyOverlays(num_images=2)
+    callback._written, callback._drawn, callback._directory = [], {True: 0, False: 0}, tmp_path
+    batch = collate_samples([sample])
+    callback.on_test_batch_end(SimpleNamespace(is_global_zero=True, callbacks=[]), module, outputs, batch, 0)
+    assert texts == [f"BI-RADS {birads}, {size:.0f} mm"] and len(callback._written) == 1
+
+
 def test_an_unreadable_source_falls_back_to_the_input_frame_and_says_so(
     synthetic_root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -35,3 +35,11 @@ def mass_kind(label: str) -> str:
     choices = ", ".join(f"'{name}'" for name in ("BI-RADS 3", "BI-RADS 4", "BI-RADS 5", *SIZE_LABELS))
     raise ValueError(f"--masses: expected a row of Table II per finding BI-RADS or per mass size ({choices}), "
                      f"found {label!r}")  # fmt: skip
+
+
+def mass_note(category: int, size_mm: float | None) -> str:
+    """A ground-truth mass as an overlay names it: ``BI-RADS 4, 13 mm``, either part alone, or "" knowing neither."""
+    parts = ([f"BI-RADS {category}"] if category > 0 else []) + (
+        [] if size_mm is None or math.isnan(size_mm) else [f"{size_mm:.0f} mm"]
+    )
+    return ", ".join(parts)

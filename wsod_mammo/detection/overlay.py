@@ -49,13 +49,16 @@ def render_overlay(
     maps: Mapping[str, Tensor],
     boxes: Mapping[str, tuple[Tensor, Tensor]],
     title: str = "",
+    gt_notes: Sequence[str] = (),
 ) -> np.ndarray:
     """Panels side by side: the image with ground truth, then per method its heatmap, ground truth and boxes.
 
     ``image (H, W)`` standardized; ``gt_boxes (M, 4)`` and each method's ``(boxes (B, 4), scores (B,))`` in the
     same input frame; ``maps[name] (H, W)`` normalized to [0, 1] at that resolution. Drawn with matplotlib: a
     legend (ground truth green, predictions orange), scores on a dark label readable on any background, a colour
-    bar of the normalized map, and a long side of at least ``MIN_LONG_SIDE`` pixels. Returns a BGR uint8 array.
+    bar of the normalized map, and a long side of at least ``MIN_LONG_SIDE`` pixels. ``gt_notes``: a note per
+    ground-truth box (its finding BI-RADS and size, ``mass_note``), written under it in the first panel, so a missed
+    mass reads as what kind it was. Returns a BGR uint8 array.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -71,7 +74,7 @@ def render_overlay(
     FigureCanvasAgg(figure)
     axes = figure.subplots(1, count, squeeze=False)[0]
     axes[0].imshow(gray, cmap="gray", vmin=0, vmax=255)
-    _draw_boxes(axes[0], gt_boxes, GT_RGB)
+    _draw_boxes(axes[0], gt_boxes, GT_RGB, notes=gt_notes)
     axes[0].set_title(title or "ground truth", fontsize=TITLE_FONT_SIZE)
     heat = None
     for ax, (name, saliency) in zip(axes[1:], maps.items(), strict=True):
@@ -126,7 +129,7 @@ def _fit_title(ax: Axes, renderer: RendererBase) -> bool:
     return True
 
 
-def _draw_boxes(ax: Axes, boxes: Tensor, color: str, scores: Tensor | None = None) -> None:
+def _draw_boxes(ax: Axes, boxes: Tensor, color: str, scores: Tensor | None = None, notes: Sequence[str] = ()) -> None:
     """Boxes in pixel-corner coordinates (``x2`` = the column after the box), drawn on ``imshow``'s pixel centres:
     shifted by half a pixel and held to the image, unclipped, so an edge on the image's border shows (a box reaching
     the right or bottom border had that edge drawn half a pixel outside the panel, where it was cut away)."""
@@ -138,9 +141,11 @@ def _draw_boxes(ax: Axes, boxes: Tensor, color: str, scores: Tensor | None = Non
         y1, y2 = (min(max(y - 0.5, top), bottom) for y in (y1, y2))
         edge = Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=color, linewidth=1.5, clip_on=False)
         ax.add_patch(edge)
+        label = dict(facecolor="black", alpha=0.7, pad=1, edgecolor="none")
         if scores is not None:
-            label = dict(facecolor="black", alpha=0.7, pad=1, edgecolor="none")
             ax.text(x1, y1, f"{float(scores[i]):.2f}", color=color, fontsize=10, va="bottom", bbox=label)
+        if i < len(notes) and notes[i]:  # under the box: a prediction's score sits above it
+            ax.text(x1, y2, notes[i], color=color, fontsize=9, va="top", bbox=label, clip_on=True)
 
 
 def write_png(path: str | Path, picture: np.ndarray) -> None:

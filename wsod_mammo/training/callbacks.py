@@ -16,6 +16,7 @@ from torch import Tensor
 from wsod_mammo.data.geometry import content_regions
 from wsod_mammo.detection.bootstrap import SEED
 from wsod_mammo.detection.boxes import DEFAULT_THRESHOLD, saliency_to_boxes
+from wsod_mammo.detection.mass_kinds import mass_note
 from wsod_mammo.detection.metrics import DetectionMetric, DetectionResult
 from wsod_mammo.detection.overlay import method_panels, render_overlay, short_id, write_png
 from wsod_mammo.detection.overlay_frame import overlay_frame
@@ -83,6 +84,21 @@ def target_sizes(batch: dict[str, Any], class_index: int) -> list[list[float]] |
     """``target_findings``' sizes in mm, NaN for unknown: ``DetectionMetric``'s ``gt_sizes``."""
     sizes = target_findings(batch, class_index, "size_mm")
     return None if sizes is None else [[math.nan if v is None else float(v) for v in image] for image in sizes]
+
+
+def mass_notes(
+    batch: dict[str, Any], class_index: int, picked: Sequence[int], in_frame: Sequence[int]
+) -> list[list[str]]:
+    """Per picked image, a note per in-frame ground-truth box of the class (``mass_note``: its finding BI-RADS and
+    size), for the overlay; empty where the data gives neither (``target_findings``)."""
+    birads = target_findings(batch, class_index, "birads")
+    sizes = target_findings(batch, class_index, "size_mm")
+    if birads is None:
+        return [[] for _ in picked]
+    return [
+        [mass_note(int(b), None if sizes is None else sizes[i][j]) for j, b in enumerate(birads[i][:count])]
+        for i, count in zip(picked, in_frame, strict=True)
+    ]
 
 
 def step_maps(
@@ -404,6 +420,7 @@ class SaliencyOverlays(Callback):
         regions = content_regions([batch["meta"][i] for i in picked])
         cell0 = map_placement(pl_module, self.alignment)
         fallback = unvalidated_threshold(trainer)
+        notes = mass_notes(batch, self.class_index, picked, [len(b) for b in gt_boxes])
         for i in range(len(images)):
             panels = method_panels({m: maps[m][i, self.class_index] for m in methods}, size, cell0)
             boxes = {
@@ -421,7 +438,7 @@ class SaliencyOverlays(Callback):
             kind = ("with mass" if len(gt_boxes[i]) else "mass out of frame") if labels[i] > 0 else "normal"
             title = f"{short_id(image_ids[i])}\n({kind}) p(mass) = {float(probabilities[i]):.2f}"
             frame = overlay_frame(batch["meta"][picked[i]], images[i, 0], gt_boxes[i], panels, boxes)
-            picture = render_overlay(frame.image, frame.gt_boxes, frame.maps, frame.boxes, frame.title(title))
+            picture = render_overlay(frame.image, frame.gt_boxes, frame.maps, frame.boxes, frame.title(title), notes[i])
             number = len(self._written) + self._failed if self._numbers is None else self._numbers[image_ids[i]]
             path = self._directory / f"{number:03d}_{image_ids[i]}.png"
             try:
