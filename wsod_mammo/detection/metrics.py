@@ -200,7 +200,6 @@ class DetectionMetric(Metric):
     higher_is_better = True
     full_state_update = False
     box_scores: list[Tensor]
-    box_tp: list[Tensor]
     box_threshold: list[Tensor]
     box_occurrence: list[Tensor]
     image_key: list[Tensor]
@@ -233,12 +232,13 @@ class DetectionMetric(Metric):
         self.score_threshold = float(score_threshold)
         self.cell0_center = cell0_center
         self.operating_fppi = operating_fppi
-        for name in ("box_scores", "box_tp", "box_threshold", "box_occurrence", "image_key", "image_occurrence"):
+        for name in ("box_scores", "box_threshold", "box_occurrence", "image_key", "image_occurrence"):
             self.add_state(name, default=[], dist_reduce_fx="cat")
         self.add_state("image_gt", default=[], dist_reduce_fx="cat")
         self.add_state("image_unseen", default=[], dist_reduce_fx="cat")  # per image: its boxes out of frame
-        # per box: the index of the ground truth it matched within its image (-1: false positive); per ground-truth
-        # box (an image's in-view boxes, then its unseen ones): its sample's occurrence, its category and size
+        # per box: the index of the ground truth it matched within its image (-1: false positive; a hit is an index
+        # >= 0, no state of its own); per ground-truth box (an image's in-view boxes, then its unseen ones): its
+        # sample's occurrence, its category and size
         for name in ("box_gt", "gt_occurrence", "gt_category", "gt_size"):
             self.add_state(name, default=[], dist_reduce_fx="cat")
 
@@ -272,7 +272,7 @@ class DetectionMetric(Metric):
             )
         keep = [i for i, label in enumerate(labels.tolist()) if label > 0 or not self.positives_only]
         keys, occurrence = sample_keys(len(keep), None if image_ids is None else [image_ids[i] for i in keep])
-        scores, flags, indices, box_occ, gts, unseen = [], [], [], [], [], []
+        scores, indices, box_occ, gts, unseen = [], [], [], [], []
         found: list[Tensor] = []  # per box: the index of the ground truth it matched in its image, -1
         gt_occ: list[Tensor] = []  # per ground-truth box: its sample's occurrence
         categories: list[Tensor] = []
@@ -298,11 +298,9 @@ class DetectionMetric(Metric):
                 for k, (boxes, box_scores) in enumerate(dets):
                     scores.append(box_scores)
                     found.append(matched_gt(boxes, box_scores, gt, self.iou_threshold).cpu())
-                    flags.append((found[-1] >= 0).float())
                     indices.append(torch.full_like(box_scores, float(k)))
                     box_occ.append(torch.full(box_scores.shape, int(occurrence[j]), dtype=torch.int64))
         self.box_scores.append(self._flat(scores))
-        self.box_tp.append(self._flat(flags))
         self.box_threshold.append(self._flat(indices))
         self.box_occurrence.append(self._flat(box_occ, torch.int64))
         self.image_key.append(keys.to(self.device))
@@ -373,14 +371,14 @@ class DetectionMetric(Metric):
         d = self._distinct()
         image_gt = d.in_view + d.unseen  # a box out of frame is ground truth no box can match: a miss
         scores = self._cat("box_scores", torch.float32)[d.box_kept]
-        flags = self._cat("box_tp", torch.float32)[d.box_kept]
         indices = self._cat("box_threshold", torch.float32)[d.box_kept]
-        box_gt = global_gt_index(d.gt_image, d.box_image, self._cat("box_gt", torch.int64)[d.box_kept])
+        found = self._cat("box_gt", torch.int64)[d.box_kept]  # within its image, -1 a false positive
+        box_gt = global_gt_index(d.gt_image, d.box_image, found)
         num_gt, num_images = int(image_gt.sum()), int(d.keys.numel())
         results = []
         for k, threshold in enumerate(self.thresholds):
             selected = indices == k
-            s, tp = scores[selected], flags[selected] > 0.5
+            s, tp = scores[selected], found[selected] >= 0
             results.append(threshold_result(threshold, s, tp, d.box_image[selected], num_gt, num_images,
                                             self.fppi_points, self.operating_fppi, self.score_threshold,
                                             box_gt[selected]))  # fmt: skip
