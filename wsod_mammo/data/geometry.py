@@ -165,9 +165,11 @@ def make_geometry(
     crop_breast: bool = True,
     margin: float = 0.02,
     resize: str = "stretch",
+    spacing_mm: tuple[float, float] | None = None,
 ) -> Geometry:
     """Geometry of one original ``(H, W)`` image: flip for ``R``, breast crop (optional), resize (stretch, fit, or
-    native: the crop cut to the frame's size by ``native_window``)."""
+    native: the crop cut to the frame's size by ``native_window``); ``spacing_mm``: the DICOM's, kept for lesion
+    sizes."""
     height, width = image.shape
     flip = laterality == "R"
     crop = (0, 0, width, height)
@@ -177,7 +179,7 @@ def make_geometry(
     size = (int(input_size[0]), int(input_size[1]))
     if resize == "native":
         crop = native_window(image, flip, crop, size)
-    return Geometry(height, width, flip, crop, *size, resize)
+    return Geometry(height, width, flip, crop, *size, resize, spacing_mm)
 
 
 def native_window(

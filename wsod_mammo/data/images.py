@@ -21,7 +21,6 @@ PROCESSING image (``dicom.reader_warnings``): each is logged naming the file and
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from pathlib import Path
 from typing import NamedTuple
@@ -202,12 +201,14 @@ def to_input_frame(
     input_size: tuple[int, int],
     crop_breast: bool = True,
     resize: str = "stretch",
+    spacing_mm: tuple[float, float] | None = None,
 ) -> tuple[np.ndarray, Geometry, str, str]:
-    """``(H, W)`` [0, 1] image -> input-frame image, its geometry, laterality and how that laterality was found."""
+    """``(H, W)`` [0, 1] image -> input-frame image, its geometry (with the DICOM's ``spacing_mm``, for lesion sizes
+    in mm), laterality and how that laterality was found."""
     if laterality is not None and laterality not in ("L", "R"):
         raise ValueError(f"laterality: expected 'L', 'R' or None, found {laterality!r}")
     side, source = (laterality, "given") if laterality else (infer_laterality(image), "inferred")
-    geometry = make_geometry(image, side, input_size, crop_breast, resize=resize)
+    geometry = make_geometry(image, side, input_size, crop_breast, resize=resize, spacing_mm=spacing_mm)
     return apply_to_image(image, geometry), geometry, side, source
 
 
@@ -244,8 +245,8 @@ def load_padded(
     else:
         decoded = _read(item)
     image, tagged = decoded.image, decoded.laterality
-    out, geometry, side, source = to_input_frame(image, tagged or laterality, input_size, crop_breast, resize)
-    geometry = dataclasses.replace(geometry, spacing_mm=decoded.spacing_mm)
+    out, geometry, side, source = to_input_frame(image, tagged or laterality, input_size, crop_breast, resize,
+                                                 decoded.spacing_mm)  # fmt: skip
     mirrored = mirrored_laterality(side, image, tagged=bool(tagged)) if source != "inferred" else None
     blank = blank_image(image)
     warnings = decoded.warnings + tuple(w for w in (blank, None if blank else mirrored) if w)
@@ -337,8 +338,9 @@ def load_input_image(
             warnings.append(blank)
         elif laterality:
             warnings.extend(csv_laterality_doubts(laterality, info.laterality, image))
-    out, geometry, side, _ = to_input_frame(image, laterality or info.laterality, input_size, crop_breast, resize)
-    geometry = dataclasses.replace(geometry, spacing_mm=info.spacing_mm)  # for lesion sizes in mm (cached with it)
+    # the spacing kept in the geometry (cached with it) for lesion sizes in mm
+    out, geometry, side, _ = to_input_frame(image, laterality or info.laterality, input_size, crop_breast, resize,
+                                            info.spacing_mm)  # fmt: skip
     return out, geometry, side, apply_to_mask(info.padding, geometry)
 
 
