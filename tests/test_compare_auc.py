@@ -30,9 +30,8 @@ def _cases() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[int, int]]:
 def _write_run(run: Path, heads: dict[str, torch.Tensor], keys, target, groups, seed: int = 7, order=None) -> None:
     """A test run's image record as ``wsod test`` writes it (``order``: the images listed in another order)."""
     order = torch.arange(keys.numel()) if order is None else order
-    record = _images_record({h: (keys[order], p[order], target[order]) for h, p in heads.items()})
-    studies = groups_of(torch.tensor(record["image_keys"]), groups)
-    record |= {"class": "Mass", **({} if studies is None else {"study_keys": studies.tolist()})}
+    record = _images_record({h: (keys[order], p[order], target[order]) for h, p in heads.items()}, groups)
+    record |= {"class": "Mass"}
     run.mkdir(parents=True, exist_ok=True)
     (run / "detection_images.json").write_text(
         json.dumps({"fppi_budget": 1.0, "bootstrap_seed": seed, "subsets": {}, "classification": record})

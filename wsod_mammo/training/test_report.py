@@ -172,7 +172,7 @@ class Table1Figures(NamedTuple):
     breast_counts: dict[str, int] | None  # {"breasts", "positive", "one_view", "images"}
     # {density: {"studies", "images", "positive", "heads": {head: figures}}}; empty where the data names no density
     density_rows: dict[str, dict[str, Any]] = {}
-    # {"image_keys", "target", "heads": {head: probabilities}} in one order, for `--compare A:fusion B:fusion`
+    # {"image_keys", "study_keys", "target", "heads": {head: probabilities}}, for `--compare A:fusion B:fusion`
     images: dict[str, Any] = {}
 
 
@@ -230,12 +230,15 @@ def table1_intervals(
                                                     groups_of(rated.keys, study_of_breast))  # fmt: skip
         breast_counts = {"breasts": int(rated.keys.numel()), "positive": int((rated.target > 0.5).sum()),
                          "one_view": int((rated.views == 1).sum()), "images": int(preds.numel())}  # fmt: skip
-    return Table1Figures(rows, counts, breast_rows, breast_counts, density_rows, _images_record(per_head))
+    return Table1Figures(rows, counts, breast_rows, breast_counts, density_rows, _images_record(per_head, groups))
 
 
-def _images_record(per_head: dict[str, tuple[Tensor, Tensor, Tensor]]) -> dict[str, Any]:
+def _images_record(
+    per_head: dict[str, tuple[Tensor, Tensor, Tensor]], groups: dict[int, int] | None = None
+) -> dict[str, Any]:
     """Each head's probability per distinct image, in the first head's order of ``(keys, probabilities, target)``
-    (the order its Table I interval drew in, so ``--compare`` redraws that interval exactly)."""
+    (the order its Table I interval drew in, so ``--compare`` redraws that interval exactly), and each image's study
+    (``groups``: ``study_groups``; none without it)."""
     if not per_head:
         return {}
     keys, _, target = next(iter(per_head.values()))
@@ -243,7 +246,9 @@ def _images_record(per_head: dict[str, tuple[Tensor, Tensor, Tensor]]) -> dict[s
     for head, (head_keys, probabilities, _) in per_head.items():
         position = {k: i for i, k in enumerate(head_keys.tolist())}
         heads[head] = [probabilities[position[k]].item() for k in keys.tolist()]
-    return {"image_keys": keys.tolist(), "target": target.tolist(), "heads": heads}
+    studies = groups_of(keys, groups)
+    return {"image_keys": keys.tolist(), **({} if studies is None else {"study_keys": studies.tolist()}),
+            "target": target.tolist(), "heads": heads}  # fmt: skip
 
 
 def _class_names(trainer: Trainer | None, pl_module: LightningModule) -> list[str]:
@@ -699,9 +704,7 @@ def write_test_report(
     (directory / "detection.json").write_text(json.dumps(summary, indent=2, allow_nan=True))
     image_records = {"fppi_budget": fppi_budget, "bootstrap_seed": seed, "subsets": records}  # --compare redraws these
     if table1.images:  # and --compare A:fusion B:fusion these: Table I's class, images and probabilities
-        studies = groups_of(torch.tensor(table1.images["image_keys"], dtype=torch.int64), groups)
-        image_records[CLASSIFICATION] = {"class": names[0], **table1.images,
-                                         **({} if studies is None else {"study_keys": studies.tolist()})}  # fmt: skip
+        image_records[CLASSIFICATION] = {"class": names[0], **table1.images}
     (directory / IMAGES_FILE).write_text(json.dumps(image_records))
     _log_to_wandb(trainer, directory, summary, ci_rows)
     checkpoint = summary["checkpoint"]
