@@ -734,7 +734,7 @@ def _log_to_wandb(trainer: Trainer, directory: Path, summary: dict[str, Any], ci
             logger.log_table(f"test/{table}_ci", columns=["head", "figure", "value", "low", "high"], data=ci)
         if summary["table1_by_density"]:
             data = [
-                [density, row["studies"], row["images"], row["positive"], head, *_values({head: values})[head].values()]
+                [density, row["studies"], row["images"], row["positive"], head, *(f["value"] for f in values.values())]
                 for density, row in summary["table1_by_density"].items()
                 for head, values in row["heads"].items()
             ]
