@@ -334,8 +334,8 @@ def _constant_probabilities(records: list[dict[str, Any]]) -> str | None:
     return None if constants is None else constants_text(constants, names)
 
 
-def _csv_number(value: float | None) -> str:
-    return "" if value is None else f"{value:.6f}"  # None: predictions.json's null for a NaN or infinity
+def _csv_number(value: float | None, digits: int = 6) -> str:
+    return "" if value is None else f"{value:.{digits}f}"  # None: predictions.json's null (a NaN, no spacing)
 
 
 def _csv_rows(records: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
@@ -354,5 +354,5 @@ def _csv_rows(records: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
                 | {"box": k}
                 | {key: f"{box[key]:.2f}" for key in ("xmin", "ymin", "xmax", "ymax")}
                 | {"score": f"{box['score']:.6f}"}
-                | {"size_mm": "" if box.get("size_mm") is None else f"{box['size_mm']:.1f}"}  # none: no spacing
+                | {"size_mm": _csv_number(box.get("size_mm"), 1)}
             )
