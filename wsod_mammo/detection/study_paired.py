@@ -76,7 +76,7 @@ def table1_paired_text(differences: dict[tuple[str, str], tuple[Estimate, float]
     for (method, head), (estimate, share) in differences.items():
         basis = {"seeds": f"{estimate.n} seeds", "none": "one value"}.get(estimate.basis, f"{estimate.basis} (1 seed)")
         shown = MISSING if math.isnan(share) else f"{share:.3f}"
-        rows.append([method, head, _signed(estimate), basis, shown])
+        rows.append([method, head, estimate.text(3, signed=True), basis, shown])
     header = ["train", "head", f"AUC - {reference}'s", "interval over", f"share of resamples <= {reference}"]
     return (
         f"Table I paired: each train method's AUC minus {reference}'s (the reference: the first train method of the "
@@ -84,10 +84,3 @@ def table1_paired_text(differences: dict[tuple[str, str], tuple[Estimate, float]
         "paired bootstrap over the test report's draws and the share of those resamples where the method's AUC is "
         f"not above {reference}'s\n\n" + _markdown(header, rows)
     )
-
-
-def _signed(estimate: Estimate) -> str:
-    if math.isnan(estimate.mean):
-        return MISSING
-    value = f"{estimate.mean:+.3f}"
-    return value if math.isnan(estimate.low) else f"{value} [{estimate.low:+.3f}, {estimate.high:+.3f}]"

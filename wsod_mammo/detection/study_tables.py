@@ -51,11 +51,13 @@ class Estimate:
     n: int
     basis: str  # "seeds", "studies" or "images" (a test report's bootstrap), or "none"
 
-    def text(self, digits: int = 2) -> str:
+    def text(self, digits: int = 2, signed: bool = False) -> str:
+        """``0.87 [0.75, 0.96]`` (``+0.01 [-0.02, +0.04]`` ``signed``, for differences); n/a without a mean."""
         if math.isnan(self.mean):
             return MISSING
-        value = f"{self.mean:.{digits}f}"
-        return value if math.isnan(self.low) else f"{value} [{self.low:.{digits}f}, {self.high:.{digits}f}]"
+        spec = f"{'+' if signed else ''}.{digits}f"
+        value = f"{self.mean:{spec}}"
+        return value if math.isnan(self.low) else f"{value} [{self.low:{spec}}, {self.high:{spec}}]"
 
 
 def seed_interval(values: Sequence[float], level: float = 0.95, bounds: tuple[float, float] = (0.0, 1.0)) -> Estimate:
