@@ -154,10 +154,11 @@ def _write_table1_paired(output: Path, runs: dict[tuple[str, int], Path]) -> str
     removed)."""
     path = output / "table1_paired.md"
     methods = sorted({m for m, _ in runs}, key=METHOD_ORDER.index)
-    records = load_image_records(runs)
-    if len(methods) < 2 or not _every_report_has(records, lambda r: r, output, path, "paired Table I",
-                                                 "record no probabilities per image"):  # fmt: skip
+    if len(methods) < 2:  # nothing to pair: the runs' image records are not read
         path.unlink(missing_ok=True)
+        return None
+    records = load_image_records(runs)
+    if not _every_report_has(records, lambda r: r, output, path, "paired Table I", "record no probabilities per image"):
         return None
     try:
         differences = paired_differences(records, methods[0])
