@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from wsod_mammo.detection.bootstrap import SEED, best_within, interval, resample_weights, resampled_froc
-from wsod_mammo.detection.mass_kinds import birads_label, mass_kind, size_label
+from wsod_mammo.detection.mass_kinds import mass_kind, row_labels
 from wsod_mammo.detection.report import count, find_run_dir
 
 IMAGES_FILE = "detection_images.json"
@@ -65,10 +65,7 @@ def masses_only(records: dict[str, Any], masses: str, label: str) -> dict[str, A
     if "box_gt" not in records:
         raise ValueError(f"--masses: {label}'s test report records no masses per box (written before they were); "
                          "test that run again")  # fmt: skip
-    if kind == "birads":
-        names = [birads_label(int(c)) for c in records["gt_birads"]]
-    else:
-        names = [size_label(None if v is None else float(v)) for v in records["gt_size_mm"]]
+    names = row_labels(kind, records["gt_birads"] if kind == "birads" else records["gt_size_mm"])
     keep = [name == masses for name in names]
     image_gt = [0] * len(records["image_keys"])
     for image, kept in zip(records["gt_image"], keep, strict=True):

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
+from typing import Any
 
 UNKNOWN = "unknown"  # the row of masses (or images) whose category the data leaves empty
 #: Table II per mass size: the edges (mm) between its rows, and the rows (a mass of exactly 10 mm is 10-20 mm)
@@ -23,6 +25,14 @@ def size_label(size_mm: float | None) -> str:
     if size_mm is None or math.isnan(size_mm):
         return UNKNOWN
     return SIZE_LABELS[sum(size_mm >= edge for edge in SIZE_EDGES_MM)]
+
+
+def row_labels(kind: str, values: Sequence[Any]) -> list[str]:
+    """Each mass's row: ``kind`` ``birads`` from its finding BI-RADS (0 unknown), ``size`` from its size in mm (None
+    or NaN unknown). The one rule the test report's tables and ``--compare --masses`` both count by."""
+    if kind == "birads":
+        return [birads_label(int(v)) for v in values]
+    return [size_label(None if v is None else float(v)) for v in values]
 
 
 def mass_kind(label: str) -> str:

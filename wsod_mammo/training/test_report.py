@@ -39,7 +39,7 @@ from wsod_mammo.detection.breasts import breast_key_of_images, breast_prediction
 from wsod_mammo.detection.compare import IMAGES_FILE
 from wsod_mammo.detection.compare_auc import CLASSIFICATION
 from wsod_mammo.detection.image_keys import image_keys
-from wsod_mammo.detection.mass_kinds import SIZE_LABELS, UNKNOWN, birads_label, size_label
+from wsod_mammo.detection.mass_kinds import SIZE_LABELS, UNKNOWN, row_labels
 from wsod_mammo.detection.metrics import DetectionResult
 from wsod_mammo.detection.report import (
     FROM_DEFAULT,
@@ -453,7 +453,7 @@ def by_finding_birads(
 
     def parts(result: DetectionResult) -> dict[str, tuple[DetectionResult, Tensor]]:
         assert result.gt_category is not None  # has_finding_birads
-        labels = [birads_label(int(c)) for c in result.gt_category.tolist()]
+        labels = row_labels("birads", result.gt_category.tolist())
         order = sorted(set(labels), key=lambda label: (label == UNKNOWN, label))
         return _lesion_parts(result, labels, order, budget)
 
@@ -470,7 +470,7 @@ def by_mass_size(
 
     def parts(result: DetectionResult) -> dict[str, tuple[DetectionResult, Tensor]]:
         assert result.gt_size is not None  # has_mass_sizes
-        labels = [size_label(float(v)) for v in result.gt_size.tolist()]
+        labels = row_labels("size", result.gt_size.tolist())
         return _lesion_parts(result, labels, [*SIZE_LABELS, UNKNOWN], budget)
 
     note = _lesion_note("size", budget, " Size: the box's longer side, by the DICOM's pixel spacing.")
