@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import torch
 
 from wsod_mammo.detection.bootstrap import SEED
 from wsod_mammo.detection.compare_auc import HEAD_NAMES, load_head, paired_auc
+from wsod_mammo.detection.delong import paired_test
 from wsod_mammo.detection.report import main
 from wsod_mammo.training.classification import HEADS
 from wsod_mammo.training.test_report import _figures_with_intervals, _images_record, groups_of
@@ -57,14 +59,23 @@ def test_each_sides_interval_is_its_table1_interval_and_the_difference_is_paired
     assert result["b"] == _figures_with_intervals(noise, target, keys, 7, studies)["auc"]  # B's order is A's
     assert result["resampled"] == "studies" and result["num_images"] == N and result["positive"] == 16
     assert result["difference"]["low"] > 0 and result["p_a_not_better"] < 0.025
+    # DeLong's test over the same studies: the bootstrap's difference, and a clear lead
+    study_of_image = torch.tensor([groups[int(k)] for k in keys])
+    assert result["delong"] == paired_test(good, noise, target, study_of_image)
+    assert result["delong"]["difference"] == pytest.approx(result["difference"]["value"], abs=1e-6)
+    assert result["delong"]["p"] < 0.01 and result["delong"]["low"] > 0
     same = paired_auc(a, a, seed)
     assert same["difference"] == {"value": 0.0, "low": 0.0, "high": 0.0} and same["p_a_not_better"] == 1.0
+    assert same["delong"]["p"] == 1.0
     # the CLI: two runs' fusion heads, and two heads of one run (the first listed run's, without RUN_DIR)
     main([str(tmp_path / "a"), "--compare", "fusion", f"{tmp_path / 'b'}:fusion"])
     out = capsys.readouterr().out
     a_text = f"{result['a']['value']:.3f} [{result['a']['low']:.3f}, {result['a']['high']:.3f}]"
     assert f"AUC of Mass on {N} distinct test images (16 positive), paired bootstrap (95%) over studies" in out
     assert f"A a:fusion: {a_text}" in out and "B b:fusion: " in out
+    t = result["delong"]
+    delong_line = f"DeLong's test, clustered by study (Obuchowski): A - B = {t['difference']:+.3f} [{t['low']:+.3f}, "
+    assert delong_line + f"{t['high']:+.3f}], z = {t['z']:.2f}, p < 0.001" in out
     main([str(tmp_path / "a"), "--compare", "fusion", "global"])
     assert "B a:global: " in capsys.readouterr().out
 
@@ -104,6 +115,7 @@ def test_without_recorded_studies_images_are_drawn_and_the_output_says_why(tmp_p
     main([str(tmp_path / "a"), "--compare", "fusion", "global"])
     out = capsys.readouterr().out
     assert "over images (a:fusion and a:global: a test report from before intervals drew studies" in out
+    assert "  DeLong's test: A - B = " in out  # not clustered: no studies to cluster by
     _, a, _ = load_head("fusion", tmp_path / "a")
     assert paired_auc(a, a)["a"] == _figures_with_intervals(good, target, keys, SEED, None)["auc"]
 
@@ -112,6 +124,7 @@ def test_the_study_pairs_each_train_methods_auc_with_the_first_per_seed_and_over
     """table1_paired.md: with one seed, the difference and share are `--compare gradcam:fusion cam:fusion`'s; over two
     seeds, the Student-t interval of the per-seed differences; a run whose report records no probabilities per image
     (or images that differ) leaves the table out, naming the runs; one train method writes none."""
+    from wsod_mammo.detection.study_paired import seeds_t_test
     from wsod_mammo.detection.study_report import write_study_outputs
     from wsod_mammo.detection.study_tables import seed_interval
 
@@ -134,12 +147,17 @@ def test_the_study_pairs_each_train_methods_auc_with_the_first_per_seed_and_over
     assert "Table I paired (each train method's AUC minus the first's): table1_paired.md" in text
     d = per_seed[0]["difference"]
     row = f"| gradcam | fusion | {d['value']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}] | studies (1 seed) | "
-    assert row + f"{per_seed[0]['p_a_not_better']:.3f} |" in (tmp_path / "one" / "table1_paired.md").read_text()
+    assert per_seed[0]["delong"]["p"] < 0.001  # printed as papers print it
+    row += f"{per_seed[0]['p_a_not_better']:.3f} | < 0.001 |"
+    assert row in (tmp_path / "one" / "table1_paired.md").read_text()
 
     write_study_outputs(tmp_path / "two", runs)
     over = seed_interval([r["difference"]["value"] for r in per_seed], bounds=(-1.0, 1.0))
-    row = f"| gradcam | fusion | {over.mean:+.3f} [{over.low:+.3f}, {over.high:+.3f}] | 2 seeds | n/a |"
-    assert row in (tmp_path / "two" / "table1_paired.md").read_text()
+    row = f"| gradcam | fusion | {over.mean:+.3f} [{over.low:+.3f}, {over.high:+.3f}] | 2 seeds | n/a | "
+    assert (
+        row + f"{seeds_t_test([r['difference']['value'] for r in per_seed]):.3f} |"
+        in (tmp_path / "two" / "table1_paired.md").read_text()
+    )
 
     assert "table1_paired" not in write_study_outputs(tmp_path / "cam", {("cam", 1): runs[("cam", 1)]})
     assert not (tmp_path / "cam" / "table1_paired.md").exists()
@@ -154,3 +172,22 @@ def test_the_study_pairs_each_train_methods_auc_with_the_first_per_seed_and_over
     with caplog.at_level("WARNING"):
         write_study_outputs(tmp_path / "two", runs)
     assert "no paired Table I: --compare: gradcam_seed2 and cam_seed2 were tested on different images" in caplog.text
+
+
+def test_the_t_test_over_seeds_matches_scipys_and_its_edges() -> None:
+    from scipy.stats import ttest_1samp
+
+    from wsod_mammo.detection.study_paired import seeds_t_test
+
+    values = [0.031, 0.012, 0.044, -0.005]
+    assert seeds_t_test(values) == pytest.approx(float(ttest_1samp(values, 0.0).pvalue))
+    assert seeds_t_test(values + [float("nan")]) == pytest.approx(seeds_t_test(values))
+    assert seeds_t_test([0.0, 0.0]) == 1.0 and seeds_t_test([0.02, 0.02]) == 0.0
+    assert math.isnan(seeds_t_test([0.02])) and math.isnan(seeds_t_test([0.02, float("nan")]))
+
+
+def test_p_values_print_as_papers_print_them() -> None:
+    from wsod_mammo.detection.compare_auc import p_text, p_value
+
+    assert (p_value(0.04249), p_value(0.0009), p_value(1.0)) == ("0.042", "< 0.001", "1.000")
+    assert (p_text(0.04249), p_text(0.0009)) == ("p = 0.042", "p < 0.001")

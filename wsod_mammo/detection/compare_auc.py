@@ -3,7 +3,8 @@
 Table I gives each run's AUC with an interval of its own; whether GMIC trained with one saliency method classifies
 better than trained with another is a question about the difference, which two separate intervals overstate: the
 runs were tested on the same images. Both sides are drawn with the same resamples (whole studies where the reports
-recorded them, stratified by class), with the first side's seed, so each side's interval is its Table I's.
+recorded them, stratified by class), with the first side's seed, so each side's interval is its Table I's. Beside it,
+DeLong's test of the difference, clustered by the same studies (:mod:`delong`), for the p-value papers report.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import torch
 
 from wsod_mammo.detection.bootstrap import SEED, classification_figures, interval, resample_weights
 from wsod_mammo.detection.compare import read_images_file, same_images, why_images
+from wsod_mammo.detection.delong import paired_test
 from wsod_mammo.detection.report import count
 
 # GMIC's heads, as training.classification.HEADS names them (the detection package imports nothing of training)
@@ -69,7 +71,8 @@ def paired_auc(
     a: dict[str, Any], b: dict[str, Any], seed: int = SEED, labels: tuple[str, str] = ("A", "B")
 ) -> dict[str, Any]:
     """AUC of A and B, and of A - B, each ``{value, low, high}``, over the same resamples; ``p_a_not_better``: the
-    share of resamples where A's AUC is not above B's. Both sides must rate one class on the same images with the
+    share of resamples where A's AUC is not above B's; ``delong``: DeLong's test of A - B, clustered by study where
+    both sides recorded studies (:func:`paired_test`). Both sides must rate one class on the same images with the
     same labels (``labels`` name the two sides in those errors)."""
     if a["class"] != b["class"]:
         raise ValueError(
@@ -100,6 +103,7 @@ def paired_auc(
         "b": interval(samples_b, float(full_b)),
         "difference": interval(difference, float(full_a - full_b)),
         "p_a_not_better": float((drawn <= 0).float().mean()) if drawn.numel() else float("nan"),
+        "delong": paired_test(*probabilities, target, groups),
         "class": a["class"],
         "num_images": keys.numel(),
         "positive": int((target > 0.5).sum()),
@@ -122,4 +126,27 @@ def compare_auc(spec_a: str, spec_b: str, default_run: Path) -> str:
         f"bootstrap (95%) over {r['resampled']}{why_images(r['without_studies'])}:\n"
         f"  A {label_a}: {text(r['a'])}\n  B {label_b}: {text(r['b'])}\n"
         f"  A - B: {text(r['difference'])}; share of resamples with A <= B: {r['p_a_not_better']:.3f}\n"
+        f"{delong_text(r['delong'], r['resampled'])}\n"
     )
+
+
+def delong_text(test: dict[str, float], clustered_over: str) -> str:
+    """One line: DeLong's test of A - B with its 95% normal interval, z and two-sided p."""
+    name = "DeLong's test" + (", clustered by study (Obuchowski)" if clustered_over == "studies" else "")
+    if test["p"] != test["p"]:
+        return f"  {name}: undefined (a class, or its spread over two {clustered_over} or more, is missing)"
+    return (
+        f"  {name}: A - B = {test['difference']:+.3f} [{test['low']:+.3f}, {test['high']:+.3f}], "
+        f"z = {test['z']:.2f}, {p_text(test['p'])}"
+    )
+
+
+def p_value(p: float) -> str:
+    """A p-value as papers print it: ``0.042``, below 0.001 ``< 0.001``."""
+    return "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def p_text(p: float) -> str:
+    """``p = 0.042``, ``p < 0.001``."""
+    shown = p_value(p)
+    return f"p {shown}" if shown.startswith("<") else f"p = {shown}"

@@ -6,7 +6,8 @@ saliency method classifies better than with another is a question about the diff
 each seed both methods ran, their heads are compared as ``wsod report --compare A:fusion B:fusion`` does (the
 paired bootstrap over the same studies, :func:`paired_auc`); over two seeds or more, the per-seed differences get a
 Student-t interval (the seeds' spread is what a rerun would vary), with one seed the paired bootstrap's interval and
-the share of resamples where the method is not better.
+the share of resamples where the method is not better. The p-value beside it: with one seed DeLong's test clustered
+by study (:mod:`delong`), over seeds the one-sample t-test of the per-seed differences (the interval's own test).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 
 from wsod_mammo.detection.bootstrap import SEED
 from wsod_mammo.detection.compare import IMAGES_FILE
-from wsod_mammo.detection.compare_auc import CLASSIFICATION, HEAD_NAMES, head_side, paired_auc
+from wsod_mammo.detection.compare_auc import CLASSIFICATION, HEAD_NAMES, head_side, p_value, paired_auc
 from wsod_mammo.detection.report import METHOD_ORDER, MISSING, _markdown
 from wsod_mammo.detection.study_tables import Estimate, seed_interval
 
@@ -40,9 +41,10 @@ def load_image_records(runs: dict[tuple[str, int], Path]) -> dict[tuple[str, int
 
 def paired_differences(
     records: dict[tuple[str, int], dict[str, Any]], reference: str
-) -> dict[tuple[str, str], tuple[Estimate, float]]:
-    """``{(train method, head): (AUC difference against reference, share of resamples not better)}`` over the seeds
-    both ran (the share: with one seed only, else NaN). Raises ValueError naming the runs a pair cannot compare."""
+) -> dict[tuple[str, str], tuple[Estimate, float, float]]:
+    """``{(train method, head): (AUC difference against reference, share of resamples not better, p)}`` over the
+    seeds both ran (the share: with one seed only, else NaN; p: DeLong's clustered test with one seed, the t-test over
+    seeds). Raises ValueError naming the runs a pair cannot compare."""
     out = {}
     for method in sorted({m for m, _ in records} - {reference}, key=METHOD_ORDER.index):
         seeds = sorted({s for m, s in records if m == method} & {s for m, s in records if m == reference})
@@ -62,25 +64,43 @@ def paired_differences(
                 r = results[0]
                 over = r["resampled"]
                 estimate = Estimate(r["difference"]["value"], r["difference"]["low"], r["difference"]["high"], 1, over)
-                out[(method, head)] = estimate, r["p_a_not_better"]
+                out[(method, head)] = estimate, r["p_a_not_better"], r["delong"]["p"]
             else:
-                over_seeds = seed_interval([r["difference"]["value"] for r in results], bounds=(-1.0, 1.0))
-                out[(method, head)] = over_seeds, math.nan
+                values = [r["difference"]["value"] for r in results]
+                over_seeds = seed_interval(values, bounds=(-1.0, 1.0))
+                out[(method, head)] = over_seeds, math.nan, seeds_t_test(values)
     return out
 
 
-def table1_paired_text(differences: dict[tuple[str, str], tuple[Estimate, float]], reference: str) -> str:
-    """The table: per train method and head, the AUC difference with its interval, over what, and (one seed) the
-    share of the paired resamples where the method is not better."""
+def seeds_t_test(values: list[float]) -> float:
+    """Two-sided p of the one-sample t-test that the per-seed differences average 0 (NaN values left out; NaN with
+    fewer than two; 1 when every seed differs by exactly 0, 0 when all differ alike and not by 0)."""
+    finite = [v for v in values if not math.isnan(v)]
+    if len(finite) < 2:
+        return math.nan
+    from scipy.stats import t
+
+    mean = sum(finite) / len(finite)
+    sd = math.sqrt(sum((v - mean) ** 2 for v in finite) / (len(finite) - 1))
+    if sd == 0.0:
+        return 1.0 if mean == 0.0 else 0.0
+    return float(2 * t.sf(abs(mean) / (sd / math.sqrt(len(finite))), len(finite) - 1))
+
+
+def table1_paired_text(differences: dict[tuple[str, str], tuple[Estimate, float, float]], reference: str) -> str:
+    """The table: per train method and head, the AUC difference with its interval, over what, (one seed) the share
+    of the paired resamples where the method is not better, and the p-value of the difference."""
     rows = []
-    for (method, head), (estimate, share) in differences.items():
+    for (method, head), (estimate, share, p) in differences.items():
         basis = {"seeds": f"{estimate.n} seeds", "none": "one value"}.get(estimate.basis, f"{estimate.basis} (1 seed)")
         shown = MISSING if math.isnan(share) else f"{share:.3f}"
-        rows.append([method, head, estimate.text(3, signed=True), basis, shown])
-    header = ["train", "head", f"AUC - {reference}'s", "interval over", f"share of resamples <= {reference}"]
+        test = MISSING if math.isnan(p) else p_value(p)
+        rows.append([method, head, estimate.text(3, signed=True), basis, shown, test])
+    header = ["train", "head", f"AUC - {reference}'s", "interval over", f"share of resamples <= {reference}", "p"]
     return (
         f"Table I paired: each train method's AUC minus {reference}'s (the reference: the first train method of the "
         "study), on the same test images; 95% interval over the seeds both ran (Student-t), or with one seed the "
         "paired bootstrap over the test report's draws and the share of those resamples where the method's AUC is "
-        f"not above {reference}'s\n\n" + _markdown(header, rows)
+        f"not above {reference}'s. p (two-sided): over seeds the t-test of the per-seed differences, with one seed "
+        "DeLong's test clustered by study (Obuchowski 1997)\n\n" + _markdown(header, rows)
     )
