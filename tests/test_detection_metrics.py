@@ -40,6 +40,24 @@ def test_hand_computed_figures_on_all_images():
     assert low.score_thresholds[1:].tolist() == pytest.approx([0.8, 0.48, 0.1])
     assert low.tpr_at_fppi.tolist() == [1.0, 1.0]
     assert result.best_threshold(1.0) == 0.5 and metric.best_threshold(0.25) == 0.7  # tie at TPR 0: first
+    # free of thresholds: the mass image's peak (the bright blob, 7.8 px from the mass) hits within the default 15
+    # px; its energy inside the mass is 0.6 x 36 of 0.6 x 36 + 9; the normal image has nothing to point at
+    assert result.pointing is not None and result.energy is not None
+    assert result.pointing[0] == 1.0 and math.isnan(float(result.pointing[1]))
+    assert float(result.energy[0]) == pytest.approx(21.6 / 30.6) and math.isnan(float(result.energy[1]))
+    strict = DetectionMetric(pointing_tolerance=0.0)
+    strict.update(*_hand_batch(), image_size=SIZE)
+    assert strict.compute().pointing[0] == 0.0  # type: ignore[index]
+
+
+def test_the_pointing_game_keeps_the_peak_inside_the_image_region():
+    """With ``resize: fit``, the mass image's bright blob lies in the padding: the image's own peak is on the mass."""
+    maps, probs, gt, labels = _hand_batch()
+    metric = DetectionMetric(pointing_tolerance=0.0)
+    metric.update(maps, probs, gt, labels, SIZE, regions=[(0, 0, 10, 20), None])
+    result = metric.compute()
+    assert result.pointing is not None and result.energy is not None
+    assert result.pointing[0] == 1.0 and float(result.energy[0]) == pytest.approx(1.0)
 
 
 def test_positives_only_ignores_normal_images():
@@ -147,7 +165,7 @@ def _ddp_worker(rank: int, init_file: str, out_file: str) -> None:
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
     try:
         data = _random_data(12)
-        metric = DetectionMetric(thresholds=(0.4, 0.6))
+        metric = DetectionMetric(thresholds=(0.4, 0.6), pointing_tolerance=0.0)  # a 32 x 24 frame: no tolerance
         if rank == 0:
             _feed(_feed(metric, data, 0, 4), data, 4, 7)
         else:
@@ -155,7 +173,8 @@ def _ddp_worker(rank: int, init_file: str, out_file: str) -> None:
         result = metric.compute()
         if rank == 0:
             curves = [(r.fppi_curve, r.tpr_curve, torch.tensor([r.tpr, r.fppi])) for r in result.per_threshold]
-            torch.save({"curves": curves, "n": result.num_images, "gt": result.num_gt, "birads5": _birads5(result)},
+            torch.save({"curves": curves, "n": result.num_images, "gt": result.num_gt, "birads5": _birads5(result),
+                        "pointing": result.pointing, "energy": result.energy},
                        out_file)  # fmt: skip
     finally:
         dist.destroy_process_group()
@@ -166,11 +185,20 @@ def test_real_two_process_gloo_sync_equals_single_process(tmp_path):
     # spawn (not fork: a forked child can deadlock on the parent's thread pools); ~15 s on 2 busy cores.
     mp.spawn(_ddp_worker, args=(str(tmp_path / "init"), out_file), nprocs=2, join=True)
     synced = torch.load(out_file, weights_only=True)
-    full = _feed(DetectionMetric(thresholds=(0.4, 0.6)), _random_data(12), 0, 12).compute()
+    full = _feed(DetectionMetric(thresholds=(0.4, 0.6), pointing_tolerance=0.0), _random_data(12), 0, 12).compute()
     assert (synced["n"], synced["gt"]) == (12, 6)
     fppi5, tpr5 = _birads5(full)
     assert 0 < float(tpr5.max()) < 1  # BI-RADS 5 masses (images 0, 4, 8) found and missed: which box found which lesion
     assert torch.equal(synced["birads5"][0], fppi5) and torch.equal(synced["birads5"][1], tpr5)  # crossed ranks
+    assert full.pointing is not None and full.energy is not None
+    pointed = ~torch.isnan(full.pointing)
+    assert int(pointed.sum()) == 6 and 0 < float(full.pointing[pointed].mean()) < 1  # hits and misses
+
+    def by_energy(result: dict) -> torch.Tensor:  # the ranks' images come interleaved: pair each hit with its energy
+        pairs = torch.stack([result["energy"], result["pointing"]], 1)[~torch.isnan(result["energy"])]
+        return pairs[torch.argsort(pairs[:, 0])]
+
+    assert torch.equal(by_energy(synced), by_energy({"energy": full.energy, "pointing": full.pointing}))
     for (fppi, tpr, point), reference in zip(synced["curves"], full.per_threshold, strict=True):
         assert torch.equal(fppi, reference.fppi_curve) and torch.equal(tpr, reference.tpr_curve)
         assert point.tolist() == pytest.approx([reference.tpr, reference.fppi])
@@ -197,6 +225,8 @@ def test_an_image_seen_twice_counts_once_with_its_id():
     assert reference.num_gt == 3 and result.num_samples == 8 and reference.num_samples == 6
     _assert_same(result, reference)
     assert torch.equal(result.image_gt, reference.image_gt)
+    torch.testing.assert_close(result.pointing, reference.pointing, equal_nan=True)  # each image scored once
+    torch.testing.assert_close(result.energy, reference.energy, equal_nan=True)
     unkeyed = DetectionMetric(thresholds=(0.4, 0.6))
     unkeyed.update(*data, (32, 24))
     unkeyed.update(maps[:2], probs[:2], gts[:2], labels[:2], (32, 24))

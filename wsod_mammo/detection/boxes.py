@@ -71,7 +71,7 @@ def box_iou(a: Tensor, b: Tensor) -> Tensor:
     return torch.nan_to_num(torchvision.ops.box_iou(a.float(), b.float()), nan=0.0)
 
 
-class _Interp(NamedTuple):
+class BilinearWeights(NamedTuple):
     """Bilinear weights ``(out, in)`` and, per input cell, the output range ``[start, stop)`` drawing on it."""
 
     matrix: Tensor
@@ -80,7 +80,7 @@ class _Interp(NamedTuple):
 
 
 @functools.lru_cache(maxsize=16)
-def _interp(in_size: int, out_size: int, device: str, cell0_center: float | None = None) -> _Interp:
+def bilinear_weights(in_size: int, out_size: int, device: str, cell0_center: float | None = None) -> BilinearWeights:
     """Bilinear weights and their reach per input cell.
 
     ``cell0_center`` is the output pixel (index) on which input cell 0 is centred; cell ``k`` then sits at
@@ -101,7 +101,7 @@ def _interp(in_size: int, out_size: int, device: str, cell0_center: float | None
     touched = [torch.nonzero(matrix[:, cell] > 0).flatten() for cell in range(in_size)]
     start = [int(t[0]) if t.numel() else out_size for t in touched]
     stop = [int(t[-1]) + 1 if t.numel() else 0 for t in touched]
-    return _Interp(matrix.to(device), start, stop)
+    return BilinearWeights(matrix.to(device), start, stop)
 
 
 def _normalized(maps: Tensor, normalize: bool) -> tuple[Tensor, Tensor]:
@@ -174,8 +174,8 @@ def _image_boxes(
     if candidates.numel() == 0:
         return [_empty() for _ in thresholds]
     device = str(normalized.device)
-    rows = _interp(h, image_size[0], device, cell0_center)  # (H, h) weights
-    cols = _interp(w, image_size[1], device, cell0_center)  # (W, w) weights
+    rows = bilinear_weights(h, image_size[0], device, cell0_center)  # (H, h) weights
+    cols = bilinear_weights(w, image_size[1], device, cell0_center)  # (W, w) weights
     y_start, y_stop, x_start, x_stop = _crop_of(candidates, rows, cols)
     crop = rows.matrix[y_start:y_stop] @ normalized.float() @ cols.matrix[x_start:x_stop].T  # (Hc, Wc)
     crop_np = crop.cpu().numpy()
@@ -201,7 +201,7 @@ def _exclude_outside(crop: np.ndarray, region: Region, origin: tuple[int, int]) 
     crop[:, : max(x0, 0)] = crop[:, max(x1, 0) :] = -np.inf
 
 
-def _crop_of(cells: Tensor, rows: _Interp, cols: _Interp) -> tuple[int, int, int, int]:
+def _crop_of(cells: Tensor, rows: BilinearWeights, cols: BilinearWeights) -> tuple[int, int, int, int]:
     """Input-frame rows ``[y0, y1)`` and columns ``[x0, x1)`` drawing on the bounding box of ``cells (K, 2)``."""
     # amin/amax, not min(0)/max(0): with indices, torch 2.14 takes ~10 ms for this (K, 2) int64 reduction on CPU
     (r0, c0), (r1, c1) = cells.amin(0).tolist(), cells.amax(0).tolist()
@@ -294,7 +294,7 @@ def saliency_to_boxes(
 def upsample_map(saliency: Tensor, image_size: tuple[int, int], cell0_center: float | None = None) -> Tensor:
     """One map ``(h, w)`` -> ``(H, W)`` with the same bilinear placement as :func:`saliency_to_boxes` (for display)."""
     device = str(saliency.device)
-    rows = _interp(saliency.shape[0], int(image_size[0]), device, cell0_center).matrix  # (H, h)
-    cols = _interp(saliency.shape[1], int(image_size[1]), device, cell0_center).matrix  # (W, w)
+    rows = bilinear_weights(saliency.shape[0], int(image_size[0]), device, cell0_center).matrix  # (H, h)
+    cols = bilinear_weights(saliency.shape[1], int(image_size[1]), device, cell0_center).matrix  # (W, w)
     with torch.autocast(saliency.device.type, enabled=False):  # float32 under a caller's autocast too
         return rows @ saliency.float() @ cols.T

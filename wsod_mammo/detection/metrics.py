@@ -29,6 +29,7 @@ from wsod_mammo.detection.froc import (
     tpr_at_fppi,
 )
 from wsod_mammo.detection.image_keys import first_occurrence_mask, sample_keys
+from wsod_mammo.detection.pointing import TOLERANCE, pointing_and_energy
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,8 @@ class DetectionResult:
     input frame leaves out included: misses). ``gt_image, gt_category, gt_size (G,)`` (None where unknown): each of
     those ground-truth boxes' image (index into ``image_keys``), category (the finding's BI-RADS, 0 unknown) and
     size in mm (NaN unknown), an image's in-view boxes first; ``ThresholdResult.box_gt`` indexes them.
+    ``pointing, energy (I,)`` (None where unknown): each image's pointing-game hit and the share of its map's energy
+    inside its masses (:mod:`wsod_mammo.detection.pointing`), NaN for an image without a mass in view.
     """
 
     def __init__(
@@ -122,6 +125,8 @@ class DetectionResult:
         gt_image: Tensor | None = None,
         gt_category: Tensor | None = None,
         gt_size: Tensor | None = None,
+        pointing: Tensor | None = None,
+        energy: Tensor | None = None,
     ) -> None:
         self.per_threshold = per_threshold
         self.fppi_points = fppi_points
@@ -135,6 +140,8 @@ class DetectionResult:
         self.gt_image = gt_image
         self.gt_category = gt_category
         self.gt_size = gt_size
+        self.pointing = pointing
+        self.energy = energy
 
     def __repr__(self) -> str:
         cells = ", ".join(f"{r.threshold:g}: {r.tpr:.3f}@{r.fppi:.2f}" for r in self.per_threshold)
@@ -161,7 +168,8 @@ class DetectionResult:
 class _Distinct(NamedTuple):
     """``DetectionMetric``'s states at the first occurrence of each image (``keys, in_view, unseen (I,)``), the
     boxes and ground-truth rows of those occurrences (``box_kept``, ``gt_kept``: masks over every row) and the
-    image index of each kept one (``box_image (P,)``, ``gt_image (G,)``); ``num_samples``: every sample seen."""
+    image index of each kept one (``box_image (P,)``, ``gt_image (G,)``); ``num_samples``: every sample seen;
+    ``pointing, energy (I,)``: the images' pointing-game hit and energy inside their masses."""
 
     keys: Tensor
     in_view: Tensor
@@ -171,6 +179,8 @@ class _Distinct(NamedTuple):
     gt_image: Tensor
     gt_kept: Tensor
     num_samples: int
+    pointing: Tensor
+    energy: Tensor
 
 
 def global_gt_index(gt_image: Tensor, box_image: Tensor, box_local: Tensor) -> Tensor:
@@ -193,7 +203,8 @@ class DetectionMetric(Metric):
     budget (the rule validation selects thresholds by); ``None``: every box with score >= ``score_threshold``.
     ``update`` takes each sample's ``image_id``: an image seen again (DDP padding, repeats) counts once, and
     optionally a category and a size per ground-truth box (the finding's BI-RADS, its mm), kept with which box
-    found which lesion.
+    found which lesion. Each image's map is also scored free of any threshold: the pointing game (its peak within
+    ``pointing_tolerance`` pixels of a mass) and the share of its energy inside the masses.
     """
 
     is_differentiable = False
@@ -210,6 +221,8 @@ class DetectionMetric(Metric):
     gt_occurrence: list[Tensor]
     gt_category: list[Tensor]
     gt_size: list[Tensor]
+    image_pointing: list[Tensor]
+    image_energy: list[Tensor]
 
     def __init__(
         self,
@@ -220,6 +233,7 @@ class DetectionMetric(Metric):
         score_threshold: float = 0.0,
         cell0_center: float | None = None,
         operating_fppi: float | None = None,
+        pointing_tolerance: float = TOLERANCE,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -232,10 +246,13 @@ class DetectionMetric(Metric):
         self.score_threshold = float(score_threshold)
         self.cell0_center = cell0_center
         self.operating_fppi = operating_fppi
+        self.pointing_tolerance = float(pointing_tolerance)
         for name in ("box_scores", "box_threshold", "box_occurrence", "image_key", "image_occurrence"):
             self.add_state(name, default=[], dist_reduce_fx="cat")
         self.add_state("image_gt", default=[], dist_reduce_fx="cat")
         self.add_state("image_unseen", default=[], dist_reduce_fx="cat")  # per image: its boxes out of frame
+        self.add_state("image_pointing", default=[], dist_reduce_fx="cat")  # per image: pointing-game hit
+        self.add_state("image_energy", default=[], dist_reduce_fx="cat")  # per image: energy inside its masses
         # per box: the index of the ground truth it matched within its image (-1: false positive; a hit is an index
         # >= 0, no state of its own); per ground-truth box (an image's in-view boxes, then its unseen ones): its
         # sample's occurrence, its category and size
@@ -277,15 +294,21 @@ class DetectionMetric(Metric):
         gt_occ: list[Tensor] = []  # per ground-truth box: its sample's occurrence
         categories: list[Tensor] = []
         sizes: list[Tensor] = []
+        pointing, energy = torch.zeros(0), torch.zeros(0)
         if keep:
             keep_t = torch.tensor(keep, device=maps.device)
+            kept_regions = None if regions is None else [regions[i] for i in keep]
+            kept_gt = [gt_boxes[i] for i in keep]
+            pointing, energy = pointing_and_energy(
+                maps[keep_t], kept_gt, image_size, self.cell0_center, kept_regions, self.pointing_tolerance
+            )
             per_image = saliency_to_boxes(
                 maps[keep_t],
                 image_size,
                 self.thresholds,
                 probabilities.reshape(-1)[keep_t.to(probabilities.device)],
                 cell0_center=self.cell0_center,
-                regions=None if regions is None else [regions[i] for i in keep],
+                regions=kept_regions,
             )
             for j, (image, dets) in enumerate(zip(keep, per_image, strict=True)):
                 gt = gt_boxes[image].reshape(-1, 4).float().cpu()
@@ -311,6 +334,8 @@ class DetectionMetric(Metric):
         self.gt_occurrence.append(self._flat(gt_occ, torch.int64))
         self.gt_category.append(self._flat(categories, torch.int64))
         self.gt_size.append(self._flat(sizes, torch.float32))
+        self.image_pointing.append(pointing.to(device=self.device, dtype=torch.float32))
+        self.image_energy.append(energy.to(device=self.device, dtype=torch.float32))
 
     @staticmethod
     def _per_box(
@@ -359,7 +384,9 @@ class DetectionMetric(Metric):
         box_kept, box_image = image_of(self._cat("box_occurrence", torch.int64))
         gt_kept, gt_image = image_of(self._cat("gt_occurrence", torch.int64))
         gt, unseen = (self._cat(name, torch.int64)[first] for name in ("image_gt", "image_unseen"))
-        return _Distinct(keys[first], gt, unseen, box_image, box_kept, gt_image, gt_kept, int(keys.numel()))
+        pointing, energy = (self._cat(name, torch.float32)[first] for name in ("image_pointing", "image_energy"))
+        return _Distinct(keys[first], gt, unseen, box_image, box_kept, gt_image, gt_kept, int(keys.numel()), pointing,
+                         energy)  # fmt: skip
 
     def compute(self) -> DetectionResult:
         """FROC, TPR at each FPPI point and the operating point per threshold, as a :class:`DetectionResult`.
@@ -385,7 +412,8 @@ class DetectionMetric(Metric):
         gt_category = self._cat("gt_category", torch.int64)[d.gt_kept]
         gt_size = self._cat("gt_size", torch.float32)[d.gt_kept]
         return DetectionResult(tuple(results), self.fppi_points, d.keys, image_gt, d.num_samples,
-                               int(d.in_view.sum()), d.gt_image, gt_category, gt_size)  # fmt: skip
+                               int(d.in_view.sum()), d.gt_image, gt_category, gt_size, d.pointing,
+                               d.energy)  # fmt: skip
 
     def best_threshold(self, fppi_budget: float = 1.0) -> float:
         """The threshold maximizing TPR at ``fppi_budget`` on the data seen so far (validation only, never test)."""

@@ -80,8 +80,10 @@ def _rebuilt(
     num_gt, num_images = int(image_gt.sum()), int(images.sum())
     kept = threshold_result(first.threshold, scores, tp, box_image, num_gt, num_images, result.fppi_points,
                             operating_fppi, box_gt=box_gt)  # fmt: skip
+    pointing, energy = (None if v is None else v[images] for v in (result.pointing, result.energy))
     return DetectionResult((kept,), result.fppi_points, result.image_keys[images], image_gt, num_images,
-                           gt_image=gt_image, gt_category=gt_category, gt_size=gt_size)  # fmt: skip
+                           gt_image=gt_image, gt_category=gt_category, gt_size=gt_size, pointing=pointing,
+                           energy=energy)  # fmt: skip
 
 
 def strata_of(keys: Tensor, labels: dict[int, str]) -> dict[str, Tensor]:
