@@ -2040,6 +2040,7 @@ def test_ddp_test_on_an_uneven_count_with_repeats_equals_one_process(tmp_path: P
     assert one["table1_breast_counts"] == two["table1_breast_counts"]
     assert one["by_density"] == two["by_density"] and one["by_density"]["mass"]
     assert one["table1_by_density"] == two["table1_by_density"] and one["table1_by_density"]
+    assert one["pointing_game"] == two["pointing_game"] and one["pointing_game"]["images"] > 0  # each image once
     # the probabilities --compare of two heads redraws: the same per image (each listed once) whatever the ranks
     classified = {}
     for devices in (1, 2):
@@ -2080,7 +2081,9 @@ def test_a_ddp_test_logs_every_process_overlays_to_wandb(tmp_path: Path, trained
     assert {row[0]: row[1:] for row in json.loads(table.read_text())["data"]} == {
         head: list(figures.values()) for head, figures in breasts.items()
     }
-    for name in ("table1_breast_ci", "table1_by_density", "table2_by_density", "table2_by_birads", "table2_by_size"):
+    tables_logged = ("table1_breast_ci", "table1_by_density", "table2_by_density", "table2_by_birads", "table2_by_size",
+                     "pointing_game")  # fmt: skip
+    for name in tables_logged:
         assert len(list(tables.glob(f"offline-run-*/files/media/table/test/{name}_*.table.json"))) == 1, name
 
 

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from wsod_mammo.detection.bootstrap import SEED
+from wsod_mammo.detection.bootstrap import SEED, groups_of
 from wsod_mammo.detection.compare_auc import HEAD_NAMES, load_head, paired_auc
 from wsod_mammo.detection.delong import paired_test
 from wsod_mammo.detection.report import main
 from wsod_mammo.training.classification import HEADS
-from wsod_mammo.training.test_report import _figures_with_intervals, _images_record, groups_of
+from wsod_mammo.training.test_report import _figures_with_intervals, _images_record
 
 N = 40  # images, two per study, the first 16 positive
 

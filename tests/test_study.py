@@ -60,6 +60,9 @@ def test_study_runs_the_matrix_assembles_table2_and_resumes(
     paired = (study / "table1_paired.md").read_text()  # and the AUC differences against cam, paired on the images
     assert "Table I paired (each train method's AUC minus the first's): table1_paired.md" in summary
     assert [line.split(" | ")[1] for line in paired.splitlines() if line.startswith("| gradcam |")] == list(HEADS)
+    pointing = (study / "pointing_game.md").read_text()  # and each map's peak and energy against the masses
+    assert "Pointing game (each map's peak and energy against the masses): pointing_game.md" in summary
+    assert pointing.count("\n| gradcam | ") == 2 and "| layercam |" in pointing.splitlines()[4]
     by_density_table1 = (study / "table1_by_density.md").read_text()  # and Table I per breast density
     assert "Table I per breast density: table1_by_density.md" in summary
     assert by_density_table1.count("\n| gradcam | fusion |") == by_density_table1.count("## DENSITY ") > 0
@@ -85,6 +88,9 @@ def test_study_runs_the_matrix_assembles_table2_and_resumes(
         assert "[wsod] fit: run folder" in fit_log and "💡" not in fit_log
         assert "[wsod] data " in fit_log and " images (" in fit_log
         assert "Table I (classification" in test_log and "Table II row, mass images" in test_log
+        assert "Pointing game (mass images)" in test_log and set(report["pointing_game"]["methods"]) == {
+            "cam", "gradcam", "gradcampp", "xgradcam", "layercam"
+        }  # fmt: skip
         assert "Test metric" not in test_log  # no Lightning metrics dump
         assert "💡 Tip" not in fit_log + test_log and "anonymous" not in fit_log + test_log
 

@@ -339,3 +339,35 @@ def _older_report_leaves_out(
         text = write_study_outputs(tmp_path / "study", runs)
     assert title not in text and not (tmp_path / "study" / file).exists()
     assert warning in caplog.text
+
+
+def test_the_study_writes_the_pointing_game_over_seeds_and_with_one_seed_the_reports_interval(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """pointing_game.md: per train and test method the pointing game and the energy inside the masses, averaged over
+    seeds (Student-t), with one seed the report's interval; a report written before leaves it out, naming the run."""
+
+    def figure(value: float) -> dict:
+        return {"value": value, "low": value - 0.1, "high": value + 0.05}
+
+    runs = {}
+    for seed, hit in ((1, 0.6), (2, 0.8)):
+        pointing = {"tolerance_px": 15.0, "images": 8,
+                    "methods": {"cam": {"hit": figure(hit), "energy": figure(hit / 2)},
+                                "gradcam": {"hit": figure(0.5), "energy": figure(0.2)}}}  # fmt: skip
+        report = {"table1": {}, "mass": {"cam": {"tpr": 0.5, "fppi": 0.5}, "gradcam": {"tpr": 0.5, "fppi": 0.5}},
+                  "pointing_game": pointing}  # fmt: skip
+        (tmp_path / f"{seed}.json").write_text(json.dumps(report))
+        runs[("cam", seed)] = tmp_path / f"{seed}.json"
+    text = write_study_outputs(tmp_path / "study", runs)
+    assert "Pointing game (each map's peak and energy against the masses): pointing_game.md" in text
+    table = (tmp_path / "study" / "pointing_game.md").read_text()
+    assert "within 15 px of a mass" in table
+    hits, energy = table.split("## Pointing game")[1].split("## Energy inside the masses")
+    over = seed_interval([0.6, 0.8])
+    assert f"| cam | 0.70 [{over.low:.2f}, {over.high:.2f}] | 0.50 [0.50, 0.50] |" in hits  # gradcam: seeds agree
+    assert "| cam | 0.35 [" in energy
+    write_study_outputs(tmp_path / "one", {("cam", 1): runs[("cam", 1)]})
+    assert "| cam | 0.60 [0.50, 0.65] | 0.50 [0.40, 0.55] |" in (tmp_path / "one" / "pointing_game.md").read_text()
+    warning = "no pointing game: the test reports of cam_seed1 score no pointing game"
+    _older_report_leaves_out(tmp_path, runs, caplog, "pointing_game", "pointing_game.md", "Pointing game", warning)

@@ -65,6 +65,12 @@ def resample_weights(
     return weights
 
 
+def groups_of(keys: Tensor, groups: dict[int, int] | None) -> Tensor | None:
+    """``(N,)`` study key of each image key (an image of no known study is a study of its own); None without
+    ``groups`` (``{image key: study key}``): images are then drawn one by one."""
+    return torch.tensor([groups.get(k, k) for k in keys.tolist()], dtype=torch.int64) if groups else None
+
+
 def interval(samples: Tensor, value: float, level: float = LEVEL) -> dict[str, float]:
     """``{"value", "low", "high"}``: the percentile interval of ``samples (B,)`` (NaN resamples ignored)."""
     samples = samples.double()

@@ -322,3 +322,41 @@ def best_pairs(cells: dict[str, dict[str, tuple[Estimate, Estimate]]]) -> list[t
         return []
     top = max(key for key, _ in candidates)
     return [pair for key, pair in candidates if key == top]
+
+
+POINTING_FIGURES = {"hit": "Pointing game", "energy": "Energy inside the masses"}
+
+
+def pointing_cells(reports: dict[tuple[str, int], dict[str, Any]]) -> dict[str, dict[str, dict[str, Estimate]]]:
+    """``{train: {test: {"hit" | "energy": Estimate}}}``: each report's ``pointing_game`` over seeds (one seed: its
+    bootstrap interval, as Table II's cells)."""
+    cells: dict[str, dict[str, dict[str, Estimate]]] = {}
+    for train, runs in _by_method(reports).items():
+        parts = [r["pointing_game"]["methods"] for r in runs]
+        over = resampled(runs[0])
+        tested = {m for p in parts for m in p}
+        for test in [*(m for m in METHOD_ORDER if m in tested), *sorted(tested - set(METHOD_ORDER))]:
+            per_seed = [p[test] for p in parts if test in p]
+            cells.setdefault(train, {})[test] = {
+                figure: _over_seeds_or_images([c[figure]["value"] for c in per_seed],
+                                              {"intervals": per_seed[0]}, figure, over=over)
+                for figure in POINTING_FIGURES
+            }  # fmt: skip
+    return cells
+
+
+def pointing_text(cells: dict[str, dict[str, dict[str, Estimate]]], tolerance: float) -> str:
+    """``pointing_game.md``: one train x test table per figure, mean [95% interval]."""
+    tests = list(dict.fromkeys(t for row in cells.values() for t in row))
+    sections = []
+    for figure, title in POINTING_FIGURES.items():
+        rows = [
+            [train] + [row[t][figure].text() if t in row else MISSING for t in tests] for train, row in cells.items()
+        ]
+        sections.append(f"## {title}\n\n" + _markdown(["train \\ test", *tests], rows))
+    return (
+        f"Pointing game ({SUBSET} images with a mass in view; the share of images whose min-max normalized map peaks "
+        f"within {tolerance:g} px of a mass, and the share of the map's energy inside the masses: free of the "
+        "binarization threshold and of the boxes; mean [95% interval over seeds; with one seed, the test report's "
+        "bootstrap interval])\n\n" + "\n".join(sections)
+    )

@@ -31,6 +31,7 @@ from wsod_mammo.detection.bootstrap import (
     SEED,
     best_within,
     classification_figures,
+    groups_of,
     interval,
     resample_weights,
     resampled_froc,
@@ -41,6 +42,8 @@ from wsod_mammo.detection.compare_auc import CLASSIFICATION
 from wsod_mammo.detection.image_keys import image_keys
 from wsod_mammo.detection.mass_kinds import SIZE_LABELS, UNKNOWN, row_labels
 from wsod_mammo.detection.metrics import DetectionResult
+from wsod_mammo.detection.pointing_report import CSV_COLUMNS as POINTING_COLUMNS
+from wsod_mammo.detection.pointing_report import pointing_summary, pointing_text
 from wsod_mammo.detection.report import (
     FROM_DEFAULT,
     FROM_TIE,
@@ -136,12 +139,6 @@ def density_labels(trainer: Trainer | None) -> dict[int, str]:
         return {}
     keys = image_keys([r.image_id for r in records]).tolist()
     return dict(zip(keys, [r.breast_density for r in records], strict=True))
-
-
-def groups_of(keys: Tensor, groups: dict[int, int] | None) -> Tensor | None:
-    """``(N,)`` study key of each image key (an image of no known study is a study of its own); None without
-    ``groups``: images are then drawn one by one."""
-    return torch.tensor([groups.get(k, k) for k in keys.tolist()], dtype=torch.int64) if groups else None
 
 
 def detection_intervals(
@@ -701,6 +698,12 @@ def write_test_report(
             printed.append(f"{table.title}\n{markdown}")
     if why := why_no_sizes(results):
         log.info("%s", why)
+    summary["pointing_game"] = pointing_summary({m: r for (m, s), r in results.items() if s == "mass"}, seed, groups)
+    if summary["pointing_game"]:
+        pointing_md, pointing_csv = pointing_text(summary["pointing_game"], train_method, unit)
+        (directory / "pointing_game.md").write_text(pointing_md)
+        (directory / "pointing_game.csv").write_text(pointing_csv)
+        printed.append(f"Pointing game (mass images)\n{pointing_md}")
     (directory / "detection.json").write_text(json.dumps(summary, indent=2, allow_nan=True))
     image_records = {"fppi_budget": fppi_budget, "bootstrap_seed": seed, "subsets": records}  # --compare redraws these
     if table1.images:  # and --compare A:fusion B:fusion these: Table I's class, images and probabilities
@@ -752,6 +755,16 @@ def _log_to_wandb(trainer: Trainer, directory: Path, summary: dict[str, Any], ci
                     for method, c in row["cells"].items()
                 ]  # fmt: skip
                 logger.log_table(f"test/{strata.stem}", columns=strata.columns, data=data)
+        if pointing := summary["pointing_game"]:
+            data = [
+                [
+                    method,
+                    pointing["images"],
+                    *(f[k][end] for k in ("hit", "energy") for end in ("value", "low", "high")),
+                ]
+                for method, f in pointing["methods"].items()
+            ]
+            logger.log_table("test/pointing_game", columns=POINTING_COLUMNS, data=data)
         for subset in SUBSETS:
             if subset in summary:
                 cells = summary[subset]
