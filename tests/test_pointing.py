@@ -83,7 +83,7 @@ def test_energy_is_the_share_of_the_upsampled_map_inside_the_masses() -> None:
     assert pointing_and_energy(cells[None], [everything], FRAME)[1].tolist() == [pytest.approx(1.0)]
 
 
-def _method_result(hit_images: tuple[int, ...]):
+def _method_result(hit_images: tuple[int, ...], tolerance: float = 15.0):
     """8 mass images in a 200 x 200 frame (a map of 10 x 10 cells): the mass at the top left, the map's peak on it
     in ``hit_images`` and at the bottom right in the others, with a weaker glow on the mass everywhere."""
     from wsod_mammo.detection.metrics import DetectionMetric
@@ -94,7 +94,7 @@ def _method_result(hit_images: tuple[int, ...]):
         maps[i, 1, 1] = 1.0 if i in hit_images else 0.5
         maps[i, 8, 8] = 0.0 if i in hit_images else 1.0
     gt = [torch.tensor([[10.0, 10.0, 50.0, 50.0]]) for _ in range(8)]
-    metric = DetectionMetric(thresholds=(0.5,), operating_fppi=1.0, positives_only=True)
+    metric = DetectionMetric(thresholds=(0.5,), operating_fppi=1.0, positives_only=True, pointing_tolerance=tolerance)
     metric.update(maps, torch.full((8,), 0.9), gt, torch.ones(8, dtype=torch.long), (200, 200),
                   [f"m{i}" for i in range(8)])  # fmt: skip
     return metric.compute()
@@ -109,8 +109,8 @@ def test_the_test_report_gives_each_methods_pointing_game_with_its_interval_over
 
     results = {}
     for method, hits in (("cam", (0, 1, 2, 3, 4)), ("gradcam", (0, 1, 2, 3, 4, 5, 6, 7))):
-        results[(method, "mass")] = _method_result(hits)
-        results[(method, "all")] = _method_result(hits)
+        results[(method, "mass")] = _method_result(hits, tolerance=12.0)
+        results[(method, "all")] = _method_result(hits, tolerance=12.0)
     trainer = SimpleNamespace(ckpt_path=None, loggers=[])
     module = SimpleNamespace(train_saliency=SimpleNamespace(name="cam"), detection_thresholds={"cam": 0.5},
                              nyu_weights_as_is=None, trained_in_process=True)  # fmt: skip
@@ -119,7 +119,7 @@ def test_the_test_report_gives_each_methods_pointing_game_with_its_interval_over
     write_test_report(tmp_path, trainer, module, results, Table1Figures({}, {}, {}, None), 1.0, seed=7, groups=groups,
                       densities={})  # fmt: skip
     pointing = json.loads((tmp_path / "detection.json").read_text())["pointing_game"]
-    assert pointing["images"] == 8 and pointing["tolerance_px"] == 15.0
+    assert pointing["images"] == 8 and pointing["tolerance_px"] == 12.0  # the metric's, as the callback set it
     hits = results[("cam", "mass")].pointing
     weights = resample_weights(
         torch.ones_like(keys), seed=7, keys=keys, groups=torch.tensor([groups[int(k)] for k in keys])
@@ -132,9 +132,22 @@ def test_the_test_report_gives_each_methods_pointing_game_with_its_interval_over
     markdown = (tmp_path / "pointing_game.md").read_text()
     assert (
         "8 mass images with a mass in view" in markdown
+        and "within 12 px of a mass" in markdown
         and "interval over studies (each with all its images)" in markdown
     )
     assert f"| cam | 0.62 [{expected['low']:.2f}, {expected['high']:.2f}] | " in markdown
     rows = (tmp_path / "pointing_game.csv").read_text().splitlines()
     assert rows[0] == "test_method,images,hit,hit_low,hit_high,energy,energy_low,energy_high"
     assert rows[1].startswith("cam,8,0.625,")
+
+
+def test_a_tolerance_that_is_no_distance_is_refused_naming_the_option() -> None:
+    from wsod_mammo.detection.metrics import DetectionMetric
+    from wsod_mammo.training.callbacks import DetectionMetrics
+
+    for bad in (-1.0, math.inf, math.nan):
+        with pytest.raises(ValueError, match="DetectionMetrics.pointing_tolerance: expected pixels >= 0"):
+            DetectionMetrics(pointing_tolerance=bad)
+        with pytest.raises(ValueError, match="pointing_tolerance expected pixels >= 0"):
+            DetectionMetric(pointing_tolerance=bad)
+    assert DetectionMetrics(pointing_tolerance=30).pointing_tolerance == 30.0

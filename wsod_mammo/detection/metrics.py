@@ -111,7 +111,8 @@ class DetectionResult:
     those ground-truth boxes' image (index into ``image_keys``), category (the finding's BI-RADS, 0 unknown) and
     size in mm (NaN unknown), an image's in-view boxes first; ``ThresholdResult.box_gt`` indexes them.
     ``pointing, energy (I,)`` (None where unknown): each image's pointing-game hit and the share of its map's energy
-    inside its masses (:mod:`wsod_mammo.detection.pointing`), NaN for an image without a mass in view.
+    inside its masses (:mod:`wsod_mammo.detection.pointing`), NaN for an image without a mass in view;
+    ``pointing_tolerance``: the pixels a peak may lie off a mass and still hit it.
     """
 
     def __init__(
@@ -127,6 +128,7 @@ class DetectionResult:
         gt_size: Tensor | None = None,
         pointing: Tensor | None = None,
         energy: Tensor | None = None,
+        pointing_tolerance: float = TOLERANCE,
     ) -> None:
         self.per_threshold = per_threshold
         self.fppi_points = fppi_points
@@ -142,6 +144,7 @@ class DetectionResult:
         self.gt_size = gt_size
         self.pointing = pointing
         self.energy = energy
+        self.pointing_tolerance = pointing_tolerance
 
     def __repr__(self) -> str:
         cells = ", ".join(f"{r.threshold:g}: {r.tpr:.3f}@{r.fppi:.2f}" for r in self.per_threshold)
@@ -246,6 +249,8 @@ class DetectionMetric(Metric):
         self.score_threshold = float(score_threshold)
         self.cell0_center = cell0_center
         self.operating_fppi = operating_fppi
+        if not 0.0 <= float(pointing_tolerance) < math.inf:
+            raise ValueError(f"DetectionMetric: pointing_tolerance expected pixels >= 0, found {pointing_tolerance}")
         self.pointing_tolerance = float(pointing_tolerance)
         for name in ("box_scores", "box_threshold", "box_occurrence", "image_key", "image_occurrence"):
             self.add_state(name, default=[], dist_reduce_fx="cat")
@@ -413,7 +418,7 @@ class DetectionMetric(Metric):
         gt_size = self._cat("gt_size", torch.float32)[d.gt_kept]
         return DetectionResult(tuple(results), self.fppi_points, d.keys, image_gt, d.num_samples,
                                int(d.in_view.sum()), d.gt_image, gt_category, gt_size, d.pointing,
-                               d.energy)  # fmt: skip
+                               d.energy, self.pointing_tolerance)  # fmt: skip
 
     def best_threshold(self, fppi_budget: float = 1.0) -> float:
         """The threshold maximizing TPR at ``fppi_budget`` on the data seen so far (validation only, never test)."""

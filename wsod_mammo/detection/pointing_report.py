@@ -13,7 +13,6 @@ import torch
 
 from wsod_mammo.detection.bootstrap import LEVEL, groups_of, interval, resample_weights
 from wsod_mammo.detection.metrics import DetectionResult
-from wsod_mammo.detection.pointing import TOLERANCE
 from wsod_mammo.detection.report import _markdown, count, csv_text
 
 FIGURES = {"hit": "pointing game", "energy": "energy inside the masses"}
@@ -40,7 +39,8 @@ def pointing_summary(
             figure: interval((weights @ values) / weights.sum(1), float(values.mean()))
             for figure, values in (("hit", r.pointing[scored].double()), ("energy", r.energy[scored].double()))
         }
-    return {"tolerance_px": TOLERANCE, "images": images, "methods": methods} if methods else None
+    tolerance = next(iter(results.values())).pointing_tolerance if results else None
+    return {"tolerance_px": tolerance, "images": images, "methods": methods} if methods else None
 
 
 def _text(figure: dict[str, float]) -> str:

@@ -83,7 +83,7 @@ def _rebuilt(
     pointing, energy = (None if v is None else v[images] for v in (result.pointing, result.energy))
     return DetectionResult((kept,), result.fppi_points, result.image_keys[images], image_gt, num_images,
                            gt_image=gt_image, gt_category=gt_category, gt_size=gt_size, pointing=pointing,
-                           energy=energy)  # fmt: skip
+                           energy=energy, pointing_tolerance=result.pointing_tolerance)  # fmt: skip
 
 
 def strata_of(keys: Tensor, labels: dict[int, str]) -> dict[str, Tensor]:

@@ -20,6 +20,7 @@ from wsod_mammo.detection.mass_kinds import mass_note
 from wsod_mammo.detection.metrics import DetectionMetric, DetectionResult
 from wsod_mammo.detection.overlay import method_panels, render_overlay, short_id, write_png
 from wsod_mammo.detection.overlay_frame import overlay_frame
+from wsod_mammo.detection.pointing import TOLERANCE
 from wsod_mammo.saliency import get_saliency_method
 from wsod_mammo.training.run_dir import run_directory
 from wsod_mammo.training.test_report import (
@@ -157,6 +158,8 @@ class DetectionMetrics(Callback):
             on the centre of its receptive field, ~30 px up-left). Measured on the demo: ``receptive_field`` wins
             early in training, ``resize`` once patch selection has shaped the map.
         bootstrap_seed: seed of the 1,000 class-stratified resamples behind every 95% interval of the report.
+        pointing_tolerance: pixels of the input frame a map's peak may lie off a mass and still hit it in the
+            test report's pointing game (Zhang et al.'s 15; at 2944 x 1920 a VinDr pixel is about 0.1 mm).
     """
 
     def __init__(
@@ -169,6 +172,7 @@ class DetectionMetrics(Callback):
         class_index: int = 0,
         alignment: Alignment = "resize",
         bootstrap_seed: int = SEED,
+        pointing_tolerance: float = TOLERANCE,
     ) -> None:
         self.methods = method_names(methods, "DetectionMetrics.methods")
         self.alignment = alignment
@@ -185,6 +189,9 @@ class DetectionMetrics(Callback):
             raise ValueError(f"DetectionMetrics.fppi_budget: expected a finite number >= 0, found {fppi_budget}")
         if not 0.0 <= float(iou_threshold) < 1.0:  # a hit is IoU > iou_threshold: below 0 any box hits every mass
             raise ValueError(f"DetectionMetrics.iou_threshold: expected a number in [0, 1), found {iou_threshold}")
+        if not 0.0 <= float(pointing_tolerance) < math.inf:
+            raise ValueError(f"DetectionMetrics.pointing_tolerance: expected pixels >= 0, found {pointing_tolerance}")
+        self.pointing_tolerance = float(pointing_tolerance)
         self.fppi_budget = fppi_budget
         self.default_threshold = default_threshold
         self.iou_threshold = iou_threshold
@@ -207,6 +214,7 @@ class DetectionMetrics(Callback):
                 positives_only=positives_only,
                 cell0_center=map_placement(pl_module, self.alignment),
                 operating_fppi=self.fppi_budget,
+                pointing_tolerance=self.pointing_tolerance,
             ).to(pl_module.device)
             for method in self._methods(pl_module)
             for subset, positives_only in subsets.items()
