@@ -151,3 +151,56 @@ def test_a_tolerance_that_is_no_distance_is_refused_naming_the_option() -> None:
         with pytest.raises(ValueError, match="pointing_tolerance expected pixels >= 0"):
             DetectionMetric(pointing_tolerance=bad)
     assert DetectionMetrics(pointing_tolerance=30).pointing_tolerance == 30.0
+
+
+def test_compare_of_two_methods_pointing_game_pairs_their_reports_intervals(tmp_path, capsys) -> None:
+    """``wsod report --compare cam gradcam --figure pointing``: each side's interval is its report's (same seed, same
+    studies), the difference is paired; what cannot be compared says why."""
+    import json
+    from types import SimpleNamespace
+
+    from wsod_mammo.detection.compare import load_side
+    from wsod_mammo.detection.compare_pointing import paired_figure
+    from wsod_mammo.detection.report import main
+    from wsod_mammo.training.test_report import Table1Figures, write_test_report
+
+    results = {}
+    for method, hits in (("cam", (0, 1, 2, 3, 4)), ("gradcam", (0, 1, 2, 3, 4, 5, 6, 7))):
+        results[(method, "mass")] = _method_result(hits)
+        results[(method, "all")] = _method_result(hits)
+    trainer = SimpleNamespace(ckpt_path=None, loggers=[])
+    module = SimpleNamespace(train_saliency=SimpleNamespace(name="cam"), detection_thresholds={"cam": 0.5},
+                             nyu_weights_as_is=None, trained_in_process=True)  # fmt: skip
+    keys = results[("cam", "mass")].image_keys
+    groups = {int(k): i // 2 for i, k in enumerate(keys.tolist())}
+    run = tmp_path / "run"
+    run.mkdir()
+    write_test_report(run, trainer, module, results, Table1Figures({}, {}, {}, None), 1.0, seed=7, groups=groups,
+                      densities={})  # fmt: skip
+    reported = json.loads((run / "detection.json").read_text())["pointing_game"]["methods"]
+    _, a, _, seed = load_side("cam", run, "mass")
+    _, b, _, _ = load_side("gradcam", run, "mass")
+    for figure, key in (("pointing", "hit"), ("energy", "energy")):
+        result = paired_figure(a, b, figure, seed, ("cam", "gradcam"))
+        assert result["a"] == pytest.approx(reported["cam"][key]) and result["b"] == pytest.approx(
+            reported["gradcam"][key]
+        )
+        assert result["resampled"] == "studies" and result["num_images"] == 8
+    result = paired_figure(a, b, "pointing", seed)
+    assert result["difference"]["value"] == pytest.approx(-3 / 8) and result["p_a_not_better"] == 1.0
+    main([str(run), "--compare", "cam", "gradcam", "--figure", "pointing"])
+    out = capsys.readouterr().out
+    assert "Pointing game on 8 images with a mass in view, paired bootstrap (95%) over studies:" in out
+    assert "A - B: -0.375 [" in out and "share of resamples with A <= B: 1.000" in out
+    for args, message in (
+        (["--figure", "pointing"], "--figure pointing: it selects what --compare compares"),
+        (["--compare", "fusion", "global", "--figure", "energy"], "--figure energy: a figure of saliency maps"),
+        (["--compare", "cam", "gradcam", "--figure", "pointing", "--masses", "BI-RADS 5"], "--masses: it selects"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            main([str(run), *args])
+    images = json.loads((run / "detection_images.json").read_text())
+    del images["subsets"]["mass"]["cam"]["pointing"]  # a report written before the record
+    (run / "detection_images.json").write_text(json.dumps(images))
+    with pytest.raises(ValueError, match="cam's test report records no pointing game per image .*test that run again"):
+        main([str(run), "--compare", "cam", "gradcam", "--figure", "pointing"])

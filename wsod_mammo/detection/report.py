@@ -352,6 +352,11 @@ def main(argv: list[str] | None = None) -> None:
         help="--compare's images: mass (the mass images, as Table II) or all (every test image)",
     )  # fmt: skip
     parser.add_argument(
+        "--figure", default="tpr", choices=["tpr", "pointing", "energy"], metavar="{tpr,pointing,energy}",
+        help="what --compare of two methods compares: tpr (Table II's TPR at the FPPI budget), pointing (the "
+             "pointing game) or energy (the share of the map's energy inside the masses)",
+    )  # fmt: skip
+    parser.add_argument(
         "--masses", type=str | None, default=None,
         help="--compare counting only the masses of one row of Table II per finding BI-RADS or per mass size: "
              "'BI-RADS 5', '< 10 mm', '10-20 mm', '>= 20 mm' (false positives all count)",
@@ -360,13 +365,21 @@ def main(argv: list[str] | None = None) -> None:
     if args.compare is not None:  # torch's import (seconds) for --compare only: the tables and --help stay light
         from wsod_mammo.detection.compare import compare
         from wsod_mammo.detection.compare_auc import HEAD_NAMES, compare_auc, is_head
+        from wsod_mammo.detection.compare_pointing import compare_figure
     heads = [is_head(side) for side in args.compare or ()]
     if any(heads) and not all(heads):
         raise ValueError(
             f"--compare {' '.join(args.compare)}: one side is a head ({', '.join(HEAD_NAMES)}: AUC), the other a "
             "saliency method (TPR); compare two heads or two methods"
         )
-    if args.masses is not None:  # said before any table is read
+    if args.figure != "tpr":  # said before any table is read
+        if args.compare is None:
+            raise ValueError(f"--figure {args.figure}: it selects what --compare compares; give --compare A B too")
+        if any(heads):
+            raise ValueError(f"--figure {args.figure}: a figure of saliency maps; --compare of two heads compares AUC")
+        if args.masses is not None:
+            raise ValueError(f"--masses: it selects the masses a TPR counts; --figure {args.figure} scores images")
+    if args.masses is not None:
         if args.compare is None:
             raise ValueError("--masses: it selects the masses --compare counts; give --compare A B too")
         if any(heads):
@@ -383,6 +396,8 @@ def main(argv: list[str] | None = None) -> None:
             raise ValueError(f"--compare: expected two methods A B, found {args.compare}")
         if all(heads):  # Table I's images: every distinct test image, whatever --subset says
             print(compare_auc(args.compare[0], args.compare[1], run_dirs[0]), end="")
+        elif args.figure != "tpr":
+            print(compare_figure(args.compare[0], args.compare[1], run_dirs[0], args.figure, args.subset), end="")
         else:
             print(compare(args.compare[0], args.compare[1], run_dirs[0], args.subset, args.masses), end="")
     if output is not None:

@@ -292,8 +292,9 @@ def _method_summary(
 
 def _image_records(r: DetectionResult, groups: dict[int, int] | None = None) -> dict[str, Any]:
     """``detection_images.json``'s record of one method: per image its key (and study) and ground-truth count, per
-    box its image, score and hit; and, for ``--compare --masses``, per mass its image, BI-RADS and size in mm (null
-    unknown) and per box the mass it found (-1 none)."""
+    box its image, score and hit; for ``--compare --masses``, per mass its image, BI-RADS and size in mm (null
+    unknown) and per box the mass it found (-1 none); for ``--compare --figure pointing|energy``, per image its
+    pointing-game hit and energy inside its masses (null without a mass in view)."""
     first = r.per_threshold[0]
     studies = groups_of(r.image_keys, groups)
     masses: dict[str, Any] = {}
@@ -301,6 +302,11 @@ def _image_records(r: DetectionResult, groups: dict[int, int] | None = None) -> 
         sizes = [] if r.gt_size is None else [None if math.isnan(v) else v for v in r.gt_size.tolist()]
         masses = {"gt_image": r.gt_image.tolist(), "gt_birads": r.gt_category.tolist(),
                   "gt_size_mm": sizes or [None] * r.gt_image.numel(), "box_gt": first.box_gt.tolist()}  # fmt: skip
+    maps = {
+        name: [None if math.isnan(v) else v for v in values.tolist()]
+        for name, values in (("pointing", r.pointing), ("energy", r.energy))
+        if values is not None
+    }
     return {
         "image_keys": r.image_keys.tolist(),
         **({"study_keys": studies.tolist()} if studies is not None else {}),
@@ -309,6 +315,7 @@ def _image_records(r: DetectionResult, groups: dict[int, int] | None = None) -> 
         "box_scores": first.box_scores.tolist(),
         "box_tp": first.box_tp.int().tolist(),
         **masses,
+        **maps,
     }
 
 

@@ -1,0 +1,80 @@
+"""Paired bootstrap of two methods' pointing game or energy inside the masses: ``wsod report --compare A B
+--figure pointing``.
+
+The test report gives each method's pointing game with an interval of its own (``pointing_game.md``); whether
+LayerCAM's maps point at the masses more often than CAM's is a question about the difference on the same images.
+Both sides are drawn with the same resamples of whole studies, with the first side's seed, so each side's interval
+is its report's.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from wsod_mammo.detection.bootstrap import interval, resample_weights
+from wsod_mammo.detection.compare import load_side, same_images, why_images
+from wsod_mammo.detection.report import count
+
+FIGURES = {"pointing": "Pointing game", "energy": "Energy inside the masses"}
+
+
+def scored(records: dict[str, Any], figure: str, label: str) -> dict[int, float]:
+    """``{image key: value}`` of the images ``figure`` scored (those with a mass in view); ValueError naming the side
+    whose report predates the record."""
+    if figure not in records:
+        raise ValueError(f"--figure {figure}: {label}'s test report records no {FIGURES[figure].lower()} per image "
+                         "(written before it did); test that run again")  # fmt: skip
+    values = records[figure]
+    return {int(k): float(v) for k, v in zip(records["image_keys"], values, strict=True) if v is not None}
+
+
+def paired_figure(
+    a: dict[str, Any], b: dict[str, Any], figure: str, seed: int, labels: tuple[str, str] = ("A", "B")
+) -> dict[str, Any]:
+    """A's and B's mean ``figure`` and A - B, each ``{value, low, high}``, over the same resamples of the images both
+    scored; ``p_a_not_better``: the share of resamples where A's is not above B's."""
+    same_images(a, b, labels)
+    values_a, values_b = scored(a, figure, labels[0]), scored(b, figure, labels[1])
+    if values_a.keys() != values_b.keys():
+        raise ValueError(f"--compare: {labels[0]} and {labels[1]} scored different images ({len(values_a)} and "
+                         f"{len(values_b)}): their masses in view differ (another input frame?)")  # fmt: skip
+    keys = [k for k in a["image_keys"] if k in values_a]
+    if not keys:
+        raise ValueError(f"--figure {figure}: {labels[0]} has no image with a mass in view")
+    without = [label for label, side in zip(labels, (a, b), strict=True) if "study_keys" not in side]
+    study = dict(zip(a["image_keys"], a.get("study_keys", a["image_keys"]), strict=True))
+    groups = None if without else torch.tensor([study[k] for k in keys], dtype=torch.int64)
+    keys_t = torch.tensor(keys, dtype=torch.int64)
+    weights = resample_weights(torch.ones_like(keys_t), seed=seed, keys=keys_t, groups=groups).double()
+    sides = [torch.tensor([values[k] for k in keys], dtype=torch.float64) for values in (values_a, values_b)]
+    means = [(weights @ v) / weights.sum(1) for v in sides]
+    difference = means[0] - means[1]
+    return {
+        "a": interval(means[0], float(sides[0].mean())),
+        "b": interval(means[1], float(sides[1].mean())),
+        "difference": interval(difference, float(sides[0].mean() - sides[1].mean())),
+        "p_a_not_better": float((difference <= 0).double().mean()),
+        "num_images": len(keys),
+        "resampled": "images" if groups is None else "studies",
+        "without_studies": without,
+    }
+
+
+def compare_figure(spec_a: str, spec_b: str, default_run: Path, figure: str, subset: str = "mass") -> str:
+    """The comparison of two methods' ``figure`` (``pointing``, ``energy``) as one printed paragraph."""
+    label_a, a, _, seed = load_side(spec_a, default_run, subset)
+    label_b, b, _, _ = load_side(spec_b, default_run, subset)
+    r = paired_figure(a, b, figure, seed, (label_a, label_b))
+
+    def text(f: dict[str, float]) -> str:
+        return f"{f['value']:.3f} [{f['low']:.3f}, {f['high']:.3f}]"
+
+    return (
+        f"{FIGURES[figure]} on {count(r['num_images'], 'image')} with a mass in view, paired bootstrap (95%) over "
+        f"{r['resampled']}{why_images(r['without_studies'])}:\n"
+        f"  A {label_a}: {text(r['a'])}\n  B {label_b}: {text(r['b'])}\n"
+        f"  A - B: {text(r['difference'])}; share of resamples with A <= B: {r['p_a_not_better']:.3f}\n"
+    )
