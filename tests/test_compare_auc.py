@@ -191,3 +191,15 @@ def test_p_values_print_as_papers_print_them() -> None:
 
     assert (p_value(0.04249), p_value(0.0009), p_value(1.0)) == ("0.042", "< 0.001", "1.000")
     assert (p_text(0.04249), p_text(0.0009)) == ("p = 0.042", "p < 0.001")
+
+
+def test_a_side_of_the_run_given_as_the_current_folder_is_named_by_the_folder(
+    tmp_path: Path, capsys, monkeypatch
+) -> None:
+    """``wsod report . --compare fusion global`` printed ``A :fusion``: the label of ``.`` is its folder's name."""
+    keys, target, (good, noise), groups = _cases()
+    _write_run(tmp_path / "run_a", {"fusion": good, "global": noise}, keys, target, groups)
+    monkeypatch.chdir(tmp_path / "run_a")
+    main([".", "--compare", "fusion", "global"])
+    out = capsys.readouterr().out
+    assert "  A run_a:fusion: " in out and "  B run_a:global: " in out

@@ -37,7 +37,8 @@ def read_images_file(spec: str, default_run: Path) -> tuple[str, str, Path, dict
         ) from None
     if not isinstance(data, dict):
         raise ValueError(f"--compare {spec}: {path} is not a `wsod test` image record as expected (not an object)")
-    return f"{Path(run).name if run else run_dir.name}:{name}", name, path, data
+    named = Path(run) if run else run_dir
+    return f"{named.resolve().name}:{name}", name, path, data  # resolved: the run `wsod report .` names is the folder
 
 
 def load_side(spec: str, default_run: Path, subset: str) -> tuple[str, dict[str, Any], float, int]:
