@@ -121,13 +121,15 @@ def test_test_writes_both_tables_the_froc_plot_and_overlays(trained: Path) -> No
     assert len(images["study_keys"]) == len(images["image_keys"]) > len(set(images["study_keys"]))
     # and each head's probability per distinct image, from which `wsod report --compare A:fusion B:fusion` redraws
     # exactly Table I's AUC interval
-    from wsod_mammo.detection.compare_auc import load_head, paired_auc
+    from wsod_mammo.detection.compare_auc import breast_side, load_head, paired_auc
 
     classified = json.loads((run / "detection_images.json").read_text())["classification"]
     assert classified["class"] == summary["table1_class"] and len(classified["image_keys"]) == 8
     for head in ("global", "local", "fusion"):
-        _, side, seed = load_head(f"{run}:{head}", run)
+        label, side, seed = load_head(f"{run}:{head}", run)
         assert paired_auc(side, side, seed)["a"] == summary["table1_intervals"][head]["auc"], head
+        breasts = breast_side(side, label)  # and --level breast, table1_breast.md's interval
+        assert paired_auc(breasts, breasts, seed)["a"] == summary["table1_breast_intervals"][head]["auc"], head
     # every figure carries a 95% bootstrap interval; the cell is the capped operating point validation selects by
     assert "FPPI <= 1" in summary["operating_point"] and "FPPI <= 1" in (run / "table2_row.md").read_text()
     for method, figures in summary["mass"].items():

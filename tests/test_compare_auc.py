@@ -29,10 +29,12 @@ def _cases() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[int, int]]:
     return keys, target, torch.stack([good, noise]), groups
 
 
-def _write_run(run: Path, heads: dict[str, torch.Tensor], keys, target, groups, seed: int = 7, order=None) -> None:
+def _write_run(
+    run: Path, heads: dict[str, torch.Tensor], keys, target, groups, seed: int = 7, order=None, breasts=None
+) -> None:
     """A test run's image record as ``wsod test`` writes it (``order``: the images listed in another order)."""
     order = torch.arange(keys.numel()) if order is None else order
-    record = _images_record({h: (keys[order], p[order], target[order]) for h, p in heads.items()}, groups)
+    record = _images_record({h: (keys[order], p[order], target[order]) for h, p in heads.items()}, groups, breasts)
     record |= {"class": "Mass"}
     run.mkdir(parents=True, exist_ok=True)
     (run / "detection_images.json").write_text(
@@ -203,3 +205,61 @@ def test_a_side_of_the_run_given_as_the_current_folder_is_named_by_the_folder(
     main([".", "--compare", "fusion", "global"])
     out = capsys.readouterr().out
     assert "  A run_a:fusion: " in out and "  B run_a:global: " in out
+
+
+def test_at_breast_level_each_side_is_its_breast_level_table1_and_deLong_clusters_by_study(
+    tmp_path: Path, capsys
+) -> None:
+    """``--level breast``: a breast's probability is the mean of its views', as Table I's breast level rates it, so each
+    side's interval is its ``table1_breast.md`` interval (studies of two breasts drawn whole)."""
+    from wsod_mammo.detection.breasts import breast_predictions
+    from wsod_mammo.detection.compare_auc import breast_side
+
+    keys, target, (good, noise), _ = _cases()
+    studies = {int(k): int(k) // 4 for k in keys}  # a study: two breasts of two views each
+    breasts = {int(k): int(k) // 2 for k in keys}
+    _write_run(tmp_path / "a", {"fusion": good, "global": noise}, keys, target, studies, breasts=breasts)
+    main([str(tmp_path / "a"), "--compare", "fusion", "global", "--level", "breast"])
+    out = capsys.readouterr().out
+    assert "AUC of Mass on 20 breasts (8 positive, a breast the mean of its views), paired bootstrap (95%) over " in out
+    assert "DeLong's test, clustered by study (Obuchowski)" in out
+    rated = breast_predictions(good, target, keys, breasts)
+    assert rated is not None
+    study_of_breast = {breasts[k]: studies[k] for k in keys.tolist()}
+    table1_breast = _figures_with_intervals(rated.probabilities, rated.target, rated.keys, 7,
+                                            groups_of(rated.keys, study_of_breast))["auc"]  # fmt: skip
+    label, side, seed = load_head("fusion", tmp_path / "a")
+    result = paired_auc(breast_side(side, label), breast_side(load_head("global", tmp_path / "a")[1], label), seed)
+    assert result["a"] == table1_breast and result["num_images"] == 20 and result["resampled"] == "studies"
+    _write_run(tmp_path / "no_breasts", {"fusion": good, "global": noise}, keys, target, studies)
+    with pytest.raises(ValueError, match="--level breast: no_breasts:fusion's test report records no breast per image"):
+        main([str(tmp_path / "no_breasts"), "--compare", "fusion", "global", "--level", "breast"])
+    with pytest.raises(ValueError, match="--level breast: it rates the heads --compare compares"):
+        main([str(tmp_path / "a"), "--compare", "cam", "gradcam", "--level", "breast"])
+
+
+def test_the_studys_paired_table1_adds_a_breast_level_section_where_every_run_names_breasts(tmp_path: Path) -> None:
+    from wsod_mammo.detection.compare_auc import breast_side
+    from wsod_mammo.detection.study_report import write_study_outputs
+
+    keys, target, (good, noise), _ = _cases()
+    studies = {int(k): int(k) // 4 for k in keys}
+    breasts = {int(k): int(k) // 2 for k in keys}
+    runs = {}
+    for method, probabilities in (("cam", noise), ("gradcam", good)):
+        run = tmp_path / method
+        _write_run(run, dict.fromkeys(HEADS, probabilities), keys, target, studies, breasts=breasts)
+        report = {"table1": dict.fromkeys(HEADS, {"accuracy": 0.9, "auc": 0.9, "tpr": 0.9, "tnr": 0.9}),
+                  "mass": {"cam": {"tpr": 0.5, "fppi": 0.5}}}  # fmt: skip
+        (run / "detection.json").write_text(json.dumps(report))
+        runs[(method, 1)] = run / "detection.json"
+    write_study_outputs(tmp_path / "study", runs)
+    _, breast_section = (tmp_path / "study" / "table1_paired.md").read_text().split("## Breast level")
+    sides = [breast_side(load_head(f"{tmp_path / m}:fusion", tmp_path)[1], m) for m in ("gradcam", "cam")]
+    d = paired_auc(*sides, 7)["difference"]
+    assert f"| gradcam | fusion | {d['value']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}] | studies (1 seed) | " in (
+        breast_section
+    )
+    _write_run(tmp_path / "cam", dict.fromkeys(HEADS, noise), keys, target, studies)  # a run naming no breasts
+    write_study_outputs(tmp_path / "study", runs)
+    assert "## Breast level" not in (tmp_path / "study" / "table1_paired.md").read_text()

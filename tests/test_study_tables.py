@@ -346,6 +346,8 @@ def test_the_study_writes_the_pointing_game_over_seeds_and_with_one_seed_the_rep
 ) -> None:
     """pointing_game.md: per train and test method the pointing game and the energy inside the masses, averaged over
     seeds (Student-t), with one seed the report's interval; a report written before leaves it out, naming the run."""
+    import csv
+    import io
 
     def figure(value: float) -> dict:
         return {"value": value, "low": value - 0.1, "high": value + 0.05}
@@ -367,7 +369,20 @@ def test_the_study_writes_the_pointing_game_over_seeds_and_with_one_seed_the_rep
     over = seed_interval([0.6, 0.8])
     assert f"| cam | 0.70 [{over.low:.2f}, {over.high:.2f}] | 0.50 [0.50, 0.50] |" in hits  # gradcam: seeds agree
     assert "| cam | 0.35 [" in energy
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "study" / "pointing_game.csv").read_text())))
+    assert len(rows) == 4 and {r["figure"] for r in rows} == {"hit", "energy"}
+    (cam_hit,) = [r for r in rows if (r["test_method"], r["figure"]) == ("cam", "hit")]
+    assert float(cam_hit["mean"]) == pytest.approx(0.7)
+    assert (cam_hit["runs"], cam_hit["interval_over"]) == ("2", "seeds")
     write_study_outputs(tmp_path / "one", {("cam", 1): runs[("cam", 1)]})
     assert "| cam | 0.60 [0.50, 0.65] | 0.50 [0.40, 0.55] |" in (tmp_path / "one" / "pointing_game.md").read_text()
+    # two tolerances do not average: no table, and the warning names the runs of each
+    report = json.loads(runs[("cam", 2)].read_text())
+    runs[("cam", 2)].write_text(json.dumps(report | {"pointing_game": report["pointing_game"] | {"tolerance_px": 30}}))
+    with caplog.at_level("WARNING"):
+        text = write_study_outputs(tmp_path / "study", runs)
+    assert "Pointing game" not in text and not (tmp_path / "study" / "pointing_game.csv").exists()
+    assert "different tolerances (15 px: cam_seed1; 30 px: cam_seed2)" in caplog.text
+    runs[("cam", 2)].write_text(json.dumps(report))
     warning = "no pointing game: the test reports of cam_seed1 score no pointing game"
     _older_report_leaves_out(tmp_path, runs, caplog, "pointing_game", "pointing_game.md", "Pointing game", warning)

@@ -56,15 +56,40 @@ def head_side(record: Any, head: str) -> dict[str, Any]:
             "target": [float(v) for v in record["target"]],
             "probabilities": [float(p) for p in record["heads"][head]],
         }
-        if "study_keys" in record:
-            side["study_keys"] = [int(k) for k in record["study_keys"]]
+        for name in ("study_keys", "breast_keys"):
+            if name in record:
+                side[name] = [int(k) for k in record[name]]
     except (KeyError, TypeError, ValueError, AttributeError) as error:
         raise ValueError(f"no {error} key" if isinstance(error, KeyError) else str(error)) from None
-    lengths = {name: len(side[name]) for name in ("target", "probabilities", "study_keys") if name in side}
+    lengths = {
+        name: len(side[name]) for name in ("target", "probabilities", "study_keys", "breast_keys") if name in side
+    }
     if any(n != len(side["image_keys"]) for n in lengths.values()):
         listed = ", ".join(f"{n} {name}" for name, n in lengths.items())
         raise ValueError(f"{len(side['image_keys'])} image keys but {listed}")
     return side
+
+
+def breast_side(side: dict[str, Any], label: str) -> dict[str, Any]:
+    """One head's side rated per breast, as Table I's breast level rates it (the mean of a breast's views, positive
+    where any view is): ``image_keys`` become breast keys and ``study_keys`` each breast's study. ValueError naming
+    the side where its report records no breasts."""
+    from wsod_mammo.detection.breasts import breast_predictions
+
+    if "breast_keys" not in side:
+        raise ValueError(f"--level breast: {label}'s test report records no breast per image (its data names no study "
+                         "and side per image, or it was written before it did); test that run again")  # fmt: skip
+    breast_of = dict(zip(side["image_keys"], side["breast_keys"], strict=True))
+    rated = breast_predictions(torch.tensor(side["probabilities"]), torch.tensor(side["target"]),
+                               torch.tensor(side["image_keys"], dtype=torch.int64), breast_of)  # fmt: skip
+    if rated is None:
+        raise ValueError(f"--level breast: {label} has no image to rate")
+    breasts = {"class": side["class"], "image_keys": rated.keys.tolist(), "target": rated.target.tolist(),
+               "probabilities": rated.probabilities.tolist()}  # fmt: skip
+    if "study_keys" in side:
+        study_of = dict(zip(side["breast_keys"], side["study_keys"], strict=True))
+        breasts["study_keys"] = [study_of[k] for k in breasts["image_keys"]]
+    return breasts
 
 
 def paired_auc(
@@ -112,17 +137,21 @@ def paired_auc(
     }
 
 
-def compare_auc(spec_a: str, spec_b: str, default_run: Path) -> str:
-    """The comparison of two heads (of two runs, or two heads of one run) as one printed paragraph."""
+def compare_auc(spec_a: str, spec_b: str, default_run: Path, level: str = "image") -> str:
+    """The comparison of two heads (of two runs, or two heads of one run) as one printed paragraph; ``level``:
+    ``image`` (Table I) or ``breast`` (Table I's breast level, :func:`breast_side`)."""
     label_a, a, seed = load_head(spec_a, default_run)
     label_b, b, _ = load_head(spec_b, default_run)
+    if level == "breast":
+        a, b = breast_side(a, label_a), breast_side(b, label_b)
     r = paired_auc(a, b, seed, (label_a, label_b))
 
     def text(f: dict[str, float]) -> str:
         return "n/a" if f["value"] != f["value"] else f"{f['value']:.3f} [{f['low']:.3f}, {f['high']:.3f}]"
 
     return (
-        f"AUC of {r['class']} on {count(r['num_images'], 'distinct test image')} ({r['positive']} positive), paired "
+        f"AUC of {r['class']} on {count(r['num_images'], 'distinct test image' if level == 'image' else 'breast')} "
+        f"({r['positive']} positive{', a breast the mean of its views' if level == 'breast' else ''}), paired "
         f"bootstrap (95%) over {r['resampled']}{why_images(r['without_studies'])}:\n"
         f"  A {label_a}: {text(r['a'])}\n  B {label_b}: {text(r['b'])}\n"
         f"  A - B: {text(r['difference'])}; share of resamples with A <= B: {r['p_a_not_better']:.3f}\n"

@@ -352,6 +352,11 @@ def main(argv: list[str] | None = None) -> None:
         help="--compare's images: mass (the mass images, as Table II) or all (every test image)",
     )  # fmt: skip
     parser.add_argument(
+        "--level", default="image", choices=["image", "breast"], metavar="{image,breast}",
+        help="--compare of two heads: their AUC over the distinct test images (Table I) or over the breasts (Table "
+             "I's breast level: a breast's probability the mean of its views')",
+    )  # fmt: skip
+    parser.add_argument(
         "--figure", default="tpr", choices=["tpr", "pointing", "energy"], metavar="{tpr,pointing,energy}",
         help="what --compare of two methods compares: tpr (Table II's TPR at the FPPI budget), pointing (the "
              "pointing game) or energy (the share of the map's energy inside the masses)",
@@ -372,7 +377,10 @@ def main(argv: list[str] | None = None) -> None:
             f"--compare {' '.join(args.compare)}: one side is a head ({', '.join(HEAD_NAMES)}: AUC), the other a "
             "saliency method (TPR); compare two heads or two methods"
         )
-    if args.figure != "tpr":  # said before any table is read
+    if args.level != "image" and not (heads and all(heads)):  # said before any table is read
+        raise ValueError(f"--level {args.level}: it rates the heads --compare compares; give --compare of two heads "
+                         f"({', '.join(HEAD_NAMES) if args.compare else 'RUN_A:fusion RUN_B:fusion'})")  # fmt: skip
+    if args.figure != "tpr":
         if args.compare is None:
             raise ValueError(f"--figure {args.figure}: it selects what --compare compares; give --compare A B too")
         if any(heads):
@@ -395,7 +403,7 @@ def main(argv: list[str] | None = None) -> None:
         if len(args.compare) != 2:
             raise ValueError(f"--compare: expected two methods A B, found {args.compare}")
         if all(heads):  # Table I's images: every distinct test image, whatever --subset says
-            print(compare_auc(args.compare[0], args.compare[1], run_dirs[0]), end="")
+            print(compare_auc(args.compare[0], args.compare[1], run_dirs[0], args.level), end="")
         elif args.figure != "tpr":
             print(compare_figure(args.compare[0], args.compare[1], run_dirs[0], args.figure, args.subset), end="")
         else:

@@ -19,7 +19,7 @@ from typing import Any
 
 from wsod_mammo.detection.bootstrap import SEED
 from wsod_mammo.detection.compare import IMAGES_FILE
-from wsod_mammo.detection.compare_auc import CLASSIFICATION, HEAD_NAMES, head_side, p_value, paired_auc
+from wsod_mammo.detection.compare_auc import CLASSIFICATION, HEAD_NAMES, breast_side, head_side, p_value, paired_auc
 from wsod_mammo.detection.report import METHOD_ORDER, MISSING, _markdown
 from wsod_mammo.detection.study_tables import Estimate, seed_interval
 
@@ -39,12 +39,18 @@ def load_image_records(runs: dict[tuple[str, int], Path]) -> dict[tuple[str, int
     return records
 
 
+def rate_breasts(records: dict[tuple[str, int], dict[str, Any]]) -> bool:
+    """Whether every run's image record names each image's breast (the breast-level section can be written)."""
+    return all("breast_keys" in (r.get(CLASSIFICATION) or {}) for r in records.values())
+
+
 def paired_differences(
-    records: dict[tuple[str, int], dict[str, Any]], reference: str
+    records: dict[tuple[str, int], dict[str, Any]], reference: str, level: str = "image"
 ) -> dict[tuple[str, str], tuple[Estimate, float, float]]:
     """``{(train method, head): (AUC difference against reference, share of resamples not better, p)}`` over the
     seeds both ran (the share: with one seed only, else NaN; p: DeLong's clustered test with one seed, the t-test over
-    seeds). Raises ValueError naming the runs a pair cannot compare."""
+    seeds). ``level``: ``image`` (Table I) or ``breast`` (its breast level, :func:`breast_side`). Raises ValueError
+    naming the runs a pair cannot compare."""
     out = {}
     for method in sorted({m for m, _ in records} - {reference}, key=METHOD_ORDER.index):
         seeds = sorted({s for m, s in records if m == method} & {s for m, s in records if m == reference})
@@ -55,6 +61,8 @@ def paired_differences(
                 try:
                     side, reference_side = (head_side(records[(m, seed)][CLASSIFICATION], head)
                                             for m in (method, reference))  # fmt: skip
+                    if level == "breast":
+                        side, reference_side = breast_side(side, runs[0]), breast_side(reference_side, runs[1])
                 except ValueError as error:
                     raise ValueError(f"table1_paired.md: {' or '.join(runs)}: {error}") from None
                 drawn_with = records[(method, seed)].get("seed")  # its test report's bootstrap seed
@@ -87,20 +95,35 @@ def seeds_t_test(values: list[float]) -> float:
     return float(2 * t.sf(abs(mean) / (sd / math.sqrt(len(finite))), len(finite) - 1))
 
 
-def table1_paired_text(differences: dict[tuple[str, str], tuple[Estimate, float, float]], reference: str) -> str:
+def table1_paired_text(
+    differences: dict[tuple[str, str], tuple[Estimate, float, float]],
+    reference: str,
+    breasts: dict[tuple[str, str], tuple[Estimate, float, float]] | None = None,
+) -> str:
     """The table: per train method and head, the AUC difference with its interval, over what, (one seed) the share
-    of the paired resamples where the method is not better, and the p-value of the difference."""
+    of the paired resamples where the method is not better, and the p-value of the difference; ``breasts``: the same
+    at breast level, a section of its own."""
+    header = ["train", "head", f"AUC - {reference}'s", "interval over", f"share of resamples <= {reference}", "p"]
+    breast_section = "" if breasts is None else (
+        "\n## Breast level\n\nThe same per breast, as `table1_breast.md` rates them (a breast's probability the mean "
+        "of its views')\n\n" + _markdown(header, _paired_rows(breasts))
+    )  # fmt: skip
+    return (
+        f"Table I paired: each train method's AUC minus {reference}'s (the reference: the first train method of the "
+        "study), on the same test images; 95% interval over the seeds both ran (Student-t), or with one seed the "
+        "paired bootstrap over the test report's draws and the share of those resamples where the method's AUC is "
+        f"not above {reference}'s. p (two-sided): over seeds the t-test of the per-seed differences, with one seed "
+        "DeLong's test clustered by study (Obuchowski 1997)\n\n"
+        + _markdown(header, _paired_rows(differences))
+        + breast_section
+    )
+
+
+def _paired_rows(differences: dict[tuple[str, str], tuple[Estimate, float, float]]) -> list[list[str]]:
     rows = []
     for (method, head), (estimate, share, p) in differences.items():
         basis = {"seeds": f"{estimate.n} seeds", "none": "one value"}.get(estimate.basis, f"{estimate.basis} (1 seed)")
         shown = MISSING if math.isnan(share) else f"{share:.3f}"
         test = MISSING if math.isnan(p) else p_value(p)
         rows.append([method, head, estimate.text(3, signed=True), basis, shown, test])
-    header = ["train", "head", f"AUC - {reference}'s", "interval over", f"share of resamples <= {reference}", "p"]
-    return (
-        f"Table I paired: each train method's AUC minus {reference}'s (the reference: the first train method of the "
-        "study), on the same test images; 95% interval over the seeds both ran (Student-t), or with one seed the "
-        "paired bootstrap over the test report's draws and the share of those resamples where the method's AUC is "
-        f"not above {reference}'s. p (two-sided): over seeds the t-test of the per-seed differences, with one seed "
-        "DeLong's test clustered by study (Obuchowski 1997)\n\n" + _markdown(header, rows)
-    )
+    return rows

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from wsod_mammo.detection.report import METHOD_ORDER, count, plot_froc
-from wsod_mammo.detection.study_paired import load_image_records, paired_differences, table1_paired_text
+from wsod_mammo.detection.study_paired import load_image_records, paired_differences, rate_breasts, table1_paired_text
 from wsod_mammo.detection.study_tables import (
     SUBSET,
     Marks,
@@ -17,6 +17,7 @@ from wsod_mammo.detection.study_tables import (
     keep_test_methods,
     load_reports,
     pointing_cells,
+    pointing_csv,
     pointing_text,
     resampled,
     stratum_reports,
@@ -150,14 +151,26 @@ def _write_table1_by_density(output: Path, reports: dict[tuple[str, int], dict[s
 
 
 def _write_pointing_game(output: Path, reports: dict[tuple[str, int], dict[str, Any]]) -> str | None:
-    """``pointing_game.md``: the pointing game and the energy inside the masses, train x test, means over seeds;
-    returns its name, or None where not every run's report scored them (an earlier study's file is then removed)."""
+    """``pointing_game.md|csv``: the pointing game and the energy inside the masses, train x test, means over seeds;
+    returns the Markdown's name, or None where not every run's report scored them (an earlier study's files are then
+    removed; so where the runs scored with different tolerances, which do not average)."""
     path = output / "pointing_game.md"
-    if not _every_report_has(reports, lambda r: r.get("pointing_game"), output, path, "pointing game",
-                             "score no pointing game"):  # fmt: skip
+    tolerance: dict[float, list[str]] = {}
+    for (method, seed), report in sorted(reports.items()):
+        if report.get("pointing_game"):
+            tolerance.setdefault(float(report["pointing_game"]["tolerance_px"]), []).append(f"{method}_seed{seed}")
+    if len(tolerance) > 1:
+        runs = "; ".join(f"{t:g} px: {', '.join(names)}" for t, names in tolerance.items())
+        log.warning("study %s: no pointing game: the runs scored it with different tolerances (%s); test them again "
+                    "with one DetectionMetrics pointing_tolerance", output, runs)  # fmt: skip
+    if len(tolerance) != 1 or not _every_report_has(reports, lambda r: r.get("pointing_game"), output, path,
+                                                    "pointing game", "score no pointing game"):  # fmt: skip
+        path.unlink(missing_ok=True)
+        path.with_suffix(".csv").unlink(missing_ok=True)
         return None
-    tolerance = next(iter(reports.values()))["pointing_game"]["tolerance_px"]
-    path.write_text(pointing_text(pointing_cells(reports), tolerance))
+    cells = pointing_cells(reports)
+    path.write_text(pointing_text(cells, next(iter(tolerance))))
+    path.with_suffix(".csv").write_text(pointing_csv(cells))
     return path.name
 
 
@@ -176,11 +189,12 @@ def _write_table1_paired(output: Path, runs: dict[tuple[str, int], Path]) -> str
         return None
     try:
         differences = paired_differences(records, methods[0])
+        breasts = paired_differences(records, methods[0], "breast") if rate_breasts(records) else None
     except ValueError as error:
         path.unlink(missing_ok=True)
         log.warning("study %s: no paired Table I: %s", output, error)
         return None
-    path.write_text(table1_paired_text(differences, methods[0]))
+    path.write_text(table1_paired_text(differences, methods[0], breasts))
     return path.name
 
 

@@ -345,6 +345,19 @@ def pointing_cells(reports: dict[tuple[str, int], dict[str, Any]]) -> dict[str, 
     return cells
 
 
+def pointing_csv(cells: dict[str, dict[str, dict[str, Estimate]]]) -> str:
+    """``pointing_game.csv``: a row per train method, test method and figure (``hit``, ``energy``): the mean over
+    seeds, its interval, the runs and what the interval is over (``seeds``, or one report's ``studies``)."""
+    header = ["train_method", "test_method", "figure", "mean", "low", "high", "runs", "interval_over"]
+    rows = [
+        [train, test, figure, *(repr(v) for v in (e.mean, e.low, e.high)), str(e.n), e.basis]
+        for train, row in cells.items()
+        for test, figures in row.items()
+        for figure, e in figures.items()
+    ]
+    return csv_text(header, rows)
+
+
 def pointing_text(cells: dict[str, dict[str, dict[str, Estimate]]], tolerance: float) -> str:
     """``pointing_game.md``: one train x test table per figure, mean [95% interval]."""
     tests = list(dict.fromkeys(t for row in cells.values() for t in row))

@@ -227,15 +227,19 @@ def table1_intervals(
                                                     groups_of(rated.keys, study_of_breast))  # fmt: skip
         breast_counts = {"breasts": int(rated.keys.numel()), "positive": int((rated.target > 0.5).sum()),
                          "one_view": int((rated.views == 1).sum()), "images": int(preds.numel())}  # fmt: skip
-    return Table1Figures(rows, counts, breast_rows, breast_counts, density_rows, _images_record(per_head, groups))
+    images = _images_record(per_head, groups, breasts if breast_rows else None)
+    return Table1Figures(rows, counts, breast_rows, breast_counts, density_rows, images)
 
 
 def _images_record(
-    per_head: dict[str, tuple[Tensor, Tensor, Tensor]], groups: dict[int, int] | None = None
+    per_head: dict[str, tuple[Tensor, Tensor, Tensor]],
+    groups: dict[int, int] | None = None,
+    breasts: dict[int, int] | None = None,
 ) -> dict[str, Any]:
     """Each head's probability per distinct image, in the first head's order of ``(keys, probabilities, target)``
-    (the order its Table I interval drew in, so ``--compare`` redraws that interval exactly), and each image's study
-    (``groups``: ``study_groups``; none without it)."""
+    (the order its Table I interval drew in, so ``--compare`` redraws that interval exactly), each image's study
+    (``groups``: ``study_groups``; none without it) and breast (``breasts``: ``breast_groups``, where Table I rated
+    breasts: ``--compare --level breast``)."""
     if not per_head:
         return {}
     keys, _, target = next(iter(per_head.values()))
@@ -244,8 +248,9 @@ def _images_record(
         position = {k: i for i, k in enumerate(head_keys.tolist())}
         heads[head] = [probabilities[position[k]].item() for k in keys.tolist()]
     studies = groups_of(keys, groups)
+    rated_breasts = {"breast_keys": [breasts[k] for k in keys.tolist()]} if breasts else {}
     return {"image_keys": keys.tolist(), **({} if studies is None else {"study_keys": studies.tolist()}),
-            "target": target.tolist(), "heads": heads}  # fmt: skip
+            "target": target.tolist(), "heads": heads, **rated_breasts}  # fmt: skip
 
 
 def _class_names(trainer: Trainer | None, pl_module: LightningModule) -> list[str]:
