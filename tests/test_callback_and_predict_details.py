@@ -76,7 +76,7 @@ def test_a_threshold_chosen_from_a_tie_at_tpr_zero_is_said_once_a_run(caplog: py
     from wsod_mammo.detection.metrics import DetectionMetric
 
     def metric(on_mass: bool) -> DetectionMetric:
-        made = DetectionMetric(thresholds=(0.3, 0.6))
+        made = DetectionMetric(thresholds=(0.3, 0.6), pointing_tolerance=0.0)
         maps = torch.zeros(1, 20, 20)
         maps[0, 12:16, 12:16] = 1.0  # off the mass
         maps[0, 2:8, 2:8] = 0.5 if on_mass else 0.0
@@ -96,6 +96,9 @@ def test_a_threshold_chosen_from_a_tie_at_tpr_zero_is_said_once_a_run(caplog: py
     assert "(TPR 0 at each, epoch 3): its threshold 0.3 is the first of a tie" in tied[0]
     assert module.detection_thresholds == {"blind": 0.3, "seeing": 0.3} and module.tied_thresholds == {"blind"}
     assert logged["val/detection/seeing/tpr@fppi1"] == 1.0 and logged["val/detection/blind/tpr@fppi1"] == 0.0
+    # threshold-free, per epoch: both maps peak off the mass; only the seeing one puts energy on it
+    assert logged["val/pointing/seeing/hit"] == logged["val/pointing/blind/hit"] == 0.0
+    assert logged["val/pointing/blind/energy"] == 0.0 < logged["val/pointing/seeing/energy"] < 1.0
     caplog.clear()
     callback = DetectionMetrics(thresholds=[0.3, 0.6])  # another run: several methods tied say so in one line
     callback._metrics = {(name, "mass"): metric(False) for name in ("cam", "gradcam")}

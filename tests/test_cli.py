@@ -926,6 +926,7 @@ def test_wandb_offline_run_holds_the_config_and_the_metrics(
     history = logged_metrics(records)
     assert 0.0 <= history["val/fusion/auroc"] <= 1.0
     assert history["train/loss"] > 0 and "val/detection/gradcampp/tpr@fppi1" in history
+    assert 0.0 <= history["val/pointing/gradcampp/hit"] <= 1.0  # the threshold-free localization curve, in W&B
 
 
 # ------------------------------------------------------------------------------------------------ bad input
@@ -2032,6 +2033,7 @@ def test_ddp_test_on_an_uneven_count_with_repeats_equals_one_process(tmp_path: P
     # every figure Lightning logs (the terminal's table, W&B) counts each distinct image once too
     assert logged_figures[1].keys() == logged_figures[2].keys() and "test/fusion/auroc" in logged_figures[1]
     assert "test/breast/fusion/auroc" in logged_figures[1]  # the breast-level AUROC, logged alike
+    assert "test/pointing/cam/hit" in logged_figures[1]  # the pointing game too
     for key, value in logged_figures[1].items():
         assert logged_figures[2][key] == pytest.approx(value, abs=1e-6, nan_ok=True), key
     one, two = reports[1], reports[2]

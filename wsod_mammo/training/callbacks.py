@@ -276,6 +276,7 @@ class DetectionMetrics(Callback):
             for point, value in zip(result.fppi_points, chosen.tpr_at_fppi.tolist(), strict=True):
                 pl_module.log(f"val/detection/{method}/tpr@fppi{point:g}", value, sync_dist=False)
             pl_module.log(f"val/detection/{method}/threshold", threshold)
+            log_pointing(pl_module, "val", method, result)
         self._metrics = {}
         if tied and trainer.is_global_zero:  # every method saw the same images: one mass count
             its, s = ("its", "s") if len(tied) == 1 else ("their", "")
@@ -317,6 +318,8 @@ class DetectionMetrics(Callback):
                 pl_module.log(f"test/detection/{subset}/{method}/tpr@fppi{point:g}", value, sync_dist=False)
             pl_module.log(f"test/detection/{subset}/{method}/tpr", figures.tpr, sync_dist=False)
             pl_module.log(f"test/detection/{subset}/{method}/fppi", figures.fppi, sync_dist=False)
+            if subset == "mass":
+                log_pointing(pl_module, "test", method, result)
         self._groups = study_groups(trainer)  # the test split's studies, which the bootstrap draws whole
         # collective (the metric states are gathered): all ranks
         self._table1 = table1_intervals(pl_module, self.bootstrap_seed, self._groups, breast_groups(trainer),
@@ -332,6 +335,15 @@ class DetectionMetrics(Callback):
             write_test_report(self._run_dir, trainer, pl_module, self._results, self._table1,
                               fppi_budget=self.fppi_budget, seed=self.bootstrap_seed, iou_rule=self.iou_threshold,
                               groups=self._groups)  # fmt: skip
+
+
+def log_pointing(pl_module: LightningModule, stage: str, method: str, result: DetectionResult) -> None:
+    """``<stage>/pointing/<method>/hit`` and ``.../energy``: the pointing game and the energy inside the masses over
+    the images with a mass in view, a threshold-free localization curve per epoch (the states are gathered already:
+    every rank logs the same value)."""
+    for name, values in (("hit", result.pointing), ("energy", result.energy)):
+        if values is not None and bool((~torch.isnan(values)).any()):
+            pl_module.log(f"{stage}/pointing/{method}/{name}", float(values.nanmean()), sync_dist=False)
 
 
 def unvalidated_threshold(trainer: Trainer) -> float:
