@@ -147,14 +147,22 @@ def compare(spec_a: str, spec_b: str, default_run: Path, subset: str = "mass", m
         counted = f", counting the {count(found, 'mass', 'masses')} of {masses}"
     # A's test report's seed: A's interval is the one its report gives
     r = paired_bootstrap(a, b, budget, seed, (label_a, label_b))
-
-    def text(f: dict[str, float]) -> str:
-        return f"{f['value']:.3f} [{f['low']:.3f}, {f['high']:.3f}]"
-
     return (
         f"TPR at FPPI <= {budget:g} on {count(r['num_images'], 'mass image' if subset == 'mass' else 'test image')}"
         f"{counted}, paired bootstrap (95%) over {r['resampled']}{why_images(r['without_studies'])}:\n"
-        f"  A {label_a}: {text(r['a'])}\n  B {label_b}: {text(r['b'])}\n"
+        + paired_lines((label_a, label_b), r)
+    )
+
+
+def paired_lines(labels: tuple[str, str], r: dict[str, Any]) -> str:
+    """The lines every paired comparison prints: each side's figure and the difference with their 95% intervals, and
+    the share of resamples where A is not better (``n/a`` for a figure without a value)."""
+
+    def text(f: dict[str, float]) -> str:
+        return "n/a" if f["value"] != f["value"] else f"{f['value']:.3f} [{f['low']:.3f}, {f['high']:.3f}]"
+
+    return (
+        f"  A {labels[0]}: {text(r['a'])}\n  B {labels[1]}: {text(r['b'])}\n"
         f"  A - B: {text(r['difference'])}; share of resamples with A <= B: {r['p_a_not_better']:.3f}\n"
     )
 

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from wsod_mammo.detection.bootstrap import SEED, classification_figures, interval, resample_weights
-from wsod_mammo.detection.compare import read_images_file, same_images, why_images
+from wsod_mammo.detection.compare import paired_lines, read_images_file, same_images, why_images
 from wsod_mammo.detection.delong import paired_test
 from wsod_mammo.detection.report import count
 
@@ -145,17 +145,12 @@ def compare_auc(spec_a: str, spec_b: str, default_run: Path, level: str = "image
     if level == "breast":
         a, b = breast_side(a, label_a), breast_side(b, label_b)
     r = paired_auc(a, b, seed, (label_a, label_b))
-
-    def text(f: dict[str, float]) -> str:
-        return "n/a" if f["value"] != f["value"] else f"{f['value']:.3f} [{f['low']:.3f}, {f['high']:.3f}]"
-
     return (
         f"AUC of {r['class']} on {count(r['num_images'], 'distinct test image' if level == 'image' else 'breast')} "
         f"({r['positive']} positive{', a breast the mean of its views' if level == 'breast' else ''}), paired "
         f"bootstrap (95%) over {r['resampled']}{why_images(r['without_studies'])}:\n"
-        f"  A {label_a}: {text(r['a'])}\n  B {label_b}: {text(r['b'])}\n"
-        f"  A - B: {text(r['difference'])}; share of resamples with A <= B: {r['p_a_not_better']:.3f}\n"
-        f"{delong_text(r['delong'], r['resampled'])}\n"
+        + paired_lines((label_a, label_b), r)
+        + f"{delong_text(r['delong'], r['resampled'])}\n"
     )
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from wsod_mammo.detection.bootstrap import interval, resample_weights
-from wsod_mammo.detection.compare import load_side, same_images, why_images
+from wsod_mammo.detection.compare import load_side, paired_lines, same_images, why_images
 from wsod_mammo.detection.report import count
 
 FIGURES = {"pointing": "Pointing game", "energy": "Energy inside the masses"}
@@ -68,13 +68,7 @@ def compare_figure(spec_a: str, spec_b: str, default_run: Path, figure: str, sub
     label_a, a, _, seed = load_side(spec_a, default_run, subset)
     label_b, b, _, _ = load_side(spec_b, default_run, subset)
     r = paired_figure(a, b, figure, seed, (label_a, label_b))
-
-    def text(f: dict[str, float]) -> str:
-        return f"{f['value']:.3f} [{f['low']:.3f}, {f['high']:.3f}]"
-
     return (
         f"{FIGURES[figure]} on {count(r['num_images'], 'image')} with a mass in view, paired bootstrap (95%) over "
-        f"{r['resampled']}{why_images(r['without_studies'])}:\n"
-        f"  A {label_a}: {text(r['a'])}\n  B {label_b}: {text(r['b'])}\n"
-        f"  A - B: {text(r['difference'])}; share of resamples with A <= B: {r['p_a_not_better']:.3f}\n"
+        f"{r['resampled']}{why_images(r['without_studies'])}:\n" + paired_lines((label_a, label_b), r)
     )
