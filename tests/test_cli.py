@@ -97,7 +97,8 @@ def test_test_writes_both_tables_the_froc_plot_and_overlays(trained: Path) -> No
                  "table2_row_all_images.csv", "froc_mass.png", "froc_all.png", "table1_breast.md",
                  "table1_breast.csv", "table1_breast_ci.csv", "table2_by_density.md",
                  "table2_by_density.csv", "table2_by_birads.md", "table2_by_birads.csv", "table2_by_size.md",
-                 "table2_by_size.csv", "table1_by_density.md", "table1_by_density.csv"):  # fmt: skip
+                 "table2_by_size.csv", "table1_by_density.md", "table1_by_density.csv", "pointing_game.md",
+                 "pointing_game.csv", "calibration.md", "calibration.csv", "reliability.png"):  # fmt: skip
         assert (run / name).stat().st_size > 0, name
     assert len(list((run / "overlays").glob("*.png"))) == 2
     with open(run / "table2_row.csv") as handle:
@@ -2045,6 +2046,10 @@ def test_ddp_test_on_an_uneven_count_with_repeats_equals_one_process(tmp_path: P
     assert one["by_density"] == two["by_density"] and one["by_density"]["mass"]
     assert one["table1_by_density"] == two["table1_by_density"] and one["table1_by_density"]
     assert one["pointing_game"] == two["pointing_game"] and one["pointing_game"]["images"] > 0  # each image once
+    assert one["calibration"]["images"] == two["calibration"]["images"] == 8  # calibration over the distinct images
+    for head, figures in one["calibration"]["heads"].items():
+        for name in ("brier", "ece"):
+            assert two["calibration"]["heads"][head][name] == pytest.approx(figures[name], abs=1e-6), (head, name)
     # the probabilities --compare of two heads redraws: the same per image (each listed once) whatever the ranks
     classified = {}
     for devices in (1, 2):
@@ -2086,7 +2091,7 @@ def test_a_ddp_test_logs_every_process_overlays_to_wandb(tmp_path: Path, trained
         head: list(figures.values()) for head, figures in breasts.items()
     }
     tables_logged = ("table1_breast_ci", "table1_by_density", "table2_by_density", "table2_by_birads", "table2_by_size",
-                     "pointing_game")  # fmt: skip
+                     "pointing_game", "calibration")  # fmt: skip
     for name in tables_logged:
         assert len(list(tables.glob(f"offline-run-*/files/media/table/test/{name}_*.table.json"))) == 1, name
 

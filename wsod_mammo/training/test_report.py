@@ -37,6 +37,8 @@ from wsod_mammo.detection.bootstrap import (
     resampled_froc,
 )
 from wsod_mammo.detection.breasts import breast_key_of_images, breast_predictions
+from wsod_mammo.detection.calibration import CSV_COLUMNS as CALIBRATION_COLUMNS
+from wsod_mammo.detection.calibration import calibration_summary, calibration_text, plot_reliability
 from wsod_mammo.detection.compare import IMAGES_FILE
 from wsod_mammo.detection.compare_auc import CLASSIFICATION
 from wsod_mammo.detection.image_keys import image_keys
@@ -635,6 +637,14 @@ def write_test_report(
     breast_md = None
     if breast_ci and breast_counts:
         breast_md = _write_breast_table1(directory, breast_ci, breast_counts, unit, names[0])
+    summary_calibration = calibration_summary(table1.images, seed)
+    calibration_md = None
+    if summary_calibration:
+        calibration_md, calibration_csv = calibration_text(summary_calibration, unit, names[0])
+        (directory / "calibration.md").write_text(calibration_md)
+        (directory / "calibration.csv").write_text(calibration_csv)
+        plot_reliability(summary_calibration, directory / "reliability.png",
+                         f"Reliability of the {names[0]} probability, trained with {train_method}")  # fmt: skip
     density_table1_md = None
     if density_table1:
         density_table1_md, density_table1_csv = table1_by_density_text(density_table1, unit, names[0])
@@ -660,6 +670,7 @@ def write_test_report(
         "table1_breast_intervals": breast_ci or None,
         "table1_breast_counts": breast_counts if breast_ci else None,
         "table1_by_density": density_table1 or None,
+        "calibration": summary_calibration,
         "evaluated_under": evaluation_setting(trainer),
     }
     ci_rows, records = [], {}
@@ -669,6 +680,8 @@ def write_test_report(
         printed.append(f"Table I, breast level (the mean of a breast's views)\n{breast_md}")
     if density_table1_md is not None:
         printed.append(f"Table I by breast density\n{density_table1_md}")
+    if calibration_md is not None:
+        printed.append(f"Calibration (Table I's probabilities)\n{calibration_md}")
     for subset in SUBSETS:
         subset_results = {m: r for (m, s), r in results.items() if s == subset}
         any_result = next(iter(subset_results.values()))
@@ -755,6 +768,14 @@ def _log_to_wandb(trainer: Trainer, directory: Path, summary: dict[str, Any], ci
             ]
             columns = ["density", "studies", "images", "positive", "head", *(k for k, _ in TABLE1_COLUMNS)]
             logger.log_table("test/table1_by_density", columns=columns, data=data)
+        if calibration := summary["calibration"]:
+            data = [
+                [head, name, *(f[name][end] for end in ("value", "low", "high"))]
+                for head, f in calibration["heads"].items()
+                for name in ("brier", "ece")
+            ]
+            logger.log_table("test/calibration", columns=CALIBRATION_COLUMNS, data=data)
+            logger.log_image("test/reliability", [str(directory / "reliability.png")])
         data = [[s, m, f, float(v), float(lo), float(hi)] for s, m, f, v, lo, hi in ci_rows]
         logger.log_table("test/detection_ci", columns=CI_COLUMNS, data=data)
         for strata in STRATUM_TABLES:

@@ -1,0 +1,102 @@
+"""Calibration of Table I's probabilities: Brier score, ECE, reliability, and their place in the test report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from wsod_mammo.detection.bootstrap import interval, resample_weights
+from wsod_mammo.detection.calibration import bin_of, calibration_figures, calibration_summary, reliability
+
+
+def test_hand_computed_brier_and_ece() -> None:
+    """Four images: probabilities 0.15, 0.15 (bin 0.1-0.2, one positive: share 0.5, gap 0.35) and 0.95, 0.95 (bin
+    0.9-1.0, both positive: gap 0.05). ECE = 2/4 x 0.35 + 2/4 x 0.05 = 0.2; Brier = (0.15^2 + 0.85^2 + 2 x 0.05^2)/4."""
+    p, y = torch.tensor([0.15, 0.15, 0.95, 0.95]), torch.tensor([0.0, 1.0, 1.0, 1.0])
+    figures = calibration_figures(torch.ones(1, 4), p, y)
+    assert float(figures["ece"][0]) == pytest.approx(0.2)
+    assert float(figures["brier"][0]) == pytest.approx((0.15**2 + 0.85**2 + 2 * 0.05**2) / 4)
+    rows = reliability(p, y)
+    assert (rows[1]["images"], rows[1]["positive_share"], rows[1]["mean_probability"]) == (2, 0.5, pytest.approx(0.15))
+    assert rows[9]["images"] == 2 and rows[0]["images"] == 0 and rows[0]["mean_probability"] is None
+    assert bin_of(torch.tensor([0.0, 0.1, 0.999, 1.0])).tolist() == [0, 1, 9, 9]
+
+
+def test_weights_count_an_image_as_often_as_it_was_drawn() -> None:
+    generator = torch.Generator().manual_seed(0)
+    p, y = torch.rand(30, generator=generator), (torch.rand(30, generator=generator) < 0.4).double()
+    counts = torch.randint(0, 3, (30,), generator=generator)
+    weighted = calibration_figures(counts[None].double(), p, y)
+    repeated = calibration_figures(
+        torch.ones(1, int(counts.sum())), p.repeat_interleave(counts), y.repeat_interleave(counts)
+    )
+    for name in ("brier", "ece"):
+        assert float(weighted[name][0]) == pytest.approx(float(repeated[name][0]))
+
+
+def test_a_calibrated_head_has_a_small_ece_and_an_overconfident_one_a_large_one() -> None:
+    generator = torch.Generator().manual_seed(1)
+    p = torch.rand(20000, generator=generator, dtype=torch.float64)
+    y = (torch.rand(20000, generator=generator, dtype=torch.float64) < p).double()  # true risk p
+    confident = (p > 0.5).double() * 0.98 + 0.01  # says 0.99 or 0.01 where the risk is p
+    calibrated, overconfident = (calibration_figures(torch.ones(1, 20000), q, y)["ece"][0] for q in (p, confident))
+    assert float(calibrated) < 0.02 and float(overconfident) > 0.2
+
+
+def _record(n: int = 40) -> dict:
+    generator = torch.Generator().manual_seed(2)
+    target = (torch.arange(n) < 16).double()
+    fusion = (0.7 * target + 0.3 * torch.rand(n, generator=generator)).tolist()
+    noise = torch.rand(n, generator=generator).tolist()
+    return {"image_keys": list(range(100, 100 + n)), "study_keys": [k // 2 for k in range(100, 100 + n)],
+            "target": target.tolist(), "heads": {"global": noise, "local": noise, "fusion": fusion}}  # fmt: skip
+
+
+def test_the_summary_draws_table1s_resamples_of_whole_studies() -> None:
+    record = _record()
+    summary = calibration_summary(record, seed=7)
+    assert summary is not None and summary["images"] == 40 and summary["bins"] == 10
+    keys, target = torch.tensor(record["image_keys"]), torch.tensor(record["target"], dtype=torch.float64)
+    weights = resample_weights((target > 0.5).long(), seed=7, keys=keys, groups=torch.tensor(record["study_keys"]))
+    p = torch.tensor(record["heads"]["fusion"], dtype=torch.float64)
+    drawn = calibration_figures(weights, p, target)["ece"]
+    full = float(calibration_figures(torch.ones(1, 40), p, target)["ece"][0])
+    assert summary["heads"]["fusion"]["ece"] == pytest.approx(interval(drawn, full))
+    assert summary["heads"]["fusion"]["brier"]["value"] < summary["heads"]["global"]["brier"]["value"]
+    assert calibration_summary({}, 7) is None
+
+
+def test_the_test_report_writes_calibration_and_the_reliability_diagram(tmp_path: Path) -> None:
+    from wsod_mammo.detection.metrics import DetectionMetric
+    from wsod_mammo.training.test_report import Table1Figures, write_test_report
+
+    def result(positives_only: bool):
+        metric = DetectionMetric(thresholds=(0.5,), operating_fppi=1.0, positives_only=positives_only)
+        maps = torch.zeros(2, 20, 20)
+        maps[:, 2:8, 2:8] = 1.0
+        gt = [torch.tensor([[2.0, 2.0, 8.0, 8.0]]), torch.zeros(0, 4)]
+        metric.update(maps, torch.tensor([0.9, 0.1]), gt, torch.tensor([1, 0]), (20, 20), ["a", "b"])
+        return metric.compute()
+
+    results = {("cam", "mass"): result(True), ("cam", "all"): result(False)}
+    trainer = SimpleNamespace(ckpt_path=None, loggers=[])
+    module = SimpleNamespace(train_saliency=SimpleNamespace(name="cam"), detection_thresholds={"cam": 0.5},
+                             nyu_weights_as_is=None, trained_in_process=True)  # fmt: skip
+    figures = {"value": 0.5, "low": 0.25, "high": 0.75}
+    table1 = Table1Figures({"fusion": dict.fromkeys(("accuracy", "auc", "tpr", "tnr"), figures)},
+                           {"images": 40, "positive": 16}, {}, None, {}, _record())  # fmt: skip
+    write_test_report(tmp_path, trainer, module, results, table1, 1.0, seed=7, groups={}, densities={})
+    report = json.loads((tmp_path / "detection.json").read_text())["calibration"]
+    assert report == calibration_summary(_record(), 7)
+    markdown = (tmp_path / "calibration.md").read_text()
+    assert "Calibration of the class 0 probability on 40 distinct test images" in markdown
+    fusion = report["heads"]["fusion"]["ece"]
+    assert f"| fusion | {report['heads']['fusion']['brier']['value']:.3f} [" in markdown
+    assert f"{fusion['value']:.3f} [{fusion['low']:.3f}, {fusion['high']:.3f}] |" in markdown
+    assert (tmp_path / "reliability.png").stat().st_size > 0
+    rows = (tmp_path / "calibration.csv").read_text().splitlines()
+    assert rows[0] == "head,figure,value,low,high" and len(rows) == 7

@@ -1,0 +1,130 @@
+"""Calibration of Table I's probabilities: the test report's ``calibration.md|csv`` and ``reliability.png``.
+
+AUC says how well a head ranks images; a reader of ``wsod predict`` reads the probability itself, and a 0.8 that
+comes true a third of the time misleads whatever the AUC. Per head: the Brier score (mean squared error of the
+probability), the expected calibration error over equal-width bins (the images' share in each bin times its gap
+between mean probability and share positive) and the reliability diagram, each figure with a 95% interval drawn as
+Table I's are (whole studies, class-stratified, the report's seed).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from wsod_mammo.detection.bootstrap import interval, resample_weights
+from wsod_mammo.detection.report import _markdown, count, csv_text
+
+BINS = 10
+FIGURES = {"brier": "Brier score", "ece": f"ECE ({BINS} bins)"}
+CSV_COLUMNS = ["head", "figure", "value", "low", "high"]
+
+
+def bin_of(probabilities: Tensor, bins: int = BINS) -> Tensor:
+    """``(N,)`` int64 equal-width bin of each probability in [0, 1] (1.0 in the last bin)."""
+    return (probabilities.double() * bins).floor().clamp(0, bins - 1).long()
+
+
+def calibration_figures(weights: Tensor, probabilities: Tensor, target: Tensor, bins: int = BINS) -> dict[str, Tensor]:
+    """``{"brier", "ece": (B,)}`` under each resample's image weights ``(B, N)`` of ``probabilities, target (N,)``."""
+    weights, p, y = weights.double(), probabilities.double().reshape(-1), target.double().reshape(-1)
+    total = weights.sum(1)
+    brier = (weights * (p - y) ** 2).sum(1) / total
+    one_hot = torch.nn.functional.one_hot(bin_of(p, bins), bins).double()  # (N, K)
+    gap = (weights * (p - y)) @ one_hot  # (B, K): each bin's weighted sum of p - y
+    # sum over bins of (W_k / W) |mean p - mean y| = sum over bins of |sum (p - y)| / W
+    return {"brier": brier, "ece": gap.abs().sum(1) / total}
+
+
+def reliability(probabilities: Tensor, target: Tensor, bins: int = BINS) -> list[dict[str, Any]]:
+    """The reliability diagram's points: per bin ``{"low", "high", "images", "mean_probability", "positive_share"}``
+    (the means None for an empty bin)."""
+    p, y, index = probabilities.double().reshape(-1), target.double().reshape(-1), bin_of(probabilities, bins)
+    rows = []
+    for k in range(bins):
+        inside = index == k
+        n = int(inside.sum())
+        rows.append({"low": k / bins, "high": (k + 1) / bins, "images": n,
+                     "mean_probability": float(p[inside].mean()) if n else None,
+                     "positive_share": float(y[inside].mean()) if n else None})  # fmt: skip
+    return rows
+
+
+def calibration_summary(record: dict[str, Any], seed: int) -> dict[str, Any] | None:
+    """``{"bins", "images", "heads": {head: {"brier", "ece": {value, low, high}, "reliability": [...]}}}`` from Table
+    I's image record (``image_keys``, ``study_keys`` where known, ``target``, ``heads``); None without one."""
+    if not record or not record.get("image_keys"):
+        return None
+    keys = torch.tensor(record["image_keys"], dtype=torch.int64)
+    target = torch.tensor(record["target"], dtype=torch.float64)
+    groups = torch.tensor(record["study_keys"], dtype=torch.int64) if "study_keys" in record else None
+    weights = resample_weights((target > 0.5).long(), seed=seed, keys=keys, groups=groups)
+    heads: dict[str, dict[str, Any]] = {}
+    for head, values in record["heads"].items():
+        p = torch.tensor(values, dtype=torch.float64)
+        full = calibration_figures(torch.ones(1, keys.numel()), p, target)
+        drawn = calibration_figures(weights, p, target)
+        heads[head] = {name: interval(drawn[name], float(full[name][0])) for name in FIGURES}
+        heads[head]["reliability"] = reliability(p, target)
+    return {"bins": BINS, "images": int(keys.numel()), "heads": heads}
+
+
+def calibration_text(summary: dict[str, Any], unit: str, class_name: str) -> tuple[str, str]:
+    """``(markdown, csv)``: per head the Brier score and ECE with their intervals, then each head's reliability."""
+
+    def text(f: dict[str, float]) -> str:
+        return "n/a" if math.isnan(f["value"]) else f"{f['value']:.3f} [{f['low']:.3f}, {f['high']:.3f}]"
+
+    rows = [[head, *(text(f[name]) for name in FIGURES)] for head, f in summary["heads"].items()]
+    bins = []
+    for head, f in summary["heads"].items():
+        cells = [
+            f"{b['positive_share']:.2f} ({b['images']})" if b["images"] else "-" for b in f["reliability"]
+        ]  # fmt: skip
+        bins.append([head, *cells])
+    edges = [f"{b['low']:.1f}-{b['high']:.1f}" for b in next(iter(summary["heads"].values()))["reliability"]]
+    markdown = (
+        f"Calibration of the {class_name} probability on {count(summary['images'], 'distinct test image')}: the Brier "
+        "score (mean squared error of the probability; lower is better) and the expected calibration error (per "
+        "equal-width bin, its share of the images times the gap between its mean probability and its share "
+        f"positive). Mean [95% bootstrap interval over {unit}].\n\n"
+        + _markdown(["head", *FIGURES.values()], rows)
+        + "\nReliability: per bin of probability, the share of its images that are positive (and how many images it "
+        "holds); a calibrated head's share lies within its bin. reliability.png draws it.\n\n"
+        + _markdown(["head", *edges], bins)
+    )
+    csv_rows = [
+        [head, name, *(repr(f[name][end]) for end in ("value", "low", "high"))]
+        for head, f in summary["heads"].items()
+        for name in FIGURES
+    ]
+    return markdown, csv_text(CSV_COLUMNS, csv_rows)
+
+
+def plot_reliability(summary: dict[str, Any], path: str | Path, title: str = "") -> None:
+    """Each head's reliability curve (mean probability against share positive per bin) beside the diagonal."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(5.5, 5), dpi=150)
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    axes.plot([0, 1], [0, 1], color="gray", linestyle="--", linewidth=1, label="calibrated")
+    for head, f in summary["heads"].items():
+        points = [(b["mean_probability"], b["positive_share"]) for b in f["reliability"] if b["images"]]
+        axes.plot([x for x, _ in points], [y for _, y in points], "o-", label=f"{head} (ECE {f['ece']['value']:.3f})")
+    axes.set_xlim(0, 1)
+    axes.set_ylim(0, 1)
+    axes.set_xlabel("mean predicted probability in the bin")
+    axes.set_ylabel("share of the bin's images that are positive")
+    axes.grid(alpha=0.3)
+    if title:
+        axes.set_title(title, fontsize=10)
+    axes.legend(loc="upper left")
+    figure.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(str(path))
