@@ -386,3 +386,30 @@ def test_the_study_writes_the_pointing_game_over_seeds_and_with_one_seed_the_rep
     runs[("cam", 2)].write_text(json.dumps(report))
     warning = "no pointing game: the test reports of cam_seed1 score no pointing game"
     _older_report_leaves_out(tmp_path, runs, caplog, "pointing_game", "pointing_game.md", "Pointing game", warning)
+
+
+def test_the_study_writes_calibration_over_seeds_and_with_one_seed_the_reports_interval(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    def figure(value: float) -> dict:
+        return {"value": value, "low": value - 0.02, "high": value + 0.03}
+
+    runs = {}
+    for seed, ece in ((1, 0.10), (2, 0.14)):
+        heads = {head: {"brier": figure(0.2), "ece": figure(ece), "reliability": []} for head in ("global", "fusion")}
+        report = {"table1": {}, "mass": {"cam": {"tpr": 0.5, "fppi": 0.5}},
+                  "calibration": {"bins": 10, "images": 40, "heads": heads}}  # fmt: skip
+        (tmp_path / f"{seed}.json").write_text(json.dumps(report))
+        runs[("cam", seed)] = tmp_path / f"{seed}.json"
+    text = write_study_outputs(tmp_path / "study", runs)
+    assert "Calibration (Brier score and ECE of Table I's probabilities): calibration.md" in text
+    table = (tmp_path / "study" / "calibration.md").read_text()
+    over = seed_interval([0.10, 0.14])
+    assert f"| cam | fusion | 0.200 [0.200, 0.200] | 0.120 [{over.low:.3f}, {over.high:.3f}] |" in table
+    write_study_outputs(tmp_path / "one", {("cam", 1): runs[("cam", 1)]})
+    assert (
+        "| cam | global | 0.200 [0.180, 0.230] | 0.100 [0.080, 0.130] |"
+        in (tmp_path / "one" / "calibration.md").read_text()
+    )
+    warning = "no calibration: the test reports of cam_seed1 measure no calibration"
+    _older_report_leaves_out(tmp_path, runs, caplog, "calibration", "calibration.md", "Calibration", warning)

@@ -14,6 +14,7 @@ from wsod_mammo.detection.study_tables import (
     SUBSET,
     Marks,
     best_pairs,
+    calibration_table,
     keep_test_methods,
     load_reports,
     pointing_cells,
@@ -174,6 +175,17 @@ def _write_pointing_game(output: Path, reports: dict[tuple[str, int], dict[str, 
     return path.name
 
 
+def _write_calibration(output: Path, reports: dict[tuple[str, int], dict[str, Any]]) -> str | None:
+    """``calibration.md``: the Brier score and ECE per train method and head, means over seeds; returns its name, or
+    None where not every run's report measured them (an earlier study's file is then removed)."""
+    path = output / "calibration.md"
+    if not _every_report_has(reports, lambda r: r.get("calibration"), output, path, "calibration",
+                             "measure no calibration"):  # fmt: skip
+        return None
+    path.write_text(calibration_table(reports))
+    return path.name
+
+
 def _write_table1_paired(output: Path, runs: dict[tuple[str, int], Path]) -> str | None:
     """``table1_paired.md``: each train method's AUC minus the first train method's, paired on the same test images
     (:mod:`study_paired`); returns its name, or None with one train method, or where some run's test report records
@@ -207,8 +219,8 @@ def write_study_outputs(
 ) -> str:
     """Write ``table1.md`` (and ``table1_breast.md`` where the reports rate breasts), ``table2.md``, ``table2.csv``,
     ``table1_paired.md`` (with two train methods or more), ``table1_by_density.md``, ``table2_by_density.md``,
-    ``table2_by_birads.md``, ``table2_by_size.md`` and ``pointing_game.md`` (where they rate densities, finding
-    BI-RADS, mass sizes, pointing),
+    ``table2_by_birads.md``, ``table2_by_size.md``, ``pointing_game.md`` and ``calibration.md`` (where they rate
+    densities, finding BI-RADS, mass sizes, pointing, calibration),
     ``froc_<train>.png`` and ``summary.md`` to ``output`` (Table II's columns: ``test_methods``, default every method
     the reports hold); return the summary's text (the tables and the best pair). ``left_out``: finished run folders
     not in these tables, named in the summary with ``include_them``, the options that would include them; the FROC
@@ -231,6 +243,7 @@ def write_study_outputs(
     table1_density = _write_table1_by_density(output, reports)
     table1_paired = _write_table1_paired(output, {key: runs[key] for key in reports})
     pointing = _write_pointing_game(output, reports)
+    calibration = _write_calibration(output, reports)
     for method in set(METHOD_ORDER) - {m for m, _ in reports}:
         (output / f"froc_{method}.png").unlink(missing_ok=True)
     seeds = sorted({s for _, s in reports})
@@ -267,6 +280,7 @@ def write_study_outputs(
         + (f"Table I per breast density: {table1_density}\n" if table1_density else "")
         + (f"Table I paired (each train method's AUC minus the first's): {table1_paired}\n" if table1_paired else "")
         + (f"Pointing game (each map's peak and energy against the masses): {pointing}\n" if pointing else "")
+        + (f"Calibration (Brier score and ECE of Table I's probabilities): {calibration}\n" if calibration else "")
         + "".join(f"{_name(strata)}: {by_stratum[strata.key]}\n" for strata in STRATA if by_stratum[strata.key])
     )
     if left_out:

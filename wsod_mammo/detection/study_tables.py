@@ -373,3 +373,27 @@ def pointing_text(cells: dict[str, dict[str, dict[str, Estimate]]], tolerance: f
         "binarization threshold and of the boxes; mean [95% interval over seeds; with one seed, the test report's "
         "bootstrap interval])\n\n" + "\n".join(sections)
     )
+
+
+CALIBRATION_FIGURES = {"brier": "Brier score", "ece": "ECE"}
+
+
+def calibration_table(reports: dict[tuple[str, int], dict[str, Any]]) -> str:
+    """``calibration.md``: per train method and head, the Brier score and ECE of Table I's probabilities, mean over
+    seeds [95% interval; with one seed the report's bootstrap interval]."""
+    rows = []
+    for train, runs in _by_method(reports).items():
+        over = resampled(runs[0])
+        for head in runs[0]["calibration"]["heads"]:
+            per_seed = [r["calibration"]["heads"][head] for r in runs if head in r["calibration"]["heads"]]
+            estimates = [
+                _over_seeds_or_images([c[name]["value"] for c in per_seed], {"intervals": per_seed[0]}, name, over=over)
+                for name in CALIBRATION_FIGURES
+            ]
+            rows.append([train, head, *(e.text(3) for e in estimates)])
+    bins = next(iter(reports.values()))["calibration"]["bins"]
+    return (
+        f"Calibration of Table I's probabilities (the Brier score, and the expected calibration error over {bins} "
+        "equal-width bins; lower is better; mean [95% interval over seeds; with one seed, the test report's bootstrap "
+        "interval])\n\n" + _markdown(["train", "head", *CALIBRATION_FIGURES.values()], rows)
+    )
