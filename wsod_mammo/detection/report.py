@@ -344,8 +344,9 @@ def main(argv: list[str] | None = None) -> None:
         nargs=2,
         type=str,
         default=None,
-        help="two methods A B (RUN_DIR:method or method): paired bootstrap of their TPR; or two heads "
-        "(RUN_DIR:fusion, RUN_DIR:global, RUN_DIR:local): of their AUC (Table I), over all distinct test images",
+        help="two methods A B (RUN_DIR:method or method): paired bootstrap of their TPR (or --figure); or two heads "
+        "(RUN_DIR:fusion, RUN_DIR:global, RUN_DIR:local): of their AUC (Table I), over all distinct test images (or "
+        "--level breast), with DeLong's test clustered by study",
     )
     parser.add_argument(
         "--subset", default="mass", choices=["mass", "all"], metavar="{mass,all}",
