@@ -263,3 +263,21 @@ def test_the_studys_paired_table1_adds_a_breast_level_section_where_every_run_na
     _write_run(tmp_path / "cam", dict.fromkeys(HEADS, noise), keys, target, studies)  # a run naming no breasts
     write_study_outputs(tmp_path / "study", runs)
     assert "## Breast level" not in (tmp_path / "study" / "table1_paired.md").read_text()
+
+
+def test_holm_adjusts_each_heads_comparisons_against_the_reference() -> None:
+    """Four train methods against the first make four tests per head: table1_paired.md's p (Holm) bounds the chance
+    of any false finding among them (hand values: 0.01, 0.04, 0.03 -> 0.03, 0.06, 0.06)."""
+    from wsod_mammo.detection.study_paired import holm, table1_paired_text
+    from wsod_mammo.detection.study_tables import Estimate
+
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert holm([0.01, float("nan"), 0.04]) == pytest.approx([0.02, float("nan"), 0.04], nan_ok=True)  # two tests
+    assert holm([]) == []
+    estimate = Estimate(0.01, -0.01, 0.03, 1, "studies")
+    differences = {("gradcam", "fusion"): (estimate, 0.2, 0.01), ("layercam", "fusion"): (estimate, 0.3, 0.04),
+                   ("gradcam", "local"): (estimate, 0.2, 0.02)}  # fmt: skip
+    text = table1_paired_text(differences, "cam")
+    assert "| gradcam | fusion | +0.010 [-0.010, +0.030] | studies (1 seed) | 0.200 | 0.010 | 0.020 |" in text
+    assert "| layercam | fusion | " in text and " | 0.040 | 0.040 |" in text
+    assert " | 0.020 | 0.020 |" in text  # the local head's one comparison: unadjusted

@@ -103,7 +103,8 @@ def table1_paired_text(
     """The table: per train method and head, the AUC difference with its interval, over what, (one seed) the share
     of the paired resamples where the method is not better, and the p-value of the difference; ``breasts``: the same
     at breast level, a section of its own."""
-    header = ["train", "head", f"AUC - {reference}'s", "interval over", f"share of resamples <= {reference}", "p"]
+    header = ["train", "head", f"AUC - {reference}'s", "interval over", f"share of resamples <= {reference}", "p",
+              "p (Holm)"]  # fmt: skip
     breast_section = "" if breasts is None else (
         "\n## Breast level\n\nThe same per breast, as `table1_breast.md` rates them (a breast's probability the mean "
         "of its views')\n\n" + _markdown(header, _paired_rows(breasts))
@@ -113,17 +114,35 @@ def table1_paired_text(
         "study), on the same test images; 95% interval over the seeds both ran (Student-t), or with one seed the "
         "paired bootstrap over the test report's draws and the share of those resamples where the method's AUC is "
         f"not above {reference}'s. p (two-sided): over seeds the t-test of the per-seed differences, with one seed "
-        "DeLong's test clustered by study (Obuchowski 1997)\n\n"
+        "DeLong's test clustered by study (Obuchowski 1997); p (Holm): adjusted for the comparisons of the head's "
+        "column (one per train method), so that 5% bounds the chance of any false finding among them\n\n"
         + _markdown(header, _paired_rows(differences))
         + breast_section
     )
 
 
+def holm(p_values: list[float]) -> list[float]:
+    """Holm's step-down adjustment of ``p_values`` (NaN ones left out of the count and kept NaN): the i-th smallest
+    of m times (m - i + 1), never below an earlier one, at most 1."""
+    order = sorted((p, i) for i, p in enumerate(p_values) if not math.isnan(p))
+    adjusted = [math.nan] * len(p_values)
+    running = 0.0
+    for rank, (p, i) in enumerate(order):
+        running = max(running, min(1.0, (len(order) - rank) * p))
+        adjusted[i] = running
+    return adjusted
+
+
 def _paired_rows(differences: dict[tuple[str, str], tuple[Estimate, float, float]]) -> list[list[str]]:
+    keys = list(differences)
+    adjusted: dict[tuple[str, str], float] = {}
+    for head in dict.fromkeys(h for _, h in keys):  # each head's comparisons, one per train method
+        column = [k for k in keys if k[1] == head]
+        adjusted |= dict(zip(column, holm([differences[k][2] for k in column]), strict=True))
     rows = []
     for (method, head), (estimate, share, p) in differences.items():
         basis = {"seeds": f"{estimate.n} seeds", "none": "one value"}.get(estimate.basis, f"{estimate.basis} (1 seed)")
         shown = MISSING if math.isnan(share) else f"{share:.3f}"
-        test = MISSING if math.isnan(p) else p_value(p)
-        rows.append([method, head, estimate.text(3, signed=True), basis, shown, test])
+        tests = [MISSING if math.isnan(v) else p_value(v) for v in (p, adjusted[(method, head)])]
+        rows.append([method, head, estimate.text(3, signed=True), basis, shown, *tests])
     return rows
