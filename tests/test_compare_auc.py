@@ -238,7 +238,9 @@ def test_at_breast_level_each_side_is_its_breast_level_table1_and_deLong_cluster
         main([str(tmp_path / "a"), "--compare", "cam", "gradcam", "--level", "breast"])
 
 
-def test_the_studys_paired_table1_adds_a_breast_level_section_where_every_run_names_breasts(tmp_path: Path) -> None:
+def test_the_studys_paired_table1_adds_a_breast_level_section_where_every_run_names_breasts(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     from wsod_mammo.detection.compare_auc import breast_side
     from wsod_mammo.detection.study_report import write_study_outputs
 
@@ -261,8 +263,10 @@ def test_the_studys_paired_table1_adds_a_breast_level_section_where_every_run_na
         breast_section
     )
     _write_run(tmp_path / "cam", dict.fromkeys(HEADS, noise), keys, target, studies)  # a run naming no breasts
-    write_study_outputs(tmp_path / "study", runs)
+    with caplog.at_level("WARNING"):
+        write_study_outputs(tmp_path / "study", runs)
     assert "## Breast level" not in (tmp_path / "study" / "table1_paired.md").read_text()
+    assert "table1_paired.md has no breast level: the test reports of cam_seed1 name no breast per image" in caplog.text
 
 
 def test_holm_adjusts_each_heads_comparisons_against_the_reference() -> None:

@@ -39,9 +39,12 @@ def load_image_records(runs: dict[tuple[str, int], Path]) -> dict[tuple[str, int
     return records
 
 
-def rate_breasts(records: dict[tuple[str, int], dict[str, Any]]) -> bool:
-    """Whether every run's image record names each image's breast (the breast-level section can be written)."""
-    return all("breast_keys" in (r.get(CLASSIFICATION) or {}) for r in records.values())
+def runs_without_breasts(records: dict[tuple[str, int], dict[str, Any]]) -> list[str]:
+    """The runs (``<method>_seed<seed>``) whose image record names no breast per image: the breast-level section
+    needs every run's."""
+    return [
+        f"{m}_seed{s}" for (m, s), r in sorted(records.items()) if "breast_keys" not in (r.get(CLASSIFICATION) or {})
+    ]
 
 
 def paired_differences(
