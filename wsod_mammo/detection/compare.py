@@ -100,6 +100,12 @@ def same_images(a: dict[str, Any], b: dict[str, Any], labels: tuple[str, str]) -
         )
 
 
+def without_studies(a: dict[str, Any], b: dict[str, Any], labels: tuple[str, str]) -> list[str]:
+    """The labels of the sides whose test report recorded no studies (written before it did): where any does, a
+    paired comparison draws images one by one, and says why (:func:`why_images`)."""
+    return [label for label, side in zip(labels, (a, b), strict=True) if "study_keys" not in side]
+
+
 def paired_bootstrap(
     a: dict[str, Any], b: dict[str, Any], fppi_budget: float, seed: int = SEED, labels: tuple[str, str] = ("A", "B")
 ) -> dict[str, Any]:
@@ -112,7 +118,7 @@ def paired_bootstrap(
     _, *boxes_b = _tensors(b, order)
     keys = torch.tensor(list(order), dtype=torch.long)  # A's image keys: with its seed, its test report's draws
     # whole studies, as the test reports drew them (reports written before they recorded studies: images)
-    without = [label for label, side in zip(labels, (a, b), strict=True) if "study_keys" not in side]
+    without = without_studies(a, b, labels)
     groups = None if without else torch.tensor(a["study_keys"], dtype=torch.long)
     resamples = resample_weights((gt_a > 0).long(), seed=seed, keys=keys, groups=groups)
     weights = torch.cat([torch.ones(1, len(order)), resamples])  # full first

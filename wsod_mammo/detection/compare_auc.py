@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from wsod_mammo.detection.bootstrap import SEED, classification_figures, interval, resample_weights
-from wsod_mammo.detection.compare import paired_lines, read_images_file, same_images, why_images
+from wsod_mammo.detection.compare import paired_lines, read_images_file, same_images, why_images, without_studies
 from wsod_mammo.detection.delong import paired_test
 from wsod_mammo.detection.report import count
 
@@ -112,7 +112,7 @@ def paired_auc(
         raise ValueError(f"--compare: {labels[0]} and {labels[1]} label {relabelled} of the same images differently")
     probabilities = (torch.tensor(a["probabilities"]), torch.tensor([b["probabilities"][i] for i in in_a_order]))
     keys = torch.tensor(a["image_keys"], dtype=torch.int64)  # A's order and seed: its Table I's draws
-    without = [label for label, side in zip(labels, (a, b), strict=True) if "study_keys" not in side]
+    without = without_studies(a, b, labels)
     groups = None if without else torch.tensor(a["study_keys"], dtype=torch.int64)
     resamples = resample_weights(target, seed=seed, keys=keys, groups=groups)
     aucs = [

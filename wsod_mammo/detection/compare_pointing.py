@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from wsod_mammo.detection.bootstrap import interval, resample_weights
-from wsod_mammo.detection.compare import load_side, paired_lines, same_images, why_images
+from wsod_mammo.detection.compare import load_side, paired_lines, same_images, why_images, without_studies
 from wsod_mammo.detection.report import count
 
 FIGURES = {"pointing": "Pointing game", "energy": "Energy inside the masses"}
@@ -44,7 +44,7 @@ def paired_figure(
     keys = [k for k in a["image_keys"] if k in values_a]
     if not keys:
         raise ValueError(f"--figure {figure}: {labels[0]} has no image with a mass in view")
-    without = [label for label, side in zip(labels, (a, b), strict=True) if "study_keys" not in side]
+    without = without_studies(a, b, labels)
     study = dict(zip(a["image_keys"], a.get("study_keys", a["image_keys"]), strict=True))
     groups = None if without else torch.tensor([study[k] for k in keys], dtype=torch.int64)
     keys_t = torch.tensor(keys, dtype=torch.int64)
