@@ -65,6 +65,14 @@ def resample_weights(
     return weights
 
 
+def resampled_means(values: Sequence[Tensor], keys: Tensor, groups: Tensor | None, seed: int) -> list[Tensor]:
+    """``(B,)`` means of each ``values[i] (N,)`` over the same resamples of its ``N`` images (``keys``; whole
+    ``groups`` where given; not stratified): the pointing game's intervals, in the test report and in ``wsod report
+    --compare --figure``, drawn by this one rule so that each side of a comparison has its report's interval."""
+    weights = resample_weights(torch.ones_like(keys), seed=seed, keys=keys, groups=groups).double()
+    return [(weights @ v.double()) / weights.sum(1) for v in values]
+
+
 def groups_of(keys: Tensor, groups: dict[int, int] | None) -> Tensor | None:
     """``(N,)`` study key of each image key (an image of no known study is a study of its own); None without
     ``groups`` (``{image key: study key}``): images are then drawn one by one."""

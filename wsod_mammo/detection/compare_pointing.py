@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from wsod_mammo.detection.bootstrap import interval, resample_weights
+from wsod_mammo.detection.bootstrap import interval, resampled_means
 from wsod_mammo.detection.compare import load_side, paired_lines, same_images, why_images, without_studies
 from wsod_mammo.detection.report import count
 
@@ -47,10 +47,8 @@ def paired_figure(
     without = without_studies(a, b, labels)
     study = dict(zip(a["image_keys"], a.get("study_keys", a["image_keys"]), strict=True))
     groups = None if without else torch.tensor([study[k] for k in keys], dtype=torch.int64)
-    keys_t = torch.tensor(keys, dtype=torch.int64)
-    weights = resample_weights(torch.ones_like(keys_t), seed=seed, keys=keys_t, groups=groups).double()
     sides = [torch.tensor([values[k] for k in keys], dtype=torch.float64) for values in (values_a, values_b)]
-    means = [(weights @ v) / weights.sum(1) for v in sides]
+    means = resampled_means(sides, torch.tensor(keys, dtype=torch.int64), groups, seed)
     difference = means[0] - means[1]
     return {
         "a": interval(means[0], float(sides[0].mean())),

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from wsod_mammo.detection.bootstrap import LEVEL, groups_of, interval, resample_weights
+from wsod_mammo.detection.bootstrap import LEVEL, groups_of, interval, resampled_means
 from wsod_mammo.detection.metrics import DetectionResult
 from wsod_mammo.detection.report import _markdown, count, csv_text
 
@@ -34,10 +34,10 @@ def pointing_summary(
         if images == 0:
             return None
         keys = r.image_keys[scored]
-        weights = resample_weights(torch.ones_like(keys), seed=seed, keys=keys, groups=groups_of(keys, groups)).double()
+        values = {"hit": r.pointing[scored].double(), "energy": r.energy[scored].double()}
+        drawn = resampled_means(list(values.values()), keys, groups_of(keys, groups), seed)
         methods[method] = {
-            figure: interval((weights @ values) / weights.sum(1), float(values.mean()))
-            for figure, values in (("hit", r.pointing[scored].double()), ("energy", r.energy[scored].double()))
+            figure: interval(means, float(v.mean())) for (figure, v), means in zip(values.items(), drawn, strict=True)
         }
     tolerance = next(iter(results.values())).pointing_tolerance if results else None
     return {"tolerance_px": tolerance, "images": images, "methods": methods} if methods else None
