@@ -26,6 +26,7 @@ from wsod_mammo.detection.report import (
     MISSING,
     TABLE1_COLUMNS,
     _markdown,
+    _ordered_methods,
     csv_text,
 )
 
@@ -147,8 +148,7 @@ def keep_test_methods(
     an error naming the run and what it has: averaged over the other seeds only, its cells would say "over seeds"
     of fewer seeds, or one seed's bootstrap interval, without a word."""
     tested = {m for r in reports.values() for m in r.get(SUBSET, {})}
-    ordered = [*(m for m in METHOD_ORDER if m in tested), *sorted(tested - set(METHOD_ORDER))]
-    wanted = list(methods) if methods is not None else ordered
+    wanted = list(methods) if methods is not None else _ordered_methods(sorted(tested))
     kept = {}
     for (train, seed), report in reports.items():
         cells = report.get(SUBSET, {})
@@ -335,7 +335,7 @@ def pointing_cells(reports: dict[tuple[str, int], dict[str, Any]]) -> dict[str, 
         parts = [r["pointing_game"]["methods"] for r in runs]
         over = resampled(runs[0])
         tested = {m for p in parts for m in p}
-        for test in [*(m for m in METHOD_ORDER if m in tested), *sorted(tested - set(METHOD_ORDER))]:
+        for test in _ordered_methods(sorted(tested)):
             per_seed = [p[test] for p in parts if test in p]
             cells.setdefault(train, {})[test] = {
                 figure: _over_seeds_or_images([c[figure]["value"] for c in per_seed],
