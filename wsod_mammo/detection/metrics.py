@@ -339,8 +339,8 @@ class DetectionMetric(Metric):
         self.gt_occurrence.append(self._flat(gt_occ, torch.int64))
         self.gt_category.append(self._flat(categories, torch.int64))
         self.gt_size.append(self._flat(sizes, torch.float32))
-        self.image_pointing.append(pointing.to(device=self.device, dtype=torch.float32))
-        self.image_energy.append(energy.to(device=self.device, dtype=torch.float32))
+        self.image_pointing.append(self._flat([pointing]))
+        self.image_energy.append(self._flat([energy]))
 
     @staticmethod
     def _per_box(

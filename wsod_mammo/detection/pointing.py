@@ -67,9 +67,9 @@ def pointing_and_energy(
     height, width = int(image_size[0]), int(image_size[1])
     normalized, usable = min_max_normalize(maps.detach().float().cpu())
     ys, xs = cell_centres(h, height, cell0_center), cell_centres(w, width, cell0_center)
-    with torch.autocast("cpu", enabled=False):
-        row_weights = bilinear_weights(h, height, "cpu", cell0_center).matrix.double()  # (H, h)
-        col_weights = bilinear_weights(w, width, "cpu", cell0_center).matrix.double()  # (W, w)
+    # float64 from here on: a caller's autocast (bf16-mixed) leaves float64 products alone
+    row_weights = bilinear_weights(h, height, "cpu", cell0_center).matrix.double()  # (H, h)
+    col_weights = bilinear_weights(w, width, "cpu", cell0_center).matrix.double()  # (W, w)
     hits = torch.full((n,), math.nan, dtype=torch.float64)
     energy = torch.full((n,), math.nan, dtype=torch.float64)
     for i in range(n):
