@@ -11,6 +11,7 @@ A figure is reported as ``{"value", "low", "high"}`` (``value`` is the full-samp
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -63,6 +64,13 @@ def resample_weights(
         draws = members[torch.randint(0, members.numel(), (num_resamples, members.numel()), generator=generator)]
         weights.scatter_add_(1, draws, torch.ones(draws.shape))
     return weights
+
+
+def interval_text(figure: dict[str, float], digits: int = 2) -> str:
+    """``0.87 [0.75, 0.96]``, a figure with its interval as the reports print it; ``n/a`` where any part is NaN."""
+    if any(math.isnan(v) for v in figure.values()):
+        return "n/a"
+    return f"{figure['value']:.{digits}f} [{figure['low']:.{digits}f}, {figure['high']:.{digits}f}]"
 
 
 def resampled_means(values: Sequence[Tensor], keys: Tensor, groups: Tensor | None, seed: int) -> list[Tensor]:

@@ -9,14 +9,13 @@ Table I's are (whole studies, class-stratified, the report's seed).
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from wsod_mammo.detection.bootstrap import interval, resample_weights
+from wsod_mammo.detection.bootstrap import interval, interval_text, resample_weights
 from wsod_mammo.detection.report import _markdown, count, csv_text
 
 BINS = 10
@@ -75,11 +74,7 @@ def calibration_summary(record: dict[str, Any], seed: int) -> dict[str, Any] | N
 
 def calibration_text(summary: dict[str, Any], unit: str, class_name: str) -> tuple[str, str]:
     """``(markdown, csv)``: per head the Brier score and ECE with their intervals, then each head's reliability."""
-
-    def text(f: dict[str, float]) -> str:
-        return "n/a" if math.isnan(f["value"]) else f"{f['value']:.3f} [{f['low']:.3f}, {f['high']:.3f}]"
-
-    rows = [[head, *(text(f[name]) for name in FIGURES)] for head, f in summary["heads"].items()]
+    rows = [[head, *(interval_text(f[name], 3) for name in FIGURES)] for head, f in summary["heads"].items()]
     bins = []
     for head, f in summary["heads"].items():
         cells = [

@@ -14,7 +14,14 @@ from typing import Any
 
 import torch
 
-from wsod_mammo.detection.bootstrap import SEED, best_within, interval, resample_weights, resampled_froc
+from wsod_mammo.detection.bootstrap import (
+    SEED,
+    best_within,
+    interval,
+    interval_text,
+    resample_weights,
+    resampled_froc,
+)
 from wsod_mammo.detection.mass_kinds import mass_kind, row_labels
 from wsod_mammo.detection.report import count, find_run_dir
 
@@ -162,14 +169,11 @@ def compare(spec_a: str, spec_b: str, default_run: Path, subset: str = "mass", m
 
 def paired_lines(labels: tuple[str, str], r: dict[str, Any]) -> str:
     """The lines every paired comparison prints: each side's figure and the difference with their 95% intervals, and
-    the share of resamples where A is not better (``n/a`` for a figure without a value)."""
-
-    def text(f: dict[str, float]) -> str:
-        return "n/a" if f["value"] != f["value"] else f"{f['value']:.3f} [{f['low']:.3f}, {f['high']:.3f}]"
-
+    the share of resamples where A is not better (``n/a`` for a figure without a value or interval)."""
+    a, b, difference = (interval_text(r[side], 3) for side in ("a", "b", "difference"))
     return (
-        f"  A {labels[0]}: {text(r['a'])}\n  B {labels[1]}: {text(r['b'])}\n"
-        f"  A - B: {text(r['difference'])}; share of resamples with A <= B: {r['p_a_not_better']:.3f}\n"
+        f"  A {labels[0]}: {a}\n  B {labels[1]}: {b}\n"
+        f"  A - B: {difference}; share of resamples with A <= B: {r['p_a_not_better']:.3f}\n"
     )
 
 

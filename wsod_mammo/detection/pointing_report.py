@@ -6,12 +6,11 @@ interval drawn as Table II's are (whole studies, the report's seed), so the stud
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
 
-from wsod_mammo.detection.bootstrap import LEVEL, groups_of, interval, resampled_means
+from wsod_mammo.detection.bootstrap import LEVEL, groups_of, interval, interval_text, resampled_means
 from wsod_mammo.detection.metrics import DetectionResult
 from wsod_mammo.detection.report import _markdown, count, csv_text
 
@@ -43,12 +42,6 @@ def pointing_summary(
     return {"tolerance_px": tolerance, "images": images, "methods": methods} if methods else None
 
 
-def _text(figure: dict[str, float]) -> str:
-    if any(math.isnan(v) for v in figure.values()):
-        return "n/a"
-    return f"{figure['value']:.2f} [{figure['low']:.2f}, {figure['high']:.2f}]"
-
-
 def pointing_text(summary: dict[str, Any], train_method: str, unit: str) -> tuple[str, str]:
     """``(markdown, csv)`` of :func:`pointing_summary`: per test-time method, both figures with their intervals."""
     preface = (
@@ -57,7 +50,7 @@ def pointing_text(summary: dict[str, Any], train_method: str, unit: str) -> tupl
         "tied peaks that do), and the share of the map's energy inside the masses; free of the binarization "
         f"threshold and of the boxes. Mean [{LEVEL:.0%} bootstrap interval over {unit}].\n\n"
     )
-    rows = [[m, *(_text(f[k]) for k in FIGURES)] for m, f in summary["methods"].items()]
+    rows = [[m, *(interval_text(f[k]) for k in FIGURES)] for m, f in summary["methods"].items()]
     csv_rows = [
         [m, str(summary["images"]), *(repr(f[k][end]) for k in FIGURES for end in ("value", "low", "high"))]
         for m, f in summary["methods"].items()

@@ -33,6 +33,7 @@ from wsod_mammo.detection.bootstrap import (
     classification_figures,
     groups_of,
     interval,
+    interval_text,
     resample_weights,
     resampled_froc,
 )
@@ -270,12 +271,6 @@ def _ci_rows(subset: str, method: str, figures: dict[str, Any]) -> list[list[str
     return rows
 
 
-def _interval_text(figure: dict[str, float]) -> str:
-    if any(math.isnan(v) for v in figure.values()):
-        return "n/a"
-    return f"{figure['value']:.2f} [{figure['low']:.2f}, {figure['high']:.2f}]"
-
-
 def _method_summary(
     r: DetectionResult, cell: str, intervals: dict[str, Any], validated: bool, tied: bool = False
 ) -> dict[str, Any]:
@@ -352,7 +347,7 @@ def write_subset(
     thresholds = thresholds_record(list(results), validated, tied)
     write_table2_row(directory / f"table2_row{suffix}.csv", train_method, cells, weights, thresholds)
     row_md, _ = table2({row_label(train_method, weights, thresholds): cells})
-    ci_md, _ = table2({f"{train_method} TPR 95% CI": {m: _interval_text(i["tpr"]) for m, i in intervals.items()}})
+    ci_md, _ = table2({f"{train_method} TPR 95% CI": {m: interval_text(i["tpr"]) for m, i in intervals.items()}})
     first = next(iter(results.values()))
     counts = f"{first.num_images} distinct images ({first.num_samples} samples evaluated)"
     note = f"\n{counts}. {OPERATING_POINT.format(budget=budget)}.\n\n"
@@ -553,7 +548,7 @@ def _table1_text(ci: dict[str, dict[str, Any]], unit: str, preface: str) -> tupl
     ``preface``: the lines between the table and its intervals (counts, notes)."""
     md, csv = table1(_values(ci))
     header = "| head | accuracy | AUC | TPR | TNR |\n|---|---|---|---|---|\n"
-    lines = [f"| {h} | " + " | ".join(_interval_text(v) for v in row.values()) + " |" for h, row in ci.items()]
+    lines = [f"| {h} | " + " | ".join(interval_text(v) for v in row.values()) + " |" for h, row in ci.items()]
     md += f"{preface}\n95% bootstrap intervals over {unit}, stratified by class:\n\n{header}" + "\n".join(lines) + "\n"
     ci_rows = [[h, k, *map(repr, v.values())] for h, row in ci.items() for k, v in row.items()]
     return md, csv, csv_text(["head", "figure", "value", "low", "high"], ci_rows)
@@ -567,7 +562,7 @@ def table1_by_density_text(rows: dict[str, dict[str, Any]], unit: str, class_nam
     for density, row in rows.items():
         counts = [MISSING if row["studies"] is None else str(row["studies"]), str(row["images"]), str(row["positive"])]
         for head, values in row["heads"].items():
-            md_rows.append([density, *counts, head, *(_interval_text(values[k]) for k in figures)])
+            md_rows.append([density, *counts, head, *(interval_text(values[k]) for k in figures)])
             csv_rows += [[density, *counts, head, k, *map(repr, values[k].values())] for k in figures]
     header = ["density", "studies", "images", "positive", "head", *(title for _, title in TABLE1_COLUMNS)]
     note = (
