@@ -21,7 +21,7 @@ from wsod_mammo.detection.bootstrap import SEED
 from wsod_mammo.detection.compare import IMAGES_FILE
 from wsod_mammo.detection.compare_auc import CLASSIFICATION, HEAD_NAMES, breast_side, head_side, p_value, paired_auc
 from wsod_mammo.detection.report import METHOD_ORDER, MISSING, _markdown
-from wsod_mammo.detection.study_tables import Estimate, seed_interval
+from wsod_mammo.detection.study_tables import Estimate, mean_and_sd, seed_interval
 
 
 def load_image_records(runs: dict[tuple[str, int], Path]) -> dict[tuple[str, int], dict[str, Any]]:
@@ -86,16 +86,14 @@ def paired_differences(
 def seeds_t_test(values: list[float]) -> float:
     """Two-sided p of the one-sample t-test that the per-seed differences average 0 (NaN values left out; NaN with
     fewer than two; 1 when every seed differs by exactly 0, 0 when all differ alike and not by 0)."""
-    finite = [v for v in values if not math.isnan(v)]
-    if len(finite) < 2:
+    n, mean, sd = mean_and_sd(values)
+    if n < 2:
         return math.nan
-    from scipy.stats import t
-
-    mean = sum(finite) / len(finite)
-    sd = math.sqrt(sum((v - mean) ** 2 for v in finite) / (len(finite) - 1))
     if sd == 0.0:
         return 1.0 if mean == 0.0 else 0.0
-    return float(2 * t.sf(abs(mean) / (sd / math.sqrt(len(finite))), len(finite) - 1))
+    from scipy.stats import t
+
+    return float(2 * t.sf(abs(mean) / (sd / math.sqrt(n)), n - 1))
 
 
 def table1_paired_text(

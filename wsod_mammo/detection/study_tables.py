@@ -65,17 +65,25 @@ def seed_interval(values: Sequence[float], level: float = 0.95, bounds: tuple[fl
     """Mean and Student-t interval of per-seed figures; NaN values (undefined figures) are left out. The interval
     is cut to ``bounds``, the values the figure can take (a fraction's [0, 1] by default: TPR 0.0, 0.05 and 0.1
     over three seeds reads [0.00, 0.17], not [-0.07, 0.17])."""
-    finite = [float(v) for v in values if v is not None and not math.isnan(float(v))]
-    if not finite:
-        return Estimate(math.nan, math.nan, math.nan, 0, "none")
-    mean = sum(finite) / len(finite)
-    if len(finite) < 2:
-        return Estimate(mean, math.nan, math.nan, 1, "none")
+    n, mean, sd = mean_and_sd(values)
+    if n < 2:
+        return Estimate(mean, math.nan, math.nan, n, "none")
     from scipy.stats import t
 
-    sd = math.sqrt(sum((v - mean) ** 2 for v in finite) / (len(finite) - 1))
-    half = float(t.ppf(0.5 + level / 2, len(finite) - 1)) * sd / math.sqrt(len(finite))
-    return Estimate(mean, max(mean - half, bounds[0]), min(mean + half, bounds[1]), len(finite), "seeds")
+    half = float(t.ppf(0.5 + level / 2, n - 1)) * sd / math.sqrt(n)
+    return Estimate(mean, max(mean - half, bounds[0]), min(mean + half, bounds[1]), n, "seeds")
+
+
+def mean_and_sd(values: Sequence[float | None]) -> tuple[int, float, float]:
+    """``(n, mean, sample standard deviation)`` of the defined ``values`` (None and NaN, undefined figures, left
+    out); the mean NaN without any, the deviation NaN with fewer than two: what the seeds' interval and t-test use."""
+    finite = [float(v) for v in values if v is not None and not math.isnan(float(v))]
+    if not finite:
+        return 0, math.nan, math.nan
+    mean = sum(finite) / len(finite)
+    if len(finite) < 2:
+        return 1, mean, math.nan
+    return len(finite), mean, math.sqrt(sum((v - mean) ** 2 for v in finite) / (len(finite) - 1))
 
 
 def image_interval(cell: dict[str, Any], figure: str = "tpr", key: str = "intervals") -> tuple[float, float] | None:
