@@ -92,12 +92,16 @@ def calibration_text(summary: dict[str, Any], unit: str, class_name: str) -> tup
         "holds); a calibrated head's share lies within its bin. reliability.png draws it.\n\n"
         + _markdown(["head", *edges], bins)
     )
-    csv_rows = [
-        [head, name, *(repr(f[name][end]) for end in ("value", "low", "high"))]
+    return markdown, csv_text(CSV_COLUMNS, [[str(v) for v in row] for row in calibration_rows(summary)])
+
+
+def calibration_rows(summary: dict[str, Any]) -> list[list[Any]]:
+    """The rows of ``calibration.csv`` (:data:`CSV_COLUMNS`) as values, for the CSV and W&B's table alike."""
+    return [
+        [head, name, *(f[name][end] for end in ("value", "low", "high"))]
         for head, f in summary["heads"].items()
         for name in FIGURES
     ]
-    return markdown, csv_text(CSV_COLUMNS, csv_rows)
 
 
 def plot_reliability(summary: dict[str, Any], path: str | Path, title: str = "") -> None:

@@ -51,8 +51,13 @@ def pointing_text(summary: dict[str, Any], train_method: str, unit: str) -> tupl
         f"threshold and of the boxes. Mean [{LEVEL:.0%} bootstrap interval over {unit}].\n\n"
     )
     rows = [[m, *(interval_text(f[k]) for k in FIGURES)] for m, f in summary["methods"].items()]
-    csv_rows = [
-        [m, str(summary["images"]), *(repr(f[k][end]) for k in FIGURES for end in ("value", "low", "high"))]
+    csv_rows = [[str(v) for v in row] for row in pointing_rows(summary)]
+    return preface + _markdown(["test method", *FIGURES.values()], rows), csv_text(CSV_COLUMNS, csv_rows)
+
+
+def pointing_rows(summary: dict[str, Any]) -> list[list[Any]]:
+    """The rows of ``pointing_game.csv`` (:data:`CSV_COLUMNS`) as values, for the CSV and W&B's table alike."""
+    return [
+        [m, summary["images"], *(f[k][end] for k in FIGURES for end in ("value", "low", "high"))]
         for m, f in summary["methods"].items()
     ]
-    return preface + _markdown(["test method", *FIGURES.values()], rows), csv_text(CSV_COLUMNS, csv_rows)

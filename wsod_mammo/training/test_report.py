@@ -39,14 +39,14 @@ from wsod_mammo.detection.bootstrap import (
 )
 from wsod_mammo.detection.breasts import breast_key_of_images, breast_predictions
 from wsod_mammo.detection.calibration import CSV_COLUMNS as CALIBRATION_COLUMNS
-from wsod_mammo.detection.calibration import calibration_summary, calibration_text, plot_reliability
+from wsod_mammo.detection.calibration import calibration_rows, calibration_summary, calibration_text, plot_reliability
 from wsod_mammo.detection.compare import IMAGES_FILE
 from wsod_mammo.detection.compare_auc import CLASSIFICATION
 from wsod_mammo.detection.image_keys import image_keys
 from wsod_mammo.detection.mass_kinds import SIZE_LABELS, UNKNOWN, row_labels
 from wsod_mammo.detection.metrics import DetectionResult
 from wsod_mammo.detection.pointing_report import CSV_COLUMNS as POINTING_COLUMNS
-from wsod_mammo.detection.pointing_report import pointing_summary, pointing_text
+from wsod_mammo.detection.pointing_report import pointing_rows, pointing_summary, pointing_text
 from wsod_mammo.detection.report import (
     FROM_DEFAULT,
     FROM_TIE,
@@ -764,12 +764,7 @@ def _log_to_wandb(trainer: Trainer, directory: Path, summary: dict[str, Any], ci
             columns = ["density", "studies", "images", "positive", "head", *(k for k, _ in TABLE1_COLUMNS)]
             logger.log_table("test/table1_by_density", columns=columns, data=data)
         if calibration := summary["calibration"]:
-            data = [
-                [head, name, *(f[name][end] for end in ("value", "low", "high"))]
-                for head, f in calibration["heads"].items()
-                for name in ("brier", "ece")
-            ]
-            logger.log_table("test/calibration", columns=CALIBRATION_COLUMNS, data=data)
+            logger.log_table("test/calibration", columns=CALIBRATION_COLUMNS, data=calibration_rows(calibration))
             logger.log_image("test/reliability", [str(directory / "reliability.png")])
         data = [[s, m, f, float(v), float(lo), float(hi)] for s, m, f, v, lo, hi in ci_rows]
         logger.log_table("test/detection_ci", columns=CI_COLUMNS, data=data)
@@ -784,15 +779,7 @@ def _log_to_wandb(trainer: Trainer, directory: Path, summary: dict[str, Any], ci
                 ]  # fmt: skip
                 logger.log_table(f"test/{strata.stem}", columns=strata.columns, data=data)
         if pointing := summary["pointing_game"]:
-            data = [
-                [
-                    method,
-                    pointing["images"],
-                    *(f[k][end] for k in ("hit", "energy") for end in ("value", "low", "high")),
-                ]
-                for method, f in pointing["methods"].items()
-            ]
-            logger.log_table("test/pointing_game", columns=POINTING_COLUMNS, data=data)
+            logger.log_table("test/pointing_game", columns=POINTING_COLUMNS, data=pointing_rows(pointing))
         for subset in SUBSETS:
             if subset in summary:
                 cells = summary[subset]
