@@ -98,7 +98,8 @@ def test_test_writes_both_tables_the_froc_plot_and_overlays(trained: Path) -> No
                  "table1_breast.csv", "table1_breast_ci.csv", "table2_by_density.md",
                  "table2_by_density.csv", "table2_by_birads.md", "table2_by_birads.csv", "table2_by_size.md",
                  "table2_by_size.csv", "table1_by_density.md", "table1_by_density.csv", "pointing_game.md",
-                 "pointing_game.csv", "calibration.md", "calibration.csv", "reliability.png"):  # fmt: skip
+                 "pointing_game.csv", "calibration.md", "calibration.csv", "reliability.png", "wafroc.md",
+                 "wafroc.csv"):  # fmt: skip
         assert (run / name).stat().st_size > 0, name
     assert len(list((run / "overlays").glob("*.png"))) == 2
     with open(run / "table2_row.csv") as handle:
@@ -2035,6 +2036,7 @@ def test_ddp_test_on_an_uneven_count_with_repeats_equals_one_process(tmp_path: P
     assert logged_figures[1].keys() == logged_figures[2].keys() and "test/fusion/auroc" in logged_figures[1]
     assert "test/breast/fusion/auroc" in logged_figures[1]  # the breast-level AUROC, logged alike
     assert "test/pointing/cam/hit" in logged_figures[1]  # the pointing game too
+    assert 0 <= logged_figures[1]["test/wafroc/cam"] <= 1  # and the figures of merit over every test image
     for key, value in logged_figures[1].items():
         assert logged_figures[2][key] == pytest.approx(value, abs=1e-6, nan_ok=True), key
     one, two = reports[1], reports[2]
@@ -2046,6 +2048,7 @@ def test_ddp_test_on_an_uneven_count_with_repeats_equals_one_process(tmp_path: P
     assert one["by_density"] == two["by_density"] and one["by_density"]["mass"]
     assert one["table1_by_density"] == two["table1_by_density"] and one["table1_by_density"]
     assert one["pointing_game"] == two["pointing_game"] and one["pointing_game"]["images"] > 0  # each image once
+    assert one["wafroc"] == two["wafroc"] and one["wafroc"]["normal_images"] + one["wafroc"]["mass_images"] == 8
     assert one["calibration"]["images"] == two["calibration"]["images"] == 8  # calibration over the distinct images
     for head, figures in one["calibration"]["heads"].items():
         for name in ("brier", "ece"):
@@ -2091,7 +2094,7 @@ def test_a_ddp_test_logs_every_process_overlays_to_wandb(tmp_path: Path, trained
         head: list(figures.values()) for head, figures in breasts.items()
     }
     tables_logged = ("table1_breast_ci", "table1_by_density", "table2_by_density", "table2_by_birads", "table2_by_size",
-                     "pointing_game", "calibration")  # fmt: skip
+                     "pointing_game", "calibration", "wafroc")  # fmt: skip
     for name in tables_logged:
         assert len(list(tables.glob(f"offline-run-*/files/media/table/test/{name}_*.table.json"))) == 1, name
 

@@ -194,7 +194,7 @@ def test_compare_of_two_methods_pointing_game_pairs_their_reports_intervals(tmp_
     assert "A - B: -0.375 [" in out and "share of resamples with A <= B: 1.000" in out
     for args, message in (
         (["--figure", "pointing"], "--figure pointing: it selects what --compare compares"),
-        (["--compare", "fusion", "global", "--figure", "energy"], "--figure energy: a figure of saliency maps"),
+        (["--compare", "fusion", "global", "--figure", "energy"], "--figure energy: a figure of saliency methods"),
         (["--compare", "cam", "gradcam", "--figure", "pointing", "--masses", "BI-RADS 5"], "--masses: it selects"),
     ):
         with pytest.raises(ValueError, match=message):

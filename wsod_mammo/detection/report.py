@@ -358,9 +358,11 @@ def main(argv: list[str] | None = None) -> None:
              "I's breast level: a breast's probability the mean of its views')",
     )  # fmt: skip
     parser.add_argument(
-        "--figure", default="tpr", choices=["tpr", "pointing", "energy"], metavar="{tpr,pointing,energy}",
+        "--figure", default="tpr", choices=["tpr", "pointing", "energy", "wafroc", "afroc"],
+        metavar="{tpr,pointing,energy,wafroc,afroc}",
         help="what --compare of two methods compares: tpr (Table II's TPR at the FPPI budget), pointing (the "
-             "pointing game) or energy (the share of the map's energy inside the masses)",
+             "pointing game), energy (the share of the map's energy inside the masses), or wafroc / afroc (the "
+             "JAFROC figures of merit over every test image, whatever --subset says)",
     )  # fmt: skip
     parser.add_argument(
         "--masses", type=str | None, default=None,
@@ -370,6 +372,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.compare is not None:  # torch's import (seconds) for --compare only: the tables and --help stay light
         from wsod_mammo.detection.compare import compare
+        from wsod_mammo.detection.compare_afroc import compare_fom
         from wsod_mammo.detection.compare_auc import HEAD_NAMES, compare_auc, is_head
         from wsod_mammo.detection.compare_pointing import compare_figure
     heads = [is_head(side) for side in args.compare or ()]
@@ -385,9 +388,11 @@ def main(argv: list[str] | None = None) -> None:
         if args.compare is None:
             raise ValueError(f"--figure {args.figure}: it selects what --compare compares; give --compare A B too")
         if any(heads):
-            raise ValueError(f"--figure {args.figure}: a figure of saliency maps; --compare of two heads compares AUC")
+            raise ValueError(
+                f"--figure {args.figure}: a figure of saliency methods; --compare of two heads compares AUC"
+            )
         if args.masses is not None:
-            raise ValueError(f"--masses: it selects the masses a TPR counts; --figure {args.figure} scores images")
+            raise ValueError(f"--masses: it selects the masses a TPR counts; --figure {args.figure} is not a TPR")
     if args.masses is not None:
         if args.compare is None:
             raise ValueError("--masses: it selects the masses --compare counts; give --compare A B too")
@@ -405,6 +410,8 @@ def main(argv: list[str] | None = None) -> None:
             raise ValueError(f"--compare: expected two methods A B, found {args.compare}")
         if all(heads):  # Table I's images: every distinct test image, whatever --subset says
             print(compare_auc(args.compare[0], args.compare[1], run_dirs[0], args.level), end="")
+        elif args.figure in ("wafroc", "afroc"):  # every test image: normal images hold its false positives
+            print(compare_fom(args.compare[0], args.compare[1], run_dirs[0], args.figure), end="")
         elif args.figure != "tpr":
             print(compare_figure(args.compare[0], args.compare[1], run_dirs[0], args.figure, args.subset), end="")
         else:

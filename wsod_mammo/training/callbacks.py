@@ -14,6 +14,8 @@ from lightning.pytorch.loggers import WandbLogger
 from torch import Tensor
 
 from wsod_mammo.data.geometry import content_regions
+from wsod_mammo.detection.afroc import figures_of_merit
+from wsod_mammo.detection.afroc_report import result_ratings
 from wsod_mammo.detection.bootstrap import SEED
 from wsod_mammo.detection.boxes import DEFAULT_THRESHOLD, saliency_to_boxes
 from wsod_mammo.detection.mass_kinds import mass_note
@@ -320,6 +322,8 @@ class DetectionMetrics(Callback):
             pl_module.log(f"test/detection/{subset}/{method}/fppi", figures.fppi, sync_dist=False)
             if subset == "mass":
                 log_pointing(pl_module, "test", method, result)
+            else:
+                log_figures_of_merit(pl_module, method, result)
         self._groups = study_groups(trainer)  # the test split's studies, which the bootstrap draws whole
         # collective (the metric states are gathered): all ranks
         self._table1 = table1_intervals(pl_module, self.bootstrap_seed, self._groups, breast_groups(trainer),
@@ -344,6 +348,15 @@ def log_pointing(pl_module: LightningModule, stage: str, method: str, result: De
     for name, values in (("hit", result.pointing), ("energy", result.energy)):
         if values is not None and bool((~torch.isnan(values)).any()):
             pl_module.log(f"{stage}/pointing/{method}/{name}", float(values.nanmean()), sync_dist=False)
+
+
+def log_figures_of_merit(pl_module: LightningModule, method: str, result: DetectionResult) -> None:
+    """``test/wafroc/<method>`` and ``test/afroc/<method>`` over every test image (``wafroc.md`` gives their
+    intervals), where the images hold both normal images and masses."""
+    rated = result_ratings(result)
+    if rated is not None:
+        for name, value in figures_of_merit(rated).items():
+            pl_module.log(f"test/{name}/{method}", float(value[0]), sync_dist=False)
 
 
 def unvalidated_threshold(trainer: Trainer) -> float:

@@ -25,6 +25,8 @@ from lightning.pytorch.loggers import WandbLogger
 from torch import Tensor
 from torchmetrics import MetricCollection
 
+from wsod_mammo.detection.afroc_report import CSV_COLUMNS as AFROC_COLUMNS
+from wsod_mammo.detection.afroc_report import afroc_rows, afroc_summary, afroc_text
 from wsod_mammo.detection.bootstrap import (
     LEVEL,
     NUM_RESAMPLES,
@@ -724,6 +726,12 @@ def write_test_report(
         (directory / "pointing_game.md").write_text(pointing_md)
         (directory / "pointing_game.csv").write_text(pointing_csv)
         printed.append(f"Pointing game (mass images)\n{pointing_md}")
+    summary["wafroc"] = afroc_summary({m: r for (m, s), r in results.items() if s == "all"}, seed, groups)
+    if summary["wafroc"]:
+        afroc_md, afroc_csv = afroc_text(summary["wafroc"], train_method, unit)
+        (directory / "wafroc.md").write_text(afroc_md)
+        (directory / "wafroc.csv").write_text(afroc_csv)
+        printed.append(f"wAFROC figures of merit (all images)\n{afroc_md}")
     (directory / "detection.json").write_text(json.dumps(summary, indent=2, allow_nan=True))
     image_records = {"fppi_budget": fppi_budget, "bootstrap_seed": seed, "subsets": records}  # --compare redraws these
     if table1.images:  # and --compare A:fusion B:fusion these: Table I's class, images and probabilities
@@ -780,6 +788,8 @@ def _log_to_wandb(trainer: Trainer, directory: Path, summary: dict[str, Any], ci
                 logger.log_table(f"test/{strata.stem}", columns=strata.columns, data=data)
         if pointing := summary["pointing_game"]:
             logger.log_table("test/pointing_game", columns=POINTING_COLUMNS, data=pointing_rows(pointing))
+        if figures_of_merit := summary["wafroc"]:
+            logger.log_table("test/wafroc", columns=AFROC_COLUMNS, data=afroc_rows(figures_of_merit))
         for subset in SUBSETS:
             if subset in summary:
                 cells = summary[subset]

@@ -1,0 +1,206 @@
+"""The wAFROC and AFROC figures of merit: the definition, the bootstrap's draw counts, the test report and
+``wsod report --compare A B --figure wafroc``."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from wsod_mammo.detection.afroc import figures_of_merit, ratings
+
+
+def _by_definition(image_gt, box_image, box_scores, box_gt, gt_image) -> dict[str, float]:
+    """Chakraborty's sums written out: every (normal image, mass) pair, psi 1 / 1/2 / 0, -inf where unmarked."""
+    n = len(image_gt)
+
+    def best(owners: list[int], owner: int) -> float:
+        return max([s for o, s in zip(owners, box_scores, strict=True) if o == owner], default=-math.inf)
+
+    worst = [best(box_image, i) for i in range(n)]
+    rated = [best(box_gt, m) for m in range(len(gt_image))]
+    normals = [i for i in range(n) if image_gt[i] == 0]
+    mass_images = sorted(set(gt_image))
+    weighted = plain = 0.0
+    for k1, (m, image) in itertools.product(normals, enumerate(gt_image)):
+        psi = 1.0 if rated[m] > worst[k1] else 0.5 if rated[m] == worst[k1] else 0.0
+        weighted += psi / image_gt[image]
+        plain += psi
+    return {"wafroc": weighted / (len(normals) * len(mass_images)), "afroc": plain / (len(normals) * len(gt_image))}
+
+
+def _random_study(seed: int) -> tuple[list, ...]:
+    """Images with 0-3 masses (some never marked: out of the frame), 0-4 boxes each with scores on a coarse grid
+    (ties between normal and mass images), boxes on mass images that found a mass or nothing."""
+    g = torch.Generator().manual_seed(seed)
+    image_gt = torch.randint(0, 4, (14,), generator=g).tolist()
+    image_gt[0], image_gt[1] = 0, 2
+    gt_image = [i for i, k in enumerate(image_gt) for _ in range(k)]
+    box_image, box_scores, box_gt = [], [], []
+    for image in range(len(image_gt)):
+        for _ in range(int(torch.randint(0, 5, (1,), generator=g))):
+            box_image.append(image)
+            box_scores.append(int(torch.randint(1, 6, (1,), generator=g)) / 5)
+            rows = [m for m, i in enumerate(gt_image) if i == image]
+            hit = rows and bool(torch.rand(1, generator=g) < 0.6)
+            box_gt.append(rows[int(torch.randint(0, len(rows), (1,), generator=g))] if hit else -1)
+    return image_gt, box_image, box_scores, box_gt, gt_image
+
+
+def _tensors(study: tuple[list, ...]) -> tuple[torch.Tensor, ...]:
+    image_gt, box_image, box_scores, box_gt, gt_image = study
+    return (torch.tensor(image_gt), torch.tensor(box_image, dtype=torch.long), torch.tensor(box_scores),
+            torch.tensor(box_gt, dtype=torch.long), torch.tensor(gt_image, dtype=torch.long))  # fmt: skip
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_figures_of_merit_are_chakrabortys_sums_over_normal_image_and_mass_pairs(seed) -> None:
+    study = _random_study(seed)
+    got = figures_of_merit(ratings(*_tensors(study)))
+    expected = _by_definition(*study)
+    assert float(got["wafroc"][0]) == pytest.approx(expected["wafroc"], abs=1e-12)
+    assert float(got["afroc"][0]) == pytest.approx(expected["afroc"], abs=1e-12)
+
+
+def test_a_resamples_draw_counts_weigh_as_that_many_copies_of_each_image() -> None:
+    """The bootstrap's weights: an image drawn k times counts as k copies (normal among K1, mass image among K2)."""
+    study = _random_study(11)
+    image_gt, box_image, box_scores, box_gt, gt_image = study
+    counts = [2, 0, 1, 3, 1, 0, 2, 1, 1, 2, 0, 1, 1, 2]
+    copies: tuple[list, ...] = ([], [], [], [], [])
+    for image, k in enumerate(counts):
+        for _ in range(k):
+            new_image, first_row = len(copies[0]), len(copies[4])
+            rows = [m for m, i in enumerate(gt_image) if i == image]
+            copies[0].append(image_gt[image])
+            copies[4].extend([new_image] * len(rows))
+            for b, s, g in zip(box_image, box_scores, box_gt, strict=True):
+                if b == image:
+                    copies[1].append(new_image)
+                    copies[2].append(s)
+                    copies[3].append(first_row + rows.index(g) if g >= 0 else -1)
+    weights = torch.tensor([counts, [1] * len(counts)], dtype=torch.float32)
+    got = figures_of_merit(ratings(*_tensors(study)), weights)
+    expected = _by_definition(*copies)
+    for figure in ("wafroc", "afroc"):
+        assert float(got[figure][0]) == pytest.approx(expected[figure], abs=1e-12)
+        assert float(got[figure][1]) == pytest.approx(_by_definition(*study)[figure], abs=1e-12)
+
+
+def test_finding_every_mass_above_every_normal_scores_1_and_marking_nothing_scores_half() -> None:
+    image_gt = torch.tensor([0, 0, 1, 2])
+    gt_image = torch.tensor([2, 3, 3])
+    perfect = ratings(image_gt, torch.tensor([0, 2, 3, 3, 3]), torch.tensor([0.4, 0.9, 0.8, 0.7, 0.95]),
+                      torch.tensor([-1, 0, 1, 2, -1]), gt_image)  # fmt: skip
+    assert {k: float(v) for k, v in figures_of_merit(perfect).items()} == {"wafroc": 1.0, "afroc": 1.0}
+    empty = torch.zeros(0, dtype=torch.long)
+    nothing = ratings(image_gt, empty, torch.zeros(0), empty, gt_image)
+    assert {k: float(v) for k, v in figures_of_merit(nothing).items()} == {"wafroc": 0.5, "afroc": 0.5}
+    # a box that found no mass on a mass image is no normal image's worst box: it does not count
+    ignored = ratings(image_gt, torch.tensor([2, 2]), torch.tensor([0.3, 0.99]), torch.tensor([0, -1]), gt_image)
+    assert float(figures_of_merit(ignored)["afroc"]) == pytest.approx((1 + 0.5 + 0.5) / 3)
+    assert float(figures_of_merit(ignored)["wafroc"]) == pytest.approx((1 + 0.5) / 2)
+    no_normal = ratings(torch.tensor([1, 2]), empty, torch.zeros(0), empty, gt_image - 2)
+    assert all(math.isnan(float(v)) for v in figures_of_merit(no_normal).values())
+    with pytest.raises(ValueError, match="3 masses counted per image but 2 mass rows"):
+        ratings(image_gt, empty, torch.zeros(0), empty, gt_image[:2])
+
+
+def _all_images_result(found: dict[int, float], normal_scores: dict[int, float]):
+    """12 images in a 200 x 200 frame through a real ``DetectionMetric`` of every image: mass images 0-5 (a mass at
+    the top left), normal images 6-11. A mass image in ``found`` has its map's peak on the mass, the others at the
+    bottom right; the box scores are the probabilities; a normal image in ``normal_scores`` has a blob."""
+    from wsod_mammo.detection.metrics import DetectionMetric
+
+    maps = torch.zeros(12, 10, 10)
+    probabilities = torch.full((12,), 0.5)
+    for i in range(6):
+        maps[i, 1 if i in found else 8, 1 if i in found else 8] = 1.0
+        probabilities[i] = found.get(i, 0.3)
+    for i, score in normal_scores.items():
+        maps[i, 5, 5] = 1.0
+        probabilities[i] = score
+    gt = [torch.tensor([[15.0, 15.0, 45.0, 45.0]]) if i < 6 else torch.zeros(0, 4) for i in range(12)]
+    labels = torch.tensor([1] * 6 + [0] * 6)
+    metric = DetectionMetric(thresholds=(0.5,), operating_fppi=1.0)
+    metric.update(maps, probabilities, gt, labels, (200, 200), [f"i{i}" for i in range(12)])
+    return metric.compute()
+
+
+def _write_report(run, results, seed: int = 7):
+    from wsod_mammo.training.test_report import Table1Figures, write_test_report
+
+    trainer = SimpleNamespace(ckpt_path=None, loggers=[])
+    module = SimpleNamespace(train_saliency=SimpleNamespace(name="cam"), detection_thresholds={"cam": 0.5},
+                             nyu_weights_as_is=None, trained_in_process=True)  # fmt: skip
+    keys = results[("cam", "all")].image_keys
+    groups = {int(k): i // 2 for i, k in enumerate(keys.tolist())}  # two views a study
+    run.mkdir()
+    write_test_report(run, trainer, module, results, Table1Figures({}, {}, {}, None), 1.0, seed=seed, groups=groups,
+                      densities={})  # fmt: skip
+    return groups
+
+
+def test_the_test_report_gives_each_methods_figures_of_merit_with_table_iis_intervals(tmp_path) -> None:
+    from wsod_mammo.detection.bootstrap import interval, resample_weights
+
+    cam = _all_images_result({0: 0.9, 1: 0.8, 2: 0.4}, {6: 0.6, 7: 0.2})
+    gradcam = _all_images_result({0: 0.9, 1: 0.8, 2: 0.7, 3: 0.7, 4: 0.9}, {6: 0.6})
+    results = {(m, s): r for m, r in (("cam", cam), ("gradcam", gradcam)) for s in ("mass", "all")}
+    groups = _write_report(tmp_path / "run", results)
+    report = json.loads((tmp_path / "run" / "detection.json").read_text())["wafroc"]
+    assert (report["normal_images"], report["mass_images"], report["masses"]) == (6, 6, 6)
+    # cam: masses rated 0.9, 0.8, 0.4 and three unmarked; normals' worst 0.6, 0.2 and four unmarked
+    expected = (6 + 6 + 5 + 3 * (4 * 0.5)) / 36  # 0.9, 0.8 above all six; 0.4 above five; unmarked: ties with four
+    assert report["methods"]["cam"]["wafroc"]["value"] == pytest.approx(expected)
+    keys = cam.image_keys
+    weights = resample_weights((cam.image_gt > 0).long(), seed=7, keys=keys,
+                               groups=torch.tensor([groups[int(k)] for k in keys]))  # fmt: skip
+    r = cam.per_threshold[0]
+    drawn = figures_of_merit(ratings(cam.image_gt, r.box_image, r.box_scores, r.box_gt, cam.gt_image), weights)
+    assert report["methods"]["cam"]["wafroc"] == pytest.approx(interval(drawn["wafroc"], expected))
+    assert report["methods"]["cam"]["wafroc"]["low"] < expected < report["methods"]["cam"]["wafroc"]["high"]
+    assert report["methods"]["gradcam"]["afroc"]["value"] > report["methods"]["cam"]["afroc"]["value"]
+    markdown = (tmp_path / "run" / "wafroc.md").read_text()
+    assert "6 normal images, 6 mass images with 6 masses" in markdown
+    assert "interval over studies (each with all its images), drawn as Table II's" in markdown
+    assert f"| cam | {expected:.3f} [" in markdown
+    rows = (tmp_path / "run" / "wafroc.csv").read_text().splitlines()
+    assert rows[0] == ("test_method,normal_images,mass_images,masses,wafroc,wafroc_low,wafroc_high,afroc,afroc_low,"
+                       "afroc_high")  # fmt: skip
+    assert rows[1].startswith("cam,6,6,6,") and float(rows[1].split(",")[4]) == pytest.approx(expected)
+
+
+def test_compare_of_two_methods_figure_of_merit_pairs_their_reports_intervals(tmp_path, capsys) -> None:
+    from wsod_mammo.detection.compare import load_side
+    from wsod_mammo.detection.compare_afroc import paired_fom
+    from wsod_mammo.detection.report import main
+
+    cam = _all_images_result({0: 0.9, 1: 0.8, 2: 0.4}, {6: 0.6, 7: 0.2})
+    gradcam = _all_images_result({0: 0.9, 1: 0.8, 2: 0.7, 3: 0.7, 4: 0.9}, {6: 0.6})
+    results = {(m, s): r for m, r in (("cam", cam), ("gradcam", gradcam)) for s in ("mass", "all")}
+    run = tmp_path / "run"
+    _write_report(run, results)
+    reported = json.loads((run / "detection.json").read_text())["wafroc"]["methods"]
+    _, a, _, seed = load_side("gradcam", run, "all")
+    _, b, _, _ = load_side("cam", run, "all")
+    for figure in ("wafroc", "afroc"):
+        paired = paired_fom(a, b, figure, seed, ("gradcam", "cam"))
+        assert paired["a"] == pytest.approx(reported["gradcam"][figure])
+        assert paired["b"] == pytest.approx(reported["cam"][figure])
+        value = reported["gradcam"][figure]["value"] - reported["cam"][figure]["value"]
+        assert paired["difference"]["value"] == pytest.approx(value) and value > 0
+        assert paired["resampled"] == "studies" and paired["num_images"] == 12
+    main([str(run), "--compare", "gradcam", "cam", "--figure", "wafroc", "--subset", "mass"])
+    out = capsys.readouterr().out
+    assert "wAFROC figure of merit on 12 test images, paired bootstrap (95%) over studies:" in out
+    assert f"A - B: {value:.3f} [" in out
+    del a["box_gt"]
+    with pytest.raises(ValueError, match="--figure wafroc: gradcam's test report records no masses per box"):
+        paired_fom(a, b, "wafroc", seed, ("gradcam", "cam"))
+    with pytest.raises(ValueError, match="--masses: it selects the masses a TPR counts; --figure afroc is not a TPR"):
+        main([str(run), "--compare", "gradcam", "cam", "--figure", "afroc", "--masses", "BI-RADS 5"])

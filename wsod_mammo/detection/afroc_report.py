@@ -1,0 +1,71 @@
+"""The test report's ``wafroc.md|csv``: each test-time method's wAFROC and AFROC figures of merit over every test
+image, with Table II's 95% bootstrap intervals (the same draws of whole studies, class-stratified, the report's seed).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from wsod_mammo.detection.afroc import FIGURES, Ratings, figures_of_merit, ratings
+from wsod_mammo.detection.bootstrap import LEVEL, groups_of, interval, interval_text, resample_weights
+from wsod_mammo.detection.metrics import DetectionResult
+from wsod_mammo.detection.report import _markdown, count, csv_text
+
+COUNTS = ("normal_images", "mass_images", "masses")
+CSV_COLUMNS = ["test_method", *COUNTS, *(f"{f}{end}" for f in FIGURES for end in ("", "_low", "_high"))]
+
+
+def result_ratings(result: DetectionResult) -> Ratings | None:
+    """The :class:`Ratings` of a result's operating threshold; None where it holds no normal image or no mass, or
+    records no mass per box."""
+    r = result.per_threshold[0]
+    if r.box_gt is None or result.gt_image is None:
+        return None
+    rated = ratings(result.image_gt, r.box_image, r.box_scores, r.box_gt, result.gt_image)
+    return rated if rated.normal.numel() and rated.lesion_image.numel() else None
+
+
+def afroc_summary(
+    results: dict[str, DetectionResult], seed: int, groups: dict[int, int] | None = None
+) -> dict[str, Any] | None:
+    """``{"normal_images", "mass_images", "masses", "methods": {method: {"wafroc", "afroc": {value, low, high}}}}``
+    over every test image (``results``: the ``all`` subset); None where there are no normal images or no masses."""
+    methods: dict[str, Any] = {}
+    counts: dict[str, int] = {}
+    for method, result in results.items():
+        rated = result_ratings(result)
+        if rated is None:
+            return None
+        keys = result.image_keys
+        weights = resample_weights((result.image_gt > 0).long(), seed=seed, keys=keys, groups=groups_of(keys, groups))
+        full, drawn = figures_of_merit(rated), figures_of_merit(rated, weights)
+        methods[method] = {f: interval(drawn[f], float(full[f][0])) for f in FIGURES}
+        numbers = (rated.normal.numel(), torch.unique(rated.lesion_image).numel(), rated.lesion_image.numel())
+        counts = dict(zip(COUNTS, map(int, numbers), strict=True))
+    return {**counts, "methods": methods} if methods else None
+
+
+def afroc_text(summary: dict[str, Any], train_method: str, unit: str) -> tuple[str, str]:
+    """``(markdown, csv)`` of :func:`afroc_summary`: per test-time method, both figures of merit with intervals."""
+    preface = (
+        f"wAFROC and AFROC figures of merit (trained with {train_method}; every test image: "
+        f"{count(summary['normal_images'], 'normal image')}, {count(summary['mass_images'], 'mass image')} with "
+        f"{count(summary['masses'], 'mass', 'masses')}): the probability that a mass's best box (IoU above the rule; "
+        "none: lowest) scores above the best box of a normal image, ties 1/2, each mass image weighing the same "
+        "(wAFROC) or each mass (AFROC); 0.5 marks nothing, 1 finds every mass above every normal image's boxes. "
+        f"Boxes at Table II's binarization threshold. Value [{LEVEL:.0%} bootstrap interval over {unit}, drawn as "
+        "Table II's].\n\n"
+    )
+    rows = [[m, *(interval_text(f[k], 3) for k in FIGURES)] for m, f in summary["methods"].items()]
+    csv_rows = [[str(v) for v in row] for row in afroc_rows(summary)]
+    return preface + _markdown(["test method", *FIGURES.values()], rows), csv_text(CSV_COLUMNS, csv_rows)
+
+
+def afroc_rows(summary: dict[str, Any]) -> list[list[Any]]:
+    """The rows of ``wafroc.csv`` (:data:`CSV_COLUMNS`) as values, for the CSV and W&B's table alike."""
+    return [
+        [m, *(summary[c] for c in COUNTS), *(f[k][end] for k in FIGURES for end in ("value", "low", "high"))]
+        for m, f in summary["methods"].items()
+    ]
