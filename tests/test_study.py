@@ -67,6 +67,8 @@ def test_study_runs_the_matrix_assembles_table2_and_resumes(
     pointing = (study / "pointing_game.md").read_text()  # and each map's peak and energy against the masses
     assert "Pointing game (each map's peak and energy against the masses): pointing_game.md" in summary
     assert pointing.count("\n| gradcam | ") == 2 and "| layercam |" in pointing.splitlines()[4]
+    assert "wAFROC and AFROC figures of merit (every test image): wafroc.md" in summary  # and the JAFROC figures
+    assert (study / "wafroc.md").read_text().count("\n| gradcam | ") == 2  # a row in each figure's table
     by_density_table1 = (study / "table1_by_density.md").read_text()  # and Table I per breast density
     assert "Table I per breast density: table1_by_density.md" in summary
     assert by_density_table1.count("\n| gradcam | fusion |") == by_density_table1.count("## DENSITY ") > 0
@@ -92,6 +94,7 @@ def test_study_runs_the_matrix_assembles_table2_and_resumes(
         assert "[wsod] fit: run folder" in fit_log and "💡" not in fit_log
         assert "[wsod] data " in fit_log and " images (" in fit_log
         assert "Table I (classification" in test_log and "Table II row, mass images" in test_log
+        assert "wAFROC figures of merit (all images)" in test_log and len(report["wafroc"]["methods"]) == 5
         assert "Pointing game (mass images)" in test_log and set(report["pointing_game"]["methods"]) == {
             "cam", "gradcam", "gradcampp", "xgradcam", "layercam"
         }  # fmt: skip

@@ -413,3 +413,38 @@ def test_the_study_writes_calibration_over_seeds_and_with_one_seed_the_reports_i
     )
     warning = "no calibration: the test reports of cam_seed1 measure no calibration"
     _older_report_leaves_out(tmp_path, runs, caplog, "calibration", "calibration.md", "Calibration", warning)
+
+
+def test_the_study_writes_the_figures_of_merit_over_seeds_and_with_one_seed_the_reports_interval(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """wafroc.md|csv: per train and test method the wAFROC and AFROC figures of merit averaged over seeds, with one
+    seed the report's interval; a report written before them leaves the table out, naming the run."""
+    import csv
+    import io
+
+    def figure(value: float) -> dict:
+        return {"value": value, "low": value - 0.1, "high": value + 0.05}
+
+    runs = {}
+    for seed, value in ((1, 0.62), (2, 0.74)):
+        figures = {"normal_images": 6, "mass_images": 6, "masses": 7,
+                   "methods": {"cam": {"wafroc": figure(value), "afroc": figure(value - 0.02)},
+                               "gradcam": {"wafroc": figure(0.55), "afroc": figure(0.5)}}}  # fmt: skip
+        report = {"table1": {}, "mass": {"cam": {"tpr": 0.5, "fppi": 0.5}, "gradcam": {"tpr": 0.5, "fppi": 0.5}},
+                  "wafroc": figures}  # fmt: skip
+        (tmp_path / f"{seed}.json").write_text(json.dumps(report))
+        runs[("cam", seed)] = tmp_path / f"{seed}.json"
+    text = write_study_outputs(tmp_path / "study", runs)
+    assert "wAFROC and AFROC figures of merit (every test image): wafroc.md" in text
+    weighted, plain = (tmp_path / "study" / "wafroc.md").read_text().split("## wAFROC")[1].split("## AFROC")
+    over = seed_interval([0.62, 0.74])
+    assert f"| cam | 0.680 [{over.low:.3f}, {over.high:.3f}] | 0.550 [0.550, 0.550] |" in weighted
+    assert "| cam | 0.660 [" in plain
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "study" / "wafroc.csv").read_text())))
+    assert len(rows) == 4 and {r["figure"] for r in rows} == {"wafroc", "afroc"}
+    write_study_outputs(tmp_path / "one", {("cam", 1): runs[("cam", 1)]})
+    assert "| cam | 0.620 [0.520, 0.670] | 0.550 [0.450, 0.600] |" in (tmp_path / "one" / "wafroc.md").read_text()
+    warning = "no wAFROC figures of merit: the test reports of cam_seed1 give no wAFROC figure of merit"
+    _older_report_leaves_out(tmp_path, runs, caplog, "wafroc", "wafroc.md", "wAFROC", warning)
+    assert not (tmp_path / "study" / "wafroc.csv").exists()

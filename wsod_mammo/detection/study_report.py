@@ -16,14 +16,17 @@ from wsod_mammo.detection.study_paired import (
     table1_paired_text,
 )
 from wsod_mammo.detection.study_tables import (
+    AFROC_FIGURES,
+    POINTING_FIGURES,
     SUBSET,
     Marks,
+    afroc_text,
     best_pairs,
     calibration_table,
+    cells_csv,
     keep_test_methods,
     load_reports,
-    pointing_cells,
-    pointing_csv,
+    method_cells,
     pointing_text,
     resampled,
     stratum_reports,
@@ -174,9 +177,23 @@ def _write_pointing_game(output: Path, reports: dict[tuple[str, int], dict[str, 
         path.unlink(missing_ok=True)
         path.with_suffix(".csv").unlink(missing_ok=True)
         return None
-    cells = pointing_cells(reports)
+    cells = method_cells(reports, "pointing_game", POINTING_FIGURES)
     path.write_text(pointing_text(cells, next(iter(tolerance))))
-    path.with_suffix(".csv").write_text(pointing_csv(cells))
+    path.with_suffix(".csv").write_text(cells_csv(cells))
+    return path.name
+
+
+def _write_figures_of_merit(output: Path, reports: dict[tuple[str, int], dict[str, Any]]) -> str | None:
+    """``wafroc.md|csv``: the wAFROC and AFROC figures of merit, train x test, means over seeds; returns the
+    Markdown's name, or None where not every run's report gives them (an earlier study's files are then removed)."""
+    path = output / "wafroc.md"
+    if not _every_report_has(reports, lambda r: r.get("wafroc"), output, path, "wAFROC figures of merit",
+                             "give no wAFROC figure of merit"):  # fmt: skip
+        path.with_suffix(".csv").unlink(missing_ok=True)
+        return None
+    cells = method_cells(reports, "wafroc", AFROC_FIGURES)
+    path.write_text(afroc_text(cells))
+    path.with_suffix(".csv").write_text(cells_csv(cells))
     return path.name
 
 
@@ -228,8 +245,8 @@ def write_study_outputs(
 ) -> str:
     """Write ``table1.md`` (and ``table1_breast.md`` where the reports rate breasts), ``table2.md``, ``table2.csv``,
     ``table1_paired.md`` (with two train methods or more), ``table1_by_density.md``, ``table2_by_density.md``,
-    ``table2_by_birads.md``, ``table2_by_size.md``, ``pointing_game.md`` and ``calibration.md`` (where they rate
-    densities, finding BI-RADS, mass sizes, pointing, calibration),
+    ``table2_by_birads.md``, ``table2_by_size.md``, ``pointing_game.md``, ``calibration.md`` and ``wafroc.md`` (where
+    they rate densities, finding BI-RADS, mass sizes, pointing, calibration, figures of merit),
     ``froc_<train>.png`` and ``summary.md`` to ``output`` (Table II's columns: ``test_methods``, default every method
     the reports hold); return the summary's text (the tables and the best pair). ``left_out``: finished run folders
     not in these tables, named in the summary with ``include_them``, the options that would include them; the FROC
@@ -253,6 +270,7 @@ def write_study_outputs(
     table1_paired = _write_table1_paired(output, {key: runs[key] for key in reports})
     pointing = _write_pointing_game(output, reports)
     calibration = _write_calibration(output, reports)
+    figures_of_merit = _write_figures_of_merit(output, reports)
     for method in set(METHOD_ORDER) - {m for m, _ in reports}:
         (output / f"froc_{method}.png").unlink(missing_ok=True)
     seeds = sorted({s for _, s in reports})
@@ -290,6 +308,7 @@ def write_study_outputs(
         + (f"Table I paired (each train method's AUC minus the first's): {table1_paired}\n" if table1_paired else "")
         + (f"Pointing game (each map's peak and energy against the masses): {pointing}\n" if pointing else "")
         + (f"Calibration (Brier score and ECE of Table I's probabilities): {calibration}\n" if calibration else "")
+        + (f"wAFROC and AFROC figures of merit (every test image): {figures_of_merit}\n" if figures_of_merit else "")
         + "".join(f"{_name(strata)}: {by_stratum[strata.key]}\n" for strata in STRATA if by_stratum[strata.key])
     )
     if left_out:

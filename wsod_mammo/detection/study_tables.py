@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -333,14 +333,17 @@ def best_pairs(cells: dict[str, dict[str, tuple[Estimate, Estimate]]]) -> list[t
 
 
 POINTING_FIGURES = {"hit": "Pointing game", "energy": "Energy inside the masses"}
+AFROC_FIGURES = {"wafroc": "wAFROC", "afroc": "AFROC"}
+
+Cells = dict[str, dict[str, dict[str, Estimate]]]  # {train: {test: {figure: Estimate}}}
 
 
-def pointing_cells(reports: dict[tuple[str, int], dict[str, Any]]) -> dict[str, dict[str, dict[str, Estimate]]]:
-    """``{train: {test: {"hit" | "energy": Estimate}}}``: each report's ``pointing_game`` over seeds (one seed: its
-    bootstrap interval, as Table II's cells)."""
-    cells: dict[str, dict[str, dict[str, Estimate]]] = {}
+def method_cells(reports: dict[tuple[str, int], dict[str, Any]], key: str, figures: Iterable[str]) -> Cells:
+    """``{train: {test: {figure: Estimate}}}``: each report's per-test-method ``figures`` under ``key``
+    (``pointing_game``, ``wafroc``) over seeds (one seed: its bootstrap interval, as Table II's cells)."""
+    cells: Cells = {}
     for train, runs in _by_method(reports).items():
-        parts = [r["pointing_game"]["methods"] for r in runs]
+        parts = [r[key]["methods"] for r in runs]
         over = resampled(runs[0])
         tested = {m for p in parts for m in p}
         for test in _ordered_methods(sorted(tested)):
@@ -348,14 +351,14 @@ def pointing_cells(reports: dict[tuple[str, int], dict[str, Any]]) -> dict[str, 
             cells.setdefault(train, {})[test] = {
                 figure: _over_seeds_or_images([c[figure]["value"] for c in per_seed],
                                               {"intervals": per_seed[0]}, figure, over=over)
-                for figure in POINTING_FIGURES
+                for figure in figures
             }  # fmt: skip
     return cells
 
 
-def pointing_csv(cells: dict[str, dict[str, dict[str, Estimate]]]) -> str:
-    """``pointing_game.csv``: a row per train method, test method and figure (``hit``, ``energy``): the mean over
-    seeds, its interval, the runs and what the interval is over (``seeds``, or one report's ``studies``)."""
+def cells_csv(cells: Cells) -> str:
+    """``pointing_game.csv``, ``wafroc.csv``: a row per train method, test method and figure: the mean over seeds,
+    its interval, the runs and what the interval is over (``seeds``, or one report's ``studies``)."""
     header = ["train_method", "test_method", "figure", "mean", "low", "high", "runs", "interval_over"]
     rows = [
         [train, test, figure, *(repr(v) for v in (e.mean, e.low, e.high)), str(e.n), e.basis]
@@ -366,20 +369,36 @@ def pointing_csv(cells: dict[str, dict[str, dict[str, Estimate]]]) -> str:
     return csv_text(header, rows)
 
 
-def pointing_text(cells: dict[str, dict[str, dict[str, Estimate]]], tolerance: float) -> str:
-    """``pointing_game.md``: one train x test table per figure, mean [95% interval]."""
+def cells_sections(cells: Cells, figures: dict[str, str], digits: int = 2) -> str:
+    """One train x test table per figure (``figures``: key -> title), mean [95% interval]."""
     tests = list(dict.fromkeys(t for row in cells.values() for t in row))
     sections = []
-    for figure, title in POINTING_FIGURES.items():
+    for figure, title in figures.items():
         rows = [
-            [train] + [row[t][figure].text() if t in row else MISSING for t in tests] for train, row in cells.items()
+            [train] + [row[t][figure].text(digits) if t in row else MISSING for t in tests]
+            for train, row in cells.items()
         ]
         sections.append(f"## {title}\n\n" + _markdown(["train \\ test", *tests], rows))
+    return "\n".join(sections)
+
+
+def pointing_text(cells: Cells, tolerance: float) -> str:
+    """``pointing_game.md``: one train x test table per figure, mean [95% interval]."""
     return (
         f"Pointing game ({SUBSET} images with a mass in view; the share of images whose min-max normalized map peaks "
         f"within {tolerance:g} px of a mass, and the share of the map's energy inside the masses: free of the "
         "binarization threshold and of the boxes; mean [95% interval over seeds; with one seed, the test report's "
-        "bootstrap interval])\n\n" + "\n".join(sections)
+        "bootstrap interval])\n\n" + cells_sections(cells, POINTING_FIGURES)
+    )
+
+
+def afroc_text(cells: Cells) -> str:
+    """``wafroc.md``: the wAFROC and AFROC figures of merit, one train x test table each, mean [95% interval]."""
+    return (
+        "wAFROC and AFROC figures of merit (every test image: the probability that a mass's best box scores above the "
+        "best box of a normal image, each mass image weighing the same, or each mass; 0.5 marks nothing; mean [95% "
+        "interval over seeds; with one seed, the test report's bootstrap interval])\n\n"
+        + cells_sections(cells, AFROC_FIGURES, 3)
     )
 
 
