@@ -131,15 +131,15 @@ def _all_images_result(found: dict[int, float], normal_scores: dict[int, float])
     return metric.compute()
 
 
-def _write_report(run, results, seed: int = 7):
+def _write_report(run, results, seed: int = 7, train: str = "cam"):
     from wsod_mammo.training.test_report import Table1Figures, write_test_report
 
     trainer = SimpleNamespace(ckpt_path=None, loggers=[])
-    module = SimpleNamespace(train_saliency=SimpleNamespace(name="cam"), detection_thresholds={"cam": 0.5},
+    module = SimpleNamespace(train_saliency=SimpleNamespace(name=train), detection_thresholds={"cam": 0.5},
                              nyu_weights_as_is=None, trained_in_process=True)  # fmt: skip
     keys = results[("cam", "all")].image_keys
     groups = {int(k): i // 2 for i, k in enumerate(keys.tolist())}  # two views a study
-    run.mkdir()
+    run.mkdir(parents=True)
     write_test_report(run, trainer, module, results, Table1Figures({}, {}, {}, None), 1.0, seed=seed, groups=groups,
                       densities={})  # fmt: skip
     return groups
@@ -204,3 +204,79 @@ def test_compare_of_two_methods_figure_of_merit_pairs_their_reports_intervals(tm
         paired_fom(a, b, "wafroc", seed, ("gradcam", "cam"))
     with pytest.raises(ValueError, match="--masses: it selects the masses a TPR counts; --figure afroc is not a TPR"):
         main([str(run), "--compare", "gradcam", "cam", "--figure", "afroc", "--masses", "BI-RADS 5"])
+
+
+def _study_runs(tmp_path, seeds: dict[int, dict[str, dict]]) -> dict:
+    """Test runs of train methods cam and gradcam per seed, each testing cam and gradcam: ``{seed: {train: {test:
+    (found, normal_scores)}}}`` through ``_all_images_result`` and the real test report."""
+    runs = {}
+    for seed, trains in seeds.items():
+        for train, tests in trains.items():
+            results = {(m, s): _all_images_result(*tests[m]) for m in tests for s in ("mass", "all")}
+            run = tmp_path / f"{train}_seed{seed}"
+            _write_report(run, results, train=train)
+            runs[(train, seed)] = run / "detection.json"
+    return runs
+
+
+GOOD = ({0: 0.9, 1: 0.8, 2: 0.7, 3: 0.7, 4: 0.9}, {6: 0.6})
+FAIR = ({0: 0.9, 1: 0.8, 2: 0.4}, {6: 0.6, 7: 0.2})
+POOR = ({0: 0.3}, {6: 0.6, 7: 0.5, 8: 0.9})
+
+
+def test_the_study_pairs_the_best_pairs_wafroc_with_every_other_on_the_same_images(tmp_path, caplog) -> None:
+    """wafroc_paired.md: the best (train, test) pair by mean wAFROC minus each other pair, as ``--compare
+    BEST_RUN:method RUN:method --figure wafroc`` computes it; with one seed the bootstrap's two-sided p, over seeds the
+    t-test of the per-seed differences; Holm over all the comparisons; a run without boxes per mass is named."""
+    from wsod_mammo.detection.compare import load_side
+    from wsod_mammo.detection.compare_afroc import paired_fom
+    from wsod_mammo.detection.study_afroc import bootstrap_p
+    from wsod_mammo.detection.study_paired import holm, seeds_t_test
+    from wsod_mammo.detection.study_report import write_study_outputs
+
+    one_seed = {1: {"cam": {"cam": FAIR, "gradcam": GOOD}, "gradcam": {"cam": POOR, "gradcam": FAIR}}}
+    runs = _study_runs(tmp_path, one_seed)
+    text = write_study_outputs(tmp_path / "study", runs)
+    assert "wAFROC paired (the best pair's minus every other's): wafroc_paired.md" in text
+    table = (tmp_path / "study" / "wafroc_paired.md").read_text()
+    assert "the best pair (train cam, test gradcam, wAFROC " in table
+    rows = {tuple(line.split(" | ")[:2]): line.split(" | ") for line in table.splitlines()[3:] if line.startswith("| ")}
+    assert set(rows) == {("| cam", "cam"), ("| gradcam", "cam"), ("| gradcam", "gradcam")}  # the best is no row
+    expected, ps = {}, []
+    for train, test in (("cam", "cam"), ("gradcam", "cam"), ("gradcam", "gradcam")):
+        _, best, _, seed = load_side("gradcam", runs[("cam", 1)].parent, "all")
+        _, other, _, _ = load_side(test, runs[(train, 1)].parent, "all")
+        expected[(train, test)] = paired_fom(best, other, "wafroc", seed)
+        r = expected[(train, test)]
+        ps.append(bootstrap_p(r["p_a_not_better"], r["p_a_not_worse"], r["resamples"]))
+    for ((train, test), r), p, adjusted in zip(expected.items(), ps, holm(ps), strict=True):
+        d = r["difference"]
+        row = rows[(f"| {train}", test)]
+        assert row[3] == f"{d['value']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]" and row[4] == "studies (1 seed)"
+        assert (row[5], row[6].rstrip(" |")) == (f"{p:.3f}", f"{adjusted:.3f}")
+    assert expected[("gradcam", "cam")]["difference"]["value"] > 0.3 and ps[1] < 0.05  # the poor pair, found poorer
+    assert bootstrap_p(0.0, 1.0, 1000) == pytest.approx(2 / 1001) and bootstrap_p(0.5, 0.5, 1000) == 1.0
+    # two seeds: the per-seed differences' Student-t interval and t-test
+    second = {"cam": {"cam": POOR, "gradcam": GOOD}, "gradcam": {"cam": POOR, "gradcam": GOOD}}
+    runs |= _study_runs(tmp_path, {2: second})
+    write_study_outputs(tmp_path / "study", runs)
+    table = (tmp_path / "study" / "wafroc_paired.md").read_text()
+    assert "the best pair (train cam, test gradcam, wAFROC " in table
+    (row,) = [line.split(" | ") for line in table.splitlines() if line.startswith("| cam | cam |")]
+    values = []
+    for seed in (1, 2):
+        _, best, _, drawn = load_side("gradcam", runs[("cam", seed)].parent, "all")
+        _, other, _, _ = load_side("cam", runs[("cam", seed)].parent, "all")
+        values.append(paired_fom(best, other, "wafroc", drawn)["difference"]["value"])
+    assert row[3].startswith(f"{sum(values) / 2:+.3f} [") and row[4] == "2 seeds"
+    assert row[5] == f"{seeds_t_test(values):.3f}"
+    # a run whose image record predates the boxes' masses: no table, the run named
+    images = runs[("gradcam", 2)].parent / "detection_images.json"
+    record = json.loads(images.read_text())
+    for method in record["subsets"]["all"].values():
+        del method["box_gt"]
+    images.write_text(json.dumps(record))
+    with caplog.at_level("WARNING"):
+        text = write_study_outputs(tmp_path / "study", runs)
+    assert "wAFROC paired" not in text and not (tmp_path / "study" / "wafroc_paired.md").exists()
+    assert "no paired wAFROC: the test reports of gradcam_seed2 record no mass per box" in caplog.text

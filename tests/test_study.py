@@ -69,6 +69,9 @@ def test_study_runs_the_matrix_assembles_table2_and_resumes(
     assert pointing.count("\n| gradcam | ") == 2 and "| layercam |" in pointing.splitlines()[4]
     assert "wAFROC and AFROC figures of merit (every test image): wafroc.md" in summary  # and the JAFROC figures
     assert (study / "wafroc.md").read_text().count("\n| gradcam | ") == 2  # a row in each figure's table
+    paired_fom = (study / "wafroc_paired.md").read_text()  # and the best pair against every other, on the same images
+    assert "wAFROC paired (the best pair's minus every other's): wafroc_paired.md" in summary
+    assert sum(line.startswith(("| cam | ", "| gradcam | ")) for line in paired_fom.splitlines()) == 9  # 10 pairs
     by_density_table1 = (study / "table1_by_density.md").read_text()  # and Table I per breast density
     assert "Table I per breast density: table1_by_density.md" in summary
     assert by_density_table1.count("\n| gradcam | fusion |") == by_density_table1.count("## DENSITY ") > 0

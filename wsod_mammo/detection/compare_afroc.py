@@ -56,6 +56,8 @@ def paired_fom(
         "b": interval(values[1][1:], float(values[1][0])),
         "difference": interval(difference[1:], float(difference[0])),
         "p_a_not_better": float((difference[1:] <= 0).double().mean()),
+        "p_a_not_worse": float((difference[1:] >= 0).double().mean()),
+        "resamples": int(resamples.shape[0]),
         "num_images": len(order),
         "resampled": "images" if groups is None else "studies",
         "without_studies": without,

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from wsod_mammo.detection.report import METHOD_ORDER, count, plot_froc
+from wsod_mammo.detection.study_afroc import load_box_records, versus_best, wafroc_paired_text
 from wsod_mammo.detection.study_paired import (
     load_image_records,
     paired_differences,
@@ -19,6 +20,7 @@ from wsod_mammo.detection.study_tables import (
     AFROC_FIGURES,
     POINTING_FIGURES,
     SUBSET,
+    Cells,
     Marks,
     afroc_text,
     best_pairs,
@@ -183,9 +185,9 @@ def _write_pointing_game(output: Path, reports: dict[tuple[str, int], dict[str, 
     return path.name
 
 
-def _write_figures_of_merit(output: Path, reports: dict[tuple[str, int], dict[str, Any]]) -> str | None:
-    """``wafroc.md|csv``: the wAFROC and AFROC figures of merit, train x test, means over seeds; returns the
-    Markdown's name, or None where not every run's report gives them (an earlier study's files are then removed)."""
+def _write_figures_of_merit(output: Path, reports: dict[tuple[str, int], dict[str, Any]]) -> Cells | None:
+    """``wafroc.md|csv``: the wAFROC and AFROC figures of merit, train x test, means over seeds; returns their cells,
+    or None where not every run's report gives them (an earlier study's files are then removed)."""
     path = output / "wafroc.md"
     if not _every_report_has(reports, lambda r: r.get("wafroc"), output, path, "wAFROC figures of merit",
                              "give no wAFROC figure of merit"):  # fmt: skip
@@ -194,6 +196,28 @@ def _write_figures_of_merit(output: Path, reports: dict[tuple[str, int], dict[st
     cells = method_cells(reports, "wafroc", AFROC_FIGURES)
     path.write_text(afroc_text(cells))
     path.with_suffix(".csv").write_text(cells_csv(cells))
+    return cells
+
+
+def _write_wafroc_paired(output: Path, runs: dict[tuple[str, int], Path], cells: Cells | None) -> str | None:
+    """``wafroc_paired.md``: the best pair's wAFROC minus every other pair's, paired on the same test images
+    (:mod:`study_afroc`); returns its name, or None without figures of merit or a second pair, or where some run's
+    test report records no mass per box or a pair cannot be compared (a warning says which; an earlier study's file
+    is removed)."""
+    path = output / "wafroc_paired.md"
+    if cells is None or sum(len(row) for row in cells.values()) < 2:
+        path.unlink(missing_ok=True)
+        return None
+    records = load_box_records(runs)
+    if not _every_report_has(records, lambda r: r, output, path, "paired wAFROC", "record no mass per box"):
+        return None
+    try:
+        best, differences = versus_best(records, cells)
+    except ValueError as error:
+        path.unlink(missing_ok=True)
+        log.warning("study %s: no paired wAFROC: %s", output, error)
+        return None
+    path.write_text(wafroc_paired_text(best, cells, differences))
     return path.name
 
 
@@ -245,8 +269,9 @@ def write_study_outputs(
 ) -> str:
     """Write ``table1.md`` (and ``table1_breast.md`` where the reports rate breasts), ``table2.md``, ``table2.csv``,
     ``table1_paired.md`` (with two train methods or more), ``table1_by_density.md``, ``table2_by_density.md``,
-    ``table2_by_birads.md``, ``table2_by_size.md``, ``pointing_game.md``, ``calibration.md`` and ``wafroc.md`` (where
-    they rate densities, finding BI-RADS, mass sizes, pointing, calibration, figures of merit),
+    ``table2_by_birads.md``, ``table2_by_size.md``, ``pointing_game.md``, ``calibration.md``, ``wafroc.md`` and
+    ``wafroc_paired.md`` (where they rate densities, finding BI-RADS, mass sizes, pointing, calibration, figures of
+    merit),
     ``froc_<train>.png`` and ``summary.md`` to ``output`` (Table II's columns: ``test_methods``, default every method
     the reports hold); return the summary's text (the tables and the best pair). ``left_out``: finished run folders
     not in these tables, named in the summary with ``include_them``, the options that would include them; the FROC
@@ -270,7 +295,8 @@ def write_study_outputs(
     table1_paired = _write_table1_paired(output, {key: runs[key] for key in reports})
     pointing = _write_pointing_game(output, reports)
     calibration = _write_calibration(output, reports)
-    figures_of_merit = _write_figures_of_merit(output, reports)
+    afroc_cells = _write_figures_of_merit(output, reports)
+    wafroc_paired = _write_wafroc_paired(output, {key: runs[key] for key in reports}, afroc_cells)
     for method in set(METHOD_ORDER) - {m for m, _ in reports}:
         (output / f"froc_{method}.png").unlink(missing_ok=True)
     seeds = sorted({s for _, s in reports})
@@ -308,7 +334,8 @@ def write_study_outputs(
         + (f"Table I paired (each train method's AUC minus the first's): {table1_paired}\n" if table1_paired else "")
         + (f"Pointing game (each map's peak and energy against the masses): {pointing}\n" if pointing else "")
         + (f"Calibration (Brier score and ECE of Table I's probabilities): {calibration}\n" if calibration else "")
-        + (f"wAFROC and AFROC figures of merit (every test image): {figures_of_merit}\n" if figures_of_merit else "")
+        + ("wAFROC and AFROC figures of merit (every test image): wafroc.md\n" if afroc_cells else "")
+        + (f"wAFROC paired (the best pair's minus every other's): {wafroc_paired}\n" if wafroc_paired else "")
         + "".join(f"{_name(strata)}: {by_stratum[strata.key]}\n" for strata in STRATA if by_stratum[strata.key])
     )
     if left_out:

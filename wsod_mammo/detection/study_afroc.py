@@ -1,0 +1,117 @@
+"""The study's ``wafroc_paired.md``: every (train, test) pair's wAFROC figure of merit against the best pair's,
+paired on the same test images.
+
+``summary.md`` names the best pair by its mean; whether it localizes better than the runner-up or than CAM, or only
+looks so on this test set, is a question about differences on the same images. For each seed, each pair is compared
+with the best as ``wsod report --compare BEST_RUN:method RUN:method --figure wafroc`` does (the same class-stratified
+resamples of whole test studies, :func:`paired_fom`); over two seeds or more the per-seed differences get a
+Student-t interval and the one-sample t-test, with one seed the paired bootstrap's interval and its two-sided p.
+Holm's adjustment runs over all the comparisons with the best pair (24 in the full study): the table asks one
+question, whether anything else is as good as the best.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from wsod_mammo.detection.bootstrap import SEED
+from wsod_mammo.detection.compare import IMAGES_FILE
+from wsod_mammo.detection.compare_afroc import paired_fom
+from wsod_mammo.detection.compare_auc import p_value
+from wsod_mammo.detection.report import MISSING, _markdown
+from wsod_mammo.detection.study_paired import holm, seeds_t_test
+from wsod_mammo.detection.study_tables import Cells, Estimate, seed_interval
+
+FIGURE = "wafroc"
+
+
+def load_box_records(runs: dict[tuple[str, int], Path]) -> dict[tuple[str, int], dict[str, Any]]:
+    """Each run's image record of every test image (``{"methods": {method: records}, "seed"}``, beside its
+    ``detection.json``); ``{}`` where the file is missing, unreadable or written before it recorded each box's mass
+    (the study then names the run)."""
+    records = {}
+    for key, report in runs.items():
+        try:
+            data = json.loads((Path(report).parent / IMAGES_FILE).read_text())
+            methods = data["subsets"]["all"]
+            usable = isinstance(methods, dict) and all("box_gt" in m and "gt_image" in m for m in methods.values())
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            usable = False
+        records[key] = {"methods": methods, "seed": data.get("bootstrap_seed")} if usable else {}
+    return records
+
+
+def best_pair(cells: Cells) -> tuple[str, str]:
+    """The (train, test) pair with the highest mean wAFROC (ties: the first in the table's order)."""
+    pairs = [(train, test, figures[FIGURE].mean) for train, row in cells.items() for test, figures in row.items()]
+    defined = [p for p in pairs if not math.isnan(p[2])]
+    if not defined:
+        raise ValueError("wafroc_paired.md: no pair has a wAFROC figure of merit")
+    train, test, _ = max(defined, key=lambda p: p[2])  # max keeps the first of equals
+    return train, test
+
+
+def bootstrap_p(differences_not_above: float, differences_not_below: float, resamples: int) -> float:
+    """Two-sided p of the paired bootstrap: twice the smaller tail's share, counted with one more (a share of 0 of
+    1,000 resamples is p < 0.002, not 0), at most 1."""
+    tail = min(differences_not_above, differences_not_below) * resamples
+    return min(1.0, 2 * (tail + 1) / (resamples + 1))
+
+
+def versus_best(
+    records: dict[tuple[str, int], dict[str, Any]], cells: Cells
+) -> tuple[tuple[str, str], dict[tuple[str, str], tuple[Estimate, float]]]:
+    """The best pair, and per other pair ``(best's wAFROC minus the pair's over the seeds both ran, p)``; raises
+    ValueError naming the runs a pair cannot compare."""
+    best_train, best_test = best_pair(cells)
+    out = {}
+    for train, row in cells.items():
+        for test in row:
+            if (train, test) == (best_train, best_test):
+                continue
+            seeds = sorted({s for m, s in records if m == train} & {s for m, s in records if m == best_train})
+            results = []
+            for seed in seeds:
+                best_run, run = records[(best_train, seed)], records[(train, seed)]
+                labels = (f"{best_train}_seed{seed}:{best_test}", f"{train}_seed{seed}:{test}")
+                drawn_with = best_run.get("seed")  # the best run's test report's bootstrap seed
+                try:
+                    results.append(paired_fom(best_run["methods"][best_test], run["methods"][test], FIGURE,
+                                              SEED if drawn_with is None else int(drawn_with), labels))  # fmt: skip
+                except (ValueError, KeyError) as error:
+                    raise ValueError(f"wafroc_paired.md: {' and '.join(labels)}: {error}") from None
+            values = [r["difference"]["value"] for r in results]
+            if len(results) == 1:
+                r = results[0]
+                d = r["difference"]
+                p = bootstrap_p(r["p_a_not_better"], r["p_a_not_worse"], r["resamples"])
+                out[(train, test)] = Estimate(d["value"], d["low"], d["high"], 1, r["resampled"]), p
+            else:
+                out[(train, test)] = seed_interval(values, bounds=(-1.0, 1.0)), seeds_t_test(values)
+    return (best_train, best_test), out
+
+
+def wafroc_paired_text(
+    best: tuple[str, str], cells: Cells, differences: dict[tuple[str, str], tuple[Estimate, float]]
+) -> str:
+    """The table: per pair its wAFROC, the best pair's minus it with the interval, over what, p and Holm's p."""
+    adjusted = dict(zip(differences, holm([p for _, p in differences.values()]), strict=True))
+    rows = []
+    for (train, test), (estimate, p) in differences.items():
+        basis = {"seeds": f"{estimate.n} seeds", "none": "one value"}.get(estimate.basis, f"{estimate.basis} (1 seed)")
+        tests = [MISSING if math.isnan(v) else p_value(v) for v in (p, adjusted[(train, test)])]
+        rows.append([train, test, cells[train][test][FIGURE].text(3), estimate.text(3, signed=True), basis, *tests])
+    name = f"train {best[0]}, test {best[1]}"
+    return (
+        f"wAFROC paired: the best pair ({name}, wAFROC {cells[best[0]][best[1]][FIGURE].text(3)}) minus each other "
+        "pair, on the same test images (every test image: the normal images hold the false positives the figure "
+        "weighs); 95% interval over the seeds both ran (Student-t) and the t-test of the per-seed differences, or "
+        "with one seed the paired bootstrap over the best run's test report's draws of whole studies and its "
+        "two-sided p (twice the smaller tail, counted with one more: 1,000 resamples cannot say below 0.002); "
+        "p (Holm): adjusted over every comparison with the best pair, so that 5% bounds the chance of any false "
+        "finding among them\n\n"
+        + _markdown(["train", "test", "wAFROC", f"{name} minus it", "interval over", "p", "p (Holm)"], rows)
+    )
