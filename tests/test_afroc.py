@@ -256,6 +256,8 @@ def test_the_study_pairs_the_best_pairs_wafroc_with_every_other_on_the_same_imag
         assert (row[5], row[6].rstrip(" |")) == (f"{p:.3f}", f"{adjusted:.3f}")
     assert expected[("gradcam", "cam")]["difference"]["value"] > 0.3 and ps[1] < 0.05  # the poor pair, found poorer
     assert bootstrap_p(0.0, 1.0, 1000) == pytest.approx(2 / 1001) and bootstrap_p(0.5, 0.5, 1000) == 1.0
+    # ties at 0 count half to each tail: 36% of resamples at exactly 0, none below, is a tail of 18%, not 36%
+    assert bootstrap_p(0.36, 1.0, 1000) == pytest.approx(2 * (180 + 1) / 1001)
     # two seeds: the per-seed differences' Student-t interval and t-test
     second = {"cam": {"cam": POOR, "gradcam": GOOD}, "gradcam": {"cam": POOR, "gradcam": GOOD}}
     runs |= _study_runs(tmp_path, {2: second})

@@ -54,11 +54,12 @@ def best_pair(cells: Cells) -> tuple[str, str]:
     return train, test
 
 
-def bootstrap_p(differences_not_above: float, differences_not_below: float, resamples: int) -> float:
-    """Two-sided p of the paired bootstrap: twice the smaller tail's share, counted with one more (a share of 0 of
-    1,000 resamples is p < 0.002, not 0), at most 1."""
-    tail = min(differences_not_above, differences_not_below) * resamples
-    return min(1.0, 2 * (tail + 1) / (resamples + 1))
+def bootstrap_p(share_not_above: float, share_not_below: float, resamples: int) -> float:
+    """Two-sided p of the paired bootstrap from the shares of resampled differences <= 0 and >= 0: twice the smaller
+    tail, a difference of exactly 0 counting half to each (resamples that draw none of the studies where two pairs
+    differ give 0, often), counted with one more (a share of 0 of 1,000 resamples is p < 0.002, not 0), at most 1."""
+    tail = (1.0 - abs(share_not_above - share_not_below)) / 2
+    return min(1.0, 2 * (tail * resamples + 1) / (resamples + 1))
 
 
 def versus_best(
@@ -110,8 +111,8 @@ def wafroc_paired_text(
         "pair, on the same test images (every test image: the normal images hold the false positives the figure "
         "weighs); 95% interval over the seeds both ran (Student-t) and the t-test of the per-seed differences, or "
         "with one seed the paired bootstrap over the best run's test report's draws of whole studies and its "
-        "two-sided p (twice the smaller tail, counted with one more: 1,000 resamples cannot say below 0.002); "
-        "p (Holm): adjusted over every comparison with the best pair, so that 5% bounds the chance of any false "
-        "finding among them\n\n"
+        "two-sided p (twice the smaller tail, a difference of 0 counting half to each, counted with one more: "
+        "1,000 resamples cannot say below 0.002); p (Holm): adjusted over every comparison with the best pair, so "
+        "that 5% bounds the chance of any false finding among them\n\n"
         + _markdown(["train", "test", "wAFROC", f"{name} minus it", "interval over", "p", "p (Holm)"], rows)
     )
