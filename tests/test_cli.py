@@ -961,6 +961,23 @@ def test_data_a_run_cannot_use_is_one_line_naming_it(
     assert not list(tmp_path.glob("**/*.ckpt"))
 
 
+def test_a_pointing_game_in_mm_reads_each_dicoms_spacing(tmp_path: Path, data_root: Path, trained: Path) -> None:
+    """``DetectionMetrics(pointing_unit: mm)``: the tolerance is on the breast, from each DICOM's pixel spacing and the
+    resize's scale; every synthetic DICOM has a spacing, so every image with a mass in view is scored."""
+    settings = tiny_config(tmp_path, data_root)
+    entry = settings["trainer"]["callbacks"][2]
+    assert entry["class_path"].endswith(".DetectionMetrics")
+    entry.setdefault("init_args", {}).update({"pointing_tolerance": 4.0, "pointing_unit": "mm"})
+    config = write_config(tmp_path / "c.yaml", settings)
+    main(["test", "--config", str(config), "--ckpt_path", str(checkpoint(trained))])
+    (report,) = (tmp_path / "runs").glob("*/*/detection.json")
+    pointing = json.loads(report.read_text())["pointing_game"]
+    assert pointing["tolerance_mm"] == 4.0 and "tolerance_px" not in pointing
+    assert pointing["images"] > 0 and pointing["unscored"] == 0  # each image's spacing reached the metric
+    assert all(0.0 <= f["hit"]["value"] <= 1.0 for f in pointing["methods"].values())
+    assert "within 4 mm of a mass" in (report.parent / "pointing_game.md").read_text()
+
+
 @pytest.mark.parametrize("callback", [2, 3])  # DetectionMetrics, SaliencyOverlays
 def test_a_misspelt_test_method_of_a_callback_is_refused_before_running(
     tmp_path: Path, data_root: Path, trained: Path, caplog: pytest.LogCaptureFixture, callback: int

@@ -146,9 +146,9 @@ def test_a_tolerance_that_is_no_distance_is_refused_naming_the_option() -> None:
     from wsod_mammo.training.callbacks import DetectionMetrics
 
     for bad in (-1.0, math.inf, math.nan):
-        with pytest.raises(ValueError, match="DetectionMetrics.pointing_tolerance: expected pixels >= 0"):
+        with pytest.raises(ValueError, match="DetectionMetrics.pointing_tolerance: expected a distance >= 0"):
             DetectionMetrics(pointing_tolerance=bad)
-        with pytest.raises(ValueError, match="pointing_tolerance expected pixels >= 0"):
+        with pytest.raises(ValueError, match="pointing_tolerance expected a distance >= 0"):
             DetectionMetric(pointing_tolerance=bad)
     assert DetectionMetrics(pointing_tolerance=30).pointing_tolerance == 30.0
 
@@ -204,3 +204,60 @@ def test_compare_of_two_methods_pointing_game_pairs_their_reports_intervals(tmp_
     (run / "detection_images.json").write_text(json.dumps(images))
     with pytest.raises(ValueError, match="cam's test report records no pointing game per image .*test that run again"):
         main([str(run), "--compare", "cam", "gradcam", "--figure", "pointing"])
+
+
+def test_a_tolerance_in_mm_is_the_same_distance_on_the_breast_along_either_axis() -> None:
+    """``pixel_mm``: a frame pixel 0.5 mm wide and 1 mm tall (``resize: stretch`` scales the axes apart): a peak 8 px
+    beside the mass is 4 mm off it, 8 px below it 8 mm; an image without a spacing has no pointing game, but its
+    energy."""
+    from wsod_mammo.data.geometry import Geometry, input_pixel_sizes
+
+    geometry = Geometry(1000, 400, False, (0, 0, 400, 1000), 500, 100, "stretch", (0.1, 0.125))
+    assert geometry.input_pixel_mm == (pytest.approx(0.2), pytest.approx(0.5))  # 1000 -> 500 rows, 400 -> 100 columns
+    assert input_pixel_sizes([{"geometry": geometry.to_dict()}, {}]) == [geometry.input_pixel_mm, None]
+    assert Geometry(1000, 400, False, (0, 0, 400, 1000), 500, 100).input_pixel_mm is None
+    frame = (64, 64)  # a map of 8 x 8 cells of 8 px: cell (r, c) is centred at (8r + 4, 8c + 4)
+    mass = torch.tensor([[0.0, 0.0, 20.0, 20.0]])
+    beside, below = _map_with_peak(2, 3, (8, 8)), _map_with_peak(3, 2, (8, 8))  # centres 8 px right / below
+    maps = torch.stack([beside, below, beside])
+    pixels = [(1.0, 0.5), (1.0, 0.5), None]
+    hits, energy = pointing_and_energy(maps, [mass] * 3, frame, tolerance=5.0, pixel_mm=pixels)
+    assert hits[:2].tolist() == [1.0, 0.0] and math.isnan(float(hits[2]))
+    assert not torch.isnan(energy).any() and float(energy[2]) == pytest.approx(float(energy[0]))
+    assert pointing_and_energy(maps, [mass] * 3, frame, tolerance=9.0, pixel_mm=pixels)[0][:2].tolist() == [1.0, 1.0]
+    assert pointing_and_energy(maps, [mass] * 3, frame, tolerance=5.0)[0].tolist() == [0.0, 0.0, 0.0]  # 8 px > 5 px
+
+
+def test_a_pointing_game_in_mm_reports_its_unit_and_the_images_it_left_out(tmp_path) -> None:
+    """``DetectionMetric(pointing_unit="mm")`` reads each image's ``pixel_mm``; the test report says the tolerance in
+    mm and how many images with a mass in view had no spacing (no pointing game for them, their energy counted)."""
+    import json
+    from types import SimpleNamespace
+
+    from wsod_mammo.detection.metrics import DetectionMetric
+    from wsod_mammo.training.test_report import Table1Figures, write_test_report
+
+    maps = torch.zeros(4, 10, 10)
+    maps[:, 1, 1] = 1.0  # every peak on the mass
+    gt = [torch.tensor([[10.0, 10.0, 50.0, 50.0]]) for _ in range(4)]
+    results = {}
+    for subset in ("mass", "all"):
+        metric = DetectionMetric(pointing_tolerance=3.0, pointing_unit="mm")
+        metric.update(maps, torch.full((4,), 0.9), gt, torch.ones(4, dtype=torch.long), (200, 200),
+                      [f"m{i}" for i in range(4)], pixel_mm=[(0.1, 0.1), None, (0.2, 0.1), None])  # fmt: skip
+        results[("cam", subset)] = metric.compute()
+    r = results[("cam", "mass")]
+    assert r.pointing_unit == "mm" and r.pointing is not None and r.energy is not None
+    assert int(torch.isnan(r.pointing).sum()) == 2 and not bool(torch.isnan(r.energy).any())
+    trainer = SimpleNamespace(ckpt_path=None, loggers=[])
+    module = SimpleNamespace(train_saliency=SimpleNamespace(name="cam"), detection_thresholds={"cam": 0.5},
+                             nyu_weights_as_is=None, trained_in_process=True)  # fmt: skip
+    write_test_report(tmp_path, trainer, module, results, Table1Figures({}, {}, {}, None), 1.0, densities={})
+    pointing = json.loads((tmp_path / "detection.json").read_text())["pointing_game"]
+    assert (pointing["tolerance_mm"], pointing["images"], pointing["unscored"]) == (3.0, 4, 2)
+    assert pointing["methods"]["cam"]["hit"]["value"] == 1.0
+    markdown = (tmp_path / "pointing_game.md").read_text()
+    assert "4 mass images with a mass in view, 2 of them without a pixel spacing: energy only" in markdown
+    assert "within 3 mm of a mass" in markdown
+    with pytest.raises(ValueError, match=r"pointing_unit expected one of \('px', 'mm'\), found 'cm'"):
+        DetectionMetric(pointing_unit="cm")

@@ -86,6 +86,14 @@ class Geometry:
     def scale_y(self) -> float:
         return self.inner_size[0] / (self.crop[3] - self.crop[1])
 
+    @property
+    def input_pixel_mm(self) -> tuple[float, float] | None:
+        """``(row, column)`` millimetres one input-frame pixel spans on the breast (the spacing over the resize's
+        scale: ``stretch`` differs by axis); None without a spacing."""
+        if self.spacing_mm is None:
+            return None
+        return self.spacing_mm[0] / self.scale_y, self.spacing_mm[1] / self.scale_x
+
     def to_dict(self) -> dict[str, Any]:
         """A plain, JSON-able dict (with the scales, for readers) that ``from_dict`` turns back."""
         out = asdict(self)
@@ -118,6 +126,12 @@ def content_regions(metas: Sequence[dict[str, Any]]) -> list[tuple[int, int, int
     """Each sample's ``Geometry.content_box`` from its ``meta["geometry"]`` (None where it has none): where
     ``saliency_to_boxes`` may put boxes."""
     return [Geometry.coerce(m["geometry"]).content_box if m.get("geometry") else None for m in metas]
+
+
+def input_pixel_sizes(metas: Sequence[dict[str, Any]]) -> list[tuple[float, float] | None]:
+    """Each sample's ``Geometry.input_pixel_mm`` from its ``meta["geometry"]`` (None where it has no geometry or no
+    spacing): what a tolerance in mm is in the input frame."""
+    return [Geometry.coerce(m["geometry"]).input_pixel_mm if m.get("geometry") else None for m in metas]
 
 
 def breast_bbox(image: np.ndarray, margin: float = 0.02, threshold: float | None = None) -> tuple[int, int, int, int]:

@@ -29,7 +29,7 @@ from wsod_mammo.detection.froc import (
     tpr_at_fppi,
 )
 from wsod_mammo.detection.image_keys import first_occurrence_mask, sample_keys
-from wsod_mammo.detection.pointing import TOLERANCE, pointing_and_energy
+from wsod_mammo.detection.pointing import POINTING_UNITS, TOLERANCE, pointing_and_energy
 
 
 @dataclass(frozen=True)
@@ -111,8 +111,9 @@ class DetectionResult:
     those ground-truth boxes' image (index into ``image_keys``), category (the finding's BI-RADS, 0 unknown) and
     size in mm (NaN unknown), an image's in-view boxes first; ``ThresholdResult.box_gt`` indexes them.
     ``pointing, energy (I,)`` (None where unknown): each image's pointing-game hit and the share of its map's energy
-    inside its masses (:mod:`wsod_mammo.detection.pointing`), NaN for an image without a mass in view;
-    ``pointing_tolerance``: the pixels a peak may lie off a mass and still hit it.
+    inside its masses (:mod:`wsod_mammo.detection.pointing`), NaN for an image without a mass in view (and, with
+    a tolerance in mm, for the pointing of an image without a pixel spacing); ``pointing_tolerance``: how far a peak
+    may lie off a mass and still hit it, in ``pointing_unit`` (``px`` of the input frame or ``mm``).
     """
 
     def __init__(
@@ -129,6 +130,7 @@ class DetectionResult:
         pointing: Tensor | None = None,
         energy: Tensor | None = None,
         pointing_tolerance: float = TOLERANCE,
+        pointing_unit: str = "px",
     ) -> None:
         self.per_threshold = per_threshold
         self.fppi_points = fppi_points
@@ -145,6 +147,7 @@ class DetectionResult:
         self.pointing = pointing
         self.energy = energy
         self.pointing_tolerance = pointing_tolerance
+        self.pointing_unit = pointing_unit
 
     def __repr__(self) -> str:
         cells = ", ".join(f"{r.threshold:g}: {r.tpr:.3f}@{r.fppi:.2f}" for r in self.per_threshold)
@@ -207,7 +210,8 @@ class DetectionMetric(Metric):
     ``update`` takes each sample's ``image_id``: an image seen again (DDP padding, repeats) counts once, and
     optionally a category and a size per ground-truth box (the finding's BI-RADS, its mm), kept with which box
     found which lesion. Each image's map is also scored free of any threshold: the pointing game (its peak within
-    ``pointing_tolerance`` pixels of a mass) and the share of its energy inside the masses.
+    ``pointing_tolerance`` of a mass, in ``pointing_unit``: ``px`` of the input frame, or ``mm`` on the breast from
+    each image's ``pixel_mm``) and the share of its energy inside the masses.
     """
 
     is_differentiable = False
@@ -237,6 +241,7 @@ class DetectionMetric(Metric):
         cell0_center: float | None = None,
         operating_fppi: float | None = None,
         pointing_tolerance: float = TOLERANCE,
+        pointing_unit: str = "px",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -250,8 +255,15 @@ class DetectionMetric(Metric):
         self.cell0_center = cell0_center
         self.operating_fppi = operating_fppi
         if not 0.0 <= float(pointing_tolerance) < math.inf:
-            raise ValueError(f"DetectionMetric: pointing_tolerance expected pixels >= 0, found {pointing_tolerance}")
+            raise ValueError(
+                f"DetectionMetric: pointing_tolerance expected a distance >= 0, found {pointing_tolerance}"
+            )
         self.pointing_tolerance = float(pointing_tolerance)
+        if pointing_unit not in POINTING_UNITS:
+            raise ValueError(
+                f"DetectionMetric: pointing_unit expected one of {POINTING_UNITS}, found {pointing_unit!r}"
+            )
+        self.pointing_unit = pointing_unit
         for name in ("box_scores", "box_threshold", "box_occurrence", "image_key", "image_occurrence"):
             self.add_state(name, default=[], dist_reduce_fx="cat")
         self.add_state("image_gt", default=[], dist_reduce_fx="cat")
@@ -276,6 +288,7 @@ class DetectionMetric(Metric):
         unseen_gt: Sequence[int] | None = None,
         gt_categories: Sequence[Sequence[int]] | None = None,
         gt_sizes: Sequence[Sequence[float]] | None = None,
+        pixel_mm: Sequence[tuple[float, float] | None] | None = None,
     ) -> None:
         """Add a batch: maps ``(N, h, w)`` of the target class, mass probabilities ``(N,)``, ground-truth boxes
         ``gt_boxes[i] (M_i, 4)`` xyxy in the input frame ``image_size = (H, W)``, labels ``(N,)`` (1 = mass),
@@ -283,7 +296,8 @@ class DetectionMetric(Metric):
         the part of the frame that holds it, ``content_regions``: no box in the padding of ``fit`` and ``native``),
         ``unseen_gt`` (per image, its ground-truth boxes outside the input frame: counted, never matched),
         ``gt_categories`` (per image, an integer per ground-truth box, its ``gt_boxes`` first, then its unseen ones;
-        0 unknown, the default), ``gt_sizes`` (the same per box in mm; NaN unknown, the default).
+        0 unknown, the default), ``gt_sizes`` (the same per box in mm; NaN unknown, the default), ``pixel_mm`` (per
+        image the ``(row, column)`` mm of one frame pixel, None unknown: read for a ``pointing_unit`` of ``mm`` only).
         """
         labels = labels.reshape(-1)
         n = maps.shape[0]
@@ -304,9 +318,11 @@ class DetectionMetric(Metric):
             keep_t = torch.tensor(keep, device=maps.device)
             kept_regions = None if regions is None else [regions[i] for i in keep]
             kept_gt = [gt_boxes[i] for i in keep]
-            pointing, energy = pointing_and_energy(
-                maps[keep_t], kept_gt, image_size, self.cell0_center, kept_regions, self.pointing_tolerance
-            )
+            kept_pixels = None
+            if self.pointing_unit == "mm":  # an image of unknown size on the breast is not scored in mm
+                kept_pixels = [None if pixel_mm is None else pixel_mm[i] for i in keep]
+            pointing, energy = pointing_and_energy(maps[keep_t], kept_gt, image_size, self.cell0_center, kept_regions,
+                                                   self.pointing_tolerance, kept_pixels)  # fmt: skip
             per_image = saliency_to_boxes(
                 maps[keep_t],
                 image_size,
@@ -418,7 +434,7 @@ class DetectionMetric(Metric):
         gt_size = self._cat("gt_size", torch.float32)[d.gt_kept]
         return DetectionResult(tuple(results), self.fppi_points, d.keys, image_gt, d.num_samples,
                                int(d.in_view.sum()), d.gt_image, gt_category, gt_size, d.pointing,
-                               d.energy, self.pointing_tolerance)  # fmt: skip
+                               d.energy, self.pointing_tolerance, self.pointing_unit)  # fmt: skip
 
     def best_threshold(self, fppi_budget: float = 1.0) -> float:
         """The threshold maximizing TPR at ``fppi_budget`` on the data seen so far (validation only, never test)."""

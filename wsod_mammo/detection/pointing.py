@@ -21,6 +21,8 @@ from wsod_mammo.saliency.base import min_max_normalize
 
 #: Pixels of the input frame a peak may lie outside a box and still hit it (Zhang et al.'s 15).
 TOLERANCE = 15.0
+#: What a tolerance is measured in: pixels of the input frame, or millimetres on the breast (the DICOM's spacing).
+POINTING_UNITS = ("px", "mm")
 
 
 def cell_centres(cells: int, size: int, cell0_center: float | None = None) -> Tensor:
@@ -31,11 +33,12 @@ def cell_centres(cells: int, size: int, cell0_center: float | None = None) -> Te
     return first + 0.5 + torch.arange(cells, dtype=torch.float64) * step
 
 
-def _distance_to_boxes(x: Tensor, y: Tensor, boxes: Tensor) -> Tensor:
-    """``(K, M)`` Euclidean distance of points ``x, y (K,)`` to boxes ``(M, 4)`` xyxy (0 inside)."""
+def _distance_to_boxes(x: Tensor, y: Tensor, boxes: Tensor, pixel: tuple[float, float] = (1.0, 1.0)) -> Tensor:
+    """``(K, M)`` Euclidean distance of points ``x, y (K,)`` to boxes ``(M, 4)`` xyxy (0 inside), a pixel spanning
+    ``pixel = (row, column)`` units (1: pixels; mm per pixel: millimetres)."""
     dx = (boxes[None, :, 0] - x[:, None]).clamp(min=0) + (x[:, None] - boxes[None, :, 2]).clamp(min=0)
     dy = (boxes[None, :, 1] - y[:, None]).clamp(min=0) + (y[:, None] - boxes[None, :, 3]).clamp(min=0)
-    return torch.sqrt(dx**2 + dy**2)
+    return torch.sqrt((dx * pixel[1]) ** 2 + (dy * pixel[0]) ** 2)
 
 
 def _union_mask(boxes: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
@@ -53,6 +56,7 @@ def pointing_and_energy(
     cell0_center: float | None = None,
     regions: Sequence[Region | None] | None = None,
     tolerance: float = TOLERANCE,
+    pixel_mm: Sequence[tuple[float, float] | None] | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Per image of ``maps (N, h, w)`` (one class) with ``gt_boxes[i] (M_i, 4)`` xyxy in the frame ``(H, W)``:
     ``(hit (N,), energy (N,))`` float64.
@@ -61,7 +65,9 @@ def pointing_and_energy(
     ``tolerance`` pixels of a ground-truth box; where several cells share the peak, the share of them that do (the
     chance a pick among them hits). ``energy``: the share of the upsampled map's sum over the region that lies in the
     boxes (pixels whose centres they hold). NaN for an image without boxes (nothing to point at); 0 for both where
-    the map has no peak (constant or not finite: it points nowhere).
+    the map has no peak (constant or not finite: it points nowhere). ``pixel_mm``: per image the ``(row, column)``
+    mm of one frame pixel (``Geometry.input_pixel_mm``): ``tolerance`` is then in mm, the same on the breast whatever
+    the image's size or the resize's aspect, and an image without one (None) has no ``hit`` (NaN; its energy stays).
     """
     n, h, w = maps.shape
     height, width = int(image_size[0]), int(image_size[1])
@@ -77,7 +83,8 @@ def pointing_and_energy(
         if boxes.shape[0] == 0:
             continue
         if not bool(usable[i]):
-            hits[i] = energy[i] = 0.0
+            energy[i] = 0.0
+            hits[i] = 0.0 if pixel_mm is None or pixel_mm[i] is not None else math.nan
             continue
         x0, y0, x1, y1 = (regions[i] if regions is not None else None) or (0, 0, width, height)
         cells = normalized[i].double()
@@ -86,8 +93,10 @@ def pointing_and_energy(
             allowed = torch.ones_like(allowed)
         values = torch.where(allowed, cells, torch.full_like(cells, -math.inf))
         peaks = torch.nonzero(values == values.max())  # (K, 2) row, column
-        near = _distance_to_boxes(xs[peaks[:, 1]], ys[peaks[:, 0]], boxes) <= tolerance
-        hits[i] = near.any(1).double().mean()
+        pixel = (1.0, 1.0) if pixel_mm is None else pixel_mm[i]
+        if pixel is not None:
+            near = _distance_to_boxes(xs[peaks[:, 1]], ys[peaks[:, 0]], boxes, pixel) <= tolerance
+            hits[i] = near.any(1).double().mean()
         total = row_weights[y0:y1].sum(0) @ cells @ col_weights[x0:x1].sum(0)
         top, bottom = max(y0, math.floor(float(boxes[:, 1].min()))), min(y1, math.ceil(float(boxes[:, 3].max())))
         left, right = max(x0, math.floor(float(boxes[:, 0].min()))), min(x1, math.ceil(float(boxes[:, 2].max())))

@@ -6,6 +6,7 @@ interval drawn as Table II's are (whole studies, the report's seed), so the stud
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -21,38 +22,59 @@ CSV_COLUMNS = ["test_method", "images", *(f"{f}{end}" for f in FIGURES for end i
 def pointing_summary(
     results: dict[str, DetectionResult], seed: int, groups: dict[int, int] | None = None
 ) -> dict[str, Any] | None:
-    """``{"tolerance_px", "images", "methods": {method: {"hit", "energy": {value, low, high}}}}`` over each method's
-    images with a mass in view; None where no result scored maps (or no image has a mass in view)."""
+    """``{"tolerance_px" | "tolerance_mm", "images", "unscored", "methods": {method: {"hit", "energy": {value, low,
+    high}}}}`` over each method's images with a mass in view (``unscored``: those of them the pointing game leaves
+    out, without a pixel spacing for a tolerance in mm); None where no result scored maps (or no image has a mass in
+    view)."""
     methods: dict[str, Any] = {}
-    images = 0
+    images = pointed = 0
     for method, r in results.items():
         if r.pointing is None or r.energy is None:
             return None
-        scored = ~torch.isnan(r.pointing)
-        images = int(scored.sum())
+        figures = {}
+        for figure, values in (("hit", r.pointing), ("energy", r.energy)):
+            scored = ~torch.isnan(values)
+            keys = r.image_keys[scored]
+            if not bool(scored.any()):
+                figures[figure] = interval(torch.full((1,), math.nan), math.nan)
+                continue
+            (drawn,) = resampled_means([values[scored].double()], keys, groups_of(keys, groups), seed)
+            figures[figure] = interval(drawn, float(values[scored].double().mean()))
+        images, pointed = int((~torch.isnan(r.energy)).sum()), int((~torch.isnan(r.pointing)).sum())
         if images == 0:
             return None
-        keys = r.image_keys[scored]
-        values = {"hit": r.pointing[scored].double(), "energy": r.energy[scored].double()}
-        drawn = resampled_means(list(values.values()), keys, groups_of(keys, groups), seed)
-        methods[method] = {
-            figure: interval(means, float(v.mean())) for (figure, v), means in zip(values.items(), drawn, strict=True)
-        }
-    tolerance = next(iter(results.values())).pointing_tolerance if results else None
-    return {"tolerance_px": tolerance, "images": images, "methods": methods} if methods else None
+        methods[method] = figures
+    if not methods:
+        return None
+    first = next(iter(results.values()))
+    tolerance = {f"tolerance_{first.pointing_unit}": first.pointing_tolerance}
+    return {**tolerance, "images": images, "unscored": images - pointed, "methods": methods}
+
+
+def tolerance_text(summary: dict[str, Any]) -> str:
+    """The pointing game's tolerance as its summary records it: ``15 px``, ``5 mm``."""
+    unit = "mm" if "tolerance_mm" in summary else "px"
+    return f"{summary[f'tolerance_{unit}']:g} {unit}"
 
 
 def pointing_text(summary: dict[str, Any], train_method: str, unit: str) -> tuple[str, str]:
     """``(markdown, csv)`` of :func:`pointing_summary`: per test-time method, both figures with their intervals."""
     preface = (
-        f"Pointing game (trained with {train_method}; {count(summary['images'], 'mass image')} with a mass in view): "
-        f"the share of images whose map peaks within {summary['tolerance_px']:g} px of a mass (ties: the share of the "
-        "tied peaks that do), and the share of the map's energy inside the masses; free of the binarization "
+        f"Pointing game (trained with {train_method}; {count(summary['images'], 'mass image')} with a mass in view"
+        f"{unscored_text(summary)}): the share of images whose map peaks within {tolerance_text(summary)} of a mass "
+        "(ties: the share of the tied peaks that do), and the share of the map's energy inside the masses; free of the "
+        "binarization "
         f"threshold and of the boxes. Mean [{LEVEL:.0%} bootstrap interval over {unit}].\n\n"
     )
     rows = [[m, *(interval_text(f[k]) for k in FIGURES)] for m, f in summary["methods"].items()]
     csv_rows = [[str(v) for v in row] for row in pointing_rows(summary)]
     return preface + _markdown(["test method", *FIGURES.values()], rows), csv_text(CSV_COLUMNS, csv_rows)
+
+
+def unscored_text(summary: dict[str, Any]) -> str:
+    """``, 2 of them without a pixel spacing: energy only`` where a tolerance in mm left images out, else nothing."""
+    unscored = summary.get("unscored", 0)
+    return f", {unscored} of them without a pixel spacing: energy only" if unscored else ""
 
 
 def pointing_rows(summary: dict[str, Any]) -> list[list[Any]]:

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from wsod_mammo.detection.pointing_report import tolerance_text
 from wsod_mammo.detection.report import METHOD_ORDER, count, plot_froc
 from wsod_mammo.detection.study_afroc import load_box_records, versus_best, wafroc_paired_text
 from wsod_mammo.detection.study_paired import (
@@ -166,14 +167,14 @@ def _write_pointing_game(output: Path, reports: dict[tuple[str, int], dict[str, 
     returns the Markdown's name, or None where not every run's report scored them (an earlier study's files are then
     removed; so where the runs scored with different tolerances, which do not average)."""
     path = output / "pointing_game.md"
-    tolerance: dict[float, list[str]] = {}
+    tolerance: dict[str, list[str]] = {}
     for (method, seed), report in sorted(reports.items()):
         if report.get("pointing_game"):
-            tolerance.setdefault(float(report["pointing_game"]["tolerance_px"]), []).append(f"{method}_seed{seed}")
+            tolerance.setdefault(tolerance_text(report["pointing_game"]), []).append(f"{method}_seed{seed}")
     if len(tolerance) > 1:
-        runs = "; ".join(f"{t:g} px: {', '.join(names)}" for t, names in tolerance.items())
+        runs = "; ".join(f"{t}: {', '.join(names)}" for t, names in tolerance.items())
         log.warning("study %s: no pointing game: the runs scored it with different tolerances (%s); test them again "
-                    "with one DetectionMetrics pointing_tolerance", output, runs)  # fmt: skip
+                    "with one DetectionMetrics pointing_tolerance and pointing_unit", output, runs)  # fmt: skip
     if len(tolerance) != 1 or not _every_report_has(reports, lambda r: r.get("pointing_game"), output, path,
                                                     "pointing game", "score no pointing game"):  # fmt: skip
         path.unlink(missing_ok=True)

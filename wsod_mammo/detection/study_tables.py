@@ -382,11 +382,11 @@ def cells_sections(cells: Cells, figures: dict[str, str], digits: int = 2) -> st
     return "\n".join(sections)
 
 
-def pointing_text(cells: Cells, tolerance: float) -> str:
-    """``pointing_game.md``: one train x test table per figure, mean [95% interval]."""
+def pointing_text(cells: Cells, tolerance: str) -> str:
+    """``pointing_game.md``: one train x test table per figure, mean [95% interval]; ``tolerance``: ``15 px``."""
     return (
         f"Pointing game ({SUBSET} images with a mass in view; the share of images whose min-max normalized map peaks "
-        f"within {tolerance:g} px of a mass, and the share of the map's energy inside the masses: free of the "
+        f"within {tolerance} of a mass, and the share of the map's energy inside the masses: free of the "
         "binarization threshold and of the boxes; mean [95% interval over seeds; with one seed, the test report's "
         "bootstrap interval])\n\n" + cells_sections(cells, POINTING_FIGURES)
     )

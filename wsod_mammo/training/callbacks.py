@@ -13,7 +13,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.loggers import WandbLogger
 from torch import Tensor
 
-from wsod_mammo.data.geometry import content_regions
+from wsod_mammo.data.geometry import content_regions, input_pixel_sizes
 from wsod_mammo.detection.afroc import figures_of_merit
 from wsod_mammo.detection.afroc_report import result_ratings
 from wsod_mammo.detection.bootstrap import SEED
@@ -22,7 +22,7 @@ from wsod_mammo.detection.mass_kinds import mass_note
 from wsod_mammo.detection.metrics import DetectionMetric, DetectionResult
 from wsod_mammo.detection.overlay import method_panels, render_overlay, short_id, write_png
 from wsod_mammo.detection.overlay_frame import overlay_frame
-from wsod_mammo.detection.pointing import TOLERANCE
+from wsod_mammo.detection.pointing import POINTING_UNITS, TOLERANCE
 from wsod_mammo.saliency import get_saliency_method
 from wsod_mammo.training.run_dir import run_directory
 from wsod_mammo.training.test_report import (
@@ -160,8 +160,11 @@ class DetectionMetrics(Callback):
             on the centre of its receptive field, ~30 px up-left). Measured on the demo: ``receptive_field`` wins
             early in training, ``resize`` once patch selection has shaped the map.
         bootstrap_seed: seed of the 1,000 class-stratified resamples behind every 95% interval of the report.
-        pointing_tolerance: pixels of the input frame a map's peak may lie off a mass and still hit it in the
-            test report's pointing game (Zhang et al.'s 15; at 2944 x 1920 a VinDr pixel is about 0.1 mm).
+        pointing_tolerance: how far a map's peak may lie off a mass and still hit it in the pointing game, in
+            ``pointing_unit`` (Zhang et al.'s 15 pixels; at 2944 x 1920 a VinDr pixel is about 0.1 mm).
+        pointing_unit: ``px`` (pixels of the input frame) or ``mm`` (on the breast, from each DICOM's pixel spacing
+            and the resize's scale per axis: the same distance on every image; images without a spacing, PNG or
+            TIFF inputs, are then left out of the pointing game, not of the energy).
     """
 
     def __init__(
@@ -175,6 +178,7 @@ class DetectionMetrics(Callback):
         alignment: Alignment = "resize",
         bootstrap_seed: int = SEED,
         pointing_tolerance: float = TOLERANCE,
+        pointing_unit: Literal["px", "mm"] = "px",
     ) -> None:
         self.methods = method_names(methods, "DetectionMetrics.methods")
         self.alignment = alignment
@@ -192,8 +196,15 @@ class DetectionMetrics(Callback):
         if not 0.0 <= float(iou_threshold) < 1.0:  # a hit is IoU > iou_threshold: below 0 any box hits every mass
             raise ValueError(f"DetectionMetrics.iou_threshold: expected a number in [0, 1), found {iou_threshold}")
         if not 0.0 <= float(pointing_tolerance) < math.inf:
-            raise ValueError(f"DetectionMetrics.pointing_tolerance: expected pixels >= 0, found {pointing_tolerance}")
+            raise ValueError(
+                f"DetectionMetrics.pointing_tolerance: expected a distance >= 0, found {pointing_tolerance}"
+            )
+        if pointing_unit not in POINTING_UNITS:
+            raise ValueError(
+                f"DetectionMetrics.pointing_unit: expected one of {POINTING_UNITS}, found {pointing_unit!r}"
+            )
         self.pointing_tolerance = float(pointing_tolerance)
+        self.pointing_unit = pointing_unit
         self.fppi_budget = fppi_budget
         self.default_threshold = default_threshold
         self.iou_threshold = iou_threshold
@@ -217,6 +228,7 @@ class DetectionMetrics(Callback):
                 cell0_center=map_placement(pl_module, self.alignment),
                 operating_fppi=self.fppi_budget,
                 pointing_tolerance=self.pointing_tolerance,
+                pointing_unit=self.pointing_unit,
             ).to(pl_module.device)
             for method in self._methods(pl_module)
             for subset, positives_only in subsets.items()
@@ -238,9 +250,10 @@ class DetectionMetrics(Callback):
         unseen = unseen_targets(batch, self.class_index)
         birads = target_findings(batch, self.class_index, "birads")
         sizes = target_sizes(batch, self.class_index)
+        pixels = input_pixel_sizes(batch["meta"]) if self.pointing_unit == "mm" else None
         for (method, _), metric in self._metrics.items():
             metric.update(maps[method][:, self.class_index], probabilities, gt_boxes, labels, size, batch["image_id"],
-                          regions, unseen, birads, sizes)  # fmt: skip
+                          regions, unseen, birads, sizes, pixels)  # fmt: skip
 
     # ------------------------------------------------------------------------------------------ validation
     def on_validation_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
