@@ -66,6 +66,18 @@ def test_the_figures_of_merit_are_chakrabortys_sums_over_normal_image_and_mass_p
     assert float(got["afroc"][0]) == pytest.approx(expected["afroc"], abs=1e-12)
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_the_wafroc_curves_area_is_the_figure_of_merit(seed) -> None:
+    from wsod_mammo.detection.afroc import wafroc_curve
+
+    rated = ratings(*_tensors(_random_study(seed)))
+    fpf, wllf = wafroc_curve(rated)
+    assert (fpf[0], wllf[0], fpf[-1], wllf[-1]) == (0.0, 0.0, 1.0, 1.0)
+    assert bool((fpf.diff() >= 0).all() and (wllf.diff() >= 0).all())  # a curve, rising
+    area = float(torch.trapezoid(wllf, fpf))
+    assert area == pytest.approx(float(figures_of_merit(rated)["wafroc"][0]), abs=1e-12)
+
+
 def test_a_resamples_draw_counts_weigh_as_that_many_copies_of_each_image() -> None:
     """The bootstrap's weights: an image drawn k times counts as k copies (normal among K1, mass image among K2)."""
     study = _random_study(11)
@@ -173,6 +185,7 @@ def test_the_test_report_gives_each_methods_figures_of_merit_with_table_iis_inte
     assert rows[0] == ("test_method,normal_images,mass_images,masses,wafroc,wafroc_low,wafroc_high,afroc,afroc_low,"
                        "afroc_high")  # fmt: skip
     assert rows[1].startswith("cam,6,6,6,") and float(rows[1].split(",")[4]) == pytest.approx(expected)
+    assert (tmp_path / "run" / "wafroc.png").stat().st_size > 0  # the curves, the figures of merit their areas
 
 
 def test_compare_of_two_methods_figure_of_merit_pairs_their_reports_intervals(tmp_path, capsys) -> None:

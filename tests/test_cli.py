@@ -99,7 +99,7 @@ def test_test_writes_both_tables_the_froc_plot_and_overlays(trained: Path) -> No
                  "table2_by_density.csv", "table2_by_birads.md", "table2_by_birads.csv", "table2_by_size.md",
                  "table2_by_size.csv", "table1_by_density.md", "table1_by_density.csv", "pointing_game.md",
                  "pointing_game.csv", "calibration.md", "calibration.csv", "reliability.png", "wafroc.md",
-                 "wafroc.csv"):  # fmt: skip
+                 "wafroc.csv", "wafroc.png"):  # fmt: skip
         assert (run / name).stat().st_size > 0, name
     assert len(list((run / "overlays").glob("*.png"))) == 2
     with open(run / "table2_row.csv") as handle:

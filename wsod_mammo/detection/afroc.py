@@ -80,3 +80,18 @@ def figures_of_merit(r: Ratings, weights: Tensor | None = None) -> dict[str, Ten
         "wafroc": (per_image * wins).sum(1) / per_image.sum(1),
         "afroc": (drawn * wins).sum(1) / drawn.sum(1),
     }
+
+
+def wafroc_curve(r: Ratings) -> tuple[Tensor, Tensor]:
+    """The wAFROC curve ``(fpf, wllf)``, each ``(T + 2,)`` from ``(0, 0)`` to ``(1, 1)``: at each distinct finite
+    rating ``t`` (highest first), the share of normal images whose best box scores ``>= t`` against the mass-image-
+    weighted share of masses found with a box scoring ``>= t``; the last segment joins the unmarked ones. Its
+    trapezoidal area is the wAFROC figure of merit (ties 1/2: the diagonal steps)."""
+    ratings_all = torch.cat([r.normal_rating, r.lesion_rating])
+    thresholds = torch.unique(ratings_all[torch.isfinite(ratings_all)]).flip(0)  # (T,) descending
+    masses_of_image = torch.bincount(r.lesion_image, minlength=r.num_images).double()[r.lesion_image]
+    weight = 1.0 / masses_of_image / torch.unique(r.lesion_image).numel()  # (L,) each mass image sums to 1 / K2
+    fpf = (r.normal_rating[None, :] >= thresholds[:, None]).double().mean(1)
+    wllf = ((r.lesion_rating[None, :] >= thresholds[:, None]).double() * weight).sum(1)
+    zero, one = torch.zeros(1, dtype=torch.float64), torch.ones(1, dtype=torch.float64)
+    return torch.cat([zero, fpf, one]), torch.cat([zero, wllf, one])

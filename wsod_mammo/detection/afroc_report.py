@@ -4,11 +4,12 @@ image, with Table II's 95% bootstrap intervals (the same draws of whole studies,
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
 
-from wsod_mammo.detection.afroc import FIGURES, Ratings, figures_of_merit, ratings
+from wsod_mammo.detection.afroc import FIGURES, Ratings, figures_of_merit, ratings, wafroc_curve
 from wsod_mammo.detection.bootstrap import LEVEL, groups_of, interval, interval_text, resample_weights
 from wsod_mammo.detection.metrics import DetectionResult
 from wsod_mammo.detection.report import _markdown, count, csv_text
@@ -69,3 +70,33 @@ def afroc_rows(summary: dict[str, Any]) -> list[list[Any]]:
         [m, *(summary[c] for c in COUNTS), *(f[k][end] for k in FIGURES for end in ("value", "low", "high"))]
         for m, f in summary["methods"].items()
     ]
+
+
+def plot_wafroc(
+    results: dict[str, DetectionResult], summary: dict[str, Any], path: str | Path, title: str = ""
+) -> None:
+    """Each method's wAFROC curve (:func:`wafroc_curve`), its figure of merit (the area) in the legend."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(5.5, 5), dpi=150)
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    axes.plot([0, 1], [0.5, 0.5], color="gray", linestyle="--", linewidth=1, label="marks nothing (0.5)")
+    for method, result in results.items():
+        rated = result_ratings(result)
+        if rated is not None and method in summary["methods"]:
+            fpf, wllf = wafroc_curve(rated)
+            value = summary["methods"][method]["wafroc"]["value"]
+            axes.plot(fpf.tolist(), wllf.tolist(), label=f"{method} (wAFROC {value:.3f})")
+    axes.set_xlim(0, 1)
+    axes.set_ylim(0, 1)
+    axes.set_xlabel("share of normal images with a box scoring >= t")
+    axes.set_ylabel("weighted share of masses found by a box scoring >= t")
+    axes.grid(alpha=0.3)
+    if title:
+        axes.set_title(title, fontsize=10)
+    axes.legend(loc="lower right")
+    figure.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(str(path))

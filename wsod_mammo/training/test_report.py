@@ -26,7 +26,7 @@ from torch import Tensor
 from torchmetrics import MetricCollection
 
 from wsod_mammo.detection.afroc_report import CSV_COLUMNS as AFROC_COLUMNS
-from wsod_mammo.detection.afroc_report import afroc_rows, afroc_summary, afroc_text
+from wsod_mammo.detection.afroc_report import afroc_rows, afroc_summary, afroc_text, plot_wafroc
 from wsod_mammo.detection.bootstrap import (
     LEVEL,
     NUM_RESAMPLES,
@@ -731,6 +731,8 @@ def write_test_report(
         afroc_md, afroc_csv = afroc_text(summary["wafroc"], train_method, unit)
         (directory / "wafroc.md").write_text(afroc_md)
         (directory / "wafroc.csv").write_text(afroc_csv)
+        plot_wafroc({m: r for (m, s), r in results.items() if s == "all"}, summary["wafroc"],
+                    directory / "wafroc.png", f"wAFROC, every test image, trained with {train_method}")  # fmt: skip
         printed.append(f"wAFROC figures of merit (all images)\n{afroc_md}")
     (directory / "detection.json").write_text(json.dumps(summary, indent=2, allow_nan=True))
     image_records = {"fppi_budget": fppi_budget, "bootstrap_seed": seed, "subsets": records}  # --compare redraws these
@@ -790,6 +792,7 @@ def _log_to_wandb(trainer: Trainer, directory: Path, summary: dict[str, Any], ci
             logger.log_table("test/pointing_game", columns=POINTING_COLUMNS, data=pointing_rows(pointing))
         if figures_of_merit := summary["wafroc"]:
             logger.log_table("test/wafroc", columns=AFROC_COLUMNS, data=afroc_rows(figures_of_merit))
+            logger.log_image("test/wafroc_curve", [str(directory / "wafroc.png")])
         for subset in SUBSETS:
             if subset in summary:
                 cells = summary[subset]
