@@ -13,6 +13,7 @@ from wsod_mammo.detection.afroc import FIGURES, Ratings, figures_of_merit, ratin
 from wsod_mammo.detection.bootstrap import LEVEL, groups_of, interval, interval_text, resample_weights
 from wsod_mammo.detection.metrics import DetectionResult
 from wsod_mammo.detection.report import _markdown, count, csv_text
+from wsod_mammo.detection.square_plot import save_unit_square_plot
 
 COUNTS = ("normal_images", "mass_images", "masses")
 CSV_COLUMNS = ["test_method", *COUNTS, *(f"{f}{end}" for f in FIGURES for end in ("", "_low", "_high"))]
@@ -76,27 +77,15 @@ def plot_wafroc(
     results: dict[str, DetectionResult], summary: dict[str, Any], path: str | Path, title: str = ""
 ) -> None:
     """Each method's wAFROC curve (:func:`wafroc_curve`), its figure of merit (the area) in the legend."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(5.5, 5), dpi=150)
-    FigureCanvasAgg(figure)
-    axes = figure.add_subplot()
-    axes.plot([0, 1], [0.5, 0.5], color="gray", linestyle="--", linewidth=1, label="marks nothing (0.5)")
-    for method, result in results.items():
-        rated = result_ratings(result)
-        if rated is not None and method in summary["methods"]:
-            fpf, wllf = wafroc_curve(rated)
-            value = summary["methods"][method]["wafroc"]["value"]
-            axes.plot(fpf.tolist(), wllf.tolist(), label=f"{method} (wAFROC {value:.3f})")
-    axes.set_xlim(0, 1)
-    axes.set_ylim(0, 1)
-    axes.set_xlabel("share of normal images with a box scoring >= t")
-    axes.set_ylabel("weighted share of masses found by a box scoring >= t")
-    axes.grid(alpha=0.3)
-    if title:
-        axes.set_title(title, fontsize=10)
-    axes.legend(loc="lower right")
-    figure.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(str(path))
+    def draw(axes: Any) -> None:
+        axes.plot([0, 1], [0.5, 0.5], color="gray", linestyle="--", linewidth=1, label="marks nothing (0.5)")
+        for method, result in results.items():
+            rated = result_ratings(result)
+            if rated is not None and method in summary["methods"]:
+                fpf, wllf = wafroc_curve(rated)
+                value = summary["methods"][method]["wafroc"]["value"]
+                axes.plot(fpf.tolist(), wllf.tolist(), label=f"{method} (wAFROC {value:.3f})")
+
+    save_unit_square_plot(path, draw, "share of normal images with a box scoring >= t",
+                          "weighted share of masses found by a box scoring >= t", title, "lower right")  # fmt: skip

@@ -17,6 +17,7 @@ from torch import Tensor
 
 from wsod_mammo.detection.bootstrap import interval, interval_text, resample_weights
 from wsod_mammo.detection.report import _markdown, count, csv_text
+from wsod_mammo.detection.square_plot import save_unit_square_plot
 
 BINS = 10
 FIGURES = {"brier": "Brier score", "ece": f"ECE ({BINS} bins)"}
@@ -106,24 +107,13 @@ def calibration_rows(summary: dict[str, Any]) -> list[list[Any]]:
 
 def plot_reliability(summary: dict[str, Any], path: str | Path, title: str = "") -> None:
     """Each head's reliability curve (mean probability against share positive per bin) beside the diagonal."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(5.5, 5), dpi=150)
-    FigureCanvasAgg(figure)
-    axes = figure.add_subplot()
-    axes.plot([0, 1], [0, 1], color="gray", linestyle="--", linewidth=1, label="calibrated")
-    for head, f in summary["heads"].items():
-        points = [(b["mean_probability"], b["positive_share"]) for b in f["reliability"] if b["images"]]
-        axes.plot([x for x, _ in points], [y for _, y in points], "o-", label=f"{head} (ECE {f['ece']['value']:.3f})")
-    axes.set_xlim(0, 1)
-    axes.set_ylim(0, 1)
-    axes.set_xlabel("mean predicted probability in the bin")
-    axes.set_ylabel("share of the bin's images that are positive")
-    axes.grid(alpha=0.3)
-    if title:
-        axes.set_title(title, fontsize=10)
-    axes.legend(loc="upper left")
-    figure.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(str(path))
+    def draw(axes: Any) -> None:
+        axes.plot([0, 1], [0, 1], color="gray", linestyle="--", linewidth=1, label="calibrated")
+        for head, f in summary["heads"].items():
+            points = [(b["mean_probability"], b["positive_share"]) for b in f["reliability"] if b["images"]]
+            axes.plot([x for x, _ in points], [y for _, y in points], "o-",
+                      label=f"{head} (ECE {f['ece']['value']:.3f})")  # fmt: skip
+
+    save_unit_square_plot(path, draw, "mean predicted probability in the bin",
+                          "share of the bin's images that are positive", title, "upper left")  # fmt: skip
