@@ -341,6 +341,19 @@ def _older_report_leaves_out(
     assert warning in caplog.text
 
 
+def _figure(value: float) -> dict:
+    """A test report's figure with an interval around it."""
+    return {"value": value, "low": value - 0.1, "high": value + 0.05}
+
+
+def _run_with(path: Path, key: str, part: dict) -> Path:
+    """A test report of train method cam testing cam and gradcam, holding ``part`` under ``key``, written to
+    ``path``."""
+    report = {"table1": {}, "mass": {"cam": {"tpr": 0.5, "fppi": 0.5}, "gradcam": {"tpr": 0.5, "fppi": 0.5}}, key: part}
+    path.write_text(json.dumps(report))
+    return path
+
+
 def test_the_study_writes_the_pointing_game_over_seeds_and_with_one_seed_the_reports_interval(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -349,18 +362,12 @@ def test_the_study_writes_the_pointing_game_over_seeds_and_with_one_seed_the_rep
     import csv
     import io
 
-    def figure(value: float) -> dict:
-        return {"value": value, "low": value - 0.1, "high": value + 0.05}
-
     runs = {}
     for seed, hit in ((1, 0.6), (2, 0.8)):
         pointing = {"tolerance_px": 15.0, "images": 8,
-                    "methods": {"cam": {"hit": figure(hit), "energy": figure(hit / 2)},
-                                "gradcam": {"hit": figure(0.5), "energy": figure(0.2)}}}  # fmt: skip
-        report = {"table1": {}, "mass": {"cam": {"tpr": 0.5, "fppi": 0.5}, "gradcam": {"tpr": 0.5, "fppi": 0.5}},
-                  "pointing_game": pointing}  # fmt: skip
-        (tmp_path / f"{seed}.json").write_text(json.dumps(report))
-        runs[("cam", seed)] = tmp_path / f"{seed}.json"
+                    "methods": {"cam": {"hit": _figure(hit), "energy": _figure(hit / 2)},
+                                "gradcam": {"hit": _figure(0.5), "energy": _figure(0.2)}}}  # fmt: skip
+        runs[("cam", seed)] = _run_with(tmp_path / f"{seed}.json", "pointing_game", pointing)
     text = write_study_outputs(tmp_path / "study", runs)
     assert "Pointing game (each map's peak and energy against the masses): pointing_game.md" in text
     table = (tmp_path / "study" / "pointing_game.md").read_text()
@@ -423,18 +430,12 @@ def test_the_study_writes_the_figures_of_merit_over_seeds_and_with_one_seed_the_
     import csv
     import io
 
-    def figure(value: float) -> dict:
-        return {"value": value, "low": value - 0.1, "high": value + 0.05}
-
     runs = {}
     for seed, value in ((1, 0.62), (2, 0.74)):
         figures = {"normal_images": 6, "mass_images": 6, "masses": 7,
-                   "methods": {"cam": {"wafroc": figure(value), "afroc": figure(value - 0.02)},
-                               "gradcam": {"wafroc": figure(0.55), "afroc": figure(0.5)}}}  # fmt: skip
-        report = {"table1": {}, "mass": {"cam": {"tpr": 0.5, "fppi": 0.5}, "gradcam": {"tpr": 0.5, "fppi": 0.5}},
-                  "wafroc": figures}  # fmt: skip
-        (tmp_path / f"{seed}.json").write_text(json.dumps(report))
-        runs[("cam", seed)] = tmp_path / f"{seed}.json"
+                   "methods": {"cam": {"wafroc": _figure(value), "afroc": _figure(value - 0.02)},
+                               "gradcam": {"wafroc": _figure(0.55), "afroc": _figure(0.5)}}}  # fmt: skip
+        runs[("cam", seed)] = _run_with(tmp_path / f"{seed}.json", "wafroc", figures)
     text = write_study_outputs(tmp_path / "study", runs)
     assert "wAFROC and AFROC figures of merit (every test image): wafroc.md" in text
     weighted, plain = (tmp_path / "study" / "wafroc.md").read_text().split("## wAFROC")[1].split("## AFROC")
