@@ -446,6 +446,8 @@ def test_the_study_writes_the_figures_of_merit_over_seeds_and_with_one_seed_the_
     assert len(rows) == 4 and {r["figure"] for r in rows} == {"wafroc", "afroc"}
     write_study_outputs(tmp_path / "one", {("cam", 1): runs[("cam", 1)]})
     assert "| cam | 0.620 [0.520, 0.670] | 0.550 [0.450, 0.600] |" in (tmp_path / "one" / "wafroc.md").read_text()
+    write_study_outputs(tmp_path / "only_cam", runs, test_methods=["cam"])  # Table II's columns, and only them
+    assert "| train \\ test | cam |\n" in (tmp_path / "only_cam" / "wafroc.md").read_text()
     warning = "no wAFROC figures of merit: the test reports of cam_seed1 give no wAFROC figure of merit"
     _older_report_leaves_out(tmp_path, runs, caplog, "wafroc", "wafroc.md", "wAFROC", warning)
     assert not (tmp_path / "study" / "wafroc.csv").exists()

@@ -148,13 +148,17 @@ def _report_problem(report: Any) -> str | None:
     return None
 
 
+# the test report's parts with a figure per test method, which --test_methods narrows as it narrows Table II
+PER_METHOD_PARTS = ("pointing_game", "wafroc")
+
+
 def keep_test_methods(
     reports: dict[tuple[str, int], dict[str, Any]], methods: Sequence[str] | None = None
 ) -> dict[tuple[str, int], dict[str, Any]]:
-    """The reports with only ``methods``' Table II cells (``wsod study --test_methods``; None: every method any run
-    was tested with). A run whose report lacks one of them (tested with other methods, or without mass images) is
-    an error naming the run and what it has: averaged over the other seeds only, its cells would say "over seeds"
-    of fewer seeds, or one seed's bootstrap interval, without a word."""
+    """The reports with only ``methods``' Table II cells, pointing game and figures of merit (``wsod study
+    --test_methods``; None: every method any run was tested with). A run whose report lacks one of them (tested with
+    other methods, or without mass images) is an error naming the run and what it has: averaged over the other seeds
+    only, its cells would say "over seeds" of fewer seeds, or one seed's bootstrap interval, without a word."""
     tested = {m for r in reports.values() for m in r.get(SUBSET, {})}
     wanted = list(methods) if methods is not None else _ordered_methods(sorted(tested))
     kept = {}
@@ -169,6 +173,10 @@ def keep_test_methods(
                 f"again with those methods, or leave them out of --test_methods{advice}"
             )
         kept[(train, seed)] = {**report, SUBSET: {m: cells[m] for m in wanted}}
+        for key in PER_METHOD_PARTS:  # the tables per test method show Table II's columns too
+            if isinstance(part := report.get(key), dict) and isinstance(part.get("methods"), dict):
+                kept[(train, seed)][key] = {**part, "methods": {m: part["methods"][m] for m in wanted
+                                                               if m in part["methods"]}}  # fmt: skip
     return kept
 
 
