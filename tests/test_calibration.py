@@ -91,7 +91,7 @@ def test_the_test_report_writes_calibration_and_the_reliability_diagram(tmp_path
                            {"images": 40, "positive": 16}, {}, None, {}, _record())  # fmt: skip
     write_test_report(tmp_path, trainer, module, results, table1, 1.0, seed=7, groups={}, densities={})
     report = json.loads((tmp_path / "detection.json").read_text())["calibration"]
-    assert report == calibration_summary(_record(), 7)
+    assert json.dumps(report) == json.dumps(calibration_summary(_record(), 7))  # NaN, a slope without one, too
     markdown = (tmp_path / "calibration.md").read_text()
     assert "Calibration of the class 0 probability on 40 distinct test images" in markdown
     fusion = report["heads"]["fusion"]["ece"]
@@ -99,4 +99,54 @@ def test_the_test_report_writes_calibration_and_the_reliability_diagram(tmp_path
     assert f"{fusion['value']:.3f} [{fusion['low']:.3f}, {fusion['high']:.3f}] |" in markdown
     assert (tmp_path / "reliability.png").stat().st_size > 0
     rows = (tmp_path / "calibration.csv").read_text().splitlines()
-    assert rows[0] == "head,figure,value,low,high" and len(rows) == 7
+    assert rows[0] == "head,figure,value,low,high" and len(rows) == 13  # 3 heads x 4 figures
+    # the fusion head separates the classes (positives above 0.7, negatives below 0.3): no finite slope, said so
+    assert report["heads"]["fusion"]["slope"]["value"] != report["heads"]["fusion"]["slope"]["value"]  # NaN
+    assert "| fusion |" in markdown and markdown.split("| fusion |")[1].split("\n")[0].count("| n/a |") == 1
+
+
+def test_the_calibration_slope_and_intercept_are_the_logistic_recalibration_fit() -> None:
+    """Probabilities whose outcome follows logit P = 0.3 + 0.5 logit p: the fit recovers the slope, and the
+    likelihood's gradient is 0 at both estimates (the maximum), for each resample's weights alike."""
+    from wsod_mammo.detection.recalibration import recalibration
+
+    generator = torch.Generator().manual_seed(3)
+    x = 2 * torch.randn(5000, generator=generator, dtype=torch.float64)
+    y = (torch.rand(5000, generator=generator, dtype=torch.float64) < torch.sigmoid(0.3 + 0.5 * x)).double()
+    p = torch.sigmoid(x)
+    weights = torch.stack([torch.ones(5000), torch.randint(0, 3, (5000,), generator=generator).double()])
+    fit = recalibration(weights, p, y)
+    assert float(fit["slope"][0]) == pytest.approx(0.5, abs=0.05)
+    for row in range(2):
+        w, b = weights[row].double(), float(fit["slope"][row])
+        # the slope's model: its intercept a solves sum w (y - sigmoid(a + b x)) = 0; then d/db is 0 too
+        a = torch.logit(((w * y).sum() / w.sum()).reshape(1))  # a start; refine a alone by bisection
+        low, high = -10.0, 10.0
+        for _ in range(200):
+            a = (low + high) / 2
+            if float((w * (y - torch.sigmoid(a + b * x))).sum()) > 0:
+                low = a
+            else:
+                high = a
+        assert float((w * (y - torch.sigmoid(a + b * x)) * x).sum()) == pytest.approx(0.0, abs=1e-6 * float(w.sum()))
+        shift = float(fit["intercept"][row])
+        assert float((w * (y - torch.sigmoid(shift + x))).sum()) == pytest.approx(0.0, abs=1e-8 * float(w.sum()))
+    calibrated = (torch.rand(5000, generator=generator, dtype=torch.float64) < p).double()
+    ideal = recalibration(torch.ones(1, 5000), p, calibrated)
+    assert float(ideal["slope"][0]) == pytest.approx(1.0, abs=0.08)
+    assert float(ideal["intercept"][0]) == pytest.approx(0.0, abs=0.08)
+
+
+def test_probabilities_that_separate_the_classes_have_no_slope_and_one_class_no_intercept() -> None:
+    from wsod_mammo.detection.recalibration import recalibration
+
+    p = torch.tensor([0.1, 0.6, 0.4, 0.9])
+    y = torch.tensor([0.0, 0.0, 1.0, 1.0])
+    weights = torch.tensor([[1.0, 1.0, 1.0, 1.0], [1.0, 0.0, 1.0, 1.0], [1.0, 1.0, 0.0, 0.0], [3.0, 1.0, 1.0, 2.0]])
+    fit = recalibration(weights, p, y)
+    # a negative (0.6) above a positive (0.4): a finite slope; without it the classes separate; one class: neither
+    assert not torch.isnan(fit["slope"][[0, 3]]).any() and torch.isnan(fit["slope"][1:3]).all()
+    assert not torch.isnan(fit["intercept"][[0, 1, 3]]).any() and torch.isnan(fit["intercept"][2])
+    # touching at a tie (quasi-complete separation, Albert & Anderson 1984): no finite maximum either
+    tied = recalibration(torch.ones(1, 4), torch.tensor([0.1, 0.4, 0.4, 0.9]), y)
+    assert torch.isnan(tied["slope"]).all() and not torch.isnan(tied["intercept"]).any()

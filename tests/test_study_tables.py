@@ -418,6 +418,17 @@ def test_the_study_writes_calibration_over_seeds_and_with_one_seed_the_reports_i
         "| cam | global | 0.200 [0.180, 0.230] | 0.100 [0.080, 0.130] |"
         in (tmp_path / "one" / "calibration.md").read_text()
     )
+    assert "| slope |" not in table  # reports written before the slope and intercept: their columns left out
+    for seed, slope in ((1, 0.8), (2, 1.3)):  # with them: means over seeds, intervals not cut to [0, 1]
+        report = json.loads(runs[("cam", seed)].read_text())
+        for head in report["calibration"]["heads"].values():
+            head |= {"slope": figure(slope), "intercept": figure(slope - 1)}
+        runs[("cam", seed)].write_text(json.dumps(report))
+    write_study_outputs(tmp_path / "study", runs)
+    table = (tmp_path / "study" / "calibration.md").read_text()
+    slopes, shifts = seed_interval([0.8, 1.3], bounds=(-math.inf, math.inf)), seed_interval([-0.2, 0.3], bounds=(-9, 9))
+    assert "| ECE | slope | intercept |" in table and shifts.low < 0 < 1 < slopes.high
+    assert f"| 1.050 [{slopes.low:.3f}, {slopes.high:.3f}] | 0.050 [{shifts.low:.3f}, {shifts.high:.3f}] |" in table
     warning = "no calibration: the test reports of cam_seed1 measure no calibration"
     _older_report_leaves_out(tmp_path, runs, caplog, "calibration", "calibration.md", "Calibration", warning)
 

@@ -3,12 +3,14 @@
 AUC says how well a head ranks images; a reader of ``wsod predict`` reads the probability itself, and a 0.8 that
 comes true a third of the time misleads whatever the AUC. Per head: the Brier score (mean squared error of the
 probability), the expected calibration error over equal-width bins (the images' share in each bin times its gap
-between mean probability and share positive) and the reliability diagram, each figure with a 95% interval drawn as
-Table I's are (whole studies, class-stratified, the report's seed).
+between mean probability and share positive), the calibration slope and intercept (:mod:`recalibration`: too extreme
+or too timid, too high or too low) and the reliability diagram, each figure with a 95% interval drawn as Table I's
+are (whole studies, class-stratified, the report's seed).
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +18,12 @@ import torch
 from torch import Tensor
 
 from wsod_mammo.detection.bootstrap import interval, interval_text, resample_weights
+from wsod_mammo.detection.recalibration import recalibration
 from wsod_mammo.detection.report import _markdown, count, csv_text
 from wsod_mammo.detection.square_plot import save_unit_square_plot
 
 BINS = 10
-FIGURES = {"brier": "Brier score", "ece": f"ECE ({BINS} bins)"}
+FIGURES = {"brier": "Brier score", "ece": f"ECE ({BINS} bins)", "slope": "slope", "intercept": "intercept"}
 CSV_COLUMNS = ["head", "figure", "value", "low", "high"]
 
 
@@ -66,16 +69,33 @@ def calibration_summary(record: dict[str, Any], seed: int) -> dict[str, Any] | N
     heads: dict[str, dict[str, Any]] = {}
     for head, values in record["heads"].items():
         p = torch.tensor(values, dtype=torch.float64)
-        full = calibration_figures(torch.ones(1, keys.numel()), p, target)
-        drawn = calibration_figures(weights, p, target)
-        heads[head] = {name: interval(drawn[name], float(full[name][0])) for name in FIGURES}
+        full = calibration_figures(torch.ones(1, keys.numel()), p, target) | recalibration(
+            torch.ones(1, keys.numel()), p, target
+        )
+        drawn = calibration_figures(weights, p, target) | recalibration(weights, p, target)
+        heads[head] = {name: _interval(drawn[name], float(full[name][0])) for name in FIGURES}
         heads[head]["reliability"] = reliability(p, target)
     return {"bins": BINS, "images": int(keys.numel()), "heads": heads}
 
 
+def _interval(samples: Tensor, value: float) -> dict[str, float]:
+    """``interval``, but none where any resample has no estimate (a slope where a resample's probabilities separate
+    the classes): the others alone would not be the figure's interval."""
+    if bool(torch.isnan(samples).any()):
+        return {"value": value, "low": math.nan, "high": math.nan}
+    return interval(samples, value)
+
+
+def _cell(figure: dict[str, float]) -> str:
+    """A figure with its interval, ``n/a`` without a value, ``[n/a]`` for the interval alone."""
+    if math.isnan(figure["value"]):
+        return "n/a"
+    return interval_text(figure, 3) if not math.isnan(figure["low"]) else f"{figure['value']:.3f} [n/a]"
+
+
 def calibration_text(summary: dict[str, Any], unit: str, class_name: str) -> tuple[str, str]:
     """``(markdown, csv)``: per head the Brier score and ECE with their intervals, then each head's reliability."""
-    rows = [[head, *(interval_text(f[name], 3) for name in FIGURES)] for head, f in summary["heads"].items()]
+    rows = [[head, *(_cell(f[name]) for name in FIGURES)] for head, f in summary["heads"].items()]
     bins = []
     for head, f in summary["heads"].items():
         cells = [
@@ -87,7 +107,11 @@ def calibration_text(summary: dict[str, Any], unit: str, class_name: str) -> tup
         f"Calibration of the {class_name} probability on {count(summary['images'], 'distinct test image')}: the Brier "
         "score (mean squared error of the probability; lower is better) and the expected calibration error (per "
         "equal-width bin, its share of the images times the gap between its mean probability and its share "
-        f"positive). Mean [95% bootstrap interval over {unit}].\n\n"
+        "positive), and the calibration slope and intercept of logistic recalibration (logit P = a + b logit p: "
+        "the slope b is 1 when calibrated, below 1 when the probabilities are too extreme, above when too timid; "
+        "logit P = a' + logit p: the intercept a' is 0 when calibrated, above 0 when they are too low on average). "
+        f"Value [95% bootstrap interval over {unit}]; n/a: no finite estimate, the probabilities separate the "
+        "classes (a perfect ranking's slope is infinite), in the test set or, for the interval, in some resample.\n\n"
         + _markdown(["head", *FIGURES.values()], rows)
         + "\nReliability: per bin of probability, the share of its images that are positive (and how many images it "
         "holds); a calibrated head's share lies within its bin. reliability.png draws it.\n\n"

@@ -108,13 +108,18 @@ def resampled(report: dict[str, Any]) -> str:
 
 
 def _over_seeds_or_images(
-    values: Sequence[float], first: dict[str, Any], figure: str, key: str = "intervals", over: str = "images"
+    values: Sequence[float],
+    first: dict[str, Any],
+    figure: str,
+    key: str = "intervals",
+    over: str = "images",
+    bounds: tuple[float, float] = (0.0, 1.0),
 ) -> Estimate:
-    """``seed_interval`` of ``values``; with one seed, the bootstrap interval that ``first`` (its report's
-    part) gives (``image_interval``)."""
-    estimate = seed_interval(values)
-    if estimate.n == 1 and (bounds := image_interval(first, figure, key)) is not None:
-        return Estimate(estimate.mean, bounds[0], bounds[1], 1, over)
+    """``seed_interval`` of ``values`` (cut to ``bounds``); with one seed, the bootstrap interval that ``first`` (its
+    report's part) gives (``image_interval``)."""
+    estimate = seed_interval(values, bounds=bounds)
+    if estimate.n == 1 and (drawn := image_interval(first, figure, key)) is not None:
+        return Estimate(estimate.mean, drawn[0], drawn[1], 1, over)
     return estimate
 
 
@@ -410,25 +415,31 @@ def afroc_text(cells: Cells) -> str:
     )
 
 
-CALIBRATION_FIGURES = {"brier": "Brier score", "ece": "ECE"}
+CALIBRATION_FIGURES = {"brier": "Brier score", "ece": "ECE", "slope": "slope", "intercept": "intercept"}
+UNBOUNDED = (-math.inf, math.inf)  # a calibration slope or intercept is no fraction
 
 
 def calibration_table(reports: dict[tuple[str, int], dict[str, Any]]) -> str:
-    """``calibration.md``: per train method and head, the Brier score and ECE of Table I's probabilities, mean over
-    seeds [95% interval; with one seed the report's bootstrap interval]."""
+    """``calibration.md``: per train method and head, the Brier score, ECE, calibration slope and intercept of Table
+    I's probabilities, mean over seeds [95% interval; with one seed the report's bootstrap interval]; the slope and
+    intercept where every run's report gives them (reports written before them do not)."""
+    heads = [h for r in reports.values() for h in r["calibration"]["heads"].values()]
+    figures = {name: title for name, title in CALIBRATION_FIGURES.items() if all(name in h for h in heads)}
     rows = []
     for train, runs in _by_method(reports).items():
         over = resampled(runs[0])
         for head in runs[0]["calibration"]["heads"]:
             per_seed = [r["calibration"]["heads"][head] for r in runs if head in r["calibration"]["heads"]]
             estimates = [
-                _over_seeds_or_images([c[name]["value"] for c in per_seed], {"intervals": per_seed[0]}, name, over=over)
-                for name in CALIBRATION_FIGURES
-            ]
+                _over_seeds_or_images([c[name]["value"] for c in per_seed], {"intervals": per_seed[0]}, name,
+                                      over=over, bounds=(0.0, 1.0) if name in ("brier", "ece") else UNBOUNDED)
+                for name in figures
+            ]  # fmt: skip
             rows.append([train, head, *(e.text(3) for e in estimates)])
     bins = next(iter(reports.values()))["calibration"]["bins"]
     return (
         f"Calibration of Table I's probabilities (the Brier score, and the expected calibration error over {bins} "
-        "equal-width bins; lower is better; mean [95% interval over seeds; with one seed, the test report's bootstrap "
-        "interval])\n\n" + _markdown(["train", "head", *CALIBRATION_FIGURES.values()], rows)
+        "equal-width bins: lower is better; the slope and intercept of logistic recalibration: 1 and 0 when "
+        "calibrated, n/a where the probabilities separate the classes; mean [95% interval over seeds; with one seed, "
+        "the test report's bootstrap interval])\n\n" + _markdown(["train", "head", *figures.values()], rows)
     )
