@@ -253,6 +253,7 @@ def test_the_study_pairs_the_best_pairs_wafroc_with_every_other_on_the_same_imag
     assert "wAFROC paired (the best pair's minus every other's): wafroc_paired.md" in text
     table = (tmp_path / "study" / "wafroc_paired.md").read_text()
     assert "the best pair (train cam, test gradcam, wAFROC " in table
+    assert "Best pair by wAFROC (every test image): train cam, test gradcam: 0.903 [" in text  # named in the summary
     rows = {tuple(line.split(" | ")[:2]): line.split(" | ") for line in table.splitlines()[3:] if line.startswith("| ")}
     assert set(rows) == {("| cam", "cam"), ("| gradcam", "cam"), ("| gradcam", "gradcam")}  # the best is no row
     expected, ps = {}, []

@@ -10,7 +10,7 @@ from typing import Any, NamedTuple
 
 from wsod_mammo.detection.pointing_report import tolerance_text
 from wsod_mammo.detection.report import METHOD_ORDER, count, plot_froc
-from wsod_mammo.detection.study_afroc import load_box_records, versus_best, wafroc_paired_text
+from wsod_mammo.detection.study_afroc import best_pair, load_box_records, versus_best, wafroc_paired_text
 from wsod_mammo.detection.study_paired import (
     load_image_records,
     paired_differences,
@@ -261,6 +261,20 @@ def _write_table1_paired(output: Path, runs: dict[tuple[str, int], Path]) -> str
     return path.name
 
 
+def _best_by_wafroc(cells: Cells | None) -> str:
+    """The summary's line naming the pair with the best mean wAFROC (every test image, threshold and FPPI budget
+    aside), which may not be Table II's; empty without figures of merit."""
+    if not cells:
+        return ""
+    try:
+        train, test = best_pair(cells)
+    except ValueError:
+        return ""
+    return (
+        f"Best pair by wAFROC (every test image): train {train}, test {test}: {cells[train][test]['wafroc'].text(3)}\n"
+    )
+
+
 def write_study_outputs(
     output: Path,
     runs: dict[tuple[str, int], Path],
@@ -330,7 +344,7 @@ def write_study_outputs(
         f"Table I (classification, test images; mean [95% interval over seeds; {one_seed}])\n\n"
         f"{table1_md}\n{breast_text}"
         f"Table II ({SUBSET} images; TPR [95% interval, {interval}] @ FPPI, means over seeds)\n\n{table2_md}\n"
-        f"{verdict}\n\nFROC figures: {', '.join(p.name for p in figures)}\n"
+        f"{verdict}\n{_best_by_wafroc(afroc_cells)}\nFROC figures: {', '.join(p.name for p in figures)}\n"
         + (f"Table I per breast density: {table1_density}\n" if table1_density else "")
         + (f"Table I paired (each train method's AUC minus the first's): {table1_paired}\n" if table1_paired else "")
         + (f"Pointing game (each map's peak and energy against the masses): {pointing}\n" if pointing else "")
