@@ -167,6 +167,17 @@ def test_study_help_shows_what_runs_without_each_option(capsys: pytest.CaptureFi
         assert shown in text, shown
 
 
+def test_the_study_reads_its_tables_without_importing_torchmetrics() -> None:
+    """`wsod study` writes its tables from the runs' reports: its process once imported torchmetrics (2 to 4 s of a
+    start-up, in every study and `wsod study --help`) through the pointing game's tolerance text."""
+    import subprocess
+    import sys
+
+    code = "import sys, wsod_mammo.study; print(sorted(m for m in sys.modules if m.split('.')[0] == 'torchmetrics'))"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[]", loaded
+
+
 def test_study_refuses_unknown_methods(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="--train_methods: expected a comma-separated list"):
         main(["study", "--config", "x.yaml", "--train_methods", "cam,gradcamm"])

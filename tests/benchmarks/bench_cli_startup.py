@@ -16,7 +16,8 @@ import sys
 import time
 from pathlib import Path
 
-COMMANDS = (["--help"], ["--version"], ["synth", "--help"], ["report", "--help"], ["prepare", "--help"])
+COMMANDS = (["--help"], ["--version"], ["synth", "--help"], ["report", "--help"], ["prepare", "--help"],
+            ["study", "--help"])  # fmt: skip
 HERE = Path(__file__).resolve().parents[2]
 
 

@@ -7,13 +7,15 @@ interval drawn as Table II's are (whole studies, the report's seed), so the stud
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from wsod_mammo.detection.bootstrap import LEVEL, groups_of, interval, interval_text, resampled_means
-from wsod_mammo.detection.metrics import DetectionResult
 from wsod_mammo.detection.report import _markdown, count, csv_text
+
+if TYPE_CHECKING:  # torchmetrics' import (seconds) stays out of `wsod study`, which reads tolerance_text only
+    from wsod_mammo.detection.metrics import DetectionResult
 
 FIGURES = {"hit": "pointing game", "energy": "energy inside the masses"}
 CSV_COLUMNS = ["test_method", "images", *(f"{f}{end}" for f in FIGURES for end in ("", "_low", "_high"))]
