@@ -198,13 +198,19 @@ def test_p_values_print_as_papers_print_them() -> None:
 def test_a_side_of_the_run_given_as_the_current_folder_is_named_by_the_folder(
     tmp_path: Path, capsys, monkeypatch
 ) -> None:
-    """``wsod report . --compare fusion global`` printed ``A :fusion``: the label of ``.`` is its folder's name."""
+    """``wsod report . --compare fusion global`` printed ``A :fusion``: the label of ``.`` is its folder's name, and of
+    a study's run folder its name, not the id of the test run below it."""
     keys, target, (good, noise), groups = _cases()
     _write_run(tmp_path / "run_a", {"fusion": good, "global": noise}, keys, target, groups)
     monkeypatch.chdir(tmp_path / "run_a")
     main([".", "--compare", "fusion", "global"])
     out = capsys.readouterr().out
     assert "  A run_a:fusion: " in out and "  B run_a:global: " in out
+    # a study's run folder, its test run found below it: named as typed, not by the run id (`x1y2:fusion`)
+    _write_run(tmp_path / "cam_seed42" / "wsod-mammo" / "x1y2", {"fusion": good, "global": noise}, keys, target, groups)
+    main([str(tmp_path / "cam_seed42"), "--compare", "fusion", "global"])
+    out = capsys.readouterr().out
+    assert "  A cam_seed42:fusion: " in out and "  B cam_seed42:global: " in out
 
 
 def test_at_breast_level_each_side_is_its_breast_level_table1_and_deLong_clusters_by_study(

@@ -32,7 +32,7 @@ def read_images_file(spec: str, default_run: Path) -> tuple[str, str, Path, dict
     """``(label, method or head, path, content)`` of the image record ``RUN_DIR:name`` or ``name`` (in
     ``default_run``) reads; the label names the run as the comparison prints it."""
     run, _, name = spec.rpartition(":")
-    run_dir = find_run_dir(Path(run)) if run else default_run  # a study's run folder, as the listed runs
+    run_dir = find_run_dir(Path(run) if run else default_run)  # a study's run folder, as the listed runs
     path = run_dir / IMAGES_FILE
     if not path.is_file():
         raise ValueError(f"--compare {spec}: {path} does not exist (written by `wsod test`)")
@@ -44,7 +44,7 @@ def read_images_file(spec: str, default_run: Path) -> tuple[str, str, Path, dict
         ) from None
     if not isinstance(data, dict):
         raise ValueError(f"--compare {spec}: {path} is not a `wsod test` image record as expected (not an object)")
-    named = Path(run) if run else run_dir
+    named = Path(run) if run else default_run  # as typed: `cam_seed42`, not the run id found below it
     return f"{named.resolve().name}:{name}", name, path, data  # resolved: the run `wsod report .` names is the folder
 
 

@@ -408,14 +408,15 @@ def main(argv: list[str] | None = None) -> None:
     if args.compare is not None:
         if len(args.compare) != 2:
             raise ValueError(f"--compare: expected two methods A B, found {args.compare}")
+        first = Path(args.run_dirs[0])  # as typed, so a side without RUN_DIR: is named as the user named its run
         if all(heads):  # Table I's images: every distinct test image, whatever --subset says
-            print(compare_auc(args.compare[0], args.compare[1], run_dirs[0], args.level), end="")
+            print(compare_auc(args.compare[0], args.compare[1], first, args.level), end="")
         elif args.figure in ("wafroc", "afroc"):  # every test image: normal images hold its false positives
-            print(compare_fom(args.compare[0], args.compare[1], run_dirs[0], args.figure), end="")
+            print(compare_fom(args.compare[0], args.compare[1], first, args.figure), end="")
         elif args.figure != "tpr":
-            print(compare_figure(args.compare[0], args.compare[1], run_dirs[0], args.figure, args.subset), end="")
+            print(compare_figure(args.compare[0], args.compare[1], first, args.figure, args.subset), end="")
         else:
-            print(compare(args.compare[0], args.compare[1], run_dirs[0], args.subset, args.masses), end="")
+            print(compare(args.compare[0], args.compare[1], first, args.subset, args.masses), end="")
     if output is not None:
         output.mkdir(parents=True, exist_ok=True)
         for name, text in (("table2.md", markdown), ("table2.csv", table2_csv)):
