@@ -137,7 +137,7 @@ def test_the_calibration_slope_and_intercept_are_the_logistic_recalibration_fit(
     assert float(ideal["intercept"][0]) == pytest.approx(0.0, abs=0.08)
 
 
-def test_probabilities_that_separate_the_classes_have_no_slope_and_one_class_no_intercept() -> None:
+def test_probabilities_that_separate_the_classes_have_no_slope_and_one_class_no_intercept(monkeypatch) -> None:
     from wsod_mammo.detection.recalibration import recalibration
 
     p = torch.tensor([0.1, 0.6, 0.4, 0.9])
@@ -147,6 +147,10 @@ def test_probabilities_that_separate_the_classes_have_no_slope_and_one_class_no_
     # a negative (0.6) above a positive (0.4): a finite slope; without it the classes separate; one class: neither
     assert not torch.isnan(fit["slope"][[0, 3]]).any() and torch.isnan(fit["slope"][1:3]).all()
     assert not torch.isnan(fit["intercept"][[0, 1, 3]]).any() and torch.isnan(fit["intercept"][2])
+    # a fit that has not settled when the iterations run out is no estimate either
+    monkeypatch.setattr("wsod_mammo.detection.recalibration.ITERATIONS", 1)
+    assert torch.isnan(recalibration(weights, p, y)["slope"][[0, 3]]).all()
+    monkeypatch.undo()
     # touching at a tie (quasi-complete separation, Albert & Anderson 1984): no finite maximum either
     tied = recalibration(torch.ones(1, 4), torch.tensor([0.1, 0.4, 0.4, 0.9]), y)
     assert torch.isnan(tied["slope"]).all() and not torch.isnan(tied["intercept"]).any()

@@ -22,6 +22,7 @@ EPSILON = 1e-7
 MAX_STEP = 4.0  # on the logit scale, per Newton iteration: keeps early steps from overshooting
 ITERATIONS = 100
 TOLERANCE = 1e-10
+SETTLED = 1e-6  # the last step of a fit that counts as converged; larger, the resample's figure is NaN
 
 
 def _separated(weights: Tensor, x: Tensor, positive: Tensor) -> Tensor:
@@ -59,4 +60,6 @@ def recalibration(weights: Tensor, probabilities: Tensor, target: Tensor) -> dic
         a, b, shift = a + da, b + db, shift + d_shift
         if max(float(da.abs().max()), float(db.abs().max()), float(d_shift.abs().max())) < TOLERANCE:
             break
+    sloped &= (da.abs() < SETTLED) & (db.abs() < SETTLED)  # a fit still moving after every iteration: no estimate
+    both &= d_shift.abs() < SETTLED
     return {"slope": torch.where(sloped, b, torch.nan), "intercept": torch.where(both, shift, torch.nan)}
