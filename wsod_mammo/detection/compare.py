@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor
 
 from wsod_mammo.detection.bootstrap import (
     SEED,
@@ -86,8 +87,9 @@ def masses_only(records: dict[str, Any], masses: str, label: str) -> dict[str, A
     }  # fmt: skip
 
 
-def _tensors(records: dict[str, Any], order: dict[int, int]) -> tuple[torch.Tensor, ...]:
-    """Ground truth per image in ``order`` and boxes with their image index mapped into that order."""
+def side_tensors(records: dict[str, Any], order: dict[int, int]) -> tuple[torch.Tensor, ...]:
+    """Ground truth per image in ``order`` (``{image key: index}``) and boxes ``(image, score, found a mass)`` with
+    their image index mapped into that order: one side of a paired comparison on the other side's images."""
     position = torch.tensor([order[k] for k in records["image_keys"]], dtype=torch.long)
     gt = torch.zeros(len(order), dtype=torch.long)
     gt[position] = torch.tensor(records["image_gt"], dtype=torch.long)
@@ -113,37 +115,56 @@ def without_studies(a: dict[str, Any], b: dict[str, Any], labels: tuple[str, str
     return [label for label, side in zip(labels, (a, b), strict=True) if "study_keys" not in side]
 
 
+def paired_draws(
+    a: dict[str, Any], b: dict[str, Any], seed: int, labels: tuple[str, str]
+) -> tuple[dict[int, int], Tensor, list[str]]:
+    """What a paired comparison of two sides' detections draws: A's image order (``{image key: index}``), the
+    ``(1 + B, N)`` weights of the full sample then of A's test report's class-stratified resamples of whole studies
+    (A's keys and ``seed``: its report's draws), and the sides whose report recorded no studies (then images are
+    drawn one by one). The image sets must be equal (``labels`` name the two sides in that error)."""
+    same_images(a, b, labels)
+    order = {k: i for i, k in enumerate(a["image_keys"])}
+    keys = torch.tensor(list(order), dtype=torch.long)
+    without = without_studies(a, b, labels)
+    groups = None if without else torch.tensor(a["study_keys"], dtype=torch.long)
+    strata = (torch.tensor(a["image_gt"], dtype=torch.long) > 0).long()
+    resamples = resample_weights(strata, seed=seed, keys=keys, groups=groups)
+    return order, torch.cat([torch.ones(1, len(order)), resamples]), without
+
+
+def paired_result(values_a: Tensor, values_b: Tensor, num_images: int, without: list[str]) -> dict[str, Any]:
+    """A's and B's figure and A - B, each ``{value, low, high}``, from ``(1 + B,)`` values, the full sample's first;
+    the shares of resamples where A's is not above B's (``p_a_not_better``) and not below (``p_a_not_worse``), the
+    number of resamples, of images, and what was drawn (``without``: :func:`without_studies`)."""
+    difference = values_a - values_b
+    drawn = difference[1:]
+    return {
+        "a": interval(values_a[1:], float(values_a[0])),
+        "b": interval(values_b[1:], float(values_b[0])),
+        "difference": interval(drawn, float(difference[0])),
+        "p_a_not_better": float((drawn <= 0).double().mean()),
+        "p_a_not_worse": float((drawn >= 0).double().mean()),
+        "resamples": int(drawn.numel()),
+        "num_images": num_images,
+        "resampled": "images" if without else "studies",
+        "without_studies": without,  # the sides whose report records no studies (written before it did)
+    }
+
+
 def paired_bootstrap(
     a: dict[str, Any], b: dict[str, Any], fppi_budget: float, seed: int = SEED, labels: tuple[str, str] = ("A", "B")
 ) -> dict[str, Any]:
-    """TPR at ``fppi <= fppi_budget`` of A and B, and of A - B, each ``{value, low, high}``, over the same resamples;
-    ``p_a_not_better``: the share of resamples where A's TPR is not above B's. The image sets must be equal
-    (``labels`` name the two sides in that error)."""
-    same_images(a, b, labels)
-    order = {k: i for i, k in enumerate(a["image_keys"])}
-    gt_a, *boxes_a = _tensors(a, order)
-    _, *boxes_b = _tensors(b, order)
-    keys = torch.tensor(list(order), dtype=torch.long)  # A's image keys: with its seed, its test report's draws
-    # whole studies, as the test reports drew them (reports written before they recorded studies: images)
-    without = without_studies(a, b, labels)
-    groups = None if without else torch.tensor(a["study_keys"], dtype=torch.long)
-    resamples = resample_weights((gt_a > 0).long(), seed=seed, keys=keys, groups=groups)
-    weights = torch.cat([torch.ones(1, len(order)), resamples])  # full first
+    """TPR at ``fppi <= fppi_budget`` of A and B, and of A - B, each ``{value, low, high}``, over the same resamples
+    (:func:`paired_draws`, :func:`paired_result`); ``p_a_not_better``: the share of resamples where A's TPR is not
+    above B's."""
+    order, weights, without = paired_draws(a, b, seed, labels)
+    gt_a, *boxes_a = side_tensors(a, order)
+    _, *boxes_b = side_tensors(b, order)
     tprs = []
     for boxes in (boxes_a, boxes_b):
         fppi, tpr = resampled_froc(weights, gt_a, *boxes)
         tprs.append(best_within(fppi, tpr, (fppi_budget,))[0][:, 0])
-    diff = tprs[0] - tprs[1]
-    return {
-        "a": interval(tprs[0][1:], float(tprs[0][0])),
-        "b": interval(tprs[1][1:], float(tprs[1][0])),
-        "difference": interval(diff[1:], float(diff[0])),
-        "p_a_not_better": float((diff[1:] <= 0).float().mean()),
-        "fppi_budget": fppi_budget,
-        "num_images": len(order),
-        "resampled": "images" if groups is None else "studies",
-        "without_studies": without,  # the sides whose report records no studies (written before it did)
-    }
+    return paired_result(tprs[0], tprs[1], len(order), without) | {"fppi_budget": fppi_budget}
 
 
 def compare(spec_a: str, spec_b: str, default_run: Path, subset: str = "mass", masses: str | None = None) -> str:

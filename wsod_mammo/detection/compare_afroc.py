@@ -13,8 +13,7 @@ from typing import Any
 import torch
 
 from wsod_mammo.detection.afroc import FIGURES, Ratings, figures_of_merit, ratings
-from wsod_mammo.detection.bootstrap import interval, resample_weights
-from wsod_mammo.detection.compare import load_side, paired_lines, same_images, why_images, without_studies
+from wsod_mammo.detection.compare import load_side, paired_draws, paired_lines, paired_result, side_tensors, why_images
 from wsod_mammo.detection.report import count
 
 
@@ -24,12 +23,9 @@ def side_ratings(records: dict[str, Any], order: dict[int, int], label: str) -> 
     if "box_gt" not in records or "gt_image" not in records:
         raise ValueError(f"--figure wafroc: {label}'s test report records no masses per box (written before it did); "
                          "test that run again")  # fmt: skip
+    image_gt, box_image, scores, _ = side_tensors(records, order)
     position = torch.tensor([order[k] for k in records["image_keys"]], dtype=torch.long)
-    image_gt = torch.zeros(len(order), dtype=torch.long)
-    image_gt[position] = torch.tensor(records["image_gt"], dtype=torch.long)
-    box_image = position[torch.tensor(records["box_image"], dtype=torch.long)]
     gt_image = position[torch.tensor(records["gt_image"], dtype=torch.long)]
-    scores = torch.tensor(records["box_scores"], dtype=torch.float32)
     return ratings(image_gt, box_image, scores, torch.tensor(records["box_gt"], dtype=torch.long), gt_image)
 
 
@@ -37,31 +33,13 @@ def paired_fom(
     a: dict[str, Any], b: dict[str, Any], figure: str, seed: int, labels: tuple[str, str] = ("A", "B")
 ) -> dict[str, Any]:
     """A's and B's ``figure`` (``wafroc``, ``afroc``) and A - B, each ``{value, low, high}``, over the same
-    resamples of every test image; ``p_a_not_better``: the share of resamples where A's is not above B's."""
-    same_images(a, b, labels)
-    order = {k: i for i, k in enumerate(a["image_keys"])}
+    resamples of every test image (:func:`paired_draws`, :func:`paired_result`)."""
+    order, weights, without = paired_draws(a, b, seed, labels)
     rated = [side_ratings(side, order, label) for side, label in zip((a, b), labels, strict=True)]
     if not rated[0].normal.numel() or not rated[0].lesion_image.numel():
         raise ValueError(f"--figure {figure}: {labels[0]}'s test images need both normal images and masses")
-    keys = torch.tensor(list(order), dtype=torch.long)
-    image_gt = torch.tensor(a["image_gt"], dtype=torch.long)
-    without = without_studies(a, b, labels)
-    groups = None if without else torch.tensor(a["study_keys"], dtype=torch.long)
-    resamples = resample_weights((image_gt > 0).long(), seed=seed, keys=keys, groups=groups)
-    weights = torch.cat([torch.ones(1, len(order)), resamples])  # the full sample first
     values = [figures_of_merit(r, weights)[figure] for r in rated]
-    difference = values[0] - values[1]
-    return {
-        "a": interval(values[0][1:], float(values[0][0])),
-        "b": interval(values[1][1:], float(values[1][0])),
-        "difference": interval(difference[1:], float(difference[0])),
-        "p_a_not_better": float((difference[1:] <= 0).double().mean()),
-        "p_a_not_worse": float((difference[1:] >= 0).double().mean()),
-        "resamples": int(resamples.shape[0]),
-        "num_images": len(order),
-        "resampled": "images" if groups is None else "studies",
-        "without_studies": without,
-    }
+    return paired_result(values[0], values[1], len(order), without)
 
 
 def compare_fom(spec_a: str, spec_b: str, default_run: Path, figure: str) -> str:

@@ -14,8 +14,15 @@ from typing import Any
 
 import torch
 
-from wsod_mammo.detection.bootstrap import interval, resampled_means
-from wsod_mammo.detection.compare import load_side, paired_lines, same_images, why_images, without_studies
+from wsod_mammo.detection.bootstrap import resampled_means
+from wsod_mammo.detection.compare import (
+    load_side,
+    paired_lines,
+    paired_result,
+    same_images,
+    why_images,
+    without_studies,
+)
 from wsod_mammo.detection.report import count
 
 FIGURES = {"pointing": "Pointing game", "energy": "Energy inside the masses"}
@@ -49,16 +56,8 @@ def paired_figure(
     groups = None if without else torch.tensor([study[k] for k in keys], dtype=torch.int64)
     sides = [torch.tensor([values[k] for k in keys], dtype=torch.float64) for values in (values_a, values_b)]
     means = resampled_means(sides, torch.tensor(keys, dtype=torch.int64), groups, seed)
-    difference = means[0] - means[1]
-    return {
-        "a": interval(means[0], float(sides[0].mean())),
-        "b": interval(means[1], float(sides[1].mean())),
-        "difference": interval(difference, float(sides[0].mean() - sides[1].mean())),
-        "p_a_not_better": float((difference <= 0).double().mean()),
-        "num_images": len(keys),
-        "resampled": "images" if groups is None else "studies",
-        "without_studies": without,
-    }
+    full_first = [torch.cat([side.mean().reshape(1), drawn]) for side, drawn in zip(sides, means, strict=True)]
+    return paired_result(full_first[0], full_first[1], len(keys), without)
 
 
 def compare_figure(spec_a: str, spec_b: str, default_run: Path, figure: str, subset: str = "mass") -> str:
