@@ -17,13 +17,11 @@ import math
 from pathlib import Path
 from typing import Any
 
-from wsod_mammo.detection.bootstrap import SEED
 from wsod_mammo.detection.compare import IMAGES_FILE
 from wsod_mammo.detection.compare_afroc import paired_fom
-from wsod_mammo.detection.compare_auc import p_value
-from wsod_mammo.detection.report import MISSING, _markdown
-from wsod_mammo.detection.study_paired import holm, seeds_t_test
-from wsod_mammo.detection.study_tables import Cells, Estimate, seed_interval
+from wsod_mammo.detection.report import _markdown
+from wsod_mammo.detection.study_paired import basis_text, holm, p_cells, paired_estimate, report_seed, seeds_t_test
+from wsod_mammo.detection.study_tables import Cells, Estimate
 
 FIGURE = "wafroc"
 
@@ -78,20 +76,17 @@ def versus_best(
             for seed in seeds:
                 best_run, run = records[(best_train, seed)], records[(train, seed)]
                 labels = (f"{best_train}_seed{seed}:{best_test}", f"{train}_seed{seed}:{test}")
-                drawn_with = best_run.get("seed")  # the best run's test report's bootstrap seed
                 try:
                     results.append(paired_fom(best_run["methods"][best_test], run["methods"][test], FIGURE,
-                                              SEED if drawn_with is None else int(drawn_with), labels))  # fmt: skip
+                                              report_seed(best_run), labels))  # fmt: skip
                 except (ValueError, KeyError) as error:
                     raise ValueError(f"wafroc_paired.md: {' and '.join(labels)}: {error}") from None
-            values = [r["difference"]["value"] for r in results]
             if len(results) == 1:
                 r = results[0]
-                d = r["difference"]
                 p = bootstrap_p(r["p_a_not_better"], r["p_a_not_worse"], r["resamples"])
-                out[(train, test)] = Estimate(d["value"], d["low"], d["high"], 1, r["resampled"]), p
             else:
-                out[(train, test)] = seed_interval(values, bounds=(-1.0, 1.0)), seeds_t_test(values)
+                p = seeds_t_test([r["difference"]["value"] for r in results])
+            out[(train, test)] = paired_estimate(results), p
     return (best_train, best_test), out
 
 
@@ -102,9 +97,8 @@ def wafroc_paired_text(
     adjusted = dict(zip(differences, holm([p for _, p in differences.values()]), strict=True))
     rows = []
     for (train, test), (estimate, p) in differences.items():
-        basis = {"seeds": f"{estimate.n} seeds", "none": "one value"}.get(estimate.basis, f"{estimate.basis} (1 seed)")
-        tests = [MISSING if math.isnan(v) else p_value(v) for v in (p, adjusted[(train, test)])]
-        rows.append([train, test, cells[train][test][FIGURE].text(3), estimate.text(3, signed=True), basis, *tests])
+        rows.append([train, test, cells[train][test][FIGURE].text(3), estimate.text(3, signed=True),
+                     basis_text(estimate), *p_cells(p, adjusted[(train, test)])])  # fmt: skip
     name = f"train {best[0]}, test {best[1]}"
     return (
         f"wAFROC paired: the best pair ({name}, wAFROC {cells[best[0]][best[1]][FIGURE].text(3)}) minus each other "

@@ -68,19 +68,38 @@ def paired_differences(
                         side, reference_side = breast_side(side, runs[0]), breast_side(reference_side, runs[1])
                 except ValueError as error:
                     raise ValueError(f"table1_paired.md: {' or '.join(runs)}: {error}") from None
-                drawn_with = records[(method, seed)].get("seed")  # its test report's bootstrap seed
-                seed_used = SEED if drawn_with is None else int(drawn_with)
-                results.append(paired_auc(side, reference_side, seed_used, labels=runs))
+                results.append(paired_auc(side, reference_side, report_seed(records[(method, seed)]), labels=runs))
+            estimate = paired_estimate(results)
             if len(results) == 1:
-                r = results[0]
-                over = r["resampled"]
-                estimate = Estimate(r["difference"]["value"], r["difference"]["low"], r["difference"]["high"], 1, over)
-                out[(method, head)] = estimate, r["p_a_not_better"], r["delong"]["p"]
+                out[(method, head)] = estimate, results[0]["p_a_not_better"], results[0]["delong"]["p"]
             else:
-                values = [r["difference"]["value"] for r in results]
-                over_seeds = seed_interval(values, bounds=(-1.0, 1.0))
-                out[(method, head)] = over_seeds, math.nan, seeds_t_test(values)
+                out[(method, head)] = estimate, math.nan, seeds_t_test([r["difference"]["value"] for r in results])
     return out
+
+
+def report_seed(record: dict[str, Any]) -> int:
+    """The bootstrap seed a run's test report drew with (``SEED`` for a report written before it was recorded): a
+    paired comparison redraws with it, so the run's side has its report's interval."""
+    return SEED if record.get("seed") is None else int(record["seed"])
+
+
+def paired_estimate(results: list[dict[str, Any]]) -> Estimate:
+    """A paired difference over the seeds both sides ran: with one seed its paired bootstrap's interval (over what
+    it drew), over several the Student-t interval of the per-seed differences."""
+    if len(results) == 1:
+        d = results[0]["difference"]
+        return Estimate(d["value"], d["low"], d["high"], 1, results[0]["resampled"])
+    return seed_interval([r["difference"]["value"] for r in results], bounds=(-1.0, 1.0))
+
+
+def basis_text(estimate: Estimate) -> str:
+    """What a paired table's interval is over: ``3 seeds``, ``studies (1 seed)``, ``one value``."""
+    return {"seeds": f"{estimate.n} seeds", "none": "one value"}.get(estimate.basis, f"{estimate.basis} (1 seed)")
+
+
+def p_cells(*p_values: float) -> list[str]:
+    """p-values as a paired table prints them (``0.042``, ``< 0.001``; ``n/a`` for none)."""
+    return [MISSING if math.isnan(p) else p_value(p) for p in p_values]
 
 
 def seeds_t_test(values: list[float]) -> float:
@@ -142,8 +161,7 @@ def _paired_rows(differences: dict[tuple[str, str], tuple[Estimate, float, float
         adjusted |= dict(zip(column, holm([differences[k][2] for k in column]), strict=True))
     rows = []
     for (method, head), (estimate, share, p) in differences.items():
-        basis = {"seeds": f"{estimate.n} seeds", "none": "one value"}.get(estimate.basis, f"{estimate.basis} (1 seed)")
         shown = MISSING if math.isnan(share) else f"{share:.3f}"
-        tests = [MISSING if math.isnan(v) else p_value(v) for v in (p, adjusted[(method, head)])]
-        rows.append([method, head, estimate.text(3, signed=True), basis, shown, *tests])
+        rows.append([method, head, estimate.text(3, signed=True), basis_text(estimate), shown,
+                     *p_cells(p, adjusted[(method, head)])])  # fmt: skip
     return rows
