@@ -223,8 +223,8 @@ def _write_wafroc_paired(output: Path, runs: dict[tuple[str, int], Path], cells:
 
 
 def _write_calibration(output: Path, reports: dict[tuple[str, int], dict[str, Any]]) -> str | None:
-    """``calibration.md``: the Brier score and ECE per train method and head, means over seeds; returns its name, or
-    None where not every run's report measured them (an earlier study's file is then removed)."""
+    """``calibration.md``: the Brier score, ECE, slope and intercept per train method and head, means over seeds;
+    returns its name, or None where not every run's report measured them (an earlier study's file is then removed)."""
     path = output / "calibration.md"
     if not _every_report_has(reports, lambda r: r.get("calibration"), output, path, "calibration",
                              "measure no calibration"):  # fmt: skip
@@ -307,11 +307,12 @@ def write_study_outputs(
     figures = _froc_figures(output, reports)
     by_stratum = {strata.key: _write_by_stratum(output, reports, marks, strata) for strata in STRATA}
     table1_density = _write_table1_by_density(output, reports)
-    table1_paired = _write_table1_paired(output, {key: runs[key] for key in reports})
+    tested = {key: runs[key] for key in reports}  # the runs in these tables: their image records are paired
+    table1_paired = _write_table1_paired(output, tested)
     pointing = _write_pointing_game(output, reports)
     calibration = _write_calibration(output, reports)
     afroc_cells = _write_figures_of_merit(output, reports)
-    wafroc_paired = _write_wafroc_paired(output, {key: runs[key] for key in reports}, afroc_cells)
+    wafroc_paired = _write_wafroc_paired(output, tested, afroc_cells)
     for method in set(METHOD_ORDER) - {m for m, _ in reports}:
         (output / f"froc_{method}.png").unlink(missing_ok=True)
     seeds = sorted({s for _, s in reports})
