@@ -44,6 +44,15 @@ def _same_random_state_in_every_order() -> None:
     torch.manual_seed(0)
 
 
+@pytest.fixture
+def compile_without_inductor(monkeypatch: pytest.MonkeyPatch) -> None:
+    """torch.compile as the package calls it, traced by dynamo and AOTAutograd (one autograd node a compiled
+    network, graph breaks, guards) but run without inductor's code generation: minutes of C++ compilation on 2 cores
+    for what a test of those properties needs. Inductor's numerics: the tests that compile with it."""
+    compile_ = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda fn, mode=None, **kwargs: compile_(fn, backend="aot_eager", **kwargs))
+
+
 @pytest.fixture(scope="session")
 def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A read-only synthetic dataset (6 studies, 24 images of 256 x 160, seed 0) in the VinDr layout.

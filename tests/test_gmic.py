@@ -191,10 +191,12 @@ def test_the_compile_mode_reaches_both_networks(monkeypatch, option: bool | str,
     assert seen == [mode, mode]
 
 
-def test_compiled_networks_give_every_saliency_map_and_layercam_patches() -> None:
+def test_compiled_networks_give_every_saliency_map_and_layercam_patches(compile_without_inductor: None) -> None:
     """A compiled network is one autograd node, so LayerCAM's intermediate layers got no gradient ("appears to
     not have been used in the graph") in `wsod test` and in training with train_saliency layercam; the global pass
-    now runs eagerly for them. Maps, patches and probabilities equal eager mode's."""
+    now runs eagerly for them. Maps, patches and probabilities equal eager mode's. Compiled by dynamo and
+    AOTAutograd, whose one autograd node this is about, without inductor's code generation (44 s of CPU in the
+    suite; inductor's numerics: the next test)."""
     from wsod_mammo.saliency.base import available_saliency_methods
 
     torch.manual_seed(0)
@@ -235,14 +237,14 @@ def test_compile_training_forward_needs_compile_networks() -> None:
 
 
 @pytest.mark.parametrize(("patch", "stems"), [("cam", "conv"), ("gradcampp", "conv"), ("cam", "space_to_depth")])
-def test_the_compiled_training_forward_trains_as_eager_mode(monkeypatch, patch: str, stems: str) -> None:
+def test_the_compiled_training_forward_trains_as_eager_mode(
+    compile_without_inductor: None, patch: str, stems: str
+) -> None:
     """compile_training_forward: one graph (fullgraph, so a graph break fails here) for the whole forward with CAM
     patches or a GradCAM-family method's (its gradient in closed form) gives eager's outputs and every parameter's
     gradient, step after step, with either layout of both stems (configs/trainer/gpu.yaml's space-to-depth). Traced
     by dynamo and AOTAutograd as for inductor, without inductor's code generation (over 2 minutes on 2 cores;
     tests/test_cuda.py runs it whole, with CUDA graphs)."""
-    compile_ = torch.compile
-    monkeypatch.setattr(torch, "compile", lambda fn, mode=None, **kwargs: compile_(fn, backend="aot_eager", **kwargs))
     torch.manual_seed(0)
     options = {"num_classes": 1, "num_patches": 2, "crop_shape": (64, 64), "global_stem": stems, "local_stem": stems}
     eager = GMIC(**options).train()
