@@ -1550,22 +1550,9 @@ def _validate_metrics(directory: Path) -> dict[str, float]:
     return {k: float(v) for row in rows for k, v in row.items() if v not in ("", None) and k.startswith("val/")}
 
 
-def test_ddp_on_two_cpu_processes_matches_one_process(
-    tmp_path: Path, trained: Path, data_root: Path, npy_cache: Path
-) -> None:
-    """A 2-process gloo fit with a gradient patch method and the GPU config's data path (a worker per process,
-    augmentation and standardization after the transfer, pixels read by the main process) runs without the
-    per-figure sync_dist advice, and validation metrics synced over 2 processes equal those of 1 process on the
-    same (evenly divisible) images."""
-    data = {"cache_dir": str(npy_cache), "standardize_on": "device", "augment_on": "device", "pixel_reads": "main",
-            "num_workers": 1}  # fmt: skip
-    settings = tiny_config(tmp_path / "ddp", data_root, train_saliency="xgradcam", **data)
-    settings["trainer"] |= {"devices": 2, "strategy": "ddp", "limit_train_batches": 2}
-    config = write_config(tmp_path / "ddp.yaml", settings)
-    fit = _wsod("fit", "--config", str(config), cwd=tmp_path)
-    assert checkpoint(tmp_path / "ddp").is_file()
-    assert "val/detection/" not in fit.stderr, fit.stderr[-3000:]
-
+def test_ddp_validation_on_two_cpu_processes_matches_one_process(tmp_path: Path, trained: Path) -> None:
+    """Validation metrics synced over 2 gloo processes equal those of 1 process on the same (evenly divisible)
+    images."""
     best = str(checkpoint(trained, "best"))
     figures = {}
     for devices in (1, 2):
@@ -1582,13 +1569,20 @@ def test_ddp_on_two_cpu_processes_matches_one_process(
         assert figures[2][key] == pytest.approx(value, abs=1e-5), key
 
 
-def test_a_resumed_ddp_fit_ends_with_the_weights_of_the_uninterrupted_one(tmp_path: Path, data_root: Path) -> None:
+def test_a_resumed_ddp_fit_ends_with_the_weights_of_the_uninterrupted_one(
+    tmp_path: Path, data_root: Path, npy_cache: Path
+) -> None:
     """Under DDP Lightning wrapped the training sampler to shard it, and that wrapper was made at epoch 0 when a
     resumed run built the first epoch's iterator: each process trained on other images from there on. The resumed
-    fit starts from the uninterrupted one's checkpoint of epoch 0, as a fit pre-empted after it would."""
+    fit starts from the uninterrupted one's checkpoint of epoch 0, as a fit pre-empted after it would. Both fits
+    are 2-process gloo fits with a gradient patch method and the GPU config's data path (a worker per process,
+    augmentation and standardization after the transfer, pixels read by the main process), which runs without the
+    per-figure sync_dist advice."""
+    data = {"cache_dir": str(npy_cache), "standardize_on": "device", "augment_on": "device", "pixel_reads": "main",
+            "num_workers": 1}  # fmt: skip
 
-    def fit(name: str, *extra: str) -> None:
-        settings = tiny_config(tmp_path / name, data_root, num_workers=1)
+    def fit(name: str, *extra: str) -> subprocess.CompletedProcess:
+        settings = tiny_config(tmp_path / name, data_root, train_saliency="xgradcam", **data)
         settings["trainer"] |= {"devices": 2, "strategy": "ddp", "max_epochs": 2, "limit_train_batches": 2,
                                 "limit_val_batches": 1, "logger": False}  # fmt: skip
         # every epoch's checkpoint; it monitors nothing, its mode only tells its state apart from last's
@@ -1596,9 +1590,11 @@ def test_a_resumed_ddp_fit_ends_with_the_weights_of_the_uninterrupted_one(tmp_pa
                        "init_args": {"filename": "{epoch}", "save_top_k": -1, "mode": "max"}}  # fmt: skip
         settings["trainer"]["callbacks"] = [*settings["trainer"]["callbacks"][:2], every_epoch]
         settings["trainer"]["default_root_dir"] = str(tmp_path / name / "runs")
-        _wsod("fit", "--config", str(write_config(tmp_path / f"{name}.yaml", settings)), *extra, cwd=tmp_path)
+        config = write_config(tmp_path / f"{name}.yaml", settings)
+        return _wsod("fit", "--config", str(config), *extra, cwd=tmp_path)
 
-    fit("straight")
+    uninterrupted = fit("straight")
+    assert "val/detection/" not in uninterrupted.stderr, uninterrupted.stderr[-3000:]
     fit("resumed", "--ckpt_path", str(checkpoint(tmp_path / "straight", "epoch=0")))
     assert torch.load(checkpoint(tmp_path / "resumed"), map_location="cpu", weights_only=True)["epoch"] == 1
     straight, resumed = (_state(checkpoint(tmp_path / name)) for name in ("straight", "resumed"))
