@@ -62,7 +62,8 @@ def test_study_runs_the_matrix_assembles_table2_and_resumes(
     image_level, breast_level = paired.split("## Breast level")  # per image, then per breast (the DICOMs name both)
     for section in (image_level, breast_level):
         assert [line.split(" | ")[1] for line in section.splitlines() if line.startswith("| gradcam |")] == list(HEADS)
-    assert "Calibration (Brier score and ECE of Table I's probabilities): calibration.md" in summary
+    assert "Calibration (Brier score, ECE, recalibration slope and intercept of Table I's probabilities): " \
+        "calibration.md" in summary  # fmt: skip
     assert (study / "calibration.md").read_text().count("\n| gradcam | ") == 3  # a row per head
     pointing = (study / "pointing_game.md").read_text()  # and each map's peak and energy against the masses
     assert "Pointing game (each map's peak and energy against the masses): pointing_game.md" in summary

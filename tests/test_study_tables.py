@@ -424,7 +424,8 @@ def test_the_study_writes_calibration_over_seeds_and_with_one_seed_the_reports_i
         for head in report["calibration"]["heads"].values():
             head |= {"slope": figure(slope), "intercept": figure(slope - 1)}
         runs[("cam", seed)].write_text(json.dumps(report))
-    write_study_outputs(tmp_path / "study", runs)
+    text = write_study_outputs(tmp_path / "study", runs)
+    assert "Calibration (Brier score, ECE, recalibration slope and intercept of Table I's probabilities)" in text
     table = (tmp_path / "study" / "calibration.md").read_text()
     slopes, shifts = seed_interval([0.8, 1.3], bounds=(-math.inf, math.inf)), seed_interval([-0.2, 0.3], bounds=(-9, 9))
     assert "| ECE | slope | intercept |" in table and shifts.low < 0 < 1 < slopes.high

@@ -25,6 +25,7 @@ from wsod_mammo.detection.study_tables import (
     Marks,
     afroc_text,
     best_pairs,
+    calibration_figures,
     calibration_table,
     cells_csv,
     keep_test_methods,
@@ -222,15 +223,17 @@ def _write_wafroc_paired(output: Path, runs: dict[tuple[str, int], Path], cells:
     return path.name
 
 
-def _write_calibration(output: Path, reports: dict[tuple[str, int], dict[str, Any]]) -> str | None:
+def _write_calibration(output: Path, reports: dict[tuple[str, int], dict[str, Any]]) -> tuple[str, str] | None:
     """``calibration.md``: the Brier score, ECE, slope and intercept per train method and head, means over seeds;
-    returns its name, or None where not every run's report measured them (an earlier study's file is then removed)."""
+    returns its name and the figures it gives (the summary names them), or None where not every run's report
+    measured them (an earlier study's file is then removed)."""
     path = output / "calibration.md"
     if not _every_report_has(reports, lambda r: r.get("calibration"), output, path, "calibration",
                              "measure no calibration"):  # fmt: skip
         return None
     path.write_text(calibration_table(reports))
-    return path.name
+    recalibration = "slope" in calibration_figures(reports)
+    return path.name, "Brier score, ECE, recalibration slope and intercept" if recalibration else "Brier score and ECE"
 
 
 def _write_table1_paired(output: Path, runs: dict[tuple[str, int], Path]) -> str | None:
@@ -349,7 +352,7 @@ def write_study_outputs(
         + (f"Table I per breast density: {table1_density}\n" if table1_density else "")
         + (f"Table I paired (each train method's AUC minus the first's): {table1_paired}\n" if table1_paired else "")
         + (f"Pointing game (each map's peak and energy against the masses): {pointing}\n" if pointing else "")
-        + (f"Calibration (Brier score and ECE of Table I's probabilities): {calibration}\n" if calibration else "")
+        + (f"Calibration ({calibration[1]} of Table I's probabilities): {calibration[0]}\n" if calibration else "")
         + ("wAFROC and AFROC figures of merit (every test image): wafroc.md\n" if afroc_cells else "")
         + (f"wAFROC paired (the best pair's minus every other's): {wafroc_paired}\n" if wafroc_paired else "")
         + "".join(f"{_name(strata)}: {by_stratum[strata.key]}\n" for strata in STRATA if by_stratum[strata.key])

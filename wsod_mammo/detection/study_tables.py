@@ -419,12 +419,18 @@ CALIBRATION_FIGURES = {"brier": "Brier score", "ece": "ECE", "slope": "slope", "
 UNBOUNDED = (-math.inf, math.inf)  # a calibration slope or intercept is no fraction
 
 
+def calibration_figures(reports: dict[tuple[str, int], dict[str, Any]]) -> dict[str, str]:
+    """The calibration figures (key: title) every run's report gives for every head: all four, or the Brier score
+    and ECE where some report was written before the slope and intercept."""
+    heads = [h for r in reports.values() for h in r["calibration"]["heads"].values()]
+    return {name: title for name, title in CALIBRATION_FIGURES.items() if all(name in h for h in heads)}
+
+
 def calibration_table(reports: dict[tuple[str, int], dict[str, Any]]) -> str:
     """``calibration.md``: per train method and head, the Brier score, ECE, calibration slope and intercept of Table
     I's probabilities, mean over seeds [95% interval; with one seed the report's bootstrap interval]; the slope and
     intercept where every run's report gives them (reports written before them do not)."""
-    heads = [h for r in reports.values() for h in r["calibration"]["heads"].values()]
-    figures = {name: title for name, title in CALIBRATION_FIGURES.items() if all(name in h for h in heads)}
+    figures = calibration_figures(reports)
     rows = []
     for train, runs in _by_method(reports).items():
         over = resampled(runs[0])
