@@ -1550,7 +1550,19 @@ def _validate_metrics(directory: Path) -> dict[str, float]:
     return {k: float(v) for row in rows for k, v in row.items() if v not in ("", None) and k.startswith("val/")}
 
 
-def test_ddp_validation_on_two_cpu_processes_matches_one_process(tmp_path: Path, trained: Path) -> None:
+def _on_one_or_two_processes(devices: int, args: list[str], tmp_path: Path, capsys: pytest.CaptureFixture) -> str:
+    """``wsod`` with ``args`` on ``devices`` CPU processes (2: gloo DDP, as a user starts it; 1: in this process,
+    sparing a start of Python, torch and Lightning); returns what it printed."""
+    if devices > 1:
+        return _wsod(*args, "--trainer.devices", str(devices), "--trainer.strategy", "ddp", cwd=tmp_path).stdout
+    capsys.readouterr()
+    main([*args, "--trainer.devices", "1"])
+    return capsys.readouterr().out
+
+
+def test_ddp_validation_on_two_cpu_processes_matches_one_process(
+    tmp_path: Path, trained: Path, capsys: pytest.CaptureFixture
+) -> None:
     """Validation metrics synced over 2 gloo processes equal those of 1 process on the same (evenly divisible)
     images."""
     best = str(checkpoint(trained, "best"))
@@ -1558,11 +1570,10 @@ def test_ddp_validation_on_two_cpu_processes_matches_one_process(tmp_path: Path,
     for devices in (1, 2):
         out = tmp_path / f"validate{devices}"
         logger = ["--trainer.logger", "lightning.pytorch.loggers.CSVLogger", "--trainer.logger.save_dir", str(out)]
-        strategy = ["--trainer.strategy", "ddp"] if devices > 1 else []
-        args = ["validate", "--config", str(trained / "config.yaml"), "--ckpt_path", best]
-        run = _wsod(*args, "--trainer.devices", str(devices), *strategy, *logger, cwd=tmp_path)
+        args = ["validate", "--config", str(trained / "config.yaml"), "--ckpt_path", best, *logger]
+        printed = _on_one_or_two_processes(devices, args, tmp_path, capsys)
         figures[devices] = _validate_metrics(out)
-        assert "val/fusion/auroc" in run.stdout and "val/detection/cam/threshold" in run.stdout  # printed
+        assert "val/fusion/auroc" in printed and "val/detection/cam/threshold" in printed
     assert "val/fusion/auroc" in figures[1] and "val/detection/cam/threshold" in figures[1]
     assert figures[1].keys() == figures[2].keys()
     for key, value in figures[1].items():
@@ -2022,7 +2033,9 @@ def _with_overlays(trained: Path, tmp_path: Path, num_images: int) -> Path:
     return write_config(tmp_path / f"{num_images}_overlays.yaml", settings)
 
 
-def test_ddp_test_on_an_uneven_count_with_repeats_equals_one_process(tmp_path: Path, trained: Path) -> None:
+def test_ddp_test_on_an_uneven_count_with_repeats_equals_one_process(
+    tmp_path: Path, trained: Path, capsys: pytest.CaptureFixture
+) -> None:
     """``selection: paper`` gives 9 test samples of 8 distinct images; 2 processes pad them to 10. Keyed by image_id,
     every Table I and Table II figure (and its interval) and the test loss equal one process's, and both counts are
     reported. The overlays too are the same pictures: the first process alone drew them from every other image (5
@@ -2032,9 +2045,8 @@ def test_ddp_test_on_an_uneven_count_with_repeats_equals_one_process(tmp_path: P
     for devices in (1, 2):
         out = tmp_path / f"test{devices}"
         logger = ["--trainer.logger", "lightning.pytorch.loggers.CSVLogger", "--trainer.logger.save_dir", str(out)]
-        strategy = ["--trainer.strategy", "ddp"] if devices > 1 else []
-        args = ["test", "--config", str(config), "--ckpt_path", str(checkpoint(trained, "best"))]
-        _wsod(*args, "--data.selection", "paper", "--trainer.devices", str(devices), *strategy, *logger, cwd=tmp_path)
+        args = ["test", "--config", str(config), "--ckpt_path", str(checkpoint(trained, "best")), *logger]
+        _on_one_or_two_processes(devices, [*args, "--data.selection", "paper"], tmp_path, capsys)
         overlays[devices] = {p.name: cv2.imread(str(p)) for p in out.glob("**/overlays/*")}
         (path,) = list(out.glob("**/detection.json"))
         reports[devices] = json.loads(path.read_text())
