@@ -143,7 +143,7 @@ def _all_images_result(found: dict[int, float], normal_scores: dict[int, float])
     return metric.compute()
 
 
-def _write_report(run, results, seed: int = 7, train: str = "cam"):
+def _write_report(run, results, seed: int = 7, train: str = "cam", densities: dict | None = None):
     from wsod_mammo.training.test_report import Table1Figures, write_test_report
 
     trainer = SimpleNamespace(ckpt_path=None, loggers=[])
@@ -153,7 +153,7 @@ def _write_report(run, results, seed: int = 7, train: str = "cam"):
     groups = {int(k): i // 2 for i, k in enumerate(keys.tolist())}  # two views a study
     run.mkdir(parents=True)
     write_test_report(run, trainer, module, results, Table1Figures({}, {}, {}, None), 1.0, seed=seed, groups=groups,
-                      densities={})  # fmt: skip
+                      densities=densities or {})  # fmt: skip
     return groups
 
 

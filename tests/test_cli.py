@@ -99,7 +99,7 @@ def test_test_writes_both_tables_the_froc_plot_and_overlays(trained: Path) -> No
                  "table2_by_density.csv", "table2_by_birads.md", "table2_by_birads.csv", "table2_by_size.md",
                  "table2_by_size.csv", "table1_by_density.md", "table1_by_density.csv", "pointing_game.md",
                  "pointing_game.csv", "calibration.md", "calibration.csv", "reliability.png", "wafroc.md",
-                 "wafroc.csv", "wafroc.png"):  # fmt: skip
+                 "wafroc.csv", "wafroc.png", "wafroc_by_kind.md", "wafroc_by_kind.csv"):  # fmt: skip
         assert (run / name).stat().st_size > 0, name
     assert len(list((run / "overlays").glob("*.png"))) == 2
     with open(run / "table2_row.csv") as handle:
@@ -111,6 +111,12 @@ def test_test_writes_both_tables_the_froc_plot_and_overlays(trained: Path) -> No
     for name, subset in (("table2_row.md", "mass"), ("table2_row_all_images.md", "all")):
         assert f"\n{summary[f'{subset}_counts']['images']} distinct images (" in (run / name).read_text(), name
     assert summary["mass"]["gradcampp"]["num_images"] < summary["all"]["gradcampp"]["num_images"]
+    # the figures of merit per density, finding BI-RADS and size: each kind's masses add up to the whole set's
+    by_kind = summary["wafroc_by_kind"]
+    assert list(by_kind) == ["density", "birads", "size"]
+    for kind, rows in by_kind.items():
+        assert sum(row["masses"] for row in rows.values()) == summary["wafroc"]["masses"], kind
+        assert all(set(row["methods"]) == set(summary["wafroc"]["methods"]) for row in rows.values()), kind
     # figures are deterministic for one precision and set of versions: the report says which
     versions = {"torch": torch.__version__, "lightning": lightning.__version__, "wsod_mammo": wsod_mammo.__version__}
     assert summary["evaluated_under"] == {"precision": "32-true", **versions}

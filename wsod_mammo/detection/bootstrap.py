@@ -73,6 +73,13 @@ def interval_text(figure: dict[str, float], digits: int = 2) -> str:
     return f"{figure['value']:.{digits}f} [{figure['low']:.{digits}f}, {figure['high']:.{digits}f}]"
 
 
+def figure_text(figure: dict[str, float], digits: int = 3) -> str:
+    """As :func:`interval_text`, but a figure whose interval alone is missing keeps its value: ``0.912 [n/a]``."""
+    if math.isnan(figure["value"]):
+        return "n/a"
+    return interval_text(figure, digits) if not math.isnan(figure["low"]) else f"{figure['value']:.{digits}f} [n/a]"
+
+
 def resampled_means(values: Sequence[Tensor], keys: Tensor, groups: Tensor | None, seed: int) -> list[Tensor]:
     """``(B,)`` means of each ``values[i] (N,)`` over the same resamples of its ``N`` images (``keys``; whole
     ``groups`` where given; not stratified): the pointing game's intervals, in the test report and in ``wsod report

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from wsod_mammo.detection.bootstrap import interval, interval_text, resample_weights
+from wsod_mammo.detection.bootstrap import figure_text, interval, resample_weights
 from wsod_mammo.detection.recalibration import recalibration
 from wsod_mammo.detection.report import _markdown, count, csv_text
 from wsod_mammo.detection.square_plot import save_unit_square_plot
@@ -86,16 +86,9 @@ def _interval(samples: Tensor, value: float) -> dict[str, float]:
     return interval(samples, value)
 
 
-def _cell(figure: dict[str, float]) -> str:
-    """A figure with its interval, ``n/a`` without a value, ``[n/a]`` for the interval alone."""
-    if math.isnan(figure["value"]):
-        return "n/a"
-    return interval_text(figure, 3) if not math.isnan(figure["low"]) else f"{figure['value']:.3f} [n/a]"
-
-
 def calibration_text(summary: dict[str, Any], unit: str, class_name: str) -> tuple[str, str]:
     """``(markdown, csv)``: per head the Brier score and ECE with their intervals, then each head's reliability."""
-    rows = [[head, *(_cell(f[name]) for name in FIGURES)] for head, f in summary["heads"].items()]
+    rows = [[head, *(figure_text(f[name]) for name in FIGURES)] for head, f in summary["heads"].items()]
     bins = []
     for head, f in summary["heads"].items():
         cells = [

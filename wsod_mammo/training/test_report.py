@@ -27,6 +27,8 @@ from torchmetrics import MetricCollection
 
 from wsod_mammo.detection.afroc_report import CSV_COLUMNS as AFROC_COLUMNS
 from wsod_mammo.detection.afroc_report import afroc_rows, afroc_summary, afroc_text, plot_wafroc
+from wsod_mammo.detection.afroc_strata import CSV_COLUMNS as AFROC_BY_KIND_COLUMNS
+from wsod_mammo.detection.afroc_strata import afroc_by_kind, afroc_by_kind_rows, afroc_by_kind_text
 from wsod_mammo.detection.bootstrap import (
     LEVEL,
     NUM_RESAMPLES,
@@ -734,6 +736,12 @@ def write_test_report(
         plot_wafroc({m: r for (m, s), r in results.items() if s == "all"}, summary["wafroc"],
                     directory / "wafroc.png", f"wAFROC, every test image, trained with {train_method}")  # fmt: skip
         printed.append(f"wAFROC figures of merit (all images)\n{afroc_md}")
+    every_image = {m: r for (m, s), r in results.items() if s == "all"}
+    summary["wafroc_by_kind"] = afroc_by_kind(every_image, densities, seed, groups) if summary["wafroc"] else None
+    if summary["wafroc_by_kind"]:
+        by_kind_md, by_kind_csv = afroc_by_kind_text(summary["wafroc_by_kind"], train_method, unit)
+        (directory / "wafroc_by_kind.md").write_text(by_kind_md)
+        (directory / "wafroc_by_kind.csv").write_text(by_kind_csv)
     (directory / "detection.json").write_text(json.dumps(summary, indent=2, allow_nan=True))
     image_records = {"fppi_budget": fppi_budget, "bootstrap_seed": seed, "subsets": records}  # --compare redraws these
     if table1.images:  # and --compare A:fusion B:fusion these: Table I's class, images and probabilities
@@ -793,6 +801,8 @@ def _log_to_wandb(trainer: Trainer, directory: Path, summary: dict[str, Any], ci
         if figures_of_merit := summary["wafroc"]:
             logger.log_table("test/wafroc", columns=AFROC_COLUMNS, data=afroc_rows(figures_of_merit))
             logger.log_image("test/wafroc_curve", [str(directory / "wafroc.png")])
+        if by_kind := summary["wafroc_by_kind"]:
+            logger.log_table("test/wafroc_by_kind", columns=AFROC_BY_KIND_COLUMNS, data=afroc_by_kind_rows(by_kind))
         for subset in SUBSETS:
             if subset in summary:
                 cells = summary[subset]
