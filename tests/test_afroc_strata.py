@@ -112,3 +112,43 @@ def test_the_test_report_gives_each_density_its_figures_of_merit(tmp_path) -> No
     rows = (tmp_path / "run" / "wafroc_by_kind.csv").read_text().splitlines()
     assert rows[0].startswith("kind,stratum,normal_images,mass_images,masses,test_method,wafroc,")
     assert rows[1].startswith("density,DENSITY C,3,3,3,cam,")
+
+
+def test_the_study_averages_each_densitys_figures_over_seeds_and_narrows_them_to_the_test_methods(tmp_path) -> None:
+    """wafroc_by_kind.md|csv of the study: per stratum a train x test table, the mean over seeds of the reports'
+    figures; --test_methods keeps those columns; a run whose report has none leaves the table out, named."""
+    from test_afroc import FAIR, GOOD, POOR
+
+    from wsod_mammo.detection.study_report import write_study_outputs
+
+    runs, values = {}, {}
+    for seed, tests in ((1, {"cam": FAIR, "gradcam": GOOD}), (2, {"cam": POOR, "gradcam": GOOD})):
+        for train in ("cam", "gradcam"):
+            results = {(m, s): _all_images_result(*tests[m]) for m in tests for s in ("mass", "all")}
+            keys = results[("cam", "all")].image_keys.tolist()
+            densities = {k: "DENSITY C" if i in (0, 1, 2, 6, 7, 8) else "DENSITY D" for i, k in enumerate(keys)}
+            run = tmp_path / f"{train}_seed{seed}"
+            _write_report(run, results, train=train, densities=densities)
+            runs[(train, seed)] = run / "detection.json"
+            values[(train, seed)] = json.loads(runs[(train, seed)].read_text())["wafroc_by_kind"]["density"]
+    text = write_study_outputs(tmp_path / "study", runs)
+    assert "wAFROC per breast density, finding BI-RADS and mass size: wafroc_by_kind.md" in text
+    markdown = (tmp_path / "study" / "wafroc_by_kind.md").read_text()
+    section = markdown.split("## breast density: DENSITY C\n\n")[1].split("\n\n")[0]
+    mean = sum(values[("gradcam", s)]["DENSITY C"]["methods"]["cam"]["wafroc"]["value"] for s in (1, 2)) / 2
+    (row,) = [line for line in section.splitlines() if line.startswith("| gradcam |")]
+    assert row.split(" | ")[1].startswith(f"{mean:.3f} [")
+    rows = (tmp_path / "study" / "wafroc_by_kind.csv").read_text().splitlines()
+    assert rows[0] == "kind,stratum,train_method,test_method,figure,mean,low,high,runs,interval_over"
+    (cell,) = [r for r in rows if r.startswith("density,DENSITY C,gradcam,cam,wafroc,")]
+    assert float(cell.split(",")[5]) == pytest.approx(mean) and cell.endswith(",2,seeds")
+    write_study_outputs(tmp_path / "narrow", runs, test_methods=["gradcam"])
+    assert "| train \\ test | gradcam |" in (tmp_path / "narrow" / "wafroc_by_kind.md").read_text()
+    report = json.loads(runs[("cam", 2)].read_text())
+    del report["wafroc_by_kind"]  # a report written before the figures per kind
+    runs[("cam", 2)].write_text(json.dumps(report))
+    assert "wafroc_by_kind" not in write_study_outputs(tmp_path / "study", runs)
+    assert (
+        not (tmp_path / "study" / "wafroc_by_kind.md").exists()
+        and not (tmp_path / "study" / "wafroc_by_kind.csv").exists()
+    )

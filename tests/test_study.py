@@ -70,6 +70,13 @@ def test_study_runs_the_matrix_assembles_table2_and_resumes(
     assert pointing.count("\n| gradcam | ") == 2 and "| layercam |" in pointing.splitlines()[4]
     assert "wAFROC and AFROC figures of merit (every test image): wafroc.md" in summary  # and the JAFROC figures
     assert (study / "wafroc.md").read_text().count("\n| gradcam | ") == 2  # a row in each figure's table
+    assert "wAFROC per breast density, finding BI-RADS and mass size: wafroc_by_kind.md" in summary  # and per kind
+    by_kind = (study / "wafroc_by_kind.md").read_text()
+    assert (
+        "## finding BI-RADS: BI-RADS 4" in by_kind
+        and "## mass size: 10-20 mm" in by_kind
+        and "## breast density" in by_kind
+    )
     paired_fom = (study / "wafroc_paired.md").read_text()  # and the best pair against every other, on the same images
     assert "wAFROC paired (the best pair's minus every other's): wafroc_paired.md" in summary
     assert sum(line.startswith(("| cam | ", "| gradcam | ")) for line in paired_fom.splitlines()) == 9  # 10 pairs

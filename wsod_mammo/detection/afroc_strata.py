@@ -18,12 +18,11 @@ from torch import Tensor
 from wsod_mammo.detection.afroc import FIGURES, Ratings, figures_of_merit
 from wsod_mammo.detection.afroc_report import COUNTS, result_ratings
 from wsod_mammo.detection.bootstrap import LEVEL, figure_text, groups_of, interval, resample_weights
-from wsod_mammo.detection.mass_kinds import SIZE_LABELS, UNKNOWN, row_labels
+from wsod_mammo.detection.mass_kinds import KIND_TITLES, SIZE_LABELS, UNKNOWN, row_labels
 from wsod_mammo.detection.metrics import DetectionResult
 from wsod_mammo.detection.report import MISSING, _markdown, csv_text
 from wsod_mammo.detection.strata import strata_of
 
-KINDS = {"density": "breast density", "birads": "finding BI-RADS", "size": "mass size"}
 CSV_COLUMNS = ["kind", "stratum", *COUNTS, "test_method",
                *(f"{f}{end}" for f in FIGURES for end in ("", "_low", "_high"))]  # fmt: skip
 
@@ -122,7 +121,7 @@ def afroc_by_kind_text(summary: dict[str, Any], train_method: str, unit: str) ->
             + [figure_text(row["methods"][m]["wafroc"]) if m in row["methods"] else MISSING for m in methods]
             for label, row in rows.items()
         ]
-        header = [KINDS[kind], "normal images", "mass images", "masses", *methods]
-        sections.append(f"\n## {KINDS[kind]}\n\n" + _markdown(header, md_rows))
+        header = [KIND_TITLES[kind], "normal images", "mass images", "masses", *methods]
+        sections.append(f"\n## {KIND_TITLES[kind]}\n\n" + _markdown(header, md_rows))
     csv_rows = [[str(v) for v in row] for row in afroc_by_kind_rows(summary)]
     return preface + "".join(sections), csv_text(CSV_COLUMNS, csv_rows)

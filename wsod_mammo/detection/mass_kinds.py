@@ -12,6 +12,8 @@ UNKNOWN = "unknown"  # the row of masses (or images) whose category the data lea
 #: Table II per mass size: the edges (mm) between its rows, and the rows (a mass of exactly 10 mm is 10-20 mm)
 SIZE_EDGES_MM = (10.0, 20.0)
 SIZE_LABELS = ("< 10 mm", "10-20 mm", ">= 20 mm")
+#: The strata the figures of merit are given per (``wafroc_by_kind``): key -> the tables' heading
+KIND_TITLES = {"density": "breast density", "birads": "finding BI-RADS", "size": "mass size"}
 
 
 def birads_label(category: int) -> str:

@@ -23,6 +23,8 @@ from wsod_mammo.detection.study_tables import (
     SUBSET,
     Cells,
     Marks,
+    afroc_by_kind_cells,
+    afroc_by_kind_text,
     afroc_text,
     best_pairs,
     calibration_figures,
@@ -201,6 +203,21 @@ def _write_figures_of_merit(output: Path, reports: dict[tuple[str, int], dict[st
     return cells
 
 
+def _write_figures_of_merit_by_kind(output: Path, reports: dict[tuple[str, int], dict[str, Any]]) -> str | None:
+    """``wafroc_by_kind.md|csv``: the figures of merit per breast density, finding BI-RADS and mass size, train x
+    test, means over seeds; returns its name, or None where not every run's report gives them (an earlier study's
+    files are then removed)."""
+    path = output / "wafroc_by_kind.md"
+    if not _every_report_has(reports, lambda r: r.get("wafroc_by_kind"), output, path,
+                             "wAFROC figures of merit per kind of mass", "give none per kind of mass"):  # fmt: skip
+        path.with_suffix(".csv").unlink(missing_ok=True)
+        return None
+    markdown, csv = afroc_by_kind_text(afroc_by_kind_cells(reports))
+    path.write_text(markdown)
+    path.with_suffix(".csv").write_text(csv)
+    return path.name
+
+
 def _write_wafroc_paired(output: Path, runs: dict[tuple[str, int], Path], cells: Cells | None) -> str | None:
     """``wafroc_paired.md``: the best pair's wAFROC minus every other pair's, paired on the same test images
     (:mod:`study_afroc`); returns its name, or None without figures of merit or a second pair, or where some run's
@@ -287,9 +304,9 @@ def write_study_outputs(
 ) -> str:
     """Write ``table1.md`` (and ``table1_breast.md`` where the reports rate breasts), ``table2.md``, ``table2.csv``,
     ``table1_paired.md`` (with two train methods or more), ``table1_by_density.md``, ``table2_by_density.md``,
-    ``table2_by_birads.md``, ``table2_by_size.md``, ``pointing_game.md``, ``calibration.md``, ``wafroc.md`` and
-    ``wafroc_paired.md`` (where they rate densities, finding BI-RADS, mass sizes, pointing, calibration, figures of
-    merit),
+    ``table2_by_birads.md``, ``table2_by_size.md``, ``pointing_game.md``, ``calibration.md``, ``wafroc.md``,
+    ``wafroc_by_kind.md`` and ``wafroc_paired.md`` (where they rate densities, finding BI-RADS, mass sizes, pointing,
+    calibration, figures of merit),
     ``froc_<train>.png`` and ``summary.md`` to ``output`` (Table II's columns: ``test_methods``, default every method
     the reports hold); return the summary's text (the tables and the best pair). ``left_out``: finished run folders
     not in these tables, named in the summary with ``include_them``, the options that would include them; the FROC
@@ -315,6 +332,7 @@ def write_study_outputs(
     pointing = _write_pointing_game(output, reports)
     calibration = _write_calibration(output, reports)
     afroc_cells = _write_figures_of_merit(output, reports)
+    afroc_by_kind = _write_figures_of_merit_by_kind(output, reports)
     wafroc_paired = _write_wafroc_paired(output, tested, afroc_cells)
     for method in set(METHOD_ORDER) - {m for m, _ in reports}:
         (output / f"froc_{method}.png").unlink(missing_ok=True)
@@ -354,6 +372,7 @@ def write_study_outputs(
         + (f"Pointing game (each map's peak and energy against the masses): {pointing}\n" if pointing else "")
         + (f"Calibration ({calibration[1]} of Table I's probabilities): {calibration[0]}\n" if calibration else "")
         + ("wAFROC and AFROC figures of merit (every test image): wafroc.md\n" if afroc_cells else "")
+        + (f"wAFROC per breast density, finding BI-RADS and mass size: {afroc_by_kind}\n" if afroc_by_kind else "")
         + (f"wAFROC paired (the best pair's minus every other's): {wafroc_paired}\n" if wafroc_paired else "")
         + "".join(f"{_name(strata)}: {by_stratum[strata.key]}\n" for strata in STRATA if by_stratum[strata.key])
     )

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from wsod_mammo.detection.mass_kinds import KIND_TITLES
 from wsod_mammo.detection.report import (
     FROM_TIE,
     FROM_VALIDATION,
@@ -180,9 +181,18 @@ def keep_test_methods(
         kept[(train, seed)] = {**report, SUBSET: {m: cells[m] for m in wanted}}
         for key in PER_METHOD_PARTS:  # the tables per test method show Table II's columns too
             if isinstance(part := report.get(key), dict) and isinstance(part.get("methods"), dict):
-                kept[(train, seed)][key] = {**part, "methods": {m: part["methods"][m] for m in wanted
-                                                               if m in part["methods"]}}  # fmt: skip
+                kept[(train, seed)][key] = _only_methods(part, wanted)
+        if isinstance(by_kind := report.get("wafroc_by_kind"), dict):  # and so do those per kind of mass
+            kept[(train, seed)]["wafroc_by_kind"] = {
+                kind: {label: _only_methods(row, wanted) for label, row in rows.items()}
+                for kind, rows in by_kind.items()
+            }
     return kept
+
+
+def _only_methods(part: dict[str, Any], wanted: Sequence[str]) -> dict[str, Any]:
+    """A report's part (``{..., "methods": {method: ...}}``) with only the ``wanted`` methods it has."""
+    return {**part, "methods": {m: part["methods"][m] for m in wanted if m in part["methods"]}}
 
 
 def _by_method(reports: dict[tuple[str, int], dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
@@ -369,30 +379,38 @@ def method_cells(reports: dict[tuple[str, int], dict[str, Any]], key: str, figur
     return cells
 
 
-def cells_csv(cells: Cells) -> str:
-    """``pointing_game.csv``, ``wafroc.csv``: a row per train method, test method and figure: the mean over seeds,
-    its interval, the runs and what the interval is over (``seeds``, or one report's ``studies``)."""
-    header = ["train_method", "test_method", "figure", "mean", "low", "high", "runs", "interval_over"]
-    rows = [
+CELLS_COLUMNS = ["train_method", "test_method", "figure", "mean", "low", "high", "runs", "interval_over"]
+
+
+def cells_rows(cells: Cells) -> list[list[str]]:
+    """The rows of ``pointing_game.csv``, ``wafroc.csv`` (:data:`CELLS_COLUMNS`): a row per train method, test method
+    and figure: the mean over seeds, its interval, the runs and what the interval is over (``seeds``, or one report's
+    ``studies``)."""
+    return [
         [train, test, figure, *(repr(v) for v in (e.mean, e.low, e.high)), str(e.n), e.basis]
         for train, row in cells.items()
         for test, figures in row.items()
         for figure, e in figures.items()
     ]
-    return csv_text(header, rows)
+
+
+def cells_csv(cells: Cells) -> str:
+    """``pointing_game.csv``, ``wafroc.csv``: :func:`cells_rows` under their header."""
+    return csv_text(CELLS_COLUMNS, cells_rows(cells))
+
+
+def cells_table(cells: Cells, figure: str, digits: int = 2) -> str:
+    """One figure's train x test table, mean [95% interval]."""
+    tests = list(dict.fromkeys(t for row in cells.values() for t in row))
+    rows = [
+        [train] + [row[t][figure].text(digits) if t in row else MISSING for t in tests] for train, row in cells.items()
+    ]
+    return _markdown(["train \\ test", *tests], rows)
 
 
 def cells_sections(cells: Cells, figures: dict[str, str], digits: int = 2) -> str:
     """One train x test table per figure (``figures``: key -> title), mean [95% interval]."""
-    tests = list(dict.fromkeys(t for row in cells.values() for t in row))
-    sections = []
-    for figure, title in figures.items():
-        rows = [
-            [train] + [row[t][figure].text(digits) if t in row else MISSING for t in tests]
-            for train, row in cells.items()
-        ]
-        sections.append(f"## {title}\n\n" + _markdown(["train \\ test", *tests], rows))
-    return "\n".join(sections)
+    return "\n".join(f"## {title}\n\n" + cells_table(cells, figure, digits) for figure, title in figures.items())
 
 
 def pointing_text(cells: Cells, tolerance: str) -> str:
@@ -413,6 +431,39 @@ def afroc_text(cells: Cells) -> str:
         "interval over seeds; with one seed, the test report's bootstrap interval])\n\n"
         + cells_sections(cells, AFROC_FIGURES, 3)
     )
+
+
+def afroc_by_kind_cells(reports: dict[tuple[str, int], dict[str, Any]]) -> dict[str, dict[str, Cells]]:
+    """``{kind: {stratum: Cells}}``: each report's ``wafroc_by_kind`` (the test report's per density, finding
+    BI-RADS and size) as :func:`method_cells`, over the strata every report rates (the same test set gives the
+    same). Call it with reports that all have ``wafroc_by_kind``."""
+    parts = [r["wafroc_by_kind"] for r in reports.values()]
+    out: dict[str, dict[str, Cells]] = {}
+    for kind, rows in parts[0].items():
+        for label in rows:
+            if all(label in p.get(kind, {}) for p in parts):
+                views = {run: {**r, "wafroc": r["wafroc_by_kind"][kind][label]} for run, r in reports.items()}
+                out.setdefault(kind, {})[label] = method_cells(views, "wafroc", AFROC_FIGURES)
+    return out
+
+
+def afroc_by_kind_text(cells: dict[str, dict[str, Cells]]) -> tuple[str, str]:
+    """``wafroc_by_kind.md|csv``: per kind and stratum a train x test table of wAFROC, mean [95% interval]; the
+    CSV has AFROC too."""
+    sections = [
+        f"## {KIND_TITLES[kind]}: {label}\n\n" + cells_table(c, "wafroc", 3)
+        for kind, strata in cells.items()
+        for label, c in strata.items()
+    ]
+    markdown = (
+        "wAFROC figures of merit per breast density, finding BI-RADS and mass size (as wafroc.md; a BI-RADS or size "
+        "keeps every normal image and only its masses, a density its own images; mean [95% interval over seeds; with "
+        "one seed, the test report's bootstrap interval]; AFROC: wafroc_by_kind.csv)\n\n" + "\n".join(sections)
+    )
+    rows = [
+        [kind, label, *row] for kind, strata in cells.items() for label, c in strata.items() for row in cells_rows(c)
+    ]
+    return markdown, csv_text(["kind", "stratum", *CELLS_COLUMNS], rows)
 
 
 CALIBRATION_FIGURES = {"brier": "Brier score", "ece": "ECE", "slope": "slope", "intercept": "intercept"}
