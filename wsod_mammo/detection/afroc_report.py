@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor
 
 from wsod_mammo.detection.afroc import FIGURES, Ratings, figures_of_merit, ratings, wafroc_curve
 from wsod_mammo.detection.bootstrap import LEVEL, groups_of, interval, interval_text, resample_weights
@@ -40,13 +41,25 @@ def afroc_summary(
         rated = result_ratings(result)
         if rated is None:
             return None
-        keys = result.image_keys
-        weights = resample_weights((result.image_gt > 0).long(), seed=seed, keys=keys, groups=groups_of(keys, groups))
-        full, drawn = figures_of_merit(rated), figures_of_merit(rated, weights)
-        methods[method] = {f: interval(drawn[f], float(full[f][0])) for f in FIGURES}
-        numbers = (rated.normal.numel(), torch.unique(rated.lesion_image).numel(), rated.lesion_image.numel())
-        counts = dict(zip(COUNTS, map(int, numbers), strict=True))
+        counts, methods[method] = figures_with_intervals(rated, report_draws(result, seed, groups))
     return {**counts, "methods": methods} if methods else None
+
+
+def report_draws(result: DetectionResult, seed: int, groups: dict[int, int] | None) -> Tensor:
+    """The ``(B, N)`` draw counts of the figures of merit's intervals: Table II's (class-stratified, whole studies
+    where ``groups`` names them, the report's ``seed``)."""
+    keys = result.image_keys
+    return resample_weights((result.image_gt > 0).long(), seed=seed, keys=keys, groups=groups_of(keys, groups))
+
+
+def figures_with_intervals(rated: Ratings, draws: Tensor) -> tuple[dict[str, int], dict[str, dict[str, float]]]:
+    """``(counts, {"wafroc", "afroc": {value, low, high}})`` of ``rated``: its :data:`COUNTS` and each figure of
+    merit with its interval over ``draws``."""
+    full, drawn = figures_of_merit(rated), figures_of_merit(rated, draws)
+    numbers = (rated.normal.numel(), torch.unique(rated.lesion_image).numel(), rated.lesion_image.numel())
+    return dict(zip(COUNTS, map(int, numbers), strict=True)), {
+        f: interval(drawn[f], float(full[f][0])) for f in FIGURES
+    }
 
 
 def afroc_text(summary: dict[str, Any], train_method: str, unit: str) -> tuple[str, str]:

@@ -15,9 +15,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from wsod_mammo.detection.afroc import FIGURES, Ratings, figures_of_merit
-from wsod_mammo.detection.afroc_report import COUNTS, result_ratings
-from wsod_mammo.detection.bootstrap import LEVEL, figure_text, groups_of, interval, resample_weights
+from wsod_mammo.detection.afroc import FIGURES, Ratings
+from wsod_mammo.detection.afroc_report import COUNTS, figures_with_intervals, report_draws, result_ratings
+from wsod_mammo.detection.bootstrap import LEVEL, figure_text
 from wsod_mammo.detection.mass_kinds import KIND_TITLES, SIZE_LABELS, UNKNOWN, row_labels
 from wsod_mammo.detection.metrics import DetectionResult
 from wsod_mammo.detection.report import MISSING, _markdown, csv_text
@@ -81,15 +81,11 @@ def afroc_by_kind(
         rated = result_ratings(result)
         if rated is None:
             return None
-        keys = result.image_keys
-        weights = resample_weights((result.image_gt > 0).long(), seed=seed, keys=keys, groups=groups_of(keys, groups))
+        draws = report_draws(result, seed, groups)
         for kind, parts in _strata(result, rated, densities).items():
             for label, part in parts.items():
-                full, drawn = figures_of_merit(part), figures_of_merit(part, weights)
-                numbers = (part.normal.numel(), torch.unique(part.lesion_image).numel(), part.lesion_image.numel())
-                row = summary.setdefault(kind, {}).setdefault(label, {**dict(zip(COUNTS, numbers, strict=True)),
-                                                                      "methods": {}})  # fmt: skip
-                row["methods"][method] = {f: interval(drawn[f], float(full[f][0])) for f in FIGURES}
+                counts, figures = figures_with_intervals(part, draws)
+                summary.setdefault(kind, {}).setdefault(label, {**counts, "methods": {}})["methods"][method] = figures
     return summary or None
 
 
