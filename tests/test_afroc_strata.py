@@ -8,8 +8,7 @@ import pytest
 import torch
 from test_afroc import _all_images_result, _by_definition, _random_study, _tensors, _write_report
 
-from wsod_mammo.detection.afroc import figures_of_merit, ratings
-from wsod_mammo.detection.afroc_strata import image_subset, lesion_subset
+from wsod_mammo.detection.afroc import figures_of_merit, image_subset, lesion_subset, ratings
 
 
 def _kept_masses(study: tuple[list, ...], keep: list[bool]) -> tuple[list, ...]:
@@ -152,3 +151,25 @@ def test_the_study_averages_each_densitys_figures_over_seeds_and_narrows_them_to
         not (tmp_path / "study" / "wafroc_by_kind.md").exists()
         and not (tmp_path / "study" / "wafroc_by_kind.csv").exists()
     )
+
+
+def test_compare_counting_one_kind_of_mass_pairs_the_reports_figures_of_that_kind(tmp_path, capsys) -> None:
+    """``wsod report --compare A B --figure wafroc --masses 'BI-RADS 4'``: each side's figure and interval are its
+    wafroc_by_kind.md row's, the difference paired over the same draws."""
+    from wsod_mammo.detection.report import main
+
+    birads = [4, 4, 4, 5, 5, 5]
+    cam = _all_images_result({0: 0.9, 1: 0.8, 4: 0.4}, {6: 0.6, 7: 0.2}, birads)
+    gradcam = _all_images_result({0: 0.9, 1: 0.85, 2: 0.7, 3: 0.7}, {6: 0.6}, birads)
+    results = {(m, s): r for m, r in (("cam", cam), ("gradcam", gradcam)) for s in ("mass", "all")}
+    _write_report(tmp_path / "run", results)
+    rows = json.loads((tmp_path / "run" / "detection.json").read_text())["wafroc_by_kind"]["birads"]
+    for masses in ("BI-RADS 4", "BI-RADS 5"):
+        main([str(tmp_path / "run"), "--compare", "gradcam", "cam", "--figure", "wafroc", "--masses", masses])
+        out = capsys.readouterr().out
+        assert f"counting every normal image and the masses of {masses}, paired bootstrap (95%) over studies" in out
+        for side, method in (("A", "gradcam"), ("B", "cam")):
+            figure = rows[masses]["methods"][method]["wafroc"]
+            assert f"{side} run:{method}: {figure['value']:.3f} [{figure['low']:.3f}, {figure['high']:.3f}]" in out
+    with pytest.raises(ValueError, match="--masses: run:gradcam has no mass of .< 10 mm. on its test images"):
+        main([str(tmp_path / "run"), "--compare", "gradcam", "cam", "--figure", "wafroc", "--masses", "< 10 mm"])

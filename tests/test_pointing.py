@@ -195,7 +195,10 @@ def test_compare_of_two_methods_pointing_game_pairs_their_reports_intervals(tmp_
     for args, message in (
         (["--figure", "pointing"], "--figure pointing: it selects what --compare compares"),
         (["--compare", "fusion", "global", "--figure", "energy"], "--figure energy: a figure of saliency methods"),
-        (["--compare", "cam", "gradcam", "--figure", "pointing", "--masses", "BI-RADS 5"], "--masses: it selects"),
+        (
+            ["--compare", "cam", "gradcam", "--figure", "pointing", "--masses", "BI-RADS 5"],
+            "--masses: it selects the masses a TPR or a figure of merit counts; --figure pointing is neither",
+        ),
     ):
         with pytest.raises(ValueError, match=message):
             main([str(run), *args])

@@ -82,6 +82,20 @@ def figures_of_merit(r: Ratings, weights: Tensor | None = None) -> dict[str, Ten
     }
 
 
+def lesion_subset(r: Ratings, keep: Tensor) -> Ratings:
+    """``r`` with only the masses ``keep (L,)`` (bool, in ``r.lesion_image`` order); every normal image stays."""
+    keep = keep.reshape(-1).bool()
+    return Ratings(r.normal, r.normal_rating, r.lesion_image[keep], r.lesion_rating[keep], r.num_images)
+
+
+def image_subset(r: Ratings, keep: Tensor) -> Ratings:
+    """``r`` over the images ``keep (N,)`` (bool): their normal images and the masses on them."""
+    keep = keep.reshape(-1).bool()
+    normals, lesions = keep[r.normal], keep[r.lesion_image]
+    return Ratings(r.normal[normals], r.normal_rating[normals], r.lesion_image[lesions], r.lesion_rating[lesions],
+                   r.num_images)  # fmt: skip
+
+
 def wafroc_curve(r: Ratings) -> tuple[Tensor, Tensor]:
     """The wAFROC curve ``(fpf, wllf)``, each ``(T + 2,)`` from ``(0, 0)`` to ``(1, 1)``: at each distinct finite
     rating ``t`` (highest first), the share of normal images whose best box scores ``>= t`` against the mass-image-

@@ -13,9 +13,8 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import Tensor
 
-from wsod_mammo.detection.afroc import FIGURES, Ratings
+from wsod_mammo.detection.afroc import FIGURES, Ratings, image_subset, lesion_subset
 from wsod_mammo.detection.afroc_report import COUNTS, figures_with_intervals, report_draws, result_ratings
 from wsod_mammo.detection.bootstrap import LEVEL, figure_text
 from wsod_mammo.detection.mass_kinds import KIND_TITLES, SIZE_LABELS, UNKNOWN, row_labels
@@ -26,21 +25,7 @@ from wsod_mammo.detection.strata import strata_of
 CSV_COLUMNS = ["kind", "stratum", *COUNTS, "test_method",
                *(f"{f}{end}" for f in FIGURES for end in ("", "_low", "_high"))]  # fmt: skip
 
-__all__ = ["CSV_COLUMNS", "afroc_by_kind", "afroc_by_kind_rows", "afroc_by_kind_text", "image_subset", "lesion_subset"]
-
-
-def lesion_subset(r: Ratings, keep: Tensor) -> Ratings:
-    """``r`` with only the masses ``keep (L,)`` (bool, in ``r.lesion_image`` order); every normal image stays."""
-    keep = keep.reshape(-1).bool()
-    return Ratings(r.normal, r.normal_rating, r.lesion_image[keep], r.lesion_rating[keep], r.num_images)
-
-
-def image_subset(r: Ratings, keep: Tensor) -> Ratings:
-    """``r`` over the images ``keep (N,)`` (bool): their normal images and the masses on them."""
-    keep = keep.reshape(-1).bool()
-    normals, lesions = keep[r.normal], keep[r.lesion_image]
-    return Ratings(r.normal[normals], r.normal_rating[normals], r.lesion_image[lesions], r.lesion_rating[lesions],
-                   r.num_images)  # fmt: skip
+__all__ = ["CSV_COLUMNS", "afroc_by_kind", "afroc_by_kind_rows", "afroc_by_kind_text"]
 
 
 def _strata(result: DetectionResult, rated: Ratings, densities: dict[int, str] | None) -> dict[str, dict[str, Ratings]]:

@@ -66,16 +66,25 @@ def load_side(spec: str, default_run: Path, subset: str) -> tuple[str, dict[str,
     return label, methods[method], budget, seed
 
 
+def mass_flags(records: dict[str, Any], masses: str, label: str) -> list[bool]:
+    """Which of one side's masses (in its ``gt_image`` order) are of ``masses`` (a row of Table II per finding
+    BI-RADS or per mass size: ``BI-RADS 5``, ``< 10 mm``); ``label`` names the side in errors."""
+    kind = mass_kind(masses)
+    key = "gt_birads" if kind == "birads" else "gt_size_mm"
+    if key not in records:
+        raise ValueError(f"--masses: {label}'s test report records no {key} per mass (written before it did); test "
+                         "that run again")  # fmt: skip
+    return [name == masses for name in row_labels(kind, records[key])]
+
+
 def masses_only(records: dict[str, Any], masses: str, label: str) -> dict[str, Any]:
     """``records`` counting only the masses of one row of Table II per finding BI-RADS or per mass size (``masses``:
     ``BI-RADS 5``, ``< 10 mm``), by the test report's rule: every image and false positive stays, a box that found
     another mass is dropped. ``label`` names the side in errors (a report written before masses were recorded)."""
-    kind = mass_kind(masses)
     if "box_gt" not in records:
         raise ValueError(f"--masses: {label}'s test report records no masses per box (written before they were); "
                          "test that run again")  # fmt: skip
-    names = row_labels(kind, records["gt_birads"] if kind == "birads" else records["gt_size_mm"])
-    keep = [name == masses for name in names]
+    keep = mass_flags(records, masses, label)
     image_gt = [0] * len(records["image_keys"])
     for image, kept in zip(records["gt_image"], keep, strict=True):
         image_gt[image] += kept

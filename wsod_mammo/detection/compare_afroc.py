@@ -12,8 +12,16 @@ from typing import Any
 
 import torch
 
-from wsod_mammo.detection.afroc import FIGURES, Ratings, figures_of_merit, ratings
-from wsod_mammo.detection.compare import load_side, paired_draws, paired_lines, paired_result, side_tensors, why_images
+from wsod_mammo.detection.afroc import FIGURES, Ratings, figures_of_merit, lesion_subset, ratings
+from wsod_mammo.detection.compare import (
+    load_side,
+    mass_flags,
+    paired_draws,
+    paired_lines,
+    paired_result,
+    side_tensors,
+    why_images,
+)
 from wsod_mammo.detection.report import count
 
 
@@ -30,24 +38,37 @@ def side_ratings(records: dict[str, Any], order: dict[int, int], label: str) -> 
 
 
 def paired_fom(
-    a: dict[str, Any], b: dict[str, Any], figure: str, seed: int, labels: tuple[str, str] = ("A", "B")
+    a: dict[str, Any],
+    b: dict[str, Any],
+    figure: str,
+    seed: int,
+    labels: tuple[str, str] = ("A", "B"),
+    masses: str | None = None,
 ) -> dict[str, Any]:
     """A's and B's ``figure`` (``wafroc``, ``afroc``) and A - B, each ``{value, low, high}``, over the same
-    resamples of every test image (:func:`paired_draws`, :func:`paired_result`)."""
+    resamples of every test image (:func:`paired_draws`, :func:`paired_result`); ``masses``: counting every normal
+    image and only those masses (:func:`~wsod_mammo.detection.afroc.lesion_subset`, as ``wafroc_by_kind.md``)."""
     order, weights, without = paired_draws(a, b, seed, labels)
     rated = [side_ratings(side, order, label) for side, label in zip((a, b), labels, strict=True)]
+    if masses is not None:
+        rated = [lesion_subset(r, torch.tensor(mass_flags(side, masses, label), dtype=torch.bool))
+                 for r, side, label in zip(rated, (a, b), labels, strict=True)]  # fmt: skip
+        if not rated[0].lesion_image.numel():
+            raise ValueError(f"--masses: {labels[0]} has no mass of {masses!r} on its test images")
     if not rated[0].normal.numel() or not rated[0].lesion_image.numel():
         raise ValueError(f"--figure {figure}: {labels[0]}'s test images need both normal images and masses")
     values = [figures_of_merit(r, weights)[figure] for r in rated]
     return paired_result(values[0], values[1], len(order), without)
 
 
-def compare_fom(spec_a: str, spec_b: str, default_run: Path, figure: str) -> str:
-    """The comparison of two methods' ``figure`` (``wafroc``, ``afroc``) over every test image, as one paragraph."""
+def compare_fom(spec_a: str, spec_b: str, default_run: Path, figure: str, masses: str | None = None) -> str:
+    """The comparison of two methods' ``figure`` (``wafroc``, ``afroc``) over every test image, as one paragraph;
+    ``masses``: counting every normal image and only those masses."""
     label_a, a, _, seed = load_side(spec_a, default_run, "all")
     label_b, b, _, _ = load_side(spec_b, default_run, "all")
-    r = paired_fom(a, b, figure, seed, (label_a, label_b))
+    r = paired_fom(a, b, figure, seed, (label_a, label_b), masses)
+    counted = "" if masses is None else f", counting every normal image and the masses of {masses}"
     return (
-        f"{FIGURES[figure]} figure of merit on {count(r['num_images'], 'test image')}, paired bootstrap (95%) over "
-        f"{r['resampled']}{why_images(r['without_studies'])}:\n" + paired_lines((label_a, label_b), r)
+        f"{FIGURES[figure]} figure of merit on {count(r['num_images'], 'test image')}{counted}, paired bootstrap "
+        f"(95%) over {r['resampled']}{why_images(r['without_studies'])}:\n" + paired_lines((label_a, label_b), r)
     )
