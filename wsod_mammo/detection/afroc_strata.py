@@ -17,7 +17,7 @@ import torch
 from wsod_mammo.detection.afroc import FIGURES, Ratings, image_subset, lesion_subset
 from wsod_mammo.detection.afroc_report import COUNTS, figures_with_intervals, report_draws, result_ratings
 from wsod_mammo.detection.bootstrap import LEVEL, figure_text
-from wsod_mammo.detection.mass_kinds import KIND_TITLES, SIZE_LABELS, UNKNOWN, row_labels
+from wsod_mammo.detection.mass_kinds import KIND_TITLES, UNKNOWN, row_labels, row_order
 from wsod_mammo.detection.metrics import DetectionResult
 from wsod_mammo.detection.report import MISSING, _markdown, csv_text
 from wsod_mammo.detection.strata import strata_of
@@ -42,11 +42,9 @@ def _strata(result: DetectionResult, rated: Ratings, densities: dict[int, str] |
         labels = row_labels(kind, values.tolist())
         if all(label == UNKNOWN for label in labels):
             continue
-        order = [*SIZE_LABELS, UNKNOWN] if kind == "size" else sorted(set(labels), key=lambda x: (x == UNKNOWN, x))
         out[kind] = {
             label: lesion_subset(rated, torch.tensor([name == label for name in labels], dtype=torch.bool))
-            for label in order
-            if label in labels
+            for label in row_order(kind, labels)
         }
     return out
 

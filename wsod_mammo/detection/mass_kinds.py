@@ -37,6 +37,14 @@ def row_labels(kind: str, values: Sequence[Any]) -> list[str]:
     return [size_label(None if v is None else float(v)) for v in values]
 
 
+def row_order(kind: str, labels: Sequence[str]) -> list[str]:
+    """The rows of ``labels`` (from :func:`row_labels`) in their tables' order: BI-RADS ascending, sizes small to
+    large, :data:`UNKNOWN` last."""
+    if kind == "size":
+        return [label for label in (*SIZE_LABELS, UNKNOWN) if label in labels]
+    return sorted(set(labels), key=lambda label: (label == UNKNOWN, label))
+
+
 def mass_kind(label: str) -> str:
     """Which table a row name belongs to: ``birads`` (``BI-RADS 4``) or ``size`` (``< 10 mm``); ValueError naming
     the choices otherwise."""

@@ -47,7 +47,7 @@ from wsod_mammo.detection.calibration import calibration_rows, calibration_summa
 from wsod_mammo.detection.compare import IMAGES_FILE
 from wsod_mammo.detection.compare_auc import CLASSIFICATION
 from wsod_mammo.detection.image_keys import image_keys
-from wsod_mammo.detection.mass_kinds import SIZE_LABELS, UNKNOWN, row_labels
+from wsod_mammo.detection.mass_kinds import row_labels, row_order
 from wsod_mammo.detection.metrics import DetectionResult
 from wsod_mammo.detection.pointing_report import CSV_COLUMNS as POINTING_COLUMNS
 from wsod_mammo.detection.pointing_report import pointing_rows, pointing_summary, pointing_text
@@ -438,7 +438,7 @@ def _lesion_parts(
     """``result`` restricted to the masses of each label (``labels``: one per ground-truth row), in ``order``, each
     row counting the images that hold such a mass."""
     out = {}
-    for label in [label for label in order if label in labels]:
+    for label in order:
         part = restrict_lesions(result, torch.tensor([name == label for name in labels], dtype=torch.bool), budget)
         out[label] = (part, part.image_gt > 0)
     return out
@@ -464,8 +464,7 @@ def by_finding_birads(
     def parts(result: DetectionResult) -> dict[str, tuple[DetectionResult, Tensor]]:
         assert result.gt_category is not None  # has_finding_birads
         labels = row_labels("birads", result.gt_category.tolist())
-        order = sorted(set(labels), key=lambda label: (label == UNKNOWN, label))
-        return _lesion_parts(result, labels, order, budget)
+        return _lesion_parts(result, labels, row_order("birads", labels), budget)
 
     note = _lesion_note("finding BI-RADS", budget)
     return _strata_table(results, parts, ("finding BI-RADS", BIRADS_COLUMNS), note, budget, seed, groups)
@@ -474,14 +473,14 @@ def by_finding_birads(
 def by_mass_size(
     results: dict[tuple[str, str], DetectionResult], budget: float, seed: int, groups: dict[int, int] | None = None
 ) -> tuple[dict[str, Any], str, str]:
-    """Table II per mass size (the box's longer side in mm: :data:`SIZE_LABELS`; small masses are the ones
+    """Table II per mass size (the box's longer side in mm: ``SIZE_LABELS``; small masses are the ones
     screening most wants found and a 64-pixel saliency grid most easily misses), laid out as
     :func:`by_finding_birads`: ``detection.json``'s ``by_mass_size``, the Markdown and the CSV."""
 
     def parts(result: DetectionResult) -> dict[str, tuple[DetectionResult, Tensor]]:
         assert result.gt_size is not None  # has_mass_sizes
         labels = row_labels("size", result.gt_size.tolist())
-        return _lesion_parts(result, labels, [*SIZE_LABELS, UNKNOWN], budget)
+        return _lesion_parts(result, labels, row_order("size", labels), budget)
 
     note = _lesion_note("size", budget, " Size: the box's longer side, by the DICOM's pixel spacing.")
     return _strata_table(results, parts, ("mass size", SIZE_COLUMNS), note, budget, seed, groups)
