@@ -727,15 +727,15 @@ def write_test_report(
         (directory / "pointing_game.md").write_text(pointing_md)
         (directory / "pointing_game.csv").write_text(pointing_csv)
         printed.append(f"Pointing game (mass images)\n{pointing_md}")
-    summary["wafroc"] = afroc_summary({m: r for (m, s), r in results.items() if s == "all"}, seed, groups)
+    every_image = {m: r for (m, s), r in results.items() if s == "all"}
+    summary["wafroc"] = afroc_summary(every_image, seed, groups)
     if summary["wafroc"]:
         afroc_md, afroc_csv = afroc_text(summary["wafroc"], train_method, unit)
         (directory / "wafroc.md").write_text(afroc_md)
         (directory / "wafroc.csv").write_text(afroc_csv)
-        plot_wafroc({m: r for (m, s), r in results.items() if s == "all"}, summary["wafroc"],
-                    directory / "wafroc.png", f"wAFROC, every test image, trained with {train_method}")  # fmt: skip
+        plot_wafroc(every_image, summary["wafroc"], directory / "wafroc.png",
+                    f"wAFROC, every test image, trained with {train_method}")  # fmt: skip
         printed.append(f"wAFROC figures of merit (all images)\n{afroc_md}")
-    every_image = {m: r for (m, s), r in results.items() if s == "all"}
     summary["wafroc_by_kind"] = afroc_by_kind(every_image, densities, seed, groups) if summary["wafroc"] else None
     if summary["wafroc_by_kind"]:
         by_kind_md, by_kind_csv = afroc_by_kind_text(summary["wafroc_by_kind"], train_method, unit)
