@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from wsod_mammo.detection.afroc import FIGURES, Ratings, figures_of_merit, ratings, wafroc_curve
-from wsod_mammo.detection.bootstrap import LEVEL, groups_of, interval, interval_text, resample_weights
+from wsod_mammo.detection.bootstrap import LEVEL, detection_draws, interval, interval_text
 from wsod_mammo.detection.metrics import DetectionResult
 from wsod_mammo.detection.report import _markdown, count, csv_text
 from wsod_mammo.detection.square_plot import save_unit_square_plot
@@ -41,15 +41,10 @@ def afroc_summary(
         rated = result_ratings(result)
         if rated is None:
             return None
-        counts, methods[method] = figures_with_intervals(rated, report_draws(result, seed, groups))
+        counts, methods[method] = figures_with_intervals(
+            rated, detection_draws(result.image_gt, result.image_keys, seed, groups)
+        )
     return {**counts, "methods": methods} if methods else None
-
-
-def report_draws(result: DetectionResult, seed: int, groups: dict[int, int] | None) -> Tensor:
-    """The ``(B, N)`` draw counts of the figures of merit's intervals: Table II's (class-stratified, whole studies
-    where ``groups`` names them, the report's ``seed``)."""
-    keys = result.image_keys
-    return resample_weights((result.image_gt > 0).long(), seed=seed, keys=keys, groups=groups_of(keys, groups))
 
 
 def figures_with_intervals(rated: Ratings, draws: Tensor) -> tuple[dict[str, int], dict[str, dict[str, float]]]:

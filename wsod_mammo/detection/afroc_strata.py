@@ -15,8 +15,8 @@ from typing import Any
 import torch
 
 from wsod_mammo.detection.afroc import FIGURES, Ratings, image_subset, lesion_subset
-from wsod_mammo.detection.afroc_report import COUNTS, figures_with_intervals, report_draws, result_ratings
-from wsod_mammo.detection.bootstrap import LEVEL, figure_text
+from wsod_mammo.detection.afroc_report import COUNTS, figures_with_intervals, result_ratings
+from wsod_mammo.detection.bootstrap import LEVEL, detection_draws, figure_text
 from wsod_mammo.detection.mass_kinds import KIND_TITLES, UNKNOWN, row_labels, row_order
 from wsod_mammo.detection.metrics import DetectionResult
 from wsod_mammo.detection.report import MISSING, _markdown, csv_text
@@ -64,7 +64,7 @@ def afroc_by_kind(
         rated = result_ratings(result)
         if rated is None:
             return None
-        draws = report_draws(result, seed, groups)
+        draws = detection_draws(result.image_gt, result.image_keys, seed, groups)
         for kind, parts in _strata(result, rated, densities).items():
             for label, part in parts.items():
                 counts, figures = figures_with_intervals(part, draws)

@@ -94,6 +94,13 @@ def groups_of(keys: Tensor, groups: dict[int, int] | None) -> Tensor | None:
     return torch.tensor([groups.get(k, k) for k in keys.tolist()], dtype=torch.int64) if groups else None
 
 
+def detection_draws(image_gt: Tensor, keys: Tensor, seed: int, groups: dict[int, int] | None) -> Tensor:
+    """The ``(B, N)`` draw counts of a detection result's intervals (Table II's, the figures of merit's): stratified
+    by mass image or normal (``image_gt (N,)``: masses per image), whole studies where ``groups`` names them
+    (:func:`groups_of`), the report's ``seed``."""
+    return resample_weights((image_gt > 0).long(), seed=seed, keys=keys, groups=groups_of(keys, groups))
+
+
 def interval(samples: Tensor, value: float, level: float = LEVEL) -> dict[str, float]:
     """``{"value", "low", "high"}``: the percentile interval of ``samples (B,)`` (NaN resamples ignored)."""
     samples = samples.double()

@@ -35,6 +35,7 @@ from wsod_mammo.detection.bootstrap import (
     SEED,
     best_within,
     classification_figures,
+    detection_draws,
     groups_of,
     interval,
     interval_text,
@@ -154,8 +155,7 @@ def detection_intervals(
     """Intervals of one method's operating point (``tpr``, ``fppi``) and of TPR at each FROC point, drawing
     whole studies (``groups``: ``study_groups``)."""
     r = result.per_threshold[0]
-    keys = result.image_keys
-    weights = resample_weights((result.image_gt > 0).long(), seed=seed, keys=keys, groups=groups_of(keys, groups))
+    weights = detection_draws(result.image_gt, result.image_keys, seed, groups)
     fppi, tpr = resampled_froc(weights, result.image_gt, r.box_image, r.box_scores, r.box_tp)
     points = list(result.fppi_points)
     best, at = best_within(fppi, tpr, points + [fppi_budget])
