@@ -51,6 +51,23 @@ def _random_study(seed: int) -> tuple[list, ...]:
     return image_gt, box_image, box_scores, box_gt, gt_image
 
 
+def copied(study: tuple[list, ...], copies: list[int]) -> tuple[list, ...]:
+    """The study whose images are ``copies`` (old indices, repeated as drawn), each with its masses and boxes."""
+    image_gt, box_image, box_scores, box_gt, gt_image = study
+    out: tuple[list, ...] = ([], [], [], [], [])
+    for new, old in enumerate(copies):
+        first = len(out[4])
+        masses = [m for m, i in enumerate(gt_image) if i == old]
+        out[0].append(image_gt[old])
+        out[4].extend([new] * len(masses))
+        for b, i in enumerate(box_image):
+            if i == old:
+                out[1].append(new)
+                out[2].append(box_scores[b])
+                out[3].append(first + masses.index(box_gt[b]) if box_gt[b] >= 0 else -1)
+    return out
+
+
 def _tensors(study: tuple[list, ...]) -> tuple[torch.Tensor, ...]:
     image_gt, box_image, box_scores, box_gt, gt_image = study
     return (torch.tensor(image_gt), torch.tensor(box_image, dtype=torch.long), torch.tensor(box_scores),
@@ -81,23 +98,10 @@ def test_the_wafroc_curves_area_is_the_figure_of_merit(seed) -> None:
 def test_a_resamples_draw_counts_weigh_as_that_many_copies_of_each_image() -> None:
     """The bootstrap's weights: an image drawn k times counts as k copies (normal among K1, mass image among K2)."""
     study = _random_study(11)
-    image_gt, box_image, box_scores, box_gt, gt_image = study
     counts = [2, 0, 1, 3, 1, 0, 2, 1, 1, 2, 0, 1, 1, 2]
-    copies: tuple[list, ...] = ([], [], [], [], [])
-    for image, k in enumerate(counts):
-        for _ in range(k):
-            new_image, first_row = len(copies[0]), len(copies[4])
-            rows = [m for m, i in enumerate(gt_image) if i == image]
-            copies[0].append(image_gt[image])
-            copies[4].extend([new_image] * len(rows))
-            for b, s, g in zip(box_image, box_scores, box_gt, strict=True):
-                if b == image:
-                    copies[1].append(new_image)
-                    copies[2].append(s)
-                    copies[3].append(first_row + rows.index(g) if g >= 0 else -1)
     weights = torch.tensor([counts, [1] * len(counts)], dtype=torch.float32)
     got = figures_of_merit(ratings(*_tensors(study)), weights)
-    expected = _by_definition(*copies)
+    expected = _by_definition(*copied(study, [image for image, k in enumerate(counts) for _ in range(k)]))
     for figure in ("wafroc", "afroc"):
         assert float(got[figure][0]) == pytest.approx(expected[figure], abs=1e-12)
         assert float(got[figure][1]) == pytest.approx(_by_definition(*study)[figure], abs=1e-12)

@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from test_afroc import _all_images_result, _by_definition, _random_study, _tensors, _write_report
+from test_afroc import _all_images_result, _by_definition, _random_study, _tensors, _write_report, copied
 
 from wsod_mammo.detection.afroc import figures_of_merit, image_subset, lesion_subset, ratings
 
@@ -67,26 +67,9 @@ def test_a_resamples_figure_of_a_stratum_counts_its_images_draws() -> None:
     weights[0, 1] = 2.0  # a mass image drawn twice
     weights[0, 0] = 0.0  # a normal image not drawn
     copies = [i for i in range(9) for _ in range(int(weights[0, i]))]
-    expected = _by_definition(*_copied(study, copies))
+    expected = _by_definition(*copied(study, copies))
     got = figures_of_merit(image_subset(rated, keep), weights)
     assert float(got["wafroc"][0]) == pytest.approx(expected["wafroc"], abs=1e-12)
-
-
-def _copied(study: tuple[list, ...], copies: list[int]) -> tuple[list, ...]:
-    """The study whose images are ``copies`` (old indices, repeated as drawn), each with its masses and boxes."""
-    image_gt, box_image, box_scores, box_gt, gt_image = study
-    out: tuple[list, ...] = ([], [], [], [], [])
-    for new, old in enumerate(copies):
-        first = len(out[4])
-        masses = [m for m, i in enumerate(gt_image) if i == old]
-        out[0].append(image_gt[old])
-        out[4].extend([new] * len(masses))
-        for b, i in enumerate(box_image):
-            if i == old:
-                out[1].append(new)
-                out[2].append(box_scores[b])
-                out[3].append(first + masses.index(box_gt[b]) if box_gt[b] >= 0 else -1)
-    return out
 
 
 def test_the_test_report_gives_each_density_its_figures_of_merit(tmp_path) -> None:
