@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
-from wsod_mammo.detection.boxes import Detections, box_iou, saliency_to_boxes, upsample_map
+from wsod_mammo.detection.boxes import Detections, box_iou, highest_box_scores, saliency_to_boxes, upsample_map
 from wsod_mammo.detection.overlay import method_panels
 
 
@@ -135,6 +135,33 @@ def test_matches_full_upsample_and_scipy_labelling(seed):
     peaks = sorted(ndimage.maximum(full, labels, np.arange(1, count + 1)).tolist())
     assert sorted(tuple(int(v) for v in box) for box in dets.boxes.tolist()) == expected
     assert np.allclose(sorted(dets.scores.tolist()), peaks, atol=1e-5)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_highest_box_scores_are_the_highest_of_the_boxes(seed):
+    """Without labeling, the same number as the highest-scored box at every threshold (-inf where there is none):
+    maps with several peaks, regions that cut them off, GMIC's placement and plain resizing, a constant map and a
+    NaN probability (no boxes)."""
+    gen = torch.Generator().manual_seed(seed)
+    maps = F.avg_pool2d(torch.rand(6, 1, 14, 9, generator=gen), 3, 1, 1)[:, 0] ** 2
+    maps[4] = 0.3
+    probabilities = torch.rand(6, generator=gen)
+    probabilities[5] = float("nan")
+    size, thresholds = (97, 61), [0.2, 0.5, 0.8, 0.97, 1.0]
+    regions = [None, (0, 0, 30, 97), (10, 40, 61, 97), (0, 0, 61, 97), None, None]
+    for cell0_center in (None, 2.0):
+        boxes = saliency_to_boxes(maps, size, thresholds, probabilities, cell0_center=cell0_center, regions=regions)
+        expected = torch.tensor(
+            [[float(d.scores.max()) if d.scores.numel() else float("-inf") for d in per_image] for per_image in boxes],
+            dtype=torch.float64,
+        )
+        got = highest_box_scores(maps, size, thresholds, probabilities, cell0_center=cell0_center, regions=regions)
+        assert torch.equal(got, expected), (got, expected)
+    assert torch.isinf(expected[4:]).all() and torch.isfinite(expected[:4, 0]).all()  # both kinds were compared
+    assert torch.isinf(expected[:4]).any()  # a threshold above some image's highest pixel
+    # unresampled, the peak pixel is the normalized map's 1.0: a threshold of 1.0 keeps it, as the labeling does
+    (at_peak,) = saliency_to_boxes(maps[:1], (14, 9), [1.0], probabilities[:1])[0]
+    assert highest_box_scores(maps[:1], (14, 9), [1.0], probabilities[:1]).item() == float(at_peak.scores.max())
 
 
 def test_bad_input_is_named():

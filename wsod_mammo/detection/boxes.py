@@ -159,6 +159,42 @@ def _empty() -> Detections:
     return Detections(torch.zeros(0, 4), torch.zeros(0))
 
 
+class _Crop(NamedTuple):
+    """The upsampled part of a normalized map that its cells at or above the lowest threshold reach: ``pixels
+    (Hc, Wc)`` (-inf outside the image's region) whose top-left pixel is ``(x, y)`` of the frame, and those cells."""
+
+    pixels: np.ndarray
+    x: int
+    y: int
+    cells: Tensor  # (K, 2) rows, columns
+    rows: BilinearWeights
+    cols: BilinearWeights
+
+
+def _reachable_crop(
+    normalized: Tensor,
+    image_size: tuple[int, int],
+    lowest: float,
+    cell0_center: float | None = None,
+    region: Region | None = None,
+) -> _Crop | None:
+    """One upsample of the rows and columns of ``normalized (h, w)`` that can reach ``lowest``; None where no cell
+    does."""
+    h, w = normalized.shape
+    candidates = torch.nonzero(normalized >= lowest)  # (K, 2) cells (row, col)
+    if candidates.numel() == 0:
+        return None
+    device = str(normalized.device)
+    rows = bilinear_weights(h, image_size[0], device, cell0_center)  # (H, h) weights
+    cols = bilinear_weights(w, image_size[1], device, cell0_center)  # (W, w) weights
+    y_start, y_stop, x_start, x_stop = _crop_of(candidates, rows, cols)
+    crop = rows.matrix[y_start:y_stop] @ normalized.float() @ cols.matrix[x_start:x_stop].T  # (Hc, Wc)
+    crop_np = crop.cpu().numpy()
+    if region is not None:
+        _exclude_outside(crop_np, region, (x_start, y_start))
+    return _Crop(crop_np, x_start, y_start, candidates, rows, cols)
+
+
 def _image_boxes(
     normalized: Tensor,
     image_size: tuple[int, int],
@@ -169,26 +205,18 @@ def _image_boxes(
 ) -> list[Detections]:
     """Boxes of one normalized map ``(h, w)`` at every threshold (one upsample of the reachable crop); pixels
     outside ``region`` are below every threshold."""
-    h, w = normalized.shape
-    candidates = torch.nonzero(normalized >= min(thresholds))  # (K, 2) cells (row, col)
-    if candidates.numel() == 0:
+    crop = _reachable_crop(normalized, image_size, min(thresholds), cell0_center, region)
+    if crop is None:
         return [_empty() for _ in thresholds]
-    device = str(normalized.device)
-    rows = bilinear_weights(h, image_size[0], device, cell0_center)  # (H, h) weights
-    cols = bilinear_weights(w, image_size[1], device, cell0_center)  # (W, w) weights
-    y_start, y_stop, x_start, x_stop = _crop_of(candidates, rows, cols)
-    crop = rows.matrix[y_start:y_stop] @ normalized.float() @ cols.matrix[x_start:x_stop].T  # (Hc, Wc)
-    crop_np = crop.cpu().numpy()
-    if region is not None:
-        _exclude_outside(crop_np, region, (x_start, y_start))
+    candidates = crop.cells
     results = []
     for t in thresholds:  # a higher threshold labels only its own (smaller) part of the crop
         cells = candidates[normalized[candidates[:, 0], candidates[:, 1]] >= t]  # (K_t, 2)
         if cells.numel() == 0:
             results.append(_empty())
             continue
-        y0, y1, x0, x1 = _crop_of(cells, rows, cols)
-        sub = crop_np[y0 - y_start : y1 - y_start, x0 - x_start : x1 - x_start]
+        y0, y1, x0, x1 = _crop_of(cells, crop.rows, crop.cols)
+        sub = crop.pixels[y0 - crop.y : y1 - crop.y, x0 - crop.x : x1 - crop.x]
         results.append(_label(sub, t, (x0, y0), probability))
     return results
 
@@ -258,37 +286,90 @@ def saliency_to_boxes(
     Returns ``list[Detections]`` (one per image) for a single float threshold, and ``list[list[Detections]]``
     indexed ``[image][threshold index]`` for a sequence of thresholds. Boxes and scores are float32 on the CPU.
     """
-    if maps.ndim != 3:
-        raise ValueError(f"saliency_to_boxes: expected maps of shape (N, h, w), found {tuple(maps.shape)}")
-    if len(image_size) != 2 or min(image_size) < 1:
-        raise ValueError(f"saliency_to_boxes: expected image_size (H, W) of positive ints, found {image_size}")
     single = isinstance(threshold, (int, float))
-    if isinstance(threshold, (int, float)):
-        thresholds = [float(threshold)]
-    else:
-        thresholds = [float(t) for t in threshold]
-    if not thresholds:
-        raise ValueError("saliency_to_boxes: expected at least one threshold, found an empty sequence")
-    n = maps.shape[0]
-    if probabilities is not None and probabilities.numel() != n:
-        raise ValueError(f"saliency_to_boxes: expected {n} probabilities (one per map), found {probabilities.numel()}")
-    probs = [1.0] * n if probabilities is None else probabilities.detach().float().flatten().cpu().tolist()
-    if regions is not None and len(regions) != n:
-        raise ValueError(f"saliency_to_boxes: expected {n} regions (one per map), found {len(regions)}")
-    regions = [None] * n if regions is None else list(regions)
-    normalized, usable = _normalized(maps.detach().float(), normalize)  # (N, h, w), (N,)
-    # a non-finite probability (a diverged model) gives no boxes, as a non-finite map does: a NaN score would sort
-    # above every other box of the FROC sweep
-    usable_list = [u and math.isfinite(p) for u, p in zip(usable.cpu().tolist(), probs, strict=True)]
-    size = (int(image_size[0]), int(image_size[1]))
+    thresholds = [float(threshold)] if isinstance(threshold, (int, float)) else [float(t) for t in threshold]
+    maps_in = _Inputs.of("saliency_to_boxes", maps, image_size, thresholds, probabilities, normalize, regions)
     with torch.autocast(maps.device.type, enabled=False):  # a caller's autocast would upsample in bf16/fp16
         per_image = [
-            _image_boxes(normalized[i], size, thresholds, probs[i], cell0_center, regions[i])
-            if usable_list[i]
+            _image_boxes(maps_in.normalized[i], maps_in.size, thresholds, p, cell0_center, maps_in.regions[i])
+            if usable
             else [_empty() for _ in thresholds]
-            for i in range(n)
+            for i, (p, usable) in enumerate(zip(maps_in.probabilities, maps_in.usable, strict=True))
         ]
     return [dets[0] for dets in per_image] if single else per_image
+
+
+def highest_box_scores(
+    maps: Tensor,
+    image_size: tuple[int, int],
+    thresholds: Sequence[float],
+    probabilities: Tensor | None = None,
+    normalize: bool = True,
+    cell0_center: float | None = None,
+    regions: Sequence[Region | None] | None = None,
+) -> Tensor:
+    """``(N, T)`` float64: the highest score of a box :func:`saliency_to_boxes` makes at each threshold, ``-inf``
+    where it makes none, without labeling the boxes (the rating wAFROC reads from a normal image).
+
+    The highest box's peak is the highest pixel of the map at or above the threshold, so one upsample of the
+    reachable crop serves every threshold; the labeling (the boxes' connected components) is what this skips.
+    """
+    thresholds = [float(t) for t in thresholds]
+    maps_in = _Inputs.of("highest_box_scores", maps, image_size, thresholds, probabilities, normalize, regions)
+    lowest = min(thresholds)
+    scores = torch.full((maps.shape[0], len(thresholds)), -math.inf, dtype=torch.float64)
+    with torch.autocast(maps.device.type, enabled=False):
+        for i, (probability, usable) in enumerate(zip(maps_in.probabilities, maps_in.usable, strict=True)):
+            crop = None if not usable else _reachable_crop(maps_in.normalized[i], maps_in.size, lowest,
+                                                           cell0_center, maps_in.regions[i])  # fmt: skip
+            if crop is None:
+                continue
+            peak = crop.pixels.max()
+            # as _label scores a box: its float32 peak times the probability, kept as float32
+            score = float(np.float32(float(peak) * probability))
+            scores[i] = torch.tensor([score if peak >= t else -math.inf for t in thresholds], dtype=torch.float64)
+    return scores
+
+
+class _Inputs(NamedTuple):
+    """The checked inputs of :func:`saliency_to_boxes` and :func:`highest_box_scores`: the normalized maps, each
+    map's probability and whether it can give boxes, the frame size and each map's region."""
+
+    normalized: Tensor
+    probabilities: list[float]
+    usable: list[bool]
+    size: tuple[int, int]
+    regions: list[Region | None]
+
+    @classmethod
+    def of(
+        cls,
+        caller: str,
+        maps: Tensor,
+        image_size: tuple[int, int],
+        thresholds: list[float],
+        probabilities: Tensor | None,
+        normalize: bool,
+        regions: Sequence[Region | None] | None,
+    ) -> _Inputs:
+        if maps.ndim != 3:
+            raise ValueError(f"{caller}: expected maps of shape (N, h, w), found {tuple(maps.shape)}")
+        if len(image_size) != 2 or min(image_size) < 1:
+            raise ValueError(f"{caller}: expected image_size (H, W) of positive ints, found {image_size}")
+        if not thresholds:
+            raise ValueError(f"{caller}: expected at least one threshold, found an empty sequence")
+        n = maps.shape[0]
+        if probabilities is not None and probabilities.numel() != n:
+            raise ValueError(f"{caller}: expected {n} probabilities (one per map), found {probabilities.numel()}")
+        probs = [1.0] * n if probabilities is None else probabilities.detach().float().flatten().cpu().tolist()
+        if regions is not None and len(regions) != n:
+            raise ValueError(f"{caller}: expected {n} regions (one per map), found {len(regions)}")
+        normalized, usable = _normalized(maps.detach().float(), normalize)  # (N, h, w), (N,)
+        # a non-finite probability (a diverged model) gives no boxes, as a non-finite map does: a NaN score would
+        # sort above every other box of the FROC sweep
+        usable_list = [u and math.isfinite(p) for u, p in zip(usable.cpu().tolist(), probs, strict=True)]
+        size = (int(image_size[0]), int(image_size[1]))
+        return cls(normalized, probs, usable_list, size, [None] * n if regions is None else list(regions))
 
 
 def upsample_map(saliency: Tensor, image_size: tuple[int, int], cell0_center: float | None = None) -> Tensor:
