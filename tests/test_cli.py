@@ -1501,6 +1501,15 @@ def test_a_class_index_the_checkpoint_has_no_output_for_is_refused_naming_the_ch
         cli_checks.check_class_index(section, recorded)
 
 
+def test_an_early_stop_or_checkpoint_at_mode_min_on_a_rising_figure_is_refused() -> None:
+    """Lightning's default mode, min, on a figure of merit: EarlyStopping would stop a fit that improves."""
+    stop = {"class_path": "lightning.pytorch.callbacks.EarlyStopping", "init_args": {"monitor": "val/wafroc/cam"}}
+    with pytest.raises(ValueError, match=r"^trainer.callbacks EarlyStopping: mode 'min' on monitor val/wafroc/cam"):
+        cli_checks.check_monitor_modes({"trainer": {"callbacks": [stop]}})
+    for fine in ({"monitor": "val/wafroc/cam", "mode": "max"}, {"monitor": "val/loss"}, {}):
+        cli_checks.check_monitor_modes({"trainer": {"callbacks": [{**stop, "init_args": fine}]}})
+
+
 @pytest.mark.parametrize(
     ("callback", "option", "match"),
     [
@@ -1512,6 +1521,8 @@ def test_a_class_index_the_checkpoint_has_no_output_for_is_refused_naming_the_ch
         ("DetectionMetrics", "thresholds", r"DetectionMetrics.thresholds: expected values in \[0, 1\], found "
                                            r"\[1.5, -0.2\]"),
         ("DetectionMetrics", "fppi_budget", r"DetectionMetrics.fppi_budget: expected a finite number >= 0, found -1"),
+        ("BestCheckpoint", "mode", r"trainer.callbacks BestCheckpoint: mode 'min' on monitor val/fusion/auroc, a "
+                                   r"figure that rises as the model improves: give mode: max in its init_args"),
     ],
 )  # fmt: skip
 def test_callback_options_that_cannot_work_are_refused_before_the_run(
@@ -1519,9 +1530,11 @@ def test_callback_options_that_cannot_work_are_refused_before_the_run(
 ) -> None:
     """An audit's: iou_threshold -0.5 made a box at (0, 0, 10, 10) a hit on a mass at (100, 100, 120, 120) (a
     Table II cell 0.00 became 0.80); thresholds outside [0, 1] were validated (1.5: no box ever); a class_index the
-    model lacks or fppi_budget -1 failed after a whole training epoch, in a traceback."""
+    model lacks or fppi_budget -1 failed after a whole training epoch, in a traceback. best.ckpt kept by Lightning's
+    default mode, min, on an AUROC (or wAFROC) would keep the worst epoch."""
     config = tiny_config(tmp_path, data_root)
-    value = {"class_index": 3, "iou_threshold": -0.5, "thresholds": [1.5, -0.2], "fppi_budget": -1}[option]
+    value = {"class_index": 3, "iou_threshold": -0.5, "thresholds": [1.5, -0.2], "fppi_budget": -1, "mode": "min"}
+    value = value[option]
     for entry in config["trainer"]["callbacks"]:
         if entry["class_path"].endswith(callback):
             entry["init_args"] = {**entry.get("init_args", {}), option: value}

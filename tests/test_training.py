@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -231,19 +232,31 @@ def test_the_learning_rate_schedule_steps_once_an_epoch() -> None:
 
 @pytest.mark.parametrize(("mode", "monitor", "refused"),
                          [("min", "val/fusion/auroc", True), ("max", "val/fusion/auroc", False),
-                          ("min", "val/loss", False)])  # fmt: skip
+                          ("min", "val/loss", False), ("min", "val/detection/cam/tpr@fppi1", True),
+                          ("min", "val/wafroc/layercam", True), ("min", "val/pointing/cam/hit", True),
+                          ("min", "val/detection/cam/threshold", False)])  # fmt: skip
 def test_a_plateau_schedule_watching_a_figure_that_rises_must_say_max(mode: str, monitor: str, refused: bool) -> None:
     """ReduceLROnPlateau's default mode is 'min': on the default monitor, AUROC, it cut the learning rate while the
-    model improved."""
+    model improved. Table II's TPR at an FPPI (whose names the rule once missed), the figures of merit and the
+    pointing game rise too."""
     module = GMICLitModule(
         GMIC(num_classes=1, crop_shape=(64, 64)), scheduler_monitor=monitor,
         scheduler=lambda optimizer: torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode=mode),
     )  # fmt: skip
     if refused:
-        with pytest.raises(ValueError, match="mode 'min' on scheduler_monitor val/fusion/auroc.*mode max"):
+        with pytest.raises(ValueError, match=f"mode 'min' on scheduler_monitor {re.escape(monitor)}.*mode max"):
             module.configure_optimizers()
     else:
         module.configure_optimizers()
+
+
+def test_best_checkpoint_refuses_lightnings_default_mode_on_a_figure_that_rises() -> None:
+    """Built in Python, not through `wsod fit` (whose config check says it first): best.ckpt would keep the epoch
+    with the lowest wAFROC."""
+    from wsod_mammo.training.checkpoints import BestCheckpoint
+
+    with pytest.raises(ValueError, match="^BestCheckpoint: mode 'min' on monitor val/wafroc/cam, a figure that rises"):
+        BestCheckpoint(monitor="val/wafroc/cam").setup(None, None, "fit")  # type: ignore[arg-type]
 
 
 def test_a_tie_with_the_best_score_keeps_the_newer_checkpoint() -> None:

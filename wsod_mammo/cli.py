@@ -34,6 +34,7 @@ from wsod_mammo.cli_checks import (
     check_factory_classes,
     check_heads_match_classes,
     check_input_size,
+    check_monitor_modes,
     check_no_hpc_checkpoint,
     check_nyu_weights_file,
     check_nyu_weights_load,
@@ -320,6 +321,8 @@ class WsodCLI(LightningCLI):
         else:  # predict reads no labels: any data.classes will do
             check_heads_match_classes(section, checkpoint)
         check_class_index(section, checkpoint)
+        if subcommand == "fit":
+            check_monitor_modes(section)
 
     def instantiate_classes(self) -> None:
         """Build model, data and trainer; an option they refuse (a ValueError naming it) is a configuration error."""

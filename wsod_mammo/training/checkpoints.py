@@ -13,11 +13,12 @@ from weakref import proxy
 
 import torch
 from fsspec.implementations.local import LocalFileSystem
-from lightning.pytorch import Trainer
+from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch import Tensor
 
+from wsod_mammo.training.monitors import check_mode
 from wsod_mammo.weights_only import WeightsOnlyLoadError, load_weights_only
 
 PAPER_INPUT_SIZE = (2944, 1920)
@@ -156,6 +157,11 @@ class BestCheckpoint(WholeCheckpoint):
     only) counts as the worst, as Lightning stores it (-inf for ``mode: max``): it never displaces a real score, and
     with NaN every epoch the tie rule keeps the newest.
     """
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        # Lightning's default mode, min, would keep the epoch with the lowest AUROC or wAFROC as best.ckpt
+        check_mode("BestCheckpoint:", self.mode, "monitor", self.monitor, "mode: max in its init_args")
+        super().setup(trainer, pl_module, stage)
 
     def check_monitor_top_k(self, trainer: Trainer, current: Tensor | None = None) -> bool:
         if current is None or self.save_top_k == -1 or len(self.best_k_models) < self.save_top_k:

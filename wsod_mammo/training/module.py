@@ -22,7 +22,7 @@ from wsod_mammo.models import GMIC, GMICOutput
 from wsod_mammo.models.nyu import load_nyu_checkpoint, load_nyu_state_dict, nyu_percent_t
 from wsod_mammo.saliency import SaliencyMethod, available_saliency_methods, distinct_methods, get_saliency_method
 from wsod_mammo.training.checkpoints import BestCheckpoint, recorded_frame
-from wsod_mammo.training.classification import FIGURES, HEADS, KeyedClassificationMetric, KeyedMean, stage_head_metrics
+from wsod_mammo.training.classification import HEADS, KeyedClassificationMetric, KeyedMean, stage_head_metrics
 from wsod_mammo.training.collapse import ProbabilitySpread, collapsed_message
 from wsod_mammo.training.divergence import (
     DivergenceWatch,
@@ -32,6 +32,7 @@ from wsod_mammo.training.divergence import (
     diverged_training_message,
 )
 from wsod_mammo.training.loss import gmic_loss, gmic_sample_losses
+from wsod_mammo.training.monitors import check_mode
 
 log = logging.getLogger(__name__)
 
@@ -513,14 +514,9 @@ def _undefined_auroc_message(undefined: Sequence[tuple[int, str]], names: Sequen
 def _check_plateau_mode(scheduler: Any, monitor: str) -> None:
     """``ReduceLROnPlateau`` defaults to ``mode: min``: on the default monitor, an AUROC, it would cut the learning
     rate whenever the model stopped getting worse, that is while it improved."""
-    if not isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-        return
-    higher_is_better = monitor.rsplit("/", 1)[-1] in FIGURES or "tpr_at" in monitor  # Table I's, Table II's
-    if higher_is_better and scheduler.mode == "min":
-        raise ValueError(
-            f"model.scheduler: ReduceLROnPlateau with mode 'min' on scheduler_monitor {monitor}, a figure that rises "
-            "as the model improves: give --model.scheduler.mode max (or a loss as --model.scheduler_monitor)"
-        )
+    if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+        check_mode("model.scheduler: ReduceLROnPlateau with", scheduler.mode, "scheduler_monitor", monitor,
+                   "--model.scheduler.mode max")  # fmt: skip
 
 
 def _warn_if_cosine_restarts(scheduler: Any, max_epochs: int | None) -> None:
