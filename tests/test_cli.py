@@ -1589,7 +1589,7 @@ def test_ddp_validation_on_two_cpu_processes_matches_one_process(
     tmp_path: Path, trained: Path, capsys: pytest.CaptureFixture
 ) -> None:
     """Validation metrics synced over 2 gloo processes equal those of 1 process on the same (evenly divisible)
-    images."""
+    images, the figures of merit (whose normal images are rated apart from the masses) among them."""
     best = str(checkpoint(trained, "best"))
     figures = {}
     for devices in (1, 2):
@@ -1600,6 +1600,7 @@ def test_ddp_validation_on_two_cpu_processes_matches_one_process(
         figures[devices] = _validate_metrics(out)
         assert "val/fusion/auroc" in printed and "val/detection/cam/threshold" in printed
     assert "val/fusion/auroc" in figures[1] and "val/detection/cam/threshold" in figures[1]
+    assert "val/wafroc/cam" in figures[1] and "val/afroc/cam" in figures[1]
     assert figures[1].keys() == figures[2].keys()
     for key, value in figures[1].items():
         assert figures[2][key] == pytest.approx(value, abs=1e-5), key

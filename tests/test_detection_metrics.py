@@ -7,8 +7,10 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+import torch.nn.functional as F
 
 from wsod_mammo.detection.metrics import DetectionMetric, DetectionResult
+from wsod_mammo.detection.normal_ratings import NormalImageRatings
 from wsod_mammo.detection.strata import restrict_lesions
 
 SIZE = (20, 20)  # maps at the input size: boxes are the blobs themselves
@@ -161,6 +163,13 @@ def test_merged_halves_equal_one_metric():
     assert torch.equal(torch.stack(_birads5(merged)), torch.stack(_birads5(full)))
 
 
+def _feed_normals(metric: NormalImageRatings, data, images: list[int]) -> NormalImageRatings:
+    """The normal images among ``images`` of ``data`` (named ``image<i>``) into ``metric``, in 32 x 24 frames."""
+    maps, probs, _, labels = data
+    metric.update(maps[images], probs[images], labels[images] == 0, (32, 24), [f"image{i}" for i in images])
+    return metric
+
+
 def _ddp_worker(rank: int, init_file: str, out_file: str) -> None:
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
     try:
@@ -171,10 +180,14 @@ def _ddp_worker(rank: int, init_file: str, out_file: str) -> None:
         else:
             _feed(metric, data, 7, 12)
         result = metric.compute()
+        # validation's normal images, 7 samples on one rank and 6 on the other, image 1 again as padding would
+        normals = _feed_normals(NormalImageRatings((0.4, 0.6)), data, [0, 1, 2, 3, 4, 5, 6] if rank == 0 else
+                                [7, 8, 9, 10, 11, 1])  # fmt: skip
+        normal_ratings = normals.compute()
         if rank == 0:
             curves = [(r.fppi_curve, r.tpr_curve, torch.tensor([r.tpr, r.fppi])) for r in result.per_threshold]
             torch.save({"curves": curves, "n": result.num_images, "gt": result.num_gt, "birads5": _birads5(result),
-                        "pointing": result.pointing, "energy": result.energy},
+                        "pointing": result.pointing, "energy": result.energy, "normal_ratings": normal_ratings},
                        out_file)  # fmt: skip
     finally:
         dist.destroy_process_group()
@@ -199,6 +212,10 @@ def test_real_two_process_gloo_sync_equals_single_process(tmp_path):
         return pairs[torch.argsort(pairs[:, 0])]
 
     assert torch.equal(by_energy(synced), by_energy({"energy": full.energy, "pointing": full.pointing}))
+    alone = _feed_normals(NormalImageRatings((0.4, 0.6)), _random_data(12), list(range(12))).compute()
+    assert alone.shape == (6, 2) and torch.isfinite(alone).all()  # every normal image once, rated at both thresholds
+    synced_rows, alone_rows = (sorted(map(tuple, r.tolist())) for r in (synced["normal_ratings"], alone))
+    assert synced_rows == alone_rows
     for (fppi, tpr, point), reference in zip(synced["curves"], full.per_threshold, strict=True):
         assert torch.equal(fppi, reference.fppi_curve) and torch.equal(tpr, reference.tpr_curve)
         assert point.tolist() == pytest.approx([reference.tpr, reference.fppi])
@@ -308,6 +325,79 @@ def test_the_callback_validates_on_mass_images_and_tests_at_the_validated_thresh
     result = callback._metrics["cam", "mass"].compute().per_threshold[0]
     assert result.threshold == 0.3 and result.tpr == 1.0
     assert sorted(result.box_scores.tolist()) == [0.5, 1.0]  # peak x y_fusion (x y_global would give 0.125, 0.25)
+
+
+def _random_batches(seed: int) -> list[tuple[dict, dict]]:
+    """Three batches of 6 images of 40 x 30 pixels, their maps 20 x 15 (upsampled: a pixel's value is never a
+    cell's, so the highest one lies below the normalized map's 1.0): masses under blobs of random strength beside
+    distractors, normal images with blobs of their own, random fusion probabilities; the last batch repeats two
+    images of the first, as DDP padding and ``selection: paper`` do."""
+    gen = torch.Generator().manual_seed(seed)
+    batches = []
+    for b in range(3):
+        maps = F.avg_pool2d(torch.rand(6, 1, 20, 15, generator=gen), 3, 1, 1)
+        boxes, ids = [], []
+        for i in range(6):
+            ids.append(f"b{b}i{i}")
+            if i % 2 == 0:  # a mass image: one or two masses
+                found = []
+                for _ in range(1 + i // 4):
+                    y, x = (int(v) for v in torch.randint(1, 12, (2,), generator=gen))
+                    maps[i, 0, y : y + 3, x : x + 3] += 0.6 * torch.rand(1, generator=gen)
+                    found.append([2 * x, 2 * y, 2 * x + 6, 2 * y + 6])
+                boxes.append(torch.tensor(found, dtype=torch.float32))
+            else:
+                boxes.append(torch.zeros(0, 4))
+        if b == 2:  # two images of the first batch again
+            first_outputs, first_batch = batches[0]
+            maps[:2], boxes[:2], ids[:2] = (
+                first_outputs["maps"]["cam"][:2],
+                first_batch["boxes"][:2],
+                ["b0i0", "b0i1"],
+            )
+        labels = torch.tensor([[float(len(box) > 0)] for box in boxes])
+        fusion = torch.rand(6, 1, generator=gen)
+        if b == 2:
+            fusion[:2] = first_outputs["y_fusion"][:2]
+        kinds = [torch.zeros(len(box), dtype=torch.long) for box in boxes]
+        batch = {"image": torch.zeros(6, 1, 40, 30), "label": labels, "image_id": ids, "boxes": boxes,
+                 "box_labels": kinds, "meta": [{}] * 6}  # fmt: skip
+        batches.append(({"maps": {"cam": maps}, "y_fusion": fusion, "y_global": fusion}, batch))
+    return batches
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_validation_logs_the_figures_of_merit_the_test_gives_at_its_threshold(seed: int) -> None:
+    """Validation rates its normal images without making their boxes (``NormalImageRatings``) and its masses from
+    the threshold-choosing metric of the mass images: its wAFROC and AFROC are those a test over the same images at
+    the chosen threshold computes from every box, each image counted once."""
+    from types import SimpleNamespace
+
+    from wsod_mammo.detection.afroc import figures_of_merit
+    from wsod_mammo.detection.afroc_report import result_ratings
+    from wsod_mammo.training.callbacks import DetectionMetrics
+
+    logged: dict[str, float] = {}
+    module = SimpleNamespace(detection_thresholds={}, tied_thresholds=set(), device=torch.device("cpu"),
+                             test_saliency=["cam"],
+                             log=lambda name, value, **_: logged.__setitem__(name, value))  # fmt: skip
+    trainer = SimpleNamespace(sanity_checking=False, is_global_zero=True, current_epoch=0)
+    callback = DetectionMetrics(methods=["cam"], thresholds=[0.9999, 0.5, 0.3], fppi_budget=2.0)  # none at 0.9999
+    batches = _random_batches(seed)
+    callback.on_validation_epoch_start(trainer, module)
+    for outputs, batch in batches:
+        callback.on_validation_batch_end(trainer, module, outputs, batch, 0)
+    callback.on_validation_epoch_end(trainer, module)
+    every_box = DetectionMetric(thresholds=(module.detection_thresholds["cam"],), operating_fppi=2.0)
+    for outputs, batch in batches:
+        every_box.update(outputs["maps"]["cam"][:, 0], outputs["y_fusion"][:, 0], batch["boxes"], batch["label"][:, 0],
+                         (40, 30), batch["image_id"])  # fmt: skip
+    rated = result_ratings(every_box.compute())
+    assert rated is not None and rated.normal.numel() == 8 and rated.lesion_image.numel() >= 9
+    expected = figures_of_merit(rated)
+    for name in ("wafroc", "afroc"):
+        assert logged[f"val/{name}/cam"] == pytest.approx(float(expected[name][0]), abs=1e-12)
+    assert 0.0 < logged["val/wafroc/cam"] < 1.0  # neither every mass above every normal image nor the reverse
 
 
 def test_validation_with_no_mass_in_view_keeps_the_threshold_and_the_test_counts_the_mass_missed() -> None:

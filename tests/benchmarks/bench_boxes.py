@@ -11,6 +11,8 @@
    ``F.interpolate`` vs ``cv2.resize`` (all three agree to float32 rounding); then map -> boxes, 5 thresholds: the
    package (upsampling only the rows and columns that can reach a threshold) vs upsampling the whole frame with
    ``cv2.resize`` (the fastest library) and labelling it with the same components.
+4. A normal image's wAFROC rating at validation's 9 thresholds: ``highest_box_scores`` (one cropped upsample, no
+   labelling) vs the highest of ``saliency_to_boxes``' boxes, the same numbers, on the normal maps of the batch.
 
 Maps are those of bench_metrics.py (half mass images with a blob, half smooth normal maps). Quote the ratios.
 """
@@ -136,6 +138,22 @@ def bench_upsample(maps: torch.Tensor, iters: int) -> None:
     )
 
 
+def bench_normal_ratings(maps: torch.Tensor, normal: torch.Tensor, iters: int) -> None:
+    grid = tuple(t / 10 for t in range(1, 10))  # DetectionMetrics' default validation grid
+    normals = maps[normal]
+    boxes = B.saliency_to_boxes(normals, FRAME, grid)
+    highest = [[float(d.scores.max()) if d.scores.numel() else -np.inf for d in image] for image in boxes]
+    assert torch.equal(B.highest_box_scores(normals, FRAME, grid), torch.tensor(highest, dtype=torch.float64))
+    rated = timed(lambda: B.highest_box_scores(normals, FRAME, grid), "cpu", iters)
+    labelled = timed(lambda: B.saliency_to_boxes(normals, FRAME, grid), "cpu", iters)
+    per = normals.shape[0] / 1e3
+    print(
+        f"normal image's rating, {len(grid)} thresholds ({normals.shape[0]} normal maps, same numbers): "
+        f"highest_box_scores {rated / per:.1f} ms, saliency_to_boxes {labelled / per:.1f} ms per map "
+        f"({labelled / rated:.1f}x)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=64)
@@ -143,7 +161,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    maps = make_batch(torch.Generator().manual_seed(0), args.images)[0]  # (N, 46, 30)
+    batch = make_batch(torch.Generator().manual_seed(0), args.images)
+    maps = batch[0]  # (N, 46, 30)
     print(
         f"torch {torch.__version__}, torchvision {torchvision.__version__}, OpenCV {cv2.__version__}, "
         f"{args.threads} threads, median of {args.iters}"
@@ -151,6 +170,7 @@ def main() -> None:
     bench_iou(args.iters)
     bench_components(maps, args.iters)
     bench_upsample(maps, args.iters)
+    bench_normal_ratings(maps, batch[3] == 0, args.iters)
 
 
 if __name__ == "__main__":

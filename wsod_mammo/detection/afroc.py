@@ -82,6 +82,14 @@ def figures_of_merit(r: Ratings, weights: Tensor | None = None) -> dict[str, Ten
     }
 
 
+def with_normal_images(r: Ratings, normal_rating: Tensor) -> Ratings:
+    """``r`` and ``normal_rating (K,)`` more normal images, numbered after its ``num_images`` (validation rates its
+    mass images with ``DetectionMetric`` and its normal images with ``NormalImageRatings``)."""
+    added = torch.arange(r.num_images, r.num_images + normal_rating.numel())
+    return Ratings(torch.cat([r.normal, added]), torch.cat([r.normal_rating, normal_rating.reshape(-1).double()]),
+                   r.lesion_image, r.lesion_rating, r.num_images + normal_rating.numel())  # fmt: skip
+
+
 def lesion_subset(r: Ratings, keep: Tensor) -> Ratings:
     """``r`` with only the masses ``keep (L,)`` (bool, in ``r.lesion_image`` order); every normal image stays."""
     keep = keep.reshape(-1).bool()

@@ -10,7 +10,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from wsod_mammo.detection.afroc import FIGURES, Ratings, figures_of_merit, ratings, wafroc_curve
+from wsod_mammo.detection.afroc import (
+    FIGURES,
+    Ratings,
+    figures_of_merit,
+    ratings,
+    wafroc_curve,
+    with_normal_images,
+)
 from wsod_mammo.detection.bootstrap import LEVEL, detection_draws, interval, interval_text
 from wsod_mammo.detection.metrics import DetectionResult
 from wsod_mammo.detection.report import _markdown, count, csv_text
@@ -20,13 +27,16 @@ COUNTS = ("normal_images", "mass_images", "masses")
 CSV_COLUMNS = ["test_method", *COUNTS, *(f"{f}{end}" for f in FIGURES for end in ("", "_low", "_high"))]
 
 
-def result_ratings(result: DetectionResult) -> Ratings | None:
-    """The :class:`Ratings` of a result's operating threshold; None where it holds no normal image or no mass, or
-    records no mass per box."""
-    r = result.per_threshold[0]
+def result_ratings(result: DetectionResult, index: int = 0, normal_rating: Tensor | None = None) -> Ratings | None:
+    """The :class:`Ratings` of a result's threshold ``index`` (a test result has one, its operating threshold), and
+    of ``normal_rating (K,)`` more normal images (validation's, which its result leaves out); None where they hold
+    no normal image or no mass, or the result records no mass per box."""
+    r = result.per_threshold[index]
     if r.box_gt is None or result.gt_image is None:
         return None
     rated = ratings(result.image_gt, r.box_image, r.box_scores, r.box_gt, result.gt_image)
+    if normal_rating is not None:
+        rated = with_normal_images(rated, normal_rating)
     return rated if rated.normal.numel() and rated.lesion_image.numel() else None
 
 

@@ -14,12 +14,13 @@ from lightning.pytorch.loggers import WandbLogger
 from torch import Tensor
 
 from wsod_mammo.data.geometry import content_regions, input_pixel_sizes
-from wsod_mammo.detection.afroc import figures_of_merit
+from wsod_mammo.detection.afroc import Ratings, figures_of_merit
 from wsod_mammo.detection.afroc_report import result_ratings
 from wsod_mammo.detection.bootstrap import SEED
 from wsod_mammo.detection.boxes import DEFAULT_THRESHOLD, saliency_to_boxes
 from wsod_mammo.detection.mass_kinds import mass_note
 from wsod_mammo.detection.metrics import DetectionMetric, DetectionResult
+from wsod_mammo.detection.normal_ratings import NormalImageRatings
 from wsod_mammo.detection.overlay import method_panels, render_overlay, short_id, write_png
 from wsod_mammo.detection.overlay_frame import overlay_frame
 from wsod_mammo.detection.pointing import POINTING_UNITS, TOLERANCE
@@ -210,6 +211,7 @@ class DetectionMetrics(Callback):
         self.iou_threshold = iou_threshold
         self.class_index = checked_class_index(class_index, "DetectionMetrics")
         self._metrics: dict[tuple[str, str], DetectionMetric] = {}
+        self._normals: dict[str, NormalImageRatings] = {}  # validation's normal images, per method (wAFROC)
         self._results: dict[tuple[str, str], DetectionResult] = {}
         self._groups: dict[int, int] = {}  # image key -> study key of the test split (test_report.study_groups)
         self._said_tie: set[str] = set()  # methods whose threshold validation chose from a tie at TPR 0 (said once)
@@ -233,6 +235,7 @@ class DetectionMetrics(Callback):
             for method in self._methods(pl_module)
             for subset, positives_only in subsets.items()
         }
+        self._normals = {}
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         pl_module = cast("GMICLitModule", pl_module)  # Lightning's hooks type it as any LightningModule
@@ -254,12 +257,21 @@ class DetectionMetrics(Callback):
         for (method, _), metric in self._metrics.items():
             metric.update(maps[method][:, self.class_index], probabilities, gt_boxes, labels, size, batch["image_id"],
                           regions, unseen, birads, sizes, pixels)  # fmt: skip
+        for method, normals in self._normals.items():
+            normals.update(maps[method][:, self.class_index], probabilities, labels == 0, size, batch["image_id"],
+                           regions)  # fmt: skip
 
     # ------------------------------------------------------------------------------------------ validation
     def on_validation_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         pl_module = cast("GMICLitModule", pl_module)  # Lightning's hooks type it as any LightningModule
         grid = {m: self.thresholds for m in self._methods(pl_module)}
         self._build(pl_module, {"mass": True}, grid)
+        # the threshold is chosen on the mass images; wAFROC also reads the normal images' highest box scores
+        placement = map_placement(pl_module, self.alignment)
+        self._normals = {
+            method: NormalImageRatings(self.thresholds, placement).to(pl_module.device)
+            for method in self._methods(pl_module)
+        }
 
     def on_validation_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any,
                                 batch_idx: int, dataloader_idx: int = 0) -> None:  # fmt: skip
@@ -279,7 +291,8 @@ class DetectionMetrics(Callback):
                 continue
             threshold = result.best_threshold(self.fppi_budget)
             pl_module.detection_thresholds[method] = threshold
-            chosen = result.per_threshold[self.thresholds.index(threshold)]
+            chosen_index = self.thresholds.index(threshold)
+            chosen = result.per_threshold[chosen_index]
             tied_here = chosen.tpr_within(self.fppi_budget) == 0.0
             if tied_here:
                 pl_module.tied_thresholds.add(method)
@@ -292,7 +305,10 @@ class DetectionMetrics(Callback):
                 pl_module.log(f"val/detection/{method}/tpr@fppi{point:g}", value, sync_dist=False)
             pl_module.log(f"val/detection/{method}/threshold", threshold)
             log_pointing(pl_module, "val", method, result)
-        self._metrics = {}
+            if (normals := self._normals.get(method)) is not None:
+                normal_rating = normals.compute()[:, chosen_index]
+                log_figures_of_merit(pl_module, "val", method, result_ratings(result, chosen_index, normal_rating))
+        self._metrics, self._normals = {}, {}
         if tied and trainer.is_global_zero:  # every method saw the same images: one mass count
             its, s = ("its", "s") if len(tied) == 1 else ("their", "")
             log.warning(
@@ -336,7 +352,7 @@ class DetectionMetrics(Callback):
             if subset == "mass":
                 log_pointing(pl_module, "test", method, result)
             else:
-                log_figures_of_merit(pl_module, method, result)
+                log_figures_of_merit(pl_module, "test", method, result_ratings(result))
         self._groups = study_groups(trainer)  # the test split's studies, which the bootstrap draws whole
         # collective (the metric states are gathered): all ranks
         self._table1 = table1_intervals(pl_module, self.bootstrap_seed, self._groups, breast_groups(trainer),
@@ -363,13 +379,13 @@ def log_pointing(pl_module: LightningModule, stage: str, method: str, result: De
             pl_module.log(f"{stage}/pointing/{method}/{name}", float(values.nanmean()), sync_dist=False)
 
 
-def log_figures_of_merit(pl_module: LightningModule, method: str, result: DetectionResult) -> None:
-    """``test/wafroc/<method>`` and ``test/afroc/<method>`` over every test image (``wafroc.md`` gives their
-    intervals), where the images hold both normal images and masses."""
-    rated = result_ratings(result)
+def log_figures_of_merit(pl_module: LightningModule, stage: str, method: str, rated: Ratings | None) -> None:
+    """``<stage>/wafroc/<method>`` and ``<stage>/afroc/<method>`` (test: over every test image, ``wafroc.md`` gives
+    their intervals; validation: at the threshold it chose), where the images hold both normal images and masses
+    (``rated`` not None)."""
     if rated is not None:
         for name, value in figures_of_merit(rated).items():
-            pl_module.log(f"test/{name}/{method}", float(value[0]), sync_dist=False)
+            pl_module.log(f"{stage}/{name}/{method}", float(value[0]), sync_dist=False)
 
 
 def unvalidated_threshold(trainer: Trainer) -> float:
