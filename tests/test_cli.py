@@ -922,8 +922,12 @@ def logged_metrics(records: list) -> dict:
 def test_wandb_offline_run_holds_the_config_and_the_metrics(
     tmp_path: Path, data_root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The run's W&B log holds the config and every figure; best.ckpt is kept by validation's wAFROC of a test-time
+    method, as a user who selects the model that localizes best configures it."""
     monkeypatch.setenv("WANDB_MODE", "offline")
-    main(["fit", "--config", str(write_config(tmp_path / "c.yaml", tiny_config(tmp_path, data_root)))])
+    settings = tiny_config(tmp_path, data_root)
+    settings["trainer"]["callbacks"][0]["init_args"]["monitor"] = "val/wafroc/gradcampp"
+    main(["fit", "--config", str(write_config(tmp_path / "c.yaml", settings))])
     (log,) = list((tmp_path / "runs" / "wandb").glob("offline-run-*/run-*.wandb"))
     records = read_finished_wandb_log(log)
     assert any(r.HasField("exit") for r in records), f"{log}: no exit record 60 s after the fit"
@@ -937,6 +941,11 @@ def test_wandb_offline_run_holds_the_config_and_the_metrics(
     assert 0.0 <= history["val/fusion/auroc"] <= 1.0
     assert history["train/loss"] > 0 and "val/detection/gradcampp/tpr@fppi1" in history
     assert 0.0 <= history["val/pointing/gradcampp/hit"] <= 1.0  # the threshold-free localization curve, in W&B
+    assert 0.0 <= history["val/wafroc/gradcampp"] <= 1.0 and 0.0 <= history["val/afroc/gradcampp"] <= 1.0
+    kept = torch.load(checkpoint(tmp_path, "best"), map_location="cpu", weights_only=True)
+    (state,) = [v for k, v in kept["callbacks"].items() if k.startswith("BestCheckpoint")]
+    assert state["monitor"] == "val/wafroc/gradcampp"
+    assert float(state["best_model_score"]) == pytest.approx(history["val/wafroc/gradcampp"])
 
 
 # ------------------------------------------------------------------------------------------------ bad input
