@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from cli_configs import sigint_as_from_a_terminal, tiny_config, write_config
 
@@ -38,12 +39,15 @@ def test_study_runs_the_matrix_assembles_table2_and_resumes(
     data_root = make_synthetic_dataset(tmp_path / "data", 8, 256, 160, seed=3, calc_fraction=0.0)
     config = write_config(tmp_path / "base.yaml", tiny_config(tmp_path / "unused", data_root))
     study = tmp_path / "my_study"
-    args = ["study", "--config", str(config), "--output", str(study), "--train_methods", "cam,gradcam"]
+    args = ["study", "--config", str(config), "--output", str(study), "--train_methods", "cam,gradcam",
+            "--select_by", "wafroc"]  # fmt: skip
     main([*args, "--seeds", "7", "--parallel", "2"])
 
     summary = (study / "summary.md").read_text()
     assert summary == capsys.readouterr().out  # printed at the end as well
     assert "| cam |" in summary and "| gradcam |" in summary
+    assert "Checkpoints tested: best.ckpt, kept by each run's validation wAFROC of its own train-side method's maps" \
+        in summary  # fmt: skip
     verdict = r"Best pair: train \w+, test \w+: TPR|Best pairs, tied at TPR [\d.]+ and [\d.]+ FPPI: train "
     assert re.search(verdict, summary)
     with open(study / "table2.csv") as handle:
@@ -101,6 +105,8 @@ def test_study_runs_the_matrix_assembles_table2_and_resumes(
         assert report["train_saliency"] == method
         best = run / "checkpoints" / "best.ckpt"
         assert report["checkpoint"] == {"path": str(best.resolve()), "sha256": _sha256(best)}
+        (kept,) = [v for v in torch.load(best, weights_only=True)["callbacks"].values() if v.get("monitor")]
+        assert kept["monitor"] == f"val/wafroc/{method}"  # --select_by wafroc: the run's own maps' wAFROC
         fit_log, test_log = (run / "fit.log").read_text(), (run / "test.log").read_text()
         assert "[wsod] fit: run folder" in fit_log and "💡" not in fit_log
         assert "[wsod] data " in fit_log and " images (" in fit_log
@@ -365,6 +371,47 @@ def test_configs_merge_key_by_key_and_each_run_keeps_the_augmentation_options(tm
         "class_path": "my.Logger",
         "init_args": {"project": "p", "save_dir": str(tmp_path), "group": "g", "name": "cam_seed7"},
     }
+
+
+def test_select_by_points_best_ckpt_at_the_figure_asked_for() -> None:
+    """``config`` leaves the configs' BestCheckpoint as given; ``auroc`` and ``wafroc`` keep the highest epoch of
+    the fusion AUROC or of the run's own train-side method's wAFROC, which validation must log."""
+    from wsod_mammo.study import RunSpec, run_config
+
+    best = {"class_path": "x.BestCheckpoint", "init_args": {"filename": "best", "monitor": "val/loss", "mode": "min"}}
+    last = {"class_path": "x.WholeCheckpoint", "init_args": {"filename": "last"}}
+    base = {"trainer": {"callbacks": [best, last, {"class_path": "x.DetectionMetrics"}]}}
+
+    def kept(select_by: str, method: str = "gradcam", tested: tuple[str, ...] = ("cam", "gradcam")) -> tuple:
+        config = run_config(base, RunSpec(method, 1), Path("run"), "g", list(tested), select_by)
+        first, second, _ = config["trainer"]["callbacks"]
+        assert "monitor" not in second["init_args"]  # last.ckpt keeps every epoch's
+        return first["init_args"]["monitor"], first["init_args"]["mode"]
+
+    assert kept("config") == ("val/loss", "min")
+    assert kept("auroc") == ("val/fusion/auroc", "max")
+    assert kept("wafroc") == ("val/wafroc/gradcam", "max")
+    with pytest.raises(ValueError, match=r"^--select_by wafroc: run layercam_seed1 would keep best.ckpt by "
+                                         r"val/wafroc/layercam, but validation logs the wAFROC of cam, gradcam: add "
+                                         r"layercam to --test_methods"):  # fmt: skip
+        kept("wafroc", "layercam")
+    base["trainer"]["callbacks"][2]["init_args"] = {"methods": ["layercam"]}  # DetectionMetrics' own methods win
+    assert kept("wafroc", "layercam") == ("val/wafroc/layercam", "max")
+    base["trainer"]["callbacks"] = [last]
+    with pytest.raises(ValueError, match="--select_by: the configs' trainer.callbacks hold no checkpoint callback "
+                                         "with a monitor"):  # fmt: skip
+        kept("auroc")
+
+
+def test_select_by_a_wafroc_validation_does_not_log_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    from wsod_mammo.study import main as study_main
+
+    config = write_config(tmp_path / "base.yaml", tiny_config(tmp_path / "unused", tmp_path / "data"))
+    args = ["--config", str(config), "--output", str(tmp_path / "study"), "--train_methods", "cam,gradcam",
+            "--test_methods", "cam", "--select_by", "wafroc"]  # fmt: skip
+    with pytest.raises(ValueError, match="run gradcam_seed42 would keep best.ckpt by val/wafroc/gradcam"):
+        study_main(args)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["base.yaml"]  # not even the first run's folder
 
 
 def test_a_slurm_script_drops_the_launcher_option_in_either_spelling(tmp_path: Path) -> None:

@@ -70,8 +70,42 @@ def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def run_config(base: dict[str, Any], spec: RunSpec, run_dir: Path, group: str, test_methods: list[str]) -> dict:
-    """The run's config: ``base`` with the run's seed, methods, W&B group and every output inside ``run_dir``."""
+#: ``--select_by``: what keeps each run's ``best.ckpt`` (``config``: the configs' BestCheckpoint as they give it).
+SELECTIONS = ("config", "auroc", "wafroc")
+
+
+def selection_monitor(select_by: str, train_method: str) -> str | None:
+    """The validation figure ``best.ckpt`` is kept by (highest): the fusion head's AUROC, or the wAFROC of the
+    maps of the method that selected the run's patches; None: the configs' own."""
+    return {"auroc": "val/fusion/auroc", "wafroc": f"val/wafroc/{train_method}"}.get(select_by)
+
+
+def _select_best(callbacks: list[dict[str, Any]], monitor: str, spec: RunSpec, test_methods: list[str]) -> None:
+    """Point the configs' monitoring checkpoint callbacks (``best.ckpt``) at ``monitor``, ``mode: max``; refuse a
+    wAFROC validation does not log (its DetectionMetrics validates other methods)."""
+    best = [c for c in callbacks if str(c.get("class_path", "")).endswith("Checkpoint")
+            and (c.get("init_args") or {}).get("monitor")]  # fmt: skip
+    if not best:
+        raise ValueError("--select_by: the configs' trainer.callbacks hold no checkpoint callback with a monitor "
+                         "(BestCheckpoint, best.ckpt) to point at it")  # fmt: skip
+    if monitor.startswith("val/wafroc/"):
+        metrics = [c for c in callbacks if str(c.get("class_path", "")).endswith("DetectionMetrics")]
+        validated = (metrics[0].get("init_args") or {}).get("methods") or test_methods if metrics else []
+        if spec.train_method not in validated:
+            raise ValueError(
+                f"--select_by wafroc: run {spec.name} would keep best.ckpt by {monitor}, but validation logs the "
+                f"wAFROC of {', '.join(validated) or 'no method (no DetectionMetrics callback)'}: add "
+                f"{spec.train_method} to --test_methods (or to DetectionMetrics' methods)"
+            )
+    for callback in best:
+        callback["init_args"] = {**callback["init_args"], "monitor": monitor, "mode": "max"}
+
+
+def run_config(
+    base: dict[str, Any], spec: RunSpec, run_dir: Path, group: str, test_methods: list[str], select_by: str = "config"
+) -> dict:
+    """The run's config: ``base`` with the run's seed, methods, W&B group, every output inside ``run_dir`` and
+    ``best.ckpt`` kept by ``select_by`` (:data:`SELECTIONS`)."""
     config = copy.deepcopy(base)
     config["seed_everything"] = spec.seed  # the new heads' initialization
     # and the augmentation draws; the split, the negatives and the order stay the config's data.seed
@@ -89,6 +123,8 @@ def run_config(base: dict[str, Any], spec: RunSpec, run_dir: Path, group: str, t
         raise ValueError("trainer.callbacks: the study needs a ModelCheckpoint (best.ckpt, last.ckpt)")
     for callback in checkpoints:  # the study's run folder is the run's own: its checkpoints go right inside it
         callback["init_args"] = {**(callback.get("init_args") or {}), "dirpath": str(run_dir / "checkpoints")}
+    if monitor := selection_monitor(select_by, spec.train_method):
+        _select_best(callbacks, monitor, spec, test_methods)
     for callback in callbacks:
         args = callback.get("init_args") or {}
         if "output_dir" in args:
@@ -327,6 +363,10 @@ def build_parser() -> argparse.ArgumentParser:
     add("--parallel", type=int, default=1, help="runs at a time on the CPU, with --gpus 0" + shown)
     add("--launcher", choices=("local", "slurm"), default="local", help="slurm: write a job-array script only" + shown)
     add("--run_index", type=int, default=None, help="run only this run of the matrix (a SLURM array task), no tables")
+    add("--select_by", choices=SELECTIONS, default="config",
+        help="what keeps each run's best.ckpt, the checkpoint tested: config (its BestCheckpoint's monitor), auroc "
+             "(the fusion head's validation AUROC), wafroc (the validation wAFROC of the maps of the run's own "
+             "train-side method: the epoch that localizes best)" + shown)  # fmt: skip
     add("--aggregate_only", action="store_true", help="only assemble the tables from finished runs")
     return parser
 
@@ -345,9 +385,15 @@ def write_run_configs(args: argparse.Namespace, runs: dict[RunSpec, Path]) -> No
     """Each run's ``run.yaml`` (the composed configs plus the run's settings); the W&B group is the study's name."""
     base, test_methods = compose_configs(args.config), _test_methods(args) or list(METHOD_ORDER)
     group = Path(args.output).resolve().name
+    texts = {  # every run's first: a config no run can use is refused before any folder is made
+        spec: yaml.safe_dump(
+            run_config(base, spec, run_dir.resolve(), group, test_methods, args.select_by), sort_keys=False
+        )  # fmt: skip
+        for spec, run_dir in runs.items()
+    }
     for spec, run_dir in runs.items():
         run_dir.mkdir(parents=True, exist_ok=True)
-        text = yaml.safe_dump(run_config(base, spec, run_dir.resolve(), group, test_methods), sort_keys=False)
+        text = texts[spec]
         kept = run_dir / RUN_CONFIG
         if kept.is_file() and (who := holder(run_dir)):  # the record of the run that process is running
             log.warning("study: run %s is being run by %s; its %s stays as it is", spec.name, who, kept)
@@ -379,7 +425,33 @@ def aggregate(output: Path, runs: dict[RunSpec, Path], test_methods: list[str] |
             count(len(runs), "run"), "run" if len(left_out) == 1 else "runs", output / "runs", ", ".join(left_out),
             include_them,
         )  # fmt: skip
-    return write_study_outputs(output, reports, test_methods, left_out, include_them)
+    return write_study_outputs(output, reports, test_methods, left_out, include_them, checkpoint_selection(runs))
+
+
+def _kept_by(run_dir: Path) -> str | None:
+    """What kept the run's ``best.ckpt`` as its ``run.yaml`` records it (``val/fusion/auroc, highest``); None: no
+    record, or no checkpoint kept by a figure."""
+    try:
+        config = yaml.safe_load((run_dir / RUN_CONFIG).read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return None
+    for callback in (config.get("trainer") or {}).get("callbacks") or []:
+        args = (callback.get("init_args") or {}) if isinstance(callback, dict) else {}
+        if args.get("monitor"):
+            return f"{args['monitor']}, {'highest' if args.get('mode', 'min') == 'max' else 'lowest'}"
+    return None
+
+
+def checkpoint_selection(runs: dict[RunSpec, Path]) -> str:
+    """What kept the tested ``best.ckpt`` of the runs, for the summary: one figure, each run's own train-side
+    method's wAFROC, or the runs' figures one by one where they differ (runs fitted by other commands)."""
+    kept = {spec: _kept_by(run_dir) for spec, run_dir in runs.items()}
+    if kept and all(m == f"{selection_monitor('wafroc', spec.train_method)}, highest" for spec, m in kept.items()):
+        return "each run's validation wAFROC of its own train-side method's maps (val/wafroc/<train method>), highest"
+    if len(set(kept.values())) == 1:
+        (only,) = set(kept.values())
+        return f"validation {only}" if only else "no record (the runs' run.yaml)"
+    return "; ".join(f"{spec.name}: {m or 'no record'}" for spec, m in kept.items())
 
 
 def finished_outside(output: Path, runs: dict[RunSpec, Path]) -> list[str]:

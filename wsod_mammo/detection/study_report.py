@@ -301,6 +301,7 @@ def write_study_outputs(
     test_methods: Sequence[str] | None = None,
     left_out: Sequence[str] = (),
     include_them: str = "",
+    selection: str = "",
 ) -> str:
     """Write ``table1.md`` (and ``table1_breast.md`` where the reports rate breasts), ``table2.md``, ``table2.csv``,
     ``table1_paired.md`` (with two train methods or more), ``table1_by_density.md``, ``table2_by_density.md``,
@@ -310,7 +311,8 @@ def write_study_outputs(
     ``froc_<train>.png`` and ``summary.md`` to ``output`` (Table II's columns: ``test_methods``, default every method
     the reports hold); return the summary's text (the tables and the best pair). ``left_out``: finished run folders
     not in these tables, named in the summary with ``include_them``, the options that would include them; the FROC
-    figure of a train method not in the tables is removed (an earlier study's, it would look current)."""
+    figure of a train method not in the tables is removed (an earlier study's, it would look current). ``selection``:
+    what kept the checkpoints tested, said under the title."""
     reports = keep_test_methods(load_reports(runs), test_methods)  # every run has every column's method
     cells, marks = table2_cells(reports), threshold_marks(reports)
     table2_md, table2_csv = table2_text(cells, marks)
@@ -363,7 +365,8 @@ def write_study_outputs(
     )
     text = (
         f"# Study: {count(len(reports), 'run')} ({'seed' if len(seeds) == 1 else 'seeds'} {seed_list})\n\n"
-        f"Table I (classification, test images; mean [95% interval over seeds; {one_seed}])\n\n"
+        + (f"Checkpoints tested: best.ckpt, kept by {selection}\n\n" if selection else "")
+        + f"Table I (classification, test images; mean [95% interval over seeds; {one_seed}])\n\n"
         f"{table1_md}\n{breast_text}"
         f"Table II ({SUBSET} images; TPR [95% interval, {interval}] @ FPPI, means over seeds)\n\n{table2_md}\n"
         f"{verdict}\n{_best_by_wafroc(afroc_cells)}\nFROC figures: {', '.join(p.name for p in figures)}\n"
