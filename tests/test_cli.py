@@ -99,7 +99,8 @@ def test_test_writes_both_tables_the_froc_plot_and_overlays(trained: Path) -> No
                  "table2_by_density.csv", "table2_by_birads.md", "table2_by_birads.csv", "table2_by_size.md",
                  "table2_by_size.csv", "table1_by_density.md", "table1_by_density.csv", "pointing_game.md",
                  "pointing_game.csv", "calibration.md", "calibration.csv", "reliability.png", "wafroc.md",
-                 "wafroc.csv", "wafroc.png", "wafroc_by_kind.md", "wafroc_by_kind.csv"):  # fmt: skip
+                 "wafroc.csv", "wafroc.png", "wafroc_by_kind.md", "wafroc_by_kind.csv", "pointing_by_kind.md",
+                 "pointing_by_kind.csv"):  # fmt: skip
         assert (run / name).stat().st_size > 0, name
     assert len(list((run / "overlays").glob("*.png"))) == 2
     with open(run / "table2_row.csv") as handle:
@@ -117,6 +118,13 @@ def test_test_writes_both_tables_the_froc_plot_and_overlays(trained: Path) -> No
     for kind, rows in by_kind.items():
         assert sum(row["masses"] for row in rows.values()) == summary["wafroc"]["masses"], kind
         assert all(set(row["methods"]) == set(summary["wafroc"]["methods"]) for row in rows.values()), kind
+    # the pointing game per kind: each density's images add up to the whole game's; an image holds a mass of at least
+    # one BI-RADS and one size (more where its masses differ)
+    pointing = summary["pointing_by_kind"]["kinds"]
+    assert list(pointing) == ["density", "birads", "size"]
+    assert sum(row["images"] for row in pointing["density"].values()) == summary["pointing_game"]["images"]
+    for kind in ("birads", "size"):
+        assert sum(row["images"] for row in pointing[kind].values()) >= summary["pointing_game"]["images"], kind
     # figures are deterministic for one precision and set of versions: the report says which
     versions = {"torch": torch.__version__, "lightning": lightning.__version__, "wsod_mammo": wsod_mammo.__version__}
     assert summary["evaluated_under"] == {"precision": "32-true", **versions}
@@ -2115,6 +2123,11 @@ def test_ddp_test_on_an_uneven_count_with_repeats_equals_one_process(
         "birads",
         "size",
     }
+    assert one["pointing_by_kind"] == two["pointing_by_kind"] and set(one["pointing_by_kind"]["kinds"]) == {
+        "density",
+        "birads",
+        "size",
+    }
     assert one["calibration"]["images"] == two["calibration"]["images"] == 8  # calibration over the distinct images
     for head, figures in one["calibration"]["heads"].items():
         for name in ("brier", "ece", "slope", "intercept"):  # a slope NaN in both where the classes separate
@@ -2161,7 +2174,7 @@ def test_a_ddp_test_logs_every_process_overlays_to_wandb(tmp_path: Path, trained
         head: list(figures.values()) for head, figures in breasts.items()
     }
     tables_logged = ("table1_breast_ci", "table1_by_density", "table2_by_density", "table2_by_birads", "table2_by_size",
-                     "pointing_game", "calibration", "wafroc", "wafroc_by_kind")  # fmt: skip
+                     "pointing_game", "calibration", "wafroc", "wafroc_by_kind", "pointing_by_kind")  # fmt: skip
     for name in tables_logged:  # W&B names a table's file <key>_<step>_<hash>
         assert len(list(tables.glob(f"offline-run-*/files/media/table/test/{name}_[0-9]*.table.json"))) == 1, name
 

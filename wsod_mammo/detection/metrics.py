@@ -30,6 +30,7 @@ from wsod_mammo.detection.froc import (
 )
 from wsod_mammo.detection.image_keys import first_occurrence_mask, sample_keys
 from wsod_mammo.detection.pointing import POINTING_UNITS, TOLERANCE, pointing_and_energy
+from wsod_mammo.detection.pointing_kinds import KindPointing, box_codes, pointing_by_kind
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,8 @@ class DetectionResult:
     inside its masses (:mod:`wsod_mammo.detection.pointing`), NaN for an image without a mass in view (and, with
     a tolerance in mm, for the pointing of an image without a pixel spacing); ``pointing_tolerance``: how far a peak
     may lie off a mass and still hit it, in ``pointing_unit`` (``px`` of the input frame or ``mm``).
+    ``kind_pointing`` (None where the data names no mass's BI-RADS or size): the same two figures per image and kind
+    of its masses in view, against that kind's masses alone (:mod:`wsod_mammo.detection.pointing_kinds`).
     """
 
     def __init__(
@@ -131,6 +134,7 @@ class DetectionResult:
         energy: Tensor | None = None,
         pointing_tolerance: float = TOLERANCE,
         pointing_unit: str = "px",
+        kind_pointing: KindPointing | None = None,
     ) -> None:
         self.per_threshold = per_threshold
         self.fppi_points = fppi_points
@@ -148,6 +152,7 @@ class DetectionResult:
         self.energy = energy
         self.pointing_tolerance = pointing_tolerance
         self.pointing_unit = pointing_unit
+        self.kind_pointing = kind_pointing
 
     def __repr__(self) -> str:
         cells = ", ".join(f"{r.threshold:g}: {r.tpr:.3f}@{r.fppi:.2f}" for r in self.per_threshold)
@@ -187,6 +192,7 @@ class _Distinct(NamedTuple):
     num_samples: int
     pointing: Tensor
     energy: Tensor
+    kinds: KindPointing | None
 
 
 def global_gt_index(gt_image: Tensor, box_image: Tensor, box_local: Tensor) -> Tensor:
@@ -230,6 +236,10 @@ class DetectionMetric(Metric):
     gt_size: list[Tensor]
     image_pointing: list[Tensor]
     image_energy: list[Tensor]
+    kind_occurrence: list[Tensor]
+    kind_code: list[Tensor]
+    kind_pointing: list[Tensor]
+    kind_energy: list[Tensor]
 
     def __init__(
         self,
@@ -275,6 +285,10 @@ class DetectionMetric(Metric):
         # sample's occurrence, its category and size
         for name in ("box_gt", "gt_occurrence", "gt_category", "gt_size"):
             self.add_state(name, default=[], dist_reduce_fx="cat")
+        # per (image, kind of its masses in view): its sample's occurrence, the kind (pointing_kinds' code), its
+        # pointing-game hit and energy against that kind's masses alone
+        for name in ("kind_occurrence", "kind_code", "kind_pointing", "kind_energy"):
+            self.add_state(name, default=[], dist_reduce_fx="cat")
 
     def update(
         self,
@@ -314,6 +328,7 @@ class DetectionMetric(Metric):
         categories: list[Tensor] = []
         sizes: list[Tensor] = []
         pointing, energy = torch.zeros(0), torch.zeros(0)
+        kinds: KindPointing | None = None
         if keep:
             keep_t = torch.tensor(keep, device=maps.device)
             kept_regions = None if regions is None else [regions[i] for i in keep]
@@ -344,6 +359,17 @@ class DetectionMetric(Metric):
                     found.append(matched_gt(boxes, box_scores, gt, self.iou_threshold).cpu())
                     indices.append(torch.full_like(box_scores, float(k)))
                     box_occ.append(torch.full(box_scores.shape, int(occurrence[j]), dtype=torch.int64))
+            if gt_categories is not None or gt_sizes is not None:  # the kinds of each image's masses in view
+                codes = [
+                    box_codes(
+                        None if gt_categories is None else categories[j].tolist(),
+                        None if gt_sizes is None else sizes[j].tolist(),
+                        gts[j],
+                    )
+                    for j in range(len(keep))
+                ]
+                kinds = pointing_by_kind(maps[keep_t], kept_gt, codes, image_size, self.cell0_center, kept_regions,
+                                         self.pointing_tolerance, kept_pixels)  # fmt: skip
         self.box_scores.append(self._flat(scores))
         self.box_threshold.append(self._flat(indices))
         self.box_occurrence.append(self._flat(box_occ, torch.int64))
@@ -357,6 +383,11 @@ class DetectionMetric(Metric):
         self.gt_size.append(self._flat(sizes, torch.float32))
         self.image_pointing.append(self._flat([pointing]))
         self.image_energy.append(self._flat([energy]))
+        kind_rows = kinds.image if kinds is not None else torch.zeros(0, dtype=torch.int64)
+        self.kind_occurrence.append(self._flat([occurrence[kind_rows]], torch.int64))
+        self.kind_code.append(self._flat([] if kinds is None else [kinds.code], torch.int64))
+        self.kind_pointing.append(self._flat([] if kinds is None else [kinds.hit]))
+        self.kind_energy.append(self._flat([] if kinds is None else [kinds.energy]))
 
     @staticmethod
     def _per_box(
@@ -406,8 +437,14 @@ class DetectionMetric(Metric):
         gt_kept, gt_image = image_of(self._cat("gt_occurrence", torch.int64))
         gt, unseen = (self._cat(name, torch.int64)[first] for name in ("image_gt", "image_unseen"))
         pointing, energy = (self._cat(name, torch.float32)[first] for name in ("image_pointing", "image_energy"))
+        kind_kept, kind_image = image_of(self._cat("kind_occurrence", torch.int64))
+        kinds = None
+        if kind_image.numel():  # the data named some mass's BI-RADS or size
+            code = self._cat("kind_code", torch.int64)[kind_kept]
+            hit, kind_energy = (self._cat(name, torch.float32)[kind_kept] for name in ("kind_pointing", "kind_energy"))
+            kinds = KindPointing(kind_image, code, hit, kind_energy)
         return _Distinct(keys[first], gt, unseen, box_image, box_kept, gt_image, gt_kept, int(keys.numel()), pointing,
-                         energy)  # fmt: skip
+                         energy, kinds)  # fmt: skip
 
     def compute(self) -> DetectionResult:
         """FROC, TPR at each FPPI point and the operating point per threshold, as a :class:`DetectionResult`.
@@ -434,7 +471,7 @@ class DetectionMetric(Metric):
         gt_size = self._cat("gt_size", torch.float32)[d.gt_kept]
         return DetectionResult(tuple(results), self.fppi_points, d.keys, image_gt, d.num_samples,
                                int(d.in_view.sum()), d.gt_image, gt_category, gt_size, d.pointing,
-                               d.energy, self.pointing_tolerance, self.pointing_unit)  # fmt: skip
+                               d.energy, self.pointing_tolerance, self.pointing_unit, d.kinds)  # fmt: skip
 
     def best_threshold(self, fppi_budget: float = 1.0) -> float:
         """The threshold maximizing TPR at ``fppi_budget`` on the data seen so far (validation only, never test)."""

@@ -10,6 +10,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 import torch
+from torch import Tensor
 
 from wsod_mammo.detection.bootstrap import LEVEL, groups_of, interval, interval_text, resampled_means
 from wsod_mammo.detection.report import _markdown, count, csv_text
@@ -33,15 +34,7 @@ def pointing_summary(
     for method, r in results.items():
         if r.pointing is None or r.energy is None:
             return None
-        figures = {}
-        for figure, values in (("hit", r.pointing), ("energy", r.energy)):
-            scored = ~torch.isnan(values)
-            keys = r.image_keys[scored]
-            if not bool(scored.any()):
-                figures[figure] = interval(torch.full((1,), math.nan), math.nan)
-                continue
-            (drawn,) = resampled_means([values[scored].double()], keys, groups_of(keys, groups), seed)
-            figures[figure] = interval(drawn, float(values[scored].double().mean()))
+        figures = figure_intervals(r.pointing, r.energy, r.image_keys, seed, groups)
         images, pointed = int((~torch.isnan(r.energy)).sum()), int((~torch.isnan(r.pointing)).sum())
         if images == 0:
             return None
@@ -51,6 +44,23 @@ def pointing_summary(
     first = next(iter(results.values()))
     tolerance = {f"tolerance_{first.pointing_unit}": first.pointing_tolerance}
     return {**tolerance, "images": images, "unscored": images - pointed, "methods": methods}
+
+
+def figure_intervals(
+    hit: Tensor, energy: Tensor, keys: Tensor, seed: int, groups: dict[int, int] | None = None
+) -> dict[str, dict[str, float]]:
+    """``{"hit", "energy": {value, low, high}}``: each figure's mean over the images it scores (not NaN; ``keys
+    (I,)`` theirs) with its interval over whole studies (``groups``), NaN where it scores none."""
+    figures = {}
+    for figure, values in (("hit", hit), ("energy", energy)):
+        scored = ~torch.isnan(values)
+        if not bool(scored.any()):
+            figures[figure] = interval(torch.full((1,), math.nan), math.nan)
+            continue
+        scored_keys = keys[scored]
+        (drawn,) = resampled_means([values[scored].double()], scored_keys, groups_of(scored_keys, groups), seed)
+        figures[figure] = interval(drawn, float(values[scored].double().mean()))
+    return figures
 
 
 def tolerance_text(summary: dict[str, Any]) -> str:

@@ -52,6 +52,8 @@ from wsod_mammo.detection.mass_kinds import row_labels, row_order
 from wsod_mammo.detection.metrics import DetectionResult
 from wsod_mammo.detection.pointing_report import CSV_COLUMNS as POINTING_COLUMNS
 from wsod_mammo.detection.pointing_report import pointing_rows, pointing_summary, pointing_text
+from wsod_mammo.detection.pointing_strata import CSV_COLUMNS as POINTING_BY_KIND_COLUMNS
+from wsod_mammo.detection.pointing_strata import pointing_by_kind, pointing_by_kind_rows, pointing_by_kind_text
 from wsod_mammo.detection.report import (
     FROM_DEFAULT,
     FROM_TIE,
@@ -721,12 +723,18 @@ def write_test_report(
             printed.append(f"{table.title}\n{markdown}")
     if why := why_no_sizes(results):
         log.info("%s", why)
-    summary["pointing_game"] = pointing_summary({m: r for (m, s), r in results.items() if s == "mass"}, seed, groups)
+    mass_images = {m: r for (m, s), r in results.items() if s == "mass"}
+    summary["pointing_game"] = pointing_summary(mass_images, seed, groups)
     if summary["pointing_game"]:
         pointing_md, pointing_csv = pointing_text(summary["pointing_game"], train_method, unit)
         (directory / "pointing_game.md").write_text(pointing_md)
         (directory / "pointing_game.csv").write_text(pointing_csv)
         printed.append(f"Pointing game (mass images)\n{pointing_md}")
+    summary["pointing_by_kind"] = pointing_by_kind(mass_images, densities, seed, groups)
+    if summary["pointing_by_kind"]:
+        by_kind_md, by_kind_csv = pointing_by_kind_text(summary["pointing_by_kind"], train_method, unit)
+        (directory / "pointing_by_kind.md").write_text(by_kind_md)
+        (directory / "pointing_by_kind.csv").write_text(by_kind_csv)
     every_image = {m: r for (m, s), r in results.items() if s == "all"}
     summary["wafroc"] = afroc_summary(every_image, seed, groups)
     if summary["wafroc"]:
@@ -797,6 +805,9 @@ def _log_to_wandb(trainer: Trainer, directory: Path, summary: dict[str, Any], ci
                 logger.log_table(f"test/{strata.stem}", columns=strata.columns, data=data)
         if pointing := summary["pointing_game"]:
             logger.log_table("test/pointing_game", columns=POINTING_COLUMNS, data=pointing_rows(pointing))
+        if pointing_kinds := summary["pointing_by_kind"]:
+            logger.log_table("test/pointing_by_kind", columns=POINTING_BY_KIND_COLUMNS,
+                             data=pointing_by_kind_rows(pointing_kinds))  # fmt: skip
         if figures_of_merit := summary["wafroc"]:
             logger.log_table("test/wafroc", columns=AFROC_COLUMNS, data=afroc_rows(figures_of_merit))
             logger.log_image("test/wafroc_curve", [str(directory / "wafroc.png")])
