@@ -3,6 +3,7 @@ keeps per image and kind, and the test report's ``pointing_by_kind`` built from 
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -126,3 +127,50 @@ def test_a_kind_whose_masses_are_all_unknown_is_left_out() -> None:
                   gt_categories=birads, gt_sizes=nan)  # fmt: skip
     summary = pointing_by_kind({"cam": metric.compute()}, None, seed=3)
     assert summary is not None and list(summary["kinds"]) == ["birads"]
+
+
+def _figure(value: float) -> dict[str, float]:
+    return {"value": value, "low": value - 0.1, "high": value + 0.1}
+
+
+def _study_report(path, hits: dict[str, float]) -> None:
+    """A test report as the study reads it: Table II cells, the pointing game and the pointing game per BI-RADS
+    (``hits``: each test method's hit rate; its energy half of it)."""
+    methods = {m: {"hit": _figure(h), "energy": _figure(h / 2)} for m, h in hits.items()}
+    cells = {m: {"tpr": 0.5, "fppi": 0.25, "num_images": 4, "num_gt": 5} for m in hits}
+    pointing = {"tolerance_px": 15.0, "images": 4, "unscored": 0, "methods": methods}
+    by_kind = {"tolerance_px": 15.0, "kinds": {"birads": {"BI-RADS 4": {"images": 2, "unscored": 0,
+                                                                       "methods": methods}}}}  # fmt: skip
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"table1": {}, "mass": cells, "pointing_game": pointing, "pointing_by_kind": by_kind}))
+
+
+def test_the_study_averages_each_stratums_figures_over_seeds_and_narrows_them_to_the_test_methods(tmp_path) -> None:
+    """pointing_by_kind.md|csv of the study: per stratum a train x test table of each figure, the mean over seeds of
+    the reports'; --test_methods keeps those columns; a run whose report has none leaves the table out."""
+    from wsod_mammo.detection.study_report import write_study_outputs
+
+    runs = {}
+    for train in ("cam", "gradcam"):
+        for seed in (1, 2):
+            runs[(train, seed)] = tmp_path / f"{train}_seed{seed}" / "detection.json"
+            _study_report(runs[(train, seed)], {"cam": 0.2 * seed, "gradcam": 0.5})
+    text = write_study_outputs(tmp_path / "study", runs)
+    assert "Pointing game per breast density, finding BI-RADS and mass size: pointing_by_kind.md" in text
+    markdown = (tmp_path / "study" / "pointing_by_kind.md").read_text()
+    assert "peaks within 15 px" in markdown
+    section = markdown.split("## finding BI-RADS: BI-RADS 4\n\n### Pointing game\n\n")[1].split("\n\n")[0]
+    (row,) = [line for line in section.splitlines() if line.startswith("| gradcam |")]
+    assert row.split(" | ")[1].startswith("0.30 [")  # cam's maps: 0.2 and 0.4 over the two seeds
+    rows = (tmp_path / "study" / "pointing_by_kind.csv").read_text().splitlines()
+    assert rows[0] == "kind,stratum,train_method,test_method,figure,mean,low,high,runs,interval_over"
+    (cell,) = [r for r in rows if r.startswith("birads,BI-RADS 4,gradcam,cam,energy,")]
+    assert float(cell.split(",")[5]) == pytest.approx(0.15) and cell.endswith(",2,seeds")
+    write_study_outputs(tmp_path / "narrow", runs, test_methods=["gradcam"])
+    assert "| train \\ test | gradcam |" in (tmp_path / "narrow" / "pointing_by_kind.md").read_text()
+    report = json.loads(runs[("cam", 2)].read_text())
+    del report["pointing_by_kind"]  # a report written before the pointing game per kind
+    runs[("cam", 2)].write_text(json.dumps(report))
+    assert "pointing_by_kind" not in write_study_outputs(tmp_path / "study", runs)
+    assert not (tmp_path / "study" / "pointing_by_kind.md").exists()
+    assert not (tmp_path / "study" / "pointing_by_kind.csv").exists()

@@ -72,6 +72,9 @@ def test_study_runs_the_matrix_assembles_table2_and_resumes(
     pointing = (study / "pointing_game.md").read_text()  # and each map's peak and energy against the masses
     assert "Pointing game (each map's peak and energy against the masses): pointing_game.md" in summary
     assert pointing.count("\n| gradcam | ") == 2 and "| layercam |" in pointing.splitlines()[4]
+    assert "Pointing game per breast density, finding BI-RADS and mass size: pointing_by_kind.md" in summary
+    pointing_kinds = (study / "pointing_by_kind.md").read_text()
+    assert "## finding BI-RADS: BI-RADS 4\n\n### Pointing game" in pointing_kinds and "## mass size: " in pointing_kinds
     assert "wAFROC and AFROC figures of merit (every test image): wafroc.md" in summary  # and the JAFROC figures
     assert (study / "wafroc.md").read_text().count("\n| gradcam | ") == 2  # a row in each figure's table
     assert "wAFROC per breast density, finding BI-RADS and mass size: wafroc_by_kind.md" in summary  # and per kind

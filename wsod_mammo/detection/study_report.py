@@ -33,6 +33,8 @@ from wsod_mammo.detection.study_tables import (
     keep_test_methods,
     load_reports,
     method_cells,
+    pointing_by_kind_cells,
+    pointing_by_kind_text,
     pointing_text,
     resampled,
     stratum_reports,
@@ -218,6 +220,25 @@ def _write_figures_of_merit_by_kind(output: Path, reports: dict[tuple[str, int],
     return path.name
 
 
+def _write_pointing_by_kind(output: Path, reports: dict[tuple[str, int], dict[str, Any]], pointing: bool) -> str | None:
+    """``pointing_by_kind.md|csv``: the pointing game and energy per breast density, finding BI-RADS and mass size,
+    train x test, means over seeds; returns its name, or None without the study's pointing game (``pointing``: one
+    tolerance, every run scored) or where not every run's report gives them per kind (an earlier study's files are
+    then removed)."""
+    path = output / "pointing_by_kind.md"
+    lack = "give none per kind of mass"
+    if not (pointing and _every_report_has(reports, lambda r: r.get("pointing_by_kind"), output, path,
+                                           "pointing game per kind of mass", lack)):  # fmt: skip
+        path.unlink(missing_ok=True)
+        path.with_suffix(".csv").unlink(missing_ok=True)
+        return None
+    tolerance = tolerance_text(next(iter(reports.values()))["pointing_game"])
+    markdown, csv = pointing_by_kind_text(pointing_by_kind_cells(reports), tolerance)
+    path.write_text(markdown)
+    path.with_suffix(".csv").write_text(csv)
+    return path.name
+
+
 def _write_wafroc_paired(output: Path, runs: dict[tuple[str, int], Path], cells: Cells | None) -> str | None:
     """``wafroc_paired.md``: the best pair's wAFROC minus every other pair's, paired on the same test images
     (:mod:`study_afroc`); returns its name, or None without figures of merit or a second pair, or where some run's
@@ -332,6 +353,7 @@ def write_study_outputs(
     tested = {key: runs[key] for key in reports}  # the runs in these tables: their image records are paired
     table1_paired = _write_table1_paired(output, tested)
     pointing = _write_pointing_game(output, reports)
+    pointing_by_kind = _write_pointing_by_kind(output, reports, pointing is not None)
     calibration = _write_calibration(output, reports)
     afroc_cells = _write_figures_of_merit(output, reports)
     afroc_by_kind = _write_figures_of_merit_by_kind(output, reports)
@@ -373,6 +395,11 @@ def write_study_outputs(
         + (f"Table I per breast density: {table1_density}\n" if table1_density else "")
         + (f"Table I paired (each train method's AUC minus the first's): {table1_paired}\n" if table1_paired else "")
         + (f"Pointing game (each map's peak and energy against the masses): {pointing}\n" if pointing else "")
+        + (
+            f"Pointing game per breast density, finding BI-RADS and mass size: {pointing_by_kind}\n"
+            if pointing_by_kind
+            else ""
+        )  # fmt: skip
         + (f"Calibration ({calibration[1]} of Table I's probabilities): {calibration[0]}\n" if calibration else "")
         + ("wAFROC and AFROC figures of merit (every test image): wafroc.md\n" if afroc_cells else "")
         + (f"wAFROC per breast density, finding BI-RADS and mass size: {afroc_by_kind}\n" if afroc_by_kind else "")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -155,7 +155,7 @@ def _report_problem(report: Any) -> str | None:
 
 
 # the test report's parts with a figure per test method, which --test_methods narrows as it narrows Table II
-PER_METHOD_PARTS = ("pointing_game", "wafroc")
+PER_METHOD_PARTS = ("pointing_game", "wafroc")  # and the per-kind ones below
 
 
 def keep_test_methods(
@@ -183,11 +183,15 @@ def keep_test_methods(
             if isinstance(part := report.get(key), dict) and isinstance(part.get("methods"), dict):
                 kept[(train, seed)][key] = _only_methods(part, wanted)
         if isinstance(by_kind := report.get("wafroc_by_kind"), dict):  # and so do those per kind of mass
-            kept[(train, seed)]["wafroc_by_kind"] = {
-                kind: {label: _only_methods(row, wanted) for label, row in rows.items()}
-                for kind, rows in by_kind.items()
-            }
+            kept[(train, seed)]["wafroc_by_kind"] = _strata_methods(by_kind, wanted)
+        if isinstance(pointing := report.get("pointing_by_kind"), dict) and isinstance(pointing.get("kinds"), dict):
+            kept[(train, seed)]["pointing_by_kind"] = {**pointing, "kinds": _strata_methods(pointing["kinds"], wanted)}
     return kept
+
+
+def _strata_methods(strata: dict[str, Any], wanted: Sequence[str]) -> dict[str, Any]:
+    """``{kind: {label: part}}`` with only the ``wanted`` methods in each part."""
+    return {kind: {label: _only_methods(row, wanted) for label, row in rows.items()} for kind, rows in strata.items()}
 
 
 def _only_methods(part: dict[str, Any], wanted: Sequence[str]) -> dict[str, Any]:
@@ -408,9 +412,10 @@ def cells_table(cells: Cells, figure: str, digits: int = 2) -> str:
     return _markdown(["train \\ test", *tests], rows)
 
 
-def cells_sections(cells: Cells, figures: dict[str, str], digits: int = 2) -> str:
-    """One train x test table per figure (``figures``: key -> title), mean [95% interval]."""
-    return "\n".join(f"## {title}\n\n" + cells_table(cells, figure, digits) for figure, title in figures.items())
+def cells_sections(cells: Cells, figures: dict[str, str], digits: int = 2, heading: str = "##") -> str:
+    """One train x test table per figure (``figures``: key -> title, under a ``heading`` of that level), mean [95%
+    interval]."""
+    return "\n".join(f"{heading} {title}\n\n" + cells_table(cells, figure, digits) for figure, title in figures.items())
 
 
 def pointing_text(cells: Cells, tolerance: str) -> str:
@@ -433,18 +438,53 @@ def afroc_text(cells: Cells) -> str:
     )
 
 
-def afroc_by_kind_cells(reports: dict[tuple[str, int], dict[str, Any]]) -> dict[str, dict[str, Cells]]:
-    """``{kind: {stratum: Cells}}``: each report's ``wafroc_by_kind`` (the test report's per density, finding
-    BI-RADS and size) as :func:`method_cells`, over the strata every report rates (the same test set gives the
-    same). Call it with reports that all have ``wafroc_by_kind``."""
-    parts = [r["wafroc_by_kind"] for r in reports.values()]
+def by_kind_cells(
+    reports: dict[tuple[str, int], dict[str, Any]], strata: Callable[[dict[str, Any]], Any], figures: Iterable[str]
+) -> dict[str, dict[str, Cells]]:
+    """``{kind: {stratum: Cells}}``: each report's figures per density, finding BI-RADS and size (``strata(report)``:
+    ``{kind: {label: {"methods": ...}}}``) as :func:`method_cells`, over the strata every report rates (the same
+    test set gives the same). Call it with reports that all have them."""
+    parts = [strata(r) for r in reports.values()]
     out: dict[str, dict[str, Cells]] = {}
     for kind, rows in parts[0].items():
         for label in rows:
             if all(label in p.get(kind, {}) for p in parts):
-                views = {run: {**r, "wafroc": r["wafroc_by_kind"][kind][label]} for run, r in reports.items()}
-                out.setdefault(kind, {})[label] = method_cells(views, "wafroc", AFROC_FIGURES)
+                views = {run: {**r, "stratum": strata(r)[kind][label]} for run, r in reports.items()}
+                out.setdefault(kind, {})[label] = method_cells(views, "stratum", figures)
     return out
+
+
+def afroc_by_kind_cells(reports: dict[tuple[str, int], dict[str, Any]]) -> dict[str, dict[str, Cells]]:
+    """:func:`by_kind_cells` of the reports' ``wafroc_by_kind`` (wAFROC and AFROC per kind)."""
+    return by_kind_cells(reports, lambda r: r["wafroc_by_kind"], AFROC_FIGURES)
+
+
+def pointing_by_kind_cells(reports: dict[tuple[str, int], dict[str, Any]]) -> dict[str, dict[str, Cells]]:
+    """:func:`by_kind_cells` of the reports' ``pointing_by_kind`` (the pointing game and energy per kind)."""
+    return by_kind_cells(reports, lambda r: r["pointing_by_kind"]["kinds"], POINTING_FIGURES)
+
+
+def pointing_by_kind_text(cells: dict[str, dict[str, Cells]], tolerance: str) -> tuple[str, str]:
+    """``pointing_by_kind.md|csv``: per kind and stratum a train x test table of each figure, mean [95% interval]."""
+    sections = [
+        f"## {KIND_TITLES[kind]}: {label}\n\n" + cells_sections(c, POINTING_FIGURES, heading="###")
+        for kind, strata in cells.items()
+        for label, c in strata.items()
+    ]
+    markdown = (
+        f"Pointing game and energy inside the masses per breast density, finding BI-RADS and mass size (as "
+        f"pointing_game.md, peaks within {tolerance}; a BI-RADS or size scores each image against its masses of "
+        "that kind alone, a density keeps its own images; mean [95% interval over seeds; with one seed, the test "
+        "report's bootstrap interval])\n\n" + "\n".join(sections)
+    )
+    return markdown, _by_kind_csv(cells)
+
+
+def _by_kind_csv(cells: dict[str, dict[str, Cells]]) -> str:
+    rows = [
+        [kind, label, *row] for kind, strata in cells.items() for label, c in strata.items() for row in cells_rows(c)
+    ]
+    return csv_text(["kind", "stratum", *CELLS_COLUMNS], rows)
 
 
 def afroc_by_kind_text(cells: dict[str, dict[str, Cells]]) -> tuple[str, str]:
@@ -460,10 +500,7 @@ def afroc_by_kind_text(cells: dict[str, dict[str, Cells]]) -> tuple[str, str]:
         "keeps every normal image and only its masses, a density its own images; mean [95% interval over seeds; with "
         "one seed, the test report's bootstrap interval]; AFROC: wafroc_by_kind.csv)\n\n" + "\n".join(sections)
     )
-    rows = [
-        [kind, label, *row] for kind, strata in cells.items() for label, c in strata.items() for row in cells_rows(c)
-    ]
-    return markdown, csv_text(["kind", "stratum", *CELLS_COLUMNS], rows)
+    return markdown, _by_kind_csv(cells)
 
 
 CALIBRATION_FIGURES = {"brier": "Brier score", "ece": "ECE", "slope": "slope", "intercept": "intercept"}
