@@ -17,7 +17,7 @@ import torch
 from wsod_mammo.detection.afroc import FIGURES, Ratings, image_subset, lesion_subset
 from wsod_mammo.detection.afroc_report import COUNTS, figures_with_intervals, result_ratings
 from wsod_mammo.detection.bootstrap import LEVEL, detection_draws, figure_text
-from wsod_mammo.detection.mass_kinds import KIND_TITLES, UNKNOWN, row_labels, row_order
+from wsod_mammo.detection.mass_kinds import KIND_TITLES, UNKNOWN, row_labels, row_order, strata_rows
 from wsod_mammo.detection.metrics import DetectionResult
 from wsod_mammo.detection.report import MISSING, _markdown, csv_text
 from wsod_mammo.detection.strata import strata_of
@@ -74,13 +74,7 @@ def afroc_by_kind(
 
 def afroc_by_kind_rows(summary: dict[str, Any]) -> list[list[Any]]:
     """The rows of ``wafroc_by_kind.csv`` (:data:`CSV_COLUMNS`) as values, for the CSV and W&B's table alike."""
-    return [
-        [kind, label, *(row[c] for c in COUNTS), method,
-         *(f[k][end] for k in FIGURES for end in ("value", "low", "high"))]
-        for kind, rows in summary.items()
-        for label, row in rows.items()
-        for method, f in row["methods"].items()
-    ]  # fmt: skip
+    return strata_rows(summary, COUNTS, list(FIGURES))
 
 
 def afroc_by_kind_text(summary: dict[str, Any], train_method: str, unit: str) -> tuple[str, str]:

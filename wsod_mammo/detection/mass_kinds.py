@@ -63,3 +63,16 @@ def mass_note(category: int, size_mm: float | None) -> str:
         [] if size_mm is None or math.isnan(size_mm) else [f"{size_mm:.0f} mm"]
     )
     return ", ".join(parts)
+
+
+def strata_rows(strata: dict[str, Any], counts: Sequence[str], figures: Sequence[str]) -> list[list[Any]]:
+    """A row per kind, stratum and test method of ``strata`` (``{kind: {label: {*counts, "methods": {method:
+    {figure: {value, low, high}}}}}}``): ``[kind, label, *counts, method, *each figure's value, low, high]``, the
+    CSV and W&B rows of the test report's tables per kind of mass."""
+    return [
+        [kind, label, *(row[c] for c in counts), method,
+         *(f[k][end] for k in figures for end in ("value", "low", "high"))]
+        for kind, rows in strata.items()
+        for label, row in rows.items()
+        for method, f in row["methods"].items()
+    ]  # fmt: skip

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from wsod_mammo.detection.bootstrap import LEVEL, figure_text
-from wsod_mammo.detection.mass_kinds import KIND_TITLES, UNKNOWN, row_order
+from wsod_mammo.detection.mass_kinds import KIND_TITLES, UNKNOWN, row_order, strata_rows
 from wsod_mammo.detection.pointing_kinds import kind_of_code
 from wsod_mammo.detection.pointing_report import FIGURES, figure_intervals, tolerance_text
 from wsod_mammo.detection.report import MISSING, _markdown, csv_text
@@ -86,13 +86,7 @@ def pointing_by_kind(
 
 def pointing_by_kind_rows(summary: dict[str, Any]) -> list[list[Any]]:
     """The rows of ``pointing_by_kind.csv`` (:data:`CSV_COLUMNS`) as values, for the CSV and W&B's table alike."""
-    return [
-        [kind, label, *(row[c] for c in COUNTS), method,
-         *(f[k][end] for k in FIGURES for end in ("value", "low", "high"))]
-        for kind, rows in summary["kinds"].items()
-        for label, row in rows.items()
-        for method, f in row["methods"].items()
-    ]  # fmt: skip
+    return strata_rows(summary["kinds"], COUNTS, list(FIGURES))
 
 
 def pointing_by_kind_text(summary: dict[str, Any], train_method: str, unit: str) -> tuple[str, str]:
