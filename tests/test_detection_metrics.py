@@ -400,6 +400,29 @@ def test_validation_logs_the_figures_of_merit_the_test_gives_at_its_threshold(se
     assert 0.0 < logged["val/wafroc/cam"] < 1.0  # neither every mass above every normal image nor the reverse
 
 
+def test_validation_without_normal_images_logs_its_figures_of_merit_as_nan() -> None:
+    """As an undefined AUROC: a BestCheckpoint or a schedule watching val/wafroc/<method> finds the key (a NaN is the
+    worst score) instead of stopping the fit with Lightning's missing-monitor error."""
+    from types import SimpleNamespace
+
+    from wsod_mammo.training.callbacks import DetectionMetrics
+
+    logged: dict[str, float] = {}
+    module = SimpleNamespace(detection_thresholds={}, tied_thresholds=set(), device=torch.device("cpu"),
+                             test_saliency=["cam"],
+                             log=lambda name, value, **_: logged.__setitem__(name, value))  # fmt: skip
+    trainer = SimpleNamespace(sanity_checking=False, is_global_zero=True, current_epoch=0)
+    callback = DetectionMetrics(methods=["cam"], thresholds=[0.7, 0.3], fppi_budget=1.0)
+    outputs, batch = _callback_batch()
+    outputs = {"maps": {"cam": outputs["maps"]["cam"][:1]}, "y_fusion": outputs["y_fusion"][:1]}
+    batch = {**{k: v[:1] for k, v in batch.items()}}  # the mass image alone
+    callback.on_validation_epoch_start(trainer, module)
+    callback.on_validation_batch_end(trainer, module, outputs, batch, 0)
+    callback.on_validation_epoch_end(trainer, module)
+    assert logged["val/detection/cam/tpr@fppi1"] == 1.0
+    assert math.isnan(logged["val/wafroc/cam"]) and math.isnan(logged["val/afroc/cam"])
+
+
 def test_validation_with_no_mass_in_view_keeps_the_threshold_and_the_test_counts_the_mass_missed() -> None:
     """A mass the frame leaves out is ground truth no box can match: validation had TPR 0 at every threshold and
     marked the first one validated, with nothing to choose by; the test counts the mass, as a miss."""

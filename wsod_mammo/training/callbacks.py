@@ -14,7 +14,7 @@ from lightning.pytorch.loggers import WandbLogger
 from torch import Tensor
 
 from wsod_mammo.data.geometry import content_regions, input_pixel_sizes
-from wsod_mammo.detection.afroc import Ratings, figures_of_merit
+from wsod_mammo.detection.afroc import FIGURES, Ratings, figures_of_merit
 from wsod_mammo.detection.afroc_report import result_ratings
 from wsod_mammo.detection.bootstrap import SEED
 from wsod_mammo.detection.boxes import DEFAULT_THRESHOLD, saliency_to_boxes
@@ -381,11 +381,15 @@ def log_pointing(pl_module: LightningModule, stage: str, method: str, result: De
 
 def log_figures_of_merit(pl_module: LightningModule, stage: str, method: str, rated: Ratings | None) -> None:
     """``<stage>/wafroc/<method>`` and ``<stage>/afroc/<method>`` (test: over every test image, ``wafroc.md`` gives
-    their intervals; validation: at the threshold it chose), where the images hold both normal images and masses
-    (``rated`` not None)."""
+    their intervals; validation: at the threshold it chose). Where the images lack normal images or masses (``rated``
+    None) validation logs NaN, as it logs an undefined AUROC, so that a checkpoint or a schedule watching it finds it
+    (a NaN is the worst score); the test logs nothing."""
     if rated is not None:
         for name, value in figures_of_merit(rated).items():
             pl_module.log(f"{stage}/{name}/{method}", float(value[0]), sync_dist=False)
+    elif stage == "val":
+        for name in FIGURES:
+            pl_module.log(f"{stage}/{name}/{method}", math.nan, sync_dist=False)
 
 
 def unvalidated_threshold(trainer: Trainer) -> float:
