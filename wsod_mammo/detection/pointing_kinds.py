@@ -27,8 +27,9 @@ SIZE_BASE = 100  # BI-RADS codes are 0-6
 
 class KindPointing(NamedTuple):
     """Rows of (image, kind of mass): ``image (R,)`` its index, ``code (R,)`` the kind (:func:`kind_of_code`),
-    ``hit, energy (R,)`` float64 as :func:`~wsod_mammo.detection.pointing.pointing_and_energy` gives them against
-    that kind's masses of the image (``hit`` NaN where the pointing game leaves the image out)."""
+    ``hit, energy (R,)`` as :func:`~wsod_mammo.detection.pointing.pointing_and_energy` gives them against that kind's
+    masses of the image (``hit`` NaN where the pointing game leaves the image out); float32 in a ``DetectionResult``,
+    as its whole game's figures, so an image with one kind of mass has the same numbers in both."""
 
     image: Tensor
     code: Tensor
@@ -37,10 +38,12 @@ class KindPointing(NamedTuple):
 
 
 def birads_code(category: int) -> int:
+    """A finding BI-RADS's code: itself, 0 for an empty cell (unknown)."""
     return int(category) if int(category) > 0 else 0
 
 
 def size_code(size_mm: float) -> int:
+    """A size's code: its class in Table II per mass size (NaN, no pixel spacing: unknown)."""
     label = size_label(None if math.isnan(size_mm) else size_mm)
     return SIZE_BASE + (SIZE_LABELS.index(label) if label != UNKNOWN else len(SIZE_LABELS))
 
