@@ -197,7 +197,8 @@ def test_compare_of_two_methods_pointing_game_pairs_their_reports_intervals(tmp_
         (["--compare", "fusion", "global", "--figure", "energy"], "--figure energy: a figure of saliency methods"),
         (
             ["--compare", "cam", "gradcam", "--figure", "pointing", "--masses", "BI-RADS 5"],
-            "--masses: it selects the masses a TPR or a figure of merit counts; --figure pointing is neither",
+            "--masses: run:cam's test report records no pointing game per kind of mass .written before it did, or "
+            "its data names no mass's BI-RADS or size.",
         ),
     ):
         with pytest.raises(ValueError, match=message):

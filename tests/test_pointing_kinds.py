@@ -174,3 +174,34 @@ def test_the_study_averages_each_stratums_figures_over_seeds_and_narrows_them_to
     assert "pointing_by_kind" not in write_study_outputs(tmp_path / "study", runs)
     assert not (tmp_path / "study" / "pointing_by_kind.md").exists()
     assert not (tmp_path / "study" / "pointing_by_kind.csv").exists()
+
+
+def test_compare_of_one_kind_of_mass_pairs_the_reports_pointing_by_kind(tmp_path, capsys) -> None:
+    """``wsod report --compare A B --figure pointing --masses 'BI-RADS 5'``: each side's mean and interval are its
+    pointing_by_kind.md row's (the images with such a mass, against those masses alone), the difference paired."""
+    from test_afroc import _write_report
+
+    from wsod_mammo.detection.report import main
+
+    maps, boxes, birads, sizes = _two_kinds()
+    results = {}
+    for method, shift in (("cam", 0), ("gradcam", 1)):  # gradcam's maps: image 2's peak on its mass
+        moved = maps.clone()
+        if shift:
+            moved[2] = 0.0
+            moved[2, 5:8, 20:23] = 1.0
+        metric = DetectionMetric(thresholds=(0.5,), pointing_tolerance=0.0)
+        metric.update(moved, torch.ones(3), boxes, torch.ones(3), SIZE, ["a", "b", "c"], unseen_gt=[0, 0, 1],
+                      gt_categories=birads, gt_sizes=sizes)  # fmt: skip
+        results[(method, "mass")] = results[(method, "all")] = metric.compute()
+    _write_report(tmp_path / "run", results)
+    rows = json.loads((tmp_path / "run" / "detection.json").read_text())["pointing_by_kind"]["kinds"]
+    main([str(tmp_path / "run"), "--compare", "gradcam", "cam", "--figure", "pointing", "--masses", "BI-RADS 5"])
+    out = capsys.readouterr().out
+    assert "Pointing game on 2 images with a mass of BI-RADS 5 in view, against those masses alone" in out
+    for side, method in (("A", "gradcam"), ("B", "cam")):
+        figure = rows["birads"]["BI-RADS 5"]["methods"][method]["hit"]
+        assert f"{side} run:{method}: {figure['value']:.3f} [{figure['low']:.3f}, {figure['high']:.3f}]" in out
+    assert "A - B: 0.500 [" in out  # image 2: gradcam hits, cam does not
+    with pytest.raises(ValueError, match="--figure energy: run:gradcam has no image with a mass of .BI-RADS 3."):
+        main([str(tmp_path / "run"), "--compare", "gradcam", "cam", "--figure", "energy", "--masses", "BI-RADS 3"])

@@ -28,29 +28,47 @@ from wsod_mammo.detection.report import count
 FIGURES = {"pointing": "Pointing game", "energy": "Energy inside the masses"}
 
 
-def scored(records: dict[str, Any], figure: str, label: str) -> dict[int, float]:
-    """``{image key: value}`` of the images ``figure`` scored (those with a mass in view); ValueError naming the side
-    whose report predates the record."""
+def scored(records: dict[str, Any], figure: str, label: str, masses: str | None = None) -> dict[int, float]:
+    """``{image key: value}`` of the images ``figure`` scored (those with a mass in view; with ``masses``, a row of
+    Table II per finding BI-RADS or per mass size: those with a mass of it in view, scored against those masses
+    alone, as ``pointing_by_kind.md``); ValueError naming the side whose report predates the record."""
     if figure not in records:
         raise ValueError(f"--figure {figure}: {label}'s test report records no {FIGURES[figure].lower()} per image "
                          "(written before it did); test that run again")  # fmt: skip
-    values = records[figure]
-    return {int(k): float(v) for k, v in zip(records["image_keys"], values, strict=True) if v is not None}
+    if masses is None:
+        values, keys = records[figure], records["image_keys"]
+    else:
+        if "pointing_by_kind" not in records:
+            raise ValueError(f"--masses: {label}'s test report records no {FIGURES[figure].lower()} per kind of mass "
+                             "(written before it did, or its data names no mass's BI-RADS or size); test that run "
+                             "again")  # fmt: skip
+        rows = records["pointing_by_kind"]
+        chosen = [i for i, stratum in enumerate(rows["stratum"]) if stratum == masses]
+        values = [rows[figure][i] for i in chosen]
+        keys = [records["image_keys"][rows["image"][i]] for i in chosen]
+    return {int(k): float(v) for k, v in zip(keys, values, strict=True) if v is not None}
 
 
 def paired_figure(
-    a: dict[str, Any], b: dict[str, Any], figure: str, seed: int, labels: tuple[str, str] = ("A", "B")
+    a: dict[str, Any],
+    b: dict[str, Any],
+    figure: str,
+    seed: int,
+    labels: tuple[str, str] = ("A", "B"),
+    masses: str | None = None,
 ) -> dict[str, Any]:
     """A's and B's mean ``figure`` and A - B, each ``{value, low, high}``, over the same resamples of the images both
-    scored; ``p_a_not_better``: the share of resamples where A's is not above B's."""
+    scored (with ``masses``, against those masses: :func:`scored`); ``p_a_not_better``: the share of resamples where
+    A's is not above B's."""
     same_images(a, b, labels)
-    values_a, values_b = scored(a, figure, labels[0]), scored(b, figure, labels[1])
+    values_a, values_b = scored(a, figure, labels[0], masses), scored(b, figure, labels[1], masses)
     if values_a.keys() != values_b.keys():
         raise ValueError(f"--compare: {labels[0]} and {labels[1]} scored different images ({len(values_a)} and "
                          f"{len(values_b)}): their masses in view differ (another input frame?)")  # fmt: skip
     keys = [k for k in a["image_keys"] if k in values_a]
     if not keys:
-        raise ValueError(f"--figure {figure}: {labels[0]} has no image with a mass in view")
+        what = "a mass in view" if masses is None else f"a mass of {masses!r} in view"
+        raise ValueError(f"--figure {figure}: {labels[0]} has no image with {what}")
     without = without_studies(a, b, labels)
     study = dict(zip(a["image_keys"], a.get("study_keys", a["image_keys"]), strict=True))
     groups = None if without else torch.tensor([study[k] for k in keys], dtype=torch.int64)
@@ -60,12 +78,16 @@ def paired_figure(
     return paired_result(full_first[0], full_first[1], len(keys), without)
 
 
-def compare_figure(spec_a: str, spec_b: str, default_run: Path, figure: str, subset: str = "mass") -> str:
-    """The comparison of two methods' ``figure`` (``pointing``, ``energy``) as one printed paragraph."""
+def compare_figure(
+    spec_a: str, spec_b: str, default_run: Path, figure: str, subset: str = "mass", masses: str | None = None
+) -> str:
+    """The comparison of two methods' ``figure`` (``pointing``, ``energy``) as one printed paragraph; ``masses``: on
+    the images with a mass of that kind, against those masses alone."""
     label_a, a, _, seed = load_side(spec_a, default_run, subset)
     label_b, b, _, _ = load_side(spec_b, default_run, subset)
-    r = paired_figure(a, b, figure, seed, (label_a, label_b))
+    r = paired_figure(a, b, figure, seed, (label_a, label_b), masses)
+    what = "a mass in view" if masses is None else f"a mass of {masses} in view, against those masses alone"
     return (
-        f"{FIGURES[figure]} on {count(r['num_images'], 'image')} with a mass in view, paired bootstrap (95%) over "
+        f"{FIGURES[figure]} on {count(r['num_images'], 'image')} with {what}, paired bootstrap (95%) over "
         f"{r['resampled']}{why_images(r['without_studies'])}:\n" + paired_lines((label_a, label_b), r)
     )

@@ -368,7 +368,8 @@ def main(argv: list[str] | None = None) -> None:
         "--masses", type=str | None, default=None,
         help="--compare counting only the masses of one row of Table II per finding BI-RADS or per mass size: "
              "'BI-RADS 5', '< 10 mm', '10-20 mm', '>= 20 mm' (false positives all count); with --figure wafroc or "
-             "afroc, every normal image and only those masses (as wafroc_by_kind.md)",
+             "afroc, every normal image and only those masses (as wafroc_by_kind.md); with --figure pointing or "
+             "energy, the images with such a mass, against those masses alone (as pointing_by_kind.md)",
     )  # fmt: skip
     args = parser.parse_args(argv)
     if args.compare is not None:  # torch's import (seconds) for --compare only: the tables and --help stay light
@@ -392,9 +393,6 @@ def main(argv: list[str] | None = None) -> None:
             raise ValueError(
                 f"--figure {args.figure}: a figure of saliency methods; --compare of two heads compares AUC"
             )
-        if args.masses is not None and args.figure not in ("wafroc", "afroc"):
-            raise ValueError(f"--masses: it selects the masses a TPR or a figure of merit counts; --figure "
-                             f"{args.figure} is neither")  # fmt: skip
     if args.masses is not None:
         if args.compare is None:
             raise ValueError("--masses: it selects the masses --compare counts; give --compare A B too")
@@ -416,7 +414,8 @@ def main(argv: list[str] | None = None) -> None:
         elif args.figure in ("wafroc", "afroc"):  # every test image: normal images hold its false positives
             print(compare_fom(args.compare[0], args.compare[1], first, args.figure, args.masses), end="")
         elif args.figure != "tpr":
-            print(compare_figure(args.compare[0], args.compare[1], first, args.figure, args.subset), end="")
+            print(compare_figure(args.compare[0], args.compare[1], first, args.figure, args.subset, args.masses),
+                  end="")  # fmt: skip
         else:
             print(compare(args.compare[0], args.compare[1], first, args.subset, args.masses), end="")
     if output is not None:

@@ -50,6 +50,7 @@ from wsod_mammo.detection.compare_auc import CLASSIFICATION
 from wsod_mammo.detection.image_keys import image_keys
 from wsod_mammo.detection.mass_kinds import row_labels, row_order
 from wsod_mammo.detection.metrics import DetectionResult
+from wsod_mammo.detection.pointing_kinds import kind_of_code
 from wsod_mammo.detection.pointing_report import CSV_COLUMNS as POINTING_COLUMNS
 from wsod_mammo.detection.pointing_report import pointing_rows, pointing_summary, pointing_text
 from wsod_mammo.detection.pointing_strata import CSV_COLUMNS as POINTING_BY_KIND_COLUMNS
@@ -302,7 +303,8 @@ def _image_records(r: DetectionResult, groups: dict[int, int] | None = None) -> 
     """``detection_images.json``'s record of one method: per image its key (and study) and ground-truth count, per
     box its image, score and hit; for ``--compare --masses``, per mass its image, BI-RADS and size in mm (null
     unknown) and per box the mass it found (-1 none); for ``--compare --figure pointing|energy``, per image its
-    pointing-game hit and energy inside its masses (null without a mass in view)."""
+    pointing-game hit and energy inside its masses (null without a mass in view), and (``--masses``) per image and
+    kind of its masses in view, the same against that kind's masses alone (``pointing_by_kind``)."""
     first = r.per_threshold[0]
     studies = groups_of(r.image_keys, groups)
     masses: dict[str, Any] = {}
@@ -310,11 +312,18 @@ def _image_records(r: DetectionResult, groups: dict[int, int] | None = None) -> 
         sizes = [] if r.gt_size is None else [None if math.isnan(v) else v for v in r.gt_size.tolist()]
         masses = {"gt_image": r.gt_image.tolist(), "gt_birads": r.gt_category.tolist(),
                   "gt_size_mm": sizes or [None] * r.gt_image.numel(), "box_gt": first.box_gt.tolist()}  # fmt: skip
-    maps = {
+    maps: dict[str, Any] = {
         name: [None if math.isnan(v) else v for v in values.tolist()]
         for name, values in (("pointing", r.pointing), ("energy", r.energy))
         if values is not None
     }
+    if (kinds := r.kind_pointing) is not None:  # for --figure pointing|energy --masses: per image and kind of mass
+        maps["pointing_by_kind"] = {
+            "image": kinds.image.tolist(),
+            "stratum": [kind_of_code(int(code))[1] for code in kinds.code.tolist()],
+            **{name: [None if math.isnan(v) else v for v in values.tolist()]
+               for name, values in (("pointing", kinds.hit), ("energy", kinds.energy))},
+        }  # fmt: skip
     return {
         "image_keys": r.image_keys.tolist(),
         **({"study_keys": studies.tolist()} if studies is not None else {}),
