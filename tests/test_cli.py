@@ -211,6 +211,10 @@ def test_test_writes_both_tables_the_froc_plot_and_overlays(trained: Path) -> No
     # the report names what it evaluated: `best`, resolved to the fit's file, and that file's own digest
     best = checkpoint(trained, "best")
     evaluated = {"path": str(best.resolve()), "sha256": hashlib.sha256(best.read_bytes()).hexdigest()}
+    # and which epoch that is, with what best.ckpt's monitor scored it (a fit of one epoch: epoch 0)
+    (state,) = [v for k, v in saved["callbacks"].items() if k.startswith("BestCheckpoint")]
+    evaluated |= {"epoch": 0, "global_step": saved["global_step"],
+                  "monitored": {"val/fusion/auroc": pytest.approx(float(state["current_score"]))}}  # fmt: skip
     assert summary["weights"] == "checkpoint" and summary["checkpoint"] == evaluated
 
 

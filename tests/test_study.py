@@ -107,9 +107,14 @@ def test_study_runs_the_matrix_assembles_table2_and_resumes(
         report = json.loads(finished_report(run).read_text())
         assert report["train_saliency"] == method
         best = run / "checkpoints" / "best.ckpt"
-        assert report["checkpoint"] == {"path": str(best.resolve()), "sha256": _sha256(best)}
-        (kept,) = [v for v in torch.load(best, weights_only=True)["callbacks"].values() if v.get("monitor")]
+        assert {k: report["checkpoint"][k] for k in ("path", "sha256")} == {"path": str(best.resolve()),
+                                                                          "sha256": _sha256(best)}  # fmt: skip
+        saved = torch.load(best, weights_only=True)
+        (kept,) = [v for v in saved["callbacks"].values() if v.get("monitor")]
         assert kept["monitor"] == f"val/wafroc/{method}"  # --select_by wafroc: the run's own maps' wAFROC
+        # the report says which epoch it evaluated and what best.ckpt's monitor scored it
+        assert report["checkpoint"]["epoch"] == saved["epoch"] and f" {name} {saved['epoch']}" in summary
+        assert report["checkpoint"]["monitored"] == {kept["monitor"]: pytest.approx(float(kept["best_model_score"]))}
         fit_log, test_log = (run / "fit.log").read_text(), (run / "test.log").read_text()
         assert "[wsod] fit: run folder" in fit_log and "💡" not in fit_log
         assert "[wsod] data " in fit_log and " images (" in fit_log

@@ -316,6 +316,20 @@ def _best_by_wafroc(cells: Cells | None) -> str:
     )
 
 
+def _checkpoints_line(reports: dict[tuple[str, int], dict[str, Any]], selection: str) -> str:
+    """``Checkpoints tested: best.ckpt, kept by ...; epochs (0-based): cam_seed42 7, ...``: what kept the checkpoints
+    (``selection``) and the epoch each run's test report records having evaluated; nothing where neither is known."""
+    epochs = [
+        f"{m}_seed{s} {r['checkpoint']['epoch']}"
+        for (m, s), r in sorted(reports.items())
+        if isinstance(r.get("checkpoint"), dict) and "epoch" in r["checkpoint"]
+    ]
+    parts = ([f"best.ckpt, kept by {selection}"] if selection else []) + (
+        [f"epochs (0-based): {', '.join(epochs)}"] if epochs else []
+    )
+    return f"Checkpoints tested: {'; '.join(parts)}\n\n" if parts else ""
+
+
 def write_study_outputs(
     output: Path,
     runs: dict[tuple[str, int], Path],
@@ -387,7 +401,7 @@ def write_study_outputs(
     )
     text = (
         f"# Study: {count(len(reports), 'run')} ({'seed' if len(seeds) == 1 else 'seeds'} {seed_list})\n\n"
-        + (f"Checkpoints tested: best.ckpt, kept by {selection}\n\n" if selection else "")
+        + _checkpoints_line(reports, selection)
         + f"Table I (classification, test images; mean [95% interval over seeds; {one_seed}])\n\n"
         f"{table1_md}\n{breast_text}"
         f"Table II ({SUBSET} images; TPR [95% interval, {interval}] @ FPPI, means over seeds)\n\n{table2_md}\n"

@@ -33,6 +33,7 @@ from wsod_mammo.training.divergence import (
 )
 from wsod_mammo.training.loss import gmic_loss, gmic_sample_losses
 from wsod_mammo.training.monitors import check_mode
+from wsod_mammo.training.provenance import trained_to
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +130,7 @@ class GMICLitModule(LightningModule):
         # The input frame (input_size, crop_breast, resize) the checkpoint loaded was trained in, for a Predictor
         # built on this module to bring images to it; empty: none recorded.
         self.recorded_input_frame: dict[str, Any] = {}
+        self.loaded_from: dict[str, Any] = {}  # epoch and scores of the checkpoint loaded (provenance.trained_to)
         # Training predictions stay on the device until the epoch ends and enter the metrics in one update: per step,
         # the heads' metric updates and logging calls would add their small kernels and Python work to a step that
         # is launch-bound on a GPU (the step's freedom from host syncs: tests/test_sync_free.py).
@@ -445,6 +447,7 @@ class GMICLitModule(LightningModule):
         names = checkpoint.get("class_names")
         self.class_names = [str(name) for name in names] if isinstance(names, list) and names else None
         self.recorded_input_frame = recorded_frame(checkpoint)
+        self.loaded_from = trained_to(checkpoint)  # the test report says which epoch it evaluated
 
     def _drop_thresholds_of_other_methods(self, validated_for: dict[str, Any]) -> None:
         """A threshold validated for one method serves no other of its name: a fit that validated

@@ -5,6 +5,7 @@ in memory or the untrained network) and the precision and versions they ran unde
 from __future__ import annotations
 
 import hashlib
+import math
 from pathlib import Path
 from typing import Any
 
@@ -26,15 +27,31 @@ def evaluation_setting(trainer: Trainer) -> dict[str, str]:
 def evaluated_weights(trainer: Trainer, pl_module: LightningModule) -> dict[str, Any]:
     """What a test evaluated: ``weights`` (``checkpoint``, ``NYU weights`` as they are, ``weights in memory`` after
     a fit in the same process, or the ``untrained network``: ``--ckpt_path untrained``, a baseline) and
-    ``checkpoint``, the file's ``{"path", "sha256"}`` (both None in memory)."""
+    ``checkpoint``, the file's ``{"path", "sha256"}`` (both None in memory) and, for a Lightning checkpoint, its
+    epoch and scores (:func:`trained_to`, recorded by the module as it loads it)."""
     nyu = None if trainer.ckpt_path else getattr(pl_module, "nyu_weights_as_is", None)
     if nyu:
         return {"weights": "NYU weights", "checkpoint": checkpoint_record(nyu)}
     if trainer.ckpt_path:
-        kind = "checkpoint"
-    else:
-        kind = "weights in memory" if getattr(pl_module, "trained_in_process", True) else "untrained network"
+        origin = getattr(pl_module, "loaded_from", None) or {}  # the loaded checkpoint's epoch and scores
+        return {"weights": "checkpoint", "checkpoint": {**checkpoint_record(trainer.ckpt_path), **origin}}
+    kind = "weights in memory" if getattr(pl_module, "trained_in_process", True) else "untrained network"
     return {"weights": kind, "checkpoint": checkpoint_record(trainer.ckpt_path)}
+
+
+def trained_to(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """``{"epoch", "global_step", "monitored": {monitor: the epoch's score}}`` of a Lightning checkpoint: which
+    epoch a test evaluated (best.ckpt's is whichever its monitor kept) and what its checkpoint callbacks scored it
+    (``current_score`` of each that monitors a figure; NaN where it scored none); empty for another file."""
+    if "epoch" not in checkpoint:
+        return {}
+    monitored = {}
+    for state in (checkpoint.get("callbacks") or {}).values():
+        if isinstance(state, dict) and state.get("monitor"):
+            score = state.get("current_score")
+            monitored[str(state["monitor"])] = float(score) if score is not None else math.nan
+    return {"epoch": int(checkpoint["epoch"]), "global_step": int(checkpoint.get("global_step", 0)),
+            "monitored": monitored}  # fmt: skip
 
 
 def checkpoint_record(path: str | Path | None) -> dict[str, Any]:

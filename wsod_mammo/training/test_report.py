@@ -765,11 +765,19 @@ def write_test_report(
     (directory / IMAGES_FILE).write_text(json.dumps(image_records))
     _log_to_wandb(trainer, directory, summary, ci_rows)
     checkpoint = summary["checkpoint"]
-    what = f"{summary['weights']} {checkpoint['path']} (sha256 {checkpoint['sha256']})"
+    what = f"{summary['weights']} {checkpoint['path']} (sha256 {checkpoint['sha256']}{epoch_text(checkpoint)})"
     under = summary["evaluated_under"]
     log.info("evaluated %s under precision %s, torch %s\n%s", what if checkpoint["path"] else summary["weights"],
              under["precision"], under["torch"], "\n".join(printed))  # fmt: skip
     log.info("test report (tables, intervals, detection.json, FROC plots) written to %s", directory)
+
+
+def epoch_text(checkpoint: dict[str, Any]) -> str:
+    """``, epoch 7 (0-based), val/wafroc/cam 0.550`` for a checkpoint whose record has its epoch, else nothing."""
+    if "epoch" not in checkpoint:
+        return ""
+    scores = "".join(f", {monitor} {score:.3f}" for monitor, score in checkpoint.get("monitored", {}).items())
+    return f", epoch {checkpoint['epoch']} (0-based){scores}"
 
 
 def _log_to_wandb(trainer: Trainer, directory: Path, summary: dict[str, Any], ci_rows: list[list[str]]) -> None:
