@@ -7,6 +7,7 @@ resamples of whole studies of every test image (the first side's seed), so each 
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from wsod_mammo.detection.compare import (
     side_tensors,
     why_images,
 )
+from wsod_mammo.detection.jackknife import frrc_test, left_out_figures
 from wsod_mammo.detection.report import count
 
 
@@ -44,10 +46,13 @@ def paired_fom(
     seed: int,
     labels: tuple[str, str] = ("A", "B"),
     masses: str | None = None,
+    jackknife: bool = False,
 ) -> dict[str, Any]:
     """A's and B's ``figure`` (``wafroc``, ``afroc``) and A - B, each ``{value, low, high}``, over the same
     resamples of every test image (:func:`paired_draws`, :func:`paired_result`); ``masses``: counting every normal
-    image and only those masses (:func:`~wsod_mammo.detection.afroc.lesion_subset`, as ``wafroc_by_kind.md``)."""
+    image and only those masses (:func:`~wsod_mammo.detection.afroc.lesion_subset`, as ``wafroc_by_kind.md``);
+    ``jackknife``: also the fixed-reader random-case jackknife test (``"jackknife"``: :func:`frrc_test`, with
+    ``"cases"`` and ``"case"``: ``study`` where the reports record studies, else ``image``)."""
     order, weights, without = paired_draws(a, b, seed, labels)
     rated = [side_ratings(side, order, label) for side, label in zip((a, b), labels, strict=True)]
     if masses is not None:
@@ -58,7 +63,15 @@ def paired_fom(
     if not rated[0].normal.numel() or not rated[0].lesion_image.numel():
         raise ValueError(f"--figure {figure}: {labels[0]}'s test images need both normal images and masses")
     values = [figures_of_merit(r, weights)[figure] for r in rated]
-    return paired_result(values[0], values[1], len(order), without)
+    result = paired_result(values[0], values[1], len(order), without)
+    if jackknife:
+        case = "image" if without else "study"
+        named = list(order) if without else a["study_keys"]  # in A's image order, as ``order``
+        cases = torch.unique(torch.tensor(named, dtype=torch.long), return_inverse=True)[1]
+        left = [left_out_figures(r, figure, cases) for r in rated]
+        result["jackknife"] = frrc_test(float(values[0][0]), float(values[1][0]), left[0], left[1])
+        result |= {"cases": int(cases.max()) + 1, "case": case}
+    return result
 
 
 def compare_fom(spec_a: str, spec_b: str, default_run: Path, figure: str, masses: str | None = None) -> str:
@@ -66,9 +79,25 @@ def compare_fom(spec_a: str, spec_b: str, default_run: Path, figure: str, masses
     ``masses``: counting every normal image and only those masses."""
     label_a, a, _, seed = load_side(spec_a, default_run, "all")
     label_b, b, _, _ = load_side(spec_b, default_run, "all")
-    r = paired_fom(a, b, figure, seed, (label_a, label_b), masses)
+    r = paired_fom(a, b, figure, seed, (label_a, label_b), masses, jackknife=True)
     counted = "" if masses is None else f", counting every normal image and the masses of {masses}"
     return (
         f"{FIGURES[figure]} figure of merit on {count(r['num_images'], 'test image')}{counted}, paired bootstrap "
-        f"(95%) over {r['resampled']}{why_images(r['without_studies'])}:\n" + paired_lines((label_a, label_b), r)
+        f"(95%) over {r['resampled']}{why_images(r['without_studies'])}:\n"
+        + paired_lines((label_a, label_b), r)
+        + jackknife_line(r)
+    )
+
+
+def jackknife_line(r: dict[str, Any]) -> str:
+    """The jackknife test's line under the bootstrap's: A - B, its 95% interval, z and p."""
+    j = r["jackknife"]
+    what = f"jackknife over the {count(r['cases'], r['case'], 'studies' if r['case'] == 'study' else None)}"
+    if math.isnan(j["p"]):
+        return f"  {what}: n/a (too few cases, or a case whose removal leaves no normal image or no mass)\n"
+    return (
+        f"  {what} (Obuchowski-Rockette, readers fixed, cases random: RJafroc's FRRC with one reader): A - B "
+        f"{j['difference']:.3f} [{j['low']:.3f}, {j['high']:.3f}], z = {j['z']:.2f}, "
+        + ("p < 0.001" if j["p"] < 0.001 else f"p = {j['p']:.3f}")
+        + "\n"
     )

@@ -1,0 +1,70 @@
+"""The fixed-reader random-case jackknife test of two methods' figures of merit (``wsod report --compare --figure
+wafroc``): left-out figures by Chakraborty's sums, the test by its formula, and the printed line."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from test_afroc import _all_images_result, _by_definition, _random_study, _tensors, _write_report, copied
+
+from wsod_mammo.detection.afroc import ratings
+from wsod_mammo.detection.jackknife import Z_95, frrc_test, left_out_figures
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_each_left_out_figure_is_the_study_without_that_case(seed) -> None:
+    """Cases of one image, then of two (a study of two views): each value is Chakraborty's double sum over the
+    study with the case's images removed, ties and unmarked masses included."""
+    study = _random_study(seed)
+    rated = ratings(*_tensors(study))
+    n = len(study[0])
+    for cases in (torch.arange(n), torch.arange(n) // 2):
+        for figure in ("wafroc", "afroc"):
+            left = left_out_figures(rated, figure, cases)
+            assert left.shape == (int(cases.max()) + 1,)
+            for case in range(left.numel()):
+                kept = [i for i in range(n) if int(cases[i]) != case]
+                without = _by_definition(*copied(study, kept))
+                assert float(left[case]) == pytest.approx(without[figure], abs=1e-12, nan_ok=True), (figure, case)
+
+
+def test_the_test_is_the_jackknife_variance_of_the_difference() -> None:
+    """Var = (K - 1) / K * the sum of squared deviations of the left-out differences; z = difference / its root;
+    p two-sided normal; the interval difference +- 1.96 se."""
+    left_a = torch.tensor([0.80, 0.82, 0.78, 0.85, 0.79], dtype=torch.float64)
+    left_b = torch.tensor([0.70, 0.75, 0.69, 0.71, 0.74], dtype=torch.float64)
+    result = frrc_test(0.81, 0.72, left_a, left_b)
+    deviations = (left_a - left_b) - (left_a - left_b).mean()
+    se = math.sqrt(4 / 5 * float((deviations**2).sum()))
+    assert result["se"] == pytest.approx(se) and result["z"] == pytest.approx(0.09 / se)
+    assert result["p"] == pytest.approx(2 * (1 - 0.5 * (1 + math.erf(0.09 / se / math.sqrt(2)))))
+    assert (result["low"], result["high"]) == pytest.approx((0.09 - Z_95 * se, 0.09 + Z_95 * se))
+    same = frrc_test(0.8, 0.8, left_a, left_a)  # a method against itself: nothing to test
+    assert same["se"] == 0.0 and math.isnan(same["p"]) and same["difference"] == 0.0
+    assert math.isnan(frrc_test(0.8, 0.7, left_a[:1], left_b[:1])["p"])  # one case: no variance
+
+
+def test_compare_prints_the_jackknife_over_studies_beside_the_bootstrap(tmp_path, capsys) -> None:
+    """``wsod report --compare A B --figure wafroc``: the jackknife leaves out whole studies (two views each here),
+    its difference is the bootstrap's, and its standard error is the left-out figures' by the formula."""
+    from wsod_mammo.detection.compare import load_side
+    from wsod_mammo.detection.compare_afroc import paired_fom
+    from wsod_mammo.detection.report import main
+
+    cam = _all_images_result({0: 0.9, 1: 0.8, 4: 0.4}, {6: 0.6, 7: 0.2})
+    gradcam = _all_images_result({0: 0.9, 1: 0.85, 2: 0.7, 3: 0.7}, {6: 0.6})
+    results = {(m, s): r for m, r in (("cam", cam), ("gradcam", gradcam)) for s in ("mass", "all")}
+    _write_report(tmp_path / "run", results)
+    _, a, _, seed = load_side("gradcam", tmp_path / "run", "all")
+    _, b, _, _ = load_side("cam", tmp_path / "run", "all")
+    r = paired_fom(a, b, "wafroc", seed, jackknife=True)
+    assert (r["cases"], r["case"]) == (6, "study") and r["jackknife"]["difference"] == r["difference"]["value"]
+    assert 0 < r["jackknife"]["p"] < 1 and r["jackknife"]["low"] < r["difference"]["value"] < r["jackknife"]["high"]
+    main([str(tmp_path / "run"), "--compare", "gradcam", "cam", "--figure", "wafroc"])
+    out = capsys.readouterr().out
+    j = r["jackknife"]
+    assert (f"  jackknife over the 6 studies (Obuchowski-Rockette, readers fixed, cases random: RJafroc's FRRC with "
+            f"one reader): A - B {j['difference']:.3f} [{j['low']:.3f}, {j['high']:.3f}], z = {j['z']:.2f}, "
+            f"p = {j['p']:.3f}") in out and j["p"] >= 0.001  # fmt: skip
