@@ -302,14 +302,12 @@ def test_the_study_pairs_the_best_pairs_wafroc_with_every_other_on_the_same_imag
     assert "no paired wAFROC: the test reports of gradcam_seed2 record no mass per box" in caplog.text
 
 
-def _null_trial(seed: int, clustered: bool, studies: int = 60) -> float:
-    """One simulated test set where two methods are equally good: 60 four-view studies, half with a mass seen in one
-    breast's two views; each image's rating shares its study's effect, and each method has an effect of its own per
-    study (a method finds or misses both views of a breast together). Returns the paired bootstrap's two-sided p of
-    the wAFROC difference, drawing whole studies or (``clustered=False``) images one by one."""
+def null_study(seed: int, studies: int = 60) -> tuple[list, torch.Tensor, torch.Tensor]:
+    """One simulated test set where two methods are equally good: ``studies`` four-view studies, half with a mass
+    seen in one breast's two views; each image's rating shares its study's effect, and each method has an effect of
+    its own per study (a method finds or misses both views of a breast together). Returns both methods'
+    :class:`Ratings`, each image's study and whether it holds a mass."""
     from wsod_mammo.detection.afroc import Ratings
-    from wsod_mammo.detection.bootstrap import resample_weights
-    from wsod_mammo.detection.study_afroc import bootstrap_p
 
     g = torch.Generator().manual_seed(seed)
     n = studies * 4
@@ -322,6 +320,17 @@ def _null_trial(seed: int, clustered: bool, studies: int = 60) -> float:
         score = shared + own + has_mass.double()
         normal, lesion = torch.nonzero(~has_mass).flatten(), torch.nonzero(has_mass).flatten()
         rated.append(Ratings(normal, score[normal], lesion, score[lesion], n))
+    return rated, study, has_mass
+
+
+def _null_trial(seed: int, clustered: bool, studies: int = 60) -> float:
+    """The paired bootstrap's two-sided p of the wAFROC difference on :func:`null_study`, drawing whole studies or
+    (``clustered=False``) images one by one."""
+    from wsod_mammo.detection.bootstrap import resample_weights
+    from wsod_mammo.detection.study_afroc import bootstrap_p
+
+    rated, study, has_mass = null_study(seed, studies)
+    n = study.numel()
     drawn = resample_weights(has_mass.long(), seed=seed, keys=torch.arange(n), groups=study if clustered else None)
     weights = torch.cat([torch.ones(1, n), drawn])
     a, b = (figures_of_merit(r, weights)["wafroc"] for r in rated)
