@@ -155,7 +155,7 @@ def _report_problem(report: Any) -> str | None:
 
 
 # the test report's parts with a figure per test method, which --test_methods narrows as it narrows Table II
-PER_METHOD_PARTS = ("pointing_game", "wafroc")  # and the per-kind ones below
+PER_METHOD_PARTS = ("pointing_game", "wafroc")  # the per-kind parts are narrowed in keep_test_methods too
 
 
 def keep_test_methods(
