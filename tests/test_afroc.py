@@ -248,7 +248,7 @@ def test_the_study_pairs_the_best_pairs_wafroc_with_every_other_on_the_same_imag
     from wsod_mammo.detection.compare import load_side
     from wsod_mammo.detection.compare_afroc import paired_fom
     from wsod_mammo.detection.study_afroc import bootstrap_p
-    from wsod_mammo.detection.study_paired import holm, seeds_t_test
+    from wsod_mammo.detection.study_paired import holm, p_cells, seeds_t_test
     from wsod_mammo.detection.study_report import write_study_outputs
 
     one_seed = {1: {"cam": {"cam": FAIR, "gradcam": GOOD}, "gradcam": {"cam": POOR, "gradcam": FAIR}}}
@@ -260,18 +260,22 @@ def test_the_study_pairs_the_best_pairs_wafroc_with_every_other_on_the_same_imag
     assert "Best pair by wAFROC (every test image): train cam, test gradcam: 0.903 [" in text  # named in the summary
     rows = {tuple(line.split(" | ")[:2]): line.split(" | ") for line in table.splitlines()[3:] if line.startswith("| ")}
     assert set(rows) == {("| cam", "cam"), ("| gradcam", "cam"), ("| gradcam", "gradcam")}  # the best is no row
-    expected, ps = {}, []
+    expected, ps, jackknife_ps = {}, [], []
     for train, test in (("cam", "cam"), ("gradcam", "cam"), ("gradcam", "gradcam")):
         _, best, _, seed = load_side("gradcam", runs[("cam", 1)].parent, "all")
         _, other, _, _ = load_side(test, runs[(train, 1)].parent, "all")
-        expected[(train, test)] = paired_fom(best, other, "wafroc", seed)
+        expected[(train, test)] = paired_fom(best, other, "wafroc", seed, jackknife=True)
         r = expected[(train, test)]
         ps.append(bootstrap_p(r["p_a_not_better"], r["p_a_not_worse"], r["resamples"]))
-    for ((train, test), r), p, adjusted in zip(expected.items(), ps, holm(ps), strict=True):
+        jackknife_ps.append(r["jackknife"]["p"])
+    for ((train, test), r), p, adjusted, jp, jadjusted in zip(expected.items(), ps, holm(ps), jackknife_ps,
+                                                            holm(jackknife_ps), strict=True):  # fmt: skip
         d = r["difference"]
         row = rows[(f"| {train}", test)]
         assert row[3] == f"{d['value']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]" and row[4] == "studies (1 seed)"
-        assert (row[5], row[6].rstrip(" |")) == (f"{p:.3f}", f"{adjusted:.3f}")
+        assert (row[5], row[6]) == (f"{p:.3f}", f"{adjusted:.3f}")
+        # and the jackknife test JAFROC analyses report, over the same whole studies, Holm-adjusted alike
+        assert (row[7], row[8].rstrip(" |")) == tuple(p_cells(jp, jadjusted)) and not math.isnan(jp)
     assert expected[("gradcam", "cam")]["difference"]["value"] > 0.3 and ps[1] < 0.05  # the poor pair, found poorer
     assert bootstrap_p(0.0, 1.0, 1000) == pytest.approx(2 / 1001) and bootstrap_p(0.5, 0.5, 1000) == 1.0
     # ties at 0 count half to each tail: 36% of resamples at exactly 0, none below, is a tail of 18%, not 36%
@@ -289,7 +293,7 @@ def test_the_study_pairs_the_best_pairs_wafroc_with_every_other_on_the_same_imag
         _, other, _, _ = load_side("cam", runs[("cam", seed)].parent, "all")
         values.append(paired_fom(best, other, "wafroc", drawn)["difference"]["value"])
     assert row[3].startswith(f"{sum(values) / 2:+.3f} [") and row[4] == "2 seeds"
-    assert row[5] == f"{seeds_t_test(values):.3f}"
+    assert row[5] == f"{seeds_t_test(values):.3f}" and row[7] == "n/a"  # over seeds: the t-test, no jackknife
     # a run whose image record predates the boxes' masses: no table, the run named
     images = runs[("gradcam", 2)].parent / "detection_images.json"
     record = json.loads(images.read_text())

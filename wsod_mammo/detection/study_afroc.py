@@ -62,9 +62,10 @@ def bootstrap_p(share_not_above: float, share_not_below: float, resamples: int) 
 
 def versus_best(
     records: dict[tuple[str, int], dict[str, Any]], cells: Cells
-) -> tuple[tuple[str, str], dict[tuple[str, str], tuple[Estimate, float]]]:
-    """The best pair, and per other pair ``(best's wAFROC minus the pair's over the seeds both ran, p)``; raises
-    ValueError naming the runs a pair cannot compare."""
+) -> tuple[tuple[str, str], dict[tuple[str, str], tuple[Estimate, float, float]]]:
+    """The best pair, and per other pair ``(best's wAFROC minus the pair's over the seeds both ran, p, jackknife
+    p)`` (the jackknife's with one seed, :mod:`wsod_mammo.detection.jackknife`; NaN over seeds); raises ValueError
+    naming the runs a pair cannot compare."""
     best_train, best_test = best_pair(cells)
     out = {}
     for train, row in cells.items():
@@ -78,27 +79,32 @@ def versus_best(
                 labels = (f"{best_train}_seed{seed}:{best_test}", f"{train}_seed{seed}:{test}")
                 try:
                     results.append(paired_fom(best_run["methods"][best_test], run["methods"][test], FIGURE,
-                                              report_seed(best_run), labels))  # fmt: skip
+                                              report_seed(best_run), labels, jackknife=len(seeds) == 1))  # fmt: skip
                 except (ValueError, KeyError) as error:
                     raise ValueError(f"wafroc_paired.md: {' and '.join(labels)}: {error}") from None
+            jackknife_p = math.nan
             if len(results) == 1:
                 r = results[0]
                 p = bootstrap_p(r["p_a_not_better"], r["p_a_not_worse"], r["resamples"])
+                jackknife_p = r["jackknife"]["p"]
             else:
                 p = seeds_t_test([r["difference"]["value"] for r in results])
-            out[(train, test)] = paired_estimate(results), p
+            out[(train, test)] = paired_estimate(results), p, jackknife_p
     return (best_train, best_test), out
 
 
 def wafroc_paired_text(
-    best: tuple[str, str], cells: Cells, differences: dict[tuple[str, str], tuple[Estimate, float]]
+    best: tuple[str, str], cells: Cells, differences: dict[tuple[str, str], tuple[Estimate, float, float]]
 ) -> str:
-    """The table: per pair its wAFROC, the best pair's minus it with the interval, over what, p and Holm's p."""
-    adjusted = dict(zip(differences, holm([p for _, p in differences.values()]), strict=True))
+    """The table: per pair its wAFROC, the best pair's minus it with the interval, over what, p and Holm's p, and
+    (one seed) the jackknife test's p and its Holm's p."""
+    adjusted = dict(zip(differences, holm([p for _, p, _ in differences.values()]), strict=True))
+    jackknifed = dict(zip(differences, holm([j for _, _, j in differences.values()]), strict=True))
     rows = []
-    for (train, test), (estimate, p) in differences.items():
+    for (train, test), (estimate, p, jackknife_p) in differences.items():
         rows.append([train, test, cells[train][test][FIGURE].text(3), estimate.text(3, signed=True),
-                     basis_text(estimate), *p_cells(p, adjusted[(train, test)])])  # fmt: skip
+                     basis_text(estimate), *p_cells(p, adjusted[(train, test)], jackknife_p,
+                                                    jackknifed[(train, test)])])  # fmt: skip
     name = f"train {best[0]}, test {best[1]}"
     return (
         f"wAFROC paired: the best pair ({name}, wAFROC {cells[best[0]][best[1]][FIGURE].text(3)}) minus each other "
@@ -107,6 +113,21 @@ def wafroc_paired_text(
         "with one seed the paired bootstrap over the best run's test report's draws of whole studies and its "
         "two-sided p (twice the smaller tail, a difference of 0 counting half to each, counted with one more: "
         "1,000 resamples cannot say below 0.002); p (Holm): adjusted over every comparison with the best pair, so "
-        "that 5% bounds the chance of any false finding among them\n\n"
-        + _markdown(["train", "test", "wAFROC", f"{name} minus it", "interval over", "p", "p (Holm)"], rows)
+        "that 5% bounds the chance of any false finding among them; jackknife p (one seed): the test JAFROC analyses "
+        "report (Obuchowski-Rockette, readers fixed, cases random, the jackknife over whole studies), with its Holm "
+        "adjustment; n/a over seeds\n\n"
+        + _markdown(
+            [
+                "train",
+                "test",
+                "wAFROC",
+                f"{name} minus it",
+                "interval over",
+                "p",
+                "p (Holm)",
+                "jackknife p",
+                "jackknife p (Holm)",
+            ],
+            rows,
+        )  # fmt: skip
     )
