@@ -17,7 +17,7 @@ import torch
 from wsod_mammo.detection.afroc import FIGURES, Ratings, image_subset, lesion_subset
 from wsod_mammo.detection.afroc_report import COUNTS, figures_with_intervals, result_ratings
 from wsod_mammo.detection.bootstrap import LEVEL, detection_draws, figure_text
-from wsod_mammo.detection.mass_kinds import KIND_TITLES, UNKNOWN, row_labels, row_order, strata_rows
+from wsod_mammo.detection.mass_kinds import KIND_TITLES, label_rows, row_labels, strata_rows
 from wsod_mammo.detection.metrics import DetectionResult
 from wsod_mammo.detection.report import MISSING, _markdown, csv_text
 from wsod_mammo.detection.strata import strata_of
@@ -39,13 +39,10 @@ def _strata(result: DetectionResult, rated: Ratings, densities: dict[int, str] |
     for kind, values in lesion_values.items():
         if values is None:
             continue
-        labels = row_labels(kind, values.tolist())
-        if all(label == UNKNOWN for label in labels):
-            continue
-        out[kind] = {
-            label: lesion_subset(rated, torch.tensor([name == label for name in labels], dtype=torch.bool))
-            for label in row_order(kind, labels)
-        }
+        if rows := label_rows(kind, row_labels(kind, values.tolist())):
+            out[kind] = {
+                label: lesion_subset(rated, torch.tensor(keep, dtype=torch.bool)) for label, keep in rows.items()
+            }
     return out
 
 

@@ -45,6 +45,14 @@ def row_order(kind: str, labels: Sequence[str]) -> list[str]:
     return sorted(set(labels), key=lambda label: (label == UNKNOWN, label))
 
 
+def label_rows(kind: str, labels: Sequence[str]) -> dict[str, list[bool]]:
+    """``{row: which of labels are it}`` for each row of ``labels`` in :func:`row_order`; empty where none is known
+    (every label :data:`UNKNOWN`, or none): a table per kind of mass leaves such a kind out."""
+    if all(label == UNKNOWN for label in labels):
+        return {}
+    return {row: [label == row for label in labels] for row in row_order(kind, labels)}
+
+
 def mass_kind(label: str) -> str:
     """Which table a row name belongs to: ``birads`` (``BI-RADS 4``) or ``size`` (``< 10 mm``); ValueError naming
     the choices otherwise."""

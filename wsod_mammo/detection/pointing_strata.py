@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from wsod_mammo.detection.bootstrap import LEVEL, figure_text
-from wsod_mammo.detection.mass_kinds import KIND_TITLES, UNKNOWN, row_order, strata_rows
+from wsod_mammo.detection.mass_kinds import KIND_TITLES, label_rows, strata_rows
 from wsod_mammo.detection.pointing_kinds import kind_of_code
 from wsod_mammo.detection.pointing_report import FIGURES, figure_intervals, tolerance_text
 from wsod_mammo.detection.report import MISSING, _markdown, csv_text
@@ -44,13 +44,11 @@ def _strata(result: DetectionResult, densities: dict[int, str] | None) -> dict[s
         return out
     named = [kind_of_code(int(code)) for code in rows.code.tolist()]
     for kind in ("birads", "size"):
-        labels = [label for k, label in named if k == kind]
-        if not labels or all(label == UNKNOWN for label in labels):
-            continue
-        out[kind] = {}
-        for label in row_order(kind, labels):
-            keep = torch.tensor([entry == (kind, label) for entry in named], dtype=torch.bool)
-            out[kind][label] = (rows.hit[keep], rows.energy[keep], result.image_keys[rows.image[keep]])
+        of_kind = torch.tensor([k == kind for k, _ in named], dtype=torch.bool)
+        hit, energy, image = rows.hit[of_kind], rows.energy[of_kind], rows.image[of_kind]
+        for label, keep in label_rows(kind, [label for k, label in named if k == kind]).items():
+            mask = torch.tensor(keep)
+            out.setdefault(kind, {})[label] = (hit[mask], energy[mask], result.image_keys[image[mask]])
     return out
 
 
