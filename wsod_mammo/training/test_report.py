@@ -309,11 +309,11 @@ def _image_records(r: DetectionResult, groups: dict[int, int] | None = None) -> 
     studies = groups_of(r.image_keys, groups)
     masses: dict[str, Any] = {}
     if r.gt_image is not None and r.gt_category is not None and first.box_gt is not None:
-        sizes = [] if r.gt_size is None else [None if math.isnan(v) else v for v in r.gt_size.tolist()]
+        sizes = [] if r.gt_size is None else _nullable(r.gt_size)
         masses = {"gt_image": r.gt_image.tolist(), "gt_birads": r.gt_category.tolist(),
                   "gt_size_mm": sizes or [None] * r.gt_image.numel(), "box_gt": first.box_gt.tolist()}  # fmt: skip
     maps: dict[str, Any] = {
-        name: [None if math.isnan(v) else v for v in values.tolist()]
+        name: _nullable(values)
         for name, values in (("pointing", r.pointing), ("energy", r.energy))
         if values is not None
     }
@@ -321,8 +321,8 @@ def _image_records(r: DetectionResult, groups: dict[int, int] | None = None) -> 
         maps["pointing_by_kind"] = {
             "image": kinds.image.tolist(),
             "stratum": [kind_of_code(int(code))[1] for code in kinds.code.tolist()],
-            **{name: [None if math.isnan(v) else v for v in values.tolist()]
-               for name, values in (("pointing", kinds.hit), ("energy", kinds.energy))},
+            "pointing": _nullable(kinds.hit),
+            "energy": _nullable(kinds.energy),
         }  # fmt: skip
     return {
         "image_keys": r.image_keys.tolist(),
@@ -334,6 +334,11 @@ def _image_records(r: DetectionResult, groups: dict[int, int] | None = None) -> 
         **masses,
         **maps,
     }
+
+
+def _nullable(values: Tensor) -> list[float | None]:
+    """``values`` as JSON holds them: NaN (unknown, unscored) as null."""
+    return [None if math.isnan(v) else v for v in values.tolist()]
 
 
 def write_subset(
