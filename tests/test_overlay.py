@@ -22,6 +22,21 @@ def test_overlay_panels_are_at_least_1024_pixels_long_with_gt_and_predictions_dr
     assert ((r > 200) & (g > 100) & (g < 180) & (b < 60)).sum() > 100  # prediction, orange
 
 
+def test_an_overlay_without_known_truth_draws_no_ground_truth_in_its_legend() -> None:
+    """Predict knows nothing of its images: a green "ground truth" line in the legend beside no green box would
+    read as "no mass here"; a test image without masses keeps it (its truth is known: none)."""
+
+    def green_pixels(ground_truth: bool) -> int:
+        image, maps = torch.zeros(192, 128), {"cam": torch.zeros(192, 128)}
+        boxes = {"cam": (torch.tensor([[70.0, 100.0, 120.0, 180.0]]), torch.tensor([0.87]))}
+        picture = render_overlay(image, torch.zeros(0, 4), maps, boxes, "t", ground_truth=ground_truth)
+        b, g, r = (picture[..., c].astype(int) for c in range(3))
+        return int(((g > 180) & (r < 80) & (b < 80)).sum())
+
+    assert green_pixels(ground_truth=True) > 20  # the legend's line
+    assert green_pixels(ground_truth=False) == 0
+
+
 def test_overlays_take_half_normal_images() -> None:
     callback = SaliencyOverlays(num_images=3)
     callback._drawn = {True: 0, False: 0}

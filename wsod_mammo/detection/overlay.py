@@ -43,6 +43,12 @@ def short_id(image_id: str, limit: int = ID_LIMIT) -> str:
     return f"{image_id[:head]}\u2026{image_id[len(image_id) - (limit - 1 - head) :]}"
 
 
+def legend_entries(ground_truth: bool) -> list[tuple[str, str]]:
+    """The overlay legend's ``(label, colour)`` rows: ground truth only where the image's truth is known."""
+    rows = [("ground truth", GT_RGB)] if ground_truth else []
+    return rows + [("prediction (score)", PRED_RGB)]
+
+
 def render_overlay(
     image: Tensor,
     gt_boxes: Tensor,
@@ -50,6 +56,7 @@ def render_overlay(
     boxes: Mapping[str, tuple[Tensor, Tensor]],
     title: str = "",
     gt_notes: Sequence[str] = (),
+    ground_truth: bool = True,
 ) -> np.ndarray:
     """Panels side by side: the image with ground truth, then per method its heatmap, ground truth and boxes.
 
@@ -58,7 +65,8 @@ def render_overlay(
     legend (ground truth green, predictions orange), scores on a dark label readable on any background, a colour
     bar of the normalized map, and a long side of at least ``MIN_LONG_SIDE`` pixels. ``gt_notes``: a note per
     ground-truth box (its finding BI-RADS and size, ``mass_note``), written under it in the first panel, so a missed
-    mass reads as what kind it was. Returns a BGR uint8 array.
+    mass reads as what kind it was. ``ground_truth=False`` (predict: nothing is known of the image) leaves ground
+    truth out of the legend, which would otherwise read as "no mass here". Returns a BGR uint8 array.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -86,9 +94,8 @@ def render_overlay(
         ax.set_title(name, fontsize=12)
     for ax in axes:
         ax.set_axis_off()
-    legend = [Line2D([], [], color=GT_RGB, lw=2, label="ground truth"), Line2D([], [], color=PRED_RGB, lw=2)]
-    legend[1].set_label("prediction (score)")
-    figure.legend(handles=legend, loc="outside lower center", ncol=2, fontsize=11, frameon=False)
+    legend = [Line2D([], [], color=color, lw=2, label=label) for label, color in legend_entries(ground_truth)]
+    figure.legend(handles=legend, loc="outside lower center", ncol=len(legend), fontsize=11, frameon=False)
     if heat is not None:
         figure.colorbar(heat, ax=list(axes), fraction=0.01, pad=0.005, label="normalized saliency")
     canvas = cast(FigureCanvasAgg, figure.canvas)  # set by FigureCanvasAgg(figure) above

@@ -165,7 +165,9 @@ class PredictionWriter(BasePredictionWriter):
         title = f"{short_id(batch['image_id'][i])}\np({self.class_names[self.class_index]}) = {probability:.2f}"
         panels = method_panels({method: saliency[0]}, size, cell0_center)
         frame = overlay_frame(batch["meta"][i], batch["image"][i, 0], torch.zeros(0, 4), panels, {method: boxes})
-        picture = render_overlay(frame.image, frame.gt_boxes, frame.maps, frame.boxes, frame.title(title))
+        picture = render_overlay(
+            frame.image, frame.gt_boxes, frame.maps, frame.boxes, frame.title(title), ground_truth=False
+        )
         path = self.run_dir / "overlays" / f"{batch['image_id'][i]}.png"
         write_png(path, picture)
         return path
