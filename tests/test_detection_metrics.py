@@ -327,6 +327,28 @@ def test_the_callback_validates_on_mass_images_and_tests_at_the_validated_thresh
     assert sorted(result.box_scores.tolist()) == [0.5, 1.0]  # peak x y_fusion (x y_global would give 0.125, 0.25)
 
 
+def test_validation_leaves_the_pointing_game_per_kind_to_the_test() -> None:
+    """The per-kind rows are the test report's: validation, which logs none of them, does not score them."""
+    from types import SimpleNamespace
+
+    from wsod_mammo.training.callbacks import DetectionMetrics
+
+    module = SimpleNamespace(detection_thresholds={}, tied_thresholds=set(), device=torch.device("cpu"),
+                             test_saliency=["cam"], log=lambda *_, **__: None)  # fmt: skip
+    trainer = SimpleNamespace(sanity_checking=False)
+    callback = DetectionMetrics(methods=["cam"], thresholds=[0.7, 0.3], fppi_budget=1.0)
+    outputs, batch = _callback_batch()
+    batch["meta"] = [{"box_birads": [4], "box_size_mm": [12.0]}, {"box_birads": [], "box_size_mm": []}]
+    callback.on_validation_epoch_start(trainer, module)
+    callback.on_validation_batch_end(trainer, module, outputs, batch, 0)
+    assert callback._metrics["cam", "mass"].compute().kind_pointing is None
+    callback.on_validation_epoch_end(trainer, module)
+    callback.on_test_epoch_start(trainer, module)
+    callback.on_test_batch_end(trainer, module, outputs, batch, 0)
+    kinds = callback._metrics["cam", "mass"].compute().kind_pointing
+    assert kinds is not None and kinds.image.tolist() == [0, 0]  # the mass image: its BI-RADS and its size
+
+
 def _random_batches(seed: int) -> list[tuple[dict, dict]]:
     """Three batches of 6 images of 40 x 30 pixels, their maps 20 x 15 (upsampled: a pixel's value is never a
     cell's, so the highest one lies below the normalized map's 1.0): masses under blobs of random strength beside

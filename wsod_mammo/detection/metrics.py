@@ -217,7 +217,8 @@ class DetectionMetric(Metric):
     optionally a category and a size per ground-truth box (the finding's BI-RADS, its mm), kept with which box
     found which lesion. Each image's map is also scored free of any threshold: the pointing game (its peak within
     ``pointing_tolerance`` of a mass, in ``pointing_unit``: ``px`` of the input frame, or ``mm`` on the breast from
-    each image's ``pixel_mm``) and the share of its energy inside the masses.
+    each image's ``pixel_mm``) and the share of its energy inside the masses; ``pointing_by_kind`` scores them per
+    kind of mass too (the test report's; validation, which never reads them, leaves them out).
     """
 
     is_differentiable = False
@@ -252,6 +253,7 @@ class DetectionMetric(Metric):
         operating_fppi: float | None = None,
         pointing_tolerance: float = TOLERANCE,
         pointing_unit: str = "px",
+        pointing_by_kind: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -274,6 +276,7 @@ class DetectionMetric(Metric):
                 f"DetectionMetric: pointing_unit expected one of {POINTING_UNITS}, found {pointing_unit!r}"
             )
         self.pointing_unit = pointing_unit
+        self.pointing_by_kind = pointing_by_kind
         for name in ("box_scores", "box_threshold", "box_occurrence", "image_key", "image_occurrence"):
             self.add_state(name, default=[], dist_reduce_fx="cat")
         self.add_state("image_gt", default=[], dist_reduce_fx="cat")
@@ -359,7 +362,7 @@ class DetectionMetric(Metric):
                     found.append(matched_gt(boxes, box_scores, gt, self.iou_threshold).cpu())
                     indices.append(torch.full_like(box_scores, float(k)))
                     box_occ.append(torch.full(box_scores.shape, int(occurrence[j]), dtype=torch.int64))
-            if gt_categories is not None or gt_sizes is not None:  # the kinds of each image's masses in view
+            if self.pointing_by_kind and (gt_categories is not None or gt_sizes is not None):  # kinds in view
                 codes = [
                     box_codes(
                         None if gt_categories is None else categories[j].tolist(),

@@ -220,7 +220,11 @@ class DetectionMetrics(Callback):
         return list(self.methods) if self.methods else list(pl_module.test_saliency)
 
     def _build(
-        self, pl_module: GMICLitModule, subsets: Mapping[str, bool], thresholds: Mapping[str, Sequence[float]]
+        self,
+        pl_module: GMICLitModule,
+        subsets: Mapping[str, bool],
+        thresholds: Mapping[str, Sequence[float]],
+        by_kind: bool,
     ) -> None:
         self._metrics = {
             (method, subset): DetectionMetric(
@@ -231,6 +235,7 @@ class DetectionMetrics(Callback):
                 operating_fppi=self.fppi_budget,
                 pointing_tolerance=self.pointing_tolerance,
                 pointing_unit=self.pointing_unit,
+                pointing_by_kind=by_kind,
             ).to(pl_module.device)
             for method in self._methods(pl_module)
             for subset, positives_only in subsets.items()
@@ -265,7 +270,7 @@ class DetectionMetrics(Callback):
     def on_validation_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         pl_module = cast("GMICLitModule", pl_module)  # Lightning's hooks type it as any LightningModule
         grid = {m: self.thresholds for m in self._methods(pl_module)}
-        self._build(pl_module, {"mass": True}, grid)
+        self._build(pl_module, {"mass": True}, grid, by_kind=False)  # per-kind figures are the test report's
         # the threshold is chosen on the mass images; wAFROC also reads the normal images' highest box scores
         placement = map_placement(pl_module, self.alignment)
         self._normals = {
@@ -332,7 +337,7 @@ class DetectionMetrics(Callback):
                     pl_module.detection_thresholds[method],
                 )  # fmt: skip
             chosen[method] = (pl_module.detection_thresholds.get(method, self.default_threshold),)
-        self._build(pl_module, SUBSETS, chosen)
+        self._build(pl_module, SUBSETS, chosen, by_kind=True)
 
     def on_test_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any,
                           batch_idx: int, dataloader_idx: int = 0) -> None:  # fmt: skip
