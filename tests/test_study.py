@@ -390,9 +390,10 @@ def test_select_by_points_best_ckpt_at_the_figure_asked_for() -> None:
     last = {"class_path": "x.WholeCheckpoint", "init_args": {"filename": "last"}}
     base = {"trainer": {"callbacks": [best, last, {"class_path": "x.DetectionMetrics"}]}}
 
-    def kept(select_by: str, method: str = "gradcam", tested: tuple[str, ...] = ("cam", "gradcam")) -> tuple:
+    def kept(select_by: str, method: str = "gradcam", tested: tuple[str, ...] = ("cam", "gradcam"), extra: int = 0):
         config = run_config(base, RunSpec(method, 1), Path("run"), "g", list(tested), select_by)
-        first, second, _ = config["trainer"]["callbacks"]
+        first, second = config["trainer"]["callbacks"][:2]
+        assert len(config["trainer"]["callbacks"]) == 3 + extra
         assert "monitor" not in second["init_args"]  # last.ckpt keeps every epoch's
         return first["init_args"]["monitor"], first["init_args"]["mode"]
 
@@ -405,6 +406,9 @@ def test_select_by_points_best_ckpt_at_the_figure_asked_for() -> None:
         kept("wafroc", "layercam")
     base["trainer"]["callbacks"][2]["init_args"] = {"methods": ["layercam"]}  # DetectionMetrics' own methods win
     assert kept("wafroc", "layercam") == ("val/wafroc/layercam", "max")
+    base["trainer"]["callbacks"][2]["init_args"] = {"methods": ["cam"]}
+    base["trainer"]["callbacks"].append({"class_path": "x.DetectionMetrics", "init_args": {"methods": ["layercam"]}})
+    assert kept("wafroc", "layercam", extra=1) == ("val/wafroc/layercam", "max")  # any DetectionMetrics' methods
     base["trainer"]["callbacks"] = [last]
     with pytest.raises(ValueError, match="--select_by: the configs' trainer.callbacks hold no checkpoint callback "
                                          "with a monitor"):  # fmt: skip

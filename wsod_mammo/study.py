@@ -82,7 +82,7 @@ def selection_monitor(select_by: str, train_method: str) -> str | None:
 
 def _select_best(callbacks: list[dict[str, Any]], monitor: str, spec: RunSpec, test_methods: list[str]) -> None:
     """Point the configs' monitoring checkpoint callbacks (``best.ckpt``) at ``monitor``, ``mode: max``; refuse a
-    wAFROC validation does not log (its DetectionMetrics validates other methods)."""
+    wAFROC validation does not log (no DetectionMetrics callback validates that method)."""
     best = [c for c in callbacks if str(c.get("class_path", "")).endswith("Checkpoint")
             and (c.get("init_args") or {}).get("monitor")]  # fmt: skip
     if not best:
@@ -90,7 +90,9 @@ def _select_best(callbacks: list[dict[str, Any]], monitor: str, spec: RunSpec, t
                          "(BestCheckpoint, best.ckpt) to point at it")  # fmt: skip
     if monitor.startswith("val/wafroc/"):
         metrics = [c for c in callbacks if str(c.get("class_path", "")).endswith("DetectionMetrics")]
-        validated = (metrics[0].get("init_args") or {}).get("methods") or test_methods if metrics else []
+        validated = list(
+            dict.fromkeys(m for c in metrics for m in (c.get("init_args") or {}).get("methods") or test_methods)
+        )
         if spec.train_method not in validated:
             raise ValueError(
                 f"--select_by wafroc: run {spec.name} would keep best.ckpt by {monitor}, but validation logs the "
