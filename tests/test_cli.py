@@ -755,6 +755,34 @@ def test_compiled_networks_test_with_layercam(tmp_path: Path, trained: Path, com
     assert all(cell["threshold_from"].startswith("validation") for cell in report["mass"].values())  # or a tie
 
 
+def test_a_trained_checkpoint_tests_on_another_dataset_given_only_the_finding_csvs_required_fields(
+    tmp_path: Path, trained: Path, data_root: Path
+) -> None:
+    """External validation (INbreast, an in-house set): a dataset of one's own laid out as VinDr, every row in the
+    test split, no breast-level CSV, no series, BI-RADS or density, is tested at the thresholds the fit validated
+    (the checkpoint's), every image once."""
+    external = tmp_path / "external"
+    shutil.copytree(data_root / "images", external / "images")
+    with (data_root / "finding_annotations.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    blank = ("series_id", "breast_birads", "breast_density", "finding_birads")
+    rows = [row | dict.fromkeys(blank, "") | {"split": "test"} for row in rows]
+    with (external / "finding_annotations.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    main(["test", "--config", str(trained / "config.yaml"), "--ckpt_path", str(checkpoint(trained, "best")),
+          "--data.init_args.data_root", str(external), "--trainer.logger.init_args.save_dir", str(tmp_path / "runs"),
+          "--model.init_args.test_saliency", "[cam]"])  # fmt: skip
+    (report,) = [json.loads(p.read_text()) for p in tmp_path.glob("runs/**/detection.json")]
+    masses = {row["image_id"] for row in rows if "Mass" in row["finding_categories"]}
+    assert report["checkpoint"]["path"] == str(checkpoint(trained, "best"))
+    assert report["mass"]["cam"]["threshold_from"].startswith("validation")  # the fit's, from the checkpoint
+    assert report["all"]["cam"]["num_images"] == len({row["image_id"] for row in rows})  # both former splits
+    assert report["mass"]["cam"]["num_images"] == len(masses)
+    assert report["by_finding_birads"] is None and report["table1_by_density"] is None  # the data rates neither
+
+
 def test_evaluation_options_given_with_a_checkpoint_are_the_ones_used(
     tmp_path: Path, trained: Path, data_root: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
