@@ -244,9 +244,11 @@ POOR = ({0: 0.3}, {6: 0.6, 7: 0.5, 8: 0.9})
 def test_the_study_pairs_the_best_pairs_wafroc_with_every_other_on_the_same_images(tmp_path, caplog) -> None:
     """wafroc_paired.md: the best (train, test) pair by mean wAFROC minus each other pair, as ``--compare
     BEST_RUN:method RUN:method --figure wafroc`` computes it; with one seed the bootstrap's two-sided p, over seeds the
-    t-test of the per-seed differences; Holm over all the comparisons; a run without boxes per mass is named."""
+    t-test of the per-seed differences; beside them the jackknife test (one seed: FRRC, over seeds: RRRC); Holm over
+    all the comparisons; a run without boxes per mass is named."""
     from wsod_mammo.detection.compare import load_side
     from wsod_mammo.detection.compare_afroc import paired_fom
+    from wsod_mammo.detection.jackknife import rrrc_test
     from wsod_mammo.detection.study_afroc import bootstrap_p
     from wsod_mammo.detection.study_paired import holm, p_cells, seeds_t_test
     from wsod_mammo.detection.study_report import write_study_outputs
@@ -287,13 +289,18 @@ def test_the_study_pairs_the_best_pairs_wafroc_with_every_other_on_the_same_imag
     table = (tmp_path / "study" / "wafroc_paired.md").read_text()
     assert "the best pair (train cam, test gradcam, wAFROC " in table
     (row,) = [line.split(" | ") for line in table.splitlines() if line.startswith("| cam | cam |")]
-    values = []
+    per_seed = []
     for seed in (1, 2):
         _, best, _, drawn = load_side("gradcam", runs[("cam", seed)].parent, "all")
         _, other, _, _ = load_side("cam", runs[("cam", seed)].parent, "all")
-        values.append(paired_fom(best, other, "wafroc", drawn)["difference"]["value"])
+        per_seed.append(paired_fom(best, other, "wafroc", drawn, jackknife=True))
+    values = [r["difference"]["value"] for r in per_seed]
     assert row[3].startswith(f"{sum(values) / 2:+.3f} [") and row[4] == "2 seeds"
-    assert row[5] == f"{seeds_t_test(values):.3f}" and row[7] == "n/a"  # over seeds: the t-test, no jackknife
+    assert row[5] == f"{seeds_t_test(values):.3f}"  # over seeds: the t-test of the per-seed differences
+    # and the jackknife with each seed a random reader of the same studies (RRRC)
+    full = torch.tensor([[r["a"]["value"] for r in per_seed], [r["b"]["value"] for r in per_seed]])
+    rrrc = rrrc_test(full, torch.stack([r["left_out"] for r in per_seed], dim=1))
+    assert row[7] == p_cells(rrrc["p"])[0] and not math.isnan(rrrc["p"])
     # a run whose image record predates the boxes' masses: no table, the run named
     images = runs[("gradcam", 2)].parent / "detection_images.json"
     record = json.loads(images.read_text())

@@ -52,7 +52,9 @@ def paired_fom(
     resamples of every test image (:func:`paired_draws`, :func:`paired_result`); ``masses``: counting every normal
     image and only those masses (:func:`~wsod_mammo.detection.afroc.lesion_subset`, as ``wafroc_by_kind.md``);
     ``jackknife``: also the fixed-reader random-case jackknife test (``"jackknife"``: :func:`frrc_test`, with
-    ``"cases"`` and ``"case"``: ``study`` where the reports record studies, else ``image``)."""
+    ``"cases"`` and ``"case"``: ``study`` where the reports record studies, else ``image``; ``"case_keys" (K,)``:
+    each case's study or image key, in the order of ``"left_out" (2, K)``, A's and B's figure without each case, for
+    an analysis over several runs of the same cases)."""
     order, weights, without = paired_draws(a, b, seed, labels)
     rated = [side_ratings(side, order, label) for side, label in zip((a, b), labels, strict=True)]
     if masses is not None:
@@ -67,10 +69,10 @@ def paired_fom(
     if jackknife:
         case = "image" if without else "study"
         named = list(order) if without else a["study_keys"]  # in A's image order, as ``order``
-        cases = torch.unique(torch.tensor(named, dtype=torch.long), return_inverse=True)[1]
+        keys, cases = torch.unique(torch.tensor(named, dtype=torch.long), return_inverse=True)
         left = [left_out_figures(r, figure, cases) for r in rated]
         result["jackknife"] = frrc_test(float(values[0][0]), float(values[1][0]), left[0], left[1])
-        result |= {"cases": int(cases.max()) + 1, "case": case}
+        result |= {"cases": int(cases.max()) + 1, "case": case, "case_keys": keys, "left_out": torch.stack(left)}
     return result
 
 

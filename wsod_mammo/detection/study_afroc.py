@@ -7,7 +7,9 @@ with the best as ``wsod report --compare BEST_RUN:method RUN:method --figure waf
 resamples of whole test studies, :func:`paired_fom`); over two seeds or more the per-seed differences get a
 Student-t interval and the one-sample t-test, with one seed the paired bootstrap's interval and its two-sided p.
 Holm's adjustment runs over all the comparisons with the best pair (24 in the full study): the table asks one
-question, whether anything else is as good as the best.
+question, whether anything else is as good as the best. Beside them, the jackknife test JAFROC analyses report
+(:mod:`wsod_mammo.detection.jackknife`): with one seed readers fixed and cases random, over seeds each seed a random
+reader of the same test studies, so that its p counts both the training's variation and the test set's.
 """
 
 from __future__ import annotations
@@ -17,8 +19,11 @@ import math
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from wsod_mammo.detection.compare import IMAGES_FILE
 from wsod_mammo.detection.compare_afroc import paired_fom
+from wsod_mammo.detection.jackknife import rrrc_test
 from wsod_mammo.detection.report import _markdown
 from wsod_mammo.detection.study_paired import basis_text, holm, p_cells, paired_estimate, report_seed, seeds_t_test
 from wsod_mammo.detection.study_tables import Cells, Estimate
@@ -64,8 +69,7 @@ def versus_best(
     records: dict[tuple[str, int], dict[str, Any]], cells: Cells
 ) -> tuple[tuple[str, str], dict[tuple[str, str], tuple[Estimate, float, float]]]:
     """The best pair, and per other pair ``(best's wAFROC minus the pair's over the seeds both ran, p, jackknife
-    p)`` (the jackknife's with one seed, :mod:`wsod_mammo.detection.jackknife`; NaN over seeds); raises ValueError
-    naming the runs a pair cannot compare."""
+    p)`` (:func:`jackknife_p`); raises ValueError naming the runs a pair cannot compare."""
     best_train, best_test = best_pair(cells)
     out = {}
     for train, row in cells.items():
@@ -79,25 +83,36 @@ def versus_best(
                 labels = (f"{best_train}_seed{seed}:{best_test}", f"{train}_seed{seed}:{test}")
                 try:
                     results.append(paired_fom(best_run["methods"][best_test], run["methods"][test], FIGURE,
-                                              report_seed(best_run), labels, jackknife=len(seeds) == 1))  # fmt: skip
+                                              report_seed(best_run), labels, jackknife=True))  # fmt: skip
                 except (ValueError, KeyError) as error:
                     raise ValueError(f"wafroc_paired.md: {' and '.join(labels)}: {error}") from None
-            jackknife_p = math.nan
             if len(results) == 1:
                 r = results[0]
                 p = bootstrap_p(r["p_a_not_better"], r["p_a_not_worse"], r["resamples"])
-                jackknife_p = r["jackknife"]["p"]
             else:
                 p = seeds_t_test([r["difference"]["value"] for r in results])
-            out[(train, test)] = paired_estimate(results), p, jackknife_p
+            out[(train, test)] = paired_estimate(results), p, jackknife_p(results)
     return (best_train, best_test), out
+
+
+def jackknife_p(results: list[dict[str, Any]]) -> float:
+    """The jackknife test's p of one comparison from its per-seed :func:`paired_fom` results: with one seed readers
+    fixed and cases random, over seeds each seed a random reader (:func:`rrrc_test`); NaN where the seeds' runs were
+    tested on different cases (another test split)."""
+    if len(results) == 1:
+        return float(results[0]["jackknife"]["p"])
+    first = results[0]
+    if any(r["case"] != first["case"] or not torch.equal(r["case_keys"], first["case_keys"]) for r in results):
+        return math.nan
+    full = torch.tensor([[r["a"]["value"], r["b"]["value"]] for r in results], dtype=torch.float64).T
+    return rrrc_test(full, torch.stack([r["left_out"] for r in results], dim=1))["p"]
 
 
 def wafroc_paired_text(
     best: tuple[str, str], cells: Cells, differences: dict[tuple[str, str], tuple[Estimate, float, float]]
 ) -> str:
     """The table: per pair its wAFROC, the best pair's minus it with the interval, over what, p and Holm's p, and
-    (one seed) the jackknife test's p and its Holm's p."""
+    the jackknife test's p and its Holm's p."""
     adjusted = dict(zip(differences, holm([p for _, p, _ in differences.values()]), strict=True))
     jackknifed = dict(zip(differences, holm([j for _, _, j in differences.values()]), strict=True))
     rows = []
@@ -113,9 +128,11 @@ def wafroc_paired_text(
         "with one seed the paired bootstrap over the best run's test report's draws of whole studies and its "
         "two-sided p (twice the smaller tail, a difference of 0 counting half to each, counted with one more: "
         "1,000 resamples cannot say below 0.002); p (Holm): adjusted over every comparison with the best pair, so "
-        "that 5% bounds the chance of any false finding among them; jackknife p (one seed): the test JAFROC analyses "
-        "report (Obuchowski-Rockette, readers fixed, cases random, the jackknife over whole studies), with its Holm "
-        "adjustment; n/a over seeds\n\n"
+        "that 5% bounds the chance of any false finding among them; jackknife p: the test JAFROC analyses report "
+        "(Obuchowski-Rockette, the jackknife over whole studies; one seed: readers fixed, cases random, RJafroc's "
+        "FRRC; over seeds: each seed a random reader, cases random, Hillis's degrees of freedom, RJafroc's RRRC, "
+        "which counts the test set's sampling as well as the training's, as the t-test over seeds does not), with "
+        "its Holm adjustment\n\n"
         + _markdown(
             [
                 "train",
