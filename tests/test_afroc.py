@@ -248,7 +248,8 @@ def test_the_study_pairs_the_best_pairs_wafroc_with_every_other_on_the_same_imag
     all the comparisons; a run without boxes per mass is named."""
     from wsod_mammo.detection.compare import load_side
     from wsod_mammo.detection.compare_afroc import paired_fom
-    from wsod_mammo.detection.jackknife import rrrc_test
+    from wsod_mammo.detection.jackknife import jackknife_covariance
+    from wsod_mammo.detection.obuchowski_rockette import rrrc_test
     from wsod_mammo.detection.study_afroc import bootstrap_p
     from wsod_mammo.detection.study_paired import holm, p_cells, seeds_t_test
     from wsod_mammo.detection.study_report import write_study_outputs
@@ -299,7 +300,8 @@ def test_the_study_pairs_the_best_pairs_wafroc_with_every_other_on_the_same_imag
     assert row[5] == f"{seeds_t_test(values):.3f}"  # over seeds: the t-test of the per-seed differences
     # and the jackknife with each seed a random reader of the same studies (RRRC)
     full = torch.tensor([[r["a"]["value"] for r in per_seed], [r["b"]["value"] for r in per_seed]])
-    rrrc = rrrc_test(full, torch.stack([r["left_out"] for r in per_seed], dim=1))
+    left = torch.stack([r["left_out"] for r in per_seed], dim=1).reshape(4, -1)  # method-major: A's seeds, B's
+    rrrc = rrrc_test(full, jackknife_covariance(left))
     assert row[7] == p_cells(rrrc["p"])[0] and not math.isnan(rrrc["p"])
     # a run whose image record predates the boxes' masses: no table, the run named
     images = runs[("gradcam", 2)].parent / "detection_images.json"

@@ -124,9 +124,10 @@ def test_without_recorded_studies_images_are_drawn_and_the_output_says_why(tmp_p
 
 def test_the_study_pairs_each_train_methods_auc_with_the_first_per_seed_and_over_seeds(tmp_path: Path, caplog) -> None:
     """table1_paired.md: with one seed, the difference and share are `--compare gradcam:fusion cam:fusion`'s; over two
-    seeds, the Student-t interval of the per-seed differences; a run whose report records no probabilities per image
-    (or images that differ) leaves the table out, naming the runs; one train method writes none."""
-    from wsod_mammo.detection.study_paired import seeds_t_test
+    seeds, the Student-t interval of the per-seed differences and Obuchowski-Rockette's p with seeds as readers; a
+    run whose report records no probabilities per image (or images that differ) leaves the table out, naming the
+    runs; one train method writes none."""
+    from wsod_mammo.detection.study_paired import p_cells, seeds_auc_test
     from wsod_mammo.detection.study_report import write_study_outputs
     from wsod_mammo.detection.study_tables import seed_interval
 
@@ -156,10 +157,10 @@ def test_the_study_pairs_each_train_methods_auc_with_the_first_per_seed_and_over
     write_study_outputs(tmp_path / "two", runs)
     over = seed_interval([r["difference"]["value"] for r in per_seed], bounds=(-1.0, 1.0))
     row = f"| gradcam | fusion | {over.mean:+.3f} [{over.low:+.3f}, {over.high:+.3f}] | 2 seeds | n/a | "
-    assert (
-        row + f"{seeds_t_test([r['difference']['value'] for r in per_seed]):.3f} |"
-        in (tmp_path / "two" / "table1_paired.md").read_text()
-    )
+    # over seeds: each seed a random reader of the same images, DeLong's covariance of the four runs' AUCs
+    rrrc = seeds_auc_test([(sides[("gradcam", s)], sides[("cam", s)]) for s in (1, 2)])
+    assert row + f"{p_cells(rrrc['p'])[0]} |" in (tmp_path / "two" / "table1_paired.md").read_text()
+    assert rrrc["difference"] == pytest.approx(over.mean) and rrrc["df"] > 1
 
     assert "table1_paired" not in write_study_outputs(tmp_path / "cam", {("cam", 1): runs[("cam", 1)]})
     assert not (tmp_path / "cam" / "table1_paired.md").exists()
@@ -291,3 +292,43 @@ def test_holm_adjusts_each_heads_comparisons_against_the_reference() -> None:
     assert "| gradcam | fusion | +0.010 [-0.010, +0.030] | studies (1 seed) | 0.200 | 0.010 | 0.020 |" in text
     assert "| layercam | fusion | " in text and " | 0.040 | 0.040 |" in text
     assert " | 0.020 | 0.020 |" in text  # the local head's one comparison: unadjusted
+
+
+def _null_auc_over_seeds(seed: int, seeds: int = 3, studies: int = 60) -> tuple[float, float]:
+    """One simulated test set where two train methods classify equally well, each trained ``seeds`` times: 60
+    four-view studies, half with a breast of two positive views; each image's probability shares its study's effect,
+    each method has an effect of its own per study that all its seeds share, and each seed one more. Returns the p of
+    :func:`seeds_auc_test` and of the t-test of the per-seed AUC differences."""
+    from wsod_mammo.detection.delong import auc_covariance
+    from wsod_mammo.detection.study_paired import seeds_auc_test, seeds_t_test
+
+    g = torch.Generator().manual_seed(seed)
+    n = studies * 4
+    study = torch.arange(n) // 4
+    target = ((study < studies // 2) & (torch.arange(n) % 4 < 2)).double()
+    shared = torch.randn(studies, generator=g, dtype=torch.float64)[study] + 0.5 * torch.randn(n, generator=g)
+    sides: list[list[dict]] = [[], []]
+    for method in range(2):
+        own = 0.8 * torch.randn(studies, generator=g, dtype=torch.float64)[study]
+        for _ in range(seeds):
+            trained = 0.5 * torch.randn(studies, generator=g, dtype=torch.float64)[study]
+            score = shared + own + trained + 0.3 * torch.randn(n, generator=g) + target
+            probabilities = torch.sigmoid(score).tolist()
+            sides[method].append({"class": "Mass", "image_keys": list(range(n)), "target": target.tolist(),
+                                  "probabilities": probabilities, "study_keys": study.tolist()})  # fmt: skip
+    pairs = list(zip(sides[0], sides[1], strict=True))
+    aucs = [auc_covariance(torch.tensor([a["probabilities"], b["probabilities"]]), target)[0] for a, b in pairs]
+    differences = [float(auc[0] - auc[1]) for auc in aucs]
+    return seeds_auc_test(pairs)["p"], seeds_t_test(differences)
+
+
+def test_under_the_null_over_seeds_table1_paireds_p_rejects_at_its_level_and_the_t_test_over_seeds_too_often() -> None:
+    """300 simulated test sets of 60 studies, two train methods equally good, three seeds each: table1_paired.md's p
+    over seeds (seeds random readers, DeLong's covariance clustered by study) falls below 0.05 in 5.3% of them (4.1%
+    of 1,000; 5.3% with five seeds); the t-test of the per-seed differences, blind to what the test set does to every
+    seed alike, in 22% (22% of 1,000; 43% with five seeds)."""
+    trials = [_null_auc_over_seeds(seed) for seed in range(300)]
+    readers = sum(p < 0.05 for p, _ in trials) / len(trials)
+    t_test = sum(p < 0.05 for _, p in trials) / len(trials)
+    assert 0.02 <= readers <= 0.09, readers
+    assert t_test > readers + 0.1, (t_test, readers)

@@ -10,7 +10,8 @@ import torch
 from test_afroc import _all_images_result, _by_definition, _random_study, _tensors, _write_report, copied, null_study
 
 from wsod_mammo.detection.afroc import figures_of_merit, ratings
-from wsod_mammo.detection.jackknife import Z_95, frrc_test, left_out_figures, rrrc_test
+from wsod_mammo.detection.jackknife import Z_95, frrc_test, jackknife_covariance, left_out_figures
+from wsod_mammo.detection.obuchowski_rockette import rrrc_test
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -89,6 +90,11 @@ def test_under_the_null_the_jackknife_over_studies_rejects_at_its_level_and_over
     assert by_image > by_study + 0.03, (by_image, by_study)
 
 
+def _rrrc(full: torch.Tensor, left: torch.Tensor) -> dict[str, float]:
+    """The study's test over seeds: ``left (2, J, K)``'s jackknife covariance into Obuchowski-Rockette's RRRC."""
+    return rrrc_test(full, jackknife_covariance(left.reshape(-1, left.shape[2])))
+
+
 def _or_by_definition(full: torch.Tensor, left: torch.Tensor) -> tuple[float, float, float]:
     """Obuchowski-Rockette's RRRC ``(F, ddf, p)`` for I treatments x J readers, entry by entry as Chakraborty's book
     writes it (ch. 10): the jackknife covariance of every (i, j), (i', j') pair averaged into Cov2 (same treatment,
@@ -130,7 +136,7 @@ def test_over_seeds_the_test_is_obuchowski_rockettes_with_readers_and_cases_rand
     own = torch.randn(2, 1, 40, generator=g, dtype=torch.float64)  # each method's, shared by its seeds
     left = 0.8 + 0.01 * (case + 0.7 * own + 0.5 * torch.randn(2, 3, 40, generator=g, dtype=torch.float64))
     full = torch.tensor([[0.84, 0.81, 0.86], [0.80, 0.79, 0.78]], dtype=torch.float64)
-    result = rrrc_test(full, left)
+    result = _rrrc(full, left)
     statistic, ddf, p = _or_by_definition(full, left)
     assert result["t"] ** 2 == pytest.approx(statistic) and result["df"] == pytest.approx(ddf)
     assert result["p"] == pytest.approx(p) and result["difference"] == pytest.approx(0.14 / 3)
@@ -138,11 +144,12 @@ def test_over_seeds_the_test_is_obuchowski_rockettes_with_readers_and_cases_rand
     assert (result["low"], result["high"]) == pytest.approx((0.14 / 3 - half, 0.14 / 3 + half))
     assert ddf > 2  # the shared case sampling adds degrees of freedom to the seeds' 2
     flat = torch.full_like(left, 0.8)
-    assert rrrc_test(full, flat)["p"] == pytest.approx(seeds_t_test((full[0] - full[1]).tolist()))
-    assert math.isnan(rrrc_test(full[:, :1], left[:, :1])["p"])
+    assert _rrrc(full, flat)["p"] == pytest.approx(seeds_t_test((full[0] - full[1]).tolist()))
+    assert math.isnan(_rrrc(full[:, :1], left[:, :1])["p"])
     undefined = left.clone()
     undefined[1, 2, 5] = math.nan
-    assert math.isnan(rrrc_test(full, undefined)["p"])
+    assert math.isnan(_rrrc(full, undefined)["p"])
+    assert math.isnan(_rrrc(full, left[:, :, :1])["p"])  # one case: no covariance
 
 
 def _null_over_seeds(seed: int, seeds: int = 3, studies: int = 60) -> tuple[float, float]:
@@ -169,7 +176,7 @@ def _null_over_seeds(seed: int, seeds: int = 3, studies: int = 60) -> tuple[floa
             rated = Ratings(normal, score[normal], lesion, score[lesion], n)
             full[method, run] = figures_of_merit(rated)["wafroc"][0]
             left[method, run] = left_out_figures(rated, "wafroc", study)
-    return rrrc_test(full, left)["p"], seeds_t_test((full[0] - full[1]).tolist())
+    return _rrrc(full, left)["p"], seeds_t_test((full[0] - full[1]).tolist())
 
 
 def test_under_the_null_over_seeds_the_jackknife_rejects_at_its_level_and_the_t_test_over_seeds_too_often() -> None:

@@ -13,10 +13,8 @@ where the test report records studies (its views are not independent: the study'
 too), an image otherwise. Each left-out figure comes from :func:`~wsod_mammo.detection.afroc.figures_of_merit` under
 draw counts that drop one case, a few hundred cases at a time.
 
-Over several training seeds, each seed's model is a reader of the same cases and :func:`rrrc_test` is the analysis
-with readers random as well (RJafroc's ``RRRC``; Hillis 2007, 2008): ``F = MS(T) / (MS(TR) + J max(Cov2 - Cov3, 0))``
-with Hillis's denominator degrees of freedom, where ``MS(TR)`` is the spread of the per-seed differences (training)
-and ``Cov2 - Cov3`` the part of the case sampling every seed shares (the test set), which a t-test over seeds misses.
+Over several training seeds, each seed's model is a reader of the same cases: :func:`jackknife_covariance` of their
+left-out figures is what :func:`~wsod_mammo.detection.obuchowski_rockette.rrrc_test` needs, readers random as well.
 """
 
 from __future__ import annotations
@@ -53,10 +51,8 @@ def frrc_test(full_a: float, full_b: float, left_a: Tensor, left_b: Tensor) -> d
     nan = {"difference": difference, "low": math.nan, "high": math.nan, "se": math.nan, "z": math.nan, "p": math.nan}
     if cases < 2 or not bool(torch.isfinite(left_a).all() and torch.isfinite(left_b).all()):
         return nan
-    da, db = left_a - left_a.mean(), left_b - left_b.mean()
-    scale = (cases - 1) / cases
-    variance = scale * float((da * da).sum() + (db * db).sum() - 2 * (da * db).sum())
-    se = math.sqrt(max(variance, 0.0))
+    covariance = jackknife_covariance(torch.stack([left_a, left_b]))
+    se = math.sqrt(max(float(covariance[0, 0] + covariance[1, 1] - 2 * covariance[0, 1]), 0.0))
     if se == 0.0:  # the same figure with any case left out: nothing to test against
         return {**nan, "se": 0.0}
     z = difference / se
@@ -64,40 +60,13 @@ def frrc_test(full_a: float, full_b: float, left_a: Tensor, left_b: Tensor) -> d
             "z": z, "p": math.erfc(abs(z) / math.sqrt(2))}  # fmt: skip
 
 
-def _block_mean(covariance: Tensor, readers: int, same_treatment: bool) -> float:
-    """The mean of ``covariance (2J, 2J)``'s entries between different readers, of the same treatment (``Cov2``) or
-    of different treatments (``Cov3``); rows are treatment-major (``i * J + j``)."""
-    index = torch.arange(2 * readers)
-    treatment, reader = index // readers, index % readers
-    keep = (reader[:, None] != reader[None, :]) & ((treatment[:, None] == treatment[None, :]) == same_treatment)
-    return float(covariance[keep].mean())
-
-
-def rrrc_test(full: Tensor, left: Tensor) -> dict[str, float]:
-    """``{"difference", "low", "high", "se", "df", "t", "p"}``: the mean over readers of A - B, its 95% interval, its
-    standard error and the two-sided test of Obuchowski-Rockette's analysis with readers and cases random, from
-    ``full (2, J)``, A's and B's figure per reader, and ``left (2, J, K)``, each with each of the ``K`` cases left
-    out (the same cases for every reader); NaN where fewer than two readers or cases, or a figure is undefined."""
-    readers, cases = full.shape[1], left.shape[2]
-    theta = full.double()
-    differences = theta[0] - theta[1]
-    difference = float(differences.mean())
-    nan = {"difference": difference, "low": math.nan, "high": math.nan, "se": math.nan, "df": math.nan,
-           "t": math.nan, "p": math.nan}  # fmt: skip
-    if readers < 2 or cases < 2 or not bool(torch.isfinite(theta).all() and torch.isfinite(left).all()):
-        return nan
-    ms_tr = float(((differences - difference) ** 2).sum()) / (2 * (readers - 1))
-    flat = left.double().reshape(2 * readers, cases)
+def jackknife_covariance(left: Tensor) -> Tensor:
+    """``(R, R)``: the jackknife covariance of ``R`` figures over cases, from ``left (R, K)``, each with each of the
+    ``K`` cases left out: ``(K - 1) / K`` times the sum over cases of the deviations' products (NaN with fewer than
+    two cases)."""
+    flat = left.double().reshape(left.shape[0], -1)
+    cases = flat.shape[1]
+    if cases < 2:
+        return torch.full((flat.shape[0], flat.shape[0]), math.nan, dtype=torch.float64)
     deviations = flat - flat.mean(dim=1, keepdim=True)
-    covariance = (cases - 1) / cases * (deviations @ deviations.T)
-    shared = max(_block_mean(covariance, readers, True) - _block_mean(covariance, readers, False), 0.0)
-    denominator = ms_tr + readers * shared
-    if denominator == 0.0:  # every seed and every left-out case gives the same difference
-        return {**nan, "se": 0.0}
-    df = math.inf if ms_tr == 0.0 else denominator**2 * (readers - 1) / ms_tr**2
-    se = math.sqrt(2 * denominator / readers)
-    from scipy.stats import t as student
-
-    statistic, quantile = difference / se, float(student.ppf(0.975, df))
-    return {"difference": difference, "low": difference - quantile * se, "high": difference + quantile * se,
-            "se": se, "df": df, "t": statistic, "p": float(2 * student.sf(abs(statistic), df))}  # fmt: skip
+    return (cases - 1) / cases * (deviations @ deviations.T)

@@ -23,7 +23,8 @@ import torch
 
 from wsod_mammo.detection.compare import IMAGES_FILE
 from wsod_mammo.detection.compare_afroc import paired_fom
-from wsod_mammo.detection.jackknife import rrrc_test
+from wsod_mammo.detection.jackknife import jackknife_covariance
+from wsod_mammo.detection.obuchowski_rockette import rrrc_test
 from wsod_mammo.detection.report import _markdown
 from wsod_mammo.detection.study_paired import basis_text, holm, p_cells, paired_estimate, report_seed, seeds_t_test
 from wsod_mammo.detection.study_tables import Cells, Estimate
@@ -105,7 +106,8 @@ def jackknife_p(results: list[dict[str, Any]]) -> float:
     if any(r["case"] != first["case"] or not torch.equal(r["case_keys"], first["case_keys"]) for r in results):
         return math.nan
     full = torch.tensor([[r["a"]["value"], r["b"]["value"]] for r in results], dtype=torch.float64).T
-    return rrrc_test(full, torch.stack([r["left_out"] for r in results], dim=1))["p"]
+    left = torch.stack([r["left_out"] for r in results], dim=1)  # (2, seeds, cases)
+    return rrrc_test(full, jackknife_covariance(left.reshape(2 * len(results), -1)))["p"]
 
 
 def wafroc_paired_text(

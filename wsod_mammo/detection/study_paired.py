@@ -7,7 +7,9 @@ each seed both methods ran, their heads are compared as ``wsod report --compare 
 paired bootstrap over the same studies, :func:`paired_auc`); over two seeds or more, the per-seed differences get a
 Student-t interval (the seeds' spread is what a rerun would vary), with one seed the paired bootstrap's interval and
 the share of resamples where the method is not better. The p-value beside it: with one seed DeLong's test clustered
-by study (:mod:`delong`), over seeds the one-sample t-test of the per-seed differences (the interval's own test).
+by study (:mod:`delong`); over seeds Obuchowski-Rockette's test with each seed a random reader of the same test images
+and DeLong's clustered covariance of all the runs' AUCs (:func:`seeds_auc_test`), which counts what the test set does
+to every seed alike as well as the seeds' spread (the t-test of the per-seed differences sees only the spread).
 """
 
 from __future__ import annotations
@@ -15,11 +17,15 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
+
+import torch
 
 from wsod_mammo.detection.bootstrap import SEED
 from wsod_mammo.detection.compare import IMAGES_FILE
 from wsod_mammo.detection.compare_auc import CLASSIFICATION, HEAD_NAMES, breast_side, head_side, p_value, paired_auc
+from wsod_mammo.detection.delong import auc_covariance
+from wsod_mammo.detection.obuchowski_rockette import RESULT_KEYS, rrrc_test
 from wsod_mammo.detection.report import METHOD_ORDER, MISSING, _markdown
 from wsod_mammo.detection.study_tables import Estimate, mean_and_sd, seed_interval
 
@@ -51,14 +57,14 @@ def paired_differences(
     records: dict[tuple[str, int], dict[str, Any]], reference: str, level: str = "image"
 ) -> dict[tuple[str, str], tuple[Estimate, float, float]]:
     """``{(train method, head): (AUC difference against reference, share of resamples not better, p)}`` over the
-    seeds both ran (the share: with one seed only, else NaN; p: DeLong's clustered test with one seed, the t-test over
-    seeds). ``level``: ``image`` (Table I) or ``breast`` (its breast level, :func:`breast_side`). Raises ValueError
-    naming the runs a pair cannot compare."""
+    seeds both ran (the share: with one seed only, else NaN; p: DeLong's clustered test with one seed, over seeds
+    :func:`seeds_auc_test`'s). ``level``: ``image`` (Table I) or ``breast`` (its breast level, :func:`breast_side`).
+    Raises ValueError naming the runs a pair cannot compare."""
     out = {}
     for method in sorted({m for m, _ in records} - {reference}, key=METHOD_ORDER.index):
         seeds = sorted({s for m, s in records if m == method} & {s for m, s in records if m == reference})
         for head in HEAD_NAMES:
-            results = []
+            results, pairs = [], []
             for seed in seeds:
                 runs = (f"{method}_seed{seed}", f"{reference}_seed{seed}")
                 try:
@@ -69,12 +75,42 @@ def paired_differences(
                 except ValueError as error:
                     raise ValueError(f"table1_paired.md: {' or '.join(runs)}: {error}") from None
                 results.append(paired_auc(side, reference_side, report_seed(records[(method, seed)]), labels=runs))
+                pairs.append((side, reference_side))
             estimate = paired_estimate(results)
             if len(results) == 1:
                 out[(method, head)] = estimate, results[0]["p_a_not_better"], results[0]["delong"]["p"]
             else:
-                out[(method, head)] = estimate, math.nan, seeds_t_test([r["difference"]["value"] for r in results])
+                out[(method, head)] = estimate, math.nan, seeds_auc_test(pairs)["p"]
     return out
+
+
+def seeds_auc_test(pairs: list[tuple[dict[str, Any], dict[str, Any]]]) -> dict[str, float]:
+    """Obuchowski-Rockette's test (readers and cases random) of A's AUC minus B's, each seed a reader: ``pairs`` holds
+    per seed A's and B's sides (:func:`head_side`, or :func:`breast_side`) of the same images, the covariance of the
+    ``2 x seeds`` AUCs is DeLong's, clustered by study where every side records studies (:func:`rrrc_test`'s keys,
+    NaN where the seeds' sides do not rate the same images alike)."""
+    first = pairs[0][0]
+    order = {k: i for i, k in enumerate(first["image_keys"])}
+    target = torch.tensor(first["target"], dtype=torch.float64)
+    scores = [_in_order(side, order, target) for side in [a for a, _ in pairs] + [b for _, b in pairs]]
+    if any(s is None for s in scores):
+        return dict.fromkeys(RESULT_KEYS, math.nan)
+    sides = [side for pair in pairs for side in pair]
+    studies = torch.tensor(first["study_keys"]) if all("study_keys" in side for side in sides) else None
+    auc, covariance = auc_covariance(torch.stack(cast(list[torch.Tensor], scores)), target, studies)
+    return rrrc_test(auc.reshape(2, len(pairs)), covariance)
+
+
+def _in_order(side: dict[str, Any], order: dict[int, int], target: torch.Tensor) -> torch.Tensor | None:
+    """``side``'s probabilities in ``order`` (image key -> position); None where it rates other images, or labels
+    them otherwise than ``target``."""
+    if len(side["image_keys"]) != len(order) or set(side["image_keys"]) != set(order):
+        return None
+    position = torch.tensor([order[k] for k in side["image_keys"]])
+    scores, labels = torch.empty(len(order), dtype=torch.float64), torch.empty(len(order), dtype=torch.float64)
+    scores[position] = torch.tensor(side["probabilities"], dtype=torch.float64)
+    labels[position] = torch.tensor(side["target"], dtype=torch.float64)
+    return scores if torch.equal(labels, target) else None
 
 
 def report_seed(record: dict[str, Any]) -> int:
@@ -133,8 +169,10 @@ def table1_paired_text(
         f"Table I paired: each train method's AUC minus {reference}'s (the reference: the first train method of the "
         "study), on the same test images; 95% interval over the seeds both ran (Student-t), or with one seed the "
         "paired bootstrap over the test report's draws and the share of those resamples where the method's AUC is "
-        f"not above {reference}'s. p (two-sided): over seeds the t-test of the per-seed differences, with one seed "
-        "DeLong's test clustered by study (Obuchowski 1997); p (Holm): adjusted for the comparisons of the head's "
+        f"not above {reference}'s. p (two-sided): with one seed DeLong's test clustered by study (Obuchowski 1997), "
+        "over seeds Obuchowski-Rockette's test with each seed a random reader and the test images random (DeLong's "
+        "clustered covariance, Hillis's degrees of freedom: RJafroc's RRRC), which counts the test set's sampling "
+        "as well as the seeds' spread; p (Holm): adjusted for the comparisons of the head's "
         "column (one per train method), so that 5% bounds the chance of any false finding among them\n\n"
         + _markdown(header, _paired_rows(differences))
         + breast_section

@@ -1,0 +1,56 @@
+"""Obuchowski-Rockette's test of two methods read by several readers of the same cases, readers and cases random.
+
+The study trains each method with several seeds and tests every run on the same test set. Each seed's model is a
+reader in the multi-reader multi-case sense (Obuchowski and Rockette 1995; Hillis 2007, 2008; RJafroc's ``RRRC``;
+Chakraborty, "Observer Performance Methods for Diagnostic Imaging", 2017, ch. 10): with ``J`` readers, figures
+``theta (2, J)`` and the covariance of those ``2J`` figures over case sampling (the jackknife's, or DeLong's for an
+AUC), ``F = MS(T) / (MS(TR) + J max(Cov2 - Cov3, 0))`` on 1 and Hillis's ``(MS(TR) + J max(Cov2 - Cov3, 0))^2 /
+(MS(TR)^2 / (J - 1))`` degrees of freedom. ``MS(TR)`` is the spread of the per-seed differences (training);
+``Cov2 - Cov3`` the part of the case sampling every seed shares (what the test set's studies do to all runs alike),
+which the t-test of the per-seed differences leaves out. With two methods ``F`` is the square of
+``t = mean difference / sqrt(2 (MS(TR) + J max(Cov2 - Cov3, 0)) / J)``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+RESULT_KEYS = ("difference", "low", "high", "se", "df", "t", "p")
+
+
+def _block_mean(covariance: Tensor, readers: int, same_method: bool) -> float:
+    """The mean of ``covariance (2J, 2J)``'s entries between different readers, of the same method (``Cov2``) or of
+    different methods (``Cov3``); rows are method-major (``i * J + j``)."""
+    index = torch.arange(2 * readers)
+    method, reader = index // readers, index % readers
+    keep = (reader[:, None] != reader[None, :]) & ((method[:, None] == method[None, :]) == same_method)
+    return float(covariance[keep].mean())
+
+
+def rrrc_test(full: Tensor, covariance: Tensor) -> dict[str, float]:
+    """``{"difference", "low", "high", "se", "df", "t", "p"}``: the mean over readers of A - B, its 95% interval, its
+    standard error, degrees of freedom and the two-sided test, from ``full (2, J)``, A's and B's figure per reader,
+    and ``covariance (2J, 2J)`` of those figures, method-major; NaN where fewer than two readers or anything is
+    undefined."""
+    readers = full.shape[1]
+    theta = full.double()
+    differences = theta[0] - theta[1]
+    difference = float(differences.mean())
+    nan = dict.fromkeys(RESULT_KEYS, math.nan) | {"difference": difference}
+    if readers < 2 or not bool(torch.isfinite(theta).all() and torch.isfinite(covariance).all()):
+        return nan
+    ms_tr = float(((differences - difference) ** 2).sum()) / (2 * (readers - 1))
+    shared = max(_block_mean(covariance, readers, True) - _block_mean(covariance, readers, False), 0.0)
+    denominator = ms_tr + readers * shared
+    if denominator == 0.0:  # every reader and every case sample gives the same difference
+        return {**nan, "se": 0.0}
+    df = math.inf if ms_tr == 0.0 else denominator**2 * (readers - 1) / ms_tr**2
+    se = math.sqrt(2 * denominator / readers)
+    from scipy.stats import t as student
+
+    statistic, quantile = difference / se, float(student.ppf(0.975, df))
+    return {"difference": difference, "low": difference - quantile * se, "high": difference + quantile * se,
+            "se": se, "df": df, "t": statistic, "p": float(2 * student.sf(abs(statistic), df))}  # fmt: skip
