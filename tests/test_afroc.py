@@ -280,6 +280,13 @@ def test_the_study_pairs_the_best_pairs_wafroc_with_every_other_on_the_same_imag
         # and the jackknife test JAFROC analyses report, over the same whole studies, Holm-adjusted alike
         assert (row[7], row[8].rstrip(" |")) == tuple(p_cells(jp, jadjusted)) and not math.isnan(jp)
     assert expected[("gradcam", "cam")]["difference"]["value"] > 0.3 and ps[1] < 0.05  # the poor pair, found poorer
+    # the summary says which pairs the jackknife (Holm) cannot tell from the best
+    close = [f"train {t}, test {m}" for (t, m), a in zip(expected, holm(jackknife_ps), strict=True) if not a < 0.05]
+    assert (
+        close
+        and "not told apart from it (jackknife p, Holm-adjusted, >= 0.05 or undefined): " + "; ".join(close)
+        in text.split("Best pair by wAFROC")[1].splitlines()[0]
+    )
     assert bootstrap_p(0.0, 1.0, 1000) == pytest.approx(2 / 1001) and bootstrap_p(0.5, 0.5, 1000) == 1.0
     # ties at 0 count half to each tail: 36% of resamples at exactly 0, none below, is a tail of 18%, not 36%
     assert bootstrap_p(0.36, 1.0, 1000) == pytest.approx(2 * (180 + 1) / 1001)
@@ -313,6 +320,20 @@ def test_the_study_pairs_the_best_pairs_wafroc_with_every_other_on_the_same_imag
         text = write_study_outputs(tmp_path / "study", runs)
     assert "wAFROC paired" not in text and not (tmp_path / "study" / "wafroc_paired.md").exists()
     assert "no paired wAFROC: the test reports of gradcam_seed2 record no mass per box" in caplog.text
+
+
+def test_the_summary_says_whether_the_jackknife_tells_the_best_pair_from_the_others() -> None:
+    from wsod_mammo.detection.study_afroc import told_apart_text
+    from wsod_mammo.detection.study_tables import Estimate
+
+    estimate = Estimate(0.1, 0.0, 0.2, 1, "studies")
+    far = {("cam", "cam"): (estimate, 0.01, 0.001), ("gradcam", "cam"): (estimate, 0.01, 0.002)}
+    assert told_apart_text(far) == "; below it, every other pair (jackknife p, Holm-adjusted, < 0.05)"
+    near = far | {("gradcam", "layercam"): (estimate, 0.5, 0.02)}  # Holm: 0.02 x 2 = 0.04, below; 0.4 is not
+    near[("cam", "layercam")] = (estimate, 0.5, 0.4)
+    assert told_apart_text(near) == ("; not told apart from it (jackknife p, Holm-adjusted, >= 0.05 or undefined): "
+                                     "train cam, test layercam")  # fmt: skip
+    assert told_apart_text({("cam", "cam"): (estimate, 0.5, math.nan)}) == ""  # no jackknife: nothing said
 
 
 def null_study(seed: int, studies: int = 60) -> tuple[list, torch.Tensor, torch.Tensor]:

@@ -110,6 +110,18 @@ def jackknife_p(results: list[dict[str, Any]]) -> float:
     return rrrc_test(full, jackknife_covariance(left.reshape(2 * len(results), -1)))["p"]
 
 
+def told_apart_text(differences: dict[tuple[str, str], tuple[Estimate, float, float]]) -> str:
+    """What the summary says after the best pair: whether the jackknife test (Holm-adjusted over the comparisons)
+    puts every other pair below it at 5%, and if not, which pairs it cannot tell from the best; empty without it."""
+    adjusted = dict(zip(differences, holm([j for _, _, j in differences.values()]), strict=True))
+    if not adjusted or all(math.isnan(p) for p in adjusted.values()):
+        return ""
+    close = [f"train {train}, test {test}" for (train, test), p in adjusted.items() if not p < 0.05]
+    if not close:
+        return "; below it, every other pair (jackknife p, Holm-adjusted, < 0.05)"
+    return f"; not told apart from it (jackknife p, Holm-adjusted, >= 0.05 or undefined): {'; '.join(close)}"
+
+
 def wafroc_paired_text(
     best: tuple[str, str], cells: Cells, differences: dict[tuple[str, str], tuple[Estimate, float, float]]
 ) -> str:

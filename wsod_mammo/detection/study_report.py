@@ -10,7 +10,13 @@ from typing import Any, NamedTuple
 
 from wsod_mammo.detection.pointing_report import tolerance_text
 from wsod_mammo.detection.report import METHOD_ORDER, count, plot_froc
-from wsod_mammo.detection.study_afroc import best_pair, load_box_records, versus_best, wafroc_paired_text
+from wsod_mammo.detection.study_afroc import (
+    best_pair,
+    load_box_records,
+    told_apart_text,
+    versus_best,
+    wafroc_paired_text,
+)
 from wsod_mammo.detection.study_paired import (
     load_image_records,
     paired_differences,
@@ -239,11 +245,14 @@ def _write_pointing_by_kind(output: Path, reports: dict[tuple[str, int], dict[st
     return path.name
 
 
-def _write_wafroc_paired(output: Path, runs: dict[tuple[str, int], Path], cells: Cells | None) -> str | None:
+def _write_wafroc_paired(
+    output: Path, runs: dict[tuple[str, int], Path], cells: Cells | None
+) -> tuple[str, str] | None:
     """``wafroc_paired.md``: the best pair's wAFROC minus every other pair's, paired on the same test images
-    (:mod:`study_afroc`); returns its name, or None without figures of merit or a second pair, or where some run's
-    test report records no mass per box or a pair cannot be compared (a warning says which; an earlier study's file
-    is removed)."""
+    (:mod:`study_afroc`); returns its name and what the summary says of the best pair's lead
+    (:func:`told_apart_text`), or None without figures of merit or a second pair, or where some run's test report
+    records no mass per box or a pair cannot be compared (a warning says which; an earlier study's file is
+    removed)."""
     path = output / "wafroc_paired.md"
     if cells is None or sum(len(row) for row in cells.values()) < 2:
         path.unlink(missing_ok=True)
@@ -258,7 +267,7 @@ def _write_wafroc_paired(output: Path, runs: dict[tuple[str, int], Path], cells:
         log.warning("study %s: no paired wAFROC: %s", output, error)
         return None
     path.write_text(wafroc_paired_text(best, cells, differences))
-    return path.name
+    return path.name, told_apart_text(differences)
 
 
 def _write_calibration(output: Path, reports: dict[tuple[str, int], dict[str, Any]]) -> tuple[str, str] | None:
@@ -302,18 +311,18 @@ def _write_table1_paired(output: Path, runs: dict[tuple[str, int], Path]) -> str
     return path.name
 
 
-def _best_by_wafroc(cells: Cells | None) -> str:
+def _best_by_wafroc(cells: Cells | None, lead: str = "") -> str:
     """The summary's line naming the pair with the best mean wAFROC (every test image, threshold and FPPI budget
-    aside), which may not be Table II's; empty without figures of merit."""
+    aside), which may not be Table II's, and ``lead``, what the paired tests say of its lead; empty without figures
+    of merit."""
     if not cells:
         return ""
     try:
         train, test = best_pair(cells)
     except ValueError:
         return ""
-    return (
-        f"Best pair by wAFROC (every test image): train {train}, test {test}: {cells[train][test]['wafroc'].text(3)}\n"
-    )
+    figure = cells[train][test]["wafroc"].text(3)
+    return f"Best pair by wAFROC (every test image): train {train}, test {test}: {figure}{lead}\n"
 
 
 def _checkpoints_line(reports: dict[tuple[str, int], dict[str, Any]], selection: str) -> str:
@@ -374,6 +383,7 @@ def write_study_outputs(
     wafroc_paired = _write_wafroc_paired(output, tested, afroc_cells)
     for method in set(METHOD_ORDER) - {m for m, _ in reports}:
         (output / f"froc_{method}.png").unlink(missing_ok=True)
+    lead = wafroc_paired[1] if wafroc_paired else ""  # what the paired tests say of the best pair's lead
     seeds = sorted({s for _, s in reports})
     best = best_pairs(cells)
     if not best:
@@ -405,7 +415,7 @@ def write_study_outputs(
         + f"Table I (classification, test images; mean [95% interval over seeds; {one_seed}])\n\n"
         f"{table1_md}\n{breast_text}"
         f"Table II ({SUBSET} images; TPR [95% interval, {interval}] @ FPPI, means over seeds)\n\n{table2_md}\n"
-        f"{verdict}\n{_best_by_wafroc(afroc_cells)}\nFROC figures: {', '.join(p.name for p in figures)}\n"
+        f"{verdict}\n{_best_by_wafroc(afroc_cells, lead)}\nFROC figures: {', '.join(p.name for p in figures)}\n"
         + (f"Table I per breast density: {table1_density}\n" if table1_density else "")
         + (f"Table I paired (each train method's AUC minus the first's): {table1_paired}\n" if table1_paired else "")
         + (f"Pointing game (each map's peak and energy against the masses): {pointing}\n" if pointing else "")
@@ -417,7 +427,7 @@ def write_study_outputs(
         + (f"Calibration ({calibration[1]} of Table I's probabilities): {calibration[0]}\n" if calibration else "")
         + ("wAFROC and AFROC figures of merit (every test image): wafroc.md\n" if afroc_cells else "")
         + (f"wAFROC per breast density, finding BI-RADS and mass size: {afroc_by_kind}\n" if afroc_by_kind else "")
-        + (f"wAFROC paired (the best pair's minus every other's): {wafroc_paired}\n" if wafroc_paired else "")
+        + (f"wAFROC paired (the best pair's minus every other's): {wafroc_paired[0]}\n" if wafroc_paired else "")
         + "".join(f"{_name(strata)}: {by_stratum[strata.key]}\n" for strata in STRATA if by_stratum[strata.key])
     )
     if left_out:
