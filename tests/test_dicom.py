@@ -167,6 +167,19 @@ def test_another_modality_or_raw_detector_data_is_read_with_warnings(tmp_path: P
     assert len(info.warnings) == 1 and info.warnings[0].startswith("a FOR PROCESSING image")
     _, info = read_dicom(write(tmp_path / "us.dcm", Modality="US"))
     assert info.warnings == ("Modality US, not MG (mammography): the model was trained on mammograms",)
+    # the standard pairs Presentation LUT Shape INVERSE with MONOCHROME1: either alone is what it says, a
+    # contradiction is read as the Photometric Interpretation says, with a warning
+    agreeing, info = read_dicom(write(tmp_path / "m2_identity.dcm", Modality="MG", PresentationLUTShape="IDENTITY"))
+    assert info.warnings == ()
+    _, info = read_dicom(write(tmp_path / "m1_inverse.dcm", photometric="MONOCHROME1", PresentationLUTShape="INVERSE"))
+    assert info.warnings == ()
+    pixels, info = read_dicom(write(tmp_path / "m2_inverse.dcm", Modality="MG", PresentationLUTShape="INVERSE"))
+    assert info.warnings[0].startswith("Presentation LUT Shape INVERSE with MONOCHROME2 (the standard pairs INVERSE")
+    assert np.array_equal(pixels, agreeing)  # read as MONOCHROME2 says, not inverted
+    _, info = read_dicom(
+        write(tmp_path / "m1_identity.dcm", photometric="MONOCHROME1", PresentationLUTShape="IDENTITY")
+    )
+    assert info.warnings[0].startswith("Presentation LUT Shape IDENTITY with MONOCHROME1")
 
 
 EMPTY = "expected one number, found an empty value"

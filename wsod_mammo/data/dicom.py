@@ -82,7 +82,8 @@ def _laterality(ds: pydicom.Dataset) -> str | None:
 
 def reader_warnings(ds: pydicom.Dataset) -> tuple[str, ...]:
     """Why a readable DICOM may not be a mammogram as GMIC learns them (FOR PRESENTATION full-field images): another
-    modality, or the detector's raw data. The model still runs on it; the reader's output says so, per file."""
+    modality, the detector's raw data, or a Presentation LUT Shape that contradicts its Photometric Interpretation
+    (is it inverted?). The model still runs on it; the reader's output says so, per file."""
     notes = []
     modality = str(ds.get("Modality", "") or "").strip().upper()
     if modality and modality != "MG":
@@ -91,6 +92,14 @@ def reader_warnings(ds: pydicom.Dataset) -> tuple[str, ...]:
         notes.append(
             "a FOR PROCESSING image (the detector's raw data, before the vendor's image processing): the model was "
             "trained on FOR PRESENTATION images"
+        )
+    photometric = str(ds.get("PhotometricInterpretation", "") or "").strip().upper()
+    shape = str(ds.get("PresentationLUTShape", "") or "").strip().upper()
+    if (shape, photometric) in (("INVERSE", "MONOCHROME2"), ("IDENTITY", "MONOCHROME1")):
+        notes.append(
+            f"Presentation LUT Shape {shape} with {photometric} (the standard pairs INVERSE with MONOCHROME1 only): "
+            f"read as {photometric} says, dense tissue bright; a viewer that applies the shape shows it inverted: "
+            "check the overlay"
         )
     return tuple(notes)
 
