@@ -208,6 +208,45 @@ def test_missing_error_and_skip(synthetic_root: Path, tmp_path: Path) -> None:
     assert sum(len(skip.datasets[k]) for k in ("train", "val", "test")) == total - 1
 
 
+def test_images_named_dcm_without_an_extension_or_as_16_bit_pngs_are_read_where_the_dicom_would_be(
+    synthetic_root: Path, tmp_path: Path
+) -> None:
+    """Datasets are shared as ``.dcm`` files, extensionless scanner exports or 16-bit PNGs (12-bit values) in VinDr's
+    layout: each is read under its own name, with workers; a PNG of another size than its CSV row is refused naming
+    the file and both sizes."""
+    root = Path(shutil.copytree(synthetic_root, tmp_path / "data"))
+    expected = {}
+    for i, dicom in enumerate(sorted(root.glob("images/*/*.dicom"))):
+        if i % 3 == 0:
+            stored = pydicom.dcmread(dicom).pixel_array.astype(np.uint16)  # 12-bit values, as NYU's sample PNGs
+            assert cv2.imwrite(str(dicom.with_suffix(".png")), stored)
+            dicom.unlink()
+            expected[dicom.stem] = dicom.with_suffix(".png")
+        else:
+            expected[dicom.stem] = dicom.rename(dicom.with_suffix(".dcm" if i % 3 == 1 else ""))
+    reference = _dm(synthetic_root, selection="all")
+    reference.setup("fit")
+    reference.setup("test")
+    data = _dm(root, selection="all", num_workers=2)
+    data.setup("fit")
+    data.setup("test")
+    for split in ("train", "val", "test"):
+        assert len(data.datasets[split]) == len(reference.datasets[split]) > 0
+    seen = {}
+    for loader in (data.train_dataloader(), data.test_dataloader()):
+        for batch in loader:
+            _check_batch(batch, len(batch["image_id"]))
+            seen |= {image_id: meta["path"] for image_id, meta in zip(batch["image_id"], batch["meta"], strict=True)}
+    assert seen and all(Path(path) == expected[image_id] for image_id, path in seen.items())
+    assert {Path(path).suffix for path in seen.values()} == {".png", ".dcm", ""}
+    png = next(path for path in expected.values() if path.suffix == ".png")
+    height, width = cv2.imread(str(png), cv2.IMREAD_UNCHANGED).shape
+    cv2.imwrite(str(png), np.zeros((height, width - 8), np.uint16))
+    record = next(r for r in load_records(root) if r.image_id == png.stem)
+    with pytest.raises(ValueError, match=rf"{png}: the PNG/TIFF image is {height}x{width - 8} .* CSV says {height}x"):
+        load_input_image(png, record.laterality, SIZE, expected_size=(record.height, record.width))
+
+
 def test_corrupt_dicom_at_load(synthetic_root: Path, tmp_path: Path) -> None:
     root = Path(shutil.copytree(synthetic_root, tmp_path / "data"))
     dm = _dm(root)

@@ -162,18 +162,25 @@ def test_cli(synthetic_root: Path, tmp_path: Path) -> None:
 
 
 def test_a_cache_of_nothing_fails_and_renamed_images_are_named(synthetic_root: Path, tmp_path: Path, capsys) -> None:
-    """Images renamed .dicom -> .dcm gave one "file not found" per image, no clue, and exit status 0 with nothing
-    cached; so did CSVs that select no image."""
+    """Images renamed .dicom -> .dcm (or without an extension) are read under their names; renamed to what is no
+    image name (.dic) they gave one "file not found" per image, no clue, and exit status 0 with nothing cached; so
+    did CSVs that select no image."""
     root = Path(shutil.copytree(synthetic_root, tmp_path / "data"))
-    for dicom in root.glob("images/*/*.dicom"):
-        dicom.rename(dicom.with_suffix(".dcm"))
+    dicoms = sorted(root.glob("images/*/*.dicom"))
+    for i, dicom in enumerate(dicoms):
+        dicom.rename(dicom.with_suffix(".dcm" if i % 2 else ""))
     args = ["--data_root", str(root), "--input_size", "[64, 40]", "--workers", "0"]
+    prep.main([*args, "--cache_dir", str(tmp_path / "renamed")])
+    prep.main(["--data_root", str(synthetic_root), *args[2:], "--cache_dir", str(tmp_path / "named")])
+    cached = {name: prep.load_manifest(tmp_path / name)["images"] for name in ("renamed", "named")}
+    assert cached["renamed"].keys() == cached["named"].keys() and len(cached["renamed"]) > len(dicoms) // 2
+    for image in root.glob("images/*/*"):
+        image.rename(image.with_suffix(".dic"))
     with pytest.raises(ValueError, match=r"prepare: no image cached \(\d+ failed, their reasons above\)"):
         prep.main([*args, "--cache_dir", str(tmp_path / "cache")])
-    renamed = next(root.glob("images/*/*.dcm"))
-    assert f"{renamed.with_suffix('.dicom')}: file not found ({renamed.name} is there: another extension)" in (
-        capsys.readouterr().err
-    )
+    err = capsys.readouterr().err
+    named = re.findall(r"/(\w+)\.dicom: file not found \((\w+)\.dic is there: another extension\)", err)
+    assert len(named) == len(cached["named"]) and all(a == b for a, b in named)  # each selected image, its own name
     csv_file = root / FINDING_CSV
     csv_file.write_text(csv_file.read_text().splitlines()[0] + "\n")  # the header alone
     with pytest.raises(ValueError, match="prepare: no image cached: the CSVs select none"):

@@ -53,6 +53,7 @@ from wsod_mammo.data.vindr import (
     check_distinct_classes,
     check_normal_max_birads,
     describe_splits,
+    find_image,
     load_records,
     one_class_warning,
     select_records,
@@ -331,8 +332,8 @@ class VinDrMammoDataModule(L.LightningDataModule):
         )  # fmt: skip
 
     def _drop_missing(self, records: list[ImageRecord], cache: tuple[Path, dict[str, Any]] | None) -> list[ImageRecord]:
-        """Apply ``missing`` to images absent from disk (the cache's file, or else the DICOM) or that ``wsod prepare``
-        could not read."""
+        """Apply ``missing`` to images absent from disk (the cache's file, or else the image file, ``find_image``'s
+        names) or that ``wsod prepare`` could not read; an image found under another name is read from it."""
         failed = cache[1]["errors"] if cache else {}
         cached = cache[1]["images"] if cache else {}
         bad = {}
@@ -341,8 +342,11 @@ class VinDrMammoDataModule(L.LightningDataModule):
                 bad[r.image_id] = failed[r.image_id]
             elif cache and r.image_id in cached and not (file := cache[0] / cached[r.image_id]["file"]).is_file():
                 bad[r.image_id] = f"{file}: file not found (the cache's manifest lists it)"
-            elif r.image_id not in cached and not r.path.is_file():
-                bad[r.image_id] = file_not_found(r.path)
+            elif r.image_id not in cached:
+                if (found := find_image(r.path)) is None:
+                    bad[r.image_id] = file_not_found(r.path)
+                else:
+                    r.path = found  # the splits hold these same records
         if not bad:
             return records
         listing = "; ".join(sorted(bad.values())[:10]) + (" ..." if len(bad) > 10 else "")

@@ -29,6 +29,7 @@ import cv2
 import numpy as np
 
 from wsod_mammo.data.dicom import MIN_SIDE, DicomError, read_dicom
+from wsod_mammo.data.errors import file_not_found
 from wsod_mammo.data.geometry import Geometry, apply_to_image, apply_to_mask, make_geometry
 
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff")
@@ -173,6 +174,7 @@ class _Decoded(NamedTuple):
     warnings: tuple[str, ...] = ()  # the DICOM's ``DicomInfo.warnings``
     study: str = ""  # the DICOM's StudyInstanceUID; empty when untagged and for PNG/TIFF
     spacing_mm: tuple[float, float] | None = None  # the DICOM's pixel spacing (``DicomInfo.spacing_mm``)
+    kind: str = "DICOM"  # what the file is, as errors name it: ``DICOM``, or ``PNG/TIFF image``
 
 
 def _read(path: str | Path) -> _Decoded:
@@ -181,14 +183,14 @@ def _read(path: str | Path) -> _Decoded:
     if path.is_dir():
         raise ValueError(_folder_error(path))
     if not path.is_file():
-        raise ValueError(f"{path}: file not found")
+        raise DicomError(file_not_found(path))  # as read_dicom says it: naming a file of the name beside it
     suffix = path.suffix.lower()
     if is_dicom(path) or suffix in (".dcm", ".dicom") or (suffix not in IMAGE_SUFFIXES and _starts_like_data_set(path)):
         image, info = read_dicom(path)
         view = (info.view or "").strip().upper()
         return _Decoded(image, info.laterality, info.padding, view, info.warnings, info.study, info.spacing_mm)
     if suffix in IMAGE_SUFFIXES or has_image_signature(path):
-        return _Decoded(read_image_file(path), None, None, "")
+        return _Decoded(read_image_file(path), None, None, "", kind="PNG/TIFF image")
     raise ValueError(
         f"{path}: neither a DICOM (no DICM marker at byte 128, no data set at its start) nor a PNG/TIFF image "
         "(no such extension, no PNG or TIFF signature at its start)"
@@ -315,33 +317,35 @@ def load_input_image(
     resize: str = "stretch",
     warnings: list[str] | None = None,
 ) -> tuple[np.ndarray, Geometry, str, np.ndarray | None]:
-    """Decode a dataset's DICOM and bring it to the input frame: ``(H, W)`` float32 in [0, 1], its geometry,
-    laterality and its padding mask in the input frame (``(H, W)`` bool, None when no padding pixel lies in the crop).
+    """Decode a dataset's image (a DICOM, or a PNG/TIFF, :func:`read_any`'s rules) and bring it to the input frame:
+    ``(H, W)`` float32 in [0, 1], its geometry, laterality and its padding mask in the input frame (``(H, W)`` bool,
+    None when no padding pixel lies in the crop).
 
     ``laterality`` (the CSV's) wins; ``None`` takes it from the DICOM tags, else from the image (the breast lies
-    against the brighter half). ``expected_size`` ``(height, width)`` (the CSV's) must equal the DICOM's rows/columns,
+    against the brighter half). ``expected_size`` ``(height, width)`` (the CSV's) must equal the image's rows/columns,
     else DicomError naming the file and both sizes: the CSV's boxes would land in the wrong place.
     ``resize``: ``stretch``, ``fit`` or ``native`` (see ``geometry``).
     ``warnings``: a list that receives why this image may not be what training expects (the DICOM's own warnings,
     ``csv_laterality_doubts``): ``wsod prepare`` records them in its manifest, a dataset's sample carries them to
     the DataModule, which says them once per image (``data_warnings``).
     """
-    image, info = read_dicom(path)
-    if expected_size is not None and tuple(expected_size) != (info.height, info.width):
+    decoded = _read(path)
+    image = decoded.image
+    if expected_size is not None and tuple(expected_size) != image.shape:
         raise DicomError(
-            f"{path}: the DICOM is {info.height}x{info.width} (rows x columns) but the CSV says "
+            f"{path}: the {decoded.kind} is {image.shape[0]}x{image.shape[1]} (rows x columns) but the CSV says "
             f"{expected_size[0]}x{expected_size[1]} (height x width); its boxes would land in the wrong place"
         )
     if warnings is not None:
-        warnings.extend(info.warnings)
+        warnings.extend(decoded.warnings)
         if blank := blank_image(image):
             warnings.append(blank)
         elif laterality:
-            warnings.extend(csv_laterality_doubts(laterality, info.laterality, image))
+            warnings.extend(csv_laterality_doubts(laterality, decoded.laterality, image))
     # the spacing kept in the geometry (cached with it) for lesion sizes in mm
-    out, geometry, side, _ = to_input_frame(image, laterality or info.laterality, input_size, crop_breast, resize,
-                                            info.spacing_mm)  # fmt: skip
-    return out, geometry, side, apply_to_mask(info.padding, geometry)
+    out, geometry, side, _ = to_input_frame(image, laterality or decoded.laterality, input_size, crop_breast, resize,
+                                            decoded.spacing_mm)  # fmt: skip
+    return out, geometry, side, apply_to_mask(decoded.padding, geometry)
 
 
 __all__ = [

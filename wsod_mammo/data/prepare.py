@@ -33,7 +33,7 @@ import numpy as np
 from tqdm import tqdm
 
 from wsod_mammo.data.lifetime import exit_with
-from wsod_mammo.data.vindr import ImageRecord, Selection, load_records, select_records
+from wsod_mammo.data.vindr import ImageRecord, Selection, find_image, load_records, select_records
 from wsod_mammo.folder_locks import hold
 
 MANIFEST = "manifest.json"
@@ -224,9 +224,10 @@ def _prepare_locked(
         started = {"version": MANIFEST_VERSION, **options, "images": {}, "errors": {}}
         write_atomic(Path(cache_dir) / MANIFEST, json.dumps(started, indent=1, sort_keys=True).encode())
     jobs = [
-        (i, str(r.path), r.laterality, size, crop_breast, str(cache_dir), cache_format, (r.height, r.width), resize)
+        (i, str(find_image(r.path) or r.path), r.laterality, size, crop_breast, str(cache_dir), cache_format,
+         (r.height, r.width), resize)
         for i, r in unique.items()
-    ]
+    ]  # fmt: skip
     images, errors = {}, {}
     with (
         ProcessPoolExecutor(max_workers=workers, initializer=exit_with, initargs=(os.getpid(),))

@@ -1,7 +1,7 @@
 """VinDr-Mammo index: the finding CSV -> typed per-image records, class selection and splits.
 
-The dataset is laid out as ``images/<study_id>/<image_id>.dicom`` beside ``finding_annotations.csv``
-(one row per finding box, or one ``['No Finding']`` row per normal image) and
+The dataset is laid out as ``images/<study_id>/<image_id>.dicom`` (or another of :data:`IMAGE_NAMES`' endings) beside
+``finding_annotations.csv`` (one row per finding box, or one ``['No Finding']`` row per normal image) and
 ``breast-level_annotations.csv``. Boxes are float ``(xmin, ymin, xmax, ymax)`` in original DICOM pixels,
 clipped here to the image because a few lie slightly outside it.
 """
@@ -252,6 +252,23 @@ def _new_record(row: dict[str, str], root: Path, where: str) -> ImageRecord:
         breast_birads=parse_birads(row["breast_birads"], where),
         breast_density=" ".join(row["breast_density"].split()),
     )
+
+
+#: The names an image file may have beside VinDr's ``<image_id>.dicom``, in the order they are looked for: another
+#: DICOM extension, none (as scanners export), or a PNG/TIFF (datasets shared as 16-bit PNGs).
+IMAGE_NAMES = (".dicom", ".dcm", "", ".png", ".tif", ".tiff")
+
+
+def find_image(path: Path) -> Path | None:
+    """The file of a record's image: ``path`` (``images/<study_id>/<image_id>.dicom``) where it exists, else the
+    first of the same name with another of :data:`IMAGE_NAMES`' endings that does; None where none exists."""
+    if path.is_file():
+        return path
+    stem = path.with_suffix("")  # only ".dicom" goes: a UID image_id keeps its dots
+    for ending in IMAGE_NAMES[1:]:
+        if (candidate := stem.with_name(stem.name + ending)).is_file():
+            return candidate
+    return None
 
 
 def load_records(root: str | Path) -> list[ImageRecord]:
