@@ -42,8 +42,10 @@ def test_the_test_is_the_jackknife_variance_of_the_difference() -> None:
     assert result["se"] == pytest.approx(se) and result["z"] == pytest.approx(0.09 / se)
     assert result["p"] == pytest.approx(2 * (1 - 0.5 * (1 + math.erf(0.09 / se / math.sqrt(2)))))
     assert (result["low"], result["high"]) == pytest.approx((0.09 - Z_95 * se, 0.09 + Z_95 * se))
-    same = frrc_test(0.8, 0.8, left_a, left_a)  # a method against itself: nothing to test
-    assert same["se"] == 0.0 and math.isnan(same["p"]) and same["difference"] == 0.0
+    same = frrc_test(0.8, 0.8, left_a, left_a)  # a method against itself: no difference, p 1 (as DeLong's test)
+    assert same["se"] == 0.0 and same["p"] == 1.0 and same["difference"] == 0.0
+    shifted = frrc_test(0.9, 0.8, left_a + 0.1, left_a)  # the same lead without each case: no doubt left
+    assert shifted["se"] == 0.0 and shifted["p"] == 0.0
     assert math.isnan(frrc_test(0.8, 0.7, left_a[:1], left_b[:1])["p"])  # one case: no variance
 
 
@@ -146,6 +148,8 @@ def test_over_seeds_the_test_is_obuchowski_rockettes_with_readers_and_cases_rand
     flat = torch.full_like(left, 0.8)
     assert _rrrc(full, flat)["p"] == pytest.approx(seeds_t_test((full[0] - full[1]).tolist()))
     assert math.isnan(_rrrc(full[:, :1], left[:, :1])["p"])
+    equal = torch.full((2, 3), 0.8, dtype=torch.float64)  # every seed's AUC 1 for both, say: nothing differs
+    assert _rrrc(equal, flat)["p"] == 1.0 and _rrrc(equal + torch.tensor([[0.1], [0.0]]), flat)["p"] == 0.0
     undefined = left.clone()
     undefined[1, 2, 5] = math.nan
     assert math.isnan(_rrrc(full, undefined)["p"])

@@ -53,8 +53,9 @@ def frrc_test(full_a: float, full_b: float, left_a: Tensor, left_b: Tensor) -> d
         return nan
     covariance = jackknife_covariance(torch.stack([left_a, left_b]))
     se = math.sqrt(max(float(covariance[0, 0] + covariance[1, 1] - 2 * covariance[0, 1]), 0.0))
-    if se == 0.0:  # the same figure with any case left out: nothing to test against
-        return {**nan, "se": 0.0}
+    if se == 0.0:  # the same difference with any case left out: p 1 where it is 0, else 0 (as DeLong's test)
+        return {**nan, "low": difference, "high": difference, "se": 0.0, "z": 0.0 if difference == 0 else
+                math.copysign(math.inf, difference), "p": 1.0 if difference == 0 else 0.0}  # fmt: skip
     z = difference / se
     return {"difference": difference, "low": difference - Z_95 * se, "high": difference + Z_95 * se, "se": se,
             "z": z, "p": math.erfc(abs(z) / math.sqrt(2))}  # fmt: skip

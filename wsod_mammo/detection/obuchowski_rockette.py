@@ -45,8 +45,9 @@ def rrrc_test(full: Tensor, covariance: Tensor) -> dict[str, float]:
     ms_tr = float(((differences - difference) ** 2).sum()) / (2 * (readers - 1))
     shared = max(_block_mean(covariance, readers, True) - _block_mean(covariance, readers, False), 0.0)
     denominator = ms_tr + readers * shared
-    if denominator == 0.0:  # every reader and every case sample gives the same difference
-        return {**nan, "se": 0.0}
+    if denominator == 0.0:  # every reader and case sample gives one difference: p 1 where it is 0, else 0
+        return {**nan, "low": difference, "high": difference, "se": 0.0, "df": math.inf, "t": 0.0 if difference == 0
+                else math.copysign(math.inf, difference), "p": 1.0 if difference == 0 else 0.0}  # fmt: skip
     df = math.inf if ms_tr == 0.0 else denominator**2 * (readers - 1) / ms_tr**2
     se = math.sqrt(2 * denominator / readers)
     from scipy.stats import t as student
