@@ -211,9 +211,9 @@ def test_missing_error_and_skip(synthetic_root: Path, tmp_path: Path) -> None:
 def test_images_named_dcm_without_an_extension_or_as_16_bit_pngs_are_read_where_the_dicom_would_be(
     synthetic_root: Path, tmp_path: Path
 ) -> None:
-    """Datasets are shared as ``.dcm`` files, extensionless scanner exports or 16-bit PNGs (12-bit values) in VinDr's
-    layout: each is read under its own name, with workers; a PNG of another size than its CSV row is refused naming
-    the file and both sizes."""
+    """Datasets are shared as ``.dcm`` (``.DCM``) files, extensionless scanner exports or 16-bit PNGs (12-bit values)
+    in VinDr's layout: each is read under its own name, with workers; a PNG of another size than its CSV row is
+    refused naming the file and both sizes."""
     root = Path(shutil.copytree(synthetic_root, tmp_path / "data"))
     expected = {}
     for i, dicom in enumerate(sorted(root.glob("images/*/*.dicom"))):
@@ -223,7 +223,7 @@ def test_images_named_dcm_without_an_extension_or_as_16_bit_pngs_are_read_where_
             dicom.unlink()
             expected[dicom.stem] = dicom.with_suffix(".png")
         else:
-            expected[dicom.stem] = dicom.rename(dicom.with_suffix(".dcm" if i % 3 == 1 else ""))
+            expected[dicom.stem] = dicom.rename(dicom.with_suffix((".dcm", ".DCM")[i % 2] if i % 3 == 1 else ""))
     reference = _dm(synthetic_root, selection="all")
     reference.setup("fit")
     reference.setup("test")
@@ -238,7 +238,7 @@ def test_images_named_dcm_without_an_extension_or_as_16_bit_pngs_are_read_where_
             _check_batch(batch, len(batch["image_id"]))
             seen |= {image_id: meta["path"] for image_id, meta in zip(batch["image_id"], batch["meta"], strict=True)}
     assert seen and all(Path(path) == expected[image_id] for image_id, path in seen.items())
-    assert {Path(path).suffix for path in seen.values()} == {".png", ".dcm", ""}
+    assert {Path(path).suffix for path in seen.values()} == {".png", ".dcm", ".DCM", ""}
     png = next(path for path in expected.values() if path.suffix == ".png")
     height, width = cv2.imread(str(png), cv2.IMREAD_UNCHANGED).shape
     cv2.imwrite(str(png), np.zeros((height, width - 8), np.uint16))

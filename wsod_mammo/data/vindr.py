@@ -255,7 +255,8 @@ def _new_record(row: dict[str, str], root: Path, where: str) -> ImageRecord:
 
 
 #: The names an image file may have beside VinDr's ``<image_id>.dicom``, in the order they are looked for: another
-#: DICOM extension, none (as scanners export), or a PNG/TIFF (datasets shared as 16-bit PNGs).
+#: DICOM extension, none (as scanners export), or a PNG/TIFF (datasets shared as 16-bit PNGs); each also in capitals
+#: (``IMG0001.DCM`` from a CD).
 IMAGE_NAMES = (".dicom", ".dcm", "", ".png", ".tif", ".tiff")
 
 
@@ -265,7 +266,7 @@ def find_image(path: Path) -> Path | None:
     if path.is_file():
         return path
     stem = path.with_suffix("")  # only ".dicom" goes: a UID image_id keeps its dots
-    for ending in IMAGE_NAMES[1:]:
+    for ending in dict.fromkeys(e for name in IMAGE_NAMES for e in (name, name.upper())):
         if (candidate := stem.with_name(stem.name + ending)).is_file():
             return candidate
     return None
