@@ -357,6 +357,27 @@ def null_study(seed: int, studies: int = 60) -> tuple[list, torch.Tensor, torch.
     return rated, study, has_mass
 
 
+def null_scores_over_seeds(
+    seed: int, seeds: int = 3, studies: int = 60
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`null_study`'s test set, two equally good methods each trained ``seeds`` times: each image's score shares
+    its study's effect, each method has an effect of its own per study that all its seeds share (what it finds or
+    misses on a study, however trained) and each seed one more. Returns ``scores (2, seeds, n)``, each image's study
+    and whether it holds a mass."""
+    g = torch.Generator().manual_seed(seed)
+    n = studies * 4
+    study = torch.arange(n) // 4
+    has_mass = (study < studies // 2) & (torch.arange(n) % 4 < 2)
+    shared = torch.randn(studies, generator=g, dtype=torch.float64)[study] + 0.5 * torch.randn(n, generator=g)
+    scores = torch.zeros(2, seeds, n, dtype=torch.float64)
+    for method in range(2):
+        own = 0.8 * torch.randn(studies, generator=g, dtype=torch.float64)[study]
+        for run in range(seeds):
+            trained = 0.5 * torch.randn(studies, generator=g, dtype=torch.float64)[study]
+            scores[method, run] = shared + own + trained + 0.3 * torch.randn(n, generator=g) + has_mass.double()
+    return scores, study, has_mass
+
+
 def _null_trial(seed: int, clustered: bool, studies: int = 60) -> float:
     """The paired bootstrap's two-sided p of the wAFROC difference on :func:`null_study`, drawing whole studies or
     (``clustered=False``) images one by one."""

@@ -294,32 +294,23 @@ def test_holm_adjusts_each_heads_comparisons_against_the_reference() -> None:
     assert " | 0.020 | 0.020 |" in text  # the local head's one comparison: unadjusted
 
 
-def _null_auc_over_seeds(seed: int, seeds: int = 3, studies: int = 60) -> tuple[float, float]:
-    """One simulated test set where two train methods classify equally well, each trained ``seeds`` times: 60
-    four-view studies, half with a breast of two positive views; each image's probability shares its study's effect,
-    each method has an effect of its own per study that all its seeds share, and each seed one more. Returns the p of
-    :func:`seeds_auc_test` and of the t-test of the per-seed AUC differences."""
+def _null_auc_over_seeds(seed: int, seeds: int = 3) -> tuple[float, float]:
+    """:func:`seeds_auc_test`'s p and the t-test of the per-seed AUC differences on the test set of
+    ``null_scores_over_seeds`` (60 four-view studies, half with a breast of two positive views), its scores as
+    probabilities."""
+    from test_afroc import null_scores_over_seeds
+
     from wsod_mammo.detection.delong import auc_covariance
     from wsod_mammo.detection.study_paired import seeds_auc_test, seeds_t_test
 
-    g = torch.Generator().manual_seed(seed)
-    n = studies * 4
-    study = torch.arange(n) // 4
-    target = ((study < studies // 2) & (torch.arange(n) % 4 < 2)).double()
-    shared = torch.randn(studies, generator=g, dtype=torch.float64)[study] + 0.5 * torch.randn(n, generator=g)
-    sides: list[list[dict]] = [[], []]
-    for method in range(2):
-        own = 0.8 * torch.randn(studies, generator=g, dtype=torch.float64)[study]
-        for _ in range(seeds):
-            trained = 0.5 * torch.randn(studies, generator=g, dtype=torch.float64)[study]
-            score = shared + own + trained + 0.3 * torch.randn(n, generator=g) + target
-            probabilities = torch.sigmoid(score).tolist()
-            sides[method].append({"class": "Mass", "image_keys": list(range(n)), "target": target.tolist(),
-                                  "probabilities": probabilities, "study_keys": study.tolist()})  # fmt: skip
+    scores, study, has_mass = null_scores_over_seeds(seed, seeds)
+    target = has_mass.double()
+    sides = [[{"class": "Mass", "image_keys": list(range(study.numel())), "target": target.tolist(),
+               "probabilities": torch.sigmoid(run).tolist(), "study_keys": study.tolist()} for run in method]
+             for method in scores]  # fmt: skip
     pairs = list(zip(sides[0], sides[1], strict=True))
-    aucs = [auc_covariance(torch.tensor([a["probabilities"], b["probabilities"]]), target)[0] for a, b in pairs]
-    differences = [float(auc[0] - auc[1]) for auc in aucs]
-    return seeds_auc_test(pairs)["p"], seeds_t_test(differences)
+    aucs = [auc_covariance(torch.sigmoid(scores[:, run]), target)[0] for run in range(seeds)]
+    return seeds_auc_test(pairs)["p"], seeds_t_test([float(auc[0] - auc[1]) for auc in aucs])
 
 
 def test_under_the_null_over_seeds_table1_paireds_p_rejects_at_its_level_and_the_t_test_over_seeds_too_often() -> None:

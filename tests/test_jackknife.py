@@ -7,7 +7,16 @@ import math
 
 import pytest
 import torch
-from test_afroc import _all_images_result, _by_definition, _random_study, _tensors, _write_report, copied, null_study
+from test_afroc import (
+    _all_images_result,
+    _by_definition,
+    _random_study,
+    _tensors,
+    _write_report,
+    copied,
+    null_scores_over_seeds,
+    null_study,
+)
 
 from wsod_mammo.detection.afroc import figures_of_merit, ratings
 from wsod_mammo.detection.jackknife import Z_95, frrc_test, jackknife_covariance, left_out_figures
@@ -157,27 +166,17 @@ def test_over_seeds_the_test_is_obuchowski_rockettes_with_readers_and_cases_rand
 
 
 def _null_over_seeds(seed: int, seeds: int = 3, studies: int = 60) -> tuple[float, float]:
-    """One simulated test set where two methods are equally good, each trained ``seeds`` times: ``null_study``'s
-    layout, each method with an effect of its own per study that all its seeds share (what it finds or misses on a
-    study, however trained) and each seed one more. Returns the RRRC p and the t-test of the per-seed differences."""
+    """The RRRC p and the t-test of the per-seed differences on :func:`null_scores_over_seeds`' test set."""
     from wsod_mammo.detection.afroc import Ratings
     from wsod_mammo.detection.study_paired import seeds_t_test
 
-    g = torch.Generator().manual_seed(seed)
-    n = studies * 4
-    study = torch.arange(n) // 4
-    has_mass = (study < studies // 2) & (torch.arange(n) % 4 < 2)
+    scores, study, has_mass = null_scores_over_seeds(seed, seeds, studies)
     normal, lesion = torch.nonzero(~has_mass).flatten(), torch.nonzero(has_mass).flatten()
-    shared = torch.randn(studies, generator=g, dtype=torch.float64)[study] + 0.5 * torch.randn(n, generator=g)
     full, left = torch.zeros(2, seeds, dtype=torch.float64), torch.zeros(2, seeds, studies, dtype=torch.float64)
     for method in range(2):
-        own = 0.8 * torch.randn(studies, generator=g, dtype=torch.float64)[study]
         for run in range(seeds):
-            trained = 0.5 * torch.randn(studies, generator=g, dtype=torch.float64)[study] + 0.3 * torch.randn(
-                n, generator=g
-            )
-            score = shared + own + trained + has_mass.double()
-            rated = Ratings(normal, score[normal], lesion, score[lesion], n)
+            score = scores[method, run]
+            rated = Ratings(normal, score[normal], lesion, score[lesion], study.numel())
             full[method, run] = figures_of_merit(rated)["wafroc"][0]
             left[method, run] = left_out_figures(rated, "wafroc", study)
     return _rrrc(full, left)["p"], seeds_t_test((full[0] - full[1]).tolist())
