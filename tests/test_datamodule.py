@@ -211,17 +211,18 @@ def test_missing_error_and_skip(synthetic_root: Path, tmp_path: Path) -> None:
 def test_images_named_dcm_without_an_extension_or_as_16_bit_pngs_are_read_where_the_dicom_would_be(
     synthetic_root: Path, tmp_path: Path
 ) -> None:
-    """Datasets are shared as ``.dcm`` (``.DCM``) files, extensionless scanner exports or 16-bit PNGs (12-bit values)
-    in VinDr's layout: each is read under its own name, with workers; a PNG of another size than its CSV row is
-    refused naming the file and both sizes."""
+    """Datasets are shared as ``.dcm`` (``.DCM``) files, extensionless scanner exports, 16-bit PNGs (12-bit values) or
+    8-bit JPEGs in VinDr's layout: each is read under its own name, with workers; a PNG of another size than its CSV
+    row is refused naming the file and both sizes."""
     root = Path(shutil.copytree(synthetic_root, tmp_path / "data"))
     expected = {}
     for i, dicom in enumerate(sorted(root.glob("images/*/*.dicom"))):
         if i % 3 == 0:
             stored = pydicom.dcmread(dicom).pixel_array.astype(np.uint16)  # 12-bit values, as NYU's sample PNGs
-            assert cv2.imwrite(str(dicom.with_suffix(".png")), stored)
+            converted = dicom.with_suffix(".png" if i % 2 else ".jpg")  # or a lossy 8-bit JPEG
+            assert cv2.imwrite(str(converted), stored if i % 2 else (stored >> 4).astype(np.uint8))
             dicom.unlink()
-            expected[dicom.stem] = dicom.with_suffix(".png")
+            expected[dicom.stem] = converted
         else:
             expected[dicom.stem] = dicom.rename(dicom.with_suffix((".dcm", ".DCM")[i % 2] if i % 3 == 1 else ""))
     reference = _dm(synthetic_root, selection="all")
@@ -238,7 +239,7 @@ def test_images_named_dcm_without_an_extension_or_as_16_bit_pngs_are_read_where_
             _check_batch(batch, len(batch["image_id"]))
             seen |= {image_id: meta["path"] for image_id, meta in zip(batch["image_id"], batch["meta"], strict=True)}
     assert seen and all(Path(path) == expected[image_id] for image_id, path in seen.items())
-    assert {Path(path).suffix for path in seen.values()} == {".png", ".dcm", ".DCM", ""}
+    assert {Path(path).suffix for path in seen.values()} == {".png", ".jpg", ".dcm", ".DCM", ""}
     png = next(path for path in expected.values() if path.suffix == ".png")
     height, width = cv2.imread(str(png), cv2.IMREAD_UNCHANGED).shape
     cv2.imwrite(str(png), np.zeros((height, width - 8), np.uint16))

@@ -38,6 +38,30 @@ def test_grayscale_saved_as_rgb_loads_but_a_red_mark_makes_it_colour(tmp_path: P
         read_any(tmp_path / "red.png")
 
 
+def test_a_jpeg_is_read_with_a_warning_a_gray_one_saved_in_colour_too_but_not_a_coloured_mark(tmp_path: Path) -> None:
+    """Datasets circulate as lossy 8-bit JPEG conversions (Kaggle's CBIS-DDSM): read, saying so in the image's
+    warnings; a gray image saved as a colour JPEG, its channels a few levels apart from chroma subsampling, is gray;
+    a red mark on it still makes it a colour image. A JPEG without an extension is known by its signature."""
+    gray = np.tile(np.arange(0, 240, 4, dtype=np.uint8), (40, 1))  # (40, 60)
+    assert cv2.imwrite(str(tmp_path / "gray.jpg"), gray, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    tinted = np.dstack([np.minimum(gray + 3, 255), gray, gray])  # a scanner's faint tint: not quite gray
+    assert cv2.imwrite(str(tmp_path / "colour.jpeg"), tinted, [cv2.IMWRITE_JPEG_QUALITY, 80])
+    colour_read = cv2.imread(str(tmp_path / "colour.jpeg"), cv2.IMREAD_UNCHANGED)
+    assert colour_read.ndim == 3 and not np.array_equal(colour_read[..., 0], colour_read[..., 2])  # JPEG moved them
+    (tmp_path / "gray.jpg").rename(tmp_path / "export")
+    for name in ("export", "colour.jpeg"):
+        image = load_padded(tmp_path / name, SIZE)
+        assert image.warnings and image.warnings[0].startswith("a lossy 8-bit JPEG")
+        np.testing.assert_allclose(read_any(tmp_path / name)[0], gray / 255, atol=0.04)
+    marked = np.dstack([gray] * 3)
+    marked[10:20, 10:20] = (0, 0, 255)
+    assert cv2.imwrite(str(tmp_path / "red.jpg"), marked)
+    with pytest.raises(ValueError, match=r"red.jpg: expected one grayscale \(H, W\) image, found shape \(40, 60, 3\)"):
+        read_any(tmp_path / "red.jpg")
+    assert cv2.imwrite(str(tmp_path / "gray.png"), gray)
+    assert load_padded(tmp_path / "gray.png", SIZE).warnings == ()  # a lossless PNG: nothing to say
+
+
 def test_a_folder_is_not_an_image_and_the_error_says_so(tmp_path: Path) -> None:
     """A folder with files in it used to be called 'a folder with no files in it' by the Predictor and load_padded."""
     (tmp_path / "scans").mkdir()

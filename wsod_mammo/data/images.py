@@ -1,15 +1,16 @@
-"""Any mammogram -> the model's input frame: DICOMs (found by content), PNG/TIFF files, or numpy arrays.
+"""Any mammogram -> the model's input frame: DICOMs (found by content), PNG/TIFF/JPEG files, or numpy arrays.
 
 DICOMs are recognised by the ``DICM`` marker after their 128-byte preamble, whatever their name (scanner exports
 often have no extension), or, for old exports without the preamble, by a data set's first tag (group 0002 or 0008);
-PNG and TIFF files by their extension or, without one, by their signature (a PNG or TIFF header). Grayscale images
+PNG, TIFF and JPEG files by their extension or, without one, by their signature (a PNG, TIFF or JPEG header); a JPEG
+is read with a warning (``JPEG_WARNING``: lossy, 8 bits). Grayscale images
 of 8 or 16 bits are scaled to [0, 1] by their bit depth; a 16-bit file by the depth its largest value needs, rounded
 up to an even number of bits (``scale_to_unit``): one whose values stay below 4096 holds 12-bit data (NYU's sample
 PNGs), so it is divided by 4095, not 65535, and its breast crop sees the contrast it has. (The model's input is
 standardized per image, so this scale changes the breast crop's view, not what the model sees.)
 
 A DICOM's padding pixels (Pixel Padding Value) come with a bool mask (``load_padded``) so that standardization can
-leave them out of its statistics; PNG/TIFF files and arrays carry no padding information (None).
+leave them out of its statistics; PNG/TIFF/JPEG files and arrays carry no padding information (None).
 
 Laterality: the DICOM tags, else the one given, else inferred from which half holds more of the breast (the
 brighter half); ``laterality_source`` says which (``dicom``, ``given`` or ``inferred``). For inference
@@ -32,10 +33,20 @@ from wsod_mammo.data.dicom import MIN_SIDE, DicomError, read_dicom
 from wsod_mammo.data.errors import file_not_found
 from wsod_mammo.data.geometry import Geometry, apply_to_image, apply_to_mask, make_geometry
 
-IMAGE_SUFFIXES = (".png", ".tif", ".tiff")
+JPEG_SUFFIXES = (".jpg", ".jpeg")
+IMAGE_SUFFIXES = (".png", ".tif", ".tiff", *JPEG_SUFFIXES)
 DICOM_MARKER_OFFSET = 128
-# The first bytes of a PNG and of a (Big)TIFF in either byte order: how an image saved without an extension is known.
-IMAGE_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+JPEG_SIGNATURE = b"\xff\xd8\xff"
+# The first bytes of a PNG, of a (Big)TIFF in either byte order and of a JPEG: how an image saved without an extension
+# is known.
+IMAGE_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+", JPEG_SIGNATURE)
+# How far apart (of 255) a JPEG's colour channels may lie and the image still be gray: its chroma subsampling moves
+# them a few levels apart; a coloured mark lies far more.
+JPEG_GRAY_TOLERANCE = 12
+JPEG_WARNING = (
+    "a lossy 8-bit JPEG: its compression smooths away fine detail (calcifications, spiculated margins) that the model "
+    "learns from 12-bit DICOMs"
+)
 
 log = logging.getLogger(__name__)
 
@@ -62,14 +73,24 @@ def _starts_like_data_set(path: Path) -> bool:
     return len(head) == 4 and group in (0x0002, 0x0008) and element < 0x0100
 
 
-def has_image_signature(path: str | Path) -> bool:
-    """True for a file that starts with a PNG or TIFF signature, whatever its name (exports without an extension)."""
+def _head(path: str | Path, size: int = 8) -> bytes:
     try:
         with open(path, "rb") as handle:
-            head = handle.read(8)
+            return handle.read(size)
     except OSError:
-        return False
+        return b""
+
+
+def has_image_signature(path: str | Path) -> bool:
+    """True for a file that starts with a PNG, TIFF or JPEG signature, whatever its name (exports without an
+    extension)."""
+    head = _head(path)
     return any(head.startswith(signature) for signature in IMAGE_SIGNATURES)
+
+
+def is_jpeg(path: str | Path) -> bool:
+    """A JPEG by its extension or, without one, its signature."""
+    return Path(path).suffix.lower() in JPEG_SUFFIXES or _head(path).startswith(JPEG_SIGNATURE)
 
 
 def _gray(array: np.ndarray) -> np.ndarray:
@@ -114,10 +135,11 @@ def scale_to_unit(array: np.ndarray, source: str = "array") -> np.ndarray:
 
 
 def read_image_file(path: str | Path) -> np.ndarray:
-    """A PNG or TIFF file -> ``(H, W)`` float32 in [0, 1] (see ``scale_to_unit``).
+    """A PNG, TIFF or JPEG file -> ``(H, W)`` float32 in [0, 1] (see ``scale_to_unit``).
 
     A multi-page TIFF (a tomosynthesis stack, several views) is an error naming its page count, as a multi-frame
-    DICOM is: OpenCV would read page 1 alone and say nothing.
+    DICOM is: OpenCV would read page 1 alone and say nothing. A gray image saved as a colour JPEG, its channels a
+    few levels apart (``JPEG_GRAY_TOLERANCE``), is read as its luma; a coloured mark makes it a colour image.
     """
     if _utf8_name(str(path)):
         array = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
@@ -127,9 +149,13 @@ def read_image_file(path: str | Path) -> np.ndarray:
         array = cv2.imdecode(encoded, cv2.IMREAD_UNCHANGED) if encoded.size else None
         pages = len(cv2.imdecodemulti(encoded, cv2.IMREAD_UNCHANGED)[1]) if array is not None else 0
     if array is None:
-        raise ValueError(f"{path}: not a readable PNG/TIFF image")
+        raise ValueError(f"{path}: not a readable PNG/TIFF/JPEG image")
     if pages > 1:
         raise ValueError(f"{path}: expected one 2-D grayscale image, found a file of {pages} pages")
+    if array.ndim == 3 and array.shape[2] == 3 and array.dtype == np.uint8 and is_jpeg(path):
+        spread = array.max(axis=2).astype(np.int16) - array.min(axis=2)
+        if int(spread.max()) <= JPEG_GRAY_TOLERANCE:
+            array = cv2.cvtColor(array, cv2.COLOR_BGR2GRAY)
     return scale_to_unit(array, str(path))
 
 
@@ -148,7 +174,8 @@ def infer_laterality(image: np.ndarray) -> str:
 
 
 def read_any(path: str | Path) -> tuple[np.ndarray, str | None]:
-    """A DICOM (by content) or PNG/TIFF (by extension or signature) -> ``(H, W)`` float32 in [0, 1], DICOM laterality.
+    """A DICOM (by content) or PNG/TIFF/JPEG (by extension or signature) -> ``(H, W)`` float32 in [0, 1], DICOM
+    laterality.
 
     Raises ValueError (DicomError for DICOMs) naming the file and what is wrong.
     """
@@ -171,10 +198,10 @@ class _Decoded(NamedTuple):
     laterality: str | None  # the DICOM's tag; None for PNG/TIFF and untagged DICOMs
     padding: np.ndarray | None  # (H, W) bool, the DICOM's padding pixels; None for none and for PNG/TIFF
     view: str  # ViewPosition (CC, MLO...); empty when untagged and for PNG/TIFF
-    warnings: tuple[str, ...] = ()  # the DICOM's ``DicomInfo.warnings``
+    warnings: tuple[str, ...] = ()  # the DICOM's ``DicomInfo.warnings``; a JPEG's loss (``JPEG_WARNING``)
     study: str = ""  # the DICOM's StudyInstanceUID; empty when untagged and for PNG/TIFF
     spacing_mm: tuple[float, float] | None = None  # the DICOM's pixel spacing (``DicomInfo.spacing_mm``)
-    kind: str = "DICOM"  # what the file is, as errors name it: ``DICOM``, or ``PNG/TIFF image``
+    kind: str = "DICOM"  # what the file is, as errors name it: ``DICOM``, ``PNG/TIFF image`` or ``JPEG image``
 
 
 def _read(path: str | Path) -> _Decoded:
@@ -190,10 +217,12 @@ def _read(path: str | Path) -> _Decoded:
         view = (info.view or "").strip().upper()
         return _Decoded(image, info.laterality, info.padding, view, info.warnings, info.study, info.spacing_mm)
     if suffix in IMAGE_SUFFIXES or has_image_signature(path):
+        if is_jpeg(path):
+            return _Decoded(read_image_file(path), None, None, "", (JPEG_WARNING,), kind="JPEG image")
         return _Decoded(read_image_file(path), None, None, "", kind="PNG/TIFF image")
     raise ValueError(
-        f"{path}: neither a DICOM (no DICM marker at byte 128, no data set at its start) nor a PNG/TIFF image "
-        "(no such extension, no PNG or TIFF signature at its start)"
+        f"{path}: neither a DICOM (no DICM marker at byte 128, no data set at its start) nor a PNG/TIFF/JPEG image "
+        "(no such extension, no PNG, TIFF or JPEG signature at its start)"
     )
 
 
@@ -317,7 +346,7 @@ def load_input_image(
     resize: str = "stretch",
     warnings: list[str] | None = None,
 ) -> tuple[np.ndarray, Geometry, str, np.ndarray | None]:
-    """Decode a dataset's image (a DICOM, or a PNG/TIFF, :func:`read_any`'s rules) and bring it to the input frame:
+    """Decode a dataset's image (a DICOM, or a PNG/TIFF/JPEG, :func:`read_any`'s rules) and bring it to the input frame:
     ``(H, W)`` float32 in [0, 1], its geometry, laterality and its padding mask in the input frame (``(H, W)`` bool,
     None when no padding pixel lies in the crop).
 

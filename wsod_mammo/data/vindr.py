@@ -255,9 +255,10 @@ def _new_record(row: dict[str, str], root: Path, where: str) -> ImageRecord:
 
 
 #: The names an image file may have beside VinDr's ``<image_id>.dicom``, in the order they are looked for: another
-#: DICOM extension, none (as scanners export), or a PNG/TIFF (datasets shared as 16-bit PNGs); each also in capitals
+#: DICOM extension, none (as scanners export), a PNG/TIFF (datasets shared as 16-bit PNGs) or a JPEG (lossy 8-bit
+#: conversions, read with a warning); each also in capitals
 #: (``IMG0001.DCM`` from a CD).
-IMAGE_NAMES = (".dicom", ".dcm", "", ".png", ".tif", ".tiff")
+IMAGE_NAMES = (".dicom", ".dcm", "", ".png", ".tif", ".tiff", ".jpg", ".jpeg")
 
 
 def find_image(path: Path) -> Path | None:
