@@ -64,16 +64,13 @@ def is_dicom(path: str | Path) -> bool:
 def _starts_like_data_set(path: Path) -> bool:
     """True for a file that starts as a DICOM data set without the Part 10 preamble, as old exports do: a little-endian
     tag of group 0002 (file meta) or 0008 (identification). ``read_dicom`` decides whether it is one."""
-    try:
-        with open(path, "rb") as handle:
-            head = handle.read(4)
-    except OSError:
-        return False
+    head = _head(path, 4)
     group, element = int.from_bytes(head[:2], "little"), int.from_bytes(head[2:], "little")
     return len(head) == 4 and group in (0x0002, 0x0008) and element < 0x0100
 
 
 def _head(path: str | Path, size: int = 8) -> bytes:
+    """The file's first ``size`` bytes (fewer for a shorter file; none where it cannot be read)."""
     try:
         with open(path, "rb") as handle:
             return handle.read(size)
@@ -134,12 +131,13 @@ def scale_to_unit(array: np.ndarray, source: str = "array") -> np.ndarray:
     raise ValueError(f"{source}: expected uint8, uint16 or float pixels, found {array.dtype}")
 
 
-def read_image_file(path: str | Path) -> np.ndarray:
+def read_image_file(path: str | Path, jpeg: bool | None = None) -> np.ndarray:
     """A PNG, TIFF or JPEG file -> ``(H, W)`` float32 in [0, 1] (see ``scale_to_unit``).
 
     A multi-page TIFF (a tomosynthesis stack, several views) is an error naming its page count, as a multi-frame
     DICOM is: OpenCV would read page 1 alone and say nothing. A gray image saved as a colour JPEG, its channels a
     few levels apart (``JPEG_GRAY_TOLERANCE``), is read as its luma; a coloured mark makes it a colour image.
+    ``jpeg``: whether the file is one, where the caller knows (None: :func:`is_jpeg` asks the file).
     """
     if _utf8_name(str(path)):
         array = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
@@ -152,7 +150,12 @@ def read_image_file(path: str | Path) -> np.ndarray:
         raise ValueError(f"{path}: not a readable PNG/TIFF/JPEG image")
     if pages > 1:
         raise ValueError(f"{path}: expected one 2-D grayscale image, found a file of {pages} pages")
-    if array.ndim == 3 and array.shape[2] == 3 and array.dtype == np.uint8 and is_jpeg(path):
+    if (
+        array.ndim == 3
+        and array.shape[2] == 3
+        and array.dtype == np.uint8
+        and (is_jpeg(path) if jpeg is None else jpeg)
+    ):
         spread = array.max(axis=2).astype(np.int16) - array.min(axis=2)
         if int(spread.max()) <= JPEG_GRAY_TOLERANCE:
             array = cv2.cvtColor(array, cv2.COLOR_BGR2GRAY)
@@ -217,9 +220,9 @@ def _read(path: str | Path) -> _Decoded:
         view = (info.view or "").strip().upper()
         return _Decoded(image, info.laterality, info.padding, view, info.warnings, info.study, info.spacing_mm)
     if suffix in IMAGE_SUFFIXES or has_image_signature(path):
-        if is_jpeg(path):
-            return _Decoded(read_image_file(path), None, None, "", (JPEG_WARNING,), kind="JPEG image")
-        return _Decoded(read_image_file(path), None, None, "", kind="PNG/TIFF image")
+        jpeg = is_jpeg(path)  # asked once: the reader and the warning both need it
+        warnings, kind = ((JPEG_WARNING,), "JPEG image") if jpeg else ((), "PNG/TIFF image")
+        return _Decoded(read_image_file(path, jpeg), None, None, "", warnings, kind=kind)
     raise ValueError(
         f"{path}: neither a DICOM (no DICM marker at byte 128, no data set at its start) nor a PNG/TIFF/JPEG image "
         "(no such extension, no PNG, TIFF or JPEG signature at its start)"
