@@ -53,12 +53,7 @@ log = logging.getLogger(__name__)
 
 def is_dicom(path: str | Path) -> bool:
     """True for a DICOM Part 10 file: ``DICM`` at byte 128 (the preamble), whatever the file's name."""
-    try:
-        with open(path, "rb") as handle:
-            handle.seek(DICOM_MARKER_OFFSET)
-            return handle.read(4) == b"DICM"
-    except OSError:
-        return False
+    return _head(path, DICOM_MARKER_OFFSET + 4)[DICOM_MARKER_OFFSET:] == b"DICM"
 
 
 def _starts_like_data_set(path: Path) -> bool:
