@@ -246,12 +246,14 @@ def test_the_study_pairs_the_best_pairs_wafroc_with_every_other_on_the_same_imag
     BEST_RUN:method RUN:method --figure wafroc`` computes it; with one seed the bootstrap's two-sided p, over seeds the
     t-test of the per-seed differences; beside them the jackknife test (one seed: FRRC, over seeds: RRRC); Holm over
     all the comparisons; a run without boxes per mass is named."""
+    from scipy.stats import ttest_1samp
+
     from wsod_mammo.detection.compare import load_side
     from wsod_mammo.detection.compare_afroc import paired_fom
     from wsod_mammo.detection.jackknife import jackknife_covariance
     from wsod_mammo.detection.obuchowski_rockette import rrrc_test
     from wsod_mammo.detection.study_afroc import bootstrap_p
-    from wsod_mammo.detection.study_paired import holm, p_cells, seeds_t_test
+    from wsod_mammo.detection.study_paired import holm, p_cells
     from wsod_mammo.detection.study_report import write_study_outputs
 
     one_seed = {1: {"cam": {"cam": FAIR, "gradcam": GOOD}, "gradcam": {"cam": POOR, "gradcam": FAIR}}}
@@ -290,7 +292,8 @@ def test_the_study_pairs_the_best_pairs_wafroc_with_every_other_on_the_same_imag
     assert bootstrap_p(0.0, 1.0, 1000) == pytest.approx(2 / 1001) and bootstrap_p(0.5, 0.5, 1000) == 1.0
     # ties at 0 count half to each tail: 36% of resamples at exactly 0, none below, is a tail of 18%, not 36%
     assert bootstrap_p(0.36, 1.0, 1000) == pytest.approx(2 * (180 + 1) / 1001)
-    # two seeds: the per-seed differences' Student-t interval and t-test
+    # two seeds: Obuchowski-Rockette's test with the seeds as random readers, its interval and p from the covariance
+    # of the four runs' figures over the same bootstrap draws of the studies
     second = {"cam": {"cam": POOR, "gradcam": GOOD}, "gradcam": {"cam": POOR, "gradcam": GOOD}}
     runs |= _study_runs(tmp_path, {2: second})
     write_study_outputs(tmp_path / "study", runs)
@@ -303,10 +306,21 @@ def test_the_study_pairs_the_best_pairs_wafroc_with_every_other_on_the_same_imag
         _, other, _, _ = load_side("cam", runs[("cam", seed)].parent, "all")
         per_seed.append(paired_fom(best, other, "wafroc", drawn, jackknife=True))
     values = [r["difference"]["value"] for r in per_seed]
-    assert row[3].startswith(f"{sum(values) / 2:+.3f} [") and row[4] == "2 seeds"
-    assert row[5] == f"{seeds_t_test(values):.3f}"  # over seeds: the t-test of the per-seed differences
-    # and the jackknife with each seed a random reader of the same studies (RRRC)
     full = torch.tensor([[r["a"]["value"] for r in per_seed], [r["b"]["value"] for r in per_seed]])
+    drawn = torch.stack([r["drawn"] for r in per_seed], dim=1).reshape(4, -1)  # method-major: A's seeds, B's
+    drawn = drawn[:, torch.isfinite(drawn).all(dim=0)]  # resamples without a normal image or a mass: no figure
+    over = rrrc_test(full, torch.cov(drawn))
+    assert over["difference"] == pytest.approx(sum(values) / 2) and over["high"] - over["low"] > 0
+    interval = f"{over['difference']:+.3f} [{max(over['low'], -1):+.3f}, {min(over['high'], 1):+.3f}]"
+    assert (row[3], row[4], row[5]) == (interval, "2 seeds and the test set", p_cells(over["p"])[0]), row
+    assert row[5] != f"{ttest_1samp(values, 0.0).pvalue:.3f}"  # not the t-test of the per-seed differences
+    # a seed whose test report drew with another bootstrap seed: every seed is redrawn with the first seed's draws
+    images = runs[("cam", 2)].parent / "detection_images.json"
+    images.write_text(json.dumps({**json.loads(images.read_text()), "bootstrap_seed": 5}))
+    write_study_outputs(tmp_path / "study", runs)
+    table = (tmp_path / "study" / "wafroc_paired.md").read_text()
+    assert [line.split(" | ") for line in table.splitlines() if line.startswith("| cam | cam |")] == [row]
+    # and the jackknife with each seed a random reader of the same studies (RRRC)
     left = torch.stack([r["left_out"] for r in per_seed], dim=1).reshape(4, -1)  # method-major: A's seeds, B's
     rrrc = rrrc_test(full, jackknife_covariance(left))
     assert row[7] == p_cells(rrrc["p"])[0] and not math.isnan(rrrc["p"])

@@ -142,3 +142,15 @@ def test_table1_intervals_resample_within_each_class() -> None:
     assert list(figures.images["heads"]) == ["global", "local", "fusion"] and len(figures.images["image_keys"]) == 20
     assert rows["fusion"]["accuracy"] == {"value": 0.5, "low": 0.5, "high": 0.5}
     assert rows["fusion"]["tpr"]["low"] == 1.0 and rows["fusion"]["tnr"]["high"] == 0.0
+
+
+def test_the_bootstrap_covariance_leaves_out_the_resamples_where_a_figure_is_undefined() -> None:
+    """A resample without a normal image or a mass has no wAFROC for any run: it is left out of every pair of figures
+    alike, so the matrix stays one covariance (Obuchowski-Rockette's over seeds reads it whole)."""
+    from wsod_mammo.detection.bootstrap import bootstrap_covariance
+
+    drawn = torch.tensor([[0.8, 0.9, float("nan"), 0.7, 0.85], [0.6, 0.65, 0.7, float("nan"), 0.66]])
+    kept = drawn[:, [0, 1, 4]].double()
+    deviations = kept - kept.mean(dim=1, keepdim=True)
+    torch.testing.assert_close(bootstrap_covariance(drawn), deviations @ deviations.T / 2)
+    assert bootstrap_covariance(drawn[:, [0, 2, 3]]).isnan().all()  # one resample left: no covariance

@@ -124,7 +124,8 @@ def test_without_recorded_studies_images_are_drawn_and_the_output_says_why(tmp_p
 
 def test_the_study_pairs_each_train_methods_auc_with_the_first_per_seed_and_over_seeds(tmp_path: Path, caplog) -> None:
     """table1_paired.md: with one seed, the difference and share are `--compare gradcam:fusion cam:fusion`'s; over two
-    seeds, the Student-t interval of the per-seed differences and Obuchowski-Rockette's p with seeds as readers; a
+    seeds, Obuchowski-Rockette's interval and p with seeds as readers (the test set counted too, unlike the
+    Student-t interval of the per-seed differences); a
     run whose report records no probabilities per image (or images that differ) leaves the table out, naming the
     runs; one train method writes none."""
     from wsod_mammo.detection.study_paired import p_cells, seeds_auc_test
@@ -155,12 +156,14 @@ def test_the_study_pairs_each_train_methods_auc_with_the_first_per_seed_and_over
     assert row in (tmp_path / "one" / "table1_paired.md").read_text()
 
     write_study_outputs(tmp_path / "two", runs)
-    over = seed_interval([r["difference"]["value"] for r in per_seed], bounds=(-1.0, 1.0))
-    row = f"| gradcam | fusion | {over.mean:+.3f} [{over.low:+.3f}, {over.high:+.3f}] | 2 seeds | n/a | "
     # over seeds: each seed a random reader of the same images, DeLong's covariance of the four runs' AUCs
     rrrc = seeds_auc_test([(sides[("gradcam", s)], sides[("cam", s)]) for s in (1, 2)])
+    bounds = f"[{max(rrrc['low'], -1):+.3f}, {min(rrrc['high'], 1):+.3f}]"
+    row = f"| gradcam | fusion | {rrrc['difference']:+.3f} {bounds} | 2 seeds and the test set | n/a | "
     assert row + f"{p_cells(rrrc['p'])[0]} |" in (tmp_path / "two" / "table1_paired.md").read_text()
-    assert rrrc["difference"] == pytest.approx(over.mean) and rrrc["df"] > 1
+    seeds_only = seed_interval([r["difference"]["value"] for r in per_seed], bounds=(-1.0, 1.0))
+    assert rrrc["difference"] == pytest.approx(seeds_only.mean) and rrrc["df"] > 1
+    assert rrrc["high"] - rrrc["low"] != pytest.approx(seeds_only.high - seeds_only.low)  # not the seeds' spread
 
     assert "table1_paired" not in write_study_outputs(tmp_path / "cam", {("cam", 1): runs[("cam", 1)]})
     assert not (tmp_path / "cam" / "table1_paired.md").exists()
@@ -177,16 +180,19 @@ def test_the_study_pairs_each_train_methods_auc_with_the_first_per_seed_and_over
     assert "no paired Table I: --compare: gradcam_seed2 and cam_seed2 were tested on different images" in caplog.text
 
 
-def test_the_t_test_over_seeds_matches_scipys_and_its_edges() -> None:
-    from scipy.stats import ttest_1samp
+def test_a_difference_over_seeds_without_obuchowski_rockette_keeps_the_seeds_interval() -> None:
+    """Seeds whose runs were tested on other images have no covariance over the same cases: the interval over seeds
+    is then the Student-t interval of the per-seed differences, and says so."""
+    from wsod_mammo.detection.obuchowski_rockette import RESULT_KEYS
+    from wsod_mammo.detection.study_paired import basis_text, seeds_estimate
+    from wsod_mammo.detection.study_tables import seed_interval
 
-    from wsod_mammo.detection.study_paired import seeds_t_test
-
-    values = [0.031, 0.012, 0.044, -0.005]
-    assert seeds_t_test(values) == pytest.approx(float(ttest_1samp(values, 0.0).pvalue))
-    assert seeds_t_test(values + [float("nan")]) == pytest.approx(seeds_t_test(values))
-    assert seeds_t_test([0.0, 0.0]) == 1.0 and seeds_t_test([0.02, 0.02]) == 0.0
-    assert math.isnan(seeds_t_test([0.02])) and math.isnan(seeds_t_test([0.02, float("nan")]))
+    differences = [0.04, 0.01, 0.03]
+    undefined = seeds_estimate(dict.fromkeys(RESULT_KEYS, math.nan), differences)
+    assert undefined == seed_interval(differences, bounds=(-1.0, 1.0)) and basis_text(undefined) == "3 seeds"
+    test = {"difference": 0.9, "low": 0.7, "high": 1.2, "se": 0.1, "df": 4.0, "t": 9.0, "p": 0.001}
+    defined = seeds_estimate(test, [0.8, 0.9, 1.0])
+    assert (defined.low, defined.high) == (0.7, 1.0) and basis_text(defined) == "3 seeds and the test set"
 
 
 def test_p_values_print_as_papers_print_them() -> None:
@@ -298,10 +304,11 @@ def _null_auc_over_seeds(seed: int, seeds: int = 3) -> tuple[float, float]:
     """:func:`seeds_auc_test`'s p and the t-test of the per-seed AUC differences on the test set of
     ``null_scores_over_seeds`` (60 four-view studies, half with a breast of two positive views), its scores as
     probabilities."""
+    from scipy.stats import ttest_1samp
     from test_afroc import null_scores_over_seeds
 
     from wsod_mammo.detection.delong import auc_covariance
-    from wsod_mammo.detection.study_paired import seeds_auc_test, seeds_t_test
+    from wsod_mammo.detection.study_paired import seeds_auc_test
 
     scores, study, has_mass = null_scores_over_seeds(seed, seeds)
     target = has_mass.double()
@@ -310,7 +317,7 @@ def _null_auc_over_seeds(seed: int, seeds: int = 3) -> tuple[float, float]:
              for method in scores]  # fmt: skip
     pairs = list(zip(sides[0], sides[1], strict=True))
     aucs = [auc_covariance(torch.sigmoid(scores[:, run]), target)[0] for run in range(seeds)]
-    return seeds_auc_test(pairs)["p"], seeds_t_test([float(auc[0] - auc[1]) for auc in aucs])
+    return seeds_auc_test(pairs)["p"], float(ttest_1samp([float(a[0] - a[1]) for a in aucs], 0.0).pvalue)
 
 
 def test_under_the_null_over_seeds_table1_paireds_p_rejects_at_its_level_and_the_t_test_over_seeds_too_often() -> None:

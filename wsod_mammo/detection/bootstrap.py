@@ -111,6 +111,18 @@ def interval(samples: Tensor, value: float, level: float = LEVEL) -> dict[str, f
     return {"value": float(value), "low": low, "high": high}
 
 
+def bootstrap_covariance(drawn: Tensor) -> Tensor:
+    """``(R, R)``: the covariance over resamples of ``R`` figures drawn under the same resamples, ``drawn (R, B)``;
+    resamples where any figure is undefined (NaN: no normal image or no mass drawn) are left out (NaN with fewer
+    than two left). The bootstrap's counterpart of :func:`~wsod_mammo.detection.jackknife.jackknife_covariance`, as
+    RJafroc's ``covEstMethod = "bootstrap"``."""
+    drawn = drawn.double()
+    kept = drawn[:, torch.isfinite(drawn).all(dim=0)]
+    if kept.shape[1] < 2:
+        return torch.full((drawn.shape[0], drawn.shape[0]), math.nan, dtype=torch.float64)
+    return torch.cov(kept)
+
+
 def resampled_froc(
     weights: Tensor, image_gt: Tensor, box_image: Tensor, box_scores: Tensor, box_tp: Tensor
 ) -> tuple[Tensor, Tensor]:

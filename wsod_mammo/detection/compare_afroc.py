@@ -53,8 +53,8 @@ def paired_fom(
     image and only those masses (:func:`~wsod_mammo.detection.afroc.lesion_subset`, as ``wafroc_by_kind.md``);
     ``jackknife``: also the fixed-reader random-case jackknife test (``"jackknife"``: :func:`frrc_test`, with
     ``"cases"`` and ``"case"``: ``study`` where the reports record studies, else ``image``; ``"case_keys" (K,)``:
-    each case's study or image key, in the order of ``"left_out" (2, K)``, A's and B's figure without each case, for
-    an analysis over several runs of the same cases)."""
+    each case's study or image key, in the order of ``"left_out" (2, K)``, A's and B's figure without each case, and
+    ``"drawn" (2, B)``, A's and B's figure in each resample, for an analysis over several runs of the same cases)."""
     order, weights, without = paired_draws(a, b, seed, labels)
     rated = [side_ratings(side, order, label) for side, label in zip((a, b), labels, strict=True)]
     if masses is not None:
@@ -72,7 +72,8 @@ def paired_fom(
         keys, cases = torch.unique(torch.tensor(named, dtype=torch.long), return_inverse=True)
         left = [left_out_figures(r, figure, cases) for r in rated]
         result["jackknife"] = frrc_test(float(values[0][0]), float(values[1][0]), left[0], left[1])
-        result |= {"cases": int(cases.max()) + 1, "case": case, "case_keys": keys, "left_out": torch.stack(left)}
+        result |= {"cases": int(cases.max()) + 1, "case": case, "case_keys": keys, "left_out": torch.stack(left),
+                   "drawn": torch.stack([values[0][1:], values[1][1:]])}  # fmt: skip
     return result
 
 

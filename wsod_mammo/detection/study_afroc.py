@@ -4,12 +4,15 @@ paired on the same test images.
 ``summary.md`` names the best pair by its mean; whether it localizes better than the runner-up or than CAM, or only
 looks so on this test set, is a question about differences on the same images. For each seed, each pair is compared
 with the best as ``wsod report --compare BEST_RUN:method RUN:method --figure wafroc`` does (the same class-stratified
-resamples of whole test studies, :func:`paired_fom`); over two seeds or more the per-seed differences get a
-Student-t interval and the one-sample t-test, with one seed the paired bootstrap's interval and its two-sided p.
-Holm's adjustment runs over all the comparisons with the best pair (24 in the full study): the table asks one
-question, whether anything else is as good as the best. Beside them, the jackknife test JAFROC analyses report
-(:mod:`wsod_mammo.detection.jackknife`): with one seed readers fixed and cases random, over seeds each seed a random
-reader of the same test studies, so that its p counts both the training's variation and the test set's.
+resamples of whole test studies, :func:`paired_fom`): with one seed the paired bootstrap's interval and its two-sided
+p; over two seeds or more Obuchowski-Rockette's test with each seed a random reader of the same test studies and the
+covariance of all the runs' figures over those same resamples (:func:`seeds_bootstrap_test`), its interval and p,
+which count the test set's sampling as well as the training's variation (the t-test of the per-seed differences, blind
+to the first, put p below 0.05 in 22% of the test sets where two pairs are equally good). Holm's adjustment runs over
+all the comparisons with the best pair (24 in the full study): the table asks one question, whether anything else is
+as good as the best. Beside them, the jackknife test JAFROC analyses report (:mod:`wsod_mammo.detection.jackknife`):
+with one seed readers fixed and cases random, over seeds the same Obuchowski-Rockette test from the jackknife's
+covariance.
 """
 
 from __future__ import annotations
@@ -21,12 +24,13 @@ from typing import Any
 
 import torch
 
+from wsod_mammo.detection.bootstrap import bootstrap_covariance
 from wsod_mammo.detection.compare import IMAGES_FILE
 from wsod_mammo.detection.compare_afroc import paired_fom
 from wsod_mammo.detection.jackknife import jackknife_covariance
-from wsod_mammo.detection.obuchowski_rockette import rrrc_test
+from wsod_mammo.detection.obuchowski_rockette import RESULT_KEYS, rrrc_test
 from wsod_mammo.detection.report import _markdown
-from wsod_mammo.detection.study_paired import basis_text, holm, p_cells, paired_estimate, report_seed, seeds_t_test
+from wsod_mammo.detection.study_paired import basis_text, holm, one_seed_estimate, p_cells, report_seed, seeds_estimate
 from wsod_mammo.detection.study_tables import Cells, Estimate
 
 FIGURE = "wafroc"
@@ -78,21 +82,24 @@ def versus_best(
             if (train, test) == (best_train, best_test):
                 continue
             seeds = sorted({s for m, s in records if m == train} & {s for m, s in records if m == best_train})
+            draws = report_seed(records[(best_train, seeds[0])])  # the first seed's draws for all: one covariance
             results = []
             for seed in seeds:
                 best_run, run = records[(best_train, seed)], records[(train, seed)]
                 labels = (f"{best_train}_seed{seed}:{best_test}", f"{train}_seed{seed}:{test}")
                 try:
-                    results.append(paired_fom(best_run["methods"][best_test], run["methods"][test], FIGURE,
-                                              report_seed(best_run), labels, jackknife=True))  # fmt: skip
+                    results.append(paired_fom(best_run["methods"][best_test], run["methods"][test], FIGURE, draws,
+                                              labels, jackknife=True))  # fmt: skip
                 except (ValueError, KeyError) as error:
                     raise ValueError(f"wafroc_paired.md: {' and '.join(labels)}: {error}") from None
             if len(results) == 1:
                 r = results[0]
                 p = bootstrap_p(r["p_a_not_better"], r["p_a_not_worse"], r["resamples"])
+                out[(train, test)] = one_seed_estimate(r), p, jackknife_p(results)
             else:
-                p = seeds_t_test([r["difference"]["value"] for r in results])
-            out[(train, test)] = paired_estimate(results), p, jackknife_p(results)
+                over = seeds_bootstrap_test(results)
+                differences = [r["difference"]["value"] for r in results]
+                out[(train, test)] = seeds_estimate(over, differences), over["p"], jackknife_p(results)
     return (best_train, best_test), out
 
 
@@ -102,12 +109,32 @@ def jackknife_p(results: list[dict[str, Any]]) -> float:
     tested on different cases (another test split)."""
     if len(results) == 1:
         return float(results[0]["jackknife"]["p"])
-    first = results[0]
-    if any(r["case"] != first["case"] or not torch.equal(r["case_keys"], first["case_keys"]) for r in results):
+    full = _same_cases_figures(results)
+    if full is None:
         return math.nan
-    full = torch.tensor([[r["a"]["value"], r["b"]["value"]] for r in results], dtype=torch.float64).T
     left = torch.stack([r["left_out"] for r in results], dim=1)  # (2, seeds, cases)
     return rrrc_test(full, jackknife_covariance(left.reshape(2 * len(results), -1)))["p"]
+
+
+def seeds_bootstrap_test(results: list[dict[str, Any]]) -> dict[str, float]:
+    """Obuchowski-Rockette's test over seeds (:func:`rrrc_test`'s keys) of one comparison from its per-seed
+    :func:`paired_fom` results drawn with the same resamples of the same studies: the covariance of the ``2 x seeds``
+    figures is theirs over those resamples (:func:`bootstrap_covariance`); NaN where the seeds' runs were tested on
+    different cases."""
+    full = _same_cases_figures(results)
+    if full is None:
+        return dict.fromkeys(RESULT_KEYS, math.nan)
+    drawn = torch.stack([r["drawn"] for r in results], dim=1)  # (2, seeds, resamples)
+    return rrrc_test(full, bootstrap_covariance(drawn.reshape(2 * len(results), -1)))
+
+
+def _same_cases_figures(results: list[dict[str, Any]]) -> torch.Tensor | None:
+    """``(2, seeds)``: A's and B's full-sample figure per seed; None where the seeds' runs were tested on different
+    cases (another test split), which no covariance over cases can pair."""
+    first = results[0]
+    if any(r["case"] != first["case"] or not torch.equal(r["case_keys"], first["case_keys"]) for r in results):
+        return None
+    return torch.tensor([[r["a"]["value"], r["b"]["value"]] for r in results], dtype=torch.float64).T
 
 
 def told_apart_text(differences: dict[tuple[str, str], tuple[Estimate, float, float]]) -> str:
@@ -138,14 +165,17 @@ def wafroc_paired_text(
     return (
         f"wAFROC paired: the best pair ({name}, wAFROC {cells[best[0]][best[1]][FIGURE].text(3)}) minus each other "
         "pair, on the same test images (every test image: the normal images hold the false positives the figure "
-        "weighs); 95% interval over the seeds both ran (Student-t) and the t-test of the per-seed differences, or "
-        "with one seed the paired bootstrap over the best run's test report's draws of whole studies and its "
-        "two-sided p (twice the smaller tail, a difference of 0 counting half to each, counted with one more: "
-        "1,000 resamples cannot say below 0.002); p (Holm): adjusted over every comparison with the best pair, so "
-        "that 5% bounds the chance of any false finding among them; jackknife p: the test JAFROC analyses report "
-        "(Obuchowski-Rockette, the jackknife over whole studies; one seed: readers fixed, cases random, RJafroc's "
-        "FRRC; over seeds: each seed a random reader, cases random, Hillis's degrees of freedom, RJafroc's RRRC, "
-        "which counts the test set's sampling as well as the training's, as the t-test over seeds does not), with "
+        "weighs); with one seed the 95% interval of the paired bootstrap over the best run's test report's draws "
+        "of whole studies and its two-sided p (twice the smaller tail, a difference of 0 counting half to each, "
+        "counted with one more: 1,000 resamples cannot say below 0.002); over the seeds both ran the 95% interval "
+        "and two-sided p of Obuchowski-Rockette's test with each seed a random reader and the test studies random "
+        "(the covariance of every run's figure over the same bootstrap draws, Hillis's degrees of freedom: "
+        "RJafroc's RRRC), which count the test set's sampling as well as the training's (the Student-t interval "
+        "of the per-seed differences, and no p, where the seeds' runs were tested on other studies); p (Holm): "
+        "adjusted over every comparison with the best pair, so that 5% bounds the chance of any false finding "
+        "among them; jackknife p: the test JAFROC analyses report (Obuchowski-Rockette, the jackknife over whole "
+        "studies; one seed: readers fixed, cases random, RJafroc's FRRC; over seeds: the same test as p from the "
+        "jackknife's covariance instead of the bootstrap's, RJafroc's RRRC), with "
         "its Holm adjustment\n\n"
         + _markdown(
             [

@@ -51,7 +51,7 @@ class Estimate:
     low: float
     high: float
     n: int
-    basis: str  # "seeds", "studies" or "images" (a test report's bootstrap), or "none"
+    basis: str  # "seeds", "studies" or "images" (a test report's bootstrap), "seeds and test set" (paired), "none"
 
     def text(self, digits: int = 2, signed: bool = False) -> str:
         """``0.87 [0.75, 0.96]`` (``+0.01 [-0.02, +0.04]`` ``signed``, for differences); n/a without a mean."""
