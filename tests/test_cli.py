@@ -759,13 +759,13 @@ def test_a_trained_checkpoint_tests_on_another_dataset_given_only_the_finding_cs
     tmp_path: Path, trained: Path, data_root: Path
 ) -> None:
     """External validation (INbreast, an in-house set): a dataset of one's own laid out as VinDr, every row in the
-    test split, no breast-level CSV, no series, BI-RADS or density, is tested at the thresholds the fit validated
-    (the checkpoint's), every image once."""
+    test split, no breast-level CSV, no series, BI-RADS, density or image size (read from the files), is tested at
+    the thresholds the fit validated (the checkpoint's), every image once."""
     external = tmp_path / "external"
     shutil.copytree(data_root / "images", external / "images")
     with (data_root / "finding_annotations.csv").open(newline="") as handle:
         rows = list(csv.DictReader(handle))
-    blank = ("series_id", "breast_birads", "breast_density", "finding_birads")
+    blank = ("series_id", "breast_birads", "breast_density", "finding_birads", "height", "width")
     rows = [row | dict.fromkeys(blank, "") | {"split": "test"} for row in rows]
     with (external / "finding_annotations.csv").open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))

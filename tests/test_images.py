@@ -11,7 +11,7 @@ import pydicom
 import pytest
 
 from wsod_mammo.data.dicom import read_dicom
-from wsod_mammo.data.images import load_input_image, load_padded, read_any
+from wsod_mammo.data.images import image_size, load_input_image, load_padded, read_any
 from wsod_mammo.data.vindr import load_records
 
 SIZE = (64, 32)
@@ -97,6 +97,22 @@ def test_an_old_export_without_preamble_or_extension_is_read_as_a_dicom(syntheti
     (tmp_path / "notes").write_text("hello")
     with pytest.raises(ValueError, match="notes: neither a DICOM"):
         read_any(tmp_path / "notes")
+    # its size from the header alone, as a finding CSV without sizes gets it
+    assert image_size(tmp_path / "IMG0001") == image.shape
+    with pytest.raises(ValueError, match="notes: neither a DICOM"):
+        image_size(tmp_path / "notes")
+
+
+def test_an_image_size_is_read_from_the_header_and_a_broken_one_is_named(synthetic_root: Path, tmp_path: Path) -> None:
+    from wsod_mammo.data.dicom import DicomError
+
+    record = load_records(synthetic_root)[0]
+    assert image_size(record.path) == read_dicom(record.path)[0].shape == record.size
+    (tmp_path / "cut.dicom").write_bytes(record.path.read_bytes()[:140])  # the preamble, DICM and a few bytes
+    with pytest.raises(DicomError, match=r"cut.dicom: no image size in its DICOM header \(Rows, Columns\)"):
+        image_size(tmp_path / "cut.dicom")
+    with pytest.raises(DicomError, match="gone.png: file not found"):
+        image_size(tmp_path / "gone.png")
 
 
 @pytest.mark.filterwarnings("ignore:Invalid value for VR UI")  # the synthetic data's VinDr-style hex UIDs

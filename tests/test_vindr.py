@@ -206,8 +206,41 @@ def test_csvs_as_excel_saves_them_read_or_fail_naming_the_file_and_the_line(tmp_
 def test_an_impossible_image_size_names_the_row(tmp_path: Path, height: str) -> None:
     """`inf` raised a bare OverflowError; `100.7` was cut to 100; 0 and negative sizes went through."""
     _write(tmp_path, FINDING_COLUMNS, [ROW[:5] + [height] + ROW[6:]])
-    with pytest.raises(VinDrFormatError, match=f"line 2: height/width must be positive integers, got '{height}', '80'"):
+    message = rf"line 2: height/width must be positive integers \(or both empty, .*\), got '{height}', '80'"
+    with pytest.raises(VinDrFormatError, match=message):
         load_records(tmp_path)
+
+
+def test_an_image_whose_rows_leave_height_and_width_empty_gets_its_files_size(
+    tmp_path: Path, synthetic_root: Path
+) -> None:
+    """CSVs written for another dataset (CBIS-DDSM's and INbreast's annotations give no image size) may leave both
+    cells empty: the size comes from the image file's header, whatever its name or format, and boxes are clipped to
+    it; an image not on disk keeps no size and its box as given (``data.missing`` then decides about the image)."""
+    import cv2
+
+    from wsod_mammo.data.dicom import read_dicom
+
+    dicoms = sorted((synthetic_root / "images").glob("*/*.dicom"))[:3]
+    pixels = (read_dicom(dicoms[2])[0] * 65535).round().astype(np.uint16)
+    study = tmp_path / "images" / "s1"
+    study.mkdir(parents=True)
+    (study / "plain.dicom").write_bytes(dicoms[0].read_bytes())
+    (study / "bare").write_bytes(dicoms[1].read_bytes())  # a scanner export: no extension
+    cv2.imwrite(str(study / "gray.png"), pixels)
+    cv2.imwrite(str(study / "tiled.tif"), pixels[:200, :120])
+    rows = [["s1", "", image, "L", "CC", "", "", "", "", "['Mass']", "", "10", "20", "400", "50", "test"]
+            for image in ("plain", "bare", "gray", "tiled", "lost")]  # fmt: skip
+    _write(tmp_path, FINDING_COLUMNS, rows)
+    records = {r.image_id: r for r in load_records(tmp_path)}
+    assert {i: r.size for i, r in records.items()} == {"plain": (256, 160), "bare": (256, 160), "gray": (256, 160),
+                                                      "tiled": (200, 120), "lost": None}  # fmt: skip
+    assert records["gray"].findings[0].box == (10.0, 20.0, 160.0, 50.0)  # clipped to the PNG's width
+    assert records["tiled"].findings[0].box == (10.0, 20.0, 120.0, 50.0)
+    assert records["lost"].findings[0].box == (10.0, 20.0, 400.0, 50.0)  # no size to clip it to
+    (study / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 5)  # a PNG cut within its header
+    _write(tmp_path, FINDING_COLUMNS, [rows[0][:2] + ["broken"] + rows[0][3:]])
+    assert load_records(tmp_path)[0].size is None  # decoding it names the file and why
 
 
 @pytest.mark.parametrize(("column", "value"), [("study_id", "z" * 32), ("split", "test"), ("height", "4000"),

@@ -85,11 +85,12 @@ def check_loader_options(val_fraction: float, batch_size: int, eval_batch_size: 
 
 def check_cache_sizes(records: list[ImageRecord], manifest: dict[str, Any], cache_dir: Any, root: Any) -> None:
     """A cache prepared from another copy of the data (other sizes, boxes, pixels under the same image ids) was used
-    as it was: its pixels, mapped with the boxes of this one. Each cached image's original size must be the CSV's."""
+    as it was: its pixels, mapped with the boxes of this one. Each cached image's original size must be the CSV's
+    (where the CSV or its image file gave one: a cache may outlive the image files)."""
     cached = manifest["images"]
     wrong = [
-        (r, g) for r in records if r.image_id in cached
-        and ((g := cached[r.image_id]["geometry"])["orig_height"], g["orig_width"]) != (r.height, r.width)
+        (r, g) for r in records if r.image_id in cached and r.size is not None
+        and ((g := cached[r.image_id]["geometry"])["orig_height"], g["orig_width"]) != r.size
     ]  # fmt: skip
     if wrong:
         r, g = wrong[0]

@@ -153,11 +153,11 @@ class VinDrDataset(Dataset):
                 )
             padding = read_padding(self.cache[0] / entry["padding"]) if entry.get("padding") else None
             return image, Geometry.from_dict(entry["geometry"]), padding, list(entry.get("warnings", ()))
-        size = (record.height, record.width)
         warnings: list[str] = []
         image, geometry, _, padding = load_input_image(
-            record.path, record.laterality, self.transform.input_size, self.crop_breast, size, self.resize, warnings
-        )
+            record.path, record.laterality, self.transform.input_size, self.crop_breast, record.size, self.resize,
+            warnings,
+        )  # fmt: skip
         return image, geometry, padding, warnings
 
     def _out_of_frame(self, classes: list[str]) -> str:

@@ -28,6 +28,7 @@ from typing import NamedTuple
 
 import cv2
 import numpy as np
+import pydicom
 
 from wsod_mammo.data.dicom import MIN_SIDE, DicomError, read_dicom
 from wsod_mammo.data.errors import file_not_found
@@ -209,19 +210,53 @@ def _read(path: str | Path) -> _Decoded:
         raise ValueError(_folder_error(path))
     if not path.is_file():
         raise DicomError(file_not_found(path))  # as read_dicom says it: naming a file of the name beside it
-    suffix = path.suffix.lower()
-    if is_dicom(path) or suffix in (".dcm", ".dicom") or (suffix not in IMAGE_SUFFIXES and _starts_like_data_set(path)):
+    if _file_kind(path) == "dicom":
         image, info = read_dicom(path)
         view = (info.view or "").strip().upper()
         return _Decoded(image, info.laterality, info.padding, view, info.warnings, info.study, info.spacing_mm)
+    jpeg = is_jpeg(path)  # asked once: the reader and the warning both need it
+    warnings, kind = ((JPEG_WARNING,), "JPEG image") if jpeg else ((), "PNG/TIFF image")
+    return _Decoded(read_image_file(path, jpeg), None, None, "", warnings, kind=kind)
+
+
+def _file_kind(path: Path) -> str:
+    """``dicom`` or ``image`` (PNG/TIFF/JPEG), by content and name as the module's docstring says; else ValueError
+    naming the file."""
+    suffix = path.suffix.lower()
+    if is_dicom(path) or suffix in (".dcm", ".dicom") or (suffix not in IMAGE_SUFFIXES and _starts_like_data_set(path)):
+        return "dicom"
     if suffix in IMAGE_SUFFIXES or has_image_signature(path):
-        jpeg = is_jpeg(path)  # asked once: the reader and the warning both need it
-        warnings, kind = ((JPEG_WARNING,), "JPEG image") if jpeg else ((), "PNG/TIFF image")
-        return _Decoded(read_image_file(path, jpeg), None, None, "", warnings, kind=kind)
+        return "image"
     raise ValueError(
         f"{path}: neither a DICOM (no DICM marker at byte 128, no data set at its start) nor a PNG/TIFF/JPEG image "
         "(no such extension, no PNG, TIFF or JPEG signature at its start)"
     )
+
+
+def image_size(path: str | Path) -> tuple[int, int]:
+    """``(height, width)`` of an image file from its header, no pixel decoded: a DICOM's Rows and Columns, a PNG's,
+    TIFF's or JPEG's as Pillow reads it; the shape its decoding gives. What a finding CSV that leaves an image's
+    height and width empty gets. Raises DicomError (a missing file) or ValueError naming the file and why."""
+    path = Path(path)
+    if not path.is_file():
+        raise DicomError(file_not_found(path))
+    if _file_kind(path) == "dicom":
+        try:
+            header = pydicom.dcmread(path, stop_before_pixels=True, force=True, specific_tags=["Rows", "Columns"])
+            size = int(header.Rows), int(header.Columns)
+        except Exception as error:  # a truncated or foreign header makes pydicom raise many types
+            raise DicomError(f"{path}: no image size in its DICOM header (Rows, Columns): {error}") from None
+    else:
+        from PIL import Image
+
+        try:
+            with Image.open(path) as image:
+                size = image.height, image.width
+        except Exception as error:  # Pillow raises OSError, ValueError, SyntaxError... on a broken header
+            raise ValueError(f"{path}: no image size in its PNG/TIFF/JPEG header: {error}") from None
+    if min(size) < 1:
+        raise ValueError(f"{path}: its header gives an image of {size[0]}x{size[1]} pixels")
+    return size
 
 
 def to_input_frame(

@@ -113,7 +113,7 @@ def read_cached(path: str | Path, raw: bool = False) -> np.ndarray:
     return np.multiply(image, np.float32(1.0 / 65535.0), dtype=np.float32)  # one pass, no float64
 
 
-Job = tuple[str, str, str, tuple[int, int], bool, str, CacheFormat, tuple[int, int], str]
+Job = tuple[str, str, str, tuple[int, int], bool, str, CacheFormat, tuple[int, int] | None, str]
 
 
 def _done_entry(sidecar: Path, image_id: str, cache_format: str) -> dict[str, Any] | None:
@@ -225,7 +225,7 @@ def _prepare_locked(
         write_atomic(Path(cache_dir) / MANIFEST, json.dumps(started, indent=1, sort_keys=True).encode())
     jobs = [
         (i, str(find_image(r.path) or r.path), r.laterality, size, crop_breast, str(cache_dir), cache_format,
-         (r.height, r.width), resize)
+         r.size, resize)
         for i, r in unique.items()
     ]  # fmt: skip
     images, errors = {}, {}

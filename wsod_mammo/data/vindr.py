@@ -56,12 +56,18 @@ class ImageRecord:
     laterality: str
     view: str
     split: str
-    height: int
+    height: int  # the CSV's, or its image file's header's where the CSV leaves both empty; 0 where neither gave one
     width: int
     path: Path
     findings: list[Finding] = field(default_factory=list)
     breast_birads: int | None = None  # the breast's assessment, 1-5 (None: the cell is empty)
     breast_density: str = ""  # the breast's density category as the CSV gives it ("DENSITY C"; "": empty)
+
+    @property
+    def size(self) -> tuple[int, int] | None:
+        """``(height, width)`` of the original image; None where the CSV left them empty and the image file could not
+        be read when the CSV was (a missing file: ``data.missing`` decides)."""
+        return (self.height, self.width) if self.height and self.width else None
 
     @property
     def is_normal(self) -> bool:
@@ -173,6 +179,8 @@ def _checked_rows(path: Path, reader: Any, columns: Sequence[str]) -> Iterable[t
 
 
 def _parse_box(row: dict[str, str], height: int, width: int, where: str) -> tuple[float, float, float, float] | None:
+    """The row's box in the image's pixels, clipped to its ``height`` x ``width`` (0: an unknown size, not clipped);
+    None for a row without one."""
     cells = [row[k].strip() for k in ("xmin", "ymin", "xmax", "ymax")]
     if not any(cells):
         return None
@@ -184,22 +192,27 @@ def _parse_box(row: dict[str, str], height: int, width: int, where: str) -> tupl
         raise VinDrFormatError(f"{where}: box fields must be finite numbers, got {cells}")
     if x1 < x0 or y1 < y0:  # swapped corners: not a clipping matter
         raise VinDrFormatError(f"{where}: box has xmax < xmin or ymax < ymin (corners swapped?): {cells}")
-    x0, x1 = min(max(x0, 0.0), width), min(max(x1, 0.0), width)
-    y0, y1 = min(max(y0, 0.0), height), min(max(y1, 0.0), height)
+    if height and width:
+        x0, x1 = min(max(x0, 0.0), width), min(max(x1, 0.0), width)
+        y0, y1 = min(max(y0, 0.0), height), min(max(y1, 0.0), height)
     if x1 <= x0 or y1 <= y0:
         raise VinDrFormatError(f"{where}: empty box after clipping to the {width}x{height} image: {cells}")
     return (x0, y0, x1, y1)
 
 
-def _image_size(row: dict[str, str], where: str) -> tuple[int, int]:
-    """``(height, width)``: positive whole numbers (``2800`` or ``2800.0``), else VinDrFormatError naming the row."""
+def _image_size(row: dict[str, str], where: str) -> tuple[int, int] | None:
+    """``(height, width)``: positive whole numbers (``2800`` or ``2800.0``); None where both cells are empty (read
+    from the image file); else VinDrFormatError naming the row."""
+    if not row["height"].strip() and not row["width"].strip():
+        return None
     try:
         values = [float(row["height"]), float(row["width"])]
     except ValueError:
         values = []
     if len(values) != 2 or not all(math.isfinite(v) and v >= 1 and v == int(v) for v in values):
         raise VinDrFormatError(
-            f"{where}: height/width must be positive integers, got {row['height']!r}, {row['width']!r}"
+            f"{where}: height/width must be positive integers (or both empty, to read them from the image file), "
+            f"got {row['height']!r}, {row['width']!r}"
         )
     return int(values[0]), int(values[1])
 
@@ -234,7 +247,8 @@ def _file_name_part(row: dict[str, str], column: str, where: str) -> str:
 
 def _new_record(row: dict[str, str], root: Path, where: str) -> ImageRecord:
     study_id, image_id = _file_name_part(row, "study_id", where), _file_name_part(row, "image_id", where)
-    height, width = _image_size(row, where)
+    path = root / "images" / study_id / f"{image_id}.dicom"
+    height, width = _image_size(row, where) or _size_from_file(path)
     if row["laterality"] not in ("L", "R"):
         raise VinDrFormatError(f"{where}: laterality must be L or R, got {row['laterality']!r}")
     if row["split"] not in SPLITS:
@@ -248,7 +262,7 @@ def _new_record(row: dict[str, str], root: Path, where: str) -> ImageRecord:
         split=row["split"],
         height=height,
         width=width,
-        path=root / "images" / study_id / f"{image_id}.dicom",
+        path=path,
         breast_birads=parse_birads(row["breast_birads"], where),
         breast_density=" ".join(row["breast_density"].split()),
     )
@@ -273,10 +287,25 @@ def find_image(path: Path) -> Path | None:
     return None
 
 
+def _size_from_file(path: Path) -> tuple[int, int]:
+    """``(height, width)`` from the header of the record's image file (:func:`find_image`'s), for a CSV without
+    them (an external dataset's, written by hand); ``(0, 0)`` where the file is missing or its header unreadable:
+    whoever reads the image then says why it cannot (``data.missing``, ``wsod prepare``'s errors)."""
+    from wsod_mammo.data.images import image_size
+
+    if (found := find_image(path)) is None:
+        return 0, 0
+    try:
+        return image_size(found)
+    except ValueError:  # DicomError is one
+        return 0, 0
+
+
 def load_records(root: str | Path) -> list[ImageRecord]:
     """Read ``<root>/finding_annotations.csv`` into one record per image, in file order.
 
-    The breast-level CSV's header is checked when the file is present (it holds no boxes).
+    The breast-level CSV's header is checked when the file is present (it holds no boxes). An image whose rows leave
+    ``height`` and ``width`` empty gets them from its file's header (:func:`_size_from_file`).
     """
     root = Path(root)
     if (root / BREAST_CSV).is_file():
