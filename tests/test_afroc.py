@@ -241,17 +241,19 @@ FAIR = ({0: 0.9, 1: 0.8, 2: 0.4}, {6: 0.6, 7: 0.2})
 POOR = ({0: 0.3}, {6: 0.6, 7: 0.5, 8: 0.9})
 
 
-def test_the_study_pairs_the_best_pairs_wafroc_with_every_other_on_the_same_images(tmp_path, caplog) -> None:
+def test_the_study_pairs_the_best_pairs_wafroc_with_every_other_on_the_same_images(tmp_path, caplog, capsys) -> None:
     """wafroc_paired.md: the best (train, test) pair by mean wAFROC minus each other pair, as ``--compare
-    BEST_RUN:method RUN:method --figure wafroc`` computes it; with one seed the bootstrap's two-sided p, over seeds the
-    t-test of the per-seed differences; beside them the jackknife test (one seed: FRRC, over seeds: RRRC); Holm over
-    all the comparisons; a run without boxes per mass is named."""
+    BEST_RUN:method RUN:method --figure wafroc`` computes it; with one seed the bootstrap's two-sided p, over seeds
+    Obuchowski-Rockette's test from the covariance over the same bootstrap draws, as ``--compare RUN_1,RUN_2:method``
+    prints it; beside them the jackknife test (one seed: FRRC, over seeds: RRRC); Holm over all the comparisons; a run
+    without boxes per mass is named."""
     from scipy.stats import ttest_1samp
 
     from wsod_mammo.detection.compare import load_side
     from wsod_mammo.detection.compare_afroc import paired_fom
     from wsod_mammo.detection.jackknife import jackknife_covariance
     from wsod_mammo.detection.obuchowski_rockette import rrrc_test
+    from wsod_mammo.detection.report import main as report_main
     from wsod_mammo.detection.study_afroc import bootstrap_p
     from wsod_mammo.detection.study_paired import holm, p_cells
     from wsod_mammo.detection.study_report import write_study_outputs
@@ -314,6 +316,25 @@ def test_the_study_pairs_the_best_pairs_wafroc_with_every_other_on_the_same_imag
     interval = f"{over['difference']:+.3f} [{max(over['low'], -1):+.3f}, {min(over['high'], 1):+.3f}]"
     assert (row[3], row[4], row[5]) == (interval, "2 seeds and the test set", p_cells(over["p"])[0]), row
     assert row[5] != f"{ttest_1samp(values, 0.0).pvalue:.3f}"  # not the t-test of the per-seed differences
+    # the same comparison of the two seeds' runs from the command line
+    both = ",".join(str(runs[("cam", seed)].parent) for seed in (1, 2))
+    report_main([both.split(",")[0], "--compare", f"{both}:gradcam", f"{both}:cam", "--figure", "wafroc"])
+    printed = capsys.readouterr().out
+    assert (
+        "2 runs a side, A's i-th run paired with B's i-th, each run a random reader of the same test studies" in printed
+    )
+    line = f"A - B, covariance over 1,000 bootstrap draws: {over['difference']:+.3f} [{over['low']:+.3f}, "
+    assert f"  {line}{over['high']:+.3f}], t = {over['t']:.2f} on {over['df']:.1f} degrees of freedom, " in printed
+    assert (
+        f"  A: mean {sum(full[0].tolist()) / 2:.3f} (cam_seed1:gradcam {full[0, 0]:.3f}, cam_seed2:gradcam " in printed
+    )
+    with pytest.raises(ValueError, match="A names 2 run.s., B 1; each side's i-th run is paired"):
+        report_main([both.split(",")[0], "--compare", f"{both}:gradcam", f"{both.split(',')[0]}:cam", "--figure",
+                     "wafroc"])  # fmt: skip
+    with pytest.raises(
+        ValueError, match="several runs a side are compared by Obuchowski-Rockette's test of heads' AUC"
+    ):
+        report_main([both.split(",")[0], "--compare", f"{both}:gradcam", f"{both}:cam"])  # Table II's TPR: no test
     # a seed whose test report drew with another bootstrap seed: every seed is redrawn with the first seed's draws
     images = runs[("cam", 2)].parent / "detection_images.json"
     images.write_text(json.dumps({**json.loads(images.read_text()), "bootstrap_seed": 5}))

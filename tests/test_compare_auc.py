@@ -122,12 +122,15 @@ def test_without_recorded_studies_images_are_drawn_and_the_output_says_why(tmp_p
     assert paired_auc(a, a)["a"] == _figures_with_intervals(good, target, keys, SEED, None)["auc"]
 
 
-def test_the_study_pairs_each_train_methods_auc_with_the_first_per_seed_and_over_seeds(tmp_path: Path, caplog) -> None:
+def test_the_study_pairs_each_train_methods_auc_with_the_first_per_seed_and_over_seeds(
+    tmp_path: Path, caplog, capsys
+) -> None:
     """table1_paired.md: with one seed, the difference and share are `--compare gradcam:fusion cam:fusion`'s; over two
     seeds, Obuchowski-Rockette's interval and p with seeds as readers (the test set counted too, unlike the
     Student-t interval of the per-seed differences); a
     run whose report records no probabilities per image (or images that differ) leaves the table out, naming the
     runs; one train method writes none."""
+    from wsod_mammo.detection.compare_auc import p_text
     from wsod_mammo.detection.study_paired import p_cells, seeds_auc_test
     from wsod_mammo.detection.study_report import write_study_outputs
     from wsod_mammo.detection.study_tables import seed_interval
@@ -164,6 +167,13 @@ def test_the_study_pairs_each_train_methods_auc_with_the_first_per_seed_and_over
     seeds_only = seed_interval([r["difference"]["value"] for r in per_seed], bounds=(-1.0, 1.0))
     assert rrrc["difference"] == pytest.approx(seeds_only.mean) and rrrc["df"] > 1
     assert rrrc["high"] - rrrc["low"] != pytest.approx(seeds_only.high - seeds_only.low)  # not the seeds' spread
+    # the same test of the four runs from the command line, each side's runs paired in order
+    runs_of = {m: ",".join(str(tmp_path / f"{m}_{s}") for s in (1, 2)) for m in ("gradcam", "cam")}
+    main([str(tmp_path / "cam_1"), "--compare", f"{runs_of['gradcam']}:fusion", f"{runs_of['cam']}:fusion"])
+    printed = capsys.readouterr().out
+    assert "2 runs a side, A's i-th run paired with B's i-th" in printed and "clustered by study" in printed
+    line = f"  A - B: {rrrc['difference']:+.3f} [{rrrc['low']:+.3f}, {rrrc['high']:+.3f}], t = {rrrc['t']:.2f} on "
+    assert line + f"{rrrc['df']:.1f} degrees of freedom, {p_text(rrrc['p'])}\n" in printed
 
     assert "table1_paired" not in write_study_outputs(tmp_path / "cam", {("cam", 1): runs[("cam", 1)]})
     assert not (tmp_path / "cam" / "table1_paired.md").exists()

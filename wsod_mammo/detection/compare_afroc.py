@@ -23,6 +23,7 @@ from wsod_mammo.detection.compare import (
     side_tensors,
     why_images,
 )
+from wsod_mammo.detection.compare_auc import p_text
 from wsod_mammo.detection.jackknife import frrc_test, left_out_figures
 from wsod_mammo.detection.report import count
 
@@ -100,7 +101,5 @@ def jackknife_line(r: dict[str, Any]) -> str:
         return f"  {what}: n/a (too few cases, or a case whose removal leaves no normal image or no mass)\n"
     return (
         f"  {what} (Obuchowski-Rockette, readers fixed, cases random: RJafroc's FRRC with one reader): A - B "
-        f"{j['difference']:.3f} [{j['low']:.3f}, {j['high']:.3f}], z = {j['z']:.2f}, "
-        + ("p < 0.001" if j["p"] < 0.001 else f"p = {j['p']:.3f}")
-        + "\n"
+        f"{j['difference']:.3f} [{j['low']:.3f}, {j['high']:.3f}], z = {j['z']:.2f}, " + p_text(j["p"]) + "\n"
     )

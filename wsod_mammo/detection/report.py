@@ -346,7 +346,9 @@ def main(argv: list[str] | None = None) -> None:
         default=None,
         help="two methods A B (RUN_DIR:method or method): paired bootstrap of their TPR (or --figure); or two heads "
         "(RUN_DIR:fusion, RUN_DIR:global, RUN_DIR:local): of their AUC (Table I), over all distinct test images (or "
-        "--level breast), with DeLong's test clustered by study",
+        "--level breast), with DeLong's test clustered by study. Several runs a side (RUN_1,RUN_2,RUN_3:fusion, "
+        "paired in order with the other side's: seeds of two configurations): Obuchowski-Rockette's test with each "
+        "run a random reader, for heads' AUC and --figure wafroc or afroc",
     )
     parser.add_argument(
         "--subset", default="mass", choices=["mass", "all"], metavar="{mass,all}",
@@ -377,7 +379,14 @@ def main(argv: list[str] | None = None) -> None:
         from wsod_mammo.detection.compare_afroc import compare_fom
         from wsod_mammo.detection.compare_auc import HEAD_NAMES, compare_auc, is_head
         from wsod_mammo.detection.compare_pointing import compare_figure
+        from wsod_mammo.detection.compare_runs import compare_auc_runs, compare_fom_runs, run_specs
     heads = [is_head(side) for side in args.compare or ()]
+    over_runs = any(len(run_specs(side)) > 1 for side in args.compare or ())
+    if over_runs and not all(heads) and args.figure not in ("wafroc", "afroc"):
+        raise ValueError(
+            f"--compare {' '.join(args.compare)}: several runs a side are compared by Obuchowski-Rockette's test of "
+            f"heads' AUC or of --figure wafroc / afroc, not of --figure {args.figure}; compare one run a side for it"
+        )
     if any(heads) and not all(heads):
         raise ValueError(
             f"--compare {' '.join(args.compare)}: one side is a head ({', '.join(HEAD_NAMES)}: AUC), the other a "
@@ -410,9 +419,11 @@ def main(argv: list[str] | None = None) -> None:
             raise ValueError(f"--compare: expected two methods A B, found {args.compare}")
         first = Path(args.run_dirs[0])  # as typed, so a side without RUN_DIR: is named as the user named its run
         if all(heads):  # Table I's images: every distinct test image, whatever --subset says
-            print(compare_auc(args.compare[0], args.compare[1], first, args.level), end="")
+            auc = compare_auc_runs if over_runs else compare_auc
+            print(auc(args.compare[0], args.compare[1], first, args.level), end="")
         elif args.figure in ("wafroc", "afroc"):  # every test image: normal images hold its false positives
-            print(compare_fom(args.compare[0], args.compare[1], first, args.figure, args.masses), end="")
+            fom = compare_fom_runs if over_runs else compare_fom
+            print(fom(args.compare[0], args.compare[1], first, args.figure, args.masses), end="")
         elif args.figure != "tpr":
             print(compare_figure(args.compare[0], args.compare[1], first, args.figure, args.subset, args.masses),
                   end="")  # fmt: skip

@@ -22,13 +22,9 @@ import math
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from wsod_mammo.detection.bootstrap import bootstrap_covariance
 from wsod_mammo.detection.compare import IMAGES_FILE
 from wsod_mammo.detection.compare_afroc import paired_fom
-from wsod_mammo.detection.jackknife import jackknife_covariance
-from wsod_mammo.detection.obuchowski_rockette import RESULT_KEYS, rrrc_test
+from wsod_mammo.detection.compare_runs import seeds_bootstrap_test, seeds_jackknife_test
 from wsod_mammo.detection.report import _markdown
 from wsod_mammo.detection.study_paired import basis_text, holm, one_seed_estimate, p_cells, report_seed, seeds_estimate
 from wsod_mammo.detection.study_tables import Cells, Estimate
@@ -105,36 +101,11 @@ def versus_best(
 
 def jackknife_p(results: list[dict[str, Any]]) -> float:
     """The jackknife test's p of one comparison from its per-seed :func:`paired_fom` results: with one seed readers
-    fixed and cases random, over seeds each seed a random reader (:func:`rrrc_test`); NaN where the seeds' runs were
-    tested on different cases (another test split)."""
+    fixed and cases random, over seeds each seed a random reader (:func:`seeds_jackknife_test`); NaN where the seeds'
+    runs were tested on different cases (another test split)."""
     if len(results) == 1:
         return float(results[0]["jackknife"]["p"])
-    full = _same_cases_figures(results)
-    if full is None:
-        return math.nan
-    left = torch.stack([r["left_out"] for r in results], dim=1)  # (2, seeds, cases)
-    return rrrc_test(full, jackknife_covariance(left.reshape(2 * len(results), -1)))["p"]
-
-
-def seeds_bootstrap_test(results: list[dict[str, Any]]) -> dict[str, float]:
-    """Obuchowski-Rockette's test over seeds (:func:`rrrc_test`'s keys) of one comparison from its per-seed
-    :func:`paired_fom` results drawn with the same resamples of the same studies: the covariance of the ``2 x seeds``
-    figures is theirs over those resamples (:func:`bootstrap_covariance`); NaN where the seeds' runs were tested on
-    different cases."""
-    full = _same_cases_figures(results)
-    if full is None:
-        return dict.fromkeys(RESULT_KEYS, math.nan)
-    drawn = torch.stack([r["drawn"] for r in results], dim=1)  # (2, seeds, resamples)
-    return rrrc_test(full, bootstrap_covariance(drawn.reshape(2 * len(results), -1)))
-
-
-def _same_cases_figures(results: list[dict[str, Any]]) -> torch.Tensor | None:
-    """``(2, seeds)``: A's and B's full-sample figure per seed; None where the seeds' runs were tested on different
-    cases (another test split), which no covariance over cases can pair."""
-    first = results[0]
-    if any(r["case"] != first["case"] or not torch.equal(r["case_keys"], first["case_keys"]) for r in results):
-        return None
-    return torch.tensor([[r["a"]["value"], r["b"]["value"]] for r in results], dtype=torch.float64).T
+    return seeds_jackknife_test(results)["p"]
 
 
 def told_apart_text(differences: dict[tuple[str, str], tuple[Estimate, float, float]]) -> str:

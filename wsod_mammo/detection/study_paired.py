@@ -93,16 +93,25 @@ def seeds_auc_test(pairs: list[tuple[dict[str, Any], dict[str, Any]]]) -> dict[s
     per seed A's and B's sides (:func:`head_side`, or :func:`breast_side`) of the same images, the covariance of the
     ``2 x seeds`` AUCs is DeLong's, clustered by study where every side records studies (:func:`rrrc_test`'s keys,
     NaN where the seeds' sides do not rate the same images alike)."""
+    figures = seeds_auc_figures(pairs)
+    if figures is None:
+        return dict.fromkeys(RESULT_KEYS, math.nan)
+    return rrrc_test(*figures)
+
+
+def seeds_auc_figures(pairs: list[tuple[dict[str, Any], dict[str, Any]]]) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """``(AUC (2, seeds), DeLong's covariance (2 seeds, 2 seeds))`` of :func:`seeds_auc_test`'s ``pairs``, A's row
+    first; None where the seeds' sides do not rate the same images alike."""
     first = pairs[0][0]
     order = {k: i for i, k in enumerate(first["image_keys"])}
     target = torch.tensor(first["target"], dtype=torch.float64)
     scores = [_in_order(side, order, target) for side in [a for a, _ in pairs] + [b for _, b in pairs]]
     if any(s is None for s in scores):
-        return dict.fromkeys(RESULT_KEYS, math.nan)
+        return None
     sides = [side for pair in pairs for side in pair]
     studies = torch.tensor(first["study_keys"]) if all("study_keys" in side for side in sides) else None
     auc, covariance = auc_covariance(torch.stack(cast(list[torch.Tensor], scores)), target, studies)
-    return rrrc_test(auc.reshape(2, len(pairs)), covariance)
+    return auc.reshape(2, len(pairs)), covariance
 
 
 def _in_order(side: dict[str, Any], order: dict[int, int], target: torch.Tensor) -> torch.Tensor | None:
