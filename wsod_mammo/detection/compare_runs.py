@@ -127,6 +127,7 @@ def compare_fom_runs(spec_a: str, spec_b: str, default_run: Path, figure: str, m
         )
     counted = "" if masses is None else f", counting every normal image and the masses of {masses}"
     first = results[0]
+    plural = "studies" if first["case"] == "study" else None
     return (
         f"{FIGURES[figure]} figure of merit on {count(first['num_images'], 'test image')}{counted}, {len(results)} "
         "runs a side, A's i-th run paired with B's i-th, each run a random reader of the same test "
@@ -135,7 +136,7 @@ def compare_fom_runs(spec_a: str, spec_b: str, default_run: Path, figure: str, m
         + _runs_lines(labels, full)
         + _rrrc_line(f"A - B, covariance over {first['resamples']:,} bootstrap draws", seeds_bootstrap_test(results))
         + _rrrc_line(
-            f"A - B, the jackknife's covariance over {first['cases']} {first['case']} cases",
+            f"A - B, the jackknife's covariance over the {count(first['cases'], first['case'], plural)}",
             seeds_jackknife_test(results),
         )  # fmt: skip
     )
