@@ -217,6 +217,20 @@ def test_predicting_with_a_collapsed_model_writes_its_rows_and_says_they_rank_no
     assert len({r["probability"] for r in json.loads(written.read_text())}) == 1
 
 
+def test_copies_of_one_image_answered_alike_are_no_collapse_but_two_images_are(tmp_path: Path) -> None:
+    """Predict said the model had collapsed when its inputs were one image twice (a file and its copy)."""
+    from wsod_mammo.training.predict import _constant_probabilities
+
+    original, copy, other = tmp_path / "a.dcm", tmp_path / "copy_of_a.dcm", tmp_path / "b.dcm"
+    original.write_bytes(b"DICOM pixels" * 100)
+    copy.write_bytes(original.read_bytes())
+    other.write_bytes(b"DICOM pixelz" * 100)  # the same size, other bytes
+    rows = [{"path": str(p), "probabilities": {"Mass": 0.25}} for p in (original, copy)]
+    assert _constant_probabilities(rows) is None
+    assert _constant_probabilities([*rows, {"path": str(other), "probabilities": {"Mass": 0.25}}]) == "0.25 for Mass"
+    assert _constant_probabilities([*rows, {"path": str(other), "probabilities": {"Mass": 0.5}}]) is None
+
+
 def test_a_threshold_validated_from_a_tie_at_tpr_zero_is_marked_in_the_test_report(
     tmp_path: Path, fitted: tuple[dict, Path]
 ) -> None:

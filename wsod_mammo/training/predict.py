@@ -327,13 +327,31 @@ def class_names_of(trainer: Trainer | None, pl_module: LightningModule | None, c
 
 def _constant_probabilities(records: list[dict[str, Any]]) -> str | None:
     """``"0.73 for Mass, ..."`` when the images read got one answer (``constant_probabilities``), else None; rows
-    with a NaN (null) are the divergence warning's, not this one's."""
-    rows = [r["probabilities"] for r in records if not r.get("error") and r.get("probabilities")]
+    with a NaN (null) are the divergence warning's, not this one's, and inputs that are all one file's copies
+    answer alike by right."""
+    read = [r for r in records if not r.get("error") and r.get("probabilities")]
+    rows = [r["probabilities"] for r in read]
     if not rows or any(v is None for row in rows for v in row.values()):
         return None
     names = list(rows[0])
     constants = constant_probabilities(torch.tensor([[row[n] for n in names] for row in rows], dtype=torch.float64))
-    return None if constants is None else constants_text(constants, names)
+    if constants is None or _copies_of_one_file([Path(r["path"]) for r in read]):
+        return None
+    return constants_text(constants, names)
+
+
+def _copies_of_one_file(paths: list[Path]) -> bool:
+    """Whether every file holds the same bytes (read only when the model answered all alike: rare; sizes first)."""
+    import hashlib
+
+    first = paths[0]
+    try:
+        if any(p.stat().st_size != first.stat().st_size for p in paths[1:]):
+            return False
+        digest = hashlib.sha256(first.read_bytes()).digest()
+        return all(hashlib.sha256(p.read_bytes()).digest() == digest for p in paths[1:])
+    except OSError:  # a file gone since it was read: it says nothing about the model
+        return False
 
 
 def _csv_number(value: float | None, digits: int = 6) -> str:
