@@ -357,6 +357,35 @@ def test_the_study_pairs_the_best_pairs_wafroc_with_every_other_on_the_same_imag
     assert "no paired wAFROC: the test reports of gradcam_seed2 record no mass per box" in caplog.text
 
 
+def test_table2_over_seeds_gives_each_cell_an_interval_over_the_seeds_and_the_test_set(tmp_path, caplog) -> None:
+    """Over two seeds, a Table II cell's interval is Hillis's single-treatment one, each seed a random reader of the
+    same test studies, from the covariance of the seeds' TPRs over their reports' bootstrap draws; without a run's
+    image record every cell falls back to Student-t over the seeds, and the summary and a warning say so."""
+    from wsod_mammo.detection.compare import load_side, resampled_tprs
+    from wsod_mammo.detection.obuchowski_rockette import single_treatment_interval
+    from wsod_mammo.detection.study_report import write_study_outputs
+
+    runs = _study_runs(
+        tmp_path, {1: {"cam": {"cam": FAIR, "gradcam": GOOD}}, 2: {"cam": {"cam": POOR, "gradcam": FAIR}}}
+    )
+    text = write_study_outputs(tmp_path / "study", runs)
+    assert "TPR [95% interval, over the seeds and the test set: Obuchowski-Rockette, each seed a random" in text
+    loaded = [load_side(f"{runs[('cam', seed)].parent}:cam", tmp_path, "mass") for seed in (1, 2)]
+    values = resampled_tprs([side for _, side, _, _ in loaded], loaded[0][2], loaded[0][3], [s[0] for s in loaded])
+    drawn = values[:, 1:][:, torch.isfinite(values[:, 1:]).all(dim=0)]
+    expected = single_treatment_interval(values[:, 0], torch.cov(drawn))
+    assert expected["high"] - expected["low"] > 0 and 0 < expected["estimate"] < 1
+    cell = f"{expected['estimate']:.2f} [{max(expected['low'], 0):.2f}, {min(expected['high'], 1):.2f}] @ "
+    (row,) = [line for line in (tmp_path / "study" / "table2.md").read_text().splitlines() if line.startswith("| cam")]
+    assert row.split(" | ")[1].startswith(cell), (row, cell)
+    assert ",seeds and test set" in (tmp_path / "study" / "table2.csv").read_text()
+    (runs[("cam", 2)].parent / "detection_images.json").unlink()  # a run tested before image records were kept
+    with caplog.at_level("WARNING"):
+        text = write_study_outputs(tmp_path / "study", runs)
+    assert "TPR [95% interval, Student-t over seeds]" in text
+    assert "table2.md: its intervals are Student-t over the seeds only (the seeds' spread" in caplog.text
+
+
 def test_the_summary_says_whether_the_jackknife_tells_the_best_pair_from_the_others() -> None:
     from wsod_mammo.detection.study_afroc import told_apart_text
     from wsod_mammo.detection.study_tables import Estimate

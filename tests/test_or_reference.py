@@ -17,7 +17,7 @@ import torch
 from wsod_mammo.detection.afroc import Ratings, figures_of_merit
 from wsod_mammo.detection.delong import auc_covariance
 from wsod_mammo.detection.jackknife import frrc_test, jackknife_covariance, left_out_figures
-from wsod_mammo.detection.obuchowski_rockette import rrrc_test
+from wsod_mammo.detection.obuchowski_rockette import rrrc_test, single_treatment_interval
 
 # Each reader's ratings of the 69 non-diseased cases then the 45 diseased ones, per treatment (1: cine MRI, 2: spin
 # echo), in case order; transcribed from RJafroc's inst/extdata/datasets/VD.lrc (Van Dyke et al., RSNA 1993).
@@ -107,3 +107,19 @@ def test_the_jackknifes_covariance_and_its_tests_are_mrmcaovs() -> None:
     result = rrrc_test(full_t.reshape(2, 5), jackknife_covariance(left_t))
     assert result["t"] ** 2 == pytest.approx(ms_t / denominator, rel=1e-5)  # 4.456, as RJafroc prints for dataset02
     assert result["df"] == pytest.approx(denominator**2 * 4 / ms_tr**2, rel=1e-5)  # 15.26
+
+
+def test_each_treatments_interval_from_delongs_covariance_is_mrmcaovs() -> None:
+    """The study's Table II cells over seeds: one method's figure averaged over readers with its own interval
+    (MRMCaov: "95% treatment empirical_auc CIs, each analysis based only on data for the specified treatment", with
+    DeLong's covariance): treatment 1 0.8970370 (SE 0.03307642, 12.59597 degrees of freedom) [0.8253461, 0.9687280],
+    treatment 2 0.9408374 (SE 0.02150464, 12.56530) [0.8942155, 0.9874592]."""
+    scores = _scores()
+    target = (torch.arange(scores.shape[1]) >= NORMAL_CASES).double()
+    published = {1: (0.8970370, 0.03307642, 12.59597, 0.8253461, 0.9687280),
+                 2: (0.9408374, 0.02150464, 12.56530, 0.8942155, 0.9874592)}  # fmt: skip
+    for treatment, rows in ((1, slice(0, 5)), (2, slice(5, 10))):
+        auc, covariance = auc_covariance(scores[rows], target)
+        result = single_treatment_interval(auc, covariance)
+        keys = ("estimate", "se", "df", "low", "high")
+        assert tuple(result[k] for k in keys) == pytest.approx(published[treatment], rel=2e-6), treatment

@@ -176,6 +176,19 @@ def paired_bootstrap(
     return paired_result(tprs[0], tprs[1], len(order), without) | {"fppi_budget": fppi_budget}
 
 
+def resampled_tprs(sides: list[dict[str, Any]], fppi_budget: float, seed: int, labels: list[str]) -> torch.Tensor:
+    """``(len(sides), 1 + B)``: each side's TPR at ``fppi <= fppi_budget``, over the full sample then over the same
+    resamples (the first side's report's draws, :func:`paired_draws`), for a covariance of several runs' TPRs over
+    the test set. The sides must rate the same images (ValueError naming the two that do not)."""
+    rows = []
+    for side, label in zip(sides, labels, strict=True):
+        order, weights, _ = paired_draws(sides[0], side, seed, (labels[0], label))
+        gt, *boxes = side_tensors(side, order)
+        fppi, tpr = resampled_froc(weights, gt, *boxes)
+        rows.append(best_within(fppi, tpr, (fppi_budget,))[0][:, 0])
+    return torch.stack(rows)
+
+
 def compare(spec_a: str, spec_b: str, default_run: Path, subset: str = "mass", masses: str | None = None) -> str:
     """The comparison of two sides as one printed paragraph; ``masses``: counting only the masses of one row of
     Table II per finding BI-RADS or per mass size (:func:`masses_only`)."""

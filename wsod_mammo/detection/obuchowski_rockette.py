@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 RESULT_KEYS = ("difference", "low", "high", "se", "df", "t", "p")
+SINGLE_KEYS = ("estimate", "low", "high", "se", "df")
 
 
 def _block_mean(covariance: Tensor, readers: int, same_method: bool) -> float:
@@ -55,3 +56,29 @@ def rrrc_test(full: Tensor, covariance: Tensor) -> dict[str, float]:
     statistic, quantile = difference / se, float(student.ppf(0.975, df))
     return {"difference": difference, "low": difference - quantile * se, "high": difference + quantile * se,
             "se": se, "df": df, "t": statistic, "p": float(2 * student.sf(abs(statistic), df))}  # fmt: skip
+
+
+def single_treatment_interval(theta: Tensor, covariance: Tensor) -> dict[str, float]:
+    """``{"estimate", "low", "high", "se", "df"}``: one method's figure averaged over ``J`` readers (seeds), its 95%
+    interval with readers and cases random (Hillis 2007's single-treatment analysis; MRMCaov's "each analysis based
+    only on data for the specified treatment"), from ``theta (J,)`` and ``covariance (J, J)`` of those figures over
+    case sampling: ``se^2 = (MS(R) + J max(Cov2, 0)) / J`` with ``Cov2`` the mean covariance of two readers, on
+    ``(MS(R) + J max(Cov2, 0))^2 / (MS(R)^2 / (J - 1))`` degrees of freedom. NaN bounds where fewer than two readers
+    or anything is undefined."""
+    readers = theta.numel()
+    values = theta.double().reshape(-1)
+    estimate = float(values.mean())
+    nan = dict.fromkeys(SINGLE_KEYS, math.nan) | {"estimate": estimate}
+    if readers < 2 or not bool(torch.isfinite(values).all() and torch.isfinite(covariance).all()):
+        return nan
+    ms_r = float(((values - estimate) ** 2).sum()) / (readers - 1)
+    off_diagonal = ~torch.eye(readers, dtype=torch.bool)
+    numerator = ms_r + readers * max(float(covariance.double()[off_diagonal].mean()), 0.0)
+    if numerator == 0.0:  # every reader and case sample gives one figure
+        return {"estimate": estimate, "low": estimate, "high": estimate, "se": 0.0, "df": math.inf}
+    df = math.inf if ms_r == 0.0 else numerator**2 * (readers - 1) / ms_r**2
+    se = math.sqrt(numerator / readers)
+    from scipy.stats import t as student
+
+    half = float(student.ppf(0.975, df)) * se
+    return {"estimate": estimate, "low": estimate - half, "high": estimate + half, "se": se, "df": df}

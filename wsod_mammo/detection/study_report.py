@@ -23,6 +23,7 @@ from wsod_mammo.detection.study_paired import (
     runs_without_breasts,
     table1_paired_text,
 )
+from wsod_mammo.detection.study_table2 import with_test_set_intervals
 from wsod_mammo.detection.study_tables import (
     AFROC_FIGURES,
     POINTING_FIGURES,
@@ -358,7 +359,9 @@ def write_study_outputs(
     figure of a train method not in the tables is removed (an earlier study's, it would look current). ``selection``:
     what kept the checkpoints tested, said under the title."""
     reports = keep_test_methods(load_reports(runs), test_methods)  # every run has every column's method
-    cells, marks = table2_cells(reports), threshold_marks(reports)
+    tested = {key: runs[key] for key in reports}  # the runs in these tables: their image records are paired
+    cells, over_test_set = with_test_set_intervals(table2_cells(reports), tested)
+    marks = threshold_marks(reports)
     table2_md, table2_csv = table2_text(cells, marks)
     table1_md = table1_text(reports)
     output.mkdir(parents=True, exist_ok=True)
@@ -373,7 +376,6 @@ def write_study_outputs(
     figures = _froc_figures(output, reports)
     by_stratum = {strata.key: _write_by_stratum(output, reports, marks, strata) for strata in STRATA}
     table1_density = _write_table1_by_density(output, reports)
-    tested = {key: runs[key] for key in reports}  # the runs in these tables: their image records are paired
     table1_paired = _write_table1_paired(output, tested)
     pointing = _write_pointing_game(output, reports)
     pointing_by_kind = _write_pointing_by_kind(output, reports, pointing is not None)
@@ -401,7 +403,11 @@ def write_study_outputs(
         log.warning("study %s: the test reports of %s drew their intervals over images (tested before intervals drew "
                     "studies), the others over studies; test those runs again for intervals of one kind", output,
                     ", ".join(by_images))  # fmt: skip
-    interval = "Student-t over seeds" if len(seeds) > 1 else f"the test report's bootstrap {unit}, where it gives one"
+    interval = (
+        f"the test report's bootstrap {unit}, where it gives one" if len(seeds) == 1
+        else "over the seeds and the test set: Obuchowski-Rockette, each seed a random reader of the same test "
+        "studies" if over_test_set else "Student-t over seeds"
+    )  # fmt: skip
     one_seed = f"with one seed, the test report's {unit}"
     breast_text = (
         f"Table I, breast level (a breast's probability is the mean of its views'; positive with the class in any "

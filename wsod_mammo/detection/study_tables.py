@@ -4,7 +4,8 @@ density), and the best pair.
 Input: one ``detection.json`` per (train method, seed) test run, as ``wsod test`` writes it (keys ``table1``,
 ``mass``: ``{test method: {"tpr", "fppi", ...}}``). No torch here: plain numbers in, Markdown/CSV text out.
 
-Intervals: over seeds, a Student-t 95% interval of the per-seed figures (two seeds or more); with one seed, the
+Intervals: over seeds, a Student-t 95% interval of the per-seed figures (two seeds or more; ``table2.md``'s cells
+then get one that counts the test set too, from the runs' image records: :mod:`study_table2`); with one seed, the
 bootstrap interval the test run reports, when it reports one (:func:`image_interval`: over the test studies, or
 over images for a report written before intervals drew studies; ``detection.json``'s ``bootstrap.resampled``
 says which), else none.
