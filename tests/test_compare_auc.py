@@ -167,6 +167,22 @@ def test_the_study_pairs_each_train_methods_auc_with_the_first_per_seed_and_over
     seeds_only = seed_interval([r["difference"]["value"] for r in per_seed], bounds=(-1.0, 1.0))
     assert rrrc["difference"] == pytest.approx(seeds_only.mean) and rrrc["df"] > 1
     assert rrrc["high"] - rrrc["low"] != pytest.approx(seeds_only.high - seeds_only.low)  # not the seeds' spread
+    # table1.md over the seeds: each figure's interval counts the test set (one seed's draws, seed 7, for both)
+    from wsod_mammo.detection.bootstrap import classification_figures, resample_weights
+    from wsod_mammo.detection.obuchowski_rockette import single_treatment_interval
+
+    draws = torch.cat([torch.ones(1, N), resample_weights(target, seed=7, keys=keys, groups=keys // 2)])
+    figures = [classification_figures(draws, p, target) for p in (good, good)]  # gradcam's two seeds: good, good
+    table1 = (tmp_path / "two" / "table1.md").read_text()
+    for column, name in enumerate(("accuracy", "auc", "tpr", "tnr")):
+        values = torch.stack([f[name] for f in figures]).double()
+        drawn = values[:, 1:][:, torch.isfinite(values[:, 1:]).all(dim=0)]
+        expected = single_treatment_interval(values[:, 0], torch.cov(drawn))
+        cell = f"{expected['estimate']:.3f} [{max(expected['low'], 0):.3f}, {min(expected['high'], 1):.3f}]"
+        (row,) = [line.split(" | ") for line in table1.splitlines() if line.startswith("| gradcam | fusion |")]
+        assert row[2 + column].rstrip(" |") == cell, (name, row, cell)
+    summary = (tmp_path / "two" / "summary.md").read_text()
+    assert "Table I (classification, test images; mean [95% interval, over the seeds and the test set" in summary
     # the same test of the four runs from the command line, each side's runs paired in order
     runs_of = {m: ",".join(str(tmp_path / f"{m}_{s}") for s in (1, 2)) for m in ("gradcam", "cam")}
     main([str(tmp_path / "cam_1"), "--compare", f"{runs_of['gradcam']}:fusion", f"{runs_of['cam']}:fusion"])

@@ -274,7 +274,8 @@ def test_a_one_seed_study_says_what_its_report_intervals_were_drawn_over_and_nam
     rows = list(csv.DictReader(io.StringIO((tmp_path / "study" / "table2.csv").read_text())))
     assert [(r["train_method"], r["interval_over"]) for r in rows] == [("cam", "images"), ("gradcam", "studies")]
     del runs[("cam", 1)]
-    assert "with one seed, the test report's over studies]" in write_study_outputs(tmp_path / "study", runs)
+    caption = "Table I (classification, test images; mean [95% interval, the test report's bootstrap over studies, "
+    assert caption + "where it gives one])" in write_study_outputs(tmp_path / "study", runs)
 
 
 def test_a_train_methods_froc_figure_holds_its_own_runs_only(tmp_path: Path, monkeypatch) -> None:

@@ -17,13 +17,13 @@ from wsod_mammo.detection.study_afroc import (
     versus_best,
     wafroc_paired_text,
 )
+from wsod_mammo.detection.study_over_seeds import table1_over_test_set, with_test_set_intervals
 from wsod_mammo.detection.study_paired import (
     load_image_records,
     paired_differences,
     runs_without_breasts,
     table1_paired_text,
 )
-from wsod_mammo.detection.study_table2 import with_test_set_intervals
 from wsod_mammo.detection.study_tables import (
     AFROC_FIGURES,
     POINTING_FIGURES,
@@ -54,6 +54,11 @@ from wsod_mammo.detection.study_tables import (
 )
 
 log = logging.getLogger(__name__)
+
+#: how summary.md names an interval over seeds that counts the test set (:mod:`study_over_seeds`)
+OVER_TEST_SET = (
+    "over the seeds and the test set: Obuchowski-Rockette, each seed a random reader of the same test studies"
+)
 
 
 def _froc_figures(output: Path, reports: dict[tuple[str, int], dict[str, Any]]) -> list[Path]:
@@ -363,13 +368,15 @@ def write_study_outputs(
     cells, over_test_set = with_test_set_intervals(table2_cells(reports), tested)
     marks = threshold_marks(reports)
     table2_md, table2_csv = table2_text(cells, marks)
-    table1_md = table1_text(reports)
+    table1_over = table1_over_test_set(tested) if len({s for _, s in reports}) > 1 else None
+    table1_md = table1_text(reports, over_test_set=table1_over)
     output.mkdir(parents=True, exist_ok=True)
     (output / "table1.md").write_text(table1_md)
-    breast_md = None
+    breast_md, breast_over = None, None
     if _every_report_has(reports, lambda r: r.get("table1_breast"), output, output / "table1_breast.md",
                          "breast-level Table I", "rate no breasts"):  # fmt: skip
-        breast_md = table1_text(reports, "table1_breast")
+        breast_over = table1_over_test_set(tested, "breast") if table1_over is not None else None
+        breast_md = table1_text(reports, "table1_breast", breast_over)
         (output / "table1_breast.md").write_text(breast_md)
     (output / "table2.md").write_text(table2_md)
     (output / "table2.csv").write_text(table2_csv)
@@ -403,22 +410,23 @@ def write_study_outputs(
         log.warning("study %s: the test reports of %s drew their intervals over images (tested before intervals drew "
                     "studies), the others over studies; test those runs again for intervals of one kind", output,
                     ", ".join(by_images))  # fmt: skip
-    interval = (
-        f"the test report's bootstrap {unit}, where it gives one" if len(seeds) == 1
-        else "over the seeds and the test set: Obuchowski-Rockette, each seed a random reader of the same test "
-        "studies" if over_test_set else "Student-t over seeds"
-    )  # fmt: skip
-    one_seed = f"with one seed, the test report's {unit}"
+
+    def over_seeds(counts_test_set: bool) -> str:
+        if len(seeds) == 1:
+            return f"the test report's bootstrap {unit}, where it gives one"
+        return OVER_TEST_SET if counts_test_set else "Student-t over seeds"
+
+    interval = over_seeds(over_test_set)
     breast_text = (
         f"Table I, breast level (a breast's probability is the mean of its views'; positive with the class in any "
-        f"view; mean [95% interval over seeds; {one_seed}])\n\n{breast_md}\n"
+        f"view; mean [95% interval, {over_seeds(breast_over is not None)}])\n\n{breast_md}\n"
         if breast_md is not None
         else ""
     )
     text = (
         f"# Study: {count(len(reports), 'run')} ({'seed' if len(seeds) == 1 else 'seeds'} {seed_list})\n\n"
         + _checkpoints_line(reports, selection)
-        + f"Table I (classification, test images; mean [95% interval over seeds; {one_seed}])\n\n"
+        + f"Table I (classification, test images; mean [95% interval, {over_seeds(table1_over is not None)}])\n\n"
         f"{table1_md}\n{breast_text}"
         f"Table II ({SUBSET} images; TPR [95% interval, {interval}] @ FPPI, means over seeds)\n\n{table2_md}\n"
         f"{verdict}\n{_best_by_wafroc(afroc_cells, lead)}\nFROC figures: {', '.join(p.name for p in figures)}\n"

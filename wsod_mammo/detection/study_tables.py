@@ -5,7 +5,7 @@ Input: one ``detection.json`` per (train method, seed) test run, as ``wsod test`
 ``mass``: ``{test method: {"tpr", "fppi", ...}}``). No torch here: plain numbers in, Markdown/CSV text out.
 
 Intervals: over seeds, a Student-t 95% interval of the per-seed figures (two seeds or more; ``table2.md``'s cells
-then get one that counts the test set too, from the runs' image records: :mod:`study_table2`); with one seed, the
+then get one that counts the test set too, from the runs' image records: :mod:`study_over_seeds`); with one seed, the
 bootstrap interval the test run reports, when it reports one (:func:`image_interval`: over the test studies, or
 over images for a report written before intervals drew studies; ``detection.json``'s ``bootstrap.resampled``
 says which), else none.
@@ -289,15 +289,22 @@ def table2_text(cells: dict[str, dict[str, tuple[Estimate, Estimate]]], marks: M
     return markdown + (f"\n{notes}" if (notes := _notes(marks)) else ""), csv_text(header, csv_rows)
 
 
-def table1_text(reports: dict[tuple[str, int], dict[str, Any]], key: str = "table1") -> str:
+def table1_text(
+    reports: dict[tuple[str, int], dict[str, Any]],
+    key: str = "table1",
+    over_test_set: dict[tuple[str, str], dict[str, Estimate]] | None = None,
+) -> str:
     """Table I in Markdown: per train method and head, each figure's mean [95% interval] over seeds (with one seed,
     the test report's ``<key>_intervals``, as Table II's cells). ``key``: ``table1`` (images) or ``table1_breast``
-    (breasts)."""
+    (breasts). ``over_test_set``: the estimates over seeds and the test set of the (train, head) rows it holds
+    (:func:`~wsod_mammo.detection.study_over_seeds.table1_over_test_set`), used instead."""
     rows = []
     for train, runs in _by_method(reports).items():
         for head in ("global", "local", "fusion"):
             intervals = {f"{key}_intervals": (runs[0].get(f"{key}_intervals") or {}).get(head)}
+            given = (over_test_set or {}).get((train, head))
             values = [
+                given[k] if given else
                 _over_seeds_or_images([(r.get(key) or {}).get(head, {}).get(k, math.nan) for r in runs], intervals, k,
                                       f"{key}_intervals", resampled(runs[0]))
                 for k, _ in TABLE1_COLUMNS

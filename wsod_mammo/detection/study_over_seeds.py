@@ -1,0 +1,123 @@
+"""Table I's and Table II's figures over several seeds with intervals that count the test set as well as the seeds.
+
+The Student-t interval of a figure's per-seed values sees how training varies, not what the test set's studies do to
+every seed alike: three seeds at 0.61, 0.62 and 0.63 read [0.59, 0.65] on a test set whose own bootstrap interval is
+ten times as wide. Each seed is a reader of the same test images, so a figure's interval over seeds is Hillis's
+single-treatment analysis with readers and cases random (:func:`single_treatment_interval`, checked against MRMCaov's
+published intervals), the covariance of the seeds' figures taken over the same class-stratified bootstrap draws of
+the test studies that their reports drew (the first seed's report's): Table II's TPR at the FPPI budget and Table I's
+accuracy, AUC, TPR and TNR per head, at image and breast level. All of a table's cells or none: where a run's image
+record cannot give them, the table keeps Student-t intervals and a warning says why.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from wsod_mammo.detection.bootstrap import bootstrap_covariance, classification_figures, resample_weights
+from wsod_mammo.detection.compare import load_side, resampled_tprs
+from wsod_mammo.detection.compare_auc import CLASSIFICATION, HEAD_NAMES, breast_side, head_side
+from wsod_mammo.detection.obuchowski_rockette import single_treatment_interval
+from wsod_mammo.detection.study_paired import TEST_SET_AND_SEEDS, load_image_records, report_seed
+from wsod_mammo.detection.study_tables import Estimate
+
+log = logging.getLogger(__name__)
+
+Cells = dict[str, dict[str, tuple[Estimate, Estimate]]]
+
+
+def with_test_set_intervals(cells: Cells, runs: dict[tuple[str, int], Path]) -> tuple[Cells, bool]:
+    """``cells`` (:func:`table2_cells`') with each TPR over two seeds or more given its interval over the seeds and
+    the test set, and whether they were: all cells or none (one table, one kind of interval), none with a warning
+    naming why where a run's image record cannot give it. ``runs``: ``(train, seed) -> detection.json``."""
+    out: Cells = {}
+    try:
+        for train, row in cells.items():
+            seeds = sorted(s for m, s in runs if m == train)
+            for test, (tpr, fppi) in row.items():
+                out.setdefault(train, {})[test] = (_cell(tpr, train, test, seeds, runs), fppi)
+    except (ValueError, KeyError) as error:
+        log.warning("table2.md: its intervals are Student-t over the seeds only (the seeds' spread, not the test "
+                    "set's): %s", error)  # fmt: skip
+        return cells, False
+    return out, True
+
+
+def _cell(tpr: Estimate, train: str, test: str, seeds: list[int], runs: dict[tuple[str, int], Path]) -> Estimate:
+    if tpr.basis != "seeds":  # one seed: its report's bootstrap interval already counts the test set
+        return tpr
+    sides: list[dict[str, Any]] = []
+    labels: list[str] = []
+    budget, draws = 0.0, 0
+    for seed in seeds:
+        run = runs[(train, seed)].parent
+        label, side, budget, seed_of_draws = load_side(f"{run}:{test}", run, "mass")
+        draws = seed_of_draws if not sides else draws
+        sides.append(side)
+        labels.append(label)
+    values = resampled_tprs(sides, budget, draws, labels)  # (seeds, 1 + B)
+    return _estimate(values, f"train {train}, test {test} ({', '.join(labels)})")
+
+
+def table1_over_test_set(
+    runs: dict[tuple[str, int], Path], level: str = "image"
+) -> dict[tuple[str, str], dict[str, Estimate]] | None:
+    """``{(train, head): {figure: Estimate}}``: Table I's figures (``accuracy``, ``auc``, ``tpr``, ``tnr``) of every
+    train method run with two seeds or more, over its seeds and the test set, per image or (``level="breast"``) per
+    breast as ``table1_breast.md`` rates them; None, with a warning naming why, where a run's image record cannot give
+    them (the table then keeps its Student-t intervals). ``runs``: ``(train, seed) -> detection.json``."""
+    what = "table1.md" if level == "image" else "table1_breast.md"
+    records = load_image_records(runs)
+    out = {}
+    try:
+        for train in dict.fromkeys(m for m, _ in sorted(runs)):
+            seeds = sorted(s for m, s in runs if m == train)
+            if len(seeds) < 2:
+                continue
+            for head in HEAD_NAMES:
+                sides = []
+                for seed in seeds:
+                    side = head_side(records[(train, seed)][CLASSIFICATION], head)
+                    sides.append(breast_side(side, f"{train}_seed{seed}") if level == "breast" else side)
+                draws = report_seed(records[(train, seeds[0])])
+                figures = _resampled_classification(sides, draws, f"{train}_seed{seeds[0]}")
+                out[(train, head)] = {k: _estimate(v, f"train {train}, head {head}, {k}") for k, v in figures.items()}
+    except (ValueError, KeyError, TypeError) as error:
+        log.warning("%s: its intervals over seeds are Student-t over the seeds only (the seeds' spread, not the test "
+                    "set's): %s", what, error)  # fmt: skip
+        return None
+    return out
+
+
+def _resampled_classification(sides: list[dict[str, Any]], seed: int, label: str) -> dict[str, torch.Tensor]:
+    """``{figure: (len(sides), 1 + B)}``: each side's Table I figures over the full sample then over the first side's
+    report's class-stratified draws of whole studies (images one by one where it records no studies)."""
+    first = sides[0]
+    order = {k: i for i, k in enumerate(first["image_keys"])}
+    target = torch.tensor(first["target"], dtype=torch.float64)
+    keys = torch.tensor(first["image_keys"], dtype=torch.int64)
+    groups = torch.tensor(first["study_keys"], dtype=torch.int64) if "study_keys" in first else None
+    weights = torch.cat([torch.ones(1, keys.numel()), resample_weights(target, seed=seed, keys=keys, groups=groups)])
+    rows: dict[str, list[torch.Tensor]] = {}
+    for side in sides:
+        if set(side["image_keys"]) != set(order) or len(side["image_keys"]) != len(order):
+            raise ValueError(f"the seeds' runs were tested on different images than {label}")
+        position = torch.tensor([order[k] for k in side["image_keys"]])
+        probabilities = torch.empty(len(order), dtype=torch.float64)
+        probabilities[position] = torch.tensor(side["probabilities"], dtype=torch.float64)
+        for name, values in classification_figures(weights, probabilities, target).items():
+            rows.setdefault(name, []).append(values)
+    return {name: torch.stack(values) for name, values in rows.items()}
+
+
+def _estimate(values: torch.Tensor, what: str) -> Estimate:
+    """A figure over seeds and the test set from ``values (seeds, 1 + B)``: full sample, then the shared draws."""
+    interval = single_treatment_interval(values[:, 0], bootstrap_covariance(values[:, 1:]))
+    if interval["low"] != interval["low"]:  # NaN: a seed's figure undefined, or no resample defines it
+        raise ValueError(f"{what}: no interval over the test set")
+    low, high = max(interval["low"], 0.0), min(interval["high"], 1.0)
+    return Estimate(interval["estimate"], low, high, values.shape[0], TEST_SET_AND_SEEDS)
