@@ -359,9 +359,11 @@ def test_the_study_pairs_the_best_pairs_wafroc_with_every_other_on_the_same_imag
 
 def test_table2_over_seeds_gives_each_cell_an_interval_over_the_seeds_and_the_test_set(tmp_path, caplog) -> None:
     """Over two seeds, a Table II cell's interval is Hillis's single-treatment one, each seed a random reader of the
-    same test studies, from the covariance of the seeds' TPRs over their reports' bootstrap draws; without a run's
-    image record every cell falls back to Student-t over the seeds, and the summary and a warning say so."""
+    same test studies, from the covariance of the seeds' TPRs over their reports' bootstrap draws (wafroc.md's cells
+    alike); without a run's image record every cell falls back to Student-t over the seeds, and the summary and a
+    warning say so."""
     from wsod_mammo.detection.compare import load_side, resampled_tprs
+    from wsod_mammo.detection.compare_afroc import paired_fom
     from wsod_mammo.detection.obuchowski_rockette import single_treatment_interval
     from wsod_mammo.detection.study_report import write_study_outputs
 
@@ -379,11 +381,23 @@ def test_table2_over_seeds_gives_each_cell_an_interval_over_the_seeds_and_the_te
     (row,) = [line for line in (tmp_path / "study" / "table2.md").read_text().splitlines() if line.startswith("| cam")]
     assert row.split(" | ")[1].startswith(cell), (row, cell)
     assert ",seeds and test set" in (tmp_path / "study" / "table2.csv").read_text()
+    # wafroc.md's cells alike, over every test image: both seeds' figures over the same draws, as --compare pairs them
+    first, second = (load_side(f"{runs[('cam', seed)].parent}:cam", tmp_path, "all") for seed in (1, 2))
+    paired = paired_fom(first[1], second[1], "wafroc", first[3], jackknife=True)
+    drawn = paired["drawn"][:, torch.isfinite(paired["drawn"]).all(dim=0)]
+    full = torch.tensor([paired["a"]["value"], paired["b"]["value"]], dtype=torch.float64)
+    expected = single_treatment_interval(full, torch.cov(drawn))
+    cell = f"{expected['estimate']:.3f} [{max(expected['low'], 0):.3f}, {min(expected['high'], 1):.3f}]"
+    wafroc = (tmp_path / "study" / "wafroc.md").read_text()
+    assert "interval over the seeds and the test set: Obuchowski-Rockette" in wafroc
+    (row,) = [line for line in wafroc.split("## AFROC")[0].splitlines() if line.startswith("| cam")]
+    assert row.split(" | ")[1] == cell, (row, cell)
     (runs[("cam", 2)].parent / "detection_images.json").unlink()  # a run tested before image records were kept
     with caplog.at_level("WARNING"):
         text = write_study_outputs(tmp_path / "study", runs)
     assert "TPR [95% interval, Student-t over seeds]" in text
     assert "table2.md: its intervals are Student-t over the seeds only (the seeds' spread" in caplog.text
+    assert "mean [95% interval over seeds; with one seed" in (tmp_path / "study" / "wafroc.md").read_text()
 
 
 def test_the_summary_says_whether_the_jackknife_tells_the_best_pair_from_the_others() -> None:

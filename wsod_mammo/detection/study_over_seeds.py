@@ -1,13 +1,14 @@
-"""Table I's and Table II's figures over several seeds with intervals that count the test set as well as the seeds.
+"""The study's headline figures over several seeds with intervals that count the test set as well as the seeds.
 
 The Student-t interval of a figure's per-seed values sees how training varies, not what the test set's studies do to
 every seed alike: three seeds at 0.61, 0.62 and 0.63 read [0.59, 0.65] on a test set whose own bootstrap interval is
 ten times as wide. Each seed is a reader of the same test images, so a figure's interval over seeds is Hillis's
 single-treatment analysis with readers and cases random (:func:`single_treatment_interval`, checked against MRMCaov's
 published intervals), the covariance of the seeds' figures taken over the same class-stratified bootstrap draws of
-the test studies that their reports drew (the first seed's report's): Table II's TPR at the FPPI budget and Table I's
-accuracy, AUC, TPR and TNR per head, at image and breast level. All of a table's cells or none: where a run's image
-record cannot give them, the table keeps Student-t intervals and a warning says why.
+the test studies that their reports drew (the first seed's report's): Table II's TPR at the FPPI budget, Table I's
+accuracy, AUC, TPR and TNR per head, at image and breast level, and ``wafroc.md``'s wAFROC and AFROC. All of a
+table's cells or none: where a run's image record cannot give them, the table keeps Student-t intervals and a warning
+says why.
 """
 
 from __future__ import annotations
@@ -18,11 +19,14 @@ from typing import Any
 
 import torch
 
+from wsod_mammo.detection.afroc import figures_of_merit
 from wsod_mammo.detection.bootstrap import bootstrap_covariance, classification_figures, resample_weights
-from wsod_mammo.detection.compare import load_side, resampled_tprs
+from wsod_mammo.detection.compare import load_side, paired_draws, resampled_tprs
+from wsod_mammo.detection.compare_afroc import side_ratings
 from wsod_mammo.detection.compare_auc import CLASSIFICATION, HEAD_NAMES, breast_side, head_side
 from wsod_mammo.detection.obuchowski_rockette import single_treatment_interval
 from wsod_mammo.detection.study_paired import TEST_SET_AND_SEEDS, load_image_records, report_seed
+from wsod_mammo.detection.study_tables import Cells as FigureCells
 from wsod_mammo.detection.study_tables import Estimate
 
 log = logging.getLogger(__name__)
@@ -61,6 +65,48 @@ def _cell(tpr: Estimate, train: str, test: str, seeds: list[int], runs: dict[tup
         labels.append(label)
     values = resampled_tprs(sides, budget, draws, labels)  # (seeds, 1 + B)
     return _estimate(values, f"train {train}, test {test} ({', '.join(labels)})")
+
+
+def figures_of_merit_over_test_set(cells: FigureCells, runs: dict[tuple[str, int], Path]) -> tuple[FigureCells, bool]:
+    """``wafroc.md``'s ``cells`` (:func:`method_cells`') with each figure over two seeds or more given its interval
+    over the seeds and the test set (every test image: the normal images hold the false positives), and whether they
+    were: all cells or none, as :func:`with_test_set_intervals`."""
+    out: FigureCells = {}
+    try:
+        for train, row in cells.items():
+            seeds = sorted(s for m, s in runs if m == train)
+            for test, figures in row.items():
+                if all(e.basis != "seeds" for e in figures.values()):  # one seed: its report's interval counts it
+                    out.setdefault(train, {})[test] = figures
+                    continue
+                values = _resampled_figures_of_merit(train, test, seeds, runs)
+                out.setdefault(train, {})[test] = {
+                    figure: _estimate(values[figure], f"train {train}, test {test}, {figure}") for figure in figures
+                }
+    except (ValueError, KeyError) as error:
+        log.warning("wafroc.md: its intervals are Student-t over the seeds only (the seeds' spread, not the test "
+                    "set's): %s", error)  # fmt: skip
+        return cells, False
+    return out, True
+
+
+def _resampled_figures_of_merit(
+    train: str, test: str, seeds: list[int], runs: dict[tuple[str, int], Path]
+) -> dict[str, torch.Tensor]:
+    """``{"wafroc", "afroc": (seeds, 1 + B)}`` of one (train, test) cell's runs over every test image, the full sample
+    then the first seed's report's draws."""
+    loaded = []
+    for seed in seeds:
+        run = runs[(train, seed)].parent
+        label, side, _, draws = load_side(f"{run}:{test}", run, "all")
+        loaded.append((label, side, draws))
+    first_label, first, draws = loaded[0]
+    rows: dict[str, list[torch.Tensor]] = {}
+    for label, side, _ in loaded:
+        order, weights, _ = paired_draws(first, side, draws, (first_label, label))
+        for name, values in figures_of_merit(side_ratings(side, order, label), weights).items():
+            rows.setdefault(name, []).append(values)
+    return {name: torch.stack(values) for name, values in rows.items()}
 
 
 def table1_over_test_set(

@@ -17,7 +17,11 @@ from wsod_mammo.detection.study_afroc import (
     versus_best,
     wafroc_paired_text,
 )
-from wsod_mammo.detection.study_over_seeds import table1_over_test_set, with_test_set_intervals
+from wsod_mammo.detection.study_over_seeds import (
+    figures_of_merit_over_test_set,
+    table1_over_test_set,
+    with_test_set_intervals,
+)
 from wsod_mammo.detection.study_paired import (
     load_image_records,
     paired_differences,
@@ -203,16 +207,19 @@ def _write_pointing_game(output: Path, reports: dict[tuple[str, int], dict[str, 
     return path.name
 
 
-def _write_figures_of_merit(output: Path, reports: dict[tuple[str, int], dict[str, Any]]) -> Cells | None:
-    """``wafroc.md|csv``: the wAFROC and AFROC figures of merit, train x test, means over seeds; returns their cells,
-    or None where not every run's report gives them (an earlier study's files are then removed)."""
+def _write_figures_of_merit(
+    output: Path, reports: dict[tuple[str, int], dict[str, Any]], runs: dict[tuple[str, int], Path]
+) -> Cells | None:
+    """``wafroc.md|csv``: the wAFROC and AFROC figures of merit, train x test, means over seeds (intervals over the
+    seeds and the test set, from the ``runs``' image records, where they give them); returns their cells, or None
+    where not every run's report gives them (an earlier study's files are then removed)."""
     path = output / "wafroc.md"
     if not _every_report_has(reports, lambda r: r.get("wafroc"), output, path, "wAFROC figures of merit",
                              "give no wAFROC figure of merit"):  # fmt: skip
         path.with_suffix(".csv").unlink(missing_ok=True)
         return None
-    cells = method_cells(reports, "wafroc", AFROC_FIGURES)
-    path.write_text(afroc_text(cells))
+    cells, over_test_set = figures_of_merit_over_test_set(method_cells(reports, "wafroc", AFROC_FIGURES), runs)
+    path.write_text(afroc_text(cells, OVER_TEST_SET if over_test_set else None))
     path.with_suffix(".csv").write_text(cells_csv(cells))
     return cells
 
@@ -387,7 +394,7 @@ def write_study_outputs(
     pointing = _write_pointing_game(output, reports)
     pointing_by_kind = _write_pointing_by_kind(output, reports, pointing is not None)
     calibration = _write_calibration(output, reports)
-    afroc_cells = _write_figures_of_merit(output, reports)
+    afroc_cells = _write_figures_of_merit(output, reports, tested)
     afroc_by_kind = _write_figures_of_merit_by_kind(output, reports)
     wafroc_paired = _write_wafroc_paired(output, tested, afroc_cells)
     for method in set(METHOD_ORDER) - {m for m, _ in reports}:

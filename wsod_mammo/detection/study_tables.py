@@ -436,12 +436,14 @@ def pointing_text(cells: Cells, tolerance: str) -> str:
     )
 
 
-def afroc_text(cells: Cells) -> str:
-    """``wafroc.md``: the wAFROC and AFROC figures of merit, one train x test table each, mean [95% interval]."""
+def afroc_text(cells: Cells, over_seeds: str | None = None) -> str:
+    """``wafroc.md``: the wAFROC and AFROC figures of merit, one train x test table each, mean [95% interval];
+    ``over_seeds``: what its intervals over seeds are, where not Student-t."""
+    over = over_seeds or "over seeds"
     return (
         "wAFROC and AFROC figures of merit (every test image: the probability that a mass's best box scores above the "
         "best box of a normal image, each mass image weighing the same, or each mass; 0.5 marks nothing; mean [95% "
-        "interval over seeds; with one seed, the test report's bootstrap interval])\n\n"
+        f"interval {over}; with one seed, the test report's bootstrap interval])\n\n"
         + cells_sections(cells, AFROC_FIGURES, 3)
     )
 
