@@ -54,17 +54,19 @@ def with_test_set_intervals(cells: Cells, runs: dict[tuple[str, int], Path]) -> 
 def _cell(tpr: Estimate, train: str, test: str, seeds: list[int], runs: dict[tuple[str, int], Path]) -> Estimate:
     if tpr.basis != "seeds":  # one seed: its report's bootstrap interval already counts the test set
         return tpr
-    sides: list[dict[str, Any]] = []
-    labels: list[str] = []
-    budget, draws = 0.0, 0
-    for seed in seeds:
-        run = runs[(train, seed)].parent
-        label, side, budget, seed_of_draws = load_side(f"{run}:{test}", run, "mass")
-        draws = seed_of_draws if not sides else draws
-        sides.append(side)
-        labels.append(label)
-    values = resampled_tprs(sides, budget, draws, labels)  # (seeds, 1 + B)
+    loaded = _seed_sides(train, test, seeds, runs, "mass")
+    labels = [label for label, *_ in loaded]
+    budget, draws = loaded[0][2], loaded[0][3]
+    values = resampled_tprs([side for _, side, *_ in loaded], budget, draws, labels)  # (seeds, 1 + B)
     return _estimate(values, f"train {train}, test {test} ({', '.join(labels)})")
+
+
+def _seed_sides(
+    train: str, test: str, seeds: list[int], runs: dict[tuple[str, int], Path], subset: str
+) -> list[tuple[str, dict[str, Any], float, int]]:
+    """Each seed's side of test method ``test`` on ``subset``'s images (:func:`load_side`'s label, records, FPPI
+    budget and report's bootstrap seed)."""
+    return [load_side(f"{runs[(train, s)].parent}:{test}", runs[(train, s)].parent, subset) for s in seeds]
 
 
 def figures_of_merit_over_test_set(cells: FigureCells, runs: dict[tuple[str, int], Path]) -> tuple[FigureCells, bool]:
@@ -95,14 +97,10 @@ def _resampled_figures_of_merit(
 ) -> dict[str, torch.Tensor]:
     """``{"wafroc", "afroc": (seeds, 1 + B)}`` of one (train, test) cell's runs over every test image, the full sample
     then the first seed's report's draws."""
-    loaded = []
-    for seed in seeds:
-        run = runs[(train, seed)].parent
-        label, side, _, draws = load_side(f"{run}:{test}", run, "all")
-        loaded.append((label, side, draws))
-    first_label, first, draws = loaded[0]
+    loaded = _seed_sides(train, test, seeds, runs, "all")
+    first_label, first, _, draws = loaded[0]
     rows: dict[str, list[torch.Tensor]] = {}
-    for label, side, _ in loaded:
+    for label, side, *_ in loaded:
         order, weights, _ = paired_draws(first, side, draws, (first_label, label))
         for name, values in figures_of_merit(side_ratings(side, order, label), weights).items():
             rows.setdefault(name, []).append(values)
