@@ -362,8 +362,10 @@ def test_table2_over_seeds_gives_each_cell_an_interval_over_the_seeds_and_the_te
     same test studies, from the covariance of the seeds' TPRs over their reports' bootstrap draws (wafroc.md's cells
     alike); without a run's image record every cell falls back to Student-t over the seeds, and the summary and a
     warning say so."""
+    from wsod_mammo.detection.bootstrap import resampled_means
     from wsod_mammo.detection.compare import load_side, resampled_tprs
     from wsod_mammo.detection.compare_afroc import paired_fom
+    from wsod_mammo.detection.compare_pointing import scored
     from wsod_mammo.detection.obuchowski_rockette import single_treatment_interval
     from wsod_mammo.detection.study_report import write_study_outputs
 
@@ -392,6 +394,18 @@ def test_table2_over_seeds_gives_each_cell_an_interval_over_the_seeds_and_the_te
     assert "interval over the seeds and the test set: Obuchowski-Rockette" in wafroc
     (row,) = [line for line in wafroc.split("## AFROC")[0].splitlines() if line.startswith("| cam")]
     assert row.split(" | ")[1] == cell, (row, cell)
+    # pointing_game.md alike: each seed's share of hits over the images with a mass in view, the same draws
+    hits = [scored(side, "pointing", label) for label, side, _, _ in (first, second)]
+    keys = [k for k in first[1]["image_keys"] if k in hits[0]]
+    study = dict(zip(first[1]["image_keys"], first[1]["study_keys"], strict=True))
+    sides = [torch.tensor([h[k] for k in keys], dtype=torch.float64) for h in hits]
+    means = resampled_means(sides, torch.tensor(keys), torch.tensor([study[k] for k in keys]), first[3])
+    full = torch.stack([side.mean() for side in sides])
+    expected = single_treatment_interval(full, torch.cov(torch.stack(means)))
+    cell = f"{expected['estimate']:.2f} [{max(expected['low'], 0):.2f}, {min(expected['high'], 1):.2f}]"
+    pointing = (tmp_path / "study" / "pointing_game.md").read_text()
+    (row,) = [line for line in pointing.split("## Energy")[0].splitlines() if line.startswith("| cam")]
+    assert row.split(" | ")[1] == cell and "interval over the seeds and the test set" in pointing, (row, cell)
     (runs[("cam", 2)].parent / "detection_images.json").unlink()  # a run tested before image records were kept
     with caplog.at_level("WARNING"):
         text = write_study_outputs(tmp_path / "study", runs)

@@ -6,7 +6,8 @@ ten times as wide. Each seed is a reader of the same test images, so a figure's 
 single-treatment analysis with readers and cases random (:func:`single_treatment_interval`, checked against MRMCaov's
 published intervals), the covariance of the seeds' figures taken over the same class-stratified bootstrap draws of
 the test studies that their reports drew (the first seed's report's): Table II's TPR at the FPPI budget, Table I's
-accuracy, AUC, TPR and TNR per head, at image and breast level, and ``wafroc.md``'s wAFROC and AFROC. All of a
+accuracy, AUC, TPR and TNR per head, at image and breast level, ``wafroc.md``'s wAFROC and AFROC, and
+``pointing_game.md``'s pointing game and energy inside the masses. All of a
 table's cells or none: where a run's image record cannot give them, the table keeps Student-t intervals and a warning
 says why.
 """
@@ -14,22 +15,32 @@ says why.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from wsod_mammo.detection.afroc import figures_of_merit
-from wsod_mammo.detection.bootstrap import bootstrap_covariance, classification_figures, resample_weights
+from wsod_mammo.detection.bootstrap import (
+    bootstrap_covariance,
+    classification_figures,
+    resample_weights,
+    resampled_means,
+)
 from wsod_mammo.detection.compare import load_side, paired_draws, resampled_tprs
 from wsod_mammo.detection.compare_afroc import side_ratings
 from wsod_mammo.detection.compare_auc import CLASSIFICATION, HEAD_NAMES, breast_side, head_side
+from wsod_mammo.detection.compare_pointing import scored
 from wsod_mammo.detection.obuchowski_rockette import single_treatment_interval
 from wsod_mammo.detection.study_paired import TEST_SET_AND_SEEDS, load_image_records, report_seed
 from wsod_mammo.detection.study_tables import Cells as FigureCells
 from wsod_mammo.detection.study_tables import Estimate
 
 log = logging.getLogger(__name__)
+
+#: ``pointing_game.md``'s figures -> the names the runs' image records give them
+POINTING_RECORDS = {"hit": "pointing", "energy": "energy"}
 
 Cells = dict[str, dict[str, tuple[Estimate, Estimate]]]
 
@@ -73,6 +84,23 @@ def figures_of_merit_over_test_set(cells: FigureCells, runs: dict[tuple[str, int
     """``wafroc.md``'s ``cells`` (:func:`method_cells`') with each figure over two seeds or more given its interval
     over the seeds and the test set (every test image: the normal images hold the false positives), and whether they
     were: all cells or none, as :func:`with_test_set_intervals`."""
+    return _cells_over_test_set(cells, runs, _resampled_figures_of_merit, "wafroc.md")
+
+
+def pointing_over_test_set(cells: FigureCells, runs: dict[tuple[str, int], Path]) -> tuple[FigureCells, bool]:
+    """``pointing_game.md``'s ``cells`` alike: the pointing game and the energy inside the masses over the images with
+    a mass in view, each seed's mean over the same draws of the studies."""
+    return _cells_over_test_set(cells, runs, _resampled_pointing, "pointing_game.md")
+
+
+def _cells_over_test_set(
+    cells: FigureCells,
+    runs: dict[tuple[str, int], Path],
+    resampled: Callable[[str, str, list[int], dict[tuple[str, int], Path]], dict[str, torch.Tensor]],
+    what: str,
+) -> tuple[FigureCells, bool]:
+    """Each cell of two seeds or more with its figures over the seeds and the test set from ``resampled(train, test,
+    seeds, runs)``'s ``{figure: (seeds, 1 + B)}``; all cells or none, the warning naming ``what`` and why."""
     out: FigureCells = {}
     try:
         for train, row in cells.items():
@@ -81,15 +109,36 @@ def figures_of_merit_over_test_set(cells: FigureCells, runs: dict[tuple[str, int
                 if all(e.basis != "seeds" for e in figures.values()):  # one seed: its report's interval counts it
                     out.setdefault(train, {})[test] = figures
                     continue
-                values = _resampled_figures_of_merit(train, test, seeds, runs)
+                values = resampled(train, test, seeds, runs)
                 out.setdefault(train, {})[test] = {
                     figure: _estimate(values[figure], f"train {train}, test {test}, {figure}") for figure in figures
                 }
     except (ValueError, KeyError) as error:
-        log.warning("wafroc.md: its intervals are Student-t over the seeds only (the seeds' spread, not the test "
-                    "set's): %s", error)  # fmt: skip
+        log.warning("%s: its intervals are Student-t over the seeds only (the seeds' spread, not the test set's): %s",
+                    what, error)  # fmt: skip
         return cells, False
     return out, True
+
+
+def _resampled_pointing(
+    train: str, test: str, seeds: list[int], runs: dict[tuple[str, int], Path]
+) -> dict[str, torch.Tensor]:
+    """``{"hit", "energy": (seeds, 1 + B)}`` of one cell's runs: each seed's mean over the images with a mass in view,
+    the full sample then the first seed's report's draws of whole studies (as its ``pointing_game.md`` interval)."""
+    loaded = _seed_sides(train, test, seeds, runs, "mass")
+    first = loaded[0][1]
+    study = dict(zip(first["image_keys"], first.get("study_keys", first["image_keys"]), strict=True))
+    out = {}
+    for figure, recorded in POINTING_RECORDS.items():
+        values = [scored(side, recorded, label) for label, side, *_ in loaded]
+        if any(v.keys() != values[0].keys() for v in values):
+            raise ValueError(f"train {train}, test {test}: the seeds' runs scored different images (masses in view)")
+        keys = [k for k in first["image_keys"] if k in values[0]]
+        groups = torch.tensor([study[k] for k in keys], dtype=torch.int64) if "study_keys" in first else None
+        sides = [torch.tensor([v[k] for k in keys], dtype=torch.float64) for v in values]
+        means = resampled_means(sides, torch.tensor(keys, dtype=torch.int64), groups, loaded[0][3])
+        out[figure] = torch.stack([torch.cat([s.mean().reshape(1), m]) for s, m in zip(sides, means, strict=True)])
+    return out
 
 
 def _resampled_figures_of_merit(

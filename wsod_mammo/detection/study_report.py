@@ -19,6 +19,7 @@ from wsod_mammo.detection.study_afroc import (
 )
 from wsod_mammo.detection.study_over_seeds import (
     figures_of_merit_over_test_set,
+    pointing_over_test_set,
     table1_over_test_set,
     with_test_set_intervals,
 )
@@ -183,26 +184,29 @@ def _write_table1_by_density(output: Path, reports: dict[tuple[str, int], dict[s
     return path.name
 
 
-def _write_pointing_game(output: Path, reports: dict[tuple[str, int], dict[str, Any]]) -> str | None:
-    """``pointing_game.md|csv``: the pointing game and the energy inside the masses, train x test, means over seeds;
-    returns the Markdown's name, or None where not every run's report scored them (an earlier study's files are then
-    removed; so where the runs scored with different tolerances, which do not average)."""
+def _write_pointing_game(
+    output: Path, reports: dict[tuple[str, int], dict[str, Any]], runs: dict[tuple[str, int], Path]
+) -> str | None:
+    """``pointing_game.md|csv``: the pointing game and the energy inside the masses, train x test, means over seeds
+    (intervals over the seeds and the test set, from the ``runs``' image records, where they give them); returns
+    the Markdown's name, or None where not every run's report scored them (an earlier study's files are then removed;
+    so where the runs scored with different tolerances, which do not average)."""
     path = output / "pointing_game.md"
     tolerance: dict[str, list[str]] = {}
     for (method, seed), report in sorted(reports.items()):
         if report.get("pointing_game"):
             tolerance.setdefault(tolerance_text(report["pointing_game"]), []).append(f"{method}_seed{seed}")
     if len(tolerance) > 1:
-        runs = "; ".join(f"{t}: {', '.join(names)}" for t, names in tolerance.items())
+        named = "; ".join(f"{t}: {', '.join(names)}" for t, names in tolerance.items())
         log.warning("study %s: no pointing game: the runs scored it with different tolerances (%s); test them again "
-                    "with one DetectionMetrics pointing_tolerance and pointing_unit", output, runs)  # fmt: skip
+                    "with one DetectionMetrics pointing_tolerance and pointing_unit", output, named)  # fmt: skip
     if len(tolerance) != 1 or not _every_report_has(reports, lambda r: r.get("pointing_game"), output, path,
                                                     "pointing game", "score no pointing game"):  # fmt: skip
         path.unlink(missing_ok=True)
         path.with_suffix(".csv").unlink(missing_ok=True)
         return None
-    cells = method_cells(reports, "pointing_game", POINTING_FIGURES)
-    path.write_text(pointing_text(cells, next(iter(tolerance))))
+    cells, over_test_set = pointing_over_test_set(method_cells(reports, "pointing_game", POINTING_FIGURES), runs)
+    path.write_text(pointing_text(cells, next(iter(tolerance)), OVER_TEST_SET if over_test_set else None))
     path.with_suffix(".csv").write_text(cells_csv(cells))
     return path.name
 
@@ -391,7 +395,7 @@ def write_study_outputs(
     by_stratum = {strata.key: _write_by_stratum(output, reports, marks, strata) for strata in STRATA}
     table1_density = _write_table1_by_density(output, reports)
     table1_paired = _write_table1_paired(output, tested)
-    pointing = _write_pointing_game(output, reports)
+    pointing = _write_pointing_game(output, reports, tested)
     pointing_by_kind = _write_pointing_by_kind(output, reports, pointing is not None)
     calibration = _write_calibration(output, reports)
     afroc_cells = _write_figures_of_merit(output, reports, tested)

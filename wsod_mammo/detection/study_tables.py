@@ -426,13 +426,14 @@ def cells_sections(cells: Cells, figures: dict[str, str], digits: int = 2, headi
     return "\n".join(f"{heading} {title}\n\n" + cells_table(cells, figure, digits) for figure, title in figures.items())
 
 
-def pointing_text(cells: Cells, tolerance: str) -> str:
-    """``pointing_game.md``: one train x test table per figure, mean [95% interval]; ``tolerance``: ``15 px``."""
+def pointing_text(cells: Cells, tolerance: str, over_seeds: str | None = None) -> str:
+    """``pointing_game.md``: one train x test table per figure, mean [95% interval]; ``tolerance``: ``15 px``;
+    ``over_seeds``: what its intervals over seeds are, where not Student-t."""
     return (
         f"Pointing game ({SUBSET} images with a mass in view; the share of images whose min-max normalized map peaks "
         f"within {tolerance} of a mass, and the share of the map's energy inside the masses: free of the "
-        "binarization threshold and of the boxes; mean [95% interval over seeds; with one seed, the test report's "
-        "bootstrap interval])\n\n" + cells_sections(cells, POINTING_FIGURES)
+        f"binarization threshold and of the boxes; mean [95% interval {over_seeds or 'over seeds'}; with one seed, the "
+        "test report's bootstrap interval])\n\n" + cells_sections(cells, POINTING_FIGURES)
     )
 
 
