@@ -249,7 +249,7 @@ def test_the_study_pairs_the_best_pairs_wafroc_with_every_other_on_the_same_imag
     without boxes per mass is named."""
     from scipy.stats import ttest_1samp
 
-    from wsod_mammo.detection.compare import load_side
+    from wsod_mammo.detection.compare import load_side, resampled_tprs
     from wsod_mammo.detection.compare_afroc import paired_fom
     from wsod_mammo.detection.jackknife import jackknife_covariance
     from wsod_mammo.detection.obuchowski_rockette import rrrc_test
@@ -331,10 +331,20 @@ def test_the_study_pairs_the_best_pairs_wafroc_with_every_other_on_the_same_imag
     with pytest.raises(ValueError, match="A names 2 run.s., B 1; each side's i-th run is paired"):
         report_main([both.split(",")[0], "--compare", f"{both}:gradcam", f"{both.split(',')[0]}:cam", "--figure",
                      "wafroc"])  # fmt: skip
-    with pytest.raises(
-        ValueError, match="several runs a side are compared by Obuchowski-Rockette's test of heads' AUC"
-    ):
-        report_main([both.split(",")[0], "--compare", f"{both}:gradcam", f"{both}:cam"])  # Table II's TPR: no test
+    with pytest.raises(ValueError, match="several runs a side are compared .* not of --figure pointing"):
+        report_main([both.split(",")[0], "--compare", f"{both}:gradcam", f"{both}:cam", "--figure", "pointing"])
+    # Table II's TPR over the runs: the covariance of the four runs' TPRs over the first A run's draws
+    capsys.readouterr()
+    report_main([both.split(",")[0], "--compare", f"{both}:gradcam", f"{both}:cam"])
+    printed = capsys.readouterr().out
+    loaded = [load_side(f"{runs[('cam', seed)].parent}:{m}", tmp_path, "mass") for m in ("gradcam", "cam")
+              for seed in (1, 2)]  # fmt: skip
+    tprs = resampled_tprs([side for _, side, _, _ in loaded], loaded[0][2], loaded[0][3], [s[0] for s in loaded])
+    drawn = tprs[:, 1:][:, torch.isfinite(tprs[:, 1:]).all(dim=0)]
+    tested = rrrc_test(tprs[:, 0].reshape(2, 2), torch.cov(drawn))
+    assert "TPR at FPPI <= 1 on 12 mass images, 2 runs a side, A's i-th run paired with B's i-th" in printed, printed
+    line = f"  A - B, covariance over 1,000 bootstrap draws: {tested['difference']:+.3f} [{tested['low']:+.3f}, "
+    assert line + f"{tested['high']:+.3f}], t = {tested['t']:.2f} on {tested['df']:.1f} degrees of" in printed, printed
     # a seed whose test report drew with another bootstrap seed: every seed is redrawn with the first seed's draws
     images = runs[("cam", 2)].parent / "detection_images.json"
     images.write_text(json.dumps({**json.loads(images.read_text()), "bootstrap_seed": 5}))

@@ -5,9 +5,9 @@ One run a side compares two trained models on one test set. Two training configu
 saliency method of one's own against the study's, two learning rates) need the runs of each seed paired and a test
 that counts both how training varies and what the test set's studies do to every run alike, as ``wsod study``'s
 paired tables do: ``RUN_1,RUN_2,RUN_3:fusion`` names a side's runs, and the i-th run of A is paired with the i-th of
-B. Heads' AUC uses DeLong's covariance of every run's AUC clustered by study (:func:`seeds_auc_test`); ``--figure
-wafroc`` / ``afroc`` the covariance of every run's figure over the same bootstrap draws of the studies
-(:func:`seeds_bootstrap_test`), and beside it the jackknife's (:func:`seeds_jackknife_test`).
+B. Heads' AUC uses DeLong's covariance of every run's AUC clustered by study (:func:`seeds_auc_test`); Table II's
+TPR at the FPPI budget and ``--figure wafroc`` / ``afroc`` the covariance of every run's figure over the same bootstrap
+draws of the studies (:func:`seeds_bootstrap_test`), the latter beside the jackknife's (:func:`seeds_jackknife_test`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import torch
 
 from wsod_mammo.detection.afroc import FIGURES
 from wsod_mammo.detection.bootstrap import bootstrap_covariance
-from wsod_mammo.detection.compare import load_side
+from wsod_mammo.detection.compare import load_side, masses_only, resampled_tprs
 from wsod_mammo.detection.compare_afroc import paired_fom
 from wsod_mammo.detection.compare_auc import breast_side, load_head, p_text
 from wsod_mammo.detection.jackknife import jackknife_covariance
@@ -138,6 +138,38 @@ def compare_fom_runs(spec_a: str, spec_b: str, default_run: Path, figure: str, m
         + _rrrc_line(
             f"A - B, the jackknife's covariance over the {count(first['cases'], first['case'], plural)}",
             seeds_jackknife_test(results),
+        )  # fmt: skip
+    )
+
+
+def compare_tpr_runs(
+    spec_a: str, spec_b: str, default_run: Path, subset: str = "mass", masses: str | None = None
+) -> str:
+    """Two methods' TPR at the FPPI budget (Table II's) compared over several runs a side, as one printed paragraph:
+    the covariance of every run's TPR over the first A run's report's draws of whole studies."""
+    runs_a, runs_b = check_paired_runs(spec_a, spec_b)
+    labels: tuple[list[str], list[str]] = ([], [])
+    sides: tuple[list[dict[str, Any]], list[dict[str, Any]]] = ([], [])
+    budget, draws = 0.0, 0
+    for index, (run_a, run_b) in enumerate(zip(runs_a, runs_b, strict=True)):
+        for side, spec in enumerate((run_a, run_b)):
+            label, records, side_budget, seed = load_side(spec, default_run, subset)
+            if index == 0 and side == 0:
+                budget, draws = side_budget, seed
+            labels[side].append(label)
+            sides[side].append(records if masses is None else masses_only(records, masses, label))
+    values = resampled_tprs([*sides[0], *sides[1]], budget, draws, [*labels[0], *labels[1]])  # (2 runs, 1 + B)
+    full = values[:, 0].reshape(2, -1)
+    counted = "" if masses is None else f", counting the masses of {masses}"
+    images = count(len(sides[0][0]["image_keys"]), "mass image" if subset == "mass" else "test image")
+    return (
+        f"TPR at FPPI <= {budget:g} on {images}{counted}, {len(runs_a)} runs a side, A's i-th run paired with B's "
+        "i-th, each run a random reader of the same test studies (Obuchowski-Rockette, readers and cases random, "
+        "Hillis's degrees of freedom: RJafroc's RRRC):\n"
+        + _runs_lines(labels, full)
+        + _rrrc_line(
+            f"A - B, covariance over {values.shape[1] - 1:,} bootstrap draws",
+            rrrc_test(full, bootstrap_covariance(values[:, 1:])),
         )  # fmt: skip
     )
 
