@@ -53,6 +53,12 @@ def load_side(spec: str, default_run: Path, subset: str) -> tuple[str, dict[str,
     """``(label, records, fppi_budget, bootstrap seed)`` of ``RUN_DIR:method`` or ``method`` (in ``default_run``);
     the seed is the test report's (``SEED`` for a report written before it was recorded)."""
     label, method, path, data = read_images_file(spec, default_run)
+    return (label, *side_in(data, method, subset, spec, path))
+
+
+def side_in(data: dict[str, Any], method: str, subset: str, spec: str, path: Path) -> tuple[dict[str, Any], float, int]:
+    """``(records, fppi_budget, bootstrap seed)`` of ``method`` on ``subset``'s images in an image record already
+    read (:func:`read_images_file`'s ``data``, from ``path``); ``spec`` names the side in errors."""
     try:
         methods = data["subsets"].get(subset, {})
         budget, seed = float(data["fppi_budget"]), int(data.get("bootstrap_seed", SEED))
@@ -63,7 +69,7 @@ def load_side(spec: str, default_run: Path, subset: str) -> tuple[str, dict[str,
         raise ValueError(
             f"--compare {spec}: {path} has no method {method!r} on {subset} images; it has {sorted(methods)}"
         )
-    return label, methods[method], budget, seed
+    return methods[method], budget, seed
 
 
 def mass_flags(records: dict[str, Any], masses: str, label: str) -> list[bool]:

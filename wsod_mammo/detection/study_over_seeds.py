@@ -28,7 +28,7 @@ from wsod_mammo.detection.bootstrap import (
     resample_weights,
     resampled_means,
 )
-from wsod_mammo.detection.compare import load_side, paired_draws, resampled_tprs
+from wsod_mammo.detection.compare import paired_draws, read_images_file, resampled_tprs, side_in
 from wsod_mammo.detection.compare_afroc import side_ratings
 from wsod_mammo.detection.compare_auc import CLASSIFICATION, HEAD_NAMES, breast_side, head_side
 from wsod_mammo.detection.compare_pointing import scored
@@ -52,9 +52,10 @@ def with_test_set_intervals(cells: Cells, runs: dict[tuple[str, int], Path]) -> 
     out: Cells = {}
     try:
         for train, row in cells.items():
-            seeds = sorted(s for m, s in runs if m == train)
+            # one seed: its report's bootstrap interval already counts the test set
+            files = _run_files(train, runs) if any(tpr.basis == "seeds" for tpr, _ in row.values()) else []
             for test, (tpr, fppi) in row.items():
-                out.setdefault(train, {})[test] = (_cell(tpr, train, test, seeds, runs), fppi)
+                out.setdefault(train, {})[test] = (_cell(tpr, train, test, files) if files else tpr, fppi)
     except (ValueError, KeyError) as error:
         log.warning("table2.md: its intervals are Student-t over the seeds only (the seeds' spread, not the test "
                     "set's): %s", error)  # fmt: skip
@@ -62,22 +63,34 @@ def with_test_set_intervals(cells: Cells, runs: dict[tuple[str, int], Path]) -> 
     return out, True
 
 
-def _cell(tpr: Estimate, train: str, test: str, seeds: list[int], runs: dict[tuple[str, int], Path]) -> Estimate:
-    if tpr.basis != "seeds":  # one seed: its report's bootstrap interval already counts the test set
+def _cell(tpr: Estimate, train: str, test: str, files: list[RunFile]) -> Estimate:
+    if tpr.basis != "seeds":  # a seed's TPR undefined: the seeds' mean alone
         return tpr
-    loaded = _seed_sides(train, test, seeds, runs, "mass")
+    loaded = _seed_sides(test, files, "mass")
     labels = [label for label, *_ in loaded]
     budget, draws = loaded[0][2], loaded[0][3]
     values = resampled_tprs([side for _, side, *_ in loaded], budget, draws, labels)  # (seeds, 1 + B)
     return _estimate(values, f"train {train}, test {test} ({', '.join(labels)})")
 
 
-def _seed_sides(
-    train: str, test: str, seeds: list[int], runs: dict[tuple[str, int], Path], subset: str
-) -> list[tuple[str, dict[str, Any], float, int]]:
-    """Each seed's side of test method ``test`` on ``subset``'s images (:func:`load_side`'s label, records, FPPI
-    budget and report's bootstrap seed)."""
-    return [load_side(f"{runs[(train, s)].parent}:{test}", runs[(train, s)].parent, subset) for s in seeds]
+#: a seed's run as its image record was read once for a row of cells: (its label, the record's path, its content)
+RunFile = tuple[str, Path, dict[str, Any]]
+
+
+def _run_files(train: str, runs: dict[tuple[str, int], Path]) -> list[RunFile]:
+    """Each seed's image record of ``train``'s runs, in seed order, read once for all of a table row's cells."""
+    files = []
+    for seed in sorted(s for m, s in runs if m == train):
+        run = runs[(train, seed)].parent
+        label, _, path, data = read_images_file(f"{run}:", run)
+        files.append((label.removesuffix(":"), path, data))
+    return files
+
+
+def _seed_sides(test: str, files: list[RunFile], subset: str) -> list[tuple[str, dict[str, Any], float, int]]:
+    """Each seed's side of test method ``test`` on ``subset``'s images (as :func:`load_side` gives it: label,
+    records, FPPI budget and report's bootstrap seed)."""
+    return [(f"{run}:{test}", *side_in(data, test, subset, f"{run}:{test}", path)) for run, path, data in files]
 
 
 def figures_of_merit_over_test_set(cells: FigureCells, runs: dict[tuple[str, int], Path]) -> tuple[FigureCells, bool]:
@@ -96,20 +109,21 @@ def pointing_over_test_set(cells: FigureCells, runs: dict[tuple[str, int], Path]
 def _cells_over_test_set(
     cells: FigureCells,
     runs: dict[tuple[str, int], Path],
-    resampled: Callable[[str, str, list[int], dict[tuple[str, int], Path]], dict[str, torch.Tensor]],
+    resampled: Callable[[str, str, list[RunFile]], dict[str, torch.Tensor]],
     what: str,
 ) -> tuple[FigureCells, bool]:
     """Each cell of two seeds or more with its figures over the seeds and the test set from ``resampled(train, test,
-    seeds, runs)``'s ``{figure: (seeds, 1 + B)}``; all cells or none, the warning naming ``what`` and why."""
+    files)``'s ``{figure: (seeds, 1 + B)}``; all cells or none, the warning naming ``what`` and why."""
     out: FigureCells = {}
     try:
         for train, row in cells.items():
-            seeds = sorted(s for m, s in runs if m == train)
-            for test, figures in row.items():
-                if all(e.basis != "seeds" for e in figures.values()):  # one seed: its report's interval counts it
+            over_seeds = [any(e.basis == "seeds" for e in figures.values()) for figures in row.values()]
+            files = _run_files(train, runs) if any(over_seeds) else []  # one seed: its report's interval counts it
+            for (test, figures), over in zip(row.items(), over_seeds, strict=True):
+                if not over:
                     out.setdefault(train, {})[test] = figures
                     continue
-                values = resampled(train, test, seeds, runs)
+                values = resampled(train, test, files)
                 out.setdefault(train, {})[test] = {
                     figure: _estimate(values[figure], f"train {train}, test {test}, {figure}") for figure in figures
                 }
@@ -120,12 +134,10 @@ def _cells_over_test_set(
     return out, True
 
 
-def _resampled_pointing(
-    train: str, test: str, seeds: list[int], runs: dict[tuple[str, int], Path]
-) -> dict[str, torch.Tensor]:
+def _resampled_pointing(train: str, test: str, files: list[RunFile]) -> dict[str, torch.Tensor]:
     """``{"hit", "energy": (seeds, 1 + B)}`` of one cell's runs: each seed's mean over the images with a mass in view,
     the full sample then the first seed's report's draws of whole studies (as its ``pointing_game.md`` interval)."""
-    loaded = _seed_sides(train, test, seeds, runs, "mass")
+    loaded = _seed_sides(test, files, "mass")
     first = loaded[0][1]
     study = dict(zip(first["image_keys"], first.get("study_keys", first["image_keys"]), strict=True))
     out = {}
@@ -141,12 +153,10 @@ def _resampled_pointing(
     return out
 
 
-def _resampled_figures_of_merit(
-    train: str, test: str, seeds: list[int], runs: dict[tuple[str, int], Path]
-) -> dict[str, torch.Tensor]:
+def _resampled_figures_of_merit(train: str, test: str, files: list[RunFile]) -> dict[str, torch.Tensor]:
     """``{"wafroc", "afroc": (seeds, 1 + B)}`` of one (train, test) cell's runs over every test image, the full sample
     then the first seed's report's draws."""
-    loaded = _seed_sides(train, test, seeds, runs, "all")
+    loaded = _seed_sides(test, files, "all")
     first_label, first, _, draws = loaded[0]
     rows: dict[str, list[torch.Tensor]] = {}
     for label, side, *_ in loaded:
