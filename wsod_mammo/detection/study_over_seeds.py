@@ -33,7 +33,12 @@ from wsod_mammo.detection.compare_afroc import side_ratings
 from wsod_mammo.detection.compare_auc import CLASSIFICATION, HEAD_NAMES, breast_side, head_side
 from wsod_mammo.detection.compare_pointing import scored
 from wsod_mammo.detection.obuchowski_rockette import single_treatment_interval
-from wsod_mammo.detection.study_paired import TEST_SET_AND_SEEDS, load_image_records, report_seed
+from wsod_mammo.detection.study_paired import (
+    TEST_SET_AND_SEEDS,
+    load_image_records,
+    probabilities_in_order,
+    report_seed,
+)
 from wsod_mammo.detection.study_tables import Cells as FigureCells
 from wsod_mammo.detection.study_tables import Estimate
 
@@ -207,11 +212,8 @@ def _resampled_classification(sides: list[dict[str, Any]], seed: int, label: str
     weights = torch.cat([torch.ones(1, keys.numel()), resample_weights(target, seed=seed, keys=keys, groups=groups)])
     rows: dict[str, list[torch.Tensor]] = {}
     for side in sides:
-        if set(side["image_keys"]) != set(order) or len(side["image_keys"]) != len(order):
-            raise ValueError(f"the seeds' runs were tested on different images than {label}")
-        position = torch.tensor([order[k] for k in side["image_keys"]])
-        probabilities = torch.empty(len(order), dtype=torch.float64)
-        probabilities[position] = torch.tensor(side["probabilities"], dtype=torch.float64)
+        if (probabilities := probabilities_in_order(side, order, target)) is None:
+            raise ValueError(f"the seeds' runs were tested on different images than {label} (or label them otherwise)")
         for name, values in classification_figures(weights, probabilities, target).items():
             rows.setdefault(name, []).append(values)
     return {name: torch.stack(values) for name, values in rows.items()}

@@ -105,7 +105,7 @@ def seeds_auc_figures(pairs: list[tuple[dict[str, Any], dict[str, Any]]]) -> tup
     first = pairs[0][0]
     order = {k: i for i, k in enumerate(first["image_keys"])}
     target = torch.tensor(first["target"], dtype=torch.float64)
-    scores = [_in_order(side, order, target) for side in [a for a, _ in pairs] + [b for _, b in pairs]]
+    scores = [probabilities_in_order(side, order, target) for side in [a for a, _ in pairs] + [b for _, b in pairs]]
     if any(s is None for s in scores):
         return None
     sides = [side for pair in pairs for side in pair]
@@ -114,7 +114,7 @@ def seeds_auc_figures(pairs: list[tuple[dict[str, Any], dict[str, Any]]]) -> tup
     return auc.reshape(2, len(pairs)), covariance
 
 
-def _in_order(side: dict[str, Any], order: dict[int, int], target: torch.Tensor) -> torch.Tensor | None:
+def probabilities_in_order(side: dict[str, Any], order: dict[int, int], target: torch.Tensor) -> torch.Tensor | None:
     """``side``'s probabilities in ``order`` (image key -> position); None where it rates other images, or labels
     them otherwise than ``target``."""
     if len(side["image_keys"]) != len(order) or set(side["image_keys"]) != set(order):
