@@ -241,6 +241,9 @@ def test_an_image_whose_rows_leave_height_and_width_empty_gets_its_files_size(
     (study / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 5)  # a PNG cut within its header
     _write(tmp_path, FINDING_COLUMNS, [rows[0][:2] + ["broken"] + rows[0][3:]])
     assert load_records(tmp_path)[0].size is None  # decoding it names the file and why
+    _write(tmp_path, FINDING_COLUMNS, [rows[4][:11] + ["10", "20", "10", "50", "test"]])  # no size, and no width
+    with pytest.raises(VinDrFormatError, match=r"line 2: empty box: \['10', '20', '10', '50'\]"):
+        load_records(tmp_path)
 
 
 @pytest.mark.parametrize(("column", "value"), [("study_id", "z" * 32), ("split", "test"), ("height", "4000"),

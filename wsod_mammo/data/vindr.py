@@ -195,8 +195,9 @@ def _parse_box(row: dict[str, str], height: int, width: int, where: str) -> tupl
     if height and width:
         x0, x1 = min(max(x0, 0.0), width), min(max(x1, 0.0), width)
         y0, y1 = min(max(y0, 0.0), height), min(max(y1, 0.0), height)
-    if x1 <= x0 or y1 <= y0:
-        raise VinDrFormatError(f"{where}: empty box after clipping to the {width}x{height} image: {cells}")
+    if x1 <= x0 or y1 <= y0:  # an unknown size clips nothing: the box is empty as given
+        clipped = f" after clipping to the {width}x{height} image" if height and width else ""
+        raise VinDrFormatError(f"{where}: empty box{clipped}: {cells}")
     return (x0, y0, x1, y1)
 
 
