@@ -35,7 +35,6 @@ from wsod_mammo.detection.compare_pointing import scored
 from wsod_mammo.detection.obuchowski_rockette import single_treatment_interval
 from wsod_mammo.detection.study_paired import (
     TEST_SET_AND_SEEDS,
-    load_image_records,
     probabilities_in_order,
     report_seed,
 )
@@ -172,18 +171,18 @@ def _resampled_figures_of_merit(train: str, test: str, files: list[RunFile]) -> 
 
 
 def table1_over_test_set(
-    runs: dict[tuple[str, int], Path], level: str = "image"
+    records: dict[tuple[str, int], dict[str, Any]], level: str = "image"
 ) -> dict[tuple[str, str], dict[str, Estimate]] | None:
     """``{(train, head): {figure: Estimate}}``: Table I's figures (``accuracy``, ``auc``, ``tpr``, ``tnr``) of every
     train method run with two seeds or more, over its seeds and the test set, per image or (``level="breast"``) per
     breast as ``table1_breast.md`` rates them; None, with a warning naming why, where a run's image record cannot give
-    them (the table then keeps its Student-t intervals). ``runs``: ``(train, seed) -> detection.json``."""
+    them (the table then keeps its Student-t intervals). ``records``: the runs' classification image records,
+    ``(train, seed) -> ``:func:`load_image_records`'s, read once for both levels."""
     what = "table1.md" if level == "image" else "table1_breast.md"
-    records = load_image_records(runs)
     out = {}
     try:
-        for train in dict.fromkeys(m for m, _ in sorted(runs)):
-            seeds = sorted(s for m, s in runs if m == train)
+        for train in dict.fromkeys(m for m, _ in sorted(records)):
+            seeds = sorted(s for m, s in records if m == train)
             if len(seeds) < 2:
                 continue
             for head in HEAD_NAMES:

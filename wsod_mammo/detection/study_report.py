@@ -379,14 +379,16 @@ def write_study_outputs(
     cells, over_test_set = with_test_set_intervals(table2_cells(reports), tested)
     marks = threshold_marks(reports)
     table2_md, table2_csv = table2_text(cells, marks)
-    table1_over = table1_over_test_set(tested) if len({s for _, s in reports}) > 1 else None
+    classification = load_image_records(tested) if len({s for _, s in reports}) > 1 else None
+    table1_over = table1_over_test_set(classification) if classification is not None else None
     table1_md = table1_text(reports, over_test_set=table1_over)
     output.mkdir(parents=True, exist_ok=True)
     (output / "table1.md").write_text(table1_md)
     breast_md, breast_over = None, None
     if _every_report_has(reports, lambda r: r.get("table1_breast"), output, output / "table1_breast.md",
                          "breast-level Table I", "rate no breasts"):  # fmt: skip
-        breast_over = table1_over_test_set(tested, "breast") if table1_over is not None else None
+        if classification is not None and table1_over is not None:  # the image level could give them
+            breast_over = table1_over_test_set(classification, "breast")
         breast_md = table1_text(reports, "table1_breast", breast_over)
         (output / "table1_breast.md").write_text(breast_md)
     (output / "table2.md").write_text(table2_md)
