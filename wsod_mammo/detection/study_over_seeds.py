@@ -6,15 +6,16 @@ ten times as wide. Each seed is a reader of the same test images, so a figure's 
 single-treatment analysis with readers and cases random (:func:`single_treatment_interval`, checked against MRMCaov's
 published intervals), the covariance of the seeds' figures taken over the same class-stratified bootstrap draws of
 the test studies that their reports drew (the first seed's report's): Table II's TPR at the FPPI budget, Table I's
-accuracy, AUC, TPR and TNR per head, at image and breast level, ``wafroc.md``'s wAFROC and AFROC, and
-``pointing_game.md``'s pointing game and energy inside the masses. All of a
-table's cells or none: where a run's image record cannot give them, the table keeps Student-t intervals and a warning
-says why.
+accuracy, AUC, TPR and TNR per head, at image and breast level, ``calibration.md``'s Brier score, ECE, slope and
+intercept, ``wafroc.md``'s wAFROC and AFROC, and ``pointing_game.md``'s pointing game and energy inside the masses.
+All of a table's cells or none: where a run's image record cannot give them, the table keeps Student-t intervals and
+a warning says why.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,18 +29,20 @@ from wsod_mammo.detection.bootstrap import (
     resample_weights,
     resampled_means,
 )
+from wsod_mammo.detection.calibration import calibration_figures
 from wsod_mammo.detection.compare import paired_draws, read_images_file, resampled_tprs, side_in
 from wsod_mammo.detection.compare_afroc import side_ratings
 from wsod_mammo.detection.compare_auc import CLASSIFICATION, HEAD_NAMES, breast_side, head_side
 from wsod_mammo.detection.compare_pointing import scored
 from wsod_mammo.detection.obuchowski_rockette import single_treatment_interval
+from wsod_mammo.detection.recalibration import recalibration
 from wsod_mammo.detection.study_paired import (
     TEST_SET_AND_SEEDS,
     probabilities_in_order,
     report_seed,
 )
+from wsod_mammo.detection.study_tables import UNBOUNDED, Estimate, mean_and_sd
 from wsod_mammo.detection.study_tables import Cells as FigureCells
-from wsod_mammo.detection.study_tables import Estimate
 
 log = logging.getLogger(__name__)
 
@@ -179,6 +182,41 @@ def table1_over_test_set(
     them (the table then keeps its Student-t intervals). ``records``: the runs' classification image records,
     ``(train, seed) -> ``:func:`load_image_records`'s, read once for both levels."""
     what = "table1.md" if level == "image" else "table1_breast.md"
+    return _heads_over_test_set(records, level, classification_figures, lambda _, v, w: _estimate(v, w), what)
+
+
+def calibration_over_test_set(
+    records: dict[tuple[str, int], dict[str, Any]],
+) -> dict[tuple[str, str], dict[str, Estimate]] | None:
+    """``calibration.md``'s figures (Brier score, ECE, recalibration slope and intercept) of every train method run with
+    two seeds or more, over its seeds and the test set, as :func:`table1_over_test_set`'s. A slope or intercept that a
+    seed's probabilities or a drawn resample's leave without a finite estimate (they separate the classes) has the
+    seeds' mean and no interval, as the test report gives none then."""
+    return _heads_over_test_set(records, "image", _calibration_figures, _calibration_estimate, "calibration.md")
+
+
+def _calibration_figures(weights: torch.Tensor, probabilities: torch.Tensor, target: torch.Tensor) -> dict[str, Any]:
+    return calibration_figures(weights, probabilities, target) | recalibration(weights, probabilities, target)
+
+
+def _calibration_estimate(name: str, values: torch.Tensor, what: str) -> Estimate:
+    if name in ("brier", "ece"):
+        return _estimate(values, what)
+    if not bool(torch.isfinite(values).all()):  # no finite fit for a seed or a resample: no interval
+        n, mean, _ = mean_and_sd(values[:, 0].tolist())
+        return Estimate(mean, math.nan, math.nan, n, TEST_SET_AND_SEEDS)
+    return _estimate(values, what, UNBOUNDED)
+
+
+def _heads_over_test_set(
+    records: dict[tuple[str, int], dict[str, Any]],
+    level: str,
+    figures_of: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], dict[str, torch.Tensor]],
+    estimate: Callable[[str, torch.Tensor, str], Estimate],
+    what: str,
+) -> dict[tuple[str, str], dict[str, Estimate]] | None:
+    """Per (train, head) of two seeds or more, ``figures_of(weights, probabilities, target)``'s figures over the seeds
+    and the test set (``estimate(figure, values (seeds, 1 + B), what)``); None with a warning naming ``what``."""
     out = {}
     try:
         for train in dict.fromkeys(m for m, _ in sorted(records)):
@@ -191,8 +229,8 @@ def table1_over_test_set(
                     side = head_side(records[(train, seed)][CLASSIFICATION], head)
                     sides.append(breast_side(side, f"{train}_seed{seed}") if level == "breast" else side)
                 draws = report_seed(records[(train, seeds[0])])
-                figures = _resampled_classification(sides, draws, f"{train}_seed{seeds[0]}")
-                out[(train, head)] = {k: _estimate(v, f"train {train}, head {head}, {k}") for k, v in figures.items()}
+                figures = _resampled_by_image(sides, draws, f"{train}_seed{seeds[0]}", figures_of)
+                out[(train, head)] = {k: estimate(k, v, f"train {train}, head {head}, {k}") for k, v in figures.items()}
     except (ValueError, KeyError, TypeError) as error:
         log.warning("%s: its intervals over seeds are Student-t over the seeds only (the seeds' spread, not the test "
                     "set's): %s", what, error)  # fmt: skip
@@ -200,9 +238,14 @@ def table1_over_test_set(
     return out
 
 
-def _resampled_classification(sides: list[dict[str, Any]], seed: int, label: str) -> dict[str, torch.Tensor]:
-    """``{figure: (len(sides), 1 + B)}``: each side's Table I figures over the full sample then over the first side's
-    report's class-stratified draws of whole studies (images one by one where it records no studies)."""
+def _resampled_by_image(
+    sides: list[dict[str, Any]],
+    seed: int,
+    label: str,
+    figures_of: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], dict[str, torch.Tensor]],
+) -> dict[str, torch.Tensor]:
+    """``{figure: (len(sides), 1 + B)}``: each side's figures over the full sample then over the first side's report's
+    class-stratified draws of whole studies (images one by one where it records no studies)."""
     first = sides[0]
     order = {k: i for i, k in enumerate(first["image_keys"])}
     target = torch.tensor(first["target"], dtype=torch.float64)
@@ -213,15 +256,16 @@ def _resampled_classification(sides: list[dict[str, Any]], seed: int, label: str
     for side in sides:
         if (probabilities := probabilities_in_order(side, order, target)) is None:
             raise ValueError(f"the seeds' runs were tested on different images than {label} (or label them otherwise)")
-        for name, values in classification_figures(weights, probabilities, target).items():
+        for name, values in figures_of(weights, probabilities, target).items():
             rows.setdefault(name, []).append(values)
     return {name: torch.stack(values) for name, values in rows.items()}
 
 
-def _estimate(values: torch.Tensor, what: str) -> Estimate:
-    """A figure over seeds and the test set from ``values (seeds, 1 + B)``: full sample, then the shared draws."""
+def _estimate(values: torch.Tensor, what: str, bounds: tuple[float, float] = (0.0, 1.0)) -> Estimate:
+    """A figure over seeds and the test set from ``values (seeds, 1 + B)``: full sample, then the shared draws; the
+    interval cut to ``bounds``, the values the figure can take."""
     interval = single_treatment_interval(values[:, 0], bootstrap_covariance(values[:, 1:]))
     if interval["low"] != interval["low"]:  # NaN: a seed's figure undefined, or no resample defines it
         raise ValueError(f"{what}: no interval over the test set")
-    low, high = max(interval["low"], 0.0), min(interval["high"], 1.0)
+    low, high = max(interval["low"], bounds[0]), min(interval["high"], bounds[1])
     return Estimate(interval["estimate"], low, high, values.shape[0], TEST_SET_AND_SEEDS)

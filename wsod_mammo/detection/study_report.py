@@ -18,6 +18,7 @@ from wsod_mammo.detection.study_afroc import (
     wafroc_paired_text,
 )
 from wsod_mammo.detection.study_over_seeds import (
+    calibration_over_test_set,
     figures_of_merit_over_test_set,
     pointing_over_test_set,
     table1_over_test_set,
@@ -287,15 +288,19 @@ def _write_wafroc_paired(
     return path.name, told_apart_text(differences)
 
 
-def _write_calibration(output: Path, reports: dict[tuple[str, int], dict[str, Any]]) -> tuple[str, str] | None:
-    """``calibration.md``: the Brier score, ECE, slope and intercept per train method and head, means over seeds;
+def _write_calibration(
+    output: Path, reports: dict[tuple[str, int], dict[str, Any]], records: dict[tuple[str, int], dict[str, Any]] | None
+) -> tuple[str, str] | None:
+    """``calibration.md``: the Brier score, ECE, slope and intercept per train method and head, means over seeds
+    (over the seeds and the test set from the runs' classification image ``records``, where they give them);
     returns its name and the figures it gives (the summary names them), or None where not every run's report
     measured them (an earlier study's file is then removed)."""
     path = output / "calibration.md"
     if not _every_report_has(reports, lambda r: r.get("calibration"), output, path, "calibration",
                              "measure no calibration"):  # fmt: skip
         return None
-    path.write_text(calibration_table(reports))
+    over = calibration_over_test_set(records) if records is not None else None
+    path.write_text(calibration_table(reports, over, OVER_TEST_SET if over is not None else None))
     recalibration = "slope" in calibration_figures(reports)
     return path.name, "Brier score, ECE, recalibration slope and intercept" if recalibration else "Brier score and ECE"
 
@@ -399,7 +404,7 @@ def write_study_outputs(
     table1_paired = _write_table1_paired(output, tested)
     pointing = _write_pointing_game(output, reports, tested)
     pointing_by_kind = _write_pointing_by_kind(output, reports, pointing is not None)
-    calibration = _write_calibration(output, reports)
+    calibration = _write_calibration(output, reports, classification)
     afroc_cells = _write_figures_of_merit(output, reports, tested)
     afroc_by_kind = _write_figures_of_merit_by_kind(output, reports)
     wafroc_paired = _write_wafroc_paired(output, tested, afroc_cells)

@@ -526,26 +526,37 @@ def calibration_figures(reports: dict[tuple[str, int], dict[str, Any]]) -> dict[
     return {name: title for name, title in CALIBRATION_FIGURES.items() if all(name in h for h in heads)}
 
 
-def calibration_table(reports: dict[tuple[str, int], dict[str, Any]]) -> str:
+def calibration_table(
+    reports: dict[tuple[str, int], dict[str, Any]],
+    over_test_set: dict[tuple[str, str], dict[str, Estimate]] | None = None,
+    over_seeds: str | None = None,
+) -> str:
     """``calibration.md``: per train method and head, the Brier score, ECE, calibration slope and intercept of Table
     I's probabilities, mean over seeds [95% interval; with one seed the report's bootstrap interval]; the slope and
-    intercept where every run's report gives them (reports written before them do not)."""
+    intercept where every run's report gives them (reports written before them do not). ``over_test_set``: the
+    estimates over seeds and the test set of the (train, head) rows it holds
+    (:func:`~wsod_mammo.detection.study_over_seeds.calibration_over_test_set`), used instead; ``over_seeds``: what
+    its intervals over seeds are, where not Student-t."""
     figures = calibration_figures(reports)
     rows = []
     for train, runs in _by_method(reports).items():
         over = resampled(runs[0])
         for head in runs[0]["calibration"]["heads"]:
+            given = (over_test_set or {}).get((train, head))
             per_seed = [r["calibration"]["heads"][head] for r in runs if head in r["calibration"]["heads"]]
             estimates = [
+                given[name] if given else
                 _over_seeds_or_images([c[name]["value"] for c in per_seed], {"intervals": per_seed[0]}, name,
                                       over=over, bounds=(0.0, 1.0) if name in ("brier", "ece") else UNBOUNDED)
                 for name in figures
             ]  # fmt: skip
             rows.append([train, head, *(e.text(3) for e in estimates)])
     bins = next(iter(reports.values()))["calibration"]["bins"]
+    undefined = "; no interval where a seed's or a resample's probabilities separate the classes" if over_seeds else ""
     return (
         f"Calibration of Table I's probabilities (the Brier score, and the expected calibration error over {bins} "
         "equal-width bins: lower is better; the slope and intercept of logistic recalibration: 1 and 0 when "
-        "calibrated, n/a where the probabilities separate the classes; mean [95% interval over seeds; with one seed, "
-        "the test report's bootstrap interval])\n\n" + _markdown(["train", "head", *figures.values()], rows)
+        f"calibrated, n/a where the probabilities separate the classes; mean [95% interval {over_seeds or 'over seeds'}"
+        f"{undefined}; with one seed, the test report's bootstrap interval])\n\n"
+        + _markdown(["train", "head", *figures.values()], rows)
     )
