@@ -4,6 +4,7 @@ later refused (``val_fraction=0``) stopped both, and with them the GPU check tha
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -165,3 +166,41 @@ def test_the_gpu_sampler_reads_clocks_power_and_reasons_and_survives_a_field_the
         assert (figures["power_capped_share"], figures["heat_slowdown_share"]) == (0.5, 0.0)
     else:
         assert "power_capped_share" not in figures  # the refused field: left out, the others unaffected
+
+
+def test_the_study_benchmark_repeats_the_test_images_without_changing_the_figures(tmp_path: Path) -> None:
+    """``bench_study.py`` times a study's tables at VinDr's size by repeating each run's test images: its repeated
+    records must be the same test set, only larger (a box pointing at the wrong copy's image or mass would change
+    them), so every mean over seeds is the original's and the intervals over the seeds and the test set, drawn from
+    the records, move (with two seeds they widen: Hillis's degrees of freedom fall towards the seeds' one as the test
+    set's share of the variance shrinks)."""
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        from bench_study import copied_runs
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    from test_afroc import FAIR, GOOD, POOR, _study_runs
+
+    from wsod_mammo.detection.study_report import write_study_outputs
+
+    study = tmp_path / "study"
+    runs = _study_runs(
+        study / "runs", {1: {"cam": {"cam": FAIR, "gradcam": GOOD}}, 2: {"cam": {"cam": POOR, "gradcam": FAIR}}}
+    )
+    for report in runs.values():
+        (report.parent / "test.done").write_text("detection.json\n")
+    tables = {}
+    for copies in (1, 3):
+        write_study_outputs(tmp_path / f"out{copies}", copied_runs(study, tmp_path / f"runs{copies}", copies, 2))
+        tables[copies] = {name: (tmp_path / f"out{copies}" / name).read_text() for name in ("summary.md", "wafroc.md")}
+
+    def cells(text: str) -> list[tuple[float, float, float]]:
+        found = re.findall(r"(\d\.\d+) \[(\d\.\d+), (\d\.\d+)\]", text)
+        return [tuple(map(float, cell)) for cell in found]
+
+    for name in ("summary.md", "wafroc.md"):  # the summary holds Table II
+        assert "over the seeds and the test set" in tables[3][name]
+        once, thrice = cells(tables[1][name]), cells(tables[3][name])
+        assert len(once) == len(thrice) >= 4, (once, thrice)
+        assert [mean for mean, *_ in thrice] == [mean for mean, *_ in once] and thrice != once, (name, once, thrice)
+    assert (tmp_path / "runs3" / "gradcam_seed2" / "detection.json").exists()  # filled up to two train methods
