@@ -33,7 +33,7 @@ from wsod_mammo.detection.study_tables import METHOD_ORDER
 from wsod_mammo.study import finished_report
 
 #: the image record's lists, by what their entries index (``detection_images.json`` as `wsod test` writes it)
-PER_IMAGE = {"image_gt", "pointing", "energy", "target"}
+PER_IMAGE = {"image_gt", "pointing", "energy", "target", "density"}
 PER_BOX = {"box_scores", "box_tp"}
 PER_MASS = {"gt_birads", "gt_size_mm"}
 KEYS = {"image_keys", "study_keys", "breast_keys"}

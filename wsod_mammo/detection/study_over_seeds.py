@@ -52,31 +52,49 @@ POINTING_RECORDS = {"hit": "pointing", "energy": "energy"}
 Cells = dict[str, dict[str, tuple[Estimate, Estimate]]]
 
 
-def with_test_set_intervals(cells: Cells, runs: dict[tuple[str, int], Path]) -> tuple[Cells, bool]:
+def with_test_set_intervals(
+    cells: Cells,
+    runs: dict[tuple[str, int], Path],
+    restrict: Callable[[dict[str, Any], str], dict[str, Any]] | None = None,
+    what: str = "table2.md",
+    files: dict[str, list[RunFile]] | None = None,
+) -> tuple[Cells, bool]:
     """``cells`` (:func:`table2_cells`') with each TPR over two seeds or more given its interval over the seeds and
     the test set, and whether they were: all cells or none (one table, one kind of interval), none with a warning
-    naming why where a run's image record cannot give it. ``runs``: ``(train, seed) -> detection.json``."""
+    naming ``what`` and why where a run's image record cannot give it. ``runs``: ``(train, seed) -> detection.json``;
+    ``restrict(records, label)``: each seed's records of one stratum (:func:`stratum_only`), for a per-stratum table;
+    ``files``: the runs' image records by train method, read once for several calls (filled as read)."""
+    files = {} if files is None else files
     out: Cells = {}
     try:
         for train, row in cells.items():
             # one seed: its report's bootstrap interval already counts the test set
-            files = _run_files(train, runs) if any(tpr.basis == "seeds" for tpr, _ in row.values()) else []
+            if any(tpr.basis == "seeds" for tpr, _ in row.values()) and train not in files:
+                files[train] = _run_files(train, runs)
             for test, (tpr, fppi) in row.items():
-                out.setdefault(train, {})[test] = (_cell(tpr, train, test, files) if files else tpr, fppi)
+                cell = _cell(tpr, train, test, files[train], restrict) if train in files else tpr
+                out.setdefault(train, {})[test] = (cell, fppi)
     except (ValueError, KeyError) as error:
-        log.warning("table2.md: its intervals are Student-t over the seeds only (the seeds' spread, not the test "
-                    "set's): %s", error)  # fmt: skip
+        log.warning("%s: its intervals are Student-t over the seeds only (the seeds' spread, not the test set's): %s",
+                    what, error)  # fmt: skip
         return cells, False
     return out, True
 
 
-def _cell(tpr: Estimate, train: str, test: str, files: list[RunFile]) -> Estimate:
+def _cell(
+    tpr: Estimate,
+    train: str,
+    test: str,
+    files: list[RunFile],
+    restrict: Callable[[dict[str, Any], str], dict[str, Any]] | None,
+) -> Estimate:
     if tpr.basis != "seeds":  # a seed's TPR undefined: the seeds' mean alone
         return tpr
     loaded = _seed_sides(test, files, "mass")
     labels = [label for label, *_ in loaded]
     budget, draws = loaded[0][2], loaded[0][3]
-    values = resampled_tprs([side for _, side, *_ in loaded], budget, draws, labels)  # (seeds, 1 + B)
+    sides = [side if restrict is None else restrict(side, label) for label, side, *_ in loaded]
+    values = resampled_tprs(sides, budget, draws, labels)  # (seeds, 1 + B)
     return _estimate(values, f"train {train}, test {test} ({', '.join(labels)})")
 
 

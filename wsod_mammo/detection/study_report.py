@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from wsod_mammo.detection.pointing_report import tolerance_text
+from wsod_mammo.detection.record_strata import stratum_only
 from wsod_mammo.detection.report import METHOD_ORDER, count, plot_froc
 from wsod_mammo.detection.study_afroc import (
     best_pair,
@@ -18,6 +20,7 @@ from wsod_mammo.detection.study_afroc import (
     wafroc_paired_text,
 )
 from wsod_mammo.detection.study_over_seeds import (
+    RunFile,
     calibration_over_test_set,
     figures_of_merit_over_test_set,
     pointing_over_test_set,
@@ -120,24 +123,28 @@ SINGULAR = {"studies": "study", "images": "image", "masses": "mass"}  # the stra
 
 
 class Strata(NamedTuple):
-    """One per-stratum Table II of the study: the test report's key, the file, its title and what a run lacking it
-    rates not."""
+    """One per-stratum Table II of the study: the test report's key, the file, its title (``{interval}``: what its
+    intervals are), what a run lacking it rates not, and the kind of stratum (:func:`stratum_only`'s)."""
 
     key: str
     file: str
     title: str
     lack: str
+    kind: str
 
 
 STRATA = (
     Strata("by_density", "table2_by_density.md", f"Table II per breast density ({SUBSET} images of that density; TPR "
-           "[95% interval] @ FPPI, means over seeds, each run at its validated thresholds)", "rate no densities"),
+           "[95% interval{interval}] @ FPPI, means over seeds, each run at its validated thresholds)",
+           "rate no densities", "density"),
     Strata("by_finding_birads", "table2_by_birads.md", f"Table II per finding BI-RADS ({SUBSET} images; TPR over the "
-           "masses of that BI-RADS [95% interval] @ FPPI over every image, means over seeds, each run at its validated "
-           "thresholds; a heading's studies and images hold such a mass)", "rate no finding BI-RADS"),
+           "masses of that BI-RADS [95% interval{interval}] @ FPPI over every image, means over seeds, each run at its "
+           "validated thresholds; a heading's studies and images hold such a mass)", "rate no finding BI-RADS",
+           "birads"),
     Strata("by_mass_size", "table2_by_size.md", f"Table II per mass size ({SUBSET} images; TPR over the masses of "
-           "that size, the box's longer side [95% interval] @ FPPI over every image, means over seeds, each run at its "
-           "validated thresholds; a heading's studies and images hold such a mass)", "rate no mass sizes"),
+           "that size, the box's longer side [95% interval{interval}] @ FPPI over every image, means over seeds, each "
+           "run at its validated thresholds; a heading's studies and images hold such a mass)", "rate no mass sizes",
+           "size"),
 )  # fmt: skip
 
 
@@ -147,22 +154,47 @@ def _name(strata: Strata) -> str:
 
 
 def _write_by_stratum(
-    output: Path, reports: dict[tuple[str, int], dict[str, Any]], marks: Marks, strata: Strata
+    output: Path,
+    reports: dict[tuple[str, int], dict[str, Any]],
+    marks: Marks,
+    strata: Strata,
+    runs: dict[tuple[str, int], Path],
 ) -> str | None:
-    """``strata.file``: Table II over each stratum (breast density, finding BI-RADS), as ``table2.md`` (means over
-    seeds, intervals, the runs' threshold ``marks``: the thresholds are Table II's); returns its name, or None where
-    not every run's report rates the strata (an earlier study's file is then removed: it would look current)."""
+    """``strata.file``: Table II over each stratum (breast density, finding BI-RADS, mass size), as ``table2.md``
+    (means over seeds, over two seeds intervals over the seeds and the test set from the ``runs``' image records
+    where they give every section's, the runs' threshold ``marks``: the thresholds are Table II's); returns its
+    name, or None where not every run's report rates the strata (an earlier study's file is then removed: it would
+    look current)."""
     path = output / strata.file
     if not _every_report_has(reports, lambda r: (r.get(strata.key) or {}).get(SUBSET), output, path,
                              _name(strata), strata.lack):  # fmt: skip
         return None
+    per_stratum = stratum_reports(reports, strata.key)
+    cells = {stratum: table2_cells(by_run) for stratum, (_, by_run) in per_stratum.items()}
+    seeds = len({s for _, s in reports})
+    over_test_set = seeds > 1
+    files: dict[str, list[RunFile]] = {}  # each train method's image records, read once for every stratum
+    if over_test_set:
+        over = {}
+        for stratum, stratum_cells in cells.items():
+            restrict = partial(_restricted, kind=strata.kind, stratum=stratum)
+            over[stratum], over_test_set = with_test_set_intervals(stratum_cells, runs, restrict,
+                                                                   f"{strata.file} ({stratum})", files)  # fmt: skip
+            if not over_test_set:  # one table, one kind of interval
+                break
+        cells = over if over_test_set else cells
     sections = []
-    for stratum, (counts, per_stratum) in stratum_reports(reports, strata.key).items():
-        markdown, _ = table2_text(table2_cells(per_stratum), marks)
+    for stratum, (counts, _) in per_stratum.items():
+        markdown, _ = table2_text(cells[stratum], marks)
         what = ", ".join(count(v, SINGULAR[k], plural=k) for k, v in counts.items() if v is not None)
         sections.append(f"## {stratum} ({what})\n\n{markdown}")
-    path.write_text(f"{strata.title}\n\n" + "\n".join(sections))
+    interval = "" if seeds == 1 else f", {OVER_TEST_SET if over_test_set else 'Student-t over seeds'}"
+    path.write_text(strata.title.format(interval=interval) + "\n\n" + "\n".join(sections))
     return path.name
+
+
+def _restricted(records: dict[str, Any], label: str, kind: str, stratum: str) -> dict[str, Any]:
+    return stratum_only(records, kind, stratum, label)
 
 
 def _write_table1_by_density(output: Path, reports: dict[tuple[str, int], dict[str, Any]]) -> str | None:
@@ -399,7 +431,7 @@ def write_study_outputs(
     (output / "table2.md").write_text(table2_md)
     (output / "table2.csv").write_text(table2_csv)
     figures = _froc_figures(output, reports)
-    by_stratum = {strata.key: _write_by_stratum(output, reports, marks, strata) for strata in STRATA}
+    by_stratum = {strata.key: _write_by_stratum(output, reports, marks, strata, tested) for strata in STRATA}
     table1_density = _write_table1_by_density(output, reports)
     table1_paired = _write_table1_paired(output, tested)
     pointing = _write_pointing_game(output, reports, tested)

@@ -55,6 +55,7 @@ from wsod_mammo.detection.pointing_report import CSV_COLUMNS as POINTING_COLUMNS
 from wsod_mammo.detection.pointing_report import pointing_rows, pointing_summary, pointing_text
 from wsod_mammo.detection.pointing_strata import CSV_COLUMNS as POINTING_BY_KIND_COLUMNS
 from wsod_mammo.detection.pointing_strata import pointing_by_kind, pointing_by_kind_rows, pointing_by_kind_text
+from wsod_mammo.detection.record_strata import with_densities
 from wsod_mammo.detection.report import (
     FROM_DEFAULT,
     FROM_TIE,
@@ -764,9 +765,11 @@ def write_test_report(
         (directory / "wafroc_by_kind.md").write_text(by_kind_md)
         (directory / "wafroc_by_kind.csv").write_text(by_kind_csv)
     (directory / "detection.json").write_text(json.dumps(summary, indent=2, allow_nan=True))
-    image_records = {"fppi_budget": fppi_budget, "bootstrap_seed": seed, "subsets": records}  # --compare redraws these
+    # --compare redraws these, and the study its intervals over seeds (per density too: each image's density)
+    subsets = {s: {m: with_densities(r, densities) for m, r in methods.items()} for s, methods in records.items()}
+    image_records = {"fppi_budget": fppi_budget, "bootstrap_seed": seed, "subsets": subsets}
     if table1.images:  # and --compare A:fusion B:fusion these: Table I's class, images and probabilities
-        image_records[CLASSIFICATION] = {"class": names[0], **table1.images}
+        image_records[CLASSIFICATION] = {"class": names[0], **with_densities(table1.images, densities)}
     (directory / IMAGES_FILE).write_text(json.dumps(image_records))
     _log_to_wandb(trainer, directory, summary, ci_rows)
     checkpoint = summary["checkpoint"]

@@ -1,0 +1,103 @@
+"""An image record restricted to one stratum is the record of the test report's figures of that stratum."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from test_strata import BUDGET, _lesion_images, _lesion_result
+
+from wsod_mammo.detection.mass_kinds import UNKNOWN
+from wsod_mammo.detection.record_strata import density_only, stratum_only, with_densities
+from wsod_mammo.detection.strata import restrict, strata_of
+from wsod_mammo.training.test_report import _image_records
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_densitys_record_is_the_record_of_the_result_restricted_to_its_images(seed: int) -> None:
+    """Every list of the restricted record (image keys, studies, boxes and the images they lie on, masses and the boxes
+    that found them, pointing) is what the test report's ``restrict`` gives that density: the study's interval of a
+    density redraws exactly the images and boxes its run's report counted."""
+    result = _lesion_result(_lesion_images(seed=seed, count=30))
+    keys = result.image_keys.tolist()
+    densities = {k: ("DENSITY C" if i % 3 else "DENSITY A") for i, k in enumerate(keys) if i % 7}  # some unknown
+    groups = {k: i // 2 for i, k in enumerate(keys)}
+    record = with_densities(_image_records(result, groups), densities)
+    assert record["density"].count(UNKNOWN) == sum(1 for i in range(30) if i % 7 == 0)
+    for label, keep in strata_of(result.image_keys, densities).items():
+        expected = _image_records(restrict(result, keep, BUDGET), groups)
+        got = density_only(record, label, "run:cam")
+        assert set(got) - set(expected) <= {"density", "pointing_by_kind"}  # restrict keeps no pointing per kind
+        assert got["density"] == [label] * int(keep.sum())
+        if "pointing_by_kind" in got:  # its rows of the kept images, renumbered
+            rows = [i for i in record["pointing_by_kind"]["image"] if keep[i]]
+            assert got["pointing_by_kind"]["image"] == [int(keep[:i].sum()) for i in rows]
+        for name, values in expected.items():
+            assert got[name] == values, (label, name)
+        assert got["box_image"] and any(g >= 0 for g in got["box_gt"])  # boxes and hits on both sides of a split
+    with pytest.raises(ValueError, match="run:cam has no test image of density 'DENSITY D'"):
+        density_only(record, "DENSITY D", "run:cam")
+    with pytest.raises(ValueError, match="run:cam's test report records no breast density per image"):
+        stratum_only(_image_records(result, groups), "density", "DENSITY A", "run:cam")
+    assert with_densities(record, {}) is record
+
+
+def test_a_classification_record_keeps_each_heads_probabilities_of_the_densitys_images() -> None:
+    record = {"image_keys": [5, 6, 7, 8], "study_keys": [1, 1, 2, 2], "target": [1.0, 0.0, 1.0, 0.0],
+              "breast_keys": [10, 11, 12, 13], "heads": {"fusion": [0.9, 0.2, 0.8, 0.3]}}  # fmt: skip
+    dense = density_only(with_densities(record, {6: "DENSITY D", 7: "DENSITY D"}), "DENSITY D", "run")
+    assert dense == {"image_keys": [6, 7], "study_keys": [1, 2], "target": [0.0, 1.0], "breast_keys": [11, 12],
+                     "heads": {"fusion": [0.2, 0.8]}, "density": ["DENSITY D"] * 2}  # fmt: skip
+
+
+def test_over_seeds_each_stratums_table2_interval_counts_the_test_set(tmp_path, caplog) -> None:
+    """table2_by_density.md and table2_by_birads.md over two seeds: each cell's interval is Hillis's single-treatment
+    one from the seeds' TPRs of that stratum over the first seed's report's draws (each seed's record restricted as its
+    report restricted its result), the means the reports'; a run tested before records named densities puts every
+    density section back on Student-t over the seeds, said in the title and a warning, and leaves BI-RADS as it was."""
+    import json
+
+    from test_afroc import _all_images_result, _write_report
+
+    from wsod_mammo.detection.compare import load_side, resampled_tprs
+    from wsod_mammo.detection.obuchowski_rockette import single_treatment_interval
+    from wsod_mammo.detection.study_report import write_study_outputs
+
+    birads = [4, 5, 4, 5, 4, 5]
+    found = {1: ({0: 0.9, 1: 0.8, 2: 0.7, 5: 0.6}, {6: 0.65, 8: 0.3}), 2: ({0: 0.9, 3: 0.8, 5: 0.7}, {7: 0.75})}
+    runs = {}
+    for seed, (masses, normals) in found.items():
+        results = {
+            (m, s): _all_images_result(masses, normals, birads) for m in ("cam", "gradcam") for s in ("mass", "all")
+        }
+        keys = results[("cam", "all")].image_keys.tolist()
+        densities = {k: "DENSITY A" if i % 2 else "DENSITY C" for i, k in enumerate(keys)}  # a view a study
+        _write_report(tmp_path / f"cam_{seed}", results, densities=densities)
+        runs[("cam", seed)] = tmp_path / f"cam_{seed}" / "detection.json"
+    write_study_outputs(tmp_path / "study", runs)
+    for file, kind, stratum in (("table2_by_density.md", "density", "DENSITY C"), ("table2_by_birads.md", "birads",
+                                                                                 "BI-RADS 4")):  # fmt: skip
+        text = (tmp_path / "study" / file).read_text()
+        assert "[95% interval, over the seeds and the test set: Obuchowski-Rockette" in text
+        loaded = [load_side(f"{runs[('cam', seed)].parent}:cam", tmp_path, "mass") for seed in (1, 2)]
+        sides = [stratum_only(side, kind, stratum, label) for label, side, _, _ in loaded]
+        values = resampled_tprs(sides, loaded[0][2], loaded[0][3], [label for label, *_ in loaded])
+        expected = single_treatment_interval(values[:, 0], torch.cov(values[:, 1:]))
+        means = [json.loads(runs[("cam", s)].read_text())[f"by_{'density' if kind == 'density' else 'finding_birads'}"]
+                 ["mass"][stratum]["cells"]["cam"]["tpr"] for s in (1, 2)]  # fmt: skip
+        assert expected["estimate"] == pytest.approx(sum(means) / 2) and expected["high"] > expected["low"]
+        cell = f"{expected['estimate']:.2f} [{max(expected['low'], 0):.2f}, {min(expected['high'], 1):.2f}] @ "
+        section = text.split(f"## {stratum}")[1].split("##")[0]
+        (row,) = [line for line in section.splitlines() if line.startswith("| cam |")]
+        assert row.split(" | ")[1].startswith(cell), (file, row, cell)
+    images = tmp_path / "cam_2" / "detection_images.json"
+    record = json.loads(images.read_text())
+    for methods in record["subsets"].values():
+        for method in methods.values():
+            del method["density"]
+    images.write_text(json.dumps(record))
+    with caplog.at_level("WARNING"):
+        write_study_outputs(tmp_path / "study", runs)
+    assert "table2_by_density.md (DENSITY A): its intervals are Student-t over the seeds only" in caplog.text
+    assert "records no breast density per image" in caplog.text
+    assert "[95% interval, Student-t over seeds]" in (tmp_path / "study" / "table2_by_density.md").read_text()
+    assert "over the seeds and the test set" in (tmp_path / "study" / "table2_by_birads.md").read_text()
