@@ -123,7 +123,7 @@ def test_the_study_averages_each_densitys_figures_over_seeds_and_narrows_them_to
     rows = (tmp_path / "study" / "wafroc_by_kind.csv").read_text().splitlines()
     assert rows[0] == "kind,stratum,train_method,test_method,figure,mean,low,high,runs,interval_over"
     (cell,) = [r for r in rows if r.startswith("density,DENSITY C,gradcam,cam,wafroc,")]
-    assert float(cell.split(",")[5]) == pytest.approx(mean) and cell.endswith(",2,seeds")
+    assert float(cell.split(",")[5]) == pytest.approx(mean) and cell.endswith(",2,seeds and test set")
     write_study_outputs(tmp_path / "narrow", runs, test_methods=["gradcam"])
     assert "| train \\ test | gradcam |" in (tmp_path / "narrow" / "wafroc_by_kind.md").read_text()
     report = json.loads(runs[("cam", 2)].read_text())

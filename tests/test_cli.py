@@ -135,12 +135,18 @@ def test_test_writes_both_tables_the_froc_plot_and_overlays(trained: Path) -> No
     assert summary["bootstrap"]["resampled"] == "studies" and "over studies" in (run / "table1.md").read_text()
     images = json.loads((run / "detection_images.json").read_text())["subsets"]["all"]["cam"]
     assert len(images["study_keys"]) == len(images["image_keys"]) > len(set(images["study_keys"]))
+    # and each image's breast density, which the study's per-density intervals over seeds restrict the records by
+    densities = {label: row["images"] for label, row in pointing["density"].items()}
+    assert set(images["density"]) == set(densities) and len(images["density"]) == len(images["image_keys"])
     # and each head's probability per distinct image, from which `wsod report --compare A:fusion B:fusion` redraws
     # exactly Table I's AUC interval
     from wsod_mammo.detection.compare_auc import breast_side, load_head, paired_auc
 
     classified = json.loads((run / "detection_images.json").read_text())["classification"]
     assert classified["class"] == summary["table1_class"] and len(classified["image_keys"]) == 8
+    assert {d: classified["density"].count(d) for d in classified["density"]} == {
+        d: row["images"] for d, row in summary["table1_by_density"].items()
+    }
     for head in ("global", "local", "fusion"):
         label, side, seed = load_head(f"{run}:{head}", run)
         assert paired_auc(side, side, seed)["a"] == summary["table1_intervals"][head]["auc"], head

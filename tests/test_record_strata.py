@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from test_strata import BUDGET, _lesion_images, _lesion_result
@@ -49,11 +51,13 @@ def test_a_classification_record_keeps_each_heads_probabilities_of_the_densitys_
                      "heads": {"fusion": [0.2, 0.8]}, "density": ["DENSITY D"] * 2}  # fmt: skip
 
 
-def test_over_seeds_each_stratums_table2_interval_counts_the_test_set(tmp_path, caplog) -> None:
-    """table2_by_density.md and table2_by_birads.md over two seeds: each cell's interval is Hillis's single-treatment
+def test_over_seeds_each_stratums_interval_counts_the_test_set(tmp_path, caplog) -> None:
+    """table2_by_density.md and table2_by_birads.md over three seeds: each cell's interval is Hillis's single-treatment
     one from the seeds' TPRs of that stratum over the first seed's report's draws (each seed's record restricted as its
-    report restricted its result), the means the reports'; a run tested before records named densities puts every
-    density section back on Student-t over the seeds, said in the title and a warning, and leaves BI-RADS as it was."""
+    report restricted its result), the means the reports'; wafroc_by_kind.md's and pointing_by_kind.md's alike, their
+    means each seed's report's mean. A run tested before records named densities puts every section of those
+    tables back on Student-t over the seeds (the per-kind tables have density sections), said in the title and a
+    warning, the same means, and leaves table2_by_birads.md as it was."""
     import json
 
     from test_afroc import _all_images_result, _write_report
@@ -63,7 +67,8 @@ def test_over_seeds_each_stratums_table2_interval_counts_the_test_set(tmp_path, 
     from wsod_mammo.detection.study_report import write_study_outputs
 
     birads = [4, 5, 4, 5, 4, 5]
-    found = {1: ({0: 0.9, 1: 0.8, 2: 0.7, 5: 0.6}, {6: 0.65, 8: 0.3}), 2: ({0: 0.9, 3: 0.8, 5: 0.7}, {7: 0.75})}
+    found = {1: ({0: 0.9, 1: 0.8, 2: 0.7, 3: 0.6}, {6: 0.65, 8: 0.3}), 2: ({0: 0.85, 1: 0.8, 2: 0.6, 4: 0.7},
+             {6: 0.7, 8: 0.2}), 3: ({0: 0.9, 1: 0.7, 3: 0.8, 5: 0.6}, {6: 0.6, 9: 0.3})}  # fmt: skip
     runs = {}
     for seed, (masses, normals) in found.items():
         results = {
@@ -78,17 +83,21 @@ def test_over_seeds_each_stratums_table2_interval_counts_the_test_set(tmp_path, 
                                                                                  "BI-RADS 4")):  # fmt: skip
         text = (tmp_path / "study" / file).read_text()
         assert "[95% interval, over the seeds and the test set: Obuchowski-Rockette" in text
-        loaded = [load_side(f"{runs[('cam', seed)].parent}:cam", tmp_path, "mass") for seed in (1, 2)]
+        loaded = [load_side(f"{runs[('cam', seed)].parent}:cam", tmp_path, "mass") for seed in found]
         sides = [stratum_only(side, kind, stratum, label) for label, side, _, _ in loaded]
         values = resampled_tprs(sides, loaded[0][2], loaded[0][3], [label for label, *_ in loaded])
         expected = single_treatment_interval(values[:, 0], torch.cov(values[:, 1:]))
         means = [json.loads(runs[("cam", s)].read_text())[f"by_{'density' if kind == 'density' else 'finding_birads'}"]
-                 ["mass"][stratum]["cells"]["cam"]["tpr"] for s in (1, 2)]  # fmt: skip
-        assert expected["estimate"] == pytest.approx(sum(means) / 2) and expected["high"] > expected["low"]
+                 ["mass"][stratum]["cells"]["cam"]["tpr"] for s in found]  # fmt: skip
+        assert expected["estimate"] == pytest.approx(sum(means) / 3) and expected["high"] > expected["low"]
         cell = f"{expected['estimate']:.2f} [{max(expected['low'], 0):.2f}, {min(expected['high'], 1):.2f}] @ "
         section = text.split(f"## {stratum}")[1].split("##")[0]
         (row,) = [line for line in section.splitlines() if line.startswith("| cam |")]
         assert row.split(" | ")[1].startswith(cell), (file, row, cell)
+    by_kind = ("table2_by_density.md", "wafroc_by_kind.md", "pointing_by_kind.md")
+    counted = {name: (tmp_path / "study" / name).read_text() for name in by_kind}
+    assert all("interval, over the seeds and the test set: Obuchowski" in counted[n] for n in by_kind[:1])
+    assert all("interval over the seeds and the test set: Obuchowski" in counted[n] for n in by_kind[1:])
     images = tmp_path / "cam_2" / "detection_images.json"
     record = json.loads(images.read_text())
     for methods in record["subsets"].values():
@@ -101,3 +110,60 @@ def test_over_seeds_each_stratums_table2_interval_counts_the_test_set(tmp_path, 
     assert "records no breast density per image" in caplog.text
     assert "[95% interval, Student-t over seeds]" in (tmp_path / "study" / "table2_by_density.md").read_text()
     assert "over the seeds and the test set" in (tmp_path / "study" / "table2_by_birads.md").read_text()
+    for name in by_kind:  # the same means from the reports, the seeds' spread alone around them
+        seeds_only = (tmp_path / "study" / name).read_text()
+        assert "Student-t over seeds" in seeds_only or "interval over seeds;" in seeds_only, name
+        cells = [re.findall(r"(\d\.\d+) \[(\d\.\d+), (\d\.\d+)\]", text) for text in (counted[name], seeds_only)]
+        assert len(cells[0]) == len(cells[1]) >= 4 and cells[0] != cells[1], name
+        assert [mean for mean, *_ in cells[0]] == [mean for mean, *_ in cells[1]], name
+
+
+def test_over_seeds_table1_by_density_counts_the_test_set(tmp_path) -> None:
+    """table1_by_density.md over two seeds: each density's figures over the seeds and the test set, from each run's
+    classification record restricted to that density's images and redrawn as its report drew them (whole studies,
+    class-stratified, its seed), the means the reports' own."""
+    import json
+
+    from test_compare_auc import _cases, _write_run
+
+    from wsod_mammo.detection.bootstrap import classification_figures, resample_weights
+    from wsod_mammo.detection.obuchowski_rockette import single_treatment_interval
+    from wsod_mammo.detection.study_report import write_study_outputs
+    from wsod_mammo.training.test_report import _figures_with_intervals
+
+    keys, target, (good, noise), groups = _cases()
+    densities = {int(k): "DENSITY B" if (int(k) // 2) % 2 else "DENSITY C" for k in keys}  # whole studies
+    runs, probabilities = {}, {1: 0.7 * good + 0.3 * noise, 2: 0.5 * good + 0.5 * noise}
+    for seed, p in probabilities.items():
+        run = tmp_path / f"cam_{seed}"
+        _write_run(run, {"fusion": p, "global": p, "local": p}, keys, target, groups)
+        images = json.loads((run / "detection_images.json").read_text())
+        images["classification"] = with_densities(images["classification"], densities)
+        (run / "detection_images.json").write_text(json.dumps(images))
+        by_density = {}
+        for label, keep in strata_of(keys, densities).items():
+            studies = torch.tensor([groups[int(k)] for k in keys[keep]])
+            figures = _figures_with_intervals(p[keep], target[keep], keys[keep], 7, studies)
+            heads = dict.fromkeys(("global", "local", "fusion"), figures)
+            by_density[label] = {"studies": int(studies.unique().numel()), "images": int(keep.sum()),
+                                 "positive": int(target[keep].sum()), "heads": heads}  # fmt: skip
+        report = {"table1": {}, "mass": {"cam": {"tpr": 0.5, "fppi": 0.5}}, "table1_by_density": by_density}
+        (run / "detection.json").write_text(json.dumps(report))
+        runs[("cam", seed)] = run / "detection.json"
+    write_study_outputs(tmp_path / "study", runs)
+    table = (tmp_path / "study" / "table1_by_density.md").read_text()
+    assert "mean [95% interval over the seeds and the test set: Obuchowski-Rockette" in table
+    keep = torch.tensor([densities[int(k)] == "DENSITY C" for k in keys])
+    studies = torch.tensor([groups[int(k)] for k in keys[keep]])
+    draws = resample_weights(target[keep], seed=7, keys=keys[keep], groups=studies)
+    draws = torch.cat([torch.ones(1, int(keep.sum())), draws])
+    figures = [classification_figures(draws, p[keep], target[keep]) for p in probabilities.values()]
+    values = torch.stack([f["auc"] for f in figures]).double()
+    expected = single_treatment_interval(values[:, 0], torch.cov(values[:, 1:]))
+    reported = [json.loads(r.read_text())["table1_by_density"]["DENSITY C"]["heads"]["fusion"]["auc"]["value"]
+                for r in runs.values()]  # fmt: skip
+    assert expected["estimate"] == pytest.approx(sum(reported) / 2) and expected["high"] > expected["low"]
+    cell = f"{expected['estimate']:.3f} [{max(expected['low'], 0):.3f}, {min(expected['high'], 1):.3f}]"
+    section = table.split("## DENSITY C")[1]
+    (row,) = [line for line in section.splitlines() if line.startswith("| cam | fusion |")]
+    assert row.split(" | ")[3] == cell, (row, cell)

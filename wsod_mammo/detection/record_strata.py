@@ -25,13 +25,18 @@ def with_densities(record: dict[str, Any], densities: dict[int, str] | None) -> 
     return record | {"density": [densities.get(k) or UNKNOWN for k in record["image_keys"]]}
 
 
-def density_only(record: dict[str, Any], density: str, label: str) -> dict[str, Any]:
-    """``record`` (a method's detection record or the classification one) over the images of one breast ``density``:
-    their boxes and masses, positions renumbered; ``label`` names the run in errors."""
+def densities_of(record: dict[str, Any], label: str) -> list[str]:
+    """Each image's breast density in ``record``; ValueError naming the run (``label``) where it records none."""
     if "density" not in record:
         raise ValueError(f"{label}'s test report records no breast density per image (tested before it did, or the "
                          "data names none); test that run again")  # fmt: skip
-    keep = [d == density for d in record["density"]]
+    return record["density"]
+
+
+def density_only(record: dict[str, Any], density: str, label: str) -> dict[str, Any]:
+    """``record`` (a method's detection record or the classification one) over the images of one breast ``density``:
+    their boxes and masses, positions renumbered; ``label`` names the run in errors."""
+    keep = [d == density for d in densities_of(record, label)]
     if not any(keep):
         raise ValueError(f"{label} has no test image of density {density!r}")
     new_image = _renumbered(keep)

@@ -7,7 +7,10 @@ single-treatment analysis with readers and cases random (:func:`single_treatment
 published intervals), the covariance of the seeds' figures taken over the same class-stratified bootstrap draws of
 the test studies that their reports drew (the first seed's report's): Table II's TPR at the FPPI budget, Table I's
 accuracy, AUC, TPR and TNR per head, at image and breast level, ``calibration.md``'s Brier score, ECE, slope and
-intercept, ``wafroc.md``'s wAFROC and AFROC, and ``pointing_game.md``'s pointing game and energy inside the masses.
+intercept, ``wafroc.md``'s wAFROC and AFROC, and ``pointing_game.md``'s pointing game and energy inside the masses;
+and each of them per breast density, finding BI-RADS and mass size (``table2_by_*.md``, ``table1_by_density.md``,
+``wafroc_by_kind.md``, ``pointing_by_kind.md``), each seed's records restricted as its report restricted its result
+(:mod:`record_strata`).
 All of a table's cells or none: where a run's image record cannot give them, the table keeps Student-t intervals and
 a warning says why.
 """
@@ -17,12 +20,13 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from wsod_mammo.detection.afroc import figures_of_merit
+from wsod_mammo.detection.afroc import Ratings, figures_of_merit, image_subset, lesion_subset
 from wsod_mammo.detection.bootstrap import (
     bootstrap_covariance,
     classification_figures,
@@ -30,12 +34,13 @@ from wsod_mammo.detection.bootstrap import (
     resampled_means,
 )
 from wsod_mammo.detection.calibration import calibration_figures
-from wsod_mammo.detection.compare import paired_draws, read_images_file, resampled_tprs, side_in
+from wsod_mammo.detection.compare import mass_flags, paired_draws, read_images_file, resampled_tprs, side_in
 from wsod_mammo.detection.compare_afroc import side_ratings
 from wsod_mammo.detection.compare_auc import CLASSIFICATION, HEAD_NAMES, breast_side, head_side
 from wsod_mammo.detection.compare_pointing import scored
 from wsod_mammo.detection.obuchowski_rockette import single_treatment_interval
 from wsod_mammo.detection.recalibration import recalibration
+from wsod_mammo.detection.record_strata import densities_of, density_only
 from wsod_mammo.detection.study_paired import (
     TEST_SET_AND_SEEDS,
     probabilities_in_order,
@@ -131,24 +136,67 @@ def pointing_over_test_set(cells: FigureCells, runs: dict[tuple[str, int], Path]
     return _cells_over_test_set(cells, runs, _resampled_pointing, "pointing_game.md")
 
 
+#: ``{kind: {stratum: cells}}``: a per-kind table's cells (:func:`by_kind_cells`')
+KindCells = dict[str, dict[str, FigureCells]]
+
+
+def figures_of_merit_by_kind_over_test_set(
+    cells: KindCells, runs: dict[tuple[str, int], Path]
+) -> tuple[KindCells, bool]:
+    """``wafroc_by_kind.md``'s cells over the seeds and the test set, each stratum's figures over the same draws as
+    ``wafroc.md``'s by the test report's rule (:mod:`afroc_strata`: a density's own images, a BI-RADS's or size's
+    masses with every normal image); all cells or none."""
+    return _kinds_over_test_set(cells, runs, _resampled_figures_of_merit, "wafroc_by_kind.md")
+
+
+def pointing_by_kind_over_test_set(cells: KindCells, runs: dict[tuple[str, int], Path]) -> tuple[KindCells, bool]:
+    """``pointing_by_kind.md``'s cells alike: a density's images with a mass in view, a BI-RADS's or size's images
+    with such a mass in view scored against those masses (the records' ``pointing_by_kind``)."""
+    return _kinds_over_test_set(cells, runs, _resampled_pointing, "pointing_by_kind.md")
+
+
+def _kinds_over_test_set(
+    cells: KindCells,
+    runs: dict[tuple[str, int], Path],
+    resampled: Callable[..., dict[str, torch.Tensor]],
+    what: str,
+) -> tuple[KindCells, bool]:
+    """Each stratum's cells by :func:`_cells_over_test_set` with ``resampled(train, test, files, stratum=(kind,
+    label))``, the runs' records read once for all of them; all strata or none."""
+    files: dict[str, list[RunFile]] = {}
+    out: KindCells = {}
+    for kind, strata in cells.items():
+        for label, stratum_cells in strata.items():
+            stratum = partial(resampled, stratum=(kind, label))
+            over, counted = _cells_over_test_set(stratum_cells, runs, stratum, f"{what} ({kind} {label})", files)
+            if not counted:
+                return cells, False
+            out.setdefault(kind, {})[label] = over
+    return out, True
+
+
 def _cells_over_test_set(
     cells: FigureCells,
     runs: dict[tuple[str, int], Path],
     resampled: Callable[[str, str, list[RunFile]], dict[str, torch.Tensor]],
     what: str,
+    files: dict[str, list[RunFile]] | None = None,
 ) -> tuple[FigureCells, bool]:
     """Each cell of two seeds or more with its figures over the seeds and the test set from ``resampled(train, test,
-    files)``'s ``{figure: (seeds, 1 + B)}``; all cells or none, the warning naming ``what`` and why."""
+    files)``'s ``{figure: (seeds, 1 + B)}``; all cells or none, the warning naming ``what`` and why. ``files``: the
+    runs' image records by train method, read once for several calls (filled as read)."""
+    files = {} if files is None else files
     out: FigureCells = {}
     try:
         for train, row in cells.items():
             over_seeds = [any(e.basis == "seeds" for e in figures.values()) for figures in row.values()]
-            files = _run_files(train, runs) if any(over_seeds) else []  # one seed: its report's interval counts it
+            if any(over_seeds) and train not in files:  # one seed: its report's interval counts the test set
+                files[train] = _run_files(train, runs)
             for (test, figures), over in zip(row.items(), over_seeds, strict=True):
                 if not over:
                     out.setdefault(train, {})[test] = figures
                     continue
-                values = resampled(train, test, files)
+                values = resampled(train, test, files[train])
                 out.setdefault(train, {})[test] = {
                     figure: _estimate(values[figure], f"train {train}, test {test}, {figure}") for figure in figures
                 }
@@ -159,15 +207,18 @@ def _cells_over_test_set(
     return out, True
 
 
-def _resampled_pointing(train: str, test: str, files: list[RunFile]) -> dict[str, torch.Tensor]:
+def _resampled_pointing(
+    train: str, test: str, files: list[RunFile], stratum: tuple[str, str] | None = None
+) -> dict[str, torch.Tensor]:
     """``{"hit", "energy": (seeds, 1 + B)}`` of one cell's runs: each seed's mean over the images with a mass in view,
-    the full sample then the first seed's report's draws of whole studies (as its ``pointing_game.md`` interval)."""
+    the full sample then the first seed's report's draws of whole studies (as its ``pointing_game.md`` interval);
+    ``stratum``: ``(kind, label)`` of ``pointing_by_kind.md``'s."""
     loaded = _seed_sides(test, files, "mass")
     first = loaded[0][1]
     study = dict(zip(first["image_keys"], first.get("study_keys", first["image_keys"]), strict=True))
     out = {}
     for figure, recorded in POINTING_RECORDS.items():
-        values = [scored(side, recorded, label) for label, side, *_ in loaded]
+        values = [_scored(side, recorded, label, stratum) for label, side, *_ in loaded]
         if any(v.keys() != values[0].keys() for v in values):
             raise ValueError(f"train {train}, test {test}: the seeds' runs scored different images (masses in view)")
         keys = [k for k in first["image_keys"] if k in values[0]]
@@ -178,29 +229,65 @@ def _resampled_pointing(train: str, test: str, files: list[RunFile]) -> dict[str
     return out
 
 
-def _resampled_figures_of_merit(train: str, test: str, files: list[RunFile]) -> dict[str, torch.Tensor]:
+def _scored(side: dict[str, Any], recorded: str, label: str, stratum: tuple[str, str] | None) -> dict[int, float]:
+    """:func:`scored` of the side, or of its stratum: a density's images, a BI-RADS's or size's masses."""
+    if stratum is None:
+        return scored(side, recorded, label)
+    kind, name = stratum
+    if kind == "density":
+        return scored(density_only(side, name, label), recorded, label)
+    return scored(side, recorded, label, name)
+
+
+def _resampled_figures_of_merit(
+    train: str, test: str, files: list[RunFile], stratum: tuple[str, str] | None = None
+) -> dict[str, torch.Tensor]:
     """``{"wafroc", "afroc": (seeds, 1 + B)}`` of one (train, test) cell's runs over every test image, the full sample
-    then the first seed's report's draws."""
+    then the first seed's report's draws; ``stratum``: ``(kind, label)`` of ``wafroc_by_kind.md``'s."""
     loaded = _seed_sides(test, files, "all")
     first_label, first, _, draws = loaded[0]
     rows: dict[str, list[torch.Tensor]] = {}
     for label, side, *_ in loaded:
         order, weights, _ = paired_draws(first, side, draws, (first_label, label))
-        for name, values in figures_of_merit(side_ratings(side, order, label), weights).items():
+        rated = side_ratings(side, order, label)
+        if stratum is not None:
+            rated = _stratum_ratings(rated, side, order, label, stratum)
+        for name, values in figures_of_merit(rated, weights).items():
             rows.setdefault(name, []).append(values)
     return {name: torch.stack(values) for name, values in rows.items()}
 
 
+def _stratum_ratings(
+    rated: Ratings, side: dict[str, Any], order: dict[int, int], label: str, stratum: tuple[str, str]
+) -> Ratings:
+    """``rated`` (``side``'s, images in ``order``) of one stratum by :mod:`afroc_strata`'s rule."""
+    kind, name = stratum
+    if kind != "density":
+        return lesion_subset(rated, torch.tensor(mass_flags(side, name, label), dtype=torch.bool))
+    keep = torch.zeros(len(order), dtype=torch.bool)
+    for key, density in zip(side["image_keys"], densities_of(side, label), strict=True):
+        keep[order[key]] = density == name
+    return image_subset(rated, keep)
+
+
 def table1_over_test_set(
-    records: dict[tuple[str, int], dict[str, Any]], level: str = "image"
+    records: dict[tuple[str, int], dict[str, Any]], level: str = "image", density: str | None = None
 ) -> dict[tuple[str, str], dict[str, Estimate]] | None:
     """``{(train, head): {figure: Estimate}}``: Table I's figures (``accuracy``, ``auc``, ``tpr``, ``tnr``) of every
     train method run with two seeds or more, over its seeds and the test set, per image or (``level="breast"``) per
-    breast as ``table1_breast.md`` rates them; None, with a warning naming why, where a run's image record cannot give
-    them (the table then keeps its Student-t intervals). ``records``: the runs' classification image records,
-    ``(train, seed) -> ``:func:`load_image_records`'s, read once for both levels."""
+    breast as ``table1_breast.md`` rates them, or over one ``density``'s images (``table1_by_density.md``); None, with
+    a warning naming why, where a run's image record cannot give them (the table then keeps its Student-t intervals).
+    ``records``: the runs' classification image records, ``(train, seed) -> ``:func:`load_image_records`'s, read
+    once for every level and density."""
     what = "table1.md" if level == "image" else "table1_breast.md"
-    return _heads_over_test_set(records, level, classification_figures, lambda _, v, w: _estimate(v, w), what)
+    restrict = None
+    if density is not None:
+        what, restrict = f"table1_by_density.md ({density})", partial(_density_only, density=density)
+    return _heads_over_test_set(records, level, classification_figures, lambda _, v, w: _estimate(v, w), what, restrict)
+
+
+def _density_only(record: dict[str, Any], label: str, density: str) -> dict[str, Any]:
+    return density_only(record, density, label)
 
 
 def calibration_over_test_set(
@@ -232,9 +319,11 @@ def _heads_over_test_set(
     figures_of: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], dict[str, torch.Tensor]],
     estimate: Callable[[str, torch.Tensor, str], Estimate],
     what: str,
+    restrict: Callable[[dict[str, Any], str], dict[str, Any]] | None = None,
 ) -> dict[tuple[str, str], dict[str, Estimate]] | None:
     """Per (train, head) of two seeds or more, ``figures_of(weights, probabilities, target)``'s figures over the seeds
-    and the test set (``estimate(figure, values (seeds, 1 + B), what)``); None with a warning naming ``what``."""
+    and the test set (``estimate(figure, values (seeds, 1 + B), what)``); None with a warning naming ``what``.
+    ``restrict(record, run)``: each run's classification record of one stratum."""
     out = {}
     try:
         for train in dict.fromkeys(m for m, _ in sorted(records)):
@@ -244,7 +333,8 @@ def _heads_over_test_set(
             for head in HEAD_NAMES:
                 sides = []
                 for seed in seeds:
-                    side = head_side(records[(train, seed)][CLASSIFICATION], head)
+                    record = records[(train, seed)][CLASSIFICATION]
+                    side = head_side(record if restrict is None else restrict(record, f"{train}_seed{seed}"), head)
                     sides.append(breast_side(side, f"{train}_seed{seed}") if level == "breast" else side)
                 draws = report_seed(records[(train, seeds[0])])
                 figures = _resampled_by_image(sides, draws, f"{train}_seed{seeds[0]}", figures_of)

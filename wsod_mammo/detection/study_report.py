@@ -22,7 +22,9 @@ from wsod_mammo.detection.study_afroc import (
 from wsod_mammo.detection.study_over_seeds import (
     RunFile,
     calibration_over_test_set,
+    figures_of_merit_by_kind_over_test_set,
     figures_of_merit_over_test_set,
+    pointing_by_kind_over_test_set,
     pointing_over_test_set,
     table1_over_test_set,
     with_test_set_intervals,
@@ -38,6 +40,7 @@ from wsod_mammo.detection.study_tables import (
     POINTING_FIGURES,
     SUBSET,
     Cells,
+    Estimate,
     Marks,
     afroc_by_kind_cells,
     afroc_by_kind_text,
@@ -197,21 +200,35 @@ def _restricted(records: dict[str, Any], label: str, kind: str, stratum: str) ->
     return stratum_only(records, kind, stratum, label)
 
 
-def _write_table1_by_density(output: Path, reports: dict[tuple[str, int], dict[str, Any]]) -> str | None:
+def _write_table1_by_density(
+    output: Path,
+    reports: dict[tuple[str, int], dict[str, Any]],
+    records: dict[tuple[str, int], dict[str, Any]] | None,
+) -> str | None:
     """``table1_by_density.md``: Table I over each breast density's test images, as ``table1.md`` (means over seeds,
-    intervals); returns its name, or None where not every run's report rates densities (an earlier study's file is
-    then removed)."""
+    intervals; over the seeds and the test set from the runs' classification image ``records`` where they give
+    every density's); returns its name, or None where not every run's report rates densities (an earlier study's
+    file is then removed)."""
     path = output / "table1_by_density.md"
     if not _every_report_has(reports, lambda r: r.get("table1_by_density"), output, path, "Table I per breast density",
                              "rate no densities"):  # fmt: skip
         return None
+    per_density = table1_density_reports(reports)
+    over: dict[str, dict[tuple[str, str], dict[str, Estimate]] | None] = dict.fromkeys(per_density)
+    if records is not None:
+        for density in per_density:
+            over[density] = table1_over_test_set(records, density=density)
+            if over[density] is None:
+                over = dict.fromkeys(per_density)  # one table, one kind of interval
+                break
     sections = []
-    for density, (counts, per_density) in table1_density_reports(reports).items():
+    for density, (counts, by_run) in per_density.items():
         studies = [] if counts["studies"] is None else [count(counts["studies"], "study", "studies")]
         what = ", ".join([*studies, count(counts["images"], "image"), f"{counts['positive']} positive"])
-        sections.append(f"## {density} ({what})\n\n{table1_text(per_density, 'table1_density')}")
+        sections.append(f"## {density} ({what})\n\n{table1_text(by_run, 'table1_density', over[density])}")
+    interval = OVER_TEST_SET if records is not None and all(over.values()) else "over seeds"
     path.write_text(
-        "Table I per breast density (the test images of that density; mean [95% interval over seeds; with one seed, "
+        f"Table I per breast density (the test images of that density; mean [95% interval {interval}; with one seed, "
         "the test report's bootstrap interval])\n\n" + "\n".join(sections)
     )
     return path.name
@@ -261,26 +278,32 @@ def _write_figures_of_merit(
     return cells
 
 
-def _write_figures_of_merit_by_kind(output: Path, reports: dict[tuple[str, int], dict[str, Any]]) -> str | None:
+def _write_figures_of_merit_by_kind(
+    output: Path, reports: dict[tuple[str, int], dict[str, Any]], runs: dict[tuple[str, int], Path]
+) -> str | None:
     """``wafroc_by_kind.md|csv``: the figures of merit per breast density, finding BI-RADS and mass size, train x
-    test, means over seeds; returns its name, or None where not every run's report gives them (an earlier study's
-    files are then removed)."""
+    test, means over seeds (intervals over the seeds and the test set where the ``runs``' image records give them);
+    returns its name, or None where not every run's report gives them (an earlier study's files are then
+    removed)."""
     path = output / "wafroc_by_kind.md"
     if not _every_report_has(reports, lambda r: r.get("wafroc_by_kind"), output, path,
                              "wAFROC figures of merit per kind of mass", "give none per kind of mass"):  # fmt: skip
         path.with_suffix(".csv").unlink(missing_ok=True)
         return None
-    markdown, csv = afroc_by_kind_text(afroc_by_kind_cells(reports))
+    cells, over_test_set = figures_of_merit_by_kind_over_test_set(afroc_by_kind_cells(reports), runs)
+    markdown, csv = afroc_by_kind_text(cells, OVER_TEST_SET if over_test_set else None)
     path.write_text(markdown)
     path.with_suffix(".csv").write_text(csv)
     return path.name
 
 
-def _write_pointing_by_kind(output: Path, reports: dict[tuple[str, int], dict[str, Any]], pointing: bool) -> str | None:
+def _write_pointing_by_kind(
+    output: Path, reports: dict[tuple[str, int], dict[str, Any]], runs: dict[tuple[str, int], Path], pointing: bool
+) -> str | None:
     """``pointing_by_kind.md|csv``: the pointing game and energy per breast density, finding BI-RADS and mass size,
-    train x test, means over seeds; returns its name, or None without the study's pointing game (``pointing``: one
-    tolerance, every run scored) or where not every run's report gives them per kind (an earlier study's files are
-    then removed)."""
+    train x test, means over seeds (intervals over the seeds and the test set where the ``runs``' image records give
+    them); returns its name, or None without the study's pointing game (``pointing``: one tolerance, every run
+    scored) or where not every run's report gives them per kind (an earlier study's files are then removed)."""
     path = output / "pointing_by_kind.md"
     lack = "give none per kind of mass"
     if not (pointing and _every_report_has(reports, lambda r: r.get("pointing_by_kind"), output, path,
@@ -289,7 +312,8 @@ def _write_pointing_by_kind(output: Path, reports: dict[tuple[str, int], dict[st
         path.with_suffix(".csv").unlink(missing_ok=True)
         return None
     tolerance = tolerance_text(next(iter(reports.values()))["pointing_game"])
-    markdown, csv = pointing_by_kind_text(pointing_by_kind_cells(reports), tolerance)
+    cells, over_test_set = pointing_by_kind_over_test_set(pointing_by_kind_cells(reports), runs)
+    markdown, csv = pointing_by_kind_text(cells, tolerance, OVER_TEST_SET if over_test_set else None)
     path.write_text(markdown)
     path.with_suffix(".csv").write_text(csv)
     return path.name
@@ -432,13 +456,13 @@ def write_study_outputs(
     (output / "table2.csv").write_text(table2_csv)
     figures = _froc_figures(output, reports)
     by_stratum = {strata.key: _write_by_stratum(output, reports, marks, strata, tested) for strata in STRATA}
-    table1_density = _write_table1_by_density(output, reports)
+    table1_density = _write_table1_by_density(output, reports, classification)
     table1_paired = _write_table1_paired(output, tested)
     pointing = _write_pointing_game(output, reports, tested)
-    pointing_by_kind = _write_pointing_by_kind(output, reports, pointing is not None)
+    pointing_by_kind = _write_pointing_by_kind(output, reports, tested, pointing is not None)
     calibration = _write_calibration(output, reports, classification)
     afroc_cells = _write_figures_of_merit(output, reports, tested)
-    afroc_by_kind = _write_figures_of_merit_by_kind(output, reports)
+    afroc_by_kind = _write_figures_of_merit_by_kind(output, reports, tested)
     wafroc_paired = _write_wafroc_paired(output, tested, afroc_cells)
     for method in set(METHOD_ORDER) - {m for m, _ in reports}:
         (output / f"froc_{method}.png").unlink(missing_ok=True)

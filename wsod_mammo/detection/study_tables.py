@@ -476,8 +476,11 @@ def pointing_by_kind_cells(reports: dict[tuple[str, int], dict[str, Any]]) -> di
     return by_kind_cells(reports, lambda r: r["pointing_by_kind"]["kinds"], POINTING_FIGURES)
 
 
-def pointing_by_kind_text(cells: dict[str, dict[str, Cells]], tolerance: str) -> tuple[str, str]:
-    """``pointing_by_kind.md|csv``: per kind and stratum a train x test table of each figure, mean [95% interval]."""
+def pointing_by_kind_text(
+    cells: dict[str, dict[str, Cells]], tolerance: str, over_seeds: str | None = None
+) -> tuple[str, str]:
+    """``pointing_by_kind.md|csv``: per kind and stratum a train x test table of each figure, mean [95% interval];
+    ``over_seeds``: what its intervals over seeds are, where not Student-t."""
     sections = [
         f"## {KIND_TITLES[kind]}: {label}\n\n" + cells_sections(c, POINTING_FIGURES, heading="###")
         for kind, strata in cells.items()
@@ -486,8 +489,8 @@ def pointing_by_kind_text(cells: dict[str, dict[str, Cells]], tolerance: str) ->
     markdown = (
         f"Pointing game and energy inside the masses per breast density, finding BI-RADS and mass size (as "
         f"pointing_game.md, peaks within {tolerance}; a BI-RADS or size scores each image against its masses of "
-        "that kind alone, a density keeps its own images; mean [95% interval over seeds; with one seed, the test "
-        "report's bootstrap interval])\n\n" + "\n".join(sections)
+        f"that kind alone, a density keeps its own images; mean [95% interval {over_seeds or 'over seeds'}; with one "
+        "seed, the test report's bootstrap interval])\n\n" + "\n".join(sections)
     )
     return markdown, _by_kind_csv(cells)
 
@@ -499,9 +502,9 @@ def _by_kind_csv(cells: dict[str, dict[str, Cells]]) -> str:
     return csv_text(["kind", "stratum", *CELLS_COLUMNS], rows)
 
 
-def afroc_by_kind_text(cells: dict[str, dict[str, Cells]]) -> tuple[str, str]:
+def afroc_by_kind_text(cells: dict[str, dict[str, Cells]], over_seeds: str | None = None) -> tuple[str, str]:
     """``wafroc_by_kind.md|csv``: per kind and stratum a train x test table of wAFROC, mean [95% interval]; the
-    CSV has AFROC too."""
+    CSV has AFROC too. ``over_seeds``: what its intervals over seeds are, where not Student-t."""
     sections = [
         f"## {KIND_TITLES[kind]}: {label}\n\n" + cells_table(c, "wafroc", 3)
         for kind, strata in cells.items()
@@ -509,8 +512,9 @@ def afroc_by_kind_text(cells: dict[str, dict[str, Cells]]) -> tuple[str, str]:
     ]
     markdown = (
         "wAFROC figures of merit per breast density, finding BI-RADS and mass size (as wafroc.md; a BI-RADS or size "
-        "keeps every normal image and only its masses, a density its own images; mean [95% interval over seeds; with "
-        "one seed, the test report's bootstrap interval]; AFROC: wafroc_by_kind.csv)\n\n" + "\n".join(sections)
+        f"keeps every normal image and only its masses, a density its own images; mean [95% interval "
+        f"{over_seeds or 'over seeds'}; with one seed, the test report's bootstrap interval]; AFROC: "
+        "wafroc_by_kind.csv)\n\n" + "\n".join(sections)
     )
     return markdown, _by_kind_csv(cells)
 
