@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -40,7 +40,7 @@ from wsod_mammo.detection.compare_auc import CLASSIFICATION, HEAD_NAMES, breast_
 from wsod_mammo.detection.compare_pointing import scored
 from wsod_mammo.detection.obuchowski_rockette import single_treatment_interval
 from wsod_mammo.detection.recalibration import recalibration
-from wsod_mammo.detection.record_strata import densities_of, density_only
+from wsod_mammo.detection.record_strata import densities_of, density_only, stratum_only
 from wsod_mammo.detection.study_paired import (
     TEST_SET_AND_SEEDS,
     probabilities_in_order,
@@ -83,6 +83,22 @@ def with_test_set_intervals(
         log.warning("%s: its intervals are Student-t over the seeds only (the seeds' spread, not the test set's): %s",
                     what, error)  # fmt: skip
         return cells, False
+    return out, True
+
+
+def table2_strata_over_test_set(
+    cells: dict[str, Cells], runs: dict[tuple[str, int], Path], kind: str, what: str
+) -> tuple[dict[str, Cells], bool]:
+    """A per-stratum Table II's ``{stratum: cells}`` (``kind``: ``density``, ``birads``, ``size``) with each cell over
+    the seeds and the test set, each seed's records restricted to the stratum (:func:`stratum_only`); all strata or
+    none (``what``: the file, named in the warning), the records read once for all of them."""
+    files: dict[str, list[RunFile]] = {}
+    out = {}
+    for stratum, stratum_cells in cells.items():
+        restrict = partial(_stratum_records, kind=kind, stratum=stratum)
+        out[stratum], counted = with_test_set_intervals(stratum_cells, runs, restrict, f"{what} ({stratum})", files)
+        if not counted:
+            return cells, False
     return out, True
 
 
@@ -282,12 +298,26 @@ def table1_over_test_set(
     what = "table1.md" if level == "image" else "table1_breast.md"
     restrict = None
     if density is not None:
-        what, restrict = f"table1_by_density.md ({density})", partial(_density_only, density=density)
+        what, restrict = f"table1_by_density.md ({density})", partial(_stratum_records, kind="density", stratum=density)
     return _heads_over_test_set(records, level, classification_figures, lambda _, v, w: _estimate(v, w), what, restrict)
 
 
-def _density_only(record: dict[str, Any], label: str, density: str) -> dict[str, Any]:
-    return density_only(record, density, label)
+def table1_by_density_over_test_set(
+    records: dict[tuple[str, int], dict[str, Any]], densities: Iterable[str]
+) -> dict[str, dict[tuple[str, str], dict[str, Estimate]]] | None:
+    """:func:`table1_over_test_set` of each density (``table1_by_density.md``); None where any cannot be given (one
+    table, one kind of interval)."""
+    out = {}
+    for density in densities:
+        if (over := table1_over_test_set(records, density=density)) is None:
+            return None
+        out[density] = over
+    return out
+
+
+def _stratum_records(record: dict[str, Any], label: str, kind: str, stratum: str) -> dict[str, Any]:
+    """:func:`stratum_only` in the ``restrict(record, run label)`` form the builders call."""
+    return stratum_only(record, kind, stratum, label)
 
 
 def calibration_over_test_set(

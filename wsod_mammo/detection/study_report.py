@@ -5,12 +5,10 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
-from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from wsod_mammo.detection.pointing_report import tolerance_text
-from wsod_mammo.detection.record_strata import stratum_only
 from wsod_mammo.detection.report import METHOD_ORDER, count, plot_froc
 from wsod_mammo.detection.study_afroc import (
     best_pair,
@@ -20,13 +18,14 @@ from wsod_mammo.detection.study_afroc import (
     wafroc_paired_text,
 )
 from wsod_mammo.detection.study_over_seeds import (
-    RunFile,
     calibration_over_test_set,
     figures_of_merit_by_kind_over_test_set,
     figures_of_merit_over_test_set,
     pointing_by_kind_over_test_set,
     pointing_over_test_set,
+    table1_by_density_over_test_set,
     table1_over_test_set,
+    table2_strata_over_test_set,
     with_test_set_intervals,
 )
 from wsod_mammo.detection.study_paired import (
@@ -40,7 +39,6 @@ from wsod_mammo.detection.study_tables import (
     POINTING_FIGURES,
     SUBSET,
     Cells,
-    Estimate,
     Marks,
     afroc_by_kind_cells,
     afroc_by_kind_text,
@@ -176,16 +174,8 @@ def _write_by_stratum(
     cells = {stratum: table2_cells(by_run) for stratum, (_, by_run) in per_stratum.items()}
     seeds = len({s for _, s in reports})
     over_test_set = seeds > 1
-    files: dict[str, list[RunFile]] = {}  # each train method's image records, read once for every stratum
     if over_test_set:
-        over = {}
-        for stratum, stratum_cells in cells.items():
-            restrict = partial(_restricted, kind=strata.kind, stratum=stratum)
-            over[stratum], over_test_set = with_test_set_intervals(stratum_cells, runs, restrict,
-                                                                   f"{strata.file} ({stratum})", files)  # fmt: skip
-            if not over_test_set:  # one table, one kind of interval
-                break
-        cells = over if over_test_set else cells
+        cells, over_test_set = table2_strata_over_test_set(cells, runs, strata.kind, strata.file)
     sections = []
     for stratum, (counts, _) in per_stratum.items():
         markdown, _ = table2_text(cells[stratum], marks)
@@ -194,10 +184,6 @@ def _write_by_stratum(
     interval = "" if seeds == 1 else f", {OVER_TEST_SET if over_test_set else 'Student-t over seeds'}"
     path.write_text(strata.title.format(interval=interval) + "\n\n" + "\n".join(sections))
     return path.name
-
-
-def _restricted(records: dict[str, Any], label: str, kind: str, stratum: str) -> dict[str, Any]:
-    return stratum_only(records, kind, stratum, label)
 
 
 def _write_table1_by_density(
@@ -214,19 +200,13 @@ def _write_table1_by_density(
                              "rate no densities"):  # fmt: skip
         return None
     per_density = table1_density_reports(reports)
-    over: dict[str, dict[tuple[str, str], dict[str, Estimate]] | None] = dict.fromkeys(per_density)
-    if records is not None:
-        for density in per_density:
-            over[density] = table1_over_test_set(records, density=density)
-            if over[density] is None:
-                over = dict.fromkeys(per_density)  # one table, one kind of interval
-                break
+    over = None if records is None else table1_by_density_over_test_set(records, per_density)
     sections = []
     for density, (counts, by_run) in per_density.items():
         studies = [] if counts["studies"] is None else [count(counts["studies"], "study", "studies")]
         what = ", ".join([*studies, count(counts["images"], "image"), f"{counts['positive']} positive"])
-        sections.append(f"## {density} ({what})\n\n{table1_text(by_run, 'table1_density', over[density])}")
-    interval = OVER_TEST_SET if records is not None and all(over.values()) else "over seeds"
+        sections.append(f"## {density} ({what})\n\n{table1_text(by_run, 'table1_density', (over or {}).get(density))}")
+    interval = OVER_TEST_SET if over is not None else "over seeds"
     path.write_text(
         f"Table I per breast density (the test images of that density; mean [95% interval {interval}; with one seed, "
         "the test report's bootstrap interval])\n\n" + "\n".join(sections)
