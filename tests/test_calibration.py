@@ -255,9 +255,7 @@ def test_over_seeds_the_brier_scores_interval_covers_the_populations_and_the_see
     53% (two seeds 74%). The ECE's covers 71% (Student-t 60%): at 120 images the ECE itself lies 0.025 above the
     population's 0.119 on average (binning's noise; 0.006 at 1,000 images, where its interval covers 86%), a bias no
     interval around it corrects."""
-    from wsod_mammo.detection.bootstrap import bootstrap_covariance
-    from wsod_mammo.detection.obuchowski_rockette import single_treatment_interval
-    from wsod_mammo.detection.study_tables import seed_interval
+    from test_jackknife import covers
 
     population, target, _ = _simulated_runs(torch.Generator().manual_seed(10_000), 400, 20_000)
     ones = torch.ones(1, target.numel())
@@ -268,9 +266,8 @@ def test_over_seeds_the_brier_scores_interval_covers_the_populations_and_the_see
         n = target.numel()
         draws = torch.cat([torch.ones(1, n), resample_weights(target, 200, trial, torch.arange(n), study)])
         values = torch.stack([calibration_figures(draws, p, target)["brier"] for p in probabilities])
-        over = single_treatment_interval(values[:, 0], bootstrap_covariance(values[:, 1:]))
-        seeds_only = seed_interval(values[:, 0].tolist())
-        covered["over_test_set"] += over["low"] <= truth <= over["high"]
-        covered["student_t"] += seeds_only.low <= truth <= seeds_only.high
+        over_test_set, seeds_only = covers(values, truth)
+        covered["over_test_set"] += over_test_set
+        covered["student_t"] += seeds_only
     assert covered["over_test_set"] / 300 >= 0.9, covered
     assert covered["student_t"] / 300 < 0.7, covered
