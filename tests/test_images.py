@@ -40,7 +40,7 @@ def test_grayscale_saved_as_rgb_loads_but_a_red_mark_makes_it_colour(tmp_path: P
 
 def test_a_jpeg_is_read_with_a_warning_a_gray_one_saved_in_colour_too_but_not_a_coloured_mark(tmp_path: Path) -> None:
     """Datasets circulate as lossy 8-bit JPEG conversions (Kaggle's CBIS-DDSM): read, saying so in the image's
-    warnings; a gray image saved as a colour JPEG, its channels a few levels apart from chroma subsampling, is gray;
+    warnings; a gray image saved as a colour JPEG, its channels equal or a faint tint a few levels apart, is gray;
     a red mark on it still makes it a colour image. A JPEG without an extension is known by its signature."""
     gray = np.tile(np.arange(0, 240, 4, dtype=np.uint8), (40, 1))  # (40, 60)
     assert cv2.imwrite(str(tmp_path / "gray.jpg"), gray, [cv2.IMWRITE_JPEG_QUALITY, 95])

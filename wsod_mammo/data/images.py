@@ -41,8 +41,9 @@ JPEG_SIGNATURE = b"\xff\xd8\xff"
 # The first bytes of a PNG, of a (Big)TIFF in either byte order and of a JPEG: how an image saved without an extension
 # is known.
 IMAGE_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+", JPEG_SIGNATURE)
-# How far apart (of 255) a JPEG's colour channels may lie and the image still be gray: its chroma subsampling moves
-# them a few levels apart; a coloured mark lies far more.
+# How far apart (of 255) a JPEG's colour channels may lie and the image still be gray. A gray image saved as a colour
+# JPEG decodes with equal channels (two real mammograms through Pillow at quality 50-95, 4:4:4 and 4:2:0, and OpenCV:
+# none apart); a scanner's or an export's faint tint moves them a few levels apart; a coloured mark lies far more.
 JPEG_GRAY_TOLERANCE = 12
 JPEG_WARNING = (
     "a lossy 8-bit JPEG: its compression smooths away fine detail (calcifications, spiculated margins) that the model "
@@ -131,8 +132,8 @@ def read_image_file(path: str | Path, jpeg: bool | None = None) -> np.ndarray:
     """A PNG, TIFF or JPEG file -> ``(H, W)`` float32 in [0, 1] (see ``scale_to_unit``).
 
     A multi-page TIFF (a tomosynthesis stack, several views) is an error naming its page count, as a multi-frame
-    DICOM is: OpenCV would read page 1 alone and say nothing. A gray image saved as a colour JPEG, its channels a
-    few levels apart (``JPEG_GRAY_TOLERANCE``), is read as its luma; a coloured mark makes it a colour image.
+    DICOM is: OpenCV would read page 1 alone and say nothing. A gray image saved as a colour JPEG, its channels equal
+    or a faint tint apart (``JPEG_GRAY_TOLERANCE``), is read as its luma; a coloured mark makes it a colour image.
     ``jpeg``: whether the file is one, where the caller knows (None: :func:`is_jpeg` asks the file).
     """
     if _utf8_name(str(path)):
