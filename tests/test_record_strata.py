@@ -167,3 +167,89 @@ def test_over_seeds_table1_by_density_counts_the_test_set(tmp_path) -> None:
     section = table.split("## DENSITY C")[1]
     (row,) = [line for line in section.splitlines() if line.startswith("| cam | fusion |")]
     assert row.split(" | ")[3] == cell, (row, cell)
+
+
+def test_compare_over_one_density_gives_each_side_its_per_density_tables_row(tmp_path, capsys) -> None:
+    """``wsod report RUN --compare A B --density 'DENSITY C'``: each side's TPR, wAFROC and pointing game with their
+    intervals are its run's table2_by_density.md, wafroc_by_kind.md and pointing_by_kind.md rows of that density
+    (the same restriction, the same draws), the difference paired; what it cannot do is one line naming why."""
+    import json
+
+    from test_afroc import _all_images_result, _write_report
+
+    from wsod_mammo.detection.report import main
+
+    birads = [4, 5, 4, 5, 4, 5]
+    results = {("cam", s): _all_images_result({0: 0.9, 1: 0.8, 2: 0.4}, {6: 0.6, 8: 0.3}, birads)
+               for s in ("mass", "all")}  # fmt: skip
+    results |= {("gradcam", s): _all_images_result({0: 0.9, 2: 0.8, 4: 0.7, 1: 0.5}, {6: 0.5}, birads)
+                for s in ("mass", "all")}  # fmt: skip
+    keys = results[("cam", "all")].image_keys.tolist()
+    _write_report(tmp_path / "run", results, densities={k: "DENSITY A" if i % 2 else "DENSITY C" for i, k in
+                                                        enumerate(keys)})  # fmt: skip
+    report = json.loads((tmp_path / "run" / "detection.json").read_text())
+    run = str(tmp_path / "run")
+
+    def printed(*args: str) -> str:
+        main([run, "--compare", "gradcam", "cam", "--density", "DENSITY C", *args])
+        return capsys.readouterr().out
+
+    def line(side: str, method: str, figure: dict) -> str:
+        return f"{side} run:{method}: {figure['value']:.3f} [{figure['low']:.3f}, {figure['high']:.3f}]"
+
+    tpr = printed()
+    cells = report["by_density"]["mass"]["DENSITY C"]["cells"]
+    assert "mass images of DENSITY C, paired bootstrap (95%) over studies" in tpr
+    wafroc = printed("--figure", "wafroc")
+    rows = report["wafroc_by_kind"]["density"]["DENSITY C"]["methods"]
+    assert "wAFROC figure of merit on 6 test images of DENSITY C, paired bootstrap (95%) over studies" in wafroc
+    pointing = printed("--figure", "pointing")
+    hits = report["pointing_by_kind"]["kinds"]["density"]["DENSITY C"]["methods"]
+    assert "with a mass in view, of DENSITY C" in pointing
+    for side, method in (("A", "gradcam"), ("B", "cam")):
+        assert line(side, method, cells[method]["tpr_interval"]) in tpr, (tpr, cells)
+        assert line(side, method, rows[method]["wafroc"]) in wafroc, (wafroc, rows)
+        assert line(side, method, hits[method]["hit"]) in pointing, (pointing, hits)
+    assert rows["gradcam"]["wafroc"]["value"] != rows["cam"]["wafroc"]["value"]  # the pair tells them apart
+    for args, message in (
+        (["--masses", "BI-RADS 4"], "--masses and --density: one stratum at a time"),
+        (["--level", "breast"], "--density: Table I per breast density rates images; drop --level breast"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            printed(*args)
+    with pytest.raises(ValueError, match="--density: it selects what --compare counts; give --compare A B too"):
+        main([run, "--density", "DENSITY C"])
+    with pytest.raises(ValueError, match="run:gradcam has no test image of density 'DENSITY D'"):
+        main([run, "--compare", "gradcam", "cam", "--density", "DENSITY D"])
+
+
+def test_compare_of_heads_over_one_density_gives_table1_by_densitys_auc(tmp_path, capsys) -> None:
+    """``--compare A:fusion B:fusion --density 'DENSITY C'``: each side's AUC and interval are Table I's of that
+    density's images (as the test report draws them: its studies, its seed); over several runs a side the same
+    images, named."""
+    import json
+
+    from test_compare_auc import _cases, _write_run
+
+    from wsod_mammo.detection.report import main
+    from wsod_mammo.training.test_report import _figures_with_intervals
+
+    keys, target, (good, noise), groups = _cases()
+    densities = {int(k): "DENSITY B" if (int(k) // 2) % 2 else "DENSITY C" for k in keys}
+    for name, p in (("a", good), ("b", noise), ("a2", 0.5 * good + 0.5 * noise), ("b2", noise.flip(0))):
+        _write_run(tmp_path / name, {"fusion": p}, keys, target, groups)
+        images = json.loads((tmp_path / name / "detection_images.json").read_text())
+        images["classification"] = with_densities(images["classification"], densities)
+        (tmp_path / name / "detection_images.json").write_text(json.dumps(images))
+    main([str(tmp_path / "a"), "--compare", f"{tmp_path / 'a'}:fusion", f"{tmp_path / 'b'}:fusion", "--density",
+          "DENSITY C"])  # fmt: skip
+    out = capsys.readouterr().out
+    keep = torch.tensor([densities[int(k)] == "DENSITY C" for k in keys])
+    studies = torch.tensor([groups[int(k)] for k in keys[keep]])
+    assert f"AUC of Mass on {int(keep.sum())} distinct test images of DENSITY C (" in out
+    for side, name, p in (("A", "a", good), ("B", "b", noise)):
+        auc = _figures_with_intervals(p[keep], target[keep], keys[keep], 7, studies)["auc"]
+        assert f"{side} {name}:fusion: {auc['value']:.3f} [{auc['low']:.3f}, {auc['high']:.3f}]" in out, out
+    runs = [",".join(str(tmp_path / n) for n in pair) + ":fusion" for pair in (("a", "a2"), ("b", "b2"))]
+    main([str(tmp_path / "a"), "--compare", *runs, "--density", "DENSITY C"])
+    assert f"AUC on {int(keep.sum())} distinct test images of DENSITY C (" in capsys.readouterr().out

@@ -195,12 +195,23 @@ def resampled_tprs(sides: list[dict[str, Any]], fppi_budget: float, seed: int, l
     return torch.stack(rows)
 
 
-def compare(spec_a: str, spec_b: str, default_run: Path, subset: str = "mass", masses: str | None = None) -> str:
+def compare(
+    spec_a: str,
+    spec_b: str,
+    default_run: Path,
+    subset: str = "mass",
+    masses: str | None = None,
+    density: str | None = None,
+) -> str:
     """The comparison of two sides as one printed paragraph; ``masses``: counting only the masses of one row of
-    Table II per finding BI-RADS or per mass size (:func:`masses_only`)."""
+    Table II per finding BI-RADS or per mass size (:func:`masses_only`); ``density``: over that breast density's
+    images (``table2_by_density.md``'s)."""
+    from wsod_mammo.detection.record_strata import in_density  # it imports this module
+
     label_a, a, budget, seed = load_side(spec_a, default_run, subset)
     label_b, b, _, _ = load_side(spec_b, default_run, subset)
-    counted = ""
+    a, b = in_density(a, density, label_a), in_density(b, density, label_b)
+    counted = "" if density is None else f" of {density}"
     if masses is not None:
         a, b = masses_only(a, masses, label_a), masses_only(b, masses, label_b)
         found = sum(a["image_gt"])

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from wsod_mammo.detection.afroc import FIGURES, Ratings, figures_of_merit, lesion_subset, ratings
+from wsod_mammo.detection.afroc import FIGURES, Ratings, figures_of_merit, image_subset, lesion_subset, ratings
 from wsod_mammo.detection.compare import (
     load_side,
     mass_flags,
@@ -25,6 +25,7 @@ from wsod_mammo.detection.compare import (
 )
 from wsod_mammo.detection.compare_auc import p_text
 from wsod_mammo.detection.jackknife import frrc_test, left_out_figures
+from wsod_mammo.detection.record_strata import densities_of
 from wsod_mammo.detection.report import count
 
 
@@ -40,6 +41,27 @@ def side_ratings(records: dict[str, Any], order: dict[int, int], label: str) -> 
     return ratings(image_gt, box_image, scores, torch.tensor(records["box_gt"], dtype=torch.long), gt_image)
 
 
+def stratum_ratings(
+    rated: Ratings,
+    side: dict[str, Any],
+    order: dict[int, int],
+    label: str,
+    masses: str | None = None,
+    density: str | None = None,
+) -> Ratings:
+    """``rated`` (``side``'s, its images in ``order``) of one stratum as ``wafroc_by_kind.md`` rates it: ``masses``
+    (a row of Table II per finding BI-RADS or mass size) every normal image and only those masses, ``density`` that
+    breast density's images; ``label`` names the side where its record lacks what the stratum needs."""
+    if masses is not None:
+        rated = lesion_subset(rated, torch.tensor(mass_flags(side, masses, label), dtype=torch.bool))
+    if density is not None:
+        keep = torch.zeros(len(order), dtype=torch.bool)
+        for key, value in zip(side["image_keys"], densities_of(side, label), strict=True):
+            keep[order[key]] = value == density
+        rated = image_subset(rated, keep)
+    return rated
+
+
 def paired_fom(
     a: dict[str, Any],
     b: dict[str, Any],
@@ -48,21 +70,23 @@ def paired_fom(
     labels: tuple[str, str] = ("A", "B"),
     masses: str | None = None,
     jackknife: bool = False,
+    density: str | None = None,
 ) -> dict[str, Any]:
     """A's and B's ``figure`` (``wafroc``, ``afroc``) and A - B, each ``{value, low, high}``, over the same
     resamples of every test image (:func:`paired_draws`, :func:`paired_result`); ``masses``: counting every normal
     image and only those masses (:func:`~wsod_mammo.detection.afroc.lesion_subset`, as ``wafroc_by_kind.md``);
+    ``density``: that breast density's images (:func:`~wsod_mammo.detection.afroc.image_subset`, as it too);
     ``jackknife``: also the fixed-reader random-case jackknife test (``"jackknife"``: :func:`frrc_test`, with
     ``"cases"`` and ``"case"``: ``study`` where the reports record studies, else ``image``; ``"case_keys" (K,)``:
     each case's study or image key, in the order of ``"left_out" (2, K)``, A's and B's figure without each case, and
     ``"drawn" (2, B)``, A's and B's figure in each resample, for an analysis over several runs of the same cases)."""
     order, weights, without = paired_draws(a, b, seed, labels)
-    rated = [side_ratings(side, order, label) for side, label in zip((a, b), labels, strict=True)]
-    if masses is not None:
-        rated = [lesion_subset(r, torch.tensor(mass_flags(side, masses, label), dtype=torch.bool))
-                 for r, side, label in zip(rated, (a, b), labels, strict=True)]  # fmt: skip
-        if not rated[0].lesion_image.numel():
-            raise ValueError(f"--masses: {labels[0]} has no mass of {masses!r} on its test images")
+    rated = [stratum_ratings(side_ratings(side, order, label), side, order, label, masses, density)
+             for side, label in zip((a, b), labels, strict=True)]  # fmt: skip
+    if masses is not None and not rated[0].lesion_image.numel():
+        raise ValueError(f"--masses: {labels[0]} has no mass of {masses!r} on its test images")
+    if density is not None and not rated[0].lesion_image.numel():
+        raise ValueError(f"--density: {labels[0]} has no mass on its test images of {density!r}")
     if not rated[0].normal.numel() or not rated[0].lesion_image.numel():
         raise ValueError(f"--figure {figure}: {labels[0]}'s test images need both normal images and masses")
     values = [figures_of_merit(r, weights)[figure] for r in rated]
@@ -78,19 +102,29 @@ def paired_fom(
     return result
 
 
-def compare_fom(spec_a: str, spec_b: str, default_run: Path, figure: str, masses: str | None = None) -> str:
+def compare_fom(
+    spec_a: str, spec_b: str, default_run: Path, figure: str, masses: str | None = None, density: str | None = None
+) -> str:
     """The comparison of two methods' ``figure`` (``wafroc``, ``afroc``) over every test image, as one paragraph;
-    ``masses``: counting every normal image and only those masses."""
+    ``masses``: counting every normal image and only those masses; ``density``: that density's images."""
     label_a, a, _, seed = load_side(spec_a, default_run, "all")
     label_b, b, _, _ = load_side(spec_b, default_run, "all")
-    r = paired_fom(a, b, figure, seed, (label_a, label_b), masses, jackknife=True)
-    counted = "" if masses is None else f", counting every normal image and the masses of {masses}"
+    r = paired_fom(a, b, figure, seed, (label_a, label_b), masses, jackknife=True, density=density)
     return (
-        f"{FIGURES[figure]} figure of merit on {count(r['num_images'], 'test image')}{counted}, paired bootstrap "
+        f"{FIGURES[figure]} figure of merit on {stratum_text(r['num_images'], a, masses, density)}, paired bootstrap "
         f"(95%) over {r['resampled']}{why_images(r['without_studies'])}:\n"
         + paired_lines((label_a, label_b), r)
         + jackknife_line(r)
     )
+
+
+def stratum_text(num_images: int, side: dict[str, Any], masses: str | None, density: str | None) -> str:
+    """The images a figure of merit counts, for the printed paragraph's first line: every test image (``num_images``)
+    or ``side``'s of one ``density``, and (``masses``) every normal image and only those masses."""
+    images = count(num_images, "test image")
+    if density is not None:
+        images = f"{count(sum(d == density for d in side['density']), 'test image')} of {density}"
+    return images + ("" if masses is None else f", counting every normal image and the masses of {masses}")
 
 
 def jackknife_line(r: dict[str, Any]) -> str:

@@ -17,6 +17,7 @@ import torch
 from wsod_mammo.detection.bootstrap import SEED, classification_figures, interval, resample_weights
 from wsod_mammo.detection.compare import paired_lines, read_images_file, same_images, why_images, without_studies
 from wsod_mammo.detection.delong import paired_test
+from wsod_mammo.detection.record_strata import in_density
 from wsod_mammo.detection.report import count
 
 # GMIC's heads, as training.classification.HEADS names them (the detection package imports nothing of training)
@@ -59,6 +60,8 @@ def head_side(record: Any, head: str) -> dict[str, Any]:
         for name in ("study_keys", "breast_keys"):
             if name in record:
                 side[name] = [int(k) for k in record[name]]
+        if "density" in record:  # --compare --density: Table I per density's images
+            side["density"] = [str(d) for d in record["density"]]
     except (KeyError, TypeError, ValueError, AttributeError) as error:
         raise ValueError(f"no {error} key" if isinstance(error, KeyError) else str(error)) from None
     lengths = {
@@ -137,16 +140,19 @@ def paired_auc(
     }
 
 
-def compare_auc(spec_a: str, spec_b: str, default_run: Path, level: str = "image") -> str:
+def compare_auc(spec_a: str, spec_b: str, default_run: Path, level: str = "image", density: str | None = None) -> str:
     """The comparison of two heads (of two runs, or two heads of one run) as one printed paragraph; ``level``:
-    ``image`` (Table I) or ``breast`` (Table I's breast level, :func:`breast_side`)."""
+    ``image`` (Table I) or ``breast`` (Table I's breast level, :func:`breast_side`); ``density``: over that breast
+    density's images (``table1_by_density.md``'s)."""
     label_a, a, seed = load_head(spec_a, default_run)
     label_b, b, _ = load_head(spec_b, default_run)
+    a, b = in_density(a, density, label_a), in_density(b, density, label_b)
     if level == "breast":
         a, b = breast_side(a, label_a), breast_side(b, label_b)
     r = paired_auc(a, b, seed, (label_a, label_b))
     return (
-        f"AUC of {r['class']} on {count(r['num_images'], 'distinct test image' if level == 'image' else 'breast')} "
+        f"AUC of {r['class']} on {count(r['num_images'], 'distinct test image' if level == 'image' else 'breast')}"
+        f"{'' if density is None else f' of {density}'} "
         f"({r['positive']} positive{', a breast the mean of its views' if level == 'breast' else ''}), paired "
         f"bootstrap (95%) over {r['resampled']}{why_images(r['without_studies'])}:\n"
         + paired_lines((label_a, label_b), r)

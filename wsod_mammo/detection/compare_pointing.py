@@ -23,6 +23,7 @@ from wsod_mammo.detection.compare import (
     why_images,
     without_studies,
 )
+from wsod_mammo.detection.record_strata import in_density
 from wsod_mammo.detection.report import count
 
 FIGURES = {"pointing": "Pointing game", "energy": "Energy inside the masses"}
@@ -79,14 +80,22 @@ def paired_figure(
 
 
 def compare_figure(
-    spec_a: str, spec_b: str, default_run: Path, figure: str, subset: str = "mass", masses: str | None = None
+    spec_a: str,
+    spec_b: str,
+    default_run: Path,
+    figure: str,
+    subset: str = "mass",
+    masses: str | None = None,
+    density: str | None = None,
 ) -> str:
     """The comparison of two methods' ``figure`` (``pointing``, ``energy``) as one printed paragraph; ``masses``: on
-    the images with a mass of that kind, against those masses alone."""
+    the images with a mass of that kind, against those masses alone; ``density``: on that density's images."""
     label_a, a, _, seed = load_side(spec_a, default_run, subset)
     label_b, b, _, _ = load_side(spec_b, default_run, subset)
+    a, b = in_density(a, density, label_a), in_density(b, density, label_b)
     r = paired_figure(a, b, figure, seed, (label_a, label_b), masses)
     what = "a mass in view" if masses is None else f"a mass of {masses} in view, against those masses alone"
+    what += "" if density is None else f", of {density}"
     return (
         f"{FIGURES[figure]} on {count(r['num_images'], 'image')} with {what}, paired bootstrap (95%) over "
         f"{r['resampled']}{why_images(r['without_studies'])}:\n" + paired_lines((label_a, label_b), r)

@@ -21,10 +21,11 @@ import torch
 from wsod_mammo.detection.afroc import FIGURES
 from wsod_mammo.detection.bootstrap import bootstrap_covariance
 from wsod_mammo.detection.compare import load_side, masses_only, resampled_tprs
-from wsod_mammo.detection.compare_afroc import paired_fom
+from wsod_mammo.detection.compare_afroc import paired_fom, stratum_text
 from wsod_mammo.detection.compare_auc import breast_side, load_head, p_text
 from wsod_mammo.detection.jackknife import jackknife_covariance
 from wsod_mammo.detection.obuchowski_rockette import RESULT_KEYS, rrrc_test
+from wsod_mammo.detection.record_strata import in_density
 from wsod_mammo.detection.report import count
 from wsod_mammo.detection.study_paired import seeds_auc_figures
 
@@ -78,13 +79,17 @@ def _same_cases_figures(results: list[dict[str, Any]]) -> torch.Tensor | None:
     return torch.tensor([[r["a"]["value"], r["b"]["value"]] for r in results], dtype=torch.float64).T
 
 
-def compare_auc_runs(spec_a: str, spec_b: str, default_run: Path, level: str = "image") -> str:
-    """Two heads compared over several runs a side (``RUN_1,RUN_2:fusion``), as one printed paragraph."""
+def compare_auc_runs(
+    spec_a: str, spec_b: str, default_run: Path, level: str = "image", density: str | None = None
+) -> str:
+    """Two heads compared over several runs a side (``RUN_1,RUN_2:fusion``), as one printed paragraph; ``density``:
+    over that breast density's images."""
     runs_a, runs_b = check_paired_runs(spec_a, spec_b)
     labels: tuple[list[str], list[str]] = ([], [])
     pairs = []
     for run_a, run_b in zip(runs_a, runs_b, strict=True):
         (label_a, a, _), (label_b, b, _) = load_head(run_a, default_run), load_head(run_b, default_run)
+        a, b = in_density(a, density, label_a), in_density(b, density, label_b)
         if level == "breast":
             a, b = breast_side(a, label_a), breast_side(b, label_b)
         labels[0].append(label_a)
@@ -98,16 +103,19 @@ def compare_auc_runs(spec_a: str, spec_b: str, default_run: Path, level: str = "
         )
     first = pairs[0][0]
     unit = "distinct test image" if level == "image" else "breast"
+    of = "" if density is None else f" of {density}"
     clustered = "clustered by study" if all("study_keys" in side for pair in pairs for side in pair) else "per image"
     return (
-        f"AUC on {count(len(first['target']), unit)} ({int(sum(first['target']))} positive), {len(pairs)} runs a "
+        f"AUC on {count(len(first['target']), unit)}{of} ({int(sum(first['target']))} positive), {len(pairs)} runs a "
         f"side, A's i-th run paired with B's i-th, each run a random reader of the same test images "
         f"(Obuchowski-Rockette, readers and cases random, DeLong's covariance {clustered}, Hillis's degrees of "
         "freedom: RJafroc's RRRC):\n" + _runs_lines(labels, figures[0]) + _rrrc_line("A - B", rrrc_test(*figures))
     )
 
 
-def compare_fom_runs(spec_a: str, spec_b: str, default_run: Path, figure: str, masses: str | None = None) -> str:
+def compare_fom_runs(
+    spec_a: str, spec_b: str, default_run: Path, figure: str, masses: str | None = None, density: str | None = None
+) -> str:
     """Two methods' ``figure`` (``wafroc``, ``afroc``) compared over several runs a side, as one printed paragraph:
     every pair of runs drawn with the first A run's bootstrap resamples, so one covariance holds them all."""
     runs_a, runs_b = check_paired_runs(spec_a, spec_b)
@@ -117,7 +125,7 @@ def compare_fom_runs(spec_a: str, spec_b: str, default_run: Path, figure: str, m
         label_a, a, _, seed = load_side(run_a, default_run, "all")
         label_b, b, _, _ = load_side(run_b, default_run, "all")
         draws = seed if draws is None else draws
-        results.append(paired_fom(a, b, figure, draws, (label_a, label_b), masses, jackknife=True))
+        results.append(paired_fom(a, b, figure, draws, (label_a, label_b), masses, jackknife=True, density=density))
         labels[0].append(label_a)
         labels[1].append(label_b)
     if (full := _same_cases_figures(results)) is None:
@@ -125,12 +133,11 @@ def compare_fom_runs(spec_a: str, spec_b: str, default_run: Path, figure: str, m
             f"--compare {spec_a} {spec_b}: the runs were tested on different studies; runs compared over seeds "
             "must share one test set"
         )
-    counted = "" if masses is None else f", counting every normal image and the masses of {masses}"
     first = results[0]
     plural = "studies" if first["case"] == "study" else None
     return (
-        f"{FIGURES[figure]} figure of merit on {count(first['num_images'], 'test image')}{counted}, {len(results)} "
-        "runs a side, A's i-th run paired with B's i-th, each run a random reader of the same test "
+        f"{FIGURES[figure]} figure of merit on {stratum_text(first['num_images'], a, masses, density)}, "
+        f"{len(results)} runs a side, A's i-th run paired with B's i-th, each run a random reader of the same test "
         f"{'studies' if first['case'] == 'study' else 'images'} (Obuchowski-Rockette, readers and cases random, "
         "Hillis's degrees of freedom: RJafroc's RRRC):\n"
         + _runs_lines(labels, full)
@@ -143,7 +150,12 @@ def compare_fom_runs(spec_a: str, spec_b: str, default_run: Path, figure: str, m
 
 
 def compare_tpr_runs(
-    spec_a: str, spec_b: str, default_run: Path, subset: str = "mass", masses: str | None = None
+    spec_a: str,
+    spec_b: str,
+    default_run: Path,
+    subset: str = "mass",
+    masses: str | None = None,
+    density: str | None = None,
 ) -> str:
     """Two methods' TPR at the FPPI budget (Table II's) compared over several runs a side, as one printed paragraph:
     the covariance of every run's TPR over the first A run's report's draws of whole studies."""
@@ -157,11 +169,13 @@ def compare_tpr_runs(
             if index == 0 and side == 0:
                 budget, draws = side_budget, seed
             labels[side].append(label)
+            records = in_density(records, density, label)
             sides[side].append(records if masses is None else masses_only(records, masses, label))
     values = resampled_tprs([*sides[0], *sides[1]], budget, draws, [*labels[0], *labels[1]])  # (2 runs, 1 + B)
     full = values[:, 0].reshape(2, -1)
     counted = "" if masses is None else f", counting the masses of {masses}"
     images = count(len(sides[0][0]["image_keys"]), "mass image" if subset == "mass" else "test image")
+    images += "" if density is None else f" of {density}"
     return (
         f"TPR at FPPI <= {budget:g} on {images}{counted}, {len(runs_a)} runs a side, A's i-th run paired with B's "
         "i-th, each run a random reader of the same test studies (Obuchowski-Rockette, readers and cases random, "

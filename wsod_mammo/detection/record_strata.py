@@ -14,7 +14,17 @@ from wsod_mammo.detection.compare import masses_only
 from wsod_mammo.detection.mass_kinds import UNKNOWN
 
 #: the lists of a detection record with one entry per image (a classification record's are ``IMAGE_LISTS`` too)
-IMAGE_LISTS = ("image_keys", "study_keys", "breast_keys", "image_gt", "pointing", "energy", "density", "target")
+IMAGE_LISTS = (
+    "image_keys",
+    "study_keys",
+    "breast_keys",
+    "image_gt",
+    "pointing",
+    "energy",
+    "density",
+    "target",
+    "probabilities",
+)  # the last: a head's side of --compare (compare_auc.head_side)
 
 
 def with_densities(record: dict[str, Any], densities: dict[int, str] | None) -> dict[str, Any]:
@@ -60,6 +70,12 @@ def density_only(record: dict[str, Any], density: str, label: str) -> dict[str, 
         rows = {name: _kept(values, kept_rows) for name, values in kinds.items()}
         out["pointing_by_kind"] = rows | {"image": [new_image[i] for i in rows["image"]]}
     return record | out
+
+
+def in_density(record: dict[str, Any], density: str | None, label: str) -> dict[str, Any]:
+    """``record`` over one breast ``density``'s images (:func:`density_only`), or whole where ``density`` is None:
+    ``wsod report --compare --density``'s sides."""
+    return record if density is None else density_only(record, density, label)
 
 
 def stratum_only(record: dict[str, Any], kind: str, stratum: str, label: str) -> dict[str, Any]:

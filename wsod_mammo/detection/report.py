@@ -329,6 +329,18 @@ def _floats(values: Sequence[float] | Tensor) -> list[float]:
     return [float(v) for v in values]
 
 
+def _check_stratum(args: Any) -> None:
+    """``--masses`` and ``--density`` select what ``--compare`` counts: one of them, with ``--compare``, and
+    ``--density`` not at breast level (the per-density tables rate images)."""
+    given = [f"--{name}" for name in ("masses", "density") if getattr(args, name) is not None]
+    if given and args.compare is None:
+        raise ValueError(f"{given[0]}: it selects what --compare counts; give --compare A B too")
+    if len(given) == 2:
+        raise ValueError("--masses and --density: one stratum at a time, as the per-stratum tables rate them")
+    if args.density is not None and args.level != "image":
+        raise ValueError("--density: Table I per breast density rates images; drop --level breast")
+
+
 def main(argv: list[str] | None = None) -> None:
     """``wsod report RUN_DIR... [--output DIR] [--compare A B]``: print the merged Table II; with ``--output`` write
     ``table2.md`` and ``table2.csv`` there; ``--compare`` adds a paired bootstrap of two methods' TPR
@@ -373,7 +385,14 @@ def main(argv: list[str] | None = None) -> None:
              "afroc, every normal image and only those masses (as wafroc_by_kind.md); with --figure pointing or "
              "energy, the images with such a mass, against those masses alone (as pointing_by_kind.md)",
     )  # fmt: skip
+    parser.add_argument(
+        "--density", type=str | None, default=None,
+        help="--compare over the test images of one breast density ('DENSITY C', as the per-density tables name "
+             "it): Table II's TPR and heads' AUC as table2_by_density.md and table1_by_density.md rate it, --figure "
+             "wafroc or afroc as wafroc_by_kind.md, pointing or energy as pointing_by_kind.md",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    _check_stratum(args)
     if args.compare is not None:  # torch's import (seconds) for --compare only: the tables and --help stay light
         from wsod_mammo.detection.compare import compare
         from wsod_mammo.detection.compare_afroc import compare_fom
@@ -403,8 +422,6 @@ def main(argv: list[str] | None = None) -> None:
                 f"--figure {args.figure}: a figure of saliency methods; --compare of two heads compares AUC"
             )
     if args.masses is not None:
-        if args.compare is None:
-            raise ValueError("--masses: it selects the masses --compare counts; give --compare A B too")
         if any(heads):
             raise ValueError("--masses: it selects the masses a TPR counts; --compare of two heads compares AUC")
         mass_kind(args.masses)
@@ -420,16 +437,16 @@ def main(argv: list[str] | None = None) -> None:
         first = Path(args.run_dirs[0])  # as typed, so a side without RUN_DIR: is named as the user named its run
         if all(heads):  # Table I's images: every distinct test image, whatever --subset says
             auc = compare_auc_runs if over_runs else compare_auc
-            print(auc(args.compare[0], args.compare[1], first, args.level), end="")
+            print(auc(args.compare[0], args.compare[1], first, args.level, args.density), end="")
         elif args.figure in ("wafroc", "afroc"):  # every test image: normal images hold its false positives
             fom = compare_fom_runs if over_runs else compare_fom
-            print(fom(args.compare[0], args.compare[1], first, args.figure, args.masses), end="")
+            print(fom(args.compare[0], args.compare[1], first, args.figure, args.masses, args.density), end="")
         elif args.figure != "tpr":
-            print(compare_figure(args.compare[0], args.compare[1], first, args.figure, args.subset, args.masses),
-                  end="")  # fmt: skip
+            print(compare_figure(args.compare[0], args.compare[1], first, args.figure, args.subset, args.masses,
+                                 args.density), end="")  # fmt: skip
         else:
             tpr = compare_tpr_runs if over_runs else compare
-            print(tpr(args.compare[0], args.compare[1], first, args.subset, args.masses), end="")
+            print(tpr(args.compare[0], args.compare[1], first, args.subset, args.masses, args.density), end="")
     if output is not None:
         output.mkdir(parents=True, exist_ok=True)
         for name, text in (("table2.md", markdown), ("table2.csv", table2_csv)):

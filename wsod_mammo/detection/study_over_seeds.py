@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from wsod_mammo.detection.afroc import Ratings, figures_of_merit, image_subset, lesion_subset
+from wsod_mammo.detection.afroc import figures_of_merit
 from wsod_mammo.detection.bootstrap import (
     bootstrap_covariance,
     classification_figures,
@@ -35,19 +35,18 @@ from wsod_mammo.detection.bootstrap import (
 )
 from wsod_mammo.detection.calibration import calibration_figures
 from wsod_mammo.detection.compare import (
-    mass_flags,
     paired_draws,
     read_images_file,
     resampled_tprs,
     same_images,
     side_in,
 )
-from wsod_mammo.detection.compare_afroc import side_ratings
+from wsod_mammo.detection.compare_afroc import side_ratings, stratum_ratings
 from wsod_mammo.detection.compare_auc import CLASSIFICATION, HEAD_NAMES, breast_side, head_side
 from wsod_mammo.detection.compare_pointing import scored
 from wsod_mammo.detection.obuchowski_rockette import single_treatment_interval
 from wsod_mammo.detection.recalibration import recalibration
-from wsod_mammo.detection.record_strata import densities_of, density_only, stratum_only
+from wsod_mammo.detection.record_strata import density_only, stratum_only
 from wsod_mammo.detection.study_paired import (
     TEST_SET_AND_SEEDS,
     probabilities_in_order,
@@ -273,8 +272,10 @@ def _resampled_figures_of_merit(
     for label, side, *_ in loaded:
         order, weights = _shared_draws(first, side, draws, (first_label, label))
         rated = side_ratings(side, order, label)
-        if stratum is not None:
-            rated = _stratum_ratings(rated, side, order, label, stratum)
+        if stratum is not None:  # wafroc_by_kind.md's rule: a density's images, a kind's masses and every normal
+            kind, name = stratum
+            density, masses = (name, None) if kind == "density" else (None, name)
+            rated = stratum_ratings(rated, side, order, label, masses, density)
         for name, values in figures_of_merit(rated, weights).items():
             rows.setdefault(name, []).append(values)
     return {name: torch.stack(values) for name, values in rows.items()}
@@ -301,19 +302,6 @@ def _shared_draws(
         order, weights, _ = paired_draws(first, first, seed, (labels[0], labels[0]))
         _LAST_DRAWS[signature] = (order, weights.double())
     return _LAST_DRAWS[signature]
-
-
-def _stratum_ratings(
-    rated: Ratings, side: dict[str, Any], order: dict[int, int], label: str, stratum: tuple[str, str]
-) -> Ratings:
-    """``rated`` (``side``'s, images in ``order``) of one stratum by :mod:`afroc_strata`'s rule."""
-    kind, name = stratum
-    if kind != "density":
-        return lesion_subset(rated, torch.tensor(mass_flags(side, name, label), dtype=torch.bool))
-    keep = torch.zeros(len(order), dtype=torch.bool)
-    for key, density in zip(side["image_keys"], densities_of(side, label), strict=True):
-        keep[order[key]] = density == name
-    return image_subset(rated, keep)
 
 
 def table1_over_test_set(
