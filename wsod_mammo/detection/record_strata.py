@@ -8,6 +8,8 @@ same rules on the records give each seed's figure of the stratum exactly as its 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from wsod_mammo.detection.compare import masses_only
@@ -82,6 +84,15 @@ def stratum_only(record: dict[str, Any], kind: str, stratum: str, label: str) ->
     """``record`` restricted to one row of a per-stratum table: ``kind`` ``density`` keeps that density's images,
     ``birads`` or ``size`` every image and only the masses of ``stratum`` (``BI-RADS 4``, ``< 10 mm``)."""
     return density_only(record, stratum, label) if kind == "density" else masses_only(record, stratum, label)
+
+
+def stratum_restriction(kind: str, stratum: str) -> Callable[[dict[str, Any], str], dict[str, Any]]:
+    """:func:`stratum_only` of one stratum in the ``restrict(record, run label)`` form the study's builders call."""
+    return partial(_restricted, kind=kind, stratum=stratum)
+
+
+def _restricted(record: dict[str, Any], label: str, kind: str, stratum: str) -> dict[str, Any]:
+    return stratum_only(record, kind, stratum, label)
 
 
 def _kept(values: list[Any], keep: list[bool]) -> list[Any]:

@@ -8,9 +8,8 @@ published intervals), the covariance of the seeds' figures taken over the same c
 the test studies that their reports drew (the first seed's report's): Table II's TPR at the FPPI budget, Table I's
 accuracy, AUC, TPR and TNR per head, at image and breast level, ``calibration.md``'s Brier score, ECE, slope and
 intercept, ``wafroc.md``'s wAFROC and AFROC, and ``pointing_game.md``'s pointing game and energy inside the masses;
-and each of them per breast density, finding BI-RADS and mass size (``table2_by_*.md``, ``table1_by_density.md``,
-``wafroc_by_kind.md``, ``pointing_by_kind.md``), each seed's records restricted as its report restricted its result
-(:mod:`record_strata`).
+and, through :mod:`study_strata_over_seeds`, each of them per breast density, finding BI-RADS and mass size, each
+seed's records restricted as its report restricted its result (:mod:`record_strata`).
 All of a table's cells or none: where a run's image record cannot give them, the table keeps Student-t intervals and
 a warning says why.
 """
@@ -19,8 +18,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Iterable
-from functools import partial
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +44,7 @@ from wsod_mammo.detection.compare_auc import CLASSIFICATION, HEAD_NAMES, breast_
 from wsod_mammo.detection.compare_pointing import scored
 from wsod_mammo.detection.obuchowski_rockette import single_treatment_interval
 from wsod_mammo.detection.recalibration import recalibration
-from wsod_mammo.detection.record_strata import density_only, stratum_only
+from wsod_mammo.detection.record_strata import density_only, stratum_restriction
 from wsod_mammo.detection.study_paired import (
     TEST_SET_AND_SEEDS,
     probabilities_in_order,
@@ -92,22 +90,6 @@ def with_test_set_intervals(
     return out, True
 
 
-def table2_strata_over_test_set(
-    cells: dict[str, Cells], runs: dict[tuple[str, int], Path], kind: str, what: str
-) -> tuple[dict[str, Cells], bool]:
-    """A per-stratum Table II's ``{stratum: cells}`` (``kind``: ``density``, ``birads``, ``size``) with each cell over
-    the seeds and the test set, each seed's records restricted to the stratum (:func:`stratum_only`); all strata or
-    none (``what``: the file, named in the warning), the records read once for all of them."""
-    files: dict[str, list[RunFile]] = {}
-    out = {}
-    for stratum, stratum_cells in cells.items():
-        restrict = partial(_stratum_records, kind=kind, stratum=stratum)
-        out[stratum], counted = with_test_set_intervals(stratum_cells, runs, restrict, f"{what} ({stratum})", files)
-        if not counted:
-            return cells, False
-    return out, True
-
-
 def _cell(
     tpr: Estimate,
     train: str,
@@ -149,55 +131,16 @@ def figures_of_merit_over_test_set(cells: FigureCells, runs: dict[tuple[str, int
     """``wafroc.md``'s ``cells`` (:func:`method_cells`') with each figure over two seeds or more given its interval
     over the seeds and the test set (every test image: the normal images hold the false positives), and whether they
     were: all cells or none, as :func:`with_test_set_intervals`."""
-    return _cells_over_test_set(cells, runs, _resampled_figures_of_merit, "wafroc.md")
+    return cells_over_test_set(cells, runs, resampled_figures_of_merit, "wafroc.md")
 
 
 def pointing_over_test_set(cells: FigureCells, runs: dict[tuple[str, int], Path]) -> tuple[FigureCells, bool]:
     """``pointing_game.md``'s ``cells`` alike: the pointing game and the energy inside the masses over the images with
     a mass in view, each seed's mean over the same draws of the studies."""
-    return _cells_over_test_set(cells, runs, _resampled_pointing, "pointing_game.md")
+    return cells_over_test_set(cells, runs, resampled_pointing, "pointing_game.md")
 
 
-#: ``{kind: {stratum: cells}}``: a per-kind table's cells (:func:`by_kind_cells`')
-KindCells = dict[str, dict[str, FigureCells]]
-
-
-def figures_of_merit_by_kind_over_test_set(
-    cells: KindCells, runs: dict[tuple[str, int], Path]
-) -> tuple[KindCells, bool]:
-    """``wafroc_by_kind.md``'s cells over the seeds and the test set, each stratum's figures over the same draws as
-    ``wafroc.md``'s by the test report's rule (:mod:`afroc_strata`: a density's own images, a BI-RADS's or size's
-    masses with every normal image); all cells or none."""
-    return _kinds_over_test_set(cells, runs, _resampled_figures_of_merit, "wafroc_by_kind.md")
-
-
-def pointing_by_kind_over_test_set(cells: KindCells, runs: dict[tuple[str, int], Path]) -> tuple[KindCells, bool]:
-    """``pointing_by_kind.md``'s cells alike: a density's images with a mass in view, a BI-RADS's or size's images
-    with such a mass in view scored against those masses (the records' ``pointing_by_kind``)."""
-    return _kinds_over_test_set(cells, runs, _resampled_pointing, "pointing_by_kind.md")
-
-
-def _kinds_over_test_set(
-    cells: KindCells,
-    runs: dict[tuple[str, int], Path],
-    resampled: Callable[..., dict[str, torch.Tensor]],
-    what: str,
-) -> tuple[KindCells, bool]:
-    """Each stratum's cells by :func:`_cells_over_test_set` with ``resampled(train, test, files, stratum=(kind,
-    label))``, the runs' records read once for all of them; all strata or none."""
-    files: dict[str, list[RunFile]] = {}
-    out: KindCells = {}
-    for kind, strata in cells.items():
-        for label, stratum_cells in strata.items():
-            stratum = partial(resampled, stratum=(kind, label))
-            over, counted = _cells_over_test_set(stratum_cells, runs, stratum, f"{what} ({kind} {label})", files)
-            if not counted:
-                return cells, False
-            out.setdefault(kind, {})[label] = over
-    return out, True
-
-
-def _cells_over_test_set(
+def cells_over_test_set(
     cells: FigureCells,
     runs: dict[tuple[str, int], Path],
     resampled: Callable[[str, str, list[RunFile]], dict[str, torch.Tensor]],
@@ -229,7 +172,7 @@ def _cells_over_test_set(
     return out, True
 
 
-def _resampled_pointing(
+def resampled_pointing(
     train: str, test: str, files: list[RunFile], stratum: tuple[str, str] | None = None
 ) -> dict[str, torch.Tensor]:
     """``{"hit", "energy": (seeds, 1 + B)}`` of one cell's runs: each seed's mean over the images with a mass in view,
@@ -261,7 +204,7 @@ def _scored(side: dict[str, Any], recorded: str, label: str, stratum: tuple[str,
     return scored(side, recorded, label, name)
 
 
-def _resampled_figures_of_merit(
+def resampled_figures_of_merit(
     train: str, test: str, files: list[RunFile], stratum: tuple[str, str] | None = None
 ) -> dict[str, torch.Tensor]:
     """``{"wafroc", "afroc": (seeds, 1 + B)}`` of one (train, test) cell's runs over every test image, the full sample
@@ -316,26 +259,8 @@ def table1_over_test_set(
     what = "table1.md" if level == "image" else "table1_breast.md"
     restrict = None
     if density is not None:
-        what, restrict = f"table1_by_density.md ({density})", partial(_stratum_records, kind="density", stratum=density)
+        what, restrict = f"table1_by_density.md ({density})", stratum_restriction("density", density)
     return _heads_over_test_set(records, level, classification_figures, lambda _, v, w: _estimate(v, w), what, restrict)
-
-
-def table1_by_density_over_test_set(
-    records: dict[tuple[str, int], dict[str, Any]], densities: Iterable[str]
-) -> dict[str, dict[tuple[str, str], dict[str, Estimate]]] | None:
-    """:func:`table1_over_test_set` of each density (``table1_by_density.md``); None where any cannot be given (one
-    table, one kind of interval)."""
-    out = {}
-    for density in densities:
-        if (over := table1_over_test_set(records, density=density)) is None:
-            return None
-        out[density] = over
-    return out
-
-
-def _stratum_records(record: dict[str, Any], label: str, kind: str, stratum: str) -> dict[str, Any]:
-    """:func:`stratum_only` in the ``restrict(record, run label)`` form the builders call."""
-    return stratum_only(record, kind, stratum, label)
 
 
 def calibration_over_test_set(

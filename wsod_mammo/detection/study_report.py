@@ -19,13 +19,9 @@ from wsod_mammo.detection.study_afroc import (
 )
 from wsod_mammo.detection.study_over_seeds import (
     calibration_over_test_set,
-    figures_of_merit_by_kind_over_test_set,
     figures_of_merit_over_test_set,
-    pointing_by_kind_over_test_set,
     pointing_over_test_set,
-    table1_by_density_over_test_set,
     table1_over_test_set,
-    table2_strata_over_test_set,
     with_test_set_intervals,
 )
 from wsod_mammo.detection.study_paired import (
@@ -33,6 +29,12 @@ from wsod_mammo.detection.study_paired import (
     paired_differences,
     runs_without_breasts,
     table1_paired_text,
+)
+from wsod_mammo.detection.study_strata_over_seeds import (
+    figures_of_merit_by_kind_over_test_set,
+    pointing_by_kind_over_test_set,
+    table1_by_density_over_test_set,
+    table2_strata_over_test_set,
 )
 from wsod_mammo.detection.study_tables import (
     AFROC_FIGURES,
