@@ -249,8 +249,10 @@ def test_the_study_pairs_the_best_pairs_wafroc_with_every_other_on_the_same_imag
     without boxes per mass is named."""
     from scipy.stats import ttest_1samp
 
+    from wsod_mammo.detection.bootstrap import resampled_means
     from wsod_mammo.detection.compare import load_side, resampled_tprs
     from wsod_mammo.detection.compare_afroc import paired_fom
+    from wsod_mammo.detection.compare_pointing import scored
     from wsod_mammo.detection.jackknife import jackknife_covariance
     from wsod_mammo.detection.obuchowski_rockette import rrrc_test
     from wsod_mammo.detection.report import main as report_main
@@ -331,8 +333,28 @@ def test_the_study_pairs_the_best_pairs_wafroc_with_every_other_on_the_same_imag
     with pytest.raises(ValueError, match="A names 2 run.s., B 1; each side's i-th run is paired"):
         report_main([both.split(",")[0], "--compare", f"{both}:gradcam", f"{both.split(',')[0]}:cam", "--figure",
                      "wafroc"])  # fmt: skip
-    with pytest.raises(ValueError, match="several runs a side are compared .* not of --figure pointing"):
-        report_main([both.split(",")[0], "--compare", f"{both}:gradcam", f"{both}:cam", "--figure", "pointing"])
+    # the pointing game over the runs: each run's share of hits (its pointing_game.md figure), the covariance of the
+    # four runs' shares over the first A run's draws of the studies
+    capsys.readouterr()
+    report_main([both.split(",")[0], "--compare", f"{both}:gradcam", f"{both}:cam", "--figure", "pointing"])
+    printed = capsys.readouterr().out
+    sides = [load_side(f"{runs[('cam', s)].parent}:{m}", tmp_path, "mass") for m in ("gradcam", "cam") for s in (1, 2)]
+    hits = [scored(side, "pointing", label) for label, side, _, _ in sides]
+    keys = [k for k in sides[0][1]["image_keys"] if k in hits[0]]
+    study = dict(zip(sides[0][1]["image_keys"], sides[0][1]["study_keys"], strict=True))
+    shares = [torch.tensor([h[k] for k in keys], dtype=torch.float64) for h in hits]
+    means = resampled_means(shares, torch.tensor(keys), torch.tensor([study[k] for k in keys]), sides[0][3])
+    per_run = torch.stack([share.mean() for share in shares]).reshape(2, 2)
+    pointing = rrrc_test(per_run, torch.cov(torch.stack(means)))
+    assert f"Pointing game on {len(keys)} images with a mass in view, 2 runs a side" in printed
+    assert not math.isnan(pointing["p"]) and pointing["high"] > pointing["low"]
+    line = f"A - B, covariance over 1,000 bootstrap draws: {pointing['difference']:+.3f} [{pointing['low']:+.3f}, "
+    assert (
+        f"  {line}{pointing['high']:+.3f}], t = {pointing['t']:.2f} on {pointing['df']:.1f} degrees of freedom, "
+        in printed
+    )
+    reported = json.loads(runs[("cam", 1)].read_text())["pointing_game"]["methods"]["gradcam"]["hit"]["value"]
+    assert f"(cam_seed1:gradcam {reported:.3f}, " in printed and float(per_run[0, 0]) == pytest.approx(reported)
     # Table II's TPR over the runs: the covariance of the four runs' TPRs over the first A run's draws
     capsys.readouterr()
     report_main([both.split(",")[0], "--compare", f"{both}:gradcam", f"{both}:cam"])

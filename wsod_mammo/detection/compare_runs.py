@@ -6,8 +6,9 @@ saliency method of one's own against the study's, two learning rates) need the r
 that counts both how training varies and what the test set's studies do to every run alike, as ``wsod study``'s
 paired tables do: ``RUN_1,RUN_2,RUN_3:fusion`` names a side's runs, and the i-th run of A is paired with the i-th of
 B. Heads' AUC uses DeLong's covariance of every run's AUC clustered by study (:func:`seeds_auc_test`); Table II's
-TPR at the FPPI budget and ``--figure wafroc`` / ``afroc`` the covariance of every run's figure over the same bootstrap
-draws of the studies (:func:`seeds_bootstrap_test`), the latter beside the jackknife's (:func:`seeds_jackknife_test`).
+TPR at the FPPI budget, ``--figure pointing`` / ``energy`` and ``--figure wafroc`` / ``afroc`` the covariance of every
+run's figure over the same bootstrap draws of the studies (:func:`seeds_bootstrap_test`), the last beside the
+jackknife's (:func:`seeds_jackknife_test`).
 """
 
 from __future__ import annotations
@@ -19,10 +20,12 @@ from typing import Any
 import torch
 
 from wsod_mammo.detection.afroc import FIGURES
-from wsod_mammo.detection.bootstrap import bootstrap_covariance
-from wsod_mammo.detection.compare import load_side, masses_only, resampled_tprs
+from wsod_mammo.detection.bootstrap import bootstrap_covariance, resampled_means
+from wsod_mammo.detection.compare import load_side, masses_only, resampled_tprs, same_images
 from wsod_mammo.detection.compare_afroc import paired_fom, stratum_text
 from wsod_mammo.detection.compare_auc import breast_side, load_head, p_text
+from wsod_mammo.detection.compare_pointing import FIGURES as POINTING_FIGURES
+from wsod_mammo.detection.compare_pointing import scored
 from wsod_mammo.detection.jackknife import jackknife_covariance
 from wsod_mammo.detection.obuchowski_rockette import RESULT_KEYS, rrrc_test
 from wsod_mammo.detection.record_strata import in_density
@@ -184,6 +187,59 @@ def compare_tpr_runs(
         + _rrrc_line(
             f"A - B, covariance over {values.shape[1] - 1:,} bootstrap draws",
             rrrc_test(full, bootstrap_covariance(values[:, 1:])),
+        )  # fmt: skip
+    )
+
+
+def compare_figure_runs(
+    spec_a: str,
+    spec_b: str,
+    default_run: Path,
+    figure: str,
+    subset: str = "mass",
+    masses: str | None = None,
+    density: str | None = None,
+) -> str:
+    """Two methods' pointing game or energy inside the masses (``figure``) compared over several runs a side, as one
+    printed paragraph: every run's mean over the images all of them scored, the covariance over the first A run's
+    report's draws of whole studies (``masses``, ``density``: as one run a side counts them)."""
+    runs_a, runs_b = check_paired_runs(spec_a, spec_b)
+    labels: tuple[list[str], list[str]] = ([], [])
+    values: tuple[list[dict[int, float]], list[dict[int, float]]] = ([], [])
+    first: dict[str, Any] = {}
+    draws = 0
+    for run_a, run_b in zip(runs_a, runs_b, strict=True):
+        for side, spec in enumerate((run_a, run_b)):
+            label, records, _, seed = load_side(spec, default_run, subset)
+            records = in_density(records, density, label)
+            if not first:
+                first, draws = records, seed
+            same_images(first, records, (labels[0][0] if labels[0] else label, label))
+            labels[side].append(label)
+            values[side].append(scored(records, figure, label, masses))
+    every = [*values[0], *values[1]]
+    if any(v.keys() != every[0].keys() for v in every):
+        raise ValueError(f"--compare {spec_a} {spec_b}: the runs scored different images (their masses in view "
+                         "differ: another input frame?)")  # fmt: skip
+    keys = [k for k in first["image_keys"] if k in every[0]]
+    if not keys:
+        raise ValueError(f"--figure {figure}: {labels[0][0]} has no image with a mass in view")
+    study = dict(zip(first["image_keys"], first.get("study_keys", first["image_keys"]), strict=True))
+    groups = torch.tensor([study[k] for k in keys], dtype=torch.int64) if "study_keys" in first else None
+    sides = [torch.tensor([v[k] for k in keys], dtype=torch.float64) for v in every]
+    means = resampled_means(sides, torch.tensor(keys, dtype=torch.int64), groups, draws)
+    drawn = torch.stack([torch.cat([s.mean().reshape(1), m]) for s, m in zip(sides, means, strict=True)])
+    full = drawn[:, 0].reshape(2, -1)
+    what = "a mass in view" if masses is None else f"a mass of {masses} in view, against those masses alone"
+    what += "" if density is None else f", of {density}"
+    return (
+        f"{POINTING_FIGURES[figure]} on {count(len(keys), 'image')} with {what}, {len(runs_a)} runs a side, A's i-th "
+        "run paired with B's i-th, each run a random reader of the same test studies (Obuchowski-Rockette, readers "
+        "and cases random, Hillis's degrees of freedom: RJafroc's RRRC):\n"
+        + _runs_lines(labels, full)
+        + _rrrc_line(
+            f"A - B, covariance over {drawn.shape[1] - 1:,} bootstrap draws",
+            rrrc_test(full, bootstrap_covariance(drawn[:, 1:])),
         )  # fmt: skip
     )
 

@@ -360,7 +360,7 @@ def main(argv: list[str] | None = None) -> None:
         "(RUN_DIR:fusion, RUN_DIR:global, RUN_DIR:local): of their AUC (Table I), over all distinct test images (or "
         "--level breast), with DeLong's test clustered by study. Several runs a side (RUN_1,RUN_2,RUN_3:fusion, "
         "paired in order with the other side's: seeds of two configurations): Obuchowski-Rockette's test with each "
-        "run a random reader, for heads' AUC, TPR and --figure wafroc or afroc",
+        "run a random reader, for heads' AUC, TPR and every --figure",
     )
     parser.add_argument(
         "--subset", default="mass", choices=["mass", "all"], metavar="{mass,all}",
@@ -398,14 +398,15 @@ def main(argv: list[str] | None = None) -> None:
         from wsod_mammo.detection.compare_afroc import compare_fom
         from wsod_mammo.detection.compare_auc import HEAD_NAMES, compare_auc, is_head
         from wsod_mammo.detection.compare_pointing import compare_figure
-        from wsod_mammo.detection.compare_runs import compare_auc_runs, compare_fom_runs, compare_tpr_runs, run_specs
+        from wsod_mammo.detection.compare_runs import (
+            compare_auc_runs,
+            compare_figure_runs,
+            compare_fom_runs,
+            compare_tpr_runs,
+            run_specs,
+        )
     heads = [is_head(side) for side in args.compare or ()]
     over_runs = any(len(run_specs(side)) > 1 for side in args.compare or ())
-    if over_runs and not all(heads) and args.figure in ("pointing", "energy"):
-        raise ValueError(
-            f"--compare {' '.join(args.compare)}: several runs a side are compared by Obuchowski-Rockette's test of "
-            f"heads' AUC, TPR or --figure wafroc / afroc, not of --figure {args.figure}; compare one run a side for it"
-        )
     if any(heads) and not all(heads):
         raise ValueError(
             f"--compare {' '.join(args.compare)}: one side is a head ({', '.join(HEAD_NAMES)}: AUC), the other a "
@@ -442,8 +443,9 @@ def main(argv: list[str] | None = None) -> None:
             fom = compare_fom_runs if over_runs else compare_fom
             print(fom(args.compare[0], args.compare[1], first, args.figure, args.masses, args.density), end="")
         elif args.figure != "tpr":
-            print(compare_figure(args.compare[0], args.compare[1], first, args.figure, args.subset, args.masses,
-                                 args.density), end="")  # fmt: skip
+            figure = compare_figure_runs if over_runs else compare_figure
+            print(figure(args.compare[0], args.compare[1], first, args.figure, args.subset, args.masses, args.density),
+                  end="")  # fmt: skip
         else:
             tpr = compare_tpr_runs if over_runs else compare
             print(tpr(args.compare[0], args.compare[1], first, args.subset, args.masses, args.density), end="")
