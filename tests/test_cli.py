@@ -2176,12 +2176,12 @@ def test_ddp_test_on_an_uneven_count_with_repeats_equals_one_process(
     for devices in (1, 2):
         (path,) = list((tmp_path / f"test{devices}").glob("**/detection_images.json"))
         record = json.loads(path.read_text())["classification"]
-        classified[devices] = {k: (record["target"][i], record["heads"]["fusion"][i], record["study_keys"][i])
-                               for i, k in enumerate(record["image_keys"])}  # fmt: skip
+        classified[devices] = {k: (record["target"][i], record["heads"]["fusion"][i], record["study_keys"][i],
+                                   record["density"][i]) for i, k in enumerate(record["image_keys"])}  # fmt: skip
         assert len(classified[devices]) == len(record["image_keys"]) == 8
     assert classified[1].keys() == classified[2].keys()
-    for key, (target, probability, study) in classified[1].items():
-        assert classified[2][key] == (target, pytest.approx(probability, abs=1e-6), study), key
+    for key, (target, probability, study, density) in classified[1].items():  # density: the study's per-density
+        assert classified[2][key] == (target, pytest.approx(probability, abs=1e-6), study, density), key
     # per kind of mass too: which box found which mass survives the gather (a mass of an image padded onto the
     # other rank counted once)
     for key in ("by_finding_birads", "by_mass_size"):
