@@ -300,9 +300,11 @@ def test_the_study_pairs_the_best_pairs_wafroc_with_every_other_on_the_same_imag
     # of the four runs' figures over the same bootstrap draws of the studies
     second = {"cam": {"cam": POOR, "gradcam": GOOD}, "gradcam": {"cam": POOR, "gradcam": GOOD}}
     runs |= _study_runs(tmp_path, {2: second})
+    assert "Two seeds:" not in (tmp_path / "study" / "wafroc_paired.md").read_text()  # one seed: no test over seeds
     write_study_outputs(tmp_path / "study", runs)
     table = (tmp_path / "study" / "wafroc_paired.md").read_text()
     assert "the best pair (train cam, test gradcam, wAFROC " in table
+    assert "Two seeds: the test over seeds rests on one degree of freedom for how the seeds differ" in table
     (row,) = [line.split(" | ") for line in table.splitlines() if line.startswith("| cam | cam |")]
     per_seed = []
     for seed in (1, 2):

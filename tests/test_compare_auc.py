@@ -164,6 +164,8 @@ def test_the_study_pairs_each_train_methods_auc_with_the_first_per_seed_and_over
     bounds = f"[{max(rrrc['low'], -1):+.3f}, {min(rrrc['high'], 1):+.3f}]"
     row = f"| gradcam | fusion | {rrrc['difference']:+.3f} {bounds} | 2 seeds and the test set | n/a | "
     assert row + f"{p_cells(rrrc['p'])[0]} |" in (tmp_path / "two" / "table1_paired.md").read_text()
+    assert "Two seeds: the test over seeds" in (tmp_path / "two" / "table1_paired.md").read_text()
+    assert "Two seeds:" not in (tmp_path / "one" / "table1_paired.md").read_text()
     seeds_only = seed_interval([r["difference"]["value"] for r in per_seed], bounds=(-1.0, 1.0))
     assert rrrc["difference"] == pytest.approx(seeds_only.mean) and rrrc["df"] > 1
     assert rrrc["high"] - rrrc["low"] != pytest.approx(seeds_only.high - seeds_only.low)  # not the seeds' spread

@@ -26,7 +26,15 @@ from wsod_mammo.detection.compare import IMAGES_FILE
 from wsod_mammo.detection.compare_afroc import paired_fom
 from wsod_mammo.detection.compare_runs import seeds_bootstrap_test, seeds_jackknife_test
 from wsod_mammo.detection.report import _markdown
-from wsod_mammo.detection.study_paired import basis_text, holm, one_seed_estimate, p_cells, report_seed, seeds_estimate
+from wsod_mammo.detection.study_paired import (
+    basis_text,
+    holm,
+    one_seed_estimate,
+    p_cells,
+    report_seed,
+    seeds_estimate,
+    two_seeds_note,
+)
 from wsod_mammo.detection.study_tables import Cells, Estimate
 
 FIGURE = "wafroc"
@@ -162,4 +170,5 @@ def wafroc_paired_text(
             ],
             rows,
         )  # fmt: skip
+        + two_seeds_note(e for e, _, _ in differences.values())
     )
