@@ -62,21 +62,36 @@ def paired_figure(
     scored (with ``masses``, against those masses: :func:`scored`); ``p_a_not_better``: the share of resamples where
     A's is not above B's."""
     same_images(a, b, labels)
-    values_a, values_b = scored(a, figure, labels[0], masses), scored(b, figure, labels[1], masses)
-    if values_a.keys() != values_b.keys():
-        raise ValueError(f"--compare: {labels[0]} and {labels[1]} scored different images ({len(values_a)} and "
-                         f"{len(values_b)}): their masses in view differ (another input frame?)")  # fmt: skip
-    keys = [k for k in a["image_keys"] if k in values_a]
+    values = [scored(a, figure, labels[0], masses), scored(b, figure, labels[1], masses)]
+    keys = scored_keys(values, a, f"--compare: {labels[0]} and {labels[1]} scored different images ({len(values[0])} "
+                       f"and {len(values[1])}): their masses in view differ (another input frame?)")  # fmt: skip
     if not keys:
         what = "a mass in view" if masses is None else f"a mass of {masses!r} in view"
         raise ValueError(f"--figure {figure}: {labels[0]} has no image with {what}")
     without = without_studies(a, b, labels)
-    study = dict(zip(a["image_keys"], a.get("study_keys", a["image_keys"]), strict=True))
-    groups = None if without else torch.tensor([study[k] for k in keys], dtype=torch.int64)
-    sides = [torch.tensor([values[k] for k in keys], dtype=torch.float64) for values in (values_a, values_b)]
+    drawn = drawn_means(values, keys, a, seed, by_study=not without)
+    return paired_result(drawn[0], drawn[1], len(keys), without)
+
+
+def scored_keys(values: list[dict[int, float]], first: dict[str, Any], differing: str) -> list[int]:
+    """The image keys every side of ``values`` (:func:`scored`'s) scored, in ``first``'s image order; ValueError
+    ``differing`` where the sides scored different images."""
+    if any(v.keys() != values[0].keys() for v in values):
+        raise ValueError(differing)
+    return [k for k in first["image_keys"] if k in values[0]]
+
+
+def drawn_means(
+    values: list[dict[int, float]], keys: list[int], first: dict[str, Any], seed: int, by_study: bool = True
+) -> torch.Tensor:
+    """``(len(values), 1 + B)``: each side's mean over the images ``keys``, the full sample then the same resamples
+    (``seed``'s; whole studies of ``first``'s where ``by_study`` and recorded): the pointing game's draws, one rule
+    for the test report, ``--compare`` and the study."""
+    study = dict(zip(first["image_keys"], first.get("study_keys", first["image_keys"]), strict=True))
+    groups = torch.tensor([study[k] for k in keys], dtype=torch.int64) if by_study and "study_keys" in first else None
+    sides = [torch.tensor([v[k] for k in keys], dtype=torch.float64) for v in values]
     means = resampled_means(sides, torch.tensor(keys, dtype=torch.int64), groups, seed)
-    full_first = [torch.cat([side.mean().reshape(1), drawn]) for side, drawn in zip(sides, means, strict=True)]
-    return paired_result(full_first[0], full_first[1], len(keys), without)
+    return torch.stack([torch.cat([side.mean().reshape(1), drawn]) for side, drawn in zip(sides, means, strict=True)])
 
 
 def compare_figure(

@@ -20,12 +20,12 @@ from typing import Any
 import torch
 
 from wsod_mammo.detection.afroc import FIGURES
-from wsod_mammo.detection.bootstrap import bootstrap_covariance, resampled_means
+from wsod_mammo.detection.bootstrap import bootstrap_covariance
 from wsod_mammo.detection.compare import load_side, masses_only, resampled_tprs, same_images
 from wsod_mammo.detection.compare_afroc import paired_fom, stratum_text
 from wsod_mammo.detection.compare_auc import breast_side, load_head, p_text
 from wsod_mammo.detection.compare_pointing import FIGURES as POINTING_FIGURES
-from wsod_mammo.detection.compare_pointing import scored
+from wsod_mammo.detection.compare_pointing import drawn_means, scored, scored_keys
 from wsod_mammo.detection.jackknife import jackknife_covariance
 from wsod_mammo.detection.obuchowski_rockette import RESULT_KEYS, rrrc_test
 from wsod_mammo.detection.record_strata import in_density
@@ -218,17 +218,11 @@ def compare_figure_runs(
             labels[side].append(label)
             values[side].append(scored(records, figure, label, masses))
     every = [*values[0], *values[1]]
-    if any(v.keys() != every[0].keys() for v in every):
-        raise ValueError(f"--compare {spec_a} {spec_b}: the runs scored different images (their masses in view "
-                         "differ: another input frame?)")  # fmt: skip
-    keys = [k for k in first["image_keys"] if k in every[0]]
+    differing = f"--compare {spec_a} {spec_b}: the runs scored different images (their masses in view differ: another "
+    keys = scored_keys(every, first, differing + "input frame?)")
     if not keys:
         raise ValueError(f"--figure {figure}: {labels[0][0]} has no image with a mass in view")
-    study = dict(zip(first["image_keys"], first.get("study_keys", first["image_keys"]), strict=True))
-    groups = torch.tensor([study[k] for k in keys], dtype=torch.int64) if "study_keys" in first else None
-    sides = [torch.tensor([v[k] for k in keys], dtype=torch.float64) for v in every]
-    means = resampled_means(sides, torch.tensor(keys, dtype=torch.int64), groups, draws)
-    drawn = torch.stack([torch.cat([s.mean().reshape(1), m]) for s, m in zip(sides, means, strict=True)])
+    drawn = drawn_means(every, keys, first, draws)
     full = drawn[:, 0].reshape(2, -1)
     what = "a mass in view" if masses is None else f"a mass of {masses} in view, against those masses alone"
     what += "" if density is None else f", of {density}"

@@ -29,7 +29,6 @@ from wsod_mammo.detection.bootstrap import (
     bootstrap_covariance,
     classification_figures,
     resample_weights,
-    resampled_means,
 )
 from wsod_mammo.detection.calibration import calibration_figures
 from wsod_mammo.detection.compare import (
@@ -41,7 +40,7 @@ from wsod_mammo.detection.compare import (
 )
 from wsod_mammo.detection.compare_afroc import side_ratings, stratum_ratings
 from wsod_mammo.detection.compare_auc import CLASSIFICATION, HEAD_NAMES, breast_side, head_side
-from wsod_mammo.detection.compare_pointing import scored
+from wsod_mammo.detection.compare_pointing import drawn_means, scored, scored_keys
 from wsod_mammo.detection.obuchowski_rockette import single_treatment_interval
 from wsod_mammo.detection.recalibration import recalibration
 from wsod_mammo.detection.record_strata import density_only, stratum_restriction
@@ -180,17 +179,11 @@ def resampled_pointing(
     ``stratum``: ``(kind, label)`` of ``pointing_by_kind.md``'s."""
     loaded = _seed_sides(test, files, "mass")
     first = loaded[0][1]
-    study = dict(zip(first["image_keys"], first.get("study_keys", first["image_keys"]), strict=True))
     out = {}
     for figure, recorded in POINTING_RECORDS.items():
         values = [_scored(side, recorded, label, stratum) for label, side, *_ in loaded]
-        if any(v.keys() != values[0].keys() for v in values):
-            raise ValueError(f"train {train}, test {test}: the seeds' runs scored different images (masses in view)")
-        keys = [k for k in first["image_keys"] if k in values[0]]
-        groups = torch.tensor([study[k] for k in keys], dtype=torch.int64) if "study_keys" in first else None
-        sides = [torch.tensor([v[k] for k in keys], dtype=torch.float64) for v in values]
-        means = resampled_means(sides, torch.tensor(keys, dtype=torch.int64), groups, loaded[0][3])
-        out[figure] = torch.stack([torch.cat([s.mean().reshape(1), m]) for s, m in zip(sides, means, strict=True)])
+        differing = f"train {train}, test {test}: the seeds' runs scored different images (masses in view)"
+        out[figure] = drawn_means(values, scored_keys(values, first, differing), first, loaded[0][3])
     return out
 
 
