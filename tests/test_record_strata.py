@@ -211,6 +211,14 @@ def test_compare_over_one_density_gives_each_side_its_per_density_tables_row(tmp
         assert line(side, method, rows[method]["wafroc"]) in wafroc, (wafroc, rows)
         assert line(side, method, hits[method]["hit"]) in pointing, (pointing, hits)
     assert rows["gradcam"]["wafroc"]["value"] != rows["cam"]["wafroc"]["value"]  # the pair tells them apart
+    for figure, table, key in (("tpr", cells, "tpr_interval"), ("pointing", hits, "hit"), ("wafroc", rows, "wafroc")):
+        main([run, "--compare", f"{run},{run}:gradcam", f"{run},{run}:cam", "--density", "DENSITY C", "--figure",
+              figure])  # fmt: skip
+        out = capsys.readouterr().out  # over runs (one run twice a side): each run's figure its density row's
+        assert "of DENSITY C, 2 runs a side" in out, (figure, out)
+        assert (
+            f"A: mean {table['gradcam'][key]['value']:.3f} (run:gradcam {table['gradcam'][key]['value']:.3f}, " in out
+        )
     for args, message in (
         (["--masses", "BI-RADS 4"], "--masses and --density: one stratum at a time"),
         (["--level", "breast"], "--density: Table I per breast density rates images; drop --level breast"),

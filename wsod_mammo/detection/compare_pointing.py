@@ -109,9 +109,15 @@ def compare_figure(
     label_b, b, _, _ = load_side(spec_b, default_run, subset)
     a, b = in_density(a, density, label_a), in_density(b, density, label_b)
     r = paired_figure(a, b, figure, seed, (label_a, label_b), masses)
-    what = "a mass in view" if masses is None else f"a mass of {masses} in view, against those masses alone"
-    what += "" if density is None else f", of {density}"
     return (
-        f"{FIGURES[figure]} on {count(r['num_images'], 'image')} with {what}, paired bootstrap (95%) over "
+        f"{FIGURES[figure]} on {count(r['num_images'], 'image')} with {scored_text(masses, density)}, paired "
+        "bootstrap (95%) over "
         f"{r['resampled']}{why_images(r['without_studies'])}:\n" + paired_lines((label_a, label_b), r)
     )
+
+
+def scored_text(masses: str | None, density: str | None) -> str:
+    """Which images a pointing comparison scores, for its first line: those with a mass (of ``masses``) in view, of
+    one ``density``."""
+    what = "a mass in view" if masses is None else f"a mass of {masses} in view, against those masses alone"
+    return what + ("" if density is None else f", of {density}")

@@ -25,7 +25,7 @@ from wsod_mammo.detection.compare import load_side, masses_only, resampled_tprs,
 from wsod_mammo.detection.compare_afroc import paired_fom, stratum_text
 from wsod_mammo.detection.compare_auc import breast_side, load_head, p_text
 from wsod_mammo.detection.compare_pointing import FIGURES as POINTING_FIGURES
-from wsod_mammo.detection.compare_pointing import drawn_means, scored, scored_keys
+from wsod_mammo.detection.compare_pointing import drawn_means, scored, scored_keys, scored_text
 from wsod_mammo.detection.jackknife import jackknife_covariance
 from wsod_mammo.detection.obuchowski_rockette import RESULT_KEYS, rrrc_test
 from wsod_mammo.detection.record_strata import in_density
@@ -163,17 +163,9 @@ def compare_tpr_runs(
     """Two methods' TPR at the FPPI budget (Table II's) compared over several runs a side, as one printed paragraph:
     the covariance of every run's TPR over the first A run's report's draws of whole studies."""
     runs_a, runs_b = check_paired_runs(spec_a, spec_b)
-    labels: tuple[list[str], list[str]] = ([], [])
-    sides: tuple[list[dict[str, Any]], list[dict[str, Any]]] = ([], [])
-    budget, draws = 0.0, 0
-    for index, (run_a, run_b) in enumerate(zip(runs_a, runs_b, strict=True)):
-        for side, spec in enumerate((run_a, run_b)):
-            label, records, side_budget, seed = load_side(spec, default_run, subset)
-            if index == 0 and side == 0:
-                budget, draws = side_budget, seed
-            labels[side].append(label)
-            records = in_density(records, density, label)
-            sides[side].append(records if masses is None else masses_only(records, masses, label))
+    labels, loaded, budget, draws = _run_sides(runs_a, runs_b, default_run, subset, density)
+    sides = [[r if masses is None else masses_only(r, masses, label) for r, label in zip(records, names, strict=True)]
+             for records, names in zip(loaded, labels, strict=True)]  # fmt: skip
     values = resampled_tprs([*sides[0], *sides[1]], budget, draws, [*labels[0], *labels[1]])  # (2 runs, 1 + B)
     full = values[:, 0].reshape(2, -1)
     counted = "" if masses is None else f", counting the masses of {masses}"
@@ -204,38 +196,47 @@ def compare_figure_runs(
     printed paragraph: every run's mean over the images all of them scored, the covariance over the first A run's
     report's draws of whole studies (``masses``, ``density``: as one run a side counts them)."""
     runs_a, runs_b = check_paired_runs(spec_a, spec_b)
-    labels: tuple[list[str], list[str]] = ([], [])
-    values: tuple[list[dict[int, float]], list[dict[int, float]]] = ([], [])
-    first: dict[str, Any] = {}
-    draws = 0
-    for run_a, run_b in zip(runs_a, runs_b, strict=True):
-        for side, spec in enumerate((run_a, run_b)):
-            label, records, _, seed = load_side(spec, default_run, subset)
-            records = in_density(records, density, label)
-            if not first:
-                first, draws = records, seed
-            same_images(first, records, (labels[0][0] if labels[0] else label, label))
-            labels[side].append(label)
-            values[side].append(scored(records, figure, label, masses))
-    every = [*values[0], *values[1]]
-    differing = f"--compare {spec_a} {spec_b}: the runs scored different images (their masses in view differ: another "
-    keys = scored_keys(every, first, differing + "input frame?)")
+    labels, loaded, _, draws = _run_sides(runs_a, runs_b, default_run, subset, density)
+    runs = list(zip([*loaded[0], *loaded[1]], [*labels[0], *labels[1]], strict=True))  # A's runs, then B's
+    first = loaded[0][0]
+    for records, label in runs:
+        same_images(first, records, (labels[0][0], label))
+    every = [scored(records, figure, label, masses) for records, label in runs]
+    differing = f"--compare {spec_a} {spec_b}: the runs scored different images (their masses in view differ)"
+    keys = scored_keys(every, first, differing)
     if not keys:
         raise ValueError(f"--figure {figure}: {labels[0][0]} has no image with a mass in view")
     drawn = drawn_means(every, keys, first, draws)
     full = drawn[:, 0].reshape(2, -1)
-    what = "a mass in view" if masses is None else f"a mass of {masses} in view, against those masses alone"
-    what += "" if density is None else f", of {density}"
     return (
-        f"{POINTING_FIGURES[figure]} on {count(len(keys), 'image')} with {what}, {len(runs_a)} runs a side, A's i-th "
-        "run paired with B's i-th, each run a random reader of the same test studies (Obuchowski-Rockette, readers "
-        "and cases random, Hillis's degrees of freedom: RJafroc's RRRC):\n"
+        f"{POINTING_FIGURES[figure]} on {count(len(keys), 'image')} with {scored_text(masses, density)}, "
+        f"{len(runs_a)} runs a side, A's i-th run paired with B's i-th, each run a random reader of the same test "
+        "studies (Obuchowski-Rockette, readers and cases random, Hillis's degrees of freedom: RJafroc's RRRC):\n"
         + _runs_lines(labels, full)
         + _rrrc_line(
             f"A - B, covariance over {drawn.shape[1] - 1:,} bootstrap draws",
             rrrc_test(full, bootstrap_covariance(drawn[:, 1:])),
         )  # fmt: skip
     )
+
+
+def _run_sides(
+    runs_a: list[str], runs_b: list[str], default_run: Path, subset: str, density: str | None
+) -> tuple[tuple[list[str], list[str]], tuple[list[dict[str, Any]], list[dict[str, Any]]], float, int]:
+    """``(labels, records, fppi budget, seed)``: A's and B's runs' labels and detection records on ``subset``'s
+    images (over one ``density``'s where given), and the first A run's budget and report seed (whose draws every run
+    of the comparison is drawn with)."""
+    labels: tuple[list[str], list[str]] = ([], [])
+    records: tuple[list[dict[str, Any]], list[dict[str, Any]]] = ([], [])
+    budget, draws = 0.0, 0
+    for index, (run_a, run_b) in enumerate(zip(runs_a, runs_b, strict=True)):
+        for side, spec in enumerate((run_a, run_b)):
+            label, record, side_budget, seed = load_side(spec, default_run, subset)
+            if index == 0 and side == 0:
+                budget, draws = side_budget, seed
+            labels[side].append(label)
+            records[side].append(in_density(record, density, label))
+    return labels, records, budget, draws
 
 
 def _runs_lines(labels: tuple[list[str], list[str]], figures: torch.Tensor) -> str:
