@@ -48,9 +48,11 @@ def test_pipeline_benchmark_runs_the_datamodule_and_the_held_batch(tmp_path: Pat
     assert (results["model_only"]["image_addresses"], results["model_only_rotating"]["image_addresses"]) == (1, 2)
 
 
-def test_the_ctrl_c_benchmark_stops_the_fixed_fit_and_can_still_turn_the_fix_off() -> None:
+def test_the_ctrl_c_benchmark_stops_the_fixed_fit_and_can_still_turn_the_fix_off(tmp_path: Path) -> None:
     """Its side without the fix turns the fix off by name in the fit's process: a renamed part must fail there, not
-    leave that side the fix."""
+    leave that side the fix. A fit with the fix that still ran 20 s after the Ctrl-C failed this once in a CI run
+    under load (2026-12-06, not reproduced in 35 trials here, loaded or not): it now has 30 s, and a fit kept running
+    puts its log, with every thread's stack, in the failure's message."""
     sys.path.insert(0, str(BENCHMARKS))
     try:
         from bench_ctrl_c import WITHOUT_FIX
@@ -61,10 +63,11 @@ def test_the_ctrl_c_benchmark_stops_the_fixed_fit_and_can_still_turn_the_fix_off
     assert unfixed.returncode == 0 and "usage:" in unfixed.stdout, unfixed.stderr[-3000:]
     # a fit the Ctrl-C missed trains on until --wait ends (a minute of CPU at 60 s); a fixed one stops in seconds
     run = subprocess.run([sys.executable, str(BENCHMARKS / "bench_ctrl_c.py"), "--model", "toy", "--trials", "1",
-                          "--delay", "0.5", "0.5", "--wait", "20"], cwd=BENCHMARKS.parent.parent,
-                         capture_output=True, text=True, timeout=240)  # fmt: skip
+                          "--delay", "0.5", "0.5", "--wait", "30", "--lost_logs", str(tmp_path / "kept")],
+                         cwd=BENCHMARKS.parent.parent, capture_output=True, text=True, timeout=300)  # fmt: skip
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    assert "with the fix: 0 of 1 fits still ran 20 s after Ctrl-C; exit statuses [1]" in run.stdout, run.stdout
+    kept = "".join(f"\n{log.name}:\n{log.read_text()[-6000:]}" for log in sorted((tmp_path / "kept").glob("*fix*")))
+    assert "with the fix: 0 of 1 fits still ran 30 s after Ctrl-C; exit statuses [1]" in run.stdout, run.stdout + kept
 
 
 def test_the_gpu_check_answers_help_without_running(tmp_path: Path) -> None:
