@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -72,38 +73,21 @@ def with_test_set_intervals(
     naming ``what`` and why where a run's image record cannot give it. ``runs``: ``(train, seed) -> detection.json``;
     ``restrict(records, label)``: each seed's records of one stratum (:func:`stratum_only`), for a per-stratum table;
     ``files``: the runs' image records by train method, read once for several calls (filled as read)."""
-    files = {} if files is None else files
-    out: Cells = {}
-    try:
-        for train, row in cells.items():
-            # one seed: its report's bootstrap interval already counts the test set
-            if any(tpr.basis == "seeds" for tpr, _ in row.values()) and train not in files:
-                files[train] = _run_files(train, runs)
-            for test, (tpr, fppi) in row.items():
-                cell = _cell(tpr, train, test, files[train], restrict) if train in files else tpr
-                out.setdefault(train, {})[test] = (cell, fppi)
-    except (ValueError, KeyError) as error:
-        log.warning("%s: its intervals are Student-t over the seeds only (the seeds' spread, not the test set's): %s",
-                    what, error)  # fmt: skip
-        return cells, False
-    return out, True
+    tprs = {train: {test: {"tpr": tpr} for test, (tpr, _) in row.items()} for train, row in cells.items()}
+    over, counted = cells_over_test_set(tprs, runs, partial(_resampled_tpr, restrict=restrict), what, files)
+    return {train: {test: (over[train][test]["tpr"], fppi) for test, (_, fppi) in row.items()}
+            for train, row in cells.items()}, counted  # fmt: skip
 
 
-def _cell(
-    tpr: Estimate,
-    train: str,
-    test: str,
-    files: list[RunFile],
-    restrict: Callable[[dict[str, Any], str], dict[str, Any]] | None,
-) -> Estimate:
-    if tpr.basis != "seeds":  # a seed's TPR undefined: the seeds' mean alone
-        return tpr
+def _resampled_tpr(
+    train: str, test: str, files: list[RunFile], restrict: Callable[[dict[str, Any], str], dict[str, Any]] | None
+) -> dict[str, torch.Tensor]:
+    """``{"tpr": (seeds, 1 + B)}`` of one Table II cell's runs: each seed's TPR at its FPPI budget over the full
+    sample then the first seed's report's draws, each seed's records of one stratum where ``restrict`` is given."""
     loaded = _seed_sides(test, files, "mass")
     labels = [label for label, *_ in loaded]
-    budget, draws = loaded[0][2], loaded[0][3]
     sides = [side if restrict is None else restrict(side, label) for label, side, *_ in loaded]
-    values = resampled_tprs(sides, budget, draws, labels)  # (seeds, 1 + B)
-    return _estimate(values, f"train {train}, test {test} ({', '.join(labels)})")
+    return {"tpr": resampled_tprs(sides, loaded[0][2], loaded[0][3], labels)}
 
 
 #: a seed's run as its image record was read once for a row of cells: (its label, the record's path, its content)
