@@ -4,9 +4,9 @@ density), and the best pair.
 Input: one ``detection.json`` per (train method, seed) test run, as ``wsod test`` writes it (keys ``table1``,
 ``mass``: ``{test method: {"tpr", "fppi", ...}}``). No torch here: plain numbers in, Markdown/CSV text out.
 
-Intervals: over seeds, a Student-t 95% interval of the per-seed figures (two seeds or more; Table I's, Table II's,
-``wafroc.md``'s and ``pointing_game.md``'s then get one that counts the test set too, from the runs' image records:
-:mod:`study_over_seeds`); with one seed, the
+Intervals: over seeds, a Student-t 95% interval of the per-seed figures (two seeds or more; every table's then gets
+one that counts the test set too, from the runs' image records where they give it: :mod:`study_over_seeds`,
+:mod:`study_strata_over_seeds`); with one seed, the
 bootstrap interval the test run reports, when it reports one (:func:`image_interval`: over the test studies, or
 over images for a report written before intervals drew studies; ``detection.json``'s ``bootstrap.resampled``
 says which), else none.
