@@ -36,7 +36,7 @@ from wsod_mammo.training.callbacks import Alignment, check_class_of_model, check
 from wsod_mammo.training.collapse import constant_probabilities, constants_text
 from wsod_mammo.training.divergence import TrainingDivergedError
 from wsod_mammo.training.predict_breasts import BREAST_CSV_COLUMNS, breast_csv_rows, breast_rows
-from wsod_mammo.training.provenance import evaluated_weights, evaluation_setting
+from wsod_mammo.training.provenance import evaluated_weights, evaluation_setting, file_sha256
 
 if TYPE_CHECKING:
     from wsod_mammo.training.module import GMICLitModule
@@ -342,14 +342,12 @@ def _constant_probabilities(records: list[dict[str, Any]]) -> str | None:
 
 def _copies_of_one_file(paths: list[Path]) -> bool:
     """Whether every file holds the same bytes (read only when the model answered all alike: rare; sizes first)."""
-    import hashlib
-
     first = paths[0]
     try:
         if any(p.stat().st_size != first.stat().st_size for p in paths[1:]):
             return False
-        digest = hashlib.sha256(first.read_bytes()).digest()
-        return all(hashlib.sha256(p.read_bytes()).digest() == digest for p in paths[1:])
+        digest = file_sha256(first)
+        return all(file_sha256(p) == digest for p in paths[1:])
     except OSError:  # a file gone since it was read: it says nothing about the model
         return False
 
