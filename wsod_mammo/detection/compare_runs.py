@@ -122,15 +122,12 @@ def compare_fom_runs(
     """Two methods' ``figure`` (``wafroc``, ``afroc``) compared over several runs a side, as one printed paragraph:
     every pair of runs drawn with the first A run's bootstrap resamples, so one covariance holds them all."""
     runs_a, runs_b = check_paired_runs(spec_a, spec_b)
-    labels: tuple[list[str], list[str]] = ([], [])
-    results, draws = [], None
-    for run_a, run_b in zip(runs_a, runs_b, strict=True):
-        label_a, a, _, seed = load_side(run_a, default_run, "all")
-        label_b, b, _, _ = load_side(run_b, default_run, "all")
-        draws = seed if draws is None else draws
-        results.append(paired_fom(a, b, figure, draws, (label_a, label_b), masses, jackknife=True, density=density))
-        labels[0].append(label_a)
-        labels[1].append(label_b)
+    # every test image, the density chosen by the ratings as wafroc_by_kind.md does (over wafroc.md's draws)
+    labels, (sides_a, sides_b), _, draws = _run_sides(runs_a, runs_b, default_run, "all", None)
+    results = [
+        paired_fom(a, b, figure, draws, (label_a, label_b), masses, jackknife=True, density=density)
+        for a, b, label_a, label_b in zip(sides_a, sides_b, *labels, strict=True)
+    ]
     if (full := _same_cases_figures(results)) is None:
         raise ValueError(
             f"--compare {spec_a} {spec_b}: the runs were tested on different studies; runs compared over seeds "
@@ -139,7 +136,7 @@ def compare_fom_runs(
     first = results[0]
     plural = "studies" if first["case"] == "study" else None
     return (
-        f"{FIGURES[figure]} figure of merit on {stratum_text(first['num_images'], a, masses, density)}, "
+        f"{FIGURES[figure]} figure of merit on {stratum_text(first['num_images'], sides_a[0], masses, density)}, "
         f"{len(results)} runs a side, A's i-th run paired with B's i-th, each run a random reader of the same test "
         f"{'studies' if first['case'] == 'study' else 'images'} (Obuchowski-Rockette, readers and cases random, "
         "Hillis's degrees of freedom: RJafroc's RRRC):\n"
