@@ -253,9 +253,10 @@ def test_an_image_seen_twice_counts_once_with_its_id():
 def test_intervals_do_not_depend_on_the_order_the_images_come_in() -> None:
     """Under DDP the gathered images are interleaved by rank: the same images in another order (one GPU vs two) must
     give the same intervals, not only the same figures."""
+    from wsod_mammo.detection.bootstrap import detection_intervals
     from wsod_mammo.detection.compare import paired_bootstrap
     from wsod_mammo.detection.image_keys import image_keys
-    from wsod_mammo.training.test_report import _image_records, detection_intervals
+    from wsod_mammo.training.test_report import _image_records
 
     generator = torch.Generator().manual_seed(0)
     labels = (torch.arange(24) % 2 == 0).long()

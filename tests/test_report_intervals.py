@@ -10,9 +10,10 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from wsod_mammo.detection.bootstrap import detection_intervals
 from wsod_mammo.detection.compare import load_side, paired_bootstrap
 from wsod_mammo.detection.metrics import DetectionMetric
-from wsod_mammo.training.test_report import Table1Figures, detection_intervals, write_test_report
+from wsod_mammo.training.test_report import Table1Figures, write_test_report
 
 NO_TABLE1 = Table1Figures({}, {}, {}, None)  # a report of detection alone
 

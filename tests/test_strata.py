@@ -194,7 +194,7 @@ def test_a_category_per_ground_truth_box_is_required() -> None:
 
 
 def test_table2_by_finding_birads_rows_each_kind_unknown_last_and_only_where_the_data_names_one() -> None:
-    from wsod_mammo.training.test_report import by_finding_birads, has_finding_birads
+    from wsod_mammo.detection.table2_strata import by_finding_birads, has_finding_birads
 
     images = _lesion_images(seed=6, count=30)
     images[1]["birads"] = [0] * len(images[1]["birads"])  # masses whose finding_birads cell is empty
@@ -218,7 +218,7 @@ def test_table2_by_finding_birads_rows_each_kind_unknown_last_and_only_where_the
 
 def test_table2_by_mass_size_rows_the_masses_by_their_longer_side_in_order_unknown_last() -> None:
     from wsod_mammo.detection.mass_kinds import SIZE_LABELS, size_label
-    from wsod_mammo.training.test_report import by_mass_size, has_mass_sizes, why_no_sizes
+    from wsod_mammo.detection.table2_strata import by_mass_size, has_mass_sizes, why_no_sizes
 
     assert [size_label(v) for v in (9.99, 10.0, 19.9, 20.0, math.nan)] == [*SIZE_LABELS[:2], *SIZE_LABELS[1:], UNKNOWN]
     images = _lesion_images(seed=7, count=30)

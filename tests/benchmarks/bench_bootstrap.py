@@ -16,12 +16,11 @@ import time
 import torch
 
 from wsod_mammo.detection.afroc_report import afroc_summary
-from wsod_mammo.detection.bootstrap import classification_figures, resample_weights
+from wsod_mammo.detection.bootstrap import classification_figures, detection_intervals, resample_weights
 from wsod_mammo.detection.calibration import calibration_figures
 from wsod_mammo.detection.froc import froc_curve
 from wsod_mammo.detection.metrics import DetectionResult, ThresholdResult
 from wsod_mammo.detection.recalibration import recalibration
-from wsod_mammo.training.test_report import detection_intervals
 
 
 def fake_result(gen: torch.Generator, images: int, boxes_per_image: int) -> DetectionResult:

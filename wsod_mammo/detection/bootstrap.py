@@ -13,9 +13,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from wsod_mammo.detection.metrics import DetectionResult
 
 NUM_RESAMPLES = 1000
 # the test report's default seed (the callback's bootstrap_seed), and the one --compare assumes for a report written
@@ -190,4 +194,21 @@ def classification_figures(weights: Tensor, probabilities: Tensor, target: Tenso
         "auc": _weighted_auroc(weights, probabilities, target),
         "tpr": (weights * (predicted & positive).float()).sum(1) / (weights * positive.float()).sum(1),
         "tnr": (weights * (~predicted & ~positive).float()).sum(1) / (weights * (~positive).float()).sum(1),
+    }
+
+
+def detection_intervals(
+    result: DetectionResult, fppi_budget: float, seed: int, groups: dict[int, int] | None = None
+) -> dict[str, Any]:
+    """Intervals of one method's operating point (``tpr``, ``fppi``) and of TPR at each FROC point, drawing
+    whole studies (``groups``: ``study_groups``)."""
+    r = result.per_threshold[0]
+    weights = detection_draws(result.image_gt, result.image_keys, seed, groups)
+    fppi, tpr = resampled_froc(weights, result.image_gt, r.box_image, r.box_scores, r.box_tp)
+    points = list(result.fppi_points)
+    best, at = best_within(fppi, tpr, points + [fppi_budget])
+    return {
+        "tpr": interval(best[:, -1], r.tpr),
+        "fppi": interval(at[:, -1], r.fppi),
+        "tpr_at_fppi": {f"{p:g}": interval(best[:, i], float(r.tpr_at_fppi[i])) for i, p in enumerate(points)},
     }

@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 METHOD_ORDER: tuple[str, ...] = ("cam", "gradcam", "gradcampp", "xgradcam", "layercam")
 TABLE1_COLUMNS: tuple[tuple[str, str], ...] = (("accuracy", "accuracy"), ("auc", "AUC"), ("tpr", "TPR"), ("tnr", "TNR"))
 TABLE2_ROW_FILE = "table2_row.csv"
+# the test report's two subsets of images, each with its Table II: name -> positives only (the study's: mass images)
+SUBSETS = {"mass": True, "all": False}
 MISSING = "n/a"
 WEIGHTS_COLUMN, THRESHOLDS_COLUMN = "weights", "thresholds"  # the last two columns of a row file
 VALIDATED, TIED = "validated", "tied"  # a row file's thresholds, as thresholds_record writes them

@@ -24,10 +24,10 @@ from wsod_mammo.detection.normal_ratings import NormalImageRatings
 from wsod_mammo.detection.overlay import method_panels, render_overlay, short_id, write_png
 from wsod_mammo.detection.overlay_frame import overlay_frame
 from wsod_mammo.detection.pointing import POINTING_UNITS, TOLERANCE
+from wsod_mammo.detection.report import SUBSETS
 from wsod_mammo.saliency import get_saliency_method
 from wsod_mammo.training.run_dir import run_directory
 from wsod_mammo.training.test_report import (
-    SUBSETS,
     breast_groups,
     density_labels,
     study_groups,
