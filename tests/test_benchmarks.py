@@ -49,9 +49,10 @@ def test_pipeline_benchmark_runs_the_datamodule_and_the_held_batch(tmp_path: Pat
 
 
 def test_the_ctrl_c_benchmark_stops_the_fixed_fit_and_can_still_turn_the_fix_off(tmp_path: Path) -> None:
-    """Its side without the fix turns the fix off by name in the fit's process: a renamed part must fail there, not
-    leave that side the fix. A fit with the fix that still ran 20 s after the Ctrl-C failed this once in a CI run
-    under load (2026-12-06, not reproduced in 35 trials here, loaded or not): it now has 30 s, and a fit kept running
+    """Its side without the fixes turns them off by name in the fit's process: a renamed part must fail there, not
+    leave that side a fix. A fit with the Ctrl-C fix that still ran 20 s after the Ctrl-C failed this once in a CI
+    run under load (2026-12-06): a worker the Ctrl-C killed had left its loader's lock held (its stacks, kept since,
+    showed the fit hung in ``_workers_done_event.set()``), which workers ignoring SIGINT ends. A fit kept running
     puts its log, with every thread's stack, in the failure's message."""
     sys.path.insert(0, str(BENCHMARKS))
     try:

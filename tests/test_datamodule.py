@@ -8,8 +8,10 @@ import os
 import pickle
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from multiprocessing.reduction import ForkingPickler
 from pathlib import Path
 from typing import get_args, get_type_hints
@@ -90,6 +92,25 @@ def test_workers_start_outside_the_training_process_unless_told_to_fork(syntheti
     parents = {_parent_pid(worker.pid) for worker in batches._workers}
     assert (parents == {os.getpid()}) == (start == "fork"), parents
     _check_batch(next(iter(dm.val_dataloader())), 3)
+
+
+@pytest.mark.parametrize("start", ["forkserver", "fork"])
+def test_a_ctrl_c_to_every_process_leaves_the_workers_to_the_training_process(synthetic_root: Path, start: str) -> None:
+    """A terminal's Ctrl-C reaches the workers too. One it killed while it checked its loader's shared "done" event
+    left that event's lock held, and the training process hung for good stopping its workers for the same Ctrl-C
+    (``bench_ctrl_c.py``). Workers ignore it: the epoch reads on to its end with the same workers, as the training
+    process would stop them."""
+    dm = _dm(synthetic_root, num_workers=2, worker_start=start, eval_batch_size=1)
+    dm.setup("test")
+    batches = iter(dm.test_dataloader())
+    _check_batch(next(batches), 1)
+    workers = list(batches._workers)
+    for worker in workers:
+        os.kill(worker.pid, signal.SIGINT)
+    time.sleep(1)
+    assert [worker.is_alive() for worker in workers] == [True, True]
+    rest = list(batches)  # a dead worker: "DataLoader worker (pid ...) exited unexpectedly"
+    assert len(rest) == len(dm.datasets["test"]) - 1 > 0
 
 
 def test_an_unknown_worker_start_names_the_option(synthetic_root: Path) -> None:

@@ -1,4 +1,4 @@
-"""How often a Ctrl-C fails to stop `wsod fit`, with and without the fix of wsod_mammo/ctrl_c.py, side by side.
+"""How often a Ctrl-C fails to stop `wsod fit`, with and without wsod's fixes, side by side.
 
     python tests/benchmarks/bench_ctrl_c.py --trials 20
     python tests/benchmarks/bench_ctrl_c.py --trials 20 --model toy
@@ -7,8 +7,10 @@ Each trial starts a fit of configs/demo.yaml on a tiny synthetic dataset (2 Data
 and epochs of 2 batches, so workers are shut down often), waits until it trains, sends SIGINT to its whole process
 group at a random moment (as a terminal's Ctrl-C does) and counts the fit as lost when it still runs ``--wait``
 seconds later. Python loses a KeyboardInterrupt raised inside a ``__del__``, as a DataLoader iterator's joining its
-workers; the fix raises it again at the next batch. Without the fix the same command runs with ``watch_ctrl_c`` and
-``CtrlCAgain`` turned off in the fit's process; the two alternate, so both see the same machine load. ``--model toy``
+workers: wsod_mammo/ctrl_c.py raises it again at the next batch. A worker the SIGINT killed could leave its loader's
+shared lock held and hang the fit's shutdown: wsod's workers ignore SIGINT (wsod_mammo/data/lifetime.py). Without the
+fixes the same command runs with ``watch_ctrl_c`` and ``CtrlCAgain`` turned off in the fit's process and workers that
+die of SIGINT; the two alternate, so both see the same machine load. ``--model toy``
 runs a plain Lightning fit of one linear layer instead, the same loaders, whose epochs are mostly the workers' start
 and stop.
 """
@@ -29,18 +31,21 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 WITH_FIX = "from wsod_mammo.commands import main; main()"
 WITHOUT_FIX = (  # the assert: a renamed part fails this side's fit, instead of leaving it the fix
-    "import contextlib, wsod_mammo.cli as cli, wsod_mammo.ctrl_c as ctrl_c; "
-    "assert cli.watch_ctrl_c and ctrl_c.CtrlCAgain._raise_if_lost; "
+    "import contextlib, functools, wsod_mammo.cli as cli, wsod_mammo.ctrl_c as ctrl_c; "
+    "import wsod_mammo.data.datamodule as datamodule, wsod_mammo.data.dataset as dataset; "
+    "assert cli.watch_ctrl_c and ctrl_c.CtrlCAgain._raise_if_lost and datamodule.seed_worker is dataset.seed_worker; "
     "cli.watch_ctrl_c = contextlib.nullcontext; ctrl_c.CtrlCAgain._raise_if_lost = staticmethod(lambda: None); "
-    + WITH_FIX
+    "datamodule.seed_worker = functools.partial(dataset.seed_worker, ctrl_c_to_owner=False); " + WITH_FIX
 )
 TRAINING = "fit: checkpoints"  # logged once the fit's callbacks are set up, just before its first epoch
-# --model toy: a plain Lightning fit of one linear layer, the same DataLoader settings, its epochs milliseconds long, so
-# that most of its time goes into starting and stopping workers; argv: fix|without, workers, persistent (true|false)
+# --model toy: a plain Lightning fit of one linear layer, the same DataLoader settings and workers' start (seed_worker),
+# its epochs milliseconds long, so that most of its time goes into starting and stopping workers;
+# argv: fix|without, workers, persistent (true|false)
 TOY_FIT = """
-import contextlib, sys, torch, lightning as L
+import contextlib, functools, sys, torch, lightning as L
 from torch.utils.data import DataLoader, TensorDataset
 from wsod_mammo.ctrl_c import CtrlCAgain, watch_ctrl_c
+from wsod_mammo.data.dataset import seed_worker
 fix, workers, persistent = sys.argv[1] == "fix", int(sys.argv[2]), sys.argv[3] == "true"
 class Toy(L.LightningModule):
     def __init__(self):
@@ -56,7 +61,8 @@ class Toy(L.LightningModule):
         print("fit: checkpoints (none: a toy)", flush=True)
 def loader():
     data = TensorDataset(torch.randn(400, 4))
-    return DataLoader(data, batch_size=4, num_workers=workers, persistent_workers=persistent and workers > 0)
+    return DataLoader(data, batch_size=4, num_workers=workers, persistent_workers=persistent and workers > 0,
+                      worker_init_fn=functools.partial(seed_worker, ctrl_c_to_owner=fix))
 trainer = L.Trainer(max_epochs=100000, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                     enable_model_summary=False, limit_train_batches=2, limit_val_batches=1,
                     callbacks=[CtrlCAgain()] if fix else [])

@@ -24,7 +24,7 @@ from wsod_mammo.data.dicom import DicomError
 from wsod_mammo.data.errors import DataError
 from wsod_mammo.data.geometry import Geometry, box_sizes_mm, boxes_to_input, clip_boxes
 from wsod_mammo.data.images import load_input_image
-from wsod_mammo.data.lifetime import exit_with
+from wsod_mammo.data.lifetime import exit_with, leave_ctrl_c_to_owner
 from wsod_mammo.data.pixel_reads import PixelBatch, PixelRef, pixel_ref
 from wsod_mammo.data.prepare import read_cached, read_padding
 from wsod_mammo.data.sampling import SampleKey
@@ -232,7 +232,9 @@ def _sizes(values: np.ndarray) -> list[float | None]:
     return [None if np.isnan(v) else float(v) for v in values]
 
 
-def seed_worker(worker_id: int, log_level: int | None = None, owner_pid: int | None = None) -> None:
+def seed_worker(
+    worker_id: int, log_level: int | None = None, owner_pid: int | None = None, ctrl_c_to_owner: bool = True
+) -> None:
     """Give each dataloader worker its own augmentation stream, derived from torch's seeded worker seed.
 
     Also one OpenCV and one torch thread per worker: N workers already use N cores, and each library's own
@@ -244,7 +246,12 @@ def seed_worker(worker_id: int, log_level: int | None = None, owner_pid: int | N
     again in a worker that did not inherit it, so its warnings (an image skipped, a mirrored DICOM) read alike.
     ``owner_pid``: the training process; the worker ends when it does (see ``lifetime``: a killed trainer's
     fork-server workers otherwise stayed forever).
+    ``ctrl_c_to_owner``: SIGINT is ignored here and left to the training process, which stops its workers in order
+    (see ``lifetime``: a worker Ctrl-C killed could hang its owner's shutdown); False only for ``bench_ctrl_c.py``'s
+    side without the fix.
     """
+    if ctrl_c_to_owner:
+        leave_ctrl_c_to_owner()
     if owner_pid is not None:
         exit_with(owner_pid)
     if log_level is not None and not logging.getLogger(PACKAGE_LOGGER).handlers:

@@ -1,16 +1,32 @@
-"""Worker processes that end with the process they work for.
+"""Worker processes that end with the process they work for, and only then.
 
 A worker blocked on its queue never learns that its owner was killed (``kill -9``, the OOM killer): PyTorch's
 DataLoader workers watch their parent, and a fork-server worker's parent is the server, which outlives the killed
 trainer because its workers hold its alive pipe open. Each kept ~380 MB (the server ~600 MB) for good.
+
+The other way round, a worker must not die of the Ctrl-C its owner stops it for: a terminal sends SIGINT to every
+process of the job, and a DataLoader worker it killed while the worker checked the loader's shared "done" event
+left that event's lock held; its owner then hung for good in the shutdown the Ctrl-C had started
+(``_workers_done_event.set()`` in torch's ``_shutdown_workers``, whose comment names the hazard), deaf to a second
+Ctrl-C, which Lightning ignores while it shuts down (``tests/benchmarks/bench_ctrl_c.py``: 1 fit of 40 with the
+suite running beside it). Workers ignore SIGINT, as Python's fork server and resource tracker do. SIGTERM keeps its
+default: torch's shutdown and multiprocessing's exit end a worker that does not stop with it with SIGTERM (and no
+fit of 40 hung after a SIGTERM to every process, the same way).
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import threading
 import time
+
+
+def leave_ctrl_c_to_owner() -> None:
+    """Ignore SIGINT in this worker: its owner stops it in order on Ctrl-C, and :func:`exit_with` ends it when the
+    owner dies without doing so."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def exit_with(owner_pid: int, interval: float = 1.0) -> None:
@@ -20,7 +36,6 @@ def exit_with(owner_pid: int, interval: float = 1.0) -> None:
     if os.getppid() == owner_pid and sys.platform.startswith("linux"):
         try:
             import ctypes
-            import signal
 
             ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
         except (OSError, AttributeError):
