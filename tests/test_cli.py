@@ -2171,6 +2171,8 @@ def test_ddp_test_on_an_uneven_count_with_repeats_equals_one_process(
         for name in ("brier", "ece", "slope", "intercept"):  # a slope NaN in both where the classes separate
             expected = pytest.approx(figures[name], abs=1e-6, nan_ok=True)
             assert two["calibration"]["heads"][head][name] == expected, (head, name)
+        drawn = pytest.approx(figures["ece_if_calibrated"], abs=1e-6)  # outcomes drawn per image, not per position
+        assert two["calibration"]["heads"][head]["ece_if_calibrated"] == drawn, head
     # the probabilities --compare of two heads redraws: the same per image (each listed once) whatever the ranks
     classified = {}
     for devices in (1, 2):
