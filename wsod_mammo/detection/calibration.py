@@ -135,7 +135,8 @@ def _interval(samples: Tensor, value: float) -> dict[str, float]:
 
 
 def calibration_text(summary: dict[str, Any], unit: str, class_name: str) -> tuple[str, str]:
-    """``(markdown, csv)``: per head the Brier score and ECE with their intervals, then each head's reliability."""
+    """``(markdown, csv)``: per head every figure with its interval and the ECE if calibrated with its p, then each
+    head's reliability."""
     rows = []
     for head, f in summary["heads"].items():
         cells = [figure_text(f[name]) for name in FIGURES]  # the ECE if calibrated and its p beside the ECE
@@ -157,8 +158,9 @@ def calibration_text(summary: dict[str, Any], unit: str, class_name: str) -> tup
         f"Value [95% bootstrap interval over {unit}]; n/a: no finite estimate, the probabilities separate the "
         "classes (a perfect ranking's slope is infinite), in the test set or, for the interval, in some resample. "
         "A small test set's ECE is above zero even for a calibrated head: ECE if calibrated is the ECE these "
-        f"probabilities show on these images when each image's outcome is drawn as its probability says ({DRAWN}: "
-        "Bröcker & Smith's consistency resampling), mean [95% range]; p the share of those draws whose ECE reaches "
+        "probabilities show on these images when each image's outcome is drawn as its probability says "
+        f"({CALIBRATED_DRAWS:,} draws: Bröcker & Smith's consistency resampling), mean [95% range]; p the share of "
+        "those draws whose ECE reaches "
         "the observed one (small: further from calibrated than a test set of this size strays by chance).\n\n"
         + _markdown(["head", *list(FIGURES.values())[:2], "ECE if calibrated", "p", *list(FIGURES.values())[2:]], rows)
         + "\nReliability: per bin of probability, the share of its images that are positive (and how many images it "
@@ -167,9 +169,6 @@ def calibration_text(summary: dict[str, Any], unit: str, class_name: str) -> tup
         + _markdown(["head", *edges], bins)
     )
     return markdown, csv_text(CSV_COLUMNS, [[str(v) for v in row] for row in calibration_rows(summary)])
-
-
-DRAWN = f"{CALIBRATED_DRAWS:,} draws"
 
 
 def _calibrated_cells(figures: dict[str, Any]) -> list[str]:
