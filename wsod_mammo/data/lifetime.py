@@ -1,4 +1,4 @@
-"""Worker processes that end with the process they work for, and only then.
+"""Worker processes that end with the process they work for, and are stopped by it.
 
 A worker blocked on its queue never learns that its owner was killed (``kill -9``, the OOM killer): PyTorch's
 DataLoader workers watch their parent, and a fork-server worker's parent is the server, which outlives the killed
@@ -10,8 +10,8 @@ left that event's lock held; its owner then hung for good in the shutdown the Ct
 (``_workers_done_event.set()`` in torch's ``_shutdown_workers``, whose comment names the hazard), deaf to a second
 Ctrl-C, which Lightning ignores while it shuts down (``tests/benchmarks/bench_ctrl_c.py``: 1 fit of 40 with the
 suite running beside it). Workers ignore SIGINT, as Python's fork server and resource tracker do. SIGTERM keeps its
-default: torch's shutdown and multiprocessing's exit end a worker that does not stop with it with SIGTERM (and no
-fit of 40 hung after a SIGTERM to every process, the same way).
+default, since torch's shutdown and multiprocessing's exit send it to a worker that does not stop when asked (and
+no fit of 40 hung after a SIGTERM to every process of the job).
 """
 
 from __future__ import annotations
