@@ -431,6 +431,17 @@ def test_the_study_writes_calibration_over_seeds_and_with_one_seed_the_reports_i
     slopes, shifts = seed_interval([0.8, 1.3], bounds=(-math.inf, math.inf)), seed_interval([-0.2, 0.3], bounds=(-9, 9))
     assert "| ECE | slope | intercept |" in table and shifts.low < 0 < 1 < slopes.high
     assert f"| 1.050 [{slopes.low:.3f}, {slopes.high:.3f}] | 0.050 [{shifts.low:.3f}, {shifts.high:.3f}] |" in table
+    assert "beyond chance" not in table  # reports written before the test of calibration: no column
+    for seed, p in ((1, 0.01), (2, 0.049)):  # with it: how many seeds' test reports reject calibration
+        report = json.loads(runs[("cam", seed)].read_text())
+        for head in report["calibration"]["heads"].values():
+            head["ece_if_calibrated"] = {"value": 0.09, "low": 0.05, "high": 0.14, "p": p}
+        runs[("cam", seed)].write_text(json.dumps(report))
+    write_study_outputs(tmp_path / "study", runs)
+    table = (tmp_path / "study" / "calibration.md").read_text()
+    assert "| intercept | ECE beyond chance |" in table and table.count(" | 2 of 2 |\n") == 2  # a row per head
+    write_study_outputs(tmp_path / "one", {("cam", 1): runs[("cam", 1)]})
+    assert (tmp_path / "one" / "calibration.md").read_text().count(" | 1 of 1 |\n") == 2
     warning = "no calibration: the test reports of cam_seed1 measure no calibration"
     _older_report_leaves_out(tmp_path, runs, caplog, "calibration", "calibration.md", "Calibration", warning)
 

@@ -542,6 +542,8 @@ def calibration_table(
     (:func:`~wsod_mammo.detection.study_over_seeds.calibration_over_test_set`), used instead; ``over_seeds``: what
     its intervals over seeds are, where not Student-t."""
     figures = calibration_figures(reports)
+    heads = [h for r in reports.values() for h in r["calibration"]["heads"].values()]
+    tested = all("ece_if_calibrated" in h for h in heads)  # reports written before the test of calibration: no column
     rows = []
     for train, runs in _by_method(reports).items():
         over = resampled(runs[0])
@@ -554,13 +556,20 @@ def calibration_table(
                                       over=over, bounds=(0.0, 1.0) if name in ("brier", "ece") else UNBOUNDED)
                 for name in figures
             ]  # fmt: skip
-            rows.append([train, head, *(e.text(3) for e in estimates)])
+            rejected = sum(c["ece_if_calibrated"]["p"] < 0.05 for c in per_seed) if tested else 0
+            rows.append([train, head, *(e.text(3) for e in estimates)] + ([f"{rejected} of {len(per_seed)}"] * tested))
     bins = next(iter(reports.values()))["calibration"]["bins"]
     undefined = "; no interval where a seed's or a resample's probabilities separate the classes" if over_seeds else ""
+    test = (
+        " ECE beyond chance: the seeds whose test report's ECE a calibrated head reaches in under 5% of its draws "
+        "(the report's ECE if calibrated, p < 0.05): miscalibrated beyond what the test set's size explains."
+        if tested
+        else ""
+    )
     return (
         f"Calibration of Table I's probabilities (the Brier score, and the expected calibration error over {bins} "
         "equal-width bins: lower is better; the slope and intercept of logistic recalibration: 1 and 0 when "
         f"calibrated, n/a where the probabilities separate the classes; mean [95% interval {over_seeds or 'over seeds'}"
-        f"{undefined}; with one seed, the test report's bootstrap interval])\n\n"
-        + _markdown(["train", "head", *figures.values()], rows)
+        f"{undefined}; with one seed, the test report's bootstrap interval]){test}\n\n"
+        + _markdown(["train", "head", *figures.values()] + (["ECE beyond chance"] if tested else []), rows)
     )
