@@ -556,8 +556,9 @@ def calibration_table(
                                       over=over, bounds=(0.0, 1.0) if name in ("brier", "ece") else UNBOUNDED)
                 for name in figures
             ]  # fmt: skip
-            rejected = sum(c["ece_if_calibrated"]["p"] < 0.05 for c in per_seed) if tested else 0
-            rows.append([train, head, *(e.text(3) for e in estimates)] + ([f"{rejected} of {len(per_seed)}"] * tested))
+            rows.append([train, head, *(e.text(3) for e in estimates)])
+            if tested:  # the seeds whose report rejects calibration at 5%
+                rows[-1].append(f"{sum(c['ece_if_calibrated']['p'] < 0.05 for c in per_seed)} of {len(per_seed)}")
     bins = next(iter(reports.values()))["calibration"]["bins"]
     undefined = "; no interval where a seed's or a resample's probabilities separate the classes" if over_seeds else ""
     test = (
