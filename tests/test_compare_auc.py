@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from wsod_mammo.detection.bootstrap import SEED, groups_of
+from wsod_mammo.detection.calibration import calibration_summary
 from wsod_mammo.detection.compare_auc import HEAD_NAMES, load_head, paired_auc
 from wsod_mammo.detection.delong import paired_test
 from wsod_mammo.detection.report import main
@@ -69,6 +70,12 @@ def test_each_sides_interval_is_its_table1_interval_and_the_difference_is_paired
     same = paired_auc(a, a, seed)
     assert same["difference"] == {"value": 0.0, "low": 0.0, "high": 0.0} and same["p_a_not_better"] == 1.0
     assert same["delong"]["p"] == 1.0
+    # the Brier scores over the same draws: each side's is its calibration.md's, the better head's lower
+    record = json.loads((tmp_path / "a" / "detection_images.json").read_text())["classification"]
+    assert result["brier"]["a"] == calibration_summary(record, 7)["heads"]["fusion"]["brier"]
+    assert result["brier"]["b"] == calibration_summary(record, 7)["heads"]["global"]["brier"]  # b's noise is a's
+    assert result["brier"]["difference"]["high"] < 0 and result["brier"]["p_a_not_better"] < 0.025
+    assert same["brier"]["difference"] == {"value": 0.0, "low": 0.0, "high": 0.0}
     # the CLI: two runs' fusion heads, and two heads of one run (the first listed run's, without RUN_DIR)
     main([str(tmp_path / "a"), "--compare", "fusion", f"{tmp_path / 'b'}:fusion"])
     out = capsys.readouterr().out
@@ -78,6 +85,12 @@ def test_each_sides_interval_is_its_table1_interval_and_the_difference_is_paired
     t = result["delong"]
     delong_line = f"DeLong's test, clustered by study (Obuchowski): A - B = {t['difference']:+.3f} [{t['low']:+.3f}, "
     assert delong_line + f"{t['high']:+.3f}], z = {t['z']:.2f}, p < 0.001" in out
+    brier = result["brier"]["difference"]
+    assert "Brier score of the same probabilities (lower is better), the same resamples:" in out
+    assert (
+        f"  A - B: {brier['value']:.3f} [{brier['low']:.3f}, {brier['high']:.3f}]; share of resamples with A >= B: "
+        in out
+    )
     main([str(tmp_path / "a"), "--compare", "fusion", "global"])
     assert "B a:global: " in capsys.readouterr().out
 

@@ -4,7 +4,9 @@ Table I gives each run's AUC with an interval of its own; whether GMIC trained w
 better than trained with another is a question about the difference, which two separate intervals overstate: the
 runs were tested on the same images. Both sides are drawn with the same resamples (whole studies where the reports
 recorded them, stratified by class), with the first side's seed, so each side's interval is its Table I's. Beside it,
-DeLong's test of the difference, clustered by the same studies (:mod:`delong`), for the p-value papers report.
+DeLong's test of the difference, clustered by the same studies (:mod:`delong`), for the p-value papers report. And
+the two sides' Brier scores over the same resamples (``calibration.md``'s): AUC says which ranks better, the Brier
+score whose probabilities a reader can take at their word.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from typing import Any
 
 import torch
 
-from wsod_mammo.detection.bootstrap import SEED, classification_figures, interval, resample_weights
+from wsod_mammo.detection.bootstrap import SEED, classification_figures, interval, interval_text, resample_weights
+from wsod_mammo.detection.calibration import calibration_figures
 from wsod_mammo.detection.compare import paired_lines, read_images_file, same_images, why_images, without_studies
 from wsod_mammo.detection.delong import paired_test
 from wsod_mammo.detection.record_strata import in_density
@@ -100,7 +103,8 @@ def paired_auc(
 ) -> dict[str, Any]:
     """AUC of A and B, and of A - B, each ``{value, low, high}``, over the same resamples; ``p_a_not_better``: the
     share of resamples where A's AUC is not above B's; ``delong``: DeLong's test of A - B, clustered by study where
-    both sides recorded studies (:func:`paired_test`). Both sides must rate one class on the same images with the
+    both sides recorded studies (:func:`paired_test`); ``brier``: the same for the Brier score (A not better: not
+    below B's). Both sides must rate one class on the same images with the
     same labels (``labels`` name the two sides in those errors)."""
     if a["class"] != b["class"]:
         raise ValueError(
@@ -126,7 +130,19 @@ def paired_auc(
     (full_a, samples_a), (full_b, samples_b) = aucs
     difference = samples_a - samples_b
     drawn = difference[~torch.isnan(difference)]  # a resample without both classes has no AUC
+    briers = [
+        (calibration_figures(torch.ones(1, keys.numel()), p, target)["brier"][0],
+         calibration_figures(resamples, p, target)["brier"])
+        for p in probabilities
+    ]  # fmt: skip
+    (brier_a, drawn_a), (brier_b, drawn_b) = briers
     return {
+        "brier": {
+            "a": interval(drawn_a, float(brier_a)),
+            "b": interval(drawn_b, float(brier_b)),
+            "difference": interval(drawn_a - drawn_b, float(brier_a - brier_b)),
+            "p_a_not_better": float((drawn_a >= drawn_b).double().mean()),  # lower is better
+        },
         "a": interval(samples_a, float(full_a)),
         "b": interval(samples_b, float(full_b)),
         "difference": interval(difference, float(full_a - full_b)),
@@ -157,6 +173,16 @@ def compare_auc(spec_a: str, spec_b: str, default_run: Path, level: str = "image
         f"bootstrap (95%) over {r['resampled']}{why_images(r['without_studies'])}:\n"
         + paired_lines((label_a, label_b), r)
         + f"{delong_text(r['delong'], r['resampled'])}\n"
+        + brier_lines((label_a, label_b), r["brier"])
+    )
+
+
+def brier_lines(labels: tuple[str, str], brier: dict[str, Any]) -> str:
+    """The Brier scores of the two sides and their difference over the same resamples (lower is better)."""
+    a, b, difference = (interval_text(brier[side], 3) for side in ("a", "b", "difference"))
+    return (
+        f"Brier score of the same probabilities (lower is better), the same resamples:\n  A {labels[0]}: {a}\n"
+        f"  B {labels[1]}: {b}\n  A - B: {difference}; share of resamples with A >= B: {brier['p_a_not_better']:.3f}\n"
     )
 
 
