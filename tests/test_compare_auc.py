@@ -56,7 +56,7 @@ def test_each_sides_interval_is_its_table1_interval_and_the_difference_is_paired
     _write_run(tmp_path / "b", {"fusion": noise}, keys, target, groups, order=torch.randperm(N))  # other order
     _, a, seed = load_head(f"{tmp_path / 'a'}:fusion", tmp_path)
     _, b, _ = load_head(f"{tmp_path / 'b'}:fusion", tmp_path)
-    result = paired_auc(a, b, seed)
+    result = paired_auc(a, b, seed, with_brier=True)
     studies = groups_of(keys, groups)
     assert result["a"] == _figures_with_intervals(good, target, keys, 7, studies)["auc"]
     assert result["b"] == _figures_with_intervals(noise, target, keys, 7, studies)["auc"]  # B's order is A's
@@ -67,7 +67,7 @@ def test_each_sides_interval_is_its_table1_interval_and_the_difference_is_paired
     assert result["delong"] == paired_test(good, noise, target, study_of_image)
     assert result["delong"]["difference"] == pytest.approx(result["difference"]["value"], abs=1e-6)
     assert result["delong"]["p"] < 0.01 and result["delong"]["low"] > 0
-    same = paired_auc(a, a, seed)
+    same = paired_auc(a, a, seed, with_brier=True)
     assert same["difference"] == {"value": 0.0, "low": 0.0, "high": 0.0} and same["p_a_not_better"] == 1.0
     assert same["delong"]["p"] == 1.0
     # the Brier scores over the same draws: each side's is its calibration.md's, the better head's lower

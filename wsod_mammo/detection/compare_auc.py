@@ -11,10 +11,12 @@ score whose probabilities a reader can take at their word.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor
 
 from wsod_mammo.detection.bootstrap import SEED, classification_figures, interval, interval_text, resample_weights
 from wsod_mammo.detection.calibration import calibration_figures
@@ -99,13 +101,17 @@ def breast_side(side: dict[str, Any], label: str) -> dict[str, Any]:
 
 
 def paired_auc(
-    a: dict[str, Any], b: dict[str, Any], seed: int = SEED, labels: tuple[str, str] = ("A", "B")
+    a: dict[str, Any],
+    b: dict[str, Any],
+    seed: int = SEED,
+    labels: tuple[str, str] = ("A", "B"),
+    with_brier: bool = False,
 ) -> dict[str, Any]:
     """AUC of A and B, and of A - B, each ``{value, low, high}``, over the same resamples; ``p_a_not_better``: the
     share of resamples where A's AUC is not above B's; ``delong``: DeLong's test of A - B, clustered by study where
-    both sides recorded studies (:func:`paired_test`); ``brier``: the same for the Brier score (A not better: not
-    below B's). Both sides must rate one class on the same images with the
-    same labels (``labels`` name the two sides in those errors)."""
+    both sides recorded studies (:func:`paired_test`); ``with_brier``: also ``brier``, the same for the Brier score
+    (A not better: not below B's), which ``wsod report --compare`` prints and the study's tables do not. Both sides
+    must rate one class on the same images with the same labels (``labels`` name the two sides in those errors)."""
     if a["class"] != b["class"]:
         raise ValueError(
             f"--compare: {labels[0]} rates {a['class']} and {labels[1]} {b['class']}: their AUCs do not compare"
@@ -122,30 +128,21 @@ def paired_auc(
     without = without_studies(a, b, labels)
     groups = None if without else torch.tensor(a["study_keys"], dtype=torch.int64)
     resamples = resample_weights(target, seed=seed, keys=keys, groups=groups)
-    aucs = [
-        (classification_figures(torch.ones(1, keys.numel()), p, target)["auc"][0],
-         classification_figures(resamples, p, target)["auc"])
-        for p in probabilities
-    ]  # fmt: skip
-    (full_a, samples_a), (full_b, samples_b) = aucs
-    difference = samples_a - samples_b
+
+    def full_and_drawn(figures: Callable[[Tensor, Tensor, Tensor], dict[str, Tensor]], name: str) -> list[Tensor]:
+        """``[A's, B's]`` figure ``name``: the full sample's first, then each resample's."""
+        ones = torch.ones(1, keys.numel())
+        return [
+            torch.cat([figures(ones, p, target)[name][:1], figures(resamples, p, target)[name]]) for p in probabilities
+        ]
+
+    auc_a, auc_b = full_and_drawn(classification_figures, "auc")
+    difference = auc_a[1:] - auc_b[1:]
     drawn = difference[~torch.isnan(difference)]  # a resample without both classes has no AUC
-    briers = [
-        (calibration_figures(torch.ones(1, keys.numel()), p, target)["brier"][0],
-         calibration_figures(resamples, p, target)["brier"])
-        for p in probabilities
-    ]  # fmt: skip
-    (brier_a, drawn_a), (brier_b, drawn_b) = briers
-    return {
-        "brier": {
-            "a": interval(drawn_a, float(brier_a)),
-            "b": interval(drawn_b, float(brier_b)),
-            "difference": interval(drawn_a - drawn_b, float(brier_a - brier_b)),
-            "p_a_not_better": float((drawn_a >= drawn_b).double().mean()),  # lower is better
-        },
-        "a": interval(samples_a, float(full_a)),
-        "b": interval(samples_b, float(full_b)),
-        "difference": interval(difference, float(full_a - full_b)),
+    result = {
+        "a": interval(auc_a[1:], float(auc_a[0])),
+        "b": interval(auc_b[1:], float(auc_b[0])),
+        "difference": interval(difference, float(auc_a[0] - auc_b[0])),
         "p_a_not_better": float((drawn <= 0).float().mean()) if drawn.numel() else float("nan"),
         "delong": paired_test(*probabilities, target, groups),
         "class": a["class"],
@@ -154,6 +151,15 @@ def paired_auc(
         "resampled": "images" if groups is None else "studies",
         "without_studies": without,
     }
+    if with_brier:
+        brier_a, brier_b = full_and_drawn(calibration_figures, "brier")
+        result["brier"] = {
+            "a": interval(brier_a[1:], float(brier_a[0])),
+            "b": interval(brier_b[1:], float(brier_b[0])),
+            "difference": interval(brier_a[1:] - brier_b[1:], float(brier_a[0] - brier_b[0])),
+            "p_a_not_better": float((brier_a[1:] >= brier_b[1:]).double().mean()),  # lower is better
+        }
+    return result
 
 
 def compare_auc(spec_a: str, spec_b: str, default_run: Path, level: str = "image", density: str | None = None) -> str:
@@ -165,7 +171,7 @@ def compare_auc(spec_a: str, spec_b: str, default_run: Path, level: str = "image
     a, b = in_density(a, density, label_a), in_density(b, density, label_b)
     if level == "breast":
         a, b = breast_side(a, label_a), breast_side(b, label_b)
-    r = paired_auc(a, b, seed, (label_a, label_b))
+    r = paired_auc(a, b, seed, (label_a, label_b), with_brier=True)
     return (
         f"AUC of {r['class']} on {count(r['num_images'], 'distinct test image' if level == 'image' else 'breast')}"
         f"{'' if density is None else f' of {density}'} "
