@@ -164,19 +164,13 @@ def compare_tpr_runs(
     sides = [[r if masses is None else masses_only(r, masses, label) for r, label in zip(records, names, strict=True)]
              for records, names in zip(loaded, labels, strict=True)]  # fmt: skip
     values = resampled_tprs([*sides[0], *sides[1]], budget, draws, [*labels[0], *labels[1]])  # (2 runs, 1 + B)
-    full = values[:, 0].reshape(2, -1)
     counted = "" if masses is None else f", counting the masses of {masses}"
     images = count(len(sides[0][0]["image_keys"]), "mass image" if subset == "mass" else "test image")
     images += "" if density is None else f" of {density}"
     return (
         f"TPR at FPPI <= {budget:g} on {images}{counted}, {len(runs_a)} runs a side, A's i-th run paired with B's "
         "i-th, each run a random reader of the same test studies (Obuchowski-Rockette, readers and cases random, "
-        "Hillis's degrees of freedom: RJafroc's RRRC):\n"
-        + _runs_lines(labels, full)
-        + _rrrc_line(
-            f"A - B, covariance over {values.shape[1] - 1:,} bootstrap draws",
-            rrrc_test(full, bootstrap_covariance(values[:, 1:])),
-        )  # fmt: skip
+        "Hillis's degrees of freedom: RJafroc's RRRC):\n" + _over_draws_lines(labels, values)
     )
 
 
@@ -204,16 +198,11 @@ def compare_figure_runs(
     if not keys:
         raise ValueError(f"--figure {figure}: {labels[0][0]} has no image with a mass in view")
     drawn = drawn_means(every, keys, first, draws)
-    full = drawn[:, 0].reshape(2, -1)
     return (
         f"{POINTING_FIGURES[figure]} on {count(len(keys), 'image')} with {scored_text(masses, density)}, "
         f"{len(runs_a)} runs a side, A's i-th run paired with B's i-th, each run a random reader of the same test "
         "studies (Obuchowski-Rockette, readers and cases random, Hillis's degrees of freedom: RJafroc's RRRC):\n"
-        + _runs_lines(labels, full)
-        + _rrrc_line(
-            f"A - B, covariance over {drawn.shape[1] - 1:,} bootstrap draws",
-            rrrc_test(full, bootstrap_covariance(drawn[:, 1:])),
-        )  # fmt: skip
+        + _over_draws_lines(labels, drawn)
     )
 
 
@@ -234,6 +223,16 @@ def _run_sides(
             labels[side].append(label)
             records[side].append(in_density(record, density, label))
     return labels, records, budget, draws
+
+
+def _over_draws_lines(labels: tuple[list[str], list[str]], drawn: torch.Tensor) -> str:
+    """Each run's figure and Obuchowski-Rockette's test of A - B from ``drawn (2 x runs, 1 + B)``: A's runs then
+    B's, each its full sample's figure then the same bootstrap draws' (TPR and the pointing game over runs)."""
+    full = drawn[:, 0].reshape(2, -1)
+    test = rrrc_test(full, bootstrap_covariance(drawn[:, 1:]))
+    return _runs_lines(labels, full) + _rrrc_line(
+        f"A - B, covariance over {drawn.shape[1] - 1:,} bootstrap draws", test
+    )
 
 
 def _runs_lines(labels: tuple[list[str], list[str]], figures: torch.Tensor) -> str:
