@@ -10,7 +10,8 @@ seconds later. Python loses a KeyboardInterrupt raised inside a ``__del__``, as 
 workers: wsod_mammo/ctrl_c.py raises it again at the next batch. A worker the SIGINT killed could leave its loader's
 shared lock held and hang the fit's shutdown: wsod's workers ignore SIGINT (wsod_mammo/data/lifetime.py). Without the
 fixes the same command runs with ``watch_ctrl_c`` and ``CtrlCAgain`` turned off in the fit's process and workers that
-die of SIGINT; the two alternate, so both see the same machine load. ``--model toy``
+die of SIGINT; the two alternate, so both see the same machine load. A fit with the fixes whose Ctrl-C was lost
+and raised again is named with the place the Ctrl-C had landed (CtrlCAgain's line in its log). ``--model toy``
 runs a plain Lightning fit of one linear layer instead, the same loaders, whose epochs are mostly the workers' start
 and stop.
 """
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -37,16 +39,18 @@ WITHOUT_FIX = (  # the assert: a renamed part fails this side's fit, instead of 
     "cli.watch_ctrl_c = contextlib.nullcontext; ctrl_c.CtrlCAgain._raise_if_lost = staticmethod(lambda: None); "
     "datamodule.seed_worker = functools.partial(dataset.seed_worker, ctrl_c_to_owner=False); " + WITH_FIX
 )
+RAISED_AGAIN = re.compile(r"Ctrl-C: it did not stop the run where it landed \((.*)\); stopping at this batch")
 TRAINING = "fit: checkpoints"  # logged once the fit's callbacks are set up, just before its first epoch
 # --model toy: a plain Lightning fit of one linear layer, the same DataLoader settings and workers' start (seed_worker),
 # its epochs milliseconds long, so that most of its time goes into starting and stopping workers;
 # argv: fix|without, workers, persistent (true|false)
 TOY_FIT = """
-import contextlib, functools, sys, torch, lightning as L
+import contextlib, functools, logging, sys, torch, lightning as L
 from torch.utils.data import DataLoader, TensorDataset
 from wsod_mammo.ctrl_c import CtrlCAgain, watch_ctrl_c
 from wsod_mammo.data.dataset import seed_worker
 fix, workers, persistent = sys.argv[1] == "fix", int(sys.argv[2]), sys.argv[3] == "true"
+logging.basicConfig(level=logging.INFO)  # CtrlCAgain's line naming where a lost Ctrl-C landed
 class Toy(L.LightningModule):
     def __init__(self):
         super().__init__()
@@ -140,6 +144,7 @@ def main() -> None:
             synth = ["synth", "--root", str(work / "data"), "--n_studies", "6"]
             subprocess.run([sys.executable, "-m", "wsod_mammo", *synth], check=True, capture_output=True, cwd=REPO)
         lost = {"with the fix": 0, "without": 0}
+        raised_again: list[str] = []  # where each Ctrl-C that the fix had to raise again had landed
         statuses: dict[str, list[int | None]] = {side: [] for side in lost}
         for trial in range(args.trials):
             delay = draw.uniform(*args.delay)
@@ -152,6 +157,9 @@ def main() -> None:
                     fit = fit_args(work / "data", runs, args.workers, args.persistent_workers, args.worker_start)
                 was_lost, status = one_trial(code, fit, work / "log.txt", delay, args.wait, args.wandb_mode)
                 lost[side] += was_lost
+                if name == "fix" and (again := RAISED_AGAIN.search((work / "log.txt").read_text(errors="replace"))):
+                    raised_again.append(again.group(1))
+                    print(f"  a fit with the fix lost its Ctrl-C in {again.group(1)}", flush=True)
                 odd = status not in (None, 1 if args.model == "toy" else 130)  # Lightning's exit 1, wsod's 130
                 if (was_lost or odd) and args.lost_logs is not None:
                     args.lost_logs.mkdir(parents=True, exist_ok=True)
@@ -165,6 +173,8 @@ def main() -> None:
     for side, n in lost.items():
         exits = sorted({s for s in statuses[side] if s is not None})
         print(f"{side}: {n} of {args.trials} fits still ran {args.wait:.0f} s after Ctrl-C; exit statuses {exits}")
+    print(f"with the fix: {len(raised_again)} of {args.trials} fits lost their Ctrl-C and were stopped at the next "
+          "batch by CtrlCAgain" + "".join(f"\n  landed in {place}" for place in raised_again))  # fmt: skip
 
 
 if __name__ == "__main__":
