@@ -190,9 +190,9 @@ def stop_runs_still_running(grace: float | None = None) -> None:
     """After Ctrl-C (SIGINT to the study's process group, its runs with it): no run starts, and a run still going
     ``grace`` seconds later (default :data:`CTRL_C_GRACE`) gets SIGTERM, which stops it at a batch with its
     checkpoints whole. A fit once trained on after the SIGINT (about 1 try in 20 under load), and the study waited on
-    it for good: the Ctrl-C had been lost where Python clears it without a word (a file object's finalizer, in
-    Lightning's checkpoint save), which ``ctrl_c.CtrlCAgain`` now raises again; the grace stays for whatever else
-    could lose one."""
+    it for good. Most likely its Ctrl-C was lost where Python clears one without a word, a file object's finalizer
+    in Lightning's checkpoint save: the one place ``bench_ctrl_c.py`` found a fit without workers losing it, which
+    ``ctrl_c.CtrlCAgain`` raises again; the grace stays for whatever else could lose one."""
     _STOPPING.set()
     grace = CTRL_C_GRACE if grace is None else grace
     deadline = time.monotonic() + grace
