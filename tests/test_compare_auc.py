@@ -183,8 +183,9 @@ def test_the_study_pairs_each_train_methods_auc_with_the_first_per_seed_and_over
     assert rrrc["difference"] == pytest.approx(seeds_only.mean) and rrrc["df"] > 1
     assert rrrc["high"] - rrrc["low"] != pytest.approx(seeds_only.high - seeds_only.low)  # not the seeds' spread
     # table1.md over the seeds: each figure's interval counts the test set (one seed's draws, seed 7, for both)
-    from wsod_mammo.detection.bootstrap import classification_figures, resample_weights
-    from wsod_mammo.detection.obuchowski_rockette import single_treatment_interval
+    from wsod_mammo.detection.bootstrap import bootstrap_covariance, classification_figures, resample_weights
+    from wsod_mammo.detection.calibration import calibration_figures
+    from wsod_mammo.detection.obuchowski_rockette import rrrc_test, single_treatment_interval
 
     draws = torch.cat([torch.ones(1, N), resample_weights(target, seed=7, keys=keys, groups=keys // 2)])
     figures = [classification_figures(draws, p, target) for p in (good, good)]  # gradcam's two seeds: good, good
@@ -205,6 +206,21 @@ def test_the_study_pairs_each_train_methods_auc_with_the_first_per_seed_and_over
     assert "2 runs a side, A's i-th run paired with B's i-th" in printed and "clustered by study" in printed
     line = f"  A - B: {rrrc['difference']:+.3f} [{rrrc['low']:+.3f}, {rrrc['high']:+.3f}], t = {rrrc['t']:.2f} on "
     assert line + f"{rrrc['df']:.1f} degrees of freedom, {p_text(rrrc['p'])}\n" in printed
+    # and the runs' Brier scores, each run's over the first A run's report's draws (seed 7) of whole studies
+    brier = printed.split("Brier score of the same probabilities (lower is better)")[1]
+    runs_a = [torch.mean((p - target) ** 2).item() for p in (good, good)]  # gradcam's seeds
+    runs_b = [torch.mean((p - target) ** 2).item() for p in (noise, good * 0.5 + noise * 0.5)]
+    for side, values in (("A", runs_a), ("B", runs_b)):
+        (line,) = [text for text in brier.splitlines() if text.startswith(f"  {side}: mean ")]
+        assert line.startswith(f"  {side}: mean {sum(values) / 2:.3f} (") and line.endswith(f" {values[1]:.3f})"), line
+        assert f" {values[0]:.3f}, " in line, line
+    figures = [
+        calibration_figures(draws, p.double(), target)["brier"] for p in (good, good, noise, good * 0.5 + noise * 0.5)
+    ]
+    expected = rrrc_test(torch.stack(figures)[:, 0].reshape(2, 2), bootstrap_covariance(torch.stack(figures)[:, 1:]))
+    assert expected["difference"] < 0  # gradcam's probabilities are the better calibrated (p 0.23: two runs a side)
+    line = f"  A - B, covariance over 1,000 bootstrap draws: {expected['difference']:+.3f} [{expected['low']:+.3f}, "
+    assert line + f"{expected['high']:+.3f}], t = {expected['t']:.2f} on {expected['df']:.1f} degrees" in brier, brier
 
     assert "table1_paired" not in write_study_outputs(tmp_path / "cam", {("cam", 1): runs[("cam", 1)]})
     assert not (tmp_path / "cam" / "table1_paired.md").exists()

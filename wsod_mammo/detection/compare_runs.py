@@ -5,7 +5,9 @@ One run a side compares two trained models on one test set. Two training configu
 saliency method of one's own against the study's, two learning rates) need the runs of each seed paired and a test
 that counts both how training varies and what the test set's studies do to every run alike, as ``wsod study``'s
 paired tables do: ``RUN_1,RUN_2,RUN_3:fusion`` names a side's runs, and the i-th run of A is paired with the i-th of
-B. Heads' AUC uses DeLong's covariance of every run's AUC clustered by study (:func:`seeds_auc_test`); Table II's
+B. Heads' AUC uses DeLong's covariance of every run's AUC clustered by study (:func:`seeds_auc_test`), their Brier
+scores the covariance over the first A run's report's bootstrap draws of the studies (:func:`seeds_brier_draws`), as
+one run a side prints the Brier score beside the AUC; Table II's
 TPR at the FPPI budget, ``--figure pointing`` / ``energy`` and ``--figure wafroc`` / ``afroc`` the covariance of every
 run's figure over the same bootstrap draws of the studies (:func:`seeds_bootstrap_test`), the last beside the
 jackknife's (:func:`seeds_jackknife_test`).
@@ -15,12 +17,13 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 
 from wsod_mammo.detection.afroc import FIGURES
-from wsod_mammo.detection.bootstrap import bootstrap_covariance
+from wsod_mammo.detection.bootstrap import bootstrap_covariance, resample_weights
+from wsod_mammo.detection.calibration import calibration_figures
 from wsod_mammo.detection.compare import load_side, masses_only, resampled_tprs, same_images
 from wsod_mammo.detection.compare_afroc import paired_fom, stratum_text
 from wsod_mammo.detection.compare_auc import breast_side, load_head, p_text
@@ -30,7 +33,7 @@ from wsod_mammo.detection.jackknife import jackknife_covariance
 from wsod_mammo.detection.obuchowski_rockette import RESULT_KEYS, rrrc_test
 from wsod_mammo.detection.record_strata import in_density
 from wsod_mammo.detection.report import count
-from wsod_mammo.detection.study_paired import seeds_auc_figures
+from wsod_mammo.detection.study_paired import probabilities_in_order, seeds_auc_figures
 
 
 def run_specs(spec: str) -> list[str]:
@@ -89,9 +92,10 @@ def compare_auc_runs(
     over that breast density's images."""
     runs_a, runs_b = check_paired_runs(spec_a, spec_b)
     labels: tuple[list[str], list[str]] = ([], [])
-    pairs = []
+    pairs, seeds = [], []
     for run_a, run_b in zip(runs_a, runs_b, strict=True):
-        (label_a, a, _), (label_b, b, _) = load_head(run_a, default_run), load_head(run_b, default_run)
+        (label_a, a, seed), (label_b, b, _) = load_head(run_a, default_run), load_head(run_b, default_run)
+        seeds.append(seed)
         a, b = in_density(a, density, label_a), in_density(b, density, label_b)
         if level == "breast":
             a, b = breast_side(a, label_a), breast_side(b, label_b)
@@ -112,8 +116,31 @@ def compare_auc_runs(
         f"AUC on {count(len(first['target']), unit)}{of} ({int(sum(first['target']))} positive), {len(pairs)} runs a "
         f"side, A's i-th run paired with B's i-th, each run a random reader of the same test images "
         f"(Obuchowski-Rockette, readers and cases random, DeLong's covariance {clustered}, Hillis's degrees of "
-        "freedom: RJafroc's RRRC):\n" + _runs_lines(labels, figures[0]) + _rrrc_line("A - B", rrrc_test(*figures))
+        "freedom: RJafroc's RRRC):\n"
+        + _runs_lines(labels, figures[0])
+        + _rrrc_line("A - B", rrrc_test(*figures))
+        + "Brier score of the same probabilities (lower is better), the same test over the first A run's report's "
+        "draws:\n" + _over_draws_lines(labels, seeds_brier_draws(pairs, seeds[0]))
     )
+
+
+def seeds_brier_draws(pairs: list[tuple[dict[str, Any], dict[str, Any]]], seed: int) -> torch.Tensor:
+    """``(2 x runs, 1 + B)``: the Brier score of every run of ``pairs`` (A's runs, then B's) on the full sample, then
+    on each of the first A run's report's draws (``seed``; whole studies where every run recorded them): one run a
+    side, the draws :func:`paired_auc` prints its Brier lines over. The runs must rate the same images alike (as
+    :func:`seeds_auc_figures` checks first)."""
+    first = pairs[0][0]
+    order = {k: i for i, k in enumerate(first["image_keys"])}
+    target = torch.tensor(first["target"], dtype=torch.float64)
+    sides = [a for a, _ in pairs] + [b for _, b in pairs]
+    studies = torch.tensor(first["study_keys"], dtype=torch.int64) if all("study_keys" in s for s in sides) else None
+    keys = torch.tensor(first["image_keys"], dtype=torch.int64)
+    drawn = resample_weights(torch.tensor(first["target"]), seed=seed, keys=keys, groups=studies)
+    weights = torch.cat([torch.ones(1, keys.numel()), drawn]).double()  # once, not per run
+    return torch.stack(
+        [calibration_figures(weights, cast(torch.Tensor, probabilities_in_order(s, order, target)), target)["brier"]
+         for s in sides]
+    )  # fmt: skip
 
 
 def compare_fom_runs(
@@ -227,7 +254,8 @@ def _run_sides(
 
 def _over_draws_lines(labels: tuple[list[str], list[str]], drawn: torch.Tensor) -> str:
     """Each run's figure and Obuchowski-Rockette's test of A - B from ``drawn (2 x runs, 1 + B)``: A's runs then
-    B's, each its full sample's figure then the same bootstrap draws' (TPR and the pointing game over runs)."""
+    B's, each its full sample's figure then the same bootstrap draws' (TPR, the pointing game and the Brier score over
+    runs)."""
     full = drawn[:, 0].reshape(2, -1)
     test = rrrc_test(full, bootstrap_covariance(drawn[:, 1:]))
     return _runs_lines(labels, full) + _rrrc_line(
