@@ -14,6 +14,9 @@ die of SIGINT; the two alternate, so both see the same machine load. A fit with 
 and raised again is named with the place the Ctrl-C had landed (CtrlCAgain's line in its log). ``--model toy``
 runs a plain Lightning fit of one linear layer instead, the same loaders, whose epochs are mostly the workers' start
 and stop.
+
+``--signal TERM`` sends SIGTERM to the whole group instead, as a scheduler's ``scancel`` or pre-emption does, and runs
+only the fit as shipped (the fixes above concern SIGINT): wsod ends with 143 (wsod_mammo/sigterm.py).
 """
 
 from __future__ import annotations
@@ -87,9 +90,9 @@ def fit_args(data: Path, runs: Path, workers: int, persistent: bool, worker_star
 
 
 def one_trial(
-    code: str, args: list[str], log: Path, delay: float, wait: float, wandb_mode: str
+    code: str, args: list[str], log: Path, delay: float, wait: float, wandb_mode: str, signum: int = signal.SIGINT
 ) -> tuple[bool, int | None]:
-    """(lost, exit status): SIGINT to the fit's process group ``delay`` seconds after it trains."""
+    """(lost, exit status): ``signum`` to the fit's process group ``delay`` seconds after it trains."""
     env = {**os.environ, "WANDB_MODE": wandb_mode, "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1"}
     with log.open("w") as out:
         process = subprocess.Popen([sys.executable, "-c", code, *args], stdout=out, stderr=subprocess.STDOUT,
@@ -101,7 +104,7 @@ def one_trial(
             raise SystemExit(f"the fit did not start training (log: {log}):\n{log.read_text()[-2000:]}")
         time.sleep(0.2)
     time.sleep(delay)
-    os.killpg(process.pid, signal.SIGINT)
+    os.killpg(process.pid, signum)
     try:
         return False, process.wait(timeout=wait)
     except subprocess.TimeoutExpired:  # SIGABRT first: faulthandler writes every thread's stack into the log
@@ -116,7 +119,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--trials", type=int, default=20, help="fits per side")
     parser.add_argument("--delay", type=float, nargs=2, default=(1.0, 5.0), metavar=("MIN", "MAX"),
-                        help="seconds of training before the SIGINT, drawn uniformly")  # fmt: skip
+                        help="seconds of training before the signal, drawn uniformly")  # fmt: skip
     parser.add_argument("--wait", type=float, default=30.0, help="seconds a stopped fit may take to exit")
     models = "wsod: `wsod fit` of configs/demo.yaml; toy: a Lightning fit of one linear layer"
     parser.add_argument("--model", choices=("wsod", "toy"), default="wsod", help=models)
@@ -131,6 +134,8 @@ def main() -> None:
                         help="data.worker_start of `wsod fit` (the toy's workers start by fork)")  # fmt: skip
     parser.add_argument("--wandb_mode", choices=("disabled", "offline"), default="disabled",
                         help="WANDB_MODE of the fits (offline: W&B runs its service beside each fit)")  # fmt: skip
+    parser.add_argument("--signal", choices=("INT", "TERM"), default="INT",
+                        help="INT: a terminal's Ctrl-C, both sides; TERM: a scheduler's, wsod as shipped")  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--lost_logs", type=Path, default=None,
                         help="keep the log of each fit lost or ended with another status in this folder")  # fmt: skip
@@ -138,29 +143,34 @@ def main() -> None:
     # a script's `cmd &` starts this process ignoring SIGINT, and the fits would inherit that (wsod leaves it so)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     draw = random.Random(args.seed)
+    signum = signal.Signals[f"SIG{args.signal}"]
+    sides: tuple[tuple[str, str, str], ...] = (("with the fix", "fix", WITH_FIX), ("without", "without", WITHOUT_FIX))
+    sides = sides if signum == signal.SIGINT else (("as shipped", "fix", WITH_FIX),)  # the fixes concern SIGINT
+    what = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
+    expected = {signal.SIGINT: 1 if args.model == "toy" else 130, signal.SIGTERM: None if args.model == "toy" else 143}
     with tempfile.TemporaryDirectory(prefix="bench_ctrl_c_") as folder:
         work = Path(folder)
         if args.model == "wsod":
             synth = ["synth", "--root", str(work / "data"), "--n_studies", "6"]
             subprocess.run([sys.executable, "-m", "wsod_mammo", *synth], check=True, capture_output=True, cwd=REPO)
-        lost = {"with the fix": 0, "without": 0}
+        lost = {side: 0 for side, _, _ in sides}
         raised_again: list[str] = []  # where each Ctrl-C that the fix had to raise again had landed
         statuses: dict[str, list[int | None]] = {side: [] for side in lost}
         for trial in range(args.trials):
             delay = draw.uniform(*args.delay)
-            for side, name, wsod in (("with the fix", "fix", WITH_FIX), ("without", "without", WITHOUT_FIX)):
+            for side, name, wsod in sides:
                 if args.model == "toy":
                     code, fit = TOY_FIT, [name, str(args.workers), str(args.persistent_workers).lower()]
                 else:
                     runs = work / f"runs_{trial}_{name}"
                     code = wsod
                     fit = fit_args(work / "data", runs, args.workers, args.persistent_workers, args.worker_start)
-                was_lost, status = one_trial(code, fit, work / "log.txt", delay, args.wait, args.wandb_mode)
+                was_lost, status = one_trial(code, fit, work / "log.txt", delay, args.wait, args.wandb_mode, signum)
                 lost[side] += was_lost
                 if name == "fix" and (again := RAISED_AGAIN.search((work / "log.txt").read_text(errors="replace"))):
                     raised_again.append(again.group(1))
                     print(f"  a fit with the fix lost its Ctrl-C in {again.group(1)}", flush=True)
-                odd = status not in (None, 1 if args.model == "toy" else 130)  # Lightning's exit 1, wsod's 130
+                odd = status is not None and expected[signum] not in (None, status)  # toy: Lightning's 1 on SIGINT
                 if (was_lost or odd) and args.lost_logs is not None:
                     args.lost_logs.mkdir(parents=True, exist_ok=True)
                     kept = args.lost_logs / f"trial{trial + 1}_{name}_exit{status}.txt"
@@ -168,13 +178,14 @@ def main() -> None:
                     what = "was lost: its log, with its threads' stacks," if was_lost else f"exited {status}: its log"
                     print(f"  a fit {side} {what} is {kept}", flush=True)
                 statuses[side].append(status)
-            print(f"trial {trial + 1}/{args.trials} (SIGINT {delay:.1f} s into training): fits lost so far "
+            print(f"trial {trial + 1}/{args.trials} (SIG{args.signal} {delay:.1f} s into training): fits lost so far "
                   + ", ".join(f"{side} {n}" for side, n in lost.items()), flush=True)  # fmt: skip
     for side, n in lost.items():
         exits = sorted({s for s in statuses[side] if s is not None})
-        print(f"{side}: {n} of {args.trials} fits still ran {args.wait:.0f} s after Ctrl-C; exit statuses {exits}")
-    print(f"with the fix: {len(raised_again)} of {args.trials} fits lost their Ctrl-C and were stopped at the next "
-          "batch by CtrlCAgain" + "".join(f"\n  landed in {place}" for place in raised_again))  # fmt: skip
+        print(f"{side}: {n} of {args.trials} fits still ran {args.wait:.0f} s after {what}; exit statuses {exits}")
+    if signum == signal.SIGINT:
+        print(f"with the fix: {len(raised_again)} of {args.trials} fits lost their Ctrl-C and were stopped at the next "
+              "batch by CtrlCAgain" + "".join(f"\n  landed in {place}" for place in raised_again))  # fmt: skip
 
 
 if __name__ == "__main__":
