@@ -164,12 +164,19 @@ def test_the_study_pairs_each_train_methods_auc_with_the_first_per_seed_and_over
 
     one_seed = {k: v for k, v in runs.items() if k[1] == 1}
     text = write_study_outputs(tmp_path / "one", one_seed)
-    assert "Table I paired (each train method's AUC minus the first's): table1_paired.md" in text
+    assert "Table I paired (each train method's AUC and Brier score minus the first's): table1_paired.md" in text
     d = per_seed[0]["difference"]
     row = f"| gradcam | fusion | {d['value']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}] | studies (1 seed) | "
     assert per_seed[0]["delong"]["p"] < 0.001  # printed as papers print it
     row += f"{per_seed[0]['p_a_not_better']:.3f} | < 0.001 |"
     assert row in (tmp_path / "one" / "table1_paired.md").read_text()
+    # its Brier section: the paired bootstrap's difference, interval and share, as `--compare` prints them; no p
+    one_brier = paired_auc(sides[("gradcam", 1)], sides[("cam", 1)], 7, with_brier=True)["brier"]
+    b = one_brier["difference"]
+    assert b["value"] < 0 and one_brier["p_a_not_better"] < 0.05  # gradcam's probabilities are the nearer
+    row = f"| gradcam | fusion | {b['value']:+.3f} [{b['low']:+.3f}, {b['high']:+.3f}] | studies (1 seed) | "
+    row += f"{one_brier['p_a_not_better']:.3f} | n/a | n/a |"
+    assert row in (tmp_path / "one" / "table1_paired.md").read_text().split("## Brier score")[1]
 
     write_study_outputs(tmp_path / "two", runs)
     # over seeds: each seed a random reader of the same images, DeLong's covariance of the four runs' AUCs
@@ -221,6 +228,11 @@ def test_the_study_pairs_each_train_methods_auc_with_the_first_per_seed_and_over
     assert expected["difference"] < 0  # gradcam's probabilities are the better calibrated (p 0.23: two runs a side)
     line = f"  A - B, covariance over 1,000 bootstrap draws: {expected['difference']:+.3f} [{expected['low']:+.3f}, "
     assert line + f"{expected['high']:+.3f}], t = {expected['t']:.2f} on {expected['df']:.1f} degrees" in brier, brier
+    # and the study's table1_paired.md gives the same test of the Brier scores over its two seeds
+    bounds = f"[{max(expected['low'], -1):+.3f}, {min(expected['high'], 1):+.3f}]"
+    row = f"| gradcam | fusion | {expected['difference']:+.3f} {bounds} | 2 seeds and the test set | n/a | "
+    row += f"{p_cells(expected['p'])[0]} | {p_cells(expected['p'])[0]} |"  # Holm's over one train method: the same
+    assert row in (tmp_path / "two" / "table1_paired.md").read_text().split("## Brier score")[1]
 
     assert "table1_paired" not in write_study_outputs(tmp_path / "cam", {("cam", 1): runs[("cam", 1)]})
     assert not (tmp_path / "cam" / "table1_paired.md").exists()

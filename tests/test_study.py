@@ -62,9 +62,10 @@ def test_study_runs_the_matrix_assembles_table2_and_resumes(
     # the extensions: Table I per breast beside Table I, and Table II per breast density, finding BI-RADS, mass size
     assert "Table I, breast level" in summary and (study / "table1_breast.md").stat().st_size > 0
     paired = (study / "table1_paired.md").read_text()  # and the AUC differences against cam, paired on the images
-    assert "Table I paired (each train method's AUC minus the first's): table1_paired.md" in summary
-    image_level, breast_level = paired.split("## Breast level")  # per image, then per breast (the DICOMs name both)
-    for section in (image_level, breast_level):
+    assert "Table I paired (each train method's AUC and Brier score minus the first's): table1_paired.md" in summary
+    image_level, rest = paired.split("## Breast level")  # per image, then per breast (the DICOMs name both)
+    breast_level, brier = rest.split("## Brier score")  # then the Brier scores' differences, per image
+    for section in (image_level, breast_level, brier):
         assert [line.split(" | ")[1] for line in section.splitlines() if line.startswith("| gradcam |")] == list(HEADS)
     assert "Calibration (Brier score, ECE, recalibration slope and intercept of Table I's probabilities): " \
         "calibration.md" in summary  # fmt: skip

@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import torch
 
 from wsod_mammo.detection.afroc import FIGURES
-from wsod_mammo.detection.bootstrap import bootstrap_covariance, resample_weights
-from wsod_mammo.detection.calibration import calibration_figures
+from wsod_mammo.detection.bootstrap import bootstrap_covariance
 from wsod_mammo.detection.compare import load_side, masses_only, resampled_tprs, same_images
 from wsod_mammo.detection.compare_afroc import paired_fom, stratum_text
 from wsod_mammo.detection.compare_auc import breast_side, load_head, p_text
@@ -33,7 +32,7 @@ from wsod_mammo.detection.jackknife import jackknife_covariance
 from wsod_mammo.detection.obuchowski_rockette import RESULT_KEYS, rrrc_test
 from wsod_mammo.detection.record_strata import in_density
 from wsod_mammo.detection.report import count
-from wsod_mammo.detection.study_paired import probabilities_in_order, seeds_auc_figures
+from wsod_mammo.detection.study_paired import seeds_auc_figures, seeds_brier_draws
 
 
 def run_specs(spec: str) -> list[str]:
@@ -102,8 +101,8 @@ def compare_auc_runs(
         labels[0].append(label_a)
         labels[1].append(label_b)
         pairs.append((a, b))
-    figures = seeds_auc_figures(pairs)
-    if figures is None:
+    figures, brier = seeds_auc_figures(pairs), seeds_brier_draws(pairs, seeds[0])
+    if figures is None or brier is None:
         raise ValueError(
             f"--compare {spec_a} {spec_b}: the runs were tested on different images (or label them otherwise); "
             "runs compared over seeds must share one test set"
@@ -120,27 +119,8 @@ def compare_auc_runs(
         + _runs_lines(labels, figures[0])
         + _rrrc_line("A - B", rrrc_test(*figures))
         + "Brier score of the same probabilities (lower is better), the same test over the first A run's report's "
-        "draws:\n" + _over_draws_lines(labels, seeds_brier_draws(pairs, seeds[0]))
+        "draws:\n" + _over_draws_lines(labels, brier)
     )
-
-
-def seeds_brier_draws(pairs: list[tuple[dict[str, Any], dict[str, Any]]], seed: int) -> torch.Tensor:
-    """``(2 x runs, 1 + B)``: the Brier score of every run of ``pairs`` (A's runs, then B's) on the full sample, then
-    on each of the first A run's report's draws (``seed``; whole studies where every run recorded them): one run a
-    side, the draws :func:`paired_auc` prints its Brier lines over. The runs must rate the same images alike (as
-    :func:`seeds_auc_figures` checks first)."""
-    first = pairs[0][0]
-    order = {k: i for i, k in enumerate(first["image_keys"])}
-    target = torch.tensor(first["target"], dtype=torch.float64)
-    sides = [a for a, _ in pairs] + [b for _, b in pairs]
-    studies = torch.tensor(first["study_keys"], dtype=torch.int64) if all("study_keys" in s for s in sides) else None
-    keys = torch.tensor(first["image_keys"], dtype=torch.int64)
-    drawn = resample_weights(torch.tensor(first["target"]), seed=seed, keys=keys, groups=studies)
-    weights = torch.cat([torch.ones(1, keys.numel()), drawn]).double()  # once, not per run
-    return torch.stack(
-        [calibration_figures(weights, cast(torch.Tensor, probabilities_in_order(s, order, target)), target)["brier"]
-         for s in sides]
-    )  # fmt: skip
 
 
 def compare_fom_runs(

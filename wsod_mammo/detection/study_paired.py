@@ -9,7 +9,9 @@ of resamples where the method is not better and DeLong's test clustered by study
 more Obuchowski-Rockette's test with each seed a random reader of the same test images and DeLong's clustered
 covariance of all the runs' AUCs (:func:`seeds_auc_test`), its interval and p, which count what the test set does to
 every seed alike as well as the seeds' spread (the Student-t interval and t-test of the per-seed differences see only
-the spread: too narrow, and a p below 0.05 in 22% of the test sets where the methods are equally good).
+the spread: too narrow, and a p below 0.05 in 22% of the test sets where the methods are equally good). A section
+of its own pairs the heads' Brier scores the same way (``calibration.md``'s: the better-ranking head need not be the
+one whose probabilities can be taken at their word), the covariance over seeds from the first seed's draws.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from typing import Any, cast
 
 import torch
 
-from wsod_mammo.detection.bootstrap import SEED
+from wsod_mammo.detection.bootstrap import SEED, bootstrap_covariance, resample_weights
+from wsod_mammo.detection.calibration import calibration_figures
 from wsod_mammo.detection.compare import IMAGES_FILE
 from wsod_mammo.detection.compare_auc import CLASSIFICATION, HEAD_NAMES, breast_side, head_side, p_value, paired_auc
 from wsod_mammo.detection.delong import auc_covariance
@@ -58,13 +61,18 @@ def runs_without_breasts(records: dict[tuple[str, int], dict[str, Any]]) -> list
 
 
 def paired_differences(
-    records: dict[tuple[str, int], dict[str, Any]], reference: str, level: str = "image"
-) -> dict[tuple[str, str], tuple[Estimate, float, float]]:
-    """``{(train method, head): (AUC difference against reference, share of resamples not better, p)}`` over the
-    seeds both ran (the share: with one seed only, else NaN; p: DeLong's clustered test with one seed, over seeds
-    :func:`seeds_auc_test`'s). ``level``: ``image`` (Table I) or ``breast`` (its breast level, :func:`breast_side`).
+    records: dict[tuple[str, int], dict[str, Any]],
+    reference: str,
+    level: str = "image",
+    figures: tuple[str, ...] = ("auc",),
+) -> dict[str, dict[tuple[str, str], tuple[Estimate, float, float]]]:
+    """``{figure: {(train method, head): (difference against reference, share of resamples not better, p)}}`` over
+    the seeds both ran. ``auc``: the share with one seed only, else NaN; p: DeLong's clustered test with one seed,
+    over seeds :func:`seeds_auc_test`'s. ``brier``: the Brier score (lower is better: the share of resamples where it
+    is not below the reference's; no p with one seed, over seeds Obuchowski-Rockette's over the first seed's draws,
+    :func:`seeds_brier_draws`). ``level``: ``image`` (Table I) or ``breast`` (its breast level, :func:`breast_side`).
     Raises ValueError naming the runs a pair cannot compare."""
-    out = {}
+    out: dict[str, dict[tuple[str, str], tuple[Estimate, float, float]]] = {figure: {} for figure in figures}
     for method in sorted({m for m, _ in records} - {reference}, key=METHOD_ORDER.index):
         seeds = sorted({s for m, s in records if m == method} & {s for m, s in records if m == reference})
         for head in HEAD_NAMES:
@@ -78,15 +86,35 @@ def paired_differences(
                         side, reference_side = breast_side(side, runs[0]), breast_side(reference_side, runs[1])
                 except ValueError as error:
                     raise ValueError(f"table1_paired.md: {' or '.join(runs)}: {error}") from None
-                results.append(paired_auc(side, reference_side, report_seed(records[(method, seed)]), labels=runs))
+                results.append(paired_auc(side, reference_side, report_seed(records[(method, seed)]), labels=runs,
+                                          with_brier="brier" in figures))  # fmt: skip
                 pairs.append((side, reference_side))
+            if "brier" in figures:
+                out["brier"][(method, head)] = _brier_estimate(results, pairs, report_seed(records[(method, seeds[0])]))
+            if "auc" not in figures:
+                continue
             if len(results) == 1:
                 r = results[0]
-                out[(method, head)] = one_seed_estimate(r), r["p_a_not_better"], r["delong"]["p"]
+                out["auc"][(method, head)] = one_seed_estimate(r), r["p_a_not_better"], r["delong"]["p"]
             else:
                 test, differences = seeds_auc_test(pairs), [r["difference"]["value"] for r in results]
-                out[(method, head)] = seeds_estimate(test, differences), math.nan, test["p"]
+                out["auc"][(method, head)] = seeds_estimate(test, differences), math.nan, test["p"]
     return out
+
+
+def _brier_estimate(
+    results: list[dict[str, Any]], pairs: list[tuple[dict[str, Any], dict[str, Any]]], seed: int
+) -> tuple[Estimate, float, float]:
+    """:func:`paired_differences`'s entry for the Brier score from the seeds' :func:`paired_auc` ``results`` (with
+    their ``brier``) and sides ``pairs``."""
+    if len(results) == 1:
+        brier = results[0]["brier"]
+        return one_seed_estimate({**brier, "resampled": results[0]["resampled"]}), brier["p_a_not_better"], math.nan
+    drawn = seeds_brier_draws(pairs, seed)
+    test = dict.fromkeys(RESULT_KEYS, math.nan) if drawn is None else (
+        rrrc_test(drawn[:, 0].reshape(2, -1), bootstrap_covariance(drawn[:, 1:]))
+    )  # fmt: skip
+    return seeds_estimate(test, [r["brier"]["difference"]["value"] for r in results]), math.nan, test["p"]
 
 
 def seeds_auc_test(pairs: list[tuple[dict[str, Any], dict[str, Any]]]) -> dict[str, float]:
@@ -113,6 +141,27 @@ def seeds_auc_figures(pairs: list[tuple[dict[str, Any], dict[str, Any]]]) -> tup
     studies = torch.tensor(first["study_keys"]) if all("study_keys" in side for side in sides) else None
     auc, covariance = auc_covariance(torch.stack(cast(list[torch.Tensor], scores)), target, studies)
     return auc.reshape(2, len(pairs)), covariance
+
+
+def seeds_brier_draws(pairs: list[tuple[dict[str, Any], dict[str, Any]]], seed: int) -> torch.Tensor | None:
+    """``(2 x runs, 1 + B)``: the Brier score of every run of ``pairs`` (A's runs, then B's) on the full sample, then
+    on each of the first A run's report's draws (``seed``; whole studies where every run recorded them): one run a
+    side, the draws :func:`paired_auc` prints its Brier lines over. None where the runs do not rate the same images
+    alike."""
+    first = pairs[0][0]
+    order = {k: i for i, k in enumerate(first["image_keys"])}
+    target = torch.tensor(first["target"], dtype=torch.float64)
+    sides = [a for a, _ in pairs] + [b for _, b in pairs]
+    studies = torch.tensor(first["study_keys"], dtype=torch.int64) if all("study_keys" in s for s in sides) else None
+    keys = torch.tensor(first["image_keys"], dtype=torch.int64)
+    drawn = resample_weights(torch.tensor(first["target"]), seed=seed, keys=keys, groups=studies)
+    weights = torch.cat([torch.ones(1, keys.numel()), drawn]).double()  # once, not per run
+    probabilities = [probabilities_in_order(side, order, target) for side in sides]
+    if any(p is None for p in probabilities):
+        return None
+    return torch.stack(
+        [calibration_figures(weights, p, target)["brier"] for p in cast(list[torch.Tensor], probabilities)]
+    )
 
 
 def probabilities_in_order(side: dict[str, Any], order: dict[int, int], target: torch.Tensor) -> torch.Tensor | None:
@@ -167,10 +216,12 @@ def table1_paired_text(
     differences: dict[tuple[str, str], tuple[Estimate, float, float]],
     reference: str,
     breasts: dict[tuple[str, str], tuple[Estimate, float, float]] | None = None,
+    brier: dict[tuple[str, str], tuple[Estimate, float, float]] | None = None,
 ) -> str:
     """The table: per train method and head, the AUC difference with its interval, over what, (one seed) the share
     of the paired resamples where the method is not better, and the p-value of the difference; ``breasts``: the same
-    at breast level, a section of its own."""
+    at breast level, a section of its own; ``brier``: the Brier score's differences (:func:`paired_differences`'s
+    ``brier``), another."""
     header = ["train", "head", f"AUC - {reference}'s", "interval over", f"share of resamples <= {reference}", "p",
               "p (Holm)"]  # fmt: skip
     breast_section = "" if breasts is None else (
@@ -189,7 +240,23 @@ def table1_paired_text(
         "column (one per train method), so that 5% bounds the chance of any false finding among them\n\n"
         + _markdown(header, _paired_rows(differences))
         + breast_section
-        + two_seeds_note(e for e, _, _ in [*differences.values(), *(breasts or {}).values()])
+        + ("" if brier is None else _brier_section(brier, reference))
+        + two_seeds_note(e for e, _, _ in [*differences.values(), *(breasts or {}).values(), *(brier or {}).values()])
+    )
+
+
+def _brier_section(differences: dict[tuple[str, str], tuple[Estimate, float, float]], reference: str) -> str:
+    """The Brier scores' section of ``table1_paired.md``: is the method's probability nearer the truth, image by
+    image, than the reference's (``calibration.md``'s Brier score; lower is better)."""
+    header = ["train", "head", f"Brier score - {reference}'s", "interval over",
+              f"share of resamples >= {reference}", "p", "p (Holm)"]  # fmt: skip
+    return (
+        f"\n## Brier score\n\nEach train method's Brier score minus {reference}'s on the same test images "
+        "(`calibration.md`'s; lower is better: a negative difference, probabilities nearer the truth): with one seed "
+        f"the paired bootstrap's 95% interval over the test report's draws and the share of them where the method's "
+        f"score is not below {reference}'s (no p); over the seeds both ran Obuchowski-Rockette's interval and p, "
+        "each seed a random reader, the covariance of every run's score over the first seed's draws of the test "
+        "studies\n\n" + _markdown(header, _paired_rows(differences))
     )
 
 

@@ -344,10 +344,10 @@ def _write_calibration(
 
 
 def _write_table1_paired(output: Path, runs: dict[tuple[str, int], Path]) -> str | None:
-    """``table1_paired.md``: each train method's AUC minus the first train method's, paired on the same test images
-    (:mod:`study_paired`); returns its name, or None with one train method, or where some run's test report records
-    no probabilities per image or a pair cannot be compared (a warning says which; an earlier study's file is
-    removed)."""
+    """``table1_paired.md``: each train method's AUC and Brier score minus the first train method's, paired on the
+    same test images (:mod:`study_paired`); returns its name, or None with one train method, or where some run's
+    test report records no probabilities per image or a pair cannot be compared (a warning says which; an earlier
+    study's file is removed)."""
     path = output / "table1_paired.md"
     methods = sorted({m for m, _ in runs}, key=METHOD_ORDER.index)
     if len(methods) < 2:  # nothing to pair: the runs' image records are not read
@@ -361,13 +361,13 @@ def _write_table1_paired(output: Path, runs: dict[tuple[str, int], Path]) -> str
         log.warning("study %s: table1_paired.md has no breast level: the test reports of %s name no breast per image "
                     "(tested before they did); test those runs again", output, ", ".join(unnamed))  # fmt: skip
     try:
-        differences = paired_differences(records, methods[0])
-        breasts = None if unnamed else paired_differences(records, methods[0], "breast")
+        paired = paired_differences(records, methods[0], figures=("auc", "brier"))
+        breasts = None if unnamed else paired_differences(records, methods[0], "breast")["auc"]
     except ValueError as error:
         path.unlink(missing_ok=True)
         log.warning("study %s: no paired Table I: %s", output, error)
         return None
-    path.write_text(table1_paired_text(differences, methods[0], breasts))
+    path.write_text(table1_paired_text(paired["auc"], methods[0], breasts, paired["brier"]))
     return path.name
 
 
@@ -487,7 +487,11 @@ def write_study_outputs(
         f"Table II ({SUBSET} images; TPR [95% interval, {interval}] @ FPPI, means over seeds)\n\n{table2_md}\n"
         f"{verdict}\n{_best_by_wafroc(afroc_cells, lead)}\nFROC figures: {', '.join(p.name for p in figures)}\n"
         + (f"Table I per breast density: {table1_density}\n" if table1_density else "")
-        + (f"Table I paired (each train method's AUC minus the first's): {table1_paired}\n" if table1_paired else "")
+        + (
+            f"Table I paired (each train method's AUC and Brier score minus the first's): {table1_paired}\n"
+            if table1_paired
+            else ""
+        )
         + (f"Pointing game (each map's peak and energy against the masses): {pointing}\n" if pointing else "")
         + (
             f"Pointing game per breast density, finding BI-RADS and mass size: {pointing_by_kind}\n"
