@@ -308,7 +308,7 @@ def _null_brier_over_runs(seed: int, seeds: int, studies: int = 60) -> float:
     run's probability of an image separates by the study's difficulty, its configuration's luck on the study (every
     seed alike), its own bias and noise."""
     from wsod_mammo.detection.bootstrap import bootstrap_covariance
-    from wsod_mammo.detection.compare_runs import seeds_brier_draws
+    from wsod_mammo.detection.study_paired import seeds_brier_draws
 
     generator = torch.Generator().manual_seed(seed)
     study = torch.arange(studies).repeat_interleave(2)
