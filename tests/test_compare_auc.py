@@ -225,7 +225,7 @@ def test_the_study_pairs_each_train_methods_auc_with_the_first_per_seed_and_over
         calibration_figures(draws, p.double(), target)["brier"] for p in (good, good, noise, good * 0.5 + noise * 0.5)
     ]
     expected = rrrc_test(torch.stack(figures)[:, 0].reshape(2, 2), bootstrap_covariance(torch.stack(figures)[:, 1:]))
-    assert expected["difference"] < 0  # gradcam's probabilities are the better calibrated (p 0.23: two runs a side)
+    assert expected["difference"] < 0  # gradcam's probabilities are nearer the truth (p 0.23: two runs a side)
     line = f"  A - B, covariance over 1,000 bootstrap draws: {expected['difference']:+.3f} [{expected['low']:+.3f}, "
     assert line + f"{expected['high']:+.3f}], t = {expected['t']:.2f} on {expected['df']:.1f} degrees" in brier, brier
     # and the study's table1_paired.md gives the same test of the Brier scores over its two seeds
