@@ -146,7 +146,7 @@ def main() -> None:
     signum = signal.Signals[f"SIG{args.signal}"]
     sides: tuple[tuple[str, str, str], ...] = (("with the fix", "fix", WITH_FIX), ("without", "without", WITHOUT_FIX))
     sides = sides if signum == signal.SIGINT else (("as shipped", "fix", WITH_FIX),)  # the fixes concern SIGINT
-    what = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
+    sent = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
     expected = {signal.SIGINT: 1 if args.model == "toy" else 130, signal.SIGTERM: None if args.model == "toy" else 143}
     with tempfile.TemporaryDirectory(prefix="bench_ctrl_c_") as folder:
         work = Path(folder)
@@ -182,7 +182,7 @@ def main() -> None:
                   + ", ".join(f"{side} {n}" for side, n in lost.items()), flush=True)  # fmt: skip
     for side, n in lost.items():
         exits = sorted({s for s in statuses[side] if s is not None})
-        print(f"{side}: {n} of {args.trials} fits still ran {args.wait:.0f} s after {what}; exit statuses {exits}")
+        print(f"{side}: {n} of {args.trials} fits still ran {args.wait:.0f} s after {sent}; exit statuses {exits}")
     if signum == signal.SIGINT:
         print(f"with the fix: {len(raised_again)} of {args.trials} fits lost their Ctrl-C and were stopped at the next "
               "batch by CtrlCAgain" + "".join(f"\n  landed in {place}" for place in raised_again))  # fmt: skip
