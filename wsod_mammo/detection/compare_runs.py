@@ -32,7 +32,7 @@ from wsod_mammo.detection.jackknife import jackknife_covariance
 from wsod_mammo.detection.obuchowski_rockette import RESULT_KEYS, rrrc_test
 from wsod_mammo.detection.record_strata import in_density
 from wsod_mammo.detection.report import count
-from wsod_mammo.detection.study_paired import seeds_auc_figures, seeds_brier_draws
+from wsod_mammo.detection.study_paired import seeds_auc_figures, seeds_brier_draws, seeds_draws_test
 
 
 def run_specs(spec: str) -> list[str]:
@@ -236,10 +236,8 @@ def _over_draws_lines(labels: tuple[list[str], list[str]], drawn: torch.Tensor) 
     """Each run's figure and Obuchowski-Rockette's test of A - B from ``drawn (2 x runs, 1 + B)``: A's runs then
     B's, each its full sample's figure then the same bootstrap draws' (TPR, the pointing game and the Brier score over
     runs)."""
-    full = drawn[:, 0].reshape(2, -1)
-    test = rrrc_test(full, bootstrap_covariance(drawn[:, 1:]))
-    return _runs_lines(labels, full) + _rrrc_line(
-        f"A - B, covariance over {drawn.shape[1] - 1:,} bootstrap draws", test
+    return _runs_lines(labels, drawn[:, 0].reshape(2, -1)) + _rrrc_line(
+        f"A - B, covariance over {drawn.shape[1] - 1:,} bootstrap draws", seeds_draws_test(drawn)
     )
 
 

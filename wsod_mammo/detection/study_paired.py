@@ -111,9 +111,7 @@ def _brier_estimate(
         brier = results[0]["brier"]
         return one_seed_estimate({**brier, "resampled": results[0]["resampled"]}), brier["p_a_not_better"], math.nan
     drawn = seeds_brier_draws(pairs, seed)
-    test = dict.fromkeys(RESULT_KEYS, math.nan) if drawn is None else (
-        rrrc_test(drawn[:, 0].reshape(2, -1), bootstrap_covariance(drawn[:, 1:]))
-    )  # fmt: skip
+    test = dict.fromkeys(RESULT_KEYS, math.nan) if drawn is None else seeds_draws_test(drawn)
     return seeds_estimate(test, [r["brier"]["difference"]["value"] for r in results]), math.nan, test["p"]
 
 
@@ -153,15 +151,22 @@ def seeds_brier_draws(pairs: list[tuple[dict[str, Any], dict[str, Any]]], seed: 
     target = torch.tensor(first["target"], dtype=torch.float64)
     sides = [a for a, _ in pairs] + [b for _, b in pairs]
     studies = torch.tensor(first["study_keys"], dtype=torch.int64) if all("study_keys" in s for s in sides) else None
-    keys = torch.tensor(first["image_keys"], dtype=torch.int64)
-    drawn = resample_weights(torch.tensor(first["target"]), seed=seed, keys=keys, groups=studies)
-    weights = torch.cat([torch.ones(1, keys.numel()), drawn]).double()  # once, not per run
     probabilities = [probabilities_in_order(side, order, target) for side in sides]
     if any(p is None for p in probabilities):
         return None
+    keys = torch.tensor(first["image_keys"], dtype=torch.int64)
+    drawn = resample_weights(torch.tensor(first["target"]), seed=seed, keys=keys, groups=studies)
+    weights = torch.cat([torch.ones(1, keys.numel()), drawn]).double()  # once, not per run
     return torch.stack(
         [calibration_figures(weights, p, target)["brier"] for p in cast(list[torch.Tensor], probabilities)]
     )
+
+
+def seeds_draws_test(drawn: torch.Tensor) -> dict[str, float]:
+    """Obuchowski-Rockette's test of A - B (:func:`rrrc_test`'s keys) from ``drawn (2 x runs, 1 + B)``: A's runs then
+    B's, each its full sample's figure then the same bootstrap draws', whose covariance is the runs' over the test
+    set (:func:`seeds_brier_draws`; TPR and the pointing game over runs)."""
+    return rrrc_test(drawn[:, 0].reshape(2, -1), bootstrap_covariance(drawn[:, 1:]))
 
 
 def probabilities_in_order(side: dict[str, Any], order: dict[int, int], target: torch.Tensor) -> torch.Tensor | None:
