@@ -150,7 +150,8 @@ def _all_images_result(found: dict[int, float], normal_scores: dict[int, float],
 
 
 def _write_report(run, results, seed: int = 7, train: str = "cam", densities: dict | None = None):
-    from wsod_mammo.training.test_report import Table1Figures, write_test_report
+    from wsod_mammo.training.table1_report import Table1Figures
+    from wsod_mammo.training.test_report import write_test_report
 
     trainer = SimpleNamespace(ckpt_path=None, loggers=[])
     module = SimpleNamespace(train_saliency=SimpleNamespace(name=train), detection_thresholds={"cam": 0.5},

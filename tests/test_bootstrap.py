@@ -128,7 +128,7 @@ def test_table1_intervals_resample_within_each_class() -> None:
     from types import SimpleNamespace
 
     from wsod_mammo.training.classification import stage_head_metrics
-    from wsod_mammo.training.test_report import table1_intervals
+    from wsod_mammo.training.table1_report import table1_intervals
 
     module = SimpleNamespace(metrics=stage_head_metrics(1))
     preds, target = torch.full((20,), 0.9), torch.tensor([1] * 10 + [0] * 10)

@@ -11,7 +11,7 @@ from wsod_mammo.detection.bootstrap import classification_figures, interval, res
 from wsod_mammo.detection.breasts import breast_key_of_images, breast_predictions
 from wsod_mammo.detection.image_keys import image_keys
 from wsod_mammo.training.classification import stage_head_metrics
-from wsod_mammo.training.test_report import table1_intervals
+from wsod_mammo.training.table1_report import table1_intervals
 
 # study s1: left breast CC + MLO (a mass seen in the CC only), right breast CC + MLO (normal); study s2: left CC only
 IDS = ["s1-LCC", "s1-LMLO", "s1-RCC", "s1-RMLO", "s2-LCC"]

@@ -80,7 +80,8 @@ def test_the_summary_draws_table1s_resamples_of_whole_studies() -> None:
 
 def test_the_test_report_writes_calibration_and_the_reliability_diagram(tmp_path: Path) -> None:
     from wsod_mammo.detection.metrics import DetectionMetric
-    from wsod_mammo.training.test_report import Table1Figures, write_test_report
+    from wsod_mammo.training.table1_report import Table1Figures
+    from wsod_mammo.training.test_report import write_test_report
 
     def result(positives_only: bool):
         metric = DetectionMetric(thresholds=(0.5,), operating_fppi=1.0, positives_only=positives_only)
@@ -180,7 +181,7 @@ def test_over_seeds_the_studys_calibration_counts_the_test_set(
     from wsod_mammo.detection.obuchowski_rockette import single_treatment_interval
     from wsod_mammo.detection.recalibration import recalibration
     from wsod_mammo.detection.study_report import write_study_outputs
-    from wsod_mammo.training.test_report import _images_record
+    from wsod_mammo.training.table1_report import _images_record
 
     generator = torch.Generator().manual_seed(5)
     n = 40

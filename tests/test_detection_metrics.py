@@ -256,7 +256,7 @@ def test_intervals_do_not_depend_on_the_order_the_images_come_in() -> None:
     from wsod_mammo.detection.bootstrap import detection_intervals
     from wsod_mammo.detection.compare import paired_bootstrap
     from wsod_mammo.detection.image_keys import image_keys
-    from wsod_mammo.training.test_report import _image_records
+    from wsod_mammo.training.table2_report import _image_records
 
     generator = torch.Generator().manual_seed(0)
     labels = (torch.arange(24) % 2 == 0).long()

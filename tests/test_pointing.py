@@ -105,7 +105,8 @@ def test_the_test_report_gives_each_methods_pointing_game_with_its_interval_over
     from types import SimpleNamespace
 
     from wsod_mammo.detection.bootstrap import interval, resample_weights
-    from wsod_mammo.training.test_report import Table1Figures, write_test_report
+    from wsod_mammo.training.table1_report import Table1Figures
+    from wsod_mammo.training.test_report import write_test_report
 
     results = {}
     for method, hits in (("cam", (0, 1, 2, 3, 4)), ("gradcam", (0, 1, 2, 3, 4, 5, 6, 7))):
@@ -162,7 +163,8 @@ def test_compare_of_two_methods_pointing_game_pairs_their_reports_intervals(tmp_
     from wsod_mammo.detection.compare import load_side
     from wsod_mammo.detection.compare_pointing import paired_figure
     from wsod_mammo.detection.report import main
-    from wsod_mammo.training.test_report import Table1Figures, write_test_report
+    from wsod_mammo.training.table1_report import Table1Figures
+    from wsod_mammo.training.test_report import write_test_report
 
     results = {}
     for method, hits in (("cam", (0, 1, 2, 3, 4)), ("gradcam", (0, 1, 2, 3, 4, 5, 6, 7))):
@@ -239,7 +241,8 @@ def test_a_pointing_game_in_mm_reports_its_unit_and_the_images_it_left_out(tmp_p
     from types import SimpleNamespace
 
     from wsod_mammo.detection.metrics import DetectionMetric
-    from wsod_mammo.training.test_report import Table1Figures, write_test_report
+    from wsod_mammo.training.table1_report import Table1Figures
+    from wsod_mammo.training.test_report import write_test_report
 
     maps = torch.zeros(4, 10, 10)
     maps[:, 1, 1] = 1.0  # every peak on the mass

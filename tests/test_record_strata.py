@@ -11,7 +11,7 @@ from test_strata import BUDGET, _lesion_images, _lesion_result
 from wsod_mammo.detection.mass_kinds import UNKNOWN
 from wsod_mammo.detection.record_strata import density_only, stratum_only, with_densities
 from wsod_mammo.detection.strata import restrict, strata_of
-from wsod_mammo.training.test_report import _image_records
+from wsod_mammo.training.table2_report import _image_records
 
 
 @pytest.mark.parametrize("seed", [0, 1])
@@ -129,7 +129,7 @@ def test_over_seeds_table1_by_density_counts_the_test_set(tmp_path) -> None:
     from wsod_mammo.detection.bootstrap import classification_figures, resample_weights
     from wsod_mammo.detection.obuchowski_rockette import single_treatment_interval
     from wsod_mammo.detection.study_report import write_study_outputs
-    from wsod_mammo.training.test_report import _figures_with_intervals
+    from wsod_mammo.training.table1_report import _figures_with_intervals
 
     keys, target, (good, noise), groups = _cases()
     densities = {int(k): "DENSITY B" if (int(k) // 2) % 2 else "DENSITY C" for k in keys}  # whole studies
@@ -240,7 +240,7 @@ def test_compare_of_heads_over_one_density_gives_table1_by_densitys_auc(tmp_path
     from test_compare_auc import _cases, _write_run
 
     from wsod_mammo.detection.report import main
-    from wsod_mammo.training.test_report import _figures_with_intervals
+    from wsod_mammo.training.table1_report import _figures_with_intervals
 
     keys, target, (good, noise), groups = _cases()
     densities = {int(k): "DENSITY B" if (int(k) // 2) % 2 else "DENSITY C" for k in keys}

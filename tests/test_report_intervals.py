@@ -13,7 +13,8 @@ import torch
 from wsod_mammo.detection.bootstrap import detection_intervals
 from wsod_mammo.detection.compare import load_side, paired_bootstrap
 from wsod_mammo.detection.metrics import DetectionMetric
-from wsod_mammo.training.test_report import Table1Figures, write_test_report
+from wsod_mammo.training.table1_report import Table1Figures
+from wsod_mammo.training.test_report import write_test_report
 
 NO_TABLE1 = Table1Figures({}, {}, {}, None)  # a report of detection alone
 
@@ -118,7 +119,7 @@ def test_table1_of_a_two_class_model_names_the_class_it_rates(tmp_path, recorded
 
 
 def test_table1_by_density_gives_each_densitys_counts_and_heads_and_n_a_where_a_density_has_no_negatives() -> None:
-    from wsod_mammo.training.test_report import _figures_with_intervals, table1_by_density_text
+    from wsod_mammo.training.table1_report import _figures_with_intervals, table1_by_density_text
 
     preds, target = torch.tensor([0.9, 0.2, 0.7, 0.6, 0.8]), torch.tensor([1.0, 0.0, 1.0, 1.0, 1.0])
     keys = torch.arange(5)

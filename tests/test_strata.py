@@ -263,7 +263,7 @@ def test_compare_counting_one_kind_of_mass_gives_that_rows_figures_and_names_wha
     import json
 
     from wsod_mammo.detection.report import main
-    from wsod_mammo.training.test_report import _image_records
+    from wsod_mammo.training.table2_report import _image_records
 
     images = _lesion_images(seed=3, count=40)
     weaker = [im | {"map": im["map"].clone()} for im in images]

@@ -75,6 +75,12 @@ def csv_text(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return buffer.getvalue()
 
 
+def write_table(path: Path, markdown: str, csv_document: str) -> None:
+    """A table as both files a report keeps of it: ``path`` (markdown) and the CSV beside it (suffix ``.csv``)."""
+    path.write_text(markdown)
+    path.with_suffix(".csv").write_text(csv_document)
+
+
 def table1(rows: dict[str, dict[str, float]]) -> tuple[str, str]:
     """Table I ``(markdown, csv)`` from ``{head: {"accuracy", "auc", "tpr", "tnr": value in [0, 1]}}``.
 

@@ -42,7 +42,7 @@ THRESHOLD_NOTES = {
     "default": "NOT VALIDATED: the maps were binarized at the default threshold; no validation chose one",
 }
 # A test report's cell (``detection.json``) holds its bootstrap interval (over studies, or images) as
-# ``intervals["tpr"] = {"value", "low", "high"}`` (``training/test_report.py``).
+# ``intervals["tpr"] = {"value", "low", "high"}`` (``training/table2_report.py``).
 
 
 @dataclass(frozen=True)

@@ -27,13 +27,9 @@ from wsod_mammo.detection.pointing import POINTING_UNITS, TOLERANCE
 from wsod_mammo.detection.report import SUBSETS
 from wsod_mammo.saliency import get_saliency_method
 from wsod_mammo.training.run_dir import run_directory
-from wsod_mammo.training.test_report import (
-    breast_groups,
-    density_labels,
-    study_groups,
-    table1_intervals,
-    write_test_report,
-)
+from wsod_mammo.training.table1_report import table1_intervals
+from wsod_mammo.training.test_report import write_test_report
+from wsod_mammo.training.test_split import breast_groups, density_labels, study_groups
 
 if TYPE_CHECKING:
     from wsod_mammo.training.module import GMICLitModule
@@ -213,7 +209,7 @@ class DetectionMetrics(Callback):
         self._metrics: dict[tuple[str, str], DetectionMetric] = {}
         self._normals: dict[str, NormalImageRatings] = {}  # validation's normal images, per method (wAFROC)
         self._results: dict[tuple[str, str], DetectionResult] = {}
-        self._groups: dict[int, int] = {}  # image key -> study key of the test split (test_report.study_groups)
+        self._groups: dict[int, int] = {}  # image key -> study key of the test split (test_split.study_groups)
         self._said_tie: set[str] = set()  # methods whose threshold validation chose from a tie at TPR 0 (said once)
 
     def _methods(self, pl_module: GMICLitModule) -> list[str]:

@@ -1,0 +1,251 @@
+"""Table II of a test run: each test-time method's TPR@FPPI cell on mass images and on all images with 95% bootstrap
+intervals, the FROC plots, and each distinct image's record of boxes, hits and masses for ``wsod report --compare``.
+
+The Table II cell is the operating point validation selects by: the FROC point with the highest TPR at FPPI <=
+``fppi_budget`` (``OPERATING_POINT`` below, also written to the report).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from torch import Tensor
+
+from wsod_mammo.detection.bootstrap import detection_intervals, groups_of, interval_text
+from wsod_mammo.detection.metrics import DetectionResult
+from wsod_mammo.detection.pointing_kinds import kind_of_code
+from wsod_mammo.detection.report import (
+    FROM_DEFAULT,
+    FROM_TIE,
+    FROM_VALIDATION,
+    SUBSETS,
+    csv_text,
+    format_cell,
+    plot_froc,
+    row_label,
+    table2,
+    thresholds_record,
+    write_table,
+    write_table2_row,
+)
+from wsod_mammo.detection.table2_strata import (
+    STRATUM_TABLES,
+    by_density,
+    by_finding_birads,
+    by_mass_size,
+    has_finding_birads,
+    has_mass_sizes,
+    why_no_sizes,
+)
+
+log = logging.getLogger(__name__)
+
+OPERATING_POINT = (
+    "TPR@FPPI cell: the FROC point with the highest TPR at FPPI <= {budget:g} (box-score cut), "
+    "the rule validation chooses the binarization threshold by"
+)
+CI_COLUMNS = ["subset", "method", "figure", "value", "low", "high"]
+
+
+def _ci_rows(subset: str, method: str, figures: dict[str, Any]) -> list[list[str]]:
+    rows = [[subset, method, name, *map(repr, figures[name].values())] for name in ("tpr", "fppi")]
+    for point, value in figures["tpr_at_fppi"].items():
+        rows.append([subset, method, f"tpr@fppi{point}", *map(repr, value.values())])
+    return rows
+
+
+def _method_summary(
+    r: DetectionResult, cell: str, intervals: dict[str, Any], validated: bool, tied: bool = False
+) -> dict[str, Any]:
+    first = r.per_threshold[0]
+    source = (FROM_TIE if tied else FROM_VALIDATION) if validated else FROM_DEFAULT
+    return {
+        "threshold": first.threshold,
+        "threshold_from": source,
+        "cell": cell,
+        "tpr": first.tpr,
+        "fppi": first.fppi,
+        "tpr_at_fppi": {f"{p:g}": v for p, v in zip(r.fppi_points, first.tpr_at_fppi.tolist(), strict=True)},
+        "num_gt": r.num_gt,
+        "num_images": r.num_images,
+        "num_samples": r.num_samples,
+        "intervals": intervals,
+        "fppi_curve": first.fppi_curve.tolist(),
+        "tpr_curve": first.tpr_curve.tolist(),
+    }
+
+
+def _image_records(r: DetectionResult, groups: dict[int, int] | None = None) -> dict[str, Any]:
+    """``detection_images.json``'s record of one method: per image its key (and study) and ground-truth count, per
+    box its image, score and hit; for ``--compare --masses``, per mass its image, BI-RADS and size in mm (null
+    unknown) and per box the mass it found (-1 none); for ``--compare --figure pointing|energy``, per image its
+    pointing-game hit and energy inside its masses (null without a mass in view), and (``--masses``) per image and
+    kind of its masses in view, the same against that kind's masses alone (``pointing_by_kind``)."""
+    first = r.per_threshold[0]
+    studies = groups_of(r.image_keys, groups)
+    masses: dict[str, Any] = {}
+    if r.gt_image is not None and r.gt_category is not None and first.box_gt is not None:
+        sizes = [] if r.gt_size is None else _nullable(r.gt_size)
+        masses = {"gt_image": r.gt_image.tolist(), "gt_birads": r.gt_category.tolist(),
+                  "gt_size_mm": sizes or [None] * r.gt_image.numel(), "box_gt": first.box_gt.tolist()}  # fmt: skip
+    maps: dict[str, Any] = {
+        name: _nullable(values)
+        for name, values in (("pointing", r.pointing), ("energy", r.energy))
+        if values is not None
+    }
+    if (kinds := r.kind_pointing) is not None:  # for --figure pointing|energy --masses: per image and kind of mass
+        maps["pointing_by_kind"] = {
+            "image": kinds.image.tolist(),
+            "stratum": [kind_of_code(int(code))[1] for code in kinds.code.tolist()],
+            "pointing": _nullable(kinds.hit),
+            "energy": _nullable(kinds.energy),
+        }  # fmt: skip
+    return {
+        "image_keys": r.image_keys.tolist(),
+        **({"study_keys": studies.tolist()} if studies is not None else {}),
+        "image_gt": r.image_gt.tolist(),
+        "box_image": first.box_image.tolist(),
+        "box_scores": first.box_scores.tolist(),
+        "box_tp": first.box_tp.int().tolist(),
+        **masses,
+        **maps,
+    }
+
+
+def _nullable(values: Tensor) -> list[float | None]:
+    """``values`` as JSON holds them: NaN (unknown, unscored) as null."""
+    return [None if math.isnan(v) else v for v in values.tolist()]
+
+
+def write_subset(
+    directory: Path,
+    train_method: str,
+    subset: str,
+    results: dict[str, DetectionResult],
+    budget: float,
+    seed: int,
+    iou_rule: float = 0.3,
+    validated: frozenset[str] | None = None,
+    weights: str = "checkpoint",
+    groups: dict[int, int] | None = None,
+    tied: frozenset[str] = frozenset(),
+) -> tuple[dict[str, Any], list[list[str]], dict[str, Any], str]:
+    """One subset's Table II row (md/csv, with an interval table), FROC plot; returns its summary, CI rows,
+    per-image records and the row's markdown (with its note and intervals) for the terminal. ``validated``: the
+    methods whose binarization threshold validation chose (None: all); the others' cells are marked. ``weights``:
+    the row file's ``weights`` (``checkpoint``, ``in_memory``, ``nyu``, ``untrained``), in the row's label too.
+    ``groups``: ``study_groups``, the studies the bootstrap draws whole. ``tied``: the validated methods whose
+    threshold was the first of a tie at TPR 0 (no threshold found a mass in validation); their cells are marked."""
+    validated = frozenset(results) if validated is None else validated
+    cells = {m: format_cell(r.per_threshold[0].tpr, r.per_threshold[0].fppi) for m, r in results.items()}
+    intervals = {m: detection_intervals(r, budget, seed, groups) for m, r in results.items()}
+    suffix = "" if subset == "mass" else "_all_images"
+    thresholds = thresholds_record(list(results), validated, tied)
+    write_table2_row(directory / f"table2_row{suffix}.csv", train_method, cells, weights, thresholds)
+    row_md, _ = table2({row_label(train_method, weights, thresholds): cells})
+    ci_md, _ = table2({f"{train_method} TPR 95% CI": {m: interval_text(i["tpr"]) for m, i in intervals.items()}})
+    first = next(iter(results.values()))
+    counts = f"{first.num_images} distinct images ({first.num_samples} samples evaluated)"
+    note = f"\n{counts}. {OPERATING_POINT.format(budget=budget)}.\n\n"
+    if defaulted := [m for m in results if m not in validated]:
+        cut = results[defaulted[0]].per_threshold[0].threshold
+        note += (
+            f"NOT VALIDATED: the maps of {', '.join(defaulted)} were binarized at the default threshold {cut:g}; "
+            "no validation chose one for these weights, so these cells are not the study's protocol.\n\n"
+        )
+    if tied_here := [m for m in results if m in validated and m in tied]:
+        note += (
+            f"TIED: validation found no mass at FPPI <= {budget:g} at any threshold of the grid for "
+            f"{', '.join(tied_here)}: the threshold stored is the grid's first, not a choice.\n\n"
+        )
+    if weights == "untrained":
+        note += "UNTRAINED: the freshly initialized network (`--ckpt_path untrained`), a baseline, not a result.\n\n"
+    (directory / f"table2_row{suffix}.md").write_text(row_md + note + ci_md)
+    curves = {m: (r.per_threshold[0].fppi_curve, r.per_threshold[0].tpr_curve) for m, r in results.items()}
+    points = {m: (r.per_threshold[0].fppi, r.per_threshold[0].tpr) for m, r in results.items()}
+    title = (
+        f"FROC, {subset} images, trained with {train_method}: {first.num_images} images, "
+        f"{first.num_gt} lesions, hit = IoU > {iou_rule:g}"
+    )
+    plot_froc(curves, directory / f"froc_{subset}.png", title=title, points=points)
+    summary = {m: _method_summary(r, cells[m], intervals[m], m in validated, m in tied) for m, r in results.items()}
+    ci_rows = [row for m in results for row in _ci_rows(subset, m, intervals[m])]
+    return summary, ci_rows, {m: _image_records(r, groups) for m, r in results.items()}, row_md + note + ci_md
+
+
+class Table2Rows(NamedTuple):
+    """What ``write_table2_rows`` wrote, for ``detection.json``, the terminal, W&B and ``detection_images.json``."""
+
+    entries: dict[str, Any]  # per subset its methods' summaries and counts
+    printed: list[str]  # each subset's row, note and intervals
+    ci_rows: list[list[str]]  # table2_row_ci.csv's rows (CI_COLUMNS)
+    records: dict[str, dict[str, Any]]  # {subset: {method: _image_records}}
+
+
+def write_table2_rows(
+    directory: Path,
+    train_method: str,
+    results: dict[tuple[str, str], DetectionResult],
+    budget: float,
+    seed: int,
+    iou_rule: float,
+    validated: frozenset[str],
+    weights: str,
+    groups: dict[int, int] | None,
+    tied: frozenset[str],
+) -> Table2Rows:
+    """Each subset's Table II row (``write_subset``; a subset without images gets none, one without mass boxes
+    cells of n/a, each said in the log) and ``table2_row_ci.csv``; ``results``: ``{(method, subset): result}``."""
+    entries: dict[str, Any] = {}
+    printed, ci_rows, records = [], [], {}
+    for subset in SUBSETS:
+        subset_results = {m: r for (m, s), r in results.items() if s == subset}
+        any_result = next(iter(subset_results.values()))
+        if any_result.num_images == 0:
+            log.error("the test set has no %s images: no detection figures for them", subset)
+            continue
+        if not any_result.tpr_defined:
+            log.error("the test set has no mass boxes (%s images): TPR is undefined, cells read n/a", subset)
+        entries[subset], rows, records[subset], row_text = write_subset(
+            directory, train_method, subset, subset_results, budget, seed, iou_rule, validated, weights, groups, tied
+        )
+        printed.append(f"Table II row, {subset} images (TPR@FPPI, hit = IoU > {iou_rule:g})\n{row_text}")
+        entries[f"{subset}_counts"] = {"images": any_result.num_images, "samples": any_result.num_samples}
+        ci_rows += rows
+    (directory / "table2_row_ci.csv").write_text(csv_text(CI_COLUMNS, ci_rows))
+    return Table2Rows(entries, printed, ci_rows, records)
+
+
+def write_table2_strata(
+    directory: Path,
+    results: dict[tuple[str, str], DetectionResult],
+    densities: dict[int, str],
+    budget: float,
+    seed: int,
+    groups: dict[int, int] | None,
+) -> tuple[dict[str, Any], list[str]]:
+    """Table II's cells per breast density, per finding BI-RADS and per mass size, each where the data names its
+    strata (``STRATUM_TABLES``); returns ``detection.json``'s entries (None for a table not made) and the
+    terminal's sections."""
+    makers: dict[str, Callable[[], tuple[dict[str, Any], str, str]] | None] = {
+        "by_density": (lambda: by_density(results, densities, budget, seed, groups)) if densities else None,
+        "by_finding_birads": (lambda: by_finding_birads(results, budget, seed, groups))
+        if has_finding_birads(results)
+        else None,
+        "by_mass_size": (lambda: by_mass_size(results, budget, seed, groups)) if has_mass_sizes(results) else None,
+    }
+    entries: dict[str, Any] = {}
+    printed = []
+    for table in STRATUM_TABLES:
+        entries[table.key] = None
+        if (make := makers[table.key]) is not None:
+            entries[table.key], markdown, csv = make()
+            write_table(directory / f"{table.stem}.md", markdown, csv)
+            printed.append(f"{table.title}\n{markdown}")
+    if why := why_no_sizes(results):
+        log.info("%s", why)
+    return entries, printed
