@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from wsod_mammo.detection.pointing_report import tolerance_text
-from wsod_mammo.detection.report import METHOD_ORDER, count, plot_froc
+from wsod_mammo.detection.report import METHOD_ORDER, count, plot_froc, write_table
 from wsod_mammo.detection.study_afroc import (
     best_pair,
     load_box_records,
@@ -17,6 +17,7 @@ from wsod_mammo.detection.study_afroc import (
     versus_best,
     wafroc_paired_text,
 )
+from wsod_mammo.detection.study_over_seeds import Cells as Table2Cells
 from wsod_mammo.detection.study_over_seeds import (
     calibration_over_test_set,
     figures_of_merit_over_test_set,
@@ -238,8 +239,8 @@ def _write_pointing_game(
         path.with_suffix(".csv").unlink(missing_ok=True)
         return None
     cells, over_test_set = pointing_over_test_set(method_cells(reports, "pointing_game", POINTING_FIGURES), runs)
-    path.write_text(pointing_text(cells, next(iter(tolerance)), OVER_TEST_SET if over_test_set else None))
-    path.with_suffix(".csv").write_text(cells_csv(cells))
+    write_table(path, pointing_text(cells, next(iter(tolerance)), OVER_TEST_SET if over_test_set else None),
+                cells_csv(cells))  # fmt: skip
     return path.name
 
 
@@ -255,8 +256,7 @@ def _write_figures_of_merit(
         path.with_suffix(".csv").unlink(missing_ok=True)
         return None
     cells, over_test_set = figures_of_merit_over_test_set(method_cells(reports, "wafroc", AFROC_FIGURES), runs)
-    path.write_text(afroc_text(cells, OVER_TEST_SET if over_test_set else None))
-    path.with_suffix(".csv").write_text(cells_csv(cells))
+    write_table(path, afroc_text(cells, OVER_TEST_SET if over_test_set else None), cells_csv(cells))
     return cells
 
 
@@ -273,9 +273,7 @@ def _write_figures_of_merit_by_kind(
         path.with_suffix(".csv").unlink(missing_ok=True)
         return None
     cells, over_test_set = figures_of_merit_by_kind_over_test_set(afroc_by_kind_cells(reports), runs)
-    markdown, csv = afroc_by_kind_text(cells, OVER_TEST_SET if over_test_set else None)
-    path.write_text(markdown)
-    path.with_suffix(".csv").write_text(csv)
+    write_table(path, *afroc_by_kind_text(cells, OVER_TEST_SET if over_test_set else None))
     return path.name
 
 
@@ -295,9 +293,7 @@ def _write_pointing_by_kind(
         return None
     tolerance = tolerance_text(next(iter(reports.values()))["pointing_game"])
     cells, over_test_set = pointing_by_kind_over_test_set(pointing_by_kind_cells(reports), runs)
-    markdown, csv = pointing_by_kind_text(cells, tolerance, OVER_TEST_SET if over_test_set else None)
-    path.write_text(markdown)
-    path.with_suffix(".csv").write_text(csv)
+    write_table(path, *pointing_by_kind_text(cells, tolerance, OVER_TEST_SET if over_test_set else None))
     return path.name
 
 
@@ -385,6 +381,19 @@ def _best_by_wafroc(cells: Cells | None, lead: str = "") -> str:
     return f"Best pair by wAFROC (every test image): train {train}, test {test}: {figure}{lead}\n"
 
 
+def _best_pair_line(cells: Table2Cells, marks: Marks) -> str:
+    """The summary's verdict: Table II's best train/test pair by mean TPR, every pair where several tie."""
+    best = best_pairs(cells)
+    if not best:
+        return "Best pair: none (no cell has a defined TPR)"
+    if len(best) == 1:
+        train, test, tpr, fppi = best[0]
+        verdict = f"Best pair: train {train}, test {test}: TPR {tpr.text()} at {fppi.mean:.2f} FPPI"
+        return verdict + symbols(marks.get((train, test)))
+    tied = "; ".join(f"train {train}, test {test}{symbols(marks.get((train, test)))}" for train, test, *_ in best)
+    return f"Best pairs, tied at TPR {best[0][2].mean:.2f} and {best[0][3].mean:.2f} FPPI: {tied}"
+
+
 def _checkpoints_line(reports: dict[tuple[str, int], dict[str, Any]], selection: str) -> str:
     """``Checkpoints tested: best.ckpt, kept by ...; epochs (0-based): cam_seed42 7, ...``: what kept the checkpoints
     (``selection``) and the epoch each run's test report records having evaluated; nothing where neither is known."""
@@ -434,8 +443,7 @@ def write_study_outputs(
             breast_over = table1_over_test_set(classification, "breast")
         breast_md = table1_text(reports, "table1_breast", breast_over)
         (output / "table1_breast.md").write_text(breast_md)
-    (output / "table2.md").write_text(table2_md)
-    (output / "table2.csv").write_text(table2_csv)
+    write_table(output / "table2.md", table2_md, table2_csv)
     figures = _froc_figures(output, reports)
     by_stratum = {strata.key: _write_by_stratum(output, reports, marks, strata, tested) for strata in STRATA}
     table1_density = _write_table1_by_density(output, reports, classification)
@@ -450,16 +458,6 @@ def write_study_outputs(
         (output / f"froc_{method}.png").unlink(missing_ok=True)
     lead = wafroc_paired[1] if wafroc_paired else ""  # what the paired tests say of the best pair's lead
     seeds = sorted({s for _, s in reports})
-    best = best_pairs(cells)
-    if not best:
-        verdict = "Best pair: none (no cell has a defined TPR)"
-    elif len(best) == 1:
-        train, test, tpr, fppi = best[0]
-        verdict = f"Best pair: train {train}, test {test}: TPR {tpr.text()} at {fppi.mean:.2f} FPPI"
-        verdict += symbols(marks.get((train, test)))
-    else:
-        tied = "; ".join(f"train {train}, test {test}{symbols(marks.get((train, test)))}" for train, test, *_ in best)
-        verdict = f"Best pairs, tied at TPR {best[0][2].mean:.2f} and {best[0][3].mean:.2f} FPPI: {tied}"
     seed_list = ", ".join(map(str, seeds))
     unit, by_images = _report_intervals(reports)
     if by_images and len(by_images) < len(reports) and len(seeds) == 1:
@@ -473,6 +471,18 @@ def write_study_outputs(
         return OVER_TEST_SET if counts_test_set else "Student-t over seeds"
 
     interval = over_seeds(over_test_set)
+    written = [  # the summary's list of the other tables: (what, file) where it was written
+        ("Table I per breast density", table1_density),
+        ("Table I paired (each train method's AUC and Brier score minus the first's)", table1_paired),
+        ("Pointing game (each map's peak and energy against the masses)", pointing),
+        ("Pointing game per breast density, finding BI-RADS and mass size", pointing_by_kind),
+        (f"Calibration ({calibration[1]} of Table I's probabilities)" if calibration else "",
+         calibration[0] if calibration else None),
+        ("wAFROC and AFROC figures of merit (every test image)", "wafroc.md" if afroc_cells else None),
+        ("wAFROC per breast density, finding BI-RADS and mass size", afroc_by_kind),
+        ("wAFROC paired (the best pair's minus every other's)", wafroc_paired[0] if wafroc_paired else None),
+        *((_name(strata), by_stratum[strata.key]) for strata in STRATA),
+    ]  # fmt: skip
     breast_text = (
         f"Table I, breast level (a breast's probability is the mean of its views'; positive with the class in any "
         f"view; mean [95% interval, {over_seeds(breast_over is not None)}])\n\n{breast_md}\n"
@@ -485,24 +495,9 @@ def write_study_outputs(
         + f"Table I (classification, test images; mean [95% interval, {over_seeds(table1_over is not None)}])\n\n"
         f"{table1_md}\n{breast_text}"
         f"Table II ({SUBSET} images; TPR [95% interval, {interval}] @ FPPI, means over seeds)\n\n{table2_md}\n"
-        f"{verdict}\n{_best_by_wafroc(afroc_cells, lead)}\nFROC figures: {', '.join(p.name for p in figures)}\n"
-        + (f"Table I per breast density: {table1_density}\n" if table1_density else "")
-        + (
-            f"Table I paired (each train method's AUC and Brier score minus the first's): {table1_paired}\n"
-            if table1_paired
-            else ""
-        )
-        + (f"Pointing game (each map's peak and energy against the masses): {pointing}\n" if pointing else "")
-        + (
-            f"Pointing game per breast density, finding BI-RADS and mass size: {pointing_by_kind}\n"
-            if pointing_by_kind
-            else ""
-        )  # fmt: skip
-        + (f"Calibration ({calibration[1]} of Table I's probabilities): {calibration[0]}\n" if calibration else "")
-        + ("wAFROC and AFROC figures of merit (every test image): wafroc.md\n" if afroc_cells else "")
-        + (f"wAFROC per breast density, finding BI-RADS and mass size: {afroc_by_kind}\n" if afroc_by_kind else "")
-        + (f"wAFROC paired (the best pair's minus every other's): {wafroc_paired[0]}\n" if wafroc_paired else "")
-        + "".join(f"{_name(strata)}: {by_stratum[strata.key]}\n" for strata in STRATA if by_stratum[strata.key])
+        f"{_best_pair_line(cells, marks)}\n{_best_by_wafroc(afroc_cells, lead)}\n"
+        f"FROC figures: {', '.join(p.name for p in figures)}\n"
+        + "".join(f"{label}: {name}\n" for label, name in written if name)
     )
     if left_out:
         text += f"\nFinished runs in this folder left out of these tables: {', '.join(left_out)}"
