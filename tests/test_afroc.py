@@ -198,7 +198,7 @@ def test_the_test_report_gives_each_methods_figures_of_merit_with_table_iis_inte
 def test_compare_of_two_methods_figure_of_merit_pairs_their_reports_intervals(tmp_path, capsys) -> None:
     from wsod_mammo.detection.compare import load_side
     from wsod_mammo.detection.compare_afroc import paired_fom
-    from wsod_mammo.detection.report import main
+    from wsod_mammo.detection.report_cli import main
 
     cam = _all_images_result({0: 0.9, 1: 0.8, 2: 0.4}, {6: 0.6, 7: 0.2})
     gradcam = _all_images_result({0: 0.9, 1: 0.8, 2: 0.7, 3: 0.7, 4: 0.9}, {6: 0.6})
@@ -256,7 +256,7 @@ def test_the_study_pairs_the_best_pairs_wafroc_with_every_other_on_the_same_imag
     from wsod_mammo.detection.compare_pointing import scored
     from wsod_mammo.detection.jackknife import jackknife_covariance
     from wsod_mammo.detection.obuchowski_rockette import rrrc_test
-    from wsod_mammo.detection.report import main as report_main
+    from wsod_mammo.detection.report_cli import main as report_main
     from wsod_mammo.detection.study_afroc import bootstrap_p
     from wsod_mammo.detection.study_paired import holm, p_cells
     from wsod_mammo.detection.study_report import write_study_outputs

@@ -139,7 +139,7 @@ def test_the_study_averages_each_densitys_figures_over_seeds_and_narrows_them_to
 def test_compare_counting_one_kind_of_mass_pairs_the_reports_figures_of_that_kind(tmp_path, capsys) -> None:
     """``wsod report --compare A B --figure wafroc --masses 'BI-RADS 4'``: each side's figure and interval are its
     wafroc_by_kind.md row's, the difference paired over the same draws."""
-    from wsod_mammo.detection.report import main
+    from wsod_mammo.detection.report_cli import main
 
     birads = [4, 4, 4, 5, 5, 5]
     cam = _all_images_result({0: 0.9, 1: 0.8, 4: 0.4}, {6: 0.6, 7: 0.2}, birads)

@@ -1301,7 +1301,7 @@ def test_evaluating_without_weights_is_refused_and_untrained_must_be_asked_for(
         (row,) = csv.DictReader(io.StringIO((report.parent / "table2_row.csv").read_text()))
         assert (row["weights"], row["thresholds"]) == ("untrained", "default"), row
         assert "UNTRAINED: the freshly initialized network" in (report.parent / "table2_row.md").read_text()
-        from wsod_mammo.detection.report import main as report_main
+        from wsod_mammo.detection.report_cli import main as report_main
 
         caplog.clear()
         with caplog.at_level(logging.WARNING, logger="wsod_mammo.detection.report"):

@@ -13,7 +13,7 @@ from wsod_mammo.detection.bootstrap import SEED, groups_of
 from wsod_mammo.detection.calibration import calibration_summary
 from wsod_mammo.detection.compare_auc import HEAD_NAMES, load_head, paired_auc
 from wsod_mammo.detection.delong import paired_test
-from wsod_mammo.detection.report import main
+from wsod_mammo.detection.report_cli import main
 from wsod_mammo.training.classification import HEADS
 from wsod_mammo.training.table1_report import _figures_with_intervals, _images_record
 

@@ -63,7 +63,7 @@ def test_compare_prints_the_jackknife_over_studies_beside_the_bootstrap(tmp_path
     its difference is the bootstrap's, and its standard error is the left-out figures' by the formula."""
     from wsod_mammo.detection.compare import load_side
     from wsod_mammo.detection.compare_afroc import paired_fom
-    from wsod_mammo.detection.report import main
+    from wsod_mammo.detection.report_cli import main
 
     cam = _all_images_result({0: 0.9, 1: 0.8, 4: 0.4}, {6: 0.6, 7: 0.2})
     gradcam = _all_images_result({0: 0.9, 1: 0.85, 2: 0.7, 3: 0.7}, {6: 0.6})

@@ -162,7 +162,7 @@ def test_compare_of_two_methods_pointing_game_pairs_their_reports_intervals(tmp_
 
     from wsod_mammo.detection.compare import load_side
     from wsod_mammo.detection.compare_pointing import paired_figure
-    from wsod_mammo.detection.report import main
+    from wsod_mammo.detection.report_cli import main
     from wsod_mammo.training.table1_report import Table1Figures
     from wsod_mammo.training.test_report import write_test_report
 

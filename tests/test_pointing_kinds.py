@@ -181,7 +181,7 @@ def test_compare_of_one_kind_of_mass_pairs_the_reports_pointing_by_kind(tmp_path
     pointing_by_kind.md row's (the images with such a mass, against those masses alone), the difference paired."""
     from test_afroc import _write_report
 
-    from wsod_mammo.detection.report import main
+    from wsod_mammo.detection.report_cli import main
 
     maps, boxes, birads, sizes = _two_kinds()
     results = {}

@@ -177,7 +177,7 @@ def test_compare_over_one_density_gives_each_side_its_per_density_tables_row(tmp
 
     from test_afroc import _all_images_result, _write_report
 
-    from wsod_mammo.detection.report import main
+    from wsod_mammo.detection.report_cli import main
 
     birads = [4, 5, 4, 5, 4, 5]
     results = {("cam", s): _all_images_result({0: 0.9, 1: 0.8, 2: 0.4}, {6: 0.6, 8: 0.3}, birads)
@@ -239,7 +239,7 @@ def test_compare_of_heads_over_one_density_gives_table1_by_densitys_auc(tmp_path
 
     from test_compare_auc import _cases, _write_run
 
-    from wsod_mammo.detection.report import main
+    from wsod_mammo.detection.report_cli import main
     from wsod_mammo.training.table1_report import _figures_with_intervals
 
     keys, target, (good, noise), groups = _cases()

@@ -13,12 +13,12 @@ from wsod_mammo.detection.report import (
     collect_table2,
     format_cell,
     froc_axis,
-    main,
     plot_froc,
     table1,
     table2,
     write_table2_row,
 )
+from wsod_mammo.detection.report_cli import main
 
 
 def _parse(text: str) -> list[dict[str, str]]:

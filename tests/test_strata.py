@@ -262,7 +262,7 @@ def test_compare_counting_one_kind_of_mass_gives_that_rows_figures_and_names_wha
     per BI-RADS does: A's and B's TPR are restrict_lesions' (computed apart, on tensors), over the same draws."""
     import json
 
-    from wsod_mammo.detection.report import main
+    from wsod_mammo.detection.report_cli import main
     from wsod_mammo.training.table2_report import _image_records
 
     images = _lesion_images(seed=3, count=40)

@@ -42,7 +42,7 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     "predict": Subcommand(LIGHTNING_MODULE, "boxes and scores for images, in their original DICOM frame"),
     "prepare": Subcommand("wsod_mammo.data.prepare", "decode VinDr-Mammo DICOMs once into a 16-bit image cache"),
     "synth": Subcommand("wsod_mammo.data.synthetic", "write a tiny synthetic VinDr-format dataset (real DICOMs)"),
-    "report": Subcommand("wsod_mammo.detection.report", "merge the Table II rows of several test runs"),
+    "report": Subcommand("wsod_mammo.detection.report_cli", "merge the Table II rows of several test runs"),
     "study": Subcommand("wsod_mammo.study", "the whole study: fit per method x seed, test, Table I/II with intervals"),
 }
 

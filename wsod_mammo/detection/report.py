@@ -3,7 +3,8 @@
 Table I: one row per head (global, local, fusion), columns accuracy, AUC, TPR, TNR.
 Table II: one row per training saliency method, one column per test-time method, cells ``TPR@FPPI`` such as
 ``0.69@0.55``. A test run writes its own row with :func:`write_table2_row` to ``RUN_DIR/table2_row.csv``;
-``wsod report RUN_DIR...`` (:func:`main`) merges the rows of several runs into the full matrix.
+``wsod report RUN_DIR...`` (:mod:`wsod_mammo.detection.report_cli`) merges the rows of several runs into the full
+matrix (:func:`collect_table2`).
 
 A row file ends with two columns saying what the row is worth: ``weights`` (``checkpoint``, ``in_memory``: trained in
 the same process, ``nyu``: NYU's weights as they are, ``untrained``: the freshly initialized network, a baseline) and
@@ -24,8 +25,6 @@ import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-from wsod_mammo.detection.mass_kinds import mass_kind
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -335,131 +334,3 @@ def _floats(values: Sequence[float] | Tensor) -> list[float]:
     if hasattr(values, "detach"):
         return values.detach().float().cpu().tolist()
     return [float(v) for v in values]
-
-
-def _check_stratum(args: Any) -> None:
-    """``--masses`` and ``--density`` select what ``--compare`` counts: one of them, with ``--compare``, and
-    ``--density`` not at breast level (the per-density tables rate images)."""
-    given = [f"--{name}" for name in ("masses", "density") if getattr(args, name) is not None]
-    if given and args.compare is None:
-        raise ValueError(f"{given[0]}: it selects what --compare counts; give --compare A B too")
-    if len(given) == 2:
-        raise ValueError("--masses and --density: one stratum at a time, as the per-stratum tables rate them")
-    if args.density is not None and args.level != "image":
-        raise ValueError("--density: Table I per breast density rates images; drop --level breast")
-
-
-def main(argv: list[str] | None = None) -> None:
-    """``wsod report RUN_DIR... [--output DIR] [--compare A B]``: print the merged Table II; with ``--output`` write
-    ``table2.md`` and ``table2.csv`` there; ``--compare`` adds a paired bootstrap of two methods' TPR
-    (``RUN_DIR:method`` or ``method`` of the first run; see :mod:`wsod_mammo.detection.compare`) or of two heads' AUC
-    (``RUN_DIR:fusion``; :mod:`wsod_mammo.detection.compare_auc`)."""
-    from jsonargparse import ArgumentParser
-
-    parser = ArgumentParser(prog="wsod report", description="Merge the Table II rows of several test runs.")
-    parser.add_argument("run_dirs", nargs="+", type=str, help="test run directories holding table2_row.csv")
-    parser.add_argument("--output", type=str | None, default=None, help="directory for table2.md and table2.csv")
-    parser.add_argument(
-        "--compare",
-        nargs=2,
-        type=str,
-        default=None,
-        help="two methods A B (RUN_DIR:method or method): paired bootstrap of their TPR (or --figure); or two heads "
-        "(RUN_DIR:fusion, RUN_DIR:global, RUN_DIR:local): of their AUC (Table I), over all distinct test images (or "
-        "--level breast), with DeLong's test clustered by study. Several runs a side (RUN_1,RUN_2,RUN_3:fusion, "
-        "paired in order with the other side's: seeds of two configurations): Obuchowski-Rockette's test with each "
-        "run a random reader, for heads' AUC, TPR and every --figure",
-    )
-    parser.add_argument(
-        "--subset", default="mass", choices=["mass", "all"], metavar="{mass,all}",
-        help="--compare's images: mass (the mass images, as Table II) or all (every test image)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--level", default="image", choices=["image", "breast"], metavar="{image,breast}",
-        help="--compare of two heads: their AUC over the distinct test images (Table I) or over the breasts (Table "
-             "I's breast level: a breast's probability the mean of its views')",
-    )  # fmt: skip
-    parser.add_argument(
-        "--figure", default="tpr", choices=["tpr", "pointing", "energy", "wafroc", "afroc"],
-        metavar="{tpr,pointing,energy,wafroc,afroc}",
-        help="what --compare of two methods compares: tpr (Table II's TPR at the FPPI budget), pointing (the "
-             "pointing game), energy (the share of the map's energy inside the masses), or wafroc / afroc (the "
-             "JAFROC figures of merit over every test image, whatever --subset says)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--masses", type=str | None, default=None,
-        help="--compare counting only the masses of one row of Table II per finding BI-RADS or per mass size: "
-             "'BI-RADS 5', '< 10 mm', '10-20 mm', '>= 20 mm' (false positives all count); with --figure wafroc or "
-             "afroc, every normal image and only those masses (as wafroc_by_kind.md); with --figure pointing or "
-             "energy, the images with such a mass, against those masses alone (as pointing_by_kind.md)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--density", type=str | None, default=None,
-        help="--compare over the test images of one breast density ('DENSITY C', as the per-density tables name "
-             "it): Table II's TPR and heads' AUC as table2_by_density.md and table1_by_density.md rate it, --figure "
-             "wafroc or afroc as wafroc_by_kind.md, pointing or energy as pointing_by_kind.md",
-    )  # fmt: skip
-    args = parser.parse_args(argv)
-    _check_stratum(args)
-    if args.compare is not None:  # torch's import (seconds) for --compare only: the tables and --help stay light
-        from wsod_mammo.detection.compare import compare
-        from wsod_mammo.detection.compare_afroc import compare_fom
-        from wsod_mammo.detection.compare_auc import HEAD_NAMES, compare_auc, is_head
-        from wsod_mammo.detection.compare_pointing import compare_figure
-        from wsod_mammo.detection.compare_runs import (
-            compare_auc_runs,
-            compare_figure_runs,
-            compare_fom_runs,
-            compare_tpr_runs,
-            run_specs,
-        )
-    heads = [is_head(side) for side in args.compare or ()]
-    over_runs = any(len(run_specs(side)) > 1 for side in args.compare or ())
-    if any(heads) and not all(heads):
-        raise ValueError(
-            f"--compare {' '.join(args.compare)}: one side is a head ({', '.join(HEAD_NAMES)}: AUC), the other a "
-            "saliency method (TPR); compare two heads or two methods"
-        )
-    if args.level != "image" and not (heads and all(heads)):  # said before any table is read
-        raise ValueError(f"--level {args.level}: it rates the heads --compare compares; give --compare of two heads "
-                         f"({', '.join(HEAD_NAMES) if args.compare else 'RUN_A:fusion RUN_B:fusion'})")  # fmt: skip
-    if args.figure != "tpr":
-        if args.compare is None:
-            raise ValueError(f"--figure {args.figure}: it selects what --compare compares; give --compare A B too")
-        if any(heads):
-            raise ValueError(
-                f"--figure {args.figure}: a figure of saliency methods; --compare of two heads compares AUC"
-            )
-    if args.masses is not None:
-        if any(heads):
-            raise ValueError("--masses: it selects the masses a TPR counts; --compare of two heads compares AUC")
-        mass_kind(args.masses)
-    output = None if args.output is None else Path(args.output)
-    if output is not None and output.exists() and not output.is_dir():
-        raise ValueError(f"--output: {output} is a file; expected a directory for table2.md and table2.csv")
-    run_dirs = [find_run_dir(Path(run_dir)) for run_dir in args.run_dirs]
-    markdown, table2_csv = collect_table2(run_dirs)
-    print(markdown, end="")
-    if args.compare is not None:
-        if len(args.compare) != 2:
-            raise ValueError(f"--compare: expected two methods A B, found {args.compare}")
-        first = Path(args.run_dirs[0])  # as typed, so a side without RUN_DIR: is named as the user named its run
-        if all(heads):  # Table I's images: every distinct test image, whatever --subset says
-            auc = compare_auc_runs if over_runs else compare_auc
-            print(auc(args.compare[0], args.compare[1], first, args.level, args.density), end="")
-        elif args.figure in ("wafroc", "afroc"):  # every test image: normal images hold its false positives
-            fom = compare_fom_runs if over_runs else compare_fom
-            print(fom(args.compare[0], args.compare[1], first, args.figure, args.masses, args.density), end="")
-        elif args.figure != "tpr":
-            figure = compare_figure_runs if over_runs else compare_figure
-            print(figure(args.compare[0], args.compare[1], first, args.figure, args.subset, args.masses, args.density),
-                  end="")  # fmt: skip
-        else:
-            tpr = compare_tpr_runs if over_runs else compare
-            print(tpr(args.compare[0], args.compare[1], first, args.subset, args.masses, args.density), end="")
-    if output is not None:
-        output.mkdir(parents=True, exist_ok=True)
-        for name, text in (("table2.md", markdown), ("table2.csv", table2_csv)):
-            (output / f".{name}.partial").write_text(text)  # both written before either replaces an older one
-        for name in ("table2.md", "table2.csv"):
-            (output / f".{name}.partial").replace(output / name)
