@@ -83,6 +83,28 @@ def check_loader_options(val_fraction: float, batch_size: int, eval_batch_size: 
         raise ValueError(f"data.num_workers: expected 0 (load in the main process) or more, found {num_workers}")
 
 
+def check_data_path_options(
+    standardize_on: str, augment_on: str, pixel_reads: str, copy_ahead: bool, compile_device_transform: bool
+) -> None:
+    """Refuse a data path whose parts do not fit together: augmentation, pixel reads, copying ahead and the compiled
+    transform on the device each need standardization there (``standardize_on: device``), copying ahead needs the
+    pixels read by the main process (``pixel_reads: main``)."""
+    if standardize_on not in ("worker", "device"):
+        raise ValueError(f"data.standardize_on: expected 'worker' or 'device', got {standardize_on!r}")
+    if augment_on not in ("worker", "device") or (augment_on == "device" and standardize_on != "device"):
+        raise ValueError(f"data.augment_on: expected 'worker', or 'device' with standardize_on: device, got "
+                         f"augment_on={augment_on!r}, standardize_on={standardize_on!r}")  # fmt: skip
+    if pixel_reads not in ("worker", "main") or (pixel_reads == "main" and standardize_on != "device"):
+        raise ValueError(f"data.pixel_reads: expected 'worker', or 'main' with standardize_on: device, got "
+                         f"pixel_reads={pixel_reads!r}, standardize_on={standardize_on!r}")  # fmt: skip
+    if copy_ahead and pixel_reads != "main":
+        raise ValueError(f"data.copy_ahead: the pin-memory thread copies ahead only what it reads, with "
+                         f"pixel_reads: main (got pixel_reads={pixel_reads!r})")  # fmt: skip
+    if compile_device_transform and standardize_on != "device":
+        raise ValueError("data.compile_device_transform: there is no device transform to compile without "
+                         f"standardize_on: device (got standardize_on={standardize_on!r})")  # fmt: skip
+
+
 def check_cache_sizes(records: list[ImageRecord], manifest: dict[str, Any], cache_dir: Any, root: Any) -> None:
     """A cache prepared from another copy of the data (other sizes, boxes, pixels under the same image ids) was used
     as it was: its pixels, mapped with the boxes of this one. Each cached image's original size must be the CSV's
@@ -200,22 +222,9 @@ class VinDrMammoDataModule(L.LightningDataModule):
         super().__init__()
         if missing not in ("error", "skip"):
             raise ValueError(f"data.missing: expected 'error' or 'skip', got {missing!r}")
-        if standardize_on not in ("worker", "device"):
-            raise ValueError(f"data.standardize_on: expected 'worker' or 'device', got {standardize_on!r}")
-        if augment_on not in ("worker", "device") or (augment_on == "device" and standardize_on != "device"):
-            raise ValueError(f"data.augment_on: expected 'worker', or 'device' with standardize_on: device, got "
-                             f"augment_on={augment_on!r}, standardize_on={standardize_on!r}")  # fmt: skip
-        if pixel_reads not in ("worker", "main") or (pixel_reads == "main" and standardize_on != "device"):
-            raise ValueError(f"data.pixel_reads: expected 'worker', or 'main' with standardize_on: device, got "
-                             f"pixel_reads={pixel_reads!r}, standardize_on={standardize_on!r}")  # fmt: skip
+        check_data_path_options(standardize_on, augment_on, pixel_reads, copy_ahead, compile_device_transform)
         self.standardize_on, self.augment_on, self.pixel_reads = standardize_on, augment_on, pixel_reads
-        if copy_ahead and pixel_reads != "main":
-            raise ValueError(f"data.copy_ahead: the pin-memory thread copies ahead only what it reads, with "
-                             f"pixel_reads: main (got pixel_reads={pixel_reads!r})")  # fmt: skip
         self.copy_ahead = copy_ahead
-        if compile_device_transform and standardize_on != "device":
-            raise ValueError("data.compile_device_transform: there is no device transform to compile without "
-                             f"standardize_on: device (got standardize_on={standardize_on!r})")  # fmt: skip
         # torch.compile only wraps here; it compiles on the first batch of each kind
         self._device_transform = compiled_device_transform() if compile_device_transform else device_transform
         self.data_root, self.cache_dir = data_root, cache_dir
