@@ -474,7 +474,7 @@ def test_the_callback_gives_each_mass_its_finding_birads_and_size_in_view_then_o
     """``target_findings`` keeps the class's boxes' BI-RADS (and sizes) in ``class_targets``' order, then the
     out-of-frame ones; a batch whose boxes no longer match its meta (a transform dropped one) is refused naming the
     image."""
-    from wsod_mammo.training.callbacks import target_findings, target_sizes
+    from wsod_mammo.training.batch_targets import target_findings, target_sizes
 
     batch = {
         "box_labels": [torch.tensor([0, 1, 0]), torch.zeros(0, dtype=torch.long)],

@@ -34,9 +34,9 @@ from wsod_mammo.models import GMIC
 from wsod_mammo.models.gmic import COMPILE_OPTIONS
 from wsod_mammo.models.nyu import NYU_CLASS_NAMES, from_nyu_checkpoint
 from wsod_mammo.saliency import SaliencyMethod
-from wsod_mammo.training.callbacks import Alignment, map_placement
 from wsod_mammo.training.checkpoints import PAPER_INPUT_SIZE, read_lightning_checkpoint
 from wsod_mammo.training.checkpoints import recorded_frame as recorded_frame  # the Python API's, as before
+from wsod_mammo.training.evaluation_options import Alignment, map_placement
 from wsod_mammo.training.module import GMICLitModule
 from wsod_mammo.training.predict_breasts import breast_rows
 

@@ -18,14 +18,20 @@ from wsod_mammo.detection.afroc import FIGURES, Ratings, figures_of_merit
 from wsod_mammo.detection.afroc_report import result_ratings
 from wsod_mammo.detection.bootstrap import SEED
 from wsod_mammo.detection.boxes import DEFAULT_THRESHOLD, saliency_to_boxes
-from wsod_mammo.detection.mass_kinds import mass_note
 from wsod_mammo.detection.metrics import DetectionMetric, DetectionResult
 from wsod_mammo.detection.normal_ratings import NormalImageRatings
 from wsod_mammo.detection.overlay import method_panels, render_overlay, short_id, write_png
 from wsod_mammo.detection.overlay_frame import overlay_frame
 from wsod_mammo.detection.pointing import POINTING_UNITS, TOLERANCE
 from wsod_mammo.detection.report import SUBSETS
-from wsod_mammo.saliency import get_saliency_method
+from wsod_mammo.training.batch_targets import class_targets, mass_notes, target_findings, target_sizes, unseen_targets
+from wsod_mammo.training.evaluation_options import (
+    Alignment,
+    check_class_of_model,
+    checked_class_index,
+    map_placement,
+    method_names,
+)
 from wsod_mammo.training.run_dir import run_directory
 from wsod_mammo.training.table1_report import table1_intervals
 from wsod_mammo.training.test_report import write_test_report
@@ -37,68 +43,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_THRESHOLD_GRID = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
-Alignment = Literal["receptive_field", "resize"]
-
-
-def map_placement(pl_module: GMICLitModule, alignment: Alignment) -> float | None:
-    """``cell0_center`` for :func:`saliency_to_boxes`: the model's receptive fields, or plain resizing (the study's
-    pytorch-grad-cam convention, which puts each 64-pixel cell about half a cell right of and below its field)."""
-    if alignment not in ("receptive_field", "resize"):
-        raise ValueError(f"alignment: expected 'receptive_field' or 'resize', found {alignment!r}")
-    return pl_module.model.map_cell0_center if alignment == "receptive_field" else None
-
-
-def class_targets(batch: dict[str, Any], class_index: int) -> tuple[list[Tensor], Tensor]:
-    """Ground-truth boxes of one class per image, and that class's image labels ``(N,)``."""
-    boxes = [b[labels == class_index] for b, labels in zip(batch["boxes"], batch["box_labels"], strict=True)]
-    return boxes, batch["label"][:, class_index]
-
-
-def unseen_targets(batch: dict[str, Any], class_index: int) -> list[int]:
-    """Per image, how many boxes of the class its input frame leaves out wholly (``meta["out_of_frame"]``): no map
-    can find them, and a TPR that left them out of its count rose with every mass a crop or window cut away."""
-    return [list(meta.get("out_of_frame", ())).count(class_index) for meta in batch["meta"]]
-
-
-def target_findings(batch: dict[str, Any], class_index: int, what: str) -> list[list[Any]] | None:
-    """Per image, ``what`` of each box of the class (``birads``: the finding's BI-RADS, 0 none given; ``size_mm``:
-    its size, None unknown), its in-frame boxes in ``class_targets``' order, then its ``unseen_targets``:
-    ``DetectionMetric``'s ``gt_categories`` and ``gt_sizes``. None where the data gives none
-    (``meta["box_<what>"]``, VinDrDataset's)."""
-    metas = batch["meta"]
-    if not all(f"box_{what}" in meta for meta in metas):
-        return None
-    values = []
-    for meta, labels, image_id in zip(metas, batch["box_labels"], batch["image_id"], strict=True):
-        labels = labels.reshape(-1).tolist()
-        if len(meta[f"box_{what}"]) != len(labels):
-            raise ValueError(f"{image_id}: {len(labels)} boxes reach the metric but meta['box_{what}'] has "
-                             f"{len(meta[f'box_{what}'])}: an evaluation transform dropped or added boxes")  # fmt: skip
-        seen = [v for v, label in zip(meta[f"box_{what}"], labels, strict=True) if label == class_index]
-        out = zip(meta.get(f"out_of_frame_{what}", ()), meta.get("out_of_frame", ()), strict=True)
-        values.append(seen + [v for v, label in out if label == class_index])
-    return values
-
-
-def target_sizes(batch: dict[str, Any], class_index: int) -> list[list[float]] | None:
-    """``target_findings``' sizes in mm, NaN for unknown: ``DetectionMetric``'s ``gt_sizes``."""
-    sizes = target_findings(batch, class_index, "size_mm")
-    return None if sizes is None else [[math.nan if v is None else float(v) for v in image] for image in sizes]
-
-
-def mass_notes(
-    batch: dict[str, Any], class_index: int, picked: Sequence[int], in_frame: Sequence[int]
-) -> list[list[str]]:
-    """Per picked image, a note per in-frame ground-truth box of the class (``mass_note``: its finding BI-RADS and
-    size), for the overlay; empty where the data gives neither (``target_findings``)."""
-    birads = target_findings(batch, class_index, "birads")
-    sizes = target_findings(batch, class_index, "size_mm")
-    if birads is None:
-        return [[] for _ in picked]
-    return [
-        [mass_note(int(b), None if sizes is None else sizes[i][j]) for j, b in enumerate(birads[i][:count])]
-        for i, count in zip(picked, in_frame, strict=True)
-    ]
 
 
 def step_maps(
@@ -111,30 +55,6 @@ def step_maps(
     if missing:
         maps.update(pl_module.saliency_maps(images, missing))
     return maps
-
-
-def checked_class_index(class_index: int, callback: str) -> int:
-    """A callback's ``class_index``, refused when negative (``check_class_of_model`` checks the model has it)."""
-    if not int(class_index) >= 0:
-        raise ValueError(f"{callback}.class_index: expected 0 or more (0: the first class), found {class_index}")
-    return int(class_index)
-
-
-def check_class_of_model(class_index: int, pl_module: LightningModule | None, callback: str) -> None:
-    """Refuse, at setup, a ``class_index`` the model has no output for: it failed at the first validation or test
-    batch, after a training epoch, in an IndexError (the CLI refuses it before running: ``check_class_index``)."""
-    heads = getattr(getattr(pl_module, "model", None), "num_classes", None)
-    if heads is not None and class_index >= heads:
-        raise ValueError(
-            f"{callback}.class_index: {class_index}, but the model has {heads} output class(es): "
-            f"expected 0..{heads - 1}"
-        )
-
-
-def method_names(methods: Sequence[str] | None, option: str) -> list[str] | None:
-    """A callback's ``methods`` as registered names, checked when the config is read (a misspelt name used to fail
-    after the model and data had loaded, in a traceback not naming the option); None keeps the module's."""
-    return None if methods is None else [get_saliency_method(name, option).name for name in methods]
 
 
 class DetectionMetrics(Callback):

@@ -32,9 +32,9 @@ from wsod_mammo.inference import (
     predictions_from_outputs,
 )
 from wsod_mammo.models.nyu import NYU_CLASS_NAMES
-from wsod_mammo.training.callbacks import Alignment, check_class_of_model, checked_class_index, map_placement
 from wsod_mammo.training.collapse import constant_probabilities, constants_text
 from wsod_mammo.training.divergence import TrainingDivergedError
+from wsod_mammo.training.evaluation_options import Alignment, check_class_of_model, checked_class_index, map_placement
 from wsod_mammo.training.predict_breasts import BREAST_CSV_COLUMNS, breast_csv_rows, breast_rows
 from wsod_mammo.training.provenance import evaluated_weights, evaluation_setting, file_sha256
 
