@@ -349,6 +349,24 @@ def test_predict_paths_survive_bad_files(synthetic_root: Path, tmp_path: Path) -
     assert batch["image_id"] == [right.image_id, "junk", "a"] and extra["error"] is None
 
 
+def test_a_loader_starts_no_worker_without_a_batch_to_load(synthetic_root: Path) -> None:
+    """`wsod predict` of two images started the default four workers, two with nothing to load, and on a 2-core
+    machine torch warned of too many workers at every run; a loader now starts at most one worker per batch, and
+    every image still comes, once, in order."""
+    paths = [str(r.path) for r in load_records(synthetic_root)[:3]]
+    dm = _dm(synthetic_root, predict_paths=paths, batch_size=2, num_workers=4)
+    dm.setup("predict")
+    loader = dm.predict_dataloader()
+    assert loader.num_workers == 2  # three images in batches of two
+    assert [image for batch in loader for image in batch["image_id"]] == [Path(p).stem for p in paths]
+    dm.setup("test")
+    images = len(dm.datasets["test"])
+    assert images >= 4 * 2 and dm.test_dataloader().num_workers == 4  # as many batches as workers: all of them
+    one = _dm(synthetic_root, batch_size=images, num_workers=4)  # the whole test split in one batch
+    one.setup("test")
+    assert one.test_dataloader().num_workers == 1
+
+
 def test_predict_folders_follow_links_to_folders_once_and_keep_broken_links(
     synthetic_root: Path, tmp_path: Path
 ) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import os
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -142,6 +143,8 @@ class VinDrMammoDataModule(L.LightningDataModule):
         seed: seed of negative sampling, the validation split, shuffling and augmentation.
         augmentation: training augmentation (``enabled: false`` switches it off); default ``AugmentationConfig()``;
             its ``seed``, when given, draws the augmentation apart from ``seed`` (same order, other crops).
+        num_workers: loading processes per loader (0: the main process loads), at most as many as the loader has
+            batches: predicting two images starts one or two, not an idle four.
         prefetch_factor: batches each worker loads ahead (PyTorch's default, 2, when None).
         worker_start: how the ``num_workers`` processes start. ``forkserver`` (the default) forks them from a
             single-threaded server that has imported the dataset code once (a one-off 2.7-2.9 s per training process and
@@ -423,7 +426,9 @@ class VinDrMammoDataModule(L.LightningDataModule):
                 f"No Finding images for it with selection={self.selection!r}, normal_max_birads="
                 f"{self.normal_max_birads} (val_fraction={self.val_fraction})"
             )
-        workers = self.num_workers
+        batch_size = self.batch_size if name == "train" else self.eval_batch_size
+        # no worker without a batch to load: it would start only to idle (past the CPUs, with torch's warning)
+        workers = min(self.num_workers, math.ceil(len(self.datasets[name]) / batch_size))
         if workers > 0 and self.worker_start == "fork":  # forked workers inherit it (see seed_worker)
             cv2.setNumThreads(1)
         # Training order and augmentation follow (seed, epoch) alone, so `--ckpt_path last` resumes exactly.
@@ -433,7 +438,7 @@ class VinDrMammoDataModule(L.LightningDataModule):
             sampler = DistributedSamplerWrapper(sampler, shuffle=False, **shards)
         return DataLoader(
             self.datasets[name],
-            batch_size=self.batch_size if name == "train" else self.eval_batch_size,
+            batch_size=batch_size,
             sampler=sampler,
             drop_last=False,
             num_workers=workers,
