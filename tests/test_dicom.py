@@ -118,6 +118,38 @@ def test_bad_files_name_path_and_reason(tmp_path: Path) -> None:
         read_dicom(tmp_path / "nopix.dcm")
 
 
+def test_a_dicom_that_is_no_image_is_named_by_its_class(tmp_path: Path) -> None:
+    """A study exported to CD or from a PACS holds, beside its images, a DICOMDIR (the medium's index) and objects
+    without pixels (CAD structured reports, presentation states); `wsod predict` of the folder listed each as an
+    unreadable image with "no pixel data". The error now says what the file is; an image whose pixels are missing
+    still reads as that."""
+    from pydicom.fileset import FileSet
+
+    # what the DICOMDIR's patient, study, series and image records need
+    study = {"PatientID": "P1", "PatientName": "P1", "StudyInstanceUID": generate_uid(), "StudyDate": "20200101",
+             "StudyTime": "000000", "StudyID": "1", "AccessionNumber": "", "SeriesInstanceUID": generate_uid(),
+             "Modality": "MG", "SeriesNumber": 1, "InstanceNumber": 1}  # fmt: skip
+    cd = FileSet()  # pydicom's FileSet writes the DICOMDIR and its file tree as media tools do
+    cd.add(pydicom.dcmread(write(tmp_path / "image.dcm", **study)))
+    cd.write(tmp_path / "cd")
+    with pytest.raises(DicomError, match=r"DICOMDIR: no pixel data .*: a DICOMDIR, the index of a medium's files, not"):
+        read_dicom(tmp_path / "cd" / "DICOMDIR")
+    listed = next(p for p in (tmp_path / "cd").rglob("*") if p.is_file() and p.name != "DICOMDIR")
+    assert read_dicom(listed)[0].shape == PIXELS.shape  # the image it lists, a file without an extension
+    for uid, said in (("1.2.840.10008.5.1.4.1.1.88.50", ": a Mammography CAD SR Storage object, not an image"),
+                      ("1.2.840.10008.5.1.4.1.1.11.1", ": a Grayscale Softcopy Presentation State Storage object"),
+                      ("1.2.3.4.5", ": SOP class 1.2.3.4.5, not an image"),
+                      ("1.2.840.10008.5.1.4.1.1.1.2", "")):  # fmt: skip
+        ds = pydicom.dcmread(tmp_path / "image.dcm")
+        del ds.PixelData
+        ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = uid
+        ds.save_as(tmp_path / "object.dcm")
+        with pytest.raises(DicomError) as refused:
+            read_dicom(tmp_path / "object.dcm")
+        assert str(refused.value).startswith(f"{tmp_path / 'object.dcm'}: no pixel data (PixelData tag absent){said}")
+        assert said or str(refused.value).endswith("(PixelData tag absent)")  # a mammogram missing its pixels
+
+
 @pytest.mark.parametrize("signed", [False, True])
 @pytest.mark.parametrize("window", [{}, {"WindowCenter": 1500, "WindowWidth": 2000}])
 def test_big_endian_pixels_read_as_little_endian_ones(tmp_path: Path, signed: bool, window: dict) -> None:

@@ -24,7 +24,14 @@ import pydicom
 from pydicom.errors import InvalidDicomError
 from pydicom.multival import MultiValue
 from pydicom.pixels import apply_modality_lut, apply_voi_lut
-from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEGExtended12Bit
+from pydicom.uid import (
+    UID,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    JPEGExtended12Bit,
+    MediaStorageDirectoryStorage,
+)
 
 from wsod_mammo.data.errors import file_not_found
 
@@ -335,6 +342,22 @@ def _bare_dataset(path: Path) -> pydicom.FileDataset:
     return ds
 
 
+def _not_an_image(ds: pydicom.Dataset) -> str:
+    """What a DICOM without pixel data is, by its SOP class, for the error that refuses it: a study's export holds
+    such objects beside its images (the DICOMDIR of a CD, CAD structured reports, presentation states), and a row
+    saying only "no pixel data" read as a broken image. Empty for an image's class (its pixels are what is missing)
+    and where the file names no SOP class."""
+    uid = ds.get("SOPClassUID") or ds.file_meta.get("MediaStorageSOPClassUID")
+    if not uid:
+        return ""
+    if uid == MediaStorageDirectoryStorage:
+        return ": a DICOMDIR, the index of a medium's files, not an image (the images are the files it lists)"
+    name = UID(str(uid)).name  # pydicom's registry ("Mammography CAD SR Storage"); an unknown UID names itself
+    if "Image Storage" in name:
+        return ""
+    return f": a {name} object, not an image" if name != str(uid) else f": SOP class {uid}, not an image"
+
+
 def _holds_pixel_data_tag(path: Path) -> bool:
     """Whether the bytes of the (7FE0,0010) PixelData tag occur in the file, in either byte order: a compressed
     file cut short within its pixel data parses without it, and was said to have none."""
@@ -367,7 +390,7 @@ def read_dicom(path: str | Path) -> tuple[np.ndarray, DicomInfo]:
             raise DicomError(
                 f"{path}: the file ends inside its pixel data (cut short: an interrupted download or copy?)"
             )
-        raise DicomError(f"{path}: no pixel data (PixelData tag absent)")
+        raise DicomError(f"{path}: no pixel data (PixelData tag absent){_not_an_image(ds)}")
     photometric = _check_pixel_layout(ds, path)
     pixels = _pixels(ds, path)
     if pixels.ndim != 2:
