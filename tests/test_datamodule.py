@@ -430,6 +430,34 @@ def test_predict_folder_mixing_dicoms_without_extension_images_text_and_empty_fo
     assert given.datasets["predict"][0]["meta"]["laterality_source"] == "given"
 
 
+def test_predict_leaves_the_operating_systems_folder_metadata_out_of_a_folder_and_says_so(
+    synthetic_root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A folder copied to a USB disk from a Mac holds a ._<name> AppleDouble file beside every image, and Windows and
+    macOS leave Thumbs.db, desktop.ini and .DS_Store: `wsod predict` of it gave each a row of an unreadable image
+    ("predictions for 4 images (2 unreadable)"). They are left out of folders now, counted in one line; a ._ file
+    that is an image, and a metadata file named itself, are still read."""
+    source = load_records(synthetic_root)[0].path
+    folder = tmp_path / "usb"
+    (folder / "sub").mkdir(parents=True)
+    shutil.copy(source, folder / "scan.dcm")
+    ramp = np.arange(64 * 40, dtype=np.uint16).reshape(64, 40) * 20
+    cv2.imwrite(str(folder / "sub" / "._kept.png"), ramp)  # an image, whatever its name
+    (folder / "._scan.dcm").write_bytes(b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        " + bytes(64))
+    (folder / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1" + bytes(64))
+    (folder / "sub" / "Thumbs.db").write_bytes(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(64))
+    (folder / "sub" / "desktop.ini").write_text("[.ShellClassInfo]\n")
+    with caplog.at_level(logging.INFO, logger="wsod_mammo.data.datamodule"):
+        dm = _dm(synthetic_root, predict_paths=[str(folder), str(folder / ".DS_Store")])
+        dm.setup("predict")
+    samples = [dm.datasets["predict"][i] for i in range(len(dm.datasets["predict"]))]
+    assert [(s["image_id"], s["meta"]["error"] is None) for s in samples] == [
+        ("scan", True), ("._kept", True), (".DS_Store", False)
+    ]  # fmt: skip
+    assert "left out 4 file(s) of the operating system's folder metadata" in caplog.text
+    assert f"the first {folder / '.DS_Store'}" in caplog.text
+
+
 def test_collate_keeps_boxes_per_image() -> None:
     samples = [
         {"image": torch.zeros(1, 4, 2), "label": torch.tensor([float(i)]), "boxes": torch.zeros(i, 4),

@@ -42,7 +42,7 @@ from wsod_mammo.data.device_augment import DeviceAugmentTransform, compiled_devi
 from wsod_mammo.data.errors import DataError, file_not_found
 from wsod_mammo.data.geometry import RESIZE_MODES
 from wsod_mammo.data.pixel_reads import read_pixel_batch, staged_pixels_ready
-from wsod_mammo.data.predict_data import PredictDataset, expand_predict_paths
+from wsod_mammo.data.predict_data import PredictDataset, find_predict_inputs
 from wsod_mammo.data.prepare import MANIFEST, cache_option_differences, load_manifest
 from wsod_mammo.data.sampling import EpochShuffleSampler
 from wsod_mammo.data.synthetic import check_synthetic_options
@@ -388,7 +388,11 @@ class VinDrMammoDataModule(L.LightningDataModule):
         train_tf.set_seed(self.augmentation_seed)
         eval_tf = BoxTransform(self.input_size, self.augmentation, train=False, standardize=in_worker)
         if stage == "predict" and self.predict_paths:
-            files = expand_predict_paths(self.predict_paths)
+            files, metadata = find_predict_inputs(self.predict_paths)
+            if metadata and (self.trainer is None or self.trainer.is_global_zero):
+                log.info("predict: left out %d file(s) of the operating system's folder metadata (.DS_Store, "
+                         "Thumbs.db, desktop.ini, macOS's ._<name> files: never images) found in the input folders, "
+                         "the first %s", len(metadata), metadata[0])  # fmt: skip
             self.datasets["predict"] = PredictDataset(
                 files, self.num_classes, eval_tf, self.crop_breast, self.predict_laterality, self.resize
             )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -20,20 +20,59 @@ from wsod_mammo.data.geometry import Geometry
 from wsod_mammo.data.images import IMAGE_SUFFIXES, load_padded
 from wsod_mammo.data.transforms import BoxTransform
 
+# what operating systems write into folders of a disk they browse: never an image, beside every one (``._<name>``)
+FOLDER_METADATA_NAMES = frozenset({".ds_store", "thumbs.db", "desktop.ini"})  # in any case: THUMBS.DB on FAT disks
+APPLE_DOUBLE_MAGIC = b"\x00\x05\x16\x07"  # macOS's ``._<name>`` files on disks without its metadata (USB, SMB)
 
-def expand_predict_paths(paths: Sequence[str]) -> list[Path]:
-    """Files and folders -> sorted file list: every file found in a folder (recursively), whatever its type.
 
-    Nothing is dropped in silence: a file that is neither a DICOM (by content) nor a PNG/TIFF is kept so that its
-    sample reports why; so are a path that does not exist, a folder with no file in it and a broken link. Links to
-    folders are followed (each folder read once: a link back up does not loop), as ``find -L`` does.
+class PredictInputs(NamedTuple):
+    """``wsod predict``'s inputs: the files to predict, and those found in folders that were the operating system's
+    folder metadata (left out: counted, never read as images)."""
+
+    files: list[Path]
+    folder_metadata: list[Path]
+
+
+def is_folder_metadata(path: Path) -> bool:
+    """``.DS_Store``, ``Thumbs.db``, ``desktop.ini`` by name, and macOS's AppleDouble ``._<name>`` files by name and
+    content (a ``._`` file that is an image is one)."""
+    if path.name.lower() in FOLDER_METADATA_NAMES:
+        return True
+    if not path.name.startswith("._"):
+        return False
+    try:
+        with path.open("rb") as file:
+            return file.read(4) == APPLE_DOUBLE_MAGIC
+    except OSError:  # unreadable: its sample says why
+        return False
+
+
+def find_predict_inputs(paths: Sequence[str]) -> PredictInputs:
+    """Files and folders -> sorted file list: every file found in a folder (recursively), whatever its type, but the
+    operating system's folder metadata (``is_folder_metadata``), which is listed apart.
+
+    Nothing else is dropped: a file that is neither a DICOM (by content) nor a PNG/TIFF is kept so that its sample
+    reports why; so are a path that does not exist, a folder with no file in it, a broken link and any file named
+    itself (metadata too). Links to folders are followed (each folder read once: a link back up does not loop), as
+    ``find -L`` does.
     """
     files: list[Path] = []
+    metadata: list[Path] = []
     for entry in paths:
         path = Path(entry)
-        found = _files_below(path) if path.is_dir() else [path]
-        files += found or [path]
-    return files
+        if not path.is_dir():
+            files.append(path)
+            continue
+        kept: list[Path] = []
+        for found in _files_below(path):
+            (metadata if is_folder_metadata(found) else kept).append(found)
+        files += kept or [path]
+    return PredictInputs(files, metadata)
+
+
+def expand_predict_paths(paths: Sequence[str]) -> list[Path]:
+    """``find_predict_inputs``' files."""
+    return find_predict_inputs(paths).files
 
 
 def _files_below(folder: Path) -> list[Path]:
