@@ -447,14 +447,18 @@ def test_predict_leaves_the_operating_systems_folder_metadata_out_of_a_folder_an
     (folder / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1" + bytes(64))
     (folder / "sub" / "Thumbs.db").write_bytes(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(64))
     (folder / "sub" / "desktop.ini").write_text("[.ShellClassInfo]\n")
+    (tmp_path / "nothing" / "else").mkdir(parents=True)  # a folder of metadata alone is a row saying so
+    (tmp_path / "nothing" / "else" / "THUMBS.DB").write_bytes(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(64))
     with caplog.at_level(logging.INFO, logger="wsod_mammo.data.datamodule"):
-        dm = _dm(synthetic_root, predict_paths=[str(folder), str(folder / ".DS_Store")])
+        dm = _dm(synthetic_root, predict_paths=[str(folder), str(folder / ".DS_Store"), str(tmp_path / "nothing")])
         dm.setup("predict")
     samples = [dm.datasets["predict"][i] for i in range(len(dm.datasets["predict"]))]
     assert [(s["image_id"], s["meta"]["error"] is None) for s in samples] == [
-        ("scan", True), ("._kept", True), (".DS_Store", False)
+        ("scan", True), ("._kept", True), (".DS_Store", False), ("nothing", False)
     ]  # fmt: skip
-    assert "left out 4 file(s) of the operating system's folder metadata" in caplog.text
+    assert samples[-1]["meta"]["error"] == (f"{tmp_path / 'nothing'}: a folder with no files in it but the operating "
+                                            "system's folder metadata (.DS_Store, ...)")  # fmt: skip
+    assert "left out 5 file(s) of the operating system's folder metadata" in caplog.text
     assert f"the first {folder / '.DS_Store'}" in caplog.text
 
 

@@ -32,6 +32,7 @@ import pydicom
 
 from wsod_mammo.data.dicom import MIN_SIDE, DicomError, read_dicom
 from wsod_mammo.data.errors import file_not_found
+from wsod_mammo.data.folder_metadata import is_folder_metadata
 from wsod_mammo.data.geometry import Geometry, apply_to_image, apply_to_mask, make_geometry
 
 JPEG_SUFFIXES = (".jpg", ".jpeg")
@@ -186,8 +187,11 @@ def read_any(path: str | Path) -> tuple[np.ndarray, str | None]:
 def _folder_error(path: Path) -> str:
     """Why a folder cannot be read as one image: ``wsod predict`` expands folders first (an empty one is kept, so that
     its row says so); the Predictor and ``load_padded`` take one image per input, so they need its files."""
-    if not any(entry.is_file() for entry in path.rglob("*")):
+    files = [entry for entry in path.rglob("*") if entry.is_file()]
+    if not files:
         return f"{path}: a folder with no files in it"
+    if all(is_folder_metadata(entry) for entry in files):
+        return f"{path}: a folder with no files in it but the operating system's folder metadata (.DS_Store, ...)"
     return f"{path}: a folder, not an image file: pass its files (only `wsod predict` expands folders)"
 
 

@@ -16,13 +16,10 @@ import torch
 from torch.utils.data import Dataset
 
 from wsod_mammo.data.dicom import describe_failure
+from wsod_mammo.data.folder_metadata import is_folder_metadata
 from wsod_mammo.data.geometry import Geometry
 from wsod_mammo.data.images import IMAGE_SUFFIXES, load_padded
 from wsod_mammo.data.transforms import BoxTransform
-
-# what operating systems write into folders of a disk they browse: never an image, beside every one (``._<name>``)
-FOLDER_METADATA_NAMES = frozenset({".ds_store", "thumbs.db", "desktop.ini"})  # in any case: THUMBS.DB on FAT disks
-APPLE_DOUBLE_MAGIC = b"\x00\x05\x16\x07"  # macOS's ``._<name>`` files on disks without its metadata (USB, SMB)
 
 
 class PredictInputs(NamedTuple):
@@ -31,20 +28,6 @@ class PredictInputs(NamedTuple):
 
     files: list[Path]
     folder_metadata: list[Path]
-
-
-def is_folder_metadata(path: Path) -> bool:
-    """``.DS_Store``, ``Thumbs.db``, ``desktop.ini`` by name, and macOS's AppleDouble ``._<name>`` files by name and
-    content (a ``._`` file that is an image is one)."""
-    if path.name.lower() in FOLDER_METADATA_NAMES:
-        return True
-    if not path.name.startswith("._"):
-        return False
-    try:
-        with path.open("rb") as file:
-            return file.read(4) == APPLE_DOUBLE_MAGIC
-    except OSError:  # unreadable: its sample says why
-        return False
 
 
 def find_predict_inputs(paths: Sequence[str]) -> PredictInputs:
