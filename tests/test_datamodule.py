@@ -456,10 +456,40 @@ def test_predict_leaves_the_operating_systems_folder_metadata_out_of_a_folder_an
     assert [(s["image_id"], s["meta"]["error"] is None) for s in samples] == [
         ("scan", True), ("._kept", True), (".DS_Store", False), ("nothing", False)
     ]  # fmt: skip
-    assert samples[-1]["meta"]["error"] == (f"{tmp_path / 'nothing'}: a folder with no files in it but the operating "
-                                            "system's folder metadata (.DS_Store, ...)")  # fmt: skip
-    assert "left out 5 file(s) of the operating system's folder metadata" in caplog.text
+    assert samples[-1]["meta"]["error"] == (f"{tmp_path / 'nothing'}: a folder with no files in it but folder "
+                                            "metadata (.DS_Store, DICOMDIR, ...)")  # fmt: skip
+    assert "left out 5 file(s) of folder metadata found in the input folders, never images" in caplog.text
     assert f"the first {folder / '.DS_Store'}" in caplog.text
+
+
+def test_predict_reads_a_cds_dicomdir_as_the_images_it_lists(
+    synthetic_root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A study from a hospital comes on a CD: a DICOMDIR and the images it lists, in folders of numbered files without
+    extensions. `wsod predict` of the DICOMDIR gave one row, 'no pixel data'; it now predicts the images it lists,
+    and of the CD's folder those images, the DICOMDIR left out with the folder metadata."""
+    from pydicom.fileset import FileSet
+
+    cd = FileSet()  # written as media tools write a CD: pydicom's FileSet, the synthetic images given proper UIDs
+    for record in load_records(synthetic_root)[:2]:
+        ds = pydicom.dcmread(record.path)
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = pydicom.uid.generate_uid(), pydicom.uid.generate_uid()
+        ds.update({"PatientID": "P1", "PatientName": "P1", "StudyDate": "20200101", "StudyTime": "000000",
+                   "StudyID": "1", "AccessionNumber": "", "SeriesNumber": 1, "InstanceNumber": 1})  # fmt: skip
+        cd.add(ds)
+    cd.write(tmp_path / "cd")
+    images = sorted(str(p) for p in (tmp_path / "cd").rglob("*") if p.is_file() and p.name != "DICOMDIR")
+    assert len(images) == 2 and all("." not in Path(p).name for p in images)
+    for given in (tmp_path / "cd" / "DICOMDIR", tmp_path / "cd"):
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="wsod_mammo.data.datamodule"):
+            dm = _dm(synthetic_root, predict_paths=[str(given)])
+            dm.setup("predict")
+        samples = [dm.datasets["predict"][i] for i in range(len(dm.datasets["predict"]))]
+        assert sorted(s["meta"]["path"] for s in samples) == images, given
+        assert all(s["meta"]["error"] is None and s["meta"]["laterality_source"] == "dicom" for s in samples)
+        assert ("left out 1 file(s) of folder metadata" in caplog.text) == (given.name == "cd")
 
 
 def test_collate_keeps_boxes_per_image() -> None:

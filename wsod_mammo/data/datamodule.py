@@ -390,9 +390,10 @@ class VinDrMammoDataModule(L.LightningDataModule):
         if stage == "predict" and self.predict_paths:
             files, metadata = find_predict_inputs(self.predict_paths)
             if metadata and (self.trainer is None or self.trainer.is_global_zero):
-                log.info("predict: left out %d file(s) of the operating system's folder metadata (.DS_Store, "
-                         "Thumbs.db, desktop.ini, macOS's ._<name> files: never images) found in the input folders, "
-                         "the first %s", len(metadata), metadata[0])  # fmt: skip
+                log.info("predict: left out %d file(s) of folder metadata found in the input folders, never images "
+                         "(the operating system's .DS_Store, Thumbs.db, desktop.ini, macOS's ._<name> files, and "
+                         "DICOMDIR indexes, whose images the folders hold), the first %s", len(metadata),
+                         metadata[0])  # fmt: skip
             self.datasets["predict"] = PredictDataset(
                 files, self.num_classes, eval_tf, self.crop_breast, self.predict_laterality, self.resize
             )

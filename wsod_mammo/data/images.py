@@ -191,7 +191,7 @@ def _folder_error(path: Path) -> str:
     if not files:
         return f"{path}: a folder with no files in it"
     if all(is_folder_metadata(entry) for entry in files):
-        return f"{path}: a folder with no files in it but the operating system's folder metadata (.DS_Store, ...)"
+        return f"{path}: a folder with no files in it but folder metadata (.DS_Store, DICOMDIR, ...)"
     return f"{path}: a folder, not an image file: pass its files (only `wsod predict` expands folders)"
 
 

@@ -16,15 +16,15 @@ import torch
 from torch.utils.data import Dataset
 
 from wsod_mammo.data.dicom import describe_failure
-from wsod_mammo.data.folder_metadata import is_folder_metadata
+from wsod_mammo.data.folder_metadata import DICOMDIR, dicomdir_files, is_folder_metadata
 from wsod_mammo.data.geometry import Geometry
 from wsod_mammo.data.images import IMAGE_SUFFIXES, load_padded
 from wsod_mammo.data.transforms import BoxTransform
 
 
 class PredictInputs(NamedTuple):
-    """``wsod predict``'s inputs: the files to predict, and those found in folders that were the operating system's
-    folder metadata (left out: counted, never read as images)."""
+    """``wsod predict``'s inputs: the files to predict, and those found in folders that were folder metadata (the
+    operating system's files and DICOMDIR indexes; left out: counted, never read as images)."""
 
     files: list[Path]
     folder_metadata: list[Path]
@@ -32,19 +32,20 @@ class PredictInputs(NamedTuple):
 
 def find_predict_inputs(paths: Sequence[str]) -> PredictInputs:
     """Files and folders -> sorted file list: every file found in a folder (recursively), whatever its type, but the
-    operating system's folder metadata (``is_folder_metadata``), which is listed apart.
+    folder metadata (``is_folder_metadata``: the operating system's and DICOMDIR indexes), which is listed apart; a
+    DICOMDIR given itself stands for the files it lists (``dicomdir_files``).
 
     Nothing else is dropped: a file that is neither a DICOM (by content) nor a PNG/TIFF is kept so that its sample
-    reports why; so are a path that does not exist, a folder with no file in it, a broken link and any file named
-    itself (metadata too). Links to folders are followed (each folder read once: a link back up does not loop), as
-    ``find -L`` does.
+    reports why; so are a path that does not exist, a folder with no file in it, a broken link and any other file
+    named itself (metadata too). Links to folders are followed (each folder read once: a link back up does not
+    loop), as ``find -L`` does.
     """
     files: list[Path] = []
     metadata: list[Path] = []
     for entry in paths:
         path = Path(entry)
         if not path.is_dir():
-            files.append(path)
+            files += dicomdir_files(path) if path.name.upper() == DICOMDIR else [path]
             continue
         kept: list[Path] = []
         for found in _files_below(path):
