@@ -388,15 +388,7 @@ class VinDrMammoDataModule(L.LightningDataModule):
         train_tf.set_seed(self.augmentation_seed)
         eval_tf = BoxTransform(self.input_size, self.augmentation, train=False, standardize=in_worker)
         if stage == "predict" and self.predict_paths:
-            files, metadata = find_predict_inputs(self.predict_paths)
-            if metadata and (self.trainer is None or self.trainer.is_global_zero):
-                log.info("predict: left out %d file(s) of folder metadata found in the input folders, never images "
-                         "(the operating system's .DS_Store, Thumbs.db, desktop.ini, macOS's ._<name> files, and "
-                         "DICOMDIR indexes, whose images the folders hold), the first %s", len(metadata),
-                         metadata[0])  # fmt: skip
-            self.datasets["predict"] = PredictDataset(
-                files, self.num_classes, eval_tf, self.crop_breast, self.predict_laterality, self.resize
-            )
+            self.datasets["predict"] = self._predict_inputs(self.predict_paths, eval_tf)
             return
         splits = self._records(cache)
         log.info("data %s: %s", self.data_root, describe_splits(splits, self.class_names))
@@ -420,6 +412,17 @@ class VinDrMammoDataModule(L.LightningDataModule):
         distinct = list({r.image_id: r for r in splits["test"]}.values())
         same = len(distinct) == len(splits["test"])
         self.datasets["predict"] = self.datasets["test"] if same else dataset(distinct, transform=eval_tf)
+
+    def _predict_inputs(self, paths: list[str], transform: BoxTransform) -> PredictDataset:
+        """``predict_paths`` as a dataset: the files given, and those found in the folders given but their folder
+        metadata, which is counted once (``find_predict_inputs``)."""
+        files, metadata = find_predict_inputs(paths)
+        if metadata and (self.trainer is None or self.trainer.is_global_zero):
+            log.info("predict: left out %d file(s) of folder metadata found in the input folders, never images (the "
+                     "operating system's .DS_Store, Thumbs.db, desktop.ini, macOS's ._<name> files, and DICOMDIR "
+                     "indexes, whose images the folders hold), the first %s", len(metadata), metadata[0])  # fmt: skip
+        laterality = self.predict_laterality
+        return PredictDataset(files, self.num_classes, transform, self.crop_breast, laterality, self.resize)
 
     def _loader(self, name: str, shuffle: bool = False, shards: dict[str, int] | None = None) -> DataLoader:
         """``shards``: ``num_replicas`` and ``rank`` of a DDP run, for a shuffled loader's sharding wrapper."""
