@@ -187,12 +187,14 @@ def read_any(path: str | Path) -> tuple[np.ndarray, str | None]:
 def _folder_error(path: Path) -> str:
     """Why a folder cannot be read as one image: ``wsod predict`` expands folders first (an empty one is kept, so that
     its row says so); the Predictor and ``load_padded`` take one image per input, so they need its files."""
-    files = [entry for entry in path.rglob("*") if entry.is_file()]
-    if not files:
-        return f"{path}: a folder with no files in it"
-    if all(is_folder_metadata(entry) for entry in files):
+    metadata_only = False
+    for entry in path.rglob("*"):  # up to the first file that is no folder metadata (a whole archive, by mistake)
+        if entry.is_file() and not is_folder_metadata(entry):
+            return f"{path}: a folder, not an image file: pass its files (only `wsod predict` expands folders)"
+        metadata_only = metadata_only or entry.is_file()
+    if metadata_only:
         return f"{path}: a folder with no files in it but folder metadata (.DS_Store, DICOMDIR, ...)"
-    return f"{path}: a folder, not an image file: pass its files (only `wsod predict` expands folders)"
+    return f"{path}: a folder with no files in it"
 
 
 class _Decoded(NamedTuple):
