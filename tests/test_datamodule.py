@@ -466,8 +466,9 @@ def test_predict_reads_a_cds_dicomdir_as_the_images_it_lists(
     synthetic_root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A study from a hospital comes on a CD: a DICOMDIR and the images it lists, in folders of numbered files without
-    extensions. `wsod predict` of the DICOMDIR gave one row, 'no pixel data'; it now predicts the images it lists,
-    and of the CD's folder those images, the DICOMDIR left out with the folder metadata."""
+    extensions. `wsod predict` of the DICOMDIR gave one row, 'no pixel data'; it now predicts the images it lists
+    (found in any case, as Linux mounts a CD), and of the CD's folder those images, the DICOMDIR left out with the
+    folder metadata."""
     from pydicom.fileset import FileSet
 
     cd = FileSet()  # written as media tools write a CD: pydicom's FileSet, the synthetic images given proper UIDs
@@ -479,15 +480,22 @@ def test_predict_reads_a_cds_dicomdir_as_the_images_it_lists(
                    "StudyID": "1", "AccessionNumber": "", "SeriesNumber": 1, "InstanceNumber": 1})  # fmt: skip
         cd.add(ds)
     cd.write(tmp_path / "cd")
-    images = sorted(str(p) for p in (tmp_path / "cd").rglob("*") if p.is_file() and p.name != "DICOMDIR")
-    assert len(images) == 2 and all("." not in Path(p).name for p in images)
-    for given in (tmp_path / "cd" / "DICOMDIR", tmp_path / "cd"):
+    # the same CD as Linux mounts ISO 9660: every name in lowercase, the DICOMDIR's references still in capitals
+    shutil.copytree(tmp_path / "cd", tmp_path / "mounted")
+    for entry in sorted((tmp_path / "mounted").rglob("*"), key=lambda e: -len(e.parts)):  # deepest first
+        entry.rename(entry.with_name(entry.name.lower()) if entry.name != "DICOMDIR" else entry)
+
+    def images(cd: Path) -> list[str]:
+        return sorted(str(p) for p in cd.rglob("*") if p.is_file() and p.name != "DICOMDIR")
+
+    assert len(images(tmp_path / "cd")) == 2 and all("." not in Path(p).name for p in images(tmp_path / "cd"))
+    for given in (tmp_path / "cd" / "DICOMDIR", tmp_path / "cd", tmp_path / "mounted" / "DICOMDIR"):
         caplog.clear()
         with caplog.at_level(logging.INFO, logger="wsod_mammo.data.datamodule"):
             dm = _dm(synthetic_root, predict_paths=[str(given)])
             dm.setup("predict")
         samples = [dm.datasets["predict"][i] for i in range(len(dm.datasets["predict"]))]
-        assert sorted(s["meta"]["path"] for s in samples) == images, given
+        assert sorted(s["meta"]["path"] for s in samples) == images(given if given.is_dir() else given.parent), given
         assert all(s["meta"]["error"] is None and s["meta"]["laterality_source"] == "dicom" for s in samples)
         assert ("left out 1 file(s) of folder metadata" in caplog.text) == (given.name == "cd")
 

@@ -27,12 +27,34 @@ def is_folder_metadata(path: Path) -> bool:
 
 
 def dicomdir_files(path: Path) -> list[Path]:
-    """The files a DICOMDIR lists, in its order (patient, study, series, image); the DICOMDIR itself where it
-    cannot be read as one or lists none, so that its row says why."""
-    from pydicom.fileset import FileSet
+    """The files a DICOMDIR's records reference, in its order; the DICOMDIR itself where it cannot be read as one or
+    references none, so that its row says why. A name the DICOMDIR spells in capitals is found in any case: Linux
+    mounts a CD's ISO 9660 file system with lowercase names (``pt000000/st000000/...`` for ``PT000000\\ST000000``),
+    where pydicom's ``FileSet`` finds none of them."""
+    import pydicom
 
     try:
-        listed = [Path(instance.path) for instance in FileSet(path)]
+        records = pydicom.dcmread(path, force=True).DirectoryRecordSequence
     except Exception:  # pydicom raises several types on a file that is no DICOMDIR
         return [path]
+    folders: dict[Path, dict[str, Path]] = {}  # each folder's entries by lowercase name, listed once
+    listed = []
+    for record in records:
+        parts = record.get("ReferencedFileID")
+        if parts:
+            listed.append(_in_any_case(path.parent, [parts] if isinstance(parts, str) else list(parts), folders))
     return listed or [path]
+
+
+def _in_any_case(root: Path, parts: list[str], folders: dict[Path, dict[str, Path]]) -> Path:
+    """``root / parts``, each part matched in any case where its exact spelling is absent (missing: as spelt, so
+    that its row says the file was not found)."""
+    current = root
+    for part in parts:
+        exact = current / part
+        if not exact.exists() and current.is_dir():
+            if current not in folders:
+                folders[current] = {entry.name.lower(): entry for entry in current.iterdir()}
+            exact = folders[current].get(part.lower(), exact)
+        current = exact
+    return current
