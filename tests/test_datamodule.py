@@ -485,8 +485,8 @@ def test_predict_reads_a_cds_dicomdir_as_the_images_it_lists(
     for entry in sorted((tmp_path / "mounted").rglob("*"), key=lambda e: -len(e.parts)):  # deepest first
         entry.rename(entry.with_name(entry.name.lower()) if entry.name != "DICOMDIR" else entry)
 
-    def images(cd: Path) -> list[str]:
-        return sorted(str(p) for p in cd.rglob("*") if p.is_file() and p.name != "DICOMDIR")
+    def images(medium: Path) -> list[str]:
+        return sorted(str(p) for p in medium.rglob("*") if p.is_file() and p.name != "DICOMDIR")
 
     assert len(images(tmp_path / "cd")) == 2 and all("." not in Path(p).name for p in images(tmp_path / "cd"))
     for given in (tmp_path / "cd" / "DICOMDIR", tmp_path / "cd", tmp_path / "mounted" / "DICOMDIR"):
