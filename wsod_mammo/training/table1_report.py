@@ -162,9 +162,14 @@ def _write_breast_table1(
         f"tested), {positive} positive (with {class_name} in any view), {breasts - positive} negative. A breast's "
         "probability is the mean of its views'.\n"
     )
+    return _write_table1_files(directory, "table1_breast", ci, unit, preface)
+
+
+def _write_table1_files(directory: Path, stem: str, ci: dict[str, dict[str, Any]], unit: str, preface: str) -> str:
+    """``<stem>.{md,csv}`` and ``<stem>_ci.csv`` of a Table I (``_table1_text``); returns the markdown."""
     md, csv, ci_csv = _table1_text(ci, unit, preface)
-    write_table(directory / "table1_breast.md", md, csv)
-    (directory / "table1_breast_ci.csv").write_text(ci_csv)
+    write_table(directory / f"{stem}.md", md, csv)
+    (directory / f"{stem}_ci.csv").write_text(ci_csv)
     return md
 
 
@@ -189,9 +194,7 @@ def write_table1(
     """Table I's files (per image; per breast and per density where the data names them) and the calibration of
     its first class's probabilities (``names``: the model's classes); returns ``detection.json``'s Table I entries
     and the terminal's sections. ``unit``: what the bootstrap draws, as the intervals' note names it."""
-    table1_md, table1_csv, table1_ci_csv = _table1_text(table.rows, unit, _table1_preface(table.counts, names))
-    write_table(directory / "table1.md", table1_md, table1_csv)
-    (directory / "table1_ci.csv").write_text(table1_ci_csv)
+    table1_md = _write_table1_files(directory, "table1", table.rows, unit, _table1_preface(table.counts, names))
     printed = [f"Table I (classification, distinct test images)\n{table1_md}"]
     if table.breast_rows and table.breast_counts:
         breast_md = _write_breast_table1(directory, table.breast_rows, table.breast_counts, unit, names[0])
