@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import re
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from pydicom.uid import (
 )
 
 from wsod_mammo.data import dicom
-from wsod_mammo.data.dicom import DicomError, read_dicom
+from wsod_mammo.data.dicom import DicomError, NotAnImageError, read_dicom
 from wsod_mammo.data.geometry import breast_bbox
 
 PIXELS = np.array([[0, 1000, 2000], [3000, 4000, 4095]], np.uint16)
@@ -148,6 +149,15 @@ def test_a_dicom_that_is_no_image_is_named_by_its_class(tmp_path: Path) -> None:
             read_dicom(tmp_path / "object.dcm")
         assert str(refused.value).startswith(f"{tmp_path / 'object.dcm'}: no pixel data (PixelData tag absent){said}")
         assert said or str(refused.value).endswith("(PixelData tag absent)")  # a mammogram missing its pixels
+        # wsod predict counts the objects that hold no image apart; the error crosses from a worker whole
+        kind = getattr(refused.value, "kind", None)
+        assert isinstance(refused.value, NotAnImageError) == bool(said) and (kind or "") in said
+        again = pickle.loads(pickle.dumps(refused.value))
+        assert (type(again), str(again), getattr(again, "kind", None)) == (
+            type(refused.value),
+            str(refused.value),
+            kind,
+        )
 
 
 @pytest.mark.parametrize("signed", [False, True])

@@ -18,7 +18,14 @@ from wsod_mammo.data.dicom import read_dicom
 from wsod_mammo.data.geometry import Geometry, make_geometry
 from wsod_mammo.data.images import load_padded
 from wsod_mammo.data.vindr import load_records
-from wsod_mammo.inference import Loaded, Predictor, breast_predictions, nyu_to_checkpoint, predictions_from_outputs
+from wsod_mammo.inference import (
+    Loaded,
+    Predictor,
+    breast_predictions,
+    nyu_to_checkpoint,
+    prediction_record,
+    predictions_from_outputs,
+)  # fmt: skip
 from wsod_mammo.models import GMIC, to_nyu_state_dict
 from wsod_mammo.saliency import LayerCAM
 from wsod_mammo.training.module import GMICLitModule
@@ -273,6 +280,24 @@ def test_batches_equal_single_inputs_and_unreadable_inputs_can_be_reported(
     for a, b in zip(kept, single, strict=True):
         np.testing.assert_array_equal(a.scores, b.scores[b.scores >= cut])
         np.testing.assert_array_equal(a.boxes, b.boxes[b.scores >= cut])
+
+
+def test_a_dicom_object_without_an_image_is_reported_as_what_it_is(
+    predictor: Predictor, synthetic_root: Path, tmp_path: Path
+) -> None:
+    """A CAD report among the inputs: its Prediction and record name its class (``not_an_image``), which a broken
+    file's do not, so a caller can tell the two apart without parsing the error."""
+    image = load_records(synthetic_root)[0].path
+    report = pydicom.dcmread(image)
+    del report.PixelData
+    report.SOPClassUID = report.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.88.50"
+    report.save_as(tmp_path / "report.dcm")
+    (tmp_path / "broken.dcm").write_bytes(b"\0" * 200)
+    read, sr, broken = predictor([image, tmp_path / "report.dcm", tmp_path / "broken.dcm"], errors="report")
+    assert (read.not_an_image, sr.not_an_image, broken.not_an_image) == ("", "Mammography CAD SR Storage", "")
+    assert read.error is None and sr.error and broken.error
+    records = [prediction_record(p, str(i)) for i, p in enumerate((read, sr, broken))]
+    assert [r.get("not_an_image") for r in records] == [None, "Mammography CAD SR Storage", None]
 
 
 def test_inputs_are_read_one_batch_at_a_time(predictor: Predictor, monkeypatch: pytest.MonkeyPatch) -> None:

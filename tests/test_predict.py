@@ -402,6 +402,57 @@ def test_one_unreadable_input_among_readable_ones_does_not_fail_the_run(syntheti
     assert [bool(r.get("error")) for r in written] == [False, True]
 
 
+def _object_without_image(image: Path, path: Path, sop_class: str = "1.2.840.10008.5.1.4.1.1.88.50") -> Path:
+    """A copy of the DICOM ``image`` as a PACS export holds a CAD structured report (by default) beside it: its
+    pixels gone, its SOP class changed."""
+    ds = pydicom.dcmread(image)
+    del ds.PixelData
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = sop_class
+    ds.save_as(path)
+    return path
+
+
+def test_dicom_objects_without_an_image_are_counted_apart_from_unreadable_files(
+    synthetic_root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A PACS export holds CAD reports beside its images: their rows say what they are and the summary counts them
+    on their own (it said "(2 unreadable)" for one CAD report and one broken file), logged as information, not
+    as errors. Read by 2 workers, as `wsod predict` reads."""
+    image = load_records(synthetic_root)[0].path
+    report = _object_without_image(image, tmp_path / "report")  # no extension, as exports name files
+    (tmp_path / "junk.dcm").write_text("hello")
+    paths = [str(image), str(report), str(tmp_path / "junk.dcm")]
+    data = VinDrMammoDataModule(str(synthetic_root), input_size=(128, 96), num_workers=2, batch_size=3,
+                                predict_paths=paths)  # fmt: skip
+    data.setup("predict")
+    batch = next(iter(data.predict_dataloader()))
+    with caplog.at_level(logging.INFO):
+        written = _run_writer(PredictionWriter(output_dir=str(tmp_path / "out"), overlays=False), batch)
+    assert [r.get("not_an_image") for r in written] == [None, "Mammography CAD SR Storage", None]
+    assert "a Mammography CAD SR Storage object, not an image" in written[1]["error"] and written[2]["error"]
+    assert "predictions for 2 images (1 unreadable), and 1 input(s) that hold no image (1 Mammography CAD SR " \
+        "Storage object) in" in caplog.text  # fmt: skip
+    levels = {path: r.levelname for r in caplog.records for path in paths[1:] if f"predict: {path}:" in r.getMessage()}
+    assert levels == {str(report): "INFO", str(tmp_path / "junk.dcm"): "ERROR"}
+
+
+def test_a_run_of_dicom_objects_without_an_image_says_none_is_an_image(synthetic_root: Path, tmp_path: Path) -> None:
+    """Only CAD reports and presentation states given (the wrong series of an export): the run fails saying that
+    none of them is an image, and what they are, not that none could be read."""
+    image = load_records(synthetic_root)[0].path
+    paths = [
+        str(_object_without_image(image, tmp_path / "sr.dcm")),
+        str(_object_without_image(image, tmp_path / "pr.dcm", "1.2.840.10008.5.1.4.1.1.11.1")),
+    ]
+    data = VinDrMammoDataModule(str(synthetic_root), input_size=(128, 96), num_workers=0, predict_paths=paths)
+    data.setup("predict")
+    expected = (r"none of the 2 input\(s\) is an image \(1 Mammography CAD SR Storage object, 1 Grayscale Softcopy "
+                r"Presentation State Storage object\); the reasons are in")  # fmt: skip
+    with pytest.raises(NoReadableInputError, match=expected):
+        _run_writer(PredictionWriter(output_dir=str(tmp_path / "out"), overlays=False), next(iter(
+            data.predict_dataloader())))  # fmt: skip
+
+
 def _seven_inputs(root: Path, out: Path, writer: PredictionWriter | None = None, **options: Any) -> tuple:
     """7 predict inputs in batches of 2 read by 2 workers, a writer without overlays, and a Trainer with ``options``:
     (files, data, writer, trainer)."""

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from wsod_mammo.data.dicom import describe_failure
+from wsod_mammo.data.dicom import NotAnImageError, describe_failure
 from wsod_mammo.data.geometry import Geometry, box_sizes_mm, boxes_to_original
 from wsod_mammo.data.images import load_padded
 from wsod_mammo.data.transforms import stack_padding, standardize_batch
@@ -105,6 +105,8 @@ class Prediction:
     warnings: list[str] = field(default_factory=list)
     study: str = ""  # the DICOM's StudyInstanceUID: the exam, whose views of one side are one breast ("" for others)
     view: str = ""  # the DICOM's ViewPosition (CC, MLO...); empty for PNG/TIFF files, arrays and untagged DICOMs
+    # a DICOM object holding no image, by its class ("Mammography CAD SR Storage"): no failure, nothing to predict
+    not_an_image: str = ""
 
     @property
     def probability(self) -> float:
@@ -124,10 +126,12 @@ class Prediction:
         return padded_class_names(self.class_names, self.class_index + 1)[self.class_index]
 
     @classmethod
-    def failed(cls, source: str, error: str) -> Prediction:
-        """The Prediction of an input that could not be read: ``error`` says why, every output is empty."""
+    def failed(cls, source: str, error: str, not_an_image: str = "") -> Prediction:
+        """The Prediction of an input that could not be read: ``error`` says why, every output is empty;
+        ``not_an_image`` names the class of a DICOM object that holds no image."""
         empty = np.zeros((0, 4), np.float32)
-        return cls(source, np.zeros(0, np.float32), empty, np.zeros(0, np.float32), {}, "", None, None, error=error)
+        nothing = np.zeros(0, np.float32)
+        return cls(source, nothing, empty, nothing, {}, "", None, None, error=error, not_an_image=not_an_image)
 
 
 class Loaded(NamedTuple):
@@ -411,7 +415,8 @@ class Predictor:
         except Exception as err:  # with errors="report" no input may cost the others their results
             if errors == "raise":
                 raise
-            return Prediction.failed(source, describe_failure(source, err))
+            kind = err.kind if isinstance(err, NotAnImageError) else ""
+            return Prediction.failed(source, describe_failure(source, err), kind)
         info = Loaded(source, loaded.geometry, loaded.laterality, loaded.laterality_source, loaded.warnings,
                       loaded.study, loaded.view)  # fmt: skip
         return loaded.image, loaded.padding, info
@@ -430,13 +435,15 @@ class Predictor:
 
 
 def prediction_record(result: Prediction, image_id: str, class_names: list[str] | None = None) -> dict[str, Any]:
-    """One image's ``predictions.json`` record (an unreadable input's: ``image_id``, ``path`` and ``error``):
+    """One image's ``predictions.json`` record (an unreadable input's: ``image_id``, ``path`` and ``error``, and
+    ``not_an_image`` naming the class of a DICOM object that holds none):
     ``class`` and ``probability`` of the boxes' class, ``probabilities`` of every class by name, ``study`` (the
     DICOM's StudyInstanceUID; empty for other files), its boxes with their ``size_mm`` (null without a pixel
     spacing)."""
     record: dict[str, Any] = {"image_id": image_id, "path": result.source}
     if result.error:
-        return record | {"error": result.error}
+        kind = {"not_an_image": result.not_an_image} if result.not_an_image else {}  # what the DICOM object is
+        return record | {"error": result.error} | kind
     names = padded_class_names(class_names, len(result.probabilities))
     return record | {
         "laterality": result.laterality,

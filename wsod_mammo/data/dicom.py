@@ -48,6 +48,18 @@ class DicomError(ValueError):
     """A DICOM file that cannot be turned into an image; the message is ``"<path>: <reason>"``."""
 
 
+class NotAnImageError(DicomError):
+    """A DICOM object of a class that holds no image (a CAD report, a presentation state, a DICOMDIR): nothing is
+    wrong with the file, so ``wsod predict`` counts it apart from the unreadable ones. ``kind`` names its class."""
+
+    def __init__(self, message: str, kind: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:  # crosses from a DataLoader worker whole
+        return type(self), (str(self), self.kind)
+
+
 def describe_failure(path: str | Path, error: Exception) -> str:
     """``"<path>: <reason>"`` for a file that could not be read, without repeating a path the reason already names."""
     reason = str(error)
@@ -342,20 +354,23 @@ def _bare_dataset(path: Path) -> pydicom.FileDataset:
     return ds
 
 
-def _not_an_image(ds: pydicom.Dataset) -> str:
-    """What a DICOM without pixel data is, by its SOP class, for the error that refuses it: a study's export holds
-    such objects beside its images (the DICOMDIR of a CD, CAD structured reports, presentation states), and a row
-    saying only "no pixel data" read as a broken image. Empty for an image's class (its pixels are what is missing)
-    and where the file names no SOP class."""
+def _not_an_image(ds: pydicom.Dataset) -> tuple[str, str]:
+    """What a DICOM without pixel data is, by its SOP class: (its class's name, the end of the error that refuses
+    it). A study's export holds such objects beside its images (the DICOMDIR of a CD, CAD structured reports,
+    presentation states), and a row saying only "no pixel data" read as a broken image. ``("", "")`` for an image's
+    class (its pixels are what is missing) and where the file names no SOP class."""
     uid = ds.get("SOPClassUID") or ds.file_meta.get("MediaStorageSOPClassUID")
     if not uid:
-        return ""
+        return "", ""
     if uid == MediaStorageDirectoryStorage:
-        return ": a DICOMDIR, the index of a medium's files, not an image (the images are the files it lists)"
+        said = ": a DICOMDIR, the index of a medium's files, not an image"
+        return "DICOMDIR", f"{said} (the images are the files it lists)"
     name = UID(str(uid)).name  # pydicom's registry ("Mammography CAD SR Storage"); an unknown UID names itself
     if "Image Storage" in name:
-        return ""
-    return f": a {name} object, not an image" if name != str(uid) else f": SOP class {uid}, not an image"
+        return "", ""
+    if name == str(uid):
+        return f"SOP class {uid}", f": SOP class {uid}, not an image"
+    return name, f": a {name} object, not an image"
 
 
 def _holds_pixel_data_tag(path: Path) -> bool:
@@ -390,7 +405,9 @@ def read_dicom(path: str | Path) -> tuple[np.ndarray, DicomInfo]:
             raise DicomError(
                 f"{path}: the file ends inside its pixel data (cut short: an interrupted download or copy?)"
             )
-        raise DicomError(f"{path}: no pixel data (PixelData tag absent){_not_an_image(ds)}")
+        kind, said = _not_an_image(ds)
+        message = f"{path}: no pixel data (PixelData tag absent){said}"
+        raise NotAnImageError(message, kind) if kind else DicomError(message)
     photometric = _check_pixel_layout(ds, path)
     pixels = _pixels(ds, path)
     if pixels.ndim != 2:

@@ -12,6 +12,7 @@ import csv
 import json
 import logging
 import time
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -135,7 +136,9 @@ class PredictionWriter(BasePredictionWriter):
         results = batch_predictions(prediction, batch, self.class_index, cell0, self.min_score)
         for i, result in enumerate(results):
             record = prediction_record(result, batch["image_id"][i], self.class_names)
-            if result.error:
+            if result.not_an_image:  # a report or presentation state beside the images: nothing went wrong
+                log.info("predict: %s", result.error)
+            elif result.error:
                 log.error("predict: %s", result.error)
             elif self.overlays:
                 saliency = torch.from_numpy(result.maps[result.method][result.class_index][None])  # (1, h, w)
@@ -178,7 +181,7 @@ class PredictionWriter(BasePredictionWriter):
         csv_path = self.run_dir / "predictions.csv"
         if trainer.is_global_zero:
             self._write_rows(records, "")
-            log.info("predictions for %d images (%d unreadable) in %s", len(records), failed, self.run_dir)
+            log.info("%s in %s", _summary(records), self.run_dir)
             self._write_breasts(records)
             if (given := _input_count(trainer)) is not None and len(records) < given:
                 log.warning(
@@ -187,9 +190,9 @@ class PredictionWriter(BasePredictionWriter):
                 )  # fmt: skip
         self._open = False
         if failed and failed == len(records):  # every rank holds every row: all decide alike, none waits alone
-            raise NoReadableInputError(
-                f"predict: none of the {failed} input(s) could be read; the reasons are in {csv_path}"
-            )
+            kinds = _not_images(records)
+            what = f"is an image ({_count_kinds(kinds)})" if len(kinds) == failed else "could be read"
+            raise NoReadableInputError(f"predict: none of the {failed} input(s) {what}; the reasons are in {csv_path}")
         nonfinite = sum(1 for r in records if NONFINITE_OUTPUT in r.get("warnings", ()))
         if nonfinite and nonfinite == len(records) - failed:
             raise TrainingDivergedError(
@@ -225,12 +228,12 @@ class PredictionWriter(BasePredictionWriter):
         if not self._open:
             return  # no predict run started, or its rows are already written (on_predict_end's own error)
         suffix = f".rank{trainer.global_rank}" if trainer.world_size > 1 else ""
-        failed = self._write_rows(self._records, suffix)
+        self._write_rows(self._records, suffix)
         self._open = False
         how = "interrupted" if isinstance(exception, KeyboardInterrupt) else f"stopped by {type(exception).__name__}"
         log.warning(
-            "predict %s after %d images: their predictions (%d unreadable) are in %s",
-            how, len(self._records), failed, self.run_dir,
+            "predict %s after %d images: their rows are in %s (%s)",
+            how, len(self._records), self.run_dir, _summary(self._records),
         )  # fmt: skip
 
     def _write_breasts(self, records: list[dict[str, Any]]) -> None:
@@ -246,8 +249,8 @@ class PredictionWriter(BasePredictionWriter):
             writer.writerows(breast_csv_rows(rows))
         log.info("predict: %d breasts (the mean of each one's views) in %s", len(rows), self.run_dir / "breasts.csv")
 
-    def _write_rows(self, records: list[dict[str, Any]], suffix: str) -> int:
-        """``predictions<suffix>.json`` and ``.csv`` of ``records`` -> how many of them are unreadable inputs."""
+    def _write_rows(self, records: list[dict[str, Any]], suffix: str) -> None:
+        """``predictions<suffix>.json`` and ``.csv`` of ``records``."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / f"predictions{suffix}.json").write_text(json.dumps(records, indent=2))
         # errors: a path that is not UTF-8 is spelt out (predictions.json keeps it exactly, as \udcXX escapes)
@@ -256,7 +259,26 @@ class PredictionWriter(BasePredictionWriter):
             writer.writeheader()
             for row in _csv_rows(records):
                 writer.writerow(row)
-        return sum(1 for r in records if r.get("error"))
+
+
+def _not_images(records: list[dict[str, Any]]) -> list[str]:
+    """The class of every input that is a DICOM object holding no image (a CAD report...), in input order."""
+    return [r["not_an_image"] for r in records if r.get("not_an_image")]
+
+
+def _count_kinds(kinds: list[str]) -> str:
+    """``["Mammography CAD SR Storage"] * 2`` -> ``"2 Mammography CAD SR Storage objects"``, kinds joined by ", "."""
+    counted = Counter(kinds)
+    return ", ".join(f"{n} {kind} object{'s' if n > 1 else ''}" for kind, n in counted.items())
+
+
+def _summary(records: list[dict[str, Any]]) -> str:
+    """``predictions for N images (K unreadable)``, and the inputs that hold no image apart: a PACS export's CAD
+    reports and presentation states are not failures, and were counted among the unreadable."""
+    kinds = _not_images(records)
+    failed = sum(1 for r in records if r.get("error")) - len(kinds)
+    line = f"predictions for {len(records) - len(kinds)} images ({failed} unreadable)"
+    return f"{line}, and {len(kinds)} input(s) that hold no image ({_count_kinds(kinds)})" if kinds else line
 
 
 def _last_batch(trainer: Trainer, batch_idx: int, dataloader_idx: int) -> bool:
@@ -306,7 +328,10 @@ def batch_predictions(
     size = tuple(batch["image"].shape[-2:])
     args = (prediction["method"], prediction["threshold"], size, class_index, cell0_center, min_score)
     made = iter(predictions_from_outputs(prediction["probabilities"][rows], maps, inputs, *args))
-    return [Prediction.failed(m.get("path", ""), m["error"]) if m.get("error") else next(made) for m in metas]
+    return [
+        Prediction.failed(m.get("path", ""), m["error"], m.get("not_an_image", "")) if m.get("error") else next(made)
+        for m in metas
+    ]
 
 
 def class_names_of(trainer: Trainer | None, pl_module: LightningModule | None, class_index: int) -> list[str]:
