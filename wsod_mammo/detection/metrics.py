@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import torch
@@ -205,6 +205,34 @@ def global_gt_index(gt_image: Tensor, box_image: Tensor, box_local: Tensor) -> T
     return torch.where(box_local >= 0, start[box_image] + box_local, -1)  # an image without rows has no hit
 
 
+class _Kept(NamedTuple):
+    """The samples of a batch that ``DetectionMetric.update`` scores, as the map scores take them."""
+
+    maps: Tensor  # (K, h, w)
+    gt: list[Tensor]  # K x (M_i, 4) xyxy, input frame
+    regions: list[Region | None] | None
+    pixel_mm: list[tuple[float, float] | None] | None  # None unless pointing is scored in mm
+
+
+@dataclass
+class _BatchRows:
+    """What one ``update`` adds to each state, as parts to concatenate: per box (of every kept image at every
+    binarization threshold), per ground-truth box, per kept image."""
+
+    scores: list[Tensor] = field(default_factory=list)  # per box: its score
+    threshold: list[Tensor] = field(default_factory=list)  # per box: its binarization threshold's index
+    box_occurrence: list[Tensor] = field(default_factory=list)  # per box: its sample's occurrence
+    found: list[Tensor] = field(default_factory=list)  # per box: the ground truth it matched in its image, -1
+    gts: list[int] = field(default_factory=list)  # per image: its ground-truth boxes in view
+    unseen: list[int] = field(default_factory=list)  # per image: its ground-truth boxes out of frame
+    gt_occurrence: list[Tensor] = field(default_factory=list)  # per ground-truth box: its sample's occurrence
+    categories: list[Tensor] = field(default_factory=list)  # per image: its ground-truth boxes' categories
+    sizes: list[Tensor] = field(default_factory=list)  # per image: its ground-truth boxes' sizes in mm
+    pointing: Tensor = field(default_factory=lambda: torch.zeros(0))  # per image: pointing-game hit
+    energy: Tensor = field(default_factory=lambda: torch.zeros(0))  # per image: share of energy inside masses
+    kinds: KindPointing | None = None  # per (image, kind of mass in view), when scored by kind
+
+
 class DetectionMetric(Metric):
     """TPR@FPPI and FROC of candidate boxes from one saliency method, at one or several binarization thresholds.
 
@@ -325,67 +353,104 @@ class DetectionMetric(Metric):
             )
         keep = [i for i, label in enumerate(labels.tolist()) if label > 0 or not self.positives_only]
         keys, occurrence = sample_keys(len(keep), None if image_ids is None else [image_ids[i] for i in keep])
-        scores, indices, box_occ, gts, unseen = [], [], [], [], []
-        found: list[Tensor] = []  # per box: the index of the ground truth it matched in its image, -1
-        gt_occ: list[Tensor] = []  # per ground-truth box: its sample's occurrence
-        categories: list[Tensor] = []
-        sizes: list[Tensor] = []
-        pointing, energy = torch.zeros(0), torch.zeros(0)
-        kinds: KindPointing | None = None
+        rows = _BatchRows()
         if keep:
-            keep_t = torch.tensor(keep, device=maps.device)
-            kept_regions = None if regions is None else [regions[i] for i in keep]
-            kept_gt = [gt_boxes[i] for i in keep]
-            kept_pixels = None
-            if self.pointing_unit == "mm":  # an image of unknown size on the breast is not scored in mm
-                kept_pixels = [None if pixel_mm is None else pixel_mm[i] for i in keep]
-            pointing, energy = pointing_and_energy(maps[keep_t], kept_gt, image_size, self.cell0_center, kept_regions,
-                                                   self.pointing_tolerance, kept_pixels)  # fmt: skip
-            per_image = saliency_to_boxes(
-                maps[keep_t],
-                image_size,
-                self.thresholds,
-                probabilities.reshape(-1)[keep_t.to(probabilities.device)],
-                cell0_center=self.cell0_center,
-                regions=kept_regions,
+            kept = self._kept(keep, maps, gt_boxes, regions, pixel_mm)
+            rows.pointing, rows.energy = pointing_and_energy(
+                kept.maps, kept.gt, image_size, self.cell0_center, kept.regions, self.pointing_tolerance, kept.pixel_mm
             )
+            kept_probabilities = probabilities.reshape(-1)[torch.tensor(keep, device=probabilities.device)]
+            per_image = saliency_to_boxes(kept.maps, image_size, self.thresholds, kept_probabilities,
+                                          cell0_center=self.cell0_center, regions=kept.regions)  # fmt: skip
             for j, (image, dets) in enumerate(zip(keep, per_image, strict=True)):
                 gt = gt_boxes[image].reshape(-1, 4).float().cpu()
-                gts.append(gt.shape[0])
-                unseen.append(int(unseen_gt[image]) if unseen_gt is not None else 0)
-                count = gts[-1] + unseen[-1]
-                categories.append(self._per_box(gt_categories, "gt_categories", image, count, image_ids, 0))
-                sizes.append(self._per_box(gt_sizes, "gt_sizes", image, count, image_ids, math.nan))
-                gt_occ.append(torch.full((count,), int(occurrence[j]), dtype=torch.int64))
-                for k, (boxes, box_scores) in enumerate(dets):
-                    scores.append(box_scores)
-                    found.append(matched_gt(boxes, box_scores, gt, self.iou_threshold).cpu())
-                    indices.append(torch.full_like(box_scores, float(k)))
-                    box_occ.append(torch.full(box_scores.shape, int(occurrence[j]), dtype=torch.int64))
+                seen = int(occurrence[j])
+                self._add_ground_truth(rows, image, gt.shape[0], seen, unseen_gt, gt_categories, gt_sizes, image_ids)
+                self._add_boxes(rows, dets, gt, seen)
             if self.pointing_by_kind and (gt_categories is not None or gt_sizes is not None):  # kinds in view
-                codes = [
-                    box_codes(
-                        None if gt_categories is None else categories[j].tolist(),
-                        None if gt_sizes is None else sizes[j].tolist(),
-                        gts[j],
-                    )
-                    for j in range(len(keep))
-                ]
-                kinds = pointing_by_kind(maps[keep_t], kept_gt, codes, image_size, self.cell0_center, kept_regions,
-                                         self.pointing_tolerance, kept_pixels)  # fmt: skip
-        self.box_scores.append(self._flat(scores))
-        self.box_threshold.append(self._flat(indices))
-        self.box_occurrence.append(self._flat(box_occ, torch.int64))
+                self._add_kinds(rows, kept, image_size, gt_categories is not None, gt_sizes is not None)
+        self._append_rows(rows, keys, occurrence)
+
+    def _kept(
+        self,
+        keep: list[int],
+        maps: Tensor,
+        gt_boxes: Sequence[Tensor],
+        regions: Sequence[Region | None] | None,
+        pixel_mm: Sequence[tuple[float, float] | None] | None,
+    ) -> _Kept:
+        """The batch's samples ``keep`` (all, or the mass images with ``positives_only``), as the scores read them."""
+        kept_pixels = None
+        if self.pointing_unit == "mm":  # an image of unknown size on the breast is not scored in mm
+            kept_pixels = [None if pixel_mm is None else pixel_mm[i] for i in keep]
+        return _Kept(
+            maps[torch.tensor(keep, device=maps.device)],
+            [gt_boxes[i] for i in keep],
+            None if regions is None else [regions[i] for i in keep],
+            kept_pixels,
+        )
+
+    def _add_ground_truth(
+        self,
+        rows: _BatchRows,
+        image: int,
+        in_view: int,
+        seen: int,
+        unseen_gt: Sequence[int] | None,
+        gt_categories: Sequence[Sequence[int]] | None,
+        gt_sizes: Sequence[Sequence[float]] | None,
+        image_ids: Sequence[str] | None,
+    ) -> None:
+        """Sample ``image``'s ground truth: its ``in_view`` boxes, then its unseen ones, each with ``seen`` (its
+        sample's occurrence), its category and its size."""
+        rows.gts.append(in_view)
+        rows.unseen.append(int(unseen_gt[image]) if unseen_gt is not None else 0)
+        count = in_view + rows.unseen[-1]
+        rows.categories.append(self._per_box(gt_categories, "gt_categories", image, count, image_ids, 0))
+        rows.sizes.append(self._per_box(gt_sizes, "gt_sizes", image, count, image_ids, math.nan))
+        rows.gt_occurrence.append(torch.full((count,), seen, dtype=torch.int64))
+
+    def _add_boxes(self, rows: _BatchRows, dets: Sequence[tuple[Tensor, Tensor]], gt: Tensor, seen: int) -> None:
+        """One image's boxes at each binarization threshold (``dets[k] = (boxes (P, 4), scores (P,))``), each with
+        the ground truth of ``gt (M, 4)`` it matched (-1: a false positive) and ``seen``, its sample's occurrence."""
+        for k, (boxes, box_scores) in enumerate(dets):
+            rows.scores.append(box_scores)
+            rows.found.append(matched_gt(boxes, box_scores, gt, self.iou_threshold).cpu())
+            rows.threshold.append(torch.full_like(box_scores, float(k)))
+            rows.box_occurrence.append(torch.full(box_scores.shape, seen, dtype=torch.int64))
+
+    def _add_kinds(
+        self, rows: _BatchRows, kept: _Kept, image_size: tuple[int, int], categories: bool, sizes: bool
+    ) -> None:
+        """The pointing game and energy per kind of mass in view, of the kinds the given ``categories`` and
+        ``sizes`` tell apart (``rows`` already holds each kept image's ground truth)."""
+        codes = [
+            box_codes(
+                rows.categories[j].tolist() if categories else None,
+                rows.sizes[j].tolist() if sizes else None,
+                rows.gts[j],
+            )  # fmt: skip
+            for j in range(len(kept.gt))
+        ]
+        rows.kinds = pointing_by_kind(kept.maps, kept.gt, codes, image_size, self.cell0_center, kept.regions,
+                                      self.pointing_tolerance, kept.pixel_mm)  # fmt: skip
+
+    def _append_rows(self, rows: _BatchRows, keys: Tensor, occurrence: Tensor) -> None:
+        """One batch's rows onto the states (each state gets a tensor, empty or not, so every rank's lists sync)."""
+        self.box_scores.append(self._flat(rows.scores))
+        self.box_threshold.append(self._flat(rows.threshold))
+        self.box_occurrence.append(self._flat(rows.box_occurrence, torch.int64))
         self.image_key.append(keys.to(self.device))
         self.image_occurrence.append(occurrence.to(self.device))
-        self.image_gt.append(torch.tensor(gts, dtype=torch.int64, device=self.device))
-        self.image_unseen.append(torch.tensor(unseen, dtype=torch.int64, device=self.device))
-        self.box_gt.append(self._flat(found, torch.int64))
-        self.gt_occurrence.append(self._flat(gt_occ, torch.int64))
-        self.gt_category.append(self._flat(categories, torch.int64))
-        self.gt_size.append(self._flat(sizes, torch.float32))
-        self.image_pointing.append(self._flat([pointing]))
-        self.image_energy.append(self._flat([energy]))
+        self.image_gt.append(torch.tensor(rows.gts, dtype=torch.int64, device=self.device))
+        self.image_unseen.append(torch.tensor(rows.unseen, dtype=torch.int64, device=self.device))
+        self.box_gt.append(self._flat(rows.found, torch.int64))
+        self.gt_occurrence.append(self._flat(rows.gt_occurrence, torch.int64))
+        self.gt_category.append(self._flat(rows.categories, torch.int64))
+        self.gt_size.append(self._flat(rows.sizes, torch.float32))
+        self.image_pointing.append(self._flat([rows.pointing]))
+        self.image_energy.append(self._flat([rows.energy]))
+        kinds = rows.kinds
         kind_rows = kinds.image if kinds is not None else torch.zeros(0, dtype=torch.int64)
         self.kind_occurrence.append(self._flat([occurrence[kind_rows]], torch.int64))
         self.kind_code.append(self._flat([] if kinds is None else [kinds.code], torch.int64))
