@@ -80,6 +80,13 @@ def write_table(path: Path, markdown: str, csv_document: str) -> None:
     path.with_suffix(".csv").write_text(csv_document)
 
 
+def remove_table(path: Path) -> None:
+    """Remove a table an earlier report wrote (``path``, markdown, and the CSV beside it where it has one): a table
+    left from another run of the report would look current."""
+    path.unlink(missing_ok=True)
+    path.with_suffix(".csv").unlink(missing_ok=True)
+
+
 def table1(rows: dict[str, dict[str, float]]) -> tuple[str, str]:
     """Table I ``(markdown, csv)`` from ``{head: {"accuracy", "auc", "tpr", "tnr": value in [0, 1]}}``.
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from wsod_mammo.detection.pointing_report import tolerance_text
-from wsod_mammo.detection.report import METHOD_ORDER, count, plot_froc, write_table
+from wsod_mammo.detection.report import METHOD_ORDER, count, plot_froc, remove_table, write_table
 from wsod_mammo.detection.study_afroc import (
     best_pair,
     load_box_records,
@@ -111,12 +111,12 @@ def _every_report_has(
     reports: dict[tuple[str, int], dict[str, Any]], part: Any, output: Path, path: Path, table: str, lack: str
 ) -> bool:
     """Whether every run's report holds ``part(report)``. Otherwise the ``table`` at ``path`` is not written (an
-    earlier study's is removed: it would look current) and, where some runs have it, a warning names the others:
-    averaged over the seeds that have it only, the table would claim seeds it lacks."""
+    earlier study's, with its CSV, is removed: it would look current) and, where some runs have it, a warning names
+    the others: averaged over the seeds that have it only, the table would claim seeds it lacks."""
     lacking = [f"{m}_seed{s}" for (m, s), r in sorted(reports.items()) if not part(r)]
     if not lacking:
         return True
-    path.unlink(missing_ok=True)
+    remove_table(path)
     if len(lacking) < len(reports):
         log.warning("study %s: no %s: the test reports of %s %s (tested before); test those runs again", output,
                     table, ", ".join(lacking), lack)  # fmt: skip
@@ -235,8 +235,7 @@ def _write_pointing_game(
                     "with one DetectionMetrics pointing_tolerance and pointing_unit", output, named)  # fmt: skip
     if len(tolerance) != 1 or not _every_report_has(reports, lambda r: r.get("pointing_game"), output, path,
                                                     "pointing game", "score no pointing game"):  # fmt: skip
-        path.unlink(missing_ok=True)
-        path.with_suffix(".csv").unlink(missing_ok=True)
+        remove_table(path)
         return None
     cells, over_test_set = pointing_over_test_set(method_cells(reports, "pointing_game", POINTING_FIGURES), runs)
     write_table(path, pointing_text(cells, next(iter(tolerance)), OVER_TEST_SET if over_test_set else None),
@@ -253,7 +252,6 @@ def _write_figures_of_merit(
     path = output / "wafroc.md"
     if not _every_report_has(reports, lambda r: r.get("wafroc"), output, path, "wAFROC figures of merit",
                              "give no wAFROC figure of merit"):  # fmt: skip
-        path.with_suffix(".csv").unlink(missing_ok=True)
         return None
     cells, over_test_set = figures_of_merit_over_test_set(method_cells(reports, "wafroc", AFROC_FIGURES), runs)
     write_table(path, afroc_text(cells, OVER_TEST_SET if over_test_set else None), cells_csv(cells))
@@ -270,7 +268,6 @@ def _write_figures_of_merit_by_kind(
     path = output / "wafroc_by_kind.md"
     if not _every_report_has(reports, lambda r: r.get("wafroc_by_kind"), output, path,
                              "wAFROC figures of merit per kind of mass", "give none per kind of mass"):  # fmt: skip
-        path.with_suffix(".csv").unlink(missing_ok=True)
         return None
     cells, over_test_set = figures_of_merit_by_kind_over_test_set(afroc_by_kind_cells(reports), runs)
     write_table(path, *afroc_by_kind_text(cells, OVER_TEST_SET if over_test_set else None))
@@ -288,8 +285,7 @@ def _write_pointing_by_kind(
     lack = "give none per kind of mass"
     if not (pointing and _every_report_has(reports, lambda r: r.get("pointing_by_kind"), output, path,
                                            "pointing game per kind of mass", lack)):  # fmt: skip
-        path.unlink(missing_ok=True)
-        path.with_suffix(".csv").unlink(missing_ok=True)
+        remove_table(path)
         return None
     tolerance = tolerance_text(next(iter(reports.values()))["pointing_game"])
     cells, over_test_set = pointing_by_kind_over_test_set(pointing_by_kind_cells(reports), runs)
@@ -307,7 +303,7 @@ def _write_wafroc_paired(
     removed)."""
     path = output / "wafroc_paired.md"
     if cells is None or sum(len(row) for row in cells.values()) < 2:
-        path.unlink(missing_ok=True)
+        remove_table(path)
         return None
     records = load_box_records(runs)
     if not _every_report_has(records, lambda r: r, output, path, "paired wAFROC", "record no mass per box"):
@@ -315,7 +311,7 @@ def _write_wafroc_paired(
     try:
         best, differences = versus_best(records, cells)
     except ValueError as error:
-        path.unlink(missing_ok=True)
+        remove_table(path)
         log.warning("study %s: no paired wAFROC: %s", output, error)
         return None
     path.write_text(wafroc_paired_text(best, cells, differences))
@@ -347,7 +343,7 @@ def _write_table1_paired(output: Path, runs: dict[tuple[str, int], Path]) -> str
     path = output / "table1_paired.md"
     methods = sorted({m for m, _ in runs}, key=METHOD_ORDER.index)
     if len(methods) < 2:  # nothing to pair: the runs' image records are not read
-        path.unlink(missing_ok=True)
+        remove_table(path)
         return None
     records = load_image_records(runs)
     if not _every_report_has(records, lambda r: r, output, path, "paired Table I", "record no probabilities per image"):
@@ -360,7 +356,7 @@ def _write_table1_paired(output: Path, runs: dict[tuple[str, int], Path]) -> str
         paired = paired_differences(records, methods[0], figures=("auc", "brier"))
         breasts = None if unnamed else paired_differences(records, methods[0], "breast")["auc"]
     except ValueError as error:
-        path.unlink(missing_ok=True)
+        remove_table(path)
         log.warning("study %s: no paired Table I: %s", output, error)
         return None
     path.write_text(table1_paired_text(paired["auc"], methods[0], breasts, paired["brier"]))
