@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -42,6 +42,7 @@ from wsod_mammo.detection.study_tables import (
     POINTING_FIGURES,
     SUBSET,
     Cells,
+    Estimate,
     Marks,
     afroc_by_kind_cells,
     afroc_by_kind_text,
@@ -75,7 +76,8 @@ OVER_TEST_SET = (
 
 
 def _froc_figures(output: Path, reports: dict[tuple[str, int], dict[str, Any]]) -> list[Path]:
-    """Per train method, every test method's FROC curve (each seed) with its operating point marked."""
+    """Per train method, every test method's FROC curve (each seed) with its operating point marked; the figure of
+    a train method not in ``reports`` is removed."""
     paths = []
     for train in sorted({m for m, _ in reports}):
         curves, points, images, lesions = {}, {}, 0, 0
@@ -91,6 +93,8 @@ def _froc_figures(output: Path, reports: dict[tuple[str, int], dict[str, Any]]) 
         title = f"FROC, trained with {train}: {images} mass images, {lesions} lesions, hit = IoU > 0.3"
         plot_froc(curves, path, title=title, points=points)
         paths.append(path)
+    for method in set(METHOD_ORDER) - {m for m, _ in reports}:  # an earlier study's would look current
+        (output / f"froc_{method}.png").unlink(missing_ok=True)
     return paths
 
 
@@ -428,19 +432,77 @@ def write_study_outputs(
     marks = threshold_marks(reports)
     table2_md, table2_csv = table2_text(cells, marks)
     classification = load_image_records(tested) if len({s for _, s in reports}) > 1 else None
-    table1_over = table1_over_test_set(classification) if classification is not None else None
-    table1_md = table1_text(reports, over_test_set=table1_over)
     output.mkdir(parents=True, exist_ok=True)
-    (output / "table1.md").write_text(table1_md)
-    breast_md, breast_over = None, None
-    if _every_report_has(reports, lambda r: r.get("table1_breast"), output, output / "table1_breast.md",
-                         "breast-level Table I", "rate no breasts"):  # fmt: skip
-        if classification is not None and table1_over is not None:  # the image level could give them
-            breast_over = table1_over_test_set(classification, "breast")
-        breast_md = table1_text(reports, "table1_breast", breast_over)
-        (output / "table1_breast.md").write_text(breast_md)
+    table1 = _write_table1s(output, reports, classification)
     write_table(output / "table2.md", table2_md, table2_csv)
     figures = _froc_figures(output, reports)
+    written, afroc_cells, lead = _write_other_tables(output, reports, marks, tested, classification)
+    seeds = ", ".join(map(str, sorted({s for _, s in reports})))
+    over_seeds = _interval_words(output, reports)
+    breast_text = (
+        f"Table I, breast level (a breast's probability is the mean of its views'; positive with the class in any "
+        f"view; mean [95% interval, {over_seeds(table1.breast_over is not None)}])\n\n{table1.breast_markdown}\n"
+        if table1.breast_markdown is not None
+        else ""
+    )
+    text = (
+        f"# Study: {count(len(reports), 'run')} ({'seeds' if ', ' in seeds else 'seed'} {seeds})\n\n"
+        + _checkpoints_line(reports, selection)
+        + f"Table I (classification, test images; mean [95% interval, {over_seeds(table1.over is not None)}])\n\n"
+        f"{table1.markdown}\n{breast_text}"
+        f"Table II ({SUBSET} images; TPR [95% interval, {over_seeds(over_test_set)}] @ FPPI, means over seeds)\n\n"
+        f"{table2_md}\n{_best_pair_line(cells, marks)}\n{_best_by_wafroc(afroc_cells, lead)}\n"
+        f"FROC figures: {', '.join(p.name for p in figures)}\n"
+        + "".join(f"{label}: {name}\n" for label, name in written if name)
+    )
+    if left_out:
+        text += f"\nFinished runs in this folder left out of these tables: {', '.join(left_out)}"
+        text += f". To include them: {include_them}\n" if include_them else "\n"
+    (output / "summary.md").write_text(text)
+    return text
+
+
+class _Table1(NamedTuple):
+    """Table I's text at the image level and, where every report rates breasts, at the breast level, each with its
+    intervals over the seeds and the test set (None where they are over seeds, or the test report's)."""
+
+    markdown: str
+    over: dict[tuple[str, str], dict[str, Estimate]] | None
+    breast_markdown: str | None
+    breast_over: dict[tuple[str, str], dict[str, Estimate]] | None
+
+
+def _write_table1s(
+    output: Path,
+    reports: dict[tuple[str, int], dict[str, Any]],
+    classification: dict[tuple[str, int], dict[str, Any]] | None,
+) -> _Table1:
+    """``table1.md`` and ``table1_breast.md`` (where every report rates breasts; an earlier study's is removed
+    otherwise), over the seeds and the test set from the runs' ``classification`` image records where given."""
+    over = table1_over_test_set(classification) if classification is not None else None
+    markdown = table1_text(reports, over_test_set=over)
+    (output / "table1.md").write_text(markdown)
+    if not _every_report_has(reports, lambda r: r.get("table1_breast"), output, output / "table1_breast.md",
+                             "breast-level Table I", "rate no breasts"):  # fmt: skip
+        return _Table1(markdown, over, None, None)
+    breast_over = None
+    if classification is not None and over is not None:  # the image level could give them
+        breast_over = table1_over_test_set(classification, "breast")
+    breast_markdown = table1_text(reports, "table1_breast", breast_over)
+    (output / "table1_breast.md").write_text(breast_markdown)
+    return _Table1(markdown, over, breast_markdown, breast_over)
+
+
+def _write_other_tables(
+    output: Path,
+    reports: dict[tuple[str, int], dict[str, Any]],
+    marks: Marks,
+    tested: dict[tuple[str, int], Path],
+    classification: dict[tuple[str, int], dict[str, Any]] | None,
+) -> tuple[list[tuple[str, str | None]], Cells | None, str]:
+    """Every table beside Table I and II, each where the reports give it (an earlier study's removed otherwise) ->
+    the summary's list of them ((what, file), file None where not written), the figures of merit's cells and what
+    the paired tests say of the best pair's lead."""
     by_stratum = {strata.key: _write_by_stratum(output, reports, marks, strata, tested) for strata in STRATA}
     table1_density = _write_table1_by_density(output, reports, classification)
     table1_paired = _write_table1_paired(output, tested)
@@ -450,24 +512,7 @@ def write_study_outputs(
     afroc_cells = _write_figures_of_merit(output, reports, tested)
     afroc_by_kind = _write_figures_of_merit_by_kind(output, reports, tested)
     wafroc_paired = _write_wafroc_paired(output, tested, afroc_cells)
-    for method in set(METHOD_ORDER) - {m for m, _ in reports}:
-        (output / f"froc_{method}.png").unlink(missing_ok=True)
-    lead = wafroc_paired[1] if wafroc_paired else ""  # what the paired tests say of the best pair's lead
-    seeds = sorted({s for _, s in reports})
-    seed_list = ", ".join(map(str, seeds))
-    unit, by_images = _report_intervals(reports)
-    if by_images and len(by_images) < len(reports) and len(seeds) == 1:
-        log.warning("study %s: the test reports of %s drew their intervals over images (tested before intervals drew "
-                    "studies), the others over studies; test those runs again for intervals of one kind", output,
-                    ", ".join(by_images))  # fmt: skip
-
-    def over_seeds(counts_test_set: bool) -> str:
-        if len(seeds) == 1:
-            return f"the test report's bootstrap {unit}, where it gives one"
-        return OVER_TEST_SET if counts_test_set else "Student-t over seeds"
-
-    interval = over_seeds(over_test_set)
-    written = [  # the summary's list of the other tables: (what, file) where it was written
+    written = [
         ("Table I per breast density", table1_density),
         ("Table I paired (each train method's AUC and Brier score minus the first's)", table1_paired),
         ("Pointing game (each map's peak and energy against the masses)", pointing),
@@ -479,24 +524,23 @@ def write_study_outputs(
         ("wAFROC paired (the best pair's minus every other's)", wafroc_paired[0] if wafroc_paired else None),
         *((_name(strata), by_stratum[strata.key]) for strata in STRATA),
     ]  # fmt: skip
-    breast_text = (
-        f"Table I, breast level (a breast's probability is the mean of its views'; positive with the class in any "
-        f"view; mean [95% interval, {over_seeds(breast_over is not None)}])\n\n{breast_md}\n"
-        if breast_md is not None
-        else ""
-    )
-    text = (
-        f"# Study: {count(len(reports), 'run')} ({'seed' if len(seeds) == 1 else 'seeds'} {seed_list})\n\n"
-        + _checkpoints_line(reports, selection)
-        + f"Table I (classification, test images; mean [95% interval, {over_seeds(table1_over is not None)}])\n\n"
-        f"{table1_md}\n{breast_text}"
-        f"Table II ({SUBSET} images; TPR [95% interval, {interval}] @ FPPI, means over seeds)\n\n{table2_md}\n"
-        f"{_best_pair_line(cells, marks)}\n{_best_by_wafroc(afroc_cells, lead)}\n"
-        f"FROC figures: {', '.join(p.name for p in figures)}\n"
-        + "".join(f"{label}: {name}\n" for label, name in written if name)
-    )
-    if left_out:
-        text += f"\nFinished runs in this folder left out of these tables: {', '.join(left_out)}"
-        text += f". To include them: {include_them}\n" if include_them else "\n"
-    (output / "summary.md").write_text(text)
-    return text
+    return written, afroc_cells, wafroc_paired[1] if wafroc_paired else ""
+
+
+def _interval_words(output: Path, reports: dict[tuple[str, int], dict[str, Any]]) -> Callable[[bool], str]:
+    """What a table's intervals are over, given whether they count the test set (over the seeds and the test set,
+    else Student-t over seeds; with one seed the test reports' own); warns where one seed's reports drew theirs
+    over different units."""
+    seeds = {s for _, s in reports}
+    unit, by_images = _report_intervals(reports)
+    if by_images and len(by_images) < len(reports) and len(seeds) == 1:
+        log.warning("study %s: the test reports of %s drew their intervals over images (tested before intervals drew "
+                    "studies), the others over studies; test those runs again for intervals of one kind", output,
+                    ", ".join(by_images))  # fmt: skip
+
+    def over_seeds(counts_test_set: bool) -> str:
+        if len(seeds) == 1:
+            return f"the test report's bootstrap {unit}, where it gives one"
+        return OVER_TEST_SET if counts_test_set else "Student-t over seeds"
+
+    return over_seeds
