@@ -49,6 +49,23 @@ def _is_plain(value: Any) -> bool:
     return isinstance(value, _PLAIN)
 
 
+def _test_time_methods(
+    test_saliency: list[str | SaliencyMethod] | None, predict_saliency: str | SaliencyMethod
+) -> tuple[list[SaliencyMethod], SaliencyMethod]:
+    """``model.test_saliency`` (default: every method; one of them given with settings as ``predict_saliency``
+    stands in for its namesake) and ``model.predict_saliency`` as methods, each refused with the option named
+    where it is unknown, repeated or empty."""
+    given = list(test_saliency) if test_saliency is not None else list(METHOD_ORDER)
+    tested = [get_saliency_method(m, "model.test_saliency") for m in given]
+    predicted = get_saliency_method(predict_saliency, "model.predict_saliency")
+    if test_saliency is None:  # the default five: a predict method given with settings stands in for its namesake
+        tested = [predicted if method.name == predicted.name else method for method in tested]
+    tested = distinct_methods(tested, "model.test_saliency")
+    if not tested:
+        raise ValueError(f"model.test_saliency: give at least one of {available_saliency_methods()}")
+    return tested, predicted
+
+
 class GMICLitModule(LightningModule):
     """GMIC with the paper's loss, per-head classification metrics and injected optimizer/scheduler.
 
@@ -87,14 +104,7 @@ class GMICLitModule(LightningModule):
         self._save_plain_hyperparameters(locals())
         self.model = model
         self.train_saliency = get_saliency_method(train_saliency, "model.train_saliency")
-        given = list(test_saliency) if test_saliency is not None else list(METHOD_ORDER)
-        tested = [get_saliency_method(m, "model.test_saliency") for m in given]
-        predicted = get_saliency_method(predict_saliency, "model.predict_saliency")
-        if test_saliency is None:  # the default five: a predict method given with settings stands in for its namesake
-            tested = [predicted if method.name == predicted.name else method for method in tested]
-        tested = distinct_methods(tested, "model.test_saliency")
-        if not tested:
-            raise ValueError(f"model.test_saliency: give at least one of {available_saliency_methods()}")
+        tested, predicted = _test_time_methods(test_saliency, predict_saliency)
         # The test-time methods as given, by the names the steps, callbacks and thresholds use: a method given with
         # settings (LayerCAM(layers=["stage5"])) or not registered (a user's class_path) keeps them.
         both = "model.test_saliency and model.predict_saliency"
