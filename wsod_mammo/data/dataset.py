@@ -178,30 +178,15 @@ class VinDrDataset(Dataset):
             self.transform.set_seed(augmentation_seed)
         else:
             index = key
-        image: np.ndarray | PixelRef
-        for attempt in range(len(self.records)):
-            record = self.records[(index + attempt) % len(self.records)]
-            try:
-                image, geometry, padding, warnings = self._load(record)
-                break
-            except (DicomError, OSError, ValueError) as err:
-                if self.missing == "error":  # one line naming the file, as for an image missing at setup
-                    raise DataError(f"{err} (set data.missing: skip to leave unreadable images out)") from err
-                log.warning("missing=skip: skipping unreadable image %s (%s)", record.image_id, err)
-        else:
-            raise DataError(
-                f"missing=skip: none of the {len(self.records)} images of this split could be read (the first: "
-                f"{self.records[0].path}); check data_root and the cache"
-            )
+        record, (image, geometry, padding, warnings) = self._first_readable(index)
         boxes, box_labels, box_birads = record.box_findings(self.classes)
         sizes = box_sizes_mm(boxes, geometry.spacing_mm)  # (M,) from the CSV's boxes, in the DICOM's pixels
         boxes = np.asarray(boxes_to_input(boxes, geometry), np.float32)  # (M, 4) input frame
         boxes, keep = clip_boxes(boxes, geometry.out_height, geometry.out_width)
         if lost := sorted(set(box_labels.tolist()) - set(box_labels[keep].tolist())):
             warnings = [*warnings, self._out_of_frame([self.classes[c] for c in lost])]
-        if self.send_refs:
-            image = pixel_ref(image) or image
-        out = self.transform.apply(image, boxes, box_labels[keep], padding)  # + theta with augment_on: device
+        pixels: np.ndarray | PixelRef = (pixel_ref(image) or image) if self.send_refs else image
+        out = self.transform.apply(pixels, boxes, box_labels[keep], padding)  # + theta with augment_on: device
         meta = {
             "study_id": record.study_id,
             "series_id": record.series_id,
@@ -212,19 +197,45 @@ class VinDrDataset(Dataset):
             "geometry": geometry.to_dict(),
             "error": None,
             "warnings": warnings,  # said once per image by the DataModule (data_warnings.py), not by the worker
-            # the classes of the boxes the input frame does not hold (wholly outside, or under a pixel of it inside):
-            # masses Table II counts, as misses
-            "out_of_frame": box_labels[~keep].tolist(),
-            # each box's finding BI-RADS (0: none given), the in-frame boxes' in their order (evaluation transforms
-            # keep every box in order), then the out-of-frame ones': Table II per BI-RADS
-            "box_birads": box_birads[keep].tolist(),
-            "out_of_frame_birads": box_birads[~keep].tolist(),
-            # each box's size in mm (its longer side; None without a pixel spacing), ordered as box_birads
-            "box_size_mm": _sizes(sizes[keep]),
-            "out_of_frame_size_mm": _sizes(sizes[~keep]),
+            **_box_meta(box_labels, box_birads, sizes, keep),
         }
         label = torch.from_numpy(record.label(self.classes))
         return out | {"label": label, "image_id": record.image_id, "meta": meta}
+
+    def _first_readable(
+        self, index: int
+    ) -> tuple[ImageRecord, tuple[np.ndarray, Geometry, np.ndarray | None, list[str]]]:
+        """Record ``index`` and what ``_load`` gives of it; with ``missing: skip``, the next readable record's where
+        it cannot be read (a warning names it). DataError naming the file where it stops."""
+        for attempt in range(len(self.records)):
+            record = self.records[(index + attempt) % len(self.records)]
+            try:
+                return record, self._load(record)
+            except (DicomError, OSError, ValueError) as err:
+                if self.missing == "error":  # one line naming the file, as for an image missing at setup
+                    raise DataError(f"{err} (set data.missing: skip to leave unreadable images out)") from err
+                log.warning("missing=skip: skipping unreadable image %s (%s)", record.image_id, err)
+        raise DataError(
+            f"missing=skip: none of the {len(self.records)} images of this split could be read (the first: "
+            f"{self.records[0].path}); check data_root and the cache"
+        )
+
+
+def _box_meta(box_labels: np.ndarray, box_birads: np.ndarray, sizes: np.ndarray, keep: np.ndarray) -> dict[str, Any]:
+    """What the evaluation reads of an image's boxes besides the boxes themselves, the in-frame boxes' (``keep``)
+    in their order, then the out-of-frame ones'."""
+    return {
+        # the classes of the boxes the input frame does not hold (wholly outside, or under a pixel of it inside):
+        # masses Table II counts, as misses
+        "out_of_frame": box_labels[~keep].tolist(),
+        # each box's finding BI-RADS (0: none given), the in-frame boxes' in their order (evaluation transforms
+        # keep every box in order), then the out-of-frame ones': Table II per BI-RADS
+        "box_birads": box_birads[keep].tolist(),
+        "out_of_frame_birads": box_birads[~keep].tolist(),
+        # each box's size in mm (its longer side; None without a pixel spacing), ordered as box_birads
+        "box_size_mm": _sizes(sizes[keep]),
+        "out_of_frame_size_mm": _sizes(sizes[~keep]),
+    }
 
 
 def _sizes(values: np.ndarray) -> list[float | None]:
