@@ -380,15 +380,9 @@ def _holds_pixel_data_tag(path: Path) -> bool:
     return b"\xe0\x7f\x10\x00" in data or b"\x7f\xe0\x00\x10" in data
 
 
-def read_dicom(path: str | Path) -> tuple[np.ndarray, DicomInfo]:
-    """Decode a mammogram to a ``(H, W)`` float32 image in [0, 1] (bright = dense) and its tags (``info.padding``:
-    where the padding pixels are, or None).
-
-    A file without the Part 10 header (preamble and ``DICM``) is read when its content is a data set with pixels.
-    Raises ``DicomError`` naming the path and the reason for a missing, non-DICOM, truncated or
-    pixel-less file, or one whose display tags are malformed (naming the tag).
-    """
-    path = Path(path)
+def _dataset_with_pixels(path: Path) -> pydicom.FileDataset:
+    """The file's data set, its pixels not yet decoded: DicomError naming ``path`` where it is missing, no DICOM,
+    cut short or without pixel data (``NotAnImageError`` for an object of a class that holds no image)."""
     if not path.is_file():
         raise DicomError(file_not_found(path))
     try:
@@ -400,14 +394,25 @@ def read_dicom(path: str | Path) -> tuple[np.ndarray, DicomInfo]:
     if "TransferSyntaxUID" not in ds.file_meta and tuple(ds.original_encoding) in BARE_SYNTAX:
         # a Part 10 file whose file meta lacks (0002,0010) (some anonymizers drop it): the encoding pydicom parsed
         ds.file_meta.TransferSyntaxUID = BARE_SYNTAX[tuple(ds.original_encoding)]
-    if "PixelData" not in ds:
-        if _holds_pixel_data_tag(path):  # pydicom drops an element the file ends inside (a warning, no error)
-            raise DicomError(
-                f"{path}: the file ends inside its pixel data (cut short: an interrupted download or copy?)"
-            )
-        kind, said = _not_an_image(ds)
-        message = f"{path}: no pixel data (PixelData tag absent){said}"
-        raise NotAnImageError(message, kind) if kind else DicomError(message)
+    if "PixelData" in ds:
+        return ds
+    if _holds_pixel_data_tag(path):  # pydicom drops an element the file ends inside (a warning, no error)
+        raise DicomError(f"{path}: the file ends inside its pixel data (cut short: an interrupted download or copy?)")
+    kind, said = _not_an_image(ds)
+    message = f"{path}: no pixel data (PixelData tag absent){said}"
+    raise NotAnImageError(message, kind) if kind else DicomError(message)
+
+
+def read_dicom(path: str | Path) -> tuple[np.ndarray, DicomInfo]:
+    """Decode a mammogram to a ``(H, W)`` float32 image in [0, 1] (bright = dense) and its tags (``info.padding``:
+    where the padding pixels are, or None).
+
+    A file without the Part 10 header (preamble and ``DICM``) is read when its content is a data set with pixels.
+    Raises ``DicomError`` naming the path and the reason for a missing, non-DICOM, truncated or
+    pixel-less file, or one whose display tags are malformed (naming the tag).
+    """
+    path = Path(path)
+    ds = _dataset_with_pixels(path)
     photometric = _check_pixel_layout(ds, path)
     pixels = _pixels(ds, path)
     if pixels.ndim != 2:
