@@ -100,6 +100,22 @@ def breast_side(side: dict[str, Any], label: str) -> dict[str, Any]:
     return breasts
 
 
+def _b_in_a_order(a: dict[str, Any], b: dict[str, Any], labels: tuple[str, str]) -> list[int]:
+    """Where each of A's images is in B: the two sides must rate one class on the same images with the same labels
+    (ValueError naming the sides by ``labels`` otherwise)."""
+    if a["class"] != b["class"]:
+        raise ValueError(
+            f"--compare: {labels[0]} rates {a['class']} and {labels[1]} {b['class']}: their AUCs do not compare"
+        )
+    same_images(a, b, labels)
+    position_b = {k: i for i, k in enumerate(b["image_keys"])}
+    in_a_order = [position_b[k] for k in a["image_keys"]]
+    relabelled = sum(a_t != b["target"][i] for a_t, i in zip(a["target"], in_a_order, strict=True))
+    if relabelled:
+        raise ValueError(f"--compare: {labels[0]} and {labels[1]} label {relabelled} of the same images differently")
+    return in_a_order
+
+
 def paired_auc(
     a: dict[str, Any],
     b: dict[str, Any],
@@ -112,17 +128,8 @@ def paired_auc(
     both sides recorded studies (:func:`paired_test`); ``with_brier``: also ``brier``, the same for the Brier score
     (A not better: not below B's), which ``wsod report --compare`` prints and the study's tables do not. Both sides
     must rate one class on the same images with the same labels (``labels`` name the two sides in those errors)."""
-    if a["class"] != b["class"]:
-        raise ValueError(
-            f"--compare: {labels[0]} rates {a['class']} and {labels[1]} {b['class']}: their AUCs do not compare"
-        )
-    same_images(a, b, labels)
-    position_b = {k: i for i, k in enumerate(b["image_keys"])}
-    in_a_order = [position_b[k] for k in a["image_keys"]]
+    in_a_order = _b_in_a_order(a, b, labels)
     target = torch.tensor(a["target"])
-    relabelled = sum(a_t != b["target"][i] for a_t, i in zip(a["target"], in_a_order, strict=True))
-    if relabelled:
-        raise ValueError(f"--compare: {labels[0]} and {labels[1]} label {relabelled} of the same images differently")
     probabilities = (torch.tensor(a["probabilities"]), torch.tensor([b["probabilities"][i] for i in in_a_order]))
     keys = torch.tensor(a["image_keys"], dtype=torch.int64)  # A's order and seed: its Table I's draws
     without = without_studies(a, b, labels)
