@@ -9,7 +9,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
 
-from wsod_mammo.detection.metrics import DetectionMetric, DetectionResult
+from wsod_mammo.detection.detection_result import DetectionResult
+from wsod_mammo.detection.metrics import DetectionMetric
 from wsod_mammo.detection.normal_ratings import NormalImageRatings
 from wsod_mammo.detection.strata import restrict_lesions
 

@@ -18,8 +18,8 @@ import torch
 from wsod_mammo.detection.afroc_report import afroc_summary
 from wsod_mammo.detection.bootstrap import classification_figures, detection_intervals, resample_weights
 from wsod_mammo.detection.calibration import calibration_figures
+from wsod_mammo.detection.detection_result import DetectionResult, ThresholdResult
 from wsod_mammo.detection.froc import froc_curve
-from wsod_mammo.detection.metrics import DetectionResult, ThresholdResult
 from wsod_mammo.detection.recalibration import recalibration
 
 

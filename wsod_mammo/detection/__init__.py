@@ -11,9 +11,9 @@ from typing import Any
 _EXPORTS = {
     "FPPI_POINTS": "wsod_mammo.detection.froc",
     "DetectionMetric": "wsod_mammo.detection.metrics",
-    "DetectionResult": "wsod_mammo.detection.metrics",
+    "DetectionResult": "wsod_mammo.detection.detection_result",
     "Detections": "wsod_mammo.detection.boxes",
-    "ThresholdResult": "wsod_mammo.detection.metrics",
+    "ThresholdResult": "wsod_mammo.detection.detection_result",
     "box_iou": "wsod_mammo.detection.boxes",
     "froc_curve": "wsod_mammo.detection.froc",
     "match_image": "wsod_mammo.detection.froc",

@@ -19,7 +19,7 @@ from wsod_mammo.detection.afroc import (
     with_normal_images,
 )
 from wsod_mammo.detection.bootstrap import LEVEL, detection_draws, interval, interval_text
-from wsod_mammo.detection.metrics import DetectionResult
+from wsod_mammo.detection.detection_result import DetectionResult
 from wsod_mammo.detection.report import _markdown, count, csv_text
 from wsod_mammo.detection.square_plot import save_unit_square_plot
 

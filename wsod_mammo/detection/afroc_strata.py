@@ -17,8 +17,8 @@ import torch
 from wsod_mammo.detection.afroc import FIGURES, Ratings, image_subset, lesion_subset
 from wsod_mammo.detection.afroc_report import COUNTS, figures_with_intervals, result_ratings
 from wsod_mammo.detection.bootstrap import LEVEL, detection_draws, figure_text
+from wsod_mammo.detection.detection_result import DetectionResult
 from wsod_mammo.detection.mass_kinds import KIND_TITLES, label_rows, row_labels, strata_rows
-from wsod_mammo.detection.metrics import DetectionResult
 from wsod_mammo.detection.report import MISSING, _markdown, csv_text
 from wsod_mammo.detection.strata import strata_of
 

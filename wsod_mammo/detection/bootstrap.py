@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 if TYPE_CHECKING:
-    from wsod_mammo.detection.metrics import DetectionResult
+    from wsod_mammo.detection.detection_result import DetectionResult
 
 NUM_RESAMPLES = 1000
 # the test report's default seed (the callback's bootstrap_seed), and the one --compare assumes for a report written

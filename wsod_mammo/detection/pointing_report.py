@@ -16,7 +16,7 @@ from wsod_mammo.detection.bootstrap import LEVEL, groups_of, interval, interval_
 from wsod_mammo.detection.report import _markdown, count, csv_text
 
 if TYPE_CHECKING:  # torchmetrics' import (seconds) stays out of `wsod study`, which reads tolerance_text only
-    from wsod_mammo.detection.metrics import DetectionResult
+    from wsod_mammo.detection.detection_result import DetectionResult
 
 FIGURES = {"hit": "pointing game", "energy": "energy inside the masses"}
 CSV_COLUMNS = ["test_method", "images", *(f"{f}{end}" for f in FIGURES for end in ("", "_low", "_high"))]

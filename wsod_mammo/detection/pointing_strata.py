@@ -22,7 +22,7 @@ from wsod_mammo.detection.report import MISSING, _markdown, csv_text
 from wsod_mammo.detection.strata import strata_of
 
 if TYPE_CHECKING:
-    from wsod_mammo.detection.metrics import DetectionResult
+    from wsod_mammo.detection.detection_result import DetectionResult
 
 COUNTS = ("images", "unscored")
 CSV_COLUMNS = ["kind", "stratum", *COUNTS, "test_method",

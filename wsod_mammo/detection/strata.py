@@ -14,8 +14,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from wsod_mammo.detection.detection_result import DetectionResult, threshold_result
 from wsod_mammo.detection.mass_kinds import UNKNOWN
-from wsod_mammo.detection.metrics import DetectionResult, threshold_result
 
 __all__ = ["UNKNOWN", "restrict", "restrict_lesions", "strata_of"]
 

@@ -13,8 +13,8 @@ import torch
 from torch import Tensor
 
 from wsod_mammo.detection.bootstrap import detection_intervals, groups_of
+from wsod_mammo.detection.detection_result import DetectionResult
 from wsod_mammo.detection.mass_kinds import row_labels, row_order
-from wsod_mammo.detection.metrics import DetectionResult
 from wsod_mammo.detection.report import MISSING, SUBSETS, _markdown, csv_text, format_cell
 from wsod_mammo.detection.strata import restrict, restrict_lesions, strata_of
 

@@ -18,7 +18,8 @@ from wsod_mammo.detection.afroc import FIGURES, Ratings, figures_of_merit
 from wsod_mammo.detection.afroc_report import result_ratings
 from wsod_mammo.detection.bootstrap import SEED
 from wsod_mammo.detection.boxes import DEFAULT_THRESHOLD, saliency_to_boxes
-from wsod_mammo.detection.metrics import DetectionMetric, DetectionResult
+from wsod_mammo.detection.detection_result import DetectionResult
+from wsod_mammo.detection.metrics import DetectionMetric
 from wsod_mammo.detection.normal_ratings import NormalImageRatings
 from wsod_mammo.detection.overlay import method_panels, render_overlay, short_id, write_png
 from wsod_mammo.detection.overlay_frame import overlay_frame

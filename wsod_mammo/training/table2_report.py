@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 from torch import Tensor
 
 from wsod_mammo.detection.bootstrap import detection_intervals, groups_of, interval_text
-from wsod_mammo.detection.metrics import DetectionResult
+from wsod_mammo.detection.detection_result import DetectionResult
 from wsod_mammo.detection.pointing_kinds import kind_of_code
 from wsod_mammo.detection.report import (
     FROM_DEFAULT,

@@ -24,7 +24,7 @@ from wsod_mammo.detection.afroc_strata import afroc_by_kind, afroc_by_kind_text
 from wsod_mammo.detection.bootstrap import LEVEL, NUM_RESAMPLES, SEED
 from wsod_mammo.detection.compare import IMAGES_FILE
 from wsod_mammo.detection.compare_auc import CLASSIFICATION
-from wsod_mammo.detection.metrics import DetectionResult
+from wsod_mammo.detection.detection_result import DetectionResult
 from wsod_mammo.detection.pointing_report import pointing_summary, pointing_text
 from wsod_mammo.detection.pointing_strata import pointing_by_kind, pointing_by_kind_text
 from wsod_mammo.detection.record_strata import with_densities
