@@ -26,6 +26,7 @@ from wsod_mammo.detection.compare import IMAGES_FILE
 from wsod_mammo.detection.compare_afroc import paired_fom
 from wsod_mammo.detection.compare_runs import seeds_bootstrap_test, seeds_jackknife_test
 from wsod_mammo.detection.report import _markdown
+from wsod_mammo.detection.study_cells import Cells
 from wsod_mammo.detection.study_paired import (
     basis_text,
     holm,
@@ -35,7 +36,7 @@ from wsod_mammo.detection.study_paired import (
     seeds_estimate,
     two_seeds_note,
 )
-from wsod_mammo.detection.study_tables import Cells, Estimate
+from wsod_mammo.detection.study_tables import Estimate
 
 FIGURE = "wafroc"
 

@@ -45,13 +45,14 @@ from wsod_mammo.detection.compare_pointing import drawn_means, scored, scored_ke
 from wsod_mammo.detection.obuchowski_rockette import single_treatment_interval
 from wsod_mammo.detection.recalibration import recalibration
 from wsod_mammo.detection.record_strata import density_only, stratum_restriction
+from wsod_mammo.detection.study_cells import UNBOUNDED
+from wsod_mammo.detection.study_cells import Cells as FigureCells
 from wsod_mammo.detection.study_paired import (
     TEST_SET_AND_SEEDS,
     probabilities_in_order,
     report_seed,
 )
-from wsod_mammo.detection.study_tables import UNBOUNDED, Estimate, mean_and_sd
-from wsod_mammo.detection.study_tables import Cells as FigureCells
+from wsod_mammo.detection.study_tables import Estimate, mean_and_sd
 
 log = logging.getLogger(__name__)
 

@@ -17,6 +17,21 @@ from wsod_mammo.detection.study_afroc import (
     versus_best,
     wafroc_paired_text,
 )
+from wsod_mammo.detection.study_cells import (
+    AFROC_FIGURES,
+    POINTING_FIGURES,
+    Cells,
+    afroc_by_kind_cells,
+    afroc_by_kind_text,
+    afroc_text,
+    calibration_figures,
+    calibration_table,
+    cells_csv,
+    method_cells,
+    pointing_by_kind_cells,
+    pointing_by_kind_text,
+    pointing_text,
+)
 from wsod_mammo.detection.study_over_seeds import Cells as Table2Cells
 from wsod_mammo.detection.study_over_seeds import (
     calibration_over_test_set,
@@ -38,25 +53,12 @@ from wsod_mammo.detection.study_strata_over_seeds import (
     table2_strata_over_test_set,
 )
 from wsod_mammo.detection.study_tables import (
-    AFROC_FIGURES,
-    POINTING_FIGURES,
     SUBSET,
-    Cells,
     Estimate,
     Marks,
-    afroc_by_kind_cells,
-    afroc_by_kind_text,
-    afroc_text,
     best_pairs,
-    calibration_figures,
-    calibration_table,
-    cells_csv,
     keep_test_methods,
     load_reports,
-    method_cells,
-    pointing_by_kind_cells,
-    pointing_by_kind_text,
-    pointing_text,
     resampled,
     stratum_reports,
     symbols,

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from wsod_mammo.detection.record_strata import stratum_restriction
+from wsod_mammo.detection.study_cells import Cells as FigureCells
 from wsod_mammo.detection.study_over_seeds import (
     Cells,
     RunFile,
@@ -25,7 +26,6 @@ from wsod_mammo.detection.study_over_seeds import (
     table1_over_test_set,
     with_test_set_intervals,
 )
-from wsod_mammo.detection.study_tables import Cells as FigureCells
 from wsod_mammo.detection.study_tables import Estimate
 
 
