@@ -28,6 +28,7 @@ from lightning.fabric.utilities import move_data_to_device
 from lightning.fabric.utilities.distributed import DistributedSamplerWrapper
 from torch.utils.data import DataLoader
 
+from wsod_mammo.data.cached_records import Cache, check_cache_sizes, drop_missing, open_cache, warn_if_partly_cached
 from wsod_mammo.data.data_warnings import ImageWarnings
 from wsod_mammo.data.dataset import (
     Missing,
@@ -39,11 +40,11 @@ from wsod_mammo.data.dataset import (
     worker_context,
 )
 from wsod_mammo.data.device_augment import DeviceAugmentTransform, compiled_device_transform, device_transform
-from wsod_mammo.data.errors import DataError, file_not_found
+from wsod_mammo.data.errors import DataError
 from wsod_mammo.data.geometry import RESIZE_MODES
 from wsod_mammo.data.pixel_reads import read_pixel_batch, staged_pixels_ready
 from wsod_mammo.data.predict_data import PredictDataset, find_predict_inputs
-from wsod_mammo.data.prepare import MANIFEST, cache_option_differences, load_manifest
+from wsod_mammo.data.prepare import MANIFEST
 from wsod_mammo.data.sampling import EpochShuffleSampler
 from wsod_mammo.data.synthetic import check_synthetic_options
 from wsod_mammo.data.transforms import AugmentationConfig, BoxTransform
@@ -54,13 +55,11 @@ from wsod_mammo.data.vindr import (
     check_distinct_classes,
     check_normal_max_birads,
     describe_splits,
-    find_image,
     load_records,
     one_class_warning,
     select_records,
     split_train_val,
 )
-from wsod_mammo.folder_locks import holder
 from wsod_mammo.logging_setup import package_log_level
 
 log = logging.getLogger(__name__)
@@ -104,24 +103,6 @@ def check_data_path_options(
     if compile_device_transform and standardize_on != "device":
         raise ValueError("data.compile_device_transform: there is no device transform to compile without "
                          f"standardize_on: device (got standardize_on={standardize_on!r})")  # fmt: skip
-
-
-def check_cache_sizes(records: list[ImageRecord], manifest: dict[str, Any], cache_dir: Any, root: Any) -> None:
-    """A cache prepared from another copy of the data (other sizes, boxes, pixels under the same image ids) was used
-    as it was: its pixels, mapped with the boxes of this one. Each cached image's original size must be the CSV's
-    (where the CSV or its image file gave one: a cache may outlive the image files)."""
-    cached = manifest["images"]
-    wrong = [
-        (r, g) for r in records if r.image_id in cached and r.size is not None
-        and ((g := cached[r.image_id]["geometry"])["orig_height"], g["orig_width"]) != r.size
-    ]  # fmt: skip
-    if wrong:
-        r, g = wrong[0]
-        raise ValueError(
-            f"cache_dir: {cache_dir} was prepared from other images than {root}'s: {r.image_id} is "
-            f"{g['orig_height']}x{g['orig_width']} there, {r.height}x{r.width} in the CSV ({len(wrong)} image(s) "
-            "differ); prepare this data into another cache_dir"
-        )
 
 
 class VinDrMammoDataModule(L.LightningDataModule):
@@ -299,7 +280,7 @@ class VinDrMammoDataModule(L.LightningDataModule):
                 mass_radius=self.synthetic_mass_radius,
             )  # fmt: skip
 
-    def _records(self, cache: tuple[Path, dict[str, Any]] | None) -> dict[str, list[ImageRecord]]:
+    def _records(self, cache: Cache | None) -> dict[str, list[ImageRecord]]:
         root = Path(self.data_root)
         if not (root / FINDING_CSV).is_file():
             what = "does not exist" if not root.exists() else f"has no {FINDING_CSV}"
@@ -313,62 +294,9 @@ class VinDrMammoDataModule(L.LightningDataModule):
         train, val = split_train_val(selected, self.val_fraction, self.seed)  # before: a lost file moves no study
         if cache is not None:
             check_cache_sizes(selected, cache[1], self.cache_dir, root)
-        kept = {r.image_id for r in self._drop_missing(selected, cache)}
+        kept = {r.image_id for r in drop_missing(selected, cache, self.missing)}
         splits = {"train": train, "val": val, "test": [r for r in selected if r.split == "test"]}
         return {name: [r for r in records if r.image_id in kept] for name, records in splits.items()}
-
-    def _cache(self) -> tuple[Path, dict[str, Any]] | None:
-        if self.cache_dir is None or (manifest := load_manifest(self.cache_dir)) is None:
-            return None
-        options = {"input_size": list(self.input_size), "crop_breast": self.crop_breast, "resize": self.resize}
-        if differing := cache_option_differences(self.cache_dir, options, manifest):
-            was, now = differing
-            raise ValueError(
-                f"cache_dir: {self.cache_dir} holds images prepared with {was}, the data asks for {now}; run "
-                "`wsod prepare` with the data's options into another cache_dir, or set the data's to the cache's"
-            )
-        return Path(self.cache_dir), manifest
-
-    def _warn_if_partly_cached(self, splits: dict[str, list[ImageRecord]], cache: tuple[Path, dict[str, Any]]) -> None:
-        """Images of this data the cache does not hold are decoded from their DICOMs, many times slower, unsaid: a
-        cache prepared for another selection or classes, or one a ``wsod prepare`` is still writing."""
-        ids = {r.image_id for records in splits.values() for r in records}
-        uncached = ids - set(cache[1]["images"]) - set(cache[1]["errors"])
-        if not uncached:
-            return
-        writing = holder(cache[0])
-        log.warning(
-            "cache_dir %s holds %d of this data's %d images; the other %d are decoded from their DICOMs, many times "
-            "slower (%s)", cache[0], len(ids) - len(uncached), len(ids), len(uncached),
-            f"{writing} is writing the cache now" if writing else "`wsod prepare` with this data's classes and "
-            "selection adds them",
-        )  # fmt: skip
-
-    def _drop_missing(self, records: list[ImageRecord], cache: tuple[Path, dict[str, Any]] | None) -> list[ImageRecord]:
-        """Apply ``missing`` to images absent from disk (the cache's file, or else the image file, ``find_image``'s
-        names) or that ``wsod prepare`` could not read; an image found under another name is read from it."""
-        failed = cache[1]["errors"] if cache else {}
-        cached = cache[1]["images"] if cache else {}
-        bad = {}
-        for r in records:
-            if r.image_id in failed:
-                bad[r.image_id] = failed[r.image_id]
-            elif cache and r.image_id in cached and not (file := cache[0] / cached[r.image_id]["file"]).is_file():
-                bad[r.image_id] = f"{file}: file not found (the cache's manifest lists it)"
-            elif r.image_id not in cached:
-                if (found := find_image(r.path)) is None:
-                    bad[r.image_id] = file_not_found(r.path)
-                else:
-                    r.path = found  # the splits hold these same records
-        if not bad:
-            return records
-        listing = "; ".join(sorted(bad.values())[:10]) + (" ..." if len(bad) > 10 else "")
-        if self.missing == "error":
-            raise FileNotFoundError(
-                f"{len(bad)} listed image(s) cannot be read (set missing: skip to leave them out): {listing}"
-            )
-        log.warning("missing=skip: leaving out %d unreadable image(s): %s", len(bad), listing)
-        return [r for r in records if r.image_id not in bad]
 
     def setup(self, stage: str | None = None) -> None:
         """Build the datasets of ``stage`` (``fit``, ``validate``, ``test``, ``predict`` or all); what is wrong with
@@ -379,7 +307,7 @@ class VinDrMammoDataModule(L.LightningDataModule):
             raise DataError(str(err)) from err
 
     def _setup(self, stage: str | None) -> None:
-        cache = self._cache()
+        cache = open_cache(self.cache_dir, self.input_size, self.crop_breast, self.resize)
         in_worker = self.standardize_on == "worker"
         train_tf: BoxTransform | DeviceAugmentTransform
         train_tf = BoxTransform(self.input_size, self.augmentation, train=True, standardize=in_worker)
@@ -402,7 +330,7 @@ class VinDrMammoDataModule(L.LightningDataModule):
                 self.cache_dir,
             )  # fmt: skip
         if cache is not None and (self.trainer is None or self.trainer.is_global_zero):
-            self._warn_if_partly_cached(splits, cache)
+            warn_if_partly_cached(splits, cache)
         dataset = functools.partial(VinDrDataset, classes=self.class_names, crop_breast=self.crop_breast, cache=cache,
                                     missing=self.missing, resize=self.resize, pixel_reads=self.pixel_reads)  # fmt: skip
         self.datasets["train"] = dataset(splits["train"], transform=train_tf)
