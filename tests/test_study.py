@@ -18,7 +18,7 @@ from cli_configs import sigint_as_from_a_terminal, tiny_config, write_config
 
 from wsod_mammo.commands import main
 from wsod_mammo.data.synthetic import make_synthetic_dataset
-from wsod_mammo.study import finished_report
+from wsod_mammo.study_runs import finished_report
 from wsod_mammo.training.classification import HEADS
 
 
@@ -341,15 +341,15 @@ def test_a_failing_run_stops_the_study_naming_the_command_and_its_log(tmp_path: 
 
 def test_an_interrupted_fit_resumes_from_its_last_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A run with last.ckpt and no fit.done resumes with --ckpt_path last: hours of training are not redone."""
-    import wsod_mammo.study as study
+    import wsod_mammo.study_runs as study_runs
 
     calls = []
-    monkeypatch.setattr(study, "_wsod", lambda args, log, env: calls.append(args))
+    monkeypatch.setattr(study_runs, "_wsod", lambda args, log, env: calls.append(args))
     run = tmp_path / "cam_seed1"
     (run / "checkpoints").mkdir(parents=True)
     (run / "checkpoints" / "last.ckpt").write_bytes(b"x")
     (run / "test.done").write_text("p/q/detection.json\n")
-    study.run_one(run, None)
+    study_runs.run_one(run, None)
     assert calls == [["fit", "--config", str(run / "run.yaml"), "--ckpt_path", "last"]]
 
 
@@ -583,10 +583,11 @@ def test_a_run_another_study_process_is_running_keeps_its_config_and_is_refused(
     the run's run.yaml with its own config, then both fitted into one checkpoint folder and the second tested the
     first's half-trained weights under its own config's name."""
     import wsod_mammo.study as study
+    import wsod_mammo.study_runs as study_runs
     from wsod_mammo.folder_locks import hold
 
     calls = []
-    monkeypatch.setattr(study, "_wsod", lambda args, log, env: calls.append(args))
+    monkeypatch.setattr(study_runs, "_wsod", lambda args, log, env: calls.append(args))
     settings = tiny_config(tmp_path / "unused", tmp_path / "data")
     config = write_config(tmp_path / "base.yaml", settings)
     args = study.build_parser().parse_args(["--config", str(config), "--output", str(tmp_path / "s"),
@@ -604,12 +605,12 @@ def test_a_run_another_study_process_is_running_keeps_its_config_and_is_refused(
         assert f"run cam_seed1 is being run by wsod study, pid {os.getpid()} on " in caplog.text
         with pytest.raises(ValueError, match=rf"^run {re.escape(str(run))} is being written by wsod study, pid .*; "
                                              "run this study again when it has finished"):  # fmt: skip
-            study.run_one(run, None)
+            study_runs.run_one(run, None)
         assert calls == []
     finally:
         handle.close()
     (run / "test.done").write_text("p/q/detection.json\n")  # its test, as if done: the fit alone is called
-    study.run_one(run, None)  # the first has finished: this one runs it
+    study_runs.run_one(run, None)  # the first has finished: this one runs it
     assert calls[0] == ["fit", "--config", str(run / "run.yaml")]
 
 
@@ -628,19 +629,19 @@ def test_after_ctrl_c_the_study_stops_a_run_that_goes_on_and_starts_no_other(
     import sys
     import threading
 
-    from wsod_mammo import study
+    from wsod_mammo import study_runs
 
     running: set = set()
-    monkeypatch.setattr(study, "_RUNNING", running)
-    monkeypatch.setattr(study, "_STOPPING", threading.Event())
-    monkeypatch.setattr(study, "CTRL_C_GRACE", 2.0)
+    monkeypatch.setattr(study_runs, "_RUNNING", running)
+    monkeypatch.setattr(study_runs, "_STOPPING", threading.Event())
+    monkeypatch.setattr(study_runs, "CTRL_C_GRACE", 2.0)
     started: list[list[str]] = []
 
     def stubborn(args: list[str]) -> list[str]:
         started.append(args)
         return [sys.executable, "-c", _STUBBORN_RUN]
 
-    monkeypatch.setattr(study, "wsod_command", stubborn)
+    monkeypatch.setattr(study_runs, "wsod_command", stubborn)
     runs = [tmp_path / f"run{i}" for i in range(4)]
     for run in runs:
         run.mkdir()
@@ -658,11 +659,11 @@ def test_after_ctrl_c_the_study_stops_a_run_that_goes_on_and_starts_no_other(
         threading.Thread(target=ctrl_c_once_both_run, daemon=True).start()
         began = time.monotonic()
         with pytest.raises(KeyboardInterrupt):
-            study.run_all(runs, [None, None])
+            study_runs.run_all(runs, [None, None])
     finally:
         signal.signal(signal.SIGINT, previous)
     assert 2.0 <= time.monotonic() - began < 60  # the grace, then SIGTERM: not forever
     assert len(processes) == 2 and [args[0] for args in started] == ["fit", "fit"]  # runs 2 and 3 never started
     for process in processes:
         assert process.wait(timeout=30) == -signal.SIGTERM
-    assert study._STOPPING.is_set()
+    assert study_runs._STOPPING.is_set()

@@ -14,16 +14,9 @@ from __future__ import annotations
 import argparse
 import copy
 import logging
-import os
-import queue
 import re
 import shlex
-import signal
-import subprocess
 import sys
-import threading
-import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,13 +27,13 @@ from wsod_mammo.config_files import read_config_file
 from wsod_mammo.data.vindr import FINDING_CSV
 from wsod_mammo.detection.report import METHOD_ORDER, count
 from wsod_mammo.detection.study_report import write_study_outputs
-from wsod_mammo.folder_locks import hold, holder
-from wsod_mammo.sigterm import Stopped
+from wsod_mammo.folder_locks import holder
+from wsod_mammo.study_runs import FIT_DONE, RUN_CONFIG, TEST_DONE, allow_runs, finished_report, run_all, run_one
+from wsod_mammo.study_runs import pass_on_sigterm as pass_on_sigterm  # commands calls it on SIGTERM to `wsod study`
 
 log = logging.getLogger(__name__)
 
 LOGGER_CLASS = "wsod_mammo.training.wandb_logger.OfflineWandbLogger"
-RUN_CONFIG, FIT_DONE, TEST_DONE = "run.yaml", "fit.done", "test.done"
 
 
 @dataclass(frozen=True)
@@ -167,136 +160,6 @@ def data_to_synthesize(config: dict[str, Any]) -> bool:
     data = (config.get("data") or {}).get("init_args") or {}
     root = data.get("data_root")
     return bool(data.get("synthesize_if_missing")) and not (root and (Path(root) / FINDING_CSV).is_file())
-
-
-#: The ``wsod`` processes running now, and whether the study was told to stop (``pass_on_sigterm``).
-_RUNNING: set[subprocess.Popen] = set()
-_STOPPING = threading.Event()
-#: Seconds a run has after Ctrl-C before the study sends it SIGTERM (``stop_runs_still_running``)
-CTRL_C_GRACE = 30.0
-
-
-def pass_on_sigterm() -> None:
-    """The study got SIGTERM (``commands`` calls this from its handler): each ``wsod`` process it runs gets it too
-    and stops as a lone run would, at a batch with its checkpoints whole (a SIGTERM to the study alone left them
-    running to their end, orphaned, while a rerun could start a second fit on the same folder), and no run starts."""
-    _STOPPING.set()
-    for process in list(_RUNNING):
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-
-
-def stop_runs_still_running(grace: float | None = None) -> None:
-    """After Ctrl-C (SIGINT to the study's process group, its runs with it): no run starts, and a run still going
-    ``grace`` seconds later (default :data:`CTRL_C_GRACE`) gets SIGTERM, which stops it at a batch with its
-    checkpoints whole. A fit once trained on after the SIGINT (about 1 try in 20 under load), and the study waited on
-    it for good. Most likely its Ctrl-C was lost where Python clears one without a word, a file object's finalizer
-    in Lightning's checkpoint save: the one place ``bench_ctrl_c.py`` found a fit without workers losing it, which
-    ``ctrl_c.CtrlCAgain`` raises again; the grace stays for whatever else could lose one."""
-    _STOPPING.set()
-    grace = CTRL_C_GRACE if grace is None else grace
-    deadline = time.monotonic() + grace
-    for process in list(_RUNNING):
-        try:
-            process.wait(timeout=max(deadline - time.monotonic(), 0.0))
-        except subprocess.TimeoutExpired:
-            log.warning("study: a run (pid %d) still runs %.0f s after Ctrl-C: sending it SIGTERM", process.pid, grace)
-            process.send_signal(signal.SIGTERM)
-
-
-def wsod_command(args: list[str]) -> list[str]:
-    """The command line of one ``wsod`` process of the study."""
-    return [sys.executable, "-m", "wsod_mammo", *args]
-
-
-def _wsod(args: list[str], log_path: Path, env: dict[str, str]) -> None:
-    """One ``wsod`` process, its output to ``log_path``; a failure names the command and shows the log's end. The
-    study waits for it to end however it is stopped (a killed study's run would go on alone); interrupted while
-    waiting (Ctrl-C in the main thread), it keeps the process listed for ``stop_runs_still_running``."""
-    if _STOPPING.is_set():
-        raise Stopped
-    with open(log_path, "a") as handle:
-        with subprocess.Popen(wsod_command(args), stdout=handle, stderr=subprocess.STDOUT, env=env) as process:
-            _RUNNING.add(process)
-            try:
-                code = process.wait()
-            finally:
-                if process.poll() is not None:
-                    _RUNNING.discard(process)
-    if code != 0:
-        tail = "".join(log_path.read_text().splitlines(keepends=True)[-15:])
-        raise SystemExit(f"`wsod {' '.join(args)}` failed (exit {code}); log {log_path}:\n{tail}")
-
-
-def run_one(run_dir: Path, device: str | None) -> Path:
-    """Fit (resumed from ``last.ckpt`` if interrupted) and test one run; return its ``detection.json``. The run's
-    folder is held meanwhile (``folder_locks``): the same study started twice (a job submitted again) ran two fits
-    into one run and tested whichever checkpoint was newest; the second is refused, naming the first."""
-    with hold(run_dir, "wsod study", "run", "run this study again when it has finished (finished runs are skipped)"):
-        return _run_one_held(run_dir, device)
-
-
-def _run_one_held(run_dir: Path, device: str | None) -> Path:
-    config = str(run_dir / RUN_CONFIG)
-    env = dict(os.environ) if device is None else {**os.environ, "CUDA_VISIBLE_DEVICES": device}
-    if not (run_dir / FIT_DONE).is_file():
-        resume = ["--ckpt_path", "last"] if (run_dir / "checkpoints" / "last.ckpt").is_file() else []
-        log.info("study: fit %s%s", run_dir.name, " (resuming from last.ckpt)" if resume else "")
-        _wsod(["fit", "--config", config, *resume], run_dir / "fit.log", env)
-        (run_dir / FIT_DONE).write_text("ok\n")
-    if not (run_dir / TEST_DONE).is_file():
-        log.info("study: test %s (best.ckpt)", run_dir.name)
-        _wsod(["test", "--config", config, "--ckpt_path", "best"], run_dir / "test.log", env)
-        report = max(run_dir.glob("*/*/detection.json"), key=lambda p: p.stat().st_mtime)
-        (run_dir / TEST_DONE).write_text(f"{report.relative_to(run_dir).as_posix()}\n")
-    return finished_report(run_dir)
-
-
-def finished_report(run_dir: Path) -> Path:
-    """The ``detection.json`` that ``test.done`` names, inside ``run_dir`` wherever the study folder now lies and
-    whatever the working directory (older studies wrote the path as seen from the working directory then)."""
-    recorded = Path((run_dir / TEST_DONE).read_text().strip())
-    parts = recorded.parts
-    if run_dir.name in parts:  # an older study's path: keep what lies below the run folder
-        recorded = Path(*parts[len(parts) - parts[::-1].index(run_dir.name) :])
-    return run_dir / recorded
-
-
-def run_all(run_dirs: list[Path], slots: list[str | None], first_alone: bool = False) -> list[Path]:
-    """Run every run, ``len(slots)`` at a time, each holding one slot (a GPU index, or None on the CPU).
-
-    ``first_alone``: the first run goes before the others start (it writes the synthetic dataset they share).
-    Ctrl-C: the study waits for its runs to stop, and stops those that do not (``stop_runs_still_running``).
-    """
-    try:
-        return _run_all(run_dirs, slots, first_alone)
-    except KeyboardInterrupt:
-        stop_runs_still_running()
-        raise
-
-
-def _run_all(run_dirs: list[Path], slots: list[str | None], first_alone: bool) -> list[Path]:
-    if first_alone and len(slots) > 1 and run_dirs:
-        first = [run_one(run_dirs[0], slots[0])]
-        run_dirs = run_dirs[1:]
-    else:
-        first = []
-    free: queue.Queue[str | None] = queue.Queue()
-    for slot in slots:
-        free.put(slot)
-
-    def task(run_dir: Path) -> Path:
-        slot = free.get()
-        try:
-            return run_one(run_dir, slot)
-        finally:
-            free.put(slot)
-
-    pool = ThreadPoolExecutor(max_workers=len(slots))
-    try:
-        return first + list(pool.map(task, run_dirs))
-    finally:  # after Ctrl-C, the caller stops the runs still going before anything waits for them
-        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def slurm_script(argv: list[str], n_runs: int, output: Path, gpu: bool = True) -> str:
@@ -486,7 +349,7 @@ def main(argv: list[str] | None = None) -> None:
     """``wsod study --config C [--train_methods ...] [--seeds ...] [--gpus N | --parallel N] [--launcher slurm]``."""
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
-    _STOPPING.clear()  # a study stopped earlier in this process (a notebook, a test) does not stop this one
+    allow_runs()  # a study stopped earlier in this process (a notebook, a test) does not stop this one
     output = Path(args.output)
     check_study_options(args, output)
     runs = {spec: output / "runs" / spec.name for spec in _matrix(args)}

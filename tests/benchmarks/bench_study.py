@@ -30,7 +30,7 @@ import torch
 
 from wsod_mammo.detection.study_report import write_study_outputs
 from wsod_mammo.detection.study_tables import METHOD_ORDER
-from wsod_mammo.study import finished_report
+from wsod_mammo.study_runs import finished_report
 
 #: the image record's lists, by what their entries index (``detection_images.json`` as `wsod test` writes it)
 PER_IMAGE = {"image_gt", "pointing", "energy", "target", "density"}
