@@ -98,11 +98,11 @@ def test_a_fit_on_a_validation_split_of_normals_logs_nan_warns_once_and_keeps_th
 @pytest.mark.parametrize(("limit", "blames"), [(1.0, "split"), (1, "batches"), (0.25, "batches")])
 def test_the_one_class_warning_blames_the_batch_limit_when_one_is_set(limit: float, blames: str) -> None:
     """`--trainer.limit_val_batches 1` on a split of both kinds was told to try another --data.seed."""
-    from wsod_mammo.training.module import _undefined_auroc_message
+    from wsod_mammo.training.undefined_auroc import undefined_auroc_message
 
     trainer = SimpleNamespace(limit_val_batches=limit, fast_dev_run=False, checkpoint_callbacks=[],
                               state=SimpleNamespace(fn=None))  # fmt: skip
-    text = _undefined_auroc_message([(0, "negative")], ["Mass"], trainer)
+    text = undefined_auroc_message([(0, "negative")], ["Mass"], trainer)
     assert text.startswith("validation has no image without Mass")
     assert ("--data.seed" in text) == (blames == "split")
     assert (f"in the batches it ran (--trainer.limit_val_batches {limit}" in text) == (blames == "batches")
@@ -142,12 +142,12 @@ def test_under_ddp_with_uneven_shards_the_auroc_is_undefined_only_when_all_proce
 
 def test_the_batch_limit_qualifies_the_missing_images_not_the_checkpoint_clause() -> None:
     """It read "...unless an earlier epoch had an AUROC: a NaN never replaces one in the batches it ran (...)"."""
-    from wsod_mammo.training.module import _undefined_auroc_message
+    from wsod_mammo.training.undefined_auroc import undefined_auroc_message
 
     best = BestCheckpoint(monitor="val/fusion/auroc", mode="max")
     trainer = SimpleNamespace(limit_val_batches=1, fast_dev_run=False, checkpoint_callbacks=[best],
                               state=SimpleNamespace(fn=SimpleNamespace(value="fit")))  # fmt: skip
-    text = _undefined_auroc_message([(0, "positive")], ["Mass"], trainer)
+    text = undefined_auroc_message([(0, "positive")], ["Mass"], trainer)
     assert text.startswith("validation has no image with Mass in the batches it ran (--trainer.limit_val_batches 1")
     assert text.endswith("unless an earlier epoch had an AUROC: a NaN never replaces one.")
 

@@ -21,7 +21,7 @@ from wsod_mammo.detection.report import METHOD_ORDER
 from wsod_mammo.models import GMIC, GMICOutput
 from wsod_mammo.models.nyu import load_nyu_checkpoint, load_nyu_state_dict, nyu_percent_t
 from wsod_mammo.saliency import SaliencyMethod, available_saliency_methods, distinct_methods, get_saliency_method
-from wsod_mammo.training.checkpoints import BestCheckpoint, recorded_frame
+from wsod_mammo.training.checkpoints import recorded_frame
 from wsod_mammo.training.classification import HEADS, KeyedClassificationMetric, KeyedMean, stage_head_metrics
 from wsod_mammo.training.collapse import ProbabilitySpread, collapsed_message
 from wsod_mammo.training.divergence import (
@@ -32,8 +32,9 @@ from wsod_mammo.training.divergence import (
     diverged_training_message,
 )
 from wsod_mammo.training.loss import gmic_loss, gmic_sample_losses
-from wsod_mammo.training.monitors import check_mode
+from wsod_mammo.training.lr_schedule import scheduler_config
 from wsod_mammo.training.provenance import trained_to
+from wsod_mammo.training.undefined_auroc import undefined_auroc_message
 
 log = logging.getLogger(__name__)
 
@@ -218,7 +219,7 @@ class GMICLitModule(LightningModule):
             return
         self._warned_undefined_auroc = True
         if self.trainer.is_global_zero:
-            log.warning(_undefined_auroc_message(undefined, self._output_names(), self.trainer))
+            log.warning(undefined_auroc_message(undefined, self._output_names(), self.trainer))
 
     def _output_names(self) -> list[str]:
         # Trainer.datamodule: set by Lightning's data connector, undeclared in its type hints
@@ -232,15 +233,10 @@ class GMICLitModule(LightningModule):
         if self.scheduler_factory is None:
             return optimizer
         scheduler = self.scheduler_factory(optimizer)
-        _warn_if_cosine_restarts(scheduler, self.trainer.max_epochs if self._trainer is not None else None)
-        _check_plateau_mode(scheduler, self.scheduler_monitor)
-        schedule = {"scheduler": scheduler, "monitor": self.scheduler_monitor, "interval": "epoch"}
+        max_epochs = self.trainer.max_epochs if self._trainer is not None else None
         every = self.trainer.check_val_every_n_epoch if self._trainer is not None else 1
-        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau) and isinstance(every, int) and every > 1:
-            # it steps on a validation figure: after each validation, not after the epochs without one (Lightning
-            # stopped the fit there, "ReduceLROnPlateau conditioned on metric ... which is not available")
-            schedule["frequency"] = every
-        return {"optimizer": optimizer, "lr_scheduler": schedule}
+        return {"optimizer": optimizer, "lr_scheduler": scheduler_config(scheduler, self.scheduler_monitor,
+                                                                         max_epochs, every)}  # fmt: skip
 
     def lr_scheduler_step(self, scheduler: Any, metric: Any) -> None:
         """A NaN monitored figure (an AUROC undefined on a validation split of one kind) is not a plateau:
@@ -486,64 +482,3 @@ class GMICLitModule(LightningModule):
 def _method_record(method: SaliencyMethod) -> dict[str, str]:
     """A saliency method as plain data: its class and settings (``repr``), for a checkpoint."""
     return {"class_path": f"{type(method).__module__}.{type(method).__qualname__}", "method": repr(method)}
-
-
-def _undefined_auroc_message(undefined: Sequence[tuple[int, str]], names: Sequence[str], trainer: Any) -> str:
-    """The warning for classes whose validation AUROC is undefined (``KeyedClassificationMetric.undefined``), with
-    what it does to the checkpoints that monitor a validation AUROC."""
-    lacking = {"positive": "no image with {}", "negative": "no image without {}", "any": "no image to rate {} on"}
-    missing = "; ".join(lacking[kind].format(names[c]) for c, kind in undefined)
-    every = len(undefined) == len(names)
-    limit = getattr(trainer, "limit_val_batches", 1.0)
-    # the batches validated, not the split (the DataModule names a split of one kind at setup)
-    partial = getattr(trainer, "fast_dev_run", False) or not (isinstance(limit, float) and limit == 1.0)
-    where = f" in the batches it ran (--trainer.limit_val_batches {limit}, or fast_dev_run)" if partial else ""
-    if every:
-        text = f"validation has {missing}{where}: AUROC is undefined there, so val/<head>/auroc is NaN (not 0.0)"
-    else:
-        its = "its" if len(undefined) == 1 else "their"
-        text = (
-            f"validation has {missing}{where}: {its} AUROC is undefined, so val/<head>/auroc averages the other "
-            "classes'"
-        )
-    monitors = sorted(
-        {
-            str(c.monitor)
-            for c in getattr(trainer, "checkpoint_callbacks", [])
-            if isinstance(c, BestCheckpoint) and c.monitor and str(c.monitor).startswith("val/")
-            and str(c.monitor).endswith("/auroc")
-        }
-    )  # fmt: skip
-    if every and monitors and getattr(trainer.state.fn, "value", None) == "fit":
-        text += (
-            f"; best.ckpt (kept by {', '.join(monitors)}) then follows the newest epoch, as last.ckpt does, "
-            "unless an earlier epoch had an AUROC: a NaN never replaces one"
-        )
-    if partial:
-        return text + "."
-    return text + ". Another --data.seed or --data.val_fraction may give a validation split with images of both kinds."
-
-
-def _check_plateau_mode(scheduler: Any, monitor: str) -> None:
-    """``ReduceLROnPlateau`` defaults to ``mode: min``: on the default monitor, an AUROC, it would cut the learning
-    rate whenever the model stopped getting worse, that is while it improved."""
-    if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-        check_mode("model.scheduler: ReduceLROnPlateau with", scheduler.mode, "scheduler_monitor", monitor,
-                   "--model.scheduler.mode max")  # fmt: skip
-
-
-def _warn_if_cosine_restarts(scheduler: Any, max_epochs: int | None) -> None:
-    """A cosine schedule shorter than the training (``--trainer.max_epochs`` raised, ``T_max`` left as the config's)
-    climbs back to the full learning rate after ``T_max`` epochs instead of staying at its end: say so."""
-    t_max = getattr(scheduler, "T_max", None)
-    if (
-        isinstance(scheduler, torch.optim.lr_scheduler.CosineAnnealingLR)
-        and max_epochs
-        and t_max is not None
-        and 0 < t_max < max_epochs
-    ):
-        log.warning(
-            "model.scheduler: CosineAnnealingLR with T_max %d < trainer.max_epochs %d: the learning rate climbs back "
-            "up after epoch %d; set --model.scheduler.init_args.T_max %d to decay over the whole training",
-            t_max, max_epochs, t_max, max_epochs,
-        )  # fmt: skip
