@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from wsod_mammo.data.dicom import NotAnImageError, describe_failure
+from wsod_mammo.data.dicom import describe_failure, not_an_image
 from wsod_mammo.data.geometry import Geometry, box_sizes_mm, boxes_to_original
 from wsod_mammo.data.images import load_padded
 from wsod_mammo.data.transforms import stack_padding, standardize_batch
@@ -415,8 +415,7 @@ class Predictor:
         except Exception as err:  # with errors="report" no input may cost the others their results
             if errors == "raise":
                 raise
-            kind = err.kind if isinstance(err, NotAnImageError) else ""
-            return Prediction.failed(source, describe_failure(source, err), kind)
+            return Prediction.failed(source, describe_failure(source, err), not_an_image(err))
         info = Loaded(source, loaded.geometry, loaded.laterality, loaded.laterality_source, loaded.warnings,
                       loaded.study, loaded.view)  # fmt: skip
         return loaded.image, loaded.padding, info

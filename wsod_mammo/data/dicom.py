@@ -60,6 +60,11 @@ class NotAnImageError(DicomError):
         return type(self), (str(self), self.kind)
 
 
+def not_an_image(error: Exception) -> str:
+    """The class of the DICOM object that ``error`` refused as holding no image; "" for any other failure."""
+    return error.kind if isinstance(error, NotAnImageError) else ""
+
+
 def describe_failure(path: str | Path, error: Exception) -> str:
     """``"<path>: <reason>"`` for a file that could not be read, without repeating a path the reason already names."""
     reason = str(error)

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from wsod_mammo.data.dicom import NotAnImageError, describe_failure
+from wsod_mammo.data.dicom import describe_failure, not_an_image
 from wsod_mammo.data.folder_metadata import DICOMDIR, dicomdir_files, is_folder_metadata
 from wsod_mammo.data.geometry import Geometry
 from wsod_mammo.data.images import IMAGE_SUFFIXES, load_padded
@@ -154,7 +154,7 @@ class PredictDataset(Dataset):
             meta.update(warnings=list(loaded.warnings), error=None)
         except Exception as err:  # any unreadable file must leave the other images' results intact
             meta["error"] = describe_failure(path, err)
-            meta["not_an_image"] = err.kind if isinstance(err, NotAnImageError) else ""
+            meta["not_an_image"] = not_an_image(err)
             image, geometry = (
                 np.zeros((height, width), np.float32),
                 Geometry(height, width, False, (0, 0, width, height), height, width),
