@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from wsod_mammo.data.synthetic import _Blob, _stamp
+from wsod_mammo.data.synthetic_image import _Blob, _stamp
 from wsod_mammo.data.transforms import (
     AugmentationConfig,
     BoxTransform,

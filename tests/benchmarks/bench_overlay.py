@@ -21,7 +21,7 @@ import torch
 from timing import timed
 
 from wsod_mammo.data.geometry import apply_to_image, make_geometry
-from wsod_mammo.data.synthetic import render_image, write_dicom
+from wsod_mammo.data.synthetic_image import render_image, write_dicom
 from wsod_mammo.detection.overlay import method_panels, render_overlay
 from wsod_mammo.detection.overlay_frame import overlay_frame
 

@@ -39,7 +39,7 @@ def _median_ms(run: Callable[[], object], rounds: int, sync: Callable[[], None] 
 
 def _dicoms(folder: Path) -> tuple[Path, Path]:
     """The same 12-bit mammogram twice: plain, and with its far third stored as padding (Pixel Padding Value 0)."""
-    from wsod_mammo.data.synthetic import render_image, write_dicom
+    from wsod_mammo.data.synthetic_image import render_image, write_dicom
 
     image = render_image(np.random.default_rng(0), *DICOM_SIZE, "CC", 1)[0]
     ids = {"image_id": "1.2.3.4", "study_id": "1.2.3", "series_id": "1.2.3.5"}
