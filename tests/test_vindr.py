@@ -18,9 +18,8 @@ from wsod_mammo.data.vindr import (
     VinDrFormatError,
     load_records,
     parse_categories,
-    select_records,
-    split_train_val,
 )
+from wsod_mammo.data.vindr_selection import select_records, split_train_val
 
 
 def test_synthetic_csv_quirks_parse(synthetic_root: Path) -> None:
@@ -341,7 +340,7 @@ def test_the_breast_level_csv_header_is_checked_when_the_file_is_there(tmp_path:
 
 
 def test_split_counts_name_the_normals_of_a_bi_rads_3_breast() -> None:
-    from wsod_mammo.data.vindr import describe_splits
+    from wsod_mammo.data.vindr_selection import describe_splits
 
     records = _toy_records()
     for record, birads in zip([r for r in records if r.is_normal], [3, 2, 1], strict=False):
@@ -352,7 +351,7 @@ def test_split_counts_name_the_normals_of_a_bi_rads_3_breast() -> None:
 
 def test_a_validation_split_of_one_kind_of_image_is_named() -> None:
     """Its AUROC is undefined: the DataModule says so when it prints the split counts, before any epoch runs."""
-    from wsod_mammo.data.vindr import one_class_warning
+    from wsod_mammo.data.vindr_selection import one_class_warning
 
     records = [r for r in _toy_records() if r.split == "training"]
     normals = [r for r in records if r.is_normal]

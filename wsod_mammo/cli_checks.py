@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from wsod_mammo.data.predict_data import expand_predict_paths
-from wsod_mammo.data.vindr import check_distinct_classes
+from wsod_mammo.data.vindr_selection import check_distinct_classes
 from wsod_mammo.models.gmic import COMPILE_OPTIONS, GMIC
 from wsod_mammo.models.nyu import NYU_CLASS_NAMES, check_nyu_state_dict, load_nyu_checkpoint
 from wsod_mammo.models.resnet import GLOBAL_STRIDE, global_map_size

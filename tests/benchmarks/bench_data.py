@@ -38,7 +38,8 @@ def _measure(root: str, cache_dir: str | None, variant: str, rounds: int, queue:
     from wsod_mammo.data.geometry import Geometry
     from wsod_mammo.data.prepare import load_manifest, read_cached
     from wsod_mammo.data.transforms import BoxTransform
-    from wsod_mammo.data.vindr import load_records, select_records
+    from wsod_mammo.data.vindr import load_records
+    from wsod_mammo.data.vindr_selection import select_records
 
     class Float32Augmentation(VinDrDataset):
         """The earlier training path: cache pixels converted to float32 before augmentation."""

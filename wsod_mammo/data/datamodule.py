@@ -48,14 +48,11 @@ from wsod_mammo.data.prepare import MANIFEST
 from wsod_mammo.data.sampling import EpochShuffleSampler
 from wsod_mammo.data.synthetic import check_synthetic_options
 from wsod_mammo.data.transforms import AugmentationConfig, BoxTransform
-from wsod_mammo.data.vindr import (
-    FINDING_CSV,
-    ImageRecord,
-    Selection,
+from wsod_mammo.data.vindr import FINDING_CSV, ImageRecord, Selection, load_records
+from wsod_mammo.data.vindr_selection import (
     check_distinct_classes,
     check_normal_max_birads,
     describe_splits,
-    load_records,
     one_class_warning,
     select_records,
     split_train_val,

@@ -33,7 +33,8 @@ import numpy as np
 from tqdm import tqdm
 
 from wsod_mammo.data.lifetime import exit_with
-from wsod_mammo.data.vindr import ImageRecord, Selection, find_image, load_records, select_records
+from wsod_mammo.data.vindr import ImageRecord, Selection, find_image, load_records
+from wsod_mammo.data.vindr_selection import select_records
 from wsod_mammo.folder_locks import hold
 
 MANIFEST = "manifest.json"
