@@ -18,7 +18,8 @@ from torch.utils.data import Dataset
 from wsod_mammo.data.dicom import describe_failure, not_an_image
 from wsod_mammo.data.folder_metadata import DICOMDIR, dicomdir_files, is_folder_metadata
 from wsod_mammo.data.geometry import Geometry
-from wsod_mammo.data.images import IMAGE_SUFFIXES, load_padded
+from wsod_mammo.data.image_files import IMAGE_SUFFIXES
+from wsod_mammo.data.images import load_padded
 from wsod_mammo.data.transforms import BoxTransform
 
 
