@@ -429,6 +429,8 @@ def test_dicom_objects_without_an_image_are_counted_apart_from_unreadable_files(
     with caplog.at_level(logging.INFO):
         written = _run_writer(PredictionWriter(output_dir=str(tmp_path / "out"), overlays=False), batch)
     assert [r.get("not_an_image") for r in written] == [None, "Mammography CAD SR Storage", None]
+    rows = list(csv.DictReader(open(next((tmp_path / "out").glob("*/predictions.csv")))))
+    assert [r["not_an_image"] for r in rows if r["path"] in paths[1:]] == ["Mammography CAD SR Storage", ""]
     assert "a Mammography CAD SR Storage object, not an image" in written[1]["error"] and written[2]["error"]
     assert "predictions for 2 images (1 unreadable), and 1 input(s) that hold no image (1 Mammography CAD SR " \
         "Storage object) in" in caplog.text  # fmt: skip

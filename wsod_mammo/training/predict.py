@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 
 CSV_COLUMNS = [
     "image_id", "path", "class", "probability", "box", "xmin", "ymin", "xmax", "ymax", "score", "size_mm", "warning",
-    "error",
+    "error", "not_an_image",
 ]  # fmt: skip
 
 
@@ -385,7 +385,7 @@ def _csv_rows(records: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
     for record in records:
         base = {"image_id": record["image_id"], "path": record["path"], "error": record.get("error", "")}
         if record.get("error"):
-            yield base
+            yield base | {"not_an_image": record.get("not_an_image", "")}  # a spreadsheet filters them out by it
             continue
         base["class"], base["probability"] = record.get("class", ""), _csv_number(record["probability"])
         base["warning"] = "; ".join(record.get("warnings", []))
