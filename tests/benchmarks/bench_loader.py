@@ -2,7 +2,8 @@
 
 Runs on any machine, so data-path regressions show without a GPU. From an NPY cache (synthdata.py's, or written
 here), at the study's 2944 x 1920 by default:
-- per sample, in this process (images/s of ONE worker): the worker-side augmentation (albumentations: crop
+- per sample, in this process (images/s of ONE worker: one OpenCV thread, warm, the paths alternating, the median
+  of ``--rounds`` passes): the worker-side augmentation (albumentations: crop
   resized back + affine, two cv2 resamplings, uint16 out) vs the device-side worker half (draws, one matrix,
   box transform, uint16 copy), also with ``pixel_reads: main``, and, separately, the device half's cost per image
   on ``--device`` (``device_transform``: warp + standardization), eager vs ``torch.compile``;
@@ -84,20 +85,37 @@ def _datamodule(
 
 
 def per_sample(args: argparse.Namespace, root: Path, cache: Path) -> dict[str, float]:
-    """Images/s of one worker for each path's worker half, and warp_batch's per-image cost on the device."""
+    """Images/s of one worker for each path's worker half, and warp_batch's per-image cost on the device.
+
+    As a worker runs them: one OpenCV thread (``seed_worker``'s; OpenCV's pool otherwise lends the worker-side
+    path this process's every core) and warm, the paths alternating over ``--rounds`` timed passes after an
+    untimed one, each path's median pass reported. A first pass over freshly mapped files and buffers ran 2-4x
+    slower than the next ones, and timed after one sample it decided which path looked faster."""
+    import cv2
+
     from wsod_mammo.data.dataset import VinDrDataset
 
-    results = {}
+    datasets = {}
     for path, augment_on, pixel_reads in PATHS:
         dataset = _datamodule(args, root, cache, augment_on, 0, pixel_reads).datasets["train"]
         assert isinstance(dataset, VinDrDataset)  # a training split (keys: (index, augmentation seed))
-        n = min(len(dataset), args.samples)
-        dataset[(0, 0)]  # warm caches (page cache, albumentations' first call)
-        start = time.perf_counter()
-        drawn = [dataset[(i % len(dataset), i)] for i in range(n)]
-        results[f"{path}_augment_img_per_s"] = n / (time.perf_counter() - start)
-        if path == "device":
-            samples = drawn  # uint16 images and thetas for the warp below
+        datasets[path] = dataset
+    n = min(min(len(d) for d in datasets.values()), args.samples)
+    rates: dict[str, list[float]] = {path: [] for path in datasets}
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        for round_ in range(args.rounds + 1):  # round 0 warms the page cache, the allocator and albumentations
+            for path, dataset in datasets.items():
+                start = time.perf_counter()
+                drawn = [dataset[(i, round_ * n + i)] for i in range(n)]
+                if round_:
+                    rates[path].append(n / (time.perf_counter() - start))
+                if path == "device":
+                    samples = drawn  # uint16 images and thetas for the warp below
+    finally:
+        cv2.setNumThreads(threads)
+    results = {f"{path}_augment_img_per_s": statistics.median(r) for path, r in rates.items()}
     batch = torch.stack([s["image"] for s in samples[: args.batch]]).to(args.device)
     theta = torch.stack([s["theta"] for s in samples[: args.batch]]).to(args.device)
     from wsod_mammo.data.device_augment import compiled_device_transform, device_transform
@@ -314,6 +332,7 @@ def main() -> None:
     parser.add_argument("--workers", default="1,2", help="worker counts of the scaling table")
     parser.add_argument("--batches", type=int, default=8, help="timed batches per point, after the prefetched")
     parser.add_argument("--samples", type=int, default=12, help="samples per path in the per-sample timing")
+    parser.add_argument("--rounds", type=int, default=3, help="timed passes of the samples per path (median)")
     parser.add_argument("--warp_iters", type=int, default=3)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1, help="torch threads of this process (the warp on CPU)")
