@@ -356,7 +356,8 @@ def test_predict_from_nyu_weights_without_a_checkpoint_on_png_and_dicom(
     try:
         with pytest.raises(SystemExit) as failed:  # the reason on one line, no traceback
             main([*args, "--data.predict_paths", f"[{tmp_path / 'notes.txt'}]"])
-        assert failed.value.code == 1 and "predict: none of the 1 input(s) could be read" in capsys.readouterr().err
+        said = f"predict: none of the 1 input(s) could be read (the first: {tmp_path / 'notes.txt'}: "
+        assert failed.value.code == 1 and said in capsys.readouterr().err
         with pytest.raises(SystemExit) as refused:  # before the inputs load: one line, exit 2
             main([*args[:-1], str(tmp_path / "notes.txt"), "--data.predict_paths", f"[{png}]"])
         assert refused.value.code == 2

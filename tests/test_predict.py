@@ -122,10 +122,22 @@ def test_all_unreadable_inputs_write_their_rows_then_fail(tmp_path: Path) -> Non
     meta = [{"path": "a.txt", "error": "a.txt: not an image"}, {"path": "b", "error": "b: a folder with no files"}]
     batch = {"image": torch.zeros(2, 1, 64, 32), "image_id": ["a", "b"], "boxes": [torch.zeros(0, 4)] * 2, "meta": meta}
     writer = PredictionWriter(output_dir=str(tmp_path))
-    with pytest.raises(NoReadableInputError, match="none of the 2 input"):
+    with pytest.raises(
+        NoReadableInputError, match=r"none of the 2 input\(s\) could be read \(the first: a.txt: not an image\);"
+    ):
         _run_writer(writer, batch)
     rows = (writer.run_dir / "predictions.csv").read_text().splitlines()
     assert len(rows) == 3 and "a.txt: not an image" in rows[1]
+
+
+def test_a_run_of_unreadable_files_and_cad_reports_names_an_unreadable_one() -> None:
+    """The line names the first file that failed, not a CAD report beside it, which is no failure."""
+    from wsod_mammo.training.predict import _first_reason
+
+    report = {"path": "sr", "error": "sr: a Mammography CAD SR Storage object, not an image",
+              "not_an_image": "Mammography CAD SR Storage"}  # fmt: skip
+    records = [report, {"path": "junk", "error": "junk: not a DICOM"}]
+    assert _first_reason(records) == "could be read (the first: junk: not a DICOM)"
 
 
 def test_inputs_sharing_a_name_keep_their_own_rows_and_overlays(synthetic_root: Path, tmp_path: Path) -> None:

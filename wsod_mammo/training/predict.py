@@ -191,7 +191,7 @@ class PredictionWriter(BasePredictionWriter):
         self._open = False
         if failed and failed == len(records):  # every rank holds every row: all decide alike, none waits alone
             kinds = _not_images(records)
-            what = f"is an image ({_count_kinds(kinds)})" if len(kinds) == failed else "could be read"
+            what = f"is an image ({_count_kinds(kinds)})" if len(kinds) == failed else _first_reason(records)
             raise NoReadableInputError(f"predict: none of the {failed} input(s) {what}; the reasons are in {csv_path}")
         nonfinite = sum(1 for r in records if NONFINITE_OUTPUT in r.get("warnings", ()))
         if nonfinite and nonfinite == len(records) - failed:
@@ -264,6 +264,13 @@ class PredictionWriter(BasePredictionWriter):
 def _not_images(records: list[dict[str, Any]]) -> list[str]:
     """The class of every input that is a DICOM object holding no image (a CAD report...), in input order."""
     return [r["not_an_image"] for r in records if r.get("not_an_image")]
+
+
+def _first_reason(records: list[dict[str, Any]]) -> str:
+    """``could be read (the first: <path>: file not found)``: a mistyped folder is told on the line, not only in the
+    CSV it points to. The first unreadable one: a CAD report beside them is no failure."""
+    first = next(r for r in records if r.get("error") and not r.get("not_an_image"))
+    return f"could be read (the first: {first['error']})"
 
 
 def _count_kinds(kinds: list[str]) -> str:
