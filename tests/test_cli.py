@@ -128,6 +128,7 @@ def test_test_writes_both_tables_the_froc_plot_and_overlays(trained: Path) -> No
     # figures are deterministic for one precision and set of versions: the report says which
     versions = {"torch": torch.__version__, "lightning": lightning.__version__, "wsod_mammo": wsod_mammo.__version__}
     assert summary["evaluated_under"] == {"precision": "32-true", **versions}
+    assert summary["coverage"]["images_tested"] == summary["coverage"]["images_in_split"] == 8  # the whole split
     table1 = list(csv.DictReader(open(run / "table1.csv")))
     assert [r["head"] for r in table1] == ["global", "local", "fusion"]
     assert all(0.0 <= float(r["auc"]) <= 1.0 for r in table1)
@@ -222,6 +223,22 @@ def test_test_writes_both_tables_the_froc_plot_and_overlays(trained: Path) -> No
     evaluated |= {"epoch": 0, "global_step": saved["global_step"],
                   "monitored": {"val/fusion/auroc": pytest.approx(float(state["current_score"]))}}  # fmt: skip
     assert summary["weights"] == "checkpoint" and summary["checkpoint"] == evaluated
+
+
+def test_a_test_of_a_few_batches_says_its_report_is_not_the_splits(
+    trained: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``--trainer.limit_test_batches 1`` for a quick look: the report's figures are over one batch, which nothing
+    said; a user could quote them as the test split's."""
+    before = set(_run_dirs(trained))
+    with caplog.at_level(logging.WARNING, logger="wsod_mammo"):
+        main(["test", "--config", str(trained / "config.yaml"), "--ckpt_path", "best",
+              "--trainer.limit_test_batches", "1"])  # fmt: skip
+    (run,) = set(_run_dirs(trained)) - before
+    coverage = json.loads((run / "detection.json").read_text())["coverage"]
+    assert coverage == {"images_tested": 4, "images_in_split": 8}  # one batch of tiny_config's 4
+    assert ("the report covers 4 of the test split's 8 images (--trainer.limit_test_batches 1): its figures are not "
+            "the test split's") in caplog.text  # fmt: skip
 
 
 def test_predict_reports_unreadable_files_and_still_predicts_the_rest(trained: Path, data_root: Path) -> None:
@@ -2245,6 +2262,12 @@ def test_a_ddp_test_logs_every_process_overlays_to_wandb(tmp_path: Path, trained
                      "pointing_game", "calibration", "wafroc", "wafroc_by_kind", "pointing_by_kind")  # fmt: skip
     for name in tables_logged:  # W&B names a table's file <key>_<step>_<hash>
         assert len(list(tables.glob(f"offline-run-*/files/media/table/test/{name}_[0-9]*.table.json"))) == 1, name
+    # every test image counted once over both processes, in the report and in W&B's config beside the weights
+    assert json.loads(report.read_text())["coverage"] == {"images_tested": 8, "images_in_split": 8}
+    (log,) = tables.glob("offline-run-*/run-*.wandb")
+    records = read_finished_wandb_log(log)
+    config = {_key(i): json.loads(i.value_json) for r in records if r.HasField("config") for i in r.config.update}
+    assert config["evaluated_images"] == {"images_tested": 8, "images_in_split": 8}
 
 
 def test_predict_of_the_paper_test_split_writes_each_image_once(tmp_path: Path, trained: Path) -> None:

@@ -33,7 +33,7 @@ from wsod_mammo.training.provenance import evaluated_weights, evaluation_setting
 from wsod_mammo.training.table1_report import Table1Figures, write_table1
 from wsod_mammo.training.table2_report import OPERATING_POINT, write_table2_rows, write_table2_strata
 from wsod_mammo.training.test_report_wandb import log_test_report
-from wsod_mammo.training.test_split import density_labels, study_groups
+from wsod_mammo.training.test_split import density_labels, split_image_count, study_groups
 
 if TYPE_CHECKING:
     from wsod_mammo.training.module import GMICLitModule
@@ -101,7 +101,9 @@ def write_test_report(
     strata, strata_printed = write_table2_strata(directory, results, densities, fppi_budget, seed, groups)
     localization, localization_printed = _write_localization(directory, results, densities, train_method, unit,
                                                              seed, groups)  # fmt: skip
-    summary |= rows.entries | strata | localization
+    # the distinct images tested: Table I's, or Table II's in a report of detection alone
+    tested = max(table1.counts.get("images", 0), rows.entries.get("all_counts", {}).get("images", 0))
+    summary |= rows.entries | strata | localization | _coverage(trainer, tested)
     printed += rows.printed + strata_printed + localization_printed
     (directory / "detection.json").write_text(json.dumps(summary, indent=2, allow_nan=True))
     _write_image_records(directory, rows.records, table1, names[0], densities, fppi_budget, seed)
@@ -112,6 +114,20 @@ def write_test_report(
     log.info("evaluated %s under precision %s, torch %s\n%s", what if checkpoint["path"] else summary["weights"],
              under["precision"], under["torch"], "\n".join(printed))  # fmt: skip
     log.info("test report (tables, intervals, detection.json, FROC plots) written to %s", directory)
+    if (coverage := summary.get("coverage")) and coverage["images_tested"] < coverage["images_in_split"]:
+        limit = getattr(trainer, "limit_test_batches", 1.0)
+        given = "" if isinstance(limit, float) and limit == 1.0 else f" (--trainer.limit_test_batches {limit})"
+        log.warning(
+            "the report covers %d of the test split's %d images%s: its figures are not the test split's",
+            coverage["images_tested"], coverage["images_in_split"], given,
+        )  # fmt: skip
+
+
+def _coverage(trainer: Trainer, tested: int) -> dict[str, Any]:
+    """``detection.json``'s ``coverage``: the distinct images tested beside the test split's (none where the data
+    lists no records), so a report of a run cut to a few batches cannot pass for the split's."""
+    in_split = split_image_count(trainer)
+    return {} if in_split is None else {"coverage": {"images_tested": tested, "images_in_split": in_split}}
 
 
 def _write_localization(

@@ -31,6 +31,8 @@ def log_test_report(trainer: Trainer, directory: Path, summary: dict[str, Any], 
         if not isinstance(logger, WandbLogger):
             continue
         evaluated = {"evaluated_checkpoint": summary["checkpoint"], "evaluated_weights": summary["weights"]}
+        if "coverage" in summary:  # a run's test of a few batches shows as such in W&B's runs table
+            evaluated["evaluated_images"] = summary["coverage"]
         logger.experiment.config.update(evaluated, allow_val_change=True)
         _log_classification(logger, directory, summary)
         _log_detection(logger, directory, summary, ci_rows)

@@ -18,6 +18,13 @@ def _test_records(trainer: Trainer | None) -> list[Any]:
     return list(getattr(dataset, "records", []))
 
 
+def split_image_count(trainer: Trainer | None) -> int | None:
+    """How many distinct images the test split holds (None for a dataset that lists no records): a report over
+    fewer (``--trainer.limit_test_batches``) says so."""
+    records = _test_records(trainer)
+    return len({r.image_id for r in records}) if records else None
+
+
 def study_groups(trainer: Trainer | None) -> dict[int, int]:
     """``{image key: study key}`` of the test split's images (``image_keys`` of their ``image_id`` and
     ``study_id``), for the bootstrap to draw whole studies; empty where the data names no studies."""
