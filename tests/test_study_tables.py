@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 from pathlib import Path
 
@@ -69,6 +70,28 @@ def test_table2_over_seeds_and_the_best_pair_with_ties_to_the_lower_fppi() -> No
     assert len(csv_text.splitlines()) == 5
     tied = cells | {"gradcampp": {"cam": cells["cam"]["cam"], "gradcam": cells["gradcampp"]["gradcam"]}}
     assert [(train, test) for train, test, *_ in best_pairs(tied)] == [("cam", "cam"), ("gradcampp", "cam")]
+
+
+def test_a_run_tested_on_part_of_its_split_is_named_in_the_summary(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A run whose `wsod test` was cut to a few batches (its detection.json's coverage) enters the study's means as
+    it is: the summary names it, and the log warns; runs that cover their split, or reports from before coverage
+    was recorded, are not named."""
+    whole, part = {"images_tested": 8, "images_in_split": 8}, {"images_tested": 4, "images_in_split": 8}
+    runs = {("cam", 1): _report({"cam": (0.5, 0.25)}) | {"coverage": whole},
+            ("cam", 2): _report({"cam": (0.75, 0.5)}) | {"coverage": part},
+            ("cam", 3): _report({"cam": (0.5, 0.5)})}  # fmt: skip
+    paths = {}
+    for (train, seed), content in runs.items():
+        paths[(train, seed)] = tmp_path / f"{train}_{seed}.json"
+        paths[(train, seed)].write_text(json.dumps(content))
+    with caplog.at_level(logging.WARNING):
+        summary = write_study_outputs(tmp_path / "study", paths)
+    expected = "PART OF THE TEST SPLIT: cam_seed2 tested 4 of its 8 images (a test cut short, e.g. --trainer."
+    assert expected in summary and expected in (tmp_path / "study" / "summary.md").read_text()
+    assert "cam_seed1" not in summary and "cam_seed3" not in summary
+    assert expected in caplog.text
 
 
 def test_a_cell_whose_threshold_a_seed_took_from_a_tie_is_marked_in_table2_its_csv_and_the_best_pair(

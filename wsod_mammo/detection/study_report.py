@@ -97,6 +97,22 @@ def _best_pair_line(cells: Table2Cells, marks: Marks) -> str:
     return f"Best pairs, tied at TPR {best[0][2].mean:.2f} and {best[0][3].mean:.2f} FPPI: {tied}"
 
 
+def _partial_tests_line(reports: dict[tuple[str, int], dict[str, Any]]) -> str:
+    """``PART OF THE TEST SPLIT: cam_seed42 tested 4 of its 8 images ...``: runs whose test report covers part of
+    the split (``coverage``, a test cut to a few batches), whose figures the tables average in as they are; nothing
+    where every run covers its split or the reports predate ``coverage``."""
+    partial = [
+        f"{m}_seed{s} tested {c['images_tested']} of its {c['images_in_split']} images"
+        for (m, s), r in sorted(reports.items())
+        if isinstance(c := r.get("coverage"), dict) and c.get("images_tested", 0) < c.get("images_in_split", 0)
+    ]
+    if not partial:
+        return ""
+    line = f"PART OF THE TEST SPLIT: {'; '.join(partial)} (a test cut short, e.g. --trainer.limit_test_batches)"
+    log.warning("study: %s; their figures are not the split's", line)
+    return f"{line}: their figures are not the split's, and the tables average them in as they are\n\n"
+
+
 def _checkpoints_line(reports: dict[tuple[str, int], dict[str, Any]], selection: str) -> str:
     """``Checkpoints tested: best.ckpt, kept by ...; epochs (0-based): cam_seed42 7, ...``: what kept the checkpoints
     (``selection``) and the epoch each run's test report records having evaluated; nothing where neither is known."""
@@ -151,6 +167,7 @@ def write_study_outputs(
     text = (
         f"# Study: {count(len(reports), 'run')} ({'seeds' if ', ' in seeds else 'seed'} {seeds})\n\n"
         + _checkpoints_line(reports, selection)
+        + _partial_tests_line(reports)
         + f"Table I (classification, test images; mean [95% interval, {over_seeds(table1.over is not None)}])\n\n"
         f"{table1.markdown}\n{breast_text}"
         f"Table II ({SUBSET} images; TPR [95% interval, {over_seeds(over_test_set)}] @ FPPI, means over seeds)\n\n"
