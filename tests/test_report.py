@@ -67,6 +67,29 @@ def test_collect_table2_merges_two_runs(tmp_path):
     assert "| xgradcam | n/a | n/a | 0.70@0.90 |" in markdown
 
 
+def test_a_run_whose_test_covered_part_of_its_split_is_named_under_the_table(tmp_path, caplog):
+    """`wsod report` of a run tested on one batch (its detection.json's coverage) beside a whole one: the merged
+    table a user copies says which row is not the split's, and so does the log; a report without coverage (written
+    before it was recorded) or a whole one is not named."""
+    write_table2_row(tmp_path / "a" / "table2_row.csv", "cam", {"cam": "0.69@1.55"})
+    (tmp_path / "a" / "detection.json").write_text(
+        json.dumps({"coverage": {"images_tested": 8, "images_in_split": 38}})
+    )
+    write_table2_row(tmp_path / "b" / "table2_row.csv", "gradcam", {"cam": "0.50@1.00"})
+    (tmp_path / "b" / "detection.json").write_text(
+        json.dumps({"coverage": {"images_tested": 38, "images_in_split": 38}})
+    )
+    write_table2_row(tmp_path / "c" / "table2_row.csv", "xgradcam", {"cam": "0.40@1.00"})
+    with caplog.at_level(logging.WARNING, logger="wsod_mammo.detection.report"):
+        markdown, _ = collect_table2([tmp_path / "a", tmp_path / "b", tmp_path / "c"])
+    expected = (
+        f"PART OF THE TEST SPLIT (a test cut short, e.g. --trainer.limit_test_batches): {tmp_path / 'a'} tested 8 "
+    )
+    assert markdown.endswith(expected + "of its 38 images\n")
+    assert f"{tmp_path / 'a'} tested 8 of its 38 images (a test cut short): its row is not the split's" in caplog.text
+    assert str(tmp_path / "b") not in caplog.text and str(tmp_path / "c") not in caplog.text
+
+
 def test_collect_table2_errors_name_the_run(tmp_path):
     write_table2_row(tmp_path / "a" / "table2_row.csv", "cam", {"cam": "0.69@1.55"})
     (tmp_path / "empty").mkdir()

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -221,6 +222,29 @@ def find_run_dir(run_dir: Path) -> Path:
     raise ValueError(f"{run_dir}: expected {TABLE2_ROW_FILE} (written by `wsod test`), found none")
 
 
+#: said beside a run whose test covered part of its split, in `wsod report`'s Table II and a study's summary
+PARTIAL_TEST = "PART OF THE TEST SPLIT"
+
+
+def partial_coverage(report: Mapping[str, Any]) -> str | None:
+    """``tested 8 of its 38 images`` for a ``detection.json`` whose test covered part of its split (``coverage``:
+    a test cut to a few batches, ``--trainer.limit_test_batches``); None where it covered the split or the report
+    predates ``coverage``."""
+    coverage = report.get("coverage")
+    if not isinstance(coverage, dict) or coverage.get("images_tested", 0) >= coverage.get("images_in_split", 0):
+        return None
+    return f"tested {coverage['images_tested']} of its {coverage['images_in_split']} images"
+
+
+def _partial_test_of(run_dir: Path) -> str | None:
+    """:func:`partial_coverage` of the ``detection.json`` beside a run's ``table2_row.csv`` (None without one)."""
+    try:
+        report = json.loads((run_dir / "detection.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return partial_coverage(report) if isinstance(report, dict) else None
+
+
 def collect_table2(run_dirs: Sequence[str | Path]) -> tuple[str, str]:
     """Merge the ``table2_row.csv`` of several test runs into one Table II ``(markdown, csv)``.
 
@@ -233,8 +257,12 @@ def collect_table2(run_dirs: Sequence[str | Path]) -> tuple[str, str]:
         raise ValueError("collect_table2: expected at least one run directory, found none")
     matrix: dict[str, dict[str, str]] = {}
     origin: dict[tuple[str, str], Path] = {}
+    partial: list[str] = []
     for run_dir in map(Path, run_dirs):
         path = find_run_dir(run_dir) / TABLE2_ROW_FILE
+        if (tested := _partial_test_of(path.parent)) is not None:
+            partial.append(f"{path.parent} {tested}")
+            log.warning("report: %s %s (a test cut short): its row is not the split's", path.parent, tested)
         for line, row in enumerate(_read_rows(path), start=2):
             train = row.pop("train_method") or ""
             if not train:
@@ -265,7 +293,10 @@ def collect_table2(run_dirs: Sequence[str | Path]) -> tuple[str, str]:
                     )
                 matrix[train][method] = cell
                 origin[(train, method)] = path
-    return table2(matrix)
+    markdown, table_csv = table2(matrix)
+    if partial:  # the rows a test cut short gave, under the table a user copies
+        markdown += f"\n{PARTIAL_TEST} (a test cut short, e.g. --trainer.limit_test_batches): {'; '.join(partial)}\n"
+    return markdown, table_csv
 
 
 FPPI_AXIS = (0.125, 8.0)  # the FROC literature's range of false positives per image, on a log scale

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from wsod_mammo.detection.report import METHOD_ORDER, count, plot_froc, write_table
+from wsod_mammo.detection.report import METHOD_ORDER, PARTIAL_TEST, count, partial_coverage, plot_froc, write_table
 from wsod_mammo.detection.study_afroc import best_pair
 from wsod_mammo.detection.study_cells import Cells
 from wsod_mammo.detection.study_over_seeds import Cells as Table2Cells
@@ -101,14 +101,10 @@ def _partial_tests_line(reports: dict[tuple[str, int], dict[str, Any]]) -> str:
     """``PART OF THE TEST SPLIT: cam_seed42 tested 4 of its 8 images ...``: runs whose test report covers part of
     the split (``coverage``, a test cut to a few batches), whose figures the tables average in as they are; nothing
     where every run covers its split or the reports predate ``coverage``."""
-    partial = [
-        f"{m}_seed{s} tested {c['images_tested']} of its {c['images_in_split']} images"
-        for (m, s), r in sorted(reports.items())
-        if isinstance(c := r.get("coverage"), dict) and c.get("images_tested", 0) < c.get("images_in_split", 0)
-    ]
+    partial = [f"{m}_seed{s} {tested}" for (m, s), r in sorted(reports.items()) if (tested := partial_coverage(r))]
     if not partial:
         return ""
-    line = f"PART OF THE TEST SPLIT: {'; '.join(partial)} (a test cut short, e.g. --trainer.limit_test_batches)"
+    line = f"{PARTIAL_TEST}: {'; '.join(partial)} (a test cut short, e.g. --trainer.limit_test_batches)"
     log.warning("study: %s; their figures are not the split's", line)
     return f"{line}: their figures are not the split's, and the tables average them in as they are\n\n"
 
