@@ -28,7 +28,7 @@ from wsod_mammo.detection.detection_result import DetectionResult
 from wsod_mammo.detection.pointing_report import pointing_summary, pointing_text
 from wsod_mammo.detection.pointing_strata import pointing_by_kind, pointing_by_kind_text
 from wsod_mammo.detection.record_strata import with_densities
-from wsod_mammo.detection.report import write_table
+from wsod_mammo.detection.report import partial_coverage, write_table
 from wsod_mammo.training.provenance import evaluated_weights, evaluation_setting
 from wsod_mammo.training.table1_report import Table1Figures, write_table1
 from wsod_mammo.training.table2_report import OPERATING_POINT, write_table2_rows, write_table2_strata
@@ -114,12 +114,12 @@ def write_test_report(
     log.info("evaluated %s under precision %s, torch %s\n%s", what if checkpoint["path"] else summary["weights"],
              under["precision"], under["torch"], "\n".join(printed))  # fmt: skip
     log.info("test report (tables, intervals, detection.json, FROC plots) written to %s", directory)
-    if (coverage := summary.get("coverage")) and coverage["images_tested"] < coverage["images_in_split"]:
+    if partial_coverage(summary) is not None:  # the test `wsod report` and the study name under their tables
         limit = getattr(trainer, "limit_test_batches", 1.0)
         given = "" if isinstance(limit, float) and limit == 1.0 else f" (--trainer.limit_test_batches {limit})"
         log.warning(
             "the report covers %d of the test split's %d images%s: its figures are not the test split's",
-            coverage["images_tested"], coverage["images_in_split"], given,
+            summary["coverage"]["images_tested"], summary["coverage"]["images_in_split"], given,
         )  # fmt: skip
 
 
