@@ -152,7 +152,8 @@ def write_study_outputs(
     write_table(output / "table2.md", table2_md, table2_csv)
     figures = _froc_figures(output, reports)
     written, afroc_cells, lead = write_other_tables(output, reports, marks, tested, classification)
-    seeds = ", ".join(map(str, sorted({s for _, s in reports})))
+    seed_list = sorted({s for _, s in reports})
+    seeds = ", ".join(map(str, seed_list))
     over_seeds = _interval_words(output, reports)
     breast_text = (
         f"Table I, breast level (a breast's probability is the mean of its views'; positive with the class in any "
@@ -161,7 +162,7 @@ def write_study_outputs(
         else ""
     )
     text = (
-        f"# Study: {count(len(reports), 'run')} ({'seeds' if ', ' in seeds else 'seed'} {seeds})\n\n"
+        f"# Study: {count(len(reports), 'run')} ({'seed' if len(seed_list) == 1 else 'seeds'} {seeds})\n\n"
         + _checkpoints_line(reports, selection)
         + _partial_tests_line(reports)
         + f"Table I (classification, test images; mean [95% interval, {over_seeds(table1.over is not None)}])\n\n"
