@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+from dicom_objects import object_without_image
 from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.pixels import apply_modality_lut, apply_voi_lut
 from pydicom.uid import (
@@ -141,10 +142,7 @@ def test_a_dicom_that_is_no_image_is_named_by_its_class(tmp_path: Path) -> None:
                       ("1.2.840.10008.5.1.4.1.1.11.1", ": a Grayscale Softcopy Presentation State Storage object"),
                       ("1.2.3.4.5", ": SOP class 1.2.3.4.5, not an image"),
                       ("1.2.840.10008.5.1.4.1.1.1.2", "")):  # fmt: skip
-        ds = pydicom.dcmread(tmp_path / "image.dcm")
-        del ds.PixelData
-        ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = uid
-        ds.save_as(tmp_path / "object.dcm")
+        object_without_image(tmp_path / "image.dcm", tmp_path / "object.dcm", uid)
         with pytest.raises(DicomError) as refused:
             read_dicom(tmp_path / "object.dcm")
         assert str(refused.value).startswith(f"{tmp_path / 'object.dcm'}: no pixel data (PixelData tag absent){said}")

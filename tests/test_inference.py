@@ -12,6 +12,7 @@ import numpy as np
 import pydicom
 import pytest
 import torch
+from dicom_objects import object_without_image
 
 from wsod_mammo.cli_checkpoints import check_checkpoint
 from wsod_mammo.data.dicom import read_dicom
@@ -288,10 +289,7 @@ def test_a_dicom_object_without_an_image_is_reported_as_what_it_is(
     """A CAD report among the inputs: its Prediction and record name its class (``not_an_image``), which a broken
     file's do not, so a caller can tell the two apart without parsing the error."""
     image = load_records(synthetic_root)[0].path
-    report = pydicom.dcmread(image)
-    del report.PixelData
-    report.SOPClassUID = report.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.88.50"
-    report.save_as(tmp_path / "report.dcm")
+    object_without_image(image, tmp_path / "report.dcm")
     (tmp_path / "broken.dcm").write_bytes(b"\0" * 200)
     read, sr, broken = predictor([image, tmp_path / "report.dcm", tmp_path / "broken.dcm"], errors="report")
     assert (read.not_an_image, sr.not_an_image, broken.not_an_image) == ("", "Mammography CAD SR Storage", "")

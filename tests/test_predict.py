@@ -16,6 +16,7 @@ import numpy as np
 import pydicom
 import pytest
 import torch
+from dicom_objects import PRESENTATION_STATE, object_without_image
 from lightning.pytorch import LightningModule, Trainer
 
 from wsod_mammo.data.datamodule import VinDrMammoDataModule, collate_samples
@@ -414,16 +415,6 @@ def test_one_unreadable_input_among_readable_ones_does_not_fail_the_run(syntheti
     assert [bool(r.get("error")) for r in written] == [False, True]
 
 
-def _object_without_image(image: Path, path: Path, sop_class: str = "1.2.840.10008.5.1.4.1.1.88.50") -> Path:
-    """A copy of the DICOM ``image`` as a PACS export holds a CAD structured report (by default) beside it: its
-    pixels gone, its SOP class changed."""
-    ds = pydicom.dcmread(image)
-    del ds.PixelData
-    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = sop_class
-    ds.save_as(path)
-    return path
-
-
 def test_dicom_objects_without_an_image_are_counted_apart_from_unreadable_files(
     synthetic_root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -431,7 +422,7 @@ def test_dicom_objects_without_an_image_are_counted_apart_from_unreadable_files(
     on their own (it said "(2 unreadable)" for one CAD report and one broken file), logged as information, not
     as errors. Read by 2 workers, as `wsod predict` reads."""
     image = load_records(synthetic_root)[0].path
-    report = _object_without_image(image, tmp_path / "report")  # no extension, as exports name files
+    report = object_without_image(image, tmp_path / "report")  # no extension, as exports name files
     (tmp_path / "junk.dcm").write_text("hello")
     paths = [str(image), str(report), str(tmp_path / "junk.dcm")]
     data = VinDrMammoDataModule(str(synthetic_root), input_size=(128, 96), num_workers=2, batch_size=3,
@@ -455,8 +446,8 @@ def test_a_run_of_dicom_objects_without_an_image_says_none_is_an_image(synthetic
     none of them is an image, and what they are, not that none could be read."""
     image = load_records(synthetic_root)[0].path
     paths = [
-        str(_object_without_image(image, tmp_path / "sr.dcm")),
-        str(_object_without_image(image, tmp_path / "pr.dcm", "1.2.840.10008.5.1.4.1.1.11.1")),
+        str(object_without_image(image, tmp_path / "sr.dcm")),
+        str(object_without_image(image, tmp_path / "pr.dcm", PRESENTATION_STATE)),
     ]
     data = VinDrMammoDataModule(str(synthetic_root), input_size=(128, 96), num_workers=0, predict_paths=paths)
     data.setup("predict")
