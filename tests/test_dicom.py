@@ -23,8 +23,9 @@ from pydicom.uid import (
     generate_uid,
 )
 
-from wsod_mammo.data import dicom
+from wsod_mammo.data import dicom, dicom_display
 from wsod_mammo.data.dicom import DicomError, NotAnImageError, read_dicom
+from wsod_mammo.data.dicom_display import stored_codes
 from wsod_mammo.data.geometry import breast_bbox
 
 PIXELS = np.array([[0, 1000, 2000], [3000, 4000, 4095]], np.uint16)
@@ -160,9 +161,18 @@ def test_a_dicom_that_is_no_image_is_named_by_its_class(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("signed", [False, True])
 @pytest.mark.parametrize("window", [{}, {"WindowCenter": 1500, "WindowWidth": 2000}])
-def test_big_endian_pixels_read_as_little_endian_ones(tmp_path: Path, signed: bool, window: dict) -> None:
+def test_big_endian_pixels_read_as_little_endian_ones(tmp_path: Path, signed: bool, window: dict, monkeypatch) -> None:
     """Explicit VR Big Endian (retired, still in old archives): pydicom gives a '>u2' array, which used to index the
-    display table byte-swapped (0.82 off without a window, saturated with one) when unsigned."""
+    display table byte-swapped (0.82 off without a window, saturated with one) when unsigned. The image is swapped
+    to native order once, on reading: the display steps after it get native pixels (no swapped copy of their own)."""
+    seen = []
+
+    def spy(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        seen.append(pixels.dtype.isnative)
+        return stored_codes(pixels)
+
+    monkeypatch.setattr(dicom, "stored_codes", spy)
+    monkeypatch.setattr(dicom_display, "stored_codes", spy)
     pixels = PIXELS.astype(np.int16) - (2048 if signed else 0)
     tags = {"PixelRepresentation": int(signed), **window}
     little = write(tmp_path / "little.dcm", pixels.astype(np.uint16), **tags)
@@ -174,6 +184,7 @@ def test_big_endian_pixels_read_as_little_endian_ones(tmp_path: Path, signed: bo
     image, _ = read_dicom(tmp_path / "big.dcm")
     np.testing.assert_array_equal(image, read_dicom(little)[0])
     assert len(np.unique(image)) >= 4  # not saturated
+    assert seen and all(seen)
 
 
 def test_a_volume_or_a_colour_image_is_refused_from_its_tags_before_decoding(tmp_path: Path, monkeypatch) -> None:

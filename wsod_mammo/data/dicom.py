@@ -263,6 +263,8 @@ def read_dicom(path: str | Path) -> tuple[np.ndarray, DicomInfo]:
     ds = _dataset_with_pixels(path)
     photometric = _check_pixel_layout(ds, path)
     pixels = _pixels(ds, path)
+    if not pixels.dtype.isnative:  # Explicit VR Big Endian ('>u2'): swapped once here, not in every step after
+        pixels = pixels.astype(pixels.dtype.newbyteorder("="))
     if pixels.ndim != 2:
         raise DicomError(f"{path}: expected one 2-D grayscale frame, found pixel array of shape {pixels.shape}")
     if min(pixels.shape) < MIN_SIDE:
