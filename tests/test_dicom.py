@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import pickle
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pydicom
 import pytest
-from dicom_objects import object_without_image
+from dicom_objects import damaged_jpeg, gdcm_transcode, object_without_image
 from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.pixels import apply_modality_lut, apply_voi_lut
 from pydicom.uid import (
@@ -23,7 +26,7 @@ from pydicom.uid import (
     generate_uid,
 )
 
-from wsod_mammo.data import dicom, dicom_display
+from wsod_mammo.data import decoder_process, dicom, dicom_display
 from wsod_mammo.data.dicom import DicomError, NotAnImageError, read_dicom
 from wsod_mammo.data.dicom_display import stored_codes
 from wsod_mammo.data.geometry import breast_bbox
@@ -316,30 +319,6 @@ def test_jpeg2000_lossless_decodes_like_uncompressed(tmp_path: Path) -> None:
         read_dicom(tmp_path / "cut.dcm")
 
 
-GDCM_SYNTAX = {JPEGLosslessSV1: "JPEGLosslessProcess14_1", JPEGLSLossless: "JPEGLSLossless",
-               JPEGExtended12Bit: "JPEGExtendedProcess2_4"}  # fmt: skip
-
-
-def gdcm_transcode(plain: Path, out: Path, syntax: UID) -> Path:
-    """``plain`` re-encoded by GDCM in ``syntax`` (pydicom encodes none of these). GDCM's writer aborts the process
-    on a file without Modality, so ``plain`` must have one."""
-    import gdcm
-
-    reader = gdcm.ImageReader()
-    reader.SetFileName(str(plain))
-    assert reader.Read() and pydicom.dcmread(plain).Modality
-    change = gdcm.ImageChangeTransferSyntax()
-    change.SetTransferSyntax(gdcm.TransferSyntax(getattr(gdcm.TransferSyntax, GDCM_SYNTAX[syntax])))
-    change.SetInput(reader.GetImage())
-    assert change.Change()
-    writer = gdcm.ImageWriter()
-    writer.SetFileName(str(out))
-    writer.SetFile(reader.GetFile())
-    writer.SetImage(change.GetOutput())
-    assert writer.Write() and pydicom.dcmread(out).file_meta.TransferSyntaxUID == syntax
-    return out
-
-
 @pytest.mark.parametrize("syntax", [JPEGLosslessSV1, JPEGLSLossless])
 def test_jpeg_lossless_and_jpeg_ls_decode_like_uncompressed(tmp_path: Path, syntax: UID) -> None:
     """JPEG Lossless SV1 is the common clinical mammography export (Hologic); both decode through GDCM."""
@@ -357,6 +336,60 @@ def test_12_bit_jpeg_extended_decodes_close_to_uncompressed(tmp_path: Path) -> N
     image, info = read_dicom(packed)
     assert (info.height, info.width) == (64, 48)
     np.testing.assert_allclose(image, read_dicom(plain)[0], atol=4 / 4095)
+
+
+def test_a_damaged_compressed_stream_costs_its_file_not_the_process(tmp_path: Path) -> None:
+    """GDCM aborts (an uncaught C++ exception) or segfaults on some damaged JPEG streams, which killed the process
+    reading them: a ``wsod predict`` over an archive lost every image's result and never named the file. Compressed
+    pixels are decoded in a helper process: such a file is a DicomError naming it and how the decoder died, and
+    the files after it are read. Run in a process of its own, so that a crash fails this test, not the suite."""
+    pixels = np.add.outer(np.arange(64) * 30, np.arange(48) * 20).astype(np.uint16)
+    plain = write(tmp_path / "plain.dcm", pixels, WindowCenter=2048, WindowWidth=4096, Modality="MG")
+    files = [damaged_jpeg(plain, tmp_path / "aborts.dcm", "SIGABRT"),
+             damaged_jpeg(plain, tmp_path / "segfaults.dcm", "SIGSEGV"),
+             gdcm_transcode(plain, tmp_path / "lossless.dcm", JPEGLosslessSV1), plain]  # fmt: skip
+    script = (
+        "import sys\n"
+        "from wsod_mammo.data.dicom import DicomError, read_dicom\n"
+        "for path in sys.argv[1:]:\n"
+        "    try:\n"
+        "        print(read_dicom(path)[0].tobytes().hex())\n"
+        "    except DicomError as err:\n"
+        "        print(err)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", script, *map(str, files)], capture_output=True, text=True,
+                         timeout=120)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    aborted, segfaulted, lossless, uncompressed = run.stdout.splitlines()
+    damaged = "pixel data cannot be decoded (the decoder crashed on them, {}: the compressed stream is damaged)"
+    assert aborted == f"{files[0]}: " + damaged.format("SIGABRT")
+    assert segfaulted == f"{files[1]}: " + damaged.format("SIGSEGV")
+    assert lossless == uncompressed == read_dicom(plain)[0].tobytes().hex()
+
+
+def test_compressed_pixels_decode_in_a_forked_process_by_its_own_helper(tmp_path: Path) -> None:
+    """A DataLoader worker forked from a process that decoded already starts a helper of its own: sharing the
+    parent's pipes would mix the processes' replies (one reading another's image, or half of it)."""
+    files, expected = [], []
+    for k in range(3):
+        pixels = (np.arange(64 * 48, dtype=np.uint16).reshape(64, 48) * (k + 3)) % 4096
+        plain = write(tmp_path / f"plain{k}.dcm", pixels, WindowCenter=2048, WindowWidth=4096, Modality="MG")
+        files.append(gdcm_transcode(plain, tmp_path / f"packed{k}.dcm", JPEGLosslessSV1))
+        expected.append(read_dicom(plain)[0])
+    np.testing.assert_array_equal(read_dicom(files[0])[0], expected[0])
+    parent_helper = decoder_process.helper_pid()
+    assert parent_helper is not None
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        decoded = pool.map(_decoded, files * 4, chunksize=1)
+    for (image, helper), truth in zip(decoded, expected * 4, strict=True):
+        np.testing.assert_array_equal(image, truth)
+        assert helper not in (None, parent_helper)
+    np.testing.assert_array_equal(read_dicom(files[1])[0], expected[1])  # this process's helper still answers
+    assert decoder_process.helper_pid() == parent_helper
+
+
+def _decoded(path: Path) -> tuple[np.ndarray, int | None]:
+    return read_dicom(path)[0], decoder_process.helper_pid()
 
 
 def pydicom_display(path: Path, low: float, high: float) -> np.ndarray:

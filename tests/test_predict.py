@@ -16,8 +16,9 @@ import numpy as np
 import pydicom
 import pytest
 import torch
-from dicom_objects import PRESENTATION_STATE, object_without_image
+from dicom_objects import PRESENTATION_STATE, damaged_jpeg, gdcm_transcode, object_without_image
 from lightning.pytorch import LightningModule, Trainer
+from pydicom.uid import JPEGLosslessSV1
 
 from wsod_mammo.data.datamodule import VinDrMammoDataModule, collate_samples
 from wsod_mammo.data.dicom import read_dicom
@@ -439,6 +440,28 @@ def test_dicom_objects_without_an_image_are_counted_apart_from_unreadable_files(
         "Storage object) in" in caplog.text  # fmt: skip
     levels = {path: r.levelname for r in caplog.records for path in paths[1:] if f"predict: {path}:" in r.getMessage()}
     assert levels == {str(report): "INFO", str(tmp_path / "junk.dcm"): "ERROR"}
+
+
+def test_a_damaged_compressed_file_gets_its_row_and_the_run_goes_on(synthetic_root: Path, tmp_path: Path) -> None:
+    """A file GDCM dies on (abort, segfault) killed the DataLoader worker decoding it and the run with it: no row
+    for any image, the file not named. Read by 2 workers, as `wsod predict` reads: each damaged file's row says
+    how the decoder died, and the others are predicted, a JPEG Lossless copy alike the original."""
+    image = load_records(synthetic_root)[0].path
+    paths = [str(image), str(damaged_jpeg(image, tmp_path / "aborts.dcm", "SIGABRT")),
+             str(damaged_jpeg(image, tmp_path / "segfaults", "SIGSEGV")),
+             str(gdcm_transcode(image, tmp_path / "lossless.dcm", JPEGLosslessSV1))]  # fmt: skip
+    data = VinDrMammoDataModule(str(synthetic_root), input_size=(128, 96), num_workers=2, batch_size=4,
+                                predict_paths=paths)  # fmt: skip
+    data.setup("predict")
+    batch = next(iter(data.predict_dataloader()))
+    written = _run_writer(PredictionWriter(output_dir=str(tmp_path / "out"), overlays=False), batch)
+    assert [r["path"] for r in written] == paths
+    errors = [r.get("error") for r in written]
+    assert errors[0] is None and errors[3] is None
+    assert errors[1] == f"{paths[1]}: pixel data cannot be decoded (the decoder crashed on them, SIGABRT: the " \
+        "compressed stream is damaged)"  # fmt: skip
+    assert "(the decoder crashed on them, SIGSEGV" in errors[2]
+    torch.testing.assert_close(batch["image"][3], batch["image"][0], rtol=0, atol=0)
 
 
 def test_a_run_of_dicom_objects_without_an_image_says_none_is_an_image(synthetic_root: Path, tmp_path: Path) -> None:

@@ -31,6 +31,7 @@ from pydicom.uid import (
     MediaStorageDirectoryStorage,
 )
 
+from wsod_mammo.data.decoder_process import DecoderCrashed, decode_in_helper
 from wsod_mammo.data.dicom_display import BadTag, display_lut, padding_mask, stored_codes
 from wsod_mammo.data.errors import file_not_found
 
@@ -167,8 +168,30 @@ def _gdcm_pixels(path: Path) -> np.ndarray:
 
 
 def _pixels(ds: pydicom.Dataset, path: Path) -> np.ndarray:
-    """The stored values, through pydicom's decoding plugins (GDCM, pylibjpeg-openjpeg); 12-bit JPEG Extended,
-    which those refuse, through GDCM directly. DicomError naming the file when nothing decodes them."""
+    """The stored values; compressed (encapsulated) ones decoded in a helper process, whose crash on a damaged
+    stream costs this file, not the run (:mod:`decoder_process`). DicomError naming the file when nothing decodes
+    them."""
+    syntax = ds.file_meta.get("TransferSyntaxUID")
+    if syntax is None or not UID(str(syntax)).is_encapsulated:
+        return decode_pixels(ds, path)
+    try:
+        return decode_in_helper(path)
+    except ValueError as err:  # the helper's DicomError, its message naming the file
+        raise DicomError(str(err)) from None
+    except DecoderCrashed as err:
+        if not err.damaged:  # a signal to the job (a scheduler's SIGTERM): the file is not to blame
+            raise RuntimeError(f"{path}: pixel data not decoded ({err})") from None
+        raise DicomError(f"{path}: pixel data cannot be decoded ({err})") from None
+
+
+def decode_file_pixels(path: Path) -> np.ndarray:
+    """The stored values of the file at ``path``, decoded in this process (the helper process's job)."""
+    return decode_pixels(_dataset_with_pixels(path), path)
+
+
+def decode_pixels(ds: pydicom.Dataset, path: Path) -> np.ndarray:
+    """The stored values, through pydicom's decoding plugins (GDCM, pylibjpeg-openjpeg) in this process; 12-bit
+    JPEG Extended, which those refuse, through GDCM directly. DicomError naming the file when nothing decodes them."""
     try:
         return ds.pixel_array
     except Exception as err:
