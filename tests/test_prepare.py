@@ -15,6 +15,7 @@ import pytest
 from processes import all_end_within
 
 import wsod_mammo.data.prepare as prep
+from wsod_mammo import commands
 from wsod_mammo.data.images import load_input_image
 from wsod_mammo.data.lifetime import is_running
 from wsod_mammo.data.vindr import FINDING_CSV, load_records
@@ -154,6 +155,31 @@ def test_bad_files_reported_and_others_cached(synthetic_root: Path, tmp_path: Pa
     assert json.loads((tmp_path / "cache" / "manifest.json").read_text())["errors"] == errors
 
 
+def test_a_prepare_that_failed_on_some_images_exits_1_after_caching_the_others(
+    synthetic_root: Path, tmp_path: Path, capsys
+) -> None:
+    """`wsod prepare ... && wsod fit ...`: a prepare that could not read an image said so and exited 0, and the fit
+    refused the cache. It now ends in one line and exit status 1, its manifest and the other images written (a rerun
+    converts only the failed ones)."""
+    root = Path(shutil.copytree(synthetic_root, tmp_path / "data"))
+    missing = next(r for r in load_records(root) if r.is_normal)
+    missing.path.unlink()
+    args = ["prepare", "--data_root", str(root), "--cache_dir", str(tmp_path / "cache"), "--input_size", "[64, 40]",
+            "--workers", "0"]  # fmt: skip
+    with pytest.raises(SystemExit) as exit_info:
+        commands.main(args)
+    assert exit_info.value.code == 1
+    manifest = prep.load_manifest(tmp_path / "cache")
+    cached = len(manifest["images"])
+    assert list(manifest["errors"]) == [missing.image_id] and cached > 0
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line == (
+        f"[wsod] wsod prepare: 1 of {cached + 1} images failed (their reasons above); the other {cached} are "
+        "cached: mend or remove the failed files and run prepare again (cached images are skipped), or leave them "
+        "out of a fit with the data option missing: skip"
+    )
+
+
 def test_cli(synthetic_root: Path, tmp_path: Path) -> None:
     prep.main(["--data_root", str(synthetic_root), "--cache_dir", str(tmp_path), "--input_size", "[64, 40]",
                "--workers", "0", "--cache_format", "npy"])  # fmt: skip
@@ -176,20 +202,21 @@ def test_a_cache_of_nothing_fails_and_renamed_images_are_named(synthetic_root: P
     assert cached["renamed"].keys() == cached["named"].keys() and len(cached["renamed"]) > len(dicoms) // 2
     for image in root.glob("images/*/*"):
         image.rename(image.with_suffix(".dic"))
-    with pytest.raises(ValueError, match=r"prepare: no image cached \(\d+ failed, their reasons above\)"):
+    with pytest.raises(ValueError, match=r"^no image cached \(\d+ failed, their reasons above\)"):
         prep.main([*args, "--cache_dir", str(tmp_path / "cache")])
     err = capsys.readouterr().err
     named = re.findall(r"/(\w+)\.dicom: file not found \((\w+)\.dic is there: another extension\)", err)
     assert len(named) == len(cached["named"]) and all(a == b for a, b in named)  # each selected image, its own name
     csv_file = root / FINDING_CSV
     csv_file.write_text(csv_file.read_text().splitlines()[0] + "\n")  # the header alone
-    with pytest.raises(ValueError, match="prepare: no image cached: the CSVs select none"):
+    with pytest.raises(ValueError, match="^no image cached: the CSVs select none"):
         prep.main([*args, "--cache_dir", str(tmp_path / "none")])
 
 
 SLOW_PREPARE = """
 import os, sys, time
 import wsod_mammo.data.prepare as prep
+from wsod_mammo import commands
 
 def slow(job):
     os.write(1, f"worker {os.getpid()}\\n".encode())  # one write: the two workers' lines never interleave

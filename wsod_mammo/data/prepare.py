@@ -334,9 +334,17 @@ def main(argv: list[str] | None = None) -> None:
     from jsonargparse import CLI
 
     manifest = CLI(prepare, args=argv, as_positional=False, prog="wsod prepare")
-    if isinstance(manifest, dict) and not manifest["images"]:  # a cache of nothing is a failure, as predict's is
-        failed = len(manifest["errors"])
+    if not isinstance(manifest, dict):  # --help, --print_config
+        return
+    failed, cached = len(manifest["errors"]), len(manifest["images"])
+    if not cached:  # a cache of nothing is a failure, as predict's is
         raise ValueError(
-            f"prepare: no image cached ({failed} failed, their reasons above)" if failed else
-            "prepare: no image cached: the CSVs select none (check --data_root, --classes and --selection)"
+            f"no image cached ({failed} failed, their reasons above)" if failed else
+            "no image cached: the CSVs select none (check --data_root, --classes and --selection)"
         )  # fmt: skip
+    if failed:  # exit status 1: `wsod prepare ... && wsod fit ...` went on to a fit that refused the cache
+        raise ValueError(
+            f"{failed} of {failed + cached} images failed (their reasons above); the other {cached} are cached: "
+            "mend or remove the failed files and run prepare again (cached images are skipped), or leave them out "
+            "of a fit with the data option missing: skip"
+        )
