@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import os
@@ -330,6 +331,38 @@ def test_normal_max_birads_keeps_views_of_suspicious_breasts_out_of_the_negative
     assert dropped, "the fixture needs No Finding views of suspicious breasts"
     with pytest.raises(ValueError, match="normal_max_birads: expected an integer from 1 to 5, got 0"):
         _dm(synthetic_root, normal_max_birads=0)
+
+
+def test_normal_max_birads_says_it_leaves_out_no_finding_images_without_an_assessment(
+    synthetic_root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An external test set has no BI-RADS (the README lets the cell be empty): tested with the fit's
+    normal_max_birads 2, every one of its No Finding images was left out without a word, and Table I said n/a."""
+    root = Path(shutil.copytree(synthetic_root, tmp_path / "data"))
+    finding_csv = root / "finding_annotations.csv"
+    with open(finding_csv, newline="") as f:
+        rows = list(csv.DictReader(f))
+    for row in rows:
+        if row["split"] == "test":
+            row["breast_birads"] = ""
+    with open(finding_csv, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    normals = {r.image_id for r in load_records(root) if r.split == "test" and r.is_normal}
+    with caplog.at_level("WARNING", logger="wsod_mammo.data.datamodule"):
+        _dm(root, selection="all", normal_max_birads=2).setup("test")
+    assert (
+        f"normal_max_birads=2 leaves out the No Finding images whose breast_birads is empty (their assessment "
+        f"unknown): {len(normals)} of the test split's {len(normals)} (0 kept); normal_max_birads: 5 keeps every No "
+        "Finding image as a negative"
+    ) in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="wsod_mammo.data.datamodule"):
+        kept = _dm(root, selection="all")
+        kept.setup("test")
+    assert "leaves out" not in caplog.text
+    assert normals <= {r.image_id for r in kept.datasets["test"].records}
 
 
 def test_predict_paths_survive_bad_files(synthetic_root: Path, tmp_path: Path) -> None:

@@ -56,6 +56,7 @@ from wsod_mammo.data.vindr_selection import (
     one_class_warning,
     select_records,
     split_train_val,
+    unassessed_normals_left_out,
 )
 from wsod_mammo.logging_setup import package_log_level
 
@@ -285,9 +286,11 @@ class VinDrMammoDataModule(L.LightningDataModule):
                 f"data_root: {root} {what}; expected a VinDr-Mammo folder ({FINDING_CSV}, images/<study>/<image>.dicom)"
                 f" (synthetic data is written only to synthesize_if_missing: {self.synthesize_if_missing})"
             )
-        selected = select_records(
-            load_records(root), self.class_names, self.selection, self.seed, self.normal_max_birads
-        )
+        records = load_records(root)
+        selected = select_records(records, self.class_names, self.selection, self.seed, self.normal_max_birads)
+        unassessed = unassessed_normals_left_out(records, self.normal_max_birads)
+        if unassessed and (self.trainer is None or self.trainer.is_global_zero):
+            log.warning("data %s: %s", root, unassessed)
         train, val = split_train_val(selected, self.val_fraction, self.seed)  # before: a lost file moves no study
         if cache is not None:
             check_cache_sizes(selected, cache[1], self.cache_dir, root)

@@ -45,6 +45,28 @@ def select_records(
     return chosen
 
 
+def unassessed_normals_left_out(records: Sequence[ImageRecord], normal_max_birads: int) -> str | None:
+    """What ``normal_max_birads`` below 5 does to ``No Finding`` images whose ``breast_birads`` is empty (a dataset
+    of one's own, an external test set): their assessment is unknown, so none is a negative, and a test set without
+    BI-RADS lost every negative without a word (Table I's AUC and TNR n/a). The warning's text per split; None when
+    no such image is left out."""
+    if normal_max_birads >= 5:
+        return None
+    parts = []
+    for split in SPLITS:
+        normals = [r for r in records if r.split == split and r.is_normal]
+        unknown = sum(r.breast_birads is None for r in normals)
+        if unknown:
+            kept = sum(r.is_negative(normal_max_birads) for r in normals)
+            parts.append(f"{unknown} of the {split} split's {len(normals)} ({kept} kept)")
+    if not parts:
+        return None
+    return (
+        f"normal_max_birads={normal_max_birads} leaves out the No Finding images whose breast_birads is empty (their "
+        f"assessment unknown): {'; '.join(parts)}; normal_max_birads: 5 keeps every No Finding image as a negative"
+    )
+
+
 def check_classes(records: Sequence[ImageRecord], classes: Sequence[str]) -> None:
     """ValueError naming a class no finding of the data has, with the categories found: a misspelt class
     (``mass``) made every image a negative (``selection: all``) or an empty split blamed on the data."""
