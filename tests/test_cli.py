@@ -298,6 +298,8 @@ def test_predict_reads_files_whose_names_are_not_utf8_or_too_long_and_writes_eve
     assert all(Path(r["overlay"]).is_file() for r in records if r not in too_long)
     rows = list(csv.DictReader(open(folder_out / "predictions.csv", encoding="utf-8")))
     assert sorted(r["image_id"] for r in rows) == sorted(r["image_id"] for r in records)
+    # the path spelt as the image_id is (it read `m\udcfcller.png` beside the image_id `m\xfcller`)
+    assert all(Path(r["path"]).stem == r["image_id"] for r in rows if not r["image_id"].startswith("bxx"))
 
 
 def _png_of(dicom: Path, path: Path) -> Path:

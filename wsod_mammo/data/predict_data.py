@@ -111,9 +111,13 @@ def predict_image_ids(files: Sequence[str | Path]) -> list[str]:
             image_id = f"{image_id}-{counts[image_id]}"
             taken.add(image_id)
         unique.append(image_id)
-    # A name that is not UTF-8 (`m\xfcller.png` from a Latin-1 archive) holds surrogates no CSV, PNG title or
-    # overlay file name can take: its bytes are spelt out instead (`m\\xfcller`).
-    return [i.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace") for i in unique]
+    return [spelt_out(i) for i in unique]
+
+
+def spelt_out(text: str) -> str:
+    """A name that is not UTF-8 (`m\xfcller.png` from a Latin-1 archive) holds surrogates no CSV, PNG title or
+    overlay file name can take: its bytes spelt out instead (`m\\xfcller`), alike in every column that names it."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 class PredictDataset(Dataset):

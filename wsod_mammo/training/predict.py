@@ -22,6 +22,7 @@ from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from wsod_mammo.data.predict_data import spelt_out
 from wsod_mammo.detection.overlay import method_panels, render_overlay, short_id, write_png
 from wsod_mammo.detection.overlay_frame import overlay_frame
 from wsod_mammo.inference import (
@@ -253,12 +254,12 @@ class PredictionWriter(BasePredictionWriter):
         """``predictions<suffix>.json`` and ``.csv`` of ``records``."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / f"predictions{suffix}.json").write_text(json.dumps(records, indent=2))
-        # errors: a path that is not UTF-8 is spelt out (predictions.json keeps it exactly, as \udcXX escapes)
-        with open(self.run_dir / f"predictions{suffix}.csv", "w", newline="", errors="backslashreplace") as handle:
+        # a path that is not UTF-8 is spelt out as its image_id is (predictions.json keeps it exactly, as \udcXX)
+        with open(self.run_dir / f"predictions{suffix}.csv", "w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
             writer.writeheader()
             for row in _csv_rows(records):
-                writer.writerow(row)
+                writer.writerow({key: spelt_out(v) if isinstance(v, str) else v for key, v in row.items()})
 
 
 def _not_images(records: list[dict[str, Any]]) -> list[str]:
