@@ -16,6 +16,7 @@ copy. The padding mask is one byte per pixel, made only for an image that has pa
 from __future__ import annotations
 
 import math
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +36,8 @@ from wsod_mammo.data.decoder_process import DecoderCrashed, decode_in_helper
 from wsod_mammo.data.dicom_display import BadTag, display_lut, padding_mask, stored_codes
 from wsod_mammo.data.errors import file_not_found
 
+# what pydicom raises on an element it cannot parse (an unknown VR, a value of the wrong length...), read lazily
+MALFORMED = (ValueError, TypeError, KeyError, NotImplementedError, AttributeError, IndexError, struct.error)
 MIN_SIDE = 2  # pixels: the breast crop and the laterality inference need two rows and two columns
 # a data set without file meta: (implicit VR, little endian) as pydicom found them -> its transfer syntax
 BARE_SYNTAX: dict[tuple[bool | None, ...], UID] = {
@@ -230,7 +233,7 @@ def _not_an_image(ds: pydicom.Dataset) -> tuple[str, str]:
     it). A study's export holds such objects beside its images (the DICOMDIR of a CD, CAD structured reports,
     presentation states), and a row saying only "no pixel data" read as a broken image. ``("", "")`` for an image's
     class (its pixels are what is missing) and where the file names no SOP class."""
-    uid = ds.get("SOPClassUID") or ds.file_meta.get("MediaStorageSOPClassUID")
+    uid = _sop_class(ds)
     if not uid:
         return "", ""
     if uid == MediaStorageDirectoryStorage:
@@ -266,12 +269,28 @@ def _dataset_with_pixels(path: Path) -> pydicom.FileDataset:
         # a Part 10 file whose file meta lacks (0002,0010) (some anonymizers drop it): the encoding pydicom parsed
         ds.file_meta.TransferSyntaxUID = BARE_SYNTAX[tuple(ds.original_encoding)]
     if "PixelData" in ds:
+        if not ds["PixelData"].value:  # an anonymizer's blanked image: "object of type 'NoneType' has no len()"
+            raise DicomError(f"{path}: its Pixel Data element (7FE0,0010) is empty (0 bytes): no image to read")
         return ds
     if _holds_pixel_data_tag(path):  # pydicom drops an element the file ends inside (a warning, no error)
         raise DicomError(f"{path}: the file ends inside its pixel data (cut short: an interrupted download or copy?)")
     kind, said = _not_an_image(ds)
+    if not said and (image_class := _image_class(ds)):  # an image's object without its pixels: cut short, or stripped
+        said = f" in a {image_class} object of {path.stat().st_size:,} bytes: cut short before its pixels, or stripped"
     message = f"{path}: no pixel data (PixelData tag absent){said}"
     raise NotAnImageError(message, kind) if kind else DicomError(message)
+
+
+def _image_class(ds: pydicom.Dataset) -> str:
+    """The name of the data set's SOP class where it is an image's ("Digital Mammography X-Ray Image Storage - For
+    Presentation"); "" otherwise."""
+    name = UID(str(uid)).name if (uid := _sop_class(ds)) else ""
+    return name if "Image Storage" in name else ""
+
+
+def _sop_class(ds: pydicom.Dataset) -> str:
+    """The SOP class UID the data set or its file meta names; "" where neither does."""
+    return str(ds.get("SOPClassUID") or ds.file_meta.get("MediaStorageSOPClassUID") or "")
 
 
 def read_dicom(path: str | Path) -> tuple[np.ndarray, DicomInfo]:
@@ -283,6 +302,16 @@ def read_dicom(path: str | Path) -> tuple[np.ndarray, DicomInfo]:
     pixel-less file, or one whose display tags are malformed (naming the tag).
     """
     path = Path(path)
+    try:
+        return _read_dicom(path)
+    except DicomError:
+        raise
+    except MALFORMED as err:  # pydicom parses an element when it is first read: a damaged one raises then
+        raise DicomError(f"{path}: malformed DICOM element ({type(err).__name__}: {err})") from err
+
+
+def _read_dicom(path: Path) -> tuple[np.ndarray, DicomInfo]:
+    """``read_dicom``'s work; its own errors are DicomErrors naming ``path``."""
     ds = _dataset_with_pixels(path)
     photometric = _check_pixel_layout(ds, path)
     pixels = _pixels(ds, path)
@@ -299,7 +328,7 @@ def read_dicom(path: str | Path) -> tuple[np.ndarray, DicomInfo]:
         lut, padding = display_lut(ds, pixels)
     except BadTag as err:
         raise DicomError(f"{path}: {err}") from err
-    except (ValueError, TypeError, KeyError, NotImplementedError, AttributeError, IndexError) as err:
+    except MALFORMED as err:
         raise DicomError(f"{path}: display transform failed ({type(err).__name__}: {err})") from err
     image = lut[stored_codes(pixels)[1]]  # (H, W) float32, the only full-size float array
     mask = padding_mask(ds, pixels) if padding.any() else None  # (H, W) bool, only for an image with padding

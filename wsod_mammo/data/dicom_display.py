@@ -50,11 +50,14 @@ def _padding_range(ds: pydicom.Dataset) -> tuple[int, int] | None:
 def _as_stored(ds: pydicom.Dataset, value: int) -> int:
     """A padding tag's value as the pixels hold it. The tag is US or SS after Pixel Representation, and writers
     put US beside signed pixels (0x8000, 32768, for -32768): a value is then its bit pattern in Bits Stored, as
-    the pixels' own values are (a 12-bit 0x800 is -2048). A value of the pixels' own sign stays as it is."""
+    the pixels' own values are (a 12-bit 0x800 is -2048), or its 16-bit pattern sign-extended (0xF800, -2048 too). A
+    value of the pixels' own sign stays as it is."""
     bits = int(ds.get("BitsStored") or ds.get("BitsAllocated") or 16)
     signed = int(ds.get("PixelRepresentation") or 0) == 1
     if signed and 2 ** (bits - 1) <= value < 2**bits:
         return value - 2**bits
+    if signed and 2**15 <= value < 2**16 and value - 2**16 >= -(2 ** (bits - 1)):
+        return value - 2**16
     if not signed and -(2 ** (bits - 1)) <= value < 0:
         return value + 2**bits
     return value
