@@ -94,6 +94,10 @@ def test_an_old_export_without_preamble_or_extension_is_read_as_a_dicom(syntheti
     image, laterality = read_any(tmp_path / "IMG0001")
     np.testing.assert_array_equal(image, read_dicom(record.path)[0])
     assert laterality == "R"
+    for tag in [t for t in ds.keys() if t.group == 0x0008]:  # a writer that left group 0008 out: it starts at 0010
+        del ds[tag]
+    ds.save_as(tmp_path / "IMG0002", implicit_vr=True, little_endian=True)
+    np.testing.assert_array_equal(read_any(tmp_path / "IMG0002")[0], image)
     (tmp_path / "notes").write_text("hello")
     with pytest.raises(ValueError, match="notes: neither a DICOM"):
         read_any(tmp_path / "notes")

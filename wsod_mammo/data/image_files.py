@@ -33,12 +33,20 @@ def is_dicom(path: str | Path) -> bool:
     return _head(path, DICOM_MARKER_OFFSET + 4)[DICOM_MARKER_OFFSET:] == b"DICM"
 
 
+# The groups a data set's first element may belong to: file meta, identification, and, where a writer left group 0008
+# out, patient, acquisition, relationship and image pixel (read_dicom read such a file named .dcm, and not without it)
+FIRST_GROUPS = (0x0002, 0x0008, 0x0010, 0x0018, 0x0020, 0x0028)
+
+
 def starts_like_data_set(path: Path) -> bool:
     """True for a file that starts as a DICOM data set without the Part 10 preamble, as old exports do: a little-endian
-    tag of group 0002 (file meta) or 0008 (identification). ``read_dicom`` decides whether it is one."""
-    head = _head(path, 4)
-    group, element = int.from_bytes(head[:2], "little"), int.from_bytes(head[2:], "little")
-    return len(head) == 4 and group in (0x0002, 0x0008) and element < 0x0100
+    tag of one of :data:`FIRST_GROUPS`, then an explicit VR (two capitals) or an implicit VR's length (under 16 MB:
+    the first element is never the pixels). ``read_dicom`` decides whether it is one."""
+    head = _head(path, 8)
+    if len(head) < 8 or int.from_bytes(head[:2], "little") not in FIRST_GROUPS:
+        return False
+    explicit = head[4:6].isalpha() and head[4:6].isupper()
+    return explicit or int.from_bytes(head[4:], "little") < 2**24
 
 
 def _head(path: str | Path, size: int = 8) -> bytes:
