@@ -338,6 +338,35 @@ def test_12_bit_jpeg_extended_decodes_close_to_uncompressed(tmp_path: Path) -> N
     np.testing.assert_allclose(image, read_dicom(plain)[0], atol=4 / 4095)
 
 
+def test_an_enhanced_objects_functional_groups_are_read_as_a_classic_images_tags(tmp_path: Path) -> None:
+    """A Breast Projection X-Ray image (the enhanced MG object: synthesized 2D views) keeps its window, rescale, side
+    and spacing in functional groups: they were ignored (the min-max instead of the window, 0.61 off; the side
+    guessed; no spacing) without a word. Read as a classic image's, the frame's own groups over the shared ones."""
+    pixels = (np.arange(64 * 40, dtype=np.uint16).reshape(64, 40) * 13) % 4096
+    classic = write(tmp_path / "classic.dcm", pixels, WindowCenter=1800, WindowWidth=1000, RescaleSlope=2,
+                    RescaleIntercept=-100, ImageLaterality="R", PixelSpacing=[0.07, 0.07])  # fmt: skip
+    ds = pydicom.dcmread(write(tmp_path / "enhanced.dcm", pixels, NumberOfFrames=1))
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.13.1.4"
+    shared, frame = Dataset(), Dataset()
+    shared.FrameVOILUTSequence = [Dataset()]
+    shared.FrameVOILUTSequence[0].WindowCenter, shared.FrameVOILUTSequence[0].WindowWidth = 900, 300
+    shared.PixelValueTransformationSequence = [Dataset()]
+    transform = shared.PixelValueTransformationSequence[0]
+    transform.RescaleSlope, transform.RescaleIntercept, transform.RescaleType = 2, -100, "US"
+    shared.PixelMeasuresSequence = [Dataset()]
+    shared.PixelMeasuresSequence[0].PixelSpacing = [0.07, 0.07]
+    shared.FrameAnatomySequence = [Dataset()]
+    shared.FrameAnatomySequence[0].FrameLaterality = "R"
+    frame.FrameVOILUTSequence = [Dataset()]  # the frame's own window: it takes precedence over the shared one
+    frame.FrameVOILUTSequence[0].WindowCenter, frame.FrameVOILUTSequence[0].WindowWidth = 1800, 1000
+    ds.SharedFunctionalGroupsSequence = [shared]
+    ds.PerFrameFunctionalGroupsSequence = [frame]
+    ds.save_as(tmp_path / "enhanced.dcm")
+    (image, info), (expected, tags) = read_dicom(tmp_path / "enhanced.dcm"), read_dicom(classic)
+    np.testing.assert_array_equal(image, expected)
+    assert (info.laterality, info.spacing_mm) == (tags.laterality, tags.spacing_mm) == ("R", (0.07, 0.07))
+
+
 def test_a_damaged_element_an_empty_image_and_a_cut_header_are_named(tmp_path: Path) -> None:
     """pydicom parses an element when it is first read: one damaged byte (an unknown VR) raised its own error, which
     named no file, out of ``read_dicom``; an anonymizer's blanked Pixel Data said "object of type 'NoneType' has no

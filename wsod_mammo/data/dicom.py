@@ -34,6 +34,7 @@ from pydicom.uid import (
 
 from wsod_mammo.data.decoder_process import DecoderCrashed, decode_in_helper
 from wsod_mammo.data.dicom_display import BadTag, display_lut, padding_mask, stored_codes
+from wsod_mammo.data.dicom_frames import flatten_functional_groups
 from wsod_mammo.data.errors import file_not_found
 
 # what pydicom raises on an element it cannot parse (an unknown VR, a value of the wrong length...), read lazily
@@ -314,6 +315,7 @@ def _read_dicom(path: Path) -> tuple[np.ndarray, DicomInfo]:
     """``read_dicom``'s work; its own errors are DicomErrors naming ``path``."""
     ds = _dataset_with_pixels(path)
     photometric = _check_pixel_layout(ds, path)
+    flatten_functional_groups(ds)  # an enhanced object's window, rescale, side and spacing, where a classic one's are
     pixels = _pixels(ds, path)
     if not pixels.dtype.isnative:  # Explicit VR Big Endian ('>u2'): swapped once here, not in every step after
         pixels = pixels.astype(pixels.dtype.newbyteorder("="))
