@@ -1225,6 +1225,9 @@ def test_checkpoint_of_another_model_is_refused(
      (["--model.train_saliency", '{"class_path": "nowhere_mod.X"}'],
       r"model.train_saliency: nowhere_mod.X: No module named 'nowhere_mod'; .* importable \(on PYTHONPATH\)$"),
      (["--nonsense", "1"], r"unrecognized arguments: --nonsense 1 \(--help lists the options\)$"),
+     # an abbreviation was taken as the option it begins (argparse's allow_abbrev): a misspelling went unsaid
+     (["--trainer.max_epoch", "1"], r"unrecognized arguments: --trainer.max_epoch 1 \(did you mean "
+      r"--trainer.max_epochs\?\) \(--help lists the options\)$"),
      # a path with ': ' is a YAML mapping: the inner value was not shown ("expected list or str", given a string)
      (["--data.predict_paths", "scans/a: b/x"], r"data.predict_paths: expected <class 'list'> or <class 'str'> "
       r"\(given: \{'scans/a': 'b/x'\}\); YAML reads 'a: b' as a mapping: quote such a path inside a list")],

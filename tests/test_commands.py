@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -48,6 +49,22 @@ def test_plain_subcommand_help_names_itself_without_torch(name: str) -> None:
     assert code == 0
     assert out.startswith(f"usage: wsod {name} ")
     assert heavy == set()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["synth", "--roo", "x"], ["prepare", "--data_root", "x", "--cache", "y"], ["report", "x", "--comp", "a"],
+     ["study", "--config", "x.yaml", "--train_meth", "cam"]],
+)  # fmt: skip
+def test_an_abbreviated_option_is_refused_not_taken_as_the_one_it_begins(
+    argv: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """argparse took `--roo` as `--root`, `--train_meth` as `--train_methods`: a misspelt option went unsaid."""
+    monkeypatch.chdir(tmp_path)  # where the command would write, had it run
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert f"unrecognized arguments: {argv[-2]}" in capsys.readouterr().err
 
 
 def test_version_and_unknown_subcommand(capsys: pytest.CaptureFixture[str]) -> None:

@@ -51,7 +51,7 @@ from wsod_mammo.ctrl_c import CtrlCAgain, watch_ctrl_c
 from wsod_mammo.data.datamodule import VinDrMammoDataModule
 from wsod_mammo.folder_locks import FolderBusyError, hold
 from wsod_mammo.models.gmic import RUNTIME_OPTIONS
-from wsod_mammo.parse_errors import one_line
+from wsod_mammo.parse_errors import closest_options, one_line
 from wsod_mammo.sigterm import sigterm_without_collectives
 from wsod_mammo.training.module import GMICLitModule
 from wsod_mammo.training.predict import PredictionWriter
@@ -376,6 +376,8 @@ def parse_errors_in_one_line(parser: Any, subcommand_parsers: dict[str, Any], pr
         yield
     except ArgumentError as error:
         line = one_line(str(error))
+        if "unrecognized arguments" in line:
+            line += closest_options(line, (o for p in parsers for a in p._actions for o in a.option_strings))
         if "not accepted" in line or "unrecognized arguments" in line:
             line += " (--help lists the options)"
         raise ConfigurationError(prefix + line) from error

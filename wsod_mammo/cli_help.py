@@ -55,11 +55,12 @@ def _formatter() -> type:
 
 def subcommand_parser_kwargs() -> dict[str, Any]:
     """``parser_kwargs`` for LightningCLI: per Lightning subcommand, a description naming wsod's own options."""
-    kwargs: dict[str, Any] = {"prog": "wsod", "formatter_class": _formatter()}
+    kwargs: dict[str, Any] = {"prog": "wsod", "formatter_class": _formatter(), "allow_abbrev": False}
     for name in ("fit", "validate", "test", "predict"):
         purpose = SUBCOMMANDS[name].purpose
         text = OWN_OPTIONS.format(purpose=purpose[0].upper() + purpose[1:], name=name, example=EXAMPLES.get(name, ""))
-        kwargs[name] = {"description": text, "formatter_class": _formatter()}
+        # no abbreviations: a misspelt `--trainer.max_epoch` was taken as the option it begins
+        kwargs[name] = {"description": text, "formatter_class": _formatter(), "allow_abbrev": False}
     return kwargs
 
 

@@ -7,7 +7,9 @@ is a few lines from the bottom. ``one_line`` keeps the option's dotted name and 
 
 from __future__ import annotations
 
+import difflib
 import re
+from collections.abc import Iterable
 
 #: Lines of the nested report that say where the parser looked, not what is wrong.
 _FRAMING = ("Does not validate", "Subtypes:", "Errors:", "Given value", "Problem with given class_path")
@@ -57,3 +59,13 @@ def one_line(report: str) -> str:
 def _deepest_class_path(report: str) -> str | None:
     found = re.findall(r"Problem with given class_path '([^']+)'", report)
     return found[-1] if found else None
+
+
+def closest_options(line: str, known: Iterable[str]) -> str:
+    """`` (did you mean --trainer.max_epochs?)`` for each ``--option`` of an "unrecognized arguments" ``line`` that
+    is near one of ``known`` (the parsers' option strings): with abbreviations off, a misspelt option is refused
+    rather than taken as the option it begins; "" where none is near."""
+    given = re.findall(r"(--[\w.-]+)", line.partition("unrecognized arguments:")[2])
+    options = sorted(set(known))
+    near = [match[0] for option in given if (match := difflib.get_close_matches(option, options, n=1, cutoff=0.8))]
+    return f" (did you mean {', '.join(near)}?)" if near else ""

@@ -215,7 +215,9 @@ def _test_methods(args: argparse.Namespace) -> list[str] | None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="wsod study", description=__doc__.split("\n\n")[0].replace("``", ""))
+    description = __doc__.split("\n\n")[0].replace("``", "")
+    # allow_abbrev off, as fit: a misspelt option is refused, not taken as the one it begins
+    parser = argparse.ArgumentParser(prog="wsod study", description=description, allow_abbrev=False)
     add = parser.add_argument
     shown = " (default: %(default)s)"  # argparse fills it in: --help says what runs without the option
     add("--config", action="append", required=True, help="YAML config(s), composed in order (e.g. configs/demo.yaml)")

@@ -333,7 +333,8 @@ def main(argv: list[str] | None = None) -> None:
     """``wsod prepare --data_root DIR --cache_dir DIR [--input_size [H,W] --workers N --cache_format png|npy]``."""
     from jsonargparse import CLI
 
-    manifest = CLI(prepare, args=argv, as_positional=False, prog="wsod prepare")
+    # allow_abbrev off, as fit: a misspelt option is refused, not taken as the one it begins
+    manifest = CLI(prepare, args=argv, as_positional=False, prog="wsod prepare", allow_abbrev=False)
     if not isinstance(manifest, dict):  # --help, --print_config
         return
     failed, cached = len(manifest["errors"]), len(manifest["images"])

@@ -303,6 +303,7 @@ def main(argv: list[str] | None = None) -> None:
 
     parser = ArgumentParser(
         prog="wsod synth",
+        allow_abbrev=False,  # as fit: a misspelt option is refused, not taken as the one it begins
         description="Write a VinDr-Mammo-layout dataset of 4 * n_studies images under --root, a new or empty "
         f"folder; --overwrite replaces a dataset wsod synth wrote there (one with its {MARKER_FILE}).",
     )

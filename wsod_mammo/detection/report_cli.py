@@ -17,7 +17,10 @@ from wsod_mammo.detection.report import collect_table2, find_run_dir
 
 
 def _parser() -> ArgumentParser:
-    parser = ArgumentParser(prog="wsod report", description="Merge the Table II rows of several test runs.")
+    # allow_abbrev off, as fit: a misspelt option is refused, not taken as the one it begins
+    parser = ArgumentParser(
+        prog="wsod report", description="Merge the Table II rows of several test runs.", allow_abbrev=False
+    )
     parser.add_argument("run_dirs", nargs="+", type=str, help="test run directories holding table2_row.csv")
     parser.add_argument("--output", type=str | None, default=None, help="directory for table2.md and table2.csv")
     parser.add_argument(
