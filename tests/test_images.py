@@ -3,18 +3,38 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pydicom
 import pytest
+from PIL import Image, ImageOps
 
 from wsod_mammo.data.dicom import read_dicom
 from wsod_mammo.data.images import image_size, load_input_image, load_padded, read_any
 from wsod_mammo.data.vindr import load_records
 
 SIZE = (64, 32)
+# An upright (48, 32) image that no flip or turn leaves as it is, and how a camera or an export stores it under each
+# EXIF orientation: what ImageOps.exif_transpose, as a viewer, undoes.
+UPRIGHT = np.add.outer(np.arange(48) * 3, np.arange(32) * 2).astype(np.uint8)
+UPRIGHT_16 = UPRIGHT.astype(np.uint16) * 100  # up to 20300: 16 bits, scaled by 65535
+STORED_BY = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+             5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_90, 7: Image.Transpose.TRANSVERSE,
+             8: Image.Transpose.ROTATE_270}  # fmt: skip
+
+
+def _stored(upright: np.ndarray, orientation: int) -> Image.Image:
+    image = Image.fromarray(upright)
+    return image.transpose(STORED_BY[orientation]) if orientation in STORED_BY else image
+
+
+def _exif(orientation: int) -> Image.Exif:
+    exif = Image.Exif()
+    exif[274] = orientation
+    return exif
 
 
 @pytest.mark.parametrize("shape", [(0, 5), (5, 0), (1, 40), (40, 1), (0, 5, 3)])
@@ -81,6 +101,45 @@ def test_a_multi_page_tiff_is_an_error_naming_its_page_count(tmp_path: Path) -> 
         read_any(tmp_path / "stack.tif")
     assert cv2.imwrite(str(tmp_path / "one.tif"), pages[1])
     assert read_any(tmp_path / "one.tif")[0].shape == (40, 30)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_a_png_or_jpeg_is_read_upright_by_its_exif_orientation(tmp_path: Path, orientation: int) -> None:
+    """OpenCV's IMREAD_UNCHANGED ignores the EXIF Orientation: an image stored turned was read as stored (the breast
+    against another edge, boxes in a frame no viewer shows), and its size from the header was the stored one."""
+    _stored(UPRIGHT, orientation).save(tmp_path / "x.png", exif=_exif(orientation))
+    _stored(UPRIGHT, orientation).save(tmp_path / "x.jpg", exif=_exif(orientation), quality=95)
+    np.testing.assert_allclose(read_any(tmp_path / "x.png")[0], UPRIGHT / 255, atol=1e-6)
+    jpeg = read_any(tmp_path / "x.jpg")[0]
+    with Image.open(tmp_path / "x.jpg") as image:
+        shown = np.asarray(ImageOps.exif_transpose(image))  # as a viewer shows it, through Pillow's decoder
+    np.testing.assert_allclose(jpeg, shown / 255, atol=2 / 255)
+    np.testing.assert_allclose(jpeg, UPRIGHT / 255, atol=0.04)  # lossy
+    for name in ("x.png", "x.jpg"):
+        assert image_size(tmp_path / name) == read_any(tmp_path / name)[0].shape == UPRIGHT.shape
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_an_8_and_a_16_bit_tiff_are_read_upright_by_their_orientation(tmp_path: Path, orientation: int) -> None:
+    """OpenCV refused a valid TIFF whose orientation transposes it ('original_ptr == real_mat.data'), so wsod called
+    it no readable image; Pillow reads it. (Pillow's exif_transpose of one opened by name is no reference: Pillow 13
+    memory-maps an uncompressed TIFF and garbles such a one's rows.)"""
+    for name, upright in (("x8.tif", UPRIGHT), ("x16.tif", UPRIGHT_16)):
+        Image.fromarray(upright).save(tmp_path / f"upright_{name}")
+        _stored(upright, orientation).save(tmp_path / name, tiffinfo={274: orientation})
+        image = read_any(tmp_path / name)[0]
+        np.testing.assert_array_equal(image, read_any(tmp_path / f"upright_{name}")[0])
+        assert image_size(tmp_path / name) == image.shape == UPRIGHT.shape
+
+
+def test_an_oriented_image_under_a_name_that_is_not_utf8_is_read_upright(tmp_path: Path) -> None:
+    """A Latin-1 name from an old archive: OpenCV decodes a PNG from its bytes, Pillow opens a TIFF by the name."""
+    names = [os.fsdecode(os.fsencode(tmp_path) + b"/m\xfcller" + suffix) for suffix in (b".png", b".tif")]
+    _stored(UPRIGHT, 6).save(names[0], exif=_exif(6))
+    _stored(UPRIGHT_16, 6).save(names[1], tiffinfo={274: 6})
+    np.testing.assert_allclose(read_any(names[0])[0], UPRIGHT / 255, atol=1e-6)
+    np.testing.assert_allclose(read_any(names[1])[0], UPRIGHT_16 / 65535, atol=1e-6)
+    assert image_size(names[0]) == image_size(names[1]) == UPRIGHT.shape
 
 
 @pytest.mark.filterwarnings("ignore:Invalid value for VR UI")  # the synthetic data's VinDr-style hex UIDs

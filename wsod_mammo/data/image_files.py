@@ -1,13 +1,15 @@
 """Which kind a file is, whatever its name (a DICOM by its ``DICM`` marker or a data set's first tag; a PNG, TIFF or
 JPEG by its extension or signature), and a PNG/TIFF/JPEG file or an array as a grayscale image in [0, 1] scaled by
-its bit depth (``scale_to_unit``)."""
+its bit depth (``scale_to_unit``), turned upright by its EXIF/TIFF Orientation as a viewer shows it (``orient``)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
 import numpy as np
+from PIL import Image, TiffImagePlugin
 
 from wsod_mammo.data.dicom import MIN_SIDE
 
@@ -22,6 +24,9 @@ IMAGE_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"II*\x00", b"MM\x00*", b"II+\x00", b"
 # JPEG decodes with equal channels (two real mammograms through Pillow at quality 50-95, 4:4:4 and 4:2:0, and OpenCV:
 # none apart); a scanner's or an export's faint tint moves them a few levels apart; a coloured mark lies far more.
 JPEG_GRAY_TOLERANCE = 12
+# EXIF/TIFF tag 274: how the stored pixels are turned to the upright image a viewer shows (1: as stored; 2-4: flipped
+# or turned half a turn; 5-8: transposed, so the shown height is the stored width).
+ORIENTATION_TAG = 274
 JPEG_WARNING = (
     "a lossy 8-bit JPEG: its compression smooths away fine detail (calcifications, spiculated margins) that the model "
     "learns from 12-bit DICOMs"
@@ -111,14 +116,59 @@ def scale_to_unit(array: np.ndarray, source: str = "array") -> np.ndarray:
     raise ValueError(f"{source}: expected uint8, uint16 or float pixels, found {array.dtype}")
 
 
-def read_image_file(path: str | Path, jpeg: bool | None = None) -> np.ndarray:
-    """A PNG, TIFF or JPEG file -> ``(H, W)`` float32 in [0, 1] (see ``scale_to_unit``).
+def exif_orientation(image: Image.Image) -> int:
+    """The EXIF/TIFF Orientation (1-8) a viewer turns ``image`` by, from its header alone; 1 for none or a value outside
+    1-8 (``ImageOps.exif_transpose`` ignores those too). The base class's ``getexif``: a PNG's own decodes every pixel
+    to look for an eXIf chunk after them, so a PNG's orientation is the one its chunks before the pixel data give."""
+    value = Image.Image.getexif(image).get(ORIENTATION_TAG, 1)
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
 
-    A multi-page TIFF (a tomosynthesis stack, several views) is an error naming its page count, as a multi-frame
-    DICOM is: OpenCV would read page 1 alone and say nothing. A gray image saved as a colour JPEG, its channels equal
-    or a faint tint apart (``JPEG_GRAY_TOLERANCE``), is read as its luma; a coloured mark makes it a colour image.
-    ``jpeg``: whether the file is one, where the caller knows (None: :func:`is_jpeg` asks the file).
-    """
+
+def displayed_size(image: Image.Image) -> tuple[int, int]:
+    """``(height, width)`` of ``image`` as a viewer shows it (and ``read_image_file`` returns it), from its header: the
+    stored size, transposed for orientations 5-8. A TIFF's stored size comes from its tags: Pillow (13 here) reports
+    a TIFF's ``size`` already transposed, other formats' as stored."""
+    if isinstance(image, TiffImagePlugin.TiffImageFile):
+        height, width = int(image.tag_v2[257]), int(image.tag_v2[256])  # ImageLength, ImageWidth
+    else:
+        height, width = image.height, image.width
+    return (width, height) if exif_orientation(image) >= 5 else (height, width)
+
+
+# Each EXIF orientation as the flips, half turns and transposes of an array's first two axes that turn the stored
+# pixels upright, as ``ImageOps.exif_transpose`` does.
+_UPRIGHT: dict[int, Callable[[np.ndarray], np.ndarray]] = {
+    1: lambda a: a,
+    2: lambda a: a[:, ::-1],  # mirrored left-right
+    3: lambda a: a[::-1, ::-1],  # half a turn
+    4: lambda a: a[::-1],  # mirrored top-bottom
+    5: lambda a: a.swapaxes(0, 1),  # transposed
+    6: lambda a: np.rot90(a, -1),  # stored a quarter turn anticlockwise: turned clockwise
+    7: lambda a: a[::-1, ::-1].swapaxes(0, 1),  # transversed
+    8: lambda a: np.rot90(a, 1),  # stored a quarter turn clockwise: turned anticlockwise
+}
+
+
+def orient(array: np.ndarray, orientation: int) -> np.ndarray:
+    """A decoded ``(H, W[, C])`` array as stored -> upright, as a viewer shows it (``exif_orientation``: 1-8). Turned
+    ones are copied C-contiguous, as OpenCV (the breast crop, the resize) takes them."""
+    if orientation == 1:
+        return array
+    return np.ascontiguousarray(_UPRIGHT[orientation](array))
+
+
+def _header(path: str | Path) -> tuple[bool, int]:
+    """Whether Pillow reads the file as a TIFF, and its orientation (``exif_orientation``), from the header alone;
+    ``(False, 1)`` where Pillow cannot read it: OpenCV may still decode it, as stored."""
+    try:
+        with Image.open(path) as image:
+            return isinstance(image, TiffImagePlugin.TiffImageFile), exif_orientation(image)
+    except Exception:  # Pillow raises OSError, ValueError, SyntaxError... on a header it does not know
+        return False, 1
+
+
+def _decode_with_opencv(path: str | Path) -> tuple[np.ndarray | None, int]:
+    """The file's first page as stored (None where OpenCV cannot decode it) and its page count."""
     if _utf8_name(str(path)):
         array = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
         pages = cv2.imcount(str(path), cv2.IMREAD_UNCHANGED) if array is not None else 0
@@ -126,10 +176,53 @@ def read_image_file(path: str | Path, jpeg: bool | None = None) -> np.ndarray:
         encoded = np.fromfile(path, dtype=np.uint8)
         array = cv2.imdecode(encoded, cv2.IMREAD_UNCHANGED) if encoded.size else None
         pages = len(cv2.imdecodemulti(encoded, cv2.IMREAD_UNCHANGED)[1]) if array is not None else 0
-    if array is None:
-        raise ValueError(f"{path}: not a readable PNG/TIFF/JPEG image")
+    return array, pages
+
+
+# Pillow modes whose arrays are no (H, W) gray or (H, W, 3|4) colour, as OpenCV would decode them: bilevel as 0/255,
+# palette and gray + alpha as colour + alpha (``_gray`` drops the alpha), other colour spaces as RGB.
+_PILLOW_MODES = {"1": "L", "P": "RGBA", "PA": "RGBA", "LA": "RGBA", "CMYK": "RGB", "YCbCr": "RGB"}
+
+
+def _decode_with_pillow(path: str | Path) -> tuple[np.ndarray | None, int]:
+    """A TIFF's first page upright and its page count, through Pillow, whose TIFF reader turns the pixels by their
+    orientation as it decodes them: OpenCV refuses a TIFF whose orientation transposes it. None for the page when
+    there are more (left undecoded) or where Pillow cannot decode it."""
+    try:  # from an open file: Pillow 13 memory-maps an uncompressed TIFF opened by name and reads one that its
+        # orientation transposes with its rows garbled (the transposed width); its decoder reads it right
+        with open(path, "rb") as handle, Image.open(handle) as image:
+            pages = getattr(image, "n_frames", 1)
+            if pages > 1:
+                return None, pages
+            image.load()
+            array = np.asarray(image.convert(_PILLOW_MODES[image.mode]) if image.mode in _PILLOW_MODES else image)
+    except Exception:  # a truncated or broken file makes Pillow raise OSError, ValueError, SyntaxError...
+        return None, 0
+    return array.astype(array.dtype.newbyteorder("="), copy=False), pages  # I;16B: big-endian uint16 -> np.uint16
+
+
+def read_image_file(path: str | Path, jpeg: bool | None = None) -> np.ndarray:
+    """A PNG, TIFF or JPEG file -> ``(H, W)`` float32 in [0, 1] (see ``scale_to_unit``), upright as a viewer shows it.
+
+    The EXIF/TIFF Orientation in its header (``exif_orientation``) is applied to the pixels (``orient``), so that the
+    image, its size (``displayed_size``) and boxes on it are in the frame a viewer shows. OpenCV decodes (16-bit PNGs,
+    non-UTF-8 names), but a TIFF with an orientation other than 1 goes through Pillow: OpenCV refuses one whose
+    orientation transposes it and turns one that it does not itself.
+    A multi-page TIFF (a tomosynthesis stack, several views) is an error naming its page count, as a multi-frame
+    DICOM is: OpenCV would read page 1 alone and say nothing. A gray image saved as a colour JPEG, its channels equal
+    or a faint tint apart (``JPEG_GRAY_TOLERANCE``), is read as its luma; a coloured mark makes it a colour image.
+    ``jpeg``: whether the file is one, where the caller knows (None: :func:`is_jpeg` asks the file).
+    """
+    tiff, orientation = _header(path)
+    if tiff and orientation != 1:
+        array, pages = _decode_with_pillow(path)
+    else:
+        array, pages = _decode_with_opencv(path)
+        array = None if array is None else orient(array, orientation)
     if pages > 1:
         raise ValueError(f"{path}: expected one 2-D grayscale image, found a file of {pages} pages")
+    if array is None:
+        raise ValueError(f"{path}: not a readable PNG/TIFF/JPEG image")
     if (
         array.ndim == 3
         and array.shape[2] == 3

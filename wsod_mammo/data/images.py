@@ -36,6 +36,7 @@ from wsod_mammo.data.geometry import Geometry, apply_to_image, apply_to_mask, ma
 from wsod_mammo.data.image_files import (
     IMAGE_SUFFIXES,
     JPEG_WARNING,
+    displayed_size,
     has_image_signature,
     is_dicom,
     is_jpeg,
@@ -121,8 +122,9 @@ def _file_kind(path: Path) -> str:
 
 def image_size(path: str | Path) -> tuple[int, int]:
     """``(height, width)`` of an image file from its header, no pixel decoded: a DICOM's Rows and Columns, a PNG's,
-    TIFF's or JPEG's as Pillow reads it; the shape its decoding gives. What a finding CSV that leaves an image's
-    height and width empty gets. Raises DicomError (a missing file) or ValueError naming the file and why."""
+    TIFF's or JPEG's as Pillow reads it, transposed where its orientation does (``displayed_size``); the shape its
+    decoding gives. What a finding CSV that leaves an image's height and width empty gets. Raises DicomError (a
+    missing file) or ValueError naming the file and why."""
     path = Path(path)
     if not path.is_file():
         raise DicomError(file_not_found(path))
@@ -137,7 +139,7 @@ def image_size(path: str | Path) -> tuple[int, int]:
 
         try:
             with Image.open(path) as image:
-                size = image.height, image.width
+                size = displayed_size(image)
         except Exception as error:  # Pillow raises OSError, ValueError, SyntaxError... on a broken header
             raise ValueError(f"{path}: no image size in its PNG/TIFF/JPEG header: {error}") from None
     if min(size) < 1:
