@@ -4,7 +4,8 @@
 that a decoder crash on a damaged stream costs one file, not the run; the decoded pixels then cross a pipe. This
 times, at full size (a 4096 x 3328 12-bit mammogram, as a Hologic exports it), the stored values of a JPEG Lossless
 (GDCM) and a JPEG 2000 lossless (OpenJPEG) file decoded in this process vs in the helper (started beforehand:
-its one-off start is printed apart), and the whole ``read_dicom``; medians over ``--rounds``, the two alternating.
+its one-off start is printed apart), and the whole ``read_dicom``; medians over ``--rounds``, the two alternating;
+then the helper's resident memory between files (it gives the decode buffers back after each).
 
     python tests/benchmarks/bench_decode.py [--rounds 5]
 """
@@ -81,6 +82,18 @@ def main() -> None:
             a, b = 1000 * statistics.median(here), 1000 * statistics.median(helper)
             print(f"{name:<16}{a:>12.1f}{b:>11.1f}{b / a:>7.2f}x{1000 * statistics.median(whole):>12.1f}")
             assert np.array_equal(_decode_here(path), decoder_process.decode_in_helper(path))
+        time.sleep(1.0)  # the helper gives its memory back after each reply
+        print(f"the helper's memory between files: {_rss_mib(decoder_process.helper_pid())}")
+
+
+def _rss_mib(pid: int | None) -> str:
+    """``"<resident> MiB (peak <peak> MiB)"`` of process ``pid`` (Linux's /proc)."""
+    try:
+        status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
+    except (OSError, ValueError):
+        return "unknown (no /proc)"
+    rss, peak = (int(status[key].split()[0]) / 1024 for key in ("VmRSS", "VmHWM"))
+    return f"{rss:.0f} MiB (peak {peak:.0f} MiB)"
 
 
 if __name__ == "__main__":

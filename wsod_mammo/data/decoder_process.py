@@ -18,6 +18,9 @@ stops) and exits when its stdin closes (its caller ended, however it ended).
 from __future__ import annotations
 
 import atexit
+import ctypes
+import ctypes.util
+import gc
 import json
 import os
 import select
@@ -176,6 +179,18 @@ def _serve(requests: IO[bytes], replies: IO[bytes]) -> None:
             continue
         header = json.dumps({"dtype": pixels.dtype.str, "shape": list(pixels.shape)}).encode()
         _reply(replies, b"A", header, pixels.data.cast("B"))
+        del pixels
+        _give_memory_back()
+
+
+def _give_memory_back() -> None:
+    """Return the freed decode buffers to the system (glibc keeps them: a helper held 182 MB after a 4096 x 3328
+    JPEG 2000 file, 72 MB with this), so a helper per DataLoader worker stays small between files."""
+    gc.collect()  # pydicom's data sets hold cycles: the file's bytes and the decoded array wait for the collector
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to trim this way
+        pass
 
 
 def _reply(stream: IO[bytes], kind: bytes, header: bytes, body: bytes | memoryview) -> None:
