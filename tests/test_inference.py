@@ -28,7 +28,7 @@ from wsod_mammo.inference import (
     predictions_from_outputs,
 )  # fmt: skip
 from wsod_mammo.models import GMIC, to_nyu_state_dict
-from wsod_mammo.saliency import LayerCAM
+from wsod_mammo.saliency import GradCAMPlusPlus, LayerCAM
 from wsod_mammo.training.module import GMICLitModule
 
 SIZE = (256, 192)
@@ -428,9 +428,17 @@ def test_thresholds_given_or_validated_per_method_are_the_ones_used(predictor: P
     predictor.module.detection_thresholds.update({"cam": 0.3, "gradcampp": 0.7})
     try:
         assert predictor(image, laterality="L", methods=["cam"])[0].threshold == 0.3
+        # an instance first (README: "In Python, give instances"): it failed, "is not among the maps computed"
+        given = predictor(image, laterality="L", methods=[GradCAMPlusPlus(), "cam"])[0]
+        assert (given.method, given.threshold, sorted(given.maps)) == ("gradcampp", 0.7, ["cam", "gradcampp"])
+        # other settings than the validated method's: not its threshold (the default, as `wsod predict` does)
+        assert predictor(image, laterality="L", methods=[GradCAMPlusPlus(layer="stage5")])[0].threshold == 0.5
     finally:
         predictor.module.detection_thresholds.clear()
         predictor.module.detection_thresholds.update(saved)
+    for option in ({"threshold": 1.5}, {"min_score": 10}):  # 10 for 0.10 returned no box, unsaid
+        with pytest.raises(ValueError, match=rf"{next(iter(option))}: expected a value in \[0, 1\], found 1"):
+            predictor(image, laterality="L", **option)
 
 
 def test_options_given_to_from_checkpoint_beat_the_checkpoints_frame(nyu_file: Path, tmp_path: Path) -> None:

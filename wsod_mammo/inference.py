@@ -30,6 +30,7 @@ from wsod_mammo.data.images import load_padded
 from wsod_mammo.data.transforms import stack_padding, standardize_batch
 from wsod_mammo.detection.boxes import DEFAULT_THRESHOLD, saliency_to_boxes
 from wsod_mammo.models.nyu import NYU_CLASS_NAMES, from_nyu_checkpoint
+from wsod_mammo.saliency.base import SaliencyMethod
 from wsod_mammo.training.checkpoints import PAPER_INPUT_SIZE, read_lightning_checkpoint
 from wsod_mammo.training.checkpoints import recorded_frame as recorded_frame  # the Python API's, as before
 from wsod_mammo.training.evaluation_options import Alignment, map_placement
@@ -265,7 +266,7 @@ class Predictor:
         self,
         inputs: Input | Sequence[Input],
         laterality: str | Sequence[str | None] | None = None,
-        methods: Sequence[str] | None = None,
+        methods: Sequence[str | SaliencyMethod] | None = None,
         class_index: int = 0,
         threshold: float | None = None,
         min_score: float = 0.0,
@@ -278,11 +279,12 @@ class Predictor:
             inputs: a file path (DICOM by content, PNG/TIFF) or ``(H, W)`` array (uint8, uint16, float in [0, 1]),
                 or a list of them; a folder is not expanded (one Prediction per input): list its files.
             laterality: ``L``/``R`` per input (or one for all) for non-DICOM inputs; None infers it.
-            methods: saliency methods whose maps are returned (default: the model's ``predict_saliency``); boxes
-                come from the first.
+            methods: saliency methods (names or instances) whose maps are returned (default: the model's
+                ``predict_saliency``); boxes come from the first.
             class_index: the class whose boxes are returned.
-            threshold: binarization threshold of the normalized map (default: the checkpoint's validated one, 0.5).
-            min_score: boxes scoring below it are left out.
+            threshold: binarization threshold of the normalized map, in [0, 1] (default: the checkpoint's validated
+                one for the first method, with its settings; else 0.5).
+            min_score: boxes scoring below it, in [0, 1], are left out.
             batch_size: inputs per forward pass.
             errors: ``raise`` a ValueError naming an input that cannot be read, or ``report`` it as a Prediction
                 whose ``error`` says why (what ``wsod predict`` does), keeping the other inputs' results.
@@ -293,14 +295,18 @@ class Predictor:
             raise ValueError(f"laterality: expected one per input ({len(items)}), found {len(sides)}")
         if errors not in ("raise", "report") or batch_size < 1:
             raise ValueError(f"errors: expected 'raise' or 'report', batch_size >= 1; found {errors!r}, {batch_size}")
-        names = list(methods or [self.module.predict_saliency])
-        cut = threshold if threshold is not None else self.module.detection_thresholds.get(names[0], DEFAULT_THRESHOLD)
+        for option, value in (("threshold", threshold), ("min_score", min_score)):  # as PredictionWriter refuses
+            if value is not None and not 0.0 <= value <= 1.0:  # min_score=10 (0.10 meant) left no box, unsaid
+                raise ValueError(f"{option}: expected a value in [0, 1], found {value}")
+        chosen = list(methods or [self.module.predict_saliency])
+        validated = self.module.validated_threshold(chosen[0])  # an instance's, only for the settings validated
+        cut = threshold if threshold is not None else (DEFAULT_THRESHOLD if validated is None else validated)
         out: list[Prediction] = []
         for start in range(0, len(items), batch_size):  # one batch of images in memory at a time
             pairs = zip(items[start : start + batch_size], sides[start : start + batch_size], strict=True)
             chunk = [self._load(item, side, start + i, errors) for i, (item, side) in enumerate(pairs)]
             readable = [loaded for loaded in chunk if not isinstance(loaded, Prediction)]
-            made = iter(self._predict(readable, names, cut, class_index, min_score) if readable else [])
+            made = iter(self._predict(readable, chosen, cut, class_index, min_score) if readable else [])
             out += [read if isinstance(read, Prediction) else next(made) for read in chunk]  # failures keep their place
         return out
 
@@ -321,7 +327,7 @@ class Predictor:
         return loaded.image, loaded.padding, info
 
     def _predict(
-        self, readable: list[tuple[np.ndarray, np.ndarray | None, Loaded]], methods: list[str],
+        self, readable: list[tuple[np.ndarray, np.ndarray | None, Loaded]], methods: list[str | SaliencyMethod],
         threshold: float, class_index: int, min_score: float,
     ) -> list[Prediction]:  # fmt: skip
         images = torch.stack([torch.from_numpy(image) for image, _, _ in readable])[:, None]  # (N, 1, H, W)
@@ -329,7 +335,8 @@ class Predictor:
         x = standardize_batch(images.to(self.device), None if padding is None else padding.to(self.device))
         output, maps = self.module.evaluate(x, methods)
         infos = [info for _, _, info in readable]
-        args = (methods[0], threshold, self.input_size, class_index, self.cell0_center, min_score, self.class_names)
+        first = methods[0] if isinstance(methods[0], str) else methods[0].name  # the maps are named
+        args = (first, threshold, self.input_size, class_index, self.cell0_center, min_score, self.class_names)
         return predictions_from_outputs(output.y_fusion, maps, infos, *args)
 
 

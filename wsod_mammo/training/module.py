@@ -390,6 +390,17 @@ class GMICLitModule(LightningModule):
             return self._named_methods[method]
         return get_saliency_method(method, "saliency method")
 
+    def validated_threshold(self, method: str | SaliencyMethod) -> float | None:
+        """The checkpoint's validated binarization threshold of ``method`` (a name, or an instance: only where its
+        settings are those the threshold was validated for: ``LayerCAM(layers=["stage5"])`` is not the validated
+        default LayerCAM); None where it has none."""
+        name = method if isinstance(method, str) else method.name
+        if name not in self.detection_thresholds:
+            return None
+        if not isinstance(method, str) and _method_record(method) != _method_record(self._named(name)):
+            return None
+        return float(self.detection_thresholds[name])
+
     def evaluate(
         self, images: Tensor, methods: Sequence[str | SaliencyMethod] = ()
     ) -> tuple[GMICOutput, dict[str, Tensor]]:
