@@ -747,6 +747,19 @@ def test_test_keeps_the_configs_input_frame_and_init_args_spelling_counts_as_giv
     adopted = section()
     reconcile_input_frame(adopted, checkpoint, "predict", [], tmp_path / "x.ckpt")
     assert adopted["data"]["init_args"]["input_size"] == [256, 192]
+    # part of the frame given: the line said "predicting at the checkpoint's frame" (stretch) and suggested the very
+    # option given; it says what runs, the checkpoint's size with the command line's resize mode
+    partly = section()
+    partly["data"]["init_args"]["resize"] = "native"  # as the parser set it from the command line
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        reconcile_input_frame(partly, checkpoint, "predict", ["--data.resize", "native"], tmp_path / "x.ckpt")
+    assert partly["data"]["init_args"]["input_size"] == [256, 192] and partly["data"]["init_args"]["resize"] == "native"
+    assert caplog.messages == [
+        f"--ckpt_path {tmp_path / 'x.ckpt'}: made for input frame 256x192 (stretch, breast crop), the config says "
+        "192x128 (native, breast crop): predicting at 256x192 (native, breast crop), the checkpoint's input_size with "
+        "the command line's resize (--data.input_size '[192, 128]' keeps the config's)"
+    ]
 
 
 def test_bf16_mixed_fit_on_cpu_with_a_gradient_patch_method(tmp_path: Path, data_root: Path) -> None:

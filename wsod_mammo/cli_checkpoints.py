@@ -211,6 +211,12 @@ def reconcile_input_frame(
             init_args[key] = frame[key]
         if quiet and adopted == differing:
             return
+        if given:  # part of the frame from the command line: say what runs, and only what it did not set
+            running = _frame_text({**configured, **{k: init_args.get(k) for k in differing}})
+            kept = " ".join(f"--data.{k} {_value_text(configured[k])}" for k in adopted)
+            log.warning("%s: predicting at %s, the checkpoint's %s with the command line's %s (%s keeps the "
+                        "config's)", where, running, ", ".join(adopted), ", ".join(given), kept)  # fmt: skip
+            return
         log.warning("%s: predicting at the checkpoint's frame, as Predictor.from_checkpoint does (%s keeps the "
                     "config's)", where, options)  # fmt: skip
     else:
