@@ -122,6 +122,19 @@ def test_other_class_count_reports_fresh_layers(caplog: pytest.LogCaptureFixture
     assert model.classifier.weight.shape == (1, 512)
 
 
+def test_heads_that_disagree_on_the_class_count_are_refused_naming_them(tmp_path: Path) -> None:
+    """A file whose classifier has 3 classes and whose fusion and saliency heads have 2 loaded with a warning: the
+    model took 3 classes from the classifier and started the fusion head fresh, whose output is the probability
+    reported. Only a model asked for another class count starts its heads fresh (above)."""
+    state = nyu_random_state_dict()
+    state["classifier_linear.weight"] = torch.cat([state["classifier_linear.weight"]] * 2)[:3]
+    path = tmp_path / "edited.p"
+    torch.save(state, path, _use_new_zipfile_serialization=False)
+    with pytest.raises(ValueError, match=r"edited.p: its class-specific layers disagree on the number of classes, .*"
+                       r"classifier_linear.weight 3, fusion_dnn.weight 2"):  # fmt: skip
+        from_nyu_checkpoint(path, crop_shape=(64, 64))
+
+
 def test_legacy_file_with_extra_key_reproduces_outputs(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """NYU's real files: torch 1.x legacy (non-zip) format with `shared_rep_filter.weight`, read weights-only."""
     torch.manual_seed(2)

@@ -106,6 +106,11 @@ def _check_keys(
             misshaped.append(
                 f"{_swap_prefix(key, to_ours=False)}: file {tuple(value.shape)}, model {tuple(own[key].shape)}"
             )
+    counts = {k: int(v.shape[0]) for k, v in mapped.items() if k.split(".")[0] in CLASS_SPECIFIC_LAYERS and v.ndim}
+    if len(set(counts.values())) > 1:  # a damaged or hand-edited file: which heads are its? (they were started fresh)
+        said = ", ".join(f"{_swap_prefix(k, to_ours=False)} {n}" for k, n in counts.items())
+        raise ValueError(f"{source}: its class-specific layers disagree on the number of classes, the first dimension "
+                         f"of each ({said}): not one model's weights")  # fmt: skip
     if not mapped:  # another network's weights: listing GMIC's ~300 keys as missing says less than this
         expected = [k for k in (_swap_prefix(key, to_ours=False) for key in own) if k]
         raise ValueError(
