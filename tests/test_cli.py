@@ -604,6 +604,38 @@ def test_resume_from_last_ends_with_the_same_weights(
     assert len(_run_dirs(tmp_path / "resumed")) == 1  # checkpoint() above also found exactly one last.ckpt
 
 
+def test_a_fit_resumed_within_an_epoch_trains_the_rest_of_it_not_its_start_again(
+    tmp_path: Path, data_root: Path
+) -> None:
+    """`last.ckpt` saved every step (`every_n_train_steps`, for long epochs): a fit stopped within its second epoch
+    and resumed trained that epoch's first batches again and never its last ones (Lightning warned, buried in the
+    log), so it ended with other weights than the uninterrupted fit. The resumed epoch now goes on where it
+    stopped: the same batches, in the same order, and the same weights bit for bit. 2 workers, as users run."""
+
+    def config(name: str, **trainer: Any) -> Path:
+        settings = tiny_config(tmp_path / name, data_root, num_workers=2, batch_size=2)
+        settings["trainer"] |= {"max_epochs": 2, "limit_val_batches": 0, **trainer}
+        settings["trainer"]["callbacks"] = [
+            settings["trainer"]["callbacks"][1] | {"init_args": {"filename": "last", "save_top_k": 1,
+                                                                  "enable_version_counter": False,
+                                                                  "every_n_train_steps": 1}},
+            {"class_path": "cli_configs.BatchSums", "init_args": {"path": str(tmp_path / f"{name}.pt")}},
+        ]  # fmt: skip
+        return write_config(tmp_path / f"{name}.yaml", settings)
+
+    main(["fit", "--config", str(config("straight"))])
+    per_epoch = len(torch.load(tmp_path / "straight.pt")["train"]) // 2
+    assert per_epoch >= 3
+    main(["fit", "--config", str(config("resumed", max_steps=per_epoch + 1))])  # stops after the 2nd epoch's 1st batch
+    first = torch.load(tmp_path / "resumed.pt")["train"]
+    main(["fit", "--config", str(config("resumed")), "--ckpt_path", "last"])
+    rest = torch.load(tmp_path / "resumed.pt")["train"]
+    assert first + rest == torch.load(tmp_path / "straight.pt")["train"]  # every batch once, in the same order
+    straight, resumed = (_state(checkpoint(tmp_path / name)) for name in ("straight", "resumed"))
+    for key in straight:
+        torch.testing.assert_close(resumed[key], straight[key], rtol=0, atol=0, msg=key)
+
+
 def test_a_second_fit_writes_its_own_run_folder_and_best_resolves_to_the_newest(
     tmp_path: Path, data_root: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -1725,6 +1757,31 @@ def test_a_resumed_ddp_fit_ends_with_the_weights_of_the_uninterrupted_one(
     assert "val/detection/" not in uninterrupted.stderr, uninterrupted.stderr[-3000:]
     fit("resumed", "--ckpt_path", str(checkpoint(tmp_path / "straight", "epoch=0")))
     assert torch.load(checkpoint(tmp_path / "resumed"), map_location="cpu", weights_only=True)["epoch"] == 1
+    straight, resumed = (_state(checkpoint(tmp_path / name)) for name in ("straight", "resumed"))
+    for key in straight:
+        torch.testing.assert_close(resumed[key], straight[key], rtol=0, atol=0, msg=key)
+
+
+def test_a_ddp_fit_resumed_within_an_epoch_ends_with_the_weights_of_the_uninterrupted_one(
+    tmp_path: Path, data_root: Path
+) -> None:
+    """The same within an epoch (a checkpoint every step): each of the 2 gloo processes goes on after its own share
+    of the batches trained before the stop. Lightning keeps the sharding sampler that skips them (a
+    DistributedSampler); any other would be wrapped again and shard the shards."""
+
+    def fit(name: str, *extra: str) -> None:
+        settings = tiny_config(tmp_path / name, data_root, num_workers=1, batch_size=2)
+        settings["trainer"] |= {"devices": 2, "strategy": "ddp", "max_epochs": 2, "limit_train_batches": 3,
+                                "limit_val_batches": 0, "logger": False}  # fmt: skip
+        every_step = {"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+                      "init_args": {"filename": "{step}", "save_top_k": -1, "mode": "max",
+                                    "every_n_train_steps": 1}}  # fmt: skip
+        settings["trainer"]["callbacks"] = [settings["trainer"]["callbacks"][1], every_step]
+        settings["trainer"]["default_root_dir"] = str(tmp_path / name / "runs")
+        _wsod("fit", "--config", str(write_config(tmp_path / f"{name}.yaml", settings)), *extra, cwd=tmp_path)
+
+    fit("straight")
+    fit("resumed", "--ckpt_path", str(checkpoint(tmp_path / "straight", "step=4")))  # the 2nd epoch's 1st batch
     straight, resumed = (_state(checkpoint(tmp_path / name)) for name in ("straight", "resumed"))
     for key in straight:
         torch.testing.assert_close(resumed[key], straight[key], rtol=0, atol=0, msg=key)

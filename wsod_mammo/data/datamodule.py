@@ -45,6 +45,7 @@ from wsod_mammo.data.geometry import RESIZE_MODES
 from wsod_mammo.data.pixel_reads import read_pixel_batch, staged_pixels_ready
 from wsod_mammo.data.predict_data import PredictDataset, find_predict_inputs
 from wsod_mammo.data.prepare import MANIFEST
+from wsod_mammo.data.resume_sampling import ResumeWithinEpoch, ShardResumeWithinEpoch
 from wsod_mammo.data.sampling import EpochShuffleSampler
 from wsod_mammo.data.synthetic import check_synthetic_options
 from wsod_mammo.data.transforms import AugmentationConfig, BoxTransform
@@ -352,8 +353,11 @@ class VinDrMammoDataModule(L.LightningDataModule):
         laterality = self.predict_laterality
         return PredictDataset(files, self.num_classes, transform, self.crop_breast, laterality, self.resize)
 
-    def _loader(self, name: str, shuffle: bool = False, shards: dict[str, int] | None = None) -> DataLoader:
-        """``shards``: ``num_replicas`` and ``rank`` of a DDP run, for a shuffled loader's sharding wrapper."""
+    def _loader(
+        self, name: str, shuffle: bool = False, shards: dict[str, int] | None = None, resume: tuple[int, int] = (0, 0)
+    ) -> DataLoader:
+        """``shards``: ``num_replicas`` and ``rank`` of a DDP run, for a shuffled loader's sharding wrapper;
+        ``resume``: ``(epoch, batches)``, the batches of that epoch a resumed run trained before it stopped."""
         if name not in self.datasets:
             raise RuntimeError(f"{name} dataloader requested before setup() built the {name} dataset")
         if len(self.datasets[name]) == 0:
@@ -368,10 +372,9 @@ class VinDrMammoDataModule(L.LightningDataModule):
         if workers > 0 and self.worker_start == "fork":  # forked workers inherit it (see seed_worker)
             cv2.setNumThreads(1)
         # Training order and augmentation follow (seed, epoch) alone, so `--ckpt_path last` resumes exactly.
-        sampler: EpochShuffleSampler | DistributedSamplerWrapper | None
-        sampler = EpochShuffleSampler(len(self.datasets[name]), self.seed, self.augmentation_seed) if shuffle else None
-        if sampler is not None and shards:  # the shuffle is the inner sampler's: the wrapper only shards
-            sampler = DistributedSamplerWrapper(sampler, shuffle=False, **shards)
+        sampler: EpochShuffleSampler | DistributedSamplerWrapper | ResumeWithinEpoch | None = None
+        if shuffle:
+            sampler = self._shuffled(name, batch_size, shards, resume)
         return DataLoader(
             self.datasets[name],
             batch_size=batch_size,
@@ -386,6 +389,23 @@ class VinDrMammoDataModule(L.LightningDataModule):
             worker_init_fn=functools.partial(seed_worker, log_level=package_log_level(), owner_pid=os.getpid()),
             generator=torch.Generator().manual_seed(self.seed),
         )
+
+    def _shuffled(
+        self, name: str, batch_size: int, shards: dict[str, int] | None, resume: tuple[int, int]
+    ) -> EpochShuffleSampler | DistributedSamplerWrapper | ResumeWithinEpoch:
+        """The training sampler: (seed, epoch)-keyed order, sharded under DDP (the shuffle is the inner sampler's:
+        the wrapper only shards), and within an epoch a fit resumed past its first batches goes on after them."""
+        inner = EpochShuffleSampler(len(self.datasets[name]), self.seed, self.augmentation_seed)
+        sampler = DistributedSamplerWrapper(inner, shuffle=False, **shards) if shards else inner
+        epoch, done = resume
+        batches = math.ceil(len(sampler) / batch_size)
+        if not 0 < done < batches:  # a fresh fit, or one resumed at an epoch's start or end
+            return sampler
+        log.info("resuming epoch %d at its batch %d of %d: the batches trained before the stop are not drawn again",
+                 epoch, done, batches)  # fmt: skip
+        if shards:
+            return ShardResumeWithinEpoch(inner, done * batch_size, epoch, **shards)
+        return ResumeWithinEpoch(inner, done * batch_size, epoch)
 
     def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         """Say the warnings of an image seen for the first time (``data_warnings``; predict's inputs say theirs as
@@ -424,10 +444,12 @@ class VinDrMammoDataModule(L.LightningDataModule):
         shards = self.trainer.distributed_sampler_kwargs
         replace = getattr(self.trainer._accelerator_connector, "use_distributed_sampler", True)  # Trainer option
         sharded = bool(shards and shards.get("num_replicas", 1) > 1 and replace)
-        loader = self._loader("train", shuffle=True, shards=shards if sharded else None)
-        sampler = cast("EpochShuffleSampler | DistributedSamplerWrapper", loader.sampler)  # shuffle=True made it
         # Lightning annotates the counter narrower than the _ProcessedTracker it is
-        sampler.set_epoch(self.trainer.fit_loop.epoch_progress.current.processed)  # type: ignore[attr-defined]
+        epoch = self.trainer.fit_loop.epoch_progress.current.processed  # type: ignore[attr-defined]
+        resume = (epoch, batches_done_within_epoch(self.trainer))
+        loader = self._loader("train", shuffle=True, shards=shards if sharded else None, resume=resume)
+        sampler = cast("EpochShuffleSampler | DistributedSamplerWrapper | ResumeWithinEpoch", loader.sampler)
+        sampler.set_epoch(epoch)
         return loader
 
     def val_dataloader(self) -> DataLoader:
@@ -447,3 +469,14 @@ class VinDrMammoDataModule(L.LightningDataModule):
                 f"process needs one; run it with --trainer.devices {inputs}"
             )
         return self._loader("predict")
+
+
+def batches_done_within_epoch(trainer: Any) -> int:
+    """How many batches of the epoch it resumes a fit restarting within an epoch had trained (Lightning goes on at
+    the next one); 0 for a fresh fit or one resumed at an epoch's start or end. Read when the training loader is
+    made, the loops' progress restored from the checkpoint: an epoch started but not processed (Lightning's
+    ``RESTARTED_MID_EPOCH``), and the batches processed in it."""
+    fit = trainer.fit_loop
+    epochs = fit.epoch_progress.total
+    within = epochs.started == epochs.ready and epochs.processed == epochs.started - 1 == epochs.completed
+    return int(fit.epoch_loop.batch_progress.current.processed) if fit.restarting and within else 0
