@@ -5,6 +5,7 @@ import io
 import json
 import logging
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -19,6 +20,8 @@ from wsod_mammo.detection.report import (
     write_table2_row,
 )
 from wsod_mammo.detection.report_cli import main
+from wsod_mammo.detection.table2_strata import STRATUM_TABLES
+from wsod_mammo.training.test_report_wandb import _log_detection
 
 
 def _parse(text: str) -> list[dict[str, str]]:
@@ -378,3 +381,32 @@ def test_a_row_whose_threshold_validation_took_from_a_tie_is_marked_tied_and_kep
         "| cam (TIED: cam) | 0.00@0.00 | n/a |",
         "| cam (NOT VALIDATED: gradcam, TIED: cam) | n/a | 0.10@0.50 |",
     ]
+
+
+def test_wandbs_table2_labels_its_row_as_the_row_file_does() -> None:
+    """W&B's Table II showed `cam` alone for an untrained, unvalidated or tied row, alike a validated one; the
+    row file said `cam (untrained, NOT VALIDATED)`. The label now comes from the same cells and weights."""
+    from wsod_mammo.detection.report import FROM_DEFAULT, FROM_TIE, FROM_VALIDATION
+    from wsod_mammo.training.table2_report import summary_row_label
+
+    def cells(*sources: str) -> dict:
+        return {m: {"threshold_from": s, "cell": "0.50@0.10"} for m, s in zip(("cam", "gradcam"), sources, strict=True)}
+
+    untrained = summary_row_label("cam", cells(FROM_DEFAULT, FROM_DEFAULT), "untrained network")
+    assert untrained == "cam (untrained, NOT VALIDATED)"
+    assert summary_row_label("cam", cells(FROM_VALIDATION, FROM_TIE), "checkpoint") == "cam (TIED: gradcam)"
+    assert summary_row_label("cam", cells(FROM_VALIDATION, FROM_VALIDATION), "checkpoint") == "cam"
+    logged = []
+
+    class Logger:
+        def log_table(self, key: str, columns: list, data: list) -> None:
+            logged.append((key, data))
+
+        def log_image(self, *args: object) -> None:
+            pass
+
+    summary = {"train_saliency": "cam", "weights": "untrained network", "mass": cells(FROM_DEFAULT, FROM_DEFAULT)}
+    summary |= {key: None for key in ("pointing_game", "pointing_by_kind", "wafroc", "wafroc_by_kind")}
+    summary |= {strata.key: None for strata in STRATUM_TABLES}
+    _log_detection(Logger(), Path("."), summary, [])
+    assert dict(logged)["test/table2_mass"] == [["cam (untrained, NOT VALIDATED)", "0.50@0.10", "0.50@0.10"]]

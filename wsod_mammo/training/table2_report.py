@@ -58,6 +58,24 @@ def _ci_rows(subset: str, method: str, figures: dict[str, Any]) -> list[list[str
     return rows
 
 
+# detection.json's "weights" -> the row file's ``weights`` column (see wsod_mammo.detection.report)
+ROW_WEIGHTS = {
+    "checkpoint": "checkpoint",
+    "NYU weights": "nyu",
+    "weights in memory": "in_memory",
+    "untrained network": "untrained",
+}
+
+
+def summary_row_label(train_method: str, cells: dict[str, dict[str, Any]], weights: str) -> str:
+    """The label ``table2_row.md`` gives its row (``cam (untrained, NOT VALIDATED)``), from one subset's cells of
+    the test summary and its ``weights`` (detection.json's): W&B's Table II showed ``cam`` alone, an untrained,
+    unvalidated or tied row alike a validated one."""
+    validated = [m for m, c in cells.items() if c["threshold_from"] != FROM_DEFAULT]
+    tied = [m for m, c in cells.items() if c["threshold_from"] == FROM_TIE]
+    return row_label(train_method, ROW_WEIGHTS.get(weights, weights), thresholds_record(list(cells), validated, tied))
+
+
 def _method_summary(
     r: DetectionResult, cell: str, intervals: dict[str, Any], validated: bool, tied: bool = False
 ) -> dict[str, Any]:

@@ -31,7 +31,7 @@ from wsod_mammo.detection.record_strata import with_densities
 from wsod_mammo.detection.report import partial_coverage, write_table
 from wsod_mammo.training.provenance import evaluated_weights, evaluation_setting
 from wsod_mammo.training.table1_report import Table1Figures, write_table1
-from wsod_mammo.training.table2_report import OPERATING_POINT, write_table2_rows, write_table2_strata
+from wsod_mammo.training.table2_report import OPERATING_POINT, ROW_WEIGHTS, write_table2_rows, write_table2_strata
 from wsod_mammo.training.test_report_wandb import log_test_report
 from wsod_mammo.training.test_split import density_labels, split_image_count, study_groups
 
@@ -39,14 +39,6 @@ if TYPE_CHECKING:
     from wsod_mammo.training.module import GMICLitModule
 
 log = logging.getLogger(__name__)
-
-# detection.json's "weights" -> the row file's ``weights`` column (see wsod_mammo.detection.report)
-ROW_WEIGHTS = {
-    "checkpoint": "checkpoint",
-    "NYU weights": "nyu",
-    "weights in memory": "in_memory",
-    "untrained network": "untrained",
-}
 
 
 def _class_names(trainer: Trainer | None, pl_module: LightningModule) -> list[str]:

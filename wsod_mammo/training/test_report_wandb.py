@@ -21,7 +21,7 @@ from wsod_mammo.detection.pointing_strata import CSV_COLUMNS as POINTING_BY_KIND
 from wsod_mammo.detection.pointing_strata import pointing_by_kind_rows
 from wsod_mammo.detection.report import SUBSETS, TABLE1_COLUMNS
 from wsod_mammo.detection.table2_strata import STRATUM_TABLES
-from wsod_mammo.training.table2_report import CI_COLUMNS
+from wsod_mammo.training.table2_report import CI_COLUMNS, summary_row_label
 
 
 def log_test_report(trainer: Trainer, directory: Path, summary: dict[str, Any], ci_rows: list[list[str]]) -> None:
@@ -93,6 +93,7 @@ def _log_detection(logger: WandbLogger, directory: Path, summary: dict[str, Any]
     for subset in SUBSETS:
         if subset in summary:
             cells = summary[subset]
-            data = [[summary["train_saliency"]] + [c["cell"] for c in cells.values()]]
+            label = summary_row_label(summary["train_saliency"], cells, summary.get("weights", ""))
+            data = [[label] + [c["cell"] for c in cells.values()]]
             logger.log_table(f"test/table2_{subset}", columns=["train"] + list(cells), data=data)
             logger.log_image(f"test/froc_{subset}", [str(directory / f"froc_{subset}.png")])
