@@ -440,6 +440,34 @@ def test_compressed_pixels_decode_in_a_forked_process_by_its_own_helper(tmp_path
     assert decoder_process.helper_pid() == parent_helper
 
 
+def test_a_decode_interrupted_mid_reply_leaves_no_reply_for_the_next_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Ctrl-C while the helper's reply was read (a notebook's Predictor) left the rest of it in the pipe, read as
+    the next file's pixels: the next call returned the interrupted file's image. The helper is replaced instead."""
+    files, expected = [], []
+    for k in range(2):
+        pixels = (np.arange(64 * 48, dtype=np.uint16).reshape(64, 48) * (k + 3)) % 4096
+        plain = write(tmp_path / f"plain{k}.dcm", pixels, WindowCenter=2048, WindowWidth=4096, Modality="MG")
+        files.append(gdcm_transcode(plain, tmp_path / f"packed{k}.dcm", JPEGLosslessSV1))
+        expected.append(read_dicom(plain)[0])
+    read_dicom(files[0])  # the helper running
+    calls = []
+
+    def interrupted(stream, size, timeout=None):  # the Ctrl-C lands after the reply's first byte was read
+        calls.append(size)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return receive(stream, size, timeout)
+
+    receive = decoder_process._receive
+    monkeypatch.setattr(decoder_process, "_receive", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        read_dicom(files[0])
+    monkeypatch.setattr(decoder_process, "_receive", receive)
+    np.testing.assert_array_equal(read_dicom(files[1])[0], expected[1])
+
+
 def _decoded(path: Path) -> tuple[np.ndarray, int | None]:
     return read_dicom(path)[0], decoder_process.helper_pid()
 

@@ -72,6 +72,9 @@ class DecoderProcess:
                 body = _receive(process.stdout, _length(process.stdout))
             except (BrokenPipeError, EOFError, TimeoutError) as err:
                 raise self._ended(err) from None
+            except BaseException:  # a Ctrl-C mid-reply: its rest would be read as the next file's pixels
+                self._discard()
+                raise
             if kind == b"E":
                 raise ValueError(body.decode("utf-8", "replace"))
             return np.frombuffer(body, np.dtype(header["dtype"])).reshape(header["shape"])
@@ -101,6 +104,13 @@ class DecoderProcess:
             self._process = subprocess.Popen(command, bufsize=0, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                              env={**os.environ, "PYTHONPATH": path})  # fmt: skip
         return self._process
+
+    def _discard(self) -> None:
+        """Stop the helper and forget it, whatever it was doing: the next file starts a new one."""
+        process, self._process = self._process, None
+        if process is not None:
+            process.kill()
+            process.wait()
 
     def _ended(self, err: Exception) -> DecoderCrashed:
         """How the helper ended (killed first if it hung), and forget it: the next file starts a new one."""
