@@ -447,6 +447,8 @@ class VinDrMammoDataModule(L.LightningDataModule):
         # Lightning annotates the counter narrower than the _ProcessedTracker it is
         epoch = self.trainer.fit_loop.epoch_progress.current.processed  # type: ignore[attr-defined]
         resume = (epoch, batches_done_within_epoch(self.trainer))
+        if (note := unvalidated_epoch_note(self.trainer)) and self.trainer.is_global_zero:
+            log.warning("resuming: %s", note)
         loader = self._loader("train", shuffle=True, shards=shards if sharded else None, resume=resume)
         sampler = cast("EpochShuffleSampler | DistributedSamplerWrapper | ResumeWithinEpoch", loader.sampler)
         sampler.set_epoch(epoch)
@@ -476,7 +478,28 @@ def batches_done_within_epoch(trainer: Any) -> int:
     the next one); 0 for a fresh fit or one resumed at an epoch's start or end. Read when the training loader is
     made, the loops' progress restored from the checkpoint: an epoch started but not processed (Lightning's
     ``RESTARTED_MID_EPOCH``), and the batches processed in it."""
+    if not restarted_within_epoch(trainer) or trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
+        return 0  # after an epoch's last batch Lightning counts the epoch done and goes on at the next
+    return int(trainer.fit_loop.epoch_loop.batch_progress.current.processed)
+
+
+def restarted_within_epoch(trainer: Any) -> bool:
+    """Whether the fit restarts from a checkpoint saved within an epoch (Lightning's ``RESTARTED_MID_EPOCH``: an
+    epoch started, not processed), its loops' progress restored."""
     fit = trainer.fit_loop
     epochs = fit.epoch_progress.total
     within = epochs.started == epochs.ready and epochs.processed == epochs.started - 1 == epochs.completed
-    return int(fit.epoch_loop.batch_progress.current.processed) if fit.restarting and within else 0
+    return bool(fit.restarting and within)
+
+
+def unvalidated_epoch_note(trainer: Any) -> str | None:
+    """The warning for a fit resumed from a checkpoint saved after an epoch's last batch but before its
+    validation: Lightning counts that epoch done and goes on at the next one without validating it, so the best
+    checkpoint never weighs it; None otherwise."""
+    if not restarted_within_epoch(trainer) or not trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
+        return None
+    epoch = trainer.fit_loop.epoch_progress.current.processed
+    return (
+        f"the checkpoint was saved after epoch {epoch}'s last batch, before its validation: Lightning goes on at epoch "
+        f"{epoch + 1} without validating epoch {epoch} (its best checkpoint will not weigh it)"
+    )
