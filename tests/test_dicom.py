@@ -422,12 +422,7 @@ def test_a_damaged_compressed_stream_costs_its_file_not_the_process(tmp_path: Pa
 def test_compressed_pixels_decode_in_a_forked_process_by_its_own_helper(tmp_path: Path) -> None:
     """A DataLoader worker forked from a process that decoded already starts a helper of its own: sharing the
     parent's pipes would mix the processes' replies (one reading another's image, or half of it)."""
-    files, expected = [], []
-    for k in range(3):
-        pixels = (np.arange(64 * 48, dtype=np.uint16).reshape(64, 48) * (k + 3)) % 4096
-        plain = write(tmp_path / f"plain{k}.dcm", pixels, WindowCenter=2048, WindowWidth=4096, Modality="MG")
-        files.append(gdcm_transcode(plain, tmp_path / f"packed{k}.dcm", JPEGLosslessSV1))
-        expected.append(read_dicom(plain)[0])
+    files, expected = _lossless_files(tmp_path, 3)
     np.testing.assert_array_equal(read_dicom(files[0])[0], expected[0])
     parent_helper = decoder_process.helper_pid()
     assert parent_helper is not None
@@ -445,12 +440,7 @@ def test_a_decode_interrupted_mid_reply_leaves_no_reply_for_the_next_file(
 ) -> None:
     """A Ctrl-C while the helper's reply was read (a notebook's Predictor) left the rest of it in the pipe, read as
     the next file's pixels: the next call returned the interrupted file's image. The helper is replaced instead."""
-    files, expected = [], []
-    for k in range(2):
-        pixels = (np.arange(64 * 48, dtype=np.uint16).reshape(64, 48) * (k + 3)) % 4096
-        plain = write(tmp_path / f"plain{k}.dcm", pixels, WindowCenter=2048, WindowWidth=4096, Modality="MG")
-        files.append(gdcm_transcode(plain, tmp_path / f"packed{k}.dcm", JPEGLosslessSV1))
-        expected.append(read_dicom(plain)[0])
+    files, expected = _lossless_files(tmp_path, 2)
     read_dicom(files[0])  # the helper running
     calls = []
 
@@ -466,6 +456,17 @@ def test_a_decode_interrupted_mid_reply_leaves_no_reply_for_the_next_file(
         read_dicom(files[0])
     monkeypatch.setattr(decoder_process, "_receive", receive)
     np.testing.assert_array_equal(read_dicom(files[1])[0], expected[1])
+
+
+def _lossless_files(folder: Path, count: int) -> tuple[list[Path], list[np.ndarray]]:
+    """``count`` different 12-bit images as GDCM's JPEG Lossless files, and each one's image read uncompressed."""
+    files, expected = [], []
+    for k in range(count):
+        pixels = (np.arange(64 * 48, dtype=np.uint16).reshape(64, 48) * (k + 3)) % 4096
+        plain = write(folder / f"plain{k}.dcm", pixels, WindowCenter=2048, WindowWidth=4096, Modality="MG")
+        files.append(gdcm_transcode(plain, folder / f"packed{k}.dcm", JPEGLosslessSV1))
+        expected.append(read_dicom(plain)[0])
+    return files, expected
 
 
 def _decoded(path: Path) -> tuple[np.ndarray, int | None]:
