@@ -212,7 +212,7 @@ def reconcile_input_frame(
         if quiet and adopted == differing:
             return
         if given:  # part of the frame from the command line: say what runs, and only what it did not set
-            running = _frame_text({**configured, **{k: init_args.get(k) for k in differing}})
+            running = _frame_text({**configured, **{k: frame[k] for k in adopted}})
             kept = " ".join(f"--data.{k} {_value_text(configured[k])}" for k in adopted)
             log.warning("%s: predicting at %s, the checkpoint's %s with the command line's %s (%s keeps the "
                         "config's)", where, running, ", ".join(adopted), ", ".join(given), kept)  # fmt: skip
