@@ -82,8 +82,8 @@ class DecoderProcess:
     @property
     def pid(self) -> int | None:
         """The helper's process id; None where this process has none running."""
-        running = self._process is not None and self._pid == os.getpid() and self._process.poll() is None
-        return self._process.pid if running else None  # type: ignore[union-attr]
+        process = self._process
+        return process.pid if process is not None and self._pid == os.getpid() and process.poll() is None else None
 
     def close(self) -> None:
         """End the helper (it exits when its stdin closes)."""
