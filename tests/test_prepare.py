@@ -414,3 +414,20 @@ def test_a_cache_from_before_the_breast_crop_fix_is_refused_naming_it(synthetic_
         prep.load_manifest(tmp_path)
     with pytest.raises(ValueError, match=refused + r".*prepare it again into a new cache_dir"):
         prep.prepare(str(synthetic_root), str(tmp_path), input_size=SIZE, workers=0)
+
+
+def test_a_rerun_for_other_classes_keeps_the_images_cached_before_in_the_manifest(
+    synthetic_root: Path, tmp_path: Path
+) -> None:
+    """The manifest listed only the last run's images: a prepare for calcifications into a cache of masses dropped
+    the masses from it (their files still there), and a fit on masses decoded them all from the DICOMs again."""
+    masses = prep.prepare(str(synthetic_root), str(tmp_path), input_size=SIZE, workers=0)
+    calcs = prep.prepare(str(synthetic_root), str(tmp_path), ["Suspicious Calcification"], input_size=SIZE, workers=0)
+    only_masses = set(masses["images"]) - {r.image_id for r in load_records(synthetic_root)
+                                           if r.has_class(["Suspicious Calcification"]) or r.is_normal}  # fmt: skip
+    assert only_masses and set(calcs["images"]) >= set(masses["images"])
+    assert all(calcs["images"][i] == masses["images"][i] for i in masses["images"])
+    assert prep.load_manifest(tmp_path) == calcs
+    (tmp_path / masses["images"][min(only_masses)]["file"]).unlink()  # a file gone since: no longer listed
+    again = prep.prepare(str(synthetic_root), str(tmp_path), ["Suspicious Calcification"], input_size=SIZE, workers=0)
+    assert set(again["images"]) == set(calcs["images"]) - {min(only_masses)}

@@ -238,6 +238,7 @@ def _prepare_locked(
         results = pool.map(_convert, jobs, chunksize=1) if pool is not None else map(_convert, jobs)
         for image_id, entry, error in tqdm(results, total=len(jobs), desc="prepare", unit="img"):
             images[image_id], errors[image_id] = entry, error
+    images = _kept_from_earlier(earlier, folder, cache_format, set(unique)) | images
     manifest = {
         "version": MANIFEST_VERSION,
         **options,
@@ -247,6 +248,22 @@ def _prepare_locked(
     write_atomic(Path(cache_dir) / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True).encode())
     _report(manifest, cache_dir)
     return manifest
+
+
+def _kept_from_earlier(
+    earlier: dict[str, Any] | None, folder: Path, cache_format: str, selected: set[str]
+) -> dict[str, dict[str, Any]]:
+    """The images an earlier run cached that this run did not select (other classes or selection), whose files are
+    still there: the manifest lists them still. It listed only this run's, so a prepare for calcifications dropped
+    the masses from the manifest of a cache that holds them, and a fit on masses decoded them all again."""
+    if earlier is None:
+        return {}
+    kept = {}
+    for image_id in set(earlier.get("images", {})) - selected:
+        entry = _done_entry(folder / f"{image_id}.json", image_id, cache_format)
+        if entry is not None and (folder.parent / entry["file"]).is_file():
+            kept[image_id] = entry
+    return kept
 
 
 def check_cache_options(cache_dir: str | Path, options: dict[str, Any], manifest: dict[str, Any] | None) -> None:
