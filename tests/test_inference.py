@@ -441,6 +441,20 @@ def test_thresholds_given_or_validated_per_method_are_the_ones_used(predictor: P
             predictor(image, laterality="L", **option)
 
 
+def test_a_method_name_in_other_case_is_the_registered_method(predictor: Predictor) -> None:
+    """Names are looked up case-insensitively (``--model.predict_saliency GradCAMPP``): ``methods=["GradCAMPP"]``
+    failed after the forward ("not among the maps computed") and would have missed its validated threshold."""
+    image = np.random.default_rng(0).random((96, 64), np.float32)
+    saved = dict(predictor.module.detection_thresholds)
+    predictor.module.detection_thresholds.update({"gradcampp": 0.7})
+    try:
+        given = predictor(image, laterality="L", methods=["GradCAMPP", "CAM"])[0]
+    finally:
+        predictor.module.detection_thresholds.clear()
+        predictor.module.detection_thresholds.update(saved)
+    assert (given.method, given.threshold, sorted(given.maps)) == ("gradcampp", 0.7, ["cam", "gradcampp"])
+
+
 def test_options_given_to_from_checkpoint_beat_the_checkpoints_frame(nyu_file: Path, tmp_path: Path) -> None:
     path = nyu_to_checkpoint(nyu_file, tmp_path / "n.ckpt", **SMALL)
     checkpoint = torch.load(path, weights_only=True)

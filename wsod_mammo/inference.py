@@ -298,7 +298,10 @@ class Predictor:
         for option, value in (("threshold", threshold), ("min_score", min_score)):  # as PredictionWriter refuses
             if value is not None and not 0.0 <= value <= 1.0:  # min_score=10 (0.10 meant) left no box, unsaid
                 raise ValueError(f"{option}: expected a value in [0, 1], found {value}")
-        chosen = list(methods or [self.module.predict_saliency])
+        # a name as the maps are keyed: ``GradCAM`` is looked up as ``gradcam`` (it failed after the forward, "not
+        # among the maps computed", and missed its validated threshold)
+        given = list(methods or [self.module.predict_saliency])
+        chosen = [m if isinstance(m, SaliencyMethod) else self.module._named(m).name for m in given]
         validated = self.module.validated_threshold(chosen[0])  # an instance's, only for the settings validated
         cut = threshold if threshold is not None else (DEFAULT_THRESHOLD if validated is None else validated)
         out: list[Prediction] = []
