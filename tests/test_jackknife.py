@@ -82,6 +82,47 @@ def test_compare_prints_the_jackknife_over_studies_beside_the_bootstrap(tmp_path
             f"p = {j['p']:.3f}") in out and j["p"] >= 0.001  # fmt: skip
 
 
+def _density_records(extra_studies: int, seed: int) -> dict:
+    """A side's image record: 8 four-view studies of DENSITY C then ``extra_studies`` of DENSITY D, the first half of
+    each density's studies with a mass in views 0 and 1; one box an image, scored at random, a mass found 70% of the
+    time."""
+    g = torch.Generator().manual_seed(seed)
+    names = ("image_keys", "study_keys", "image_gt", "density", "box_image", "box_scores", "box_tp", "box_gt")
+    record: dict = {name: [] for name in (*names, "gt_image")}
+    for density, first, studies in (("DENSITY C", 0, 8), ("DENSITY D", 100, extra_studies)):
+        for s in range(studies):
+            for view in range(4):
+                image, mass = len(record["image_keys"]), s < studies // 2 and view < 2
+                hit = mass and float(torch.rand(1, generator=g)) < 0.7
+                record["gt_image"] += [image] if mass else []
+                score = float(torch.rand(1, generator=g)) + 0.5 * mass
+                found = len(record["gt_image"]) - 1 if hit else -1
+                values = (1000 * (first + s) + view, first + s, int(mass), density, image, score, int(hit), found)
+                for name, value in zip(names, values, strict=True):
+                    record[name].append(value)
+    return record
+
+
+def test_a_densitys_jackknife_leaves_out_its_own_studies_alone() -> None:
+    """``--compare A B --figure wafroc --density``: a study of another density never changes the figure, yet each was
+    a case left out in turn, so the jackknife's (K - 1) / K and its case count grew with the test set's other
+    densities (se 0.237 over its 8 studies alone, 0.251 "over 48" with 40 of DENSITY D): its own studies are its
+    cases."""
+    from wsod_mammo.detection.compare_afroc import paired_fom
+
+    alone = paired_fom(_density_records(0, 1), _density_records(0, 2), "wafroc", 0, jackknife=True,
+                       density="DENSITY C")  # fmt: skip
+    assert alone["cases"] == 8 and 0 < alone["jackknife"]["se"]
+    for extra in (10, 40):
+        r = paired_fom(_density_records(extra, 1), _density_records(extra, 2), "wafroc", 0, jackknife=True,
+                       density="DENSITY C")  # fmt: skip
+        assert r["difference"]["value"] == pytest.approx(alone["difference"]["value"], abs=1e-12)
+        assert r["cases"] == 8 and torch.equal(r["case_keys"], alone["case_keys"])
+        assert torch.allclose(r["left_out"], alone["left_out"], atol=1e-12)
+        for name in ("se", "z", "p"):
+            assert r["jackknife"][name] == pytest.approx(alone["jackknife"][name], abs=1e-12), (extra, name)
+
+
 def _null_p(seed: int, by_study: bool) -> float:
     rated, study, _ = null_study(seed)
     cases = study if by_study else torch.arange(study.numel())

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor
 
 from wsod_mammo.detection.afroc import FIGURES, Ratings, figures_of_merit, image_subset, lesion_subset, ratings
 from wsod_mammo.detection.compare import (
@@ -94,12 +95,28 @@ def paired_fom(
     if jackknife:
         case = "image" if without else "study"
         named = list(order) if without else a["study_keys"]  # in A's image order, as ``order``
-        keys, cases = torch.unique(torch.tensor(named, dtype=torch.long), return_inverse=True)
+        keys, cases = stratum_cases(torch.tensor(named, dtype=torch.long), rated)
         left = [left_out_figures(r, figure, cases) for r in rated]
         result["jackknife"] = frrc_test(float(values[0][0]), float(values[1][0]), left[0], left[1])
         result |= {"cases": int(cases.max()) + 1, "case": case, "case_keys": keys, "left_out": torch.stack(left),
                    "drawn": torch.stack([values[0][1:], values[1][1:]])}  # fmt: skip
     return result
+
+
+def stratum_cases(named: Tensor, rated: list[Ratings]) -> tuple[Tensor, Tensor]:
+    """``(keys (K,), cases (N,))``: the jackknife's cases of a figure of merit, each image's case ``named (N,)`` (its
+    study or image key) numbered ``0..K-1`` among the cases holding an image the figure reads (a normal image or a
+    mass of ``rated``, either side's), -1 for the others: a stratum's figure (``--density``, ``--masses``) does not
+    change without a study outside it, and each such case left out in turn would count as one more case in the
+    jackknife's ``(K - 1) / K``, its variance growing with the studies of other densities."""
+    read = torch.zeros(named.numel(), dtype=torch.bool)
+    for r in rated:
+        read[r.normal] = True
+        read[r.lesion_image] = True
+    keys, inverse = torch.unique(named[read], return_inverse=True)
+    cases = torch.full((named.numel(),), -1, dtype=torch.long)
+    cases[read] = inverse
+    return keys, cases
 
 
 def compare_fom(

@@ -32,7 +32,7 @@ CHUNK = 256  # left-out cases per call: (CHUNK, images) weights and (CHUNK, norm
 
 def left_out_figures(rated: Ratings, figure: str, cases: Tensor) -> Tensor:
     """``(K,)``: ``figure`` (``wafroc``, ``afroc``) with each of the ``K`` cases left out in turn; ``cases (N,)`` each
-    image's case, numbered ``0..K-1``."""
+    image's case, numbered ``0..K-1`` (-1: an image of no case, never left out)."""
     count = int(cases.max()) + 1 if cases.numel() else 0
     values = []
     for start in range(0, count, CHUNK):
