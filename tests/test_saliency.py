@@ -73,6 +73,28 @@ def test_normalize_and_upsample() -> None:
     assert torch.allclose(upsample_saliency(torch.ones(1, 2, 3, 4), (5, 7)), torch.ones(1, 2, 5, 7))
 
 
+def test_a_finer_layers_map_shrinks_by_the_mean_of_the_cells_each_map_cell_covers() -> None:
+    """LayerCAM fuses stage3 (1/16 of the input) onto the saliency map (1/64): bilinear alone read rows and columns
+    4i+1 and 4i+2 only, so a stage3 peak at 4i or 4i+3 added nothing to the fused map."""
+    fine = torch.rand(2, 1, 16, 12, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(upsample_saliency(fine, (4, 3)), F.avg_pool2d(fine, 4))
+    assert torch.allclose(upsample_saliency(fine, (8, 6)), F.avg_pool2d(fine, 2))
+    grown = upsample_saliency(fine, (4, 24))  # one side shrinks, the other grows: means over rows, then bilinear
+    assert torch.allclose(grown, F.interpolate(F.avg_pool2d(fine, (4, 1)), size=(4, 24), mode="bilinear"))
+    final = torch.zeros(1, 1, 4, 3)
+    final[0, 0, 3, 2] = 1.0  # the coarse layer's peak elsewhere, so each fused map is min-max normalized apart
+    for row, col in [(0, 0), (4, 4), (7, 11), (5, 5)]:
+        stage3 = torch.zeros(1, 1, 16, 12)
+        stage3[0, 0, row, col] = 1.0
+        inputs = SaliencyInputs(
+            cam=torch.zeros(1, 1, 4, 3),
+            activations={"stage3": stage3, "final": final},
+            gradients={"stage3": torch.ones(1, 1, 1, 16, 12), "final": torch.ones(1, 1, 1, 4, 3)},
+        )
+        fused = LayerCAM(layers=["stage3", "final"]).compute(inputs)[0, 0]
+        assert fused[row // 4, col // 4] == pytest.approx(1 / 32), (row, col)  # (1/16 of the cell's area) / 2 layers
+
+
 # ------------------------------------------------------------------ formulas
 def random_inputs(seed: int, zero_some: bool = True) -> SaliencyInputs:
     gen = torch.Generator().manual_seed(seed)
@@ -478,13 +500,16 @@ def test_matches_pytorch_grad_cam(num_classes: int, gradient_target: str) -> Non
     score = expected.y_global if gradient_target == "probability" else _top_logits(model, images(2))
     torch.testing.assert_close(GlobalScore(model)(images(2)), score)
     x = images(2)
-    ours = model.saliency_maps(x, ALL[1:])
+    # LayerCAM of the layers at 1/32 and 1/64 of the input: pytorch-grad-cam shrinks stage4 onto the map (1/64)
+    # bilinearly, which for 2x is the mean of 2 x 2 cells, as ours; stage3's 4x it reads partly (see
+    # test_a_finer_layers_map_shrinks_by_the_mean_of_the_cells_each_map_cell_covers)
+    ours = model.saliency_maps(x, [*ALL[1:4], LayerCAM(layers=["stage4", "stage5"])])
     net = model.global_network
     pairs = {
         "gradcam": (pgc.GradCAM, [net.final_relu]),
         "gradcampp": (pgc.GradCAMPlusPlus, [net.final_relu]),
         "xgradcam": (pgc.XGradCAM, [net.final_relu]),
-        "layercam": (pgc.LayerCAM, [net.layer_list[2], net.layer_list[3], net.layer_list[4]]),
+        "layercam": (pgc.LayerCAM, [net.layer_list[3], net.layer_list[4]]),
     }
     for name, (cls, layers) in pairs.items():
         with cls(model=GlobalScore(model), target_layers=layers) as cam:

@@ -142,9 +142,17 @@ def normalize_saliency(maps: Tensor) -> Tensor:
 
 
 def upsample_saliency(maps: Tensor, size: tuple[int, int]) -> Tensor:
-    """Bilinear resize (align_corners=False) of (N, C, h, w) maps to (N, C, H, W) with `size = (H, W)`."""
+    """Resize (N, C, h, w) maps to (N, C, H, W) with `size = (H, W)`: bilinear (align_corners=False) where it grows,
+    the mean of the cells each output cell covers (area) where it shrinks. Bilinear alone, shrinking a finer layer's
+    map 4x (LayerCAM's stage3 onto the saliency map), read 2 of every 4 rows and columns: 3 cells in 4 never reached
+    the fused map."""
     if maps.ndim != 4:
         raise ValueError(f"upsample_saliency: expected maps of shape (N, C, h, w), found {tuple(maps.shape)}")
-    if tuple(maps.shape[-2:]) == tuple(size):
+    (h, w), (height, width) = maps.shape[-2:], size
+    if (h, w) == (height, width):
         return maps
-    return F.interpolate(maps, size=tuple(size), mode="bilinear", align_corners=False)
+    if h > height or w > width:
+        maps = F.interpolate(maps, size=(min(h, height), min(w, width)), mode="area")
+    if maps.shape[-2] < height or maps.shape[-1] < width:
+        maps = F.interpolate(maps, size=(height, width), mode="bilinear", align_corners=False)
+    return maps

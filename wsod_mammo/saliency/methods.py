@@ -109,9 +109,10 @@ class XGradCAM(_ChannelWeightMethod):
 class LayerCAM(SaliencyMethod):
     """LayerCAM (Jiang et al., IEEE TIP 2021): per layer l, map_c^l = ReLU(sum_k ReLU(G_ck) * A_k).
 
-    With several layers they are fused as pytorch-grad-cam does: each layer's map is min-max normalized per
-    image and class, resized bilinearly to the saliency-map size, and averaged. A single layer is returned
-    un-normalized (resized if needed).
+    With several layers they are fused as pytorch-grad-cam fuses them (each layer's map min-max normalized per
+    image and class, resized to one size, averaged), at the saliency-map size rather than the input's: a finer
+    layer's map is shrunk onto it by the mean of the cells each map cell covers (``upsample_saliency``), so every
+    cell counts. A single layer is returned un-normalized (resized if needed).
 
     Default layers: `stage3`, `stage4`, `stage5`, the outputs of the global network's last three stages (the
     residual stream at 1/16, 1/32 and 1/64 of the input, as a hook on each stage module would see them; the
