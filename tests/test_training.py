@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from torchmetrics.functional.classification import multilabel_auroc, multilabel_recall
 
@@ -228,6 +229,49 @@ def test_the_learning_rate_schedule_steps_once_an_epoch() -> None:
     assert trainer.global_step == 6  # two epochs of three steps
     lr = trainer.optimizers[0].param_groups[0]["lr"]
     assert lr == pytest.approx((1 + math.cos(math.pi * 2 / 10)) / 2)  # epoch 2 of 10, not step 6 (0.345)
+
+
+def _fit_one_cycle(total_steps: int, accumulate: int = 1) -> Trainer:
+    """The trainer of two epochs of four batches under a OneCycleLR of ``total_steps``."""
+    module = GMICLitModule(
+        GMIC(num_classes=1, num_patches=1, crop_shape=(32, 32)),
+        optimizer=lambda params: torch.optim.SGD(params, lr=0.1),
+        scheduler=lambda optimizer: torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=1.0, total_steps=total_steps),
+    )
+    batches = [{"image": torch.rand(2, 1, 64, 64), "label": torch.tensor([[1.0], [0.0]])} for _ in range(4)]
+    trainer = Trainer(max_epochs=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                      enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0,
+                      accumulate_grad_batches=accumulate)  # fmt: skip
+    trainer.fit(module, train_dataloaders=torch.utils.data.DataLoader(batches, batch_size=None))
+    return trainer
+
+
+def test_a_one_cycle_schedule_steps_at_each_optimizer_step(caplog: pytest.LogCaptureFixture) -> None:
+    """torch's OneCycleLR is a batch schedule sized in steps: stepped once an epoch, a fit of 4 optimizer steps took
+    2 of its steps and ended in mid-cycle. With accumulate_grad_batches 2 the 8 batches are 4 optimizer steps:
+    total_steps 4 fits (Trainer.estimated_stepping_batches), and no warning."""
+    with caplog.at_level("WARNING", logger="wsod_mammo.training.lr_schedule"):
+        trainer = _fit_one_cycle(total_steps=4, accumulate=2)
+    assert trainer.global_step == 4
+    assert trainer.lr_scheduler_configs[0].scheduler.last_epoch == 4  # one scheduler step per optimizer step
+    assert "OneCycleLR" not in caplog.text
+
+
+@pytest.mark.parametrize(("total_steps", "said"), [(20, "the fit ends 12 steps before the cycle does"),
+                                                   (6, "torch raises at optimizer step 7")])  # fmt: skip
+def test_a_one_cycle_schedule_of_another_length_than_the_fit_is_warned_about(
+    total_steps: int, said: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """total_steps counted in batches with accumulate_grad_batches, or for other max_epochs, left the learning rate
+    high at the end, or stopped the fit when torch refused a step past the cycle: said before the fit starts."""
+    with caplog.at_level("WARNING", logger="wsod_mammo.training.lr_schedule"):
+        if total_steps < 8:
+            with pytest.raises(ValueError, match=f"Tried to step {total_steps + 1} times"):
+                _fit_one_cycle(total_steps=total_steps)
+        else:
+            _fit_one_cycle(total_steps=total_steps)
+    assert f"OneCycleLR with total_steps {total_steps}, but the fit takes 8 optimizer steps" in caplog.text
+    assert said in caplog.text and "--model.scheduler.init_args.total_steps 8" in caplog.text
 
 
 @pytest.mark.parametrize(("mode", "monitor", "refused"),

@@ -235,8 +235,11 @@ class GMICLitModule(LightningModule):
         scheduler = self.scheduler_factory(optimizer)
         max_epochs = self.trainer.max_epochs if self._trainer is not None else None
         every = self.trainer.check_val_every_n_epoch if self._trainer is not None else 1
+        steps = None  # read only for a one-cycle schedule: it counts the training batches
+        if self._trainer is not None and isinstance(scheduler, torch.optim.lr_scheduler.OneCycleLR):
+            steps = float(self.trainer.estimated_stepping_batches)
         return {"optimizer": optimizer, "lr_scheduler": scheduler_config(scheduler, self.scheduler_monitor,
-                                                                         max_epochs, every)}  # fmt: skip
+                                                                         max_epochs, every, steps)}  # fmt: skip
 
     def lr_scheduler_step(self, scheduler: Any, metric: Any) -> None:
         """A NaN monitored figure (an AUROC undefined on a validation split of one kind) is not a plateau:
