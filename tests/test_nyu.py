@@ -192,6 +192,22 @@ def test_not_a_state_dict_is_rejected(tmp_path: Path) -> None:
         load_nyu_checkpoint(path)
 
 
+def test_a_wrapped_state_dict_is_said_to_be_one(tmp_path: Path) -> None:
+    """A dict holding the weights under a key, or a Lightning checkpoint given as init_from_nyu, said "expected a
+    state dict {str: Tensor}, found dict": a dict was expected, and it named nothing of what was wrong."""
+    path = tmp_path / "wrapped.p"
+    torch.save({"state_dict": nyu_random_state_dict(), "epoch": 3}, path, _use_new_zipfile_serialization=False)
+    message = r"wrapped.p: expected a state dict \{str: Tensor\}, found a dict with 2 of its 2 entries not tensors: "
+    with pytest.raises(ValueError, match=message + r"'state_dict' \(dict\), 'epoch' \(int\); the weights may be the "
+                       r"dict under 'state_dict' \(save that dict itself\)$"):  # fmt: skip
+        load_nyu_checkpoint(path)
+    lightning = {"state_dict": {"model.fusion.bias": torch.zeros(1)}, "pytorch-lightning_version": "2.5", "epoch": 0}
+    torch.save(lightning, tmp_path / "last.ckpt")
+    with pytest.raises(ValueError, match=r"last.ckpt: .* 3 of its 3 entries not tensors: .*; a Lightning checkpoint, "
+                       r"not NYU's weights \(give it as --ckpt_path\)$"):  # fmt: skip
+        load_nyu_checkpoint(tmp_path / "last.ckpt")
+
+
 class Payload:
     def __init__(self, marker: Path) -> None:
         self.marker = marker

@@ -77,8 +77,23 @@ def load_nyu_checkpoint(path: str | Path, option: str = "init_from_nyu") -> dict
     except WeightsOnlyLoadError as error:
         raise ValueError(f"{where}: not a weights-only torch state dict ({error})") from None
     if not isinstance(obj, dict) or not all(isinstance(k, str) and isinstance(v, Tensor) for k, v in obj.items()):
-        raise ValueError(f"{where}: expected a state dict {{str: Tensor}}, found {type(obj).__name__}")
+        raise ValueError(f"{where}: expected a state dict {{str: Tensor}}, found {_not_a_state_dict(obj)}")
     return obj
+
+
+def _not_a_state_dict(obj: Any) -> str:
+    """What a file holds instead of a state dict. A dict names its entries that are no tensors: a checkpoint that
+    wraps its weights (a `wsod fit` checkpoint given as ``init_from_nyu``) said only "found dict"."""
+    if not isinstance(obj, dict):
+        return type(obj).__name__
+    others = [
+        f"{k!r} ({type(v).__name__})" for k, v in obj.items() if not isinstance(k, str) or not isinstance(v, Tensor)
+    ]
+    what = f"a dict with {len(others)} of its {len(obj)} entries not tensors: {_some(others)}"
+    if "pytorch-lightning_version" in obj:
+        return f"{what}; a Lightning checkpoint, not NYU's weights (give it as --ckpt_path)"
+    nested = [k for k, v in obj.items() if isinstance(v, dict) and v and all(isinstance(t, Tensor) for t in v.values())]
+    return f"{what}; the weights may be the dict under {nested[0]!r} (save that dict itself)" if nested else what
 
 
 def _check_keys(
