@@ -18,6 +18,7 @@ import functools
 import logging
 import math
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Literal, cast
 
@@ -26,6 +27,7 @@ import lightning as L
 import torch
 from lightning.fabric.utilities import move_data_to_device
 from lightning.fabric.utilities.distributed import DistributedSamplerWrapper
+from lightning.fabric.utilities.warnings import PossibleUserWarning
 from torch.utils.data import DataLoader
 
 from wsod_mammo.data.cached_records import Cache, check_cache_sizes, drop_missing, open_cache, warn_if_partly_cached
@@ -65,6 +67,9 @@ log = logging.getLogger(__name__)
 StandardizeOn = Literal["worker", "device"]
 AugmentOn = Literal["worker", "device"]
 _NO_TENSORS = frozenset({"image_id", "meta"})  # batch keys that never hold a tensor: nothing to move to the device
+# Lightning's warning on every fit resumed within an epoch, for any sampler that keeps no position; the resumed
+# sampler here goes on after the batches trained (bit for bit), so its "unreliable results" and advice are wrong there
+NOT_RESUMABLE_WARNING = "You're resuming from a checkpoint that ended before the epoch ended and your dataloader is"
 
 
 def check_loader_options(val_fraction: float, batch_size: int, eval_batch_size: int | None, num_workers: int) -> None:
@@ -403,6 +408,7 @@ class VinDrMammoDataModule(L.LightningDataModule):
             return sampler
         log.info("resuming epoch %d at its batch %d of %d: the batches trained before the stop are not drawn again",
                  epoch, done, batches)  # fmt: skip
+        warnings.filterwarnings("ignore", message=NOT_RESUMABLE_WARNING, category=PossibleUserWarning)
         if shards:
             return ShardResumeWithinEpoch(inner, done * batch_size, epoch, **shards)
         return ResumeWithinEpoch(inner, done * batch_size, epoch)
