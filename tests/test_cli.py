@@ -1538,7 +1538,8 @@ def test_bf16_on_a_cpu_without_bf16_kernels_is_warned_about(
     [({"accelerator": "cuda"}, r"^trainer.accelerator: cuda, but this machine has no CUDA GPU; .*cpu.yaml"),
      # `auto` falls back to the CPU here, where Lightning would switch fp16 to bf16 in silence
      ({"accelerator": "auto", "precision": "16-mixed"}, r"^trainer.precision: 16-mixed needs a CUDA GPU, .* is auto"),
-     ({"accelerator": "cpu", "precision": "16-true"}, r"^trainer.precision: 16-true casts every .* use 16-mixed")],
+     ({"accelerator": "cpu", "precision": "16-true"}, r"^trainer.precision: 16-true casts every .* use 16-mixed"),
+     ({"accelerator": "cpu", "precision": "64"}, r"^trainer.precision: 64 makes the networks float64, .*; use 32$")],
 )  # fmt: skip
 def test_accelerators_and_precisions_a_machine_without_cuda_cannot_run_are_named(
     trainer: dict[str, str], message: str, monkeypatch: pytest.MonkeyPatch

@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 FP16_PRECISIONS = {"16", "16-mixed", "16-true"}
 BF16_PRECISIONS = {"bf16", "bf16-mixed", "bf16-true"}
 HALF_TRUE_PRECISIONS = {"16-true", "bf16-true"}  # the whole batch cast: boxes and augmentation matrices lose pixels
+DOUBLE_PRECISIONS = {"64", "64-true", "double"}  # float64 weights on float32 batches: the first step raised
 UNTRAINED = "untrained"
 
 
@@ -160,7 +161,8 @@ def check_accelerator(section: Any) -> None:
 
 def check_precision(section: Any) -> None:
     """fp16 needs CUDA; Lightning would silently switch it to bf16 on a CPU, so refuse it here instead. The
-    ``-true`` half precisions are refused everywhere: they cast the batch's boxes and augmentation matrices.
+    ``-true`` half precisions are refused everywhere: they cast the batch's boxes and augmentation matrices; so is
+    float64, whose networks the float32 batches do not fit.
 
     bf16 on a CPU without oneDNN's bf16 kernels (AVX-512 BF16 or AMX) runs every convolution through torch's
     reference path: it works (the tests use it to prove the mixed-precision paths) but a GMIC step is ~16x slower
@@ -173,6 +175,11 @@ def check_precision(section: Any) -> None:
             f"trainer.precision: {precision} casts every floating tensor of each batch to half precision, the boxes "
             "too (a coordinate of 2200.5 becomes 2208 in bf16) and the device augmentation's matrices; use "
             f"{precision.replace('-true', '-mixed')} (the study's bf16-mixed on a GPU)"
+        )
+    if precision in DOUBLE_PRECISIONS:  # torch's "expected scalar type Float but found Double" at the first step
+        raise ValueError(
+            f"trainer.precision: {precision} makes the networks float64, but the batches and the device augmentation "
+            "are float32 (the first step fails on the mismatch); use 32"
         )
     on_cpu = _runs_on_cpu(accelerator)
     if precision in FP16_PRECISIONS and on_cpu:
