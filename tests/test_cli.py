@@ -1273,6 +1273,9 @@ def test_checkpoint_of_another_model_is_refused(
      (["--model.model.init_args.crop_shape", "[1]"], r"model.model.crop_shape: Expected a tuple with 2 elements"),
      (["--model.train_saliency", '{"class_path": "nowhere_mod.X"}'],
       r"model.train_saliency: nowhere_mod.X: No module named 'nowhere_mod'; .* importable \(on PYTHONPATH\)$"),
+     # an option beside init_args, not under it: "data: a class path (str)" named neither the key nor the fix
+     (["--data", '{"class_path": "wsod_mammo.data.VinDrMammoDataModule", "init_args": {}, "batch_size": 4}'],
+      r"data: 'batch_size' beside class_path: a class's options go under init_args$"),
      (["--nonsense", "1"], r"unrecognized arguments: --nonsense 1 \(--help lists the options\)$"),
      # an abbreviation was taken as the option it begins (argparse's allow_abbrev): a misspelling went unsaid
      (["--trainer.max_epoch", "1"], r"unrecognized arguments: --trainer.max_epoch 1 \(did you mean "

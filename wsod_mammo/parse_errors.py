@@ -7,6 +7,7 @@ is a few lines from the bottom. ``one_line`` keeps the option's dotted name and 
 
 from __future__ import annotations
 
+import ast
 import difflib
 import re
 from collections.abc import Iterable
@@ -36,6 +37,9 @@ def one_line(report: str) -> str:
         reasons.append((indent, text, ".".join(k for level, k in keys if level < indent)))
     if not reasons:
         return lines[0].strip()
+    if misplaced := _beside_init_args(lines):
+        option = ".".join(k for _, k in keys) or "the command line"
+        return f"{option}: {misplaced} beside class_path: a class's options go under init_args"
     depth = max(indent for indent, _, _ in reasons)
     deepest = [(text, option) for indent, text, option in reasons if indent == depth]
     reason, option = deepest[0]
@@ -54,6 +58,22 @@ def one_line(report: str) -> str:
     if class_path:
         reason = f"{class_path}: {reason}; the module that defines it must be importable (on PYTHONPATH)"
     return f"{option or 'the command line'}: {reason}"
+
+
+def _beside_init_args(lines: list[str]) -> str:
+    """The keys a class's mapping holds beside ``class_path`` and ``init_args`` (``data: {class_path: ...,
+    init_args: {...}, batch_size: 4}``: an option indented one level too little), quoted; "" where there are none.
+    jsonargparse lists the four shapes a class may be given in, and the deepest of them read as the reason: "data: a
+    class path (str)" named neither the key nor where it belongs."""
+    given = [line.strip().removeprefix("Given value: ") for line in lines if line.strip().startswith("Given value: {")]
+    try:
+        value = ast.literal_eval(given[0]) if given else None  # a literal's repr: no code runs
+    except (ValueError, SyntaxError):
+        return ""
+    if not isinstance(value, dict) or "class_path" not in value:
+        return ""
+    extra = [key for key in value if key not in ("class_path", "init_args", "dict_kwargs", "__path__")]
+    return ", ".join(repr(key) for key in extra)
 
 
 def _deepest_class_path(report: str) -> str | None:
