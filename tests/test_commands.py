@@ -110,6 +110,27 @@ def test_lightning_s_leafspec_warning_is_dropped_and_other_warnings_still_show()
     assert [str(w.message) for w in caught] == ["a warning of our own"]
 
 
+def test_lightning_s_sync_dist_advice_is_dropped_for_every_gathered_figure_and_kept_for_others() -> None:
+    """A 2-process `wsod validate` printed Lightning's `sync_dist=True` advice for 20 figures (`wsod test`: 23) that
+    DetectionMetrics computes from gathered states (pointing game, (w)AFROC, breast AUROC): only the detection
+    figures' advice was dropped. A figure of the user's own still gets it."""
+    from lightning.fabric.utilities.warnings import PossibleUserWarning
+
+    names = ["val/detection/cam/tpr@fppi1", "val/pointing/cam/hit", "test/pointing/layercam/energy", "val/wafroc/cam",
+             "test/afroc/xgradcam", "test/breast/fusion/auroc", "val/my_own_figure"]  # fmt: skip
+    with warnings.catch_warnings(record=True) as caught:  # restores the filters afterwards
+        warnings.simplefilter("always")
+        configure_logging()
+        for name in names:  # Lightning's words (logger_connector/result.py)
+            warnings.warn(
+                f"It is recommended to use `self.log({name!r}, ..., sync_dist=True)` when logging on epoch level in "
+                "distributed setting to accumulate the metric across devices.",
+                PossibleUserWarning,
+                stacklevel=1,
+            )
+    assert [str(w.message).split("'")[1] for w in caught] == ["val/my_own_figure"]
+
+
 def test_bad_input_to_a_plain_subcommand_is_one_line_naming_it_and_the_traceback_on_request(tmp_path) -> None:
     missing = tmp_path / "no_such_run"
     command = [sys.executable, "-m", "wsod_mammo", "report", str(missing), "--output", str(tmp_path / "out")]
