@@ -222,7 +222,7 @@ def test_a_run_cut_short_keeps_the_rows_of_the_finished_batches(
     rows = list(csv.DictReader(open(writer.run_dir / "predictions.csv")))
     assert [row["path"] for row in rows] == files[:4] and all(row["probability"] == "0.700000" for row in rows)
     how = "interrupted" if isinstance(error, KeyboardInterrupt) else "stopped by RuntimeError"
-    assert f"predict {how} after 4 images" in caplog.text
+    assert f"predict {how} after 4 images (of the 8 inputs; 4 not predicted)" in caplog.text
 
 
 def test_overlay_titles_name_the_whole_image_id_and_fit_the_panel(
@@ -389,9 +389,13 @@ def test_csv_rows_carry_each_boxs_own_coordinates_and_score() -> None:
     assert second["size_mm"] == ""  # a PNG's box: no pixel spacing, no size
 
 
-def test_a_ddp_run_cut_short_writes_each_process_rows_to_its_own_files(tmp_path: Path) -> None:
+def test_a_ddp_run_cut_short_writes_each_process_rows_to_its_own_files(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """Under DDP a run cut short writes ``predictions.rankN`` files: the processes must not write over one
-    another's rows (the others may be gone, so nothing is gathered)."""
+    another's rows (the others may be gone, so nothing is gathered). Each process's line names its process, its
+    files and what of its share was not predicted: two lines alike, `after 4 images: their rows are in <folder>`,
+    read as one run's 4 rows of unknown inputs."""
     meta = [{"path": "a.txt", "error": "a.txt: not an image"}]
     batch = {"image": torch.zeros(1, 1, 64, 32), "image_id": ["a"], "boxes": [torch.zeros(0, 4)], "meta": meta}
     writer = PredictionWriter(output_dir=str(tmp_path), overlays=False)
@@ -399,9 +403,16 @@ def test_a_ddp_run_cut_short_writes_each_process_rows_to_its_own_files(tmp_path:
     prediction = {"method": "oracle", "threshold": 0.5, "probabilities": torch.full((1, 1), 0.9),
                   "maps": _oracle_maps(batch)}  # fmt: skip
     writer.write_on_batch_end(None, None, prediction, None, batch, 0, 0)
-    writer.on_exception(SimpleNamespace(world_size=2, global_rank=1), None, KeyboardInterrupt())
+    five_inputs = SimpleNamespace(dataset=list(range(5)))  # process 1 of 2 is dealt inputs 1 and 3
+    with caplog.at_level(logging.WARNING):
+        trainer = SimpleNamespace(world_size=2, global_rank=1, predict_dataloaders=five_inputs)
+        writer.on_exception(trainer, None, KeyboardInterrupt())
     assert sorted(p.name for p in writer.run_dir.iterdir()) == ["predictions.rank1.csv", "predictions.rank1.json"]
     assert [r["path"] for r in json.loads((writer.run_dir / "predictions.rank1.json").read_text())] == ["a.txt"]
+    assert (
+        "predict interrupted on process 1 of 2 after 1 images (of its 2 inputs; 1 not predicted): their rows are "
+        f"in {writer.run_dir / 'predictions.rank1'}.csv and .json, apart from the other processes'" in caplog.text
+    )
 
 
 def test_one_unreadable_input_among_readable_ones_does_not_fail_the_run(synthetic_root: Path, tmp_path: Path) -> None:

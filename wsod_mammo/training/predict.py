@@ -232,9 +232,13 @@ class PredictionWriter(BasePredictionWriter):
         self._write_rows(self._records, suffix)
         self._open = False
         how = "interrupted" if isinstance(exception, KeyboardInterrupt) else f"stopped by {type(exception).__name__}"
+        where: Path | str = self.run_dir
+        if trainer.world_size > 1:  # each process's own count and files: two lines alike read as one run's
+            how = f"{how} on process {trainer.global_rank} of {trainer.world_size}"
+            where = f"{self.run_dir / f'predictions{suffix}'}.csv and .json, apart from the other processes'"
         log.warning(
-            "predict %s after %d images: their rows are in %s (%s)",
-            how, len(self._records), self.run_dir, _summary(self._records),
+            "predict %s after %d images%s: their rows are in %s (%s)",
+            how, len(self._records), _not_predicted(trainer, len(self._records)), where, _summary(self._records),
         )  # fmt: skip
 
     def _write_breasts(self, records: list[dict[str, Any]]) -> None:
@@ -293,6 +297,17 @@ def _last_batch(trainer: Trainer, batch_idx: int, dataloader_idx: int) -> bool:
     """Whether ``batch_idx`` is the run's last batch (a SIGTERM then stops nothing: every row is written)."""
     counts = getattr(trainer, "num_predict_batches", None) or []
     return dataloader_idx == len(counts) - 1 and batch_idx == counts[dataloader_idx] - 1
+
+
+def _not_predicted(trainer: Trainer, done: int) -> str:
+    """`` (of the 8 inputs; 4 not predicted)`` for a run cut short, under DDP of the process's own share (the
+    unrepeated sampler deals input i to process i mod N); empty where the inputs cannot be counted."""
+    if (given := _input_count(trainer)) is None:
+        return ""
+    if trainer.world_size > 1:
+        share = len(range(trainer.global_rank, given, trainer.world_size))
+        return f" (of its {share} inputs; {share - done} not predicted)"
+    return f" (of the {given} inputs; {given - done} not predicted)"
 
 
 def _input_count(trainer: Trainer) -> int | None:
