@@ -427,6 +427,35 @@ def test_one_unreadable_input_among_readable_ones_does_not_fail_the_run(syntheti
     assert [bool(r.get("error")) for r in written] == [False, True]
 
 
+def test_ddp_rows_of_an_input_every_process_predicted_are_written_once(
+    synthetic_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With ``--trainer.use_distributed_sampler false`` Lightning leaves predict's loader alone and each of the 2
+    processes predicts all 3 inputs: predictions.csv/.json held every row twice and the summary counted 4 images
+    (2 unreadable). The gathered rows are each input's once, in input order."""
+    paths = [str(r.path) for r in load_records(synthetic_root)[:2]] + [str(tmp_path / "junk.dcm")]
+    (tmp_path / "junk.dcm").write_text("hello")
+    data = VinDrMammoDataModule(str(synthetic_root), input_size=(128, 96), num_workers=0, predict_paths=paths)
+    data.setup("predict")
+    batch = next(iter(data.predict_dataloader()))
+    writer = PredictionWriter(output_dir=str(tmp_path / "out"), overlays=False)
+    writer.on_predict_start(None, None)
+    prediction = {"method": "oracle", "threshold": 0.5, "probabilities": torch.full((3, 1), 0.9),
+                  "maps": _oracle_maps(batch)}  # fmt: skip
+    writer.write_on_batch_end(None, None, prediction, [0, 1, 2], batch, 0, 0)
+
+    def both_processes_rows(parts: list, mine: list) -> None:  # the other process predicted the same inputs
+        parts[:] = [mine, list(mine)]
+
+    monkeypatch.setattr(torch.distributed, "all_gather_object", both_processes_rows)
+    with caplog.at_level(logging.INFO):
+        writer.on_predict_end(SimpleNamespace(world_size=2, global_rank=0, is_global_zero=True), None)
+    records = json.loads((writer.run_dir / "predictions.json").read_text())
+    assert [r["path"] for r in records] == paths
+    assert [row["path"] for row in csv.DictReader(open(writer.run_dir / "predictions.csv"))] == paths
+    assert "predictions for 3 images (1 unreadable)" in caplog.text
+
+
 def test_dicom_objects_without_an_image_are_counted_apart_from_unreadable_files(
     synthetic_root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -216,12 +216,15 @@ class PredictionWriter(BasePredictionWriter):
             )  # fmt: skip
 
     def _gathered_records(self, trainer: Trainer) -> list[dict[str, Any]]:
-        """Every process's rows, in input order (the sampler deals the inputs out round-robin; it repeats none)."""
+        """Every process's rows, in input order, each input once: Lightning's sampler deals the inputs out
+        round-robin and repeats none, but with ``trainer.use_distributed_sampler: false`` every process predicts
+        every input (the rows were written once per process)."""
         if trainer.world_size == 1:
             return list(self._records)
         parts: list[Any] = [None] * trainer.world_size
         torch.distributed.all_gather_object(parts, list(zip(self._indices, self._records, strict=True)))
-        return [record for _, record in sorted((pair for part in parts for pair in part), key=lambda p: p[0])]
+        by_index = {index: record for part in reversed(parts) for index, record in part}  # the first process's wins
+        return [by_index[index] for index in sorted(by_index)]
 
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
         """A run cut short (Ctrl-C, which Lightning turns into this hook, or an error in a later batch) still
