@@ -15,6 +15,7 @@ import sys
 import time
 from multiprocessing.reduction import ForkingPickler
 from pathlib import Path
+from types import SimpleNamespace
 from typing import get_args, get_type_hints
 
 import cv2
@@ -229,6 +230,24 @@ def test_missing_error_and_skip(synthetic_root: Path, tmp_path: Path) -> None:
     skip = _dm(root, selection="all", missing="skip")
     skip.setup("fit")
     assert sum(len(skip.datasets[k]) for k in ("train", "val", "test")) == total - 1
+
+
+def test_under_ddp_the_first_process_alone_says_which_images_are_left_out(
+    synthetic_root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every DDP process sets the data up: `missing=skip: leaving out 1 unreadable image(s)` (and a cache_dir that
+    holds no cache) was said once per process, as if twice as many images were lost. The other data warnings
+    were said by the first process alone already; so are these."""
+    root = Path(shutil.copytree(synthetic_root, tmp_path / "data"))
+    next(r for r in load_records(root) if r.is_normal).path.unlink()
+    for rank in (0, 1):
+        dm = _dm(root, selection="all", missing="skip", cache_dir=str(tmp_path / "no_cache"))
+        dm.trainer = SimpleNamespace(is_global_zero=rank == 0, world_size=2)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="wsod_mammo"):
+            dm.setup("test")
+        said = ("missing=skip: leaving out 1 unreadable image(s)", "holds no `wsod prepare` cache")
+        assert [line in caplog.text for line in said] == [rank == 0] * 2, rank
 
 
 def test_images_named_dcm_without_an_extension_or_as_16_bit_pngs_are_read_where_the_dicom_would_be(

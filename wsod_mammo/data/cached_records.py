@@ -67,9 +67,10 @@ def warn_if_partly_cached(splits: dict[str, list[ImageRecord]], cache: Cache) ->
     )  # fmt: skip
 
 
-def drop_missing(records: list[ImageRecord], cache: Cache | None, missing: str) -> list[ImageRecord]:
+def drop_missing(records: list[ImageRecord], cache: Cache | None, missing: str, say: bool = True) -> list[ImageRecord]:
     """Apply ``missing`` to images absent from disk (the cache's file, or else the image file, ``find_image``'s
-    names) or that ``wsod prepare`` could not read; an image found under another name is read from it."""
+    names) or that ``wsod prepare`` could not read; an image found under another name is read from it. ``say``:
+    log the images ``skip`` leaves out (DDP: the first process only, not once per process)."""
     failed = cache[1]["errors"] if cache else {}
     cached = cache[1]["images"] if cache else {}
     bad = {}
@@ -90,5 +91,6 @@ def drop_missing(records: list[ImageRecord], cache: Cache | None, missing: str) 
         raise FileNotFoundError(
             f"{len(bad)} listed image(s) cannot be read (set missing: skip to leave them out): {listing}"
         )
-    log.warning("missing=skip: leaving out %d unreadable image(s): %s", len(bad), listing)
+    if say:
+        log.warning("missing=skip: leaving out %d unreadable image(s): %s", len(bad), listing)
     return [r for r in records if r.image_id not in bad]

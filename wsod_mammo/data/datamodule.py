@@ -295,12 +295,13 @@ class VinDrMammoDataModule(L.LightningDataModule):
         records = load_records(root)
         selected = select_records(records, self.class_names, self.selection, self.seed, self.normal_max_birads)
         unassessed = unassessed_normals_left_out(records, self.normal_max_birads)
-        if unassessed and (self.trainer is None or self.trainer.is_global_zero):
+        first = self.trainer is None or self.trainer.is_global_zero  # under DDP one process says the data's warnings
+        if unassessed and first:
             log.warning("data %s: %s", root, unassessed)
         train, val = split_train_val(selected, self.val_fraction, self.seed)  # before: a lost file moves no study
         if cache is not None:
             check_cache_sizes(selected, cache[1], self.cache_dir, root)
-        kept = {r.image_id for r in drop_missing(selected, cache, self.missing)}
+        kept = {r.image_id for r in drop_missing(selected, cache, self.missing, say=first)}
         splits = {"train": train, "val": val, "test": [r for r in selected if r.split == "test"]}
         return {name: [r for r in records if r.image_id in kept] for name, records in splits.items()}
 
@@ -327,9 +328,10 @@ class VinDrMammoDataModule(L.LightningDataModule):
         splits = self._records(cache)
         log.info("data %s: %s", self.data_root, describe_splits(splits, self.class_names))
         one_class = one_class_warning(splits["val"], self.class_names) if stage in ("fit", "validate", None) else None
-        if one_class and (self.trainer is None or self.trainer.is_global_zero):
+        first = self.trainer is None or self.trainer.is_global_zero
+        if one_class and first:
             log.warning("data %s: %s", self.data_root, one_class)
-        if self.cache_dir is not None and cache is None:  # a misspelt path read every DICOM, many times slower, unsaid
+        if self.cache_dir is not None and cache is None and first:  # a misspelt path read every DICOM, unsaid
             log.warning(
                 "cache_dir %s holds no `wsod prepare` cache (no %s): every image is decoded from its DICOM; "
                 "`wsod prepare --data_root %s --cache_dir %s` makes it", self.cache_dir, MANIFEST, self.data_root,
