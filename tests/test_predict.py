@@ -7,6 +7,8 @@ import json
 import logging
 import shutil
 import signal
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -225,6 +227,45 @@ def test_a_run_cut_short_keeps_the_rows_of_the_finished_batches(
     assert f"predict {how} after 4 images (of the 8 inputs; 4 not predicted)" in caplog.text
 
 
+_KILLED_IN_BATCH_3 = """
+import os, signal, sys
+import torch
+from lightning.pytorch import LightningModule, Trainer
+from wsod_mammo.data.datamodule import VinDrMammoDataModule
+from wsod_mammo.training.predict import PredictionWriter
+
+class KilledInBatch3(LightningModule):
+    def predict_step(self, batch, batch_idx):
+        if batch_idx == 2:  # as Lightning SIGKILLs a DDP process still in a batch after another one's Ctrl-C
+            os.kill(os.getpid(), signal.SIGKILL)
+        n, _, height, width = batch["image"].shape
+        return {"method": "oracle", "threshold": 0.5, "probabilities": torch.full((n, 1), 0.7),
+                "maps": torch.ones(n, 1, height, width)}
+
+root, out, *files = sys.argv[1:]
+data = VinDrMammoDataModule(root, input_size=(128, 96), num_workers=0, batch_size=2, predict_paths=files)
+Trainer(accelerator="cpu", devices=1, logger=False, callbacks=[PredictionWriter(output_dir=out, overlays=False)],
+        enable_progress_bar=False, enable_model_summary=False).predict(KilledInBatch3(), datamodule=data)
+"""
+
+
+def test_a_process_killed_outright_leaves_the_rows_of_its_finished_batches(
+    synthetic_root: Path, tmp_path: Path
+) -> None:
+    """Lightning SIGKILLs the other DDP processes right after a Ctrl-C, and every process when one exits on a
+    scheduler's SIGTERM: a process killed inside a batch never reaches ``on_exception``, and the rows of the batches
+    it had finished were lost. They are appended, batch by batch, to ``predictions.partial.csv``."""
+    files = [str(r.path) for r in load_records(synthetic_root)[:8]]
+    out = tmp_path / "out"
+    run = subprocess.run([sys.executable, "-c", _KILLED_IN_BATCH_3, str(synthetic_root), str(out), *files],
+                         capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert run.returncode == -signal.SIGKILL, run.stderr
+    (partial,) = out.glob("*/predictions.partial.csv")
+    rows = list(csv.DictReader(open(partial)))
+    assert [row["path"] for row in rows] == files[:4] and all(row["probability"] == "0.700000" for row in rows)
+    assert not list(out.glob("*/predictions.csv"))
+
+
 def test_overlay_titles_name_the_whole_image_id_and_fit_the_panel(
     synthetic_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -402,10 +443,11 @@ def test_a_ddp_run_cut_short_writes_each_process_rows_to_its_own_files(
     writer.on_predict_start(None, None)
     prediction = {"method": "oracle", "threshold": 0.5, "probabilities": torch.full((1, 1), 0.9),
                   "maps": _oracle_maps(batch)}  # fmt: skip
-    writer.write_on_batch_end(None, None, prediction, None, batch, 0, 0)
     five_inputs = SimpleNamespace(dataset=list(range(5)))  # process 1 of 2 is dealt inputs 1 and 3
+    trainer = SimpleNamespace(world_size=2, global_rank=1, predict_dataloaders=five_inputs)
+    writer.write_on_batch_end(trainer, None, prediction, None, batch, 0, 0)
+    assert (writer.run_dir / "predictions.rank1.partial.csv").is_file()  # until the rows are written whole
     with caplog.at_level(logging.WARNING):
-        trainer = SimpleNamespace(world_size=2, global_rank=1, predict_dataloaders=five_inputs)
         writer.on_exception(trainer, None, KeyboardInterrupt())
     assert sorted(p.name for p in writer.run_dir.iterdir()) == ["predictions.rank1.csv", "predictions.rank1.json"]
     assert [r["path"] for r in json.loads((writer.run_dir / "predictions.rank1.json").read_text())] == ["a.txt"]
@@ -449,7 +491,9 @@ def test_ddp_rows_of_an_input_every_process_predicted_are_written_once(
 
     monkeypatch.setattr(torch.distributed, "all_gather_object", both_processes_rows)
     with caplog.at_level(logging.INFO):
-        writer.on_predict_end(SimpleNamespace(world_size=2, global_rank=0, is_global_zero=True), None)
+        trainer = SimpleNamespace(world_size=2, global_rank=0, is_global_zero=True, strategy=SimpleNamespace(
+            barrier=lambda: None))  # fmt: skip
+        writer.on_predict_end(trainer, None)
     records = json.loads((writer.run_dir / "predictions.json").read_text())
     assert [r["path"] for r in records] == paths
     assert [row["path"] for row in csv.DictReader(open(writer.run_dir / "predictions.csv"))] == paths

@@ -135,6 +135,7 @@ class PredictionWriter(BasePredictionWriter):
                            dataloader_idx: int = 0) -> None:  # fmt: skip
         cell0 = map_placement(cast("GMICLitModule", pl_module), self.alignment) if pl_module is not None else None
         results = batch_predictions(prediction, batch, self.class_index, cell0, self.min_score)
+        first = len(self._records)
         for i, result in enumerate(results):
             record = prediction_record(result, batch["image_id"][i], self.class_names)
             if result.not_an_image:  # a report or presentation state beside the images: nothing went wrong
@@ -152,8 +153,29 @@ class PredictionWriter(BasePredictionWriter):
                     log.warning("predict: %s: no overlay (%s)", record["image_id"], err)
             self._records.append(record)
             self._indices.append(batch_indices[i] if batch_indices else len(self._indices))
+        self._append_partial_rows(trainer, self._records[first:])
         if getattr(trainer, "received_sigterm", False) and not _last_batch(trainer, batch_idx, dataloader_idx):
             raise SIGTERMException  # Lightning's predict loop never looks: a pre-empted predict ran on to its end
+
+    def _partial_path(self, trainer: Trainer | None) -> Path:
+        """``predictions[.rank<N>].partial.csv``: this process's rows so far, a batch at a time."""
+        world = trainer.world_size if trainer is not None else 1
+        suffix = f".rank{trainer.global_rank}" if trainer is not None and world > 1 else ""
+        return self.run_dir / f"predictions{suffix}.partial.csv"
+
+    def _append_partial_rows(self, trainer: Trainer | None, records: list[dict[str, Any]]) -> None:
+        """Each finished batch's rows appended to the process's partial CSV: a process killed outright (Lightning
+        SIGKILLs the other DDP processes after a Ctrl-C, and every process when one of them exits on a SIGTERM)
+        never reaches ``on_exception``, and its finished rows were lost though their overlays were on disk."""
+        path = self._partial_path(trainer)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        new = not path.exists()
+        with open(path, "a", newline="") as handle:
+            _write_csv(handle, records, header=new)
+
+    def _remove_partial_rows(self, trainer: Trainer | None) -> None:
+        """The partial CSV, once the process's rows are written whole (or gathered into the run's)."""
+        self._partial_path(trainer).unlink(missing_ok=True)
 
     def _write_overlay(
         self,
@@ -182,6 +204,10 @@ class PredictionWriter(BasePredictionWriter):
         csv_path = self.run_dir / "predictions.csv"
         if trainer.is_global_zero:
             self._write_rows(records, "")
+        if trainer.world_size > 1:
+            trainer.strategy.barrier()  # the run's rows on disk before any process drops its partial ones
+        self._remove_partial_rows(trainer)
+        if trainer.is_global_zero:
             log.info("%s in %s", _summary(records), self.run_dir)
             self._write_breasts(records)
             if (given := _input_count(trainer)) is not None and len(records) < given:
@@ -233,12 +259,15 @@ class PredictionWriter(BasePredictionWriter):
             return  # no predict run started, or its rows are already written (on_predict_end's own error)
         suffix = f".rank{trainer.global_rank}" if trainer.world_size > 1 else ""
         self._write_rows(self._records, suffix)
+        self._remove_partial_rows(trainer)
         self._open = False
         how = "interrupted" if isinstance(exception, KeyboardInterrupt) else f"stopped by {type(exception).__name__}"
         where: Path | str = self.run_dir
         if trainer.world_size > 1:  # each process's own count and files: two lines alike read as one run's
             how = f"{how} on process {trainer.global_rank} of {trainer.world_size}"
-            where = f"{self.run_dir / f'predictions{suffix}'}.csv and .json, apart from the other processes'"
+            where = (f"{self.run_dir / f'predictions{suffix}'}.csv and .json, apart from the other processes' (a "
+                     "process killed before it wrote them leaves its finished batches' rows in "
+                     "predictions.rank<N>.partial.csv)")  # fmt: skip
         log.warning(
             "predict %s after %d images%s: their rows are in %s (%s)",
             how, len(self._records), _not_predicted(trainer, len(self._records)), where, _summary(self._records),
@@ -263,10 +292,16 @@ class PredictionWriter(BasePredictionWriter):
         (self.run_dir / f"predictions{suffix}.json").write_text(json.dumps(records, indent=2))
         # a path that is not UTF-8 is spelt out as its image_id is (predictions.json keeps it exactly, as \udcXX)
         with open(self.run_dir / f"predictions{suffix}.csv", "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
-            writer.writeheader()
-            for row in _csv_rows(records):
-                writer.writerow({key: spelt_out(v) if isinstance(v, str) else v for key, v in row.items()})
+            _write_csv(handle, records)
+
+
+def _write_csv(handle: Any, records: list[dict[str, Any]], header: bool = True) -> None:
+    """``records`` as rows of predictions.csv, after its header where ``header``."""
+    writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
+    if header:
+        writer.writeheader()
+    for row in _csv_rows(records):
+        writer.writerow({key: spelt_out(v) if isinstance(v, str) else v for key, v in row.items()})
 
 
 def _not_images(records: list[dict[str, Any]]) -> list[str]:
