@@ -241,6 +241,11 @@ def test_over_seeds_the_studys_calibration_counts_the_test_set(
     with caplog.at_level("WARNING"):
         write_study_outputs(tmp_path / "study", runs)
     assert "calibration.md: its intervals over seeds are Student-t over the seeds only" in caplog.text
+    # the warning names the run and its file, not a bare KeyError ('classification')
+    assert (
+        "Student-t over the seeds only (the seeds' spread, not the test set's): run cam_seed2: its "
+        "detection_images.json" in caplog.text
+    )
     assert "mean [95% interval over seeds; with one seed" in (tmp_path / "study" / "calibration.md").read_text()
 
 

@@ -33,6 +33,7 @@ from wsod_mammo.detection.bootstrap import (
 )
 from wsod_mammo.detection.calibration import calibration_figures
 from wsod_mammo.detection.compare import (
+    IMAGES_FILE,
     paired_draws,
     read_images_file,
     resampled_tprs,
@@ -284,6 +285,11 @@ def _heads_over_test_set(
             for head in HEAD_NAMES:
                 sides = []
                 for seed in seeds:
+                    if CLASSIFICATION not in records[(train, seed)]:  # a KeyError said 'classification' alone
+                        raise ValueError(
+                            f"run {train}_seed{seed}: its {IMAGES_FILE} (beside its detection.json) is "
+                            "missing, unreadable or records no probabilities per image; test it again"
+                        )
                     record = records[(train, seed)][CLASSIFICATION]
                     side = head_side(record if restrict is None else restrict(record, f"{train}_seed{seed}"), head)
                     sides.append(breast_side(side, f"{train}_seed{seed}") if level == "breast" else side)
