@@ -168,6 +168,19 @@ def test_study_writes_a_slurm_job_array_instead_of_running(tmp_path: Path) -> No
     assert len(list(study.glob("runs/*/run.yaml"))) == 10 and not list(study.glob("runs/*/fit.log"))
 
 
+def test_the_slurm_command_again_with_aggregate_only_writes_the_tables_not_another_script(tmp_path: Path) -> None:
+    """The README's "`sbatch` it, then run the same command with --aggregate_only": that command, ``--launcher
+    slurm`` still in it, wrote study.sbatch again (over the array's, with ``--aggregate_only`` inside) and no table."""
+    study = tmp_path / "study"
+    for name in ("cam_seed1", "gradcam_seed1"):
+        _finished_run(study, name, ["cam", "gradcam"])
+    (study / "study.sbatch").write_text("the array's script\n")
+    main(["study", "--config", "x.yaml", "--output", str(study), "--train_methods", "cam,gradcam", "--seeds", "1",
+          "--launcher", "slurm", "--aggregate_only"])  # fmt: skip
+    assert (study / "table2.csv").is_file() and (study / "summary.md").is_file()
+    assert (study / "study.sbatch").read_text() == "the array's script\n"
+
+
 def test_gpus_with_a_config_that_trains_on_the_cpu_is_refused_before_any_run(tmp_path: Path) -> None:
     """``--gpus 2`` with demo.yaml (``accelerator: cpu``) fitted every run on the CPU, two at a time, silently."""
     config = write_config(tmp_path / "base.yaml", tiny_config(tmp_path / "unused", tmp_path / "data"))  # cpu

@@ -366,7 +366,7 @@ def main(argv: list[str] | None = None) -> None:
     if not args.aggregate_only:
         check_gpus_wanted(args.gpus, base)
         write_run_configs(args, runs)
-    if args.launcher == "slurm":
+    if args.launcher == "slurm" and not args.aggregate_only:  # the tables after the array: nothing to launch
         script = output / "study.sbatch"
         script.write_text(slurm_script(argv, len(runs), output.resolve(), gpu=not trains_on_cpu(base)))
         log.info("study: %s; `sbatch %s`, then the same command with --aggregate_only", count(len(runs), "run"),
