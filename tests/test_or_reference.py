@@ -123,3 +123,18 @@ def test_each_treatments_interval_from_delongs_covariance_is_mrmcaovs() -> None:
         result = single_treatment_interval(auc, covariance)
         keys = ("estimate", "se", "df", "low", "high")
         assert tuple(result[k] for k in keys) == pytest.approx(published[treatment], rel=2e-6), treatment
+
+
+def test_seeds_that_agree_exactly_up_to_rounding_are_seeds_that_agree_exactly() -> None:
+    """0.3 - 0.1 and 0.7 - 0.5 differ by 2e-17 in float64: MS(TR) was that rounding squared, and the test printed
+    t = 1e16 on 1 degree of freedom (a bootstrap covariance of 0) or t = 6.32 on 7e60 (a positive one), where
+    differences that agree exactly give t = inf, or t = 6.32 on infinite degrees of freedom."""
+    full = torch.tensor([[0.3, 0.7], [0.1, 0.5]], dtype=torch.float64)
+    alone = rrrc_test(full, torch.zeros(4, 4, dtype=torch.float64))
+    assert (alone["se"], alone["df"], alone["t"], alone["p"]) == (0.0, float("inf"), float("inf"), 0.0)
+    covariance = torch.full((4, 4), 0.001, dtype=torch.float64)
+    covariance[:2, 2:] = covariance[2:, :2] = 0.0005
+    shared = rrrc_test(full, covariance)
+    assert shared["df"] == float("inf") and shared["t"] == pytest.approx(6.3246, abs=1e-4)
+    single = single_treatment_interval(torch.tensor([0.1 + 0.2, 0.3], dtype=torch.float64), torch.zeros(2, 2))
+    assert (single["se"], single["df"]) == (0.0, float("inf"))
