@@ -361,6 +361,21 @@ def test_an_exams_dicoms_give_one_row_per_breast_with_the_mean_of_its_views(
     assert float(rows[0]["probability"]) == pytest.approx(breasts[0]["probability"], abs=1e-6)
 
 
+def test_the_data_splits_images_give_their_breasts_by_the_annotations(synthetic_root: Path, tmp_path: Path) -> None:
+    """predict without predict_paths reads the data's test split: its samples name their study as ``study_id`` and
+    their laterality from the CSV, so breasts.csv|json were left empty and ``laterality_source`` was null."""
+    data = VinDrMammoDataModule(str(synthetic_root), input_size=(128, 96), num_workers=0, batch_size=64)
+    data.setup("predict")
+    batch = next(iter(data.predict_dataloader()))
+    writer = PredictionWriter(output_dir=str(tmp_path / "out"), overlays=False)
+    images = _run_writer(writer, batch)
+    breasts = json.loads((writer.run_dir / "breasts.json").read_text())
+    expected = {(m["study_id"], m["laterality"]) for m in batch["meta"]}
+    assert {(b["study"], b["laterality"]) for b in breasts} == expected and len(breasts) > 1
+    assert {r["laterality_source"] for r in images} == {"annotations"}
+    assert all(b["laterality_from"] == ["annotations"] for b in breasts)
+
+
 @pytest.mark.filterwarnings("ignore:Invalid value for VR UI")  # the synthetic data's VinDr-style hex UIDs
 def test_a_warning_about_an_input_reaches_its_rows_and_the_log(
     synthetic_root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture

@@ -91,7 +91,7 @@ class Prediction:
     scores: np.ndarray  # (M,)
     maps: dict[str, np.ndarray]  # method -> (C, h, w), non-negative, un-normalized
     laterality: str
-    laterality_source: str | None  # "dicom", "given" or "inferred" (None for an unreadable input)
+    laterality_source: str | None  # "dicom", "given", "inferred" or "annotations" (the data's CSV); None if unreadable
     geometry: Geometry | None
     method: str = ""  # the map the boxes come from
     threshold: float = DEFAULT_THRESHOLD  # its binarization threshold (on the min-max normalized map)

@@ -337,6 +337,13 @@ def _last_batch(trainer: Trainer, batch_idx: int, dataloader_idx: int) -> bool:
     return dataloader_idx == len(counts) - 1 and batch_idx == counts[dataloader_idx] - 1
 
 
+def _annotated(meta: dict[str, Any]) -> str | None:
+    """``annotations`` for an image of the data's split (predict without ``predict_paths``, whose samples say no
+    ``laterality_source``): its laterality and study are the CSV's (``study_id``; a file given by path names its
+    folder there, not an exam). Without it breasts.csv|json stayed empty for the split."""
+    return "annotations" if meta.get("study_id") and meta.get("laterality") else None
+
+
 def _not_predicted(trainer: Trainer, done: int) -> str:
     """`` (of the 8 inputs; 4 not predicted)`` for a run cut short, under DDP of the process's own share (the
     unrepeated sampler deals input i to process i mod N); empty where the inputs cannot be counted."""
@@ -377,9 +384,9 @@ def batch_predictions(
             metas[i].get("path", ""),
             metas[i]["geometry"],
             metas[i].get("laterality"),
-            metas[i].get("laterality_source"),
+            metas[i]["laterality_source"] if "laterality_source" in metas[i] else _annotated(metas[i]),
             tuple(metas[i].get("warnings", ())),
-            metas[i].get("study", ""),
+            metas[i].get("study", "") if "laterality_source" in metas[i] else metas[i].get("study_id", ""),
             metas[i].get("view") or "",
         )
         for i in readable
