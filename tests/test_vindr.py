@@ -307,6 +307,20 @@ def test_a_column_named_twice_in_the_header_is_refused(tmp_path: Path) -> None:
     assert len(load_records(tmp_path)) == 1
 
 
+@pytest.mark.parametrize("missing", ["NA", "nan", "NaN", "null"])
+def test_a_no_finding_rows_box_cells_written_as_missing_values_are_no_box(tmp_path: Path, missing: str) -> None:
+    """R's write.csv writes a missing value as NA, pandas with na_rep as nan: a No Finding row's four box cells so
+    written failed the whole CSV ("box fields must be finite numbers"). All four are no box; a Mass row's are
+    still refused, as empty cells are."""
+    no_finding = ROW[:9] + ["['No Finding']", "BI-RADS 1"] + [missing] * 4 + ["training"]
+    _write(tmp_path, FINDING_COLUMNS, [no_finding])
+    (record,) = load_records(tmp_path)
+    assert record.is_normal and all(f.box is None for f in record.findings)
+    _write(tmp_path, FINDING_COLUMNS, [ROW[:11] + [missing] * 4 + ["training"]])
+    with pytest.raises(VinDrFormatError, match=r"line 2: finding \['Mass'\] has no box"):
+        load_records(tmp_path)
+
+
 def test_box_clipped_to_image(tmp_path: Path) -> None:
     _write(tmp_path, FINDING_COLUMNS, [ROW[:11] + ["-3.2", "2", "85.5", "130", "training"]])
     (record,) = load_records(tmp_path)

@@ -26,6 +26,9 @@ BREAST_COLUMNS = (
     "study_id,series_id,image_id,laterality,view_position,height,width,breast_birads,breast_density,split"
 ).split(",")
 FINDING_COLUMNS = BREAST_COLUMNS[:-1] + "finding_categories,finding_birads,xmin,ymin,xmax,ymax,split".split(",")
+#: How tools write a missing value: a No Finding row's box cells, empty in VinDr's file, read "NA" after R's
+#: write.csv and "nan" after pandas with na_rep; all four such cells are no box (some of them: an error).
+NO_VALUE = frozenset({"", "nan", "na", "n/a", "null", "none"})
 NO_FINDING = "No Finding"
 SPLITS = ("training", "test")
 Selection = Literal["balanced", "all", "paper"]
@@ -182,7 +185,7 @@ def _parse_box(row: dict[str, str], height: int, width: int, where: str) -> tupl
     """The row's box in the image's pixels, clipped to its ``height`` x ``width`` (0: an unknown size, not clipped);
     None for a row without one."""
     cells = [row[k].strip() for k in ("xmin", "ymin", "xmax", "ymax")]
-    if not any(cells):
+    if all(cell.lower() in NO_VALUE for cell in cells):  # R's write.csv writes NA, pandas with na_rep nan
         return None
     try:
         x0, y0, x1, y1 = (float(c) for c in cells)
