@@ -295,13 +295,12 @@ class VinDrMammoDataModule(L.LightningDataModule):
         records = load_records(root)
         selected = select_records(records, self.class_names, self.selection, self.seed, self.normal_max_birads)
         unassessed = unassessed_normals_left_out(records, self.normal_max_birads)
-        first = self.trainer is None or self.trainer.is_global_zero  # under DDP one process says the data's warnings
-        if unassessed and first:
+        if unassessed and self._says_data_warnings:
             log.warning("data %s: %s", root, unassessed)
         train, val = split_train_val(selected, self.val_fraction, self.seed)  # before: a lost file moves no study
         if cache is not None:
             check_cache_sizes(selected, cache[1], self.cache_dir, root)
-        kept = {r.image_id for r in drop_missing(selected, cache, self.missing, say=first)}
+        kept = {r.image_id for r in drop_missing(selected, cache, self.missing, say=self._says_data_warnings)}
         splits = {"train": train, "val": val, "test": [r for r in selected if r.split == "test"]}
         return {name: [r for r in records if r.image_id in kept] for name, records in splits.items()}
 
@@ -328,16 +327,16 @@ class VinDrMammoDataModule(L.LightningDataModule):
         splits = self._records(cache)
         log.info("data %s: %s", self.data_root, describe_splits(splits, self.class_names))
         one_class = one_class_warning(splits["val"], self.class_names) if stage in ("fit", "validate", None) else None
-        first = self.trainer is None or self.trainer.is_global_zero
-        if one_class and first:
+        if one_class and self._says_data_warnings:
             log.warning("data %s: %s", self.data_root, one_class)
-        if self.cache_dir is not None and cache is None and first:  # a misspelt path read every DICOM, unsaid
+        # a misspelt path read every DICOM, many times slower, unsaid
+        if self.cache_dir is not None and cache is None and self._says_data_warnings:
             log.warning(
                 "cache_dir %s holds no `wsod prepare` cache (no %s): every image is decoded from its DICOM; "
                 "`wsod prepare --data_root %s --cache_dir %s` makes it", self.cache_dir, MANIFEST, self.data_root,
                 self.cache_dir,
             )  # fmt: skip
-        if cache is not None and (self.trainer is None or self.trainer.is_global_zero):
+        if cache is not None and self._says_data_warnings:
             warn_if_partly_cached(splits, cache)
         dataset = functools.partial(VinDrDataset, classes=self.class_names, crop_breast=self.crop_breast, cache=cache,
                                     missing=self.missing, resize=self.resize, pixel_reads=self.pixel_reads)  # fmt: skip
@@ -349,11 +348,16 @@ class VinDrMammoDataModule(L.LightningDataModule):
         same = len(distinct) == len(splits["test"])
         self.datasets["predict"] = self.datasets["test"] if same else dataset(distinct, transform=eval_tf)
 
+    @property
+    def _says_data_warnings(self) -> bool:
+        """Whether this process says the data's warnings: under DDP the first alone, not once per process."""
+        return self.trainer is None or self.trainer.is_global_zero
+
     def _predict_inputs(self, paths: list[str], transform: BoxTransform) -> PredictDataset:
         """``predict_paths`` as a dataset: the files given, and those found in the folders given but their folder
         metadata, which is counted once (``find_predict_inputs``)."""
         files, metadata = find_predict_inputs(paths)
-        if metadata and (self.trainer is None or self.trainer.is_global_zero):
+        if metadata and self._says_data_warnings:
             log.info("predict: left out %d file(s) of folder metadata found in the input folders, never images (the "
                      "operating system's .DS_Store, Thumbs.db, desktop.ini, macOS's ._<name> files, and DICOMDIR "
                      "indexes, whose images the folders hold), the first %s", len(metadata), metadata[0])  # fmt: skip
