@@ -259,7 +259,7 @@ def _kept_from_earlier(
     if earlier is None:
         return {}
     kept = {}
-    for image_id in set(earlier.get("images", {})) - selected:
+    for image_id in sorted(set(earlier.get("images", {})) - selected):  # the manifest's order: the same every run
         entry = _done_entry(folder / f"{image_id}.json", image_id, cache_format)
         if entry is not None and (folder.parent / entry["file"]).is_file():
             kept[image_id] = entry
