@@ -159,9 +159,7 @@ class PredictionWriter(BasePredictionWriter):
 
     def _partial_path(self, trainer: Trainer | None) -> Path:
         """``predictions[.rank<N>].partial.csv``: this process's rows so far, a batch at a time."""
-        world = trainer.world_size if trainer is not None else 1
-        suffix = f".rank{trainer.global_rank}" if trainer is not None and world > 1 else ""
-        return self.run_dir / f"predictions{suffix}.partial.csv"
+        return self.run_dir / f"predictions{_rank_suffix(trainer)}.partial.csv"
 
     def _append_partial_rows(self, trainer: Trainer | None, records: list[dict[str, Any]]) -> None:
         """Each finished batch's rows appended to the process's partial CSV: a process killed outright (Lightning
@@ -257,7 +255,7 @@ class PredictionWriter(BasePredictionWriter):
         writes the rows of the images finished so far: their overlays are already on disk."""
         if not self._open:
             return  # no predict run started, or its rows are already written (on_predict_end's own error)
-        suffix = f".rank{trainer.global_rank}" if trainer.world_size > 1 else ""
+        suffix = _rank_suffix(trainer)
         self._write_rows(self._records, suffix)
         self._remove_partial_rows(trainer)
         self._open = False
@@ -335,6 +333,11 @@ def _last_batch(trainer: Trainer, batch_idx: int, dataloader_idx: int) -> bool:
     """Whether ``batch_idx`` is the run's last batch (a SIGTERM then stops nothing: every row is written)."""
     counts = getattr(trainer, "num_predict_batches", None) or []
     return dataloader_idx == len(counts) - 1 and batch_idx == counts[dataloader_idx] - 1
+
+
+def _rank_suffix(trainer: Trainer | None) -> str:
+    """``.rank<N>`` in the names of a process's own files under DDP; "" on one process."""
+    return f".rank{trainer.global_rank}" if trainer is not None and trainer.world_size > 1 else ""
 
 
 def _annotated(meta: dict[str, Any]) -> str | None:
