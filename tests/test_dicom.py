@@ -106,6 +106,19 @@ def test_voi_lut_sequence(tmp_path: Path) -> None:
     np.testing.assert_allclose(image, lut[PIXELS] / 65535.0, atol=1e-6)
 
 
+@pytest.mark.parametrize("vr", ["OW", "US"])
+def test_a_voi_lut_of_8_bit_entries_over_12_bit_values_is_read_not_wrapped_round(tmp_path: Path, vr: str) -> None:
+    """PS3.3 allows 8-bit VOI LUT entries over a 12-bit input (4096 entries of 0..255); pydicom indexed such a table
+    in uint8, so stored value 4000 read entry 4000 % 256 and the breast came out as noise."""
+    item = Dataset()
+    item.LUTDescriptor = [4096, 0, 8]
+    lut = (np.arange(4096) // 16).astype(np.uint16)  # 0..255
+    item.LUTData = lut.tobytes() if vr == "OW" else lut.tolist()
+    item["LUTData"].VR = vr
+    image, _ = read_dicom(write(tmp_path / "lut8.dcm", VOILUTSequence=[item]))
+    np.testing.assert_allclose(image, lut[PIXELS] / 255.0, atol=1e-6)
+
+
 def test_bad_files_name_path_and_reason(tmp_path: Path) -> None:
     good = write(tmp_path / "good.dcm")
     with pytest.raises(DicomError, match=r"absent.dcm: file not found"):

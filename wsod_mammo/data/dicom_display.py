@@ -9,8 +9,9 @@ import math
 
 import numpy as np
 import pydicom
+from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
-from pydicom.pixels import apply_modality_lut, apply_voi_lut
+from pydicom.pixels import apply_modality_lut, apply_voi, apply_voi_lut
 
 
 class BadTag(ValueError):
@@ -106,6 +107,22 @@ def _voi_lut(ds: pydicom.Dataset) -> pydicom.Dataset | None:
     return None
 
 
+def _apply_voi_lut(modality: np.ndarray, ds: pydicom.Dataset) -> np.ndarray:
+    """``apply_voi_lut``, but a VOI LUT of 8-bit entries read as one of 16-bit entries (the same values): pydicom
+    indexes such a table in uint8, so every value past 255 wrapped round (a 4096-entry 8-bit LUT, which PS3.3 allows,
+    gave noise in place of the breast). The output range stays the descriptor's 8 bits (``_output_range``)."""
+    voi = _voi_lut(ds)
+    if voi is None or int(voi.LUTDescriptor[2]) != 8:
+        return apply_voi_lut(modality, ds)
+    table = Dataset()
+    table.LUTDescriptor = [voi.LUTDescriptor[0], voi.LUTDescriptor[1], 16]
+    table["LUTData"] = voi["LUTData"]  # its VR (US or OW) and bytes as the file holds them
+    view = Dataset()
+    view.file_meta = ds.file_meta  # the byte order of OW data
+    view.VOILUTSequence = [table]
+    return apply_voi(modality, view)
+
+
 def _check_display_tags(ds: pydicom.Dataset) -> None:
     """The numbers the display transform reads, each checked where it is used: Rescale Slope and Intercept (applied
     only as a pair, as pydicom does; a zero slope would make every pixel one value), the window (unless a VOI LUT
@@ -162,7 +179,7 @@ def display_lut(ds: pydicom.Dataset, pixels: np.ndarray) -> tuple[np.ndarray, np
     modality = apply_modality_lut(values, ds)
     if modality.dtype.kind == "f" and np.array_equal(modality, np.round(modality)):
         modality = modality.astype(np.int64)  # apply_voi indexes its LUT with integers
-    display = np.asarray(apply_voi_lut(modality, ds), np.float64)
+    display = np.asarray(_apply_voi_lut(modality, ds), np.float64)
     low, high = _output_range(ds, np.asarray(modality, np.float64), used)
     span = high - low  # negative for a window under a negative Rescale Slope (see _output_range)
     lut = np.clip((display - low) / (span if span != 0 else 1.0), 0.0, 1.0)
