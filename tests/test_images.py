@@ -132,6 +132,18 @@ def test_an_8_and_a_16_bit_tiff_are_read_upright_by_their_orientation(tmp_path: 
         assert image_size(tmp_path / name) == image.shape == UPRIGHT.shape
 
 
+@pytest.mark.parametrize("orientation", [1, 6])
+def test_a_white_is_zero_tiff_is_read_as_a_viewer_shows_it_at_8_and_16_bits(tmp_path: Path, orientation: int) -> None:
+    """TIFF's WhiteIsZero (Photometric Interpretation 0, DICOM's MONOCHROME1): 0 is shown white. OpenCV and Pillow
+    invert an 8-bit one as they decode it, but return a 16-bit one as stored: its breast was read dark on a white
+    background (the laterality inferred from the background, the crop around it, the model shown a negative)."""
+    for name, shown, stored in (("w8.tif", UPRIGHT, UPRIGHT), ("w16.tif", UPRIGHT_16, 65535 - UPRIGHT_16)):
+        # Pillow writes an 8-bit image's values inverted under WhiteIsZero (its shown values are the array given),
+        # a 16-bit one's as given (stored)
+        _stored(stored, orientation).save(tmp_path / name, tiffinfo={262: 0, 274: orientation})
+        np.testing.assert_allclose(read_any(tmp_path / name)[0], shown / np.iinfo(shown.dtype).max, atol=1e-6)
+
+
 def test_an_oriented_image_under_a_name_that_is_not_utf8_is_read_upright(tmp_path: Path) -> None:
     """A Latin-1 name from an old archive: OpenCV decodes a PNG from its bytes, Pillow opens a TIFF by the name."""
     names = [os.fsdecode(os.fsencode(tmp_path) + b"/m\xfcller" + suffix) for suffix in (b".png", b".tif")]

@@ -27,6 +27,9 @@ JPEG_GRAY_TOLERANCE = 12
 # EXIF/TIFF tag 274: how the stored pixels are turned to the upright image a viewer shows (1: as stored; 2-4: flipped
 # or turned half a turn; 5-8: transposed, so the shown height is the stored width).
 ORIENTATION_TAG = 274
+# TIFF tag 262, Photometric Interpretation: 0 (WhiteIsZero, DICOM's MONOCHROME1) shows 0 as white. OpenCV and
+# Pillow invert an 8-bit such image as they decode it, but not a 16-bit one.
+PHOTOMETRIC_TAG, WHITE_IS_ZERO = 262, 0
 JPEG_WARNING = (
     "a lossy 8-bit JPEG: its compression smooths away fine detail (calcifications, spiculated margins) that the model "
     "learns from 12-bit DICOMs"
@@ -157,14 +160,17 @@ def orient(array: np.ndarray, orientation: int) -> np.ndarray:
     return np.ascontiguousarray(_UPRIGHT[orientation](array))
 
 
-def _header(path: str | Path) -> tuple[bool, int]:
-    """Whether Pillow reads the file as a TIFF, and its orientation (``exif_orientation``), from the header alone;
-    ``(False, 1)`` where Pillow cannot read it: OpenCV may still decode it, as stored."""
+def _header(path: str | Path) -> tuple[bool, int, bool]:
+    """Whether Pillow reads the file as a TIFF, its orientation (``exif_orientation``) and whether it is a TIFF
+    stored white-is-zero (``WHITE_IS_ZERO``), from the header alone; ``(False, 1, False)`` where Pillow cannot read
+    it: OpenCV may still decode it, as stored."""
     try:
         with Image.open(path) as image:
-            return isinstance(image, TiffImagePlugin.TiffImageFile), exif_orientation(image)
+            tiff = isinstance(image, TiffImagePlugin.TiffImageFile)
+            white_is_zero = tiff and image.tag_v2.get(PHOTOMETRIC_TAG) == WHITE_IS_ZERO
+            return tiff, exif_orientation(image), white_is_zero
     except Exception:  # Pillow raises OSError, ValueError, SyntaxError... on a header it does not know
-        return False, 1
+        return False, 1, False
 
 
 def _decode_with_opencv(path: str | Path) -> tuple[np.ndarray | None, int]:
@@ -211,9 +217,11 @@ def read_image_file(path: str | Path, jpeg: bool | None = None) -> np.ndarray:
     A multi-page TIFF (a tomosynthesis stack, several views) is an error naming its page count, as a multi-frame
     DICOM is: OpenCV would read page 1 alone and say nothing. A gray image saved as a colour JPEG, its channels equal
     or a faint tint apart (``JPEG_GRAY_TOLERANCE``), is read as its luma; a coloured mark makes it a colour image.
+    A 16-bit TIFF stored white-is-zero (``WHITE_IS_ZERO``, as a MONOCHROME1 DICOM) is inverted after the scaling,
+    as a viewer shows it (its breast bright); the decoders already invert an 8-bit one.
     ``jpeg``: whether the file is one, where the caller knows (None: :func:`is_jpeg` asks the file).
     """
-    tiff, orientation = _header(path)
+    tiff, orientation, white_is_zero = _header(path)
     if tiff and orientation != 1:
         array, pages = _decode_with_pillow(path)
     else:
@@ -232,7 +240,10 @@ def read_image_file(path: str | Path, jpeg: bool | None = None) -> np.ndarray:
         spread = array.max(axis=2).astype(np.int16) - array.min(axis=2)
         if int(spread.max()) <= JPEG_GRAY_TOLERANCE:
             array = cv2.cvtColor(array, cv2.COLOR_BGR2GRAY)
-    return scale_to_unit(array, str(path))
+    image = scale_to_unit(array, str(path))
+    if white_is_zero and array.dtype == np.uint16:  # left as stored by both decoders (they invert 8-bit ones)
+        image = np.subtract(np.float32(1.0), image, dtype=np.float32)
+    return image
 
 
 def _utf8_name(path: str) -> bool:
