@@ -538,6 +538,23 @@ def test_test_from_nyu_weights_without_a_checkpoint_reports_the_nyu_file(
     assert [r["head"] for r in csv.DictReader(open(run / "table1.csv"))] == ["global", "local", "fusion"]
 
 
+@pytest.mark.parametrize("subcommand", ["test", "validate", "predict"])
+def test_nyu_weights_evaluated_as_they_are_with_heads_they_cannot_fill_are_refused(
+    subcommand: str, tmp_path: Path, data_root: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The study config (one class, ``init_from_nyu``) without ``--ckpt_path`` ran NYU's two-class file with the
+    saliency head, classifier and fusion freshly initialized (random), and reported the tables as "NYU weights";
+    nothing is run, the error says what to give instead. A fit starts those layers fresh on purpose."""
+    nyu = _nyu_legacy_file(tmp_path / "sample_model_1.p")
+    config = write_config(tmp_path / "c.yaml", tiny_config(tmp_path, data_root))
+    message = (r"model.init_from_nyu: .*sample_model_1.p: evaluated as they are \(no --ckpt_path\), NYU's weights "
+               r"would run with \['classifier', 'fusion', 'saliency_head'\] freshly initialized \(random\): the file "
+               r"has 2 classes, the model 1; give --ckpt_path .* or --model.model.init_args.num_classes 2")  # fmt: skip
+    _refused([subcommand, "--config", str(config), "--model.init_from_nyu", str(nyu)], f"^wsod {subcommand}: {message}",
+             caplog)  # fmt: skip
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "predictions").exists()
+
+
 def test_print_config_for_every_yaml_under_configs(capsys: pytest.CaptureFixture[str]) -> None:
     base = REPO / "configs" / "gmic_vindr.yaml"
     for path in sorted((REPO / "configs").rglob("*.yaml")):

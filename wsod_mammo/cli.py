@@ -329,7 +329,7 @@ class WsodCLI(LightningCLI):
         with configuration_errors():
             super().instantiate_classes()
             if subcommand := self.config.get("subcommand"):
-                check_nyu_weights_load(self.model, self.config[subcommand])
+                check_nyu_weights_load(self.model, self.config[subcommand], subcommand)
         disable_slurm_auto_requeue(self.trainer)
         sigterm_without_collectives(self.trainer)
         self.trainer.callbacks.insert(0, CtrlCAgain())  # type: ignore[attr-defined]  # set in __init__, undeclared

@@ -74,15 +74,27 @@ def check_nyu_weights_file(section: Any) -> None:
         )
 
 
-def check_nyu_weights_load(module: Any, section: Any) -> None:
+def check_nyu_weights_load(module: Any, section: Any, subcommand: str = "fit") -> None:
     """NYU's weights as the model will load them, once it is built and before anything runs: a file that is no
     weights-only state dict (a pickle, another network's, a torch object) or whose keys are not GMIC's failed in the
-    model's ``setup``, in a 46-line traceback after the run folder was made."""
+    model's ``setup``, in a 46-line traceback after the run folder was made. Evaluated as they are (validate, test,
+    predict without ``--ckpt_path``), they must fill every layer: with another class count than the file's (the
+    study config's one class, NYU's two) the saliency head, classifier and fusion started random, and the maps,
+    probabilities and tables they gave were reported as "NYU weights"."""
     path, gmic = nyu_weights_to_load(section), getattr(module, "model", None)
     if not path or not isinstance(gmic, GMIC):
         return
     option = "model.init_from_nyu"
-    check_nyu_state_dict(gmic, load_nyu_checkpoint(path, option=option), source=f"{option}: {path}")
+    state = load_nyu_checkpoint(path, option=option)
+    fresh = check_nyu_state_dict(gmic, state, source=f"{option}: {path}")
+    if fresh and subcommand != "fit":  # a fit trains the new layers: fine-tuning from NYU's weights
+        classes = int(state["classifier_linear.weight"].shape[0])
+        raise ValueError(
+            f"{option}: {path}: evaluated as they are (no --ckpt_path), NYU's weights would run with {fresh} freshly "
+            f"initialized (random): the file has {classes} classes, the model {gmic.num_classes}; give --ckpt_path "
+            f"(best, last, <run id>:best or a file) to evaluate a fit, or --model.model.init_args.num_classes "
+            f"{classes} (and as many data.classes) for NYU's own heads"
+        )
 
 
 #: What ``model.optimizer`` / ``model.scheduler`` build: the classes their ``class_path`` may name.

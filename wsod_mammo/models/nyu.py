@@ -139,10 +139,11 @@ def _check_keys(
     return mapped, fresh, unexpected
 
 
-def check_nyu_state_dict(model: GMIC, state_dict: dict[str, Tensor], source: str = "state dict") -> None:
+def check_nyu_state_dict(model: GMIC, state_dict: dict[str, Tensor], source: str = "state dict") -> list[str]:
     """ValueError naming `source` where `state_dict` cannot be loaded into `model` (the check
-    `load_nyu_state_dict` makes first, loading nothing): for a command to refuse a file before it runs."""
-    _check_keys(model, state_dict, source)
+    `load_nyu_state_dict` makes first, loading nothing): for a command to refuse a file before it runs. Returns the
+    class-specific layers loading would leave freshly initialized (another class count than the file's)."""
+    return sorted(_check_keys(model, state_dict, source)[1])
 
 
 def _some(names: list[str], shown: int = 5) -> str:
