@@ -41,6 +41,7 @@ from wsod_mammo.data.dicom import read_dicom
 from wsod_mammo.data.errors import DataError
 from wsod_mammo.inference import Predictor, breast_predictions, nyu_to_checkpoint
 from wsod_mammo.models import GMIC, to_nyu_state_dict
+from wsod_mammo.saliency import CAM, GradCAM
 from wsod_mammo.training.callbacks import DetectionMetrics
 from wsod_mammo.training.module import GMICLitModule
 from wsod_mammo.training.provenance import checkpoint_record
@@ -553,6 +554,27 @@ def test_nyu_weights_evaluated_as_they_are_with_heads_they_cannot_fill_are_refus
     _refused([subcommand, "--config", str(config), "--model.init_from_nyu", str(nyu)], f"^wsod {subcommand}: {message}",
              caplog)  # fmt: skip
     assert not (tmp_path / "runs").exists() and not (tmp_path / "predictions").exists()
+
+
+def test_sync_batchnorm_with_gradient_patch_selection_is_refused_before_it_trains(
+    tmp_path: Path, data_root: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """configs/trainer/ddp_multinode.yaml turned SyncBatchNorm on; with a gradient method selecting the patches
+    (configs/table2/gradcam.yaml) every GPU's first step failed: the per-image gradients are batched over images, and
+    SyncBatchNorm's backward all-reduces, which torch cannot batch. Refused before anything runs; CAM is not."""
+    config = write_config(tmp_path / "c.yaml", tiny_config(tmp_path, data_root))
+    message = (r"^wsod fit: trainer.sync_batchnorm: true, with model.train_saliency gradcam \(a gradient method\) and "
+               r"batches of 2: .* use trainer.sync_batchnorm false")  # fmt: skip
+    _refused(["fit", "--config", str(config), "--trainer.sync_batchnorm", "true", "--model.train_saliency", "gradcam",
+              "--data.batch_size", "2"], message, caplog)  # fmt: skip
+    assert not (tmp_path / "runs").exists()
+    section = {"trainer": {"sync_batchnorm": True}}
+    cam, gradcam = SimpleNamespace(train_saliency=CAM()), SimpleNamespace(train_saliency=GradCAM())
+    cli_checks.check_sync_batchnorm(cam, SimpleNamespace(batch_size=6), section)
+    cli_checks.check_sync_batchnorm(gradcam, SimpleNamespace(batch_size=1), section)  # one image: nothing to batch over
+    cli_checks.check_sync_batchnorm(gradcam, SimpleNamespace(batch_size=6), {"trainer": {"sync_batchnorm": False}})
+    for config_file in sorted((REPO / "configs" / "trainer").glob("*.yaml")):  # the shipped ones never ask for it
+        assert not yaml.safe_load(config_file.read_text())["trainer"].get("sync_batchnorm"), config_file
 
 
 def test_print_config_for_every_yaml_under_configs(capsys: pytest.CaptureFixture[str]) -> None:

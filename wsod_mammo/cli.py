@@ -41,6 +41,7 @@ from wsod_mammo.cli_checks import (
     check_output_folders,
     check_precision,
     check_predict_inputs,
+    check_sync_batchnorm,
     check_weights_given,
     disable_slurm_auto_requeue,
     without_logger,
@@ -330,6 +331,8 @@ class WsodCLI(LightningCLI):
             super().instantiate_classes()
             if subcommand := self.config.get("subcommand"):
                 check_nyu_weights_load(self.model, self.config[subcommand], subcommand)
+                if subcommand == "fit":
+                    check_sync_batchnorm(self.model, self.datamodule, self.config[subcommand])
         disable_slurm_auto_requeue(self.trainer)
         sigterm_without_collectives(self.trainer)
         self.trainer.callbacks.insert(0, CtrlCAgain())  # type: ignore[attr-defined]  # set in __init__, undeclared

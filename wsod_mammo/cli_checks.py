@@ -97,6 +97,20 @@ def check_nyu_weights_load(module: Any, section: Any, subcommand: str = "fit") -
         )
 
 
+def check_sync_batchnorm(module: Any, datamodule: Any, section: Any) -> None:
+    """``trainer.sync_batchnorm: true`` in a fit whose patches a gradient method selects: in training the images of
+    a batch move each other's scores through BatchNorm, so GMIC differentiates each image's score alone, batched over
+    images (``target_gradients``'s ``per_image``), and SyncBatchNorm's backward all-reduces, which torch cannot batch
+    ("Batching rule not implemented for c10d::allreduce_"): the fit failed at its first step, on every GPU."""
+    method, batch = getattr(module, "train_saliency", None), getattr(datamodule, "batch_size", 1)
+    if method is not None and method.needs_gradients and batch > 1 and section.get("trainer", {}).get("sync_batchnorm"):
+        raise ValueError(
+            f"trainer.sync_batchnorm: true, with model.train_saliency {method.name} (a gradient method) and batches "
+            f"of {batch}: SyncBatchNorm's backward all-reduces, and the per-image gradients that select the patches "
+            "cannot run through it; use trainer.sync_batchnorm false (the study's: each GPU's batch normalizes itself)"
+        )
+
+
 #: What ``model.optimizer`` / ``model.scheduler`` build: the classes their ``class_path`` may name.
 FACTORY_BASES: dict[str, tuple[type, ...]] = {
     "optimizer": (torch.optim.Optimizer,),
