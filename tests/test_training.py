@@ -14,6 +14,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from torchmetrics.functional.classification import multilabel_auroc, multilabel_recall
 
 from wsod_mammo.models import GMIC, GMICOutput
+from wsod_mammo.models.gmic import head_sigmoid
 from wsod_mammo.training.checkpoints import BestCheckpoint, WholeCheckpoint
 from wsod_mammo.training.classification import KeyedMean, classification_metrics
 from wsod_mammo.training.loss import gmic_loss, gmic_sample_losses
@@ -443,6 +444,34 @@ def test_a_head_saturated_on_the_wrong_side_still_gets_a_gradient() -> None:
     F.binary_cross_entropy(torch.sigmoid(reference)[1], torch.ones(1)).backward()
     assert logits.grad[0, 0] < -1.0  # about 3 heads x -0.42: the BCE gradient at the clamped probability
     torch.testing.assert_close(logits.grad[1], 3 * reference.grad[1] / 2)
+
+
+def test_a_head_saturated_as_a_false_positive_gets_the_gradient_of_its_mirror_image() -> None:
+    """float32 rounds sigmoid(17) to 1, and torch.sigmoid's derivative y (1 - y) was then 0: a normal image whose
+    local and fusion heads sat at logit 17 got no gradient from their BCE (a positive at logit -17 got -0.04 per
+    head). Below saturation the gradient is torch.sigmoid's, bit for bit (fits keep their figures)."""
+    torch.manual_seed(0)
+    model = GMIC(num_classes=1, num_patches=1, crop_shape=(64, 64)).train()
+    x = torch.randn(2, 1, 128, 128)
+    grads = {}
+    for bias, label in ((17.0, 0.0), (-17.0, 1.0), (15.0, 0.0)):
+        with torch.no_grad():
+            model.classifier.weight.zero_()  # y_local 0.5; y_fusion = sigmoid(bias)
+            model.fusion.weight.zero_()
+            model.fusion.bias.fill_(bias)
+        model.zero_grad()
+        output = model(x)
+        loss = gmic_loss(output._replace(y_global=output.y_global.detach()), torch.full((2, 1), label), beta=0.0)
+        loss.total.backward()
+        grads[bias] = model.fusion.bias.grad.item()
+    assert grads[17.0] > 0.03  # pulled down (0 before)
+    assert grads[17.0] == pytest.approx(-grads[-17.0], rel=0.02)  # float32's 1 - 1e-6 clamp is 1 - 1.013e-6
+    logits = torch.linspace(-20, 16, 97).requires_grad_()
+    reference = logits.detach().clone().requires_grad_()
+    weights = torch.rand(97)
+    (head_sigmoid(logits) * weights).sum().backward()
+    (torch.sigmoid(reference) * weights).sum().backward()
+    assert torch.equal(logits.grad, reference.grad) and grads[15.0] == pytest.approx(0.353, abs=1e-3)
 
 
 def test_the_last_checkpoint_callback_keeps_the_state_key_of_the_model_checkpoint_it_replaces() -> None:

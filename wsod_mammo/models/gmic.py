@@ -335,8 +335,8 @@ class GMIC(nn.Module):
     def _outputs(self, x: Tensor, g: GlobalPass, selection: Tensor) -> GMICOutput:
         """The local branch on the patches `selection` picks, and the fusion, after the global pass `g`."""
         z, attention, boxes = self._local_pass(x, selection)
-        y_local = torch.sigmoid(_in_float32(self.classifier, z))
-        y_fusion = torch.sigmoid(self._fusion_logit(g.pooled, z))
+        y_local = head_sigmoid(_in_float32(self.classifier, z))
+        y_fusion = head_sigmoid(self._fusion_logit(g.pooled, z))
         return GMICOutput(g.y_global.float(), y_local, y_fusion, g.cam.float(), boxes, attention)
 
     def needs_autograd(
@@ -445,9 +445,9 @@ class GMIC(nn.Module):
                                              self._batch_coupled(x))[patch.name]  # fmt: skip
             with torch.no_grad():  # no map depends on the local network's graph (z enters y_fusion as a constant)
                 z, attention, boxes = self._local_pass(x, selection)
-                y_local = torch.sigmoid(_in_float32(self.classifier, z))
+                y_local = head_sigmoid(_in_float32(self.classifier, z))
             fusion_logit = self._fusion_logit(g.pooled, z)
-            y_fusion = torch.sigmoid(fusion_logit)
+            y_fusion = head_sigmoid(fusion_logit)
             if target == "y_fusion":
                 score = fusion_logit if self.gradient_target == "logit" else y_fusion
                 maps = compute_saliency(resolved, g.cam, g.activations, score if needs_grad else None,
@@ -479,6 +479,36 @@ def _in_float32(head: nn.Module, features: Tensor) -> Tensor:
     images with other patches). The heads are a few thousand multiply-adds per position: their cost is nil."""
     with torch.autocast(features.device.type, enabled=False):
         return head(features.float())
+
+
+class _HeadSigmoid(torch.autograd.Function):
+    """``torch.sigmoid`` (the same values and, below saturation, the same derivative bit for bit); where float32 has
+    rounded the output to 1, the derivative ``sigmoid(-x)`` from the logit instead of ``y (1 - y) = 0``."""
+
+    generate_vmap_rule = True  # torch.autograd.grad(..., is_grads_batched=True) of y_fusion's maps
+
+    @staticmethod
+    def forward(logits: Tensor) -> Tensor:
+        return torch.sigmoid(logits)
+
+    @staticmethod
+    def setup_context(ctx: torch.autograd.function.FunctionCtx, inputs: tuple[Tensor], output: Tensor) -> None:
+        ctx.save_for_backward(inputs[0], output)
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad: Tensor) -> Tensor:
+        logits, output = ctx.saved_tensors  # type: ignore[attr-defined]
+        below = torch.ops.aten.sigmoid_backward(grad, output)  # torch.sigmoid's own
+        return torch.where(output == 1, grad * torch.sigmoid(-logits), below)
+
+
+def head_sigmoid(logits: Tensor) -> Tensor:
+    """y_local's and y_fusion's sigmoid. ``torch.sigmoid``'s backward takes its derivative from the output, ``y (1 -
+    y)``: 0 once float32 rounds y to 1 (logit above ~16.6), so a normal image on which a head had saturated as a
+    false positive got no gradient from its BCE and could never be pulled back (a positive at the mirror logit -17
+    got -0.04). Only those saturated outputs take the derivative from the logit: every other gradient, and so every
+    fit that never saturates, is as before bit for bit."""
+    return _HeadSigmoid.apply(logits)
 
 
 def _autograd_layers(methods: Sequence[SaliencyMethod]) -> list[str]:
