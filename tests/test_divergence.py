@@ -17,8 +17,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 from cli_configs import checkpoint, run_wsod, tiny_config, write_config
+from torchmetrics.functional.classification import binary_auroc
 
-from wsod_mammo.training.collapse import COLLAPSE_SPREAD, ProbabilitySpread
+from wsod_mammo.training.collapse import COLLAPSE_SPREAD, ProbabilitySpread, constant_probabilities
 from wsod_mammo.training.divergence import DivergenceWatch
 from wsod_mammo.training.loss import _bce
 
@@ -178,6 +179,22 @@ def test_the_spread_names_a_constant_output_and_nothing_else() -> None:
     assert spread.collapsed(1) is None  # one image: a constant proves nothing
     spread.update(torch.tensor([[0.1, 0.7], [0.1, 0.9]]))
     assert spread.collapsed(2) is None  # one class that varies is a classifier
+
+
+def test_probabilities_that_all_lie_below_the_spread_but_rank_are_no_collapse() -> None:
+    """Near 0 float32 keeps probabilities apart however small: logits -22 to -15 rank these images perfectly, and the
+    absolute 1e-6 spread told the user they had collapsed to one answer, "AUROC 0.5 by ties"."""
+    probabilities = torch.sigmoid(torch.tensor([-22.0, -20.0, -19.0, -17.0, -16.0, -15.0]))[:, None]
+    assert binary_auroc(probabilities[:, 0], torch.tensor([0, 0, 0, 1, 1, 1])).item() == 1.0
+    spread = ProbabilitySpread()
+    spread.update(probabilities)
+    assert spread.collapsed(1) is None
+    assert constant_probabilities(probabilities) is None
+    for constant in (0.0, 3e-10, 0.25, 1 - 6e-8, 1.0):  # one answer for every image is still one, at either end
+        spread.update(torch.full((3, 1), constant))
+        assert spread.collapsed(1) == [pytest.approx(constant)], constant
+    spread.update(torch.tensor([[3e-10], [3e-10 * (1 + 1e-7)]]))  # a near-zero constant within rounding
+    assert spread.collapsed(1) is not None
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-#: a class whose fusion probabilities span less than this over the images has collapsed to a constant
+#: a class whose fusion probabilities span less than this over the images has collapsed to a constant (near 0 or 1:
+#: this times 4 p, or 4 (1 - p), the slope of the sigmoid there: see :func:`_constants`)
 COLLAPSE_SPREAD = 1e-6
 
 
@@ -72,9 +73,13 @@ def constant_probabilities(probabilities: Tensor) -> list[float] | None:
 
 
 def _constants(low: Tensor, high: Tensor, count: int) -> list[float] | None:
+    """Each class's ``low`` when every class spans less than ``COLLAPSE_SPREAD`` on the sigmoid's scale: near 0 (or 1)
+    float32 probabilities are distinct however close (8e-10 and 3e-7, logits -21 and -15, rank), and an absolute
+    1e-6 called a model whose probabilities all lay below it collapsed, "AUROC 0.5 by ties", at an AUROC of 1."""
     if count < 2 or not bool(torch.isfinite(low).all()):
         return None
-    if bool(((high - low) < COLLAPSE_SPREAD).all()):
+    slope = (4 * torch.minimum(high.double(), 1 - low.double())).clamp(max=1.0)  # 1 at 0.5, 4 p near 0
+    if bool((((high.double() - low.double()) < COLLAPSE_SPREAD * slope) | (high == low)).all()):
         return [float(v) for v in low.tolist()]
     return None
 
