@@ -1562,6 +1562,22 @@ def test_precisions_that_cannot_run_are_refused_before_training(
     assert not list(tmp_path.glob("**/*.ckpt"))
 
 
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("seed_everything", "-1"), ("seed_everything", "4294967296"), ("data.seed", "-1"),
+     ("data.augmentation.seed", "-5")],
+)  # fmt: skip
+def test_seeds_outside_seed_everythings_range_are_refused_naming_the_option(
+    option: str, value: str, tmp_path: Path, data_root: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Lightning's seed_everything raised a traceback on a negative or too large seed, and a negative data seed
+    stopped the fit with numpy's "expected non-negative integer", naming no option."""
+    args = ["fit", "--config", str(write_config(tmp_path / "c.yaml", tiny_config(tmp_path, data_root)))]
+    expected = f"^wsod fit: {option}: expected a seed from 0 to 4294967295, found {value}$"
+    _refused([*args, f"--{option}", value], expected, caplog)
+    assert not list(tmp_path.glob("**/*.ckpt"))
+
+
 @pytest.mark.parametrize("kernels", [False, True])
 def test_bf16_on_a_cpu_without_bf16_kernels_is_warned_about(
     kernels: bool, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture

@@ -224,7 +224,10 @@ def test_study_refuses_unknown_methods(tmp_path: Path) -> None:
     [(["--parallel", "0"], r"--gpus/--parallel: expected --gpus >= 0 and --parallel >= 1, found 0, 0"),
      (["--gpus", "-1", "--launcher", "slurm"], r"--gpus/--parallel: expected --gpus >= 0 .* found -1, 1"),
      (["--output", "{file}"], r"--output .*notes.txt: a file, not a study folder"),
-     (["--output", "{missing}", "--aggregate_only"], r"--output .*nowhere: no study runs there \(no runs/ folder\)")],
+     (["--output", "{missing}", "--aggregate_only"], r"--output .*nowhere: no study runs there \(no runs/ folder\)"),
+     # seed_everything refuses them: every run's fit (or SLURM array task) failed in a traceback
+     (["--seeds=7,-1", "--launcher", "slurm"], r"--seeds: expected seeds from 0 to 4294967295, found -1$"),
+     (["--seeds", "4294967296", "--launcher", "slurm"], r"--seeds: expected seeds from 0 .*, found 4294967296$")],
 )  # fmt: skip
 def test_study_options_it_cannot_run_with_are_named_before_anything_is_written(
     tmp_path: Path, extra: list[str], message: str

@@ -41,6 +41,7 @@ from wsod_mammo.cli_checks import (
     check_output_folders,
     check_precision,
     check_predict_inputs,
+    check_seeds,
     check_sync_batchnorm,
     check_weights_given,
     disable_slurm_auto_requeue,
@@ -288,6 +289,7 @@ class WsodCLI(LightningCLI):
         """Hardware, sizes and weights the command cannot run with; ``--ckpt_path`` resolved and checked."""
         check_accelerator(section)
         check_precision(section)
+        check_seeds(section)
         check_compile(section)
         check_factory_classes(section)
         check_input_size(section)

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from wsod_mammo.data.predict_data import expand_predict_paths
+from wsod_mammo.data.sampling import SEEDS
 from wsod_mammo.data.vindr_selection import check_distinct_classes
 from wsod_mammo.models.gmic import COMPILE_OPTIONS, GMIC
 from wsod_mammo.models.nyu import NYU_CLASS_NAMES, check_nyu_state_dict, load_nyu_checkpoint
@@ -183,6 +184,22 @@ def check_accelerator(section: Any) -> None:
             f"trainer.accelerator: {accelerator}, but this machine has no CUDA GPU; on a CPU add "
             "--config configs/trainer/cpu.yaml after the other configs (or --trainer.accelerator cpu)"
         )
+
+
+def check_seeds(section: Any) -> None:
+    """Seeds outside :data:`SEEDS`: a negative or too large ``seed_everything`` ended in Lightning's traceback, and a
+    negative ``data.seed`` or ``data.augmentation.seed`` in numpy's "expected non-negative integer", naming neither
+    option (``wsod study --seeds -1`` wrote run folders whose every fit failed so)."""
+    data = init_args_of(section, "data") or {}
+    augmentation = data.get("augmentation") or {}
+    seeds = {
+        "seed_everything": section.get("seed_everything"),  # True: Lightning draws one; False: none
+        "data.seed": data.get("seed"),
+        "data.augmentation.seed": augmentation.get("seed") if hasattr(augmentation, "get") else None,
+    }
+    for option, seed in seeds.items():
+        if isinstance(seed, int) and not isinstance(seed, bool) and seed not in SEEDS:
+            raise ValueError(f"{option}: expected a seed from {SEEDS.start} to {SEEDS.stop - 1}, found {seed}")
 
 
 def check_precision(section: Any) -> None:

@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 
 from wsod_mammo.config_files import read_config_file
+from wsod_mammo.data.sampling import SEEDS
 from wsod_mammo.data.vindr import FINDING_CSV
 from wsod_mammo.detection.report import METHOD_ORDER, count
 from wsod_mammo.detection.study_report import write_study_outputs
@@ -246,6 +247,8 @@ def _matrix(args: argparse.Namespace) -> list[RunSpec]:
         seeds = []
     if not seeds:  # an empty list (an unset variable in a script) would write empty tables over a finished study
         raise SystemExit(f"--seeds: expected comma-separated integers, found {args.seeds!r}")
+    if outside := [s for s in seeds if s not in SEEDS]:  # every run's fit would fail in seed_everything
+        raise SystemExit(f"--seeds: expected seeds from {SEEDS.start} to {SEEDS.stop - 1}, found {outside[0]}")
     return [RunSpec(m, s) for m in _methods(args.train_methods, "--train_methods") for s in seeds]
 
 

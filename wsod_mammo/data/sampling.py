@@ -12,6 +12,9 @@ import torch
 from torch.utils.data import Sampler
 
 SampleKey = tuple[int, int]  # (dataset index, augmentation seed)
+#: The seeds a run takes (``seed_everything``, ``data.seed``, ``data.augmentation.seed``, ``wsod study --seeds``):
+#: Lightning's ``seed_everything`` (numpy's range) refuses the others, and numpy's generators a negative one.
+SEEDS = range(0, 2**32)
 
 
 class EpochShuffleSampler(Sampler[SampleKey]):
