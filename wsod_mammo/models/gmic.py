@@ -14,8 +14,9 @@ fusion layer's logit. This is what Grad-CAM and Grad-CAM++ prescribe (the score 
 what pytorch-grad-cam differentiates for a classifier that outputs logits. The probability saturates: its
 gradient carries a factor s(1 - s) per position, which weights the most confident cells least, shrinks maps of
 confident positives to ~1e-11 and is exactly 0 once float32 rounds s to 1 (logit above ~17), so every gradient
-map of y_global vanishes (y_fusion's keep sigmoid(-logit) there, ~1e-8: `head_sigmoid`). `gradient_target="probability"` differentiates the probabilities themselves (GMIC's outputs, as a
-pytorch-grad-cam wrapper around GMIC's forward would).
+map of y_global vanishes (y_fusion's keep sigmoid(-logit) there, ~1e-8: `head_sigmoid`).
+`gradient_target="probability"` differentiates the probabilities themselves (GMIC's outputs, as a pytorch-grad-cam
+wrapper around GMIC's forward would).
 """
 
 from __future__ import annotations
