@@ -17,11 +17,10 @@ from torch import Tensor
 
 from wsod_mammo.detection.bootstrap import (
     SEED,
-    best_within,
     interval,
     interval_text,
     resample_weights,
-    resampled_froc,
+    resampled_best_within,
 )
 from wsod_mammo.detection.mass_kinds import mass_kind, row_labels
 from wsod_mammo.detection.report import count, find_run_dir
@@ -176,9 +175,8 @@ def paired_bootstrap(
     gt_a, *boxes_a = side_tensors(a, order)
     _, *boxes_b = side_tensors(b, order)
     tprs = []
-    for boxes in (boxes_a, boxes_b):
-        fppi, tpr = resampled_froc(weights, gt_a, *boxes)
-        tprs.append(best_within(fppi, tpr, (fppi_budget,))[0][:, 0])
+    for box_image, box_scores, box_tp in (boxes_a, boxes_b):
+        tprs.append(resampled_best_within(weights, gt_a, box_image, box_scores, box_tp, (fppi_budget,))[0][:, 0])
     return paired_result(tprs[0], tprs[1], len(order), without) | {"fppi_budget": fppi_budget}
 
 
@@ -189,9 +187,8 @@ def resampled_tprs(sides: list[dict[str, Any]], fppi_budget: float, seed: int, l
     rows = []
     for side, label in zip(sides, labels, strict=True):
         order, weights, _ = paired_draws(sides[0], side, seed, (labels[0], label))
-        gt, *boxes = side_tensors(side, order)
-        fppi, tpr = resampled_froc(weights, gt, *boxes)
-        rows.append(best_within(fppi, tpr, (fppi_budget,))[0][:, 0])
+        gt, box_image, box_scores, box_tp = side_tensors(side, order)
+        rows.append(resampled_best_within(weights, gt, box_image, box_scores, box_tp, (fppi_budget,))[0][:, 0])
     return torch.stack(rows)
 
 
