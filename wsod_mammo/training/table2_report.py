@@ -17,6 +17,7 @@ from torch import Tensor
 
 from wsod_mammo.detection.bootstrap import detection_intervals, groups_of, interval_text
 from wsod_mammo.detection.detection_result import DetectionResult
+from wsod_mammo.detection.froc import curve_corners
 from wsod_mammo.detection.pointing_kinds import kind_of_code
 from wsod_mammo.detection.report import (
     FROM_DEFAULT,
@@ -81,6 +82,7 @@ def _method_summary(
 ) -> dict[str, Any]:
     first = r.per_threshold[0]
     source = (FROM_TIE if tied else FROM_VALIDATION) if validated else FROM_DEFAULT
+    fppi_curve, tpr_curve = curve_corners(first.fppi_curve, first.tpr_curve)  # the same steps, a point per turn
     return {
         "threshold": first.threshold,
         "threshold_from": source,
@@ -92,8 +94,8 @@ def _method_summary(
         "num_images": r.num_images,
         "num_samples": r.num_samples,
         "intervals": intervals,
-        "fppi_curve": first.fppi_curve.tolist(),
-        "tpr_curve": first.tpr_curve.tolist(),
+        "fppi_curve": fppi_curve.tolist(),
+        "tpr_curve": tpr_curve.tolist(),
     }
 
 
