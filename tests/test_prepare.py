@@ -16,6 +16,7 @@ from processes import all_end_within
 
 import wsod_mammo.data.prepare as prep
 from wsod_mammo import commands
+from wsod_mammo.data.cache_space import check_cache_space, free_bytes
 from wsod_mammo.data.images import load_input_image
 from wsod_mammo.data.lifetime import is_running
 from wsod_mammo.data.vindr import FINDING_CSV, load_records
@@ -431,3 +432,33 @@ def test_a_rerun_for_other_classes_keeps_the_images_cached_before_in_the_manifes
     (tmp_path / masses["images"][min(only_masses)]["file"]).unlink()  # a file gone since: no longer listed
     again = prep.prepare(str(synthetic_root), str(tmp_path), ["Suspicious Calcification"], input_size=SIZE, workers=0)
     assert set(again["images"]) == set(calcs["images"]) - {min(only_masses)}
+
+
+def test_a_cache_that_cannot_fit_on_its_disk_is_refused_before_any_image_and_the_rest_is_said(
+    synthetic_root: Path, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    """A VinDr cache is large (``--selection all`` as npy: ~170 GB at 2944 x 1920): a full disk stopped prepare hours
+    in, every later image failing. The images still to convert are counted against the disk's free space first: npy
+    (whose size is exact) is refused naming the cache, before any image; a rerun counts only what is missing."""
+    cache = tmp_path / "cache"
+    args = ["prepare", "--data_root", str(synthetic_root), "--cache_dir", str(cache), "--input_size", "[64, 40]",
+            "--workers", "0", "--cache_format", "npy"]  # fmt: skip
+    one = 64 * 40 * 2 + 128  # an npy image's bytes
+    monkeypatch.setattr("wsod_mammo.data.cache_space.free_bytes", lambda folder: one)
+    with pytest.raises(SystemExit) as exit_info:
+        commands.main(args)
+    assert exit_info.value.code == 1 and not list(cache.glob("images/*"))
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    images = int(re.search(r"cache_dir: (\d+) images to convert", error).group(1))  # the selected ones
+    assert images > 1 and re.search(r"images to convert into .*cache: 0\.0 GB as npy, 0\.0 GB free: the cache does "
+                                    r"not fit; .*--selection paper", error), error  # fmt: skip
+    monkeypatch.setattr("wsod_mammo.data.cache_space.free_bytes", lambda folder: images * one)
+    commands.main(args)
+    assert f"prepare: {images} images to convert into " in capsys.readouterr().err
+    monkeypatch.setattr("wsod_mammo.data.cache_space.free_bytes", lambda folder: 0)
+    commands.main(args)  # everything cached: nothing more to fit
+    assert f"prepare: 0 images to convert into {cache}: 0.0 GB as npy, 0.0 GB free" in capsys.readouterr().err
+    assert check_cache_space(cache, 10, (2944, 1920), "png").endswith(
+        "(it may not fit: a png's size depends on the image)"
+    )
+    assert free_bytes(tmp_path / "not" / "yet") == shutil.disk_usage(tmp_path).free

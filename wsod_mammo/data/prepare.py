@@ -32,6 +32,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from wsod_mammo.data.cache_space import check_cache_space
 from wsod_mammo.data.lifetime import exit_with
 from wsod_mammo.data.vindr import ImageRecord, Selection, find_image, load_records
 from wsod_mammo.data.vindr_selection import select_records
@@ -218,6 +219,8 @@ def _prepare_locked(
     check_cache_options(cache_dir, options, earlier)
     unique = {r.image_id: r for r in records}
     folder = Path(cache_dir) / "images"
+    todo = sum(not (folder / f"{i}.json").is_file() for i in unique)  # converted images keep their sidecar
+    print(f"prepare: {check_cache_space(cache_dir, todo, size, cache_format)}", file=sys.stderr)
     folder.mkdir(parents=True, exist_ok=True)
     for stale in folder.glob(".*.tmp"):  # left by an interrupted run; never read
         stale.unlink()
