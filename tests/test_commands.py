@@ -170,6 +170,37 @@ def test_gitignore_covers_the_readme_s_data_paths_and_no_source() -> None:
     assert result.stdout.split() == private
 
 
+def _save_dir(root: Path, words: list[str]) -> str | None:
+    """The W&B logger's ``save_dir`` that a command's ``--config`` files compose to (the last one setting it)."""
+    import yaml
+
+    save_dir = None
+    for option, value in zip(words, words[1:], strict=False):
+        if option == "--config":
+            config = yaml.safe_load((root / value).read_text()) or {}
+            logger = (config.get("trainer") or {}).get("logger") or {}
+            save_dir = (logger.get("init_args") or {}).get("save_dir", save_dir)
+    return save_dir
+
+
+def test_the_readme_s_real_vindr_commands_test_every_run_their_report_merges() -> None:
+    """The README's real VinDr-Mammo block fitted the cam and the xgradcam configs but tested only the second, then
+    gave ``wsod report`` a run folder of each: the cam one, a fit's, holds no table2_row.csv, and the report, run as
+    written, failed ("expected table2_row.csv (written by `wsod test`), found none"). Each save_dir it merges from
+    must be one a ``wsod test`` of the block writes its report into."""
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text()
+    blocks = [b.split("```", 1)[0] for b in readme.split("```bash\n")[1:]]
+    (block,) = [b for b in blocks if "\nwsod report runs/" in b]
+    lines = block.splitlines()
+    tested = {_save_dir(root, line.split()) for line in lines if line.split()[:2] == ["wsod", "test"]}
+    (report,) = [line for line in lines if line.startswith("wsod report ")]
+    merged = re.findall(r"(runs/[^/\s]+)/", report)
+    assert len(merged) == 2 and [folder for folder in merged if folder not in tested] == []
+
+
 def test_a_sigterm_while_the_command_imports_torch_and_lightning_is_one_line_and_143() -> None:
     """The SIGTERM handler was installed after the subcommand's imports (torch and Lightning: seconds): a scheduler's
     SIGTERM then killed the process without a word (-15; a study child's fit.log was empty)."""
