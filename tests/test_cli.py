@@ -643,6 +643,23 @@ def test_resume_from_last_ends_with_the_same_weights(
     assert len(_run_dirs(tmp_path / "resumed")) == 1  # checkpoint() above also found exactly one last.ckpt
 
 
+def test_a_resumed_fit_does_not_warn_that_its_own_checkpoint_folder_holds_files(
+    tmp_path: Path, data_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The README's `wsod fit ... --ckpt_path last` resumes in the run's own folder, which holds the checkpoint it
+    resumes from: Lightning warned "Checkpoint directory ... exists and is not empty" on every resume, as if a fit
+    were about to write over another's checkpoints."""
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    settings = tiny_config(tmp_path, data_root)
+    main(["fit", "--config", str(write_config(tmp_path / "one.yaml", settings))])
+    settings["trainer"]["max_epochs"] = 2
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        main(["fit", "--config", str(write_config(tmp_path / "two.yaml", settings)), "--ckpt_path", "last"])
+    assert torch.load(checkpoint(tmp_path), weights_only=True)["epoch"] == 1  # it resumed and trained on
+    assert [str(w.message) for w in caught if "exists and is not empty" in str(w.message)] == []
+
+
 def test_a_fit_resumed_within_an_epoch_trains_the_rest_of_it_not_its_start_again(
     tmp_path: Path, data_root: Path
 ) -> None:

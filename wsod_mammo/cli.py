@@ -310,6 +310,7 @@ class WsodCLI(LightningCLI):
                 reconcile_input_frame(section, checkpoint, subcommand, given, Path(section["ckpt_path"]), quiet)
             if subcommand == "fit":
                 continue_run(Path(section["ckpt_path"]), section, checkpoint.get("wandb_run_id"))
+                warnings.filterwarnings("ignore", message=RESUMED_DIRPATH_WARNING, category=UserWarning)
                 warn_if_finished(checkpoint, Path(section["ckpt_path"]), section)
             if section.get("weights_only") is None:
                 section["weights_only"] = True
@@ -417,6 +418,9 @@ CHECKPOINT_DIRPATH_WARNING = "The dirpath has changed from"
 # Lightning asks for the callbacks a checkpoint was written with (its BestCheckpoint): only a resumed fit uses their
 # state, and a config without them (the predict defaults) got the warning on every test/validate/predict.
 CHECKPOINT_CALLBACKS_WARNING = "Be aware that when using `ckpt_path`, callbacks used to create the checkpoint"
+# ModelCheckpoint warns of a checkpoint folder that holds files when a fit starts: a resumed fit writes on in its run's
+# own folder, which holds the checkpoint it resumes from (a fresh fit's folder is new and empty).
+RESUMED_DIRPATH_WARNING = r"Checkpoint directory .* exists and is not empty"
 ARGS_AND_ARGV_WARNING = "LightningCLI's args parameter is intended to run from within Python"
 #: What ``wsod predict`` reads first when given no config file (see ``with_predict_defaults``).
 PREDICT_DEFAULTS = Path(__file__).with_name("predict_defaults.yaml")
