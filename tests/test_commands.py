@@ -170,6 +170,17 @@ def test_gitignore_covers_the_readme_s_data_paths_and_no_source() -> None:
     assert result.stdout.split() == private
 
 
+@pytest.mark.parametrize("module", ["wsod_mammo.commands", "wsod_mammo.cli"])
+def test_the_entry_points_module_and_the_cli_module_run_as_python_m_are_the_wsod_command(module: str) -> None:
+    """``python -m wsod_mammo.commands`` (the console script's module) and ``python -m wsod_mammo.cli`` (the
+    LightningCLI's) imported their module and exited 0, running nothing: a job script's fit "succeeded" untrained."""
+    run = subprocess.run([sys.executable, "-m", module, "report", "no-such-run"], capture_output=True, text=True,
+                         timeout=240)  # fmt: skip
+    assert run.returncode == 1 and "wsod report: no-such-run: no such run directory" in run.stderr
+    assert subprocess.run([sys.executable, "-m", module, "--version"], capture_output=True, text=True,
+                          timeout=240).stdout.strip() == f"wsod-mammo {__version__}"  # fmt: skip
+
+
 def _save_dir(root: Path, words: list[str]) -> str | None:
     """The W&B logger's ``save_dir`` that a command's ``--config`` files compose to (the last one setting it)."""
     import yaml

@@ -470,3 +470,9 @@ def main(argv: list[str] | None = None) -> None:
     from wsod_mammo.commands import main as dispatch
 
     dispatch(argv)
+
+
+if __name__ == "__main__":  # `python -m wsod_mammo.cli fit ...`: the `wsod` command (it ran nothing and exited 0)
+    from wsod_mammo.commands import main as _main
+
+    _main()

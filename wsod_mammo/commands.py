@@ -195,3 +195,10 @@ def _run_command(module: ModuleType, name: str, rest: list[str], watch: SigtermW
             raise
         logging.getLogger(PACKAGE_LOGGER).error("wsod %s: %s", name, err)
         raise SystemExit(1) from None
+
+
+if __name__ == "__main__":  # `python -m wsod_mammo.commands`, the entry point's module: the `wsod` command (it ran
+    # nothing and exited 0); the imported module's main, so that its state is the one the subcommands import
+    from wsod_mammo.commands import main as _main
+
+    _main()
