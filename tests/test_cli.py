@@ -386,6 +386,19 @@ def test_predict_from_nyu_weights_without_a_checkpoint_on_png_and_dicom(
         wandb.finish()
 
 
+def test_predict_without_a_config_or_inputs_says_predict_paths_is_what_it_lacks(
+    tmp_path: Path, trained: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`wsod predict --ckpt_path FILE` with no inputs read the predict defaults' data_root `.` and said only that `.`
+    is no VinDr-Mammo folder: an option the user never gave, and not the one that was missing."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["predict", "--ckpt_path", str(checkpoint(trained, "best"))])
+    assert exit_info.value.code == 1
+    assert "data_root: . has no finding_annotations.csv" in caplog.text
+    assert "predict reads it only without --data.predict_paths, the images to predict" in caplog.text
+
+
 def test_predict_without_a_config_needs_only_the_checkpoint_or_nyus_weights_and_the_inputs(
     tmp_path: Path, trained: Path, data_root: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

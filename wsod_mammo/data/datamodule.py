@@ -288,9 +288,13 @@ class VinDrMammoDataModule(L.LightningDataModule):
         root = Path(self.data_root)
         if not (root / FINDING_CSV).is_file():
             what = "does not exist" if not root.exists() else f"has no {FINDING_CSV}"
+            # `wsod predict --ckpt_path FILE` without inputs read the predict defaults' data_root `.`, which the user
+            # never gave: say what predict reads it for and what it takes instead
+            predicting = self.trainer is not None and self.trainer.predicting
+            hint = "; predict reads it only without --data.predict_paths, the images to predict" if predicting else ""
             raise FileNotFoundError(
                 f"data_root: {root} {what}; expected a VinDr-Mammo folder ({FINDING_CSV}, images/<study>/<image>.dicom)"
-                f" (synthetic data is written only to synthesize_if_missing: {self.synthesize_if_missing})"
+                f" (synthetic data is written only to synthesize_if_missing: {self.synthesize_if_missing}){hint}"
             )
         records = load_records(root)
         selected = select_records(records, self.class_names, self.selection, self.seed, self.normal_max_birads)
