@@ -361,6 +361,39 @@ def test_an_exams_dicoms_give_one_row_per_breast_with_the_mean_of_its_views(
     assert float(rows[0]["probability"]) == pytest.approx(breasts[0]["probability"], abs=1e-6)
 
 
+@pytest.mark.filterwarnings("ignore:Invalid value for VR UI")  # the synthetic data's VinDr-style hex UIDs
+def test_one_image_given_twice_is_one_view_of_its_breast(synthetic_root: Path, tmp_path: Path) -> None:
+    """A clinic's folder holds an image twice (a link to it, a copy in another export): each input keeps its row,
+    but its breast counts the image once (one SOPInstanceUID), or its mean weighted that view double and ``images``
+    said 3 views of a breast that has 2."""
+    records = load_records(synthetic_root)
+    views: dict[str, list[str]] = {}
+    for r in records:
+        views.setdefault(r.study_id, []).append(r.laterality + r.view)
+    study = next(s for s, v in views.items() if sorted(v) == ["LCC", "LMLO", "RCC", "RMLO"])
+    left = sorted((r for r in records if r.study_id == study and r.laterality == "L"), key=lambda r: r.view)
+    (tmp_path / "copy").mkdir()
+    copied = Path(shutil.copy(left[0].path, tmp_path / "copy" / "IM-0001.dcm"))
+    linked = tmp_path / "latest.dcm"
+    linked.symlink_to(left[0].path)
+    paths = [str(left[0].path), str(left[1].path), str(copied), str(linked)]
+    data = VinDrMammoDataModule(str(synthetic_root), input_size=(128, 96), num_workers=0, predict_paths=paths)
+    data.setup("predict")
+    batch = next(iter(data.predict_dataloader()))
+    writer = PredictionWriter(output_dir=str(tmp_path / "out"), overlays=False)
+    images = _run_writer(writer, batch, probabilities=torch.tensor([[0.2], [0.8], [0.2], [0.2]]))
+    (breast,) = json.loads((writer.run_dir / "breasts.json").read_text())
+    assert breast["views"] == ["CC", "MLO"] and breast["probability"] == pytest.approx(0.5)
+    assert breast["image_ids"] == [images[0]["image_id"], images[1]["image_id"]]
+    (row,) = csv.DictReader(open(writer.run_dir / "breasts.csv"))
+    assert row["images"] == "2" and float(row["probability"]) == pytest.approx(0.5)
+    assert len(images) == 4 and len({r["instance"] for r in images}) == 2  # every input keeps its row
+    from wsod_mammo.training.predict_breasts import breast_rows
+
+    one_uid = [r | {"instance": "1.2.3"} for r in images[:2]]  # an export that gave every image one made-up UID
+    assert [row["views"] for row in breast_rows(one_uid)] == [["CC", "MLO"]]
+
+
 def test_the_data_splits_images_give_their_breasts_by_the_annotations(synthetic_root: Path, tmp_path: Path) -> None:
     """predict without predict_paths reads the data's test split: its samples name their study as ``study_id`` and
     their laterality from the CSV, so breasts.csv|json were left empty and ``laterality_source`` was null."""

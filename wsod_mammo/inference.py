@@ -105,6 +105,7 @@ class Prediction:
     view: str = ""  # the DICOM's ViewPosition (CC, MLO...); empty for PNG/TIFF files, arrays and untagged DICOMs
     # a DICOM object holding no image, by its class ("Mammography CAD SR Storage"): no failure, nothing to predict
     not_an_image: str = ""
+    instance: str = ""  # the DICOM's SOPInstanceUID: one image, whichever copies of it were given ("" for others)
 
     @property
     def probability(self) -> float:
@@ -142,6 +143,7 @@ class Loaded(NamedTuple):
     warnings: tuple[str, ...] = ()  # ``InputImage.warnings``
     study: str = ""  # ``InputImage.study``
     view: str = ""  # ``InputImage.view``
+    instance: str = ""  # ``InputImage.instance``
 
 
 def predictions_from_outputs(
@@ -185,7 +187,7 @@ def predictions_from_outputs(
             laterality_source=loaded.laterality_source, geometry=Geometry.coerce(loaded.geometry), method=method,
             threshold=float(threshold), class_index=class_index, class_names=list(class_names), input_boxes=boxes,
             warnings=list(loaded.warnings) + _nonfinite_warning(probabilities[i]), study=loaded.study,
-            view=loaded.view,
+            view=loaded.view, instance=loaded.instance,
         ))  # fmt: skip
     return out
 
@@ -326,7 +328,7 @@ class Predictor:
                 raise
             return Prediction.failed(source, describe_failure(source, err), not_an_image(err))
         info = Loaded(source, loaded.geometry, loaded.laterality, loaded.laterality_source, loaded.warnings,
-                      loaded.study, loaded.view)  # fmt: skip
+                      loaded.study, loaded.view, loaded.instance)  # fmt: skip
         return loaded.image, loaded.padding, info
 
     def _predict(
@@ -359,6 +361,7 @@ def prediction_record(result: Prediction, image_id: str, class_names: list[str] 
         "laterality_source": result.laterality_source,
         "view": result.view,
         "study": result.study,
+        "instance": result.instance,
         "class": names[result.class_index],
         "probability": _json_number(result.probability),
         "probabilities": dict(zip(names, (_json_number(p) for p in result.probabilities), strict=True)),

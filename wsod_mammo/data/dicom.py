@@ -94,6 +94,7 @@ class DicomInfo:
     # mm per pixel (rows, columns): PixelSpacing, else ImagerPixelSpacing (the detector's, ~10% above the breast's
     # by magnification); None when neither holds two positive numbers. Only lesion sizes read it: no error, no warning
     spacing_mm: tuple[float, float] | None = None
+    instance: str = ""  # SOPInstanceUID (empty when untagged): the image itself, whichever file or copy holds it
 
 
 def _laterality(ds: pydicom.Dataset) -> str | None:
@@ -345,6 +346,7 @@ def _read_dicom(path: Path) -> tuple[np.ndarray, DicomInfo]:
         warnings=reader_warnings(ds),
         study=_study_uid(ds),
         spacing_mm=pixel_spacing(ds),
+        instance=_study_uid(ds, "SOPInstanceUID"),
     )
     return image, info
 
@@ -364,10 +366,11 @@ def pixel_spacing(ds: pydicom.Dataset) -> tuple[float, float] | None:
     return None
 
 
-def _study_uid(ds: pydicom.Dataset) -> str:
-    """StudyInstanceUID as the file spells it, "" when absent. Read raw, without pydicom's UID validation: exports
-    with anonymized, non-numeric UIDs (VinDr's are hex hashes) made it warn "Invalid value for VR UI" on every file."""
-    element = ds.get_item("StudyInstanceUID")
+def _study_uid(ds: pydicom.Dataset, keyword: str = "StudyInstanceUID") -> str:
+    """StudyInstanceUID (or the UID ``keyword`` names) as the file spells it, "" when absent. Read raw, without
+    pydicom's UID validation: exports with anonymized, non-numeric UIDs (VinDr's are hex hashes) made it warn
+    "Invalid value for VR UI" on every file."""
+    element = ds.get_item(keyword)
     value = element.value if element is not None else ""
     if isinstance(value, bytes):
         value = value.decode("ascii", errors="replace")

@@ -88,6 +88,7 @@ class _Decoded(NamedTuple):
     study: str = ""  # the DICOM's StudyInstanceUID; empty when untagged and for PNG/TIFF
     spacing_mm: tuple[float, float] | None = None  # the DICOM's pixel spacing (``DicomInfo.spacing_mm``)
     kind: str = "DICOM"  # what the file is, as errors name it: ``DICOM``, ``PNG/TIFF image`` or ``JPEG image``
+    instance: str = ""  # the DICOM's SOPInstanceUID; empty when untagged and for PNG/TIFF
 
 
 def _read(path: str | Path) -> _Decoded:
@@ -100,7 +101,8 @@ def _read(path: str | Path) -> _Decoded:
     if _file_kind(path) == "dicom":
         image, info = read_dicom(path)
         view = (info.view or "").strip().upper()
-        return _Decoded(image, info.laterality, info.padding, view, info.warnings, info.study, info.spacing_mm)
+        tags = (info.laterality, info.padding, view, info.warnings, info.study, info.spacing_mm)
+        return _Decoded(image, *tags, instance=info.instance)
     jpeg = is_jpeg(path)  # asked once: the reader and the warning both need it
     warnings, kind = ((JPEG_WARNING,), "JPEG image") if jpeg else ((), "PNG/TIFF image")
     return _Decoded(read_image_file(path, jpeg), None, None, "", warnings, kind=kind)
@@ -177,6 +179,7 @@ class InputImage(NamedTuple):
     # logged as a warning naming the file; empty for most inputs
     warnings: tuple[str, ...] = ()
     study: str = ""  # the DICOM's StudyInstanceUID: which exam (empty for PNG/TIFF files, arrays, untagged DICOMs)
+    instance: str = ""  # the DICOM's SOPInstanceUID: which image, whatever file holds it (empty as ``study``)
 
 
 def load_padded(
@@ -206,7 +209,7 @@ def load_padded(
         log.warning("%s: %s", name if isinstance(item, np.ndarray) else item, warning)
     padding = apply_to_mask(decoded.padding, geometry)
     return InputImage(out, geometry, side, "dicom" if tagged else source, padding, decoded.view, warnings,
-                      decoded.study)  # fmt: skip
+                      decoded.study, decoded.instance)  # fmt: skip
 
 
 def blank_image(image: np.ndarray) -> str | None:

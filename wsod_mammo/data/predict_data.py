@@ -155,7 +155,7 @@ class PredictDataset(Dataset):
             loaded = load_padded(path, (height, width), self.laterality, self.crop_breast, self.resize)
             image, geometry, padding = loaded.image, loaded.geometry, loaded.padding
             meta.update(laterality=loaded.laterality, laterality_source=loaded.laterality_source, view=loaded.view,
-                        study=loaded.study)  # fmt: skip
+                        study=loaded.study, instance=loaded.instance)  # fmt: skip
             meta.update(warnings=list(loaded.warnings), error=None)
         except Exception as err:  # any unreadable file must leave the other images' results intact
             meta["error"] = describe_failure(path, err)

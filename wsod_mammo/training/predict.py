@@ -391,6 +391,7 @@ def batch_predictions(
             tuple(metas[i].get("warnings", ())),
             metas[i].get("study", "") if "laterality_source" in metas[i] else metas[i].get("study_id", ""),
             metas[i].get("view") or "",
+            metas[i].get("instance", ""),
         )
         for i in readable
     ]

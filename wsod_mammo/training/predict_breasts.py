@@ -17,11 +17,22 @@ def breast_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per (study, laterality) of the readable records that name their study, in the order of each breast's
     first image: its images' ids and views, the mean of their probabilities (``probability`` of the records'
     class, ``probabilities`` per class; None where a view has none, a model output that was not finite), and where
-    the laterality came from (``dicom`` tags, ``given``, ``inferred`` from the image)."""
+    the laterality came from (``dicom`` tags, ``given``, ``inferred`` from the image). One image given twice (a
+    link to it, a copy in another folder, the same path twice: one DICOM SOPInstanceUID) is one view: its first
+    input alone, or the mean counted it twice and ``images`` named views the breast does not have."""
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    # (study, SOPInstanceUID, view) of the views already in a breast: the view too, lest an export that gives all
+    # its images one made-up UID lose all but one view of each breast
+    seen: set[tuple[str, str, str]] = set()
     for record in records:
-        if not record.get("error") and record.get("study"):
-            groups.setdefault((record["study"], record["laterality"]), []).append(record)
+        if record.get("error") or not record.get("study"):
+            continue
+        if instance := record.get("instance"):
+            key = (record["study"], instance, record.get("view") or "")
+            if key in seen:
+                continue
+            seen.add(key)
+        groups.setdefault((record["study"], record["laterality"]), []).append(record)
     rows = []
     for (study, side), members in groups.items():
         names = list(members[0]["probabilities"])
