@@ -514,6 +514,35 @@ def test_predict_leaves_the_operating_systems_folder_metadata_out_of_a_folder_an
     assert f"the first {folder / '.DS_Store'}" in caplog.text
 
 
+def test_predict_leaves_the_operating_systems_trash_and_index_folders_out_of_a_folder(
+    synthetic_root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A USB disk used on a Mac holds .Trashes (a view deleted from the exam), .Spotlight-V100 and .fseventsd; on
+    Windows $RECYCLE.BIN and System Volume Information: the deleted view was predicted (and joined its breast) and
+    each index file was a row of an unreadable image. Their files are folder metadata now; such a folder given
+    itself is read."""
+    source = load_records(synthetic_root)[0].path
+    usb = tmp_path / "usb"
+    for folder in ("exam", ".Trashes/501", "$RECYCLE.BIN/S-1-5-21", ".Trash-1000/files", ".Spotlight-V100/Store-V2",
+                   ".fseventsd", "System Volume Information"):  # fmt: skip
+        (usb / folder).mkdir(parents=True)
+    shutil.copy(source, usb / "exam" / "IM-0001.dcm")
+    shutil.copy(source, usb / ".Trashes" / "501" / "IM-0002.dcm")
+    shutil.copy(source, usb / "$RECYCLE.BIN" / "S-1-5-21" / "$RAB12CD.dcm")
+    shutil.copy(source, usb / ".Trash-1000" / "files" / "IM-0003.dcm")
+    (usb / ".Spotlight-V100" / "Store-V2" / "store.db").write_bytes(b"8tsd" + bytes(64))
+    (usb / ".fseventsd" / "fseventsd-uuid").write_text("5B1A\n")
+    (usb / "System Volume Information" / "IndexerVolumeGuid").write_bytes(bytes(76))
+    with caplog.at_level(logging.INFO, logger="wsod_mammo.data.datamodule"):
+        dm = _dm(synthetic_root, predict_paths=[str(usb), str(usb / ".Trashes")])
+        dm.setup("predict")
+    samples = [dm.datasets["predict"][i] for i in range(len(dm.datasets["predict"]))]
+    assert [(s["meta"]["path"], s["meta"]["error"]) for s in samples] == [
+        (str(usb / "exam" / "IM-0001.dcm"), None), (str(usb / ".Trashes" / "501" / "IM-0002.dcm"), None)
+    ]  # fmt: skip
+    assert "left out 6 file(s) of folder metadata found in the input folders, never images" in caplog.text
+
+
 def test_predict_reads_a_cds_dicomdir_as_the_images_it_lists(
     synthetic_root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -363,8 +363,9 @@ class VinDrMammoDataModule(L.LightningDataModule):
         files, metadata = find_predict_inputs(paths)
         if metadata and self._says_data_warnings:
             log.info("predict: left out %d file(s) of folder metadata found in the input folders, never images (the "
-                     "operating system's .DS_Store, Thumbs.db, desktop.ini, macOS's ._<name> files, and DICOMDIR "
-                     "indexes, whose images the folders hold), the first %s", len(metadata), metadata[0])  # fmt: skip
+                     "operating system's .DS_Store, Thumbs.db, desktop.ini, macOS's ._<name> files, its trash and "
+                     "search index folders, and DICOMDIR indexes, whose images the folders hold), the first "
+                     "%s", len(metadata), metadata[0])  # fmt: skip
         laterality = self.predict_laterality
         return PredictDataset(files, self.num_classes, transform, self.crop_breast, laterality, self.resize)
 

@@ -10,6 +10,11 @@ DICOMDIR = "DICOMDIR"  # the name DICOM media give their index (PS3.10), in the 
 # by name in any case (THUMBS.DB on FAT disks); the folder walk finds the files a DICOMDIR lists
 FOLDER_METADATA_NAMES = frozenset({".ds_store", "thumbs.db", "desktop.ini", DICOMDIR.lower()})
 APPLE_DOUBLE_MAGIC = b"\x00\x05\x16\x07"  # macOS's ``._<name>`` files on disks without its metadata (USB, SMB)
+# the folders operating systems keep on a disk they use, in any case: the trash (macOS's, Windows', Linux's
+# ``.Trash-<uid>``), macOS's search index and event log, Windows' restore points. A deleted view in the trash was
+# predicted and joined its breast; the index's files were rows of unreadable images.
+SYSTEM_FOLDER_NAMES = frozenset({".trashes", ".trash", "$recycle.bin", "recycler", ".spotlight-v100", ".fseventsd",
+                                 ".temporaryitems", "system volume information"})  # fmt: skip
 
 
 def is_folder_metadata(path: Path) -> bool:
@@ -24,6 +29,17 @@ def is_folder_metadata(path: Path) -> bool:
             return file.read(4) == APPLE_DOUBLE_MAGIC
     except OSError:  # unreadable: its sample says why
         return False
+
+
+def in_system_folder(relative: Path) -> bool:
+    """Whether a file found below a folder, ``relative`` to it, lies in one of the operating system's own folders
+    (:data:`SYSTEM_FOLDER_NAMES`; a folder given itself is read whatever its name)."""
+    return any(_system_folder(part) for part in relative.parts[:-1])
+
+
+def _system_folder(name: str) -> bool:
+    lower = name.lower()
+    return lower in SYSTEM_FOLDER_NAMES or lower.startswith(".trash-")
 
 
 def dicomdir_files(path: Path) -> list[Path]:

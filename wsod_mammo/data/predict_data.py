@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import Dataset
 
 from wsod_mammo.data.dicom import describe_failure, not_an_image
-from wsod_mammo.data.folder_metadata import DICOMDIR, dicomdir_files, is_folder_metadata
+from wsod_mammo.data.folder_metadata import DICOMDIR, dicomdir_files, in_system_folder, is_folder_metadata
 from wsod_mammo.data.geometry import Geometry
 from wsod_mammo.data.image_files import IMAGE_SUFFIXES
 from wsod_mammo.data.images import load_padded
@@ -33,7 +33,8 @@ class PredictInputs(NamedTuple):
 
 def find_predict_inputs(paths: Sequence[str]) -> PredictInputs:
     """Files and folders -> sorted file list: every file found in a folder (recursively), whatever its type, but the
-    folder metadata (``is_folder_metadata``: the operating system's and DICOMDIR indexes), which is listed apart; a
+    folder metadata (``is_folder_metadata``: the operating system's and DICOMDIR indexes; every file in the operating
+    system's own folders, ``in_system_folder``: the trash, the search index), which is listed apart; a
     DICOMDIR given itself stands for the files it lists (``dicomdir_files``).
 
     Nothing else is dropped: a file that is neither a DICOM (by content) nor a PNG/TIFF is kept so that its sample
@@ -50,7 +51,8 @@ def find_predict_inputs(paths: Sequence[str]) -> PredictInputs:
             continue
         kept: list[Path] = []
         for found in _files_below(path):
-            (metadata if is_folder_metadata(found) else kept).append(found)
+            system = in_system_folder(found.relative_to(path))  # the trash, the search index
+            (metadata if system or is_folder_metadata(found) else kept).append(found)
         files += kept or [path]
     return PredictInputs(files, metadata)
 
