@@ -394,6 +394,36 @@ def test_one_image_given_twice_is_one_view_of_its_breast(synthetic_root: Path, t
     assert [row["views"] for row in breast_rows(one_uid)] == [["CC", "MLO"]]
 
 
+@pytest.mark.filterwarnings("ignore:Invalid value for VR UI")  # the synthetic data's VinDr-style hex UIDs
+def test_a_breast_says_which_of_its_views_carry_a_warning(synthetic_root: Path, tmp_path: Path) -> None:
+    """A PACS export holds a secondary capture (a screenshot, Modality OT, no laterality tag) in the exam's study:
+    it joins a breast by its inferred side and its probability is in the breast's mean, which its own row alone
+    warned of; breasts.csv|json name each such view and its warning."""
+    records = load_records(synthetic_root)
+    views: dict[str, list[str]] = {}
+    for r in records:
+        views.setdefault(r.study_id, []).append(r.laterality + r.view)
+    study = next(s for s, v in views.items() if sorted(v) == ["LCC", "LMLO", "RCC", "RMLO"])
+    left = sorted((r for r in records if r.study_id == study and r.laterality == "L"), key=lambda r: r.view)
+    capture = pydicom.dcmread(left[0].path)
+    capture.Modality, capture.SOPInstanceUID = "OT", "1.2.826.0.1.3680043.8.498.1"
+    capture.SOPClassUID = capture.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
+    del capture.ImageLaterality, capture.ViewPosition
+    capture.save_as(tmp_path / "SC.dcm")
+    paths = [str(left[0].path), str(left[1].path), str(tmp_path / "SC.dcm")]
+    data = VinDrMammoDataModule(str(synthetic_root), input_size=(128, 96), num_workers=0, predict_paths=paths)
+    data.setup("predict")
+    batch = next(iter(data.predict_dataloader()))
+    writer = PredictionWriter(output_dir=str(tmp_path / "out"), overlays=False)
+    images = _run_writer(writer, batch)
+    assert images[2]["laterality"] == "L" and images[2]["warnings"][0].startswith("Modality OT, not MG")
+    (breast,) = json.loads((writer.run_dir / "breasts.json").read_text())
+    assert breast["views"] == ["CC", "MLO", ""]
+    assert breast["warnings"] == [f"{images[2]['image_id']}: {images[2]['warnings'][0]}"]
+    (row,) = csv.DictReader(open(writer.run_dir / "breasts.csv"))
+    assert row["warning"] == breast["warnings"][0]
+
+
 def test_the_data_splits_images_give_their_breasts_by_the_annotations(synthetic_root: Path, tmp_path: Path) -> None:
     """predict without predict_paths reads the data's test split: its samples name their study as ``study_id`` and
     their laterality from the CSV, so breasts.csv|json were left empty and ``laterality_source`` was null."""

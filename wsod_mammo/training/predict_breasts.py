@@ -10,14 +10,17 @@ from __future__ import annotations
 import math
 from typing import Any
 
-BREAST_CSV_COLUMNS = ["study", "laterality", "class", "probability", "images", "views", "image_ids", "laterality_from"]
+BREAST_CSV_COLUMNS = [
+    "study", "laterality", "class", "probability", "images", "views", "image_ids", "laterality_from", "warning",
+]  # fmt: skip
 
 
 def breast_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per (study, laterality) of the readable records that name their study, in the order of each breast's
     first image: its images' ids and views, the mean of their probabilities (``probability`` of the records'
     class, ``probabilities`` per class; None where a view has none, a model output that was not finite), and where
-    the laterality came from (``dicom`` tags, ``given``, ``inferred`` from the image). One image given twice (a
+    the laterality came from (``dicom`` tags, ``given``, ``inferred`` from the image), and its views' warnings
+    (``<image_id>: <warning>``: a view of another modality, raw data... is in the mean). One image given twice (a
     link to it, a copy in another folder, the same path twice: one DICOM SOPInstanceUID) is one view: its first
     input alone, or the mean counted it twice and ``images`` named views the breast does not have."""
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
@@ -46,6 +49,9 @@ def breast_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "image_ids": [m["image_id"] for m in members],
             "views": [m.get("view") or "" for m in members],
             "laterality_from": sorted({str(m.get("laterality_source")) for m in members}),
+            # a view the model may not read as a mammogram (a screenshot of the exam, raw FOR PROCESSING data):
+            # its probability is in the mean, and only its own row said so
+            "warnings": [f"{m['image_id']}: {w}" for m in members for w in m.get("warnings") or ()],
         })  # fmt: skip
     return rows
 
@@ -63,6 +69,7 @@ def breast_csv_rows(rows: list[dict[str, Any]]) -> list[dict[str, str]]:
             "views": "; ".join(row["views"]),
             "image_ids": "; ".join(row["image_ids"]),
             "laterality_from": "; ".join(row["laterality_from"]),
+            "warning": "; ".join(row.get("warnings", ())),
         }
         for row in rows
     ]
