@@ -39,6 +39,7 @@ from wsod_mammo.cli_checkpoints import check_checkpoint, continue_run, reconcile
 from wsod_mammo.data.datamodule import VinDrMammoDataModule
 from wsod_mammo.data.dicom import read_dicom
 from wsod_mammo.data.errors import DataError
+from wsod_mammo.data.transforms import AugmentationConfig
 from wsod_mammo.inference import Predictor, breast_predictions, nyu_to_checkpoint
 from wsod_mammo.models import GMIC, to_nyu_state_dict
 from wsod_mammo.saliency import CAM, GradCAM
@@ -615,6 +616,17 @@ def test_limit_batches_on_the_command_line_is_a_count_when_an_int(
     trainer = yaml.safe_load(capsys.readouterr().out)["trainer"]
     for key in ("limit_test_batches", "limit_val_batches"):
         assert trainer[key] == parsed and type(trainer[key]) is type(parsed), (key, trainer[key])
+
+
+@pytest.mark.parametrize(("given", "parsed"), [("false", False), ("true", True)])
+def test_crop_boxless_is_set_on_the_command_line(capsys: pytest.CaptureFixture[str], given: str, parsed: bool) -> None:
+    """`--data.augmentation.crop_boxless true` reaches the augmentation (off by default: the study's recipe)."""
+    args = ["fit", "--config", str(REPO / "configs" / "demo.yaml"), "--data.augmentation.crop_boxless", given]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*args, "--print_config"])
+    assert exit_info.value.code in (0, None)
+    assert yaml.safe_load(capsys.readouterr().out)["data"]["init_args"]["augmentation"]["crop_boxless"] is parsed
+    assert AugmentationConfig().crop_boxless is False
 
 
 def _state(path: Path) -> dict[str, torch.Tensor]:

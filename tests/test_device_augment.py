@@ -15,6 +15,7 @@ from torch.utils.data import Dataset
 from wsod_mammo.data.datamodule import VinDrMammoDataModule
 from wsod_mammo.data.device_augment import (
     AffineParams,
+    _union_crop,
     compiled_device_transform,
     device_transform,
     grid_theta,
@@ -233,17 +234,20 @@ def test_padding_mask_is_warped_like_the_image(params: AffineParams) -> None:
     assert mask[indicator > 1 - 1e-6].all() and not mask[indicator < 1e-6].any()
 
 
-def test_the_same_crops_give_the_same_padding_mask_on_both_paths() -> None:
+@pytest.mark.parametrize("boxless", [False, True])
+def test_the_same_crops_give_the_same_padding_mask_on_both_paths(boxless: bool) -> None:
     """The worker path's box-safe crop resized the mask with INTER_NEAREST, which floors: upscaled, the mask's edge
-    sat a column off its image's (12 of 50 crops here); pixel centres now, as the device path's warp."""
+    sat a column off its image's (12 of 50 crops here); pixel centres now, as the device path's warp. ``boxless``:
+    an image without boxes cropped by ``crop_boxless``."""
     size = (128, 80)
     image, padding = np.full(size, 1000, np.uint16), np.zeros(size, bool)
     padding[:, 60:], image[:, 60:] = True, 0
-    worker = BoxTransform(
-        size, AugmentationConfig(hflip_p=0.0, crop_p=1.0, affine_p=0.0), train=True, standardize=False
-    )
+    config = AugmentationConfig(hflip_p=0.0, crop_p=1.0, affine_p=0.0, crop_boxless=boxless)
+    worker = BoxTransform(size, config, train=True, standardize=False)
     worker.pipeline.save_applied_params = True
     box, label = np.array([[50, 60, 55, 66]], np.float32), np.zeros(1, np.int64)
+    if boxless:
+        box, label = box[:0], label[:0]
     for seed in range(50):
         worker.set_seed(seed)
         out = worker.pipeline(image=image, mask=padding.view(np.uint8), bboxes=box, box_labels=label)
@@ -286,3 +290,89 @@ def test_compile_device_transform_runs_the_compiled_function(synthetic_root: Pat
     assert seen == [(device_transform, {"dynamic": True})]
     with pytest.raises(ValueError, match="compile_device_transform: .* without standardize_on: device"):
         VinDrMammoDataModule(str(synthetic_root), compile_device_transform=True)
+
+
+class _Replay:
+    """Stands in for either path's random stream: the given uniforms, in the order drawn."""
+
+    def __init__(self, values: np.ndarray) -> None:
+        self.values = iter(values.tolist())
+
+    def random(self) -> float:
+        return next(self.values)
+
+
+def test_a_boxless_crop_turns_the_same_draws_into_the_same_crop_on_both_paths() -> None:
+    """crop_boxless: the worker's BoxlessCrop and the device's _union_crop read the same uniforms in the same order
+    (the point's x and y, then x0, y0, x1, y1) and give the same crop, never empty (the first draws leave a point
+    near the left edge no room: x0 = x1 = 0 before the guard)."""
+    config = AugmentationConfig(hflip_p=0.0, crop_p=1.0, affine_p=0.0, crop_boxless=True)
+    crop = BoxTransform(SIZE, config, train=True).pipeline.transforms[1]
+    draws = np.random.default_rng(0).random((300, 6))
+    draws[0] = [1e-3, 0.5, 0.5, 0.5, 0.0, 0.5]
+    for values in draws:
+        crop.py_random = _Replay(values)
+        worker = crop.get_params_dependent_on_data({"shape": SIZE}, {"bboxes": np.zeros((0, 4))})["crop_coords"]
+        device = _union_crop(np.zeros((0, 4)), SIZE, 0.0, _Replay(values), boxless=True)  # type: ignore[arg-type]
+        assert tuple(int(v) for v in worker) == device, values
+        x0, y0, x1, y1 = device
+        assert 0 <= x0 < x1 <= SIZE[1] and 0 <= y0 < y1 <= SIZE[0], values
+
+
+def test_a_boxless_crop_gives_the_same_image_on_both_paths() -> None:
+    """The worker path's crop of an image without boxes (crop_boxless), as AffineParams, warps as the worker does."""
+    image = _smooth_image()
+    config = AugmentationConfig(hflip_p=0.0, crop_p=1.0, affine_p=0.0, crop_boxless=True)
+    worker = BoxTransform(SIZE, config, train=True, standardize=False)
+    worker.pipeline.save_applied_params = True
+    crops = set()
+    for seed in range(10):
+        worker.set_seed(seed)
+        out = worker.pipeline(image=image, bboxes=np.zeros((0, 4), np.float32), box_labels=np.zeros(0, np.int64))
+        ((_, drawn),) = out["applied_transforms"]
+        params = AffineParams(crop=tuple(int(v) for v in drawn["crop_coords"]))
+        crops.add(params.crop)
+        theta = torch.from_numpy(grid_theta(params_matrix(params, SIZE), SIZE, params))[None]
+        warped = warp_batch(torch.from_numpy(image.astype(np.int32)).to(torch.uint16)[None, None], theta)[0, 0]
+        inner = (np.abs(warped.numpy() - out["image"].astype(np.float64)) / 65535.0)[2:-2, 2:-2]
+        assert inner.mean() < 2e-3 and np.quantile(inner, 0.99) < 1e-2, (params, inner.mean())
+    assert len(crops) == 10 and (0, 0, SIZE[1], SIZE[0]) not in crops
+
+
+def _zoom(crop: tuple[int, int, int, int] | None) -> float:
+    """How much a crop resized back to the image magnifies it (the square root of the areas' ratio)."""
+    x0, y0, x1, y1 = crop if crop is not None else (0, 0, SIZE[1], SIZE[0])
+    return float(np.sqrt(SIZE[0] * SIZE[1] / ((x1 - x0) * (y1 - y0))))
+
+
+@pytest.mark.parametrize("boxless", [False, True])
+def test_crop_boxless_zooms_an_image_without_boxes_as_one_with_a_small_box(boxless: bool) -> None:
+    """By default only an image with a box is cropped (1.8x-2x median here, a No Finding image never): zoom told
+    the label. crop_boxless gives a boxless image the zoom of an image with one small box, on both paths (medians of
+    1,000 draws: 300 scatter by about 3% each)."""
+    config = AugmentationConfig(hflip_p=0.0, crop_p=1.0, affine_p=0.0, crop_boxless=boxless)
+    corners = np.random.default_rng(0).uniform([0, 0], [SIZE[1] - 2, SIZE[0] - 2], (1000, 2))
+    small = [np.array([[x, y, x + 2, y + 2]], np.float32) for x, y in corners]
+    none = np.zeros((0, 4), np.float32)
+    worker, image = BoxTransform(SIZE, config, train=True, standardize=False), _smooth_image()
+    worker.pipeline.save_applied_params = True
+
+    def worker_zoom(seed: int, boxes: np.ndarray) -> float:
+        worker.set_seed(seed)
+        out = worker.pipeline(image=image, bboxes=boxes, box_labels=np.zeros(len(boxes), np.int64))
+        ((_, drawn),) = out["applied_transforms"]
+        return _zoom(tuple(int(v) for v in drawn["crop_coords"]))
+
+    rng = np.random.default_rng(1)
+    medians = {
+        "worker box": np.median([worker_zoom(seed, boxes) for seed, boxes in enumerate(small)]),
+        "worker none": np.median([worker_zoom(seed, none) for seed in range(1000)]),
+        "device box": np.median([_zoom(sample_params(config, SIZE, boxes, rng).crop) for boxes in small]),
+        "device none": np.median([_zoom(sample_params(config, SIZE, none, rng).crop) for _ in range(1000)]),
+    }
+    assert medians["worker box"] > 1.5 and medians["device box"] > 1.5, medians
+    for path in ("worker", "device"):
+        if boxless:
+            assert abs(medians[f"{path} none"] / medians[f"{path} box"] - 1) < 0.1, medians
+        else:
+            assert medians[f"{path} none"] == 1.0, medians

@@ -97,6 +97,28 @@ def test_empty_boxes_and_constant_image() -> None:
     assert boxes.shape == (0, 4) and labels.dtype == torch.int64 and torch.isfinite(out).all()
 
 
+def test_crop_boxless_crops_an_image_without_boxes_and_adds_no_box() -> None:
+    """The box-safe crop kept a boxless image whole (only Mass images were magnified: zoom told the label);
+    crop_boxless crops it around a random point, and the point never becomes a box."""
+    image = np.random.default_rng(0).integers(0, 65535, (128, 80)).astype(np.uint16)
+    for boxless in (False, True):
+        config = AugmentationConfig(hflip_p=0.0, crop_p=1.0, affine_p=0.0, crop_boxless=boxless)
+        transform = BoxTransform((128, 80), config, train=True, standardize=False)
+        kept = 0
+        for seed in range(20):
+            transform.set_seed(seed)
+            out, boxes, labels = transform(image, np.zeros((0, 4)), np.zeros(0))
+            kept += torch.equal(out[0], torch.from_numpy(image.astype(np.int32)).to(torch.uint16))
+            assert boxes.shape == (0, 4) and labels.shape == (0,)
+        assert kept == (0 if boxless else 20), (boxless, kept)
+
+
+def test_crop_boxless_is_refused_unless_true_or_false() -> None:
+    """A string "false" from a hand-built config is truthy: it would have cropped every boxless image."""
+    with pytest.raises(ValueError, match="data.augmentation.crop_boxless: expected true or false, found 'false'"):
+        AugmentationConfig(crop_boxless="false")  # type: ignore[arg-type]
+
+
 def test_standardize_uint16_equals_float() -> None:
     raw = np.random.default_rng(0).integers(0, 65536, (40, 30)).astype(np.uint16)
     out = standardize(raw)

@@ -54,10 +54,19 @@ def _eroded_union(norm: np.ndarray, erosion: float) -> np.ndarray | None:
     return None if union[2] - union[0] < 1e-6 or union[3] - union[1] < 1e-6 else union
 
 
-def _union_crop(boxes: np.ndarray, size: tuple[int, int], erosion: float, rng: np.random.Generator) -> tuple:
-    """A random crop containing the (eroded) union of the boxes (albumentations' ``RandomSizedBBoxSafeCrop`` draw)."""
+def _union_crop(
+    boxes: np.ndarray, size: tuple[int, int], erosion: float, rng: np.random.Generator, boxless: bool = False
+) -> tuple:
+    """A random crop containing the (eroded) union of the boxes (albumentations' ``RandomSizedBBoxSafeCrop`` draw).
+
+    ``boxless`` (``crop_boxless``): no boxes -> one zero-size box at a uniform point, drawn x then y before the
+    crop's corners, as ``transforms.BoxlessCrop`` draws it."""
     height, width = size
-    union = _eroded_union(boxes / np.array([width, height, width, height], np.float64), erosion) if len(boxes) else None
+    norm = boxes / np.array([width, height, width, height], np.float64)
+    if boxless and not len(norm):
+        point_x, point_y = rng.random(), rng.random()
+        norm = np.array([[point_x, point_y, point_x, point_y]])
+    union = _eroded_union(norm, erosion) if len(norm) else None
     if union is None:  # as albumentations: a crop of the image's aspect ratio, at least (1 - erosion) high
         low = int(height * (1.0 - erosion))
         crop_h = height if low >= height else max(1, int(rng.integers(low, height + 1)))  # never empty
@@ -76,13 +85,16 @@ def _union_crop(boxes: np.ndarray, size: tuple[int, int], erosion: float, rng: n
 def sample_params(
     config: AugmentationConfig, size: tuple[int, int], boxes: np.ndarray, rng: np.random.Generator
 ) -> AffineParams:
-    """Draw one training sample's augmentation; ``boxes (M, 4)`` xyxy pixels of the ``size = (H, W)`` image."""
+    """Draw one training sample's augmentation; ``boxes (M, 4)`` xyxy pixels of the ``size = (H, W)`` image.
+
+    Draw order: flip, crop or not, the crop (``_union_crop``), affine or not, shift x and y, scale x and y, rotation."""
     height, width = size
     flip = bool(rng.random() < config.hflip_p)
     boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
     if flip:
         boxes = np.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], axis=1)
-    crop = _union_crop(boxes, size, config.crop_erosion, rng) if rng.random() < config.crop_p else None
+    cropped = rng.random() < config.crop_p
+    crop = _union_crop(boxes, size, config.crop_erosion, rng, config.crop_boxless) if cropped else None
     if rng.random() >= config.affine_p:
         return AffineParams(flip, crop)
     shift_x, shift_y = rng.uniform(-config.shift, config.shift, 2)

@@ -2,6 +2,8 @@
 
 Train: horizontal flip, then a random box-safe crop resized back to the input size and a random
 shift/scale (affine), as the study used; then per-image standardization. Eval: standardization only.
+The crop keeps an image without boxes whole (as the study did, so only images with a box are magnified);
+``crop_boxless`` crops it around a random point instead (``BoxlessCrop``).
 Every option is a plain field of ``AugmentationConfig`` so LightningCLI YAML can set it; ``enabled: false``
 switches augmentation off (train then equals eval).
 
@@ -26,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 import albumentations as A
 import cv2
@@ -45,6 +47,7 @@ class AugmentationConfig:
     hflip_p: float = 0.5
     crop_p: float = 0.5  # random crop that keeps every box, resized back to the input size
     crop_erosion: float = 0.0  # albumentations' erosion_rate of the box-safe crop
+    crop_boxless: bool = False  # crop a boxless image around a random point, as around a small box (BoxlessCrop)
     affine_p: float = 0.5
     shift: float = 0.1  # translation up to this fraction of the size, each axis
     scale_min: float = 0.9
@@ -60,6 +63,8 @@ class AugmentationConfig:
         for name, expected in bounds.items():
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"data.augmentation.{name}: expected {expected}, found {getattr(self, name)}")
+        if not isinstance(self.crop_boxless, bool):
+            raise ValueError(f"data.augmentation.crop_boxless: expected true or false, found {self.crop_boxless!r}")
         if not 0.0 <= self.shift < 1.0:
             raise ValueError(f"data.augmentation.shift: expected a fraction of the size in [0, 1), found {self.shift}")
         if not 0.0 < self.scale_min <= self.scale_max:
@@ -240,13 +245,13 @@ def _build(input_size: tuple[int, int], cfg: AugmentationConfig) -> A.Compose:
     height, width = input_size
     steps = [
         A.HorizontalFlip(p=cfg.hflip_p),
-        A.RandomSizedBBoxSafeCrop(
+        BoxlessCrop(
             height=height,
             width=width,
             erosion_rate=cfg.crop_erosion,
             p=cfg.crop_p,
             mask_interpolation=cv2.INTER_NEAREST_EXACT,  # pixel centres, as the device path (INTER_NEAREST floors)
-        ),  # fmt: skip
+        ).with_boxless(cfg.crop_boxless),  # fmt: skip
         A.Affine(
             translate_percent={"x": (-cfg.shift, cfg.shift), "y": (-cfg.shift, cfg.shift)},
             scale=(cfg.scale_min, cfg.scale_max),
@@ -259,6 +264,33 @@ def _build(input_size: tuple[int, int], cfg: AugmentationConfig) -> A.Compose:
     compose = A.Compose(steps, bbox_params=box_params())
     seed_pipeline(compose, cfg.seed)
     return compose
+
+
+class BoxlessCrop(A.RandomSizedBBoxSafeCrop):
+    """albumentations' box-safe crop that, with ``boxless`` on, crops an image without boxes as if it held one
+    zero-size box at a point drawn uniformly over the image.
+
+    Without boxes the library's crop keeps the whole image (at ``erosion_rate`` 0), so only images with a box were
+    magnified: zoom and stretch told a Mass image from a No Finding one. Draw order (the device path's
+    ``_union_crop`` follows it): the point's x, its y, then the library's x0, y0, x1, y1 around it. The virtual box
+    only places the crop: no box is added to the sample. ``boxless`` off: the library's transform, draw for draw.
+    """
+
+    boxless = False
+
+    def with_boxless(self, boxless: bool) -> BoxlessCrop:
+        self.boxless = boxless
+        return self
+
+    def get_params_dependent_on_data(
+        self, params: dict[str, Any], data: dict[str, Any]
+    ) -> dict[str, tuple[int, int, int, int]]:
+        if not self.boxless or len(data["bboxes"]):
+            return super().get_params_dependent_on_data(params, data)
+        point_x, point_y = self.py_random.random(), self.py_random.random()
+        virtual = np.array([[point_x, point_y, point_x, point_y]])  # normalized, as the library holds boxes
+        x0, y0, x1, y1 = super().get_params_dependent_on_data(params, {**data, "bboxes": virtual})["crop_coords"]
+        return {"crop_coords": (x0, y0, max(x1, x0 + 1), max(y1, y0 + 1))}  # never empty, as the device path
 
 
 def box_params() -> A.BboxParams:
