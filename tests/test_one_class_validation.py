@@ -167,3 +167,28 @@ def test_a_nan_monitored_auroc_does_not_step_reduce_on_plateau(caplog: pytest.Lo
         trainer.fit(module, loader(train), loader(val))
     assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(1e-3)  # Adam's default, not cut
     assert sum("ReduceLROnPlateau is not stepped" in r.getMessage() for r in caplog.records) == 3
+
+
+def test_a_fit_keeping_best_by_wafroc_on_a_validation_split_without_masses_logs_nan_and_keeps_the_newest(
+    tmp_path: Path,
+) -> None:
+    """`wsod study --select_by wafroc` keeps best.ckpt by val/wafroc/<method>: a validation split without a mass in
+    view (normals only, or the batches a limit leaves) logged no such key, and Lightning stopped the fit after its
+    first epoch (`could not find the monitored key`)."""
+    from wsod_mammo.training.callbacks import DetectionMetrics
+
+    torch.manual_seed(0)
+    module = GMICLitModule(GMIC(num_classes=1, num_patches=1, crop_shape=(32, 32)), test_saliency=["cam"])
+    train = [{"image": torch.rand(2, 1, 64, 64), "label": torch.tensor([[1.0], [0.0]])}]
+    val = [{"image": torch.rand(2, 1, 64, 64), "label": torch.zeros(2, 1), "image_id": ["a", "b"],
+            "boxes": [torch.zeros(0, 4)] * 2, "box_labels": [torch.zeros(0, dtype=torch.long)] * 2,
+            "meta": [{}, {}]}]  # fmt: skip
+    loader = lambda batches: torch.utils.data.DataLoader(batches, batch_size=None, collate_fn=lambda b: b)  # noqa: E731
+    best = BestCheckpoint(dirpath=tmp_path, filename="{epoch}", monitor="val/wafroc/cam", mode="max", save_top_k=1)
+    trainer = Trainer(max_epochs=2, logger=False, enable_progress_bar=False, enable_model_summary=False,
+                      callbacks=[DetectionMetrics(methods=["cam"]), best], default_root_dir=tmp_path,
+                      num_sanity_val_steps=0)  # fmt: skip
+    trainer.fit(module, loader(train), loader(val))
+    assert math.isnan(trainer.callback_metrics["val/wafroc/cam"].item())
+    assert math.isnan(trainer.callback_metrics["val/detection/cam/tpr@fppi1"].item())
+    assert Path(best.best_model_path).name == "epoch=1.ckpt" and best.best_model_score.item() == float("-inf")

@@ -210,6 +210,11 @@ class DetectionMetrics(Callback):
             if not result.tpr_defined or result.num_gt_in_view == 0:  # nothing any threshold could find
                 log.warning("validation has no mass boxes in view: TPR is undefined or 0 whatever the threshold, %s "
                             "keeps its threshold", method)  # fmt: skip
+                # logged as NaN, as an undefined AUROC is: a BestCheckpoint on val/wafroc/<method> (the study's
+                # --select_by wafroc) stopped the fit with Lightning's missing-monitor error when the keys were absent
+                for point in result.fppi_points:
+                    pl_module.log(f"val/detection/{method}/tpr@fppi{point:g}", math.nan, sync_dist=False)
+                log_figures_of_merit(pl_module, "val", method, None)
                 continue
             threshold = result.best_threshold(self.fppi_budget)
             pl_module.detection_thresholds[method] = threshold
