@@ -523,3 +523,34 @@ def test_a_python_fit_whose_heads_do_not_match_the_datas_classes_is_refused_befo
     ):
         trainer.fit(module, datamodule=data)
     assert trainer.global_step == 0
+
+
+@pytest.mark.parametrize(("every", "epochs", "last_score"), [(1, 2, 0.6), (2, 4, 0.6), (2, 3, math.nan)])
+def test_last_ckpt_records_its_own_epochs_score_not_best_ckpts(
+    tmp_path: Path, every: int, epochs: int, last_score: float
+) -> None:
+    """`wsod test --ckpt_path last` printed `epoch 1 (0-based), val/fusion/auroc 0.715`: best.ckpt's score (epoch
+    0's), not epoch 1's 0.554, since Lightning updates the monitor's current_score only when it saves best.ckpt. An
+    epoch without validation (the third of `check_val_every_n_epoch: 2`) has no score of its own."""
+    from lightning.pytorch.demos.boring_classes import BoringModel
+
+    from wsod_mammo.training.provenance import trained_to
+
+    scores = iter([0.8, 0.6])
+
+    class Scripted(BoringModel):
+        def on_validation_epoch_end(self) -> None:
+            self.log("val/fusion/auroc", next(scores))
+
+    best = BestCheckpoint(dirpath=tmp_path, filename="best", monitor="val/fusion/auroc", mode="max", save_top_k=1,
+                          enable_version_counter=False)  # fmt: skip
+    last = WholeCheckpoint(dirpath=tmp_path, filename="last", enable_version_counter=False)
+    trainer = Trainer(logger=False, max_epochs=epochs, limit_train_batches=1, limit_val_batches=1,
+                      check_val_every_n_epoch=every, num_sanity_val_steps=0, enable_progress_bar=False,
+                      enable_model_summary=False, callbacks=[best, last])  # fmt: skip
+    trainer.fit(Scripted())
+    read = lambda name: trained_to(torch.load(tmp_path / name, map_location="cpu", weights_only=False))  # noqa: E731
+    assert read("best.ckpt")["epoch"] == every - 1
+    assert read("best.ckpt")["monitored"]["val/fusion/auroc"] == pytest.approx(0.8)
+    assert read("last.ckpt")["epoch"] == epochs - 1
+    assert read("last.ckpt")["monitored"]["val/fusion/auroc"] == pytest.approx(last_score, nan_ok=True)

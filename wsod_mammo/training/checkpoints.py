@@ -163,6 +163,21 @@ class BestCheckpoint(WholeCheckpoint):
         check_mode("BestCheckpoint:", self.mode, "monitor", self.monitor, "mode: max in its init_args")
         super().setup(trainer, pl_module, stage)
 
+    def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """An epoch without validation (``check_val_every_n_epoch`` > 1) has no score of its own (``last.ckpt``
+        then records none, not the previous validation's)."""
+        super().on_train_epoch_start(trainer, pl_module)
+        self.current_score = None
+
+    def _save_monitor_checkpoint(self, trainer: Trainer, monitor_candidates: dict[str, Tensor]) -> None:
+        """``current_score`` is this validation's score whether or not it replaced ``best.ckpt``: Lightning updates
+        it only when it saves, so ``last.ckpt`` of an epoch that did not beat best.ckpt recorded best's score as its
+        own (``provenance.trained_to``; ``wsod test --ckpt_path last`` printed it beside the later epoch)."""
+        super()._save_monitor_checkpoint(trainer, monitor_candidates)
+        current = monitor_candidates.get(str(self.monitor))
+        if current is not None:  # a NaN stays NaN here (the saved best.ckpt keeps Lightning's -inf)
+            self.current_score = current
+
     def check_monitor_top_k(self, trainer: Trainer, current: Tensor | None = None) -> bool:
         if current is None or self.save_top_k == -1 or len(self.best_k_models) < self.save_top_k:
             return super().check_monitor_top_k(trainer, current)
