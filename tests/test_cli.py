@@ -1739,6 +1739,33 @@ def test_an_early_stop_or_checkpoint_at_mode_min_on_a_rising_figure_is_refused()
 
 
 @pytest.mark.parametrize(
+    ("monitor", "match"),
+    [
+        ("val/fusion/aurco", r"\(no figure 'aurco' of a head: expected one of accuracy, auroc, tpr, tnr\)$"),
+        ("val/fusoin/auroc", r"\(no head 'fusoin': expected one of global, local, fusion\)$"),
+        ("test/wafroc/cam", r"\(a test figure: validation's are val/...\)$"),
+        ("val/detection/cam/tpr@fppi0.1", r"\(no detection figure 'tpr@fppi0.1': expected one of threshold, "),
+    ],
+)
+def test_a_monitor_no_fit_logs_is_refused_before_the_fit_trains(monitor: str, match: str) -> None:
+    """Lightning stopped the fit with `could not find the monitored key` at the end of its first validation, an
+    epoch of training later, with no checkpoint saved."""
+    from wsod_mammo.training.checkpoints import BestCheckpoint
+
+    for name in ("BestCheckpoint", "EarlyStopping"):
+        callback = {"class_path": name, "init_args": {"monitor": monitor, "mode": "max"}}
+        refused = rf"^trainer.callbacks {name}: monitor {re.escape(monitor)} is never logged in a fit {match}"
+        with pytest.raises(ValueError, match=refused):
+            cli_checks.check_monitor_modes({"trainer": {"callbacks": [callback]}})
+    with pytest.raises(ValueError, match=rf"^BestCheckpoint: monitor {re.escape(monitor)} is never logged"):
+        BestCheckpoint(monitor=monitor, mode="max").setup(None, None, "fit")  # type: ignore[arg-type]
+    for logged in ("val/fusion/auroc", "val/wafroc/mycam", "val/detection/cam/tpr@fppi0.25", "val/pointing/cam/hit",
+                   "train/loss_fusion", "val/loss", "lr-Adam", "val/my_own/figure"):  # fmt: skip
+        stop = {"class_path": "EarlyStopping", "init_args": {"monitor": logged, "mode": "max"}}
+        cli_checks.check_monitor_modes({"trainer": {"callbacks": [stop]}})
+
+
+@pytest.mark.parametrize(
     ("callback", "option", "match"),
     [
         ("DetectionMetrics", "class_index", r"trainer.callbacks DetectionMetrics class_index: 3, but model.model."

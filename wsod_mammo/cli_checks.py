@@ -18,7 +18,7 @@ from wsod_mammo.models.gmic import COMPILE_OPTIONS, GMIC
 from wsod_mammo.models.nyu import NYU_CLASS_NAMES, check_nyu_state_dict, load_nyu_checkpoint
 from wsod_mammo.models.resnet import GLOBAL_STRIDE, global_map_size
 from wsod_mammo.models.roi import window_size
-from wsod_mammo.training.monitors import check_mode
+from wsod_mammo.training.monitors import check_logged, check_mode
 
 log = logging.getLogger(__name__)
 
@@ -477,13 +477,14 @@ MONITORING_CALLBACKS = ("ModelCheckpoint", "BestCheckpoint", "WholeCheckpoint", 
 
 def check_monitor_modes(section: Any) -> None:
     """A checkpoint callback or an ``EarlyStopping`` left at Lightning's ``mode: min`` on an AUROC, a TPR or a
-    figure of merit keeps the worst epoch as ``best.ckpt``, or stops a fit that is improving: refused before it
-    trains."""
+    figure of merit keeps the worst epoch as ``best.ckpt``, or stops a fit that is improving; one watching a figure
+    no fit logs (``val/fusion/aurco``) stopped it after its first epoch: both refused before it trains."""
     for class_path, args in _callback_args(section):
         name = class_path.rpartition(".")[2]
         if name in MONITORING_CALLBACKS:
             check_mode(f"trainer.callbacks {name}:", str(args.get("mode", "min")), "monitor", args.get("monitor"),
                        "mode: max in its init_args")  # fmt: skip
+            check_logged(f"trainer.callbacks {name}:", "monitor", args.get("monitor"))
 
 
 def check_class_index(section: Any, checkpoint: dict[str, Any] | None) -> None:

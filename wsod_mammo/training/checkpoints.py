@@ -18,7 +18,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch import Tensor
 
-from wsod_mammo.training.monitors import check_mode
+from wsod_mammo.training.monitors import check_logged, check_mode
 from wsod_mammo.weights_only import WeightsOnlyLoadError, load_weights_only
 
 PAPER_INPUT_SIZE = (2944, 1920)
@@ -161,6 +161,8 @@ class BestCheckpoint(WholeCheckpoint):
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         # Lightning's default mode, min, would keep the epoch with the lowest AUROC or wAFROC as best.ckpt
         check_mode("BestCheckpoint:", self.mode, "monitor", self.monitor, "mode: max in its init_args")
+        if stage == "fit":  # Lightning refuses a monitor never logged after the first epoch, with nothing saved
+            check_logged("BestCheckpoint:", "monitor", self.monitor)
         super().setup(trainer, pl_module, stage)
 
     def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from wsod_mammo.training.monitors import check_mode
+from wsod_mammo.training.monitors import check_logged, check_mode
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,7 @@ def _check_plateau_mode(scheduler: Any, monitor: str) -> None:
     if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
         check_mode("model.scheduler: ReduceLROnPlateau with", scheduler.mode, "scheduler_monitor", monitor,
                    "--model.scheduler.mode max")  # fmt: skip
+        check_logged("model.scheduler: ReduceLROnPlateau with", "scheduler_monitor", monitor)
 
 
 def _warn_if_cosine_restarts(scheduler: Any, max_epochs: int | None) -> None:
