@@ -149,6 +149,7 @@ class GMICLitModule(LightningModule):
         # Maps that callbacks asked for: validation and test steps return them from their classification pass.
         self._requested_maps: list[str] = []
         self._warned_undefined_auroc = False  # once per fit/validate run (reset in setup)
+        self._warned_part_of_validation = False  # once per fit (reset in setup)
         # A loss or probabilities gone NaN/inf stop the run with where and why, before any checkpoint holds them;
         # counted on the device and read where the run synchronizes anyway (log steps, epoch ends)
         self._divergence = DivergenceWatch()
@@ -170,6 +171,7 @@ class GMICLitModule(LightningModule):
     # ----------------------------------------------------------------------------------------------- set-up
     def setup(self, stage: str) -> None:
         self._warned_undefined_auroc = False
+        self._warned_part_of_validation = False
         self._check_heads_match_data(stage)
         # A fresh fit starts from NYU's weights; test/predict without --ckpt_path run NYU's weights as they are.
         # Once per module: a test after fit in the same process keeps the trained weights.
@@ -211,6 +213,7 @@ class GMICLitModule(LightningModule):
 
     def on_validation_end(self) -> None:
         # after Lightning computed (and so synced over all processes) the epoch's metrics
+        self._warn_if_part_of_validation()
         if self.trainer.sanity_checking or self._warned_undefined_auroc:
             return
         collection = cast(MetricCollection, self.metrics["val_fusion"])  # stage_head_metrics
@@ -220,6 +223,35 @@ class GMICLitModule(LightningModule):
         self._warned_undefined_auroc = True
         if self.trainer.is_global_zero:
             log.warning(undefined_auroc_message(undefined, self._output_names(), self.trainer))
+
+    def _warn_if_part_of_validation(self) -> None:
+        """Say once a fit when validation ran fewer batches than its split holds (``--trainer.limit_val_batches``):
+        its figures were logged, and best.ckpt and the detection thresholds chosen, as if from the whole split, while
+        they came from its first images (VinDr's lists a split's mass images before its normal ones)."""
+        trainer = self.trainer
+        if (
+            trainer.sanity_checking
+            or trainer.state.fn != "fit"
+            or getattr(trainer, "fast_dev_run", False)  # checkpoints are off there
+            or self._warned_part_of_validation
+        ):
+            return
+        loader = trainer.val_dataloaders
+        loader = loader[0] if isinstance(loader, (list, tuple)) and loader else loader
+        ran = trainer.num_val_batches[0] if trainer.num_val_batches else 0
+        try:
+            held = len(loader)  # type: ignore[arg-type]  # a DataLoader; an iterable dataset's has no length
+        except TypeError:
+            return
+        if 0 < ran < held:
+            self._warned_part_of_validation = True
+            if trainer.is_global_zero:
+                log.warning(
+                    "validation ran %d of its %d batches (--trainer.limit_val_batches %s): the val/ figures, "
+                    "best.ckpt and the detection thresholds come from the split's first images alone, not the "
+                    "split (VinDr's lists its mass images first) (said once a fit)", ran, held,
+                    trainer.limit_val_batches,
+                )  # fmt: skip
 
     def _output_names(self) -> list[str]:
         # Trainer.datamodule: set by Lightning's data connector, undeclared in its type hints
