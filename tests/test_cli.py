@@ -2340,6 +2340,29 @@ def test_wandb_prints_no_end_of_run_dump_and_still_says_where_the_run_is(tmp_pat
     assert "Run history" not in terminal and "Run summary" not in terminal
     assert "saved locally" in terminal and list(save_dir.glob("wandb/offline-run-*/run-*.wandb"))
     assert "git root" not in terminal, terminal
+    assert "will be ignored" not in terminal, terminal  # W&B's setup was not started before Lightning's WANDB_MODE
+
+
+def test_wandb_disabled_in_the_settings_files_turns_the_logger_off(tmp_path: Path) -> None:
+    """`wandb disabled` (W&B's own switch: ``mode = disabled`` in the working directory's wandb/settings) was
+    outranked by the offline mode the logger passes to wandb.init: every command still wrote an offline run."""
+    (tmp_path / "wandb").mkdir()
+    (tmp_path / "wandb" / "settings").write_text("[default]\nmode = disabled\n")  # what `wandb disabled` writes
+    save_dir = tmp_path / "runs"
+    script = (
+        "from wsod_mammo.training.wandb_logger import OfflineWandbLogger\n"
+        f"logger = OfflineWandbLogger(save_dir={str(save_dir)!r})\n"
+        "print('mode', logger.experiment.settings.mode)\n"
+        "logger.log_metrics({'val/fusion/auroc': 0.5}, step=0)\n"
+        "logger.finalize('success')\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    env |= {"HOME": str(tmp_path / "home"), "WANDB_CONFIG_DIR": str(tmp_path / "config")}
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env,
+                            cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "mode disabled" in result.stdout, result.stdout + result.stderr
+    assert not list(tmp_path.glob("**/offline-run-*")), result.stdout + result.stderr
 
 
 def test_python_dash_m_runs_the_same_cli() -> None:

@@ -15,8 +15,27 @@ class WandbStartError(RuntimeError):
     line, not wandb's traceback."""
 
 
+def _settings_files_mode() -> str:
+    """The ``mode`` W&B's settings files hold (the working directory's ``wandb/settings``, else the global one in
+    ``WANDB_CONFIG_DIR`` or ``~/.config/wandb``), where ``wandb disabled`` and ``wandb offline`` write it; "" where
+    none. The mode this logger passes to ``wandb.init`` outranks those files, so ``wandb disabled`` went unheeded:
+    every command still wrote an offline run. Read as W&B's setup reads them, without starting its process-wide
+    setup here: Lightning sets ``WANDB_MODE`` after this, and W&B warned that the change would be ignored."""
+    from wandb.sdk.wandb_settings import Settings
+
+    try:
+        settings = Settings()  # root_dir: the working directory, as W&B's setup takes it for these files
+        settings.settings_system = str(Path(os.environ.get("WANDB_CONFIG_DIR") or "~/.config/wandb").expanduser()
+                                       / "settings")  # fmt: skip
+        files = settings.read_system_settings()
+    except Exception:  # an unreadable settings file: W&B itself prints the problem and goes on without it
+        return ""
+    return str(files.all().get("mode", "")).strip().lower()
+
+
 class OfflineWandbLogger(WandbLogger):
-    """``WandbLogger`` that runs offline by default and honours ``WANDB_MODE`` (``disabled``, ``online``).
+    """``WandbLogger`` that runs offline by default and honours ``WANDB_MODE`` (``disabled``, ``online``) and the
+    ``disabled`` that ``wandb disabled`` writes into W&B's settings files.
 
     Lightning's logger sets ``WANDB_MODE=dryrun`` whenever ``offline=True``, which would override a user's
     ``WANDB_MODE=disabled``; here the environment wins: ``disabled`` turns W&B off, ``online`` syncs live (what
@@ -40,7 +59,8 @@ class OfflineWandbLogger(WandbLogger):
         **kwargs: Any,
     ) -> None:
         environment = os.environ.get("WANDB_MODE", "").lower()
-        if environment == "disabled":
+        # The files' disabled only: their online (`wandb enabled`) is no opt-in to uploading, which needs a login
+        if environment == "disabled" or (not environment and _settings_files_mode() == "disabled"):
             offline = False
             kwargs["mode"] = "disabled"
         elif environment in ("online", "run"):  # an explicit opt-in, the one W&B's own offline banner suggests
