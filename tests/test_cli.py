@@ -1144,6 +1144,20 @@ def test_wandb_offline_run_holds_the_config_and_the_metrics(
     assert float(state["best_model_score"]) == pytest.approx(history["val/wafroc/gradcampp"])
 
 
+def test_a_wandb_run_names_its_command_as_its_job_type(
+    tmp_path: Path, data_root: Path, trained: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fit's W&B run and the test of its checkpoint share a group (in `wsod study` a name too, `cam_seed42`), and
+    nothing but the metrics each held told the training run from the test's: the job type is the command."""
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    config = write_config(tmp_path / "c.yaml", tiny_config(tmp_path, data_root))
+    main(["test", "--config", str(config), "--ckpt_path", str(checkpoint(trained))])
+    (log,) = list((tmp_path / "runs" / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert [r.run.job_type for r in read_finished_wandb_log(log) if r.HasField("run")] == ["test"]
+    (saved,) = list((tmp_path / "runs").glob("*/*/config.yaml"))
+    assert yaml.safe_load(saved.read_text())["trainer"]["logger"]["init_args"]["job_type"] == "test"
+
+
 # ------------------------------------------------------------------------------------------------ bad input
 def _refused(args: list[str], match: str, caplog: pytest.LogCaptureFixture, status: int = 2) -> str:
     """`wsod ARGS` refuses: exit ``status`` (2: before running; 1: data it cannot use) and one error line matching

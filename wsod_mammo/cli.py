@@ -45,6 +45,7 @@ from wsod_mammo.cli_checks import (
     check_sync_batchnorm,
     check_weights_given,
     disable_slurm_auto_requeue,
+    name_the_wandb_job,
     without_logger,
 )
 from wsod_mammo.cli_help import customize_subcommand_parser, subcommand_parser_kwargs
@@ -84,8 +85,9 @@ def count_before_fraction(parser: Any) -> None:
             action._typehint = int | float | None
 
 
-#: What `wsod fit --ckpt_path` itself sets on resuming a run (not the user's changes to its config).
-RESUME_OPTIONS = ("ckpt_path", "weights_only", "trainer.logger.init_args.id")
+#: What `wsod fit --ckpt_path` itself sets on resuming a run (not the user's changes to its config); the W&B
+#: job_type is the command's since 2026-12-07 (unset in an older run's config.yaml).
+RESUME_OPTIONS = ("ckpt_path", "weights_only", "trainer.logger.init_args.id", "trainer.logger.init_args.job_type")
 
 #: The checkpoint folders of the fit this process runs (``commands`` names its ``last.ckpt`` when it is stopped).
 FIT_CHECKPOINT_DIRS: list[str] = []
@@ -324,6 +326,7 @@ class WsodCLI(LightningCLI):
             check_predict_inputs(section)
         else:  # predict reads no labels: any data.classes will do
             check_heads_match_classes(section, checkpoint)
+            name_the_wandb_job(subcommand, section)
         check_class_index(section, checkpoint)
         if subcommand == "fit":
             check_monitor_modes(section)

@@ -419,6 +419,15 @@ def logger_args_of(section: Any) -> tuple[str, Any]:
     return str(logger.get("class_path", "")), logger.get("init_args") or {}
 
 
+def name_the_wandb_job(subcommand: str, section: Any) -> None:
+    """A W&B logger's ``job_type`` is the command (fit, validate, test) unless the config gives one: a fit's run and
+    the test of its checkpoint share a W&B group (and in ``wsod study`` a name, ``cam_seed42``), and nothing told
+    the training run from the test's but which metrics each held."""
+    class_path, init_args = logger_args_of(section)
+    if "Wandb" in class_path and hasattr(init_args, "get") and not init_args.get("job_type"):
+        init_args["job_type"] = subcommand
+
+
 def runs_root(section: Any) -> Path:
     """The folder holding the run folders: the logger's ``save_dir`` (``runs`` for W&B), else the root dir."""
     class_path, init_args = logger_args_of(section)
