@@ -35,7 +35,13 @@ from cli_configs import run_wsod as _wsod
 import wsod_mammo
 from wsod_mammo import cli_checks
 from wsod_mammo.cli import PREDICT_DEFAULTS, main, with_predict_defaults
-from wsod_mammo.cli_checkpoints import check_checkpoint, continue_run, reconcile_input_frame, resolve_checkpoint
+from wsod_mammo.cli_checkpoints import (
+    check_checkpoint,
+    check_not_rewinding,
+    continue_run,
+    reconcile_input_frame,
+    resolve_checkpoint,
+)
 from wsod_mammo.data.datamodule import VinDrMammoDataModule
 from wsod_mammo.data.dicom import read_dicom
 from wsod_mammo.data.errors import DataError
@@ -631,6 +637,31 @@ def test_crop_boxless_is_set_on_the_command_line(capsys: pytest.CaptureFixture[s
 
 def _state(path: Path) -> dict[str, torch.Tensor]:
     return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+
+
+def test_a_fit_resumed_from_a_checkpoint_older_than_its_last_is_refused_and_last_kept(
+    trained: Path, tmp_path: Path, data_root: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``wsod fit --ckpt_path best`` where best.ckpt is an earlier epoch than last.ckpt trained the later epochs again
+    into the same folder, replacing last.ckpt and logging their steps a second time into the run's W&B history,
+    without a word. Refused, last.ckpt untouched; with last.ckpt moved aside (on purpose) it is no longer refused."""
+    folder = tmp_path / "runs" / "wsod-mammo" / "run1" / "checkpoints"
+    folder.mkdir(parents=True)
+    last = shutil.copy(checkpoint(trained), folder / "last.ckpt")
+    state = torch.load(last, map_location="cpu", weights_only=True)
+    assert state["global_step"] > 1
+    older = folder / "best.ckpt"
+    torch.save(state | {"global_step": state["global_step"] - 1}, older)
+    before = hashlib.sha256(Path(last).read_bytes()).hexdigest()
+    config = write_config(tmp_path / "c.yaml", tiny_config(tmp_path, data_root))
+    step = state["global_step"]
+    message = (rf"^wsod fit: --ckpt_path .*best.ckpt \(epoch \d+, step {step - 1}\) is older than its run's "
+               rf".*last.ckpt \(epoch \d+, step {step}\): .* resume with --ckpt_path last")  # fmt: skip
+    _refused(["fit", "--config", str(config), "--ckpt_path", str(older)], message, caplog)
+    assert hashlib.sha256(Path(last).read_bytes()).hexdigest() == before
+    check_not_rewinding(state, Path(last))  # last itself, and an older file once last.ckpt is moved aside
+    Path(last).rename(folder / "last.epoch-later.ckpt")
+    check_not_rewinding(state | {"global_step": 1}, older)
 
 
 def test_resume_from_last_ends_with_the_same_weights(

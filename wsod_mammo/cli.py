@@ -22,6 +22,7 @@ from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from wsod_mammo.cli_checkpoints import (
     check_checkpoint,
     check_not_live,
+    check_not_rewinding,
     continue_run,
     reconcile_input_frame,
     resolve_checkpoint,
@@ -311,6 +312,7 @@ class WsodCLI(LightningCLI):
                 quiet = getattr(self, "_defaults_only", False)
                 reconcile_input_frame(section, checkpoint, subcommand, given, Path(section["ckpt_path"]), quiet)
             if subcommand == "fit":
+                check_not_rewinding(checkpoint, Path(section["ckpt_path"]))
                 continue_run(Path(section["ckpt_path"]), section, checkpoint.get("wandb_run_id"))
                 warnings.filterwarnings("ignore", message=RESUMED_DIRPATH_WARNING, category=UserWarning)
                 warn_if_finished(checkpoint, Path(section["ckpt_path"]), section)

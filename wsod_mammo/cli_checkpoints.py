@@ -141,6 +141,28 @@ def continue_run(checkpoint: Path, section: Any, recorded_id: str | None = None)
         )  # fmt: skip
 
 
+def check_not_rewinding(checkpoint: dict[str, Any], path: Path) -> None:
+    """A fit resumed from a checkpoint older than its folder's ``last.ckpt`` (``--ckpt_path best``, an earlier
+    epoch's file) trained the later epochs again into the same folder, replacing ``last.ckpt`` (their weights lost)
+    and logging their steps a second time into the run's W&B history, without a word: refused, saying how to do it
+    on purpose."""
+    last = path.parent / "last.ckpt"
+    if path.name == last.name or not last.is_file():
+        return
+    try:
+        newer = read_lightning_checkpoint(last, "last.ckpt")
+    except ValueError:  # a damaged last.ckpt is no later state to protect
+        return
+    step, last_step = checkpoint.get("global_step"), newer.get("global_step")
+    if isinstance(step, int) and isinstance(last_step, int) and step < last_step:
+        raise ValueError(
+            f"--ckpt_path {path} (epoch {checkpoint.get('epoch')}, step {step}) is older than its run's {last} (epoch "
+            f"{newer.get('epoch')}, step {last_step}): the fit would train those epochs again over last.ckpt and log "
+            "their steps a second time into the run's W&B history; resume with --ckpt_path last, or move last.ckpt "
+            "aside first to go back on purpose"
+        )
+
+
 def warn_if_finished(checkpoint: dict[str, Any], path: Path, section: Any) -> None:
     """A fit resumed from a checkpoint of a run that already trained its ``max_epochs`` trains nothing: Lightning
     stops at once (exit 0, 'max_epochs reached'), and the run's folder gets this command's config. A stopped fit that
