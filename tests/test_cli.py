@@ -645,12 +645,12 @@ def test_a_fit_resumed_from_a_checkpoint_older_than_its_last_is_refused_and_last
     """``wsod fit --ckpt_path best`` where best.ckpt is an earlier epoch than last.ckpt trained the later epochs again
     into the same folder, replacing last.ckpt and logging their steps a second time into the run's W&B history,
     without a word. Refused, last.ckpt untouched; with last.ckpt moved aside (on purpose) it is no longer refused."""
-    folder = tmp_path / "runs" / "wsod-mammo" / "run1" / "checkpoints"
-    folder.mkdir(parents=True)
-    last = shutil.copy(checkpoint(trained), folder / "last.ckpt")
-    state = torch.load(last, map_location="cpu", weights_only=True)
+    state = torch.load(checkpoint(trained), map_location="cpu", weights_only=True) | {"wandb_run_id": "run1"}
     assert state["global_step"] > 1
-    older = folder / "best.ckpt"
+    folder = tmp_path / "runs" / "wsod-test" / "run1" / "checkpoints"  # the run folder of tiny_config's logger
+    folder.mkdir(parents=True)
+    last, older = folder / "last.ckpt", folder / "best.ckpt"
+    torch.save(state, last)
     torch.save(state | {"global_step": state["global_step"] - 1}, older)
     before = hashlib.sha256(Path(last).read_bytes()).hexdigest()
     config = write_config(tmp_path / "c.yaml", tiny_config(tmp_path, data_root))
@@ -659,9 +659,16 @@ def test_a_fit_resumed_from_a_checkpoint_older_than_its_last_is_refused_and_last
                rf".*last.ckpt \(epoch \d+, step {step}\): .* resume with --ckpt_path last")  # fmt: skip
     _refused(["fit", "--config", str(config), "--ckpt_path", str(older)], message, caplog)
     assert hashlib.sha256(Path(last).read_bytes()).hexdigest() == before
-    check_not_rewinding(state, Path(last))  # last itself, and an older file once last.ckpt is moved aside
+    section = {"trainer": {"logger": {"class_path": "wsod_mammo.training.wandb_logger.OfflineWandbLogger",
+                                      "init_args": {"project": "wsod-test", "save_dir": str(tmp_path / "runs"),
+                                                    "id": "run1"}}}}  # fmt: skip
+    with pytest.raises(ValueError, match="is older than its run's"):
+        check_not_rewinding(state | {"global_step": 1}, older, section)
+    check_not_rewinding(state, Path(last), section)  # last itself
+    other = {"trainer": {"callbacks": [{"class_path": "x.WholeCheckpoint", "init_args": {"dirpath": str(tmp_path)}}]}}
+    check_not_rewinding(state | {"global_step": 1}, older, other)  # a fit writing elsewhere loses nothing
     Path(last).rename(folder / "last.epoch-later.ckpt")
-    check_not_rewinding(state | {"global_step": 1}, older)
+    check_not_rewinding(state | {"global_step": 1}, older, section)  # last.ckpt moved aside on purpose
 
 
 def test_resume_from_last_ends_with_the_same_weights(

@@ -312,8 +312,8 @@ class WsodCLI(LightningCLI):
                 quiet = getattr(self, "_defaults_only", False)
                 reconcile_input_frame(section, checkpoint, subcommand, given, Path(section["ckpt_path"]), quiet)
             if subcommand == "fit":
-                check_not_rewinding(checkpoint, Path(section["ckpt_path"]))
                 continue_run(Path(section["ckpt_path"]), section, checkpoint.get("wandb_run_id"))
+                check_not_rewinding(checkpoint, Path(section["ckpt_path"]), section)  # where continue_run writes
                 warnings.filterwarnings("ignore", message=RESUMED_DIRPATH_WARNING, category=UserWarning)
                 warn_if_finished(checkpoint, Path(section["ckpt_path"]), section)
             if section.get("weights_only") is None:

@@ -141,13 +141,30 @@ def continue_run(checkpoint: Path, section: Any, recorded_id: str | None = None)
         )  # fmt: skip
 
 
-def check_not_rewinding(checkpoint: dict[str, Any], path: Path) -> None:
+def writes_into(folder: Path, section: Any) -> bool:
+    """Whether the fit ``section`` configures writes its checkpoints into ``folder``: a checkpoint callback's
+    ``dirpath`` (``wsod study``'s runs), or the W&B run folder it continues (``continue_run`` set its id:
+    ``<save_dir>/<project>/<run id>/checkpoints``, where Lightning puts them)."""
+    folder = folder.resolve()
+    if any(d.resolve() == folder for d in checkpoint_dirs(section)):
+        return True
+    class_path, init_args = logger_args_of(section)
+    return (
+        "Wandb" in class_path
+        and folder.name == "checkpoints"
+        and init_args.get("id") == folder.parent.name
+        and folder.parents[1].name == str(init_args.get("project") or "wsod-mammo")
+        and folder.parents[2] == runs_root(section).resolve()
+    )
+
+
+def check_not_rewinding(checkpoint: dict[str, Any], path: Path, section: Any) -> None:
     """A fit resumed from a checkpoint older than its folder's ``last.ckpt`` (``--ckpt_path best``, an earlier
-    epoch's file) trained the later epochs again into the same folder, replacing ``last.ckpt`` (their weights lost)
-    and logging their steps a second time into the run's W&B history, without a word: refused, saying how to do it
-    on purpose."""
+    epoch's file) that goes on in that folder (``writes_into``) trained the later epochs again there, replacing
+    ``last.ckpt`` (their weights lost) and logging their steps a second time into the run's W&B history, without a
+    word: refused, saying how to do it on purpose. A fit writing elsewhere (another run's config) is no rewind."""
     last = path.parent / "last.ckpt"
-    if path.name == last.name or not last.is_file():
+    if path.name == last.name or not last.is_file() or not writes_into(path.parent, section):
         return
     try:
         newer = read_lightning_checkpoint(last, "last.ckpt")
