@@ -170,11 +170,12 @@ def test_a_nan_monitored_auroc_does_not_step_reduce_on_plateau(caplog: pytest.Lo
 
 
 def test_a_fit_keeping_best_by_wafroc_on_a_validation_split_without_masses_logs_nan_and_keeps_the_newest(
-    tmp_path: Path,
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """`wsod study --select_by wafroc` keeps best.ckpt by val/wafroc/<method>: a validation split without a mass in
     view (normals only, or the batches a limit leaves) logged no such key, and Lightning stopped the fit after its
-    first epoch (`could not find the monitored key`)."""
+    first epoch (`could not find the monitored key`). That it has none is said once a run (it was every epoch, for
+    every method)."""
     from wsod_mammo.training.callbacks import DetectionMetrics
 
     torch.manual_seed(0)
@@ -188,7 +189,10 @@ def test_a_fit_keeping_best_by_wafroc_on_a_validation_split_without_masses_logs_
     trainer = Trainer(max_epochs=2, logger=False, enable_progress_bar=False, enable_model_summary=False,
                       callbacks=[DetectionMetrics(methods=["cam"]), best], default_root_dir=tmp_path,
                       num_sanity_val_steps=0)  # fmt: skip
-    trainer.fit(module, loader(train), loader(val))
+    with caplog.at_level("WARNING", logger="wsod_mammo.training.callbacks"):
+        trainer.fit(module, loader(train), loader(val))
+    said = [r.getMessage() for r in caplog.records if "no mass boxes in view" in r.getMessage()]
+    assert len(said) == 1 and "cam keeps its threshold" in said[0], said
     assert math.isnan(trainer.callback_metrics["val/wafroc/cam"].item())
     assert math.isnan(trainer.callback_metrics["val/detection/cam/tpr@fppi1"].item())
     assert Path(best.best_model_path).name == "epoch=1.ckpt" and best.best_model_score.item() == float("-inf")

@@ -132,6 +132,7 @@ class DetectionMetrics(Callback):
         self._results: dict[tuple[str, str], DetectionResult] = {}
         self._groups: dict[int, int] = {}  # image key -> study key of the test split (test_split.study_groups)
         self._said_tie: set[str] = set()  # methods whose threshold validation chose from a tie at TPR 0 (said once)
+        self._said_unfound: set[str] = set()  # methods validation had no mass in view for (said once)
 
     def _methods(self, pl_module: GMICLitModule) -> list[str]:
         return list(self.methods) if self.methods else list(pl_module.test_saliency)
@@ -162,7 +163,7 @@ class DetectionMetrics(Callback):
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         pl_module = cast("GMICLitModule", pl_module)  # Lightning's hooks type it as any LightningModule
         check_class_of_model(self.class_index, pl_module, "DetectionMetrics")
-        self._said_tie = set()
+        self._said_tie, self._said_unfound = set(), set()
         pl_module.request_saliency_maps(self._methods(pl_module))  # made in the steps' own pass
 
     def _update(self, pl_module: GMICLitModule, outputs: dict[str, Any], batch: dict[str, Any]) -> None:
@@ -205,11 +206,13 @@ class DetectionMetrics(Callback):
             return
         pl_module = cast("GMICLitModule", pl_module)  # Lightning's hooks type it as any LightningModule
         tied: list[str] = []
+        unfound: list[str] = []
         for (method, _), metric in self._metrics.items():
             result = metric.compute()
             if not result.tpr_defined or result.num_gt_in_view == 0:  # nothing any threshold could find
-                log.warning("validation has no mass boxes in view: TPR is undefined or 0 whatever the threshold, %s "
-                            "keeps its threshold", method)  # fmt: skip
+                if method not in self._said_unfound:
+                    self._said_unfound.add(method)
+                    unfound.append(method)
                 # logged as NaN, as an undefined AUROC is: a BestCheckpoint on val/wafroc/<method> (the study's
                 # --select_by wafroc) stopped the fit with Lightning's missing-monitor error when the keys were absent
                 for point in result.fppi_points:
@@ -236,6 +239,12 @@ class DetectionMetrics(Callback):
                 normal_rating = normals.compute()[:, chosen_index]
                 log_figures_of_merit(pl_module, "val", method, result_ratings(result, chosen_index, normal_rating))
         self._metrics, self._normals = {}, {}
+        if unfound and trainer.is_global_zero:  # the split is the same every epoch: once a run, once for all ranks
+            keeps = "keeps its threshold" if len(unfound) == 1 else "keep their thresholds"
+            log.warning(
+                "validation has no mass boxes in view: TPR is undefined or 0 whatever the threshold, %s %s (the "
+                "figures are logged as NaN; said once a run)", ", ".join(unfound), keeps,
+            )  # fmt: skip
         if tied and trainer.is_global_zero:  # every method saw the same images: one mass count
             its, s = ("its", "s") if len(tied) == 1 else ("their", "")
             log.warning(

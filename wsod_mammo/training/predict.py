@@ -282,7 +282,8 @@ class PredictionWriter(BasePredictionWriter):
             writer = csv.DictWriter(handle, fieldnames=BREAST_CSV_COLUMNS)
             writer.writeheader()
             writer.writerows(breast_csv_rows(rows))
-        log.info("predict: %d breasts (the mean of each one's views) in %s", len(rows), self.run_dir / "breasts.csv")
+        log.info("predict: %d breast%s (the mean of each one's views) in %s", len(rows), "" if len(rows) == 1 else "s",
+                 self.run_dir / "breasts.csv")  # fmt: skip
 
     def _write_rows(self, records: list[dict[str, Any]], suffix: str) -> None:
         """``predictions<suffix>.json`` and ``.csv`` of ``records``."""
