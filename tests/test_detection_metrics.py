@@ -456,7 +456,7 @@ def test_validation_with_no_mass_in_view_keeps_the_threshold_and_the_test_counts
 
     module = SimpleNamespace(detection_thresholds={}, device=torch.device("cpu"), test_saliency=["cam"],
                              log=lambda *_, **__: None)  # fmt: skip
-    trainer = SimpleNamespace(sanity_checking=False)
+    trainer = SimpleNamespace(sanity_checking=False, is_global_zero=True)
     callback = DetectionMetrics(methods=["cam"], thresholds=[0.7, 0.3], fppi_budget=1.0)
     outputs, batch = _callback_batch()
     batch |= {"boxes": [torch.zeros(0, 4)] * 2, "box_labels": [torch.zeros(0, dtype=torch.long)] * 2,
