@@ -361,17 +361,22 @@ def test_an_exams_dicoms_give_one_row_per_breast_with_the_mean_of_its_views(
     assert float(rows[0]["probability"]) == pytest.approx(breasts[0]["probability"], abs=1e-6)
 
 
+def _left_views_of_a_whole_exam(root: Path) -> list[Any]:
+    """The left CC and MLO records (in that order) of a synthetic study that holds all four views."""
+    records = load_records(root)
+    views: dict[str, list[str]] = {}
+    for r in records:
+        views.setdefault(r.study_id, []).append(r.laterality + r.view)
+    study = next(s for s, v in views.items() if sorted(v) == ["LCC", "LMLO", "RCC", "RMLO"])
+    return sorted((r for r in records if r.study_id == study and r.laterality == "L"), key=lambda r: r.view)
+
+
 @pytest.mark.filterwarnings("ignore:Invalid value for VR UI")  # the synthetic data's VinDr-style hex UIDs
 def test_one_image_given_twice_is_one_view_of_its_breast(synthetic_root: Path, tmp_path: Path) -> None:
     """A clinic's folder holds an image twice (a link to it, a copy in another export): each input keeps its row,
     but its breast counts the image once (one SOPInstanceUID), or its mean weighted that view double and ``images``
     said 3 views of a breast that has 2."""
-    records = load_records(synthetic_root)
-    views: dict[str, list[str]] = {}
-    for r in records:
-        views.setdefault(r.study_id, []).append(r.laterality + r.view)
-    study = next(s for s, v in views.items() if sorted(v) == ["LCC", "LMLO", "RCC", "RMLO"])
-    left = sorted((r for r in records if r.study_id == study and r.laterality == "L"), key=lambda r: r.view)
+    left = _left_views_of_a_whole_exam(synthetic_root)
     (tmp_path / "copy").mkdir()
     copied = Path(shutil.copy(left[0].path, tmp_path / "copy" / "IM-0001.dcm"))
     linked = tmp_path / "latest.dcm"
@@ -399,12 +404,7 @@ def test_a_breast_says_which_of_its_views_carry_a_warning(synthetic_root: Path, 
     """A PACS export holds a secondary capture (a screenshot, Modality OT, no laterality tag) in the exam's study:
     it joins a breast by its inferred side and its probability is in the breast's mean, which its own row alone
     warned of; breasts.csv|json name each such view and its warning."""
-    records = load_records(synthetic_root)
-    views: dict[str, list[str]] = {}
-    for r in records:
-        views.setdefault(r.study_id, []).append(r.laterality + r.view)
-    study = next(s for s, v in views.items() if sorted(v) == ["LCC", "LMLO", "RCC", "RMLO"])
-    left = sorted((r for r in records if r.study_id == study and r.laterality == "L"), key=lambda r: r.view)
+    left = _left_views_of_a_whole_exam(synthetic_root)
     capture = pydicom.dcmread(left[0].path)
     capture.Modality, capture.SOPInstanceUID = "OT", "1.2.826.0.1.3680043.8.498.1"
     capture.SOPClassUID = capture.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
