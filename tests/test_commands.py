@@ -181,6 +181,21 @@ def test_the_entry_points_module_and_the_cli_module_run_as_python_m_are_the_wsod
                           timeout=240).stdout.strip() == f"wsod-mammo {__version__}"  # fmt: skip
 
 
+@pytest.mark.parametrize(
+    ("module", "name"),
+    [("wsod_mammo.study", "study"), ("wsod_mammo.data.prepare", "prepare"), ("wsod_mammo.data.synthetic", "synth"),
+     ("wsod_mammo.detection.report_cli", "report")],
+)  # fmt: skip
+def test_a_subcommand_s_module_run_as_python_m_is_its_wsod_subcommand(module: str, name: str) -> None:
+    """``python -m`` of the module behind ``wsod study|prepare|synth|report`` imported it and exited 0, running
+    nothing: a job script's ``python -m wsod_mammo.data.prepare ...`` "succeeded" with no cache written."""
+    run = subprocess.run([sys.executable, "-m", module, "--no-such-option"], capture_output=True, text=True,
+                         timeout=240)  # fmt: skip
+    assert run.returncode != 0 and f"wsod {name}" in run.stderr
+    usage = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True, timeout=240)
+    assert usage.returncode == 0 and usage.stdout.startswith(f"usage: wsod {name} ")
+
+
 def _save_dir(root: Path, words: list[str]) -> str | None:
     """The W&B logger's ``save_dir`` that a command's ``--config`` files compose to (the last one setting it)."""
     import yaml

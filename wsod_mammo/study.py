@@ -381,3 +381,9 @@ def main(argv: list[str] | None = None) -> None:
         run_all(list(runs.values()), slots, first_alone=data_to_synthesize(base))
     print(aggregate(output, runs, _test_methods(args)), end="")
     log.info("study tables, FROC plots and summary.md written to %s", output)
+
+
+if __name__ == "__main__":  # `python -m wsod_mammo.study`: `wsod study` (it ran nothing and exited 0)
+    from wsod_mammo.commands import main as _main
+
+    _main(["study", *sys.argv[1:]])

@@ -369,3 +369,9 @@ def main(argv: list[str] | None = None) -> None:
             "mend or remove the failed files and run prepare again (cached images are skipped), or leave them out "
             "of a fit with the data option missing: skip"
         )
+
+
+if __name__ == "__main__":  # `python -m wsod_mammo.data.prepare`: `wsod prepare` (it ran nothing and exited 0)
+    from wsod_mammo.commands import main as _main
+
+    _main(["prepare", *sys.argv[1:]])

@@ -318,3 +318,11 @@ def main(argv: list[str] | None = None) -> None:
     options.pop("config", None)
     root = make_synthetic_dataset(**options)
     print(f"synthetic VinDr-Mammo dataset written to {root}")
+
+
+if __name__ == "__main__":  # `python -m wsod_mammo.data.synthetic`: `wsod synth` (it ran nothing and exited 0)
+    import sys as _sys
+
+    from wsod_mammo.commands import main as _main
+
+    _main(["synth", *_sys.argv[1:]])

@@ -167,3 +167,11 @@ def main(argv: list[str] | None = None) -> None:
         print(_comparison(args, heads, over_runs), end="")
     if output is not None:
         _write_table2(output, markdown, table2_csv)
+
+
+if __name__ == "__main__":  # `python -m wsod_mammo.detection.report_cli`: `wsod report` (it ran nothing and exited 0)
+    import sys as _sys
+
+    from wsod_mammo.commands import main as _main
+
+    _main(["report", *_sys.argv[1:]])
