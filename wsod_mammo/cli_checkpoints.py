@@ -13,6 +13,7 @@ from wsod_mammo.cli_checks import checkpoint_dirs, init_args_of, logger_args_of,
 from wsod_mammo.folder_locks import holder
 from wsod_mammo.training.checkpoints import FRAME_KEYS, read_lightning_checkpoint, recorded_frame
 from wsod_mammo.training.module import GMICLitModule
+from wsod_mammo.training.wandb_logger import DEFAULT_PROJECT
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +154,7 @@ def writes_into(folder: Path, section: Any) -> bool:
         "Wandb" in class_path
         and folder.name == "checkpoints"
         and init_args.get("id") == folder.parent.name
-        and folder.parents[1].name == str(init_args.get("project") or "wsod-mammo")
+        and folder.parents[1].name == str(init_args.get("project") or DEFAULT_PROJECT)
         and folder.parents[2] == runs_root(section).resolve()
     )
 

@@ -9,6 +9,10 @@ from typing import Any, Literal, cast
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 
+#: The W&B project a run is logged under where the config names none: runs are written to
+#: ``<save_dir>/<project>/<run id>`` (``cli_checkpoints.writes_into`` finds a run's folder by it).
+DEFAULT_PROJECT = "wsod-mammo"
+
 
 class WandbStartError(RuntimeError):
     """W&B could not start the run (online without an API key, or without a reachable server): the reason in one
@@ -51,7 +55,7 @@ class OfflineWandbLogger(WandbLogger):
 
     def __init__(
         self,
-        project: str = "wsod-mammo",
+        project: str = DEFAULT_PROJECT,
         save_dir: str = "runs",
         name: str | None = None,
         offline: bool = True,
