@@ -344,9 +344,9 @@ def _read_dicom(path: Path) -> tuple[np.ndarray, DicomInfo]:
         photometric=photometric,
         padding=mask,
         warnings=reader_warnings(ds),
-        study=_study_uid(ds),
+        study=_raw_uid(ds, "StudyInstanceUID"),
         spacing_mm=pixel_spacing(ds),
-        instance=_study_uid(ds, "SOPInstanceUID"),
+        instance=_raw_uid(ds, "SOPInstanceUID"),
     )
     return image, info
 
@@ -366,10 +366,10 @@ def pixel_spacing(ds: pydicom.Dataset) -> tuple[float, float] | None:
     return None
 
 
-def _study_uid(ds: pydicom.Dataset, keyword: str = "StudyInstanceUID") -> str:
-    """StudyInstanceUID (or the UID ``keyword`` names) as the file spells it, "" when absent. Read raw, without
-    pydicom's UID validation: exports with anonymized, non-numeric UIDs (VinDr's are hex hashes) made it warn
-    "Invalid value for VR UI" on every file."""
+def _raw_uid(ds: pydicom.Dataset, keyword: str) -> str:
+    """The UID ``keyword`` names (StudyInstanceUID, SOPInstanceUID) as the file spells it, "" when absent. Read
+    raw, without pydicom's UID validation: exports with anonymized, non-numeric UIDs (VinDr's are hex hashes) made it
+    warn "Invalid value for VR UI" on every file."""
     element = ds.get_item(keyword)
     value = element.value if element is not None else ""
     if isinstance(value, bytes):
