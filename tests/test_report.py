@@ -254,6 +254,20 @@ def test_compare_finds_the_test_run_inside_a_study_run_folder_and_names_a_bad_re
             main([str(study_run), "--compare", "cam", "gradcam"])
 
 
+def test_the_test_run_found_below_a_run_folder_is_said_once_per_report(tmp_path, capsys, caplog):
+    """`wsod report RUN --compare cam gradcam` found RUN's test run for the table and for each side, and said
+    "using the test run" three times; a second report in the same process says it again."""
+    study_run = tmp_path / "runs" / "cam_seed42"
+    _images_file(study_run / "wsod-mammo" / "id42", {"cam": [1, 1, 1, 1, 1, 0], "gradcam": [1, 1, 1, 1, 0, 0]})
+    line = f"{study_run}: using the test run {study_run / 'wsod-mammo' / 'id42'}"
+    for compare in (["cam", "gradcam"], [f"{study_run}:cam", f"{study_run}:gradcam"]):
+        caplog.clear()
+        with caplog.at_level("INFO", logger="wsod_mammo.detection.report"):
+            main([str(study_run), "--compare", *compare])
+        assert "A cam_seed42:cam: 0.833" in capsys.readouterr().out
+        assert caplog.text.count(line) == 1
+
+
 @pytest.mark.parametrize(
     ("content", "problem"),
     [(b"train_method,cam,gradcam\ncam,0.5@0.5,0.3@0.6,0.1@0.1\n", "row 2: 4 fields, the header has 3"),

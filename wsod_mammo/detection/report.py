@@ -19,6 +19,7 @@ mark).
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import logging
@@ -201,6 +202,13 @@ def _read_rows(path: Path) -> list[dict[str, str]]:
 NESTED_LEVELS = 3  # <save_dir>/<project>/<run id>/ of a test run, and a study's runs/<run>/ one level above
 
 
+@functools.cache
+def say_test_run(run_dir: Path, found: Path) -> None:
+    """Which test run below ``run_dir`` a report reads, said once: ``wsod report RUN --compare cam gradcam`` found it
+    for the table and again for each side, and printed the line three times. ``wsod report`` clears it per call."""
+    log.info("report: %s: using the test run %s", run_dir, found)
+
+
 def find_run_dir(run_dir: Path) -> Path:
     """The test run folder of ``run_dir``: itself when it holds ``table2_row.csv``, else the one folder below it (up
     to ``NESTED_LEVELS`` down) that does: a user passes the folder of a run (``runs/study/runs/cam_seed42``), the
@@ -212,7 +220,7 @@ def find_run_dir(run_dir: Path) -> Path:
     patterns = ["/".join(["*"] * depth + [TABLE2_ROW_FILE]) for depth in range(1, NESTED_LEVELS + 1)]
     found = sorted({path.parent for pattern in patterns for path in run_dir.glob(pattern) if path.is_file()})
     if len(found) == 1:
-        log.info("report: %s: using the test run %s", run_dir, found[0])
+        say_test_run(run_dir, found[0])
         return found[0]
     if found:
         raise ValueError(

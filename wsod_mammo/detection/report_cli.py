@@ -13,7 +13,7 @@ from typing import Any
 from jsonargparse import ArgumentParser
 
 from wsod_mammo.detection.mass_kinds import mass_kind
-from wsod_mammo.detection.report import collect_table2, find_run_dir
+from wsod_mammo.detection.report import collect_table2, find_run_dir, say_test_run
 
 
 def _parser() -> ArgumentParser:
@@ -146,6 +146,7 @@ def main(argv: list[str] | None = None) -> None:
     :mod:`wsod_mammo.detection.compare`) or of two heads' AUC (``RUN_DIR:fusion``;
     :mod:`wsod_mammo.detection.compare_auc`)."""
     args = _parser().parse_args(argv)
+    say_test_run.cache_clear()  # each run's line once per report, and again in the next report of this process
     _check_stratum(args)
     heads, over_runs, head_names = [], False, ""
     if args.compare is not None:  # torch's import (seconds) for --compare only: the tables and --help stay light
