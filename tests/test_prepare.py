@@ -311,6 +311,33 @@ def test_a_rerun_decodes_nothing_already_cached(synthetic_root: Path, tmp_path: 
     assert prep.prepare(str(synthetic_root), str(tmp_path), input_size=SIZE, workers=0) == first
 
 
+def test_each_sidecar_is_looked_for_once_and_read_once_per_run(
+    synthetic_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """prepare looked for each image's sidecar when it counted the images to convert and again in the job: two
+    stats per image a run (~15,000 on VinDr, over a network disk); a done image's sidecar is read once as well."""
+    touched: list[tuple[str, str]] = []
+    is_file, read_text = Path.is_file, Path.read_text
+
+    def counted(call, what: str):
+        def wrapper(path: Path, *args, **kwargs):
+            if path.parent.name == "images" and path.suffix == ".json":
+                touched.append((what, path.name))
+            return call(path, *args, **kwargs)
+
+        return wrapper
+
+    monkeypatch.setattr(Path, "is_file", counted(is_file, "stat"))
+    monkeypatch.setattr(Path, "read_text", counted(read_text, "read"))
+    for rerun in (False, True):
+        touched.clear()
+        manifest = prep.prepare(str(synthetic_root), str(tmp_path), input_size=SIZE, workers=0)
+        sidecars = {f"{image_id}.json" for image_id in manifest["images"]}
+        for what in ("stat", "read"):
+            calls = sorted(name for kind, name in touched if kind == what)
+            assert calls == (sorted(sidecars) if what == "stat" or rerun else []), (what, rerun)
+
+
 def test_a_manifest_written_before_resize_existed_counts_as_stretch(synthetic_root: Path, tmp_path: Path) -> None:
     """Caches prepared before the ``resize`` option hold stretched images: their manifest has no ``resize`` key,
     and a rerun asking for ``fit`` is refused as for any other setting."""

@@ -115,7 +115,9 @@ def read_cached(path: str | Path, raw: bool = False) -> np.ndarray:
     return np.multiply(image, np.float32(1.0 / 65535.0), dtype=np.float32)  # one pass, no float64
 
 
-Job = tuple[str, str, str, tuple[int, int], bool, str, CacheFormat, tuple[int, int] | None, str]
+#: ``(image_id, source, laterality, input_size, crop_breast, cache_dir, cache_format, csv_size, resize, sidecar)``:
+#: ``sidecar``, whether the image's sidecar was there when prepare counted the images to convert (stat once)
+Job = tuple[str, str, str, tuple[int, int], bool, str, CacheFormat, tuple[int, int] | None, str, bool]
 
 
 def _done_entry(sidecar: Path, image_id: str, cache_format: str) -> dict[str, Any] | None:
@@ -138,10 +140,10 @@ def _done_entry(sidecar: Path, image_id: str, cache_format: str) -> dict[str, An
 
 def _convert(job: Job) -> tuple[str, dict[str, Any] | None, str]:
     """Convert one image (in a worker); returns ``(image_id, entry or None, error)``."""
-    image_id, source, laterality, input_size, crop_breast, cache_dir, cache_format, csv_size, resize = job
+    image_id, source, laterality, input_size, crop_breast, cache_dir, cache_format, csv_size, resize, done = job
     folder = Path(cache_dir) / "images"
     sidecar = folder / f"{image_id}.json"
-    if sidecar.is_file() and (entry := _done_entry(sidecar, image_id, cache_format)) is not None:
+    if done and (entry := _done_entry(sidecar, image_id, cache_format)) is not None:
         return image_id, entry, ""
     from wsod_mammo.data.dicom import DicomError, describe_failure  # pydicom, torch: only when converting
     from wsod_mammo.data.images import load_input_image
@@ -219,7 +221,9 @@ def _prepare_locked(
     check_cache_options(cache_dir, options, earlier)
     unique = {r.image_id: r for r in records}
     folder = Path(cache_dir) / "images"
-    todo = sum(not (folder / f"{i}.json").is_file() for i in unique)  # converted images keep their sidecar
+    # converted images keep their sidecar; looked for once, here: each job says whether its image's was there
+    done = {i for i in unique if (folder / f"{i}.json").is_file()}
+    todo = len(unique) - len(done)
     print(f"prepare: {check_cache_space(cache_dir, todo, size, cache_format)}", file=sys.stderr)
     folder.mkdir(parents=True, exist_ok=True)
     for stale in folder.glob(".*.tmp"):  # left by an interrupted run; never read
@@ -229,7 +233,7 @@ def _prepare_locked(
         write_atomic(Path(cache_dir) / MANIFEST, json.dumps(started, indent=1, sort_keys=True).encode())
     jobs = [
         (i, str(find_image(r.path) or r.path), r.laterality, size, crop_breast, str(cache_dir), cache_format,
-         r.size, resize)
+         r.size, resize, i in done)
         for i, r in unique.items()
     ]  # fmt: skip
     images, errors = {}, {}
