@@ -535,6 +535,28 @@ def test_a_ddp_run_cut_short_writes_each_process_rows_to_its_own_files(
     )
 
 
+def test_a_run_cut_short_counts_the_inputs_holding_no_image_apart_from_its_images(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A CAD report among the inputs finished before a Ctrl-C was counted as an image: `after 2 images` for one
+    image (unreadable here) and one report."""
+    report = {"path": "sr", "error": "sr: a Mammography CAD SR Storage object, not an image",
+              "not_an_image": "Mammography CAD SR Storage"}  # fmt: skip
+    meta = [report, {"path": "b.txt", "error": "b.txt: not an image"}]
+    batch = {"image": torch.zeros(2, 1, 64, 32), "image_id": ["a", "b"], "boxes": [torch.zeros(0, 4)] * 2,
+             "meta": meta}  # fmt: skip
+    writer = PredictionWriter(output_dir=str(tmp_path), overlays=False)
+    writer.on_predict_start(None, None)
+    prediction = {"method": "oracle", "threshold": 0.5, "probabilities": torch.full((2, 1), 0.9),
+                  "maps": _oracle_maps(batch)}  # fmt: skip
+    trainer = SimpleNamespace(world_size=1, global_rank=0, predict_dataloaders=SimpleNamespace(dataset=list(range(5))))
+    writer.write_on_batch_end(trainer, None, prediction, None, batch, 0, 0)
+    with caplog.at_level(logging.WARNING):
+        writer.on_exception(trainer, None, KeyboardInterrupt())
+    assert "predict interrupted after 1 images and 1 input(s) that hold no image (of the 5 inputs; 3 not " \
+        "predicted)" in caplog.text  # fmt: skip
+
+
 def test_one_unreadable_input_among_readable_ones_does_not_fail_the_run(synthetic_root: Path, tmp_path: Path) -> None:
     """Only a run none of whose inputs could be read ends with NoReadableInputError; one bad file among good ones
     gets its error row beside the others' results."""

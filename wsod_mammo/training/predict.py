@@ -267,8 +267,8 @@ class PredictionWriter(BasePredictionWriter):
                      "process killed before it wrote them leaves its finished batches' rows in "
                      "predictions.rank<N>.partial.csv)")  # fmt: skip
         log.warning(
-            "predict %s after %d images%s: their rows are in %s (%s)",
-            how, len(self._records), _not_predicted(trainer, len(self._records)), where, _summary(self._records),
+            "predict %s after %s%s: their rows are in %s (%s)",
+            how, _finished(self._records), _not_predicted(trainer, len(self._records)), where, _summary(self._records),
         )  # fmt: skip
 
     def _write_breasts(self, records: list[dict[str, Any]]) -> None:
@@ -306,6 +306,14 @@ def _write_csv(handle: Any, records: list[dict[str, Any]], header: bool = True) 
 def _not_images(records: list[dict[str, Any]]) -> list[str]:
     """The class of every input that is a DICOM object holding no image (a CAD report...), in input order."""
     return [r["not_an_image"] for r in records if r.get("not_an_image")]
+
+
+def _finished(records: list[dict[str, Any]]) -> str:
+    """``4 images``, ``and 1 input(s) that hold no image`` added for the CAD reports among the inputs finished: a
+    run cut short counted them as images."""
+    others = len(_not_images(records))
+    images = f"{len(records) - others} images"
+    return f"{images} and {others} input(s) that hold no image" if others else images
 
 
 def _first_reason(records: list[dict[str, Any]]) -> str:
