@@ -554,3 +554,37 @@ def test_last_ckpt_records_its_own_epochs_score_not_best_ckpts(
     assert read("best.ckpt")["monitored"]["val/fusion/auroc"] == pytest.approx(0.8)
     assert read("last.ckpt")["epoch"] == epochs - 1
     assert read("last.ckpt")["monitored"]["val/fusion/auroc"] == pytest.approx(last_score, nan_ok=True)
+
+
+def test_best_ckpt_of_a_nan_scored_epoch_records_nan_not_lightnings_minus_infinity(tmp_path: Path) -> None:
+    """A validation of one class logs val/fusion/auroc NaN; Lightning ranks it as -inf and set current_score to that
+    just before saving best.ckpt, so `wsod test --ckpt_path RUN:best` printed `val/fusion/auroc -inf`. The ranking
+    keeps -inf (best_model_score): a later real score still replaces the NaN epoch."""
+    from lightning.pytorch.demos.boring_classes import BoringModel
+
+    from wsod_mammo.training.provenance import trained_to
+    from wsod_mammo.training.test_report import epoch_text
+
+    scores = iter([math.nan, math.nan, 0.6])
+    saved = []
+
+    class Scripted(BoringModel):
+        def on_validation_epoch_end(self) -> None:
+            self.log("val/fusion/auroc", next(scores))
+
+        def on_train_epoch_start(self) -> None:  # best.ckpt as the previous epoch's validation left it
+            if self.current_epoch:
+                saved.append(torch.load(tmp_path / "best.ckpt", map_location="cpu", weights_only=False))
+
+    best = BestCheckpoint(dirpath=tmp_path, filename="best", monitor="val/fusion/auroc", mode="max", save_top_k=1,
+                          enable_version_counter=False)  # fmt: skip
+    trainer = Trainer(logger=False, max_epochs=3, limit_train_batches=1, limit_val_batches=1, num_sanity_val_steps=0,
+                      enable_progress_bar=False, enable_model_summary=False, callbacks=[best])  # fmt: skip
+    trainer.fit(Scripted())
+    saved.append(torch.load(tmp_path / "best.ckpt", map_location="cpu", weights_only=False))
+    assert [c["epoch"] for c in saved] == [0, 1, 2]  # NaN epochs: the newest kept; then the real score
+    for checkpoint, score in zip(saved, [math.nan, math.nan, 0.6], strict=True):
+        assert trained_to(checkpoint)["monitored"]["val/fusion/auroc"] == pytest.approx(score, nan_ok=True)
+    assert epoch_text(trained_to(saved[1])) == ", epoch 1 (0-based), val/fusion/auroc nan"
+    (state,) = [v for k, v in saved[1]["callbacks"].items() if k.startswith("BestCheckpoint")]
+    assert state["best_model_score"] == float("-inf")

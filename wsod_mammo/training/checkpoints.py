@@ -154,9 +154,12 @@ class BestCheckpoint(WholeCheckpoint):
     every-epoch checkpoint: Lightning refreshes ``save_last`` only when a top-k checkpoint is saved.
 
     Scores within float32 rounding of each other (1e-6) tie. A NaN score (validation AUROC with images of one class
-    only) counts as the worst, as Lightning stores it (-inf for ``mode: max``): it never displaces a real score, and
-    with NaN every epoch the tie rule keeps the newest.
+    only) counts as the worst, as Lightning ranks it (-inf for ``mode: max``): it never displaces a real score, and
+    with NaN every epoch the tie rule keeps the newest. The file records the NaN its epoch logged as its score.
     """
+
+    #: the score the validation being checkpointed logged (NaN kept), None outside one
+    _logged_score: Tensor | None = None
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         # Lightning's default mode, min, would keep the epoch with the lowest AUROC or wAFROC as best.ckpt
@@ -175,10 +178,22 @@ class BestCheckpoint(WholeCheckpoint):
         """``current_score`` is this validation's score whether or not it replaced ``best.ckpt``: Lightning updates
         it only when it saves, so ``last.ckpt`` of an epoch that did not beat best.ckpt recorded best's score as its
         own (``provenance.trained_to``; ``wsod test --ckpt_path last`` printed it beside the later epoch)."""
-        super()._save_monitor_checkpoint(trainer, monitor_candidates)
-        current = monitor_candidates.get(str(self.monitor))
-        if current is not None:  # a NaN stays NaN here (the saved best.ckpt keeps Lightning's -inf)
+        self._logged_score = monitor_candidates.get(str(self.monitor))
+        try:
+            super()._save_monitor_checkpoint(trainer, monitor_candidates)
+        finally:
+            current, self._logged_score = self._logged_score, None
+        if current is not None:  # a NaN stays NaN
             self.current_score = current
+
+    def _save_checkpoint(self, trainer: Trainer, filepath: str) -> None:
+        """Lightning sets ``current_score`` to its ranking's stand-in for a NaN score (-inf for ``mode: max``) just
+        before it saves: best.ckpt of a NaN epoch recorded -inf, and ``wsod test --ckpt_path RUN:best`` printed
+        ``val/fusion/auroc -inf``. The file records the score the epoch logged (``best_model_score`` keeps -inf, the
+        ranking a resumed fit compares with)."""
+        if self._logged_score is not None:
+            self.current_score = self._logged_score
+        super()._save_checkpoint(trainer, filepath)
 
     def check_monitor_top_k(self, trainer: Trainer, current: Tensor | None = None) -> bool:
         if current is None or self.save_top_k == -1 or len(self.best_k_models) < self.save_top_k:
