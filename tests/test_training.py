@@ -562,6 +562,7 @@ def test_best_ckpt_of_a_nan_scored_epoch_records_nan_not_lightnings_minus_infini
     keeps -inf (best_model_score): a later real score still replaces the NaN epoch."""
     from lightning.pytorch.demos.boring_classes import BoringModel
 
+    from wsod_mammo.training.checkpoints import read_lightning_checkpoint
     from wsod_mammo.training.provenance import trained_to
     from wsod_mammo.training.test_report import epoch_text
 
@@ -574,14 +575,14 @@ def test_best_ckpt_of_a_nan_scored_epoch_records_nan_not_lightnings_minus_infini
 
         def on_train_epoch_start(self) -> None:  # best.ckpt as the previous epoch's validation left it
             if self.current_epoch:
-                saved.append(torch.load(tmp_path / "best.ckpt", map_location="cpu", weights_only=False))
+                saved.append(read_lightning_checkpoint(tmp_path / "best.ckpt", "best.ckpt"))
 
     best = BestCheckpoint(dirpath=tmp_path, filename="best", monitor="val/fusion/auroc", mode="max", save_top_k=1,
                           enable_version_counter=False)  # fmt: skip
     trainer = Trainer(logger=False, max_epochs=3, limit_train_batches=1, limit_val_batches=1, num_sanity_val_steps=0,
                       enable_progress_bar=False, enable_model_summary=False, callbacks=[best])  # fmt: skip
     trainer.fit(Scripted())
-    saved.append(torch.load(tmp_path / "best.ckpt", map_location="cpu", weights_only=False))
+    saved.append(read_lightning_checkpoint(tmp_path / "best.ckpt", "best.ckpt"))
     assert [c["epoch"] for c in saved] == [0, 1, 2]  # NaN epochs: the newest kept; then the real score
     for checkpoint, score in zip(saved, [math.nan, math.nan, 0.6], strict=True):
         assert trained_to(checkpoint)["monitored"]["val/fusion/auroc"] == pytest.approx(score, nan_ok=True)
