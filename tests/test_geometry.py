@@ -116,6 +116,73 @@ def test_breast_bbox_finds_a_12_bit_breast_beside_a_label_at_the_16_bit_maximum(
     assert x0 == 0 and 255 <= x1 <= 270 and y0 <= 45 and y1 >= 466
 
 
+def _breast_against_the_wall(laterality: str, height: int = 600, width: int = 400) -> np.ndarray:
+    """A smooth half ellipse of tissue against the chest wall (left for L), dimmer towards the skin, on black."""
+    yy, xx = np.mgrid[:height, :width].astype(np.float32)
+    inside = np.clip(1 - ((yy - height / 2) / (0.45 * height)) ** 2 - (xx / (0.6 * width)) ** 2, 0, 1)
+    image = (0.6 * inside).astype(np.float32)
+    return image if laterality == "L" else np.ascontiguousarray(image[:, ::-1])
+
+
+def _with_strip(image: np.ndarray, laterality: str, edge: str, depth: int, level: float = 1.0) -> np.ndarray:
+    """``image`` with an even bright band ``depth`` pixels deep along ``edge`` (top, bottom, the chest wall's or the
+    far one), as a scanned film's border or the light box leaves."""
+    out = image.copy()
+    on_left = (edge == "wall") == (laterality == "L")
+    side = np.s_[:, :depth] if on_left else np.s_[:, -depth:]
+    band = {"top": np.s_[:depth], "bottom": np.s_[-depth:]}.get(edge, side)
+    out[band] = level
+    return out
+
+
+@pytest.mark.parametrize("edge", ["top", "bottom", "wall", "far"])
+@pytest.mark.parametrize("laterality", ["L", "R"])
+def test_a_bright_strip_along_an_edge_neither_cuts_the_breast_crop_nor_flips_the_laterality(
+    laterality: str, edge: str
+) -> None:
+    """A saturated band 60 pixels deep (15% of the width) along one edge raised the tissue scale of the breast search:
+    the crop lost the breast's dimmer half, and a band along the far edge outweighed the breast (the laterality
+    flipped, the crop was the band). The band is left out: the crop is the one without it, cut only where the band
+    covers the breast (at the chest wall)."""
+    from wsod_mammo.data.images import infer_laterality
+
+    plain = _breast_against_the_wall(laterality)
+    image = _with_strip(plain, laterality, edge, 60)
+    assert infer_laterality(plain) == infer_laterality(image) == laterality
+    before, after = breast_bbox(plain), breast_bbox(image)
+    if edge != "wall":
+        assert after == before
+    else:
+        x0, y0, x1, y1 = after if laterality == "L" else (400 - after[2], after[1], 400 - after[0], after[3])
+        bx0, by0, bx1, by1 = before if laterality == "L" else (400 - before[2], before[1], 400 - before[0], before[3])
+        assert x0 == 60 and x1 >= bx1 and abs(y0 - by0) <= 4 and abs(y1 - by1) <= 4  # from the band's inner edge
+    geometry = make_geometry(image, laterality, (300, 200))
+    assert geometry.crop[0] == (60 if edge == "wall" else 0) and geometry.crop[2] >= 200
+
+
+def test_strips_along_several_edges_and_an_uneven_one_are_all_left_out() -> None:
+    """A film border along the top and the far edge at once (meeting at a corner), and a dimmer, noisy band along the
+    bottom: the crop is the breast's, as without them."""
+    plain = _breast_against_the_wall("L")
+    image = _with_strip(_with_strip(plain, "L", "top", 40), "L", "far", 50, level=0.9)
+    noise = np.random.default_rng(0).normal(0.0, 0.02, (30, 400)).astype(np.float32)
+    image[-30:] = np.clip(0.8 + noise, 0, 1)
+    assert breast_bbox(image) == breast_bbox(plain)
+
+
+def test_tissue_saturated_along_the_chest_wall_is_no_strip() -> None:
+    """A dense breast filling the whole height (a crop as tight as NYU's samples), saturated in its first 40 columns
+    (an export's window clips it): those columns are even and bright as a film's border, but the tissue runs on past
+    them, as bright, so they are breast and the crop keeps them."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:512, :400]
+    breast = ((yy - 256) / 300.0) ** 2 + (xx / 260.0) ** 2 < 1  # taller than the image: fills its first columns
+    image = np.where(breast, np.clip(0.9 + rng.uniform(-0.15, 0.15, (512, 400)), 0, 1), 0).astype(np.float32)
+    image[:, :40] = 1.0
+    x0, y0, x1, y1 = breast_bbox(image, margin=0)
+    assert (x0, y0, y1) == (0, 0, 512) and x1 >= 258
+
+
 def test_clip_boxes_drops_empty() -> None:
     boxes = np.array([[-5, 2, 10, 8], [30, 30, 40, 40]], np.float32)
     clipped, keep = clip_boxes(boxes, 20, 20)

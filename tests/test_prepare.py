@@ -429,15 +429,20 @@ def test_a_second_prepare_into_a_cache_another_is_writing_is_refused_and_touches
     assert prep.prepare(str(synthetic_root), str(tmp_path), input_size=SIZE, workers=0)["images"]
 
 
-def test_a_cache_from_before_the_breast_crop_fix_is_refused_naming_it(synthetic_root: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("version", "fix"),
+    [(1, "the breast crop's fix of 2026-12-03"), (2, "the breast crop's fix for bright edge strips of 2026-12-07")],
+)
+def test_a_cache_from_before_the_breast_crop_fix_is_refused_naming_it(
+    synthetic_root: Path, tmp_path: Path, version: int, fix: str
+) -> None:
     """05956ba changed where the breast crop lies on some images; a cache written before it (same layout, version 1)
-    was read as it was, and a rerun of prepare skipped its images: old and new crops mixed, silently."""
+    was read as it was, and a rerun of prepare skipped its images: old and new crops mixed, silently. Leaving bright
+    edge strips out of the crop changed it again on images with such strips (version 2)."""
     prep.prepare(str(synthetic_root), str(tmp_path), input_size=SIZE, workers=0)
     manifest = json.loads((tmp_path / prep.MANIFEST).read_text())
-    (tmp_path / prep.MANIFEST).write_text(json.dumps(manifest | {"version": 1}))
-    refused = (
-        rf"^{re.escape(str(tmp_path / prep.MANIFEST))}: a cache written before the breast crop's fix of 2026-12-03"
-    )
+    (tmp_path / prep.MANIFEST).write_text(json.dumps(manifest | {"version": version}))
+    refused = rf"^{re.escape(str(tmp_path / prep.MANIFEST))}: a cache written before {re.escape(fix)}"
     with pytest.raises(ValueError, match=refused):
         prep.load_manifest(tmp_path)
     with pytest.raises(ValueError, match=refused + r".*prepare it again into a new cache_dir"):

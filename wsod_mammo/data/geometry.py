@@ -139,22 +139,88 @@ def breast_bbox(image: np.ndarray, margin: float = 0.02, threshold: float | None
 
     ``image`` is ``(H, W)`` in [0, 1]. The component search runs on a copy about 256 pixels tall, so it
     costs little at full resolution; a label or skin marker in a corner is smaller than the breast and
-    is ignored, however bright (the copy is scaled by the tissue's brightness, ``_small_copy``).
+    is ignored, however bright (the copy is scaled by the tissue's brightness, ``_small_copy``), and bright strips
+    along the edges (a scanned film's border) are left out of the search and of the box (``inside_border_strips``).
     ``threshold`` defaults to Otsu's on that copy (bounded below by 0.05 of the tissue's brightness); ``margin``
-    is a fraction of the image size. An image with no bright pixel gives the whole image.
+    is a fraction of the image size. An image with no bright pixel gives the whole image (inside its strips).
     """
     height, width = image.shape
-    small8, step, top = _small_copy(image)
+    small8, step, top, inner = _small_copy(image)
     mask = (small8 > _breast_level(small8, None if threshold is None else threshold / top)).astype(np.uint8)
     count, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
     if count <= 1:
-        return (0, 0, width, height)
+        return inner
     largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
     x, y, w, h = (int(v) for v in stats[largest, :4])
     mx, my = int(round(margin * width)), int(round(margin * height))
-    x0, y0 = max(0, x * step - mx), max(0, y * step - my)
-    x1, y1 = min(width, (x + w) * step + mx), min(height, (y + h) * step + my)
+    x0, y0 = max(inner[0], x * step - mx), max(inner[1], y * step - my)
+    x1, y1 = min(inner[2], (x + w) * step + mx), min(inner[3], (y + h) * step + my)
     return (x0, y0, x1, y1)
+
+
+def inside_border_strips(image: np.ndarray) -> tuple[int, int, int, int]:
+    """``(x0, y0, x1, y1)``: the part of an ``(H, W)`` [0, 1] image inside the bright strips along its edges, the
+    whole image where there are none.
+
+    Scanned films often have white bands along their edges (the film's border, the light box): saturated, they
+    raised the tissue scale of the breast search, which then cut the breast, joined the breast's component (a crop
+    as wide as the image) or outweighed a narrow breast (the laterality flipped). A strip is a run of lines from an
+    edge, each bright (its median at least half the image's bright tissue) and even (``_even_line``), no deeper than
+    ``STRIP_MAX_DEPTH`` of the image, and brighter than the line inside it (``_band``): a breast's textured or
+    smoothly falling tissue is none. Found on the search's small copy, in full-resolution pixels.
+    """
+    return _small_copy(image)[3]
+
+
+#: a border strip is at most this fraction of the image across it: an even band deeper is the image's content
+STRIP_MAX_DEPTH = 0.2
+
+
+def _sampled(image: np.ndarray) -> tuple[np.ndarray, int]:
+    """A float32 copy of a [0, 1] image, every ``step``-th row and column, about 256 rows tall, and its step."""
+    step = max(1, image.shape[0] // 256)
+    return np.clip(np.ascontiguousarray(image[::step, ::step], dtype=np.float32), 0.0, 1.0), step
+
+
+def _strip_depths(small: np.ndarray) -> list[int]:
+    """How many lines of ``small`` the border strips along its top, bottom, left and right edges take (0: none).
+    Each edge is searched inside the strips found along the others, so that strips meeting at a corner do not hide
+    each other."""
+    lit = small[small > 0]
+    if not lit.size:
+        return [0, 0, 0, 0]
+    bright = 0.5 * float(np.percentile(lit, 95))
+    height, width = small.shape
+    depths, grown = [0, 0, 0, 0], True
+    while grown:
+        grown = False
+        for edge in range(4):
+            top, bottom, left, right = depths
+            inner = small[top : height - bottom, left : width - right]
+            lines = (inner, inner[::-1], inner.T, inner.T[::-1])[edge]  # lines from that edge inwards
+            room = int(STRIP_MAX_DEPTH * (height if edge < 2 else width)) - depths[edge]
+            found = _band(lines, bright, room)
+            depths[edge] += found
+            grown = grown or found > 0
+    return depths
+
+
+def _band(lines: np.ndarray, bright: float, room: int) -> int:
+    """How many of ``lines`` (first, the edge's) form a strip: bright even lines, at most ``room``, followed by a
+    line mostly darker than the edge's (a smooth breast that fills the first lines runs on into the next)."""
+    count = 0
+    while count < min(room + 1, lines.shape[0]) and _even_line(lines[count], bright):
+        count += 1
+    if count == 0 or count > room or count == lines.shape[0]:
+        return 0
+    edge_level = float(np.median(lines[0]))
+    return count if float(np.mean(lines[count] >= 0.9 * edge_level)) < 0.5 else 0
+
+
+def _even_line(line: np.ndarray, bright: float) -> bool:
+    """A line of a strip: its median at least ``bright`` and four in five of its pixels within 10% of it."""
+    median = float(np.median(line))
+    return median >= bright > 0 and float(np.mean(np.abs(line - median) <= 0.1 * median)) >= 0.8
 
 
 def _spacing_pair(values: Sequence[float]) -> tuple[float, float]:
@@ -224,7 +290,7 @@ def _densest_rows(image: np.ndarray, flip: bool, crop: tuple[int, int, int, int]
     pixels; the one nearest the centred window among equals."""
     x0, y0, x1, y1 = crop
     view = image[:, ::-1] if flip else image
-    small8, _, top = _small_copy(image)
+    small8, _, top, _ = _small_copy(image)
     level = _breast_level(small8) / 255 * top
     totals = np.concatenate(([0], np.cumsum(np.count_nonzero(view[y0:y1, x0:x1] > level, axis=1))))
     sums = totals[height:] - totals[:-height]
@@ -232,19 +298,29 @@ def _densest_rows(image: np.ndarray, flip: bool, crop: tuple[int, int, int, int]
     return int(starts[np.argmin(np.abs(starts - (y1 - y0 - height) // 2))])
 
 
-def _small_copy(image: np.ndarray) -> tuple[np.ndarray, int, float]:
-    """A uint8 copy of a [0, 1] image about 256 rows tall, its step, and the value its 255 stands for: where the
-    breast is searched for.
+def _small_copy(image: np.ndarray) -> tuple[np.ndarray, int, float, tuple[int, int, int, int]]:
+    """A uint8 copy of a [0, 1] image about 256 rows tall, its step, the value its 255 stands for, and the image's
+    part inside its border strips (``inside_border_strips``, full-resolution pixels): where the breast is searched for.
 
     The copy is scaled by the 95th percentile of its non-zero pixels (bright tissue), not by 1: a burned-in
     label or marker at the file's full range (65535 in a 12-bit image) made ``scale_to_unit`` divide by 65535,
-    the tissue fell under the 0.05 floor of the threshold, and the crop went to the label alone."""
-    step = max(1, image.shape[0] // 256)
-    small = np.clip(np.ascontiguousarray(image[::step, ::step], dtype=np.float32), 0.0, 1.0)
+    the tissue fell under the 0.05 floor of the threshold, and the crop went to the label alone. The border strips
+    are 0 in the copy, so that they neither set that scale nor join the breast."""
+    small, step = _sampled(image)
+    top_lines, bottom_lines, left_lines, right_lines = _strip_depths(small)
+    height, width = small.shape
+    inside = small[top_lines : height - bottom_lines, left_lines : width - right_lines]
+    small = np.pad(inside, ((top_lines, bottom_lines), (left_lines, right_lines)))  # the strips 0
+    inner = (
+        left_lines * step,
+        top_lines * step,
+        min(image.shape[1], (width - right_lines) * step),
+        min(image.shape[0], (height - bottom_lines) * step),
+    )
     lit = small[small > 0]
     top = float(np.percentile(lit, 95)) if lit.size else 1.0
     top = top if top > 0 else 1.0
-    return (np.clip(small / top, 0.0, 1.0) * 255).astype(np.uint8), step, top
+    return (np.clip(small / top, 0.0, 1.0) * 255).astype(np.uint8), step, top, inner
 
 
 def _breast_level(small8: np.ndarray, threshold: float | None = None) -> float:

@@ -32,7 +32,7 @@ import pydicom
 from wsod_mammo.data.dicom import DicomError, read_dicom
 from wsod_mammo.data.errors import file_not_found
 from wsod_mammo.data.folder_metadata import is_folder_metadata
-from wsod_mammo.data.geometry import Geometry, apply_to_image, apply_to_mask, make_geometry
+from wsod_mammo.data.geometry import Geometry, apply_to_image, apply_to_mask, inside_border_strips, make_geometry
 from wsod_mammo.data.image_files import (
     IMAGE_SUFFIXES,
     JPEG_WARNING,
@@ -49,9 +49,13 @@ log = logging.getLogger(__name__)
 
 
 def infer_laterality(image: np.ndarray) -> str:
-    """``L`` when the left half is brighter (the breast lies against the left edge), else ``R``."""
-    half = image.shape[1] // 2
-    return "L" if float(image[:, :half].mean()) >= float(image[:, half:].mean()) else "R"
+    """``L`` when the left half is brighter (the breast lies against the left edge), else ``R``. The halves are those
+    of the image inside its bright border strips (``inside_border_strips``): a film's white border along one edge
+    outweighed a narrow breast against the other."""
+    x0, y0, x1, y1 = inside_border_strips(image)
+    inner = image[y0:y1, x0:x1]
+    half = inner.shape[1] // 2
+    return "L" if float(inner[:, :half].mean()) >= float(inner[:, half:].mean()) else "R"
 
 
 def read_any(path: str | Path) -> tuple[np.ndarray, str | None]:

@@ -41,7 +41,14 @@ from wsod_mammo.folder_locks import hold
 MANIFEST = "manifest.json"
 #: 2: the breast crop found on a copy scaled by bright tissue (05956ba, 2026-12-03); a version-1 cache holds crops
 #: of the earlier search, which differ on some images (a label burned in at full scale) from what decoding gives now.
-MANIFEST_VERSION = 2
+#: 3: bright strips along the edges (a film's border) left out of the breast crop and the inferred laterality
+#: (2026-12-07); a version-2 cache holds crops that differ on images with such strips.
+MANIFEST_VERSION = 3
+#: which fix changed the crops since a cache of each older version was written
+_CROP_FIXES = {
+    1: "the breast crop's fix of 2026-12-03",
+    2: "the breast crop's fix for bright edge strips of 2026-12-07",
+}
 CacheFormat = Literal["png", "npy"]
 REPORTED_WARNINGS = 20  # images whose warnings the end of a run prints; the manifest holds them all
 
@@ -343,9 +350,9 @@ def load_manifest(cache_dir: str | Path) -> dict[str, Any] | None:
         raise ValueError(f"{path}: not a readable cache manifest ({error}); prepare the cache again") from None
     if not isinstance(manifest, dict):
         raise ValueError(f"{path}: expected a JSON object (a cache manifest), found {type(manifest).__name__}")
-    if manifest.get("version") == 1:  # the same layout: read as it is, it mixed two crops without a word
+    if isinstance(version := manifest.get("version"), int) and version in _CROP_FIXES:  # same layout: crops mixed
         raise ValueError(
-            f"{path}: a cache written before the breast crop's fix of 2026-12-03 (manifest version 1): some of its "
+            f"{path}: a cache written before {_CROP_FIXES[version]} (manifest version {version}): some of its "
             "crops differ from what the images give now; prepare it again into a new cache_dir (or delete this one)"
         )
     if manifest.get("version") != MANIFEST_VERSION:
