@@ -13,7 +13,15 @@ import pytest
 from PIL import Image, ImageOps
 
 from wsod_mammo.data.dicom import read_dicom
-from wsod_mammo.data.images import image_size, load_input_image, load_padded, read_any
+from wsod_mammo.data.images import (
+    INVERTED_WARNING,
+    image_size,
+    load_input_image,
+    load_padded,
+    looks_inverted,
+    read_any,
+)
+from wsod_mammo.data.synthetic_image import render_image
 from wsod_mammo.data.vindr import load_records
 
 SIZE = (64, 32)
@@ -80,6 +88,53 @@ def test_a_jpeg_is_read_with_a_warning_a_gray_one_saved_in_colour_too_but_not_a_
         read_any(tmp_path / "red.jpg")
     assert cv2.imwrite(str(tmp_path / "gray.png"), gray)
     assert load_padded(tmp_path / "gray.png", SIZE).warnings == ()  # a lossless PNG: nothing to say
+
+
+def _mammogram_12_bit(seed: int = 0) -> np.ndarray:
+    """A left CC view of ``wsod synth`` as a 12-bit export stores it (uint16, 0..4095, air 0)."""
+    image, _, _ = render_image(np.random.default_rng(seed), 300, 200, "CC", 1)
+    return np.round(image * 4095).astype(np.uint16)
+
+
+@pytest.mark.parametrize("suffix", [".png", ".tif"])
+def test_a_negative_png_or_tiff_is_read_as_it_is_with_a_warning_naming_it(
+    tmp_path: Path, suffix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A MONOCHROME1 mammogram saved as stored (air bright, tissue dark) was read without a word: the breast crop took
+    the whole image, the laterality inferred came out the other side and the model saw a negative. It is still read as
+    it is (the file says nothing of its photometry), but its warnings say so, as do the log and a training image's
+    warnings, which no longer doubt the CSV's laterality from a negative's bright air."""
+    stored = _mammogram_12_bit()
+    cv2.imwrite(str(tmp_path / f"positive{suffix}"), stored)
+    cv2.imwrite(str(tmp_path / f"negative{suffix}"), 4095 - stored)
+    with caplog.at_level(logging.WARNING, logger="wsod_mammo.data.images"):
+        negative = load_padded(tmp_path / f"negative{suffix}", SIZE)
+        positive = load_padded(tmp_path / f"positive{suffix}", SIZE, laterality="L")
+    assert negative.warnings == (INVERTED_WARNING,) and positive.warnings == ()
+    assert [r.getMessage() for r in caplog.records] == [f"{tmp_path / f'negative{suffix}'}: {INVERTED_WARNING}"]
+    np.testing.assert_allclose(read_any(tmp_path / f"negative{suffix}")[0], (4095 - stored) / 4095, atol=1e-6)
+    warnings: list[str] = []
+    load_input_image(tmp_path / f"negative{suffix}", "L", SIZE, warnings=warnings)
+    assert warnings == [INVERTED_WARNING]  # and no doubt of the CSV's side
+    given = load_padded(tmp_path / f"negative{suffix}", SIZE, laterality="L")
+    assert given.warnings == (INVERTED_WARNING,)  # not also "the breast lies against the right edge"
+    assert load_padded(4095 - stored, SIZE).warnings == (INVERTED_WARNING,)  # an array, as the Predictor takes it
+
+
+def test_mammograms_bright_strips_and_flat_images_are_not_taken_for_negatives() -> None:
+    """Real mammograms' air is dark: no ``wsod synth`` view, nor one with a scanned film's white border along every
+    edge, nor a bright block on black, nor a ramp looks inverted; their negatives do."""
+    for seed in range(6):
+        for view in ("CC", "MLO"):
+            image, _, _ = render_image(np.random.default_rng(seed), 300, 200, view, 1)
+            framed = image.copy()
+            framed[:20], framed[-20:], framed[:, :15], framed[:, -15:] = 1.0, 1.0, 1.0, 1.0
+            assert not looks_inverted(image) and not looks_inverted(framed)
+            assert looks_inverted(1 - image)
+    block = np.zeros((300, 200), np.float32)
+    block[40:260, :140] = 0.4
+    ramp = np.tile(np.linspace(0, 1, 200, dtype=np.float32), (300, 1))
+    assert not any(looks_inverted(a) for a in (block, ramp, np.full((30, 20), 0.5, np.float32)))
 
 
 def test_a_folder_is_not_an_image_and_the_error_says_so(tmp_path: Path) -> None:

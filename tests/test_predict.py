@@ -24,6 +24,7 @@ from pydicom.uid import JPEGLosslessSV1
 
 from wsod_mammo.data.datamodule import VinDrMammoDataModule, collate_samples
 from wsod_mammo.data.dicom import read_dicom
+from wsod_mammo.data.images import INVERTED_WARNING, read_any
 from wsod_mammo.data.predict_data import predict_image_ids
 from wsod_mammo.data.vindr import load_records
 from wsod_mammo.detection.boxes import box_iou
@@ -437,6 +438,23 @@ def test_the_data_splits_images_give_their_breasts_by_the_annotations(synthetic_
     assert {(b["study"], b["laterality"]) for b in breasts} == expected and len(breasts) > 1
     assert {r["laterality_source"] for r in images} == {"annotations"}
     assert all(b["laterality_from"] == ["annotations"] for b in breasts)
+
+
+def test_a_negative_png_is_predicted_with_a_warning_in_its_rows(synthetic_root: Path, tmp_path: Path) -> None:
+    """A 16-bit PNG saved as a MONOCHROME1 image stores it (air bright, tissue dark) is predicted as it is, and its
+    rows say it looks like a negative; the same image the right way round has no warning."""
+    image, _ = read_any(load_records(synthetic_root)[0].path)
+    stored = np.round(image * 4095).astype(np.uint16)
+    paths = [str(tmp_path / "negative.png"), str(tmp_path / "positive.png")]
+    cv2.imwrite(paths[0], 4095 - stored)
+    cv2.imwrite(paths[1], stored)
+    data = VinDrMammoDataModule(str(synthetic_root), input_size=(128, 96), num_workers=0, predict_paths=paths)
+    data.setup("predict")
+    writer = PredictionWriter(output_dir=str(tmp_path / "out"), overlays=False)
+    written = _run_writer(writer, next(iter(data.predict_dataloader())))
+    assert [r["warnings"] for r in written] == [[INVERTED_WARNING], []]
+    rows = list(csv.DictReader(open(writer.run_dir / "predictions.csv")))
+    assert {r["path"]: r["warning"] for r in rows} == {paths[0]: INVERTED_WARNING, paths[1]: ""}
 
 
 @pytest.mark.filterwarnings("ignore:Invalid value for VR UI")  # the synthetic data's VinDr-style hex UIDs

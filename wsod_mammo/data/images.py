@@ -16,8 +16,9 @@ Laterality: the DICOM tags, else the one given, else inferred from which half ho
 brighter half); ``laterality_source`` says which (``dicom``, ``given`` or ``inferred``). For inference
 (``load_padded``) a DICOM whose breast lies against the other edge than its tag says gets a warning (the tag is
 kept), as does an untagged input against the laterality given, a DICOM of another modality than MG or a FOR
-PROCESSING image (``dicom.reader_warnings``): each is logged naming the file and returned in
-``InputImage.warnings``, which the reader's outputs carry.
+PROCESSING image (``dicom.reader_warnings``), and a PNG/TIFF/JPEG file or array that looks like a negative
+(``looks_inverted``: a MONOCHROME1 image saved without inversion, read as it is): each is logged naming the file and
+returned in ``InputImage.warnings``, which the reader's outputs carry.
 """
 
 from __future__ import annotations
@@ -109,7 +110,43 @@ def _read(path: str | Path) -> _Decoded:
         return _Decoded(image, *tags, instance=info.instance)
     jpeg = is_jpeg(path)  # asked once: the reader and the warning both need it
     warnings, kind = ((JPEG_WARNING,), "JPEG image") if jpeg else ((), "PNG/TIFF image")
-    return _Decoded(read_image_file(path, jpeg), None, None, "", warnings, kind=kind)
+    image = read_image_file(path, jpeg)
+    return _Decoded(image, None, None, "", warnings + _negative(image), kind=kind)
+
+
+#: why a PNG/TIFF/JPEG or an array seems a negative (``looks_inverted``): such files carry no photometric
+#: interpretation, so a MONOCHROME1 image saved as stored is read as it is
+INVERTED_WARNING = (
+    "its background is bright and even and its tissue darker, as in a negative (a MONOCHROME1 image saved without "
+    "inversion?): it is read as it is, so the breast crop, a laterality inferred from it and the model see a "
+    "negative; invert the file"
+)
+
+
+def looks_inverted(image: np.ndarray) -> bool:
+    """Whether an ``(H, W)`` [0, 1] image looks like a negative: air bright, tissue dark.
+
+    A mammogram's air is an even plateau at one end of its values: the dark end (a third to a half of NYU's samples
+    and of ``wsod synth``'s images lie within 5% of the range of the minimum, under 1% within 5% of the maximum),
+    the bright end in a negative. Only the clear case is said: at least 15% of the image (inside its bright border
+    strips, ``inside_border_strips``, which a scanned film's border would otherwise make up) within 5% of the range
+    of the maximum, at most 2% as near the minimum, and a quarter of the image's outer lines on that bright plateau
+    (air reaches the edges). Searched on every ``step``-th pixel, as the breast crop is."""
+    x0, y0, x1, y1 = inside_border_strips(image)
+    step = max(1, image.shape[0] // 256)
+    inner = image[y0:y1:step, x0:x1:step]
+    low, high = float(inner.min()), float(inner.max())
+    if high <= low:
+        return False
+    near = 0.05 * (high - low)
+    bright = inner >= high - near
+    edges = np.concatenate((bright[0], bright[-1], bright[:, 0], bright[:, -1]))
+    return bool(bright.mean() >= 0.15 and np.mean(inner <= low + near) <= 0.02 and edges.mean() >= 0.25)
+
+
+def _negative(image: np.ndarray) -> tuple[str, ...]:
+    """``(INVERTED_WARNING,)`` for an image that ``looks_inverted``, else ()."""
+    return (INVERTED_WARNING,) if looks_inverted(image) else ()
 
 
 def _file_kind(path: Path) -> str:
@@ -200,7 +237,8 @@ def load_padded(
     warnings (each also logged, naming the file).
     ``name``: what errors call an array (the Predictor's ``array <i>``; a file is named by its path)."""
     if isinstance(item, np.ndarray):
-        decoded = _Decoded(scale_to_unit(item, name), None, None, "")
+        array = scale_to_unit(item, name)
+        decoded = _Decoded(array, None, None, "", _negative(array))
     else:
         decoded = _read(item)
     image, tagged = decoded.image, decoded.laterality
@@ -208,7 +246,8 @@ def load_padded(
                                                  decoded.spacing_mm)  # fmt: skip
     mirrored = mirrored_laterality(side, image, tagged=bool(tagged)) if source != "inferred" else None
     blank = blank_image(image)
-    warnings = decoded.warnings + tuple(w for w in (blank, None if blank else mirrored) if w)
+    doubtful = blank or INVERTED_WARNING in decoded.warnings  # no side to read from a blank image or a negative
+    warnings = decoded.warnings + tuple(w for w in (blank, None if doubtful else mirrored) if w)
     for warning in warnings:
         log.warning("%s: %s", name if isinstance(item, np.ndarray) else item, warning)
     padding = apply_to_mask(decoded.padding, geometry)
@@ -297,7 +336,7 @@ def load_input_image(
         warnings.extend(decoded.warnings)
         if blank := blank_image(image):
             warnings.append(blank)
-        elif laterality:
+        elif laterality and INVERTED_WARNING not in decoded.warnings:  # a negative's bright side is its air
             warnings.extend(csv_laterality_doubts(laterality, decoded.laterality, image))
     # the spacing kept in the geometry (cached with it) for lesion sizes in mm
     out, geometry, side, _ = to_input_frame(image, laterality or decoded.laterality, input_size, crop_breast, resize,
@@ -308,6 +347,7 @@ def load_input_image(
 __all__ = [
     "DicomError",
     "IMAGE_SUFFIXES",
+    "INVERTED_WARNING",
     "InputImage",
     "blank_image",
     "csv_laterality_doubts",
@@ -315,6 +355,7 @@ __all__ = [
     "is_dicom",
     "load_input_image",
     "load_padded",
+    "looks_inverted",
     "read_any",
     "read_image_file",
     "scale_to_unit",
