@@ -119,6 +119,38 @@ def test_a_voi_lut_of_8_bit_entries_over_12_bit_values_is_read_not_wrapped_round
     np.testing.assert_allclose(image, lut[PIXELS] / 255.0, atol=1e-6)
 
 
+@pytest.mark.parametrize("vr", ["OW", "US"])
+@pytest.mark.parametrize("bits", [10, 12])
+def test_a_modality_lut_of_12_bit_entries_is_read_as_one_of_16_bit_entries(tmp_path: Path, vr: str, bits: int) -> None:
+    """Older writers give a Modality LUT's descriptor the depth of its values (12), where PS3.3 asks 8 or 16: pydicom
+    asked numpy for a dtype 'uint12' and the file failed ("data type 'uint12' not understood"). Its entries are
+    16-bit words, as PS3.3 stores those of the other LUTs of 9 to 16 bits; a window reads them over the descriptor's
+    output range, 0 .. 2^bits - 1."""
+    item = Dataset()
+    item.LUTDescriptor = [4096, 0, bits]
+    lut = ((4095 - np.arange(4096)) >> (12 - bits)).astype(np.uint16)  # 0 .. 2^bits - 1, dense tissue dark
+    item.LUTData = lut.tobytes() if vr == "OW" else lut.tolist()
+    item["LUTData"].VR = vr
+    values = lut[PIXELS].astype(np.float64)
+    image, _ = read_dicom(write(tmp_path / "m.dcm", ModalityLUTSequence=[item]))
+    np.testing.assert_allclose(image, (values - values.min()) / np.ptp(values), atol=1e-6)  # no window: min-max
+    center, width = 2 ** (bits - 1), 2**bits
+    path = write(tmp_path / "w.dcm", ModalityLUTSequence=[item], WindowCenter=center, WindowWidth=width)
+    np.testing.assert_allclose(read_dicom(path)[0], window(values, center, width), atol=1e-6)
+
+
+@pytest.mark.parametrize("bits", [7, 20])
+def test_a_modality_lut_of_another_entry_depth_is_an_error_naming_it(tmp_path: Path, bits: int) -> None:
+    """A bit depth no reading makes sense of is named, not pydicom's "data type 'uint7' not understood"."""
+    item = Dataset()
+    item.LUTDescriptor = [4096, 0, bits]
+    item.LUTData = np.arange(4096, dtype=np.uint16).tobytes()
+    path = write(tmp_path / "lut.dcm", ModalityLUTSequence=[item])
+    problem = f"Modality LUT Sequence (0028,3000): its LUT Descriptor (0028,3002) gives {bits} bits per LUT entry"
+    with pytest.raises(DicomError, match=re.escape(f"lut.dcm: {problem} (its third value); PS3.3 allows 8 or 16")):
+        read_dicom(path)
+
+
 def test_bad_files_name_path_and_reason(tmp_path: Path) -> None:
     good = write(tmp_path / "good.dcm")
     with pytest.raises(DicomError, match=r"absent.dcm: file not found"):

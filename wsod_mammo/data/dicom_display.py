@@ -123,6 +123,45 @@ def _apply_voi_lut(modality: np.ndarray, ds: pydicom.Dataset) -> np.ndarray:
     return apply_voi(modality, view)
 
 
+def _apply_modality_lut(values: np.ndarray, ds: pydicom.Dataset) -> np.ndarray:
+    """``apply_modality_lut``, but a Modality LUT of 9- to 15-bit entries read as one of 16-bit entries (the same
+    values): PS3.3 C.11.1.1.1 allows 8 or 16 bits only, yet older writers put the depth of their values (12) there,
+    and pydicom then asked numpy for a dtype ``uint12``, which fails ("data type 'uint12' not understood"). Such
+    entries are stored in 16 bits, as PS3.3 stores the other LUTs' (VOI, Presentation) of 9 to 16 bits, and their
+    output range stays the descriptor's (``_output_range``). A depth outside 8..16 is ``BadTag`` naming it."""
+    sequence = ds.get("ModalityLUTSequence")
+    item = sequence[0] if sequence else None
+    if item is None or item.get("LUTDescriptor") is None or item.get("LUTData") is None:
+        return apply_modality_lut(values, ds)  # pydicom's errors for a table without its data, as before
+    element = item["LUTDescriptor"]
+    bits = _descriptor_bits(element)
+    if bits in (8, 16):
+        return apply_modality_lut(values, ds)
+    if not 8 < bits < 16:
+        raise BadTag(
+            f"Modality LUT Sequence (0028,3000): its {element.name} {element.tag} gives {bits} bits per LUT entry "
+            "(its third value); PS3.3 allows 8 or 16"
+        )
+    table = Dataset()
+    table.LUTDescriptor = [element.value[0], element.value[1], 16]
+    table["LUTData"] = item["LUTData"]  # its VR (US or OW) and bytes as the file holds them
+    view = Dataset()  # with the byte order of OW data: the file meta's, or the data set's own in a file without one
+    if hasattr(ds, "file_meta"):
+        view.file_meta = ds.file_meta
+    view.set_original_encoding(*ds.original_encoding)
+    view.ModalityLUTSequence = [table]
+    return apply_modality_lut(values, view)
+
+
+def _descriptor_bits(element: pydicom.DataElement) -> int:
+    """The third value of a LUT Descriptor (bits per entry); ``BadTag`` naming it unless it holds three numbers."""
+    value = element.value
+    if not isinstance(value, (list, MultiValue)) or len(value) != 3 or not all(isinstance(v, int) for v in value):
+        raise BadTag(f"Modality LUT Sequence (0028,3000): its {element.name} {element.tag}: expected three numbers, "
+                     f"found {value!r}")  # fmt: skip
+    return int(value[2])
+
+
 def _check_display_tags(ds: pydicom.Dataset) -> None:
     """The numbers the display transform reads, each checked where it is used: Rescale Slope and Intercept (applied
     only as a pair, as pydicom does; a zero slope would make every pixel one value), the window (unless a VOI LUT
@@ -176,7 +215,7 @@ def display_lut(ds: pydicom.Dataset, pixels: np.ndarray) -> tuple[np.ndarray, np
     used = present & ~padding
     if present.any() and not used.any():
         raise BadTag("Pixel Padding Value (0028,0120): every pixel is padding, no image is left")
-    modality = apply_modality_lut(values, ds)
+    modality = _apply_modality_lut(values, ds)
     if modality.dtype.kind == "f" and np.array_equal(modality, np.round(modality)):
         modality = modality.astype(np.int64)  # apply_voi indexes its LUT with integers
     display = np.asarray(_apply_voi_lut(modality, ds), np.float64)
