@@ -476,6 +476,32 @@ def test_predict_takes_a_bare_folder_and_a_folder_with_a_comma(tmp_path: Path, d
     assert [[r["path"] for r in json.loads(run.read_text())] for run in runs] == [[str(folder / "scan.png")]] * 2
 
 
+def test_a_predict_cut_short_goes_on_in_its_folder_with_the_option_its_line_names(
+    tmp_path: Path, data_root: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`wsod predict` of 6 DICOMs that predicted 2: `--trainer.callbacks.init_args.resume_dir RUN` with another
+    min_score is refused in one line naming the folder and the option (exit 2); as it was, it predicts the 4 others
+    into RUN, whose files then hold all 6 in input order; run again it says RUN is whole and exits 0."""
+    dicoms = sorted((data_root / "images").glob("*/*.dicom"))[:6]
+    config = str(write_config(tmp_path / "c.yaml", tiny_config(tmp_path, data_root)))
+    args = ["predict", "--config", config, "--ckpt_path", "untrained", "--data.eval_batch_size", "2",
+            "--data.predict_paths", f"[{', '.join(map(str, dicoms))}]"]  # fmt: skip
+    main([*args, "--trainer.limit_predict_batches", "1"])
+    (run,) = (tmp_path / "predictions").iterdir()
+    assert len(json.loads((run / "predictions.json").read_text())) == 2
+    resume = ["--trainer.callbacks.init_args.resume_dir", str(run)]
+    refused = rf"^wsod predict: resume_dir {run}: .*another min_score 0.0 \(this run: 0.5\)"
+    _refused([*args, *resume, "--trainer.callbacks.init_args.min_score", "0.5"], refused, caplog)
+    assert len(json.loads((run / "predictions.json").read_text())) == 2
+    main([*args, *resume])
+    assert [r["path"] for r in json.loads((run / "predictions.json").read_text())] == list(map(str, dicoms))
+    assert (run / "breasts.csv").is_file() and len(list((run / "overlays").glob("*.png"))) == 6
+    assert list((tmp_path / "predictions").iterdir()) == [run]
+    with caplog.at_level(logging.INFO), pytest.raises(SystemExit) as exit_info:
+        main([*args, *resume])
+    assert exit_info.value.code == 0 and f"{run} already holds the rows of all its 6 inputs" in caplog.text
+
+
 def test_predict_reads_only_its_inputs_and_writes_only_its_predictions_folder(tmp_path: Path, data_root: Path) -> None:
     """A reader's run: no demo dataset synthesized into `data_root` (predict reads none), no W&B run and no run
     folder holding a copy of the config; the predictions folder holds the config, which says so."""

@@ -743,3 +743,202 @@ def test_a_sigterm_stops_predict_after_its_batch_unless_it_was_the_last(
     else:
         trainer.predict(_SigtermAt(at), datamodule=data, return_predictions=False)
     assert len(json.loads((writer.run_dir / "predictions.json").read_text())) == rows
+
+
+class _ByImage(_StoppingModule):
+    """Each image's probability from its pixels (rows that differ, so that their order shows); counts the images."""
+
+    def __init__(self, stop_at: int = -1, error: BaseException | None = None) -> None:
+        super().__init__(stop_at, error or RuntimeError())
+        self.seen = 0
+
+    def predict_step(self, batch: dict, batch_idx: int) -> dict:
+        out = super().predict_step(batch, batch_idx)
+        self.seen += len(batch["image"])
+        return out | {"probabilities": torch.sigmoid(batch["image"].amax(dim=(1, 2, 3)))[:, None]}
+
+
+def _run_files(folder: Path) -> dict[str, str]:
+    """The text of every file in a predict run's folder (its overlays' names only), the folder's name left out."""
+    texts = {p.name: p.read_text().replace(str(folder), "<run>") for p in folder.iterdir() if p.is_file()}
+    return texts | {f"overlays/{p.name}": "" for p in (folder / "overlays").glob("*")}
+
+
+def _continued(root: Path, tmp_path: Path, run_dir: Path, **options: Any) -> tuple[_ByImage, PredictionWriter]:
+    """``run_dir`` continued on ``_seven_inputs`` (2 workers): the module (what it saw) and the writer."""
+    writer = PredictionWriter(output_dir=str(tmp_path / "other"), resume_dir=str(run_dir), **options)
+    _, data, writer, trainer = _seven_inputs(root, tmp_path, writer)
+    module = _ByImage()
+    trainer.predict(module, datamodule=data, return_predictions=False)
+    return module, writer
+
+
+@pytest.mark.filterwarnings("ignore:Invalid value for VR UI")  # the synthetic data's VinDr-style hex UIDs
+@pytest.mark.parametrize("error", [KeyboardInterrupt(), RuntimeError("out of memory in batch 3")])
+def test_a_run_cut_short_goes_on_in_its_folder_into_the_files_of_one_whole_run(
+    synthetic_root: Path, tmp_path: Path, error: BaseException, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A clinic's folder takes hours: a run stopped after 2 of 4 batches kept its rows but wrote no breasts.csv, and
+    a rerun predicted every input again into a new folder. The cut run writes the breasts of the views it finished
+    and says how to go on; ``resume_dir`` predicts the 3 inputs left into its folder, leaving its overlays as they
+    are, and the folder ends as one whole run's (2 workers)."""
+    whole = PredictionWriter(output_dir=str(tmp_path / "whole"))
+    files, data, whole, trainer = _seven_inputs(synthetic_root, tmp_path, whole)
+    trainer.predict(_ByImage(), datamodule=data, return_predictions=False)
+    _, data, cut, trainer = _seven_inputs(synthetic_root, tmp_path, PredictionWriter(output_dir=str(tmp_path / "cut")))
+    sigint = signal.getsignal(signal.SIGINT)  # Lightning ignores further Ctrl-C once it has seen one
+    try:
+        with (
+            caplog.at_level(logging.WARNING),
+            pytest.raises(SystemExit if isinstance(error, KeyboardInterrupt) else RuntimeError),
+        ):
+            trainer.predict(_ByImage(stop_at=2, error=error), datamodule=data, return_predictions=False)
+    finally:
+        signal.signal(signal.SIGINT, sigint)
+    run = cut.run_dir
+    assert f"(of the 7 inputs; 3 not predicted): their rows are in {run}" in caplog.text
+    assert f"the same command with --trainer.callbacks.init_args.resume_dir {run} predicts the others" in caplog.text
+    finished = [r["image_id"] for r in json.loads((run / "predictions.json").read_text())]
+    breasts = json.loads((run / "breasts.json").read_text())
+    assert len(finished) == 4 and sorted(i for b in breasts for i in b["image_ids"]) == sorted(finished)
+    drawn = {p.name: p.stat().st_mtime_ns for p in (run / "overlays").glob("*.png")}
+    module, writer = _continued(synthetic_root, tmp_path, run)
+    assert module.seen == 3 and writer.run_dir == run and not (tmp_path / "other").exists()
+    assert _run_files(run) == _run_files(whole.run_dir)  # rows, breasts, weights.json and overlays alike
+    assert all((run / "overlays" / name).stat().st_mtime_ns == when for name, when in drawn.items())
+
+
+_KILLED_IN_BATCH_3_BY_IMAGE = """
+import os, signal, sys
+import torch
+from lightning.pytorch import LightningModule, Trainer
+from wsod_mammo.data.datamodule import VinDrMammoDataModule
+from wsod_mammo.training.predict import PredictionWriter
+
+class KilledInBatch3(LightningModule):  # as _ByImage, killed outright in batch 3
+    def predict_step(self, batch, batch_idx):
+        if batch_idx == 2:
+            os.kill(os.getpid(), signal.SIGKILL)
+        n, _, height, width = batch["image"].shape
+        maps = torch.zeros(n, 1, height, width)
+        maps[:, :, height // 4 : height // 2, width // 4 : width // 2] = 1.0
+        return {"method": "oracle", "threshold": 0.5, "maps": maps,
+                "probabilities": torch.sigmoid(batch["image"].amax(dim=(1, 2, 3)))[:, None]}
+
+root, out, *files = sys.argv[1:]
+data = VinDrMammoDataModule(root, input_size=(128, 96), num_workers=0, batch_size=2, predict_paths=files)
+Trainer(accelerator="cpu", devices=1, logger=False, callbacks=[PredictionWriter(output_dir=out, overlays=False)],
+        enable_progress_bar=False, enable_model_summary=False).predict(KilledInBatch3(), datamodule=data)
+"""
+
+
+@pytest.mark.filterwarnings("ignore:Invalid value for VR UI")  # the synthetic data's VinDr-style hex UIDs
+def test_a_process_killed_outright_goes_on_from_its_partial_rows(synthetic_root: Path, tmp_path: Path) -> None:
+    """A process killed in batch 3 leaves only the partial rows of batches 1-2 (a DDP process SIGKILLed after
+    another's Ctrl-C): they are taken as they are, the 3 other inputs are predicted, and the files are one run's."""
+    files = [str(r.path) for r in load_records(synthetic_root)[:7]]
+    out = tmp_path / "killed"
+    run = subprocess.run([sys.executable, "-c", _KILLED_IN_BATCH_3_BY_IMAGE, str(synthetic_root), str(out), *files],
+                         capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert run.returncode == -signal.SIGKILL, run.stderr
+    (folder,) = out.iterdir()
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "predictions.partial.csv", "predictions.partial.jsonl", "weights.json"
+    ]  # fmt: skip
+    whole = PredictionWriter(output_dir=str(tmp_path / "whole"), overlays=False)
+    _, data, whole, trainer = _seven_inputs(synthetic_root, tmp_path, whole)
+    trainer.predict(_ByImage(), datamodule=data, return_predictions=False)
+    module, _ = _continued(synthetic_root, tmp_path, folder, overlays=False)
+    assert module.seen == 3
+    assert _run_files(folder) == _run_files(whole.run_dir)
+
+
+@pytest.mark.filterwarnings("ignore:Invalid value for VR UI")  # the synthetic data's VinDr-style hex UIDs
+def test_a_folder_of_other_options_inputs_or_no_run_is_refused_and_a_whole_one_left_as_it_is(
+    synthetic_root: Path, tmp_path: Path
+) -> None:
+    """``resume_dir`` refuses a folder that holds no predict run, one whose rows were made with other options or
+    saliency (naming what differs), or that holds rows of inputs this run is not given; a folder whose every input
+    has its rows is said to be whole and nothing is predicted (``wsod predict`` exits 0)."""
+    from wsod_mammo.training.predict_resume import ContinueRefusedError, NothingLeftToPredict
+
+    with pytest.raises(ValueError, match=f"resume_dir: {tmp_path} holds no predict run \\(no weights.json\\)"):
+        PredictionWriter(resume_dir=str(tmp_path))
+    with pytest.raises(ValueError, match="resume_dir: .*nowhere is no folder"):
+        PredictionWriter(resume_dir=str(tmp_path / "nowhere"))
+    files, data, cut, trainer = _seven_inputs(synthetic_root, tmp_path / "cut", limit_predict_batches=2)
+    trainer.predict(_ByImage(), datamodule=data, return_predictions=False)
+    before = _run_files(cut.run_dir)
+    expected = rf"resume_dir {cut.run_dir}: its predictions were made with another min_score 0.0 \(this run: 0.5\)"
+    with pytest.raises(ContinueRefusedError, match=expected):
+        _continued(synthetic_root, tmp_path, cut.run_dir, overlays=False, min_score=0.5)
+    other = PredictionWriter(output_dir=str(tmp_path), overlays=False, resume_dir=str(cut.run_dir))
+    _, data, other, trainer = _seven_inputs(synthetic_root, tmp_path, other)
+    module = _ByImage()
+    module.predict_saliency = "gradcam"
+    with pytest.raises(ContinueRefusedError, match=r"another predict_saliency None \(this run: gradcam\)"):
+        trainer.predict(module, datamodule=data, return_predictions=False)
+    weights = json.loads((cut.run_dir / "weights.json").read_text())
+    (cut.run_dir / "weights.json").write_text(json.dumps({k: v for k, v in weights.items() if k != "options"}))
+    with pytest.raises(ContinueRefusedError, match="records no options \\(an earlier wsod-mammo made it\\)"):
+        _continued(synthetic_root, tmp_path, cut.run_dir, overlays=False)
+    (cut.run_dir / "weights.json").write_text(json.dumps(weights, indent=2))
+    fewer = VinDrMammoDataModule(str(synthetic_root), input_size=(128, 96), num_workers=2, batch_size=2,
+                                 predict_paths=files[2:])  # fmt: skip
+    *_, trainer = _seven_inputs(synthetic_root, tmp_path, other)
+    with pytest.raises(ContinueRefusedError, match=f"holds rows of 2 input\\(s\\) this run is not given \\(the first: "
+                       f"{files[0]}\\)"):  # fmt: skip
+        trainer.predict(_ByImage(), datamodule=fewer, return_predictions=False)
+    assert _run_files(cut.run_dir) == before  # nothing written, nothing removed
+    _continued(synthetic_root, tmp_path, cut.run_dir, overlays=False)
+    whole = _run_files(cut.run_dir)
+    with pytest.raises(NothingLeftToPredict, match=f"{cut.run_dir} already holds the rows of all its 7 inputs"):
+        _continued(synthetic_root, tmp_path, cut.run_dir, overlays=False)
+    assert _run_files(cut.run_dir) == whole
+
+
+_DDP_CUT_IN_BATCH_2 = """
+import sys
+import torch
+from lightning.pytorch import LightningModule, Trainer
+from wsod_mammo.data.datamodule import VinDrMammoDataModule
+from wsod_mammo.training.predict import PredictionWriter
+
+class StoppedInBatch2(LightningModule):
+    def predict_step(self, batch, batch_idx):
+        if batch_idx == 1:  # each process, after its first batch
+            raise RuntimeError("out of memory")
+        n, _, height, width = batch["image"].shape
+        maps = torch.zeros(n, 1, height, width)
+        maps[:, :, height // 4 : height // 2, width // 4 : width // 2] = 1.0
+        return {"method": "oracle", "threshold": 0.5, "maps": maps,
+                "probabilities": torch.sigmoid(batch["image"].amax(dim=(1, 2, 3)))[:, None]}
+
+if __name__ == "__main__":
+    root, out, *files = sys.argv[1:]
+    data = VinDrMammoDataModule(root, input_size=(128, 96), num_workers=0, batch_size=2, predict_paths=files)
+    Trainer(accelerator="cpu", devices=2, strategy="ddp", logger=False, enable_progress_bar=False,
+            enable_model_summary=False, callbacks=[PredictionWriter(output_dir=out, overlays=False)],
+            ).predict(StoppedInBatch2(), datamodule=data, return_predictions=False)
+"""
+
+
+@pytest.mark.filterwarnings("ignore:Invalid value for VR UI")  # the synthetic data's VinDr-style hex UIDs
+def test_a_ddp_run_cut_short_goes_on_from_its_processes_files(synthetic_root: Path, tmp_path: Path) -> None:
+    """2 gloo processes each stopped after their first batch leave their rows in ``predictions.rank<N>`` files (or,
+    killed by the other, in partial ones), in the order the sampler dealt the inputs: continued on one process,
+    the 3 inputs left are predicted and the folder's files are one whole run's, in input order."""
+    files = [str(r.path) for r in load_records(synthetic_root)[:7]]
+    script, out = tmp_path / "ddp_cut.py", tmp_path / "ddp"
+    script.write_text(_DDP_CUT_IN_BATCH_2)
+    run = subprocess.run([sys.executable, str(script), str(synthetic_root), str(out), *files], capture_output=True,
+                         text=True, timeout=300)  # fmt: skip
+    assert run.returncode != 0 and "out of memory" in run.stderr, run.stderr[-3000:]
+    (folder,) = out.iterdir()
+    assert not (folder / "predictions.json").exists() and list(folder.glob("predictions.rank*")), run.stderr[-3000:]
+    whole = PredictionWriter(output_dir=str(tmp_path / "whole"), overlays=False)
+    _, data, whole, trainer = _seven_inputs(synthetic_root, tmp_path, whole)
+    trainer.predict(_ByImage(), datamodule=data, return_predictions=False)
+    module, _ = _continued(synthetic_root, tmp_path, folder, overlays=False)
+    assert module.seen == 3
+    assert _run_files(folder) == _run_files(whole.run_dir)

@@ -133,6 +133,7 @@ def _run_lightning(module: ModuleType, name: str, args: list[str] | None) -> Non
     from wsod_mammo.data.errors import DataError
     from wsod_mammo.training.divergence import TrainingDivergedError
     from wsod_mammo.training.predict import NoReadableInputError
+    from wsod_mammo.training.predict_resume import ContinueRefusedError, NothingLeftToPredict
     from wsod_mammo.training.wandb_logger import WandbStartError
 
     try:
@@ -163,6 +164,14 @@ def _run_lightning(module: ModuleType, name: str, args: list[str] | None) -> Non
     except NoReadableInputError as err:  # every reason is written: the one line to read, not a traceback
         logging.getLogger(PACKAGE_LOGGER).error("%s", err)
         raise SystemExit(1) from None
+    except NothingLeftToPredict as err:  # a run continued twice: its folder is whole, nothing failed
+        logging.getLogger(PACKAGE_LOGGER).info("%s", err)
+        raise SystemExit(0) from None
+    except ContinueRefusedError as err:  # a folder of other weights, options or inputs: which, in one line
+        if os.environ.get(TRACEBACK_VARIABLE, "") not in ("", "0"):
+            raise
+        logging.getLogger(PACKAGE_LOGGER).error("wsod %s: %s", name, err)
+        raise SystemExit(2) from None
     except (module.ConfigurationError, DataError) as err:  # the option or data and why, in one line
         if os.environ.get(TRACEBACK_VARIABLE, "") not in ("", "0"):
             raise

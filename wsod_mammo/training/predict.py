@@ -1,9 +1,10 @@
 """``wsod predict`` output: per image the probability of one class, scored boxes in DICOM pixels, and an overlay PNG.
 
 Each run writes into its own folder ``<output_dir>/<YYYYmmdd-HHMMSS>`` (``-2``, ``-3``... if taken), so overlays of
-an earlier run never mix with new rows. The writer is a thin layer on the Python API: each batch's outputs become
-``inference.Prediction``s through ``inference.predictions_from_outputs`` (the path ``Predictor`` takes), and the
-writer only serializes them (CSV, JSON, overlays).
+an earlier run never mix with new rows; a run cut short is continued in its own (``resume_dir``: ``predict_resume``).
+The writer is a thin layer on the Python API: each batch's outputs become ``inference.Prediction``s through
+``inference.predictions_from_outputs`` (the path ``Predictor`` takes), and the writer only serializes them (CSV,
+JSON, overlays).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import torch
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.utilities.exceptions import SIGTERMException
+from torch.utils.data import Subset
 
 from wsod_mammo.data.predict_data import spelt_out
 from wsod_mammo.detection.overlay import method_panels, render_overlay, short_id, write_png
@@ -38,12 +40,25 @@ from wsod_mammo.training.collapse import constant_probabilities, constants_text
 from wsod_mammo.training.divergence import TrainingDivergedError
 from wsod_mammo.training.evaluation_options import Alignment, check_class_of_model, checked_class_index, map_placement
 from wsod_mammo.training.predict_breasts import BREAST_CSV_COLUMNS, breast_csv_rows, breast_rows
+from wsod_mammo.training.predict_resume import (
+    ContinueRefusedError,
+    NothingLeftToPredict,
+    check_resume_dir,
+    finished_records,
+    input_keys,
+    made_alike,
+    record_key,
+    stale_files,
+)
 from wsod_mammo.training.provenance import evaluated_weights, evaluation_setting, file_sha256
 
 if TYPE_CHECKING:
     from wsod_mammo.training.module import GMICLitModule
 
 log = logging.getLogger(__name__)
+
+#: The data module's options that change what an image's prediction is (recorded in weights.json).
+PREDICT_DATA_OPTIONS = ("input_size", "resize", "crop_breast", "predict_laterality")
 
 CSV_COLUMNS = [
     "image_id", "path", "class", "probability", "box", "xmin", "ymin", "xmax", "ymax", "score", "size_mm", "warning",
@@ -76,8 +91,9 @@ class PredictionWriter(BasePredictionWriter):
     with its error; the other images still get results, and when no input could be read the run ends with
     ``NoReadableInputError`` after writing the rows. Under DDP the processes' rows are gathered into the one pair
     of files, in input order. A run cut short (Ctrl-C, an error) writes the rows of the images done so far (under
-    DDP each process its own ``.rankN`` files: the others may be gone). DICOM inputs that name their exam also get
-    ``breasts.json`` and ``breasts.csv``: one row per breast, the mean of its views (``predict_breasts``).
+    DDP each process its own ``.rankN`` files: the others may be gone), and ``resume_dir`` continues it. DICOM
+    inputs that name their exam also get ``breasts.json`` and ``breasts.csv``: one row per breast, the mean of its
+    views (``predict_breasts``).
 
     Args:
         output_dir: parent of the per-run folders (``run_dir`` after ``on_predict_start``).
@@ -86,6 +102,8 @@ class PredictionWriter(BasePredictionWriter):
         overlays: write an overlay PNG per image.
         alignment: how the map is placed on the image (see ``map_placement``).
         min_score: boxes scoring below it are left out (0 keeps every box).
+        resume_dir: the run folder of a run cut short: the inputs with no row there are predicted into it, and its
+            files end as one whole run's (``predict_resume``); other weights or options are refused.
     """
 
     def __init__(
@@ -95,8 +113,10 @@ class PredictionWriter(BasePredictionWriter):
         overlays: bool = True,
         alignment: Alignment = "resize",
         min_score: float = 0.0,
+        resume_dir: str | None = None,
     ) -> None:
         super().__init__(write_interval="batch")
+        self.resume_dir = check_resume_dir(resume_dir) if resume_dir is not None else None
         if not 0.0 <= min_score <= 1.0:
             raise ValueError(f"min_score: expected a score in [0, 1], found {min_score}")
         self.min_score = min_score
@@ -109,10 +129,56 @@ class PredictionWriter(BasePredictionWriter):
         self._records: list[dict[str, Any]] = []
         self._indices: list[int] = []  # each record's position in the inputs, to gather the processes' rows in order
         self._open = False  # a run folder whose rows are not yet written
+        # resume_dir: the rows it held, by input position, and the position of each input this run predicts
+        self._finished: dict[int, dict[str, Any]] = {}
+        self._positions: list[int] | None = None
+        self._inputs = 0
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        """With ``resume_dir``: after the data's setup, before its loader is made, leave out of the predict inputs
+        those with a row in the folder (refusing a folder of other weights, options or inputs)."""
+        self._finished, self._positions, self._inputs = {}, None, 0
+        if self.resume_dir is not None and str(getattr(stage, "value", stage)) == "predict":
+            self._continue(trainer, pl_module, self.resume_dir)
+
+    def _continue(self, trainer: Trainer, pl_module: LightningModule, folder: Path) -> None:
+        """The weights are checked in ``on_predict_start``: Lightning loads a checkpoint after the setup. A folder
+        whose every input has its rows gets its whole files (none of this run's weights or options are used)."""
+        datasets = getattr(getattr(trainer, "datamodule", None), "datasets", None)
+        keys = input_keys(datasets.get("predict")) if isinstance(datasets, dict) else None
+        if keys is None or not isinstance(datasets, dict):
+            raise ContinueRefusedError(f"resume_dir {folder}: continuing needs the data module's predict inputs")
+        position = {key: i for i, key in enumerate(keys)}
+        records = finished_records(folder)
+        if strangers := [r["path"] for r in records if record_key(r) not in position]:
+            raise ContinueRefusedError(
+                f"resume_dir {folder}: it holds rows of {len(strangers)} input(s) this run is not given (the first: "
+                f"{spelt_out(str(strangers[0]))}): give the --data.predict_paths it was given, from the directory "
+                "it ran in"
+            )  # fmt: skip
+        self._finished = {position[record_key(r)]: r for r in records}
+        self._positions = [i for i in range(len(keys)) if i not in self._finished]
+        self._inputs = len(keys)
+        if not self._positions:
+            self.run_dir = folder
+            if trainer.is_global_zero:
+                self._write_whole(self._with_finished([]))
+            raise NothingLeftToPredict(
+                f"predict: {folder} already holds the rows of all its {len(keys)} inputs: nothing left to predict "
+                "(its predictions.csv|json are whole)"
+            )
+        if trainer.is_global_zero:
+            log.info("predict: continuing %s: %d of its %d inputs have their rows there; predicting the other %d",
+                     folder, len(self._finished), len(keys), len(self._positions))  # fmt: skip
+        datasets["predict"] = Subset(datasets["predict"], self._positions)
 
     def on_predict_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._records, self._indices, self._open = [], [], False
         self.class_names = class_names_of(trainer, pl_module, self.class_index)
+        if self.resume_dir is not None:
+            made_alike(self.resume_dir, self._weights_record(trainer, pl_module))  # the same: weights.json stays
+            self.run_dir, self._open = self.resume_dir, True
+            return
         folder = str(new_run_folder(self.output_dir)) if trainer is None or trainer.is_global_zero else None
         run_dir = trainer.strategy.broadcast(folder) if trainer is not None else folder
         assert run_dir is not None  # made on rank 0 (or without a trainer), and broadcast gives every rank rank 0's
@@ -125,10 +191,18 @@ class PredictionWriter(BasePredictionWriter):
         """``weights.json``: which weights made these predictions (a checkpoint's absolute path and sha256, NYU's
         file...), the saliency method and the precision and versions: ``config.yaml``'s ``ckpt_path`` is as typed,
         relative to the directory the command ran in (``runs/demo/...`` after ``--ckpt_path best``), and no hash."""
-        record = {**evaluated_weights(trainer, pl_module), "evaluated_under": evaluation_setting(trainer),
-                  "predict_saliency": getattr(pl_module, "predict_saliency", None)}  # fmt: skip
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "weights.json").write_text(json.dumps(record, indent=2))
+        (self.run_dir / "weights.json").write_text(json.dumps(self._weights_record(trainer, pl_module), indent=2))
+
+    def _weights_record(self, trainer: Trainer, pl_module: LightningModule) -> dict[str, Any]:
+        """``weights.json``'s record, and in ``options`` the writer's and the input frame's options: a run continued
+        in the folder (``resume_dir``) must share them."""
+        data = getattr(trainer, "datamodule", None)
+        options = {"class_index": self.class_index, "class_names": self.class_names, "min_score": self.min_score,
+                   "alignment": self.alignment, "overlays": self.overlays,
+                   **{name: getattr(data, name, None) for name in PREDICT_DATA_OPTIONS}}  # fmt: skip
+        return {**evaluated_weights(trainer, pl_module), "evaluated_under": evaluation_setting(trainer),
+                "predict_saliency": getattr(pl_module, "predict_saliency", None), "options": options}  # fmt: skip
 
     def write_on_batch_end(self, trainer: Trainer, pl_module: LightningModule, prediction: Any,
                            batch_indices: Sequence[int] | None, batch: Any, batch_idx: int,
@@ -164,16 +238,20 @@ class PredictionWriter(BasePredictionWriter):
     def _append_partial_rows(self, trainer: Trainer | None, records: list[dict[str, Any]]) -> None:
         """Each finished batch's rows appended to the process's partial CSV: a process killed outright (Lightning
         SIGKILLs the other DDP processes after a Ctrl-C, and every process when one of them exits on a SIGTERM)
-        never reaches ``on_exception``, and its finished rows were lost though their overlays were on disk."""
+        never reaches ``on_exception``, and its finished rows were lost though their overlays were on disk. Their
+        whole records go to ``.partial.jsonl``, one a line, which a run continued in the folder takes them from."""
         path = self._partial_path(trainer)
         path.parent.mkdir(parents=True, exist_ok=True)
         new = not path.exists()
         with open(path, "a", newline="") as handle:
             _write_csv(handle, records, header=new)
+        with open(path.with_suffix(".jsonl"), "a") as handle:
+            handle.writelines(json.dumps(record) + "\n" for record in records)
 
     def _remove_partial_rows(self, trainer: Trainer | None) -> None:
-        """The partial CSV, once the process's rows are written whole (or gathered into the run's)."""
+        """The partial CSV and JSON lines, once the process's rows are written whole (or gathered into the run's)."""
         self._partial_path(trainer).unlink(missing_ok=True)
+        self._partial_path(trainer).with_suffix(".jsonl").unlink(missing_ok=True)
 
     def _write_overlay(
         self,
@@ -197,7 +275,7 @@ class PredictionWriter(BasePredictionWriter):
         return path
 
     def on_predict_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        records = self._gathered_records(trainer)
+        records = self._with_finished(self._gathered_records(trainer))
         failed = sum(1 for r in records if r.get("error"))
         csv_path = self.run_dir / "predictions.csv"
         if trainer.is_global_zero:
@@ -206,9 +284,8 @@ class PredictionWriter(BasePredictionWriter):
             trainer.strategy.barrier()  # the run's rows on disk before any process drops its partial ones
         self._remove_partial_rows(trainer)
         if trainer.is_global_zero:
-            log.info("%s in %s", _summary(records), self.run_dir)
-            self._write_breasts(records)
-            if (given := _input_count(trainer)) is not None and len(records) < given:
+            self._write_whole(records, written=True)
+            if (given := self._inputs or _input_count(trainer)) is not None and len(records) < given:
                 log.warning(
                     "predict: %d of the %d inputs were not predicted: --trainer.limit_predict_batches %s stops "
                     "after the first batches", given - len(records), given, trainer.limit_predict_batches,
@@ -239,16 +316,36 @@ class PredictionWriter(BasePredictionWriter):
                 len(records) - failed, constant, getattr(trainer, "ckpt_path", None) or "the model",
             )  # fmt: skip
 
-    def _gathered_records(self, trainer: Trainer) -> list[dict[str, Any]]:
-        """Every process's rows, in input order, each input once: Lightning's sampler deals the inputs out
-        round-robin and repeats none, but with ``trainer.use_distributed_sampler: false`` every process predicts
-        every input (the rows were written once per process)."""
+    def _gathered_records(self, trainer: Trainer) -> list[tuple[int, dict[str, Any]]]:
+        """Every process's rows with their positions in the inputs predicted, in input order, each input once:
+        Lightning's sampler deals the inputs out round-robin and repeats none, but with
+        ``trainer.use_distributed_sampler: false`` every process predicts every input (the rows were written once
+        per process)."""
         if trainer.world_size == 1:
-            return list(self._records)
+            return list(zip(self._indices, self._records, strict=True))
         parts: list[Any] = [None] * trainer.world_size
         torch.distributed.all_gather_object(parts, list(zip(self._indices, self._records, strict=True)))
         by_index = {index: record for part in reversed(parts) for index, record in part}  # the first process's wins
-        return [by_index[index] for index in sorted(by_index)]
+        return [(index, by_index[index]) for index in sorted(by_index)]
+
+    def _with_finished(self, predicted: list[tuple[int, dict[str, Any]]]) -> list[dict[str, Any]]:
+        """The records of ``predicted`` (positions in the inputs this run predicts), and with ``resume_dir`` the
+        folder's finished ones: every row in the order of all the inputs, as one whole run writes them."""
+        if self._positions is None:
+            return [record for _, record in predicted]
+        rows = dict(self._finished) | {self._positions[index]: record for index, record in predicted}
+        return [rows[position] for position in sorted(rows)]
+
+    def _write_whole(self, records: list[dict[str, Any]], written: bool = False) -> None:
+        """The run's whole files (its rows where not ``written`` yet; its breasts) and, continuing a run cut short,
+        without that run's files of processes and finished batches (their rows are in the whole ones)."""
+        if not written:
+            self._write_rows(records, "")
+        if self.resume_dir is not None:
+            for path in stale_files(self.run_dir):
+                path.unlink(missing_ok=True)
+        log.info("%s in %s", _summary(records), self.run_dir)
+        self._write_breasts(records)
 
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
         """A run cut short (Ctrl-C, which Lightning turns into this hook, or an error in a later batch) still
@@ -256,7 +353,8 @@ class PredictionWriter(BasePredictionWriter):
         if not self._open:
             return  # no predict run started, or its rows are already written (on_predict_end's own error)
         suffix = _rank_suffix(trainer)
-        self._write_rows(self._records, suffix)
+        records = self._with_finished(list(zip(self._indices, self._records, strict=True)))
+        self._write_rows(records, suffix)
         self._remove_partial_rows(trainer)
         self._open = False
         how = "interrupted" if isinstance(exception, KeyboardInterrupt) else f"stopped by {type(exception).__name__}"
@@ -266,9 +364,13 @@ class PredictionWriter(BasePredictionWriter):
             where = (f"{self.run_dir / f'predictions{suffix}'}.csv and .json, apart from the other processes' (a "
                      "process killed before it wrote them leaves its finished batches' rows in "
                      "predictions.rank<N>.partial.csv)")  # fmt: skip
+        else:  # the breasts of the views finished (a process's share under DDP would give half-breasts)
+            self._write_breasts(records)
         log.warning(
-            "predict %s after %s%s: their rows are in %s (%s)",
-            how, _finished(self._records), _not_predicted(trainer, len(self._records)), where, _summary(self._records),
+            "predict %s after %s%s: their rows are in %s (%s); the same command with "
+            "--trainer.callbacks.init_args.resume_dir %s predicts the others into that folder",
+            how, _done_count(records), _not_predicted(trainer, len(self._records), self._inputs), where,
+            _summary(records), self.run_dir,
         )  # fmt: skip
 
     def _write_breasts(self, records: list[dict[str, Any]]) -> None:
@@ -308,7 +410,7 @@ def _not_images(records: list[dict[str, Any]]) -> list[str]:
     return [r["not_an_image"] for r in records if r.get("not_an_image")]
 
 
-def _finished(records: list[dict[str, Any]]) -> str:
+def _done_count(records: list[dict[str, Any]]) -> str:
     """``4 images``, ``and 1 input(s) that hold no image`` added for the CAD reports among the inputs finished: a
     run cut short counted them as images."""
     others = len(_not_images(records))
@@ -356,15 +458,16 @@ def _annotated(meta: dict[str, Any]) -> str | None:
     return "annotations" if meta.get("study_id") and meta.get("laterality") else None
 
 
-def _not_predicted(trainer: Trainer, done: int) -> str:
+def _not_predicted(trainer: Trainer, done: int, inputs: int = 0) -> str:
     """`` (of the 8 inputs; 4 not predicted)`` for a run cut short, under DDP of the process's own share (the
-    unrepeated sampler deals input i to process i mod N); empty where the inputs cannot be counted."""
+    unrepeated sampler deals input i to process i mod N); empty where the inputs cannot be counted. ``done`` counts
+    this run's images; a run continued in its folder (``inputs``: all of them) counts the folder's too."""
     if (given := _input_count(trainer)) is None:
         return ""
     if trainer.world_size > 1:
         share = len(range(trainer.global_rank, given, trainer.world_size))
         return f" (of its {share} inputs; {share - done} not predicted)"
-    return f" (of the {given} inputs; {given - done} not predicted)"
+    return f" (of the {inputs or given} inputs; {given - done} not predicted)"
 
 
 def _input_count(trainer: Trainer) -> int | None:

@@ -1,0 +1,105 @@
+"""``PredictionWriter(resume_dir=...)``: a ``wsod predict`` run cut short, continued in its own folder.
+
+A clinic's folder takes hours on a CPU; a run stopped by Ctrl-C, a scheduler's SIGTERM or a crash kept its finished
+rows, and a rerun predicted every input again into a new folder. The continuation reads the rows the folder holds
+(``predictions.json``, each process's ``predictions.rank<N>.json``, and the ``predictions*.partial.jsonl`` a process
+killed outright leaves), predicts the inputs that have none, and writes the files one uninterrupted run writes.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+
+class ContinueRefusedError(ValueError):
+    """``resume_dir`` names a folder this run cannot go on in (another predict run's weights, options or inputs)."""
+
+
+class NothingLeftToPredict(Exception):
+    """``resume_dir``'s inputs all have their rows: its files are written whole, and nothing is predicted."""
+
+
+def check_resume_dir(resume_dir: str) -> Path:
+    """The folder, if it holds a predict run (its ``weights.json``), else the reason (a ValueError, before any run)."""
+    folder = Path(resume_dir)
+    if not folder.is_dir():
+        raise ValueError(f"PredictionWriter resume_dir: {folder} is no folder (the run folder of a predict run cut "
+                         "short, <output_dir>/<date-time>)")  # fmt: skip
+    if not (folder / "weights.json").is_file():
+        raise ValueError(f"PredictionWriter resume_dir: {folder} holds no predict run (no weights.json): give the "
+                         "run folder of a predict run cut short, <output_dir>/<date-time>")  # fmt: skip
+    return folder
+
+
+def made_alike(folder: Path, now: dict[str, Any]) -> None:
+    """Refuse ``folder`` when its ``weights.json`` differs from ``now`` (this run's record) in what makes predictions:
+    the weights (their sha256, not their path: a checkpoint moved is the same), the saliency method, the precision,
+    the writer's and the input frame's options."""
+    record = json.loads((folder / "weights.json").read_text())
+    if "options" not in record:  # nor partial records: its inputs' rows cannot all be taken as they are
+        raise ContinueRefusedError(f"resume_dir {folder}: its weights.json records no options (an earlier "
+                                   "wsod-mammo made it): start a new run without resume_dir")  # fmt: skip
+    earlier = _same_run_values(record)
+    current = _same_run_values(json.loads(json.dumps(now)))  # tuples as the file holds them: lists
+    keys = [*current, *(key for key in earlier if key not in current)]
+    differ = [f"{key} {earlier.get(key)} (this run: {current.get(key)})" for key in keys
+              if earlier.get(key) != current.get(key)]  # fmt: skip
+    if differ:
+        raise ContinueRefusedError(
+            f"resume_dir {folder}: its predictions were made with another {'; '.join(differ)}: continue it with the "
+            "weights and options it started with, or start a new run without resume_dir"
+        )
+
+
+def _same_run_values(record: dict[str, Any]) -> dict[str, Any]:
+    """What of a ``weights.json`` record makes the predictions, by name (each writer and data option on its own)."""
+    checkpoint = record.get("checkpoint") or {}
+    return {"weights": record.get("weights"), "checkpoint sha256": checkpoint.get("sha256"),
+            "predict_saliency": record.get("predict_saliency"),
+            "precision": (record.get("evaluated_under") or {}).get("precision"),
+            **record["options"]}  # fmt: skip
+
+
+def finished_records(folder: Path) -> list[dict[str, Any]]:
+    """Every row ``folder`` holds, each input's once (by ``image_id`` and ``path``): ``predictions.json`` and the
+    processes' ``predictions.rank<N>.json``, then the rows of finished batches in ``predictions*.partial.jsonl`` (a
+    line cut short by a kill is left out: its input is predicted again)."""
+    records: dict[tuple[str, str], dict[str, Any]] = {}
+    for path in sorted(folder.glob("predictions*.json")):
+        try:
+            rows = json.loads(path.read_text())
+        except ValueError as err:
+            raise ContinueRefusedError(f"resume_dir {folder}: {path.name} cannot be read ({err})") from None
+        for record in rows:
+            records.setdefault(record_key(record), record)
+    for path in sorted(folder.glob("predictions*.partial.jsonl")):
+        for line in path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            records.setdefault(record_key(record), record)
+    return list(records.values())
+
+
+def record_key(record: dict[str, Any]) -> tuple[str, str]:
+    """A row's input: its ``image_id`` (distinct per input) and ``path`` (as the dataset gives it)."""
+    return str(record["image_id"]), str(record["path"])
+
+
+def input_keys(dataset: Any) -> list[tuple[str, str]] | None:
+    """``record_key`` of each of the data's predict inputs, in input order: files given (``PredictDataset``) or the
+    test split (``VinDrDataset``); None for another dataset."""
+    if hasattr(dataset, "paths") and hasattr(dataset, "image_ids"):
+        return [(str(i), str(p)) for i, p in zip(dataset.image_ids, dataset.paths, strict=True)]
+    if hasattr(dataset, "records"):
+        return [(str(r.image_id), str(r.path)) for r in dataset.records]
+    return None
+
+
+def stale_files(folder: Path) -> list[Path]:
+    """The files of the interrupted run that the whole ``predictions.csv|json`` replace."""
+    return [*folder.glob("predictions.rank*.csv"), *folder.glob("predictions.rank*.json"),
+            *folder.glob("predictions*.partial.csv"), *folder.glob("predictions*.partial.jsonl")]  # fmt: skip
