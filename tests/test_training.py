@@ -15,7 +15,7 @@ from torchmetrics.functional.classification import multilabel_auroc, multilabel_
 
 from wsod_mammo.models import GMIC, GMICOutput
 from wsod_mammo.models.gmic import head_sigmoid
-from wsod_mammo.training.checkpoints import BestCheckpoint, WholeCheckpoint
+from wsod_mammo.training.checkpoints import BestCheckpoint, WholeCheckpoint, read_lightning_checkpoint
 from wsod_mammo.training.classification import KeyedMean, classification_metrics
 from wsod_mammo.training.loss import gmic_loss, gmic_sample_losses
 from wsod_mammo.training.module import GMICLitModule
@@ -562,7 +562,6 @@ def test_best_ckpt_of_a_nan_scored_epoch_records_nan_not_lightnings_minus_infini
     keeps -inf (best_model_score): a later real score still replaces the NaN epoch."""
     from lightning.pytorch.demos.boring_classes import BoringModel
 
-    from wsod_mammo.training.checkpoints import read_lightning_checkpoint
     from wsod_mammo.training.provenance import trained_to
     from wsod_mammo.training.test_report import epoch_text
 
@@ -589,3 +588,36 @@ def test_best_ckpt_of_a_nan_scored_epoch_records_nan_not_lightnings_minus_infini
     assert epoch_text(trained_to(saved[1])) == ", epoch 1 (0-based), val/fusion/auroc nan"
     (state,) = [v for k, v in saved[1]["callbacks"].items() if k.startswith("BestCheckpoint")]
     assert state["best_model_score"] == float("-inf")
+
+
+def test_a_fit_resumed_in_a_moved_run_folder_keeps_its_best_checkpoint(tmp_path: Path) -> None:
+    """A run folder copied off a cluster (or renamed) records its old ``dirpath``: Lightning then dropped the best
+    score, and the resumed fit's next validation replaced best.ckpt (0.8) with a worse epoch (0.6)."""
+    import shutil
+
+    from lightning.pytorch.demos.boring_classes import BoringModel
+
+    scores = iter([0.8, 0.6])
+
+    class Scripted(BoringModel):
+        def on_validation_epoch_end(self) -> None:
+            self.log("val/fusion/auroc", next(scores))
+
+    def fit(folder: Path, epochs: int, ckpt_path: str | None = None) -> None:
+        best = BestCheckpoint(dirpath=folder, filename="best", monitor="val/fusion/auroc", mode="max", save_top_k=1,
+                              enable_version_counter=False)  # fmt: skip
+        last = WholeCheckpoint(dirpath=folder, filename="last", enable_version_counter=False)
+        trainer = Trainer(logger=False, max_epochs=epochs, limit_train_batches=1, limit_val_batches=1,
+                          num_sanity_val_steps=0, enable_progress_bar=False, enable_model_summary=False,
+                          callbacks=[best, last])  # fmt: skip
+        trainer.fit(Scripted(), ckpt_path=ckpt_path)
+
+    fit(tmp_path / "cluster", 1)
+    shutil.move(tmp_path / "cluster", tmp_path / "here")
+    fit(tmp_path / "here", 2, str(tmp_path / "here" / "last.ckpt"))
+    best = read_lightning_checkpoint(tmp_path / "here" / "best.ckpt", "best.ckpt")
+    assert best["epoch"] == 0
+    last = read_lightning_checkpoint(tmp_path / "here" / "last.ckpt", "last.ckpt")
+    state = next(v for k, v in last["callbacks"].items() if k.startswith("BestCheckpoint"))
+    assert state["best_model_path"] == str(tmp_path / "here" / "best.ckpt")
+    assert float(state["best_model_score"]) == pytest.approx(0.8)

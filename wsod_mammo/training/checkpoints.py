@@ -86,6 +86,12 @@ class WholeCheckpoint(ModelCheckpoint):
             else key
         )
 
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """A run folder moved with its checkpoints (copied off a cluster, renamed) keeps its best score: Lightning
+        drops the state of a callback whose recorded ``dirpath`` differs, and a fit resumed there then replaced
+        ``best.ckpt`` at its next validation whatever it scored. A folder without those files starts afresh."""
+        super().load_state_dict(_moved_state(state_dict, self.dirpath))
+
     def on_train_epoch_end(self, trainer: Trainer, pl_module: Any) -> None:
         """A checkpoint without a monitor (``last.ckpt``) is saved every epoch: with ``check_val_every_n_epoch: 2``
         Lightning saved it only after validations, so ``last`` was an epoch behind and a kill lost that epoch."""
@@ -125,6 +131,28 @@ class WholeCheckpoint(ModelCheckpoint):
         if trainer.is_global_zero:
             for logger in trainer.loggers:
                 logger.after_save_checkpoint(proxy(self))
+
+
+def _moved_state(state: dict[str, Any], dirpath: Any) -> dict[str, Any]:
+    """``state`` with its paths under the recorded ``dirpath`` moved to ``dirpath``, when every checkpoint it keeps
+    (``best_k_models``; a callback without a monitor keeps only ``best_model_path``) lies there under its name; else
+    ``state`` unchanged."""
+    old = state.get("dirpath")
+    if not isinstance(old, str) or not isinstance(dirpath, str) or old == dirpath:
+        return state
+
+    def moved(path: Any) -> Any:
+        if not isinstance(path, str) or os.path.dirname(path) != old:
+            return path
+        return os.path.join(dirpath, os.path.basename(path))
+
+    kept = {moved(path): score for path, score in (state.get("best_k_models") or {}).items()}
+    files = list(kept) or [path for path in [moved(state.get("best_model_path"))] if path]
+    if not files or not all(isinstance(path, str) and os.path.isfile(path) for path in files):
+        return state
+    paths = ("best_model_path", "kth_best_model_path", "last_model_path")
+    return {**state, **{key: moved(state.get(key)) for key in paths if key in state}, "best_k_models": kept,
+            "dirpath": dirpath}  # fmt: skip
 
 
 def _free_space(filepath: str, error: OSError) -> str:
