@@ -785,6 +785,25 @@ def test_a_fit_resumed_within_an_epoch_trains_the_rest_of_it_not_its_start_again
         torch.testing.assert_close(resumed[key], straight[key], rtol=0, atol=0, msg=key)
 
 
+def test_best_and_last_find_a_run_folder_moved_to_another_disk_with_a_link_in_its_place(tmp_path: Path) -> None:
+    """``Path.glob("**")`` follows no link: the newest run, moved to a bigger disk and linked back, was passed over
+    and ``--ckpt_path best`` named the older run's checkpoint without a word. A link back up the tree is walked once."""
+    root, disk = tmp_path / "runs", tmp_path / "disk"
+    for folder, age in ((root / "wsod-mammo" / "older", 3600), (disk / "newest", 0)):
+        (folder / "checkpoints").mkdir(parents=True)
+        for name in ("best.ckpt", "last.ckpt"):
+            (folder / "checkpoints" / name).write_bytes(b"")
+            os.utime(folder / "checkpoints" / name, (time.time() - age,) * 2)
+    (root / "wsod-mammo" / "newest").symlink_to(disk / "newest")
+    (root / "wsod-mammo" / "loop").symlink_to(root)
+    section = {"trainer": {"logger": {"class_path": "wsod_mammo.training.wandb_logger.OfflineWandbLogger",
+                                      "init_args": {"save_dir": str(root)}}}}  # fmt: skip
+    moved = root / "wsod-mammo" / "newest" / "checkpoints"
+    assert resolve_checkpoint("best", section) == moved / "best.ckpt"
+    assert resolve_checkpoint("last", section) == moved / "last.ckpt"
+    assert resolve_checkpoint("older:last", section) == root / "wsod-mammo" / "older" / "checkpoints" / "last.ckpt"
+
+
 def test_a_second_fit_writes_its_own_run_folder_and_best_resolves_to_the_newest(
     tmp_path: Path, data_root: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -36,7 +36,7 @@ def resolve_checkpoint(ckpt_path: str, section: Any) -> Path:
         if run and Path(run).is_dir() and not (Path(run) / "checkpoints").is_dir():
             candidates = [Path(run) / name]  # the folder holding the checkpoints (the one `wsod fit` prints)
         elif run:
-            folders = [Path(run)] if Path(run).is_dir() else [p for p in root.glob(f"**/{run}") if p.is_dir()]
+            folders = [Path(run)] if Path(run).is_dir() else [p for p in _folders(root) if p.name == run]
             candidates = [f / "checkpoints" / name for f in folders]
         else:
             written = _checkpoints_not_live(root, checkpoint_dirs(section), name, ckpt_path)
@@ -65,11 +65,27 @@ def resolve_checkpoint(ckpt_path: str, section: Any) -> Path:
     return path
 
 
+def _folders(root: Path) -> list[Path]:
+    """``root`` and every folder below it, through links to folders (each real folder once): a run folder moved to
+    another disk with a link left in its place was passed over by ``Path.glob("**")``, which follows no link, and
+    ``best`` then named an older run's checkpoint without a word."""
+    found, seen = [], set()
+    for top, names, _ in os.walk(root, followlinks=True):
+        real = os.path.realpath(top)
+        if real in seen:  # a link back up the tree, or a second link to one folder
+            names[:] = []
+            continue
+        seen.add(real)
+        found.append(Path(top))
+    return found
+
+
 def _checkpoints_not_live(root: Path, configured: list[Path], name: str, alias: str) -> list[Path]:
     """Every checkpoint of the runs under ``root`` and in the configured dirpaths, but those of runs a live fit is
     writing (``folder_locks``, each folder's lock looked at once): another job started in the same folder (an array
     task) is not this one's, and resuming it trained two processes into one. Each ``name`` passed over is said."""
-    written = [*root.glob("**/checkpoints/*.ckpt"), *(c for d in configured for c in d.glob("*.ckpt"))]
+    runs = [d for d in _folders(root) if d.name == "checkpoints"]
+    written = [*(c for d in runs for c in d.glob("*.ckpt")), *(c for d in configured for c in d.glob("*.ckpt"))]
     live = {folder: who for folder in {c.parent for c in written} if (who := holder(folder))}
     for checkpoint in written:
         if checkpoint.name == name and checkpoint.parent in live:
