@@ -269,6 +269,20 @@ def test_a_file_torch_cannot_read_says_what_it_is(tmp_path: Path) -> None:
     assert "add_safe_globals" not in str(refused.value) and "trust" not in str(refused.value)
 
 
+def test_a_zip_file_damaged_inside_its_data_is_refused_not_loaded_as_other_weights(tmp_path: Path) -> None:
+    """torch reads a zip-format file's tensors without checking their CRC: a file with bytes damaged in its data (a
+    copy, a download, a disk) loaded as other weights without a word."""
+    torch.save(nyu_random_state_dict(), tmp_path / "whole.pt")
+    data = bytearray((tmp_path / "whole.pt").read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 64] = bytes(64)
+    (tmp_path / "damaged.pt").write_bytes(bytes(data))
+    assert set(load_nyu_checkpoint(tmp_path / "whole.pt")) == set(nyu_random_state_dict())
+    with pytest.raises(ValueError, match=r"damaged\.pt: not a weights-only torch state dict \(its entry .* does not "
+                                         r"match its checksum \(damaged"):  # fmt: skip
+        load_nyu_checkpoint(tmp_path / "damaged.pt")
+
+
 def test_imports_run_one_way() -> None:
     """gmic.py never imports nyu.py (the NYU conversion depends on GMIC, not the reverse)."""
     import wsod_mammo.models.gmic as gmic

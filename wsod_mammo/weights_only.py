@@ -21,10 +21,25 @@ class WeightsOnlyLoadError(ValueError):
 def load_weights_only(path: str | Path) -> Any:
     """``torch.load`` on the CPU with weights only, memory-mapped when the file is torch's zip format (its tensors
     stay on disk); the legacy format (NYU's files) is read normally. Any failure is a WeightsOnlyLoadError."""
+    if (entry := _damaged_entry(path)) is not None:
+        raise WeightsOnlyLoadError(
+            f"its entry {entry} does not match its checksum (damaged in a copy, a download or on disk)"
+        )
     try:
         return torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
     except Exception as error:  # noqa: BLE001 - foreign bytes raise anything from KeyError to UnpicklingError
         raise WeightsOnlyLoadError(_why_not_loaded(path, error)) from None
+
+
+def _damaged_entry(path: str | Path) -> str | None:
+    """The first entry of a zip-format file whose bytes fail their CRC, else None: torch reads a zip's tensors
+    without checking it, so a file damaged inside its data loaded as other weights without a word (0.2 s for a
+    170 MB checkpoint). A file zipfile cannot open is left to torch's own reason."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return archive.testzip()
+    except (OSError, zipfile.BadZipFile, EOFError, NotImplementedError, ValueError):
+        return None
 
 
 def _why_not_loaded(path: str | Path, error: Exception) -> str:
