@@ -914,6 +914,27 @@ def test_a_resumed_fit_continues_the_run_folders_id_only(tmp_path: Path) -> None
     assert logger_id(in_run, {"save_dir": str(tmp_path / "runs")}, csv_logger) is None
 
 
+def test_a_fit_resumed_from_a_renamed_run_folder_says_it_goes_on_in_another(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The run's W&B id names the folder a resumed fit writes into: resumed from a folder renamed after the fit, it
+    trained on in a new folder of the old name, whose best.ckpt was the first epoch it validated, without a word."""
+    runs = tmp_path / "runs"
+
+    def resume_from(run: str) -> dict[str, Any]:
+        section = {"trainer": {"logger": {"class_path": "wsod_mammo.training.wandb_logger.OfflineWandbLogger",
+                                          "init_args": {"save_dir": str(runs)}}}}  # fmt: skip
+        continue_run(runs / "wsod-mammo" / run / "checkpoints" / "last.ckpt", section, "abc123")
+        return section["trainer"]["logger"]["init_args"]
+
+    with caplog.at_level(logging.WARNING, logger="wsod_mammo.cli_checkpoints"):
+        assert resume_from("abc123")["id"] == "abc123"
+        assert "is not in the folder of its run" not in caplog.text
+        assert resume_from("baseline")["id"] == "abc123"
+    assert f"its run abc123, {runs / 'wsod-mammo' / 'abc123' / 'checkpoints'}, where training goes on" in caplog.text
+    assert "rename the folder back to abc123" in caplog.text
+
+
 def test_a_checkpoint_recording_another_lightning_module_is_refused_despite_gmic_keys(tmp_path: Path) -> None:
     path = tmp_path / "other.ckpt"
     torch.save({"state_dict": {"model.global_network.conv.weight": torch.zeros(1)},

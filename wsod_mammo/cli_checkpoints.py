@@ -148,6 +148,14 @@ def continue_run(checkpoint: Path, section: Any, recorded_id: str | None = None)
             )  # fmt: skip
         return
     init_args["id"] = run_id
+    goes_on = runs_root(section) / str(init_args.get("project") or "wsod-mammo") / run_id / "checkpoints"
+    kept = {d.resolve() for d in checkpoint_dirs(section)}  # wsod study's runs keep theirs in their own folder
+    if checkpoint.parent.resolve() not in kept | {goes_on.resolve()}:  # a renamed run folder went on in a new one
+        log.warning(
+            "fit: %s is not in the folder of its run %s, %s, where training goes on (a run folder renamed or moved?): "
+            "its best.ckpt there is this fit's own, whatever %s kept; rename the folder back to %s to go on in it",
+            checkpoint, run_id, goes_on, checkpoint.parent, run_id,
+        )  # fmt: skip
     mode = os.environ.get("WANDB_MODE", "").lower()
     if mode not in ("disabled", "online", "run") and init_args.get("offline", True) is not False:
         log.warning(
