@@ -256,6 +256,15 @@ def test_an_unreadable_array_is_named_by_its_index_once(predictor: Predictor) ->
     assert reported.error == "array 0: a float image must lie in [0, 1], found 100 NaN or infinite pixels"
 
 
+def test_a_big_endian_array_reads_as_its_native_twin(predictor: Predictor) -> None:
+    """uint16 pixels in big-endian byte order (``np.fromfile(raw, ">u2")``) were refused as not uint16 (``found
+    >u2``)."""
+    image = (np.arange(64 * 32).reshape(64, 32) % 4096).astype(np.uint16)
+    native, swapped = predictor([image, image.astype(">u2")], laterality="L")
+    np.testing.assert_array_equal(swapped.probabilities, native.probabilities)
+    np.testing.assert_array_equal(swapped.boxes, native.boxes)
+
+
 def test_batches_equal_single_inputs_and_unreadable_inputs_can_be_reported(
     predictor: Predictor, synthetic_root: Path, tmp_path: Path
 ) -> None:

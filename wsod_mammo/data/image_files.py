@@ -95,6 +95,8 @@ def scale_to_unit(array: np.ndarray, source: str = "array") -> np.ndarray:
     fewer than 2 rows or columns).
     """
     array = _gray(array)
+    if not array.dtype.isnative:  # big-endian uint16 (a raw file read as '>u2') is uint16: it was refused as '>u2'
+        array = array.astype(array.dtype.newbyteorder("="))
     if array.ndim != 2:
         raise ValueError(f"{source}: expected one grayscale (H, W) image, found shape {array.shape}")
     if min(array.shape) < MIN_SIDE:  # an empty image would crash OpenCV (breast crop) in native code
