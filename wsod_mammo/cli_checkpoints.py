@@ -148,7 +148,7 @@ def continue_run(checkpoint: Path, section: Any, recorded_id: str | None = None)
             )  # fmt: skip
         return
     init_args["id"] = run_id
-    goes_on = runs_root(section) / str(init_args.get("project") or "wsod-mammo") / run_id / "checkpoints"
+    goes_on = runs_root(section) / str(init_args.get("project") or DEFAULT_PROJECT) / run_id / "checkpoints"
     kept = {d.resolve() for d in checkpoint_dirs(section)}  # wsod study's runs keep theirs in their own folder
     if checkpoint.parent.resolve() not in kept | {goes_on.resolve()}:  # a renamed run folder went on in a new one
         log.warning(
