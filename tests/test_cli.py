@@ -2331,6 +2331,29 @@ def test_a_fit_holds_its_checkpoint_folder_while_it_runs_and_a_second_fit_into_i
     assert holder(folder) is None  # released at the end: the next command may resume it
 
 
+def test_a_fit_refused_for_a_live_fit_leaves_that_runs_config_yaml_as_it_was(
+    tmp_path: Path, data_root: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two fits into one run folder (a W&B `id` given twice): the second was refused in on_fit_start, after it had
+    moved the live run's config.yaml to config.1.yaml and written its own there: the run then recorded options
+    (another learning rate) it was never trained with."""
+    from wsod_mammo.folder_locks import hold
+
+    settings = tiny_config(tmp_path, data_root)
+    settings["trainer"] |= {"logger": False, "default_root_dir": str(tmp_path)}
+    config = str(write_config(tmp_path / "c.yaml", settings))
+    live = "the live fit's config\n"
+    (tmp_path / "config.yaml").write_text(live)
+    handle = hold(tmp_path / "checkpoints", "wsod fit")
+    try:
+        refused = rf"^wsod fit: checkpoints folder {re.escape(str(tmp_path / 'checkpoints'))} is being written by "
+        _refused(["fit", "--config", config, "--model.optimizer.init_args.lr", "0.1"], refused, caplog)
+    finally:
+        handle.close()
+    assert (tmp_path / "config.yaml").read_text() == live
+    assert not (tmp_path / "config.1.yaml").exists()
+
+
 def test_a_model_option_an_edited_config_sets_that_a_resume_does_not_use_is_said(
     tmp_path: Path, trained: Path, data_root: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

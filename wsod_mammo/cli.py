@@ -53,7 +53,7 @@ from wsod_mammo.cli_help import customize_subcommand_parser, subcommand_parser_k
 from wsod_mammo.config_files import read_config_file
 from wsod_mammo.ctrl_c import CtrlCAgain, watch_ctrl_c
 from wsod_mammo.data.datamodule import VinDrMammoDataModule
-from wsod_mammo.folder_locks import FolderBusyError, hold
+from wsod_mammo.folder_locks import FolderBusyError, hold, holder
 from wsod_mammo.models.gmic import RUNTIME_OPTIONS
 from wsod_mammo.parse_errors import closest_options, one_line
 from wsod_mammo.sigterm import sigterm_without_collectives
@@ -96,6 +96,19 @@ FIT_CHECKPOINT_DIRS: list[str] = []
 FIT_LOCKS: list[IO[str]] = []
 
 
+#: How a fit into the checkpoint folders of a live fit goes on (``folder_locks``).
+FIT_BUSY = "two fits would write one run's checkpoints: run this one when it has stopped, or give it its own"
+
+
+def refuse_live_folders(folders: list[str]) -> None:
+    """A fit into checkpoint folders that a live fit holds is refused before it writes anything in its run folder:
+    refused only in ``on_fit_start``, it had already replaced that run's ``config.yaml`` with its own (the live
+    run's moved to ``config.1.yaml``), and the run then recorded a config it was not trained with."""
+    for folder in folders:
+        if who := holder(folder):
+            raise ConfigurationError(f"checkpoints folder {folder} is being written by {who}; {FIT_BUSY}")
+
+
 def release_fit_locks() -> None:
     """Let the folders of this process's last fit go (a notebook's or a test's next command may resume it)."""
     for handle in FIT_LOCKS:
@@ -119,16 +132,16 @@ class RunConfigSaver(SaveConfigCallback):
             return
         directory = run_directory(trainer)
         if trainer.is_global_zero:
+            # a callback's dirpath is resolved in its own setup, which may come after this one: unset, it will be the
+            # run folder's checkpoints/ (Lightning's default with a logger, what run_directory names)
+            dirs = {str(getattr(c, "dirpath", None) or directory / "checkpoints") for c in trainer.checkpoint_callbacks}
+            if stage == "fit":
+                refuse_live_folders(sorted(dirs))
             text = self._save_into(directory)
             for logger in trainer.loggers:
                 logger.log_hyperparams({"config": text})
             log.info("%s: run folder %s (%s)", stage, directory, RUN_FOLDER_HOLDS.get(stage, "config.yaml"))
             if stage == "fit" and trainer.checkpoint_callbacks:
-                # a callback's dirpath is resolved in its own setup, which may come after this one: unset, it will
-                # be the run folder's checkpoints/ (Lightning's default with a logger, what run_directory names)
-                dirs = {
-                    str(getattr(c, "dirpath", None) or directory / "checkpoints") for c in trainer.checkpoint_callbacks
-                }
                 names = ", ".join(
                     f"{c.filename}.ckpt"
                     for c in trainer.checkpoint_callbacks
@@ -144,10 +157,9 @@ class RunConfigSaver(SaveConfigCallback):
         twice) is refused. After the callbacks' setup, where ModelCheckpoint warns of a folder not empty."""
         if not trainer.is_global_zero:
             return
-        then = "two fits would write one run's checkpoints: run this one when it has stopped, or give it its own"
         for folder in FIT_CHECKPOINT_DIRS:
             try:
-                FIT_LOCKS.append(hold(folder, "wsod fit", "checkpoints folder", then))
+                FIT_LOCKS.append(hold(folder, "wsod fit", "checkpoints folder", FIT_BUSY))
             except FolderBusyError as busy:  # one line, exit 2, as the other refusals
                 raise ConfigurationError(str(busy)) from None
 
