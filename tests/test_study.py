@@ -630,6 +630,24 @@ def test_a_run_another_study_process_is_running_keeps_its_config_and_is_refused(
     assert calls[0] == ["fit", "--config", str(run / "run.yaml")]
 
 
+def test_a_study_folder_whose_name_begins_with_a_dash_gives_its_runs_a_config_path_they_read_as_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`wsod study --output ./-study`: Path shortens it to `-study`, and every run's `wsod fit --config
+    -study/runs/cam_seed1/run.yaml` failed with `argument -c/--config: expected one argument`."""
+    import wsod_mammo.study_runs as study_runs
+
+    calls = []
+    monkeypatch.setattr(study_runs, "_wsod", lambda args, log, env: calls.append(args))
+    monkeypatch.chdir(tmp_path)
+    run = Path("./-study") / "runs" / "cam_seed1"
+    run.mkdir(parents=True)
+    (run / "test.done").write_text("p/q/detection.json\n")
+    study_runs.run_one(run, None)
+    assert calls == [["fit", "--config", "./-study/runs/cam_seed1/run.yaml"]]
+    assert study_runs.path_argument(tmp_path / "-study") == str(tmp_path / "-study")  # absolute: as it is
+
+
 # a run that a Ctrl-C does not stop (as a fit once went on after it): it ignores SIGINT, ends on SIGTERM
 _STUBBORN_RUN = "import signal, time; signal.signal(signal.SIGINT, signal.SIG_IGN); time.sleep(120)"
 

@@ -94,8 +94,16 @@ def run_one(run_dir: Path, device: str | None) -> Path:
         return _run_one_held(run_dir, device)
 
 
+def path_argument(path: Path) -> str:
+    """``path`` as a ``wsod`` process's argument: a relative path whose first name begins with a dash (``--output
+    ./-study``, which ``Path`` shortens to ``-study``) is given as ``./-study/...``; as is, the run's parser read it
+    as an option, and every run failed with ``--config: expected one argument``."""
+    text = str(path)
+    return f"./{text}" if text.startswith("-") else text
+
+
 def _run_one_held(run_dir: Path, device: str | None) -> Path:
-    config = str(run_dir / RUN_CONFIG)
+    config = path_argument(run_dir / RUN_CONFIG)
     env = dict(os.environ) if device is None else {**os.environ, "CUDA_VISIBLE_DEVICES": device}
     if not (run_dir / FIT_DONE).is_file():
         resume = ["--ckpt_path", "last"] if (run_dir / "checkpoints" / "last.ckpt").is_file() else []
