@@ -648,6 +648,43 @@ def test_a_study_folder_whose_name_begins_with_a_dash_gives_its_runs_a_config_pa
     assert study_runs.path_argument(tmp_path / "-study") == str(tmp_path / "-study")  # absolute: as it is
 
 
+def test_a_test_done_mark_the_disk_cannot_hold_is_not_left_empty_and_the_next_study_tests_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk (here a file size limit, as `ulimit -f`) when test.done was written left it empty: the next
+    study skipped the run's test and failed reading the run folder as its report ("Is a directory")."""
+    import resource
+    import signal
+
+    import wsod_mammo.study_runs as study_runs
+
+    calls = []
+
+    def wsod(args: list[str], log: Path, env: dict[str, str]) -> None:
+        calls.append(args[0])
+        if args[0] == "test":
+            (run / "wsod-mammo" / run_id).mkdir(parents=True, exist_ok=True)
+            (run / "wsod-mammo" / run_id / "detection.json").write_text("{}")
+
+    monkeypatch.setattr(study_runs, "_wsod", wsod)
+    run, run_id = tmp_path / "cam_seed1", "r" * 200  # test.done's text is longer than the folder lock's
+    run.mkdir()
+    (run / "fit.done").write_text("ok\n")
+    limits = resource.getrlimit(resource.RLIMIT_FSIZE)
+    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
+    resource.setrlimit(resource.RLIMIT_FSIZE, (120, limits[1]))
+    try:
+        with pytest.raises(OSError) as error:
+            study_runs.run_one(run, None)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, limits)
+        signal.signal(signal.SIGXFSZ, handler)
+    assert not (run / "test.done").exists() and not list(run.glob(".*partial"))
+    assert f"{run / 'test.done'}: not written (File too large)" in str(error.value)  # the file, in the one line
+    assert study_runs.run_one(run, None) == run / "wsod-mammo" / run_id / "detection.json"
+    assert calls == ["test", "test"]  # tested again: the first test's mark was never written
+
+
 # a run that a Ctrl-C does not stop (as a fit once went on after it): it ignores SIGINT, ends on SIGTERM
 _STUBBORN_RUN = "import signal, time; signal.signal(signal.SIGINT, signal.SIG_IGN); time.sleep(120)"
 

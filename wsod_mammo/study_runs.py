@@ -109,13 +109,26 @@ def _run_one_held(run_dir: Path, device: str | None) -> Path:
         resume = ["--ckpt_path", "last"] if (run_dir / "checkpoints" / "last.ckpt").is_file() else []
         log.info("study: fit %s%s", run_dir.name, " (resuming from last.ckpt)" if resume else "")
         _wsod(["fit", "--config", config, *resume], run_dir / "fit.log", env)
-        (run_dir / FIT_DONE).write_text("ok\n")
+        mark_done(run_dir / FIT_DONE, "ok\n")
     if not (run_dir / TEST_DONE).is_file():
         log.info("study: test %s (best.ckpt)", run_dir.name)
         _wsod(["test", "--config", config, "--ckpt_path", "best"], run_dir / "test.log", env)
         report = max(run_dir.glob("*/*/detection.json"), key=lambda p: p.stat().st_mtime)
-        (run_dir / TEST_DONE).write_text(f"{report.relative_to(run_dir).as_posix()}\n")
+        mark_done(run_dir / TEST_DONE, f"{report.relative_to(run_dir).as_posix()}\n")
     return finished_report(run_dir)
+
+
+def mark_done(path: Path, text: str) -> None:
+    """Write a run's ``fit.done`` or ``test.done`` whole or not at all (beside it, then renamed): on a full disk
+    ``write_text`` left an empty ``test.done``, and every later run of the study skipped the test it marks and failed
+    reading the run folder as its report (``Is a directory``)."""
+    partial = path.with_name(f".{path.name}.partial")
+    try:
+        partial.write_text(text)
+        partial.replace(path)
+    except OSError as error:
+        partial.unlink(missing_ok=True)
+        raise OSError(error.errno, f"{path}: not written ({error.strerror or error})") from None
 
 
 def finished_report(run_dir: Path) -> Path:
