@@ -183,3 +183,17 @@ def test_a_png_that_cannot_be_written_says_why_and_leaves_no_part_behind(tmp_pat
     assert error.value.errno == 28 and not path.exists() and not partial.is_symlink()
     write_png(path, np.zeros((8, 8, 3), np.uint8))
     assert path.stat().st_size > 0 and list(path.parent.iterdir()) == [path]
+
+
+def test_a_png_whose_name_nears_the_file_systems_limit_is_written(tmp_path) -> None:
+    """`wsod predict` of a file with a 245-character name: its overlay's name (249 bytes) fits the 255-byte limit,
+    its temporary name (with `.<pid>.partial.png`) did not, and the overlay was lost as "File name too long"."""
+    from pathlib import Path
+
+    from wsod_mammo.detection.overlay import write_png
+
+    for name in ("L" * 245 + ".png", "é" * 125 + ".png"):  # 249 and 254 bytes
+        path = Path(tmp_path) / name
+        write_png(path, np.zeros((8, 8, 3), np.uint8))
+        assert path.stat().st_size > 0
+    assert len(list(Path(tmp_path).iterdir())) == 2  # nothing else left
