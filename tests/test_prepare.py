@@ -494,3 +494,18 @@ def test_a_cache_that_cannot_fit_on_its_disk_is_refused_before_any_image_and_the
         "(it may not fit: a png's size depends on the image)"
     )
     assert free_bytes(tmp_path / "not" / "yet") == shutil.disk_usage(tmp_path).free
+
+
+def test_a_cache_file_the_disk_cannot_hold_is_named_and_leaves_no_part_behind(tmp_path: Path) -> None:
+    """A full disk ended `wsod prepare` with "[Errno 28] No space left on device" alone (Python's error from a write
+    names no file), its cut temporary file left holding space. The kernel's ENOSPC (a write to /dev/full, where the
+    temporary file would be) now comes with the file's name, and the temporary file is removed."""
+    path = tmp_path / "abc.png"
+    partial = tmp_path / f".abc.png.{os.getpid()}.tmp"
+    partial.symlink_to("/dev/full")
+    written = rf"^\[Errno 28\] {re.escape(str(path))}: not written \(No space left on device\)"
+    with pytest.raises(OSError, match=written):
+        prep.write_atomic(path, b"x" * 10000)
+    assert list(tmp_path.iterdir()) == []
+    prep.write_atomic(path, b"x")
+    assert path.read_bytes() == b"x"

@@ -19,6 +19,7 @@ breast's edge disagrees with the CSV's laterality, raw or non-mammography data) 
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -54,10 +55,17 @@ REPORTED_WARNINGS = 20  # images whose warnings the end of a run prints; the man
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary name in the same folder and an atomic rename."""
+    """Write ``data`` to ``path`` through a temporary name in the same folder and an atomic rename. A failure names
+    the file and leaves no temporary one: Python's own error from a write names none, and a full disk's ended the
+    command with ``wsod prepare: [Errno 28] No space left on device`` alone, the cut file still holding space."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except OSError as error:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise OSError(error.errno, f"{path}: not written ({error.strerror or error})") from None
 
 
 def encode_image(image: np.ndarray, cache_format: CacheFormat) -> bytes:
