@@ -804,6 +804,18 @@ def test_best_and_last_find_a_run_folder_moved_to_another_disk_with_a_link_in_it
     assert resolve_checkpoint("older:last", section) == root / "wsod-mammo" / "older" / "checkpoints" / "last.ckpt"
 
 
+def test_best_not_found_under_a_relative_save_dir_says_where_it_looked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fit with `save_dir: runs/demo` in one working directory, its test from another: "no best.ckpt in any run
+    under runs/demo (run `wsod fit` first)" named no place, and the run exists."""
+    monkeypatch.chdir(tmp_path)
+    section = {"trainer": {"logger": {"class_path": "lightning.pytorch.loggers.CSVLogger",
+                                      "init_args": {"save_dir": "runs/demo"}}}}  # fmt: skip
+    with pytest.raises(FileNotFoundError, match=f"under runs/demo \\({re.escape(str(tmp_path / 'runs' / 'demo'))}: a "):
+        resolve_checkpoint("best", section)
+
+
 def test_a_second_fit_writes_its_own_run_folder_and_best_resolves_to_the_newest(
     tmp_path: Path, data_root: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

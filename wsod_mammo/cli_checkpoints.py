@@ -49,7 +49,7 @@ def resolve_checkpoint(ckpt_path: str, section: Any) -> Path:
         if not run:
             _check_the_newest_run_has(name, alias, found, written)
         if not found:
-            where = f"run {run!r}" if run else f"any run under {root}"
+            where = f"run {run!r}" if run else f"any run under {shown_from_here(root)}"
             hint = "run `wsod fit` first"
             if run and (kept := [str(d) for d in checkpoint_dirs(section) if (d / name).is_file()]):
                 # a configured dirpath (wsod study's runs) keeps checkpoints out of the run folders
@@ -78,6 +78,15 @@ def _folders(root: Path) -> list[Path]:
         seen.add(real)
         found.append(Path(top))
     return found
+
+
+def shown_from_here(folder: Path) -> str:
+    """``folder``, and where it lies when relative: a config's ``save_dir: runs/demo`` is read from the working
+    directory, and a ``wsod test --ckpt_path best`` started in another one was told only "no best.ckpt in any run
+    under runs/demo (run `wsod fit` first)" of a run that exists."""
+    if folder.is_absolute():
+        return str(folder)
+    return f"{folder} ({Path.cwd() / folder}: a relative path is read from the working directory)"
 
 
 def _checkpoints_not_live(root: Path, configured: list[Path], name: str, alias: str) -> list[Path]:
