@@ -15,6 +15,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from wsod_mammo.atomic_files import write_atomic
 from wsod_mammo.folder_locks import hold
 from wsod_mammo.sigterm import Stopped
 
@@ -119,16 +120,10 @@ def _run_one_held(run_dir: Path, device: str | None) -> Path:
 
 
 def mark_done(path: Path, text: str) -> None:
-    """Write a run's ``fit.done`` or ``test.done`` whole or not at all (beside it, then renamed): on a full disk
-    ``write_text`` left an empty ``test.done``, and every later run of the study skipped the test it marks and failed
-    reading the run folder as its report (``Is a directory``)."""
-    partial = path.with_name(f".{path.name}.partial")
-    try:
-        partial.write_text(text)
-        partial.replace(path)
-    except OSError as error:
-        partial.unlink(missing_ok=True)
-        raise OSError(error.errno, f"{path}: not written ({error.strerror or error})") from None
+    """Write a run's ``fit.done`` or ``test.done`` whole or not at all: on a full disk ``write_text`` left an empty
+    ``test.done``, and every later run of the study skipped the test it marks and failed reading the run folder as
+    its report (``Is a directory``)."""
+    write_atomic(path, text.encode())
 
 
 def finished_report(run_dir: Path) -> Path:

@@ -19,7 +19,6 @@ breast's edge disagrees with the CSV's laterality, raw or non-mammography data) 
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import os
@@ -33,6 +32,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from wsod_mammo.atomic_files import write_atomic
 from wsod_mammo.data.cache_space import check_cache_space
 from wsod_mammo.data.lifetime import exit_with
 from wsod_mammo.data.vindr import ImageRecord, Selection, find_image, load_records
@@ -52,20 +52,6 @@ _CROP_FIXES = {
 }
 CacheFormat = Literal["png", "npy"]
 REPORTED_WARNINGS = 20  # images whose warnings the end of a run prints; the manifest holds them all
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary name in the same folder and an atomic rename. A failure names
-    the file and leaves no temporary one: Python's own error from a write names none, and a full disk's ended the
-    command with ``wsod prepare: [Errno 28] No space left on device`` alone, the cut file still holding space."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    except OSError as error:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise OSError(error.errno, f"{path}: not written ({error.strerror or error})") from None
 
 
 def encode_image(image: np.ndarray, cache_format: CacheFormat) -> bytes:
