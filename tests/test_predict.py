@@ -773,6 +773,17 @@ def _continued(root: Path, tmp_path: Path, run_dir: Path, **options: Any) -> tup
     return module, writer
 
 
+def _continue_without_overlays_as_a_whole_run(root: Path, tmp_path: Path, folder: Path) -> None:
+    """``folder`` (a run of ``_seven_inputs`` without overlays, cut after 4 inputs) continued: the 3 inputs left are
+    predicted, and its files are those of one whole run."""
+    whole = PredictionWriter(output_dir=str(tmp_path / "whole"), overlays=False)
+    _, data, whole, trainer = _seven_inputs(root, tmp_path, whole)
+    trainer.predict(_ByImage(), datamodule=data, return_predictions=False)
+    module, _ = _continued(root, tmp_path, folder, overlays=False)
+    assert module.seen == 3
+    assert _run_files(folder) == _run_files(whole.run_dir)
+
+
 @pytest.mark.filterwarnings("ignore:Invalid value for VR UI")  # the synthetic data's VinDr-style hex UIDs
 @pytest.mark.parametrize("error", [KeyboardInterrupt(), RuntimeError("out of memory in batch 3")])
 def test_a_run_cut_short_goes_on_in_its_folder_into_the_files_of_one_whole_run(
@@ -845,12 +856,7 @@ def test_a_process_killed_outright_goes_on_from_its_partial_rows(synthetic_root:
     assert sorted(p.name for p in folder.iterdir()) == [
         "predictions.partial.csv", "predictions.partial.jsonl", "weights.json"
     ]  # fmt: skip
-    whole = PredictionWriter(output_dir=str(tmp_path / "whole"), overlays=False)
-    _, data, whole, trainer = _seven_inputs(synthetic_root, tmp_path, whole)
-    trainer.predict(_ByImage(), datamodule=data, return_predictions=False)
-    module, _ = _continued(synthetic_root, tmp_path, folder, overlays=False)
-    assert module.seen == 3
-    assert _run_files(folder) == _run_files(whole.run_dir)
+    _continue_without_overlays_as_a_whole_run(synthetic_root, tmp_path, folder)
 
 
 @pytest.mark.filterwarnings("ignore:Invalid value for VR UI")  # the synthetic data's VinDr-style hex UIDs
@@ -936,9 +942,4 @@ def test_a_ddp_run_cut_short_goes_on_from_its_processes_files(synthetic_root: Pa
     assert run.returncode != 0 and "out of memory" in run.stderr, run.stderr[-3000:]
     (folder,) = out.iterdir()
     assert not (folder / "predictions.json").exists() and list(folder.glob("predictions.rank*")), run.stderr[-3000:]
-    whole = PredictionWriter(output_dir=str(tmp_path / "whole"), overlays=False)
-    _, data, whole, trainer = _seven_inputs(synthetic_root, tmp_path, whole)
-    trainer.predict(_ByImage(), datamodule=data, return_predictions=False)
-    module, _ = _continued(synthetic_root, tmp_path, folder, overlays=False)
-    assert module.seen == 3
-    assert _run_files(folder) == _run_files(whole.run_dir)
+    _continue_without_overlays_as_a_whole_run(synthetic_root, tmp_path, folder)
