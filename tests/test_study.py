@@ -341,6 +341,41 @@ def test_a_narrower_rerun_names_the_finished_runs_it_leaves_out_and_drops_their_
     assert "left out" not in (study / "summary.md").read_text() and (study / "froc_gradcam.png").is_file()
 
 
+def test_tables_over_runs_fitted_with_two_configs_say_which_settings_differ(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A study rerun into its folder with an edited config (more epochs) and another seed: the finished run kept its
+    config and the new one was fitted with the edited one, and the tables averaged a 1-epoch and a 2-epoch run over
+    "seeds 1, 2" without a word (with --aggregate_only, not even the rerun's warning)."""
+    from wsod_mammo.study import RunSpec, build_parser, write_run_configs
+
+    study = tmp_path / "study"
+    settings = tiny_config(tmp_path / "unused", tmp_path / "data")
+    config = write_config(tmp_path / "base.yaml", settings)
+    args = ["--config", str(config), "--output", str(study), "--train_methods", "cam"]
+    runs = {RunSpec("cam", seed): study / "runs" / f"cam_seed{seed}" for seed in (1, 2)}
+    write_run_configs(build_parser().parse_args([*args, "--seeds", "1"]), {RunSpec("cam", 1): runs[RunSpec("cam", 1)]})
+    (runs[RunSpec("cam", 1)] / "fit.done").write_text("ok\n")
+    settings["trainer"]["max_epochs"] = 2
+    write_config(config, settings)
+    write_run_configs(build_parser().parse_args([*args, "--seeds", "1,2"]), runs)
+    for run in runs.values():
+        _finished_run(study, run.name, ["cam"])
+
+    with caplog.at_level("WARNING", logger="wsod_mammo.study"):
+        main(["study", *args, "--seeds", "1,2", "--aggregate_only"])
+    differ = "trainer.max_epochs: 1 (cam_seed1), 2 (cam_seed2)"
+    assert f"fitted with different settings ({differ})" in caplog.text
+    summary = (study / "summary.md").read_text()
+    assert f"RUNS FITTED WITH DIFFERENT SETTINGS: {differ}; these tables average them together" in summary
+
+    (runs[RunSpec("cam", 2)] / "run.yaml").write_text((runs[RunSpec("cam", 1)] / "run.yaml").read_text()
+        .replace("seed_everything: 1", "seed_everything: 2").replace("cam_seed1", "cam_seed2"))  # fmt: skip
+    caplog.clear()
+    main(["study", *args, "--seeds", "1,2", "--aggregate_only"])  # one setting: the seeds and folders differ only
+    assert "different settings" not in caplog.text and "DIFFERENT" not in (study / "summary.md").read_text()
+
+
 def test_a_failing_run_stops_the_study_naming_the_command_and_its_log(tmp_path: Path) -> None:
     config = tiny_config(tmp_path / "unused", tmp_path / "data")
     config["model"]["init_args"]["beta"] = "three"  # the fit's own CLI refuses it

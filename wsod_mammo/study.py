@@ -296,7 +296,56 @@ def aggregate(output: Path, runs: dict[RunSpec, Path], test_methods: list[str] |
             count(len(runs), "run"), "run" if len(left_out) == 1 else "runs", output / "runs", ", ".join(left_out),
             include_them,
         )  # fmt: skip
-    return write_study_outputs(output, reports, test_methods, left_out, include_them, checkpoint_selection(runs))
+    settings = differing_settings(runs)
+    if settings:
+        log.warning(
+            "study: the runs in these tables were fitted with different settings (%s), and the tables average them "
+            "together: give each setting its own --output", settings,
+        )  # fmt: skip
+    return write_study_outputs(
+        output, reports, test_methods, left_out, include_them, checkpoint_selection(runs), settings
+    )
+
+
+def differing_settings(runs: dict[RunSpec, Path]) -> str:
+    """The settings the runs' ``run.yaml`` differ in beyond each run's own (seed, train method, folders, names, a
+    ``--select_by wafroc`` monitor of its own method's maps): ``trainer.max_epochs: 2 (cam_seed42), 3
+    (gradcam_seed42)``; empty where they agree. A rerun into the same ``--output`` with an edited config keeps its
+    finished and started runs as they were and fits the others with the new one, and the tables averaged both
+    without a word (with ``--aggregate_only``, not even the rerun's warning)."""
+    values: dict[str, dict[str, list[str]]] = {}
+    names = []
+    for spec, run_dir in runs.items():
+        try:
+            config = yaml.safe_load((run_dir / RUN_CONFIG).read_text())
+            shared = run_config(config, RunSpec("<train method>", 0), Path("<run>"), "<study>", [])
+        except (OSError, yaml.YAMLError, ValueError, TypeError, AttributeError):  # no record, or not a run's config
+            continue
+        for callback in (shared.get("trainer") or {}).get("callbacks") or []:
+            args = (callback.get("init_args") or {}) if isinstance(callback, dict) else {}
+            if args.get("monitor") == selection_monitor("wafroc", spec.train_method):
+                args["monitor"] = selection_monitor("wafroc", "<train method>")
+        names.append(spec.name)
+        for key, value in _flat(shared).items():
+            values.setdefault(key, {}).setdefault(value, []).append(spec.name)
+    differ = []
+    for key, by_value in values.items():
+        unset = [name for name in names if not any(name in runs_ for runs_ in by_value.values())]
+        if len(by_value) > 1 or unset:
+            groups = [*by_value.items(), *([("unset", unset)] if unset else [])]
+            differ.append(f"{key}: " + ", ".join(f"{value} ({', '.join(group)})" for value, group in groups))
+    return "; ".join(differ)
+
+
+def _flat(value: Any, key: str = "") -> dict[str, str]:
+    """A config as dotted keys (list items by index) and their values as YAML writes them."""
+    if isinstance(value, dict) and value:
+        return {
+            k: v for name, item in value.items() for k, v in _flat(item, f"{key}.{name}" if key else str(name)).items()
+        }
+    if isinstance(value, list) and value:
+        return {k: v for i, item in enumerate(value) for k, v in _flat(item, f"{key}.{i}").items()}
+    return {key: yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()}
 
 
 def _kept_by(run_dir: Path) -> str | None:

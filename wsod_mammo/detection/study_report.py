@@ -97,6 +97,10 @@ def _best_pair_line(cells: Table2Cells, marks: Marks) -> str:
     return f"Best pairs, tied at TPR {best[0][2].mean:.2f} and {best[0][3].mean:.2f} FPPI: {tied}"
 
 
+#: The summary's line on runs fitted with different settings (``write_study_outputs``' ``settings_differ``).
+SETTINGS_DIFFER = "RUNS FITTED WITH DIFFERENT SETTINGS"
+
+
 def _partial_tests_line(reports: dict[tuple[str, int], dict[str, Any]]) -> str:
     """``PART OF THE TEST SPLIT: cam_seed42 tested 4 of its 8 images ...``: runs whose test report covers part of
     the split (``coverage``, a test cut to a few batches), whose figures the tables average in as they are; nothing
@@ -130,6 +134,7 @@ def write_study_outputs(
     left_out: Sequence[str] = (),
     include_them: str = "",
     selection: str = "",
+    settings_differ: str = "",
 ) -> str:
     """Write ``table1.md`` (and ``table1_breast.md`` where the reports rate breasts), ``table2.md``, ``table2.csv``,
     ``table1_paired.md`` (with two train methods or more), ``table1_by_density.md``, ``table2_by_density.md``,
@@ -140,7 +145,8 @@ def write_study_outputs(
     the reports hold); return the summary's text (the tables and the best pair). ``left_out``: finished run folders
     not in these tables, named in the summary with ``include_them``, the options that would include them; the FROC
     figure of a train method not in the tables is removed (an earlier study's, it would look current). ``selection``:
-    what kept the checkpoints tested, said under the title."""
+    what kept the checkpoints tested, said under the title. ``settings_differ``: the settings the runs were fitted
+    with differently (runs of an edited config in one study folder), said under it in capitals."""
     reports = keep_test_methods(load_reports(runs), test_methods)  # every run has every column's method
     tested = {key: runs[key] for key in reports}  # the runs in these tables: their image records are paired
     cells, over_test_set = with_test_set_intervals(table2_cells(reports), tested)
@@ -164,6 +170,7 @@ def write_study_outputs(
     text = (
         f"# Study: {count(len(reports), 'run')} ({'seed' if len(seed_list) == 1 else 'seeds'} {seeds})\n\n"
         + _checkpoints_line(reports, selection)
+        + (f"{SETTINGS_DIFFER}: {settings_differ}; these tables average them together\n\n" if settings_differ else "")
         + _partial_tests_line(reports)
         + f"Table I (classification, test images; mean [95% interval, {over_seeds(table1.over is not None)}])\n\n"
         f"{table1.markdown}\n{breast_text}"
