@@ -390,6 +390,46 @@ def test_a_failing_run_stops_the_study_naming_the_command_and_its_log(tmp_path: 
     assert not (study / "runs" / "cam_seed1" / "fit.done").exists()
 
 
+@pytest.mark.parametrize("slots", [1, 2])
+def test_a_failing_run_leaves_the_others_to_run_and_the_study_names_it_at_the_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, slots: int
+) -> None:
+    """A run that fails (a fit diverged, a disk error) cancelled every run not started yet: a study of many runs
+    stopped at its first failure, and the runs after it waited for the researcher to come back."""
+    import wsod_mammo.study_runs as study_runs
+
+    calls = []
+
+    def wsod(args: list[str], log: Path, env: dict[str, str]) -> None:
+        calls.append((Path(args[2]).parent.name, args[0]))
+        if Path(args[2]).parent.name == "cam_seed1" and args[0] == "fit":
+            raise SystemExit(f"`wsod {' '.join(args)}` failed (exit 1); log {log}:\nloss is NaN")
+        if args[0] == "test":
+            (Path(args[2]).parent / "p" / "q").mkdir(parents=True)
+            (Path(args[2]).parent / "p" / "q" / "detection.json").write_text("{}")
+
+    monkeypatch.setattr(study_runs, "_wsod", wsod)
+    runs = [tmp_path / name for name in ("cam_seed1", "cam_seed2", "gradcam_seed1")]
+    with pytest.raises(SystemExit) as exit_info:
+        study_runs.run_all(runs, [None] * slots)
+    assert sorted(calls) == [("cam_seed1", "fit"), ("cam_seed2", "fit"), ("cam_seed2", "test"),
+                             ("gradcam_seed1", "fit"), ("gradcam_seed1", "test")]  # fmt: skip
+    message = str(exit_info.value.code)
+    assert message.startswith("`wsod fit --config ") and "loss is NaN" in message
+    assert message.endswith("wsod study: 1 of 3 runs failed (cam_seed1), the others finished; no tables written: "
+                            "the same command again runs the failed ones only")  # fmt: skip
+    assert [r.name for r in runs if (r / "test.done").is_file()] == ["cam_seed2", "gradcam_seed1"]
+
+    from wsod_mammo.folder_locks import FolderBusyError, hold
+
+    handle = hold(runs[0], "wsod study")  # the same study started twice: the second is refused, not run beside it
+    try:
+        with pytest.raises(FolderBusyError, match="is being written by wsod study"):
+            study_runs.run_all(runs, [None])
+    finally:
+        handle.close()
+
+
 def test_an_interrupted_fit_resumes_from_its_last_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A run with last.ckpt and no fit.done resumes with --ckpt_path last: hours of training are not redone."""
     import wsod_mammo.study_runs as study_runs

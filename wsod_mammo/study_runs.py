@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from wsod_mammo.atomic_files import write_atomic
-from wsod_mammo.folder_locks import hold
+from wsod_mammo.folder_locks import FolderBusyError, hold
 from wsod_mammo.sigterm import Stopped
 
 log = logging.getLogger(__name__)
@@ -141,6 +141,9 @@ def run_all(run_dirs: list[Path], slots: list[str | None], first_alone: bool = F
 
     ``first_alone``: the first run goes before the others start (it writes the synthetic dataset they share).
     Ctrl-C: the study waits for its runs to stop, and stops those that do not (``stop_runs_still_running``).
+    A run that fails (a diverged fit, a full disk) leaves the others to run; then SystemExit names each failed run
+    with its log's end (the first failure cancelled every run not started yet: a night's study stopped at its third
+    run, and the runs after it waited for the researcher).
     """
     try:
         return _run_all(run_dirs, slots, first_alone)
@@ -150,8 +153,23 @@ def run_all(run_dirs: list[Path], slots: list[str | None], first_alone: bool = F
 
 
 def _run_all(run_dirs: list[Path], slots: list[str | None], first_alone: bool) -> list[Path]:
+    failures: dict[str, str] = {}
+
+    def failed(run_dir: Path, slot: str | None) -> Path | None:
+        """``run_one``, or None with its failure kept; a study told to stop stops (SIGTERM, Ctrl-C)."""
+        try:
+            return run_one(run_dir, slot)
+        except FolderBusyError:  # the same study started twice: the second is refused, not run beside the first
+            raise
+        except (SystemExit, Exception) as err:
+            if _STOPPING.is_set():
+                raise
+            failures[run_dir.name] = str(err.code if isinstance(err, SystemExit) else err)
+            log.error("study: run %s failed; the runs left go on (the failures are named at the end)", run_dir.name)
+            return None
+
     if first_alone and len(slots) > 1 and run_dirs:
-        first = [run_one(run_dirs[0], slots[0])]
+        first = [failed(run_dirs[0], slots[0])]
         run_dirs = run_dirs[1:]
     else:
         first = []
@@ -159,15 +177,22 @@ def _run_all(run_dirs: list[Path], slots: list[str | None], first_alone: bool) -
     for slot in slots:
         free.put(slot)
 
-    def task(run_dir: Path) -> Path:
+    def task(run_dir: Path) -> Path | None:
         slot = free.get()
         try:
-            return run_one(run_dir, slot)
+            return failed(run_dir, slot)
         finally:
             free.put(slot)
 
     pool = ThreadPoolExecutor(max_workers=len(slots))
     try:
-        return first + list(pool.map(task, run_dirs))
+        reports = first + list(pool.map(task, run_dirs))
     finally:  # after Ctrl-C, the caller stops the runs still going before anything waits for them
         pool.shutdown(wait=False, cancel_futures=True)
+    if failures:
+        raise SystemExit(
+            "\n".join(failures.values()) + f"\nwsod study: {len(failures)} of {len(reports)} runs failed "
+            f"({', '.join(failures)}), the others finished; no tables written: the same command again runs the "
+            "failed ones only"
+        )
+    return [report for report in reports if report is not None]
