@@ -119,6 +119,19 @@ def test_a_run_folder_with_its_test_report_nested_below_is_found(tmp_path, capsy
         main([str(run)])
 
 
+def test_a_study_run_tested_twice_is_read_from_the_test_its_test_done_names(tmp_path, capsys, caplog):
+    """A study's test stopped (or failed) after writing its report and run again by the study: two test folders,
+    and `wsod report runs/study/runs/cam_seed42` refused, naming both and neither as the one the study's tables read."""
+    run = tmp_path / "runs" / "cam_seed42"
+    write_table2_row(run / "wsod-mammo" / "abc123" / "table2_row.csv", "cam", {"cam": "0.69@1.55"})
+    write_table2_row(run / "wsod-mammo" / "def456" / "table2_row.csv", "cam", {"cam": "0.10@1.00"})
+    (run / "test.done").write_text("wsod-mammo/def456/detection.json\n")
+    with caplog.at_level("INFO", logger="wsod_mammo.detection.report"):
+        main([str(run)])
+    assert "| cam | 0.10@1.00 |" in capsys.readouterr().out
+    assert f"{run}: using the test run {run / 'wsod-mammo' / 'def456'}" in caplog.text
+
+
 def test_main_writes_markdown_and_csv(tmp_path, capsys):
     write_table2_row(tmp_path / "run" / "table2_row.csv", "cam", {"cam": "0.69@1.55"})
     main([str(tmp_path / "run"), "--output", str(tmp_path / "out")])

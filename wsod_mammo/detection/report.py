@@ -222,12 +222,27 @@ def find_run_dir(run_dir: Path) -> Path:
     if len(found) == 1:
         say_test_run(run_dir, found[0])
         return found[0]
+    if (studied := _study_test_run(run_dir)) in found:  # a study run tested again: the test its tables read
+        say_test_run(run_dir, studied)
+        return studied
     if found:
         raise ValueError(
             f"{run_dir}: expected one test run with {TABLE2_ROW_FILE}, found {len(found)}: "
             f"{', '.join(map(str, found))}; give the one to use"
         )
     raise ValueError(f"{run_dir}: expected {TABLE2_ROW_FILE} (written by `wsod test`), found none")
+
+
+def _study_test_run(run_dir: Path) -> Path | None:
+    """The test run folder that a ``wsod study`` run's ``test.done`` names (the test its tables read); None outside a
+    study. A study run tested twice (its test stopped or failed after writing its report, then run again) made
+    ``wsod report runs/study/runs/cam_seed42`` refuse, naming two folders and neither as the study's."""
+    from wsod_mammo.study_runs import TEST_DONE, finished_report
+
+    try:
+        return finished_report(run_dir).parent if (run_dir / TEST_DONE).is_file() else None
+    except (OSError, ValueError):
+        return None
 
 
 #: said beside a run whose test covered part of its split, in `wsod report`'s Table II and a study's summary
