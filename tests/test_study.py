@@ -667,6 +667,39 @@ def test_an_interrupted_runs_config_stays_the_one_it_started_with(
     assert "run cam_seed1 was started with another config" in caplog.text and "resumes with it" in caplog.text
 
 
+def test_a_study_folder_moved_and_run_again_resumes_and_tests_in_its_new_folder(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A study interrupted, moved (from scratch space) and run again: its run.yaml kept the old folder's
+    checkpoint dirpath and save_dir, so the fit resumed from the old folder's last.ckpt and trained and tested into
+    it, and test.done then named the report copied along with the folder."""
+    import shutil
+
+    from wsod_mammo.study import RunSpec, build_parser, write_run_configs
+
+    config = write_config(tmp_path / "base.yaml", tiny_config(tmp_path / "unused", tmp_path / "data"))
+
+    def write(output: Path) -> Path:
+        args = build_parser().parse_args(["--config", str(config), "--output", str(output),
+                                          "--train_methods", "cam", "--seeds", "1"])  # fmt: skip
+        write_run_configs(args, {RunSpec("cam", 1): output / "runs" / "cam_seed1"})
+        return output / "runs" / "cam_seed1"
+
+    run = write(tmp_path / "scratch" / "study")
+    (run / "checkpoints").mkdir()
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"")  # interrupted after an epoch
+    shutil.move(tmp_path / "scratch" / "study", tmp_path / "study")
+    with caplog.at_level("INFO", logger="wsod_mammo.study"):
+        run = write(tmp_path / "study")
+    config_text = (run / "run.yaml").read_text()
+    assert str(tmp_path / "scratch") not in config_text
+    saved = yaml.safe_load(config_text)
+    assert saved["trainer"]["logger"]["init_args"]["save_dir"] == str(run.resolve())
+    assert {c["init_args"].get("dirpath") for c in saved["trainer"]["callbacks"] if "Checkpoint" in c["class_path"]} \
+        == {str(run.resolve() / "checkpoints")}  # fmt: skip
+    assert "was moved here" in caplog.text and "another config" not in caplog.text
+
+
 def test_a_run_another_study_process_is_running_keeps_its_config_and_is_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

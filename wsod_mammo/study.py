@@ -271,6 +271,9 @@ def write_run_configs(args: argparse.Namespace, runs: dict[RunSpec, Path]) -> No
             continue
         finished, started = (run_dir / FIT_DONE).is_file(), (run_dir / "checkpoints" / "last.ckpt").is_file()
         if (finished or started) and kept.is_file():  # its fit ran (or resumes) with that config: it stays the record
+            if (moved := relocated(kept.read_text(), run_dir.resolve())) is not None:
+                log.info("study: run %s was moved here: its %s now names its folder %s", spec.name, kept, run_dir)
+                kept.write_text(moved)
             if kept.read_text() != text:
                 log.warning(
                     "study: run %s was %s with another config than this command composes; it is kept as it was "
@@ -279,6 +282,30 @@ def write_run_configs(args: argparse.Namespace, runs: dict[RunSpec, Path]) -> No
                 )  # fmt: skip
             continue
         kept.write_text(text)
+
+
+def relocated(text: str, run_dir: Path) -> str | None:
+    """A run's ``run.yaml`` with the folder it was written in (its logger's ``save_dir``, as :func:`run_config` sets
+    it) replaced by ``run_dir`` wherever a path names it or lies inside it; None where it names ``run_dir`` already
+    or records no folder. A study folder moved (from scratch space, say) and run again resumed its interrupted fits
+    from the old folder's ``last.ckpt``, trained and tested into the old folder, and the study then recorded the
+    test report copied along with the folder, or failed on finding none."""
+    config = yaml.safe_load(text)
+    logger = ((config.get("trainer") or {}).get("logger") or {}) if isinstance(config, dict) else {}
+    old = (logger.get("init_args") or {}).get("save_dir") if isinstance(logger, dict) else None
+    if not isinstance(old, str) or Path(old) == run_dir:
+        return None
+
+    def moved(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {key: moved(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [moved(item) for item in value]
+        if isinstance(value, str) and (value == old or value.startswith(old.rstrip("/") + "/")):
+            return str(run_dir) + value[len(old.rstrip("/")) :]
+        return value
+
+    return yaml.safe_dump(moved(config), sort_keys=False)
 
 
 def aggregate(output: Path, runs: dict[RunSpec, Path], test_methods: list[str] | None = None) -> str:
