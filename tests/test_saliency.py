@@ -680,6 +680,29 @@ def test_the_readmes_own_saliency_method_runs_as_written(tmp_path: Path, monkeyp
     assert maps["gradtimesactivation"].amax() > 0
 
 
+class _ActivationNorm(SaliencyMethod):
+    """A method that reads an activation but needs no gradient: the channel norm of stage 4, for every class."""
+
+    def layers(self) -> tuple[str, ...]:
+        return ("stage4",)
+
+    def compute(self, inputs: SaliencyInputs) -> torch.Tensor:
+        norm = inputs.activations["stage4"].float().norm(dim=1, keepdim=True).expand(-1, inputs.cam.shape[1], -1, -1)
+        return upsample_saliency(norm.contiguous(), (inputs.cam.shape[-2], inputs.cam.shape[-1]))
+
+
+def test_a_method_without_gradients_reads_the_activations_it_names() -> None:
+    """A method with ``needs_gradients = False`` that names a layer (an activation-norm map) found its activations
+    missing: only gradient methods' layers reached ``SaliencyInputs``, and it failed with ``KeyError: 'stage4'``
+    in ``saliency_maps``, ``evaluate`` and as ``train_saliency``."""
+    module = GMICLitModule(tiny_gmic(), train_saliency=_ActivationNorm(), test_saliency=["cam", _ActivationNorm()])
+    module.train()(images(2))  # a training forward, patches selected by its maps
+    _, maps = module.eval().evaluate(images(2), module.test_saliency)
+    alone = module.model.saliency_maps(images(2), [_ActivationNorm()])["_activationnorm"]
+    torch.testing.assert_close(maps["_activationnorm"], alone)
+    assert maps["_activationnorm"].shape == maps["cam"].shape and maps["_activationnorm"].amax() > 0
+
+
 def test_a_predict_method_with_settings_stands_in_for_its_namesake_among_the_default_test_methods() -> None:
     """``--model.predict_saliency`` LayerCAM(layers=["stage5"]) was refused against the default test_saliency's own
     LayerCAM, which the user never gave (and predict never uses); it takes that one's place. Given both, they clash."""

@@ -103,10 +103,12 @@ def compute_saliency_list(
         if target is None:
             raise ValueError("compute_saliency: gradient methods need a target score, found target=None")
         gradients |= target_gradients(target, {n: activations[n] for n in unknown}, retain_graph, per_image)
+    # every layer any method reads: a method without gradients may read activations too (an activation-norm map)
+    read = list(dict.fromkeys([*layers, *(n for method in methods for n in method.layers())]))
     with torch.no_grad(), torch.autocast(cam.device.type, enabled=False):  # maps in float32
         inputs = SaliencyInputs(
             cam=cam.detach(),
-            activations={n: activations[n].detach() for n in layers},
+            activations={n: activations[n].detach() for n in read},
             gradients={n: g.detach() for n, g in gradients.items()},
         )
         return [method(inputs) for method in methods]
