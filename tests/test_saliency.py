@@ -734,6 +734,48 @@ def test_a_threshold_validated_for_other_settings_of_a_name_is_not_used(caplog: 
     assert other.detection_thresholds == {"cam": 0.3, "layercam": 0.1}
 
 
+class _PowerCAM(SaliencyMethod):
+    """A method of your own with a setting that is no layer."""
+
+    def __init__(self, power: float = 2.0) -> None:
+        self.power = power
+
+    def compute(self, inputs: SaliencyInputs) -> torch.Tensor:
+        return inputs.cam.float() ** self.power
+
+
+def test_a_threshold_validated_for_other_settings_of_a_method_of_your_own_is_not_used(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A checkpoint recorded a method by its ``repr``, which names its layers only: ``_PowerCAM(power=8)`` had the
+    record of the validated ``_PowerCAM(power=2)``, took its threshold as validated, and a module selecting patches
+    with it was not warned. The record holds the method's settings, compared where a checkpoint has them."""
+    fitted = GMICLitModule(tiny_gmic(), train_saliency=_PowerCAM(2.0), test_saliency=["cam", _PowerCAM(2.0)])
+    fitted.detection_thresholds = {"cam": 0.3, "_powercam": 0.1}
+    checkpoint: dict = {}
+    fitted.on_save_checkpoint(checkpoint)
+    same = GMICLitModule(tiny_gmic(), train_saliency=_PowerCAM(2.0), test_saliency=["cam", _PowerCAM(2.0)])
+    with caplog.at_level(logging.WARNING):
+        same.on_load_checkpoint(checkpoint)
+    assert same.detection_thresholds == {"cam": 0.3, "_powercam": 0.1} and not caplog.text
+    assert same.validated_threshold(_PowerCAM(2.0)) == 0.1 and same.validated_threshold(_PowerCAM(8.0)) is None
+    other = GMICLitModule(tiny_gmic(), train_saliency=_PowerCAM(8.0), test_saliency=["cam", _PowerCAM(8.0)])
+    with caplog.at_level(logging.WARNING):
+        other.on_load_checkpoint(checkpoint)
+    assert other.detection_thresholds == {"cam": 0.3}
+    assert "validated for _PowerCAM(layers=[]) (power=2.0), not for this run's _PowerCAM(layers=[]) (power=8.0)" in (
+        caplog.text
+    )
+    assert "trained selecting GMIC's patches with _PowerCAM(layers=[]) (power=2.0); this module selects" in caplog.text
+    records = checkpoint["detection_methods"].items()  # a checkpoint of before the settings were recorded:
+    older = {
+        **checkpoint,
+        "detection_methods": {name: {k: v for k, v in r.items() if k != "settings"} for name, r in records},
+    }
+    other.on_load_checkpoint(older)
+    assert other.detection_thresholds == {"cam": 0.3, "_powercam": 0.1}
+
+
 def test_a_callbacks_own_saliency_pass_selects_patches_as_the_step_does() -> None:
     """A callback's maps that the step did not make come from ``GMICLitModule.saliency_maps``; with the y_fusion
     target its y_fusion (and the maps of the probability target) depend on the patches: those ``train_saliency``

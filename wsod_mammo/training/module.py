@@ -490,11 +490,11 @@ class GMICLitModule(LightningModule):
         self.tied_thresholds = {str(m) for m in checkpoint.get("detection_thresholds_tied", [])}
         self._drop_thresholds_of_other_methods(checkpoint.get("detection_methods") or {})
         trained, selecting = checkpoint.get("train_saliency"), _method_record(self.train_saliency)
-        if isinstance(trained, dict) and trained != selecting:  # a checkpoint of a Python fit, whose hyperparameters
-            log.warning(  # could not hold the method, loaded with the default: other patches, other outputs
+        if isinstance(trained, dict) and not _same_method(trained, selecting):  # a checkpoint of a Python fit, whose
+            log.warning(  # hyperparameters could not hold the method, loaded with the default: other patches, outputs
                 "checkpoint: its weights were trained selecting GMIC's patches with %s; this module selects them "
                 "with %s: its local and fusion outputs are not the fit's (give train_saliency=%s)",
-                trained.get("method"), selecting["method"], trained.get("method"),
+                _shown(trained, selecting), _shown(selecting, trained), _shown(trained, selecting),
             )  # fmt: skip
         names = checkpoint.get("class_names")
         self.class_names = [str(name) for name in names] if isinstance(names, list) and names else None
@@ -511,12 +511,12 @@ class GMICLitModule(LightningModule):
                 here = _method_record(self._named(name))
             except ValueError:  # a method of a module nobody imported: this run cannot make its maps anyway
                 continue
-            if name in self.detection_thresholds and record != here:
+            if name in self.detection_thresholds and not _same_method(record, here):
                 del self.detection_thresholds[name]
                 if name in self.test_saliency or name == self.predict_saliency:
                     log.warning(
                         "checkpoint: the threshold of %s was validated for %s, not for this run's %s: it is not "
-                        "used (the default, NOT VALIDATED)", name, record.get("method"), here["method"],
+                        "used (the default, NOT VALIDATED)", name, _shown(record, here), _shown(here, record),
                     )  # fmt: skip
 
     def recorded_class_names(self) -> list[str] | None:
@@ -525,6 +525,27 @@ class GMICLitModule(LightningModule):
         return list(names) if names and len(names) == self.model.num_classes else None
 
 
-def _method_record(method: SaliencyMethod) -> dict[str, str]:
-    """A saliency method as plain data: its class and settings (``repr``), for a checkpoint."""
-    return {"class_path": f"{type(method).__module__}.{type(method).__qualname__}", "method": repr(method)}
+def _method_record(method: SaliencyMethod) -> dict[str, Any]:
+    """A saliency method as plain data: its class, ``repr`` and settings (its attributes, each as ``repr``), for a
+    checkpoint. A method's ``repr`` names its layers only, unless it says more: a method of your own with another
+    setting (``PowerCAM(power=8)``) had the record of ``PowerCAM(power=2)``, whose threshold it then took."""
+    settings = {key: repr(value) for key, value in sorted(vars(method).items())}
+    return {"class_path": f"{type(method).__module__}.{type(method).__qualname__}", "method": repr(method),
+            "settings": settings}  # fmt: skip
+
+
+def _same_method(record: Any, here: dict[str, Any]) -> bool:
+    """Whether a checkpoint's ``_method_record`` is ``here``'s method: its settings are compared where it has them
+    (a checkpoint of before they were recorded has its class and ``repr`` only)."""
+    if not isinstance(record, dict):
+        return False
+    return all(record.get(key) == value for key, value in here.items() if key != "settings" or key in record)
+
+
+def _shown(record: Any, other: dict[str, Any]) -> str:
+    """A ``_method_record``'s method for a message, with its settings where its ``repr`` is ``other``'s."""
+    method = str(record.get("method")) if isinstance(record, dict) else repr(record)
+    settings = record.get("settings") if isinstance(record, dict) else None
+    if method != other.get("method") or not isinstance(settings, dict):
+        return method
+    return f"{method} ({', '.join(f'{key}={value}' for key, value in settings.items()) or 'no settings'})"
