@@ -903,6 +903,35 @@ def test_a_folder_of_other_options_inputs_or_no_run_is_refused_and_a_whole_one_l
     assert _run_files(cut.run_dir) == whole
 
 
+def test_a_folder_predicted_with_other_settings_of_its_saliency_method_is_refused(tmp_path: Path) -> None:
+    """``weights.json`` recorded the predict method by name: a run made with ``LayerCAM(layers=["stage5"])`` was
+    continued with the default LayerCAM (stages 3-5), also ``layercam``, and one predictions.csv held the boxes of
+    two maps at two thresholds. The record holds the method's settings; a folder of before them is compared by name."""
+    from wsod_mammo.models import GMIC
+    from wsod_mammo.saliency import LayerCAM
+    from wsod_mammo.training.module import GMICLitModule
+    from wsod_mammo.training.predict_resume import ContinueRefusedError, made_alike
+
+    def record(module: GMICLitModule) -> dict[str, Any]:
+        trainer = SimpleNamespace(ckpt_path=None, precision="32-true", datamodule=None)
+        return PredictionWriter(output_dir=str(tmp_path))._weights_record(trainer, module)  # type: ignore[arg-type]
+
+    gmic = GMIC(num_classes=1, crop_shape=(64, 64), num_patches=2)
+    stage5 = record(GMICLitModule(gmic, predict_saliency=LayerCAM(layers=["stage5"])))
+    (tmp_path / "weights.json").write_text(json.dumps(stage5))
+    made_alike(tmp_path, record(GMICLitModule(gmic, predict_saliency=LayerCAM(layers=["stage5"]))))
+    default = record(GMICLitModule(gmic, predict_saliency="layercam"))
+    expected = (
+        r"another predict_saliency_method wsod_mammo.saliency.methods.LayerCAM \(_layers=\('stage5',\)\) "
+        r"\(this run: wsod_mammo.saliency.methods.LayerCAM \(_layers=\('stage3', 'stage4', 'stage5'\)\)\)"
+    )
+    with pytest.raises(ContinueRefusedError, match=expected):
+        made_alike(tmp_path, default)
+    older = {key: value for key, value in stage5.items() if key != "predict_saliency_method"}
+    (tmp_path / "weights.json").write_text(json.dumps(older))
+    made_alike(tmp_path, default)
+
+
 _DDP_CUT_IN_BATCH_2 = """
 import sys
 import torch

@@ -432,7 +432,7 @@ class GMICLitModule(LightningModule):
         name = method if isinstance(method, str) else method.name
         if name not in self.detection_thresholds:
             return None
-        if not isinstance(method, str) and _method_record(method) != _method_record(self._named(name)):
+        if not isinstance(method, str) and method_record(method) != method_record(self._named(name)):
             return None
         return float(self.detection_thresholds[name])
 
@@ -467,9 +467,9 @@ class GMICLitModule(LightningModule):
         checkpoint["detection_thresholds"] = dict(self.detection_thresholds)
         checkpoint["detection_thresholds_tied"] = sorted(self.tied_thresholds & set(self.detection_thresholds))
         checkpoint["detection_methods"] = {  # the method each threshold was validated for, settings and all
-            name: _method_record(self._named(name)) for name in self.detection_thresholds
+            name: method_record(self._named(name)) for name in self.detection_thresholds
         }
-        checkpoint["train_saliency"] = _method_record(self.train_saliency)  # what selected the patches, even where
+        checkpoint["train_saliency"] = method_record(self.train_saliency)  # what selected the patches, even where
         # the hyperparameters cannot hold it (an instance given in Python)
         if isinstance(self.logger, WandbLogger) and self.logger.version:  # `--ckpt_path` continues this W&B run,
             checkpoint["wandb_run_id"] = str(self.logger.version)  # wherever the checkpoints were written
@@ -489,7 +489,7 @@ class GMICLitModule(LightningModule):
         self.detection_thresholds = dict(checkpoint.get("detection_thresholds", {}))
         self.tied_thresholds = {str(m) for m in checkpoint.get("detection_thresholds_tied", [])}
         self._drop_thresholds_of_other_methods(checkpoint.get("detection_methods") or {})
-        trained, selecting = checkpoint.get("train_saliency"), _method_record(self.train_saliency)
+        trained, selecting = checkpoint.get("train_saliency"), method_record(self.train_saliency)
         if isinstance(trained, dict) and not _same_method(trained, selecting):  # a checkpoint of a Python fit, whose
             log.warning(  # hyperparameters could not hold the method, loaded with the default: other patches, outputs
                 "checkpoint: its weights were trained selecting GMIC's patches with %s; this module selects them "
@@ -508,7 +508,7 @@ class GMICLitModule(LightningModule):
         is then NOT VALIDATED, at the default threshold); a checkpoint of before this record keeps them all."""
         for name, record in validated_for.items():
             try:
-                here = _method_record(self._named(name))
+                here = method_record(self._named(name))
             except ValueError:  # a method of a module nobody imported: this run cannot make its maps anyway
                 continue
             if name in self.detection_thresholds and not _same_method(record, here):
@@ -525,7 +525,7 @@ class GMICLitModule(LightningModule):
         return list(names) if names and len(names) == self.model.num_classes else None
 
 
-def _method_record(method: SaliencyMethod) -> dict[str, Any]:
+def method_record(method: SaliencyMethod) -> dict[str, Any]:
     """A saliency method as plain data: its class, ``repr`` and settings (its attributes, each as ``repr``), for a
     checkpoint. A method's ``repr`` names its layers only, unless it says more: a method of your own with another
     setting (``PowerCAM(power=8)``) had the record of ``PowerCAM(power=2)``, whose threshold it then took."""
@@ -535,7 +535,7 @@ def _method_record(method: SaliencyMethod) -> dict[str, Any]:
 
 
 def _same_method(record: Any, here: dict[str, Any]) -> bool:
-    """Whether a checkpoint's ``_method_record`` is ``here``'s method: its settings are compared where it has them
+    """Whether a checkpoint's ``method_record`` is ``here``'s method: its settings are compared where it has them
     (a checkpoint of before they were recorded has its class and ``repr`` only)."""
     if not isinstance(record, dict):
         return False
@@ -543,7 +543,7 @@ def _same_method(record: Any, here: dict[str, Any]) -> bool:
 
 
 def _shown(record: Any, other: dict[str, Any]) -> str:
-    """A ``_method_record``'s method for a message, with its settings where its ``repr`` is ``other``'s."""
+    """A ``method_record``'s method for a message, with its settings where its ``repr`` is ``other``'s."""
     method = str(record.get("method")) if isinstance(record, dict) else repr(record)
     settings = record.get("settings") if isinstance(record, dict) else None
     if method != other.get("method") or not isinstance(settings, dict):

@@ -39,6 +39,7 @@ from wsod_mammo.models.nyu import NYU_CLASS_NAMES
 from wsod_mammo.training.collapse import constant_probabilities, constants_text
 from wsod_mammo.training.divergence import TrainingDivergedError
 from wsod_mammo.training.evaluation_options import Alignment, check_class_of_model, checked_class_index, map_placement
+from wsod_mammo.training.module import method_record
 from wsod_mammo.training.predict_breasts import BREAST_CSV_COLUMNS, breast_csv_rows, breast_rows
 from wsod_mammo.training.predict_resume import (
     ContinueRefusedError,
@@ -201,8 +202,11 @@ class PredictionWriter(BasePredictionWriter):
         options = {"class_index": self.class_index, "class_names": self.class_names, "min_score": self.min_score,
                    "alignment": self.alignment, "overlays": self.overlays,
                    **{name: getattr(data, name, None) for name in PREDICT_DATA_OPTIONS}}  # fmt: skip
+        name = getattr(pl_module, "predict_saliency", None)
+        named = getattr(pl_module, "_named", None)  # GMICLitModule's method of that name, settings and all
+        settings = {"predict_saliency_method": method_record(named(name))} if name and callable(named) else {}
         return {**evaluated_weights(trainer, pl_module), "evaluated_under": evaluation_setting(trainer),
-                "predict_saliency": getattr(pl_module, "predict_saliency", None), "options": options}  # fmt: skip
+                "predict_saliency": name, **settings, "options": options}  # fmt: skip
 
     def write_on_batch_end(self, trainer: Trainer, pl_module: LightningModule, prediction: Any,
                            batch_indices: Sequence[int] | None, batch: Any, batch_idx: int,

@@ -43,6 +43,8 @@ def made_alike(folder: Path, now: dict[str, Any]) -> None:
                                    "wsod-mammo made it): start a new run without resume_dir")  # fmt: skip
     earlier = _same_run_values(record)
     current = _same_run_values(json.loads(json.dumps(now)))  # tuples as the file holds them: lists
+    if "predict_saliency_method" not in record:  # a folder of before the method's settings were recorded
+        current.pop("predict_saliency_method", None)
     keys = [*current, *(key for key in earlier if key not in current)]
     differ = [f"{key} {earlier.get(key)} (this run: {current.get(key)})" for key in keys
               if earlier.get(key) != current.get(key)]  # fmt: skip
@@ -58,8 +60,19 @@ def _same_run_values(record: dict[str, Any]) -> dict[str, Any]:
     checkpoint = record.get("checkpoint") or {}
     return {"weights": record.get("weights"), "checkpoint sha256": checkpoint.get("sha256"),
             "predict_saliency": record.get("predict_saliency"),
+            **({"predict_saliency_method": _shown(record["predict_saliency_method"])}
+               if "predict_saliency_method" in record else {}),
             "precision": (record.get("evaluated_under") or {}).get("precision"),
             **record["options"]}  # fmt: skip
+
+
+def _shown(method: Any) -> str:
+    """A recorded saliency method (``method_record``: its ``repr`` and settings) in a message: a name is not enough,
+    ``LayerCAM(layers=["stage5"])`` and the default LayerCAM are both ``layercam``."""
+    if not isinstance(method, dict):
+        return repr(method)
+    settings = ", ".join(f"{key}={value}" for key, value in (method.get("settings") or {}).items())
+    return f"{method.get('class_path')} ({settings or 'no settings'})"
 
 
 def finished_records(folder: Path) -> list[dict[str, Any]]:
