@@ -703,6 +703,36 @@ def test_a_method_without_gradients_reads_the_activations_it_names() -> None:
     assert maps["_activationnorm"].shape == maps["cam"].shape and maps["_activationnorm"].amax() > 0
 
 
+class _Transposed(SaliencyMethod):
+    def compute(self, inputs: SaliencyInputs) -> torch.Tensor:
+        return inputs.cam.float().transpose(-2, -1)
+
+
+class _WithoutClassAxis(SaliencyMethod):
+    def compute(self, inputs: SaliencyInputs) -> torch.Tensor:
+        return inputs.cam.float()[:, 0]
+
+
+class _InHalfPrecision(SaliencyMethod):
+    def compute(self, inputs: SaliencyInputs) -> torch.Tensor:
+        return inputs.cam.half()
+
+
+@pytest.mark.parametrize("method", [_Transposed(), _WithoutClassAxis()], ids=["transposed", "no class axis"])
+def test_a_map_not_of_the_cams_shape_is_an_error_naming_its_method(method: SaliencyMethod) -> None:
+    """A method of your own whose map was not (N, C, h, w) at ``inputs.cam``'s size was taken as it was: a transposed
+    map (4 x 6 for a 6 x 4 CAM) selected patches and gave boxes, each cell placed as a cell of another size, without a
+    word; one without its class axis failed with ``not enough values to unpack``. Both are an error naming it."""
+    module = GMICLitModule(tiny_gmic(), train_saliency=method, test_saliency=["cam", method])
+    expected = rf"saliency method '{method.name}' \(test_saliency\.{type(method).__qualname__}\): compute\(\) returned"
+    with pytest.raises(ValueError, match=expected + r" .* expected a floating-point map of shape \(2, 1, 4, 3\)"):
+        module.train()(images(2))
+    with pytest.raises(ValueError, match=expected):
+        module.eval().evaluate(images(2), module.test_saliency)
+    maps = tiny_gmic().eval().saliency_maps(images(2), [_InHalfPrecision()])  # float32, as the maps are
+    assert maps["_inhalfprecision"].dtype == torch.float32
+
+
 def test_a_predict_method_with_settings_stands_in_for_its_namesake_among_the_default_test_methods() -> None:
     """``--model.predict_saliency`` LayerCAM(layers=["stage5"]) was refused against the default test_saliency's own
     LayerCAM, which the user never gave (and predict never uses); it takes that one's place. Given both, they clash."""

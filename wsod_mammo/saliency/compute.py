@@ -111,4 +111,21 @@ def compute_saliency_list(
             activations={n: activations[n].detach() for n in read},
             gradients={n: g.detach() for n, g in gradients.items()},
         )
-        return [method(inputs) for method in methods]
+        return [checked_map(method, method(inputs), cam) for method in methods]
+
+
+def checked_map(method: SaliencyMethod, value: object, cam: Tensor) -> Tensor:
+    """A method's map as float32, or a ValueError naming the method when it is no floating-point map of ``cam``'s
+    shape (N, C, h, w): boxes, overlays and patches place each map cell as a cell of ``cam``, so a map of another
+    size or a transposed one gave boxes elsewhere without a word, and one without its class axis a bare unpacking
+    error."""
+    if isinstance(value, Tensor) and value.shape == cam.shape and value.is_floating_point():
+        return value.float()
+    found = (
+        f"a {value.dtype} tensor of shape {tuple(value.shape)}" if isinstance(value, Tensor) else type(value).__name__
+    )
+    raise ValueError(
+        f"saliency method {method.name!r} ({type(method).__module__}.{type(method).__qualname__}): compute() returned "
+        f"{found}; expected a floating-point map of shape {tuple(cam.shape)} (N, C, h, w), inputs.cam's "
+        "(upsample_saliency resizes a layer's map to it)"
+    )
