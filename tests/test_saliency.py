@@ -3,6 +3,7 @@
 
 import logging
 from pathlib import Path
+from typing import ClassVar
 
 import lightning
 import pytest
@@ -544,6 +545,33 @@ def test_maps_are_float32_under_bf16_autocast() -> None:
     assert {k: v.dtype for k, v in out.items()} == dict.fromkeys([*ALL, "y_global", "y_fusion"], torch.float32)
     ref = model.saliency_maps(images(2), ["cam"])
     assert torch.allclose(normalize_saliency(out["cam"]), normalize_saliency(ref["cam"]), atol=0.1)
+
+
+class _ReadsItsInputsAsGiven(SaliencyMethod):
+    """The README's gradient x activation, without casting what it is given; keeps the dtypes it saw."""
+
+    needs_gradients = True
+    seen: ClassVar[list[torch.dtype]] = []
+
+    def layers(self) -> tuple[str, ...]:
+        return ("stage4",)
+
+    def compute(self, inputs: SaliencyInputs) -> torch.Tensor:
+        acts, grads = inputs.activations["stage4"], inputs.gradients["stage4"]
+        self.seen[:] = [inputs.cam.dtype, acts.dtype, grads.dtype]
+        return upsample_saliency(
+            F.relu((grads * acts.unsqueeze(1)).sum(2)), (inputs.cam.shape[-2], inputs.cam.shape[-1])
+        )
+
+
+def test_a_method_of_your_own_reads_float32_inputs_under_bf16_autocast() -> None:
+    """Under bf16-mixed the activations and their gradients were handed over in bf16: the built-in methods cast them,
+    a method of one's own written as the README's made its map in bf16 arithmetic (its cells rounded to 8 bits, ties
+    where float32 had none). Methods get float32 inputs, as the maps are."""
+    model = tiny_gmic().eval()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        model.saliency_maps(images(2), [_ReadsItsInputsAsGiven()])
+    assert _ReadsItsInputsAsGiven.seen == [torch.float32] * 3
 
 
 def test_frozen_network_still_gives_gradient_maps() -> None:

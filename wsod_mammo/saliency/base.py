@@ -22,7 +22,7 @@ from torch import Tensor
 class SaliencyInputs:
     """What a method may read. Shapes: `cam (N, C, h, w)` (GMIC's sigmoid map A);
     `activations[name] (N, K, h', w')`; `gradients[name] (N, C, K, h', w')`, the gradient of class c's target
-    score with respect to that activation (empty for methods that need none)."""
+    score with respect to that activation (empty for methods that need none). All float32, under bf16-mixed too."""
 
     cam: Tensor
     activations: dict[str, Tensor] = field(default_factory=dict)

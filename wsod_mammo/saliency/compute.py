@@ -105,11 +105,13 @@ def compute_saliency_list(
         gradients |= target_gradients(target, {n: activations[n] for n in unknown}, retain_graph, per_image)
     # every layer any method reads: a method without gradients may read activations too (an activation-norm map)
     read = list(dict.fromkeys([*layers, *(n for method in methods for n in method.layers())]))
-    with torch.no_grad(), torch.autocast(cam.device.type, enabled=False):  # maps in float32
+    # maps in float32, from float32 inputs: under bf16-mixed the activations and their gradients are bf16, and a
+    # method of one's own that does not cast them (the README's) made its map in bf16 (cells rounded to ties)
+    with torch.no_grad(), torch.autocast(cam.device.type, enabled=False):
         inputs = SaliencyInputs(
-            cam=cam.detach(),
-            activations={n: activations[n].detach() for n in read},
-            gradients={n: g.detach() for n, g in gradients.items()},
+            cam=cam.detach().float(),
+            activations={n: activations[n].detach().float() for n in read},
+            gradients={n: g.detach().float() for n, g in gradients.items()},
         )
         return [checked_map(method, method(inputs), cam) for method in methods]
 
