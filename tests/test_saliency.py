@@ -58,6 +58,20 @@ def test_registry_names_classes_and_errors() -> None:
         LayerCAM(layers=[])
 
 
+def test_a_name_registered_with_capitals_is_found_as_the_built_in_ones_are(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Names are looked up in lower case: a method registered as ``"GradXAct"`` was never found ("unknown saliency
+    method 'GradXAct': expected one of ['GradXAct', ...]"), and ``"CAM"`` was registered beside the built-in
+    ``"cam"``. A name is registered in lower case."""
+    import wsod_mammo.saliency.base as base
+
+    monkeypatch.setattr(base, "_REGISTRY", dict(base._REGISTRY))  # the registry as it was, after the test
+    registered = register_saliency_method("GradXAct")(type("GradXAct", (_SquaredCAM,), {}))
+    assert registered.name == "gradxact" and "gradxact" in available_saliency_methods()
+    assert type(get_saliency_method("GradXAct")) is registered and type(get_saliency_method("gradxact")) is registered
+    with pytest.raises(ValueError, match="'CAM' is already registered to CAM"):
+        register_saliency_method("CAM")(type("Other", (SaliencyMethod,), {}))
+
+
 def test_unknown_layer_lists_valid_names() -> None:
     with pytest.raises(ValueError, match=r"unknown layer\(s\) \['stage9'\].*'stage1'.*'final'"):
         tiny_gmic().saliency_maps(images(1), [LayerCAM(layers=["stage9"])])

@@ -66,13 +66,16 @@ M = TypeVar("M", bound=type[SaliencyMethod])
 
 
 def register_saliency_method(name: str) -> Callable[[M], M]:
-    """Class decorator: register a `SaliencyMethod` subclass under `name` (which becomes its `name`)."""
+    """Class decorator: register a `SaliencyMethod` subclass under `name` in lower case (which becomes its `name`):
+    names are looked up case-insensitively, so one registered as ``"GradXAct"`` could never be found (``"gradxact"``
+    was looked for), and ``"CAM"`` stood beside the built-in ``"cam"``."""
+    key = name.lower()
 
     def decorator(cls: M) -> M:
-        if name in _REGISTRY and _REGISTRY[name] is not cls:
-            raise ValueError(f"saliency method name {name!r} is already registered to {_REGISTRY[name].__name__}")
-        cls.name = name
-        _REGISTRY[name] = cls
+        if key in _REGISTRY and _REGISTRY[key] is not cls:
+            raise ValueError(f"saliency method name {name!r} is already registered to {_REGISTRY[key].__name__}")
+        cls.name = key
+        _REGISTRY[key] = cls
         return cls
 
     return decorator
