@@ -848,6 +848,28 @@ def test_a_threshold_validated_for_other_settings_of_a_method_of_your_own_is_not
     assert other.detection_thresholds == {"cam": 0.3, "_powercam": 0.1}
 
 
+def test_a_callbacks_methods_name_a_method_of_your_own_as_the_models_test_saliency_does() -> None:
+    """``DetectionMetrics``' and ``SaliencyOverlays``' ``methods`` took registered names only: a method of your own,
+    given to the model by ``class_path``, could not be named there ("unknown saliency method"), so overlays or
+    detection of a subset of the test methods could not include it. It is given as the model's ``test_saliency``
+    gives it; other settings than the model's method of that name are refused at setup (the maps are the model's)."""
+    from jsonargparse import ArgumentParser
+
+    from wsod_mammo.training.callbacks import DetectionMetrics, SaliencyOverlays
+
+    for callback in (DetectionMetrics, SaliencyOverlays):
+        parser = ArgumentParser()
+        parser.add_class_arguments(callback, "callback")
+        value = '[cam, {"class_path": "test_saliency._PowerCAM", "init_args": {"power": 3.0}}]'
+        parsed = parser.instantiate_classes(parser.parse_args([f"--callback.methods={value}"]))
+        assert parsed.callback.methods == ["cam", "_powercam"]
+    module = GMICLitModule(tiny_gmic(), test_saliency=["cam", _PowerCAM(3.0)])
+    DetectionMetrics(methods=["cam", _PowerCAM(3.0)]).setup(None, module, "test")  # type: ignore[arg-type]
+    assert module._requested_maps == ["cam", "_powercam"]
+    with pytest.raises(ValueError, match=r"DetectionMetrics.methods: _PowerCAM\(layers=\[\]\) is not the model's"):
+        DetectionMetrics(methods=[_PowerCAM(2.0)]).setup(None, module, "test")  # type: ignore[arg-type]
+
+
 def test_a_callbacks_own_saliency_pass_selects_patches_as_the_step_does() -> None:
     """A callback's maps that the step did not make come from ``GMICLitModule.saliency_maps``; with the y_fusion
     target its y_fusion (and the maps of the probability target) depend on the patches: those ``train_saliency``

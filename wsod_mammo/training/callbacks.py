@@ -25,10 +25,12 @@ from wsod_mammo.detection.overlay import method_panels, render_overlay, short_id
 from wsod_mammo.detection.overlay_frame import overlay_frame
 from wsod_mammo.detection.pointing import POINTING_UNITS, TOLERANCE
 from wsod_mammo.detection.report import SUBSETS
+from wsod_mammo.saliency import SaliencyMethod
 from wsod_mammo.training.batch_targets import class_targets, mass_notes, target_findings, target_sizes, unseen_targets
 from wsod_mammo.training.evaluation_options import (
     Alignment,
     check_class_of_model,
+    check_methods_of_model,
     checked_class_index,
     map_placement,
     method_names,
@@ -67,7 +69,8 @@ class DetectionMetrics(Callback):
     written to the run directory and logged to W&B.
 
     Args:
-        methods: test-time methods (default: the module's ``test_saliency``).
+        methods: test-time methods (default: the module's ``test_saliency``): names, or a method of your own as
+            the module's ``test_saliency`` gives it (``class_path``).
         thresholds: the validation grid of binarization thresholds on min-max normalized maps.
         fppi_budget: FPPI at which validation maximizes TPR; the reported Table II cell is the same figure (the
             FROC point with the highest TPR at FPPI <= the budget), so the selected operating point is the reported one.
@@ -87,7 +90,7 @@ class DetectionMetrics(Callback):
 
     def __init__(
         self,
-        methods: list[str] | None = None,
+        methods: list[str | SaliencyMethod] | None = None,
         thresholds: list[float] | None = None,
         fppi_budget: float = 1.0,
         default_threshold: float = DEFAULT_THRESHOLD,
@@ -99,6 +102,7 @@ class DetectionMetrics(Callback):
         pointing_unit: Literal["px", "mm"] = "px",
     ) -> None:
         self.methods = method_names(methods, "DetectionMetrics.methods")
+        self._given_methods = list(methods or [])
         self.alignment = alignment
         self.bootstrap_seed = bootstrap_seed
         if thresholds is not None and not thresholds:
@@ -163,6 +167,7 @@ class DetectionMetrics(Callback):
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         pl_module = cast("GMICLitModule", pl_module)  # Lightning's hooks type it as any LightningModule
         check_class_of_model(self.class_index, pl_module, "DetectionMetrics")
+        check_methods_of_model(self._given_methods, pl_module, "DetectionMetrics.methods")
         self._said_tie, self._said_unfound = set(), set()
         pl_module.request_saliency_maps(self._methods(pl_module))  # made in the steps' own pass
 
@@ -347,7 +352,7 @@ class SaliencyOverlays(Callback):
     def __init__(
         self,
         num_images: int = 8,
-        methods: list[str] | None = None,
+        methods: list[str | SaliencyMethod] | None = None,
         class_index: int = 0,
         alignment: Alignment = "resize",
     ) -> None:
@@ -356,6 +361,7 @@ class SaliencyOverlays(Callback):
         self.num_images = num_images
         self.alignment = alignment
         self.methods = method_names(methods, "SaliencyOverlays.methods")
+        self._given_methods = list(methods or [])
         self.class_index = checked_class_index(class_index, "SaliencyOverlays")
         self._written: list[Path] = []
         self._failed = 0  # overlays that could not be written
@@ -370,6 +376,7 @@ class SaliencyOverlays(Callback):
         pl_module = cast("GMICLitModule", pl_module)  # Lightning's hooks type it as any LightningModule
         if stage == "test":
             check_class_of_model(self.class_index, pl_module, "SaliencyOverlays")
+            check_methods_of_model(self._given_methods, pl_module, "SaliencyOverlays.methods")
             pl_module.request_saliency_maps(self._methods(pl_module))
 
     def on_test_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:

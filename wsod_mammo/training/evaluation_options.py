@@ -4,11 +4,11 @@ the map's placement on the image, the class evaluated and the saliency methods' 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from lightning.pytorch import LightningModule
 
-from wsod_mammo.saliency import get_saliency_method
+from wsod_mammo.saliency import SaliencyMethod, get_saliency_method
 
 if TYPE_CHECKING:
     from wsod_mammo.training.module import GMICLitModule
@@ -42,7 +42,21 @@ def check_class_of_model(class_index: int, pl_module: LightningModule | None, ca
         )
 
 
-def method_names(methods: Sequence[str] | None, option: str) -> list[str] | None:
+def method_names(methods: Sequence[str | SaliencyMethod] | None, option: str) -> list[str] | None:
     """A callback's ``methods`` as registered names, checked when the config is read (a misspelt name used to fail
-    after the model and data had loaded, in a traceback not naming the option); None keeps the module's."""
+    after the model and data had loaded, in a traceback not naming the option); None keeps the module's. A method of
+    your own is given as the module's ``test_saliency`` gives it (``class_path``): by name it is unknown here."""
     return None if methods is None else [get_saliency_method(name, option).name for name in methods]
+
+
+def check_methods_of_model(methods: Sequence[str | SaliencyMethod] | None, pl_module: Any, option: str) -> None:
+    """Refuse, at setup, a callback's method given with other settings than the module's method of its name: the
+    maps are the module's, keyed by name, so the callback's settings would be silently ignored."""
+    for given in methods or []:
+        if isinstance(given, SaliencyMethod):
+            made = pl_module._named(given.name)
+            if type(made) is not type(given) or vars(made) != vars(given):
+                raise ValueError(
+                    f"{option}: {given!r} is not the model's saliency method {given.name!r}, {made!r}: its maps are "
+                    f"the model's; give the model's test_saliency that method, or the callback the name {given.name!r}"
+                )
