@@ -882,3 +882,30 @@ def test_a_callbacks_own_saliency_pass_selects_patches_as_the_step_does() -> Non
     torch.testing.assert_close(separately["gradcam"], maps["gradcam"])
     cam_patches = module.model.saliency_maps(x, ["gradcam"], target="y_fusion")["y_fusion"]
     assert not torch.allclose(cam_patches, output.y_fusion)  # the two selections differ on these images
+
+
+class _ShapedCAM(SaliencyMethod):
+    """A method of your own holding a function: its ``repr`` is a memory address, another in every process."""
+
+    def __init__(self, power: float = 2.0) -> None:
+        self.power = power
+        self.shape = lambda x: x**power
+
+    def compute(self, inputs: SaliencyInputs) -> torch.Tensor:
+        return self.shape(inputs.cam.float())
+
+
+def test_a_setting_whose_repr_is_a_memory_address_does_not_drop_the_threshold_in_another_process() -> None:
+    """Settings are recorded by ``repr``: a function's names its address, which the test's process does not share
+    with the fit's, so every threshold of such a method would be dropped as validated for another one."""
+    fitted = GMICLitModule(tiny_gmic(), test_saliency=["cam", _ShapedCAM(2.0)])
+    fitted.detection_thresholds = {"cam": 0.3, "_shapedcam": 0.1}
+    checkpoint: dict = {}
+    fitted.on_save_checkpoint(checkpoint)
+    assert set(checkpoint["detection_methods"]["_shapedcam"]["settings"]) == {"power"}
+    tested = GMICLitModule(tiny_gmic(), test_saliency=["cam", _ShapedCAM(2.0)])  # another function object
+    tested.on_load_checkpoint(checkpoint)
+    assert tested.detection_thresholds == {"cam": 0.3, "_shapedcam": 0.1}
+    other = GMICLitModule(tiny_gmic(), test_saliency=["cam", _ShapedCAM(3.0)])
+    other.on_load_checkpoint(checkpoint)
+    assert other.detection_thresholds == {"cam": 0.3}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from collections.abc import Sequence
 from contextlib import nullcontext
 from typing import Any, Literal, cast
@@ -525,11 +526,17 @@ class GMICLitModule(LightningModule):
         return list(names) if names and len(names) == self.model.num_classes else None
 
 
+#: a ``repr`` that names where an object lies in memory (``<function f at 0x7f...>``): another in every process
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+
+
 def method_record(method: SaliencyMethod) -> dict[str, Any]:
     """A saliency method as plain data: its class, ``repr`` and settings (its attributes, each as ``repr``), for a
     checkpoint. A method's ``repr`` names its layers only, unless it says more: a method of your own with another
-    setting (``PowerCAM(power=8)``) had the record of ``PowerCAM(power=2)``, whose threshold it then took."""
-    settings = {key: repr(value) for key, value in sorted(vars(method).items())}
+    setting (``PowerCAM(power=8)``) had the record of ``PowerCAM(power=2)``, whose threshold it then took. A setting
+    whose ``repr`` is a memory address (a function, a plain object) is left out: it would differ in every process,
+    and a test would drop every threshold the fit validated."""
+    settings = {key: text for key, value in sorted(vars(method).items()) if not _ADDRESS.search(text := repr(value))}
     return {"class_path": f"{type(method).__module__}.{type(method).__qualname__}", "method": repr(method),
             "settings": settings}  # fmt: skip
 
