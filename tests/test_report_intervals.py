@@ -137,3 +137,29 @@ def test_table1_by_density_gives_each_densitys_counts_and_heads_and_n_a_where_a_
     parsed = list(csv.DictReader(io.StringIO(csv_text)))
     assert len(parsed) == 8 and {r["figure"] for r in parsed} == {"accuracy", "auc", "tpr", "tnr"}
     assert [r["value"] for r in parsed if r["density"] == "DENSITY D" and r["figure"] == "auc"] == ["nan"]
+
+
+def test_the_table2_row_files_are_the_reports_last(tmp_path, monkeypatch) -> None:
+    """`wsod report` finds a test run by its table2_row.csv: written before the bootstraps and detection.json (tens of
+    seconds at real scale), a report run meanwhile read the row without the detection.json that marks a test of
+    part of the split, and printed it unmarked."""
+    import wsod_mammo.training.table2_report as table2_report
+
+    written = table2_report.write_table2_row
+    beside: dict[str, list[str]] = {}
+
+    def row_written(path, *args, **kwargs) -> None:
+        beside[path.name] = sorted(p.name for p in path.parent.iterdir())
+        written(path, *args, **kwargs)
+
+    monkeypatch.setattr(table2_report, "write_table2_row", row_written)
+    results = {("cam", "mass"): _result(True), ("cam", "all"): _result(False)}
+    trainer = SimpleNamespace(ckpt_path=None, loggers=[])
+    module = SimpleNamespace(train_saliency=SimpleNamespace(name="cam"), detection_thresholds={"cam": 0.5},
+                             nyu_weights_as_is=None, trained_in_process=True)  # fmt: skip
+    write_test_report(tmp_path, trainer, module, results, NO_TABLE1, fppi_budget=1.0, seed=7)
+    assert set(beside) == {"table2_row.csv", "table2_row_all_images.csv"}
+    for files in beside.values():
+        assert {"detection.json", "detection_images.json", "table2_row.md", "froc_mass.png"} <= set(files)
+    assert "table2_row_all_images.csv" not in beside["table2_row.csv"]  # the first written
+    assert (tmp_path / "table2_row.csv").read_text().startswith("train_method,cam")

@@ -153,11 +153,12 @@ def write_subset(
     weights: str = "checkpoint",
     groups: dict[int, int] | None = None,
     tied: frozenset[str] = frozenset(),
-) -> tuple[dict[str, Any], list[list[str]], dict[str, Any], str]:
-    """One subset's Table II row (md/csv, with an interval table), FROC plot; returns its summary, CI rows,
-    per-image records and the row's markdown (with its note and intervals) for the terminal. ``validated``: the
-    methods whose binarization threshold validation chose (None: all); the others' cells are marked. ``weights``:
-    the row file's ``weights`` (``checkpoint``, ``in_memory``, ``nyu``, ``untrained``), in the row's label too.
+) -> tuple[dict[str, Any], list[list[str]], dict[str, Any], str, RowFile]:
+    """One subset's Table II row (md, with an interval table), FROC plot; returns its summary, CI rows, per-image
+    records, the row's markdown (with its note and intervals) for the terminal and its CSV, to write last.
+    ``validated``: the methods whose binarization threshold validation chose (None: all); the others' cells are
+    marked. ``weights``: the row file's ``weights`` (``checkpoint``, ``in_memory``, ``nyu``, ``untrained``), in the
+    row's label too.
     ``groups``: ``study_groups``, the studies the bootstrap draws whole. ``tied``: the validated methods whose
     threshold was the first of a tie at TPR 0 (no threshold found a mass in validation); their cells are marked."""
     validated = frozenset(results) if validated is None else validated
@@ -165,7 +166,7 @@ def write_subset(
     intervals = {m: detection_intervals(r, budget, seed, groups) for m, r in results.items()}
     suffix = "" if subset == "mass" else "_all_images"
     thresholds = thresholds_record(list(results), validated, tied)
-    write_table2_row(directory / f"table2_row{suffix}.csv", train_method, cells, weights, thresholds)
+    row_file = RowFile(directory / f"table2_row{suffix}.csv", train_method, cells, weights, thresholds)
     row_md, _ = table2({row_label(train_method, weights, thresholds): cells})
     ci_md, _ = table2({f"{train_method} TPR 95% CI": {m: interval_text(i["tpr"]) for m, i in intervals.items()}})
     first = next(iter(results.values()))
@@ -194,16 +195,37 @@ def write_subset(
     plot_froc(curves, directory / f"froc_{subset}.png", title=title, points=points)
     summary = {m: _method_summary(r, cells[m], intervals[m], m in validated, m in tied) for m, r in results.items()}
     ci_rows = [row for m in results for row in _ci_rows(subset, m, intervals[m])]
-    return summary, ci_rows, {m: _image_records(r, groups) for m, r in results.items()}, row_md + note + ci_md
+    records = {m: _image_records(r, groups) for m, r in results.items()}
+    return summary, ci_rows, records, row_md + note + ci_md, row_file
+
+
+class RowFile(NamedTuple):
+    """A run's ``table2_row[_all_images].csv`` (``write_table2_row``'s arguments), written once the rest of the
+    report is: ``wsod report`` finds a test run by that file, and one found while the test was still writing read
+    its row without the ``detection.json`` that says whether the test covered the whole split."""
+
+    path: Path
+    train_method: str
+    cells: dict[str, str]
+    weights: str
+    thresholds: str
 
 
 class Table2Rows(NamedTuple):
-    """What ``write_table2_rows`` wrote, for ``detection.json``, the terminal, W&B and ``detection_images.json``."""
+    """What ``write_table2_rows`` wrote, for ``detection.json``, the terminal, W&B and ``detection_images.json``;
+    and the row CSVs to write last (``write_row_files``)."""
 
     entries: dict[str, Any]  # per subset its methods' summaries and counts
     printed: list[str]  # each subset's row, note and intervals
     ci_rows: list[list[str]]  # table2_row_ci.csv's rows (CI_COLUMNS)
     records: dict[str, dict[str, Any]]  # {subset: {method: _image_records}}
+    row_files: list[RowFile]
+
+
+def write_row_files(rows: Table2Rows) -> None:
+    """The Table II row CSVs, the report's last files (``RowFile``)."""
+    for row in rows.row_files:
+        write_table2_row(row.path, row.train_method, row.cells, row.weights, row.thresholds)
 
 
 def write_table2_rows(
@@ -219,9 +241,10 @@ def write_table2_rows(
     tied: frozenset[str],
 ) -> Table2Rows:
     """Each subset's Table II row (``write_subset``; a subset without images gets none, one without mass boxes
-    cells of n/a, each said in the log) and ``table2_row_ci.csv``; ``results``: ``{(method, subset): result}``."""
+    cells of n/a, each said in the log) and ``table2_row_ci.csv``; ``results``: ``{(method, subset): result}``. The
+    row CSVs are left to ``write_row_files``, once the report's other files are written."""
     entries: dict[str, Any] = {}
-    printed, ci_rows, records = [], [], {}
+    printed, ci_rows, records, row_files = [], [], {}, []
     for subset in SUBSETS:
         subset_results = {m: r for (m, s), r in results.items() if s == subset}
         any_result = next(iter(subset_results.values()))
@@ -230,14 +253,15 @@ def write_table2_rows(
             continue
         if not any_result.tpr_defined:
             log.error("the test set has no mass boxes (%s images): TPR is undefined, cells read n/a", subset)
-        entries[subset], rows, records[subset], row_text = write_subset(
+        entries[subset], rows, records[subset], row_text, row_file = write_subset(
             directory, train_method, subset, subset_results, budget, seed, iou_rule, validated, weights, groups, tied
         )
+        row_files.append(row_file)
         printed.append(f"Table II row, {subset} images (TPR@FPPI, hit = IoU > {iou_rule:g})\n{row_text}")
         entries[f"{subset}_counts"] = {"images": any_result.num_images, "samples": any_result.num_samples}
         ci_rows += rows
     (directory / "table2_row_ci.csv").write_text(csv_text(CI_COLUMNS, ci_rows))
-    return Table2Rows(entries, printed, ci_rows, records)
+    return Table2Rows(entries, printed, ci_rows, records, row_files)
 
 
 def write_table2_strata(

@@ -31,7 +31,13 @@ from wsod_mammo.detection.record_strata import with_densities
 from wsod_mammo.detection.report import partial_coverage, write_table
 from wsod_mammo.training.provenance import evaluated_weights, evaluation_setting
 from wsod_mammo.training.table1_report import Table1Figures, write_table1
-from wsod_mammo.training.table2_report import OPERATING_POINT, ROW_WEIGHTS, write_table2_rows, write_table2_strata
+from wsod_mammo.training.table2_report import (
+    OPERATING_POINT,
+    ROW_WEIGHTS,
+    write_row_files,
+    write_table2_rows,
+    write_table2_strata,
+)
 from wsod_mammo.training.test_report_wandb import log_test_report
 from wsod_mammo.training.test_split import density_labels, split_image_count, study_groups
 
@@ -99,6 +105,7 @@ def write_test_report(
     printed += rows.printed + strata_printed + localization_printed
     (directory / "detection.json").write_text(json.dumps(summary, indent=2, allow_nan=True))
     _write_image_records(directory, rows.records, table1, names[0], densities, fppi_budget, seed)
+    write_row_files(rows)  # last: `wsod report` finds a test run by them, and reads detection.json beside them
     log_test_report(trainer, directory, summary, rows.ci_rows)
     checkpoint = summary["checkpoint"]
     what = f"{summary['weights']} {checkpoint['path']} (sha256 {checkpoint['sha256']}{epoch_text(checkpoint)})"
