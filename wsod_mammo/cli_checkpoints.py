@@ -157,7 +157,7 @@ def continue_run(checkpoint: Path, section: Any, recorded_id: str | None = None)
             )  # fmt: skip
         return
     init_args["id"] = run_id
-    goes_on = runs_root(section) / str(init_args.get("project") or DEFAULT_PROJECT) / run_id / "checkpoints"
+    goes_on = wandb_checkpoints(section, run_id)
     kept = {d.resolve() for d in checkpoint_dirs(section)}  # wsod study's runs keep theirs in their own folder
     if checkpoint.parent.resolve() not in kept | {goes_on.resolve()}:  # a renamed run folder went on in a new one
         log.warning(
@@ -183,13 +183,15 @@ def writes_into(folder: Path, section: Any) -> bool:
     if any(d.resolve() == folder for d in checkpoint_dirs(section)):
         return True
     class_path, init_args = logger_args_of(section)
-    return (
-        "Wandb" in class_path
-        and folder.name == "checkpoints"
-        and init_args.get("id") == folder.parent.name
-        and folder.parents[1].name == str(init_args.get("project") or DEFAULT_PROJECT)
-        and folder.parents[2] == runs_root(section).resolve()
-    )
+    run_id = init_args.get("id")
+    return "Wandb" in class_path and bool(run_id) and folder == wandb_checkpoints(section, str(run_id)).resolve()
+
+
+def wandb_checkpoints(section: Any, run_id: str) -> Path:
+    """``<save_dir>/<project>/<run id>/checkpoints``: where Lightning puts the checkpoints of the W&B run ``run_id``
+    that the fit ``section`` configures."""
+    _, init_args = logger_args_of(section)
+    return runs_root(section) / str(init_args.get("project") or DEFAULT_PROJECT) / run_id / "checkpoints"
 
 
 def check_not_rewinding(checkpoint: dict[str, Any], path: Path, section: Any) -> None:

@@ -555,4 +555,10 @@ def _shown(record: Any, other: dict[str, Any]) -> str:
     settings = record.get("settings") if isinstance(record, dict) else None
     if method != other.get("method") or not isinstance(settings, dict):
         return method
-    return f"{method} ({', '.join(f'{key}={value}' for key, value in settings.items()) or 'no settings'})"
+    return f"{method} ({settings_text(settings)})"
+
+
+def settings_text(settings: Any) -> str:
+    """A ``method_record``'s settings for a message: ``power=2.0, layer='final'``, or ``no settings``."""
+    pairs = settings.items() if isinstance(settings, dict) else ()
+    return ", ".join(f"{key}={value}" for key, value in pairs) or "no settings"

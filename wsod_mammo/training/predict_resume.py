@@ -12,6 +12,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from wsod_mammo.training.module import settings_text
+
 
 class ContinueRefusedError(ValueError):
     """``resume_dir`` names a folder this run cannot go on in (another predict run's weights, options or inputs)."""
@@ -71,8 +73,7 @@ def _shown(method: Any) -> str:
     ``LayerCAM(layers=["stage5"])`` and the default LayerCAM are both ``layercam``."""
     if not isinstance(method, dict):
         return repr(method)
-    settings = ", ".join(f"{key}={value}" for key, value in (method.get("settings") or {}).items())
-    return f"{method.get('class_path')} ({settings or 'no settings'})"
+    return f"{method.get('class_path')} ({settings_text(method.get('settings'))})"
 
 
 def finished_records(folder: Path) -> list[dict[str, Any]]:
