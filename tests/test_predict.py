@@ -773,14 +773,14 @@ def _continued(root: Path, tmp_path: Path, run_dir: Path, **options: Any) -> tup
     return module, writer
 
 
-def _continue_without_overlays_as_a_whole_run(root: Path, tmp_path: Path, folder: Path) -> None:
-    """``folder`` (a run of ``_seven_inputs`` without overlays, cut after 4 inputs) continued: the 3 inputs left are
-    predicted, and its files are those of one whole run."""
+def _continue_without_overlays_as_a_whole_run(root: Path, tmp_path: Path, folder: Path, left: int = 3) -> None:
+    """``folder`` (a run of ``_seven_inputs`` without overlays, cut after 4 inputs) continued: the ``left`` inputs
+    without a row (or unreadable) are predicted, and its files are those of one whole run."""
     whole = PredictionWriter(output_dir=str(tmp_path / "whole"), overlays=False)
     _, data, whole, trainer = _seven_inputs(root, tmp_path, whole)
     trainer.predict(_ByImage(), datamodule=data, return_predictions=False)
     module, _ = _continued(root, tmp_path, folder, overlays=False)
-    assert module.seen == 3
+    assert module.seen == left
     assert _run_files(folder) == _run_files(whole.run_dir)
 
 
@@ -857,6 +857,29 @@ def test_a_process_killed_outright_goes_on_from_its_partial_rows(synthetic_root:
         "predictions.partial.csv", "predictions.partial.jsonl", "weights.json"
     ]  # fmt: skip
     _continue_without_overlays_as_a_whole_run(synthetic_root, tmp_path, folder)
+
+
+@pytest.mark.filterwarnings("ignore:Invalid value for VR UI")  # the synthetic data's VinDr-style hex UIDs
+def test_an_input_unreadable_in_the_run_cut_short_is_read_again_when_it_goes_on(
+    synthetic_root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A file damaged (or on a network share gone) when the run cut short read it got a row with its error, which
+    counted as done: fixed, it was never read again and the error stayed. The continuation reads it again with the
+    inputs left, keeps the rows read, and the files are one whole run's over the inputs as they now are."""
+    root = tmp_path / "data"
+    shutil.copytree(synthetic_root, root)
+    damaged = load_records(root)[1].path
+    content = damaged.read_bytes()
+    damaged.write_bytes(content[:300])
+    _, data, cut, trainer = _seven_inputs(root, tmp_path / "cut", limit_predict_batches=2)
+    trainer.predict(_ByImage(), datamodule=data, return_predictions=False)
+    rows = json.loads((cut.run_dir / "predictions.json").read_text())
+    assert [bool(r.get("error")) for r in rows] == [False, True, False, False]
+    damaged.write_bytes(content)  # the file fixed
+    with caplog.at_level(logging.INFO):
+        _continue_without_overlays_as_a_whole_run(root, tmp_path, cut.run_dir, left=4)
+    assert "3 of its 7 inputs have their rows there; predicting the other 4 (1 of them unreadable there" in caplog.text
+    assert not any(r.get("error") for r in json.loads((cut.run_dir / "predictions.json").read_text()))
 
 
 @pytest.mark.filterwarnings("ignore:Invalid value for VR UI")  # the synthetic data's VinDr-style hex UIDs

@@ -48,6 +48,7 @@ from wsod_mammo.training.predict_resume import (
     finished_records,
     input_keys,
     made_alike,
+    read_again,
     record_key,
     stale_files,
 )
@@ -157,9 +158,10 @@ class PredictionWriter(BasePredictionWriter):
                 f"{spelt_out(str(strangers[0]))}): give the --data.predict_paths it was given, from the directory "
                 "it ran in"
             )  # fmt: skip
-        self._finished = {position[record_key(r)]: r for r in records}
+        self._finished = {position[record_key(r)]: r for r in records if not read_again(r)}
         self._positions = [i for i in range(len(keys)) if i not in self._finished]
         self._inputs = len(keys)
+        unreadable = sum(1 for r in records if read_again(r))
         if not self._positions:
             self.run_dir = folder
             if trainer.is_global_zero:
@@ -169,8 +171,9 @@ class PredictionWriter(BasePredictionWriter):
                 "(its predictions.csv|json are whole)"
             )
         if trainer.is_global_zero:
-            log.info("predict: continuing %s: %d of its %d inputs have their rows there; predicting the other %d",
-                     folder, len(self._finished), len(keys), len(self._positions))  # fmt: skip
+            again = f" ({unreadable} of them unreadable there: read again)" if unreadable else ""
+            log.info("predict: continuing %s: %d of its %d inputs have their rows there; predicting the other %d%s",
+                     folder, len(self._finished), len(keys), len(self._positions), again)  # fmt: skip
         datasets["predict"] = Subset(datasets["predict"], self._positions)
 
     def on_predict_start(self, trainer: Trainer, pl_module: LightningModule) -> None:

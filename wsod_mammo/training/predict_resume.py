@@ -3,7 +3,8 @@
 A clinic's folder takes hours on a CPU; a run stopped by Ctrl-C, a scheduler's SIGTERM or a crash kept its finished
 rows, and a rerun predicted every input again into a new folder. The continuation reads the rows the folder holds
 (``predictions.json``, each process's ``predictions.rank<N>.json``, and the ``predictions*.partial.jsonl`` a process
-killed outright leaves), predicts the inputs that have none, and writes the files one uninterrupted run writes.
+killed outright leaves), predicts the inputs that have none or whose file could not be read, and writes the files one
+uninterrupted run writes.
 """
 
 from __future__ import annotations
@@ -96,6 +97,13 @@ def finished_records(folder: Path) -> list[dict[str, Any]]:
                 continue
             records.setdefault(record_key(record), record)
     return list(records.values())
+
+
+def read_again(record: dict[str, Any]) -> bool:
+    """Whether a row is of an input that could not be read (a damaged file, a network share gone): the run
+    continued tries it again, where it counted as done and its error stayed though the file was fixed. An object
+    holding no image (a CAD report) is no failure: it stays as it is."""
+    return bool(record.get("error")) and not record.get("not_an_image")
 
 
 def record_key(record: dict[str, Any]) -> tuple[str, str]:
