@@ -860,6 +860,26 @@ def test_a_process_killed_outright_goes_on_from_its_partial_rows(synthetic_root:
 
 
 @pytest.mark.filterwarnings("ignore:Invalid value for VR UI")  # the synthetic data's VinDr-style hex UIDs
+@pytest.mark.parametrize("relative", [True, False])
+def test_the_rows_continued_name_their_overlays_as_the_finished_rows_do(
+    synthetic_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, relative: bool
+) -> None:
+    """The continued rows' overlay paths took the form ``resume_dir`` was typed in: a run into ``output_dir``
+    ``cut`` (relative) continued with its folder's absolute path gave one predictions.csv both forms (and the other
+    way round)."""
+    monkeypatch.chdir(tmp_path)
+    cut = PredictionWriter(output_dir="cut" if relative else str(tmp_path / "cut"))
+    _, data, cut, trainer = _seven_inputs(synthetic_root, tmp_path, cut, limit_predict_batches=2)
+    trainer.predict(_ByImage(), datamodule=data, return_predictions=False)
+    run = cut.run_dir
+    assert run.is_absolute() != relative
+    _continued(synthetic_root, tmp_path, run.absolute() if relative else run.relative_to(tmp_path))
+    overlays = [Path(r["overlay"]) for r in json.loads((run / "predictions.json").read_text())]
+    assert len(overlays) == 7 and {o.parent.parent for o in overlays} == {run}
+    assert all(o.is_file() for o in overlays)
+
+
+@pytest.mark.filterwarnings("ignore:Invalid value for VR UI")  # the synthetic data's VinDr-style hex UIDs
 def test_an_input_unreadable_in_the_run_cut_short_is_read_again_when_it_goes_on(
     synthetic_root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

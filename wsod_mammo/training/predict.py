@@ -48,6 +48,7 @@ from wsod_mammo.training.predict_resume import (
     finished_records,
     input_keys,
     made_alike,
+    named_as_its_rows,
     read_again,
     record_key,
     stale_files,
@@ -181,7 +182,7 @@ class PredictionWriter(BasePredictionWriter):
         self.class_names = class_names_of(trainer, pl_module, self.class_index)
         if self.resume_dir is not None:
             made_alike(self.resume_dir, self._weights_record(trainer, pl_module))  # the same: weights.json stays
-            self.run_dir, self._open = self.resume_dir, True
+            self.run_dir, self._open = named_as_its_rows(self.resume_dir, self._finished.values()), True
             return
         folder = str(new_run_folder(self.output_dir)) if trainer is None or trainer.is_global_zero else None
         run_dir = trainer.strategy.broadcast(folder) if trainer is not None else folder

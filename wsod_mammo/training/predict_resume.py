@@ -10,6 +10,8 @@ uninterrupted run writes.
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +106,16 @@ def read_again(record: dict[str, Any]) -> bool:
     continued tries it again, where it counted as done and its error stayed though the file was fixed. An object
     holding no image (a CAD report) is no failure: it stays as it is."""
     return bool(record.get("error")) and not record.get("not_an_image")
+
+
+def named_as_its_rows(folder: Path, records: Iterable[dict[str, Any]]) -> Path:
+    """``folder`` as its rows' overlay paths name it: absolute, or relative to the working directory (the run's
+    ``output_dir`` as typed). A ``resume_dir`` typed in the other form gave the continued rows' overlays that form,
+    and one predictions.csv mixed the two."""
+    overlay = next((Path(r["overlay"]) for r in records if r.get("overlay")), None)
+    if overlay is None or overlay.is_absolute() == folder.is_absolute():
+        return folder
+    return folder.absolute() if overlay.is_absolute() else Path(os.path.relpath(folder.absolute()))
 
 
 def record_key(record: dict[str, Any]) -> tuple[str, str]:
