@@ -481,7 +481,8 @@ def test_a_predict_cut_short_goes_on_in_its_folder_with_the_option_its_line_name
 ) -> None:
     """`wsod predict` of 6 DICOMs that predicted 2: `--trainer.callbacks.init_args.resume_dir RUN` with another
     min_score is refused in one line naming the folder and the option (exit 2); as it was, it predicts the 4 others
-    into RUN, whose files then hold all 6 in input order; run again it says RUN is whole and exits 0."""
+    into RUN, whose files then hold all 6 in input order; run again it says RUN is whole and exits 0. Its config.yaml
+    saved again names no change of `trainer.callbacks` for resume_dir alone (a real change is still named)."""
     dicoms = sorted((data_root / "images").glob("*/*.dicom"))[:6]
     config = str(write_config(tmp_path / "c.yaml", tiny_config(tmp_path, data_root)))
     args = ["predict", "--config", config, "--ckpt_path", "untrained", "--data.eval_batch_size", "2",
@@ -493,7 +494,14 @@ def test_a_predict_cut_short_goes_on_in_its_folder_with_the_option_its_line_name
     refused = rf"^wsod predict: resume_dir {run}: .*another min_score 0.0 \(this run: 0.5\)"
     _refused([*args, *resume, "--trainer.callbacks.init_args.min_score", "0.5"], refused, caplog)
     assert len(json.loads((run / "predictions.json").read_text())) == 2
-    main([*args, *resume])
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        main([*args, *resume, "--trainer.limit_predict_batches", "1"])
+    assert len(json.loads((run / "predictions.json").read_text())) == 4 and (run / "config.1.yaml").is_file()
+    assert "this command changes" not in caplog.text
+    with caplog.at_level(logging.WARNING):
+        main([*args, *resume])
+    assert f"{run}: this command changes trainer.limit_predict_batches; the run's earlier config" in caplog.text
     assert [r["path"] for r in json.loads((run / "predictions.json").read_text())] == list(map(str, dicoms))
     assert (run / "breasts.csv").is_file() and len(list((run / "overlays").glob("*.png"))) == 6
     assert list((tmp_path / "predictions").iterdir()) == [run]

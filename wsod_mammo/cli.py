@@ -185,7 +185,8 @@ class RunConfigSaver(SaveConfigCallback):
                 kept = next(directory / f"{target.stem}.{k}{target.suffix}" for k in itertools.count(1)
                             if not (directory / f"{target.stem}.{k}{target.suffix}").exists())  # fmt: skip
                 target.rename(kept)
-                changed = [k for k in changed_options(yaml.safe_load(earlier), yaml.safe_load(now))
+                changed = [k for k in changed_options(_resume_dir_unset(yaml.safe_load(earlier)),
+                                                      _resume_dir_unset(yaml.safe_load(now)))
                            if k not in RESUME_OPTIONS]  # fmt: skip
                 if changed:
                     log.warning("%s: this command changes %s; the run's earlier config is kept as %s", directory,
@@ -195,6 +196,17 @@ class RunConfigSaver(SaveConfigCallback):
         directory.mkdir(parents=True, exist_ok=True)
         target.write_text(now)
         return now
+
+
+def _resume_dir_unset(config: Any) -> Any:
+    """A parsed config with ``resume_dir`` (``PredictionWriter``'s) unset: a predict run continued in its folder
+    sets it, and the warning named ``trainer.callbacks`` as changed when nothing else was (as ``RESUME_OPTIONS``:
+    what going on sets, not the user's change to the run)."""
+    if isinstance(config, dict):
+        return {key: None if key == "resume_dir" else _resume_dir_unset(value) for key, value in config.items()}
+    if isinstance(config, list):
+        return [_resume_dir_unset(value) for value in config]
+    return config
 
 
 def changed_options(earlier: Any, now: Any, prefix: str = "") -> list[str]:
