@@ -975,6 +975,36 @@ def test_a_folder_predicted_with_other_settings_of_its_saliency_method_is_refuse
     made_alike(tmp_path, default)
 
 
+@pytest.mark.filterwarnings("ignore:Invalid value for VR UI")  # the synthetic data's VinDr-style hex UIDs
+def test_a_predict_of_the_test_split_cut_short_goes_on_into_the_files_of_one_whole_run(
+    synthetic_root: Path, tmp_path: Path
+) -> None:
+    """predict without predict_paths reads the data's test split (its breasts by the annotations): a run stopped
+    after its first batch goes on in its folder, predicts the split's other images alone, and its files end as one
+    uninterrupted run's. Continued on other data (a copy elsewhere: other paths), the refusal said to give the
+    --data.predict_paths the run was given: it had none."""
+    from wsod_mammo.training.predict_resume import ContinueRefusedError
+
+    def run(writer: PredictionWriter, module: _ByImage, root: Path = synthetic_root) -> None:
+        data = VinDrMammoDataModule(str(root), input_size=(128, 96), num_workers=0, batch_size=2)
+        trainer = Trainer(accelerator="cpu", devices=1, logger=False, callbacks=[writer], enable_progress_bar=False,
+                          enable_model_summary=False)  # fmt: skip
+        trainer.predict(module, datamodule=data, return_predictions=False)
+
+    run(whole := PredictionWriter(output_dir=str(tmp_path / "whole")), _ByImage())
+    inputs = len(json.loads((whole.run_dir / "predictions.json").read_text()))
+    with pytest.raises(RuntimeError, match="out of memory"):
+        run(cut := PredictionWriter(output_dir=str(tmp_path / "cut")), _ByImage(1, RuntimeError("out of memory")))
+    assert len(json.loads((cut.run_dir / "predictions.json").read_text())) == 2 < inputs
+    shutil.copytree(synthetic_root, tmp_path / "copy")
+    expected = "this run is not given .*: it predicted the test split of its data: give the --data.data_root and"
+    with pytest.raises(ContinueRefusedError, match=expected):
+        run(PredictionWriter(resume_dir=str(cut.run_dir)), _ByImage(), tmp_path / "copy")
+    run(PredictionWriter(output_dir=str(tmp_path / "other"), resume_dir=str(cut.run_dir)), module := _ByImage())
+    assert module.seen == inputs - 2 and not (tmp_path / "other").exists()
+    assert _run_files(cut.run_dir) == _run_files(whole.run_dir)
+
+
 _DDP_CUT_IN_BATCH_2 = """
 import sys
 import torch

@@ -47,6 +47,7 @@ from wsod_mammo.training.predict_resume import (
     check_resume_dir,
     finished_records,
     input_keys,
+    inputs_hint,
     made_alike,
     named_as_its_rows,
     read_again,
@@ -156,8 +157,7 @@ class PredictionWriter(BasePredictionWriter):
         if strangers := [r["path"] for r in records if record_key(r) not in position]:
             raise ContinueRefusedError(
                 f"resume_dir {folder}: it holds rows of {len(strangers)} input(s) this run is not given (the first: "
-                f"{spelt_out(str(strangers[0]))}): give the --data.predict_paths it was given, from the directory "
-                "it ran in"
+                f"{spelt_out(str(strangers[0]))}): {inputs_hint(records)}"
             )  # fmt: skip
         self._finished = {position[record_key(r)]: r for r in records if not read_again(r)}
         self._positions = [i for i in range(len(keys)) if i not in self._finished]

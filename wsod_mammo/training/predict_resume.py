@@ -133,6 +133,15 @@ def input_keys(dataset: Any) -> list[tuple[str, str]] | None:
     return None
 
 
+def inputs_hint(records: list[dict[str, Any]]) -> str:
+    """How to give the inputs of the folder's ``records``: a run of the data's test split (its rows' laterality from
+    the annotations) was given no ``--data.predict_paths``, and the refusal said to give those it was given."""
+    if any(r.get("laterality_source") == "annotations" for r in records):
+        return ("it predicted the test split of its data: give the --data.data_root and data options it was given "
+                "(no --data.predict_paths), from the directory it ran in")  # fmt: skip
+    return "give the --data.predict_paths it was given, from the directory it ran in"
+
+
 def stale_files(folder: Path) -> list[Path]:
     """The files of the interrupted run that the whole ``predictions.csv|json`` replace."""
     return [*folder.glob("predictions.rank*.csv"), *folder.glob("predictions.rank*.json"),
