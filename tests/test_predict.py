@@ -1035,7 +1035,8 @@ if __name__ == "__main__":
 def test_a_ddp_run_cut_short_goes_on_from_its_processes_files(synthetic_root: Path, tmp_path: Path) -> None:
     """2 gloo processes each stopped after their first batch leave their rows in ``predictions.rank<N>`` files (or,
     killed by the other, in partial ones), in the order the sampler dealt the inputs: continued on one process,
-    the 3 inputs left are predicted and the folder's files are one whole run's, in input order."""
+    the 3 inputs left are predicted and the folder's files are one whole run's, in input order. No process writes
+    breasts.csv|json (each holds a share of the views), and the line that said how to go on did not say so."""
     files = [str(r.path) for r in load_records(synthetic_root)[:7]]
     script, out = tmp_path / "ddp_cut.py", tmp_path / "ddp"
     script.write_text(_DDP_CUT_IN_BATCH_2)
@@ -1044,4 +1045,8 @@ def test_a_ddp_run_cut_short_goes_on_from_its_processes_files(synthetic_root: Pa
     assert run.returncode != 0 and "out of memory" in run.stderr, run.stderr[-3000:]
     (folder,) = out.iterdir()
     assert not (folder / "predictions.json").exists() and list(folder.glob("predictions.rank*")), run.stderr[-3000:]
+    assert not list(folder.glob("breasts.*"))
+    said = f"resume_dir {folder} predicts the others into that folder and writes breasts.csv|json (none now: each"
+    assert said in run.stderr, run.stderr[-3000:]
     _continue_without_overlays_as_a_whole_run(synthetic_root, tmp_path, folder)
+    assert (folder / "breasts.csv").is_file()

@@ -367,18 +367,23 @@ class PredictionWriter(BasePredictionWriter):
         self._open = False
         how = "interrupted" if isinstance(exception, KeyboardInterrupt) else f"stopped by {type(exception).__name__}"
         where: Path | str = self.run_dir
+        breasts = ""
         if trainer.world_size > 1:  # each process's own count and files: two lines alike read as one run's
             how = f"{how} on process {trainer.global_rank} of {trainer.world_size}"
             where = (f"{self.run_dir / f'predictions{suffix}'}.csv and .json, apart from the other processes' (a "
                      "process killed before it wrote them leaves its finished batches' rows in "
                      "predictions.rank<N>.partial.csv)")  # fmt: skip
+            # no breasts.csv|json: a process holds a share of each breast's views, and gathering the others' rows
+            # would wait on a collective a dead process never joins; the line said nothing of the missing files
+            if breast_rows(records):
+                breasts = " and writes breasts.csv|json (none now: each process holds only its share of the views)"
         else:  # the breasts of the views finished (a process's share under DDP would give half-breasts)
             self._write_breasts(records)
         log.warning(
             "predict %s after %s%s: their rows are in %s (%s); the same command with "
-            "--trainer.callbacks.init_args.resume_dir %s predicts the others into that folder",
+            "--trainer.callbacks.init_args.resume_dir %s predicts the others into that folder%s",
             how, _done_count(records), _not_predicted(trainer, len(self._records), self._inputs), where,
-            _summary(records), self.run_dir,
+            _summary(records), self.run_dir, breasts,
         )  # fmt: skip
 
     def _write_breasts(self, records: list[dict[str, Any]]) -> None:
