@@ -244,7 +244,7 @@ def test_a_run_without_a_method_the_others_have_is_an_error_naming_it(tmp_path: 
 @pytest.mark.parametrize(
     ("content", "problem"),
     [("[]", "expected a JSON object, found list"), ('{"mass": {}}', "no 'table1' object"),
-     ('{"table1": {}, "mass": {"cam": {"tpr": null, "fppi": 0.5}}}', r"'mass.cam.tpr' is None, not a number"),
+     ('{"table1": {}, "mass": {"cam": {"tpr": "0.5", "fppi": 0.5}}}', r"'mass.cam.tpr' is '0.5', not a number"),
      ('{"table1": {}, "mass": {"cam": 3}}', "'mass' is not an object of one object per test method")],
 )  # fmt: skip
 def test_a_malformed_test_report_is_an_error_naming_it_before_any_output(
@@ -258,6 +258,36 @@ def test_a_malformed_test_report_is_an_error_naming_it_before_any_output(
                                          f" as expected: {problem}"):  # fmt: skip
         write_study_outputs(output, {("cam", 1): tmp_path / "detection.json"})
     assert not output.exists()
+
+
+def test_a_report_with_its_undefined_figures_as_null_gives_the_tables_of_one_with_nan(tmp_path: Path) -> None:
+    """detection.json writes an undefined figure (a slope where the classes separate, a cell without masses) as
+    null, which jq and R's jsonlite read, where it wrote NaN, which they refuse; the study reads both alike."""
+    nan = math.nan
+    slope = {"value": nan, "low": nan, "high": nan}
+    heads = {
+        "fusion": {
+            "brier": {"value": 0.2, "low": 0.1, "high": 0.3},
+            "ece": {"value": 0.1, "low": nan, "high": nan},
+            "slope": slope,
+            "intercept": {"value": 0.5, "low": 0.1, "high": 0.9},
+            "reliability": [],
+        }
+    }
+    report = {
+        "table1": {"fusion": {"auc": nan}},
+        "mass": {
+            "cam": {"tpr": 0.5, "fppi": 0.25},
+            "gradcam": {"tpr": nan, "fppi": nan, "fppi_curve": [0.0, 0.5], "tpr_curve": [nan, nan]},  # 0/0
+        },
+        "calibration": {"bins": 10, "images": 40, "heads": heads},
+    }
+    (tmp_path / "nan.json").write_text(json.dumps(report))
+    (tmp_path / "null.json").write_text(json.dumps(report).replace("NaN", "null"))
+    for name in ("nan", "null"):
+        write_study_outputs(tmp_path / name, {("cam", 1): tmp_path / f"{name}.json"})
+    for table in ("table1.md", "table2.md", "table2.csv", "calibration.md", "froc_cam.png"):
+        assert (tmp_path / "null" / table).read_bytes() == (tmp_path / "nan" / table).read_bytes()
 
 
 def test_table2_csv_gives_the_seed_interval_low_then_high_and_rows_in_method_order() -> None:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from wsod_mammo.detection.json_figures import undefined_as_nan
 from wsod_mammo.detection.report import (
     FROM_TIE,
     FROM_VALIDATION,
@@ -131,7 +132,7 @@ def load_reports(runs: dict[tuple[str, int], Path]) -> dict[tuple[str, int], dic
     reports = {}
     for (method, seed), path in runs.items():
         try:
-            reports[(method, seed)] = json.loads(Path(path).read_text())
+            reports[(method, seed)] = undefined_as_nan(json.loads(Path(path).read_text()))  # null: NaN
         except (OSError, ValueError) as error:
             raise ValueError(f"run {method} seed {seed}: cannot read its test report {path} ({error})") from None
         if problem := _report_problem(reports[(method, seed)]):

@@ -25,6 +25,7 @@ from wsod_mammo.detection.bootstrap import LEVEL, NUM_RESAMPLES, SEED
 from wsod_mammo.detection.compare import IMAGES_FILE
 from wsod_mammo.detection.compare_auc import CLASSIFICATION
 from wsod_mammo.detection.detection_result import DetectionResult
+from wsod_mammo.detection.json_figures import dumps_strict
 from wsod_mammo.detection.pointing_report import pointing_summary, pointing_text
 from wsod_mammo.detection.pointing_strata import pointing_by_kind, pointing_by_kind_text
 from wsod_mammo.detection.record_strata import with_densities
@@ -103,7 +104,7 @@ def write_test_report(
     tested = max(table1.counts.get("images", 0), rows.entries.get("all_counts", {}).get("images", 0))
     summary |= rows.entries | strata | localization | _coverage(trainer, tested)
     printed += rows.printed + strata_printed + localization_printed
-    (directory / "detection.json").write_text(json.dumps(summary, indent=2, allow_nan=True))
+    (directory / "detection.json").write_text(dumps_strict(summary, indent=2))  # NaN as null: jq, R, JS read it
     _write_image_records(directory, rows.records, table1, names[0], densities, fppi_budget, seed)
     write_row_files(rows)  # last: `wsod report` finds a test run by them, and reads detection.json beside them
     log_test_report(trainer, directory, summary, rows.ci_rows)
