@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import math
 import shutil
 import signal
 import subprocess
@@ -1003,6 +1004,27 @@ def test_a_predict_of_the_test_split_cut_short_goes_on_into_the_files_of_one_who
     run(PredictionWriter(output_dir=str(tmp_path / "other"), resume_dir=str(cut.run_dir)), module := _ByImage())
     assert module.seen == inputs - 2 and not (tmp_path / "other").exists()
     assert _run_files(cut.run_dir) == _run_files(whole.run_dir)
+
+
+def test_weights_json_is_strict_json_when_the_checkpoints_monitor_scored_no_number(tmp_path: Path) -> None:
+    """A best.ckpt kept while validation's AUROC was undefined (a split of one class) records its score as NaN:
+    weights.json held the token NaN, which jq, JavaScript and R's jsonlite refuse; it is null."""
+    from wsod_mammo.models import GMIC
+    from wsod_mammo.training.module import GMICLitModule
+
+    checkpoint = tmp_path / "best.ckpt"
+    checkpoint.write_bytes(b"weights")
+    module = GMICLitModule(GMIC(num_classes=1, crop_shape=(64, 64), num_patches=2))
+    module.loaded_from = {"epoch": 3, "global_step": 12, "monitored": {"val/fusion/auroc": math.nan}}
+    trainer = SimpleNamespace(ckpt_path=str(checkpoint), precision="32-true", datamodule=None)
+    PredictionWriter(output_dir=str(tmp_path))._write_weights_record(trainer, module)  # type: ignore[arg-type]
+
+    def refuse(constant: str) -> None:
+        raise ValueError(f"{constant} is not JSON")
+
+    weights = json.loads((tmp_path / "weights.json").read_text(), parse_constant=refuse)
+    assert weights["checkpoint"]["monitored"] == {"val/fusion/auroc": None}
+    assert weights["checkpoint"]["epoch"] == 3
 
 
 _DDP_CUT_IN_BATCH_2 = """

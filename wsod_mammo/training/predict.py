@@ -25,6 +25,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch.utils.data import Subset
 
 from wsod_mammo.data.predict_data import spelt_out
+from wsod_mammo.detection.json_figures import dumps_strict
 from wsod_mammo.detection.overlay import method_panels, render_overlay, short_id, write_png
 from wsod_mammo.detection.overlay_frame import overlay_frame
 from wsod_mammo.inference import (
@@ -197,7 +198,8 @@ class PredictionWriter(BasePredictionWriter):
         file...), the saliency method and the precision and versions: ``config.yaml``'s ``ckpt_path`` is as typed,
         relative to the directory the command ran in (``runs/demo/...`` after ``--ckpt_path best``), and no hash."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "weights.json").write_text(json.dumps(self._weights_record(trainer, pl_module), indent=2))
+        # strict JSON: a monitor that scored no number (NaN, a one-class validation) as null, which jq and R read
+        (self.run_dir / "weights.json").write_text(dumps_strict(self._weights_record(trainer, pl_module), indent=2))
 
     def _weights_record(self, trainer: Trainer, pl_module: LightningModule) -> dict[str, Any]:
         """``weights.json``'s record, and in ``options`` the writer's and the input frame's options: a run continued
