@@ -220,6 +220,41 @@ def test_gradcam_identity_with_y_global() -> None:
     assert torch.allclose(normalize_saliency(maps["gradcam"]), normalize_saliency(F.relu(logits)), atol=1e-5)
 
 
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_gradcam_on_h_g_is_the_relu_of_cams_logits_so_its_patches_are_cams_while_k_cells_are_positive(
+    sign: float,
+) -> None:
+    """The y_global score is the mean of the head's logits l = W h_g at its top t% cells, so G = W / top there and 0
+    elsewhere: GradCAM's weights are W / (h w) and its map is exactly ReLU(l) / (h w), CAM's sigmoid(l). Both rise
+    with l: one-cell windows pick the same patches while K cells have l > 0 (the README's short study gives the
+    cam and gradcam rows one trajectory until then); with no l > 0 GradCAM's map is 0, no box, other patches."""
+    model = tiny_gmic().eval()
+    with torch.no_grad():  # h_g >= 0 (after ReLU): weights of one sign make every logit of that sign
+        model.saliency_head.weight.copy_(sign * model.saliency_head.weight.abs())
+    x = images(2)
+    maps = model.saliency_maps(x, ["gradcam", "gradcampp", "xgradcam"])
+    with torch.no_grad():
+        logits = model.saliency_head(model.global_network(x)["final"])
+        cam = model(x)
+    assert ((logits > 0) if sign > 0 else (logits < 0)).all()
+    cells = logits.shape[-2] * logits.shape[-1]
+    torch.testing.assert_close(maps["gradcam"], F.relu(logits) / cells, rtol=1e-5, atol=1e-12)
+    with torch.no_grad():
+        gradcam = model(x, "gradcam")
+    assert torch.equal(gradcam.patch_boxes, cam.patch_boxes) == (sign > 0)
+
+
+def test_gradcampp_and_xgradcam_on_h_g_weigh_its_channels_otherwise_than_cam_and_gradcam() -> None:
+    """GradCAM++ keeps the channels of positive head weight, each weighed by its alpha, and XGradCAM weighs each by
+    its share of activation in the top t% cells: neither map is a function of CAM's logits l (GradCAM's is)."""
+    model = tiny_gmic().eval()
+    x = images(2)
+    maps = {name: normalize_saliency(value) for name, value in model.saliency_maps(x, ALL).items() if name in ALL}
+    for name in ("gradcampp", "xgradcam"):
+        for other in ("cam", "gradcam"):
+            assert (maps[name] - maps[other]).abs().amax() > 0.05, (name, other)
+
+
 def count_calls(monkeypatch: pytest.MonkeyPatch, model: GMIC) -> dict[str, int]:
     """Live counts of `torch.autograd.grad` calls and of the global and local networks' forwards."""
     calls = {"grad": 0, "global": 0, "local": 0}
