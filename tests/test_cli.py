@@ -2829,7 +2829,7 @@ def test_the_networks_options_set_as_the_fit_help_says_parse(
     listed = sorted(set(re.findall(r"^  --model\.(\w+) ", capsys.readouterr().out, flags=re.M)))
     assert {"percent_t", "crop_shape", "compile_networks"} <= set(listed)
     values = {"crop_shape": "[64, 64]", "gradient_target": "logit", "global_stem": "conv", "local_stem": "conv",
-              "post_processing_dim": "256"}  # fmt: skip
+              "post_processing_dim": "256", "patch_ties": "first"}  # fmt: skip
     args = [
         part for name in listed for part in (f"{said}{name}", values.get(name, "false" if "compile" in name else "1"))
     ]

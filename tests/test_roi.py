@@ -72,6 +72,30 @@ def test_constant_map_gives_no_nan_and_corner_picks() -> None:
     assert picks.tolist() == [[[0, 0]] * 4] * 2
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_ties_map_changes_no_pick_where_the_patch_map_has_no_tie(seed: int) -> None:
+    """GMIC's ``patch_ties: cam`` picks NYU's windows wherever the patch map's largest mean is one window's."""
+    gen = torch.Generator().manual_seed(seed)
+    saliency, ties = torch.rand(3, 2, 9, 7, generator=gen), torch.rand(3, 1, 9, 7, generator=gen)
+    picks = roi.select_windows(saliency, (2, 3), 6, ties)
+    assert picks.tolist() == [[list(p) for p in image] for image in reference_picks(saliency, (2, 3), 6)]
+
+
+def test_a_patch_map_of_zeros_takes_the_ties_maps_windows_not_one_corner_k_times() -> None:
+    """A gradient map that is 0 throughout (GradCAM on an image the model calls negative) gave the first window K
+    times; ordered by a ties map (CAM's), it gives that map's greedy picks: K windows, none repeated."""
+    gen = torch.Generator().manual_seed(7)
+    zeros, ties = torch.zeros(2, 1, 9, 7), torch.rand(2, 1, 9, 7, generator=gen)
+    assert roi.select_windows(zeros, (2, 2), 4).tolist() == [[[0, 0]] * 4] * 2
+    picks = roi.select_windows(zeros, (2, 2), 4, ties)
+    assert picks.tolist() == [[list(p) for p in image] for image in reference_picks(ties, (2, 2), 4)]
+    one_cell = zeros.clone()
+    one_cell[:, 0, 5, 5] = 1.0  # one positive cell: its window first, then the ties map's picks elsewhere
+    picks = roi.select_windows(one_cell, (2, 2), 4, ties)
+    assert all(len({tuple(p) for p in image}) == 4 for image in picks.tolist())
+    assert all(image[0][0] in (4, 5) and image[0][1] in (4, 5) for image in picks.tolist())
+
+
 def test_window_size_and_pixel_mapping_clamps_inside_image() -> None:
     assert roi.window_size((256, 256), (46, 30), (2944, 1920)) == (4, 4)
     assert roi.window_size((10, 10), (4, 4), (256, 256)) == (1, 1)

@@ -244,6 +244,26 @@ def test_gradcam_on_h_g_is_the_relu_of_cams_logits_so_its_patches_are_cams_while
     assert torch.equal(gradcam.patch_boxes, cam.patch_boxes) == (sign > 0)
 
 
+def test_patch_ties_cam_gives_gradcam_cams_patches_where_its_map_is_zero_not_one_corner_k_times() -> None:
+    """With every head logit negative GradCAM's map is 0: NYU's rule (``patch_ties: first``) takes its first window
+    K times; ``patch_ties: cam`` takes CAM's patches there, and changes nothing where the logits are positive."""
+    torch.manual_seed(0)
+    first = GMIC(num_classes=1, crop_shape=(64, 64), num_patches=2).eval()
+    torch.manual_seed(0)
+    by_cam = GMIC(num_classes=1, crop_shape=(64, 64), num_patches=2, patch_ties="cam").eval()
+    x = images(2)
+    for sign in (-1.0, 1.0):
+        with torch.no_grad():
+            for model in (first, by_cam):
+                model.saliency_head.weight.copy_(sign * first.saliency_head.weight.abs())
+            cam, repeated, picked = first(x), first(x, "gradcam"), by_cam(x, "gradcam")
+        if sign < 0:
+            assert all(len({tuple(box) for box in image}) == 1 for image in repeated.patch_boxes.tolist())
+        assert torch.equal(picked.patch_boxes, cam.patch_boxes)
+    with pytest.raises(ValueError, match="patch_ties must be one of"):
+        GMIC(patch_ties="last")  # type: ignore[arg-type]
+
+
 def test_gradcampp_and_xgradcam_on_h_g_weigh_its_channels_otherwise_than_cam_and_gradcam() -> None:
     """GradCAM++ keeps the channels of positive head weight, each weighed by its alpha, and XGradCAM weighs each by
     its share of activation in the top t% cells: neither map is a function of CAM's logits l (GradCAM's is)."""
@@ -385,7 +405,7 @@ def test_in_training_mode_each_images_map_differentiates_its_own_score(num_class
     maps = model.saliency_maps(x, ["layercam"])["layercam"]
     assert torch.allclose(maps, expected, atol=1e-5 * expected.abs().max().item())
     # the training forward's patches: those the own-score map selects
-    assert torch.equal(model(x, "layercam").patch_boxes, model._local_pass(x, expected)[2])
+    assert torch.equal(model(x, "layercam").patch_boxes, model._local_pass(x, expected, g.cam)[2])
     with torch.no_grad():  # in eval mode the images are independent: the sum over the batch is exact, and cheaper
         model.eval()
         assert not model._batch_coupled(x)
@@ -446,7 +466,7 @@ def test_evaluate_with_the_y_fusion_target_differentiates_its_own_y_fusion() -> 
     output, maps = model.evaluate(x, "cam", ["gradcam", "layercam"], target="y_fusion")
     # By hand: CAM patches, y_fusion, and each class's gradient of its logit with respect to h_g (GradCAM's layer).
     g = model.global_pass(x)
-    z, _, _ = model._local_pass(x, g.cam.detach())
+    z, _, _ = model._local_pass(x, g.cam.detach(), g.cam)
     logit = model._fusion_logit(g.pooled, z)
     y_fusion = torch.sigmoid(logit)
     grads = [torch.autograd.grad(logit[:, c].sum(), g.activations["final"], retain_graph=True)[0] for c in (0, 1)]

@@ -69,6 +69,8 @@ class GlobalPass(NamedTuple):
 
 
 CompileMode = Literal["default", "reduce-overhead", "max-autotune"]
+#: How patch selection orders windows tied for the largest mean of the patch map (GMIC's ``patch_ties``).
+PatchTies = Literal["first", "cam"]
 COMPILE_MODES: tuple[str, ...] = get_args(CompileMode)
 #: The options that compile GMIC's networks: how a run runs, not what its weights are (eager: both False).
 COMPILE_OPTIONS = ("compile_training_forward", "compile_networks")
@@ -106,6 +108,12 @@ class GMIC(nn.Module):
             a patch method that needs no autograd call (CAM, GradCAM, GradCAM++, XGradCAM: their gradient on h_g is
             closed form); LayerCAM's stage layers and evaluation keep the compiled networks. Its outputs may be
             CUDA-graph memory that the next step overwrites: clone what must outlive the step.
+        patch_ties: how patch selection orders windows that tie for the largest mean of the patch map: `first`,
+            the first in row-major order (NYU's rule), or `cam`, the one CAM's map A rates highest. A gradient map
+            is 0 wherever its weighted activations are negative (GradCAM's on h_g is ReLU of the head's logits, 0
+            on an image the model calls negative): with `first` such an image's K patches are one corner window K
+            times; with `cam` they are CAM's picks there. Identical picks wherever the patch map has no ties
+            (always with CAM).
     """
 
     def __init__(
@@ -120,6 +128,7 @@ class GMIC(nn.Module):
         global_stem: StemLayout = "conv",
         compile_training_forward: bool = False,
         local_stem: StemLayout = "conv",
+        patch_ties: PatchTies = "first",
     ) -> None:
         super().__init__()
         if num_classes < 1 or num_patches < 1 or not 0 < percent_t <= 1:
@@ -129,6 +138,8 @@ class GMIC(nn.Module):
             )
         if gradient_target not in ("logit", "probability"):
             raise ValueError(f"GMIC: gradient_target must be 'logit' or 'probability', found {gradient_target!r}")
+        if patch_ties not in get_args(PatchTies):
+            raise ValueError(f"GMIC: patch_ties must be one of {get_args(PatchTies)}, found {patch_ties!r}")
         if post_processing_dim < 16 or post_processing_dim % 16:
             raise ValueError(
                 f"GMIC: expected post_processing_dim to be a positive multiple of 16, found {post_processing_dim}"
@@ -139,6 +150,7 @@ class GMIC(nn.Module):
         self.percent_t = percent_t
         self.gradient_target = gradient_target
         self.num_patches = num_patches
+        self.patch_ties = patch_ties
         self.crop_shape = (int(crop_shape[0]), int(crop_shape[1]))
         self.global_network = ResNet22(in_channels=1, width=post_processing_dim // 16, stem=global_stem)
         self.saliency_head = nn.Conv2d(post_processing_dim, num_classes, kernel_size=1, bias=False)
@@ -235,11 +247,13 @@ class GMIC(nn.Module):
         """The gradients of ``g.score`` that need no autograd call: h_g's (``final``), when ``methods`` read it."""
         return {"final": self._score_gradient_of_h_g(g)} if "final" in required_layers(methods) else {}
 
-    def _local_pass(self, x: Tensor, selection_map: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Select and crop patches -> (z (N, 512), attention (N, K), boxes (N, K, 4))."""
+    def _local_pass(self, x: Tensor, selection_map: Tensor, cam: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Select and crop patches -> (z (N, 512), attention (N, K), boxes (N, K, 4)); ``cam``: the CAM map A, which
+        orders tied windows under ``patch_ties: cam``."""
         image_size, map_size = (x.shape[-2], x.shape[-1]), (selection_map.shape[-2], selection_map.shape[-1])
         window = roi.window_size(self.crop_shape, map_size, image_size)
-        corners = roi.select_windows(selection_map, window, self.num_patches)  # (N, K, 2) map resolution
+        ties = cam.detach() if self.patch_ties == "cam" else None
+        corners = roi.select_windows(selection_map, window, self.num_patches, ties)  # (N, K, 2) map resolution
         corners = roi.corners_to_pixels(corners, map_size, image_size, self.crop_shape)
         crops = roi.crop_patches(x, corners, self.crop_shape)  # (N, K, 1, ch, cw)
         n, k = crops.shape[:2]
@@ -335,7 +349,7 @@ class GMIC(nn.Module):
 
     def _outputs(self, x: Tensor, g: GlobalPass, selection: Tensor) -> GMICOutput:
         """The local branch on the patches `selection` picks, and the fusion, after the global pass `g`."""
-        z, attention, boxes = self._local_pass(x, selection)
+        z, attention, boxes = self._local_pass(x, selection, g.cam)
         y_local = head_sigmoid(_in_float32(self.classifier, z))
         y_fusion = head_sigmoid(self._fusion_logit(g.pooled, z))
         return GMICOutput(g.y_global.float(), y_local, y_fusion, g.cam.float(), boxes, attention)
@@ -445,7 +459,7 @@ class GMIC(nn.Module):
                                              self._known_gradients(g, [patch]),
                                              self._batch_coupled(x))[patch.name]  # fmt: skip
             with torch.no_grad():  # no map depends on the local network's graph (z enters y_fusion as a constant)
-                z, attention, boxes = self._local_pass(x, selection)
+                z, attention, boxes = self._local_pass(x, selection, g.cam)
                 y_local = head_sigmoid(_in_float32(self.classifier, z))
             fusion_logit = self._fusion_logit(g.pooled, z)
             y_fusion = head_sigmoid(fusion_logit)

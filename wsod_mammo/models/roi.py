@@ -22,11 +22,14 @@ def window_size(crop_shape: tuple[int, int], map_size: tuple[int, int], image_si
 
 
 @torch.no_grad()
-def select_windows(saliency: Tensor, window: tuple[int, int], num_patches: int) -> Tensor:
+def select_windows(saliency: Tensor, window: tuple[int, int], num_patches: int, ties: Tensor | None = None) -> Tensor:
     """Greedy window picks on the class-summed, per-class min-max normalized map.
 
     saliency (N, C, h, w) -> corners (N, K, 2) long `(row, col)` top-left at map resolution. Each step takes
-    the window with the largest mean (first maximum in row-major order on ties) and zeroes it.
+    the window with the largest mean (first maximum in row-major order on ties) and zeroes it. ``ties`` (N, C', h, w),
+    normalized and zeroed alike, orders the windows that tie for the largest mean (GMIC's ``patch_ties: cam``): a
+    gradient map with fewer than K positive windows (GradCAM's is ReLU of the head's logits, 0 on an image the model
+    calls negative) otherwise gave its first window again and again, the same corner K times.
 
     Few kernels per step (this loop runs eagerly between the compiled networks, where every launch counts): the
     picked window is zeroed through a mask made by spreading the pick's one-hot over the window (a transposed
@@ -35,17 +38,25 @@ def select_windows(saliency: Tensor, window: tuple[int, int], num_patches: int) 
     n, _, h, w = saliency.shape
     wh, ww = window
     scores = normalize_saliency(saliency.float()).sum(dim=1, keepdim=True)  # (N, 1, h, w)
+    second = None if ties is None else normalize_saliency(ties.float()).sum(dim=1, keepdim=True)
     out_h, out_w = h - wh + 1, w - ww + 1
     positions = torch.arange(out_h * out_w, device=saliency.device)
     spread = torch.ones(1, 1, wh, ww, device=saliency.device)
     picks = []
     for _ in range(num_patches):
-        means = F.avg_pool2d(scores, (wh, ww), stride=1)  # (N, 1, out_h, out_w)
-        best = means.flatten(1).argmax(dim=1, keepdim=True)  # (N, 1) first maximum
+        means = F.avg_pool2d(scores, (wh, ww), stride=1).flatten(1)  # (N, out_h * out_w)
+        if second is None:
+            best = means.argmax(dim=1, keepdim=True)  # (N, 1) first maximum
+        else:  # the largest mean of `ties` among the windows tied for the largest mean (first of those on ties)
+            tied = means == means.amax(dim=1, keepdim=True)
+            order = F.avg_pool2d(second, (wh, ww), stride=1).flatten(1)
+            best = order.masked_fill(~tied, -torch.inf).argmax(dim=1, keepdim=True)
         picks.append(best)
         one_hot = (positions == best).to(scores.dtype).view(n, 1, out_h, out_w)
         inside = F.conv_transpose2d(one_hot, spread) > 0.5  # (N, 1, h, w); > 0.5: exact under any conv algorithm
         scores = scores.masked_fill(inside, 0.0)
+        if second is not None:
+            second = second.masked_fill(inside, 0.0)
     best = torch.cat(picks, dim=1)  # (N, K)
     return torch.stack([best // out_w, best % out_w], dim=-1)  # (N, K, 2)
 

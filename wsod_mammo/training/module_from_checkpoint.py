@@ -91,7 +91,7 @@ def nyu_to_checkpoint(
         "num_classes": model.num_classes, "percent_t": model.percent_t, "num_patches": model.num_patches,
         "crop_shape": list(model.crop_shape), "post_processing_dim": model.saliency_head.in_channels,
         "gradient_target": model.gradient_target, "global_stem": model.global_network.stem,
-        "local_stem": model.local_stem,
+        "local_stem": model.local_stem, "patch_ties": model.patch_ties,
     }  # fmt: skip
     module = GMICLitModule(model, predict_saliency=predict_saliency)
     checkpoint = {
