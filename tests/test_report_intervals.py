@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from full_disk import contents, room_for
 
 from wsod_mammo.detection.bootstrap import detection_intervals
 from wsod_mammo.detection.compare import load_side, paired_bootstrap
@@ -34,6 +35,17 @@ def _result(positives_only: bool = True, missed: tuple[int, ...] = ()):
     return metric.compute()
 
 
+def _cam_run() -> tuple[SimpleNamespace, SimpleNamespace]:
+    """The trainer and module of a test run trained with CAM, its threshold validated (no checkpoint file)."""
+    module = SimpleNamespace(
+        train_saliency=SimpleNamespace(name="cam"),
+        detection_thresholds={"cam": 0.5},
+        nyu_weights_as_is=None,
+        trained_in_process=True,
+    )
+    return SimpleNamespace(ckpt_path=None, loggers=[]), module
+
+
 def test_the_fppi_interval_is_that_of_the_operating_point() -> None:
     result = _result()
     assert (result.per_threshold[0].tpr, result.per_threshold[0].fppi) == (1.0, 1.0)
@@ -43,18 +55,26 @@ def test_the_fppi_interval_is_that_of_the_operating_point() -> None:
 def test_compare_redraws_a_reports_interval_with_the_reports_own_seed(tmp_path) -> None:
     missed = (0, 3, 5)  # TPR 5/8: the resamples vary, so the seed shows in the interval
     results = {("cam", "mass"): _result(True, missed), ("cam", "all"): _result(False, missed)}
-    trainer = SimpleNamespace(ckpt_path=None, loggers=[])
-    module = SimpleNamespace(
-        train_saliency=SimpleNamespace(name="cam"),
-        detection_thresholds={"cam": 0.5},
-        nyu_weights_as_is=None,
-        trained_in_process=True,
-    )
+    trainer, module = _cam_run()
     write_test_report(tmp_path, trainer, module, results, NO_TABLE1, fppi_budget=1.0, seed=7)
     reported = json.loads((tmp_path / "detection.json").read_text())["mass"]["cam"]["intervals"]["tpr"]
     _, records, budget, seed = load_side("cam", tmp_path, "mass")
     assert seed == 7
     assert paired_bootstrap(records, records, budget, seed)["a"] == pytest.approx(reported, nan_ok=True)
+
+
+def test_a_report_the_disk_cannot_hold_keeps_the_earlier_files_whole_and_names_the_file(tmp_path) -> None:
+    """A full disk mid-report left a cut file where the earlier run's stood (a cut FROC PNG, a cut detection.json
+    that `wsod report` then fails on), under Python's "[Errno 27] File too large" or "[Errno 28] No space left on
+    device", which names no file."""
+    results = {("cam", "mass"): _result(), ("cam", "all"): _result(False)}
+    trainer, module = _cam_run()
+    write_test_report(tmp_path, trainer, module, results, NO_TABLE1, fppi_budget=1.0, seed=7)
+    earlier = contents(tmp_path)
+    assert len(earlier["detection.json"]) > 1000 and len(earlier["froc_mass.png"]) > 1000
+    with room_for(1000), pytest.raises(OSError, match=rf"^\[Errno 27\] {tmp_path}/\S+: not written \(File too large\)"):
+        write_test_report(tmp_path, trainer, module, results, NO_TABLE1, fppi_budget=1.0, seed=7)
+    assert contents(tmp_path) == earlier
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 
 import pytest
+from full_disk import contents, room_for
 
 from wsod_mammo.detection.study_report import write_study_outputs
 from wsod_mammo.detection.study_tables import (
@@ -92,6 +93,21 @@ def test_a_run_tested_on_part_of_its_split_is_named_in_the_summary(
     assert expected in summary and expected in (tmp_path / "study" / "summary.md").read_text()
     assert "cam_seed1" not in summary and "cam_seed3" not in summary
     assert expected in caplog.text
+
+
+def test_a_study_table_the_disk_cannot_hold_keeps_the_earlier_one_whole_and_names_it(tmp_path: Path) -> None:
+    """A full disk while the study wrote its tables left a cut table1.md, FROC figure or summary.md where the
+    earlier ones stood, looking whole, under an error that named no file."""
+    paths = {}
+    for seed, cell in ((1, (0.5, 0.25)), (2, (0.75, 0.5))):
+        paths[("cam", seed)] = tmp_path / f"cam_{seed}.json"
+        paths[("cam", seed)].write_text(json.dumps(_report({"cam": cell, "gradcam": cell})))
+    write_study_outputs(tmp_path / "study", paths)
+    earlier = contents(tmp_path / "study")
+    assert min(len(text) for text in earlier.values()) > 100
+    with room_for(100), pytest.raises(OSError, match=rf"^\[Errno 27\] {tmp_path}/study/\S+: not written \(File too"):
+        write_study_outputs(tmp_path / "study", paths)
+    assert contents(tmp_path / "study") == earlier
 
 
 def test_a_cell_whose_threshold_a_seed_took_from_a_tie_is_marked_in_table2_its_csv_and_the_best_pair(

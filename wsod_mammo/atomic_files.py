@@ -7,8 +7,13 @@ A full disk or a kill mid-write otherwise leaves a cut file where a good one sto
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -23,3 +28,17 @@ def write_atomic(path: Path, data: bytes) -> None:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise OSError(error.errno, f"{path}: not written ({error.strerror or error})") from None
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """``write_atomic`` of ``text`` as UTF-8: a report's table, ``detection.json``, a study's ``summary.md``, which
+    ``write_text`` left cut on a full disk, looking whole, in place of the earlier one."""
+    write_atomic(path, text.encode())
+
+
+def save_figure_atomic(figure: Figure, path: Path) -> None:
+    """``figure`` as the image file ``path`` names (its suffix the format), through ``write_atomic``: ``savefig``
+    straight to the file left a cut PNG on a full disk."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format=path.suffix.lstrip(".") or None)
+    write_atomic(path, buffer.getvalue())

@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from wsod_mammo.atomic_files import write_text_atomic
 from wsod_mammo.config_files import read_config_file
 from wsod_mammo.data.sampling import SEEDS
 from wsod_mammo.data.vindr import FINDING_CSV
@@ -273,7 +274,7 @@ def write_run_configs(args: argparse.Namespace, runs: dict[RunSpec, Path]) -> No
         if (finished or started) and kept.is_file():  # its fit ran (or resumes) with that config: it stays the record
             if (moved := relocated(kept.read_text(), run_dir.resolve())) is not None:
                 log.info("study: run %s was moved here: its %s now names its folder %s", spec.name, kept, run_dir)
-                kept.write_text(moved)
+                write_text_atomic(kept, moved)
             if kept.read_text() != text:
                 log.warning(
                     "study: run %s was %s with another config than this command composes; it is kept as it was "
@@ -281,7 +282,7 @@ def write_run_configs(args: argparse.Namespace, runs: dict[RunSpec, Path]) -> No
                     "fitted" if finished else "started", kept, "not refitted" if finished else "resumes with it",
                 )  # fmt: skip
             continue
-        kept.write_text(text)
+        write_text_atomic(kept, text)
 
 
 def relocated(text: str, run_dir: Path) -> str | None:
@@ -447,7 +448,7 @@ def main(argv: list[str] | None = None) -> None:
         write_run_configs(args, runs)
     if args.launcher == "slurm" and not args.aggregate_only:  # the tables after the array: nothing to launch
         script = output / "study.sbatch"
-        script.write_text(slurm_script(argv, len(runs), output.resolve(), gpu=not trains_on_cpu(base)))
+        write_text_atomic(script, slurm_script(argv, len(runs), output.resolve(), gpu=not trains_on_cpu(base)))
         log.info("study: %s; `sbatch %s`, then the same command with --aggregate_only", count(len(runs), "run"),
                  shlex.quote(str(script)))  # fmt: skip
         return

@@ -28,6 +28,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from wsod_mammo.atomic_files import save_figure_atomic, write_text_atomic
+
 if TYPE_CHECKING:
     from torch import Tensor
 
@@ -78,8 +80,8 @@ def csv_text(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 def write_table(path: Path, markdown: str, csv_document: str) -> None:
     """A table as both files a report keeps of it: ``path`` (markdown) and the CSV beside it (suffix ``.csv``)."""
-    path.write_text(markdown)
-    path.with_suffix(".csv").write_text(csv_document)
+    write_text_atomic(path, markdown)
+    write_text_atomic(path.with_suffix(".csv"), csv_document)
 
 
 def remove_table(path: Path) -> None:
@@ -176,7 +178,7 @@ def write_table2_row(
     if weights is not None or thresholds is not None:
         header, row = [*header, WEIGHTS_COLUMN, THRESHOLDS_COLUMN], [*row, weights or "", thresholds or ""]
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(csv_text(header, [row]))
+    write_text_atomic(Path(path), csv_text(header, [row]))
 
 
 def _read_rows(path: Path) -> list[dict[str, str]]:
@@ -373,7 +375,7 @@ def plot_froc(
         axes.legend(loc="lower right", title="dots: operating points" if points else None)
     figure.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(str(path))
+    save_figure_atomic(figure, Path(path))
 
 
 def froc_axis(

@@ -6,6 +6,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
+from wsod_mammo.atomic_files import save_figure_atomic
+
 
 def save_unit_square_plot(
     path: str | Path,
@@ -34,4 +36,4 @@ def save_unit_square_plot(
     axes.legend(loc=legend)
     figure.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(str(path))
+    save_figure_atomic(figure, Path(path))

@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from wsod_mammo.atomic_files import write_text_atomic
 from wsod_mammo.detection.report import METHOD_ORDER, PARTIAL_TEST, count, partial_coverage, plot_froc, write_table
 from wsod_mammo.detection.study_afroc import best_pair
 from wsod_mammo.detection.study_cells import Cells
@@ -182,7 +183,7 @@ def write_study_outputs(
     if left_out:
         text += f"\nFinished runs in this folder left out of these tables: {', '.join(left_out)}"
         text += f". To include them: {include_them}\n" if include_them else "\n"
-    (output / "summary.md").write_text(text)
+    write_text_atomic(output / "summary.md", text)
     return text
 
 
@@ -205,7 +206,7 @@ def _write_table1s(
     otherwise), over the seeds and the test set from the runs' ``classification`` image records where given."""
     over = table1_over_test_set(classification) if classification is not None else None
     markdown = table1_text(reports, over_test_set=over)
-    (output / "table1.md").write_text(markdown)
+    write_text_atomic(output / "table1.md", markdown)
     if not every_report_has(reports, lambda r: r.get("table1_breast"), output, output / "table1_breast.md",
                              "breast-level Table I", "rate no breasts"):  # fmt: skip
         return _Table1(markdown, over, None, None)
@@ -213,7 +214,7 @@ def _write_table1s(
     if classification is not None and over is not None:  # the image level could give them
         breast_over = table1_over_test_set(classification, "breast")
     breast_markdown = table1_text(reports, "table1_breast", breast_over)
-    (output / "table1_breast.md").write_text(breast_markdown)
+    write_text_atomic(output / "table1_breast.md", breast_markdown)
     return _Table1(markdown, over, breast_markdown, breast_over)
 
 

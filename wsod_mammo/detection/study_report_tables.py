@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from wsod_mammo.atomic_files import write_text_atomic
 from wsod_mammo.detection.pointing_report import tolerance_text
 from wsod_mammo.detection.report import METHOD_ORDER, count, remove_table, write_table
 from wsod_mammo.detection.study_afroc import load_box_records, told_apart_text, versus_best, wafroc_paired_text
@@ -139,7 +140,7 @@ def _write_by_stratum(
         what = ", ".join(count(v, SINGULAR[k], plural=k) for k, v in counts.items() if v is not None)
         sections.append(f"## {stratum} ({what})\n\n{markdown}")
     interval = "" if seeds == 1 else f", {OVER_TEST_SET if over_test_set else 'Student-t over seeds'}"
-    path.write_text(strata.title.format(interval=interval) + "\n\n" + "\n".join(sections))
+    write_text_atomic(path, strata.title.format(interval=interval) + "\n\n" + "\n".join(sections))
     return path.name
 
 
@@ -164,9 +165,10 @@ def _write_table1_by_density(
         what = ", ".join([*studies, count(counts["images"], "image"), f"{counts['positive']} positive"])
         sections.append(f"## {density} ({what})\n\n{table1_text(by_run, 'table1_density', (over or {}).get(density))}")
     interval = OVER_TEST_SET if over is not None else "over seeds"
-    path.write_text(
+    write_text_atomic(
+        path,
         f"Table I per breast density (the test images of that density; mean [95% interval {interval}; with one seed, "
-        "the test report's bootstrap interval])\n\n" + "\n".join(sections)
+        "the test report's bootstrap interval])\n\n" + "\n".join(sections),
     )
     return path.name
 
@@ -268,7 +270,7 @@ def _write_wafroc_paired(
         remove_table(path)
         log.warning("study %s: no paired wAFROC: %s", output, error)
         return None
-    path.write_text(wafroc_paired_text(best, cells, differences))
+    write_text_atomic(path, wafroc_paired_text(best, cells, differences))
     return path.name, told_apart_text(differences)
 
 
@@ -284,7 +286,7 @@ def _write_calibration(
                              "measure no calibration"):  # fmt: skip
         return None
     over = calibration_over_test_set(records) if records is not None else None
-    path.write_text(calibration_table(reports, over, OVER_TEST_SET if over is not None else None))
+    write_text_atomic(path, calibration_table(reports, over, OVER_TEST_SET if over is not None else None))
     recalibration = "slope" in calibration_figures(reports)
     return path.name, "Brier score, ECE, recalibration slope and intercept" if recalibration else "Brier score and ECE"
 
@@ -313,7 +315,7 @@ def _write_table1_paired(output: Path, runs: dict[tuple[str, int], Path]) -> str
         remove_table(path)
         log.warning("study %s: no paired Table I: %s", output, error)
         return None
-    path.write_text(table1_paired_text(paired["auc"], methods[0], breasts, paired["brier"]))
+    write_text_atomic(path, table1_paired_text(paired["auc"], methods[0], breasts, paired["brier"]))
     return path.name
 
 

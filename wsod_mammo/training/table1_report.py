@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 from torchmetrics import MetricCollection
 
+from wsod_mammo.atomic_files import write_text_atomic
 from wsod_mammo.detection.bootstrap import classification_figures, groups_of, interval, interval_text, resample_weights
 from wsod_mammo.detection.breasts import breast_predictions
 from wsod_mammo.detection.calibration import calibration_summary, calibration_text, plot_reliability
@@ -169,7 +170,7 @@ def _write_table1_files(directory: Path, stem: str, ci: dict[str, dict[str, Any]
     """``<stem>.{md,csv}`` and ``<stem>_ci.csv`` of a Table I (``_table1_text``); returns the markdown."""
     md, csv, ci_csv = _table1_text(ci, unit, preface)
     write_table(directory / f"{stem}.md", md, csv)
-    (directory / f"{stem}_ci.csv").write_text(ci_csv)
+    write_text_atomic(directory / f"{stem}_ci.csv", ci_csv)
     return md
 
 

@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 
 from torch import Tensor
 
+from wsod_mammo.atomic_files import write_text_atomic
 from wsod_mammo.detection.bootstrap import detection_intervals, groups_of, interval_text
 from wsod_mammo.detection.detection_result import DetectionResult
 from wsod_mammo.detection.froc import curve_corners
@@ -185,7 +186,7 @@ def write_subset(
         )
     if weights == "untrained":
         note += "UNTRAINED: the freshly initialized network (`--ckpt_path untrained`), a baseline, not a result.\n\n"
-    (directory / f"table2_row{suffix}.md").write_text(row_md + note + ci_md)
+    write_text_atomic(directory / f"table2_row{suffix}.md", row_md + note + ci_md)
     curves = {m: (r.per_threshold[0].fppi_curve, r.per_threshold[0].tpr_curve) for m, r in results.items()}
     points = {m: (r.per_threshold[0].fppi, r.per_threshold[0].tpr) for m, r in results.items()}
     title = (
@@ -260,7 +261,7 @@ def write_table2_rows(
         printed.append(f"Table II row, {subset} images (TPR@FPPI, hit = IoU > {iou_rule:g})\n{row_text}")
         entries[f"{subset}_counts"] = {"images": any_result.num_images, "samples": any_result.num_samples}
         ci_rows += rows
-    (directory / "table2_row_ci.csv").write_text(csv_text(CI_COLUMNS, ci_rows))
+    write_text_atomic(directory / "table2_row_ci.csv", csv_text(CI_COLUMNS, ci_rows))
     return Table2Rows(entries, printed, ci_rows, records, row_files)
 
 

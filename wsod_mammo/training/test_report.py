@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from lightning.pytorch import LightningModule, Trainer
 
+from wsod_mammo.atomic_files import write_text_atomic
 from wsod_mammo.detection.afroc_report import afroc_summary, afroc_text, plot_wafroc
 from wsod_mammo.detection.afroc_strata import afroc_by_kind, afroc_by_kind_text
 from wsod_mammo.detection.bootstrap import LEVEL, NUM_RESAMPLES, SEED
@@ -104,7 +105,7 @@ def write_test_report(
     tested = max(table1.counts.get("images", 0), rows.entries.get("all_counts", {}).get("images", 0))
     summary |= rows.entries | strata | localization | _coverage(trainer, tested)
     printed += rows.printed + strata_printed + localization_printed
-    (directory / "detection.json").write_text(dumps_strict(summary, indent=2))  # NaN as null: jq, R, JS read it
+    write_text_atomic(directory / "detection.json", dumps_strict(summary, indent=2))  # NaN as null: jq, R, JS read it
     _write_image_records(directory, rows.records, table1, names[0], densities, fppi_budget, seed)
     write_row_files(rows)  # last: `wsod report` finds a test run by them, and reads detection.json beside them
     log_test_report(trainer, directory, summary, rows.ci_rows)
@@ -181,7 +182,7 @@ def _write_image_records(
     image_records = {"fppi_budget": budget, "bootstrap_seed": seed, "subsets": subsets}
     if table1.images:
         image_records[CLASSIFICATION] = {"class": class_name, **with_densities(table1.images, densities)}
-    (directory / IMAGES_FILE).write_text(json.dumps(image_records))
+    write_text_atomic(directory / IMAGES_FILE, json.dumps(image_records))
 
 
 def epoch_text(checkpoint: dict[str, Any]) -> str:
