@@ -509,3 +509,12 @@ def test_a_cache_file_the_disk_cannot_hold_is_named_and_leaves_no_part_behind(tm
     assert list(tmp_path.iterdir()) == []
     prep.write_atomic(path, b"x")
     assert path.read_bytes() == b"x"
+
+
+def test_a_cache_file_whose_name_nears_the_file_systems_limit_is_written(tmp_path: Path) -> None:
+    """An image id of 245 characters: its cache file's name (249 bytes) fits the 255-byte limit, its temporary name
+    (`.<name>.<pid>.tmp`) did not, and `wsod prepare` ended in "File name too long"."""
+    for name in ("L" * 245 + ".png", "é" * 125 + ".png"):  # 249 and 254 bytes
+        prep.write_atomic(tmp_path / name, b"x")
+        assert (tmp_path / name).read_bytes() == b"x"
+    assert len(list(tmp_path.iterdir())) == 2  # nothing else left

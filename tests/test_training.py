@@ -556,6 +556,18 @@ def test_last_ckpt_records_its_own_epochs_score_not_best_ckpts(
     assert read("last.ckpt")["monitored"]["val/fusion/auroc"] == pytest.approx(last_score, nan_ok=True)
 
 
+def test_a_checkpoint_whose_name_nears_the_file_systems_limit_is_saved(tmp_path: Path) -> None:
+    """A filename template giving a 251-byte name (which fits the 255-byte limit) was saved under that name plus
+    `.partial`, and the fit ended in "File name too long"."""
+    from lightning.pytorch.demos.boring_classes import BoringModel
+
+    last = WholeCheckpoint(dirpath=tmp_path, filename="b" * 246, enable_version_counter=False)
+    trainer = Trainer(logger=False, max_epochs=1, limit_train_batches=1, limit_val_batches=0, enable_progress_bar=False,
+                      enable_model_summary=False, callbacks=[last])  # fmt: skip
+    trainer.fit(BoringModel())
+    assert [path.name for path in tmp_path.iterdir()] == ["b" * 246 + ".ckpt"]
+
+
 def test_best_ckpt_of_a_nan_scored_epoch_records_nan_not_lightnings_minus_infinity(tmp_path: Path) -> None:
     """A validation of one class logs val/fusion/auroc NaN; Lightning ranks it as -inf and set current_score to that
     just before saving best.ckpt, so `wsod test --ckpt_path RUN:best` printed `val/fusion/auroc -inf`. The ranking

@@ -7,6 +7,7 @@ A full disk or a kill mid-write otherwise leaves a cut file where a good one sto
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import os
 from pathlib import Path
@@ -15,12 +16,26 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
+#: The longest file name most file systems take (ext4, XFS, btrfs, tmpfs: 255 bytes).
+NAME_MAX = 255
+
+
+def temporary_name(name: str, prefix: str, suffix: str) -> str:
+    """The name a file ``name`` is written under before its rename: ``prefix + name + suffix``, or where that passes
+    the file system's limit, a hash of ``name`` with ``suffix``. A name near the limit (a long image file name in a
+    cache, a checkpoint's filename template) got the suffix past it, and its write failed as "File name too long"
+    though its own name fits."""
+    temporary = f"{prefix}{name}{suffix}"
+    if len(os.fsencode(temporary)) <= NAME_MAX:
+        return temporary
+    return f".{hashlib.sha256(os.fsencode(name)).hexdigest()[:32]}{suffix}"
+
 
 def write_atomic(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary name in the same folder and an atomic rename. A failure names
     the file and leaves no temporary one (a full disk's error said only ``[Errno 28] No space left on device``, the
     cut file still holding space)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(temporary_name(path.name, ".", f".{os.getpid()}.tmp"))
     try:
         tmp.write_bytes(data)
         os.replace(tmp, path)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -13,6 +12,8 @@ import cv2
 import numpy as np
 import torch
 from torch import Tensor
+
+from wsod_mammo.atomic_files import temporary_name
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -156,20 +157,6 @@ def _draw_boxes(ax: Axes, boxes: Tensor, color: str, scores: Tensor | None = Non
             ax.text(x1, y2, notes[i], color=color, fontsize=9, va="top", bbox=label, clip_on=True)
 
 
-#: The longest file name most file systems take (ext4, XFS, btrfs, tmpfs: 255 bytes).
-NAME_MAX = 255
-
-
-def partial_name(name: str) -> str:
-    """The temporary name ``name`` is written under, this process's own (two DDP processes may draw one image): a
-    name near the file system's limit (a long file name given to ``wsod predict``) got the suffix past it, and its
-    overlay was lost as "File name too long" though its own name fits; such a one is named by a hash of it."""
-    partial = f"{name}.{os.getpid()}.partial.png"
-    if len(os.fsencode(partial)) <= NAME_MAX:
-        return partial
-    return f".{hashlib.sha256(os.fsencode(name)).hexdigest()[:32]}.{os.getpid()}.partial.png"
-
-
 def write_png(path: str | Path, picture: np.ndarray) -> None:
     """Write a BGR picture; a temporary name then a rename, so a reader never sees half a file. Encoded by OpenCV,
     written by Python: an error says why (``cv2.imwrite`` only returned False: a full disk read "could not write")."""
@@ -177,7 +164,7 @@ def write_png(path: str | Path, picture: np.ndarray) -> None:
     encoded, data = cv2.imencode(".png", picture)
     if not encoded:
         raise OSError(f"{path}: could not encode the PNG")
-    partial = path.with_name(partial_name(path.name))
+    partial = path.with_name(temporary_name(path.name, "", f".{os.getpid()}.partial.png"))  # DDP: this process's
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         partial.write_bytes(data.tobytes())

@@ -18,6 +18,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch import Tensor
 
+from wsod_mammo.atomic_files import temporary_name
 from wsod_mammo.training.monitors import check_logged, check_mode
 from wsod_mammo.weights_only import WeightsOnlyLoadError, load_weights_only
 
@@ -112,7 +113,7 @@ class WholeCheckpoint(ModelCheckpoint):
         # the file when save_checkpoint returns
         if not isinstance(self._fs, LocalFileSystem) or type(trainer.strategy.checkpoint_io) is not TorchCheckpointIO:
             return super()._save_checkpoint(trainer, filepath)
-        partial = f"{filepath}.partial"
+        partial = os.path.join(os.path.dirname(filepath), temporary_name(os.path.basename(filepath), "", ".partial"))
         try:
             trainer.save_checkpoint(partial, self.save_weights_only)  # every rank takes part; global rank 0 writes
         except OSError as error:  # a full disk or quota: Lightning's message names no file
