@@ -510,6 +510,55 @@ def test_a_predict_cut_short_goes_on_in_its_folder_with_the_option_its_line_name
     assert exit_info.value.code == 0 and f"{run} already holds the rows of all its 6 inputs" in caplog.text
 
 
+def _full_disk(monkeypatch: pytest.MonkeyPatch, full: Any) -> None:
+    """Every file whose path ``full(path)`` is true is written as on a full disk: created empty, then ENOSPC."""
+    import builtins
+    import errno
+
+    real_open = builtins.open
+
+    def opened(file: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+        if isinstance(file, str | os.PathLike) and set(mode) & set("wax+") and full(Path(file)):
+            real_open(file, mode, *args, **kwargs).close()
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", opened)
+    monkeypatch.setattr(io, "open", opened)  # pathlib's write_text and write_bytes
+
+
+@pytest.mark.parametrize("full_from", ["the start", "the rows"])
+def test_a_predict_on_a_full_disk_ends_in_one_line_naming_the_file_and_keeps_the_rows(
+    tmp_path: Path, data_root: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, full_from: str
+) -> None:
+    """`wsod predict` on a full disk ended in a traceback of the OSError on_exception raised writing the rows, which
+    named no file, after a line that the rows were in the run folder (an empty weights.json there, which its
+    resume_dir could not read). Now: one line naming the file and the cause, exit 1; a disk that fills up when the
+    rows are written whole keeps the finished batches' rows (the partial files that resume_dir continues from)."""
+    dicoms = sorted((data_root / "images").glob("*/*.dicom"))[:2]
+    config = str(write_config(tmp_path / "c.yaml", tiny_config(tmp_path, data_root)))
+    folder = tmp_path / "predictions"
+    if full_from == "the start":
+        _full_disk(monkeypatch, lambda path: folder in path.parents)
+    else:  # the whole files, or their temporary names
+        _full_disk(monkeypatch, lambda path: path.name.lstrip(".").startswith(("predictions.json", "predictions.csv")))
+    args = ["predict", "--config", config, "--ckpt_path", "untrained", "--data.eval_batch_size", "1",
+            "--data.predict_paths", f"[{', '.join(map(str, dicoms))}]"]  # fmt: skip
+    with caplog.at_level(logging.ERROR, logger="wsod_mammo"), pytest.raises(SystemExit) as exit_info:
+        main(args)
+    (run,) = folder.iterdir()
+    name = "weights.json" if full_from == "the start" else "predictions.json"
+    assert exit_info.value.code == 1
+    assert caplog.records[-1].getMessage() == f"wsod predict: {run / name}: not written (No space left on device)"
+    if full_from == "the rows":
+        monkeypatch.undo()
+        assert len((run / "predictions.partial.csv").read_text().splitlines()) == 3  # header, a row per image
+        with pytest.raises(SystemExit) as exit_info:  # every input has its row: written whole, nothing to predict
+            main([*args, "--trainer.callbacks.init_args.resume_dir", str(run)])
+        assert exit_info.value.code == 0 and not (run / "predictions.partial.csv").exists()
+        assert [r["path"] for r in json.loads((run / "predictions.json").read_text())] == list(map(str, dicoms))
+
+
 def test_predict_reads_only_its_inputs_and_writes_only_its_predictions_folder(tmp_path: Path, data_root: Path) -> None:
     """A reader's run: no demo dataset synthesized into `data_root` (predict reads none), no W&B run and no run
     folder holding a copy of the config; the predictions folder holds the config, which says so."""
@@ -2058,7 +2107,7 @@ def test_a_ddp_fit_resumed_within_an_epoch_ends_with_the_weights_of_the_uninterr
 
 
 def test_a_save_cut_short_keeps_the_previous_last_checkpoint(
-    tmp_path: Path, data_root: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, data_root: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Lightning moves a checkpoint from $TMPDIR to its name, a copy into the file itself when the run folder is on
     another file system: a Ctrl-C, kill or full disk then left a cut `last.ckpt` and the earlier epoch's was gone
@@ -2085,8 +2134,9 @@ def test_a_save_cut_short_keeps_the_previous_last_checkpoint(
     # full checkpoints folder with 39 GB free)
     free = r"\d+ MiB free in the checkpoints folder .+, \d+ MiB free in the temporary folder "
     written = rf"last.ckpt: checkpoint not written \(No space left on device: {free}.*\); the previous one is kept"
-    with pytest.raises(OSError, match=written):
+    with pytest.raises(SystemExit) as exit_info:  # one line, exit 1
         main(["fit", "--config", str(write_config(tmp_path / "c.yaml", settings))])
+    assert exit_info.value.code == 1 and re.search(rf"^wsod fit: .*{written}", caplog.records[-1].getMessage())
     (last,) = list((tmp_path / "runs").glob("**/last.ckpt"))
     assert torch.load(last, map_location="cpu", weights_only=True)["epoch"] == 0  # the first epoch's, whole
     assert not list((tmp_path / "runs").glob("**/*.partial"))  # the cut file held on to the space that ran out

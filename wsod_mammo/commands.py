@@ -9,6 +9,7 @@ entry in :data:`SUBCOMMANDS`.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
 import os
@@ -35,6 +36,8 @@ LIGHTNING_MODULE = "wsod_mammo.cli"
 #: or study, an option, config or checkpoint that fit, validate, test or predict refuse before running, or data
 #: they cannot use (``DataError``).
 TRACEBACK_VARIABLE = "WSOD_TRACEBACK"
+#: A write that failed for want of space (a full disk, a quota): fit, validate, test and predict name the file.
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 SUBCOMMANDS: dict[str, Subcommand] = {
     "fit": Subcommand(LIGHTNING_MODULE, "train GMIC from image-level labels (checkpoints, validated thresholds)"),
     "validate": Subcommand(LIGHTNING_MODULE, "classification metrics and detection thresholds on the validation split"),
@@ -177,6 +180,12 @@ def _run_lightning(module: ModuleType, name: str, args: list[str] | None) -> Non
             raise
         logging.getLogger(PACKAGE_LOGGER).error("wsod %s: %s", name, getattr(err, "reason", err))
         raise SystemExit(1 if isinstance(err, DataError) else 2) from None
+    except OSError as err:  # a full disk: the file and the cause, in one line (a traceback named neither)
+        if err.errno not in DISK_FULL or os.environ.get(TRACEBACK_VARIABLE, "") not in ("", "0"):
+            raise
+        what = f"{err.filename}: {err.strerror}" if err.filename else err.strerror
+        logging.getLogger(PACKAGE_LOGGER).error("wsod %s: %s", name, what)
+        raise SystemExit(1) from None
     except RuntimeError as err:
         if not peer_stopped(err) or os.environ.get(TRACEBACK_VARIABLE, "") not in ("", "0"):
             raise

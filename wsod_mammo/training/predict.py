@@ -10,6 +10,7 @@ JSON, overlays).
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 import time
@@ -24,6 +25,7 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch.utils.data import Subset
 
+from wsod_mammo.atomic_files import write_atomic, write_text_atomic
 from wsod_mammo.data.predict_data import spelt_out
 from wsod_mammo.detection.json_figures import dumps_strict
 from wsod_mammo.detection.overlay import method_panels, render_overlay, short_id, write_png
@@ -189,9 +191,11 @@ class PredictionWriter(BasePredictionWriter):
         run_dir = trainer.strategy.broadcast(folder) if trainer is not None else folder
         assert run_dir is not None  # made on rank 0 (or without a trainer), and broadcast gives every rank rank 0's
         self.run_dir = Path(run_dir)
-        self._open = True  # rows not yet on disk: on_predict_end, or on_exception when the run is cut short
         if trainer is not None and trainer.is_global_zero:
             self._write_weights_record(trainer, pl_module)
+        # rows not yet on disk: on_predict_end, or on_exception when the run is cut short (a folder without its
+        # weights.json, on a full disk, is none that resume_dir continues: no rows for it)
+        self._open = True
 
     def _write_weights_record(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """``weights.json``: which weights made these predictions (a checkpoint's absolute path and sha256, NYU's
@@ -199,7 +203,9 @@ class PredictionWriter(BasePredictionWriter):
         relative to the directory the command ran in (``runs/demo/...`` after ``--ckpt_path best``), and no hash."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         # strict JSON: a monitor that scored no number (NaN, a one-class validation) as null, which jq and R read
-        (self.run_dir / "weights.json").write_text(dumps_strict(self._weights_record(trainer, pl_module), indent=2))
+        write_text_atomic(
+            self.run_dir / "weights.json", dumps_strict(self._weights_record(trainer, pl_module), indent=2)
+        )
 
     def _weights_record(self, trainer: Trainer, pl_module: LightningModule) -> dict[str, Any]:
         """``weights.json``'s record, and in ``options`` the writer's and the input frame's options: a run continued
@@ -364,9 +370,15 @@ class PredictionWriter(BasePredictionWriter):
             return  # no predict run started, or its rows are already written (on_predict_end's own error)
         suffix = _rank_suffix(trainer)
         records = self._with_finished(list(zip(self._indices, self._records, strict=True)))
-        self._write_rows(records, suffix)
-        self._remove_partial_rows(trainer)
         self._open = False
+        try:
+            self._write_rows(records, suffix)
+        except OSError:  # a full disk: the error the run stopped with is the one to report; these rows stay
+            log.warning("predict: the rows of the %s stay in %s and its .jsonl, not written whole; the same command "
+                        "with --trainer.callbacks.init_args.resume_dir %s writes them and predicts the others",
+                        _done_count(records), self._partial_path(trainer), self.run_dir)  # fmt: skip
+            return
+        self._remove_partial_rows(trainer)
         how = "interrupted" if isinstance(exception, KeyboardInterrupt) else f"stopped by {type(exception).__name__}"
         where: Path | str = self.run_dir
         breasts = ""
@@ -394,21 +406,23 @@ class PredictionWriter(BasePredictionWriter):
         rows = breast_rows(records)
         if not rows:
             return
-        (self.run_dir / "breasts.json").write_text(json.dumps(rows, indent=2))
-        with open(self.run_dir / "breasts.csv", "w", newline="", errors="backslashreplace") as handle:
-            writer = csv.DictWriter(handle, fieldnames=BREAST_CSV_COLUMNS)
-            writer.writeheader()
-            writer.writerows(breast_csv_rows(rows))
+        write_text_atomic(self.run_dir / "breasts.json", json.dumps(rows, indent=2))
+        handle = io.StringIO(newline="")
+        writer = csv.DictWriter(handle, fieldnames=BREAST_CSV_COLUMNS)
+        writer.writeheader()
+        writer.writerows(breast_csv_rows(rows))
+        write_atomic(self.run_dir / "breasts.csv", handle.getvalue().encode(errors="backslashreplace"))
         log.info("predict: %d breast%s (the mean of each one's views) in %s", len(rows), "" if len(rows) == 1 else "s",
                  self.run_dir / "breasts.csv")  # fmt: skip
 
     def _write_rows(self, records: list[dict[str, Any]], suffix: str) -> None:
         """``predictions<suffix>.json`` and ``.csv`` of ``records``."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / f"predictions{suffix}.json").write_text(json.dumps(records, indent=2))
+        write_text_atomic(self.run_dir / f"predictions{suffix}.json", json.dumps(records, indent=2))
         # a path that is not UTF-8 is spelt out as its image_id is (predictions.json keeps it exactly, as \udcXX)
-        with open(self.run_dir / f"predictions{suffix}.csv", "w", newline="") as handle:
-            _write_csv(handle, records)
+        handle = io.StringIO(newline="")
+        _write_csv(handle, records)
+        write_text_atomic(self.run_dir / f"predictions{suffix}.csv", handle.getvalue())
 
 
 def _write_csv(handle: Any, records: list[dict[str, Any]], header: bool = True) -> None:
