@@ -633,3 +633,30 @@ def test_a_fit_resumed_in_a_moved_run_folder_keeps_its_best_checkpoint(tmp_path:
     state = next(v for k, v in last["callbacks"].items() if k.startswith("BestCheckpoint"))
     assert state["best_model_path"] == str(tmp_path / "here" / "best.ckpt")
     assert float(state["best_model_score"]) == pytest.approx(0.8)
+
+
+def test_two_tests_without_a_logger_in_one_folder_keep_both_reports(
+    tmp_path: Path, data_root: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`trainer.test` twice without a logger (a notebook testing best.ckpt, then last.ckpt): both reports went to
+    default_root_dir, the second silently replacing the first's detection.json, tables and overlays. The second is
+    now written to `test.1` there, as the log says."""
+    from cli_configs import INPUT_SIZE
+
+    from wsod_mammo.data.datamodule import VinDrMammoDataModule
+    from wsod_mammo.training.callbacks import DetectionMetrics, SaliencyOverlays
+
+    torch.manual_seed(0)
+    module = GMICLitModule(GMIC(num_classes=1, num_patches=1, crop_shape=(64, 64)), test_saliency=["cam"])
+    data = VinDrMammoDataModule(str(data_root), selection="all", input_size=INPUT_SIZE, batch_size=4, num_workers=0)
+    trainer = Trainer(logger=False, default_root_dir=tmp_path, enable_progress_bar=False, enable_model_summary=False,
+                      callbacks=[DetectionMetrics(), SaliencyOverlays(num_images=1)])  # fmt: skip
+    trainer.test(module, datamodule=data, verbose=False)
+    first = {path: path.stat().st_ino for path in [tmp_path / "detection.json", *tmp_path.glob("overlays/*.png")]}
+    assert len(first) == 2
+    with caplog.at_level("WARNING", logger="wsod_mammo"):
+        trainer.test(module, datamodule=data, verbose=False)
+    assert {path: path.stat().st_ino for path in first} == first  # the first report's files, as it wrote them
+    assert (tmp_path / "test.1" / "detection.json").is_file() and len(list(tmp_path.glob("test.1/overlays/*"))) == 1
+    said = f"test: {tmp_path} holds an earlier test's report; this one is written to {tmp_path / 'test.1'}"
+    assert [r.getMessage() for r in caplog.records if "earlier test's report" in r.getMessage()] == [said]

@@ -59,7 +59,7 @@ from wsod_mammo.parse_errors import closest_options, one_line
 from wsod_mammo.sigterm import sigterm_without_collectives
 from wsod_mammo.training.module import GMICLitModule
 from wsod_mammo.training.predict import PredictionWriter
-from wsod_mammo.training.run_dir import run_directory
+from wsod_mammo.training.run_dir import report_directory, run_directory
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +130,7 @@ class RunConfigSaver(SaveConfigCallback):
         if stage == "predict":  # its config goes into its predictions folders
             self.already_saved = True
             return
-        directory = run_directory(trainer)
+        directory = report_directory(trainer) if stage == "test" else run_directory(trainer)
         if trainer.is_global_zero:
             # a callback's dirpath is resolved in its own setup, which may come after this one: unset, it will be the
             # run folder's checkpoints/ (Lightning's default with a logger, what run_directory names)

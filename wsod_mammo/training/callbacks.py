@@ -35,7 +35,7 @@ from wsod_mammo.training.evaluation_options import (
     map_placement,
     method_names,
 )
-from wsod_mammo.training.run_dir import run_directory
+from wsod_mammo.training.run_dir import report_directory
 from wsod_mammo.training.table1_report import table1_intervals
 from wsod_mammo.training.test_report import write_test_report
 from wsod_mammo.training.test_split import breast_groups, density_labels, study_groups
@@ -300,7 +300,7 @@ class DetectionMetrics(Callback):
                                         density_labels(trainer))  # fmt: skip
         for head, breast_figures in self._table1.breast_rows.items():  # beside test/<head>/auroc, for W&B's run table
             pl_module.log(f"test/breast/{head}/auroc", breast_figures["auc"]["value"], sync_dist=False)
-        self._run_dir = run_directory(trainer)
+        self._run_dir = report_directory(trainer, say=True)
         self._metrics = {}
 
     def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -381,7 +381,7 @@ class SaliencyOverlays(Callback):
 
     def on_test_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._written, self._drawn, self._failed = [], {True: 0, False: 0}, 0
-        self._directory = run_directory(trainer) / "overlays"
+        self._directory = report_directory(trainer) / "overlays"
         self._numbers, self._done = self._test_set_choice(trainer), set()
 
     def _test_set_choice(self, trainer: Trainer) -> dict[str, int] | None:

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import itertools
+import logging
 import os
 from pathlib import Path
 
 from lightning.pytorch import Trainer
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger, WandbLogger
+
+log = logging.getLogger(__name__)
+
+#: The file that marks a folder as holding a test's report (written with it, at the test's end).
+REPORT_MARK = "detection.json"
 
 
 def run_directory(trainer: Trainer) -> Path:
@@ -32,3 +39,23 @@ def run_directory(trainer: Trainer) -> Path:
     if trainer.is_global_zero:
         directory.mkdir(parents=True, exist_ok=True)
     return directory
+
+
+def report_directory(trainer: Trainer, say: bool = False) -> Path:
+    """Where a test writes its report and overlays: ``run_directory``, or where that holds an earlier test's report
+    (``trainer.test`` without a logger: every test of a script gets ``default_root_dir``), its first
+    ``test.<k>`` without one (``say``: said in the log). A second ``trainer.test`` replaced the first's report
+    there, silently. Call on every rank, before the report is written (its callbacks all find the same folder)."""
+    directory = run_directory(trainer)
+    path: str | None = None
+    if trainer.is_global_zero:
+        path = str(directory)
+        if (directory / REPORT_MARK).exists():
+            free = (directory / f"test.{k}" for k in itertools.count(1))
+            path = str(next(folder for folder in free if not (folder / REPORT_MARK).exists()))
+            if say:
+                log.warning("test: %s holds an earlier test's report; this one is written to %s", directory, path)
+            Path(path).mkdir(parents=True, exist_ok=True)
+    path = trainer.strategy.broadcast(path)
+    assert path is not None  # set on rank 0, and every rank gets rank 0's
+    return Path(path)
