@@ -568,6 +568,35 @@ def test_a_checkpoint_whose_name_nears_the_file_systems_limit_is_saved(tmp_path:
     assert [path.name for path in tmp_path.iterdir()] == ["b" * 246 + ".ckpt"]
 
 
+def test_an_epoch_that_max_steps_ends_before_its_validation_does_not_replace_best_ckpt(tmp_path: Path) -> None:
+    """``--trainer.max_steps`` ending an epoch before its validation: Lightning saves the checkpoints at that epoch's
+    end all the same, with the previous validation's val/fusion/auroc, which tied with best.ckpt's own, and the tie
+    rule replaced best.ckpt (epoch 0, validated) with epoch 1's unvalidated weights, recording epoch 0's score."""
+    from lightning.pytorch.demos.boring_classes import BoringModel
+
+    from wsod_mammo.training.provenance import trained_to
+
+    scores = iter([0.8, 0.6])
+
+    class Scripted(BoringModel):
+        def on_validation_epoch_end(self) -> None:
+            self.log("val/fusion/auroc", next(scores))
+
+    best = BestCheckpoint(dirpath=tmp_path, filename="best", monitor="val/fusion/auroc", mode="max", save_top_k=1,
+                          enable_version_counter=False)  # fmt: skip
+    last = WholeCheckpoint(dirpath=tmp_path, filename="last", enable_version_counter=False)
+    trainer = Trainer(logger=False, max_epochs=3, max_steps=5, limit_train_batches=3, limit_val_batches=1,
+                      num_sanity_val_steps=0, enable_progress_bar=False, enable_model_summary=False,
+                      callbacks=[best, last])  # fmt: skip
+    trainer.fit(Scripted())
+    kept = read_lightning_checkpoint(tmp_path / "best.ckpt", "best.ckpt")
+    assert (kept["epoch"], kept["global_step"]) == (0, 3)
+    assert trained_to(kept)["monitored"]["val/fusion/auroc"] == pytest.approx(0.8)
+    newest = read_lightning_checkpoint(tmp_path / "last.ckpt", "last.ckpt")
+    assert (newest["epoch"], newest["global_step"]) == (1, 5)
+    assert math.isnan(trained_to(newest)["monitored"]["val/fusion/auroc"])  # no score of its own
+
+
 def test_best_ckpt_of_a_nan_scored_epoch_records_nan_not_lightnings_minus_infinity(tmp_path: Path) -> None:
     """A validation of one class logs val/fusion/auroc NaN; Lightning ranks it as -inf and set current_score to that
     just before saving best.ckpt, so `wsod test --ckpt_path RUN:best` printed `val/fusion/auroc -inf`. The ranking

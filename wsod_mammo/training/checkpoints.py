@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import shutil
 import tempfile
@@ -21,6 +22,8 @@ from torch import Tensor
 from wsod_mammo.atomic_files import temporary_name
 from wsod_mammo.training.monitors import check_logged, check_mode
 from wsod_mammo.weights_only import WeightsOnlyLoadError, load_weights_only
+
+log = logging.getLogger(__name__)
 
 PAPER_INPUT_SIZE = (2944, 1920)
 FRAME_KEYS = ("input_size", "crop_breast", "resize")  # what a checkpoint records of the input frame it was made for
@@ -189,6 +192,9 @@ class BestCheckpoint(WholeCheckpoint):
 
     #: the score the validation being checkpointed logged (NaN kept), None outside one
     _logged_score: Tensor | None = None
+    #: the global step of this fit's latest validation (not the sanity check); None before its first
+    _validated_at: int | None = None
+    _said_unvalidated = False  # the warning of a save without validation, once a fit
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         # Lightning's default mode, min, would keep the epoch with the lowest AUROC or wAFROC as best.ckpt
@@ -202,6 +208,32 @@ class BestCheckpoint(WholeCheckpoint):
         then records none, not the previous validation's)."""
         super().on_train_epoch_start(trainer, pl_module)
         self.current_score = None
+
+    def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        super().on_fit_start(trainer, pl_module)
+        self._validated_at, self._said_unvalidated = None, False  # a notebook's second fit: not validated yet
+
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self._validated_at = trainer.global_step
+        super().on_validation_end(trainer, pl_module)
+
+    def _save_topk_checkpoint(self, trainer: Trainer, monitor_candidates: dict[str, Tensor]) -> None:
+        """A save with no validation since the weights last changed is passed over: an epoch that
+        ``trainer.max_steps`` ends before its validation is saved at its end all the same, and its ``val/`` figures
+        are then the previous validation's. They tie with best.ckpt's own, and the tie rule replaced best.ckpt with
+        weights no validation had seen, recording the earlier epoch's score (and thresholds) as theirs."""
+        stale = str(self.monitor).startswith("val/") and self._validated_at != trainer.global_step
+        if stale and self.monitor in monitor_candidates:
+            if trainer.is_global_zero and not self._said_unvalidated:
+                self._said_unvalidated = True
+                log.warning(
+                    "epoch %d ended at step %d without a validation (trainer.max_steps?): best.ckpt does not weigh "
+                    "its weights, whose %s would be the previous validation's (last.ckpt holds them; said once a fit)",
+                    trainer.current_epoch, trainer.global_step, self.monitor,
+                )  # fmt: skip
+            return
+        super()._save_topk_checkpoint(trainer, monitor_candidates)
 
     def _save_monitor_checkpoint(self, trainer: Trainer, monitor_candidates: dict[str, Tensor]) -> None:
         """``current_score`` is this validation's score whether or not it replaced ``best.ckpt``: Lightning updates
