@@ -929,6 +929,30 @@ def test_last_is_saved_every_epoch_when_validation_runs_every_second_epoch(tmp_p
     assert schedule["last_epoch"] == 1  # stepped once: after epoch 1's validation, not after epochs 0 and 2
 
 
+def test_a_model_checkpoint_keeping_every_epoch_beside_best_and_last_saves_and_resumes(
+    tmp_path: Path, data_root: Path
+) -> None:
+    """Lightning's ModelCheckpoint added to keep every epoch (no monitor) had the state key that WholeCheckpoint
+    (last.ckpt) takes from ModelCheckpoint: the Trainer refused the config before anything ran, "Found more than one
+    stateful callback of type `ModelCheckpoint`", of a config holding one."""
+    settings = tiny_config(tmp_path, data_root)
+    settings["trainer"] |= {"limit_train_batches": 1, "limit_val_batches": 1, "max_epochs": 1}
+    every = {"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+             "init_args": {"filename": "{epoch}", "save_top_k": -1}}  # fmt: skip
+    settings["trainer"]["callbacks"] = [*settings["trainer"]["callbacks"][:2], every]
+    config = write_config(tmp_path / "c.yaml", settings)
+    main(["fit", "--config", str(config)])
+    (run,) = _run_dirs(tmp_path)
+    main(["fit", "--config", str(config), "--trainer.max_epochs", "2", "--ckpt_path", "last"])
+    assert sorted(p.name for p in (run / "checkpoints").glob("*.ckpt")) == [
+        "best.ckpt", "epoch=0.ckpt", "epoch=1.ckpt", "last.ckpt"]  # fmt: skip
+    last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["epoch"] == 1
+    (whole,) = [state for key, state in last["callbacks"].items() if key.startswith("WholeCheckpoint{")]
+    assert Path(whole["best_model_path"]).name == "last.ckpt"  # its own state, apart from the ModelCheckpoint's
+    assert any(key.startswith("ModelCheckpoint{") for key in last["callbacks"])
+
+
 def test_best_is_the_newest_runs_and_a_newest_run_without_one_is_named_not_skipped(tmp_path: Path) -> None:
     """A fit with `--trainer.limit_val_batches 0` writes last.ckpt alone: `--ckpt_path best` then evaluated an
     older run's best.ckpt without a word."""

@@ -79,6 +79,10 @@ class WholeCheckpoint(ModelCheckpoint):
     A rename within one folder is atomic, so an interrupted save now costs only the ``.partial`` file.
     """
 
+    #: whether it takes the key of the ``ModelCheckpoint`` it replaces (``state_key``); ``distinct_state_keys``
+    #: clears it where a callback beside it has that key
+    takes_model_checkpoint_key = True
+
     @property
     def state_key(self) -> str:
         """The key of the ``ModelCheckpoint`` it replaces in the configs, so that a run begun with that one resumes
@@ -86,7 +90,7 @@ class WholeCheckpoint(ModelCheckpoint):
         key = super().state_key
         return (
             key.replace(type(self).__qualname__, ModelCheckpoint.__qualname__, 1)
-            if type(self) is WholeCheckpoint
+            if type(self) is WholeCheckpoint and self.takes_model_checkpoint_key
             else key
         )
 
@@ -135,6 +139,17 @@ class WholeCheckpoint(ModelCheckpoint):
         if trainer.is_global_zero:
             for logger in trainer.loggers:
                 logger.after_save_checkpoint(proxy(self))
+
+
+def distinct_state_keys(callbacks: list[Any]) -> None:
+    """A ``WholeCheckpoint`` beside a ``ModelCheckpoint`` of its own triggers (no monitor, every epoch: one a user
+    adds to keep every epoch's weights) keeps its own state key: with ``ModelCheckpoint``'s (``state_key``) the two
+    had one, and the Trainer refused them before anything ran ("more than one stateful callback of type
+    ModelCheckpoint", of a config that had one). Call before the Trainer is built with ``callbacks``."""
+    taken = {c.state_key for c in callbacks if not isinstance(c, WholeCheckpoint)}
+    for callback in callbacks:
+        if type(callback) is WholeCheckpoint and callback.state_key in taken:
+            callback.takes_model_checkpoint_key = False
 
 
 def _moved_state(state: dict[str, Any], dirpath: Any) -> dict[str, Any]:
