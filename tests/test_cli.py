@@ -842,6 +842,36 @@ def test_a_fit_resumed_within_an_epoch_trains_the_rest_of_it_not_its_start_again
         torch.testing.assert_close(resumed[key], straight[key], rtol=0, atol=0, msg=key)
 
 
+def test_a_fit_that_max_steps_stopped_within_an_epoch_resumes_after_the_batches_it_trained(
+    tmp_path: Path, data_root: Path
+) -> None:
+    """`--trainer.max_steps` stopping a fit within an epoch: its every-epoch last.ckpt is saved in that epoch's end
+    hooks, and Lightning records the epoch processed. Resumed, the fit trained the epoch's remaining batches drawn
+    from the next epoch's order (images the epoch had trained, again, and never its last ones), and shuffled every
+    later epoch as the one after it. It now goes on as from a checkpoint saved within the epoch: bit for bit."""
+
+    def config(name: str, **trainer: Any) -> Path:
+        settings = tiny_config(tmp_path / name, data_root, batch_size=2)
+        settings["trainer"] |= {"max_epochs": 3, "limit_val_batches": 0, **trainer}
+        settings["trainer"]["callbacks"] = [
+            settings["trainer"]["callbacks"][1],  # last.ckpt, every epoch
+            {"class_path": "cli_configs.BatchSums", "init_args": {"path": str(tmp_path / f"{name}.pt")}},
+        ]
+        return write_config(tmp_path / f"{name}.yaml", settings)
+
+    main(["fit", "--config", str(config("straight"))])
+    per_epoch = len(torch.load(tmp_path / "straight.pt")["train"]) // 3
+    assert per_epoch >= 3
+    main(["fit", "--config", str(config("resumed", max_steps=per_epoch + 1))])  # stops after the 2nd epoch's 1st batch
+    first = torch.load(tmp_path / "resumed.pt")["train"]
+    main(["fit", "--config", str(config("resumed")), "--ckpt_path", "last"])
+    rest = torch.load(tmp_path / "resumed.pt")["train"]
+    assert first + rest == torch.load(tmp_path / "straight.pt")["train"]  # every batch once, in the same order
+    straight, resumed = (_state(checkpoint(tmp_path / name)) for name in ("straight", "resumed"))
+    for key in straight:
+        torch.testing.assert_close(resumed[key], straight[key], rtol=0, atol=0, msg=key)
+
+
 def test_best_and_last_find_a_run_folder_moved_to_another_disk_with_a_link_in_its_place(tmp_path: Path) -> None:
     """``Path.glob("**")`` follows no link: the newest run, moved to a bigger disk and linked back, was passed over
     and ``--ckpt_path best`` named the older run's checkpoint without a word. A link back up the tree is walked once."""

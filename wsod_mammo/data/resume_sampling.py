@@ -53,3 +53,24 @@ class ShardResumeWithinEpoch(DistributedSamplerWrapper):
 
 def _after(samples: Iterator[Any], skip: int) -> Iterator[Any]:
     return itertools.islice(samples, skip, None) if skip else samples
+
+
+def stopped_epoch_as_unfinished(checkpoint: dict[str, Any]) -> None:
+    """A checkpoint of an epoch that ``trainer.max_steps`` stopped within it (saved in that epoch's end hooks) is
+    recorded as one saved within the epoch (Lightning's ``RESTARTED_MID_EPOCH``), so that a fit resumed from it goes
+    on after the batches the epoch had trained. Lightning records that epoch processed: resumed, it trained the
+    epoch's remaining batches drawn from the next epoch's order (images the epoch had trained, again, and never its
+    last ones), and shuffled every later epoch as the one after it. ``checkpoint`` is changed in place."""
+    fit = (checkpoint.get("loops") or {}).get("fit_loop") or {}
+    epochs, batches = fit.get("epoch_progress"), fit.get("epoch_loop.batch_progress")
+    if not isinstance(epochs, dict) or not isinstance(batches, dict) or batches.get("is_last_batch", True):
+        return
+    if not int((batches.get("current") or {}).get("processed", 0)):
+        return  # stopped before its first batch: resumed at the epoch's start as it is
+    counts = [epochs.get(part) for part in ("total", "current")]
+    if all(
+        isinstance(c, dict) and c.get("ready") == c.get("started") == c.get("processed") == c.get("completed", 0) + 1
+        for c in counts
+    ):
+        for count in counts:
+            count["processed"] -= 1  # type: ignore[index]  # checked to be a dict above

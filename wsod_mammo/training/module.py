@@ -17,6 +17,7 @@ from lightning.pytorch.loggers import WandbLogger
 from torch import Tensor, nn
 from torchmetrics import MetricCollection
 
+from wsod_mammo.data.resume_sampling import stopped_epoch_as_unfinished
 from wsod_mammo.detection.boxes import DEFAULT_THRESHOLD
 from wsod_mammo.detection.report import METHOD_ORDER
 from wsod_mammo.models import GMIC, GMICOutput
@@ -487,6 +488,7 @@ class GMICLitModule(LightningModule):
             }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        stopped_epoch_as_unfinished(checkpoint)  # before Lightning restores its loops from it
         self.detection_thresholds = dict(checkpoint.get("detection_thresholds", {}))
         self.tied_thresholds = {str(m) for m in checkpoint.get("detection_thresholds_tied", [])}
         self._drop_thresholds_of_other_methods(checkpoint.get("detection_methods") or {})
