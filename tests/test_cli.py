@@ -1037,6 +1037,30 @@ def test_a_resumed_fit_continues_the_run_folders_id_only(tmp_path: Path) -> None
     assert logger_id(in_run, {"save_dir": str(tmp_path / "runs")}, csv_logger) is None
 
 
+def test_a_fit_logging_to_a_csv_logger_resumes_in_its_own_run_folder(tmp_path: Path, data_root: Path) -> None:
+    """With a CSVLogger (or TensorBoard's) as the logger, `--ckpt_path last` went on in a new `version_1` folder:
+    its checkpoints' folder had changed, so Lightning dropped the best score, the resumed fit's first validation
+    replaced best.ckpt whatever it scored, and `--ckpt_path best` then named that newest run's."""
+    settings = tiny_config(tmp_path, data_root)
+    settings["trainer"] |= {"limit_train_batches": 1}
+    settings["trainer"]["logger"] = {"class_path": "lightning.pytorch.loggers.CSVLogger",
+                                     "init_args": {"save_dir": str(tmp_path / "runs")}}  # fmt: skip
+    settings["trainer"]["callbacks"] = settings["trainer"]["callbacks"][:2]
+    config = write_config(tmp_path / "c.yaml", settings)
+    main(["fit", "--config", str(config)])
+    main(["fit", "--config", str(config), "--trainer.max_epochs", "2", "--ckpt_path", "last"])
+    runs = sorted(p.name for p in (tmp_path / "runs" / "lightning_logs").iterdir())
+    assert runs == ["version_0"]
+    folder = tmp_path / "runs" / "lightning_logs" / "version_0"
+    last = torch.load(folder / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["epoch"] == 1
+    (state,) = [v for k, v in last["callbacks"].items() if k.startswith("BestCheckpoint")]
+    assert Path(state["best_model_path"]).parent == folder / "checkpoints"
+    assert yaml.safe_load((folder / "config.yaml").read_text())["trainer"]["logger"]["init_args"]["version"] == (
+        "version_0"
+    )
+
+
 def test_a_fit_resumed_from_a_renamed_run_folder_says_it_goes_on_in_another(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

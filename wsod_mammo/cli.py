@@ -88,8 +88,10 @@ def count_before_fraction(parser: Any) -> None:
 
 
 #: What `wsod fit --ckpt_path` itself sets on resuming a run (not the user's changes to its config); the W&B
-#: job_type is the command's since 2026-12-07 (unset in an older run's config.yaml).
-RESUME_OPTIONS = ("ckpt_path", "weights_only", "trainer.logger.init_args.id", "trainer.logger.init_args.job_type")
+#: job_type is the command's since 2026-12-07 (unset in an older run's config.yaml); a CSV or TensorBoard logger's
+#: version is its run folder's.
+RESUME_OPTIONS = ("ckpt_path", "weights_only", "trainer.logger.init_args.id", "trainer.logger.init_args.job_type",
+                  "trainer.logger.init_args.version")  # fmt: skip
 
 #: The checkpoint folders of the fit this process runs (``commands`` names its ``last.ckpt`` when it is stopped).
 FIT_CHECKPOINT_DIRS: list[str] = []

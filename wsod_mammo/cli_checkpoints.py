@@ -141,6 +141,9 @@ def continue_run(checkpoint: Path, section: Any, recorded_id: str | None = None)
     in a run folder of the config's logger (``<save_dir>/<project>/<run id>/checkpoints``): in the layout of before
     2026-11-26 (``<save_dir>/checkpoints``) the save_dir's name was taken for a run id ("resuming W&B run demo")."""
     class_path, init_args = logger_args_of(section)
+    if class_path.endswith(VERSIONED_LOGGERS):
+        _continue_versioned_run(checkpoint, init_args)
+        return
     if "Wandb" not in class_path or init_args.get("id"):
         return
     in_run_folder = (
@@ -173,6 +176,24 @@ def continue_run(checkpoint: Path, section: Any, recorded_id: str | None = None)
             "from 0 in the second: plot against trainer/global_step)",
             init_args["id"], init_args["id"], init_args.get("save_dir", "."),
         )  # fmt: skip
+
+
+#: Lightning's loggers whose run folder is ``<save_dir>/<name>/version_<k>``, a new ``k`` for each run unless given
+VERSIONED_LOGGERS = ("CSVLogger", "TensorBoardLogger")
+
+
+def _continue_versioned_run(checkpoint: Path, init_args: Any) -> None:
+    """A resumed fit logging first to a CSV or TensorBoard logger goes on in the run folder its checkpoint lies in
+    (``<save_dir>/<name>/<version>/checkpoints``): Lightning started ``version_<k+1>``, where the checkpoints' folder
+    had changed, so best.ckpt began afresh (the resumed fit's first validation replaced it whatever it scored) and
+    ``--ckpt_path best`` then took that one, the newest run's."""
+    if init_args.get("version") is not None or checkpoint.parent.name != "checkpoints" or not init_args.get("save_dir"):
+        return
+    name = init_args.get("name", "lightning_logs")
+    root = Path(str(init_args["save_dir"])) / str(name) if name else Path(str(init_args["save_dir"]))
+    run = checkpoint.parent.parent
+    if run.parent.resolve() == root.resolve():
+        init_args["version"] = run.name
 
 
 def writes_into(folder: Path, section: Any) -> bool:
