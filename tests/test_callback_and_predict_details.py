@@ -70,6 +70,28 @@ def test_a_class_index_the_model_lacks_is_refused_at_setup_outside_the_cli() -> 
         SaliencyOverlays(class_index=5).setup(None, module, "test")
 
 
+@pytest.mark.parametrize("rank_zero", [True, False])
+def test_the_test_says_unvalidated_and_tied_thresholds_in_one_line_each_on_rank_zero(
+    rank_zero: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`wsod test --ckpt_path untrained` under 2-process DDP printed "<method>: no threshold validated ..." ten
+    times, once a method and rank; the tied thresholds' line came once a method. Now one line each, on rank 0."""
+    module = SimpleNamespace(detection_thresholds={"xgradcam": 0.1, "layercam": 0.1, "gradcampp": 0.4},
+                             tied_thresholds={"xgradcam", "layercam"}, device=torch.device("cpu"),
+                             test_saliency=["cam", "gradcam", "gradcampp", "xgradcam", "layercam"])  # fmt: skip
+    trainer = SimpleNamespace(sanity_checking=False, is_global_zero=rank_zero)
+    DetectionMetrics(default_threshold=0.5).on_test_epoch_start(trainer, module)
+    said = [r.getMessage() for r in caplog.records if r.name.startswith("wsod_mammo")]
+    if not rank_zero:
+        assert said == []
+        return
+    assert said == [
+        "cam, gradcam: no threshold validated for this checkpoint, using 0.5",
+        "xgradcam, layercam: their thresholds 0.1 were validated from a tie at TPR 0 (no threshold of the grid found "
+        "a mass in validation): not a choice; the report marks them TIED",
+    ]
+
+
 def test_a_threshold_chosen_from_a_tie_at_tpr_zero_is_said_once_a_run(caplog: pytest.LogCaptureFixture) -> None:
     """Maps hot only off the mass: every threshold of the grid scores TPR 0, and validation kept the first of the
     tie as if it had chosen it. The one that finds the mass at some threshold is not warned about."""

@@ -262,17 +262,11 @@ class DetectionMetrics(Callback):
     # ------------------------------------------------------------------------------------------------ test
     def on_test_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         pl_module = cast("GMICLitModule", pl_module)  # Lightning's hooks type it as any LightningModule
-        chosen = {}
-        for method in self._methods(pl_module):
-            if method not in pl_module.detection_thresholds:
-                log.warning("%s: no threshold validated for this checkpoint, using %g", method, self.default_threshold)
-            elif method in pl_module.tied_thresholds and trainer.is_global_zero:
-                log.warning(
-                    "%s: its threshold %g was validated from a tie at TPR 0 (no threshold of the grid found a mass "
-                    "in validation): not a choice; the report marks it TIED", method,
-                    pl_module.detection_thresholds[method],
-                )  # fmt: skip
-            chosen[method] = (pl_module.detection_thresholds.get(method, self.default_threshold),)
+        chosen = {m: (pl_module.detection_thresholds.get(m, self.default_threshold),) for m in self._methods(pl_module)}
+        said = unvalidated_threshold_lines(pl_module, list(chosen), self.default_threshold)
+        if said and trainer.is_global_zero:  # one line for all methods, once for all ranks (was one a method and rank)
+            for line in said:
+                log.warning(line)
         self._build(pl_module, SUBSETS, chosen, by_kind=True)
 
     def on_test_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any,
@@ -339,6 +333,24 @@ def unvalidated_threshold(trainer: Trainer) -> float:
     callbacks = trainer.callbacks  # type: ignore[attr-defined]  # set by Lightning's callback connector
     metrics = next((c for c in callbacks if isinstance(c, DetectionMetrics)), None)
     return metrics.default_threshold if metrics is not None else DEFAULT_THRESHOLD
+
+
+def unvalidated_threshold_lines(pl_module: GMICLitModule, methods: list[str], default: float) -> list[str]:
+    """The test's warnings about its thresholds, one line each for all the methods concerned: those tested at the
+    default threshold (no validation chose one), and those whose validated threshold is a tie at TPR 0."""
+    lines = []
+    unvalidated = [m for m in methods if m not in pl_module.detection_thresholds]
+    if unvalidated:
+        lines.append(f"{', '.join(unvalidated)}: no threshold validated for this checkpoint, using {default:g}")
+    tied = [m for m in methods if m in pl_module.detection_thresholds and m in pl_module.tied_thresholds]
+    if tied:
+        values = "/".join(f"{v:g}" for v in sorted({pl_module.detection_thresholds[m] for m in tied}))
+        its, was, it = ("its threshold", "was", "it") if len(tied) == 1 else ("their thresholds", "were", "them")
+        lines.append(
+            f"{', '.join(tied)}: {its} {values} {was} validated from a tie at TPR 0 (no threshold of the grid found a "
+            f"mass in validation): not a choice; the report marks {it} TIED"
+        )
+    return lines
 
 
 class SaliencyOverlays(Callback):
