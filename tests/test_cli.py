@@ -1695,6 +1695,27 @@ def test_gmic_weights_saved_without_lightnings_record_are_refused_before_any_run
     assert not list(tmp_path.glob("runs/**/config.yaml"))
 
 
+@pytest.mark.parametrize("rank", ["0", "1"])
+def test_the_checks_before_a_run_are_said_once_not_by_each_ddp_process(
+    tmp_path: Path, data_root: Path, rank: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Lightning starts each further DDP process by running the command line again (LOCAL_RANK set): `wsod test
+    --ckpt_path untrained` on 2 processes printed its warning twice, and so every check's before the run."""
+    from wsod_mammo.cli import WsodCLI
+
+    config = write_config(tmp_path / "c.yaml", tiny_config(tmp_path, data_root))
+    monkeypatch.setenv("LOCAL_RANK", rank)
+    monkeypatch.setattr(WsodCLI, "_run_subcommand", lambda self, subcommand: None)  # the checks alone
+    level = logging.getLogger("wsod_mammo").level
+    try:
+        with caplog.at_level(logging.WARNING, logger="wsod_mammo"):
+            main(["test", "--config", str(config), "--ckpt_path", "untrained"])
+    finally:
+        logging.getLogger("wsod_mammo").setLevel(level)
+    said = "--ckpt_path untrained: evaluating the freshly initialized network" in caplog.text
+    assert said == (rank == "0"), caplog.text
+
+
 @pytest.mark.parametrize("subcommand", ["test", "predict", "validate"])
 def test_evaluating_without_weights_is_refused_and_untrained_must_be_asked_for(
     tmp_path: Path, data_root: Path, subcommand: str, caplog: pytest.LogCaptureFixture

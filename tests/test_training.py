@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from pathlib import Path
@@ -211,6 +212,29 @@ def test_a_cosine_schedule_shorter_than_the_training_is_warned_about(
         module.configure_optimizers()
     message = f"CosineAnnealingLR with T_max {t_max} < trainer.max_epochs {max_epochs}: the learning rate climbs"
     assert (message in caplog.text) == warned
+
+
+@pytest.mark.parametrize("rank_zero", [True, False])
+def test_the_warnings_every_ddp_process_would_repeat_are_said_by_rank_zero(
+    rank_zero: bool, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A 2-process DDP fit printed the cosine schedule's warning twice, once a process (each configures its own
+    optimizer), and so each process's loading of a checkpoint: rank 0 says them, the others do not."""
+    module = GMICLitModule(
+        GMIC(num_classes=1, crop_shape=(64, 64)),
+        scheduler=lambda optimizer: torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=1),
+    )
+    module.trainer = Trainer(max_epochs=2, logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    monkeypatch.setattr(Trainer, "is_global_zero", property(lambda self: rank_zero))
+    with caplog.at_level("WARNING", logger="wsod_mammo"):
+        module.configure_optimizers()
+        module.on_load_checkpoint({"train_saliency": {"class_path": "elsewhere.GradCAM", "method": "GradCAM()"}})
+    said = [r.getMessage() for r in caplog.records if r.name.startswith("wsod_mammo")]
+    assert len(said) == (2 if rank_zero else 0), said
+    if rank_zero:
+        assert "CosineAnnealingLR with T_max 1 < trainer.max_epochs 2" in said[0]
+        assert said[1].startswith("checkpoint: its weights were trained selecting GMIC's patches with")
+    assert logging.getLogger("wsod_mammo").level != logging.ERROR  # the processes' own level is given back
 
 
 def test_the_learning_rate_schedule_steps_once_an_epoch() -> None:

@@ -54,6 +54,7 @@ from wsod_mammo.config_files import read_config_file
 from wsod_mammo.ctrl_c import CtrlCAgain, watch_ctrl_c
 from wsod_mammo.data.datamodule import VinDrMammoDataModule
 from wsod_mammo.folder_locks import FolderBusyError, hold, holder
+from wsod_mammo.logging_setup import said_by_rank_zero
 from wsod_mammo.models.gmic import RUNTIME_OPTIONS
 from wsod_mammo.parse_errors import closest_options, one_line
 from wsod_mammo.sigterm import sigterm_without_collectives
@@ -230,10 +231,10 @@ class WsodCLI(LightningCLI):
         self._command_line = [str(a) for a in (sys.argv[1:] if args is None else args) if isinstance(a, str)]
         # the predict defaults alone (no config of the user's): their values give way to a checkpoint's unannounced
         self._defaults_only = self._command_line[1:3] == ["--config", str(PREDICT_DEFAULTS)]
-        with configuration_errors():
+        with configuration_errors(), said_by_rank_zero():
             for option, path in config_files(self._command_line):
                 read_config_file(path, option)
-        with parse_errors_in_one_line(parser, self._subcommand_parsers):
+        with parse_errors_in_one_line(parser, self._subcommand_parsers), said_by_rank_zero():
             super().parse_arguments(parser, args)
 
     def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs: Any) -> Any:
@@ -243,6 +244,11 @@ class WsodCLI(LightningCLI):
         return parser
 
     def _parse_ckpt_path(self) -> None:
+        """The checks before the run, said once (every DDP process Lightning launches runs them again)."""
+        with said_by_rank_zero():
+            self._check_and_parse_ckpt_path()
+
+    def _check_and_parse_ckpt_path(self) -> None:
         subcommand = self.config.get("subcommand")
         if subcommand:
             with configuration_errors():
@@ -367,7 +373,7 @@ class WsodCLI(LightningCLI):
 
     def instantiate_classes(self) -> None:
         """Build model, data and trainer; an option they refuse (a ValueError naming it) is a configuration error."""
-        with configuration_errors():
+        with configuration_errors(), said_by_rank_zero():
             super().instantiate_classes()
             if subcommand := self.config.get("subcommand"):
                 check_nyu_weights_load(self.model, self.config[subcommand], subcommand)

@@ -12,6 +12,8 @@ import logging
 import os
 import sys
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TextIO
 
 PACKAGE_LOGGER = "wsod_mammo"
@@ -89,3 +91,21 @@ def package_log_level() -> int | None:
     library user's own logging is theirs to set up)."""
     package = logging.getLogger(PACKAGE_LOGGER)
     return package.level if any(getattr(h, "_wsod", False) for h in package.handlers) else None
+
+
+@contextmanager
+def said_by_rank_zero(rank_zero: bool | None = None) -> Iterator[None]:
+    """The package's warnings within said by one process of a DDP run, not once a process: Lightning starts each
+    further process by running the command line again, so the checks before a run (and the model's set-up, the same
+    everywhere) said each warning once a rank. ``rank_zero``: whether this process speaks (None: global rank 0 by the
+    environment, as the launched processes have it before any trainer exists). Errors still show everywhere."""
+    if rank_zero is None:
+        rank_zero = _global_rank() == 0
+    package = logging.getLogger(PACKAGE_LOGGER)
+    level = package.level
+    if not rank_zero:
+        package.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        package.setLevel(level)

@@ -20,6 +20,7 @@ from torchmetrics import MetricCollection
 from wsod_mammo.data.resume_sampling import stopped_epoch_as_unfinished
 from wsod_mammo.detection.boxes import DEFAULT_THRESHOLD
 from wsod_mammo.detection.report import METHOD_ORDER
+from wsod_mammo.logging_setup import said_by_rank_zero
 from wsod_mammo.models import GMIC, GMICOutput
 from wsod_mammo.models.nyu import load_nyu_checkpoint, load_nyu_state_dict, nyu_percent_t
 from wsod_mammo.saliency import SaliencyMethod, available_saliency_methods, distinct_methods, get_saliency_method
@@ -185,7 +186,7 @@ class GMICLitModule(LightningModule):
             log.info("Initialized GMIC from %s; freshly initialized: %s", self.init_from_nyu, fresh or "none")
             self.nyu_weights_as_is = None if stage == "fit" else str(self.init_from_nyu)
             nyu_t = nyu_percent_t(self.init_from_nyu)
-            if self.nyu_weights_as_is and nyu_t is not None and nyu_t != self.model.percent_t:
+            if self.nyu_weights_as_is and nyu_t is not None and nyu_t != self.model.percent_t and self._says():
                 # the config's percent_t (0.02, sample_model_1's) is not the file's: y_global and the maps that
                 # differentiate its top t% (GradCAM++, XGradCAM, LayerCAM) then differ from NYU's for the same weights
                 log.warning(
@@ -272,18 +273,24 @@ class GMICLitModule(LightningModule):
         steps = None  # read only for a one-cycle schedule: it counts the training batches
         if self._trainer is not None and isinstance(scheduler, torch.optim.lr_scheduler.OneCycleLR):
             steps = float(self.trainer.estimated_stepping_batches)
-        return {"optimizer": optimizer, "lr_scheduler": scheduler_config(scheduler, self.scheduler_monitor,
-                                                                         max_epochs, every, steps)}  # fmt: skip
+        with said_by_rank_zero(self._says()):  # every DDP process configures its optimizer: said once
+            schedule = scheduler_config(scheduler, self.scheduler_monitor, max_epochs, every, steps)
+        return {"optimizer": optimizer, "lr_scheduler": schedule}
+
+    def _says(self) -> bool:
+        """Whether this process says the warnings every process would repeat: rank 0's, or one without a trainer."""
+        return self._trainer is None or self.trainer.is_global_zero
 
     def lr_scheduler_step(self, scheduler: Any, metric: Any) -> None:
         """A NaN monitored figure (an AUROC undefined on a validation split of one kind) is not a plateau:
         ReduceLROnPlateau would count it as an epoch without improvement and cut the learning rate every epoch."""
         if metric is not None and not math.isfinite(float(metric)):
-            log.warning(
-                "model.scheduler: %s is %s at epoch %d: %s is not stepped (it would count it as an epoch without "
-                "improvement and lower the learning rate)",
-                self.scheduler_monitor, float(metric), self.current_epoch, type(scheduler).__name__,
-            )  # fmt: skip
+            if self._says():  # the monitored figure is the same on every rank: said once
+                log.warning(
+                    "model.scheduler: %s is %s at epoch %d: %s is not stepped (it would count it as an epoch without "
+                    "improvement and lower the learning rate)",
+                    self.scheduler_monitor, float(metric), self.current_epoch, type(scheduler).__name__,
+                )  # fmt: skip
             return
         super().lr_scheduler_step(scheduler, metric)
 
@@ -489,6 +496,10 @@ class GMICLitModule(LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         stopped_epoch_as_unfinished(checkpoint)  # before Lightning restores its loops from it
+        with said_by_rank_zero(self._says()):  # every DDP process loads the checkpoint: its warnings said once
+            self._load_records(checkpoint)
+
+    def _load_records(self, checkpoint: dict[str, Any]) -> None:
         self.detection_thresholds = dict(checkpoint.get("detection_thresholds", {}))
         self.tied_thresholds = {str(m) for m in checkpoint.get("detection_thresholds_tied", [])}
         self._drop_thresholds_of_other_methods(checkpoint.get("detection_methods") or {})
