@@ -131,6 +131,27 @@ def test_lightning_s_sync_dist_advice_is_dropped_for_every_gathered_figure_and_k
     assert [str(w.message).split("'")[1] for w in caught] == ["val/my_own_figure"]
 
 
+def test_lightning_s_advice_to_test_on_one_device_is_dropped_under_ddp() -> None:
+    """A 2-process `wsod test` (and `wsod validate`) was told to run on one device lest the DistributedSampler's
+    padding count images twice: every figure counts each image once (detection/image_keys.py)."""
+    from lightning.fabric.utilities.warnings import PossibleUserWarning
+
+    with warnings.catch_warnings(record=True) as caught:  # restores the filters afterwards
+        warnings.simplefilter("always")
+        configure_logging()
+        for stage in ("validate", "test"):  # Lightning's words (trainer/connectors/data_connector.py)
+            warnings.warn(
+                f"Using `DistributedSampler` with the dataloaders. During `trainer.{stage}()`, it is recommended to "
+                "use `Trainer(devices=1, num_nodes=1)` to ensure each sample/batch gets evaluated exactly once. "
+                "Otherwise, multi-device settings use `DistributedSampler` that replicates some samples to make sure "
+                "all devices have same batch size in case of uneven inputs.",
+                PossibleUserWarning,
+                stacklevel=1,
+            )
+        warnings.warn("Using `DistributedSampler` of our own", PossibleUserWarning, stacklevel=1)
+    assert [str(w.message) for w in caught] == ["Using `DistributedSampler` of our own"]
+
+
 def test_bad_input_to_a_plain_subcommand_is_one_line_naming_it_and_the_traceback_on_request(tmp_path) -> None:
     missing = tmp_path / "no_such_run"
     command = [sys.executable, "-m", "wsod_mammo", "report", str(missing), "--output", str(tmp_path / "out")]

@@ -30,10 +30,14 @@ RANK_ZERO_LOGGERS = (
 # - under DDP Lightning advises `sync_dist=True` for every figure the DetectionMetrics callback logs (detection,
 #   pointing game, (w)AFROC, breast-level AUROC: about 50 lines per validation or test): those figures are computed
 #   from metric states already gathered from every process, so they are the same on all ranks and averaging them
-#   again would change nothing.
+#   again would change nothing;
+# - under DDP `wsod validate` and `wsod test` were told to run on one device, since Lightning's DistributedSampler
+#   pads the last batches with repeated images: every figure, table and report counts each image once (its
+#   `image_id` key, detection/image_keys.py), so the padding changes nothing.
 HARMLESS_WARNINGS = (
     (r"`isinstance\(treespec, LeafSpec\)` is deprecated", FutureWarning),
     (r"It is recommended to use `self\.log\('((val|test)/(detection|pointing|wafroc|afroc)|test/breast)/", Warning),
+    (r"Using `DistributedSampler` with the dataloaders\. During `trainer\.(validate|test)\(\)`", Warning),
 )
 
 
