@@ -152,6 +152,26 @@ def test_lightning_s_advice_to_test_on_one_device_is_dropped_under_ddp() -> None
     assert [str(w.message) for w in caught] == ["Using `DistributedSampler` of our own"]
 
 
+def test_lightning_s_model_size_warning_under_mixed_precision_is_dropped() -> None:
+    """Every bf16-mixed fit (the GPU configs') was told its model size "will not be accurate. Using 32 bits
+    instead": mixed precision keeps the weights in float32, 32 bits is right. A true 16-bit size stays unwarned."""
+    from lightning.pytorch import Trainer
+    from lightning.pytorch.utilities.model_summary import ModelSummary
+
+    from wsod_mammo.models import GMIC
+    from wsod_mammo.training.module import GMICLitModule
+
+    module = GMICLitModule(GMIC(num_classes=1, crop_shape=(64, 64)))
+    module.trainer = Trainer(precision="bf16-mixed", accelerator="cpu", logger=False, enable_progress_bar=False)
+    with warnings.catch_warnings(record=True) as caught:  # restores the filters afterwards
+        warnings.simplefilter("always")
+        configure_logging()
+        summary = ModelSummary(module)  # what Lightning's ModelSummary callback makes at the start of a fit
+        warnings.warn("a warning of our own", UserWarning, stacklevel=1)
+    assert [str(w.message) for w in caught] == ["a warning of our own"]
+    assert summary.model_size == pytest.approx(summary.total_parameters * 4e-6)  # float32 weights
+
+
 def test_bad_input_to_a_plain_subcommand_is_one_line_naming_it_and_the_traceback_on_request(tmp_path) -> None:
     missing = tmp_path / "no_such_run"
     command = [sys.executable, "-m", "wsod_mammo", "report", str(missing), "--output", str(tmp_path / "out")]

@@ -33,11 +33,15 @@ RANK_ZERO_LOGGERS = (
 #   again would change nothing;
 # - under DDP `wsod validate` and `wsod test` were told to run on one device, since Lightning's DistributedSampler
 #   pads the last batches with repeated images: every figure, table and report counts each image once (its
-#   `image_id` key, detection/image_keys.py), so the padding changes nothing.
+#   `image_id` key, detection/image_keys.py), so the padding changes nothing;
+# - a fit in mixed precision (bf16-mixed: configs/trainer/gpu.yaml, ddp.yaml, gmic_vindr.yaml) was told its model
+#   size "will not be accurate. Using 32 bits instead": mixed precision keeps the weights in float32, so 32 bits is
+#   their size (Lightning's model summary knows only the *-true precisions).
 HARMLESS_WARNINGS = (
     (r"`isinstance\(treespec, LeafSpec\)` is deprecated", FutureWarning),
     (r"It is recommended to use `self\.log\('((val|test)/(detection|pointing|wafroc|afroc)|test/breast)/", Warning),
     (r"Using `DistributedSampler` with the dataloaders\. During `trainer\.(validate|test)\(\)`", Warning),
+    (r"Precision (bf16|16)-mixed is not supported by the model summary", UserWarning),
 )
 
 
