@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from multiprocessing.reduction import ForkingPickler
 from pathlib import Path
 from types import SimpleNamespace
@@ -417,6 +418,28 @@ def test_a_loader_starts_no_worker_without_a_batch_to_load(synthetic_root: Path)
     one = _dm(synthetic_root, batch_size=images, num_workers=4)  # the whole test split in one batch
     one.setup("test")
     assert one.test_dataloader().num_workers == 1
+
+
+@pytest.mark.parametrize(("num_workers", "advised"), [(4, False), (0, True)])
+def test_lightning_s_advice_for_more_workers_is_dropped_where_one_batch_has_one(
+    synthetic_root: Path, num_workers: int, advised: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`wsod predict` of a few images on a 16-core machine started one worker (one batch to load) and Lightning
+    advised "Consider increasing the value of the `num_workers` argument` to `num_workers=15`": more would idle.
+    Asked for none (0), the advice stays."""
+    import lightning.fabric.utilities.data as fabric_data
+    from lightning.pytorch.trainer.connectors.data_connector import _worker_check
+
+    monkeypatch.setattr(fabric_data, "_num_cpus_available", lambda: 16)
+    paths = [str(r.path) for r in load_records(synthetic_root)[:2]]
+    dm = _dm(synthetic_root, predict_paths=paths, batch_size=2, num_workers=num_workers)
+    dm.setup("predict")
+    with warnings.catch_warnings(record=True) as caught:  # restores the filters afterwards
+        warnings.simplefilter("always")
+        loader = dm.predict_dataloader()
+        _worker_check(SimpleNamespace(num_devices=1, reload_dataloaders_every_n_epochs=0), loader, "predict_dataloader")
+    assert loader.num_workers == min(num_workers, 1)
+    assert any("does not have many workers" in str(w.message) for w in caught) == advised
 
 
 def test_predict_folders_follow_links_to_folders_once_and_keep_broken_links(

@@ -70,6 +70,9 @@ _NO_TENSORS = frozenset({"image_id", "meta"})  # batch keys that never hold a te
 # Lightning's warning on every fit resumed within an epoch, for any sampler that keeps no position; the resumed
 # sampler here goes on after the batches trained (bit for bit), so its "unreliable results" and advice are wrong there
 NOT_RESUMABLE_WARNING = "You're resuming from a checkpoint that ended before the epoch ended and your dataloader is"
+# Lightning's advice for a loader of fewer than 2 workers on a machine of more cores ("Consider increasing the value of
+# the `num_workers` argument`"): a loader given fewer than num_workers has one batch to load, more would only idle
+FEW_WORKERS_WARNING = "The '{}_dataloader' does not have many workers"
 
 
 def check_loader_options(val_fraction: float, batch_size: int, eval_batch_size: int | None, num_workers: int) -> None:
@@ -385,6 +388,8 @@ class VinDrMammoDataModule(L.LightningDataModule):
         batch_size = self.batch_size if name == "train" else self.eval_batch_size
         # no worker without a batch to load: it would start only to idle (past the CPUs, with torch's warning)
         workers = min(self.num_workers, math.ceil(len(self.datasets[name]) / batch_size))
+        if workers < self.num_workers:  # Lightning's advice to raise num_workers (with 1, on a many-core machine)
+            warnings.filterwarnings("ignore", message=FEW_WORKERS_WARNING.format(name), category=PossibleUserWarning)
         if workers > 0 and self.worker_start == "fork":  # forked workers inherit it (see seed_worker)
             cv2.setNumThreads(1)
         # Training order and augmentation follow (seed, epoch) alone, so `--ckpt_path last` resumes exactly.
