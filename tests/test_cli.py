@@ -2540,6 +2540,27 @@ def test_a_model_option_an_edited_config_sets_that_a_resume_does_not_use_is_said
             "checkpoint's value is (its weights were made with it)") in caplog.text  # fmt: skip
 
 
+def test_an_evaluation_does_not_warn_of_training_options_the_checkpoint_replaces(
+    tmp_path: Path, trained: Path, data_root: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """After a fit of another schedule (T_max 30, as the cosine warning advises), every `wsod test --config
+    configs/demo.yaml` said the config's T_max 15 was "not used": test, validate and predict step no optimizer or
+    schedule. An option they do read (beta, the loss they log) is still said."""
+    from wsod_mammo.cli import WsodCLI
+
+    settings = tiny_config(tmp_path, data_root)
+    settings["model"]["init_args"]["optimizer"]["init_args"]["lr"] = 2.0e-3
+    settings["model"]["init_args"]["beta"] = 1.0e-5
+    settings["trainer"] |= {"logger": False, "default_root_dir": str(tmp_path)}
+    config = str(write_config(tmp_path / "c.yaml", settings))
+    monkeypatch.setattr(WsodCLI, "_run_subcommand", lambda self, subcommand: None)  # the checks alone
+    with caplog.at_level(logging.WARNING, logger="wsod_mammo"):
+        main(["test", "--config", config, "--ckpt_path", str(checkpoint(trained, "best"))])
+    (said,) = [r.getMessage() for r in caplog.records if "not used; the checkpoint's value is" in r.getMessage()]
+    assert said.startswith("test: the config's model.init_args.beta 1e-05 (checkpoint: "), said
+    assert "optimizer" not in said
+
+
 def test_slurms_time_limit_warning_sigusr1_to_every_process_of_a_fit_stops_it_as_sigterm_does(
     tmp_path: Path, data_root: Path
 ) -> None:

@@ -74,6 +74,11 @@ RUNTIME_MODEL_OPTIONS = tuple(f"model.init_args.model.init_args.{option}" for op
 #: Not ``saliency_target``: the thresholds a checkpoint holds were validated on its fit's target's maps.
 EVALUATION_MODEL_OPTIONS = ("test_saliency", "predict_saliency")
 
+#: Model options only a fit reads: validate, test and predict step no optimizer or schedule, so a config's value the
+#: checkpoint's replaces there changes nothing (the demo config's T_max 15 after a fit of T_max 30 was said at every
+#: test and predict, "not used", as if the evaluation differed from the config's).
+TRAINING_MODEL_OPTIONS = ("optimizer", "scheduler", "scheduler_monitor")
+
 
 #: Trainer options where an int counts batches and a float is a fraction of them. Lightning annotates them
 #: ``Union[float, int, None]``, so jsonargparse tried float first and read ``--trainer.limit_test_batches 1`` (or
@@ -291,11 +296,13 @@ class WsodCLI(LightningCLI):
         ``said`` (typed, runtime, evaluation options set) and the evaluation options left unset are left out."""
         now = self._model_options(subcommand)
         evaluation = {f"model.init_args.{name}" for name in EVALUATION_MODEL_OPTIONS}  # unset: the checkpoint's
+        unread = () if subcommand == "fit" else tuple(f"model.init_args.{name}" for name in TRAINING_MODEL_OPTIONS)
         return [
             f"{key} {value} (checkpoint: {now.get(key)})"
             for key, value in configured.items()
             if key in now and now[key] != value and key not in evaluation and not any(key in s for s in said)
-        ]
+            and not key.startswith(unread)  # scheduler, scheduler.init_args.T_max, scheduler_monitor, ...
+        ]  # fmt: skip
 
     def _model_options_given(self, subcommand: str) -> dict[str, Any]:
         """The model options the command line itself sets, by dotted key, with their values: those a checkpoint's
