@@ -172,6 +172,28 @@ def test_lightning_s_model_size_warning_under_mixed_precision_is_dropped() -> No
     assert summary.model_size == pytest.approx(summary.total_parameters * 4e-6)  # float32 weights
 
 
+def test_a_line_said_while_a_progress_bar_shows_gets_a_line_of_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The terminal mixes Lightning's bars (stdout) and the package's lines (stderr): a warning said while the test
+    bar showed was glued to it ("Testing: ... ?it/s][wsod] cam: its threshold ..."). It is written between bars."""
+    import io
+
+    from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm
+
+    terminal = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", terminal)
+    monkeypatch.setattr(sys, "stderr", terminal)
+    configure_logging()
+    bar = Tqdm(total=3, file=sys.stdout, desc="Testing")
+    bar.update(1)
+    logging.getLogger("wsod_mammo.training.callbacks").warning("cam: a line of its own")
+    bar.update(1)
+    bar.close()
+    logging.getLogger("wsod_mammo.training.callbacks").warning("after the bars")
+    shown = terminal.getvalue()
+    assert "\r[wsod] cam: a line of its own\n" in shown and "it/s][wsod]" not in shown, repr(shown)
+    assert shown.endswith("\n[wsod] after the bars\n"), repr(shown)
+
+
 def test_bad_input_to_a_plain_subcommand_is_one_line_naming_it_and_the_traceback_on_request(tmp_path) -> None:
     missing = tmp_path / "no_such_run"
     command = [sys.executable, "-m", "wsod_mammo", "report", str(missing), "--output", str(tmp_path / "out")]

@@ -9,6 +9,7 @@ would hide all of it. Only the process of global rank 0 prints INFO, so DDP work
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 import sys
 import warnings
@@ -64,6 +65,21 @@ class _StderrHandler(logging.StreamHandler):
     @stream.setter
     def stream(self, value: object) -> None:
         pass
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """While a progress bar shows (Lightning's, on stdout: the terminal mixes both), the line goes through
+        ``tqdm.write``, which clears the bars, writes it on a line of its own and draws them again; written
+        straight, it was glued to the bar's line ("Testing: ... ?it/s][wsod] cam: its threshold ...")."""
+        from tqdm import tqdm
+
+        # a DataLoader worker forked from the process holds copies of its bars: it must not draw them again
+        if not getattr(tqdm, "_instances", None) or multiprocessing.parent_process() is not None:
+            super().emit(record)
+            return
+        try:
+            tqdm.write(self.format(record), file=self.stream)
+        except Exception:  # as StreamHandler.emit: a failing write is reported, never raised into the run
+            self.handleError(record)
 
 
 def _global_rank() -> int:
