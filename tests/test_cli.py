@@ -2561,6 +2561,25 @@ def test_an_evaluation_does_not_warn_of_training_options_the_checkpoint_replaces
     assert "optimizer" not in said
 
 
+def test_the_run_s_config_is_written_without_jsonargparse_s_deprecated_skip_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every run's config.yaml was dumped with ``skip_none``, deprecated in jsonargparse 4.49 and gone in 5.0; None
+    options are still written."""
+    from jsonargparse import ArgumentParser
+
+    from wsod_mammo.cli import RunConfigSaver
+
+    monkeypatch.setenv("JSONARGPARSE_DEPRECATION_WARNINGS", "all")  # else one a type per process, maybe said already
+    parser = ArgumentParser()
+    parser.add_argument("--ckpt_path", type=str | None, default=None)
+    saver = RunConfigSaver(parser, parser.parse_args([]), overwrite=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        text = saver._save_into(tmp_path)
+    assert yaml.safe_load(text) == {"ckpt_path": None} and (tmp_path / "config.yaml").read_text() == text
+
+
 def test_slurms_time_limit_warning_sigusr1_to_every_process_of_a_fit_stops_it_as_sigterm_does(
     tmp_path: Path, data_root: Path
 ) -> None:

@@ -187,7 +187,7 @@ class RunConfigSaver(SaveConfigCallback):
         already holds the config its run started with: that one is kept as ``config.<k>.yaml``, with a warning naming
         the options this command changed (none but those a resume sets, ``RESUME_OPTIONS``: said at info level)."""
         target = directory / self.config_filename
-        now = self.parser.dump(self.config, skip_none=False, format="yaml")
+        now = self.parser.dump(self.config, skip_unset=False, format="yaml")  # skip_none: deprecated in 4.49
         if target.is_file():
             earlier = target.read_text()
             if earlier != now:
