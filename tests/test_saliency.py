@@ -2,6 +2,7 @@
 `Trainer.test` under inference mode, and a comparison with pytorch-grad-cam where it is installed."""
 
 import logging
+import re
 from pathlib import Path
 from typing import ClassVar
 
@@ -70,6 +71,30 @@ def test_a_name_registered_with_capitals_is_found_as_the_built_in_ones_are(monke
     assert type(get_saliency_method("GradXAct")) is registered and type(get_saliency_method("gradxact")) is registered
     with pytest.raises(ValueError, match="'CAM' is already registered to CAM"):
         register_saliency_method("CAM")(type("Other", (SaliencyMethod,), {}))
+
+
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [("y_global", "beside method"), ("Weights", "beside method"), ("my/cam", "nests"), ("my:cam", "splits")],
+)
+def test_a_name_the_outputs_would_mistake_for_another_key_is_refused(
+    monkeypatch: pytest.MonkeyPatch, name: str, why: str
+) -> None:
+    """A method named ``y_global`` had its maps replaced by GMIC's probabilities of that key (its detection read an
+    (N, C) tensor), ``weights`` doubled a column of ``table2_row.csv``, ``my/cam`` nested W&B's keys: each is refused
+    where a module is given it, or where it is registered, in one line naming it."""
+    import wsod_mammo.saliency.base as base
+
+    monkeypatch.setattr(base, "_REGISTRY", dict(base._REGISTRY))
+    named = type("Named", (_SquaredCAM,), {"name": name})
+    with pytest.raises(ValueError, match=rf"^saliency method .*\.Named: name {re.escape(repr(name))} .*{why}[^\n]*$"):
+        GMICLitModule(tiny_gmic(), test_saliency=["cam", named()])
+    with pytest.raises(ValueError, match=rf"^saliency method .*\.Fine: name {re.escape(repr(name.lower()))} "):
+        register_saliency_method(name)(type("Fine", (_SquaredCAM,), {}))
+    assert name.lower() not in available_saliency_methods()
+    with pytest.raises(ValueError, match="name 'y_global' cannot be used"):  # its name from the class
+        GMICLitModule(tiny_gmic(), train_saliency=type("Y_Global", (SaliencyMethod,), {})())
+    register_saliency_method("gradxact")(type("Y_Global", (_SquaredCAM,), {}))  # a name of its own: fine
 
 
 def test_unknown_layer_lists_valid_names() -> None:

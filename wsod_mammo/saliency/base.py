@@ -61,6 +61,29 @@ class SaliencyMethod:
         return f"{type(self).__name__}(layers={list(self.layers())})"
 
 
+#: Keys the package's outputs hold beside method names: ``GMIC.saliency_maps``' probabilities (a method named
+#: ``y_global`` had its maps replaced by them), ``table2_row.csv``'s columns and W&B's Table II column.
+RESERVED_NAMES = ("y_global", "y_local", "y_fusion", "train_method", "weights", "thresholds", "train")
+
+
+def check_method_name(name: str, cls: type) -> None:
+    """Refuse a method name that its outputs would mistake for another key: a reserved one, or one holding ``/``
+    (W&B nests keys at it: ``val/detection/my/cam/threshold``; files named after it become paths) or ``:`` (``wsod
+    report --compare RUN:method`` splits at it)."""
+    if name.lower() in RESERVED_NAMES:
+        why = f"the package's outputs use it beside method names ({', '.join(RESERVED_NAMES)})"
+    elif "/" in name:
+        why = "W&B nests its keys at a '/' (val/detection/<name>/threshold), and files named after it become paths"
+    elif ":" in name:
+        why = "`wsod report --compare RUN:method` splits at a ':'"
+    else:
+        return
+    raise ValueError(
+        f"saliency method {cls.__module__}.{cls.__qualname__}: name {name!r} cannot be used: {why}; give it another "
+        "(the class's `name`, or register_saliency_method)"
+    )
+
+
 _REGISTRY: dict[str, type[SaliencyMethod]] = {}
 M = TypeVar("M", bound=type[SaliencyMethod])
 
@@ -72,6 +95,7 @@ def register_saliency_method(name: str) -> Callable[[M], M]:
     key = name.lower()
 
     def decorator(cls: M) -> M:
+        check_method_name(key, cls)
         if key in _REGISTRY and _REGISTRY[key] is not cls:
             raise ValueError(f"saliency method name {name!r} is already registered to {_REGISTRY[key].__name__}")
         cls.name = key
@@ -90,6 +114,7 @@ def get_saliency_method(name_or_instance: str | SaliencyMethod, option: str | No
     """An instance from a registered name (default arguments), or the instance itself; an unknown name's error
     starts with ``option``, the config option that gave it, where there is one."""
     if isinstance(name_or_instance, SaliencyMethod):
+        check_method_name(name_or_instance.name, type(name_or_instance))  # registered names were at registration
         return name_or_instance
     if isinstance(name_or_instance, str) and name_or_instance.lower() in _REGISTRY:
         return _REGISTRY[name_or_instance.lower()]()
