@@ -1234,6 +1234,23 @@ def test_evaluation_options_given_with_a_checkpoint_are_the_ones_used(
     assert set(report["mass"]) == {"cam", "layercam"}
 
 
+def test_predict_names_a_method_given_by_class_path_by_its_name_and_settings(
+    tmp_path: Path, trained: Path, data_root: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The line saying which method a predict uses over the fit's printed jsonargparse's ``Namespace(class_path=
+    'wsod_mammo.saliency.GradCAM', init_args=Namespace(layer='stage4'))``; now its name and settings."""
+    dicom = sorted((data_root / "images").glob("*/*.dicom"))[0]
+    stage4 = '{"class_path": "wsod_mammo.saliency.GradCAM", "init_args": {"layer": "stage4"}}'
+    with caplog.at_level(logging.INFO, logger="wsod_mammo"):
+        main(["predict", "--config", str(trained / "config.yaml"), "--ckpt_path", str(checkpoint(trained)),
+              "--model.predict_saliency", stage4, "--data.predict_paths", f"[{dicom}]",
+              "--trainer.callbacks.init_args.output_dir", str(tmp_path / "predictions")])  # fmt: skip
+    said = [r.getMessage() for r in caplog.records if "where the checkpoint's fit had" in r.getMessage()]
+    assert said == [
+        "predict: --model.init_args.predict_saliency gradcam (layer='stage4'), where the checkpoint's fit had gradcampp"
+    ]
+
+
 def test_overlays_that_cannot_be_written_leave_the_test_reports_whole(
     tmp_path: Path, trained: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -50,6 +50,7 @@ from wsod_mammo.cli_checks import (
     without_logger,
 )
 from wsod_mammo.cli_help import customize_subcommand_parser, subcommand_parser_kwargs
+from wsod_mammo.cli_methods import method_text
 from wsod_mammo.config_files import read_config_file
 from wsod_mammo.ctrl_c import CtrlCAgain, watch_ctrl_c
 from wsod_mammo.data.datamodule import VinDrMammoDataModule
@@ -282,7 +283,8 @@ class WsodCLI(LightningCLI):
         for key, value in evaluation.items():
             fitted = self.config[subcommand].get(key)
             if fitted != value:
-                log.info("%s: --%s %s, where the checkpoint's fit had %s", subcommand, key, value, fitted)
+                log.info("%s: --%s %s, where the checkpoint's fit had %s", subcommand, key, method_text(value),
+                         method_text(fitted))  # fmt: skip
                 self.config[subcommand][key] = value
 
     def _model_options(self, subcommand: str) -> dict[str, Any]:
