@@ -1251,6 +1251,32 @@ def test_predict_names_a_method_given_by_class_path_by_its_name_and_settings(
     ]
 
 
+def test_predict_of_a_name_the_checkpoints_test_methods_hold_otherwise_names_the_options_to_change(
+    tmp_path: Path, trained: Path, data_root: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A checkpoint whose fit tested LayerCAM(layers=["stage5"]) refused `predict --model.predict_saliency layercam`
+    with "model.test_saliency and model.predict_saliency: two saliency methods named 'layercam'": test_saliency is
+    no option the predict was given. The refusal names predict's option, the checkpoint's method and its form."""
+    stage5 = {"class_path": "wsod_mammo.saliency.LayerCAM", "init_args": {"layers": ["stage5"]}}
+    fitted = torch.load(checkpoint(trained), map_location="cpu", weights_only=True)
+    fitted["hyper_parameters"]["test_saliency"] = ["cam", stage5]
+    torch.save(fitted, tmp_path / "stage5.ckpt")
+    dicom = sorted((data_root / "images").glob("*/*.dicom"))[0]
+    output = ["--trainer.callbacks.init_args.output_dir", str(tmp_path / "p")]
+    args = ["predict", "--config", str(trained / "config.yaml"), "--ckpt_path", str(tmp_path / "stage5.ckpt"),
+            "--data.predict_paths", f"[{dicom}]", *output]  # fmt: skip
+    said = _refused([*args, "--model.predict_saliency", "layercam"], "", caplog)
+    assert said == (
+        "wsod predict: --model.predict_saliency layercam (_layers=('stage3', 'stage4', 'stage5')): the checkpoint's "
+        "model.test_saliency holds another of its name, layercam (_layers=('stage5',)), and maps and thresholds go "
+        f"by name: give --model.predict_saliency '{json.dumps(stage5)}' (that one), or a method of another name (a "
+        "subclass, or register_saliency_method)"
+    )
+    main([*args, "--model.predict_saliency", json.dumps(stage5)])  # as the line says: predicted
+    (records,) = [json.loads(p.read_text()) for p in (tmp_path / "p").glob("*/predictions.json")]
+    assert [r["method"] for r in records] == ["layercam"]
+
+
 def test_overlays_that_cannot_be_written_leave_the_test_reports_whole(
     tmp_path: Path, trained: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

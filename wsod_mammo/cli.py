@@ -50,7 +50,7 @@ from wsod_mammo.cli_checks import (
     without_logger,
 )
 from wsod_mammo.cli_help import customize_subcommand_parser, subcommand_parser_kwargs
-from wsod_mammo.cli_methods import method_text
+from wsod_mammo.cli_methods import check_predict_method, method_text
 from wsod_mammo.config_files import read_config_file
 from wsod_mammo.ctrl_c import CtrlCAgain, watch_ctrl_c
 from wsod_mammo.data.datamodule import VinDrMammoDataModule
@@ -286,6 +286,13 @@ class WsodCLI(LightningCLI):
                 log.info("%s: --%s %s, where the checkpoint's fit had %s", subcommand, key, method_text(value),
                          method_text(fitted))  # fmt: skip
                 self.config[subcommand][key] = value
+        if subcommand == "predict" and "--model.test_saliency" not in self._options_typed():
+            section = self.config[subcommand]
+            held_by = "the config's model.test_saliency" if "model.init_args.test_saliency" in evaluation else (
+                "the checkpoint's model.test_saliency")  # fmt: skip
+            with configuration_errors():  # the test methods the predict was not given, beside the one it uses
+                check_predict_method(section.get("model.init_args.predict_saliency"),
+                                     section.get("model.init_args.test_saliency"), held_by)  # fmt: skip
 
     def _model_options(self, subcommand: str) -> dict[str, Any]:
         """Every model option of the command's config, by dotted key (class paths too)."""

@@ -9,6 +9,7 @@ from wsod_mammo.saliency.base import (
     min_max_normalize,
     normalize_saliency,
     register_saliency_method,
+    same_settings,
     upsample_saliency,
 )
 from wsod_mammo.saliency.compute import compute_saliency
@@ -29,5 +30,6 @@ __all__ = [
     "min_max_normalize",
     "normalize_saliency",
     "register_saliency_method",
+    "same_settings",
     "upsample_saliency",
 ]

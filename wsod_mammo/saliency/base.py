@@ -124,6 +124,11 @@ def get_saliency_method(name_or_instance: str | SaliencyMethod, option: str | No
     )
 
 
+def same_settings(one: SaliencyMethod, other: SaliencyMethod) -> bool:
+    """Whether two methods make the same maps: one class, the same attributes."""
+    return one is other or (type(one) is type(other) and vars(one) == vars(other))
+
+
 def distinct_methods(methods: list[SaliencyMethod], option: str) -> list[SaliencyMethod]:
     """``methods`` without repeats; two that share a name but not their settings (``LayerCAM()`` and
     ``LayerCAM(layers=["stage5"])``) are an error naming ``option``: their maps, thresholds and Table II cells are
@@ -131,7 +136,7 @@ def distinct_methods(methods: list[SaliencyMethod], option: str) -> list[Salienc
     kept: dict[str, SaliencyMethod] = {}
     for method in methods:
         same = kept.setdefault(method.name, method)
-        if same is not method and (type(same) is not type(method) or vars(same) != vars(method)):
+        if not same_settings(same, method):
             raise ValueError(
                 f"{option}: two saliency methods named {method.name!r} ({same!r} and {method!r}): give them the "
                 "same settings, or one of them a name of its own (a subclass, or register_saliency_method)"
