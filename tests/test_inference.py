@@ -307,6 +307,21 @@ def test_a_dicom_object_without_an_image_is_reported_as_what_it_is(
     assert [r.get("not_an_image") for r in records] == [None, "Mammography CAD SR Storage", None]
 
 
+def test_a_class_index_the_model_lacks_is_refused_before_any_image_is_read(
+    predictor: Predictor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``class_index=2`` of NYU's two outputs was refused only after the images were read and run through the
+    model (minutes for a folder at 2944 x 1920 on a CPU); now before either."""
+    events: list[str] = []
+    load, predict = predictor._load, predictor._predict
+    monkeypatch.setattr(predictor, "_load", lambda *a: events.append("load") or load(*a))
+    monkeypatch.setattr(predictor, "_predict", lambda *a: events.append("predict") or predict(*a))
+    for index in (2, -1):
+        with pytest.raises(ValueError, match=rf"^class_index: expected 0..1, found {index}$"):
+            predictor(np.zeros((96, 64), np.float32), laterality="L", class_index=index)
+    assert events == []
+
+
 def test_inputs_are_read_one_batch_at_a_time(predictor: Predictor, monkeypatch: pytest.MonkeyPatch) -> None:
     """A folder of thousands of mammograms must not be decoded into memory before the first forward pass."""
     events: list[str] = []

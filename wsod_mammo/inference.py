@@ -146,6 +146,12 @@ class Loaded(NamedTuple):
     instance: str = ""  # ``InputImage.instance``
 
 
+def check_class_index(class_index: int, classes: int) -> None:
+    """``class_index`` must name one of the model's ``classes`` outputs."""
+    if not 0 <= class_index < classes:
+        raise ValueError(f"class_index: expected 0..{classes - 1}, found {class_index}")
+
+
 def predictions_from_outputs(
     probabilities: Tensor,
     maps: dict[str, Tensor],
@@ -171,8 +177,7 @@ def predictions_from_outputs(
     """
     if method not in maps:
         raise ValueError(f"method: {method!r} is not among the maps computed ({sorted(maps)})")
-    if not 0 <= class_index < probabilities.shape[1]:
-        raise ValueError(f"class_index: expected 0..{probabilities.shape[1] - 1}, found {class_index}")
+    check_class_index(class_index, probabilities.shape[1])
     probabilities = probabilities.detach().float().cpu()
     maps = {name: value.detach().float().cpu() for name, value in maps.items()}
     out = []
@@ -300,6 +305,7 @@ class Predictor:
         for option, value in (("threshold", threshold), ("min_score", min_score)):  # as PredictionWriter refuses
             if value is not None and not 0.0 <= value <= 1.0:  # min_score=10 (0.10 meant) left no box, unsaid
                 raise ValueError(f"{option}: expected a value in [0, 1], found {value}")
+        check_class_index(class_index, self.module.model.num_classes)  # before any image is read and run through
         # a name as the maps are keyed: ``GradCAM`` is looked up as ``gradcam`` (it failed after the forward, "not
         # among the maps computed", and missed its validated threshold)
         given = list(methods or [self.module.predict_saliency])
