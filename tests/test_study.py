@@ -700,6 +700,37 @@ def test_a_study_folder_moved_and_run_again_resumes_and_tests_in_its_new_folder(
     assert "was moved here" in caplog.text and "another config" not in caplog.text
 
 
+def test_a_study_folder_renamed_and_run_again_is_not_said_to_have_another_config(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The W&B group is the study folder's name: a study folder renamed and run again composed its runs with
+    another group alone, and each started run was warned about as "started with another config". A real
+    difference still is."""
+    from wsod_mammo.study import RunSpec, build_parser, write_run_configs
+
+    settings = tiny_config(tmp_path / "unused", tmp_path / "data")
+    config = write_config(tmp_path / "base.yaml", settings)
+
+    def write(output: Path) -> Path:
+        args = build_parser().parse_args(["--config", str(config), "--output", str(output),
+                                          "--train_methods", "cam", "--seeds", "1"])  # fmt: skip
+        write_run_configs(args, {RunSpec("cam", 1): output / "runs" / "cam_seed1"})
+        return output / "runs" / "cam_seed1"
+
+    run = write(tmp_path / "study_a")
+    (run / "checkpoints").mkdir()
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"")  # interrupted after an epoch
+    (tmp_path / "study_a").rename(tmp_path / "study_b")
+    with caplog.at_level("INFO", logger="wsod_mammo.study"):
+        run = write(tmp_path / "study_b")
+    assert "was moved here" in caplog.text and "another config" not in caplog.text
+    settings["model"]["init_args"]["optimizer"]["init_args"]["lr"] = 2.0e-3
+    write_config(config, settings)
+    with caplog.at_level("WARNING", logger="wsod_mammo.study"):
+        write(tmp_path / "study_b")
+    assert "run cam_seed1 was started with another config" in caplog.text
+
+
 def test_a_run_another_study_process_is_running_keeps_its_config_and_is_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

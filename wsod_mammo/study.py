@@ -275,7 +275,7 @@ def write_run_configs(args: argparse.Namespace, runs: dict[RunSpec, Path]) -> No
             if (moved := relocated(kept.read_text(), run_dir.resolve())) is not None:
                 log.info("study: run %s was moved here: its %s now names its folder %s", spec.name, kept, run_dir)
                 write_text_atomic(kept, moved)
-            if kept.read_text() != text:
+            if _without_group(kept.read_text()) != _without_group(text):
                 log.warning(
                     "study: run %s was %s with another config than this command composes; it is kept as it was "
                     "(its %s) and %s: for the new config, give a new --output", spec.name,
@@ -283,6 +283,17 @@ def write_run_configs(args: argparse.Namespace, runs: dict[RunSpec, Path]) -> No
                 )  # fmt: skip
             continue
         write_text_atomic(kept, text)
+
+
+def _without_group(text: str) -> Any:
+    """A ``run.yaml``'s config less its W&B group, the study folder's name: a study folder renamed and run again
+    composes its runs as they were but for the group, and each started or finished run was said to have another
+    config than the command's."""
+    config = yaml.safe_load(text)
+    logger = ((config.get("trainer") or {}).get("logger") or {}) if isinstance(config, dict) else {}
+    if isinstance(logger, dict) and isinstance(logger.get("init_args"), dict):
+        logger["init_args"].pop("group", None)
+    return config
 
 
 def relocated(text: str, run_dir: Path) -> str | None:
