@@ -769,6 +769,49 @@ def test_a_run_another_study_process_is_running_keeps_its_config_and_is_refused(
     assert calls[0] == ["fit", "--config", str(run / "run.yaml")]
 
 
+@pytest.mark.parametrize("parallel", [1, 2])
+def test_a_study_refused_for_a_run_another_one_holds_starts_no_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, parallel: int
+) -> None:
+    """The second of two studies on one --output was refused at the first run the first study held, but its pool
+    had already handed the next run to a worker: the refused study fitted and tested it (the first study's to run)
+    before it exited. The runs' locks are looked at before any run starts; a run taken by another study while this
+    one runs stops it from starting more."""
+    import wsod_mammo.study_runs as study_runs
+    from wsod_mammo.folder_locks import hold
+
+    calls: list[tuple[str, str]] = []
+    held: list = []  # [None] once another study is to take r1 as r0's test ends, then its lock
+
+    def wsod(args: list[str], log: Path, env: dict[str, str]) -> None:
+        calls.append((log.parent.name, args[0]))
+        if args[0] == "test":
+            (log.parent / "w" / "id").mkdir(parents=True, exist_ok=True)
+            (log.parent / "w" / "id" / "detection.json").write_text("{}")
+            if log.parent.name == "r0" and held == [None]:
+                held[0] = hold(log.parent.parent / "r1", "wsod study")
+
+    monkeypatch.setattr(study_runs, "_wsod", wsod)
+    runs = [tmp_path / "runs" / f"r{i}" for i in range(4)]
+    handle = hold(runs[1], "wsod study")  # the first study, running r1
+    try:
+        with pytest.raises(ValueError, match=rf"^run {re.escape(str(runs[1]))} is being written by wsod study"):
+            study_runs.run_all(runs, [None] * parallel)
+        time.sleep(0.2)  # what a worker was handed would be running by now
+        assert calls == []
+    finally:
+        handle.close()
+    if parallel == 1:  # one run at a time: r0 ends as r1 is taken, and neither r1 nor the runs after it start
+        held.append(None)
+        try:
+            with pytest.raises(ValueError, match=rf"^run {re.escape(str(runs[1]))} is being written by wsod study"):
+                study_runs.run_all(runs, [None])
+            time.sleep(0.2)
+            assert calls == [("r0", "fit"), ("r0", "test")]
+        finally:
+            held[0].close()
+
+
 def test_a_study_folder_whose_name_begins_with_a_dash_gives_its_runs_a_config_path_they_read_as_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

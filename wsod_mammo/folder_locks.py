@@ -40,6 +40,17 @@ def holder(folder: str | Path) -> str | None:
     return None
 
 
+def refuse_held(folder: str | Path, name: str = "", then: str = "") -> None:
+    """The FolderBusyError ``hold`` raises where a live process holds ``folder``'s lock, without taking it."""
+    if who := holder(folder):
+        raise FolderBusyError(_busy(Path(folder), who, name, then))
+
+
+def _busy(folder: Path, who: str, name: str, then: str) -> str:
+    where = f"{name} {folder}" if name else str(folder)
+    return f"{where} is being written by {who}" + (f"; {then}" if then else "")
+
+
 def hold(folder: str | Path, what: str, name: str = "", then: str = "") -> IO[str]:
     """Take ``folder``'s lock for this process (``what``: the command, for the others' messages) and return the open
     file that holds it: closing it (or the process ending) releases it. When another process has it, FolderBusyError
@@ -54,8 +65,7 @@ def hold(folder: str | Path, what: str, name: str = "", then: str = "") -> IO[st
         handle.seek(0)
         who = handle.read().strip() or "another process"
         handle.close()
-        where = f"{name} {folder}" if name else str(folder)
-        raise FolderBusyError(f"{where} is being written by {who}" + (f"; {then}" if then else "")) from None
+        raise FolderBusyError(_busy(folder, who, name, then)) from None
     except OSError:  # a file system without locks: go on unguarded, as before
         return handle
     handle.seek(0)

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from wsod_mammo.atomic_files import write_atomic
-from wsod_mammo.folder_locks import FolderBusyError, hold
+from wsod_mammo.folder_locks import FolderBusyError, hold, refuse_held
 from wsod_mammo.sigterm import Stopped
 
 log = logging.getLogger(__name__)
@@ -28,6 +28,8 @@ _RUNNING: set[subprocess.Popen] = set()
 _STOPPING = threading.Event()
 #: Seconds a run has after Ctrl-C before the study sends it SIGTERM (``stop_runs_still_running``)
 CTRL_C_GRACE = 30.0
+#: How a study refused for a run another study is running goes on
+BUSY_THEN = "run this study again when it has finished (finished runs are skipped)"
 
 
 def allow_runs() -> None:
@@ -91,7 +93,7 @@ def run_one(run_dir: Path, device: str | None) -> Path:
     """Fit (resumed from ``last.ckpt`` if interrupted) and test one run; return its ``detection.json``. The run's
     folder is held meanwhile (``folder_locks``): the same study started twice (a job submitted again) ran two fits
     into one run and tested whichever checkpoint was newest; the second is refused, naming the first."""
-    with hold(run_dir, "wsod study", "run", "run this study again when it has finished (finished runs are skipped)"):
+    with hold(run_dir, "wsod study", "run", BUSY_THEN):
         return _run_one_held(run_dir, device)
 
 
@@ -153,13 +155,17 @@ def run_all(run_dirs: list[Path], slots: list[str | None], first_alone: bool = F
 
 
 def _run_all(run_dirs: list[Path], slots: list[str | None], first_alone: bool) -> list[Path]:
+    for run_dir in run_dirs:  # a study refused at a run another one holds had already handed a worker the next run,
+        refuse_held(run_dir, "run", BUSY_THEN)  # which it fitted and tested before exiting (the other's to run)
     failures: dict[str, str] = {}
+    busy = threading.Event()  # a run taken in the meantime: no other starts
 
     def failed(run_dir: Path, slot: str | None) -> Path | None:
         """``run_one``, or None with its failure kept; a study told to stop stops (SIGTERM, Ctrl-C)."""
         try:
             return run_one(run_dir, slot)
         except FolderBusyError:  # the same study started twice: the second is refused, not run beside the first
+            busy.set()
             raise
         except (SystemExit, Exception) as err:
             if _STOPPING.is_set():
@@ -178,6 +184,8 @@ def _run_all(run_dirs: list[Path], slots: list[str | None], first_alone: bool) -
         free.put(slot)
 
     def task(run_dir: Path) -> Path | None:
+        if busy.is_set():
+            return None
         slot = free.get()
         try:
             return failed(run_dir, slot)
