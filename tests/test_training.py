@@ -549,6 +549,25 @@ def test_a_python_fit_whose_heads_do_not_match_the_datas_classes_is_refused_befo
     assert trainer.global_step == 0
 
 
+def fit_scored(folder: Path, scores: list[float], **trainer_options: object) -> None:
+    """Fit Lightning's BoringModel logging ``scores`` as val/fusion/auroc, one a validation, with best.ckpt and
+    last.ckpt (the configs' BestCheckpoint and WholeCheckpoint) kept in ``folder``."""
+    from lightning.pytorch.demos.boring_classes import BoringModel
+
+    logged = iter(scores)
+
+    class Scripted(BoringModel):
+        def on_validation_epoch_end(self) -> None:
+            self.log("val/fusion/auroc", next(logged))
+
+    best = BestCheckpoint(dirpath=folder, filename="best", monitor="val/fusion/auroc", mode="max", save_top_k=1,
+                          enable_version_counter=False)  # fmt: skip
+    last = WholeCheckpoint(dirpath=folder, filename="last", enable_version_counter=False)
+    trainer = Trainer(logger=False, limit_val_batches=1, num_sanity_val_steps=0, enable_progress_bar=False,
+                      enable_model_summary=False, callbacks=[best, last], **trainer_options)  # fmt: skip
+    trainer.fit(Scripted())
+
+
 @pytest.mark.parametrize(("every", "epochs", "last_score"), [(1, 2, 0.6), (2, 4, 0.6), (2, 3, math.nan)])
 def test_last_ckpt_records_its_own_epochs_score_not_best_ckpts(
     tmp_path: Path, every: int, epochs: int, last_score: float
@@ -556,23 +575,9 @@ def test_last_ckpt_records_its_own_epochs_score_not_best_ckpts(
     """`wsod test --ckpt_path last` printed `epoch 1 (0-based), val/fusion/auroc 0.715`: best.ckpt's score (epoch
     0's), not epoch 1's 0.554, since Lightning updates the monitor's current_score only when it saves best.ckpt. An
     epoch without validation (the third of `check_val_every_n_epoch: 2`) has no score of its own."""
-    from lightning.pytorch.demos.boring_classes import BoringModel
-
     from wsod_mammo.training.provenance import trained_to
 
-    scores = iter([0.8, 0.6])
-
-    class Scripted(BoringModel):
-        def on_validation_epoch_end(self) -> None:
-            self.log("val/fusion/auroc", next(scores))
-
-    best = BestCheckpoint(dirpath=tmp_path, filename="best", monitor="val/fusion/auroc", mode="max", save_top_k=1,
-                          enable_version_counter=False)  # fmt: skip
-    last = WholeCheckpoint(dirpath=tmp_path, filename="last", enable_version_counter=False)
-    trainer = Trainer(logger=False, max_epochs=epochs, limit_train_batches=1, limit_val_batches=1,
-                      check_val_every_n_epoch=every, num_sanity_val_steps=0, enable_progress_bar=False,
-                      enable_model_summary=False, callbacks=[best, last])  # fmt: skip
-    trainer.fit(Scripted())
+    fit_scored(tmp_path, [0.8, 0.6], max_epochs=epochs, limit_train_batches=1, check_val_every_n_epoch=every)
     read = lambda name: trained_to(torch.load(tmp_path / name, map_location="cpu", weights_only=False))  # noqa: E731
     assert read("best.ckpt")["epoch"] == every - 1
     assert read("best.ckpt")["monitored"]["val/fusion/auroc"] == pytest.approx(0.8)
@@ -596,23 +601,9 @@ def test_an_epoch_that_max_steps_ends_before_its_validation_does_not_replace_bes
     """``--trainer.max_steps`` ending an epoch before its validation: Lightning saves the checkpoints at that epoch's
     end all the same, with the previous validation's val/fusion/auroc, which tied with best.ckpt's own, and the tie
     rule replaced best.ckpt (epoch 0, validated) with epoch 1's unvalidated weights, recording epoch 0's score."""
-    from lightning.pytorch.demos.boring_classes import BoringModel
-
     from wsod_mammo.training.provenance import trained_to
 
-    scores = iter([0.8, 0.6])
-
-    class Scripted(BoringModel):
-        def on_validation_epoch_end(self) -> None:
-            self.log("val/fusion/auroc", next(scores))
-
-    best = BestCheckpoint(dirpath=tmp_path, filename="best", monitor="val/fusion/auroc", mode="max", save_top_k=1,
-                          enable_version_counter=False)  # fmt: skip
-    last = WholeCheckpoint(dirpath=tmp_path, filename="last", enable_version_counter=False)
-    trainer = Trainer(logger=False, max_epochs=3, max_steps=5, limit_train_batches=3, limit_val_batches=1,
-                      num_sanity_val_steps=0, enable_progress_bar=False, enable_model_summary=False,
-                      callbacks=[best, last])  # fmt: skip
-    trainer.fit(Scripted())
+    fit_scored(tmp_path, [0.8, 0.6], max_epochs=3, max_steps=5, limit_train_batches=3)
     kept = read_lightning_checkpoint(tmp_path / "best.ckpt", "best.ckpt")
     assert (kept["epoch"], kept["global_step"]) == (0, 3)
     assert trained_to(kept)["monitored"]["val/fusion/auroc"] == pytest.approx(0.8)
