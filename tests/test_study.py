@@ -584,7 +584,7 @@ def test_a_test_done_of_an_older_study_names_the_report_inside_the_run_folder(tm
 
 def test_aggregating_with_an_unfinished_run_or_no_methods_is_refused_before_any_table(tmp_path: Path) -> None:
     """An empty --train_methods (an unset variable in a script) would write empty tables over a finished study; an
-    unfinished run of the matrix is named."""
+    unfinished run of the matrix is named, and one the folder never held (other methods than the study ran) apart."""
     study = tmp_path / "study"
     _finished_run(study, "cam_seed1", ["cam"])
     args = ["study", "--config", "x.yaml", "--output", str(study), "--seeds", "1", "--aggregate_only"]
@@ -592,6 +592,9 @@ def test_aggregating_with_an_unfinished_run_or_no_methods_is_refused_before_any_
         main([*args, "--train_methods", ""])
     with pytest.raises(SystemExit, match="--test_methods: expected a comma-separated list .* found ','"):
         main([*args, "--train_methods", "cam", "--test_methods", ","])
+    with pytest.raises(SystemExit, match=r"^wsod study: runs this folder has never held: gradcam_seed1 \(give "):
+        main([*args, "--train_methods", "cam,gradcam"])  # the methods the study ran with were cam alone
+    (study / "runs" / "gradcam_seed1").mkdir()
     with pytest.raises(SystemExit, match="^wsod study: runs without a finished test: gradcam_seed1$"):
         main([*args, "--train_methods", "cam,gradcam"])
     assert not (study / "table2.csv").exists() and not (study / "summary.md").exists()

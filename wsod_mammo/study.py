@@ -323,9 +323,15 @@ def relocated(text: str, run_dir: Path) -> str | None:
 def aggregate(output: Path, runs: dict[RunSpec, Path], test_methods: list[str] | None = None) -> str:
     """Tables, FROC figures and summary from the finished runs, of ``test_methods`` (None: every method they were
     tested with); an unfinished run, or one tested without one of ``test_methods``, is an error naming it."""
-    missing = [d.name for d in runs.values() if not (d / TEST_DONE).is_file()]
-    if missing:
-        raise SystemExit(f"wsod study: runs without a finished test: {', '.join(missing)}")
+    unfinished = [d.name for d in runs.values() if d.is_dir() and not (d / TEST_DONE).is_file()]
+    absent = [d.name for d in runs.values() if not d.is_dir()]
+    said = [f"runs without a finished test: {', '.join(unfinished)}"] if unfinished else []
+    if absent:  # never started here: an --aggregate_only given other methods or seeds than the study ran (the
+        # defaults: all five) named them among the unfinished, as if the study had failed them
+        said.append(f"runs this folder has never held: {', '.join(absent)} (give --train_methods and --seeds as the "
+                    "study ran with)")  # fmt: skip
+    if said:
+        raise SystemExit(f"wsod study: {'; '.join(said)}")
     reports = {(s.train_method, s.seed): finished_report(d) for s, d in runs.items()}
     left_out = finished_outside(output, runs)
     include_them = covering_options(output, runs, left_out) if left_out else ""
