@@ -707,6 +707,25 @@ def test_limit_batches_on_the_command_line_is_a_count_when_an_int(
         assert trainer[key] == parsed and type(trainer[key]) is type(parsed), (key, trainer[key])
 
 
+def test_a_fast_dev_run_test_writes_no_report_into_the_working_directory(
+    tmp_path: Path, data_root: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`wsod test --trainer.fast_dev_run true` wrote its whole report (detection.json, tables, FROC plots, overlays)
+    into the working directory (Lightning's DummyLogger there names no run folder), its note naming
+    --trainer.limit_test_batches. Lightning writes no checkpoint and no log under fast_dev_run: nor does the test
+    its report and overlays; its figures are printed, and one line says so."""
+    config = write_config(tmp_path / "c.yaml", tiny_config(tmp_path, data_root))
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    with caplog.at_level(logging.INFO):
+        main(["test", "--config", str(config), "--ckpt_path", "untrained", "--trainer.fast_dev_run", "true"])
+    assert list(work.iterdir()) == [] and list(tmp_path.rglob("*.png")) == [] and list(tmp_path.rglob("*.json")) == []
+    assert caplog.text.count("fast_dev_run writes no test report and no overlays") == 1
+    assert "Table II" in caplog.text and "written to" not in caplog.text  # printed, not written
+    assert "(--trainer.fast_dev_run true)" in caplog.text and "limit_test_batches" not in caplog.text
+
+
 @pytest.mark.parametrize(("given", "parsed"), [("false", False), ("true", True)])
 def test_crop_boxless_is_set_on_the_command_line(capsys: pytest.CaptureFixture[str], given: str, parsed: bool) -> None:
     """`--data.augmentation.crop_boxless true` reaches the augmentation (off by default: the study's recipe)."""

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
@@ -35,7 +37,7 @@ from wsod_mammo.training.evaluation_options import (
     map_placement,
     method_names,
 )
-from wsod_mammo.training.run_dir import report_directory
+from wsod_mammo.training.run_dir import report_directory, report_withheld
 from wsod_mammo.training.table1_report import table1_intervals
 from wsod_mammo.training.test_report import write_test_report
 from wsod_mammo.training.test_split import breast_groups, density_labels, study_groups
@@ -294,15 +296,17 @@ class DetectionMetrics(Callback):
                                         density_labels(trainer))  # fmt: skip
         for head, breast_figures in self._table1.breast_rows.items():  # beside test/<head>/auroc, for W&B's run table
             pl_module.log(f"test/breast/{head}/auroc", breast_figures["auc"]["value"], sync_dist=False)
-        self._run_dir = report_directory(trainer, say=True)
+        self._run_dir = None if report_withheld(trainer) else report_directory(trainer, say=True)
         self._metrics = {}
 
     def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         pl_module = cast("GMICLitModule", pl_module)  # Lightning's hooks type it as any LightningModule
         if trainer.is_global_zero and self._results:
-            write_test_report(self._run_dir, trainer, pl_module, self._results, self._table1,
-                              fppi_budget=self.fppi_budget, seed=self.bootstrap_seed, iou_rule=self.iou_threshold,
-                              groups=self._groups)  # fmt: skip
+            with contextlib.ExitStack() as stack:  # fast_dev_run: the report is made and printed, its files dropped
+                directory = self._run_dir or Path(stack.enter_context(tempfile.TemporaryDirectory()))
+                write_test_report(directory, trainer, pl_module, self._results, self._table1,
+                                  fppi_budget=self.fppi_budget, seed=self.bootstrap_seed, iou_rule=self.iou_threshold,
+                                  groups=self._groups, kept=self._run_dir is not None)  # fmt: skip
 
 
 def log_pointing(pl_module: LightningModule, stage: str, method: str, result: DetectionResult) -> None:
@@ -380,6 +384,7 @@ class SaliencyOverlays(Callback):
         self._drawn = {True: 0, False: 0}  # this process's positives and normals drawn (``_pick``)
         self._numbers: dict[str, int] | None = None  # the test set's choice (``_test_set_choice``), once known
         self._done: set[str] = set()  # the chosen images this process has drawn
+        self._withheld = False  # fast_dev_run's test: no overlay (``report_withheld``)
 
     def _methods(self, pl_module: GMICLitModule) -> list[str]:
         return list(self.methods) if self.methods else list(pl_module.test_saliency)
@@ -393,6 +398,9 @@ class SaliencyOverlays(Callback):
 
     def on_test_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._written, self._drawn, self._failed = [], {True: 0, False: 0}, 0
+        self._withheld = report_withheld(trainer)  # fast_dev_run: no overlay drawn
+        if self._withheld:
+            return
         self._directory = report_directory(trainer) / "overlays"
         self._numbers, self._done = self._test_set_choice(trainer), set()
 
@@ -426,7 +434,7 @@ class SaliencyOverlays(Callback):
 
     def on_test_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any,
                           batch_idx: int, dataloader_idx: int = 0) -> None:  # fmt: skip
-        if not (picked := self._picked(trainer, batch)):
+        if self._withheld or not (picked := self._picked(trainer, batch)):
             return
         pl_module = cast("GMICLitModule", pl_module)  # Lightning's hooks type it as any LightningModule
         methods = self._methods(pl_module)
@@ -485,7 +493,7 @@ class SaliencyOverlays(Callback):
 
     def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         loggers = [logger for logger in trainer.loggers if isinstance(logger, WandbLogger)]
-        if not loggers:
+        if not loggers or self._withheld:
             return
         written = self._written
         if self._numbers is not None:  # every process's pictures, once all are written

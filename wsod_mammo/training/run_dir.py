@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import weakref
 from pathlib import Path
 
 from lightning.pytorch import Trainer
@@ -14,6 +15,22 @@ log = logging.getLogger(__name__)
 
 #: The file that marks a folder as holding a test's report (written with it, at the test's end).
 REPORT_MARK = "detection.json"
+
+#: The trainers whose ``report_withheld`` has been said (one line for the report and the overlays).
+_WITHHELD_SAID: weakref.WeakSet[Trainer] = weakref.WeakSet()
+
+
+def report_withheld(trainer: Trainer) -> bool:
+    """True under ``--trainer.fast_dev_run``, said once per trainer: Lightning writes no checkpoint and no log there,
+    so the test writes no report and no overlays either (its logger a ``DummyLogger``, ``run_directory`` was the
+    working directory, which received the whole report). Same on every rank: no collective call is skipped by one."""
+    if not getattr(trainer, "fast_dev_run", False):
+        return False
+    if trainer.is_global_zero and trainer not in _WITHHELD_SAID:
+        _WITHHELD_SAID.add(trainer)
+        log.info("test: --trainer.fast_dev_run writes no test report and no overlays (as no checkpoint or log); "
+                 "its figures are printed only")  # fmt: skip
+    return True
 
 
 def run_directory(trainer: Trainer) -> Path:

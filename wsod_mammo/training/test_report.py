@@ -68,11 +68,13 @@ def write_test_report(
     iou_rule: float = 0.3,
     groups: dict[int, int] | None = None,
     densities: dict[int, str] | None = None,
+    kept: bool = True,
 ) -> None:
     """Table I (``table1_intervals``: its rows with their counts written beside them, and the breast-level table
     where it has breast rows), the Table II row (mass images and all images) with intervals, FROC plots,
     ``detection.json``. ``groups``: ``study_groups`` (None: read from the trainer's data); ``densities``:
-    ``density_labels`` (None: read from the trainer's data; empty: no Table II by density)."""
+    ``density_labels`` (None: read from the trainer's data; empty: no Table II by density); ``kept``: False where
+    ``directory`` is a scratch folder dropped after (``--trainer.fast_dev_run``: the figures are printed only)."""
     groups = study_groups(trainer) if groups is None else groups
     densities = density_labels(trainer) if densities is None else densities
     unit = "studies (each with all its images)" if groups else "images"
@@ -114,10 +116,12 @@ def write_test_report(
     under = summary["evaluated_under"]
     log.info("evaluated %s under precision %s, torch %s\n%s", what if checkpoint["path"] else summary["weights"],
              under["precision"], under["torch"], "\n".join(printed))  # fmt: skip
-    log.info("test report (tables, intervals, detection.json, FROC plots) written to %s", directory)
+    if kept:
+        log.info("test report (tables, intervals, detection.json, FROC plots) written to %s", directory)
     if partial_coverage(summary) is not None:  # the test `wsod report` and the study name under their tables
-        limit = getattr(trainer, "limit_test_batches", 1.0)
+        limit, fast = getattr(trainer, "limit_test_batches", 1.0), getattr(trainer, "fast_dev_run", False)
         given = "" if isinstance(limit, float) and limit == 1.0 else f" (--trainer.limit_test_batches {limit})"
+        given = f" (--trainer.fast_dev_run {str(fast).lower()})" if fast else given  # it sets the limit to 1 or n
         log.warning(
             "the report covers %d of the test split's %d images%s: its figures are not the test split's",
             summary["coverage"]["images_tested"], summary["coverage"]["images_in_split"], given,
