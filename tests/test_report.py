@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from full_disk import contents, room_for
 
 from wsod_mammo.detection.report import (
     collect_table2,
@@ -143,6 +144,21 @@ def test_main_writes_markdown_and_csv(tmp_path, capsys):
         main([str(tmp_path / "run"), "--output", str(tmp_path / "a_file")])
     assert (tmp_path / "a_file").read_text() == "keep me" and sorted(p.name for p in (tmp_path / "out").iterdir()) == [
         "table2.csv", "table2.md"]  # fmt: skip
+
+
+def test_main_on_a_full_disk_names_the_table_and_keeps_the_older_pair_whole(tmp_path, capsys):
+    """`wsod report --output` on a disk filling up mid-file failed with `[Errno 27] File too large`, naming no file,
+    and left `.table2.md.partial` behind: the error names the table, no temporary stays, the older pair is kept.
+    (capsys: the printed table goes to memory; pytest's own capture is a file the size limit would cut too.)"""
+    cells = {m: "0.69@1.55" for m in ("cam", "gradcam", "gradcampp", "xgradcam", "layercam")}
+    write_table2_row(tmp_path / "run" / "table2_row.csv", "cam", cells)
+    main([str(tmp_path / "run"), "--output", str(tmp_path / "out")])
+    earlier = contents(tmp_path / "out")
+    write_table2_row(tmp_path / "run" / "table2_row.csv", "cam", dict.fromkeys(cells, "0.11@0.22"))
+    named = rf"^\[Errno 27\] {tmp_path / 'out' / 'table2.md'}: not written \(File too large\)"
+    with room_for(len(earlier["table2.md"]) - 20), pytest.raises(OSError, match=named):
+        main([str(tmp_path / "run"), "--output", str(tmp_path / "out")])
+    assert contents(tmp_path / "out") == earlier
 
 
 def test_plot_froc_writes_a_png(tmp_path):

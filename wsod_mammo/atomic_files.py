@@ -10,6 +10,7 @@ import contextlib
 import hashlib
 import io
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -35,13 +36,24 @@ def write_atomic(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary name in the same folder and an atomic rename. A failure names
     the file and leaves no temporary one (a full disk's error said only ``[Errno 28] No space left on device``, the
     cut file still holding space)."""
-    tmp = path.with_name(temporary_name(path.name, ".", f".{os.getpid()}.tmp"))
+    write_atomic_together({path: data})
+
+
+def write_atomic_together(files: Mapping[Path, bytes]) -> None:
+    """``write_atomic`` of several files that go together (``table2.md`` and ``table2.csv``): every one written to
+    its temporary name before any replaces its older file, so a failure leaves the older ones all in place, names
+    the file it failed on, and leaves no temporary one."""
+    temporaries = {path: path.with_name(temporary_name(path.name, ".", f".{os.getpid()}.tmp")) for path in files}
+    path = next(iter(files), None)
     try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        for path, data in files.items():
+            temporaries[path].write_bytes(data)
+        for path, tmp in temporaries.items():
+            os.replace(tmp, path)
     except OSError as error:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
+        for tmp in temporaries.values():
+            with contextlib.suppress(OSError):
+                tmp.unlink()
         raise OSError(error.errno, f"{path}: not written ({error.strerror or error})") from None
 
 

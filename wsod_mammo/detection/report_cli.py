@@ -12,6 +12,7 @@ from typing import Any
 
 from jsonargparse import ArgumentParser
 
+from wsod_mammo.atomic_files import write_atomic_together
 from wsod_mammo.detection.mass_kinds import mass_kind
 from wsod_mammo.detection.report import collect_table2, find_run_dir, say_test_run
 
@@ -133,11 +134,8 @@ def _comparison(args: Any, heads: list[bool], over_runs: bool) -> str:
 
 def _write_table2(output: Path, markdown: str, table2_csv: str) -> None:
     """``table2.md`` and ``table2.csv`` in ``output``, both written before either replaces an older one."""
-    output.mkdir(parents=True, exist_ok=True)
-    for name, text in (("table2.md", markdown), ("table2.csv", table2_csv)):
-        (output / f".{name}.partial").write_text(text)
-    for name in ("table2.md", "table2.csv"):
-        (output / f".{name}.partial").replace(output / name)
+    output.mkdir(parents=True, exist_ok=True)  # a full disk: the error names the file, the older pair stays whole
+    write_atomic_together({output / "table2.md": markdown.encode(), output / "table2.csv": table2_csv.encode()})
 
 
 def main(argv: list[str] | None = None) -> None:
