@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import errno
 import json
 import logging
 import math
@@ -29,6 +30,7 @@ from wsod_mammo.data.images import INVERTED_WARNING, read_any
 from wsod_mammo.data.predict_data import predict_image_ids
 from wsod_mammo.data.vindr import load_records
 from wsod_mammo.detection.boxes import box_iou
+from wsod_mammo.training import predict
 from wsod_mammo.training.predict import NoReadableInputError, PredictionWriter
 
 
@@ -901,6 +903,38 @@ def test_an_input_unreadable_in_the_run_cut_short_is_read_again_when_it_goes_on(
         _continue_without_overlays_as_a_whole_run(root, tmp_path, cut.run_dir, left=4)
     assert "3 of its 7 inputs have their rows there; predicting the other 4 (1 of them unreadable there" in caplog.text
     assert not any(r.get("error") for r in json.loads((cut.run_dir / "predictions.json").read_text()))
+
+
+@pytest.mark.filterwarnings("ignore:Invalid value for VR UI")  # the synthetic data's VinDr-style hex UIDs
+def test_an_overlay_not_written_in_the_run_cut_short_is_drawn_when_it_goes_on(
+    synthetic_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A row whose overlay could not be written (a full disk at the time: its ``overlay_error`` set) counted as
+    done, so the continuation never drew it. It is predicted again with the inputs left, and the files are one whole
+    run's, every overlay drawn."""
+    whole = PredictionWriter(output_dir=str(tmp_path / "whole"))
+    _, data, whole, trainer = _seven_inputs(synthetic_root, tmp_path, whole)
+    trainer.predict(_ByImage(), datamodule=data, return_predictions=False)
+    write_png, drawn = predict.write_png, []
+
+    def second_on_a_full_disk(path: Path, picture: np.ndarray) -> None:
+        drawn.append(path)
+        if len(drawn) == 2:
+            raise OSError(errno.ENOSPC, f"{path}: not written (No space left on device)")
+        write_png(path, picture)
+
+    monkeypatch.setattr(predict, "write_png", second_on_a_full_disk)
+    cut = PredictionWriter(output_dir=str(tmp_path / "cut"))
+    _, data, cut, trainer = _seven_inputs(synthetic_root, tmp_path, cut, limit_predict_batches=2)
+    trainer.predict(_ByImage(), datamodule=data, return_predictions=False)
+    monkeypatch.setattr(predict, "write_png", write_png)
+    rows = json.loads((cut.run_dir / "predictions.json").read_text())
+    assert [bool(r.get("overlay_error")) for r in rows] == [False, True, False, False]
+    with caplog.at_level(logging.INFO):
+        module, _ = _continued(synthetic_root, tmp_path, cut.run_dir)
+    assert module.seen == 4
+    assert "predicting the other 4 (1 of them without their overlay there: drawn again)" in caplog.text
+    assert _run_files(cut.run_dir) == _run_files(whole.run_dir)
 
 
 @pytest.mark.filterwarnings("ignore:Invalid value for VR UI")  # the synthetic data's VinDr-style hex UIDs

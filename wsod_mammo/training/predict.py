@@ -48,6 +48,7 @@ from wsod_mammo.training.predict_resume import (
     ContinueRefusedError,
     NothingLeftToPredict,
     check_resume_dir,
+    drawn_again,
     finished_records,
     input_keys,
     inputs_hint,
@@ -162,10 +163,11 @@ class PredictionWriter(BasePredictionWriter):
                 f"resume_dir {folder}: it holds rows of {len(strangers)} input(s) this run is not given (the first: "
                 f"{spelt_out(str(strangers[0]))}): {inputs_hint(records)}"
             )  # fmt: skip
-        self._finished = {position[record_key(r)]: r for r in records if not read_again(r)}
+        self._finished = {position[record_key(r)]: r for r in records if not (read_again(r) or drawn_again(r))}
         self._positions = [i for i in range(len(keys)) if i not in self._finished]
         self._inputs = len(keys)
         unreadable = sum(1 for r in records if read_again(r))
+        undrawn = sum(1 for r in records if drawn_again(r))
         if not self._positions:
             self.run_dir = folder
             if trainer.is_global_zero:
@@ -175,7 +177,9 @@ class PredictionWriter(BasePredictionWriter):
                 "(its predictions.csv|json are whole)"
             )
         if trainer.is_global_zero:
-            again = f" ({unreadable} of them unreadable there: read again)" if unreadable else ""
+            why = [f"{unreadable} of them unreadable there: read again"] if unreadable else []
+            why += [f"{undrawn} of them without their overlay there: drawn again"] if undrawn else []
+            again = f" ({'; '.join(why)})" if why else ""
             log.info("predict: continuing %s: %d of its %d inputs have their rows there; predicting the other %d%s",
                      folder, len(self._finished), len(keys), len(self._positions), again)  # fmt: skip
         datasets["predict"] = Subset(datasets["predict"], self._positions)

@@ -3,8 +3,8 @@
 A clinic's folder takes hours on a CPU; a run stopped by Ctrl-C, a scheduler's SIGTERM or a crash kept its finished
 rows, and a rerun predicted every input again into a new folder. The continuation reads the rows the folder holds
 (``predictions.json``, each process's ``predictions.rank<N>.json``, and the ``predictions*.partial.jsonl`` a process
-killed outright leaves), predicts the inputs that have none or whose file could not be read, and writes the files one
-uninterrupted run writes.
+killed outright leaves), predicts the inputs that have none, whose file could not be read or whose overlay could not be
+written, and writes the files one uninterrupted run writes.
 """
 
 from __future__ import annotations
@@ -106,6 +106,12 @@ def read_again(record: dict[str, Any]) -> bool:
     continued tries it again, where it counted as done and its error stayed though the file was fixed. An object
     holding no image (a CAD report) is no failure: it stays as it is."""
     return bool(record.get("error")) and not record.get("not_an_image")
+
+
+def drawn_again(record: dict[str, Any]) -> bool:
+    """Whether a row is of an input whose overlay could not be written (a full disk at the time): the continuation
+    predicts it again, overlay and all, where it counted as done and its overlay was never drawn."""
+    return bool(record.get("overlay_error"))
 
 
 def named_as_its_rows(folder: Path, records: Iterable[dict[str, Any]]) -> Path:
