@@ -190,7 +190,7 @@ class RunConfigSaver(SaveConfigCallback):
         target = directory / self.config_filename
         now = self.parser.dump(self.config, skip_unset=False, format="yaml")  # skip_none: deprecated in 4.49
         if target.is_file():
-            earlier = target.read_text()
+            earlier = target.read_text(encoding="utf-8")
             if earlier != now:
                 kept = next(directory / f"{target.stem}.{k}{target.suffix}" for k in itertools.count(1)
                             if not (directory / f"{target.stem}.{k}{target.suffix}").exists())  # fmt: skip
@@ -204,7 +204,7 @@ class RunConfigSaver(SaveConfigCallback):
                 else:
                     log.info("%s: the run's earlier config.yaml is kept as %s", directory, kept.name)
         directory.mkdir(parents=True, exist_ok=True)
-        target.write_text(now)
+        target.write_text(now, encoding="utf-8")
         return now
 
 

@@ -15,7 +15,7 @@ def read_config_file(path: str | Path, option: str = "--config") -> dict[str, An
     jsonargparse's own message for a syntax error names no file, which matters when a command stacks four.
     ``option``: the command-line option the file was given to (``--config``, or a group's: ``--trainer``)."""
     try:
-        loaded = yaml.safe_load(Path(path).read_text())
+        loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
         raise ValueError(f"{option} {path}: cannot read it as YAML ({' '.join(str(error).split())})") from None
     if loaded is None:

@@ -26,7 +26,7 @@ def holder(folder: str | Path) -> str | None:
     """Who is writing ``folder`` (``"wsod fit, pid 123 on node7"``), or None when no live process holds its lock."""
     path = Path(folder) / LOCK_NAME
     try:
-        handle = path.open("r")
+        handle = path.open("r", encoding="utf-8")
     except OSError:
         return None
     with handle:
@@ -58,7 +58,7 @@ def hold(folder: str | Path, what: str, name: str = "", then: str = "") -> IO[st
     option; ``then``: how to go on)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    handle = (folder / LOCK_NAME).open("a+")
+    handle = (folder / LOCK_NAME).open("a+", encoding="utf-8")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

@@ -272,10 +272,10 @@ def write_run_configs(args: argparse.Namespace, runs: dict[RunSpec, Path]) -> No
             continue
         finished, started = (run_dir / FIT_DONE).is_file(), (run_dir / "checkpoints" / "last.ckpt").is_file()
         if (finished or started) and kept.is_file():  # its fit ran (or resumes) with that config: it stays the record
-            if (moved := relocated(kept.read_text(), run_dir.resolve())) is not None:
+            if (moved := relocated(kept.read_text(encoding="utf-8"), run_dir.resolve())) is not None:
                 log.info("study: run %s was moved here: its %s now names its folder %s", spec.name, kept, run_dir)
                 write_text_atomic(kept, moved)
-            if _without_group(kept.read_text()) != _without_group(text):
+            if _without_group(kept.read_text(encoding="utf-8")) != _without_group(text):
                 log.warning(
                     "study: run %s was %s with another config than this command composes; it is kept as it was "
                     "(its %s) and %s: for the new config, give a new --output", spec.name,
@@ -362,7 +362,7 @@ def differing_settings(runs: dict[RunSpec, Path]) -> str:
     names = []
     for spec, run_dir in runs.items():
         try:
-            config = yaml.safe_load((run_dir / RUN_CONFIG).read_text())
+            config = yaml.safe_load((run_dir / RUN_CONFIG).read_text(encoding="utf-8"))
             shared = run_config(config, RunSpec("<train method>", 0), Path("<run>"), "<study>", [])
         except (OSError, yaml.YAMLError, ValueError, TypeError, AttributeError):  # no record, or not a run's config
             continue
@@ -397,7 +397,7 @@ def _kept_by(run_dir: Path) -> str | None:
     """What kept the run's ``best.ckpt`` as its ``run.yaml`` records it (``val/fusion/auroc, highest``); None: no
     record, or no checkpoint kept by a figure."""
     try:
-        config = yaml.safe_load((run_dir / RUN_CONFIG).read_text()) or {}
+        config = yaml.safe_load((run_dir / RUN_CONFIG).read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError):
         return None
     for callback in (config.get("trainer") or {}).get("callbacks") or []:

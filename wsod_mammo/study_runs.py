@@ -76,7 +76,7 @@ def _wsod(args: list[str], log_path: Path, env: dict[str, str]) -> None:
     waiting (Ctrl-C in the main thread), it keeps the process listed for ``stop_runs_still_running``."""
     if _STOPPING.is_set():
         raise Stopped
-    with open(log_path, "a") as handle:
+    with open(log_path, "a", encoding="utf-8") as handle:
         with subprocess.Popen(wsod_command(args), stdout=handle, stderr=subprocess.STDOUT, env=env) as process:
             _RUNNING.add(process)
             try:
@@ -85,7 +85,7 @@ def _wsod(args: list[str], log_path: Path, env: dict[str, str]) -> None:
                 if process.poll() is not None:
                     _RUNNING.discard(process)
     if code != 0:
-        tail = "".join(log_path.read_text().splitlines(keepends=True)[-15:])
+        tail = "".join(log_path.read_text(encoding="utf-8", errors="replace").splitlines(keepends=True)[-15:])
         raise SystemExit(f"`wsod {' '.join(args)}` failed (exit {code}); log {log_path}:\n{tail}")
 
 
@@ -131,7 +131,7 @@ def mark_done(path: Path, text: str) -> None:
 def finished_report(run_dir: Path) -> Path:
     """The ``detection.json`` that ``test.done`` names, inside ``run_dir`` wherever the study folder now lies and
     whatever the working directory (older studies wrote the path as seen from the working directory then)."""
-    recorded = Path((run_dir / TEST_DONE).read_text().strip())
+    recorded = Path((run_dir / TEST_DONE).read_text(encoding="utf-8").strip())
     parts = recorded.parts
     if run_dir.name in parts:  # an older study's path: keep what lies below the run folder
         recorded = Path(*parts[len(parts) - parts[::-1].index(run_dir.name) :])

@@ -126,7 +126,7 @@ def _done_entry(sidecar: Path, image_id: str, cache_format: str) -> dict[str, An
     not fsynced; edited by hand) and the image is converted again. A sidecar that parsed as any JSON was taken, and
     the DataModule later failed on it with a bare KeyError, or prepare itself with an AttributeError."""
     try:
-        entry = json.loads(sidecar.read_text())
+        entry = json.loads(sidecar.read_text(encoding="utf-8"))
         geometry = entry["geometry"]
         sizes = [geometry[k] for k in ("orig_height", "orig_width", "out_height", "out_width")] + list(geometry["crop"])
     except (ValueError, OSError, KeyError, TypeError):
@@ -299,7 +299,7 @@ def cache_option_differences(
     else:
         sidecar = next(iter(sorted((Path(cache_dir) / "images").glob("*.json"))), None)
         try:
-            entry = json.loads(sidecar.read_text()) if sidecar is not None else None
+            entry = json.loads(sidecar.read_text(encoding="utf-8")) if sidecar is not None else None
         except (ValueError, OSError):
             entry = None
         if entry is None:
@@ -339,7 +339,7 @@ def load_manifest(cache_dir: str | Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     try:
-        manifest = json.loads(path.read_text())
+        manifest = json.loads(path.read_text(encoding="utf-8"))
     except ValueError as error:  # a cache cut short while writing it, or edited by hand
         raise ValueError(f"{path}: not a readable cache manifest ({error}); prepare the cache again") from None
     if not isinstance(manifest, dict):

@@ -145,7 +145,8 @@ def make_synthetic_dataset(
     root = Path(root)
     _clear_for_writing(root, overwrite)
     root.mkdir(parents=True, exist_ok=True)
-    (root / MARKER_FILE).write_text(MARKER_TEXT)  # first: an interrupted write can be replaced with --overwrite
+    # first: an interrupted write can be replaced with --overwrite
+    (root / MARKER_FILE).write_text(MARKER_TEXT, encoding="utf-8")
     rng = np.random.default_rng(seed)
     images = _plan(rng, n_studies, test_fraction)
     n_masses, n_calcs = _assign_findings(rng, images, mass_fraction, calc_fraction)

@@ -37,7 +37,7 @@ def read_images_file(spec: str, default_run: Path) -> tuple[str, str, Path, dict
     if not path.is_file():
         raise ValueError(f"--compare {spec}: {path} does not exist (written by `wsod test`)")
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
         raise ValueError(
             f"--compare {spec}: {path} is not a `wsod test` image record as expected ({type(error).__name__}: {error})"

@@ -264,7 +264,7 @@ def partial_coverage(report: Mapping[str, Any]) -> str | None:
 def _partial_test_of(run_dir: Path) -> str | None:
     """:func:`partial_coverage` of the ``detection.json`` beside a run's ``table2_row.csv`` (None without one)."""
     try:
-        report = json.loads((run_dir / "detection.json").read_text())
+        report = json.loads((run_dir / "detection.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     return partial_coverage(report) if isinstance(report, dict) else None

@@ -48,7 +48,7 @@ def load_box_records(runs: dict[tuple[str, int], Path]) -> dict[tuple[str, int],
     records = {}
     for key, report in runs.items():
         try:
-            data = json.loads((Path(report).parent / IMAGES_FILE).read_text())
+            data = json.loads((Path(report).parent / IMAGES_FILE).read_text(encoding="utf-8"))
             methods = data["subsets"]["all"]
             usable = isinstance(methods, dict) and all("box_gt" in m and "gt_image" in m for m in methods.values())
         except (OSError, ValueError, KeyError, TypeError, AttributeError):

@@ -43,7 +43,7 @@ def load_image_records(runs: dict[tuple[str, int], Path]) -> dict[tuple[str, int
     records = {}
     for key, report in runs.items():
         try:
-            data = json.loads((Path(report).parent / IMAGES_FILE).read_text())
+            data = json.loads((Path(report).parent / IMAGES_FILE).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             data = {}
         records[key] = {CLASSIFICATION: data[CLASSIFICATION], "seed": data.get("bootstrap_seed")} if (

@@ -132,7 +132,7 @@ def load_reports(runs: dict[tuple[str, int], Path]) -> dict[tuple[str, int], dic
     reports = {}
     for (method, seed), path in runs.items():
         try:
-            reports[(method, seed)] = undefined_as_nan(json.loads(Path(path).read_text()))  # null: NaN
+            reports[(method, seed)] = undefined_as_nan(json.loads(Path(path).read_text(encoding="utf-8")))  # null: NaN
         except (OSError, ValueError) as error:
             raise ValueError(f"run {method} seed {seed}: cannot read its test report {path} ({error})") from None
         if problem := _report_problem(reports[(method, seed)]):

@@ -263,9 +263,9 @@ class PredictionWriter(BasePredictionWriter):
         path = self._partial_path(trainer)
         path.parent.mkdir(parents=True, exist_ok=True)
         new = not path.exists()
-        with open(path, "a", newline="") as handle:
+        with open(path, "a", newline="", encoding="utf-8") as handle:
             _write_csv(handle, records, header=new)
-        with open(path.with_suffix(".jsonl"), "a") as handle:
+        with open(path.with_suffix(".jsonl"), "a", encoding="utf-8") as handle:
             handle.writelines(json.dumps(record) + "\n" for record in records)
 
     def _remove_partial_rows(self, trainer: Trainer | None) -> None:

@@ -42,7 +42,7 @@ def made_alike(folder: Path, now: dict[str, Any]) -> None:
     """Refuse ``folder`` when its ``weights.json`` differs from ``now`` (this run's record) in what makes predictions:
     the weights (their sha256, not their path: a checkpoint moved is the same), the saliency method, the precision,
     the writer's and the input frame's options."""
-    record = json.loads((folder / "weights.json").read_text())
+    record = json.loads((folder / "weights.json").read_text(encoding="utf-8"))
     if "options" not in record:  # nor partial records: its inputs' rows cannot all be taken as they are
         raise ContinueRefusedError(f"resume_dir {folder}: its weights.json records no options (an earlier "
                                    "wsod-mammo made it): start a new run without resume_dir")  # fmt: skip
@@ -86,13 +86,13 @@ def finished_records(folder: Path) -> list[dict[str, Any]]:
     records: dict[tuple[str, str], dict[str, Any]] = {}
     for path in sorted(folder.glob("predictions*.json")):
         try:
-            rows = json.loads(path.read_text())
+            rows = json.loads(path.read_text(encoding="utf-8"))
         except ValueError as err:
             raise ContinueRefusedError(f"resume_dir {folder}: {path.name} cannot be read ({err})") from None
         for record in rows:
             records.setdefault(record_key(record), record)
     for path in sorted(folder.glob("predictions*.partial.jsonl")):
-        for line in path.read_text().splitlines():
+        for line in path.read_text(encoding="utf-8").splitlines():
             try:
                 record = json.loads(line)
             except ValueError:
