@@ -863,12 +863,14 @@ def test_a_process_killed_outright_goes_on_from_its_partial_rows(synthetic_root:
     _continue_without_overlays_as_a_whole_run(synthetic_root, tmp_path, folder)
 
 
+@pytest.mark.parametrize("overlays", [False, True])
 def test_an_input_named_in_unicode_is_predicted_under_a_locale_that_is_not_utf8(
-    synthetic_root: Path, tmp_path: Path
+    synthetic_root: Path, tmp_path: Path, overlays: bool
 ) -> None:
     """Text files were opened in the locale's encoding: under LC_ALL=C (ASCII) the partial rows of an input named
     ``sein_é_日本.dcm`` could not be written (UnicodeEncodeError) and the run failed. They are UTF-8 in any locale.
-    (The script is the one killed in batch 3: one input, one batch, it runs to its end.)"""
+    Its overlay's name could not be spelt in that locale either (UnicodeEncodeError): it is the name a UTF-8 locale
+    gives it. (The script is the one killed in batch 3: one input, one batch, it runs to its end.)"""
     env = {**os.environ, "LC_ALL": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"}
     asked = [sys.executable, "-c", "import locale; print(locale.getpreferredencoding(False))"]
     if "utf" in subprocess.run(asked, env=env, capture_output=True, text=True).stdout.lower():
@@ -876,13 +878,15 @@ def test_an_input_named_in_unicode_is_predicted_under_a_locale_that_is_not_utf8(
     named = tmp_path / "sein_é_日本.dcm"
     shutil.copy(load_records(synthetic_root)[0].path, named)
     out = tmp_path / "out"
-    run = subprocess.run([sys.executable, "-c", _KILLED_IN_BATCH_3_BY_IMAGE, str(synthetic_root), str(out), str(named)],
+    script = _KILLED_IN_BATCH_3_BY_IMAGE.replace("overlays=False", f"overlays={overlays}")
+    run = subprocess.run([sys.executable, "-c", script, str(synthetic_root), str(out), str(named)],
                          env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
     assert run.returncode == 0, run.stderr[-3000:]
     (folder,) = out.iterdir()
     with (folder / "predictions.csv").open(newline="", encoding="utf-8") as handle:
         assert {(row["image_id"], row["path"]) for row in csv.DictReader(handle)} == {("sein_é_日本", str(named))}
     assert not list(folder.glob("*.partial.*"))
+    assert [p.name for p in (folder / "overlays").glob("*")] == (["sein_é_日本.png"] if overlays else [])
 
 
 @pytest.mark.filterwarnings("ignore:Invalid value for VR UI")  # the synthetic data's VinDr-style hex UIDs

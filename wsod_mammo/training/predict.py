@@ -13,6 +13,7 @@ import csv
 import io
 import json
 import logging
+import os
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -290,7 +291,9 @@ class PredictionWriter(BasePredictionWriter):
         picture = render_overlay(
             frame.image, frame.gt_boxes, frame.maps, frame.boxes, frame.title(title), ground_truth=False
         )
-        path = self.run_dir / "overlays" / f"{batch['image_id'][i]}.png"
+        # its UTF-8 bytes, the name a UTF-8 locale gives it: a locale that cannot spell the image_id (LC_ALL=C, whose
+        # file names came in as surrogates that spelt_out made letters again) failed the run with UnicodeEncodeError
+        path = self.run_dir / "overlays" / os.fsdecode(f"{batch['image_id'][i]}.png".encode("utf-8", "surrogateescape"))
         write_png(path, picture)
         return path
 
