@@ -28,7 +28,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from wsod_mammo.atomic_files import save_figure_atomic, write_text_atomic
+from wsod_mammo.atomic_files import save_figure_atomic, write_atomic_together, write_text_atomic
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -79,9 +79,9 @@ def csv_text(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 
 def write_table(path: Path, markdown: str, csv_document: str) -> None:
-    """A table as both files a report keeps of it: ``path`` (markdown) and the CSV beside it (suffix ``.csv``)."""
-    write_text_atomic(path, markdown)
-    write_text_atomic(path.with_suffix(".csv"), csv_document)
+    """A table as both files a report keeps of it: ``path`` (markdown) and the CSV beside it (suffix ``.csv``), both
+    written before either replaces an older one (``write_atomic_together``)."""
+    write_atomic_together({path: markdown.encode(), path.with_suffix(".csv"): csv_document.encode()})
 
 
 def remove_table(path: Path) -> None:

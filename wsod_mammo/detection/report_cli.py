@@ -12,9 +12,8 @@ from typing import Any
 
 from jsonargparse import ArgumentParser
 
-from wsod_mammo.atomic_files import write_atomic_together
 from wsod_mammo.detection.mass_kinds import mass_kind
-from wsod_mammo.detection.report import collect_table2, find_run_dir, say_test_run
+from wsod_mammo.detection.report import collect_table2, find_run_dir, say_test_run, write_table
 
 
 def _parser() -> ArgumentParser:
@@ -135,7 +134,7 @@ def _comparison(args: Any, heads: list[bool], over_runs: bool) -> str:
 def _write_table2(output: Path, markdown: str, table2_csv: str) -> None:
     """``table2.md`` and ``table2.csv`` in ``output``, both written before either replaces an older one."""
     output.mkdir(parents=True, exist_ok=True)  # a full disk: the error names the file, the older pair stays whole
-    write_atomic_together({output / "table2.md": markdown.encode(), output / "table2.csv": table2_csv.encode()})
+    write_table(output / "table2.md", markdown, table2_csv)
 
 
 def main(argv: list[str] | None = None) -> None:
