@@ -18,6 +18,7 @@ import sys
 import time
 import warnings
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -825,6 +826,28 @@ def test_a_resumed_fit_does_not_warn_that_its_own_checkpoint_folder_holds_files(
     assert [str(w.message) for w in caught if "exists and is not empty" in str(w.message)] == []
 
 
+def _stopped_in_an_epoch_and_resumed_as_straight(
+    tmp_path: Path, config: Callable[..., Path], epochs: int
+) -> list[warnings.WarningMessage]:
+    """Fit ``config("straight")`` (``epochs`` epochs, its batches recorded by ``cli_configs.BatchSums``); fit
+    ``config("resumed")`` stopped by ``max_steps`` after its 2nd epoch's 1st batch, then resumed with ``--ckpt_path
+    last``: every batch once, in the same order, and the same weights bit for bit. Returns the resume's warnings."""
+    main(["fit", "--config", str(config("straight"))])
+    per_epoch = len(torch.load(tmp_path / "straight.pt")["train"]) // epochs
+    assert per_epoch >= 3
+    main(["fit", "--config", str(config("resumed", max_steps=per_epoch + 1))])  # stops after the 2nd epoch's 1st batch
+    first = torch.load(tmp_path / "resumed.pt")["train"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        main(["fit", "--config", str(config("resumed")), "--ckpt_path", "last"])
+    rest = torch.load(tmp_path / "resumed.pt")["train"]
+    assert first + rest == torch.load(tmp_path / "straight.pt")["train"]  # every batch once, in the same order
+    straight, resumed = (_state(checkpoint(tmp_path / name)) for name in ("straight", "resumed"))
+    for key in straight:
+        torch.testing.assert_close(resumed[key], straight[key], rtol=0, atol=0, msg=key)
+    return caught
+
+
 def test_a_fit_resumed_within_an_epoch_trains_the_rest_of_it_not_its_start_again(
     tmp_path: Path, data_root: Path
 ) -> None:
@@ -844,21 +867,9 @@ def test_a_fit_resumed_within_an_epoch_trains_the_rest_of_it_not_its_start_again
         ]  # fmt: skip
         return write_config(tmp_path / f"{name}.yaml", settings)
 
-    main(["fit", "--config", str(config("straight"))])
-    per_epoch = len(torch.load(tmp_path / "straight.pt")["train"]) // 2
-    assert per_epoch >= 3
-    main(["fit", "--config", str(config("resumed", max_steps=per_epoch + 1))])  # stops after the 2nd epoch's 1st batch
-    first = torch.load(tmp_path / "resumed.pt")["train"]
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        main(["fit", "--config", str(config("resumed")), "--ckpt_path", "last"])
+    caught = _stopped_in_an_epoch_and_resumed_as_straight(tmp_path, config, epochs=2)
     # Lightning's advice for a sampler that keeps no position ("unreliable results") is not this one's
     assert not [w for w in caught if "dataloader is not resumable" in str(w.message)]
-    rest = torch.load(tmp_path / "resumed.pt")["train"]
-    assert first + rest == torch.load(tmp_path / "straight.pt")["train"]  # every batch once, in the same order
-    straight, resumed = (_state(checkpoint(tmp_path / name)) for name in ("straight", "resumed"))
-    for key in straight:
-        torch.testing.assert_close(resumed[key], straight[key], rtol=0, atol=0, msg=key)
 
 
 def test_a_fit_that_max_steps_stopped_within_an_epoch_resumes_after_the_batches_it_trained(
@@ -878,17 +889,7 @@ def test_a_fit_that_max_steps_stopped_within_an_epoch_resumes_after_the_batches_
         ]
         return write_config(tmp_path / f"{name}.yaml", settings)
 
-    main(["fit", "--config", str(config("straight"))])
-    per_epoch = len(torch.load(tmp_path / "straight.pt")["train"]) // 3
-    assert per_epoch >= 3
-    main(["fit", "--config", str(config("resumed", max_steps=per_epoch + 1))])  # stops after the 2nd epoch's 1st batch
-    first = torch.load(tmp_path / "resumed.pt")["train"]
-    main(["fit", "--config", str(config("resumed")), "--ckpt_path", "last"])
-    rest = torch.load(tmp_path / "resumed.pt")["train"]
-    assert first + rest == torch.load(tmp_path / "straight.pt")["train"]  # every batch once, in the same order
-    straight, resumed = (_state(checkpoint(tmp_path / name)) for name in ("straight", "resumed"))
-    for key in straight:
-        torch.testing.assert_close(resumed[key], straight[key], rtol=0, atol=0, msg=key)
+    _stopped_in_an_epoch_and_resumed_as_straight(tmp_path, config, epochs=3)
 
 
 def test_best_and_last_find_a_run_folder_moved_to_another_disk_with_a_link_in_its_place(tmp_path: Path) -> None:
