@@ -69,12 +69,29 @@ def unassessed_normals_left_out(records: Sequence[ImageRecord], normal_max_birad
 
 def check_classes(records: Sequence[ImageRecord], classes: Sequence[str]) -> None:
     """ValueError naming a class no finding of the data has, with the categories found: a misspelt class
-    (``mass``) made every image a negative (``selection: all``) or an empty split blamed on the data."""
+    (``mass``) made every image a negative (``selection: all``) or an empty split blamed on the data; and naming the
+    categories that differ from a class only in case or spacing (``['mass']`` rows beside ``['Mass']`` ones)."""
     found = sorted({c for r in records for f in r.findings for c in f.categories} - {NO_FINDING})
     unknown = [c for c in classes if c not in found]
     if unknown and records:
         raise ValueError(f"classes: {unknown} match no finding category of the data (names are case-sensitive); "
                          f"its categories: {found}")  # fmt: skip
+    # a converted CSV writing some rows ['mass'] or ['MASS'] beside ['Mass'] lost those rows unsaid: an image of
+    # them alone left out of the test set, a box of them beside a Mass box no ground truth (a hit on it an FP)
+    spelt = {_folded(name): name for name in classes}
+    variants = sorted(c for c in found if c not in classes and _folded(c) in spelt)
+    if variants:
+        images = sum(any(c in variants for f in r.findings for c in f.categories) for r in records)
+        raise ValueError(
+            f"finding categories {variants} differ from the classes {sorted({spelt[_folded(c)] for c in variants})} "
+            f"only in case or spacing (names are case-sensitive): the {images} image(s) with them would lose those "
+            f"findings (left out, or their boxes no ground truth); write them as the class is written"
+        )
+
+
+def _folded(name: str) -> str:
+    """A category name as case and spacing aside leave it: ``' MASS '`` and ``'mass'`` fold as ``'Mass'`` does."""
+    return " ".join(name.split()).casefold()
 
 
 def check_distinct_classes(classes: Sequence[str]) -> None:
