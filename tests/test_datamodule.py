@@ -154,6 +154,29 @@ def test_a_cache_of_another_copy_of_the_data_is_refused_and_a_missing_one_is_sai
     assert f"cache_dir {tmp_path / 'cahce'} holds no `wsod prepare` cache (no manifest.json)" in caplog.text
 
 
+def test_a_cache_prepared_before_the_csvs_laterality_was_corrected_is_refused(
+    synthetic_root: Path, tmp_path: Path
+) -> None:
+    """The cache keeps each image as its CSV laterality oriented it when prepared: a laterality corrected in the CSV
+    since (an external set's, after its laterality warnings) was read as the cache's, the breast seen mirrored as
+    before, unsaid; a rerun of `wsod prepare` keeps the images it cached."""
+    prepare(str(synthetic_root), str(tmp_path / "cache"), input_size=SIZE, workers=0)
+    root = Path(shutil.copytree(synthetic_root, tmp_path / "data"))
+    with (root / "finding_annotations.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    image = next(r["image_id"] for r in rows if r["split"] == "test" and r["laterality"] == "L")
+    for row in rows:
+        row["laterality"] = "R" if row["image_id"] == image else row["laterality"]
+    with (root / "finding_annotations.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    message = rf"cache_dir: {tmp_path / 'cache'} was prepared with other lateralities than {root}'s CSV gives: "
+    with pytest.raises(DataError, match=rf"{message}{image} was cached as L, the CSV says R \(1 image\(s\) differ\)"):
+        _dm(root, cache_dir=str(tmp_path / "cache")).setup("test")
+    _dm(synthetic_root, cache_dir=str(tmp_path / "cache")).setup("test")  # the CSV it was prepared from
+
+
 def test_train_shuffle_is_seeded(synthetic_root: Path) -> None:
     ids = []
     for _ in range(2):

@@ -51,6 +51,23 @@ def check_cache_sizes(records: list[ImageRecord], manifest: dict[str, Any], cach
         )
 
 
+def check_cache_lateralities(records: list[ImageRecord], manifest: dict[str, Any], cache_dir: Any, root: Any) -> None:
+    """A cached image keeps the orientation its CSV laterality gave when it was prepared (an ``R`` image flipped): a
+    laterality corrected in the CSV since (after the laterality warnings of an external set) was read as the cache's,
+    the model seeing the breast mirrored as before, unsaid. Each cached image's flip must be the CSV's laterality's."""
+    cached = manifest["images"]
+    wrong = [r for r in records if r.image_id in cached
+             and bool(cached[r.image_id]["geometry"]["flip"]) != (r.laterality == "R")]  # fmt: skip
+    if wrong:
+        r = wrong[0]
+        was = "R" if cached[r.image_id]["geometry"]["flip"] else "L"
+        raise ValueError(
+            f"cache_dir: {cache_dir} was prepared with other lateralities than {root}'s CSV gives: {r.image_id} was "
+            f"cached as {was}, the CSV says {r.laterality} ({len(wrong)} image(s) differ); prepare this data into "
+            "another cache_dir"
+        )
+
+
 def warn_if_partly_cached(splits: dict[str, list[ImageRecord]], cache: Cache) -> None:
     """Images of this data the cache does not hold are decoded from their DICOMs, many times slower, unsaid: a
     cache prepared for another selection or classes, or one a ``wsod prepare`` is still writing."""

@@ -30,7 +30,14 @@ from lightning.fabric.utilities.distributed import DistributedSamplerWrapper
 from lightning.fabric.utilities.warnings import PossibleUserWarning
 from torch.utils.data import DataLoader
 
-from wsod_mammo.data.cached_records import Cache, check_cache_sizes, drop_missing, open_cache, warn_if_partly_cached
+from wsod_mammo.data.cached_records import (
+    Cache,
+    check_cache_lateralities,
+    check_cache_sizes,
+    drop_missing,
+    open_cache,
+    warn_if_partly_cached,
+)
 from wsod_mammo.data.data_warnings import ImageWarnings
 from wsod_mammo.data.dataset import (
     Missing,
@@ -307,6 +314,7 @@ class VinDrMammoDataModule(L.LightningDataModule):
         train, val = split_train_val(selected, self.val_fraction, self.seed)  # before: a lost file moves no study
         if cache is not None:
             check_cache_sizes(selected, cache[1], self.cache_dir, root)
+            check_cache_lateralities(selected, cache[1], self.cache_dir, root)
         kept = {r.image_id for r in drop_missing(selected, cache, self.missing, say=self._says_data_warnings)}
         splits = {"train": train, "val": val, "test": [r for r in selected if r.split == "test"]}
         return {name: [r for r in records if r.image_id in kept] for name, records in splits.items()}
