@@ -257,6 +257,16 @@ def test_rows_of_one_image_that_disagree_name_both_lines(tmp_path: Path, column:
         load_records(tmp_path)
 
 
+def test_two_studies_images_of_one_id_are_said_to_need_ids_of_their_own(tmp_path: Path) -> None:
+    """An external set converted with its file names as ids (CBIS-DDSM's and CMMD's files are all 1-1.dcm, one folder
+    per study): the error said only that the rows of one image must agree, which they were not."""
+    first = dict(zip(FINDING_COLUMNS, ROW, strict=True)) | {"image_id": "1-1", "study_id": "Mass-Test_P_00016_LEFT_CC"}
+    second = first | {"study_id": "Mass-Test_P_00017_LEFT_CC"}
+    _write(tmp_path, FINDING_COLUMNS, [[row[c] for c in FINDING_COLUMNS] for row in (first, second)])
+    with pytest.raises(VinDrFormatError, match=r"line 3: image 1-1 has study_id .* or two images share this image_id"):
+        load_records(tmp_path)
+
+
 def test_a_class_no_finding_has_is_refused_listing_the_categories() -> None:
     """`classes: [mass]` (VinDr writes Mass) made every image a negative with `selection: all`, and with `balanced`
     an empty split blamed on the data."""

@@ -227,12 +227,19 @@ IMAGE_COLUMNS = ("study_id", "series_id", "laterality", "view_position", "height
 
 def _check_same_image(row: dict[str, str], first: dict[str, str], first_line: int, where: str) -> None:
     """A later row of an image that disagrees with its first row (another study, split, size...) is an error
-    naming both lines: merging them would put boxes on the wrong image or the image in the wrong split."""
+    naming both lines: merging them would put boxes on the wrong image or the image in the wrong split. Another
+    study is more often another image of the same id (an external set converted with its file names as ids: every
+    CBIS-DDSM and CMMD file is ``1-1.dcm`` or so, in a folder per study), which the error says."""
     for column in IMAGE_COLUMNS:
         if row[column].strip() != first[column].strip():
+            shared = (
+                "; or two images share this image_id: each image needs an id of its own across the whole CSV (the "
+                "cache and the reports key images by it), e.g. its study_id and file name joined"
+                if column == "study_id" else ""
+            )  # fmt: skip
             raise VinDrFormatError(
                 f"{where}: image {row['image_id']} has {column} {row[column]!r} here but {first[column]!r} on line "
-                f"{first_line}; every row of one image must agree on {', '.join(IMAGE_COLUMNS)}"
+                f"{first_line}; every row of one image must agree on {', '.join(IMAGE_COLUMNS)}{shared}"
             )
 
 
