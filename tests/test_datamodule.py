@@ -223,13 +223,14 @@ def test_missing_data_root_names_option(tmp_path: Path) -> None:
         _dm(tmp_path / "nowhere").setup("fit")
 
 
-def test_synthesize_if_missing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_synthesize_if_missing(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     demo = str(tmp_path / "demo")
     dm = _dm(tmp_path / "demo", synthesize_if_missing=demo, synthetic_studies=2, synthetic_size=(64, 48))
-    dm.prepare_data()
+    with caplog.at_level(logging.INFO, logger="wsod_mammo"):
+        dm.prepare_data()
     dm.setup("fit")
     assert len(load_records(tmp_path / "demo")) == 8 and len(dm.datasets["train"]) > 0
-    assert "SYNTHETIC" in capsys.readouterr().out
+    assert "SYNTHETIC" in caplog.text
 
 
 def test_a_mistyped_data_root_is_not_synthesized(tmp_path: Path) -> None:

@@ -72,6 +72,23 @@ def test_deterministic_and_cli(tmp_path: Path) -> None:
     assert all((tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes() for f in files)
 
 
+def test_writing_synthetic_data_is_said_in_a_wsod_line_on_stderr(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`wsod synth` and a DataModule writing its demo data printed their line to stdout, the one line of the
+    package there: every other goes to stderr as ``[wsod] ...``, and stdout is for what a command prints as data."""
+    from wsod_mammo.commands import main as wsod
+    from wsod_mammo.data.datamodule import VinDrMammoDataModule
+
+    wsod(["synth", "--root", str(tmp_path / "a"), "--n_studies", "1", "--height", "64", "--width", "48"])
+    root = str(tmp_path / "b")
+    VinDrMammoDataModule(root, synthesize_if_missing=root, synthetic_studies=1, synthetic_size=(64, 48)).prepare_data()
+    printed = capsys.readouterr()
+    assert printed.out == ""
+    assert f"[wsod] synthetic VinDr-Mammo dataset written to {tmp_path / 'a'}\n" in printed.err
+    assert f"[wsod] data_root {root} has no {FINDING_CSV}: writing a SYNTHETIC demo dataset there\n" in printed.err
+
+
 def test_test_fraction_zero_writes_a_training_only_set(tmp_path: Path) -> None:
     """Benchmarks write shards with test_fraction=0 and count every image as training (it used to put one study of
     each shard in the test split: 64 of 160 images on a 16-process GPU check)."""

@@ -285,9 +285,8 @@ class VinDrMammoDataModule(L.LightningDataModule):
         if own and not (Path(self.data_root) / FINDING_CSV).is_file():
             from wsod_mammo.data.synthetic import synthesize_once
 
-            print(
-                f"data_root {self.data_root} has no {FINDING_CSV}: writing a SYNTHETIC demo dataset there", flush=True
-            )
+            # a [wsod] line on stderr as every other: stdout stays for what a command prints as data
+            log.info("data_root %s has no %s: writing a SYNTHETIC demo dataset there", self.data_root, FINDING_CSV)
             height, width = self.synthetic_size
             synthesize_once(
                 self.data_root, n_studies=self.synthetic_studies, height=height, width=width, seed=self.seed,

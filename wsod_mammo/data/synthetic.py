@@ -18,6 +18,7 @@ OpenCV and pydicom are imported where they are used, so that ``wsod synth --help
 from __future__ import annotations
 
 import csv
+import logging
 import shutil
 import tempfile
 from pathlib import Path
@@ -28,6 +29,8 @@ import numpy as np
 from wsod_mammo.data.errors import DataError
 from wsod_mammo.data.synthetic_image import MASS_RADIUS, render_image, write_dicom
 from wsod_mammo.data.vindr import BREAST_COLUMNS, BREAST_CSV, FINDING_COLUMNS, FINDING_CSV, parse_birads
+
+log = logging.getLogger(__name__)
 
 #: Written first into every synthetic dataset: the mark that lets ``--overwrite`` replace it (and nothing else).
 MARKER_FILE = "WSOD_SYNTHETIC.txt"
@@ -318,7 +321,7 @@ def main(argv: list[str] | None = None) -> None:
     options = parser.parse_args(argv).as_dict()
     options.pop("config", None)
     root = make_synthetic_dataset(**options)
-    print(f"synthetic VinDr-Mammo dataset written to {root}")
+    log.info("synthetic VinDr-Mammo dataset written to %s", root)  # a [wsod] line on stderr, as every other
 
 
 if __name__ == "__main__":  # `python -m wsod_mammo.data.synthetic`: `wsod synth` (it ran nothing and exited 0)
