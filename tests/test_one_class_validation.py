@@ -166,7 +166,23 @@ def test_a_nan_monitored_auroc_does_not_step_reduce_on_plateau(caplog: pytest.Lo
     with caplog.at_level("WARNING", logger="wsod_mammo.training.module"):
         trainer.fit(module, loader(train), loader(val))
     assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(1e-3)  # Adam's default, not cut
-    assert sum("ReduceLROnPlateau is not stepped" in r.getMessage() for r in caplog.records) == 3
+    # said once, not once an epoch (a 100-epoch fit said it 100 times)
+    assert sum("ReduceLROnPlateau is not stepped" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_a_skipped_plateau_step_is_said_again_only_after_an_epoch_that_stepped(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Undefined, undefined, defined, undefined: said at the first and the fourth epoch; the defined one steps."""
+    module = GMICLitModule(GMIC(num_classes=1, num_patches=1, crop_shape=(32, 32)))
+    stepped: list[float] = []
+    scheduler = SimpleNamespace(step=stepped.append)
+    with caplog.at_level("WARNING", logger="wsod_mammo.training.module"):
+        for metric in (math.nan, math.nan, 0.7, math.nan):
+            module.lr_scheduler_step(scheduler, torch.tensor(metric))
+    assert [float(m) for m in stepped] == [pytest.approx(0.7)]
+    said = [r.getMessage() for r in caplog.records if "is not stepped" in r.getMessage()]
+    assert len(said) == 2 and all("not stepped while it is undefined" in text for text in said)
 
 
 def test_a_fit_keeping_best_by_wafroc_on_a_validation_split_without_masses_logs_nan_and_keeps_the_newest(

@@ -153,6 +153,7 @@ class GMICLitModule(LightningModule):
         self._requested_maps: list[str] = []
         self._warned_undefined_auroc = False  # once per fit/validate run (reset in setup)
         self._warned_part_of_validation = False  # once per fit (reset in setup)
+        self._plateau_held = False  # a skipped ReduceLROnPlateau step said; reset by a step (and in setup)
         # A loss or probabilities gone NaN/inf stop the run with where and why, before any checkpoint holds them;
         # counted on the device and read where the run synchronizes anyway (log steps, epoch ends)
         self._divergence = DivergenceWatch()
@@ -175,6 +176,7 @@ class GMICLitModule(LightningModule):
     def setup(self, stage: str) -> None:
         self._warned_undefined_auroc = False
         self._warned_part_of_validation = False
+        self._plateau_held = False
         self._check_heads_match_data(stage)
         # A fresh fit starts from NYU's weights; test/predict without --ckpt_path run NYU's weights as they are.
         # Once per module: a test after fit in the same process keeps the trained weights.
@@ -283,15 +285,20 @@ class GMICLitModule(LightningModule):
 
     def lr_scheduler_step(self, scheduler: Any, metric: Any) -> None:
         """A NaN monitored figure (an AUROC undefined on a validation split of one kind) is not a plateau:
-        ReduceLROnPlateau would count it as an epoch without improvement and cut the learning rate every epoch."""
+        ReduceLROnPlateau would count it as an epoch without improvement and cut the learning rate every epoch.
+        Said when it starts, not every epoch (a fit on a validation split of one kind said it once an epoch), and
+        again where it starts anew after an epoch that stepped."""
         if metric is not None and not math.isfinite(float(metric)):
-            if self._says():  # the monitored figure is the same on every rank: said once
+            if self._says() and not self._plateau_held:  # the monitored figure is the same on every rank: said once
                 log.warning(
-                    "model.scheduler: %s is %s at epoch %d: %s is not stepped (it would count it as an epoch without "
-                    "improvement and lower the learning rate)",
+                    "model.scheduler: %s is %s at epoch %d: %s is not stepped while it is undefined (it would count "
+                    "each such epoch as one without improvement and lower the learning rate); said again only "
+                    "after an epoch it is defined",
                     self.scheduler_monitor, float(metric), self.current_epoch, type(scheduler).__name__,
                 )  # fmt: skip
+            self._plateau_held = True
             return
+        self._plateau_held = False
         super().lr_scheduler_step(scheduler, metric)
 
     # ------------------------------------------------------------------------------------------------ steps
