@@ -15,6 +15,7 @@ import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import time
 import warnings
 import zlib
@@ -725,6 +726,34 @@ def test_a_fast_dev_run_test_writes_no_report_into_the_working_directory(
     assert caplog.text.count("fast_dev_run writes no test report and no overlays") == 1
     assert "Table II" in caplog.text and "written to" not in caplog.text  # printed, not written
     assert "(--trainer.fast_dev_run true)" in caplog.text and "limit_test_batches" not in caplog.text
+
+
+def test_a_fast_dev_run_predict_writes_no_predictions_folder(
+    tmp_path: Path, data_root: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`wsod predict --trainer.fast_dev_run true` wrote a dated predictions folder (weights.json, the rows of its one
+    batch, overlays, breasts) and warned that --trainer.limit_predict_batches, never given, left inputs out. As the
+    test's report: made in a scratch folder and dropped, one line saying so; a run continued (resume_dir) is left as
+    it is."""
+    dicoms = sorted((data_root / "images").glob("*/*.dicom"))[:4]
+    config = str(write_config(tmp_path / "c.yaml", tiny_config(tmp_path, data_root)))
+    args = ["predict", "--config", config, "--ckpt_path", "untrained", "--data.eval_batch_size", "2",
+            "--data.predict_paths", f"[{', '.join(map(str, dicoms))}]"]  # fmt: skip
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    with caplog.at_level(logging.INFO):
+        main([*args, "--trainer.fast_dev_run", "true"])
+    assert not (tmp_path / "predictions").exists() and list(scratch.iterdir()) == []
+    assert caplog.text.count("fast_dev_run writes no predictions folder (as no checkpoint or log)") == 1
+    assert "predictions for 2 images (0 unreadable), not written (--trainer.fast_dev_run" in caplog.text
+    assert "limit_predict_batches" not in caplog.text
+    main([*args, "--trainer.limit_predict_batches", "1"])
+    (run,) = (tmp_path / "predictions").iterdir()
+    before = {path: path.read_bytes() for path in run.rglob("*") if path.is_file()}
+    main([*args, "--trainer.fast_dev_run", "1", "--trainer.callbacks.init_args.resume_dir", str(run)])
+    assert {path: path.read_bytes() for path in run.rglob("*") if path.is_file()} == before
+    assert list((tmp_path / "predictions").iterdir()) == [run] and list(scratch.iterdir()) == []
 
 
 @pytest.mark.parametrize(("given", "parsed"), [("false", False), ("true", True)])

@@ -14,6 +14,8 @@ import io
 import json
 import logging
 import os
+import shutil
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -68,6 +70,9 @@ log = logging.getLogger(__name__)
 
 #: The data module's options that change what an image's prediction is (recorded in weights.json).
 PREDICT_DATA_OPTIONS = ("input_size", "resize", "crop_breast", "predict_laterality")
+
+#: What ``--trainer.fast_dev_run`` writes of a predict run.
+WITHHELD = "--trainer.fast_dev_run writes no predictions folder"
 
 CSV_COLUMNS = [
     "image_id", "path", "class", "probability", "box", "xmin", "ymin", "xmax", "ymax", "score", "size_mm", "warning",
@@ -142,11 +147,16 @@ class PredictionWriter(BasePredictionWriter):
         self._finished: dict[int, dict[str, Any]] = {}
         self._positions: list[int] | None = None
         self._inputs = 0
+        # --trainer.fast_dev_run, a smoke check: the run's files are made in a scratch folder of each process's own
+        # and dropped (as Lightning writes no checkpoint or log); they went into a dated predictions folder
+        self._withheld = False
+        self._scratch: str | None = None
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         """With ``resume_dir``: after the data's setup, before its loader is made, leave out of the predict inputs
         those with a row in the folder (refusing a folder of other weights, options or inputs)."""
         self._finished, self._positions, self._inputs = {}, None, 0
+        self._withheld = bool(getattr(trainer, "fast_dev_run", False))
         if self.resume_dir is not None and str(getattr(stage, "value", stage)) == "predict":
             self._continue(trainer, pl_module, self.resume_dir)
 
@@ -170,6 +180,11 @@ class PredictionWriter(BasePredictionWriter):
         unreadable = sum(1 for r in records if read_again(r))
         undrawn = sum(1 for r in records if drawn_again(r))
         if not self._positions:
+            if self._withheld:
+                raise NothingLeftToPredict(
+                    f"predict: {folder} already holds the rows of all its {len(keys)} inputs: nothing left to "
+                    f"predict ({WITHHELD}: it is left as it is)"
+                )
             self.run_dir = folder
             if trainer.is_global_zero:
                 self._write_whole(self._with_finished([]))
@@ -188,9 +203,21 @@ class PredictionWriter(BasePredictionWriter):
     def on_predict_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._records, self._indices, self._open = [], [], False
         self.class_names = class_names_of(trainer, pl_module, self.class_index)
+        if self._withheld:  # every process alike: no collective call is skipped by one
+            self._drop_scratch()
+            self._scratch = tempfile.mkdtemp(prefix="wsod-predict-")
+            if trainer.is_global_zero:
+                log.info("predict: %s (as no checkpoint or log): the rows and overlays of its batches are made in a "
+                         "scratch folder and dropped", WITHHELD)  # fmt: skip
         if self.resume_dir is not None:
             made_alike(self.resume_dir, self._weights_record(trainer, pl_module))  # the same: weights.json stays
-            self.run_dir, self._open = named_as_its_rows(self.resume_dir, self._finished.values()), True
+            folder_named = named_as_its_rows(self.resume_dir, self._finished.values())
+            self.run_dir, self._open = Path(self._scratch) if self._scratch else folder_named, True
+            return
+        if self._scratch is not None:
+            self.run_dir, self._open = Path(self._scratch), True
+            if trainer.is_global_zero:
+                self._write_weights_record(trainer, pl_module)
             return
         folder = str(new_run_folder(self.output_dir)) if trainer is None or trainer.is_global_zero else None
         run_dir = trainer.strategy.broadcast(folder) if trainer is not None else folder
@@ -297,7 +324,23 @@ class PredictionWriter(BasePredictionWriter):
         write_png(path, picture)
         return path
 
+    def _drop_scratch(self) -> None:
+        """The scratch folder of a ``fast_dev_run``, removed with what it holds."""
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch = None
+
+    def _where(self, path: Path) -> str:
+        """`` in <path>`` for a log line, or that a ``fast_dev_run`` writes it nowhere."""
+        return f", not written ({WITHHELD})" if self._withheld else f" in {path}"
+
     def on_predict_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        try:
+            self._end(trainer)
+        finally:
+            self._drop_scratch()
+
+    def _end(self, trainer: Trainer) -> None:
         records = self._with_finished(self._gathered_records(trainer))
         failed = sum(1 for r in records if r.get("error"))
         csv_path = self.run_dir / "predictions.csv"
@@ -308,22 +351,24 @@ class PredictionWriter(BasePredictionWriter):
         self._remove_partial_rows(trainer)
         if trainer.is_global_zero:
             self._write_whole(records, written=True)
-            if (given := self._inputs or _input_count(trainer)) is not None and len(records) < given:
+            given = self._inputs or _input_count(trainer)
+            if given is not None and len(records) < given and not self._withheld:  # its point: the first batches
                 log.warning(
                     "predict: %d of the %d inputs were not predicted: --trainer.limit_predict_batches %s stops "
                     "after the first batches", given - len(records), given, trainer.limit_predict_batches,
                 )  # fmt: skip
         self._open = False
+        where = "in the lines above" if self._withheld else f"in {csv_path}"
         if failed and failed == len(records):  # every rank holds every row: all decide alike, none waits alone
             kinds = _not_images(records)
             what = f"is an image ({_count_kinds(kinds)})" if len(kinds) == failed else _first_reason(records)
-            raise NoReadableInputError(f"predict: none of the {failed} input(s) {what}; the reasons are in {csv_path}")
+            raise NoReadableInputError(f"predict: none of the {failed} input(s) {what}; the reasons are {where}")
         nonfinite = sum(1 for r in records if NONFINITE_OUTPUT in r.get("warnings", ()))
         if nonfinite and nonfinite == len(records) - failed:
             raise TrainingDivergedError(
                 f"predict: the model gave NaN or infinite probabilities for every image read ({nonfinite}): the "
                 f"weights of {trainer.ckpt_path or 'the model'} give no usable predictions (their training "
-                f"diverged?); the rows are in {csv_path}"
+                f"diverged?); the rows are {where}"
             )
         if nonfinite and trainer.is_global_zero:
             log.warning(
@@ -367,17 +412,23 @@ class PredictionWriter(BasePredictionWriter):
         if self.resume_dir is not None:
             for path in stale_files(self.run_dir):
                 path.unlink(missing_ok=True)
-        log.info("%s in %s", _summary(records), self.run_dir)
+        log.info("%s%s", _summary(records), self._where(self.run_dir))
         self._write_breasts(records)
 
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
         """A run cut short (Ctrl-C, which Lightning turns into this hook, or an error in a later batch) still
         writes the rows of the images finished so far: their overlays are already on disk."""
         if not self._open:
+            self._drop_scratch()
             return  # no predict run started, or its rows are already written (on_predict_end's own error)
         suffix = _rank_suffix(trainer)
         records = self._with_finished(list(zip(self._indices, self._records, strict=True)))
         self._open = False
+        how = "interrupted" if isinstance(exception, KeyboardInterrupt) else f"stopped by {type(exception).__name__}"
+        if self._withheld:  # nothing to continue: a scratch folder's rows
+            self._drop_scratch()
+            log.warning("predict %s after %s (%s)", how, _done_count(records), WITHHELD)
+            return
         try:
             self._write_rows(records, suffix)
         except OSError:  # a full disk: the error the run stopped with is the one to report; these rows stay
@@ -386,7 +437,6 @@ class PredictionWriter(BasePredictionWriter):
                         _done_count(records), self._partial_path(trainer), self.run_dir)  # fmt: skip
             return
         self._remove_partial_rows(trainer)
-        how = "interrupted" if isinstance(exception, KeyboardInterrupt) else f"stopped by {type(exception).__name__}"
         where: Path | str = self.run_dir
         breasts = ""
         if trainer.world_size > 1:  # each process's own count and files: two lines alike read as one run's
@@ -419,8 +469,8 @@ class PredictionWriter(BasePredictionWriter):
         writer.writeheader()
         writer.writerows(breast_csv_rows(rows))
         write_atomic(self.run_dir / "breasts.csv", handle.getvalue().encode(errors="backslashreplace"))
-        log.info("predict: %d breast%s (the mean of each one's views) in %s", len(rows), "" if len(rows) == 1 else "s",
-                 self.run_dir / "breasts.csv")  # fmt: skip
+        log.info("predict: %d breast%s (the mean of each one's views)%s", len(rows), "" if len(rows) == 1 else "s",
+                 self._where(self.run_dir / "breasts.csv"))  # fmt: skip
 
     def _write_rows(self, records: list[dict[str, Any]], suffix: str) -> None:
         """``predictions<suffix>.json`` and ``.csv`` of ``records``."""
