@@ -274,7 +274,7 @@ def test_predict_reports_unreadable_files_and_still_predicts_the_rest(trained: P
         if record.get("error"):
             continue
         assert 0.0 <= record["probability"] <= 1.0
-        assert Path(record["overlay"]).is_file()
+        assert (run.parent / record["overlay"]).is_file()
         for box in record["boxes"]:  # DICOM frame: the synthetic images are 256 x 160
             assert 0 <= box["xmin"] < box["xmax"] <= 160 and 0 <= box["ymin"] < box["ymax"] <= 256
 
@@ -305,7 +305,7 @@ def test_predict_reads_files_whose_names_are_not_utf8_or_too_long_and_writes_eve
     assert not any(r.get("error") for r in records) and sorted(r["path"] for r in records)[2:] == sorted(latin)
     too_long = [r for r in records if r["image_id"].startswith("bxx")]
     assert "overlay" not in too_long[0] and "could not write the PNG" in too_long[0]["overlay_error"]
-    assert all(Path(r["overlay"]).is_file() for r in records if r not in too_long)
+    assert all((folder_out / r["overlay"]).is_file() for r in records if r not in too_long)
     rows = list(csv.DictReader(open(folder_out / "predictions.csv", encoding="utf-8")))
     assert sorted(r["image_id"] for r in rows) == sorted(r["image_id"] for r in records)
     # the path spelt as the image_id is (it read `m\udcfcller.png` beside the image_id `m\xfcller`)
@@ -2950,7 +2950,7 @@ def test_predict_of_the_paper_test_split_writes_each_image_once(tmp_path: Path, 
     (run,) = (tmp_path / "out").glob("*/predictions.json")
     records = json.loads(run.read_text())
     assert len(records) == len({r["image_id"] for r in records}) == 8  # the 8 distinct test images, once each
-    assert all(Path(r["overlay"]).is_file() for r in records) and not list(run.parent.glob("**/*.partial.png"))
+    assert all((run.parent / r["overlay"]).is_file() for r in records) and not list(run.parent.glob("**/*.partial.png"))
 
 
 def test_ddp_predict_of_only_unreadable_files_writes_every_reason_and_exits_non_zero(

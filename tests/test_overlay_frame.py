@@ -87,7 +87,7 @@ def test_predict_overlay_of_a_right_breast_is_drawn_as_the_source_with_the_box_o
     prediction = {"method": "oracle", "threshold": 0.5, "probabilities": torch.full((1, 1), 0.9)}
     prediction["maps"] = _oracle_map(sample)[None, None]
     writer.write_on_batch_end(None, None, prediction, None, collate_samples([sample]), 0, 0)
-    picture = cv2.imread(str(writer._records[0]["overlay"]))
+    picture = cv2.imread(str(writer.run_dir / writer._records[0]["overlay"]))
     x, y, w, h = _method_panel(picture)
     assert max(w, h) >= MIN_LONG_SIDE and abs(w / h - source.shape[1] / source.shape[0]) < 0.01  # original's aspect
     assert _bright_side(picture[y : y + h, x : x + w]) == "right"  # the breast on the source file's side

@@ -88,7 +88,7 @@ def test_predicted_boxes_land_on_the_synthetic_masses_in_dicom_pixels(
         assert spacing is not None and box["size_mm"] == pytest.approx(
             max((box["xmax"] - box["xmin"]) * spacing[1], (box["ymax"] - box["ymin"]) * spacing[0])
         )
-        assert Path(record["overlay"]).is_file()
+        assert (writer.run_dir / record["overlay"]).is_file()
     rows = (writer.run_dir / "predictions.csv").read_text().splitlines()
     assert rows[0].startswith("image_id,path,class,probability,box,xmin") and len(rows) == len(samples) + 1
 
@@ -170,9 +170,10 @@ def test_inputs_sharing_a_name_keep_their_own_rows_and_overlays(synthetic_root: 
     assert ids == {"studyA/IMG0001.dcm": "studyA/IMG0001", "studyB/IMG0001.dcm": "studyB/IMG0001",
                    "1.2.826.0.1.100": "1.2.826.0.1.100", "1.2.826.0.1.101": "1.2.826.0.1.101",
                    "x.dcm": "x.dcm", "x.png": "x.png", "y.dicom": "y"}  # fmt: skip
-    records = _run_writer(PredictionWriter(output_dir=str(tmp_path / "out")), batch)
+    writer = PredictionWriter(output_dir=str(tmp_path / "out"))
+    records = _run_writer(writer, batch)
     overlays = {r["overlay"] for r in records}
-    assert len(overlays) == len(records) == 7 and all(Path(o).is_file() for o in overlays)
+    assert len(overlays) == len(records) == 7 and all((writer.run_dir / o).is_file() for o in overlays)
     assert predict_image_ids([scans / "x.dcm", scans / "x.dcm"]) == ["x", "x-2"]  # the same file given twice
     # one file spelled two ways is the same file; a path with `..` gave an id with `..`, whose overlay went outside
     # the run folder (`../../x` as far up as the path climbed)
@@ -224,7 +225,7 @@ def test_a_run_cut_short_keeps_the_rows_of_the_finished_batches(
         signal.signal(signal.SIGINT, sigint)
     records = json.loads((writer.run_dir / "predictions.json").read_text())
     assert [r["path"] for r in records] == files[:4]
-    assert all(Path(r["overlay"]).is_file() for r in records)
+    assert all((writer.run_dir / r["overlay"]).is_file() for r in records)
     assert len(list((writer.run_dir / "overlays").glob("*.png"))) == 4
     rows = list(csv.DictReader(open(writer.run_dir / "predictions.csv")))
     assert [row["path"] for row in rows] == files[:4] and all(row["probability"] == "0.700000" for row in rows)
@@ -889,24 +890,46 @@ def test_an_input_named_in_unicode_is_predicted_under_a_locale_that_is_not_utf8(
     assert [p.name for p in (folder / "overlays").glob("*")] == (["sein_é_日本.png"] if overlays else [])
 
 
+def test_the_overlays_are_named_relative_to_the_run_folder_wherever_it_is_moved(
+    synthetic_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """predictions.json named each overlay relative to the directory the command ran in (``cut/<date-time>/...``):
+    read from another directory, or after the folder was moved, the paths named no file. They are relative to the
+    run folder, predictions.json's own directory."""
+    monkeypatch.chdir(tmp_path)
+    writer = PredictionWriter(output_dir="cut")
+    _, data, writer, trainer = _seven_inputs(synthetic_root, tmp_path, writer, limit_predict_batches=1)
+    trainer.predict(_ByImage(), datamodule=data, return_predictions=False)
+    moved = tmp_path / "elsewhere" / "run"
+    moved.parent.mkdir()
+    writer.run_dir.rename(moved)
+    monkeypatch.chdir(moved.parent)
+    records = json.loads((moved / "predictions.json").read_text())
+    assert [r["overlay"] for r in records] == [f"overlays/{r['image_id']}.png" for r in records] and len(records) == 2
+    assert all((moved / r["overlay"]).is_file() for r in records)
+
+
 @pytest.mark.filterwarnings("ignore:Invalid value for VR UI")  # the synthetic data's VinDr-style hex UIDs
 @pytest.mark.parametrize("relative", [True, False])
-def test_the_rows_continued_name_their_overlays_as_the_finished_rows_do(
+def test_a_folder_of_an_earlier_version_continued_names_every_overlay_relative_to_it(
     synthetic_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, relative: bool
 ) -> None:
-    """The continued rows' overlay paths took the form ``resume_dir`` was typed in: a run into ``output_dir``
-    ``cut`` (relative) continued with its folder's absolute path gave one predictions.csv both forms (and the other
-    way round)."""
+    """A run cut short by an earlier wsod-mammo named its overlays relative to the working directory or absolute:
+    continued (its folder typed in the other form), its rows and the new ones all name theirs relative to the
+    folder, in one form."""
     monkeypatch.chdir(tmp_path)
-    cut = PredictionWriter(output_dir="cut" if relative else str(tmp_path / "cut"))
+    cut = PredictionWriter(output_dir="cut")
     _, data, cut, trainer = _seven_inputs(synthetic_root, tmp_path, cut, limit_predict_batches=2)
     trainer.predict(_ByImage(), datamodule=data, return_predictions=False)
     run = cut.run_dir
-    assert run.is_absolute() != relative
-    _continued(synthetic_root, tmp_path, run.absolute() if relative else run.relative_to(tmp_path))
-    overlays = [Path(r["overlay"]) for r in json.loads((run / "predictions.json").read_text())]
-    assert len(overlays) == 7 and {o.parent.parent for o in overlays} == {run}
-    assert all(o.is_file() for o in overlays)
+    rows = json.loads((run / "predictions.json").read_text())
+    for row in rows:  # as the earlier version wrote them
+        row["overlay"] = str((run if relative else run.absolute()) / row["overlay"])
+    (run / "predictions.json").write_text(json.dumps(rows))
+    _continued(synthetic_root, tmp_path, run.absolute() if relative else run)
+    records = json.loads((run / "predictions.json").read_text())
+    assert [r["overlay"] for r in records] == [f"overlays/{r['image_id']}.png" for r in records] and len(records) == 7
+    assert all((run / r["overlay"]).is_file() for r in records)
 
 
 @pytest.mark.filterwarnings("ignore:Invalid value for VR UI")  # the synthetic data's VinDr-style hex UIDs

@@ -13,7 +13,6 @@ import csv
 import io
 import json
 import logging
-import os
 import shutil
 import tempfile
 import time
@@ -56,7 +55,7 @@ from wsod_mammo.training.predict_resume import (
     input_keys,
     inputs_hint,
     made_alike,
-    named_as_its_rows,
+    overlay_name,
     read_again,
     record_key,
     stale_files,
@@ -211,8 +210,7 @@ class PredictionWriter(BasePredictionWriter):
                          "scratch folder and dropped", WITHHELD)  # fmt: skip
         if self.resume_dir is not None:
             made_alike(self.resume_dir, self._weights_record(trainer, pl_module))  # the same: weights.json stays
-            folder_named = named_as_its_rows(self.resume_dir, self._finished.values())
-            self.run_dir, self._open = Path(self._scratch) if self._scratch else folder_named, True
+            self.run_dir, self._open = Path(self._scratch) if self._scratch else self.resume_dir, True
             return
         if self._scratch is not None:
             self.run_dir, self._open = Path(self._scratch), True
@@ -269,7 +267,8 @@ class PredictionWriter(BasePredictionWriter):
                 boxes = (torch.from_numpy(result.input_boxes), torch.from_numpy(result.scores))
                 try:
                     args = (saliency, boxes, result.method, result.probability, cell0)
-                    record["overlay"] = str(self._write_overlay(batch, i, *args))
+                    # relative to the run folder (the file's own): the rows stay right wherever it is moved or read
+                    record["overlay"] = self._write_overlay(batch, i, *args).relative_to(self.run_dir).as_posix()
                 except OSError as err:  # a picture, not a prediction: the row stays, the run goes on
                     record["overlay_error"] = str(err)
                     log.warning("predict: %s: no overlay (%s)", record["image_id"], err)
@@ -318,9 +317,7 @@ class PredictionWriter(BasePredictionWriter):
         picture = render_overlay(
             frame.image, frame.gt_boxes, frame.maps, frame.boxes, frame.title(title), ground_truth=False
         )
-        # its UTF-8 bytes, the name a UTF-8 locale gives it: a locale that cannot spell the image_id (LC_ALL=C, whose
-        # file names came in as surrogates that spelt_out made letters again) failed the run with UnicodeEncodeError
-        path = self.run_dir / "overlays" / os.fsdecode(f"{batch['image_id'][i]}.png".encode("utf-8", "surrogateescape"))
+        path = self.run_dir / overlay_name(batch["image_id"][i])
         write_png(path, picture)
         return path
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +81,8 @@ def _shown(method: Any) -> str:
 def finished_records(folder: Path) -> list[dict[str, Any]]:
     """Every row ``folder`` holds, each input's once (by ``image_id`` and ``path``): ``predictions.json`` and the
     processes' ``predictions.rank<N>.json``, then the rows of finished batches in ``predictions*.partial.jsonl`` (a
-    line cut short by a kill is left out: its input is predicted again)."""
+    line cut short by a kill is left out: its input is predicted again). Overlays named as an earlier wsod-mammo
+    named them are named relative to ``folder`` (``in_folder_form``)."""
     records: dict[tuple[str, str], dict[str, Any]] = {}
     for path in sorted(folder.glob("predictions*.json")):
         try:
@@ -90,14 +90,14 @@ def finished_records(folder: Path) -> list[dict[str, Any]]:
         except ValueError as err:
             raise ContinueRefusedError(f"resume_dir {folder}: {path.name} cannot be read ({err})") from None
         for record in rows:
-            records.setdefault(record_key(record), record)
+            records.setdefault(record_key(record), in_folder_form(record))
     for path in sorted(folder.glob("predictions*.partial.jsonl")):
         for line in path.read_text(encoding="utf-8").splitlines():
             try:
                 record = json.loads(line)
             except ValueError:
                 continue
-            records.setdefault(record_key(record), record)
+            records.setdefault(record_key(record), in_folder_form(record))
     return list(records.values())
 
 
@@ -114,14 +114,20 @@ def drawn_again(record: dict[str, Any]) -> bool:
     return bool(record.get("overlay_error"))
 
 
-def named_as_its_rows(folder: Path, records: Iterable[dict[str, Any]]) -> Path:
-    """``folder`` as its rows' overlay paths name it: absolute, or relative to the working directory (the run's
-    ``output_dir`` as typed). A ``resume_dir`` typed in the other form gave the continued rows' overlays that form,
-    and one predictions.csv mixed the two."""
-    overlay = next((Path(r["overlay"]) for r in records if r.get("overlay")), None)
-    if overlay is None or overlay.is_absolute() == folder.is_absolute():
-        return folder
-    return folder.absolute() if overlay.is_absolute() else Path(os.path.relpath(folder.absolute()))
+def overlay_name(image_id: str) -> str:
+    """An image's overlay in ``predictions.json``: ``overlays/<image_id>.png``, relative to the run folder (the
+    file's own), so the rows stay right when the folder is moved or read from another directory. Its UTF-8 bytes,
+    the name a UTF-8 locale gives it: a locale that cannot spell the image_id (LC_ALL=C) failed the run."""
+    return "overlays/" + os.fsdecode(f"{image_id}.png".encode("utf-8", "surrogateescape"))
+
+
+def in_folder_form(record: dict[str, Any]) -> dict[str, Any]:
+    """``record`` with its ``overlay`` relative to the run folder: an earlier wsod-mammo wrote it relative to the
+    directory the command ran in, or absolute, and a folder continued from one mixed the two forms."""
+    overlay, name = record.get("overlay"), overlay_name(str(record.get("image_id", "")))
+    if isinstance(overlay, str) and overlay != name and Path(overlay).as_posix().endswith(f"/{name}"):
+        return {**record, "overlay": name}
+    return record
 
 
 def record_key(record: dict[str, Any]) -> tuple[str, str]:
