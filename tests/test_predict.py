@@ -427,7 +427,7 @@ def test_a_breast_says_which_of_its_views_carry_a_warning(synthetic_root: Path, 
     assert breast["views"] == ["CC", "MLO", ""]
     assert breast["warnings"] == [f"{images[2]['image_id']}: {images[2]['warnings'][0]}"]
     (row,) = csv.DictReader(open(writer.run_dir / "breasts.csv"))
-    assert row["warning"] == breast["warnings"][0]
+    assert json.loads(row["warning"]) == breast["warnings"]
 
 
 def test_the_data_splits_images_give_their_breasts_by_the_annotations(synthetic_root: Path, tmp_path: Path) -> None:
@@ -489,6 +489,26 @@ def test_a_warning_about_an_input_reaches_its_rows_and_the_log(
     warned = [m.getMessage().split(": ")[0] for m in caplog.records
               if m.levelno >= logging.WARNING and m.name.startswith("wsod_mammo.data")]  # fmt: skip
     assert warned == [str(raw)] * 2
+
+
+@pytest.mark.filterwarnings("ignore:Invalid value for VR UI")  # the synthetic data's VinDr-style hex UIDs
+def test_breasts_csv_gives_back_image_ids_that_hold_the_separator(synthetic_root: Path, tmp_path: Path) -> None:
+    """breasts.csv joined a breast's image_ids by ``; ``: the files ``a; b.dcm`` and ``c.dcm`` read as the three
+    views ``a``, ``b`` and ``c``. Its lists are JSON arrays, which a CSV reader's cell splits back exactly, as
+    breasts.json's lists."""
+    left = _left_views_of_a_whole_exam(synthetic_root)
+    paths = [shutil.copy(left[0].path, tmp_path / "a; b.dcm"), shutil.copy(left[1].path, tmp_path / "é.dcm")]
+    data = VinDrMammoDataModule(str(synthetic_root), input_size=(128, 96), num_workers=0, predict_paths=paths)
+    data.setup("predict")
+    writer = PredictionWriter(output_dir=str(tmp_path / "out"), overlays=False)
+    _run_writer(writer, next(iter(data.predict_dataloader())))
+    (breast,) = json.loads((writer.run_dir / "breasts.json").read_text())
+    assert breast["image_ids"] == ["a; b", "é"]
+    with open(writer.run_dir / "breasts.csv", newline="", encoding="utf-8") as handle:
+        (row,) = csv.DictReader(handle)
+    assert json.loads(row["image_ids"]) == breast["image_ids"] and row["images"] == "2"
+    assert json.loads(row["views"]) == ["CC", "MLO"] and json.loads(row["laterality_from"]) == ["dicom"]
+    assert json.loads(row["warning"]) == [] and '"é"' in row["image_ids"]  # the letter, not \u00e9
 
 
 def test_a_breast_with_a_view_the_model_gave_no_finite_output_has_no_probability() -> None:

@@ -7,6 +7,7 @@ PNG/TIFF files and untagged DICOMs are left out (a folder of files says nothing 
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -57,8 +58,9 @@ def breast_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def breast_csv_rows(rows: list[dict[str, Any]]) -> list[dict[str, str]]:
-    """``breasts.csv``'s rows (:data:`BREAST_CSV_COLUMNS`): lists joined by ``; `` (``breasts.json`` keeps them as
-    lists), no probability left empty."""
+    """``breasts.csv``'s rows (:data:`BREAST_CSV_COLUMNS`): lists as JSON arrays (``breasts.json`` keeps them as
+    lists), no probability left empty. Joined by ``; ``, the ids ``a; b`` and ``c`` read as the three ``a``, ``b``,
+    ``c``: an image_id is a file's name, which may hold ``; `` (``json.loads`` splits a cell; R's ``jsonlite``)."""
     return [
         {
             "study": row["study"],
@@ -66,13 +68,18 @@ def breast_csv_rows(rows: list[dict[str, Any]]) -> list[dict[str, str]]:
             "class": row["class"],
             "probability": "" if row["probability"] is None else f"{row['probability']:.6f}",
             "images": str(len(row["image_ids"])),
-            "views": "; ".join(row["views"]),
-            "image_ids": "; ".join(row["image_ids"]),
-            "laterality_from": "; ".join(row["laterality_from"]),
-            "warning": "; ".join(row.get("warnings", ())),
+            "views": _json_list(row["views"]),
+            "image_ids": _json_list(row["image_ids"]),
+            "laterality_from": _json_list(row["laterality_from"]),
+            "warning": _json_list(row.get("warnings", ())),
         }
         for row in rows
     ]
+
+
+def _json_list(values: Any) -> str:
+    """``["a; b", "c"]``: a list in one CSV cell that splits back exactly (letters as they are, not ``\\u`` escapes)."""
+    return json.dumps(list(values), ensure_ascii=False)
 
 
 def _mean(values: list[float | None]) -> float | None:
