@@ -356,3 +356,23 @@ def test_the_pixel_spacing_travels_with_the_geometry_and_old_dicts_have_none() -
     assert data["spacing_mm"] == [0.085, 0.07] and Geometry.from_dict(data) == geo
     del data["spacing_mm"]
     assert Geometry.from_dict(data).spacing_mm is None
+
+
+@pytest.mark.parametrize("laterality", ["L", "R"])
+def test_a_box_in_pixel_edge_coordinates_comes_back_out_of_the_input_frame_as_it_went_in(laterality: str) -> None:
+    """One convention everywhere: pixel column ``i`` spans ``[i, i + 1)``. A mass over columns 150..159 of a 160-wide
+    image (against its right edge) and rows 50..79 is the CSV box ``(150, 50, 160, 80)``; a map of exactly that
+    mass in the input frame (flipped for R, halved) gives, back in the image's pixels, that box: no pixel more or
+    less on either side (an inclusive ``xmax`` would read 159, a centre convention 149.5..159.5)."""
+    from wsod_mammo.detection.boxes import box_iou, saliency_to_boxes
+
+    image = np.full((256, 160), 0.5, np.float32)
+    mass = np.zeros_like(image)
+    mass[50:80, 150:160] = 1.0
+    box = np.array([[150.0, 50.0, 160.0, 80.0]])
+    geo = make_geometry(image, laterality, (128, 80), crop_breast=False)
+    saliency = torch.from_numpy(apply_to_image(mass, geo))[None]
+    (found,) = saliency_to_boxes(saliency, (128, 80), 0.5)
+    np.testing.assert_array_equal(found.boxes.numpy(), boxes_to_input(box, geo))
+    np.testing.assert_array_equal(boxes_to_original(found.boxes.double(), geo).numpy(), box)
+    assert box_iou(torch.from_numpy(box), torch.from_numpy(box)).item() == 1.0
