@@ -923,3 +923,106 @@ def test_after_ctrl_c_the_study_stops_a_run_that_goes_on_and_starts_no_other(
     for process in processes:
         assert process.wait(timeout=30) == -signal.SIGTERM
     assert study_runs._STOPPING.is_set()
+
+
+_STUDY_HELD_BETWEEN_RUNS = """
+import sys, time
+from pathlib import Path
+import wsod_mammo.study as study
+import wsod_mammo.study_runs as study_runs
+from wsod_mammo.commands import main
+
+gate, between = Path(sys.argv[1]), Path(sys.argv[2])
+
+def wsod(args, log, env):  # a fit or test done at once
+    if args[0] == "test":
+        (log.parent / "w" / "id").mkdir(parents=True, exist_ok=True)
+        (log.parent / "w" / "id" / "detection.json").write_text("{}")
+
+def run_one(run_dir, device, real=study_runs.run_one):  # after each run, wait at the gate: between two runs
+    report = real(run_dir, device)
+    between.write_text(run_dir.name)
+    while not gate.exists():
+        time.sleep(0.1)
+    return report
+
+study_runs._wsod, study_runs.run_one, study.aggregate = wsod, run_one, lambda *args: ""
+main(["study", *sys.argv[3:]])
+"""
+
+
+@pytest.mark.timeout(300)
+def test_a_second_study_on_a_folder_a_study_holds_between_two_runs_is_refused_at_once(tmp_path: Path) -> None:
+    """Each run's folder was held only while it ran: a study started again on the same --output (a job submitted
+    twice) between two of the first one's runs found no run held, and ran the next run beside the first study. The
+    study holds its folder for its whole life: the second is refused in one line naming the first, and runs none."""
+    import socket
+    import subprocess
+    import sys
+
+    config = write_config(tmp_path / "base.yaml", tiny_config(tmp_path / "unused", tmp_path / "data"))
+    study = tmp_path / "study"
+    options = ["--config", str(config), "--output", str(study), "--train_methods", "cam,gradcam", "--seeds", "1"]
+    gate, between = tmp_path / "gate", tmp_path / "between"
+    command = [sys.executable, "-c", _STUDY_HELD_BETWEEN_RUNS]
+    first = subprocess.Popen([*command, str(gate), str(between), *options], stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not between.exists() and time.monotonic() < deadline:  # its first run done, the next not started
+            assert first.poll() is None, first.communicate()
+            time.sleep(0.2)
+        assert between.read_text() == "cam_seed1"
+        (tmp_path / "open").touch()
+        second = subprocess.run([*command, str(tmp_path / "open"), str(tmp_path / "between2"), *options],
+                                capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert second.returncode == 1 and second.stderr.splitlines() == [
+            f"[wsod] wsod study: --output {study} is being written by wsod study, pid {first.pid} on "
+            f"{socket.gethostname()}; run this study again when it has finished (finished runs are skipped)"
+        ], second.stderr[-3000:]
+        assert not (study / "runs" / "gradcam_seed1" / "fit.done").exists()  # the first study's to run
+        gate.touch()
+        _, stderr = first.communicate(timeout=120)
+        assert first.returncode == 0, stderr[-3000:]
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    assert (study / "runs" / "gradcam_seed1" / "test.done").is_file()
+    from wsod_mammo.folder_locks import holder
+
+    assert holder(study) is None  # released when the study ends
+
+
+def test_a_slurm_array_task_or_an_aggregate_beside_a_running_study_is_refused_and_writes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The study's own lock: an array task (``--run_index``, whose tasks run side by side) beside a whole study on
+    the folder, and ``--aggregate_only`` while it writes, are refused naming it, before they write anything."""
+    import wsod_mammo.study_runs as study_runs
+    from wsod_mammo.folder_locks import FolderBusyError, hold
+    from wsod_mammo.study import main as study_main
+
+    calls: list[list[str]] = []
+
+    def wsod(args: list[str], log: Path, env: dict[str, str]) -> None:
+        calls.append(args)
+        if args[0] == "test":
+            (log.parent / "w" / "id").mkdir(parents=True, exist_ok=True)
+            (log.parent / "w" / "id" / "detection.json").write_text("{}")
+
+    monkeypatch.setattr(study_runs, "_wsod", wsod)
+    config = write_config(tmp_path / "base.yaml", tiny_config(tmp_path / "unused", tmp_path / "data"))
+    study = tmp_path / "study"
+    (study / "runs").mkdir(parents=True)
+    args = ["--config", str(config), "--output", str(study), "--train_methods", "cam", "--seeds", "1"]
+    handle = hold(study, "wsod study")  # a whole study, running
+    try:
+        for extra in (["--run_index", "0"], ["--aggregate_only"], []):
+            with pytest.raises(FolderBusyError, match=rf"^--output {re.escape(str(study))} is being written by wsod "
+                                                      f"study, pid {os.getpid()} on "):  # fmt: skip
+                study_main([*args, *extra])
+    finally:
+        handle.close()
+    assert calls == [] and not list((study / "runs").iterdir())
+    study_main([*args, "--run_index", "0"])  # that study has ended
+    assert calls[0][0] == "fit" and (study / "runs" / "cam_seed1" / "run.yaml").is_file()

@@ -29,8 +29,17 @@ from wsod_mammo.data.sampling import SEEDS
 from wsod_mammo.data.vindr import FINDING_CSV
 from wsod_mammo.detection.report import METHOD_ORDER, count
 from wsod_mammo.detection.study_report import write_study_outputs
-from wsod_mammo.folder_locks import holder
-from wsod_mammo.study_runs import FIT_DONE, RUN_CONFIG, TEST_DONE, allow_runs, finished_report, run_all, run_one
+from wsod_mammo.folder_locks import hold, holder, refuse_held
+from wsod_mammo.study_runs import (
+    BUSY_THEN,
+    FIT_DONE,
+    RUN_CONFIG,
+    TEST_DONE,
+    allow_runs,
+    finished_report,
+    run_all,
+    run_one,
+)
 from wsod_mammo.study_runs import pass_on_sigterm as pass_on_sigterm  # commands calls it on SIGTERM to `wsod study`
 
 log = logging.getLogger(__name__)
@@ -253,16 +262,24 @@ def _matrix(args: argparse.Namespace) -> list[RunSpec]:
     return [RunSpec(m, s) for m in _methods(args.train_methods, "--train_methods") for s in seeds]
 
 
-def write_run_configs(args: argparse.Namespace, runs: dict[RunSpec, Path]) -> None:
-    """Each run's ``run.yaml`` (the composed configs plus the run's settings); the W&B group is the study's name."""
+def run_config_texts(args: argparse.Namespace, runs: dict[RunSpec, Path]) -> dict[RunSpec, str]:
+    """Each run's ``run.yaml`` text (the composed configs plus the run's settings); the W&B group is the study's
+    name. Every run's first: a config no run can use is refused before any folder is made."""
     base, test_methods = compose_configs(args.config), _test_methods(args) or list(METHOD_ORDER)
     group = Path(args.output).resolve().name
-    texts = {  # every run's first: a config no run can use is refused before any folder is made
+    return {
         spec: yaml.safe_dump(
             run_config(base, spec, run_dir.resolve(), group, test_methods, args.select_by), sort_keys=False
         )  # fmt: skip
         for spec, run_dir in runs.items()
     }
+
+
+def write_run_configs(
+    args: argparse.Namespace, runs: dict[RunSpec, Path], texts: dict[RunSpec, str] | None = None
+) -> None:
+    """Each run's ``run.yaml`` (``texts``, else ``run_config_texts``), but those of runs started or running."""
+    texts = run_config_texts(args, runs) if texts is None else texts
     for spec, run_dir in runs.items():
         run_dir.mkdir(parents=True, exist_ok=True)
         text = texts[spec]
@@ -456,13 +473,36 @@ def main(argv: list[str] | None = None) -> None:
         if not 0 <= args.run_index < len(runs):
             raise SystemExit(f"--run_index: expected 0..{len(runs) - 1}, found {args.run_index}")
         spec = list(runs)[args.run_index]
-        write_run_configs(args, {spec: runs[spec]})
+        texts = run_config_texts(args, {spec: runs[spec]})
+        refuse_held(output, "--output", BUSY_THEN)  # the array's tasks run side by side, but not beside a study
+        write_run_configs(args, {spec: runs[spec]}, texts)
         run_one(runs[spec], None)
         return
     base = compose_configs(args.config) if not args.aggregate_only else {}
+    texts = {} if args.aggregate_only else run_config_texts(args, runs)
     if not args.aggregate_only:
         check_gpus_wanted(args.gpus, base)
-        write_run_configs(args, runs)
+    # the study's folder held from here to its tables: its runs' own locks left a second study (a job submitted
+    # again) free to start between two of them, and it ran the runs its workers had taken before it stopped
+    lock = hold(output, "wsod study", "--output", BUSY_THEN)
+    try:
+        _run_study(args, argv, output, runs, base, texts)
+    finally:
+        lock.close()
+
+
+def _run_study(
+    args: argparse.Namespace,
+    argv: list[str],
+    output: Path,
+    runs: dict[RunSpec, Path],
+    base: dict[str, Any],
+    texts: dict[RunSpec, str],
+) -> None:
+    """``main``'s work once it holds the study folder: the runs' configs, the runs (or the SLURM script), the
+    tables."""
+    if not args.aggregate_only:
+        write_run_configs(args, runs, texts)
     if args.launcher == "slurm" and not args.aggregate_only:  # the tables after the array: nothing to launch
         script = output / "study.sbatch"
         write_text_atomic(script, slurm_script(argv, len(runs), output.resolve(), gpu=not trains_on_cpu(base)))
