@@ -125,6 +125,22 @@ def test_a_damaged_sidecar_is_converted_again(synthetic_root: Path, tmp_path: Pa
     assert prep.prepare(str(synthetic_root), str(tmp_path), input_size=SIZE, workers=0) == first
 
 
+@pytest.mark.parametrize("cache_format", ["png", "npy"])
+@pytest.mark.parametrize("cut", ["image-empty", "image-cut", "mask-cut"])
+def test_a_cached_file_cut_short_under_its_sidecar_is_converted_again(
+    padded_root: Path, tmp_path: Path, cache_format: str, cut: str
+) -> None:
+    """Renames are not fsynced: after a power cut an image's file can be empty or cut while its sidecar is whole.
+    A rerun took the image as done and said "0 failed", and the fit stopped on it when its batch came, hours in."""
+    first = prep.prepare(str(padded_root), str(tmp_path), input_size=SIZE, workers=0, cache_format=cache_format)
+    before = _files(tmp_path)
+    entry = next(e for e in first["images"].values() if "padding" in e)
+    damaged = tmp_path / entry["padding" if cut == "mask-cut" else "file"]
+    damaged.write_bytes(b"" if cut == "image-empty" else damaged.read_bytes()[: damaged.stat().st_size // 2])
+    assert prep.prepare(str(padded_root), str(tmp_path), input_size=SIZE, workers=0, cache_format=cache_format) == first
+    assert _files(tmp_path) == before
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [

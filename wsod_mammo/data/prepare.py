@@ -6,15 +6,15 @@ PNG (``cache_format: png``, compact) or as raw ``.npy`` (``npy``, read by memory
 
 Layout: ``<cache_dir>/images/<image_id>.{png,npy}``, for an image with DICOM padding inside its crop a
 ``<image_id>.mask.png`` (8-bit, 255 on padding pixels; its entry's ``padding`` names it, absent for images without
-padding and in caches written before masks existed), a ``<image_id>.json`` sidecar per image (geometry and
-source path) and ``<cache_dir>/manifest.json``. Resumable: every file goes to a temporary name and is
-renamed into place, the sidecar last, so an image counts as done only when all of it is there; a rerun
-skips done images (and converts again one whose sidecar is damaged). The manifest is written first with the
-options (``input_size``, ``crop_breast``, ``resize``, ``cache_format``) and no image, then whole at the end; a
-rerun with other options is refused, since it would keep the earlier images. A bad file does not stop the
-others; it is listed at the end with its path and reason. An image cached with doubts (its DICOM's tag or the
-breast's edge disagrees with the CSV's laterality, raw or non-mammography data) has them under its entry's
-``warnings``, and the end of the run names it.
+padding and in caches written before masks existed), a ``<image_id>.json`` sidecar per image (geometry and source
+path) and ``<cache_dir>/manifest.json``. Resumable: every file goes to a temporary name and is renamed into place,
+the sidecar last, so an image counts as done only when all of it is there; a rerun skips done images (and converts
+again one whose sidecar is damaged, or whose image or mask file is cut short). The manifest is written first with
+the options (``input_size``, ``crop_breast``, ``resize``, ``cache_format``) and no image, then whole at the end; a
+rerun with other options is refused, since it would keep the earlier images. A bad file does not stop the others;
+it is listed at the end with its path and reason. An image cached with doubts (its DICOM's tag or the breast's edge
+disagrees with the CSV's laterality, raw or non-mammography data) has them under its entry's ``warnings``, and the
+end of the run names it.
 """
 
 from __future__ import annotations
@@ -122,9 +122,10 @@ Job = tuple[str, str, str, tuple[int, int], bool, str, CacheFormat, tuple[int, i
 
 
 def _done_entry(sidecar: Path, image_id: str, cache_format: str) -> dict[str, Any] | None:
-    """A converted image's sidecar entry, or None when the sidecar is damaged (empty after a power cut: renames are
-    not fsynced; edited by hand) and the image is converted again. A sidecar that parsed as any JSON was taken, and
-    the DataModule later failed on it with a bare KeyError, or prepare itself with an AttributeError."""
+    """A converted image's sidecar entry, or None when the sidecar, its image or its mask is damaged (empty or cut
+    after a power cut: renames are not fsynced; edited by hand) and the image is converted again. A sidecar that
+    parsed as any JSON was taken, and the DataModule later failed on it with a bare KeyError, or prepare itself with
+    an AttributeError."""
     try:
         entry = json.loads(sidecar.read_text(encoding="utf-8"))
         geometry = entry["geometry"]
@@ -136,7 +137,33 @@ def _done_entry(sidecar: Path, image_id: str, cache_format: str) -> dict[str, An
     padding = entry.get("padding", f"images/{image_id}.mask.png")
     if entry.get("file") != f"images/{image_id}.{cache_format}" or padding != f"images/{image_id}.mask.png":
         return None
+    shape = (geometry["out_height"], geometry["out_width"])
+    files = [(entry["file"], 16)] + [(padding, 8)] * ("padding" in entry)  # the mask, where the image has one
+    if not all(_whole(sidecar.parent.parent / name, shape, bits) for name, bits in files):
+        return None
     return entry
+
+
+#: a PNG's last chunk, IEND (no data, its CRC): a PNG cut short lacks it
+_PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"
+
+
+def _whole(path: Path, shape: tuple[int, int], bits: int) -> bool:
+    """Whether a cached image (``bits`` 16) or padding mask (8) of ``shape`` is all there, read from its header and
+    end, not its pixels. Renames are not fsynced: after a power cut a file can be empty or cut under its whole
+    sidecar, and a rerun took the image as done ("0 failed") until the fit stopped on it, hours in."""
+    try:
+        if path.suffix == ".npy":
+            image = np.load(path, mmap_mode="r")  # its header; the mapping fails on a file shorter than it says
+            return bool(image.shape == shape and image.dtype == np.uint16)
+        with path.open("rb") as file:
+            head = file.read(25)  # the signature, then IHDR: width, height, bit depth
+            file.seek(-len(_PNG_END), os.SEEK_END)
+            end = file.read()
+    except (OSError, ValueError, EOFError):
+        return False
+    size = (int.from_bytes(head[20:24], "big"), int.from_bytes(head[16:20], "big"))
+    return len(head) == 25 and head[12:16] == b"IHDR" and size == shape and head[24] == bits and end == _PNG_END
 
 
 def _convert(job: Job) -> tuple[str, dict[str, Any] | None, str]:
