@@ -141,6 +141,41 @@ def test_a_cached_file_cut_short_under_its_sidecar_is_converted_again(
     assert _files(tmp_path) == before
 
 
+def test_a_source_replaced_since_it_was_cached_is_converted_again_and_a_copied_dataset_is_not(
+    synthetic_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """A DICOM replaced under its name (mended, re-exported: the same size) kept its old pixels through a rerun,
+    which said nothing; a copy of the dataset whose files lost their times (``cp -r``) is not decoded again."""
+    root = Path(shutil.copytree(synthetic_root, tmp_path / "data"))
+    cache = tmp_path / "cache"
+    first = prep.prepare(str(root), str(cache), input_size=SIZE, workers=0)
+    record = next(r for r in load_records(root) if r.image_id in first["images"])
+    dicom = pydicom.dcmread(record.path)
+    dicom.PixelData = np.ascontiguousarray(dicom.pixel_array[::-1]).tobytes()  # another image, the same size
+    dicom.save_as(record.path)
+    os.utime(record.path, ns=(os.stat(record.path).st_atime_ns, os.stat(record.path).st_mtime_ns + 10**9))
+    capsys.readouterr()
+    again = prep.prepare(str(root), str(cache), input_size=SIZE, workers=0)
+    assert f"{record.path} changed since {record.image_id} was cached: converting it again" in capsys.readouterr().err
+    expected = load_input_image(record.path, record.laterality, SIZE)[0]
+    cached = prep.read_cached(cache / again["images"][record.image_id]["file"])
+    np.testing.assert_allclose(cached, expected, atol=1 / 65535)
+    assert {k: e for k, e in again["images"].items() if k != record.image_id} == {
+        k: e for k, e in first["images"].items() if k != record.image_id
+    }
+    copied = Path(shutil.copytree(root, tmp_path / "copy", copy_function=shutil.copyfile))  # new times
+
+    def decoded_again(*args, **kwargs):
+        raise AssertionError("an image was decoded again")
+
+    monkeypatch.setattr(prep, "load_input_image", decoded_again, raising=False)
+    import wsod_mammo.data.images as images
+
+    monkeypatch.setattr(images, "load_input_image", decoded_again)
+    moved = prep.prepare(str(copied), str(cache), input_size=SIZE, workers=0)
+    assert {k: e["file"] for k, e in moved["images"].items()} == {k: e["file"] for k, e in again["images"].items()}
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [

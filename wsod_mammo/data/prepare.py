@@ -6,19 +6,20 @@ PNG (``cache_format: png``, compact) or as raw ``.npy`` (``npy``, read by memory
 
 Layout: ``<cache_dir>/images/<image_id>.{png,npy}``, for an image with DICOM padding inside its crop a
 ``<image_id>.mask.png`` (8-bit, 255 on padding pixels; its entry's ``padding`` names it, absent for images without
-padding and in caches written before masks existed), a ``<image_id>.json`` sidecar per image (geometry and source
-path) and ``<cache_dir>/manifest.json``. Resumable: every file goes to a temporary name and is renamed into place,
-the sidecar last, so an image counts as done only when all of it is there; a rerun skips done images (and converts
-again one whose sidecar is damaged, or whose image or mask file is cut short). The manifest is written first with
-the options (``input_size``, ``crop_breast``, ``resize``, ``cache_format``) and no image, then whole at the end; a
-rerun with other options is refused, since it would keep the earlier images. A bad file does not stop the others;
-it is listed at the end with its path and reason. An image cached with doubts (its DICOM's tag or the breast's edge
-disagrees with the CSV's laterality, raw or non-mammography data) has them under its entry's ``warnings``, and the
-end of the run names it.
+padding and in caches written before masks existed), a ``<image_id>.json`` sidecar per image (geometry, source path
+and the source file's stamp) and ``<cache_dir>/manifest.json``. Resumable: every file goes to a temporary name and
+is renamed into place, the sidecar last, so an image counts as done only when all of it is there; a rerun skips
+done images (and converts again one whose sidecar is damaged, whose image or mask file is cut short, or whose
+source file was replaced). The manifest is written first with the options (``input_size``, ``crop_breast``,
+``resize``, ``cache_format``) and no image, then whole at the end; a rerun with other options is refused, since it
+would keep the earlier images. A bad file does not stop the others; it is listed at the end with its path and
+reason. An image cached with doubts (its DICOM's tag or the breast's edge disagrees with the CSV's laterality, raw
+or non-mammography data) has them under its entry's ``warnings``, and the end of the run names it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -166,16 +167,59 @@ def _whole(path: Path, shape: tuple[int, int], bits: int) -> bool:
     return len(head) == 25 and head[12:16] == b"IHDR" and size == shape and head[24] == bits and end == _PNG_END
 
 
+#: bytes of each end of a source file that its stamp's digest covers (the header; the pixel data's end)
+STAMP_END_BYTES = 65536
+
+
+def source_stamp(source: str) -> dict[str, Any] | None:
+    """``{"size", "mtime_ns", "ends"}`` of a source file (``ends``: a digest of its first and last
+    ``STAMP_END_BYTES``), kept in its cache entry; None where it cannot be read."""
+    try:
+        with open(source, "rb") as file:
+            stat = os.fstat(file.fileno())
+            digest = hashlib.sha256(file.read(STAMP_END_BYTES))
+            if stat.st_size > STAMP_END_BYTES:
+                file.seek(max(STAMP_END_BYTES, stat.st_size - STAMP_END_BYTES))
+                digest.update(file.read())
+    except OSError:
+        return None
+    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "ends": digest.hexdigest()[:32]}
+
+
+def _source_replaced(entry: dict[str, Any], source: str) -> bool:
+    """Whether a cached image's source file was replaced since it was cached (a mended or re-exported DICOM of the
+    same name): a rerun kept the old pixels without a word. Another size says so at once; the same size and time,
+    not; the same size at another time (a copy without its times, ``cp -r``) reads the file's ends again, so a copied
+    dataset is not decoded again. Entries cached before stamps were kept, and sources no longer there, count as
+    unchanged (a cache may outlive its images)."""
+    cached = entry.get("source_file")
+    if not isinstance(cached, dict):
+        return False
+    try:
+        stat = os.stat(source)
+    except OSError:
+        return False
+    if stat.st_size != cached.get("size"):
+        return True
+    if stat.st_mtime_ns == cached.get("mtime_ns"):
+        return False
+    now = source_stamp(source)
+    return now is not None and now["ends"] != cached.get("ends")
+
+
 def _convert(job: Job) -> tuple[str, dict[str, Any] | None, str]:
     """Convert one image (in a worker); returns ``(image_id, entry or None, error)``."""
     image_id, source, laterality, input_size, crop_breast, cache_dir, cache_format, csv_size, resize, done = job
     folder = Path(cache_dir) / "images"
     sidecar = folder / f"{image_id}.json"
     if done and (entry := _done_entry(sidecar, image_id, cache_format)) is not None:
-        return image_id, entry, ""
+        if not _source_replaced(entry, source):
+            return image_id, entry, ""
+        print(f"prepare: {source} changed since {image_id} was cached: converting it again", file=sys.stderr)
     from wsod_mammo.data.dicom import DicomError, describe_failure  # pydicom, torch: only when converting
     from wsod_mammo.data.images import load_input_image
 
+    stamp = source_stamp(source)  # before decoding: a file replaced meanwhile differs from it at the next run
     warnings: list[str] = []
     try:
         image, geometry, _, padding = load_input_image(
@@ -186,6 +230,8 @@ def _convert(job: Job) -> tuple[str, dict[str, Any] | None, str]:
     name = f"{image_id}.{cache_format}"
     write_atomic(folder / name, encode_image(image, cache_format))
     entry = {"file": f"images/{name}", "source": source, "geometry": geometry.to_dict()}
+    if stamp is not None:
+        entry["source_file"] = stamp
     if warnings:  # cached all the same: the report and the manifest name them
         entry["warnings"] = warnings
     if padding is not None:  # before the sidecar, like the image: the sidecar marks the image done
