@@ -341,6 +341,30 @@ def test_a_damaged_manifest_is_an_error_naming_it(tmp_path: Path) -> None:
             prep.load_manifest(tmp_path)
 
 
+@pytest.mark.parametrize("damage", ["empty", "cut", "list"])
+def test_a_damaged_manifest_is_rebuilt_by_prepare_from_the_sidecars_decoding_nothing(
+    synthetic_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys, damage: str
+) -> None:
+    """An empty manifest (a power cut after its write: renames are not fsynced) said "prepare the cache again", and
+    prepare refused the cache with that same message: only deleting the whole cache (hours) got further."""
+    import wsod_mammo.data.images as images
+
+    first = prep.prepare(str(synthetic_root), str(tmp_path), input_size=SIZE, workers=0)
+    path = tmp_path / prep.MANIFEST
+    path.write_text({"empty": "", "cut": path.read_text()[:100], "list": "[1]"}[damage])
+    with pytest.raises(ValueError, match=f"{path}: .*; `wsod prepare` into {tmp_path} again rebuilds it"):
+        prep.load_manifest(tmp_path)
+
+    def decoded_again(*args, **kwargs):
+        raise AssertionError("an image was decoded again")
+
+    monkeypatch.setattr(images, "load_input_image", decoded_again)
+    capsys.readouterr()
+    assert prep.prepare(str(synthetic_root), str(tmp_path), input_size=SIZE, workers=0) == first
+    assert f"prepare: {path}: " in capsys.readouterr().err
+    assert prep.load_manifest(tmp_path) == first
+
+
 def test_an_empty_cached_npy_is_an_error_naming_it(tmp_path: Path) -> None:
     """np.load's EOFError named no file and was not one of the errors `missing: skip` skips."""
     (tmp_path / "cut.npy").write_bytes(b"")

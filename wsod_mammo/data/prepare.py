@@ -291,7 +291,11 @@ def _prepare_locked(
 ) -> dict[str, Any]:
     """``prepare``'s work on the selected ``records``, its options checked and the cache folder held."""
     crop_breast, resize, cache_format = options["crop_breast"], options["resize"], options["cache_format"]
-    earlier = load_manifest(cache_dir)
+    try:
+        earlier = load_manifest(cache_dir)
+    except DamagedManifest as damaged:  # every converted image has its sidecar: none is decoded again
+        print(f"prepare: {damaged.path}: {damaged.reason}; rebuilding it from the images' sidecars", file=sys.stderr)
+        earlier = None
     check_cache_options(cache_dir, options, earlier)
     unique = {r.image_id: r for r in records}
     folder = Path(cache_dir) / "images"
@@ -406,6 +410,19 @@ def _report(manifest: dict[str, Any], cache_dir: str | Path) -> None:
         print(f"  failed: {reason}", file=sys.stderr)
 
 
+class DamagedManifest(ValueError):
+    """A cache's manifest that cannot be read: empty or cut after a power cut (renames are not fsynced), or edited
+    by hand. The images' sidecars hold all it listed, and ``wsod prepare`` rebuilds it from them: its message said
+    "prepare the cache again", and prepare itself refused the cache with it, leaving only a rebuild from scratch."""
+
+    def __init__(self, path: Path, reason: str):
+        self.path, self.reason = path, reason
+        super().__init__(
+            f"{path}: {reason}; `wsod prepare` into {path.parent} again rebuilds it from the images' sidecars "
+            "(the converted images are kept)"
+        )
+
+
 def load_manifest(cache_dir: str | Path) -> dict[str, Any] | None:
     """The manifest of a prepared cache, or ``None`` when there is none."""
     path = Path(cache_dir) / MANIFEST
@@ -414,9 +431,9 @@ def load_manifest(cache_dir: str | Path) -> dict[str, Any] | None:
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except ValueError as error:  # a cache cut short while writing it, or edited by hand
-        raise ValueError(f"{path}: not a readable cache manifest ({error}); prepare the cache again") from None
+        raise DamagedManifest(path, f"not a readable cache manifest ({error})") from None
     if not isinstance(manifest, dict):
-        raise ValueError(f"{path}: expected a JSON object (a cache manifest), found {type(manifest).__name__}")
+        raise DamagedManifest(path, f"expected a JSON object (a cache manifest), found {type(manifest).__name__}")
     if isinstance(version := manifest.get("version"), int) and version in _CROP_FIXES:  # same layout: crops mixed
         raise ValueError(
             f"{path}: a cache written before {_CROP_FIXES[version]} (manifest version {version}): some of its "
