@@ -934,6 +934,23 @@ def test_a_cached_file_gone_is_named_at_setup_and_skip_leaves_it_out(synthetic_r
     assert image_id not in kept and len(kept) == len(manifest["images"]) - 1
 
 
+def test_a_cached_npy_cut_short_is_named_at_setup_with_the_rerun_that_mends_it(
+    synthetic_root: Path, tmp_path: Path
+) -> None:
+    """A power cut soon after `wsod prepare` (renames are not fsynced) can leave an image's .npy empty or cut: the fit
+    stopped on it only when its batch came, an epoch in, saying to leave it out rather than to run prepare again."""
+    manifest = prepare(str(synthetic_root), str(tmp_path), input_size=SIZE, workers=0, cache_format="npy")
+    image_id, entry = next(iter(manifest["images"].items()))
+    file = tmp_path / entry["file"]
+    file.write_bytes(file.read_bytes()[:1000])
+    with pytest.raises(DataError, match=f"{file}: cut short \\(1000 bytes, .*`wsod prepare` into {tmp_path} again"):
+        _dm(synthetic_root, cache_dir=str(tmp_path), selection="all").setup("fit")
+    skip = _dm(synthetic_root, cache_dir=str(tmp_path), selection="all", missing="skip")
+    skip.setup("fit")
+    kept = {r.image_id for name in ("train", "val", "test") for r in skip.datasets[name].records}
+    assert image_id not in kept and len(kept) == len(manifest["images"]) - 1
+
+
 def test_a_study_lost_with_missing_skip_moves_no_other_study_between_train_and_val(
     synthetic_root: Path, tmp_path: Path
 ) -> None:

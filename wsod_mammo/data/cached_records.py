@@ -15,6 +15,9 @@ from wsod_mammo.folder_locks import holder
 
 log = logging.getLogger(__name__)
 
+#: bytes an ``.npy`` file holds before its header's text: its magic string, version and header length
+NPY_MAGIC = 10
+
 Cache = tuple[Path, dict[str, Any]]  # the cache's folder and its manifest
 
 
@@ -84,6 +87,24 @@ def warn_if_partly_cached(splits: dict[str, list[ImageRecord]], cache: Cache) ->
     )  # fmt: skip
 
 
+def cached_file_problem(cache_dir: Path, entry: dict[str, Any]) -> str | None:
+    """Why a cached image's file cannot be read, found from one stat (None: it may be): absent, or an ``.npy``
+    shorter than its pixels, as a power cut soon after ``wsod prepare`` leaves it (renames are not fsynced): the fit
+    stopped on it when its batch came, an epoch in, saying to leave it out, not that a rerun of prepare mends it."""
+    file = cache_dir / entry["file"]
+    try:
+        size = file.stat().st_size
+    except OSError:  # as is_file() took it
+        return f"{file}: file not found (the cache's manifest lists it)"
+    pixels = 2 * entry["geometry"]["out_height"] * entry["geometry"]["out_width"]
+    if file.suffix == ".npy" and size < NPY_MAGIC + pixels:
+        return (
+            f"{file}: cut short ({size} bytes, its pixels alone take {pixels}); `wsod prepare` into {cache_dir} "
+            "again converts it again"
+        )
+    return None
+
+
 def drop_missing(records: list[ImageRecord], cache: Cache | None, missing: str, say: bool = True) -> list[ImageRecord]:
     """Apply ``missing`` to images absent from disk (the cache's file, or else the image file, ``find_image``'s
     names) or that ``wsod prepare`` could not read; an image found under another name is read from it. ``say``:
@@ -94,8 +115,8 @@ def drop_missing(records: list[ImageRecord], cache: Cache | None, missing: str, 
     for r in records:
         if r.image_id in failed:
             bad[r.image_id] = failed[r.image_id]
-        elif cache and r.image_id in cached and not (file := cache[0] / cached[r.image_id]["file"]).is_file():
-            bad[r.image_id] = f"{file}: file not found (the cache's manifest lists it)"
+        elif cache and r.image_id in cached and (problem := cached_file_problem(cache[0], cached[r.image_id])):
+            bad[r.image_id] = problem
         elif r.image_id not in cached:
             if (found := find_image(r.path)) is None:
                 bad[r.image_id] = file_not_found(r.path)
