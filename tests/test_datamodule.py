@@ -8,6 +8,7 @@ import logging
 import os
 import pickle
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -1072,6 +1073,30 @@ def test_a_cache_holding_part_of_the_data_says_how_much_and_who_is_writing_it(
     finally:
         handle.close()
     assert said in caplog.text and f"(wsod prepare, pid {os.getpid()} on " in caplog.text
+
+
+def test_the_prepare_the_partial_cache_warning_names_caches_every_image_of_the_data(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A fit with normal_max_birads 2 (or a seed of its own) draws its paper/balanced negatives among other No
+    Finding images than prepare did: the warning said that `wsod prepare` "with this data's classes and selection"
+    adds them, but such a prepare (it had no normal_max_birads) added none, and they were decoded every epoch."""
+    from wsod_mammo.data.prepare import main as prepare_main
+
+    root = make_synthetic_dataset(tmp_path / "data", 12, 128, 80, mass_fraction=0.2)
+    cache = tmp_path / "cache"
+    prepare(str(root), str(cache), selection="paper", input_size=SIZE, workers=0)
+    said = []
+    for _ in range(2):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="wsod_mammo"):
+            _dm(root, cache_dir=str(cache), selection="paper", normal_max_birads=2, seed=7).setup("fit")
+        said.append(caplog.text)
+        if named := re.search(r"with this data's classes and selection adds them: (.*)\)", caplog.text):
+            prepare_main(["--data_root", str(root), "--cache_dir", str(cache), "--input_size", "[128, 80]",
+                          "--workers", "0", *shlex.split(named.group(1))])  # fmt: skip
+    assert "cache_dir" in said[0] and "holds" in said[0]
+    assert "holds" not in said[1], said[1]
 
 
 def test_doubtful_training_images_are_said_once_each_without_a_cache(

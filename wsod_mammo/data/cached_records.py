@@ -71,9 +71,12 @@ def check_cache_lateralities(records: list[ImageRecord], manifest: dict[str, Any
         )
 
 
-def warn_if_partly_cached(splits: dict[str, list[ImageRecord]], cache: Cache) -> None:
+def warn_if_partly_cached(splits: dict[str, list[ImageRecord]], cache: Cache, selected_by: str = "") -> None:
     """Images of this data the cache does not hold are decoded from their DICOMs, many times slower, unsaid: a
-    cache prepared for another selection or classes, or one a ``wsod prepare`` is still writing."""
+    cache prepared for another selection or classes, or one a ``wsod prepare`` is still writing. ``selected_by``:
+    the ``wsod prepare`` options that select this data's images (its classes, selection, seed and
+    normal_max_birads); the warning said "with this data's classes and selection", and a prepare of those alone,
+    with its own seed and every No Finding image a negative, added none of a fit's other negatives."""
     ids = {r.image_id for records in splits.values() for r in records}
     uncached = ids - set(cache[1]["images"]) - set(cache[1]["errors"])
     if not uncached:
@@ -83,7 +86,7 @@ def warn_if_partly_cached(splits: dict[str, list[ImageRecord]], cache: Cache) ->
         "cache_dir %s holds %d of this data's %d images; the other %d are decoded from their DICOMs, many times "
         "slower (%s)", cache[0], len(ids) - len(uncached), len(ids), len(uncached),
         f"{writing} is writing the cache now" if writing else "`wsod prepare` with this data's classes and "
-        "selection adds them",
+        f"selection adds them{f': {selected_by}' if selected_by else ''}",
     )  # fmt: skip
 
 

@@ -15,6 +15,7 @@ until the pin-memory thread or ``on_before_batch_transfer`` reads it (``data/pix
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import math
 import os
@@ -351,7 +352,9 @@ class VinDrMammoDataModule(L.LightningDataModule):
                 self.cache_dir,
             )  # fmt: skip
         if cache is not None and self._says_data_warnings:
-            warn_if_partly_cached(splits, cache)
+            selected_by = (f"--classes '{json.dumps(self.class_names)}' --selection {self.selection} "
+                           f"--seed {self.seed} --normal_max_birads {self.normal_max_birads}")  # fmt: skip
+            warn_if_partly_cached(splits, cache, selected_by)
         dataset = functools.partial(VinDrDataset, classes=self.class_names, crop_breast=self.crop_breast, cache=cache,
                                     missing=self.missing, resize=self.resize, pixel_reads=self.pixel_reads)  # fmt: skip
         self.datasets["train"] = dataset(splits["train"], transform=train_tf)

@@ -252,6 +252,7 @@ def prepare(
     workers: int = 4,
     seed: int = 42,
     resize: Literal["stretch", "fit", "native"] = "stretch",
+    normal_max_birads: int = 5,
 ) -> dict[str, Any]:
     """Convert the selected images of ``data_root`` into ``cache_dir``; returns the manifest.
 
@@ -267,6 +268,9 @@ def prepare(
         seed: seed of the negative sampling of the ``balanced``/``paper`` selections.
         resize: ``stretch`` the crop to ``input_size`` (the study), ``fit`` it (aspect kept, padded), or keep it
             ``native`` (scale 1, cut to a window of ``input_size`` or padded).
+        normal_max_birads: the negatives' largest breast BI-RADS, as the DataModule's: the ``balanced``/``paper``
+            selections draw their negatives among those (prepare drew them among every No Finding image, and a
+            fit with 2 decoded the negatives it lacked from their DICOMs, every epoch, whatever prepare was rerun).
     """
     if cache_format not in ("png", "npy"):
         raise ValueError(f"cache_format: expected 'png' or 'npy', got {cache_format!r}")
@@ -280,7 +284,9 @@ def prepare(
         raise ValueError(f"workers: expected 0 (convert in this process) or more worker processes, got {workers}")
     size = (int(input_size[0]), int(input_size[1]))
     options = {"input_size": list(size), "crop_breast": crop_breast, "resize": resize, "cache_format": cache_format}
-    records = select_records(load_records(data_root), classes or ["Mass"], selection, seed)  # before any folder
+    records = select_records(  # before any folder
+        load_records(data_root), classes or ["Mass"], selection, seed, normal_max_birads
+    )
     # held to the end: a second prepare here removed this one's files in flight and mixed two frames
     with hold(cache_dir, "wsod prepare", "cache_dir", "run this one when it has finished (done images are skipped)"):
         return _prepare_locked(records, cache_dir, workers, options, size)
