@@ -355,14 +355,23 @@ def test_a_damaged_manifest_is_rebuilt_by_prepare_from_the_sidecars_decoding_not
     with pytest.raises(ValueError, match=f"{path}: .*; `wsod prepare` into {tmp_path} again rebuilds it"):
         prep.load_manifest(tmp_path)
 
-    def decoded_again(*args, **kwargs):
-        raise AssertionError("an image was decoded again")
+    converted = {entry["source"] for entry in first["images"].values()}
+    load_input_image = images.load_input_image
 
-    monkeypatch.setattr(images, "load_input_image", decoded_again)
+    def decoded_once(source, *args, **kwargs):
+        assert str(source) not in converted, "an image was decoded again"
+        return load_input_image(source, *args, **kwargs)
+
+    monkeypatch.setattr(images, "load_input_image", decoded_once)
     capsys.readouterr()
-    assert prep.prepare(str(synthetic_root), str(tmp_path), input_size=SIZE, workers=0) == first
+    # a run of other classes (calcification-only images added): the rebuilt manifest lists the masses too
+    calcs = prep.prepare(
+        str(synthetic_root), str(tmp_path), input_size=SIZE, workers=0, classes=["Suspicious Calcification"]
+    )
     assert f"prepare: {path}: " in capsys.readouterr().err
-    assert prep.load_manifest(tmp_path) == first
+    assert {k: calcs["images"].get(k) for k in first["images"]} == first["images"] and calcs == prep.load_manifest(
+        tmp_path
+    )
 
 
 def test_an_empty_cached_npy_is_an_error_naming_it(tmp_path: Path) -> None:

@@ -302,6 +302,10 @@ def _prepare_locked(
     except DamagedManifest as damaged:  # every converted image has its sidecar: none is decoded again
         print(f"prepare: {damaged.path}: {damaged.reason}; rebuilding it from the images' sidecars", file=sys.stderr)
         earlier = None
+        # what it listed: every image with a sidecar, also those this run does not select (another selection's)
+        listed = {path.stem for path in (Path(cache_dir) / "images").glob("*.json")}
+    else:
+        listed = set(earlier.get("images", {})) if earlier is not None else set()
     check_cache_options(cache_dir, options, earlier)
     unique = {r.image_id: r for r in records}
     folder = Path(cache_dir) / "images"
@@ -329,7 +333,7 @@ def _prepare_locked(
         results = pool.map(_convert, jobs, chunksize=1) if pool is not None else map(_convert, jobs)
         for image_id, entry, error in tqdm(results, total=len(jobs), desc="prepare", unit="img"):
             images[image_id], errors[image_id] = entry, error
-    images = _kept_from_earlier(earlier, folder, cache_format, set(unique)) | images
+    images = _kept_from_earlier(listed, folder, cache_format, set(unique)) | images
     manifest = {
         "version": MANIFEST_VERSION,
         **options,
@@ -342,15 +346,14 @@ def _prepare_locked(
 
 
 def _kept_from_earlier(
-    earlier: dict[str, Any] | None, folder: Path, cache_format: str, selected: set[str]
+    listed: set[str], folder: Path, cache_format: str, selected: set[str]
 ) -> dict[str, dict[str, Any]]:
     """The images an earlier run cached that this run did not select (other classes or selection), whose files are
     still there: the manifest lists them still. It listed only this run's, so a prepare for calcifications dropped
-    the masses from the manifest of a cache that holds them, and a fit on masses decoded them all again."""
-    if earlier is None:
-        return {}
+    the masses from the manifest of a cache that holds them, and a fit on masses decoded them all again.
+    ``listed``: the images the cache's manifest lists (those with a sidecar, where it was damaged)."""
     kept = {}
-    for image_id in sorted(set(earlier.get("images", {})) - selected):  # the manifest's order: the same every run
+    for image_id in sorted(listed - selected):  # the manifest's order: the same every run
         entry = _done_entry(folder / f"{image_id}.json", image_id, cache_format)
         if entry is not None and (folder.parent / entry["file"]).is_file():
             kept[image_id] = entry
