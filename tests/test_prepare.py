@@ -374,6 +374,16 @@ def test_a_damaged_manifest_is_rebuilt_by_prepare_from_the_sidecars_decoding_not
     )
 
 
+def test_a_cut_cached_png_is_an_error_naming_it_and_the_rerun_that_mends_it(tmp_path: Path) -> None:
+    """cv2 reads a PNG cut short (a power cut after prepare) as None: the error said "expected a 2-D 16-bit cached
+    image, found None", neither what is wrong with the file nor that a rerun of prepare converts it again."""
+    whole = prep.encode_image(np.linspace(0, 1, 64 * 40, dtype=np.float32).reshape(64, 40), "png")
+    (tmp_path / "cut.png").write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(ValueError, match=f"{tmp_path / 'cut.png'}: not a readable cached image \\(a PNG cut short.*"
+                       "`wsod prepare` into its cache_dir again converts it again"):  # fmt: skip
+        prep.read_cached(tmp_path / "cut.png", raw=True)
+
+
 def test_an_empty_cached_npy_is_an_error_naming_it(tmp_path: Path) -> None:
     """np.load's EOFError named no file and was not one of the errors `missing: skip` skips."""
     (tmp_path / "cut.npy").write_bytes(b"")

@@ -89,6 +89,10 @@ def read_padding(path: str | Path) -> np.ndarray:
     return mask >= 128
 
 
+#: how a cut or damaged cached image is mended: prepare's rerun checks every image's file and converts it again
+_CONVERTED_AGAIN = "`wsod prepare` into its cache_dir again converts it again"
+
+
 def _listed_but_missing(path: Path) -> ValueError:
     return ValueError(f"{path}: file not found (the cache's manifest lists it)")
 
@@ -105,11 +109,15 @@ def read_cached(path: str | Path, raw: bool = False) -> np.ndarray:
         except FileNotFoundError:  # asked on failure only: no stat per read
             raise _listed_but_missing(path) from None
         except (EOFError, ValueError) as error:  # an empty or cut header (np.load says EOFError, naming no file)
-            raise ValueError(f"{path}: not a readable cached image ({type(error).__name__}: {error})") from None
+            raise ValueError(
+                f"{path}: not a readable cached image ({type(error).__name__}: {error}); {_CONVERTED_AGAIN}"
+            ) from None
     else:
         image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
         if image is None and not path.is_file():  # cv2 says None for a missing file too
             raise _listed_but_missing(path)
+        if image is None:  # said "expected a 2-D 16-bit cached image, found None" for a PNG a power cut left short
+            raise ValueError(f"{path}: not a readable cached image (a PNG cut short or damaged); {_CONVERTED_AGAIN}")
     if image is None or image.dtype != np.uint16 or image.ndim != 2:
         raise ValueError(f"{path}: expected a 2-D 16-bit cached image, found {None if image is None else image.dtype}")
     if raw:
