@@ -342,6 +342,27 @@ def test_a_no_finding_rows_box_cells_written_as_missing_values_are_no_box(tmp_pa
         load_records(tmp_path)
 
 
+@pytest.mark.parametrize("missing", ["NA", "nan", "NaN", "N/A", "null", "None"])
+def test_missing_values_in_every_optional_column_read_as_empty_cells(tmp_path: Path, missing: str) -> None:
+    """R's write.csv writes NA in every empty cell, not only in a No Finding row's box: an NA height/width or
+    BI-RADS failed the CSV ("must be positive integers", "must be like 'BI-RADS 4'") and an NA density made a
+    density stratum named "NA". Each optional cell so written reads as the empty cell it stands for."""
+    empty = ROW[:1] + [""] + ROW[2:5] + ["", "", "", ""] + ROW[9:10] + [""] + ROW[11:]
+    written = ROW[:1] + [missing] + ROW[2:5] + [missing] * 4 + ROW[9:10] + [missing] + ROW[11:]
+    _write(tmp_path, FINDING_COLUMNS, [written, written[:9] + ["['Calcification']"] + written[10:]])
+    records = load_records(tmp_path)
+    _write(tmp_path, FINDING_COLUMNS, [empty, empty[:9] + ["['Calcification']"] + empty[10:]])
+    assert records == load_records(tmp_path)
+    (record,) = records
+    assert (record.series_id, record.size, record.breast_birads, record.breast_density) == ("", None, None, "")
+    assert [f.birads for f in record.findings] == ["", ""]
+    _write(tmp_path, FINDING_COLUMNS, [written, empty[:9] + ["['Calcification']"] + empty[10:]])
+    assert len(load_records(tmp_path)) == 1  # NA on one row, empty on the other: the same image
+    _write(tmp_path, FINDING_COLUMNS, [ROW[:5] + [missing, "80"] + ROW[7:]])  # a size half missing: still refused
+    with pytest.raises(VinDrFormatError, match=r"line 2: height/width must be positive integers"):
+        load_records(tmp_path)
+
+
 def test_box_clipped_to_image(tmp_path: Path) -> None:
     _write(tmp_path, FINDING_COLUMNS, [ROW[:11] + ["-3.2", "2", "85.5", "130", "training"]])
     (record,) = load_records(tmp_path)

@@ -26,9 +26,13 @@ BREAST_COLUMNS = (
     "study_id,series_id,image_id,laterality,view_position,height,width,breast_birads,breast_density,split"
 ).split(",")
 FINDING_COLUMNS = BREAST_COLUMNS[:-1] + "finding_categories,finding_birads,xmin,ymin,xmax,ymax,split".split(",")
-#: How tools write a missing value: a No Finding row's box cells, empty in VinDr's file, read "NA" after R's
-#: write.csv and "nan" after pandas with na_rep; all four such cells are no box (some of them: an error).
+#: How tools write a missing value: a cell empty in VinDr's file reads "NA" after R's write.csv and "nan" after
+#: pandas with na_rep. In the columns that may be empty (:data:`OPTIONAL_COLUMNS`) each is read as an empty cell.
 NO_VALUE = frozenset({"", "nan", "na", "n/a", "null", "none"})
+#: The columns a row may leave empty: no breast-level assessment, no size (read from the image file), no box.
+OPTIONAL_COLUMNS = frozenset(
+    "series_id height width breast_birads breast_density finding_birads xmin ymin xmax ymax".split()
+)
 NO_FINDING = "No Finding"
 SPLITS = ("training", "test")
 Selection = Literal["balanced", "all", "paper"]
@@ -181,11 +185,18 @@ def _checked_rows(path: Path, reader: Any, columns: Sequence[str]) -> Iterable[t
         yield first, dict(zip(header, fields, strict=True))
 
 
+def _cell(row: dict[str, str], column: str) -> str:
+    """The row's ``column`` stripped; ``""`` for a missing value (:data:`NO_VALUE`) in an optional column: one rule
+    for every such cell (an ``NA`` height or BI-RADS was an error, an ``NA`` density a stratum named "NA")."""
+    value = row[column].strip()
+    return "" if column in OPTIONAL_COLUMNS and value.lower() in NO_VALUE else value
+
+
 def _parse_box(row: dict[str, str], height: int, width: int, where: str) -> tuple[float, float, float, float] | None:
     """The row's box in the image's pixels, clipped to its ``height`` x ``width`` (0: an unknown size, not clipped);
     None for a row without one."""
     cells = [row[k].strip() for k in ("xmin", "ymin", "xmax", "ymax")]
-    if all(cell.lower() in NO_VALUE for cell in cells):  # R's write.csv writes NA, pandas with na_rep nan
+    if not any(_cell(row, k) for k in ("xmin", "ymin", "xmax", "ymax")):  # R's write.csv writes NA, pandas nan
         return None
     try:
         x0, y0, x1, y1 = (float(c) for c in cells)
@@ -207,10 +218,10 @@ def _parse_box(row: dict[str, str], height: int, width: int, where: str) -> tupl
 def _image_size(row: dict[str, str], where: str) -> tuple[int, int] | None:
     """``(height, width)``: positive whole numbers (``2800`` or ``2800.0``); None where both cells are empty (read
     from the image file); else VinDrFormatError naming the row."""
-    if not row["height"].strip() and not row["width"].strip():
+    if not _cell(row, "height") and not _cell(row, "width"):
         return None
     try:
-        values = [float(row["height"]), float(row["width"])]
+        values = [float(_cell(row, "height")), float(_cell(row, "width"))]
     except ValueError:
         values = []
     if len(values) != 2 or not all(math.isfinite(v) and v >= 1 and v == int(v) for v in values):
@@ -231,7 +242,7 @@ def _check_same_image(row: dict[str, str], first: dict[str, str], first_line: in
     study is more often another image of the same id (an external set converted with its file names as ids: every
     CBIS-DDSM and CMMD file is ``1-1.dcm`` or so, in a folder per study), which the error says."""
     for column in IMAGE_COLUMNS:
-        if row[column].strip() != first[column].strip():
+        if _cell(row, column) != _cell(first, column):
             shared = (
                 "; or two images share this image_id: each image needs an id of its own across the whole CSV (the "
                 "cache and the reports key images by it), e.g. its study_id and file name joined"
@@ -266,7 +277,7 @@ def _new_record(row: dict[str, str], root: Path, where: str) -> ImageRecord:
         raise VinDrFormatError(f"{where}: split must be one of {SPLITS}, got {row['split']!r}")
     return ImageRecord(
         study_id=row["study_id"],
-        series_id=row["series_id"],
+        series_id=_cell(row, "series_id"),
         image_id=row["image_id"],
         laterality=row["laterality"],
         view=row["view_position"],
@@ -274,8 +285,8 @@ def _new_record(row: dict[str, str], root: Path, where: str) -> ImageRecord:
         height=height,
         width=width,
         path=path,
-        breast_birads=parse_birads(row["breast_birads"], where),
-        breast_density=" ".join(row["breast_density"].split()),
+        breast_birads=parse_birads(_cell(row, "breast_birads"), where),
+        breast_density=" ".join(_cell(row, "breast_density").split()),
     )
 
 
@@ -326,7 +337,7 @@ def load_records(root: str | Path) -> list[ImageRecord]:
     seen: dict[tuple[str, ...], int] = {}  # each row's fields -> its first line
     repeats: list[str] = []
     for line, row in _read_rows(path, FINDING_COLUMNS):
-        fields = tuple(value.strip() for value in row.values())
+        fields = tuple(_cell(row, column) for column in row)
         if fields in seen:  # concatenated CSVs: kept as a row (selection: paper counts rows), one box (``boxes``)
             repeats.append(f"line {line} repeats line {seen[fields]}")
         seen.setdefault(fields, line)
@@ -340,8 +351,9 @@ def load_records(root: str | Path) -> list[ImageRecord]:
         box = _parse_box(row, record.height, record.width, where)
         if box is None and categories != (NO_FINDING,):
             raise VinDrFormatError(f"{where}: finding {list(categories)} has no box")
-        parse_birads(row["finding_birads"], where, "finding_birads")  # a bad cell named here, not in a worker
-        record.findings.append(Finding(categories, box, row["finding_birads"].strip()))
+        birads = _cell(row, "finding_birads")
+        parse_birads(birads, where, "finding_birads")  # a bad cell named here, not in a worker
+        record.findings.append(Finding(categories, box, birads))
     if repeats:
         listing = "; ".join(repeats[:10]) + (" ..." if len(repeats) > 10 else "")
         log.warning("%s: %d row(s) repeat an earlier row field for field; each repeated box counts once as ground "
