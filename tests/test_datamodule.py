@@ -676,6 +676,26 @@ def test_an_empty_split_is_refused_with_its_name(synthetic_root, tmp_path) -> No
         data.test_dataloader()
 
 
+def test_a_box_without_area_of_another_category_leaves_the_data_usable(synthetic_root, tmp_path) -> None:
+    """The DataModule reads the CSV for its classes: a point ROI of a calcification (xmin == xmax) stopped a Mass
+    run; it still stops a run of the calcifications."""
+    import shutil
+
+    root = Path(shutil.copytree(synthetic_root, tmp_path / "data"))
+    path = root / "finding_annotations.csv"
+    lines = path.read_text().splitlines()
+    row = next(line.split(",") for line in lines[1:] if "No Finding" not in line and ",test" in line)
+    header = lines[0].split(",")
+    row = row[: header.index("finding_categories")] + ["\"['Suspicious Calcification']\"", "BI-RADS 4"]
+    row += ["40", "20", "40", "20", "test"]
+    path.write_text("\n".join([*lines, ",".join(row)]) + "\n")
+    data = _dm(root, selection="all")
+    data.setup("test")
+    assert data.test_dataloader() is not None
+    with pytest.raises(ValueError, match=rf"line {len(lines) + 1}: empty box: "):
+        _dm(root, selection="all", classes=["Suspicious Calcification"]).setup("test")
+
+
 def test_device_standardization_batches_match_worker_batches(synthetic_root: Path, tmp_path: Path) -> None:
     prepare(str(synthetic_root), str(tmp_path), input_size=SIZE, workers=0, cache_format="npy")
     augmentation = AugmentationConfig(hflip_p=0.5, crop_p=1.0, affine_p=1.0)

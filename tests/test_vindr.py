@@ -385,6 +385,28 @@ def test_a_box_wholly_outside_the_image_is_an_error_naming_the_row(tmp_path: Pat
         load_records(tmp_path)
 
 
+def test_a_box_without_area_stops_only_a_run_of_its_class(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """INbreast's point ROIs of calcifications, converted to boxes, have xmin == xmax: such a row stopped the whole
+    CSV of a Mass run. A finding outside the run's classes keeps no box (a warning names its line); one of the
+    classes stays an error naming the line: no detection can overlap a box without area (a certain miss)."""
+    point = ROW[:9] + ["['Suspicious Calcification']", "BI-RADS 4", "40", "20", "40", "20", "training"]
+    outside = ROW[:9] + ["['Architectural Distortion']", "BI-RADS 4", "85", "2", "95", "30", "training"]
+    _write(tmp_path, FINDING_COLUMNS, [ROW, point, outside])
+    with caplog.at_level(logging.WARNING, logger="wsod_mammo.data.vindr"):
+        (record,) = load_records(tmp_path, ["Mass"])
+    assert [f.box for f in record.findings] == [(1.5, 2.0, 80.0, 30.0), None, None]
+    assert record.boxes(["Mass"])[0].tolist() == [[1.5, 2.0, 80.0, 30.0]] and not record.is_normal
+    assert "2 row(s) of findings outside the classes ['Mass'] have a box without area" in caplog.text
+    assert "line(s) 3 ['Suspicious Calcification'], 4 ['Architectural Distortion']" in caplog.text
+    for classes in (None, ["Mass", "Suspicious Calcification"]):  # None: every category is used
+        with pytest.raises(VinDrFormatError, match=r"line 3: empty box: \['40', '20', '40', '20'\] \(zero width"):
+            load_records(tmp_path, classes)
+    both = ROW[:9] + ["['Mass', 'Suspicious Calcification']"] + point[10:]  # one of its categories is a class
+    _write(tmp_path, FINDING_COLUMNS, [ROW, both])
+    with pytest.raises(VinDrFormatError, match=r"line 3: empty box: "):
+        load_records(tmp_path, ["Mass"])
+
+
 def test_the_breast_level_csv_header_is_checked_when_the_file_is_there(tmp_path: Path) -> None:
     from wsod_mammo.data.vindr import BREAST_CSV
 

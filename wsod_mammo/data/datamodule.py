@@ -306,7 +306,7 @@ class VinDrMammoDataModule(L.LightningDataModule):
                 f"data_root: {root} {what}; expected a VinDr-Mammo folder ({FINDING_CSV}, images/<study>/<image>.dicom)"
                 f" (synthetic data is written only to synthesize_if_missing: {self.synthesize_if_missing}){hint}"
             )
-        records = load_records(root)
+        records = load_records(root, self.class_names)
         selected = select_records(records, self.class_names, self.selection, self.seed, self.normal_max_birads)
         unassessed = unassessed_normals_left_out(records, self.normal_max_birads)
         if unassessed and self._says_data_warnings:

@@ -292,8 +292,9 @@ def prepare(
         raise ValueError(f"workers: expected 0 (convert in this process) or more worker processes, got {workers}")
     size = (int(input_size[0]), int(input_size[1]))
     options = {"input_size": list(size), "crop_breast": crop_breast, "resize": resize, "cache_format": cache_format}
+    classes = classes or ["Mass"]
     records = select_records(  # before any folder
-        load_records(data_root), classes or ["Mass"], selection, seed, normal_max_birads
+        load_records(data_root, classes), classes, selection, seed, normal_max_birads
     )
     # held to the end: a second prepare here removed this one's files in flight and mixed two frames
     with hold(cache_dir, "wsod prepare", "cache_dir", "run this one when it has finished (done images are skipped)"):

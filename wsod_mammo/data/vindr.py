@@ -44,9 +44,15 @@ class VinDrFormatError(ValueError):
     """A CSV that does not follow the VinDr-Mammo format; the message names the file, row and problem."""
 
 
+class EmptyBoxError(VinDrFormatError):
+    """A box without area (``xmin == xmax`` or ``ymin == ymax``, or none left inside the image): an error for a
+    finding of the run's classes only."""
+
+
 @dataclass(frozen=True)
 class Finding:
-    """One finding row: its categories and its box (``None`` for ``No Finding``), in DICOM pixels."""
+    """One finding row: its categories and its box (``None`` for ``No Finding``, and for a finding outside the run's
+    classes whose box has no area: :func:`load_records`), in DICOM pixels."""
 
     categories: tuple[str, ...]
     box: tuple[float, float, float, float] | None
@@ -206,12 +212,13 @@ def _parse_box(row: dict[str, str], height: int, width: int, where: str) -> tupl
         raise VinDrFormatError(f"{where}: box fields must be finite numbers, got {cells}")
     if x1 < x0 or y1 < y0:  # swapped corners: not a clipping matter
         raise VinDrFormatError(f"{where}: box has xmax < xmin or ymax < ymin (corners swapped?): {cells}")
+    if x1 == x0 or y1 == y0:  # a point or a line (a point ROI converted to a box)
+        raise EmptyBoxError(f"{where}: empty box: {cells} (zero width or height: no detection could match it)")
     if height and width:
         x0, x1 = min(max(x0, 0.0), width), min(max(x1, 0.0), width)
         y0, y1 = min(max(y0, 0.0), height), min(max(y1, 0.0), height)
-    if x1 <= x0 or y1 <= y0:  # an unknown size clips nothing: the box is empty as given
-        clipped = f" after clipping to the {width}x{height} image" if height and width else ""
-        raise VinDrFormatError(f"{where}: empty box{clipped}: {cells}")
+    if x1 <= x0 or y1 <= y0:
+        raise EmptyBoxError(f"{where}: empty box after clipping to the {width}x{height} image: {cells}")
     return (x0, y0, x1, y1)
 
 
@@ -323,11 +330,14 @@ def _size_from_file(path: Path) -> tuple[int, int]:
         return 0, 0
 
 
-def load_records(root: str | Path) -> list[ImageRecord]:
+def load_records(root: str | Path, classes: Sequence[str] | None = None) -> list[ImageRecord]:
     """Read ``<root>/finding_annotations.csv`` into one record per image, in file order.
 
     The breast-level CSV's header is checked when the file is present (it holds no boxes). An image whose rows leave
-    ``height`` and ``width`` empty gets them from its file's header (:func:`_size_from_file`).
+    ``height`` and ``width`` empty gets them from its file's header (:func:`_size_from_file`). A box without area
+    (zero width or height, or none left inside the image) is an error naming its line when its finding is of
+    ``classes`` (None: of any category); a finding of other categories keeps no box, with one warning listing their
+    lines (INbreast's point ROIs of calcifications, converted to boxes, stopped a Mass run's CSV).
     """
     root = Path(root)
     if (root / BREAST_CSV).is_file():
@@ -336,6 +346,7 @@ def load_records(root: str | Path) -> list[ImageRecord]:
     path = root / FINDING_CSV
     seen: dict[tuple[str, ...], int] = {}  # each row's fields -> its first line
     repeats: list[str] = []
+    unused: list[str] = []  # the lines of findings of other categories than ``classes`` whose box has no area
     for line, row in _read_rows(path, FINDING_COLUMNS):
         fields = tuple(_cell(row, column) for column in row)
         if fields in seen:  # concatenated CSVs: kept as a row (selection: paper counts rows), one box (``boxes``)
@@ -348,9 +359,16 @@ def load_records(root: str | Path) -> list[ImageRecord]:
         if first_line != line:
             _check_same_image(row, first, first_line, where)
         categories = parse_categories(row["finding_categories"], where)
-        box = _parse_box(row, record.height, record.width, where)
-        if box is None and categories != (NO_FINDING,):
-            raise VinDrFormatError(f"{where}: finding {list(categories)} has no box")
+        try:
+            box = _parse_box(row, record.height, record.width, where)
+        except EmptyBoxError:
+            if classes is None or any(c in classes for c in categories):
+                raise
+            unused.append(f"{line} {list(categories)}")
+            box = None
+        else:
+            if box is None and categories != (NO_FINDING,):
+                raise VinDrFormatError(f"{where}: finding {list(categories)} has no box")
         birads = _cell(row, "finding_birads")
         parse_birads(birads, where, "finding_birads")  # a bad cell named here, not in a worker
         record.findings.append(Finding(categories, box, birads))
@@ -358,4 +376,9 @@ def load_records(root: str | Path) -> list[ImageRecord]:
         listing = "; ".join(repeats[:10]) + (" ..." if len(repeats) > 10 else "")
         log.warning("%s: %d row(s) repeat an earlier row field for field; each repeated box counts once as ground "
                     "truth: %s", path, len(repeats), listing)  # fmt: skip
+    if unused:
+        listing = ", ".join(unused[:10]) + (" ..." if len(unused) > 10 else "")
+        log.warning("%s: %d row(s) of findings outside the classes %s have a box without area (zero width or height, "
+                    "or none left inside the image); unused by this run, they are kept without a box: line(s) %s",
+                    path, len(unused), list(classes or ()), listing)  # fmt: skip
     return [record for record, _, _ in images.values()]
