@@ -17,8 +17,10 @@ from processes import all_end_within
 import wsod_mammo.data.prepare as prep
 from wsod_mammo import commands
 from wsod_mammo.data.cache_space import check_cache_space, free_bytes
+from wsod_mammo.data.dataset import VinDrDataset
 from wsod_mammo.data.images import load_input_image
 from wsod_mammo.data.lifetime import is_running
+from wsod_mammo.data.transforms import AugmentationConfig, BoxTransform
 from wsod_mammo.data.vindr import FINDING_CSV, load_records
 
 SIZE = (128, 80)
@@ -487,7 +489,7 @@ def test_images_the_csv_may_mislabel_are_cached_with_warnings_the_manifest_keeps
     edge = {"L": "right", "R": "left"}[mirrored.laterality]
     assert warned[mirrored.image_id] == [
         f"the CSV's laterality is {mirrored.laterality} but the breast lies against the {edge} edge, as in "
-        f"{other[mirrored.laterality]} images; the model learns it mirrored"
+        f"{other[mirrored.laterality]} images; the CSV's is used, so the model sees this breast mirrored"
     ]
     assert warned[retagged.image_id] == [
         f"the CSV's laterality is {retagged.laterality} but the DICOM's laterality tag says "
@@ -500,6 +502,18 @@ def test_images_the_csv_may_mislabel_are_cached_with_warnings_the_manifest_keeps
         assert f"  {record.image_id} ({record.path}): " in report
     # each is cached all the same (oriented by the CSV), and a rerun keeps the warnings its sidecars hold
     assert prep.prepare(str(root), str(tmp_path / "cache"), input_size=SIZE, workers=0) == manifest
+    # the doubt is said in every stage that reads the image (wsod test's log, predict's rows), no longer as a
+    # training statement ("the model learns it mirrored"); a cache prepared with that wording says it as now
+    sidecar = tmp_path / "cache" / "images" / f"{mirrored.image_id}.json"
+    entry = json.loads(sidecar.read_text())
+    old = entry["warnings"][0].replace("; the CSV's is used, so the model sees this breast mirrored", "")
+    sidecar.write_text(json.dumps(entry | {"warnings": [old + "; the model learns it mirrored"]}))
+    capsys.readouterr()
+    cached = prep.prepare(str(root), str(tmp_path / "cache"), input_size=SIZE, workers=0)
+    assert "learns" not in capsys.readouterr().err and "learns" in json.dumps(cached)
+    transform = BoxTransform(SIZE, AugmentationConfig(), train=False, standardize=True)
+    sample = VinDrDataset([mirrored], ["Mass"], transform, cache=(tmp_path / "cache", cached))[0]
+    assert sample["meta"]["warnings"] == warned[mirrored.image_id]
 
 
 def test_a_second_prepare_into_a_cache_another_is_writing_is_refused_and_touches_nothing(

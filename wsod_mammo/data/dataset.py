@@ -23,7 +23,7 @@ from wsod_mammo.data.device_augment import DeviceAugmentTransform
 from wsod_mammo.data.dicom import DicomError
 from wsod_mammo.data.errors import DataError
 from wsod_mammo.data.geometry import Geometry, box_sizes_mm, boxes_to_input, clip_boxes
-from wsod_mammo.data.images import load_input_image
+from wsod_mammo.data.images import current_doubt, load_input_image
 from wsod_mammo.data.lifetime import exit_with, leave_ctrl_c_to_owner
 from wsod_mammo.data.pixel_reads import PixelBatch, PixelRef, pixel_ref
 from wsod_mammo.data.prepare import read_cached, read_padding
@@ -152,7 +152,8 @@ class VinDrDataset(Dataset):
                     "the cache again into a new cache_dir"
                 )
             padding = read_padding(self.cache[0] / entry["padding"]) if entry.get("padding") else None
-            return image, Geometry.from_dict(entry["geometry"]), padding, list(entry.get("warnings", ()))
+            cached = [current_doubt(w) for w in entry.get("warnings", ())]
+            return image, Geometry.from_dict(entry["geometry"]), padding, cached
         warnings: list[str] = []
         image, geometry, _, padding = load_input_image(
             record.path, record.laterality, self.transform.input_size, self.crop_breast, record.size, self.resize,

@@ -291,17 +291,31 @@ def mirrored_laterality(laterality: str, image: np.ndarray, tagged: bool) -> str
     )
 
 
+#: How the doubt of a breast against the other edge ended: a training statement, said as well when the image was
+#: tested or predicted (``wsod test``'s log, ``predictions.csv``'s warning column). A cache ``wsod prepare`` wrote
+#: then holds it in its manifest: :func:`current_doubt` words it as now.
+_LEARNT_MIRRORED = "; the model learns it mirrored"
+_SEEN_MIRRORED = "; the CSV's is used, so the model sees this breast mirrored"
+
+
 def csv_laterality_doubts(laterality: str, tagged: str | None, image: np.ndarray) -> tuple[str, ...]:
     """Why the CSV's laterality may be wrong for this image: the DICOM's tag says the other side, or the breast lies
-    against the other edge. Training orients each image by the CSV's side, so such an image is learnt mirrored (its
-    boxes follow it, so detection figures stay right)."""
+    against the other edge. Training and evaluation orient each image by the CSV's side, so such an image is learnt,
+    validated, tested or predicted mirrored (its boxes follow it, so detection figures stay right); one wording says
+    it for every stage, as a cache's manifest keeps it for every stage that reads the cache."""
     doubts = []
     if tagged and tagged != laterality:
         doubts.append(f"the CSV's laterality is {laterality} but the DICOM's laterality tag says {tagged}; "
                       "the CSV's is used")  # fmt: skip
     if other := _breast_on_other_edge(laterality, image):
-        doubts.append(f"the CSV's laterality is {laterality} but {other[1]}; the model learns it mirrored")
+        doubts.append(f"the CSV's laterality is {laterality} but {other[1]}{_SEEN_MIRRORED}")
     return tuple(doubts)
+
+
+def current_doubt(warning: str) -> str:
+    """A cached image's warning as :func:`csv_laterality_doubts` words it now (a cache prepared before said "the
+    model learns it mirrored", which ``wsod test`` repeated of a test image)."""
+    return warning[: -len(_LEARNT_MIRRORED)] + _SEEN_MIRRORED if warning.endswith(_LEARNT_MIRRORED) else warning
 
 
 def load_input_image(
@@ -351,6 +365,7 @@ __all__ = [
     "InputImage",
     "blank_image",
     "csv_laterality_doubts",
+    "current_doubt",
     "has_image_signature",
     "is_dicom",
     "load_input_image",

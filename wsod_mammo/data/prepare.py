@@ -413,6 +413,8 @@ def cache_option_differences(
 
 
 def _report(manifest: dict[str, Any], cache_dir: str | Path) -> None:
+    from wsod_mammo.data.images import current_doubt  # an earlier run's entries may word a doubt as it was
+
     done, failed = len(manifest["images"]), manifest["errors"]
     doubtful = {k: v for k, v in manifest["images"].items() if v.get("warnings")}
     print(f"prepare: {done} images cached in {cache_dir}, {len(failed)} failed", file=sys.stderr)
@@ -421,7 +423,7 @@ def _report(manifest: dict[str, Any], cache_dir: str | Path) -> None:
               file=sys.stderr)  # fmt: skip
         for image_id, entry in list(doubtful.items())[:REPORTED_WARNINGS]:
             for warning in entry["warnings"]:
-                print(f"  {image_id} ({entry['source']}): {warning}", file=sys.stderr)
+                print(f"  {image_id} ({entry['source']}): {current_doubt(warning)}", file=sys.stderr)
         if len(doubtful) > REPORTED_WARNINGS:
             print(f"  ... and {len(doubtful) - REPORTED_WARNINGS} more images", file=sys.stderr)
     for reason in failed.values():
