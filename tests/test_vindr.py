@@ -201,6 +201,19 @@ def test_csvs_as_excel_saves_them_read_or_fail_naming_the_file_and_the_line(tmp_
     assert len(str(error.value)) < 600
 
 
+def test_a_quote_left_open_past_the_csv_field_limit_names_the_file_and_the_line(tmp_path: Path) -> None:
+    """In a real-size CSV (VinDr's finding CSV is 2.5 MB) a stray quote swallows more than the csv module's 128 KB
+    field limit: the run stopped with a traceback ending ``_csv.Error: field larger than field limit``, no file."""
+    rows = [ROW] + [ROW[:8] + ['"' + ROW[8]] + ROW[9:]] + [[f"{'d' * 32}{i}"] + ROW[1:] for i in range(3000)]
+    path = tmp_path / FINDING_CSV
+    with path.open("w") as handle:
+        handle.write(",".join(FINDING_COLUMNS) + "\n" + "\n".join(",".join(r) for r in rows) + "\n")
+    assert path.stat().st_size > csv.field_size_limit()
+    match = rf"{FINDING_CSV}, line 3: field larger than field limit \(\d+\) \(a quote left open on line 3\?\)"
+    with pytest.raises(VinDrFormatError, match=match):
+        load_records(tmp_path)
+
+
 @pytest.mark.parametrize("height", ["inf", "1e400", "100.7", "0", "-100", ""])
 def test_an_impossible_image_size_names_the_row(tmp_path: Path, height: str) -> None:
     """`inf` raised a bare OverflowError; `100.7` was cut to 100; 0 and negative sizes went through."""

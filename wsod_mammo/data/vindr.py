@@ -178,9 +178,7 @@ def _checked_rows(path: Path, reader: Any, columns: Sequence[str]) -> Iterable[t
     repeated = sorted({c for c in columns if header.count(c) > 1})
     if repeated:  # a row would keep the last one's value, silently (or blame the wrong field for a bad value)
         raise VinDrFormatError(f"{path}, line 1: column(s) {repeated} appear more than once in the header {header}")
-    ended = reader.line_num
-    for fields in reader:
-        first, ended = ended + 1, reader.line_num  # a quoted field may span lines: the record starts at `first`
+    for first, ended, fields in _records(path, reader):  # a quoted field may span lines: the record starts at `first`
         if not any(f.strip() for f in fields):
             continue
         if len(fields) != len(header):
@@ -189,6 +187,19 @@ def _checked_rows(path: Path, reader: Any, columns: Sequence[str]) -> Iterable[t
             shown = shown if len(shown) <= 300 else shown[:300] + " ..."
             raise VinDrFormatError(f"{path}, {lines}: expected {len(header)} fields, found {len(fields)}: {shown}")
         yield first, dict(zip(header, fields, strict=True))
+
+
+def _records(path: Path, reader: Any) -> Iterable[tuple[int, int, list[str]]]:
+    """``(first line, last line, fields)`` of each of ``reader``'s records. A ``csv.Error`` (a quote left open in a
+    real-size CSV swallows more than the csv module's 128 KB field limit) is a VinDrFormatError naming the file and
+    the line: it stopped the run with a traceback ending ``_csv.Error: field larger than field limit`` (no file)."""
+    ended = reader.line_num
+    try:
+        for fields in reader:
+            yield ended + 1, reader.line_num, fields
+            ended = reader.line_num
+    except csv.Error as error:
+        raise VinDrFormatError(f"{path}, line {ended + 1}: {error} (a quote left open on line {ended + 1}?)") from None
 
 
 def _cell(row: dict[str, str], column: str) -> str:
