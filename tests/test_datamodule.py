@@ -489,6 +489,31 @@ def test_predict_folders_follow_links_to_folders_once_and_keep_broken_links(
     assert errors["linked.dicom"] is None and "gone.dcm: file not found" in errors["gone.dcm"]
 
 
+def test_predict_rows_of_a_pipe_a_socket_a_device_and_a_link_loop_say_what_each_is(
+    synthetic_root: Path, tmp_path: Path
+) -> None:
+    """Each was "file not found" in its row, though the folder lists it (and a pipe or a device must never be read:
+    it would block or never end)."""
+    import socket
+
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    os.mkfifo(scans / "pipe.dcm")
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(str(scans / "sock"))
+        (scans / "zero.dcm").symlink_to("/dev/zero")
+        (scans / "loop_a").symlink_to(scans / "loop_b")
+        (scans / "loop_b").symlink_to(scans / "loop_a")
+        dm = _dm(synthetic_root, predict_paths=[str(scans)], batch_size=5)
+        dm.setup("predict")
+        errors = {Path(m["path"]).name: m["error"] for m in next(iter(dm.predict_dataloader()))["meta"]}
+    assert errors["pipe.dcm"].endswith("pipe.dcm: a named pipe (FIFO), not an image file")
+    assert errors["sock"].endswith("sock: a socket, not an image file")
+    assert errors["zero.dcm"].endswith("zero.dcm: a character device, not an image file")
+    for name in ("loop_a", "loop_b"):
+        assert errors[name].endswith(f"{name}: a symbolic link that loops (too many levels of symbolic links), no file")
+
+
 def test_predict_folder_mixing_dicoms_without_extension_images_text_and_empty_folders(
     synthetic_root: Path, tmp_path: Path
 ) -> None:

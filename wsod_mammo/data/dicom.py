@@ -35,7 +35,7 @@ from pydicom.uid import (
 from wsod_mammo.data.decoder_process import DecoderCrashed, decode_in_helper
 from wsod_mammo.data.dicom_display import BadTag, display_lut, padding_mask, stored_codes
 from wsod_mammo.data.dicom_frames import flatten_functional_groups
-from wsod_mammo.data.errors import file_not_found
+from wsod_mammo.data.errors import not_a_file
 
 # what pydicom raises on an element it cannot parse (an unknown VR, a value of the wrong length...), read lazily
 MALFORMED = (ValueError, TypeError, KeyError, NotImplementedError, AttributeError, IndexError, struct.error)
@@ -260,7 +260,7 @@ def _dataset_with_pixels(path: Path) -> pydicom.FileDataset:
     """The file's data set, its pixels not yet decoded: DicomError naming ``path`` where it is missing, no DICOM,
     cut short or without pixel data (``NotAnImageError`` for an object of a class that holds no image)."""
     if not path.is_file():
-        raise DicomError(file_not_found(path))
+        raise DicomError(not_a_file(path))
     try:
         ds = pydicom.dcmread(path)
     except InvalidDicomError:  # no preamble and DICM marker

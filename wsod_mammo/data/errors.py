@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import glob
+import os
+import stat
 from pathlib import Path
 
 
@@ -30,3 +33,29 @@ def file_not_found(path: str | Path) -> str:
     others = sorted(p.name for p in path.parent.glob(f"{glob.escape(path.stem)}.*") if p.name != path.name)
     found = f" ({', '.join(others[:3])} is there: another extension)" if others else ""
     return f"{path}: file not found{found}"
+
+
+#: what a path that exists but holds no file is, by its ``stat`` mode
+_NOT_FILES = (
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISDIR, "a folder"),
+)
+
+
+def not_a_file(path: str | Path) -> str:
+    """Why ``path``, which ``Path.is_file`` refused, is no file to read: ``file_not_found`` where nothing is there;
+    else what is there (a named pipe, a socket, a device, a link that loops) or why it cannot be reached. Each was
+    said to be "file not found" in a folder's rows, though ``ls`` lists it."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            return f"{path}: a symbolic link that loops (too many levels of symbolic links), no file"
+        if error.errno in (errno.ENOENT, errno.ENOTDIR):
+            return file_not_found(path)
+        return f"{path}: cannot be reached ({error.strerror})"
+    kind = next((name for test, name in _NOT_FILES if test(mode)), "not a regular file")
+    return f"{path}: {kind}, not an image file"

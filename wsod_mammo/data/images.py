@@ -31,7 +31,7 @@ import numpy as np
 import pydicom
 
 from wsod_mammo.data.dicom import DicomError, read_dicom
-from wsod_mammo.data.errors import file_not_found
+from wsod_mammo.data.errors import not_a_file
 from wsod_mammo.data.folder_metadata import is_folder_metadata
 from wsod_mammo.data.geometry import Geometry, apply_to_image, apply_to_mask, inside_border_strips, make_geometry
 from wsod_mammo.data.image_files import (
@@ -102,7 +102,7 @@ def _read(path: str | Path) -> _Decoded:
     if path.is_dir():
         raise ValueError(_folder_error(path))
     if not path.is_file():
-        raise DicomError(file_not_found(path))  # as read_dicom says it: naming a file of the name beside it
+        raise DicomError(not_a_file(path))  # as read_dicom says it: naming a file of the name beside it
     if _file_kind(path) == "dicom":
         image, info = read_dicom(path)
         view = (info.view or "").strip().upper()
@@ -170,7 +170,7 @@ def image_size(path: str | Path) -> tuple[int, int]:
     missing file) or ValueError naming the file and why."""
     path = Path(path)
     if not path.is_file():
-        raise DicomError(file_not_found(path))
+        raise DicomError(not_a_file(path))
     if _file_kind(path) == "dicom":
         try:
             header = pydicom.dcmread(path, stop_before_pixels=True, force=True, specific_tags=["Rows", "Columns"])
