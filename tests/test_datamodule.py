@@ -18,7 +18,7 @@ import warnings
 from multiprocessing.reduction import ForkingPickler
 from pathlib import Path
 from types import SimpleNamespace
-from typing import get_args, get_type_hints
+from typing import Any, get_args, get_type_hints
 
 import cv2
 import numpy as np
@@ -487,6 +487,34 @@ def test_predict_folders_follow_links_to_folders_once_and_keep_broken_links(
     dm.setup("predict")
     errors = {Path(m["path"]).name: m["error"] for m in next(iter(dm.predict_dataloader()))["meta"]}
     assert errors["linked.dicom"] is None and "gone.dcm: file not found" in errors["gone.dcm"]
+
+
+def test_a_folder_predict_cannot_read_gets_a_row_saying_so(
+    synthetic_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A subfolder it may not list (another group's, a failing disk) was skipped by the folder walk without a word:
+    its images were missing from the run's outputs as if there were none; given itself it was "a folder with no
+    files in it". Denied here as it is to a user without the permission (the tests may run as root)."""
+    source = load_records(synthetic_root)[0].path
+    scans = tmp_path / "scans"
+    (scans / "locked").mkdir(parents=True)
+    shutil.copy(source, scans / "own.dicom")
+    shutil.copy(source, scans / "locked" / "hidden.dicom")
+    listing = os.scandir
+
+    def denied(path: Any = ".") -> Any:
+        if Path(path).name == "locked":
+            raise PermissionError(13, "Permission denied", str(path))
+        return listing(path)
+
+    monkeypatch.setattr(os, "scandir", denied)
+    names = [p.relative_to(scans).as_posix() for p in expand_predict_paths([str(scans)])]
+    assert names == ["locked", "own.dicom"]
+    dm = _dm(synthetic_root, predict_paths=[str(scans), str(scans / "locked")], batch_size=3)
+    dm.setup("predict")
+    errors = [(Path(m["path"]).name, m["error"]) for m in next(iter(dm.predict_dataloader()))["meta"]]
+    said = f"{scans / 'locked'}: a folder that cannot be read (Permission denied): its files are left out"
+    assert errors == [("locked", said), ("own.dicom", None), ("locked", said)]
 
 
 def test_predict_rows_of_a_pipe_a_socket_a_device_and_a_link_loop_say_what_each_is(

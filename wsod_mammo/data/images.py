@@ -24,6 +24,7 @@ returned in ``InputImage.warnings``, which the reader's outputs carry.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import NamedTuple
 
@@ -71,7 +72,12 @@ def read_any(path: str | Path) -> tuple[np.ndarray, str | None]:
 
 def _folder_error(path: Path) -> str:
     """Why a folder cannot be read as one image: ``wsod predict`` expands folders first (an empty one is kept, so that
-    its row says so); the Predictor and ``load_padded`` take one image per input, so they need its files."""
+    its row says so, as does one it cannot read); the Predictor and ``load_padded`` take one image per input, so they
+    need its files."""
+    try:
+        os.scandir(path).close()
+    except OSError as error:  # rglob below finds nothing in it: it said "a folder with no files in it"
+        return f"{path}: a folder that cannot be read ({error.strerror}): its files are left out"
     metadata_only = False
     for entry in path.rglob("*"):  # up to the first file that is no folder metadata (a whole archive, by mistake)
         if entry.is_file() and not is_folder_metadata(entry):

@@ -63,8 +63,15 @@ def expand_predict_paths(paths: Sequence[str]) -> list[Path]:
 
 
 def _files_below(folder: Path) -> list[Path]:
-    files, seen = [], set()
-    for top, folders, names in os.walk(folder, followlinks=True):
+    """The files below ``folder``, and each folder below it that cannot be read (its row says so: ``os.walk`` skipped
+    it without a word, and its images were missing from the run's outputs as if there were none)."""
+    files: list[Path] = []
+    seen = set()
+
+    def unreadable(error: OSError) -> None:
+        files.append(Path(error.filename))
+
+    for top, folders, names in os.walk(folder, onerror=unreadable, followlinks=True):
         real = os.path.realpath(top)
         if real in seen:  # reached again through a link
             folders[:] = []
