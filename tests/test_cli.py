@@ -1647,6 +1647,28 @@ def test_config_files_are_found_however_given_and_yaml_text_is_left_to_jsonargpa
         read_config_file(tmp_path / "latin1.yaml")
 
 
+def test_a_config_whose_aliases_multiply_or_hold_themselves_is_refused_in_one_line(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Nine lines of nested aliases ("billion laughs", 9**9 values) made `wsod` hang at full CPU, its memory growing,
+    while jsonargparse copied the expanded tree; an alias inside its own anchor ended in a RecursionError traceback.
+    A config's own anchors and aliases still read."""
+    from wsod_mammo.config_files import read_config_file
+
+    lines = ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 9)]
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match=r"--config .*bomb.yaml: its aliases \(\*name\) expand to [\d,]+ values"):
+        read_config_file(bomb)
+    loop = tmp_path / "loop.yaml"
+    loop.write_text("seed_everything: 1\nloop: &loop [1, *loop]\n")
+    _refused(["fit", "--config", str(loop)], r"loop.yaml: an alias \(\*name\) inside its own anchor", caplog)
+    used = tmp_path / "used.yaml"
+    used.write_text("trainer: &t {max_epochs: 2}\nseed_everything: 3\nother: *t\n")
+    assert read_config_file(used)["other"] == {"max_epochs": 2}
+
+
 def test_output_folder_checks_read_one_callback_and_leave_evaluation_checkpoint_folders_alone(tmp_path: Path) -> None:
     """A single callback (not a list) is a Namespace, which the check iterated as a list (NSKeyError in every
     command); test and validate save no checkpoint, so a training config's dirpath under a file is no reason to stop
