@@ -367,6 +367,22 @@ def test_a_zero_filled_file_named_as_a_dicom_is_refused_without_reading_it_throu
     assert read_dicom(full)[0].shape == PIXELS.shape and image_size(full) == PIXELS.shape
 
 
+def test_a_header_declaring_far_more_pixels_than_a_mammogram_is_refused_before_decoding(tmp_path: Path) -> None:
+    """Nothing checked a DICOM's size before decoding it: a JPEG 2000 file of 9 KB declaring 8000 x 8000 took 0.8 GB
+    to read (the decoder process, the pipe, the float image), so one declaring 60000 x 60000 would exhaust any
+    machine. Its header's Rows x Columns over MAX_PIXELS is refused, naming the file, before the decoder runs."""
+    plain = write(tmp_path / "plain.dcm", (np.arange(64 * 48, dtype=np.uint16).reshape(64, 48) * 7) % 4096)
+    ds = pydicom.dcmread(plain)
+    ds.compress(JPEG2000Lossless)
+    ds.Rows = ds.Columns = 12000  # 144 M pixels
+    ds.save_as(tmp_path / "huge.dcm")
+    started = decoder_process.helper_pid()
+    with pytest.raises(DicomError, match=r"huge.dcm: its header declares 12000x12000 pixels \(rows x columns\), over"):
+        read_dicom(tmp_path / "huge.dcm")
+    assert decoder_process.helper_pid() == started  # refused before any decoding
+    assert 3 * 7000 * 5500 < dicom.MAX_PIXELS < 12000 * 12000  # thrice a film scanned at 50 um
+
+
 def test_jpeg2000_lossless_decodes_like_uncompressed(tmp_path: Path) -> None:
     pixels = (np.arange(64 * 48, dtype=np.uint16).reshape(64, 48) * 7) % 4096
     plain = write(tmp_path / "plain.dcm", pixels, WindowCenter=2048, WindowWidth=4096)

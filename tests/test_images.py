@@ -52,6 +52,31 @@ def test_empty_or_one_pixel_thin_arrays_are_rejected_before_opencv(shape: tuple[
         load_padded(np.zeros(shape, np.uint8), SIZE)
 
 
+def _png_header_only(path: Path, height: int, width: int) -> Path:
+    """An 8-bit gray PNG declaring ``height`` x ``width`` whose data holds one row: what its header says is all a
+    size check may read."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    rows = zlib.compress(bytes(width + 1))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", rows) + chunk(b"IEND", b""))
+    return path
+
+
+def test_a_png_declaring_far_more_pixels_than_a_mammogram_is_refused_from_its_header(tmp_path: Path) -> None:
+    """Pillow's decompression-bomb error was caught (its header read as no TIFF) and OpenCV decoded the file up to
+    its own limit, 2**30 pixels: a PNG of 2 MB could take 6 GB on its way to the input frame. Over MAX_PIXELS (or
+    Pillow's limit) it is refused, naming the file, before any decoding."""
+    with pytest.raises(ValueError, match=r"wide.png: its header declares 12000x12000 pixels \(rows x columns\), over"):
+        read_any(_png_header_only(tmp_path / "wide.png", 12000, 12000))
+    with pytest.raises(ValueError, match=r"huge.png: Image size \(3600000000 pixels\) exceeds limit"):
+        read_any(_png_header_only(tmp_path / "huge.png", 60000, 60000))
+
+
 def test_grayscale_saved_as_rgb_loads_but_a_red_mark_makes_it_colour(tmp_path: Path) -> None:
     """A BGR file whose red channel alone holds a mark used to pass as gray (channels 0 and 1 agree), losing it."""
     gray = np.tile(np.arange(0, 240, 4, dtype=np.uint8), (40, 1))  # (40, 60)

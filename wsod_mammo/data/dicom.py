@@ -40,6 +40,11 @@ from wsod_mammo.data.errors import not_a_file
 # what pydicom raises on an element it cannot parse (an unknown VR, a value of the wrong length...), read lazily
 MALFORMED = (ValueError, TypeError, KeyError, NotImplementedError, AttributeError, IndexError, struct.error)
 MIN_SIDE = 2  # pixels: the breast crop and the laterality inference need two rows and two columns
+# The most pixels an image may declare (11585 x 11585), checked from its header before decoding: thrice the
+# largest mammograms (a film scanned at 50 um, ~7000 x 5500; a detector's 4096 x 3328 is 14 M). Each pixel costs
+# ~6 bytes on its way to the input frame (and a compressed DICOM's ~3 more in the decoder process): a JPEG 2000
+# DICOM of 9 KB declaring 8000 x 8000 took 0.8 GB, so one declaring 60000 x 60000 would take ~30 GB.
+MAX_PIXELS = 2**27
 # a data set without file meta: (implicit VR, little endian) as pydicom found them -> its transfer syntax
 BARE_SYNTAX: dict[tuple[bool | None, ...], UID] = {
     (True, True): ImplicitVRLittleEndian,
@@ -139,7 +144,8 @@ def reader_warnings(ds: pydicom.Dataset) -> tuple[str, ...]:
 def _check_pixel_layout(ds: pydicom.Dataset, path: Path) -> str:
     """What no decoding can turn into one grayscale mammogram, refused from the tags before the pixels are decoded
     (a tomosynthesis volume is hundreds of MB to decompress): several frames, colour samples, a colour photometric
-    interpretation. DicomError naming the file and what it holds; else the photometric interpretation."""
+    interpretation, more than :data:`MAX_PIXELS` pixels. DicomError naming the file and what it holds; else the
+    photometric interpretation."""
     frames = ds.get("NumberOfFrames")
     try:
         frames = int(frames) if frames not in (None, "") else 1
@@ -155,7 +161,18 @@ def _check_pixel_layout(ds: pydicom.Dataset, path: Path) -> str:
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip()
     if photometric not in ("MONOCHROME1", "MONOCHROME2"):
         raise DicomError(f"{path}: expected MONOCHROME1 or MONOCHROME2, found {photometric}")
+    rows, columns = ds.get("Rows"), ds.get("Columns")
+    if isinstance(rows, int) and isinstance(columns, int) and rows * columns > MAX_PIXELS:
+        raise DicomError(f"{path}: {too_large(rows, columns)}")
     return photometric
+
+
+def too_large(height: int, width: int) -> str:
+    """Why an image its header declares ``height`` x ``width`` is not decoded: over :data:`MAX_PIXELS`."""
+    return (
+        f"its header declares {height}x{width} pixels (rows x columns), over the {MAX_PIXELS:,} this reader decodes: "
+        "far larger than any mammogram (a damaged header, or a file made to exhaust memory?)"
+    )
 
 
 def _gdcm_pixels(path: Path) -> np.ndarray:

@@ -4,6 +4,7 @@ its bit depth (``scale_to_unit``), turned upright by its EXIF/TIFF Orientation a
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import cv2
 import numpy as np
 from PIL import Image, TiffImagePlugin
 
-from wsod_mammo.data.dicom import MIN_SIDE
+from wsod_mammo.data.dicom import MAX_PIXELS, MIN_SIDE, too_large
 
 JPEG_SUFFIXES = (".jpg", ".jpeg")
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", *JPEG_SUFFIXES)
@@ -165,14 +166,23 @@ def orient(array: np.ndarray, orientation: int) -> np.ndarray:
 def _header(path: str | Path) -> tuple[bool, int, bool]:
     """Whether Pillow reads the file as a TIFF, its orientation (``exif_orientation``) and whether it is a TIFF
     stored white-is-zero (``WHITE_IS_ZERO``), from the header alone; ``(False, 1, False)`` where Pillow cannot read
-    it: OpenCV may still decode it, as stored."""
+    it: OpenCV may still decode it, as stored. ValueError naming the file for a size over ``MAX_PIXELS`` (Pillow's
+    own decompression-bomb limit, over which it refuses to open one, was caught here and OpenCV decoded the file up
+    to its limit, 2**30 pixels: a PNG of 2 MB could take 6 GB)."""
     try:
-        with Image.open(path) as image:
-            tiff = isinstance(image, TiffImagePlugin.TiffImageFile)
-            white_is_zero = tiff and image.tag_v2.get(PHOTOMETRIC_TAG) == WHITE_IS_ZERO
-            return tiff, exif_orientation(image), white_is_zero
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the limit below says it, in the row
+            with Image.open(path) as image:
+                tiff = isinstance(image, TiffImagePlugin.TiffImageFile)
+                white_is_zero = tiff and image.tag_v2.get(PHOTOMETRIC_TAG) == WHITE_IS_ZERO
+                size, orientation = (image.height, image.width), exif_orientation(image)
+    except Image.DecompressionBombError as error:
+        raise ValueError(f"{path}: {error}") from None
     except Exception:  # Pillow raises OSError, ValueError, SyntaxError... on a header it does not know
         return False, 1, False
+    if size[0] * size[1] > MAX_PIXELS:
+        raise ValueError(f"{path}: {too_large(*size)}")
+    return tiff, orientation, white_is_zero
 
 
 def _decode_with_opencv(path: str | Path) -> tuple[np.ndarray | None, int]:
