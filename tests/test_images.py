@@ -91,6 +91,28 @@ def test_grayscale_saved_as_rgb_loads_but_a_red_mark_makes_it_colour(tmp_path: P
         read_any(tmp_path / "red.png")
 
 
+def test_a_jpeg_cut_short_is_refused_not_predicted_half_gray(tmp_path: Path) -> None:
+    """libjpeg fills the rows a truncated JPEG lacks with mid-gray and says only "Premature end of JPEG file" on
+    stderr: such a file (an interrupted download, or cut while the run listed its folder) was read as an image
+    whose lower part was gray, with no word in its row (a truncated PNG or TIFF is refused). A complete one is read,
+    progressive, or with data after its end (a camera's trailer) too."""
+    ramp = np.tile(np.linspace(0, 255, 200).astype(np.uint8), (300, 1))
+    assert cv2.imwrite(str(tmp_path / "whole.jpg"), ramp, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    data = (tmp_path / "whole.jpg").read_bytes()
+    (tmp_path / "cut.jpg").write_bytes(data[: len(data) // 3])
+    assert (cv2.imread(str(tmp_path / "cut.jpg"), cv2.IMREAD_UNCHANGED)[-1] == 128).all()  # what was predicted
+    with pytest.raises(ValueError, match=r"cut.jpg: a JPEG cut short: no end-of-image marker after its last scan"):
+        read_any(tmp_path / "cut.jpg")
+    Image.fromarray(ramp).save(tmp_path / "progressive.jpg", progressive=True)
+    (tmp_path / "trailer.jpg").write_bytes(data + b"vendor trailer" * 10)
+    for name in ("whole.jpg", "progressive.jpg", "trailer.jpg"):
+        assert read_any(tmp_path / name)[0].shape == (300, 200)
+    cut = (tmp_path / "progressive.jpg").read_bytes()
+    (tmp_path / "progressive_cut.jpg").write_bytes(cut[: len(cut) * 4 // 5])
+    with pytest.raises(ValueError, match=r"progressive_cut.jpg: a JPEG cut short"):
+        read_any(tmp_path / "progressive_cut.jpg")
+
+
 def test_a_jpeg_is_read_with_a_warning_a_gray_one_saved_in_colour_too_but_not_a_coloured_mark(tmp_path: Path) -> None:
     """Datasets circulate as lossy 8-bit JPEG conversions (Kaggle's CBIS-DDSM): read, saying so in the image's
     warnings; a gray image saved as a colour JPEG, its channels equal or a faint tint a few levels apart, is gray;

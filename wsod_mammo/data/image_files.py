@@ -219,6 +219,19 @@ def _decode_with_pillow(path: str | Path) -> tuple[np.ndarray | None, int]:
     return array.astype(array.dtype.newbyteorder("="), copy=False), pages  # I;16B: big-endian uint16 -> np.uint16
 
 
+JPEG_CUT_SHORT = "a JPEG cut short: no end-of-image marker after its last scan (an interrupted download or copy?)"
+
+
+def jpeg_cut_short(path: str | Path) -> bool:
+    """Whether a JPEG file ends before its image does: no EOI marker (FF D9) after its last scan's SOS (FF DA). The
+    decoder (libjpeg) fills the rows it did not get with mid-gray and says only "Premature end of JPEG file" on
+    stderr, so such a file was predicted as an image half gray. Neither marker occurs inside scan data (its FF bytes
+    are stuffed); a thumbnail's come before the image's scan, and images appended after the EOI (MPF) end in
+    their own."""
+    data = Path(path).read_bytes()
+    return data.rfind(b"\xff\xd9") < data.rfind(b"\xff\xda")
+
+
 def read_image_file(path: str | Path, jpeg: bool | None = None) -> np.ndarray:
     """A PNG, TIFF or JPEG file -> ``(H, W)`` float32 in [0, 1] (see ``scale_to_unit``), upright as a viewer shows it.
 
@@ -243,12 +256,10 @@ def read_image_file(path: str | Path, jpeg: bool | None = None) -> np.ndarray:
         raise ValueError(f"{path}: expected one 2-D grayscale image, found a file of {pages} pages")
     if array is None:
         raise ValueError(f"{path}: not a readable PNG/TIFF/JPEG image")
-    if (
-        array.ndim == 3
-        and array.shape[2] == 3
-        and array.dtype == np.uint8
-        and (is_jpeg(path) if jpeg is None else jpeg)
-    ):
+    jpeg = is_jpeg(path) if jpeg is None else jpeg
+    if jpeg and jpeg_cut_short(path):
+        raise ValueError(f"{path}: {JPEG_CUT_SHORT}")
+    if array.ndim == 3 and array.shape[2] == 3 and array.dtype == np.uint8 and jpeg:
         spread = array.max(axis=2).astype(np.int16) - array.min(axis=2)
         if int(spread.max()) <= JPEG_GRAY_TOLERANCE:
             array = cv2.cvtColor(array, cv2.COLOR_BGR2GRAY)
