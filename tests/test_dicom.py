@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pydicom
@@ -381,6 +382,42 @@ def test_a_header_declaring_far_more_pixels_than_a_mammogram_is_refused_before_d
         read_dicom(tmp_path / "huge.dcm")
     assert decoder_process.helper_pid() == started  # refused before any decoding
     assert 3 * 7000 * 5500 < dicom.MAX_PIXELS < 12000 * 12000  # thrice a film scanned at 50 um
+
+
+def test_a_volume_refused_from_its_tags_is_not_read_and_large_pixels_read_when_decoded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tomosynthesis volume in a clinic's folder (300 MB to 1 GB uncompressed) was read whole, into memory, only
+    to be refused for its frame count. Pixels over DEFER_SIZE are now read when decoded: a refused file's never; an
+    image's as before, and one cut short inside them is said to be."""
+    pixels = (np.arange(1100 * 1000, dtype=np.uint32).reshape(1100, 1000) % 4096).astype(np.uint16)
+    assert pixels.nbytes > 2**20  # over DEFER_SIZE
+    image = write(tmp_path / "large.dcm", pixels, WindowCenter=2048, WindowWidth=4096)
+    volume = pydicom.dcmread(image)
+    volume.NumberOfFrames, volume.PixelData = 3, pixels.tobytes() * 3
+    volume.save_as(tmp_path / "volume.dcm")
+    data = image.read_bytes()
+    (tmp_path / "cut.dcm").write_bytes(data[: len(data) - 1000])
+
+    def never(*args: object) -> None:
+        raise AssertionError("the refused volume's pixels were read")
+
+    read, datasets = pydicom.dcmread, []
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        datasets.append(read(*args, **kwargs))
+        return datasets[-1]
+
+    monkeypatch.setattr(pydicom.filereader, "read_deferred_data_element", never)
+    monkeypatch.setattr(pydicom, "dcmread", recording)
+    with pytest.raises(DicomError, match=r"volume.dcm: 3 frames \(tomosynthesis"):
+        read_dicom(tmp_path / "volume.dcm")
+    assert [ds.get_item("PixelData", keep_deferred=True).value for ds in datasets] == [None]  # 6.6 MB not read
+    monkeypatch.undo()
+    expected = apply_voi_lut(pixels, pydicom.dcmread(image)).astype(np.float32) / 4095
+    np.testing.assert_allclose(read_dicom(image)[0], expected, atol=1e-6)
+    with pytest.raises(DicomError, match=r"cut.dcm: the file ends inside its pixel data \(cut short"):
+        read_dicom(tmp_path / "cut.dcm")  # was pydicom's "less than expected (2199000 vs 2200000 bytes)"
 
 
 def test_jpeg2000_lossless_decodes_like_uncompressed(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
+from pydicom.dataelem import RawDataElement
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import (
     UID,
@@ -45,6 +46,10 @@ MIN_SIDE = 2  # pixels: the breast crop and the laterality inference need two ro
 # ~6 bytes on its way to the input frame (and a compressed DICOM's ~3 more in the decoder process): a JPEG 2000
 # DICOM of 9 KB declaring 8000 x 8000 took 0.8 GB, so one declaring 60000 x 60000 would take ~30 GB.
 MAX_PIXELS = 2**27
+# Elements longer than this are read from the file only when used (pydicom's ``defer_size``): the pixels of a file
+# refused from its tags (a tomosynthesis volume of 300 MB to 1 GB, too many pixels) were read whole to be refused.
+DEFER_SIZE = 2**20
+CUT_SHORT = "the file ends inside its pixel data (cut short: an interrupted download or copy?)"
 # a data set without file meta: (implicit VR, little endian) as pydicom found them -> its transfer syntax
 BARE_SYNTAX: dict[tuple[bool | None, ...], UID] = {
     (True, True): ImplicitVRLittleEndian,
@@ -249,7 +254,7 @@ def _bare_dataset(path: Path) -> pydicom.FileDataset:
     if starts_with_zeros(path):
         raise DicomError(f"{path}: {ZERO_FILLED}")
     try:
-        ds = pydicom.dcmread(path, force=True)
+        ds = pydicom.dcmread(path, force=True, defer_size=DEFER_SIZE)
         syntax = ds.file_meta.get("TransferSyntaxUID") or BARE_SYNTAX.get(tuple(ds.original_encoding))
         parsed = syntax is not None and all(keyword in ds for keyword in ("PixelData", "Rows", "Columns"))
     except Exception:  # content that is no data set makes pydicom raise many types
@@ -296,7 +301,7 @@ def _dataset_with_pixels(path: Path) -> pydicom.FileDataset:
     if not path.is_file():
         raise DicomError(not_a_file(path))
     try:
-        ds = pydicom.dcmread(path)
+        ds = pydicom.dcmread(path, defer_size=DEFER_SIZE)
     except InvalidDicomError:  # no preamble and DICM marker
         ds = _bare_dataset(path)
     except Exception as err:  # pydicom raises many types on truncated headers
@@ -305,11 +310,16 @@ def _dataset_with_pixels(path: Path) -> pydicom.FileDataset:
         # a Part 10 file whose file meta lacks (0002,0010) (some anonymizers drop it): the encoding pydicom parsed
         ds.file_meta.TransferSyntaxUID = BARE_SYNTAX[tuple(ds.original_encoding)]
     if "PixelData" in ds:
+        raw = ds.get_item("PixelData", keep_deferred=True)  # ds["PixelData"] reads deferred pixels, before any check
+        if isinstance(raw, RawDataElement) and raw.value is None and raw.length:  # deferred (DEFER_SIZE)
+            if raw.value_tell + raw.length > path.stat().st_size:  # said as of a compressed file cut short
+                raise DicomError(f"{path}: {CUT_SHORT}")
+            return ds
         if not ds["PixelData"].value:  # an anonymizer's blanked image: "object of type 'NoneType' has no len()"
             raise DicomError(f"{path}: its Pixel Data element (7FE0,0010) is empty (0 bytes): no image to read")
         return ds
     if _holds_pixel_data_tag(path):  # pydicom drops an element the file ends inside (a warning, no error)
-        raise DicomError(f"{path}: the file ends inside its pixel data (cut short: an interrupted download or copy?)")
+        raise DicomError(f"{path}: {CUT_SHORT}")
     kind, said = _not_an_image(ds)
     if not said and (image_class := _image_class(ds)):  # an image's object without its pixels: cut short, or stripped
         said = f" in a {image_class} object of {path.stat().st_size:,} bytes: cut short before its pixels, or stripped"
