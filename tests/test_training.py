@@ -498,12 +498,52 @@ def test_a_head_saturated_as_a_false_positive_gets_the_gradient_of_its_mirror_im
     assert torch.equal(logits.grad, reference.grad) and grads[15.0] == pytest.approx(0.353, abs=1e-3)
 
 
-def test_the_last_checkpoint_callback_keeps_the_state_key_of_the_model_checkpoint_it_replaces() -> None:
+def test_the_last_checkpoint_callback_keeps_the_state_key_of_the_model_checkpoint_it_replaces(tmp_path: Path) -> None:
     """Runs begun with Lightning's ModelCheckpoint for last.ckpt resume with WholeCheckpoint's state (and without
     Lightning's warning that a callback of the checkpoint is missing); BestCheckpoint's key stays its own."""
+    from lightning.pytorch.demos.boring_classes import BoringModel
+
     options = {"filename": "last", "save_top_k": 1, "enable_version_counter": False}
-    assert WholeCheckpoint(**options).state_key == ModelCheckpoint(**options).state_key
+    last = WholeCheckpoint(dirpath=tmp_path, **options)
+    trainer = Trainer(logger=False, max_epochs=1, limit_train_batches=1, limit_val_batches=0, enable_progress_bar=False,
+                      enable_model_summary=False, callbacks=[last])  # fmt: skip
+    trainer.fit(BoringModel())
+    assert last.state_key == ModelCheckpoint(**options).state_key
+    assert list(torch.load(tmp_path / "last.ckpt", weights_only=True)["callbacks"]) == [last.state_key]
     assert BestCheckpoint(monitor="val/fusion/auroc", mode="max").state_key.startswith("BestCheckpoint{")
+
+
+def test_a_python_fit_with_a_model_checkpoint_of_its_own_beside_whole_checkpoint_saves_and_resumes(
+    tmp_path: Path, data_root: Path, recwarn: pytest.WarningsRecorder
+) -> None:
+    """Lightning's ModelCheckpoint keeping every epoch (no monitor) has the state key WholeCheckpoint takes from
+    ModelCheckpoint: `wsod fit` gave WholeCheckpoint its own key before building the Trainer, a Python fit
+    (`Trainer(callbacks=[...])`) was refused before anything ran, "Found more than one stateful callback of type
+    `ModelCheckpoint`". Each resumes with its own state."""
+    from cli_configs import INPUT_SIZE
+
+    from wsod_mammo.data.datamodule import VinDrMammoDataModule
+
+    def fit(epochs: int, ckpt_path: str | None = None) -> None:
+        torch.manual_seed(0)
+        module = GMICLitModule(GMIC(num_classes=1, num_patches=1, crop_shape=(64, 64)))
+        data = VinDrMammoDataModule(str(data_root), input_size=INPUT_SIZE, batch_size=4, num_workers=0)
+        last = WholeCheckpoint(dirpath=tmp_path, filename="last", enable_version_counter=False)
+        every = ModelCheckpoint(dirpath=tmp_path, filename="{epoch}", save_top_k=-1)
+        trainer = Trainer(logger=False, max_epochs=epochs, limit_train_batches=1, limit_val_batches=1,
+                          num_sanity_val_steps=0, enable_progress_bar=False, enable_model_summary=False,
+                          callbacks=[last, every])  # fmt: skip
+        trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
+
+    fit(1)
+    fit(2, str(tmp_path / "last.ckpt"))
+    assert sorted(p.name for p in tmp_path.glob("*.ckpt")) == ["epoch=0.ckpt", "epoch=1.ckpt", "last.ckpt"]
+    last = torch.load(tmp_path / "last.ckpt", weights_only=True)
+    assert last["epoch"] == 1
+    (whole,) = [state for key, state in last["callbacks"].items() if key.startswith("WholeCheckpoint{")]
+    assert Path(whole["best_model_path"]).name == "last.ckpt"  # its own state, apart from the ModelCheckpoint's
+    assert any(key.startswith("ModelCheckpoint{") for key in last["callbacks"])
+    assert not [w for w in recwarn if "callbacks used to create the checkpoint" in str(w.message)]
 
 
 @pytest.mark.parametrize("setup", ["file_url_root", "async_checkpoint_io"])

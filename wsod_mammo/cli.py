@@ -15,7 +15,7 @@ from typing import IO, Any
 
 import yaml
 from jsonargparse import ArgumentError
-from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
@@ -59,7 +59,6 @@ from wsod_mammo.logging_setup import said_by_rank_zero
 from wsod_mammo.models.gmic import RUNTIME_OPTIONS
 from wsod_mammo.parse_errors import closest_options, one_line
 from wsod_mammo.sigterm import sigterm_without_collectives
-from wsod_mammo.training.checkpoints import distinct_state_keys
 from wsod_mammo.training.module import GMICLitModule
 from wsod_mammo.training.predict import PredictionWriter
 from wsod_mammo.training.run_dir import report_directory, run_directory
@@ -381,11 +380,6 @@ class WsodCLI(LightningCLI):
         check_class_index(section, checkpoint)
         if subcommand == "fit":
             check_monitor_modes(section)
-
-    def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Callback]) -> Trainer:
-        configured = config.get("callbacks") or []
-        distinct_state_keys([*(configured if isinstance(configured, list) else [configured]), *callbacks])
-        return super()._instantiate_trainer(config, callbacks)
 
     def instantiate_classes(self) -> None:
         """Build model, data and trainer; an option they refuse (a ValueError naming it) is a configuration error."""

@@ -79,20 +79,36 @@ class WholeCheckpoint(ModelCheckpoint):
     A rename within one folder is atomic, so an interrupted save now costs only the ``.partial`` file.
     """
 
-    #: whether it takes the key of the ``ModelCheckpoint`` it replaces (``state_key``); ``distinct_state_keys``
-    #: clears it where a callback beside it has that key
-    takes_model_checkpoint_key = True
+    #: whether it takes the key of the ``ModelCheckpoint`` it replaces (``state_key``): decided in ``setup``, where
+    #: the trainer's callbacks are known; its own key until then
+    takes_model_checkpoint_key = False
 
     @property
     def state_key(self) -> str:
         """The key of the ``ModelCheckpoint`` it replaces in the configs, so that a run begun with that one resumes
-        with this one's state (and without Lightning's warning of a callback missing)."""
+        with this one's state (and without Lightning's warning of a callback missing); its own where a callback
+        beside it has that key (``setup``)."""
         key = super().state_key
         return (
             key.replace(type(self).__qualname__, ModelCheckpoint.__qualname__, 1)
             if type(self) is WholeCheckpoint and self.takes_model_checkpoint_key
             else key
         )
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        """Take the ``ModelCheckpoint`` key unless a callback beside it has it (a ``ModelCheckpoint`` of its own
+        triggers, no monitor and every epoch, that a user adds to keep every epoch's weights). The Trainer checks
+        the keys distinct when it is built, before any hook: with that key there, it refused the two ("more than one
+        stateful callback of type ModelCheckpoint", of a list holding one); it reads them again to save and restore
+        the callbacks' states, after ``setup``."""
+        super().setup(trainer, pl_module, stage)
+        self.takes_model_checkpoint_key = False
+        if type(self) is WholeCheckpoint:
+            key = self.state_key.replace(type(self).__qualname__, ModelCheckpoint.__qualname__, 1)
+            callbacks = trainer.callbacks  # type: ignore[attr-defined]  # set by Lightning's callback connector
+            self.takes_model_checkpoint_key = not any(
+                c is not self and type(c) is not WholeCheckpoint and c.state_key == key for c in callbacks
+            )
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """A run folder moved with its checkpoints (copied off a cluster, renamed) keeps its best score: Lightning
@@ -139,17 +155,6 @@ class WholeCheckpoint(ModelCheckpoint):
         if trainer.is_global_zero:
             for logger in trainer.loggers:
                 logger.after_save_checkpoint(proxy(self))
-
-
-def distinct_state_keys(callbacks: list[Any]) -> None:
-    """A ``WholeCheckpoint`` beside a ``ModelCheckpoint`` of its own triggers (no monitor, every epoch: one a user
-    adds to keep every epoch's weights) keeps its own state key: with ``ModelCheckpoint``'s (``state_key``) the two
-    had one, and the Trainer refused them before anything ran ("more than one stateful callback of type
-    ModelCheckpoint", of a config that had one). Call before the Trainer is built with ``callbacks``."""
-    taken = {c.state_key for c in callbacks if not isinstance(c, WholeCheckpoint)}
-    for callback in callbacks:
-        if type(callback) is WholeCheckpoint and callback.state_key in taken:
-            callback.takes_model_checkpoint_key = False
 
 
 def _moved_state(state: dict[str, Any], dirpath: Any) -> dict[str, Any]:
