@@ -234,3 +234,27 @@ def test_a_fit_validating_part_of_its_split_says_so_once(
     assert warnings == (["validation ran 1 of its 2 batches (--trainer.limit_val_batches 1): the val/ figures, "
                          "best.ckpt and the detection thresholds come from the split's first images alone, not the "
                          "split (VinDr's lists its mass images first) (said once a fit)"] if said else [])  # fmt: skip
+
+
+def test_a_fit_overfitting_its_first_batches_names_overfit_batches_not_the_limit_it_sets(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`--trainer.overfit_batches 1` (Lightning sets limit_train_batches and limit_val_batches from it) was said as
+    `(--trainer.limit_val_batches 1)`, an option absent from the user's command and config; so was the one-kind
+    warning of the batches it validated."""
+    from wsod_mammo.training.undefined_auroc import undefined_auroc_message
+
+    torch.manual_seed(0)
+    module = GMICLitModule(GMIC(num_classes=1, num_patches=1, crop_shape=(32, 32)))
+    train = [{"image": torch.rand(2, 1, 64, 64), "label": torch.tensor([[1.0], [0.0]])}]
+    val = [{"image": torch.rand(2, 1, 64, 64), "label": torch.tensor([[1.0], [0.0]]), "image_id": [f"v{i}a", f"v{i}b"]}
+           for i in range(2)]  # fmt: skip
+    loader = lambda batches: torch.utils.data.DataLoader(batches, batch_size=None)  # noqa: E731
+    trainer = Trainer(max_epochs=1, logger=False, enable_progress_bar=False, enable_model_summary=False,
+                      enable_checkpointing=False, overfit_batches=1, default_root_dir=tmp_path)  # fmt: skip
+    with caplog.at_level("WARNING", logger="wsod_mammo.training.module"):
+        trainer.fit(module, loader(train), loader(val))
+    (warning,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("validation ran")]
+    assert warning.startswith("validation ran 1 of its 2 batches (--trainer.overfit_batches 1): the val/ figures")
+    text = undefined_auroc_message([(0, "negative")], ["Mass"], trainer)
+    assert text.startswith("validation has no image without Mass in the batches it ran (--trainer.overfit_batches 1): ")

@@ -24,6 +24,7 @@ from wsod_mammo.logging_setup import said_by_rank_zero
 from wsod_mammo.models import GMIC, GMICOutput
 from wsod_mammo.models.nyu import load_nyu_checkpoint, load_nyu_state_dict, nyu_percent_t
 from wsod_mammo.saliency import SaliencyMethod, available_saliency_methods, distinct_methods, get_saliency_method
+from wsod_mammo.training.batch_limits import val_limit_option
 from wsod_mammo.training.checkpoints import recorded_frame
 from wsod_mammo.training.classification import HEADS, KeyedClassificationMetric, KeyedMean, stage_head_metrics
 from wsod_mammo.training.collapse import ProbabilitySpread, collapsed_message
@@ -252,10 +253,9 @@ class GMICLitModule(LightningModule):
             self._warned_part_of_validation = True
             if trainer.is_global_zero:
                 log.warning(
-                    "validation ran %d of its %d batches (--trainer.limit_val_batches %s): the val/ figures, "
-                    "best.ckpt and the detection thresholds come from the split's first images alone, not the "
-                    "split (VinDr's lists its mass images first) (said once a fit)", ran, held,
-                    trainer.limit_val_batches,
+                    "validation ran %d of its %d batches (%s): the val/ figures, best.ckpt and the detection "
+                    "thresholds come from the split's first images alone, not the split (VinDr's lists its mass "
+                    "images first) (said once a fit)", ran, held, val_limit_option(trainer),
                 )  # fmt: skip
 
     def _output_names(self) -> list[str]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from wsod_mammo.training.batch_limits import val_limit_option
 from wsod_mammo.training.checkpoints import BestCheckpoint
 
 
@@ -18,7 +19,7 @@ def undefined_auroc_message(undefined: Sequence[tuple[int, str]], names: Sequenc
     limit = getattr(trainer, "limit_val_batches", 1.0)
     # the batches validated, not the split (the DataModule names a split of one kind at setup)
     partial = getattr(trainer, "fast_dev_run", False) or not (isinstance(limit, float) and limit == 1.0)
-    where = f" in the batches it ran (--trainer.limit_val_batches {limit}, or fast_dev_run)" if partial else ""
+    where = f" in the batches it ran ({val_limit_option(trainer)})" if partial else ""
     if every:
         text = f"validation has {missing}{where}: AUROC is undefined there, so val/<head>/auroc is NaN (not 0.0)"
     else:
