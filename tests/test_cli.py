@@ -1110,6 +1110,30 @@ def test_a_fit_logging_to_a_csv_logger_resumes_in_its_own_run_folder(tmp_path: P
     )
 
 
+def test_every_csv_logger_of_a_list_resumes_in_its_own_run_folder(
+    tmp_path: Path, data_root: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two CSV loggers (in two save_dirs), `--ckpt_path last`: the first went on in its run folder (the checkpoints'),
+    the second started `version_1`, its metrics.csv cut in two folders; and the config's warning said the command
+    changed `trainer.logger` (the versions the resume set)."""
+    settings = tiny_config(tmp_path, data_root)
+    settings["trainer"] |= {"limit_train_batches": 1}
+    settings["trainer"]["logger"] = [
+        {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": str(tmp_path / "runs")}},
+        {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": str(tmp_path / "more")}},
+    ]
+    settings["trainer"]["callbacks"] = settings["trainer"]["callbacks"][:2]
+    config = write_config(tmp_path / "c.yaml", settings)
+    main(["fit", "--config", str(config)])
+    with caplog.at_level(logging.INFO, logger="wsod_mammo"):
+        main(["fit", "--config", str(config), "--trainer.max_epochs", "2", "--ckpt_path", "last"])
+    for save_dir in ("runs", "more"):
+        assert sorted(p.name for p in (tmp_path / save_dir / "lightning_logs").iterdir()) == ["version_0"], save_dir
+    folder = tmp_path / "runs" / "lightning_logs" / "version_0"
+    assert torch.load(folder / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 1
+    assert f"{folder}: this command changes trainer.max_epochs; the run's earlier config is kept" in caplog.text
+
+
 def test_a_fit_resumed_from_a_renamed_run_folder_says_it_goes_on_in_another(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -219,13 +219,29 @@ def _resume_dir_unset(config: Any) -> Any:
 
 
 def changed_options(earlier: Any, now: Any, prefix: str = "") -> list[str]:
-    """The dotted names of the options whose values differ between two parsed configs."""
+    """The dotted names of the options whose values differ between two parsed configs. A list's items (a list of
+    loggers, of callbacks) are compared one by one, under the list's name: a resumed fit's second CSV logger, given
+    its run folder's version (``RESUME_OPTIONS``), made the warning say the command changed ``trainer.logger``."""
     if isinstance(earlier, dict) and isinstance(now, dict):
         names = []
         for key in [*earlier, *(k for k in now if k not in earlier)]:
             names += changed_options(earlier.get(key), now.get(key), f"{prefix}{key}.")
         return names
+    if isinstance(earlier, list) and isinstance(now, list) and len(earlier) == len(now):
+        found = [
+            name
+            for before, after in zip(earlier, now, strict=True)
+            for name in (changed_options(before, after, prefix) if _same_class(before, after) else [prefix.rstrip(".")])
+        ]
+        return list(dict.fromkeys(found))
     return [] if earlier == now else [prefix.rstrip(".")]
+
+
+def _same_class(earlier: Any, now: Any) -> bool:
+    """Whether two list items are of one class (``class_path``): another class is a change of the list itself."""
+    return not (isinstance(earlier, dict) and isinstance(now, dict)) or earlier.get("class_path") == now.get(
+        "class_path"
+    )
 
 
 class WsodCLI(LightningCLI):
@@ -360,7 +376,8 @@ class WsodCLI(LightningCLI):
                 quiet = getattr(self, "_defaults_only", False)
                 reconcile_input_frame(section, checkpoint, subcommand, given, Path(section["ckpt_path"]), quiet)
             if subcommand == "fit":
-                continue_run(Path(section["ckpt_path"]), section, checkpoint.get("wandb_run_id"))
+                continue_run(Path(section["ckpt_path"]), section, checkpoint.get("wandb_run_id"),
+                             checkpoint.get("logger_folders"))  # fmt: skip
                 check_not_rewinding(checkpoint, Path(section["ckpt_path"]), section)  # where continue_run writes
                 warnings.filterwarnings("ignore", message=RESUMED_DIRPATH_WARNING, category=UserWarning)
                 warn_if_finished(checkpoint, Path(section["ckpt_path"]), section)

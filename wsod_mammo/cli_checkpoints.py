@@ -133,17 +133,18 @@ def _check_the_newest_run_has(name: str, alias: str, found: list[Path], written:
         )
 
 
-def continue_run(checkpoint: Path, section: Any, recorded_id: str | None = None) -> None:
+def continue_run(
+    checkpoint: Path, section: Any, recorded_id: str | None = None, recorded_folders: list[Any] | None = None
+) -> None:
     """Resuming ``fit`` from a run's checkpoint continues that run: the W&B logger gets the run's id, so the run's
     id, folder, checkpoints and reports stay one (a new id would start a second run folder). ``recorded_id``: the
     id the checkpoint recorded (``wandb_run_id``), which holds where the checkpoints lie outside the run folder
     (``wsod study``'s ``runs/<method>_seed<seed>/checkpoints``); else the run folder's name, where the checkpoint lies
     in a run folder of the config's logger (``<save_dir>/<project>/<run id>/checkpoints``): in the layout of before
-    2026-11-26 (``<save_dir>/checkpoints``) the save_dir's name was taken for a run id ("resuming W&B run demo")."""
+    2026-11-26 (``<save_dir>/checkpoints``) the save_dir's name was taken for a run id ("resuming W&B run demo").
+    Each CSV or TensorBoard logger of the config goes on in its own run folder (``_continue_versioned_runs``)."""
     class_path, init_args = logger_args_of(section)
-    if class_path.endswith(VERSIONED_LOGGERS):
-        _continue_versioned_run(checkpoint, init_args)
-        return
+    _continue_versioned_runs(checkpoint, section, recorded_folders)
     if "Wandb" not in class_path or init_args.get("id"):
         return
     in_run_folder = (
@@ -182,18 +183,52 @@ def continue_run(checkpoint: Path, section: Any, recorded_id: str | None = None)
 VERSIONED_LOGGERS = ("CSVLogger", "TensorBoardLogger")
 
 
-def _continue_versioned_run(checkpoint: Path, init_args: Any) -> None:
+def _continue_versioned_runs(checkpoint: Path, section: Any, recorded: list[Any] | None) -> None:
+    """Every CSV or TensorBoard logger of a resumed fit goes on in its own run folder: the first in the one its
+    checkpoint lies in (``_continue_versioned_run``), else (and the others) in the one the checkpoint records
+    (``logger_folders``). Lightning started ``version_<k+1>`` for each, so a second logger of a list (W&B and a
+    CSVLogger, two CSVLoggers) cut its metrics.csv in two folders."""
+    loggers = (section.get("trainer") or {}).get("logger")
+    loggers = loggers if isinstance(loggers, list) else [loggers]
+    for index, logger in enumerate(loggers):
+        if not hasattr(logger, "get"):
+            continue
+        class_path, init_args = str(logger.get("class_path", "")), logger.get("init_args") or {}
+        if not class_path.endswith(VERSIONED_LOGGERS) or init_args.get("version") is not None:
+            continue
+        if not init_args.get("save_dir") or (index == 0 and _continue_versioned_run(checkpoint, init_args)):
+            continue
+        root = _versions_root(init_args)
+        for folder in recorded or []:
+            if (
+                isinstance(folder, dict)
+                and class_path.rpartition(".")[2] == folder.get("logger")
+                and str(init_args.get("name", "lightning_logs") or "") == folder.get("name")
+                and Path(str(folder.get("save_dir"))).resolve() == Path(str(init_args["save_dir"])).resolve()
+                and (root / str(folder.get("version"))).is_dir()
+            ):
+                init_args["version"] = str(folder["version"])
+                break
+
+
+def _versions_root(init_args: Any) -> Path:
+    """``<save_dir>/<name>``, the folder holding a CSV or TensorBoard logger's version folders."""
+    name = init_args.get("name", "lightning_logs")
+    return Path(str(init_args["save_dir"])) / str(name) if name else Path(str(init_args["save_dir"]))
+
+
+def _continue_versioned_run(checkpoint: Path, init_args: Any) -> bool:
     """A resumed fit logging first to a CSV or TensorBoard logger goes on in the run folder its checkpoint lies in
     (``<save_dir>/<name>/<version>/checkpoints``): Lightning started ``version_<k+1>``, where the checkpoints' folder
     had changed, so best.ckpt began afresh (the resumed fit's first validation replaced it whatever it scored) and
-    ``--ckpt_path best`` then took that one, the newest run's."""
-    if init_args.get("version") is not None or checkpoint.parent.name != "checkpoints" or not init_args.get("save_dir"):
-        return
-    name = init_args.get("name", "lightning_logs")
-    root = Path(str(init_args["save_dir"])) / str(name) if name else Path(str(init_args["save_dir"]))
+    ``--ckpt_path best`` then took that one, the newest run's. -> whether it set the version."""
+    if checkpoint.parent.name != "checkpoints":
+        return False
     run = checkpoint.parent.parent
-    if run.parent.resolve() == root.resolve():
-        init_args["version"] = run.name
+    if run.parent.resolve() != _versions_root(init_args).resolve():
+        return False
+    init_args["version"] = run.name
+    return True
 
 
 def writes_into(folder: Path, section: Any) -> bool:

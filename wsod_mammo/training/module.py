@@ -38,6 +38,7 @@ from wsod_mammo.training.divergence import (
 from wsod_mammo.training.loss import gmic_loss, gmic_sample_losses
 from wsod_mammo.training.lr_schedule import scheduler_config
 from wsod_mammo.training.provenance import trained_to
+from wsod_mammo.training.run_dir import logger_folders
 from wsod_mammo.training.undefined_auroc import undefined_auroc_message
 
 log = logging.getLogger(__name__)
@@ -489,6 +490,8 @@ class GMICLitModule(LightningModule):
         # the hyperparameters cannot hold it (an instance given in Python)
         if isinstance(self.logger, WandbLogger) and self.logger.version:  # `--ckpt_path` continues this W&B run,
             checkpoint["wandb_run_id"] = str(self.logger.version)  # wherever the checkpoints were written
+        if folders := logger_folders(self.loggers):  # `--ckpt_path` continues each in its own folder
+            checkpoint["logger_folders"] = folders
         # Trainer.datamodule: set by Lightning's data connector, undeclared in its type hints
         data = self.trainer.datamodule if self._trainer is not None else None  # type: ignore[attr-defined]
         names = getattr(data, "class_names", None) or self.class_names

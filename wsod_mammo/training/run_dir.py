@@ -6,7 +6,9 @@ import itertools
 import logging
 import os
 import weakref
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from lightning.pytorch import Trainer
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger, WandbLogger
@@ -76,3 +78,20 @@ def report_directory(trainer: Trainer, say: bool = False) -> Path:
     path = trainer.strategy.broadcast(path)
     assert path is not None  # set on rank 0, and every rank gets rank 0's
     return Path(path)
+
+
+def logger_folders(loggers: Iterable[Any]) -> list[dict[str, str]]:
+    """Each CSV or TensorBoard logger's run folder (``{"logger", "save_dir", "name", "version"}``), for a checkpoint
+    to record: ``wsod fit --ckpt_path`` gives every such logger of a list the version it logged into, where a
+    resumed fit went on in ``version_<k+1>`` (its metrics cut in two) for all but the first (whose run folder holds
+    the checkpoints)."""
+    return [
+        {
+            "logger": type(logger).__name__,
+            "save_dir": str(logger.save_dir),
+            "name": str(logger.name or ""),
+            "version": logger.version if isinstance(logger.version, str) else f"version_{logger.version}",
+        }
+        for logger in loggers
+        if isinstance(logger, (CSVLogger, TensorBoardLogger))
+    ]
