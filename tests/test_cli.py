@@ -1089,7 +1089,9 @@ def test_a_resumed_fit_continues_the_run_folders_id_only(tmp_path: Path) -> None
 def test_a_fit_logging_to_a_csv_logger_resumes_in_its_own_run_folder(tmp_path: Path, data_root: Path) -> None:
     """With a CSVLogger (or TensorBoard's) as the logger, `--ckpt_path last` went on in a new `version_1` folder:
     its checkpoints' folder had changed, so Lightning dropped the best score, the resumed fit's first validation
-    replaced best.ckpt whatever it scored, and `--ckpt_path best` then named that newest run's."""
+    replaced best.ckpt whatever it scored, and `--ckpt_path best` then named that newest run's. Going on in its
+    folder, Lightning's CSV writer deleted the run's metrics.csv ("Previous log files ... will be deleted"): the
+    epochs before the resume were lost."""
     settings = tiny_config(tmp_path, data_root)
     settings["trainer"] |= {"limit_train_batches": 1}
     settings["trainer"]["logger"] = {"class_path": "lightning.pytorch.loggers.CSVLogger",
@@ -1097,7 +1099,10 @@ def test_a_fit_logging_to_a_csv_logger_resumes_in_its_own_run_folder(tmp_path: P
     settings["trainer"]["callbacks"] = settings["trainer"]["callbacks"][:2]
     config = write_config(tmp_path / "c.yaml", settings)
     main(["fit", "--config", str(config)])
-    main(["fit", "--config", str(config), "--trainer.max_epochs", "2", "--ckpt_path", "last"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        main(["fit", "--config", str(config), "--trainer.max_epochs", "2", "--ckpt_path", "last"])
+    assert not [w for w in caught if "will be deleted" in str(w.message)]
     runs = sorted(p.name for p in (tmp_path / "runs" / "lightning_logs").iterdir())
     assert runs == ["version_0"]
     folder = tmp_path / "runs" / "lightning_logs" / "version_0"
@@ -1108,6 +1113,9 @@ def test_a_fit_logging_to_a_csv_logger_resumes_in_its_own_run_folder(tmp_path: P
     assert yaml.safe_load((folder / "config.yaml").read_text())["trainer"]["logger"]["init_args"]["version"] == (
         "version_0"
     )
+    with (folder / "metrics.csv").open(newline="") as file:
+        rows = list(csv.DictReader(file))
+    assert [row["epoch"] for row in rows if row["val/loss"]] == ["0", "1"]  # each epoch's validation, once
 
 
 def test_every_csv_logger_of_a_list_resumes_in_its_own_run_folder(

@@ -61,7 +61,7 @@ from wsod_mammo.parse_errors import closest_options, one_line
 from wsod_mammo.sigterm import sigterm_without_collectives
 from wsod_mammo.training.module import GMICLitModule
 from wsod_mammo.training.predict import PredictionWriter
-from wsod_mammo.training.run_dir import report_directory, run_directory
+from wsod_mammo.training.run_dir import keep_csv_metrics, report_directory, run_directory
 
 log = logging.getLogger(__name__)
 
@@ -406,6 +406,8 @@ class WsodCLI(LightningCLI):
                 check_nyu_weights_load(self.model, self.config[subcommand], subcommand)
                 if subcommand == "fit":
                     check_sync_batchnorm(self.model, self.datamodule, self.config[subcommand])
+                    if self.config[subcommand].get("ckpt_path"):  # a resumed fit goes on in its loggers' folders
+                        keep_csv_metrics(self.trainer)
         disable_slurm_auto_requeue(self.trainer)
         sigterm_without_collectives(self.trainer)
         self.trainer.callbacks.insert(0, CtrlCAgain())  # type: ignore[attr-defined]  # set in __init__, undeclared

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import csv
 import itertools
 import logging
 import os
+import warnings
 import weakref
 from collections.abc import Iterable
 from pathlib import Path
@@ -12,6 +14,7 @@ from typing import Any
 
 from lightning.pytorch import Trainer
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger, WandbLogger
+from lightning.pytorch.utilities import rank_zero_only
 
 log = logging.getLogger(__name__)
 
@@ -95,3 +98,27 @@ def logger_folders(loggers: Iterable[Any]) -> list[dict[str, str]]:
         for logger in loggers
         if isinstance(logger, (CSVLogger, TensorBoardLogger))
     ]
+
+
+def keep_csv_metrics(trainer: Trainer) -> None:
+    """A CSV logger going on in a run folder that holds its ``metrics.csv`` (a resumed fit, ``continue_run``) keeps
+    the rows there: Lightning's writer deletes the file when it is made ("Previous log files in this directory will
+    be deleted"), so the epochs before the resume were lost. Call before the fit (Lightning makes the writer before
+    any hook), on rank 0 (the other ranks' loggers write nothing; before the fit, DDP's ranks are known from the
+    environment alone)."""
+    if not trainer.is_global_zero or getattr(rank_zero_only, "rank", 0) != 0:
+        return
+    for logger in trainer.loggers:
+        if not isinstance(logger, CSVLogger) or logger._experiment is not None:
+            continue
+        path = Path(logger.log_dir) / "metrics.csv"
+        if not path.is_file():
+            continue
+        rows = path.read_bytes()
+        with path.open(newline="", encoding="utf-8") as file:
+            header = next(csv.reader(file), [])
+        with warnings.catch_warnings():  # the files it says it deletes are kept
+            warnings.filterwarnings("ignore", message="Experiment logs directory .* exists and is not empty")
+            writer = logger.experiment
+        path.write_bytes(rows)
+        writer.metrics_keys = list(header)  # new keys rewrite the file with them added (Lightning's writer)
