@@ -3261,3 +3261,39 @@ def test_resuming_a_run_that_trained_all_its_epochs_says_nothing_is_trained(
         warn_if_finished({"epoch": 2}, path, {"trainer": {"max_epochs": 4}})  # one epoch left to train
         warn_if_finished({"epoch": 3}, path, {"trainer": {"max_epochs": None}})  # Lightning's own limit
     assert "nothing is trained" not in caplog.text
+
+
+def _loops(epochs: dict[str, int], batches: dict[str, int], is_last_batch: bool) -> dict[str, Any]:
+    """A checkpoint's fit loop record, as Lightning 2.6 writes it (the epoch and batch counts of this fit)."""
+    return {"fit_loop": {"epoch_progress": {"total": dict(epochs), "current": dict(epochs)},
+                         "epoch_loop.batch_progress": {"total": dict(batches), "current": dict(batches),
+                                                       "is_last_batch": is_last_batch}}}  # fmt: skip
+
+
+def test_resuming_a_checkpoint_saved_within_its_epoch_is_not_said_to_train_nothing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A last.ckpt saved within epoch 1 (`every_n_train_steps`, or a fit that `max_steps` stopped there), resumed
+    with `--trainer.max_epochs 2`: the warning said "trained its 2 epoch(s): nothing is trained" (epoch + 1), and
+    Lightning then trained the rest of epoch 1 (steps 5 to 8 of the reproduction). Lightning counts the epochs its
+    loop processed; an epoch-end checkpoint of epoch 1 has trained both."""
+    from wsod_mammo.cli_checkpoints import warn_if_finished
+
+    path = tmp_path / "last.ckpt"
+    two = {"ready": 2, "started": 2, "processed": 2, "completed": 1}
+    within = {  # the reproduction's last.ckpt of step 5, 1 batch into epoch 1
+        "every_n_train_steps": _loops(
+            two | {"processed": 1}, {"ready": 1, "started": 1, "processed": 1, "completed": 0}, False
+        ),
+        "max_steps": _loops(two, {"ready": 1, "started": 1, "processed": 1, "completed": 1}, False),
+    }
+    with caplog.at_level(logging.WARNING, logger="wsod_mammo"):
+        for loops in within.values():
+            warn_if_finished({"epoch": 1, "loops": loops}, path, {"trainer": {"max_epochs": 2}})
+    assert "nothing is trained" not in caplog.text
+    ended = _loops(two, {"ready": 1, "started": 1, "processed": 1, "completed": 1}, True)  # epoch 1's end
+    with caplog.at_level(logging.WARNING, logger="wsod_mammo"):
+        warn_if_finished({"epoch": 1, "loops": within["every_n_train_steps"]}, path, {"trainer": {"max_epochs": 1}})
+        warn_if_finished({"epoch": 1, "loops": ended}, path, {"trainer": {"max_epochs": 2}})
+    said = [r.getMessage() for r in caplog.records if "nothing is trained" in r.getMessage()]
+    assert [text.split(": nothing")[0].rsplit(" ", 2)[-2] for text in said] == ["1", "2"]  # epochs trained

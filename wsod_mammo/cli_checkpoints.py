@@ -4,12 +4,14 @@ input frame reconciled with the config's."""
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 from pathlib import Path
 from typing import Any
 
 from wsod_mammo.cli_checks import checkpoint_dirs, init_args_of, logger_args_of, runs_root
+from wsod_mammo.data.resume_sampling import stopped_epoch_as_unfinished
 from wsod_mammo.folder_locks import holder
 from wsod_mammo.training.checkpoints import FRAME_KEYS, read_lightning_checkpoint, recorded_frame
 from wsod_mammo.training.module import GMICLitModule
@@ -277,13 +279,30 @@ def warn_if_finished(checkpoint: dict[str, Any], path: Path, section: Any) -> No
     stops at once (exit 0, 'max_epochs reached'), and the run's folder gets this command's config. A stopped fit that
     wrote no checkpoint of its own resumed so with ``--ckpt_path last``: the newest run that wrote one, finished."""
     max_epochs = (section.get("trainer") or {}).get("max_epochs")
-    epoch = checkpoint.get("epoch")
-    if isinstance(max_epochs, int) and max_epochs >= 0 and isinstance(epoch, int) and epoch + 1 >= max_epochs:
+    trained = epochs_trained(checkpoint)
+    if isinstance(max_epochs, int) and max_epochs >= 0 and trained is not None and trained >= max_epochs:
         log.warning(
             "fit: --ckpt_path %s is of a run that trained its %d epoch(s): nothing is trained (raise "
             "--trainer.max_epochs to train it further; a fresh fit takes no --ckpt_path)",
-            path, epoch + 1,
+            path, trained,
         )  # fmt: skip
+
+
+def epochs_trained(checkpoint: dict[str, Any]) -> int | None:
+    """The epochs a checkpoint's fit trained whole, as Lightning counts them to stop at ``max_epochs`` (its fit
+    loop's processed epochs): one saved within its epoch (``every_n_train_steps``, a fit stopped by ``max_steps``:
+    ``stopped_epoch_as_unfinished``) has not trained that one, and a fit resumed from it with ``max_epochs`` the
+    epoch's number + 1 trains the rest of it, where it was said to train nothing. ``epoch`` + 1 without the loops'
+    record; None without either."""
+    recorded = {"loops": copy.deepcopy(checkpoint.get("loops"))}
+    stopped_epoch_as_unfinished(recorded)  # changes its argument: a copy
+    processed: Any = recorded
+    for key in ("loops", "fit_loop", "epoch_progress", "current", "processed"):
+        processed = processed.get(key) if isinstance(processed, dict) else None
+    if isinstance(processed, int):
+        return processed
+    epoch = checkpoint.get("epoch")
+    return epoch + 1 if isinstance(epoch, int) else None
 
 
 def check_checkpoint(path: Path) -> dict[str, Any]:
