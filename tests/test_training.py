@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import re
 from pathlib import Path
 
@@ -158,6 +159,30 @@ def test_wandb_logger_is_offline_by_default_and_honours_disabled_and_online(
     with pytest.raises(ValueError, match="log_model"):
         monkeypatch.delenv("WANDB_MODE")
         OfflineWandbLogger(save_dir=str(tmp_path), log_model=True)
+
+
+def test_wandb_tables_are_logged_where_the_home_folder_cannot_be_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a read-only home (a container run as another user, HOME=/) `wsod test` wrote its report, then failed
+    with wandb's PermissionError at its first W&B table: W&B stages tables in its data folder under the home. They
+    go to the run's ``<save_dir>/wandb/`` then; a home that is a file refuses every folder below it, even to root."""
+    home = tmp_path / "home"
+    home.write_text("not a folder")
+    for variable in ("WANDB_DATA_DIR", "WANDB_CACHE_DIR"):
+        monkeypatch.setenv(variable, "")  # recorded, so that the logger's setting is undone after the test
+        monkeypatch.delenv(variable)
+    for variable, below in (("HOME", ""), ("XDG_DATA_HOME", "share"), ("XDG_CACHE_HOME", "cache")):
+        monkeypatch.setenv(variable, str(home / below))
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    logger = OfflineWandbLogger(save_dir=str(tmp_path / "runs"))
+    try:
+        logger.log_table("test/table1", columns=["head", "auc"], data=[["fusion", 1.0]])
+    finally:
+        logger.finalize("success")
+    staging = tmp_path.resolve() / "runs" / "wandb" / "data" / "artifacts" / "staging"
+    assert any(staging.iterdir())
+    assert os.environ["WANDB_CACHE_DIR"] == str(tmp_path.resolve() / "runs" / "wandb" / "cache")
 
 
 def test_wandb_settings_a_user_gives_keep_the_quiet_default_unless_they_set_it(tmp_path: Path) -> None:

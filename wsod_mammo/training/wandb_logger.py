@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import tempfile
 from pathlib import Path
 from typing import Any, Literal, cast
 
@@ -12,6 +14,8 @@ from lightning.pytorch.utilities import rank_zero_only
 #: The W&B project a run is logged under where the config names none: runs are written to
 #: ``<save_dir>/<project>/<run id>`` (``cli_checkpoints.writes_into`` finds a run's folder by it).
 DEFAULT_PROJECT = "wsod-mammo"
+
+log = logging.getLogger(__name__)
 
 
 class WandbStartError(RuntimeError):
@@ -35,6 +39,36 @@ def _settings_files_mode() -> str:
     except Exception:  # an unreadable settings file: W&B itself prints the problem and goes on without it
         return ""
     return str(files.all().get("mode", "")).strip().lower()
+
+
+def _writable(folder: Path) -> bool:
+    """Whether ``folder`` can be made and a file written in it (a read-only folder that exists passes ``mkdir``)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            return True
+    except OSError:
+        return False
+
+
+def use_writable_wandb_folders(save_dir: str | Path) -> None:
+    """Point W&B's data and cache folders into ``<save_dir>/wandb/`` where their defaults (under the home folder,
+    XDG's) cannot be written and no ``WANDB_DATA_DIR`` / ``WANDB_CACHE_DIR`` says where: with a read-only home (a
+    container run as another user, HOME=/; a cluster's compute node) `wsod test` wrote its report, then failed
+    with wandb's traceback at its first W&B table (staged in the data folder), and W&B's service printed its whole
+    debug log to the terminal (its log folder is in the cache folder). Set before W&B starts its service."""
+    from wandb import env
+
+    for variable, default, name in (
+        (env.DATA_DIR, Path(env.get_data_dir()), "data"),
+        (env.CACHE_DIR, Path(env.get_cache_dir()), "cache"),
+    ):
+        if os.environ.get(variable) or _writable(default.expanduser()):
+            continue
+        moved = Path(save_dir).resolve() / "wandb" / name
+        os.environ[variable] = str(moved)
+        log.info("W&B's %s folder %s cannot be written: it is %s instead (%s sets another)", name, default, moved,
+                 variable)  # fmt: skip
 
 
 class OfflineWandbLogger(WandbLogger):
@@ -94,6 +128,8 @@ class OfflineWandbLogger(WandbLogger):
         does not exist" for a new save_dir."""
         if self._experiment is None and self.save_dir:
             Path(self.save_dir).mkdir(parents=True, exist_ok=True)
+            if self._wandb_init.get("mode") != "disabled":
+                use_writable_wandb_folders(self.save_dir)
         try:
             return super().experiment
         except Exception as err:
