@@ -473,6 +473,23 @@ def test_configs_merge_key_by_key_and_each_run_keeps_the_augmentation_options(tm
     }
 
 
+def test_a_config_naming_another_yaml_file_for_a_group_composes_as_wsod_fit_reads_it(tmp_path: Path) -> None:
+    """``data: data.yaml`` (wsod fit reads the file, relative to the config's folder) crashed the study with
+    ``'str' object has no attribute 'setdefault'``; its runs' run.yaml, in another folder, could not have found it."""
+    from wsod_mammo.study import RunSpec, compose_configs, run_config
+
+    project = tmp_path / "proj"
+    (project / "parts").mkdir(parents=True)
+    (project / "my.yaml").write_text("trainer: parts/trainer.yaml\ndata: parts/data.yaml\n")
+    (project / "parts" / "trainer.yaml").write_text("accelerator: cpu\ncallbacks:\n  - class_path: x.BestCheckpoint\n")
+    (project / "parts" / "data.yaml").write_text("class_path: x.DataModule\ninit_args:\n  data_root: /data\n")
+    (tmp_path / "more.yaml").write_text("data:\n  init_args:\n    batch_size: 4\n")
+    merged = compose_configs([str(project / "my.yaml"), str(tmp_path / "more.yaml")])
+    assert merged["data"] == {"class_path": "x.DataModule", "init_args": {"data_root": "/data", "batch_size": 4}}
+    config = run_config(merged, RunSpec("cam", 7), tmp_path / "run", "g", ["cam"])
+    assert config["trainer"]["accelerator"] == "cpu" and config["data"]["init_args"]["augmentation"] == {"seed": 7}
+
+
 def test_select_by_points_best_ckpt_at_the_figure_asked_for() -> None:
     """``config`` leaves the configs' BestCheckpoint as given; ``auroc`` and ``wafroc`` keep the highest epoch of
     the fusion AUROC or of the run's own train-side method's wAFROC, which validation must log."""

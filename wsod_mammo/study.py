@@ -63,8 +63,24 @@ def compose_configs(paths: list[str]) -> dict[str, Any]:
     """Merge YAML files as ``--config a --config b`` does: dicts merge key by key, anything else is replaced."""
     merged: dict[str, Any] = {}
     for path in paths:
-        merged = _merge(merged, read_config_file(path))
+        merged = _merge(merged, _with_files_read(read_config_file(path), Path(path).parent))
     return merged
+
+
+def _with_files_read(config: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """``config`` with each group given as the path of another YAML file (``data: data.yaml``) replaced by that
+    file's options, a relative path read from the folder of the file naming it, as ``wsod fit`` reads it
+    (jsonargparse's): the study crashed on such a config (``'str' object has no attribute 'setdefault'``), and its
+    runs, whose ``run.yaml`` lies in another folder, would not have found the file."""
+    out = {}
+    for key, value in config.items():
+        if isinstance(value, str) and value.endswith((".yaml", ".yml")) and (folder / value).is_file():
+            path = folder / value  # an absolute value stays itself
+            value = _with_files_read(read_config_file(path, f"{key}:"), path.parent)
+        elif isinstance(value, dict):
+            value = _with_files_read(value, folder)
+        out[key] = value
+    return out
 
 
 def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
