@@ -715,6 +715,24 @@ def test_a_workers_small_tensors_cross_the_queue_by_value() -> None:
     assert received["image_id"] == expected["image_id"] and received["meta"] == expected["meta"]
 
 
+def test_a_tilde_in_the_data_paths_is_the_home_folder(
+    synthetic_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """YAML (`data_root: ~/vindr`) and `--data.data_root=~/vindr` leave `~` to the program: it was read as a folder
+    `~` in the working directory, "data_root: ~/vindr does not exist" of a dataset that does."""
+    import shutil
+
+    shutil.copytree(synthetic_root, tmp_path / "vindr")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path / "vindr")  # no `~` folder here either
+    data = VinDrMammoDataModule("~/vindr", cache_dir="~/cache", synthesize_if_missing="~/vindr",
+                                predict_paths="~/scans", input_size=(256, 192), num_workers=0)  # fmt: skip
+    assert (data.data_root, data.cache_dir) == (str(tmp_path / "vindr"), str(tmp_path / "cache"))
+    assert data.predict_paths == [str(tmp_path / "scans")] and data.synthesize_if_missing == str(tmp_path / "vindr")
+    data.setup("test")
+    assert len(data.test_dataloader().dataset) > 0
+
+
 def test_an_empty_split_is_refused_with_its_name(synthetic_root, tmp_path) -> None:
     import shutil
 

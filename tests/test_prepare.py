@@ -241,6 +241,16 @@ def test_cli(synthetic_root: Path, tmp_path: Path) -> None:
     assert manifest["input_size"] == [64, 40] and manifest["cache_format"] == "npy"
 
 
+def test_a_tilde_in_the_paths_is_the_home_folder(
+    synthetic_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--cache_dir=~/cache` (the shell expands no `~` after `=`) made a folder `~` in the working directory."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    prep.main([f"--data_root={synthetic_root}", "--cache_dir=~/cache", "--input_size", "[64, 40]", "--workers", "0"])
+    assert prep.load_manifest(tmp_path / "home" / "cache") is not None and not (tmp_path / "~").exists()
+
+
 def test_a_cache_of_nothing_fails_and_renamed_images_are_named(synthetic_root: Path, tmp_path: Path, capsys) -> None:
     """Images renamed .dicom -> .dcm (or without an extension) are read under their names; renamed to what is no
     image name (.dic) they gave one "file not found" per image, no clue, and exit status 0 with nothing cached; so

@@ -226,7 +226,9 @@ class VinDrMammoDataModule(L.LightningDataModule):
         self.copy_ahead = copy_ahead
         # torch.compile only wraps here; it compiles on the first batch of each kind
         self._device_transform = compiled_device_transform() if compile_device_transform else device_transform
-        self.data_root, self.cache_dir = data_root, cache_dir
+        # `~` read as the shell reads it (YAML and `--opt=~/x` leave it to the program): `data_root: ~/vindr` named a
+        # folder `~` in the working directory ("does not exist" of a dataset that does), `cache_dir: ~/cache` made one
+        self.data_root, self.cache_dir = os.path.expanduser(data_root), cache_dir and os.path.expanduser(cache_dir)
         check_normal_max_birads(normal_max_birads)
         self.normal_max_birads = normal_max_birads
         if classes is not None and not classes:
@@ -247,7 +249,8 @@ class VinDrMammoDataModule(L.LightningDataModule):
         worker_context(worker_start)  # an unknown or unavailable method is refused here, before any run starts
         self.prefetch_factor = prefetch_factor
         self.augmentation = augmentation or AugmentationConfig()
-        self.predict_paths = [predict_paths] if isinstance(predict_paths, str) else predict_paths
+        paths = [predict_paths] if isinstance(predict_paths, str) else predict_paths
+        self.predict_paths = None if paths is None else [os.path.expanduser(p) for p in paths]
         self.predict_laterality = predict_laterality
         if resize not in RESIZE_MODES:
             raise ValueError(f"data.resize: expected one of {RESIZE_MODES}, got {resize!r}")
@@ -257,7 +260,8 @@ class VinDrMammoDataModule(L.LightningDataModule):
                 f"data.synthesize_if_missing: expected the data_root that may be synthesized (e.g. runs/demo/data), "
                 f"found {synthesize_if_missing}: a mistyped data_root must not silently become a synthetic dataset"
             )
-        self.synthesize_if_missing, self.synthetic_studies = synthesize_if_missing, synthetic_studies
+        self.synthesize_if_missing = synthesize_if_missing and os.path.expanduser(synthesize_if_missing)
+        self.synthetic_studies = synthetic_studies
         self.synthetic_size = synthetic_size
         self.synthetic_mass_radius = (float(synthetic_mass_radius[0]), float(synthetic_mass_radius[1]))
         # refused now, naming the option, not in a traceback when the data is written

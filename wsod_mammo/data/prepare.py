@@ -282,6 +282,8 @@ def prepare(
     """
     if cache_format not in ("png", "npy"):
         raise ValueError(f"cache_format: expected 'png' or 'npy', got {cache_format!r}")
+    # `~` as the shell reads it (`--cache_dir=~/cache` leaves it to the program): it made a folder `~` here
+    data_root, cache_dir = os.path.expanduser(data_root), os.path.expanduser(cache_dir)
     from wsod_mammo.data.geometry import RESIZE_MODES  # torch: not at import (`wsod prepare --help` stays light)
 
     if resize not in RESIZE_MODES:
