@@ -2357,11 +2357,11 @@ def test_a_save_cut_short_keeps_the_previous_last_checkpoint(
     """Lightning moves a checkpoint from $TMPDIR to its name, a copy into the file itself when the run folder is on
     another file system: a Ctrl-C, kill or full disk then left a cut `last.ckpt` and the earlier epoch's was gone
     (`--ckpt_path last`: EOFError). Here the second epoch's write stops half-way, as that copy does."""
-    from lightning.pytorch.plugins.io.torch_plugin import TorchCheckpointIO
+    from wsod_mammo.training.checkpoints import BesideCheckpointIO
 
-    original, calls = TorchCheckpointIO.save_checkpoint, []
+    original, calls = BesideCheckpointIO.save_checkpoint, []
 
-    def cut_short(self: TorchCheckpointIO, checkpoint: dict, path: Any, storage_options: Any = None) -> None:
+    def cut_short(self: BesideCheckpointIO, checkpoint: dict, path: Any, storage_options: Any = None) -> None:
         calls.append(Path(path).name)
         if calls.count(calls[-1]) < 2 or not calls[-1].startswith("last"):
             return original(self, checkpoint, path, storage_options)
@@ -2370,21 +2370,41 @@ def test_a_save_cut_short_keeps_the_previous_last_checkpoint(
         Path(path).write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
         raise OSError(28, "No space left on device", str(path))
 
-    monkeypatch.setattr(TorchCheckpointIO, "save_checkpoint", cut_short)
+    monkeypatch.setattr(BesideCheckpointIO, "save_checkpoint", cut_short)
     settings = tiny_config(tmp_path, data_root)
     settings["trainer"] |= {"max_epochs": 2, "limit_train_batches": 1, "limit_val_batches": 1, "logger": False,
                             "default_root_dir": str(tmp_path / "runs")}  # fmt: skip
     settings["trainer"]["callbacks"] = settings["trainer"]["callbacks"][:2]
-    # which disk is full: Lightning writes the whole checkpoint into $TMPDIR first (the audit's full TMPDIR read as a
-    # full checkpoints folder with 39 GB free)
-    free = r"\d+ MiB free in the checkpoints folder .+, \d+ MiB free in the temporary folder "
-    written = rf"last.ckpt: checkpoint not written \(No space left on device: {free}.*\); the previous one is kept"
+    free = r"\d+ MiB free in the checkpoints folder .+"  # which disk is full: the one the checkpoint is written to
+    written = rf"last.ckpt: checkpoint not written \(No space left on device: {free}\); the previous one is kept"
     with pytest.raises(SystemExit) as exit_info:  # one line, exit 1
         main(["fit", "--config", str(write_config(tmp_path / "c.yaml", settings))])
     assert exit_info.value.code == 1 and re.search(rf"^wsod fit: .*{written}", caplog.records[-1].getMessage())
     (last,) = list((tmp_path / "runs").glob("**/last.ckpt"))
     assert torch.load(last, map_location="cpu", weights_only=True)["epoch"] == 0  # the first epoch's, whole
     assert not list((tmp_path / "runs").glob("**/*.partial"))  # the cut file held on to the space that ran out
+
+
+def test_checkpoints_are_written_with_a_full_temporary_folder(
+    tmp_path: Path, data_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lightning wrote each checkpoint whole into $TMPDIR and then moved it: with a small TMPDIR (a node's tmpfs) every
+    save failed ("checkpoint not written ... 2 MiB free in the temporary folder") while the checkpoints folder had
+    gigabytes free. A checkpoint is written beside its name (``.partial``, renamed), nothing in $TMPDIR."""
+    import tempfile
+
+    def full(*args: Any, **kwargs: Any) -> Any:
+        raise OSError(28, "No space left on device", tempfile.gettempdir())
+
+    settings = tiny_config(tmp_path, data_root)
+    settings["trainer"] |= {"max_epochs": 1, "limit_train_batches": 1, "limit_val_batches": 1, "logger": False,
+                            "default_root_dir": str(tmp_path / "runs")}  # fmt: skip
+    settings["trainer"]["callbacks"] = settings["trainer"]["callbacks"][:2]
+    config = write_config(tmp_path / "c.yaml", settings)
+    monkeypatch.setattr(tempfile, "mkstemp", full)  # the temporary folder is full
+    main(["fit", "--config", str(config)])
+    (last,) = list((tmp_path / "runs").glob("**/last.ckpt"))
+    assert torch.load(last, map_location="cpu", weights_only=True)["epoch"] == 0
 
 
 def test_a_fit_stopped_by_ctrl_c_exits_130_and_says_how_to_resume(

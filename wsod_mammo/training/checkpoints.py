@@ -4,10 +4,10 @@
 from __future__ import annotations
 
 import errno
+import io
 import logging
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 from weakref import proxy
@@ -137,6 +137,8 @@ class WholeCheckpoint(ModelCheckpoint):
         if not isinstance(self._fs, LocalFileSystem) or type(trainer.strategy.checkpoint_io) is not TorchCheckpointIO:
             return super()._save_checkpoint(trainer, filepath)
         partial = os.path.join(os.path.dirname(filepath), temporary_name(os.path.basename(filepath), "", ".partial"))
+        strategy = trainer.strategy
+        lightnings, strategy.checkpoint_io = strategy.checkpoint_io, BesideCheckpointIO()
         try:
             trainer.save_checkpoint(partial, self.save_weights_only)  # every rank takes part; global rank 0 writes
         except OSError as error:  # a full disk or quota: Lightning's message names no file
@@ -147,6 +149,8 @@ class WholeCheckpoint(ModelCheckpoint):
                 error.errno,
                 f"{filepath}: checkpoint not written ({error.strerror or error}{_free_space(filepath, error)}); {kept}",
             ) from error
+        finally:
+            strategy.checkpoint_io = lightnings
         if trainer.is_global_zero:  # paths as fsspec wrote them (a `file:` root directory is a local path too)
             os.replace(self._fs._strip_protocol(partial), self._fs._strip_protocol(filepath))
         trainer.strategy.barrier("WholeCheckpoint.replace")
@@ -179,22 +183,32 @@ def _moved_state(state: dict[str, Any], dirpath: Any) -> dict[str, Any]:
             "dirpath": dirpath}  # fmt: skip
 
 
+class BesideCheckpointIO(TorchCheckpointIO):
+    """Torch's checkpoint writer, writing straight into the file it is given (``WholeCheckpoint``'s ``.partial``,
+    renamed into place after): Lightning's writes each checkpoint whole into $TMPDIR first (fsspec's transaction)
+    and then moves it, so a small TMPDIR (a node's tmpfs, a scratch quota) failed every save of a fit whose
+    checkpoints folder had gigabytes free, and a tmpfs held the checkpoint in memory meanwhile."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+        if storage_options is not None:  # Lightning's refuses them, naming the option
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        path = LocalFileSystem._strip_protocol(str(path))
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        buffer = io.BytesIO()  # as Lightning's: a full disk is then an OSError of the write, not torch's RuntimeError
+        torch.save(checkpoint, buffer)
+        with open(path, "wb") as handle:
+            handle.write(buffer.getbuffer())
+
+
 def _free_space(filepath: str, error: OSError) -> str:
-    """For a full disk, the free space of both places a checkpoint goes through: Lightning writes it whole into the
-    temporary folder first (fsspec's transaction), then moves it into the checkpoints folder; either can be full."""
+    """For a full disk, the free space of the checkpoints folder (the one place a checkpoint is written)."""
     if error.errno not in (errno.ENOSPC, errno.EDQUOT):
         return ""
-    places = {
-        "checkpoints folder": os.path.dirname(os.path.abspath(filepath)),
-        "temporary folder": tempfile.gettempdir(),
-    }
-    free = []
-    for name, folder in places.items():
-        try:
-            free.append(f"{shutil.disk_usage(folder).free / 2**20:.0f} MiB free in the {name} {folder}")
-        except OSError:
-            continue
-    return f": {', '.join(free)}" if free else ""
+    folder = os.path.dirname(os.path.abspath(filepath))
+    try:
+        return f": {shutil.disk_usage(folder).free / 2**20:.0f} MiB free in the checkpoints folder {folder}"
+    except OSError:
+        return ""
 
 
 class BestCheckpoint(WholeCheckpoint):
