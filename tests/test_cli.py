@@ -2385,6 +2385,25 @@ def test_a_save_cut_short_keeps_the_previous_last_checkpoint(
     assert not list((tmp_path / "runs").glob("**/*.partial"))  # the cut file held on to the space that ran out
 
 
+def test_a_tilde_in_a_configs_paths_is_the_home_folder(
+    tmp_path: Path, data_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """YAML leaves `~` to the program: `save_dir: ~/runs` made a folder named `~` in the working directory (the log
+    said "run folder ~/runs/..."), and `data_root: ~/vindr` "did not exist"."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "home").mkdir()
+    (tmp_path / "home" / "vindr").symlink_to(data_root)
+    settings = tiny_config(tmp_path, data_root)
+    settings["trainer"] |= {"max_epochs": 1, "limit_train_batches": 1, "limit_val_batches": 1}
+    settings["trainer"]["logger"]["init_args"]["save_dir"] = "~/runs"
+    settings["trainer"]["callbacks"] = settings["trainer"]["callbacks"][:2]
+    settings["data"]["init_args"]["data_root"] = "~/vindr"
+    main(["fit", "--config", str(write_config(tmp_path / "c.yaml", settings))])
+    assert not (tmp_path / "~").exists()
+    assert len(list((tmp_path / "home" / "runs").glob("*/*/checkpoints/last.ckpt"))) == 1
+
+
 def test_checkpoints_are_written_with_a_full_temporary_folder(
     tmp_path: Path, data_root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -244,6 +244,29 @@ def _same_class(earlier: Any, now: Any) -> bool:
     )
 
 
+#: The options that name a file or folder, in whichever group (the logger's, a callback's, the data's, the model's)
+PATH_OPTIONS = frozenset(
+    {"save_dir", "dirpath", "default_root_dir", "output_dir", "resume_dir", "data_root", "cache_dir",
+     "synthesize_if_missing", "predict_paths", "init_from_nyu", "ckpt_path"}
+)  # fmt: skip
+
+
+def expand_home(config: Any) -> None:
+    """A ``~`` that begins a path option read as the home folder, as the shell reads it: YAML and ``--opt=~/x`` leave
+    it to the program, and ``save_dir: ~/runs`` made a folder named ``~`` in the working directory (the log said
+    "run folder ~/runs/..."), ``data_root: ~/vindr`` "does not exist" of a dataset that does."""
+    for key, value in list(config.items()):
+        name = key.rpartition(".")[2]
+        if isinstance(value, list):
+            for item in value:
+                if hasattr(item, "items") and not isinstance(item, dict):  # a callback's Namespace
+                    expand_home(item)
+            if name in PATH_OPTIONS:
+                config[key] = [os.path.expanduser(v) if isinstance(v, str) else v for v in value]
+        elif name in PATH_OPTIONS and isinstance(value, str) and value.startswith("~"):
+            config[key] = os.path.expanduser(value)
+
+
 class WsodCLI(LightningCLI):
     """LightningCLI with checkpoint aliases resolved and foreign checkpoints refused before anything runs."""
 
@@ -257,6 +280,7 @@ class WsodCLI(LightningCLI):
                 read_config_file(path, option)
         with parse_errors_in_one_line(parser, self._subcommand_parsers), said_by_rank_zero():
             super().parse_arguments(parser, args)
+        expand_home(self.config)
 
     def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs: Any) -> Any:
         parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
