@@ -3190,6 +3190,28 @@ def test_predict_adopts_the_checkpoints_input_frame_unless_the_command_line_sets
     np.testing.assert_allclose(probabilities(), kept, atol=1e-6)
 
 
+def test_a_checkpoints_crop_shape_is_the_one_checked_against_the_input_size(
+    tmp_path: Path, trained: Path, data_root: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With --ckpt_path the checkpoint's crop_shape replaces the config's, but the config's was the one checked: the
+    predict defaults' 256 x 256 refused a 128 x 128 frame the checkpoint's 64 x 64 crop fits in, and a config's crop
+    that fit let a checkpoint's that did not fail at the first batch, in a traceback."""
+    ckpt = torch.load(checkpoint(trained, "best"), weights_only=True, map_location="cpu")
+    ckpt["hyper_parameters"]["model"]["init_args"]["crop_shape"] = [128, 128]  # no weight depends on it
+    larger = tmp_path / "larger_crop.ckpt"
+    torch.save(ckpt, larger)
+    dicoms = str([str(f) for f in sorted((data_root / "images").glob("*/*.dicom"))[:1]])
+    config = write_config(tmp_path / "c.yaml", tiny_config(tmp_path, data_root))  # crop_shape [64, 64]
+    _refused(["predict", "--config", str(config), "--ckpt_path", str(larger), "--data.predict_paths", dicoms,
+              "--data.input_size", "[64, 128]"],
+             rf"^wsod predict: --ckpt_path {re.escape(str(larger))}: its model.model.crop_shape \[128, 128\] does not "
+             r"fit in the data.input_size \[64, 128\]; give a data.input_size it fits in", caplog)  # fmt: skip
+    monkeypatch.chdir(tmp_path)  # the predict defaults (GMIC's 256 x 256 crop) write ./predictions
+    main(["predict", "--ckpt_path", str(checkpoint(trained, "best")), "--data.predict_paths", dicoms,
+          "--data.input_size", "[128, 128]"])  # fmt: skip
+    assert len(json.loads(next((tmp_path / "predictions").glob("*/predictions.json")).read_text())) == 1
+
+
 def test_the_networks_options_set_as_the_fit_help_says_parse(
     tmp_path: Path, data_root: Path, capsys: pytest.CaptureFixture
 ) -> None:

@@ -307,6 +307,9 @@ class WsodCLI(LightningCLI):
             self.parser, self._subcommand_parsers, f"--ckpt_path {ckpt_path}: its recorded hyperparameters: "
         ):
             super()._parse_ckpt_path()  # the checkpoint's hyperparameters replace the model config
+        if ckpt_path:  # its crop_shape in the frame the command runs at (a config's crop was checked, not used)
+            with configuration_errors():
+                check_input_size(self.config[subcommand], checkpoint=str(ckpt_path))
         for key, value in given.items():
             kept = self.config[subcommand].get(key)
             if key not in runtime and key not in evaluation and kept != value:
@@ -383,7 +386,6 @@ class WsodCLI(LightningCLI):
         check_seeds(section)
         check_compile(section)
         check_factory_classes(section)
-        check_input_size(section)
         if subcommand != "fit":  # evaluation writes into a run folder of its own, never the checkpoint's
             warnings.filterwarnings("ignore", message=CHECKPOINT_DIRPATH_WARNING, category=UserWarning)
             warnings.filterwarnings("ignore", message=CHECKPOINT_CALLBACKS_WARNING, category=UserWarning)
@@ -407,6 +409,9 @@ class WsodCLI(LightningCLI):
                 warn_if_finished(checkpoint, Path(section["ckpt_path"]), section)
             if section.get("weights_only") is None:
                 section["weights_only"] = True
+        # the frame the command runs at (predict's may be the checkpoint's); with a checkpoint, its crop_shape replaces
+        # the config's, so the crop is checked once it has (_check_and_parse_ckpt_path)
+        check_input_size(section, patches=not ckpt_path)
         check_no_hpc_checkpoint(section)
         check_nyu_weights_file(section)
         check_output_folders(subcommand, section)

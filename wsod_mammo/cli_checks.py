@@ -140,10 +140,13 @@ def check_factory_classes(section: Any) -> None:
             raise ValueError(f"model.{option}: class_path {class_path} is not a subclass of {kinds}")
 
 
-def check_input_size(section: Any) -> None:
+def check_input_size(section: Any, patches: bool = True, checkpoint: str | None = None) -> None:
     """``data.input_size`` that GMIC cannot take (a side not a multiple of its global network's stride, or smaller
     than the patches it crops): an error naming the options before any run folder exists (the model's own error
-    came at the first batch, naming neither)."""
+    came at the first batch, naming neither). ``patches=False`` checks the size alone: with ``--ckpt_path`` the
+    checkpoint's ``crop_shape`` and ``num_patches`` replace the config's (the config's were checked, not used: a
+    crop that fit failed at the first batch, one that did not refused a frame the checkpoint's fits), so they are
+    checked once they have, ``checkpoint`` naming that file."""
     data = init_args_of(section, "data") or {}
     size = data.get("input_size")
     if not size:
@@ -156,8 +159,15 @@ def check_input_size(section: Any) -> None:
             f"data.input_size: expected [height, width], each a positive multiple of {GLOBAL_STRIDE} (the cells of "
             f"GMIC's saliency map), found {list(size)}"
         ) from None
+    if not patches:
+        return
     gmic = gmic_args_of(section)
     crop = gmic.get("crop_shape")
+    if crop and (int(crop[0]) > height or int(crop[1]) > width) and checkpoint:
+        raise ValueError(
+            f"--ckpt_path {checkpoint}: its model.model.crop_shape {list(crop)} does not fit in the data.input_size "
+            f"{list(size)}; give a data.input_size it fits in (a checkpoint's crop_shape is its own)"
+        )
     if crop and (int(crop[0]) > height or int(crop[1]) > width):
         raise ValueError(
             f"model.model.crop_shape: {list(crop)} does not fit in the data.input_size {list(size)}; use a smaller "
