@@ -234,6 +234,19 @@ def test_a_prepare_that_failed_on_some_images_exits_1_after_caching_the_others(
     )
 
 
+def test_an_input_size_gmic_cannot_take_is_said_before_converting(synthetic_root: Path, tmp_path: Path, capsys) -> None:
+    """`wsod prepare --input_size '[1000, 800]'` (half a resolution, rounded by hand) converted every image, hours on
+    VinDr, into a frame that `wsod fit` then refused as data.input_size (GMIC's sides are multiples of 64)."""
+    args = ["--data_root", str(synthetic_root), "--input_size", "[96, 64]", "--workers", "0"]
+    prep.main([*args, "--cache_dir", str(tmp_path / "odd")])
+    first = capsys.readouterr().err.strip().splitlines()[0]
+    assert first == ("prepare: input_size [96, 64] is not a multiple of 64 per side: GMIC cannot take it, and wsod "
+                     "fit, test and predict refuse it as data.input_size, so no run can read this cache")  # fmt: skip
+    prep.main(["--data_root", str(synthetic_root), "--input_size", "[128, 64]", "--workers", "0", "--cache_dir",
+               str(tmp_path / "even")])  # fmt: skip
+    assert "not a multiple of 64" not in capsys.readouterr().err
+
+
 def test_cli(synthetic_root: Path, tmp_path: Path) -> None:
     prep.main(["--data_root", str(synthetic_root), "--cache_dir", str(tmp_path), "--input_size", "[64, 40]",
                "--workers", "0", "--cache_format", "npy"])  # fmt: skip

@@ -293,6 +293,12 @@ def prepare(
     if workers < 0:  # it converted every image in this process, as 0 does, saying nothing
         raise ValueError(f"workers: expected 0 (convert in this process) or more worker processes, got {workers}")
     size = (int(input_size[0]), int(input_size[1]))
+    from wsod_mammo.models.resnet import GLOBAL_STRIDE  # torch, as above
+
+    if size[0] % GLOBAL_STRIDE or size[1] % GLOBAL_STRIDE:  # said before hours of conversion, not after them
+        print(f"prepare: input_size {list(size)} is not a multiple of {GLOBAL_STRIDE} per side: GMIC cannot take it, "
+              "and wsod fit, test and predict refuse it as data.input_size, so no run can read this cache",
+              file=sys.stderr)  # fmt: skip
     options = {"input_size": list(size), "crop_breast": crop_breast, "resize": resize, "cache_format": cache_format}
     classes = classes or ["Mass"]
     records = select_records(  # before any folder
