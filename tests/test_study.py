@@ -32,6 +32,17 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def _refused(capsys: pytest.CaptureFixture, argv: list[str], message: str) -> None:
+    """``wsod study`` refuses ``argv`` in one ``[wsod] wsod study:`` line matching ``message``, exit status 1 (its
+    option checks once printed the bare message, without the prefix its other errors have)."""
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 1
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and re.match(r"\[wsod\] wsod study: " + message, lines[0]), lines
+
+
 @pytest.mark.timeout(1200)  # two runs of fit + test as subprocesses: about 2 min on 2 idle cores
 def test_study_runs_the_matrix_assembles_table2_and_resumes(
     tmp_path: Path, capsys: pytest.CaptureFixture, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
@@ -145,8 +156,9 @@ def test_study_runs_the_matrix_assembles_table2_and_resumes(
     assert "run cam_seed7 was fitted with another config" in caplog.text
     assert (study / "runs" / "cam_seed7" / "run.yaml").read_text() == kept
     assert {p: p.stat().st_mtime_ns for p in study.glob("runs/*/*.log")} == stamps
-    with pytest.raises(SystemExit, match="--seeds: expected comma-separated integers, found ''"):
-        main([*args, "--seeds", "", "--aggregate_only"])  # would have written empty tables over these
+    _refused(
+        capsys, [*args, "--seeds", "", "--aggregate_only"], "--seeds: expected comma-separated integers, found ''$"
+    )  # would have written empty tables over these
     assert (study / "table2.csv").read_text() == table2
 
     # Moved, and aggregated from elsewhere: its own reports, wherever it lies and whatever the working directory
@@ -181,7 +193,9 @@ def test_the_slurm_command_again_with_aggregate_only_writes_the_tables_not_anoth
     assert (study / "study.sbatch").read_text() == "the array's script\n"
 
 
-def test_gpus_with_a_config_that_trains_on_the_cpu_is_refused_before_any_run(tmp_path: Path) -> None:
+def test_gpus_with_a_config_that_trains_on_the_cpu_is_refused_before_any_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     """``--gpus 2`` with demo.yaml (``accelerator: cpu``) fitted every run on the CPU, two at a time, silently."""
     config = write_config(tmp_path / "base.yaml", tiny_config(tmp_path / "unused", tmp_path / "data"))  # cpu
     for gpus in (2, 1):
@@ -189,8 +203,8 @@ def test_gpus_with_a_config_that_trains_on_the_cpu_is_refused_before_any_run(tmp
             rf"--gpus {gpus}: the config trains on the CPU .* configs/trainer/gpu.yaml .* --parallel {gpus} for "
             rf"{gpus} CPU runs"
         )
-        with pytest.raises(SystemExit, match=message):
-            main(["study", "--config", str(config), "--output", str(tmp_path / "study"), "--gpus", str(gpus)])
+        _refused(capsys, ["study", "--config", str(config), "--output", str(tmp_path / "study"), "--gpus", str(gpus)],
+                 message)  # fmt: skip
     assert not (tmp_path / "study").exists()
 
 
@@ -214,9 +228,9 @@ def test_the_study_reads_its_tables_without_importing_torchmetrics() -> None:
     assert loaded.strip() == "[]", loaded
 
 
-def test_study_refuses_unknown_methods(tmp_path: Path) -> None:
-    with pytest.raises(SystemExit, match="--train_methods: expected a comma-separated list"):
-        main(["study", "--config", "x.yaml", "--train_methods", "cam,gradcamm"])
+def test_study_refuses_unknown_methods(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    _refused(capsys, ["study", "--config", "x.yaml", "--train_methods", "cam,gradcamm"],
+             "--train_methods: expected a comma-separated list")  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -230,15 +244,14 @@ def test_study_refuses_unknown_methods(tmp_path: Path) -> None:
      (["--seeds", "4294967296", "--launcher", "slurm"], r"--seeds: expected seeds from 0 .*, found 4294967296$")],
 )  # fmt: skip
 def test_study_options_it_cannot_run_with_are_named_before_anything_is_written(
-    tmp_path: Path, extra: list[str], message: str
+    tmp_path: Path, capsys: pytest.CaptureFixture, extra: list[str], message: str
 ) -> None:
     """--parallel 0 ran one run at a time; a file as --output failed with the OS's words at the first run folder;
     --aggregate_only of a folder that does not exist listed every run as unfinished."""
     (tmp_path / "notes.txt").write_text("a file")
     extra = [e.format(file=tmp_path / "notes.txt", missing=tmp_path / "nowhere") for e in extra]
     config = write_config(tmp_path / "base.yaml", tiny_config(tmp_path / "unused", tmp_path / "data"))
-    with pytest.raises(SystemExit, match=message):
-        main(["study", "--config", str(config), "--output", str(tmp_path / "study"), *extra])
+    _refused(capsys, ["study", "--config", str(config), "--output", str(tmp_path / "study"), *extra], message)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["base.yaml", "notes.txt"]
 
 
@@ -564,12 +577,11 @@ def test_a_slurm_script_quotes_paths_with_spaces_and_asks_a_gpu_only_for_a_gpu_c
     assert "#SBATCH --gres=gpu:1" in (study / "study.sbatch").read_text().splitlines()
 
 
-def test_a_run_index_past_the_matrix_is_refused_naming_the_range(tmp_path: Path) -> None:
+def test_a_run_index_past_the_matrix_is_refused_naming_the_range(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     config = write_config(tmp_path / "base.yaml", tiny_config(tmp_path / "unused", tmp_path / "data"))
     args = ["study", "--config", str(config), "--output", str(tmp_path / "study"), "--seeds", "1,2"]
     for index in ("10", "-1"):  # 5 train methods x 2 seeds: 0..9
-        with pytest.raises(SystemExit, match=f"--run_index: expected 0..9, found {index}"):
-            main([*args, "--run_index", index])
+        _refused(capsys, [*args, "--run_index", index], f"--run_index: expected 0..9, found {index}$")
     assert not (tmp_path / "study").exists()
 
 
@@ -599,21 +611,21 @@ def test_a_test_done_of_an_older_study_names_the_report_inside_the_run_folder(tm
         assert finished_report(run) == run / "wsod-mammo" / "abc" / "detection.json"
 
 
-def test_aggregating_with_an_unfinished_run_or_no_methods_is_refused_before_any_table(tmp_path: Path) -> None:
+def test_aggregating_with_an_unfinished_run_or_no_methods_is_refused_before_any_table(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     """An empty --train_methods (an unset variable in a script) would write empty tables over a finished study; an
     unfinished run of the matrix is named, and one the folder never held (other methods than the study ran) apart."""
     study = tmp_path / "study"
     _finished_run(study, "cam_seed1", ["cam"])
     args = ["study", "--config", "x.yaml", "--output", str(study), "--seeds", "1", "--aggregate_only"]
-    with pytest.raises(SystemExit, match="--train_methods: expected a comma-separated list .* found ''"):
-        main([*args, "--train_methods", ""])
-    with pytest.raises(SystemExit, match="--test_methods: expected a comma-separated list .* found ','"):
-        main([*args, "--train_methods", "cam", "--test_methods", ","])
-    with pytest.raises(SystemExit, match=r"^wsod study: runs this folder has never held: gradcam_seed1 \(give "):
-        main([*args, "--train_methods", "cam,gradcam"])  # the methods the study ran with were cam alone
+    _refused(capsys, [*args, "--train_methods", ""], "--train_methods: expected a comma-separated list .* found ''$")
+    _refused(capsys, [*args, "--train_methods", "cam", "--test_methods", ","],
+             "--test_methods: expected a comma-separated list .* found ','$")  # fmt: skip
+    _refused(capsys, [*args, "--train_methods", "cam,gradcam"],  # the methods the study ran with were cam alone
+             r"runs this folder has never held: gradcam_seed1 \(give ")  # fmt: skip
     (study / "runs" / "gradcam_seed1").mkdir()
-    with pytest.raises(SystemExit, match="^wsod study: runs without a finished test: gradcam_seed1$"):
-        main([*args, "--train_methods", "cam,gradcam"])
+    _refused(capsys, [*args, "--train_methods", "cam,gradcam"], "runs without a finished test: gradcam_seed1$")
     assert not (study / "table2.csv").exists() and not (study / "summary.md").exists()
 
 

@@ -158,20 +158,20 @@ def check_study_options(args: argparse.Namespace, output: Path) -> None:
     """Options the study cannot run with, named before anything is written (``--parallel 0`` ran one at a time,
     an ``--output`` that is a file failed at the first run folder with the OS's words)."""
     if args.gpus < 0 or args.parallel < 1:
-        raise SystemExit(
+        raise ValueError(
             f"--gpus/--parallel: expected --gpus >= 0 and --parallel >= 1, found {args.gpus}, {args.parallel}"
         )
     if output.exists() and not output.is_dir():
-        raise SystemExit(f"--output {output}: a file, not a study folder")
+        raise ValueError(f"--output {output}: a file, not a study folder")
     if args.aggregate_only and not (output / "runs").is_dir():
-        raise SystemExit(f"--output {output}: no study runs there (no runs/ folder) to aggregate")
+        raise ValueError(f"--output {output}: no study runs there (no runs/ folder) to aggregate")
 
 
 def check_gpus_wanted(gpus: int, config: dict[str, Any]) -> None:
     """``--gpus N`` only hands each run one GPU: a config that trains on the CPU (demo.yaml) ran every run there, N
     at a time, without a word."""
     if gpus > 0 and trains_on_cpu(config):
-        raise SystemExit(
+        raise ValueError(
             f"--gpus {gpus}: the config trains on the CPU (trainer.accelerator: cpu); add --config "
             f"configs/trainer/gpu.yaml after the others, or give --parallel {gpus} for {gpus} CPU runs at a time"
         )
@@ -209,7 +209,7 @@ def _directive_path(path: Path) -> str:
     """A path as an ``#SBATCH`` value: in double quotes when it holds whitespace (sbatch splits the line there)."""
     text = str(path)
     if any(c in text for c in '"\\\n'):  # sbatch reads a backslash as an escape
-        raise SystemExit(
+        raise ValueError(
             f"--launcher slurm: {text!r}: a path with a double quote, backslash or newline cannot be an #SBATCH value"
         )
     return f'"{text}"' if any(c.isspace() for c in text) else text
@@ -233,7 +233,7 @@ def _methods(text: str, option: str) -> list[str]:
     names = [m.strip() for m in text.split(",") if m.strip()]
     unknown = [m for m in names if m not in METHOD_ORDER]
     if unknown or not names:
-        raise SystemExit(f"{option}: expected a comma-separated list of {', '.join(METHOD_ORDER)}, found {text!r}")
+        raise ValueError(f"{option}: expected a comma-separated list of {', '.join(METHOD_ORDER)}, found {text!r}")
     return names
 
 
@@ -272,9 +272,9 @@ def _matrix(args: argparse.Namespace) -> list[RunSpec]:
     except ValueError:
         seeds = []
     if not seeds:  # an empty list (an unset variable in a script) would write empty tables over a finished study
-        raise SystemExit(f"--seeds: expected comma-separated integers, found {args.seeds!r}")
+        raise ValueError(f"--seeds: expected comma-separated integers, found {args.seeds!r}")
     if outside := [s for s in seeds if s not in SEEDS]:  # every run's fit would fail in seed_everything
-        raise SystemExit(f"--seeds: expected seeds from {SEEDS.start} to {SEEDS.stop - 1}, found {outside[0]}")
+        raise ValueError(f"--seeds: expected seeds from {SEEDS.start} to {SEEDS.stop - 1}, found {outside[0]}")
     return [RunSpec(m, s) for m in _methods(args.train_methods, "--train_methods") for s in seeds]
 
 
@@ -364,7 +364,7 @@ def aggregate(output: Path, runs: dict[RunSpec, Path], test_methods: list[str] |
         said.append(f"runs this folder has never held: {', '.join(absent)} (give --train_methods and --seeds as the "
                     "study ran with)")  # fmt: skip
     if said:
-        raise SystemExit(f"wsod study: {'; '.join(said)}")
+        raise ValueError("; ".join(said))
     reports = {(s.train_method, s.seed): finished_report(d) for s, d in runs.items()}
     left_out = finished_outside(output, runs)
     include_them = covering_options(output, runs, left_out) if left_out else ""
@@ -487,7 +487,7 @@ def main(argv: list[str] | None = None) -> None:
     runs = {spec: output / "runs" / spec.name for spec in _matrix(args)}
     if args.run_index is not None:  # one SLURM array task: this run only (its config alone, no race on the rest)
         if not 0 <= args.run_index < len(runs):
-            raise SystemExit(f"--run_index: expected 0..{len(runs) - 1}, found {args.run_index}")
+            raise ValueError(f"--run_index: expected 0..{len(runs) - 1}, found {args.run_index}")
         spec = list(runs)[args.run_index]
         texts = run_config_texts(args, {spec: runs[spec]})
         refuse_held(output, "--output", BUSY_THEN)  # the array's tasks run side by side, but not beside a study
