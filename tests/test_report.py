@@ -146,6 +146,18 @@ def test_main_writes_markdown_and_csv(tmp_path, capsys):
         "table2.csv", "table2.md"]  # fmt: skip
 
 
+def test_a_tilde_in_the_output_and_run_folders_is_the_home_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`wsod report ~/runs/x --output=~/tables`: the shell leaves the second ~, and the tables went to a folder named
+    ~ in the working directory."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    write_table2_row(tmp_path / "home" / "run" / "table2_row.csv", "cam", {"cam": "0.69@1.55"})
+    main(["~/run", "--output=~/tables"])
+    assert not (tmp_path / "~").exists() and (tmp_path / "home" / "tables" / "table2.csv").is_file()
+
+
 def test_main_on_a_full_disk_names_the_table_and_keeps_the_older_pair_whole(tmp_path, capsys):
     """`wsod report --output` on a disk filling up mid-file failed with `[Errno 27] File too large`, naming no file,
     and left `.table2.md.partial` behind: the error names the table, no temporary stays, the older pair is kept.

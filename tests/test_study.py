@@ -180,6 +180,19 @@ def test_study_writes_a_slurm_job_array_instead_of_running(tmp_path: Path) -> No
     assert len(list(study.glob("runs/*/run.yaml"))) == 10 and not list(study.glob("runs/*/fit.log"))
 
 
+def test_a_tilde_in_the_output_and_configs_is_the_home_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`wsod study --config=~/c.yaml --output=~/study`: the shell leaves the ~, and the study went to a folder named ~
+    in the working directory (its config "not found")."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "home").mkdir()
+    write_config(tmp_path / "home" / "c.yaml", tiny_config(tmp_path / "unused", tmp_path / "data"))
+    main(["study", "--config=~/c.yaml", "--output=~/study", "--train_methods", "cam", "--launcher", "slurm"])
+    assert not (tmp_path / "~").exists()
+    assert (tmp_path / "home" / "study" / "study.sbatch").is_file()
+    assert (tmp_path / "home" / "study" / "runs" / "cam_seed42" / "run.yaml").is_file()
+
+
 def test_the_slurm_command_again_with_aggregate_only_writes_the_tables_not_another_script(tmp_path: Path) -> None:
     """The README's "`sbatch` it, then run the same command with --aggregate_only": that command, ``--launcher
     slurm`` still in it, wrote study.sbatch again (over the array's, with ``--aggregate_only`` inside) and no table."""

@@ -72,6 +72,15 @@ def test_deterministic_and_cli(tmp_path: Path) -> None:
     assert all((tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes() for f in files)
 
 
+def test_a_tilde_in_the_root_is_the_home_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`wsod synth --root=~/demo` (or a config's `root: ~/demo`): the shell leaves the ~, and the dataset went to a
+    folder named ~ in the working directory."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    main(["--root=~/demo", "--n_studies", "1", "--height", "64", "--width", "48"])
+    assert not (tmp_path / "~").exists() and (tmp_path / "home" / "demo" / FINDING_CSV).is_file()
+
+
 def test_writing_synthetic_data_is_said_in_a_wsod_line_on_stderr(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -186,7 +186,7 @@ def data_to_synthesize(config: dict[str, Any]) -> bool:
     """True when the runs' DataModule will write a synthetic dataset on first use (none at ``data_root`` yet)."""
     data = (config.get("data") or {}).get("init_args") or {}
     root = data.get("data_root")
-    return bool(data.get("synthesize_if_missing")) and not (root and (Path(root) / FINDING_CSV).is_file())
+    return bool(data.get("synthesize_if_missing")) and not (root and (Path(root).expanduser() / FINDING_CSV).is_file())
 
 
 def slurm_script(argv: list[str], n_runs: int, output: Path, gpu: bool = True) -> str:
@@ -481,6 +481,8 @@ def main(argv: list[str] | None = None) -> None:
     """``wsod study --config C [--train_methods ...] [--seeds ...] [--gpus N | --parallel N] [--launcher slurm]``."""
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    # a ~ the shell left (`--output=~/x`) is the home folder: it made a folder named ~ in the working directory
+    args.output, args.config = str(Path(args.output).expanduser()), [str(Path(c).expanduser()) for c in args.config]
     allow_runs()  # a study stopped earlier in this process (a notebook, a test) does not stop this one
     output = Path(args.output)
     check_study_options(args, output)

@@ -145,7 +145,7 @@ def make_synthetic_dataset(
     for name, value in fractions.items():  # out of range, they wrote a set without masses or without negatives
         if not 0 <= value <= 1:
             raise ValueError(f"{name}: expected a fraction in [0, 1], got {value}")
-    root = Path(root)
+    root = Path(root).expanduser()  # `--root=~/x` or a config's: the home folder, not a folder named ~ here
     _clear_for_writing(root, overwrite)
     root.mkdir(parents=True, exist_ok=True)
     # first: an interrupted write can be replaced with --overwrite

@@ -156,10 +156,11 @@ def main(argv: list[str] | None = None) -> None:
         over_runs = any(len(run_specs(side)) > 1 for side in args.compare)
         head_names = ", ".join(HEAD_NAMES)
     _check_comparison(args, heads, head_names)
-    output = None if args.output is None else Path(args.output)
+    # a ~ the shell left (`--output=~/x`, a quoted run folder) is the home folder, not a folder named ~ here
+    output = None if args.output is None else Path(args.output).expanduser()
     if output is not None and output.exists() and not output.is_dir():
         raise ValueError(f"--output: {output} is a file; expected a directory for table2.md and table2.csv")
-    markdown, table2_csv = collect_table2([find_run_dir(Path(run_dir)) for run_dir in args.run_dirs])
+    markdown, table2_csv = collect_table2([find_run_dir(Path(run_dir).expanduser()) for run_dir in args.run_dirs])
     print(markdown, end="")
     if args.compare is not None:
         print(_comparison(args, heads, over_runs), end="")
