@@ -409,7 +409,7 @@ def test_a_box_without_area_stops_only_a_run_of_its_class(tmp_path: Path, caplog
         (record,) = load_records(tmp_path, ["Mass"])
     assert [f.box for f in record.findings] == [(1.5, 2.0, 80.0, 30.0), None, None]
     assert record.boxes(["Mass"])[0].tolist() == [[1.5, 2.0, 80.0, 30.0]] and not record.is_normal
-    assert "2 row(s) of findings outside the classes ['Mass'] have a box without area" in caplog.text
+    assert "2 row(s) of findings outside the classes ['Mass'] have no box, or one without area" in caplog.text
     assert "line(s) 3 ['Suspicious Calcification'], 4 ['Architectural Distortion']" in caplog.text
     for classes in (None, ["Mass", "Suspicious Calcification"]):  # None: every category is used
         with pytest.raises(VinDrFormatError, match=r"line 3: empty box: \['40', '20', '40', '20'\] \(zero width"):
@@ -418,6 +418,26 @@ def test_a_box_without_area_stops_only_a_run_of_its_class(tmp_path: Path, caplog
     _write(tmp_path, FINDING_COLUMNS, [ROW, both])
     with pytest.raises(VinDrFormatError, match=r"line 3: empty box: "):
         load_records(tmp_path, ["Mass"])
+
+
+@pytest.mark.parametrize("blank", ["", "NA"])
+def test_a_finding_without_box_cells_stops_only_a_run_of_its_class(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, blank: str
+) -> None:
+    """A converter that leaves calcifications' box cells blank: such a row stopped a Mass run's whole CSV ("has no
+    box") where a calcification's box without area is kept without a box. The same rule now: kept without a box
+    outside the run's classes (one warning naming the line), an error for a finding of its classes."""
+    blank_row = ROW[:9] + ["['Suspicious Calcification']", "BI-RADS 4", *[blank] * 4, "training"]
+    _write(tmp_path, FINDING_COLUMNS, [ROW, blank_row])
+    with caplog.at_level(logging.WARNING, logger="wsod_mammo.data.vindr"):
+        (record,) = load_records(tmp_path, ["Mass"])
+    assert [f.box for f in record.findings] == [(1.5, 2.0, 80.0, 30.0), None]
+    assert record.label(["Mass", "Suspicious Calcification"]).tolist() == [1.0, 1.0]
+    assert "1 row(s) of findings outside the classes ['Mass'] have no box" in caplog.text
+    assert "line(s) 3 ['Suspicious Calcification']" in caplog.text
+    for classes in (None, ["Mass", "Suspicious Calcification"]):
+        with pytest.raises(VinDrFormatError, match=r"line 3: finding \['Suspicious Calcification'\] has no box"):
+            load_records(tmp_path, classes)
 
 
 def test_the_breast_level_csv_header_is_checked_when_the_file_is_there(tmp_path: Path) -> None:

@@ -52,7 +52,7 @@ class EmptyBoxError(VinDrFormatError):
 @dataclass(frozen=True)
 class Finding:
     """One finding row: its categories and its box (``None`` for ``No Finding``, and for a finding outside the run's
-    classes whose box has no area: :func:`load_records`), in DICOM pixels."""
+    classes whose box is missing or has no area: :func:`load_records`), in DICOM pixels."""
 
     categories: tuple[str, ...]
     box: tuple[float, float, float, float] | None
@@ -346,9 +346,10 @@ def load_records(root: str | Path, classes: Sequence[str] | None = None) -> list
 
     The breast-level CSV's header is checked when the file is present (it holds no boxes). An image whose rows leave
     ``height`` and ``width`` empty gets them from its file's header (:func:`_size_from_file`). A box without area
-    (zero width or height, or none left inside the image) is an error naming its line when its finding is of
-    ``classes`` (None: of any category); a finding of other categories keeps no box, with one warning listing their
-    lines (INbreast's point ROIs of calcifications, converted to boxes, stopped a Mass run's CSV).
+    (zero width or height, or none left inside the image), or no box cells at all, is an error naming its line when
+    its finding is of ``classes`` (None: of any category); a finding of other categories keeps no box, with one
+    warning listing their lines (INbreast's point ROIs of calcifications, converted to boxes, and a converter leaving
+    calcifications' boxes blank stopped a Mass run's CSV).
     """
     root = Path(root)
     if (root / BREAST_CSV).is_file():
@@ -357,7 +358,7 @@ def load_records(root: str | Path, classes: Sequence[str] | None = None) -> list
     path = root / FINDING_CSV
     seen: dict[tuple[str, ...], int] = {}  # each row's fields -> its first line
     repeats: list[str] = []
-    unused: list[str] = []  # the lines of findings of other categories than ``classes`` whose box has no area
+    unused: list[str] = []  # the lines of findings of other categories than ``classes`` without a box with area
     for line, row in _read_rows(path, FINDING_COLUMNS):
         fields = tuple(_cell(row, column) for column in row)
         if fields in seen:  # concatenated CSVs: kept as a row (selection: paper counts rows), one box (``boxes``)
@@ -377,9 +378,11 @@ def load_records(root: str | Path, classes: Sequence[str] | None = None) -> list
                 raise
             unused.append(f"{line} {list(categories)}")
             box = None
-        else:
+        else:  # no box cells at all (a converter leaving other categories' boxes blank): the same rule
             if box is None and categories != (NO_FINDING,):
-                raise VinDrFormatError(f"{where}: finding {list(categories)} has no box")
+                if classes is None or any(c in classes for c in categories):
+                    raise VinDrFormatError(f"{where}: finding {list(categories)} has no box")
+                unused.append(f"{line} {list(categories)}")
         birads = _cell(row, "finding_birads")
         parse_birads(birads, where, "finding_birads")  # a bad cell named here, not in a worker
         record.findings.append(Finding(categories, box, birads))
@@ -389,7 +392,8 @@ def load_records(root: str | Path, classes: Sequence[str] | None = None) -> list
                     "truth: %s", path, len(repeats), listing)  # fmt: skip
     if unused:
         listing = ", ".join(unused[:10]) + (" ..." if len(unused) > 10 else "")
-        log.warning("%s: %d row(s) of findings outside the classes %s have a box without area (zero width or height, "
-                    "or none left inside the image); unused by this run, they are kept without a box: line(s) %s",
+        log.warning("%s: %d row(s) of findings outside the classes %s have no box, or one without area (zero width or "
+                    "height, or none left inside the image); unused by this run, they are kept without a box: line(s) "
+                    "%s",
                     path, len(unused), list(classes or ()), listing)  # fmt: skip
     return [record for record, _, _ in images.values()]
