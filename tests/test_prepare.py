@@ -178,6 +178,31 @@ def test_a_source_replaced_since_it_was_cached_is_converted_again_and_a_copied_d
     assert {k: e["file"] for k, e in moved["images"].items()} == {k: e["file"] for k, e in again["images"].items()}
 
 
+def test_images_converted_again_are_counted_and_a_replaced_source_is_said_before_the_progress_bar(
+    synthetic_root: Path, tmp_path: Path, capsys
+) -> None:
+    """The start-of-run count (and the disk-space check) counted missing sidecars only: a rerun that converted again
+    an image cut short, one of a damaged sidecar and one of a replaced source said "0 images to convert"; and the
+    replaced source's line came from the job, in the middle of the progress bar."""
+    root = Path(shutil.copytree(synthetic_root, tmp_path / "data"))
+    cache = tmp_path / "cache"
+    first = prep.prepare(str(root), str(cache), input_size=SIZE, workers=0)
+    cut, damaged, replaced = sorted(first["images"])[:3]
+    image = cache / first["images"][cut]["file"]
+    image.write_bytes(image.read_bytes()[:100])
+    (cache / "images" / f"{damaged}.json").write_text("")
+    source = next(r.path for r in load_records(root) if r.image_id == replaced)
+    with open(source, "ab") as file:  # another size: replaced
+        file.write(b"\0\0")
+    capsys.readouterr()
+    again = prep.prepare(str(root), str(cache), input_size=SIZE, workers=0)
+    assert again["images"].keys() == first["images"].keys() and not again["errors"]
+    said = capsys.readouterr().err
+    assert f"prepare: 3 images to convert into {cache}: " in said
+    line = f"prepare: {source} changed since {replaced} was cached: converting it again\n"
+    assert line in said and said.index(line) < said.index("prepare:   0%")  # a line of its own, before the bar
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [

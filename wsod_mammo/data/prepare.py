@@ -26,6 +26,7 @@ import os
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -38,7 +39,7 @@ from wsod_mammo.data.cache_space import check_cache_space
 from wsod_mammo.data.lifetime import exit_with
 from wsod_mammo.data.vindr import ImageRecord, Selection, find_image, load_records
 from wsod_mammo.data.vindr_selection import select_records
-from wsod_mammo.folder_locks import hold
+from wsod_mammo.folder_locks import hold, refuse_held
 
 MANIFEST = "manifest.json"
 #: 2: the breast crop found on a copy scaled by bright tissue (05956ba, 2026-12-03); a version-1 cache holds crops
@@ -125,9 +126,9 @@ def read_cached(path: str | Path, raw: bool = False) -> np.ndarray:
     return np.multiply(image, np.float32(1.0 / 65535.0), dtype=np.float32)  # one pass, no float64
 
 
-#: ``(image_id, source, laterality, input_size, crop_breast, cache_dir, cache_format, csv_size, resize, sidecar)``:
-#: ``sidecar``, whether the image's sidecar was there when prepare counted the images to convert (stat once)
-Job = tuple[str, str, str, tuple[int, int], bool, str, CacheFormat, tuple[int, int] | None, str, bool]
+#: ``(image_id, source, laterality, input_size, crop_breast, cache_dir, cache_format, csv_size, resize)`` of an
+#: image to convert (``_plan`` has found it not cached, cached cut short or damaged, or from a replaced source)
+Job = tuple[str, str, str, tuple[int, int], bool, str, CacheFormat, tuple[int, int] | None, str]
 
 
 def _done_entry(sidecar: Path, image_id: str, cache_format: str) -> dict[str, Any] | None:
@@ -217,13 +218,9 @@ def _source_replaced(entry: dict[str, Any], source: str) -> bool:
 
 def _convert(job: Job) -> tuple[str, dict[str, Any] | None, str]:
     """Convert one image (in a worker); returns ``(image_id, entry or None, error)``."""
-    image_id, source, laterality, input_size, crop_breast, cache_dir, cache_format, csv_size, resize, done = job
+    image_id, source, laterality, input_size, crop_breast, cache_dir, cache_format, csv_size, resize = job
     folder = Path(cache_dir) / "images"
     sidecar = folder / f"{image_id}.json"
-    if done and (entry := _done_entry(sidecar, image_id, cache_format)) is not None:
-        if not _source_replaced(entry, source):
-            return image_id, entry, ""
-        print(f"prepare: {source} changed since {image_id} was cached: converting it again", file=sys.stderr)
     from wsod_mammo.data.dicom import DicomError, describe_failure  # pydicom, torch: only when converting
     from wsod_mammo.data.images import load_input_image
 
@@ -304,15 +301,29 @@ def prepare(
     records = select_records(  # before any folder
         load_records(data_root, classes), classes, selection, seed, normal_max_birads
     )
+    then = "run this one when it has finished (done images are skipped)"
+    refuse_held(cache_dir, "cache_dir", then)  # before reading the whole cache: a second prepare is refused at once
+    plan = _plan(records, cache_dir, options, size)
+    print(f"prepare: {check_cache_space(cache_dir, len(plan.jobs), size, cache_format)}", file=sys.stderr)
     # held to the end: a second prepare here removed this one's files in flight and mixed two frames
-    with hold(cache_dir, "wsod prepare", "cache_dir", "run this one when it has finished (done images are skipped)"):
-        return _prepare_locked(records, cache_dir, workers, options, size)
+    with hold(cache_dir, "wsod prepare", "cache_dir", then):
+        return _prepare_locked(plan, cache_dir, workers, options)
 
 
-def _prepare_locked(
-    records: list[ImageRecord], cache_dir: str | Path, workers: int, options: dict[str, Any], size: tuple[int, int]
-) -> dict[str, Any]:
-    """``prepare``'s work on the selected ``records``, its options checked and the cache folder held."""
+@dataclass
+class _Plan:
+    """What a prepare finds in its cache before writing anything: the manifest it would write for the images already
+    cached whole, and the jobs of the images to convert."""
+
+    manifest: dict[str, Any]
+    jobs: list[Job]
+    new: bool  # the cache has no manifest yet: the options are written first, before any image
+
+
+def _plan(records: list[ImageRecord], cache_dir: str, options: dict[str, Any], size: tuple[int, int]) -> _Plan:
+    """Which selected images are cached whole from their current source, and which to convert (counted before the
+    run and against the disk: those converted again were not, "0 to convert" of a run that converted 3); a replaced
+    source is said here, before the progress bar (a worker's line broke it). Reads, writes nothing."""
     crop_breast, resize, cache_format = options["crop_breast"], options["resize"], options["cache_format"]
     try:
         earlier = load_manifest(cache_dir)
@@ -326,31 +337,47 @@ def _prepare_locked(
     check_cache_options(cache_dir, options, earlier)
     unique = {r.image_id: r for r in records}
     folder = Path(cache_dir) / "images"
-    # converted images keep their sidecar; looked for once, here: each job says whether its image's was there
-    done = {i for i in unique if (folder / f"{i}.json").is_file()}
-    todo = len(unique) - len(done)
-    print(f"prepare: {check_cache_space(cache_dir, todo, size, cache_format)}", file=sys.stderr)
+    done, jobs, replaced = {}, [], []
+    for image_id, record in unique.items():
+        source = str(find_image(record.path) or record.path)
+        sidecar = folder / f"{image_id}.json"  # looked for once a run (~15,000 stats on VinDr, a network disk)
+        entry = _done_entry(sidecar, image_id, cache_format) if sidecar.is_file() else None
+        if entry is not None and _source_replaced(entry, source):
+            replaced.append(f"prepare: {source} changed since {image_id} was cached: converting it again")
+            entry = None
+        if entry is not None:
+            done[image_id] = entry
+        else:
+            jobs.append((image_id, source, record.laterality, size, crop_breast, str(cache_dir), cache_format,
+                         record.size, resize))  # fmt: skip
+    for line in replaced[:REPORTED_WARNINGS]:
+        print(line, file=sys.stderr)
+    if len(replaced) > REPORTED_WARNINGS:
+        print(f"prepare: ... and {len(replaced) - REPORTED_WARNINGS} more sources changed since they were cached: "
+              "converting them again", file=sys.stderr)  # fmt: skip
+    images = _kept_from_earlier(listed, folder, cache_format, set(unique)) | done
+    manifest = {"version": MANIFEST_VERSION, **options, "images": dict(sorted(images.items())), "errors": {}}
+    return _Plan(manifest, jobs, new=earlier is None)
+
+
+def _prepare_locked(plan: _Plan, cache_dir: str | Path, workers: int, options: dict[str, Any]) -> dict[str, Any]:
+    """``prepare``'s conversion of ``plan``'s jobs, its options checked and the cache folder held."""
+    folder = Path(cache_dir) / "images"
     folder.mkdir(parents=True, exist_ok=True)
     for stale in folder.glob(".*.tmp"):  # left by an interrupted run; never read
         stale.unlink()
-    if earlier is None:  # the options, before any image: a rerun after an interruption checks them
+    if plan.new:  # the options, before any image: a rerun after an interruption checks them
         started = {"version": MANIFEST_VERSION, **options, "images": {}, "errors": {}}
         write_atomic(Path(cache_dir) / MANIFEST, json.dumps(started, indent=1, sort_keys=True).encode())
-    jobs = [
-        (i, str(find_image(r.path) or r.path), r.laterality, size, crop_breast, str(cache_dir), cache_format,
-         r.size, resize, i in done)
-        for i, r in unique.items()
-    ]  # fmt: skip
-    images, errors = {}, {}
+    images, errors = dict(plan.manifest["images"]), {}
     with (
         ProcessPoolExecutor(max_workers=workers, initializer=exit_with, initargs=(os.getpid(),))
-        if workers > 0
+        if workers > 0 and plan.jobs
         else nullcontext()
     ) as pool:
-        results = pool.map(_convert, jobs, chunksize=1) if pool is not None else map(_convert, jobs)
-        for image_id, entry, error in tqdm(results, total=len(jobs), desc="prepare", unit="img"):
+        results = pool.map(_convert, plan.jobs, chunksize=1) if pool is not None else map(_convert, plan.jobs)
+        for image_id, entry, error in tqdm(results, total=len(plan.jobs), desc="prepare", unit="img"):
             images[image_id], errors[image_id] = entry, error
-    images = _kept_from_earlier(listed, folder, cache_format, set(unique)) | images
     manifest = {
         "version": MANIFEST_VERSION,
         **options,
