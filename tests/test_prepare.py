@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -201,6 +202,40 @@ def test_images_converted_again_are_counted_and_a_replaced_source_is_said_before
     assert f"prepare: 3 images to convert into {cache}: " in said
     line = f"prepare: {source} changed since {replaced} was cached: converting it again\n"
     assert line in said and said.index(line) < said.index("prepare:   0%")  # a line of its own, before the bar
+
+
+def test_a_complete_cache_that_cannot_be_written_is_used_as_it_is_and_work_there_refused_in_one_line(
+    synthetic_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """A lab's shared cache, read-only to its users: prepare on it, complete, failed with "[Errno 13] Permission
+    denied: '<cache>/.wsod.lock'" (it took the lock and wrote the manifest again); with images to convert, the same
+    line named the lock file. Denied here as to a user without the permission (the tests may run as root)."""
+    root = Path(shutil.copytree(synthetic_root, tmp_path / "data"))
+    cache = tmp_path / "cache"
+    args = ["prepare", "--data_root", str(root), "--cache_dir", str(cache), "--input_size", "[128, 80]",
+            "--workers", "0"]  # fmt: skip
+    commands.main(args)
+    first, before = prep.load_manifest(cache), _files(cache)
+
+    def denied(path: Any, *args: Any, **kwargs: Any) -> Any:
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(prep, "hold", lambda folder, *args: denied(Path(folder) / ".wsod.lock"))
+    monkeypatch.setattr(prep, "write_atomic", denied)
+    capsys.readouterr()
+    commands.main(args)  # complete: nothing to write
+    assert _files(cache) == before and prep.load_manifest(cache) == first
+    said = capsys.readouterr().err
+    assert f"prepare: 0 images to convert into {cache}" in said
+    assert f"prepare: {len(first['images'])} images cached in {cache}, 0 failed" in said
+    (cache / "images" / f"{sorted(first['images'])[0]}.json").unlink()
+    with pytest.raises(SystemExit) as exit_info:
+        commands.main(args)
+    assert exit_info.value.code == 1
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"[wsod] wsod prepare: cache_dir: {cache} cannot be written (Permission denied): 1 images to convert; give a "
+        "--cache_dir you can write"
+    )
 
 
 @pytest.mark.parametrize(

@@ -19,6 +19,7 @@ or non-mammography data) has them under its entry's ``warnings``, and the end of
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
@@ -305,18 +306,30 @@ def prepare(
     refuse_held(cache_dir, "cache_dir", then)  # before reading the whole cache: a second prepare is refused at once
     plan = _plan(records, cache_dir, options, size)
     print(f"prepare: {check_cache_space(cache_dir, len(plan.jobs), size, cache_format)}", file=sys.stderr)
-    # held to the end: a second prepare here removed this one's files in flight and mixed two frames
-    with hold(cache_dir, "wsod prepare", "cache_dir", then):
+    if plan.complete:  # nothing to write: a lab's shared cache, read-only to its users, is used as it is
+        _report(plan.manifest, cache_dir)
+        return plan.manifest
+    try:  # held to the end: a second prepare here removed this one's files in flight and mixed two frames
+        lock = hold(cache_dir, "wsod prepare", "cache_dir", then)
+    except OSError as err:  # another user's cache, a read-only disk: the folder and why, not "<cache>/.wsod.lock"
+        if err.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise
+        work = f"{len(plan.jobs)} images to convert" if plan.jobs else "nothing to convert, but its manifest to update"
+        raise ValueError(
+            f"cache_dir: {cache_dir} cannot be written ({err.strerror}): {work}; give a --cache_dir you can write"
+        ) from None
+    with lock:
         return _prepare_locked(plan, cache_dir, workers, options)
 
 
 @dataclass
 class _Plan:
     """What a prepare finds in its cache before writing anything: the manifest it would write for the images already
-    cached whole, and the jobs of the images to convert."""
+    cached whole (the cache's own when ``complete``), and the jobs of the images to convert."""
 
     manifest: dict[str, Any]
     jobs: list[Job]
+    complete: bool  # nothing to convert and the manifest as it would be written: nothing to write, no lock to take
     new: bool  # the cache has no manifest yet: the options are written first, before any image
 
 
@@ -357,7 +370,7 @@ def _plan(records: list[ImageRecord], cache_dir: str, options: dict[str, Any], s
               "converting them again", file=sys.stderr)  # fmt: skip
     images = _kept_from_earlier(listed, folder, cache_format, set(unique)) | done
     manifest = {"version": MANIFEST_VERSION, **options, "images": dict(sorted(images.items())), "errors": {}}
-    return _Plan(manifest, jobs, new=earlier is None)
+    return _Plan(manifest, jobs, complete=not jobs and manifest == earlier, new=earlier is None)
 
 
 def _prepare_locked(plan: _Plan, cache_dir: str | Path, workers: int, options: dict[str, Any]) -> dict[str, Any]:
