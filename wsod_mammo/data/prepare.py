@@ -40,7 +40,7 @@ from wsod_mammo.data.cache_space import check_cache_space
 from wsod_mammo.data.lifetime import exit_with
 from wsod_mammo.data.vindr import ImageRecord, Selection, find_image, load_records
 from wsod_mammo.data.vindr_selection import select_records
-from wsod_mammo.folder_locks import hold, refuse_held
+from wsod_mammo.folder_locks import hold
 
 MANIFEST = "manifest.json"
 #: 2: the breast crop found on a copy scaled by bright tissue (05956ba, 2026-12-03); a version-1 cache holds crops
@@ -303,23 +303,32 @@ def prepare(
         load_records(data_root, classes), classes, selection, seed, normal_max_birads
     )
     then = "run this one when it has finished (done images are skipped)"
-    refuse_held(cache_dir, "cache_dir", then)  # before reading the whole cache: a second prepare is refused at once
-    plan = _plan(records, cache_dir, options, size)
-    print(f"prepare: {check_cache_space(cache_dir, len(plan.jobs), size, cache_format)}", file=sys.stderr)
-    if plan.complete:  # nothing to write: a lab's shared cache, read-only to its users, is used as it is
-        _report(plan.manifest, cache_dir)
-        return plan.manifest
     try:  # held to the end: a second prepare here removed this one's files in flight and mixed two frames
         lock = hold(cache_dir, "wsod prepare", "cache_dir", then)
     except OSError as err:  # another user's cache, a read-only disk: the folder and why, not "<cache>/.wsod.lock"
         if err.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
             raise
+        plan = _planned(records, cache_dir, options, size)
+        if plan.complete:  # nothing to write: a lab's shared cache, read-only to its users, is used as it is
+            _report(plan.manifest, cache_dir)
+            return plan.manifest
         work = f"{len(plan.jobs)} images to convert" if plan.jobs else "nothing to convert, but its manifest to update"
         raise ValueError(
             f"cache_dir: {cache_dir} cannot be written ({err.strerror}): {work}; give a --cache_dir you can write"
         ) from None
-    with lock:
+    with lock:  # looked at under the lock: a prepare that finished a moment ago has its images seen, not lost
+        plan = _planned(records, cache_dir, options, size)
+        if plan.complete:  # nothing to write: the manifest stays as it is
+            _report(plan.manifest, cache_dir)
+            return plan.manifest
         return _prepare_locked(plan, cache_dir, workers, options)
+
+
+def _planned(records: list[ImageRecord], cache_dir: str, options: dict[str, Any], size: tuple[int, int]) -> _Plan:
+    """``_plan``, and the images it will convert said against the disk's free space, before any is."""
+    plan = _plan(records, cache_dir, options, size)
+    print(f"prepare: {check_cache_space(cache_dir, len(plan.jobs), size, options['cache_format'])}", file=sys.stderr)
+    return plan
 
 
 @dataclass
