@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 import torch
@@ -214,23 +215,31 @@ def test_a_fit_keeping_best_by_wafroc_on_a_validation_split_without_masses_logs_
     assert Path(best.best_model_path).name == "epoch=1.ckpt" and best.best_model_score.item() == float("-inf")
 
 
-@pytest.mark.parametrize(("limit", "said"), [(1, True), (1.0, False)])
-def test_a_fit_validating_part_of_its_split_says_so_once(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture, limit: float, said: bool
-) -> None:
-    """`--trainer.limit_val_batches` ran the split's first batches (VinDr's mass images first) and their figures
-    were logged, and best.ckpt kept, as the split's, with nothing said unless they held one kind of image only."""
+def _fit_validating_two_batches(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, **options: Any
+) -> tuple[Trainer, list[str]]:
+    """A tiny fit (one training batch, two validation batches of a mass and a normal image each) with the Trainer
+    ``options`` that cut validation; -> the trainer and its "validation ran ..." warnings."""
     torch.manual_seed(0)
     module = GMICLitModule(GMIC(num_classes=1, num_patches=1, crop_shape=(32, 32)))
     train = [{"image": torch.rand(2, 1, 64, 64), "label": torch.tensor([[1.0], [0.0]])}]
     val = [{"image": torch.rand(2, 1, 64, 64), "label": torch.tensor([[1.0], [0.0]]), "image_id": [f"v{i}a", f"v{i}b"]}
            for i in range(2)]  # fmt: skip
     loader = lambda batches: torch.utils.data.DataLoader(batches, batch_size=None)  # noqa: E731
-    trainer = Trainer(max_epochs=2, logger=False, enable_progress_bar=False, enable_model_summary=False,
-                      enable_checkpointing=False, limit_val_batches=limit, default_root_dir=tmp_path)  # fmt: skip
+    trainer = Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
+                      default_root_dir=tmp_path, **options)  # fmt: skip
     with caplog.at_level("WARNING", logger="wsod_mammo.training.module"):
         trainer.fit(module, loader(train), loader(val))
-    warnings = [r.getMessage() for r in caplog.records if r.getMessage().startswith("validation ran")]
+    return trainer, [r.getMessage() for r in caplog.records if r.getMessage().startswith("validation ran")]
+
+
+@pytest.mark.parametrize(("limit", "said"), [(1, True), (1.0, False)])
+def test_a_fit_validating_part_of_its_split_says_so_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, limit: float, said: bool
+) -> None:
+    """`--trainer.limit_val_batches` ran the split's first batches (VinDr's mass images first) and their figures
+    were logged, and best.ckpt kept, as the split's, with nothing said unless they held one kind of image only."""
+    _, warnings = _fit_validating_two_batches(tmp_path, caplog, max_epochs=2, limit_val_batches=limit)
     assert warnings == (["validation ran 1 of its 2 batches (--trainer.limit_val_batches 1): the val/ figures, "
                          "best.ckpt and the detection thresholds come from the split's first images alone, not the "
                          "split (VinDr's lists its mass images first) (said once a fit)"] if said else [])  # fmt: skip
@@ -244,17 +253,7 @@ def test_a_fit_overfitting_its_first_batches_names_overfit_batches_not_the_limit
     warning of the batches it validated."""
     from wsod_mammo.training.undefined_auroc import undefined_auroc_message
 
-    torch.manual_seed(0)
-    module = GMICLitModule(GMIC(num_classes=1, num_patches=1, crop_shape=(32, 32)))
-    train = [{"image": torch.rand(2, 1, 64, 64), "label": torch.tensor([[1.0], [0.0]])}]
-    val = [{"image": torch.rand(2, 1, 64, 64), "label": torch.tensor([[1.0], [0.0]]), "image_id": [f"v{i}a", f"v{i}b"]}
-           for i in range(2)]  # fmt: skip
-    loader = lambda batches: torch.utils.data.DataLoader(batches, batch_size=None)  # noqa: E731
-    trainer = Trainer(max_epochs=1, logger=False, enable_progress_bar=False, enable_model_summary=False,
-                      enable_checkpointing=False, overfit_batches=1, default_root_dir=tmp_path)  # fmt: skip
-    with caplog.at_level("WARNING", logger="wsod_mammo.training.module"):
-        trainer.fit(module, loader(train), loader(val))
-    (warning,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("validation ran")]
+    trainer, (warning,) = _fit_validating_two_batches(tmp_path, caplog, max_epochs=1, overfit_batches=1)
     assert warning.startswith("validation ran 1 of its 2 batches (--trainer.overfit_batches 1): the val/ figures")
     text = undefined_auroc_message([(0, "negative")], ["Mass"], trainer)
     assert text.startswith("validation has no image without Mass in the batches it ran (--trainer.overfit_batches 1): ")
