@@ -3087,7 +3087,7 @@ def test_ddp_predict_writes_every_process_rows_once_in_input_order(
     assert [r["path"] for r in records] == list(map(str, inputs)), output[-3000:]
     assert [bool(r.get("error")) for r in records] == [False, True, False, False, False]
     # each process draws the overlays of its own images (the second process: every second input)
-    assert all(Path(r.get("overlay", "")).is_file() for r in records if not r.get("error")), records
+    assert all((run / r["overlay"]).is_file() for r in records if not r.get("error")), records
     assert len(list((run / "overlays").glob("*.png"))) == 4
     assert {row["path"] for row in csv.DictReader(open(run / "predictions.csv"))} == set(map(str, inputs))
     assert f"predictions for 5 images (1 unreadable) in {run}" in output and not list(run.glob("predictions.rank*"))
