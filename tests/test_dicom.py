@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing
 import pickle
 import re
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -24,6 +25,7 @@ from pydicom.uid import (
     JPEGExtended12Bit,
     JPEGLosslessSV1,
     JPEGLSLossless,
+    RLELossless,
     generate_uid,
 )
 
@@ -382,6 +384,61 @@ def test_a_header_declaring_far_more_pixels_than_a_mammogram_is_refused_before_d
         read_dicom(tmp_path / "huge.dcm")
     assert decoder_process.helper_pid() == started  # refused before any decoding
     assert 3 * 7000 * 5500 < dicom.MAX_PIXELS < 12000 * 12000  # thrice a film scanned at 50 um
+
+
+def _claim_size(path: Path, marker: bytes, offset: int, fmt: str, size: tuple[int, ...], out: Path) -> Path:
+    """A copy of ``path`` at ``out`` whose codestream's size fields after ``marker`` say ``size`` instead."""
+    data = bytearray(path.read_bytes())
+    struct.pack_into(fmt, data, data.index(marker) + offset, *size)
+    out.write_bytes(bytes(data))
+    return out
+
+
+@pytest.mark.parametrize("syntax", [JPEG2000Lossless, JPEGLosslessSV1, JPEGLSLossless, JPEGExtended12Bit])
+def test_a_codestream_declaring_another_size_than_the_header_is_refused_before_decoding(
+    tmp_path: Path, syntax: UID
+) -> None:
+    """The decoder allocates the size a compressed stream declares, and pydicom compares it with Rows x Columns only
+    after decoding: a JPEG 2000 file of 1.3 KB whose SIZ said 12000 x 12000 made the decoder process take 1.4 GB
+    (60000 x 60000: ~35 GB). The stream's own size (SIZ, SOFn) is read first: over MAX_PIXELS, or unlike the
+    header's, refused naming the file."""
+    from wsod_mammo.data.codestream import declared_size
+
+    pixels = (np.arange(64 * 48, dtype=np.uint16).reshape(64, 48) * 7) % 4096
+    plain = write(tmp_path / "plain.dcm", pixels, WindowCenter=2048, WindowWidth=4096, Modality="MG")
+    if syntax == JPEG2000Lossless:
+        ds = pydicom.dcmread(plain)
+        ds.compress(JPEG2000Lossless)
+        packed = tmp_path / "packed.dcm"
+        ds.save_as(packed)
+        marker, offset, fmt, huge, other = b"\xff\x4f\xff\x51", 8, ">2I", (12000, 12000), (48, 80)  # Xsiz, Ysiz
+    else:
+        packed = gdcm_transcode(plain, tmp_path / "packed.dcm", syntax)
+        sof = {JPEGLosslessSV1: b"\xff\xc3", JPEGLSLossless: b"\xff\xf7", JPEGExtended12Bit: b"\xff\xc1"}[syntax]
+        marker, offset, fmt, huge, other = sof, 5, ">2H", (12000, 12000), (80, 48)  # Y, X
+    started = decoder_process.helper_pid()
+    for name, size, said in [("other.dcm", other, "80x48 pixels"), ("huge.dcm", huge, "12000x12000 pixels, over the")]:
+        claim = _claim_size(packed, marker, offset, fmt, size, tmp_path / name)
+        with pytest.raises(DicomError, match=rf"{name}: its compressed pixel data declare {said}.* its header 64x48"):
+            read_dicom(claim)
+    assert decoder_process.helper_pid() == started  # refused before any decoding
+    assert declared_size(pydicom.dcmread(packed), packed) == (64, 48)
+    np.testing.assert_allclose(
+        read_dicom(packed)[0], read_dicom(plain)[0], atol=0 if syntax != JPEGExtended12Bit else 0.01
+    )
+
+
+def test_an_rle_stream_holding_the_bytes_of_a_jpeg_2000_header_is_read(tmp_path: Path) -> None:
+    """RLE declares no size: its first fragment's bytes, where they hold SOC and SIZ's markers by chance, are not
+    read as a JPEG 2000 header (which refused the file as declaring 0x0 pixels)."""
+    pixels = ((np.arange(64 * 48).reshape(64, 48) * 37) % 65536).astype(np.uint16)
+    pixels[0, :4] = [0xFF00, 0x4F00, 0xFF00, 0x5100]  # the high bytes' segment begins with FF4F FF51
+    plain = write(tmp_path / "plain.dcm", pixels, BitsStored=16, HighBit=15)
+    ds = pydicom.dcmread(plain)
+    ds.compress(RLELossless)
+    ds.save_as(tmp_path / "rle.dcm")
+    assert b"\xff\x4f\xff\x51" in (tmp_path / "rle.dcm").read_bytes()
+    np.testing.assert_array_equal(read_dicom(tmp_path / "rle.dcm")[0], read_dicom(plain)[0])
 
 
 def test_a_volume_refused_from_its_tags_is_not_read_and_large_pixels_read_when_decoded(

@@ -33,6 +33,7 @@ from pydicom.uid import (
     MediaStorageDirectoryStorage,
 )
 
+from wsod_mammo.data.codestream import declared_size
 from wsod_mammo.data.decoder_process import DecoderCrashed, decode_in_helper
 from wsod_mammo.data.dicom_display import BadTag, display_lut, padding_mask, stored_codes
 from wsod_mammo.data.dicom_frames import flatten_functional_groups
@@ -208,6 +209,7 @@ def _pixels(ds: pydicom.Dataset, path: Path) -> np.ndarray:
     syntax = ds.file_meta.get("TransferSyntaxUID")
     if syntax is None or not UID(str(syntax)).is_encapsulated:
         return decode_pixels(ds, path)
+    _check_codestream_size(ds, path)
     try:
         return decode_in_helper(path)
     except ValueError as err:  # the helper's DicomError, its message naming the file
@@ -216,6 +218,23 @@ def _pixels(ds: pydicom.Dataset, path: Path) -> np.ndarray:
         if not err.damaged:  # a signal to the job (a scheduler's SIGTERM): the file is not to blame
             raise RuntimeError(f"{path}: pixel data not decoded ({err})") from None
         raise DicomError(f"{path}: pixel data cannot be decoded ({err})") from None
+
+
+def _check_codestream_size(ds: pydicom.Dataset, path: Path) -> None:
+    """DicomError naming the file where its compressed stream declares another size than its Rows x Columns, or
+    more than :data:`MAX_PIXELS` pixels: the decoder allocates what the stream declares before pydicom compares it
+    with the header, so a few-KB file could claim GBs (:mod:`codestream`)."""
+    size = declared_size(ds, path)
+    if size is None:
+        return
+    header = (ds.get("Rows"), ds.get("Columns"))
+    if size == header and size[0] * size[1] <= MAX_PIXELS:
+        return
+    over = f", over the {MAX_PIXELS:,} this reader decodes" if size[0] * size[1] > MAX_PIXELS else ""
+    raise DicomError(
+        f"{path}: its compressed pixel data declare {size[0]}x{size[1]} pixels{over}, its header "
+        f"{header[0]}x{header[1]} (rows x columns): a damaged file, or one made to exhaust memory; not decoded"
+    )
 
 
 def decode_file_pixels(path: Path) -> np.ndarray:
