@@ -276,6 +276,29 @@ def test_under_ddp_the_first_process_alone_says_which_images_are_left_out(
         assert [line in caplog.text for line in said] == [rank == 0] * 2, rank
 
 
+def test_under_ddp_the_first_process_alone_says_the_csvs_repeated_rows_and_unused_findings_without_a_box(
+    synthetic_root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every DDP process reads the CSV: its warnings of rows repeating an earlier row and of findings outside the
+    run's classes without a box were said once per process; the first alone says them, as the other data warnings."""
+    root = Path(shutil.copytree(synthetic_root, tmp_path / "data"))
+    csv_path = root / "finding_annotations.csv"
+    lines = csv_path.read_text().splitlines()
+    fields = next(csv.reader([lines[1]]))
+    fields[9], fields[11:15] = "['Suspicious Calcification']", ["40", "20", "40", "20"]  # a point ROI: no area
+    with csv_path.open("a", newline="") as handle:
+        handle.write(lines[1] + "\n")
+        csv.writer(handle).writerow(fields)
+    for rank in (0, 1):
+        dm = _dm(root, selection="all")
+        dm.trainer = SimpleNamespace(is_global_zero=rank == 0, world_size=2)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="wsod_mammo"):
+            dm.setup("test")
+        said = ("1 row(s) repeat an earlier row field for field", "1 row(s) of findings outside the classes ['Mass']")
+        assert [line in caplog.text for line in said] == [rank == 0] * 2, rank
+
+
 def test_images_named_dcm_without_an_extension_or_as_16_bit_pngs_are_read_where_the_dicom_would_be(
     synthetic_root: Path, tmp_path: Path
 ) -> None:

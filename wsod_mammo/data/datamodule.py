@@ -69,7 +69,7 @@ from wsod_mammo.data.vindr_selection import (
     split_train_val,
     unassessed_normals_left_out,
 )
-from wsod_mammo.logging_setup import package_log_level
+from wsod_mammo.logging_setup import package_log_level, said_by_rank_zero
 
 log = logging.getLogger(__name__)
 StandardizeOn = Literal["worker", "device"]
@@ -310,7 +310,8 @@ class VinDrMammoDataModule(L.LightningDataModule):
                 f"data_root: {root} {what}; expected a VinDr-Mammo folder ({FINDING_CSV}, images/<study>/<image>.dicom)"
                 f" (synthetic data is written only to synthesize_if_missing: {self.synthesize_if_missing}){hint}"
             )
-        records = load_records(root, self.class_names)
+        with said_by_rank_zero(self._says_data_warnings):  # its CSV warnings (repeated rows, unused boxless rows)
+            records = load_records(root, self.class_names)  # are the same in every DDP process: said once
         selected = select_records(records, self.class_names, self.selection, self.seed, self.normal_max_birads)
         unassessed = unassessed_normals_left_out(records, self.normal_max_birads)
         if unassessed and self._says_data_warnings:
