@@ -266,14 +266,22 @@ def test_under_ddp_the_first_process_alone_says_which_images_are_left_out(
     were said by the first process alone already; so are these."""
     root = Path(shutil.copytree(synthetic_root, tmp_path / "data"))
     next(r for r in load_records(root) if r.is_normal).path.unlink()
+    said = ("missing=skip: leaving out 1 unreadable image(s)", "holds no `wsod prepare` cache")
+    _assert_said_by_the_first_process_alone(caplog, said, root, missing="skip", cache_dir=str(tmp_path / "no_cache"))
+
+
+def _assert_said_by_the_first_process_alone(
+    caplog: pytest.LogCaptureFixture, said: tuple[str, ...], root: Path, **options: Any
+) -> None:
+    """Set the data of ``root`` up as DDP's first and second processes do: each of ``said`` is in the first's
+    warnings and not in the second's."""
     for rank in (0, 1):
-        dm = _dm(root, selection="all", missing="skip", cache_dir=str(tmp_path / "no_cache"))
+        dm = _dm(root, selection="all", **options)
         dm.trainer = SimpleNamespace(is_global_zero=rank == 0, world_size=2)
         caplog.clear()
         with caplog.at_level(logging.WARNING, logger="wsod_mammo"):
             dm.setup("test")
-        said = ("missing=skip: leaving out 1 unreadable image(s)", "holds no `wsod prepare` cache")
-        assert [line in caplog.text for line in said] == [rank == 0] * 2, rank
+        assert [line in caplog.text for line in said] == [rank == 0] * len(said), rank
 
 
 def test_under_ddp_the_first_process_alone_says_the_csvs_repeated_rows_and_unused_findings_without_a_box(
@@ -289,14 +297,8 @@ def test_under_ddp_the_first_process_alone_says_the_csvs_repeated_rows_and_unuse
     with csv_path.open("a", newline="") as handle:
         handle.write(lines[1] + "\n")
         csv.writer(handle).writerow(fields)
-    for rank in (0, 1):
-        dm = _dm(root, selection="all")
-        dm.trainer = SimpleNamespace(is_global_zero=rank == 0, world_size=2)
-        caplog.clear()
-        with caplog.at_level(logging.WARNING, logger="wsod_mammo"):
-            dm.setup("test")
-        said = ("1 row(s) repeat an earlier row field for field", "1 row(s) of findings outside the classes ['Mass']")
-        assert [line in caplog.text for line in said] == [rank == 0] * 2, rank
+    said = ("1 row(s) repeat an earlier row field for field", "1 row(s) of findings outside the classes ['Mass']")
+    _assert_said_by_the_first_process_alone(caplog, said, root)
 
 
 def test_images_named_dcm_without_an_extension_or_as_16_bit_pngs_are_read_where_the_dicom_would_be(
