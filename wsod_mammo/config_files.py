@@ -23,10 +23,25 @@ def read_config_file(path: str | Path, option: str = "--config") -> dict[str, An
     ``option``: the command-line option the file was given to (``--config``, or a group's: ``--trainer``)."""
     try:
         text = Path(path).read_text(encoding="utf-8")
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        loaded = yaml.safe_load(text)
+        loader = yaml.SafeLoader(text)  # parsed once: its node tree is sized, then constructed
+        try:
+            root = loader.get_single_node()
+            _check_expanded_size(root, option, path)
+            loaded = None if root is None else loader.construct_document(root)
+        finally:
+            loader.dispose()
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
         raise ValueError(f"{option} {path}: cannot read it as YAML ({' '.join(str(error).split())})") from None
+    if loaded is None:
+        raise ValueError(f"{option} {path}: the file holds no options (it is empty, or comments only)")
+    if not isinstance(loaded, dict):
+        raise ValueError(f"{option} {path}: expected a mapping at the top, found {type(loaded).__name__}")
+    return loaded
+
+
+def _check_expanded_size(root: yaml.Node | None, option: str, path: str | Path) -> None:
+    """ValueError naming ``<option> <path>`` where the aliases of the file's node tree expand to over
+    :data:`MAX_EXPANDED_VALUES` values, or a value holds itself."""
     if root is not None and (size := _expanded_size(root, {})) > MAX_EXPANDED_VALUES:
         if math.isinf(size):
             raise ValueError(f"{option} {path}: an alias (*name) inside its own anchor: a value that holds itself")
@@ -34,11 +49,6 @@ def read_config_file(path: str | Path, option: str = "--config") -> dict[str, An
             f"{option} {path}: its aliases (*name) expand to {size:,.0f} values, over the {MAX_EXPANDED_VALUES:,} "
             "any config needs (nested aliases: a YAML 'billion laughs' file?)"
         )
-    if loaded is None:
-        raise ValueError(f"{option} {path}: the file holds no options (it is empty, or comments only)")
-    if not isinstance(loaded, dict):
-        raise ValueError(f"{option} {path}: expected a mapping at the top, found {type(loaded).__name__}")
-    return loaded
 
 
 def _expanded_size(node: yaml.Node, sizes: dict[int, float]) -> float:
