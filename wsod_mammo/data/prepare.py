@@ -420,8 +420,8 @@ def _kept_from_earlier(
     ``listed``: the images the cache's manifest lists (those with a sidecar, where it was damaged)."""
     kept = {}
     for image_id in sorted(listed - selected):  # the manifest's order: the same every run
-        entry = _done_entry(folder / f"{image_id}.json", image_id, cache_format)
-        if entry is not None and (folder.parent / entry["file"]).is_file():
+        entry = _done_entry(folder / f"{image_id}.json", image_id, cache_format)  # its image file there and whole
+        if entry is not None:
             kept[image_id] = entry
     return kept
 
