@@ -391,6 +391,34 @@ def test_a_part_10_header_followed_by_zeros_is_refused_without_reading_them_thro
     assert not dicom.zero_filled_after_meta(full) and read_dicom(full)[0].shape == PIXELS.shape
 
 
+def test_a_data_set_zero_filled_after_some_elements_is_refused_without_reading_the_zeros_through(
+    tmp_path: Path,
+) -> None:
+    """A file whose data set was written for a few elements and then zero-filled (a failed copy, a preallocated file)
+    passed both zero checks: pydicom read every 8 zero bytes as an empty element, ~1 s a MB (minutes for a 100-MB
+    file), then said that it has no pixel data. Zeros to the end and no PixelData tag before them refuse it at once,
+    naming the file; a mammogram whose last rows are zero-valued background is read."""
+    from wsod_mammo.data.images import image_size
+
+    pixels = np.zeros((64, 80), np.uint16)
+    pixels[:8] = 4000  # the last 56 rows (8,960 bytes) are zeros, to the file's end
+    full = write(tmp_path / "full.dcm", pixels, Modality="MG", StudyInstanceUID="1.2.3", ViewPosition="CC")
+    data = full.read_bytes()
+    meta_end = 132 + 12 + pydicom.dcmread(full).file_meta.FileMetaInformationGroupLength
+    zeros = tmp_path / "zeros.dcm"
+    with zeros.open("wb") as handle:
+        handle.write(data[: meta_end + 40])  # two elements, then zeros from inside the third
+        handle.truncate(meta_end + 2**20)  # sparse: no disk used
+    assert not dicom.zero_filled_after_meta(zeros)  # the zeros start inside the data set
+    said = r"a DICOM data set that gives way to zero bytes before any pixel data \(a zero-filled file"
+    with pytest.raises(DicomError, match=rf"zeros.dcm: {said}"):
+        read_dicom(zeros)
+    with pytest.raises(DicomError, match=rf"zeros.dcm: {said}"):
+        image_size(zeros)
+    assert data.endswith(bytes(dicom.ZERO_RUN)) and not dicom.zero_filled_before_pixels(full)
+    assert read_dicom(full)[0].shape == pixels.shape and image_size(full) == pixels.shape
+
+
 def test_a_header_declaring_far_more_pixels_than_a_mammogram_is_refused_before_decoding(tmp_path: Path) -> None:
     """Nothing checked a DICOM's size before decoding it: a JPEG 2000 file of 9 KB declaring 8000 x 8000 took 0.8 GB
     to read (the decoder process, the pipe, the float image), so one declaring 60000 x 60000 would exhaust any

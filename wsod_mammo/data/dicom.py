@@ -70,7 +70,13 @@ ZEROS_AFTER_META = (
     "a DICOM file header, then zero bytes where its data set begins (a zero-filled file: an interrupted download or "
     "copy?)"
 )
+#: why a file that is ``zero_filled_before_pixels`` is not read
+ZEROS_IN_DATA_SET = (
+    "a DICOM data set that gives way to zero bytes before any pixel data (a zero-filled file: an interrupted download "
+    "or copy?)"
+)
 ZERO_RUN = 4096  # zero bytes after the file meta that refuse a file: no data set starts with one empty element
+PIXEL_DATA_TAGS = (b"\xe0\x7f\x10\x00", b"\x7f\xe0\x00\x10")  # (7FE0,0010), little and big endian
 # file meta elements (group 0002, explicit VR little endian) whose VR has a 4-byte length
 LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
 
@@ -294,6 +300,40 @@ def zero_filled_after_meta(path: Path) -> bool:
     return len(start) >= 8 and start == bytes(len(start))
 
 
+def zero_filled_before_pixels(path: Path) -> bool:
+    """True for a file that ends in :data:`ZERO_RUN` zero bytes and holds no (7FE0,0010) PixelData tag (either byte
+    order): a data set cut after some elements and zero-filled to its size (a failed copy, a preallocated file). pydicom
+    reads every 8 zero bytes as an empty element, ~1 s a MB, before saying there are no pixels. A mammogram whose last
+    rows are zero-valued background holds its tag before them: the search ends at its first read (1 MB)."""
+    with open(path, "rb") as handle:
+        size = handle.seek(0, 2)
+        if size < ZERO_RUN:
+            return False
+        handle.seek(size - ZERO_RUN)
+        if handle.read(ZERO_RUN) != bytes(ZERO_RUN):
+            return False  # most files: one short read
+        handle.seek(0)
+        carried = b""
+        while chunk := handle.read(2**20):
+            window = carried + chunk
+            if any(tag in window for tag in PIXEL_DATA_TAGS):
+                return False
+            carried = window[-3:]  # a tag across two reads
+    return True
+
+
+def zero_filled(path: Path) -> str:
+    """Why the file is refused as zero-filled before pydicom parses it (:data:`ZERO_FILLED`,
+    :data:`ZEROS_AFTER_META`, :data:`ZEROS_IN_DATA_SET`); "" for any other file."""
+    with open(path, "rb") as handle:
+        part_10 = handle.read(132)[128:] == b"DICM"
+    if not part_10 and starts_with_zeros(path):
+        return ZERO_FILLED
+    if zero_filled_after_meta(path):
+        return ZEROS_AFTER_META
+    return ZEROS_IN_DATA_SET if zero_filled_before_pixels(path) else ""
+
+
 def _bare_dataset(path: Path) -> pydicom.FileDataset:
     """A file without the DICOM Part 10 header (128-byte preamble, ``DICM``; many old exports lack it), read when its
     content parses as a data set with pixel data. Without file meta its transfer syntax is the encoding pydicom
@@ -347,8 +387,8 @@ def _dataset_with_pixels(path: Path) -> pydicom.FileDataset:
     cut short or without pixel data (``NotAnImageError`` for an object of a class that holds no image)."""
     if not path.is_file():
         raise DicomError(not_a_file(path))
-    if zero_filled_after_meta(path):
-        raise DicomError(f"{path}: {ZEROS_AFTER_META}")
+    if zeros := zero_filled(path):  # pydicom would read every 8 zero bytes as an element, ~1 s a MB
+        raise DicomError(f"{path}: {zeros}")
     try:
         ds = pydicom.dcmread(path, defer_size=DEFER_SIZE)
     except InvalidDicomError:  # no preamble and DICM marker

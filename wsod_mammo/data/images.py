@@ -31,14 +31,7 @@ from typing import NamedTuple
 import numpy as np
 import pydicom
 
-from wsod_mammo.data.dicom import (
-    ZERO_FILLED,
-    ZEROS_AFTER_META,
-    DicomError,
-    read_dicom,
-    starts_with_zeros,
-    zero_filled_after_meta,
-)
+from wsod_mammo.data.dicom import DicomError, read_dicom, zero_filled
 from wsod_mammo.data.errors import not_a_file
 from wsod_mammo.data.folder_metadata import is_folder_metadata
 from wsod_mammo.data.geometry import Geometry, apply_to_image, apply_to_mask, inside_border_strips, make_geometry
@@ -185,10 +178,8 @@ def image_size(path: str | Path) -> tuple[int, int]:
     if not path.is_file():
         raise DicomError(not_a_file(path))
     if _file_kind(path) == "dicom":
-        if not is_dicom(path) and starts_with_zeros(path):  # forced, pydicom would read its zeros for hours
-            raise DicomError(f"{path}: {ZERO_FILLED}")
-        if zero_filled_after_meta(path):  # the same after a Part 10 header
-            raise DicomError(f"{path}: {ZEROS_AFTER_META}")
+        if zeros := zero_filled(path):  # forced, pydicom would read its zeros for hours
+            raise DicomError(f"{path}: {zeros}")
         try:
             header = pydicom.dcmread(path, stop_before_pixels=True, force=True, specific_tags=["Rows", "Columns"])
             size = int(header.Rows), int(header.Columns)
