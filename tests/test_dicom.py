@@ -29,7 +29,7 @@ from pydicom.uid import (
     generate_uid,
 )
 
-from wsod_mammo.data import decoder_process, dicom, dicom_display
+from wsod_mammo.data import codestream, decoder_process, dicom, dicom_display
 from wsod_mammo.data.dicom import DicomError, NotAnImageError, read_dicom
 from wsod_mammo.data.dicom_display import stored_codes
 from wsod_mammo.data.geometry import breast_bbox
@@ -475,6 +475,53 @@ def test_a_codestream_declaring_another_size_than_the_header_is_refused_before_d
     np.testing.assert_allclose(
         read_dicom(packed)[0], read_dicom(plain)[0], atol=0 if syntax != JPEGExtended12Bit else 0.01
     )
+
+
+def _restream(
+    packed: Path, out: Path, before: bytes = b"", size: tuple[int, int] | None = None, split: int = 0
+) -> Path:
+    """A copy of the JPEG DICOM ``packed`` at ``out``: ``before`` inserted after the stream's SOI, its frame header
+    declaring ``size`` (rows, columns) where given, its stream split in fragments of ``split`` bytes where given."""
+    from pydicom.encaps import encapsulate, generate_frames
+
+    ds = pydicom.dcmread(packed)
+    stream = bytearray(next(generate_frames(ds.PixelData, number_of_frames=1)))
+    if size is not None:
+        struct.pack_into(">2H", stream, stream.index(b"\xff\xc1") + 5, *size)
+    stream[2:2] = before
+    fragments = [bytes(stream[i : i + split]) for i in range(0, len(stream), split)] if split else [bytes(stream)]
+    ds.PixelData = encapsulate([b"".join(fragments)], fragments_per_frame=len(fragments))
+    ds.save_as(out)
+    return out
+
+
+def test_a_jpeg_frame_header_far_into_its_stream_or_giving_no_rows_is_checked_before_decoding(tmp_path: Path) -> None:
+    """A JPEG's frame header (SOFn) was looked for in the stream's first 64 KB only: after large APPn/COM segments
+    (or in a later fragment) its size went unchecked, and a 130-KB file declaring 20000 x 20000 pixels took the
+    decoder 14 s and 2.4 GB. Its segments are now walked by their lengths, across fragments: its size is checked
+    wherever the header lies; 0 rows (a DNL marker's count, which the decoders do not read) and a stream made to be
+    walked for long are refused naming the file, before the decoder runs."""
+    pixels = (np.arange(64 * 48, dtype=np.uint16).reshape(64, 48) * 7) % 4096
+    plain = write(tmp_path / "plain.dcm", pixels, WindowCenter=2048, WindowWidth=4096, Modality="MG")
+    packed = gdcm_transcode(plain, tmp_path / "packed.dcm", JPEGExtended12Bit)
+    comments = (b"\xff\xfe" + struct.pack(">H", 65535) + bytes(65533)) * 2  # two COM segments: 128 KB
+    started = decoder_process.helper_pid()
+    for name, size, split in [("far.dcm", (12000, 12000), 0), ("split.dcm", (12000, 12000), 4096)]:
+        with pytest.raises(DicomError, match=rf"{name}: its compressed pixel data declare 12000x12000 pixels, over"):
+            read_dicom(_restream(packed, tmp_path / name, comments, size, split))
+    said = r"declare 0x48 pixels \(0 rows: a count given after the image data, by a DNL marker"
+    for name, before in [("dnl.dcm", b""), ("far_dnl.dcm", comments)]:
+        with pytest.raises(DicomError, match=rf"{name}: its compressed pixel data {said}"):
+            read_dicom(_restream(packed, tmp_path / name, before, (0, 48)))
+    fill = _restream(packed, tmp_path / "fill.dcm", b"\xff" * (codestream.MAX_STEPS + 1) + b"\xfe\x00\x02")
+    with pytest.raises(DicomError, match=r"fill.dcm: its compressed pixel data hold over 4,096 markers before"):
+        read_dicom(fill)
+    assert decoder_process.helper_pid() == started  # refused before any decoding
+    fragments = _restream(packed, tmp_path / "fragments.dcm", comments, split=1000)
+    assert codestream.declared_size(pydicom.dcmread(fragments), fragments) == (64, 48)  # GDCM decodes no such split
+    kept = _restream(packed, tmp_path / "comments.dcm", comments)
+    assert codestream.declared_size(pydicom.dcmread(kept), kept) == (64, 48)
+    np.testing.assert_allclose(read_dicom(kept)[0], read_dicom(plain)[0], atol=0.01)
 
 
 def test_an_rle_stream_holding_the_bytes_of_a_jpeg_2000_header_is_read(tmp_path: Path) -> None:

@@ -33,7 +33,7 @@ from pydicom.uid import (
     MediaStorageDirectoryStorage,
 )
 
-from wsod_mammo.data.codestream import declared_size
+from wsod_mammo.data.codestream import StreamError, declared_size
 from wsod_mammo.data.decoder_process import DecoderCrashed, decode_in_helper
 from wsod_mammo.data.dicom_display import BadTag, display_lut, padding_mask, stored_codes
 from wsod_mammo.data.dicom_frames import flatten_functional_groups
@@ -236,16 +236,22 @@ def _pixels(ds: pydicom.Dataset, path: Path) -> np.ndarray:
 
 
 def _check_codestream_size(ds: pydicom.Dataset, path: Path) -> None:
-    """DicomError naming the file where its compressed stream declares another size than its Rows x Columns, or
-    more than :data:`MAX_PIXELS` pixels: the decoder allocates what the stream declares before pydicom compares it
-    with the header, so a few-KB file could claim GBs (:mod:`codestream`)."""
-    size = declared_size(ds, path)
+    """DicomError naming the file where its compressed stream declares another size than its Rows x Columns (0
+    rows: given by a DNL marker), more than :data:`MAX_PIXELS` pixels, or is made to be walked for long: the decoder
+    allocates what the stream declares before pydicom compares it with the header, so a few-KB file could claim GBs
+    (:mod:`codestream`)."""
+    try:
+        size = declared_size(ds, path)
+    except StreamError as err:
+        raise DicomError(f"{path}: {err}: a damaged file, or one made to be read for long; not decoded") from None
     if size is None:
         return
     header = (ds.get("Rows"), ds.get("Columns"))
     if size == header and size[0] * size[1] <= MAX_PIXELS:
         return
     over = f", over the {MAX_PIXELS:,} this reader decodes" if size[0] * size[1] > MAX_PIXELS else ""
+    if not size[0]:  # its row count deferred to a DNL segment after the scan, which no decoder here reads
+        over = " (0 rows: a count given after the image data, by a DNL marker, which the decoders do not read)"
     raise DicomError(
         f"{path}: its compressed pixel data declare {size[0]}x{size[1]} pixels{over}, its header "
         f"{header[0]}x{header[1]} (rows x columns): a damaged file, or one made to exhaust memory; not decoded"
