@@ -382,6 +382,29 @@ def test_workers_exit_when_prepare_is_killed(synthetic_root: Path, tmp_path: Pat
         parent.kill()
 
 
+def opencv_threads(job: prep.Job) -> tuple[str, None, str]:
+    """A conversion that reports, as its error, how many threads OpenCV uses in the worker running it."""
+    return job[0], None, f"{cv2.getNumThreads()} OpenCV threads"
+
+
+def test_each_worker_converts_with_one_opencv_thread_and_prepare_restores_its_own(
+    synthetic_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Forked workers inherited the OpenCV pool size of the process that ran prepare (its CPU count by default), so
+    N workers ran N times the cores in threads; DataLoader workers use one each. Set before the fork (setting it in
+    a forked child whose parent had run OpenCV's pool can deadlock), and the caller's back afterwards."""
+    threads = cv2.getNumThreads()
+    monkeypatch.setattr(prep, "_convert", opencv_threads)
+    try:
+        cv2.setNumThreads(3)
+        cv2.resize(np.zeros((1000, 800), np.float32), (400, 500))  # this process's pool running before the fork
+        manifest = prep.prepare(str(synthetic_root), str(tmp_path), input_size=SIZE, workers=2)
+        assert set(manifest["errors"].values()) == {"1 OpenCV threads"} and len(manifest["errors"]) >= 12
+        assert cv2.getNumThreads() == 3
+    finally:
+        cv2.setNumThreads(threads)
+
+
 def shrink_dicom(path: Path, rows: int = 8) -> tuple[int, int]:
     """Rewrite a DICOM without its last `rows` rows (its CSV height now disagrees); returns the new size."""
     ds = pydicom.dcmread(path)

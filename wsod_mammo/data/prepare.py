@@ -25,8 +25,9 @@ import io
 import json
 import os
 import sys
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -382,6 +383,28 @@ def _plan(records: list[ImageRecord], cache_dir: str, options: dict[str, Any], s
     return _Plan(manifest, jobs, complete=not jobs and manifest == earlier, new=earlier is None)
 
 
+@contextmanager
+def _worker_pool(workers: int) -> Iterator[ProcessPoolExecutor]:
+    """``workers`` processes converting images, each with one OpenCV thread, as DataLoader workers have
+    (``dataset.seed_worker``): they inherited this process's pool size (its CPU count by default), so 8 workers on
+    16 cores ran 16 threads each. Set here before they are forked (setting it in a forked child whose parent had started
+    OpenCV's pool can deadlock), and back after; workers started otherwise (spawn, forkserver) set it themselves."""
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        with ProcessPoolExecutor(max_workers=workers, initializer=_start_worker, initargs=(os.getpid(),)) as pool:
+            yield pool
+    finally:
+        cv2.setNumThreads(threads)
+
+
+def _start_worker(owner_pid: int) -> None:
+    """A conversion worker: it ends with ``owner_pid`` (``exit_with``) and uses one OpenCV thread."""
+    exit_with(owner_pid)
+    if cv2.getNumThreads() != 1:  # a worker not forked from prepare's process (see _worker_pool)
+        cv2.setNumThreads(1)
+
+
 def _prepare_locked(plan: _Plan, cache_dir: str | Path, workers: int, options: dict[str, Any]) -> dict[str, Any]:
     """``prepare``'s conversion of ``plan``'s jobs, its options checked and the cache folder held."""
     folder = Path(cache_dir) / "images"
@@ -392,11 +415,7 @@ def _prepare_locked(plan: _Plan, cache_dir: str | Path, workers: int, options: d
         started = {"version": MANIFEST_VERSION, **options, "images": {}, "errors": {}}
         write_atomic(Path(cache_dir) / MANIFEST, json.dumps(started, indent=1, sort_keys=True).encode())
     images, errors = dict(plan.manifest["images"]), {}
-    with (
-        ProcessPoolExecutor(max_workers=workers, initializer=exit_with, initargs=(os.getpid(),))
-        if workers > 0 and plan.jobs
-        else nullcontext()
-    ) as pool:
+    with _worker_pool(workers) if workers > 0 and plan.jobs else nullcontext() as pool:
         results = pool.map(_convert, plan.jobs, chunksize=1) if pool is not None else map(_convert, plan.jobs)
         for image_id, entry, error in tqdm(results, total=len(plan.jobs), desc="prepare", unit="img"):
             images[image_id], errors[image_id] = entry, error
