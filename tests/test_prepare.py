@@ -114,6 +114,30 @@ def test_a_rerun_with_other_options_is_refused_and_loses_nothing(
     assert again["images"] and not again["errors"]
 
 
+@pytest.mark.parametrize("first", ["damaged", "another JSON"])
+def test_a_cache_of_another_size_under_a_damaged_manifest_is_refused_whatever_its_first_sidecar(
+    synthetic_root: Path, tmp_path: Path, first: str
+) -> None:
+    """Without a readable manifest the cache's setting was its first sidecar's: where that one was damaged (a power
+    cut) or another JSON file sorted first, nothing was checked (or a bare KeyError stopped prepare), and a rerun of
+    another input_size kept the images of the old one under a manifest naming the new. Every sidecar that gives a
+    setting is compared."""
+    prep.prepare(str(synthetic_root), str(tmp_path), input_size=SIZE, workers=0)
+    (tmp_path / prep.MANIFEST).write_text("")  # a power cut
+    sidecar = sorted((tmp_path / "images").glob("*.json"))[0]
+    if first == "damaged":
+        sidecar.write_text(sidecar.read_text()[:20])
+    else:
+        (tmp_path / "images" / f"0{sidecar.name}").write_text('{"notes": "a reader\'s own file"}')
+    before = _files(tmp_path)
+    named = r"input_size=\[128, 80\], this run asks for input_size=\[64, 48\]"
+    with pytest.raises(ValueError, match=f"cache_dir: {tmp_path} holds images prepared with {named}; give another"):
+        prep.prepare(str(synthetic_root), str(tmp_path), input_size=(64, 48), workers=0)
+    assert _files(tmp_path) == before
+    again = prep.prepare(str(synthetic_root), str(tmp_path), input_size=SIZE, workers=0)  # the same options resume
+    assert again["images"] and not again["errors"] and again == prep.load_manifest(tmp_path)
+
+
 @pytest.mark.parametrize("damage", ["", '{"a": 1}', "[1]", "geometry-null", "file-elsewhere"])
 def test_a_damaged_sidecar_is_converted_again(synthetic_root: Path, tmp_path: Path, damage: str) -> None:
     """An empty sidecar (renames are not fsynced: a power cut) stopped the whole rerun with a bare JSONDecodeError;

@@ -25,7 +25,7 @@ import io
 import json
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -463,29 +463,39 @@ def cache_option_differences(
 ) -> tuple[str, str] | None:
     """``("input_size=[..], ...", "input_size=[..], ...")``: the cache's setting and ``options`` where they differ
     (None where they agree, or the cache has no setting yet). The cache's is its manifest's (written when a run
-    starts), else, for a cache interrupted before manifests were written first, its first image's sidecar (size,
-    resize, format). Shared by ``wsod prepare`` (rerun into a cache) and the DataModule (reading one)."""
+    starts), else (a damaged manifest, a cache interrupted before manifests were written first) each image's
+    sidecar's (size, resize, format): the first sidecar's alone let a cache of another size be reused, its images
+    kept under a manifest naming this run's, where that sidecar was damaged or another JSON file sorted first.
+    Shared by ``wsod prepare`` (rerun into a cache) and the DataModule (reading one)."""
     if manifest is not None:
-        earlier = {key: manifest.get(key, "stretch" if key == "resize" else None) for key in options}
+        settings: Iterable[dict[str, Any]] = [
+            {key: manifest.get(key, "stretch" if key == "resize" else None) for key in options}
+        ]
     else:
-        sidecar = next(iter(sorted((Path(cache_dir) / "images").glob("*.json"))), None)
+        settings = _sidecar_settings(Path(cache_dir) / "images")
+    for earlier in settings:
+        differing = [key for key in options if earlier.get(key) is not None and earlier[key] != options[key]]
+        if differing:
+            said = [", ".join(f"{key}={setting[key]}" for key in differing) for setting in (earlier, options)]
+            return said[0], said[1]
+    return None
+
+
+def _sidecar_settings(folder: Path) -> Iterator[dict[str, Any]]:
+    """The setting (``input_size``, ``resize``, ``cache_format``) each sidecar in ``folder`` was written with, in
+    name order; sidecars that give none (damaged, another JSON file) are passed over."""
+    for sidecar in sorted(folder.glob("*.json")):
         try:
-            entry = json.loads(sidecar.read_text(encoding="utf-8")) if sidecar is not None else None
-        except (ValueError, OSError):
-            entry = None
-        if entry is None:
-            return None
-        geometry = entry["geometry"]
-        earlier = {
-            "input_size": [geometry["out_height"], geometry["out_width"]],
-            "resize": geometry.get("resize", "stretch"),
-            "cache_format": Path(entry["file"]).suffix[1:],
-        }
-    differing = [key for key in options if earlier.get(key) is not None and earlier[key] != options[key]]
-    if not differing:
-        return None
-    settings = [", ".join(f"{key}={setting[key]}" for key in differing) for setting in (earlier, options)]
-    return settings[0], settings[1]
+            entry = json.loads(sidecar.read_text(encoding="utf-8"))
+            geometry = entry["geometry"]
+            setting = {
+                "input_size": [geometry["out_height"], geometry["out_width"]],
+                "resize": geometry.get("resize", "stretch"),
+                "cache_format": Path(entry["file"]).suffix[1:],
+            }
+        except (ValueError, OSError, KeyError, TypeError, AttributeError):
+            continue
+        yield setting
 
 
 def _report(manifest: dict[str, Any], cache_dir: str | Path) -> None:
