@@ -524,6 +524,43 @@ def test_a_jpeg_frame_header_far_into_its_stream_or_giving_no_rows_is_checked_be
     np.testing.assert_allclose(read_dicom(kept)[0], read_dicom(plain)[0], atol=0.01)
 
 
+def _jp2(stream: bytes, size: tuple[int, int], xml: int) -> bytes:
+    """A JPEG 2000 codestream in a JP2 file of ``size`` (rows, columns), with an XML box of ``xml`` bytes before it."""
+
+    def box(kind: bytes, payload: bytes) -> bytes:
+        return struct.pack(">I", 8 + len(payload)) + kind + payload
+
+    header = box(b"ihdr", struct.pack(">2IH4B", *size, 1, 15, 7, 0, 0)) + box(b"colr", bytes(3) + bytes([0, 0, 0, 17]))
+    return b"".join([box(b"jP  ", b"\r\n\x87\n"), box(b"ftyp", b"jp2 " + bytes(4) + b"jp2 "), box(b"jp2h", header),
+                     box(b"xml ", b" " * xml), box(b"jp2c", stream)])  # fmt: skip
+
+
+def test_a_jp2_file_whose_codestream_lies_after_large_boxes_has_its_size_checked_before_decoding(
+    tmp_path: Path,
+) -> None:
+    """A JPEG 2000 stream wrapped in a JP2 file had its SIZ looked for in its first KB: after a large box (XML, an
+    ICC profile) it was not found, and a 5-KB file declaring 20000 x 20000 pixels (SIZ and the JP2 header alike)
+    was decoded, 0.9 GB in the decoder. Its boxes are now walked by their lengths to the codestream."""
+    from pydicom.encaps import encapsulate, generate_frames
+
+    pixels = (np.arange(64 * 48, dtype=np.uint16).reshape(64, 48) * 7) % 4096
+    plain = write(tmp_path / "plain.dcm", pixels, WindowCenter=2048, WindowWidth=4096, Modality="MG")
+    ds = pydicom.dcmread(plain)
+    ds.compress(JPEG2000Lossless)
+    stream = bytearray(next(generate_frames(ds.PixelData, number_of_frames=1)))
+    ds.PixelData = encapsulate([_jp2(bytes(stream), (64, 48), 4000)])
+    ds.save_as(tmp_path / "jp2.dcm")
+    assert codestream.declared_size(ds, tmp_path / "jp2.dcm") == (64, 48)
+    np.testing.assert_array_equal(read_dicom(tmp_path / "jp2.dcm")[0], read_dicom(plain)[0])
+    struct.pack_into(">6I", stream, 8, 12000, 12000, 0, 0, 12000, 12000)  # Xsiz, Ysiz, offsets, one tile
+    ds.PixelData = encapsulate([_jp2(bytes(stream), (12000, 12000), 4000)])
+    ds.save_as(tmp_path / "huge.dcm")
+    started = decoder_process.helper_pid()
+    with pytest.raises(DicomError, match=r"huge.dcm: its compressed pixel data declare 12000x12000 pixels, over"):
+        read_dicom(tmp_path / "huge.dcm")
+    assert decoder_process.helper_pid() == started  # refused before any decoding
+
+
 def test_an_rle_stream_holding_the_bytes_of_a_jpeg_2000_header_is_read(tmp_path: Path) -> None:
     """RLE declares no size: its first fragment's bytes, where they hold SOC and SIZ's markers by chance, are not
     read as a JPEG 2000 header (which refused the file as declaring 0x0 pixels)."""

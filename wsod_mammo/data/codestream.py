@@ -3,8 +3,9 @@
 The decoders (OpenJPEG, GDCM) allocate the size their codestream declares, and pydicom compares it with the
 header's Rows x Columns only after decoding: a few-KB JPEG 2000 file whose SIZ claims 60000 x 60000 pixels made the
 decoder process allocate GBs. Reading the size costs a few short reads: JPEG 2000's SIZ segment follows its SOC
-marker; JPEG's and JPEG-LS's frame header (SOFn) follows table and application segments, walked by their lengths
-(a fixed 64-KB window missed a frame header after a large APPn or COM segment, and its size went unchecked).
+marker (in a JP2 file, after boxes walked by their lengths); JPEG's and JPEG-LS's frame header (SOFn) follows table
+and application segments, walked by their lengths (a fixed 64-KB window missed a frame header after a large APPn or
+COM segment, and its size went unchecked).
 """
 
 from __future__ import annotations
@@ -94,15 +95,33 @@ class _Frame:
 
 
 def _jpeg2000_size(stream: bytes) -> tuple[int, int] | None:
-    """(rows, columns) from the SIZ segment: Ysiz - YOsiz, Xsiz - XOsiz; in a JP2 file's codestream too. None for a
-    stream that starts as neither (RLE: its bytes could hold SOC and SIZ's by chance)."""
-    if not stream.startswith(J2K_SIZ) and stream[4:8] != b"jP  ":
+    """(rows, columns) from the SIZ segment: Ysiz - YOsiz, Xsiz - XOsiz. None for a stream that does not start with
+    SOC and SIZ (RLE: its bytes could hold SOC and SIZ's by chance)."""
+    if not stream.startswith(J2K_SIZ) or len(stream) < 24:
         return None
-    at = stream.find(J2K_SIZ)
-    if at < 0 or len(stream) < at + 24:
-        return None
-    xsiz, ysiz, xosiz, yosiz = struct.unpack_from(">4I", stream, at + 8)
+    xsiz, ysiz, xosiz, yosiz = struct.unpack_from(">4I", stream, 8)
     return max(ysiz - yosiz, 0), max(xsiz - xosiz, 0)
+
+
+def _jp2_codestream(frame: _Frame) -> int | None:
+    """Where a JP2 file's codestream (its ``jp2c`` box's content) begins, its boxes walked by their lengths: a
+    1-KB window missed it after large boxes (XML, an ICC profile), and its size went unchecked. None where the
+    boxes end first; StreamError after :data:`MAX_STEPS` boxes."""
+    at = 0
+    for _ in range(MAX_STEPS):
+        head = frame.read(at, 16)  # LBox, TBox, and XLBox where LBox is 1
+        if len(head) < 8:
+            return None
+        length, kind = struct.unpack_from(">I4s", head)
+        header = 8
+        if length == 1 and len(head) == 16:
+            length, header = struct.unpack_from(">Q", head, 8)[0], 16
+        if kind == b"jp2c":
+            return at + header
+        if length < header:  # 0: the last box, to the end; less than its header: damaged
+            return None
+        at += length
+    raise StreamError(f"its compressed pixel data hold over {MAX_STEPS:,} boxes before their codestream")
 
 
 def _jpeg_size(frame: _Frame) -> tuple[int, int] | None:
@@ -131,10 +150,13 @@ def _jpeg_size(frame: _Frame) -> tuple[int, int] | None:
 def declared_size(ds: pydicom.Dataset, path: Path) -> tuple[int, int] | None:
     """(rows, columns) the first frame's codestream declares; None where it is not found (another compression,
     RLE, whose size is the header's; or a stream too damaged for the decoder to read anyway). StreamError for a
-    JPEG stream made to be walked for long (:data:`MAX_STEPS`)."""
+    JPEG stream or JP2 file made to be walked for long (:data:`MAX_STEPS`)."""
     with _pixel_value(ds, path) as read:
         frame = _Frame(read)
         start = frame.read(0, 1024)
         if start.startswith(b"\xff\xd8"):
             return _jpeg_size(frame)
+        if start[4:8] == b"jP  ":  # a JP2 file around the codestream (the standard wants the bare codestream)
+            at = _jp2_codestream(frame)
+            start = frame.read(at, 24) if at is not None else b""
         return _jpeg2000_size(start)
