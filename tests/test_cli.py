@@ -138,6 +138,9 @@ def test_test_writes_both_tables_the_froc_plot_and_overlays(trained: Path) -> No
     # figures are deterministic for one precision and set of versions: the report says which
     versions = {"torch": torch.__version__, "lightning": lightning.__version__, "wsod_mammo": wsod_mammo.__version__}
     assert summary["evaluated_under"] == {"precision": "32-true", **versions}
+    # and the frame its boxes were measured in, by config.yaml's names
+    assert summary["input_frame"] == {"input_size": list(INPUT_SIZE), "crop_breast": True, "resize": "stretch",
+                                      "crop_shape": [64, 64]}  # fmt: skip
     assert summary["coverage"]["images_tested"] == summary["coverage"]["images_in_split"] == 8  # the whole split
     table1 = list(csv.DictReader(open(run / "table1.csv")))
     assert [r["head"] for r in table1] == ["global", "local", "fusion"]

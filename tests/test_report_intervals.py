@@ -63,6 +63,23 @@ def test_compare_redraws_a_reports_interval_with_the_reports_own_seed(tmp_path) 
     assert paired_bootstrap(records, records, budget, seed)["a"] == pytest.approx(reported, nan_ok=True)
 
 
+def test_the_report_records_the_input_frame_it_was_measured_in(tmp_path) -> None:
+    """detection.json named no input frame: a reader of it alone could not tell at which resolution (input_size,
+    resize, crop_shape) its boxes and FPPI were measured; config.yaml's names, the other keys as they were."""
+    results = {("cam", "mass"): _result(), ("cam", "all"): _result(False)}
+    trainer, module = _cam_run()
+    write_test_report(tmp_path, trainer, module, results, NO_TABLE1, fppi_budget=1.0, seed=7)
+    before = json.loads((tmp_path / "detection.json").read_text())
+    trainer.datamodule = SimpleNamespace(input_size=(384, 256), crop_breast=True, resize="fit")
+    module.model = SimpleNamespace(crop_shape=(64, 32))
+    write_test_report(tmp_path, trainer, module, results, NO_TABLE1, fppi_budget=1.0, seed=7)
+    summary = json.loads((tmp_path / "detection.json").read_text())
+    frame = {"input_size": [384, 256], "crop_breast": True, "resize": "fit", "crop_shape": [64, 32]}
+    assert summary.pop("input_frame") == frame
+    assert before.pop("input_frame") == dict.fromkeys(frame)  # no data module, no GMIC: null, the key still there
+    assert summary.keys() == before.keys()
+
+
 def test_a_report_the_disk_cannot_hold_keeps_the_earlier_files_whole_and_names_the_file(tmp_path) -> None:
     """A full disk mid-report left a cut file where the earlier run's stood (a cut FROC PNG, a cut detection.json
     that `wsod report` then fails on), under Python's "[Errno 27] File too large" or "[Errno 28] No space left on

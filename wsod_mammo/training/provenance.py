@@ -24,6 +24,21 @@ def evaluation_setting(trainer: Trainer) -> dict[str, str]:
             "wsod_mammo": __version__}  # fmt: skip
 
 
+def input_frame(trainer: Trainer, pl_module: LightningModule) -> dict[str, Any]:
+    """The frame a test ran at, by ``config.yaml``'s names (``data``'s ``input_size``, ``crop_breast``, ``resize``
+    and the model's ``crop_shape``): boxes and FPPI were measured in it, and ``detection.json`` alone named none.
+    None where the trainer has no data module or the module no GMIC."""
+    data = getattr(trainer, "datamodule", None)
+    size = getattr(data, "input_size", None)
+    crop = getattr(getattr(pl_module, "model", None), "crop_shape", None)
+    return {
+        "input_size": None if size is None else [int(v) for v in size],
+        "crop_breast": None if data is None else getattr(data, "crop_breast", None),
+        "resize": None if data is None else getattr(data, "resize", None),
+        "crop_shape": None if crop is None else [int(v) for v in crop],
+    }
+
+
 def evaluated_weights(trainer: Trainer, pl_module: LightningModule) -> dict[str, Any]:
     """What a test evaluated: ``weights`` (``checkpoint``, ``NYU weights`` as they are, ``weights in memory`` after
     a fit in the same process, or the ``untrained network``: ``--ckpt_path untrained``, a baseline) and

@@ -31,7 +31,7 @@ from wsod_mammo.detection.pointing_report import pointing_summary, pointing_text
 from wsod_mammo.detection.pointing_strata import pointing_by_kind, pointing_by_kind_text
 from wsod_mammo.detection.record_strata import with_densities
 from wsod_mammo.detection.report import partial_coverage, write_table
-from wsod_mammo.training.provenance import evaluated_weights, evaluation_setting
+from wsod_mammo.training.provenance import evaluated_weights, evaluation_setting, input_frame
 from wsod_mammo.training.table1_report import Table1Figures, write_table1
 from wsod_mammo.training.table2_report import (
     OPERATING_POINT,
@@ -95,6 +95,7 @@ def write_test_report(
         },
         **table1_entries,
         "evaluated_under": evaluation_setting(trainer),
+        "input_frame": input_frame(trainer, pl_module),
     }
     rows = write_table2_rows(directory, train_method, results, fppi_budget, seed, iou_rule,
                              frozenset(pl_module.detection_thresholds),
