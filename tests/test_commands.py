@@ -207,6 +207,31 @@ def test_bad_input_to_a_plain_subcommand_is_one_line_naming_it_and_the_traceback
     assert unset.returncode == 1 and "Traceback" not in unset.stderr  # 0 asks for no traceback
 
 
+def test_a_home_that_cannot_be_written_gets_matplotlib_a_folder_of_its_own_quietly(tmp_path, monkeypatch) -> None:
+    """With a read-only home every `wsod test`/`predict` began with matplotlib's "mkdir -p failed" and "Matplotlib
+    created a temporary cache directory ... MPLCONFIGDIR" lines, and rebuilt its font cache in a folder deleted at
+    exit. The command sets MPLCONFIGDIR to a folder of the user's own under the temporary folder, kept between
+    commands; a user's MPLCONFIGDIR stays. A home that is a file refuses every folder below it, even to root."""
+    home = tmp_path / "home"
+    home.write_text("not a folder")
+    (tmp_path / "tmp").mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("MPLCONFIGDIR", "XDG_CONFIG_HOME", "XDG_CACHE_HOME")}
+    env |= {"HOME": str(home), "TMPDIR": str(tmp_path / "tmp")}
+    code = ("from wsod_mammo.commands import main\ntry:\n    main(['test', '--help'])\nexcept SystemExit:\n"
+            "    import matplotlib.font_manager")  # fmt: skip
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=240, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "matplotlib" not in result.stderr.lower() and "mkdir -p failed" not in result.stderr
+    (folder,) = (tmp_path / "tmp").glob("*matplotlib*")
+    assert folder.name == f"wsod-mammo-matplotlib-{os.getuid()}" and any(folder.glob("fontlist-*.json"))
+    from wsod_mammo.matplotlib_folder import use_writable_matplotlib_folder
+
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("MPLCONFIGDIR", str(tmp_path / "mine"))
+    use_writable_matplotlib_folder()
+    assert os.environ["MPLCONFIGDIR"] == str(tmp_path / "mine")
+
+
 def test_only_gloos_peer_closed_errors_count_as_another_process_stopping() -> None:
     """The one line that points to another process's reason is for a DDP collective that lost its peer (gloo's
     words); any other "Connection reset by peer" (a download, a socket of the user's) keeps its traceback."""

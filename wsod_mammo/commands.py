@@ -21,6 +21,7 @@ from typing import NamedTuple
 
 from wsod_mammo import __version__
 from wsod_mammo.logging_setup import PACKAGE_LOGGER, configure_logging
+from wsod_mammo.matplotlib_folder import use_writable_matplotlib_folder
 from wsod_mammo.sigterm import SigtermWatch, Stopped, watch_sigterm
 
 
@@ -93,6 +94,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.print_help()
         raise SystemExit(2)
     configure_logging()
+    use_writable_matplotlib_folder()  # before the subcommand's imports bring matplotlib in
     name, rest = args[0], args[1:]
     module = None
     with watch_sigterm() as watch:  # before the imports: torch and Lightning take seconds to import
