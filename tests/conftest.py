@@ -32,6 +32,8 @@ def _share_the_cores_between_test_processes() -> None:
 
 
 _share_the_cores_between_test_processes()
+# the tests find each W&B run under its logger's save_dir, where a WANDB_DIR of the developer's would move it from
+os.environ.pop("WANDB_DIR", None)
 
 
 @pytest.fixture(autouse=True)

@@ -185,6 +185,31 @@ def test_wandb_tables_are_logged_where_the_home_folder_cannot_be_written(
     assert os.environ["WANDB_CACHE_DIR"] == str(tmp_path.resolve() / "runs" / "wandb" / "cache")
 
 
+def test_wandb_dir_chooses_where_the_wandb_folder_goes_unless_the_command_line_gives_save_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """WANDB_DIR, W&B's variable for where its wandb/ folder goes, was ignored: Lightning passes save_dir to
+    wandb.init, which outranks it. It now holds the W&B run (the run folders stay in save_dir); a save_dir the command
+    line gives (the CLI passes it as ``dir``) wins over it."""
+    from wsod_mammo.cli_checks import keep_given_save_dir_for_wandb
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb_dir"))
+    wandb_path = "wsod_mammo.training.wandb_logger.OfflineWandbLogger"
+    for typed, where in (({"--config"}, tmp_path / "wandb_dir"), ({"--trainer.logger.save_dir"}, tmp_path / "runs")):
+        section = {"trainer": {"logger": {"class_path": wandb_path, "init_args": {"save_dir": str(tmp_path / "runs")}}}}
+        keep_given_save_dir_for_wandb(section, typed)
+        logger = OfflineWandbLogger(**section["trainer"]["logger"]["init_args"])
+        try:
+            logger.log_metrics({"loss": 1.0}, step=0)
+            run = Path(logger.experiment.dir).resolve()
+        finally:
+            logger.finalize("success")
+        assert run.is_relative_to(where.resolve() / "wandb"), (typed, run)
+        assert logger.save_dir == str(tmp_path / "runs")  # the run folders (checkpoints, reports) stay there
+    assert not any((tmp_path / "wandb_dir" / "wandb").glob(f"offline-run-*-{logger.version}"))
+
+
 def test_wandb_settings_a_user_gives_keep_the_quiet_default_unless_they_set_it(tmp_path: Path) -> None:
     """`settings: {init_timeout: 30}` in a config replaced the quiet default: W&B's 80-row dump came back."""
     given = OfflineWandbLogger(save_dir=str(tmp_path), settings={"init_timeout": 30})._wandb_init["settings"]

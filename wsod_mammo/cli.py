@@ -46,6 +46,7 @@ from wsod_mammo.cli_checks import (
     check_sync_batchnorm,
     check_weights_given,
     disable_slurm_auto_requeue,
+    keep_given_save_dir_for_wandb,
     name_the_wandb_job,
     without_logger,
 )
@@ -386,6 +387,7 @@ class WsodCLI(LightningCLI):
         check_seeds(section)
         check_compile(section)
         check_factory_classes(section)
+        keep_given_save_dir_for_wandb(section, self._options_typed())  # before continue_run says where W&B writes
         if subcommand != "fit":  # evaluation writes into a run folder of its own, never the checkpoint's
             warnings.filterwarnings("ignore", message=CHECKPOINT_DIRPATH_WARNING, category=UserWarning)
             warnings.filterwarnings("ignore", message=CHECKPOINT_CALLBACKS_WARNING, category=UserWarning)

@@ -15,7 +15,7 @@ from wsod_mammo.data.resume_sampling import stopped_epoch_as_unfinished
 from wsod_mammo.folder_locks import holder
 from wsod_mammo.training.checkpoints import FRAME_KEYS, read_lightning_checkpoint, recorded_frame
 from wsod_mammo.training.module import GMICLitModule
-from wsod_mammo.training.wandb_logger import DEFAULT_PROJECT
+from wsod_mammo.training.wandb_logger import DEFAULT_PROJECT, wandb_folder
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +177,7 @@ def continue_run(
             "fit: resuming W&B run %s offline writes a second offline-run-*-%s folder under %s/wandb; upload both "
             "in one `wandb sync` (W&B syncs a resumed run's folders in order of start time; its _step counts again "
             "from 0 in the second: plot against trainer/global_step)",
-            init_args["id"], init_args["id"], init_args.get("save_dir", "."),
+            init_args["id"], init_args["id"], wandb_folder(init_args),
         )  # fmt: skip
 
 

@@ -438,6 +438,19 @@ def name_the_wandb_job(subcommand: str, section: Any) -> None:
         init_args["job_type"] = subcommand
 
 
+#: The command-line options that set a W&B logger's ``save_dir`` (jsonargparse takes ``init_args`` as optional)
+SAVE_DIR_OPTIONS = frozenset({"--trainer.logger.save_dir", "--trainer.logger.init_args.save_dir"})
+
+
+def keep_given_save_dir_for_wandb(section: Any, typed: set[str] | frozenset[str]) -> None:
+    """A W&B logger's ``save_dir`` given on the command line (``typed``: its options) also holds its ``wandb/``
+    folder, whatever ``WANDB_DIR`` says: the logger otherwise puts it in ``WANDB_DIR`` (W&B's variable for it),
+    over the config file's ``save_dir``, which always outranked it."""
+    class_path, init_args = logger_args_of(section)
+    if "Wandb" in class_path and hasattr(init_args, "get") and not init_args.get("dir") and typed & SAVE_DIR_OPTIONS:
+        init_args["dir"] = init_args.get("save_dir")
+
+
 def runs_root(section: Any) -> Path:
     """The folder holding the run folders: the logger's ``save_dir`` (``runs`` for W&B), else the root dir."""
     class_path, init_args = logger_args_of(section)

@@ -71,6 +71,12 @@ def use_writable_wandb_folders(save_dir: str | Path) -> None:
                  variable)  # fmt: skip
 
 
+def wandb_folder(init_args: Any) -> str:
+    """The folder W&B's ``wandb/`` goes into for a logger's ``init_args``: its ``dir``, else ``WANDB_DIR`` (W&B's
+    own variable for it, which Lightning's ``save_dir`` silently outranked), else its ``save_dir``."""
+    return str(init_args.get("dir") or os.environ.get("WANDB_DIR") or init_args.get("save_dir") or ".")
+
+
 class OfflineWandbLogger(WandbLogger):
     """``WandbLogger`` that runs offline by default and honours ``WANDB_MODE`` (``disabled``, ``online``) and the
     ``disabled`` that ``wandb disabled`` writes into W&B's settings files.
@@ -84,7 +90,9 @@ class OfflineWandbLogger(WandbLogger):
     offline run's ``run-*.wandb`` file just after ``finish`` returns, and at the latest when the process exits:
     read in the same process, wait for its ``exit`` record). ``group`` defaults to the name of ``save_dir``, so a
     fit and the tests of its checkpoints share a W&B group. W&B's own terminal output is ``quiet`` unless
-    ``settings`` says otherwise.
+    ``settings`` says otherwise. The W&B run's ``wandb/`` folder goes into ``dir`` if given, else ``WANDB_DIR``,
+    else ``save_dir`` (:func:`wandb_folder`); the run folders (config, checkpoints, reports) stay in ``save_dir``.
+    ``wsod`` passes ``save_dir`` as ``dir`` where the command line gives it: that option wins over ``WANDB_DIR``.
     """
 
     def __init__(
@@ -117,7 +125,9 @@ class OfflineWandbLogger(WandbLogger):
         kwargs["group"] = kwargs.get("group") or Path(save_dir).name or None
         # Lightning types log_model as Literal["all"] | bool; it passes a string through as it is.
         model = cast('Literal["all"] | bool', log_model)
+        folder = wandb_folder({"dir": kwargs.get("dir"), "save_dir": save_dir})
         super().__init__(project=project, save_dir=save_dir, name=name, offline=offline, log_model=model, **kwargs)
+        self._wandb_init["dir"] = folder  # Lightning's passes save_dir, which outranked WANDB_DIR
         # Lightning always passes anonymous (None when unset), and wandb warns that the setting is deprecated.
         self._wandb_init.pop("anonymous", None)
 
@@ -128,6 +138,7 @@ class OfflineWandbLogger(WandbLogger):
         does not exist" for a new save_dir."""
         if self._experiment is None and self.save_dir:
             Path(self.save_dir).mkdir(parents=True, exist_ok=True)
+            Path(self._wandb_init["dir"]).expanduser().mkdir(parents=True, exist_ok=True)
             if self._wandb_init.get("mode") != "disabled":
                 use_writable_wandb_folders(self.save_dir)
         try:
