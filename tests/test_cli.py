@@ -1121,6 +1121,39 @@ def test_a_fit_logging_to_a_csv_logger_resumes_in_its_own_run_folder(tmp_path: P
     assert [row["epoch"] for row in rows if row["val/loss"]] == ["0", "1"]  # each epoch's validation, once
 
 
+def test_a_fit_resumed_from_an_earlier_epoch_drops_the_csv_rows_it_logs_again(tmp_path: Path, data_root: Path) -> None:
+    """A 3-epoch fit resumed from its epoch-1 checkpoint (a fit cut short in epoch 2 resumes from last.ckpt so) kept
+    every row of its metrics.csv, epoch 2's too, then logged epoch 2 again: its steps appeared twice in the file, and
+    a plot drew them twice. The rows from the checkpoint's step on are dropped; the earlier ones are kept."""
+    settings = tiny_config(tmp_path, data_root)
+    settings["trainer"] |= {"limit_train_batches": 1, "max_epochs": 3}
+    settings["trainer"]["logger"] = {"class_path": "lightning.pytorch.loggers.CSVLogger",
+                                     "init_args": {"save_dir": str(tmp_path / "runs")}}  # fmt: skip
+    every_epoch = {
+        "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+        "init_args": {"filename": "e{epoch}", "auto_insert_metric_name": False, "save_top_k": -1},
+    }
+    settings["trainer"]["callbacks"] = [*settings["trainer"]["callbacks"][:2], every_epoch]
+    config = write_config(tmp_path / "c.yaml", settings)
+    main(["fit", "--config", str(config)])
+    folder = tmp_path / "runs" / "lightning_logs" / "version_0"
+
+    def rows() -> list[dict[str, str]]:
+        with (folder / "metrics.csv").open(newline="") as file:
+            return list(csv.DictReader(file))
+
+    before = rows()
+    assert [row["epoch"] for row in before if row["val/loss"]] == ["0", "1", "2"]
+    (folder / "checkpoints" / "last.ckpt").rename(tmp_path / "last.ckpt")  # as if the fit stopped in epoch 2
+    step = torch.load(folder / "checkpoints" / "e1.ckpt", weights_only=True)["global_step"]
+    main(["fit", "--config", str(config), "--ckpt_path", str(folder / "checkpoints" / "e1.ckpt")])
+    after = rows()
+    assert [row["epoch"] for row in after if row["val/loss"]] == ["0", "1", "2"]  # each epoch's validation, once
+    train_steps = [row["step"] for row in after if row["train/loss"]]
+    assert len(train_steps) == len(set(train_steps)) == 3
+    assert after[: len([r for r in before if int(r["step"]) < step])] == [r for r in before if int(r["step"]) < step]
+
+
 def test_every_csv_logger_of_a_list_resumes_in_its_own_run_folder(
     tmp_path: Path, data_root: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -62,7 +62,7 @@ from wsod_mammo.parse_errors import closest_options, one_line
 from wsod_mammo.sigterm import sigterm_without_collectives
 from wsod_mammo.training.module import GMICLitModule
 from wsod_mammo.training.predict import PredictionWriter
-from wsod_mammo.training.run_dir import keep_csv_metrics, report_directory, run_directory
+from wsod_mammo.training.run_dir import keep_csv_metrics, report_directory, resumed_step, run_directory
 
 log = logging.getLogger(__name__)
 
@@ -404,6 +404,7 @@ class WsodCLI(LightningCLI):
                 quiet = getattr(self, "_defaults_only", False)
                 reconcile_input_frame(section, checkpoint, subcommand, given, Path(section["ckpt_path"]), quiet)
             if subcommand == "fit":
+                self._resumed_step = resumed_step(checkpoint)  # its metrics.csv rows from there on are logged again
                 continue_run(Path(section["ckpt_path"]), section, checkpoint.get("wandb_run_id"),
                              checkpoint.get("logger_folders"))  # fmt: skip
                 check_not_rewinding(checkpoint, Path(section["ckpt_path"]), section)  # where continue_run writes
@@ -438,7 +439,7 @@ class WsodCLI(LightningCLI):
                 if subcommand == "fit":
                     check_sync_batchnorm(self.model, self.datamodule, self.config[subcommand])
                     if self.config[subcommand].get("ckpt_path"):  # a resumed fit goes on in its loggers' folders
-                        keep_csv_metrics(self.trainer)
+                        keep_csv_metrics(self.trainer, getattr(self, "_resumed_step", None))
         disable_slurm_auto_requeue(self.trainer)
         sigterm_without_collectives(self.trainer)
         self.trainer.callbacks.insert(0, CtrlCAgain())  # type: ignore[attr-defined]  # set in __init__, undeclared

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import itertools
 import logging
 import os
@@ -100,10 +101,20 @@ def logger_folders(loggers: Iterable[Any]) -> list[dict[str, str]]:
     ]
 
 
-def keep_csv_metrics(trainer: Trainer) -> None:
+def resumed_step(checkpoint: dict[str, Any]) -> int | None:
+    """The logging step a fit resumed from ``checkpoint`` logs its first row at (Lightning's ``_batches_that_stepped``,
+    else ``global_step``): every row an earlier fit logged at it or later is logged again."""
+    loop = ((checkpoint.get("loops") or {}).get("fit_loop") or {}).get("epoch_loop.state_dict") or {}
+    step = loop.get("_batches_that_stepped", checkpoint.get("global_step"))
+    return step if isinstance(step, int) else None
+
+
+def keep_csv_metrics(trainer: Trainer, step: int | None = None) -> None:
     """A CSV logger going on in a run folder that holds its ``metrics.csv`` (a resumed fit, ``continue_run``) keeps
     the rows there: Lightning's writer deletes the file when it is made ("Previous log files in this directory will
-    be deleted"), so the epochs before the resume were lost. Call before the fit (Lightning makes the writer before
+    be deleted"), so the epochs before the resume were lost. Rows at ``step`` (``resumed_step`` of the checkpoint)
+    or later are dropped: the fit logs those steps again (a fit cut short in epoch 2, resumed from epoch 1's
+    checkpoint), and a plot of the file drew them twice. Call before the fit (Lightning makes the writer before
     any hook), on rank 0 (the other ranks' loggers write nothing; before the fit, DDP's ranks are known from the
     environment alone)."""
     if not trainer.is_global_zero or getattr(rank_zero_only, "rank", 0) != 0:
@@ -116,9 +127,23 @@ def keep_csv_metrics(trainer: Trainer) -> None:
             continue
         rows = path.read_bytes()
         with path.open(newline="", encoding="utf-8") as file:
-            header = next(csv.reader(file), [])
+            header, *lines = list(csv.reader(file)) or [[]]
+        if step is not None and "step" in header:
+            kept = [line for line in lines if not _logged_from(line, header.index("step"), step)]
+            if len(kept) < len(lines):  # written as Lightning's writer does (csv's default dialect)
+                text = io.StringIO()
+                csv.writer(text).writerows([header, *kept])
+                rows = text.getvalue().encode("utf-8")
         with warnings.catch_warnings():  # the files it says it deletes are kept
             warnings.filterwarnings("ignore", message="Experiment logs directory .* exists and is not empty")
             writer = logger.experiment
         path.write_bytes(rows)
         writer.metrics_keys = list(header)  # new keys rewrite the file with them added (Lightning's writer)
+
+
+def _logged_from(line: list[str], column: int, step: int) -> bool:
+    """Whether a metrics.csv row was logged at ``step`` or later (a row without a readable step is kept)."""
+    try:
+        return float(line[column]) >= step
+    except (IndexError, ValueError):
+        return False
