@@ -456,6 +456,32 @@ def test_a_failing_run_leaves_the_others_to_run_and_the_study_names_it_at_the_en
         handle.close()
 
 
+def test_the_csvs_warnings_are_said_once_on_the_studys_terminal_before_its_runs(
+    synthetic_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each run said the CSV's warning of findings outside the classes without a box in its own fit.log and
+    test.log, one pair per run, and the study's terminal never: the study says it once, before the runs."""
+    import shutil
+
+    import wsod_mammo.study as study
+
+    root = Path(shutil.copytree(synthetic_root, tmp_path / "data"))
+    lines = (root / "finding_annotations.csv").read_text().splitlines()
+    fields = next(csv.reader([lines[1]]))
+    fields[9], fields[11:15] = "['Suspicious Calcification']", ["", "", "", ""]  # a converter's blank box
+    with (root / "finding_annotations.csv").open("a", newline="") as handle:
+        csv.writer(handle).writerow(fields)
+    config = write_config(tmp_path / "c.yaml", tiny_config(tmp_path, root))
+    launched = []
+    monkeypatch.setattr(study, "run_all", lambda runs, slots, first_alone=False: launched.extend(runs))
+    monkeypatch.setattr(study, "aggregate", lambda *args: "")
+    with caplog.at_level("WARNING", logger="wsod_mammo"):
+        main(["study", "--config", str(config), "--output", str(tmp_path / "s"), "--train_methods", "cam,gradcam",
+              "--seeds", "1,2"])  # fmt: skip
+    assert caplog.text.count("1 row(s) of findings outside the classes ['Mass'] have no box") == 1
+    assert len(launched) == 4
+
+
 def test_an_interrupted_fit_resumes_from_its_last_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A run with last.ckpt and no fit.done resumes with --ckpt_path last: hours of training are not redone."""
     import wsod_mammo.study_runs as study_runs

@@ -26,7 +26,7 @@ import yaml
 from wsod_mammo.atomic_files import write_text_atomic
 from wsod_mammo.config_files import read_config_file
 from wsod_mammo.data.sampling import SEEDS
-from wsod_mammo.data.vindr import FINDING_CSV
+from wsod_mammo.data.vindr import FINDING_CSV, load_records
 from wsod_mammo.detection.report import METHOD_ORDER, count
 from wsod_mammo.detection.study_report import write_study_outputs
 from wsod_mammo.folder_locks import hold, holder, refuse_held
@@ -187,6 +187,23 @@ def data_to_synthesize(config: dict[str, Any]) -> bool:
     data = (config.get("data") or {}).get("init_args") or {}
     root = data.get("data_root")
     return bool(data.get("synthesize_if_missing")) and not (root and (Path(root).expanduser() / FINDING_CSV).is_file())
+
+
+def say_data_warnings(config: dict[str, Any]) -> None:
+    """The CSV's warnings (rows repeating an earlier one, findings outside the classes without a box), said once on
+    the study's terminal before its runs: each run says them in its own ``fit.log`` and ``test.log`` only, one
+    pair of files per run, and the study's terminal never did. Nothing where the data is still to be synthesized,
+    another DataModule reads it, or it cannot be read (the first run fails saying why)."""
+    data = config.get("data") or {}
+    init_args = data.get("init_args") or {}
+    if not init_args.get("data_root") or data_to_synthesize(config):
+        return
+    if not str(data.get("class_path") or "VinDrMammoDataModule").endswith("VinDrMammoDataModule"):
+        return
+    try:
+        load_records(Path(init_args["data_root"]).expanduser(), list(init_args.get("classes") or ["Mass"]))
+    except Exception:  # the runs' own DataModule says what is wrong, in the first run's log and the study's error
+        return
 
 
 def slurm_script(argv: list[str], n_runs: int, output: Path, gpu: bool = True) -> str:
@@ -530,6 +547,7 @@ def _run_study(
     if not args.aggregate_only:
         gpus: list[str | None] = [str(i) for i in range(args.gpus)]
         slots = gpus or [None] * args.parallel  # >= 1: check_study_options
+        say_data_warnings(base)
         run_all(list(runs.values()), slots, first_alone=data_to_synthesize(base))
     print(aggregate(output, runs, _test_methods(args)), end="")
     log.info("study tables, FROC plots and summary.md written to %s", output)
