@@ -2857,6 +2857,58 @@ def test_under_slurm_no_requeue_checkpoint_is_written_nor_loaded_without_a_word(
     assert f"--ckpt_path {stray}" in error
 
 
+#: What SLURM's `srun` sets for a task of one node (``--ntasks`` alone, as `sbatch --ntasks 1`, sets no count per node)
+SLURM_TASK = {"SLURM_NNODES": "1", "SLURM_JOB_NAME": "train", "SLURM_JOB_ID": "4242", "SLURM_NODEID": "0",
+              "SLURM_NODELIST": "localhost"}  # fmt: skip
+#: What torchrun sets for a process of one node (the rest as SLURM_TASK's: each test gives its own)
+TORCHRUN_PROCESS = {"GROUP_RANK": "0", "TORCHELASTIC_RUN_ID": "none", "MASTER_ADDR": "127.0.0.1",
+                    "MASTER_PORT": "29500"}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("launched", "trainer", "match"),
+    [({**SLURM_TASK, "SLURM_NTASKS": "1", "SLURM_PROCID": "0", "SLURM_LOCALID": "0"}, {"devices": 2, "strategy": "ddp"},
+      r"^wsod fit: SLURM started 1 process \(SLURM_NTASKS=1\) but the trainer runs 2 \(trainer.devices 2 x "
+      r"trainer.num_nodes 1\): each would take 1/2 of the images, the rest left out; start 2 tasks"),
+     ({**SLURM_TASK, "SLURM_NTASKS": "2", "SLURM_NTASKS_PER_NODE": "2", "SLURM_PROCID": "1", "SLURM_LOCALID": "1"},
+      {"devices": 1},
+      r"^wsod fit: SLURM started 2 processes \(SLURM_NTASKS=2\) but the trainer runs one .*each would run the "
+      r"whole command on its own"),
+     ({**TORCHRUN_PROCESS, "WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0"}, {"devices": 1},
+      r"^wsod fit: torchrun started 2 processes \(WORLD_SIZE=2\) but the trainer runs one"),
+     ({**TORCHRUN_PROCESS, "WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0"},
+      {"devices": 3, "strategy": "ddp"},
+      r"^wsod fit: torchrun started 2 processes \(WORLD_SIZE=2\) but the trainer runs 3 .*; give torchrun "
+      r"--nproc_per_node 3 --nnodes 1")],
+    ids=["slurm-one-task-two-devices", "slurm-second-task-one-device", "torchrun-two-one-device",
+         "torchrun-two-three-devices"],
+)  # fmt: skip
+def test_launched_processes_that_are_not_the_trainers_are_refused_in_one_line_before_anything_is_written(
+    tmp_path: Path,
+    data_root: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    launched: dict[str, str],
+    trainer: dict[str, Any],
+    match: str,
+) -> None:
+    """SLURM's `srun` and torchrun start the processes (Lightning starts none): one task (`sbatch --ntasks 1`) with
+    `devices 2` ran alone, sharded as one of two, and fitted, validated and tested on half the images, exit 0 (a test
+    of 8 images reported 4); with `devices 1` each of two processes ran a whole fit, the second into
+    `<project>/None` and `version_None`; torchrun's count not the trainer's was Lightning's traceback."""
+    from lightning.pytorch.utilities import rank_zero_only
+
+    for key, value in launched.items():
+        monkeypatch.setenv(key, value)
+    rank = launched.get("SLURM_PROCID") or launched["RANK"]
+    monkeypatch.setattr(rank_zero_only, "rank", int(rank))  # as Lightning reads it from the environment on import
+    settings = tiny_config(tmp_path, data_root)
+    settings["trainer"] |= trainer
+    config = str(write_config(tmp_path / "c.yaml", settings))
+    _refused(["fit", "--config", config], match, caplog)
+    assert not (tmp_path / "runs").exists()
+
+
 def test_a_predict_pre_empted_by_sigterm_to_its_process_group_stops_keeps_its_rows_and_exits_143(
     tmp_path: Path, trained: Path, data_root: Path
 ) -> None:

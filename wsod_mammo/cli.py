@@ -35,6 +35,7 @@ from wsod_mammo.cli_checks import (
     check_factory_classes,
     check_heads_match_classes,
     check_input_size,
+    check_launched_processes,
     check_monitor_modes,
     check_no_hpc_checkpoint,
     check_nyu_weights_file,
@@ -434,6 +435,7 @@ class WsodCLI(LightningCLI):
         """Build model, data and trainer; an option they refuse (a ValueError naming it) is a configuration error."""
         with configuration_errors(), said_by_rank_zero():
             super().instantiate_classes()
+            check_launched_processes(self.trainer)
             if subcommand := self.config.get("subcommand"):
                 check_nyu_weights_load(self.model, self.config[subcommand], subcommand)
                 if subcommand == "fit":

@@ -310,6 +310,50 @@ def disable_slurm_auto_requeue(trainer: Any) -> None:
         environment.auto_requeue = False
 
 
+def check_launched_processes(trainer: Any) -> None:
+    """A launcher that starts the processes itself (``torchrun``, SLURM's ``srun``) must start the trainer's
+    ``devices`` x ``num_nodes``. Otherwise, without a word: SLURM's one task (``--ntasks 1``) with ``devices 2`` ran
+    alone, sharded as one of two, and trained, validated and tested on half the images; two tasks with ``devices 1``
+    each ran the whole command, the second into ``<project>/None`` and ``version_None`` (no W&B run off rank 0).
+    Lightning's own check (of torchrun's count, of SLURM's per node) was a traceback.
+    A SLURM task 0 alone with ``devices 1`` runs (a batch script's command, ``--ntasks`` asked for CPUs)."""
+    from lightning.fabric.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
+    from lightning.pytorch.utilities import rank_zero_only
+
+    environment = getattr(getattr(trainer, "_accelerator_connector", None), "cluster_environment", None)
+    if environment is None or not environment.creates_processes_externally:
+        return
+    slurm = isinstance(environment, SLURMEnvironment)
+    launcher = "SLURM" if slurm else "torchrun" if isinstance(environment, TorchElasticEnvironment) else "the launcher"
+    count = "SLURM_NTASKS" if slurm else "WORLD_SIZE"
+    expected = trainer.num_nodes * trainer.num_devices
+    runs = f"trainer.devices {trainer.num_devices} x trainer.num_nodes {trainer.num_nodes}"
+    launched = environment.world_size()
+    if expected == 1:  # the rank Lightning's rank_zero_only read from the environment: a second copy's is not 0
+        if launched > 1 and (getattr(rank_zero_only, "rank", 0) != 0 or not slurm):
+            raise ValueError(
+                f"{launcher} started {launched} processes ({count}={launched}) but the trainer runs one ({runs}): "
+                "each would run the whole command on its own; for DDP over them add --config configs/trainer/ddp.yaml "
+                f"with trainer.devices x trainer.num_nodes = {launched}, or start one process"
+            )
+        return
+    if launched != expected:
+        hint = (
+            f"start {expected} tasks (--ntasks-per-node {trainer.num_devices} --nodes {trainer.num_nodes}, `srun "
+            "wsod ...`)"
+            if slurm
+            else f"give torchrun --nproc_per_node {trainer.num_devices} --nnodes {trainer.num_nodes}"
+        )
+        lost = (
+            f": each would take 1/{expected} of the images, the rest left out" if slurm and launched < expected else ""
+        )
+        raise ValueError(
+            f"{launcher} started {launched} process{'es' if launched != 1 else ''} ({count}={launched}) but the "
+            f"trainer runs {expected} ({runs}){lost}; {hint}, or set --trainer.devices and --trainer.num_nodes to match"
+        )
+    environment.validate_settings(num_devices=trainer.num_devices, num_nodes=trainer.num_nodes)
+
+
 def check_predict_inputs(section: Any) -> None:
     """``predict`` on more processes than inputs: each process needs one. The DataModule says so too, but from
     every process once they have started; here it is one line, before any starts (``devices: auto`` is left to it)."""
