@@ -98,6 +98,33 @@ def test_logging_shows_package_info_and_drops_lightning_tips(capsys: pytest.Capt
     )
 
 
+@pytest.mark.parametrize(
+    ("environment", "rank_zero"),
+    [({}, True), ({"RANK": "1", "LOCAL_RANK": "1"}, False), ({"SLURM_PROCID": "1", "SLURM_LOCALID": "1"}, False),
+     ({"SLURM_PROCID": "0", "LOCAL_RANK": "0"}, True), ({"SLURM_PROCID": "0", "LOCAL_RANK": "1"}, False),
+     ({"SLURM_PROCID": "2", "LOCAL_RANK": "0"}, False)],
+    ids=["alone", "torchrun-1", "srun-1", "slurm-shell-0", "slurm-shell-lightning-1", "srun-node-1"],
+)  # fmt: skip
+def test_only_the_process_of_global_rank_zero_logs_info_whatever_started_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], environment: dict[str, str], rank_zero: bool
+) -> None:
+    """In a SLURM shell (`srun --pty bash`, `salloc`: SLURM_JOB_NAME bash, not SLURM to Lightning) the process that
+    Lightning started for `--trainer.devices 2` inherited SLURM_PROCID 0 and took it for its rank: every info line
+    of the run (the data's, the checks') was said twice."""
+    for name in ("RANK", "LOCAL_RANK", "SLURM_PROCID", "SLURM_LOCALID"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    package = logging.getLogger("wsod_mammo")
+    level = package.level
+    try:
+        configure_logging()
+        logging.getLogger("wsod_mammo.some_module").info("data: 11 images")
+    finally:
+        package.setLevel(level)
+    assert capsys.readouterr().err.count("[wsod] data: 11 images") == (1 if rank_zero else 0)
+
+
 def test_lightning_s_leafspec_warning_is_dropped_and_other_warnings_still_show() -> None:
     """Every ``wsod fit`` printed torch's LeafSpec FutureWarning, raised inside Lightning's pytree helper."""
     from lightning.pytorch.utilities._pytree import _tree_flatten

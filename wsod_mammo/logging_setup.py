@@ -83,10 +83,16 @@ class _StderrHandler(logging.StreamHandler):
 
 
 def _global_rank() -> int:
-    for name in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
-        if os.environ.get(name, "").isdigit():
-            return int(os.environ[name])
-    return 0
+    """This process's rank by the environment, 0 or not: ``RANK`` (torchrun's), else a ``LOCAL_RANK`` not 0 (the
+    processes Lightning starts itself), else ``SLURM_PROCID``. A local rank not 0 is never global rank 0: the
+    processes Lightning started in a SLURM shell (``srun --pty bash``, ``salloc``: SLURM_JOB_NAME bash, which Lightning
+    does not take for SLURM) inherit its SLURM_PROCID 0, and the second said every line the first did."""
+    if os.environ.get("RANK", "").isdigit():
+        return int(os.environ["RANK"])
+    local = int(os.environ["LOCAL_RANK"]) if os.environ.get("LOCAL_RANK", "").isdigit() else 0
+    if local == 0 and os.environ.get("SLURM_PROCID", "").isdigit():
+        return int(os.environ["SLURM_PROCID"])
+    return local
 
 
 def configure_logging(level: int = logging.INFO) -> None:
