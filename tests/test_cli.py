@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import hashlib
+import importlib
 import io
 import json
 import logging
@@ -1206,6 +1207,44 @@ def test_a_checkpoint_recording_another_lightning_module_is_refused_despite_gmic
                 "pytorch-lightning_version": "2.5.0"}, path)  # fmt: skip
     with pytest.raises(ValueError, match=r"a checkpoint of other.models.Detector, not of wsod_mammo.training.module"):
         check_checkpoint(path)
+
+
+@pytest.mark.parametrize(
+    ("entry", "value"),
+    [("test_saliency", [{"class_path": "{module}.Method"}]),
+     ("train_saliency", {"class_path": "{module}.Method"}),
+     ("model", {"class_path": "{module}.Network", "init_args": {}}),
+     ("optimizer", {"class_path": "{module}.Optimizer", "init_args": {"lr": 0.1}}),
+     ("optimizer", "{module}.Optimizer"),
+     ("scheduler", "{module}.Scheduler")],
+)  # fmt: skip
+def test_a_module_a_checkpoint_names_is_not_imported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, entry: str, value: Any
+) -> None:
+    """LightningCLI parses a checkpoint's hyperparameters into the model config, and jsonargparse imported every
+    module a class_path (or an optimizer given as an import path) named before checking its type: a module on the
+    path ran its code from a downloaded checkpoint (`wsod test --ckpt_path`). Refused in one line naming the entry;
+    a module the command's config imported (a user's own saliency method) is taken."""
+    module = f"wsod_marker_{tmp_path.name.replace('-', '_')}"
+    marker = tmp_path / "imported"
+    (tmp_path / f"{module}.py").write_text(f"import pathlib\npathlib.Path({str(marker)!r}).touch()\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    named = json.loads(json.dumps(value).replace("{module}", module))
+    path = tmp_path / "crafted.ckpt"
+    hparams = {"_class_path": "wsod_mammo.training.module.GMICLitModule", entry: named}
+    weights = {"model.global_network.conv.weight": torch.zeros(1)}
+    torch.save({"state_dict": weights, "pytorch-lightning_version": "2.6.0", "hyper_parameters": hparams}, path)
+    with pytest.raises(ValueError, match=rf"crafted.ckpt: its hyper_parameters' {re.escape(entry)}.* names {module}"):
+        check_checkpoint(path)
+    assert not marker.exists()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["test", "--ckpt_path", str(path)])
+    assert exit_info.value.code == 2 and not marker.exists()
+    importlib.import_module(module)  # as the user's config naming it imports it
+    try:
+        check_checkpoint(path)
+    finally:
+        sys.modules.pop(module, None)
 
 
 def test_test_keeps_the_configs_input_frame_and_init_args_spelling_counts_as_given(

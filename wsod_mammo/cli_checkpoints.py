@@ -5,12 +5,15 @@ input frame reconciled with the config's."""
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
 from wsod_mammo.cli_checks import checkpoint_dirs, init_args_of, logger_args_of, runs_root
+from wsod_mammo.config_files import named_import_paths
 from wsod_mammo.data.resume_sampling import stopped_epoch_as_unfinished
 from wsod_mammo.folder_locks import holder
 from wsod_mammo.training.checkpoints import FRAME_KEYS, read_lightning_checkpoint, recorded_frame
@@ -320,7 +323,29 @@ def check_checkpoint(path: Path) -> dict[str, Any]:
             f"--ckpt_path {path}: GMIC weights without Lightning's checkpoint record (no 'pytorch-lightning_version', "
             "as a state dict saved alone); give a checkpoint that wsod fit or Trainer.save_checkpoint wrote"
         )
+    check_named_modules(checkpoint.get("hyper_parameters"), path)
     return checkpoint
+
+
+#: the packages whose modules a checkpoint's hyperparameters may name: this one and those it runs on
+TRUSTED_PACKAGES = ("wsod_mammo", "torch", "lightning")
+
+
+def check_named_modules(hparams: Any, path: Path) -> None:
+    """A checkpoint is data: its hyperparameters replace the model config (LightningCLI), and every module a
+    ``class_path`` (or an optimizer or scheduler given as an import path) named there was imported, running its
+    code, before the type was checked. Only wsod_mammo's, torch's and Lightning's are taken, and those already
+    imported (by the command's config or options, which are the user's: their own saliency method)."""
+    for entry, import_path in named_import_paths(hparams):
+        module = import_path.rpartition(".")[0]
+        if module and module not in sys.modules and module.partition(".")[0] not in TRUSTED_PACKAGES:
+            option, given = entry.split("[")[0].split(".")[0], json.dumps({"class_path": import_path})
+            raise ValueError(
+                f"--ckpt_path {path}: its hyper_parameters' {entry} names {import_path}, of a module not imported: a "
+                "checkpoint is data, and wsod imports no module it names; if you trust that module, name the class in "
+                f"the command's config or options (--model.{option} '{given}'), "
+                "which import it"
+            )
 
 
 def _frame_text(frame: dict[str, Any]) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -66,3 +67,20 @@ def _expanded_size(node: yaml.Node, sizes: dict[int, float]) -> float:
         children = []
     sizes[id(node)] = size = 1 + sum(_expanded_size(child, sizes) for child in children)
     return size
+
+
+def named_import_paths(value: Any, key: str = "") -> Iterator[tuple[str, str]]:
+    """``(entry, import path)`` for each ``class_path`` in a config or recorded hyperparameters, and each
+    ``optimizer`` or ``scheduler`` given as a string: the modules jsonargparse imports (running their code)."""
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from named_import_paths(item, f"{key}[{index}]")
+    elif isinstance(value, dict):
+        for name, item in value.items():
+            entry = f"{key}.{name}" if key else str(name)
+            if name == "class_path" and isinstance(item, str):
+                yield key or entry, item
+            elif name in ("optimizer", "scheduler") and isinstance(item, str):
+                yield entry, item
+            else:
+                yield from named_import_paths(item, entry)
