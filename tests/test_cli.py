@@ -54,6 +54,7 @@ from wsod_mammo.models import GMIC, to_nyu_state_dict
 from wsod_mammo.saliency import CAM, GradCAM
 from wsod_mammo.training.callbacks import DetectionMetrics
 from wsod_mammo.training.module import GMICLitModule
+from wsod_mammo.training.module_from_checkpoint import module_from_checkpoint
 from wsod_mammo.training.provenance import checkpoint_record
 
 REPO = Path(__file__).resolve().parents[1]
@@ -1245,6 +1246,25 @@ def test_a_module_a_checkpoint_names_is_not_imported(
         check_checkpoint(path)
     finally:
         sys.modules.pop(module, None)
+
+
+@pytest.mark.parametrize("threshold", [float("nan"), float("inf"), 5.0, -1.0, "0.5", None])
+def test_a_checkpoints_threshold_that_is_no_number_in_0_1_is_refused(tmp_path: Path, threshold: Any) -> None:
+    """A threshold cuts min-max normalized maps: NaN or one above 1 gave no box, one below 0 a box of the whole
+    image, and Table II reported those cells as validated without a word; a string failed in a traceback as the
+    test began. `wsod --ckpt_path`, Predictor.from_checkpoint and load_from_checkpoint refuse it naming the entry."""
+    path = tmp_path / "edited.ckpt"
+    weights = {"model.global_network.conv.weight": torch.zeros(1)}
+    thresholds = {"cam": 0.4, "gradcam": threshold}
+    checkpoint = {"state_dict": weights, "pytorch-lightning_version": "2.6.0", "detection_thresholds": thresholds}
+    torch.save(checkpoint, path)
+    match = rf"edited.ckpt: its detection_thresholds\['gradcam'\] is {re.escape(repr(threshold))}, not a threshold in"
+    with pytest.raises(ValueError, match=rf"^--ckpt_path .*{match}"):
+        check_checkpoint(path)
+    with pytest.raises(ValueError, match=rf"^checkpoint: .*{match}"):
+        module_from_checkpoint(checkpoint, path)
+    with pytest.raises(ValueError, match=r"^checkpoint: its detection_thresholds\['gradcam'\]"):
+        GMICLitModule(GMIC(num_classes=1)).on_load_checkpoint(checkpoint)
 
 
 def test_test_keeps_the_configs_input_frame_and_init_args_spelling_counts_as_given(

@@ -16,7 +16,12 @@ from wsod_mammo.cli_checks import checkpoint_dirs, init_args_of, logger_args_of,
 from wsod_mammo.config_files import named_import_paths
 from wsod_mammo.data.resume_sampling import stopped_epoch_as_unfinished
 from wsod_mammo.folder_locks import holder
-from wsod_mammo.training.checkpoints import FRAME_KEYS, read_lightning_checkpoint, recorded_frame
+from wsod_mammo.training.checkpoints import (
+    FRAME_KEYS,
+    check_detection_thresholds,
+    read_lightning_checkpoint,
+    recorded_frame,
+)
 from wsod_mammo.training.module import GMICLitModule
 from wsod_mammo.training.wandb_logger import DEFAULT_PROJECT, wandb_folder
 
@@ -324,6 +329,7 @@ def check_checkpoint(path: Path) -> dict[str, Any]:
             "as a state dict saved alone); give a checkpoint that wsod fit or Trainer.save_checkpoint wrote"
         )
     check_named_modules(checkpoint.get("hyper_parameters"), path)
+    check_detection_thresholds(checkpoint, f"--ckpt_path {path}")
     return checkpoint
 
 

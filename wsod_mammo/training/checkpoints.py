@@ -42,6 +42,23 @@ def recorded_frame(checkpoint: dict[str, Any]) -> dict[str, Any]:
     return frame
 
 
+def check_detection_thresholds(checkpoint: dict[str, Any], where: str = "checkpoint") -> None:
+    """Each threshold a checkpoint records cuts its method's maps, min-max normalized into [0, 1]: one that is not
+    a number there (a file damaged, edited or written by another tool) cut them into no box (NaN, above 1) or one of
+    the whole image (below 0), and Table II reported that method's cell as validated; a string failed in a traceback
+    as the test began. A ValueError naming ``where`` and the entry."""
+    thresholds = checkpoint.get("detection_thresholds") or {}
+    if not isinstance(thresholds, dict):
+        kind = type(thresholds).__name__
+        raise ValueError(f"{where}: its detection_thresholds are a {kind}, not {{method: threshold}}")
+    for name, value in thresholds.items():
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
+            raise ValueError(
+                f"{where}: its detection_thresholds[{name!r}] is {value!r}, not a threshold in [0, 1] (the checkpoint "
+                "was damaged, edited or written by another tool)"
+            )
+
+
 def read_lightning_checkpoint(path: str | Path, option: str) -> dict[str, Any]:
     """Read a Lightning checkpoint with ``weights_only=True`` (memory-mapped when zip: tensors stay on disk).
 

@@ -25,7 +25,7 @@ from wsod_mammo.models import GMIC, GMICOutput
 from wsod_mammo.models.nyu import load_nyu_checkpoint, load_nyu_state_dict, nyu_percent_t
 from wsod_mammo.saliency import SaliencyMethod, available_saliency_methods, distinct_methods, get_saliency_method
 from wsod_mammo.training.batch_limits import val_limit_option
-from wsod_mammo.training.checkpoints import recorded_frame
+from wsod_mammo.training.checkpoints import check_detection_thresholds, recorded_frame
 from wsod_mammo.training.classification import HEADS, KeyedClassificationMetric, KeyedMean, stage_head_metrics
 from wsod_mammo.training.collapse import ProbabilitySpread, collapsed_message
 from wsod_mammo.training.divergence import (
@@ -510,6 +510,7 @@ class GMICLitModule(LightningModule):
             self._load_records(checkpoint)
 
     def _load_records(self, checkpoint: dict[str, Any]) -> None:
+        check_detection_thresholds(checkpoint)
         self.detection_thresholds = dict(checkpoint.get("detection_thresholds", {}))
         self.tied_thresholds = {str(m) for m in checkpoint.get("detection_thresholds_tied", [])}
         self._drop_thresholds_of_other_methods(checkpoint.get("detection_methods") or {})
