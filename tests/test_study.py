@@ -738,6 +738,33 @@ def test_an_interrupted_runs_config_stays_the_one_it_started_with(
     assert "run cam_seed1 was started with another config" in caplog.text and "resumes with it" in caplog.text
 
 
+@pytest.mark.parametrize("done", ["checkpoints/last.ckpt", "fit.done"])
+def test_a_kept_run_yaml_naming_a_class_the_configs_do_not_is_refused(tmp_path: Path, done: str) -> None:
+    """A started or fitted run resumes (or is tested) with the run.yaml its folder holds, run as a config: a study
+    folder copied from someone else whose run.yaml names a class (a callback of a module on the path) had that
+    module imported and the class built, with a warning of another config only. Refused before any run starts;
+    the classes the command's configs name, and other settings, go on as before."""
+    from wsod_mammo.study import RunSpec, build_parser, write_run_configs
+
+    config = write_config(tmp_path / "base.yaml", tiny_config(tmp_path / "unused", tmp_path / "data"))
+    args = build_parser().parse_args(["--config", str(config), "--output", str(tmp_path / "s"),
+                                      "--train_methods", "cam", "--seeds", "1"])  # fmt: skip
+    run = tmp_path / "s" / "runs" / "cam_seed1"
+    write_run_configs(args, {RunSpec("cam", 1): run})
+    kept = yaml.safe_load((run / "run.yaml").read_text())
+    kept["model"]["init_args"]["beta"] = 0.5  # another setting: kept, with a warning
+    kept["trainer"]["callbacks"].append({"class_path": "their_tools.Upload", "init_args": {"url": "x"}})
+    (run / "run.yaml").write_text(yaml.safe_dump(kept, sort_keys=False))
+    (run / done).parent.mkdir(exist_ok=True)
+    (run / done).write_bytes(b"")
+    with pytest.raises(ValueError, match=r"run cam_seed1's .*run.yaml names their_tools.Upload \(trainer.callbacks"):
+        write_run_configs(args, {RunSpec("cam", 1): run})
+    kept["trainer"]["callbacks"].pop()
+    (run / "run.yaml").write_text(yaml.safe_dump(kept, sort_keys=False))
+    write_run_configs(args, {RunSpec("cam", 1): run})
+    assert yaml.safe_load((run / "run.yaml").read_text())["model"]["init_args"]["beta"] == 0.5
+
+
 def test_a_study_folder_moved_and_run_again_resumes_and_tests_in_its_new_folder(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

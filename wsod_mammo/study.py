@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 
 from wsod_mammo.atomic_files import write_text_atomic
-from wsod_mammo.config_files import read_config_file
+from wsod_mammo.config_files import named_import_paths, read_config_file
 from wsod_mammo.data.sampling import SEEDS
 from wsod_mammo.data.vindr import FINDING_CSV, load_records
 from wsod_mammo.detection.report import METHOD_ORDER, count
@@ -313,6 +313,7 @@ def write_run_configs(
 ) -> None:
     """Each run's ``run.yaml`` (``texts``, else ``run_config_texts``), but those of runs started or running."""
     texts = run_config_texts(args, runs) if texts is None else texts
+    check_kept_classes(runs, texts)
     for spec, run_dir in runs.items():
         run_dir.mkdir(parents=True, exist_ok=True)
         text = texts[spec]
@@ -333,6 +334,25 @@ def write_run_configs(
                 )  # fmt: skip
             continue
         write_text_atomic(kept, text)
+
+
+def check_kept_classes(runs: dict[RunSpec, Path], texts: dict[RunSpec, str]) -> None:
+    """A started or fitted run resumes (or is tested) with the ``run.yaml`` its folder holds, which runs as a config:
+    each ``class_path`` imported and built. A run folder is data (a colleague's study copied to finish it): one
+    naming a class that this command's configs do not ran that module's code, with a warning of another config
+    only. Refused, naming the run, before any run starts."""
+    for spec, run_dir in runs.items():
+        kept, started = run_dir / RUN_CONFIG, (run_dir / "checkpoints" / "last.ckpt").is_file()
+        if not (kept.is_file() and ((run_dir / FIT_DONE).is_file() or started)):
+            continue
+        composed = {path for _, path in named_import_paths(yaml.safe_load(texts[spec]))}
+        named = named_import_paths(yaml.safe_load(kept.read_text(encoding="utf-8")))
+        if foreign := sorted({f"{path} ({entry})" for entry, path in named if path not in composed}):
+            raise ValueError(
+                f"run {spec.name}'s {kept} names {', '.join(foreign)}, which this command's configs do not: "
+                "a run folder is data, and its run.yaml would run as a config (each class_path imported and built); "
+                "give a new --output, or name the class in --config if you trust it"
+            )
 
 
 def _without_group(text: str) -> Any:
