@@ -210,6 +210,26 @@ def test_methods_a_checkpoint_records_by_class_path_are_built(nyu_file: Path, tm
     assert not target.exists()
 
 
+@pytest.mark.parametrize(
+    ("option", "class_path"),
+    [("test_saliency", "wsod_mammo.saliency.newer.ScoreCAM"), ("model", "wsod_mammo.models.gmic_v2.GMIC"),
+     ("train_saliency", "wsod_mammo.saliency.ScoreCAM")],
+)  # fmt: skip
+def test_a_class_of_another_version_a_checkpoint_records_is_one_line_naming_it(
+    nyu_file: Path, tmp_path: Path, option: str, class_path: str
+) -> None:
+    """A checkpoint of another wsod_mammo (a newer one's method or model) ended from_checkpoint in a bare
+    ``ModuleNotFoundError: No module named 'wsod_mammo.saliency.newer'``, naming neither the file nor the entry, or
+    was said to be no SaliencyMethod."""
+    checkpoint = torch.load(nyu_to_checkpoint(nyu_file, tmp_path / "nyu.ckpt", **SMALL), weights_only=True)
+    recorded = {"class_path": class_path, "init_args": {}}
+    hparams = checkpoint["hyper_parameters"] | {option: [recorded] if option == "test_saliency" else recorded}
+    torch.save(checkpoint | {"hyper_parameters": hparams}, tmp_path / "newer.ckpt")
+    with pytest.raises(ValueError, match=rf"newer.ckpt: its (model.)?{option} is {class_path}, which wsod_mammo .* "
+                       r"does not have \(a checkpoint of another version\?\)"):  # fmt: skip
+        Predictor.from_checkpoint(tmp_path / "newer.ckpt", SIZE)
+
+
 def test_a_checkpoint_of_a_native_input_frame_predicts_in_it(nyu_file: Path, tmp_path: Path) -> None:
     """``from_checkpoint`` takes the resize mode the weights were trained with (``input_frame``), ``native`` too."""
     path = nyu_to_checkpoint(nyu_file, tmp_path / "nyu.ckpt", **SMALL)

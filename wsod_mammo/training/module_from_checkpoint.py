@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from wsod_mammo import __version__
 from wsod_mammo.models import GMIC
 from wsod_mammo.models.gmic import COMPILE_OPTIONS
 from wsod_mammo.models.nyu import NYU_CLASS_NAMES, from_nyu_checkpoint
@@ -47,7 +48,15 @@ def _build_recorded(config: dict[str, Any], base: type, path: str | Path, what: 
             "`GMICLitModule.load_from_checkpoint(path)` (which imports that module) and give the module to "
             "`Predictor(module)`"
         )
-    found = getattr(importlib.import_module(module), name, None)
+    try:
+        found = getattr(importlib.import_module(module), name, None)
+    except ImportError:  # raised bare: "No module named 'wsod_mammo.saliency.x'", naming neither file nor entry
+        found = None
+    if found is None:
+        raise ValueError(
+            f"checkpoint: {path}: its {what} is {class_path}, which wsod_mammo {__version__} does not have (a "
+            "checkpoint of another version?)"
+        )
     if not (isinstance(found, type) and issubclass(found, base)):
         raise ValueError(f"checkpoint: {path}: refusing to build {class_path} (the {what} must be a {base.__name__})")
     try:
