@@ -122,8 +122,34 @@ def _edited(fitted: tuple[dict, Path], name: str, key_end: str, value: float) ->
 
 @pytest.fixture(scope="module")
 def nan_checkpoint(fitted: tuple[dict, Path]) -> tuple[Path, Path]:
-    """The fitted checkpoint with its first convolution's weights set to NaN, and its config."""
-    return _edited(fitted, "nan.ckpt", "first_conv.weight", float("nan"))
+    """The fitted checkpoint with its first convolution's weights set to a finite value so large that the model's
+    probabilities are NaN (weights holding NaN themselves are refused as they are read), and its config."""
+    return _edited(fitted, "nan.ckpt", "first_conv.weight", 3e38)
+
+
+def test_weights_holding_nan_or_inf_are_refused_as_read_naming_the_first(tmp_path: Path) -> None:
+    """A checkpoint or NYU file whose weights hold a NaN or an infinity gives NaN for every image: `wsod test`
+    refused it only after running its whole split, `wsod predict` wrote every row without a probability, and a fit
+    from such NYU weights said it "diverged at step 0" and to lower the learning rate."""
+    from wsod_mammo.cli_checkpoints import check_checkpoint
+    from wsod_mammo.models.nyu import load_nyu_checkpoint
+    from wsod_mammo.training.module_from_checkpoint import module_from_checkpoint
+
+    state = {"model.global_network.first_conv.weight": torch.ones(2), "model.fusion.weight": torch.ones(2),
+             "model.global_network.bn.num_batches_tracked": torch.tensor(3)}  # fmt: skip
+    state["model.fusion.weight"][1] = float("inf")
+    path = tmp_path / "diverged.ckpt"
+    torch.save(saved := {"state_dict": state, "pytorch-lightning_version": "2.6.0"}, path)
+    match = r"diverged.ckpt: its weights hold NaN or infinite values \(first: model.fusion.weight\)"
+    with pytest.raises(ValueError, match=rf"^--ckpt_path .*{match}"):
+        check_checkpoint(path)
+    with pytest.raises(ValueError, match=rf"^checkpoint: .*{match}"):
+        module_from_checkpoint(saved, path)
+    nyu = tmp_path / "sample_model_1.p"
+    torch.save({"ds_net.first_conv.weight": torch.tensor([0.5, float("nan")])}, nyu)
+    with pytest.raises(ValueError, match=r"^model.init_from_nyu: .*sample_model_1.p: its weights hold NaN or "
+                       r"infinite values \(first: ds_net.first_conv.weight\)"):  # fmt: skip
+        load_nyu_checkpoint(nyu, option="model.init_from_nyu")
 
 
 def test_testing_a_checkpoint_whose_model_gives_nan_reports_nothing_and_says_so(

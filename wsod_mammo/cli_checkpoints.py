@@ -19,6 +19,7 @@ from wsod_mammo.folder_locks import holder
 from wsod_mammo.training.checkpoints import (
     FRAME_KEYS,
     check_detection_thresholds,
+    check_finite_weights,
     read_lightning_checkpoint,
     recorded_frame,
 )
@@ -330,6 +331,7 @@ def check_checkpoint(path: Path) -> dict[str, Any]:
         )
     check_named_modules(checkpoint.get("hyper_parameters"), path)
     check_detection_thresholds(checkpoint, f"--ckpt_path {path}")
+    check_finite_weights(checkpoint, f"--ckpt_path {path}")
     return checkpoint
 
 

@@ -31,6 +31,15 @@ def load_weights_only(path: str | Path) -> Any:
         raise WeightsOnlyLoadError(_why_not_loaded(path, error)) from None
 
 
+def first_nonfinite(state: dict[str, Any]) -> str | None:
+    """The key of the first tensor of ``state`` holding a NaN or an infinity, else None: weights of a fit that
+    diverged (or damaged) gave NaN for every image, found only once a whole test or predict run had gone through."""
+    for key, value in state.items():
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            return str(key)
+    return None
+
+
 def _damaged_entry(path: str | Path) -> str | None:
     """The first entry of a zip-format file whose bytes fail their CRC, else None: torch reads a zip's tensors
     without checking it, so a file damaged inside its data loaded as other weights without a word (0.2 s for a

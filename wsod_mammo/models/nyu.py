@@ -23,7 +23,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from wsod_mammo.models.gmic import GMIC
-from wsod_mammo.weights_only import WeightsOnlyLoadError, load_weights_only
+from wsod_mammo.weights_only import WeightsOnlyLoadError, first_nonfinite, load_weights_only
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +78,9 @@ def load_nyu_checkpoint(path: str | Path, option: str = "init_from_nyu") -> dict
         raise ValueError(f"{where}: not a weights-only torch state dict ({error})") from None
     if not isinstance(obj, dict) or not all(isinstance(k, str) and isinstance(v, Tensor) for k, v in obj.items()):
         raise ValueError(f"{where}: expected a state dict {{str: Tensor}}, found {_not_a_state_dict(obj)}")
+    if (bad := first_nonfinite(obj)) is not None:  # a fit from them "diverged at step 0": lower the learning rate
+        raise ValueError(f"{where}: its weights hold NaN or infinite values (first: {bad}): damaged, or of a fit that "
+                         "diverged; nothing can be trained or evaluated from them")  # fmt: skip
     return obj
 
 

@@ -21,7 +21,7 @@ from torch import Tensor
 
 from wsod_mammo.atomic_files import temporary_name
 from wsod_mammo.training.monitors import check_logged, check_mode
-from wsod_mammo.weights_only import WeightsOnlyLoadError, load_weights_only
+from wsod_mammo.weights_only import WeightsOnlyLoadError, first_nonfinite, load_weights_only
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,15 @@ def check_detection_thresholds(checkpoint: dict[str, Any], where: str = "checkpo
                 f"{where}: its detection_thresholds[{name!r}] is {value!r}, not a threshold in [0, 1] (the checkpoint "
                 "was damaged, edited or written by another tool)"
             )
+
+
+def check_finite_weights(checkpoint: dict[str, Any], where: str) -> None:
+    """Weights holding a NaN or an infinity (a fit that diverged before its checks, a damaged or edited file) give
+    NaN for every image: a test refused them only after running its whole split, and a predict wrote every row
+    without a probability. A ValueError naming ``where`` and the first such tensor."""
+    if (bad := first_nonfinite(checkpoint.get("state_dict") or {})) is not None:
+        raise ValueError(f"{where}: its weights hold NaN or infinite values (first: {bad}): the fit that wrote it "
+                         "diverged, or the file was damaged; they give no usable figures or predictions")  # fmt: skip
 
 
 def read_lightning_checkpoint(path: str | Path, option: str) -> dict[str, Any]:

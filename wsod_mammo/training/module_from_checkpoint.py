@@ -15,7 +15,7 @@ from wsod_mammo.models import GMIC
 from wsod_mammo.models.gmic import COMPILE_OPTIONS
 from wsod_mammo.models.nyu import NYU_CLASS_NAMES, from_nyu_checkpoint
 from wsod_mammo.saliency import SaliencyMethod
-from wsod_mammo.training.checkpoints import check_detection_thresholds
+from wsod_mammo.training.checkpoints import check_detection_thresholds, check_finite_weights
 from wsod_mammo.training.module import GMICLitModule
 
 
@@ -68,6 +68,7 @@ def _build_recorded(config: dict[str, Any], base: type, path: str | Path, what: 
 def module_from_checkpoint(checkpoint: dict[str, Any], path: str | Path) -> GMICLitModule:
     """A read ``wsod fit`` checkpoint -> GMICLitModule on the CPU (weights only; thresholds restored)."""
     check_detection_thresholds(checkpoint, f"checkpoint: {path}")
+    check_finite_weights(checkpoint, f"checkpoint: {path}")
     state, hparams = checkpoint["state_dict"], checkpoint.get("hyper_parameters") or {}
     model = _build_gmic(hparams.get("model"), path)
     options = ("train_saliency", "test_saliency", "saliency_target", "predict_saliency")
