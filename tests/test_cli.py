@@ -1267,6 +1267,20 @@ def test_a_checkpoints_threshold_that_is_no_number_in_0_1_is_refused(tmp_path: P
         GMICLitModule(GMIC(num_classes=1)).on_load_checkpoint(checkpoint)
 
 
+@pytest.mark.parametrize("size", [["a", "b"], [256], 256, [256, 192, 3]])
+def test_a_checkpoints_input_size_that_is_no_pair_of_numbers_is_one_line_naming_it(tmp_path: Path, size: Any) -> None:
+    """A damaged or edited checkpoint's input frame ended `wsod predict` in "invalid literal for int() with base 10:
+    'a'", naming neither the file nor the entry (a single number: "'int' object is not iterable")."""
+    checkpoint = {"input_frame": {"input_size": size}, "state_dict": {}}
+    section = {"data": {"init_args": {"input_size": [192, 128], "crop_breast": True, "resize": "stretch"}}}
+    message = rf"its input frame's input_size is {re.escape(repr(size))}, not \[height, width\] in pixels"
+    with pytest.raises(ValueError, match=rf"^--ckpt_path .*x.ckpt: {message}"):
+        reconcile_input_frame(section, checkpoint, "predict", [], tmp_path / "x.ckpt")
+    torch.save(checkpoint, tmp_path / "y.ckpt")
+    with pytest.raises(ValueError, match=rf"^checkpoint: .*y.ckpt: {message}"):
+        Predictor.from_checkpoint(tmp_path / "y.ckpt")
+
+
 def test_test_keeps_the_configs_input_frame_and_init_args_spelling_counts_as_given(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -377,7 +377,7 @@ def reconcile_input_frame(
     config is no user's (the predict defaults), so adopting the checkpoint's frame is no news.
     """
     init_args = init_args_of(section, "data")
-    frame = recorded_frame(checkpoint)
+    frame = recorded_frame(checkpoint, f"--ckpt_path {path}")
     if init_args is None or not frame:
         return
     configured = {key: init_args.get(key) for key in FRAME_KEYS}

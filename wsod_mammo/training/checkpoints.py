@@ -29,16 +29,24 @@ PAPER_INPUT_SIZE = (2944, 1920)
 FRAME_KEYS = ("input_size", "crop_breast", "resize")  # what a checkpoint records of the input frame it was made for
 
 
-def recorded_frame(checkpoint: dict[str, Any]) -> dict[str, Any]:
+def recorded_frame(checkpoint: dict[str, Any], where: str = "checkpoint") -> dict[str, Any]:
     """The input frame (``FRAME_KEYS``) a checkpoint's weights were trained or made for: its ``input_frame``, else
     its datamodule's hyperparameters; NYU's weights without either: 2944 x 1920. Keys it does not record are left
-    out, so that the caller's defaults apply."""
+    out, so that the caller's defaults apply. An ``input_size`` that is no pair of numbers is a ValueError naming
+    ``where`` (the bare ``invalid literal for int()`` named neither the file nor the entry)."""
     data = checkpoint.get("input_frame") or checkpoint.get("datamodule_hyper_parameters") or {}
     if not data and checkpoint.get("init_from_nyu"):
         data = {"input_size": list(PAPER_INPUT_SIZE)}
     frame = {key: data[key] for key in FRAME_KEYS if data.get(key) is not None}
     if "input_size" in frame:
-        frame["input_size"] = [int(v) for v in frame["input_size"]]
+        size = frame["input_size"]
+        try:
+            frame["input_size"] = [int(v) for v in size]
+        except (TypeError, ValueError):
+            frame["input_size"] = []
+        if len(frame["input_size"]) != 2:
+            raise ValueError(f"{where}: its input frame's input_size is {size!r}, not [height, width] in pixels (the "
+                             "checkpoint was damaged, edited or written by another tool)")  # fmt: skip
     return frame
 
 
