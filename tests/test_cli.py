@@ -1267,6 +1267,20 @@ def test_a_checkpoints_threshold_that_is_no_number_in_0_1_is_refused(tmp_path: P
         GMICLitModule(GMIC(num_classes=1)).on_load_checkpoint(checkpoint)
 
 
+@pytest.mark.parametrize("key", ["state_dict", "hyper_parameters"])
+def test_a_checkpoint_whose_state_dict_or_hyperparameters_are_no_dict_is_one_line(tmp_path: Path, key: str) -> None:
+    """An edited checkpoint whose state_dict or hyper_parameters were a list ended `wsod predict` in an
+    AttributeError traceback (``'list' object has no attribute 'keys'``)."""
+    checkpoint: dict[str, Any] = {"state_dict": {"model.global_network.conv.weight": torch.zeros(1)},
+                                  "pytorch-lightning_version": "2.6.0", "hyper_parameters": {}}  # fmt: skip
+    checkpoint[key] = ["x"]
+    torch.save(checkpoint, tmp_path / "edited.ckpt")
+    with pytest.raises(ValueError, match=rf"^--ckpt_path .*edited.ckpt: its {key} is a list, not a dict"):
+        check_checkpoint(tmp_path / "edited.ckpt")
+    with pytest.raises(ValueError, match=rf"^checkpoint: .*edited.ckpt: its {key} is a list, not a dict"):
+        Predictor.from_checkpoint(tmp_path / "edited.ckpt")
+
+
 @pytest.mark.parametrize("size", [["a", "b"], [256], 256, [256, 192, 3]])
 def test_a_checkpoints_input_size_that_is_no_pair_of_numbers_is_one_line_naming_it(tmp_path: Path, size: Any) -> None:
     """A damaged or edited checkpoint's input frame ended `wsod predict` in "invalid literal for int() with base 10:

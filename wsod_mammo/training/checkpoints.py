@@ -93,6 +93,10 @@ def read_lightning_checkpoint(path: str | Path, option: str) -> dict[str, Any]:
                 "checkpoint of them with wsod_mammo.inference.nyu_to_checkpoint"
             )
         raise ValueError(f"{option} {path}: not a Lightning checkpoint (no 'state_dict')")
+    for key in ("state_dict", "hyper_parameters"):  # read as dicts everywhere: an AttributeError traceback
+        if key in checkpoint and not isinstance(checkpoint[key], dict):
+            raise ValueError(f"{option} {path}: its {key} is a {type(checkpoint[key]).__name__}, not a dict (the "
+                             "checkpoint was damaged, edited or written by another tool)")  # fmt: skip
     return checkpoint
 
 
