@@ -21,7 +21,7 @@ from wsod_mammo.training.checkpoints import BestCheckpoint, WholeCheckpoint, rea
 from wsod_mammo.training.classification import KeyedMean, classification_metrics
 from wsod_mammo.training.loss import gmic_loss, gmic_sample_losses
 from wsod_mammo.training.module import GMICLitModule
-from wsod_mammo.training.wandb_logger import OfflineWandbLogger
+from wsod_mammo.training.wandb_logger import OfflineWandbLogger, use_writable_wandb_folders
 
 
 def _output(y_global, y_local, y_fusion, saliency) -> GMICOutput:
@@ -208,6 +208,30 @@ def test_wandb_dir_chooses_where_the_wandb_folder_goes_unless_the_command_line_g
         assert run.is_relative_to(where.resolve() / "wandb"), (typed, run)
         assert logger.save_dir == str(tmp_path / "runs")  # the run folders (checkpoints, reports) stay there
     assert not any((tmp_path / "wandb_dir" / "wandb").glob(f"offline-run-*-{logger.version}"))
+
+
+def test_wandb_folders_go_to_the_run_where_there_is_no_home_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HOME unset for a uid without a passwd entry (`docker run -u 12345`, OpenShift): platformdirs' "could not
+    determine the home directory" failed `wsod fit` and `wsod test` with its traceback before the first batch."""
+    import pwd
+
+    def no_entry(uid: int) -> pwd.struct_passwd:
+        raise KeyError(f"getpwuid(): uid not found: {uid}")
+
+    variables = ("WANDB_DATA_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME")
+    for variable in variables:
+        monkeypatch.setenv(variable, "")  # recorded, so that the logger's setting is undone after the test
+        monkeypatch.delenv(variable)
+    monkeypatch.setattr(pwd, "getpwuid", no_entry)
+    use_writable_wandb_folders(tmp_path / "runs")
+    from wandb import env
+
+    assert env.get_data_dir() == str(tmp_path.resolve() / "runs" / "wandb" / "data")  # platformdirs asked first
+    assert os.environ["WANDB_DATA_DIR"] == str(tmp_path.resolve() / "runs" / "wandb" / "data")
+    assert os.environ["WANDB_CACHE_DIR"] == str(tmp_path.resolve() / "runs" / "wandb" / "cache")
+    assert os.environ["WANDB_CONFIG_DIR"] == str(tmp_path.resolve() / "runs" / "wandb" / "config")
 
 
 def test_wandb_settings_a_user_gives_keep_the_quiet_default_unless_they_set_it(tmp_path: Path) -> None:

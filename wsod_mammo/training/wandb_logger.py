@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, cast
 
@@ -51,24 +52,41 @@ def _writable(folder: Path) -> bool:
         return False
 
 
+def _home_folder(find: Callable[[], str | Path]) -> Path | None:
+    """W&B's default folder (``find``: ``wandb.env.get_data_dir``, ``get_cache_dir``, the settings' folder), or None
+    where there is no home to put it in: HOME unset or relative (``HOME=``) for a uid without a passwd entry
+    (``docker run -u 12345``, OpenShift, ``env -i``), where platformdirs and pathlib raise, and `wsod fit` / `test`
+    failed with their traceback before the first batch."""
+    try:
+        return Path(find()).expanduser()
+    except RuntimeError:  # platformdirs' "could not determine the home directory", pathlib's "Could not determine"
+        return None
+
+
 def use_writable_wandb_folders(save_dir: str | Path) -> None:
     """Point W&B's data and cache folders into ``<save_dir>/wandb/`` where their defaults (under the home folder,
     XDG's) cannot be written and no ``WANDB_DATA_DIR`` / ``WANDB_CACHE_DIR`` says where: with a read-only home (a
     container run as another user, HOME=/; a cluster's compute node) `wsod test` wrote its report, then failed
     with wandb's traceback at its first W&B table (staged in the data folder), and W&B's service printed its whole
-    debug log to the terminal (its log folder is in the cache folder). Set before W&B starts its service."""
+    debug log to the terminal (its log folder is in the cache folder). Without a home folder at all, its settings'
+    folder too (``WANDB_CONFIG_DIR``; only read, so a read-only one stays), and XDG's data and cache homes, which W&B
+    asks platformdirs for even where its own variables are set. Set before W&B starts its service."""
     from wandb import env
 
-    for variable, default, name in (
-        (env.DATA_DIR, Path(env.get_data_dir()), "data"),
-        (env.CACHE_DIR, Path(env.get_cache_dir()), "cache"),
+    for variable, find_default, name, xdg in (
+        (env.DATA_DIR, lambda: env.get_data_dir(), "data", "XDG_DATA_HOME"),
+        (env.CACHE_DIR, lambda: env.get_cache_dir(), "cache", "XDG_CACHE_HOME"),
+        (env.CONFIG_DIR, lambda: "~/.config/wandb", "config", None),
     ):
-        if os.environ.get(variable) or _writable(default.expanduser()):
+        default = _home_folder(find_default)
+        moved = Path(os.environ.get(variable) or Path(save_dir).resolve() / "wandb" / name)
+        if default is None and xdg:  # W&B asks platformdirs for its default even where its own variable is set
+            os.environ[xdg] = str(moved)
+        if os.environ.get(variable) or (default is not None and (name == "config" or _writable(default))):
             continue
-        moved = Path(save_dir).resolve() / "wandb" / name
         os.environ[variable] = str(moved)
-        log.info("W&B's %s folder %s cannot be written: it is %s instead (%s sets another)", name, default, moved,
-                 variable)  # fmt: skip
+        why = f"{default} cannot be written" if default else "has no home folder to be in (HOME unset or relative)"
+        log.info("W&B's %s folder %s: it is %s instead (%s sets another)", name, why, moved, variable)
 
 
 def wandb_folder(init_args: Any) -> str:
