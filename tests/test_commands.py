@@ -269,6 +269,43 @@ def test_only_gloos_peer_closed_errors_count_as_another_process_stopping() -> No
     assert not peer_stopped(RuntimeError("gloo: a timeout"))
 
 
+#: What a fit in a container with Docker's default 64 MiB /dev/shm ended with: a DataLoader worker's traceback,
+#: re-raised in the training process (torch 2.14.1, 2944 x 1920 float32 batches of 6).
+WORKER_OUT_OF_SHM = """Caught RuntimeError in DataLoader worker process 0.
+Original Traceback (most recent call last):
+  File "torch/utils/data/_utils/collate.py", line 273, in collate_tensor_fn
+    storage = elem._typed_storage()._new_shared(numel, device=elem.device)
+RuntimeError: unable to allocate shared memory(shm) for file </torch_5932_4095673157_0>: No space left on device (28)
+"""
+
+
+def test_a_worker_out_of_shared_memory_is_one_line_saying_what_to_change(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A container's small /dev/shm (Docker's 64 MiB; a batch of six full-size images is 135 MB) ended `wsod fit`
+    in a worker's traceback whose last line named neither the container's setting nor the package's option."""
+    import wsod_mammo.cli
+
+    def out_of_shm(args: list[str] | None) -> None:
+        raise RuntimeError(WORKER_OUT_OF_SHM)
+
+    monkeypatch.setattr(wsod_mammo.cli, "run_lightning_cli", out_of_shm)
+    monkeypatch.delenv(TRACEBACK, raising=False)
+    with caplog.at_level(logging.ERROR, logger="wsod_mammo"), pytest.raises(SystemExit) as exit_info:
+        main(["fit"])
+    line = caplog.records[-1].getMessage()
+    assert exit_info.value.code == 1 and line.startswith("wsod fit: the DataLoader workers pass their batches through")
+    assert "for file </torch_5932_4095673157_0>: No space left on device (28); /dev/shm holds " in line
+    assert "--shm-size" in line and "--data.pixel_reads main" in line and "--data.num_workers 0" in line
+    monkeypatch.setenv(TRACEBACK, "1")
+    with pytest.raises(RuntimeError, match="unable to allocate shared memory"):
+        main(["fit"])
+    monkeypatch.delenv(TRACEBACK)
+    monkeypatch.setattr(wsod_mammo.cli, "run_lightning_cli", lambda args: exec("raise RuntimeError('other')"))
+    with pytest.raises(RuntimeError, match="other"):  # any other error keeps its traceback
+        main(["fit"])
+
+
 def test_gitignore_covers_the_readme_s_data_paths_and_no_source() -> None:
     """The README's and configs' relative data paths hold patient images, NYU's AGPL weights and result tables:
     a `git add .` must not pick them up; the package's own `data` folder must stay visible."""

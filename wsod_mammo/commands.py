@@ -85,6 +85,26 @@ def peer_stopped(error: BaseException) -> bool:
     return "gloo" in text and any(words in text for words in PEER_STOPPED)
 
 
+#: torch's words where a DataLoader worker could not put a batch into shared memory (/dev/shm: full, read-only or
+#: missing), and where one was killed by SIGBUS writing past the room left there.
+SHARED_MEMORY_FAILED = ("unable to allocate shared memory", "unable to open shared memory", "out of shared memory")
+
+
+def shared_memory_failed(error: BaseException) -> str:
+    """torch's line saying that a DataLoader worker could not pass its batch through shared memory, found in the
+    text of ``error`` (the worker's traceback, re-raised in this process); "" for any other error."""
+    lines = [line.strip() for line in str(error).splitlines() if any(w in line for w in SHARED_MEMORY_FAILED)]
+    return lines[-1].removeprefix("RuntimeError: ") if lines else ""
+
+
+def _shared_memory_size() -> str:
+    try:
+        stat = os.statvfs("/dev/shm")
+    except OSError:
+        return "no /dev/shm"
+    return f"/dev/shm holds {stat.f_blocks * stat.f_frsize / 2**20:.0f} MiB"  # its free space: freed by now
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of ``wsod`` and ``python -m wsod_mammo``: dispatch ``argv[0]`` with the remaining arguments."""
     args = sys.argv[1:] if argv is None else list(argv)
@@ -189,7 +209,20 @@ def _run_lightning(module: ModuleType, name: str, args: list[str] | None) -> Non
         logging.getLogger(PACKAGE_LOGGER).error("wsod %s: %s", name, what)
         raise SystemExit(1) from None
     except RuntimeError as err:
-        if not peer_stopped(err) or os.environ.get(TRACEBACK_VARIABLE, "") not in ("", "0"):
+        if os.environ.get(TRACEBACK_VARIABLE, "") not in ("", "0"):
+            raise
+        if reason := shared_memory_failed(err):  # a container's 64 MiB /dev/shm: a traceback ending in torch's line
+            logging.getLogger(PACKAGE_LOGGER).error(
+                "wsod %s: the DataLoader workers pass their batches through shared memory, and it failed (%s; %s); "
+                "a container's default is 64 MiB, a batch of six 2944 x 1920 float32 images 135 MB, and each worker "
+                "holds up to prefetch_factor batches: give the container more (docker run --shm-size=8g; "
+                "Kubernetes: an emptyDir of medium Memory at /dev/shm), read a `wsod prepare` npy cache's images "
+                "in this process (--data.augment_on device --data.standardize_on device --data.pixel_reads main) "
+                "or load in this process with --data.num_workers 0. %s=1 shows the traceback",
+                name, reason, _shared_memory_size(), TRACEBACK_VARIABLE,
+            )  # fmt: skip
+            raise SystemExit(1) from None
+        if not peer_stopped(err):
             raise
         logging.getLogger(PACKAGE_LOGGER).error(
             "wsod %s: another process of this run stopped, and this one with it; its reason is above (none if "
