@@ -306,6 +306,41 @@ def test_a_worker_out_of_shared_memory_is_one_line_saying_what_to_change(
         main(["fit"])
 
 
+def test_workers_that_cannot_make_their_locks_in_dev_shm_are_one_line_not_lightning_s_teardown_error(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A read-only /dev/shm (a sandbox; a serverless runtime has none) fails the DataLoader's first lock, and
+    Lightning's teardown then raised over it: the fit's last line was "Please call `iter(combined_loader)` first."."""
+    import _multiprocessing
+    import errno
+    import multiprocessing
+    import multiprocessing.synchronize  # imported before SemLock is replaced: it reads SemLock's constants
+
+    import wsod_mammo.cli
+    from wsod_mammo.commands import LOADER_NOT_STARTED
+
+    def read_only(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+    def starts_a_loader(args: list[str] | None) -> None:
+        try:
+            multiprocessing.get_context("spawn").Lock()  # the DataLoader's result queue makes one first
+        finally:
+            raise RuntimeError(LOADER_NOT_STARTED)  # Lightning's teardown of the fetcher, as it leaves the fit
+
+    monkeypatch.setattr(_multiprocessing, "SemLock", read_only)
+    monkeypatch.setattr(wsod_mammo.cli, "run_lightning_cli", starts_a_loader)
+    monkeypatch.delenv(TRACEBACK, raising=False)
+    with caplog.at_level(logging.ERROR, logger="wsod_mammo"), pytest.raises(SystemExit) as exit_info:
+        main(["fit"])
+    line = caplog.records[-1].getMessage()
+    assert exit_info.value.code == 1 and line.startswith("wsod fit: the DataLoader workers could not start")
+    assert "[Errno 30] Read-only file system" in line and "--data.num_workers 0" in line
+    monkeypatch.setenv(TRACEBACK, "1")
+    with pytest.raises(OSError, match="Read-only file system"):  # the error itself, not Lightning's
+        main(["fit"])
+
+
 def test_gitignore_covers_the_readme_s_data_paths_and_no_source() -> None:
     """The README's and configs' relative data paths hold patient images, NYU's AGPL weights and result tables:
     a `git add .` must not pick them up; the package's own `data` folder must stay visible."""

@@ -15,6 +15,7 @@ import logging
 import os
 import signal
 import sys
+import traceback
 from pathlib import Path
 from types import ModuleType
 from typing import NamedTuple
@@ -88,6 +89,26 @@ def peer_stopped(error: BaseException) -> bool:
 #: torch's words where a DataLoader worker could not put a batch into shared memory (/dev/shm: full, read-only or
 #: missing), and where one was killed by SIGBUS writing past the room left there.
 SHARED_MEMORY_FAILED = ("unable to allocate shared memory", "unable to open shared memory", "out of shared memory")
+
+
+#: What Lightning's teardown raises for a loader whose iterator never started, over the error that stopped it (its
+#: workers could not start: no writable /dev/shm for multiprocessing's locks, a process limit).
+LOADER_NOT_STARTED = "Please call `iter(combined_loader)` first."
+
+
+def hidden_by_teardown(error: BaseException) -> BaseException | None:
+    """The error Lightning's teardown hid, where ``error`` is its ``LOADER_NOT_STARTED``; None for any other: the
+    last line a read-only /dev/shm ended a fit with named Lightning's iterator, not the file system."""
+    if isinstance(error, RuntimeError) and str(error) == LOADER_NOT_STARTED and error.__context__ is not None:
+        return error.__context__
+    return None
+
+
+def _locks_failed(error: OSError) -> bool:
+    """Whether ``error`` came from making a multiprocessing lock (a semaphore in /dev/shm), as a DataLoader does
+    before it starts its workers."""
+    lock_module = os.path.join("multiprocessing", "synchronize.py")
+    return any(frame.filename.endswith(lock_module) for frame in traceback.extract_tb(error.__traceback__))
 
 
 def shared_memory_failed(error: BaseException) -> str:
@@ -164,9 +185,11 @@ def _run_lightning(module: ModuleType, name: str, args: list[str] | None) -> Non
     try:
         try:
             module.run_lightning_cli(args)  # None: LightningCLI reads sys.argv
-        except Exception:  # after a Ctrl-C, the DataLoader workers or DDP peers it stopped first ended the run
+        except Exception as err:  # after a Ctrl-C, the DataLoader workers or DDP peers it stopped first ended the run
             if ctrl_c_received():
                 raise KeyboardInterrupt from None
+            if (hidden := hidden_by_teardown(err)) is not None:
+                raise hidden from None
             raise
     except SIGTERMException:  # Lightning's is a SystemExit without a code: status 0, as if the run had finished
         logging.getLogger(PACKAGE_LOGGER).error(
@@ -203,7 +226,18 @@ def _run_lightning(module: ModuleType, name: str, args: list[str] | None) -> Non
         logging.getLogger(PACKAGE_LOGGER).error("wsod %s: %s", name, getattr(err, "reason", err))
         raise SystemExit(1 if isinstance(err, DataError) else 2) from None
     except OSError as err:  # a full disk: the file and the cause, in one line (a traceback named neither)
-        if err.errno not in DISK_FULL or os.environ.get(TRACEBACK_VARIABLE, "") not in ("", "0"):
+        if os.environ.get(TRACEBACK_VARIABLE, "") not in ("", "0"):
+            raise
+        if _locks_failed(err):  # a read-only or missing /dev/shm (a sandbox, a serverless runtime)
+            logging.getLogger(PACKAGE_LOGGER).error(
+                "wsod %s: the DataLoader workers could not start: their locks and batches live in shared memory, "
+                "and making a lock there failed (%s; %s): mount a writable tmpfs at /dev/shm (docker run "
+                "--shm-size=8g; Kubernetes: an emptyDir of medium Memory) or load in this process with "
+                "--data.num_workers 0. %s=1 shows the traceback",
+                name, err, _shared_memory_size(), TRACEBACK_VARIABLE,
+            )  # fmt: skip
+            raise SystemExit(1) from None
+        if err.errno not in DISK_FULL:
             raise
         what = f"{err.filename}: {err.strerror}" if err.filename else err.strerror
         logging.getLogger(PACKAGE_LOGGER).error("wsod %s: %s", name, what)
