@@ -2024,6 +2024,26 @@ def test_evaluating_without_weights_is_refused_and_untrained_must_be_asked_for(
         assert f"report: {report.parent}: its {summary['train_saliency']} row (weights untrained" in caplog.text
 
 
+def test_workers_under_a_temporary_folder_too_long_for_a_socket_address_are_refused_naming_tmpdir(
+    tmp_path: Path, data_root: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A cluster job's long TMPDIR: the workers' Unix sockets (the fork server's, the resource sharer's) are named
+    under it, and the first loader failed with "OSError: AF_UNIX path too long" (with ``fork``: printed by each
+    worker, and the run hung), naming neither TMPDIR nor an option. Refused before any run folder, naming both."""
+    import multiprocessing
+    import tempfile
+
+    long = tmp_path / ("t" * 100)
+    long.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(long))
+    # the folder Python made for this process's sockets, made once a process: here, as under that TMPDIR
+    monkeypatch.setitem(multiprocessing.current_process()._config, "tempdir", str(long / "pymp-12345678"))
+    config = str(write_config(tmp_path / "c.yaml", tiny_config(tmp_path, data_root, num_workers=2)))
+    _refused(["fit", "--config", config], rf"data.num_workers: .* set a shorter TMPDIR \(now {long}\)", caplog)
+    assert not (tmp_path / "runs").exists()
+    cli_checks.check_worker_sockets({"data": {"init_args": {"num_workers": 0}}})  # loads in this process: no socket
+
+
 def test_a_gpu_config_on_a_machine_without_cuda_names_the_option_and_the_cpu_config(
     tmp_path: Path, data_root: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -46,6 +46,7 @@ from wsod_mammo.cli_checks import (
     check_seeds,
     check_sync_batchnorm,
     check_weights_given,
+    check_worker_sockets,
     disable_slurm_auto_requeue,
     keep_given_save_dir_for_wandb,
     name_the_wandb_job,
@@ -387,6 +388,7 @@ class WsodCLI(LightningCLI):
         check_precision(section)
         check_seeds(section)
         check_compile(section)
+        check_worker_sockets(section)
         check_factory_classes(section)
         keep_given_save_dir_for_wandb(section, self._options_typed())  # before continue_run says where W&B writes
         if subcommand != "fit":  # evaluation writes into a run folder of its own, never the checkpoint's

@@ -6,6 +6,9 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import sys
+import tempfile
+from multiprocessing import connection
 from pathlib import Path
 from typing import Any
 
@@ -272,6 +275,31 @@ def check_compile(section: Any) -> None:
             f"which this Python cannot import; install the triton that matches torch {torch.__version__} or run "
             f"eagerly: add {EAGER_NETWORKS}"
         )
+
+
+#: The longest Unix socket address (``sun_path``, its closing NUL included): 104 bytes on macOS and the BSDs.
+SOCKET_PATH_MAX = 108 if sys.platform.startswith("linux") else 104
+
+
+def check_worker_sockets(section: Any) -> None:
+    """DataLoader workers under a long ``TMPDIR`` (a cluster job's scratch folder): the workers hand their batches'
+    shared memory over through a Unix socket (multiprocessing's resource sharer; ``forkserver``, the default, also
+    listens on one), which Python names under the temporary folder, and a name longer than a socket address takes
+    failed the first loader with "OSError: AF_UNIX path too long" (``fork``: printed by each worker, and the run
+    hung), naming neither TMPDIR nor an option. The address is the one Python would use, so a Python that shortens
+    it passes."""
+    data = init_args_of(section, "data") or {}
+    if not data.get("num_workers", 4) or sys.platform == "win32":  # Windows' workers use named pipes
+        return
+    address = connection.arbitrary_address("AF_UNIX")  # type: ignore[attr-defined]  # untyped, public since 2.6
+    if len(os.fsencode(address)) < SOCKET_PATH_MAX:
+        return
+    raise ValueError(
+        f"data.num_workers: the DataLoader workers pass their batches through Unix sockets in the temporary folder, "
+        f"and an address there ({address}, {len(os.fsencode(address))} bytes) is longer than a socket address "
+        f"takes ({SOCKET_PATH_MAX - 1}): set a shorter TMPDIR (now {tempfile.gettempdir()}), e.g. TMPDIR=/tmp, or "
+        f"load in this process with --data.num_workers 0"
+    )
 
 
 def check_no_hpc_checkpoint(section: Any) -> None:
