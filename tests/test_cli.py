@@ -284,6 +284,24 @@ def test_predict_reports_unreadable_files_and_still_predicts_the_rest(trained: P
             assert 0 <= box["xmin"] < box["xmax"] <= 160 and 0 <= box["ymin"] < box["ymax"] <= 256
 
 
+def test_a_folder_named_like_a_number_stays_a_string_in_config_yaml_and_runs_again(
+    tmp_path: Path, trained: Path, data_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A folder named ``1e3`` (jsonargparse reads YAML 1.2's floats; PyYAML wrote it unquoted): the predictions'
+    config.yaml said ``predict_paths: 1000.0``, and that config run again was refused (a run's ``data_root: 1e3``
+    the same: "Expected a <class 'str'>. Got value: 1000.0")."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "1e3").mkdir()
+    shutil.copy(sorted((data_root / "images").glob("*/*.dicom"))[0], tmp_path / "1e3" / "a.dicom")
+    main(["predict", "--config", str(trained / "config.yaml"), "--ckpt_path", "best", "--data.predict_paths", "1e3",
+          "--trainer.callbacks.init_args.output_dir", "first"])  # fmt: skip
+    (config,) = (tmp_path / "first").glob("*/config.yaml")
+    assert yaml.safe_load(config.read_text())["data"]["init_args"]["predict_paths"] == "1e3"
+    main(["predict", "--config", str(config), "--trainer.callbacks.init_args.output_dir", "again"])
+    (again,) = (tmp_path / "again").glob("*/predictions.json")
+    assert [record["path"] for record in json.loads(again.read_text())] == ["1e3/a.dicom"]
+
+
 def test_predict_reads_files_whose_names_are_not_utf8_or_too_long_and_writes_every_row(
     tmp_path: Path, trained: Path, data_root: Path
 ) -> None:

@@ -10,6 +10,7 @@ import re
 import shlex
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -20,6 +21,7 @@ from wsod_mammo.commands import main
 from wsod_mammo.data.synthetic import make_synthetic_dataset
 from wsod_mammo.study_runs import finished_report
 from wsod_mammo.training.classification import HEADS
+from wsod_mammo.yaml_text import dump_yaml
 
 
 @pytest.fixture(autouse=True)
@@ -191,6 +193,29 @@ def test_a_tilde_in_the_output_and_configs_is_the_home_folder(tmp_path: Path, mo
     assert not (tmp_path / "~").exists()
     assert (tmp_path / "home" / "study" / "study.sbatch").is_file()
     assert (tmp_path / "home" / "study" / "runs" / "cam_seed42" / "run.yaml").is_file()
+
+
+def test_a_data_root_named_like_a_number_stays_a_string_in_each_run_yaml(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``data_root: '1e3'`` (a relative folder named 1e3) was written ``data_root: 1e3`` into each run.yaml, which
+    jsonargparse reads as the float 1000.0: every run's fit refused its own config."""
+    from jsonargparse import ArgumentParser
+
+    monkeypatch.chdir(tmp_path)
+    config = tiny_config(tmp_path / "unused", Path("1e3"))
+    config["model"]["init_args"]["optimizer"] = {"class_path": "torch.optim.Adam", "init_args": {"lr": 0.001}}
+    # as a user writes it: the folder's name quoted ('1e3': a string), the learning rate not (1e-3: a float)
+    (tmp_path / "c.yaml").write_text(dump_yaml(config).replace("lr: 0.001", "lr: 1e-3"))
+    main(["study", "--config", "c.yaml", "--output", "study", "--train_methods", "cam", "--launcher", "slurm"])
+    run_yaml = tmp_path / "study" / "runs" / "cam_seed42" / "run.yaml"
+    parser = ArgumentParser()  # the run.yaml as wsod fit's parser reads a config file
+    parser.add_argument("--config", action="config")
+    for key in yaml.safe_load(run_yaml.read_text()):
+        parser.add_argument(f"--{key}", type=Any)
+    read = parser.parse_args(["--config", str(run_yaml)])
+    assert read.data["init_args"]["data_root"] == "1e3"
+    assert read.model["init_args"]["optimizer"]["init_args"]["lr"] == 0.001  # a float, as wsod fit reads c.yaml
 
 
 def test_the_slurm_command_again_with_aggregate_only_writes_the_tables_not_another_script(tmp_path: Path) -> None:

@@ -65,8 +65,11 @@ from wsod_mammo.sigterm import sigterm_without_collectives
 from wsod_mammo.training.module import GMICLitModule
 from wsod_mammo.training.predict import PredictionWriter
 from wsod_mammo.training.run_dir import keep_csv_metrics, report_directory, resumed_step, run_directory
+from wsod_mammo.yaml_text import use_for_jsonargparse
 
 log = logging.getLogger(__name__)
+
+use_for_jsonargparse()  # config.yaml read back as written: a folder named 1e3 stays a string, not 1000.0
 
 # Model options that say how to run, not what the checkpoint holds: the command's value stands where Lightning
 # would put the checkpoint's hyperparameters over the whole model config.

@@ -41,6 +41,7 @@ from wsod_mammo.study_runs import (
     run_one,
 )
 from wsod_mammo.study_runs import pass_on_sigterm as pass_on_sigterm  # commands calls it on SIGTERM to `wsod study`
+from wsod_mammo.yaml_text import dump_yaml
 
 log = logging.getLogger(__name__)
 
@@ -301,7 +302,7 @@ def run_config_texts(args: argparse.Namespace, runs: dict[RunSpec, Path]) -> dic
     base, test_methods = compose_configs(args.config), _test_methods(args) or list(METHOD_ORDER)
     group = Path(args.output).resolve().name
     return {
-        spec: yaml.safe_dump(
+        spec: dump_yaml(
             run_config(base, spec, run_dir.resolve(), group, test_methods, args.select_by), sort_keys=False
         )  # fmt: skip
         for spec, run_dir in runs.items()
@@ -387,7 +388,7 @@ def relocated(text: str, run_dir: Path) -> str | None:
             return str(run_dir) + value[len(old.rstrip("/")) :]
         return value
 
-    return yaml.safe_dump(moved(config), sort_keys=False)
+    return dump_yaml(moved(config), sort_keys=False)
 
 
 def aggregate(output: Path, runs: dict[RunSpec, Path], test_methods: list[str] | None = None) -> str:
