@@ -1915,7 +1915,11 @@ def test_checkpoint_of_another_model_is_refused(
       r"--trainer.max_epochs\?\) \(--help lists the options\)$"),
      # a path with ': ' is a YAML mapping: the inner value was not shown ("expected list or str", given a string)
      (["--data.predict_paths", "scans/a: b/x"], r"data.predict_paths: expected <class 'list'> or <class 'str'> "
-      r"\(given: \{'scans/a': 'b/x'\}\); YAML reads 'a: b' as a mapping: quote such a path inside a list")],
+      r"\(given: \{'scans/a': 'b/x'\}\); YAML reads 'a: b' as a mapping: quote such a path inside a list"),
+     # a folder named -scans: "argument --data: expected one argument" named the group, not the option or the value
+     (["--data.predict_paths", "-scans"], r"--data.predict_paths: expected a value, found -scans, read as an "
+      r"option: give a value that begins with '-' after '=' \(--data.predict_paths=-scans\), or a path as ./-scans$"),
+     (["--config", "-d.yaml"], r"--config: expected a value, found -d.yaml, read as an option: .*=-d.yaml\)")],
 )  # fmt: skip
 def test_an_option_the_parser_refuses_is_one_line_naming_it_without_the_usage(
     option: list[str], message: str, tmp_path: Path, data_root: Path, capsys: pytest.CaptureFixture,

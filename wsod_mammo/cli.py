@@ -8,7 +8,7 @@ import logging
 import os
 import sys
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -60,7 +60,7 @@ from wsod_mammo.data.datamodule import VinDrMammoDataModule
 from wsod_mammo.folder_locks import FolderBusyError, hold, holder
 from wsod_mammo.logging_setup import said_by_rank_zero
 from wsod_mammo.models.gmic import RUNTIME_OPTIONS
-from wsod_mammo.parse_errors import closest_options, one_line
+from wsod_mammo.parse_errors import closest_options, one_line, option_without_value
 from wsod_mammo.sigterm import sigterm_without_collectives
 from wsod_mammo.training.module import GMICLitModule
 from wsod_mammo.training.predict import PredictionWriter
@@ -284,7 +284,10 @@ class WsodCLI(LightningCLI):
         with configuration_errors(), said_by_rank_zero():
             for option, path in config_files(self._command_line):
                 read_config_file(path, option)
-        with parse_errors_in_one_line(parser, self._subcommand_parsers), said_by_rank_zero():
+        with (
+            parse_errors_in_one_line(parser, self._subcommand_parsers, command_line=self._command_line),
+            said_by_rank_zero(),
+        ):
             super().parse_arguments(parser, args)
         expand_home(self.config)
 
@@ -482,9 +485,12 @@ class ConfigurationError(ValueError):
 
 
 @contextmanager
-def parse_errors_in_one_line(parser: Any, subcommand_parsers: dict[str, Any], prefix: str = "") -> Iterator[None]:
-    """What jsonargparse cannot parse (the command line; a checkpoint's recorded model, ``prefix`` naming it) as one
-    line, the option and why (``parse_errors.one_line``), instead of the usage (a hundred lines) and a nested report."""
+def parse_errors_in_one_line(
+    parser: Any, subcommand_parsers: dict[str, Any], prefix: str = "", command_line: Sequence[str] = ()
+) -> Iterator[None]:
+    """What jsonargparse cannot parse (the command line, ``command_line``'s words; a checkpoint's recorded model,
+    ``prefix`` naming it) as one line, the option and why (``parse_errors.one_line``), instead of the usage (a hundred
+    lines) and a nested report."""
     parsers = [parser, *subcommand_parsers.values()]
     exit_on_error = [p.exit_on_error for p in parsers]
     for each in parsers:  # a subcommand's option is refused by the subcommand's parser
@@ -492,7 +498,7 @@ def parse_errors_in_one_line(parser: Any, subcommand_parsers: dict[str, Any], pr
     try:
         yield
     except ArgumentError as error:
-        line = one_line(str(error))
+        line = option_without_value(one_line(str(error)), command_line)
         if "unrecognized arguments" in line:
             line += closest_options(line, (o for p in parsers for a in p._actions for o in a.option_strings))
         if "not accepted" in line or "unrecognized arguments" in line:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ast
 import difflib
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 #: Lines of the nested report that say where the parser looked, not what is wrong.
 _FRAMING = ("Does not validate", "Subtypes:", "Errors:", "Given value", "Problem with given class_path")
@@ -89,3 +89,26 @@ def closest_options(line: str, known: Iterable[str]) -> str:
     options = sorted(set(known))
     near = [match[0] for option in given if (match := difflib.get_close_matches(option, options, n=1, cutoff=0.8))]
     return f" (did you mean {', '.join(near)}?)" if near else ""
+
+
+_NO_VALUE = re.compile(r"argument (?:-\w/)?(--[\w.-]+): expected one argument")
+
+
+def option_without_value(line: str, command_line: Sequence[str]) -> str:
+    """argparse's "argument --data: expected one argument" as the option typed and the word it took for the next
+    option: ``--data.predict_paths -scans`` (a folder named ``-scans``) was refused naming ``--data``, the group, with
+    nothing of the value or how to give one beginning with '-'. ``line`` unchanged where it is not that error."""
+    match = _NO_VALUE.fullmatch(line.strip())
+    if not match:
+        return line
+    group = match[1]
+    for option, value in zip(command_line, [*command_line[1:], None], strict=True):
+        if option == group or option.startswith(group + "."):
+            if value is None:
+                return f"{option}: expected a value after it, found none"
+            if value.startswith("-"):
+                return (
+                    f"{option}: expected a value, found {value}, read as an option: give a value that begins with "
+                    f"'-' after '=' ({option}={value}), or a path as ./{value}"
+                )
+    return line
