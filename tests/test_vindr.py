@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import logging
 import re
+import unicodedata
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ from wsod_mammo.data.vindr import (
     Finding,
     ImageRecord,
     VinDrFormatError,
+    find_image,
     load_records,
     parse_categories,
 )
@@ -330,6 +332,19 @@ def test_an_id_that_is_not_one_plain_file_name_is_refused_naming_the_row(
     _write(tmp_path, FINDING_COLUMNS, [ROW, [row[c] for c in FINDING_COLUMNS]])
     with pytest.raises(VinDrFormatError, match=rf"line 3: {column} must be one plain file name .*got '"):
         load_records(tmp_path)
+
+
+def test_an_image_named_in_the_other_unicode_normal_form_is_found(tmp_path: Path) -> None:
+    """macOS writes names decomposed (NFD: u and a combining diaeresis), a CSV typed on Linux composed (NFC): the
+    image was "file not found" under the very name `ls` showed."""
+    composed, decomposed = unicodedata.normalize("NFC", "Müller"), unicodedata.normalize("NFD", "Müller")
+    folder = tmp_path / "images" / decomposed
+    folder.mkdir(parents=True)
+    (folder / f"{decomposed}_1.dcm").write_bytes(b"x")
+    (folder / f"{composed}_2.dicom").write_bytes(b"x")  # a folder decomposed and a file composed: each found
+    assert find_image(tmp_path / "images" / composed / f"{composed}_1.dicom") == folder / f"{decomposed}_1.dcm"
+    assert find_image(tmp_path / "images" / composed / f"{decomposed}_2.dicom") == folder / f"{composed}_2.dicom"
+    assert find_image(tmp_path / "images" / composed / "Mueller_1.dicom") is None
 
 
 def test_a_column_named_twice_in_the_header_is_refused(tmp_path: Path) -> None:

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import ast
 import csv
+import itertools
 import logging
 import math
 import re
+import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -317,14 +319,30 @@ IMAGE_NAMES = (".dicom", ".dcm", "", ".png", ".tif", ".tiff", ".jpg", ".jpeg")
 
 def find_image(path: Path) -> Path | None:
     """The file of a record's image: ``path`` (``images/<study_id>/<image_id>.dicom``) where it exists, else the
-    first of the same name with another of :data:`IMAGE_NAMES`' endings that does; None where none exists."""
+    first of the same name with another of :data:`IMAGE_NAMES`' endings that does, its study folder and file name
+    as the CSV spells them, else in Unicode's other normal form; None where none exists."""
     if path.is_file():
         return path
-    stem = path.with_suffix("")  # only ".dicom" goes: a UID image_id keeps its dots
-    for ending in dict.fromkeys(e for name in IMAGE_NAMES for e in (name, name.upper())):
-        if (candidate := stem.with_name(stem.name + ending)).is_file():
-            return candidate
+    for spelt in _unicode_spellings(path):
+        stem = spelt.with_suffix("")  # only ".dicom" goes: a UID image_id keeps its dots
+        for ending in dict.fromkeys(e for name in IMAGE_NAMES for e in (name, name.upper())):
+            if (candidate := stem.with_name(stem.name + ending)).is_file():
+                return candidate
     return None
+
+
+def _unicode_spellings(path: Path) -> list[Path]:
+    """``path``, then with its study folder and file name composed (NFC) and decomposed (NFD), where that differs:
+    macOS writes ``ü`` decomposed (u and a combining diaeresis), a CSV typed elsewhere composed, and Linux compares
+    the bytes: the image was "file not found" under the very name ``ls`` showed."""
+    folder, name = path.parent.name, path.name
+    spellings = [path]
+    forms: tuple[Literal["NFC", "NFD"], ...] = ("NFC", "NFD")
+    for folder_form, name_form in itertools.product(forms, repeat=2):
+        spelt = path.parent.parent / unicodedata.normalize(folder_form, folder) / unicodedata.normalize(name_form, name)
+        if spelt not in spellings:
+            spellings.append(spelt)
+    return spellings
 
 
 def _size_from_file(path: Path) -> tuple[int, int]:
