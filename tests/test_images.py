@@ -280,6 +280,20 @@ def test_an_old_export_without_preamble_or_extension_is_read_as_a_dicom(syntheti
         image_size(tmp_path / "notes")
 
 
+def test_a_png_or_jpeg_that_kept_a_dicom_name_is_read_as_what_it_is(synthetic_root: Path, tmp_path: Path) -> None:
+    """A converted file that kept its ``.dcm``/``.dicom`` name was refused, "not a DICOM file", while a DICOM named
+    ``.png`` was read by its content: each is now read as its signature says."""
+    record = load_records(synthetic_root)[0]
+    stored = pydicom.dcmread(record.path).pixel_array.astype(np.uint16)  # 12-bit values, as a 16-bit PNG holds them
+    assert cv2.imwrite(str(tmp_path / "converted.png"), stored)
+    (tmp_path / "converted.dcm").write_bytes((tmp_path / "converted.png").read_bytes())
+    assert cv2.imwrite(str(tmp_path / "lossy.jpg"), (stored >> 4).astype(np.uint8))
+    (tmp_path / "lossy.dicom").write_bytes((tmp_path / "lossy.jpg").read_bytes())
+    np.testing.assert_array_equal(read_any(tmp_path / "converted.dcm")[0], read_any(tmp_path / "converted.png")[0])
+    assert image_size(tmp_path / "converted.dcm") == image_size(tmp_path / "lossy.dicom") == stored.shape
+    assert any("JPEG" in warning for warning in load_padded(tmp_path / "lossy.dicom", SIZE).warnings)  # lossy
+
+
 def test_an_image_size_is_read_from_the_header_and_a_broken_one_is_named(synthetic_root: Path, tmp_path: Path) -> None:
     from wsod_mammo.data.dicom import DicomError
 

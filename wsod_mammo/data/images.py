@@ -157,9 +157,14 @@ def _negative(image: np.ndarray) -> tuple[str, ...]:
 
 def _file_kind(path: Path) -> str:
     """``dicom`` or ``image`` (PNG/TIFF/JPEG), by content and name as the module's docstring says; else ValueError
-    naming the file."""
+    naming the file. A PNG/TIFF/JPEG signature wins over a DICOM extension (a converted file that kept its ``.dcm``
+    name was refused as "not a DICOM file", while a DICOM named ``.png`` was read as one)."""
     suffix = path.suffix.lower()
-    if is_dicom(path) or suffix in (".dcm", ".dicom") or (suffix not in IMAGE_SUFFIXES and starts_like_data_set(path)):
+    if is_dicom(path):
+        return "dicom"
+    if suffix in (".dcm", ".dicom") and has_image_signature(path):
+        return "image"
+    if suffix in (".dcm", ".dicom") or (suffix not in IMAGE_SUFFIXES and starts_like_data_set(path)):
         return "dicom"
     if suffix in IMAGE_SUFFIXES or has_image_signature(path):
         return "image"
