@@ -289,6 +289,17 @@ def test_a_side_of_the_run_given_as_the_current_folder_is_named_by_the_folder(
     assert "  A cam_seed42:fusion: " in out and "  B cam_seed42:global: " in out
 
 
+def test_a_run_folder_whose_name_holds_a_comma_is_one_run_not_a_list_of_runs(tmp_path: Path, capsys) -> None:
+    """``--compare "runs/Doe, J:fusion" "runs/Doe, J:global"``: the comma made each side two runs (over seeds), and
+    the report stopped at "runs/Doe: no such run directory"."""
+    keys, target, (good, noise), groups = _cases()
+    run = tmp_path / "Doe, J"
+    _write_run(run, {"fusion": good, "global": noise}, keys, target, groups)
+    main([str(run), "--compare", f"{run}:fusion", f"{run}:global"])
+    out = capsys.readouterr().out
+    assert "  A Doe, J:fusion: " in out and "  B Doe, J:global: " in out
+
+
 def test_at_breast_level_each_side_is_its_breast_level_table1_and_deLong_clusters_by_study(
     tmp_path: Path, capsys
 ) -> None:

@@ -36,9 +36,10 @@ from wsod_mammo.detection.study_paired import seeds_auc_figures, seeds_brier_dra
 
 
 def run_specs(spec: str) -> list[str]:
-    """``RUN_1,RUN_2:name`` -> ``[RUN_1:name, RUN_2:name]``; one run (or none: ``name``) -> ``[spec]``."""
+    """``RUN_1,RUN_2:name`` -> ``[RUN_1:name, RUN_2:name]``; one run (or none: ``name``) -> ``[spec]``, and so is
+    a run folder whose name holds a comma (``runs/Doe, J:cam`` was two runs, "runs/Doe: no such run directory")."""
     runs, colon, name = spec.rpartition(":")
-    if "," not in runs:
+    if "," not in runs or Path(runs).is_dir():
         return [spec]
     return [f"{run.strip()}{colon}{name}" for run in runs.split(",")]
 
