@@ -347,6 +347,16 @@ def test_an_image_named_in_the_other_unicode_normal_form_is_found(tmp_path: Path
     assert find_image(tmp_path / "images" / composed / "Mueller_1.dicom") is None
 
 
+def test_an_image_id_too_long_for_a_dicom_extension_is_found_without_one(tmp_path: Path) -> None:
+    """An id of 250 to 255 bytes (84 CJK characters: 252) named its file without an extension: the stat of
+    ``<id>.dicom`` failed, ``[Errno 36] File name too long``, and fit, test and prepare stopped on it."""
+    image_id = "中" * 84
+    (tmp_path / "images" / "s").mkdir(parents=True)
+    (tmp_path / "images" / "s" / image_id).write_bytes(b"x")
+    assert find_image(tmp_path / "images" / "s" / f"{image_id}.dicom") == tmp_path / "images" / "s" / image_id
+    assert find_image(tmp_path / "images" / "s" / f"{'文' * 84}.dicom") is None
+
+
 def test_a_column_named_twice_in_the_header_is_refused(tmp_path: Path) -> None:
     """Each row kept the last `xmin` in silence (a box moved), or a bad value was blamed on the wrong field."""
     _write(tmp_path, [*FINDING_COLUMNS, "xmin"], [ROW + ["1"]])
