@@ -1933,6 +1933,19 @@ def test_an_option_the_parser_refuses_is_one_line_naming_it_without_the_usage(
     assert "usage:" not in printed.err + printed.out and not list(tmp_path.glob("runs/**/config.yaml"))
 
 
+@pytest.mark.parametrize("name", ["0755", "1e3", "12:30", "yes"])
+def test_a_folder_name_yaml_reads_as_a_number_says_to_quote_it(
+    name: str, tmp_path: Path, data_root: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``data_root: 0755`` in a config was refused as "Expected a <class 'str'>. Got value: 493", the name typed
+    nowhere in the line (1e3: 1000.0, 12:30: 750, yes: True)."""
+    config = write_config(tmp_path / "c.yaml", tiny_config(tmp_path, data_root))
+    (tmp_path / "root.yaml").write_text(f"data:\n  init_args:\n    data_root: {name}\n")
+    _refused(["fit", "--config", str(config), "--config", str(tmp_path / "root.yaml")],
+             r"^wsod fit: data.data_root: Expected a <class 'str'>\. Got value: .*; YAML reads an unquoted 0755, "
+             r"1e3, 12:30, yes or true as a number or true/false: quote the name$", caplog)  # fmt: skip
+
+
 def test_a_checkpoint_naming_a_class_this_python_cannot_import_is_refused_in_one_line_naming_it(
     tmp_path: Path, data_root: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

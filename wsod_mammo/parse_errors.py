@@ -16,6 +16,8 @@ from collections.abc import Iterable, Sequence
 _FRAMING = ("Does not validate", "Subtypes:", "Errors:", "Given value", "Problem with given class_path")
 _KEY = re.compile(r'Parser key "([^"]+)"')
 _NONE = "Expected a <class 'NoneType'>"  # the alternative every optional class has; never the reason
+#: a string option given what YAML reads as a number or a boolean (a folder named 0755, 1e3, yes)
+_NOT_A_STRING = re.compile(r"Expected a <class 'str'>\. Got value: ([-+]?[\d.]+(e[-+]?\d+)?|True|False|[-+]?inf|nan)$")
 
 
 def one_line(report: str) -> str:
@@ -54,6 +56,8 @@ def one_line(report: str) -> str:
         reason += f" (given: {value})"
         if value.startswith("{") and "<class 'str'>" in reason:  # `a: b/x` as a path: YAML read a mapping
             reason += "; YAML reads 'a: b' as a mapping: quote such a path inside a list, e.g. \"['a: b/x']\""
+    if _NOT_A_STRING.search(reason):  # `data_root: 0755` in a config: "Got value: 493", the folder's name gone
+        reason += "; YAML reads an unquoted 0755, 1e3, 12:30, yes or true as a number or true/false: quote the name"
     class_path = _deepest_class_path(report) if "No module named" in reason else None
     if class_path:
         reason = f"{class_path}: {reason}; the module that defines it must be importable (on PYTHONPATH)"
