@@ -302,6 +302,21 @@ def test_a_folder_named_like_a_number_stays_a_string_in_config_yaml_and_runs_aga
     assert [record["path"] for record in json.loads(again.read_text())] == ["1e3/a.dicom"]
 
 
+def test_predict_paths_null_beside_a_folder_named_null_says_how_to_name_it(
+    tmp_path: Path, trained: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``--data.predict_paths null`` with a folder ``null`` here: YAML's no value, so predict went for the data's test
+    split and was refused with "data_root ... predict reads it only without --data.predict_paths", given it."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "null").mkdir()
+    config = write_config(tmp_path / "c.yaml", {**yaml.safe_load((trained / "config.yaml").read_text()),
+                                                 "data": {"init_args": {"data_root": str(tmp_path)}}})  # fmt: skip
+    for given in (["--data.predict_paths", "null"], ["--data.predict_paths=null"]):
+        _refused(["predict", "--config", str(config), "--ckpt_path", str(checkpoint(trained, "best")), *given],
+                 r"^wsod predict: --data.predict_paths null: YAML reads 'null' as no value \(predict the data's test "
+                 r"split\), not as the name of the folder here: give it as ./null$", caplog)  # fmt: skip
+
+
 def test_predict_reads_files_whose_names_are_not_utf8_or_too_long_and_writes_every_row(
     tmp_path: Path, trained: Path, data_root: Path
 ) -> None:

@@ -43,6 +43,7 @@ from wsod_mammo.cli_checks import (
     check_output_folders,
     check_precision,
     check_predict_inputs,
+    check_predict_paths_not_null,
     check_seeds,
     check_sync_batchnorm,
     check_weights_given,
@@ -431,6 +432,7 @@ class WsodCLI(LightningCLI):
             without_logger(section)
             if section.get("return_predictions") is None:  # the writer saves each batch as it comes: Lightning
                 section["return_predictions"] = False  # kept every batch's maps until the end (~5.5 kB an image)
+            check_predict_paths_not_null(section, getattr(self, "_command_line", []))
             check_predict_inputs(section)
         else:  # predict reads no labels: any data.classes will do
             check_heads_match_classes(section, checkpoint)

@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 import tempfile
+from collections.abc import Sequence
 from multiprocessing import connection
 from pathlib import Path
 from typing import Any
@@ -380,6 +381,27 @@ def check_launched_processes(trainer: Any) -> None:
             f"trainer runs {expected} ({runs}){lost}; {hint}, or set --trainer.devices and --trainer.num_nodes to match"
         )
     environment.validate_settings(num_devices=trainer.num_devices, num_nodes=trainer.num_nodes)
+
+
+#: the words YAML reads as no value: ``--data.predict_paths null`` is the data's test split, not a folder ``null``
+YAML_NULLS = ("null", "Null", "NULL", "~")
+
+
+def check_predict_paths_not_null(section: Any, command_line: Sequence[str]) -> None:
+    """``--data.predict_paths null`` (or ``~``, a ``#``...: what YAML reads as no value) where a file or folder of
+    that name exists: predict read the data's test split instead, and refused with "data_root: . has no
+    finding_annotations.csv ... predict reads it only without --data.predict_paths", which it had been given."""
+    if (init_args_of(section, "data") or {}).get("predict_paths") is not None:
+        return
+    given = [value for option, value in zip(command_line, command_line[1:], strict=False)
+             if option == "--data.predict_paths"]  # fmt: skip
+    given += [word.partition("=")[2] for word in command_line if word.startswith("--data.predict_paths=")]
+    for value in given:
+        if (value in YAML_NULLS or value.startswith("#")) and Path(value).exists():
+            raise ValueError(
+                f"--data.predict_paths {value}: YAML reads {value!r} as no value (predict the data's test split), "
+                f"not as the name of the {'folder' if Path(value).is_dir() else 'file'} here: give it as ./{value}"
+            )
 
 
 def check_predict_inputs(section: Any) -> None:
