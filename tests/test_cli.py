@@ -3603,3 +3603,15 @@ def test_resuming_a_checkpoint_saved_within_its_epoch_is_not_said_to_train_nothi
         warn_if_finished({"epoch": 1, "loops": ended}, path, {"trainer": {"max_epochs": 2}})
     said = [r.getMessage() for r in caplog.records if "nothing is trained" in r.getMessage()]
     assert [text.split(": nothing")[0].rsplit(" ", 2)[-2] for text in said] == ["1", "2"]  # epochs trained
+
+
+def test_a_configured_method_that_is_no_saliency_class_is_never_called(tmp_path: Path) -> None:
+    """The lines that compare the methods build each configured one; a ``class_path`` naming another callable of a
+    module already imported (``builtins.open``, as a checkpoint's hyperparameters may) was called with its
+    ``init_args``, writing a file, before the option parser's own refusal."""
+    from wsod_mammo.cli_methods import configured_method
+
+    marker = tmp_path / "marker"
+    assert configured_method({"class_path": "builtins.open", "init_args": {"file": str(marker), "mode": "w"}}) is None
+    assert not marker.exists()
+    assert type(configured_method({"class_path": "wsod_mammo.saliency.GradCAM", "init_args": {}})).__name__ == "GradCAM"

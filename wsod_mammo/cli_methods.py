@@ -16,7 +16,10 @@ def configured_method(value: Any) -> SaliencyMethod | None:
     try:
         if isinstance(value, dict) and isinstance(value.get("class_path"), str):
             module, _, name = value["class_path"].rpartition(".")
-            return getattr(importlib.import_module(module), name)(**(value.get("init_args") or {}))
+            found = getattr(importlib.import_module(module), name)
+            if not (isinstance(found, type) and issubclass(found, SaliencyMethod)):
+                return None  # never called: the option parser refuses another class_path, and says so
+            return found(**(value.get("init_args") or {}))
         return get_saliency_method(value)
     except (ImportError, AttributeError, TypeError, ValueError):
         return None
