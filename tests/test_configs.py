@@ -87,3 +87,14 @@ def test_the_opt_ins_gpu_yaml_names_in_its_comments_are_options_of_the_cli() -> 
         for key in option.removeprefix("--").split("."):
             found = found[key] if key in found else found["init_args"][key]  # jsonargparse lets init_args out
         assert str(found).lower() == value.lower(), option
+
+
+def test_the_multinode_config_is_the_one_node_config_on_more_nodes() -> None:
+    """ddp_multinode.yaml lacked ddp.yaml's data options (workers, pinning, standardizing on the GPU): a run spread
+    over two nodes standardized on the host and trained differently from the same run on one node."""
+    one_node = yaml.safe_load((CONFIGS / "trainer" / "ddp.yaml").read_text())
+    nodes = yaml.safe_load((CONFIGS / "trainer" / "ddp_multinode.yaml").read_text())
+    assert nodes["data"] == one_node["data"]
+    assert {k: v for k, v in nodes["trainer"].items() if k != "num_nodes"} == {
+        k: v for k, v in one_node["trainer"].items() if k != "num_nodes"
+    }
