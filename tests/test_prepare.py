@@ -18,11 +18,12 @@ from processes import all_end_within
 import wsod_mammo.data.prepare as prep
 from wsod_mammo import commands
 from wsod_mammo.data.cache_space import check_cache_space, free_bytes
+from wsod_mammo.data.cached_records import drop_missing, open_cache
 from wsod_mammo.data.dataset import VinDrDataset
 from wsod_mammo.data.images import load_input_image
 from wsod_mammo.data.lifetime import is_running
 from wsod_mammo.data.transforms import AugmentationConfig, BoxTransform
-from wsod_mammo.data.vindr import FINDING_CSV, load_records
+from wsod_mammo.data.vindr import BREAST_CSV, FINDING_CSV, load_records
 
 SIZE = (128, 80)
 
@@ -291,6 +292,44 @@ def test_bad_files_reported_and_others_cached(synthetic_root: Path, tmp_path: Pa
     assert len(manifest["images"]) == len({r.image_id for r in records if r.is_normal or r.has_class(["Mass"])}) - 2
     assert str(normals[1].path) in capsys.readouterr().err
     assert json.loads((tmp_path / "cache" / "manifest.json").read_text())["errors"] == errors
+
+
+def test_an_image_id_too_long_for_its_cache_files_name_fails_that_image_alone(
+    padded_root: Path, tmp_path: Path, capsys
+) -> None:
+    """An image_id of 249 bytes (83 CJK characters) with DICOM padding (`<id>.mask.png`: 258 bytes), or of 252
+    bytes (84, its file without an extension: `<id>.png`), stopped the whole prepare on "[Errno 36] ... File name too
+    long", no manifest written, and a rerun stopped on it again (the stat of its sidecar). That image fails with its
+    reason, no part of it left; the others and the manifest are written, and a fit leaves it out as it leaves out the
+    images prepare could not read."""
+    root = Path(shutil.copytree(padded_root, tmp_path / "data"))
+    normals = [r for r in load_records(root) if r.is_normal]
+    masked = next(r for r in normals if "PixelPaddingValue" in pydicom.dcmread(r.path))
+    other = next(r for r in normals if r.image_id != masked.image_id)
+    renamed = {masked.image_id: ("中" * 83, ".dicom"), other.image_id: ("文" * 84, "")}
+    for record in (masked, other):
+        new, ending = renamed[record.image_id]
+        record.path.rename(record.path.with_name(new + ending))
+    for csv in (root / FINDING_CSV, root / BREAST_CSV):
+        text = csv.read_text(encoding="utf-8")
+        for old, (new, _) in renamed.items():
+            text = text.replace(old, new)
+        csv.write_text(text, encoding="utf-8")
+    long_ids = {"中" * 83, "文" * 84}
+    for _ in range(2):  # the rerun looks for their sidecars in the cache's images folder
+        manifest = prep.prepare(str(root), str(tmp_path / "cache"), input_size=SIZE, workers=0)
+        assert set(manifest["errors"]) == long_ids
+        assert manifest["errors"]["中" * 83].endswith(".mask.png: not written (File name too long)); a shorter "
+                                                       "image_id (its file and CSV rows) caches it")  # fmt: skip
+        assert "(252 bytes) makes a cache file name too long" in manifest["errors"]["文" * 84]
+        selected = {r.image_id for r in load_records(root) if r.is_normal or r.has_class(["Mass"])}
+        assert len(manifest["images"]) == len(selected) - 2
+        assert prep.load_manifest(tmp_path / "cache") == manifest
+        assert not [p for p in (tmp_path / "cache" / "images").iterdir() if p.name[0] in "中文."]
+        assert capsys.readouterr().err.count("not cached: its image_id") == 2
+    cache = open_cache(str(tmp_path / "cache"), SIZE, True, "stretch")
+    kept = drop_missing(load_records(root), cache, "skip")
+    assert long_ids.isdisjoint(r.image_id for r in kept) and len(kept) == len(load_records(root)) - 2
 
 
 def test_a_prepare_that_failed_on_some_images_exits_1_after_caching_the_others(

@@ -39,7 +39,7 @@ from tqdm import tqdm
 from wsod_mammo.atomic_files import write_atomic
 from wsod_mammo.data.cache_space import check_cache_space
 from wsod_mammo.data.lifetime import exit_with
-from wsod_mammo.data.vindr import ImageRecord, Selection, find_image, load_records
+from wsod_mammo.data.vindr import ImageRecord, Selection, _is_file, find_image, load_records
 from wsod_mammo.data.vindr_selection import select_records
 from wsod_mammo.folder_locks import hold
 
@@ -235,17 +235,38 @@ def _convert(job: Job) -> tuple[str, dict[str, Any] | None, str]:
     except (DicomError, OSError, ValueError) as err:
         return image_id, None, describe_failure(source, err)
     name = f"{image_id}.{cache_format}"
-    write_atomic(folder / name, encode_image(image, cache_format))
+    files = {folder / name: encode_image(image, cache_format)}
     entry = {"file": f"images/{name}", "source": source, "geometry": geometry.to_dict()}
     if stamp is not None:
         entry["source_file"] = stamp
     if warnings:  # cached all the same: the report and the manifest name them
         entry["warnings"] = warnings
     if padding is not None:  # before the sidecar, like the image: the sidecar marks the image done
-        write_atomic(folder / f"{image_id}.mask.png", encode_padding(padding))
+        files[folder / f"{image_id}.mask.png"] = encode_padding(padding)
         entry["padding"] = f"images/{image_id}.mask.png"
-    write_atomic(sidecar, json.dumps(entry, sort_keys=True).encode())
+    files[sidecar] = json.dumps(entry, sort_keys=True).encode()
+    written = []
+    try:
+        for path, data in files.items():
+            write_atomic(path, data)
+            written.append(path)
+    except OSError as err:  # a name too long is this image's alone: the run goes on, the image failed
+        if err.errno != errno.ENAMETOOLONG:
+            raise
+        for path in written:  # no part of it left behind (its image without its mask)
+            path.unlink(missing_ok=True)
+        return image_id, None, _name_too_long(source, image_id, err)
     return image_id, entry, ""
+
+
+def _name_too_long(source: str, image_id: str, error: OSError) -> str:
+    """Why an image whose cache file name the file system refuses is not cached. An image_id of 247 to 250 bytes
+    with padding (``<id>.mask.png``), or of 251 to 255 (``<id>.png``), stopped the whole prepare on that one name,
+    no manifest written, and every rerun stopped on it again; fit and test without a cache read such an image."""
+    return (
+        f"{source}: not cached: its image_id ({len(os.fsencode(image_id))} bytes) makes a cache file name too long "
+        f"for the file system ({error.strerror}); a shorter image_id (its file and CSV rows) caches it"
+    )
 
 
 def prepare(
@@ -364,7 +385,8 @@ def _plan(records: list[ImageRecord], cache_dir: str, options: dict[str, Any], s
     for image_id, record in unique.items():
         source = str(find_image(record.path) or record.path)
         sidecar = folder / f"{image_id}.json"  # looked for once a run (~15,000 stats on VinDr, a network disk)
-        entry = _done_entry(sidecar, image_id, cache_format) if sidecar.is_file() else None
+        # an image_id of 251 to 255 bytes has no sidecar: its name is too long (the stat's error stopped a rerun)
+        entry = _done_entry(sidecar, image_id, cache_format) if _is_file(sidecar) else None
         if entry is not None and _source_replaced(entry, source):
             replaced.append(f"prepare: {source} changed since {image_id} was cached: converting it again")
             entry = None
