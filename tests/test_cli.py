@@ -1103,6 +1103,20 @@ def test_a_run_id_whose_config_keeps_checkpoints_elsewhere_says_where(tmp_path: 
         resolve_checkpoint("abc123:best", section)
 
 
+def test_a_file_named_like_a_run_alias_is_that_file(tmp_path: Path) -> None:
+    """`--ckpt_path dir/model:best` naming a file that exists was read as run `dir/model`'s best.ckpt ("no best.ckpt
+    in run 'dir/model'"); the file wins, and with no such file the alias still names the run's checkpoint."""
+    section = {"trainer": {"logger": {"class_path": "x.WandbLogger", "init_args": {"save_dir": str(tmp_path)}}}}
+    (tmp_path / "dir" / "model" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "dir" / "model" / "checkpoints" / "best.ckpt").write_bytes(b"")
+    run = tmp_path / "dir" / "model"
+    for alias in ("best", "last"):  # best: was run's best.ckpt in silence; last: "no last.ckpt in run"
+        Path(f"{run}:{alias}").write_bytes(b"")
+        assert resolve_checkpoint(f"{run}:{alias}", section) == Path(f"{run}:{alias}")
+    Path(f"{run}:best").unlink()
+    assert resolve_checkpoint(f"{run}:best", section) == run / "checkpoints" / "best.ckpt"
+
+
 def test_a_resumed_fit_continues_the_run_folders_id_only(tmp_path: Path) -> None:
     """`--ckpt_path last` of a run folder continues that W&B run; an id the config gives, or a checkpoint outside a
     run folder of the config's logger, is left alone."""

@@ -37,9 +37,11 @@ def resolve_checkpoint(ckpt_path: str, section: Any) -> Path:
     ``best``/``last``: that checkpoint of the newest run (the most recently written ``RUN_DIR/checkpoints/
     {best,last}.ckpt`` under the logger's ``save_dir``, or in a configured ``dirpath``). ``RUN:best``/``RUN:last``:
     that run's, where ``RUN`` is a run folder, its ``checkpoints`` folder or a run id (the W&B id naming the
-    folder). Anything else is a path.
+    folder). Anything else is a path, and so is a ``RUN:best`` naming a file that exists (a checkpoint saved as
+    ``model:best`` was read as run ``model``'s alias: "no best.ckpt in run 'model'").
     """
-    run, _, alias = ckpt_path.rpartition(":") if ckpt_path.endswith((":best", ":last")) else ("", "", ckpt_path)
+    named = ckpt_path.endswith((":best", ":last")) and not Path(ckpt_path).is_file()
+    run, _, alias = ckpt_path.rpartition(":") if named else ("", "", ckpt_path)
     if alias in CHECKPOINT_ALIASES:
         name = CHECKPOINT_ALIASES[alias]
         root = runs_root(section)
