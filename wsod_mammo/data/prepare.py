@@ -39,7 +39,7 @@ from tqdm import tqdm
 from wsod_mammo.atomic_files import write_atomic
 from wsod_mammo.data.cache_space import check_cache_space
 from wsod_mammo.data.lifetime import exit_with
-from wsod_mammo.data.vindr import ImageRecord, Selection, _is_file, find_image, load_records
+from wsod_mammo.data.vindr import ImageRecord, Selection, find_image, is_existing_file, load_records
 from wsod_mammo.data.vindr_selection import select_records
 from wsod_mammo.folder_locks import hold
 
@@ -386,7 +386,7 @@ def _plan(records: list[ImageRecord], cache_dir: str, options: dict[str, Any], s
         source = str(find_image(record.path) or record.path)
         sidecar = folder / f"{image_id}.json"  # looked for once a run (~15,000 stats on VinDr, a network disk)
         # an image_id of 251 to 255 bytes has no sidecar: its name is too long (the stat's error stopped a rerun)
-        entry = _done_entry(sidecar, image_id, cache_format) if _is_file(sidecar) else None
+        entry = _done_entry(sidecar, image_id, cache_format) if is_existing_file(sidecar) else None
         if entry is not None and _source_replaced(entry, source):
             replaced.append(f"prepare: {source} changed since {image_id} was cached: converting it again")
             entry = None

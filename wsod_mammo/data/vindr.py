@@ -322,17 +322,17 @@ def find_image(path: Path) -> Path | None:
     """The file of a record's image: ``path`` (``images/<study_id>/<image_id>.dicom``) where it exists, else the
     first of the same name with another of :data:`IMAGE_NAMES`' endings that does, its study folder and file name
     as the CSV spells them, else in Unicode's other normal form; None where none exists."""
-    if _is_file(path):
+    if is_existing_file(path):
         return path
     for spelt in _unicode_spellings(path):
         stem = spelt.with_suffix("")  # only ".dicom" goes: a UID image_id keeps its dots
         for ending in dict.fromkeys(e for name in IMAGE_NAMES for e in (name, name.upper())):
-            if _is_file(candidate := stem.with_name(stem.name + ending)):
+            if is_existing_file(candidate := stem.with_name(stem.name + ending)):
                 return candidate
     return None
 
 
-def _is_file(path: Path) -> bool:
+def is_existing_file(path: Path) -> bool:
     """``path.is_file()``, False for a name too long for the file system (no such file can exist): an image_id of
     250 to 255 bytes, its file without an extension, made ``<image_id>.dicom`` too long, and the stat's
     ``[Errno 36] File name too long`` of that name stopped fit, test and prepare."""
