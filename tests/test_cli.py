@@ -1342,6 +1342,41 @@ def test_a_checkpoints_input_size_that_is_no_pair_of_numbers_is_one_line_naming_
         Predictor.from_checkpoint(tmp_path / "y.ckpt")
 
 
+@pytest.mark.parametrize(
+    ("size", "match"),
+    [([40000, 40000], r"1,600,000,000 pixels, over the 134,217,728 an image may have"),
+     ([250, 192], r"which GMIC cannot take \(each side a positive multiple of 64"),
+     ([0, 64], r"which GMIC cannot take")],
+)  # fmt: skip
+def test_a_checkpoints_input_frame_gmic_cannot_take_or_too_large_is_refused_before_any_image_is_read(
+    tmp_path: Path, data_root: Path, caplog: pytest.LogCaptureFixture, size: list[int], match: str
+) -> None:
+    """`wsod predict` and `Predictor.from_checkpoint` adopt a checkpoint's input frame: a damaged or crafted one of
+    65536 x 65536 took tens of GB an image, and one that is no multiple of 64 failed at the first batch in a traceback
+    (predict named the config's data.input_size). Refused as the checkpoint is read, naming the file and the entry."""
+    checkpoint = {"state_dict": {"model.global_network.conv.weight": torch.zeros(1)}, "hyper_parameters": {},
+                  "pytorch-lightning_version": "2.6.0", "input_frame": {"input_size": size}}  # fmt: skip
+    message = rf"its input frame's input_size is {re.escape(repr(size))}, {match}"
+    section = {"data": {"init_args": {"input_size": [192, 128], "crop_breast": True, "resize": "stretch"}}}
+    with pytest.raises(ValueError, match=rf"^--ckpt_path .*x.ckpt: {message}"):
+        reconcile_input_frame(section, checkpoint, "predict", [], tmp_path / "x.ckpt")
+    assert section["data"]["init_args"]["input_size"] == [192, 128]
+    torch.save(checkpoint, tmp_path / "crafted.ckpt")
+    for given in (None, (192, 128)):  # a frame given does not pass over a damaged one
+        with pytest.raises(ValueError, match=rf"^checkpoint: .*crafted.ckpt: {message}"):
+            Predictor.from_checkpoint(tmp_path / "crafted.ckpt", given)
+    with pytest.raises(ValueError, match=rf"^--ckpt_path .*crafted.ckpt: {message}"):
+        check_checkpoint(tmp_path / "crafted.ckpt")  # a resumed fit's too: its module read it in a traceback
+    config = write_config(tmp_path / "c.yaml", tiny_config(tmp_path, data_root))
+    dicoms = str([str(f) for f in sorted((data_root / "images").glob("*/*.dicom"))[:1]])
+    _refused(["predict", "--config", str(config), "--ckpt_path", str(tmp_path / "crafted.ckpt"),
+              "--data.predict_paths", dicoms],
+             rf"^wsod predict: --ckpt_path .*crafted.ckpt: {message}", caplog)  # fmt: skip
+    _refused(["fit", "--config", str(config), "--ckpt_path", str(tmp_path / "crafted.ckpt")],
+             rf"^wsod fit: --ckpt_path .*crafted.ckpt: {message}", caplog)  # fmt: skip
+    assert not (tmp_path / "predictions").exists() and not (tmp_path / "runs").exists()
+
+
 def test_test_keeps_the_configs_input_frame_and_init_args_spelling_counts_as_given(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

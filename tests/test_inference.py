@@ -539,9 +539,9 @@ def test_an_older_checkpoints_frame_is_its_datamodules() -> None:
     hyperparameters; NYU's weights with neither are 2944 x 1920."""
     from wsod_mammo.inference import recorded_frame
 
-    data = {"input_size": [128, 96], "crop_breast": False, "resize": "fit", "batch_size": 2}
+    data = {"input_size": [128, 192], "crop_breast": False, "resize": "fit", "batch_size": 2}
     assert recorded_frame({"datamodule_hyper_parameters": data}) == {
-        "input_size": [128, 96], "crop_breast": False, "resize": "fit",
+        "input_size": [128, 192], "crop_breast": False, "resize": "fit",
     }  # fmt: skip
     assert recorded_frame({"init_from_nyu": "sample_model_1.p"}) == {"input_size": [2944, 1920]}
 

@@ -332,6 +332,7 @@ def check_checkpoint(path: Path) -> dict[str, Any]:
             "as a state dict saved alone); give a checkpoint that wsod fit or Trainer.save_checkpoint wrote"
         )
     check_named_modules(checkpoint.get("hyper_parameters"), path)
+    recorded_frame(checkpoint, f"--ckpt_path {path}")  # a resumed fit's module reads it too: a traceback there
     check_detection_thresholds(checkpoint, f"--ckpt_path {path}")
     check_finite_weights(checkpoint, f"--ckpt_path {path}")
     return checkpoint

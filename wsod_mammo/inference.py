@@ -247,7 +247,8 @@ class Predictor:
         """From a ``wsod fit`` checkpoint; ``input_size``, ``crop_breast`` and ``resize`` default to the input frame
         the checkpoint was trained in (``input_frame``, as ``wsod predict --ckpt_path`` with the run's config)."""
         checkpoint = read_lightning_checkpoint(path, "checkpoint:")  # its frame: the module's recorded_input_frame
-        if input_size is None and "input_size" not in recorded_frame(checkpoint, f"checkpoint: {path}"):
+        frame = recorded_frame(checkpoint, f"checkpoint: {path}")  # checked whatever is given, naming the file
+        if input_size is None and "input_size" not in frame:
             # `wsod fit` checkpoints record it since 2026-11-26; an older one ran at 2944 x 1920 without a word
             raise ValueError(
                 f"{path}: the checkpoint records no input size (`wsod fit` checkpoints before 2026-11-26 do not): "

@@ -20,6 +20,8 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch import Tensor
 
 from wsod_mammo.atomic_files import temporary_name
+from wsod_mammo.data.dicom import MAX_PIXELS
+from wsod_mammo.models.resnet import GLOBAL_STRIDE
 from wsod_mammo.training.monitors import check_logged, check_mode
 from wsod_mammo.weights_only import WeightsOnlyLoadError, first_nonfinite, load_weights_only
 
@@ -32,8 +34,11 @@ FRAME_KEYS = ("input_size", "crop_breast", "resize")  # what a checkpoint record
 def recorded_frame(checkpoint: dict[str, Any], where: str = "checkpoint") -> dict[str, Any]:
     """The input frame (``FRAME_KEYS``) a checkpoint's weights were trained or made for: its ``input_frame``, else
     its datamodule's hyperparameters; NYU's weights without either: 2944 x 1920. Keys it does not record are left
-    out, so that the caller's defaults apply. An ``input_size`` that is no pair of numbers is a ValueError naming
-    ``where`` (the bare ``invalid literal for int()`` named neither the file nor the entry)."""
+    out, so that the caller's defaults apply. An ``input_size`` that is no pair of numbers, that GMIC cannot take
+    (a side not a positive multiple of ``GLOBAL_STRIDE``) or of more than ``MAX_PIXELS`` pixels (the most an image
+    may have) is a ValueError naming ``where`` (the bare ``invalid literal for int()`` named neither the file nor the
+    entry; ``wsod predict`` adopts the frame, and a damaged or crafted one of 65536 x 65536 took tens of GB an
+    image)."""
     data = checkpoint.get("input_frame") or checkpoint.get("datamodule_hyper_parameters") or {}
     if not data and checkpoint.get("init_from_nyu"):
         data = {"input_size": list(PAPER_INPUT_SIZE)}
@@ -47,6 +52,15 @@ def recorded_frame(checkpoint: dict[str, Any], where: str = "checkpoint") -> dic
         if len(frame["input_size"]) != 2:
             raise ValueError(f"{where}: its input frame's input_size is {size!r}, not [height, width] in pixels (the "
                              "checkpoint was damaged, edited or written by another tool)")  # fmt: skip
+        height, width = frame["input_size"]
+        if min(height, width) < GLOBAL_STRIDE or height % GLOBAL_STRIDE or width % GLOBAL_STRIDE:
+            raise ValueError(f"{where}: its input frame's input_size is {size!r}, which GMIC cannot take (each side a "
+                             f"positive multiple of {GLOBAL_STRIDE}; the checkpoint was damaged, edited or written by "
+                             "another tool)")  # fmt: skip
+        if height * width > MAX_PIXELS:
+            raise ValueError(f"{where}: its input frame's input_size is {size!r}, {height * width:,} pixels, over the "
+                             f"{MAX_PIXELS:,} an image may have (the checkpoint was damaged, edited or written by "
+                             "another tool)")  # fmt: skip
     return frame
 
 
