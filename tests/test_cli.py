@@ -3115,6 +3115,30 @@ def test_launched_processes_that_are_not_the_trainers_are_refused_in_one_line_be
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.parametrize("subcommand", ["fit", "test"])
+def test_a_slurm_shell_srun_did_not_start_is_one_line_naming_the_variables_missing(
+    tmp_path: Path, data_root: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, subcommand: str
+) -> None:
+    """In an `salloc` shell (a job name other than bash) SLURM_NTASKS is set but not the task's ranks, which only
+    `srun` sets: Lightning takes SLURM for the launcher, and a DDP trainer ended in its `KeyError: 'SLURM_NODEID'`
+    traceback as it was built. Now one line naming them and what to do, exit 2, nothing written."""
+    shell = {key: value for key, value in SLURM_TASK.items() if key != "SLURM_NODEID"}
+    for key, value in {**shell, "SLURM_NTASKS": "2", "SLURM_NTASKS_PER_NODE": "2"}.items():
+        monkeypatch.setenv(key, value)
+    for key in ("SLURM_NODEID", "SLURM_PROCID", "SLURM_LOCALID"):
+        monkeypatch.delenv(key, raising=False)
+    settings = tiny_config(tmp_path, data_root)
+    settings["trainer"] |= {"devices": 2, "strategy": "ddp"}
+    config = str(write_config(tmp_path / "c.yaml", settings))
+    weights = ["--ckpt_path", "untrained"] if subcommand == "test" else []
+    _refused([subcommand, "--config", config, *weights],
+             rf"^wsod {subcommand}: SLURM: this shell is in SLURM job 4242 \(SLURM_NTASKS=2, SLURM_JOB_NAME=train\), "
+             r"so Lightning takes SLURM to start the processes, but SLURM_PROCID, SLURM_LOCALID, SLURM_NODEID are not "
+             r"set .*run the command under srun .*`unset SLURM_NTASKS` or `export SLURM_JOB_NAME=bash` first$",
+             caplog)  # fmt: skip
+    assert not (tmp_path / "runs").exists()
+
+
 def test_a_predict_pre_empted_by_sigterm_to_its_process_group_stops_keeps_its_rows_and_exits_143(
     tmp_path: Path, trained: Path, data_root: Path
 ) -> None:

@@ -51,6 +51,7 @@ from wsod_mammo.cli_checks import (
     disable_slurm_auto_requeue,
     keep_given_save_dir_for_wandb,
     name_the_wandb_job,
+    slurm_task_variables,
     without_logger,
 )
 from wsod_mammo.cli_help import customize_subcommand_parser, subcommand_parser_kwargs
@@ -455,6 +456,11 @@ class WsodCLI(LightningCLI):
         disable_slurm_auto_requeue(self.trainer)
         sigterm_without_collectives(self.trainer)
         self.trainer.callbacks.insert(0, CtrlCAgain())  # type: ignore[attr-defined]  # set in __init__, undeclared
+
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        """The trainer; in a SLURM shell that ``srun`` did not start, the task variables missing are one line."""
+        with slurm_task_variables():
+            return super().instantiate_trainer(**kwargs)
 
 
 #: The options that take a config file of their own besides ``--config``: LightningCLI's groups.

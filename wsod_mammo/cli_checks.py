@@ -8,7 +8,8 @@ import logging
 import os
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from multiprocessing import connection
 from pathlib import Path
 from typing import Any
@@ -381,6 +382,33 @@ def check_launched_processes(trainer: Any) -> None:
             f"trainer runs {expected} ({runs}){lost}; {hint}, or set --trainer.devices and --trainer.num_nodes to match"
         )
     environment.validate_settings(num_devices=trainer.num_devices, num_nodes=trainer.num_nodes)
+
+
+#: what `srun` sets for each task it starts, and Lightning's SLURM environment reads for the task's ranks
+SLURM_TASK_VARIABLES = ("SLURM_PROCID", "SLURM_LOCALID", "SLURM_NODEID")
+
+
+@contextmanager
+def slurm_task_variables() -> Iterator[None]:
+    """The trainer built in a SLURM allocation's shell that ``srun`` did not start (``salloc`` with a job name other
+    than ``bash``): Lightning takes SLURM for the launcher (``SLURM_NTASKS`` set), and a DDP trainer read the task's
+    ranks that only ``srun`` sets, ending in Lightning's ``KeyError: 'SLURM_NODEID'`` traceback. A ValueError naming
+    the variables missing and what to do."""
+    try:
+        yield
+    except KeyError as error:
+        missing = [name for name in SLURM_TASK_VARIABLES if name not in os.environ]
+        if not (error.args and error.args[0] in missing):
+            raise
+        job = os.environ.get("SLURM_JOB_ID", "?")
+        tasks, name = os.environ.get("SLURM_NTASKS", "?"), os.environ.get("SLURM_JOB_NAME", "")
+        raise ValueError(
+            f"SLURM: this shell is in SLURM job {job} (SLURM_NTASKS={tasks}, SLURM_JOB_NAME={name}), so Lightning "
+            f"takes SLURM to start the processes, but {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not "
+            "set (srun sets them for each task it starts): run the command under srun (`srun wsod ...`, "
+            "--ntasks-per-node trainer.devices), or for Lightning to start its own processes `unset SLURM_NTASKS` or "
+            "`export SLURM_JOB_NAME=bash` first"
+        ) from None
 
 
 #: the words YAML reads as no value: ``--data.predict_paths null`` is the data's test split, not a folder ``null``
