@@ -3139,6 +3139,25 @@ def test_a_slurm_shell_srun_did_not_start_is_one_line_naming_the_variables_missi
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.parametrize("devices", [1, 2])
+def test_slurm_tasks_without_a_count_per_node_are_one_line(
+    tmp_path: Path, data_root: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, devices: int
+) -> None:
+    """`salloc -n 2` (or `srun -n 2`) sets SLURM_NTASKS without SLURM_NTASKS_PER_NODE, which Lightning's SLURM
+    environment refuses as it is built, whatever the devices: its RuntimeError ended `wsod fit` in a traceback."""
+    for key, value in {**SLURM_TASK, "SLURM_NTASKS": "2"}.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("SLURM_NTASKS_PER_NODE", raising=False)
+    settings = tiny_config(tmp_path, data_root)
+    settings["trainer"] |= {"devices": devices, "strategy": "ddp" if devices > 1 else "auto"}
+    config = str(write_config(tmp_path / "c.yaml", settings))
+    _refused(["fit", "--config", config],
+             r"^wsod fit: SLURM: SLURM_NTASKS=2 without SLURM_NTASKS_PER_NODE \(--ntasks without --ntasks-per-node\), "
+             r"which Lightning does not take: ask for --ntasks-per-node .*`export SLURM_JOB_NAME=bash` first$",
+             caplog)  # fmt: skip
+    assert not (tmp_path / "runs").exists()
+
+
 def test_a_predict_pre_empted_by_sigterm_to_its_process_group_stops_keeps_its_rows_and_exits_143(
     tmp_path: Path, trained: Path, data_root: Path
 ) -> None:

@@ -393,15 +393,27 @@ def slurm_task_variables() -> Iterator[None]:
     """The trainer built in a SLURM allocation's shell that ``srun`` did not start (``salloc`` with a job name other
     than ``bash``): Lightning takes SLURM for the launcher (``SLURM_NTASKS`` set), and a DDP trainer read the task's
     ranks that only ``srun`` sets, ending in Lightning's ``KeyError: 'SLURM_NODEID'`` traceback. A ValueError naming
-    the variables missing and what to do."""
+    the variables missing and what to do. ``SLURM_NTASKS`` over 1 without ``SLURM_NTASKS_PER_NODE`` (``salloc -n
+    2``, ``srun -n 2``) Lightning's SLURM environment refused as it was built, whatever the devices, in a traceback
+    (a RuntimeError): a ValueError saying so."""
+    tasks = os.environ.get("SLURM_NTASKS", "")
     try:
         yield
+    except RuntimeError as error:
+        per_node = "SLURM_NTASKS_PER_NODE" in os.environ
+        if "--ntasks" not in str(error) or per_node or not (tasks.isdigit() and int(tasks) > 1):
+            raise
+        raise ValueError(
+            f"SLURM: SLURM_NTASKS={tasks} without SLURM_NTASKS_PER_NODE (--ntasks without --ntasks-per-node), which "
+            "Lightning does not take: ask for --ntasks-per-node trainer.devices (--nodes trainer.num_nodes) and run "
+            "the command under srun, or in an salloc shell let Lightning start its own processes: `unset "
+            "SLURM_NTASKS` or `export SLURM_JOB_NAME=bash` first"
+        ) from None
     except KeyError as error:
         missing = [name for name in SLURM_TASK_VARIABLES if name not in os.environ]
         if not (error.args and error.args[0] in missing):
             raise
-        job = os.environ.get("SLURM_JOB_ID", "?")
-        tasks, name = os.environ.get("SLURM_NTASKS", "?"), os.environ.get("SLURM_JOB_NAME", "")
+        job, name = os.environ.get("SLURM_JOB_ID", "?"), os.environ.get("SLURM_JOB_NAME", "")
         raise ValueError(
             f"SLURM: this shell is in SLURM job {job} (SLURM_NTASKS={tasks}, SLURM_JOB_NAME={name}), so Lightning "
             f"takes SLURM to start the processes, but {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not "
