@@ -388,7 +388,7 @@ def test_a_part_10_header_followed_by_zeros_is_refused_without_reading_them_thro
         read_dicom(zeros)
     with pytest.raises(DicomError, match=rf"zeros.dcm: {said}"):
         image_size(zeros)
-    assert not dicom.zero_filled_after_meta(full) and read_dicom(full)[0].shape == PIXELS.shape
+    assert not dicom.zero_filled(full) and read_dicom(full)[0].shape == PIXELS.shape
 
 
 def test_a_data_set_zero_filled_after_some_elements_is_refused_without_reading_the_zeros_through(
@@ -409,13 +409,13 @@ def test_a_data_set_zero_filled_after_some_elements_is_refused_without_reading_t
     with zeros.open("wb") as handle:
         handle.write(data[: meta_end + 40])  # two elements, then zeros from inside the third
         handle.truncate(meta_end + 2**20)  # sparse: no disk used
-    assert not dicom.zero_filled_after_meta(zeros)  # the zeros start inside the data set
+    assert dicom.zero_filled(zeros) == dicom.ZEROS_IN_DATA_SET  # not ZEROS_AFTER_META: they start inside the data set
     said = r"a DICOM data set that gives way to zero bytes before any pixel data \(a zero-filled file"
     with pytest.raises(DicomError, match=rf"zeros.dcm: {said}"):
         read_dicom(zeros)
     with pytest.raises(DicomError, match=rf"zeros.dcm: {said}"):
         image_size(zeros)
-    assert data.endswith(bytes(dicom.ZERO_RUN)) and not dicom.zero_filled_before_pixels(full)
+    assert data.endswith(bytes(dicom.ZERO_RUN)) and not dicom.zero_filled(full)
     assert read_dicom(full)[0].shape == pixels.shape and image_size(full) == pixels.shape
 
 

@@ -19,6 +19,7 @@ import math
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pydicom
@@ -65,12 +66,12 @@ ZERO_FILLED = (
     "file: an interrupted download or copy?)"
 )
 
-#: why a Part 10 file that is ``zero_filled_after_meta`` is not read
+#: why a Part 10 file whose data set begins with zeros (``zero_filled``) is not read
 ZEROS_AFTER_META = (
     "a DICOM file header, then zero bytes where its data set begins (a zero-filled file: an interrupted download or "
     "copy?)"
 )
-#: why a file that is ``zero_filled_before_pixels`` is not read
+#: why a file zero-filled inside its data set, before any pixel data (``zero_filled``), is not read
 ZEROS_IN_DATA_SET = (
     "a DICOM data set that gives way to zero bytes before any pixel data (a zero-filled file: an interrupted download "
     "or copy?)"
@@ -287,57 +288,54 @@ def starts_with_zeros(path: Path) -> bool:
         return handle.read(8) == bytes(8)
 
 
-def zero_filled_after_meta(path: Path) -> bool:
-    """True for a Part 10 file (``DICM`` at byte 128) whose data set, after the file meta group, begins with
-    :data:`ZERO_RUN` zero bytes (or zeros to its end): a file whose header was written and whose rest was allocated
-    and never came. pydicom reads every 8 zero bytes of it as an empty element, ~1 s a MB."""
-    with open(path, "rb") as handle:
-        head = handle.read(2**16)
-        if head[128:132] != b"DICM":
-            return False
-        at = 132
-        while at + 8 <= len(head) and head[at : at + 2] == b"\x02\x00":  # the file meta group's elements
-            if head[at + 4 : at + 6] in LONG_VRS:
-                at += 12 + int.from_bytes(head[at + 8 : at + 12], "little")
-            else:
-                at += 8 + int.from_bytes(head[at + 6 : at + 8], "little")
-        handle.seek(at)
-        start = handle.read(ZERO_RUN)
+def _zeros_after_meta(handle: BinaryIO, head: bytes) -> bool:
+    """True for a Part 10 file (``DICM`` at byte 128; ``head``: its first 64 KB) whose data set, after the file meta
+    group, begins with :data:`ZERO_RUN` zero bytes (or zeros to its end): a file whose header was written and whose
+    rest was allocated and never came. pydicom reads every 8 zero bytes of it as an empty element, ~1 s a MB."""
+    if head[128:132] != b"DICM":
+        return False
+    at = 132
+    while at + 8 <= len(head) and head[at : at + 2] == b"\x02\x00":  # the file meta group's elements
+        if head[at + 4 : at + 6] in LONG_VRS:
+            at += 12 + int.from_bytes(head[at + 8 : at + 12], "little")
+        else:
+            at += 8 + int.from_bytes(head[at + 6 : at + 8], "little")
+    handle.seek(at)
+    start = handle.read(ZERO_RUN)
     return len(start) >= 8 and start == bytes(len(start))
 
 
-def zero_filled_before_pixels(path: Path) -> bool:
+def _zeros_before_pixels(handle: BinaryIO) -> bool:
     """True for a file that ends in :data:`ZERO_RUN` zero bytes and holds no (7FE0,0010) PixelData tag (either byte
     order): a data set cut after some elements and zero-filled to its size (a failed copy, a preallocated file). pydicom
     reads every 8 zero bytes as an empty element, ~1 s a MB, before saying there are no pixels. A mammogram whose last
     rows are zero-valued background holds its tag before them: the search ends at its first read (1 MB)."""
-    with open(path, "rb") as handle:
-        size = handle.seek(0, 2)
-        if size < ZERO_RUN:
+    size = handle.seek(0, 2)
+    if size < ZERO_RUN:
+        return False
+    handle.seek(size - ZERO_RUN)
+    if handle.read(ZERO_RUN) != bytes(ZERO_RUN):
+        return False  # most files: one short read
+    handle.seek(0)
+    carried = b""
+    while chunk := handle.read(2**20):
+        window = carried + chunk
+        if any(tag in window for tag in PIXEL_DATA_TAGS):
             return False
-        handle.seek(size - ZERO_RUN)
-        if handle.read(ZERO_RUN) != bytes(ZERO_RUN):
-            return False  # most files: one short read
-        handle.seek(0)
-        carried = b""
-        while chunk := handle.read(2**20):
-            window = carried + chunk
-            if any(tag in window for tag in PIXEL_DATA_TAGS):
-                return False
-            carried = window[-3:]  # a tag across two reads
+        carried = window[-3:]  # a tag across two reads
     return True
 
 
 def zero_filled(path: Path) -> str:
     """Why the file is refused as zero-filled before pydicom parses it (:data:`ZERO_FILLED`,
-    :data:`ZEROS_AFTER_META`, :data:`ZEROS_IN_DATA_SET`); "" for any other file."""
+    :data:`ZEROS_AFTER_META`, :data:`ZEROS_IN_DATA_SET`); "" for any other file. One open for the three checks."""
     with open(path, "rb") as handle:
-        part_10 = handle.read(132)[128:] == b"DICM"
-    if not part_10 and starts_with_zeros(path):
-        return ZERO_FILLED
-    if zero_filled_after_meta(path):
-        return ZEROS_AFTER_META
-    return ZEROS_IN_DATA_SET if zero_filled_before_pixels(path) else ""
+        head = handle.read(2**16)
+        if head[128:132] != b"DICM" and head[:8] == bytes(8):  # as starts_with_zeros
+            return ZERO_FILLED
+        if _zeros_after_meta(handle, head):
+            return ZEROS_AFTER_META
+        return ZEROS_IN_DATA_SET if _zeros_before_pixels(handle) else ""
 
 
 def _bare_dataset(path: Path) -> pydicom.FileDataset:
